@@ -1,0 +1,35 @@
+# The two README commands: `make demo` and `make test`. Each does all the set-up on a fresh machine.
+SHELL := /bin/bash
+VENV := .venv
+PY := $(VENV)/bin/python
+export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
+export PATH := $(CURDIR)/node_modules/.bin:$(CURDIR)/$(VENV)/bin:$(PATH)
+
+.PHONY: setup demo test synth bench clean
+
+setup: $(VENV)/.installed node_modules/.installed
+
+$(VENV)/.installed: requirements.txt requirements-dev.txt pyproject.toml
+	python3 -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -r requirements-dev.txt
+	touch $@
+
+node_modules/.installed: package.json package-lock.json
+	npm ci --no-audit --no-fund --loglevel=error
+	touch $@
+
+synth: setup
+	cdk synth --quiet
+
+demo: setup
+	lnn local --out out/demo
+
+test: setup
+	$(PY) -m pytest -n 2
+
+bench: setup
+	$(PY) -m lnn_cli.bench
+
+clean:
+	rm -rf $(VENV) node_modules cdk.out out

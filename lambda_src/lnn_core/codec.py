@@ -1,0 +1,79 @@
+"""Conversions at the storage boundary: arrays to npz bytes, floats to DynamoDB Decimals and back.
+
+DynamoDB rejects floats, NaN and Inf. `Decimal(repr(x))` is the shortest decimal that round-trips a float
+exactly and never exceeds DynamoDB's 38 significant digits (repr has at most 17).
+"""
+
+import io
+import math
+import zipfile
+from decimal import Decimal
+from typing import Any
+
+import numpy as np
+
+from .errors import RunFailure
+
+
+def float_to_decimal(value: float) -> Decimal:
+    """A finite float as the Decimal that reads back as the identical float."""
+    value = float(value)
+    if not math.isfinite(value):
+        raise ValueError(f"DynamoDB cannot store the non-finite number {value!r}")
+    return Decimal(repr(value))
+
+
+def to_dynamo(value: Any) -> Any:
+    """A JSON-like value with floats made into Decimals (recursively), ready for boto3's DynamoDB serializer."""
+    if isinstance(value, bool) or value is None or isinstance(value, (str, Decimal)):
+        return value
+    if isinstance(value, (int, np.integer)):
+        return int(value)
+    if isinstance(value, (float, np.floating)):
+        return float_to_decimal(value)
+    if isinstance(value, dict):
+        return {str(k): to_dynamo(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [to_dynamo(v) for v in value]
+    if isinstance(value, np.ndarray):
+        return ndarray2item(value)
+    raise TypeError(f"cannot store a {type(value).__name__} in DynamoDB")
+
+
+def from_dynamo(value: Any) -> Any:
+    """The inverse of `to_dynamo`: Decimals become ints when integral, floats otherwise."""
+    if isinstance(value, Decimal):
+        return int(value) if value == value.to_integral_value() and value.as_tuple().exponent >= 0 else float(value)
+    if isinstance(value, dict):
+        return {k: from_dynamo(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [from_dynamo(v) for v in value]
+    return value
+
+
+def ndarray2item(array: np.ndarray) -> list:
+    """A float array as nested DynamoDB lists of Decimals (row-major; shape (n, k) -> n lists of k)."""
+    return [float_to_decimal(v) for v in array] if array.ndim == 1 else [ndarray2item(row) for row in array]
+
+
+def item2ndarray(item: list) -> np.ndarray:
+    """The inverse of `ndarray2item`, bit for bit."""
+    return np.array(item, dtype=np.float64) if not item or not isinstance(item[0], list) else np.array(
+        [item2ndarray(row) for row in item], dtype=np.float64
+    )
+
+
+def arrays_to_npz(arrays: dict[str, np.ndarray]) -> bytes:
+    """Arrays as uncompressed npz bytes (training state is float noise: compression buys little and costs time)."""
+    buffer = io.BytesIO()
+    np.savez(buffer, **arrays)
+    return buffer.getvalue()
+
+
+def npz_to_arrays(data: bytes, *, key: str) -> dict[str, np.ndarray]:
+    """Arrays from npz bytes; a corrupt object is a `RunFailure` naming its key."""
+    try:
+        with np.load(io.BytesIO(data), allow_pickle=False) as npz:
+            return {name: npz[name] for name in npz.files}
+    except (ValueError, OSError, EOFError, zipfile.BadZipFile) as error:
+        raise RunFailure(f"s3 object {key} is corrupt or not an npz file ({error})") from error

@@ -1,0 +1,347 @@
+"""The AWS adapters LNN's logic talks to: object store (S3), run table (DynamoDB), notifier (SNS), invoker (Lambda).
+
+They are passed in, so the same handler runs in Lambda, in tests (moto) and in the local runtime (which swaps
+only the invoker). Every adapter counts its requests and bytes in a shared `IoCounter`.
+"""
+
+import json
+import os
+import time
+from collections import Counter, OrderedDict
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import boto3
+from botocore.config import Config
+from botocore.exceptions import ClientError
+
+from .codec import from_dynamo, to_dynamo
+from .errors import RunFailure
+
+RUN_RECORD_EPOCH = 0  # the run record shares the results table, at epoch 0
+SCRATCH_TAG = "lnn-scratch=true"  # the bucket's lifecycle rule expires objects with this tag
+ASYNC_PAYLOAD_LIMIT = 1_048_576  # bytes, Lambda's limit for an asynchronous invoke
+BOTO_CONFIG = Config(retries={"mode": "standard", "max_attempts": 5}, connect_timeout=5, read_timeout=60)
+
+# The methods whose calls change the world: the chaos harness injects crashes around exactly these.
+EFFECTS = {
+    "store": ("put_bytes", "delete_keys"),
+    "table": ("create_run", "transition", "mark_invoked", "mark_notified", "put_epoch_items", "request_stop", "record_resume"),
+    "notifier": ("publish",),
+    "invoker": ("invoke_async",),
+}
+
+
+class RunExists(Exception):
+    """A run with this id was already created."""
+
+
+@dataclass
+class IoCounter:
+    """AWS requests by service, and bytes moved to and from S3."""
+
+    requests: Counter = field(default_factory=Counter)
+    s3_bytes_in: int = 0
+    s3_bytes_out: int = 0
+
+    def snapshot(self) -> dict[str, Any]:
+        return {"requests": dict(self.requests), "s3_bytes_in": self.s3_bytes_in, "s3_bytes_out": self.s3_bytes_out}
+
+    def since(self, earlier: dict[str, Any]) -> dict[str, Any]:
+        """What was counted after `earlier` (a `snapshot()`)."""
+        requests = Counter(self.requests)
+        requests.subtract(earlier["requests"])
+        return {
+            "requests": {service: count for service, count in requests.items() if count},
+            "s3_bytes_in": self.s3_bytes_in - earlier["s3_bytes_in"],
+            "s3_bytes_out": self.s3_bytes_out - earlier["s3_bytes_out"],
+        }
+
+
+class S3ObjectStore:
+    """Objects under one bucket. Reads of immutable keys (training state) are cached in memory, least recently used first out."""
+
+    def __init__(self, client, bucket: str, counter: IoCounter, *, cache_bytes: int = 256 * 2**20):
+        self._client, self.bucket, self._counter = client, bucket, counter
+        self._cache: OrderedDict[str, bytes] = OrderedDict()
+        self._cache_limit, self._cached = cache_bytes, 0
+
+    def get_bytes(self, key: str, *, etag: str | None = None, cache: bool = True) -> bytes:
+        """The object's bytes. With `etag`, only that version: a changed object is a `RunFailure`."""
+        if key in self._cache:
+            self._cache.move_to_end(key)
+            return self._cache[key]
+        request = {"Bucket": self.bucket, "Key": key} | ({"IfMatch": etag} if etag else {})
+        self._counter.requests["s3"] += 1
+        try:
+            data = self._client.get_object(**request)["Body"].read()
+        except ClientError as error:
+            code = error.response["Error"]["Code"]
+            if code in ("NoSuchKey", "404"):
+                raise RunFailure(f"s3 object {key} is missing") from error
+            if code in ("PreconditionFailed", "412"):
+                raise RunFailure(f"s3 object {key} changed during the run (ETag is no longer {etag})") from error
+            raise
+        self._counter.s3_bytes_in += len(data)
+        if cache:
+            self._remember(key, data)
+        return data
+
+    def head_etag(self, key: str) -> str | None:
+        """The object's ETag, or None when it does not exist."""
+        self._counter.requests["s3"] += 1
+        try:
+            return self._client.head_object(Bucket=self.bucket, Key=key)["ETag"]
+        except ClientError as error:
+            if error.response["Error"]["Code"] in ("NoSuchKey", "404", "NotFound"):
+                return None
+            raise
+
+    def put_bytes(self, key: str, data: bytes, *, scratch: bool = False) -> None:
+        """Write an object; `scratch` objects are tagged for the lifecycle rule that expires them."""
+        self._counter.requests["s3"] += 1
+        self._client.put_object(Bucket=self.bucket, Key=key, Body=data, **({"Tagging": SCRATCH_TAG} if scratch else {}))
+        self._counter.s3_bytes_out += len(data)
+        self._remember(key, data)
+
+    def delete_keys(self, keys: list[str]) -> None:
+        """Delete objects (missing ones are fine), up to 1000 a request."""
+        for key in keys:
+            if key in self._cache:
+                self._cached -= len(self._cache.pop(key))
+        for start in range(0, len(keys), 1000):
+            self._counter.requests["s3"] += 1
+            chunk = keys[start : start + 1000]
+            self._client.delete_objects(Bucket=self.bucket, Delete={"Objects": [{"Key": k} for k in chunk], "Quiet": True})
+
+    def _remember(self, key: str, data: bytes) -> None:
+        if len(data) > self._cache_limit:
+            return
+        if key in self._cache:
+            self._cached -= len(self._cache.pop(key))
+        self._cache[key] = data
+        self._cached += len(data)
+        while self._cached > self._cache_limit:
+            self._cached -= len(self._cache.popitem(last=False)[1])
+
+
+class RunTable:
+    """The results table: the run record at epoch 0, one item per epoch after it."""
+
+    def __init__(self, table, counter: IoCounter):
+        self._table, self._counter = table, counter
+        self.name = table.name
+
+    def create_run(self, run_id: str, record: dict[str, Any]) -> None:
+        """Create the run record once; a second create (a duplicate launch) raises `RunExists`."""
+        self._counter.requests["dynamodb"] += 1
+        item = to_dynamo({**record, "run_id": run_id, "epoch": RUN_RECORD_EPOCH})
+        try:
+            self._table.put_item(Item=item, ConditionExpression="attribute_not_exists(run_id)")
+        except ClientError as error:
+            if _condition_failed(error):
+                raise RunExists(run_id) from error
+            raise
+
+    def get_run(self, run_id: str) -> dict[str, Any] | None:
+        self._counter.requests["dynamodb"] += 1
+        item = self._table.get_item(Key={"run_id": run_id, "epoch": RUN_RECORD_EPOCH}, ConsistentRead=True).get("Item")
+        return from_dynamo(item) if item else None
+
+    def transition(self, run_id: str, *, seen_step: int, new_step: int, fields: dict[str, Any]) -> bool:
+        """Atomically move a running run from `seen_step` to `new_step`, setting `fields` and counting one invocation.
+
+        This conditional write is the commit point of a step: of all deliveries of a step, exactly one wins.
+        Returns False when the run had moved on (or ended) already.
+        """
+        names = {"#status": "status", "#committed": "committed_step", "#invocations": "invocations"}
+        values = {":seen": seen_step, ":new": new_step, ":running": "running", ":one": 1, ":now": now()}
+        assignments = ["#committed = :new", "updated_at = :now"]
+        for index, (name, value) in enumerate(fields.items()):
+            names[f"#f{index}"] = name
+            values[f":v{index}"] = value
+            assignments.append(f"#f{index} = :v{index}")
+        self._counter.requests["dynamodb"] += 1
+        try:
+            self._table.update_item(
+                Key={"run_id": run_id, "epoch": RUN_RECORD_EPOCH},
+                UpdateExpression="SET " + ", ".join(assignments) + " ADD #invocations :one",
+                ConditionExpression="#committed = :seen AND #status = :running",
+                ExpressionAttributeNames=names,
+                ExpressionAttributeValues=to_dynamo(values),
+            )
+        except ClientError as error:
+            if _condition_failed(error):
+                return False
+            raise
+        return True
+
+    def mark_invoked(self, run_id: str, step: int) -> None:
+        """Record that the invocation of `step` was sent, so that a late duplicate does not send it again."""
+        self._conditional_update(
+            run_id,
+            "SET invoked_step = :step",
+            "invoked_step < :step",
+            {":step": step},
+        )
+
+    def mark_notified(self, run_id: str) -> None:
+        self._conditional_update(run_id, "SET notified = :yes", "notified <> :yes", {":yes": True})
+
+    def request_stop(self, run_id: str) -> bool:
+        """Ask a running run to stop at its next step boundary; False when it is not running."""
+        return self._conditional_update(
+            run_id, "SET stop_requested = :yes", "#status = :running", {":yes": True, ":running": "running"}, status=True
+        )
+
+    def record_resume(self, run_id: str, *, seen_step: int) -> bool:
+        """Count a resume of a stalled run, unless the run moved on since it was read."""
+        return self._conditional_update(
+            run_id,
+            "SET updated_at = :now ADD resumes :one",
+            "committed_step = :seen AND #status = :running",
+            {":now": now(), ":one": 1, ":seen": seen_step, ":running": "running"},
+            status=True,
+        )
+
+    def put_epoch_items(self, run_id: str, items: list[dict[str, Any]]) -> None:
+        """Write per-epoch items. Their content is a pure function of the step, so a repeated write changes nothing."""
+        pending = [{"PutRequest": {"Item": to_dynamo({**item, "run_id": run_id})}} for item in items]
+        client = self._table.meta.client
+        while pending:
+            batch, pending = pending[:25], pending[25:]
+            for attempt in range(8):
+                self._counter.requests["dynamodb"] += 1
+                unprocessed = client.batch_write_item(RequestItems={self.name: batch}).get("UnprocessedItems", {})
+                batch = unprocessed.get(self.name, [])
+                if not batch:
+                    break
+                time.sleep(0.05 * 2**attempt)
+            else:
+                raise RuntimeError(f"DynamoDB did not accept {len(batch)} epoch items after 8 attempts")
+
+    def list_epochs(self, run_id: str) -> list[dict[str, Any]]:
+        """The run's epoch items, epoch 1 first."""
+        items, start = [], {}
+        while True:
+            self._counter.requests["dynamodb"] += 1
+            page = self._table.query(
+                KeyConditionExpression="run_id = :run AND epoch >= :first",
+                ExpressionAttributeValues={":run": run_id, ":first": 1},
+                ConsistentRead=True,
+                **start,
+            )
+            items += page["Items"]
+            if "LastEvaluatedKey" not in page:
+                return [from_dynamo(item) for item in items]
+            start = {"ExclusiveStartKey": page["LastEvaluatedKey"]}
+
+    def list_runs(self) -> list[dict[str, Any]]:
+        """Every run record (a scan: the table holds few runs, each with one record)."""
+        items, start = [], {}
+        while True:
+            self._counter.requests["dynamodb"] += 1
+            page = self._table.scan(
+                FilterExpression="epoch = :record",
+                ExpressionAttributeValues={":record": RUN_RECORD_EPOCH},
+                ProjectionExpression="run_id, #s, committed_step, updated_at, created_at, config, #e, final, reason",
+                ExpressionAttributeNames={"#s": "status", "#e": "progress_epoch"},
+                **start,
+            )
+            items += page["Items"]
+            if "LastEvaluatedKey" not in page:
+                return [from_dynamo(item) for item in items]
+            start = {"ExclusiveStartKey": page["LastEvaluatedKey"]}
+
+    def _conditional_update(self, run_id, update, condition, values, *, status: bool = False) -> bool:
+        self._counter.requests["dynamodb"] += 1
+        try:
+            self._table.update_item(
+                Key={"run_id": run_id, "epoch": RUN_RECORD_EPOCH},
+                UpdateExpression=update,
+                ConditionExpression=f"attribute_exists(run_id) AND {condition}",
+                ExpressionAttributeValues=to_dynamo(values),
+                **({"ExpressionAttributeNames": {"#status": "status"}} if status else {}),
+            )
+        except ClientError as error:
+            if _condition_failed(error):
+                return False
+            raise
+        return True
+
+
+class SnsNotifier:
+    def __init__(self, client, topic_arn: str, counter: IoCounter):
+        self._client, self.topic_arn, self._counter = client, topic_arn, counter
+
+    def publish(self, *, subject: str, body: dict[str, Any], status: str) -> None:
+        """One message: a readable subject, a JSON body, and a `status` attribute for subscription filters."""
+        self._counter.requests["sns"] += 1
+        self._client.publish(
+            TopicArn=self.topic_arn,
+            Subject=subject[:100],
+            Message=json.dumps(body, indent=2, sort_keys=True),
+            MessageAttributes={"status": {"DataType": "String", "StringValue": status}},
+        )
+
+
+class Invoker(Protocol):
+    def invoke_async(self, payload: dict[str, Any]) -> None: ...
+
+
+class LambdaInvoker:
+    """Asynchronous (InvocationType=Event) invokes of one function."""
+
+    def __init__(self, client, function_name: str, counter: IoCounter):
+        self._client, self.function_name, self._counter = client, function_name, counter
+
+    def invoke_async(self, payload: dict[str, Any]) -> None:
+        body = json.dumps(payload).encode()
+        if len(body) > ASYNC_PAYLOAD_LIMIT:
+            raise ValueError(f"event of {len(body)} bytes exceeds Lambda's {ASYNC_PAYLOAD_LIMIT}-byte async limit")
+        self._counter.requests["lambda"] += 1
+        self._client.invoke(FunctionName=self.function_name, InvocationType="Event", Payload=body)
+
+
+@dataclass
+class Ports:
+    """Everything a handler may touch in AWS."""
+
+    table: RunTable
+    notifier: SnsNotifier
+    invoker: Invoker
+    counter: IoCounter
+    store: S3ObjectStore | None = None
+
+    @classmethod
+    def from_environment(
+        cls, *, invoke_target: str, session: boto3.Session | None = None, invoker: Invoker | None = None
+    ) -> "Ports":
+        """Adapters for the resources named in the environment; `invoke_target` is the env var naming the function to invoke."""
+        session = session or boto3.Session()
+        counter = IoCounter()
+        bucket = os.environ.get("LNN_BUCKET")
+        return cls(
+            table=RunTable(session.resource("dynamodb", config=BOTO_CONFIG).Table(_required("LNN_TABLE")), counter),
+            notifier=SnsNotifier(session.client("sns", config=BOTO_CONFIG), _required("LNN_TOPIC_ARN"), counter),
+            invoker=invoker
+            or LambdaInvoker(session.client("lambda", config=BOTO_CONFIG), _required(invoke_target), counter),
+            counter=counter,
+            store=S3ObjectStore(session.client("s3", config=BOTO_CONFIG), bucket, counter) if bucket else None,
+        )
+
+
+def now() -> str:
+    """UTC time as ISO 8601 with milliseconds."""
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime()) + f".{int(time.time() * 1000) % 1000:03d}Z"
+
+
+def _required(name: str) -> str:
+    value = os.environ.get(name)
+    if not value:
+        raise RuntimeError(f"environment variable {name} is not set; the LnnTrainer construct sets it")
+    return value
+
+
+def _condition_failed(error: ClientError) -> bool:
+    return error.response["Error"]["Code"] == "ConditionalCheckFailedException"
