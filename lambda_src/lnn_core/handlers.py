@@ -1,0 +1,61 @@
+"""Lambda entry points. Thin: they build the adapters once per container and hand each event to the logic.
+
+The local runtime and the tests call `build_trainer`/`build_launcher`/`build_watchdog` with their own
+boto3 session and invoker; everything else is the code that runs in AWS.
+"""
+
+import functools
+import json
+import os
+
+import boto3
+from aws_lambda_powertools import Logger, Metrics
+
+from .control import Watchdog
+from .engine import Trainer
+from .launcher import Launcher
+from .ports import Invoker, Ports
+
+
+def build_trainer(*, session: boto3.Session | None = None, invoker: Invoker | None = None, logger: Logger | None = None) -> Trainer:
+    ports = Ports.from_environment(invoke_target="AWS_LAMBDA_FUNCTION_NAME", session=session, invoker=invoker)
+    return Trainer(ports, logger=logger or Logger(service="lnn"), metrics=Metrics(namespace="LNN", service="lnn"))
+
+
+def build_launcher(*, session: boto3.Session | None = None, invoker: Invoker | None = None, logger: Logger | None = None) -> Launcher:
+    ports = Ports.from_environment(invoke_target="LNN_TRAINER_FUNCTION", session=session, invoker=invoker)
+    defaults = json.loads(os.environ.get("LNN_TRAINING_DEFAULTS") or "{}")
+    return Launcher(ports, defaults=defaults, logger=logger or Logger(service="lnn"))
+
+
+def build_watchdog(*, session: boto3.Session | None = None, invoker: Invoker | None = None, logger: Logger | None = None) -> Watchdog:
+    ports = Ports.from_environment(invoke_target="LNN_TRAINER_FUNCTION", session=session, invoker=invoker)
+    stall_seconds = float(os.environ.get("LNN_STALL_SECONDS", "900"))
+    return Watchdog(ports, stall_seconds=stall_seconds, logger=logger or Logger(service="lnn"))
+
+
+@functools.cache
+def _trainer() -> Trainer:
+    return build_trainer()
+
+
+@functools.cache
+def _launcher() -> Launcher:
+    return build_launcher()
+
+
+@functools.cache
+def _watchdog() -> Watchdog:
+    return build_watchdog()
+
+
+def train(event, context):
+    return _trainer().handle(event, context)
+
+
+def launch(event, context):
+    return _launcher().handle(event, context)
+
+
+def watchdog(event, context):
+    return _watchdog().handle(event, context)

@@ -1,0 +1,93 @@
+"""Shared fixtures: AWS resources under in-process moto, and the adapters the handlers use."""
+
+import json
+import os
+from collections import deque
+
+import boto3
+import numpy as np
+import pytest
+from moto import mock_aws
+
+REGION = "us-east-1"
+
+
+class QueueInvoker:
+    """The invoke transport of the in-process tests: events queue up and `drain` delivers them in order."""
+
+    def __init__(self):
+        self.events: deque = deque()
+
+    def invoke_async(self, payload):
+        self.events.append(json.loads(json.dumps(payload)))  # the JSON round trip of a real invoke
+
+
+@pytest.fixture
+def aws(monkeypatch):
+    """A fresh in-process AWS with the stack's bucket, table and topic, and the functions' environment set."""
+    for name, value in {
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_DEFAULT_REGION": REGION,
+        "LNN_BUCKET": "lnn-test-bucket",
+        "LNN_TABLE": "lnn-results",
+        "LNN_TRAINER_FUNCTION": "lnn-trainer",
+        "AWS_LAMBDA_FUNCTION_NAME": "lnn-trainer",
+        "LNN_TRAINING_DEFAULTS": "{}",
+    }.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
+    with mock_aws():
+        session = boto3.Session(region_name=REGION)
+        session.client("s3").create_bucket(Bucket="lnn-test-bucket")
+        session.client("dynamodb").create_table(
+            TableName="lnn-results",
+            KeySchema=[{"AttributeName": "run_id", "KeyType": "HASH"}, {"AttributeName": "epoch", "KeyType": "RANGE"}],
+            AttributeDefinitions=[
+                {"AttributeName": "run_id", "AttributeType": "S"},
+                {"AttributeName": "epoch", "AttributeType": "N"},
+            ],
+            BillingMode="PAY_PER_REQUEST",
+        )
+        sns = session.client("sns")
+        topic_arn = sns.create_topic(Name="lnn-notifications")["TopicArn"]
+        monkeypatch.setenv("LNN_TOPIC_ARN", topic_arn)
+        sqs = session.client("sqs")
+        queue_url = sqs.create_queue(QueueName="lnn-inbox")["QueueUrl"]
+        queue_arn = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+        sns.subscribe(TopicArn=topic_arn, Protocol="sqs", Endpoint=queue_arn, Attributes={"RawMessageDelivery": "true"})
+        yield AwsWorld(session, topic_arn, queue_url)
+
+
+class AwsWorld:
+    def __init__(self, session, topic_arn, inbox_url):
+        self.session, self.topic_arn, self.inbox_url = session, topic_arn, inbox_url
+        self.s3 = session.client("s3")
+        self.bucket = "lnn-test-bucket"
+
+    def upload_data(self, key, **arrays):
+        import io
+
+        buffer = io.BytesIO()
+        np.savez(buffer, **arrays)
+        self.s3.put_object(Bucket=self.bucket, Key=key, Body=buffer.getvalue())
+
+    def messages(self):
+        """Every SNS message delivered so far (through the SQS subscription)."""
+        sqs = self.session.client("sqs")
+        received = []
+        while True:
+            batch = sqs.receive_message(QueueUrl=self.inbox_url, MaxNumberOfMessages=10, MessageAttributeNames=["All"]).get("Messages", [])
+            if not batch:
+                return received
+            received += batch
+            for message in batch:
+                sqs.delete_message(QueueUrl=self.inbox_url, ReceiptHandle=message["ReceiptHandle"])
+
+
+def blobs(m=60, features=4, seed=0):
+    """Two separable Gaussian blobs: X (m, features), y (m,) of 0/1."""
+    rng = np.random.RandomState(seed)
+    y = np.arange(m) % 2
+    X = rng.randn(m, features) * 0.5 + (y[:, None] * 2.0 - 1.0)
+    return X, y.astype(np.float64)
