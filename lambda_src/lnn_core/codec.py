@@ -14,12 +14,17 @@ import numpy as np
 
 from .errors import RunFailure
 
+DYNAMODB_MAX = 1e125  # DynamoDB numbers range over 1E-130 .. 9.99E+125 in magnitude
+DYNAMODB_MIN = 1e-130
+
 
 def float_to_decimal(value: float) -> Decimal:
-    """A finite float as the Decimal that reads back as the identical float."""
+    """A finite float as the Decimal that reads back as the identical float (below 1e-130: zero)."""
     value = float(value)
-    if not math.isfinite(value):
-        raise ValueError(f"DynamoDB cannot store the non-finite number {value!r}")
+    if not math.isfinite(value) or abs(value) >= DYNAMODB_MAX:
+        raise ValueError(f"DynamoDB cannot store the number {value!r}")
+    if abs(value) < DYNAMODB_MIN:
+        return Decimal(0)  # DynamoDB cannot hold magnitudes this small
     return Decimal(repr(value))
 
 

@@ -76,8 +76,8 @@ class TrainingConfig:
         for index, name in enumerate(activations, start=1):
             allowed = OUTPUT_ACTIVATIONS if index == len(activations) else HIDDEN_ACTIVATIONS
             if name not in allowed:
-                role = "output" if index == len(activations) else "hidden"
-                raise LnnInputError(f"activations.layer{index} {name!r} is unknown for a {role} layer; use one of {', '.join(allowed)}")
+                role = "the output" if index == len(activations) else "a hidden"
+                raise LnnInputError(f"activations.layer{index} {name!r} is unknown for {role} layer; use one of {', '.join(allowed)}")
         if activations[-1] == "sigmoid" and neurons[-1] != 1:
             raise LnnInputError(f"a sigmoid output needs 1 neuron, not {neurons[-1]}; use softmax for several classes")
         if activations[-1] == "softmax" and neurons[-1] < 2:

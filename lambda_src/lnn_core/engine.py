@@ -31,7 +31,8 @@ from .schedule import STATES, Position, next_position
 
 CHECKPOINT_EVERY = 100  # epochs whose parameters are kept (not scratch), besides the last
 ITEM_WEIGHTS_LIMIT = 10_000  # parameters stored as DynamoDB lists; larger networks store norms and a checkpoint key
-AUTO_SAFETY_SECONDS = 10.0  # auto granularity stops this long before the invocation's timeout, plus two slow epochs
+AUTO_SAFETY_SECONDS = 10.0
+DIVERGED_MAGNITUDE = 1e100  # weights this large have diverged (and DynamoDB numbers end at 1e126)  # auto granularity stops this long before the invocation's timeout, plus two slow epochs
 
 
 @dataclass(frozen=True)
@@ -444,8 +445,8 @@ def finite_cost(cost: float, epoch: int, config: TrainingConfig) -> float:
 
 
 def finite_params(params: dict[str, np.ndarray], epoch: int) -> dict[str, np.ndarray]:
-    if not all(np.all(np.isfinite(array)) for array in params.values()):
-        raise RunFailure(f"the weights diverged at epoch {epoch} (NaN or Inf); lower the learning rate")
+    if not all(np.all(np.abs(array) < DIVERGED_MAGNITUDE) for array in params.values()):  # NaN fails too
+        raise RunFailure(f"the weights diverged at epoch {epoch} (beyond {DIVERGED_MAGNITUDE:g} or NaN); lower the learning rate")
     return params
 
 

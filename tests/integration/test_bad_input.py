@@ -1,0 +1,166 @@
+"""Bad input to a running chain: the run fails once, with its reason, and nothing else moves."""
+
+import copy
+import json
+
+import numpy as np
+import pytest
+
+from lnn_core.handlers import build_launcher, build_trainer
+from tests.conftest import QueueInvoker, blobs
+
+PARAMETERS = {"epochs": 3, "learning_rate": 0.5, "neurons": [3, 1], "activations": ["tanh", "sigmoid"], "seed": 1}
+
+
+@pytest.fixture
+def two_runs(aws):
+    """Runs r1 and r2 launched, their first events queued; r2 is the bystander that must stay untouched."""
+    X, y = blobs()
+    queue = QueueInvoker()
+    launcher = build_launcher(session=aws.session, invoker=queue)
+    for run_id in ("r1", "r2"):
+        aws.upload_data(f"runs/{run_id}/data.npz", X=X, y=y)
+        assert launcher.handle({"run_id": run_id, "parameters": PARAMETERS})["status"] == "running"
+    trainer = build_trainer(session=aws.session, invoker=queue)
+    return aws, trainer, queue
+
+
+def step(trainer, queue, run_id="r1"):
+    """Deliver the next queued event of `run_id`."""
+    event = next(e for e in queue.events if e["run_id"] == run_id)
+    queue.events.remove(event)
+    return trainer.handle(event), event
+
+
+def assert_failed_once(aws, trainer, queue, reason_part, bystander_before):
+    run = trainer.ports.table.get_run("r1")
+    assert run["status"] == "failed" and reason_part in run["reason"]
+    messages = aws.messages()
+    assert len(messages) == 1
+    assert json.loads(messages[0]["Body"])["status"] == "failed"
+    assert messages[0]["MessageAttributes"]["status"]["StringValue"] == "failed"
+    assert not [e for e in queue.events if e["run_id"] == "r1"]
+    assert trainer.ports.table.get_run("r2") == bystander_before
+    # a later delivery for the failed run changes nothing and sends nothing
+    before = trainer.ports.table.get_run("r1")
+    assert trainer.handle(run["next_event"] or {"state": "start", "run_id": "r1"})["outcome"] in ("ignored", "rejected")
+    assert trainer.ports.table.get_run("r1") == before and not aws.messages()
+
+
+@pytest.mark.parametrize(
+    "corrupt, reason",
+    [
+        (lambda e: e.pop("state"), "lacks 'state'"),
+        (lambda e: e.update(state="sideways"), "unknown state"),
+        (lambda e: e.update(step="2"), "'step' must be of type int"),
+        (lambda e: e.update(layer=7), "layer 7 is out of range"),
+        (lambda e: e.update(epoch=9), "epoch 9 is out of range"),
+        (lambda e: e.update(epoch=2), "epoch is 2 but the run's next step has 1"),
+        (lambda e: e.update(learning_rate=0.9), "learning_rate is 0.9"),
+    ],
+)
+def test_bad_event_fails_its_run_once(two_runs, corrupt, reason):
+    aws, trainer, queue = two_runs
+    bystander = trainer.ports.table.get_run("r2")
+    step(trainer, queue)  # start committed; the next event is forward layer 1
+    event = next(e for e in queue.events if e["run_id"] == "r1")
+    queue.events.remove(event)
+    bad = copy.deepcopy(event)
+    corrupt(bad)
+    outcome = trainer.handle(bad)
+    assert outcome["outcome"] == "failed"
+    assert_failed_once(aws, trainer, queue, reason, bystander)
+
+
+def test_unknown_run_touches_nothing(two_runs):
+    aws, trainer, queue = two_runs
+    before = {run_id: trainer.ports.table.get_run(run_id) for run_id in ("r1", "r2")}
+    event = dict(queue.events[0], run_id="ghost")
+    assert trainer.handle(event)["outcome"] == "rejected"
+    assert {run_id: trainer.ports.table.get_run(run_id) for run_id in ("r1", "r2")} == before
+    assert not aws.messages() and len(queue.events) == 2
+
+
+@pytest.mark.parametrize("damage", ["corrupt", "missing"])
+def test_damaged_state_object_fails_the_run(two_runs, damage):
+    aws, trainer, queue = two_runs
+    bystander = trainer.ports.table.get_run("r2")
+    step(trainer, queue)  # start wrote the initial parameters
+    key = "runs/r1/state/params-e0000000.npz"
+    if damage == "corrupt":
+        aws.s3.put_object(Bucket=aws.bucket, Key=key, Body=b"not an npz")
+    else:
+        aws.s3.delete_object(Bucket=aws.bucket, Key=key)
+    fresh = build_trainer(session=aws.session, invoker=queue)  # a cold container: nothing cached
+    outcome, _ = step(fresh, queue)
+    assert outcome["outcome"] == "failed"
+    assert_failed_once(aws, fresh, queue, key, bystander)
+
+
+def test_data_changed_during_the_run_fails_it(two_runs):
+    aws, trainer, queue = two_runs
+    bystander = trainer.ports.table.get_run("r2")
+    step(trainer, queue)  # start; forward layer 1 reads the data next
+    X, y = blobs()
+    X[0, 0] = np.nan
+    aws.upload_data("runs/r1/data.npz", X=X, y=y)
+    outcome, _ = step(build_trainer(session=aws.session, invoker=queue), queue)
+    assert outcome["outcome"] == "failed"
+    assert_failed_once(aws, trainer, queue, "changed during the run", bystander)
+
+
+def test_diverging_cost_fails_the_run(aws):
+    X, y = blobs()
+    aws.upload_data("runs/r1/data.npz", X=X * 1e4, y=y)
+    aws.upload_data("runs/r2/data.npz", X=X, y=y)
+    queue = QueueInvoker()
+    launcher = build_launcher(session=aws.session, invoker=queue)
+    diverging = {**PARAMETERS, "epochs": 50, "learning_rate": 10, "activations": ["linear", "sigmoid"]}
+    assert launcher.handle({"run_id": "r1", "parameters": diverging})["status"] == "running"
+    assert launcher.handle({"run_id": "r2", "parameters": PARAMETERS})["status"] == "running"
+    trainer = build_trainer(session=aws.session, invoker=queue)
+    bystander = trainer.ports.table.get_run("r2")
+    while any(e["run_id"] == "r1" for e in queue.events):
+        step(trainer, queue)
+    assert_failed_once(aws, trainer, queue, "diverged", bystander)
+
+
+@pytest.mark.parametrize(
+    "arrays, reason",
+    [
+        ({"X": np.full((4, 2), np.nan), "y": np.zeros(4)}, "NaN or Inf"),
+        ({"X": np.zeros((4, 2)), "y": np.zeros(3)}, "4 examples but y has 3 labels"),
+        ({"X": np.zeros((4, 2))}, "lacks the array 'y'"),
+        ({"X": np.zeros((4, 2)), "y": np.array([0, 1, 2, 1.0])}, "class labels 0..1"),
+    ],
+)
+def test_launch_rejects_bad_data_before_creating_anything(aws, arrays, reason):
+    aws.upload_data("runs/bad/data.npz", **arrays)
+    queue = QueueInvoker()
+    answer = build_launcher(session=aws.session, invoker=queue).handle({"run_id": "bad", "parameters": PARAMETERS})
+    assert answer["status"] == "rejected" and reason in answer["reason"]
+    assert build_trainer(session=aws.session, invoker=queue).ports.table.get_run("bad") is None
+    assert not queue.events
+
+
+def test_upload_launch_rejection_sends_one_message(aws):
+    aws.s3.put_object(Bucket=aws.bucket, Key="runs/up/parameters.json", Body=b"{not json")
+    queue = QueueInvoker()
+    event = {"source": "aws.s3", "detail-type": "Object Created", "detail": {"bucket": {"name": aws.bucket}, "object": {"key": "runs/up/parameters.json"}}}
+    answer = build_launcher(session=aws.session, invoker=queue).handle(event)
+    assert answer["status"] == "rejected" and "not valid JSON" in answer["reason"]
+    messages = aws.messages()
+    assert len(messages) == 1 and messages[0]["MessageAttributes"]["status"]["StringValue"] == "rejected"
+    assert not queue.events
+
+
+def test_upload_launch_is_idempotent(aws):
+    X, y = blobs()
+    aws.upload_data("runs/up/data.npz", X=X, y=y)
+    aws.s3.put_object(Bucket=aws.bucket, Key="runs/up/parameters.json", Body=json.dumps(PARAMETERS).encode())
+    queue = QueueInvoker()
+    launcher = build_launcher(session=aws.session, invoker=queue)
+    event = {"source": "aws.s3", "detail-type": "Object Created", "detail": {"bucket": {"name": aws.bucket}, "object": {"key": "runs/up/parameters.json"}}}
+    assert launcher.handle(event) == {"run_id": "up", "status": "running"}
+    assert launcher.handle(event)["duplicate"] is True
+    assert len(queue.events) == 1
