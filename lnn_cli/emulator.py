@@ -1,0 +1,107 @@
+"""An embedded AWS: a moto server on loopback, on a free port, in a child process.
+
+A child process (not a thread) so that the emulator and the handlers use both cores. The child exits when
+its standard input closes, so it never outlives the `lnn` process that started it, whatever happens to it.
+"""
+
+import os
+import subprocess
+import sys
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import boto3
+
+ACCOUNT_ID = "123456789012"  # moto's default account, fixed so that ARNs are predictable
+REGION = "us-east-1"
+# A distinctive fake key: the CDK CLI caches key -> account in ~/.cdk/cache, and "testing" may be cached for another emulator.
+FAKE_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "LNNLOCALFAKEKEY", "AWS_SECRET_ACCESS_KEY": "fake", "AWS_SESSION_TOKEN": "fake"}
+
+
+class EndpointSession(boto3.Session):
+    """A boto3 session whose clients and resources all talk to one endpoint (the emulator)."""
+
+    def __init__(self, endpoint_url: str, **kwargs):
+        super().__init__(**kwargs)
+        self.endpoint_url = endpoint_url
+
+    def client(self, *args, **kwargs):
+        kwargs.setdefault("endpoint_url", self.endpoint_url)
+        return super().client(*args, **kwargs)
+
+    def resource(self, *args, **kwargs):
+        kwargs.setdefault("endpoint_url", self.endpoint_url)
+        return super().resource(*args, **kwargs)
+
+
+@dataclass(frozen=True)
+class Emulator:
+    endpoint_url: str
+    started_seconds: float
+
+    def session(self) -> EndpointSession:
+        return EndpointSession(
+            self.endpoint_url,
+            aws_access_key_id=FAKE_CREDENTIALS["AWS_ACCESS_KEY_ID"],
+            aws_secret_access_key=FAKE_CREDENTIALS["AWS_SECRET_ACCESS_KEY"],
+            aws_session_token=FAKE_CREDENTIALS["AWS_SESSION_TOKEN"],
+            region_name=REGION,
+        )
+
+    def environment(self) -> dict[str, str]:
+        """Environment variables that point an AWS tool (the CDK CLI) at the emulator, with fake credentials."""
+        return {
+            **FAKE_CREDENTIALS,
+            "AWS_ENDPOINT_URL": self.endpoint_url,
+            "AWS_REGION": REGION,
+            "AWS_DEFAULT_REGION": REGION,
+            "AWS_EC2_METADATA_DISABLED": "true",
+        }
+
+
+@contextmanager
+def running_emulator(log_path: Path):
+    """Start a fresh moto server; yield its `Emulator`; stop it on exit."""
+    started = time.monotonic()
+    with open(log_path, "ab") as log:
+        child = subprocess.Popen(
+            [sys.executable, "-m", "lnn_cli.emulator"],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=log,
+            env={**os.environ, "MOTO_ACCOUNT_ID": ACCOUNT_ID},
+        )
+    try:
+        port = _read_port(child, log_path)
+        yield Emulator(f"http://localhost:{port}", round(time.monotonic() - started, 2))
+    finally:
+        child.stdin.close()  # the child's signal to exit
+        try:
+            child.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            child.kill()
+            child.wait()
+
+
+def _read_port(child: subprocess.Popen, log_path: Path) -> int:
+    line = child.stdout.readline().decode().strip()  # empty when the child died
+    if not line.isdigit():
+        raise RuntimeError(f"the moto server did not start; see {log_path}")
+    return int(line)
+
+
+def serve() -> None:
+    """The child: serve on 127.0.0.1 on a port the OS picks, print the port, run until stdin closes."""
+    from moto.server import ThreadedMotoServer  # imported here: MOTO_ACCOUNT_ID must be set before moto loads
+
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    print(server.get_host_and_port()[1], flush=True)
+    sys.stdin.read()
+    server.stop()
+
+
+if __name__ == "__main__":
+    serve()
