@@ -21,6 +21,10 @@ from .errors import RunFailure
 RUN_RECORD_EPOCH = 0  # the run record shares the results table, at epoch 0
 SCRATCH_TAG = "lnn-scratch=true"  # the bucket's lifecycle rule expires objects with this tag
 ASYNC_PAYLOAD_LIMIT = 1_048_576  # bytes, Lambda's limit for an asynchronous invoke
+RUN_SUMMARY_FIELDS = (  # what `list_runs` reads of each run record (a scan must not drag epoch weights along)
+    "run_id", "status", "committed_step", "next_event", "updated_at", "created_at", "config", "progress_epoch",
+    "last_cost", "final", "reason", "resumes", "invocations",
+)
 BOTO_CONFIG = Config(retries={"mode": "standard", "max_attempts": 5}, connect_timeout=5, read_timeout=60)
 
 # The methods whose calls change the world: the chaos harness injects crashes around exactly these.
@@ -244,8 +248,8 @@ class RunTable:
             page = self._table.scan(
                 FilterExpression="epoch = :record",
                 ExpressionAttributeValues={":record": RUN_RECORD_EPOCH},
-                ProjectionExpression="run_id, #s, committed_step, updated_at, created_at, config, #e, final, reason",
-                ExpressionAttributeNames={"#s": "status", "#e": "progress_epoch"},
+                ProjectionExpression=", ".join(f"#{name}" for name in RUN_SUMMARY_FIELDS),
+                ExpressionAttributeNames={f"#{name}": name for name in RUN_SUMMARY_FIELDS},
                 **start,
             )
             items += page["Items"]
