@@ -1,0 +1,138 @@
+"""The chaos harness: seeded faults of the kinds Lambda's at-least-once delivery produces, injected into the local runtime.
+
+- duplicate: an async invoke of the trainer is delivered twice, the copy at once or late;
+- crash: the trainer's process dies just before or just after one of its effects (`lnn_core.ports.EFFECTS`),
+  and the runtime retries the event; a crash is injected only when a retry remains, so every event succeeds at last;
+- delay: a delivery is held back on the delivery clock, so that later ones overtake it;
+- lose: an invocation is dropped (as when an event expires); the run stalls until it is resumed, at most
+  `control.MAX_RESUMES` times per run, the number of resumes a run survives.
+
+Everything is drawn from one `random.Random(seed)`, and the runtime is single-threaded: a seed is a schedule.
+"""
+
+import random
+from dataclasses import asdict, dataclass, fields
+from typing import Any
+
+from lnn_core import control
+from lnn_core.errors import LnnInputError
+from lnn_core.ports import EFFECTS
+
+from .runtime import Delivery, LocalFunction, SandboxKilled
+
+LATE_SECONDS = (0.5, 20.0)  # how late (delivery-clock seconds) a late duplicate or a delayed delivery comes
+
+
+class InjectedCrash(SandboxKilled):
+    """A crash the harness injected."""
+
+
+@dataclass(frozen=True)
+class ChaosPlan:
+    """Probabilities per trainer invocation (duplicate, delay, lose) or per effect (crash), and the seed."""
+
+    duplicate: float = 0.0
+    crash: float = 0.0
+    delay: float = 0.0
+    lose: float = 0.0
+    seed: int = 0
+
+    @classmethod
+    def parse(cls, text: str) -> "ChaosPlan":
+        """'duplicate=0.1,crash=0.05,delay=0.1,seed=7' -> ChaosPlan; a bad spec is an `LnnInputError`."""
+        known = {field.name for field in fields(cls)}
+        values: dict[str, Any] = {}
+        for part in filter(None, (item.strip() for item in text.split(","))):
+            name, _, raw = part.partition("=")
+            name = name.strip()
+            if name not in known or not raw:
+                raise LnnInputError(
+                    f"--chaos {part!r} is not understood; use NAME=VALUE pairs with NAME one of {', '.join(sorted(known))}, "
+                    "e.g. --chaos duplicate=0.1,crash=0.05,delay=0.1,seed=7"
+                )
+            try:
+                values[name] = int(raw) if name == "seed" else float(raw)
+            except ValueError:
+                raise LnnInputError(f"--chaos {name} must be a {'whole number' if name == 'seed' else 'number'}; got {raw!r}") from None
+            if name != "seed" and not 0.0 <= values[name] <= 1.0:
+                raise LnnInputError(f"--chaos {name} is a probability from 0 to 1; got {raw}")
+        return cls(**values)
+
+
+@dataclass
+class ChaosCounts:
+    """What the harness injected, and how many step bodies the trainer executed (to compare with a clean run)."""
+
+    duplicates: int = 0
+    delays: int = 0
+    crashes_before: int = 0
+    crashes_after: int = 0
+    losses: int = 0
+    step_bodies: int = 0
+
+    @property
+    def faults(self) -> int:
+        return self.duplicates + self.delays + self.crashes_before + self.crashes_after + self.losses
+
+    def as_dict(self) -> dict[str, int]:
+        return {**asdict(self), "faults": self.faults}
+
+
+class Chaos:
+    """The runtime's `Faults`: counts executed step bodies always, injects faults as the plan says."""
+
+    def __init__(self, plan: ChaosPlan | None = None):
+        self.plan = plan or ChaosPlan()
+        self.counts = ChaosCounts()
+        self._random = random.Random(self.plan.seed)
+        self._may_crash = False
+
+    def instrument(self, role: str, handler: Any) -> None:
+        if role != "trainer":
+            return
+        execute = handler._execute  # the step body: counted to show that faults do not multiply work
+
+        def counted_execute(*args, **kwargs):
+            self.counts.step_bodies += 1
+            return execute(*args, **kwargs)
+
+        handler._execute = counted_execute
+        for port_name, methods in EFFECTS.items():
+            port = getattr(handler.ports, port_name)
+            for method in methods:
+                if hasattr(port, method):
+                    setattr(port, method, self._crashing(f"{port_name}.{method}", getattr(port, method)))
+
+    def schedule(self, function: LocalFunction, payload: str) -> list[float]:
+        if function.role != "trainer":
+            return [0.0]
+        draw = self._random.random
+        if draw() < self.plan.lose and self.counts.losses < control.MAX_RESUMES:
+            self.counts.losses += 1
+            return []
+        delays = [0.0]
+        if draw() < self.plan.delay:
+            self.counts.delays += 1
+            delays[0] = self._random.uniform(*LATE_SECONDS)
+        if draw() < self.plan.duplicate:
+            self.counts.duplicates += 1
+            delays.append(0.0 if draw() < 0.5 else self._random.uniform(*LATE_SECONDS))
+        return delays
+
+    def begin(self, delivery: Delivery, retries_left: int) -> None:
+        self._may_crash = delivery.function.role == "trainer" and retries_left > 0
+
+    def _crashing(self, name: str, method):
+        def effect(*args, **kwargs):
+            self._maybe_crash(f"before {name}", "crashes_before")
+            result = method(*args, **kwargs)
+            self._maybe_crash(f"after {name}", "crashes_after")
+            return result
+
+        return effect
+
+    def _maybe_crash(self, where: str, counter: str) -> None:
+        if self._may_crash and self._random.random() < self.plan.crash / 2:
+            self._may_crash = False  # the process is gone: one crash per delivery
+            setattr(self.counts, counter, getattr(self.counts, counter) + 1)
+            raise InjectedCrash(f"injected crash {where}")

@@ -1,0 +1,215 @@
+"""One training run on a deployed stack, driven through the local runtime: `run_local`.
+
+The same code serves `lnn local` (a moto server with the stack deployed by `cdk deploy`) and in-process tests
+(`moto.mock_aws` with the synthesized template created by CloudFormation): it needs a boto3 session and the
+stack's outputs.
+"""
+
+import json
+import time
+import uuid
+from dataclasses import asdict, dataclass, field
+from typing import Any, Callable
+
+import boto3
+
+from lnn_core import control
+from lnn_core.errors import LnnInputError
+from lnn_core.ports import IoCounter, RunTable
+
+from .chaos import Chaos, ChaosPlan
+from .runtime import DeliveryRecord, LocalLambdaRuntime
+from .stack import StackOutputs
+
+MAX_STALLS = control.MAX_RESUMES + 1  # the last resume finds the limit reached and fails the run
+
+
+@dataclass
+class LocalRunResult:
+    run_id: str
+    run: dict[str, Any]  # the run record
+    epochs: list[dict[str, Any]]  # the epoch items, epoch 1 first
+    notifications: list[dict[str, Any]]  # SNS messages received during the run
+    model: bytes | None  # model.npz, when the run succeeded
+    io: dict[str, Any]  # requests by service and S3 bytes, over every handler of the run
+    deliveries: int  # handler invocations, duplicates and retries included
+    failed_events: list[dict[str, Any]]  # Lambda destination records of events given up
+    chaos: dict[str, int]  # injected faults and executed step bodies (counted on clean runs too)
+    chaos_plan: ChaosPlan | None
+    wall_seconds: float
+    stalls: int = 0
+
+    @property
+    def status(self) -> str:
+        return self.run["status"]
+
+    @property
+    def costs(self) -> list[float]:
+        return [item["cost"] for item in self.epochs]
+
+    def results(self) -> dict[str, Any]:
+        """The content of results.json."""
+        final = self.run.get("final") or {}
+        results = {
+            "run_id": self.run_id,
+            "status": self.status,
+            "epochs": len(self.epochs),
+            "costs": self.costs,
+            "train_accuracy": final.get("train_accuracy"),
+            "seconds": final.get("seconds", round(self.wall_seconds, 3)),
+            "invocations": self.run.get("invocations", 0),
+            "deliveries": self.deliveries,
+            "aws_requests": dict(sorted(self.io["requests"].items())),
+            "s3_bytes_in": self.io["s3_bytes_in"],
+            "s3_bytes_out": self.io["s3_bytes_out"],
+            "granularity": self.run["config"]["granularity"],
+            "config": self.run["config"],
+        }
+        if final.get("test_accuracy") is not None:
+            results["test_accuracy"] = final["test_accuracy"]
+        if self.run.get("reason"):
+            results["reason"] = self.run["reason"]
+        if self.chaos_plan is not None:
+            results["chaos"] = {"plan": asdict(self.chaos_plan), **self.chaos}
+        return results
+
+
+@dataclass
+class NotificationInbox:
+    """An SQS queue subscribed to the stack's topic, so that the run's SNS messages can be read back."""
+
+    session: boto3.Session
+    topic_arn: str
+    queue_url: str = ""
+    subscription_arn: str = ""
+    received: list[dict[str, Any]] = field(default_factory=list)
+
+    def __post_init__(self):
+        sqs = self.session.client("sqs")
+        self.queue_url = sqs.create_queue(QueueName=f"lnn-local-inbox-{uuid.uuid4().hex[:12]}")["QueueUrl"]
+        queue_arn = sqs.get_queue_attributes(QueueUrl=self.queue_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+        self.subscription_arn = self.session.client("sns").subscribe(
+            TopicArn=self.topic_arn, Protocol="sqs", Endpoint=queue_arn, ReturnSubscriptionArn=True
+        )["SubscriptionArn"]
+
+    def read(self) -> list[dict[str, Any]]:
+        """Every message received so far: subject, body (parsed JSON when it is JSON) and attributes."""
+        sqs = self.session.client("sqs")
+        while True:
+            batch = sqs.receive_message(QueueUrl=self.queue_url, MaxNumberOfMessages=10).get("Messages", [])
+            if not batch:
+                return self.received
+            for message in batch:
+                envelope = json.loads(message["Body"])
+                try:
+                    body = json.loads(envelope["Message"])
+                except json.JSONDecodeError:
+                    body = envelope["Message"]
+                attributes = {name: value["Value"] for name, value in (envelope.get("MessageAttributes") or {}).items()}
+                self.received.append({"subject": envelope.get("Subject"), "body": body, "attributes": attributes})
+            sqs.delete_message_batch(
+                QueueUrl=self.queue_url,
+                Entries=[{"Id": str(index), "ReceiptHandle": m["ReceiptHandle"]} for index, m in enumerate(batch)],
+            )
+
+    def close(self) -> None:
+        self.session.client("sns").unsubscribe(SubscriptionArn=self.subscription_arn)
+        self.session.client("sqs").delete_queue(QueueUrl=self.queue_url)
+
+
+def new_run_id(prefix: str = "local") -> str:
+    return f"{prefix}-{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:6]}"
+
+
+def upload_run_inputs(session: boto3.Session, outputs: StackOutputs, run_id: str, data: bytes,
+                      parameters: dict[str, Any] | None = None) -> None:
+    """Put the data at runs/<run_id>/data.npz and, when given, parameters.json (whose upload starts the run in AWS)."""
+    s3 = session.client("s3")
+    s3.put_object(Bucket=outputs.bucket, Key=f"runs/{run_id}/data.npz", Body=data)
+    if parameters is not None:
+        s3.put_object(Bucket=outputs.bucket, Key=f"runs/{run_id}/parameters.json",
+                      Body=json.dumps(parameters, indent=2).encode(), ContentType="application/json")
+
+
+def local_runtime(session: boto3.Session, outputs: StackOutputs, *, log_stream, chaos: Chaos | None = None,
+                  on_delivery: Callable[[DeliveryRecord], None] | None = None) -> LocalLambdaRuntime:
+    return LocalLambdaRuntime(
+        session,
+        {"trainer": outputs.trainer_function, "launcher": outputs.launch_function, "watchdog": outputs.watchdog_function},
+        log_stream=log_stream,
+        faults=chaos,
+        on_delivery=on_delivery,
+    )
+
+
+def drive(runtime: LocalLambdaRuntime, table: RunTable, run_id: str) -> int:
+    """Deliver until the run ends. A running run with nothing in flight has stalled: resume it, as the watchdog
+    (or `lnn resume`) would. Returns the number of stalls."""
+    stalls = 0
+    while True:
+        runtime.run()
+        run = table.get_run(run_id)
+        if run is None or run["status"] != "running" or stalls >= MAX_STALLS:
+            return stalls
+        stalls += 1
+        control.resume_run(runtime.handler("watchdog").ports, run_id)
+
+
+def run_local(
+    session: boto3.Session,
+    outputs: StackOutputs,
+    parameters: dict[str, Any],
+    data: bytes,
+    *,
+    run_id: str | None = None,
+    chaos: ChaosPlan | None = None,
+    log_stream,
+    on_delivery: Callable[[DeliveryRecord], None] | None = None,
+) -> LocalRunResult:
+    """Upload `data`, launch a run with `parameters` through the launcher, and drive it to its end.
+
+    Raises `LnnInputError` when the launcher rejects the run (nothing was created then, but the data upload).
+    """
+    run_id = run_id or new_run_id()
+    started = time.monotonic()
+    upload_run_inputs(session, outputs, run_id, data)
+    inbox = NotificationInbox(session, outputs.topic_arn)
+    try:
+        faults = Chaos(chaos)
+        runtime = local_runtime(session, outputs, log_stream=log_stream, chaos=faults, on_delivery=on_delivery)
+        launched = runtime.invoke("launcher", {"run_id": run_id, "parameters": parameters})
+        if launched.get("status") == "rejected":
+            raise LnnInputError(launched["reason"])
+        table = RunTable(session.resource("dynamodb").Table(outputs.table), IoCounter())
+        stalls = drive(runtime, table, run_id)
+        run = table.get_run(run_id)
+        epochs = table.list_epochs(run_id)
+        model = None
+        if run["status"] == "succeeded":
+            model = session.client("s3").get_object(Bucket=outputs.bucket, Key=run["final"]["model_key"])["Body"].read()
+        notifications = inbox.read()
+    finally:
+        inbox.close()
+    return LocalRunResult(
+        run_id=run_id,
+        run=run,
+        epochs=epochs,
+        notifications=notifications,
+        model=model,
+        io=sum_io(function.handler.ports.counter for function in runtime.functions.values()),
+        deliveries=len(runtime.deliveries),
+        failed_events=runtime.failed_events,
+        chaos=faults.counts.as_dict(),
+        chaos_plan=chaos,
+        wall_seconds=time.monotonic() - started,
+        stalls=stalls,
+    )
+
+
+def sum_io(counters) -> dict[str, Any]:
+    total = IoCounter()
+    for counter in counters:
+        total.requests.update(counter.requests)
+        total.s3_bytes_in += counter.s3_bytes_in
+        total.s3_bytes_out += counter.s3_bytes_out
+    return total.snapshot()
