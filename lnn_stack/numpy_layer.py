@@ -3,9 +3,11 @@
 pip downloads the wheels for the function's platform, not the machine's: `--platform manylinux_2_28_<arch>`,
 `--python-version` of the runtime, binary wheels only. NumPy 2.3 and newer ship only manylinux_2_28
 wheels; with `manylinux2014` alone pip would silently fall back to NumPy 2.2.6.
+The wheels are downloaded once into a user cache; later builds install from it without network.
 """
 
 import hashlib
+import os
 import shutil
 import subprocess
 import sys
@@ -28,6 +30,12 @@ def python_version(runtime: lambda_.Runtime) -> str:
     return runtime.name.removeprefix("python")
 
 
+def wheel_cache(platform: str, python_version: str) -> Path:
+    """Where downloaded wheels are kept, so that later builds (e.g. after `rm -rf cdk.out`) need no network."""
+    cache_home = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    return cache_home / "lnn" / "layer-wheels" / f"cp{python_version.replace('.', '')}-{platform}"
+
+
 @jsii.implements(ILocalBundling)
 class PipLayerBundling:
     """Installs the layer's wheels into <output>/python, the directory Lambda adds to sys.path."""
@@ -39,26 +47,38 @@ class PipLayerBundling:
 
     def try_bundle(self, output_dir: str, *, image: DockerImage, **_options) -> bool:
         target = Path(output_dir) / "python"
-        command = [
-            sys.executable, "-m", "pip", "install", "--quiet", "--disable-pip-version-check", "--no-compile",
-            "--only-binary=:all:", "--implementation", "cp", "--python-version", self.python_version,
-            "--platform", self.platform, "--target", str(target), *self.requirements,
-        ]
-        result = subprocess.run(command, capture_output=True, text=True)
-        if result.returncode != 0:
-            raise RuntimeError(
-                f"Building the NumPy layer failed: pip could not install {' '.join(self.requirements)} "
-                f"for Python {self.python_version} on {self.platform}.\n{result.stderr.strip()}\n"
-                "Fix: check that this machine reaches PyPI (or a pip index set in pip.conf / PIP_INDEX_URL), and "
-                "that each pinned version has a binary wheel for that Python and platform; the pins are "
-                "LAYER_REQUIREMENTS in lnn_stack/numpy_layer.py. Unit tests skip bundling with the context "
-                "aws:cdk:bundling-stacks=[]."
-            )
+        wheels = wheel_cache(self.platform, self.python_version)
+        install_from_cache = ("install", "--no-index", "--find-links", str(wheels), "--target", str(target))
+        if self._pip(*install_from_cache).returncode != 0:  # not all cached yet: download once, then install
+            for step in (("download", "--dest", str(wheels)), install_from_cache):
+                result = self._pip(*step)
+                if result.returncode != 0:
+                    raise RuntimeError(self._failure(result.stderr))
         # Tests, bytecode and console scripts (their shebang names this machine's Python) only cost size.
         for unneeded in [*target.rglob("tests"), *target.rglob("__pycache__"), target / "bin"]:
             if unneeded.is_dir():
                 shutil.rmtree(unneeded, ignore_errors=True)
         return True
+
+    def _pip(self, command: str, *options: str) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            [
+                sys.executable, "-m", "pip", command, "--quiet", "--disable-pip-version-check", *options,
+                "--only-binary=:all:", "--implementation", "cp", "--python-version", self.python_version,
+                "--platform", self.platform, *self.requirements,
+            ],
+            capture_output=True,
+            text=True,
+        )
+
+    def _failure(self, pip_error: str) -> str:
+        return (
+            f"Building the NumPy layer failed: pip could not get {' '.join(self.requirements)} "
+            f"for Python {self.python_version} on {self.platform}.\n{pip_error.strip()}\n"
+            "Fix: check that this machine reaches PyPI (or the index set in pip.conf / PIP_INDEX_URL) and that "
+            "each pinned version has a binary wheel for that Python and platform; the pins are LAYER_REQUIREMENTS "
+            "in lnn_stack/numpy_layer.py. (Unit tests skip bundling with the context aws:cdk:bundling-stacks=[].)"
+        )
 
 
 class NumpyLayer(Construct):

@@ -78,10 +78,10 @@ class Parameter:
         except (ValueError, TypeError):
             raise self.error(raw) from None
 
-    def error(self, raw: Any, accepts: str | None = None) -> ContextError:
+    def error(self, raw: Any, accepts: str | None = None, example: str | None = None) -> ContextError:
         return ContextError(
             f"Context parameter {self.key!r} must be {accepts or self.accepts}; got {raw!r}. "
-            f"Fix: cdk synth -c {self.key}={self.example}"
+            f"Fix: cdk synth -c {self.key}={example or self.example}"
         )
 
 
@@ -237,6 +237,7 @@ class DeploymentSettings:
             raise STALL_MINUTES.error(
                 context.get(STALL_MINUTES.key, STALL_MINUTES.default),
                 f"longer than the function timeout ({settings.timeout_seconds} s, from 'timeout')",
+                example=str(settings.timeout_seconds // 60 + 1),
             )
         return settings
 

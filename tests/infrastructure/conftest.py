@@ -1,0 +1,103 @@
+"""Synthesize the CDK app once per session (asset bundling skipped) and share the result with every test."""
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+os.environ.setdefault("JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION", "20")  # before jsii starts node
+
+import pytest
+from aws_cdk import Stack
+from aws_cdk.assertions import Template
+from constructs import IConstruct
+
+from lnn_stack.application import create_app
+from lnn_stack.lnn_stack import LnnStack
+
+PROJECT_DIR = Path(__file__).resolve().parents[2]
+SKIP_BUNDLING = {"aws:cdk:bundling-stacks": []}
+# Every option set to a non-default value, to check that each one reaches the template.
+CUSTOM_CONTEXT = {
+    "stack_name": "LnnCustom",
+    "architecture": "x86_64",
+    "memory_size": "2048",
+    "timeout": "600",
+    "notification_email": "ops@example.com",
+    "log_retention_days": "14",
+    "billing_mode": "provisioned",
+    "removal_policy": "destroy",
+    "reserved_concurrency": "10",
+    "stall_minutes": "20",
+    "watchdog_rate_minutes": "10",
+    "invocation_alarm_threshold": "100",
+    "epochs": "7",
+    "learning_rate": "0.01",
+    "neurons": "8,3",
+    "activations": "tanh,softmax",
+    "granularity": "epoch",
+    "init": "he",
+    "seed": "42",
+}
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "layer_build: builds the NumPy layer for real with pip (needs PyPI once)")
+
+
+def cli_context() -> dict[str, Any]:
+    """The context `cdk synth` takes from cdk.json, so that the tests synthesize what the CLI does."""
+    return json.loads((PROJECT_DIR / "cdk.json").read_text())["context"]
+
+
+@dataclass(frozen=True)
+class Synthesized:
+    stack: LnnStack
+    assembly_dir: Path
+    template_file: Path
+    resources: dict[str, dict]  # logical id -> resource, from the template JSON
+    outputs: dict[str, dict]
+    template: Template
+
+    def logical_id(self, construct: IConstruct) -> str:
+        element = construct.node.default_child or construct
+        return Stack.of(construct).resolve(Stack.of(construct).get_logical_id(element))
+
+    def resource(self, construct: IConstruct) -> dict:
+        return self.resources[self.logical_id(construct)]
+
+    def of_type(self, resource_type: str) -> dict[str, dict]:
+        return {key: value for key, value in self.resources.items() if value["Type"] == resource_type}
+
+
+def synthesize(outdir: Path, context: dict[str, Any]) -> Synthesized:
+    app, stack = create_app({**cli_context(), **SKIP_BUNDLING, **context}, outdir=str(outdir))
+    assembly = app.synth()  # also runs the cdk-nag AwsSolutions pack: a violation fails synth
+    template_file = Path(assembly.directory) / stack.template_file
+    template_json = json.loads(template_file.read_text())
+    return Synthesized(
+        stack=stack,
+        assembly_dir=Path(assembly.directory),
+        template_file=template_file,
+        resources=template_json["Resources"],
+        outputs=template_json.get("Outputs", {}),
+        template=Template.from_json(template_json),
+    )
+
+
+@pytest.fixture(scope="session")
+def synthesized(tmp_path_factory) -> Synthesized:
+    """The app with an empty context: every default."""
+    return synthesize(tmp_path_factory.mktemp("cdk-default"), {})
+
+
+@pytest.fixture(scope="session")
+def customized(tmp_path_factory) -> Synthesized:
+    """The app with every context parameter set (CUSTOM_CONTEXT)."""
+    return synthesize(tmp_path_factory.mktemp("cdk-custom"), CUSTOM_CONTEXT)
+
+
+@pytest.fixture(scope="session")
+def trainer(synthesized):
+    return synthesized.stack.trainer

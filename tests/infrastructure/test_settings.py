@@ -1,0 +1,209 @@
+"""Context parameters: every key is validated, and a bad value gives one message naming key, value and fix."""
+
+import json
+
+import pytest
+from aws_cdk import RemovalPolicy
+from aws_cdk import aws_dynamodb as dynamodb
+from aws_cdk import aws_logs as logs
+
+from lnn_stack import settings
+from lnn_stack.settings import ContextError, DeploymentSettings, TrainingDefaults, settings_from_context
+
+from .conftest import CUSTOM_CONTEXT
+
+ALL_PARAMETERS = [*settings.DEPLOYMENT_PARAMETERS.values(), *settings.TRAINING_PARAMETERS.values()]
+
+
+def error_of(context: dict) -> str:
+    with pytest.raises(ContextError) as caught:
+        settings_from_context(context)
+    return str(caught.value)
+
+
+def test_empty_context_gives_the_documented_defaults():
+    deployment, training = settings_from_context({})
+    assert deployment == DeploymentSettings(
+        stack_name="LnnStack",
+        architecture="arm64",
+        memory_size=1024,
+        timeout_seconds=300,
+        notification_email=None,
+        log_retention_days=7,
+        billing_mode="on_demand",
+        removal_policy="retain",
+        reserved_concurrency=None,
+        stall_minutes=15,
+        watchdog_rate_minutes=5,
+        invocation_alarm_threshold=5000,
+    )
+    assert training == TrainingDefaults(
+        epochs=100,
+        learning_rate=0.0075,
+        neurons=(20, 7, 5, 1),
+        activations=("relu", "relu", "relu", "sigmoid"),
+        granularity="layer",
+        init="lecun",
+        seed=None,
+    )
+    assert deployment.lambda_architecture.name == "arm64"
+    assert deployment.log_retention == logs.RetentionDays.ONE_WEEK
+    assert deployment.table_billing_mode == dynamodb.BillingMode.PAY_PER_REQUEST
+    assert deployment.data_removal_policy == RemovalPolicy.RETAIN
+    assert deployment.timeout.to_seconds() == 300
+    assert deployment.stall_after.to_minutes() == 15
+    assert deployment.watchdog_rate.to_minutes() == 5
+
+
+def test_string_values_from_the_command_line_are_parsed():
+    deployment, training = settings_from_context(CUSTOM_CONTEXT)
+    assert deployment == DeploymentSettings(
+        stack_name="LnnCustom",
+        architecture="x86_64",
+        memory_size=2048,
+        timeout_seconds=600,
+        notification_email="ops@example.com",
+        log_retention_days=14,
+        billing_mode="provisioned",
+        removal_policy="destroy",
+        reserved_concurrency=10,
+        stall_minutes=20,
+        watchdog_rate_minutes=10,
+        invocation_alarm_threshold=100,
+    )
+    assert training == TrainingDefaults(
+        epochs=7, learning_rate=0.01, neurons=(8, 3), activations=("tanh", "softmax"), granularity="epoch",
+        init="he", seed=42,
+    )
+    assert deployment.lambda_architecture.name == "x86_64"
+    assert deployment.log_retention == logs.RetentionDays.TWO_WEEKS
+    assert deployment.table_billing_mode == dynamodb.BillingMode.PROVISIONED
+    assert deployment.data_removal_policy == RemovalPolicy.DESTROY
+
+
+def test_json_values_from_cdk_json_are_accepted():
+    deployment, training = settings_from_context(
+        {"memory_size": 2048, "reserved_concurrency": 5, "neurons": [4, 1], "activations": ["relu", "sigmoid"],
+         "learning_rate": 0.5, "seed": 0}
+    )
+    assert (deployment.memory_size, deployment.reserved_concurrency) == (2048, 5)
+    assert (training.neurons, training.activations, training.learning_rate, training.seed) == (
+        (4, 1), ("relu", "sigmoid"), 0.5, 0)
+
+
+def test_an_empty_value_clears_an_optional_parameter():
+    deployment, training = settings_from_context({"notification_email": "", "reserved_concurrency": "", "seed": ""})
+    assert (deployment.notification_email, deployment.reserved_concurrency, training.seed) == (None, None, None)
+
+
+def test_the_message_for_a_bad_value_names_the_key_the_value_what_it_accepts_and_the_fix():
+    assert error_of({"memory_size": "abc"}) == (
+        "Context parameter 'memory_size' must be an integer from 128 to 10240 (MB); got 'abc'. "
+        "Fix: cdk synth -c memory_size=1024"
+    )
+
+
+@pytest.mark.parametrize("parameter", ALL_PARAMETERS, ids=lambda parameter: parameter.key)
+def test_every_parameter_rejects_a_bad_value_with_its_own_message(parameter):
+    message = error_of({parameter.key: "bogus value!"})
+    assert message == (
+        f"Context parameter {parameter.key!r} must be {parameter.accepts}; got 'bogus value!'. "
+        f"Fix: cdk synth -c {parameter.key}={parameter.example}"
+    )
+
+
+@pytest.mark.parametrize("parameter", ALL_PARAMETERS, ids=lambda parameter: parameter.key)
+def test_the_fix_each_message_suggests_is_itself_valid(parameter):
+    settings_from_context({parameter.key: parameter.example})
+
+
+@pytest.mark.parametrize(
+    ("key", "bad", "good"),
+    [
+        ("stack_name", "1lnn", "Lnn-Dev2"),
+        ("stack_name", "lnn_dev", "a" * 128),
+        ("architecture", "aarch64", "arm64"),
+        ("memory_size", "127", "128"),
+        ("memory_size", "10241", "10240"),
+        ("memory_size", "1.5", "2048"),
+        ("memory_size", True, 512),
+        ("timeout", "0", "1"),
+        ("timeout", "901", "899"),
+        ("notification_email", "ops@localhost", "first.last+lnn@example.co.uk"),
+        ("log_retention_days", "8", "3653"),
+        ("log_retention_days", "0", "1"),
+        ("billing_mode", "PAY_PER_REQUEST", "on_demand"),
+        ("removal_policy", "snapshot", "destroy"),
+        ("reserved_concurrency", "0", "1"),
+        ("watchdog_rate_minutes", "0", "1440"),
+        ("invocation_alarm_threshold", "0", "1"),
+        ("epochs", "0", "1"),
+        ("learning_rate", "0", "1e-3"),
+        ("learning_rate", "nan", "0.1"),
+        ("learning_rate", "-0.1", 2),
+        ("neurons", "20,,1", "20, 7, 5, 1"),
+        ("neurons", "", "30,10,5,1"),
+        ("activations", "relu;sigmoid", "tanh,tanh,tanh,sigmoid"),
+        ("granularity", "step", "auto"),
+        ("init", "xavier", "lecun"),
+        ("seed", "-1", str(2**32 - 1)),
+        ("seed", str(2**32), "0"),
+    ],
+)
+def test_bounds_and_formats(key, bad, good):
+    assert error_of({key: bad}).startswith(f"Context parameter {key!r} must be")
+    settings_from_context({key: good})
+
+
+def test_the_stall_time_must_exceed_the_function_timeout():
+    assert error_of({"timeout": "900", "stall_minutes": "15"}) == (
+        "Context parameter 'stall_minutes' must be longer than the function timeout (900 s, from 'timeout'); "
+        "got '15'. Fix: cdk synth -c stall_minutes=16"
+    )
+    settings_from_context({"timeout": "900", "stall_minutes": "16"})
+
+
+@pytest.mark.parametrize(
+    ("context", "problem"),
+    [
+        ({"neurons": "20,1"}, "layers is 2 but 2 neurons and 4 activations are given"),
+        ({"activations": "relu,relu,relu,relu"}, "activations.layer4 'relu' is unknown"),
+        ({"activations": "relu,relu,relu,softmax"}, "a softmax output needs at least 2 neurons"),
+        ({"activations": "relu,magic,relu,sigmoid"}, "activations.layer2 'magic' is unknown"),
+    ],
+)
+def test_training_defaults_that_do_not_make_a_valid_network_are_rejected_by_the_engine_rules(context, problem):
+    message = error_of(context)
+    assert message.startswith("Context parameters for the training defaults do not make a valid network: ")
+    assert problem in message
+    assert message.endswith("Fix: cdk synth -c neurons=20,7,5,1 -c activations=relu,relu,relu,sigmoid")
+
+
+def test_an_unknown_parameter_is_an_error_with_a_suggestion():
+    assert error_of({"memorysize": "2048"}).startswith(
+        "Unknown context parameter 'memorysize'; did you mean 'memory_size'? known parameters: stack_name, "
+    )
+
+
+def test_the_cdk_own_context_keys_are_left_alone():
+    settings_from_context({
+        "cli-telemetry": False,
+        "acknowledged-issue-numbers": [1],
+        "@aws-cdk/aws-lambda:recognizeLayerVersion": True,
+        "aws:cdk:bundling-stacks": [],
+        "availability-zones:account=1:region=us-east-1": ["us-east-1a"],
+    })
+
+
+def test_training_defaults_are_in_the_lnn_parameters_json_format():
+    training = TrainingDefaults.from_context({"seed": "7"})
+    assert json.loads(training.to_json()) == {
+        "epochs": 100,
+        "learning_rate": 0.0075,
+        "layers": 4,
+        "neurons": {"layer1": 20, "layer2": 7, "layer3": 5, "layer4": 1},
+        "activations": {"layer1": "relu", "layer2": "relu", "layer3": "relu", "layer4": "sigmoid"},
+        "granularity": "layer",
+        "init": "lecun",
+        "seed": 7,
+    }
