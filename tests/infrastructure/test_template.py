@@ -1,0 +1,375 @@
+"""The synthesized template with default settings: every resource, property and IAM statement of the contract."""
+
+import json
+
+import pytest
+from aws_cdk.assertions import Match
+
+from lnn_stack.lnn_trainer import RUNTIME
+
+
+def ref(logical_id: str) -> dict:
+    return {"Ref": logical_id}
+
+
+def arn(logical_id: str) -> dict:
+    return {"Fn::GetAtt": [logical_id, "Arn"]}
+
+
+def statements(policy: dict) -> list[tuple[tuple[str, ...], str]]:
+    """A policy's statements as (sorted actions, resource as JSON), sorted; every one must be a plain Allow."""
+    result = []
+    for statement in policy["Properties"]["PolicyDocument"]["Statement"]:
+        assert set(statement) == {"Action", "Effect", "Resource"}, statement
+        assert statement["Effect"] == "Allow"
+        actions = statement["Action"] if isinstance(statement["Action"], list) else [statement["Action"]]
+        result.append((tuple(sorted(actions)), json.dumps(statement["Resource"], sort_keys=True)))
+    return sorted(result)
+
+
+def expected(*pairs) -> list[tuple[tuple[str, ...], str]]:
+    return sorted((tuple(sorted(actions)), json.dumps(resource, sort_keys=True)) for actions, resource in pairs)
+
+
+@pytest.fixture(scope="module")
+def ids(synthesized, trainer):
+    """Logical ids of the construct's resources."""
+    return {
+        name: synthesized.logical_id(construct)
+        for name, construct in {
+            "bucket": trainer.bucket,
+            "table": trainer.table,
+            "topic": trainer.topic,
+            "layer": trainer.layer.layer_version,
+            "trainer": trainer.trainer_function,
+            "launcher": trainer.launch_function,
+            "watchdog": trainer.watchdog_function,
+            "trainer_role": trainer.trainer_function.role,
+            "launcher_role": trainer.launch_function.role,
+            "watchdog_role": trainer.watchdog_function.role,
+            "trainer_logs": trainer.trainer_function.log_group,
+            "launcher_logs": trainer.launch_function.log_group,
+            "watchdog_logs": trainer.watchdog_function.log_group,
+        }.items()
+    }
+
+
+def test_exactly_these_resources_and_no_custom_resource(synthesized):
+    counts = {}
+    for resource in synthesized.resources.values():
+        counts[resource["Type"]] = counts.get(resource["Type"], 0) + 1
+    assert counts == {
+        "AWS::S3::Bucket": 1,
+        "AWS::S3::BucketPolicy": 1,
+        "AWS::DynamoDB::Table": 1,
+        "AWS::SNS::Topic": 1,
+        "AWS::SNS::TopicPolicy": 1,
+        "AWS::Lambda::LayerVersion": 1,
+        "AWS::Logs::LogGroup": 3,
+        "AWS::IAM::Role": 3,
+        "AWS::IAM::Policy": 4,
+        "AWS::Lambda::Function": 3,
+        "AWS::Lambda::EventInvokeConfig": 3,
+        "AWS::Events::Rule": 2,
+        "AWS::Lambda::Permission": 2,
+        "AWS::CloudWatch::Alarm": 1,
+    }
+    assert not [key for key, resource in synthesized.resources.items() if resource["Type"].startswith("Custom::")]
+
+
+def test_functions_runtime_handlers_architecture_layer_and_log_groups(synthesized, ids):
+    for name, handler, memory, timeout in [
+        ("trainer", "lnn_core.handlers.train", 1024, 300),
+        ("launcher", "lnn_core.handlers.launch", 1024, 300),
+        ("watchdog", "lnn_core.handlers.watchdog", 256, 60),
+    ]:
+        properties = synthesized.resources[ids[name]]["Properties"]
+        assert properties["Runtime"] == RUNTIME.name == "python3.14"
+        assert properties["Handler"] == handler
+        assert properties["Architectures"] == ["arm64"]
+        assert (properties["MemorySize"], properties["Timeout"]) == (memory, timeout)
+        assert properties["Layers"] == [ref(ids["layer"])]
+        assert properties["LoggingConfig"] == {"LogGroup": ref(ids[f"{name}_logs"])}
+        assert properties["Role"] == arn(ids[f"{name}_role"])
+        assert "ReservedConcurrentExecutions" not in properties  # only when reserved_concurrency is set
+
+
+def test_only_the_trainer_allows_recursive_loops(synthesized, ids):
+    assert synthesized.resources[ids["trainer"]]["Properties"]["RecursiveLoop"] == "Allow"
+    for name in ("launcher", "watchdog"):
+        assert "RecursiveLoop" not in synthesized.resources[ids[name]]["Properties"]
+
+
+def test_code_is_the_lambda_src_asset(synthesized, ids):
+    keys = {synthesized.resources[ids[name]]["Properties"]["Code"]["S3Key"] for name in ("trainer", "launcher", "watchdog")}
+    assert len(keys) == 1
+    assets = json.loads((synthesized.assembly_dir / f"{synthesized.stack.stack_name}.assets.json").read_text())
+    (code_asset,) = [asset for asset in assets["files"].values()
+                     if any(d["objectKey"] in keys for d in asset["destinations"].values())]
+    staged = synthesized.assembly_dir / code_asset["source"]["path"]
+    assert (staged / "lnn_core" / "handlers.py").is_file()
+    assert not list(staged.rglob("__pycache__"))
+
+
+def test_environment_variables(synthesized, ids):
+    def environment(name):
+        return synthesized.resources[ids[name]]["Properties"]["Environment"]["Variables"]
+
+    powertools = {"POWERTOOLS_SERVICE_NAME": "lnn", "POWERTOOLS_METRICS_NAMESPACE": "LNN"}
+    shared = {"LNN_TABLE": ref(ids["table"]), "LNN_TOPIC_ARN": ref(ids["topic"]), **powertools}
+    # The trainer learns its own name from AWS_LAMBDA_FUNCTION_NAME: its own ARN here would be a cycle.
+    assert environment("trainer") == {"LNN_BUCKET": ref(ids["bucket"]), **shared}
+    launcher = environment("launcher")
+    assert json.loads(launcher.pop("LNN_TRAINING_DEFAULTS")) == {
+        "epochs": 100,
+        "learning_rate": 0.0075,
+        "layers": 4,
+        "neurons": {"layer1": 20, "layer2": 7, "layer3": 5, "layer4": 1},
+        "activations": {"layer1": "relu", "layer2": "relu", "layer3": "relu", "layer4": "sigmoid"},
+        "granularity": "layer",
+        "init": "lecun",
+        "seed": None,
+    }
+    assert launcher == {"LNN_BUCKET": ref(ids["bucket"]), "LNN_TRAINER_FUNCTION": ref(ids["trainer"]), **shared}
+    assert environment("watchdog") == {
+        "LNN_TRAINER_FUNCTION": ref(ids["trainer"]), "LNN_STALL_SECONDS": "900", **shared
+    }
+
+
+def test_log_groups_keep_seven_days_and_are_destroyed_with_the_stack(synthesized):
+    log_groups = synthesized.of_type("AWS::Logs::LogGroup")
+    assert len(log_groups) == 3
+    for log_group in log_groups.values():
+        assert log_group["Properties"] == {"RetentionInDays": 7}
+        assert log_group["DeletionPolicy"] == log_group["UpdateReplacePolicy"] == "Delete"
+
+
+def test_roles_are_assumed_by_lambda_and_carry_no_managed_policy(synthesized):
+    for role in synthesized.of_type("AWS::IAM::Role").values():
+        assert role["Properties"] == {
+            "AssumeRolePolicyDocument": {
+                "Statement": [{"Action": "sts:AssumeRole", "Effect": "Allow",
+                               "Principal": {"Service": "lambda.amazonaws.com"}}],
+                "Version": "2012-10-17",
+            }
+        }
+
+
+def test_every_iam_statement_has_exact_actions_and_resources(synthesized, trainer, ids):
+    run_objects = {"Fn::Join": ["", [arn(ids["bucket"]), "/runs/*"]]}
+    policies = {
+        name: synthesized.resource(function.role.node.find_child("DefaultPolicy"))
+        for name, function in [("trainer", trainer.trainer_function), ("launcher", trainer.launch_function),
+                               ("watchdog", trainer.watchdog_function)]
+    }
+    assert statements(policies["trainer"]) == expected(
+        (["logs:CreateLogStream", "logs:PutLogEvents"], arn(ids["trainer_logs"])),
+        (["s3:GetObject", "s3:PutObject", "s3:PutObjectTagging", "s3:DeleteObject"], run_objects),
+        (["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:BatchWriteItem"], arn(ids["table"])),
+        (["sns:Publish"], ref(ids["topic"])),
+    )
+    assert statements(policies["launcher"]) == expected(
+        (["logs:CreateLogStream", "logs:PutLogEvents"], arn(ids["launcher_logs"])),
+        (["s3:GetObject"], run_objects),
+        (["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem"], arn(ids["table"])),
+        (["sns:Publish"], ref(ids["topic"])),
+        (["lambda:InvokeFunction"], arn(ids["trainer"])),
+    )
+    assert statements(policies["watchdog"]) == expected(
+        (["logs:CreateLogStream", "logs:PutLogEvents"], arn(ids["watchdog_logs"])),
+        (["dynamodb:Scan", "dynamodb:GetItem", "dynamodb:UpdateItem"], arn(ids["table"])),
+        (["sns:Publish"], ref(ids["topic"])),
+        (["lambda:InvokeFunction"], arn(ids["trainer"])),
+    )
+
+
+def test_the_trainer_may_invoke_only_itself_through_a_separate_policy(synthesized, trainer, ids):
+    self_invoke = synthesized.resources[synthesized.logical_id(trainer.node.find_child("TrainerSelfInvokePolicy"))]
+    assert self_invoke["Type"] == "AWS::IAM::Policy"
+    assert self_invoke["Properties"]["Roles"] == [ref(ids["trainer_role"])]
+    assert statements(self_invoke) == expected((["lambda:InvokeFunction"], arn(ids["trainer"])))
+
+
+def test_the_policies_are_exactly_the_three_default_policies_and_the_self_invoke_policy(synthesized, ids):
+    attached = sorted(policy["Properties"]["Roles"][0]["Ref"] for policy in synthesized.of_type("AWS::IAM::Policy").values())
+    assert attached == sorted([ids["trainer_role"], ids["trainer_role"], ids["launcher_role"], ids["watchdog_role"]])
+
+
+def test_no_wildcard_action_anywhere(synthesized):
+    for policy in synthesized.of_type("AWS::IAM::Policy").values():
+        for actions, _ in statements(policy):
+            assert all("*" not in action for action in actions), actions
+
+
+def test_async_invoke_configs(synthesized, ids):
+    configs = {c["Properties"]["FunctionName"]["Ref"]: c["Properties"]
+               for c in synthesized.of_type("AWS::Lambda::EventInvokeConfig").values()}
+    on_failure_topic = {"OnFailure": {"Destination": ref(ids["topic"])}}
+    assert configs[ids["trainer"]] == {
+        "FunctionName": ref(ids["trainer"]),
+        "Qualifier": "$LATEST",
+        "MaximumRetryAttempts": 2,
+        "MaximumEventAgeInSeconds": 6 * 3600,
+        "DestinationConfig": on_failure_topic,
+    }
+    assert configs[ids["launcher"]] == {
+        "FunctionName": ref(ids["launcher"]), "Qualifier": "$LATEST", "DestinationConfig": on_failure_topic
+    }
+    assert configs[ids["watchdog"]] == {
+        "FunctionName": ref(ids["watchdog"]), "Qualifier": "$LATEST", "MaximumRetryAttempts": 0
+    }
+
+
+def test_bucket(synthesized, ids):
+    bucket = synthesized.resources[ids["bucket"]]
+    assert bucket["DeletionPolicy"] == bucket["UpdateReplacePolicy"] == "Retain"
+    assert bucket["Properties"] == {
+        "BucketEncryption": {"ServerSideEncryptionConfiguration": [{"ServerSideEncryptionByDefault": {"SSEAlgorithm": "AES256"}}]},
+        "PublicAccessBlockConfiguration": {
+            "BlockPublicAcls": True, "BlockPublicPolicy": True, "IgnorePublicAcls": True, "RestrictPublicBuckets": True
+        },
+        # S3 -> EventBridge, set on the L1: no Custom::S3BucketNotifications.
+        "NotificationConfiguration": {"EventBridgeConfiguration": {"EventBridgeEnabled": True}},
+        "LifecycleConfiguration": {"Rules": [
+            {"Id": "ExpireRunScratch", "Status": "Enabled", "ExpirationInDays": 7,
+             "TagFilters": [{"Key": "lnn-scratch", "Value": "true"}]},
+            {"Id": "AbortIncompleteUploads", "Status": "Enabled", "Prefix": "runs/",
+             "AbortIncompleteMultipartUpload": {"DaysAfterInitiation": 1}},
+        ]},
+    }
+
+
+def test_scratch_tag_matches_the_engine(synthesized):
+    from lnn_core.ports import SCRATCH_TAG
+
+    from lnn_stack.lnn_trainer import SCRATCH_TAG_KEY, SCRATCH_TAG_VALUE
+
+    assert SCRATCH_TAG == f"{SCRATCH_TAG_KEY}={SCRATCH_TAG_VALUE}"
+
+
+def test_bucket_and_topic_policies_deny_requests_without_tls(synthesized, ids):
+    synthesized.template.has_resource_properties("AWS::S3::BucketPolicy", {
+        "Bucket": ref(ids["bucket"]),
+        "PolicyDocument": {"Statement": [Match.object_like({
+            "Effect": "Deny", "Action": "s3:*", "Principal": {"AWS": "*"},
+            "Condition": {"Bool": {"aws:SecureTransport": "false"}},
+        })]},
+    })
+    synthesized.template.has_resource_properties("AWS::SNS::TopicPolicy", {
+        "Topics": [ref(ids["topic"])],
+        "PolicyDocument": {"Statement": [Match.object_like({
+            "Effect": "Deny", "Action": "sns:Publish", "Principal": "*",
+            "Condition": {"Bool": {"aws:SecureTransport": "false"}},
+        })]},
+    })
+
+
+def test_table(synthesized, ids):
+    table = synthesized.resources[ids["table"]]
+    assert table["DeletionPolicy"] == table["UpdateReplacePolicy"] == "Retain"
+    assert table["Properties"] == {
+        "KeySchema": [{"AttributeName": "run_id", "KeyType": "HASH"}, {"AttributeName": "epoch", "KeyType": "RANGE"}],
+        "AttributeDefinitions": [{"AttributeName": "run_id", "AttributeType": "S"},
+                                 {"AttributeName": "epoch", "AttributeType": "N"}],
+        "BillingMode": "PAY_PER_REQUEST",
+        "PointInTimeRecoverySpecification": {"PointInTimeRecoveryEnabled": True},
+    }
+
+
+def test_topic_has_no_subscription_without_an_email(synthesized):
+    assert synthesized.of_type("AWS::SNS::Topic")
+    assert not synthesized.of_type("AWS::SNS::Subscription")
+
+
+def test_layer(synthesized, ids):
+    properties = synthesized.resources[ids["layer"]]["Properties"]
+    assert properties["CompatibleRuntimes"] == ["python3.14"]
+    assert properties["CompatibleArchitectures"] == ["arm64"]
+    assert properties["Description"] == (
+        "numpy==2.4.6, aws-lambda-powertools==3.37.0 for Python 3.14 on manylinux_2_28_aarch64"
+    )
+
+
+def test_parameters_upload_rule_starts_the_launcher(synthesized, trainer, ids):
+    rule = synthesized.resource(trainer.launch_rule)["Properties"]
+    assert rule["EventPattern"] == {
+        "source": ["aws.s3"],
+        "detail-type": ["Object Created"],
+        "detail": {
+            "bucket": {"name": [ref(ids["bucket"])]},
+            "object": {"key": [{"wildcard": "runs/*/parameters.json"}]},
+        },
+    }
+    assert rule["Targets"] == [{"Arn": arn(ids["launcher"]), "Id": "Target0"}]
+    synthesized.template.has_resource_properties("AWS::Lambda::Permission", {
+        "Action": "lambda:InvokeFunction",
+        "FunctionName": arn(ids["launcher"]),
+        "Principal": "events.amazonaws.com",
+        "SourceArn": arn(synthesized.logical_id(trainer.launch_rule)),
+    })
+
+
+def test_watchdog_runs_on_a_schedule(synthesized, trainer, ids):
+    rule = synthesized.resource(trainer.watchdog_rule)["Properties"]
+    assert rule["ScheduleExpression"] == "rate(5 minutes)"
+    assert rule["Targets"] == [{"Arn": arn(ids["watchdog"]), "Id": "Target0"}]
+    synthesized.template.has_resource_properties("AWS::Lambda::Permission", {
+        "Action": "lambda:InvokeFunction",
+        "FunctionName": arn(ids["watchdog"]),
+        "Principal": "events.amazonaws.com",
+        "SourceArn": arn(synthesized.logical_id(trainer.watchdog_rule)),
+    })
+
+
+def test_invocations_alarm_notifies_the_topic(synthesized, trainer, ids):
+    alarm = dict(synthesized.resource(trainer.invocations_alarm)["Properties"])
+    assert alarm.pop("AlarmDescription").startswith("LNN guard rail")
+    assert alarm == {
+        "Namespace": "AWS/Lambda",
+        "MetricName": "Invocations",
+        "Dimensions": [{"Name": "FunctionName", "Value": ref(ids["trainer"])}],
+        "Statistic": "Sum",
+        "Period": 300,
+        "EvaluationPeriods": 1,
+        "Threshold": 5000,
+        "ComparisonOperator": "GreaterThanThreshold",
+        "TreatMissingData": "notBreaching",
+        "AlarmActions": [ref(ids["topic"])],
+    }
+
+
+def test_outputs_are_the_contract_names(synthesized, ids):
+    assert {name: output["Value"] for name, output in synthesized.outputs.items()} == {
+        "BucketName": ref(ids["bucket"]),
+        "TableName": ref(ids["table"]),
+        "TopicArn": ref(ids["topic"]),
+        "TrainerFunctionName": ref(ids["trainer"]),
+        "LaunchFunctionName": ref(ids["launcher"]),
+        "WatchdogFunctionName": ref(ids["watchdog"]),
+    }
+
+
+def test_no_dependency_cycle(synthesized):
+    """CloudFormation rejects a template whose resources depend on each other in a circle."""
+    def references(node):
+        if isinstance(node, dict):
+            if "Ref" in node:
+                yield node["Ref"]
+            if "Fn::GetAtt" in node:
+                yield node["Fn::GetAtt"][0]
+            for value in node.values():
+                yield from references(value)
+        elif isinstance(node, list):
+            for value in node:
+                yield from references(value)
+
+    graph = {
+        key: {dep for dep in [*references(resource.get("Properties", {})), *resource.get("DependsOn", [])]
+              if dep in synthesized.resources}
+        for key, resource in synthesized.resources.items()
+    }
+    done: set[str] = set()
+    while len(done) < len(graph):
+        ready = {key for key, deps in graph.items() if key not in done and deps <= done}
+        assert ready, f"dependency cycle among {sorted(set(graph) - done)}"
+        done |= ready
