@@ -1,0 +1,121 @@
+"""A run's inputs from the command line: the data file, parameters.json and the flags, validated before anything starts."""
+
+import io
+import json
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from lnn_core.config import TrainingConfig
+from lnn_core.dataset import TrainingData, load_training_data
+from lnn_core.errors import LnnInputError
+
+DEMO_DATA = Path(__file__).resolve().parent / "data" / "breast_cancer.npz"
+# `lnn local`'s defaults: the seed's network shape on the demo data, tuned so that `make demo` takes about a minute.
+DEMO_PARAMETERS = {
+    "epochs": 60,
+    "learning_rate": 0.3,
+    "neurons": [20, 7, 5, 1],
+    "activations": ["relu", "relu", "relu", "sigmoid"],
+    "init": "he",
+    "seed": 1,
+    "granularity": "layer",
+}
+FLAG_KEYS = ("epochs", "learning_rate", "neurons", "activations", "init", "seed", "granularity")
+
+
+@dataclass(frozen=True)
+class RunInputs:
+    parameters: dict[str, Any]  # LNN parameters.json, without "data" (the run's data key is set at launch)
+    data: bytes
+    config: TrainingConfig
+    training_data: TrainingData
+
+
+def read_data(path: str | Path) -> tuple[bytes, TrainingData]:
+    """The .npz file's bytes and its validated content."""
+    data = _data_bytes(Path(path))
+    return data, load_training_data(data, source=str(path))
+
+
+def read_prediction_data(path: str | Path) -> tuple[np.ndarray, np.ndarray | None]:
+    """X (and y, when the file has labels) of an .npz to predict on, validated as training data is."""
+    data = _data_bytes(Path(path))
+    try:
+        with np.load(io.BytesIO(data), allow_pickle=False) as npz:
+            arrays = {name: npz[name] for name in npz.files}
+    except (ValueError, OSError, EOFError, zipfile.BadZipFile) as error:
+        raise LnnInputError(f"{path} is not a readable .npz file ({error})") from None
+    if "X" not in arrays:
+        raise LnnInputError(f"{path} lacks the array 'X' (examples as rows) to predict on")
+    labelled = "y" in arrays
+    if not labelled:  # validate X alone: placeholder labels, discarded below
+        buffer = io.BytesIO()
+        np.savez(buffer, X=arrays["X"], y=np.zeros(len(arrays["X"])))
+        data = buffer.getvalue()
+    checked = load_training_data(data, source=str(path))
+    return checked.X, checked.y if labelled else None
+
+
+def _data_bytes(path: Path) -> bytes:
+    try:
+        return path.read_bytes()
+    except FileNotFoundError:
+        raise LnnInputError(f"data file {path} does not exist; give an .npz with X and y (--data FILE)") from None
+    except IsADirectoryError:
+        raise LnnInputError(f"data file {path} is a directory; give an .npz file (--data FILE)") from None
+    except OSError as error:
+        raise LnnInputError(f"data file {path} cannot be read ({error.strerror}); check its permissions") from None
+
+
+def read_config(path: str | Path) -> dict[str, Any]:
+    """A parameters.json file as a dict."""
+    path = Path(path)
+    try:
+        parameters = json.loads(Path(path).read_text())
+    except FileNotFoundError:
+        raise LnnInputError(f"config file {path} does not exist; give a parameters.json (--config FILE)") from None
+    except OSError as error:
+        raise LnnInputError(f"config file {path} cannot be read ({error.strerror}); check its permissions") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise LnnInputError(f"config file {path} is not valid JSON ({error}); fix it or leave out --config") from None
+    if not isinstance(parameters, dict):
+        raise LnnInputError(f"config file {path} must hold a JSON object in the LNN parameters.json format")
+    return parameters
+
+
+def comma_list(text: str, *, name: str, whole_numbers: bool = False) -> list:
+    """'20,7,5,1' -> [20, 7, 5, 1]; 'relu,sigmoid' -> ['relu', 'sigmoid']."""
+    items = [item.strip() for item in text.split(",")]
+    if not all(items):
+        raise LnnInputError(f"--{name} must be a comma-separated list without empty items; got {text!r}")
+    if not whole_numbers:
+        return items
+    try:
+        return [int(item) for item in items]
+    except ValueError:
+        raise LnnInputError(f"--{name} must be whole numbers separated by commas, e.g. 20,7,5,1; got {text!r}") from None
+
+
+def run_parameters(base: dict[str, Any], config_path: str | None, flags: dict[str, Any]) -> dict[str, Any]:
+    """`base`, overridden by the --config file, overridden by the flags that were given."""
+    parameters = dict(base)
+    if config_path:
+        parameters.update(read_config(config_path))
+    given = {key: value for key, value in flags.items() if value is not None}
+    if "neurons" in given or "activations" in given:
+        parameters.pop("layers", None)  # the lists say how many layers there are
+    parameters.update(given)
+    parameters.pop("data", None)
+    return parameters
+
+
+def validate_run(parameters: dict[str, Any], data_path: str | Path, *, defaults: dict[str, Any] | None = None) -> RunInputs:
+    """Everything the launcher will check, checked here first, so that a bad run creates nothing."""
+    data, training_data = read_data(data_path)
+    config = TrainingConfig.from_parameters({**parameters, "data": "runs/check/data.npz"}, defaults=defaults)
+    training_data.check_fits(config)
+    return RunInputs(parameters, data, config, training_data)

@@ -1,0 +1,69 @@
+"""`lnn local`: validate, start the emulator, deploy the stack with the CDK, train through the local runtime, report."""
+
+import time
+from pathlib import Path
+
+from rich.console import Console
+
+from lnn_core.config import check_run_id
+from lnn_core.errors import LnnInputError
+from lnn_core.ports import IoCounter, RunTable
+
+from .chaos import ChaosPlan
+from .deploy import deploy_to_emulator
+from .emulator import running_emulator
+from .inputs import validate_run
+from .local import new_run_id, run_local
+from .progress import RunProgress, run_progress
+from .report import show_notification, summary_table, write_outputs
+
+
+def prepare_out_dir(path: str) -> Path:
+    out_dir = Path(path)
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        (out_dir / ".lnn-write-check").touch()
+        (out_dir / ".lnn-write-check").unlink()
+    except OSError as error:
+        raise LnnInputError(f"--out {out_dir} cannot be written ({error.strerror}); choose another directory") from None
+    return out_dir
+
+
+def command_local(args, parameters: dict, console: Console) -> int:
+    inputs = validate_run(parameters, args.data)
+    chaos = ChaosPlan.parse(args.chaos) if args.chaos else None
+    run_id = check_run_id(args.name) if args.name else new_run_id()
+    out_dir = prepare_out_dir(args.out)  # everything above only reads: a bad input has created nothing
+    started = time.monotonic()
+    config = inputs.config
+    console.print(
+        f"LNN local run [bold]{run_id}[/]: {inputs.training_data.X.shape[0]} examples x {inputs.training_data.features} "
+        f"features, network {'-'.join(map(str, config.neurons))} ({','.join(config.activations)}), {config.epochs} epochs, "
+        f"granularity {config.granularity}" + (f", chaos {args.chaos}" if chaos else "")
+    )
+    with running_emulator(out_dir / "emulator.log") as emulator:
+        console.print(f"  emulator: moto server at {emulator.endpoint_url} ({emulator.started_seconds:.1f} s)")
+        with console.status("deploying the stack (cdk synth, bootstrap, deploy)..."):
+            deployment = deploy_to_emulator(emulator, out_dir / "deploy.log", stack_name=args.stack)
+        phases = ", ".join(f"{phase} {seconds:.1f} s" for phase, seconds in deployment.seconds.items())
+        console.print(f"  deployed {args.stack} with {deployment.method} ({phases})")
+        for note in deployment.notes:
+            console.print(f"  note: {note}")
+        session = emulator.session()
+        table = RunTable(session.resource("dynamodb").Table(deployment.outputs.table), IoCounter())
+        with run_progress(console) as progress, open(out_dir / "lambda.log", "w") as log:
+            bar = RunProgress(progress, lambda: table.get_run(run_id), epochs=config.epochs, label=run_id)
+            result = run_local(session, deployment.outputs, inputs.parameters, inputs.data, run_id=run_id, chaos=chaos,
+                               log_stream=log, on_delivery=bar.poll)
+            bar.show(result.run)
+    results = result.results()
+    written = write_outputs(out_dir, results, result.model)
+    for notification in result.notifications:
+        show_notification(console, notification)
+    if not result.notifications:
+        console.print("[yellow]no SNS message was received[/]")
+    console.print(summary_table(results))
+    console.print(f"wrote {', '.join(str(path) for path in written)}; logs in {out_dir} (lambda.log, deploy.log, emulator.log)")
+    console.print(f"wall time {time.monotonic() - started:.1f} s (emulator, deploy and training)")
+    return 0 if result.status == "succeeded" else 1
+

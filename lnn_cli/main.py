@@ -1,0 +1,134 @@
+"""The `lnn` command. A problem a person can fix exits with status 2 and one line that says what to do."""
+
+import argparse
+import sys
+
+import boto3
+from rich.console import Console
+
+from lnn_core.config import GRANULARITIES
+from lnn_core.errors import LnnInputError
+from lnn_core.network import INITIALIZERS
+
+from . import remote
+from .deploy import DeployError
+from .inputs import DEMO_DATA, DEMO_PARAMETERS, comma_list, run_parameters
+from .local_command import command_local
+from .stack import DEFAULT_STACK, aws_errors_explained
+
+USAGE_ERROR = 2
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line (with where to look), not the usage text and then the error."""
+
+    def error(self, message: str):
+        self.exit(USAGE_ERROR, f"lnn: error: {message} (see `{self.prog} --help`)\n")
+
+
+def add_run_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--data", default=str(DEMO_DATA), help="training data: an .npz with X, y and optionally "
+                        "X_test, y_test (default: the bundled breast cancer data set)")
+    parser.add_argument("--config", help="a parameters.json in the LNN format; flags override it")
+    parser.add_argument("--neurons", help="neurons per layer, e.g. 20,7,5,1")
+    parser.add_argument("--activations", help="activation per layer, e.g. relu,relu,relu,sigmoid")
+    parser.add_argument("--epochs", type=int)
+    parser.add_argument("--learning-rate", type=float)
+    parser.add_argument("--init", choices=INITIALIZERS)
+    parser.add_argument("--seed", type=int)
+    parser.add_argument("--granularity", choices=GRANULARITIES, help="layer (one layer per invocation), epoch, or auto")
+    parser.add_argument("--name", help="the run id (default: generated)")
+
+
+def build_parser() -> OneLineParser:
+    parser = OneLineParser(prog="lnn", description="LNN, the Lambda Neural Network: train NumPy networks with self-invoking Lambda functions.")
+    commands = parser.add_subparsers(dest="command", required=True, parser_class=OneLineParser)
+
+    local = commands.add_parser("local", help="train on an embedded AWS (moto) with the real stack; no account needed",
+                                description="Start a moto server, deploy the stack onto it with cdk deploy, and train "
+                                "through a local Lambda runtime. Defaults are the demo's: "
+                                + ", ".join(f"{key} {value}" for key, value in DEMO_PARAMETERS.items()))
+    add_run_options(local)
+    local.add_argument("--out", default="out/local", help="directory for results.json, model.npz, cost.png and logs")
+    local.add_argument("--chaos", help="inject faults, e.g. duplicate=0.1,crash=0.05,delay=0.1,lose=0.01,seed=7")
+    local.add_argument("--stack", default=DEFAULT_STACK, help="the stack to deploy from the CDK app")
+
+    start = commands.add_parser("start", help="upload data and parameters.json to a deployed stack: the upload starts the run")
+    add_run_options(start)
+
+    status = commands.add_parser("status", help="a run's progress, from DynamoDB")
+    status.add_argument("run_id")
+    status.add_argument("--follow", action="store_true", help="keep reading until the run ends")
+
+    results = commands.add_parser("results", help="a run's per-epoch costs (and weights)")
+    results.add_argument("run_id")
+    results.add_argument("--plot", help="write the cost curve to this PNG file")
+    results.add_argument("--csv", action="store_true", help="print the epochs as CSV")
+    results.add_argument("--weights", action="store_true", help="print the trained weights")
+
+    commands.add_parser("runs", help="list the runs and their status")
+
+    for name, text in (("stop", "stop a run at its next step boundary"), ("resume", "re-send a stalled run's next step")):
+        command = commands.add_parser(name, help=text)
+        command.add_argument("run_id")
+
+    predict = commands.add_parser("predict", help="predict with a run's trained model.npz")
+    predict.add_argument("run_id")
+    predict.add_argument("--data", required=True, help="an .npz with X (and optionally y, to report accuracy)")
+    predict.add_argument("--csv", action="store_true", help="print one prediction per row as CSV")
+
+    for command in commands.choices.values():
+        if command.prog.split()[-1] != "local":
+            command.add_argument("--stack", default=DEFAULT_STACK, help=f"the deployed stack's name (default {DEFAULT_STACK})")
+    return parser
+
+
+def flags(args) -> dict:
+    return {
+        "epochs": args.epochs,
+        "learning_rate": args.learning_rate,
+        "neurons": comma_list(args.neurons, name="neurons", whole_numbers=True) if args.neurons else None,
+        "activations": comma_list(args.activations, name="activations") if args.activations else None,
+        "init": args.init,
+        "seed": args.seed,
+        "granularity": args.granularity,
+    }
+
+
+def dispatch(args, console: Console) -> int:
+    if args.command == "local":
+        return command_local(args, run_parameters(DEMO_PARAMETERS, args.config, flags(args)), console)
+    session = boto3.Session()
+    stack = remote.open_stack(session, args.stack)
+    with aws_errors_explained(args.stack):
+        if args.command == "start":
+            return remote.command_start(args, run_parameters({}, args.config, flags(args)), stack, console)
+        command = {
+            "status": remote.command_status,
+            "results": remote.command_results,
+            "runs": remote.command_runs,
+            "stop": remote.command_stop,
+            "resume": remote.command_resume,
+            "predict": remote.command_predict,
+        }[args.command]
+        return command(args, stack, console)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    console = Console()
+    try:
+        return dispatch(args, console)
+    except LnnInputError as error:
+        print(f"lnn: error: {error}", file=sys.stderr)
+        return USAGE_ERROR
+    except DeployError as error:
+        print(f"lnn: error: {error}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("lnn: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,223 @@
+"""The commands for a deployed stack: start, status, results, runs, stop, resume, predict.
+
+The stack's resources come from its CloudFormation outputs. Stop and resume use `lnn_core.control`, the same
+code the functions run, through the same ports.
+"""
+
+import csv
+import io
+import json
+import sys
+import time
+from typing import Any
+
+import boto3
+import numpy as np
+from botocore.exceptions import ClientError
+from rich.console import Console
+from rich.table import Table
+
+from lnn_core import control, network
+from lnn_core.config import check_run_id
+from lnn_core.errors import LnnInputError
+from lnn_core.ports import BOTO_CONFIG, IoCounter, LambdaInvoker, Ports, RunTable, S3ObjectStore, SnsNotifier
+
+from .inputs import read_prediction_data, validate_run
+from .local import new_run_id, upload_run_inputs
+from .progress import RunProgress, run_progress
+from .report import plot_costs
+from .stack import StackOutputs, aws_errors_explained
+
+FOLLOW_SECONDS = 2.0  # how often `status --follow` reads the run record
+
+
+class DeployedStack:
+    """A deployed LNN stack: its outputs and the ports to its resources."""
+
+    def __init__(self, session: boto3.Session, stack_name: str):
+        self.session = session
+        self.outputs = StackOutputs.from_stack(session, stack_name)
+        counter = IoCounter()
+        self.ports = Ports(
+            table=RunTable(session.resource("dynamodb", config=BOTO_CONFIG).Table(self.outputs.table), counter),
+            notifier=SnsNotifier(session.client("sns", config=BOTO_CONFIG), self.outputs.topic_arn, counter),
+            invoker=LambdaInvoker(session.client("lambda", config=BOTO_CONFIG), self.outputs.trainer_function, counter),
+            counter=counter,
+            store=S3ObjectStore(session.client("s3", config=BOTO_CONFIG), self.outputs.bucket, counter),
+        )
+
+    def run(self, run_id: str) -> dict[str, Any]:
+        run = self.ports.table.get_run(check_run_id(run_id))
+        if run is None:
+            raise LnnInputError(f"no run named {run_id!r} in stack {self.outputs.stack_name}; `lnn runs` lists them")
+        return run
+
+    def launch_defaults(self) -> dict[str, Any]:
+        """The training defaults the launcher applies (its LNN_TRAINING_DEFAULTS)."""
+        configuration = self.session.client("lambda").get_function_configuration(FunctionName=self.outputs.launch_function)
+        return json.loads(configuration.get("Environment", {}).get("Variables", {}).get("LNN_TRAINING_DEFAULTS") or "{}")
+
+
+def open_stack(session: boto3.Session, stack_name: str) -> DeployedStack:
+    with aws_errors_explained(stack_name):
+        return DeployedStack(session, stack_name)
+
+
+def command_start(args, parameters: dict, stack: DeployedStack, console: Console) -> int:
+    """Upload data.npz, then parameters.json: that upload starts the run (S3 -> EventBridge -> LaunchLambda)."""
+    inputs = validate_run(parameters, args.data, defaults=stack.launch_defaults())
+    run_id = check_run_id(args.name) if args.name else new_run_id("run")
+    if stack.ports.table.get_run(run_id) is not None:
+        raise LnnInputError(f"a run named {run_id} already exists; choose another --name")
+    upload_run_inputs(stack.session, stack.outputs, run_id, inputs.data, inputs.parameters)
+    console.print(f"started run [bold]{run_id}[/] in stack {stack.outputs.stack_name}: s3://{stack.outputs.bucket}/runs/{run_id}/")
+    console.print(f"follow it with: lnn status {run_id} --follow")
+    return 0
+
+
+def command_status(args, stack: DeployedStack, console: Console) -> int:
+    run = stack.run(args.run_id)
+    epochs = run["config"]["epochs"]
+    with run_progress(console) as progress:
+        bar = RunProgress(progress, lambda: stack.run(args.run_id), epochs=epochs, label=args.run_id)
+        bar.show(run)
+        while args.follow and run["status"] == "running":
+            time.sleep(FOLLOW_SECONDS)
+            run = bar.poll(force=True)
+    console.print(status_line(run))
+    return 0 if run["status"] in ("running", "succeeded") else 1
+
+
+def status_line(run: dict[str, Any]) -> str:
+    config = run["config"]
+    parts = [
+        f"run {run['run_id']}: {run['status']}",
+        f"epoch {run.get('progress_epoch', 0)}/{config['epochs']}",
+        f"step {run.get('committed_step', 0)}/{run.get('step_bound', '?')}",
+        f"granularity {config['granularity']}",
+    ]
+    if run.get("last_cost") is not None:
+        parts.append(f"cost {run['last_cost']:.6f}")
+    if run.get("reason"):
+        parts.append(f"reason: {run['reason']}")
+    return ", ".join(parts)
+
+
+def command_results(args, stack: DeployedStack, console: Console) -> int:
+    run = stack.run(args.run_id)
+    epochs = stack.ports.table.list_epochs(args.run_id)
+    costs = [item["cost"] for item in epochs]
+    if args.csv:
+        writer = csv.writer(sys.stdout, lineterminator="\n")
+        writer.writerow(["epoch", "cost", "learning_rate", "started_at", "finished_at"])
+        for item in epochs:
+            writer.writerow([item["epoch"], repr(item["cost"]), item.get("learning_rate"), item.get("started_at"), item.get("finished_at")])
+    else:
+        table = Table(title=status_line(run), title_justify="left")
+        for column in ("epoch", "cost", "learning rate", "finished at"):
+            table.add_column(column, justify="right" if column != "finished at" else "left")
+        for item in epochs:
+            table.add_row(str(item["epoch"]), f"{item['cost']:.6f}", str(item.get("learning_rate", "")), item.get("finished_at", ""))
+        console.print(table)
+        final = run.get("final") or {}
+        if final:
+            console.print(f"train accuracy {final['train_accuracy']:.1%}"
+                          + (f", test accuracy {final['test_accuracy']:.1%}" if final.get("test_accuracy") is not None else "")
+                          + f", {final['seconds']:.1f} s, {final['invocations']} invocations, model s3://{stack.outputs.bucket}/{final['model_key']}")
+    if args.weights:
+        show_weights(run, epochs, stack, console)
+    if args.plot:
+        plot_costs(costs, args.plot, run_id=args.run_id)
+        console.print(f"wrote {args.plot}")
+    return 0
+
+
+def show_weights(run: dict[str, Any], epochs: list[dict[str, Any]], stack: DeployedStack, console: Console) -> None:
+    """The trained model's parameters when the run finished, else the last epoch item's weights (or their norms)."""
+    final = run.get("final") or {}
+    if final.get("model_key"):
+        params = model_params(stack, final["model_key"])
+        source = f"s3://{stack.outputs.bucket}/{final['model_key']}"
+    elif epochs and "weights" in epochs[-1]:
+        last = epochs[-1]
+        params = {f"{kind[0].upper()}{layer}": np.array(values) for kind in ("weights", "bias")
+                  for layer, values in _by_layer(last[kind]).items()}
+        source = f"epoch item {last['epoch']}"
+    else:
+        console.print("no weights stored yet" if not epochs else f"epoch {epochs[-1]['epoch']} stores weight norms only: "
+                      f"{epochs[-1].get('weight_norms')} (parameters in s3://{stack.outputs.bucket}/{epochs[-1].get('checkpoint_key')})")
+        return
+    console.print(f"weights from {source}:")
+    with np.printoptions(precision=4, suppress=True, threshold=200, linewidth=120):
+        for name in sorted(params, key=lambda key: (int(key[1:]), key[0])):
+            console.print(f"{name} {params[name].shape}:\n{params[name]}", markup=False, highlight=False)
+
+
+def _by_layer(values: Any) -> dict[int, Any]:
+    """Epoch item weights/bias: a {"layer1": ...} map or a list, layer 1 first."""
+    if isinstance(values, dict):
+        return {int(key.removeprefix("layer")): value for key, value in values.items()}
+    return dict(enumerate(values, start=1))
+
+
+def model_params(stack: DeployedStack, key: str) -> dict[str, np.ndarray]:
+    with np.load(io.BytesIO(stack.ports.store.get_bytes(key)), allow_pickle=False) as model:
+        return {name: model[name] for name in model.files}
+
+
+def command_runs(args, stack: DeployedStack, console: Console) -> int:
+    runs = sorted(stack.ports.table.list_runs(), key=lambda run: run.get("created_at", ""))
+    table = Table(title=f"runs in {stack.outputs.stack_name}", title_justify="left")
+    for column in ("run id", "status", "epoch", "cost", "created", "granularity"):
+        table.add_column(column)
+    for run in runs:
+        final = run.get("final") or {}
+        cost = final.get("cost", run.get("last_cost"))
+        table.add_row(run["run_id"], run["status"], f"{run.get('progress_epoch', 0)}/{run['config']['epochs']}",
+                      "-" if cost is None else f"{cost:.4f}", run.get("created_at", ""), run["config"]["granularity"])
+    console.print(table if runs else "no runs yet; start one with `lnn start`")
+    return 0
+
+
+def command_stop(args, stack: DeployedStack, console: Console) -> int:
+    stack.run(args.run_id)
+    control.stop_run(stack.ports, args.run_id)
+    console.print(f"asked run {args.run_id} to stop: it halts at its next step boundary with status stopped")
+    return 0
+
+
+def command_resume(args, stack: DeployedStack, console: Console) -> int:
+    stack.run(args.run_id)
+    outcome = control.resume_run(stack.ports, args.run_id)
+    messages = {
+        "resumed": f"resumed run {args.run_id}: re-sent step {outcome.get('step')}",
+        "moved on": f"run {args.run_id} made progress meanwhile: it is not stalled, nothing was sent",
+    }
+    console.print(messages.get(outcome["outcome"], f"run {args.run_id}: {outcome['outcome']} ({outcome.get('reason', '')})"))
+    return 0 if outcome["outcome"] in messages else 1
+
+
+def command_predict(args, stack: DeployedStack, console: Console) -> int:
+    run = stack.run(args.run_id)
+    final = run.get("final") or {}
+    if not final.get("model_key"):
+        raise LnnInputError(f"run {args.run_id} is {run['status']} and has no model yet; predict after it succeeds")
+    X, y = read_prediction_data(args.data)
+    params = model_params(stack, final["model_key"])
+    activations = [str(name) for name in params.pop("activations")]
+    params.pop("config", None)
+    if X.shape[1] != params["W1"].shape[1]:
+        raise LnnInputError(f"{args.data}: X has {X.shape[1]} features but the model of run {args.run_id} takes {params['W1'].shape[1]}")
+    probabilities = network.predict_proba(params, X, activations)
+    labels = network.predict(params, X, activations)
+    if args.csv:
+        writer = csv.writer(sys.stdout, lineterminator="\n")
+        writer.writerow(["row", "prediction", "probability"])
+        for row, (label, probability) in enumerate(zip(labels, probabilities)):
+            writer.writerow([row, int(label), repr(float(np.max(probability)) if np.ndim(probability) else float(probability))])
+        return 0
+    counts = ", ".join(f"class {value}: {count}" for value, count in zip(*np.unique(labels, return_counts=True)))
+    console.print(f"{len(labels)} predictions with the model of run {args.run_id} ({counts})")
+    if y is not None:
+        console.print(f"accuracy against the file's labels: {float(np.mean(labels == y)):.1%}")
+    return 0

@@ -1,0 +1,82 @@
+"""What a run leaves behind and shows: results.json, model.npz, cost.png, the summary and the SNS message."""
+
+import json
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only, no display
+import matplotlib.pyplot as plt  # noqa: E402
+from rich.console import Console  # noqa: E402
+from rich.panel import Panel  # noqa: E402
+from rich.table import Table  # noqa: E402
+
+
+def plot_costs(costs: list[float], path: Path, *, run_id: str) -> None:
+    """The cost curve: one point per epoch, epoch 1 first."""
+    figure, axes = plt.subplots(figsize=(8, 4.5), dpi=100)
+    epochs = range(1, len(costs) + 1)
+    axes.plot(epochs, costs, color="tab:blue", linewidth=2, marker="o" if len(costs) <= 50 else None, markersize=3)
+    axes.set_xlabel("epoch")
+    axes.set_ylabel("cost (cross-entropy, before the epoch's update)")
+    final = f"final cost {costs[-1]:.4f}" if costs else "no epoch completed"
+    axes.set_title(f"LNN run {run_id}: {final}")
+    axes.grid(True, alpha=0.3)
+    if costs:
+        axes.set_xlim(1, max(2, len(costs)))
+    figure.tight_layout()
+    figure.savefig(path)
+    plt.close(figure)
+
+
+def write_outputs(out_dir: Path, results: dict[str, Any], model: bytes | None) -> list[Path]:
+    """results.json, model.npz (when there is one) and cost.png in `out_dir`; returns the paths written."""
+    written = [out_dir / "results.json"]
+    written[0].write_text(json.dumps(results, indent=2) + "\n")
+    if model is not None:
+        (out_dir / "model.npz").write_bytes(model)
+        written.append(out_dir / "model.npz")
+    plot_costs(results["costs"], out_dir / "cost.png", run_id=results["run_id"])
+    written.append(out_dir / "cost.png")
+    return written
+
+
+def show_notification(console: Console, notification: dict[str, Any]) -> None:
+    """One SNS message: subject, the `status` attribute and the JSON body."""
+    body = notification["body"]
+    text = json.dumps(body, indent=2, sort_keys=True) if isinstance(body, (dict, list)) else str(body)
+    attributes = ", ".join(f"{name}={value}" for name, value in notification["attributes"].items()) or "none"
+    console.print(Panel(text, title=f"SNS: {notification['subject'] or '(no subject)'}", subtitle=f"attributes: {attributes}",
+                        expand=False))
+
+
+def summary_table(results: dict[str, Any]) -> Table:
+    table = Table(title=f"Run {results['run_id']}", show_header=False, title_justify="left")
+    table.add_column(style="bold")
+    table.add_column()
+    rows = [
+        ("status", results["status"]),
+        ("epochs", str(results["epochs"])),
+        ("final cost", f"{results['costs'][-1]:.6f}" if results["costs"] else "-"),
+        ("train accuracy", _percent(results.get("train_accuracy"))),
+        ("test accuracy", _percent(results.get("test_accuracy"))),
+        ("time", f"{results['seconds']:.1f} s (launch to finish)"),
+        ("invocations", f"{results['invocations']} steps, {results['deliveries']} deliveries"),
+        ("AWS requests", ", ".join(f"{service} {count}" for service, count in results["aws_requests"].items())),
+        ("S3 bytes", f"{results['s3_bytes_in']:,} in, {results['s3_bytes_out']:,} out"),
+    ]
+    if results.get("reason"):
+        rows.insert(1, ("reason", results["reason"]))
+    if results.get("chaos"):
+        chaos = results["chaos"]
+        rows.append(("chaos", f"{chaos['faults']} faults injected ({chaos['duplicates']} duplicates, {chaos['delays']} delays, "
+                              f"{chaos['crashes_before'] + chaos['crashes_after']} crashes, {chaos['losses']} losses); "
+                              f"{chaos['step_bodies']} step bodies executed"))
+    for name, value in rows:
+        table.add_row(name, value)
+    return table
+
+
+def _percent(value: float | None) -> str:
+    return "-" if value is None else f"{value:.1%}"
