@@ -231,3 +231,10 @@ def _resolve(value, physical: dict[str, tuple[str, str]], session: boto3.Session
     if kind == "AWS::Lambda::Function":
         return session.client("lambda").get_function(FunctionName=name)["Configuration"]["FunctionArn"]
     raise DeployError(f"cannot resolve the ARN of a {kind} locally")
+
+
+def deploy_in_process(session: boto3.Session, assembly: Path, stack_name: str) -> StackOutputs:
+    """The synthesized stack in an emulator without the CDK CLI (e.g. in-process `moto.mock_aws`): its outputs."""
+    create_stack_from_assembly(session, assembly, stack_name)
+    apply_event_invoke_configs(session, assembly, stack_name)
+    return StackOutputs.from_stack(session, stack_name)

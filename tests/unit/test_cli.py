@@ -1,0 +1,155 @@
+"""The `lnn` command's input handling: every problem a person can fix is exit status 2, one line, nothing created."""
+
+import io
+import json
+
+import boto3
+import numpy as np
+import pytest
+from moto import mock_aws
+
+from lnn_cli.chaos import ChaosPlan
+from lnn_cli.inputs import DEMO_DATA, DEMO_PARAMETERS, read_prediction_data, run_parameters, validate_run
+from lnn_cli.main import main
+from lnn_core.errors import LnnInputError
+
+
+def npz(path, **arrays):
+    buffer = io.BytesIO()
+    np.savez(buffer, **arrays)
+    path.write_bytes(buffer.getvalue())
+    return str(path)
+
+
+def assert_one_line_error(capsys, code, *fragments):
+    captured = capsys.readouterr()
+    assert code == 2
+    lines = captured.err.strip().splitlines()
+    assert len(lines) == 1, captured.err
+    assert lines[0].startswith("lnn: error: ")
+    assert "Traceback" not in captured.err + captured.out
+    for fragment in fragments:
+        assert fragment in lines[0]
+    return lines[0]
+
+
+@pytest.fixture
+def out_dir(tmp_path):
+    return tmp_path / "out"
+
+
+@pytest.mark.parametrize(
+    "make_arguments, fragments",
+    [
+        (lambda tmp: ["--data", str(tmp / "missing.npz")], ["missing.npz does not exist", "--data"]),
+        (lambda tmp: ["--data", str(tmp)], ["is a directory"]),
+        (lambda tmp: ["--data", str((tmp / "junk.npz").write_text("junk") and tmp / "junk.npz")], ["not a readable .npz"]),
+        (lambda tmp: ["--data", npz(tmp / "rows.npz", X=np.ones((5, 3)), y=np.zeros(4))], ["5 examples", "4 labels"]),
+        (lambda tmp: ["--data", npz(tmp / "test.npz", X=np.ones((4, 3)), y=np.zeros(4), X_test=np.ones((2, 2)), y_test=np.zeros(2))],
+         ["X_test has 2 features but X has 3"]),
+        (lambda tmp: ["--data", npz(tmp / "nan.npz", X=np.full((4, 3), np.nan), y=np.zeros(4))], ["NaN or Inf"]),
+        (lambda tmp: ["--activations", "relu,relu,swish,sigmoid"], ["'swish' is unknown", "use one of"]),
+        (lambda tmp: ["--neurons", "20,x,5,1"], ["--neurons must be whole numbers"]),
+        (lambda tmp: ["--neurons", "20,7,1", "--activations", "relu,relu,relu,sigmoid"], ["layers is 3"]),
+        (lambda tmp: ["--epochs", "0"], ["epochs must be an integer from 1"]),
+        (lambda tmp: ["--learning-rate", "-0.1"], ["learning_rate must be a number in (0, 10]"]),
+        (lambda tmp: ["--seed", "-1"], ["seed must be an integer from 0"]),
+        (lambda tmp: ["--config", str(tmp / "nope.json")], ["config file", "does not exist"]),
+        (lambda tmp: ["--config", str((tmp / "bad.json").write_text("{oops") and tmp / "bad.json")], ["not valid JSON"]),
+        (lambda tmp: ["--config", str((tmp / "list.json").write_text("[1]") and tmp / "list.json")], ["JSON object"]),
+        (lambda tmp: ["--config", str((tmp / "k.json").write_text('{"epoch": 3}') and tmp / "k.json")], ["unknown parameter 'epoch'"]),
+        (lambda tmp: ["--chaos", "crash=2"], ["probability from 0 to 1"]),
+        (lambda tmp: ["--chaos", "explode=0.1"], ["not understood"]),
+        (lambda tmp: ["--name", "bad name!"], ["run id 'bad name!' is invalid"]),
+    ],
+)
+def test_local_rejects_bad_input_before_starting_anything(tmp_path, out_dir, capsys, make_arguments, fragments):
+    code = main(["local", "--out", str(out_dir), *make_arguments(tmp_path)])
+    assert_one_line_error(capsys, code, *fragments)
+    assert not out_dir.exists()  # validated before the out dir, the emulator or the deploy
+
+
+def test_labels_that_do_not_fit_the_output_layer(tmp_path, out_dir, capsys):
+    data = npz(tmp_path / "three.npz", X=np.ones((6, 2)), y=np.array([0, 1, 2, 0, 1, 2]))
+    code = main(["local", "--out", str(out_dir), "--data", data, "--neurons", "3,1", "--activations", "relu,sigmoid"])
+    assert_one_line_error(capsys, code, "class labels 0..1")
+
+
+def test_usage_errors_are_one_line_too(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["local", "--epochs", "many"])
+    assert_one_line_error(capsys, exit_info.value.code, "--epochs", "invalid int value", "--help")
+
+
+def test_unwritable_out_dir(tmp_path, capsys):
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    code = main(["local", "--out", str(blocker / "out")])
+    assert_one_line_error(capsys, code, "cannot be written")
+
+
+@pytest.fixture
+def no_aws_environment(monkeypatch, tmp_path):
+    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE", "AWS_ENDPOINT_URL"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "no-credentials"))
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "no-config"))
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+
+
+def test_missing_credentials(no_aws_environment, capsys):
+    code = main(["runs"])
+    assert_one_line_error(capsys, code, "no AWS credentials", "aws configure")
+
+
+def test_stack_not_found(no_aws_environment, monkeypatch, capsys):
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    with mock_aws():
+        code = main(["status", "some-run", "--stack", "NoSuchStack"])
+    assert_one_line_error(capsys, code, "stack NoSuchStack was not found", "--stack")
+
+
+def test_a_stack_that_is_not_lnn(no_aws_environment, monkeypatch, capsys):
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    template = {"Resources": {"Topic": {"Type": "AWS::SNS::Topic"}}}
+    with mock_aws():
+        boto3.client("cloudformation").create_stack(StackName="Other", TemplateBody=json.dumps(template))
+        code = main(["runs", "--stack", "Other"])
+    assert_one_line_error(capsys, code, "lacks the output", "is it an LNN stack")
+
+
+def test_run_parameters_precedence(tmp_path):
+    config = tmp_path / "parameters.json"
+    config.write_text(json.dumps({"epochs": 7, "layers": 2, "neurons": {"layer1": 3, "layer2": 1},
+                                  "activations": {"layer1": "tanh", "layer2": "sigmoid"}, "data": "runs/x/data.npz"}))
+    merged = run_parameters(DEMO_PARAMETERS, str(config), {"epochs": 9, "neurons": None})
+    assert merged["epochs"] == 9 and merged["neurons"] == {"layer1": 3, "layer2": 1} and merged["layers"] == 2
+    assert "data" not in merged  # the run's own data key is set at launch
+    assert merged["learning_rate"] == DEMO_PARAMETERS["learning_rate"]
+    relayered = run_parameters(DEMO_PARAMETERS, str(config), {"neurons": [4, 4, 1], "activations": ["relu", "relu", "sigmoid"]})
+    assert "layers" not in relayered and validate_run(relayered, DEMO_DATA).config.layers == 3
+
+
+def test_demo_defaults_are_valid_for_the_demo_data():
+    inputs = validate_run(DEMO_PARAMETERS, DEMO_DATA)
+    assert inputs.training_data.X.shape == (455, 30) and inputs.training_data.X_test.shape == (114, 30)
+    assert set(np.unique(inputs.training_data.y)) == {0.0, 1.0}
+    assert inputs.config.granularity == "layer"
+
+
+def test_prediction_data_may_lack_labels(tmp_path):
+    X, y = read_prediction_data(npz(tmp_path / "x.npz", X=np.ones((3, 2))))
+    assert X.shape == (3, 2) and y is None
+    with pytest.raises(LnnInputError, match="lacks the array 'X'"):
+        read_prediction_data(npz(tmp_path / "y.npz", y=np.ones(3)))
+
+
+def test_chaos_plan_parsing():
+    assert ChaosPlan.parse("duplicate=0.1, crash=0.05,delay=0.2,lose=0.01,seed=7") == ChaosPlan(0.1, 0.05, 0.2, 0.01, 7)
+    assert ChaosPlan.parse("") == ChaosPlan()
+    for bad in ("crash", "crash=x", "seed=1.5", "delay=-0.1"):
+        with pytest.raises(LnnInputError):
+            ChaosPlan.parse(bad)
