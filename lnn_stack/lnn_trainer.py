@@ -200,7 +200,7 @@ class LnnTrainer(Construct):
             },
         )
         Validations.of(bucket).acknowledge(Acknowledgment(
-            id="AwsSolutions-S1",
+            id="AwsSolutions::AwsSolutions-S1",
             reason="Server access logs would need a second bucket that `cdk destroy` cannot empty without a custom "
             "resource; the run record in DynamoDB and the function logs already say who trained what and when.",
         ))
@@ -296,7 +296,7 @@ class LnnTrainer(Construct):
 
         for function in (self.trainer_function, self.launch_function):
             Validations.of(function.role.node.find_child("DefaultPolicy")).acknowledge(Acknowledgment(
-                id=f"AwsSolutions-IAM5[Resource::{self._nag_resource(run_objects)}]",
+                id=f"AwsSolutions::AwsSolutions-IAM5[Resource::{self._nag_resource(run_objects)}]",
                 reason=f"Object actions are scoped to the {RUNS_PREFIX} prefix of this stack's bucket, where each "
                 "run's keys are created at run time (runs/<run_id>/...); no other prefix or bucket is reachable.",
             ))
