@@ -11,7 +11,8 @@ Everything is drawn from one `random.Random(seed)`, and the runtime is single-th
 """
 
 import random
-from dataclasses import asdict, dataclass, fields
+from collections import Counter
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 from lnn_core import control
@@ -69,13 +70,14 @@ class ChaosCounts:
     crashes_after: int = 0
     losses: int = 0
     step_bodies: int = 0
+    crash_sites: Counter = field(default_factory=Counter)  # "before table.transition" -> crashes injected there
 
     @property
     def faults(self) -> int:
         return self.duplicates + self.delays + self.crashes_before + self.crashes_after + self.losses
 
-    def as_dict(self) -> dict[str, int]:
-        return {**asdict(self), "faults": self.faults}
+    def as_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "crash_sites": dict(sorted(self.crash_sites.items())), "faults": self.faults}
 
 
 class Chaos:
@@ -135,4 +137,5 @@ class Chaos:
         if self._may_crash and self._random.random() < self.plan.crash / 2:
             self._may_crash = False  # the process is gone: one crash per delivery
             setattr(self.counts, counter, getattr(self.counts, counter) + 1)
+            self.counts.crash_sites[where] += 1
             raise InjectedCrash(f"injected crash {where}")

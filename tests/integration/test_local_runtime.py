@@ -1,0 +1,215 @@
+"""The local runtime and the chaos harness, in process: the synthesized stack created by CloudFormation under `mock_aws`."""
+
+import io
+import json
+from pathlib import Path
+
+import boto3
+import numpy as np
+import pytest
+from moto import mock_aws
+
+from lnn_cli.chaos import ChaosPlan
+from lnn_cli.deploy import deploy_in_process, synthesize
+from lnn_cli.local import NotificationInbox, local_runtime, run_local
+from lnn_cli.runtime import PayloadTooLarge
+from lnn_core import control, network
+from lnn_core.errors import LnnInputError
+from lnn_core.ports import IoCounter, RunTable
+
+REGION = "us-east-1"
+PARAMETERS = {"epochs": 4, "learning_rate": 0.5, "neurons": [4, 1], "activations": ["relu", "sigmoid"], "seed": 5,
+              "granularity": "layer", "init": "he"}
+CHAOS_SEEDS = range(12)
+
+
+def dataset(m=40, features=3, seed=0):
+    rng = np.random.RandomState(seed)
+    y = np.arange(m + 10) % 2
+    X = rng.randn(m + 10, features) * 0.6 + (y[:, None] * 2.0 - 1.0)
+    buffer = io.BytesIO()
+    np.savez(buffer, X=X[:m], y=y[:m], X_test=X[m:], y_test=y[m:])
+    return buffer.getvalue(), X[:m], y[:m].astype(float)
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory):
+    """One synthesized-and-created stack for the module (create_stack uploads the NumPy layer: a few seconds)."""
+    assembly = synthesize(log_path=tmp_path_factory.mktemp("synth") / "synth.log")
+    with pytest.MonkeyPatch.context() as patch:
+        for name, value in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": REGION}.items():
+            patch.setenv(name, value)
+        patch.delenv("AWS_ENDPOINT_URL", raising=False)
+        with mock_aws():
+            session = boto3.Session(region_name=REGION)
+            yield session, deploy_in_process(session, assembly, "LnnStack")
+
+
+@pytest.fixture
+def log(tmp_path):
+    with open(tmp_path / "lambda.log", "w") as stream:
+        yield stream
+
+
+@pytest.fixture(scope="module")
+def clean(stack, tmp_path_factory):
+    session, outputs = stack
+    data, _, _ = dataset()
+    with open(tmp_path_factory.mktemp("clean") / "lambda.log", "w") as stream:
+        return run_local(session, outputs, PARAMETERS, data, run_id="clean", log_stream=stream)
+
+
+def model_arrays(model: bytes) -> dict[str, np.ndarray]:
+    with np.load(io.BytesIO(model), allow_pickle=False) as npz:
+        return {name: npz[name] for name in npz.files}
+
+
+def test_clean_run_results_match_dynamodb_and_plain_numpy(stack, clean):
+    session, outputs = stack
+    results = clean.results()
+    assert results["status"] == "succeeded"
+    table = RunTable(session.resource("dynamodb").Table(outputs.table), IoCounter())
+    items = table.list_epochs("clean")
+    assert [item["epoch"] for item in items] == [1, 2, 3, 4]
+    assert results["costs"] == [item["cost"] for item in items]
+    _, X, y = dataset()
+    params, costs = network.train_reference(X, y, neurons=[4, 1], activations=["relu", "sigmoid"], learning_rate=0.5,
+                                            epochs=4, init="he", seed=5)
+    assert results["costs"] == costs  # each epoch's cost is computed before that epoch's update
+    model = model_arrays(clean.model)
+    assert model["W1"].shape == (4, 3) and model["b1"].shape == (4, 1) and model["W2"].shape == (1, 4)
+    for name, array in params.items():
+        assert np.array_equal(model[name], array), name
+    assert set(results) >= {"run_id", "status", "epochs", "costs", "train_accuracy", "test_accuracy", "seconds",
+                            "invocations", "aws_requests", "s3_bytes_in", "s3_bytes_out"}
+    assert results["epochs"] == 4 and results["invocations"] == 4 * 5 + 1
+    assert results["deliveries"] == results["invocations"] + 1  # and the launch
+    assert set(results["aws_requests"]) == {"dynamodb", "s3", "sns", "lambda"} - {"lambda"}  # invokes are local
+    assert results["aws_requests"]["sns"] == 1 and results["s3_bytes_out"] > 0 and results["s3_bytes_in"] > 0
+    assert 0.5 <= results["train_accuracy"] <= 1 and results["test_accuracy"] is not None
+    [message] = clean.notifications
+    assert message["attributes"] == {"status": "succeeded"} and message["body"]["final"]["epochs"] == 4
+    assert "succeeded" in message["subject"]
+
+
+def test_a_rejected_launch_raises_the_launchers_reason(stack, log):
+    session, outputs = stack
+    data, _, _ = dataset()
+    with pytest.raises(LnnInputError, match="learning_rate"):
+        run_local(session, outputs, {**PARAMETERS, "learning_rate": 99}, data, run_id="rejected", log_stream=log)
+
+
+def test_stop_halts_at_the_next_step_with_one_message(stack, log):
+    session, outputs = stack
+    data, _, _ = dataset()
+    table = RunTable(session.resource("dynamodb").Table(outputs.table), IoCounter())
+    delivered = []
+
+    def stop_after_five(record):
+        delivered.append(record)
+        if len(delivered) == 5:
+            control.stop_run(control_ports(session, outputs), "stopped")
+
+    result = run_local(session, outputs, PARAMETERS, data, run_id="stopped", log_stream=log, on_delivery=stop_after_five)
+    assert result.status == "stopped" and table.get_run("stopped")["committed_step"] <= 5
+    [message] = result.notifications
+    assert message["attributes"] == {"status": "stopped"} and message["body"]["status"] == "stopped"
+
+
+def control_ports(session, outputs):
+    from lnn_cli.remote import DeployedStack
+
+    return DeployedStack(session, outputs.stack_name).ports
+
+
+class Probe:
+    """A stand-in handler that records what it receives and fails a given number of times."""
+
+    def __init__(self, failures: int):
+        self.failures, self.calls = failures, []
+
+    def handle(self, event, context):
+        self.calls.append((event, context.aws_request_id, context.function_name, context.invoked_function_arn,
+                           context.memory_limit_in_mb, context.get_remaining_time_in_millis()))
+        if len(self.calls) <= self.failures:
+            raise RuntimeError(f"failure {len(self.calls)}")
+        return {"ok": True}
+
+
+def test_async_semantics_round_trip_context_retries_and_destination(stack, log):
+    session, outputs = stack
+    runtime = local_runtime(session, outputs, log_stream=log)
+    trainer = runtime.functions["trainer"]
+    configuration = session.client("lambda").get_function_configuration(FunctionName=outputs.trainer_function)
+    invoke_config = session.client("lambda").get_function_event_invoke_config(FunctionName=outputs.trainer_function)
+    assert trainer.retry_attempts == invoke_config["MaximumRetryAttempts"]
+    assert trainer.on_failure == invoke_config["DestinationConfig"]["OnFailure"]["Destination"] == outputs.topic_arn
+    assert trainer.environment["LNN_TABLE"] == outputs.table and trainer.environment["AWS_LAMBDA_FUNCTION_NAME"] == trainer.name
+
+    probe = Probe(failures=trainer.retry_attempts)  # fails every attempt but the last: succeeds in the end
+    trainer.handler = probe
+    runtime.invoke_async(trainer, {"pair": (1, 2), "number": 1.5})
+    runtime.run()
+    attempts = trainer.retry_attempts + 1
+    assert len(probe.calls) == attempts
+    event, request_id, name, arn, memory, remaining = probe.calls[0]
+    assert event == {"pair": [1, 2], "number": 1.5}  # the JSON round trip: a tuple arrives as a list
+    assert {call[1] for call in probe.calls} == {request_id}  # retries keep the request id
+    assert name == outputs.trainer_function and arn == configuration["FunctionArn"]
+    assert memory == configuration["MemorySize"] and 0 < remaining <= configuration["Timeout"] * 1000
+    assert runtime.clock >= 60 + 120  # the retries waited 1 and 2 minutes on the delivery clock
+    assert runtime.failed_events == []
+
+    inbox = NotificationInbox(session, outputs.topic_arn)
+    try:
+        trainer.handler = Probe(failures=attempts)  # fails every attempt
+        runtime.invoke_async(trainer, {"doomed": True})
+        runtime.run()
+        [record] = runtime.failed_events
+        assert record["requestContext"]["condition"] == "RetriesExhausted"
+        assert record["requestContext"]["approximateInvokeCount"] == attempts
+        assert record["requestPayload"] == {"doomed": True} and "failure" in record["responsePayload"]["errorMessage"]
+        [message] = inbox.read()
+        assert message["body"]["requestContext"]["functionArn"].startswith(configuration["FunctionArn"])
+    finally:
+        inbox.close()
+
+
+def test_async_payload_limit(stack, log):
+    session, outputs = stack
+    runtime = local_runtime(session, outputs, log_stream=log)
+    with pytest.raises(PayloadTooLarge, match="1048576"):
+        runtime.invoke_async(runtime.functions["trainer"], {"blob": "x" * 1_048_576})
+    assert runtime.pending == 0
+
+
+@pytest.mark.parametrize("seed", CHAOS_SEEDS)
+def test_chaos_schedules_end_like_the_clean_run(stack, clean, log, seed):
+    session, outputs = stack
+    data, _, _ = dataset()
+    plan = ChaosPlan(duplicate=0.3, crash=0.2, delay=0.3, lose=0.05, seed=seed)
+    result = run_local(session, outputs, PARAMETERS, data, run_id=f"chaos-{seed}", chaos=plan, log_stream=log)
+    assert result.status == "succeeded", result.run.get("reason")
+    assert result.costs == clean.costs
+    chaotic, reference = model_arrays(result.model), model_arrays(clean.model)
+    assert all(np.array_equal(chaotic[name], reference[name]) for name in reference if name.startswith(("W", "b")))
+    # One message, plus one per crash between SNS Publish and recording it (the README's one inherent limit).
+    sites = result.chaos["crash_sites"]
+    republished = sites.get("after notifier.publish", 0) + sites.get("before table.mark_notified", 0)
+    assert [n["attributes"]["status"] for n in result.notifications] == ["succeeded"] * (1 + republished)
+    assert result.chaos["step_bodies"] <= clean.chaos["step_bodies"] + result.chaos["faults"]
+    assert result.results()["chaos"]["plan"]["seed"] == seed
+
+
+def test_a_seed_is_a_schedule(stack, log):
+    session, outputs = stack
+    data, _, _ = dataset()
+    plan = ChaosPlan(duplicate=0.4, crash=0.3, delay=0.4, seed=99)
+    first = run_local(session, outputs, PARAMETERS, data, run_id="same-1", chaos=plan, log_stream=log)
+    second = run_local(session, outputs, PARAMETERS, data, run_id="same-2", chaos=plan, log_stream=log)
+    assert first.chaos == second.chaos and first.chaos["faults"] > 0
+    assert first.deliveries == second.deliveries
+
+
+def test_results_json_is_json(clean):
+    assert json.loads(json.dumps(clean.results()))["costs"] == clean.costs
