@@ -149,7 +149,8 @@ def show_weights(run: dict[str, Any], epochs: list[dict[str, Any]], stack: Deplo
         return
     console.print(f"weights from {source}:")
     with np.printoptions(precision=4, suppress=True, threshold=200, linewidth=120):
-        for name in sorted(params, key=lambda key: (int(key[1:]), key[0])):
+        layers = [name for name in params if name[0] in "Wb" and name[1:].isdigit()]  # not "activations", "config"
+        for name in sorted(layers, key=lambda key: (int(key[1:]), key[0])):
             console.print(f"{name} {params[name].shape}:\n{params[name]}", markup=False, highlight=False)
 
 
