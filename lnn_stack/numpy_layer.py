@@ -30,10 +30,13 @@ def python_version(runtime: lambda_.Runtime) -> str:
     return runtime.name.removeprefix("python")
 
 
+def cache_home() -> Path:
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+
+
 def wheel_cache(platform: str, python_version: str) -> Path:
     """Where downloaded wheels are kept, so that later builds (e.g. after `rm -rf cdk.out`) need no network."""
-    cache_home = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
-    return cache_home / "lnn" / "layer-wheels" / f"cp{python_version.replace('.', '')}-{platform}"
+    return cache_home() / "lnn" / "layer-wheels" / f"cp{python_version.replace('.', '')}-{platform}"
 
 
 @jsii.implements(ILocalBundling)
