@@ -34,11 +34,6 @@ def cache_home() -> Path:
     return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
 
 
-def wheel_cache(platform: str, python_version: str) -> Path:
-    """Where downloaded wheels are kept, so that later builds (e.g. after `rm -rf cdk.out`) need no network."""
-    return cache_home() / "lnn" / "layer-wheels" / f"cp{python_version.replace('.', '')}-{platform}"
-
-
 @jsii.implements(ILocalBundling)
 class PipLayerBundling:
     """Installs the layer's wheels into <output>/python, the directory Lambda adds to sys.path."""
@@ -48,15 +43,24 @@ class PipLayerBundling:
         self.platform = platform
         self.python_version = python_version
 
+    @property
+    def wheels(self) -> Path:
+        """Where downloaded wheels are kept, so that later builds (e.g. after `rm -rf cdk.out`) need no network."""
+        return cache_home() / "lnn" / "layer-wheels" / f"cp{self.python_version.replace('.', '')}-{self.platform}"
+
+    def download(self) -> None:
+        """Fill the wheel cache; without network access this succeeds only when the cache is already complete."""
+        if self._pip("download", "--no-index", "--find-links", str(self.wheels), "--dest", str(self.wheels)).returncode:
+            result = self._pip("download", "--dest", str(self.wheels))
+            if result.returncode:
+                raise RuntimeError(self._failure(result.stderr))
+
     def try_bundle(self, output_dir: str, *, image: DockerImage, **_options) -> bool:
         target = Path(output_dir) / "python"
-        wheels = wheel_cache(self.platform, self.python_version)
-        install_from_cache = ("install", "--no-index", "--find-links", str(wheels), "--target", str(target))
-        if self._pip(*install_from_cache).returncode != 0:  # not all cached yet: download once, then install
-            for step in (("download", "--dest", str(wheels)), install_from_cache):
-                result = self._pip(*step)
-                if result.returncode != 0:
-                    raise RuntimeError(self._failure(result.stderr))
+        self.download()
+        result = self._pip("install", "--no-index", "--find-links", str(self.wheels), "--target", str(target))
+        if result.returncode:
+            raise RuntimeError(self._failure(result.stderr))
         # Tests, bytecode and console scripts (their shebang names this machine's Python) only cost size.
         for unneeded in [*target.rglob("tests"), *target.rglob("__pycache__"), target / "bin"]:
             if unneeded.is_dir():
