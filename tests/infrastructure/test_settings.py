@@ -1,6 +1,7 @@
 """Context parameters: every key is validated, and a bad value gives one message naming key, value and fix."""
 
 import json
+import re
 
 import pytest
 from aws_cdk import RemovalPolicy
@@ -10,7 +11,7 @@ from aws_cdk import aws_logs as logs
 from lnn_stack import settings
 from lnn_stack.settings import ContextError, DeploymentSettings, TrainingDefaults, settings_from_context
 
-from .conftest import CUSTOM_CONTEXT
+from .conftest import CUSTOM_CONTEXT, PROJECT_DIR
 
 ALL_PARAMETERS = [*settings.DEPLOYMENT_PARAMETERS.values(), *settings.TRAINING_PARAMETERS.values()]
 
@@ -207,3 +208,13 @@ def test_training_defaults_are_in_the_lnn_parameters_json_format():
         "init": "lecun",
         "seed": 7,
     }
+
+
+def test_docs_describe_every_parameter_and_their_example_is_valid():
+    docs = (PROJECT_DIR / "docs" / "deploy.md").read_text()
+    documented = set(re.findall(r"^\| `([a-z_]+)` \|", docs, flags=re.MULTILINE))
+    assert documented == set(settings.KNOWN_KEYS)
+    (command,) = re.findall(r"npx cdk deploy \\\n(.*?)```", docs, flags=re.DOTALL)  # the full example
+    example = dict(pair.split("=", 1) for pair in re.findall(r"-c (\S+=\S+)", command))
+    assert len(example) >= 15
+    settings_from_context(example)
