@@ -59,14 +59,14 @@ class LnnTrainer(Construct):
         scope: Construct,
         construct_id: str,
         *,
-        training_defaults: TrainingDefaults | None = None,
+        training_defaults: TrainingDefaults = TrainingDefaults(),
         architecture: lambda_.Architecture = lambda_.Architecture.ARM_64,
         memory_size: int = 1024,
-        timeout: Duration | None = None,
+        timeout: Duration = Duration.minutes(5),
         log_retention: logs.RetentionDays = logs.RetentionDays.ONE_WEEK,
         reserved_concurrency: int | None = None,
-        stall_after: Duration | None = None,
-        watchdog_rate: Duration | None = None,
+        stall_after: Duration = Duration.minutes(15),
+        watchdog_rate: Duration = Duration.minutes(5),
         invocation_alarm_threshold: int = 5000,
         notification_email: str | None = None,
         code: lambda_.Code | None = None,
@@ -78,12 +78,9 @@ class LnnTrainer(Construct):
         topic_props: Mapping[str, Any] | None = None,
     ) -> None:
         super().__init__(scope, construct_id)
-        if existing_bucket_obj and bucket_props or existing_table_obj and table_props or existing_topic_obj and topic_props:
+        pairs = [(existing_bucket_obj, bucket_props), (existing_table_obj, table_props), (existing_topic_obj, topic_props)]
+        if any(existing and props for existing, props in pairs):
             raise ValueError("LnnTrainer: give an existing resource or props to create one, not both")
-        training_defaults = training_defaults or TrainingDefaults()
-        timeout = timeout or Duration.minutes(5)
-        stall_after = stall_after or Duration.minutes(15)
-        watchdog_rate = watchdog_rate or Duration.minutes(5)
         self._architecture = architecture
         self._log_retention = log_retention
         self._code = code or lambda_.Code.from_asset(str(LAMBDA_SOURCE), exclude=["**/__pycache__"])
