@@ -213,3 +213,15 @@ def test_a_seed_is_a_schedule(stack, log):
 
 def test_results_json_is_json(clean):
     assert json.loads(json.dumps(clean.results()))["costs"] == clean.costs
+
+
+@pytest.mark.parametrize("granularity", ["epoch", "auto"])
+def test_granularities_report_the_clean_runs_costs(stack, clean, log, granularity):
+    session, outputs = stack
+    data, _, _ = dataset()
+    result = run_local(session, outputs, {**PARAMETERS, "granularity": granularity}, data, run_id=f"g-{granularity}",
+                       log_stream=log)
+    results = result.results()
+    assert results["granularity"] == granularity and results["costs"] == clean.costs
+    assert results["invocations"] < clean.results()["invocations"]  # fewer, larger steps
+    assert results["aws_requests"]["s3"] < clean.results()["aws_requests"]["s3"]
