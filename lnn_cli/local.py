@@ -37,6 +37,7 @@ class LocalRunResult:
     chaos: dict[str, int]  # injected faults and executed step bodies (counted on clean runs too)
     chaos_plan: ChaosPlan | None
     wall_seconds: float
+    busiest_step: dict[str, int]  # service -> the most requests one trainer delivery made
     stalls: int = 0
 
     @property
@@ -46,6 +47,16 @@ class LocalRunResult:
     @property
     def costs(self) -> list[float]:
         return [item["cost"] for item in self.epochs]
+
+    def per_epoch(self) -> dict[str, Any]:
+        """Invocations, requests and S3 bytes per completed epoch (the benchmark's unit)."""
+        epochs = max(1, len(self.epochs))
+        return {
+            "invocations": round(self.run.get("invocations", 0) / epochs, 3),
+            "aws_requests": {service: round(count / epochs, 3) for service, count in sorted(self.io["requests"].items())},
+            "s3_bytes_in": round(self.io["s3_bytes_in"] / epochs),
+            "s3_bytes_out": round(self.io["s3_bytes_out"] / epochs),
+        }
 
     def results(self) -> dict[str, Any]:
         """The content of results.json."""
@@ -62,6 +73,8 @@ class LocalRunResult:
             "aws_requests": dict(sorted(self.io["requests"].items())),
             "s3_bytes_in": self.io["s3_bytes_in"],
             "s3_bytes_out": self.io["s3_bytes_out"],
+            "per_epoch": self.per_epoch(),
+            "busiest_step": self.busiest_step,
             "granularity": self.run["config"]["granularity"],
             "config": self.run["config"],
         }
@@ -196,7 +209,8 @@ def run_local(
         epochs=epochs,
         notifications=notifications,
         model=model,
-        io=sum_io(function.handler.ports.counter for function in runtime.functions.values()),
+        io=sum_io(function.counter for function in runtime.functions.values()),
+        busiest_step=busiest_step(runtime.deliveries),
         deliveries=len(runtime.deliveries),
         failed_events=runtime.failed_events,
         chaos=faults.counts.as_dict(),
@@ -204,6 +218,16 @@ def run_local(
         wall_seconds=time.monotonic() - started,
         stalls=stalls,
     )
+
+
+def busiest_step(deliveries: list[DeliveryRecord]) -> dict[str, int]:
+    """Per service, the most requests a single trainer delivery made."""
+    most: dict[str, int] = {}
+    for delivery in deliveries:
+        if delivery.role == "trainer":
+            for service, count in delivery.io["requests"].items():
+                most[service] = max(most.get(service, 0), count)
+    return dict(sorted(most.items()))
 
 
 def sum_io(counters) -> dict[str, Any]:

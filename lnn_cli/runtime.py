@@ -32,7 +32,7 @@ from aws_lambda_powertools import Logger
 from botocore.exceptions import ClientError
 
 from lnn_core import handlers
-from lnn_core.ports import ASYNC_PAYLOAD_LIMIT
+from lnn_core.ports import ASYNC_PAYLOAD_LIMIT, IoCounter
 
 STEP_SECONDS = 0.1  # delivery-clock time one delivery takes
 RETRY_BACKOFF_SECONDS = (60.0, 120.0)  # Lambda waits 1 minute before the first retry, 2 before the second
@@ -98,6 +98,7 @@ class LocalFunction:
     event_age_seconds: int
     on_failure: str | None
     handler: Any = None
+    counter: IoCounter | None = None  # the handler's ports' counter: the requests and bytes of its deliveries
 
 
 @dataclass(order=True)
@@ -126,17 +127,22 @@ class DeliveryRecord:
     result: dict[str, Any] | None
     error: str | None
     seconds: float
+    io: dict[str, Any]  # the requests and S3 bytes of this delivery (`IoCounter.since`)
 
 
 class LocalInvoker:
-    """The `Invoker` port for one target function: an async invoke enqueues a delivery."""
+    """The `Invoker` port for one target function: an async invoke enqueues a delivery. It counts the invoke in the
+    caller's `IoCounter`, as `LambdaInvoker` does, so that a run's request counts are those it would make in AWS."""
 
     def __init__(self, runtime: "LocalLambdaRuntime", target: LocalFunction):
-        self._runtime, self.function_name = runtime, target.name
-        self._target = target
+        self._runtime, self._target = runtime, target
+        self.function_name = target.name
+        self.counter: IoCounter | None = None  # the calling handler's, set once its ports exist
 
     def invoke_async(self, payload: dict[str, Any]) -> None:
         self._runtime.invoke_async(self._target, payload)
+        if self.counter is not None:
+            self.counter.requests["lambda"] += 1
 
 
 class LocalLambdaRuntime:
@@ -197,9 +203,11 @@ class LocalLambdaRuntime:
         """The warm container: the handler object, built while the function's environment is in force."""
         # The trainer invokes itself; the launcher and the watchdog invoke the function their environment names.
         target = self._by_name[function.environment.get("LNN_TRAINER_FUNCTION", function.name)]
+        invoker = LocalInvoker(self, target)
         with self._in_container(function):
             logger = Logger(service="lnn", stream=LOG_SINK)
-            function.handler = BUILDERS[function.role](session=self.session, invoker=LocalInvoker(self, target), logger=logger)
+            function.handler = BUILDERS[function.role](session=self.session, invoker=invoker, logger=logger)
+        function.counter = invoker.counter = function.handler.ports.counter
         if self.faults is not None:
             self.faults.instrument(function.role, function.handler)
 
@@ -265,7 +273,7 @@ class LocalLambdaRuntime:
         function = delivery.function
         if self.faults is not None:
             self.faults.begin(delivery, function.retry_attempts - delivery.attempt)
-        started = time.monotonic()
+        started, io_before = time.monotonic(), function.counter.snapshot()
         context = LambdaContext(function.name, function.arn, function.memory_mb, delivery.request_id,
                                 started + function.timeout_seconds)
         result, error = None, None
@@ -279,7 +287,8 @@ class LocalLambdaRuntime:
             error = TimeoutError(f"Task timed out after {function.timeout_seconds:.2f} seconds")
         self.clock += STEP_SECONDS
         record = DeliveryRecord(function.role, delivery.request_id, delivery.attempt, result,
-                                None if error is None else f"{type(error).__name__}: {error}", seconds)
+                                None if error is None else f"{type(error).__name__}: {error}", seconds,
+                                function.counter.since(io_before))
         if error is not None and not isinstance(error, SandboxKilled):
             self._log_stream.write(f"{function.name} {delivery.request_id} failed:\n{traceback.format_exc()}\n")
         self.deliveries.append(record)

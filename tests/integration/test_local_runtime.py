@@ -84,8 +84,12 @@ def test_clean_run_results_match_dynamodb_and_plain_numpy(stack, clean):
                             "invocations", "aws_requests", "s3_bytes_in", "s3_bytes_out"}
     assert results["epochs"] == 4 and results["invocations"] == 4 * 5 + 1
     assert results["deliveries"] == results["invocations"] + 1  # and the launch
-    assert set(results["aws_requests"]) == {"dynamodb", "s3", "sns", "lambda"} - {"lambda"}  # invokes are local
-    assert results["aws_requests"]["sns"] == 1 and results["s3_bytes_out"] > 0 and results["s3_bytes_in"] > 0
+    requests = results["aws_requests"]
+    assert set(requests) == {"dynamodb", "s3", "sns", "lambda"}
+    assert requests["lambda"] == results["invocations"]  # the launch's invoke and one per step but the last
+    assert results["per_epoch"]["aws_requests"]["lambda"] == requests["lambda"] / 4
+    assert results["busiest_step"]["lambda"] == 1 and results["busiest_step"]["s3"] >= 1
+    assert requests["sns"] == 1 and results["s3_bytes_out"] > 0 and results["s3_bytes_in"] > 0
     assert 0.5 <= results["train_accuracy"] <= 1 and results["test_accuracy"] is not None
     [message] = clean.notifications
     assert message["attributes"] == {"status": "succeeded"} and message["body"]["final"]["epochs"] == 4
