@@ -255,6 +255,9 @@ class LnnTrainer(Construct):
         table_arn = self.table.table_arn
         publish = iam.PolicyStatement(actions=["sns:Publish"], resources=[self.topic.topic_arn])
         invoke_trainer = iam.PolicyStatement(actions=["lambda:InvokeFunction"], resources=[self.trainer_function.function_arn])
+        # Without it S3 answers 403 instead of 404 for a missing key, and the engine could not tell "not written
+        # yet" (HeadObject) or "no such data" from a permission error. It reveals key names only.
+        list_bucket = iam.PolicyStatement(actions=["s3:ListBucket"], resources=[self.bucket.bucket_arn])
         statements = {
             self.trainer_function: [
                 # PutObjectTagging: the engine tags its scratch objects in the PutObject call.
@@ -262,6 +265,7 @@ class LnnTrainer(Construct):
                     actions=["s3:GetObject", "s3:PutObject", "s3:PutObjectTagging", "s3:DeleteObject"],
                     resources=[run_objects],
                 ),
+                list_bucket,
                 iam.PolicyStatement(
                     actions=["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:BatchWriteItem"],
                     resources=[table_arn],
@@ -270,6 +274,7 @@ class LnnTrainer(Construct):
             ],
             self.launch_function: [
                 iam.PolicyStatement(actions=["s3:GetObject"], resources=[run_objects]),
+                list_bucket,
                 iam.PolicyStatement(
                     actions=["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem"], resources=[table_arn]
                 ),

@@ -165,12 +165,14 @@ def test_every_iam_statement_has_exact_actions_and_resources(synthesized, traine
     assert statements(policies["trainer"]) == expected(
         (["logs:CreateLogStream", "logs:PutLogEvents"], arn(ids["trainer_logs"])),
         (["s3:GetObject", "s3:PutObject", "s3:PutObjectTagging", "s3:DeleteObject"], run_objects),
+        (["s3:ListBucket"], arn(ids["bucket"])),
         (["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:BatchWriteItem"], arn(ids["table"])),
         (["sns:Publish"], ref(ids["topic"])),
     )
     assert statements(policies["launcher"]) == expected(
         (["logs:CreateLogStream", "logs:PutLogEvents"], arn(ids["launcher_logs"])),
         (["s3:GetObject"], run_objects),
+        (["s3:ListBucket"], arn(ids["bucket"])),
         (["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem"], arn(ids["table"])),
         (["sns:Publish"], ref(ids["topic"])),
         (["lambda:InvokeFunction"], arn(ids["trainer"])),
