@@ -73,7 +73,7 @@ def main(argv: list[str] | None = None) -> int:
     out.mkdir(parents=True, exist_ok=True)
     console = Console()
     if not console.is_terminal:  # a log or a pipe: wide enough for the table rather than rich's 80 columns
-        console = Console(width=170)
+        console = Console(width=200)
     data, X, y = classic_job(args.examples)
     numpy_seconds, numpy_costs = plain_numpy_seconds(X, y, args.epochs)
     console.print(f"plain NumPy: {args.epochs} epochs in {numpy_seconds:.2f} s")

@@ -144,7 +144,7 @@ def upload_run_inputs(session: boto3.Session, outputs: StackOutputs, run_id: str
                       Body=json.dumps(parameters, indent=2).encode(), ContentType="application/json")
 
 
-def local_runtime(session: boto3.Session, outputs: StackOutputs, *, log_stream, chaos: Chaos | None = None,
+def local_runtime(session: boto3.Session, outputs: StackOutputs, *, log_stream=None, chaos: Chaos | None = None,
                   on_delivery: Callable[[DeliveryRecord], None] | None = None) -> LocalLambdaRuntime:
     return LocalLambdaRuntime(
         session,
@@ -176,7 +176,7 @@ def run_local(
     *,
     run_id: str | None = None,
     chaos: ChaosPlan | None = None,
-    log_stream,
+    log_stream=None,
     on_delivery: Callable[[DeliveryRecord], None] | None = None,
 ) -> LocalRunResult:
     """Upload `data`, launch a run with `parameters` through the launcher, and drive it to its end.

@@ -47,8 +47,8 @@ def show_notification(console: Console, notification: dict[str, Any]) -> None:
     body = notification["body"]
     text = json.dumps(body, indent=2, sort_keys=True) if isinstance(body, (dict, list)) else str(body)
     attributes = ", ".join(f"{name}={value}" for name, value in notification["attributes"].items()) or "none"
-    console.print(Panel(text, title=f"SNS: {notification['subject'] or '(no subject)'}", subtitle=f"attributes: {attributes}",
-                        expand=False))
+    console.print(f"[bold]SNS message received[/]: {notification['subject'] or '(no subject)'}", highlight=False)
+    console.print(Panel(text, title="message", subtitle=f"attributes: {attributes}", expand=False), highlight=False)
 
 
 def summary_table(results: dict[str, Any]) -> Table:

@@ -16,6 +16,7 @@ writing to a file, and an invoker that enqueues here. Only the invoke transport 
 
 import contextlib
 import heapq
+import io
 import itertools
 import json
 import os
@@ -153,13 +154,14 @@ class LocalLambdaRuntime:
         session: boto3.Session,
         functions: dict[str, str],
         *,
-        log_stream,
+        log_stream=None,
         faults: Faults | None = None,
         on_delivery: Callable[[DeliveryRecord], None] | None = None,
     ):
-        """`functions` maps a role (trainer, launcher, watchdog) to the deployed function's name."""
+        """`functions` maps a role (trainer, launcher, watchdog) to the deployed function's name; the handlers' logs
+        go to `log_stream` (by default, kept in memory with the runtime)."""
         self.session, self.faults, self.on_delivery = session, faults, on_delivery
-        self._log_stream = log_stream
+        self._log_stream = log_stream or io.StringIO()
         self._queue: list[Delivery] = []
         self._sequence = itertools.count()
         self._chains = itertools.count()

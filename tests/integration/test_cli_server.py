@@ -135,4 +135,4 @@ def test_lnn_local_end_to_end(tmp_path, capsys):
     with np.load(out / "model.npz") as model:
         assert model["W1"].shape == (4, 30) and model["W2"].shape == (1, 4)
     assert Path(out / "cost.png").read_bytes().startswith(b"\x89PNG")
-    assert "SNS: LNN run" in shown and "attributes: status=succeeded" in shown and "deployed LnnStack with cdk deploy" in shown
+    assert "SNS message received: LNN run" in shown and "attributes: status=succeeded" in shown and "deployed LnnStack with cdk deploy" in shown
