@@ -13,7 +13,6 @@ from typing import Any
 
 import boto3
 import numpy as np
-from botocore.exceptions import ClientError
 from rich.console import Console
 from rich.table import Table
 
