@@ -30,7 +30,7 @@ from .ports import Ports, now
 from .schedule import STATES, Position, next_position
 
 CHECKPOINT_EVERY = 100  # epochs whose parameters are kept (not scratch), besides the last
-ITEM_WEIGHTS_LIMIT = 10_000  # parameters stored as DynamoDB lists; larger networks store norms and a checkpoint key
+ITEM_WEIGHTS_LIMIT = 2_000  # parameters stored as DynamoDB lists (~40 KB of the 400 KB item limit); above: norms and a checkpoint key
 AUTO_SAFETY_SECONDS = 10.0
 DIVERGED_MAGNITUDE = 1e100  # weights this large have diverged (and DynamoDB numbers end at 1e126)  # auto granularity stops this long before the invocation's timeout, plus two slow epochs
 
@@ -228,12 +228,8 @@ class Trainer:
         scratch = [activation_key(config, epoch, l) for l in range(1, L + 1)] + [
             gradient_key(config, epoch, l) for l in range(2, L + 1)
         ]
-        return self._epochs_done(
-            config,
-            first_epoch=epoch,
-            snapshots=[(epoch, cost, updated, run.get("epoch_started_at") or now())],
-            obsolete=scratch,
-        )
+        item = epoch_item(config, epoch, cost, updated, run.get("epoch_started_at") or now())
+        return self._epochs_done(config, first_epoch=epoch, params=updated, items=[item], obsolete=scratch)
 
     def _whole_epochs(self, position: Position, config: TrainingConfig, run: dict, context: Any) -> StepResult:
         """Epoch and auto granularity: whole gradient-descent epochs, from the last committed parameters."""
@@ -244,26 +240,27 @@ class Trainer:
         else:
             params = self._load(params_key(config, first - 1))
         deadline = time.monotonic() + remaining_seconds(context) - AUTO_SAFETY_SECONDS
-        snapshots, slowest, epoch = [], 0.0, first
+        items, slowest, epoch = [], 0.0, first
         while True:
             started_at, started = now(), time.monotonic()
             params, cost = network.gradient_descent_epoch(
                 params, prepared.X, prepared.Y, list(config.activations), config.learning_rate
             )
-            snapshots.append((epoch, finite_cost(cost, epoch, config), finite_params(params, epoch), started_at))
+            # the item holds lists or norms, not the arrays: memory stays flat however many epochs fit
+            items.append(epoch_item(config, epoch, finite_cost(cost, epoch, config), finite_params(params, epoch), started_at))
             slowest = max(slowest, time.monotonic() - started)
             if epoch == config.epochs or config.granularity == "epoch" or time.monotonic() + 2 * slowest > deadline:
                 break
             epoch += 1
-        return self._epochs_done(config, first_epoch=first, snapshots=snapshots, obsolete=[])
+        return self._epochs_done(config, first_epoch=first, params=params, items=items, obsolete=[])
 
-    def _epochs_done(self, config: TrainingConfig, *, first_epoch: int, snapshots: list, obsolete: list[str]) -> StepResult:
+    def _epochs_done(self, config: TrainingConfig, *, first_epoch: int, params: dict, items: list, obsolete: list[str]) -> StepResult:
         """The shared tail of every step that completes epochs: parameters to S3, one results item per epoch."""
-        last_epoch, last_cost, last_params, _ = snapshots[-1]
+        last_epoch, last_cost = items[-1]["epoch"], items[-1]["cost"]
         key = params_key(config, last_epoch)
         result = StepResult(
-            outputs={key: last_params},
-            epoch_items=[epoch_item(config, *snapshot) for snapshot in snapshots],
+            outputs={key: params},
+            epoch_items=items,
             fields={"progress_epoch": last_epoch, "last_cost": last_cost},
             last_epoch_done=last_epoch,
             obsolete=obsolete,

@@ -210,10 +210,9 @@ class RunTable:
 
     def put_epoch_items(self, run_id: str, items: list[dict[str, Any]]) -> None:
         """Write per-epoch items. Their content is a pure function of the step, so a repeated write changes nothing."""
-        pending = [{"PutRequest": {"Item": to_dynamo({**item, "run_id": run_id})}} for item in items]
         client = self._table.meta.client
-        while pending:
-            batch, pending = pending[:25], pending[25:]
+        for start in range(0, len(items), 25):  # converted batch by batch: Decimals take far more memory than floats
+            batch = [{"PutRequest": {"Item": to_dynamo({**item, "run_id": run_id})}} for item in items[start : start + 25]]
             for attempt in range(8):
                 self._counter.requests["dynamodb"] += 1
                 unprocessed = client.batch_write_item(RequestItems={self.name: batch}).get("UnprocessedItems", {})
