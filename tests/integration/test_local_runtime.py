@@ -10,45 +10,16 @@ import pytest
 from moto import mock_aws
 
 from lnn_cli.chaos import ChaosPlan
-from lnn_cli.deploy import deploy_in_process, synthesize
 from lnn_cli.local import NotificationInbox, local_runtime, run_local
 from lnn_cli.runtime import PayloadTooLarge
 from lnn_core import control, network
 from lnn_core.errors import LnnInputError
 from lnn_core.ports import IoCounter, RunTable
+from tests.integration.conftest import dataset, model_arrays
 
 REGION = "us-east-1"
 PARAMETERS = {"epochs": 4, "learning_rate": 0.5, "neurons": [4, 1], "activations": ["relu", "sigmoid"], "seed": 5,
               "granularity": "layer", "init": "he"}
-CHAOS_SEEDS = range(12)
-
-
-def dataset(m=40, features=3, seed=0):
-    rng = np.random.RandomState(seed)
-    y = np.arange(m + 10) % 2
-    X = rng.randn(m + 10, features) * 0.6 + (y[:, None] * 2.0 - 1.0)
-    buffer = io.BytesIO()
-    np.savez(buffer, X=X[:m], y=y[:m], X_test=X[m:], y_test=y[m:])
-    return buffer.getvalue(), X[:m], y[:m].astype(float)
-
-
-@pytest.fixture(scope="module")
-def stack(tmp_path_factory):
-    """One synthesized-and-created stack for the module (create_stack uploads the NumPy layer: a few seconds)."""
-    assembly = synthesize(log_path=tmp_path_factory.mktemp("synth") / "synth.log")
-    with pytest.MonkeyPatch.context() as patch:
-        for name, value in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": REGION}.items():
-            patch.setenv(name, value)
-        patch.delenv("AWS_ENDPOINT_URL", raising=False)
-        with mock_aws():
-            session = boto3.Session(region_name=REGION)
-            yield session, deploy_in_process(session, assembly, "LnnStack")
-
-
-@pytest.fixture
-def log(tmp_path):
-    with open(tmp_path / "lambda.log", "w") as stream:
-        yield stream
 
 
 @pytest.fixture(scope="module")
@@ -57,11 +28,6 @@ def clean(stack, tmp_path_factory):
     data, _, _ = dataset()
     with open(tmp_path_factory.mktemp("clean") / "lambda.log", "w") as stream:
         return run_local(session, outputs, PARAMETERS, data, run_id="clean", log_stream=stream)
-
-
-def model_arrays(model: bytes) -> dict[str, np.ndarray]:
-    with np.load(io.BytesIO(model), allow_pickle=False) as npz:
-        return {name: npz[name] for name in npz.files}
 
 
 def test_clean_run_results_match_dynamodb_and_plain_numpy(stack, clean):
@@ -185,24 +151,6 @@ def test_async_payload_limit(stack, log):
     with pytest.raises(PayloadTooLarge, match="1048576"):
         runtime.invoke_async(runtime.functions["trainer"], {"blob": "x" * 1_048_576})
     assert runtime.pending == 0
-
-
-@pytest.mark.parametrize("seed", CHAOS_SEEDS)
-def test_chaos_schedules_end_like_the_clean_run(stack, clean, log, seed):
-    session, outputs = stack
-    data, _, _ = dataset()
-    plan = ChaosPlan(duplicate=0.3, crash=0.2, delay=0.3, lose=0.05, seed=seed)
-    result = run_local(session, outputs, PARAMETERS, data, run_id=f"chaos-{seed}", chaos=plan, log_stream=log)
-    assert result.status == "succeeded", result.run.get("reason")
-    assert result.costs == clean.costs
-    chaotic, reference = model_arrays(result.model), model_arrays(clean.model)
-    assert all(np.array_equal(chaotic[name], reference[name]) for name in reference if name.startswith(("W", "b")))
-    # One message, plus one per crash between SNS Publish and recording it (the README's one inherent limit).
-    sites = result.chaos["crash_sites"]
-    republished = sites.get("after notifier.publish", 0) + sites.get("before table.mark_notified", 0)
-    assert [n["attributes"]["status"] for n in result.notifications] == ["succeeded"] * (1 + republished)
-    assert result.chaos["step_bodies"] <= clean.chaos["step_bodies"] + result.chaos["faults"]
-    assert result.results()["chaos"]["plan"]["seed"] == seed
 
 
 def test_a_seed_is_a_schedule(stack, log):

@@ -1,0 +1,43 @@
+"""Fixtures of the in-process integration tests: the synthesized stack created by moto's CloudFormation."""
+
+import io
+
+import boto3
+import numpy as np
+import pytest
+from moto import mock_aws
+
+from lnn_cli.deploy import deploy_in_process, synthesize
+from tests.conftest import REGION, blobs
+
+
+def dataset(m=40, features=3, seed=0):
+    """A training file with a test split: (npz bytes, X_train, y_train)."""
+    X, y = blobs(m + 10, features, seed)
+    buffer = io.BytesIO()
+    np.savez(buffer, X=X[:m], y=y[:m], X_test=X[m:], y_test=y[m:])
+    return buffer.getvalue(), X[:m], y[:m]
+
+
+def model_arrays(model: bytes) -> dict[str, np.ndarray]:
+    with np.load(io.BytesIO(model), allow_pickle=False) as npz:
+        return {name: npz[name] for name in npz.files}
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory):
+    """One synthesized-and-created stack per module (create_stack uploads the NumPy layer: a few seconds)."""
+    assembly = synthesize(log_path=tmp_path_factory.mktemp("synth") / "synth.log")
+    with pytest.MonkeyPatch.context() as patch:
+        for name, value in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": REGION}.items():
+            patch.setenv(name, value)
+        patch.delenv("AWS_ENDPOINT_URL", raising=False)
+        with mock_aws():
+            session = boto3.Session(region_name=REGION)
+            yield session, deploy_in_process(session, assembly, "LnnStack")
+
+
+@pytest.fixture
+def log(tmp_path):
+    with open(tmp_path / "lambda.log", "w") as stream:
+        yield stream
