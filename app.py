@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Entry point of `cdk synth` / `cdk deploy` (see cdk.json). Context parameters: docs/deploy.md."""
+"""Entry point of `cdk synth` / `cdk deploy` (see cdk.json). Context parameters: README.md, "Context parameters"."""
 
 import sys
 
