@@ -82,15 +82,15 @@ class Trainer:
     def handle(self, event: Any, context: Any = None) -> dict[str, Any]:
         started, io_before = time.monotonic(), self.ports.counter.snapshot()
         outcome = self._handle(event, context)
+        costs = outcome.pop("epoch_costs", [])  # one per epoch this step completed (thousands in auto granularity)
+        if costs:
+            outcome |= {"epochs_completed": len(costs), "cost": costs[-1]}
         io = self.ports.counter.since(io_before)
-        self.log.info(
-            "step",
-            extra={**outcome, "duration_ms": round((time.monotonic() - started) * 1000, 1), "io": io},
-        )
+        self.log.info("step", extra={**outcome, "duration_ms": round((time.monotonic() - started) * 1000, 1), "io": io})
         if self.metrics is not None:
             self.metrics.add_metric(name="Steps", unit="Count", value=1)
-            if "cost" in outcome:
-                self.metrics.add_metric(name="Cost", unit="None", value=outcome["cost"])
+            for cost in costs:
+                self.metrics.add_metric(name="Cost", unit="None", value=cost)
             self.metrics.flush_metrics()
         return outcome
 
@@ -153,8 +153,8 @@ class Trainer:
         if result.obsolete:
             ports.store.delete_keys(result.obsolete)
         outcome = {"outcome": "committed"}
-        if "last_cost" in result.fields:
-            outcome["cost"] = result.fields["last_cost"]
+        if result.epoch_items:
+            outcome["epoch_costs"] = [item["cost"] for item in result.epoch_items]
         return outcome
 
     def _reject(self, event: Any, reason: str) -> dict[str, Any]:

@@ -1,5 +1,6 @@
 """The whole self-invoking chain under in-process moto, with the invoker replaced by a local queue."""
 
+import io
 import json
 
 import numpy as np
@@ -54,9 +55,35 @@ def test_chain_equals_plain_numpy_bit_for_bit(aws, granularity):
     params, costs = network.train_reference(
         X[:48], y[:48], neurons=[3, 1], activations=["tanh", "sigmoid"], learning_rate=0.5, epochs=5, seed=3
     )
-    import io
 
     model = np.load(io.BytesIO(aws.s3.get_object(Bucket=aws.bucket, Key="runs/r1/model.npz")["Body"].read()))
     for name, array in params.items():
         assert np.array_equal(model[name], array), name
     assert [item["cost"] for item in trainer.ports.table.list_epochs("r1")] == costs
+
+
+def test_one_json_log_line_and_emf_metrics_per_step(aws, capsys):
+    from aws_lambda_powertools import Logger
+
+    stream = io.StringIO()
+    X, y = blobs()
+    aws.upload_data("runs/r1/data.npz", X=X, y=y)
+    queue = QueueInvoker()
+    build_launcher(session=aws.session, invoker=queue).handle({"run_id": "r1", "parameters": {**PARAMETERS, "epochs": 2}})
+    trainer = build_trainer(session=aws.session, invoker=queue, logger=Logger(service="lnn-log-test", stream=stream))  # a new name: Powertools shares handlers per service
+    capsys.readouterr()
+    steps = 0
+    while queue.events:
+        trainer.handle(queue.events.popleft())
+        steps += 1
+    lines = [json.loads(line) for line in stream.getvalue().splitlines()]
+    assert len(lines) == steps == 2 * 5 + 1
+    for line in lines:
+        assert line["message"] == "step" and line["run_id"] == "r1" and line["outcome"] == "committed"
+        assert {"epoch", "layer", "state", "step", "duration_ms", "io"} <= line.keys()
+    assert [line["cost"] for line in lines if "cost" in line] == [i["cost"] for i in trainer.ports.table.list_epochs("r1")]
+    metrics = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.startswith('{"_aws"')]
+    assert sum(len(m["Steps"]) if isinstance(m["Steps"], list) else 1 for m in metrics) == steps
+    assert [c for m in metrics if "Cost" in m for c in (m["Cost"] if isinstance(m["Cost"], list) else [m["Cost"]])] == [
+        i["cost"] for i in trainer.ports.table.list_epochs("r1")
+    ]
