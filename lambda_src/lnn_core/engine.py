@@ -88,9 +88,9 @@ class Trainer:
         io = self.ports.counter.since(io_before)
         self.log.info("step", extra={**outcome, "duration_ms": round((time.monotonic() - started) * 1000, 1), "io": io})
         if self.metrics is not None:
-            self.metrics.add_metric(name="Steps", unit="Count", value=1)
-            for cost in costs:
+            for cost in costs:  # Powertools flushes every 100 values on its own
                 self.metrics.add_metric(name="Cost", unit="None", value=cost)
+            self.metrics.add_metric(name="Steps", unit="Count", value=1)  # last, so the final flush is never empty
             self.metrics.flush_metrics()
         return outcome
 
