@@ -86,7 +86,8 @@ class Trainer:
         if costs:
             outcome |= {"epochs_completed": len(costs), "cost": costs[-1]}
         io = self.ports.counter.since(io_before)
-        self.log.info("step", extra={**outcome, "duration_ms": round((time.monotonic() - started) * 1000, 1), "io": io})
+        log = self.log.error if outcome["outcome"] in ("failed", "rejected") else self.log.info  # a reason to read
+        log("step", extra={**outcome, "duration_ms": round((time.monotonic() - started) * 1000, 1), "io": io})
         if self.metrics is not None:
             for cost in costs:  # Powertools flushes every 100 values on its own
                 self.metrics.add_metric(name="Cost", unit="None", value=cost)
@@ -109,8 +110,7 @@ class Trainer:
         }
         run = ports.table.get_run(run_id)
         if run is None:
-            self.log.error("unknown run: nothing was touched", extra=summary)
-            return {**summary, "outcome": "rejected", "reason": f"unknown run {run_id}"}
+            return {**summary, "outcome": "rejected", "reason": f"unknown run {run_id}; nothing was touched"}
         if run["status"] != "running":
             control.ensure_notified(ports, run)
             return {**summary, "outcome": "ignored", "reason": f"run is {run['status']}"}
@@ -161,7 +161,6 @@ class Trainer:
         """A malformed event: fail its run if it names a running one, touch nothing else."""
         run_id = event.get("run_id") if isinstance(event, dict) else None
         run = self.ports.table.get_run(run_id) if isinstance(run_id, str) and run_id else None
-        self.log.error(reason, extra={"run_id": run_id})
         if run is None or run["status"] != "running":
             return {"run_id": run_id, "outcome": "rejected", "reason": reason}
         return {"run_id": run_id, **control.fail_run(self.ports, run, reason)}
@@ -371,14 +370,15 @@ def parse_event(event: Any) -> StepEvent:
 def schedule_mismatch(step_event: StepEvent, run: dict) -> str | None:
     """Why this event is not the run's next step, or None when it is."""
     expected = run.get("next_event") or {}
-    received = make_event_like(step_event)
+    received = event_fields(step_event)
     for name in ("step", "state", "epoch", "layer", "epochs", "layers", "neurons", "activations", "learning_rate", "granularity"):
         if received[name] != expected.get(name):
             return f"{name} is {received[name]!r} but the run's next step has {expected.get(name)!r}"
     return None
 
 
-def make_event_like(step_event: StepEvent) -> dict[str, Any]:
+def event_fields(step_event: StepEvent) -> dict[str, Any]:
+    """The fields of a validated event, in the form `make_event` writes them."""
     position = step_event.position
     return {
         "step": step_event.step,

@@ -164,3 +164,16 @@ def test_upload_launch_is_idempotent(aws):
     assert launcher.handle(event) == {"run_id": "up", "status": "running"}
     assert launcher.handle(event)["duplicate"] is True
     assert len(queue.events) == 1
+
+
+def test_a_bad_event_is_one_clear_error_line_in_the_log(two_runs):
+    import io
+
+    from aws_lambda_powertools import Logger
+
+    aws, _, queue = two_runs
+    stream = io.StringIO()
+    trainer = build_trainer(session=aws.session, invoker=queue, logger=Logger(service="lnn-bad-event-log", stream=stream))
+    trainer.handle({"run_id": "r1", "state": "sideways"})
+    (line,) = [json.loads(text) for text in stream.getvalue().splitlines()]
+    assert line["level"] == "ERROR" and line["outcome"] == "failed" and "unknown state 'sideways'" in line["reason"]
