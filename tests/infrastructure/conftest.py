@@ -18,6 +18,17 @@ from lnn_stack.lnn_stack import LnnStack
 
 PROJECT_DIR = Path(__file__).resolve().parents[2]
 SKIP_BUNDLING = {"aws:cdk:bundling-stacks": []}
+# The training defaults of an app given no context, in the LNN parameters.json format.
+DEFAULT_TRAINING = {
+    "epochs": 100,
+    "learning_rate": 0.0075,
+    "layers": 4,
+    "neurons": {"layer1": 20, "layer2": 7, "layer3": 5, "layer4": 1},
+    "activations": {"layer1": "relu", "layer2": "relu", "layer3": "relu", "layer4": "sigmoid"},
+    "granularity": "layer",
+    "init": "lecun",
+    "seed": None,
+}
 # Every option set to a non-default value, to check that each one reaches the template.
 CUSTOM_CONTEXT = {
     "stack_name": "LnnCustom",

@@ -11,7 +11,7 @@ from aws_cdk import aws_logs as logs
 from lnn_stack import settings
 from lnn_stack.settings import ContextError, DeploymentSettings, TrainingDefaults, settings_from_context
 
-from .conftest import CUSTOM_CONTEXT, PROJECT_DIR
+from .conftest import CUSTOM_CONTEXT, DEFAULT_TRAINING, PROJECT_DIR
 
 ALL_PARAMETERS = [*settings.DEPLOYMENT_PARAMETERS.values(), *settings.TRAINING_PARAMETERS.values()]
 
@@ -198,16 +198,7 @@ def test_the_cdk_own_context_keys_are_left_alone():
 
 def test_training_defaults_are_in_the_lnn_parameters_json_format():
     training = TrainingDefaults.from_context({"seed": "7"})
-    assert json.loads(training.to_json()) == {
-        "epochs": 100,
-        "learning_rate": 0.0075,
-        "layers": 4,
-        "neurons": {"layer1": 20, "layer2": 7, "layer3": 5, "layer4": 1},
-        "activations": {"layer1": "relu", "layer2": "relu", "layer3": "relu", "layer4": "sigmoid"},
-        "granularity": "layer",
-        "init": "lecun",
-        "seed": 7,
-    }
+    assert json.loads(training.to_json()) == {**DEFAULT_TRAINING, "seed": 7}
 
 
 def test_docs_describe_every_parameter_and_their_example_is_valid():

@@ -7,6 +7,8 @@ from aws_cdk.assertions import Match
 
 from lnn_stack.lnn_trainer import RUNTIME
 
+from .conftest import DEFAULT_TRAINING
+
 
 def ref(logical_id: str) -> dict:
     return {"Ref": logical_id}
@@ -120,16 +122,7 @@ def test_environment_variables(synthesized, ids):
     # The trainer learns its own name from AWS_LAMBDA_FUNCTION_NAME: its own ARN here would be a cycle.
     assert environment("trainer") == {"LNN_BUCKET": ref(ids["bucket"]), **shared}
     launcher = environment("launcher")
-    assert json.loads(launcher.pop("LNN_TRAINING_DEFAULTS")) == {
-        "epochs": 100,
-        "learning_rate": 0.0075,
-        "layers": 4,
-        "neurons": {"layer1": 20, "layer2": 7, "layer3": 5, "layer4": 1},
-        "activations": {"layer1": "relu", "layer2": "relu", "layer3": "relu", "layer4": "sigmoid"},
-        "granularity": "layer",
-        "init": "lecun",
-        "seed": None,
-    }
+    assert json.loads(launcher.pop("LNN_TRAINING_DEFAULTS")) == DEFAULT_TRAINING
     assert launcher == {"LNN_BUCKET": ref(ids["bucket"]), "LNN_TRAINER_FUNCTION": ref(ids["trainer"]), **shared}
     assert environment("watchdog") == {
         "LNN_TRAINER_FUNCTION": ref(ids["trainer"]), "LNN_STALL_SECONDS": "900", **shared
