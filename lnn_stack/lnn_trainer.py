@@ -24,6 +24,8 @@ from aws_cdk import aws_sns as sns
 from aws_cdk import aws_sns_subscriptions as subscriptions
 from constructs import Construct
 
+from lnn_core.ports import RUNS_BY_STATUS_INDEX
+
 from .numpy_layer import NumpyLayer
 from .settings import TrainingDefaults
 
@@ -211,7 +213,7 @@ class LnnTrainer(Construct):
         # An imported bucket must already send its events to EventBridge (a bucket setting).
 
     def _create_table(self, table_props: Mapping[str, Any] | None) -> dynamodb.Table:
-        return dynamodb.Table(
+        table = dynamodb.Table(
             self,
             "Table",
             **{
@@ -226,6 +228,13 @@ class LnnTrainer(Construct):
                 **(table_props or {}),
             },
         )
+        # Only run records carry `status`: the watchdog queries running runs instead of scanning epoch items.
+        table.add_global_secondary_index(
+            index_name=RUNS_BY_STATUS_INDEX,
+            partition_key=dynamodb.Attribute(name="status", type=dynamodb.AttributeType.STRING),
+            projection_type=dynamodb.ProjectionType.KEYS_ONLY,
+        )
+        return table
 
     def _function(self, construct_id: str, *, environment: Mapping[str, str], **function_props: Any) -> lambda_.Function:
         """A function with its own log group, and its own role that may write only to that log group."""
@@ -282,9 +291,8 @@ class LnnTrainer(Construct):
                 invoke_trainer,
             ],
             self.watchdog_function: [
-                iam.PolicyStatement(
-                    actions=["dynamodb:Scan", "dynamodb:GetItem", "dynamodb:UpdateItem"], resources=[table_arn]
-                ),
+                iam.PolicyStatement(actions=["dynamodb:Query"], resources=[f"{table_arn}/index/{RUNS_BY_STATUS_INDEX}"]),
+                iam.PolicyStatement(actions=["dynamodb:GetItem", "dynamodb:UpdateItem"], resources=[table_arn]),
                 publish,
                 invoke_trainer,
             ],

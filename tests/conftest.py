@@ -9,6 +9,8 @@ import numpy as np
 import pytest
 from moto import mock_aws
 
+from lnn_core.ports import RUNS_BY_STATUS_INDEX
+
 REGION = "us-east-1"
 
 
@@ -46,8 +48,14 @@ def aws(monkeypatch):
             AttributeDefinitions=[
                 {"AttributeName": "run_id", "AttributeType": "S"},
                 {"AttributeName": "epoch", "AttributeType": "N"},
+                {"AttributeName": "status", "AttributeType": "S"},
             ],
             BillingMode="PAY_PER_REQUEST",
+            GlobalSecondaryIndexes=[{
+                "IndexName": RUNS_BY_STATUS_INDEX,
+                "KeySchema": [{"AttributeName": "status", "KeyType": "HASH"}],
+                "Projection": {"ProjectionType": "KEYS_ONLY"},
+            }],
         )
         sns = session.client("sns")
         topic_arn = sns.create_topic(Name="lnn-notifications")["TopicArn"]

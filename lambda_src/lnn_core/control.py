@@ -81,8 +81,8 @@ class Watchdog:
     def handle(self, event: Any = None, context: Any = None) -> dict[str, Any]:
         stalled = [
             run["run_id"]
-            for run in self.ports.table.list_runs()
-            if run.get("status") == "running" and seconds_since(run["updated_at"]) > self.stall_seconds
+            for run in self.ports.table.list_runs("running")
+            if seconds_since(run["updated_at"]) > self.stall_seconds
         ]
         outcomes = [resume_run(self.ports, run_id) for run_id in stalled]
         for outcome in outcomes:

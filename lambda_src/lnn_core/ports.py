@@ -21,10 +21,9 @@ from .errors import RunFailure
 RUN_RECORD_EPOCH = 0  # the run record shares the results table, at epoch 0
 SCRATCH_TAG = "lnn-scratch=true"  # the bucket's lifecycle rule expires objects with this tag
 ASYNC_PAYLOAD_LIMIT = 1_048_576  # bytes, Lambda's limit for an asynchronous invoke
-RUN_SUMMARY_FIELDS = (  # what `list_runs` reads of each run record (a scan must not drag epoch weights along)
-    "run_id", "status", "committed_step", "next_event", "updated_at", "created_at", "config", "progress_epoch",
-    "last_cost", "final", "reason", "resumes", "invocations",
-)
+# A sparse, keys-only index of the run records (only they have `status`): the watchdog finds running runs
+# without scanning the epoch items, and a step's updates of other attributes cost the index nothing.
+RUNS_BY_STATUS_INDEX = "runs-by-status"
 BOTO_CONFIG = Config(retries={"mode": "standard", "max_attempts": 5}, connect_timeout=5, read_timeout=60)
 
 # The methods whose calls change the world: the chaos harness injects crashes around exactly these.
@@ -239,22 +238,26 @@ class RunTable:
                 return [from_dynamo(item) for item in items]
             start = {"ExclusiveStartKey": page["LastEvaluatedKey"]}
 
-    def list_runs(self) -> list[dict[str, Any]]:
-        """Every run record (a scan: the table holds few runs, each with one record)."""
-        items, start = [], {}
+    def run_ids(self, status: str | None = None) -> list[str]:
+        """The ids of the runs with `status` (all runs when None), from the status index."""
+        request = {"IndexName": RUNS_BY_STATUS_INDEX}
+        if status is not None:
+            request |= {"KeyConditionExpression": "#status = :status", "ExpressionAttributeNames": {"#status": "status"},
+                        "ExpressionAttributeValues": {":status": status}}
+        read = self._table.query if status is not None else self._table.scan
+        run_ids, start = [], {}
         while True:
             self._counter.requests["dynamodb"] += 1
-            page = self._table.scan(
-                FilterExpression="epoch = :record",
-                ExpressionAttributeValues={":record": RUN_RECORD_EPOCH},
-                ProjectionExpression=", ".join(f"#{name}" for name in RUN_SUMMARY_FIELDS),
-                ExpressionAttributeNames={f"#{name}": name for name in RUN_SUMMARY_FIELDS},
-                **start,
-            )
-            items += page["Items"]
+            page = read(**request, **start)
+            run_ids += [item["run_id"] for item in page["Items"]]
             if "LastEvaluatedKey" not in page:
-                return [from_dynamo(item) for item in items]
+                return run_ids
             start = {"ExclusiveStartKey": page["LastEvaluatedKey"]}
+
+    def list_runs(self, status: str | None = None) -> list[dict[str, Any]]:
+        """The run records with `status` (all when None), read consistently (the index itself is eventually consistent)."""
+        runs = (self.get_run(run_id) for run_id in self.run_ids(status))
+        return [run for run in runs if run is not None and (status is None or run["status"] == status)]
 
     def _conditional_update(self, run_id, update, condition, values, *, status: bool = False) -> bool:
         self._counter.requests["dynamodb"] += 1

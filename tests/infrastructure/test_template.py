@@ -172,7 +172,8 @@ def test_every_iam_statement_has_exact_actions_and_resources(synthesized, traine
     )
     assert statements(policies["watchdog"]) == expected(
         (["logs:CreateLogStream", "logs:PutLogEvents"], arn(ids["watchdog_logs"])),
-        (["dynamodb:Scan", "dynamodb:GetItem", "dynamodb:UpdateItem"], arn(ids["table"])),
+        (["dynamodb:Query"], {"Fn::Join": ["", [arn(ids["table"]), "/index/runs-by-status"]]}),
+        (["dynamodb:GetItem", "dynamodb:UpdateItem"], arn(ids["table"])),
         (["sns:Publish"], ref(ids["topic"])),
         (["lambda:InvokeFunction"], arn(ids["trainer"])),
     )
@@ -265,7 +266,13 @@ def test_table(synthesized, ids):
     assert table["Properties"] == {
         "KeySchema": [{"AttributeName": "run_id", "KeyType": "HASH"}, {"AttributeName": "epoch", "KeyType": "RANGE"}],
         "AttributeDefinitions": [{"AttributeName": "run_id", "AttributeType": "S"},
-                                 {"AttributeName": "epoch", "AttributeType": "N"}],
+                                 {"AttributeName": "epoch", "AttributeType": "N"},
+                                 {"AttributeName": "status", "AttributeType": "S"}],
+        "GlobalSecondaryIndexes": [{
+            "IndexName": "runs-by-status",
+            "KeySchema": [{"AttributeName": "status", "KeyType": "HASH"}],
+            "Projection": {"ProjectionType": "KEYS_ONLY"},
+        }],
         "BillingMode": "PAY_PER_REQUEST",
         "PointInTimeRecoverySpecification": {"PointInTimeRecoveryEnabled": True},
     }
