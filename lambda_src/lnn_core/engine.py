@@ -15,7 +15,9 @@ See the README's "Exactly once" section for the invariant and its one inherent l
 """
 
 import json
+import math
 import time
+import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -23,7 +25,7 @@ import numpy as np
 
 from . import control, network
 from .codec import arrays_to_npz, npz_to_arrays
-from .config import TrainingConfig, layer_map
+from .config import MAX_EPOCHS, MAX_LAYERS, TrainingConfig, layer_map
 from .dataset import TrainingData, load_training_data
 from .errors import LnnInputError, RunFailure
 from .ports import Ports, now
@@ -32,6 +34,8 @@ from .schedule import STATES, Position, next_position
 CHECKPOINT_EVERY = 100  # epochs whose parameters are kept (not scratch), besides the last
 ITEM_WEIGHTS_LIMIT = 2_000  # parameters stored as DynamoDB lists (~40 KB of the 400 KB item limit); above: norms and a checkpoint key
 AUTO_SAFETY_SECONDS = 10.0
+AUTO_MAX_EPOCHS_PER_STEP = 2500  # bounds a step's memory (one item per epoch) and its commit
+BATCH_WRITE_SECONDS = 0.1  # budgeted per 25 epoch items: the commit's writes must fit in the invocation too
 DIVERGED_MAGNITUDE = 1e100  # weights this large have diverged (and DynamoDB numbers end at 1e126)  # auto granularity stops this long before the invocation's timeout, plus two slow epochs
 
 
@@ -96,10 +100,12 @@ class Trainer:
         return outcome
 
     def _handle(self, event: Any, context: Any) -> dict[str, Any]:
+        # Lambda's retries of an event keep its request id: they may finish what it began, its twins may not.
+        claimant = getattr(context, "aws_request_id", None) or f"direct-{uuid.uuid4().hex}"
         try:
             step_event = parse_event(event)
         except LnnInputError as error:
-            return self._reject(event, f"bad event: {error}")
+            return self._reject(event, f"bad event: {error}", claimant)
         ports, run_id = self.ports, step_event.run_id
         summary = {
             "run_id": run_id,
@@ -112,29 +118,29 @@ class Trainer:
         if run is None:
             return {**summary, "outcome": "rejected", "reason": f"unknown run {run_id}; nothing was touched"}
         if run["status"] != "running":
-            control.ensure_notified(ports, run)
+            control.catch_up(ports, run, claimant=claimant)
             return {**summary, "outcome": "ignored", "reason": f"run is {run['status']}"}
         committed = run["committed_step"]
         if step_event.step <= committed:
-            resent = control.ensure_next_sent(ports, run) if step_event.step == committed else False
+            resent = step_event.step == committed and control.catch_up(ports, run, claimant=claimant)
             return {**summary, "outcome": "resent" if resent else "duplicate"}
         mismatch = schedule_mismatch(step_event, run)
         if mismatch:
-            return {**summary, **control.fail_run(ports, run, f"bad event: {mismatch}")}
+            return {**summary, **control.fail_run(ports, run, f"bad event: {mismatch}", claimant=claimant)}
         if run.get("stop_requested"):
-            return {**summary, **control.end_run(ports, run, status="stopped", reason="stopped on request")}
+            return {**summary, **control.end_run(ports, run, status="stopped", reason="stopped on request", claimant=claimant)}
         if step_event.step > run["step_bound"]:
-            return {**summary, **control.fail_run(ports, run, f"step {step_event.step} exceeds the run's bound")}
+            return {**summary, **control.fail_run(ports, run, f"step {step_event.step} exceeds the run's bound", claimant=claimant)}
         config = TrainingConfig.from_parameters(run["config"])
         try:
             result = self._execute(step_event.position, config, run, context)
         except RunFailure as failure:
             if not self._still_next(run_id, step_event.step):
                 return {**summary, "outcome": "duplicate"}  # a late twin read what the winner already cleaned up
-            return {**summary, **control.fail_run(ports, run, str(failure))}
-        return {**summary, **self._commit(step_event, config, run, result)}
+            return {**summary, **control.fail_run(ports, run, str(failure), claimant=claimant)}
+        return {**summary, **self._commit(step_event, config, run, result, claimant)}
 
-    def _commit(self, step_event: StepEvent, config: TrainingConfig, run: dict, result: StepResult) -> dict[str, Any]:
+    def _commit(self, step_event: StepEvent, config: TrainingConfig, run: dict, result: StepResult, claimant: str) -> dict[str, Any]:
         ports, run_id, position = self.ports, step_event.run_id, step_event.position
         for key, arrays in result.outputs.items():
             ports.store.put_bytes(key, arrays_to_npz(arrays), scratch=key not in result.checkpoints)
@@ -145,11 +151,14 @@ class Trainer:
         if result.final is not None:
             fields |= {"status": "succeeded", "final": result.final, "finished_at": now(), "notified": False}
         if not ports.table.transition(run_id, seen_step=run["committed_step"], new_step=step_event.step, fields=fields):
-            return {"outcome": "duplicate"}
+            # A twin committed first, or our commit was applied and only its answer lost (boto3 then retried it)
+            latest = ports.table.get_run(run_id)
+            resent = latest["committed_step"] == step_event.step and control.catch_up(ports, latest, claimant=claimant)
+            return {"outcome": "resent" if resent else "duplicate"}
         if following:
             control.send(ports, run_id, fields["next_event"])
         if result.final is not None:
-            control.ensure_notified(ports, {**run, **fields})
+            control.ensure_notified(ports, {**run, **fields}, claimant=claimant)
         if result.obsolete:
             ports.store.delete_keys(result.obsolete)
         outcome = {"outcome": "committed"}
@@ -157,13 +166,13 @@ class Trainer:
             outcome["epoch_costs"] = [item["cost"] for item in result.epoch_items]
         return outcome
 
-    def _reject(self, event: Any, reason: str) -> dict[str, Any]:
+    def _reject(self, event: Any, reason: str, claimant: str) -> dict[str, Any]:
         """A malformed event: fail its run if it names a running one, touch nothing else."""
         run_id = event.get("run_id") if isinstance(event, dict) else None
         run = self.ports.table.get_run(run_id) if isinstance(run_id, str) and run_id else None
         if run is None or run["status"] != "running":
             return {"run_id": run_id, "outcome": "rejected", "reason": reason}
-        return {"run_id": run_id, **control.fail_run(self.ports, run, reason)}
+        return {"run_id": run_id, **control.fail_run(self.ports, run, reason, claimant=claimant)}
 
     def _still_next(self, run_id: str, step: int) -> bool:
         run = self.ports.table.get_run(run_id)
@@ -228,7 +237,7 @@ class Trainer:
             gradient_key(config, epoch, l) for l in range(2, L + 1)
         ]
         item = epoch_item(config, epoch, cost, updated, run.get("epoch_started_at") or now())
-        return self._epochs_done(config, first_epoch=epoch, params=updated, items=[item], obsolete=scratch)
+        return epochs_done(config, first_epoch=epoch, params=updated, items=[item], obsolete=scratch)
 
     def _whole_epochs(self, position: Position, config: TrainingConfig, run: dict, context: Any) -> StepResult:
         """Epoch and auto granularity: whole gradient-descent epochs, from the last committed parameters."""
@@ -248,34 +257,23 @@ class Trainer:
             # the item holds lists or norms, not the arrays: memory stays flat however many epochs fit
             items.append(epoch_item(config, epoch, finite_cost(cost, epoch, config), finite_params(params, epoch), started_at))
             slowest = max(slowest, time.monotonic() - started)
-            if epoch == config.epochs or config.granularity == "epoch" or time.monotonic() + 2 * slowest > deadline:
+            commit_seconds = math.ceil((len(items) + 1) / 25) * BATCH_WRITE_SECONDS
+            if (
+                epoch == config.epochs
+                or config.granularity == "epoch"
+                or len(items) == AUTO_MAX_EPOCHS_PER_STEP
+                or time.monotonic() + 2 * slowest + commit_seconds > deadline
+            ):
                 break
             epoch += 1
-        return self._epochs_done(config, first_epoch=first, params=params, items=items, obsolete=[])
-
-    def _epochs_done(self, config: TrainingConfig, *, first_epoch: int, params: dict, items: list, obsolete: list[str]) -> StepResult:
-        """The shared tail of every step that completes epochs: parameters to S3, one results item per epoch."""
-        last_epoch, last_cost = items[-1]["epoch"], items[-1]["cost"]
-        key = params_key(config, last_epoch)
-        result = StepResult(
-            outputs={key: params},
-            epoch_items=items,
-            fields={"progress_epoch": last_epoch, "last_cost": last_cost},
-            last_epoch_done=last_epoch,
-            obsolete=obsolete,
-        )
-        if is_checkpoint(config, last_epoch):
-            result.checkpoints.add(key)
-        if not is_checkpoint(config, first_epoch - 1):
-            result.obsolete.append(params_key(config, first_epoch - 1))
-        return result
+        return epochs_done(config, first_epoch=first, params=params, items=items, obsolete=[])
 
     def _finish(self, config: TrainingConfig, run: dict) -> StepResult:
         """Save the model, measure it, and end the run."""
         params = self._load(params_key(config, config.epochs))
         data = self._prepared(config, run).data
         activations = list(config.activations)
-        model_key = f"runs/{run['run_id']}/model.npz"
+        key = model_key(run["run_id"])
         model = {**params, "activations": np.array(activations), "config": np.array(json.dumps(config.to_parameters()))}
         has_test = data.X_test is not None
         final = {
@@ -285,10 +283,10 @@ class Trainer:
             "epochs": config.epochs,
             "seconds": round(time.time() - run["created_epoch_seconds"], 3),
             "invocations": run.get("invocations", 0) + 1,
-            "model_key": model_key,
+            "model_key": key,
         }
-        result = StepResult(outputs={model_key: model}, final=final)
-        result.checkpoints.add(model_key)
+        result = StepResult(outputs={key: model}, final=final)
+        result.checkpoints.add(key)
         return result
 
     # ---- inputs --------------------------------------------------------------------------------------------
@@ -339,14 +337,17 @@ def parse_event(event: Any) -> StepEvent:
     if "state" not in event:
         raise LnnInputError("the event lacks 'state'")
     if event["state"] not in STATES:
-        raise LnnInputError(f"unknown state {event['state']!r}; expected one of {', '.join(STATES)}")
+        raise LnnInputError(f"unknown state {shown(event['state'])}; expected one of {', '.join(STATES)}")
     for name, kind in (("run_id", str), ("step", int), ("epoch", int), ("epochs", int), ("layer", int), ("layers", int),
                        ("neurons", dict), ("activations", dict), ("learning_rate", (int, float)), ("granularity", str)):
         value = event.get(name)
         if isinstance(value, bool) or not isinstance(value, kind):
-            raise LnnInputError(f"'{name}' must be of type {getattr(kind, '__name__', 'number')}; got {value!r}")
-    if event["step"] < 1 or event["epochs"] < 1 or event["layers"] < 1:
-        raise LnnInputError("'step', 'epochs' and 'layers' must be positive")
+            raise LnnInputError(f"'{name}' must be of type {getattr(kind, '__name__', 'number')}; got {shown(value)}")
+    if not (1 <= event["step"] and 1 <= event["epochs"] <= MAX_EPOCHS and 1 <= event["layers"] <= MAX_LAYERS):
+        raise LnnInputError(f"'step', 'epochs' and 'layers' must be positive, with at most {MAX_EPOCHS} epochs and {MAX_LAYERS} layers")
+    learning_rate = float(event["learning_rate"]) if abs(event["learning_rate"]) < 1e300 else math.inf  # huge ints overflow
+    if not math.isfinite(learning_rate):
+        raise LnnInputError(f"'learning_rate' must be a finite number; got {shown(event['learning_rate'])}")
     if not 1 <= event["epoch"] <= event["epochs"]:
         raise LnnInputError(f"epoch {event['epoch']} is out of range 1..{event['epochs']}")
     if not 0 <= event["layer"] <= event["layers"]:
@@ -362,9 +363,15 @@ def parse_event(event: Any) -> StepEvent:
         layers=event["layers"],
         neurons=tuple(event["neurons"][k] for k in layer_keys),
         activations=tuple(event["activations"][k] for k in layer_keys),
-        learning_rate=float(event["learning_rate"]),
+        learning_rate=learning_rate,
         granularity=event["granularity"],
     )
+
+
+def shown(value: Any, limit: int = 80) -> str:
+    """A value for an error message, cut short: events can carry anything."""
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def schedule_mismatch(step_event: StepEvent, run: dict) -> str | None:
@@ -373,7 +380,7 @@ def schedule_mismatch(step_event: StepEvent, run: dict) -> str | None:
     received = event_fields(step_event)
     for name in ("step", "state", "epoch", "layer", "epochs", "layers", "neurons", "activations", "learning_rate", "granularity"):
         if received[name] != expected.get(name):
-            return f"{name} is {received[name]!r} but the run's next step has {expected.get(name)!r}"
+            return f"{name} is {shown(received[name])} but the run's next step has {shown(expected.get(name))}"
     return None
 
 
@@ -414,6 +421,10 @@ def gradient_key(config: TrainingConfig, epoch: int, layer: int) -> str:
     return f"{state_prefix(config)}/e{epoch:07d}/backward-l{layer:03d}.npz"
 
 
+def model_key(run_id: str) -> str:
+    return f"runs/{run_id}/model.npz"
+
+
 def is_checkpoint(config: TrainingConfig, epoch: int) -> bool:
     return epoch == config.epochs or (epoch > 0 and epoch % CHECKPOINT_EVERY == 0)
 
@@ -421,8 +432,29 @@ def is_checkpoint(config: TrainingConfig, epoch: int) -> bool:
 # ---- results ---------------------------------------------------------------------------------------------
 
 
+def epochs_done(config: TrainingConfig, *, first_epoch: int, params: dict, items: list, obsolete: list[str]) -> StepResult:
+    """The shared tail of every step that completes epochs: parameters to S3, one results item per epoch."""
+    last_epoch, last_cost = items[-1]["epoch"], items[-1]["cost"]
+    key = params_key(config, last_epoch)
+    result = StepResult(
+        outputs={key: params},
+        epoch_items=items,
+        fields={"progress_epoch": last_epoch, "last_cost": last_cost},
+        last_epoch_done=last_epoch,
+        obsolete=obsolete,
+    )
+    if is_checkpoint(config, last_epoch):
+        result.checkpoints.add(key)
+        if "weight_norms" in items[-1]:  # a large network's item points at the kept parameters
+            items[-1]["checkpoint_key"] = key
+    if not is_checkpoint(config, first_epoch - 1):
+        result.obsolete.append(params_key(config, first_epoch - 1))
+    return result
+
+
 def epoch_item(config: TrainingConfig, epoch: int, cost: float, params: dict, started_at: str) -> dict[str, Any]:
-    """The epoch's results item: its cost and its end-of-epoch weights (lists, or norms and a checkpoint key)."""
+    """The epoch's results item: its cost and its end-of-epoch weights (lists, or norms; `epochs_done` adds the
+    key of a kept checkpoint)."""
     item = {"epoch": epoch, "cost": cost, "learning_rate": config.learning_rate, "started_at": started_at, "finished_at": now()}
     layers = range(1, config.layers + 1)
     if sum(array.size for array in params.values()) <= ITEM_WEIGHTS_LIMIT:
@@ -430,8 +462,6 @@ def epoch_item(config: TrainingConfig, epoch: int, cost: float, params: dict, st
         item["bias"] = {f"layer{l}": params[f"b{l}"] for l in layers}
     else:
         item["weight_norms"] = {f"layer{l}": float(np.linalg.norm(params[f"W{l}"])) for l in layers}
-        if is_checkpoint(config, epoch):
-            item["checkpoint_key"] = params_key(config, epoch)
     return item
 
 

@@ -13,7 +13,7 @@ from typing import Any
 from . import control
 from .config import TrainingConfig, check_run_id
 from .dataset import load_training_data
-from .engine import make_event
+from .engine import make_event, model_key
 from .errors import LnnInputError, RunFailure
 from .ports import Ports, RunExists, now
 from .schedule import first_position, step_bound
@@ -47,6 +47,8 @@ class Launcher:
         config = TrainingConfig.from_parameters({"data": f"runs/{run_id}/data.npz", **parameters}, defaults=self.defaults)
         if not config.data.startswith(f"runs/{run_id}/"):
             raise LnnInputError(f"data must be under runs/{run_id}/ (the run's own prefix); got {config.data}")
+        if config.data == model_key(run_id) or config.data.startswith(f"runs/{run_id}/state/"):
+            raise LnnInputError(f"data may not be {config.data}: LNN writes there; use runs/{run_id}/data.npz")
         store = self.ports.store
         etag = store.head_etag(config.data)
         if etag is None:

@@ -29,7 +29,8 @@ BOTO_CONFIG = Config(retries={"mode": "standard", "max_attempts": 5}, connect_ti
 # The methods whose calls change the world: the chaos harness injects crashes around exactly these.
 EFFECTS = {
     "store": ("put_bytes", "delete_keys"),
-    "table": ("create_run", "transition", "mark_invoked", "mark_notified", "put_epoch_items", "request_stop", "record_resume"),
+    "table": ("create_run", "transition", "mark_invoked", "claim_notification", "mark_notified", "put_epoch_items",
+              "request_stop", "record_resume"),
     "notifier": ("publish",),
     "invoker": ("invoke_async",),
 }
@@ -188,6 +189,15 @@ class RunTable:
             {":step": step},
         )
 
+    def claim_notification(self, run_id: str, claimant: str) -> bool:
+        """Claim the run's one message for `claimant` (a Lambda request id: its retries may publish, its twins not)."""
+        return self._conditional_update(
+            run_id,
+            "SET notifier = :claimant",
+            "notified = :no AND (attribute_not_exists(notifier) OR notifier = :claimant)",
+            {":claimant": claimant, ":no": False},
+        )
+
     def mark_notified(self, run_id: str) -> None:
         self._conditional_update(run_id, "SET notified = :yes", "notified <> :yes", {":yes": True})
 
@@ -197,13 +207,14 @@ class RunTable:
             run_id, "SET stop_requested = :yes", "#status = :running", {":yes": True, ":running": "running"}, status=True
         )
 
-    def record_resume(self, run_id: str, *, seen_step: int) -> bool:
-        """Count a resume of a stalled run, unless the run moved on since it was read."""
+    def record_resume(self, run_id: str, *, seen: dict[str, Any], resumes: int) -> bool:
+        """Record a resume of the stalled run `seen`, unless it moved on since it was read."""
         return self._conditional_update(
             run_id,
-            "SET updated_at = :now ADD resumes :one",
-            "committed_step = :seen AND #status = :running",
-            {":now": now(), ":one": 1, ":seen": seen_step, ":running": "running"},
+            "SET updated_at = :now, resumes = :resumes, resumed_at_step = :seen",
+            "committed_step = :seen AND updated_at = :updated AND #status = :running",
+            {":now": now(), ":resumes": resumes, ":seen": seen["committed_step"], ":updated": seen["updated_at"],
+             ":running": "running"},
             status=True,
         )
 

@@ -57,6 +57,9 @@ def assert_failed_once(aws, trainer, queue, reason_part, bystander_before):
         (lambda e: e.update(epoch=9), "epoch 9 is out of range"),
         (lambda e: e.update(epoch=2), "epoch is 2 but the run's next step has 1"),
         (lambda e: e.update(learning_rate=0.9), "learning_rate is 0.9"),
+        (lambda e: e.update(learning_rate=10**400), "'learning_rate' must be a finite number"),
+        (lambda e: e.update(layers=3 * 10**7), "and 64 layers"),
+        (lambda e: e.update(state="x" * 10_000), "unknown state 'xxx"),
     ],
 )
 def test_bad_event_fails_its_run_once(two_runs, corrupt, reason):

@@ -173,3 +173,87 @@ def test_step_bound_stops_a_runaway_run(aws):
     assert outcomes == ["committed", "committed", "failed"]
     assert "exceeds the run's bound" in table.get_run("r1")["reason"]
     assert len(aws.messages()) == 1
+
+
+class LostAnswerTable:
+    """A run table whose chosen commit is applied but answers as if it had lost (a retried request whose first try won)."""
+
+    def __init__(self, table, lose_step):
+        self._table, self.lose_step = table, lose_step
+
+    def __getattr__(self, name):
+        return getattr(self._table, name)
+
+    def transition(self, run_id, *, seen_step, new_step, fields):
+        applied = self._table.transition(run_id, seen_step=seen_step, new_step=new_step, fields=fields)
+        return applied and new_step != self.lose_step
+
+
+@pytest.mark.parametrize("lose_step", [4, 16])  # mid-run, and the finish step
+def test_a_commit_whose_answer_is_lost_still_continues_and_notifies(aws, clean, lose_step):
+    queue = QueueInvoker()
+    trainer = launch(aws, queue)
+    trainer.ports.table = LostAnswerTable(trainer.ports.table, lose_step)
+    outcomes = deliver_all(trainer, queue)
+    assert outcomes.count("resent") == (1 if lose_step < 16 else 0)
+    assert_like_clean(aws, trainer, clean)
+
+
+def test_a_twin_does_not_publish_a_message_another_delivery_claimed(aws):
+    queue = QueueInvoker()
+    trainer = launch(aws, queue)
+    deliver_all(trainer, queue)
+    aws.messages()
+    table = trainer.ports.table
+    table._table.update_item(Key={"run_id": "r1", "epoch": 0}, UpdateExpression="SET notified = :no REMOVE notifier",
+                             ExpressionAttributeValues={":no": False})  # as just after the finish commit
+    run = table.get_run("r1")
+    assert table.claim_notification("r1", "request-a")  # delivery A claims, then is still publishing ...
+    control.ensure_notified(trainer.ports, run, claimant="request-b")  # ... when its twin B arrives
+    assert not aws.messages()
+    control.ensure_notified(trainer.ports, run, claimant="request-a")  # A (or A's retry) publishes
+    assert len(aws.messages()) == 1 and table.get_run("r1")["notified"] is True
+
+
+def test_resume_sends_nothing_when_the_run_moved_on_since_it_was_judged_stalled(aws):
+    queue = QueueInvoker()
+    trainer = launch(aws, queue)
+    judged = trainer.ports.table.get_run("r1")  # the watchdog's view: step 1 pending
+    trainer.handle(queue.events.popleft())  # ... but the chain commits step 1 meanwhile
+    assert control.resume_run(trainer.ports, "r1", seen=judged)["outcome"] == "moved on"
+    assert len(queue.events) == 1 and trainer.ports.table.get_run("r1").get("resumes", 0) == 0
+
+
+def test_manual_resumes_of_a_live_run_never_fail_it(aws, clean):
+    queue = QueueInvoker()
+    trainer = launch(aws, queue)
+    while trainer.ports.table.get_run("r1")["status"] == "running":
+        control.resume_run(trainer.ports, "r1")  # a duplicate of the pending step: dropped when it comes
+        trainer.handle(queue.events.popleft())
+        while len(queue.events) > 1:
+            trainer.handle(queue.events.pop())
+    assert_like_clean(aws, trainer, clean)
+
+
+class Context:
+    def __init__(self, remaining_seconds):
+        self.aws_request_id, self.remaining = "request-1", remaining_seconds
+
+    def get_remaining_time_in_millis(self):
+        return int(self.remaining * 1000)
+
+
+def test_auto_steps_are_bounded_in_epochs_and_leave_time_to_commit(aws):
+    from lnn_core import engine
+
+    queue = QueueInvoker()
+    tiny = {**PARAMETERS, "epochs": engine.AUTO_MAX_EPOCHS_PER_STEP + 10, "granularity": "auto"}
+    trainer = launch(aws, queue, parameters=tiny)
+    trainer.handle(queue.events.popleft(), Context(remaining_seconds=3600))
+    assert queue.events[0]["epoch"] == engine.AUTO_MAX_EPOCHS_PER_STEP + 1  # the cap, not the clock, ended the step
+    event = queue.events.popleft()
+    budget = engine.AUTO_SAFETY_SECONDS + 0.5
+    started = __import__("time").monotonic()
+    trainer.handle(event, Context(remaining_seconds=budget))
+    assert __import__("time").monotonic() - started < budget  # computed and committed within the invocation
+    assert queue.events[0]["epoch"] > event["epoch"]
