@@ -180,3 +180,12 @@ def test_a_bad_event_is_one_clear_error_line_in_the_log(two_runs):
     trainer.handle({"run_id": "r1", "state": "sideways"})
     (line,) = [json.loads(text) for text in stream.getvalue().splitlines()]
     assert line["level"] == "ERROR" and line["outcome"] == "failed" and "unknown state 'sideways'" in line["reason"]
+
+
+@pytest.mark.parametrize("key", ["runs/bad/model.npz", "runs/bad/state/params-e0000001.npz"])
+def test_data_may_not_live_where_lnn_writes(aws, key):
+    X, y = blobs()
+    aws.upload_data(key, X=X, y=y)
+    queue = QueueInvoker()
+    answer = build_launcher(session=aws.session, invoker=queue).handle({"run_id": "bad", "parameters": {**PARAMETERS, "data": key}})
+    assert answer["status"] == "rejected" and "LNN writes there" in answer["reason"] and not queue.events
