@@ -1,7 +1,6 @@
 """Shared fixtures: AWS resources under in-process moto, and the adapters the handlers use."""
 
 import json
-import os
 from collections import deque
 
 import boto3

@@ -1,13 +1,9 @@
 """The local runtime and the chaos harness, in process: the synthesized stack created by CloudFormation under `mock_aws`."""
 
-import io
 import json
-from pathlib import Path
 
-import boto3
 import numpy as np
 import pytest
-from moto import mock_aws
 
 from lnn_cli.chaos import ChaosPlan
 from lnn_cli.local import NotificationInbox, local_runtime, run_local

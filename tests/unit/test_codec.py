@@ -2,7 +2,6 @@
 
 from decimal import Decimal
 
-import boto3
 import numpy as np
 import pytest
 from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
