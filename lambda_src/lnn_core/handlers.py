@@ -7,6 +7,7 @@ boto3 session and invoker; everything else is the code that runs in AWS.
 import functools
 import json
 import os
+from typing import Callable
 
 import boto3
 from aws_lambda_powertools import Logger, Metrics
@@ -17,19 +18,22 @@ from .launcher import Launcher
 from .ports import Invoker, Ports
 
 
-def build_trainer(*, session: boto3.Session | None = None, invoker: Invoker | None = None, logger: Logger | None = None) -> Trainer:
-    ports = Ports.from_environment(invoke_target="AWS_LAMBDA_FUNCTION_NAME", session=session, invoker=invoker)
+def build_trainer(*, session: boto3.Session | None = None, invoker: Invoker | None = None, logger: Logger | None = None,
+                  clock: Callable[[], float] | None = None) -> Trainer:
+    ports = Ports.from_environment(invoke_target="AWS_LAMBDA_FUNCTION_NAME", session=session, invoker=invoker, clock=clock)
     return Trainer(ports, logger=logger or Logger(service="lnn"), metrics=Metrics(namespace="LNN", service="lnn"))
 
 
-def build_launcher(*, session: boto3.Session | None = None, invoker: Invoker | None = None, logger: Logger | None = None) -> Launcher:
-    ports = Ports.from_environment(invoke_target="LNN_TRAINER_FUNCTION", session=session, invoker=invoker)
+def build_launcher(*, session: boto3.Session | None = None, invoker: Invoker | None = None, logger: Logger | None = None,
+                  clock: Callable[[], float] | None = None) -> Launcher:
+    ports = Ports.from_environment(invoke_target="LNN_TRAINER_FUNCTION", session=session, invoker=invoker, clock=clock)
     defaults = json.loads(os.environ.get("LNN_TRAINING_DEFAULTS") or "{}")
     return Launcher(ports, defaults=defaults, logger=logger or Logger(service="lnn"))
 
 
-def build_watchdog(*, session: boto3.Session | None = None, invoker: Invoker | None = None, logger: Logger | None = None) -> Watchdog:
-    ports = Ports.from_environment(invoke_target="LNN_TRAINER_FUNCTION", session=session, invoker=invoker)
+def build_watchdog(*, session: boto3.Session | None = None, invoker: Invoker | None = None, logger: Logger | None = None,
+                  clock: Callable[[], float] | None = None) -> Watchdog:
+    ports = Ports.from_environment(invoke_target="LNN_TRAINER_FUNCTION", session=session, invoker=invoker, clock=clock)
     stall_seconds = float(os.environ.get("LNN_STALL_SECONDS", "900"))
     return Watchdog(ports, stall_seconds=stall_seconds, logger=logger or Logger(service="lnn"))
 

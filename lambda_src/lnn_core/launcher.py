@@ -5,7 +5,9 @@ direct invoke `{"run_id": ..., "parameters": {...}}`. Nothing is created until e
 repeated launch of the same run (EventBridge delivers at least once) starts nothing new.
 """
 
+import dataclasses
 import json
+import secrets
 import time
 import uuid
 from typing import Any
@@ -58,10 +60,14 @@ class Launcher:
         except RunFailure as error:  # the object changed between HEAD and GET
             raise LnnInputError(str(error)) from error
         data.check_fits(config)
+        seed_drawn = config.seed is None
+        if seed_drawn:  # drawn once, here: every output of the run is then a pure function of its record
+            config = dataclasses.replace(config, seed=secrets.randbelow(2**32))
         first_event = make_event(run_id, config, first_position())
         record = {
             "status": "running",
             "config": config.to_parameters(),
+            "seed_drawn": seed_drawn,
             "data_etag": etag,
             "features": data.features,
             "examples": int(data.X.shape[0]),
@@ -81,15 +87,18 @@ class Launcher:
         try:
             self.ports.table.create_run(run_id, record)
         except RunExists:
-            return self._relaunch(run_id, config)
+            return self._relaunch(run_id, config, seed_drawn=seed_drawn)
         control.send(self.ports, run_id, first_event)
         self.log.info("launched", extra={"run_id": run_id, "epochs": config.epochs, "granularity": config.granularity})
         return {"run_id": run_id, "status": "running"}
 
-    def _relaunch(self, run_id: str, config: TrainingConfig) -> dict[str, Any]:
+    def _relaunch(self, run_id: str, config: TrainingConfig, *, seed_drawn: bool) -> dict[str, Any]:
         """A second launch of an existing run: the same request is a duplicate delivery, a different one a name clash."""
         existing = self.ports.table.get_run(run_id)
-        if existing["config"] != config.to_parameters():
+        requested = config.to_parameters()
+        if seed_drawn and existing.get("seed_drawn"):  # both asked for no seed: each drew its own
+            requested["seed"] = existing["config"]["seed"]
+        if existing["config"] != requested:
             raise LnnInputError(f"a run named {run_id} already exists with other parameters; choose another name")
         control.ensure_next_sent(self.ports, existing)
         return {"run_id": run_id, "status": existing["status"], "duplicate": True}

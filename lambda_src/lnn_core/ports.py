@@ -9,7 +9,7 @@ import os
 import time
 from collections import Counter, OrderedDict
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Callable, Protocol
 
 import boto3
 from botocore.config import Config
@@ -329,10 +329,14 @@ class Ports:
     invoker: Invoker
     counter: IoCounter
     store: S3ObjectStore | None = None
+    # Epoch seconds, for leases and stall judgements. Lambda's is the wall clock; the local runtime's adds the
+    # time its virtual delivery clock skipped (retry back-offs), so that a lease expires before a retry as in AWS.
+    clock: Callable[[], float] = time.time
 
     @classmethod
     def from_environment(
-        cls, *, invoke_target: str, session: boto3.Session | None = None, invoker: Invoker | None = None
+        cls, *, invoke_target: str, session: boto3.Session | None = None, invoker: Invoker | None = None,
+        clock: Callable[[], float] | None = None,
     ) -> "Ports":
         """Adapters for the resources named in the environment; `invoke_target` is the env var naming the function to invoke."""
         session = session or boto3.Session()
@@ -345,6 +349,7 @@ class Ports:
             or LambdaInvoker(session.client("lambda", config=BOTO_CONFIG), _required(invoke_target), counter),
             counter=counter,
             store=S3ObjectStore(session.client("s3", config=BOTO_CONFIG), bucket, counter) if bucket else None,
+            clock=clock or time.time,
         )
 
 
