@@ -5,12 +5,19 @@
   and the runtime retries the event; a crash is injected only when a retry remains, so every event succeeds at last;
 - delay: a delivery is held back on the delivery clock, so that later ones overtake it;
 - lose: an invocation is dropped (as when an event expires); the run stalls until it is resumed, at most
-  `control.MAX_RESUMES` times per run, the number of resumes a run survives.
+  `control.MAX_RESUMES` times per run, the number of resumes a run survives;
+- pause: before and after every read (`READS`) and every effect, the trainer sleeps 0-20 ms of real time, so
+  that concurrent deliveries interleave (it changes nothing at concurrency 1 but the wall time);
+- distinct_ids: a duplicate copy gets its own request id (else it shares the original's, as Lambda's do).
 
-Everything is drawn from one `random.Random(seed)`, and the runtime is single-threaded: a seed is a schedule.
+Everything is drawn from one `random.Random(seed)`. At concurrency 1 the runtime runs one delivery at a time: a
+seed is a schedule. With threads, the draws are serialized (the counts stay exact) but their order is not fixed.
+The per-delivery state (may this delivery still crash?) is per thread: each container thread runs one delivery.
 """
 
 import random
+import threading
+import time
 from collections import Counter
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
@@ -22,6 +29,12 @@ from lnn_core.ports import EFFECTS
 from .runtime import Delivery, LocalFunction, SandboxKilled
 
 LATE_SECONDS = (0.5, 20.0)  # how late (delivery-clock seconds) a late duplicate or a delayed delivery comes
+PAUSE_SECONDS = (0.0, 0.02)  # real time a pause sleeps
+# The trainer's reads, which `pause` surrounds as it does the effects (`lnn_core.ports.EFFECTS`).
+READS = {
+    "store": ("get_bytes", "head_etag"),
+    "table": ("get_run", "list_epochs", "run_ids", "list_runs"),
+}
 
 
 class InjectedCrash(SandboxKilled):
@@ -36,11 +49,14 @@ class ChaosPlan:
     crash: float = 0.0
     delay: float = 0.0
     lose: float = 0.0
+    pause: float = 0.0
+    distinct_ids: float = 0.0
     seed: int = 0
 
     @classmethod
     def parse(cls, text: str) -> "ChaosPlan":
-        """'duplicate=0.1,crash=0.05,delay=0.1,seed=7' -> ChaosPlan; a bad spec is an `LnnInputError`."""
+        """'duplicate=0.1,crash=0.05,delay=0.1,pause=0.5,distinct_ids=0.5,seed=7' -> ChaosPlan; a bad spec is an
+        `LnnInputError`."""
         known = {field.name for field in fields(cls)}
         values: dict[str, Any] = {}
         for part in filter(None, (item.strip() for item in text.split(","))):
@@ -69,6 +85,8 @@ class ChaosCounts:
     crashes_before: int = 0
     crashes_after: int = 0
     losses: int = 0
+    pauses: int = 0  # not faults: they only reorder concurrent deliveries
+    distinct_ids: int = 0  # duplicates that got their own request id (counted in `duplicates` too)
     step_bodies: int = 0
     crash_sites: Counter = field(default_factory=Counter)  # "before table.transition" -> crashes injected there
 
@@ -81,13 +99,22 @@ class ChaosCounts:
 
 
 class Chaos:
-    """The runtime's `Faults`: counts executed step bodies always, injects faults as the plan says."""
+    """The runtime's `Faults`: counts executed step bodies always, injects faults as the plan says. Thread-safe."""
 
     def __init__(self, plan: ChaosPlan | None = None):
         self.plan = plan or ChaosPlan()
         self.counts = ChaosCounts()
         self._random = random.Random(self.plan.seed)
-        self._may_crash = False
+        self._lock = threading.RLock()  # the draws and the counts
+        self._delivery = threading.local()  # this thread's delivery: may it still crash?
+
+    @property
+    def _may_crash(self) -> bool:
+        return getattr(self._delivery, "may_crash", False)
+
+    @_may_crash.setter
+    def _may_crash(self, value: bool) -> None:
+        self._delivery.may_crash = value
 
     def instrument(self, role: str, handler: Any) -> None:
         if role != "trainer":
@@ -95,7 +122,8 @@ class Chaos:
         execute = handler._execute  # the step body: counted to show that faults do not multiply work
 
         def counted_execute(*args, **kwargs):
-            self.counts.step_bodies += 1
+            with self._lock:
+                self.counts.step_bodies += 1
             return execute(*args, **kwargs)
 
         handler._execute = counted_execute
@@ -104,38 +132,73 @@ class Chaos:
             for method in methods:
                 if hasattr(port, method):
                     setattr(port, method, self._crashing(f"{port_name}.{method}", getattr(port, method)))
+        if self.plan.pause > 0:
+            for port_name, methods in READS.items():
+                port = getattr(handler.ports, port_name)
+                for method in methods:
+                    if port is not None and hasattr(port, method):
+                        setattr(port, method, self._pausing(getattr(port, method)))
 
-    def schedule(self, function: LocalFunction, payload: str) -> list[float]:
+    def schedule(self, function: LocalFunction, payload: str) -> list:
         if function.role != "trainer":
             return [0.0]
-        draw = self._random.random
-        if draw() < self.plan.lose and self.counts.losses < control.MAX_RESUMES:
-            self.counts.losses += 1
-            return []
-        delays = [0.0]
-        if draw() < self.plan.delay:
-            self.counts.delays += 1
-            delays[0] = self._random.uniform(*LATE_SECONDS)
-        if draw() < self.plan.duplicate:
-            self.counts.duplicates += 1
-            delays.append(0.0 if draw() < 0.5 else self._random.uniform(*LATE_SECONDS))
-        return delays
+        with self._lock:
+            draw = self._random.random
+            if draw() < self.plan.lose and self.counts.losses < control.MAX_RESUMES:
+                self.counts.losses += 1
+                return []
+            delays: list = [0.0]
+            if draw() < self.plan.delay:
+                self.counts.delays += 1
+                delays[0] = self._random.uniform(*LATE_SECONDS)
+            if draw() < self.plan.duplicate:
+                self.counts.duplicates += 1
+                delays.append(0.0 if draw() < 0.5 else self._random.uniform(*LATE_SECONDS))
+                if self.plan.distinct_ids > 0 and draw() < self.plan.distinct_ids:
+                    self.counts.distinct_ids += 1
+                    delays[-1] = (delays[-1], True)  # the copy gets its own request id
+            return delays
 
     def begin(self, delivery: Delivery, retries_left: int) -> None:
         self._may_crash = delivery.function.role == "trainer" and retries_left > 0
 
     def _crashing(self, name: str, method):
         def effect(*args, **kwargs):
+            self._maybe_pause()
             self._maybe_crash(f"before {name}", "crashes_before")
             result = method(*args, **kwargs)
             self._maybe_crash(f"after {name}", "crashes_after")
+            self._maybe_pause()
             return result
 
         return effect
 
+    def _pausing(self, method):
+        def read(*args, **kwargs):
+            self._maybe_pause()
+            result = method(*args, **kwargs)
+            self._maybe_pause()
+            return result
+
+        return read
+
+    def _maybe_pause(self) -> None:
+        if self.plan.pause <= 0:  # no draw: a plan without pauses keeps its schedule
+            return
+        with self._lock:
+            seconds = self._random.uniform(*PAUSE_SECONDS) if self._random.random() < self.plan.pause else None
+            if seconds is not None:
+                self.counts.pauses += 1
+        if seconds is not None:
+            time.sleep(seconds)
+
     def _maybe_crash(self, where: str, counter: str) -> None:
-        if self._may_crash and self._random.random() < self.plan.crash / 2:
+        if not self._may_crash:
+            return
+        with self._lock:
+            if self._random.random() >= self.plan.crash / 2:
+                return
             self._may_crash = False  # the process is gone: one crash per delivery
             setattr(self.counts, counter, getattr(self.counts, counter) + 1)
             self.counts.crash_sites[where] += 1
-            raise InjectedCrash(f"injected crash {where}")
+        raise InjectedCrash(f"injected crash {where}")

@@ -145,27 +145,43 @@ def upload_run_inputs(session: boto3.Session, outputs: StackOutputs, run_id: str
 
 
 def local_runtime(session: boto3.Session, outputs: StackOutputs, *, log_stream=None, chaos: Chaos | None = None,
-                  on_delivery: Callable[[DeliveryRecord], None] | None = None) -> LocalLambdaRuntime:
+                  on_delivery: Callable[[DeliveryRecord], None] | None = None, concurrency: int = 1,
+                  container_cpus: int | None = 1) -> LocalLambdaRuntime:
+    """The stack's functions in a local runtime: `concurrency` containers each (1: deliveries one at a time, in
+    a deterministic order), each BLAS call capped at `container_cpus` threads."""
     return LocalLambdaRuntime(
         session,
         {"trainer": outputs.trainer_function, "launcher": outputs.launch_function, "watchdog": outputs.watchdog_function},
         log_stream=log_stream,
         faults=chaos,
         on_delivery=on_delivery,
+        concurrency=concurrency,
+        container_cpus=container_cpus,
     )
 
 
 def drive(runtime: LocalLambdaRuntime, table: RunTable, run_id: str) -> int:
     """Deliver until the run ends. A running run with nothing in flight has stalled: resume it, as the watchdog
     (or `lnn resume`) would. Returns the number of stalls."""
-    stalls = 0
+    return drive_many(runtime, table, [run_id])[run_id]
+
+
+def drive_many(runtime: LocalLambdaRuntime, table: RunTable, run_ids: list[str]) -> dict[str, int]:
+    """Deliver until every run has ended, resuming the stalled ones (running, nothing in flight) as the watchdog
+    would, each at most `MAX_STALLS` times. Returns the stalls per run."""
+    stalls = {run_id: 0 for run_id in run_ids}
     while True:
         runtime.run()
-        run = table.get_run(run_id)
-        if run is None or run["status"] != "running" or stalls >= MAX_STALLS:
+        stalled = []
+        for run_id in run_ids:
+            run = table.get_run(run_id)
+            if run is not None and run["status"] == "running" and stalls[run_id] < MAX_STALLS:
+                stalled.append(run_id)
+        if not stalled:
             return stalls
-        stalls += 1
-        control.resume_run(runtime.handler("watchdog").ports, run_id)
+        for run_id in stalled:
+            stalls[run_id] += 1
+            control.resume_run(runtime.handler("watchdog").ports, run_id)
 
 
 def run_local(
@@ -178,10 +194,14 @@ def run_local(
     chaos: ChaosPlan | None = None,
     log_stream=None,
     on_delivery: Callable[[DeliveryRecord], None] | None = None,
+    concurrency: int = 1,
+    container_cpus: int | None = 1,
 ) -> LocalRunResult:
     """Upload `data`, launch a run with `parameters` through the launcher, and drive it to its end.
 
-    Raises `LnnInputError` when the launcher rejects the run (nothing was created then, but the data upload).
+    `concurrency` is the containers per function (1: one delivery at a time, in a deterministic order; more: they
+    run in threads), `container_cpus` the BLAS threads of each BLAS call. Raises `LnnInputError` when the launcher
+    rejects the run (nothing was created then, but the data upload).
     """
     run_id = run_id or new_run_id()
     started = time.monotonic()
@@ -189,7 +209,8 @@ def run_local(
     inbox = NotificationInbox(session, outputs.topic_arn)
     try:
         faults = Chaos(chaos)
-        runtime = local_runtime(session, outputs, log_stream=log_stream, chaos=faults, on_delivery=on_delivery)
+        runtime = local_runtime(session, outputs, log_stream=log_stream, chaos=faults, on_delivery=on_delivery,
+                                concurrency=concurrency, container_cpus=container_cpus)
         launched = runtime.invoke("launcher", {"run_id": run_id, "parameters": parameters})
         if launched.get("status") == "rejected":
             raise LnnInputError(launched["reason"])
@@ -209,7 +230,7 @@ def run_local(
         epochs=epochs,
         notifications=notifications,
         model=model,
-        io=sum_io(function.counter for function in runtime.functions.values()),
+        io=sum_io(runtime.counters()),
         busiest_step=busiest_step(runtime.deliveries),
         deliveries=len(runtime.deliveries),
         failed_events=runtime.failed_events,
@@ -218,6 +239,87 @@ def run_local(
         wall_seconds=time.monotonic() - started,
         stalls=stalls,
     )
+
+
+@dataclass
+class LocalJob:
+    """One run of `run_many`."""
+
+    parameters: dict[str, Any]
+    data: bytes
+    run_id: str = field(default_factory=new_run_id)
+
+
+def run_many(
+    session: boto3.Session,
+    outputs: StackOutputs,
+    jobs: list[LocalJob],
+    *,
+    chaos: ChaosPlan | None = None,
+    log_stream=None,
+    on_delivery: Callable[[DeliveryRecord], None] | None = None,
+    on_launched: Callable[[LocalLambdaRuntime], None] | None = None,
+    concurrency: int = 1,
+    container_cpus: int | None = 1,
+) -> list[LocalRunResult]:
+    """Several runs at once on one stack and one runtime: upload every job's data, launch each through the
+    launcher, then drain the shared queue (resuming stalled runs) until all have ended. One result per job, in
+    order; a rejected launch is an `LnnInputError` naming the run. A result's `io`, `deliveries` and
+    `busiest_step` are its run's deliveries'; `chaos` (one harness for all) and `wall_seconds` are shared."""
+    started = time.monotonic()
+    for job in jobs:
+        upload_run_inputs(session, outputs, job.run_id, job.data)
+    inbox = NotificationInbox(session, outputs.topic_arn)
+    try:
+        faults = Chaos(chaos)
+        runtime = local_runtime(session, outputs, log_stream=log_stream, chaos=faults, on_delivery=on_delivery,
+                                concurrency=concurrency, container_cpus=container_cpus)
+        for job in jobs:
+            launched = runtime.invoke("launcher", {"run_id": job.run_id, "parameters": job.parameters})
+            if launched.get("status") == "rejected":
+                raise LnnInputError(f"run {job.run_id}: {launched['reason']}")
+        if on_launched is not None:
+            on_launched(runtime)
+        table = RunTable(session.resource("dynamodb").Table(outputs.table), IoCounter())
+        stalls = drive_many(runtime, table, [job.run_id for job in jobs])
+        notifications = inbox.read()
+        results = []
+        for job in jobs:
+            run = table.get_run(job.run_id)
+            model = None
+            if run["status"] == "succeeded":
+                model = session.client("s3").get_object(Bucket=outputs.bucket, Key=run["final"]["model_key"])["Body"].read()
+            deliveries = [record for record in runtime.deliveries if record.run_id == job.run_id]
+            results.append(LocalRunResult(
+                run_id=job.run_id,
+                run=run,
+                epochs=table.list_epochs(job.run_id),
+                notifications=[n for n in notifications if isinstance(n["body"], dict) and _names_run(n["body"], job.run_id)],
+                model=model,
+                io=sum_io([_counted(record.io) for record in deliveries]),
+                busiest_step=busiest_step(deliveries),
+                deliveries=len(deliveries),
+                failed_events=[event for event in runtime.failed_events
+                               if (event.get("requestPayload") or {}).get("run_id") == job.run_id],
+                chaos=faults.counts.as_dict(),
+                chaos_plan=chaos,
+                wall_seconds=time.monotonic() - started,
+                stalls=stalls[job.run_id],
+            ))
+    finally:
+        inbox.close()
+    return results
+
+
+def _names_run(body: dict[str, Any], run_id: str) -> bool:
+    return body.get("run_id") == run_id or (body.get("requestPayload") or {}).get("run_id") == run_id
+
+
+def _counted(io: dict[str, Any]) -> IoCounter:
+    counter = IoCounter()
+    counter.requests.update(io["requests"])
+    counter.s3_bytes_in, counter.s3_bytes_out = io["s3_bytes_in"], io["s3_bytes_out"]
+    return counter
 
 
 def busiest_step(deliveries: list[DeliveryRecord]) -> dict[str, int]:

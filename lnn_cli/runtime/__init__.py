@@ -1,0 +1,24 @@
+"""A local Lambda runtime with the semantics of asynchronous invocation, for the deployed LNN functions.
+
+- `core`: `LocalLambdaRuntime`, the scheduler (in order at concurrency 1, threads beyond);
+- `containers`: the functions' warm containers and what makes them safe side by side;
+- `queue`: the delivery queue, the delivery clock and the handlers' clock;
+- `semantics`: Lambda's async invoke: payload limit, context, retries, destination records;
+- `atomic`: one AWS request at a time for in-process moto while threads run.
+"""
+
+from .atomic import atomic_requests
+from .containers import BUILDERS, LOG_SINK, Container, LocalFunction, environment
+from .core import DeliveryRecord, Faults, LocalInvoker, LocalLambdaRuntime
+from .queue import Delivery, DeliveryClock, DeliveryQueue
+from .semantics import (
+    ASYNC_PAYLOAD_LIMIT, DEFAULT_EVENT_AGE_SECONDS, DEFAULT_RETRY_ATTEMPTS, RETRY_BACKOFF_SECONDS, STEP_SECONDS,
+    LambdaContext, PayloadTooLarge, SandboxKilled,
+)
+
+__all__ = [
+    "ASYNC_PAYLOAD_LIMIT", "BUILDERS", "DEFAULT_EVENT_AGE_SECONDS", "DEFAULT_RETRY_ATTEMPTS", "LOG_SINK",
+    "RETRY_BACKOFF_SECONDS", "STEP_SECONDS", "Container", "Delivery", "DeliveryClock", "DeliveryQueue",
+    "DeliveryRecord", "Faults", "LambdaContext", "LocalFunction", "LocalInvoker", "LocalLambdaRuntime",
+    "PayloadTooLarge", "SandboxKilled", "atomic_requests", "environment",
+]

@@ -1,0 +1,366 @@
+"""The local Lambda runtime: the stack's three functions, their containers, and one delivery queue.
+
+Each function gets `concurrency` warm containers (`containers`), built by `lnn_core.handlers` with the function's
+deployed environment (read from the emulator's `GetFunctionConfiguration`), the caller's boto3 session, a logger
+writing to the runtime's log, an invoker that enqueues here, and the handlers' clock (`now`). Only the invoke
+transport differs from AWS (`semantics`): the event's JSON round trip and 1 MB limit, the context, retries with
+one request id, the event age, the on-failure destination.
+
+Deliveries are taken from the queue in order of the delivery clock (`queue`). At concurrency 1 they run one at a
+time in the caller's thread: a deterministic order (a chaos seed is a schedule). At concurrency N each function
+has N containers and ready deliveries run in threads, each container running one delivery at a time, so that a
+duplicate runs at the same time as its twin. Then each AWS request is atomic (`atomic`) and the handlers' BLAS
+calls use at most `container_cpus` threads each.
+"""
+
+import contextlib
+import io
+import sys
+import threading
+import time
+import traceback
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any, Callable, Protocol
+
+import boto3
+
+from lnn_core.ports import IoCounter
+
+from .atomic import atomic_requests
+from .containers import (
+    LOG_SINK, Container, LocalFunction, LockedStream, ThreadRouter, build_handler, describe, environment,
+)
+from .queue import Delivery, DeliveryClock, DeliveryQueue
+from .semantics import (
+    STEP_SECONDS, LambdaContext, SandboxKilled, destination_record, encode_event, retry_backoff, send_to_destination,
+    timed_out,
+)
+
+
+class Faults(Protocol):
+    """Fault injection (the chaos harness); the runtime works without one."""
+
+    def instrument(self, role: str, handler: Any) -> None: ...
+
+    def schedule(self, function: LocalFunction, payload: str) -> list:
+        """The deliveries of one async invoke: [0.0] normally, [] when lost. Each is a delay (delivery-clock
+        seconds; the copy shares the invoke's request id) or a (delay, own_request_id) pair."""
+        ...
+
+    def begin(self, delivery: Delivery, retries_left: int) -> None: ...
+
+
+@dataclass
+class DeliveryRecord:
+    """What one delivery did: the handler's result, or its error."""
+
+    role: str
+    request_id: str
+    attempt: int
+    result: dict[str, Any] | None
+    error: str | None
+    seconds: float
+    io: dict[str, Any]  # the requests and S3 bytes of this delivery (`IoCounter.since`)
+    run_id: str | None = None  # the run the event (or the result) names, when it names one
+    container: int = 0
+
+
+class LocalInvoker:
+    """The `Invoker` port for one target function: an async invoke enqueues a delivery. It counts the invoke in the
+    caller's `IoCounter`, as `LambdaInvoker` does, so that a run's request counts are those it would make in AWS."""
+
+    def __init__(self, runtime: "LocalLambdaRuntime", target: LocalFunction):
+        self._runtime, self._target = runtime, target
+        self.function_name = target.name
+        self.counter: IoCounter | None = None  # the calling handler's, set once its ports exist
+
+    def invoke_async(self, payload: dict[str, Any]) -> None:
+        self._runtime.invoke_async(self._target, payload)
+        if self.counter is not None:
+            self.counter.requests["lambda"] += 1
+
+
+class LocalLambdaRuntime:
+    """Runs the stack's three functions from one queue; see the module's docstring for the semantics."""
+
+    def __init__(
+        self,
+        session: boto3.Session,
+        functions: dict[str, str],
+        *,
+        log_stream=None,
+        faults: Faults | None = None,
+        on_delivery: Callable[[DeliveryRecord], None] | None = None,
+        concurrency: int = 1,
+        container_cpus: int | None = 1,
+    ):
+        """`functions` maps a role (trainer, launcher, watchdog) to the deployed function's name; the handlers' logs
+        go to `log_stream` (by default, kept in memory with the runtime). `concurrency` is the containers per
+        function; `container_cpus` caps the BLAS threads of each BLAS call (None: no cap)."""
+        if concurrency < 1:
+            raise ValueError(f"concurrency must be at least 1; got {concurrency}")
+        self.session, self.faults, self.on_delivery = session, faults, on_delivery
+        self.concurrency, self.container_cpus = concurrency, container_cpus
+        self._log_stream = LockedStream(log_stream or io.StringIO())
+        self._lock = threading.Condition(threading.RLock())  # the queue, the containers, the records
+        self._callback_lock = threading.Lock()  # on_delivery is called by one thread at a time
+        self._queue = DeliveryQueue()
+        self._clock = DeliveryClock()
+        self._in_flight = 0
+        self._worker_error: BaseException | None = None
+        self._clients: dict[str, Any] = {}
+        self.deliveries: list[DeliveryRecord] = []
+        self.failed_events: list[dict[str, Any]] = []  # destination records of events that were given up
+        self._blas = _blas_controller() if container_cpus is not None else None
+        lambda_client = session.client("lambda")
+        self.functions = {role: describe(lambda_client, role, name, session.region_name) for role, name in functions.items()}
+        self._by_name = {function.name: function for function in self.functions.values()}
+        for function in self.functions.values():
+            for index in range(concurrency):
+                self._build(function, index)
+
+    # ---- set-up --------------------------------------------------------------------------------------------
+
+    def _build(self, function: LocalFunction, index: int) -> None:
+        """A warm container: its own handler object, ports, counter and invoker."""
+        # The trainer invokes itself; the launcher and the watchdog invoke the function their environment names.
+        target = self._by_name[function.environment.get("LNN_TRAINER_FUNCTION", function.name)]
+        invoker = LocalInvoker(self, target)
+        handler = build_handler(function, session=self.session, invoker=invoker, clock=self.now,
+                                log_stream=self._log_stream)
+        invoker.counter = handler.ports.counter
+        function.containers.append(Container(index, handler, handler.ports.counter))
+        if self.faults is not None:
+            self.faults.instrument(function.role, handler)
+
+    def handler(self, role: str) -> Any:
+        return self.functions[role].handler
+
+    def counters(self) -> list[IoCounter]:
+        """Every container's counter."""
+        return [container.counter for function in self.functions.values() for container in function.containers]
+
+    # ---- clocks --------------------------------------------------------------------------------------------
+
+    @property
+    def clock(self) -> float:
+        """The delivery clock: virtual seconds since the runtime started."""
+        return self._clock.virtual
+
+    def now(self) -> float:
+        """The handlers' clock, in epoch seconds: the wall clock plus the virtual time the delivery clock ran
+        ahead of real time (retry back-offs, delays). Monotonic and thread-safe."""
+        return self._clock.now()
+
+    # ---- invocation ----------------------------------------------------------------------------------------
+
+    def invoke_async(self, function: LocalFunction, payload: dict[str, Any]) -> None:
+        """`Invoke` with `InvocationType=Event`: validate and queue (or, under faults, lose or copy) the event."""
+        body = encode_event(function.name, payload)
+        request_id = str(uuid.uuid4())
+        copies = self.faults.schedule(function, body) if self.faults is not None else [0.0]
+        with self._lock:
+            for copy in copies:
+                delay, own_id = copy if isinstance(copy, tuple) else (copy, False)
+                self._queue.push(function, body, str(uuid.uuid4()) if own_id else request_id,
+                                 due=self.clock + delay, enqueued_at=self.clock, chain=self._queue.new_chain())
+            self._lock.notify_all()
+
+    def invoke(self, role: str, payload: dict[str, Any]) -> dict[str, Any]:
+        """`Invoke` with `InvocationType=RequestResponse`: run now, return the result, raise the handler's error."""
+        function = self.functions[role]
+        with self._lock:
+            delivery = self._queue.direct(function, encode_event(function.name, payload), str(uuid.uuid4()), self.clock)
+            container = function.free_container() or function.containers[0]
+            container.busy = True
+        try:
+            with self._running():
+                record, error = self._deliver(delivery, container, self.clock)
+        finally:
+            with self._lock:
+                container.busy = False
+                self._lock.notify_all()
+        if error is not None:
+            raise error
+        return record.result
+
+    def run(self, *, until: Callable[[], bool] | None = None) -> None:
+        """Deliver queued events in delivery-clock order until the queue is empty and nothing runs (or `until()`)."""
+        with self._running():
+            if self.concurrency == 1:
+                self._run_in_order(until)
+            else:
+                self._run_concurrently(until)
+
+    @property
+    def pending(self) -> int:
+        return len(self._queue)
+
+    # ---- scheduling ----------------------------------------------------------------------------------------
+
+    def _run_in_order(self, until) -> None:
+        """One delivery at a time, in the caller's thread: the deterministic order."""
+        while self._queue and not (until and until()):
+            delivery = self._queue.pop()
+            self._clock.advance_to(delivery.due)
+            self._dispatch(delivery, delivery.function.containers[0], self.clock)
+
+    def _run_concurrently(self, until) -> None:
+        """Ready deliveries (due now on the delivery clock) start as soon as a container of their function is free.
+        A delivery due later waits until nothing runs (a running one may queue an earlier one), then the clock
+        jumps to it. A delivery that starts at t ends at t + `STEP_SECONDS` on the delivery clock."""
+        workers = self.concurrency * len(self.functions)
+        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="lnn-container") as pool:
+            try:
+                while not (until and until()):
+                    with self._lock:
+                        picked = self._pick()
+                        while picked is None and self._in_flight and self._worker_error is None:
+                            self._lock.wait()
+                            picked = self._pick()
+                        if picked is None or self._worker_error is not None:
+                            break
+                        delivery, container = picked
+                        container.busy = True
+                        self._in_flight += 1
+                        started = self.clock
+                    pool.submit(self._work, delivery, container, started)
+            finally:
+                with self._lock:
+                    while self._in_flight:
+                        self._lock.wait()
+        if self._worker_error is not None:
+            error, self._worker_error = self._worker_error, None
+            raise error
+
+    def _pick(self) -> tuple[Delivery, Container] | None:
+        """The first delivery in clock order that may start now, with a free container; the clock moves to it."""
+        for delivery in self._queue.in_order():
+            if delivery.due > self.clock and self._in_flight:
+                return None
+            container = delivery.function.free_container()
+            if container is not None:
+                self._queue.remove(delivery)
+                self._clock.advance_to(delivery.due)
+                return delivery, container
+        return None
+
+    def _work(self, delivery: Delivery, container: Container, started: float) -> None:
+        try:
+            self._dispatch(delivery, container, started)
+        except BaseException as error:  # a failure of the runtime itself (a destination's request): the caller's
+            with self._lock:
+                self._worker_error = self._worker_error or error
+        finally:
+            with self._lock:
+                container.busy = False
+                self._in_flight -= 1
+                self._lock.notify_all()
+
+    def _dispatch(self, delivery: Delivery, container: Container, started: float) -> None:
+        """Deliver (or expire) one event; queue its retry or give it up when it failed."""
+        if self.clock - delivery.enqueued_at > delivery.function.event_age_seconds:
+            self._give_up(delivery, "EventAgeExceeded", None)
+            return
+        _, error = self._deliver(delivery, container, started)
+        if error is None:
+            return
+        if delivery.attempt < delivery.function.retry_attempts:
+            with self._lock:
+                self._queue.push(delivery.function, delivery.payload, delivery.request_id,
+                                 due=max(self.clock, started + STEP_SECONDS) + retry_backoff(delivery.attempt),
+                                 chain=delivery.chain, attempt=delivery.attempt + 1, enqueued_at=delivery.enqueued_at)
+                self._lock.notify_all()
+        else:
+            self._give_up(delivery, "RetriesExhausted", error)
+
+    # ---- one delivery --------------------------------------------------------------------------------------
+
+    def _deliver(self, delivery: Delivery, container: Container, started_clock: float):
+        function = delivery.function
+        if self.faults is not None:
+            self.faults.begin(delivery, function.retry_attempts - delivery.attempt)
+        started, io_before = time.monotonic(), container.counter.snapshot()
+        context = LambdaContext(function.name, function.arn, function.memory_mb, delivery.request_id,
+                                started + function.timeout_seconds)
+        result, error, failure = None, None, ""
+        event = delivery.event
+        try:
+            with self._in_container(function):
+                result = container.handler.handle(event, context)
+        except (Exception, SandboxKilled) as raised:
+            error = raised
+            failure = traceback.format_exc()
+        seconds = time.monotonic() - started
+        if error is None:
+            error = timed_out(function, seconds)
+        self._clock.advance_to(started_clock + STEP_SECONDS)
+        record = DeliveryRecord(function.role, delivery.request_id, delivery.attempt, result,
+                                None if error is None else f"{type(error).__name__}: {error}", seconds,
+                                container.counter.since(io_before), _run_id(event, result), container.index)
+        if error is not None and not isinstance(error, SandboxKilled):
+            self._log_stream.write(f"{function.name} {delivery.request_id} failed:\n{failure}\n")
+        with self._lock:
+            self.deliveries.append(record)
+        if self.on_delivery is not None:
+            with self._callback_lock:
+                self.on_delivery(record)
+        return record, error
+
+    @contextlib.contextmanager
+    def _running(self):
+        """While deliveries run: stdout per thread, the BLAS cap, and (with threads) atomic AWS requests."""
+        with contextlib.ExitStack() as stack:
+            if not isinstance(sys.stdout, ThreadRouter):
+                stack.enter_context(contextlib.redirect_stdout(ThreadRouter(_stdout_of(sys.stdout))))
+            if self._blas is not None:
+                stack.enter_context(self._blas.limit(limits=self.container_cpus, user_api="blas"))
+            if self.concurrency > 1:
+                stack.enter_context(atomic_requests())
+            yield
+
+    @contextlib.contextmanager
+    def _in_container(self, function: LocalFunction):
+        """The thread's log lines and printed metrics go to the runtime's log. At concurrency 1, the function's
+        environment is also in force (os.environ is process-wide: with threads, the handlers rely on the
+        environment they were built with, which is all they read)."""
+        with contextlib.ExitStack() as stack:
+            if self.concurrency == 1:
+                stack.enter_context(environment(function.environment))
+            stack.enter_context(LOG_SINK.writing_to(self._log_stream))
+            if isinstance(sys.stdout, ThreadRouter):
+                stack.enter_context(sys.stdout.writing_to(self._log_stream))
+            yield
+
+    def _give_up(self, delivery: Delivery, condition: str, error: BaseException | None) -> None:
+        """Send a Lambda destination record for an event that will not be retried again."""
+        record = destination_record(delivery.function, delivery, condition, error)
+        with self._lock:
+            self.failed_events.append(record)
+        send_to_destination(self._client, delivery.function.on_failure, record, functions=self._by_name,
+                            invoke_async=self.invoke_async, log=self._log_stream)
+
+    def _client(self, service: str):
+        with self._lock:  # boto3 sessions are not thread-safe; clients are
+            if service not in self._clients:
+                self._clients[service] = self.session.client(service)
+            return self._clients[service]
+
+
+def _run_id(event: Any, result: Any) -> str | None:
+    for source in (event, result):
+        if isinstance(source, dict) and isinstance(source.get("run_id"), str):
+            return source["run_id"]
+    return None
+
+
+def _stdout_of(stream):
+    return lambda: stream
+
+
+def _blas_controller():
+    from threadpoolctl import ThreadpoolController
+
+    return ThreadpoolController()
