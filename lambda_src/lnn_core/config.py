@@ -18,7 +18,7 @@ GRANULARITIES = ("layer", "epoch", "auto")
 MAX_EPOCHS = 1_000_000
 MAX_LAYERS = 64
 MAX_NEURONS = 100_000
-RUN_ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+RUN_ID_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")  # always fullmatch: `$` would accept a trailing newline
 KNOWN_KEYS = {"epochs", "layers", "learning_rate", "neurons", "activations", "granularity", "init", "seed", "data"}
 
 
@@ -96,6 +96,7 @@ class TrainingConfig:
         data = merged.get("data")
         if not isinstance(data, str) or not data.startswith("runs/") or not data.endswith(".npz"):
             raise LnnInputError(f"data must be the S3 key of an .npz file under runs/; got {data!r}")
+        check_key_segments(data, name="data")
         return cls(
             epochs=epochs,
             learning_rate=float(learning_rate),
@@ -114,11 +115,20 @@ def layer_map(values: tuple) -> dict[str, Any]:
 
 
 def check_run_id(run_id: Any) -> str:
-    if not isinstance(run_id, str) or not RUN_ID_PATTERN.match(run_id):
+    if not isinstance(run_id, str) or not RUN_ID_PATTERN.fullmatch(run_id):
         raise LnnInputError(
             f"run id {run_id!r} is invalid; use 1-64 letters, digits, '.', '_' or '-', starting with a letter or digit"
         )
     return run_id
+
+
+def check_key_segments(key: str, *, name: str) -> str:
+    """Raise for an S3 key with an empty, '.' or '..' segment: tools that normalise paths would read another object."""
+    bad = next((segment for segment in key.split("/") if segment in ("", ".", "..")), None)
+    if bad is not None:
+        raise LnnInputError(f"{name} {key!r} has an {'empty' if not bad else repr(bad)} path segment; "
+                            "use a plain key such as runs/<name>/data.npz")
+    return key
 
 
 def _layer_list(value: Any, name: str) -> list:

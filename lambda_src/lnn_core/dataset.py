@@ -47,6 +47,15 @@ def load_training_data(data: bytes, *, source: str) -> TrainingData:
             arrays = {name: npz[name] for name in npz.files}
     except (ValueError, OSError, EOFError, zipfile.BadZipFile) as error:
         raise LnnInputError(f"{source} is not a readable .npz file ({error})") from error
+    except MemoryError:  # numpy's _ArrayMemoryError too: a clear refusal, never an out-of-memory traceback
+        raise LnnInputError(f"{source} does not fit in memory; use less data or a larger memory_size") from None
+    try:
+        return _checked(arrays, source)
+    except MemoryError:
+        raise LnnInputError(f"{source} does not fit in memory once converted to float64; use less data or a larger memory_size") from None
+
+
+def _checked(arrays: dict[str, np.ndarray], source: str) -> TrainingData:
     missing = [name for name in ("X", "y") if name not in arrays]
     if missing:
         raise LnnInputError(f"{source} lacks the array {missing[0]!r}; it needs X (examples as rows) and y")
@@ -67,7 +76,9 @@ def _features(array: np.ndarray, name: str, source: str) -> np.ndarray:
     if array.ndim != 2 or array.shape[0] == 0 or array.shape[1] == 0:
         raise LnnInputError(f"{source}: {name} must be a non-empty 2-D array (examples as rows); got shape {array.shape}")
     if array.dtype == np.uint8:
-        return array.astype(np.float64) / 255.0
+        scaled = array.astype(np.float64)
+        scaled /= 255.0  # in place: one float64 copy of the data, not two
+        return scaled
     if not np.issubdtype(array.dtype, np.number) or np.iscomplexobj(array):
         raise LnnInputError(f"{source}: {name} must be numeric; got dtype {array.dtype}")
     array = array.astype(np.float64)
