@@ -23,6 +23,7 @@ from lnn_core import network
 from .deploy import PROJECT_DIR, deploy_to_emulator
 from .emulator import running_emulator
 from .local import run_local
+from .main import add_runtime_options
 
 NEURONS = [20, 7, 5, 1]
 ACTIVATIONS = ["relu", "relu", "relu", "sigmoid"]
@@ -68,6 +69,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--layer-epochs", type=int, default=10, help="epochs of the layer-granularity run")
     parser.add_argument("--examples", type=int, default=209)
     parser.add_argument("--out", default="out/bench", help="where bench.json and the logs go")
+    add_runtime_options(parser)
     args = parser.parse_args(argv)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -90,7 +92,8 @@ def main(argv: list[str] | None = None) -> int:
                               "activations": ACTIVATIONS, "seed": SEED, "granularity": granularity}
                 with console.status(f"lnn local --granularity {granularity}, {epochs} epochs..."):
                     result = run_local(session, deployment.outputs, parameters, data, log_stream=log,
-                                       run_id=f"bench-{granularity}")
+                                       run_id=f"bench-{granularity}", concurrency=args.concurrency,
+                                       container_cpus=args.container_cpus)
                 results = result.results()
                 if results["status"] != "succeeded" or results["costs"] != numpy_costs[:epochs]:
                     console.print(f"[red]{granularity}: {results['status']} {results.get('reason', '')}; costs equal to "

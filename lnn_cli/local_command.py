@@ -39,7 +39,8 @@ def command_local(args, parameters: dict, console: Console) -> int:
     console.print(
         f"LNN local run [bold]{run_id}[/]: {inputs.training_data.X.shape[0]} examples x {inputs.training_data.features} "
         f"features, network {'-'.join(map(str, config.neurons))} ({','.join(config.activations)}), {config.epochs} epochs, "
-        f"granularity {config.granularity}" + (f", chaos {args.chaos}" if chaos else "")
+        f"granularity {config.granularity}, {args.concurrency} container(s) per function of {args.container_cpus} "
+        f"BLAS thread(s)" + (f", chaos {args.chaos}" if chaos else "")
     )
     with running_emulator(out_dir / "emulator.log") as emulator:
         console.print(f"  emulator: moto server at {emulator.endpoint_url} ({emulator.started_seconds:.1f} s)")
@@ -54,7 +55,8 @@ def command_local(args, parameters: dict, console: Console) -> int:
         with run_progress(console) as progress, open(out_dir / "lambda.log", "w") as log:
             bar = RunProgress(progress, lambda: table.get_run(run_id), epochs=config.epochs, label=run_id)
             result = run_local(session, deployment.outputs, inputs.parameters, inputs.data, run_id=run_id, chaos=chaos,
-                               log_stream=log, on_delivery=bar.poll)
+                               log_stream=log, on_delivery=bar.poll, concurrency=args.concurrency,
+                               container_cpus=args.container_cpus)
             bar.show(result.run)
     results = result.results()
     written = write_outputs(out_dir, results, result.model)

@@ -1,6 +1,7 @@
 """The `lnn` command. A problem a person can fix exits with status 2 and one line that says what to do."""
 
 import argparse
+import os
 import sys
 
 import boto3
@@ -40,6 +41,25 @@ def add_run_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--name", help="the run id (default: generated)")
 
 
+def positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a whole number; got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1; got {value}")
+    return value
+
+
+def add_runtime_options(parser: argparse.ArgumentParser) -> None:
+    """The local runtime's flags (`lnn local`, `python -m lnn_cli.bench`)."""
+    parser.add_argument("--concurrency", type=positive_int, default=os.cpu_count() or 1,
+                        help="containers per function; deliveries run in parallel threads, one per container at a "
+                        "time (default: this machine's cores; 1 gives a deterministic order)")
+    parser.add_argument("--container-cpus", type=positive_int, default=1,
+                        help="BLAS threads per BLAS call, i.e. per container (default 1, like a 1,769 MB Lambda's vCPU)")
+
+
 def build_parser() -> OneLineParser:
     parser = OneLineParser(prog="lnn", description="LNN, the Lambda Neural Network: train NumPy networks with self-invoking Lambda functions.")
     commands = parser.add_subparsers(dest="command", required=True, parser_class=OneLineParser)
@@ -52,6 +72,7 @@ def build_parser() -> OneLineParser:
     local.add_argument("--out", default="out/local", help="directory for results.json, model.npz, cost.png and logs")
     local.add_argument("--chaos", help="inject faults, e.g. duplicate=0.1,crash=0.05,delay=0.1,lose=0.01,seed=7")
     local.add_argument("--stack", default=DEFAULT_STACK, help="the stack to deploy from the CDK app")
+    add_runtime_options(local)
 
     start = commands.add_parser("start", help="upload data and parameters.json to a deployed stack: the upload starts the run")
     add_run_options(start)
