@@ -23,6 +23,19 @@ class QueueInvoker:
         self.events.append(json.loads(json.dumps(payload)))  # the JSON round trip of a real invoke
 
 
+class FakeClock:
+    """A handler clock (`Ports.clock`) that the test moves: Lambda's retry back-offs without waiting them."""
+
+    def __init__(self, start: float = 1_800_000_000.0):
+        self.seconds = start
+
+    def __call__(self) -> float:
+        return self.seconds
+
+    def advance(self, seconds: float) -> None:
+        self.seconds += seconds
+
+
 @pytest.fixture
 def aws(monkeypatch):
     """A fresh in-process AWS with the stack's bucket, table and topic, and the functions' environment set."""

@@ -82,3 +82,23 @@ def npz_to_arrays(data: bytes, *, key: str) -> dict[str, np.ndarray]:
             return {name: npz[name] for name in npz.files}
     except (ValueError, OSError, EOFError, zipfile.BadZipFile) as error:
         raise RunFailure(f"s3 object {key} is corrupt or not an npz file ({error})") from error
+
+
+def item_write_units(item: dict[str, Any]) -> int:
+    """DynamoDB write units of one put of `item` (1 per KB, rounded up), from an upper bound of its stored size."""
+    return max(1, math.ceil(_stored_bytes(item) / 1024))
+
+
+def _stored_bytes(value: Any) -> int:
+    """An upper bound of a value's size in DynamoDB: a number takes at most 10 bytes (17 significant digits / 2 + 1),
+    a list or map 3 bytes plus 1 per element, an attribute its name's length."""
+    if isinstance(value, dict):
+        return 3 + sum(len(str(name)) + 1 + _stored_bytes(item) for name, item in value.items())
+    if isinstance(value, np.ndarray):
+        rows = value.shape[0] if value.ndim > 1 else 0
+        return 3 + 11 * value.size + 4 * rows
+    if isinstance(value, (list, tuple)):
+        return 3 + sum(1 + _stored_bytes(item) for item in value)
+    if isinstance(value, str):
+        return len(value.encode())
+    return 10  # numbers, booleans, null

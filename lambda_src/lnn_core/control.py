@@ -4,64 +4,82 @@ Sending the next event, ending a run, notifying once, stopping and resuming: eac
 port calls whose order is what makes the run exactly once in effect.
 """
 
-import time
 import uuid
-from datetime import datetime
+from dataclasses import dataclass
 from typing import Any
 
 from .errors import LnnInputError
 from .ports import Ports, now
 
 TERMINAL = ("succeeded", "failed", "stopped")
-MAX_RESUMES = 3  # a run that stalls at one step more often than this is failed, not resumed forever
+MAX_RESUMES = 3  # a run that stalls at one step more often than this (and can have nothing in flight) is failed
 MAX_REASON = 1000  # characters: a reason is stored in the run record and sent in the message
+# A claim to send or to notify holds this long at most. It must end before Lambda's first retry of the claimant's
+# event (1 minute after a failure), so that a crashed claimant's retry may finish the job; a concurrent twin,
+# whatever its request id, finds the claim live and stops.
+LEASE_SECONDS = 30.0
+
+
+def lease_until(ports: Ports, context: Any) -> float:
+    """When a claim taken now expires: at most `LEASE_SECONDS`, and never after the invocation's own end."""
+    remaining = context.get_remaining_time_in_millis() / 1000 if hasattr(context, "get_remaining_time_in_millis") else LEASE_SECONDS
+    return ports.clock() + min(LEASE_SECONDS, remaining)
 
 
 def send(ports: Ports, run_id: str, event: dict[str, Any]) -> None:
-    """Invoke the next step, then record that it was sent (a crash in between only causes a harmless duplicate)."""
+    """Invoke the next step, then record that it was sent. The caller holds the send lease (its commit's, or a
+    `claim_send`); a crash in between leaves the lease to expire and a retry to re-send."""
     ports.invoker.invoke_async(event)
     ports.table.mark_invoked(run_id, event["step"])
 
 
-def ensure_next_sent(ports: Ports, run: dict[str, Any]) -> bool:
-    """Send the committed next event if no delivery recorded sending it (the sender crashed after its commit)."""
+def ensure_next_sent(ports: Ports, run: dict[str, Any], *, claimant: str, context: Any = None) -> bool:
+    """Send the committed next event if no delivery recorded sending it and no live lease holds the send
+    (its sender crashed after the commit). The claim is a conditional write: of all twins, one re-sends."""
     following = run.get("next_event")
     if run["status"] != "running" or not following or run.get("invoked_step", 0) >= following["step"]:
+        return False
+    claimed = ports.table.claim_send(run["run_id"], run["committed_step"], claimant=claimant,
+                                     now=ports.clock(), until=lease_until(ports, context))
+    if not claimed:
         return False
     send(ports, run["run_id"], following)
     return True
 
 
-def ensure_notified(ports: Ports, run: dict[str, Any], *, claimant: str) -> None:
-    """Publish the run's one end-of-run message, unless it was published or another delivery claimed it."""
+def ensure_notified(ports: Ports, run: dict[str, Any], *, claimant: str, context: Any = None) -> None:
+    """Publish the run's one end-of-run message, unless it was published or a live claim holds it."""
     if run["status"] not in TERMINAL or run.get("notified", True):
         return
-    if not ports.table.claim_notification(run["run_id"], claimant):
+    if not ports.table.claim_notification(run["run_id"], claimant, now=ports.clock(), until=lease_until(ports, context)):
         return
     ports.notifier.publish(subject=subject(run), body=message(run), status=run["status"])
-    ports.table.mark_notified(run["run_id"])
+    ports.table.mark_notified(run["run_id"])  # if this fails, end normally: a retry would publish again
 
 
-def catch_up(ports: Ports, run: dict[str, Any], *, claimant: str) -> bool:
+def catch_up(ports: Ports, run: dict[str, Any], *, claimant: str, context: Any = None) -> bool:
     """Finish what a committed step may have left undone (its crash, or a commit whose answer was lost)."""
     if run["status"] == "running":
-        return ensure_next_sent(ports, run)
-    ensure_notified(ports, run, claimant=claimant)
+        return ensure_next_sent(ports, run, claimant=claimant, context=context)
+    ensure_notified(ports, run, claimant=claimant, context=context)
     return False
 
 
-def end_run(ports: Ports, run: dict[str, Any], *, status: str, reason: str, claimant: str) -> dict[str, Any]:
+def end_run(ports: Ports, run: dict[str, Any], *, status: str, reason: str, claimant: str, context: Any = None) -> dict[str, Any]:
     """Move a running run to a terminal status at its current step, and notify once."""
     reason = reason if len(reason) <= MAX_REASON else reason[: MAX_REASON - 1] + "…"  # it goes into an item and a message
     fields = {"status": status, "reason": reason, "finished_at": now(), "notified": False, "next_event": None}
     if not ports.table.transition(run["run_id"], seen_step=run["committed_step"], new_step=run["committed_step"], fields=fields):
+        latest = ports.table.get_run(run["run_id"])  # ended by a twin, or by us with the answer lost: notify once
+        if latest is not None and latest["status"] in TERMINAL:
+            ensure_notified(ports, latest, claimant=claimant, context=context)
         return {"outcome": "duplicate"}
-    ensure_notified(ports, {**run, **fields}, claimant=claimant)
+    ensure_notified(ports, {**run, **fields}, claimant=claimant, context=context)
     return {"outcome": status, "reason": reason}
 
 
-def fail_run(ports: Ports, run: dict[str, Any], reason: str, *, claimant: str) -> dict[str, Any]:
-    return end_run(ports, run, status="failed", reason=reason, claimant=claimant)
+def fail_run(ports: Ports, run: dict[str, Any], reason: str, *, claimant: str, context: Any = None) -> dict[str, Any]:
+    return end_run(ports, run, status="failed", reason=reason, claimant=claimant, context=context)
 
 
 def stop_run(ports: Ports, run_id: str) -> dict[str, Any]:
@@ -72,46 +90,58 @@ def stop_run(ports: Ports, run_id: str) -> dict[str, Any]:
     return {"run_id": run_id, "stop_requested": True}
 
 
-def resume_run(ports: Ports, run_id: str, *, seen: dict[str, Any] | None = None) -> dict[str, Any]:
-    """Re-send the next committed step of a run that looked stalled in `seen` (default: a fresh read).
-
-    Nothing is sent if the run moved on since `seen`; a duplicate of a live step is dropped anyway. A run
-    resumed more than `MAX_RESUMES` times in a row at the same step is failed instead.
-    """
-    run = seen or _existing(ports, run_id)
+def resume_run(ports: Ports, run_id: str) -> dict[str, Any]:
+    """`lnn resume`: re-send a running run's next committed step. Always harmless: a duplicate of a live step is
+    dropped by the commit, so this neither counts as a stall nor can fail the run."""
+    run = _existing(ports, run_id)
     if run["status"] != "running" or not run.get("next_event"):
         raise LnnInputError(f"run {run_id} is {run['status']}; only a running run can be resumed")
-    in_a_row = run.get("resumes", 0) if run.get("resumed_at_step") == run["committed_step"] else 0
-    if in_a_row >= MAX_RESUMES:
-        reason = f"stalled {MAX_RESUMES + 1} times at step {run['committed_step'] + 1}; see the trainer's logs"
-        return {"run_id": run_id, **fail_run(ports, run, reason, claimant=f"resume-{uuid.uuid4().hex}")}
-    if not ports.table.record_resume(run_id, seen=run, resumes=in_a_row + 1):
-        return {"run_id": run_id, "outcome": "moved on"}  # it made progress since it was read: not stalled
     ports.invoker.invoke_async(run["next_event"])
     return {"run_id": run_id, "outcome": "resumed", "step": run["next_event"]["step"]}
 
 
-class Watchdog:
-    """Scheduled: resumes running runs that made no progress for `stall_seconds`."""
+@dataclass(frozen=True)
+class StallRules:
+    """When a run counts as stalled, and when nothing of it can be alive any more."""
 
-    def __init__(self, ports: Ports, *, stall_seconds: float, logger):
-        self.ports, self.stall_seconds, self.log = ports, stall_seconds, logger
+    stall_seconds: float  # no commit, no started delivery and no resume for this long: resume it
+    timeout_seconds: float  # the trainer's timeout: a started delivery is dead after this
+    event_age_seconds: float  # the trainer's maximum event age: a sent event is delivered or dropped by then
+
+    def stalled(self, run: dict[str, Any], now: float) -> bool:
+        return now - run.get("heartbeat_at", 0) > self.stall_seconds
+
+    def nothing_in_flight(self, run: dict[str, Any], now: float) -> bool:
+        """No delivery of the next step can still be running or queued: its event was sent at the commit (or
+        the launch), so past its maximum age and one timeout it has been delivered, or dropped."""
+        return now - run.get("committed_at", 0) > self.event_age_seconds + self.timeout_seconds
+
+
+class Watchdog:
+    """Scheduled: resumes running runs that showed no life for `stall_seconds`; fails a run only when it stalled
+    more than `MAX_RESUMES` times in a row at one step and nothing of that step can still be in flight."""
+
+    def __init__(self, ports: Ports, *, rules: StallRules, logger):
+        self.ports, self.rules, self.log = ports, rules, logger
 
     def handle(self, event: Any = None, context: Any = None) -> dict[str, Any]:
-        stalled = [
-            run
-            for run in self.ports.table.list_runs("running")
-            if seconds_since(run["updated_at"]) > self.stall_seconds
-        ]
-        outcomes = []
-        for run in stalled:
-            try:
-                outcomes.append(resume_run(self.ports, run["run_id"], seen=run))
-            except LnnInputError as ended:  # it ended between the query and the resume
-                outcomes.append({"run_id": run["run_id"], "outcome": "ended", "reason": str(ended)})
+        now_seconds = self.ports.clock()
+        outcomes = [self._resume(run, now_seconds) for run in self.ports.table.list_runs("running")
+                    if self.rules.stalled(run, now_seconds)]
         for outcome in outcomes:
             self.log.warning("stalled run", extra=outcome)
         return {"checked_at": now(), "stalled": outcomes}
+
+    def _resume(self, run: dict[str, Any], now_seconds: float) -> dict[str, Any]:
+        run_id = run["run_id"]
+        in_a_row = run.get("resumes", 0) if run.get("resumed_at_step") == run["committed_step"] else 0
+        if in_a_row >= MAX_RESUMES and self.rules.nothing_in_flight(run, now_seconds):
+            reason = f"stalled {in_a_row + 1} times at step {run['committed_step'] + 1}; see the trainer's logs"
+            return {"run_id": run_id, **fail_run(self.ports, run, reason, claimant=f"watchdog-{uuid.uuid4().hex}")}
+        if not self.ports.table.record_resume(run_id, seen=run, resumes=in_a_row + 1, now=now_seconds):
+            return {"run_id": run_id, "outcome": "moved on"}  # it showed life since it was read: not stalled
+        self.ports.invoker.invoke_async(run["next_event"])
+        return {"run_id": run_id, "outcome": "resumed", "step": run["next_event"]["step"]}
 
 
 def subject(run: dict[str, Any]) -> str:
@@ -131,10 +161,6 @@ def message(run: dict[str, Any]) -> dict[str, Any]:
         "created_at": run.get("created_at"),
         "finished_at": run.get("finished_at"),
     }
-
-
-def seconds_since(timestamp: str) -> float:
-    return time.time() - datetime.fromisoformat(timestamp.replace("Z", "+00:00")).timestamp()
 
 
 def _existing(ports: Ports, run_id: str) -> dict[str, Any]:

@@ -3,13 +3,16 @@
 A step is a computation over inputs addressed by (run_id, step position), followed by effects keyed by that step:
 
   1. read the run record (epoch 0 of the results table);
-  2. drop the delivery unless this is the run's next step (`step == committed_step + 1`);
+  2. drop the delivery unless this is the run's next step (`step == committed_step + 1`), and record that a
+     delivery started it (a conditional write: the watchdog's proof of life, and a late twin's cue to stop);
   3. compute the step's outputs: pure functions of immutable inputs, so every attempt computes the same bytes;
   4. write the outputs to S3 and the epoch items to DynamoDB (overwrites with identical content are harmless);
-  5. commit: one conditional write moves `committed_step` from step - 1 to step. Exactly one delivery wins;
-  6. the winner sends the next step's event and records `invoked_step`; a retry that finds the step committed
-     but the next event unsent sends it again (and only then, so duplicates cannot start a second chain);
-  7. a terminal step publishes the one SNS message and records `notified`.
+  5. commit: one conditional write moves `committed_step` from step - 1 to step and gives the winner a lease on
+     sending the next event. Exactly one delivery wins;
+  6. the winner sends the next step's event and records `invoked_step`; a delivery that finds the step committed
+     but the next event unsent re-sends it only after winning a conditional claim, once no live lease holds it,
+     so duplicates cannot start a second chain;
+  7. a terminal step claims, publishes and records the one SNS message.
 
 See the README's "Exactly once" section for the invariant and its one inherent limit.
 """
@@ -24,19 +27,20 @@ from typing import Any
 import numpy as np
 
 from . import control, network
-from .codec import arrays_to_npz, npz_to_arrays
+from .codec import arrays_to_npz, item_write_units, npz_to_arrays
 from .config import MAX_EPOCHS, MAX_LAYERS, TrainingConfig, layer_map
 from .dataset import TrainingData, load_training_data
 from .errors import LnnInputError, RunFailure
-from .ports import Ports, now
+from .ports import Ports, now, send_lease
 from .schedule import STATES, Position, next_position
 
 CHECKPOINT_EVERY = 100  # epochs whose parameters are kept (not scratch), besides the last
 ITEM_WEIGHTS_LIMIT = 2_000  # parameters stored as DynamoDB lists (~40 KB of the 400 KB item limit); above: norms and a checkpoint key
 AUTO_SAFETY_SECONDS = 10.0
 AUTO_MAX_EPOCHS_PER_STEP = 2500  # bounds a step's memory (one item per epoch) and its commit
-BATCH_WRITE_SECONDS = 0.1  # budgeted per 25 epoch items: the commit's writes must fit in the invocation too
-DIVERGED_MAGNITUDE = 1e100  # weights this large have diverged (and DynamoDB numbers end at 1e126)  # auto granularity stops this long before the invocation's timeout, plus two slow epochs
+BATCH_WRITE_SECONDS = 0.1  # budgeted per request of 25 epoch items: the commit's writes must fit in the invocation too
+PARTITION_WRITE_UNITS_PER_SECOND = 1000  # DynamoDB's limit per partition; all of a run's items share one key
+DIVERGED_MAGNITUDE = 1e100  # weights this large have diverged (and DynamoDB numbers end at 1e126)
 
 
 @dataclass(frozen=True)
@@ -100,12 +104,12 @@ class Trainer:
         return outcome
 
     def _handle(self, event: Any, context: Any) -> dict[str, Any]:
-        # Lambda's retries of an event keep its request id: they may finish what it began, its twins may not.
-        claimant = getattr(context, "aws_request_id", None) or f"direct-{uuid.uuid4().hex}"
+        # Claims are held per delivery, not per request id: AWS does not promise twins distinct request ids.
+        claimant = f"{getattr(context, 'aws_request_id', None) or 'direct'}/{uuid.uuid4().hex[:12]}"
         try:
             step_event = parse_event(event)
         except LnnInputError as error:
-            return self._reject(event, f"bad event: {error}", claimant)
+            return self._reject(event, f"bad event: {error}", claimant, context)
         ports, run_id = self.ports, step_event.run_id
         summary = {
             "run_id": run_id,
@@ -118,47 +122,61 @@ class Trainer:
         if run is None:
             return {**summary, "outcome": "rejected", "reason": f"unknown run {run_id}; nothing was touched"}
         if run["status"] != "running":
-            control.catch_up(ports, run, claimant=claimant)
+            control.catch_up(ports, run, claimant=claimant, context=context)
             return {**summary, "outcome": "ignored", "reason": f"run is {run['status']}"}
         committed = run["committed_step"]
         if step_event.step <= committed:
-            resent = step_event.step == committed and control.catch_up(ports, run, claimant=claimant)
+            resent = step_event.step == committed and control.catch_up(ports, run, claimant=claimant, context=context)
             return {**summary, "outcome": "resent" if resent else "duplicate"}
         mismatch = schedule_mismatch(step_event, run)
         if mismatch:
-            return {**summary, **control.fail_run(ports, run, f"bad event: {mismatch}", claimant=claimant)}
+            return {**summary, **control.fail_run(ports, run, f"bad event: {mismatch}", claimant=claimant, context=context)}
         if run.get("stop_requested"):
-            return {**summary, **control.end_run(ports, run, status="stopped", reason="stopped on request", claimant=claimant)}
+            return {**summary, **control.end_run(ports, run, status="stopped", reason="stopped on request",
+                                                 claimant=claimant, context=context)}
         if step_event.step > run["step_bound"]:
-            return {**summary, **control.fail_run(ports, run, f"step {step_event.step} exceeds the run's bound", claimant=claimant)}
+            return {**summary, **control.fail_run(ports, run, f"step {step_event.step} exceeds the run's bound",
+                                                  claimant=claimant, context=context)}
+        if not ports.table.mark_started(run_id, step_event.step, at=ports.clock()):
+            return {**summary, "outcome": "duplicate"}  # a twin committed it meanwhile
         config = TrainingConfig.from_parameters(run["config"])
         try:
             result = self._execute(step_event.position, config, run, context)
         except RunFailure as failure:
             if not self._still_next(run_id, step_event.step):
                 return {**summary, "outcome": "duplicate"}  # a late twin read what the winner already cleaned up
-            return {**summary, **control.fail_run(ports, run, str(failure), claimant=claimant)}
-        return {**summary, **self._commit(step_event, config, run, result, claimant)}
+            return {**summary, **control.fail_run(ports, run, str(failure), claimant=claimant, context=context)}
+        return {**summary, **self._commit(step_event, config, run, result, claimant, context)}
 
-    def _commit(self, step_event: StepEvent, config: TrainingConfig, run: dict, result: StepResult, claimant: str) -> dict[str, Any]:
+    def _commit(self, step_event: StepEvent, config: TrainingConfig, run: dict, result: StepResult, claimant: str,
+                context: Any) -> dict[str, Any]:
         ports, run_id, position = self.ports, step_event.run_id, step_event.position
         for key, arrays in result.outputs.items():
             ports.store.put_bytes(key, arrays_to_npz(arrays), scratch=key not in result.checkpoints)
         if result.epoch_items:
             ports.table.put_epoch_items(run_id, result.epoch_items)
         following = next_position(position, config, last_epoch_done=result.last_epoch_done)
-        fields = {**result.fields, "next_event": make_event(run_id, config, following) if following else None}
+        clock = ports.clock()
+        fields = {**result.fields, "next_event": make_event(run_id, config, following) if following else None,
+                  "heartbeat_at": clock, "committed_at": clock, "committed_by": claimant}
+        if following:  # the commit is the winner's claim on sending the next event
+            fields["send_lease"] = send_lease(following.step, claimant=claimant, until=control.lease_until(ports, context))
         if result.final is not None:
             fields |= {"status": "succeeded", "final": result.final, "finished_at": now(), "notified": False}
         if not ports.table.transition(run_id, seen_step=run["committed_step"], new_step=step_event.step, fields=fields):
             # A twin committed first, or our commit was applied and only its answer lost (boto3 then retried it)
             latest = ports.table.get_run(run_id)
-            resent = latest["committed_step"] == step_event.step and control.catch_up(ports, latest, claimant=claimant)
-            return {"outcome": "resent" if resent else "duplicate"}
-        if following:
+            if latest["committed_step"] != step_event.step:
+                return {"outcome": "duplicate"}
+            if latest.get("committed_by") != claimant:  # a twin's commit: finish what it may have left undone
+                if result.obsolete:  # the step's obsolete keys are the same whoever committed it
+                    ports.store.delete_keys(result.obsolete)
+                resent = control.catch_up(ports, latest, claimant=claimant, context=context)
+                return {"outcome": "resent" if resent else "duplicate"}
+        if following:  # ours: the commit holds our lease on sending
             control.send(ports, run_id, fields["next_event"])
         if result.final is not None:
-            control.ensure_notified(ports, {**run, **fields}, claimant=claimant)
+            control.ensure_notified(ports, {**run, **fields}, claimant=claimant, context=context)
         if result.obsolete:
             ports.store.delete_keys(result.obsolete)
         outcome = {"outcome": "committed"}
@@ -166,13 +184,13 @@ class Trainer:
             outcome["epoch_costs"] = [item["cost"] for item in result.epoch_items]
         return outcome
 
-    def _reject(self, event: Any, reason: str, claimant: str) -> dict[str, Any]:
+    def _reject(self, event: Any, reason: str, claimant: str, context: Any = None) -> dict[str, Any]:
         """A malformed event: fail its run if it names a running one, touch nothing else."""
         run_id = event.get("run_id") if isinstance(event, dict) else None
         run = self.ports.table.get_run(run_id) if isinstance(run_id, str) and run_id else None
         if run is None or run["status"] != "running":
             return {"run_id": run_id, "outcome": "rejected", "reason": reason}
-        return {"run_id": run_id, **control.fail_run(self.ports, run, reason, claimant=claimant)}
+        return {"run_id": run_id, **control.fail_run(self.ports, run, reason, claimant=claimant, context=context)}
 
     def _still_next(self, run_id: str, step: int) -> bool:
         run = self.ports.table.get_run(run_id)
@@ -248,7 +266,7 @@ class Trainer:
         else:
             params = self._load(params_key(config, first - 1))
         deadline = time.monotonic() + remaining_seconds(context) - AUTO_SAFETY_SECONDS
-        items, slowest, epoch = [], 0.0, first
+        items, kept, slowest, epoch, units_per_item = [], {}, 0.0, first, 0
         while True:
             started_at, started = now(), time.monotonic()
             params, cost = network.gradient_descent_epoch(
@@ -256,17 +274,22 @@ class Trainer:
             )
             # the item holds lists or norms, not the arrays: memory stays flat however many epochs fit
             items.append(epoch_item(config, epoch, finite_cost(cost, epoch, config), finite_params(params, epoch), started_at))
+            if is_checkpoint(config, epoch):  # kept whichever step reaches it: the item points at it
+                kept[params_key(config, epoch)] = params
             slowest = max(slowest, time.monotonic() - started)
-            commit_seconds = math.ceil((len(items) + 1) / 25) * BATCH_WRITE_SECONDS
+            units_per_item = units_per_item or item_write_units(items[0])
             if (
                 epoch == config.epochs
                 or config.granularity == "epoch"
                 or len(items) == AUTO_MAX_EPOCHS_PER_STEP
-                or time.monotonic() + 2 * slowest + commit_seconds > deadline
+                or time.monotonic() + 2 * slowest + commit_seconds(len(items) + 1, units_per_item) > deadline
             ):
                 break
             epoch += 1
-        return epochs_done(config, first_epoch=first, params=params, items=items, obsolete=[])
+        result = epochs_done(config, first_epoch=first, params=params, items=items, obsolete=[])
+        result.outputs |= kept
+        result.checkpoints |= set(kept)
+        return result
 
     def _finish(self, config: TrainingConfig, run: dict) -> StepResult:
         """Save the model, measure it, and end the run."""
@@ -445,16 +468,14 @@ def epochs_done(config: TrainingConfig, *, first_epoch: int, params: dict, items
     )
     if is_checkpoint(config, last_epoch):
         result.checkpoints.add(key)
-        if "weight_norms" in items[-1]:  # a large network's item points at the kept parameters
-            items[-1]["checkpoint_key"] = key
     if not is_checkpoint(config, first_epoch - 1):
         result.obsolete.append(params_key(config, first_epoch - 1))
     return result
 
 
 def epoch_item(config: TrainingConfig, epoch: int, cost: float, params: dict, started_at: str) -> dict[str, Any]:
-    """The epoch's results item: its cost and its end-of-epoch weights (lists, or norms; `epochs_done` adds the
-    key of a kept checkpoint)."""
+    """The epoch's results item: its cost and its end-of-epoch weights (lists; or norms, and the key of the kept
+    parameters at a checkpoint epoch). Its content depends on the epoch alone, never on the step that wrote it."""
     item = {"epoch": epoch, "cost": cost, "learning_rate": config.learning_rate, "started_at": started_at, "finished_at": now()}
     layers = range(1, config.layers + 1)
     if sum(array.size for array in params.values()) <= ITEM_WEIGHTS_LIMIT:
@@ -462,7 +483,15 @@ def epoch_item(config: TrainingConfig, epoch: int, cost: float, params: dict, st
         item["bias"] = {f"layer{l}": params[f"b{l}"] for l in layers}
     else:
         item["weight_norms"] = {f"layer{l}": float(np.linalg.norm(params[f"W{l}"])) for l in layers}
+        if is_checkpoint(config, epoch):
+            item["checkpoint_key"] = params_key(config, epoch)
     return item
+
+
+def commit_seconds(items: int, units_per_item: int) -> float:
+    """Time to budget for writing `items` epoch items and the commit: a request per 25 items, and the write units
+    one partition (all of a run's items share its key) accepts per second."""
+    return math.ceil(items / 25) * BATCH_WRITE_SECONDS + items * units_per_item / PARTITION_WRITE_UNITS_PER_SECOND
 
 
 def finite_cost(cost: float, epoch: int, config: TrainingConfig) -> float:

@@ -12,7 +12,7 @@ from typing import Callable
 import boto3
 from aws_lambda_powertools import Logger, Metrics
 
-from .control import Watchdog
+from .control import StallRules, Watchdog
 from .engine import Trainer
 from .launcher import Launcher
 from .ports import Invoker, Ports
@@ -34,8 +34,12 @@ def build_launcher(*, session: boto3.Session | None = None, invoker: Invoker | N
 def build_watchdog(*, session: boto3.Session | None = None, invoker: Invoker | None = None, logger: Logger | None = None,
                   clock: Callable[[], float] | None = None) -> Watchdog:
     ports = Ports.from_environment(invoke_target="LNN_TRAINER_FUNCTION", session=session, invoker=invoker, clock=clock)
-    stall_seconds = float(os.environ.get("LNN_STALL_SECONDS", "900"))
-    return Watchdog(ports, stall_seconds=stall_seconds, logger=logger or Logger(service="lnn"))
+    rules = StallRules(
+        stall_seconds=float(os.environ.get("LNN_STALL_SECONDS", "900")),
+        timeout_seconds=float(os.environ.get("LNN_TRAINER_TIMEOUT_SECONDS", "900")),
+        event_age_seconds=float(os.environ.get("LNN_EVENT_AGE_SECONDS", "21600")),
+    )
+    return Watchdog(ports, rules=rules, logger=logger or Logger(service="lnn"))
 
 
 @functools.cache

@@ -13,12 +13,13 @@ from typing import Any, Callable, Protocol
 
 import boto3
 from botocore.config import Config
-from botocore.exceptions import ClientError
+from botocore.exceptions import BotoCoreError, ClientError
 
 from .codec import from_dynamo, to_dynamo
 from .errors import RunFailure
 
 RUN_RECORD_EPOCH = 0  # the run record shares the results table, at epoch 0
+MAX_EPOCH_KEY = 10**9  # above any epoch a run can have
 SCRATCH_TAG = "lnn-scratch=true"  # the bucket's lifecycle rule expires objects with this tag
 ASYNC_PAYLOAD_LIMIT = 1_048_576  # bytes, Lambda's limit for an asynchronous invoke
 # A sparse, keys-only index of the run records (only they have `status`): the watchdog finds running runs
@@ -29,8 +30,8 @@ BOTO_CONFIG = Config(retries={"mode": "standard", "max_attempts": 5}, connect_ti
 # The methods whose calls change the world: the chaos harness injects crashes around exactly these.
 EFFECTS = {
     "store": ("put_bytes", "delete_keys"),
-    "table": ("create_run", "transition", "mark_invoked", "claim_notification", "mark_notified", "put_epoch_items",
-              "request_stop", "record_resume"),
+    "table": ("create_run", "mark_started", "transition", "claim_send", "mark_invoked", "claim_notification",
+              "mark_notified", "put_epoch_items", "request_stop", "record_resume"),
     "notifier": ("publish",),
     "invoker": ("invoke_async",),
 }
@@ -180,8 +181,35 @@ class RunTable:
             raise
         return True
 
+    def mark_started(self, run_id: str, step: int, *, at: float) -> bool:
+        """Record that a delivery began executing `step` (the run's next): the watchdog's proof of life.
+        False when the run moved on or ended, so that a late twin stops before it computes."""
+        return self._conditional_update(
+            run_id,
+            "SET started_step = :step, heartbeat_at = :at",
+            "committed_step = :previous AND #status = :running",
+            {":step": step, ":at": at, ":previous": step - 1, ":running": "running"},
+            status=True,
+        )
+
+    def claim_send(self, run_id: str, step: int, *, claimant: str, now: float, until: float) -> bool:
+        """Claim the re-send of committed `step`'s successor: only while it is unsent and no live lease holds it.
+
+        The commit itself takes this lease for its winner (see `send_lease`); a catch-up (a retry, a loser whose
+        commit failed) must win this conditional write before it invokes, so twins never start a second chain.
+        """
+        return self._conditional_update(
+            run_id,
+            "SET send_lease = :lease",
+            "committed_step = :step AND #status = :running AND invoked_step < :next"
+            " AND (attribute_not_exists(send_lease) OR send_lease.#until < :now)",
+            {":step": step, ":next": step + 1, ":now": now, ":running": "running",
+             ":lease": send_lease(step + 1, claimant=claimant, until=until)},
+            names={"#status": "status", "#until": "until"},
+        )
+
     def mark_invoked(self, run_id: str, step: int) -> None:
-        """Record that the invocation of `step` was sent, so that a late duplicate does not send it again."""
+        """Record that the invocation of `step` was sent, so that no catch-up sends it again."""
         self._conditional_update(
             run_id,
             "SET invoked_step = :step",
@@ -189,17 +217,24 @@ class RunTable:
             {":step": step},
         )
 
-    def claim_notification(self, run_id: str, claimant: str) -> bool:
-        """Claim the run's one message for `claimant` (a Lambda request id: its retries may publish, its twins not)."""
+    def claim_notification(self, run_id: str, claimant: str, *, now: float, until: float) -> bool:
+        """Claim the run's one message until `until`, whoever asks: a concurrent twin is excluded even when it shares
+        the claimant's request id. A crashed claimant's retry comes after Lambda's back-off, once the lease expired."""
         return self._conditional_update(
             run_id,
-            "SET notifier = :claimant",
-            "notified = :no AND (attribute_not_exists(notifier) OR notifier = :claimant)",
-            {":claimant": claimant, ":no": False},
+            "SET notifier = :claimant, notify_lease = :until",
+            "notified = :no AND (attribute_not_exists(notify_lease) OR notify_lease < :now)",
+            {":claimant": claimant, ":no": False, ":now": now, ":until": until},
         )
 
-    def mark_notified(self, run_id: str) -> None:
-        self._conditional_update(run_id, "SET notified = :yes", "notified <> :yes", {":yes": True})
+    def mark_notified(self, run_id: str) -> bool:
+        """Record the message as sent. False when DynamoDB refused even after the SDK's retries: the caller then
+        ends normally, because a retry of its event would publish the message again."""
+        try:
+            self._conditional_update(run_id, "SET notified = :yes", "notified <> :yes", {":yes": True})
+        except (ClientError, BotoCoreError):
+            return False
+        return True
 
     def request_stop(self, run_id: str) -> bool:
         """Ask a running run to stop at its next step boundary; False when it is not running."""
@@ -207,13 +242,13 @@ class RunTable:
             run_id, "SET stop_requested = :yes", "#status = :running", {":yes": True, ":running": "running"}, status=True
         )
 
-    def record_resume(self, run_id: str, *, seen: dict[str, Any], resumes: int) -> bool:
-        """Record a resume of the stalled run `seen`, unless it moved on since it was read."""
+    def record_resume(self, run_id: str, *, seen: dict[str, Any], resumes: int, now: float) -> bool:
+        """Record the watchdog's resume of the stalled run `seen`, unless it showed life since it was read."""
         return self._conditional_update(
             run_id,
-            "SET updated_at = :now, resumes = :resumes, resumed_at_step = :seen",
-            "committed_step = :seen AND updated_at = :updated AND #status = :running",
-            {":now": now(), ":resumes": resumes, ":seen": seen["committed_step"], ":updated": seen["updated_at"],
+            "SET heartbeat_at = :now, resumes = :resumes, resumed_at_step = :seen",
+            "committed_step = :seen AND heartbeat_at = :heartbeat AND #status = :running",
+            {":now": now, ":resumes": resumes, ":seen": seen["committed_step"], ":heartbeat": seen["heartbeat_at"],
              ":running": "running"},
             status=True,
         )
@@ -233,14 +268,15 @@ class RunTable:
             else:
                 raise RuntimeError(f"DynamoDB did not accept {len(batch)} epoch items after 8 attempts")
 
-    def list_epochs(self, run_id: str) -> list[dict[str, Any]]:
-        """The run's epoch items, epoch 1 first."""
+    def list_epochs(self, run_id: str, *, through: int | None = None) -> list[dict[str, Any]]:
+        """The run's epoch items, epoch 1 first; with `through`, only epochs 1..through."""
         items, start = [], {}
+        last = MAX_EPOCH_KEY if through is None else through
         while True:
             self._counter.requests["dynamodb"] += 1
             page = self._table.query(
-                KeyConditionExpression="run_id = :run AND epoch >= :first",
-                ExpressionAttributeValues={":run": run_id, ":first": 1},
+                KeyConditionExpression="run_id = :run AND epoch BETWEEN :first AND :last",
+                ExpressionAttributeValues={":run": run_id, ":first": 1, ":last": last},
                 ConsistentRead=True,
                 **start,
             )
@@ -248,6 +284,11 @@ class RunTable:
             if "LastEvaluatedKey" not in page:
                 return [from_dynamo(item) for item in items]
             start = {"ExclusiveStartKey": page["LastEvaluatedKey"]}
+
+    def committed_epochs(self, run: dict[str, Any]) -> list[dict[str, Any]]:
+        """The items of the epochs the run committed. An item is written before its step's commit, so a stopped
+        run or a losing twin can leave items of later epochs; readers show only these."""
+        return self.list_epochs(run["run_id"], through=run.get("progress_epoch", 0)) if run.get("progress_epoch") else []
 
     def run_ids(self, status: str | None = None) -> list[str]:
         """The ids of the runs with `status` (all runs when None), from the status index."""
@@ -270,7 +311,9 @@ class RunTable:
         runs = (self.get_run(run_id) for run_id in self.run_ids(status))
         return [run for run in runs if run is not None and (status is None or run["status"] == status)]
 
-    def _conditional_update(self, run_id, update, condition, values, *, status: bool = False) -> bool:
+    def _conditional_update(self, run_id, update, condition, values, *, status: bool = False,
+                            names: dict[str, str] | None = None) -> bool:
+        names = names or ({"#status": "status"} if status else None)
         self._counter.requests["dynamodb"] += 1
         try:
             self._table.update_item(
@@ -278,7 +321,7 @@ class RunTable:
                 UpdateExpression=update,
                 ConditionExpression=f"attribute_exists(run_id) AND {condition}",
                 ExpressionAttributeValues=to_dynamo(values),
-                **({"ExpressionAttributeNames": {"#status": "status"}} if status else {}),
+                **({"ExpressionAttributeNames": names} if names else {}),
             )
         except ClientError as error:
             if _condition_failed(error):
@@ -351,6 +394,11 @@ class Ports:
             store=S3ObjectStore(session.client("s3", config=BOTO_CONFIG), bucket, counter) if bucket else None,
             clock=clock or time.time,
         )
+
+
+def send_lease(step: int, *, claimant: str, until: float) -> dict[str, Any]:
+    """Who may send the event of `step`, until when (clock seconds): taken by a commit or by `claim_send`."""
+    return {"step": step, "by": claimant, "until": until}
 
 
 def now() -> str:

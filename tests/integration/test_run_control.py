@@ -8,7 +8,7 @@ import pytest
 
 from lnn_core import control
 from lnn_core.handlers import build_launcher, build_trainer, build_watchdog
-from tests.conftest import QueueInvoker, blobs
+from tests.conftest import FakeClock, QueueInvoker, blobs
 
 PARAMETERS = {"epochs": 3, "learning_rate": 0.5, "neurons": [3, 1], "activations": ["tanh", "sigmoid"], "seed": 5}
 
@@ -29,15 +29,20 @@ class FlakyInvoker(QueueInvoker):
             raise ConnectionError("injected crash after invoke")
 
 
-def launch(aws, queue, run_id="r1", parameters=PARAMETERS):
+RETRY_BACKOFF_SECONDS = 60  # Lambda's first retry of a failed async event comes about a minute later
+
+
+def launch(aws, queue, run_id="r1", parameters=PARAMETERS, clock=None):
     X, y = blobs()
     aws.upload_data(f"runs/{run_id}/data.npz", X=X, y=y)
-    assert build_launcher(session=aws.session, invoker=queue).handle({"run_id": run_id, "parameters": parameters})["status"] == "running"
-    return build_trainer(session=aws.session, invoker=queue)
+    clock = clock or FakeClock()
+    launched = build_launcher(session=aws.session, invoker=queue, clock=clock).handle({"run_id": run_id, "parameters": parameters})
+    assert launched["status"] == "running"
+    return build_trainer(session=aws.session, invoker=queue, clock=clock)
 
 
 def deliver_all(trainer, queue, *, retries=2):
-    """Deliver queued events in order, retrying an event that raised, as Lambda's async retries do."""
+    """Deliver queued events in order, retrying an event that raised a minute later, as Lambda's async retries do."""
     outcomes = []
     while queue.events:
         event = queue.events.popleft()
@@ -47,6 +52,7 @@ def deliver_all(trainer, queue, *, retries=2):
                 break
             except ConnectionError:
                 outcomes.append("crashed")
+                trainer.ports.clock.advance(RETRY_BACKOFF_SECONDS)
     return outcomes
 
 
@@ -142,26 +148,60 @@ def test_resume_after_a_lost_invocation(aws, clean):
     assert_like_clean(aws, trainer, clean)
 
 
-def test_watchdog_resumes_stalled_runs_and_gives_up_after_repeated_stalls(aws, clean, monkeypatch):
-    queue = QueueInvoker()
-    trainer = launch(aws, queue)
+STALL_SECONDS, TIMEOUT_SECONDS, EVENT_AGE_SECONDS = 1200, 900, 21600
+
+
+def watchdog_for(aws, queue, clock, monkeypatch):
+    for name, value in {"LNN_STALL_SECONDS": STALL_SECONDS, "LNN_TRAINER_TIMEOUT_SECONDS": TIMEOUT_SECONDS,
+                        "LNN_EVENT_AGE_SECONDS": EVENT_AGE_SECONDS}.items():
+        monkeypatch.setenv(name, str(value))
+    return build_watchdog(session=aws.session, invoker=queue, clock=clock)
+
+
+def test_watchdog_resumes_a_stalled_run_and_leaves_live_and_finished_ones_alone(aws, clean, monkeypatch):
+    queue, clock = QueueInvoker(), FakeClock()
+    trainer = launch(aws, queue, clock=clock)
+    watchdog = watchdog_for(aws, queue, clock, monkeypatch)
     trainer.handle(queue.events.popleft())
-    queue.events.clear()
-    monkeypatch.setenv("LNN_STALL_SECONDS", "-1")  # everything counts as stalled
-    watchdog = build_watchdog(session=aws.session, invoker=queue)
+    queue.events.clear()  # step 2's invocation is lost
+    clock.advance(STALL_SECONDS - 1)
+    assert watchdog.handle({})["stalled"] == []  # not yet: a slow or queued step is not a stalled one
+    clock.advance(2)
     assert [s["outcome"] for s in watchdog.handle({})["stalled"]] == ["resumed"]
     deliver_all(trainer, queue)
     assert_like_clean(aws, trainer, clean)
+    clock.advance(10 * STALL_SECONDS)
     assert watchdog.handle({})["stalled"] == []  # finished runs are left alone
 
-    trainer = launch(aws, queue, run_id="r9")
+
+def test_a_started_step_is_alive_until_its_timeout_whenever_its_event_was_sent(aws, monkeypatch):
+    """The stall clock starts when a delivery starts the step, not at the previous commit: an event that waited in
+    the async queue does not make its step look stalled while it runs."""
+    queue, clock = QueueInvoker(), FakeClock()
+    trainer = launch(aws, queue, clock=clock)
+    watchdog = watchdog_for(aws, queue, clock, monkeypatch)
+    clock.advance(STALL_SECONDS - 60)  # step 1's event waits in the queue (throttled) ...
+    trainer.ports.table.mark_started("r1", 1, at=clock())  # ... then a delivery starts it
+    clock.advance(TIMEOUT_SECONDS - 1)  # and runs for almost the whole timeout
+    assert watchdog.handle({})["stalled"] == []
+
+
+def test_watchdog_fails_a_run_only_when_nothing_of_its_step_can_be_in_flight(aws, monkeypatch):
+    queue, clock = QueueInvoker(), FakeClock()
+    trainer = launch(aws, queue, clock=clock)
+    watchdog = watchdog_for(aws, queue, clock, monkeypatch)
     trainer.handle(queue.events.popleft())
-    for _ in range(control.MAX_RESUMES):
+    resumed = 0
+    while clock() < 1_800_000_000 + EVENT_AGE_SECONDS + TIMEOUT_SECONDS:  # throttled for the event's whole age
         queue.events.clear()
-        watchdog.handle({})
-    queue.events.clear()
-    assert watchdog.handle({})["stalled"][0]["outcome"] == "failed"
-    assert trainer.ports.table.get_run("r9")["reason"].startswith("stalled")
+        clock.advance(STALL_SECONDS + 1)
+        outcome = watchdog.handle({})["stalled"][0]["outcome"]
+        if clock() - 1_800_000_000 <= EVENT_AGE_SECONDS + TIMEOUT_SECONDS:
+            assert outcome == "resumed"  # the step's event may still be queued: resume, never fail
+            resumed += 1
+    assert resumed > control.MAX_RESUMES
+    assert outcome == "failed" and trainer.ports.table.get_run("r1")["reason"].startswith("stalled")
+    assert len(aws.messages()) == 1
 
 
 def test_step_bound_stops_a_runaway_run(aws):
@@ -195,33 +235,40 @@ def test_a_commit_whose_answer_is_lost_still_continues_and_notifies(aws, clean, 
     trainer = launch(aws, queue)
     trainer.ports.table = LostAnswerTable(trainer.ports.table, lose_step)
     outcomes = deliver_all(trainer, queue)
-    assert outcomes.count("resent") == (1 if lose_step < 16 else 0)
+    assert outcomes.count("committed") == 16  # the delivery finds its own lease on the record: the commit was its own
     assert_like_clean(aws, trainer, clean)
 
 
-def test_a_twin_does_not_publish_a_message_another_delivery_claimed(aws):
+def test_a_twin_does_not_publish_a_message_another_delivery_claimed_whatever_its_request_id(aws):
     queue = QueueInvoker()
     trainer = launch(aws, queue)
     deliver_all(trainer, queue)
     aws.messages()
-    table = trainer.ports.table
-    table._table.update_item(Key={"run_id": "r1", "epoch": 0}, UpdateExpression="SET notified = :no REMOVE notifier",
+    table, clock = trainer.ports.table, trainer.ports.clock
+    table._table.update_item(Key={"run_id": "r1", "epoch": 0}, UpdateExpression="SET notified = :no REMOVE notifier, notify_lease",
                              ExpressionAttributeValues={":no": False})  # as just after the finish commit
     run = table.get_run("r1")
-    assert table.claim_notification("r1", "request-a")  # delivery A claims, then is still publishing ...
-    control.ensure_notified(trainer.ports, run, claimant="request-b")  # ... when its twin B arrives
+    lease = clock() + control.LEASE_SECONDS
+    assert table.claim_notification("r1", "request-a/1", now=clock(), until=lease)  # A claims, then crashes ...
+    for twin in ("request-a/2", "request-b/1"):  # ... while twins, one with A's request id, arrive
+        control.ensure_notified(trainer.ports, run, claimant=twin)
     assert not aws.messages()
-    control.ensure_notified(trainer.ports, run, claimant="request-a")  # A (or A's retry) publishes
+    clock.advance(60)  # Lambda retries A's event a minute later: the lease has expired
+    control.ensure_notified(trainer.ports, run, claimant="request-a/3")
     assert len(aws.messages()) == 1 and table.get_run("r1")["notified"] is True
 
 
-def test_resume_sends_nothing_when_the_run_moved_on_since_it_was_judged_stalled(aws):
-    queue = QueueInvoker()
-    trainer = launch(aws, queue)
-    judged = trainer.ports.table.get_run("r1")  # the watchdog's view: step 1 pending
+def test_watchdog_sends_nothing_when_the_run_moved_on_since_it_was_judged_stalled(aws, monkeypatch):
+    queue, clock = QueueInvoker(), FakeClock()
+    trainer = launch(aws, queue, clock=clock)
+    watchdog = watchdog_for(aws, queue, clock, monkeypatch)
+    judged = trainer.ports.table.list_runs("running")  # the watchdog's view: step 1 pending
     trainer.handle(queue.events.popleft())  # ... but the chain commits step 1 meanwhile
-    assert control.resume_run(trainer.ports, "r1", seen=judged)["outcome"] == "moved on"
-    assert len(queue.events) == 1 and trainer.ports.table.get_run("r1").get("resumes", 0) == 0
+    queue.events.clear()
+    watchdog.ports.table.list_runs = lambda status: judged
+    clock.advance(STALL_SECONDS + 1)
+    assert watchdog.handle({})["stalled"][0]["outcome"] == "moved on"
+    assert not queue.events and trainer.ports.table.get_run("r1").get("resumes", 0) == 0
 
 
 def test_manual_resumes_of_a_live_run_never_fail_it(aws, clean):
