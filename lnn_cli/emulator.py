@@ -1,12 +1,14 @@
 """An embedded AWS: a moto server on loopback, on a free port, in a child process.
 
-A child process (not a thread) so that the emulator and the handlers use both cores. The child exits when
+A child process (not a thread) so that the emulator and the handlers use both cores. It handles one request at a
+time (`AtomicRequests`), as AWS executes each request atomically, whatever the local runtime's concurrency. The child exits when
 its standard input closes, so it never outlives the `lnn` process that started it, whatever happens to it.
 """
 
 import os
 import subprocess
 import sys
+import threading
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -92,15 +94,38 @@ def _read_port(child: subprocess.Popen, log_path: Path) -> int:
     return int(line)
 
 
+class AtomicRequests:
+    """A WSGI app that handles one request at a time, body included: AWS executes each request atomically (of
+    concurrent conditional updates of one DynamoDB item exactly one wins), and moto's backends are not written for
+    threads. The server stays threaded, so that idle keep-alive connections of many clients never block it."""
+
+    def __init__(self, app):
+        self._app, self._lock = app, threading.Lock()
+
+    def __call__(self, environ, start_response):
+        with self._lock:
+            response = self._app(environ, start_response)
+            try:
+                return list(response)
+            finally:
+                if hasattr(response, "close"):
+                    response.close()
+
+
 def serve() -> None:
     """The child: serve on 127.0.0.1 on a port the OS picks, print the port, run until stdin closes."""
-    from moto.server import ThreadedMotoServer  # imported here: MOTO_ACCOUNT_ID must be set before moto loads
+    # imported here: MOTO_ACCOUNT_ID must be set before moto loads
+    from moto.moto_server.werkzeug_app import DomainDispatcherApplication, MotoRequestHandler, create_backend_app
+    from werkzeug.serving import make_server
 
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    print(server.get_host_and_port()[1], flush=True)
+    app = AtomicRequests(DomainDispatcherApplication(create_backend_app))
+    server = make_server("127.0.0.1", 0, app, threaded=True, request_handler=MotoRequestHandler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    print(server.server_address[1], flush=True)
     sys.stdin.read()
-    server.stop()
+    server.shutdown()
+    thread.join()
 
 
 if __name__ == "__main__":
