@@ -155,6 +155,7 @@ def message(run: dict[str, Any]) -> dict[str, Any]:
     return {
         "run_id": run["run_id"],
         "status": run["status"],
+        "seed": (run.get("config") or {}).get("seed"),  # with the data and the config, it replays the run exactly
         "reason": run.get("reason"),
         "final": run.get("final"),
         "config": run.get("config"),
