@@ -9,10 +9,12 @@ from lnn_stack.settings import ContextError
 
 def main() -> int:
     try:
-        app, _ = create_app()
+        app, stack = create_app()
     except ContextError as error:
         print(error, file=sys.stderr)  # the message says what to fix; a traceback would only bury it
         return 2
+    if warning := stack.deployment.unsubscribed_warning:
+        print(warning, file=sys.stderr)
     app.synth()
     return 0
 

@@ -1,10 +1,10 @@
-"""The CDK app: context -> validated settings -> `LnnStack`, checked by cdk-nag's AwsSolutions pack on synth."""
+"""The CDK app: context -> validated settings -> `LnnStack`, checked by cdk-nag's AwsSolutions and Serverless packs."""
 
 from collections.abc import Mapping
 from typing import Any
 
 from aws_cdk import App, Validations
-from cdk_nag import AwsSolutionsChecks
+from cdk_nag import AwsSolutionsChecks, ServerlessChecks
 
 from .lnn_stack import LnnStack
 from .settings import settings_from_context
@@ -16,5 +16,5 @@ def create_app(context: Mapping[str, Any] | None = None, **app_props: Any) -> tu
     app = App(context=dict(context or {}), analytics_reporting=False, **app_props)
     deployment, training = settings_from_context(app.node.get_all_context())
     stack = LnnStack(app, deployment.stack_name, deployment=deployment, training=training)
-    Validations.of(app).add_plugins(AwsSolutionsChecks(app))
+    Validations.of(app).add_plugins(AwsSolutionsChecks(app), ServerlessChecks(app))
     return app, stack

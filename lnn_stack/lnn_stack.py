@@ -23,6 +23,7 @@ class LnnStack(Stack):
         **kwargs: Any,
     ) -> None:
         super().__init__(scope, construct_id, **kwargs)
+        self.deployment, self.training = deployment, training
         table_props: dict[str, Any] = {
             "billing_mode": deployment.table_billing_mode,
             "removal_policy": deployment.data_removal_policy,
@@ -38,6 +39,8 @@ class LnnStack(Stack):
             timeout=deployment.timeout,
             log_retention=deployment.log_retention,
             reserved_concurrency=deployment.reserved_concurrency,
+            launcher_reserved_concurrency=deployment.launcher_reserved_concurrency,
+            max_running_runs=deployment.max_running_runs,
             stall_after=deployment.stall_after,
             watchdog_rate=deployment.watchdog_rate,
             invocation_alarm_threshold=deployment.invocation_alarm_threshold,

@@ -22,12 +22,13 @@ from aws_cdk import aws_logs as logs
 from aws_cdk import aws_s3 as s3
 from aws_cdk import aws_sns as sns
 from aws_cdk import aws_sns_subscriptions as subscriptions
+from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
 from lnn_core.ports import RUNS_BY_STATUS_INDEX
 
 from .numpy_layer import NumpyLayer
-from .settings import TrainingDefaults
+from .settings import LAUNCHER_RESERVED_CONCURRENCY, TrainingDefaults
 
 RUNTIME = lambda_.Runtime.PYTHON_3_14  # the newest Python that aws-cdk-lib 2.275 offers
 LAMBDA_SOURCE = Path(__file__).resolve().parent.parent / "lambda_src"
@@ -37,6 +38,14 @@ RUNS_PREFIX = "runs/"
 SCRATCH_TAG_KEY = "lnn-scratch"
 SCRATCH_TAG_VALUE = "true"
 SCRATCH_EXPIRY = Duration.days(7)  # long enough to `lnn resume` a stalled run from its scratch
+# The bucket is versioned, so that an overwritten or deleted data.npz, parameters.json or model.npz can be
+# restored. The scratch churns (written and deleted every epoch), so its old versions go after a day; every
+# other object's old versions after a week, time enough to notice a loss.
+SCRATCH_NONCURRENT_EXPIRY = Duration.days(1)
+NONCURRENT_EXPIRY = Duration.days(7)
+# The trainer writes only its scratch and the model; data.npz and parameters.json are the user's.
+SCRATCH_OBJECTS = f"{RUNS_PREFIX}*/state/*"
+MODEL_OBJECTS = f"{RUNS_PREFIX}*/model.npz"
 POWERTOOLS_ENVIRONMENT = {"POWERTOOLS_SERVICE_NAME": "lnn", "POWERTOOLS_METRICS_NAMESPACE": "LNN"}
 # Every step is idempotent (exactly once in effect, keyed by run and step), so Lambda's retries are safe
 # and they ride out transient errors; 2 is Lambda's maximum. An event that still fails reaches the topic.
@@ -44,6 +53,15 @@ TRAINER_RETRY_ATTEMPTS = 2
 # Lambda keeps retrying a throttled event (e.g. at the reserved concurrency) this long; the longest allowed,
 # since a late duplicate is harmless and the watchdog resumes a stalled run well before it expires.
 TRAINER_MAX_EVENT_AGE = Duration.hours(6)
+# Cost cap: at most this many trainer steps at once (each running run uses about one; the default
+# max_running_runs of 10 leaves room for retries, duplicates and resumes). AWS keeps at least 100 of the
+# account's concurrency unreserved, so the account quota must be at least 100 plus every reservation.
+DEFAULT_TRAINER_RESERVED_CONCURRENCY = 20
+DEFAULT_MAX_RUNNING_RUNS = 10
+# EventBridge's delivery to the launcher and the watchdog: retried this often and this long, then the DLQ.
+RULE_RETRY_ATTEMPTS = 4
+RULE_MAX_EVENT_AGE = Duration.hours(2)
+DLQ_RETENTION = Duration.days(14)  # SQS's longest
 WATCHDOG_MEMORY_MB = 256
 WATCHDOG_TIMEOUT = Duration.minutes(1)
 ALARM_PERIOD = Duration.minutes(5)
@@ -53,7 +71,8 @@ class LnnTrainer(Construct):
     """The trainer, launcher and watchdog functions, their NumPy layer, and the bucket, table and topic they share.
 
     Attributes: `bucket`, `table`, `topic`, `layer`, `trainer_function`, `launch_function`,
-    `watchdog_function`, `launch_rule`, `watchdog_rule`, `invocations_alarm`.
+    `watchdog_function`, `launch_rule`, `watchdog_rule`, `dead_letter_queue`, `invocations_alarm`,
+    `dead_letter_alarm`.
     """
 
     def __init__(
@@ -66,7 +85,9 @@ class LnnTrainer(Construct):
         memory_size: int = 1024,
         timeout: Duration = Duration.minutes(5),
         log_retention: logs.RetentionDays = logs.RetentionDays.ONE_WEEK,
-        reserved_concurrency: int | None = None,
+        reserved_concurrency: int | None = DEFAULT_TRAINER_RESERVED_CONCURRENCY,
+        launcher_reserved_concurrency: int | None = LAUNCHER_RESERVED_CONCURRENCY,
+        max_running_runs: int = DEFAULT_MAX_RUNNING_RUNS,
         stall_after: Duration = Duration.minutes(15),
         watchdog_rate: Duration = Duration.minutes(5),
         invocation_alarm_threshold: int = 5000,
@@ -91,9 +112,28 @@ class LnnTrainer(Construct):
         self._send_bucket_events_to_eventbridge()
         self.table = existing_table_obj or self._create_table(table_props)
         self.topic = existing_topic_obj or sns.Topic(self, "Topic", **{"enforce_ssl": True, **(topic_props or {})})
-        if notification_email:
-            self.topic.add_subscription(subscriptions.EmailSubscription(notification_email))
         self.layer = NumpyLayer(self, "NumpyLayer", runtime=RUNTIME, architecture=architecture)
+        # Events EventBridge could not deliver to the launcher or the watchdog, and the watchdog's failed runs.
+        self.dead_letter_queue = sqs.Queue(
+            self,
+            "DeadLetterQueue",
+            encryption=sqs.QueueEncryption.SQS_MANAGED,
+            enforce_ssl=True,
+            retention_period=DLQ_RETENTION,
+        )
+        for rule in ("AwsSolutions::AwsSolutions-SQS3", "Serverless::Serverless-SQSRedrivePolicy"):
+            self._acknowledge(
+                self.dead_letter_queue,
+                rule,
+                "This queue is itself the dead-letter queue of the launcher's and the watchdog's EventBridge "
+                "targets and the watchdog's on-failure destination (cdk-nag only recognizes an SQS redrive); "
+                "nothing consumes it, so a redrive to a further queue would never fire.",
+            )
+        if notification_email:
+            # A message SNS cannot deliver to the address (after its retries) waits in the DLQ too.
+            self.topic.add_subscription(
+                subscriptions.EmailSubscription(notification_email, dead_letter_queue=self.dead_letter_queue)
+            )
 
         shared_environment = {"LNN_TABLE": self.table.table_name, "LNN_TOPIC_ARN": self.topic.topic_arn}
         self.trainer_function = self._function(
@@ -118,10 +158,14 @@ class LnnTrainer(Construct):
             environment={
                 "LNN_BUCKET": self.bucket.bucket_name,
                 "LNN_TRAINING_DEFAULTS": training_defaults.to_json(),
+                # The launcher refuses a run beyond this many running ones, and one that cannot fit the memory.
+                "LNN_MAX_RUNNING_RUNS": str(max_running_runs),
+                "LNN_TRAINER_MEMORY_MB": str(memory_size),
                 **trainer_environment,
             },
             memory_size=memory_size,  # it loads the training data to validate it, as the trainer does
             timeout=timeout,
+            reserved_concurrent_executions=launcher_reserved_concurrency,
             # A launch that fails (bad parameters.json) is otherwise visible only in the logs.
             on_failure=destinations.SnsDestination(self.topic),
         )
@@ -129,10 +173,18 @@ class LnnTrainer(Construct):
             "WatchdogLambda",
             handler="lnn_core.handlers.watchdog",
             description="LNN watchdog: resumes runs that made no progress for LNN_STALL_SECONDS",
-            environment={"LNN_STALL_SECONDS": str(int(stall_after.to_seconds())), **trainer_environment},
+            environment={
+                "LNN_STALL_SECONDS": str(int(stall_after.to_seconds())),
+                # For its stall judgement: how long a step may run, and how long Lambda may hold a step's event.
+                "LNN_TRAINER_TIMEOUT_SECONDS": str(int(timeout.to_seconds())),
+                "LNN_EVENT_AGE_SECONDS": str(int(TRAINER_MAX_EVENT_AGE.to_seconds())),
+                **trainer_environment,
+            },
             memory_size=WATCHDOG_MEMORY_MB,
             timeout=WATCHDOG_TIMEOUT,
             retry_attempts=0,  # the next scheduled run is the retry
+            # A failed watchdog run lands in the DLQ, whose alarm notifies the topic once, not every 5 minutes.
+            on_failure=destinations.SqsDestination(self.dead_letter_queue),
         )
         self._grant_least_privilege()
 
@@ -148,14 +200,15 @@ class LnnTrainer(Construct):
                     "object": {"key": [{"wildcard": f"{RUNS_PREFIX}*/parameters.json"}]},
                 },
             ),
-            targets=[targets.LambdaFunction(self.launch_function)],
+            targets=[self._rule_target(self.launch_function)],
         )
         self.watchdog_rule = events.Rule(
             self,
             "WatchdogSchedule",
             description="Runs the LNN watchdog, which resumes stalled runs",
             schedule=events.Schedule.rate(watchdog_rate),
-            targets=[targets.LambdaFunction(self.watchdog_function)],
+            # A watchdog event older than one period is superseded by the next one: to the DLQ with it.
+            targets=[self._rule_target(self.watchdog_function, max_event_age=watchdog_rate)],
         )
         self.invocations_alarm = cloudwatch.Alarm(
             self,
@@ -169,7 +222,54 @@ class LnnTrainer(Construct):
             comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
             treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
         )
-        self.invocations_alarm.add_alarm_action(cloudwatch_actions.SnsAction(self.topic))
+        self.dead_letter_alarm = cloudwatch.Alarm(
+            self,
+            "DeadLetterAlarm",
+            alarm_description=(
+                "LNN guard rail: an event for the launcher or the watchdog, a watchdog run or an e-mail delivery "
+                "failed and waits in the dead-letter queue (kept 14 days)"
+            ),
+            metric=self.dead_letter_queue.metric_approximate_number_of_messages_visible(
+                period=ALARM_PERIOD, statistic="Maximum"
+            ),
+            threshold=0,
+            evaluation_periods=1,
+            comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
+            treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
+        )
+        self._notify_topic(self.invocations_alarm, self.dead_letter_alarm)
+        self._acknowledge_serverless_findings()
+
+    def _rule_target(
+        self, function: lambda_.IFunction, *, max_event_age: Duration = RULE_MAX_EVENT_AGE
+    ) -> targets.LambdaFunction:
+        """EventBridge retries a delivery that fails (throttled, function missing), then puts it in the DLQ."""
+        return targets.LambdaFunction(
+            function,
+            dead_letter_queue=self.dead_letter_queue,
+            retry_attempts=RULE_RETRY_ATTEMPTS,
+            max_event_age=max_event_age,
+        )
+
+    def _notify_topic(self, *alarms: cloudwatch.Alarm) -> None:
+        """The alarms' actions, and the topic policy statement that lets CloudWatch publish for these alarms only.
+
+        A topic policy replaces SNS's default policy, and the one `enforce_ssl` creates holds only the TLS deny:
+        without this allow, CloudWatch could not publish the alarms. (An existing topic keeps its own policy,
+        which must allow them.)
+        """
+        for alarm in alarms:
+            alarm.add_alarm_action(cloudwatch_actions.SnsAction(self.topic))
+        self.topic.add_to_resource_policy(iam.PolicyStatement(
+            sid="AllowLnnAlarmsToPublish",
+            principals=[iam.ServicePrincipal("cloudwatch.amazonaws.com")],
+            actions=["sns:Publish"],
+            resources=[self.topic.topic_arn],
+            conditions={
+                "ArnEquals": {"aws:SourceArn": [alarm.alarm_arn for alarm in alarms]},
+                "StringEquals": {"aws:SourceAccount": Stack.of(self).account},
+            },
+        ))
 
     def _create_bucket(self, bucket_props: Mapping[str, Any] | None) -> s3.Bucket:
         bucket = s3.Bucket(
@@ -179,6 +279,7 @@ class LnnTrainer(Construct):
                 "block_public_access": s3.BlockPublicAccess.BLOCK_ALL,
                 "enforce_ssl": True,
                 "encryption": s3.BucketEncryption.S3_MANAGED,
+                "versioned": True,  # an overwritten or deleted object can be restored (see NONCURRENT_EXPIRY)
                 # Keep data and models on `cdk destroy`. (DESTROY deletes only an empty bucket: emptying it
                 # needs auto_delete_objects, a custom resource, which this app does not use.)
                 "removal_policy": RemovalPolicy.RETAIN,
@@ -187,11 +288,14 @@ class LnnTrainer(Construct):
                         id="ExpireRunScratch",
                         tag_filters={SCRATCH_TAG_KEY: SCRATCH_TAG_VALUE},
                         expiration=SCRATCH_EXPIRY,
+                        noncurrent_version_expiration=SCRATCH_NONCURRENT_EXPIRY,
                     ),
-                    # S3 does not allow this action in a rule that filters on tags, hence a rule of its own.
+                    # S3 does not allow these actions in a rule that filters on tags, hence a rule of its own.
                     s3.LifecycleRule(
-                        id="AbortIncompleteUploads",
+                        id="RunsOldVersionsAndUploads",
                         prefix=RUNS_PREFIX,
+                        noncurrent_version_expiration=NONCURRENT_EXPIRY,
+                        expired_object_delete_marker=True,
                         abort_incomplete_multipart_upload_after=Duration.days(1),
                     ),
                 ],
@@ -261,19 +365,29 @@ class LnnTrainer(Construct):
     def _grant_least_privilege(self) -> None:
         """The statements of docs/architecture.md: item and object actions on these resources only, no wildcard actions."""
         run_objects = self.bucket.arn_for_objects(f"{RUNS_PREFIX}*")
+        scratch_objects = self.bucket.arn_for_objects(SCRATCH_OBJECTS)
+        model_objects = self.bucket.arn_for_objects(MODEL_OBJECTS)
         table_arn = self.table.table_arn
         publish = iam.PolicyStatement(actions=["sns:Publish"], resources=[self.topic.topic_arn])
         invoke_trainer = iam.PolicyStatement(actions=["lambda:InvokeFunction"], resources=[self.trainer_function.function_arn])
         # Without it S3 answers 403 instead of 404 for a missing key, and the engine could not tell "not written
-        # yet" (HeadObject) or "no such data" from a permission error. It reveals key names only.
-        list_bucket = iam.PolicyStatement(actions=["s3:ListBucket"], resources=[self.bucket.bucket_arn])
+        # yet" (HeadObject) or "no such data" from a permission error. It reveals key names under runs/ only:
+        # S3 checks a missing key's GetObject/HeadObject against s3:prefix = the key, which matches runs/*.
+        list_bucket = iam.PolicyStatement(
+            actions=["s3:ListBucket"],
+            resources=[self.bucket.bucket_arn],
+            conditions={"StringLike": {"s3:prefix": f"{RUNS_PREFIX}*"}},
+        )
         statements = {
             self.trainer_function: [
-                # PutObjectTagging: the engine tags its scratch objects in the PutObject call.
+                # It reads a run's data and its own state, writes only its scratch and the model (never a
+                # run's data.npz or parameters.json), and deletes only scratch. PutObjectTagging: the engine
+                # tags its scratch objects in the PutObject call.
+                iam.PolicyStatement(actions=["s3:GetObject"], resources=[run_objects]),
                 iam.PolicyStatement(
-                    actions=["s3:GetObject", "s3:PutObject", "s3:PutObjectTagging", "s3:DeleteObject"],
-                    resources=[run_objects],
+                    actions=["s3:PutObject", "s3:PutObjectTagging"], resources=[scratch_objects, model_objects]
                 ),
+                iam.PolicyStatement(actions=["s3:DeleteObject"], resources=[scratch_objects]),
                 list_bucket,
                 iam.PolicyStatement(
                     actions=["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:BatchWriteItem"],
@@ -304,12 +418,59 @@ class LnnTrainer(Construct):
         # depends on the function: a cycle. A separate policy breaks it.
         iam.Policy(self, "TrainerSelfInvokePolicy", roles=[self.trainer_function.role], statements=[invoke_trainer])
 
-        for function in (self.trainer_function, self.launch_function):
-            Validations.of(function.role.node.find_child("DefaultPolicy")).acknowledge(Acknowledgment(
-                id=f"AwsSolutions::AwsSolutions-IAM5[Resource::{self._nag_resource(run_objects)}]",
-                reason=f"Object actions are scoped to the {RUNS_PREFIX} prefix of this stack's bucket, where each "
-                "run's keys are created at run time (runs/<run_id>/...); no other prefix or bucket is reachable.",
-            ))
+        # cdk-nag AwsSolutions-IAM5 flags each object ARN with a '*': one acknowledgment per ARN and policy.
+        object_reasons = {
+            run_objects: f"GetObject only, within the {RUNS_PREFIX} prefix of this stack's bucket, where each run's "
+            "keys (runs/<run_id>/...) are created at run time; no other prefix or bucket is readable.",
+            scratch_objects: "Put and delete only the step scratch, runs/<run_id>/state/..., whose run ids and step "
+            "keys are created at run time; a run's data.npz and parameters.json are not writable.",
+            model_objects: "PutObject only on runs/<run_id>/model.npz, one key per run whose id is known only at "
+            "run time; a run's data.npz and parameters.json are not writable.",
+        }
+        for function, arns in [
+            (self.trainer_function, (run_objects, scratch_objects, model_objects)),
+            (self.launch_function, (run_objects,)),
+        ]:
+            for object_arn in arns:
+                self._acknowledge(
+                    function.role.node.find_child("DefaultPolicy"),
+                    f"AwsSolutions::AwsSolutions-IAM5[Resource::{self._nag_resource(object_arn)}]",
+                    object_reasons[object_arn],
+                )
+
+    @staticmethod
+    def _acknowledge(construct: Construct, rule: str, reason: str) -> None:
+        """One cdk-nag finding (one rule) on one construct, with its reason."""
+        Validations.of(construct).acknowledge(Acknowledgment(id=rule, reason=reason))
+
+    def _acknowledge_serverless_findings(self) -> None:
+        """The cdk-nag Serverless findings that stay, each on the one function it concerns."""
+        functions = {
+            "trainer": self.trainer_function,
+            "launcher": self.launch_function,
+            "watchdog": self.watchdog_function,
+        }
+        for name, function in functions.items():
+            self._acknowledge(
+                function.node.default_child,
+                "Serverless::Serverless-LambdaTracing",
+                f"Active X-Ray tracing on the {name} would need xray:PutTraceSegments and xray:PutTelemetryRecords "
+                "on Resource '*' (X-Ray has no resource-level permissions), which this least-privilege role does "
+                "not grant; Powertools logs and the run's DynamoDB items already trace each step.",
+            )
+        failure_targets = {
+            "trainer": "the SNS topic, which names the failed step's event and error",
+            "launcher": "the SNS topic, which names the failed launch's event and error",
+            "watchdog": "the dead-letter queue, whose alarm notifies the topic",
+        }
+        for name, function in functions.items():
+            self._acknowledge(
+                function.node.default_child,
+                "Serverless::Serverless-LambdaDLQ",
+                "A DeadLetterConfig only catches failed asynchronous invocations, and for those the "
+                f"{name}'s async invoke config already sends the event that failed every attempt to "
+                f"{failure_targets[name]}; a DLQ as well would deliver each failure a second time.",
+            )
 
     def _nag_resource(self, arn: str) -> str:
         """An ARN as cdk-nag names it in a finding: a Ref becomes <Name>, a GetAtt <LogicalId.Attribute>."""

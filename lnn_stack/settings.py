@@ -50,6 +50,8 @@ ARCHITECTURES = {"arm64": lambda_.Architecture.ARM_64, "x86_64": lambda_.Archite
 BILLING_MODES = {"on_demand": dynamodb.BillingMode.PAY_PER_REQUEST, "provisioned": dynamodb.BillingMode.PROVISIONED}
 REMOVAL_POLICIES = {"retain": RemovalPolicy.RETAIN, "destroy": RemovalPolicy.DESTROY}
 EMAIL_PATTERN = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+# The launcher validates one run at a time; 2 absorbs a pair of uploads (a throttled event is retried).
+LAUNCHER_RESERVED_CONCURRENCY = 2
 STACK_NAME_PATTERN = re.compile(r"^[A-Za-z][A-Za-z0-9-]{0,127}$")  # CloudFormation's rule for stack names
 # LNN's keys are snake_case words; CDK's own keys have ':', '@', '/' or '-' (e.g. "cli-telemetry").
 LNN_KEY_SHAPE = re.compile(r"^[a-z][a-z0-9]*(_[a-z0-9]+)*$")
@@ -100,6 +102,11 @@ def _integer(low: int, high: int) -> Callable[[Any], int]:
 def _optional(parse: Callable[[Any], Any]) -> Callable[[Any], Any]:
     """Unset by an empty string too, so that `-c key=` clears a value set in cdk.json."""
     return lambda raw: None if raw == "" else parse(raw)
+
+
+def _or_none(parse: Callable[[Any], Any]) -> Callable[[Any], Any]:
+    """An explicit "none" (or an empty string) lifts a limit that is on by default."""
+    return lambda raw: None if raw in ("", "none") else parse(raw)
 
 
 def _choice(options: Mapping[str, Any] | tuple[str, ...]) -> Callable[[Any], str]:
@@ -167,8 +174,9 @@ LOG_RETENTION = Parameter("log_retention_days", 7, _log_retention,
 BILLING_MODE = Parameter("billing_mode", "on_demand", _choice(BILLING_MODES), "one of on_demand, provisioned",
                          "provisioned")
 REMOVAL_POLICY = Parameter("removal_policy", "retain", _choice(REMOVAL_POLICIES), "one of retain, destroy", "destroy")
-RESERVED_CONCURRENCY = Parameter("reserved_concurrency", None, _optional(_integer(1, 10000)),
-                                 "an integer from 1 to 10000 (or empty for none)", "10")
+RESERVED_CONCURRENCY = Parameter("reserved_concurrency", 20, _or_none(_integer(1, 10000)),
+                                 "an integer from 1 to 10000, or none (no reserved concurrency)", "20")
+MAX_RUNNING_RUNS = Parameter("max_running_runs", 10, _integer(1, 10000), "an integer from 1 to 10000 (runs)", "10")
 STALL_MINUTES = Parameter("stall_minutes", 15, _integer(1, 1440), "an integer from 1 to 1440 (minutes)", "15")
 WATCHDOG_RATE = Parameter("watchdog_rate_minutes", 5, _integer(1, 1440), "an integer from 1 to 1440 (minutes)", "5")
 ALARM_THRESHOLD = Parameter("invocation_alarm_threshold", 5000, _integer(1, 10_000_000),
@@ -196,6 +204,7 @@ DEPLOYMENT_PARAMETERS = {
     "billing_mode": BILLING_MODE,
     "removal_policy": REMOVAL_POLICY,
     "reserved_concurrency": RESERVED_CONCURRENCY,
+    "max_running_runs": MAX_RUNNING_RUNS,
     "stall_minutes": STALL_MINUTES,
     "watchdog_rate_minutes": WATCHDOG_RATE,
     "invocation_alarm_threshold": ALARM_THRESHOLD,
@@ -225,6 +234,7 @@ class DeploymentSettings:
     billing_mode: str = BILLING_MODE.default
     removal_policy: str = REMOVAL_POLICY.default
     reserved_concurrency: int | None = RESERVED_CONCURRENCY.default
+    max_running_runs: int = MAX_RUNNING_RUNS.default
     stall_minutes: int = STALL_MINUTES.default
     watchdog_rate_minutes: int = WATCHDOG_RATE.default
     invocation_alarm_threshold: int = ALARM_THRESHOLD.default
@@ -240,6 +250,21 @@ class DeploymentSettings:
                 example=str(settings.timeout_seconds // 60 + 1),
             )
         return settings
+
+    @property
+    def unsubscribed_warning(self) -> str | None:
+        """The one line synth prints when nobody will read what reaches the topic."""
+        if self.notification_email:
+            return None
+        return (
+            "Warning: no notification_email: run results, failed events and alarms reach the SNS topic, but nobody "
+            "is subscribed to it. Fix: cdk deploy -c notification_email=you@example.com"
+        )
+
+    @property
+    def launcher_reserved_concurrency(self) -> int | None:
+        """The launcher's small reservation, lifted with the trainer's (reserved_concurrency=none)."""
+        return None if self.reserved_concurrency is None else LAUNCHER_RESERVED_CONCURRENCY
 
     @property
     def lambda_architecture(self) -> lambda_.Architecture:

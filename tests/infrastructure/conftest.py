@@ -40,6 +40,7 @@ CUSTOM_CONTEXT = {
     "billing_mode": "provisioned",
     "removal_policy": "destroy",
     "reserved_concurrency": "10",
+    "max_running_runs": "50",
     "stall_minutes": "20",
     "watchdog_rate_minutes": "10",
     "invocation_alarm_threshold": "100",

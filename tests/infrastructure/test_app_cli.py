@@ -32,6 +32,19 @@ def test_app_exits_2_with_only_the_message(tmp_path, context, message):
     assert (result.returncode, result.stderr, result.stdout) == (2, message + "\n", "")
 
 
+def test_synth_without_an_email_warns_in_exactly_one_line(tmp_path):
+    result = run_app(tmp_path, {"aws:cdk:bundling-stacks": []})
+    assert result.returncode == 0, result.stderr
+    lines = [line for line in result.stderr.splitlines() if "notification_email" in line]
+    assert lines == [
+        "Warning: no notification_email: run results, failed events and alarms reach the SNS topic, but nobody "
+        "is subscribed to it. Fix: cdk deploy -c notification_email=you@example.com"
+    ]
+    with_email = run_app(tmp_path, {"aws:cdk:bundling-stacks": [], "notification_email": "ops@example.com"})
+    assert with_email.returncode == 0, with_email.stderr
+    assert "notification_email" not in with_email.stderr
+
+
 def test_the_cli_shows_the_message_of_a_bad_c_value(tmp_path):
     result = subprocess.run([str(CDK), "synth", "--quiet", "-o", str(tmp_path), "-c", "timeout=0"],
                             cwd=PROJECT_DIR, capture_output=True, text=True, timeout=120)

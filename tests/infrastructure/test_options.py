@@ -4,6 +4,7 @@ import json
 
 import pytest
 from aws_cdk import App, Stack
+from aws_cdk.assertions import Match
 from aws_cdk import aws_dynamodb as dynamodb
 from aws_cdk import aws_s3 as s3
 from aws_cdk import aws_sns as sns
@@ -35,7 +36,25 @@ def test_architecture_memory_timeout_and_reserved_concurrency(customized):
     assert (props["launcher"]["MemorySize"], props["launcher"]["Timeout"]) == (2048, 600)
     assert (props["watchdog"]["MemorySize"], props["watchdog"]["Timeout"]) == (256, 60)
     assert props["trainer"]["ReservedConcurrentExecutions"] == 10
-    assert "ReservedConcurrentExecutions" not in props["launcher"]
+    assert props["launcher"]["ReservedConcurrentExecutions"] == 2
+    assert "ReservedConcurrentExecutions" not in props["watchdog"]
+    # The launcher refuses a run that cannot fit the trainer's memory; the watchdog judges stalls by the timeout.
+    assert props["launcher"]["Environment"]["Variables"]["LNN_TRAINER_MEMORY_MB"] == "2048"
+    assert props["watchdog"]["Environment"]["Variables"]["LNN_TRAINER_TIMEOUT_SECONDS"] == "600"
+
+
+def test_max_running_runs(customized):
+    assert functions(customized)["launcher"]["Environment"]["Variables"]["LNN_MAX_RUNNING_RUNS"] == "50"
+
+
+def test_reserved_concurrency_none_lifts_both_reservations():
+    app = App(context=SKIP_BUNDLING)
+    stack = Stack(app, "Unreserved")
+    LnnTrainer(stack, "Trainer", reserved_concurrency=None, launcher_reserved_concurrency=None)
+    template = app.synth().get_stack_by_name("Unreserved").template
+    functions_ = [r for r in template["Resources"].values() if r["Type"] == "AWS::Lambda::Function"]
+    assert len(functions_) == 3
+    assert not [f for f in functions_ if "ReservedConcurrentExecutions" in f["Properties"]]
 
 
 def test_the_layer_is_built_for_the_functions_architecture(customized, synthesized):
@@ -62,8 +81,17 @@ def test_provisioned_billing_and_destroy_removal_policy(customized):
 
 def test_email_subscription(customized):
     trainer = customized.stack.trainer
+    dlq = customized.logical_id(trainer.dead_letter_queue)
     customized.template.has_resource_properties("AWS::SNS::Subscription", {
         "Protocol": "email", "Endpoint": "ops@example.com", "TopicArn": {"Ref": customized.logical_id(trainer.topic)},
+        # A message SNS cannot deliver to the address waits in the DLQ, whose alarm fires.
+        "RedrivePolicy": {"deadLetterTargetArn": {"Fn::GetAtt": [dlq, "Arn"]}},
+    })
+    customized.template.has_resource_properties("AWS::SQS::QueuePolicy", {
+        "PolicyDocument": {"Statement": Match.array_with([Match.object_like({
+            "Action": "sqs:SendMessage", "Effect": "Allow", "Principal": {"Service": "sns.amazonaws.com"},
+            "Condition": {"ArnEquals": {"aws:SourceArn": {"Ref": customized.logical_id(trainer.topic)}}},
+        })])},
     })
 
 

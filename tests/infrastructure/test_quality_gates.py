@@ -25,6 +25,7 @@ MOTO_SKIPPED_TYPES = {
     "AWS::SNS::Subscription",
     "AWS::Lambda::EventInvokeConfig",
     "AWS::CloudWatch::Alarm",
+    "AWS::SQS::QueuePolicy",
 }
 CONTRACT_OUTPUTS = {"BucketName", "TableName", "TopicArn", "TrainerFunctionName", "LaunchFunctionName",
                     "WatchdogFunctionName"}
@@ -35,23 +36,48 @@ def any_synth(request):
     return request.getfixturevalue(request.param)
 
 
-def test_cdk_nag_aws_solutions_passes_with_three_specific_acknowledgments(any_synth):
-    # create_app registers the pack with Validations: the fixture's synth ran it, and would have raised on a
-    # violation (next test). Each acknowledgment names one rule on one resource, with its reason.
-    (report,) = json.loads((any_synth.assembly_dir / "validation-report.json").read_text())["pluginReports"]
-    assert (report["pluginName"], report["conclusion"], report["violations"]) == ("AwsSolutions", "success", [])
+def test_cdk_nag_aws_solutions_and_serverless_pass_with_specific_acknowledgments(any_synth):
+    # create_app registers both packs with Validations: the fixture's synth ran them, and would have raised on a
+    # violation (next test). Each acknowledgment names one rule on one resource, with its own reason.
+    reports = json.loads((any_synth.assembly_dir / "validation-report.json").read_text())["pluginReports"]
+    assert [(r["pluginName"], r["conclusion"], r["violations"]) for r in reports] == [
+        ("AwsSolutions", "success", []), ("Serverless", "success", [])
+    ]
     stack, bucket = any_synth.stack.stack_name, any_synth.logical_id(any_synth.stack.trainer.bucket)
-    run_objects_finding = f"AwsSolutions-IAM5[Resource::<{bucket}.Arn>/runs/*]"
-    suppressed = sorted((v["ruleName"], [c["constructPath"] for c in v["violatingConstructs"]], v["acknowledgedAt"])
-                        for v in report["suppressedViolations"])
-    assert suppressed == sorted([
-        ("AwsSolutions-S1", [f"{stack}/LnnTrainer/Bucket/Resource"], f"{stack}/LnnTrainer/Bucket"),
-        (run_objects_finding, [f"{stack}/LnnTrainer/TrainerLambdaRole/DefaultPolicy/Resource"],
-         f"{stack}/LnnTrainer/TrainerLambdaRole/DefaultPolicy"),
-        (run_objects_finding, [f"{stack}/LnnTrainer/LaunchLambdaRole/DefaultPolicy/Resource"],
-         f"{stack}/LnnTrainer/LaunchLambdaRole/DefaultPolicy"),
-    ])
-    assert all(len(violation["reason"]) > 60 for violation in report["suppressedViolations"])
+    trainer = f"{stack}/LnnTrainer"
+
+    def iam5(pattern):
+        return f"AwsSolutions-IAM5[Resource::<{bucket}.Arn>/{pattern}]"
+
+    def on_policy(rule, function):
+        return (rule, [f"{trainer}/{function}Role/DefaultPolicy/Resource"], f"{trainer}/{function}Role/DefaultPolicy")
+
+    def on_function(rule, function):
+        return (rule, [f"{trainer}/{function}/Resource"], f"{trainer}/{function}/Resource")
+
+    functions = ("TrainerLambda", "LaunchLambda", "WatchdogLambda")
+    expected = {
+        "AwsSolutions": [
+            ("AwsSolutions-S1", [f"{trainer}/Bucket/Resource"], f"{trainer}/Bucket"),
+            on_policy(iam5("runs/*"), "TrainerLambda"),
+            on_policy(iam5("runs/*/state/*"), "TrainerLambda"),
+            on_policy(iam5("runs/*/model.npz"), "TrainerLambda"),
+            on_policy(iam5("runs/*"), "LaunchLambda"),
+            ("AwsSolutions-SQS3", [f"{trainer}/DeadLetterQueue/Resource"], f"{trainer}/DeadLetterQueue"),
+        ],
+        "Serverless": [
+            *(on_function("Serverless-LambdaTracing", function) for function in functions),
+            *(on_function("Serverless-LambdaDLQ", function) for function in functions),
+            ("Serverless-SQSRedrivePolicy", [f"{trainer}/DeadLetterQueue/Resource"], f"{trainer}/DeadLetterQueue"),
+        ],
+    }
+    for report in reports:
+        suppressed = sorted((v["ruleName"], [c["constructPath"] for c in v["violatingConstructs"]], v["acknowledgedAt"])
+                            for v in report["suppressedViolations"])
+        assert suppressed == sorted(expected[report["pluginName"]])
+        reasons = [violation["reason"] for violation in report["suppressedViolations"]]
+        assert all(len(reason) > 60 for reason in reasons)
+        assert len(set(reasons)) == len(reasons) or report["pluginName"] == "AwsSolutions"
 
 
 def test_synth_fails_on_a_cdk_nag_violation(tmp_path):

@@ -33,7 +33,8 @@ def test_empty_context_gives_the_documented_defaults():
         log_retention_days=7,
         billing_mode="on_demand",
         removal_policy="retain",
-        reserved_concurrency=None,
+        reserved_concurrency=20,
+        max_running_runs=10,
         stall_minutes=15,
         watchdog_rate_minutes=5,
         invocation_alarm_threshold=5000,
@@ -68,6 +69,7 @@ def test_string_values_from_the_command_line_are_parsed():
         billing_mode="provisioned",
         removal_policy="destroy",
         reserved_concurrency=10,
+        max_running_runs=50,
         stall_minutes=20,
         watchdog_rate_minutes=10,
         invocation_alarm_threshold=100,
@@ -95,6 +97,29 @@ def test_json_values_from_cdk_json_are_accepted():
 def test_an_empty_value_clears_an_optional_parameter():
     deployment, training = settings_from_context({"notification_email": "", "reserved_concurrency": "", "seed": ""})
     assert (deployment.notification_email, deployment.reserved_concurrency, training.seed) == (None, None, None)
+
+
+def test_reserved_concurrency_is_on_by_default_and_none_lifts_it_for_the_trainer_and_the_launcher():
+    deployment, _ = settings_from_context({})
+    assert (deployment.reserved_concurrency, deployment.launcher_reserved_concurrency) == (20, 2)
+    deployment, _ = settings_from_context({"reserved_concurrency": "none"})
+    assert (deployment.reserved_concurrency, deployment.launcher_reserved_concurrency) == (None, None)
+    deployment, _ = settings_from_context({"reserved_concurrency": "50"})
+    assert (deployment.reserved_concurrency, deployment.launcher_reserved_concurrency) == (50, 2)
+    assert error_of({"reserved_concurrency": "None"}) == (
+        "Context parameter 'reserved_concurrency' must be an integer from 1 to 10000, or none (no reserved "
+        "concurrency); got 'None'. Fix: cdk synth -c reserved_concurrency=20"
+    )
+
+
+def test_the_unsubscribed_warning_only_without_an_email():
+    deployment, _ = settings_from_context({})
+    assert deployment.unsubscribed_warning == (
+        "Warning: no notification_email: run results, failed events and alarms reach the SNS topic, but nobody "
+        "is subscribed to it. Fix: cdk deploy -c notification_email=you@example.com"
+    )
+    deployment, _ = settings_from_context({"notification_email": "ops@example.com"})
+    assert deployment.unsubscribed_warning is None
 
 
 def test_the_message_for_a_bad_value_names_the_key_the_value_what_it_accepts_and_the_fix():
@@ -136,6 +161,10 @@ def test_the_fix_each_message_suggests_is_itself_valid(parameter):
         ("billing_mode", "PAY_PER_REQUEST", "on_demand"),
         ("removal_policy", "snapshot", "destroy"),
         ("reserved_concurrency", "0", "1"),
+        ("reserved_concurrency", "10001", "10000"),
+        ("max_running_runs", "0", "1"),
+        ("max_running_runs", "10001", "10000"),
+        ("max_running_runs", "", "3"),
         ("watchdog_rate_minutes", "0", "1440"),
         ("invocation_alarm_threshold", "0", "1"),
         ("epochs", "0", "1"),

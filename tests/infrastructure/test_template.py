@@ -18,19 +18,27 @@ def arn(logical_id: str) -> dict:
     return {"Fn::GetAtt": [logical_id, "Arn"]}
 
 
-def statements(policy: dict) -> list[tuple[tuple[str, ...], str]]:
-    """A policy's statements as (sorted actions, resource as JSON), sorted; every one must be a plain Allow."""
+def statements(policy: dict) -> list[tuple]:
+    """A policy's statements as (sorted actions, resource as JSON[, condition as JSON]), sorted; every one must
+    be an Allow of actions on resources, with a condition or not."""
     result = []
     for statement in policy["Properties"]["PolicyDocument"]["Statement"]:
-        assert set(statement) == {"Action", "Effect", "Resource"}, statement
+        assert set(statement) - {"Condition"} == {"Action", "Effect", "Resource"}, statement
         assert statement["Effect"] == "Allow"
         actions = statement["Action"] if isinstance(statement["Action"], list) else [statement["Action"]]
-        result.append((tuple(sorted(actions)), json.dumps(statement["Resource"], sort_keys=True)))
+        entry = (tuple(sorted(actions)), json.dumps(statement["Resource"], sort_keys=True))
+        if "Condition" in statement:
+            entry += (json.dumps(statement["Condition"], sort_keys=True),)
+        result.append(entry)
     return sorted(result)
 
 
-def expected(*pairs) -> list[tuple[tuple[str, ...], str]]:
-    return sorted((tuple(sorted(actions)), json.dumps(resource, sort_keys=True)) for actions, resource in pairs)
+def expected(*entries) -> list[tuple]:
+    result = []
+    for actions, resource, *condition in entries:
+        entry = (tuple(sorted(actions)), json.dumps(resource, sort_keys=True))
+        result.append(entry + tuple(json.dumps(c, sort_keys=True) for c in condition))
+    return sorted(result)
 
 
 @pytest.fixture(scope="module")
@@ -52,6 +60,11 @@ def ids(synthesized, trainer):
             "trainer_logs": trainer.trainer_function.log_group,
             "launcher_logs": trainer.launch_function.log_group,
             "watchdog_logs": trainer.watchdog_function.log_group,
+            "dlq": trainer.dead_letter_queue,
+            "launch_rule": trainer.launch_rule,
+            "watchdog_rule": trainer.watchdog_rule,
+            "invocations_alarm": trainer.invocations_alarm,
+            "dlq_alarm": trainer.dead_letter_alarm,
         }.items()
     }
 
@@ -74,16 +87,18 @@ def test_exactly_these_resources_and_no_custom_resource(synthesized):
         "AWS::Lambda::EventInvokeConfig": 3,
         "AWS::Events::Rule": 2,
         "AWS::Lambda::Permission": 2,
-        "AWS::CloudWatch::Alarm": 1,
+        "AWS::CloudWatch::Alarm": 2,
+        "AWS::SQS::Queue": 1,
+        "AWS::SQS::QueuePolicy": 1,
     }
     assert not [key for key, resource in synthesized.resources.items() if resource["Type"].startswith("Custom::")]
 
 
 def test_functions_runtime_handlers_architecture_layer_and_log_groups(synthesized, ids):
-    for name, handler, memory, timeout in [
-        ("trainer", "lnn_core.handlers.train", 1024, 300),
-        ("launcher", "lnn_core.handlers.launch", 1024, 300),
-        ("watchdog", "lnn_core.handlers.watchdog", 256, 60),
+    for name, handler, memory, timeout, reserved in [
+        ("trainer", "lnn_core.handlers.train", 1024, 300, 20),
+        ("launcher", "lnn_core.handlers.launch", 1024, 300, 2),
+        ("watchdog", "lnn_core.handlers.watchdog", 256, 60, None),
     ]:
         properties = synthesized.resources[ids[name]]["Properties"]
         assert properties["Runtime"] == RUNTIME.name == "python3.14"
@@ -93,7 +108,8 @@ def test_functions_runtime_handlers_architecture_layer_and_log_groups(synthesize
         assert properties["Layers"] == [ref(ids["layer"])]
         assert properties["LoggingConfig"] == {"LogGroup": ref(ids[f"{name}_logs"])}
         assert properties["Role"] == arn(ids[f"{name}_role"])
-        assert "ReservedConcurrentExecutions" not in properties  # only when reserved_concurrency is set
+        # Cost cap: the trainer's default reservation and the launcher's small one; the watchdog runs alone.
+        assert properties.get("ReservedConcurrentExecutions") == reserved
 
 
 def test_only_the_trainer_allows_recursive_loops(synthesized, ids):
@@ -123,9 +139,19 @@ def test_environment_variables(synthesized, ids):
     assert environment("trainer") == {"LNN_BUCKET": ref(ids["bucket"]), **shared}
     launcher = environment("launcher")
     assert json.loads(launcher.pop("LNN_TRAINING_DEFAULTS")) == DEFAULT_TRAINING
-    assert launcher == {"LNN_BUCKET": ref(ids["bucket"]), "LNN_TRAINER_FUNCTION": ref(ids["trainer"]), **shared}
+    assert launcher == {
+        "LNN_BUCKET": ref(ids["bucket"]),
+        "LNN_TRAINER_FUNCTION": ref(ids["trainer"]),
+        "LNN_MAX_RUNNING_RUNS": "10",  # max_running_runs
+        "LNN_TRAINER_MEMORY_MB": "1024",  # the trainer's memory size: a run that cannot fit is refused
+        **shared,
+    }
     assert environment("watchdog") == {
-        "LNN_TRAINER_FUNCTION": ref(ids["trainer"]), "LNN_STALL_SECONDS": "900", **shared
+        "LNN_TRAINER_FUNCTION": ref(ids["trainer"]),
+        "LNN_STALL_SECONDS": "900",
+        "LNN_TRAINER_TIMEOUT_SECONDS": "300",  # the trainer's timeout
+        "LNN_EVENT_AGE_SECONDS": "21600",  # the trainer's MaximumEventAgeInSeconds
+        **shared,
     }
 
 
@@ -149,7 +175,13 @@ def test_roles_are_assumed_by_lambda_and_carry_no_managed_policy(synthesized):
 
 
 def test_every_iam_statement_has_exact_actions_and_resources(synthesized, trainer, ids):
-    run_objects = {"Fn::Join": ["", [arn(ids["bucket"]), "/runs/*"]]}
+    def objects(pattern):
+        return {"Fn::Join": ["", [arn(ids["bucket"]), pattern]]}
+
+    run_objects, scratch, model = objects("/runs/*"), objects("/runs/*/state/*"), objects("/runs/*/model.npz")
+    # ListBucket only so that a missing key answers 404, and only for keys under runs/ (S3 checks a missing
+    # key's GetObject against s3:prefix = the key).
+    runs_prefix_only = {"StringLike": {"s3:prefix": "runs/*"}}
     policies = {
         name: synthesized.resource(function.role.node.find_child("DefaultPolicy"))
         for name, function in [("trainer", trainer.trainer_function), ("launcher", trainer.launch_function),
@@ -157,15 +189,17 @@ def test_every_iam_statement_has_exact_actions_and_resources(synthesized, traine
     }
     assert statements(policies["trainer"]) == expected(
         (["logs:CreateLogStream", "logs:PutLogEvents"], arn(ids["trainer_logs"])),
-        (["s3:GetObject", "s3:PutObject", "s3:PutObjectTagging", "s3:DeleteObject"], run_objects),
-        (["s3:ListBucket"], arn(ids["bucket"])),
+        (["s3:GetObject"], run_objects),
+        (["s3:PutObject", "s3:PutObjectTagging"], [scratch, model]),  # never a run's data.npz or parameters.json
+        (["s3:DeleteObject"], scratch),
+        (["s3:ListBucket"], arn(ids["bucket"]), runs_prefix_only),
         (["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:BatchWriteItem"], arn(ids["table"])),
         (["sns:Publish"], ref(ids["topic"])),
     )
     assert statements(policies["launcher"]) == expected(
         (["logs:CreateLogStream", "logs:PutLogEvents"], arn(ids["launcher_logs"])),
         (["s3:GetObject"], run_objects),
-        (["s3:ListBucket"], arn(ids["bucket"])),
+        (["s3:ListBucket"], arn(ids["bucket"]), runs_prefix_only),
         (["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem"], arn(ids["table"])),
         (["sns:Publish"], ref(ids["topic"])),
         (["lambda:InvokeFunction"], arn(ids["trainer"])),
@@ -176,6 +210,8 @@ def test_every_iam_statement_has_exact_actions_and_resources(synthesized, traine
         (["dynamodb:GetItem", "dynamodb:UpdateItem"], arn(ids["table"])),
         (["sns:Publish"], ref(ids["topic"])),
         (["lambda:InvokeFunction"], arn(ids["trainer"])),
+        # Its on-failure destination, the DLQ (Lambda sends through the function's role).
+        (["sqs:SendMessage", "sqs:GetQueueAttributes", "sqs:GetQueueUrl"], arn(ids["dlq"])),
     )
 
 
@@ -193,8 +229,9 @@ def test_the_policies_are_exactly_the_three_default_policies_and_the_self_invoke
 
 def test_no_wildcard_action_anywhere(synthesized):
     for policy in synthesized.of_type("AWS::IAM::Policy").values():
-        for actions, _ in statements(policy):
+        for actions, resource, *_ in statements(policy):
             assert all("*" not in action for action in actions), actions
+            assert resource != json.dumps("*")
 
 
 def test_async_invoke_configs(synthesized, ids):
@@ -212,7 +249,8 @@ def test_async_invoke_configs(synthesized, ids):
         "FunctionName": ref(ids["launcher"]), "Qualifier": "$LATEST", "DestinationConfig": on_failure_topic
     }
     assert configs[ids["watchdog"]] == {
-        "FunctionName": ref(ids["watchdog"]), "Qualifier": "$LATEST", "MaximumRetryAttempts": 0
+        "FunctionName": ref(ids["watchdog"]), "Qualifier": "$LATEST", "MaximumRetryAttempts": 0,
+        "DestinationConfig": {"OnFailure": {"Destination": arn(ids["dlq"])}},
     }
 
 
@@ -220,6 +258,8 @@ def test_bucket(synthesized, ids):
     bucket = synthesized.resources[ids["bucket"]]
     assert bucket["DeletionPolicy"] == bucket["UpdateReplacePolicy"] == "Retain"
     assert bucket["Properties"] == {
+        # An overwritten or deleted data.npz, parameters.json or model.npz can be restored for 7 days.
+        "VersioningConfiguration": {"Status": "Enabled"},
         "BucketEncryption": {"ServerSideEncryptionConfiguration": [{"ServerSideEncryptionByDefault": {"SSEAlgorithm": "AES256"}}]},
         "PublicAccessBlockConfiguration": {
             "BlockPublicAcls": True, "BlockPublicPolicy": True, "IgnorePublicAcls": True, "RestrictPublicBuckets": True
@@ -227,9 +267,12 @@ def test_bucket(synthesized, ids):
         # S3 -> EventBridge, set on the L1: no Custom::S3BucketNotifications.
         "NotificationConfiguration": {"EventBridgeConfiguration": {"EventBridgeEnabled": True}},
         "LifecycleConfiguration": {"Rules": [
+            # The scratch churns: its old versions go after a day.
             {"Id": "ExpireRunScratch", "Status": "Enabled", "ExpirationInDays": 7,
+             "NoncurrentVersionExpiration": {"NoncurrentDays": 1},
              "TagFilters": [{"Key": "lnn-scratch", "Value": "true"}]},
-            {"Id": "AbortIncompleteUploads", "Status": "Enabled", "Prefix": "runs/",
+            {"Id": "RunsOldVersionsAndUploads", "Status": "Enabled", "Prefix": "runs/",
+             "NoncurrentVersionExpiration": {"NoncurrentDays": 7}, "ExpiredObjectDeleteMarker": True,
              "AbortIncompleteMultipartUpload": {"DaysAfterInitiation": 1}},
         ]},
     }
@@ -253,10 +296,10 @@ def test_bucket_and_topic_policies_deny_requests_without_tls(synthesized, ids):
     })
     synthesized.template.has_resource_properties("AWS::SNS::TopicPolicy", {
         "Topics": [ref(ids["topic"])],
-        "PolicyDocument": {"Statement": [Match.object_like({
+        "PolicyDocument": {"Statement": Match.array_with([Match.object_like({
             "Effect": "Deny", "Action": "sns:Publish", "Principal": "*",
             "Condition": {"Bool": {"aws:SecureTransport": "false"}},
-        })]},
+        })])},
     })
 
 
@@ -302,7 +345,12 @@ def test_parameters_upload_rule_starts_the_launcher(synthesized, trainer, ids):
             "object": {"key": [{"wildcard": "runs/*/parameters.json"}]},
         },
     }
-    assert rule["Targets"] == [{"Arn": arn(ids["launcher"]), "Id": "Target0"}]
+    assert rule["Targets"] == [{
+        "Arn": arn(ids["launcher"]), "Id": "Target0",
+        # A delivery that fails is retried, then kept in the DLQ (whose alarm notifies the topic).
+        "DeadLetterConfig": {"Arn": arn(ids["dlq"])},
+        "RetryPolicy": {"MaximumRetryAttempts": 4, "MaximumEventAgeInSeconds": 7200},
+    }]
     synthesized.template.has_resource_properties("AWS::Lambda::Permission", {
         "Action": "lambda:InvokeFunction",
         "FunctionName": arn(ids["launcher"]),
@@ -314,7 +362,12 @@ def test_parameters_upload_rule_starts_the_launcher(synthesized, trainer, ids):
 def test_watchdog_runs_on_a_schedule(synthesized, trainer, ids):
     rule = synthesized.resource(trainer.watchdog_rule)["Properties"]
     assert rule["ScheduleExpression"] == "rate(5 minutes)"
-    assert rule["Targets"] == [{"Arn": arn(ids["watchdog"]), "Id": "Target0"}]
+    assert rule["Targets"] == [{
+        "Arn": arn(ids["watchdog"]), "Id": "Target0",
+        "DeadLetterConfig": {"Arn": arn(ids["dlq"])},
+        # An event older than one period is superseded by the next one.
+        "RetryPolicy": {"MaximumRetryAttempts": 4, "MaximumEventAgeInSeconds": 300},
+    }]
     synthesized.template.has_resource_properties("AWS::Lambda::Permission", {
         "Action": "lambda:InvokeFunction",
         "FunctionName": arn(ids["watchdog"]),
@@ -375,3 +428,101 @@ def test_no_dependency_cycle(synthesized):
         ready = {key for key, deps in graph.items() if key not in done and deps <= done}
         assert ready, f"dependency cycle among {sorted(set(graph) - done)}"
         done |= ready
+
+
+def test_dead_letter_queue_is_encrypted_tls_only_and_keeps_messages_14_days(synthesized, ids):
+    queue = synthesized.resources[ids["dlq"]]
+    assert queue["Properties"] == {"MessageRetentionPeriod": 14 * 24 * 3600, "SqsManagedSseEnabled": True}
+    (policy,) = synthesized.of_type("AWS::SQS::QueuePolicy").values()
+    assert policy["Properties"]["Queues"] == [ref(ids["dlq"])]
+    deny, *allows = policy["Properties"]["PolicyDocument"]["Statement"]
+    assert deny == {
+        "Action": "sqs:*", "Effect": "Deny", "Principal": {"AWS": "*"}, "Resource": arn(ids["dlq"]),
+        "Condition": {"Bool": {"aws:SecureTransport": "false"}},
+    }
+    # Only the two rules may send their undeliverable events (the watchdog sends through its role).
+    assert sorted((a["Principal"], a["Action"], a["Resource"] == arn(ids["dlq"]),
+                   json.dumps(a["Condition"], sort_keys=True)) for a in allows) == sorted(
+        ({"Service": "events.amazonaws.com"}, "sqs:SendMessage", True,
+         json.dumps({"ArnEquals": {"aws:SourceArn": arn(ids[rule])}}, sort_keys=True))
+        for rule in ("launch_rule", "watchdog_rule")
+    )
+
+
+def test_dead_letter_alarm_notifies_the_topic_when_a_message_waits(synthesized, ids):
+    alarm = dict(synthesized.resources[ids["dlq_alarm"]]["Properties"])
+    assert alarm.pop("AlarmDescription").startswith("LNN guard rail")
+    assert alarm == {
+        "Namespace": "AWS/SQS",
+        "MetricName": "ApproximateNumberOfMessagesVisible",
+        "Dimensions": [{"Name": "QueueName", "Value": {"Fn::GetAtt": [ids["dlq"], "QueueName"]}}],
+        "Statistic": "Maximum",
+        "Period": 300,
+        "EvaluationPeriods": 1,
+        "Threshold": 0,
+        "ComparisonOperator": "GreaterThanThreshold",
+        "TreatMissingData": "notBreaching",
+        "AlarmActions": [ref(ids["topic"])],
+    }
+
+
+def test_the_topic_policy_lets_cloudwatch_publish_for_these_alarms_only(synthesized, ids):
+    """A topic policy replaces SNS's default one: without this allow, no alarm could notify the topic."""
+    (policy,) = synthesized.of_type("AWS::SNS::TopicPolicy").values()
+    assert policy["Properties"]["Topics"] == [ref(ids["topic"])]
+    tls_deny, alarms_allow = policy["Properties"]["PolicyDocument"]["Statement"]
+    assert tls_deny["Effect"] == "Deny"
+    assert alarms_allow == {
+        "Sid": "AllowLnnAlarmsToPublish",
+        "Effect": "Allow",
+        "Principal": {"Service": "cloudwatch.amazonaws.com"},
+        "Action": "sns:Publish",
+        "Resource": ref(ids["topic"]),
+        "Condition": {
+            "ArnEquals": {"aws:SourceArn": [arn(ids["invocations_alarm"]), arn(ids["dlq_alarm"])]},
+            "StringEquals": {"aws:SourceAccount": {"Ref": "AWS::AccountId"}},
+        },
+    }
+    # Every alarm that notifies the topic is named in the condition.
+    notifying = {key for key, alarm in synthesized.of_type("AWS::CloudWatch::Alarm").items()
+                 if ref(ids["topic"]) in alarm["Properties"].get("AlarmActions", [])}
+    assert notifying == {ids["invocations_alarm"], ids["dlq_alarm"]}
+    # Every other publisher is a function, through its role: the topic is the target of no rule or bucket.
+    publishers = {key for key, p in synthesized.of_type("AWS::IAM::Policy").items()
+                  if any("sns:Publish" in json.dumps(st["Action"]) for st in p["Properties"]["PolicyDocument"]["Statement"])}
+    assert len(publishers) == 3
+    for rule in synthesized.of_type("AWS::Events::Rule").values():
+        assert all(target["Arn"] != ref(ids["topic"]) for target in rule["Properties"]["Targets"])
+
+
+def test_a_missing_key_still_answers_404_with_list_bucket(monkeypatch):
+    """moto does not enforce IAM, so the policy's shape is asserted above; this checks the code's side: a
+    GetObject/HeadObject for a missing key answers NoSuchKey/404, which the store maps to "missing"."""
+    import boto3
+    import pytest
+    from botocore.exceptions import ClientError
+    from moto import mock_aws
+
+    from lnn_core.errors import RunFailure
+    from lnn_core.ports import IoCounter, S3ObjectStore
+
+    for name, value in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
+                        "AWS_DEFAULT_REGION": "us-east-1"}.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
+    with mock_aws():
+        client = boto3.client("s3", region_name="us-east-1")
+        client.create_bucket(Bucket="lnn-test")
+        client.put_bucket_versioning(Bucket="lnn-test", VersioningConfiguration={"Status": "Enabled"})
+        with pytest.raises(ClientError) as caught:
+            client.get_object(Bucket="lnn-test", Key="runs/r1/data.npz")
+        assert caught.value.response["Error"]["Code"] == "NoSuchKey"
+        assert caught.value.response["ResponseMetadata"]["HTTPStatusCode"] == 404
+        store = S3ObjectStore(client, "lnn-test", IoCounter())
+        assert store.head_etag("runs/r1/state/params-e0000001.npz") is None
+        with pytest.raises(RunFailure, match="is missing"):
+            store.get_bytes("runs/r1/data.npz")
+        # A deleted object (a delete marker in the versioned bucket) answers the same.
+        client.put_object(Bucket="lnn-test", Key="runs/r1/state/x.npz", Body=b"x")
+        store.delete_keys(["runs/r1/state/x.npz"])
+        assert store.head_etag("runs/r1/state/x.npz") is None
