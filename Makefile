@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
 export PATH := $(CURDIR)/node_modules/.bin:$(CURDIR)/$(VENV)/bin:$(PATH)
 
-.PHONY: setup demo test synth bench clean
+.PHONY: setup demo test synth bench mutants clean
 
 setup: $(VENV)/.installed node_modules/.installed
 
@@ -30,6 +30,9 @@ test: setup
 
 bench: setup
 	$(PY) -m lnn_cli.bench
+
+mutants: setup
+	$(PY) -m tests.mutants
 
 clean:
 	rm -rf $(VENV) node_modules cdk.out out
