@@ -9,6 +9,7 @@ from typing import Any
 
 import numpy as np
 
+from lnn_core.budget import DEFAULT_MEMORY_MB, check_npz_fits, check_training_fits, inspect_npz
 from lnn_core.config import TrainingConfig
 from lnn_core.dataset import TrainingData, load_training_data
 from lnn_core.errors import LnnInputError
@@ -24,6 +25,7 @@ DEMO_PARAMETERS = {
     "seed": 1,
     "granularity": "layer",
 }
+PROJECT_DIR = Path(__file__).resolve().parents[1]
 FLAG_KEYS = ("epochs", "learning_rate", "neurons", "activations", "init", "seed", "granularity")
 
 
@@ -113,9 +115,28 @@ def run_parameters(base: dict[str, Any], config_path: str | None, flags: dict[st
     return parameters
 
 
-def validate_run(parameters: dict[str, Any], data_path: str | Path, *, defaults: dict[str, Any] | None = None) -> RunInputs:
-    """Everything the launcher will check, checked here first, so that a bad run creates nothing."""
-    data, training_data = read_data(data_path)
+def validate_run(parameters: dict[str, Any], data_path: str | Path, *, defaults: dict[str, Any] | None = None,
+                 trainer_memory_mb: int = DEFAULT_MEMORY_MB, launcher_memory_mb: int | None = None) -> RunInputs:
+    """Everything the launcher will check, checked here first, so that a bad run creates nothing: the data's
+    headers and size, the parameters, whether a training step fits `trainer_memory_mb`, then the data itself."""
+    data = _data_bytes(Path(data_path))
+    layout = inspect_npz(io.BytesIO(data), source=str(data_path))
+    check_npz_fits(layout, compressed_bytes=len(data), memory_mb=launcher_memory_mb or trainer_memory_mb, source=str(data_path))
     config = TrainingConfig.from_parameters({**parameters, "data": "runs/check/data.npz"}, defaults=defaults)
+    check_training_fits(layout, config.neurons, memory_mb=trainer_memory_mb, source=str(data_path))
+    training_data = load_training_data(data, source=str(data_path))
     training_data.check_fits(config)
     return RunInputs(parameters, data, config, training_data)
+
+
+def local_memory_mb(project_dir: Path = PROJECT_DIR) -> int:
+    """The memory_size `lnn local` deploys with: cdk.json's context `memory_size`, else the stack's default.
+
+    Read here rather than through lnn_stack.settings, which imports the CDK; an invalid value is left for synth
+    to report.
+    """
+    try:
+        context = json.loads((project_dir / "cdk.json").read_text()).get("context") or {}
+        return int(context.get("memory_size", DEFAULT_MEMORY_MB))
+    except (OSError, ValueError, TypeError, AttributeError):
+        return DEFAULT_MEMORY_MB

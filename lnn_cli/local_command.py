@@ -12,7 +12,7 @@ from lnn_core.ports import IoCounter, RunTable
 from .chaos import ChaosPlan
 from .deploy import deploy_to_emulator
 from .emulator import running_emulator
-from .inputs import validate_run
+from .inputs import local_memory_mb, validate_run
 from .local import new_run_id, run_local
 from .progress import RunProgress, run_progress
 from .report import show_notification, summary_table, write_outputs
@@ -30,7 +30,7 @@ def prepare_out_dir(path: str) -> Path:
 
 
 def command_local(args, parameters: dict, console: Console) -> int:
-    inputs = validate_run(parameters, args.data)
+    inputs = validate_run(parameters, args.data, trainer_memory_mb=local_memory_mb())
     chaos = ChaosPlan.parse(args.chaos) if args.chaos else None
     run_id = check_run_id(args.name) if args.name else new_run_id()
     out_dir = prepare_out_dir(args.out)  # everything above only reads: a bad input has created nothing

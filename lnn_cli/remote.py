@@ -5,6 +5,7 @@ code the functions run, through the same ports.
 """
 
 import csv
+import functools
 import io
 import json
 import sys
@@ -19,6 +20,7 @@ from rich.table import Table
 from lnn_core import control, network
 from lnn_core.config import check_run_id
 from lnn_core.errors import LnnInputError
+from lnn_core.launcher import LaunchLimits
 from lnn_core.ports import BOTO_CONFIG, IoCounter, LambdaInvoker, Ports, RunTable, S3ObjectStore, SnsNotifier
 
 from .inputs import read_prediction_data, validate_run
@@ -51,10 +53,28 @@ class DeployedStack:
             raise LnnInputError(f"no run named {run_id!r} in stack {self.outputs.stack_name}; `lnn runs` lists them")
         return run
 
+    @functools.cached_property
+    def _launcher_environment(self) -> dict[str, str]:
+        """The LaunchLambda's environment variables, with its own memory size as Lambda reports it to the function."""
+        configuration = self.session.client("lambda").get_function_configuration(FunctionName=self.outputs.launch_function)
+        environment = dict(configuration.get("Environment", {}).get("Variables", {}))
+        return {"AWS_LAMBDA_FUNCTION_MEMORY_SIZE": str(configuration.get("MemorySize", "")), **environment}
+
     def launch_defaults(self) -> dict[str, Any]:
         """The training defaults the launcher applies (its LNN_TRAINING_DEFAULTS)."""
-        configuration = self.session.client("lambda").get_function_configuration(FunctionName=self.outputs.launch_function)
-        return json.loads(configuration.get("Environment", {}).get("Variables", {}).get("LNN_TRAINING_DEFAULTS") or "{}")
+        return json.loads(self._launcher_environment.get("LNN_TRAINING_DEFAULTS") or "{}")
+
+    def launch_limits(self) -> LaunchLimits:
+        """The limits the launcher applies; the trainer's memory from the launcher's LNN_TRAINER_MEMORY_MB, else
+        from the trainer function's own configuration."""
+        environment = dict(self._launcher_environment)
+        if not environment.get("LNN_TRAINER_MEMORY_MB"):
+            trainer = self.session.client("lambda").get_function_configuration(FunctionName=self.outputs.trainer_function)
+            environment["LNN_TRAINER_MEMORY_MB"] = str(trainer.get("MemorySize", ""))
+        try:
+            return LaunchLimits.from_environment(environment)
+        except RuntimeError as error:
+            raise LnnInputError(f"the launcher of stack {self.outputs.stack_name} is misconfigured: {error}") from None
 
 
 def open_stack(session: boto3.Session, stack_name: str) -> DeployedStack:
@@ -64,10 +84,18 @@ def open_stack(session: boto3.Session, stack_name: str) -> DeployedStack:
 
 def command_start(args, parameters: dict, stack: DeployedStack, console: Console) -> int:
     """Upload data.npz, then parameters.json: that upload starts the run (S3 -> EventBridge -> LaunchLambda)."""
-    inputs = validate_run(parameters, args.data, defaults=stack.launch_defaults())
+    limits = stack.launch_limits()
+    inputs = validate_run(parameters, args.data, defaults=stack.launch_defaults(),
+                          trainer_memory_mb=limits.trainer_memory_mb, launcher_memory_mb=limits.launcher_memory_mb)
     run_id = check_run_id(args.name) if args.name else new_run_id("run")
     if stack.ports.table.get_run(run_id) is not None:
         raise LnnInputError(f"a run named {run_id} already exists; choose another --name")
+    running = len(stack.ports.table.run_ids("running"))
+    if running >= limits.max_running_runs:  # the launcher would refuse it: say so before uploading anything
+        raise LnnInputError(
+            f"{running} runs are already running, the limit (LNN_MAX_RUNNING_RUNS) is {limits.max_running_runs}; "
+            "wait for one to end or stop one with `lnn stop RUN_ID`"
+        )
     upload_run_inputs(stack.session, stack.outputs, run_id, inputs.data, inputs.parameters)
     console.print(f"started run [bold]{run_id}[/] in stack {stack.outputs.stack_name}: s3://{stack.outputs.bucket}/runs/{run_id}/")
     console.print(f"follow it with: lnn status {run_id} --follow")
@@ -104,7 +132,7 @@ def status_line(run: dict[str, Any]) -> str:
 
 def command_results(args, stack: DeployedStack, console: Console) -> int:
     run = stack.run(args.run_id)
-    epochs = stack.ports.table.list_epochs(args.run_id)
+    epochs = stack.ports.table.committed_epochs(run)
     costs = [item["cost"] for item in epochs]
     if args.csv:
         writer = csv.writer(sys.stdout, lineterminator="\n")
@@ -189,12 +217,8 @@ def command_stop(args, stack: DeployedStack, console: Console) -> int:
 def command_resume(args, stack: DeployedStack, console: Console) -> int:
     stack.run(args.run_id)
     outcome = control.resume_run(stack.ports, args.run_id)
-    messages = {
-        "resumed": f"resumed run {args.run_id}: re-sent step {outcome.get('step')}",
-        "moved on": f"run {args.run_id} made progress meanwhile: it is not stalled, nothing was sent",
-    }
-    console.print(messages.get(outcome["outcome"], f"run {args.run_id}: {outcome['outcome']} ({outcome.get('reason', '')})"))
-    return 0 if outcome["outcome"] in messages else 1
+    console.print(f"resumed run {args.run_id}: re-sent step {outcome['step']} (if that step is alive, the copy is dropped)")
+    return 0
 
 
 def command_predict(args, stack: DeployedStack, console: Console) -> int:

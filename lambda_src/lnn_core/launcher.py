@@ -3,34 +3,76 @@
 Triggered by an upload of `runs/<name>/parameters.json` (through EventBridge; the run id is `<name>`) or by a
 direct invoke `{"run_id": ..., "parameters": {...}}`. Nothing is created until everything is valid, and a
 repeated launch of the same run (EventBridge delivers at least once) starts nothing new.
+
+Guard rails before anything is created: at most LNN_MAX_RUNNING_RUNS runs running, parameters.json at most
+64 KB, training data checked by size, zip directory and .npy headers before it is parsed (`budget`), and a
+run whose training step would not fit the trainer's memory (LNN_TRAINER_MEMORY_MB) refused with the
+memory_size it needs.
 """
 
 import dataclasses
+import io
 import json
+import os
 import secrets
 import time
 import uuid
-from typing import Any
+from typing import Any, Mapping
 
 from . import control
-from .config import TrainingConfig, check_run_id
+from .budget import (
+    DEFAULT_MEMORY_MB, MAX_PARAMETERS_BYTES, check_npz_fits, check_object_size, check_training_fits, data_budget_bytes, head_object,
+    inspect_npz, memory_mb_from,
+)
+from .config import TrainingConfig, check_key_segments, check_run_id
 from .dataset import load_training_data
 from .engine import make_event, model_key
 from .errors import LnnInputError, RunFailure
-from .ports import Ports, RunExists, now
+from .ports import Ports, RunExists, now, send_lease
 from .schedule import first_position, step_bound
 
 
+DEFAULT_MAX_RUNNING_RUNS = 10
+
+
+@dataclasses.dataclass(frozen=True)
+class LaunchLimits:
+    """What the launcher admits: running runs at once, and the memory of the trainer and of the launcher itself."""
+
+    max_running_runs: int = DEFAULT_MAX_RUNNING_RUNS
+    trainer_memory_mb: int = DEFAULT_MEMORY_MB
+    launcher_memory_mb: int = DEFAULT_MEMORY_MB
+
+    @classmethod
+    def from_environment(cls, environ: Mapping[str, str]) -> "LaunchLimits":
+        """LNN_MAX_RUNNING_RUNS and LNN_TRAINER_MEMORY_MB (set by the construct), and Lambda's own memory size."""
+        return cls(
+            max_running_runs=memory_mb_from(environ, "LNN_MAX_RUNNING_RUNS", DEFAULT_MAX_RUNNING_RUNS),
+            trainer_memory_mb=memory_mb_from(environ, "LNN_TRAINER_MEMORY_MB", DEFAULT_MEMORY_MB),
+            launcher_memory_mb=memory_mb_from(environ, "AWS_LAMBDA_FUNCTION_MEMORY_SIZE", DEFAULT_MEMORY_MB),
+        )
+
+
 class Launcher:
-    def __init__(self, ports: Ports, *, defaults: dict[str, Any], logger):
+    def __init__(self, ports: Ports, *, defaults: dict[str, Any], logger, limits: LaunchLimits | None = None):
         self.ports, self.defaults, self.log = ports, defaults, logger
+        self.limits = limits or LaunchLimits.from_environment(os.environ)
 
     def handle(self, event: Any, context: Any = None) -> dict[str, Any]:
         uploaded = isinstance(event, dict) and event.get("source") == "aws.s3"
         run_id = None
         try:
-            run_id, parameters = self._parameters_from_upload(event) if uploaded else self._parameters_from_invoke(event)
-            return self.launch(run_id, parameters)
+            try:
+                if uploaded:
+                    run_id, parameters, uploader = self._parameters_from_upload(event)
+                else:
+                    (run_id, parameters), uploader = self._parameters_from_invoke(event), None
+                return self.launch(run_id, parameters, uploader=uploader)
+            except MemoryError:  # numpy's _ArrayMemoryError included: a refusal, never an out-of-memory traceback
+                raise LnnInputError(
+                    f"the launcher ran out of its {self.limits.launcher_memory_mb} MB validating the run's data; "
+                    "use less data or deploy with a larger memory_size"
+                ) from None
         except LnnInputError as error:
             self.log.error("launch rejected", extra={"run_id": run_id, "reason": str(error)})
             if uploaded:  # nobody waits for an upload's answer: tell the operators
@@ -41,29 +83,27 @@ class Launcher:
                 )
             return {"run_id": run_id, "status": "rejected", "reason": str(error)}
 
-    def launch(self, run_id: str, parameters: dict[str, Any]) -> dict[str, Any]:
-        """Validate, create the run record, and send step 1."""
+    def launch(self, run_id: str, parameters: dict[str, Any], *, uploader: dict[str, Any] | None = None) -> dict[str, Any]:
+        """Validate, create the run record, and send step 1. `uploader`: who uploaded parameters.json (None: invoked)."""
         check_run_id(run_id)
         if not isinstance(parameters, dict):
             raise LnnInputError("parameters must be a JSON object in the LNN parameters.json format")
+        size = len(json.dumps(parameters, default=str).encode())
+        check_object_size(size, limit=MAX_PARAMETERS_BYTES, source="of the run", what="parameters",
+                          fix="LNN parameters take well under 1 KB; remove what LNN does not read")
         config = TrainingConfig.from_parameters({"data": f"runs/{run_id}/data.npz", **parameters}, defaults=self.defaults)
         if not config.data.startswith(f"runs/{run_id}/"):
             raise LnnInputError(f"data must be under runs/{run_id}/ (the run's own prefix); got {config.data}")
         if config.data == model_key(run_id) or config.data.startswith(f"runs/{run_id}/state/"):
             raise LnnInputError(f"data may not be {config.data}: LNN writes there; use runs/{run_id}/data.npz")
-        store = self.ports.store
-        etag = store.head_etag(config.data)
-        if etag is None:
-            raise LnnInputError(f"training data s3://{store.bucket}/{config.data} does not exist; upload it first")
-        try:
-            data = load_training_data(store.get_bytes(config.data, etag=etag, cache=False), source=f"s3://{store.bucket}/{config.data}")
-        except RunFailure as error:  # the object changed between HEAD and GET
-            raise LnnInputError(str(error)) from error
+        self._check_capacity(run_id)
+        etag, data = self._training_data(config)
         data.check_fits(config)
         seed_drawn = config.seed is None
         if seed_drawn:  # drawn once, here: every output of the run is then a pure function of its record
             config = dataclasses.replace(config, seed=secrets.randbelow(2**32))
         first_event = make_event(run_id, config, first_position())
+        claimant = f"launch/{uuid.uuid4().hex[:12]}"  # this launch's claim on sending step 1
         record = {
             "status": "running",
             "config": config.to_parameters(),
@@ -80,19 +120,59 @@ class Launcher:
             "resumes": 0,
             "stop_requested": False,
             "notified": False,
+            "uploaded_by": (uploader or {}).get("uploaded_by"),
+            "source_ip": (uploader or {}).get("source_ip"),
             "created_at": now(),
             "created_epoch_seconds": time.time(),
             "updated_at": now(),
+            "heartbeat_at": self.ports.clock(),
+            "committed_at": self.ports.clock(),  # step 1's event is sent now: the watchdog counts its age from here
+            "send_lease": send_lease(1, claimant=claimant, until=control.lease_until(self.ports, None)),
         }
         try:
             self.ports.table.create_run(run_id, record)
         except RunExists:
-            return self._relaunch(run_id, config, seed_drawn=seed_drawn)
+            return self._relaunch(run_id, config, seed_drawn=seed_drawn, claimant=claimant)
         control.send(self.ports, run_id, first_event)
         self.log.info("launched", extra={"run_id": run_id, "epochs": config.epochs, "granularity": config.granularity})
         return {"run_id": run_id, "status": "running"}
 
-    def _relaunch(self, run_id: str, config: TrainingConfig, *, seed_drawn: bool) -> dict[str, Any]:
+    def _check_capacity(self, run_id: str) -> None:
+        """Refuse a new run while `max_running_runs` runs are running; a repeated launch of an existing run passes.
+
+        A soft cap: the count is a read of the (eventually consistent) status index, not a reservation, so two
+        launches at the same instant may both see one free place and overshoot the limit by one.
+        """
+        limit = self.limits.max_running_runs
+        running = self.ports.table.run_ids("running")
+        if len(running) < limit or run_id in running or self.ports.table.get_run(run_id) is not None:
+            return
+        raise LnnInputError(
+            f"{len(running)} runs are already running, the limit (LNN_MAX_RUNNING_RUNS) is {limit}; "
+            "wait for one to end or stop one with `lnn stop RUN_ID`, then launch again"
+        )
+
+    def _training_data(self, config: TrainingConfig):
+        """(ETag, validated data) of the run's .npz, its size, zip directory and headers checked before it is parsed."""
+        store = self.ports.store
+        source = f"s3://{store.bucket}/{config.data}"
+        head = head_object(store, config.data)
+        if head is None:
+            raise LnnInputError(f"training data {source} does not exist; upload it first")
+        etag, size = head
+        memory_mb = self.limits.launcher_memory_mb
+        check_object_size(size, limit=data_budget_bytes(memory_mb), source=source, what="training data",
+                          fix=f"use less data or deploy with a memory_size above {memory_mb} MB")
+        try:
+            raw = store.get_bytes(config.data, etag=etag, cache=False)
+        except RunFailure as error:  # the object changed between HEAD and GET
+            raise LnnInputError(str(error)) from error
+        layout = inspect_npz(io.BytesIO(raw), source=source)
+        check_npz_fits(layout, compressed_bytes=len(raw), memory_mb=memory_mb, source=source)
+        check_training_fits(layout, config.neurons, memory_mb=self.limits.trainer_memory_mb, source=source)
+        return etag, load_training_data(raw, source=source)
+
+    def _relaunch(self, run_id: str, config: TrainingConfig, *, seed_drawn: bool, claimant: str) -> dict[str, Any]:
         """A second launch of an existing run: the same request is a duplicate delivery, a different one a name clash."""
         existing = self.ports.table.get_run(run_id)
         requested = config.to_parameters()
@@ -100,26 +180,40 @@ class Launcher:
             requested["seed"] = existing["config"]["seed"]
         if existing["config"] != requested:
             raise LnnInputError(f"a run named {run_id} already exists with other parameters; choose another name")
-        control.ensure_next_sent(self.ports, existing)
+        control.ensure_next_sent(self.ports, existing, claimant=claimant)
         return {"run_id": run_id, "status": existing["status"], "duplicate": True}
 
-    def _parameters_from_upload(self, event: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+    def _parameters_from_upload(self, event: dict[str, Any]) -> tuple[str, dict[str, Any], dict[str, Any]]:
+        """(run id, parameters, uploader) of an EventBridge S3 "Object Created" event; the size is checked first."""
         detail = event.get("detail") or {}
         key = (detail.get("object") or {}).get("key", "")
-        parts = key.split("/")
+        parts = key.split("/") if isinstance(key, str) else []
         if len(parts) != 3 or parts[0] != "runs" or parts[2] != "parameters.json":
             raise LnnInputError(f"uploaded key {key!r} is not runs/<name>/parameters.json")
-        run_id = parts[1]
+        check_key_segments(key, name="uploaded key")
+        run_id = check_run_id(parts[1])
+        head = head_object(self.ports.store, key)
+        if head is None:
+            raise LnnInputError(f"{key} no longer exists; upload it again")
+        etag, size = head
+        check_object_size(size, limit=MAX_PARAMETERS_BYTES, source=key, what="parameters file",
+                          fix="LNN parameters take well under 1 KB; upload the parameters.json of the LNN format")
+        uploader = {"uploaded_by": _text(detail.get("requester")), "source_ip": _text(detail.get("source-ip-address"))}
         try:
-            parameters = json.loads(self.ports.store.get_bytes(key, cache=False))
+            parameters = json.loads(self.ports.store.get_bytes(key, etag=etag, cache=False))
         except (json.JSONDecodeError, UnicodeDecodeError) as error:
             raise LnnInputError(f"{key} is not valid JSON ({error})") from error
         except RunFailure as error:
             raise LnnInputError(str(error)) from error
-        return run_id, parameters
+        return run_id, parameters, uploader
 
     @staticmethod
     def _parameters_from_invoke(event: Any) -> tuple[str, dict[str, Any]]:
         if not isinstance(event, dict) or "parameters" not in event:
             raise LnnInputError('a direct launch needs {"parameters": {...}} and optionally "run_id"')
         return event.get("run_id") or f"run-{uuid.uuid4().hex[:12]}", event["parameters"]
+
+
+def _text(value: Any, limit: int = 256) -> str | None:
+    """An event field kept in the run record: a string, cut to `limit` characters, or None."""
+    return value[:limit] if isinstance(value, str) and value else None

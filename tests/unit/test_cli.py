@@ -148,8 +148,62 @@ def test_prediction_data_may_lack_labels(tmp_path):
 
 
 def test_chaos_plan_parsing():
-    assert ChaosPlan.parse("duplicate=0.1, crash=0.05,delay=0.2,lose=0.01,seed=7") == ChaosPlan(0.1, 0.05, 0.2, 0.01, 7)
+    assert ChaosPlan.parse("duplicate=0.1, crash=0.05,delay=0.2,lose=0.01,seed=7") == ChaosPlan(duplicate=0.1, crash=0.05, delay=0.2, lose=0.01, seed=7)
     assert ChaosPlan.parse("") == ChaosPlan()
     for bad in ("crash", "crash=x", "seed=1.5", "delay=-0.1"):
         with pytest.raises(LnnInputError):
             ChaosPlan.parse(bad)
+
+
+def big_job(tmp_path):
+    """60,000 x 784 examples (uint8 zeros, compressed: a small file) for a 784-128-64-10 network."""
+    path = tmp_path / "mnist-sized.npz"
+    np.savez_compressed(path, X=np.zeros((60_000, 784), dtype=np.uint8), y=np.zeros(60_000, dtype=np.uint8))
+    return ["--data", str(path), "--neurons", "128,64,10", "--activations", "relu,relu,softmax"]
+
+
+def test_local_refuses_a_job_that_cannot_fit_the_trainer(tmp_path, out_dir, capsys):
+    code = main(["local", "--out", str(out_dir), *big_job(tmp_path)])
+    assert_one_line_error(capsys, code, "60,000 x 784 examples with network 784-128-64-10 needs about 1,5",
+                          "the trainer has 1024 MB; deploy with -c memory_size=1600")
+    assert not out_dir.exists()
+
+
+def test_local_refuses_data_lnn_does_not_read_and_forged_headers(tmp_path, out_dir, capsys):
+    from tests.unit.test_budget import lying_npz
+
+    extra = npz(tmp_path / "extra.npz", X=np.ones((4, 2)), y=np.zeros(4), weights=np.ones(2))
+    assert_one_line_error(capsys, main(["local", "--out", str(out_dir), "--data", extra]), "'weights.npy', which LNN does not read")
+    (tmp_path / "forged.npz").write_bytes(lying_npz())
+    assert_one_line_error(capsys, main(["local", "--out", str(out_dir), "--data", str(tmp_path / "forged.npz")]),
+                          "header of X declares shape (1048576, 1048576)")
+    assert not out_dir.exists()
+
+
+def test_local_reads_the_memory_size_from_cdk_json(tmp_path):
+    from lnn_cli.inputs import local_memory_mb
+
+    assert local_memory_mb(tmp_path) == 1024  # no cdk.json: the stack's default
+    (tmp_path / "cdk.json").write_text(json.dumps({"app": "x", "context": {"memory_size": 3008}}))
+    assert local_memory_mb(tmp_path) == 3008
+
+
+def test_start_refuses_before_uploading_anything(tmp_path, monkeypatch):
+    """`lnn start` applies the deployed launcher's limits: the memory check and the running-runs limit."""
+    from argparse import Namespace
+    from types import SimpleNamespace
+
+    from lnn_cli import remote
+    from lnn_core.launcher import LaunchLimits
+
+    monkeypatch.setattr(remote, "upload_run_inputs", lambda *args, **kwargs: pytest.fail("something was uploaded"))
+    running = ["a", "b"]
+    table = SimpleNamespace(get_run=lambda run_id: None, run_ids=lambda status=None: running)
+    stack = SimpleNamespace(launch_limits=lambda: LaunchLimits(max_running_runs=2, trainer_memory_mb=1024),
+                            launch_defaults=lambda: {}, ports=SimpleNamespace(table=table))
+    args = Namespace(data=big_job(tmp_path)[1], name="big")
+    parameters = {**DEMO_PARAMETERS, "neurons": [128, 64, 10], "activations": ["relu", "relu", "softmax"]}
+    with pytest.raises(LnnInputError, match="deploy with -c memory_size=1600"):
+        remote.command_start(args, parameters, stack, console=None)
+    with pytest.raises(LnnInputError, match=r"2 runs are already running, the limit \(LNN_MAX_RUNNING_RUNS\) is 2"):
+        remote.command_start(Namespace(data=str(DEMO_DATA), name="small"), DEMO_PARAMETERS, stack, console=None)
