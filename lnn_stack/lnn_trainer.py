@@ -9,6 +9,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+import jsii
+
 from aws_cdk import Acknowledgment, Duration, RemovalPolicy, Stack, Validations
 from aws_cdk import aws_cloudwatch as cloudwatch
 from aws_cdk import aws_cloudwatch_actions as cloudwatch_actions
@@ -184,7 +186,7 @@ class LnnTrainer(Construct):
             timeout=WATCHDOG_TIMEOUT,
             retry_attempts=0,  # the next scheduled run is the retry
             # A failed watchdog run lands in the DLQ, whose alarm notifies the topic once, not every 5 minutes.
-            on_failure=destinations.SqsDestination(self.dead_letter_queue),
+            on_failure=_SendOnlyQueueDestination(self.dead_letter_queue),
         )
         self._grant_least_privilege()
 
@@ -485,3 +487,16 @@ class LnnTrainer(Construct):
         resolved = Stack.of(self).resolve(arn)
         parts = resolved["Fn::Join"][1] if isinstance(resolved, dict) and "Fn::Join" in resolved else [resolved]
         return "".join(map(name, parts))
+
+
+@jsii.implements(lambda_.IDestination)
+class _SendOnlyQueueDestination:
+    """An on-failure destination on an SQS queue, granting the function only sqs:SendMessage on it (CDK's
+    `SqsDestination` adds sqs:GetQueueAttributes and sqs:GetQueueUrl, which Lambda does not need to deliver)."""
+
+    def __init__(self, queue: sqs.IQueue) -> None:
+        self._queue = queue
+
+    def bind(self, _scope: Construct, fn: lambda_.IFunction, *, type=None) -> lambda_.DestinationConfig:  # noqa: A002
+        fn.add_to_role_policy(iam.PolicyStatement(actions=["sqs:SendMessage"], resources=[self._queue.queue_arn]))
+        return lambda_.DestinationConfig(destination=self._queue.queue_arn)

@@ -211,7 +211,7 @@ def test_every_iam_statement_has_exact_actions_and_resources(synthesized, traine
         (["sns:Publish"], ref(ids["topic"])),
         (["lambda:InvokeFunction"], arn(ids["trainer"])),
         # Its on-failure destination, the DLQ (Lambda sends through the function's role).
-        (["sqs:SendMessage", "sqs:GetQueueAttributes", "sqs:GetQueueUrl"], arn(ids["dlq"])),
+        (["sqs:SendMessage"], arn(ids["dlq"])),
     )
 
 
