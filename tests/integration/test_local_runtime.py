@@ -102,9 +102,10 @@ class Probe:
         return {"ok": True}
 
 
-def test_async_semantics_round_trip_context_retries_and_destination(stack, log):
+@pytest.mark.parametrize("concurrency", [1, 4])
+def test_async_semantics_round_trip_context_retries_and_destination(stack, log, concurrency):
     session, outputs = stack
-    runtime = local_runtime(session, outputs, log_stream=log)
+    runtime = local_runtime(session, outputs, log_stream=log, concurrency=concurrency)
     trainer = runtime.functions["trainer"]
     configuration = session.client("lambda").get_function_configuration(FunctionName=outputs.trainer_function)
     invoke_config = session.client("lambda").get_function_event_invoke_config(FunctionName=outputs.trainer_function)
@@ -141,9 +142,10 @@ def test_async_semantics_round_trip_context_retries_and_destination(stack, log):
         inbox.close()
 
 
-def test_async_payload_limit(stack, log):
+@pytest.mark.parametrize("concurrency", [1, 4])
+def test_async_payload_limit(stack, log, concurrency):
     session, outputs = stack
-    runtime = local_runtime(session, outputs, log_stream=log)
+    runtime = local_runtime(session, outputs, log_stream=log, concurrency=concurrency)
     with pytest.raises(PayloadTooLarge, match="1048576"):
         runtime.invoke_async(runtime.functions["trainer"], {"blob": "x" * 1_048_576})
     assert runtime.pending == 0
@@ -159,16 +161,33 @@ def test_a_seed_is_a_schedule(stack, log):
     assert first.deliveries == second.deliveries
 
 
+def test_a_clean_run_at_concurrency_4_is_the_clean_run(stack, clean, log):
+    session, outputs = stack
+    result = run_local(session, outputs, PARAMETERS, dataset()[0], run_id="clean-4", log_stream=log, concurrency=4)
+    assert result.status == "succeeded" and result.costs == clean.costs
+    model, reference = model_arrays(result.model), model_arrays(clean.model)
+    assert all(model[name].tobytes() == reference[name].tobytes() for name in reference if name.startswith(("W", "b")))
+    results, expected = result.results(), clean.results()
+    for key in ("invocations", "deliveries"):
+        assert results[key] == expected[key], key
+    for service in ("dynamodb", "lambda", "sns"):
+        assert results["aws_requests"][service] == expected["aws_requests"][service], service
+    # Each container has its own warm cache, and the next step may start in another container while the one that
+    # invoked it is finishing: S3 reads can only be more than with one container.
+    assert results["aws_requests"]["s3"] >= expected["aws_requests"]["s3"]
+
+
 def test_results_json_is_json(clean):
     assert json.loads(json.dumps(clean.results()))["costs"] == clean.costs
 
 
+@pytest.mark.parametrize("concurrency", [1, 4])
 @pytest.mark.parametrize("granularity", ["epoch", "auto"])
-def test_granularities_report_the_clean_runs_costs(stack, clean, log, granularity):
+def test_granularities_report_the_clean_runs_costs(stack, clean, log, granularity, concurrency):
     session, outputs = stack
     data, _, _ = dataset()
-    result = run_local(session, outputs, {**PARAMETERS, "granularity": granularity}, data, run_id=f"g-{granularity}",
-                       log_stream=log)
+    result = run_local(session, outputs, {**PARAMETERS, "granularity": granularity}, data,
+                       run_id=f"g-{granularity}-{concurrency}", log_stream=log, concurrency=concurrency)
     results = result.results()
     assert results["granularity"] == granularity and results["costs"] == clean.costs
     assert results["invocations"] < clean.results()["invocations"]  # fewer, larger steps
