@@ -380,6 +380,9 @@ class LnnTrainer(Construct):
             resources=[self.bucket.bucket_arn],
             conditions={"StringLike": {"s3:prefix": f"{RUNS_PREFIX}*"}},
         )
+        query_running_runs = iam.PolicyStatement(
+            actions=["dynamodb:Query"], resources=[f"{table_arn}/index/{RUNS_BY_STATUS_INDEX}"]
+        )
         statements = {
             self.trainer_function: [
                 # It reads a run's data and its own state, writes only its scratch and the model (never a
@@ -403,11 +406,12 @@ class LnnTrainer(Construct):
                 iam.PolicyStatement(
                     actions=["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem"], resources=[table_arn]
                 ),
+                query_running_runs,  # it counts the running runs against LNN_MAX_RUNNING_RUNS
                 publish,
                 invoke_trainer,
             ],
             self.watchdog_function: [
-                iam.PolicyStatement(actions=["dynamodb:Query"], resources=[f"{table_arn}/index/{RUNS_BY_STATUS_INDEX}"]),
+                query_running_runs,  # it looks for stalled runs among the running ones
                 iam.PolicyStatement(actions=["dynamodb:GetItem", "dynamodb:UpdateItem"], resources=[table_arn]),
                 publish,
                 invoke_trainer,

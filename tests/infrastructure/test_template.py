@@ -201,6 +201,8 @@ def test_every_iam_statement_has_exact_actions_and_resources(synthesized, traine
         (["s3:GetObject"], run_objects),
         (["s3:ListBucket"], arn(ids["bucket"]), runs_prefix_only),
         (["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem"], arn(ids["table"])),
+        # It counts the running runs (max_running_runs) in the status index.
+        (["dynamodb:Query"], {"Fn::Join": ["", [arn(ids["table"]), "/index/runs-by-status"]]}),
         (["sns:Publish"], ref(ids["topic"])),
         (["lambda:InvokeFunction"], arn(ids["trainer"])),
     )
