@@ -2,7 +2,10 @@
 
 LNN format: {"epochs": 2500, "layers": 4, "learning_rate": 0.0075,
              "neurons": {"layer1": 20, ...}, "activations": {"layer1": "relu", ...}}
-Our keys: "init" (lecun | he), "seed", "granularity" (layer | epoch | auto), "data" (the S3 key of the .npz).
+LNN 0.0's "weight" and "bias" (the initial values of every weight and bias) and LNN 1.0's "batch_size" and
+"threshold" are accepted verbatim.
+Our keys: "init" (lecun | he), "seed", "granularity" (layer | epoch | auto), "data" (the S3 key of the .npz),
+"shuffle_seed", "optimizer" (gd | momentum | adam) with "beta", "beta1", "beta2", "epsilon", "l2", "eval_every".
 `neurons` and `activations` may also be given as lists, layer 1 first.
 """
 
@@ -12,14 +15,20 @@ from dataclasses import dataclass
 from typing import Any
 
 from .errors import LnnInputError
-from .network import HIDDEN_ACTIVATIONS, INITIALIZERS, OUTPUT_ACTIVATIONS
+from .network import HIDDEN_ACTIVATIONS, INITIALIZERS, OUTPUT_ACTIVATIONS, REGRESSION_OUTPUTS
+from .optimizers import DEFAULT_BETA, DEFAULT_BETA1, DEFAULT_BETA2, DEFAULT_EPSILON, OPTIMIZERS
 
 GRANULARITIES = ("layer", "epoch", "auto")
 MAX_EPOCHS = 1_000_000
 MAX_LAYERS = 64
 MAX_NEURONS = 100_000
 RUN_ID_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")  # always fullmatch: `$` would accept a trailing newline
-KNOWN_KEYS = {"epochs", "layers", "learning_rate", "neurons", "activations", "granularity", "init", "seed", "data"}
+MAX_BATCH_SIZE = 10_000_000
+MAX_SEED = 2**32 - 1 - MAX_EPOCHS  # a shuffle seeds RandomState(shuffle_seed + epoch), which takes at most 2**32 - 1
+KNOWN_KEYS = {"epochs", "layers", "learning_rate", "neurons", "activations", "granularity", "init", "seed", "data",
+              "batch_size", "shuffle_seed", "optimizer", "beta", "beta1", "beta2", "epsilon", "l2", "threshold",
+              "eval_every", "weight", "bias"}
+OUTPUTS = OUTPUT_ACTIVATIONS + REGRESSION_OUTPUTS
 
 
 @dataclass(frozen=True)
@@ -34,10 +43,39 @@ class TrainingConfig:
     granularity: str = "layer"
     init: str = "lecun"
     seed: int | None = None
+    batch_size: int | None = None  # None: the whole training set, one batch per epoch
+    shuffle_seed: int | None = None  # None: the seed
+    optimizer: str = "gd"
+    beta: float = DEFAULT_BETA
+    beta1: float = DEFAULT_BETA1
+    beta2: float = DEFAULT_BETA2
+    epsilon: float = DEFAULT_EPSILON
+    l2: float = 0.0
+    threshold: float | None = None  # stop after the first epoch whose cost is below it
+    eval_every: int = 0  # every N epochs, the epoch item records the test set's cost and metric
+    weight: float | None = None  # LNN 0.0: every initial weight (and `bias` every bias) instead of a random init
+    bias: float | None = None
 
     @property
     def layers(self) -> int:
         return len(self.neurons)
+
+    @property
+    def regression(self) -> bool:
+        return self.activations[-1] in REGRESSION_OUTPUTS
+
+    def optimizer_settings(self) -> dict[str, Any]:
+        """The keyword arguments of `optimizers.update` besides the learning rate."""
+        return {"optimizer": self.optimizer, "beta": self.beta, "beta1": self.beta1, "beta2": self.beta2,
+                "epsilon": self.epsilon}
+
+    def batches(self, examples: int) -> int:
+        """Mini-batches per epoch over `examples` training examples."""
+        size = self.batch_size or examples
+        return -(-examples // size)
+
+    def replay_shuffle_seed(self) -> int:
+        return self.shuffle_seed if self.shuffle_seed is not None else (self.seed or 0)
 
     def to_parameters(self) -> dict[str, Any]:
         """This configuration in the LNN parameters.json format (the inverse of `from_parameters`)."""
@@ -51,6 +89,18 @@ class TrainingConfig:
             "init": self.init,
             "seed": self.seed,
             "data": self.data,
+            "batch_size": self.batch_size,
+            "shuffle_seed": self.shuffle_seed,
+            "optimizer": self.optimizer,
+            "beta": self.beta,
+            "beta1": self.beta1,
+            "beta2": self.beta2,
+            "epsilon": self.epsilon,
+            "l2": self.l2,
+            "threshold": self.threshold,
+            "eval_every": self.eval_every,
+            "weight": self.weight,
+            "bias": self.bias,
         }
 
     @classmethod
@@ -61,7 +111,8 @@ class TrainingConfig:
         unknown = sorted(set(parameters) - KNOWN_KEYS)
         if unknown:
             raise LnnInputError(f"unknown parameter {unknown[0]!r}; known parameters are {', '.join(sorted(KNOWN_KEYS))}")
-        merged = {**(defaults or {}), **{k: v for k, v in parameters.items() if v is not None or k == "seed"}}
+        nullable = ("seed", "shuffle_seed", "batch_size", "threshold", "weight", "bias")
+        merged = {**(defaults or {}), **{k: v for k, v in parameters.items() if v is not None or k in nullable}}
         neurons = tuple(_layer_list(merged.get("neurons"), "neurons"))
         activations = tuple(_layer_list(merged.get("activations"), "activations"))
         declared_layers = parameters.get("layers", len(neurons))
@@ -74,7 +125,7 @@ class TrainingConfig:
         for index, count in enumerate(neurons, start=1):
             _check_int(f"neurons.layer{index}", count, 1, MAX_NEURONS)
         for index, name in enumerate(activations, start=1):
-            allowed = OUTPUT_ACTIVATIONS if index == len(activations) else HIDDEN_ACTIVATIONS
+            allowed = OUTPUTS if index == len(activations) else HIDDEN_ACTIVATIONS
             if name not in allowed:
                 role = "the output" if index == len(activations) else "a hidden"
                 raise LnnInputError(f"activations.layer{index} {name!r} is unknown for {role} layer; use one of {', '.join(allowed)}")
@@ -90,9 +141,20 @@ class TrainingConfig:
             raise LnnInputError(f"learning_rate must be a number in (0, 10]; got {learning_rate!r}")
         granularity = _check_choice("granularity", merged.get("granularity", "layer"), GRANULARITIES)
         init = _check_choice("init", merged.get("init", "lecun"), INITIALIZERS)
-        seed = merged.get("seed")
-        if seed is not None:
-            _check_int("seed", seed, 0, 2**32 - 1)
+        seed = _optional(merged, "seed", lambda name, value: _check_int(name, value, 0, MAX_SEED))
+        shuffle_seed = _optional(merged, "shuffle_seed", lambda name, value: _check_int(name, value, 0, MAX_SEED))
+        batch_size = _optional(merged, "batch_size", lambda name, value: _check_int(name, value, 1, MAX_BATCH_SIZE))
+        optimizer = _check_choice("optimizer", merged.get("optimizer", "gd"), OPTIMIZERS)
+        beta, beta1, beta2 = (_check_number(name, merged.get(name, default), 0.0, 1.0, high_open=True)
+                              for name, default in (("beta", DEFAULT_BETA), ("beta1", DEFAULT_BETA1), ("beta2", DEFAULT_BETA2)))
+        epsilon = _check_number("epsilon", merged.get("epsilon", DEFAULT_EPSILON), 0.0, 1.0, low_open=True)
+        l2 = _check_number("l2", merged.get("l2", 0.0), 0.0, 1e6)
+        threshold = _optional(merged, "threshold", lambda name, value: _check_number(name, value, 0.0, 1e100, low_open=True))
+        eval_every = _check_int("eval_every", merged.get("eval_every", 0), 0, MAX_EPOCHS)
+        weight = _optional(merged, "weight", lambda name, value: _check_number(name, value, -1e6, 1e6))
+        bias = _optional(merged, "bias", lambda name, value: _check_number(name, value, -1e6, 1e6))
+        if (weight is None) != (bias is None):
+            raise LnnInputError("weight and bias (LNN 0.0's initial values) come together; give both or neither")
         data = merged.get("data")
         if not isinstance(data, str) or not data.startswith("runs/") or not data.endswith(".npz"):
             raise LnnInputError(f"data must be the S3 key of an .npz file under runs/; got {data!r}")
@@ -106,6 +168,18 @@ class TrainingConfig:
             granularity=granularity,
             init=init,
             seed=seed,
+            batch_size=batch_size,
+            shuffle_seed=shuffle_seed,
+            optimizer=optimizer,
+            beta=beta,
+            beta1=beta1,
+            beta2=beta2,
+            epsilon=epsilon,
+            l2=l2,
+            threshold=threshold,
+            eval_every=eval_every,
+            weight=weight,
+            bias=bias,
         )
 
 
@@ -147,6 +221,21 @@ def _check_int(name: str, value: Any, low: int, high: int) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
         raise LnnInputError(f"{name} must be an integer from {low} to {high}; got {value!r}")
     return value
+
+
+def _check_number(name: str, value: Any, low: float, high: float, *, low_open: bool = False, high_open: bool = False) -> float:
+    """A finite number in [low, high] (a parenthesis where open); a float."""
+    fits = (isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+            and (low < value if low_open else low <= value) and (value < high if high_open else value <= high))
+    if not fits:
+        interval = f"{'(' if low_open else '['}{low:g}, {high:g}{')' if high_open else ']'}"
+        raise LnnInputError(f"{name} must be a number in {interval}; got {value!r}")
+    return float(value)
+
+
+def _optional(merged: dict[str, Any], name: str, check) -> Any:
+    value = merged.get(name)
+    return None if value is None else check(name, value)
 
 
 def _check_choice(name: str, value: Any, choices: tuple[str, ...]) -> str:

@@ -24,7 +24,7 @@ from .budget import (
     DEFAULT_MEMORY_MB, MAX_PARAMETERS_BYTES, check_npz_fits, check_object_size, check_training_fits, data_budget_bytes, head_object,
     inspect_npz, memory_mb_from,
 )
-from .config import TrainingConfig, check_key_segments, check_run_id
+from .config import MAX_SEED, TrainingConfig, check_key_segments, check_run_id
 from .dataset import load_training_data
 from .engine import make_event, model_key
 from .errors import LnnInputError, RunFailure
@@ -101,7 +101,7 @@ class Launcher:
         data.check_fits(config)
         seed_drawn = config.seed is None
         if seed_drawn:  # drawn once, here: every output of the run is then a pure function of its record
-            config = dataclasses.replace(config, seed=secrets.randbelow(2**32))
+            config = dataclasses.replace(config, seed=secrets.randbelow(MAX_SEED + 1))
         first_event = make_event(run_id, config, first_position())
         claimant = f"launch/{uuid.uuid4().hex[:12]}"  # this launch's claim on sending step 1
         record = {
