@@ -243,3 +243,36 @@ def test_log_lines_of_threads_go_to_the_runtime_log(stack, tmp_path):
     text = path.read_text()
     assert '"Steps"' in text or "Steps" in text  # Powertools metrics printed by the threads
     assert "step" in text
+
+
+def test_lnn_local_runtime_flags():
+    import os
+
+    from lnn_cli.main import build_parser
+
+    args = build_parser().parse_args(["local"])
+    assert args.concurrency == (os.cpu_count() or 1) and args.container_cpus == 1
+    args = build_parser().parse_args(["local", "--concurrency", "3", "--container-cpus", "2"])
+    assert (args.concurrency, args.container_cpus) == (3, 2)
+    with pytest.raises(SystemExit) as exit_:
+        build_parser().parse_args(["local", "--concurrency", "0"])
+    assert exit_.value.code == 2
+
+
+def test_the_blas_cap_holds_while_deliveries_run(stack, log):
+    from threadpoolctl import threadpool_info
+
+    session, outputs = stack
+    runtime = local_runtime(session, outputs, log_stream=log, concurrency=2, container_cpus=1)
+    trainer = runtime.functions["trainer"]
+    seen = []
+
+    class Probe:
+        def handle(self, event, context):
+            seen.append({module["num_threads"] for module in threadpool_info() if module["user_api"] == "blas"})
+            return {}
+
+    trainer.handler = Probe()
+    runtime.invoke_async(trainer, {})
+    runtime.run()
+    assert seen == [{1}]
