@@ -69,11 +69,6 @@ class TrainingConfig:
         return {"optimizer": self.optimizer, "beta": self.beta, "beta1": self.beta1, "beta2": self.beta2,
                 "epsilon": self.epsilon}
 
-    def batches(self, examples: int) -> int:
-        """Mini-batches per epoch over `examples` training examples."""
-        size = self.batch_size or examples
-        return -(-examples // size)
-
     def replay_shuffle_seed(self) -> int:
         return self.shuffle_seed if self.shuffle_seed is not None else (self.seed or 0)
 

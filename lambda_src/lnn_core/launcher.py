@@ -19,15 +19,16 @@ import time
 import uuid
 from typing import Any, Mapping
 
-from . import control
+from . import control, network
 from .budget import (
     DEFAULT_MEMORY_MB, MAX_PARAMETERS_BYTES, check_npz_fits, check_object_size, check_training_fits, data_budget_bytes, head_object,
     inspect_npz, memory_mb_from,
 )
 from .config import MAX_SEED, TrainingConfig, check_key_segments, check_run_id
 from .dataset import load_training_data
-from .engine import make_event, model_key
 from .errors import LnnInputError, RunFailure
+from .events import make_event
+from .layout import model_key
 from .ports import Ports, RunExists, now, send_lease
 from .schedule import first_position, step_bound
 
@@ -102,7 +103,8 @@ class Launcher:
         seed_drawn = config.seed is None
         if seed_drawn:  # drawn once, here: every output of the run is then a pure function of its record
             config = dataclasses.replace(config, seed=secrets.randbelow(MAX_SEED + 1))
-        first_event = make_event(run_id, config, first_position())
+        batches = network.batch_count(int(data.X.shape[0]), config.batch_size)
+        first_event = make_event(run_id, config, first_position(), batches=batches)
         claimant = f"launch/{uuid.uuid4().hex[:12]}"  # this launch's claim on sending step 1
         record = {
             "status": "running",
@@ -113,7 +115,7 @@ class Launcher:
             "examples": int(data.X.shape[0]),
             "committed_step": 0,
             "invoked_step": 0,
-            "step_bound": step_bound(config),
+            "step_bound": step_bound(config, batches),
             "next_event": first_event,
             "progress_epoch": 0,
             "invocations": 0,

@@ -1,8 +1,10 @@
 """Where a run goes next: the sequence of steps for each granularity, and the hard bound on their number.
 
-layer: per epoch, `start`, `forward` for layers 1..L, `backward` for layers L..1 (2L + 1 steps), then `finish`.
-epoch: one `start` step per epoch that runs the whole epoch, then `finish`.
+layer: per epoch, `start`, then for each mini-batch b = 1..B `forward` for layers 1..L and `backward` for layers
+       L..1 (the update at layer 1; after the last batch, the epoch's item): B * 2L + 1 steps, then `finish`.
+epoch: one `start` step per epoch that runs the whole epoch (all its mini-batches), then `finish`.
 auto:  one `start` step runs as many whole epochs as fit in the invocation, then `finish`.
+A run whose epoch's cost falls below its `threshold` goes to `finish` after that epoch.
 Step numbers grow by one per step; step 1 is the first `start`.
 """
 
@@ -15,41 +17,46 @@ STATES = ("start", "forward", "backward", "finish")
 
 @dataclass(frozen=True)
 class Position:
-    """A point in the run: `layer` is 0 for `start` and `finish`."""
+    """A point in the run: `layer` and `batch` are 0 for `start` and `finish` (batches count from 1)."""
 
     step: int
     state: str
     epoch: int
     layer: int
+    batch: int = 0
 
 
 def first_position() -> Position:
     return Position(step=1, state="start", epoch=1, layer=0)
 
 
-def next_position(position: Position, config: TrainingConfig, *, last_epoch_done: int | None = None) -> Position | None:
-    """The step after `position`; `last_epoch_done` is the last epoch an epoch/auto step completed. None after finish."""
-    step = position.step + 1
+def next_position(position: Position, config: TrainingConfig, *, batches: int, last_epoch_done: int | None = None,
+                  stop: bool = False) -> Position | None:
+    """The step after `position`, in a run of `batches` mini-batches per epoch; `last_epoch_done` is the last epoch
+    an epoch/auto step completed, `stop` that the epoch's cost fell below the threshold. None after finish."""
+    step, epoch, batch, layer = position.step + 1, position.epoch, position.batch, position.layer
     if position.state == "finish":
         return None
     if config.granularity == "layer":
         if position.state == "start":
-            return Position(step, "forward", position.epoch, 1)
-        if position.state == "forward" and position.layer < config.layers:
-            return Position(step, "forward", position.epoch, position.layer + 1)
+            return Position(step, "forward", epoch, 1, batch=1)
+        if position.state == "forward" and layer < config.layers:
+            return Position(step, "forward", epoch, layer + 1, batch=batch)
         if position.state == "forward":
-            return Position(step, "backward", position.epoch, config.layers)
-        if position.layer > 1:
-            return Position(step, "backward", position.epoch, position.layer - 1)
-        last_epoch_done = position.epoch
+            return Position(step, "backward", epoch, config.layers, batch=batch)
+        if layer > 1:
+            return Position(step, "backward", epoch, layer - 1, batch=batch)
+        if batch < batches:
+            return Position(step, "forward", epoch, 1, batch=batch + 1)
+        last_epoch_done = epoch
     if last_epoch_done is None:
         raise ValueError("an epoch or auto step must say which epoch it completed")
-    if last_epoch_done < config.epochs:
+    if last_epoch_done < config.epochs and not stop:
         return Position(step, "start", last_epoch_done + 1, 0)
-    return Position(step, "finish", config.epochs, 0)
+    return Position(step, "finish", last_epoch_done, 0)
 
 
-def step_bound(config: TrainingConfig) -> int:
+def step_bound(config: TrainingConfig, batches: int) -> int:
     """No run of this configuration takes more steps than this: the guard against any endless loop."""
-    steps_per_epoch = 2 * config.layers + 1 if config.granularity == "layer" else 1
+    steps_per_epoch = batches * 2 * config.layers + 1 if config.granularity == "layer" else 1
     return config.epochs * steps_per_epoch + 1

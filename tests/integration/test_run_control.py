@@ -291,7 +291,7 @@ class Context:
 
 
 def test_auto_steps_are_bounded_in_epochs_and_leave_time_to_commit(aws):
-    from lnn_core import engine
+    from lnn_core import steps as engine
 
     queue = QueueInvoker()
     tiny = {**PARAMETERS, "epochs": engine.AUTO_MAX_EPOCHS_PER_STEP + 10, "granularity": "auto"}

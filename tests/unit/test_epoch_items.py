@@ -6,7 +6,8 @@ from boto3.dynamodb.types import TypeSerializer
 from lnn_core import network
 from lnn_core.codec import to_dynamo
 from lnn_core.config import TrainingConfig
-from lnn_core.engine import ITEM_WEIGHTS_LIMIT, epoch_item, epochs_done, params_key
+from lnn_core.layout import params_key
+from lnn_core.steps import ITEM_WEIGHTS_LIMIT, epoch_item, epochs_done
 
 
 def config(neurons, epochs=300):
@@ -32,12 +33,12 @@ def test_large_networks_store_norms_and_checkpoint_keys_of_kept_parameters():
     assert sum(a.size for a in params.values()) > ITEM_WEIGHTS_LIMIT
     items = [epoch_item(cfg, epoch, 0.5, params, "t") for epoch in (199, 200)]
     assert "weights" not in items[0] and items[0]["weight_norms"]["layer1"] == float(np.linalg.norm(params["W1"]))
-    result = epochs_done(cfg, first_epoch=199, params=params, items=items, obsolete=[])
+    result = epochs_done(cfg, first_epoch=199, state=params, items=items, obsolete=[])
     # only the step's last epoch is written, and kept as a checkpoint every 100th epoch
     assert result.outputs.keys() == {params_key(cfg, 200)} == result.checkpoints
     assert items[1]["checkpoint_key"] == "runs/r/state/params-e0000200.npz" and "checkpoint_key" not in items[0]
     assert result.obsolete == [params_key(cfg, 198)]
-    later = epochs_done(cfg, first_epoch=201, params=params, items=[epoch_item(cfg, 201, 0.5, params, "t")], obsolete=[])
+    later = epochs_done(cfg, first_epoch=201, state=params, items=[epoch_item(cfg, 201, 0.5, params, "t")], obsolete=[])
     assert not later.checkpoints and "checkpoint_key" not in later.epoch_items[0]
     assert later.obsolete == []  # epoch 200's parameters are a kept checkpoint
     assert item_bytes(items[1]) < 2_000

@@ -1,0 +1,377 @@
+"""The step bodies: what one trainer step computes, from the run record, its data and the training state that
+earlier steps wrote (see `layout`). Every output is a pure function of those, so every attempt of a step computes
+the same bytes; the protocol (`engine`) turns a `StepResult` into effects.
+
+Each granularity reproduces `network.train_epoch` bit for bit: `layer` runs its per-batch, per-layer operations
+one layer per step; `epoch` and `auto` call it for whole epochs.
+"""
+
+import json
+import math
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from . import network, optimizers
+from .codec import item_write_units, npz_to_arrays
+from .config import TrainingConfig
+from .dataset import TrainingData, load_training_data
+from .errors import LnnInputError, RunFailure
+from .layout import activation_key, batch_state_key, gradient_key, is_checkpoint, model_key, params_key
+from .ports import Ports, now
+from .schedule import Position
+
+ITEM_WEIGHTS_LIMIT = 2_000  # parameters stored as DynamoDB lists (~40 KB of the 400 KB item limit); above: norms and a checkpoint key
+AUTO_SAFETY_SECONDS = 10.0  # auto granularity stops this long before the invocation's timeout, plus two slow epochs
+AUTO_MAX_EPOCHS_PER_STEP = 2500  # bounds a step's memory (one item per epoch) and its commit
+BATCH_WRITE_SECONDS = 0.1  # budgeted per request of 25 epoch items: the commit's writes must fit in the invocation too
+PARTITION_WRITE_UNITS_PER_SECOND = 1000  # DynamoDB's limit per partition; all of a run's items share one key
+DIVERGED_MAGNITUDE = 1e100  # weights this large have diverged (and DynamoDB numbers end at 1e126)
+
+
+@dataclass
+class StepResult:
+    """What a step body produced; the protocol turns it into effects."""
+
+    outputs: dict[str, dict[str, np.ndarray]] = field(default_factory=dict)  # S3 key -> arrays
+    checkpoints: set[str] = field(default_factory=set)  # output keys that are kept, not scratch
+    epoch_items: list[dict[str, Any]] = field(default_factory=list)
+    fields: dict[str, Any] = field(default_factory=dict)  # run record updates
+    last_epoch_done: int | None = None
+    stop: bool = False  # the last epoch's cost fell below the threshold: finish next
+    obsolete: list[str] = field(default_factory=list)  # S3 keys no later step reads
+    final: dict[str, Any] | None = None
+
+
+@dataclass(frozen=True)
+class PreparedData:
+    """Training data in the internal layout: examples as columns."""
+
+    data: TrainingData
+    X: np.ndarray  # (n0, m)
+    Y: np.ndarray  # (n_L, m)
+
+    @property
+    def examples(self) -> int:
+        return self.X.shape[1]
+
+
+class StepBodies:
+    """The steps of one warm container, with its caches of the run's data and of the current epoch's mini-batches."""
+
+    def __init__(self, ports: Ports):
+        self.ports = ports
+        self._data: dict[tuple[str, str], PreparedData] = {}  # keyed by (key, ETag)
+        self._epoch_batches: tuple[tuple, list] | None = None
+
+    def execute(self, position: Position, config: TrainingConfig, run: dict, context: Any) -> StepResult:
+        if position.state == "finish":
+            return self._finish(config, run)
+        if config.granularity != "layer":
+            return self._whole_epochs(position, config, run, context)
+        if position.state == "start":
+            return self._start(position, config, run)
+        if position.state == "forward":
+            return self._forward(position, config, run)
+        return self._backward(position, config, run)
+
+    # ---- layer granularity ---------------------------------------------------------------------------------
+
+    def _start(self, position: Position, config: TrainingConfig, run: dict) -> StepResult:
+        """Initialize the training state (epoch 1) and mark the epoch's start."""
+        result = StepResult(fields={"epoch_started_at": now()})
+        if position.epoch == 1:
+            params = initial_params(config, run["features"])
+            result.outputs[params_key(config, 0)] = training_state(params, optimizers.init_state(params, config.optimizer))
+        return result
+
+    def _forward(self, position: Position, config: TrainingConfig, run: dict) -> StepResult:
+        """A_l, Z_l = g(W_l A_{l-1} + b_l) of one batch; after the last layer, the batch's cost sum."""
+        epoch, batch, layer = position.epoch, position.batch, position.layer
+        prepared = self._prepared(config, run)
+        batches = self._minibatches(config, prepared, epoch)
+        state = self._load(batch_state_key(config, epoch, batch - 1, len(batches)))
+        if layer == 1:
+            A_prev = network.batch_columns(prepared.X, batches[batch - 1])
+        else:
+            A_prev = self._load(activation_key(config, epoch, batch, layer - 1))["A"]
+        A, Z = network.layer_forward(A_prev, state[f"W{layer}"], state[f"b{layer}"], config.activations[layer - 1])
+        outputs = {"A": A, "Z": Z}
+        if layer == config.layers:
+            Y = network.batch_columns(prepared.Y, batches[batch - 1])
+            outputs["cost_sum"] = np.array(network.batch_cost_sum(A, Y, config.activations[-1], params_of(state), config.l2))
+        return StepResult(outputs={activation_key(config, epoch, batch, layer): outputs})
+
+    def _backward(self, position: Position, config: TrainingConfig, run: dict) -> StepResult:
+        """dW_l, db_l and dA_{l-1} of one batch; at layer 1 the optimizer's update, and after the epoch's last batch
+        its results item."""
+        epoch, batch, layer, L = position.epoch, position.batch, position.layer, config.layers
+        prepared = self._prepared(config, run)
+        batches = self._minibatches(config, prepared, epoch)
+        part, count = batches[batch - 1], len(batches)
+        state = self._load(batch_state_key(config, epoch, batch - 1, count))
+        forward = self._load(activation_key(config, epoch, batch, layer))
+        if layer == L:
+            dZ = network.output_delta(forward["A"], network.batch_columns(prepared.Y, part), config.activations[-1])
+        else:
+            dA = self._load(gradient_key(config, epoch, batch, layer + 1))["dA_prev"]
+            dZ = network.hidden_delta(dA, forward["Z"], config.activations[layer - 1])
+        if layer == 1:
+            A_prev = network.batch_columns(prepared.X, part)
+        else:
+            A_prev = self._load(activation_key(config, epoch, batch, layer - 1))["A"]
+        dA_prev, dW, db = network.layer_backward(dZ, A_prev, state[f"W{layer}"], config.l2)
+        if layer > 1:
+            return StepResult(outputs={gradient_key(config, epoch, batch, layer): {"dA_prev": dA_prev, "dW": dW, "db": db}})
+        grads = {"dW1": dW, "db1": db}
+        for later in range(2, L + 1):
+            gradients = self._load(gradient_key(config, epoch, batch, later))
+            grads[f"dW{later}"], grads[f"db{later}"] = gradients["dW"], gradients["db"]
+        params, opt_state = optimizers.update(params_of(state), grads, optimizer_state_of(state, config),
+                                              learning_rate=config.learning_rate, **config.optimizer_settings())
+        finite_params(params, epoch)
+        running = float(state["cost_sum"]) if batch > 1 else 0.0  # as train_epoch: 0.0, plus each batch in order
+        cost_sum = running + float(self._load(activation_key(config, epoch, batch, L))["cost_sum"])
+        obsolete = [activation_key(config, epoch, batch, l) for l in range(1, L + 1)]
+        obsolete += [gradient_key(config, epoch, batch, l) for l in range(2, L + 1)]
+        if batch > 1:
+            obsolete.append(batch_state_key(config, epoch, batch - 1, count))
+        if batch < count:
+            key = batch_state_key(config, epoch, batch, count)
+            return StepResult(outputs={key: training_state(params, opt_state, cost_sum=np.array(cost_sum))}, obsolete=obsolete)
+        cost = finite_cost(cost_sum / prepared.examples, epoch, config)
+        item = epoch_item(config, epoch, cost, params, run.get("epoch_started_at") or now(), evaluation(config, prepared, epoch, params))
+        return epochs_done(config, first_epoch=epoch, state=training_state(params, opt_state), items=[item], obsolete=obsolete)
+
+    # ---- epoch and auto granularity ------------------------------------------------------------------------
+
+    def _whole_epochs(self, position: Position, config: TrainingConfig, run: dict, context: Any) -> StepResult:
+        """Whole epochs of mini-batches, from the last committed training state."""
+        first = position.epoch
+        prepared = self._prepared(config, run)
+        if first == 1:
+            params = initial_params(config, run["features"])
+            opt_state = optimizers.init_state(params, config.optimizer)
+        else:
+            state = self._load(params_key(config, first - 1))
+            params, opt_state = params_of(state), optimizer_state_of(state, config)
+        deadline = time.monotonic() + remaining_seconds(context) - AUTO_SAFETY_SECONDS
+        items, kept, slowest, epoch, units_per_item = [], {}, 0.0, first, 0
+        while True:
+            started_at, started = now(), time.monotonic()
+            params, opt_state, cost = network.train_epoch(
+                params, opt_state, prepared.X, prepared.Y, activations=list(config.activations),
+                batches=self._minibatches(config, prepared, epoch), learning_rate=config.learning_rate,
+                l2=config.l2, **config.optimizer_settings(),
+            )
+            # the item holds lists or norms, not the arrays: memory stays flat however many epochs fit
+            cost = finite_cost(cost, epoch, config)
+            items.append(epoch_item(config, epoch, cost, finite_params(params, epoch), started_at,
+                                    evaluation(config, prepared, epoch, params)))
+            if is_checkpoint(config, epoch):  # kept whichever step reaches it: the item points at it
+                kept[params_key(config, epoch)] = training_state(params, opt_state)
+            slowest = max(slowest, time.monotonic() - started)
+            units_per_item = units_per_item or item_write_units(items[0])
+            stop = below_threshold(config, cost)
+            if (
+                epoch == config.epochs
+                or stop
+                or config.granularity == "epoch"
+                or len(items) == AUTO_MAX_EPOCHS_PER_STEP
+                or time.monotonic() + 2 * slowest + commit_seconds(len(items) + 1, units_per_item) > deadline
+            ):
+                break
+            epoch += 1
+        result = epochs_done(config, first_epoch=first, state=training_state(params, opt_state), items=items, obsolete=[])
+        result.outputs |= kept
+        result.checkpoints |= set(kept)
+        return result
+
+    # ---- the end -------------------------------------------------------------------------------------------
+
+    def _finish(self, config: TrainingConfig, run: dict) -> StepResult:
+        """Save the model, measure it, and end the run."""
+        epochs = run.get("progress_epoch") or config.epochs
+        params = params_of(self._load(params_key(config, epochs)))
+        data = self._prepared(config, run).data
+        key = model_key(run["run_id"])
+        model = {**params, "activations": np.array(list(config.activations)),
+                 "config": np.array(json.dumps(config.to_parameters())), **descriptions(data)}
+        final = {
+            "cost": run.get("last_cost"),
+            **metrics(params, data, config),
+            "epochs": epochs,
+            "stopped_early_at": run.get("stopped_early_at"),
+            "seed": config.seed,
+            "seconds": round(time.time() - run["created_epoch_seconds"], 3),
+            "invocations": run.get("invocations", 0) + 1,
+            "model_key": key,
+        }
+        result = StepResult(outputs={key: model}, final=final)
+        result.checkpoints.add(key)
+        return result
+
+    # ---- inputs --------------------------------------------------------------------------------------------
+
+    def _load(self, key: str) -> dict[str, np.ndarray]:
+        return npz_to_arrays(self.ports.store.get_bytes(key), key=key)
+
+    def _prepared(self, config: TrainingConfig, run: dict) -> PreparedData:
+        """The run's training data, parsed once per warm container and ETag."""
+        cache_key = (config.data, run["data_etag"])
+        if cache_key not in self._data:
+            raw = self.ports.store.get_bytes(config.data, etag=run["data_etag"], cache=False)
+            self._data.clear()  # one run's data at a time: a warm container serves one chain
+            try:
+                data = load_training_data(raw, source=f"s3://{self.ports.store.bucket}/{config.data}")
+                data.check_fits(config)
+                X = network.to_columns(data.X)
+                Y = network.targets(data.y, config.activations[-1], config.neurons[-1])
+            except LnnInputError as error:
+                raise RunFailure(str(error)) from error
+            except MemoryError as error:
+                raise RunFailure(f"the training data does not fit the trainer's memory ({error}); deploy with a larger "
+                                 "-c memory_size") from error
+            self._data[cache_key] = PreparedData(data, X, Y)
+        return self._data[cache_key]
+
+    def _minibatches(self, config: TrainingConfig, prepared: PreparedData, epoch: int) -> list:
+        """The epoch's mini-batches (example indices), computed once per container and epoch."""
+        key = (config.data, prepared.examples, config.batch_size, config.replay_shuffle_seed(), epoch)
+        if self._epoch_batches is None or self._epoch_batches[0] != key:
+            batches = network.minibatches(prepared.examples, config.batch_size, config.replay_shuffle_seed(), epoch)
+            self._epoch_batches = (key, batches)
+        return self._epoch_batches[1]
+
+
+# ---- the training state ----------------------------------------------------------------------------------------
+
+
+def initial_params(config: TrainingConfig, features: int) -> network.Params:
+    """The run's initial parameters: seeded lecun/he, or LNN 0.0's constant `weight` and `bias`."""
+    params = network.init_params([features, *config.neurons], config.init, config.seed)
+    if config.weight is None:
+        return params
+    return {name: np.full_like(value, config.weight if name.startswith("W") else config.bias)
+            for name, value in params.items()}
+
+
+def training_state(params: network.Params, opt_state: dict[str, np.ndarray], **extras: np.ndarray) -> dict[str, np.ndarray]:
+    """One .npz's arrays: the parameters, the optimizer state (its keys never clash with W1, b1, ...) and extras."""
+    return {**params, **opt_state, **extras}
+
+
+def params_of(state: dict[str, np.ndarray]) -> network.Params:
+    return {name: value for name, value in state.items() if name[0] in "Wb" and name[1:].isdigit()}
+
+
+def optimizer_state_of(state: dict[str, np.ndarray], config: TrainingConfig) -> dict[str, np.ndarray]:
+    return {name: state[name] for name in optimizers.state_keys(params_of(state), config.optimizer)}
+
+
+# ---- results -------------------------------------------------------------------------------------------------
+
+
+def epochs_done(config: TrainingConfig, *, first_epoch: int, state: dict, items: list, obsolete: list[str]) -> StepResult:
+    """The shared tail of every step that completes epochs: the training state to S3, one results item per epoch."""
+    last_epoch, last_cost = items[-1]["epoch"], items[-1]["cost"]
+    key = params_key(config, last_epoch)
+    stop = below_threshold(config, last_cost)
+    result = StepResult(
+        outputs={key: state},
+        epoch_items=items,
+        fields={"progress_epoch": last_epoch, "last_cost": last_cost},
+        last_epoch_done=last_epoch,
+        stop=stop,
+        obsolete=obsolete,
+    )
+    if stop:
+        result.fields["stopped_early_at"] = last_epoch
+    if is_checkpoint(config, last_epoch):
+        result.checkpoints.add(key)
+    if not is_checkpoint(config, first_epoch - 1):
+        result.obsolete.append(params_key(config, first_epoch - 1))
+    return result
+
+
+def epoch_item(config: TrainingConfig, epoch: int, cost: float, params: dict, started_at: str,
+               evaluated: dict[str, float] | None = None) -> dict[str, Any]:
+    """The epoch's results item: its cost, the test set's figures when evaluated, and its end-of-epoch weights
+    (lists; or norms, and the key of the kept training state at a checkpoint epoch). Its content depends on the
+    epoch alone, never on the step that wrote it."""
+    item = {"epoch": epoch, "cost": cost, "learning_rate": config.learning_rate, "started_at": started_at,
+            "finished_at": now(), **(evaluated or {})}
+    layers = range(1, config.layers + 1)
+    if sum(array.size for array in params.values()) <= ITEM_WEIGHTS_LIMIT:
+        item["weights"] = {f"layer{l}": params[f"W{l}"] for l in layers}
+        item["bias"] = {f"layer{l}": params[f"b{l}"] for l in layers}
+    else:
+        item["weight_norms"] = {f"layer{l}": float(np.linalg.norm(params[f"W{l}"])) for l in layers}
+        if is_checkpoint(config, epoch):
+            item["checkpoint_key"] = params_key(config, epoch)
+    return item
+
+
+def evaluation(config: TrainingConfig, prepared: PreparedData, epoch: int, params: network.Params) -> dict[str, float] | None:
+    """Every `eval_every` epochs, the test set's cost and metric with the end-of-epoch weights (None otherwise)."""
+    data = prepared.data
+    if not config.eval_every or epoch % config.eval_every or data.X_test is None:
+        return None
+    activations = list(config.activations)
+    AL, _ = network.forward_pass(params, network.to_columns(data.X_test), activations)
+    cost = network.compute_cost(AL, network.targets(data.y_test, activations[-1], config.neurons[-1]), activations[-1])
+    metric = ("test_rmse", network.rmse) if config.regression else ("test_accuracy", network.accuracy)
+    return {"test_cost": finite_cost(cost, epoch, config), metric[0]: metric[1](params, data.X_test, data.y_test, activations)}
+
+
+def metrics(params: network.Params, data: TrainingData, config: TrainingConfig) -> dict[str, float | None]:
+    """The trained model's figures: accuracy for a classifier; RMSE and R² for a regression."""
+    activations, has_test = list(config.activations), data.X_test is not None
+    if config.regression:
+        return {
+            "train_rmse": network.rmse(params, data.X, data.y, activations),
+            "train_r2": network.r2(params, data.X, data.y, activations),
+            "test_rmse": network.rmse(params, data.X_test, data.y_test, activations) if has_test else None,
+            "test_r2": network.r2(params, data.X_test, data.y_test, activations) if has_test else None,
+        }
+    return {
+        "train_accuracy": network.accuracy(params, data.X, data.y, activations),
+        "test_accuracy": network.accuracy(params, data.X_test, data.y_test, activations) if has_test else None,
+    }
+
+
+def descriptions(data: TrainingData) -> dict[str, np.ndarray]:
+    """What the data says of its examples, kept in the model so predictions can name classes and take images."""
+    described = {"classes": getattr(data, "classes", None), "example_shape": getattr(data, "example_shape", None)}
+    return {name: np.asarray(value) for name, value in described.items() if value is not None}
+
+
+def below_threshold(config: TrainingConfig, cost: float) -> bool:
+    return config.threshold is not None and cost < config.threshold
+
+
+def commit_seconds(items: int, units_per_item: int) -> float:
+    """Time to budget for writing `items` epoch items and the commit: a request per 25 items, and the write units
+    one partition (all of a run's items share its key) accepts per second."""
+    return math.ceil(items / 25) * BATCH_WRITE_SECONDS + items * units_per_item / PARTITION_WRITE_UNITS_PER_SECOND
+
+
+def finite_cost(cost: float, epoch: int, config: TrainingConfig) -> float:
+    if not np.isfinite(cost):
+        raise RunFailure(f"the cost diverged at epoch {epoch} ({cost}); lower the learning rate ({config.learning_rate})")
+    return float(cost)
+
+
+def finite_params(params: dict[str, np.ndarray], epoch: int) -> dict[str, np.ndarray]:
+    if not all(np.all(np.abs(array) < DIVERGED_MAGNITUDE) for array in params.values()):  # NaN fails too
+        raise RunFailure(f"the weights diverged at epoch {epoch} (beyond {DIVERGED_MAGNITUDE:g} or NaN); lower the learning rate")
+    return params
+
+
+def remaining_seconds(context: Any) -> float:
+    """Seconds left in this invocation (unbounded without a Lambda context, as in a direct call)."""
+    if context is None or not hasattr(context, "get_remaining_time_in_millis"):
+        return float("inf")
+    return context.get_remaining_time_in_millis() / 1000
