@@ -14,6 +14,8 @@ from lnn_core.config import TrainingConfig
 from lnn_core.dataset import TrainingData, load_training_data
 from lnn_core.errors import LnnInputError
 
+from .datafiles import npz_bytes
+
 DEMO_DATA = Path(__file__).resolve().parent / "data" / "breast_cancer.npz"
 # `lnn local`'s defaults: the seed's network shape on the demo data, tuned so that `make demo` takes about a minute.
 DEMO_PARAMETERS = {
@@ -26,7 +28,8 @@ DEMO_PARAMETERS = {
     "granularity": "layer",
 }
 PROJECT_DIR = Path(__file__).resolve().parents[1]
-FLAG_KEYS = ("epochs", "learning_rate", "neurons", "activations", "init", "seed", "granularity")
+FLAG_KEYS = ("epochs", "learning_rate", "neurons", "activations", "init", "seed", "granularity", "batch_size",
+             "shuffle_seed", "optimizer", "beta", "beta1", "beta2", "epsilon", "l2", "threshold", "eval_every")
 
 
 @dataclass(frozen=True)
@@ -37,15 +40,15 @@ class RunInputs:
     training_data: TrainingData
 
 
-def read_data(path: str | Path) -> tuple[bytes, TrainingData]:
-    """The .npz file's bytes and its validated content."""
-    data = _data_bytes(Path(path))
+def read_data(path: str | Path, *, label_column: str | None = None) -> tuple[bytes, TrainingData]:
+    """The data file's .npz bytes (HDF5 and CSV converted) and its validated content."""
+    data = _data_bytes(Path(path), label_column)
     return data, load_training_data(data, source=str(path))
 
 
-def read_prediction_data(path: str | Path) -> tuple[np.ndarray, np.ndarray | None]:
-    """X (and y, when the file has labels) of an .npz to predict on, validated as training data is."""
-    data = _data_bytes(Path(path))
+def read_prediction_data(path: str | Path, *, label_column: str | None = None) -> tuple[np.ndarray, np.ndarray | None]:
+    """X (and y, when the file has labels) of a data file to predict on, validated as training data is."""
+    data = _data_bytes(Path(path), label_column)
     try:
         with np.load(io.BytesIO(data), allow_pickle=False) as npz:
             arrays = {name: npz[name] for name in npz.files}
@@ -62,15 +65,9 @@ def read_prediction_data(path: str | Path) -> tuple[np.ndarray, np.ndarray | Non
     return checked.X, checked.y if labelled else None
 
 
-def _data_bytes(path: Path) -> bytes:
-    try:
-        return path.read_bytes()
-    except FileNotFoundError:
-        raise LnnInputError(f"data file {path} does not exist; give an .npz with X and y (--data FILE)") from None
-    except IsADirectoryError:
-        raise LnnInputError(f"data file {path} is a directory; give an .npz file (--data FILE)") from None
-    except OSError as error:
-        raise LnnInputError(f"data file {path} cannot be read ({error.strerror}); check its permissions") from None
+def _data_bytes(path: Path, label_column: str | None = None) -> bytes:
+    """The .npz bytes of a data file: an .npz as it is, LNN's HDF5 or a CSV converted (see datafiles.py)."""
+    return npz_bytes(path, label_column=label_column)
 
 
 def read_config(path: str | Path) -> dict[str, Any]:
@@ -116,10 +113,12 @@ def run_parameters(base: dict[str, Any], config_path: str | None, flags: dict[st
 
 
 def validate_run(parameters: dict[str, Any], data_path: str | Path, *, defaults: dict[str, Any] | None = None,
-                 trainer_memory_mb: int = DEFAULT_MEMORY_MB, launcher_memory_mb: int | None = None) -> RunInputs:
+                 trainer_memory_mb: int = DEFAULT_MEMORY_MB, launcher_memory_mb: int | None = None,
+                 label_column: str | None = None) -> RunInputs:
     """Everything the launcher will check, checked here first, so that a bad run creates nothing: the data's
-    headers and size, the parameters, whether a training step fits `trainer_memory_mb`, then the data itself."""
-    data = _data_bytes(Path(data_path))
+    headers and size, the parameters, whether a training step fits `trainer_memory_mb`, then the data itself.
+    An HDF5 or CSV data file is converted to the .npz that is uploaded (`RunInputs.data`)."""
+    data = _data_bytes(Path(data_path), label_column)
     layout = inspect_npz(io.BytesIO(data), source=str(data_path))
     check_npz_fits(layout, compressed_bytes=len(data), memory_mb=launcher_memory_mb or trainer_memory_mb, source=str(data_path))
     config = TrainingConfig.from_parameters({**parameters, "data": "runs/check/data.npz"}, defaults=defaults)

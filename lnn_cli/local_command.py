@@ -30,7 +30,7 @@ def prepare_out_dir(path: str) -> Path:
 
 
 def command_local(args, parameters: dict, console: Console) -> int:
-    inputs = validate_run(parameters, args.data, trainer_memory_mb=local_memory_mb())
+    inputs = validate_run(parameters, args.data, trainer_memory_mb=local_memory_mb(), label_column=args.label_column)
     chaos = ChaosPlan.parse(args.chaos) if args.chaos else None
     run_id = check_run_id(args.name) if args.name else new_run_id()
     out_dir = prepare_out_dir(args.out)  # everything above only reads: a bad input has created nothing

@@ -3,6 +3,7 @@
 import argparse
 import os
 import sys
+from pathlib import Path
 
 import boto3
 from rich.console import Console
@@ -10,10 +11,12 @@ from rich.console import Console
 from lnn_core.config import GRANULARITIES
 from lnn_core.errors import LnnInputError
 from lnn_core.network import INITIALIZERS
+from lnn_core.optimizers import OPTIMIZERS
 
 from . import remote
 from .deploy import DeployError
-from .inputs import DEMO_DATA, DEMO_PARAMETERS, comma_list, run_parameters
+from .datafiles import FORMATS
+from .inputs import DEMO_DATA, DEMO_PARAMETERS, comma_list, read_data, run_parameters
 from .local_command import command_local
 from .stack import DEFAULT_STACK, aws_errors_explained
 
@@ -29,7 +32,9 @@ class OneLineParser(argparse.ArgumentParser):
 
 def add_run_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data", default=str(DEMO_DATA), help="training data: an .npz with X, y and optionally "
-                        "X_test, y_test (default: the bundled breast cancer data set)")
+                        "X_test, y_test; or LNN's HDF5 (train_set_x, train_set_y, ...) or a CSV, converted to an .npz "
+                        "before upload (default: the bundled breast cancer data set)")
+    add_label_column(parser)
     parser.add_argument("--config", help="a parameters.json in the LNN format; flags override it")
     parser.add_argument("--neurons", help="neurons per layer, e.g. 20,7,5,1")
     parser.add_argument("--activations", help="activation per layer, e.g. relu,relu,relu,sigmoid")
@@ -38,7 +43,22 @@ def add_run_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--init", choices=INITIALIZERS)
     parser.add_argument("--seed", type=int)
     parser.add_argument("--granularity", choices=GRANULARITIES, help="layer (one layer per invocation), epoch, or auto")
+    parser.add_argument("--batch-size", type=int, help="examples per mini-batch (default: the whole training set)")
+    parser.add_argument("--shuffle-seed", type=int, help="seed of the mini-batch shuffle (default: --seed)")
+    parser.add_argument("--optimizer", choices=OPTIMIZERS, help="gd (default), momentum or adam")
+    parser.add_argument("--beta", type=float, help="momentum's beta (default 0.9)")
+    parser.add_argument("--beta1", type=float, help="adam's beta1 (default 0.9)")
+    parser.add_argument("--beta2", type=float, help="adam's beta2 (default 0.999)")
+    parser.add_argument("--epsilon", type=float, help="adam's epsilon (default 1e-8)")
+    parser.add_argument("--l2", type=float, help="L2 regularization lambda (default 0)")
+    parser.add_argument("--threshold", type=float, help="stop after the first epoch whose cost is below this")
+    parser.add_argument("--eval-every", type=int, help="every N epochs, record the test set's cost and metric (default 0: never)")
     parser.add_argument("--name", help="the run id (default: generated)")
+
+
+def add_label_column(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--label-column", help="a CSV's label column: its header name or a 0-based index, -1 the last "
+                        "(default: the last column)")
 
 
 def positive_int(text: str) -> int:
@@ -95,11 +115,20 @@ def build_parser() -> OneLineParser:
 
     predict = commands.add_parser("predict", help="predict with a run's trained model.npz")
     predict.add_argument("run_id")
-    predict.add_argument("--data", required=True, help="an .npz with X (and optionally y, to report accuracy)")
+    predict.add_argument("--data", required=True, help="an .npz with X (and optionally y, to report accuracy, or RMSE "
+                         "and R² for a regression model); or LNN's HDF5 or a CSV")
+    add_label_column(predict)
     predict.add_argument("--csv", action="store_true", help="print one prediction per row as CSV")
 
+    convert = commands.add_parser("convert", help="convert LNN's HDF5 or a CSV to the .npz the stack reads (to upload it yourself)",
+                                  description=f"Convert a data file ({FORMATS}) to an .npz with X, y (and X_test, "
+                                  "y_test, classes, example_shape when the file has them), checked as `lnn start` checks it.")
+    convert.add_argument("input", help="the data file: LNN's HDF5, a CSV or an .npz")
+    convert.add_argument("output", help="the .npz to write")
+    add_label_column(convert)
+
     for command in commands.choices.values():
-        if command.prog.split()[-1] != "local":
+        if command.prog.split()[-1] not in ("local", "convert"):
             command.add_argument("--stack", default=DEFAULT_STACK, help=f"the deployed stack's name (default {DEFAULT_STACK})")
     return parser
 
@@ -113,12 +142,42 @@ def flags(args) -> dict:
         "init": args.init,
         "seed": args.seed,
         "granularity": args.granularity,
+        "batch_size": args.batch_size,
+        "shuffle_seed": args.shuffle_seed,
+        "optimizer": args.optimizer,
+        "beta": args.beta,
+        "beta1": args.beta1,
+        "beta2": args.beta2,
+        "epsilon": args.epsilon,
+        "l2": args.l2,
+        "threshold": args.threshold,
+        "eval_every": args.eval_every,
     }
+
+
+def command_convert(args, console: Console) -> int:
+    """`lnn convert IN OUT.npz`: the .npz `lnn start` would upload, written to OUT.npz (nothing written for a bad file)."""
+    output = Path(args.output)
+    if output.suffix.lower() != ".npz":
+        raise LnnInputError(f"the output {output} must be an .npz file (e.g. {output.with_suffix('.npz').name})")
+    data, checked = read_data(args.input, label_column=args.label_column)
+    try:
+        output.write_bytes(data)
+    except OSError as error:
+        raise LnnInputError(f"{output} cannot be written ({error.strerror}); choose another path") from None
+    test = f", {checked.X_test.shape[0]} test examples" if checked.X_test is not None else ""
+    classes = f", classes {', '.join(checked.classes)}" if checked.classes else ""
+    shape = f", example shape {'x'.join(map(str, checked.example_shape))}" if checked.example_shape else ""
+    console.print(f"wrote {output}: {checked.X.shape[0]} examples x {checked.features} features{test}{classes}{shape}",
+                  markup=False, highlight=False)
+    return 0
 
 
 def dispatch(args, console: Console) -> int:
     if args.command == "local":
         return command_local(args, run_parameters(DEMO_PARAMETERS, args.config, flags(args)), console)
+    if args.command == "convert":
+        return command_convert(args, console)
     session = boto3.Session()
     stack = remote.open_stack(session, args.stack)
     with aws_errors_explained(args.stack):

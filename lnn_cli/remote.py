@@ -86,7 +86,8 @@ def command_start(args, parameters: dict, stack: DeployedStack, console: Console
     """Upload data.npz, then parameters.json: that upload starts the run (S3 -> EventBridge -> LaunchLambda)."""
     limits = stack.launch_limits()
     inputs = validate_run(parameters, args.data, defaults=stack.launch_defaults(),
-                          trainer_memory_mb=limits.trainer_memory_mb, launcher_memory_mb=limits.launcher_memory_mb)
+                          trainer_memory_mb=limits.trainer_memory_mb, launcher_memory_mb=limits.launcher_memory_mb,
+                          label_column=getattr(args, "label_column", None))
     run_id = check_run_id(args.name) if args.name else new_run_id("run")
     if stack.ports.table.get_run(run_id) is not None:
         raise LnnInputError(f"a run named {run_id} already exists; choose another --name")
@@ -226,12 +227,14 @@ def command_predict(args, stack: DeployedStack, console: Console) -> int:
     final = run.get("final") or {}
     if not final.get("model_key"):
         raise LnnInputError(f"run {args.run_id} is {run['status']} and has no model yet; predict after it succeeds")
-    X, y = read_prediction_data(args.data)
+    X, y = read_prediction_data(args.data, label_column=getattr(args, "label_column", None))
     params = model_params(stack, final["model_key"])
     activations = [str(name) for name in params.pop("activations")]
     params.pop("config", None)
     if X.shape[1] != params["W1"].shape[1]:
         raise LnnInputError(f"{args.data}: X has {X.shape[1]} features but the model of run {args.run_id} takes {params['W1'].shape[1]}")
+    if activations[-1] in network.REGRESSION_OUTPUTS:
+        return show_regression(args, params, activations, X, y, console)
     probabilities = network.predict_proba(params, X, activations)
     labels = network.predict(params, X, activations)
     if args.csv:
@@ -244,4 +247,27 @@ def command_predict(args, stack: DeployedStack, console: Console) -> int:
     console.print(f"{len(labels)} predictions with the model of run {args.run_id} ({counts})")
     if y is not None:
         console.print(f"accuracy against the file's labels: {float(np.mean(labels == y)):.1%}")
+    return 0
+
+
+def show_regression(args, params: dict[str, np.ndarray], activations: list[str], X: np.ndarray, y: np.ndarray | None,
+                    console: Console) -> int:
+    """A regression model's predicted values, and its RMSE and R² when the file has targets."""
+    values = network.predict(params, X, activations)
+    outputs = 1 if values.ndim == 1 else values.shape[1]
+    if y is not None and (1 if y.ndim == 1 else y.shape[1]) != outputs:
+        raise LnnInputError(f"{args.data}: y holds {1 if y.ndim == 1 else y.shape[1]} target(s) per example but the model "
+                            f"of run {args.run_id} predicts {outputs}")
+    if args.csv:
+        writer = csv.writer(sys.stdout, lineterminator="\n")
+        writer.writerow(["row", *(["prediction"] if outputs == 1 else [f"prediction_{index}" for index in range(1, outputs + 1)])])
+        for row, value in enumerate(values):
+            writer.writerow([row, *(repr(float(item)) for item in np.atleast_1d(value))])
+        return 0
+    console.print(f"{len(values)} predictions with the model of run {args.run_id} (regression, {outputs} value(s) each)")
+    with np.printoptions(precision=6, suppress=True, threshold=20, linewidth=120):
+        console.print(f"values: {values}", markup=False, highlight=False)
+    if y is not None:
+        console.print(f"against the file's targets: RMSE {network.rmse(params, X, y, activations):.6g}, "
+                      f"R² {network.r2(params, X, y, activations):.4f}")
     return 0

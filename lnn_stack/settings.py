@@ -17,9 +17,10 @@ from aws_cdk import Duration, RemovalPolicy
 from aws_cdk import aws_dynamodb as dynamodb
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
-from lnn_core.config import GRANULARITIES, MAX_EPOCHS, TrainingConfig
+from lnn_core.config import GRANULARITIES, MAX_BATCH_SIZE, MAX_EPOCHS, MAX_SEED, TrainingConfig
 from lnn_core.errors import LnnInputError
 from lnn_core.network import INITIALIZERS
+from lnn_core.optimizers import OPTIMIZERS
 
 # The retention periods CloudWatch Logs accepts, in days (RetentionDays has no numeric value to look up).
 LOG_RETENTION_DAYS = {
@@ -190,8 +191,53 @@ ACTIVATIONS = Parameter("activations", ("relu", "relu", "relu", "sigmoid"), _com
                         "activation names separated by commas, one per layer", "relu,relu,relu,sigmoid")
 GRANULARITY = Parameter("granularity", "layer", _choice(GRANULARITIES), "one of " + ", ".join(GRANULARITIES), "layer")
 INIT = Parameter("init", "lecun", _choice(INITIALIZERS), "one of " + ", ".join(INITIALIZERS), "he")
-SEED = Parameter("seed", None, _optional(_integer(0, 2**32 - 1)),
-                 f"an integer from 0 to {2**32 - 1} (or empty for a random seed per run)", "42")
+SEED = Parameter("seed", None, _optional(_integer(0, MAX_SEED)),
+                 f"an integer from 0 to {MAX_SEED} (or empty for a random seed per run)", "42")
+
+
+def _training_value(key: str, convert: Callable[[Any], Any]) -> Callable[[Any], Any]:
+    """`convert` the raw value, then check it with the engine's own rules (`TrainingConfig.from_parameters`)."""
+
+    def parse(raw: Any) -> Any:
+        if isinstance(raw, bool):
+            raise TypeError(raw)
+        value = convert(raw)
+        try:
+            TrainingConfig.from_parameters({"epochs": 1, "learning_rate": 0.1, "neurons": [1], "activations": ["sigmoid"],
+                                            "data": "runs/defaults/data.npz", key: value})
+        except LnnInputError:
+            raise ValueError(raw) from None
+        return value
+
+    return parse
+
+
+def _whole(raw: Any) -> int:
+    if not isinstance(raw, (int, str)):
+        raise TypeError(raw)
+    return int(raw)
+
+
+def _number(raw: Any) -> float:
+    if not isinstance(raw, (int, float, str)):
+        raise TypeError(raw)
+    return float(raw)
+
+
+BATCH_SIZE = Parameter("batch_size", None, _optional(_training_value("batch_size", _whole)),
+                       f"an integer from 1 to {MAX_BATCH_SIZE} (or empty for the whole training set)", "64")
+SHUFFLE_SEED = Parameter("shuffle_seed", None, _optional(_training_value("shuffle_seed", _whole)),
+                         f"an integer from 0 to {MAX_SEED} (or empty to use the seed)", "7")
+OPTIMIZER = Parameter("optimizer", None, _optional(_choice(OPTIMIZERS)), "one of " + ", ".join(OPTIMIZERS), "adam")
+BETA = Parameter("beta", None, _optional(_training_value("beta", _number)), "a number in [0, 1) (momentum)", "0.9")
+BETA1 = Parameter("beta1", None, _optional(_training_value("beta1", _number)), "a number in [0, 1) (adam)", "0.9")
+BETA2 = Parameter("beta2", None, _optional(_training_value("beta2", _number)), "a number in [0, 1) (adam)", "0.999")
+EPSILON = Parameter("epsilon", None, _optional(_training_value("epsilon", _number)), "a number in (0, 1] (adam)", "1e-8")
+L2 = Parameter("l2", None, _optional(_training_value("l2", _number)), "a number from 0 to 1000000 (L2 lambda)", "0.7")
+THRESHOLD = Parameter("threshold", None, _optional(_training_value("threshold", _number)),
+                      "a number greater than 0 (or empty for no early stop)", "0.0019")
+EVAL_EVERY = Parameter("eval_every", None, _optional(_training_value("eval_every", _whole)),
+                       f"an integer from 0 to {MAX_EPOCHS} (epochs; 0 never)", "10")
 
 # Setting field -> context parameter, in field order.
 DEPLOYMENT_PARAMETERS = {
@@ -217,7 +263,20 @@ TRAINING_PARAMETERS = {
     "granularity": GRANULARITY,
     "init": INIT,
     "seed": SEED,
+    "batch_size": BATCH_SIZE,
+    "shuffle_seed": SHUFFLE_SEED,
+    "optimizer": OPTIMIZER,
+    "beta": BETA,
+    "beta1": BETA1,
+    "beta2": BETA2,
+    "epsilon": EPSILON,
+    "l2": L2,
+    "threshold": THRESHOLD,
+    "eval_every": EVAL_EVERY,
 }
+# Training defaults left unset (None) are not in LNN_TRAINING_DEFAULTS: the engine's own default applies.
+OPTIONAL_TRAINING_KEYS = ("batch_size", "shuffle_seed", "optimizer", "beta", "beta1", "beta2", "epsilon", "l2", "threshold",
+                          "eval_every")
 KNOWN_KEYS = tuple(parameter.key for parameter in (*DEPLOYMENT_PARAMETERS.values(), *TRAINING_PARAMETERS.values()))
 
 
@@ -306,6 +365,16 @@ class TrainingDefaults:
     granularity: str = GRANULARITY.default
     init: str = INIT.default
     seed: int | None = SEED.default
+    batch_size: int | None = BATCH_SIZE.default
+    shuffle_seed: int | None = SHUFFLE_SEED.default
+    optimizer: str | None = OPTIMIZER.default
+    beta: float | None = BETA.default
+    beta1: float | None = BETA1.default
+    beta2: float | None = BETA2.default
+    epsilon: float | None = EPSILON.default
+    l2: float | None = L2.default
+    threshold: float | None = THRESHOLD.default
+    eval_every: int | None = EVAL_EVERY.default
 
     @classmethod
     def from_context(cls, context: Mapping[str, Any]) -> "TrainingDefaults":
@@ -332,6 +401,7 @@ class TrainingDefaults:
             "granularity": self.granularity,
             "init": self.init,
             "seed": self.seed,
+            **{key: getattr(self, key) for key in OPTIONAL_TRAINING_KEYS if getattr(self, key) is not None},
         }
 
     def to_json(self) -> str:

@@ -16,7 +16,7 @@ from numpy.lib import format as npy_format
 
 from .errors import LnnInputError
 
-ALLOWED_ARRAYS = ("X", "y", "X_test", "y_test")  # the arrays LNN reads; anything else is refused
+ALLOWED_ARRAYS = ("X", "y", "X_test", "y_test", "classes", "example_shape")  # the arrays LNN reads; anything else is refused
 MAX_PARAMETERS_BYTES = 64 * 1024  # parameters.json; the LNN format needs well under 1 KB
 HEADROOM = 0.5  # the launcher validates data in at most this share of its memory
 RUNTIME_OVERHEAD_MB = 150  # Python, NumPy, boto3 and the handler code, resident before any data

@@ -8,6 +8,7 @@ from aws_cdk import RemovalPolicy
 from aws_cdk import aws_dynamodb as dynamodb
 from aws_cdk import aws_logs as logs
 
+from lnn_core.config import MAX_SEED
 from lnn_stack import settings
 from lnn_stack.settings import ContextError, DeploymentSettings, TrainingDefaults, settings_from_context
 
@@ -176,8 +177,22 @@ def test_the_fix_each_message_suggests_is_itself_valid(parameter):
         ("activations", "relu;sigmoid", "tanh,tanh,tanh,sigmoid"),
         ("granularity", "step", "auto"),
         ("init", "xavier", "lecun"),
-        ("seed", "-1", str(2**32 - 1)),
-        ("seed", str(2**32), "0"),
+        ("seed", "-1", str(MAX_SEED)),
+        ("seed", str(MAX_SEED + 1), "0"),
+        ("batch_size", "0", "1"),
+        ("batch_size", "1.5", 64),
+        ("shuffle_seed", "-1", str(MAX_SEED)),
+        ("optimizer", "sgd", "momentum"),
+        ("beta", "1", "0"),
+        ("beta1", "-0.1", "0.5"),
+        ("beta2", "1.5", 0.99),
+        ("epsilon", "0", "1"),
+        ("l2", "-1", "0"),
+        ("l2", "inf", "0.7"),
+        ("threshold", "0", "1e-4"),
+        ("threshold", "nan", 0.5),
+        ("eval_every", "-1", "0"),
+        ("eval_every", "1.5", 5),
     ],
 )
 def test_bounds_and_formats(key, bad, good):
@@ -232,9 +247,35 @@ def test_training_defaults_are_in_the_lnn_parameters_json_format():
 
 def test_docs_describe_every_parameter_and_their_example_is_valid():
     docs = (PROJECT_DIR / "README.md").read_text()
-    documented = set(re.findall(r"^\| `([a-z_]+)` \|", docs, flags=re.MULTILINE))
+    documented = set(re.findall(r"^\| `([a-z0-9_]+)` \|", docs, flags=re.MULTILINE))
     assert documented == set(settings.KNOWN_KEYS)
     (command,) = re.findall(r"npx cdk deploy \\\n(.*?)```", docs, flags=re.DOTALL)  # the full example
     example = dict(pair.split("=", 1) for pair in re.findall(r"-c (\S+=\S+)", command))
     assert len(example) >= 15
     settings_from_context(example)
+
+
+def test_the_training_keys_of_issue_11_are_unset_by_default_and_reach_the_launcher_when_given():
+    assert json.loads(TrainingDefaults.from_context({}).to_json()) == DEFAULT_TRAINING  # unchanged for existing stacks
+    context = {"batch_size": "64", "shuffle_seed": "3", "optimizer": "adam", "beta": "0.8", "beta1": "0.85",
+               "beta2": "0.99", "epsilon": "1e-7", "l2": "0.7", "threshold": "0.0019", "eval_every": "10"}
+    training = TrainingDefaults.from_context(context)
+    expected = {"batch_size": 64, "shuffle_seed": 3, "optimizer": "adam", "beta": 0.8, "beta1": 0.85, "beta2": 0.99,
+                "epsilon": 1e-7, "l2": 0.7, "threshold": 0.0019, "eval_every": 10}
+    assert json.loads(training.to_json()) == {**DEFAULT_TRAINING, **expected}
+    from lnn_core.config import TrainingConfig
+
+    config = TrainingConfig.from_parameters({"data": "runs/a/data.npz"}, defaults=training.to_parameters())
+    assert {key: getattr(config, key) for key in expected} == expected
+    # cdk.json's JSON values, and an empty value clearing one
+    json_values = TrainingDefaults.from_context({"batch_size": 32, "l2": 0, "threshold": "", "optimizer": ""})
+    assert (json_values.batch_size, json_values.l2, json_values.threshold, json_values.optimizer) == (32, 0.0, None, None)
+
+
+def test_a_training_key_out_of_the_engine_range_names_the_key_and_the_fix():
+    assert error_of({"beta2": "1"}) == (
+        "Context parameter 'beta2' must be a number in [0, 1) (adam); got '1'. Fix: cdk synth -c beta2=0.999")
+    assert error_of({"batch_size": "0"}) == (
+        "Context parameter 'batch_size' must be an integer from 1 to 10000000 (or empty for the whole training set); "
+        "got '0'. Fix: cdk synth -c batch_size=64")
+    assert error_of({"optimizer": "sgd"}).startswith("Context parameter 'optimizer' must be one of gd, momentum, adam")
