@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
 export PATH := $(CURDIR)/node_modules/.bin:$(CURDIR)/$(VENV)/bin:$(PATH)
 
-.PHONY: setup demo test synth bench mutants clean
+.PHONY: setup demo test slow synth bench mutants clean
 
 setup: $(VENV)/.installed node_modules/.installed
 
@@ -26,7 +26,10 @@ demo: setup
 	lnn local --out out/demo
 
 test: setup
-	$(PY) -m pytest -n 2
+	$(PY) -m pytest -n 2 -m "not slow"
+
+slow: setup
+	$(PY) -m pytest -n 2 -m slow
 
 bench: setup
 	$(PY) -m lnn_cli.bench

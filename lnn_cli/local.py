@@ -66,7 +66,7 @@ class LocalRunResult:
             "status": self.status,
             "epochs": len(self.epochs),
             "costs": self.costs,
-            "train_accuracy": final.get("train_accuracy"),
+            "seed": self.run["config"].get("seed"),
             "seconds": final.get("seconds", round(self.wall_seconds, 3)),
             "invocations": self.run.get("invocations", 0),
             "deliveries": self.deliveries,
@@ -78,8 +78,11 @@ class LocalRunResult:
             "granularity": self.run["config"]["granularity"],
             "config": self.run["config"],
         }
-        if final.get("test_accuracy") is not None:
-            results["test_accuracy"] = final["test_accuracy"]
+        results |= {key: final[key] for key, _, _ in control.FIGURES if final.get(key) is not None}
+        if final.get("stopped_early_at"):
+            results["stopped_early_at"] = final["stopped_early_at"]
+        if any("test_cost" in item for item in self.epochs):
+            results["test_costs"] = {item["epoch"]: item["test_cost"] for item in self.epochs if "test_cost" in item}
         if self.run.get("reason"):
             results["reason"] = self.run["reason"]
         if self.chaos_plan is not None:
@@ -217,7 +220,7 @@ def run_local(
         table = RunTable(session.resource("dynamodb").Table(outputs.table), IoCounter())
         stalls = drive(runtime, table, run_id)
         run = table.get_run(run_id)
-        epochs = table.list_epochs(run_id)
+        epochs = table.committed_epochs(run)
         model = None
         if run["status"] == "succeeded":
             model = session.client("s3").get_object(Bucket=outputs.bucket, Key=run["final"]["model_key"])["Body"].read()
@@ -293,7 +296,7 @@ def run_many(
             results.append(LocalRunResult(
                 run_id=job.run_id,
                 run=run,
-                epochs=table.list_epochs(job.run_id),
+                epochs=table.committed_epochs(run),
                 notifications=[n for n in notifications if isinstance(n["body"], dict) and _names_run(n["body"], job.run_id)],
                 model=model,
                 io=sum_io([_counted(record.io) for record in deliveries]),

@@ -149,8 +149,7 @@ def command_results(args, stack: DeployedStack, console: Console) -> int:
         console.print(table)
         final = run.get("final") or {}
         if final:
-            console.print(f"train accuracy {final['train_accuracy']:.1%}"
-                          + (f", test accuracy {final['test_accuracy']:.1%}" if final.get("test_accuracy") is not None else "")
+            console.print(", ".join(f"{label} {value}" for label, value in control.figures(final))
                           + f", {final['seconds']:.1f} s, {final['invocations']} invocations, model s3://{stack.outputs.bucket}/{final['model_key']}")
     if args.weights:
         show_weights(run, epochs, stack, console)

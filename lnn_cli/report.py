@@ -12,14 +12,21 @@ from rich.console import Console  # noqa: E402
 from rich.panel import Panel  # noqa: E402
 from rich.table import Table  # noqa: E402
 
+from lnn_core import control  # noqa: E402
 
-def plot_costs(costs: list[float], path: Path, *, run_id: str) -> None:
-    """The cost curve: one point per epoch, epoch 1 first."""
+
+def plot_costs(costs: list[float], path: Path, *, run_id: str, test_costs: dict[int, float] | None = None) -> None:
+    """The cost curve, one point per epoch, epoch 1 first; and the test set's cost where the run evaluated it."""
     figure, axes = plt.subplots(figsize=(8, 4.5), dpi=100)
     epochs = range(1, len(costs) + 1)
-    axes.plot(epochs, costs, color="tab:blue", linewidth=2, marker="o" if len(costs) <= 50 else None, markersize=3)
+    axes.plot(epochs, costs, color="tab:blue", linewidth=2, marker="o" if len(costs) <= 50 else None, markersize=3,
+              label="training (before the epoch's update)")
+    if test_costs:
+        axes.plot(list(test_costs), list(test_costs.values()), color="tab:orange", linewidth=2, marker="s", markersize=3,
+                  label="test set (after the epoch's update)")
+        axes.legend()
     axes.set_xlabel("epoch")
-    axes.set_ylabel("cost (cross-entropy, before the epoch's update)")
+    axes.set_ylabel("cost")
     final = f"final cost {costs[-1]:.4f}" if costs else "no epoch completed"
     axes.set_title(f"LNN run {run_id}: {final}")
     axes.grid(True, alpha=0.3)
@@ -37,7 +44,8 @@ def write_outputs(out_dir: Path, results: dict[str, Any], model: bytes | None) -
     if model is not None:
         (out_dir / "model.npz").write_bytes(model)
         written.append(out_dir / "model.npz")
-    plot_costs(results["costs"], out_dir / "cost.png", run_id=results["run_id"])
+    test_costs = {int(epoch): cost for epoch, cost in (results.get("test_costs") or {}).items()}
+    plot_costs(results["costs"], out_dir / "cost.png", run_id=results["run_id"], test_costs=test_costs)
     written.append(out_dir / "cost.png")
     return written
 
@@ -59,8 +67,7 @@ def summary_table(results: dict[str, Any]) -> Table:
         ("status", results["status"]),
         ("epochs", str(results["epochs"])),
         ("final cost", f"{results['costs'][-1]:.6f}" if results["costs"] else "-"),
-        ("train accuracy", _percent(results.get("train_accuracy"))),
-        ("test accuracy", _percent(results.get("test_accuracy"))),
+        *control.figures(results),
         ("time", f"{results['seconds']:.1f} s (launch to finish)"),
         ("invocations", f"{results['invocations']} steps, {results['deliveries']} deliveries"),
         ("AWS requests", ", ".join(f"{service} {count}" for service, count in results["aws_requests"].items())),
@@ -77,6 +84,3 @@ def summary_table(results: dict[str, Any]) -> Table:
         table.add_row(name, value)
     return table
 
-
-def _percent(value: float | None) -> str:
-    return "-" if value is None else f"{value:.1%}"

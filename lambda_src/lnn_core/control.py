@@ -144,10 +144,30 @@ class Watchdog:
         return {"run_id": run_id, "outcome": "resumed", "step": run["next_event"]["step"]}
 
 
+FIGURES = (  # the final metrics worth showing: (key, label, format)
+    ("train_accuracy", "train accuracy", "{:.1%}"),
+    ("test_accuracy", "test accuracy", "{:.1%}"),
+    ("train_rmse", "train RMSE", "{:.4g}"),
+    ("train_r2", "train R²", "{:.3f}"),
+    ("test_rmse", "test RMSE", "{:.4g}"),
+    ("test_r2", "test R²", "{:.3f}"),
+)
+
+
+def figures(final: dict[str, Any]) -> list[tuple[str, str]]:
+    """A finished run's figures as (label, text): accuracy for a classifier, RMSE and R² for a regression, and
+    the epoch of an early stop."""
+    shown = [(label, style.format(final[key])) for key, label, style in FIGURES if final.get(key) is not None]
+    if final.get("stopped_early_at"):
+        shown.append(("stopped early", f"after epoch {final['stopped_early_at']}, its cost below the threshold"))
+    return shown
+
+
 def subject(run: dict[str, Any]) -> str:
     final = run.get("final") or {}
     if run["status"] == "succeeded":
-        return f"LNN run {run['run_id']} succeeded: cost {final.get('cost', 0):.4g}, train accuracy {final.get('train_accuracy', 0):.1%}"
+        first = figures(final)[:1]
+        return f"LNN run {run['run_id']} succeeded: cost {final.get('cost', 0):.4g}" + "".join(f", {l} {v}" for l, v in first)
     return f"LNN run {run['run_id']} {run['status']}"
 
 

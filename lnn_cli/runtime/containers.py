@@ -118,7 +118,11 @@ def build_handler(function: LocalFunction, *, session, invoker, clock, log_strea
 def _logger():
     from aws_lambda_powertools import Logger
 
-    return Logger(service="lnn", stream=LOG_SINK)
+    logger = Logger(service="lnn", stream=LOG_SINK)
+    # Powertools configures the "lnn" logger once per process and keeps the first stream it was given (a test may
+    # have built a handler first), so point its one handler at the sink, which writes to sys.stdout outside a runtime.
+    logger.registered_handler.setStream(LOG_SINK)
+    return logger
 
 
 class SerializedMetrics:
@@ -183,9 +187,9 @@ class LockedStream:
         return getattr(self._stream, name)
 
 
-# The stream of every Powertools `Logger` built here. Powertools configures a logger once per service name and keeps
-# its first stream, so the stream is this stable object, which writes to the current thread's runtime log.
-LOG_SINK = ThreadRouter(lambda: sys.stderr)
+# The stream of every Powertools `Logger` built here: a stable object that writes to the current thread's runtime
+# log, and elsewhere to the current sys.stdout (Powertools' own default).
+LOG_SINK = ThreadRouter(lambda: sys.stdout)
 
 
 @contextlib.contextmanager

@@ -15,6 +15,8 @@ from lnn_core import network
 from lnn_core.ports import IoCounter, RunTable
 from tests.integration.conftest import dataset, model_arrays
 
+pytestmark = pytest.mark.slow  # 20 runs at once and 4 alone: about 30 s
+
 RUNS = 20
 CONCURRENCY = 4
 ALONE = 4
