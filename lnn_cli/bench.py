@@ -20,9 +20,9 @@ from rich.table import Table
 
 from lnn_core import network
 
-from .deploy import PROJECT_DIR, deploy_to_emulator
-from .emulator import running_emulator
-from .local import run_local
+from .cloud.deploy import PROJECT_DIR, deploy_to_emulator
+from .cloud.emulator import running_emulator
+from .cloud.local import run_local
 from .main import add_runtime_options
 
 NEURONS = [20, 7, 5, 1]

@@ -9,13 +9,13 @@ from lnn_core.config import check_run_id
 from lnn_core.errors import LnnInputError
 from lnn_core.ports import IoCounter, RunTable
 
-from .chaos import ChaosPlan
-from .deploy import deploy_to_emulator
-from .emulator import running_emulator
+from .cloud.chaos import ChaosPlan
+from .cloud.deploy import deploy_to_emulator
+from .cloud.emulator import running_emulator
 from .inputs import local_memory_mb, validate_run
-from .local import new_run_id, run_local
-from .progress import RunProgress, run_progress
-from .report import show_notification, summary_table, write_outputs
+from .cloud.local import new_run_id, run_local
+from .presentation.progress import RunProgress, run_progress
+from .presentation.report import show_notification, summary_table, write_outputs
 
 
 def prepare_out_dir(path: str) -> Path:

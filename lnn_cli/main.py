@@ -14,11 +14,11 @@ from lnn_core.network import INITIALIZERS
 from lnn_core.optimizers import OPTIMIZERS
 
 from . import remote
-from .deploy import DeployError
+from .cloud.deploy import DeployError
 from .datafiles import FORMATS
 from .inputs import DEMO_DATA, DEMO_PARAMETERS, comma_list, read_data, run_parameters
 from .local_command import command_local
-from .stack import DEFAULT_STACK, aws_errors_explained
+from .cloud.stack import DEFAULT_STACK, aws_errors_explained
 
 USAGE_ERROR = 2
 

@@ -24,10 +24,10 @@ from lnn_core.launcher import LaunchLimits
 from lnn_core.ports import BOTO_CONFIG, IoCounter, LambdaInvoker, Ports, RunTable, S3ObjectStore, SnsNotifier
 
 from .inputs import read_prediction_data, validate_run
-from .local import new_run_id, upload_run_inputs
-from .progress import RunProgress, run_progress
-from .report import plot_costs
-from .stack import StackOutputs, aws_errors_explained
+from .cloud.local import new_run_id, upload_run_inputs
+from .presentation.progress import RunProgress, run_progress
+from .presentation.report import plot_costs
+from .cloud.stack import StackOutputs, aws_errors_explained
 
 FOLLOW_SECONDS = 2.0  # how often `status --follow` reads the run record
 

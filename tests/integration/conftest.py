@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from moto import mock_aws
 
-from lnn_cli.deploy import deploy_in_process, synthesize
+from lnn_cli.cloud.deploy import deploy_in_process, synthesize
 from tests.conftest import REGION, blobs
 
 

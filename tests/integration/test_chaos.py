@@ -9,8 +9,8 @@ from collections import Counter
 
 import pytest
 
-from lnn_cli.chaos import ChaosPlan
-from lnn_cli.local import run_local
+from lnn_cli.cloud.chaos import ChaosPlan
+from lnn_cli.cloud.local import run_local
 from tests.integration.conftest import dataset, model_arrays
 
 SCHEDULES = 200

@@ -12,10 +12,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from lnn_cli.deploy import deploy_to_emulator
-from lnn_cli.emulator import running_emulator
+from lnn_cli.cloud.deploy import deploy_to_emulator
+from lnn_cli.cloud.emulator import running_emulator
 from lnn_cli.inputs import DEMO_DATA
-from lnn_cli.local import drive, local_runtime
+from lnn_cli.cloud.local import drive, local_runtime
 from lnn_cli.main import main
 from lnn_core import network
 from lnn_core.ports import IoCounter, RunTable

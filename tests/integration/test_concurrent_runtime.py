@@ -6,10 +6,10 @@ from pathlib import Path
 
 import pytest
 
-from lnn_cli.chaos import ChaosPlan
-from lnn_cli.emulator import running_emulator
-from lnn_cli.local import local_runtime, run_local
-from lnn_cli.runtime import atomic_requests
+from lnn_cli.cloud.chaos import ChaosPlan
+from lnn_cli.cloud.emulator import running_emulator
+from lnn_cli.cloud.local import local_runtime, run_local
+from lnn_cli.cloud.runtime import atomic_requests
 from lnn_core.errors import LnnInputError
 from lnn_core.ports import IoCounter, RunTable
 from tests.integration.conftest import dataset, model_arrays
@@ -62,7 +62,7 @@ def test_deliveries_run_at_the_same_time_one_per_container(stack, log):
 def test_a_duplicate_runs_at_the_same_time_as_its_twin(stack, log):
     session, outputs = stack
     plan = ChaosPlan(duplicate=1.0, seed=1)  # every invoke delivered twice
-    from lnn_cli.chaos import Chaos
+    from lnn_cli.cloud.chaos import Chaos
 
     chaos = Chaos(plan)
     runtime = local_runtime(session, outputs, log_stream=log, concurrency=2, chaos=chaos)
@@ -81,7 +81,7 @@ def test_a_duplicate_runs_at_the_same_time_as_its_twin(stack, log):
 
 def test_distinct_ids_give_a_duplicate_its_own_request_id(stack, log):
     session, outputs = stack
-    from lnn_cli.chaos import Chaos
+    from lnn_cli.cloud.chaos import Chaos
 
     chaos = Chaos(ChaosPlan(duplicate=1.0, distinct_ids=1.0, seed=3))
     runtime = local_runtime(session, outputs, log_stream=log, concurrency=2, chaos=chaos)

@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from lnn_cli.local import LocalJob, run_local, run_many
+from lnn_cli.cloud.local import LocalJob, run_local, run_many
 from lnn_core import network
 from lnn_core.ports import IoCounter, RunTable
 from tests.integration.conftest import dataset, model_arrays

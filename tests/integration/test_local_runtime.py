@@ -5,9 +5,9 @@ import json
 import numpy as np
 import pytest
 
-from lnn_cli.chaos import ChaosPlan
-from lnn_cli.local import NotificationInbox, local_runtime, run_local
-from lnn_cli.runtime import PayloadTooLarge
+from lnn_cli.cloud.chaos import ChaosPlan
+from lnn_cli.cloud.local import NotificationInbox, local_runtime, run_local
+from lnn_cli.cloud.runtime import PayloadTooLarge
 from lnn_core import control, network
 from lnn_core.errors import LnnInputError
 from lnn_core.ports import IoCounter, RunTable

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from moto import mock_aws
 
-from lnn_cli.chaos import ChaosPlan
+from lnn_cli.cloud.chaos import ChaosPlan
 from lnn_cli.inputs import DEMO_DATA, DEMO_PARAMETERS, read_prediction_data, run_parameters, validate_run
 from lnn_cli.main import main
 from lnn_core.errors import LnnInputError

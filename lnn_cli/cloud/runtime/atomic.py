@@ -4,7 +4,7 @@ AWS executes each request atomically: of concurrent conditional updates of one D
 moto's in-process backends are not written for threads, so while deliveries run in threads every mocked request
 is dispatched under one process-wide lock (a wrapper of `BotocoreStubber.__call__`, the `before-send` hook that
 `mock_aws` answers requests from). The moto server child of `lnn local` serializes its requests itself
-(`lnn_cli.emulator`). Requests to a real endpoint are not affected.
+(`lnn_cli.cloud.emulator`). Requests to a real endpoint are not affected.
 """
 
 import contextlib

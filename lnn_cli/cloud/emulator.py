@@ -69,7 +69,7 @@ def running_emulator(log_path: Path):
     started = time.monotonic()
     with open(log_path, "ab") as log:
         child = subprocess.Popen(
-            [sys.executable, "-m", "lnn_cli.emulator"],
+            [sys.executable, "-m", "lnn_cli.cloud.emulator"],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=log,

@@ -26,7 +26,7 @@ from botocore.exceptions import ClientError
 from .emulator import ACCOUNT_ID, REGION, Emulator
 from .stack import StackOutputs
 
-PROJECT_DIR = Path(__file__).resolve().parents[1]
+PROJECT_DIR = Path(__file__).resolve().parents[2]
 ASSEMBLY_DIR = "cdk.out"
 BOOTSTRAP_QUALIFIER = "hnb659fds"  # the CDK's default
 BOOTSTRAP_VERSION = "30"  # what the fallback path records in SSM, as `cdk bootstrap` would

@@ -1,0 +1,1 @@
+"""What `lnn` shows people: progress bars, summaries, SNS messages and the cost curve."""
