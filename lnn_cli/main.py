@@ -71,6 +71,16 @@ def positive_int(text: str) -> int:
     return value
 
 
+def port_number(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a port number; got {text!r}") from None
+    if not 0 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"must be between 0 and 65535; got {value}")
+    return value
+
+
 def add_runtime_options(parser: argparse.ArgumentParser) -> None:
     """The local runtime's flags (`lnn local`, `python -m lnn_cli.bench`)."""
     parser.add_argument("--concurrency", type=positive_int, default=os.cpu_count() or 1,
@@ -119,6 +129,12 @@ def build_parser() -> OneLineParser:
                          "and R² for a regression model); or LNN's HDF5 or a CSV")
     add_label_column(predict)
     predict.add_argument("--csv", action="store_true", help="print one prediction per row as CSV")
+
+    serve = commands.add_parser("serve", help="a web page on 127.0.0.1: the runs, their live cost curves, final metrics, predictions",
+                                description="Serve a page on 127.0.0.1 (only) that shows the stack's runs and their "
+                                "status, a run's cost curve while it trains, its final metrics, and a form to predict "
+                                "with its model from an uploaded image or a pasted row. Ctrl-C stops it.")
+    serve.add_argument("--port", type=port_number, default=8765, help="the port on 127.0.0.1 (default 8765; 0: any free port)")
 
     convert = commands.add_parser("convert", help="convert LNN's HDF5 or a CSV to the .npz the stack reads (to upload it yourself)",
                                   description=f"Convert a data file ({FORMATS}) to an .npz with X, y (and X_test, "
@@ -181,6 +197,9 @@ def dispatch(args, console: Console) -> int:
     session = boto3.Session()
     stack = remote.open_stack(session, args.stack)
     with aws_errors_explained(args.stack):
+        if args.command == "serve":
+            from .web.app import command_serve  # Flask is imported only for `lnn serve`
+            return command_serve(args, stack, console)
         if args.command == "start":
             return remote.command_start(args, run_parameters({}, args.config, flags(args)), stack, console)
         command = {

@@ -1,0 +1,184 @@
+"""The Flask app behind `lnn serve`: one page and a small JSON API over a deployed stack.
+
+    GET  /                          the page (templates/index.html, static/lnn.js, static/lnn.css)
+    GET  /api/runs                  the runs and their status
+    GET  /api/runs/<run_id>         one run: status, its cost curve (and test curve), final figures, its model
+    POST /api/runs/<run_id>/predict an image (multipart field `image`) or a row (field `row`): class and probability
+
+It listens on 127.0.0.1 only and talks to nothing but the stack (its DynamoDB table, bucket and functions, found
+by the stack's CloudFormation outputs, at AWS_ENDPOINT_URL when that is set). Every error is JSON:
+{"error": "one sentence"}, never a stack trace.
+"""
+
+import logging
+import math
+import threading
+from typing import Any
+
+from botocore.exceptions import BotoCoreError, ClientError
+from flask import Flask, jsonify, render_template, request
+from werkzeug.exceptions import HTTPException
+from werkzeug.serving import make_server
+
+from lnn_core import control
+from lnn_core.errors import LnnInputError
+
+from ..remote import DeployedStack
+from . import predict
+
+log = logging.getLogger("lnn.serve")
+HOST = "127.0.0.1"
+DEFAULT_PORT = 8765
+MAX_UPLOAD_BYTES = 8 * 2**20
+
+
+def create_app(stack: DeployedStack) -> Flask:
+    app = Flask(__name__)
+    app.config["MAX_CONTENT_LENGTH"] = MAX_UPLOAD_BYTES
+    app.json.sort_keys = False
+    lock = threading.Lock()  # boto3 resources are not thread-safe: one request at a time talks to the stack
+    state: dict[str, Any] = {}
+
+    def predictor() -> str | None:
+        if "predict_function" not in state:
+            state["predict_function"] = predict.predict_function(stack)
+        return state["predict_function"]
+
+    @app.before_request
+    def local_hosts_only():
+        """Refuse a request whose Host is not this machine (a DNS-rebinding page cannot read the stack)."""
+        host = (request.host or "").rsplit(":", 1)[0].strip("[]")
+        if host not in ("127.0.0.1", "localhost"):
+            return error(f"this server answers 127.0.0.1 and localhost only, not {host!r}", 400)
+        return None
+
+    @app.get("/")
+    def index():
+        return render_template("index.html", stack=stack.outputs.stack_name, bucket=stack.outputs.bucket)
+
+    @app.get("/api/runs")
+    def runs():
+        with lock:
+            records = stack.ports.table.list_runs()
+        records.sort(key=lambda run: run.get("created_at", ""), reverse=True)
+        return jsonify({"stack": stack.outputs.stack_name, "runs": [summary(run) for run in records]})
+
+    @app.get("/api/runs/<run_id>")
+    def run(run_id: str):
+        with lock:
+            record = stack.run(run_id)
+            epochs = stack.ports.table.committed_epochs(record)
+            model = None
+            if (record.get("final") or {}).get("model_key"):
+                model = predict.load_model(stack, record).describe()
+            function = predictor()
+        final = record.get("final") or {}
+        return jsonify({
+            **summary(record),
+            "curve": [{"epoch": item["epoch"], "cost": number(item.get("cost")), "test_cost": number(item.get("test_cost"))}
+                      for item in epochs],
+            "figures": [[label, text] for label, text in control.figures(final)],
+            "final": {key: final.get(key) for key in ("cost", "seconds", "invocations", "model_key") if key in final},
+            "model": model,
+            "predictor": f"the PredictLambda {function}" if function else
+                         f"computed by `lnn serve` from the run's model.npz in s3://{stack.outputs.bucket} (network.predict_proba)",
+        })
+
+    @app.post("/api/runs/<run_id>/predict")
+    def predict_run(run_id: str):
+        upload = request.files.get("image")
+        text = request.form.get("row", "")
+        if upload is not None and upload.filename == "" and not upload.content_length:
+            upload = None  # the form's empty file field
+        if upload is None and not text.strip():
+            raise LnnInputError("choose an image or paste a row of numbers, then press Predict")
+        with lock:
+            record = stack.run(run_id)
+            model = predict.load_model(stack, record)
+            if upload is not None:
+                row = predict.row_from_image(upload.read(), upload.filename or "the upload", model)
+                given = f"image {upload.filename}"
+            else:
+                row = predict.row_from_text(text, model)
+                given = f"a row of {row.shape[1]} numbers"
+            function = predictor()
+            note = None
+            if function:
+                try:
+                    result, source = predict.predict_remote(stack, function, model, row), f"the PredictLambda {function}"
+                except (LnnInputError, ClientError, BotoCoreError, ValueError) as failure:
+                    log.warning("PredictLambda %s failed (%s); computing from model.npz", function, failure)
+                    note = f"the PredictLambda {function} did not answer ({short(failure)}); computed here instead"
+                    function = None
+            if not function:
+                result = predict.predict_here(model, row)
+                source = f"computed by `lnn serve` from s3://{stack.outputs.bucket}/{model.key} (network.predict_proba)"
+        return jsonify({**result, "run_id": run_id, "input": given, "source": source, "note": note})
+
+    @app.errorhandler(LnnInputError)
+    def input_error(failure: LnnInputError):
+        message = str(failure)
+        return error(message, 404 if message.startswith("no run named") else 400)
+
+    @app.errorhandler(ClientError)
+    def aws_error(failure: ClientError):
+        details = failure.response.get("Error", {})
+        log.warning("AWS error: %s", failure)
+        return error(f"the stack answered {details.get('Code', 'an error')}: {details.get('Message', '')}".strip(), 502)
+
+    @app.errorhandler(HTTPException)
+    def http_error(failure: HTTPException):
+        if failure.code == 413:
+            return error(f"the upload is larger than {MAX_UPLOAD_BYTES // 2**20} MB; choose a smaller image", 413)
+        return error(f"{failure.name}: {failure.description}", failure.code or 500)
+
+    @app.errorhandler(Exception)
+    def unexpected(failure: Exception):
+        log.exception("lnn serve: unexpected error")  # the trace goes to the terminal, not to the page
+        return error(f"lnn serve failed unexpectedly ({type(failure).__name__}); the terminal running it has the details", 500)
+
+    return app
+
+
+def error(message: str, status: int):
+    response = jsonify({"error": message})
+    response.status_code = status
+    return response
+
+
+def short(failure: Exception) -> str:
+    text = str(failure)
+    return text if len(text) <= 160 else text[:157] + "..."
+
+
+def number(value: Any) -> float | None:
+    return float(value) if isinstance(value, (int, float)) and math.isfinite(value) else None
+
+
+def summary(run: dict[str, Any]) -> dict[str, Any]:
+    config = run.get("config") or {}
+    final = run.get("final") or {}
+    cost = final.get("cost", run.get("last_cost"))
+    return {"run_id": run["run_id"], "status": run["status"], "epoch": run.get("progress_epoch", 0),
+            "epochs": config.get("epochs"), "granularity": config.get("granularity"), "cost": number(cost),
+            "created_at": run.get("created_at"), "finished_at": run.get("finished_at"), "reason": run.get("reason"),
+            "eval_every": config.get("eval_every")}
+
+
+def command_serve(args, stack: DeployedStack, console) -> int:
+    """`lnn serve [--port N] [--stack NAME]`: serve the page on 127.0.0.1 until Ctrl-C."""
+    app = create_app(stack)
+    try:
+        server = make_server(HOST, args.port, app, threaded=True)
+    except OSError as failure:
+        raise LnnInputError(f"cannot listen on {HOST}:{args.port} ({failure.strerror}); choose another with --port") from None
+    logging.basicConfig(level=logging.WARNING, format="lnn serve: %(message)s")
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)
+    console.print(f"serving stack {stack.outputs.stack_name} on [bold]http://{HOST}:{server.server_port}/[/] (Ctrl-C to stop)")
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        console.print("stopped")
+    finally:
+        server.server_close()
+    return 0
