@@ -19,6 +19,7 @@ from .datafiles import FORMATS
 from .inputs import DEMO_DATA, DEMO_PARAMETERS, comma_list, read_data, run_parameters
 from .local_command import command_local
 from .cloud.stack import DEFAULT_STACK, aws_errors_explained
+from .cloud.up import DEFAULT_STATE_DIR, command_down, command_up
 
 USAGE_ERROR = 2
 
@@ -146,7 +147,23 @@ def build_parser() -> OneLineParser:
     for command in commands.choices.values():
         if command.prog.split()[-1] not in ("local", "convert"):
             command.add_argument("--stack", default=DEFAULT_STACK, help=f"the deployed stack's name (default {DEFAULT_STACK})")
+    add_up_down(commands)
     return parser
+
+
+def add_up_down(commands) -> None:
+    """`lnn up` / `lnn down`: a local stack that stays up (lnn_cli/cloud/up.py)."""
+    up = commands.add_parser("up", help="start a local stack (moto + cdk deploy + a background Lambda runtime) that "
+                             "stays up for start, status, results, runs, stop, resume, predict",
+                             description="Start a moto server, deploy the stack onto it with cdk deploy, and keep a "
+                             "background process running the stack's Lambda invokes, S3 -> EventBridge events and "
+                             "schedules; prints the environment to paste. `lnn down` stops it.")
+    up.add_argument("--state-dir", default=DEFAULT_STATE_DIR, help=f"where the pid, port and logs live (default {DEFAULT_STATE_DIR})")
+    up.add_argument("--port", type=int, help="the endpoint's port on localhost (default: a free one)")
+    up.add_argument("--stack", default=DEFAULT_STACK, help="the stack to deploy from the CDK app")
+    add_runtime_options(up)
+    down = commands.add_parser("down", help="stop the local stack of `lnn up`")
+    down.add_argument("--state-dir", default=DEFAULT_STATE_DIR, help=f"the state directory of `lnn up` (default {DEFAULT_STATE_DIR})")
 
 
 def flags(args) -> dict:
@@ -194,6 +211,8 @@ def dispatch(args, console: Console) -> int:
         return command_local(args, run_parameters(DEMO_PARAMETERS, args.config, flags(args)), console)
     if args.command == "convert":
         return command_convert(args, console)
+    if args.command in ("up", "down"):
+        return (command_up if args.command == "up" else command_down)(args, console)
     session = boto3.Session()
     stack = remote.open_stack(session, args.stack)
     with aws_errors_explained(args.stack):
