@@ -45,6 +45,7 @@ class LnnStack(Stack):
             watchdog_rate=deployment.watchdog_rate,
             invocation_alarm_threshold=deployment.invocation_alarm_threshold,
             notification_email=deployment.notification_email,
+            predict_url=deployment.predict_url,
             bucket_props={"removal_policy": deployment.data_removal_policy},
             table_props=table_props,
         )
@@ -56,6 +57,11 @@ class LnnStack(Stack):
             "TrainerFunctionName": self.trainer.trainer_function.function_name,
             "LaunchFunctionName": self.trainer.launch_function.function_name,
             "WatchdogFunctionName": self.trainer.watchdog_function.function_name,
+            "DashboardName": self.trainer.dashboard.dashboard_name,
         }
+        if self.trainer.predict_function is not None:
+            outputs["PredictFunctionName"] = self.trainer.predict_function.function_name
+        if self.trainer.predict_url is not None:
+            outputs["PredictFunctionUrl"] = self.trainer.predict_url.url
         for name, value in outputs.items():
             CfnOutput(self, name, value=value)

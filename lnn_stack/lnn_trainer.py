@@ -67,14 +67,19 @@ DLQ_RETENTION = Duration.days(14)  # SQS's longest
 WATCHDOG_MEMORY_MB = 256
 WATCHDOG_TIMEOUT = Duration.minutes(1)
 ALARM_PERIOD = Duration.minutes(5)
+# The PredictLambda answers one synchronous request (at most 6 MB of rows) from a model cached in its container.
+PREDICT_MEMORY_MB = 1024
+PREDICT_TIMEOUT = Duration.seconds(30)
+DASHBOARD_PERIOD = Duration.minutes(5)
 
 
 class LnnTrainer(Construct):
     """The trainer, launcher and watchdog functions, their NumPy layer, and the bucket, table and topic they share.
 
     Attributes: `bucket`, `table`, `topic`, `layer`, `trainer_function`, `launch_function`,
-    `watchdog_function`, `launch_rule`, `watchdog_rule`, `dead_letter_queue`, `invocations_alarm`,
-    `dead_letter_alarm`.
+    `watchdog_function`, `predict_function` (None with `predict=False`), `predict_url` (a Function URL with
+    AWS_IAM auth, only with `predict_url=True`), `launch_rule`, `watchdog_rule`, `dead_letter_queue`,
+    `invocations_alarm`, `dead_letter_alarm`, `dashboard`.
     """
 
     def __init__(
@@ -94,6 +99,9 @@ class LnnTrainer(Construct):
         watchdog_rate: Duration = Duration.minutes(5),
         invocation_alarm_threshold: int = 5000,
         notification_email: str | None = None,
+        predict: bool = True,
+        predict_url: bool = False,
+        predict_memory_size: int = PREDICT_MEMORY_MB,
         code: lambda_.Code | None = None,
         existing_bucket_obj: s3.IBucket | None = None,
         bucket_props: Mapping[str, Any] | None = None,
@@ -106,6 +114,8 @@ class LnnTrainer(Construct):
         pairs = [(existing_bucket_obj, bucket_props), (existing_table_obj, table_props), (existing_topic_obj, topic_props)]
         if any(existing and props for existing, props in pairs):
             raise ValueError("LnnTrainer: give an existing resource or props to create one, not both")
+        if predict_url and not predict:
+            raise ValueError("LnnTrainer: predict_url needs the PredictLambda (predict=True)")
         self._architecture = architecture
         self._log_retention = log_retention
         self._code = code or lambda_.Code.from_asset(str(LAMBDA_SOURCE), exclude=["**/__pycache__"])
@@ -188,6 +198,20 @@ class LnnTrainer(Construct):
             # A failed watchdog run lands in the DLQ, whose alarm notifies the topic once, not every 5 minutes.
             on_failure=_SendOnlyQueueDestination(self.dead_letter_queue),
         )
+        self.predict_function: lambda_.Function | None = None
+        self.predict_url: lambda_.FunctionUrl | None = None
+        if predict:
+            self.predict_function = self._function(
+                "PredictLambda",
+                handler="lnn_core.handlers.predict",
+                description="LNN predictor: a run's model.npz answers rows of X synchronously",
+                environment={"LNN_BUCKET": self.bucket.bucket_name},
+                memory_size=predict_memory_size,
+                timeout=PREDICT_TIMEOUT,
+            )
+            if predict_url:
+                # Signed requests only (SigV4, lambda:InvokeFunctionUrl): never an open URL.
+                self.predict_url = self.predict_function.add_function_url(auth_type=lambda_.FunctionUrlAuthType.AWS_IAM)
         self._grant_least_privilege()
 
         self.launch_rule = events.Rule(
@@ -240,7 +264,39 @@ class LnnTrainer(Construct):
             treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
         )
         self._notify_topic(self.invocations_alarm, self.dead_letter_alarm)
+        self.dashboard = self._create_dashboard()
         self._acknowledge_serverless_findings()
+
+    def _create_dashboard(self) -> cloudwatch.Dashboard:
+        """The trainer's EMF metrics (Cost, Steps: namespace LNN, dimension service=lnn, as `Metrics` emits them),
+        its errors, throttles and p99 duration, the invocations alarm, and the PredictLambda's invocations and errors."""
+        def lnn_metric(name: str, statistic: str) -> cloudwatch.Metric:
+            return cloudwatch.Metric(namespace=POWERTOOLS_ENVIRONMENT["POWERTOOLS_METRICS_NAMESPACE"], metric_name=name,
+                                     dimensions_map={"service": POWERTOOLS_ENVIRONMENT["POWERTOOLS_SERVICE_NAME"]},
+                                     statistic=statistic, period=DASHBOARD_PERIOD)
+
+        trainer = self.trainer_function
+        dashboard = cloudwatch.Dashboard(self, "Dashboard", default_interval=Duration.hours(3))
+        dashboard.add_widgets(
+            cloudwatch.GraphWidget(title="Trainer cost (mean of the epochs' costs)", width=12,
+                                   left=[lnn_metric("Cost", "Average")], right=[lnn_metric("Cost", "Minimum")]),
+            cloudwatch.GraphWidget(title="Trainer steps", width=12, left=[lnn_metric("Steps", "Sum")]),
+        )
+        dashboard.add_widgets(
+            cloudwatch.GraphWidget(title="Trainer errors and throttles", width=8, left=[
+                trainer.metric_errors(period=DASHBOARD_PERIOD, statistic="Sum"),
+                trainer.metric_throttles(period=DASHBOARD_PERIOD, statistic="Sum"),
+            ]),
+            cloudwatch.GraphWidget(title="Trainer duration p99", width=8,
+                                   left=[trainer.metric_duration(period=DASHBOARD_PERIOD, statistic="p99")]),
+            cloudwatch.AlarmWidget(title="Trainer invocations alarm", width=8, alarm=self.invocations_alarm),
+        )
+        if self.predict_function is not None:
+            dashboard.add_widgets(cloudwatch.GraphWidget(title="PredictLambda invocations and errors", width=12, left=[
+                self.predict_function.metric_invocations(period=DASHBOARD_PERIOD, statistic="Sum"),
+                self.predict_function.metric_errors(period=DASHBOARD_PERIOD, statistic="Sum"),
+            ]))
+        return dashboard
 
     def _rule_target(
         self, function: lambda_.IFunction, *, max_event_age: Duration = RULE_MAX_EVENT_AGE
@@ -417,6 +473,13 @@ class LnnTrainer(Construct):
                 invoke_trainer,
             ],
         }
+        if self.predict_function is not None:
+            statements[self.predict_function] = [
+                # It reads (GetObject, which HeadObject needs too) a run's model and nothing else; ListBucket under
+                # runs/ turns a missing model's 403 into the 404 that tells "no such run" from "no model yet".
+                iam.PolicyStatement(actions=["s3:GetObject"], resources=[model_objects]),
+                list_bucket,
+            ]
         for function, function_statements in statements.items():
             for statement in function_statements:
                 function.add_to_role_policy(statement)
@@ -433,15 +496,22 @@ class LnnTrainer(Construct):
             model_objects: "PutObject only on runs/<run_id>/model.npz, one key per run whose id is known only at "
             "run time; a run's data.npz and parameters.json are not writable.",
         }
-        for function, arns in [
+        grants = [
             (self.trainer_function, (run_objects, scratch_objects, model_objects)),
             (self.launch_function, (run_objects,)),
-        ]:
+        ]
+        if self.predict_function is not None:
+            grants.append((self.predict_function, (model_objects,)))
+        for function, arns in grants:
+            reasons = object_reasons
+            if function is self.predict_function:
+                reasons = {model_objects: "GetObject only on runs/<run_id>/model.npz, the trained model of a run whose "
+                           "id is known only at run time; no run's data, parameters or scratch is readable."}
             for object_arn in arns:
                 self._acknowledge(
                     function.role.node.find_child("DefaultPolicy"),
                     f"AwsSolutions::AwsSolutions-IAM5[Resource::{self._nag_resource(object_arn)}]",
-                    object_reasons[object_arn],
+                    reasons[object_arn],
                 )
 
     @staticmethod
@@ -456,6 +526,8 @@ class LnnTrainer(Construct):
             "launcher": self.launch_function,
             "watchdog": self.watchdog_function,
         }
+        if self.predict_function is not None:
+            functions["predictor"] = self.predict_function
         for name, function in functions.items():
             self._acknowledge(
                 function.node.default_child,
@@ -469,7 +541,16 @@ class LnnTrainer(Construct):
             "launcher": "the SNS topic, which names the failed launch's event and error",
             "watchdog": "the dead-letter queue, whose alarm notifies the topic",
         }
+        if self.predict_function is not None:
+            self._acknowledge(
+                self.predict_function.node.default_child,
+                "Serverless::Serverless-LambdaDLQ",
+                "The predictor is only invoked synchronously (RequestResponse, or its Function URL): the caller "
+                "receives every error in the response, and a DeadLetterConfig would never receive an event.",
+            )
         for name, function in functions.items():
+            if name not in failure_targets:
+                continue
             self._acknowledge(
                 function.node.default_child,
                 "Serverless::Serverless-LambdaDLQ",

@@ -156,6 +156,15 @@ def _comma_list(item: Callable[[Any], Any]) -> Callable[[Any], tuple]:
     return parse
 
 
+def _boolean(raw: Any) -> bool:
+    """true/false from -c (a string) or cdk.json (a JSON boolean)."""
+    if isinstance(raw, bool):
+        return raw
+    if isinstance(raw, str) and raw.lower() in ("true", "false"):
+        return raw.lower() == "true"
+    raise ValueError(raw)
+
+
 def _word(raw: Any) -> str:
     if not isinstance(raw, str) or not raw.isalpha():
         raise ValueError(raw)
@@ -182,6 +191,8 @@ STALL_MINUTES = Parameter("stall_minutes", 15, _integer(1, 1440), "an integer fr
 WATCHDOG_RATE = Parameter("watchdog_rate_minutes", 5, _integer(1, 1440), "an integer from 1 to 1440 (minutes)", "5")
 ALARM_THRESHOLD = Parameter("invocation_alarm_threshold", 5000, _integer(1, 10_000_000),
                             "an integer from 1 to 10000000 (trainer invocations in 5 minutes)", "5000")
+PREDICT_URL = Parameter("predict_url", False, _boolean,
+                        "true or false (a Function URL with AWS_IAM auth for the PredictLambda)", "true")
 
 EPOCHS = Parameter("epochs", 100, _integer(1, MAX_EPOCHS), f"an integer from 1 to {MAX_EPOCHS}", "100")
 LEARNING_RATE = Parameter("learning_rate", 0.0075, _positive_number, "a number greater than 0", "0.0075")
@@ -254,6 +265,7 @@ DEPLOYMENT_PARAMETERS = {
     "stall_minutes": STALL_MINUTES,
     "watchdog_rate_minutes": WATCHDOG_RATE,
     "invocation_alarm_threshold": ALARM_THRESHOLD,
+    "predict_url": PREDICT_URL,
 }
 TRAINING_PARAMETERS = {
     "epochs": EPOCHS,
@@ -297,6 +309,7 @@ class DeploymentSettings:
     stall_minutes: int = STALL_MINUTES.default
     watchdog_rate_minutes: int = WATCHDOG_RATE.default
     invocation_alarm_threshold: int = ALARM_THRESHOLD.default
+    predict_url: bool = PREDICT_URL.default
 
     @classmethod
     def from_context(cls, context: Mapping[str, Any]) -> "DeploymentSettings":

@@ -1,6 +1,6 @@
 """Lambda entry points. Thin: they build the adapters once per container and hand each event to the logic.
 
-The local runtime and the tests call `build_trainer`/`build_launcher`/`build_watchdog` with their own
+The local runtime and the tests call `build_trainer`/`build_launcher`/`build_watchdog`/`build_predictor` with their own
 boto3 session and invoker; everything else is the code that runs in AWS.
 """
 
@@ -15,7 +15,8 @@ from aws_lambda_powertools import Logger, Metrics
 from .control import StallRules, Watchdog
 from .engine import Trainer
 from .launcher import Launcher
-from .ports import Invoker, Ports
+from .ports import BOTO_CONFIG, IoCounter, Invoker, Ports, S3ObjectStore, _required
+from .predictor import Predictor, PredictorPorts
 
 
 def build_trainer(*, session: boto3.Session | None = None, invoker: Invoker | None = None, logger: Logger | None = None,
@@ -42,6 +43,16 @@ def build_watchdog(*, session: boto3.Session | None = None, invoker: Invoker | N
     return Watchdog(ports, rules=rules, logger=logger or Logger(service="lnn"))
 
 
+def build_predictor(*, session: boto3.Session | None = None, invoker: Invoker | None = None,  # noqa: ARG001
+                    logger: Logger | None = None, clock: Callable[[], float] | None = None) -> Predictor:
+    """The PredictLambda: it reads only LNN_BUCKET's runs/<run_id>/model.npz (and invokes nothing)."""
+    session = session or boto3.Session()
+    counter = IoCounter()
+    store = S3ObjectStore(session.client("s3", config=BOTO_CONFIG), _required("LNN_BUCKET"), counter, cache_bytes=0)
+    ports = PredictorPorts(store=store, counter=counter, **({"clock": clock} if clock else {}))
+    return Predictor(ports, logger=logger or Logger(service="lnn"))
+
+
 @functools.cache
 def _trainer() -> Trainer:
     return build_trainer()
@@ -57,6 +68,11 @@ def _watchdog() -> Watchdog:
     return build_watchdog()
 
 
+@functools.cache
+def _predictor() -> Predictor:
+    return build_predictor()
+
+
 def train(event, context):
     return _trainer().handle(event, context)
 
@@ -67,3 +83,7 @@ def launch(event, context):
 
 def watchdog(event, context):
     return _watchdog().handle(event, context)
+
+
+def predict(event, context):
+    return _predictor().handle(event, context)
