@@ -5,7 +5,8 @@ LNN format: {"epochs": 2500, "layers": 4, "learning_rate": 0.0075,
 LNN 0.0's "weight" and "bias" (the initial values of every weight and bias) and LNN 1.0's "batch_size" and
 "threshold" are accepted verbatim.
 Our keys: "init" (lecun | he), "seed", "granularity" (layer | epoch | auto), "data" (the S3 key of the .npz),
-"shuffle_seed", "optimizer" (gd | momentum | adam) with "beta", "beta1", "beta2", "epsilon", "l2", "eval_every".
+"shuffle_seed", "optimizer" (gd | momentum | adam) with "beta", "beta1", "beta2", "epsilon", "l2", "eval_every",
+"workers" (data-parallel shard workers per update).
 `neurons` and `activations` may also be given as lists, layer 1 first.
 """
 
@@ -27,7 +28,8 @@ MAX_BATCH_SIZE = 10_000_000
 MAX_SEED = 2**32 - 1 - MAX_EPOCHS  # a shuffle seeds RandomState(shuffle_seed + epoch), which takes at most 2**32 - 1
 KNOWN_KEYS = {"epochs", "layers", "learning_rate", "neurons", "activations", "granularity", "init", "seed", "data",
               "batch_size", "shuffle_seed", "optimizer", "beta", "beta1", "beta2", "epsilon", "l2", "threshold",
-              "eval_every", "weight", "bias"}
+              "eval_every", "weight", "bias", "workers"}
+MAX_WORKERS = 256
 OUTPUTS = OUTPUT_ACTIVATIONS + REGRESSION_OUTPUTS
 
 
@@ -55,6 +57,7 @@ class TrainingConfig:
     eval_every: int = 0  # every N epochs, the epoch item records the test set's cost and metric
     weight: float | None = None  # LNN 0.0: every initial weight (and `bias` every bias) instead of a random init
     bias: float | None = None
+    workers: int = 1  # K > 1: each update is a round of K shard workers and one reduce
 
     @property
     def layers(self) -> int:
@@ -96,6 +99,7 @@ class TrainingConfig:
             "eval_every": self.eval_every,
             "weight": self.weight,
             "bias": self.bias,
+            "workers": self.workers,
         }
 
     @classmethod
@@ -148,6 +152,10 @@ class TrainingConfig:
         eval_every = _check_int("eval_every", merged.get("eval_every", 0), 0, MAX_EPOCHS)
         weight = _optional(merged, "weight", lambda name, value: _check_number(name, value, -1e6, 1e6))
         bias = _optional(merged, "bias", lambda name, value: _check_number(name, value, -1e6, 1e6))
+        workers = _check_int("workers", merged.get("workers", 1), 1, MAX_WORKERS)
+        if workers > 1 and granularity == "layer":
+            raise LnnInputError(f"workers {workers} needs granularity epoch or auto: a round of shard workers computes "
+                                "whole forward and backward passes; use granularity layer with workers 1")
         if (weight is None) != (bias is None):
             raise LnnInputError("weight and bias (LNN 0.0's initial values) come together; give both or neither")
         data = merged.get("data")
@@ -175,6 +183,7 @@ class TrainingConfig:
             eval_every=eval_every,
             weight=weight,
             bias=bias,
+            workers=workers,
         )
 
 

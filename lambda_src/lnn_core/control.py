@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .errors import LnnInputError
+from .events import shard_event
 from .ports import Ports, now
 
 TERMINAL = ("succeeded", "failed", "stopped")
@@ -26,10 +27,30 @@ def lease_until(ports: Ports, context: Any) -> float:
     return ports.clock() + min(LEASE_SECONDS, remaining)
 
 
-def send(ports: Ports, run_id: str, event: dict[str, Any]) -> None:
-    """Invoke the next step, then record that it was sent. The caller holds the send lease (its commit's, or a
-    `claim_send`); a crash in between leaves the lease to expire and a retry to re-send."""
-    ports.invoker.invoke_async(event)
+def fan_out(event: dict[str, Any]) -> list[dict[str, Any]]:
+    """The invocations that carry a step's event: for the reduce of a round of K > 1 workers, its K shard events
+    (the shard that completes the round sends the reduce itself); else the event."""
+    if event["state"] == "reduce" and event.get("shards", 1) > 1:
+        return [shard_event(event, shard) for shard in range(event["shards"])]
+    return [event]
+
+
+def pending(ports: Ports, run: dict[str, Any]) -> list[dict[str, Any]]:
+    """What a running run's next step still misses: the shard events whose results are not in, or, once every
+    shard is in, the reduce event; for any other step, its event."""
+    following = run["next_event"]
+    invocations = fan_out(following)
+    if len(invocations) == 1:
+        return invocations
+    done = ports.table.shards_done(run["run_id"], following["step"])
+    return [following] if len(done) == following["shards"] else [e for e in invocations if e["shard"] not in done]
+
+
+def send(ports: Ports, run_id: str, event: dict[str, Any], invocations: list[dict[str, Any]] | None = None) -> None:
+    """Invoke the next step (its shards, in a round), then record that it was sent. The caller holds the send lease
+    (its commit's, or a `claim_send`); a crash in between leaves the lease to expire and a retry to re-send."""
+    for invocation in fan_out(event) if invocations is None else invocations:
+        ports.invoker.invoke_async(invocation)
     ports.table.mark_invoked(run_id, event["step"])
 
 
@@ -43,7 +64,7 @@ def ensure_next_sent(ports: Ports, run: dict[str, Any], *, claimant: str, contex
                                      now=ports.clock(), until=lease_until(ports, context))
     if not claimed:
         return False
-    send(ports, run["run_id"], following)
+    send(ports, run["run_id"], following, pending(ports, run))
     return True
 
 
@@ -96,7 +117,8 @@ def resume_run(ports: Ports, run_id: str) -> dict[str, Any]:
     run = _existing(ports, run_id)
     if run["status"] != "running" or not run.get("next_event"):
         raise LnnInputError(f"run {run_id} is {run['status']}; only a running run can be resumed")
-    ports.invoker.invoke_async(run["next_event"])
+    for invocation in pending(ports, run):
+        ports.invoker.invoke_async(invocation)
     return {"run_id": run_id, "outcome": "resumed", "step": run["next_event"]["step"]}
 
 
@@ -140,7 +162,8 @@ class Watchdog:
             return {"run_id": run_id, **fail_run(self.ports, run, reason, claimant=f"watchdog-{uuid.uuid4().hex}")}
         if not self.ports.table.record_resume(run_id, seen=run, resumes=in_a_row + 1, now=now_seconds):
             return {"run_id": run_id, "outcome": "moved on"}  # it showed life since it was read: not stalled
-        self.ports.invoker.invoke_async(run["next_event"])
+        for invocation in pending(self.ports, run):
+            self.ports.invoker.invoke_async(invocation)
         return {"run_id": run_id, "outcome": "resumed", "step": run["next_event"]["step"]}
 
 

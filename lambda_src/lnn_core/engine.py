@@ -67,8 +67,11 @@ class Trainer:
             "step": step_event.step,
             "state": step_event.position.state,
             "epoch": step_event.position.epoch,
+            "batch": step_event.position.batch,
             "layer": step_event.position.layer,
         }
+        if step_event.shard is not None:
+            summary["shard"] = step_event.shard
         run = ports.table.get_run(run_id)
         if run is None:
             return {**summary, "outcome": "rejected", "reason": f"unknown run {run_id}; nothing was touched"}
@@ -97,7 +100,21 @@ class Trainer:
             if not self._still_next(run_id, step_event.step):
                 return {**summary, "outcome": "duplicate"}  # a late twin read what the winner already cleaned up
             return {**summary, **control.fail_run(ports, run, str(failure), claimant=claimant, context=context)}
+        if step_event.shard is not None:
+            return {**summary, **self._join_round(step_event, run, result)}
         return {**summary, **self._commit(step_event, config, run, result, claimant, context)}
+
+    def _join_round(self, step_event: StepEvent, run: dict, result: StepResult) -> dict[str, Any]:
+        """A shard worker's effects: its results to S3, then its place in the round's barrier. Of all the writes to
+        the barrier, the one that finds every other shard in and not its own completes the round: it sends the
+        reduce, a normal step whose conditional commit admits one delivery."""
+        for key, arrays in result.outputs.items():
+            self.ports.store.put_bytes(key, arrays_to_npz(arrays), scratch=True)
+        before = self.ports.table.join_barrier(step_event.run_id, step_event.step, step_event.shard)
+        if step_event.shard in before or len(before) != step_event.shards - 1:
+            return {"outcome": "shard"}
+        self.ports.invoker.invoke_async(run["next_event"])
+        return {"outcome": "round complete"}
 
     def _commit(self, step_event: StepEvent, config: TrainingConfig, run: dict, result: StepResult, claimant: str,
                 context: Any) -> dict[str, Any]:

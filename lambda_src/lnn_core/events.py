@@ -8,11 +8,13 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-from .config import MAX_EPOCHS, MAX_LAYERS, TrainingConfig, layer_map
+from .config import MAX_EPOCHS, MAX_LAYERS, MAX_WORKERS, TrainingConfig, layer_map
 from .errors import LnnInputError
 from .schedule import STATES, Position
 
 MAX_BATCHES = 10_000_000
+SHARD = "shard"  # the state of a shard worker's event: a part of the round that the `reduce` step of `step` commits
+EVENT_STATES = (*STATES, SHARD)
 
 
 @dataclass(frozen=True)
@@ -25,6 +27,8 @@ class StepEvent:
     epochs: int
     layers: int
     batches: int
+    shards: int
+    shard: int | None  # a shard worker's event: its shard, 0..shards-1
     neurons: tuple[int, ...]
     activations: tuple[str, ...]
     learning_rate: float
@@ -41,6 +45,7 @@ def make_event(run_id: str, config: TrainingConfig, position: Position, *, batch
         "epochs": config.epochs,
         "batch": position.batch,
         "batches": batches,
+        "shards": config.workers,
         "layer": position.layer,
         "layers": config.layers,
         "neurons": layer_map(config.neurons),
@@ -50,17 +55,23 @@ def make_event(run_id: str, config: TrainingConfig, position: Position, *, batch
     }
 
 
+def shard_event(reduce_event: dict[str, Any], shard: int) -> dict[str, Any]:
+    """The event of shard worker `shard` of the round that `reduce_event` commits."""
+    return {**reduce_event, "state": SHARD, "shard": shard}
+
+
 def parse_event(event: Any) -> StepEvent:
     """Check an event's shape and types; raise `LnnInputError` naming the first problem."""
     if not isinstance(event, dict):
         raise LnnInputError(f"the event must be a JSON object, not {type(event).__name__}")
     if "state" not in event:
         raise LnnInputError("the event lacks 'state'")
-    if event["state"] not in STATES:
-        raise LnnInputError(f"unknown state {shown(event['state'])}; expected one of {', '.join(STATES)}")
+    if event["state"] not in EVENT_STATES:
+        raise LnnInputError(f"unknown state {shown(event['state'])}; expected one of {', '.join(EVENT_STATES)}")
+    shard_fields = (("shard", int),) if event["state"] == SHARD else ()
     for name, kind in (("run_id", str), ("step", int), ("epoch", int), ("epochs", int), ("batch", int),
-                       ("batches", int), ("layer", int), ("layers", int), ("neurons", dict), ("activations", dict),
-                       ("learning_rate", (int, float)), ("granularity", str)):
+                       ("batches", int), ("shards", int), ("layer", int), ("layers", int), ("neurons", dict),
+                       ("activations", dict), ("learning_rate", (int, float)), ("granularity", str), *shard_fields):
         value = event.get(name)
         if isinstance(value, bool) or not isinstance(value, kind):
             raise LnnInputError(f"'{name}' must be of type {getattr(kind, '__name__', 'number')}; got {shown(value)}")
@@ -73,6 +84,9 @@ def parse_event(event: Any) -> StepEvent:
         raise LnnInputError(f"'learning_rate' must be a finite number; got {shown(event['learning_rate'])}")
     if not 1 <= event["epoch"] <= event["epochs"]:
         raise LnnInputError(f"epoch {event['epoch']} is out of range 1..{event['epochs']}")
+    if not 1 <= event["shards"] <= MAX_WORKERS or not 0 <= event.get("shard", 0) < event["shards"]:
+        raise LnnInputError(f"shards must be 1..{MAX_WORKERS} and a shard 0..shards-1; got shard {shown(event.get('shard'))} "
+                            f"of {shown(event['shards'])}")
     if not 0 <= event["batch"] <= event["batches"]:
         raise LnnInputError(f"batch {event['batch']} is out of range 0..{event['batches']}")
     if not 0 <= event["layer"] <= event["layers"]:
@@ -83,10 +97,13 @@ def parse_event(event: Any) -> StepEvent:
     return StepEvent(
         run_id=event["run_id"],
         step=event["step"],
-        position=Position(event["step"], event["state"], event["epoch"], event["layer"], batch=event["batch"]),
+        position=Position(event["step"], event["state"], event["epoch"], event["layer"], batch=event["batch"],
+                          shard=event.get("shard") if event["state"] == SHARD else None),
         epochs=event["epochs"],
         layers=event["layers"],
         batches=event["batches"],
+        shards=event["shards"],
+        shard=event.get("shard") if event["state"] == SHARD else None,
         neurons=tuple(event["neurons"][k] for k in layer_keys),
         activations=tuple(event["activations"][k] for k in layer_keys),
         learning_rate=learning_rate,
@@ -104,8 +121,10 @@ def schedule_mismatch(step_event: StepEvent, run: dict) -> str | None:
     """Why this event is not the run's next step, or None when it is."""
     expected = run.get("next_event") or {}
     received = event_fields(step_event)
-    for name in ("step", "state", "epoch", "batch", "batches", "layer", "epochs", "layers", "neurons", "activations",
-                 "learning_rate", "granularity"):
+    if step_event.shard is not None:  # a shard feeds the reduce step of its round
+        received["state"] = "reduce"
+    for name in ("step", "state", "epoch", "batch", "batches", "shards", "layer", "epochs", "layers", "neurons",
+                 "activations", "learning_rate", "granularity"):
         if received[name] != expected.get(name):
             return f"{name} is {shown(received[name])} but the run's next step has {shown(expected.get(name))}"
     return None
@@ -120,6 +139,7 @@ def event_fields(step_event: StepEvent) -> dict[str, Any]:
         "epoch": position.epoch,
         "batch": position.batch,
         "batches": step_event.batches,
+        "shards": step_event.shards,
         "layer": position.layer,
         "epochs": step_event.epochs,
         "layers": step_event.layers,

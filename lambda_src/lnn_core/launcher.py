@@ -104,6 +104,7 @@ class Launcher:
         if seed_drawn:  # drawn once, here: every output of the run is then a pure function of its record
             config = dataclasses.replace(config, seed=secrets.randbelow(MAX_SEED + 1))
         batches = network.batch_count(int(data.X.shape[0]), config.batch_size)
+        check_workers_fit(config, int(data.X.shape[0]))
         first_event = make_event(run_id, config, first_position(), batches=batches)
         claimant = f"launch/{uuid.uuid4().hex[:12]}"  # this launch's claim on sending step 1
         record = {
@@ -219,3 +220,12 @@ class Launcher:
 def _text(value: Any, limit: int = 256) -> str | None:
     """An event field kept in the run record: a string, cut to `limit` characters, or None."""
     return value[:limit] if isinstance(value, str) and value else None
+
+
+def check_workers_fit(config: TrainingConfig, examples: int) -> None:
+    """Every shard worker needs at least one example of the smallest mini-batch."""
+    size = min(config.batch_size or examples, examples)
+    smallest = examples % size or size
+    if config.workers > smallest:
+        raise LnnInputError(f"workers {config.workers} is more than the {smallest} examples of the smallest mini-batch "
+                            f"({examples} examples in batches of {size}); use at most {smallest} workers or larger batches")

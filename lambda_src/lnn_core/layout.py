@@ -5,6 +5,7 @@ runs/<run_id>/state/params-e<epoch>.npz               the training state after a
 runs/<run_id>/state/params-e<epoch>-b<batch>.npz      ... after a mini-batch within an epoch (layer granularity)
 runs/<run_id>/state/e<epoch>/b<batch>/forward-l<l>.npz  A_l, Z_l of one batch (and its cost sum at the last layer)
 runs/<run_id>/state/e<epoch>/b<batch>/backward-l<l>.npz dA_{l-1}, dW_l, db_l of one batch
+runs/<run_id>/state/e<epoch>/b<batch>/shard-<i>.npz    shard worker i's gradient sums and loss sum of a round
 runs/<run_id>/model.npz                                the trained model
 A training state holds the parameters (W1, b1, ...), the optimizer state (t, v_*, s_*) and, within an epoch, the
 running sum of its batches' costs (`cost_sum`).
@@ -39,6 +40,10 @@ def activation_key(config: TrainingConfig, epoch: int, batch: int, layer: int) -
 
 def gradient_key(config: TrainingConfig, epoch: int, batch: int, layer: int) -> str:
     return f"{state_prefix(config)}/e{epoch:07d}/b{batch:06d}/backward-l{layer:03d}.npz"
+
+
+def shard_key(config: TrainingConfig, epoch: int, batch: int, shard: int) -> str:
+    return f"{state_prefix(config)}/e{epoch:07d}/b{batch:06d}/shard-{shard:03d}.npz"
 
 
 def model_key(run_id: str) -> str:

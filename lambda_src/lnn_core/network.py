@@ -44,6 +44,7 @@ dW_l + (l2 / m_b) * W_l; the epoch's cost adds up each batch's loss_sum_b + (l2 
 (with the W of that batch's forward pass, before its update) and divides by m.
 """
 
+import functools
 from collections.abc import Sequence
 
 import numpy as np
@@ -607,6 +608,7 @@ def train_reference(
     epsilon: float = optimizers.DEFAULT_EPSILON,
     l2: float = 0.0,
     threshold: float | None = None,
+    workers: int = 1,
 ) -> tuple[Params, list[float]]:
     """The plain NumPy loop: X (m, n0) rows (used as given, not scaled), y (m,) labels (or (m, k) targets).
 
@@ -617,7 +619,7 @@ def train_reference(
     params, costs, _ = train_reference_state(
         X, y, neurons=neurons, activations=activations, learning_rate=learning_rate, epochs=epochs,
         init=init, seed=seed, batch_size=batch_size, shuffle_seed=shuffle_seed, optimizer=optimizer,
-        beta=beta, beta1=beta1, beta2=beta2, epsilon=epsilon, l2=l2, threshold=threshold,
+        beta=beta, beta1=beta1, beta2=beta2, epsilon=epsilon, l2=l2, threshold=threshold, workers=workers,
     )
     return params, costs
 
@@ -641,6 +643,7 @@ def train_reference_state(
     epsilon: float = optimizers.DEFAULT_EPSILON,
     l2: float = 0.0,
     threshold: float | None = None,
+    workers: int = 1,
 ) -> tuple[Params, list[float], optimizers.State]:
     """`train_reference`, also returning the optimizer state after the last update -> (params, costs, opt_state).
 
@@ -670,8 +673,11 @@ def train_reference_state(
     params = init_params([X_cols.shape[0], *neurons], init, seed)
     opt_state = optimizers.init_state(params, optimizer)
     costs: list[float] = []
+    from .shards import train_epoch_sharded  # shards builds on this module: imported here, not at the top
+
     for epoch in range(1, epochs + 1):
-        params, opt_state, cost = train_epoch(
+        epoch_step = train_epoch if workers == 1 else functools.partial(train_epoch_sharded, workers=workers)
+        params, opt_state, cost = epoch_step(
             params, opt_state, X_cols, Y, activations=activations,
             batches=minibatches(m, batch_size, shuffle_seed, epoch), learning_rate=learning_rate,
             optimizer=optimizer, beta=beta, beta1=beta1, beta2=beta2, epsilon=epsilon, l2=l2,

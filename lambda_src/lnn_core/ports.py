@@ -31,7 +31,7 @@ BOTO_CONFIG = Config(retries={"mode": "standard", "max_attempts": 5}, connect_ti
 EFFECTS = {
     "store": ("put_bytes", "delete_keys"),
     "table": ("create_run", "mark_started", "transition", "claim_send", "mark_invoked", "claim_notification",
-              "mark_notified", "put_epoch_items", "request_stop", "record_resume"),
+              "mark_notified", "put_epoch_items", "request_stop", "record_resume", "join_barrier"),
     "notifier": ("publish",),
     "invoker": ("invoke_async",),
 }
@@ -253,6 +253,25 @@ class RunTable:
             status=True,
         )
 
+    def join_barrier(self, run_id: str, step: int, shard: int) -> set[int]:
+        """Add `shard` to the set of shards done in the round that step `step` reduces; returns the set as it was
+        before this write. The ADD of a set member is idempotent and atomic: of all writes, exactly one finds the
+        other K - 1 shards and not its own, and that one completes the round."""
+        self._counter.requests["dynamodb"] += 1
+        answer = self._table.update_item(
+            Key={"run_id": run_id, "epoch": barrier_epoch(step)},
+            UpdateExpression="ADD shards_done :shard",
+            ExpressionAttributeValues={":shard": {shard}},
+            ReturnValues="ALL_OLD",
+        )
+        return {int(done) for done in answer.get("Attributes", {}).get("shards_done", set())}
+
+    def shards_done(self, run_id: str, step: int) -> set[int]:
+        """The shards whose results are in for the round that step `step` reduces."""
+        self._counter.requests["dynamodb"] += 1
+        item = self._table.get_item(Key={"run_id": run_id, "epoch": barrier_epoch(step)}, ConsistentRead=True).get("Item")
+        return {int(done) for done in (item or {}).get("shards_done", set())}
+
     def put_epoch_items(self, run_id: str, items: list[dict[str, Any]]) -> None:
         """Write per-epoch items. Their content is a pure function of the step, so a repeated write changes nothing."""
         client = self._table.meta.client
@@ -394,6 +413,11 @@ class Ports:
             store=S3ObjectStore(session.client("s3", config=BOTO_CONFIG), bucket, counter) if bucket else None,
             clock=clock or time.time,
         )
+
+
+def barrier_epoch(step: int) -> int:
+    """The sort key of a round's barrier item: negative, apart from the run record (0) and the epoch items (1...)."""
+    return -step
 
 
 def send_lease(step: int, *, claimant: str, until: float) -> dict[str, Any]:

@@ -4,6 +4,8 @@ layer: per epoch, `start`, then for each mini-batch b = 1..B `forward` for layer
        L..1 (the update at layer 1; after the last batch, the epoch's item): B * 2L + 1 steps, then `finish`.
 epoch: one `start` step per epoch that runs the whole epoch (all its mini-batches), then `finish`.
 auto:  one `start` step runs as many whole epochs as fit in the invocation, then `finish`.
+workers K > 1 (epoch or auto): `start` initializes; then one `reduce` step per mini-batch (a round: K shard
+       workers, which are not steps, then the reduce that commits the update), then `finish`.
 A run whose epoch's cost falls below its `threshold` goes to `finish` after that epoch.
 Step numbers grow by one per step; step 1 is the first `start`.
 """
@@ -12,18 +14,20 @@ from dataclasses import dataclass
 
 from .config import TrainingConfig
 
-STATES = ("start", "forward", "backward", "finish")
+STATES = ("start", "forward", "backward", "reduce", "finish")
 
 
 @dataclass(frozen=True)
 class Position:
-    """A point in the run: `layer` and `batch` are 0 for `start` and `finish` (batches count from 1)."""
+    """A point in the run: `layer` and `batch` are 0 for `start` and `finish` (batches count from 1); `shard` is
+    a shard worker's, in the round that the `reduce` step `step` commits."""
 
     step: int
     state: str
     epoch: int
     layer: int
     batch: int = 0
+    shard: int | None = None
 
 
 def first_position() -> Position:
@@ -37,7 +41,13 @@ def next_position(position: Position, config: TrainingConfig, *, batches: int, l
     step, epoch, batch, layer = position.step + 1, position.epoch, position.batch, position.layer
     if position.state == "finish":
         return None
-    if config.granularity == "layer":
+    if config.workers > 1:
+        if position.state == "start":
+            return Position(step, "reduce", 1, 0, batch=1)
+        if batch < batches:
+            return Position(step, "reduce", epoch, 0, batch=batch + 1)
+        last_epoch_done = epoch
+    elif config.granularity == "layer":
         if position.state == "start":
             return Position(step, "forward", epoch, 1, batch=1)
         if position.state == "forward" and layer < config.layers:
@@ -52,11 +62,15 @@ def next_position(position: Position, config: TrainingConfig, *, batches: int, l
     if last_epoch_done is None:
         raise ValueError("an epoch or auto step must say which epoch it completed")
     if last_epoch_done < config.epochs and not stop:
+        if config.workers > 1:
+            return Position(step, "reduce", last_epoch_done + 1, 0, batch=1)
         return Position(step, "start", last_epoch_done + 1, 0)
     return Position(step, "finish", last_epoch_done, 0)
 
 
 def step_bound(config: TrainingConfig, batches: int) -> int:
     """No run of this configuration takes more steps than this: the guard against any endless loop."""
+    if config.workers > 1:
+        return config.epochs * batches + 2
     steps_per_epoch = batches * 2 * config.layers + 1 if config.granularity == "layer" else 1
     return config.epochs * steps_per_epoch + 1

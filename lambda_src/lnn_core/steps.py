@@ -7,9 +7,8 @@ one layer per step; `epoch` and `auto` call it for whole epochs.
 """
 
 import json
-import math
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -19,30 +18,15 @@ from .codec import item_write_units, npz_to_arrays
 from .config import TrainingConfig
 from .dataset import TrainingData, load_training_data
 from .errors import LnnInputError, RunFailure
-from .layout import activation_key, batch_state_key, gradient_key, is_checkpoint, model_key, params_key
+from .layout import activation_key, batch_state_key, gradient_key, is_checkpoint, model_key, params_key, shard_key
 from .ports import Ports, now
+from .results import (StepResult, commit_seconds, descriptions, epoch_item, epochs_done, evaluation, finite_cost,
+                      finite_params, metrics, below_threshold)
 from .schedule import Position
+from .shards import combine_shards, shard_columns, shard_slices, shard_sums
 
-ITEM_WEIGHTS_LIMIT = 2_000  # parameters stored as DynamoDB lists (~40 KB of the 400 KB item limit); above: norms and a checkpoint key
 AUTO_SAFETY_SECONDS = 10.0  # auto granularity stops this long before the invocation's timeout, plus two slow epochs
 AUTO_MAX_EPOCHS_PER_STEP = 2500  # bounds a step's memory (one item per epoch) and its commit
-BATCH_WRITE_SECONDS = 0.1  # budgeted per request of 25 epoch items: the commit's writes must fit in the invocation too
-PARTITION_WRITE_UNITS_PER_SECOND = 1000  # DynamoDB's limit per partition; all of a run's items share one key
-DIVERGED_MAGNITUDE = 1e100  # weights this large have diverged (and DynamoDB numbers end at 1e126)
-
-
-@dataclass
-class StepResult:
-    """What a step body produced; the protocol turns it into effects."""
-
-    outputs: dict[str, dict[str, np.ndarray]] = field(default_factory=dict)  # S3 key -> arrays
-    checkpoints: set[str] = field(default_factory=set)  # output keys that are kept, not scratch
-    epoch_items: list[dict[str, Any]] = field(default_factory=list)
-    fields: dict[str, Any] = field(default_factory=dict)  # run record updates
-    last_epoch_done: int | None = None
-    stop: bool = False  # the last epoch's cost fell below the threshold: finish next
-    obsolete: list[str] = field(default_factory=list)  # S3 keys no later step reads
-    final: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True)
@@ -69,6 +53,8 @@ class StepBodies:
     def execute(self, position: Position, config: TrainingConfig, run: dict, context: Any) -> StepResult:
         if position.state == "finish":
             return self._finish(config, run)
+        if config.workers > 1:
+            return {"start": self._start, "shard": self._shard, "reduce": self._reduce}[position.state](position, config, run)
         if config.granularity != "layer":
             return self._whole_epochs(position, config, run, context)
         if position.state == "start":
@@ -142,7 +128,52 @@ class StepBodies:
             key = batch_state_key(config, epoch, batch, count)
             return StepResult(outputs={key: training_state(params, opt_state, cost_sum=np.array(cost_sum))}, obsolete=obsolete)
         cost = finite_cost(cost_sum / prepared.examples, epoch, config)
-        item = epoch_item(config, epoch, cost, params, run.get("epoch_started_at") or now(), evaluation(config, prepared, epoch, params))
+        item = epoch_item(config, epoch, cost, params, run.get("epoch_started_at") or now(), evaluation(config, prepared.data, epoch, params))
+        return epochs_done(config, first_epoch=epoch, state=training_state(params, opt_state), items=[item], obsolete=obsolete)
+
+    # ---- rounds of K shard workers ----------------------------------------------------------------------------
+
+    def _shard(self, position: Position, config: TrainingConfig, run: dict) -> StepResult:
+        """Shard worker i of a round: gradient sums and loss sum over its slice of the batch, from the committed
+        parameters (not a step: the round's reduce commits)."""
+        epoch, batch, shard = position.epoch, position.batch, position.shard
+        prepared = self._prepared(config, run)
+        batches = self._minibatches(config, prepared, epoch)
+        state = self._load(batch_state_key(config, epoch, batch - 1, len(batches)))
+        X_batch = network.batch_columns(prepared.X, batches[batch - 1])
+        Y_batch = network.batch_columns(prepared.Y, batches[batch - 1])
+        part = shard_slices(X_batch.shape[1], config.workers)[shard]
+        sums, loss = shard_sums(params_of(state), shard_columns(X_batch, part), shard_columns(Y_batch, part),
+                                list(config.activations))
+        return StepResult(outputs={shard_key(config, epoch, batch, shard): {**sums, "loss_sum": np.array(loss)}})
+
+    def _reduce(self, position: Position, config: TrainingConfig, run: dict) -> StepResult:
+        """The round's reduce: the K shards' results added in shard order, the optimizer's update; after the epoch's
+        last batch, its results item."""
+        epoch, batch = position.epoch, position.batch
+        prepared = self._prepared(config, run)
+        batches = self._minibatches(config, prepared, epoch)
+        count = len(batches)
+        state = self._load(batch_state_key(config, epoch, batch - 1, count))
+        results = []
+        for shard in range(config.workers):
+            arrays = self._load(shard_key(config, epoch, batch, shard))
+            results.append(({name: value for name, value in arrays.items() if name != "loss_sum"}, float(arrays["loss_sum"])))
+        params = params_of(state)
+        batch_examples = examples_in(batches[batch - 1], prepared.examples)
+        grads, batch_cost_sum = combine_shards(params, results, batch_examples, config.l2)
+        params, opt_state = optimizers.update(params, grads, optimizer_state_of(state, config),
+                                              learning_rate=config.learning_rate, **config.optimizer_settings())
+        finite_params(params, epoch)
+        cost_sum = (float(state["cost_sum"]) if batch > 1 else 0.0) + batch_cost_sum  # as train_epoch_sharded
+        obsolete = [shard_key(config, epoch, batch, shard) for shard in range(config.workers)]
+        if batch > 1:
+            obsolete.append(batch_state_key(config, epoch, batch - 1, count))
+        if batch < count:
+            key = batch_state_key(config, epoch, batch, count)
+            return StepResult(outputs={key: training_state(params, opt_state, cost_sum=np.array(cost_sum))}, obsolete=obsolete)
+        cost = finite_cost(cost_sum / prepared.examples, epoch, config)
+        item = epoch_item(config, epoch, cost, params, now(), evaluation(config, prepared.data, epoch, params))
         return epochs_done(config, first_epoch=epoch, state=training_state(params, opt_state), items=[item], obsolete=obsolete)
 
     # ---- epoch and auto granularity ------------------------------------------------------------------------
@@ -169,7 +200,7 @@ class StepBodies:
             # the item holds lists or norms, not the arrays: memory stays flat however many epochs fit
             cost = finite_cost(cost, epoch, config)
             items.append(epoch_item(config, epoch, cost, finite_params(params, epoch), started_at,
-                                    evaluation(config, prepared, epoch, params)))
+                                    evaluation(config, prepared.data, epoch, params)))
             if is_checkpoint(config, epoch):  # kept whichever step reaches it: the item points at it
                 kept[params_key(config, epoch)] = training_state(params, opt_state)
             slowest = max(slowest, time.monotonic() - started)
@@ -271,103 +302,9 @@ def optimizer_state_of(state: dict[str, np.ndarray], config: TrainingConfig) -> 
     return {name: state[name] for name in optimizers.state_keys(params_of(state), config.optimizer)}
 
 
-# ---- results -------------------------------------------------------------------------------------------------
-
-
-def epochs_done(config: TrainingConfig, *, first_epoch: int, state: dict, items: list, obsolete: list[str]) -> StepResult:
-    """The shared tail of every step that completes epochs: the training state to S3, one results item per epoch."""
-    last_epoch, last_cost = items[-1]["epoch"], items[-1]["cost"]
-    key = params_key(config, last_epoch)
-    stop = below_threshold(config, last_cost)
-    result = StepResult(
-        outputs={key: state},
-        epoch_items=items,
-        fields={"progress_epoch": last_epoch, "last_cost": last_cost},
-        last_epoch_done=last_epoch,
-        stop=stop,
-        obsolete=obsolete,
-    )
-    if stop:
-        result.fields["stopped_early_at"] = last_epoch
-    if is_checkpoint(config, last_epoch):
-        result.checkpoints.add(key)
-    if not is_checkpoint(config, first_epoch - 1):
-        result.obsolete.append(params_key(config, first_epoch - 1))
-    return result
-
-
-def epoch_item(config: TrainingConfig, epoch: int, cost: float, params: dict, started_at: str,
-               evaluated: dict[str, float] | None = None) -> dict[str, Any]:
-    """The epoch's results item: its cost, the test set's figures when evaluated, and its end-of-epoch weights
-    (lists; or norms, and the key of the kept training state at a checkpoint epoch). Its content depends on the
-    epoch alone, never on the step that wrote it."""
-    item = {"epoch": epoch, "cost": cost, "learning_rate": config.learning_rate, "started_at": started_at,
-            "finished_at": now(), **(evaluated or {})}
-    layers = range(1, config.layers + 1)
-    if sum(array.size for array in params.values()) <= ITEM_WEIGHTS_LIMIT:
-        item["weights"] = {f"layer{l}": params[f"W{l}"] for l in layers}
-        item["bias"] = {f"layer{l}": params[f"b{l}"] for l in layers}
-    else:
-        item["weight_norms"] = {f"layer{l}": float(np.linalg.norm(params[f"W{l}"])) for l in layers}
-        if is_checkpoint(config, epoch):
-            item["checkpoint_key"] = params_key(config, epoch)
-    return item
-
-
-def evaluation(config: TrainingConfig, prepared: PreparedData, epoch: int, params: network.Params) -> dict[str, float] | None:
-    """Every `eval_every` epochs, the test set's cost and metric with the end-of-epoch weights (None otherwise)."""
-    data = prepared.data
-    if not config.eval_every or epoch % config.eval_every or data.X_test is None:
-        return None
-    activations = list(config.activations)
-    AL, _ = network.forward_pass(params, network.to_columns(data.X_test), activations)
-    cost = network.compute_cost(AL, network.targets(data.y_test, activations[-1], config.neurons[-1]), activations[-1])
-    metric = ("test_rmse", network.rmse) if config.regression else ("test_accuracy", network.accuracy)
-    return {"test_cost": finite_cost(cost, epoch, config), metric[0]: metric[1](params, data.X_test, data.y_test, activations)}
-
-
-def metrics(params: network.Params, data: TrainingData, config: TrainingConfig) -> dict[str, float | None]:
-    """The trained model's figures: accuracy for a classifier; RMSE and R² for a regression."""
-    activations, has_test = list(config.activations), data.X_test is not None
-    if config.regression:
-        return {
-            "train_rmse": network.rmse(params, data.X, data.y, activations),
-            "train_r2": network.r2(params, data.X, data.y, activations),
-            "test_rmse": network.rmse(params, data.X_test, data.y_test, activations) if has_test else None,
-            "test_r2": network.r2(params, data.X_test, data.y_test, activations) if has_test else None,
-        }
-    return {
-        "train_accuracy": network.accuracy(params, data.X, data.y, activations),
-        "test_accuracy": network.accuracy(params, data.X_test, data.y_test, activations) if has_test else None,
-    }
-
-
-def descriptions(data: TrainingData) -> dict[str, np.ndarray]:
-    """What the data says of its examples, kept in the model so predictions can name classes and take images."""
-    described = {"classes": getattr(data, "classes", None), "example_shape": getattr(data, "example_shape", None)}
-    return {name: np.asarray(value) for name, value in described.items() if value is not None}
-
-
-def below_threshold(config: TrainingConfig, cost: float) -> bool:
-    return config.threshold is not None and cost < config.threshold
-
-
-def commit_seconds(items: int, units_per_item: int) -> float:
-    """Time to budget for writing `items` epoch items and the commit: a request per 25 items, and the write units
-    one partition (all of a run's items share its key) accepts per second."""
-    return math.ceil(items / 25) * BATCH_WRITE_SECONDS + items * units_per_item / PARTITION_WRITE_UNITS_PER_SECOND
-
-
-def finite_cost(cost: float, epoch: int, config: TrainingConfig) -> float:
-    if not np.isfinite(cost):
-        raise RunFailure(f"the cost diverged at epoch {epoch} ({cost}); lower the learning rate ({config.learning_rate})")
-    return float(cost)
-
-
-def finite_params(params: dict[str, np.ndarray], epoch: int) -> dict[str, np.ndarray]:
-    if not all(np.all(np.abs(array) < DIVERGED_MAGNITUDE) for array in params.values()):  # NaN fails too
-        raise RunFailure(f"the weights diverged at epoch {epoch} (beyond {DIVERGED_MAGNITUDE:g} or NaN); lower the learning rate")
-    return params
+def examples_in(batch: network.Batch, examples: int) -> int:
+    """The number of examples of a mini-batch (a slice of all `examples`, or an index array)."""
+    return len(range(examples)[batch]) if isinstance(batch, slice) else len(batch)
 
 
 def remaining_seconds(context: Any) -> float:

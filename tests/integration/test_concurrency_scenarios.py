@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from botocore.exceptions import ClientError
 
-from lnn_core import control, network, steps
+from lnn_core import control, network, results
 from lnn_core.codec import item_write_units
 from lnn_core.handlers import build_launcher, build_trainer
 from tests.conftest import FakeClock, QueueInvoker, blobs
@@ -293,10 +293,10 @@ def test_6_the_auto_commit_budget_counts_write_units_of_large_items():
     rng = np.random.RandomState(0)
     params = {"W1": rng.randn(42, 45), "b1": rng.randn(42, 1), "W2": rng.randn(1, 42), "b2": rng.randn(1, 1)}
     assert sum(a.size for a in params.values()) == 1_975
-    item = steps.epoch_item(config, 7, 0.123456789, params, "2026-01-01T00:00:00.000Z")
+    item = results.epoch_item(config, 7, 0.123456789, params, "2026-01-01T00:00:00.000Z")
     units = item_write_units(item)
     assert 20 <= units <= 24
-    assert steps.commit_seconds(1_400, units) >= 1_400 * 21 / 1_000  # 29.4 s; the old budget gave 5.6 s
+    assert results.commit_seconds(1_400, units) >= 1_400 * 21 / 1_000  # 29.4 s; the old budget gave 5.6 s
 
 
 def test_7_a_message_whose_notified_write_fails_is_not_published_again_by_a_retry(world, monkeypatch):

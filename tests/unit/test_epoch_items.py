@@ -7,7 +7,7 @@ from lnn_core import network
 from lnn_core.codec import to_dynamo
 from lnn_core.config import TrainingConfig
 from lnn_core.layout import params_key
-from lnn_core.steps import ITEM_WEIGHTS_LIMIT, epoch_item, epochs_done
+from lnn_core.results import ITEM_WEIGHTS_LIMIT, epoch_item, epochs_done
 
 
 def config(neurons, epochs=300):
