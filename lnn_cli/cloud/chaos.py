@@ -15,6 +15,7 @@ seed is a schedule. With threads, the draws are serialized (the counts stay exac
 The per-delivery state (may this delivery still crash?) is per thread: each container thread runs one delivery.
 """
 
+import json
 import random
 import threading
 import time
@@ -89,13 +90,16 @@ class ChaosCounts:
     distinct_ids: int = 0  # duplicates that got their own request id (counted in `duplicates` too)
     step_bodies: int = 0
     crash_sites: Counter = field(default_factory=Counter)  # "before table.transition" -> crashes injected there
+    # per event state: "lose shard", "duplicate reduce", "crash shard before table.join_barrier", ... -> count
+    by_state: Counter = field(default_factory=Counter)
 
     @property
     def faults(self) -> int:
         return self.duplicates + self.delays + self.crashes_before + self.crashes_after + self.losses
 
     def as_dict(self) -> dict[str, Any]:
-        return {**asdict(self), "crash_sites": dict(sorted(self.crash_sites.items())), "faults": self.faults}
+        return {**asdict(self), "crash_sites": dict(sorted(self.crash_sites.items())),
+                "by_state": dict(sorted(self.by_state.items())), "faults": self.faults}
 
 
 class Chaos:
@@ -142,17 +146,21 @@ class Chaos:
     def schedule(self, function: LocalFunction, payload: str) -> list:
         if function.role != "trainer":
             return [0.0]
+        state = json.loads(payload).get("state")
         with self._lock:
             draw = self._random.random
             if draw() < self.plan.lose and self.counts.losses < control.MAX_RESUMES:
                 self.counts.losses += 1
+                self.counts.by_state[f"lose {state}"] += 1
                 return []
             delays: list = [0.0]
             if draw() < self.plan.delay:
                 self.counts.delays += 1
+                self.counts.by_state[f"delay {state}"] += 1
                 delays[0] = self._random.uniform(*LATE_SECONDS)
             if draw() < self.plan.duplicate:
                 self.counts.duplicates += 1
+                self.counts.by_state[f"duplicate {state}"] += 1
                 delays.append(0.0 if draw() < 0.5 else self._random.uniform(*LATE_SECONDS))
                 if self.plan.distinct_ids > 0 and draw() < self.plan.distinct_ids:
                     self.counts.distinct_ids += 1
@@ -161,6 +169,8 @@ class Chaos:
 
     def begin(self, delivery: Delivery, retries_left: int) -> None:
         self._may_crash = delivery.function.role == "trainer" and retries_left > 0
+        if self._may_crash:
+            self._delivery.state = json.loads(delivery.payload).get("state") if isinstance(delivery.payload, str) else None
 
     def _crashing(self, name: str, method):
         def effect(*args, **kwargs):
@@ -201,4 +211,5 @@ class Chaos:
             self._may_crash = False  # the process is gone: one crash per delivery
             setattr(self.counts, counter, getattr(self.counts, counter) + 1)
             self.counts.crash_sites[where] += 1
+            self.counts.by_state[f"crash {getattr(self._delivery, 'state', None)} {where}"] += 1
         raise InjectedCrash(f"injected crash {where}")
