@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+from botocore.config import Config
 from botocore.exceptions import ClientError
 
 from lnn_core import network
@@ -21,6 +22,7 @@ from lnn_core.errors import LnnInputError
 from ..remote import DeployedStack, model_params
 
 PREDICT_OUTPUT = "PredictFunctionName"  # the stack output naming the PredictLambda, when the stack has one
+SYNC_INVOKE = Config(read_timeout=40, connect_timeout=10, retries={"max_attempts": 2, "mode": "standard"})  # > its 30 s timeout
 MAX_IMAGE_PIXELS = 50_000_000  # a decompression bomb is refused, not decoded
 
 
@@ -141,7 +143,8 @@ def predict_function(stack: DeployedStack) -> str | None:
 def predict_remote(stack: DeployedStack, function: str, model: Model, row: np.ndarray) -> dict[str, Any]:
     """The answer from the PredictLambda (RequestResponse). A function error is the function's message."""
     payload = {"run_id": model.run_id, "X": row.tolist()}
-    response = stack.session.client("lambda").invoke(FunctionName=function, InvocationType="RequestResponse",
+    client = stack.session.client("lambda", config=SYNC_INVOKE)
+    response = client.invoke(FunctionName=function, InvocationType="RequestResponse",
                                                      Payload=json.dumps(payload).encode())
     body = json.loads(response["Payload"].read() or b"null")
     if response.get("FunctionError") or not isinstance(body, dict):

@@ -77,11 +77,11 @@ function select(runId) {
   for (const row of $("runs").tBodies[0].rows) row.classList.toggle("selected", row.dataset.runId === runId);
   $("run-panel").hidden = false;
   $("run-id").textContent = runId;
+  for (const id of ["run-status", "run-line", "model-line", "predict-source"]) $(id).textContent = "";
   $("curve").replaceChildren();
   $("figures").replaceChildren();
   show($("prediction"), "");
   show($("predict-error"), "");
-  $("predict-source").textContent = "";
   refreshRun();
 }
 
