@@ -123,7 +123,7 @@ def png(color: tuple[int, int, int], size: int = 32) -> bytes:
     return buffer.getvalue()
 
 
-def test_follow_a_run_then_predict_in_the_browser(deployed, served, browser, image_data, tmp_path):
+def test_follow_a_run_then_predict_in_the_browser(browser, deployed, served, image_data):  # browser first: a skip costs no deploy
     emulator, outputs = deployed
     table = RunTable(emulator.session().resource("dynamodb").Table(outputs.table), IoCounter())
     start_run(deployed, "web-waiting", image_data)  # its chain is never delivered: running, no model
