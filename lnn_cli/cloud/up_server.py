@@ -23,6 +23,7 @@ import argparse
 import base64
 import http.client
 import json
+import logging
 import os
 import queue
 import re
@@ -394,6 +395,7 @@ def serve(state_dir: Path, *, port: int, stack_name: str, concurrency: int, cont
     """Bind the proxy, start moto, deploy, report readiness on stdout (one JSON line), then serve until SIGTERM."""
     from werkzeug.serving import make_server
 
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)  # not a line per proxied request in up.log
     ready = os.fdopen(os.dup(1), "w")
     os.dup2(2, 1)  # from now on anything printed goes to up.log; only `ready` reaches `lnn up`
 

@@ -1,0 +1,136 @@
+"""`lnn up` / `lnn down` end to end, as a user drives them: `lnn up` in a shell (a subprocess that returns while
+the stack stays up), the printed environment pasted, then the deployed-stack commands, unchanged, and `lnn down`.
+
+Nothing here delivers an event by hand: the upload of parameters.json starts the run through the background
+process (S3 PutObject -> the deployed EventBridge rule -> LaunchLambda), and the trainer's chain runs there.
+"""
+
+import os
+import re
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from lnn_cli.cloud.emulator import ACCOUNT_ID
+from lnn_cli.cloud.up import STATE_FILE, is_ours, read_state
+from lnn_cli.inputs import DEMO_DATA
+from lnn_cli.main import build_parser, main
+from lnn_core import network
+
+SMALL = ["--epochs", "3", "--neurons", "4,1", "--activations", "relu,sigmoid", "--learning-rate", "0.3", "--seed", "2", "--init", "he"]
+LONG = ["--epochs", "5000", "--neurons", "4,1", "--activations", "relu,sigmoid", "--granularity", "layer", "--seed", "3"]
+
+
+def lnn(*arguments: str, env: dict[str, str]) -> subprocess.CompletedProcess:
+    """`lnn ...` in a shell: a new process with the given environment."""
+    return subprocess.run([sys.executable, "-m", "lnn_cli.main", *arguments], capture_output=True, text=True,
+                          env={**env, "COLUMNS": "200"}, timeout=600)
+
+
+def shell_environment() -> dict[str, str]:
+    """The user's shell before pasting: no endpoint, no credentials."""
+    hidden = ("AWS_ENDPOINT_URL", "AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")
+    return {name: value for name, value in os.environ.items() if name not in hidden}
+
+
+@pytest.fixture(scope="module")
+def stack_up(tmp_path_factory):
+    """`lnn up` once for the module; yields (state dir, the pasted environment, the up output); `lnn down` after."""
+    state_dir = tmp_path_factory.mktemp("lnn-up") / "state"
+    shell = shell_environment()
+    started = lnn("up", "--state-dir", str(state_dir), "--concurrency", "1", env=shell)
+    try:
+        assert started.returncode == 0, started.stderr + started.stdout
+        pasted = dict(re.findall(r"^export (\w+)=(\S+)$", started.stdout, flags=re.MULTILINE))
+        with pytest.MonkeyPatch.context() as patch:
+            for name in ("AWS_PROFILE", "AWS_SESSION_TOKEN"):
+                patch.delenv(name, raising=False)
+            for name, value in pasted.items():
+                patch.setenv(name, value)
+            yield state_dir, pasted, started.stdout
+    finally:
+        state = read_state(state_dir)
+        stopped = lnn("down", "--state-dir", str(state_dir), env=shell)
+        if state and is_ours(int(state["pid"]), state_dir):  # down failed: do not leave the process behind
+            os.kill(int(state["pid"]), 9)
+            pytest.fail(f"lnn down left pid {state['pid']} running: {stopped.stderr}")
+        assert stopped.returncode == 0, stopped.stderr
+        assert f"stopped the local stack LnnStack (pid {state['pid']}" in " ".join(stopped.stdout.split())
+        assert not (state_dir / STATE_FILE).exists()
+
+
+def test_up_prints_the_environment_and_refuses_a_second_stack(stack_up):
+    state_dir, pasted, shown = stack_up
+    state = read_state(state_dir)
+    assert set(pasted) == {"AWS_ENDPOINT_URL", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_DEFAULT_REGION"}
+    assert pasted["AWS_ENDPOINT_URL"] == f"http://localhost:{state['port']}" == state["endpoint"]
+    assert pasted["AWS_DEFAULT_REGION"] == "us-east-1" and "deployed with cdk deploy" in shown
+    assert is_ours(state["pid"], state_dir)
+    assert {"up.log", "emulator.log", "deploy.log", "lambda.log"} <= {path.name for path in state_dir.iterdir()}
+
+    again = lnn("up", "--state-dir", str(state_dir), env=shell_environment())
+    assert again.returncode == 2
+    assert f"a local stack is already up in {state_dir} (pid {state['pid']}" in again.stderr
+    assert read_state(state_dir) == state  # untouched
+
+
+def test_deployed_stack_commands_against_the_local_stack(stack_up, capsys, tmp_path):
+    state_dir, _, _ = stack_up
+    assert main(["start", "--name", "up-run", *SMALL]) == 0  # the upload starts the run: S3 -> EventBridge -> launcher
+    assert "started run up-run" in capsys.readouterr().out
+    assert main(["status", "up-run", "--follow"]) == 0
+    assert "run up-run: succeeded, epoch 3/3" in capsys.readouterr().out
+    up_log = (state_dir / "up.log").read_text()
+    assert re.search(r"rule \S*LaunchOnParametersUpload\S*: Object Created -> launcher", up_log)
+
+    plot = tmp_path / "cost.png"
+    assert main(["results", "up-run", "--plot", str(plot), "--csv"]) == 0
+    rows = capsys.readouterr().out.strip().splitlines()
+    costs = [float(row.split(",")[1]) for row in rows[1:4]]
+    demo = np.load(DEMO_DATA)
+    _, expected = network.train_reference(demo["X"].astype(float), demo["y"].astype(float), neurons=[4, 1],
+                                          activations=["relu", "sigmoid"], learning_rate=0.3, epochs=3, seed=2, init="he")
+    assert costs == expected  # the chain the background process ran is the reference training, bit for bit
+    assert plot.read_bytes().startswith(b"\x89PNG")
+
+    assert main(["predict", "up-run", "--data", str(DEMO_DATA)]) == 0
+    predicted = capsys.readouterr().out
+    assert "455 predictions" in predicted and "accuracy against the file's labels" in predicted
+    predict_options = build_parser()._subparsers._group_actions[0].choices["predict"]._option_string_actions
+    if "--remote" in predict_options:  # the PredictLambda, through the proxy's RequestResponse invoke
+        assert main(["predict", "up-run", "--data", str(DEMO_DATA), "--remote"]) == 0
+        assert "455 predictions" in capsys.readouterr().out
+
+    assert main(["start", "--name", "up-stop", *LONG]) == 0
+    capsys.readouterr()
+    assert main(["resume", "up-stop"]) == 0  # re-sends its next step through Invoke (Event): harmless on a live run
+    assert main(["stop", "up-stop"]) == 0
+    assert "asked run up-stop to stop" in capsys.readouterr().out
+    assert main(["status", "up-stop", "--follow"]) == 1  # ended, not succeeded
+    line = " ".join(capsys.readouterr().out.split())
+    assert "run up-stop: stopped" in line and "reason: stopped on request" in line
+
+    assert main(["runs"]) == 0
+    listing = capsys.readouterr().out
+    assert re.search(r"up-run\s.*succeeded", listing) and re.search(r"up-stop\s.*stopped", listing)
+
+    from lnn_cli.remote import open_stack
+    import boto3
+
+    stack = open_stack(boto3.Session(), "LnnStack")
+    assert stack.run("up-run")["uploaded_by"] == ACCOUNT_ID  # launched by the S3 event (a direct invoke has none)
+
+
+def test_down_stops_only_our_process_and_cleans_stale_state(tmp_path, capsys):
+    state_dir = tmp_path / "stale"
+    state_dir.mkdir()
+    (state_dir / STATE_FILE).write_text('{"pid": %d, "endpoint": "http://localhost:1"}' % os.getpid())
+    assert not is_ours(os.getpid(), state_dir)  # a live process, but not the background process of this directory
+    assert main(["down", "--state-dir", str(state_dir)]) == 0  # nobody holds the lock: nothing of ours runs
+    shown = " ".join(capsys.readouterr().out.split())
+    assert f"cleaned a stale state in {state_dir}: pid {os.getpid()}" in shown  # and this process still runs
+    assert not (state_dir / STATE_FILE).exists()
+    assert main(["down", "--state-dir", str(state_dir)]) == 0
+    assert "no local stack is up" in capsys.readouterr().out
