@@ -11,7 +11,7 @@ from typing import Any
 
 import jsii
 
-from aws_cdk import Acknowledgment, Duration, RemovalPolicy, Stack, Validations
+from aws_cdk import Acknowledgment, ArnFormat, Duration, RemovalPolicy, Stack, Validations
 from aws_cdk import aws_cloudwatch as cloudwatch
 from aws_cdk import aws_cloudwatch_actions as cloudwatch_actions
 from aws_cdk import aws_dynamodb as dynamodb
@@ -267,6 +267,12 @@ class LnnTrainer(Construct):
         self.dashboard = self._create_dashboard()
         self._acknowledge_serverless_findings()
 
+    def _alarm_by_name(self, alarm: cloudwatch.Alarm) -> cloudwatch.IAlarm:
+        """The alarm with its ARN built from its name (a Ref): the emulator's CloudFormation has no Fn::GetAtt of an alarm."""
+        arn = Stack.of(self).format_arn(service="cloudwatch", resource="alarm", resource_name=alarm.alarm_name,
+                                        arn_format=ArnFormat.COLON_RESOURCE_NAME)
+        return cloudwatch.Alarm.from_alarm_arn(self, f"{alarm.node.id}ByName", arn)
+
     def _create_dashboard(self) -> cloudwatch.Dashboard:
         """The trainer's EMF metrics (Cost, Steps: namespace LNN, dimension service=lnn, as `Metrics` emits them),
         its errors, throttles and p99 duration, the invocations alarm, and the PredictLambda's invocations and errors."""
@@ -289,7 +295,7 @@ class LnnTrainer(Construct):
             ]),
             cloudwatch.GraphWidget(title="Trainer duration p99", width=8,
                                    left=[trainer.metric_duration(period=DASHBOARD_PERIOD, statistic="p99")]),
-            cloudwatch.AlarmWidget(title="Trainer invocations alarm", width=8, alarm=self.invocations_alarm),
+            cloudwatch.AlarmWidget(title="Trainer invocations alarm", width=8, alarm=self._alarm_by_name(self.invocations_alarm)),
         )
         if self.predict_function is not None:
             dashboard.add_widgets(cloudwatch.GraphWidget(title="PredictLambda invocations and errors", width=12, left=[

@@ -17,6 +17,12 @@ OUTPUT_KEYS = {
     "LaunchFunctionName": "launch_function",
     "WatchdogFunctionName": "watchdog_function",
 }
+# Outputs a stack may lack: an older stack, the construct with predict=False, predict_url off.
+OPTIONAL_OUTPUT_KEYS = {
+    "PredictFunctionName": "predict_function",
+    "PredictFunctionUrl": "predict_url",
+    "DashboardName": "dashboard",
+}
 CREDENTIAL_ERRORS = {
     "InvalidClientTokenId", "UnrecognizedClientException", "ExpiredToken", "ExpiredTokenException",
     "SignatureDoesNotMatch", "AccessDenied", "AccessDeniedException",
@@ -32,6 +38,9 @@ class StackOutputs:
     trainer_function: str
     launch_function: str
     watchdog_function: str
+    predict_function: str | None = None
+    predict_url: str | None = None
+    dashboard: str | None = None
 
     @classmethod
     def from_stack(cls, session: boto3.Session, stack_name: str) -> "StackOutputs":
@@ -44,7 +53,8 @@ class StackOutputs:
             raise LnnInputError(
                 f"stack {stack_name} lacks the output {missing[0]}; is it an LNN stack? Deploy LNN with `cdk deploy`"
             )
-        return cls(stack_name=stack_name, **{field: outputs[key] for key, field in OUTPUT_KEYS.items()})
+        return cls(stack_name=stack_name, **{field: outputs[key] for key, field in OUTPUT_KEYS.items()},
+                   **{field: outputs[key] for key, field in OPTIONAL_OUTPUT_KEYS.items() if key in outputs})
 
 
 @contextmanager

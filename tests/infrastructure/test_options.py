@@ -53,7 +53,7 @@ def test_reserved_concurrency_none_lifts_both_reservations():
     LnnTrainer(stack, "Trainer", reserved_concurrency=None, launcher_reserved_concurrency=None)
     template = app.synth().get_stack_by_name("Unreserved").template
     functions_ = [r for r in template["Resources"].values() if r["Type"] == "AWS::Lambda::Function"]
-    assert len(functions_) == 3
+    assert len(functions_) == 4  # trainer, launcher, watchdog, predictor
     assert not [f for f in functions_ if "ReservedConcurrentExecutions" in f["Properties"]]
 
 

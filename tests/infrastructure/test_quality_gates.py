@@ -28,7 +28,7 @@ MOTO_SKIPPED_TYPES = {
     "AWS::SQS::QueuePolicy",
 }
 CONTRACT_OUTPUTS = {"BucketName", "TableName", "TopicArn", "TrainerFunctionName", "LaunchFunctionName",
-                    "WatchdogFunctionName"}
+                    "WatchdogFunctionName", "PredictFunctionName", "DashboardName"}
 
 
 @pytest.fixture(params=["synthesized", "customized"])
@@ -55,7 +55,7 @@ def test_cdk_nag_aws_solutions_and_serverless_pass_with_specific_acknowledgments
     def on_function(rule, function):
         return (rule, [f"{trainer}/{function}/Resource"], f"{trainer}/{function}/Resource")
 
-    functions = ("TrainerLambda", "LaunchLambda", "WatchdogLambda")
+    functions = ("TrainerLambda", "LaunchLambda", "WatchdogLambda", "PredictLambda")
     expected = {
         "AwsSolutions": [
             ("AwsSolutions-S1", [f"{trainer}/Bucket/Resource"], f"{trainer}/Bucket"),
@@ -63,6 +63,7 @@ def test_cdk_nag_aws_solutions_and_serverless_pass_with_specific_acknowledgments
             on_policy(iam5("runs/*/state/*"), "TrainerLambda"),
             on_policy(iam5("runs/*/model.npz"), "TrainerLambda"),
             on_policy(iam5("runs/*"), "LaunchLambda"),
+            on_policy(iam5("runs/*/model.npz"), "PredictLambda"),  # GetObject of a model: nothing else
             ("AwsSolutions-SQS3", [f"{trainer}/DeadLetterQueue/Resource"], f"{trainer}/DeadLetterQueue"),
         ],
         "Serverless": [

@@ -54,6 +54,11 @@ def ids(synthesized, trainer):
             "trainer": trainer.trainer_function,
             "launcher": trainer.launch_function,
             "watchdog": trainer.watchdog_function,
+            "predictor": trainer.predict_function,
+            "predictor_role": trainer.predict_function.role,
+            "predictor_logs": trainer.predict_function.log_group,
+            "dashboard": trainer.dashboard,
+            "invocations_alarm": trainer.invocations_alarm,
             "trainer_role": trainer.trainer_function.role,
             "launcher_role": trainer.launch_function.role,
             "watchdog_role": trainer.watchdog_function.role,
@@ -80,14 +85,15 @@ def test_exactly_these_resources_and_no_custom_resource(synthesized):
         "AWS::SNS::Topic": 1,
         "AWS::SNS::TopicPolicy": 1,
         "AWS::Lambda::LayerVersion": 1,
-        "AWS::Logs::LogGroup": 3,
-        "AWS::IAM::Role": 3,
-        "AWS::IAM::Policy": 4,
-        "AWS::Lambda::Function": 3,
+        "AWS::Logs::LogGroup": 4,
+        "AWS::IAM::Role": 4,
+        "AWS::IAM::Policy": 5,
+        "AWS::Lambda::Function": 4,
         "AWS::Lambda::EventInvokeConfig": 3,
         "AWS::Events::Rule": 2,
         "AWS::Lambda::Permission": 2,
         "AWS::CloudWatch::Alarm": 2,
+        "AWS::CloudWatch::Dashboard": 1,
         "AWS::SQS::Queue": 1,
         "AWS::SQS::QueuePolicy": 1,
     }
@@ -99,6 +105,7 @@ def test_functions_runtime_handlers_architecture_layer_and_log_groups(synthesize
         ("trainer", "lnn_core.handlers.train", 1024, 300, 20),
         ("launcher", "lnn_core.handlers.launch", 1024, 300, 2),
         ("watchdog", "lnn_core.handlers.watchdog", 256, 60, None),
+        ("predictor", "lnn_core.handlers.predict", 1024, 30, None),  # synchronous: no reservation, no async config
     ]:
         properties = synthesized.resources[ids[name]]["Properties"]
         assert properties["Runtime"] == RUNTIME.name == "python3.14"
@@ -114,12 +121,12 @@ def test_functions_runtime_handlers_architecture_layer_and_log_groups(synthesize
 
 def test_only_the_trainer_allows_recursive_loops(synthesized, ids):
     assert synthesized.resources[ids["trainer"]]["Properties"]["RecursiveLoop"] == "Allow"
-    for name in ("launcher", "watchdog"):
+    for name in ("launcher", "watchdog", "predictor"):
         assert "RecursiveLoop" not in synthesized.resources[ids[name]]["Properties"]
 
 
 def test_code_is_the_lambda_src_asset(synthesized, ids):
-    keys = {synthesized.resources[ids[name]]["Properties"]["Code"]["S3Key"] for name in ("trainer", "launcher", "watchdog")}
+    keys = {synthesized.resources[ids[name]]["Properties"]["Code"]["S3Key"] for name in ("trainer", "launcher", "watchdog", "predictor")}
     assert len(keys) == 1
     assets = json.loads((synthesized.assembly_dir / f"{synthesized.stack.stack_name}.assets.json").read_text())
     (code_asset,) = [asset for asset in assets["files"].values()
@@ -153,11 +160,13 @@ def test_environment_variables(synthesized, ids):
         "LNN_EVENT_AGE_SECONDS": "21600",  # the trainer's MaximumEventAgeInSeconds
         **shared,
     }
+    # The predictor reads models from the bucket; it has no table, topic or function to reach.
+    assert environment("predictor") == {"LNN_BUCKET": ref(ids["bucket"]), **powertools}
 
 
 def test_log_groups_keep_seven_days_and_are_destroyed_with_the_stack(synthesized):
     log_groups = synthesized.of_type("AWS::Logs::LogGroup")
-    assert len(log_groups) == 3
+    assert len(log_groups) == 4  # one per function
     for log_group in log_groups.values():
         assert log_group["Properties"] == {"RetentionInDays": 7}
         assert log_group["DeletionPolicy"] == log_group["UpdateReplacePolicy"] == "Delete"
@@ -185,7 +194,7 @@ def test_every_iam_statement_has_exact_actions_and_resources(synthesized, traine
     policies = {
         name: synthesized.resource(function.role.node.find_child("DefaultPolicy"))
         for name, function in [("trainer", trainer.trainer_function), ("launcher", trainer.launch_function),
-                               ("watchdog", trainer.watchdog_function)]
+                               ("watchdog", trainer.watchdog_function), ("predictor", trainer.predict_function)]
     }
     assert statements(policies["trainer"]) == expected(
         (["logs:CreateLogStream", "logs:PutLogEvents"], arn(ids["trainer_logs"])),
@@ -215,6 +224,13 @@ def test_every_iam_statement_has_exact_actions_and_resources(synthesized, traine
         # Its on-failure destination, the DLQ (Lambda sends through the function's role).
         (["sqs:SendMessage"], arn(ids["dlq"])),
     )
+    # The predictor reads a run's model.npz (GetObject; HeadObject needs it too) and nothing else; ListBucket under
+    # runs/ makes a missing model a 404, which tells an unknown run from a run without a model.
+    assert statements(policies["predictor"]) == expected(
+        (["logs:CreateLogStream", "logs:PutLogEvents"], arn(ids["predictor_logs"])),
+        (["s3:GetObject"], model),
+        (["s3:ListBucket"], arn(ids["bucket"]), runs_prefix_only),
+    )
 
 
 def test_the_trainer_may_invoke_only_itself_through_a_separate_policy(synthesized, trainer, ids):
@@ -226,7 +242,8 @@ def test_the_trainer_may_invoke_only_itself_through_a_separate_policy(synthesize
 
 def test_the_policies_are_exactly_the_three_default_policies_and_the_self_invoke_policy(synthesized, ids):
     attached = sorted(policy["Properties"]["Roles"][0]["Ref"] for policy in synthesized.of_type("AWS::IAM::Policy").values())
-    assert attached == sorted([ids["trainer_role"], ids["trainer_role"], ids["launcher_role"], ids["watchdog_role"]])
+    assert attached == sorted([ids["trainer_role"], ids["trainer_role"], ids["launcher_role"], ids["watchdog_role"],
+                               ids["predictor_role"]])
 
 
 def test_no_wildcard_action_anywhere(synthesized):
@@ -403,6 +420,8 @@ def test_outputs_are_the_contract_names(synthesized, ids):
         "TrainerFunctionName": ref(ids["trainer"]),
         "LaunchFunctionName": ref(ids["launcher"]),
         "WatchdogFunctionName": ref(ids["watchdog"]),
+        "PredictFunctionName": ref(ids["predictor"]),
+        "DashboardName": ref(ids["dashboard"]),
     }
 
 
@@ -528,3 +547,78 @@ def test_a_missing_key_still_answers_404_with_list_bucket(monkeypatch):
         client.put_object(Bucket="lnn-test", Key="runs/r1/state/x.npz", Body=b"x")
         store.delete_keys(["runs/r1/state/x.npz"])
         assert store.head_etag("runs/r1/state/x.npz") is None
+
+
+# ---- the PredictLambda's options and the dashboard ------------------------------------------------------------------
+
+
+def test_the_predictor_is_only_invoked_synchronously(synthesized, ids):
+    configs = [c["Properties"]["FunctionName"]["Ref"] for c in synthesized.of_type("AWS::Lambda::EventInvokeConfig").values()]
+    assert ids["predictor"] not in configs
+    assert not synthesized.of_type("AWS::Lambda::Url")  # predict_url is off by default
+    assert not [p for p in synthesized.of_type("AWS::Lambda::Permission").values()
+                if p["Properties"]["FunctionName"] in (ref(ids["predictor"]), arn(ids["predictor"]))]
+
+
+def dashboard_widgets(synthesized, ids) -> list[dict]:
+    body = synthesized.resources[ids["dashboard"]]["Properties"]["DashboardBody"]
+    parts = body["Fn::Join"][1]
+    # Tokens (function names, the alarm's ARN) become placeholders: the widgets' layout and metrics stay readable.
+    text = "".join(part if isinstance(part, str) else json.dumps(json.dumps(part))[1:-1] for part in parts)
+    return json.loads(text)["widgets"]
+
+
+def test_dashboard_shows_the_trainer_metrics_the_alarm_and_the_predictor(synthesized, ids):
+    widgets = dashboard_widgets(synthesized, ids)
+    titles = [widget["properties"]["title"] for widget in widgets]
+    assert titles == ["Trainer cost (mean of the epochs' costs)", "Trainer steps", "Trainer errors and throttles",
+                      "Trainer duration p99", "Trainer invocations alarm", "PredictLambda invocations and errors"]
+    metrics = {widget["properties"]["title"]: widget["properties"].get("metrics") for widget in widgets}
+    # The EMF metrics as Powertools emits them: namespace LNN, dimension service=lnn (handlers.build_trainer).
+    assert metrics["Trainer cost (mean of the epochs' costs)"][0][:4] == ["LNN", "Cost", "service", "lnn"]
+    assert metrics["Trainer steps"] == [["LNN", "Steps", "service", "lnn", {"stat": "Sum"}]]
+    trainer_name, predictor_name = json.dumps(ref(ids["trainer"])), json.dumps(ref(ids["predictor"]))
+    names = [(m[1], m[3], m[4]["stat"]) for m in metrics["Trainer errors and throttles"]]
+    assert names == [("Errors", trainer_name, "Sum"), ("Throttles", trainer_name, "Sum")]
+    [duration] = metrics["Trainer duration p99"]
+    assert (duration[1], duration[3], duration[4]["stat"]) == ("Duration", trainer_name, "p99")
+    predictor = [(m[1], m[3], m[4]["stat"]) for m in metrics["PredictLambda invocations and errors"]]
+    assert predictor == [("Invocations", predictor_name, "Sum"), ("Errors", predictor_name, "Sum")]
+    alarm = widgets[titles.index("Trainer invocations alarm")]["properties"]["annotations"]["alarms"]
+    assert len(alarm) == 1 and json.dumps(ref(ids["invocations_alarm"])) in alarm[0]  # the ARN, from the alarm's name
+
+
+def test_predict_url_is_an_aws_iam_function_url_with_its_output(tmp_path):
+    from .conftest import synthesize
+
+    with_url = synthesize(tmp_path, {"predict_url": "true"})
+    predictor = with_url.logical_id(with_url.stack.trainer.predict_function)
+    [url] = with_url.of_type("AWS::Lambda::Url").values()
+    assert url["Properties"] == {"AuthType": "AWS_IAM", "TargetFunctionArn": arn(predictor)}
+    assert with_url.outputs["PredictFunctionUrl"]["Value"] == {"Fn::GetAtt": [with_url.logical_id(with_url.stack.trainer.predict_url), "FunctionUrl"]}
+    # No resource policy opens it: callers need lambda:InvokeFunctionUrl in their own (signed) identity policy.
+    assert not with_url.of_type("AWS::Lambda::Permission").keys() - synthesized_permissions(with_url)
+
+
+def synthesized_permissions(synth) -> set[str]:
+    """The two EventBridge rule permissions (the launcher's and the watchdog's): the only ones the stack has."""
+    return {key for key, permission in synth.of_type("AWS::Lambda::Permission").items()
+            if permission["Properties"]["Principal"] == "events.amazonaws.com"}
+
+
+def test_predict_false_leaves_the_predictor_out():
+    from aws_cdk import App, Stack
+
+    from lnn_stack.lnn_trainer import LnnTrainer
+
+    from .conftest import SKIP_BUNDLING
+
+    app = App(context=SKIP_BUNDLING)
+    stack = Stack(app, "NoPredict")
+    trainer = LnnTrainer(stack, "Trainer", predict=False)
+    template = app.synth().get_stack_by_name("NoPredict").template
+    handlers = sorted(r["Properties"]["Handler"] for r in template["Resources"].values() if r["Type"] == "AWS::Lambda::Function")
+    assert handlers == ["lnn_core.handlers.launch", "lnn_core.handlers.train", "lnn_core.handlers.watchdog"]
+    assert trainer.predict_function is None and trainer.predict_url is None
+    with pytest.raises(ValueError, match="predict_url needs the PredictLambda"):
+        LnnTrainer(Stack(App(context=SKIP_BUNDLING), "Bad"), "Trainer", predict=False, predict_url=True)

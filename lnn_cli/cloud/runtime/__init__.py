@@ -13,12 +13,12 @@ from .core import DeliveryRecord, Faults, LocalInvoker, LocalLambdaRuntime
 from .queue import Delivery, DeliveryClock, DeliveryQueue
 from .semantics import (
     ASYNC_PAYLOAD_LIMIT, DEFAULT_EVENT_AGE_SECONDS, DEFAULT_RETRY_ATTEMPTS, RETRY_BACKOFF_SECONDS, STEP_SECONDS,
-    LambdaContext, PayloadTooLarge, SandboxKilled,
+    SYNC_PAYLOAD_LIMIT, LambdaContext, PayloadTooLarge, SandboxKilled,
 )
 
 __all__ = [
     "ASYNC_PAYLOAD_LIMIT", "BUILDERS", "DEFAULT_EVENT_AGE_SECONDS", "DEFAULT_RETRY_ATTEMPTS", "LOG_SINK",
-    "RETRY_BACKOFF_SECONDS", "STEP_SECONDS", "Container", "Delivery", "DeliveryClock", "DeliveryQueue",
+    "RETRY_BACKOFF_SECONDS", "STEP_SECONDS", "SYNC_PAYLOAD_LIMIT", "Container", "Delivery", "DeliveryClock", "DeliveryQueue",
     "DeliveryRecord", "Faults", "LambdaContext", "LocalFunction", "LocalInvoker", "LocalLambdaRuntime",
     "PayloadTooLarge", "SandboxKilled", "atomic_requests", "environment",
 ]

@@ -23,7 +23,8 @@ from lnn_core.ports import IoCounter
 
 from .semantics import DEFAULT_EVENT_AGE_SECONDS, DEFAULT_RETRY_ATTEMPTS
 
-BUILDERS = {"trainer": handlers.build_trainer, "launcher": handlers.build_launcher, "watchdog": handlers.build_watchdog}
+BUILDERS = {"trainer": handlers.build_trainer, "launcher": handlers.build_launcher, "watchdog": handlers.build_watchdog,
+            "predictor": handlers.build_predictor}
 
 
 @dataclass
@@ -40,7 +41,7 @@ class Container:
 class LocalFunction:
     """A deployed function, as configured in the emulator, with its warm containers."""
 
-    role: str  # trainer | launcher | watchdog
+    role: str  # trainer | launcher | watchdog | predictor
     name: str
     arn: str
     timeout_seconds: int

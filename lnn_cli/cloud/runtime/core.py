@@ -1,4 +1,5 @@
-"""The local Lambda runtime: the stack's three functions, their containers, and one delivery queue.
+"""The local Lambda runtime: the stack's functions (trainer, launcher, watchdog, predictor), their containers, and one
+delivery queue. The predictor is only ever invoked synchronously (`invoke`).
 
 Each function gets `concurrency` warm containers (`containers`), built by `lnn_core.handlers` with the function's
 deployed environment (read from the emulator's `GetFunctionConfiguration`), the caller's boto3 session, a logger
@@ -34,8 +35,8 @@ from .containers import (
 )
 from .queue import Delivery, DeliveryClock, DeliveryQueue
 from .semantics import (
-    STEP_SECONDS, LambdaContext, SandboxKilled, destination_record, encode_event, retry_backoff, send_to_destination,
-    timed_out,
+    STEP_SECONDS, LambdaContext, SandboxKilled, decode_response, destination_record, encode_event, retry_backoff,
+    send_to_destination, timed_out,
 )
 
 
@@ -169,10 +170,12 @@ class LocalLambdaRuntime:
             self._lock.notify_all()
 
     def invoke(self, role: str, payload: dict[str, Any]) -> dict[str, Any]:
-        """`Invoke` with `InvocationType=RequestResponse`: run now, return the result, raise the handler's error."""
+        """`Invoke` with `InvocationType=RequestResponse`: run now in a free warm container (else the first), return
+        the result as the caller receives it (through JSON, at most 6 MB each way), raise the handler's error."""
         function = self.functions[role]
+        body = encode_event(function.name, payload, synchronous=True)
         with self._lock:
-            delivery = self._queue.direct(function, encode_event(function.name, payload), str(uuid.uuid4()), self.clock)
+            delivery = self._queue.direct(function, body, str(uuid.uuid4()), self.clock)
             container = function.free_container() or function.containers[0]
             container.busy = True
         try:
@@ -184,7 +187,7 @@ class LocalLambdaRuntime:
                 self._lock.notify_all()
         if error is not None:
             raise error
-        return record.result
+        return decode_response(function.name, record.result)
 
     def run(self, *, until: Callable[[], bool] | None = None) -> None:
         """Deliver queued events in delivery-clock order until the queue is empty and nothing runs (or `until()`)."""

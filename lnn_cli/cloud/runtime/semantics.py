@@ -1,5 +1,5 @@
 """Lambda's semantics of an asynchronous invoke: the event's JSON and size limit, the context, retries, and the
-destination record of an event given up."""
+destination record of an event given up; and of a synchronous one: 6 MB each way, the answer's JSON round trip."""
 
 import json
 import time
@@ -13,10 +13,12 @@ STEP_SECONDS = 0.1  # delivery-clock time one delivery takes
 RETRY_BACKOFF_SECONDS = (60.0, 120.0)  # Lambda waits 1 minute before the first retry, 2 before the second
 DEFAULT_RETRY_ATTEMPTS = 2  # Lambda's default when a function has no EventInvokeConfig
 DEFAULT_EVENT_AGE_SECONDS = 21_600
+SYNC_PAYLOAD_LIMIT = 6_291_456  # bytes, Lambda's limit for a synchronous invoke's request, and for its response
 
 
 class PayloadTooLarge(ValueError):
-    """What Lambda's `Invoke` answers (RequestEntityTooLargeException) to an async event over 1 MB."""
+    """What Lambda's `Invoke` answers (RequestEntityTooLargeException) to an async event over 1 MB, or a
+    synchronous request over 6 MB; for a response over 6 MB, its function error."""
 
 
 class SandboxKilled(BaseException):
@@ -46,16 +48,30 @@ class LambdaContext:
         return max(0, int((self.deadline - time.monotonic()) * 1000))
 
 
-def encode_event(function_name: str, payload: Any) -> str:
-    """The event's JSON, as `Invoke` with `InvocationType=Event` accepts it: at most 1 MB."""
+def encode_event(function_name: str, payload: Any, *, synchronous: bool = False) -> str:
+    """The event's JSON, as `Invoke` accepts it: at most 1 MB with `InvocationType=Event`, 6 MB with RequestResponse."""
     body = json.dumps(payload)
     size = len(body.encode())
-    if size > ASYNC_PAYLOAD_LIMIT:
+    limit = SYNC_PAYLOAD_LIMIT if synchronous else ASYNC_PAYLOAD_LIMIT
+    if size > limit:
+        kind = "synchronous" if synchronous else "asynchronous"
         raise PayloadTooLarge(
             f"RequestEntityTooLargeException: the event for {function_name} is {size} bytes; "
-            f"Lambda's asynchronous invoke accepts at most {ASYNC_PAYLOAD_LIMIT}"
+            f"Lambda's {kind} invoke accepts at most {limit}"
         )
     return body
+
+
+def decode_response(function_name: str, result: Any) -> Any:
+    """The handler's return value as the caller of a synchronous invoke receives it: through JSON, at most 6 MB."""
+    body = json.dumps(result)
+    size = len(body.encode())
+    if size > SYNC_PAYLOAD_LIMIT:
+        raise PayloadTooLarge(
+            f"Function.ResponseSizeTooLarge: the response of {function_name} is {size} bytes; "
+            f"Lambda's synchronous invoke returns at most {SYNC_PAYLOAD_LIMIT}"
+        )
+    return json.loads(body)
 
 
 def retry_backoff(attempt: int) -> float:
