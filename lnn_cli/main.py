@@ -126,10 +126,15 @@ def build_parser() -> OneLineParser:
 
     predict = commands.add_parser("predict", help="predict with a run's trained model.npz")
     predict.add_argument("run_id")
-    predict.add_argument("--data", required=True, help="an .npz with X (and optionally y, to report accuracy, or RMSE "
+    predict_input = predict.add_mutually_exclusive_group(required=True)
+    predict_input.add_argument("--image", nargs="+", metavar="FILE", help="images (.jpg, .png, ...) for a model trained "
+                               "on images: resized to its example_shape, scaled by 1/255 as at training")
+    predict_input.add_argument("--data", help="an .npz with X (and optionally y, to report accuracy, or RMSE "
                          "and R² for a regression model); or LNN's HDF5 or a CSV")
     add_label_column(predict)
     predict.add_argument("--csv", action="store_true", help="print one prediction per row as CSV")
+    predict.add_argument("--remote", action="store_true", help="ask the stack's PredictLambda (a synchronous invoke) "
+                         "instead of computing on this machine from model.npz; the numbers are the same")
 
     serve = commands.add_parser("serve", help="a web page on 127.0.0.1: the runs, their live cost curves, final metrics, predictions",
                                 description="Serve a page on 127.0.0.1 (only) that shows the stack's runs and their "

@@ -21,6 +21,7 @@ from lnn_core import control, network
 from lnn_core.config import check_run_id
 from lnn_core.errors import LnnInputError
 from lnn_core.launcher import LaunchLimits
+from lnn_core.predictor import SYNC_PAYLOAD_LIMIT, Model, predicted_probability, rows_that_fit
 from lnn_core.ports import BOTO_CONFIG, IoCounter, LambdaInvoker, Ports, RunTable, S3ObjectStore, SnsNotifier
 
 from .inputs import read_prediction_data, validate_run
@@ -46,6 +47,22 @@ class DeployedStack:
             counter=counter,
             store=S3ObjectStore(session.client("s3", config=BOTO_CONFIG), self.outputs.bucket, counter),
         )
+
+    def invoke_predictor(self, payload: dict[str, Any]) -> dict[str, Any]:
+        """A synchronous invoke (RequestResponse) of the stack's PredictLambda; its answer. (The local runtime's
+        `invoke("predictor", payload)` is the same call, without AWS.)"""
+        name = self.outputs.predict_function
+        if not name:
+            raise LnnInputError(f"stack {self.outputs.stack_name} has no PredictLambda (no output PredictFunctionName); "
+                                "redeploy it with this version of LNN, or predict on this machine without --remote")
+        response = self.session.client("lambda", config=BOTO_CONFIG).invoke(
+            FunctionName=name, InvocationType="RequestResponse", Payload=json.dumps(payload).encode()
+        )
+        answer = json.loads(response["Payload"].read() or b"null")
+        if response.get("FunctionError"):
+            detail = answer.get("errorMessage", answer) if isinstance(answer, dict) else answer
+            raise LnnInputError(f"the PredictLambda {name} failed ({detail}); see its log group")
+        return answer
 
     def run(self, run_id: str) -> dict[str, Any]:
         run = self.ports.table.get_run(check_run_id(run_id))
@@ -222,51 +239,151 @@ def command_resume(args, stack: DeployedStack, console: Console) -> int:
 
 
 def command_predict(args, stack: DeployedStack, console: Console) -> int:
+    """`lnn predict RUN_ID --data FILE | --image FILE... [--remote] [--csv]`: on this machine from model.npz, or with
+    --remote by the stack's PredictLambda; both run `Model.answer`, so both give the same numbers."""
     run = stack.run(args.run_id)
     final = run.get("final") or {}
     if not final.get("model_key"):
         raise LnnInputError(f"run {args.run_id} is {run['status']} and has no model yet; predict after it succeeds")
-    X, y = read_prediction_data(args.data, label_column=getattr(args, "label_column", None))
-    params = model_params(stack, final["model_key"])
-    activations = [str(name) for name in params.pop("activations")]
-    params.pop("config", None)
-    if X.shape[1] != params["W1"].shape[1]:
-        raise LnnInputError(f"{args.data}: X has {X.shape[1]} features but the model of run {args.run_id} takes {params['W1'].shape[1]}")
-    if activations[-1] in network.REGRESSION_OUTPUTS:
-        return show_regression(args, params, activations, X, y, console)
-    probabilities = network.predict_proba(params, X, activations)
-    labels = network.predict(params, X, activations)
+    images = getattr(args, "image", None)
+    if bool(images) == bool(getattr(args, "data", None)):
+        raise LnnInputError("give the examples to predict with either --data FILE or --image FILE ...")
+    remote_call = getattr(args, "remote", False)
+    if remote_call:
+        model, described = None, predictor_answer(stack.invoke_predictor, {"run_id": args.run_id, "describe": True})
+    else:
+        model = Model.from_npz(stack.ports.store.get_bytes(final["model_key"]), key=final["model_key"])
+        described = model.describe()
+    if images:
+        X, y, names = image_rows(images, described.get("example_shape"), run_id=args.run_id), None, list(images)
+    else:
+        X, y = read_prediction_data(args.data, label_column=getattr(args, "label_column", None))
+        names = None
+    if X.shape[1] != described["features"]:
+        source = "the images" if images else args.data
+        raise LnnInputError(f"{source}: X has {X.shape[1]} features but the model of run {args.run_id} takes {described['features']}")
+    if remote_call:
+        answer = predict_remote(stack.invoke_predictor, args.run_id, X, described)
+    else:
+        answer = model.answer(X, run_id=args.run_id)
+    return show_answer(args, answer, described, y, names, console)
+
+
+def predictor_answer(invoke, payload: dict[str, Any]) -> dict[str, Any]:
+    answer = invoke(payload)
+    if not isinstance(answer, dict):
+        raise LnnInputError(f"the PredictLambda answered {answer!r}, not a JSON object")
+    if "error" in answer:
+        raise LnnInputError(f"the PredictLambda refused the request: {answer['error']}")
+    return answer
+
+
+def predict_remote(invoke, run_id: str, X: np.ndarray, described: dict[str, Any]) -> dict[str, Any]:
+    """The PredictLambda's answer for every row of X: as many synchronous invokes as the 6 MB payloads need."""
+    rows = X.tolist()
+    row_bytes = [len(json.dumps(row)) + 2 for row in rows]
+    # An answer row: the label (or class name) and its probabilities (or values), about 25 bytes a number.
+    longest_class = max((len(name) for name in described.get("classes") or []), default=0)
+    answer_row = 25 * described.get("outputs", 1) + longest_class + 30
+    budget = SYNC_PAYLOAD_LIMIT - 2 * 1024
+    merged: dict[str, Any] = {}
+    start = 0
+    while start < len(rows):
+        end, size = start, 0
+        while end < len(rows) and size + max(row_bytes[end], answer_row) <= budget:
+            size += max(row_bytes[end], answer_row)
+            end += 1
+        if end == start:
+            raise LnnInputError(f"one row of X is {row_bytes[start]:,} bytes as JSON: more than a synchronous invoke "
+                                f"carries ({rows_that_fit(row_bytes[start])} rows fit); predict without --remote")
+        answer = predictor_answer(invoke, {"run_id": run_id, "X": rows[start:end]})
+        for key in ("predictions", "probabilities", "values"):
+            if key in answer:
+                merged.setdefault(key, []).extend(answer[key])
+        merged.update(run_id=answer["run_id"], model_key=answer["model_key"])
+        start = end
+    return merged
+
+
+def image_rows(paths: list[str], example_shape: list[int] | None, *, run_id: str) -> np.ndarray:
+    """Images as rows of X, as the model saw its examples at training: resized to its example_shape (height, width
+    [, channels]) with Pillow, uint8 scaled by 1/255, flattened."""
+    from PIL import Image, UnidentifiedImageError
+
+    if not example_shape or len(example_shape) not in (2, 3):
+        raise LnnInputError(f"the model of run {run_id} was not trained on images (its model.npz has no example_shape "
+                            "of height x width x channels); predict with --data")
+    height, width = example_shape[:2]
+    channels = example_shape[2] if len(example_shape) == 3 else 1
+    mode = {1: "L", 3: "RGB", 4: "RGBA"}.get(channels)
+    if mode is None:
+        raise LnnInputError(f"the model of run {run_id} takes examples of shape {example_shape}: {channels} channels "
+                            "is not an image Pillow makes (1, 3 or 4)")
+    rows = []
+    for path in paths:
+        try:
+            with Image.open(path) as image:
+                pixels = np.asarray(image.convert(mode).resize((width, height), Image.Resampling.BILINEAR), dtype=np.uint8)
+        except FileNotFoundError:
+            raise LnnInputError(f"image {path} does not exist") from None
+        except (UnidentifiedImageError, OSError) as error:
+            raise LnnInputError(f"{path} is not an image Pillow can read ({error})") from None
+        rows.append(pixels.reshape(-1))
+    X = np.stack(rows).astype(np.float64)
+    X /= 255.0  # as dataset.load_training_data scales uint8 at training
+    return X
+
+
+def show_answer(args, answer: dict[str, Any], described: dict[str, Any], y: np.ndarray | None, names: list[str] | None,
+                console: Console) -> int:
+    """One line per input (the class and its probability, or the value), or CSV; then the figures against y."""
+    predictions = answer["predictions"]
+    labels = names or [f"row {row}" for row in range(len(predictions))]
+    if "values" in answer:
+        return show_values(args, answer["values"], described, y, names, console)
     if args.csv:
         writer = csv.writer(sys.stdout, lineterminator="\n")
-        writer.writerow(["row", "prediction", "probability"])
-        for row, (label, probability) in enumerate(zip(labels, probabilities)):
-            writer.writerow([row, int(label), repr(float(np.max(probability)) if np.ndim(probability) else float(probability))])
+        writer.writerow(["row" if names is None else "input", "prediction", "probability"])
+        for row, prediction in enumerate(predictions):
+            writer.writerow([row if names is None else names[row], prediction, repr(predicted_probability(answer, row))])
         return 0
-    counts = ", ".join(f"class {value}: {count}" for value, count in zip(*np.unique(labels, return_counts=True)))
-    console.print(f"{len(labels)} predictions with the model of run {args.run_id} ({counts})")
+    for row, prediction in enumerate(predictions):
+        console.print(f"{labels[row]}: class {prediction} (probability {predicted_probability(answer, row):.4f})",
+                      markup=False, highlight=False)
+    values, counts = np.unique(np.array(predictions, dtype=object).astype(str), return_counts=True)
+    summary = ", ".join(f"class {value}: {count}" for value, count in zip(values, counts))
+    console.print(f"{len(predictions)} predictions with the model of run {args.run_id} ({summary})", markup=False, highlight=False)
     if y is not None:
-        console.print(f"accuracy against the file's labels: {float(np.mean(labels == y)):.1%}")
+        indices = [described["classes"].index(p) if described.get("classes") else p for p in predictions]
+        console.print(f"accuracy against the file's labels: {float(np.mean(np.array(indices) == y)):.1%}")
     return 0
 
 
-def show_regression(args, params: dict[str, np.ndarray], activations: list[str], X: np.ndarray, y: np.ndarray | None,
-                    console: Console) -> int:
-    """A regression model's predicted values, and its RMSE and R² when the file has targets."""
-    values = network.predict(params, X, activations)
-    outputs = 1 if values.ndim == 1 else values.shape[1]
+def show_values(args, values: list, described: dict[str, Any], y: np.ndarray | None, names: list[str] | None,
+                console: Console) -> int:
+    """A regression model's predicted values, and its RMSE and R² (network.rmse's and r2's formulas) against y."""
+    AL = np.array(values, dtype=np.float64).reshape(len(values), -1).T  # (k, m), as the network's output
+    outputs = AL.shape[0]
     if y is not None and (1 if y.ndim == 1 else y.shape[1]) != outputs:
         raise LnnInputError(f"{args.data}: y holds {1 if y.ndim == 1 else y.shape[1]} target(s) per example but the model "
                             f"of run {args.run_id} predicts {outputs}")
     if args.csv:
         writer = csv.writer(sys.stdout, lineterminator="\n")
-        writer.writerow(["row", *(["prediction"] if outputs == 1 else [f"prediction_{index}" for index in range(1, outputs + 1)])])
+        first = "row" if names is None else "input"
+        writer.writerow([first, *(["prediction"] if outputs == 1 else [f"prediction_{index}" for index in range(1, outputs + 1)])])
         for row, value in enumerate(values):
-            writer.writerow([row, *(repr(float(item)) for item in np.atleast_1d(value))])
+            writer.writerow([row if names is None else names[row], *(repr(float(item)) for item in np.atleast_1d(value))])
         return 0
+    for row, value in enumerate(values):
+        label = f"row {row}" if names is None else names[row]
+        console.print(f"{label}: {' '.join(repr(float(item)) for item in np.atleast_1d(value))}", markup=False, highlight=False)
     console.print(f"{len(values)} predictions with the model of run {args.run_id} (regression, {outputs} value(s) each)")
-    with np.printoptions(precision=6, suppress=True, threshold=20, linewidth=120):
-        console.print(f"values: {values}", markup=False, highlight=False)
     if y is not None:
-        console.print(f"against the file's targets: RMSE {network.rmse(params, X, y, activations):.6g}, "
-                      f"R² {network.r2(params, X, y, activations):.4f}")
+        Y = network.targets(y, "linear", outputs)
+        D = AL - Y
+        residual = ((Y - AL) ** 2).sum(axis=1)
+        total = ((Y - Y.mean(axis=1, keepdims=True)) ** 2).sum(axis=1)
+        constant = total == 0
+        scores = np.where(constant, np.where(residual == 0, 1.0, 0.0), 1.0 - residual / np.where(constant, 1.0, total))
+        console.print(f"against the file's targets: RMSE {float(np.sqrt((D * D).mean())):.6g}, R² {float(scores.mean()):.4f}")
     return 0
