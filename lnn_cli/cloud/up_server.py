@@ -69,10 +69,12 @@ def stack_functions(session, outputs: StackOutputs) -> dict[str, str]:
     whose role the runtime can build (a PredictLambda's `predictor`, when the stack and the runtime have it)."""
     functions = {"trainer": outputs.trainer_function, "launcher": outputs.launch_function,
                  "watchdog": outputs.watchdog_function}
+    if getattr(outputs, "predict_function", None) and "predictor" in BUILDERS:
+        functions["predictor"] = outputs.predict_function
     stacks = session.client("cloudformation").describe_stacks(StackName=outputs.stack_name)["Stacks"]
     for output in stacks[0].get("Outputs") or []:
         key = output["OutputKey"]
-        if key in OUTPUT_KEYS or not key.endswith("FunctionName"):
+        if key in OUTPUT_KEYS or not key.endswith("FunctionName") or output["OutputValue"] in functions.values():
             continue
         role = next((role for role in BUILDERS if role not in functions and key.lower().startswith(role[:5])), None)
         if role is None:

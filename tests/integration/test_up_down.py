@@ -5,11 +5,14 @@ Nothing here delivers an event by hand: the upload of parameters.json starts the
 process (S3 PutObject -> the deployed EventBridge rule -> LaunchLambda), and the trainer's chain runs there.
 """
 
+import io
+import json
 import os
 import re
 import subprocess
 import sys
 
+import boto3
 import numpy as np
 import pytest
 
@@ -17,6 +20,7 @@ from lnn_cli.cloud.emulator import ACCOUNT_ID
 from lnn_cli.cloud.up import STATE_FILE, is_ours, read_state
 from lnn_cli.inputs import DEMO_DATA
 from lnn_cli.main import build_parser, main
+from lnn_cli.remote import open_stack
 from lnn_core import network
 
 SMALL = ["--epochs", "3", "--neurons", "4,1", "--activations", "relu,sigmoid", "--learning-rate", "0.3", "--seed", "2", "--init", "he"]
@@ -98,6 +102,16 @@ def test_deployed_stack_commands_against_the_local_stack(stack_up, capsys, tmp_p
     assert main(["predict", "up-run", "--data", str(DEMO_DATA)]) == 0
     predicted = capsys.readouterr().out
     assert "455 predictions" in predicted and "accuracy against the file's labels" in predicted
+    stack = open_stack(boto3.Session(), "LnnStack")
+    if getattr(stack.outputs, "predict_function", None):  # the stack's PredictLambda, invoked (RequestResponse) through the proxy
+        answer = stack.session.client("lambda").invoke(FunctionName=stack.outputs.predict_function,
+                                                       Payload=json.dumps({"run_id": "up-run", "X": demo["X"][:5].tolist()}))
+        assert answer["StatusCode"] == 200 and "FunctionError" not in answer
+        predicted = json.loads(answer["Payload"].read())
+        model = np.load(io.BytesIO(stack.ports.store.get_bytes(predicted["model_key"])))
+        params = {name: model[name] for name in model.files if name[0] in "Wb" and name[1:].isdigit()}
+        labels = network.predict(params, demo["X"][:5].astype(float), [str(name) for name in model["activations"]])
+        assert [int(label) for label in predicted["predictions"]] == [int(label) for label in labels]
     predict_options = build_parser()._subparsers._group_actions[0].choices["predict"]._option_string_actions
     if "--remote" in predict_options:  # the PredictLambda, through the proxy's RequestResponse invoke
         assert main(["predict", "up-run", "--data", str(DEMO_DATA), "--remote"]) == 0
@@ -116,10 +130,6 @@ def test_deployed_stack_commands_against_the_local_stack(stack_up, capsys, tmp_p
     listing = capsys.readouterr().out
     assert re.search(r"up-run\s.*succeeded", listing) and re.search(r"up-stop\s.*stopped", listing)
 
-    from lnn_cli.remote import open_stack
-    import boto3
-
-    stack = open_stack(boto3.Session(), "LnnStack")
     assert stack.run("up-run")["uploaded_by"] == ACCOUNT_ID  # launched by the S3 event (a direct invoke has none)
 
 
