@@ -108,7 +108,7 @@ def create_app(stack: DeployedStack) -> Flask:
                     result, source = predict.predict_remote(stack, function, model, row), f"the PredictLambda {function}"
                 except (LnnInputError, ClientError, BotoCoreError, ValueError) as failure:
                     log.warning("PredictLambda %s failed (%s); computing from model.npz", function, failure)
-                    note = f"the PredictLambda {function} did not answer ({short(failure)}); computed here instead"
+                    note = f"{short(failure)}; computed here instead"
                     function = None
             if not function:
                 result = predict.predict_here(model, row)

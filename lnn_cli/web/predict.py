@@ -146,7 +146,10 @@ def predict_remote(stack: DeployedStack, function: str, model: Model, row: np.nd
     client = stack.session.client("lambda", config=SYNC_INVOKE)
     response = client.invoke(FunctionName=function, InvocationType="RequestResponse",
                                                      Payload=json.dumps(payload).encode())
-    body = json.loads(response["Payload"].read() or b"null")
+    try:
+        body = json.loads(response["Payload"].read() or b"null")
+    except ValueError:
+        raise LnnInputError(f"the PredictLambda {function} answered something that is not JSON") from None
     if response.get("FunctionError") or not isinstance(body, dict):
         message = body.get("errorMessage") if isinstance(body, dict) else None
         raise LnnInputError(f"the PredictLambda {function} failed: {message or 'no answer'}")

@@ -60,7 +60,7 @@ async function refreshRuns() {
       status.appendChild(badge);
       cell(row, `${run.epoch}/${run.epochs}`);
       cell(row, fmt(run.cost));
-      cell(row, (run.created_at || "").replace("T", " ").slice(0, 19));
+      cell(row, (run.created_at || "").replace("T", " ").slice(5, 16)).title = run.created_at || "";
       row.addEventListener("click", () => select(run.run_id));
     }
     show($("runs-error"), "");
