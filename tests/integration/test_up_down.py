@@ -19,7 +19,7 @@ import pytest
 from lnn_cli.cloud.emulator import ACCOUNT_ID
 from lnn_cli.cloud.up import STATE_FILE, is_ours, read_state
 from lnn_cli.inputs import DEMO_DATA
-from lnn_cli.main import build_parser, main
+from lnn_cli.main import main
 from lnn_cli.remote import open_stack
 from lnn_core import network
 
@@ -103,19 +103,19 @@ def test_deployed_stack_commands_against_the_local_stack(stack_up, capsys, tmp_p
     predicted = capsys.readouterr().out
     assert "455 predictions" in predicted and "accuracy against the file's labels" in predicted
     stack = open_stack(boto3.Session(), "LnnStack")
-    if getattr(stack.outputs, "predict_function", None):  # the stack's PredictLambda, invoked (RequestResponse) through the proxy
-        answer = stack.session.client("lambda").invoke(FunctionName=stack.outputs.predict_function,
-                                                       Payload=json.dumps({"run_id": "up-run", "X": demo["X"][:5].tolist()}))
-        assert answer["StatusCode"] == 200 and "FunctionError" not in answer
-        predicted = json.loads(answer["Payload"].read())
-        model = np.load(io.BytesIO(stack.ports.store.get_bytes(predicted["model_key"])))
-        params = {name: model[name] for name in model.files if name[0] in "Wb" and name[1:].isdigit()}
-        labels = network.predict(params, demo["X"][:5].astype(float), [str(name) for name in model["activations"]])
-        assert [int(label) for label in predicted["predictions"]] == [int(label) for label in labels]
-    predict_options = build_parser()._subparsers._group_actions[0].choices["predict"]._option_string_actions
-    if "--remote" in predict_options:  # the PredictLambda, through the proxy's RequestResponse invoke
-        assert main(["predict", "up-run", "--data", str(DEMO_DATA), "--remote"]) == 0
-        assert "455 predictions" in capsys.readouterr().out
+    # The stack's PredictLambda, invoked (RequestResponse) through the proxy: by hand, then by `lnn predict --remote`
+    answer = stack.session.client("lambda").invoke(FunctionName=stack.outputs.predict_function,
+                                                   Payload=json.dumps({"run_id": "up-run", "X": demo["X"][:5].tolist()}))
+    assert answer["StatusCode"] == 200 and "FunctionError" not in answer
+    predicted = json.loads(answer["Payload"].read())
+    model = np.load(io.BytesIO(stack.ports.store.get_bytes(predicted["model_key"])))
+    params = {name: model[name] for name in model.files if name[0] in "Wb" and name[1:].isdigit()}
+    labels = network.predict(params, demo["X"][:5].astype(float), [str(name) for name in model["activations"]])
+    assert [int(label) for label in predicted["predictions"]] == [int(label) for label in labels]
+    assert main(["predict", "up-run", "--data", str(DEMO_DATA), "--remote"]) == 0
+    remote = capsys.readouterr().out
+    assert "455 predictions" in remote and "accuracy against the file's labels" in remote
+    assert (state_dir / "lambda.log").read_text().count('"predict"') == 3  # one invoke by hand, describe + predict
 
     assert main(["start", "--name", "up-stop", *LONG]) == 0
     capsys.readouterr()
