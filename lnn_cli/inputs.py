@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from lnn_core.budget import DEFAULT_MEMORY_MB, check_npz_fits, check_training_fits, inspect_npz
+from lnn_core.budget import DEFAULT_MEMORY_MB, check_npz_fits, check_training_fits, parameter_copies, inspect_npz
 from lnn_core.config import TrainingConfig
 from lnn_core.dataset import TrainingData, load_training_data
 from lnn_core.errors import LnnInputError
@@ -122,7 +122,8 @@ def validate_run(parameters: dict[str, Any], data_path: str | Path, *, defaults:
     layout = inspect_npz(io.BytesIO(data), source=str(data_path))
     check_npz_fits(layout, compressed_bytes=len(data), memory_mb=launcher_memory_mb or trainer_memory_mb, source=str(data_path))
     config = TrainingConfig.from_parameters({**parameters, "data": "runs/check/data.npz"}, defaults=defaults)
-    check_training_fits(layout, config.neurons, memory_mb=trainer_memory_mb, source=str(data_path))
+    check_training_fits(layout, config.neurons, memory_mb=trainer_memory_mb, source=str(data_path),
+                        copies=parameter_copies(config))
     training_data = load_training_data(data, source=str(data_path))
     training_data.check_fits(config)
     return RunInputs(parameters, data, config, training_data)

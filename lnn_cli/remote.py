@@ -189,7 +189,9 @@ def show_weights(run: dict[str, Any], epochs: list[dict[str, Any]], stack: Deplo
         source = f"epoch item {last['epoch']}"
     else:
         console.print("no weights stored yet" if not epochs else f"epoch {epochs[-1]['epoch']} stores weight norms only: "
-                      f"{epochs[-1].get('weight_norms')} (parameters in s3://{stack.outputs.bucket}/{epochs[-1].get('checkpoint_key')})")
+                      f"{epochs[-1].get('weight_norms')}" + (f" (parameters in s3://{stack.outputs.bucket}/{epochs[-1]['checkpoint_key']})"
+                                                         if epochs[-1].get("checkpoint_key") else
+                                                         " (kept parameters every 100 epochs and at the end)"))
         return
     console.print(f"weights from {source}:")
     with np.printoptions(precision=4, suppress=True, threshold=200, linewidth=120):

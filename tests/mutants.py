@@ -31,8 +31,8 @@ MUTANTS = (
     Mutant(
         "the commit without its condition on the committed step",
         "lambda_src/lnn_core/ports.py",
-        'ConditionExpression="#committed = :seen AND #status = :running"',
-        'ConditionExpression="#status = :running"',
+        'condition = "#committed = :seen AND #status = :running"',
+        'condition = "#status = :running"',
     ),
     Mutant(
         "a notification claim that always succeeds",

@@ -14,7 +14,10 @@ from typing import IO, Any, Sequence
 import numpy as np
 from numpy.lib import format as npy_format
 
+from .config import TrainingConfig
 from .errors import LnnInputError
+from .layout import CHECKPOINT_EVERY
+from .schedule import AUTO_MAX_EPOCHS_PER_STEP
 
 ALLOWED_ARRAYS = ("X", "y", "X_test", "y_test", "classes", "example_shape")  # the arrays LNN reads; anything else is refused
 MAX_PARAMETERS_BYTES = 64 * 1024  # parameters.json; the LNN format needs well under 1 KB
@@ -110,10 +113,11 @@ def inspect_npz(source_file: str | IO[bytes], *, source: str) -> NpzLayout:
                     raise LnnInputError(f"{source} holds the array {name!r} twice; save each array once")
                 with archive.open(member) as stream:
                     arrays[name] = _read_header(stream, name, member.file_size, source)
-    except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, EOFError, ValueError) as error:
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, EOFError, ValueError, RuntimeError,
+            NotImplementedError) as error:  # RuntimeError: an encrypted member; NotImplementedError: a compression method
         if isinstance(error, LnnInputError):
             raise
-        raise LnnInputError(f"{source} is not a readable .npz file ({error})") from None
+        raise LnnInputError(f"{source} is not a readable .npz file ({error}); save it with numpy.savez") from None
     return NpzLayout(arrays, sum(member.file_size for member in members))
 
 
@@ -223,13 +227,25 @@ def step_shape(examples: int, features: int, neurons: Sequence[int], test_exampl
     return f"{examples:,} x {features:,} examples{test} with network {'-'.join(map(str, (features, *neurons)))}"
 
 
-def check_training_fits(layout: NpzLayout, neurons: Sequence[int], *, memory_mb: int, source: str) -> StepEstimate:
-    """The step estimate for an .npz's declared shapes and a network; raise when it does not fit `memory_mb`."""
+def parameter_copies(config: TrainingConfig) -> int:
+    """Copies of the parameters a step holds besides W, b, their gradients and the update: the optimizer's state
+    (momentum 1, adam 2), the training state serialized (a buffer and its bytes, state included), and at `auto`
+    granularity the checkpoint states kept until the commit (one per 100 epochs of a step)."""
+    optimizer = {"gd": 0, "momentum": 1, "adam": 2}[config.optimizer]
+    serialized = 2 * (1 + optimizer)
+    kept = min(config.epochs, AUTO_MAX_EPOCHS_PER_STEP) // CHECKPOINT_EVERY * (1 + optimizer) if config.granularity == "auto" else 0
+    return optimizer + serialized + kept
+
+
+def check_training_fits(layout: NpzLayout, neurons: Sequence[int], *, memory_mb: int, source: str,
+                        copies: int = 0) -> StepEstimate:
+    """The step estimate for an .npz's declared shapes and a network (with `copies` more of its parameters, see
+    `parameter_copies`); raise when it does not fit `memory_mb`."""
     X, X_test = layout.shape("X"), layout.shape("X_test")
     if X is None or len(X) != 2:
         return estimate_step_memory(0, 0, neurons)  # the data checks name this problem
     test_examples = X_test[0] if X_test is not None and len(X_test) == 2 else 0
-    estimate = estimate_step_memory(X[0], X[1], neurons, test_examples=test_examples)
+    estimate = estimate_step_memory(X[0], X[1], neurons, test_examples=test_examples, optimizer_copies=copies)
     check_step_fits(estimate, memory_mb=memory_mb, shape=step_shape(X[0], X[1], neurons, test_examples))
     return estimate
 

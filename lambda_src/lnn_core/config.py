@@ -223,7 +223,7 @@ def _layer_list(value: Any, name: str) -> list:
 
 def _check_int(name: str, value: Any, low: int, high: int) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
-        raise LnnInputError(f"{name} must be an integer from {low} to {high}; got {value!r}")
+        raise LnnInputError(f"{name} must be an integer from {low} to {high}; got {shown(value)}")
     return value
 
 
@@ -233,7 +233,7 @@ def _check_number(name: str, value: Any, low: float, high: float, *, low_open: b
             and (low < value if low_open else low <= value) and (value < high if high_open else value <= high))
     if not fits:
         interval = f"{'(' if low_open else '['}{low:g}, {high:g}{')' if high_open else ']'}"
-        raise LnnInputError(f"{name} must be a number in {interval}; got {value!r}")
+        raise LnnInputError(f"{name} must be a number in {interval}; got {shown(value)}")
     return float(value)
 
 
@@ -244,5 +244,14 @@ def _optional(merged: dict[str, Any], name: str, check) -> Any:
 
 def _check_choice(name: str, value: Any, choices: tuple[str, ...]) -> str:
     if value not in choices:
-        raise LnnInputError(f"{name} must be one of {', '.join(choices)}; got {value!r}")
+        raise LnnInputError(f"{name} must be one of {', '.join(choices)}; got {shown(value)}")
     return value
+
+
+def shown(value: Any, limit: int = 80) -> str:
+    """A value for an error message, cut short (parameters can hold anything, even an int too long to print)."""
+    try:
+        text = repr(value)
+    except ValueError:
+        return f"a {type(value).__name__} too long to show"
+    return text if len(text) <= limit else text[: limit - 1] + "…"

@@ -86,11 +86,14 @@ def catch_up(ports: Ports, run: dict[str, Any], *, claimant: str, context: Any =
     return False
 
 
-def end_run(ports: Ports, run: dict[str, Any], *, status: str, reason: str, claimant: str, context: Any = None) -> dict[str, Any]:
-    """Move a running run to a terminal status at its current step, and notify once."""
+def end_run(ports: Ports, run: dict[str, Any], *, status: str, reason: str, claimant: str, context: Any = None,
+            unless_alive: bool = False) -> dict[str, Any]:
+    """Move a running run to a terminal status at its current step, and notify once. `unless_alive`: only while
+    its heartbeat is the one in `run` (the watchdog's judgement: a step that started meanwhile is alive)."""
     reason = reason if len(reason) <= MAX_REASON else reason[: MAX_REASON - 1] + "…"  # it goes into an item and a message
     fields = {"status": status, "reason": reason, "finished_at": now(), "notified": False, "next_event": None}
-    if not ports.table.transition(run["run_id"], seen_step=run["committed_step"], new_step=run["committed_step"], fields=fields):
+    if not ports.table.transition(run["run_id"], seen_step=run["committed_step"], new_step=run["committed_step"],
+                                  fields=fields, seen=run if unless_alive else None):
         latest = ports.table.get_run(run["run_id"])  # ended by a twin, or by us with the answer lost: notify once
         if latest is not None and latest["status"] in TERMINAL:
             ensure_notified(ports, latest, claimant=claimant, context=context)
@@ -99,8 +102,10 @@ def end_run(ports: Ports, run: dict[str, Any], *, status: str, reason: str, clai
     return {"outcome": status, "reason": reason}
 
 
-def fail_run(ports: Ports, run: dict[str, Any], reason: str, *, claimant: str, context: Any = None) -> dict[str, Any]:
-    return end_run(ports, run, status="failed", reason=reason, claimant=claimant, context=context)
+def fail_run(ports: Ports, run: dict[str, Any], reason: str, *, claimant: str, context: Any = None,
+             unless_alive: bool = False) -> dict[str, Any]:
+    return end_run(ports, run, status="failed", reason=reason, claimant=claimant, context=context,
+                   unless_alive=unless_alive)
 
 
 def stop_run(ports: Ports, run_id: str) -> dict[str, Any]:
@@ -134,32 +139,45 @@ class StallRules:
         return now - run.get("heartbeat_at", 0) > self.stall_seconds
 
     def nothing_in_flight(self, run: dict[str, Any], now: float) -> bool:
-        """No delivery of the next step can still be running or queued: its event was sent at the commit (or
-        the launch), so past its maximum age and one timeout it has been delivered, or dropped."""
-        return now - run.get("committed_at", 0) > self.event_age_seconds + self.timeout_seconds
+        """No delivery of the next step can still be running or queued: every event of it was sent (by the commit,
+        the launch or the watchdog's last resume, each of which sets the heartbeat) longer ago than its maximum age
+        plus one timeout, so it has been delivered, or dropped."""
+        return now - run.get("heartbeat_at", 0) > self.event_age_seconds + self.timeout_seconds
 
 
 class Watchdog:
-    """Scheduled: resumes running runs that showed no life for `stall_seconds`; fails a run only when it stalled
-    more than `MAX_RESUMES` times in a row at one step and nothing of that step can still be in flight."""
+    """Scheduled: resumes running runs that showed no life for `stall_seconds`, at most `MAX_RESUMES` times in a row
+    at one step; then waits until nothing of that step can still be in flight, and fails the run."""
 
     def __init__(self, ports: Ports, *, rules: StallRules, logger):
         self.ports, self.rules, self.log = ports, rules, logger
 
     def handle(self, event: Any = None, context: Any = None) -> dict[str, Any]:
         now_seconds = self.ports.clock()
-        outcomes = [self._resume(run, now_seconds) for run in self.ports.table.list_runs("running")
-                    if self.rules.stalled(run, now_seconds)]
+        outcomes = []
+        for run in self.ports.table.list_runs("running"):
+            if not self.rules.stalled(run, now_seconds):
+                continue
+            try:
+                outcomes.append(self._resume(run, now_seconds))
+            except Exception as error:  # noqa: BLE001 - one run's trouble must not keep the others from their resume
+                outcomes.append({"run_id": run["run_id"], "outcome": "error", "reason": f"{type(error).__name__}: {error}"})
         for outcome in outcomes:
-            self.log.warning("stalled run", extra=outcome)
+            (self.log.error if outcome["outcome"] == "error" else self.log.warning)("stalled run", extra=outcome)
+        errors = [outcome for outcome in outcomes if outcome["outcome"] == "error"]
+        if errors:  # the invocation fails, so that its on-failure destination (the dead-letter queue) and alarm tell
+            raise RuntimeError(f"the watchdog could not handle {len(errors)} stalled run(s): {errors}")
         return {"checked_at": now(), "stalled": outcomes}
 
     def _resume(self, run: dict[str, Any], now_seconds: float) -> dict[str, Any]:
         run_id = run["run_id"]
         in_a_row = run.get("resumes", 0) if run.get("resumed_at_step") == run["committed_step"] else 0
-        if in_a_row >= MAX_RESUMES and self.rules.nothing_in_flight(run, now_seconds):
+        if in_a_row >= MAX_RESUMES:
+            if not self.rules.nothing_in_flight(run, now_seconds):
+                return {"run_id": run_id, "outcome": "waiting", "reason": "an event of its step may still be queued"}
             reason = f"stalled {in_a_row + 1} times at step {run['committed_step'] + 1}; see the trainer's logs"
-            return {"run_id": run_id, **fail_run(self.ports, run, reason, claimant=f"watchdog-{uuid.uuid4().hex}")}
+            return {"run_id": run_id, **fail_run(self.ports, run, reason, claimant=f"watchdog-{uuid.uuid4().hex}",
+                                                 unless_alive=True)}
         if not self.ports.table.record_resume(run_id, seen=run, resumes=in_a_row + 1, now=now_seconds):
             return {"run_id": run_id, "outcome": "moved on"}  # it showed life since it was read: not stalled
         for invocation in pending(self.ports, run):

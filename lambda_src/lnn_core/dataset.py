@@ -80,7 +80,7 @@ def load_training_data(data: bytes, *, source: str) -> TrainingData:
     try:
         with np.load(io.BytesIO(data), allow_pickle=False) as npz:
             arrays = {name: npz[name] for name in npz.files}
-    except (ValueError, OSError, EOFError, zipfile.BadZipFile) as error:
+    except (ValueError, OSError, EOFError, zipfile.BadZipFile, RuntimeError, NotImplementedError) as error:
         raise LnnInputError(f"{source} is not a readable .npz file ({error})") from error
     except MemoryError:  # numpy's _ArrayMemoryError too: a clear refusal, never an out-of-memory traceback
         raise LnnInputError(f"{source} does not fit in memory; use less data or a larger memory_size") from None

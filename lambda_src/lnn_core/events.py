@@ -8,7 +8,7 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-from .config import MAX_EPOCHS, MAX_LAYERS, MAX_WORKERS, TrainingConfig, layer_map
+from .config import MAX_EPOCHS, MAX_LAYERS, MAX_WORKERS, TrainingConfig, check_run_id, layer_map, shown
 from .errors import LnnInputError
 from .schedule import STATES, Position
 
@@ -84,6 +84,7 @@ def parse_event(event: Any) -> StepEvent:
         raise LnnInputError(f"'learning_rate' must be a finite number; got {shown(event['learning_rate'])}")
     if not 1 <= event["epoch"] <= event["epochs"]:
         raise LnnInputError(f"epoch {event['epoch']} is out of range 1..{event['epochs']}")
+    check_run_id(event["run_id"])
     if not 1 <= event["shards"] <= MAX_WORKERS or not 0 <= event.get("shard", 0) < event["shards"]:
         raise LnnInputError(f"shards must be 1..{MAX_WORKERS} and a shard 0..shards-1; got shard {shown(event.get('shard'))} "
                             f"of {shown(event['shards'])}")
@@ -109,12 +110,6 @@ def parse_event(event: Any) -> StepEvent:
         learning_rate=learning_rate,
         granularity=event["granularity"],
     )
-
-
-def shown(value: Any, limit: int = 80) -> str:
-    """A value for an error message, cut short: events can carry anything."""
-    text = repr(value)
-    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def schedule_mismatch(step_event: StepEvent, run: dict) -> str | None:

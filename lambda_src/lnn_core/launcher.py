@@ -21,13 +21,13 @@ from typing import Any, Mapping
 
 from . import control, network
 from .budget import (
-    DEFAULT_MEMORY_MB, MAX_PARAMETERS_BYTES, check_npz_fits, check_object_size, check_training_fits, data_budget_bytes, head_object,
+    DEFAULT_MEMORY_MB, MAX_PARAMETERS_BYTES, check_npz_fits, check_object_size, check_training_fits, parameter_copies, data_budget_bytes, head_object,
     inspect_npz, memory_mb_from,
 )
 from .config import MAX_SEED, TrainingConfig, check_key_segments, check_run_id
 from .dataset import load_training_data
 from .errors import LnnInputError, RunFailure
-from .events import make_event
+from .events import MAX_BATCHES, make_event
 from .layout import model_key
 from .ports import Ports, RunExists, now, send_lease
 from .schedule import first_position, step_bound
@@ -89,7 +89,10 @@ class Launcher:
         check_run_id(run_id)
         if not isinstance(parameters, dict):
             raise LnnInputError("parameters must be a JSON object in the LNN parameters.json format")
-        size = len(json.dumps(parameters, default=str).encode())
+        try:
+            size = len(json.dumps(parameters, default=str).encode())
+        except (ValueError, RecursionError) as error:  # an integer too long to write, nesting too deep
+            raise LnnInputError(f"parameters cannot be read as LNN parameters ({str(error)[:120]})") from None
         check_object_size(size, limit=MAX_PARAMETERS_BYTES, source="of the run", what="parameters",
                           fix="LNN parameters take well under 1 KB; remove what LNN does not read")
         config = TrainingConfig.from_parameters({"data": f"runs/{run_id}/data.npz", **parameters}, defaults=self.defaults)
@@ -105,6 +108,9 @@ class Launcher:
             config = dataclasses.replace(config, seed=secrets.randbelow(MAX_SEED + 1))
         batches = network.batch_count(int(data.X.shape[0]), config.batch_size)
         check_workers_fit(config, int(data.X.shape[0]))
+        if batches > MAX_BATCHES:
+            raise LnnInputError(f"{batches:,} mini-batches per epoch exceed the {MAX_BATCHES:,} a run may have; "
+                                "use a larger batch_size")
         first_event = make_event(run_id, config, first_position(), batches=batches)
         claimant = f"launch/{uuid.uuid4().hex[:12]}"  # this launch's claim on sending step 1
         record = {
@@ -172,7 +178,8 @@ class Launcher:
             raise LnnInputError(str(error)) from error
         layout = inspect_npz(io.BytesIO(raw), source=source)
         check_npz_fits(layout, compressed_bytes=len(raw), memory_mb=memory_mb, source=source)
-        check_training_fits(layout, config.neurons, memory_mb=self.limits.trainer_memory_mb, source=source)
+        check_training_fits(layout, config.neurons, memory_mb=self.limits.trainer_memory_mb, source=source,
+                            copies=parameter_copies(config))
         return etag, load_training_data(raw, source=source)
 
     def _relaunch(self, run_id: str, config: TrainingConfig, *, seed_drawn: bool, claimant: str) -> dict[str, Any]:
@@ -204,8 +211,8 @@ class Launcher:
         uploader = {"uploaded_by": _text(detail.get("requester")), "source_ip": _text(detail.get("source-ip-address"))}
         try:
             parameters = json.loads(self.ports.store.get_bytes(key, etag=etag, cache=False))
-        except (json.JSONDecodeError, UnicodeDecodeError) as error:
-            raise LnnInputError(f"{key} is not valid JSON ({error})") from error
+        except (ValueError, RecursionError) as error:  # bad JSON, bad UTF-8, a number too long, nesting too deep
+            raise LnnInputError(f"{key} is not valid JSON ({str(error)[:200]})") from None
         except RunFailure as error:
             raise LnnInputError(str(error)) from error
         return run_id, parameters, uploader

@@ -153,14 +153,20 @@ class RunTable:
         item = self._table.get_item(Key={"run_id": run_id, "epoch": RUN_RECORD_EPOCH}, ConsistentRead=True).get("Item")
         return from_dynamo(item) if item else None
 
-    def transition(self, run_id: str, *, seen_step: int, new_step: int, fields: dict[str, Any]) -> bool:
+    def transition(self, run_id: str, *, seen_step: int, new_step: int, fields: dict[str, Any],
+                   seen: dict[str, Any] | None = None) -> bool:
         """Atomically move a running run from `seen_step` to `new_step`, setting `fields` and counting one invocation.
 
         This conditional write is the commit point of a step: of all deliveries of a step, exactly one wins.
-        Returns False when the run had moved on (or ended) already.
+        With `seen` (a record the caller judged), also only while its heartbeat is unchanged. Returns False when the
+        run had moved on (or ended, or showed life) already.
         """
         names = {"#status": "status", "#committed": "committed_step", "#invocations": "invocations"}
         values = {":seen": seen_step, ":new": new_step, ":running": "running", ":one": 1, ":now": now()}
+        condition = "#committed = :seen AND #status = :running"
+        if seen is not None:
+            heartbeat, heartbeat_values = _heartbeat_condition(seen)
+            condition, values = f"{condition} AND {heartbeat}", {**values, **heartbeat_values}
         assignments = ["#committed = :new", "updated_at = :now"]
         for index, (name, value) in enumerate(fields.items()):
             names[f"#f{index}"] = name
@@ -171,7 +177,7 @@ class RunTable:
             self._table.update_item(
                 Key={"run_id": run_id, "epoch": RUN_RECORD_EPOCH},
                 UpdateExpression="SET " + ", ".join(assignments) + " ADD #invocations :one",
-                ConditionExpression="#committed = :seen AND #status = :running",
+                ConditionExpression=condition,
                 ExpressionAttributeNames=names,
                 ExpressionAttributeValues=to_dynamo(values),
             )
@@ -244,12 +250,12 @@ class RunTable:
 
     def record_resume(self, run_id: str, *, seen: dict[str, Any], resumes: int, now: float) -> bool:
         """Record the watchdog's resume of the stalled run `seen`, unless it showed life since it was read."""
+        heartbeat, values = _heartbeat_condition(seen)
         return self._conditional_update(
             run_id,
             "SET heartbeat_at = :now, resumes = :resumes, resumed_at_step = :seen",
-            "committed_step = :seen AND heartbeat_at = :heartbeat AND #status = :running",
-            {":now": now, ":resumes": resumes, ":seen": seen["committed_step"], ":heartbeat": seen["heartbeat_at"],
-             ":running": "running"},
+            f"committed_step = :seen AND {heartbeat} AND #status = :running",
+            {":now": now, ":resumes": resumes, ":seen": seen["committed_step"], ":running": "running", **values},
             status=True,
         )
 
@@ -413,6 +419,13 @@ class Ports:
             store=S3ObjectStore(session.client("s3", config=BOTO_CONFIG), bucket, counter) if bucket else None,
             clock=clock or time.time,
         )
+
+
+def _heartbeat_condition(seen: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+    """A condition that the run's heartbeat is the one in `seen` (absent in records of earlier releases)."""
+    if seen.get("heartbeat_at") is None:
+        return "attribute_not_exists(heartbeat_at)", {}
+    return "heartbeat_at = :heartbeat", {":heartbeat": seen["heartbeat_at"]}
 
 
 def barrier_epoch(step: int) -> int:

@@ -38,7 +38,7 @@ def epochs_done(config: TrainingConfig, *, first_epoch: int, state: dict, items:
     """The shared tail of every step that completes epochs: the training state to S3, one results item per epoch."""
     last_epoch, last_cost = items[-1]["epoch"], items[-1]["cost"]
     key = params_key(config, last_epoch)
-    stop = below_threshold(config, last_cost)
+    stop = stops_early(config, last_epoch, last_cost)
     result = StepResult(
         outputs={key: state},
         epoch_items=items,
@@ -49,7 +49,7 @@ def epochs_done(config: TrainingConfig, *, first_epoch: int, state: dict, items:
     )
     if stop:
         result.fields["stopped_early_at"] = last_epoch
-    if is_checkpoint(config, last_epoch):
+    if is_checkpoint(config, last_epoch) or stop:
         result.checkpoints.add(key)
     if not is_checkpoint(config, first_epoch - 1):
         result.obsolete.append(params_key(config, first_epoch - 1))
@@ -69,7 +69,7 @@ def epoch_item(config: TrainingConfig, epoch: int, cost: float, params: dict, st
         item["bias"] = {f"layer{l}": params[f"b{l}"] for l in layers}
     else:
         item["weight_norms"] = {f"layer{l}": float(np.linalg.norm(params[f"W{l}"])) for l in layers}
-        if is_checkpoint(config, epoch):
+        if is_checkpoint(config, epoch) or stops_early(config, epoch, cost):
             item["checkpoint_key"] = params_key(config, epoch)
     return item
 
@@ -107,8 +107,9 @@ def descriptions(data: TrainingData) -> dict[str, np.ndarray]:
     return {name: np.asarray(value) for name, value in described.items() if value is not None}
 
 
-def below_threshold(config: TrainingConfig, cost: float) -> bool:
-    return config.threshold is not None and cost < config.threshold
+def stops_early(config: TrainingConfig, epoch: int, cost: float) -> bool:
+    """The run ends after this epoch, before its last, because the epoch's cost fell below the threshold."""
+    return config.threshold is not None and cost < config.threshold and epoch < config.epochs
 
 
 def commit_seconds(items: int, units_per_item: int) -> float:

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 from .config import TrainingConfig
 
+AUTO_MAX_EPOCHS_PER_STEP = 2500  # bounds an auto step's memory (one item per epoch, a state per 100) and its commit
 STATES = ("start", "forward", "backward", "reduce", "finish")
 
 

@@ -21,12 +21,11 @@ from .errors import LnnInputError, RunFailure
 from .layout import activation_key, batch_state_key, gradient_key, is_checkpoint, model_key, params_key, shard_key
 from .ports import Ports, now
 from .results import (StepResult, commit_seconds, descriptions, epoch_item, epochs_done, evaluation, finite_cost,
-                      finite_params, metrics, below_threshold)
-from .schedule import Position
+                      finite_params, metrics, stops_early)
+from .schedule import AUTO_MAX_EPOCHS_PER_STEP, Position
 from .shards import combine_shards, shard_columns, shard_slices, shard_sums
 
 AUTO_SAFETY_SECONDS = 10.0  # auto granularity stops this long before the invocation's timeout, plus two slow epochs
-AUTO_MAX_EPOCHS_PER_STEP = 2500  # bounds a step's memory (one item per epoch) and its commit
 
 
 @dataclass(frozen=True)
@@ -205,7 +204,7 @@ class StepBodies:
                 kept[params_key(config, epoch)] = training_state(params, opt_state)
             slowest = max(slowest, time.monotonic() - started)
             units_per_item = units_per_item or item_write_units(items[0])
-            stop = below_threshold(config, cost)
+            stop = stops_early(config, epoch, cost)
             if (
                 epoch == config.epochs
                 or stop

@@ -155,3 +155,50 @@ def test_the_uploader_is_recorded(aws):
     assert launcher.handle({"run_id": "direct", "parameters": PARAMETERS})["status"] == "running"
     direct = launcher.ports.table.get_run("direct")
     assert direct["uploaded_by"] is None and direct["source_ip"] is None
+
+
+@pytest.mark.parametrize("body, fragment", [
+    (b'{"epochs": ' + b"9" * 5000 + b"}", "not valid JSON"),  # an integer too long to parse
+    (b"[" * 20_000, "not valid JSON"),  # nesting too deep
+])
+def test_hostile_parameters_files_are_rejected_with_a_reason(aws, body, fragment):
+    X, y = blobs()
+    aws.upload_data("runs/hostile/data.npz", X=X, y=y)
+    aws.s3.put_object(Bucket=aws.bucket, Key="runs/hostile/parameters.json", Body=body)
+    queue = QueueInvoker()
+    launcher = build_launcher(session=aws.session, invoker=queue)
+    answer = launcher.handle(upload_event("runs/hostile/parameters.json"))
+    assert_rejected_creating_nothing(aws, answer, launcher, queue, "hostile", fragment)
+
+
+def test_a_seed_too_long_to_print_is_rejected_with_a_reason(aws):
+    X, y = blobs()
+    aws.upload_data("runs/long-seed/data.npz", X=X, y=y)
+    answer, launcher, queue = launch(aws, "long-seed", {**PARAMETERS, "seed": 10**5000})
+    assert_rejected_creating_nothing(aws, answer, launcher, queue, "long-seed", "cannot be read as LNN parameters")
+
+
+@pytest.mark.parametrize("flag_bits, fragment", [(0x1, "encrypted"), (None, "compression")])
+def test_npz_members_encrypted_or_with_an_unknown_compression_are_rejected(aws, flag_bits, fragment):
+    import io
+
+    buffer = io.BytesIO()
+    X, y = blobs()
+    np.savez(buffer, X=X, y=y)
+    raw = bytearray(buffer.getvalue())
+    for offset in (i for i in range(len(raw) - 4) if raw[i:i + 4] in (b"PK\x03\x04", b"PK\x01\x02")):
+        flags_at = offset + (6 if raw[offset + 2] == 3 else 8)  # general purpose flags (local header / central directory)
+        if flag_bits is not None:
+            raw[flags_at] |= flag_bits
+        else:
+            raw[flags_at + 2] = 99  # the compression method that follows the flags
+    aws.s3.put_object(Bucket=aws.bucket, Key="runs/odd-zip/data.npz", Body=bytes(raw))
+    answer, launcher, queue = launch(aws, "odd-zip")
+    assert_rejected_creating_nothing(aws, answer, launcher, queue, "odd-zip", "not a readable .npz")
+
+
+def test_more_workers_than_the_smallest_batch_has_examples_is_refused(aws):
+    X, y = blobs(50)
+    aws.upload_data("runs/wide/data.npz", X=X, y=y)
+    answer, launcher, queue = launch(aws, "wide", {**PARAMETERS, "batch_size": 16, "workers": 3, "granularity": "epoch"})
+    assert_rejected_creating_nothing(aws, answer, launcher, queue, "wide", "workers 3 is more than the 2 examples")

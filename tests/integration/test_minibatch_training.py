@@ -143,3 +143,28 @@ def test_lnn_0_0_parameters_start_from_their_constant_weight_and_bias(aws):
     for _ in range(20):
         params, _ = network.gradient_descent_epoch(params, network.to_columns(X), y.reshape(1, -1), ["sigmoid"], 0.005)
     assert same(stored(aws, "runs/r1/model.npz"), params)
+
+
+@pytest.mark.parametrize("granularity", ["layer", "auto"])
+def test_a_threshold_first_reached_on_the_last_epoch_is_not_an_early_stop(aws, granularity):
+    X, y = blobs(EXAMPLES)
+    upload(aws, "r1", X, y)
+    parameters = {**BASE, "epochs": 3, "granularity": granularity}
+    _, costs, _ = reference(X, y, parameters)
+    trainer, _ = train(aws, {**parameters, "threshold": (costs[1] + costs[2]) / 2})
+    run = trainer.ports.table.get_run("r1")
+    assert run["status"] == "succeeded" and run["final"]["epochs"] == 3 and run["final"]["stopped_early_at"] is None
+
+
+def test_a_large_network_stopping_early_keeps_and_names_its_last_state(aws):
+    X, y = blobs(EXAMPLES, 40)
+    upload(aws, "r1", X, y)
+    parameters = {"epochs": 30, "learning_rate": 0.5, "neurons": [60, 1], "activations": ["tanh", "sigmoid"], "seed": 2,
+                  "granularity": "epoch"}  # 2,521 parameters: the items hold norms
+    _, costs, _ = reference(X, y, parameters)
+    stop = next(epoch for epoch in range(2, 30) if costs[epoch - 1] < costs[0] / 2)
+    trainer, _ = train(aws, {**parameters, "threshold": costs[0] / 2})
+    items = trainer.ports.table.committed_epochs(trainer.ports.table.get_run("r1"))
+    key = f"runs/r1/state/params-e{stop:07d}.npz"
+    assert len(items) == stop and items[-1]["checkpoint_key"] == key
+    assert aws.s3.get_object_tagging(Bucket=aws.bucket, Key=key)["TagSet"] == []  # kept, not scratch

@@ -187,21 +187,55 @@ def test_a_started_step_is_alive_until_its_timeout_whenever_its_event_was_sent(a
 
 
 def test_watchdog_fails_a_run_only_when_nothing_of_its_step_can_be_in_flight(aws, monkeypatch):
+    """After `MAX_RESUMES` resumes in a row the watchdog stops re-sending and waits until its last event's maximum
+    age and a timeout have passed (a throttled run's events may still be queued), then fails the run."""
     queue, clock = QueueInvoker(), FakeClock()
     trainer = launch(aws, queue, clock=clock)
     watchdog = watchdog_for(aws, queue, clock, monkeypatch)
     trainer.handle(queue.events.popleft())
-    resumed = 0
-    while clock() < 1_800_000_000 + EVENT_AGE_SECONDS + TIMEOUT_SECONDS:  # throttled for the event's whole age
-        queue.events.clear()
+    outcomes = []
+    for _ in range(control.MAX_RESUMES):
+        queue.events.clear()  # every re-sent event waits in a throttled queue
         clock.advance(STALL_SECONDS + 1)
-        outcome = watchdog.handle({})["stalled"][0]["outcome"]
-        if clock() - 1_800_000_000 <= EVENT_AGE_SECONDS + TIMEOUT_SECONDS:
-            assert outcome == "resumed"  # the step's event may still be queued: resume, never fail
-            resumed += 1
-    assert resumed > control.MAX_RESUMES
-    assert outcome == "failed" and trainer.ports.table.get_run("r1")["reason"].startswith("stalled")
+        outcomes.append(watchdog.handle({})["stalled"][0]["outcome"])
+    queue.events.clear()
+    clock.advance(STALL_SECONDS + 1)
+    outcomes.append(watchdog.handle({})["stalled"][0]["outcome"])
+    assert outcomes == ["resumed"] * control.MAX_RESUMES + ["waiting"] and not queue.events
+    clock.advance(EVENT_AGE_SECONDS + TIMEOUT_SECONDS - 2 * STALL_SECONDS)
+    assert watchdog.handle({})["stalled"][0]["outcome"] == "waiting"  # the last re-send may still be queued
+    clock.advance(2 * STALL_SECONDS)
+    assert watchdog.handle({})["stalled"][0]["outcome"] == "failed"
+    assert trainer.ports.table.get_run("r1")["reason"].startswith("stalled")
     assert len(aws.messages()) == 1
+
+
+def test_watchdog_does_not_fail_a_run_whose_step_starts_while_it_judges(aws, monkeypatch):
+    queue, clock = QueueInvoker(), FakeClock()
+    trainer = launch(aws, queue, clock=clock)
+    watchdog = watchdog_for(aws, queue, clock, monkeypatch)
+    trainer.handle(queue.events.popleft())
+    for _ in range(control.MAX_RESUMES):
+        clock.advance(STALL_SECONDS + 1)
+        watchdog.handle({})
+    clock.advance(EVENT_AGE_SECONDS + TIMEOUT_SECONDS + 1)
+    judged = watchdog.ports.table.list_runs("running")  # the watchdog reads the run: nothing in flight ...
+    trainer.ports.table.mark_started("r1", 2, at=clock())  # ... when a (long throttled) delivery starts step 2
+    watchdog.ports.table.list_runs = lambda status: judged
+    assert watchdog.handle({})["stalled"][0]["outcome"] == "duplicate"  # the fail is conditional on the heartbeat
+    assert trainer.ports.table.get_run("r1")["status"] == "running"
+
+
+def test_watchdog_resumes_runs_recorded_by_an_earlier_release_and_goes_on_after_a_bad_one(aws, monkeypatch):
+    queue, clock = QueueInvoker(), FakeClock()
+    trainer = launch(aws, queue, clock=clock)
+    launch(aws, queue, run_id="r2", clock=clock)
+    queue.events.clear()
+    trainer.ports.table._table.update_item(Key={"run_id": "r1", "epoch": 0},
+                                           UpdateExpression="REMOVE heartbeat_at, committed_at")  # an older record
+    watchdog = watchdog_for(aws, queue, clock, monkeypatch)
+    clock.advance(STALL_SECONDS + 1)
+    assert sorted(s["outcome"] for s in watchdog.handle({})["stalled"]) == ["resumed", "resumed"]
 
 
 def test_step_bound_stops_a_runaway_run(aws):

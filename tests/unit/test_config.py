@@ -63,3 +63,13 @@ def test_softmax_needs_classes():
 def test_bad_run_ids(run_id):
     with pytest.raises(LnnInputError, match="run id"):
         check_run_id(run_id)
+
+
+def test_a_value_too_long_to_print_is_named_not_raised():
+    import pytest
+    from lnn_core.config import TrainingConfig
+    from lnn_core.errors import LnnInputError
+
+    with pytest.raises(LnnInputError, match="too long to show"):
+        TrainingConfig.from_parameters({"epochs": 10**5000, "learning_rate": 0.1, "neurons": [1],
+                                        "activations": ["sigmoid"], "data": "runs/a/data.npz"})
