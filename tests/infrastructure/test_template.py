@@ -58,7 +58,6 @@ def ids(synthesized, trainer):
             "predictor_role": trainer.predict_function.role,
             "predictor_logs": trainer.predict_function.log_group,
             "dashboard": trainer.dashboard,
-            "invocations_alarm": trainer.invocations_alarm,
             "trainer_role": trainer.trainer_function.role,
             "launcher_role": trainer.launch_function.role,
             "watchdog_role": trainer.watchdog_function.role,
