@@ -65,7 +65,8 @@ def stack_up(tmp_path_factory):
         assert not (state_dir / STATE_FILE).exists()
 
 
-def test_up_prints_the_environment_and_refuses_a_second_stack(stack_up):
+def test_up_then_the_deployed_stack_commands(stack_up, capsys, tmp_path):
+    """One test for the one deploy (xdist would give each test of a module fixture its own)."""
     state_dir, pasted, shown = stack_up
     state = read_state(state_dir)
     assert set(pasted) == {"AWS_ENDPOINT_URL", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_DEFAULT_REGION"}
@@ -79,9 +80,6 @@ def test_up_prints_the_environment_and_refuses_a_second_stack(stack_up):
     assert f"a local stack is already up in {state_dir} (pid {state['pid']}" in again.stderr
     assert read_state(state_dir) == state  # untouched
 
-
-def test_deployed_stack_commands_against_the_local_stack(stack_up, capsys, tmp_path):
-    state_dir, _, _ = stack_up
     assert main(["start", "--name", "up-run", *SMALL]) == 0  # the upload starts the run: S3 -> EventBridge -> launcher
     assert "started run up-run" in capsys.readouterr().out
     assert main(["status", "up-run", "--follow"]) == 0
