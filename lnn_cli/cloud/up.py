@@ -111,7 +111,7 @@ def _already_up(state_dir: Path) -> LnnInputError:
 
 def command_up(args, console: Console) -> int:
     if args.port is not None and not 0 <= args.port <= 65535:
-        raise LnnInputError(f"--port must be from 1 to 65535; got {args.port}")
+        raise LnnInputError(f"--port must be from 1 to 65535 (0: a free one); got {args.port}")
     state_dir = _state_dir(args)
     lock = _try_lock(state_dir / LOCK_FILE)
     if lock is None:

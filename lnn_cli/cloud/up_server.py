@@ -409,8 +409,9 @@ def serve(state_dir: Path, *, port: int, stack_name: str, concurrency: int, cont
     proxy = Proxy(upstream_port=0)
     try:
         server = make_server("127.0.0.1", port, proxy, threaded=True)
-    except OSError as error:
-        report({"error": f"port {port} cannot be used ({error.strerror}); choose another with --port, or leave it out "
+    except (OSError, SystemExit) as error:  # werkzeug exits (SystemExit) when the port is in use
+        why = getattr(error, "strerror", None) or "it is in use"
+        report({"error": f"port {port} cannot be used ({why}); choose another with --port, or leave it out "
                 "for a free one", "kind": "input"})
         return 2
     server.daemon_threads = True
