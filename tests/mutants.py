@@ -16,7 +16,8 @@ from pathlib import Path
 
 PROJECT = Path(__file__).resolve().parent.parent
 COPIED = ("app.py", "cdk.json", "pyproject.toml", "lambda_src", "lnn_stack", "lnn_cli", "tests", "cdk.out")
-CONCURRENCY_TESTS = ("tests/integration/test_concurrency_scenarios.py", "tests/integration/test_concurrent_chaos.py")
+CONCURRENCY_TESTS = ("tests/integration/test_concurrency_scenarios.py", "tests/integration/test_concurrent_chaos.py",
+                     "tests/integration/test_workers.py", "tests/integration/test_workers_chaos.py")
 
 
 @dataclass(frozen=True)
@@ -39,6 +40,12 @@ MUTANTS = (
         "lambda_src/lnn_core/ports.py",
         '"notified = :no AND (attribute_not_exists(notify_lease) OR notify_lease < :now)"',
         '":no = :no AND :now = :now"',
+    ),
+    Mutant(
+        "a barrier that admits the same shard twice",
+        "lambda_src/lnn_core/engine.py",
+        "if len(before | {step_event.shard}) < step_event.shards:",
+        "if len(before) + 1 < step_event.shards:",
     ),
     Mutant(
         "a re-send without the claim",

@@ -101,18 +101,21 @@ class Trainer:
                 return {**summary, "outcome": "duplicate"}  # a late twin read what the winner already cleaned up
             return {**summary, **control.fail_run(ports, run, str(failure), claimant=claimant, context=context)}
         if step_event.shard is not None:
-            return {**summary, **self._join_round(step_event, run, result)}
+            return {**summary, **self._join_round(step_event, run, result, context)}
         return {**summary, **self._commit(step_event, config, run, result, claimant, context)}
 
-    def _join_round(self, step_event: StepEvent, run: dict, result: StepResult) -> dict[str, Any]:
-        """A shard worker's effects: its results to S3, then its place in the round's barrier. Of all the writes to
-        the barrier, the one that finds every other shard in and not its own completes the round: it sends the
-        reduce, a normal step whose conditional commit admits one delivery."""
+    def _join_round(self, step_event: StepEvent, run: dict, result: StepResult, context: Any) -> dict[str, Any]:
+        """A shard worker's effects: its results to S3, then its place in the round's barrier. A write whose answer
+        shows every shard in (its own included) claims the reduce's sending: the completing write first, or later
+        a retry of it that died before sending. The reduce is a normal step whose conditional commit admits one."""
         for key, arrays in result.outputs.items():
             self.ports.store.put_bytes(key, arrays_to_npz(arrays), scratch=True)
         before = self.ports.table.join_barrier(step_event.run_id, step_event.step, step_event.shard)
-        if step_event.shard in before or len(before) != step_event.shards - 1:
+        if len(before | {step_event.shard}) < step_event.shards:
             return {"outcome": "shard"}
+        if not self.ports.table.claim_reduce(step_event.run_id, step_event.step, now=self.ports.clock(),
+                                             until=control.lease_until(self.ports, context)):
+            return {"outcome": "shard"}  # the reduce is on its way
         self.ports.invoker.invoke_async(run["next_event"])
         return {"outcome": "round complete"}
 

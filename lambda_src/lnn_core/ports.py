@@ -31,7 +31,7 @@ BOTO_CONFIG = Config(retries={"mode": "standard", "max_attempts": 5}, connect_ti
 EFFECTS = {
     "store": ("put_bytes", "delete_keys"),
     "table": ("create_run", "mark_started", "transition", "claim_send", "mark_invoked", "claim_notification",
-              "mark_notified", "put_epoch_items", "request_stop", "record_resume", "join_barrier"),
+              "mark_notified", "put_epoch_items", "request_stop", "record_resume", "join_barrier", "claim_reduce"),
     "notifier": ("publish",),
     "invoker": ("invoke_async",),
 }
@@ -272,6 +272,18 @@ class RunTable:
         )
         return {int(done) for done in answer.get("Attributes", {}).get("shards_done", set())}
 
+    def claim_reduce(self, run_id: str, step: int, *, now: float, until: float) -> bool:
+        """Claim the sending of a complete round's reduce event until `until`: the write that completed the round
+        claims it first; a retry of it (it died before sending) claims again once the lease expired; its twins
+        and the duplicates of other shards find the lease live and send nothing."""
+        return self._conditional_update(
+            run_id,
+            "SET reduce_lease = :until",
+            "attribute_not_exists(reduce_lease) OR reduce_lease < :now",
+            {":until": until, ":now": now},
+            epoch=barrier_epoch(step),
+        )
+
     def shards_done(self, run_id: str, step: int) -> set[int]:
         """The shards whose results are in for the round that step `step` reduces."""
         self._counter.requests["dynamodb"] += 1
@@ -337,14 +349,14 @@ class RunTable:
         return [run for run in runs if run is not None and (status is None or run["status"] == status)]
 
     def _conditional_update(self, run_id, update, condition, values, *, status: bool = False,
-                            names: dict[str, str] | None = None) -> bool:
+                            names: dict[str, str] | None = None, epoch: int = RUN_RECORD_EPOCH) -> bool:
         names = names or ({"#status": "status"} if status else None)
         self._counter.requests["dynamodb"] += 1
         try:
             self._table.update_item(
-                Key={"run_id": run_id, "epoch": RUN_RECORD_EPOCH},
+                Key={"run_id": run_id, "epoch": epoch},
                 UpdateExpression=update,
-                ConditionExpression=f"attribute_exists(run_id) AND {condition}",
+                ConditionExpression=f"attribute_exists(run_id) AND ({condition})",
                 ExpressionAttributeValues=to_dynamo(values),
                 **({"ExpressionAttributeNames": names} if names else {}),
             )

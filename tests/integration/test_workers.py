@@ -1,0 +1,199 @@
+"""Data-parallel rounds through the trainer (issue 12): K shard workers per update, one barrier, one reduce.
+
+Every run with K workers equals `network.train_reference(..., workers=K)` bit for bit, whatever happens to its shard
+and reduce events: duplicates, late shards, crashed shards, lost events, twins at the same instant.
+"""
+
+import io
+import json
+import threading
+
+import numpy as np
+import pytest
+
+from lnn_core import control, network
+from lnn_core.errors import LnnInputError
+from lnn_core.config import TrainingConfig
+from lnn_core.handlers import build_launcher, build_trainer
+from tests.conftest import FakeClock, QueueInvoker, blobs
+
+EXAMPLES = 40
+PARAMETERS = {"epochs": 3, "learning_rate": 0.05, "neurons": [4, 1], "activations": ["tanh", "sigmoid"], "seed": 5,
+              "batch_size": 16, "optimizer": "adam", "l2": 0.01, "workers": 3, "granularity": "epoch"}
+ROUNDS = 3 * 3  # 3 epochs of batches 16, 16, 8
+
+
+@pytest.fixture
+def world(aws):
+    X, y = blobs(EXAMPLES)
+    aws.upload_data("runs/r1/data.npz", X=X, y=y)
+    queue, clock = QueueInvoker(), FakeClock()
+    return aws, X, y, queue, clock
+
+
+def launch(aws, queue, clock, parameters=PARAMETERS):
+    answer = build_launcher(session=aws.session, invoker=queue, clock=clock).handle({"run_id": "r1", "parameters": parameters})
+    assert answer["status"] == "running", answer
+    return build_trainer(session=aws.session, invoker=queue, clock=clock)
+
+
+def drain(trainer, queue, *, order=None):
+    """Deliver every queued event (in `order`'s choice of the queue, default first in first out)."""
+    outcomes = []
+    while queue.events:
+        index = order(list(queue.events)) if order else 0
+        event = queue.events[index]
+        del queue.events[index]
+        outcomes.append(trainer.handle(event)["outcome"])
+    return outcomes
+
+
+def reference(X, y, parameters=PARAMETERS):
+    options = {k: parameters[k] for k in ("batch_size", "optimizer", "l2", "workers")}
+    return network.train_reference(X, y, neurons=parameters["neurons"], activations=parameters["activations"],
+                                   learning_rate=parameters["learning_rate"], epochs=parameters["epochs"],
+                                   seed=parameters["seed"], **options)
+
+
+def assert_like_reference(aws, trainer, X, y, parameters=PARAMETERS):
+    run = trainer.ports.table.get_run("r1")
+    assert run["status"] == "succeeded", run.get("reason")
+    params, costs = reference(X, y, parameters)
+    with np.load(io.BytesIO(aws.s3.get_object(Bucket=aws.bucket, Key="runs/r1/model.npz")["Body"].read())) as npz:
+        assert all(npz[name].tobytes() == params[name].tobytes() for name in params)
+    assert [item["cost"] for item in trainer.ports.table.committed_epochs(run)] == costs
+    assert run["committed_step"] == ROUNDS + 2  # start, one reduce per round, finish
+    assert [json.loads(m["Body"])["status"] for m in aws.messages()] == ["succeeded"]
+
+
+@pytest.mark.parametrize("granularity", ["epoch", "auto"])
+def test_a_run_with_k_workers_equals_the_reference_bit_for_bit(world, granularity):
+    aws, X, y, queue, clock = world
+    trainer = launch(aws, queue, clock, {**PARAMETERS, "granularity": granularity})
+    outcomes = drain(trainer, queue)
+    assert outcomes.count("shard") == 2 * ROUNDS and outcomes.count("round complete") == ROUNDS
+    assert outcomes.count("committed") == ROUNDS + 2
+    assert_like_reference(aws, trainer, X, y, {**PARAMETERS, "granularity": granularity})
+
+
+def test_shards_in_any_order_and_every_one_twice_end_like_the_reference(world):
+    aws, X, y, queue, clock = world
+    trainer = launch(aws, queue, clock)
+    rng = np.random.RandomState(0)
+    outcomes = []
+    while queue.events:
+        event = queue.events[rng.randint(len(queue.events))]
+        queue.events.remove(event)
+        outcomes += [trainer.handle(json.loads(json.dumps(event)))["outcome"] for _ in range(2)]
+    assert outcomes.count("round complete") == ROUNDS  # a duplicate shard never completes a round again
+    assert_like_reference(aws, trainer, X, y)
+
+
+def test_the_barrier_admits_each_shard_once_and_one_write_completes(world):
+    aws, *_ = world
+    table = build_trainer(session=aws.session, invoker=QueueInvoker()).ports.table
+    befores = [table.join_barrier("r1", 7, shard) for shard in (2, 0, 2, 1, 0, 1)]
+    completing = [shard not in before and len(before) == 2 for shard, before in zip((2, 0, 2, 1, 0, 1), befores)]
+    assert completing == [False, False, False, True, False, False]
+    assert table.shards_done("r1", 7) == {0, 1, 2} and table.shards_done("r1", 8) == set()
+
+
+def test_lost_shard_and_lost_reduce_events_are_resent_exactly_as_missing(world):
+    aws, X, y, queue, clock = world
+    trainer = launch(aws, queue, clock)
+    trainer.handle(queue.events.popleft())  # start: scatters round 1
+    shards = list(queue.events)
+    assert [event["shard"] for event in shards] == [0, 1, 2]
+    queue.events.clear()
+    trainer.handle(shards[0])  # shards 1 and 2 are lost
+    control.resume_run(trainer.ports, "r1")
+    assert sorted(event["shard"] for event in queue.events) == [1, 2]  # only what is missing
+    trainer.handle(queue.events.popleft())
+    trainer.handle(queue.events.popleft())  # completes the round: sends the reduce ...
+    assert [event["state"] for event in queue.events] == ["reduce"]
+    queue.events.clear()  # ... which is lost
+    control.resume_run(trainer.ports, "r1")
+    assert [event["state"] for event in queue.events] == ["reduce"]
+    drain(trainer, queue)
+    assert_like_reference(aws, trainer, X, y)
+
+
+class Died(BaseException):
+    """The sandbox died mid-invocation."""
+
+
+@pytest.mark.parametrize("site", ["put_bytes", "join_barrier", "claim_reduce", "invoke_async"])
+def test_a_shard_that_died_at_any_effect_is_finished_by_its_retry(world, site):
+    aws, X, y, queue, clock = world
+    trainer = launch(aws, queue, clock)
+    trainer.handle(queue.events.popleft())
+    last_shard = queue.events.pop()
+    drain(trainer, queue)  # shards 0 and 1
+    dying = build_trainer(session=aws.session, invoker=QueueInvoker(), clock=clock)
+    port = {"put_bytes": dying.ports.store, "join_barrier": dying.ports.table, "claim_reduce": dying.ports.table,
+            "invoke_async": dying.ports.invoker}[site]
+    original = getattr(port, site)
+
+    def die(*args, **kwargs):
+        original(*args, **kwargs)  # the effect happened; the process dies before it could go on
+        raise Died()
+
+    setattr(port, site, die)
+    with pytest.raises(Died):
+        dying.handle(json.loads(json.dumps(last_shard)))
+    clock.advance(60)
+    # Lambda's retry comes a minute later: whatever the died delivery did (its reduce event, if sent, went to a queue
+    # this test drops), its claim has expired and the retry sends the reduce
+    assert trainer.handle(json.loads(json.dumps(last_shard)))["outcome"] == "round complete"
+    assert [event["state"] for event in queue.events] == ["reduce"]
+    drain(trainer, queue)
+    assert_like_reference(aws, trainer, X, y)
+
+
+def test_a_late_shard_after_the_reduce_changes_nothing(world):
+    aws, X, y, queue, clock = world
+    trainer = launch(aws, queue, clock)
+    trainer.handle(queue.events.popleft())
+    early = json.loads(json.dumps(queue.events[0]))
+    drain(trainer, queue)
+    assert trainer.handle(early)["outcome"] in ("duplicate", "ignored")
+    assert not queue.events
+    assert_like_reference(aws, trainer, X, y)
+
+
+def test_twin_shards_at_the_same_instant_complete_the_round_once(world):
+    aws, X, y, queue, clock = world
+    trainer = launch(aws, queue, clock)
+    trainer.handle(queue.events.popleft())
+    shards = list(queue.events)
+    queue.events.clear()
+    trainer.handle(shards[0])
+    trainer.handle(shards[1])
+    barrier = threading.Barrier(4)
+    containers = [build_trainer(session=aws.session, invoker=queue, clock=clock) for _ in range(4)]
+    outcomes = []
+
+    def deliver(container):
+        barrier.wait()
+        outcomes.append(container.handle(json.loads(json.dumps(shards[2])))["outcome"])
+
+    threads = [threading.Thread(target=deliver, args=(container,)) for container in containers]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    assert sorted(outcomes) == ["round complete", "shard", "shard", "shard"]
+    assert [event["state"] for event in queue.events] == ["reduce"]
+    drain(trainer, queue)
+    assert_like_reference(aws, trainer, X, y)
+
+
+@pytest.mark.parametrize("change, fragment", [
+    ({"workers": 0}, "workers must be an integer from 1 to 256"),
+    ({"workers": 257}, "workers must be an integer from 1 to 256"),
+    ({"workers": True}, "workers must be an integer"),
+    ({"workers": 2, "granularity": "layer"}, "needs granularity epoch or auto"),
+])
+def test_bad_workers_values_are_refused(change, fragment):
+    with pytest.raises(LnnInputError, match=fragment):
+        TrainingConfig.from_parameters({**PARAMETERS, **change, "data": "runs/r1/data.npz"})

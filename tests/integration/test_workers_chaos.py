@@ -1,0 +1,104 @@
+"""Rounds of K = 3 shard workers under chaos: every schedule ends bit for bit like the clean run.
+
+At concurrency 1 a seed is a schedule; at concurrency 4 duplicates really run at the same time as their twins.
+Every fault kind (lose, delay, duplicate: of shard and of reduce events; a crash before or after every effect of
+a shard and of a reduce) is hit at every site of a round.
+"""
+
+from collections import Counter
+
+import pytest
+
+from lnn_cli.cloud.chaos import ChaosPlan
+from lnn_cli.cloud.local import run_local
+from tests.integration.conftest import dataset, model_arrays
+
+PARAMETERS = {"epochs": 2, "learning_rate": 0.05, "neurons": [3, 1], "activations": ["tanh", "sigmoid"], "seed": 4,
+              "batch_size": 16, "optimizer": "adam", "workers": 3, "granularity": "epoch"}  # 40 examples: 3 rounds an epoch
+SERIAL, CONCURRENT = 200, 20
+SERIAL_EVERY_LOOP, CONCURRENT_EVERY_LOOP = 10, 4  # the rest are marked slow: `make slow` and CI run them
+REPUBLISH_SITES = ("after notifier.publish", "before table.mark_notified")
+ROUND_SITES = {
+    "shard": ("table.mark_started", "store.put_bytes", "table.join_barrier", "table.claim_reduce", "invoker.invoke_async"),
+    "reduce": ("table.mark_started", "store.put_bytes", "table.put_epoch_items", "table.transition",
+               "invoker.invoke_async", "table.mark_invoked", "store.delete_keys"),
+}
+
+
+def plan(seed: int, **overrides) -> ChaosPlan:
+    return ChaosPlan(**{"duplicate": 0.25, "crash": 0.15, "delay": 0.25, "lose": 0.03, "seed": seed, **overrides})
+
+
+@pytest.fixture(scope="module")
+def clean(stack, tmp_path_factory):
+    session, outputs = stack
+    with open(tmp_path_factory.mktemp("clean-workers") / "lambda.log", "w") as stream:
+        return run_local(session, outputs, PARAMETERS, dataset()[0], run_id="clean-workers", log_stream=stream)
+
+
+@pytest.fixture(scope="module")
+def tally():
+    totals = Counter()
+    yield totals
+    print(f"\nworkers chaos: {dict(sorted(totals.items()))}")
+
+
+def assert_like_clean(result, clean):
+    assert result.status == "succeeded", result.run.get("reason")
+    model, reference = model_arrays(result.model), model_arrays(clean.model)
+    assert all(model[name].tobytes() == reference[name].tobytes() for name in reference if name.startswith(("W", "b")))
+    assert result.costs == clean.costs and [item["epoch"] for item in result.epochs] == [1, 2]
+    assert result.run["invocations"] == clean.run["invocations"]  # committed steps: start, 6 reduces, finish
+    republished = sum(result.chaos["crash_sites"].get(site, 0) for site in REPUBLISH_SITES)
+    statuses = [n["attributes"].get("status") for n in result.notifications if isinstance(n["body"], dict)]
+    assert statuses == ["succeeded"] * (1 + republished)
+
+
+def test_the_clean_run_equals_the_reference_with_three_workers(clean):
+    from lnn_core import network
+
+    _, X, y = dataset()
+    params, costs = network.train_reference(X, y, neurons=[3, 1], activations=["tanh", "sigmoid"], learning_rate=0.05,
+                                            epochs=2, seed=4, batch_size=16, optimizer="adam", workers=3)
+    model = model_arrays(clean.model)
+    assert all(model[name].tobytes() == params[name].tobytes() for name in params) and clean.costs == costs
+
+
+@pytest.mark.parametrize("seed", [s if s < SERIAL_EVERY_LOOP else pytest.param(s, marks=pytest.mark.slow)
+                                  for s in range(SERIAL)])
+def test_serial_schedule_with_three_workers(stack, clean, log, tally, seed):
+    session, outputs = stack
+    result = run_local(session, outputs, PARAMETERS, dataset()[0], run_id=f"workers-{seed}", chaos=plan(seed), log_stream=log)
+    assert_like_clean(result, clean)
+    tally.update({f"serial {kind}": result.chaos[kind] for kind in ("duplicates", "delays", "crashes_before",
+                                                                    "crashes_after", "losses")})
+    tally["serial schedules"] += 1
+
+
+@pytest.mark.parametrize("seed", [s if s < CONCURRENT_EVERY_LOOP else pytest.param(s, marks=pytest.mark.slow)
+                                  for s in range(CONCURRENT)])
+def test_concurrent_schedule_with_three_workers(stack, clean, log, tally, seed):
+    session, outputs = stack
+    result = run_local(session, outputs, PARAMETERS, dataset()[0], run_id=f"workers-c{seed}",
+                       chaos=plan(seed, pause=0.3, distinct_ids=0.5), log_stream=log, concurrency=4)
+    assert_like_clean(result, clean)
+    tally.update({f"concurrent {kind}": result.chaos[kind] for kind in ("duplicates", "distinct_ids", "delays",
+                                                                        "crashes_before", "crashes_after", "losses")})
+    tally["concurrent schedules"] += 1
+
+
+def test_every_fault_kind_hits_every_site_of_a_round(stack, clean, log):
+    session, outputs = stack
+    seen = Counter()
+    wanted = {f"{kind} {state}" for kind in ("lose", "delay", "duplicate") for state in ("shard", "reduce")}
+    wanted |= {f"crash {state} {when} {site}" for state, sites in ROUND_SITES.items()
+               for site in sites for when in ("before", "after")}
+    for seed in range(40):
+        eager = plan(1000 + seed, duplicate=0.4, crash=0.5, delay=0.4, lose=0.1)
+        result = run_local(session, outputs, PARAMETERS, dataset()[0], run_id=f"workers-cover-{seed}", chaos=eager,
+                           log_stream=log)
+        assert_like_clean(result, clean)
+        seen.update(result.chaos["by_state"])
+        if wanted <= set(seen):
+            break
+    assert not wanted - set(seen), sorted(wanted - set(seen))
