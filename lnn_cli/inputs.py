@@ -29,7 +29,7 @@ DEMO_PARAMETERS = {
 }
 PROJECT_DIR = Path(__file__).resolve().parents[1]
 FLAG_KEYS = ("epochs", "learning_rate", "neurons", "activations", "init", "seed", "granularity", "batch_size",
-             "shuffle_seed", "optimizer", "beta", "beta1", "beta2", "epsilon", "l2", "threshold", "eval_every")
+             "shuffle_seed", "optimizer", "beta", "beta1", "beta2", "epsilon", "l2", "threshold", "eval_every", "workers")
 
 
 @dataclass(frozen=True)

@@ -54,6 +54,8 @@ def add_run_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--l2", type=float, help="L2 regularization lambda (default 0)")
     parser.add_argument("--threshold", type=float, help="stop after the first epoch whose cost is below this")
     parser.add_argument("--eval-every", type=int, help="every N epochs, record the test set's cost and metric (default 0: never)")
+    parser.add_argument("--workers", type=int, help="data-parallel shard workers per update, 1-256 (default 1; "
+                        "needs --granularity epoch or auto)")
     parser.add_argument("--name", help="the run id (default: generated)")
 
 
@@ -190,6 +192,7 @@ def flags(args) -> dict:
         "l2": args.l2,
         "threshold": args.threshold,
         "eval_every": args.eval_every,
+        "workers": args.workers,
     }
 
 

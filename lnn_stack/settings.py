@@ -249,6 +249,8 @@ THRESHOLD = Parameter("threshold", None, _optional(_training_value("threshold", 
                       "a number greater than 0 (or empty for no early stop)", "0.0019")
 EVAL_EVERY = Parameter("eval_every", None, _optional(_training_value("eval_every", _whole)),
                        f"an integer from 0 to {MAX_EPOCHS} (epochs; 0 never)", "10")
+WORKERS = Parameter("workers", None, _optional(_training_value("workers", _whole)),
+                    "an integer from 1 to 256 (data-parallel shard workers per update; more than 1 needs granularity epoch or auto)", "1")
 
 # Setting field -> context parameter, in field order.
 DEPLOYMENT_PARAMETERS = {
@@ -285,10 +287,11 @@ TRAINING_PARAMETERS = {
     "l2": L2,
     "threshold": THRESHOLD,
     "eval_every": EVAL_EVERY,
+    "workers": WORKERS,
 }
 # Training defaults left unset (None) are not in LNN_TRAINING_DEFAULTS: the engine's own default applies.
 OPTIONAL_TRAINING_KEYS = ("batch_size", "shuffle_seed", "optimizer", "beta", "beta1", "beta2", "epsilon", "l2", "threshold",
-                          "eval_every")
+                          "eval_every", "workers")
 KNOWN_KEYS = tuple(parameter.key for parameter in (*DEPLOYMENT_PARAMETERS.values(), *TRAINING_PARAMETERS.values()))
 
 
@@ -388,6 +391,7 @@ class TrainingDefaults:
     l2: float | None = L2.default
     threshold: float | None = THRESHOLD.default
     eval_every: int | None = EVAL_EVERY.default
+    workers: int | None = WORKERS.default
 
     @classmethod
     def from_context(cls, context: Mapping[str, Any]) -> "TrainingDefaults":

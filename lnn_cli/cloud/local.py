@@ -154,7 +154,8 @@ def local_runtime(session: boto3.Session, outputs: StackOutputs, *, log_stream=N
     a deterministic order), each BLAS call capped at `container_cpus` threads."""
     return LocalLambdaRuntime(
         session,
-        {"trainer": outputs.trainer_function, "launcher": outputs.launch_function, "watchdog": outputs.watchdog_function},
+        {"trainer": outputs.trainer_function, "launcher": outputs.launch_function, "watchdog": outputs.watchdog_function,
+         **({"predictor": outputs.predict_function} if outputs.predict_function else {})},
         log_stream=log_stream,
         faults=chaos,
         on_delivery=on_delivery,
