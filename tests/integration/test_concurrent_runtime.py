@@ -40,7 +40,8 @@ def test_containers_have_their_own_handlers_and_ports(stack, log):
         handlers = [container.handler for container in function.containers]
         assert len(handlers) == 4 and len({id(handler) for handler in handlers}) == 4
         assert len({id(handler.ports.counter) for handler in handlers}) == 4
-        assert all(handler.ports.table.name == outputs.table for handler in handlers)  # the environment at build time
+        if function.role != "predictor":  # it reads models only: no table
+            assert all(handler.ports.table.name == outputs.table for handler in handlers)  # the environment at build time
         assert all(handler.ports.clock == runtime.now for handler in handlers)
 
 

@@ -16,7 +16,7 @@ from tests.integration.conftest import dataset, model_arrays
 PARAMETERS = {"epochs": 2, "learning_rate": 0.05, "neurons": [3, 1], "activations": ["tanh", "sigmoid"], "seed": 4,
               "batch_size": 16, "optimizer": "adam", "workers": 3, "granularity": "epoch"}  # 40 examples: 3 rounds an epoch
 SERIAL, CONCURRENT = 200, 20
-SERIAL_EVERY_LOOP, CONCURRENT_EVERY_LOOP = 10, 4  # the rest are marked slow: `make slow` and CI run them
+SERIAL_EVERY_LOOP, CONCURRENT_EVERY_LOOP = 3, 2  # the rest are marked slow: `make slow` and CI run them
 REPUBLISH_SITES = ("after notifier.publish", "before table.mark_notified")
 ROUND_SITES = {
     "shard": ("table.mark_started", "store.put_bytes", "table.join_barrier", "table.claim_reduce", "invoker.invoke_async"),
@@ -87,6 +87,7 @@ def test_concurrent_schedule_with_three_workers(stack, clean, log, tally, seed):
     tally["concurrent schedules"] += 1
 
 
+@pytest.mark.slow
 def test_every_fault_kind_hits_every_site_of_a_round(stack, clean, log):
     session, outputs = stack
     seen = Counter()
