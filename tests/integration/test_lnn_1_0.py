@@ -14,6 +14,7 @@ import json
 
 import h5py
 import numpy as np
+import pytest
 
 from lnn_cli.main import main
 from lnn_core import network
@@ -46,6 +47,7 @@ def write_lnn_h5(path, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray
     return X, y
 
 
+@pytest.mark.slow  # 28-50 s here, nearly all of it lnn local's cdk bootstrap, synth and deploy
 def test_lnn_1_0_parameters_and_hdf5_train_end_to_end(tmp_path):
     config = tmp_path / "parameters.json"
     config.write_text(LNN_1_0_PARAMETERS)

@@ -46,3 +46,8 @@ def test_median_run_and_ratios():
     assert chosen["seconds"] == 2.0 and chosen["training_seconds"] == 0.9 and chosen["all_seconds"] == [3.0, 1.0, 2.0]
     rows = {"numpy": {"epochs": 10, "seconds": 0.5}, "auto": chosen}
     assert bench.auto_ratio(rows) == 4.0 and abs(bench.auto_training_ratio(rows) - 1.8) < 1e-12
+
+
+def test_a_stamp_a_second_off_gives_no_figure():
+    items = [{"started_at": "2026-01-01T00:00:01.999Z", "finished_at": "2026-01-01T00:00:01.002Z"}]
+    assert bench.training_seconds(items) is None
