@@ -24,10 +24,15 @@ def model_arrays(model: bytes) -> dict[str, np.ndarray]:
         return {name: npz[name] for name in npz.files}
 
 
+@pytest.fixture(scope="session")
+def assembly(tmp_path_factory):
+    """The app synthesized once per test process (cdk synth takes seconds; every module's stack uses it)."""
+    return synthesize(log_path=tmp_path_factory.mktemp("synth") / "synth.log")
+
+
 @pytest.fixture(scope="module")
-def stack(tmp_path_factory):
-    """One synthesized-and-created stack per module (create_stack uploads the NumPy layer: a few seconds)."""
-    assembly = synthesize(log_path=tmp_path_factory.mktemp("synth") / "synth.log")
+def stack(assembly):
+    """One stack per module, created by moto's CloudFormation from the synthesized template."""
     with pytest.MonkeyPatch.context() as patch:
         for name, value in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": REGION}.items():
             patch.setenv(name, value)
