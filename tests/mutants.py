@@ -1,4 +1,4 @@
-"""`make mutants`: the concurrency tests must fail when the exactly-once protocol is broken.
+"""`make mutants`: the concurrency tests (those of `make test`) must fail when the exactly-once protocol is broken.
 
 Each mutant is one edit of the protocol, applied to a copy of the project. The concurrency tests run on the
 unchanged copy first (they must pass), then on each mutant (they must fail). An edit that no longer applies
@@ -79,7 +79,7 @@ def run_tests(root: Path) -> tuple[bool, float, str]:
     tests = [test for test in CONCURRENCY_TESTS if (root / test).exists()]
     started = time.monotonic()
     result = subprocess.run(
-        [sys.executable, "-m", "pytest", "-x", "-q", "-n", "2", "-p", "no:cacheprovider", *tests],
+        [sys.executable, "-m", "pytest", "-x", "-q", "-n", "2", "-m", "not slow", "-p", "no:cacheprovider", *tests],
         cwd=root, env=environment, capture_output=True, text=True,
     )
     lines = [line for line in result.stdout.splitlines() if line.strip()]
