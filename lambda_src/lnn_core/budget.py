@@ -229,10 +229,13 @@ def step_shape(examples: int, features: int, neurons: Sequence[int], test_exampl
 
 def parameter_copies(config: TrainingConfig) -> int:
     """Copies of the parameters a step holds besides W, b, their gradients and the update: the optimizer's state
-    (momentum 1, adam 2), the training state serialized (a buffer and its bytes, state included), and at `auto`
-    granularity the checkpoint states kept until the commit (one per 100 epochs of a step)."""
+    (momentum 1, adam 2), the training state serialized (a buffer and its bytes, state included), at `auto`
+    granularity the checkpoint states kept until the commit (one per 100 epochs of a step), and with workers the
+    reduce's running sum and the shard result it adds (it reads them one at a time)."""
     optimizer = {"gd": 0, "momentum": 1, "adam": 2}[config.optimizer]
     serialized = 2 * (1 + optimizer)
+    if config.workers > 1:
+        return optimizer + serialized + 2
     kept = min(config.epochs, AUTO_MAX_EPOCHS_PER_STEP) // CHECKPOINT_EVERY * (1 + optimizer) if config.granularity == "auto" else 0
     return optimizer + serialized + kept
 

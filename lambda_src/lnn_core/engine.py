@@ -108,6 +108,8 @@ class Trainer:
         """A shard worker's effects: its results to S3, then its place in the round's barrier. A write whose answer
         shows every shard in (its own included) claims the reduce's sending: the completing write first, or later
         a retry of it that died before sending. The reduce is a normal step whose conditional commit admits one."""
+        if not self._still_next(step_event.run_id, step_event.step):
+            return {"outcome": "duplicate"}  # a late twin: its round was reduced while it computed
         for key, arrays in result.outputs.items():
             self.ports.store.put_bytes(key, arrays_to_npz(arrays), scratch=True)
         before = self.ports.table.join_barrier(step_event.run_id, step_event.step, step_event.shard)

@@ -8,7 +8,7 @@ the same functions (a shard per invocation), so a run with K workers equals `tra
 against K = 1 only the order of summation differs.
 """
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 
 import numpy as np
 
@@ -44,21 +44,21 @@ def shard_sums(params: network.Params, X_shard: np.ndarray, Y_shard: np.ndarray,
     return sums, loss
 
 
-def combine_shards(params: network.Params, results: Sequence[ShardResult], batch_examples: int,
+def combine_shards(params: network.Params, results: Iterable[ShardResult], batch_examples: int,
                    l2: float = 0.0) -> tuple[network.Params, float]:
-    """The batch's gradients and cost sum from its shards' results, added in shard order:
-    dW = (sum_i dW_i) / m_b (+ (l2 / m_b) W), db = (sum_i db_i) / m_b; cost sum = sum_i loss_i (+ l2_penalty)."""
+    """The batch's gradients and cost sum from its shards' results, added in shard order as they come (one result
+    in memory at a time): dW = (((dW_0 + dW_1) + ...) / m_b (+ (l2 / m_b) W), db likewise;
+    cost sum = ((0.0 + loss_0) + loss_1) + ... (+ l2_penalty)."""
+    totals: network.Params = {}
+    cost_sum = 0.0
+    for sums, loss in results:
+        totals = {name: (totals[name] + value if totals else value) for name, value in sums.items()}
+        cost_sum += loss
     grads: network.Params = {}
-    for name in results[0][0]:
-        total = results[0][0][name]
-        for sums, _ in results[1:]:
-            total = total + sums[name]
+    for name, total in totals.items():
         grads[name] = total / batch_examples
         if l2 != 0 and name.startswith("dW"):
             grads[name] = grads[name] + (l2 / batch_examples) * params[name[1:]]
-    cost_sum = 0.0
-    for _, shard_loss in results:
-        cost_sum += shard_loss
     if l2 != 0:
         cost_sum = cost_sum + network.l2_penalty(params, l2)
     return grads, cost_sum

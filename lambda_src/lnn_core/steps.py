@@ -154,13 +154,9 @@ class StepBodies:
         batches = self._minibatches(config, prepared, epoch)
         count = len(batches)
         state = self._load(batch_state_key(config, epoch, batch - 1, count))
-        results = []
-        for shard in range(config.workers):
-            arrays = self._load(shard_key(config, epoch, batch, shard))
-            results.append(({name: value for name, value in arrays.items() if name != "loss_sum"}, float(arrays["loss_sum"])))
         params = params_of(state)
         batch_examples = examples_in(batches[batch - 1], prepared.examples)
-        grads, batch_cost_sum = combine_shards(params, results, batch_examples, config.l2)
+        grads, batch_cost_sum = combine_shards(params, self._shard_results(config, epoch, batch), batch_examples, config.l2)
         params, opt_state = optimizers.update(params, grads, optimizer_state_of(state, config),
                                               learning_rate=config.learning_rate, **config.optimizer_settings())
         finite_params(params, epoch)
@@ -172,8 +168,19 @@ class StepBodies:
             key = batch_state_key(config, epoch, batch, count)
             return StepResult(outputs={key: training_state(params, opt_state, cost_sum=np.array(cost_sum))}, obsolete=obsolete)
         cost = finite_cost(cost_sum / prepared.examples, epoch, config)
-        item = epoch_item(config, epoch, cost, params, now(), evaluation(config, prepared.data, epoch, params))
-        return epochs_done(config, first_epoch=epoch, state=training_state(params, opt_state), items=[item], obsolete=obsolete)
+        item = epoch_item(config, epoch, cost, params, run.get("epoch_started_at") or now(),
+                          evaluation(config, prepared.data, epoch, params))
+        result = epochs_done(config, first_epoch=epoch, state=training_state(params, opt_state), items=[item], obsolete=obsolete)
+        result.fields["epoch_started_at"] = now()  # the next epoch's rounds start now
+        return result
+
+    def _shard_results(self, config: TrainingConfig, epoch: int, batch: int):
+        """The round's shard results in shard order, read one at a time and not cached (K of them would not fit)."""
+        for shard in range(config.workers):
+            key = shard_key(config, epoch, batch, shard)
+            arrays = npz_to_arrays(self.ports.store.get_bytes(key, cache=False), key=key)
+            loss = float(arrays.pop("loss_sum"))
+            yield arrays, loss
 
     # ---- epoch and auto granularity ------------------------------------------------------------------------
 

@@ -197,3 +197,37 @@ def test_twin_shards_at_the_same_instant_complete_the_round_once(world):
 def test_bad_workers_values_are_refused(change, fragment):
     with pytest.raises(LnnInputError, match=fragment):
         TrainingConfig.from_parameters({**PARAMETERS, **change, "data": "runs/r1/data.npz"})
+
+
+def test_a_late_twin_shard_that_computed_while_its_round_was_reduced_writes_nothing(world):
+    aws, X, y, queue, clock = world
+    trainer = launch(aws, queue, clock)
+    trainer.handle(queue.events.popleft())
+    twin_event = json.loads(json.dumps(queue.events[0]))
+    late = build_trainer(session=aws.session, invoker=queue, clock=clock)
+    execute = late.steps.execute
+
+    def slow_execute(*args, **kwargs):
+        result = execute(*args, **kwargs)  # the twin has started and computed its shard ...
+        for _ in range(4):  # ... while the three shards and the reduce run elsewhere
+            trainer.handle(queue.events.popleft())
+        clock.advance(60)  # and the reduce's claim has long expired
+        return result
+
+    late.steps.execute = slow_execute
+    assert late.handle(twin_event)["outcome"] == "duplicate"
+    listed = aws.s3.list_objects_v2(Bucket=aws.bucket, Prefix="runs/r1/state/e0000001/b000001/")
+    assert listed.get("KeyCount", 0) == 0  # no orphaned shard result
+    assert all(event["state"] == "shard" and event["batch"] == 2 for event in queue.events)  # no stale reduce
+    drain(trainer, queue)
+    assert_like_reference(aws, trainer, X, y)
+
+
+def test_the_memory_estimate_counts_the_reduce_not_k_copies_and_no_kept_states():
+    from lnn_core.budget import parameter_copies
+
+    def copies(**change):
+        return parameter_copies(TrainingConfig.from_parameters({**PARAMETERS, "data": "runs/r1/data.npz", **change}))
+
+    assert copies(workers=3) == copies(workers=256) == 2 + 6 + 2  # adam state, serialized state, sum and one shard
+    assert copies(workers=3, granularity="auto", epochs=2500) == copies(workers=3)  # rounds keep no states
