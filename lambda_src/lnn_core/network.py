@@ -589,38 +589,14 @@ def r2(params: Params, X_rows: np.ndarray, y: np.ndarray, activations: Sequence[
     return float(scores.mean())
 
 
-def train_reference(
-    X: np.ndarray,
-    y: np.ndarray,
-    *,
-    neurons: Sequence[int],
-    activations: Sequence[str],
-    learning_rate: float,
-    epochs: int,
-    init: str = "lecun",
-    seed: int | None = None,
-    batch_size: int | None = None,
-    shuffle_seed: int | None = None,
-    optimizer: str = "gd",
-    beta: float = optimizers.DEFAULT_BETA,
-    beta1: float = optimizers.DEFAULT_BETA1,
-    beta2: float = optimizers.DEFAULT_BETA2,
-    epsilon: float = optimizers.DEFAULT_EPSILON,
-    l2: float = 0.0,
-    threshold: float | None = None,
-    workers: int = 1,
-) -> tuple[Params, list[float]]:
+def train_reference(X: np.ndarray, y: np.ndarray, **options) -> tuple[Params, list[float]]:
     """The plain NumPy loop: X (m, n0) rows (used as given, not scaled), y (m,) labels (or (m, k) targets).
 
-    neurons = [n1, ..., nL]. Returns the trained params and the cost of each epoch (before its
-    update); see `train_reference_state` for the options (the defaults are full-batch gradient
-    descent without L2, every mode's original behaviour).
+    Returns the trained params and the cost of each epoch (before its update); the options are those of
+    `train_reference_state` (their defaults are full-batch gradient descent without L2, every mode's original
+    behaviour).
     """
-    params, costs, _ = train_reference_state(
-        X, y, neurons=neurons, activations=activations, learning_rate=learning_rate, epochs=epochs,
-        init=init, seed=seed, batch_size=batch_size, shuffle_seed=shuffle_seed, optimizer=optimizer,
-        beta=beta, beta1=beta1, beta2=beta2, epsilon=epsilon, l2=l2, threshold=threshold, workers=workers,
-    )
+    params, costs, _ = train_reference_state(X, y, **options)
     return params, costs
 
 

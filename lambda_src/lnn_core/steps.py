@@ -114,21 +114,32 @@ class StepBodies:
         for later in range(2, L + 1):
             gradients = self._load(gradient_key(config, epoch, batch, later))
             grads[f"dW{later}"], grads[f"db{later}"] = gradients["dW"], gradients["db"]
+        obsolete = [activation_key(config, epoch, batch, l) for l in range(1, L + 1)]
+        obsolete += [gradient_key(config, epoch, batch, l) for l in range(2, L + 1)]
+        batch_cost_sum = float(self._load(activation_key(config, epoch, batch, L))["cost_sum"])
+        return self._after_update(config, prepared, run, epoch=epoch, batch=batch, count=count, state=state, grads=grads,
+                                  batch_cost_sum=batch_cost_sum, obsolete=obsolete)
+
+    def _after_update(self, config: TrainingConfig, prepared: PreparedData, run: dict, *, epoch: int, batch: int,
+                      count: int, state: dict, grads: network.Params, batch_cost_sum: float,
+                      obsolete: list[str]) -> StepResult:
+        """The optimizer's update of one mini-batch, and what follows it: the training state after the batch, or,
+        after the epoch's last batch, the epoch's item (layer granularity and rounds alike)."""
         params, opt_state = optimizers.update(params_of(state), grads, optimizer_state_of(state, config),
                                               learning_rate=config.learning_rate, **config.optimizer_settings())
         finite_params(params, epoch)
-        running = float(state["cost_sum"]) if batch > 1 else 0.0  # as train_epoch: 0.0, plus each batch in order
-        cost_sum = running + float(self._load(activation_key(config, epoch, batch, L))["cost_sum"])
-        obsolete = [activation_key(config, epoch, batch, l) for l in range(1, L + 1)]
-        obsolete += [gradient_key(config, epoch, batch, l) for l in range(2, L + 1)]
+        cost_sum = (float(state["cost_sum"]) if batch > 1 else 0.0) + batch_cost_sum  # as train_epoch: 0.0, each batch in order
         if batch > 1:
-            obsolete.append(batch_state_key(config, epoch, batch - 1, count))
+            obsolete = [*obsolete, batch_state_key(config, epoch, batch - 1, count)]
         if batch < count:
             key = batch_state_key(config, epoch, batch, count)
             return StepResult(outputs={key: training_state(params, opt_state, cost_sum=np.array(cost_sum))}, obsolete=obsolete)
         cost = finite_cost(cost_sum / prepared.examples, epoch, config)
-        item = epoch_item(config, epoch, cost, params, run.get("epoch_started_at") or now(), evaluation(config, prepared.data, epoch, params))
-        return epochs_done(config, first_epoch=epoch, state=training_state(params, opt_state), items=[item], obsolete=obsolete)
+        item = epoch_item(config, epoch, cost, params, run.get("epoch_started_at") or now(),
+                          evaluation(config, prepared.data, epoch, params))
+        result = epochs_done(config, first_epoch=epoch, state=training_state(params, opt_state), items=[item], obsolete=obsolete)
+        result.fields["epoch_started_at"] = now()  # the next epoch starts now
+        return result
 
     # ---- rounds of K shard workers ----------------------------------------------------------------------------
 
@@ -154,25 +165,12 @@ class StepBodies:
         batches = self._minibatches(config, prepared, epoch)
         count = len(batches)
         state = self._load(batch_state_key(config, epoch, batch - 1, count))
-        params = params_of(state)
         batch_examples = examples_in(batches[batch - 1], prepared.examples)
-        grads, batch_cost_sum = combine_shards(params, self._shard_results(config, epoch, batch), batch_examples, config.l2)
-        params, opt_state = optimizers.update(params, grads, optimizer_state_of(state, config),
-                                              learning_rate=config.learning_rate, **config.optimizer_settings())
-        finite_params(params, epoch)
-        cost_sum = (float(state["cost_sum"]) if batch > 1 else 0.0) + batch_cost_sum  # as train_epoch_sharded
+        grads, batch_cost_sum = combine_shards(params_of(state), self._shard_results(config, epoch, batch), batch_examples,
+                                               config.l2)
         obsolete = [shard_key(config, epoch, batch, shard) for shard in range(config.workers)]
-        if batch > 1:
-            obsolete.append(batch_state_key(config, epoch, batch - 1, count))
-        if batch < count:
-            key = batch_state_key(config, epoch, batch, count)
-            return StepResult(outputs={key: training_state(params, opt_state, cost_sum=np.array(cost_sum))}, obsolete=obsolete)
-        cost = finite_cost(cost_sum / prepared.examples, epoch, config)
-        item = epoch_item(config, epoch, cost, params, run.get("epoch_started_at") or now(),
-                          evaluation(config, prepared.data, epoch, params))
-        result = epochs_done(config, first_epoch=epoch, state=training_state(params, opt_state), items=[item], obsolete=obsolete)
-        result.fields["epoch_started_at"] = now()  # the next epoch's rounds start now
-        return result
+        return self._after_update(config, prepared, run, epoch=epoch, batch=batch, count=count, state=state, grads=grads,
+                                  batch_cost_sum=batch_cost_sum, obsolete=obsolete)
 
     def _shard_results(self, config: TrainingConfig, epoch: int, batch: int):
         """The round's shard results in shard order, read one at a time and not cached (K of them would not fit)."""
