@@ -452,7 +452,8 @@ def send_lease(step: int, *, claimant: str, until: float) -> dict[str, Any]:
 
 def now() -> str:
     """UTC time as ISO 8601 with milliseconds."""
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime()) + f".{int(time.time() * 1000) % 1000:03d}Z"
+    seconds = time.time()  # one reading: two could straddle a second and go back in time
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds)) + f".{int(seconds * 1000) % 1000:03d}Z"
 
 
 def _required(name: str) -> str:
