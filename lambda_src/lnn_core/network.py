@@ -445,24 +445,18 @@ def batch_step(
     *,
     activations: Sequence[str],
     learning_rate: float,
-    optimizer: str = "gd",
-    beta: float = optimizers.DEFAULT_BETA,
-    beta1: float = optimizers.DEFAULT_BETA1,
-    beta2: float = optimizers.DEFAULT_BETA2,
-    epsilon: float = optimizers.DEFAULT_EPSILON,
     l2: float = 0.0,
+    **optimizer_settings,
 ) -> tuple[Params, optimizers.State, float]:
     """One mini-batch X_batch (n0, m_b), Y_batch (n_L, m_b) -> (new params, new opt_state, batch_cost_sum).
 
-    forward_pass, batch_cost_sum (before the update), backward_pass with l2, optimizers.update.
+    forward_pass, batch_cost_sum (before the update), backward_pass with l2, optimizers.update (with
+    `optimizer_settings`: optimizer, beta, beta1, beta2, epsilon).
     """
     AL, caches = forward_pass(params, X_batch, activations)
     cost_sum = batch_cost_sum(AL, Y_batch, activations[-1], params, l2)
     grads = backward_pass(params, caches, AL, Y_batch, activations, l2)
-    new_params, new_state = optimizers.update(
-        params, grads, opt_state, optimizer=optimizer, learning_rate=learning_rate,
-        beta=beta, beta1=beta1, beta2=beta2, epsilon=epsilon,
-    )
+    new_params, new_state = optimizers.update(params, grads, opt_state, learning_rate=learning_rate, **optimizer_settings)
     return new_params, new_state, cost_sum
 
 
@@ -475,12 +469,8 @@ def train_epoch(
     activations: Sequence[str],
     batches: Sequence[Batch],
     learning_rate: float,
-    optimizer: str = "gd",
-    beta: float = optimizers.DEFAULT_BETA,
-    beta1: float = optimizers.DEFAULT_BETA1,
-    beta2: float = optimizers.DEFAULT_BETA2,
-    epsilon: float = optimizers.DEFAULT_EPSILON,
     l2: float = 0.0,
+    **optimizer_settings,
 ) -> tuple[Params, optimizers.State, float]:
     """One epoch over X_cols (n0, m), Y (n_L, m) -> (new params, new opt_state, the epoch's cost).
 
@@ -495,8 +485,7 @@ def train_epoch(
     for batch in batches:
         params, opt_state, cost_sum = batch_step(
             params, opt_state, batch_columns(X_cols, batch), batch_columns(Y, batch),
-            activations=activations, learning_rate=learning_rate, optimizer=optimizer,
-            beta=beta, beta1=beta1, beta2=beta2, epsilon=epsilon, l2=l2,
+            activations=activations, learning_rate=learning_rate, l2=l2, **optimizer_settings,
         )
         total += cost_sum
     return params, opt_state, total / X_cols.shape[1]
