@@ -103,7 +103,7 @@ def metrics(params: network.Params, data: TrainingData, config: TrainingConfig) 
 
 def descriptions(data: TrainingData) -> dict[str, np.ndarray]:
     """What the data says of its examples, kept in the model so predictions can name classes and take images."""
-    described = {"classes": getattr(data, "classes", None), "example_shape": getattr(data, "example_shape", None)}
+    described = {"classes": data.classes, "example_shape": data.example_shape}
     return {name: np.asarray(value) for name, value in described.items() if value is not None}
 
 
