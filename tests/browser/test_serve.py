@@ -124,6 +124,8 @@ def png(color: tuple[int, int, int], size: int = 32) -> bytes:
 
 
 def test_follow_a_run_then_predict_in_the_browser(browser, deployed, served, image_data):  # browser first: a skip costs no deploy
+    from playwright.sync_api import expect  # the browser fixture has skipped if playwright is missing
+
     emulator, outputs = deployed
     table = RunTable(emulator.session().resource("dynamodb").Table(outputs.table), IoCounter())
     start_run(deployed, "web-waiting", image_data)  # its chain is never delivered: running, no model
@@ -148,7 +150,8 @@ def test_follow_a_run_then_predict_in_the_browser(browser, deployed, served, ima
     assert "train accuracy" in figures and "test accuracy" in figures and "final cost" in figures
     run = table.get_run("web-colors")
     assert f"{run['final']['train_accuracy']:.1%}" in figures
-    assert "succeeded" in rows.filter(has_text="web-colors").inner_text()
+    # the table's row follows the panel; a runs poll already in flight may show the old row until the next one
+    expect(rows.filter(has_text="web-colors")).to_contain_text("succeeded", timeout=8_000)
     assert "images 8×8×3" in page.locator("#model-line").inner_text()
 
     # a red image, four times the model's size: resized to 8x8x3, scaled by 1/255, predicted from model.npz

@@ -52,15 +52,8 @@ async function refreshRuns() {
       const row = tbody.insertRow();
       row.dataset.runId = run.run_id;
       if (run.run_id === selected) row.classList.add("selected");
-      cell(row, run.run_id);
-      const status = cell(row, "");
-      const badge = document.createElement("span");
-      badge.className = `status ${run.status}`;
-      badge.textContent = run.status;
-      status.appendChild(badge);
-      cell(row, `${run.epoch}/${run.epochs}`);
-      cell(row, fmt(run.cost));
-      cell(row, (run.created_at || "").replace("T", " ").slice(5, 16)).title = run.created_at || "";
+      for (let i = 0; i < 5; i++) cell(row, "");
+      fillRow(row, run);
       row.addEventListener("click", () => select(run.run_id));
     }
     show($("runs-error"), "");
@@ -69,6 +62,21 @@ async function refreshRuns() {
   } catch (failure) {
     show($("runs-error"), failure.message);
   }
+}
+
+// One row of the runs table; the selected run's row is also refilled from each poll of that run, so the
+// table never lags behind the panel.
+function fillRow(row, run) {
+  const [name, status, epoch, cost, created] = row.cells;
+  name.textContent = run.run_id;
+  const badge = document.createElement("span");
+  badge.className = `status ${run.status}`;
+  badge.textContent = run.status;
+  status.replaceChildren(badge);
+  epoch.textContent = `${run.epoch}/${run.epochs}`;
+  cost.textContent = fmt(run.cost);
+  created.textContent = (run.created_at || "").replace("T", " ").slice(5, 16);
+  created.title = run.created_at || "";
 }
 
 function select(runId) {
@@ -93,6 +101,8 @@ async function refreshRun() {
     const run = await getJSON(`/api/runs/${encodeURIComponent(runId)}`);
     if (runId !== selected) return;
     show($("run-error"), "");
+    const row = [...$("runs").tBodies[0].rows].find((candidate) => candidate.dataset.runId === runId);
+    if (row) fillRow(row, run);
     const status = $("run-status");
     status.textContent = run.status;
     status.className = `status ${run.status}`;
