@@ -188,8 +188,8 @@ def estimate_step_memory(
 
     data: X as rows and as columns (the trainer keeps both), the targets Y (n_L x m), the labels, and the test set.
     activations: A and Z of every layer (m x n_l each). working: the temporaries alive at once, at worst dZ and
-    dA_prev of the widest layer pair in the backward pass (layer 1's dA_prev is n0 x m) plus one widest-layer
-    temporary (`W @ A` before `+ b`). parameters: W and b, their gradients, the updated copy and `optimizer_copies`
+    dA_prev of the widest layer pair in the backward pass (layer 1 has no dA_prev: it is never computed) plus one
+    widest-layer temporary (`W @ A` before `+ b`). parameters: W and b, their gradients, the updated copy and `optimizer_copies`
     more (adam: 2). Measured once with tracemalloc (20,000 x 784, 784-128-64-10): the estimate less overhead is
     within a few per cent of the traced peak.
     """
@@ -197,7 +197,8 @@ def estimate_step_memory(
     m = examples
     data = (2 * m * features + m * neurons[-1] + m + test_examples * (features + 1)) * FLOAT64
     activations = sum(2 * m * n for n in neurons) * FLOAT64
-    working = (max(m * (n + previous) for previous, n in zip(layer_sizes, layer_sizes[1:])) + m * max(neurons)) * FLOAT64
+    backward = max([neurons[0], *(n + previous for previous, n in zip(neurons, neurons[1:]))])
+    working = m * (backward + max(neurons)) * FLOAT64
     weights = sum(n * previous + n for previous, n in zip(layer_sizes, layer_sizes[1:])) * FLOAT64
     parameters = weights * (3 + optimizer_copies)
     return StepEstimate(data, activations, working, parameters, overhead_mb * MIB)

@@ -17,9 +17,10 @@ this sequence of floating-point operations:
     A_l, Z_l = layer_forward(A_{l-1}, W_l, b_l, act_l)              for l = 1..L
     cost = compute_cost(A_L, Y, act_L)
     dZ_L = output_delta(A_L, Y, act_L)
-    for l = L..1:
+    for l = L..2:
         dA_{l-1}, dW_l, db_l = layer_backward(dZ_l, A_{l-1}, W_l)
-        if l > 1: dZ_{l-1} = hidden_delta(dA_{l-1}, Z_{l-1}, act_{l-1})
+        dZ_{l-1} = hidden_delta(dA_{l-1}, Z_{l-1}, act_{l-1})
+    dW_1, db_1 = weight_gradients(dZ_1, A_0, W_1)                     # no dA_0: nothing reads it
     params = apply_update(params, grads, learning_rate)
 
 That is `gradient_descent_epoch`: one full batch, plain gradient descent, no L2. The general epoch,
@@ -33,9 +34,10 @@ sequence above bit for bit, since compute_cost == loss_sum / m and optimizers' g
         A_l, Z_l = layer_forward(A_{l-1}, W_l, b_l, act_l)              for l = 1..L
         total += batch_cost_sum(A_L, Y_b, act_L, params, l2)   # loss_sum [+ l2_penalty(params, l2) if l2 != 0]
         dZ_L = output_delta(A_L, Y_b, act_L)
-        for l = L..1:
+        for l = L..2:
             dA_{l-1}, dW_l, db_l = layer_backward(dZ_l, A_{l-1}, W_l, l2)    # + (l2 / m_b) * W_l if l2 != 0
-            if l > 1: dZ_{l-1} = hidden_delta(dA_{l-1}, Z_{l-1}, act_{l-1})
+            dZ_{l-1} = hidden_delta(dA_{l-1}, Z_{l-1}, act_{l-1})
+        dW_1, db_1 = weight_gradients(dZ_1, A_0, W_1, l2)
         params, opt_state = optimizers.update(params, grads, opt_state, optimizer=..., learning_rate=..., ...)
     cost = total / m
 
@@ -200,12 +202,17 @@ def layer_backward(
     dZ is per example; the mean over the m examples (of the batch) is taken here. With l2 != 0 the
     L2 term's gradient is added: dW = dZ @ A_prev.T / m + (l2 / m) * W (b is not regularized).
     """
+    return (W.T @ dZ, *weight_gradients(dZ, A_prev, W, l2))
+
+
+def weight_gradients(dZ: np.ndarray, A_prev: np.ndarray, W: np.ndarray, l2: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
+    """layer_backward's (dW, db) without dA_prev: layer 1's input gradient is never read, and costs a matmul."""
     m = A_prev.shape[1]
     dW = dZ @ A_prev.T / m
     if l2 != 0:
         dW = dW + (l2 / m) * W
     db = dZ.sum(axis=1, keepdims=True) / m
-    return W.T @ dZ, dW, db
+    return dW, db
 
 
 # --- output layer: targets, cost, delta --------------------------------------------------------
@@ -362,11 +369,11 @@ def backward_pass(
     """
     dZ = output_delta(AL, Y, activations[-1])
     grads: Params = {}
-    for layer in range(len(caches), 0, -1):
+    for layer in range(len(caches), 1, -1):
         A_prev, _ = caches[layer - 1]
         dA_prev, grads[f"dW{layer}"], grads[f"db{layer}"] = layer_backward(dZ, A_prev, params[f"W{layer}"], l2)
-        if layer > 1:
-            dZ = hidden_delta(dA_prev, caches[layer - 2][1], activations[layer - 2])
+        dZ = hidden_delta(dA_prev, caches[layer - 2][1], activations[layer - 2])
+    grads["dW1"], grads["db1"] = weight_gradients(dZ, caches[0][0], params["W1"], l2)
     return grads
 
 

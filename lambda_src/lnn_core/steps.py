@@ -107,10 +107,10 @@ class StepBodies:
             A_prev = network.batch_columns(prepared.X, part)
         else:
             A_prev = self._load(activation_key(config, epoch, batch, layer - 1))["A"]
-        dA_prev, dW, db = network.layer_backward(dZ, A_prev, state[f"W{layer}"], config.l2)
         if layer > 1:
+            dA_prev, dW, db = network.layer_backward(dZ, A_prev, state[f"W{layer}"], config.l2)
             return StepResult(outputs={gradient_key(config, epoch, batch, layer): {"dA_prev": dA_prev, "dW": dW, "db": db}})
-        grads = {"dW1": dW, "db1": db}
+        grads = dict(zip(("dW1", "db1"), network.weight_gradients(dZ, A_prev, state["W1"], config.l2)))
         for later in range(2, L + 1):
             gradients = self._load(gradient_key(config, epoch, batch, later))
             grads[f"dW{later}"], grads[f"db{later}"] = gradients["dW"], gradients["db"]

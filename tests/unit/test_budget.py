@@ -109,9 +109,9 @@ def test_a_big_job_is_refused_naming_the_memory_size_it_needs():
     with pytest.raises(LnnInputError) as error:
         check_training_fits(layout, (128, 64, 10), memory_mb=1024, source="mnist.npz")
     message = str(error.value)
-    assert "60,000 x 784 examples with network 784-128-64-10 needs about 1,5" in message
-    assert "the trainer has 1024 MB; deploy with -c memory_size=1600" in message
-    check_training_fits(layout, (128, 64, 10), memory_mb=1600, source="mnist.npz")
+    assert "60,000 x 784 examples with network 784-128-64-10 needs about 1,2" in message
+    assert "the trainer has 1024 MB; deploy with -c memory_size=1216" in message
+    check_training_fits(layout, (128, 64, 10), memory_mb=1216, source="mnist.npz")
 
 
 def test_a_small_job_fits():
@@ -149,6 +149,7 @@ def test_the_estimate_matches_a_traced_training_step():
         tracemalloc.stop()
     estimate = estimate_step_memory(m, n0, neurons)
     ratio = peak / (estimate.total - estimate.overhead)
+    print(f"traced peak / estimate less overhead: {ratio:.4f}")
     assert 0.85 < ratio < 1.15, ratio
     del labels
 

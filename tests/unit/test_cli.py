@@ -164,8 +164,8 @@ def big_job(tmp_path):
 
 def test_local_refuses_a_job_that_cannot_fit_the_trainer(tmp_path, out_dir, capsys):
     code = main(["local", "--out", str(out_dir), *big_job(tmp_path)])
-    assert_one_line_error(capsys, code, "60,000 x 784 examples with network 784-128-64-10 needs about 1,5",
-                          "the trainer has 1024 MB; deploy with -c memory_size=1600")
+    assert_one_line_error(capsys, code, "60,000 x 784 examples with network 784-128-64-10 needs about 1,2",
+                          "the trainer has 1024 MB; deploy with -c memory_size=1216")
     assert not out_dir.exists()
 
 
@@ -203,7 +203,7 @@ def test_start_refuses_before_uploading_anything(tmp_path, monkeypatch):
                             launch_defaults=lambda: {}, ports=SimpleNamespace(table=table))
     args = Namespace(data=big_job(tmp_path)[1], name="big")
     parameters = {**DEMO_PARAMETERS, "neurons": [128, 64, 10], "activations": ["relu", "relu", "softmax"]}
-    with pytest.raises(LnnInputError, match="deploy with -c memory_size=1600"):
+    with pytest.raises(LnnInputError, match="deploy with -c memory_size=1216"):
         remote.command_start(args, parameters, stack, console=None)
     with pytest.raises(LnnInputError, match=r"2 runs are already running, the limit \(LNN_MAX_RUNNING_RUNS\) is 2"):
         remote.command_start(Namespace(data=str(DEMO_DATA), name="small"), DEMO_PARAMETERS, stack, console=None)
