@@ -467,7 +467,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--epochs", type=int, default=2500, help="classic job: epochs of plain NumPy, auto and epoch")
     parser.add_argument("--layer-epochs", type=int, default=10, help="classic job: epochs of the layer-granularity run")
     parser.add_argument("--examples", type=int, default=209, help="classic job: examples")
-    parser.add_argument("--minibatch-epochs", type=int, default=30,
+    parser.add_argument("--minibatch-epochs", type=int, default=100,
                         help="mini-batch job: epochs of plain NumPy, auto and epoch")
     parser.add_argument("--minibatch-layer-epochs", type=int, default=2,
                         help="mini-batch job: epochs of the layer-granularity run")
