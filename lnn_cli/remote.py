@@ -17,7 +17,7 @@ import numpy as np
 from rich.console import Console
 from rich.table import Table
 
-from lnn_core import control, network
+from lnn_core import control, metrics, network
 from lnn_core.config import check_run_id
 from lnn_core.errors import LnnInputError
 from lnn_core.launcher import LaunchLimits
@@ -363,7 +363,7 @@ def show_answer(args, answer: dict[str, Any], described: dict[str, Any], y: np.n
 
 def show_values(args, values: list, described: dict[str, Any], y: np.ndarray | None, names: list[str] | None,
                 console: Console) -> int:
-    """A regression model's predicted values, and its RMSE and R² (network.rmse's and r2's formulas) against y."""
+    """A regression model's predicted values, and its RMSE and R² (metrics.rmse's and r2's formulas) against y."""
     AL = np.array(values, dtype=np.float64).reshape(len(values), -1).T  # (k, m), as the network's output
     outputs = AL.shape[0]
     if y is not None and (1 if y.ndim == 1 else y.shape[1]) != outputs:

@@ -21,7 +21,7 @@ import time
 import uuid
 from typing import Any
 
-from . import control, network
+from . import control, training
 from .codec import arrays_to_npz
 from .config import TrainingConfig
 from .errors import LnnInputError, RunFailure
@@ -128,7 +128,7 @@ class Trainer:
             ports.store.put_bytes(key, arrays_to_npz(arrays), scratch=key not in result.checkpoints)
         if result.epoch_items:
             ports.table.put_epoch_items(run_id, result.epoch_items)
-        batches = network.batch_count(run["examples"], config.batch_size)
+        batches = training.batch_count(run["examples"], config.batch_size)
         following = next_position(position, config, batches=batches, last_epoch_done=result.last_epoch_done,
                                   stop=result.stop)
         clock = ports.clock()

@@ -19,7 +19,7 @@ import time
 import uuid
 from typing import Any, Mapping
 
-from . import control, network
+from . import control, training
 from .budget import (
     DEFAULT_MEMORY_MB, MAX_PARAMETERS_BYTES, check_npz_fits, check_object_size, check_training_fits, parameter_copies, data_budget_bytes, head_object,
     inspect_npz, memory_mb_from,
@@ -106,7 +106,7 @@ class Launcher:
         seed_drawn = config.seed is None
         if seed_drawn:  # drawn once, here: every output of the run is then a pure function of its record
             config = dataclasses.replace(config, seed=secrets.randbelow(MAX_SEED + 1))
-        batches = network.batch_count(int(data.X.shape[0]), config.batch_size)
+        batches = training.batch_count(int(data.X.shape[0]), config.batch_size)
         check_workers_fit(config, int(data.X.shape[0]))
         if batches > MAX_BATCHES:
             raise LnnInputError(f"{batches:,} mini-batches per epoch exceed the {MAX_BATCHES:,} a run may have; "

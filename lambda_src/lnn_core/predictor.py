@@ -7,8 +7,8 @@ sigmoid output, one row of C per example for softmax) or `values` (a regression'
 `model_key`. {"run_id": "...", "describe": true} answers what the model takes and gives (features, example_shape,
 classes, output) without predicting: what a client needs to resize an image.
 
-A bad request answers {"error": "..."}: one sentence, never a stack trace. The math is `network.predict_proba` and
-`network.predict`, which `lnn predict` also runs on the client (`Model`), so both give the same numbers.
+A bad request answers {"error": "..."}: one sentence, never a stack trace. The math is `metrics.predict_proba` and
+`metrics.predict`, which `lnn predict` also runs on the client (`Model`), so both give the same numbers.
 
 The model is cached per warm container by S3 key and ETag: each request HEADs model.npz and GETs it (IfMatch the
 ETag just read) only when its ETag changed. The role may read runs/*/model.npz only; ListBucket under runs/ tells
@@ -28,7 +28,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from . import network
+from . import metrics, network
 from .config import check_run_id
 from .errors import LnnInputError, RunFailure
 from .layout import model_key
@@ -106,10 +106,10 @@ class Model:
         self.check(X, run_id=run_id)
         activations = list(self.activations)
         if self.regression:
-            values = network.predict(self.params, X, activations).tolist()
+            values = metrics.predict(self.params, X, activations).tolist()
             return {"predictions": values, "values": values}
-        probabilities = network.predict_proba(self.params, X, activations)
-        labels = network.predict(self.params, X, activations)
+        probabilities = metrics.predict_proba(self.params, X, activations)
+        labels = metrics.predict(self.params, X, activations)
         predictions: list = labels.tolist()
         if self.classes is not None:
             predictions = [self.classes[label] for label in predictions]

@@ -12,6 +12,7 @@ from .config import TrainingConfig
 from .dataset import TrainingData
 from .errors import RunFailure
 from .layout import is_checkpoint, params_key
+from .metrics import accuracy, r2, rmse
 from .ports import now
 
 ITEM_WEIGHTS_LIMIT = 2_000  # parameters stored as DynamoDB lists (~40 KB of the 400 KB item limit); above: norms and a checkpoint key
@@ -81,7 +82,7 @@ def evaluation(config: TrainingConfig, data: TrainingData, epoch: int, params: n
     activations = list(config.activations)
     AL, _ = network.forward_pass(params, network.to_columns(data.X_test), activations)
     cost = network.compute_cost(AL, network.targets(data.y_test, activations[-1], config.neurons[-1]), activations[-1])
-    metric = ("test_rmse", network.rmse) if config.regression else ("test_accuracy", network.accuracy)
+    metric = ("test_rmse", rmse) if config.regression else ("test_accuracy", accuracy)
     return {"test_cost": finite_cost(cost, epoch, config), metric[0]: metric[1](params, data.X_test, data.y_test, activations)}
 
 
@@ -90,14 +91,14 @@ def metrics(params: network.Params, data: TrainingData, config: TrainingConfig) 
     activations, has_test = list(config.activations), data.X_test is not None
     if config.regression:
         return {
-            "train_rmse": network.rmse(params, data.X, data.y, activations),
-            "train_r2": network.r2(params, data.X, data.y, activations),
-            "test_rmse": network.rmse(params, data.X_test, data.y_test, activations) if has_test else None,
-            "test_r2": network.r2(params, data.X_test, data.y_test, activations) if has_test else None,
+            "train_rmse": rmse(params, data.X, data.y, activations),
+            "train_r2": r2(params, data.X, data.y, activations),
+            "test_rmse": rmse(params, data.X_test, data.y_test, activations) if has_test else None,
+            "test_r2": r2(params, data.X_test, data.y_test, activations) if has_test else None,
         }
     return {
-        "train_accuracy": network.accuracy(params, data.X, data.y, activations),
-        "test_accuracy": network.accuracy(params, data.X_test, data.y_test, activations) if has_test else None,
+        "train_accuracy": accuracy(params, data.X, data.y, activations),
+        "test_accuracy": accuracy(params, data.X_test, data.y_test, activations) if has_test else None,
     }
 
 

@@ -12,7 +12,7 @@ from collections.abc import Iterable, Sequence
 
 import numpy as np
 
-from . import network, optimizers
+from . import network, optimizers, training
 
 ShardResult = tuple[network.Params, float]  # gradient sums {"dW1": ..., "db1": ...} and the loss sum
 
@@ -72,15 +72,15 @@ def train_epoch_sharded(
     *,
     workers: int,
     activations: Sequence[str],
-    batches: Sequence[network.Batch],
+    batches: Sequence[training.Batch],
     learning_rate: float,
     l2: float = 0.0,
     **optimizer_settings,
 ) -> tuple[network.Params, optimizers.State, float]:
-    """`network.train_epoch` with every batch computed by `workers` shards and reduced in shard order."""
+    """`training.train_epoch` with every batch computed by `workers` shards and reduced in shard order."""
     total = 0.0
     for batch in batches:
-        X_batch, Y_batch = network.batch_columns(X_cols, batch), network.batch_columns(Y, batch)
+        X_batch, Y_batch = training.batch_columns(X_cols, batch), training.batch_columns(Y, batch)
         parts = shard_slices(X_batch.shape[1], workers)
         results = [shard_sums(params, shard_columns(X_batch, part), shard_columns(Y_batch, part), activations)
                    for part in parts]

@@ -2,7 +2,7 @@
 earlier steps wrote (see `layout`). Every output is a pure function of those, so every attempt of a step computes
 the same bytes; the protocol (`engine`) turns a `StepResult` into effects.
 
-Each granularity reproduces `network.train_epoch` bit for bit: `layer` runs its per-batch, per-layer operations
+Each granularity reproduces `training.train_epoch` bit for bit: `layer` runs its per-batch, per-layer operations
 one layer per step; `epoch` and `auto` call it for whole epochs.
 """
 
@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from . import network, optimizers
+from . import network, optimizers, training
 from .codec import item_write_units, npz_to_arrays
 from .config import TrainingConfig
 from .dataset import TrainingData, load_training_data
@@ -79,13 +79,13 @@ class StepBodies:
         batches = self._minibatches(config, prepared, epoch)
         state = self._load(batch_state_key(config, epoch, batch - 1, len(batches)))
         if layer == 1:
-            A_prev = network.batch_columns(prepared.X, batches[batch - 1])
+            A_prev = training.batch_columns(prepared.X, batches[batch - 1])
         else:
             A_prev = self._load(activation_key(config, epoch, batch, layer - 1))["A"]
         A, Z = network.layer_forward(A_prev, state[f"W{layer}"], state[f"b{layer}"], config.activations[layer - 1])
         outputs = {"A": A, "Z": Z}
         if layer == config.layers:
-            Y = network.batch_columns(prepared.Y, batches[batch - 1])
+            Y = training.batch_columns(prepared.Y, batches[batch - 1])
             outputs["cost_sum"] = np.array(network.batch_cost_sum(A, Y, config.activations[-1], params_of(state), config.l2))
         return StepResult(outputs={activation_key(config, epoch, batch, layer): outputs})
 
@@ -99,12 +99,12 @@ class StepBodies:
         state = self._load(batch_state_key(config, epoch, batch - 1, count))
         forward = self._load(activation_key(config, epoch, batch, layer))
         if layer == L:
-            dZ = network.output_delta(forward["A"], network.batch_columns(prepared.Y, part), config.activations[-1])
+            dZ = network.output_delta(forward["A"], training.batch_columns(prepared.Y, part), config.activations[-1])
         else:
             dA = self._load(gradient_key(config, epoch, batch, layer + 1))["dA_prev"]
             dZ = network.hidden_delta(dA, forward["Z"], config.activations[layer - 1])
         if layer == 1:
-            A_prev = network.batch_columns(prepared.X, part)
+            A_prev = training.batch_columns(prepared.X, part)
         else:
             A_prev = self._load(activation_key(config, epoch, batch, layer - 1))["A"]
         if layer > 1:
@@ -150,8 +150,8 @@ class StepBodies:
         prepared = self._prepared(config, run)
         batches = self._minibatches(config, prepared, epoch)
         state = self._load(batch_state_key(config, epoch, batch - 1, len(batches)))
-        X_batch = network.batch_columns(prepared.X, batches[batch - 1])
-        Y_batch = network.batch_columns(prepared.Y, batches[batch - 1])
+        X_batch = training.batch_columns(prepared.X, batches[batch - 1])
+        Y_batch = training.batch_columns(prepared.Y, batches[batch - 1])
         part = shard_slices(X_batch.shape[1], config.workers)[shard]
         sums, loss = shard_sums(params_of(state), shard_columns(X_batch, part), shard_columns(Y_batch, part),
                                 list(config.activations))
@@ -196,7 +196,7 @@ class StepBodies:
         items, kept, slowest, epoch, units_per_item = [], {}, 0.0, first, 0
         while True:
             started_at, started = now(), time.monotonic()
-            params, opt_state, cost = network.train_epoch(
+            params, opt_state, cost = training.train_epoch(
                 params, opt_state, prepared.X, prepared.Y, activations=list(config.activations),
                 batches=self._minibatches(config, prepared, epoch), learning_rate=config.learning_rate,
                 l2=config.l2, **config.optimizer_settings(),
@@ -276,7 +276,7 @@ class StepBodies:
         """The epoch's mini-batches (example indices), computed once per container and epoch."""
         key = (config.data, prepared.examples, config.batch_size, config.replay_shuffle_seed(), epoch)
         if self._epoch_batches is None or self._epoch_batches[0] != key:
-            batches = network.minibatches(prepared.examples, config.batch_size, config.replay_shuffle_seed(), epoch)
+            batches = training.minibatches(prepared.examples, config.batch_size, config.replay_shuffle_seed(), epoch)
             self._epoch_batches = (key, batches)
         return self._epoch_batches[1]
 
@@ -306,7 +306,7 @@ def optimizer_state_of(state: dict[str, np.ndarray], config: TrainingConfig) -> 
     return {name: state[name] for name in optimizers.state_keys(params_of(state), config.optimizer)}
 
 
-def examples_in(batch: network.Batch, examples: int) -> int:
+def examples_in(batch: training.Batch, examples: int) -> int:
     """The number of examples of a mini-batch (a slice of all `examples`, or an index array)."""
     return len(range(examples)[batch]) if isinstance(batch, slice) else len(batch)
 

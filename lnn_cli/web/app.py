@@ -81,7 +81,7 @@ def create_app(stack: DeployedStack) -> Flask:
             "final": {key: final.get(key) for key in ("cost", "seconds", "invocations", "model_key") if key in final},
             "model": model,
             "predictor": f"the PredictLambda {function}" if function else
-                         f"computed by `lnn serve` from the run's model.npz in s3://{stack.outputs.bucket} (network.predict_proba)",
+                         f"computed by `lnn serve` from the run's model.npz in s3://{stack.outputs.bucket} (metrics.predict_proba)",
         })
 
     @app.post("/api/runs/<run_id>/predict")
@@ -112,7 +112,7 @@ def create_app(stack: DeployedStack) -> Flask:
                     function = None
             if not function:
                 result = predict.predict_here(model, row)
-                source = f"computed by `lnn serve` from s3://{stack.outputs.bucket}/{model.key} (network.predict_proba)"
+                source = f"computed by `lnn serve` from s3://{stack.outputs.bucket}/{model.key} (metrics.predict_proba)"
         return jsonify({**result, "run_id": run_id, "input": given, "source": source, "note": note})
 
     @app.errorhandler(LnnInputError)

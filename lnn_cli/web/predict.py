@@ -1,7 +1,7 @@
 """Predictions for the page: an uploaded image or a pasted row, through the stack.
 
 With a PredictLambda in the stack's outputs, the row goes to that function (a synchronous invoke); otherwise the
-run's model.npz is read from the stack's bucket and `network.predict_proba` computes the answer here. Every
+run's model.npz is read from the stack's bucket and `metrics.predict_proba` computes the answer here. Every
 problem a person can fix is an `LnnInputError` with one sentence that says what to do.
 """
 
@@ -16,7 +16,7 @@ import numpy as np
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
-from lnn_core import network
+from lnn_core import metrics, network
 from lnn_core.errors import LnnInputError
 
 from ..remote import DeployedStack, model_params
@@ -107,8 +107,8 @@ def row_from_image(data: bytes, filename: str, model: Model) -> np.ndarray:
 
 
 def predict_here(model: Model, row: np.ndarray) -> dict[str, Any]:
-    """The answer from the model.npz with `network.predict_proba`."""
-    output = network.predict_proba(model.params, row, model.activations)
+    """The answer from the model.npz with `metrics.predict_proba`."""
+    output = metrics.predict_proba(model.params, row, model.activations)
     return answer(model, np.asarray(output)[0])
 
 

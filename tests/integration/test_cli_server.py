@@ -17,7 +17,7 @@ from lnn_cli.cloud.emulator import running_emulator
 from lnn_cli.inputs import DEMO_DATA
 from lnn_cli.cloud.local import drive, local_runtime
 from lnn_cli.main import main
-from lnn_core import network
+from lnn_core import training
 from lnn_core.ports import IoCounter, RunTable
 
 SMALL = ["--epochs", "3", "--neurons", "4,1", "--activations", "relu,sigmoid", "--learning-rate", "0.3", "--seed", "2"]
@@ -127,8 +127,8 @@ def test_lnn_local_end_to_end(tmp_path, capsys):
     results = json.loads((out / "results.json").read_text())
     assert results["status"] == "succeeded" and results["epochs"] == 3 and len(results["costs"]) == 3
     demo = np.load(DEMO_DATA)
-    _, costs = network.train_reference(demo["X"].astype(float), demo["y"].astype(float), neurons=[4, 1],
-                                       activations=["relu", "sigmoid"], learning_rate=0.3, epochs=3, seed=2, init="he")
+    _, costs = training.train_reference(demo["X"].astype(float), demo["y"].astype(float), neurons=[4, 1],
+                                        activations=["relu", "sigmoid"], learning_rate=0.3, epochs=3, seed=2, init="he")
     assert results["costs"] == costs
     assert {"dynamodb", "s3", "sns"} <= set(results["aws_requests"]) and results["s3_bytes_out"] > 0
     assert results["test_accuracy"] is not None and results["invocations"] == 3 * 5 + 1

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from botocore.exceptions import ClientError
 
-from lnn_core import control, network, results
+from lnn_core import control, results, training
 from lnn_core.codec import item_write_units
 from lnn_core.handlers import build_launcher, build_trainer
 from tests.conftest import FakeClock, QueueInvoker, blobs
@@ -112,7 +112,7 @@ def model(aws):
 
 def reference(world, run, epochs=3):
     config = run["config"]
-    params, costs = network.train_reference(
+    params, costs = training.train_reference(
         world.X, world.y, neurons=list(config["neurons"].values()), activations=list(config["activations"].values()),
         learning_rate=config["learning_rate"], epochs=epochs, seed=config["seed"],
     )
@@ -282,8 +282,8 @@ def test_5_a_checkpoint_epoch_item_is_the_same_whichever_step_writes_it(aws):
     assert aws.s3.get_object_tagging(Bucket=aws.bucket, Key=key)["TagSet"] == []  # kept, not scratch
     with np.load(io.BytesIO(aws.s3.get_object(Bucket=aws.bucket, Key=key)["Body"].read())) as npz:
         kept = {name: npz[name] for name in npz.files}
-    params, _ = network.train_reference(X, y, neurons=[64, 1], activations=["tanh", "sigmoid"], learning_rate=0.1,
-                                        epochs=100, seed=3)
+    params, _ = training.train_reference(X, y, neurons=[64, 1], activations=["tanh", "sigmoid"], learning_rate=0.1,
+                                         epochs=100, seed=3)
     assert all(kept[name].tobytes() == params[name].tobytes() for name in params)
 
 

@@ -13,7 +13,7 @@ import pytest
 
 from lnn_cli.cloud.chaos import ChaosPlan
 from lnn_cli.cloud.local import run_local
-from lnn_core import network
+from lnn_core import training
 from tests.integration.conftest import dataset, model_arrays
 
 SCHEDULES_PER_GRANULARITY = 20
@@ -38,7 +38,7 @@ def tally():
 
 def reference(result, X, y):
     config = result.run["config"]
-    return network.train_reference(
+    return training.train_reference(
         X, y, neurons=list(config["neurons"].values()), activations=list(config["activations"].values()),
         learning_rate=config["learning_rate"], epochs=config["epochs"], seed=config["seed"],
     )

@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 
 from lnn_cli.main import main
-from lnn_core import network
+from lnn_core import training
 
 LNN_1_0_PARAMETERS = (
     '{"epochs": 5000, "layers": 4, "activations": {"layer1": "relu", "layer2": "relu", "layer3": "relu", '
@@ -68,7 +68,7 @@ def test_lnn_1_0_parameters_and_hdf5_train_end_to_end(tmp_path):
     assert all(cost >= 0.0019 for cost in costs[:-1])
 
     parameters = json.loads(LNN_1_0_PARAMETERS)
-    _, expected = network.train_reference(
+    _, expected = training.train_reference(
         X.reshape(len(X), -1).astype(np.float64) / 255.0, y.astype(np.float64),
         neurons=[parameters["neurons"][f"layer{l}"] for l in range(1, 5)],
         activations=[parameters["activations"][f"layer{l}"] for l in range(1, 5)],

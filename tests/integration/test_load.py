@@ -2,7 +2,7 @@
 
 Every run succeeds, bit for bit equal to the same run alone, and the watchdog's query lists all 20 while they run.
 A run alone (at concurrency 1) takes about 1-2 s here, so `ALONE` of them are run alone and shown equal, bit for
-bit, to plain NumPy (`network.train_reference`), which then stands for the run alone of every seed.
+bit, to plain NumPy (`training.train_reference`), which then stands for the run alone of every seed.
 `pytest -s` prints the wall time and the request counts.
 """
 
@@ -11,7 +11,7 @@ import time
 import pytest
 
 from lnn_cli.cloud.local import LocalJob, run_local, run_many
-from lnn_core import network
+from lnn_core import training
 from lnn_core.ports import IoCounter, RunTable
 from tests.integration.conftest import dataset, model_arrays
 
@@ -42,9 +42,9 @@ def room_for_twenty(stack):
 def plain_numpy(seed: int) -> tuple[dict, list[float]]:
     _, X, y = dataset()
     config = parameters(seed)
-    return network.train_reference(X, y, neurons=config["neurons"], activations=config["activations"],
-                                   learning_rate=config["learning_rate"], epochs=config["epochs"], init="lecun",
-                                   seed=seed)
+    return training.train_reference(X, y, neurons=config["neurons"], activations=config["activations"],
+                                    learning_rate=config["learning_rate"], epochs=config["epochs"], init="lecun",
+                                    seed=seed)
 
 
 @pytest.fixture(scope="module")

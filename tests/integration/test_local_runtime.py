@@ -8,7 +8,7 @@ import pytest
 from lnn_cli.cloud.chaos import ChaosPlan
 from lnn_cli.cloud.local import NotificationInbox, local_runtime, run_local
 from lnn_cli.cloud.runtime import PayloadTooLarge
-from lnn_core import control, network
+from lnn_core import control, training
 from lnn_core.errors import LnnInputError
 from lnn_core.ports import IoCounter, RunTable
 from tests.integration.conftest import dataset, model_arrays
@@ -35,8 +35,8 @@ def test_clean_run_results_match_dynamodb_and_plain_numpy(stack, clean):
     assert [item["epoch"] for item in items] == [1, 2, 3, 4]
     assert results["costs"] == [item["cost"] for item in items]
     _, X, y = dataset()
-    params, costs = network.train_reference(X, y, neurons=[4, 1], activations=["relu", "sigmoid"], learning_rate=0.5,
-                                            epochs=4, init="he", seed=5)
+    params, costs = training.train_reference(X, y, neurons=[4, 1], activations=["relu", "sigmoid"], learning_rate=0.5,
+                                             epochs=4, init="he", seed=5)
     assert results["costs"] == costs  # each epoch's cost is computed before that epoch's update
     model = model_arrays(clean.model)
     assert model["W1"].shape == (4, 3) and model["b1"].shape == (4, 1) and model["W2"].shape == (1, 4)

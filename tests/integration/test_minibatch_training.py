@@ -1,6 +1,6 @@
 """Mini-batches, optimizers, L2, early stopping, evaluation and regression through the whole chain (issue 11).
 
-Every granularity gives bit for bit the model, the costs and the optimizer state of `network.train_reference_state`,
+Every granularity gives bit for bit the model, the costs and the optimizer state of `training.train_reference_state`,
 the plain NumPy loop.
 """
 
@@ -10,7 +10,7 @@ import json
 import numpy as np
 import pytest
 
-from lnn_core import network
+from lnn_core import metrics, network, training
 from lnn_core.handlers import build_launcher, build_trainer
 from lnn_core.layout import params_key
 from lnn_core.config import TrainingConfig
@@ -51,9 +51,9 @@ def stored(aws, key):
 def reference(X, y, parameters):
     options = {key: parameters[key] for key in ("optimizer", "beta", "beta1", "beta2", "epsilon", "l2", "threshold",
                                                  "batch_size", "shuffle_seed") if key in parameters}
-    return network.train_reference_state(X, y, neurons=parameters["neurons"], activations=parameters["activations"],
-                                         learning_rate=parameters["learning_rate"], epochs=parameters["epochs"],
-                                         seed=parameters["seed"], **options)
+    return training.train_reference_state(X, y, neurons=parameters["neurons"], activations=parameters["activations"],
+                                          learning_rate=parameters["learning_rate"], epochs=parameters["epochs"],
+                                          seed=parameters["seed"], **options)
 
 
 def same(got: dict, expected: dict) -> bool:
@@ -103,7 +103,7 @@ def test_eval_every_records_the_test_set_in_the_epoch_items(aws, granularity):
     items = trainer.ports.table.list_epochs("r1")
     assert ["test_cost" in item for item in items] == [False, True, False, True]
     params, _, _ = reference(X[:EXAMPLES], y[:EXAMPLES], {**BASE, "epochs": 4})
-    assert items[3]["test_accuracy"] == network.accuracy(params, X[EXAMPLES:], y[EXAMPLES:], BASE["activations"])
+    assert items[3]["test_accuracy"] == metrics.accuracy(params, X[EXAMPLES:], y[EXAMPLES:], BASE["activations"])
 
 
 @pytest.mark.parametrize("granularity", ["layer", "epoch"])
@@ -121,8 +121,8 @@ def test_a_linear_output_trains_a_regression_and_reports_rmse_and_r2(aws, granul
     assert same(stored(aws, "runs/r1/model.npz"), params)
     assert [item["cost"] for item in trainer.ports.table.committed_epochs(run)] == costs
     final = run["final"]
-    assert final["train_rmse"] == network.rmse(params, X[:50], y[:50], parameters["activations"])
-    assert final["test_r2"] == network.r2(params, X[50:], y[50:], parameters["activations"])
+    assert final["train_rmse"] == metrics.rmse(params, X[:50], y[:50], parameters["activations"])
+    assert final["test_r2"] == metrics.r2(params, X[50:], y[50:], parameters["activations"])
     assert "train_accuracy" not in final
     message = aws.messages()[0]
     assert json.loads(message["Body"])["final"]["train_rmse"] == final["train_rmse"]
@@ -141,7 +141,7 @@ def test_lnn_0_0_parameters_start_from_their_constant_weight_and_bias(aws):
     assert costs[0] == pytest.approx(np.log(2))  # sigmoid(0) = 1/2 for every example
     params = {"W1": np.zeros((1, X.shape[1])), "b1": np.zeros((1, 1))}
     for _ in range(20):
-        params, _ = network.gradient_descent_epoch(params, network.to_columns(X), y.reshape(1, -1), ["sigmoid"], 0.005)
+        params, _ = training.gradient_descent_epoch(params, network.to_columns(X), y.reshape(1, -1), ["sigmoid"], 0.005)
     assert same(stored(aws, "runs/r1/model.npz"), params)
 
 

@@ -6,7 +6,7 @@ import json
 import numpy as np
 import pytest
 
-from lnn_core import network
+from lnn_core import training
 from lnn_core.handlers import build_launcher, build_trainer
 from tests.conftest import QueueInvoker, blobs
 
@@ -52,7 +52,7 @@ def test_layer_chain_trains_and_finishes_once(aws):
 def test_chain_equals_plain_numpy_bit_for_bit(aws, granularity):
     trainer, _ = run_chain(aws, PARAMETERS, granularity=granularity)
     X, y = blobs()
-    params, costs = network.train_reference(
+    params, costs = training.train_reference(
         X[:48], y[:48], neurons=[3, 1], activations=["tanh", "sigmoid"], learning_rate=0.5, epochs=5, seed=3
     )
 

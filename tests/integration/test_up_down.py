@@ -21,7 +21,7 @@ from lnn_cli.cloud.up import STATE_FILE, is_ours, read_state
 from lnn_cli.inputs import DEMO_DATA
 from lnn_cli.main import main
 from lnn_cli.remote import open_stack
-from lnn_core import network
+from lnn_core import metrics, training
 
 SMALL = ["--epochs", "3", "--neurons", "4,1", "--activations", "relu,sigmoid", "--learning-rate", "0.3", "--seed", "2", "--init", "he"]
 LONG = ["--epochs", "5000", "--neurons", "4,1", "--activations", "relu,sigmoid", "--granularity", "layer", "--seed", "3"]
@@ -92,8 +92,8 @@ def test_up_then_the_deployed_stack_commands(stack_up, capsys, tmp_path):
     rows = capsys.readouterr().out.strip().splitlines()
     costs = [float(row.split(",")[1]) for row in rows[1:4]]
     demo = np.load(DEMO_DATA)
-    _, expected = network.train_reference(demo["X"].astype(float), demo["y"].astype(float), neurons=[4, 1],
-                                          activations=["relu", "sigmoid"], learning_rate=0.3, epochs=3, seed=2, init="he")
+    _, expected = training.train_reference(demo["X"].astype(float), demo["y"].astype(float), neurons=[4, 1],
+                                           activations=["relu", "sigmoid"], learning_rate=0.3, epochs=3, seed=2, init="he")
     assert costs == expected  # the chain the background process ran is the reference training, bit for bit
     assert plot.read_bytes().startswith(b"\x89PNG")
 
@@ -108,7 +108,7 @@ def test_up_then_the_deployed_stack_commands(stack_up, capsys, tmp_path):
     predicted = json.loads(answer["Payload"].read())
     model = np.load(io.BytesIO(stack.ports.store.get_bytes(predicted["model_key"])))
     params = {name: model[name] for name in model.files if name[0] in "Wb" and name[1:].isdigit()}
-    labels = network.predict(params, demo["X"][:5].astype(float), [str(name) for name in model["activations"]])
+    labels = metrics.predict(params, demo["X"][:5].astype(float), [str(name) for name in model["activations"]])
     assert [int(label) for label in predicted["predictions"]] == [int(label) for label in labels]
     assert main(["predict", "up-run", "--data", str(DEMO_DATA), "--remote"]) == 0
     remote = capsys.readouterr().out

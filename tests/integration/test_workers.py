@@ -1,6 +1,6 @@
 """Data-parallel rounds through the trainer (issue 12): K shard workers per update, one barrier, one reduce.
 
-Every run with K workers equals `network.train_reference(..., workers=K)` bit for bit, whatever happens to its shard
+Every run with K workers equals `training.train_reference(..., workers=K)` bit for bit, whatever happens to its shard
 and reduce events: duplicates, late shards, crashed shards, lost events, twins at the same instant.
 """
 
@@ -11,7 +11,7 @@ import threading
 import numpy as np
 import pytest
 
-from lnn_core import control, network
+from lnn_core import control, training
 from lnn_core.errors import LnnInputError
 from lnn_core.config import TrainingConfig
 from lnn_core.handlers import build_launcher, build_trainer
@@ -50,9 +50,9 @@ def drain(trainer, queue, *, order=None):
 
 def reference(X, y, parameters=PARAMETERS):
     options = {k: parameters[k] for k in ("batch_size", "optimizer", "l2", "workers")}
-    return network.train_reference(X, y, neurons=parameters["neurons"], activations=parameters["activations"],
-                                   learning_rate=parameters["learning_rate"], epochs=parameters["epochs"],
-                                   seed=parameters["seed"], **options)
+    return training.train_reference(X, y, neurons=parameters["neurons"], activations=parameters["activations"],
+                                    learning_rate=parameters["learning_rate"], epochs=parameters["epochs"],
+                                    seed=parameters["seed"], **options)
 
 
 def assert_like_reference(aws, trainer, X, y, parameters=PARAMETERS):

@@ -55,11 +55,11 @@ def assert_like_clean(result, clean):
 
 
 def test_the_clean_run_equals_the_reference_with_three_workers(clean):
-    from lnn_core import network
+    from lnn_core import training
 
     _, X, y = dataset()
-    params, costs = network.train_reference(X, y, neurons=[3, 1], activations=["tanh", "sigmoid"], learning_rate=0.05,
-                                            epochs=2, seed=4, batch_size=16, optimizer="adam", workers=3)
+    params, costs = training.train_reference(X, y, neurons=[3, 1], activations=["tanh", "sigmoid"], learning_rate=0.05,
+                                             epochs=2, seed=4, batch_size=16, optimizer="adam", workers=3)
     model = model_arrays(clean.model)
     assert all(model[name].tobytes() == params[name].tobytes() for name in params) and clean.costs == costs
 

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from numpy.lib import format as npy_format
 
-from lnn_core import network
+from lnn_core import network, training
 from lnn_core.budget import (
     MAX_PARAMETERS_BYTES, MIB, check_npz_fits, check_step_fits, check_training_fits, data_budget_bytes,
     estimate_step_memory, inspect_npz, memory_mb_from, suggest_memory_size,
@@ -143,7 +143,7 @@ def test_the_estimate_matches_a_traced_training_step():
         X /= 255.0
         X_cols, Y, labels = network.to_columns(X), network.targets(y.astype(np.float64), "softmax", 10), y.astype(np.float64)
         params = network.init_params([n0, *neurons], "he", 1)
-        network.gradient_descent_epoch(params, X_cols, Y, activations, 0.1)
+        training.gradient_descent_epoch(params, X_cols, Y, activations, 0.1)
         _, peak = tracemalloc.get_traced_memory()
     finally:
         tracemalloc.stop()

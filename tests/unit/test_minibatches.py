@@ -5,25 +5,27 @@ import copy
 import numpy as np
 import pytest
 
-from lnn_core import network, optimizers
+from lnn_core import metrics, network, optimizers, training
 from lnn_core.network import (
-    batch_columns,
     batch_cost_sum,
-    batch_count,
     compute_cost,
     forward_pass,
-    gradient_descent_epoch,
     hidden_delta,
     init_params,
     l2_penalty,
     layer_backward,
     layer_forward,
     loss_sum,
-    minibatches,
     output_delta,
     squared_norm,
     targets,
     to_columns,
+)
+from lnn_core.training import (
+    batch_columns,
+    batch_count,
+    gradient_descent_epoch,
+    minibatches,
     train_epoch,
     train_reference,
     train_reference_state,
@@ -243,9 +245,9 @@ def test_epoch_cost_sums_each_batch_before_its_update():
         AL, _ = forward_pass(current, batch_columns(X_cols, batch), activations)
         expected += loss_sum(AL, batch_columns(Y, batch), "softmax") + 0.3 / 2 * sum(
             np.sum(current[f"W{l}"] ** 2) for l in (1, 2, 3))
-        current, state, _ = network.batch_step(current, state, batch_columns(X_cols, batch),
-                                               batch_columns(Y, batch), activations=activations,
-                                               learning_rate=0.5, l2=0.3)
+        current, state, _ = training.batch_step(current, state, batch_columns(X_cols, batch),
+                                                batch_columns(Y, batch), activations=activations,
+                                                learning_rate=0.5, l2=0.3)
     assert cost == pytest.approx(expected / 23, rel=1e-14)
     # one batch with L2: the batch's own regularized cost
     _, _, whole = train_epoch(params, optimizers.init_state(params, "gd"), X_cols, Y, activations=activations,
@@ -314,7 +316,7 @@ def test_minibatch_adam_and_momentum_learn():
         params, costs = train_reference(X, y, neurons=[4, 1], activations=["tanh", "sigmoid"], epochs=30, seed=1,
                                         batch_size=32, **settings)
         assert costs[-1] < 0.2 * costs[0]
-        assert network.accuracy(params, X, y, ["tanh", "sigmoid"]) >= 0.98
+        assert metrics.accuracy(params, X, y, ["tanh", "sigmoid"]) >= 0.98
 
 
 def test_l2_shrinks_the_weights():

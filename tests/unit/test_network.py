@@ -6,25 +6,22 @@ import numpy as np
 import pytest
 
 from lnn_core import network
+from lnn_core.metrics import accuracy, predict, predict_proba
 from lnn_core.network import (
-    accuracy,
     apply_update,
     backward_pass,
     compute_cost,
     forward_pass,
-    gradient_descent_epoch,
     hidden_delta,
     init_params,
     layer_backward,
     layer_forward,
     output_delta,
-    predict,
-    predict_proba,
     targets,
     to_columns,
-    train_reference,
     validate_architecture,
 )
+from lnn_core.training import gradient_descent_epoch, train_reference
 
 
 def blobs(centers, per_class=100, spread=0.5, seed=0):

@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 
-from lnn_core import network
+from lnn_core import metrics
 from lnn_core.handlers import build_predictor
 from lnn_core.predictor import SYNC_PAYLOAD_LIMIT, Model, parse_rows, rows_that_fit
 from lnn_core.errors import LnnInputError
@@ -46,9 +46,9 @@ def test_sigmoid_answer_matches_the_network(aws, predictor):
     put_model(aws, "r1", model_bytes(SIGMOID, ["sigmoid"]))
     X = [[1.0, 0.0], [0.0, 3.0], [0.25, -0.5]]
     answer = predictor.handle({"run_id": "r1", "X": X})
-    expected = network.predict_proba(SIGMOID, np.array(X), ["sigmoid"])
+    expected = metrics.predict_proba(SIGMOID, np.array(X), ["sigmoid"])
     assert answer["probabilities"] == expected.tolist()  # bit for bit
-    assert answer["predictions"] == network.predict(SIGMOID, np.array(X), ["sigmoid"]).tolist() == [1, 0, 1]
+    assert answer["predictions"] == metrics.predict(SIGMOID, np.array(X), ["sigmoid"]).tolist() == [1, 0, 1]
     assert answer["run_id"] == "r1" and answer["model_key"] == "runs/r1/model.npz"
     json.dumps(answer)  # JSON-ready
 

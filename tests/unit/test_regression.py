@@ -3,22 +3,18 @@
 import numpy as np
 import pytest
 
-from lnn_core import network
+from lnn_core import network, training
+from lnn_core.metrics import accuracy, predict, predict_proba, r2, rmse
 from lnn_core.network import (
     OUTPUT_ACTIVATIONS,
     REGRESSION_OUTPUTS,
-    accuracy,
     compute_cost,
     loss_sum,
     output_delta,
-    predict,
-    predict_proba,
-    r2,
-    rmse,
     targets,
-    train_reference,
     validate_architecture,
 )
+from lnn_core.training import train_reference
 
 
 def test_linear_is_a_regression_output_not_yet_an_output_activation():
@@ -131,5 +127,5 @@ def test_gradient_descent_epoch_works_for_a_linear_output():
     X_cols = np.random.RandomState(1).randn(2, 5)
     Y = targets(np.arange(5.0), "linear", 1)
     AL, _ = network.forward_pass(params, X_cols, ["relu", "linear"])
-    _, cost = network.gradient_descent_epoch(params, X_cols, Y, ["relu", "linear"], 0.1)
+    _, cost = training.gradient_descent_epoch(params, X_cols, Y, ["relu", "linear"], 0.1)
     assert cost == ((AL - Y) ** 2).sum() / 2 / 5

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from lnn_core import network, optimizers
+from lnn_core import network, optimizers, training
 from lnn_core.shards import combine_shards, shard_columns, shard_slices, shard_sums, train_epoch_sharded
 from tests.conftest import blobs
 
@@ -44,9 +44,9 @@ def test_one_worker_is_the_plain_epoch_and_k_workers_stay_within_1e_10_after_20_
     X, y = blobs(60, 4)
     options = dict(neurons=[6, 4, 1], activations=["relu", "tanh", "sigmoid"], learning_rate=0.1, epochs=20, seed=3,
                    batch_size=16, optimizer="adam", l2=0.01)
-    one, costs_one = network.train_reference(X, y, **options)
-    three, costs_three = network.train_reference(X, y, **options, workers=3)
-    again, costs_again = network.train_reference(X, y, **options, workers=3)
+    one, costs_one = training.train_reference(X, y, **options)
+    three, costs_three = training.train_reference(X, y, **options, workers=3)
+    again, costs_again = training.train_reference(X, y, **options, workers=3)
     assert all(three[name].tobytes() == again[name].tobytes() for name in three) and costs_three == costs_again
     for name in one:
         np.testing.assert_allclose(three[name], one[name], rtol=1e-10, atol=1e-12)
@@ -58,6 +58,6 @@ def test_train_epoch_sharded_uses_every_shard_once_per_batch():
     params = network.init_params([3, 2, 1], seed=0)
     state = optimizers.init_state(params, "gd")
     _, state, cost = train_epoch_sharded(params, state, network.to_columns(X), y.reshape(1, -1), workers=4,
-                                         activations=["tanh", "sigmoid"], batches=network.minibatches(20, 8, 5, 1),
+                                         activations=["tanh", "sigmoid"], batches=training.minibatches(20, 8, 5, 1),
                                          learning_rate=0.1)
     assert int(state["t"]) == 3 and np.isfinite(cost)
