@@ -5,8 +5,9 @@ from typing import Any
 from aws_cdk import CfnOutput, Stack
 from constructs import Construct
 
+from .deployment_settings import DeploymentSettings
 from .lnn_trainer import LnnTrainer
-from .settings import DeploymentSettings, TrainingDefaults
+from .training_defaults import TrainingDefaults
 
 # Provisioned capacity when billing_mode=provisioned: the seed's 5 read and 5 write units.
 PROVISIONED_CAPACITY_UNITS = 5

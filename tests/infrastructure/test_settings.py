@@ -9,12 +9,14 @@ from aws_cdk import aws_dynamodb as dynamodb
 from aws_cdk import aws_logs as logs
 
 from lnn_core.config import MAX_SEED
-from lnn_stack import settings
-from lnn_stack.settings import ContextError, DeploymentSettings, TrainingDefaults, settings_from_context
+from lnn_stack.context import ContextError
+from lnn_stack.deployment_settings import DEPLOYMENT_PARAMETERS, DeploymentSettings
+from lnn_stack.settings import KNOWN_KEYS, settings_from_context
+from lnn_stack.training_defaults import TRAINING_PARAMETERS, TrainingDefaults
 
 from .conftest import CUSTOM_CONTEXT, DEFAULT_TRAINING, PROJECT_DIR
 
-ALL_PARAMETERS = [*settings.DEPLOYMENT_PARAMETERS.values(), *settings.TRAINING_PARAMETERS.values()]
+ALL_PARAMETERS = [*DEPLOYMENT_PARAMETERS.values(), *TRAINING_PARAMETERS.values()]
 
 
 def error_of(context: dict) -> str:
@@ -248,7 +250,7 @@ def test_training_defaults_are_in_the_lnn_parameters_json_format():
 def test_docs_describe_every_parameter_and_their_example_is_valid():
     docs = (PROJECT_DIR / "README.md").read_text()
     documented = set(re.findall(r"^\| `([a-z0-9_]+)` \|", docs, flags=re.MULTILINE))
-    assert documented == set(settings.KNOWN_KEYS)
+    assert documented == set(KNOWN_KEYS)
     (command,) = re.findall(r"npx cdk deploy \\\n(.*?)```", docs, flags=re.DOTALL)  # the full example
     example = dict(pair.split("=", 1) for pair in re.findall(r"-c (\S+=\S+)", command))
     assert len(example) >= 15

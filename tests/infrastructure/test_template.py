@@ -5,7 +5,7 @@ import json
 import pytest
 from aws_cdk.assertions import Match
 
-from lnn_stack.lnn_trainer import RUNTIME
+from lnn_stack.functions import RUNTIME
 
 from .conftest import DEFAULT_TRAINING
 
@@ -299,7 +299,7 @@ def test_bucket(synthesized, ids):
 def test_scratch_tag_matches_the_engine(synthesized):
     from lnn_core.ports import SCRATCH_TAG
 
-    from lnn_stack.lnn_trainer import SCRATCH_TAG_KEY, SCRATCH_TAG_VALUE
+    from lnn_stack.storage import SCRATCH_TAG_KEY, SCRATCH_TAG_VALUE
 
     assert SCRATCH_TAG == f"{SCRATCH_TAG_KEY}={SCRATCH_TAG_VALUE}"
 
