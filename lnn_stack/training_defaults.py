@@ -35,8 +35,9 @@ def _training_value(key: str, convert: Callable[[Any], Any]) -> Callable[[Any], 
             raise TypeError(raw)
         value = convert(raw)
         try:
+            # granularity auto admits every value of every key: a rule between keys is from_context's to check
             TrainingConfig.from_parameters({"epochs": 1, "learning_rate": 0.1, "neurons": [1], "activations": ["sigmoid"],
-                                            "data": "runs/defaults/data.npz", key: value})
+                                            "granularity": "auto", "data": "runs/defaults/data.npz", key: value})
         except LnnInputError:
             raise ValueError(raw) from None
         return value
@@ -130,6 +131,9 @@ class TrainingDefaults:
         try:
             TrainingConfig.from_parameters({**defaults.to_parameters(), "data": "runs/defaults/data.npz"})
         except LnnInputError as error:
+            if (defaults.workers or 1) > 1 and defaults.granularity == "layer":
+                raise ContextError(f"Context parameters for the training defaults do not agree: {error}. "
+                                   f"Fix: cdk synth -c workers={defaults.workers} -c granularity=epoch") from None
             raise ContextError(
                 f"Context parameters for the training defaults do not make a valid network: {error}. "
                 f"Fix: cdk synth -c neurons={NEURONS.example} -c activations={ACTIVATIONS.example}"

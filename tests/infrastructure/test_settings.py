@@ -226,6 +226,16 @@ def test_training_defaults_that_do_not_make_a_valid_network_are_rejected_by_the_
     assert message.endswith("Fix: cdk synth -c neurons=20,7,5,1 -c activations=relu,relu,relu,sigmoid")
 
 
+def test_workers_are_a_default_with_a_granularity_that_admits_them():
+    for granularity in ("epoch", "auto"):
+        _, training = settings_from_context({"workers": "4", "granularity": granularity})
+        assert training.workers == 4 and '"workers":4' in training.to_json()
+    assert error_of({"workers": "4"}) == (
+        "Context parameters for the training defaults do not agree: workers 4 needs granularity epoch or auto: a round "
+        "of shard workers computes whole forward and backward passes; use granularity layer with workers 1. "
+        "Fix: cdk synth -c workers=4 -c granularity=epoch")
+
+
 def test_an_unknown_parameter_is_an_error_with_a_suggestion():
     assert error_of({"memorysize": "2048"}).startswith(
         "Unknown context parameter 'memorysize'; did you mean 'memory_size'? known parameters: stack_name, "
