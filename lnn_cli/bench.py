@@ -4,7 +4,7 @@ The classic job: a 12288-20-7-5-1 network (relu, relu, relu, sigmoid) on 209 see
 epochs of full-batch gradient descent. The mini-batch job: a 100-32-16-1 network (relu, relu, sigmoid) on 4,000
 seeded synthetic examples of 100 features, 30 epochs of adam in batches of 64 (63 batches an epoch).
 
-Plain NumPy is `network.train_reference` with the job's options, on as many BLAS threads as each container; each
+Plain NumPy is `training.train_reference` with the job's options, on as many BLAS threads as each container; each
 LNN run is timed from its launch to its finish (the run record's `seconds`), on one emulator deployed once
 (reported on its own line). Layer granularity runs fewer epochs and is compared per epoch. `--job` picks one job
 (all by default). The mini-batch job runs plain NumPy and auto three times, alternating, and reports the medians.
@@ -39,7 +39,7 @@ from rich.console import Console
 from rich.table import Table
 from threadpoolctl import threadpool_limits
 
-from lnn_core import network
+from lnn_core import training
 
 from .cloud.deploy import PROJECT_DIR, deploy_to_emulator
 from .cloud.emulator import running_emulator
@@ -88,7 +88,7 @@ class Job:
         would differ from the runs' in their last bits)."""
         with threadpool_limits(limits=blas_threads):
             started = time.perf_counter()
-            _, costs = network.train_reference(self.X, self.y, **(self.parameters | {"epochs": self.epochs["numpy"]}))
+            _, costs = training.train_reference(self.X, self.y, **(self.parameters | {"epochs": self.epochs["numpy"]}))
             return time.perf_counter() - started, costs
 
     def run_parameters(self, granularity: str) -> dict:
@@ -127,7 +127,7 @@ def make_jobs(args: argparse.Namespace) -> list[Job]:
                         repeats=args.repeats))
     if args.job in ("minibatch", "all"):
         data, X, y = minibatch_data(args.minibatch_examples)
-        batches = network.batch_count(len(y), MINIBATCH_OPTIONS["batch_size"])
+        batches = training.batch_count(len(y), MINIBATCH_OPTIONS["batch_size"])
         jobs.append(Job("minibatch", f"mini-batch job: 100-32-16-1 on {args.minibatch_examples} examples, "
                                      f"batch 64 ({batches} batches / epoch), adam",
                         data, X, y,
@@ -362,7 +362,7 @@ def run_workers_job(args: argparse.Namespace, out: Path, console: Console) -> tu
     for K in (1, 2):
         with threadpool_limits(limits=WORKERS_CONTAINER_CPUS):
             started = time.perf_counter()
-            _, costs = network.train_reference(X, y, **reference, workers=K)
+            _, costs = training.train_reference(X, y, **reference, workers=K)
             numpy_rows[K] = {"seconds": time.perf_counter() - started, "costs": costs}
         console.print(f"workers, plain NumPy (workers={K}): {args.workers_epochs} epochs in {numpy_rows[K]['seconds']:.2f} s")
     with project_with_context({"memory_size": WORKERS_MEMORY_MB}) as project, \
