@@ -115,6 +115,20 @@ def test_up_then_the_deployed_stack_commands(stack_up, capsys, tmp_path):
     assert "455 predictions" in remote and "accuracy against the file's labels" in remote
     assert (state_dir / "lambda.log").read_text().count('"predict"') == 3  # one invoke by hand, describe + predict
 
+    # `lnn serve`'s predict form takes its answer from the PredictLambda too, says so, and matches model.npz's
+    from lnn_cli.web.app import create_app
+    from lnn_cli.web.predict import load_model, predict_here
+
+    row = demo["X"][:1].astype(float)
+    served = create_app(stack).test_client().post(
+        "/api/runs/up-run/predict", data={"row": " ".join(repr(float(value)) for value in row[0])}, base_url="http://127.0.0.1:8765")
+    assert served.status_code == 200, served.get_json()
+    body = served.get_json()
+    assert body["source"] == f"the PredictLambda {stack.outputs.predict_function}" and body["note"] is None
+    here = predict_here(load_model(stack, stack.run("up-run")), row)
+    assert {key: body[key] for key in here} == here
+    assert (state_dir / "lambda.log").read_text().count('"predict"') == 4
+
     assert main(["start", "--name", "up-stop", *LONG]) == 0
     capsys.readouterr()
     assert main(["resume", "up-stop"]) == 0  # re-sends its next step through Invoke (Event): harmless on a live run
