@@ -7,7 +7,8 @@ from rich.console import Console
 
 from lnn_core.config import check_run_id
 from lnn_core.errors import LnnInputError
-from lnn_core.ports import IoCounter, RunTable
+from lnn_core.ports import IoCounter
+from lnn_core.run_table import RunTable
 
 from .cloud.chaos import ChaosPlan
 from .cloud.deploy import deploy_to_emulator

@@ -22,7 +22,8 @@ from lnn_core.config import check_run_id
 from lnn_core.errors import LnnInputError
 from lnn_core.launcher import LaunchLimits
 from lnn_core.predictor import SYNC_PAYLOAD_LIMIT, Model, predicted_probability, rows_that_fit
-from lnn_core.ports import BOTO_CONFIG, IoCounter, LambdaInvoker, Ports, RunTable, S3ObjectStore, SnsNotifier
+from lnn_core.ports import BOTO_CONFIG, IoCounter, LambdaInvoker, Ports, S3ObjectStore, SnsNotifier
+from lnn_core.run_table import RunTable
 
 from .inputs import read_prediction_data, validate_run
 from .cloud.local import new_run_id, upload_run_inputs

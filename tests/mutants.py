@@ -31,13 +31,13 @@ class Mutant:
 MUTANTS = (
     Mutant(
         "the commit without its condition on the committed step",
-        "lambda_src/lnn_core/ports.py",
+        "lambda_src/lnn_core/run_table.py",
         'condition = "#committed = :seen AND #status = :running"',
         'condition = "#status = :running"',
     ),
     Mutant(
         "a notification claim that always succeeds",
-        "lambda_src/lnn_core/ports.py",
+        "lambda_src/lnn_core/run_table.py",
         '"notified = :no AND (attribute_not_exists(notify_lease) OR notify_lease < :now)"',
         '":no = :no AND :now = :now"',
     ),

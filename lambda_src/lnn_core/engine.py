@@ -26,7 +26,8 @@ from .codec import arrays_to_npz
 from .config import TrainingConfig
 from .errors import LnnInputError, RunFailure
 from .events import StepEvent, make_event, parse_event, schedule_mismatch
-from .ports import Ports, now, send_lease
+from .ports import Ports, now
+from .run_table import send_lease
 from .schedule import Position, next_position
 from .steps import StepBodies, StepResult
 

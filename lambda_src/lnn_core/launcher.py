@@ -29,7 +29,8 @@ from .dataset import load_training_data
 from .errors import LnnInputError, RunFailure
 from .events import MAX_BATCHES, make_event
 from .layout import model_key
-from .ports import Ports, RunExists, now, send_lease
+from .ports import Ports, now
+from .run_table import RunExists, send_lease
 from .schedule import first_position, step_bound
 
 

@@ -1,4 +1,5 @@
-"""The AWS adapters LNN's logic talks to: object store (S3), run table (DynamoDB), notifier (SNS), invoker (Lambda).
+"""The AWS adapters LNN's logic talks to: object store (S3), notifier (SNS), invoker (Lambda),
+and `Ports`, which bundles them with the run table (DynamoDB, run_table.py).
 
 They are passed in, so the same handler runs in Lambda, in tests (moto) and in the local runtime (which swaps
 only the invoker). Every adapter counts its requests and bytes in a shared `IoCounter`.
@@ -9,21 +10,22 @@ import os
 import time
 from collections import Counter, OrderedDict
 from dataclasses import dataclass, field
-from typing import Any, Callable, Protocol
+from typing import TYPE_CHECKING, Any, Callable, Protocol
 
 import boto3
 from botocore.config import Config
-from botocore.exceptions import BotoCoreError, ClientError
+from botocore.exceptions import ClientError
 
-from .codec import from_dynamo, to_dynamo
 from .errors import RunFailure
 
-RUN_RECORD_EPOCH = 0  # the run record shares the results table, at epoch 0
-MAX_EPOCH_KEY = 10**9  # above any epoch a run can have
+if TYPE_CHECKING:
+    from .run_table import RunTable
+
 SCRATCH_TAG = "lnn-scratch=true"  # the bucket's lifecycle rule expires objects with this tag
 ASYNC_PAYLOAD_LIMIT = 1_048_576  # bytes, Lambda's limit for an asynchronous invoke
 # A sparse, keys-only index of the run records (only they have `status`): the watchdog finds running runs
-# without scanning the epoch items, and a step's updates of other attributes cost the index nothing.
+# without scanning the epoch items, and a step's updates of other attributes cost the index nothing. The stack
+# creates the index by this name (lnn_stack imports it from here, as SCRATCH_TAG); `RunTable.run_ids` reads it.
 RUNS_BY_STATUS_INDEX = "runs-by-status"
 BOTO_CONFIG = Config(retries={"mode": "standard", "max_attempts": 5}, connect_timeout=5, read_timeout=60)
 
@@ -35,10 +37,6 @@ EFFECTS = {
     "notifier": ("publish",),
     "invoker": ("invoke_async",),
 }
-
-
-class RunExists(Exception):
-    """A run with this id was already created."""
 
 
 @dataclass
@@ -130,243 +128,6 @@ class S3ObjectStore:
             self._cached -= len(self._cache.popitem(last=False)[1])
 
 
-class RunTable:
-    """The results table: the run record at epoch 0, one item per epoch after it."""
-
-    def __init__(self, table, counter: IoCounter):
-        self._table, self._counter = table, counter
-        self.name = table.name
-
-    def create_run(self, run_id: str, record: dict[str, Any]) -> None:
-        """Create the run record once; a second create (a duplicate launch) raises `RunExists`."""
-        self._counter.requests["dynamodb"] += 1
-        item = to_dynamo({**record, "run_id": run_id, "epoch": RUN_RECORD_EPOCH})
-        try:
-            self._table.put_item(Item=item, ConditionExpression="attribute_not_exists(run_id)")
-        except ClientError as error:
-            if _condition_failed(error):
-                raise RunExists(run_id) from error
-            raise
-
-    def get_run(self, run_id: str) -> dict[str, Any] | None:
-        self._counter.requests["dynamodb"] += 1
-        item = self._table.get_item(Key={"run_id": run_id, "epoch": RUN_RECORD_EPOCH}, ConsistentRead=True).get("Item")
-        return from_dynamo(item) if item else None
-
-    def transition(self, run_id: str, *, seen_step: int, new_step: int, fields: dict[str, Any],
-                   seen: dict[str, Any] | None = None) -> bool:
-        """Atomically move a running run from `seen_step` to `new_step`, setting `fields` and counting one invocation.
-
-        This conditional write is the commit point of a step: of all deliveries of a step, exactly one wins.
-        With `seen` (a record the caller judged), also only while its heartbeat is unchanged. Returns False when the
-        run had moved on (or ended, or showed life) already.
-        """
-        names = {"#status": "status", "#committed": "committed_step", "#invocations": "invocations"}
-        values = {":seen": seen_step, ":new": new_step, ":running": "running", ":one": 1, ":now": now()}
-        condition = "#committed = :seen AND #status = :running"
-        if seen is not None:
-            heartbeat, heartbeat_values = _heartbeat_condition(seen)
-            condition, values = f"{condition} AND {heartbeat}", {**values, **heartbeat_values}
-        assignments = ["#committed = :new", "updated_at = :now"]
-        for index, (name, value) in enumerate(fields.items()):
-            names[f"#f{index}"] = name
-            values[f":v{index}"] = value
-            assignments.append(f"#f{index} = :v{index}")
-        self._counter.requests["dynamodb"] += 1
-        try:
-            self._table.update_item(
-                Key={"run_id": run_id, "epoch": RUN_RECORD_EPOCH},
-                UpdateExpression="SET " + ", ".join(assignments) + " ADD #invocations :one",
-                ConditionExpression=condition,
-                ExpressionAttributeNames=names,
-                ExpressionAttributeValues=to_dynamo(values),
-            )
-        except ClientError as error:
-            if _condition_failed(error):
-                return False
-            raise
-        return True
-
-    def mark_started(self, run_id: str, step: int, *, at: float) -> bool:
-        """Record that a delivery began executing `step` (the run's next): the watchdog's proof of life.
-        False when the run moved on or ended, so that a late twin stops before it computes."""
-        return self._conditional_update(
-            run_id,
-            "SET started_step = :step, heartbeat_at = :at",
-            "committed_step = :previous AND #status = :running",
-            {":step": step, ":at": at, ":previous": step - 1, ":running": "running"},
-            status=True,
-        )
-
-    def claim_send(self, run_id: str, step: int, *, claimant: str, now: float, until: float) -> bool:
-        """Claim the re-send of committed `step`'s successor: only while it is unsent and no live lease holds it.
-
-        The commit itself takes this lease for its winner (see `send_lease`); a catch-up (a retry, a loser whose
-        commit failed) must win this conditional write before it invokes, so twins never start a second chain.
-        """
-        return self._conditional_update(
-            run_id,
-            "SET send_lease = :lease",
-            "committed_step = :step AND #status = :running AND invoked_step < :next"
-            " AND (attribute_not_exists(send_lease) OR send_lease.#until < :now)",
-            {":step": step, ":next": step + 1, ":now": now, ":running": "running",
-             ":lease": send_lease(step + 1, claimant=claimant, until=until)},
-            names={"#status": "status", "#until": "until"},
-        )
-
-    def mark_invoked(self, run_id: str, step: int) -> None:
-        """Record that the invocation of `step` was sent, so that no catch-up sends it again."""
-        self._conditional_update(
-            run_id,
-            "SET invoked_step = :step",
-            "invoked_step < :step",
-            {":step": step},
-        )
-
-    def claim_notification(self, run_id: str, claimant: str, *, now: float, until: float) -> bool:
-        """Claim the run's one message until `until`, whoever asks: a concurrent twin is excluded even when it shares
-        the claimant's request id. A crashed claimant's retry comes after Lambda's back-off, once the lease expired."""
-        return self._conditional_update(
-            run_id,
-            "SET notifier = :claimant, notify_lease = :until",
-            "notified = :no AND (attribute_not_exists(notify_lease) OR notify_lease < :now)",
-            {":claimant": claimant, ":no": False, ":now": now, ":until": until},
-        )
-
-    def mark_notified(self, run_id: str) -> bool:
-        """Record the message as sent. False when DynamoDB refused even after the SDK's retries: the caller then
-        ends normally, because a retry of its event would publish the message again."""
-        try:
-            self._conditional_update(run_id, "SET notified = :yes", "notified <> :yes", {":yes": True})
-        except (ClientError, BotoCoreError):
-            return False
-        return True
-
-    def request_stop(self, run_id: str) -> bool:
-        """Ask a running run to stop at its next step boundary; False when it is not running."""
-        return self._conditional_update(
-            run_id, "SET stop_requested = :yes", "#status = :running", {":yes": True, ":running": "running"}, status=True
-        )
-
-    def record_resume(self, run_id: str, *, seen: dict[str, Any], resumes: int, now: float) -> bool:
-        """Record the watchdog's resume of the stalled run `seen`, unless it showed life since it was read."""
-        heartbeat, values = _heartbeat_condition(seen)
-        return self._conditional_update(
-            run_id,
-            "SET heartbeat_at = :now, resumes = :resumes, resumed_at_step = :seen",
-            f"committed_step = :seen AND {heartbeat} AND #status = :running",
-            {":now": now, ":resumes": resumes, ":seen": seen["committed_step"], ":running": "running", **values},
-            status=True,
-        )
-
-    def join_barrier(self, run_id: str, step: int, shard: int) -> set[int]:
-        """Add `shard` to the set of shards done in the round that step `step` reduces; returns the set as it was
-        before this write. The ADD of a set member is idempotent and atomic: of all writes, exactly one finds the
-        other K - 1 shards and not its own, and that one completes the round."""
-        self._counter.requests["dynamodb"] += 1
-        answer = self._table.update_item(
-            Key={"run_id": run_id, "epoch": barrier_epoch(step)},
-            UpdateExpression="ADD shards_done :shard",
-            ExpressionAttributeValues={":shard": {shard}},
-            ReturnValues="ALL_OLD",
-        )
-        return {int(done) for done in answer.get("Attributes", {}).get("shards_done", set())}
-
-    def claim_reduce(self, run_id: str, step: int, *, now: float, until: float) -> bool:
-        """Claim the sending of a complete round's reduce event until `until`: the write that completed the round
-        claims it first; a retry of it (it died before sending) claims again once the lease expired; its twins
-        and the duplicates of other shards find the lease live and send nothing."""
-        return self._conditional_update(
-            run_id,
-            "SET reduce_lease = :until",
-            "attribute_not_exists(reduce_lease) OR reduce_lease < :now",
-            {":until": until, ":now": now},
-            epoch=barrier_epoch(step),
-        )
-
-    def shards_done(self, run_id: str, step: int) -> set[int]:
-        """The shards whose results are in for the round that step `step` reduces."""
-        self._counter.requests["dynamodb"] += 1
-        item = self._table.get_item(Key={"run_id": run_id, "epoch": barrier_epoch(step)}, ConsistentRead=True).get("Item")
-        return {int(done) for done in (item or {}).get("shards_done", set())}
-
-    def put_epoch_items(self, run_id: str, items: list[dict[str, Any]]) -> None:
-        """Write per-epoch items. Their content is a pure function of the step, so a repeated write changes nothing."""
-        client = self._table.meta.client
-        for start in range(0, len(items), 25):  # converted batch by batch: Decimals take far more memory than floats
-            batch = [{"PutRequest": {"Item": to_dynamo({**item, "run_id": run_id})}} for item in items[start : start + 25]]
-            for attempt in range(8):
-                self._counter.requests["dynamodb"] += 1
-                unprocessed = client.batch_write_item(RequestItems={self.name: batch}).get("UnprocessedItems", {})
-                batch = unprocessed.get(self.name, [])
-                if not batch:
-                    break
-                time.sleep(0.05 * 2**attempt)
-            else:
-                raise RuntimeError(f"DynamoDB did not accept {len(batch)} epoch items after 8 attempts")
-
-    def list_epochs(self, run_id: str, *, through: int | None = None) -> list[dict[str, Any]]:
-        """The run's epoch items, epoch 1 first; with `through`, only epochs 1..through."""
-        items, start = [], {}
-        last = MAX_EPOCH_KEY if through is None else through
-        while True:
-            self._counter.requests["dynamodb"] += 1
-            page = self._table.query(
-                KeyConditionExpression="run_id = :run AND epoch BETWEEN :first AND :last",
-                ExpressionAttributeValues={":run": run_id, ":first": 1, ":last": last},
-                ConsistentRead=True,
-                **start,
-            )
-            items += page["Items"]
-            if "LastEvaluatedKey" not in page:
-                return [from_dynamo(item) for item in items]
-            start = {"ExclusiveStartKey": page["LastEvaluatedKey"]}
-
-    def committed_epochs(self, run: dict[str, Any]) -> list[dict[str, Any]]:
-        """The items of the epochs the run committed. An item is written before its step's commit, so a stopped
-        run or a losing twin can leave items of later epochs; readers show only these."""
-        return self.list_epochs(run["run_id"], through=run.get("progress_epoch", 0)) if run.get("progress_epoch") else []
-
-    def run_ids(self, status: str | None = None) -> list[str]:
-        """The ids of the runs with `status` (all runs when None), from the status index."""
-        request = {"IndexName": RUNS_BY_STATUS_INDEX}
-        if status is not None:
-            request |= {"KeyConditionExpression": "#status = :status", "ExpressionAttributeNames": {"#status": "status"},
-                        "ExpressionAttributeValues": {":status": status}}
-        read = self._table.query if status is not None else self._table.scan
-        run_ids, start = [], {}
-        while True:
-            self._counter.requests["dynamodb"] += 1
-            page = read(**request, **start)
-            run_ids += [item["run_id"] for item in page["Items"]]
-            if "LastEvaluatedKey" not in page:
-                return run_ids
-            start = {"ExclusiveStartKey": page["LastEvaluatedKey"]}
-
-    def list_runs(self, status: str | None = None) -> list[dict[str, Any]]:
-        """The run records with `status` (all when None), read consistently (the index itself is eventually consistent)."""
-        runs = (self.get_run(run_id) for run_id in self.run_ids(status))
-        return [run for run in runs if run is not None and (status is None or run["status"] == status)]
-
-    def _conditional_update(self, run_id, update, condition, values, *, status: bool = False,
-                            names: dict[str, str] | None = None, epoch: int = RUN_RECORD_EPOCH) -> bool:
-        names = names or ({"#status": "status"} if status else None)
-        self._counter.requests["dynamodb"] += 1
-        try:
-            self._table.update_item(
-                Key={"run_id": run_id, "epoch": epoch},
-                UpdateExpression=update,
-                ConditionExpression=f"attribute_exists(run_id) AND ({condition})",
-                ExpressionAttributeValues=to_dynamo(values),
-                **({"ExpressionAttributeNames": names} if names else {}),
-            )
-        except ClientError as error:
-            if _condition_failed(error):
-                return False
-            raise
-        return True
-
-
 class SnsNotifier:
     def __init__(self, client, topic_arn: str, counter: IoCounter):
         self._client, self.topic_arn, self._counter = client, topic_arn, counter
@@ -404,7 +165,7 @@ class LambdaInvoker:
 class Ports:
     """Everything a handler may touch in AWS."""
 
-    table: RunTable
+    table: "RunTable"
     notifier: SnsNotifier
     invoker: Invoker
     counter: IoCounter
@@ -419,6 +180,8 @@ class Ports:
         clock: Callable[[], float] | None = None,
     ) -> "Ports":
         """Adapters for the resources named in the environment; `invoke_target` is the env var naming the function to invoke."""
+        from .run_table import RunTable  # run_table builds on this module: imported here, not at the top
+
         session = session or boto3.Session()
         counter = IoCounter()
         bucket = os.environ.get("LNN_BUCKET")
@@ -433,23 +196,6 @@ class Ports:
         )
 
 
-def _heartbeat_condition(seen: dict[str, Any]) -> tuple[str, dict[str, Any]]:
-    """A condition that the run's heartbeat is the one in `seen` (absent in records of earlier releases)."""
-    if seen.get("heartbeat_at") is None:
-        return "attribute_not_exists(heartbeat_at)", {}
-    return "heartbeat_at = :heartbeat", {":heartbeat": seen["heartbeat_at"]}
-
-
-def barrier_epoch(step: int) -> int:
-    """The sort key of a round's barrier item: negative, apart from the run record (0) and the epoch items (1...)."""
-    return -step
-
-
-def send_lease(step: int, *, claimant: str, until: float) -> dict[str, Any]:
-    """Who may send the event of `step`, until when (clock seconds): taken by a commit or by `claim_send`."""
-    return {"step": step, "by": claimant, "until": until}
-
-
 def now() -> str:
     """UTC time as ISO 8601 with milliseconds."""
     seconds = time.time()  # one reading: two could straddle a second and go back in time
@@ -461,7 +207,3 @@ def _required(name: str) -> str:
     if not value:
         raise RuntimeError(f"environment variable {name} is not set; the LnnTrainer construct sets it")
     return value
-
-
-def _condition_failed(error: ClientError) -> bool:
-    return error.response["Error"]["Code"] == "ConditionalCheckFailedException"

@@ -15,7 +15,8 @@ import boto3
 
 from lnn_core import control
 from lnn_core.errors import LnnInputError
-from lnn_core.ports import IoCounter, RunTable
+from lnn_core.ports import IoCounter
+from lnn_core.run_table import RunTable
 
 from .chaos import Chaos, ChaosPlan
 from .runtime import DeliveryRecord, LocalLambdaRuntime

@@ -11,7 +11,8 @@ from lnn_cli.cloud.emulator import running_emulator
 from lnn_cli.cloud.local import local_runtime, run_local
 from lnn_cli.cloud.runtime import atomic_requests
 from lnn_core.errors import LnnInputError
-from lnn_core.ports import IoCounter, RunTable
+from lnn_core.ports import IoCounter
+from lnn_core.run_table import RunTable
 from tests.integration.conftest import dataset, model_arrays
 
 PARAMETERS = {"epochs": 3, "learning_rate": 0.5, "neurons": [3, 1], "activations": ["tanh", "sigmoid"], "seed": 2,

@@ -10,7 +10,8 @@ from lnn_cli.cloud.local import NotificationInbox, local_runtime, run_local
 from lnn_cli.cloud.runtime import PayloadTooLarge
 from lnn_core import control, training
 from lnn_core.errors import LnnInputError
-from lnn_core.ports import IoCounter, RunTable
+from lnn_core.ports import IoCounter
+from lnn_core.run_table import RunTable
 from tests.integration.conftest import dataset, model_arrays
 
 REGION = "us-east-1"
