@@ -5,7 +5,7 @@ import io
 
 import numpy as np
 
-from lnn_cli import bench
+from lnn_cli import bench_figures, bench_jobs, bench_projection, bench_workers
 
 
 def args(job: str) -> argparse.Namespace:
@@ -14,14 +14,14 @@ def args(job: str) -> argparse.Namespace:
 
 
 def test_job_selection():
-    assert [job.name for job in bench.make_jobs(args("all"))] == ["classic", "minibatch"]
-    assert [job.name for job in bench.make_jobs(args("minibatch"))] == ["minibatch"]
-    assert [job.name for job in bench.make_jobs(args("classic"))] == ["classic"]
+    assert [job.name for job in bench_jobs.make_jobs(args("all"))] == ["classic", "minibatch"]
+    assert [job.name for job in bench_jobs.make_jobs(args("minibatch"))] == ["minibatch"]
+    assert [job.name for job in bench_jobs.make_jobs(args("classic"))] == ["classic"]
 
 
 def test_minibatch_job_is_seeded_and_is_what_plain_numpy_and_lnn_receive():
-    job = bench.make_jobs(args("minibatch"))[0]
-    again = bench.make_jobs(args("minibatch"))[0]
+    job = bench_jobs.make_jobs(args("minibatch"))[0]
+    again = bench_jobs.make_jobs(args("minibatch"))[0]
     assert job.data == again.data and job.repeats == 3
     with np.load(io.BytesIO(job.data)) as npz:
         assert npz["X"].tobytes() == job.X.tobytes() and npz["y"].tobytes() == job.y.tobytes()
@@ -36,42 +36,42 @@ def test_minibatch_job_is_seeded_and_is_what_plain_numpy_and_lnn_receive():
 def test_training_seconds_sums_the_epoch_items_spans():
     items = [{"started_at": "2026-01-01T00:00:00.100Z", "finished_at": "2026-01-01T00:00:00.350Z"},
              {"started_at": "2026-01-01T00:00:59.900Z", "finished_at": "2026-01-01T00:01:00.000Z"}]
-    assert abs(bench.training_seconds(items) - 0.35) < 1e-6
-    assert bench.training_seconds([{"epoch": 1}]) is None and bench.training_seconds([]) is None
+    assert abs(bench_figures.training_seconds(items) - 0.35) < 1e-6
+    assert bench_figures.training_seconds([{"epoch": 1}]) is None and bench_figures.training_seconds([]) is None
 
 
 def test_median_run_and_ratios():
     runs = [{"seconds": s, "epochs": 10, "training_seconds": t} for s, t in ((3.0, 1.0), (1.0, 0.8), (2.0, 0.9))]
-    chosen = bench.median_run(runs)
+    chosen = bench_jobs.median_run(runs)
     assert chosen["seconds"] == 2.0 and chosen["training_seconds"] == 0.9 and chosen["all_seconds"] == [3.0, 1.0, 2.0]
     rows = {"numpy": {"epochs": 10, "seconds": 0.5}, "auto": chosen}
-    assert bench.auto_ratio(rows) == 4.0 and abs(bench.auto_training_ratio(rows) - 1.8) < 1e-12
+    assert bench_jobs.auto_ratio(rows) == 4.0 and abs(bench_jobs.auto_training_ratio(rows) - 1.8) < 1e-12
 
 
 def test_a_stamp_a_second_off_gives_no_figure():
     items = [{"started_at": "2026-01-01T00:00:01.999Z", "finished_at": "2026-01-01T00:00:01.002Z"}]
-    assert bench.training_seconds(items) is None
+    assert bench_figures.training_seconds(items) is None
 
 
 def test_workers_job_selection_and_data():
-    assert bench.make_jobs(args("workers")) == []  # the workers job runs on an emulator of its own
-    data, X, y = bench.workers_data(300, features=12, classes=4)
-    again, _, _ = bench.workers_data(300, features=12, classes=4)
+    assert bench_jobs.make_jobs(args("workers")) == []  # the workers job runs on an emulator of its own
+    data, X, y = bench_workers.workers_data(300, features=12, classes=4)
+    again, _, _ = bench_workers.workers_data(300, features=12, classes=4)
     assert data == again
     with np.load(io.BytesIO(data)) as npz:
         assert npz["X"].dtype == np.uint8 and npz["X"].shape == (300, 12)
         assert np.array_equal(npz["X"] / 255.0, X) and np.array_equal(npz["y"], y)
     assert set(np.unique(y)) == {0.0, 1.0, 2.0, 3.0}
-    assert bench.parameter_bytes([784, 128, 64, 10]) == 875_088  # the ~0.9 MB of gradient sums a shard PUTs
+    assert bench_workers.parameter_bytes([784, 128, 64, 10]) == 875_088  # the ~0.9 MB of gradient sums a shard PUTs
 
 
 def test_epoch_intervals_and_relative_difference():
     items = [{"finished_at": "2026-01-01T00:00:01.000Z"}, {"finished_at": "2026-01-01T00:00:02.500Z"},
              {"finished_at": "2026-01-01T00:00:03.250Z"}]
-    assert [round(s, 3) for s in bench.epoch_intervals(items)] == [1.5, 0.75]
-    assert bench.relative_difference([1.0, 2.0], [1.0, 2.0]) == 0.0
-    assert abs(bench.relative_difference([1.0, 2.000002], [1.0, 2.0]) - 1e-6) < 1e-12
-    assert bench.relative_difference([1.0], [1.0, 2.0]) == float("inf")
+    assert [round(s, 3) for s in bench_figures.epoch_intervals(items)] == [1.5, 0.75]
+    assert bench_figures.relative_difference([1.0, 2.0], [1.0, 2.0]) == 0.0
+    assert abs(bench_figures.relative_difference([1.0, 2.000002], [1.0, 2.0]) - 1e-6) < 1e-12
+    assert bench_figures.relative_difference([1.0], [1.0, 2.0]) == float("inf")
 
 
 def test_delivery_summary_and_per_round():
@@ -83,26 +83,27 @@ def test_delivery_summary_and_per_round():
 
     records = [delivery("start", 0.1, 1, 4, 10), delivery("shard", 1.0, 2, 3, 100), delivery("shard", 2.0, 2, 4, 100),
                delivery("reduce", 0.5, 3, 5, 50), SimpleNamespace(role="launcher", result={}, error=None)]
-    summary = bench.delivery_summary(records)
+    summary = bench_figures.delivery_summary(records)
     assert summary["shard"] == {"deliveries": 2, "requests": {"dynamodb": 7, "s3": 4}, "s3_bytes_in": 0,
                                 "s3_bytes_out": 200, "data_loads": 0, "mean_seconds": 1.5}
-    assert bench.per_round(summary, 1, 2) == {"requests": {"dynamodb": 12, "s3": 7}, "s3_bytes_in": 0, "s3_bytes_out": 250,
-                                              "data_loads": 0}
-    assert bench.per_round(summary, 2, 1) == {"requests": {"dynamodb": 2, "s3": 0.5}, "s3_bytes_in": 0, "s3_bytes_out": 5,
-                                              "data_loads": 0}
+    assert bench_figures.per_round(summary, 1, 2) == {"requests": {"dynamodb": 12, "s3": 7}, "s3_bytes_in": 0,
+                                                      "s3_bytes_out": 250, "data_loads": 0}
+    assert bench_figures.per_round(summary, 2, 1) == {"requests": {"dynamodb": 2, "s3": 0.5}, "s3_bytes_in": 0,
+                                                      "s3_bytes_out": 5, "data_loads": 0}
     loading = delivery("shard", 1.0, 3, 3, 100)
     loading.io["s3_bytes_in"] = 5000 + 40  # the .npz (5,000 bytes) and the state
-    summary = bench.delivery_summary([loading, delivery("shard", 1.0, 2, 3, 100)], data_bytes=5000)
+    summary = bench_figures.delivery_summary([loading, delivery("shard", 1.0, 2, 3, 100)], data_bytes=5000)
     assert summary["shard"]["data_loads"] == 1 and summary["shard"]["s3_bytes_in"] == 40
     assert summary["shard"]["requests"] == {"dynamodb": 6, "s3": 4}
 
 
 def test_aws_projection_follows_its_formula():
-    a = bench.AwsAssumptions(s3_latency=0.02, bandwidth=1e6, invoke_latency=0.03, hop_latency=0.05, dynamodb_latency=0.01)
+    a = bench_projection.AwsAssumptions(s3_latency=0.02, bandwidth=1e6, invoke_latency=0.03, hop_latency=0.05,
+                                        dynamodb_latency=0.01)
     G = 500_000  # 0.5 s at 1 MB/s
-    one = bench.aws_round(4.0, 1, G, a)
+    one = bench_projection.aws_round(4.0, 1, G, a)
     assert abs(one["seconds"] - (4.0 + (0.02 + 0.5) + 0.02 + 5 * 0.01 + 0.03 + 0.05)) < 1e-12
-    four = bench.aws_round(4.0, 4, G, a)
+    four = bench_projection.aws_round(4.0, 4, G, a)
     expected = 4.0 / 4 + 2 * (0.02 + 0.5) + 5 * (0.02 + 0.5) + 0.02 + 9 * 0.01 + 5 * 0.03 + 2 * 0.05
     assert abs(four["seconds"] - expected) < 1e-12 and abs(four["compute"] - 1.0) < 1e-12
     shard = (0.02 + 0.5) + 1.0 + (0.02 + 0.5) + 4 * 0.01 + 0.03
@@ -112,7 +113,7 @@ def test_aws_projection_follows_its_formula():
     assert abs(four["cost_by_service"]["s3"] - (5 * 0.005 + 8 * 0.0004) / 1000) < 1e-15
     assert abs(four["cost_by_service"]["dynamodb"] - (20 * 0.625e-6 + 5 * 0.125e-6)) < 1e-15
     # compute T1/K shrinks, communication grows with K: the least time per epoch lies between
-    projection = bench.aws_projection(2.0, 875_088)
+    projection = bench_projection.aws_projection(2.0, 875_088)
     rows = {row["workers"]: row for row in projection["rows"]}
     assert [row["workers"] for row in projection["rows"]] == [1, 2, 4, 8, 16, 32, 64] and rows[1]["speedup"] == 1.0
     assert projection["best_workers"] == min(rows, key=lambda K: rows[K]["seconds"]) and 1 < projection["best_workers"] < 64
@@ -125,7 +126,7 @@ def test_project_with_context_adds_context_to_the_projects_cdk_json(tmp_path):
 
     (tmp_path / "cdk.json").write_text(json.dumps({"app": ".venv/bin/python app.py", "context": {"cli-telemetry": False}}))
     (tmp_path / "node_modules").mkdir()
-    with bench.project_with_context({"memory_size": 1769}, project_dir=tmp_path) as project:
+    with bench_workers.project_with_context({"memory_size": 1769}, project_dir=tmp_path) as project:
         settings = json.loads((project / "cdk.json").read_text())
         assert settings["context"] == {"cli-telemetry": False, "memory_size": 1769}
         assert settings["app"] == f"{tmp_path / '.venv' / 'bin' / 'python'} {tmp_path / 'app.py'}"
@@ -136,4 +137,4 @@ def test_project_with_context_adds_context_to_the_projects_cdk_json(tmp_path):
 def test_epoch_spans():
     items = [{"started_at": "2026-01-01T00:00:00.100Z", "finished_at": "2026-01-01T00:00:01.350Z"},
              {"started_at": "2026-01-01T00:00:01.400Z", "finished_at": "2026-01-01T00:00:02.000Z"}]
-    assert [round(s, 3) for s in bench.epoch_spans(items)] == [1.25, 0.6]
+    assert [round(s, 3) for s in bench_figures.epoch_spans(items)] == [1.25, 0.6]

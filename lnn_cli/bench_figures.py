@@ -1,0 +1,89 @@
+"""`make bench`'s arithmetic on a run's records: its epoch items' times (the epochs' own time, the intervals
+between epochs, each epoch's span), cost lists' agreement, and its trainer deliveries' requests and S3 bytes, by
+state and per round."""
+
+from collections import defaultdict
+from datetime import datetime, timezone
+
+
+def timestamp_seconds(stamp: str) -> float:
+    """An epoch item's ISO 8601 UTC time (millisecond resolution) in seconds since 1970."""
+    return datetime.strptime(stamp, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=timezone.utc).timestamp()
+
+
+def training_seconds(items: list[dict]) -> float | None:
+    """The epochs' own time, from each epoch item's started_at to its finished_at (the epoch's mini-batches, its
+    checks and its item): the run's time less the launch, the data loading, the commits, the invocations and the
+    finish."""
+    spans = [timestamp_seconds(item["finished_at"]) - timestamp_seconds(item["started_at"])
+             for item in items if item.get("started_at") and item.get("finished_at")]
+    # a stamp's milliseconds and its seconds are read apart (`ports.now`), so one can be a second off: no figure then
+    return sum(spans) if spans and len(spans) == len(items) and min(spans) >= 0 else None
+
+
+def epoch_intervals(items: list[dict]) -> list[float]:
+    """Seconds between consecutive epoch items' `finished_at`: one epoch each, at steady state (the first epoch,
+    which loads the data, and the launch before it are not in any interval)."""
+    stamps = [timestamp_seconds(item["finished_at"]) for item in items]
+    return [later - earlier for earlier, later in zip(stamps, stamps[1:])]
+
+
+def epoch_spans(items: list[dict]) -> list[float]:
+    """Each epoch item's `started_at` to `finished_at`: at K = 1 and granularity epoch, the epoch's compute (its
+    `train_epoch`, the finiteness check and the item); at K > 1 only the reduce's item."""
+    return [timestamp_seconds(item["finished_at"]) - timestamp_seconds(item["started_at"]) for item in items]
+
+
+def relative_difference(costs: list[float], reference: list[float]) -> float:
+    """The largest |a - b| / |b| over two equally long cost lists (inf when their lengths differ)."""
+    if len(costs) != len(reference) or not costs:
+        return float("inf")
+    return max(abs(a - b) / abs(b) for a, b in zip(costs, reference))
+
+
+def delivery_summary(deliveries: list, data_bytes: int = 0) -> dict[str, dict]:
+    """Per trainer state ("start", "shard", "reduce", "finish"...): deliveries, their mean seconds, and their
+    requests by service and S3 bytes, summed, less the data loads: a delivery that read at least `data_bytes`
+    (> 0) is its container's first, which GETs the run's .npz; those are counted apart (`data_loads`)."""
+    summary: dict[str, dict] = {}
+    for delivery in deliveries:
+        if delivery.role != "trainer":
+            continue
+        state = (delivery.result or {}).get("state", "error" if delivery.error else "?")
+        entry = summary.setdefault(state, {"deliveries": 0, "seconds": 0.0, "requests": defaultdict(int),
+                                           "s3_bytes_in": 0, "s3_bytes_out": 0, "data_loads": 0})
+        entry["deliveries"] += 1
+        entry["seconds"] += delivery.seconds
+        for service, count in delivery.io["requests"].items():
+            entry["requests"][service] += count
+        entry["s3_bytes_in"] += delivery.io["s3_bytes_in"]
+        entry["s3_bytes_out"] += delivery.io["s3_bytes_out"]
+        if data_bytes and delivery.io["s3_bytes_in"] >= data_bytes:
+            entry["data_loads"] += 1
+            entry["requests"]["s3"] -= 1
+            entry["s3_bytes_in"] -= data_bytes
+    for entry in summary.values():
+        entry["mean_seconds"] = round(entry.pop("seconds") / entry["deliveries"], 4)
+        entry["requests"] = dict(sorted(entry["requests"].items()))
+    return summary
+
+
+def per_round(summary: dict[str, dict], rounds: int, workers: int) -> dict:
+    """Requests by service and S3 bytes per round of the training deliveries: at K = 1 the epoch steps (their
+    state is "start"), at K > 1 the shards and the reduces (the launch, K > 1's start step and the finish are not
+    rounds)."""
+    states = ("start",) if workers == 1 else ("shard", "reduce")
+    requests: dict[str, float] = defaultdict(float)
+    moved = {"s3_bytes_in": 0, "s3_bytes_out": 0}
+    loads = 0
+    for state in states:
+        entry = summary.get(state)
+        if entry is None:
+            continue
+        for service, count in entry["requests"].items():
+            requests[service] += count / rounds
+        for key in moved:
+            moved[key] += entry[key] / rounds
+        loads += entry.get("data_loads", 0)
+    return {"requests": {service: round(count, 3) for service, count in sorted(requests.items())},
+            **{key: round(value) for key, value in moved.items()}, "data_loads": loads}
