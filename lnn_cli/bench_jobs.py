@@ -3,7 +3,7 @@
 
 The classic job: a 12288-20-7-5-1 network (relu, relu, relu, sigmoid) on 209 seeded random 64x64x3 "images", 2500
 epochs of full-batch gradient descent. The mini-batch job: a 100-32-16-1 network (relu, relu, sigmoid) on 4,000
-seeded synthetic examples of 100 features, 30 epochs of adam in batches of 64 (63 batches an epoch).
+seeded synthetic examples of 100 features, 100 epochs of adam in batches of 64 (63 batches an epoch).
 
 Plain NumPy is `training.train_reference` with the job's options, on as many BLAS threads as each container; each
 LNN run is timed from its launch to its finish (the run record's `seconds`), on one emulator deployed once
