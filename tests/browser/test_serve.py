@@ -20,7 +20,8 @@ from lnn_cli.cloud.emulator import running_emulator
 from lnn_cli.cloud.local import drive, local_runtime
 from lnn_cli.main import main
 from lnn_cli.remote import DeployedStack
-from lnn_core.ports import IoCounter, RunTable
+from lnn_core.ports import IoCounter
+from lnn_core.run_table import RunTable
 
 SHAPE = (8, 8, 3)
 EPOCHS, EVAL_EVERY = 8, 2
