@@ -109,6 +109,7 @@ def command_start(args, parameters: dict, stack: DeployedStack, console: Console
     run_id = check_run_id(args.name) if args.name else new_run_id("run")
     if stack.ports.table.get_run(run_id) is not None:
         raise LnnInputError(f"a run named {run_id} already exists; choose another --name")
+    limits.check_workers(inputs.config.workers)
     running = len(stack.ports.table.run_ids("running"))
     if running >= limits.max_running_runs:  # the launcher would refuse it: say so before uploading anything
         raise LnnInputError(

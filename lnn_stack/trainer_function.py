@@ -36,6 +36,7 @@ class TrainerFunction:
     ) -> None:
         self.memory_size = memory_size
         self.timeout = timeout
+        self.reserved_concurrency = reserved_concurrency
         self.function = functions.create(
             "TrainerLambda",
             name="trainer",

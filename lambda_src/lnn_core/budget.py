@@ -9,7 +9,7 @@ refused before numpy allocates anything.
 import math
 import zipfile
 from dataclasses import dataclass
-from typing import IO, Any, Sequence
+from typing import IO, Any, Mapping, Sequence
 
 import numpy as np
 from numpy.lib import format as npy_format
@@ -34,17 +34,18 @@ MIB = 2**20
 # ---- sizes and environment ---------------------------------------------------------------------------------
 
 
-def memory_mb_from(environ: dict[str, str], name: str, default: int) -> int:
-    """An integer memory size in MB from the environment variable `name` (`default` when unset or empty)."""
+def positive_int_from(environ: Mapping[str, str], name: str, default: int | None) -> int | None:
+    """A positive integer (a memory size in MB, a count) from the environment variable `name` (`default` when
+    unset or empty)."""
     raw = environ.get(name) or ""
     if not raw:
         return default
     try:
         value = int(raw)
     except ValueError:
-        raise RuntimeError(f"environment variable {name} must be a whole number of MB; got {raw!r}") from None
+        raise RuntimeError(f"environment variable {name} must be a whole number; got {raw!r}") from None
     if value < 1:
-        raise RuntimeError(f"environment variable {name} must be a positive number of MB; got {value}")
+        raise RuntimeError(f"environment variable {name} must be positive; got {value}")
     return value
 
 

@@ -22,7 +22,7 @@ from typing import Any, Mapping
 from . import control, training
 from .budget import (
     DEFAULT_MEMORY_MB, MAX_PARAMETERS_BYTES, check_npz_fits, check_object_size, check_training_fits, parameter_copies, data_budget_bytes, head_object,
-    inspect_npz, memory_mb_from,
+    inspect_npz, positive_int_from,
 )
 from .config import MAX_SEED, TrainingConfig, check_key_segments, check_run_id
 from .dataset import load_training_data
@@ -39,20 +39,34 @@ DEFAULT_MAX_RUNNING_RUNS = 10
 
 @dataclasses.dataclass(frozen=True)
 class LaunchLimits:
-    """What the launcher admits: running runs at once, and the memory of the trainer and of the launcher itself."""
+    """What the launcher admits: running runs at once, the memory of the trainer and of the launcher itself, and
+    the trainer's reserved concurrency (None: unreserved), which a round's shard workers must fit."""
 
     max_running_runs: int = DEFAULT_MAX_RUNNING_RUNS
     trainer_memory_mb: int = DEFAULT_MEMORY_MB
     launcher_memory_mb: int = DEFAULT_MEMORY_MB
+    trainer_concurrency: int | None = None
 
     @classmethod
     def from_environment(cls, environ: Mapping[str, str]) -> "LaunchLimits":
-        """LNN_MAX_RUNNING_RUNS and LNN_TRAINER_MEMORY_MB (set by the construct), and Lambda's own memory size."""
+        """LNN_MAX_RUNNING_RUNS, LNN_TRAINER_MEMORY_MB and LNN_TRAINER_RESERVED_CONCURRENCY (set by the construct),
+        and Lambda's own memory size."""
         return cls(
-            max_running_runs=memory_mb_from(environ, "LNN_MAX_RUNNING_RUNS", DEFAULT_MAX_RUNNING_RUNS),
-            trainer_memory_mb=memory_mb_from(environ, "LNN_TRAINER_MEMORY_MB", DEFAULT_MEMORY_MB),
-            launcher_memory_mb=memory_mb_from(environ, "AWS_LAMBDA_FUNCTION_MEMORY_SIZE", DEFAULT_MEMORY_MB),
+            max_running_runs=positive_int_from(environ, "LNN_MAX_RUNNING_RUNS", DEFAULT_MAX_RUNNING_RUNS),
+            trainer_memory_mb=positive_int_from(environ, "LNN_TRAINER_MEMORY_MB", DEFAULT_MEMORY_MB),
+            launcher_memory_mb=positive_int_from(environ, "AWS_LAMBDA_FUNCTION_MEMORY_SIZE", DEFAULT_MEMORY_MB),
+            trainer_concurrency=positive_int_from(environ, "LNN_TRAINER_RESERVED_CONCURRENCY", None),
         )
+
+    def check_workers(self, workers: int) -> None:
+        """Refuse more shard workers than the trainer may run at once: a round would wait on its own throttled
+        shards (Lambda retries them for up to the event age), and every other run with it."""
+        if self.trainer_concurrency is not None and workers > self.trainer_concurrency:
+            raise LnnInputError(
+                f"workers {workers} is more than the trainer's reserved concurrency of {self.trainer_concurrency} "
+                f"(LNN_TRAINER_RESERVED_CONCURRENCY): a round's shards could not all run at once; use at most "
+                f"{self.trainer_concurrency} workers, or deploy with -c reserved_concurrency={workers + 1} or more"
+            )
 
 
 class Launcher:
@@ -102,6 +116,7 @@ class Launcher:
         if config.data == model_key(run_id) or config.data.startswith(f"runs/{run_id}/state/"):
             raise LnnInputError(f"data may not be {config.data}: LNN writes there; use runs/{run_id}/data.npz")
         self._check_capacity(run_id)
+        self.limits.check_workers(config.workers)
         etag, data = self._training_data(config)
         data.check_fits(config)
         seed_drawn = config.seed is None

@@ -40,6 +40,7 @@ def test_architecture_memory_timeout_and_reserved_concurrency(customized):
     assert "ReservedConcurrentExecutions" not in props["watchdog"]
     # The launcher refuses a run that cannot fit the trainer's memory; the watchdog judges stalls by the timeout.
     assert props["launcher"]["Environment"]["Variables"]["LNN_TRAINER_MEMORY_MB"] == "2048"
+    assert props["launcher"]["Environment"]["Variables"]["LNN_TRAINER_RESERVED_CONCURRENCY"] == "10"
     assert props["watchdog"]["Environment"]["Variables"]["LNN_TRAINER_TIMEOUT_SECONDS"] == "600"
 
 
@@ -55,6 +56,8 @@ def test_reserved_concurrency_none_lifts_both_reservations():
     functions_ = [r for r in template["Resources"].values() if r["Type"] == "AWS::Lambda::Function"]
     assert len(functions_) == 4  # trainer, launcher, watchdog, predictor
     assert not [f for f in functions_ if "ReservedConcurrentExecutions" in f["Properties"]]
+    launcher = next(f for f in functions_ if f["Properties"]["Handler"] == "lnn_core.handlers.launch")
+    assert "LNN_TRAINER_RESERVED_CONCURRENCY" not in launcher["Properties"]["Environment"]["Variables"]  # no cap on workers
 
 
 def test_the_layer_is_built_for_the_functions_architecture(customized, synthesized):

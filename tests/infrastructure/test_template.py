@@ -150,6 +150,7 @@ def test_environment_variables(synthesized, ids):
         "LNN_TRAINER_FUNCTION": ref(ids["trainer"]),
         "LNN_MAX_RUNNING_RUNS": "10",  # max_running_runs
         "LNN_TRAINER_MEMORY_MB": "1024",  # the trainer's memory size: a run that cannot fit is refused
+        "LNN_TRAINER_RESERVED_CONCURRENCY": "20",  # a run with more shard workers than this is refused
         **shared,
     }
     assert environment("watchdog") == {

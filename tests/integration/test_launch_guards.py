@@ -66,6 +66,18 @@ def test_a_run_too_large_for_the_trainer_names_the_memory_size_it_needs(aws, mon
     assert launch(aws, "wide", PARAMETERS)[0]["status"] == "running"  # a small network fits the same trainer
 
 
+def test_more_workers_than_the_trainer_may_run_at_once_are_refused(aws, monkeypatch):
+    monkeypatch.setenv("LNN_TRAINER_RESERVED_CONCURRENCY", "3")
+    X, y = blobs()
+    aws.upload_data("runs/wide-round/data.npz", X=X, y=y)
+    rounds = {**PARAMETERS, "granularity": "epoch"}
+    answer, launcher, queue = launch(aws, "wide-round", {**rounds, "workers": 4})
+    assert_rejected_creating_nothing(aws, answer, launcher, queue, "wide-round",
+                                     "workers 4 is more than the trainer's reserved concurrency of 3",
+                                     "use at most 3 workers, or deploy with -c reserved_concurrency=5 or more")
+    assert launch(aws, "wide-round", {**rounds, "workers": 3})[0]["status"] == "running"
+
+
 def test_a_memory_error_while_loading_is_a_rejection(aws, monkeypatch):
     X, y = blobs()
     aws.upload_data("runs/oom/data.npz", X=X, y=y)

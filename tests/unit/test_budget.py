@@ -11,7 +11,7 @@ from numpy.lib import format as npy_format
 from lnn_core import network, training
 from lnn_core.budget import (
     MAX_PARAMETERS_BYTES, MIB, check_npz_fits, check_step_fits, check_training_fits, data_budget_bytes,
-    estimate_step_memory, inspect_npz, memory_mb_from, suggest_memory_size,
+    estimate_step_memory, inspect_npz, positive_int_from, suggest_memory_size,
 )
 from lnn_core.config import TrainingConfig, check_run_id
 from lnn_core.dataset import load_training_data
@@ -157,9 +157,10 @@ def test_the_estimate_matches_a_traced_training_step():
 def test_sizes_and_environment():
     assert data_budget_bytes(1024) == 512 * MIB
     assert suggest_memory_size(1 * MIB) == 128 and suggest_memory_size(1025 * MIB) == 1088
-    assert memory_mb_from({}, "X", 7) == 7 and memory_mb_from({"X": "2048"}, "X", 7) == 2048
+    assert positive_int_from({}, "X", 7) == 7 and positive_int_from({"X": "2048"}, "X", 7) == 2048
     with pytest.raises(RuntimeError, match="X must be a whole number"):
-        memory_mb_from({"X": "lots"}, "X", 7)
+        positive_int_from({"X": "lots"}, "X", 7)
+    assert positive_int_from({"X": ""}, "X", None) is None
     assert MAX_PARAMETERS_BYTES == 65_536
 
 

@@ -207,3 +207,7 @@ def test_start_refuses_before_uploading_anything(tmp_path, monkeypatch):
         remote.command_start(args, parameters, stack, console=None)
     with pytest.raises(LnnInputError, match=r"2 runs are already running, the limit \(LNN_MAX_RUNNING_RUNS\) is 2"):
         remote.command_start(Namespace(data=str(DEMO_DATA), name="small"), DEMO_PARAMETERS, stack, console=None)
+    stack.launch_limits = lambda: LaunchLimits(trainer_concurrency=2)
+    with pytest.raises(LnnInputError, match="workers 3 is more than the trainer's reserved concurrency of 2"):
+        remote.command_start(Namespace(data=str(DEMO_DATA), name="small"),
+                             {**DEMO_PARAMETERS, "granularity": "epoch", "workers": 3}, stack, console=None)
