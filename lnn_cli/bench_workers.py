@@ -3,7 +3,7 @@
 K = 2 at concurrency 2 and 1 BLAS thread per container, on an emulator of its own whose stack is deployed with
 context memory_size=1769 (the launcher's memory check refuses this job at the default 1024 MB). Its time per epoch
 is the median interval between consecutive epoch items' `finished_at` (launch, epoch 1's data loading and finish
-excluded); it reports the speedup (and against plain NumPy's serial shards, the same arithmetic), requests and S3
+excluded); it reports the speedup of K = 2 over K = 1, requests and S3
 bytes per round, the busiest step, the costs' agreement, and a projection of time and cost per epoch on AWS for
 K = 1 .. 64 (`bench_projection`).
 """

@@ -13,6 +13,7 @@ from lnn_core.budget import DEFAULT_MEMORY_MB, check_npz_fits, check_training_fi
 from lnn_core.config import TrainingConfig
 from lnn_core.dataset import TrainingData, load_training_data
 from lnn_core.errors import LnnInputError
+from lnn_core.launcher import DEFAULT_TRAINER_RESERVED_CONCURRENCY, LaunchLimits
 
 from .datafiles import npz_bytes
 
@@ -129,14 +130,22 @@ def validate_run(parameters: dict[str, Any], data_path: str | Path, *, defaults:
     return RunInputs(parameters, data, config, training_data)
 
 
-def local_memory_mb(project_dir: Path = PROJECT_DIR) -> int:
-    """The memory_size `lnn local` deploys with: cdk.json's context `memory_size`, else the stack's default.
+def local_limits(project_dir: Path = PROJECT_DIR) -> LaunchLimits:
+    """The launcher's limits on the stack `lnn local` deploys: its trainer's memory_size and reserved_concurrency
+    from cdk.json's context, else the stack's defaults.
 
     Read here rather than through lnn_stack.settings, which imports the CDK; an invalid value is left for synth
     to report.
     """
     try:
         context = json.loads((project_dir / "cdk.json").read_text()).get("context") or {}
-        return int(context.get("memory_size", DEFAULT_MEMORY_MB))
-    except (OSError, ValueError, TypeError, AttributeError):
-        return DEFAULT_MEMORY_MB
+    except (OSError, ValueError):
+        context = {}
+    if not isinstance(context, dict):
+        context = {}
+    reserved = context.get("reserved_concurrency", DEFAULT_TRAINER_RESERVED_CONCURRENCY)
+    try:
+        return LaunchLimits(trainer_memory_mb=int(context.get("memory_size", DEFAULT_MEMORY_MB)),
+                            trainer_concurrency=None if str(reserved).lower() == "none" else int(reserved))
+    except (ValueError, TypeError):
+        return LaunchLimits(trainer_concurrency=DEFAULT_TRAINER_RESERVED_CONCURRENCY)

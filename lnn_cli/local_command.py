@@ -13,7 +13,7 @@ from lnn_core.run_table import RunTable
 from .cloud.chaos import ChaosPlan
 from .cloud.deploy import deploy_to_emulator
 from .cloud.emulator import running_emulator
-from .inputs import local_memory_mb, validate_run
+from .inputs import local_limits, validate_run
 from .cloud.local import new_run_id, run_local
 from .presentation.progress import RunProgress, run_progress
 from .presentation.report import show_notification, summary_table, write_outputs
@@ -31,7 +31,9 @@ def prepare_out_dir(path: str) -> Path:
 
 
 def command_local(args, parameters: dict, console: Console) -> int:
-    inputs = validate_run(parameters, args.data, trainer_memory_mb=local_memory_mb(), label_column=args.label_column)
+    limits = local_limits()
+    inputs = validate_run(parameters, args.data, trainer_memory_mb=limits.trainer_memory_mb, label_column=args.label_column)
+    limits.check_workers(inputs.config.workers, fix="set \"reserved_concurrency\" to {workers} or more in cdk.json's context")
     chaos = ChaosPlan.parse(args.chaos) if args.chaos else None
     run_id = check_run_id(args.name) if args.name else new_run_id()
     out_dir = prepare_out_dir(args.out)  # everything above only reads: a bad input has created nothing

@@ -55,7 +55,7 @@ def add_run_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--threshold", type=float, help="stop after the first epoch whose cost is below this")
     parser.add_argument("--eval-every", type=int, help="every N epochs, record the test set's cost and metric (default 0: never)")
     parser.add_argument("--workers", type=int, help="data-parallel shard workers per update, 1-256 (default 1; "
-                        "needs --granularity epoch or auto)")
+                        "needs --granularity epoch or auto, and at most the trainer's reserved concurrency, 20 by default)")
     parser.add_argument("--name", help="the run id (default: generated)")
 
 

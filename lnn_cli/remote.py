@@ -17,7 +17,7 @@ import numpy as np
 from rich.console import Console
 from rich.table import Table
 
-from lnn_core import control, metrics, network
+from lnn_core import control, network
 from lnn_core.config import check_run_id
 from lnn_core.errors import LnnInputError
 from lnn_core.launcher import LaunchLimits

@@ -10,6 +10,8 @@ from aws_cdk import aws_dynamodb as dynamodb
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
 
+from lnn_core.launcher import DEFAULT_MAX_RUNNING_RUNS, DEFAULT_TRAINER_RESERVED_CONCURRENCY
+
 from .context import Parameter, boolean, choice, integer, matching, optional, or_none
 
 # The retention periods CloudWatch Logs accepts, in days (RetentionDays has no numeric value to look up).
@@ -66,9 +68,9 @@ LOG_RETENTION = Parameter("log_retention_days", 7, _log_retention,
 BILLING_MODE = Parameter("billing_mode", "on_demand", choice(BILLING_MODES), "one of on_demand, provisioned",
                          "provisioned")
 REMOVAL_POLICY = Parameter("removal_policy", "retain", choice(REMOVAL_POLICIES), "one of retain, destroy", "destroy")
-RESERVED_CONCURRENCY = Parameter("reserved_concurrency", 20, or_none(integer(1, 10000)),
+RESERVED_CONCURRENCY = Parameter("reserved_concurrency", DEFAULT_TRAINER_RESERVED_CONCURRENCY, or_none(integer(1, 10000)),
                                  "an integer from 1 to 10000, or none (no reserved concurrency)", "20")
-MAX_RUNNING_RUNS = Parameter("max_running_runs", 10, integer(1, 10000), "an integer from 1 to 10000 (runs)", "10")
+MAX_RUNNING_RUNS = Parameter("max_running_runs", DEFAULT_MAX_RUNNING_RUNS, integer(1, 10000), "an integer from 1 to 10000 (runs)", "10")
 STALL_MINUTES = Parameter("stall_minutes", 15, integer(1, 1440), "an integer from 1 to 1440 (minutes)", "15")
 WATCHDOG_RATE = Parameter("watchdog_rate_minutes", 5, integer(1, 1440), "an integer from 1 to 1440 (minutes)", "5")
 ALARM_THRESHOLD = Parameter("invocation_alarm_threshold", 5000, integer(1, 10_000_000),

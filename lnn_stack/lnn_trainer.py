@@ -15,6 +15,7 @@ from aws_cdk import aws_logs as logs
 from aws_cdk import aws_s3 as s3
 from aws_cdk import aws_sns as sns
 from constructs import Construct
+from lnn_core.launcher import DEFAULT_MAX_RUNNING_RUNS, DEFAULT_TRAINER_RESERVED_CONCURRENCY
 
 from .dead_letter_queue import DeadLetterQueue
 from .deployment_settings import LAUNCHER_RESERVED_CONCURRENCY
@@ -28,11 +29,6 @@ from .training_defaults import TrainingDefaults
 from .triggers import Triggers
 from .watchdog_function import WatchdogFunction
 
-# Cost cap: at most this many trainer steps at once (each running run uses about one; the default
-# max_running_runs of 10 leaves room for retries, duplicates and resumes). AWS keeps at least 100 of the
-# account's concurrency unreserved, so the account quota must be at least 100 plus every reservation.
-DEFAULT_TRAINER_RESERVED_CONCURRENCY = 20
-DEFAULT_MAX_RUNNING_RUNS = 10
 
 
 class LnnTrainer(Construct):

@@ -128,16 +128,19 @@ class TrainingDefaults:
         defaults = cls(**{field: parameter.read(context) for field, parameter in TRAINING_PARAMETERS.items()})
         # The rules that relate keys (one activation per layer, valid output activation, ...) are the
         # engine's own: the launcher applies the same validation to every run.
-        try:
-            TrainingConfig.from_parameters({**defaults.to_parameters(), "data": "runs/defaults/data.npz"})
+        parameters = {**defaults.to_parameters(), "data": "runs/defaults/data.npz"}
+        try:  # the network first, at the granularity that admits any workers
+            TrainingConfig.from_parameters({**parameters, "granularity": "auto"})
         except LnnInputError as error:
-            if (defaults.workers or 1) > 1 and defaults.granularity == "layer":
-                raise ContextError(f"Context parameters for the training defaults do not agree: {error}. "
-                                   f"Fix: cdk synth -c workers={defaults.workers} -c granularity=epoch") from None
             raise ContextError(
                 f"Context parameters for the training defaults do not make a valid network: {error}. "
                 f"Fix: cdk synth -c neurons={NEURONS.example} -c activations={ACTIVATIONS.example}"
             ) from None
+        try:
+            TrainingConfig.from_parameters(parameters)
+        except LnnInputError as error:  # then workers against the granularity, the one rule left
+            raise ContextError(f"Context parameters for the training defaults do not agree: {error}. "
+                               f"Fix: cdk synth -c workers={defaults.workers} -c granularity=epoch") from None
         return defaults
 
     def to_parameters(self) -> dict[str, Any]:

@@ -7,7 +7,8 @@ repeated launch of the same run (EventBridge delivers at least once) starts noth
 Guard rails before anything is created: at most LNN_MAX_RUNNING_RUNS runs running, parameters.json at most
 64 KB, training data checked by size, zip directory and .npy headers before it is parsed (`budget`), and a
 run whose training step would not fit the trainer's memory (LNN_TRAINER_MEMORY_MB) refused with the
-memory_size it needs.
+memory_size it needs, and a new run with more shard workers than the trainer's reserved concurrency
+(LNN_TRAINER_RESERVED_CONCURRENCY) refused.
 """
 
 import dataclasses
@@ -35,6 +36,11 @@ from .schedule import first_position, step_bound
 
 
 DEFAULT_MAX_RUNNING_RUNS = 10
+# Cost cap: by default at most this many trainer steps at once (-c reserved_concurrency; each running run uses
+# about one, and the default max_running_runs of 10 leaves room for retries, duplicates and resumes). AWS keeps
+# at least 100 of the account's concurrency unreserved, so the account quota must be at least 100 plus every
+# reservation.
+DEFAULT_TRAINER_RESERVED_CONCURRENCY = 20
 
 
 @dataclasses.dataclass(frozen=True)
@@ -58,14 +64,15 @@ class LaunchLimits:
             trainer_concurrency=positive_int_from(environ, "LNN_TRAINER_RESERVED_CONCURRENCY", None),
         )
 
-    def check_workers(self, workers: int) -> None:
+    def check_workers(self, workers: int, *, fix: str = "deploy with -c reserved_concurrency={workers} or more") -> None:
         """Refuse more shard workers than the trainer may run at once: a round would wait on its own throttled
-        shards (Lambda retries them for up to the event age), and every other run with it."""
+        shards (Lambda retries them for up to the event age), and every other run with it. `fix` names the way
+        to a larger reservation ({workers} is filled in)."""
         if self.trainer_concurrency is not None and workers > self.trainer_concurrency:
             raise LnnInputError(
-                f"workers {workers} is more than the trainer's reserved concurrency of {self.trainer_concurrency} "
-                f"(LNN_TRAINER_RESERVED_CONCURRENCY): a round's shards could not all run at once; use at most "
-                f"{self.trainer_concurrency} workers, or deploy with -c reserved_concurrency={workers + 1} or more"
+                f"workers {workers} is more than the trainer's reserved concurrency of {self.trainer_concurrency}: "
+                f"a round's shards could not all run at once; use at most {self.trainer_concurrency} workers, "
+                f"or {fix.format(workers=workers)}"
             )
 
 
@@ -115,8 +122,7 @@ class Launcher:
             raise LnnInputError(f"data must be under runs/{run_id}/ (the run's own prefix); got {config.data}")
         if config.data == model_key(run_id) or config.data.startswith(f"runs/{run_id}/state/"):
             raise LnnInputError(f"data may not be {config.data}: LNN writes there; use runs/{run_id}/data.npz")
-        self._check_capacity(run_id)
-        self.limits.check_workers(config.workers)
+        self._check_capacity(run_id, config.workers)
         etag, data = self._training_data(config)
         data.check_fits(config)
         seed_drawn = config.seed is None
@@ -162,15 +168,19 @@ class Launcher:
         self.log.info("launched", extra={"run_id": run_id, "epochs": config.epochs, "granularity": config.granularity})
         return {"run_id": run_id, "status": "running"}
 
-    def _check_capacity(self, run_id: str) -> None:
-        """Refuse a new run while `max_running_runs` runs are running; a repeated launch of an existing run passes.
+    def _check_capacity(self, run_id: str, workers: int) -> None:
+        """Refuse a new run while `max_running_runs` runs are running, or one with more shard `workers` than the
+        trainer may run at once; a repeated launch of an existing run passes (it is recognised, not refused).
 
         A soft cap: the count is a read of the (eventually consistent) status index, not a reservation, so two
         launches at the same instant may both see one free place and overshoot the limit by one.
         """
+        if self.ports.table.get_run(run_id) is not None:
+            return
+        self.limits.check_workers(workers)
         limit = self.limits.max_running_runs
         running = self.ports.table.run_ids("running")
-        if len(running) < limit or run_id in running or self.ports.table.get_run(run_id) is not None:
+        if len(running) < limit or run_id in running:
             return
         raise LnnInputError(
             f"{len(running)} runs are already running, the limit (LNN_MAX_RUNNING_RUNS) is {limit}; "

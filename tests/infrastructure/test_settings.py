@@ -236,6 +236,18 @@ def test_workers_are_a_default_with_a_granularity_that_admits_them():
         "Fix: cdk synth -c workers=4 -c granularity=epoch")
 
 
+def test_a_network_error_is_named_as_such_whatever_the_workers():
+    message = error_of({"workers": "4", "neurons": "8,3", "activations": "relu,sigmoid"})
+    assert message.startswith("Context parameters for the training defaults do not make a valid network: ")
+
+
+def test_default_workers_must_fit_the_reserved_concurrency():
+    assert error_of({"workers": "8", "granularity": "epoch", "reserved_concurrency": "4"}) == (
+        "Context parameter 'workers' (8) is more than 'reserved_concurrency' (4): the launcher would refuse every run "
+        "that keeps this default. Fix: cdk synth -c workers=4 or -c reserved_concurrency=8")
+    settings_from_context({"workers": "8", "granularity": "epoch", "reserved_concurrency": "none"})
+
+
 def test_an_unknown_parameter_is_an_error_with_a_suggestion():
     assert error_of({"memorysize": "2048"}).startswith(
         "Unknown context parameter 'memorysize'; did you mean 'memory_size'? known parameters: stack_name, "

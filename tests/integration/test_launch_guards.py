@@ -74,8 +74,11 @@ def test_more_workers_than_the_trainer_may_run_at_once_are_refused(aws, monkeypa
     answer, launcher, queue = launch(aws, "wide-round", {**rounds, "workers": 4})
     assert_rejected_creating_nothing(aws, answer, launcher, queue, "wide-round",
                                      "workers 4 is more than the trainer's reserved concurrency of 3",
-                                     "use at most 3 workers, or deploy with -c reserved_concurrency=5 or more")
+                                     "use at most 3 workers, or deploy with -c reserved_concurrency=4 or more")
     assert launch(aws, "wide-round", {**rounds, "workers": 3})[0]["status"] == "running"
+    monkeypatch.setenv("LNN_TRAINER_RESERVED_CONCURRENCY", "2")  # lowered since: the run's repeated launch is recognised
+    assert launch(aws, "wide-round", {**rounds, "workers": 3})[0] == {"run_id": "wide-round", "status": "running",
+                                                                       "duplicate": True}
 
 
 def test_a_memory_error_while_loading_is_a_rejection(aws, monkeypatch):

@@ -180,12 +180,22 @@ def test_local_refuses_data_lnn_does_not_read_and_forged_headers(tmp_path, out_d
     assert not out_dir.exists()
 
 
-def test_local_reads_the_memory_size_from_cdk_json(tmp_path):
-    from lnn_cli.inputs import local_memory_mb
+def test_local_reads_the_memory_size_and_reservation_from_cdk_json(tmp_path):
+    from lnn_cli.inputs import local_limits
 
-    assert local_memory_mb(tmp_path) == 1024  # no cdk.json: the stack's default
-    (tmp_path / "cdk.json").write_text(json.dumps({"app": "x", "context": {"memory_size": 3008}}))
-    assert local_memory_mb(tmp_path) == 3008
+    defaults = local_limits(tmp_path)  # no cdk.json: the stack's defaults
+    assert (defaults.trainer_memory_mb, defaults.trainer_concurrency) == (1024, 20)
+    (tmp_path / "cdk.json").write_text(json.dumps({"app": "x", "context": {"memory_size": 3008, "reserved_concurrency": 40}}))
+    assert (local_limits(tmp_path).trainer_memory_mb, local_limits(tmp_path).trainer_concurrency) == (3008, 40)
+    (tmp_path / "cdk.json").write_text(json.dumps({"app": "x", "context": {"reserved_concurrency": "none"}}))
+    assert local_limits(tmp_path).trainer_concurrency is None
+
+
+def test_local_refuses_more_workers_than_the_reservation_before_starting_anything(tmp_path, out_dir, capsys):
+    code = main(["local", "--out", str(out_dir), "--workers", "21", "--granularity", "epoch"])
+    assert_one_line_error(capsys, code, "workers 21 is more than the trainer's reserved concurrency of 20",
+                          "set \"reserved_concurrency\" to 21 or more in cdk.json's context")
+    assert not out_dir.exists()
 
 
 def test_start_refuses_before_uploading_anything(tmp_path, monkeypatch):

@@ -7,6 +7,7 @@ const RUN_EVERY_MS = 1000;    // the selected run, while it is running
 const SVG = "http://www.w3.org/2000/svg";
 let selected = null;
 let runTimer = null;
+let latestRun = null;  // the selected run's newest poll, and when it was sent: {run, sentAt}
 
 const $ = (id) => document.getElementById(id);
 
@@ -40,6 +41,7 @@ function fmt(value, digits) {
 }
 
 async function refreshRuns() {
+  const sentAt = performance.now();
   try {
     const body = await getJSON("/api/runs");
     const tbody = $("runs").tBodies[0];
@@ -53,7 +55,9 @@ async function refreshRuns() {
       row.dataset.runId = run.run_id;
       if (run.run_id === selected) row.classList.add("selected");
       for (let i = 0; i < 5; i++) cell(row, "");
-      fillRow(row, run);
+      // a poll of the selected run sent after this list was is newer: the row keeps it
+      const newer = latestRun && latestRun.run.run_id === run.run_id && latestRun.sentAt > sentAt;
+      fillRow(row, newer ? latestRun.run : run);
       row.addEventListener("click", () => select(run.run_id));
     }
     show($("runs-error"), "");
@@ -81,6 +85,7 @@ function fillRow(row, run) {
 
 function select(runId) {
   selected = runId;
+  latestRun = null;
   history.replaceState(null, "", `#run=${encodeURIComponent(runId)}`);
   for (const row of $("runs").tBodies[0].rows) row.classList.toggle("selected", row.dataset.runId === runId);
   $("run-panel").hidden = false;
@@ -97,9 +102,11 @@ async function refreshRun() {
   clearTimeout(runTimer);
   const runId = selected;
   if (!runId) return;
+  const sentAt = performance.now();
   try {
     const run = await getJSON(`/api/runs/${encodeURIComponent(runId)}`);
     if (runId !== selected) return;
+    latestRun = {run, sentAt};
     show($("run-error"), "");
     const row = [...$("runs").tBodies[0].rows].find((candidate) => candidate.dataset.runId === runId);
     if (row) fillRow(row, run);
