@@ -9,7 +9,7 @@ refused before numpy allocates anything.
 import math
 import zipfile
 from dataclasses import dataclass
-from typing import IO, Any, Mapping, Sequence
+from typing import IO, Mapping, Sequence
 
 import numpy as np
 from numpy.lib import format as npy_format
@@ -253,23 +253,3 @@ def check_training_fits(layout: NpzLayout, neurons: Sequence[int], *, memory_mb:
     estimate = estimate_step_memory(X[0], X[1], neurons, test_examples=test_examples, optimizer_copies=copies)
     check_step_fits(estimate, memory_mb=memory_mb, shape=step_shape(X[0], X[1], neurons, test_examples))
     return estimate
-
-
-def head_object(store: Any, key: str) -> tuple[str, int] | None:
-    """(ETag, size in bytes) of an object of an `S3ObjectStore`, or None when it does not exist.
-
-    `S3ObjectStore.head_etag` returns only the ETag; until it offers the size too this makes the same one HEAD
-    request through the store's client (and counts it as the store would).
-    """
-    from botocore.exceptions import ClientError
-
-    counter = getattr(store, "_counter", None)
-    if counter is not None:
-        counter.requests["s3"] += 1
-    try:
-        answer = store._client.head_object(Bucket=store.bucket, Key=key)
-    except ClientError as error:
-        if error.response["Error"]["Code"] in ("NoSuchKey", "404", "NotFound"):
-            return None
-        raise
-    return answer["ETag"], int(answer["ContentLength"])

@@ -22,7 +22,7 @@ from typing import Any, Mapping
 
 from . import control, training
 from .budget import (
-    DEFAULT_MEMORY_MB, MAX_PARAMETERS_BYTES, check_npz_fits, check_object_size, check_training_fits, parameter_copies, data_budget_bytes, head_object,
+    DEFAULT_MEMORY_MB, MAX_PARAMETERS_BYTES, check_npz_fits, check_object_size, check_training_fits, parameter_copies, data_budget_bytes,
     inspect_npz, positive_int_from,
 )
 from .config import MAX_SEED, TrainingConfig, check_key_segments, check_run_id
@@ -191,7 +191,7 @@ class Launcher:
         """(ETag, validated data) of the run's .npz, its size, zip directory and headers checked before it is parsed."""
         store = self.ports.store
         source = f"s3://{store.bucket}/{config.data}"
-        head = head_object(store, config.data)
+        head = store.head(config.data)
         if head is None:
             raise LnnInputError(f"training data {source} does not exist; upload it first")
         etag, size = head
@@ -228,7 +228,7 @@ class Launcher:
             raise LnnInputError(f"uploaded key {key!r} is not runs/<name>/parameters.json")
         check_key_segments(key, name="uploaded key")
         run_id = check_run_id(parts[1])
-        head = head_object(self.ports.store, key)
+        head = self.ports.store.head(key)
         if head is None:
             raise LnnInputError(f"{key} no longer exists; upload it again")
         etag, size = head

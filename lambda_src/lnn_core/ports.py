@@ -90,11 +90,12 @@ class S3ObjectStore:
             self._remember(key, data)
         return data
 
-    def head_etag(self, key: str) -> str | None:
-        """The object's ETag, or None when it does not exist."""
+    def head(self, key: str) -> tuple[str, int] | None:
+        """The object's (ETag, size in bytes), or None when it does not exist."""
         self._counter.requests["s3"] += 1
         try:
-            return self._client.head_object(Bucket=self.bucket, Key=key)["ETag"]
+            answer = self._client.head_object(Bucket=self.bucket, Key=key)
+            return answer["ETag"], int(answer["ContentLength"])
         except ClientError as error:
             if error.response["Error"]["Code"] in ("NoSuchKey", "404", "NotFound"):
                 return None

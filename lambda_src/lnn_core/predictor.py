@@ -176,10 +176,11 @@ class ModelCache:
 
     def model(self, run_id: str) -> Model:
         key = model_key(run_id)
-        etag = self._store.head_etag(key)
-        if etag is None:
+        head = self._store.head(key)
+        if head is None:
             self._models.pop(key, None)
             raise NoModel(self._missing(run_id))
+        etag, _ = head
         cached = self._models.get(key)
         if cached is not None and cached.etag == etag:
             self._models.move_to_end(key)

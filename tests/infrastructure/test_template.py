@@ -540,13 +540,13 @@ def test_a_missing_key_still_answers_404_with_list_bucket(monkeypatch):
         assert caught.value.response["Error"]["Code"] == "NoSuchKey"
         assert caught.value.response["ResponseMetadata"]["HTTPStatusCode"] == 404
         store = S3ObjectStore(client, "lnn-test", IoCounter())
-        assert store.head_etag("runs/r1/state/params-e0000001.npz") is None
+        assert store.head("runs/r1/state/params-e0000001.npz") is None
         with pytest.raises(RunFailure, match="is missing"):
             store.get_bytes("runs/r1/data.npz")
         # A deleted object (a delete marker in the versioned bucket) answers the same.
         client.put_object(Bucket="lnn-test", Key="runs/r1/state/x.npz", Body=b"x")
         store.delete_keys(["runs/r1/state/x.npz"])
-        assert store.head_etag("runs/r1/state/x.npz") is None
+        assert store.head("runs/r1/state/x.npz") is None
 
 
 # ---- the PredictLambda's options and the dashboard ------------------------------------------------------------------
