@@ -73,17 +73,18 @@ def apply(mutant: Mutant, root: Path) -> None:
     path.write_text(text.replace(mutant.original, mutant.mutated))
 
 
-def run_tests(root: Path) -> tuple[bool, float, str]:
-    """Run the concurrency tests of the copy at `root`: (passed, seconds, the summary line)."""
+def run_tests(root: Path) -> tuple[bool, float, str, list[str]]:
+    """Run the concurrency tests of the copy at `root`: (passed, seconds, the summary line, the failures' lines)."""
     environment = {**os.environ, "PYTHONPATH": f"{root / 'lambda_src'}{os.pathsep}{root}"}
     tests = [test for test in CONCURRENCY_TESTS if (root / test).exists()]
     started = time.monotonic()
     result = subprocess.run(
-        [sys.executable, "-m", "pytest", "-x", "-q", "-n", "2", "-m", "not slow", "-p", "no:cacheprovider", *tests],
+        [sys.executable, "-m", "pytest", "-x", "-q", "-rf", "-n", "2", "-m", "not slow", "-p", "no:cacheprovider", *tests],
         cwd=root, env=environment, capture_output=True, text=True,
     )
     lines = [line for line in result.stdout.splitlines() if line.strip()]
-    return result.returncode == 0, time.monotonic() - started, lines[-1] if lines else result.stderr[-500:]
+    details = [line for line in lines if line.startswith(("FAILED", "ERROR", "E "))][:40]
+    return result.returncode == 0, time.monotonic() - started, lines[-1] if lines else result.stderr[-500:], details
 
 
 def main() -> int:
@@ -92,15 +93,16 @@ def main() -> int:
         baseline = Path(scratch) / "baseline"
         baseline.mkdir()
         copy_project(baseline)
-        passed, seconds, summary = run_tests(baseline)
+        passed, seconds, summary, details = run_tests(baseline)
         print(f"unmutated: {'passed' if passed else 'FAILED'} in {seconds:.0f} s ({summary})", flush=True)
         if not passed:
+            print("\n".join(details), flush=True)  # which test failed unmutated, and why: the suite itself is wrong
             return 1
         for index, mutant in enumerate(MUTANTS, start=1):
             root = Path(scratch) / f"mutant-{index}"
             shutil.copytree(baseline, root)
             apply(mutant, root)
-            passed, seconds, summary = run_tests(root)
+            passed, seconds, summary, _ = run_tests(root)
             verdict = "SURVIVED" if passed else "caught"
             print(f"mutant {index}, {mutant.name}: {verdict} in {seconds:.0f} s ({summary})", flush=True)
             if passed:
