@@ -63,20 +63,8 @@ class RunTable:
             names[f"#f{index}"] = name
             values[f":v{index}"] = value
             assignments.append(f"#f{index} = :v{index}")
-        self._counter.requests["dynamodb"] += 1
-        try:
-            self._table.update_item(
-                Key={"run_id": run_id, "epoch": RUN_RECORD_EPOCH},
-                UpdateExpression="SET " + ", ".join(assignments) + " ADD #invocations :one",
-                ConditionExpression=condition,
-                ExpressionAttributeNames=names,
-                ExpressionAttributeValues=to_dynamo(values),
-            )
-        except ClientError as error:
-            if _condition_failed(error):
-                return False
-            raise
-        return True
+        return self._conditional_update(run_id, "SET " + ", ".join(assignments) + " ADD #invocations :one",
+                                        condition, values, names=names)
 
     def mark_started(self, run_id: str, step: int, *, at: float) -> bool:
         """Record that a delivery began executing `step` (the run's next): the watchdog's proof of life.
