@@ -1,0 +1,277 @@
+"""The invariants, checked after every scheduler event (cheaply: moto's backend is read directly, and the writes
+are seen as they are applied, in the clients' wrapper) and at the end of a schedule.
+
+| name | what |
+| --- | --- |
+| commits | committed_step moves only by s-1 -> s, once per step; no other claimant re-commits a committed step |
+| fence | no step body (`Trainer._execute`) starts once its step was committed |
+| epochs | every epoch 1..progress_epoch has its item; a committed epoch's item never changes; readers
+  (`RunTable.committed_epochs`) see exactly epochs 1..progress_epoch |
+| model | runs/<id>/model.npz exists only for a succeeded run (its finish committed); a succeeded run has it at the end |
+| message | at most one SNS message per run, except the documented cases; at least one once the run ended and the
+  watchdog passed with nothing in flight |
+| reference | a succeeded run's model, committed costs and final training state equal `train_reference_state`, bit for
+  bit; a stopped or failed run's costs are a prefix of the reference's |
+| liveness | the run ends within a bound of virtual time; the schedule becomes quiescent |
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from .scenario import RUN_ID, reference
+
+if TYPE_CHECKING:
+    from .simulator import Simulator
+
+TERMINAL = ("succeeded", "failed", "stopped")
+
+
+class Violation(Exception):
+    def __init__(self, invariant: str, detail: str):
+        super().__init__(f"{invariant}: {detail}")
+        self.invariant, self.detail = invariant, detail
+
+
+class Monitor:
+    def __init__(self, sim: "Simulator", *, check_every_event: bool = True):
+        from lnn_core import control
+
+        self.sim, self.world = sim, sim.world
+        self.every_event = check_every_event
+        self.lease = control.LEASE_SECONDS
+        self.max_resumes = control.MAX_RESUMES
+        self.rules = _default_rules()
+        self.liveness_bound = (self.rules.stall_seconds * (self.max_resumes + 2) + self.rules.event_age_seconds
+                               + self.rules.timeout_seconds + 3 * 3600)
+        self.committed = 0  # committed_step as last seen
+        self.committed_by: Any = None
+        self.commits: dict[int, str] = {}
+        self.progress = 0
+        self.snapshots: dict[int, str] = {}  # committed epoch -> its item, as first seen
+        self.messages: list[dict[str, Any]] = []
+        self.excuses: set[str] = set()
+        self.notified = False
+        self.status: str | None = None
+        self.bodies = 0
+        self.runs_created = False
+
+    # ---- taps --------------------------------------------------------------------------------------------
+
+    def watch_trainer(self, trainer) -> None:
+        execute = trainer._execute
+
+        def fenced(position, config, run, context):
+            record = self.world.record(run["run_id"])
+            self.bodies += 1
+            if record is not None and record.get("committed_step", 0) >= position.step:
+                raise Violation("fence", f"the body of step {position.step} ({position.state}) started after its step "
+                                         f"was committed (committed_step {record['committed_step']}) in "
+                                         f"{self.sim.current.label() if self.sim.current else '?'}")
+            return execute(position, config, run, context)
+
+        trainer._execute = fenced
+
+    def invoked(self) -> None:
+        pass
+
+    def before_write(self, service: str, operation: str, params: dict[str, Any]) -> Any:
+        return None
+
+    def after_write(self, service: str, operation: str, params: dict[str, Any], before: Any) -> None:
+        """An applied write (its answer may still be lost)."""
+        delivery = self.sim.current
+        if service == "sns":
+            try:
+                body = json.loads(params.get("Message", "{}"))
+            except ValueError:
+                body = {}
+            if body.get("run_id") != RUN_ID or body.get("status") not in TERMINAL:
+                return
+            self.messages.append({"status": body.get("status"), "by": delivery.label() if delivery else "?",
+                                  "at": self.sim.now})
+            self.sim.log(f"PUBLISHED message {len(self.messages)} ({body.get('status')})")
+            if delivery is not None:
+                delivery.published.add(RUN_ID)
+                if delivery.frozen_long:
+                    self.excuses.add(f"a publisher ({delivery.label()}) was frozen past the lease")
+                if abs(delivery.container.skew) > self.lease:
+                    self.excuses.add(f"a publisher ({delivery.label()}) has a clock skewed by {delivery.container.skew:+.0f} s")
+            if len(self.messages) > 1 and not self.excuses:
+                raise Violation("message", f"{len(self.messages)} messages for {RUN_ID} (by "
+                                           f"{', '.join(m['by'] for m in self.messages)}), none of the documented cases")
+            return
+        if service == "dynamodb":
+            self._after_table_write(delivery)
+        elif service == "s3":
+            self._check_model()
+
+    def lost_publish(self) -> None:
+        self.excuses.add("a publish's answer was lost (the SDK published again)")
+
+    def delivery_died(self, delivery) -> None:
+        if RUN_ID in delivery.published and not self.notified:
+            self.excuses.add(f"a publisher ({delivery.label()}) died before it recorded the message")
+
+    # ---- checks ------------------------------------------------------------------------------------------
+
+    def _after_table_write(self, delivery) -> None:
+        record = self.world.record(RUN_ID)
+        if record is None:
+            return
+        self.runs_created = True
+        step, by = record.get("committed_step", 0), record.get("committed_by")
+        who = delivery.label() if delivery is not None else "?"
+        if step == self.committed + 1:
+            self.commits[step] = by
+            self.sim.log(f"COMMITTED step {step} by {who}")
+        elif step == self.committed and step > 0 and by != self.committed_by:
+            raise Violation("commits", f"step {step} committed again by {who} (committed_by {self.committed_by!r} "
+                                       f"-> {by!r})")
+        elif step != self.committed:
+            raise Violation("commits", f"committed_step moved from {self.committed} to {step} (write by {who})")
+        self.committed, self.committed_by = step, by
+        if record.get("notified") is True and not self.notified:
+            self.notified = True
+            if delivery is not None:
+                delivery.published.discard(RUN_ID)
+        self.status = record.get("status")
+        progress = record.get("progress_epoch") or 0
+        if progress < self.progress:
+            raise Violation("epochs", f"progress_epoch went back from {self.progress} to {progress}")
+        items = self.world.epoch_items(RUN_ID)
+        for epoch in range(self.progress + 1, progress + 1):
+            if epoch not in items:
+                raise Violation("epochs", f"epoch {epoch} committed (progress_epoch {progress}) without its item")
+            self.snapshots[epoch] = _item_json(items[epoch])
+        self.progress = progress
+        for epoch, snapshot in self.snapshots.items():
+            item = items.get(epoch)
+            if item is None or _item_json(item) != snapshot:
+                raise Violation("epochs", f"the item of committed epoch {epoch} changed after its commit (write by {who})")
+
+    def _check_model(self) -> None:
+        if self.world.has_object(_model_key()):
+            record = self.world.record(RUN_ID) or {}
+            if record.get("status") != "succeeded":
+                raise Violation("model", f"{_model_key()} exists while the run is {record.get('status')} "
+                                         f"(committed_step {record.get('committed_step')})")
+
+    def after_event(self) -> None:
+        if not self.every_event:
+            return
+        self._check_model()
+        record = self.world.record(RUN_ID)
+        if record is None:
+            return
+        if record.get("status") == "running" and self.sim.now - self.sim_start() > self.liveness_bound:
+            raise Violation("liveness", f"the run is still running {self.sim.now - self.sim_start():.0f} s after launch")
+
+    def sim_start(self) -> float:
+        from .simulator import START
+
+        return START
+
+    def watchdog_may_act_at(self) -> float | None:
+        """When, at the earliest, the watchdog may change something (None: not for the state as it is)."""
+        record = self.world.record(RUN_ID)
+        if record is None or record.get("status") != "running":
+            return None
+        heartbeat = record.get("heartbeat_at", 0)
+        in_a_row = record.get("resumes", 0) if record.get("resumed_at_step") == record.get("committed_step") else 0
+        wait = self.rules.stall_seconds
+        if in_a_row >= self.max_resumes:
+            wait = self.rules.event_age_seconds + self.rules.timeout_seconds
+        return max(self.sim.now, heartbeat + wait - 120.0)
+
+    def at_end(self) -> None:
+        """The schedule is quiescent: nothing queued or in flight, and the watchdog passed."""
+        self.after_event()
+        record = self.world.record(RUN_ID)
+        if record is None:
+            return  # never launched: every launch attempt died before creating it
+        self._after_table_write(None)
+        status = record["status"]
+        if status not in TERMINAL:
+            raise Violation("liveness", f"the run is {status} at quiescence (committed_step {record['committed_step']}, "
+                                        "nothing in flight, the watchdog passed)")
+        if not self.messages:
+            raise Violation("message", f"the run {status} and no message was published, with nothing in flight and "
+                                       f"the watchdog passed (notified={record.get('notified')})")
+        if len(self.messages) > 1 and not self.excuses:
+            raise Violation("message", f"{len(self.messages)} messages, none of the documented cases")
+        self._check_readers(record)
+        self._check_reference(record)
+
+    def _check_readers(self, record: dict[str, Any]) -> None:
+        from lnn_core.ports import IoCounter
+        from lnn_core.run_table import RunTable
+
+        from . import aws
+
+        reader = RunTable(aws.DirectTable(aws.TABLE, aws.DirectDynamoClient()), IoCounter())
+        seen = reader.committed_epochs(reader.get_run(RUN_ID))
+        epochs = [item["epoch"] for item in seen]
+        if epochs != list(range(1, (record.get("progress_epoch") or 0) + 1)):
+            raise Violation("epochs", f"committed_epochs gives epochs {epochs}, progress_epoch is {record.get('progress_epoch')}")
+        self.committed_costs = [item["cost"] for item in seen]
+
+    def _check_reference(self, record: dict[str, Any]) -> None:
+        from lnn_core.config import TrainingConfig
+        from lnn_core.layout import params_key
+
+        seed = record["config"]["seed"]
+        params, costs, opt_state = reference(self.sim.scenario, seed)
+        got = self.committed_costs
+        if record["status"] != "succeeded":
+            if got != costs[: len(got)]:
+                raise Violation("reference", f"the {record['status']} run's committed costs {got} are not a prefix of "
+                                             f"the reference's {costs}")
+            return
+        if got != costs:
+            raise Violation("reference", f"committed costs {got} differ from the reference's {costs}")
+        model = self.world.object(_model_key())
+        if model is None:
+            raise Violation("model", "the run succeeded and runs/<id>/model.npz is missing at the end")
+        arrays = _npz(model)
+        for name, value in params.items():
+            if name not in arrays or arrays[name].tobytes() != np.asarray(value).tobytes():
+                raise Violation("reference", f"model.npz's {name} differs from the reference's")
+        config = TrainingConfig.from_parameters(record["config"])
+        state = self.world.object(params_key(config, record["progress_epoch"]))
+        if state is None:
+            raise Violation("reference", f"the final training state {params_key(config, record['progress_epoch'])} is missing")
+        state = _npz(state)
+        for name, value in {**params, **opt_state}.items():
+            if name not in state or state[name].tobytes() != np.asarray(value).tobytes():
+                raise Violation("reference", f"the final training state's {name} differs from the reference's")
+
+
+def _default_rules():
+    """The watchdog's StallRules as `handlers.build_watchdog` makes them from its environment's defaults."""
+    import os
+
+    from lnn_core.control import StallRules
+
+    return StallRules(
+        stall_seconds=float(os.environ.get("LNN_STALL_SECONDS", "900")),
+        timeout_seconds=float(os.environ.get("LNN_TRAINER_TIMEOUT_SECONDS", "900")),
+        event_age_seconds=float(os.environ.get("LNN_EVENT_AGE_SECONDS", "21600")),
+    )
+
+
+def _model_key() -> str:
+    return f"runs/{RUN_ID}/model.npz"
+
+
+def _item_json(item) -> str:
+    return json.dumps(item.to_json(), sort_keys=True, default=str)
+
+
+def _npz(data: bytes) -> dict[str, np.ndarray]:
+    with np.load(io.BytesIO(data), allow_pickle=False) as npz:
+        return {name: npz[name] for name in npz.files}

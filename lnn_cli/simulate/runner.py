@@ -1,0 +1,68 @@
+"""Running schedules: one seed, or many with their throughput and the faults injected by kind."""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+
+from .aws import MotoWorld
+from .simulator import Result, Simulator
+
+_WORLD: MotoWorld | None = None
+
+
+def world() -> MotoWorld:
+    """The process's one in-process AWS (created once: ~1 s), reset before every schedule."""
+    global _WORLD
+    if _WORLD is None:
+        _WORLD = MotoWorld()
+    return _WORLD
+
+
+def run_seed(seed: int, *, disabled=frozenset(), trace: bool = False, mode: str = "direct") -> Result:
+    return Simulator(world(), seed, disabled=set(disabled), trace=trace, mode=mode).run()
+
+
+@dataclass
+class Summary:
+    seeds: int = 0
+    seconds: float = 0.0
+    failures: list = field(default_factory=list)
+    faults: Counter = field(default_factory=Counter)
+    statuses: Counter = field(default_factory=Counter)
+    deliveries: int = 0
+    events: int = 0
+
+    @property
+    def per_second(self) -> float:
+        return self.seeds / self.seconds if self.seconds else 0.0
+
+    def report(self) -> str:
+        lines = [f"{self.seeds} schedules in {self.seconds:.1f} s: {self.per_second:.1f} schedules/s "
+                 f"({1000 * self.seconds / max(1, self.seeds):.1f} ms each; {self.deliveries} deliveries, "
+                 f"{self.events} scheduler events)",
+                 "runs: " + ", ".join(f"{status or 'never created'} {n}" for status, n in self.statuses.most_common()),
+                 "faults injected: " + (", ".join(f"{kind} {n}" for kind, n in sorted(self.faults.items())) or "none"),
+                 f"failures: {len(self.failures)}"]
+        return "\n".join(lines)
+
+
+def run_seeds(seeds, *, mode: str = "direct", stop_after: int | None = None, on_result=None) -> Summary:
+    summary = Summary()
+    started = time.perf_counter()
+    for seed in seeds:
+        result = run_seed(seed, mode=mode)
+        summary.seeds += 1
+        summary.faults.update(result.counts)
+        summary.statuses[result.status] += 1
+        summary.deliveries += result.deliveries
+        summary.events += result.events
+        if on_result is not None:
+            on_result(result)
+        if result.failed:
+            summary.failures.append(result)
+            if stop_after is not None and len(summary.failures) >= stop_after:
+                break
+    summary.seconds = time.perf_counter() - started
+    return summary

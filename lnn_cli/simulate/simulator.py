@@ -1,0 +1,649 @@
+"""The deterministic simulator: the real handlers (launcher, trainer, watchdog, `lnn stop`/`resume`) under one seeded
+scheduler, in one OS thread.
+
+Each in-flight delivery is a greenlet running the real handler. Every port method of every container (`Ports.table`,
+`.store`, `.notifier`, `.invoker`) first switches back to the scheduler: these are the interleaving points. The
+scheduler picks what runs next (an in-flight delivery, a queued one whose time has come, a watchdog tick, an
+operator's command), injects faults (see `Rates`), and advances virtual time only when nothing can run. After every
+scheduler event the `Monitor` checks the invariants. See docs/simulation.md.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import sys
+import uuid as _uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+from greenlet import greenlet
+
+from lnn_cli.cloud.runtime import SandboxKilled
+
+from . import aws
+from .decisions import RandomDecisions
+from .invariants import Monitor, Violation
+from .scenario import RUN_ID, Scenario, draw_rates, draw_scenario
+
+START = 1_800_000_000.0  # virtual epoch seconds at a schedule's start
+REQUEST_SECONDS = 0.004  # virtual time one AWS request takes
+RETRY_BACKOFF = (60.0, 120.0)  # Lambda's retries of an async event after a function error
+MAX_RETRIES = 2
+THROTTLE_BACKOFF_MAX = 300.0  # throttles and system errors: from ~1 s, doubling, up to 5 minutes
+WATCHDOG_EVERY = 60.0
+TRAINER_CONCURRENCY = 6  # the trainer's reserved concurrency in the simulation: more starts at once are throttled
+MAX_EVENTS = 40_000  # scheduler events in one schedule: more is a runaway (a liveness failure)
+
+
+class InjectedCrash(SandboxKilled):
+    """The process died (out of memory, a timeout, a kill): no `except Exception` in a handler catches it."""
+
+
+class _NullLogger:
+    def __getattr__(self, name):
+        return _ignore
+
+
+def _ignore(*args, **kwargs):
+    return None
+
+
+@dataclass
+class Container:
+    function: str
+    number: int
+    skew: float
+    handler: Any = None
+    ports: Any = None
+    busy: bool = False
+
+
+@dataclass
+class Delivery:
+    number: int
+    function: str  # launcher, trainer, watchdog, operator
+    event: Any
+    request_id: str
+    due: float
+    born: float
+    attempt: int = 0
+    throttles: int = 0
+    started_at: float = 0.0
+    frozen_until: float = 0.0
+    greenlet: Any = None
+    container: Container | None = None
+    where: str = "queued"
+    may_crash: bool = True
+    published: set = field(default_factory=set)  # runs it published a message for
+    frozen_long: bool = False  # frozen past the lease at least once
+    done: bool = False
+
+    def label(self) -> str:
+        event = self.event if isinstance(self.event, dict) else {}
+        if self.function == "trainer":
+            state = event.get("state")
+            shard = f"/{event['shard']}" if event.get("shard") is not None else ""
+            return f"d{self.number} trainer step {event.get('step')} {state}{shard} [{self.request_id}#{self.attempt}]"
+        if self.function == "operator":
+            return f"d{self.number} operator {event.get('command')}"
+        return f"d{self.number} {self.function} [{self.request_id}#{self.attempt}]"
+
+
+class Context:
+    """The Lambda context a handler gets: its request id and its remaining time, in virtual time."""
+
+    def __init__(self, sim: "Simulator", delivery: Delivery, timeout: float):
+        self._sim, self.aws_request_id, self._deadline = sim, delivery.request_id, delivery.started_at + timeout
+        self.function_name = delivery.function
+
+    def get_remaining_time_in_millis(self) -> int:
+        return max(0, int((self._deadline - self._sim.now) * 1000))
+
+
+class Simulator:
+    def __init__(self, world: aws.MotoWorld, seed: int, *, disabled: set[int] | frozenset[int] = frozenset(),
+                 decisions: RandomDecisions | None = None, scenario: Scenario | None = None, mode: str = "direct",
+                 trace: bool = False, check_every_event: bool = True):
+        self.world, self.seed, self.mode = world, seed, mode
+        self.decisions = decisions or RandomDecisions(seed, disabled=disabled)
+        rng = self.decisions.rng
+        if scenario is None:
+            scenario = draw_scenario(rng, rates=draw_rates(rng))
+        self.scenario, self.rates = scenario, scenario.rates
+        self.now = START
+        self.queue: list[Delivery] = []
+        self.in_flight: list[Delivery] = []
+        self.containers: dict[str, list[Container]] = {"launcher": [], "trainer": [], "watchdog": [], "operator": []}
+        self.deliveries = 0
+        self.events = 0
+        self.current: Delivery | None = None
+        self.main = None
+        self.given_up: list[str] = []
+        self.trace_on = trace
+        self.trace: list[str] = []
+        self.outcomes: list[str] = []
+        self.next_tick = START + self.decisions.uniform(5.0, WATCHDOG_EVERY)
+        self.operator: list[tuple[float, str]] = []
+        self.idle_ticks = 0
+        self.tokens = {}
+        self.monitor = Monitor(self, check_every_event=check_every_event)
+        self._uuids = 0
+        self._secrets = random.Random(seed * 7919 + 1)
+
+    # ---- set-up ---------------------------------------------------------------------------------------------
+
+    def _install(self) -> list:
+        """Deterministic ids, seeds and wall clock for the handlers; returns what to restore."""
+        from lnn_core import control, engine, launcher, ports, steps
+
+        sim = self
+
+        class _Uuid:
+            UUID = _uuid.UUID
+
+            @staticmethod
+            def uuid4():
+                sim._uuids += 1
+                return _uuid.UUID(int=sim._uuids)
+
+        class _Secrets:
+            @staticmethod
+            def randbelow(n):
+                return sim._secrets.randrange(n)
+
+        class _Time:
+            def __getattr__(self, name):
+                import time
+
+                return getattr(time, name)
+
+            def time(self):
+                return sim.now
+
+            def monotonic(self):
+                return sim.now
+
+            def sleep(self, seconds):
+                sim.now += seconds
+
+        saved = []
+        for module, name, value in ((engine, "uuid", _Uuid), (control, "uuid", _Uuid), (launcher, "uuid", _Uuid),
+                                    (launcher, "secrets", _Secrets), (ports, "time", _Time()),
+                                    (launcher, "time", _Time()), (steps, "time", _Time()), (engine, "time", _Time())):
+            if hasattr(module, name):
+                saved.append((module, name, getattr(module, name)))
+                setattr(module, name, value)
+        import lnn_core.run_table as run_table
+
+        if hasattr(run_table, "time"):
+            saved.append((run_table, "time", run_table.time))
+            run_table.time = _Time()
+        return saved
+
+    def session(self, container: Container) -> Any:
+        return SimSession(self, container)
+
+    def _container(self, function: str) -> Container:
+        """A warm idle container of the function, or a cold one (with its own clock skew)."""
+        idle = [c for c in self.containers[function] if not c.busy]
+        if idle and self.decisions.choice(4, "warm or cold") != 0:
+            return self.decisions.pick(idle, "container")
+        number = sum(len(cs) for cs in self.containers.values()) + 1
+        where = f"{function} container c{number}"
+        skew = self.decisions.uniform(-0.5, 0.5)
+        big = self.decisions.fault("skew", self.rates.skew, where,
+                                   lambda r: r.choice([-1, 1]) * r.uniform(31.0, 90.0))
+        if big is not None:
+            skew = big
+        container = Container(function, number, skew)
+        self._build(container)
+        self.containers[function].append(container)
+        return container
+
+    def _build(self, container: Container) -> None:
+        from lnn_core import handlers
+        from lnn_core.ports import Ports
+
+        invoker = SimInvoker(self, container)
+        clock = lambda: self.now + container.skew  # noqa: E731
+        session, logger = self.session(container), _NullLogger()
+        if container.function == "trainer":
+            handler = handlers.build_trainer(session=session, invoker=invoker, clock=clock, logger=logger)
+            handler.metrics = None
+            self.monitor.watch_trainer(handler)
+        elif container.function == "launcher":
+            handler = handlers.build_launcher(session=session, invoker=invoker, clock=clock, logger=logger)
+        elif container.function == "watchdog":
+            handler = handlers.build_watchdog(session=session, invoker=invoker, clock=clock, logger=logger)
+        else:
+            handler = None
+        ports = handler.ports if handler is not None else Ports.from_environment(
+            invoke_target="LNN_TRAINER_FUNCTION", session=session, invoker=invoker, clock=clock)
+        for port_name in ("table", "store", "notifier", "invoker"):
+            port = getattr(ports, port_name)
+            if port is not None:
+                _instrument(self, port, port_name)
+        container.handler, container.ports = handler, ports
+
+    # ---- events -----------------------------------------------------------------------------------------------
+
+    def log(self, text: str) -> None:
+        if self.trace_on:
+            self.trace.append(f"{self.now - START:10.3f} {text}")
+
+    def send(self, function: str, event: Any, *, origin: str, request_id: str | None = None, faults: bool = True) -> None:
+        """An asynchronous invoke accepted by Lambda: queue its delivery, with Lambda's at-least-once faults."""
+        payload = json.loads(json.dumps(event))
+        self.deliveries += 1
+        request_id = request_id or f"r{self.deliveries}"
+        what = f"{function} event {_event_name(payload)} from {origin}"
+        delivery = Delivery(self.deliveries, function, payload, request_id, due=self.now, born=self.now)
+        if faults and function == "trainer" and self.decisions.fault("lose", self.rates.lose, what):
+            self.log(f"LOST {what}")
+            return
+        if faults:
+            delay = self.decisions.fault("delay", self.rates.delay, what, lambda r: r.uniform(0.5, 60.0))
+            if delay:
+                delivery.due += delay
+        self.queue.append(delivery)
+        if faults:
+            twin = self.decisions.fault("duplicate", self.rates.duplicate, what,
+                                        lambda r: ("distinct id" if r.random() < self.rates.distinct_id else "same id",
+                                                   0.0 if r.random() < 0.5 else r.uniform(0.5, 20.0)))
+            if twin:
+                kind, late = twin
+                self.deliveries += 1
+                copy_id = request_id if kind == "same id" else f"r{self.deliveries}"
+                self.queue.append(Delivery(self.deliveries, function, json.loads(json.dumps(payload)), copy_id,
+                                           due=self.now + late, born=self.now))
+        self.log(f"sent {what} as d{delivery.number}")
+
+    def run(self) -> "Result":
+        saved = self._install()
+        try:
+            return self._run()
+        finally:
+            for module, name, value in saved:
+                setattr(module, name, value)
+            for delivery in self.in_flight:
+                if delivery.greenlet is not None and not delivery.greenlet.dead:
+                    try:
+                        delivery.greenlet.throw(SystemExit)
+                    except BaseException:  # noqa: BLE001 - the abandoned coroutine's end
+                        pass
+
+    def _run(self) -> "Result":
+        self.world.reset()
+        aws.reset_tokens()
+        self.main = greenlet.getcurrent()
+        self.world.s3.put_object(aws.BUCKET, f"runs/{RUN_ID}/data.npz", self.scenario.data_npz(), disable_notification=True)
+        launch = {"run_id": RUN_ID, "parameters": {k: v for k, v in self.scenario.parameters.items()}}
+        self.send("launcher", launch, origin="user", faults=False)
+        if self.decisions.fault("concurrent launch", self.rates.concurrent_launch, "launcher"):
+            self.send("launcher", launch, origin="user (again)", faults=False)
+        if self.decisions.fault("stop", self.rates.stop, "operator", lambda r: r.uniform(0.0, 40.0)) is not None:
+            self.operator.append((START + self.decisions.faults[-1].detail, "stop"))
+        if self.decisions.fault("resume", self.rates.resume, "operator", lambda r: r.uniform(0.0, 1500.0)) is not None:
+            self.operator.append((START + self.decisions.faults[-1].detail, "resume"))
+        try:
+            while True:
+                self.events += 1
+                if self.events > MAX_EVENTS:
+                    raise Violation("liveness", f"no quiescence after {MAX_EVENTS} scheduler events")
+                self.monitor.after_event()
+                if not self._step():
+                    break
+            self.monitor.at_end()
+        except Violation as violation:
+            return Result(self, violation)
+        return Result(self, None)
+
+    def _step(self) -> bool:
+        """One scheduler event; False once the schedule is quiescent."""
+        runnable = [d for d in self.in_flight if d.frozen_until <= self.now]
+        ready = [d for d in self.queue if d.due <= self.now]
+        timers = []
+        if self.next_tick <= self.now:
+            timers.append("watchdog")
+        timers += [f"operator {command}" for at, command in self.operator if at <= self.now]
+        options = [("resume", d) for d in runnable] + [("start", d) for d in ready] + [(t, None) for t in timers]
+        if not options:
+            return self._advance()
+        kind, delivery = options[self.decisions.choice(len(options), "next")]
+        if kind == "resume":
+            self._resume(delivery)
+        elif kind == "start":
+            self._start(delivery)
+        elif kind == "watchdog":
+            self.next_tick += WATCHDOG_EVERY
+            self.send("watchdog", {"source": "aws.events", "detail-type": "Scheduled Event"}, origin="schedule",
+                      faults=False)
+        else:
+            command = kind.split()[1]
+            self.operator = [(at, c) for at, c in self.operator if c != command]
+            self.send("operator", {"command": command}, origin="operator", faults=False)
+        return True
+
+    def _advance(self) -> bool:
+        """Nothing can run now: jump to the next time something can, or end when nothing ever will."""
+        times = [d.due for d in self.queue] + [d.frozen_until for d in self.in_flight] + [at for at, _ in self.operator]
+        if times:
+            self.now = max(self.now, min(min(times), self.next_tick))
+            return True
+        # Only the watchdog is left. Ticks that can only read are skipped; the run's state says when one may act.
+        act = self.monitor.watchdog_may_act_at()
+        if act is None:
+            self.idle_ticks += 1
+            if self.idle_ticks > 2:
+                return False
+            self.now = self.next_tick
+            return True
+        self.idle_ticks = 0
+        while self.next_tick < act - 2 * WATCHDOG_EVERY:
+            self.next_tick += WATCHDOG_EVERY
+        self.now = max(self.now, self.next_tick)
+        return True
+
+    def _start(self, delivery: Delivery) -> None:
+        self.queue.remove(delivery)
+        if self.now - delivery.born > self._event_age():
+            self.given_up.append(f"{delivery.label()}: expired")
+            self.log(f"EXPIRED {delivery.label()}")
+            return
+        busy = sum(1 for c in self.containers[delivery.function] if c.busy)
+        throttled = delivery.function == "trainer" and busy >= TRAINER_CONCURRENCY
+        if not throttled and delivery.function != "operator":
+            throttled = bool(self.decisions.fault("throttle", self.rates.throttle, delivery.label()))
+        if throttled:
+            delivery.throttles += 1
+            backoff = min(THROTTLE_BACKOFF_MAX, 2.0 ** (delivery.throttles - 1)) * self.decisions.uniform(0.8, 1.2)
+            delivery.due = self.now + backoff
+            self.queue.append(delivery)
+            self.log(f"THROTTLED {delivery.label()} for {backoff:.1f} s")
+            return
+        container = self._container(delivery.function)
+        container.busy = True
+        delivery.container, delivery.started_at, delivery.where = container, self.now, "start"
+        delivery.may_crash = True
+        self.in_flight.append(delivery)
+        delivery.greenlet = greenlet(lambda: self._body(delivery), parent=self.main)
+        self.log(f"start {delivery.label()} in c{container.number} (skew {container.skew:+.1f} s)")
+        self._resume(delivery)
+
+    def _resume(self, delivery: Delivery) -> None:
+        self.current = delivery
+        try:
+            delivery.greenlet.switch()
+        finally:
+            self.current = None
+        if delivery.done:
+            self.in_flight.remove(delivery)
+            delivery.container.busy = False
+
+    def _event_age(self) -> float:
+        return float(self.monitor.rules.event_age_seconds)
+
+    def _timeout(self) -> float:
+        return float(self.monitor.rules.timeout_seconds)
+
+    def _body(self, delivery: Delivery) -> None:
+        container = delivery.container
+        context = Context(self, delivery, self._timeout())
+        error: BaseException | None = None
+        try:
+            if delivery.function == "operator":
+                self._operate(container, delivery.event["command"])
+            else:
+                result = container.handler.handle(delivery.event, context)
+                self.outcomes.append(f"{delivery.label()}: {_outcome(result)}")
+                self.log(f"end {delivery.label()}: {_outcome(result)}")
+        except SandboxKilled as killed:
+            error = killed
+        except Violation:
+            raise
+        except Exception as failure:  # noqa: BLE001 - a function error: Lambda retries it
+            error = failure
+        finally:
+            delivery.done = True
+        if error is not None:
+            self.monitor.delivery_died(delivery)
+            self.log(f"FAILED {delivery.label()}: {type(error).__name__}: {error}")
+            self.outcomes.append(f"{delivery.label()}: {type(error).__name__}")
+            if delivery.function == "operator":
+                return
+            if delivery.attempt < MAX_RETRIES:
+                self.deliveries += 1
+                retry = Delivery(self.deliveries, delivery.function, delivery.event, delivery.request_id,
+                                 due=self.now + RETRY_BACKOFF[delivery.attempt], born=delivery.born,
+                                 attempt=delivery.attempt + 1)
+                self.queue.append(retry)
+            else:
+                self.given_up.append(f"{delivery.label()}: {type(error).__name__}")
+
+    def _operate(self, container: Container, command: str) -> None:
+        from lnn_core import control
+        from lnn_core.errors import LnnInputError
+
+        try:
+            answer = (control.stop_run if command == "stop" else control.resume_run)(container.ports, RUN_ID)
+            self.log(f"operator {command}: {answer}")
+        except LnnInputError as refused:
+            self.log(f"operator {command} refused: {refused}")
+
+    # ---- inside a delivery: the interleaving points and faults -------------------------------------------------
+
+    def point(self, where: str) -> None:
+        """Called by every port method: give the scheduler the choice of what runs next, maybe freeze here, and
+        die if the invocation's time ran out meanwhile."""
+        delivery = self.current
+        if delivery is None:
+            return
+        delivery.where = where
+        self.now += REQUEST_SECONDS
+        freeze = self.decisions.fault("freeze", self.rates.freeze, f"{where} in {delivery.label()}",
+                                      lambda r: r.uniform(31.0, 150.0))
+        if freeze:
+            delivery.frozen_until = self.now + freeze
+            delivery.frozen_long = True
+            self.log(f"FROZEN {delivery.label()} at {where} for {freeze:.1f} s")
+        self.main.switch()
+        if self.now > delivery.started_at + self._timeout():
+            raise InjectedCrash(f"Task timed out after {self._timeout():.2f} seconds")
+
+    def maybe_crash(self, when: str, where: str) -> None:
+        delivery = self.current
+        if delivery is None or not delivery.may_crash:
+            return
+        if self.decisions.fault(f"crash {when}", self.rates.crash / 2, f"{where} in {delivery.label()}"):
+            delivery.may_crash = False
+            raise InjectedCrash(f"injected crash {when} {where}")
+
+    def lost_answer(self, where: str) -> bool:
+        delivery = self.current
+        label = delivery.label() if delivery is not None else "operator"
+        return bool(self.decisions.fault("lost answer", self.rates.lost_answer, f"{where} in {label}"))
+
+
+def _instrument(sim: Simulator, port: Any, port_name: str) -> None:
+    """Wrap every public method of a port: an interleaving point before it, and for the effects
+    (`lnn_core.ports.EFFECTS`) a possible crash just before and just after it."""
+    from lnn_core.ports import EFFECTS
+
+    effects = set(EFFECTS.get(port_name, ()))
+    for name in dir(type(port)):
+        if name.startswith("_"):
+            continue
+        method = getattr(port, name, None)
+        if not callable(method):
+            continue
+        setattr(port, name, _wrapped(sim, method, f"{port_name}.{name}", name in effects))
+
+
+def _wrapped(sim: Simulator, method, where: str, effect: bool):
+    def call(*args, **kwargs):
+        sim.point(where)
+        if effect:
+            sim.maybe_crash("before", where)
+        result = method(*args, **kwargs)
+        if effect:
+            sim.maybe_crash("after", where)
+        return result
+
+    call.__wrapped__ = method
+    return call
+
+
+class SimInvoker:
+    """The `Invoker` of a container: Lambda accepts the event (an SDK retry after a lost answer sends it again,
+    with a new request id) and the scheduler delivers it."""
+
+    def __init__(self, sim: Simulator, container: Container):
+        self._sim, self._container = sim, container
+
+    def invoke_async(self, payload: dict[str, Any]) -> None:
+        origin = self._sim.current.label() if self._sim.current else f"c{self._container.number}"
+        self._sim.monitor.invoked()
+        if self._sim.lost_answer(f"lambda.invoke {_event_name(payload)}"):
+            self._sim.send("trainer", payload, origin=f"{origin} (answer lost, SDK retries)")
+        self._sim.send("trainer", payload, origin=origin)
+
+
+def _event_name(payload: Any) -> str:
+    if not isinstance(payload, dict):
+        return "?"
+    if "step" in payload:
+        shard = f"/{payload['shard']}" if payload.get("shard") is not None else ""
+        return f"step {payload['step']} {payload.get('state')}{shard}"
+    return payload.get("command") or ("launch" if "parameters" in payload else payload.get("detail-type", "event"))
+
+
+def _outcome(result: Any) -> str:
+    if isinstance(result, dict):
+        return str(result.get("outcome") or result.get("status") or result.get("stalled") or "ok")[:80]
+    return str(result)[:80]
+
+
+# ---- the clients the handlers get: moto (direct or through boto3), with lost answers and the monitor's taps ------
+
+WRITES = {
+    "dynamodb": ("put_item", "update_item", "delete_item", "batch_write_item", "transact_write_items"),
+    "s3": ("put_object", "delete_objects", "copy_object"),
+    "sns": ("publish",),
+}
+
+
+class SimSession:
+    """What `handlers.build_*(session=...)` gets: clients whose writes go through `_write` (lost answers, the
+    monitor's record of applied writes), direct or through boto3 (`Simulator.mode`)."""
+
+    region_name = aws.REGION
+
+    def __init__(self, sim: Simulator, container: Container):
+        self._sim, self._container = sim, container
+
+    def resource(self, service: str, config=None):
+        assert service == "dynamodb", service
+        if self._sim.mode == "boto":
+            resource = self._sim.world.session.resource("dynamodb", config=config)
+            return _ResourceProxy(self._sim, resource)
+        return _ResourceProxy(self._sim, aws.DirectDynamoResource(aws.DirectDynamoClient(self._sim.tokens)))
+
+    def client(self, service: str, config=None):
+        if self._sim.mode == "boto":
+            inner = self._sim.world.session.client(service, config=config)
+        else:
+            inner = {"s3": aws.DirectS3Client, "sns": aws.DirectSnsClient}[service](self._sim.world)
+        return _ClientProxy(self._sim, inner, service)
+
+
+class _ClientProxy:
+    def __init__(self, sim: Simulator, inner, service: str):
+        self._sim, self._inner, self._service = sim, inner, service
+
+    def __getattr__(self, name: str):
+        attribute = getattr(self._inner, name)
+        if name in WRITES.get(self._service, ()):
+            return lambda **params: _write(self._sim, self._service, name, attribute, params)
+        return attribute
+
+
+class _TableProxy(_ClientProxy):
+    def __init__(self, sim: Simulator, table, client_proxy):
+        super().__init__(sim, table, "dynamodb")
+        self.meta = _Meta(client_proxy)
+        self.name = table.name
+
+
+class _Meta:
+    def __init__(self, client):
+        self.client = client
+
+
+class _ResourceProxy:
+    def __init__(self, sim: Simulator, resource):
+        self._sim, self._resource = sim, resource
+        self.meta = _Meta(_ClientProxy(sim, resource.meta.client, "dynamodb"))
+
+    def Table(self, name: str):  # noqa: N802 - boto3's name
+        return _TableProxy(self._sim, self._resource.Table(name), self.meta.client)
+
+
+def _write(sim: Simulator, service: str, operation: str, call, params: dict[str, Any]):
+    """One write request. With a lost answer, it is applied, its answer lost, and the SDK sends it again: the
+    second answer (or error) is the caller's. The monitor sees every applied write."""
+    where = f"{service}.{operation}"
+    if service == "dynamodb" and operation == "transact_write_items":
+        params = {**params, "ClientRequestToken": params.get("ClientRequestToken") or aws._next_token()}
+    attempts = 2 if sim.lost_answer(where) else 1
+    if attempts == 2 and service == "sns":
+        sim.monitor.lost_publish()
+    for attempt in range(attempts):
+        before = sim.monitor.before_write(service, operation, params)
+        try:
+            answer = call(**params)
+        except Exception:
+            if attempt + 1 == attempts:
+                raise
+            continue
+        sim.monitor.after_write(service, operation, params, before)
+        if attempt + 1 < attempts:
+            sim.log(f"answer lost: {where} (applied; the SDK retries)")
+            sim.now += 0.05
+    return answer
+
+
+class Result:
+    """A schedule's end: its violation (None: every invariant held), what it injected, and how to replay it."""
+
+    def __init__(self, sim: Simulator, violation: Violation | None):
+        self.seed, self.violation = sim.seed, violation
+        self.faults = sim.decisions.injected()
+        self.all_faults = list(sim.decisions.faults)
+        self.counts = dict(sim.decisions.counts)
+        self.scenario = sim.scenario.describe()
+        self.events, self.deliveries, self.virtual_seconds = sim.events, sim.deliveries, sim.now - START
+        self.status = sim.monitor.status
+        self.messages = len(sim.monitor.messages)
+        self.bodies = sim.monitor.bodies
+        self.trace = sim.trace
+        self.outcomes = sim.outcomes
+        self.given_up = sim.given_up
+        self.disabled = sorted(sim.decisions.disabled)
+        self.signature = (self.events, self.deliveries, round(self.virtual_seconds, 3), self.status, self.messages,
+                          tuple(f.describe() for f in self.all_faults), tuple(self.outcomes))
+
+    @property
+    def failed(self) -> bool:
+        return self.violation is not None
+
+    def replay_command(self) -> str:
+        disabled = f" --disable {','.join(map(str, self.disabled))}" if self.disabled else ""
+        return f".venv/bin/python -m lnn_cli.simulate --seed {self.seed}{disabled} --trace"
+
+    def summary(self) -> str:
+        head = f"seed {self.seed}: {self.scenario}; {self.deliveries} deliveries, {self.events} events, " \
+               f"{self.virtual_seconds:.0f} virtual s, run {self.status}, {self.messages} message(s), faults {self.counts}"
+        if self.violation is None:
+            return head
+        return f"{head}\nVIOLATION {self.violation}\nreplay: {self.replay_command()}"
