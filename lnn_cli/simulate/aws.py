@@ -88,8 +88,12 @@ class MotoWorld:
         self.dynamodb = dynamodb_backends[ACCOUNT][REGION]
         self.s3 = s3_backends[ACCOUNT]["aws"] if "aws" in s3_backends[ACCOUNT] else s3_backends[ACCOUNT]["global"]
         self.sns = sns_backends[ACCOUNT][REGION]
-        self.table = self.dynamodb.get_table(TABLE)
         self.bucket = self.s3.get_bucket(BUCKET)
+
+    @property
+    def table(self):
+        """moto's table, looked up each time: a canceled TransactWriteItems replaces every table by a copy."""
+        return self.dynamodb.get_table(TABLE)
 
     def reset(self) -> None:
         """Empty the table, the bucket and the topic's record: a fresh AWS for the next schedule."""
@@ -113,6 +117,13 @@ class MotoWorld:
         """The run record's attributes as plain values (numbers as floats or ints)."""
         item = self.item(run_id, 0)
         return None if item is None else {name: _plain(value) for name, value in item.attrs.items()}
+
+    def fields(self, run_id: str, *names: str) -> dict[str, Any] | None:
+        """Some of the run record's attributes as plain values (cheaper than `record`)."""
+        item = self.item(run_id, 0)
+        if item is None:
+            return None
+        return {name: _plain(item.attrs[name]) for name in names if name in item.attrs}
 
     def item(self, run_id: str, epoch: int):
         from moto.dynamodb.models.dynamo_type import DynamoType

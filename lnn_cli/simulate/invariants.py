@@ -31,7 +31,7 @@ if TYPE_CHECKING:
 TERMINAL = ("succeeded", "failed", "stopped")
 
 
-class Violation(Exception):
+class Violation(BaseException):  # no handler's `except Exception` may swallow it
     def __init__(self, invariant: str, detail: str):
         super().__init__(f"{invariant}: {detail}")
         self.invariant, self.detail = invariant, detail
@@ -66,7 +66,7 @@ class Monitor:
         execute = trainer._execute
 
         def fenced(position, config, run, context):
-            record = self.world.record(run["run_id"])
+            record = self.world.fields(run["run_id"], "committed_step")
             self.bodies += 1
             if record is not None and record.get("committed_step", 0) >= position.step:
                 raise Violation("fence", f"the body of step {position.step} ({position.state}) started after its step "
@@ -110,6 +110,19 @@ class Monitor:
         elif service == "s3":
             self._check_model()
 
+    def returned(self, where: str, result: Any) -> None:
+        """A port method returned (a claim's answer is what it says)."""
+        delivery = self.sim.current
+        if where == "table.claim_notification" and result and delivery is not None:
+            delivery.notify_claim = True
+            if abs(delivery.container.skew) > self.lease:
+                self.excuses.add(f"a claimant ({delivery.label()}) has a clock skewed by {delivery.container.skew:+.0f} s")
+
+    def frozen(self, delivery) -> None:
+        """The delivery is frozen past the lease: if it holds the message's claim, a second message is documented."""
+        if (delivery.notify_claim or RUN_ID in delivery.published) and not self.notified:
+            self.excuses.add(f"a claimant ({delivery.label()}) was frozen past the lease")
+
     def lost_publish(self) -> None:
         self.excuses.add("a publish's answer was lost (the SDK published again)")
 
@@ -120,7 +133,7 @@ class Monitor:
     # ---- checks ------------------------------------------------------------------------------------------
 
     def _after_table_write(self, delivery) -> None:
-        record = self.world.record(RUN_ID)
+        record = self.world.fields(RUN_ID, "committed_step", "committed_by", "notified", "status", "progress_epoch")
         if record is None:
             return
         self.runs_created = True
@@ -156,7 +169,7 @@ class Monitor:
 
     def _check_model(self) -> None:
         if self.world.has_object(_model_key()):
-            record = self.world.record(RUN_ID) or {}
+            record = self.world.fields(RUN_ID, "status", "committed_step") or {}
             if record.get("status") != "succeeded":
                 raise Violation("model", f"{_model_key()} exists while the run is {record.get('status')} "
                                          f"(committed_step {record.get('committed_step')})")
@@ -165,10 +178,7 @@ class Monitor:
         if not self.every_event:
             return
         self._check_model()
-        record = self.world.record(RUN_ID)
-        if record is None:
-            return
-        if record.get("status") == "running" and self.sim.now - self.sim_start() > self.liveness_bound:
+        if self.status == "running" and self.sim.now - self.sim_start() > self.liveness_bound:
             raise Violation("liveness", f"the run is still running {self.sim.now - self.sim_start():.0f} s after launch")
 
     def sim_start(self) -> float:
@@ -178,9 +188,12 @@ class Monitor:
 
     def watchdog_may_act_at(self) -> float | None:
         """When, at the earliest, the watchdog may change something (None: not for the state as it is)."""
-        record = self.world.record(RUN_ID)
+        record = self.world.fields(RUN_ID, "status", "stop_requested", "heartbeat_at", "resumes", "resumed_at_step",
+                                   "committed_step")
         if record is None or record.get("status") != "running":
             return None
+        if record.get("stop_requested"):
+            return self.sim.now
         heartbeat = record.get("heartbeat_at", 0)
         in_a_row = record.get("resumes", 0) if record.get("resumed_at_step") == record.get("committed_step") else 0
         wait = self.rules.stall_seconds

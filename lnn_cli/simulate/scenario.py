@@ -107,7 +107,7 @@ def draw_rates(rng) -> Rates:
     def level(heavy: float) -> float:
         return rng.choice([0.0, heavy / 3, heavy, heavy])
 
-    return Rates(lose=level(0.05), duplicate=level(0.2), delay=level(0.15), throttle=level(0.08), freeze=level(0.05),
+    return Rates(lose=level(0.05), duplicate=level(0.2), delay=level(0.15), throttle=level(0.08), freeze=level(0.02),
                  crash=level(0.04), lost_answer=level(0.04), skew=level(0.08), concurrent_launch=level(0.3),
                  stop=level(0.08), resume=level(0.12))
 

@@ -33,6 +33,7 @@ MAX_RETRIES = 2
 THROTTLE_BACKOFF_MAX = 300.0  # throttles and system errors: from ~1 s, doubling, up to 5 minutes
 WATCHDOG_EVERY = 60.0
 TRAINER_CONCURRENCY = 6  # the trainer's reserved concurrency in the simulation: more starts at once are throttled
+QUIET_TICKS = 4  # watchdog ticks with nothing else in flight before a schedule ends (> the lease)
 MAX_EVENTS = 40_000  # scheduler events in one schedule: more is a runaway (a liveness failure)
 
 
@@ -77,6 +78,7 @@ class Delivery:
     may_crash: bool = True
     published: set = field(default_factory=set)  # runs it published a message for
     frozen_long: bool = False  # frozen past the lease at least once
+    notify_claim: bool = False  # its claim_notification succeeded
     done: bool = False
 
     def label(self) -> str:
@@ -125,7 +127,7 @@ class Simulator:
         self.outcomes: list[str] = []
         self.next_tick = START + self.decisions.uniform(5.0, WATCHDOG_EVERY)
         self.operator: list[tuple[float, str]] = []
-        self.idle_ticks = 0
+        self.quiet_ticks = 0
         self.tokens = {}
         self.monitor = Monitor(self, check_every_event=check_every_event)
         self._uuids = 0
@@ -301,6 +303,11 @@ class Simulator:
 
     def _step(self) -> bool:
         """One scheduler event; False once the schedule is quiescent."""
+        busy = any(d.function != "watchdog" for d in self.queue + self.in_flight) or bool(self.operator)
+        if busy:
+            self.quiet_ticks = 0
+        elif self.quiet_ticks >= QUIET_TICKS and not self.in_flight and self.monitor.watchdog_may_act_at() is None:
+            return False
         runnable = [d for d in self.in_flight if d.frozen_until <= self.now]
         ready = [d for d in self.queue if d.due <= self.now]
         timers = []
@@ -309,7 +316,8 @@ class Simulator:
         timers += [f"operator {command}" for at, command in self.operator if at <= self.now]
         options = [("resume", d) for d in runnable] + [("start", d) for d in ready] + [(t, None) for t in timers]
         if not options:
-            return self._advance()
+            self._advance(busy)
+            return True
         kind, delivery = options[self.decisions.choice(len(options), "next")]
         if kind == "resume":
             self._resume(delivery)
@@ -317,6 +325,8 @@ class Simulator:
             self._start(delivery)
         elif kind == "watchdog":
             self.next_tick += WATCHDOG_EVERY
+            if not busy:
+                self.quiet_ticks += 1
             self.send("watchdog", {"source": "aws.events", "detail-type": "Scheduled Event"}, origin="schedule",
                       faults=False)
         else:
@@ -325,25 +335,17 @@ class Simulator:
             self.send("operator", {"command": command}, origin="operator", faults=False)
         return True
 
-    def _advance(self) -> bool:
-        """Nothing can run now: jump to the next time something can, or end when nothing ever will."""
+    def _advance(self, busy: bool) -> None:
+        """Nothing can run now: jump to the next time something can. With only the watchdog left, the ticks that
+        can only read (nothing stalled, no message owed) are skipped: the run's record says when one may act."""
         times = [d.due for d in self.queue] + [d.frozen_until for d in self.in_flight] + [at for at, _ in self.operator]
-        if times:
-            self.now = max(self.now, min(min(times), self.next_tick))
-            return True
-        # Only the watchdog is left. Ticks that can only read are skipped; the run's state says when one may act.
-        act = self.monitor.watchdog_may_act_at()
-        if act is None:
-            self.idle_ticks += 1
-            if self.idle_ticks > 2:
-                return False
-            self.now = self.next_tick
-            return True
-        self.idle_ticks = 0
-        while self.next_tick < act - 2 * WATCHDOG_EVERY:
-            self.next_tick += WATCHDOG_EVERY
-        self.now = max(self.now, self.next_tick)
-        return True
+        if not busy and not self.in_flight:
+            act = self.monitor.watchdog_may_act_at()
+            if act is not None:
+                self.quiet_ticks = 0
+                while self.next_tick < act - WATCHDOG_EVERY:
+                    self.next_tick += WATCHDOG_EVERY
+        self.now = max(self.now, min(times + [self.next_tick]))
 
     def _start(self, delivery: Delivery) -> None:
         self.queue.remove(delivery)
@@ -446,6 +448,7 @@ class Simulator:
         if freeze:
             delivery.frozen_until = self.now + freeze
             delivery.frozen_long = True
+            self.monitor.frozen(delivery)
             self.log(f"FROZEN {delivery.label()} at {where} for {freeze:.1f} s")
         self.main.switch()
         if self.now > delivery.started_at + self._timeout():
@@ -486,6 +489,7 @@ def _wrapped(sim: Simulator, method, where: str, effect: bool):
         if effect:
             sim.maybe_crash("before", where)
         result = method(*args, **kwargs)
+        sim.monitor.returned(where, result)
         if effect:
             sim.maybe_crash("after", where)
         return result
