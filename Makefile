@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
 export PATH := $(CURDIR)/node_modules/.bin:$(CURDIR)/$(VENV)/bin:$(PATH)
 
-.PHONY: setup demo test slow synth bench mutants clean
+.PHONY: setup demo test slow synth bench mutants simulate clean
 
 setup: $(VENV)/.installed node_modules/.installed
 
@@ -36,6 +36,12 @@ bench: setup
 
 mutants: setup
 	$(PY) -m tests.mutants
+
+# The deterministic simulator (docs/simulation.md): `make simulate SEEDS=N [FIRST=n]` runs seeds n..n+N-1 and prints
+# the throughput and the faults by kind; `make simulate SEED=n` replays one with its trace, SHRINK=1 shrinks it;
+# `make simulate EXHAUSTIVE=1` enumerates the small cases.
+simulate: setup
+	$(PY) -m lnn_cli.simulate $(if $(EXHAUSTIVE),--exhaustive,$(if $(SEED),--seed $(SEED) $(if $(SHRINK),--shrink,--trace) $(if $(DISABLE),--disable $(DISABLE)),--seeds $(or $(SEEDS),1000) --first $(or $(FIRST),0) --keep-going))
 
 clean:
 	rm -rf $(VENV) node_modules cdk.out out

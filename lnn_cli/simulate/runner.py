@@ -20,6 +20,14 @@ def world() -> MotoWorld:
     return _WORLD
 
 
+def close_world() -> None:
+    """Stop the process's in-process AWS (mock_aws) and restore the environment it set."""
+    global _WORLD
+    if _WORLD is not None:
+        _WORLD.close()
+        _WORLD = None
+
+
 def run_seed(seed: int, *, disabled=frozenset(), trace: bool = False, mode: str = "direct") -> Result:
     return Simulator(world(), seed, disabled=set(disabled), trace=trace, mode=mode).run()
 
