@@ -103,7 +103,7 @@ def build_parser() -> OneLineParser:
                                 + ", ".join(f"{key} {value}" for key, value in DEMO_PARAMETERS.items()))
     add_run_options(local)
     local.add_argument("--out", default="out/local", help="directory for results.json, model.npz, cost.png and logs")
-    local.add_argument("--chaos", help="inject faults, e.g. duplicate=0.1,crash=0.05,delay=0.1,lose=0.01,seed=7 (also pause=P, distinct_ids=P)")
+    local.add_argument("--chaos", help="inject faults, e.g. duplicate=0.1,crash=0.05,delay=0.1,lose=0.01,seed=7 (also pause=P, distinct_ids=P, lost_answer=P: a write applied whose answer is lost, so the SDK retries it)")
     local.add_argument("--stack", default=DEFAULT_STACK, help="the stack to deploy from the CDK app")
     add_runtime_options(local)
 

@@ -11,7 +11,8 @@ from aws_cdk import aws_s3 as s3
 from aws_cdk import aws_sns as sns
 from constructs import Construct
 
-from lnn_core.ports import RUNS_BY_STATUS_INDEX
+from lnn_core.layout import staged_model_key
+from lnn_core.ports import MESSAGE_DUE, RUNS_AWAITING_MESSAGE_INDEX, RUNS_BY_STATUS_INDEX
 
 from .nag import acknowledge, acknowledge_object_arn
 
@@ -29,6 +30,7 @@ NONCURRENT_EXPIRY = Duration.days(7)
 # The trainer writes only its scratch and the model; data.npz and parameters.json are the user's.
 SCRATCH_OBJECTS = f"{RUNS_PREFIX}*/state/*"
 MODEL_OBJECTS = f"{RUNS_PREFIX}*/model.npz"
+STAGED_MODEL_OBJECTS = staged_model_key("*")  # the finish step's model, before its commit publishes it
 
 
 class RunStorage:
@@ -130,6 +132,12 @@ class RunStorage:
             partition_key=dynamodb.Attribute(name="status", type=dynamodb.AttributeType.STRING),
             projection_type=dynamodb.ProjectionType.KEYS_ONLY,
         )
+        # Only ended runs whose message is still owed carry `message_due`: the watchdog's sweep queries them.
+        table.add_global_secondary_index(
+            index_name=RUNS_AWAITING_MESSAGE_INDEX,
+            partition_key=dynamodb.Attribute(name=MESSAGE_DUE, type=dynamodb.AttributeType.STRING),
+            projection_type=dynamodb.ProjectionType.KEYS_ONLY,
+        )
         return table
 
     def grant_read_runs(self, function: lambda_.Function) -> None:
@@ -176,6 +184,19 @@ class RunStorage:
             "id is known only at run time; no run's data, parameters or scratch is readable.",
         )
 
+    def grant_publish_models(self, function: lambda_.Function) -> None:
+        """Copy a finished run's model to where it is served: GetObject on the staged model and PutObject on the
+        model, nothing else (the watchdog's sweep publishes a model whose finisher died after its commit)."""
+        staged_objects = self.bucket.arn_for_objects(STAGED_MODEL_OBJECTS)
+        model_objects = self.bucket.arn_for_objects(MODEL_OBJECTS)
+        function.add_to_role_policy(iam.PolicyStatement(actions=["s3:GetObject"], resources=[staged_objects]))
+        function.add_to_role_policy(iam.PolicyStatement(actions=["s3:PutObject"], resources=[model_objects]))
+        for objects, what in ((staged_objects, "GetObject only on runs/<run_id>/state/model.npz, the model a finish "
+                               "step wrote before its commit"),
+                              (model_objects, "PutObject only on runs/<run_id>/model.npz, where a committed run's "
+                               "model is published")):
+            acknowledge_object_arn(function, objects, f"{what}; one key per run whose id is known only at run time.")
+
     def grant_list_runs(self, function: lambda_.Function) -> None:
         """s3:ListBucket for prefixes under runs/ only.
 
@@ -197,6 +218,12 @@ class RunStorage:
         """dynamodb:Query on the runs-by-status index only."""
         function.add_to_role_policy(iam.PolicyStatement(
             actions=["dynamodb:Query"], resources=[f"{self.table.table_arn}/index/{RUNS_BY_STATUS_INDEX}"]
+        ))
+
+    def grant_query_messages_owed(self, function: lambda_.Function) -> None:
+        """dynamodb:Query on the runs-awaiting-message index only."""
+        function.add_to_role_policy(iam.PolicyStatement(
+            actions=["dynamodb:Query"], resources=[f"{self.table.table_arn}/index/{RUNS_AWAITING_MESSAGE_INDEX}"]
         ))
 
     def grant_publish(self, function: lambda_.Function) -> None:

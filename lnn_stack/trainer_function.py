@@ -20,7 +20,7 @@ class TrainerFunction:
     """The TrainerLambda (`function`), and what the functions that start its steps need to know and be granted.
 
     Grants to the trainer: s3:GetObject on runs/*, s3:PutObject(Tagging) on its scratch and the model only,
-    s3:DeleteObject on its scratch only, s3:ListBucket under runs/, Get/Put/Update/BatchWriteItem on the table,
+    s3:DeleteObject on its scratch only, s3:ListBucket under runs/, Get/Put/UpdateItem and ConditionCheckItem (the epoch items transactions) on the table,
     sns:Publish on the topic (also its on-failure destination). Its permission to invoke itself is a policy of
     its own (TrainerSelfInvokePolicy, see triggers.py); `grant_invoke` gives other functions theirs.
     """
@@ -60,8 +60,8 @@ class TrainerFunction:
         storage.grant_write_scratch_and_model(self.function)
         storage.grant_list_runs(self.function)
         storage.grant_items(
-            self.function, "dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:BatchWriteItem"
-        )
+            self.function, "dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:ConditionCheckItem"
+        )  # PutItem and ConditionCheckItem: the epoch items' TransactWriteItems
         storage.grant_publish(self.function)
         # The environment of a function that starts training steps (the launcher, the watchdog).
         self.invoker_environment = {"LNN_TRAINER_FUNCTION": self.function.function_name, **storage.environment}

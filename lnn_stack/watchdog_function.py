@@ -18,9 +18,10 @@ WATCHDOG_TIMEOUT = Duration.minutes(1)
 class WatchdogFunction:
     """The WatchdogLambda (`function`); its schedule is in triggers.py.
 
-    Grants: Query on the runs-by-status index (it looks for stalled runs among the running ones), Get/UpdateItem
-    on the table, sns:Publish on the topic, lambda:InvokeFunction on the trainer, and sqs:SendMessage on the
-    dead-letter queue, its on-failure destination.
+    Grants: Query on the runs-by-status index (it looks for stalled runs among the running ones) and on the
+    runs-awaiting-message index (ended runs whose message is owed), Get/UpdateItem on the table, the copy of a
+    staged model to its published key, sns:Publish on the topic, lambda:InvokeFunction on the trainer, and
+    sqs:SendMessage on the dead-letter queue, its on-failure destination.
     """
 
     def __init__(
@@ -42,6 +43,7 @@ class WatchdogFunction:
                 # For its stall judgement: how long a step may run, and how long Lambda may hold a step's event.
                 "LNN_TRAINER_TIMEOUT_SECONDS": str(int(trainer.timeout.to_seconds())),
                 "LNN_EVENT_AGE_SECONDS": str(int(TRAINER_MAX_EVENT_AGE.to_seconds())),
+                "LNN_BUCKET": storage.bucket.bucket_name,  # it publishes the model of a run owed its message
                 **trainer.invoker_environment,
             },
             memory_size=WATCHDOG_MEMORY_MB,
@@ -54,7 +56,9 @@ class WatchdogFunction:
             self.function, name="watchdog", failure_target="the dead-letter queue, whose alarm notifies the topic"
         )
         storage.grant_query_running_runs(self.function)
+        storage.grant_query_messages_owed(self.function)
         storage.grant_items(self.function, "dynamodb:GetItem", "dynamodb:UpdateItem")
+        storage.grant_publish_models(self.function)
         storage.grant_publish(self.function)
         trainer.grant_invoke(self.function)
 

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from moto import mock_aws
 
-from lnn_core.ports import RUNS_BY_STATUS_INDEX
+from lnn_core.ports import MESSAGE_DUE, RUNS_AWAITING_MESSAGE_INDEX, RUNS_BY_STATUS_INDEX
 
 REGION = "us-east-1"
 
@@ -61,13 +61,14 @@ def aws(monkeypatch):
                 {"AttributeName": "run_id", "AttributeType": "S"},
                 {"AttributeName": "epoch", "AttributeType": "N"},
                 {"AttributeName": "status", "AttributeType": "S"},
+                {"AttributeName": MESSAGE_DUE, "AttributeType": "S"},
             ],
             BillingMode="PAY_PER_REQUEST",
-            GlobalSecondaryIndexes=[{
-                "IndexName": RUNS_BY_STATUS_INDEX,
-                "KeySchema": [{"AttributeName": "status", "KeyType": "HASH"}],
-                "Projection": {"ProjectionType": "KEYS_ONLY"},
-            }],
+            GlobalSecondaryIndexes=[
+                {"IndexName": index, "KeySchema": [{"AttributeName": key, "KeyType": "HASH"}],
+                 "Projection": {"ProjectionType": "KEYS_ONLY"}}
+                for index, key in ((RUNS_BY_STATUS_INDEX, "status"), (RUNS_AWAITING_MESSAGE_INDEX, MESSAGE_DUE))
+            ],
         )
         sns = session.client("sns")
         topic_arn = sns.create_topic(Name="lnn-notifications")["TopicArn"]

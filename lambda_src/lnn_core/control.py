@@ -10,15 +10,20 @@ from typing import Any
 
 from .errors import LnnInputError
 from .events import shard_event
-from .ports import Ports, now
+from .layout import model_key, staged_model_key
+from .ports import CLAIM_CALL_SECONDS, MESSAGE_DUE, Ports, now
+from .run_table import MESSAGE_DUE_VALUE
 
 TERMINAL = ("succeeded", "failed", "stopped")
 MAX_RESUMES = 3  # a run that stalls at one step more often than this (and can have nothing in flight) is failed
 MAX_REASON = 1000  # characters: a reason is stored in the run record and sent in the message
 # A claim to send or to notify holds this long at most. It must end before Lambda's first retry of the claimant's
 # event (1 minute after a failure), so that a crashed claimant's retry may finish the job; a concurrent twin,
-# whatever its request id, finds the claim live and stops.
+# whatever its request id, finds the claim live and stops. A retry that comes sooner (Lambda retries system
+# errors from about 1 s) finds the lease live too: the watchdog then re-sends (a stall) or sends the message
+# (its sweep of ended runs still owed one). It must outlast one SDK call with all its attempts.
 LEASE_SECONDS = 30.0
+assert CLAIM_CALL_SECONDS < LEASE_SECONDS, "a claimant could outlast its lease inside one SDK call"
 
 
 def lease_until(ports: Ports, context: Any) -> float:
@@ -69,13 +74,22 @@ def ensure_next_sent(ports: Ports, run: dict[str, Any], *, claimant: str, contex
 
 
 def ensure_notified(ports: Ports, run: dict[str, Any], *, claimant: str, context: Any = None) -> None:
-    """Publish the run's one end-of-run message, unless it was published or a live claim holds it."""
+    """Publish a succeeded run's model, then the run's one end-of-run message, unless it was published or a live
+    claim of another delivery holds it. Every message therefore follows its model."""
     if run["status"] not in TERMINAL or run.get("notified", True):
         return
+    if run["status"] == "succeeded":
+        publish_model(ports, run["run_id"])
     if not ports.table.claim_notification(run["run_id"], claimant, now=ports.clock(), until=lease_until(ports, context)):
         return
-    ports.notifier.publish(subject=subject(run), body=message(run), status=run["status"])
+    ports.notifier.publish(subject=subject(run), body=message(run), status=run["status"], message_id=message_id(run))
     ports.table.mark_notified(run["run_id"])  # if this fails, end normally: a retry would publish again
+
+
+def publish_model(ports: Ports, run_id: str) -> None:
+    """Copy the model the committed finish step wrote to where the PredictLambda and `lnn` read it. Idempotent:
+    every copy carries the same bytes. Only a succeeded run's model is ever published."""
+    ports.store.copy(staged_model_key(run_id), model_key(run_id))
 
 
 def catch_up(ports: Ports, run: dict[str, Any], *, claimant: str, context: Any = None) -> bool:
@@ -91,15 +105,24 @@ def end_run(ports: Ports, run: dict[str, Any], *, status: str, reason: str, clai
     """Move a running run to a terminal status at its current step, and notify once. `unless_alive`: only while
     its heartbeat is the one in `run` (the watchdog's judgement: a step that started meanwhile is alive)."""
     reason = reason if len(reason) <= MAX_REASON else reason[: MAX_REASON - 1] + "…"  # it goes into an item and a message
-    fields = {"status": status, "reason": reason, "finished_at": now(), "notified": False, "next_event": None}
+    fields = {"status": status, "reason": reason, "finished_at": now(), "next_event": None, "ended_by": claimant,
+              **message_owed()}
     if not ports.table.transition(run["run_id"], seen_step=run["committed_step"], new_step=run["committed_step"],
                                   fields=fields, seen=run if unless_alive else None):
         latest = ports.table.get_run(run["run_id"])  # ended by a twin, or by us with the answer lost: notify once
-        if latest is not None and latest["status"] in TERMINAL:
-            ensure_notified(ports, latest, claimant=claimant, context=context)
-        return {"outcome": "duplicate"}
+        if latest is None or latest["status"] not in TERMINAL:
+            return {"outcome": "duplicate"}
+        ensure_notified(ports, latest, claimant=claimant, context=context)
+        if latest.get("ended_by") != claimant:
+            return {"outcome": "duplicate"}
+        return {"outcome": status, "reason": reason}  # our own transition: the SDK's retry found it applied
     ensure_notified(ports, {**run, **fields}, claimant=claimant, context=context)
     return {"outcome": status, "reason": reason}
+
+
+def message_owed() -> dict[str, Any]:
+    """The fields of a run's ending transition that put it on the watchdog's list of messages owed."""
+    return {"notified": False, MESSAGE_DUE: MESSAGE_DUE_VALUE}
 
 
 def fail_run(ports: Ports, run: dict[str, Any], reason: str, *, claimant: str, context: Any = None,
@@ -118,8 +141,12 @@ def stop_run(ports: Ports, run_id: str) -> dict[str, Any]:
 
 def resume_run(ports: Ports, run_id: str) -> dict[str, Any]:
     """`lnn resume`: re-send a running run's next committed step. Always harmless: a duplicate of a live step is
-    dropped by the commit, so this neither counts as a stall nor can fail the run."""
+    dropped by the commit, so this neither counts as a stall nor can fail the run. It refreshes the heartbeat
+    first, so that the watchdog does not judge the run stalled while the re-sent events are in flight."""
     run = _existing(ports, run_id)
+    while run["status"] == "running" and run.get("next_event") and not ports.table.refresh_heartbeat(
+            run_id, step=run["committed_step"], now=ports.clock()):
+        run = _existing(ports, run_id)  # it moved on meanwhile: re-send what is next now
     if run["status"] != "running" or not run.get("next_event"):
         raise LnnInputError(f"run {run_id} is {run['status']}; only a running run can be resumed")
     for invocation in pending(ports, run):
@@ -154,20 +181,25 @@ class Watchdog:
 
     def handle(self, event: Any = None, context: Any = None) -> dict[str, Any]:
         now_seconds = self.ports.clock()
-        outcomes = []
-        for run in self.ports.table.list_runs("running"):
-            if not self.rules.stalled(run, now_seconds):
-                continue
-            try:
-                outcomes.append(self._resume(run, now_seconds))
-            except Exception as error:  # noqa: BLE001 - one run's trouble must not keep the others from their resume
-                outcomes.append({"run_id": run["run_id"], "outcome": "error", "reason": f"{type(error).__name__}: {error}"})
-        for outcome in outcomes:
-            (self.log.error if outcome["outcome"] == "error" else self.log.warning)("stalled run", extra=outcome)
-        errors = [outcome for outcome in outcomes if outcome["outcome"] == "error"]
+        stalled = [self._guarded(run["run_id"], self._resume, run, now_seconds)
+                   for run in self.ports.table.list_runs("running") if self.rules.stalled(run, now_seconds)]
+        owed = [self._guarded(run_id, self._send_message_owed, run_id, now_seconds, context)
+                for run_id in self.ports.table.runs_awaiting_message()]
+        owed = [outcome for outcome in owed if outcome is not None]
+        for outcome in stalled + owed:
+            (self.log.error if outcome["outcome"] == "error" else self.log.warning)("watchdog", extra=outcome)
+        errors = [outcome for outcome in stalled + owed if outcome["outcome"] == "error"]
         if errors:  # the invocation fails, so that its on-failure destination (the dead-letter queue) and alarm tell
-            raise RuntimeError(f"the watchdog could not handle {len(errors)} stalled run(s): {errors}")
-        return {"checked_at": now(), "stalled": outcomes}
+            raise RuntimeError(f"the watchdog could not handle {len(errors)} run(s): {errors}")
+        return {"checked_at": now(), "stalled": stalled, "messages_owed": owed}
+
+    @staticmethod
+    def _guarded(run_id: str, action, *args) -> dict[str, Any] | None:
+        """`action(*args)`, or an error outcome: one run's trouble must not keep the others from their turn."""
+        try:
+            return action(*args)
+        except Exception as error:  # noqa: BLE001 - reported, and the invocation fails after the others' turn
+            return {"run_id": run_id, "outcome": "error", "reason": f"{type(error).__name__}: {error}"}
 
     def _resume(self, run: dict[str, Any], now_seconds: float) -> dict[str, Any]:
         run_id = run["run_id"]
@@ -178,11 +210,23 @@ class Watchdog:
             reason = f"stalled {in_a_row + 1} times at step {run['committed_step'] + 1}; see the trainer's logs"
             return {"run_id": run_id, **fail_run(self.ports, run, reason, claimant=f"watchdog-{uuid.uuid4().hex}",
                                                  unless_alive=True)}
-        if not self.ports.table.record_resume(run_id, seen=run, resumes=in_a_row + 1, now=now_seconds):
+        if not self.ports.table.record_resume(run_id, seen=run, resumes=in_a_row + 1, now=now_seconds,
+                                              token=f"watchdog-{uuid.uuid4().hex}"):
             return {"run_id": run_id, "outcome": "moved on"}  # it showed life since it was read: not stalled
         for invocation in pending(self.ports, run):
             self.ports.invoker.invoke_async(invocation)
         return {"run_id": run_id, "outcome": "resumed", "step": run["next_event"]["step"]}
+
+    def _send_message_owed(self, run_id: str, now_seconds: float, context: Any) -> dict[str, Any] | None:
+        """An ended run whose message is not recorded as sent: its claimant died, or its retry came while the
+        claim was live. Send it once no live claim holds it (a live claimant may still be sending)."""
+        run = self.ports.table.get_run(run_id)
+        if run is None or run["status"] not in TERMINAL or run.get("notified", True):
+            return None
+        if run.get("notify_lease", 0) >= now_seconds:
+            return {"run_id": run_id, "outcome": "waiting", "reason": "a delivery holds its message's claim"}
+        ensure_notified(self.ports, run, claimant=f"watchdog-{uuid.uuid4().hex}", context=context)
+        return {"run_id": run_id, "outcome": "message sent", "status": run["status"]}
 
 
 FIGURES = (  # the final metrics worth showing: (key, label, format)
@@ -210,6 +254,11 @@ def subject(run: dict[str, Any]) -> str:
         first = figures(final)[:1]
         return f"LNN run {run['run_id']} succeeded: cost {final.get('cost', 0):.4g}" + "".join(f", {l} {v}" for l, v in first)
     return f"LNN run {run['run_id']} {run['status']}"
+
+
+def message_id(run: dict[str, Any]) -> str:
+    """The message's idempotency key: one per run (a run ends once), the same in every copy of the message."""
+    return f"lnn-run-{run['run_id']}"
 
 
 def message(run: dict[str, Any]) -> dict[str, Any]:

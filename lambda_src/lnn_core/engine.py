@@ -6,13 +6,18 @@ A step is a computation over inputs addressed by (run_id, step position), follow
   2. drop the delivery unless this is the run's next step (`step == committed_step + 1`), and record that a
      delivery started it (a conditional write: the watchdog's proof of life, and a late twin's cue to stop);
   3. compute the step's outputs (`steps`): pure functions of immutable inputs, so every attempt computes the same bytes;
-  4. write the outputs to S3 and the epoch items to DynamoDB (overwrites with identical content are harmless);
+  4. write the outputs to S3 and the epoch items to DynamoDB (overwrites with identical content are harmless; an
+     item is written only while its step is uncommitted, so none changes after the commit);
   5. commit: one conditional write moves `committed_step` from step - 1 to step and gives the winner a lease on
      sending the next event. Exactly one delivery wins;
   6. the winner sends the next step's event and records `invoked_step`; a delivery that finds the step committed
      but the next event unsent re-sends it only after winning a conditional claim, once no live lease holds it,
      so duplicates cannot start a second chain;
-  7. a terminal step claims, publishes and records the one SNS message.
+  7. a terminal step publishes the model (the finish wrote it aside before its commit), then claims, publishes
+     and records the one SNS message.
+
+Every claim names its claimant (unique per delivery), so the SDK's retry of a claim whose answer was lost finds
+its own name and wins again, where a twin's claim fails.
 
 See the README's "Exactly once" section for the invariant and its one inherent limit.
 """
@@ -102,10 +107,11 @@ class Trainer:
                 return {**summary, "outcome": "duplicate"}  # a late twin read what the winner already cleaned up
             return {**summary, **control.fail_run(ports, run, str(failure), claimant=claimant, context=context)}
         if step_event.shard is not None:
-            return {**summary, **self._join_round(step_event, run, result, context)}
+            return {**summary, **self._join_round(step_event, run, result, claimant, context)}
         return {**summary, **self._commit(step_event, config, run, result, claimant, context)}
 
-    def _join_round(self, step_event: StepEvent, run: dict, result: StepResult, context: Any) -> dict[str, Any]:
+    def _join_round(self, step_event: StepEvent, run: dict, result: StepResult, claimant: str,
+                    context: Any) -> dict[str, Any]:
         """A shard worker's effects: its results to S3, then its place in the round's barrier. A write whose answer
         shows every shard in (its own included) claims the reduce's sending: the completing write first, or later
         a retry of it that died before sending. The reduce is a normal step whose conditional commit admits one."""
@@ -116,8 +122,8 @@ class Trainer:
         before = self.ports.table.join_barrier(step_event.run_id, step_event.step, step_event.shard)
         if len(before | {step_event.shard}) < step_event.shards:
             return {"outcome": "shard"}
-        if not self.ports.table.claim_reduce(step_event.run_id, step_event.step, now=self.ports.clock(),
-                                             until=control.lease_until(self.ports, context)):
+        if not self.ports.table.claim_reduce(step_event.run_id, step_event.step, claimant=claimant,
+                                             now=self.ports.clock(), until=control.lease_until(self.ports, context)):
             return {"outcome": "shard"}  # the reduce is on its way
         self.ports.invoker.invoke_async(run["next_event"])
         return {"outcome": "round complete"}
@@ -127,8 +133,8 @@ class Trainer:
         ports, run_id, position = self.ports, step_event.run_id, step_event.position
         for key, arrays in result.outputs.items():
             ports.store.put_bytes(key, arrays_to_npz(arrays), scratch=key not in result.checkpoints)
-        if result.epoch_items:
-            ports.table.put_epoch_items(run_id, result.epoch_items)
+        if result.epoch_items and not ports.table.put_epoch_items(run_id, result.epoch_items, step=step_event.step):
+            return self._commit_lost(step_event, result, claimant, context)  # a twin committed, or the run ended
         batches = training.batch_count(run["examples"], config.batch_size)
         following = next_position(position, config, batches=batches, last_epoch_done=result.last_epoch_done,
                                   stop=result.stop)
@@ -138,17 +144,12 @@ class Trainer:
         if following:  # the commit is the winner's claim on sending the next event
             fields["send_lease"] = send_lease(following.step, claimant=claimant, until=control.lease_until(ports, context))
         if result.final is not None:
-            fields |= {"status": "succeeded", "final": result.final, "finished_at": now(), "notified": False}
+            fields |= {"status": "succeeded", "final": result.final, "finished_at": now(), **control.message_owed()}
         if not ports.table.transition(run_id, seen_step=run["committed_step"], new_step=step_event.step, fields=fields):
             # A twin committed first, or our commit was applied and only its answer lost (boto3 then retried it)
             latest = ports.table.get_run(run_id)
-            if latest["committed_step"] != step_event.step:
-                return {"outcome": "duplicate"}
-            if latest.get("committed_by") != claimant:  # a twin's commit: finish what it may have left undone
-                if result.obsolete:  # the step's obsolete keys are the same whoever committed it
-                    ports.store.delete_keys(result.obsolete)
-                resent = control.catch_up(ports, latest, claimant=claimant, context=context)
-                return {"outcome": "resent" if resent else "duplicate"}
+            if latest["committed_step"] != step_event.step or latest.get("committed_by") != claimant:
+                return self._commit_lost(step_event, result, claimant, context, latest=latest)
         if following:  # ours: the commit holds our lease on sending
             control.send(ports, run_id, fields["next_event"])
         if result.final is not None:
@@ -159,6 +160,17 @@ class Trainer:
         if result.epoch_items:
             outcome["epoch_costs"] = [item["cost"] for item in result.epoch_items]
         return outcome
+
+    def _commit_lost(self, step_event: StepEvent, result: StepResult, claimant: str, context: Any,
+                     latest: dict | None = None) -> dict[str, Any]:
+        """Another delivery committed the step (or the run ended first): finish what that one may have left undone."""
+        latest = latest or self.ports.table.get_run(step_event.run_id)
+        if latest["status"] == "running" and latest["committed_step"] != step_event.step:
+            return {"outcome": "duplicate"}
+        if result.obsolete and latest["committed_step"] == step_event.step:  # the same keys whoever committed it
+            self.ports.store.delete_keys(result.obsolete)
+        resent = control.catch_up(self.ports, latest, claimant=claimant, context=context)
+        return {"outcome": "resent" if resent else "duplicate"}
 
     def _reject(self, event: Any, reason: str, claimant: str, context: Any = None) -> dict[str, Any]:
         """A malformed event: fail its run if it names a running one, touch nothing else."""

@@ -161,9 +161,9 @@ class Launcher:
             "send_lease": send_lease(1, claimant=claimant, until=control.lease_until(self.ports, None)),
         }
         try:
-            self.ports.table.create_run(run_id, record)
+            self.ports.table.create_run(run_id, record, token=claimant)
         except RunExists:
-            return self._relaunch(run_id, config, seed_drawn=seed_drawn, claimant=claimant)
+            return self._relaunch(run_id, config, seed_drawn=seed_drawn, claimant=claimant, etag=etag)
         control.send(self.ports, run_id, first_event)
         self.log.info("launched", extra={"run_id": run_id, "epochs": config.epochs, "granularity": config.granularity})
         return {"run_id": run_id, "status": "running"}
@@ -208,14 +208,23 @@ class Launcher:
                             copies=parameter_copies(config))
         return etag, load_training_data(raw, source=source)
 
-    def _relaunch(self, run_id: str, config: TrainingConfig, *, seed_drawn: bool, claimant: str) -> dict[str, Any]:
-        """A second launch of an existing run: the same request is a duplicate delivery, a different one a name clash."""
+    def _relaunch(self, run_id: str, config: TrainingConfig, *, seed_drawn: bool, claimant: str,
+                  etag: str) -> dict[str, Any]:
+        """A second launch of an existing run: the same request is a duplicate delivery, a different one a name
+        clash, and so is the same request for data replaced since the run was created (its steps read only the
+        data of the ETag it was created with, and would fail on the new)."""
         existing = self.ports.table.get_run(run_id)
         requested = config.to_parameters()
         if seed_drawn and existing.get("seed_drawn"):  # both asked for no seed: each drew its own
             requested["seed"] = existing["config"]["seed"]
         if existing["config"] != requested:
             raise LnnInputError(f"a run named {run_id} already exists with other parameters; choose another name")
+        if existing.get("data_etag") != etag:
+            raise LnnInputError(
+                f"a run named {run_id} already exists, created from other data ({config.data} was replaced since: "
+                f"ETag {existing.get('data_etag')}, now {etag}); that run cannot read the new data and will fail; "
+                "launch the new data under another name"
+            )
         control.ensure_next_sent(self.ports, existing, claimant=claimant)
         return {"run_id": run_id, "status": existing["status"], "duplicate": True}
 

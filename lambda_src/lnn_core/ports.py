@@ -27,13 +27,26 @@ ASYNC_PAYLOAD_LIMIT = 1_048_576  # bytes, Lambda's limit for an asynchronous inv
 # without scanning the epoch items, and a step's updates of other attributes cost the index nothing. The stack
 # creates the index by this name (lnn_stack imports it from here, as SCRATCH_TAG); `RunTable.run_ids` reads it.
 RUNS_BY_STATUS_INDEX = "runs-by-status"
+# Sparse as well: only an ended run whose message is not yet recorded as sent carries `message_due`, so the
+# watchdog finds the messages still owed (a claimant that died, a retry that came inside the lease) without a scan.
+RUNS_AWAITING_MESSAGE_INDEX = "runs-awaiting-message"
+MESSAGE_DUE = "message_due"
 BOTO_CONFIG = Config(retries={"mode": "standard", "max_attempts": 5}, connect_timeout=5, read_timeout=60)
+# The clients whose calls a lease covers (DynamoDB, SNS, Lambda): every attempt and back-off of one call ends
+# well inside the 30 s lease (control.LEASE_SECONDS), so a live claimant cannot outlast its own lease inside an
+# SDK call. S3 keeps BOTO_CONFIG: large objects, and no S3 call is made under a lease.
+CLAIM_ATTEMPTS, CLAIM_CONNECT_SECONDS, CLAIM_READ_SECONDS = 3, 2, 6
+CLAIM_BACKOFF_SECONDS = 1 + 2  # botocore's standard mode waits at most 2**(attempt - 1) s before retry `attempt`
+CLAIM_CALL_SECONDS = CLAIM_ATTEMPTS * (CLAIM_CONNECT_SECONDS + CLAIM_READ_SECONDS) + CLAIM_BACKOFF_SECONDS
+CLAIM_BOTO_CONFIG = Config(retries={"mode": "standard", "max_attempts": CLAIM_ATTEMPTS},
+                           connect_timeout=CLAIM_CONNECT_SECONDS, read_timeout=CLAIM_READ_SECONDS)
 
 # The methods whose calls change the world: the chaos harness injects crashes around exactly these.
 EFFECTS = {
-    "store": ("put_bytes", "delete_keys"),
+    "store": ("put_bytes", "copy", "delete_keys"),
     "table": ("create_run", "mark_started", "transition", "claim_send", "mark_invoked", "claim_notification",
-              "mark_notified", "put_epoch_items", "request_stop", "record_resume", "join_barrier", "claim_reduce"),
+              "mark_notified", "put_epoch_items", "request_stop", "record_resume", "refresh_heartbeat", "join_barrier",
+              "claim_reduce"),
     "notifier": ("publish",),
     "invoker": ("invoke_async",),
 }
@@ -108,6 +121,11 @@ class S3ObjectStore:
         self._counter.s3_bytes_out += len(data)
         self._remember(key, data)
 
+    def copy(self, source: str, destination: str) -> None:
+        """Copy an object within the bucket (server side: its bytes do not pass through this function)."""
+        self._counter.requests["s3"] += 1
+        self._client.copy_object(Bucket=self.bucket, Key=destination, CopySource={"Bucket": self.bucket, "Key": source})
+
     def delete_keys(self, keys: list[str]) -> None:
         """Delete objects (missing ones are fine), up to 1000 a request."""
         for key in keys:
@@ -133,14 +151,20 @@ class SnsNotifier:
     def __init__(self, client, topic_arn: str, counter: IoCounter):
         self._client, self.topic_arn, self._counter = client, topic_arn, counter
 
-    def publish(self, *, subject: str, body: dict[str, Any], status: str) -> None:
-        """One message: a readable subject, a JSON body, and a `status` attribute for subscription filters."""
+    def publish(self, *, subject: str, body: dict[str, Any], status: str, message_id: str | None = None) -> None:
+        """One message: a readable subject, a JSON body, and a `status` attribute for subscription filters. With
+        `message_id`, the same in the body and as an attribute: a standard topic delivers a retried Publish twice,
+        and a subscriber drops the second by this key."""
         self._counter.requests["sns"] += 1
+        attributes = {"status": {"DataType": "String", "StringValue": status}}
+        if message_id is not None:
+            body = {**body, "message_id": message_id}
+            attributes["message_id"] = {"DataType": "String", "StringValue": message_id}
         self._client.publish(
             TopicArn=self.topic_arn,
             Subject=subject[:100],
             Message=json.dumps(body, indent=2, sort_keys=True),
-            MessageAttributes={"status": {"DataType": "String", "StringValue": status}},
+            MessageAttributes=attributes,
         )
 
 
@@ -187,10 +211,10 @@ class Ports:
         counter = IoCounter()
         bucket = os.environ.get("LNN_BUCKET")
         return cls(
-            table=RunTable(session.resource("dynamodb", config=BOTO_CONFIG).Table(_required("LNN_TABLE")), counter),
-            notifier=SnsNotifier(session.client("sns", config=BOTO_CONFIG), _required("LNN_TOPIC_ARN"), counter),
+            table=RunTable(session.resource("dynamodb", config=CLAIM_BOTO_CONFIG).Table(_required("LNN_TABLE")), counter),
+            notifier=SnsNotifier(session.client("sns", config=CLAIM_BOTO_CONFIG), _required("LNN_TOPIC_ARN"), counter),
             invoker=invoker
-            or LambdaInvoker(session.client("lambda", config=BOTO_CONFIG), _required(invoke_target), counter),
+            or LambdaInvoker(session.client("lambda", config=CLAIM_BOTO_CONFIG), _required(invoke_target), counter),
             counter=counter,
             store=S3ObjectStore(session.client("s3", config=BOTO_CONFIG), bucket, counter) if bucket else None,
             clock=clock or time.time,

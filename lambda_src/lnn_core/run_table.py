@@ -5,16 +5,19 @@ one commits (`transition`), and a re-send, the run's message and a round's reduc
 Like the other adapters (ports.py) it counts its requests in the shared `IoCounter`.
 """
 
-import time
 from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from .codec import from_dynamo, to_dynamo
-from .ports import RUNS_BY_STATUS_INDEX, IoCounter, now
+from .codec import from_dynamo, item_write_units, to_dynamo
+from .ports import MESSAGE_DUE, RUNS_AWAITING_MESSAGE_INDEX, RUNS_BY_STATUS_INDEX, IoCounter, now
 
 RUN_RECORD_EPOCH = 0  # the run record shares the results table, at epoch 0
 MAX_EPOCH_KEY = 10**9  # above any epoch a run can have
+# A TransactWriteItems takes at most 100 actions and 4 MB: one condition on the run record and up to 99 items.
+ITEMS_PER_WRITE = 99
+WRITE_BYTES_LIMIT = 3_500_000  # by `item_write_units`' upper bound, under the 4 MB a transaction may carry
+MESSAGE_DUE_VALUE = "due"  # the one value of `MESSAGE_DUE`: the index needs a key, the sweep needs only presence
 
 
 class RunExists(Exception):
@@ -28,16 +31,19 @@ class RunTable:
         self._table, self._counter = table, counter
         self.name = table.name
 
-    def create_run(self, run_id: str, record: dict[str, Any]) -> None:
-        """Create the run record once; a second create (a duplicate launch) raises `RunExists`."""
+    def create_run(self, run_id: str, record: dict[str, Any], *, token: str) -> None:
+        """Create the run record once; a second create (a duplicate launch) raises `RunExists`. `token` is this
+        launch's own: when the SDK retries a create whose answer was lost, the record it finds is ours, not a twin's."""
         self._counter.requests["dynamodb"] += 1
-        item = to_dynamo({**record, "run_id": run_id, "epoch": RUN_RECORD_EPOCH})
+        item = to_dynamo({**record, "run_id": run_id, "epoch": RUN_RECORD_EPOCH, "launch_token": token})
         try:
             self._table.put_item(Item=item, ConditionExpression="attribute_not_exists(run_id)")
         except ClientError as error:
-            if _condition_failed(error):
+            if not _condition_failed(error):
+                raise
+            existing = self.get_run(run_id)
+            if existing is None or existing.get("launch_token") != token:
                 raise RunExists(run_id) from error
-            raise
 
     def get_run(self, run_id: str) -> dict[str, Any] | None:
         self._counter.requests["dynamodb"] += 1
@@ -78,7 +84,8 @@ class RunTable:
         )
 
     def claim_send(self, run_id: str, step: int, *, claimant: str, now: float, until: float) -> bool:
-        """Claim the re-send of committed `step`'s successor: only while it is unsent and no live lease holds it.
+        """Claim the re-send of committed `step`'s successor: only while it is unsent and no live lease of another
+        claimant holds it (the SDK's retry of our own applied claim finds our lease, and wins again).
 
         The commit itself takes this lease for its winner (see `send_lease`); a catch-up (a retry, a loser whose
         commit failed) must win this conditional write before it invokes, so twins never start a second chain.
@@ -87,10 +94,11 @@ class RunTable:
             run_id,
             "SET send_lease = :lease",
             "committed_step = :step AND #status = :running AND invoked_step < :next"
-            " AND (attribute_not_exists(send_lease) OR send_lease.#until < :now)",
-            {":step": step, ":next": step + 1, ":now": now, ":running": "running",
+            " AND (attribute_not_exists(send_lease) OR send_lease.#until < :now"
+            " OR (send_lease.#by = :claimant AND send_lease.#step = :next))",
+            {":step": step, ":next": step + 1, ":now": now, ":running": "running", ":claimant": claimant,
              ":lease": send_lease(step + 1, claimant=claimant, until=until)},
-            names={"#status": "status", "#until": "until"},
+            names={"#status": "status", "#until": "until", "#by": "by", "#step": "step"},
         )
 
     def mark_invoked(self, run_id: str, step: int) -> None:
@@ -103,23 +111,40 @@ class RunTable:
         )
 
     def claim_notification(self, run_id: str, claimant: str, *, now: float, until: float) -> bool:
-        """Claim the run's one message until `until`, whoever asks: a concurrent twin is excluded even when it shares
-        the claimant's request id. A crashed claimant's retry comes after Lambda's back-off, once the lease expired."""
+        """Claim the run's one message until `until`: a concurrent twin is excluded even when it shares the
+        claimant's request id (`claimant` is unique per delivery), while the SDK's retry of our own applied claim
+        finds our name and wins again. A claimant that died is replaced by its retry once the lease expired, or by
+        the watchdog's sweep of the runs still owed a message."""
         return self._conditional_update(
             run_id,
             "SET notifier = :claimant, notify_lease = :until",
-            "notified = :no AND (attribute_not_exists(notify_lease) OR notify_lease < :now)",
+            "notified = :no AND (attribute_not_exists(notify_lease) OR notify_lease < :now OR notifier = :claimant)",
             {":claimant": claimant, ":no": False, ":now": now, ":until": until},
         )
 
     def mark_notified(self, run_id: str) -> bool:
-        """Record the message as sent. False when DynamoDB refused even after the SDK's retries: the caller then
-        ends normally, because a retry of its event would publish the message again."""
+        """Record the message as sent, and take the run off the watchdog's list of messages owed. False when
+        DynamoDB refused even after the SDK's retries: the caller then ends normally, because a retry of its
+        event would publish the message again."""
         try:
-            self._conditional_update(run_id, "SET notified = :yes", "notified <> :yes", {":yes": True})
+            self._conditional_update(run_id, f"SET notified = :yes REMOVE {MESSAGE_DUE}", "notified <> :yes",
+                                     {":yes": True})
         except (ClientError, BotoCoreError):
             return False
         return True
+
+    def runs_awaiting_message(self) -> list[str]:
+        """The ids of ended runs whose message is not recorded as sent, from their sparse index."""
+        run_ids, start = [], {}
+        while True:
+            self._counter.requests["dynamodb"] += 1
+            page = self._table.query(IndexName=RUNS_AWAITING_MESSAGE_INDEX,
+                                     KeyConditionExpression=f"{MESSAGE_DUE} = :due",
+                                     ExpressionAttributeValues={":due": MESSAGE_DUE_VALUE}, **start)
+            run_ids += [item["run_id"] for item in page["Items"]]
+            if "LastEvaluatedKey" not in page:
+                return run_ids
+            start = {"ExclusiveStartKey": page["LastEvaluatedKey"]}
 
     def request_stop(self, run_id: str) -> bool:
         """Ask a running run to stop at its next step boundary; False when it is not running."""
@@ -127,14 +152,27 @@ class RunTable:
             run_id, "SET stop_requested = :yes", "#status = :running", {":yes": True, ":running": "running"}, status=True
         )
 
-    def record_resume(self, run_id: str, *, seen: dict[str, Any], resumes: int, now: float) -> bool:
-        """Record the watchdog's resume of the stalled run `seen`, unless it showed life since it was read."""
+    def record_resume(self, run_id: str, *, seen: dict[str, Any], resumes: int, now: float, token: str) -> bool:
+        """Record the watchdog's resume of the stalled run `seen`, unless it showed life since it was read. `token`
+        is this resume's own: the SDK's retry of our applied write finds it in place of the heartbeat it changed."""
         heartbeat, values = _heartbeat_condition(seen)
         return self._conditional_update(
             run_id,
-            "SET heartbeat_at = :now, resumes = :resumes, resumed_at_step = :seen",
-            f"committed_step = :seen AND {heartbeat} AND #status = :running",
-            {":now": now, ":resumes": resumes, ":seen": seen["committed_step"], ":running": "running", **values},
+            "SET heartbeat_at = :now, resumes = :resumes, resumed_at_step = :seen, resume_token = :token",
+            f"committed_step = :seen AND #status = :running AND ({heartbeat} OR resume_token = :token)",
+            {":now": now, ":resumes": resumes, ":seen": seen["committed_step"], ":running": "running",
+             ":token": token, **values},
+            status=True,
+        )
+
+    def refresh_heartbeat(self, run_id: str, *, step: int, now: float) -> bool:
+        """Show life for committed `step` (`lnn resume` re-sends its successor), so that the watchdog does not
+        judge the run stalled while the re-sent events are in flight. False when the run moved on or ended."""
+        return self._conditional_update(
+            run_id,
+            "SET heartbeat_at = :now",
+            "committed_step = :step AND #status = :running",
+            {":now": now, ":step": step, ":running": "running"},
             status=True,
         )
 
@@ -151,15 +189,16 @@ class RunTable:
         )
         return {int(done) for done in answer.get("Attributes", {}).get("shards_done", set())}
 
-    def claim_reduce(self, run_id: str, step: int, *, now: float, until: float) -> bool:
+    def claim_reduce(self, run_id: str, step: int, *, claimant: str, now: float, until: float) -> bool:
         """Claim the sending of a complete round's reduce event until `until`: the write that completed the round
-        claims it first; a retry of it (it died before sending) claims again once the lease expired; its twins
-        and the duplicates of other shards find the lease live and send nothing."""
+        claims it first (and the SDK's retry of that claim finds its own name); a retry of its event (it died
+        before sending) claims again once the lease expired; its twins and the duplicates of other shards find
+        the lease live and send nothing."""
         return self._conditional_update(
             run_id,
-            "SET reduce_lease = :until",
-            "attribute_not_exists(reduce_lease) OR reduce_lease < :now",
-            {":until": until, ":now": now},
+            "SET reduce_lease = :until, reduce_by = :claimant",
+            "attribute_not_exists(reduce_lease) OR reduce_lease < :now OR reduce_by = :claimant",
+            {":until": until, ":now": now, ":claimant": claimant},
             epoch=barrier_epoch(step),
         )
 
@@ -169,20 +208,30 @@ class RunTable:
         item = self._table.get_item(Key={"run_id": run_id, "epoch": barrier_epoch(step)}, ConsistentRead=True).get("Item")
         return {int(done) for done in (item or {}).get("shards_done", set())}
 
-    def put_epoch_items(self, run_id: str, items: list[dict[str, Any]]) -> None:
-        """Write per-epoch items. Their content is a pure function of the step, so a repeated write changes nothing."""
-        client = self._table.meta.client
-        for start in range(0, len(items), 25):  # converted batch by batch: Decimals take far more memory than floats
-            batch = [{"PutRequest": {"Item": to_dynamo({**item, "run_id": run_id})}} for item in items[start : start + 25]]
-            for attempt in range(8):
-                self._counter.requests["dynamodb"] += 1
-                unprocessed = client.batch_write_item(RequestItems={self.name: batch}).get("UnprocessedItems", {})
-                batch = unprocessed.get(self.name, [])
-                if not batch:
-                    break
-                time.sleep(0.05 * 2**attempt)
-            else:
-                raise RuntimeError(f"DynamoDB did not accept {len(batch)} epoch items after 8 attempts")
+    def put_epoch_items(self, run_id: str, items: list[dict[str, Any]], *, step: int) -> bool:
+        """Write the epoch items of `step`, each transaction only while the step is uncommitted and the run running:
+        no item changes once its step committed (a late twin's timestamps never replace the winner's). Their
+        content is otherwise a pure function of the step. False when the step was committed, or the run ended,
+        before every item was written (the SDK's retry of an applied transaction is idempotent by its token)."""
+        client = self._table.meta.client  # a resource's client: it serializes Python values itself
+        check = {"ConditionCheck": {
+            "TableName": self.name,
+            "Key": {"run_id": run_id, "epoch": RUN_RECORD_EPOCH},
+            "ConditionExpression": "committed_step = :previous AND #status = :running",
+            "ExpressionAttributeNames": {"#status": "status"},
+            "ExpressionAttributeValues": {":previous": step - 1, ":running": "running"},
+        }}
+        for chunk in _write_chunks(items):
+            # converted chunk by chunk: Decimals take far more memory than floats
+            puts = [{"Put": {"TableName": self.name, "Item": to_dynamo({**item, "run_id": run_id})}} for item in chunk]
+            self._counter.requests["dynamodb"] += 1
+            try:
+                client.transact_write_items(TransactItems=[check, *puts])
+            except ClientError as error:
+                if error.response["Error"]["Code"] == "TransactionCanceledException" and _check_failed(error):
+                    return False
+                raise
+        return True
 
     def list_epochs(self, run_id: str, *, through: int | None = None) -> list[dict[str, Any]]:
         """The run's epoch items, epoch 1 first; with `through`, only epochs 1..through."""
@@ -265,3 +314,25 @@ def send_lease(step: int, *, claimant: str, until: float) -> dict[str, Any]:
 
 def _condition_failed(error: ClientError) -> bool:
     return error.response["Error"]["Code"] == "ConditionalCheckFailedException"
+
+
+def _check_failed(error: ClientError) -> bool:
+    """Whether a canceled transaction's first action (the condition on the run record) failed."""
+    reasons = error.response.get("CancellationReasons") or []
+    if reasons:
+        return reasons[0].get("Code") == "ConditionalCheckFailed"
+    return "ConditionalCheckFailed" in str(error)
+
+
+def _write_chunks(items: list[dict[str, Any]]):
+    """`items` in chunks that one transaction takes: at most `ITEMS_PER_WRITE` and `WRITE_BYTES_LIMIT` bytes."""
+    chunk, size = [], 0
+    for item in items:
+        item_bytes = item_write_units(item) * 1024
+        if chunk and (len(chunk) == ITEMS_PER_WRITE or size + item_bytes > WRITE_BYTES_LIMIT):
+            yield chunk
+            chunk, size = [], 0
+        chunk.append(item)
+        size += item_bytes
+    if chunk:
+        yield chunk

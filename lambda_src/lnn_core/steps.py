@@ -18,7 +18,8 @@ from .codec import item_write_units, npz_to_arrays
 from .config import TrainingConfig
 from .dataset import TrainingData, load_training_data
 from .errors import LnnInputError, RunFailure
-from .layout import activation_key, batch_state_key, gradient_key, is_checkpoint, model_key, params_key, shard_key
+from .layout import (activation_key, batch_state_key, gradient_key, is_checkpoint, model_key, params_key, shard_key,
+                     staged_model_key)
 from .ports import Ports, now
 from .results import (StepResult, commit_seconds, descriptions, epoch_item, epochs_done, evaluation, finite_cost,
                       finite_params, metrics, stops_early)
@@ -227,7 +228,7 @@ class StepBodies:
     # ---- the end -------------------------------------------------------------------------------------------
 
     def _finish(self, config: TrainingConfig, run: dict) -> StepResult:
-        """Save the model, measure it, and end the run."""
+        """Save the model where the commit publishes it from, measure it, and end the run."""
         epochs = run.get("progress_epoch") or config.epochs
         params = params_of(self._load(params_key(config, epochs)))
         data = self._prepared(config, run).data
@@ -244,8 +245,9 @@ class StepBodies:
             "invocations": run.get("invocations", 0) + 1,
             "model_key": key,
         }
-        result = StepResult(outputs={key: model}, final=final)
-        result.checkpoints.add(key)
+        staged = staged_model_key(run["run_id"])
+        result = StepResult(outputs={staged: model}, final=final)
+        result.checkpoints.add(staged)
         return result
 
     # ---- inputs --------------------------------------------------------------------------------------------

@@ -8,7 +8,10 @@
   `control.MAX_RESUMES` times per run, the number of resumes a run survives;
 - pause: before and after every read (`READS`) and every effect, the trainer sleeps 0-20 ms of real time, so
   that concurrent deliveries interleave (it changes nothing at concurrency 1 but the wall time);
-- distinct_ids: a duplicate copy gets its own request id (else it shares the original's, as Lambda's do).
+- distinct_ids: a duplicate copy gets its own request id (else it shares the original's, as Lambda's do);
+- lost_answer: a request that changes the world (`SDK_WRITES`: every conditional write, put, copy, delete,
+  invoke and publish of the trainer, the launcher and the watchdog) is applied, its answer is lost, and the SDK
+  retries it: the caller sees the retry's answer (a conditional write then finds its own effect in place).
 
 Everything is drawn from one `random.Random(seed)`. At concurrency 1 the runtime runs one delivery at a time: a
 seed is a schedule. With threads, the draws are serialized (the counts stay exact) but their order is not fixed.
@@ -22,6 +25,8 @@ import time
 from collections import Counter
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
+
+from botocore.exceptions import ClientError
 
 from lnn_core import control
 from lnn_core.errors import LnnInputError
@@ -38,6 +43,36 @@ READS = {
 }
 
 
+# The SDK requests that change the world, by the adapter that sends them (its client is `client_of`'s answer).
+SDK_WRITES = {
+    "table": ("put_item", "update_item", "transact_write_items"),
+    "store": ("put_object", "copy_object", "delete_objects"),
+    "notifier": ("publish",),
+}
+INVOKE = ("invoker", "invoke_async")  # the runtime's own invoke: a retried Invoke is a second event
+
+
+def client_of(port_name: str, port: Any) -> Any:
+    """The boto3 client an adapter sends its requests with."""
+    return port._table.meta.client if port_name == "table" else port._client
+
+
+def with_lost_answer(call, *, before_retry=None):
+    """`call` as botocore runs it when the first answer is lost: the request is applied (whatever its outcome),
+    then sent again, and the caller gets the second answer. `before_retry()` runs in between."""
+
+    def retried(*args, **kwargs):
+        try:
+            call(*args, **kwargs)
+        except ClientError:
+            pass  # its answer is lost as well: the retry gives the caller an answer of its own
+        if before_retry is not None:
+            before_retry()
+        return call(*args, **kwargs)
+
+    return retried
+
+
 class InjectedCrash(SandboxKilled):
     """A crash the harness injected."""
 
@@ -52,6 +87,7 @@ class ChaosPlan:
     lose: float = 0.0
     pause: float = 0.0
     distinct_ids: float = 0.0
+    lost_answer: float = 0.0
     seed: int = 0
 
     @classmethod
@@ -88,17 +124,20 @@ class ChaosCounts:
     losses: int = 0
     pauses: int = 0  # not faults: they only reorder concurrent deliveries
     distinct_ids: int = 0  # duplicates that got their own request id (counted in `duplicates` too)
+    lost_answers: int = 0  # requests applied whose answer was lost, and so sent twice
     step_bodies: int = 0
     crash_sites: Counter = field(default_factory=Counter)  # "before table.transition" -> crashes injected there
+    lost_answer_sites: Counter = field(default_factory=Counter)  # "sns.publish" -> answers lost there
     # per event state: "lose shard", "duplicate reduce", "crash shard before table.join_barrier", ... -> count
     by_state: Counter = field(default_factory=Counter)
 
     @property
     def faults(self) -> int:
-        return self.duplicates + self.delays + self.crashes_before + self.crashes_after + self.losses
+        return self.duplicates + self.delays + self.crashes_before + self.crashes_after + self.losses + self.lost_answers
 
     def as_dict(self) -> dict[str, Any]:
         return {**asdict(self), "crash_sites": dict(sorted(self.crash_sites.items())),
+                "lost_answer_sites": dict(sorted(self.lost_answer_sites.items())),
                 "by_state": dict(sorted(self.by_state.items())), "faults": self.faults}
 
 
@@ -121,6 +160,8 @@ class Chaos:
         self._delivery.may_crash = value
 
     def instrument(self, role: str, handler: Any) -> None:
+        if self.plan.lost_answer > 0 and role in ("trainer", "launcher", "watchdog"):
+            self._lose_answers(handler.ports)
         if role != "trainer":
             return
         execute = handler._execute  # the step body: counted to show that faults do not multiply work
@@ -182,6 +223,32 @@ class Chaos:
             return result
 
         return effect
+
+    def _lose_answers(self, ports: Any) -> None:
+        for port_name, methods in SDK_WRITES.items():
+            port = getattr(ports, port_name)
+            if port is None:
+                continue
+            client = client_of(port_name, port)
+            service = client.meta.service_model.service_name
+            for method in methods:
+                setattr(client, method, self._maybe_lost(f"{service}.{method}", getattr(client, method)))
+        port_name, method = INVOKE
+        port = getattr(ports, port_name)
+        setattr(port, method, self._maybe_lost("lambda.invoke", getattr(port, method)))
+
+    def _maybe_lost(self, site: str, call):
+        lost = with_lost_answer(call)
+
+        def request(*args, **kwargs):
+            with self._lock:
+                lose = self._random.random() < self.plan.lost_answer
+                if lose:
+                    self.counts.lost_answers += 1
+                    self.counts.lost_answer_sites[site] += 1
+            return (lost if lose else call)(*args, **kwargs)
+
+        return request
 
     def _pausing(self, method):
         def read(*args, **kwargs):

@@ -158,6 +158,7 @@ def test_environment_variables(synthesized, ids):
         "LNN_STALL_SECONDS": "900",
         "LNN_TRAINER_TIMEOUT_SECONDS": "300",  # the trainer's timeout
         "LNN_EVENT_AGE_SECONDS": "21600",  # the trainer's MaximumEventAgeInSeconds
+        "LNN_BUCKET": ref(ids["bucket"]),  # it publishes the model of a run still owed its message
         **shared,
     }
     # The predictor reads models from the bucket; it has no table, topic or function to reach.
@@ -188,6 +189,7 @@ def test_every_iam_statement_has_exact_actions_and_resources(synthesized, traine
         return {"Fn::Join": ["", [arn(ids["bucket"]), pattern]]}
 
     run_objects, scratch, model = objects("/runs/*"), objects("/runs/*/state/*"), objects("/runs/*/model.npz")
+    staged_model = objects("/runs/*/state/model.npz")
     # ListBucket only so that a missing key answers 404, and only for keys under runs/ (S3 checks a missing
     # key's GetObject against s3:prefix = the key).
     runs_prefix_only = {"StringLike": {"s3:prefix": "runs/*"}}
@@ -202,7 +204,7 @@ def test_every_iam_statement_has_exact_actions_and_resources(synthesized, traine
         (["s3:PutObject", "s3:PutObjectTagging"], [scratch, model]),  # never a run's data.npz or parameters.json
         (["s3:DeleteObject"], scratch),
         (["s3:ListBucket"], arn(ids["bucket"]), runs_prefix_only),
-        (["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:BatchWriteItem"], arn(ids["table"])),
+        (["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:ConditionCheckItem"], arn(ids["table"])),
         (["sns:Publish"], ref(ids["topic"])),
     )
     assert statements(policies["launcher"]) == expected(
@@ -218,7 +220,11 @@ def test_every_iam_statement_has_exact_actions_and_resources(synthesized, traine
     assert statements(policies["watchdog"]) == expected(
         (["logs:CreateLogStream", "logs:PutLogEvents"], arn(ids["watchdog_logs"])),
         (["dynamodb:Query"], {"Fn::Join": ["", [arn(ids["table"]), "/index/runs-by-status"]]}),
+        (["dynamodb:Query"], {"Fn::Join": ["", [arn(ids["table"]), "/index/runs-awaiting-message"]]}),
         (["dynamodb:GetItem", "dynamodb:UpdateItem"], arn(ids["table"])),
+        # It publishes the model of a run still owed its message: the staged model to the served key, no more.
+        (["s3:GetObject"], staged_model),
+        (["s3:PutObject"], model),
         (["sns:Publish"], ref(ids["topic"])),
         (["lambda:InvokeFunction"], arn(ids["trainer"])),
         # Its on-failure destination, the DLQ (Lambda sends through the function's role).
@@ -329,10 +335,15 @@ def test_table(synthesized, ids):
         "KeySchema": [{"AttributeName": "run_id", "KeyType": "HASH"}, {"AttributeName": "epoch", "KeyType": "RANGE"}],
         "AttributeDefinitions": [{"AttributeName": "run_id", "AttributeType": "S"},
                                  {"AttributeName": "epoch", "AttributeType": "N"},
-                                 {"AttributeName": "status", "AttributeType": "S"}],
+                                 {"AttributeName": "status", "AttributeType": "S"},
+                                 {"AttributeName": "message_due", "AttributeType": "S"}],
         "GlobalSecondaryIndexes": [{
             "IndexName": "runs-by-status",
             "KeySchema": [{"AttributeName": "status", "KeyType": "HASH"}],
+            "Projection": {"ProjectionType": "KEYS_ONLY"},
+        }, {  # sparse: only ended runs whose message is still owed have `message_due`
+            "IndexName": "runs-awaiting-message",
+            "KeySchema": [{"AttributeName": "message_due", "KeyType": "HASH"}],
             "Projection": {"ProjectionType": "KEYS_ONLY"},
         }],
         "BillingMode": "PAY_PER_REQUEST",

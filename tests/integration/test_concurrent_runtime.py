@@ -145,7 +145,7 @@ def test_concurrent_conditional_updates_admit_one_winner(stack, log, concurrency
     trainer = runtime.functions["trainer"]
     run_id = f"race-{concurrency}"
     tables = [RunTable(session.resource("dynamodb").Table(outputs.table), IoCounter()) for _ in range(8)]
-    tables[0].create_run(run_id, {"status": "running", "committed_step": 0, "invocations": 0})
+    tables[0].create_run(run_id, {"status": "running", "committed_step": 0, "invocations": 0}, token="test")
 
     def commit(event):  # each delivery with its own table object, as each Lambda container has
         return tables[event["n"]].transition(run_id, seen_step=0, new_step=1, fields={"winner": event["n"]})
