@@ -79,13 +79,18 @@ class ScriptedDecisions(RandomDecisions):
         super().__init__(seed)
         self.script, self.kinds, self.max_faults = list(script), kinds, max_faults
         self.points: list[int] = []  # the options each choice point had, in order
+        self.taken: list[int] = []  # the option taken at each
         self.labels: list[str] = []
+        self.on_new_point = None  # called with the label before a choice past the script (the search prunes there)
 
     def _next(self, n: int, what: str) -> int:
         index = len(self.points)
         chosen = self.script[index] if index < len(self.script) else 0
         self.points.append(n)
+        self.taken.append(chosen)
         self.labels.append(what)
+        if self.on_new_point is not None and index >= len(self.script):
+            self.on_new_point(what)
         return chosen
 
     def choice(self, n: int, what: str = "") -> int:

@@ -10,6 +10,7 @@ scheduler event the `Monitor` checks the invariants. See docs/simulation.md.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import random
 import sys
@@ -35,6 +36,18 @@ WATCHDOG_EVERY = 60.0
 TRAINER_CONCURRENCY = 6  # the trainer's reserved concurrency in the simulation: more starts at once are throttled
 QUIET_TICKS = 4  # watchdog ticks with nothing else in flight before a schedule ends (> the lease)
 MAX_EVENTS = 40_000  # scheduler events in one schedule: more is a runaway (a liveness failure)
+
+
+class Pruned(BaseException):
+    """The exhaustive search reached a state it explored already: this schedule's future adds nothing."""
+
+
+def _digest(value: Any) -> str:
+    if isinstance(value, (bytes, bytearray)):
+        import hashlib
+
+        return hashlib.blake2b(bytes(value), digest_size=8).hexdigest()
+    return repr(value)
 
 
 class InjectedCrash(SandboxKilled):
@@ -79,6 +92,7 @@ class Delivery:
     published: set = field(default_factory=set)  # runs it published a message for
     frozen_long: bool = False  # frozen past the lease at least once
     notify_claim: bool = False  # its claim_notification succeeded
+    history: list = field(default_factory=list)  # (port call, digest of its answer): its local state (exhaustive)
     done: bool = False
 
     def label(self) -> str:
@@ -106,8 +120,11 @@ class Context:
 class Simulator:
     def __init__(self, world: aws.MotoWorld, seed: int, *, disabled: set[int] | frozenset[int] = frozenset(),
                  decisions: RandomDecisions | None = None, scenario: Scenario | None = None, mode: str = "direct",
-                 trace: bool = False, check_every_event: bool = True):
+                 trace: bool = False, check_every_event: bool = True, exhaustive: dict | None = None):
         self.world, self.seed, self.mode = world, seed, mode
+        # The exhaustive search's structure: {"twins": every trainer event delivered twice, "launch_twin": two
+        # launches}; containers are always cold and unskewed there, so that only interleavings and faults branch.
+        self.exhaustive = exhaustive
         self.decisions = decisions or RandomDecisions(seed, disabled=disabled)
         rng = self.decisions.rng
         if scenario is None:
@@ -145,9 +162,9 @@ class Simulator:
             UUID = _uuid.UUID
 
             @staticmethod
-            def uuid4():
+            def uuid4():  # distinct in every digit (claimants use the first 12), the same in every replay
                 sim._uuids += 1
-                return _uuid.UUID(int=sim._uuids)
+                return _uuid.UUID(bytes=hashlib.blake2b(f"{sim.seed}/{sim._uuids}".encode(), digest_size=16).digest())
 
         class _Secrets:
             @staticmethod
@@ -189,11 +206,11 @@ class Simulator:
     def _container(self, function: str) -> Container:
         """A warm idle container of the function, or a cold one (with its own clock skew)."""
         idle = [c for c in self.containers[function] if not c.busy]
-        if idle and self.decisions.choice(4, "warm or cold") != 0:
+        if idle and not self.exhaustive and self.decisions.choice(4, "warm or cold") != 0:
             return self.decisions.pick(idle, "container")
         number = sum(len(cs) for cs in self.containers.values()) + 1
         where = f"{function} container c{number}"
-        skew = self.decisions.uniform(-0.5, 0.5)
+        skew = 0.0 if self.exhaustive else self.decisions.uniform(-0.5, 0.5)
         big = self.decisions.fault("skew", self.rates.skew, where,
                                    lambda r: r.choice([-1, 1]) * r.uniform(31.0, 90.0))
         if big is not None:
@@ -249,7 +266,11 @@ class Simulator:
             if delay:
                 delivery.due += delay
         self.queue.append(delivery)
-        if faults:
+        if self.exhaustive and self.exhaustive.get("twins") and function == "trainer":
+            self.deliveries += 1
+            self.queue.append(Delivery(self.deliveries, function, json.loads(json.dumps(payload)), f"r{self.deliveries}",
+                                       due=self.now, born=self.now))
+        elif faults:
             twin = self.decisions.fault("duplicate", self.rates.duplicate, what,
                                         lambda r: ("distinct id" if r.random() < self.rates.distinct_id else "same id",
                                                    0.0 if r.random() < 0.5 else r.uniform(0.5, 20.0)))
@@ -282,7 +303,8 @@ class Simulator:
         self.world.s3.put_object(aws.BUCKET, f"runs/{RUN_ID}/data.npz", self.scenario.data_npz(), disable_notification=True)
         launch = {"run_id": RUN_ID, "parameters": {k: v for k, v in self.scenario.parameters.items()}}
         self.send("launcher", launch, origin="user", faults=False)
-        if self.decisions.fault("concurrent launch", self.rates.concurrent_launch, "launcher"):
+        if (self.exhaustive or {}).get("launch_twin") or self.decisions.fault(
+                "concurrent launch", self.rates.concurrent_launch, "launcher"):
             self.send("launcher", launch, origin="user (again)", faults=False)
         if self.decisions.fault("stop", self.rates.stop, "operator", lambda r: r.uniform(0.0, 40.0)) is not None:
             self.operator.append((START + self.decisions.faults[-1].detail, "stop"))
@@ -299,6 +321,10 @@ class Simulator:
             self.monitor.at_end()
         except Violation as violation:
             return Result(self, violation)
+        except Pruned:
+            result = Result(self, None)
+            result.pruned = True
+            return result
         return Result(self, None)
 
     def _step(self) -> bool:
@@ -402,7 +428,7 @@ class Simulator:
                 self.log(f"end {delivery.label()}: {_outcome(result)}")
         except SandboxKilled as killed:
             error = killed
-        except Violation:
+        except (Violation, Pruned):
             raise
         except Exception as failure:  # noqa: BLE001 - a function error: Lambda retries it
             error = failure
@@ -485,11 +511,14 @@ def _instrument(sim: Simulator, port: Any, port_name: str) -> None:
 
 def _wrapped(sim: Simulator, method, where: str, effect: bool):
     def call(*args, **kwargs):
-        sim.point(where)
+        if effect or not (sim.exhaustive and sim.exhaustive.get("effects_only")):
+            sim.point(where)
         if effect:
             sim.maybe_crash("before", where)
         result = method(*args, **kwargs)
         sim.monitor.returned(where, result)
+        if sim.exhaustive and sim.current is not None:
+            sim.current.history.append((where, _digest(result)))
         if effect:
             sim.maybe_crash("after", where)
         return result
@@ -634,6 +663,7 @@ class Result:
         self.outcomes = sim.outcomes
         self.given_up = sim.given_up
         self.disabled = sorted(sim.decisions.disabled)
+        self.pruned = False
         self.signature = (self.events, self.deliveries, round(self.virtual_seconds, 3), self.status, self.messages,
                           tuple(f.describe() for f in self.all_faults), tuple(self.outcomes))
 
