@@ -8,7 +8,10 @@ import numpy as np
 import pytest
 from moto import mock_aws
 
+from lnn_cli.cloud import moto_transactions
 from lnn_core.ports import MESSAGE_DUE, RUNS_AWAITING_MESSAGE_INDEX, RUNS_BY_STATUS_INDEX
+
+moto_transactions.install()  # the embedded AWS's transactions, as `lnn local` and `lnn up` run them
 
 REGION = "us-east-1"
 

@@ -118,3 +118,22 @@ def test_adam_schedules_crash_between_writing_the_state_and_the_commit(stack, lo
         result = run_local(session, outputs, ADAM, dataset()[0], run_id=f"adam-sites-{seed}", chaos=plan, log_stream=log)
         sites.update(result.chaos["crash_sites"])
     assert sites["after store.put_bytes"] and sites["before table.transition"], sites
+
+
+@pytest.mark.parametrize("seed", [seed if seed < 2 else pytest.param(seed, marks=pytest.mark.slow) for seed in range(20)])
+def test_lost_answers_with_crashes_and_duplicates_end_like_the_clean_run(stack, clean, log, seed):
+    """Every write, put, copy, invoke and publish may be applied with its answer lost (the SDK then retries it):
+    the run still ends bit for bit like the clean one, with its one message, and a second copy only where the
+    README says (a lost Publish answer, a crash between Publish and the notified write)."""
+    session, outputs = stack
+    plan = ChaosPlan(duplicate=0.2, crash=0.1, lost_answer=0.2, seed=seed)
+    result = run_local(session, outputs, PARAMETERS, dataset()[0], run_id=f"lost-{seed}", chaos=plan, log_stream=log)
+    assert result.status == "succeeded", result.run.get("reason")
+    assert result.chaos["lost_answers"] > 0
+    chaotic, reference = model_arrays(result.model), model_arrays(clean.model)
+    assert all(chaotic[name].tobytes() == reference[name].tobytes() for name in reference if name.startswith(("W", "b")))
+    assert result.costs == clean.costs
+    assert result.run["invocations"] == clean.run["invocations"]
+    republished = sum(result.chaos["crash_sites"].get(site, 0) for site in REPUBLISH_SITES)
+    republished += result.chaos["lost_answer_sites"].get("sns.publish", 0)
+    assert [n["attributes"]["status"] for n in result.notifications] == ["succeeded"] * (1 + republished)
