@@ -65,3 +65,32 @@ def test_moto_reached_directly_behaves_as_through_boto3(world):
     for seed in (1, 2, 5):
         direct, boto = runner.run_seed(seed), runner.run_seed(seed, mode="boto")
         assert direct.signature == boto.signature, seed
+
+
+def test_a_mutant_that_lets_a_late_twin_start_its_step_is_caught_and_shrunk(world, monkeypatch):
+    """The simulator can fail: mark_started without its condition (a twin of a committed step computes it again)
+    breaks the fence within a few seeds, and the shrinker keeps a failing schedule of fewer faults."""
+    from lnn_cli.simulate.shrink import shrink
+    from lnn_core.run_table import RunTable
+
+    def mark_started(self, run_id, step, *, at):
+        return self._conditional_update(run_id, "SET started_step = :step, heartbeat_at = :at",
+                                        "#status = :running OR #status <> :running",
+                                        {":step": step, ":at": at, ":running": "running"}, status=True)
+
+    monkeypatch.setattr(RunTable, "mark_started", mark_started)
+    failing = next((r for r in map(runner.run_seed, range(40)) if r.failed), None)
+    assert failing is not None and failing.violation.invariant == "fence", failing and failing.violation
+    smallest = shrink(failing.seed, quiet=True)
+    assert smallest.failed and smallest.violation.invariant == "fence"
+    assert len(smallest.faults) <= len(failing.faults)
+    assert runner.run_seed(failing.seed, disabled=set(smallest.disabled)).signature == smallest.signature
+
+
+def test_the_exhaustive_search_explores_and_prunes(world):
+    """A bounded slice of the exhaustive search (make simulate EXHAUSTIVE=1 runs it whole): schedules re-executed
+    along scripts, states hashed, no violation."""
+    from lnn_cli.simulate.exhaustive import explore
+
+    found = explore("K=1 epoch+finish", max_schedules=40, max_faults=1)
+    assert found.schedules == 40 and found.states > 40 and not found.violations, found.report()
