@@ -12,6 +12,7 @@ are seen as they are applied, in the clients' wrapper) and at the end of a sched
   watchdog passed with nothing in flight |
 | reference | a succeeded run's model, committed costs and final training state equal `train_reference_state`, bit for
   bit; a stopped or failed run's costs are a prefix of the reference's |
+| claims | a catch-up wins the re-send of a step's successor only while it is unsent (invoked_step below it) |
 | liveness | the run ends within a bound of virtual time; the schedule becomes quiescent |
 """
 
@@ -110,9 +111,15 @@ class Monitor:
         elif service == "s3":
             self._check_model()
 
-    def returned(self, where: str, result: Any) -> None:
+    def returned(self, where: str, result: Any, args: tuple = (), kwargs: dict | None = None) -> None:
         """A port method returned (a claim's answer is what it says)."""
         delivery = self.sim.current
+        if where == "table.claim_send" and result:
+            step = args[1] if len(args) > 1 else (kwargs or {}).get("step")
+            record = self.world.fields(RUN_ID, "invoked_step") or {}
+            if step is not None and record.get("invoked_step", 0) >= step + 1:
+                raise Violation("claims", f"{delivery.label() if delivery else '?'} won the re-send of step {step + 1}, "
+                                          f"already recorded as sent (invoked_step {record['invoked_step']})")
         if where == "table.claim_notification" and result and delivery is not None:
             delivery.notify_claim = True
             if abs(delivery.container.skew) > self.lease:

@@ -516,7 +516,7 @@ def _wrapped(sim: Simulator, method, where: str, effect: bool):
         if effect:
             sim.maybe_crash("before", where)
         result = method(*args, **kwargs)
-        sim.monitor.returned(where, result)
+        sim.monitor.returned(where, result, args, kwargs)
         if sim.exhaustive and sim.current is not None:
             sim.current.history.append((where, _digest(result)))
         if effect:
