@@ -107,7 +107,9 @@ class Monitor:
                                            f"{', '.join(m['by'] for m in self.messages)}), none of the documented cases")
             return
         if service == "dynamodb":
-            self._after_table_write(delivery)
+            key = params.get("Key") or params.get("Item") or {}
+            record_only = operation in ("update_item", "put_item", "delete_item") and key.get("epoch") == 0
+            self._after_table_write(delivery, items_touched=not record_only)
         elif service == "s3":
             self._check_model()
 
@@ -139,7 +141,7 @@ class Monitor:
 
     # ---- checks ------------------------------------------------------------------------------------------
 
-    def _after_table_write(self, delivery) -> None:
+    def _after_table_write(self, delivery, *, items_touched: bool = True) -> None:
         record = self.world.fields(RUN_ID, "committed_step", "committed_by", "notified", "status", "progress_epoch")
         if record is None:
             return
@@ -163,6 +165,8 @@ class Monitor:
         progress = record.get("progress_epoch") or 0
         if progress < self.progress:
             raise Violation("epochs", f"progress_epoch went back from {self.progress} to {progress}")
+        if progress == self.progress and not items_touched:
+            return  # a write of the run record alone: no epoch item changed
         items = self.world.epoch_items(RUN_ID)
         for epoch in range(self.progress + 1, progress + 1):
             if epoch not in items:

@@ -36,6 +36,7 @@ def run_seed(seed: int, *, disabled=frozenset(), trace: bool = False, mode: str 
 class Summary:
     seeds: int = 0
     seconds: float = 0.0
+    cpu_seconds: float = 0.0
     failures: list = field(default_factory=list)
     faults: Counter = field(default_factory=Counter)
     statuses: Counter = field(default_factory=Counter)
@@ -48,7 +49,8 @@ class Summary:
 
     def report(self) -> str:
         lines = [f"{self.seeds} schedules in {self.seconds:.1f} s: {self.per_second:.1f} schedules/s "
-                 f"({1000 * self.seconds / max(1, self.seeds):.1f} ms each; {self.deliveries} deliveries, "
+                 f"({1000 * self.seconds / max(1, self.seeds):.1f} ms each, {1000 * self.cpu_seconds / max(1, self.seeds):.1f} ms "
+                 f"of CPU; {self.deliveries} deliveries, "
                  f"{self.events} scheduler events)",
                  "runs: " + ", ".join(f"{status or 'never created'} {n}" for status, n in self.statuses.most_common()),
                  "faults injected: " + (", ".join(f"{kind} {n}" for kind, n in sorted(self.faults.items())) or "none"),
@@ -58,7 +60,7 @@ class Summary:
 
 def run_seeds(seeds, *, mode: str = "direct", stop_after: int | None = None, on_result=None) -> Summary:
     summary = Summary()
-    started = time.perf_counter()
+    started, cpu = time.perf_counter(), time.process_time()
     for seed in seeds:
         result = run_seed(seed, mode=mode)
         summary.seeds += 1
@@ -72,5 +74,5 @@ def run_seeds(seeds, *, mode: str = "direct", stop_after: int | None = None, on_
             summary.failures.append(result)
             if stop_after is not None and len(summary.failures) >= stop_after:
                 break
-    summary.seconds = time.perf_counter() - started
+    summary.seconds, summary.cpu_seconds = time.perf_counter() - started, time.process_time() - cpu
     return summary

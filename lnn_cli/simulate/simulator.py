@@ -92,8 +92,14 @@ class Delivery:
     published: set = field(default_factory=set)  # runs it published a message for
     frozen_long: bool = False  # frozen past the lease at least once
     notify_claim: bool = False  # its claim_notification succeeded
+    copy: int = 0  # 0: the event as sent; 1: its duplicate
+    uuids: int = 0  # uuid4() calls so far
+    sends: int = 0  # invocations sent so far
     history: list = field(default_factory=list)  # (port call, digest of its answer): its local state (exhaustive)
     done: bool = False
+
+    def identity(self) -> str:
+        return f"{self.request_id}#{self.attempt}.{self.copy}"
 
     def label(self) -> str:
         event = self.event if isinstance(self.event, dict) else {}
@@ -162,9 +168,16 @@ class Simulator:
             UUID = _uuid.UUID
 
             @staticmethod
-            def uuid4():  # distinct in every digit (claimants use the first 12), the same in every replay
-                sim._uuids += 1
-                return _uuid.UUID(bytes=hashlib.blake2b(f"{sim.seed}/{sim._uuids}".encode(), digest_size=16).digest())
+            def uuid4():  # distinct in every digit (claimants use the first 12), the same in every replay, and
+                # a function of the delivery (not of the global order), so that the exhaustive search's states merge
+                current = sim.current
+                if current is None:
+                    sim._uuids += 1
+                    name = f"{sim.seed}/{sim._uuids}"
+                else:
+                    current.uuids += 1
+                    name = f"{sim.seed}/{current.identity()}/{current.uuids}"
+                return _uuid.UUID(bytes=hashlib.blake2b(name.encode(), digest_size=16).digest())
 
         class _Secrets:
             @staticmethod
@@ -255,7 +268,7 @@ class Simulator:
         """An asynchronous invoke accepted by Lambda: queue its delivery, with Lambda's at-least-once faults."""
         payload = json.loads(json.dumps(event))
         self.deliveries += 1
-        request_id = request_id or f"r{self.deliveries}"
+        request_id = request_id or self._request_id(origin)
         what = f"{function} event {_event_name(payload)} from {origin}"
         delivery = Delivery(self.deliveries, function, payload, request_id, due=self.now, born=self.now)
         if faults and function == "trainer" and self.decisions.fault("lose", self.rates.lose, what):
@@ -268,8 +281,8 @@ class Simulator:
         self.queue.append(delivery)
         if self.exhaustive and self.exhaustive.get("twins") and function == "trainer":
             self.deliveries += 1
-            self.queue.append(Delivery(self.deliveries, function, json.loads(json.dumps(payload)), f"r{self.deliveries}",
-                                       due=self.now, born=self.now))
+            self.queue.append(Delivery(self.deliveries, function, json.loads(json.dumps(payload)), f"{request_id}d",
+                                       due=self.now, born=self.now, copy=1))
         elif faults:
             twin = self.decisions.fault("duplicate", self.rates.duplicate, what,
                                         lambda r: ("distinct id" if r.random() < self.rates.distinct_id else "same id",
@@ -277,10 +290,20 @@ class Simulator:
             if twin:
                 kind, late = twin
                 self.deliveries += 1
-                copy_id = request_id if kind == "same id" else f"r{self.deliveries}"
+                copy_id = request_id if kind == "same id" else f"{request_id}d"
                 self.queue.append(Delivery(self.deliveries, function, json.loads(json.dumps(payload)), copy_id,
-                                           due=self.now + late, born=self.now))
+                                           due=self.now + late, born=self.now, copy=1))
         self.log(f"sent {what} as d{delivery.number}")
+
+    def _request_id(self, origin: str) -> str:
+        """A new request id: from the sending delivery's identity and its count of sends (not from the global
+        order of sends, so that the same delivery sends the same ids in every interleaving)."""
+        current = self.current
+        if current is None:
+            self._top_sends = getattr(self, "_top_sends", 0) + 1
+            return f"{origin.split()[0]}{self._top_sends}"
+        current.sends += 1
+        return "r" + hashlib.blake2b(f"{current.identity()}/{current.sends}".encode(), digest_size=4).hexdigest()
 
     def run(self) -> "Result":
         saved = self._install()
