@@ -2,11 +2,13 @@
 
 A run trains through the local runtime in a background thread while the page follows it; then the page predicts
 an uploaded image with the run's model and shows one clear message for each bad input. The tests skip, saying
-why, where Chromium or Playwright is missing (CI installs Debian's chromium in .ci/run).
+why, where Chromium or Playwright is missing, unless LNN_REQUIRE_BROWSER=1: then they fail (.ci/run sets it, and
+installs Debian's chromium), so that CI cannot pass without them.
 """
 
 import io
 import json
+import os
 import shutil
 import threading
 import time
@@ -29,6 +31,7 @@ TRAIN = ["--epochs", str(EPOCHS), "--neurons", "4,1", "--activations", "relu,sig
          "--seed", "3", "--eval-every", str(EVAL_EVERY), "--granularity", "layer"]
 DELIVERY_PAUSE = 0.12  # seconds per delivery, so that the page sees the run while it trains
 SCREENSHOT = "/tmp/lnn-serve.png"
+REQUIRE_BROWSER = "LNN_REQUIRE_BROWSER"  # "1": a missing Chromium or Playwright fails the tests instead of skipping them
 
 pytestmark = pytest.mark.slow  # about 70 s, most of it cdk deploy: `make slow` runs it, CI runs both
 
@@ -65,15 +68,22 @@ def served(deployed):
     thread.join(timeout=10)
 
 
+def unavailable(reason: str):
+    """Skip, saying why; where LNN_REQUIRE_BROWSER=1 (CI, .ci/run), fail instead: CI is not green without them."""
+    if os.environ.get(REQUIRE_BROWSER) == "1":
+        pytest.fail(f"{reason}; {REQUIRE_BROWSER}=1 requires the browser tests to run", pytrace=False)
+    pytest.skip(f"{reason} (set {REQUIRE_BROWSER}=1 to fail instead, as CI does)")
+
+
 @pytest.fixture(scope="module")
 def browser():
     path = chromium_path()
     if path is None:
-        pytest.skip("no Chromium installed (the browser tests drive Debian's `chromium`: apt-get install -y chromium)")
+        unavailable("no Chromium installed (the browser tests drive Debian's `chromium`: apt-get install -y chromium)")
     try:
         from playwright.sync_api import sync_playwright
     except ImportError:
-        pytest.skip("playwright is not installed (pip install -r requirements-dev.txt)")
+        unavailable("playwright is not installed (pip install -r requirements-dev.txt)")
     with sync_playwright() as playwright:
         chromium = playwright.chromium.launch(executable_path=path, args=["--no-sandbox"])
         yield chromium

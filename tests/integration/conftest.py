@@ -8,6 +8,7 @@ import pytest
 from moto import mock_aws
 
 from lnn_cli.cloud.deploy import deploy_in_process, synthesize
+from lnn_cli.cloud.runtime import atomic_requests
 from tests.conftest import REGION, blobs
 
 
@@ -46,3 +47,15 @@ def stack(assembly):
 def log(tmp_path):
     with open(tmp_path / "lambda.log", "w") as stream:
         yield stream
+
+
+@pytest.fixture
+def atomic_moto():
+    """For a test that runs handlers in threads of its own against in-process moto, whose backends are not
+    thread-safe: each request runs alone (`atomic_requests`, as the local runtime does while its deliveries run in
+    threads), as AWS executes each request atomically. The lock is held per request only: a thread that waits
+    between two requests (at a test's gate) holds nothing. Yields the lock."""
+    from lnn_cli.cloud.runtime.atomic import REQUEST_LOCK
+
+    with atomic_requests():
+        yield REQUEST_LOCK

@@ -1,7 +1,8 @@
 """The interleavings a concurrent review found, each reproduced deterministically: deliveries in threads, each with its
 own `Trainer` (its own ports and warm cache, as separate Lambda containers have), ordered by events, not sleeps.
 
-Each test fails on the code before the fix it names (issue 9, defects 1-7).
+Each test fails on the code before the fix it names (issue 9, defects 1-7). Every test runs under `atomic_moto`:
+in-process moto is not thread-safe, and AWS executes each request atomically.
 """
 
 import io
@@ -13,10 +14,13 @@ import numpy as np
 import pytest
 from botocore.exceptions import ClientError
 
+from lnn_cli.cloud.runtime.atomic import REQUEST_LOCK
 from lnn_core import control, results, training
 from lnn_core.codec import item_write_units
 from lnn_core.handlers import build_launcher, build_trainer
 from tests.conftest import FakeClock, QueueInvoker, blobs
+
+pytestmark = pytest.mark.usefixtures("atomic_moto")
 
 UNSEEDED = {"epochs": 3, "learning_rate": 0.5, "neurons": [3, 1], "activations": ["tanh", "sigmoid"]}
 WAIT_SECONDS = 30  # a gate that is never reached fails the test instead of hanging it
@@ -165,6 +169,39 @@ def test_2_twins_of_the_finish_step_send_one_message_whatever_their_request_ids(
     assert [json.loads(m["Body"])["status"] for m in world.aws.messages()] == ["succeeded"]
 
 
+def test_every_request_of_the_delivery_threads_runs_alone_and_a_gated_thread_holds_no_lock(world, monkeypatch):
+    """What this module's `atomic_moto` gives: each moto request, in any thread, is dispatched holding REQUEST_LOCK;
+    a delivery held at a Gate (between two requests) does not hold it, so its twin runs to its end meanwhile."""
+    from moto.core.botocore_stubber import BotocoreStubber
+
+    process, requests = BotocoreStubber.process_request, []
+
+    def recording(self, request):
+        requests.append((threading.current_thread().name, REQUEST_LOCK._is_owned()))
+        return process(self, request)
+
+    monkeypatch.setattr(BotocoreStubber, "process_request", recording)
+    world.launch()
+    trainer = world.container()
+    while world.queue.events[0]["state"] != "finish":
+        trainer.handle(world.queue.events.popleft(), context())
+    event = world.queue.events.popleft()
+    first, twin = world.container(), world.container()
+    gate = Gate(first.ports.notifier, "publish")
+    a = Delivery(first, event, context("request-1"))
+    a.start()
+    gate.wait_reached()
+    assert REQUEST_LOCK.acquire(timeout=WAIT_SECONDS)  # the gated thread holds no lock ...
+    REQUEST_LOCK.release()
+    b = Delivery(twin, event, context("request-1"))
+    b.start()
+    assert b.finish() in ("duplicate", "ignored")  # ... and its twin's requests ran
+    gate.opened.set()
+    assert a.finish() == "committed"
+    threads = {name for name, _ in requests}
+    assert {a.name, b.name} <= threads and all(owned for _, owned in requests), [r for r in requests if not r[1]]
+
+
 def test_2_a_claimant_that_died_before_publishing_is_finished_by_its_retry(world):
     world.launch()
     trainer = world.container()
@@ -299,22 +336,44 @@ def test_6_the_auto_commit_budget_counts_write_units_of_large_items():
     assert results.commit_seconds(1_400, units) >= 1_400 * 21 / 1_000  # 29.4 s; the old budget gave 5.6 s
 
 
-def test_7_a_message_whose_notified_write_fails_is_not_published_again_by_a_retry(world, monkeypatch):
+AFTER_THE_LEASE = pytest.mark.xfail(strict=True, reason=(
+    "known gap: once the claim's 30 s lease has expired, a record whose notified write was refused looks like one "
+    "whose claimant died before publishing (test_2_a_claimant_that_died_...), so a delivery (or the watchdog's sweep "
+    "of messages owed) publishes a second copy with the same message_id; README's 'What remains at least once' "
+    "does not list this case"))
+
+
+@pytest.mark.parametrize("later", [0, pytest.param(60, marks=AFTER_THE_LEASE)], ids=["inside-the-lease", "after-the-lease"])
+def test_7_a_message_whose_notified_write_fails_is_not_published_again_by_a_retry(world, monkeypatch, later):
+    """The delivery that published ends normally although its `mark_notified` write was refused; Lambda may still
+    deliver the finish event again (a duplicate, or a retry, with the same request id), to the same container or
+    another, at once or a minute later: none of these deliveries publishes a second message."""
     world.launch({**UNSEEDED, "seed": 4})
     trainer = world.container()
     while world.queue.events[0]["state"] != "finish":
         trainer.handle(world.queue.events.popleft(), context())
-    table = trainer.ports.table._table
+    event = world.queue.events.popleft()
+    publisher = world.container()
+    table = publisher.ports.table._table
     update = table.update_item
+    refused = []
 
     def refusing(**request):
-        if request.get("UpdateExpression") == "SET notified = :yes":
+        if request.get("UpdateExpression", "").startswith("SET notified = :yes"):
+            refused.append(request["Key"])
             raise ClientError({"Error": {"Code": "ProvisionedThroughputExceededException", "Message": "slow down"}}, "UpdateItem")
         return update(**request)
 
     monkeypatch.setattr(table, "update_item", refusing)
-    assert trainer.handle(world.queue.events.popleft(), context())["outcome"] == "committed"  # no error: no retry
-    assert len(world.aws.messages()) == 1
+    assert publisher.handle(json.loads(json.dumps(event)), context("request-1"))["outcome"] == "committed"  # no error
+    assert refused and len(world.aws.messages()) == 1  # published; the write that records it was refused
+    assert publisher.ports.table.get_run("r1")["notified"] is False
+    world.clock.advance(later)  # 60: Lambda's retry comes a minute later, when the claim's 30 s lease has expired
+    messages = 0
+    for again in (publisher, world.container()):  # its write still refused in the same container, not in another
+        assert again.handle(json.loads(json.dumps(event)), context("request-1"))["outcome"] == "ignored"
+        messages += len(world.aws.messages())
+        assert messages == 0, "a delivery of the finish event published the message again"
 
 
 def test_7_obsolete_scratch_is_deleted_when_a_commit_answer_was_lost(world):

@@ -1,27 +1,32 @@
 """Every AWS call the handlers make in whole runs is allowed by their role in the synthesized template.
 
 moto does not enforce IAM, so a least-privilege policy that is too tight would only fail on AWS. This test records
-each request of the trainer, the launcher and the watchdog (operation, S3 key, table or index) over a layer run with
-mini-batches, a run of data-parallel rounds and a watchdog resume, and checks it against the statements of that
-function's role: the trimmed S3 scope of issue 10 passes the whole chain.
+each request of the trainer, the launcher and the watchdog (operation, S3 key or ListBucket prefix, table or index)
+over a layer run with mini-batches, a run of data-parallel rounds and a watchdog resume, and each request of the
+predictor over predictions, a describe and the requests for an unknown run and a run without a model, and checks it
+against the statements of that function's role: the trimmed S3 scope of issue 10 passes the whole chain, and the
+predictor reads nothing but runs/<run_id>/model.npz.
 """
 
 import fnmatch
 import json
+from types import SimpleNamespace
 
 import pytest
 
-from lnn_core.handlers import build_launcher, build_trainer, build_watchdog
+from lnn_core.handlers import build_launcher, build_predictor, build_trainer, build_watchdog
 from tests.conftest import FakeClock, QueueInvoker, blobs
 
 PARAMETERS = {"epochs": 2, "learning_rate": 0.1, "neurons": [3, 1], "activations": ["tanh", "sigmoid"], "seed": 1,
               "batch_size": 16}
-ROLES = {"trainer": "TrainerLambdaRole", "launcher": "LaunchLambdaRole", "watchdog": "WatchdogLambdaRole"}
+ROLES = {"trainer": "TrainerLambdaRole", "launcher": "LaunchLambdaRole", "watchdog": "WatchdogLambdaRole",
+         "predictor": "PredictLambdaRole"}
 
 
-def allowed_statements(template: dict, role_fragment: str) -> list[tuple[set[str], list[str]]]:
-    """(actions, resource patterns) of every policy attached to the role; a bucket or table ARN is "", an object
-    pattern its key pattern ("runs/*/state/*"), an index its "/index/NAME"."""
+def allowed_statements(template: dict, role_fragment: str) -> list[tuple[set[str], list[str], list[str] | None]]:
+    """(actions, resource patterns, s3:prefix patterns) of every policy attached to the role; a bucket or table ARN is
+    "", an object pattern its key pattern ("runs/*/state/*"), an index its "/index/NAME"; the prefix patterns are a
+    statement's StringLike condition on s3:prefix (None: no such condition)."""
     statements = []
     for resource in template["Resources"].values():
         if resource["Type"] != "AWS::IAM::Policy":
@@ -29,9 +34,12 @@ def allowed_statements(template: dict, role_fragment: str) -> list[tuple[set[str
         if not any(role_fragment in (role.get("Ref") or "") for role in resource["Properties"]["Roles"]):
             continue
         for statement in resource["Properties"]["PolicyDocument"]["Statement"]:
+            assert statement["Effect"] == "Allow" and set(statement.get("Condition", {})) <= {"StringLike"}, statement
             actions = statement["Action"] if isinstance(statement["Action"], list) else [statement["Action"]]
             resources = statement["Resource"] if isinstance(statement["Resource"], list) else [statement["Resource"]]
-            statements.append((set(actions), [pattern_of(resource) for resource in resources]))
+            prefixes = statement.get("Condition", {}).get("StringLike", {}).get("s3:prefix")
+            statements.append((set(actions), [pattern_of(resource) for resource in resources],
+                               None if prefixes is None else [prefixes] if isinstance(prefixes, str) else prefixes))
     return statements
 
 
@@ -42,14 +50,17 @@ def pattern_of(resource) -> str:
 
 
 class Recorder:
-    """The requests of one function: (action, resource) pairs, from the parameters botocore is about to send."""
+    """The requests of one function: (action, resource, s3:prefix) triples, from the parameters botocore is about to
+    send; the prefix is a ListBucket's, None for any other request."""
 
     def __init__(self):
-        self.calls: set[tuple[str, str]] = set()
+        self.calls: set[tuple[str, str, str | None]] = set()
 
     def attach(self, handler) -> None:
         ports = handler.ports
-        clients = [ports.table._table.meta.client, ports.notifier._client]
+        clients = [ports.table._table.meta.client] if getattr(ports, "table", None) is not None else []
+        if getattr(ports, "notifier", None) is not None:
+            clients.append(ports.notifier._client)
         if ports.store is not None:
             clients.append(ports.store._client)
         for client in clients:
@@ -57,24 +68,38 @@ class Recorder:
 
     def record(self, model, params, **_):
         service, operation = model.service_model.service_name, model.name
-        if service == "s3":
+        if service == "s3" and operation == "CopyObject":  # IAM checks a read of the source and a write of the copy
+            source = params["CopySource"]
+            source_key = source["Key"] if isinstance(source, dict) else source.split("?")[0].split("/", 1)[1]
+            self.calls |= {("s3:GetObject", source_key, None), ("s3:PutObject", params["Key"], None)}
+            if params.get("TaggingDirective") == "REPLACE" and params.get("Tagging"):
+                self.calls.add(("s3:PutObjectTagging", params["Key"], None))
+        elif service == "s3":
             keys = [item["Key"] for item in params.get("Delete", {}).get("Objects", [])] or [params.get("Key", "")]
             action = {"HeadObject": "GetObject", "DeleteObjects": "DeleteObject", "ListObjectsV2": "ListBucket"}.get(operation, operation)
             for key in keys:
-                self.calls.add((f"s3:{action}", "" if action == "ListBucket" else key))
+                if action == "ListBucket":
+                    self.calls.add((f"s3:{action}", "", params.get("Prefix", "")))
+                else:
+                    self.calls.add((f"s3:{action}", key, None))
             if operation == "PutObject" and "Tagging" in params:
-                self.calls.add(("s3:PutObjectTagging", params["Key"]))
+                self.calls.add(("s3:PutObjectTagging", params["Key"], None))
+        elif service == "dynamodb" and operation == "TransactWriteItems":  # IAM checks each item's own action
+            actions = {"Put": "PutItem", "Update": "UpdateItem", "Delete": "DeleteItem", "ConditionCheck": "ConditionCheckItem"}
+            for item in params["TransactItems"]:
+                self.calls |= {(f"dynamodb:{actions[kind]}", "", None) for kind in item}
         elif service == "dynamodb":
-            self.calls.add((f"dynamodb:{operation}", f"index/{params['IndexName']}" if params.get("IndexName") else ""))
+            self.calls.add((f"dynamodb:{operation}", f"index/{params['IndexName']}" if params.get("IndexName") else "", None))
         else:
-            self.calls.add((f"{service}:{operation}", ""))
+            self.calls.add((f"{service}:{operation}", "", None))
 
 
-def permitted(call: tuple[str, str], statements) -> bool:
-    action, resource = call
-    return any(action in actions and any(pattern == resource or (pattern and fnmatch.fnmatchcase(resource, pattern))
-                                         for pattern in patterns)
-               for actions, patterns in statements)
+def permitted(call: tuple, statements) -> bool:
+    action, resource, prefix = call if len(call) == 3 else (*call, None)
+    return any(action in actions
+               and any(pattern == resource or (pattern and fnmatch.fnmatchcase(resource, pattern)) for pattern in patterns)
+               and (prefixes is None or (prefix is not None and any(fnmatch.fnmatchcase(prefix, p) for p in prefixes)))
+               for actions, patterns, prefixes in statements)
 
 
 @pytest.fixture(scope="module")
@@ -85,7 +110,7 @@ def template(assembly):
 def test_every_call_of_whole_runs_is_allowed_by_the_functions_roles(aws, template, monkeypatch):
     X, y = blobs(40)
     queue, clock = QueueInvoker(), FakeClock()
-    recorders = {role: Recorder() for role in ROLES}
+    recorders = {role: Recorder() for role in ("trainer", "launcher", "watchdog")}
     launcher = build_launcher(session=aws.session, invoker=queue, clock=clock)
     trainer = build_trainer(session=aws.session, invoker=queue, clock=clock)
     monkeypatch.setenv("LNN_STALL_SECONDS", "60")
@@ -109,8 +134,39 @@ def test_every_call_of_whole_runs_is_allowed_by_the_functions_roles(aws, templat
         statements = allowed_statements(template, ROLES[role])
         refused = sorted(call for call in recorder.calls if not permitted(call, statements))
         assert recorder.calls and not refused, f"{role} would be denied: {refused}"
-    assert ("s3:PutObjectTagging", "runs/rounds/state/e0000001/b000001/shard-000.npz") in recorders["trainer"].calls
-    assert any(action == "dynamodb:Query" for action, _ in recorders["watchdog"].calls)
+    assert ("s3:PutObjectTagging", "runs/rounds/state/e0000001/b000001/shard-000.npz", None) in recorders["trainer"].calls
+    assert any(action == "dynamodb:Query" for action, _, _ in recorders["watchdog"].calls)
+
+
+def test_every_call_of_the_predictor_is_allowed_by_its_role(aws, template):
+    """Predictions (a cold container GETs the model, a warm one HEADs it), a describe, a request for an unknown run
+    and one for a run without a model: every request reads runs/<run_id>/model.npz, or lists under runs/<run_id>/."""
+    X, y = blobs(40)
+    queue, clock = QueueInvoker(), FakeClock()
+    aws.upload_data("runs/trained/data.npz", X=X, y=y)
+    aws.upload_data("runs/untrained/data.npz", X=X, y=y)
+    launcher = build_launcher(session=aws.session, invoker=queue, clock=clock)
+    trainer = build_trainer(session=aws.session, invoker=queue, clock=clock)
+    assert launcher.handle({"run_id": "trained", "parameters": {**PARAMETERS, "granularity": "epoch"}})["status"] == "running"
+    while queue.events:
+        trainer.handle(queue.events.popleft())
+    assert trainer.ports.table.get_run("trained")["status"] == "succeeded"
+
+    predictor, recorder = build_predictor(session=aws.session), Recorder()
+    recorder.attach(predictor)
+    rows = X[:3].tolist()
+    requests = [{"run_id": "trained", "X": rows}, {"run_id": "trained", "X": rows}, {"run_id": "trained", "describe": True},
+                {"run_id": "nowhere", "X": rows}, {"run_id": "untrained", "X": rows}]
+    answers = [predictor.handle(request) for request in requests]
+
+    statements = allowed_statements(template, ROLES["predictor"])
+    refused = sorted(call for call in recorder.calls if not permitted(call, statements))
+    assert not refused, f"predictor would be denied: {refused}"
+    assert [answer.get("error") for answer in answers[:3]] == [None] * 3
+    assert "there is no run" in answers[3]["error"] and "has no model yet" in answers[4]["error"]
+    assert recorder.calls >= {("s3:GetObject", "runs/trained/model.npz", None),  # its HEADs and its GET
+                              ("s3:GetObject", "runs/nowhere/model.npz", None),
+                              ("s3:ListBucket", "", "runs/nowhere/"), ("s3:ListBucket", "", "runs/untrained/")}
 
 
 def test_the_check_refuses_what_a_role_does_not_allow(template):
@@ -119,3 +175,30 @@ def test_the_check_refuses_what_a_role_does_not_allow(template):
     assert not permitted(("s3:PutObject", "runs/r1/data.npz"), trainer)  # the trainer never writes a run's data
     assert not permitted(("s3:DeleteObject", "runs/r1/model.npz"), trainer)
     assert not permitted(("dynamodb:Scan", ""), trainer)
+    predictor = allowed_statements(template, ROLES["predictor"])
+    assert permitted(("s3:GetObject", "runs/r1/model.npz", None), predictor)
+    assert not permitted(("s3:GetObject", "runs/r1/data.npz", None), predictor)  # the predictor reads models only
+    assert not permitted(("s3:GetObject", "runs/r1/state/params-e0000001.npz", None), predictor)
+    assert not permitted(("s3:PutObject", "runs/r1/model.npz", None), predictor)
+    assert permitted(("s3:ListBucket", "", "runs/r1/"), predictor)
+    assert not permitted(("s3:ListBucket", "", ""), predictor)  # the whole bucket: outside the s3:prefix condition
+    assert not permitted(("s3:ListBucket", "", None), predictor)
+    assert not permitted(("dynamodb:GetItem", "", None), predictor)
+
+
+def test_a_transaction_and_a_copy_are_checked_as_the_actions_iam_authorizes(template):
+    """IAM has no TransactWriteItems or CopyObject action: it checks each item's write and its condition check, and a
+    copy's read of its source and write of its destination."""
+    def call(service, operation, **params):
+        recorder = Recorder()
+        recorder.record(SimpleNamespace(service_model=SimpleNamespace(service_name=service), name=operation), params)
+        return recorder.calls
+
+    transaction = call("dynamodb", "TransactWriteItems", TransactItems=[{"ConditionCheck": {}}, {"Put": {}}, {"Put": {}}])
+    assert transaction == {("dynamodb:ConditionCheckItem", "", None), ("dynamodb:PutItem", "", None)}
+    copy = call("s3", "CopyObject", Bucket="b", Key="runs/r1/model.npz", CopySource={"Bucket": "b", "Key": "runs/r1/state/model.npz"})
+    assert copy == {("s3:GetObject", "runs/r1/state/model.npz", None), ("s3:PutObject", "runs/r1/model.npz", None)}
+    assert call("s3", "CopyObject", Bucket="b", Key="runs/r1/model.npz", CopySource="b/runs/r1/state/model.npz") == copy
+    launcher, predictor = allowed_statements(template, ROLES["launcher"]), allowed_statements(template, ROLES["predictor"])
+    assert not all(permitted(c, launcher) for c in transaction)  # the launcher's role has no ConditionCheckItem
+    assert not all(permitted(c, predictor) for c in copy)  # the predictor may read the model, not write it

@@ -2,6 +2,7 @@
 
 import io
 import json
+import time
 
 import numpy as np
 import pytest
@@ -324,17 +325,61 @@ class Context:
         return int(self.remaining * 1000)
 
 
-def test_auto_steps_are_bounded_in_epochs_and_leave_time_to_commit(aws):
+class EpochClock:
+    """The step bodies' `time`: its `monotonic` moves only when an epoch is trained, by `seconds` per epoch (the rest
+    of the module is the real one)."""
+
+    def __init__(self, seconds: float):
+        self.now, self.seconds, self.epochs = 1_000.0, seconds, 0
+
+    def monotonic(self) -> float:
+        return self.now
+
+    def __getattr__(self, name):
+        return getattr(time, name)
+
+    def train_epoch(self, train_epoch):
+        def timed(*args, **kwargs):
+            self.epochs += 1
+            self.now += self.seconds
+            return train_epoch(*args, **kwargs)
+        return timed
+
+
+def test_auto_steps_are_bounded_in_epochs_and_leave_time_to_commit(aws, monkeypatch):
+    """An auto step trains whole epochs until its cap, or until one more epoch (budgeted as two of its slowest) and
+    the commit of its items would pass the invocation's remaining time less `AUTO_SAFETY_SECONDS`. Epochs take a
+    known time on a fake clock, so the epochs of each step are computed from the budget, not measured."""
+    from lnn_core import results
     from lnn_core import steps as engine
 
+    clock = EpochClock(seconds=0.02)
+    monkeypatch.setattr(engine, "time", clock)
+    monkeypatch.setattr(engine.training, "train_epoch", clock.train_epoch(engine.training.train_epoch))
+    units = []
+    item_write_units = engine.item_write_units
+    monkeypatch.setattr(engine, "item_write_units", lambda item: units.append(item_write_units(item)) or units[-1])
+
     queue = QueueInvoker()
-    tiny = {**PARAMETERS, "epochs": engine.AUTO_MAX_EPOCHS_PER_STEP + 10, "granularity": "auto"}
+    tiny = {**PARAMETERS, "epochs": engine.AUTO_MAX_EPOCHS_PER_STEP + 100, "granularity": "auto"}
     trainer = launch(aws, queue, parameters=tiny)
-    trainer.handle(queue.events.popleft(), Context(remaining_seconds=3600))
+    trainer.handle(queue.events.popleft(), Context(remaining_seconds=3600))  # 2,500 epochs take 50 s of the 3,590
+    assert clock.epochs == engine.AUTO_MAX_EPOCHS_PER_STEP
     assert queue.events[0]["epoch"] == engine.AUTO_MAX_EPOCHS_PER_STEP + 1  # the cap, not the clock, ended the step
+
     event = queue.events.popleft()
-    budget = engine.AUTO_SAFETY_SECONDS + 0.5
-    started = __import__("time").monotonic()
-    trainer.handle(event, Context(remaining_seconds=budget))
-    assert __import__("time").monotonic() - started < budget  # computed and committed within the invocation
-    assert queue.events[0]["epoch"] > event["epoch"]
+    budget = 0.5  # seconds left for epochs and the commit, once AUTO_SAFETY_SECONDS is set aside
+    clock.epochs = 0
+    assert trainer.handle(event, Context(remaining_seconds=engine.AUTO_SAFETY_SECONDS + budget))["outcome"] == "committed"
+    per_item = units[-1]
+
+    def fits(epochs):  # after `epochs`, one more (budgeted as two) and the commit of epochs + 1 items still fit
+        return epochs * clock.seconds + 2 * clock.seconds + results.commit_seconds(epochs + 1, per_item) <= budget
+
+    expected = 1
+    while fits(expected):
+        expected += 1
+    assert 1 < expected < engine.AUTO_MAX_EPOCHS_PER_STEP  # the budget, not the cap, ends this step
+    assert clock.epochs == expected  # exactly the epochs the budget admits: one fewer wastes it, one more overruns it
+    assert expected * clock.seconds + results.commit_seconds(expected, per_item) <= budget  # computed and committed
+    assert queue.events[0]["epoch"] == event["epoch"] + expected  # within the invocation, and the chain goes on

@@ -161,6 +161,7 @@ def test_a_late_shard_after_the_reduce_changes_nothing(world):
     assert_like_reference(aws, trainer, X, y)
 
 
+@pytest.mark.usefixtures("atomic_moto")  # four threads against in-process moto: each request alone, as on AWS
 def test_twin_shards_at_the_same_instant_complete_the_round_once(world):
     aws, X, y, queue, clock = world
     trainer = launch(aws, queue, clock)
