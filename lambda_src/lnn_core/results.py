@@ -14,10 +14,12 @@ from .errors import RunFailure
 from .layout import is_checkpoint, params_key
 from .metrics import accuracy, r2, rmse
 from .ports import now
+from .run_table import ITEMS_PER_WRITE
 
 ITEM_WEIGHTS_LIMIT = 2_000  # parameters stored as DynamoDB lists (~40 KB of the 400 KB item limit); above: norms and a checkpoint key
-BATCH_WRITE_SECONDS = 0.1  # budgeted per request of 25 epoch items: the commit's writes must fit in the invocation too
+WRITE_REQUEST_SECONDS = 0.4  # budgeted per transaction of epoch items: the commit's writes must fit in the invocation too
 PARTITION_WRITE_UNITS_PER_SECOND = 1000  # DynamoDB's limit per partition; all of a run's items share one key
+TRANSACTION_UNITS_PER_KB = 2  # a transactional write consumes twice the units of a plain one
 DIVERGED_MAGNITUDE = 1e100  # weights this large have diverged (and DynamoDB numbers end at 1e126)
 
 
@@ -114,9 +116,11 @@ def stops_early(config: TrainingConfig, epoch: int, cost: float) -> bool:
 
 
 def commit_seconds(items: int, units_per_item: int) -> float:
-    """Time to budget for writing `items` epoch items and the commit: a request per 25 items, and the write units
-    one partition (all of a run's items share its key) accepts per second."""
-    return math.ceil(items / 25) * BATCH_WRITE_SECONDS + items * units_per_item / PARTITION_WRITE_UNITS_PER_SECOND
+    """Time to budget for writing `items` epoch items and the commit: a transaction per `ITEMS_PER_WRITE` items,
+    and the write units (two per KB in a transaction) one partition (all of a run's items share its key) accepts
+    per second."""
+    return (math.ceil(items / ITEMS_PER_WRITE) * WRITE_REQUEST_SECONDS
+            + items * units_per_item * TRANSACTION_UNITS_PER_KB / PARTITION_WRITE_UNITS_PER_SECOND)
 
 
 def finite_cost(cost: float, epoch: int, config: TrainingConfig) -> float:

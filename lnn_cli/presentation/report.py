@@ -51,10 +51,12 @@ def write_outputs(out_dir: Path, results: dict[str, Any], model: bytes | None) -
 
 
 def show_notification(console: Console, notification: dict[str, Any]) -> None:
-    """One SNS message: subject, the `status` attribute and the JSON body."""
+    """One SNS message: subject, its attributes (`status`, then the `message_id` a subscriber deduplicates by) and
+    the JSON body."""
     body = notification["body"]
     text = json.dumps(body, indent=2, sort_keys=True) if isinstance(body, (dict, list)) else str(body)
-    attributes = ", ".join(f"{name}={value}" for name, value in notification["attributes"].items()) or "none"
+    shown = sorted(notification["attributes"].items(), key=lambda attribute: attribute[0] != "status")  # status first
+    attributes = ", ".join(f"{name}={value}" for name, value in shown) or "none"
     console.print(f"[bold]SNS message received[/]: {notification['subject'] or '(no subject)'}", highlight=False)
     console.print(Panel(text, title="message", subtitle=f"attributes: {attributes}", expand=False), highlight=False)
 

@@ -55,7 +55,7 @@ def test_clean_run_results_match_dynamodb_and_plain_numpy(stack, clean):
     assert requests["sns"] == 1 and results["s3_bytes_out"] > 0 and results["s3_bytes_in"] > 0
     assert 0.5 <= results["train_accuracy"] <= 1 and results["test_accuracy"] is not None
     [message] = clean.notifications
-    assert message["attributes"] == {"status": "succeeded"} and message["body"]["final"]["epochs"] == 4
+    assert message["attributes"] == {"status": "succeeded", "message_id": "lnn-run-clean"} and message["body"]["final"]["epochs"] == 4
     assert "succeeded" in message["subject"]
 
 
@@ -80,7 +80,7 @@ def test_stop_halts_at_the_next_step_with_one_message(stack, log):
     result = run_local(session, outputs, PARAMETERS, data, run_id="stopped", log_stream=log, on_delivery=stop_after_five)
     assert result.status == "stopped" and table.get_run("stopped")["committed_step"] <= 5
     [message] = result.notifications
-    assert message["attributes"] == {"status": "stopped"} and message["body"]["status"] == "stopped"
+    assert message["attributes"] == {"status": "stopped", "message_id": "lnn-run-stopped"} and message["body"]["status"] == "stopped"
 
 
 def control_ports(session, outputs):
