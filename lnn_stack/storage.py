@@ -191,7 +191,7 @@ class RunStorage:
         model_objects = self.bucket.arn_for_objects(MODEL_OBJECTS)
         function.add_to_role_policy(iam.PolicyStatement(actions=["s3:GetObject"], resources=[staged_objects]))
         function.add_to_role_policy(iam.PolicyStatement(actions=["s3:PutObject"], resources=[model_objects]))
-        for objects, what in ((staged_objects, "GetObject only on runs/<run_id>/state/model.npz, the model a finish "
+        for objects, what in ((staged_objects, "GetObject only on runs/<run_id>/state/staged-model.npz, the model a finish "
                                "step wrote before its commit"),
                               (model_objects, "PutObject only on runs/<run_id>/model.npz, where a committed run's "
                                "model is published")):

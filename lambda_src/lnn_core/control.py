@@ -75,12 +75,16 @@ def ensure_next_sent(ports: Ports, run: dict[str, Any], *, claimant: str, contex
 
 def ensure_notified(ports: Ports, run: dict[str, Any], *, claimant: str, context: Any = None) -> None:
     """Publish a succeeded run's model, then the run's one end-of-run message, unless it was published or a live
-    claim of another delivery holds it. Every message therefore follows its model."""
+    claim of another delivery holds it. Every message therefore follows its model. The claimant publishes only
+    while its lease still covers a whole SDK call, so that no one else claims while its Publish may still land."""
     if run["status"] not in TERMINAL or run.get("notified", True):
         return
-    if run["status"] == "succeeded":
+    if run["status"] == "succeeded" and run.get("model_staged"):  # earlier releases wrote model.npz in the step
         publish_model(ports, run["run_id"])
-    if not ports.table.claim_notification(run["run_id"], claimant, now=ports.clock(), until=lease_until(ports, context)):
+    until = lease_until(ports, context)
+    if not ports.table.claim_notification(run["run_id"], claimant, now=ports.clock(), until=until):
+        return
+    if ports.clock() + CLAIM_CALL_SECONDS >= until:  # the claim itself took long: leave it to a retry or the sweep
         return
     ports.notifier.publish(subject=subject(run), body=message(run), status=run["status"], message_id=message_id(run))
     ports.table.mark_notified(run["run_id"])  # if this fails, end normally: a retry would publish again
@@ -133,9 +137,10 @@ def fail_run(ports: Ports, run: dict[str, Any], reason: str, *, claimant: str, c
 
 def stop_run(ports: Ports, run_id: str) -> dict[str, Any]:
     """Ask a run to stop at its next step boundary."""
-    run = _existing(ports, run_id)
-    if not ports.table.request_stop(run_id):
-        raise LnnInputError(f"run {run_id} is {run['status']}, not running; nothing to stop")
+    _existing(ports, run_id)
+    if not ports.table.request_stop(run_id, token=f"stop-{uuid.uuid4().hex}"):
+        status = _existing(ports, run_id)["status"]
+        raise LnnInputError(f"run {run_id} is {status}, not running; nothing to stop")
     return {"run_id": run_id, "stop_requested": True}
 
 

@@ -144,7 +144,8 @@ class Trainer:
         if following:  # the commit is the winner's claim on sending the next event
             fields["send_lease"] = send_lease(following.step, claimant=claimant, until=control.lease_until(ports, context))
         if result.final is not None:
-            fields |= {"status": "succeeded", "final": result.final, "finished_at": now(), **control.message_owed()}
+            fields |= {"status": "succeeded", "final": result.final, "finished_at": now(), "model_staged": True,
+                       **control.message_owed()}
         if not ports.table.transition(run_id, seen_step=run["committed_step"], new_step=step_event.step, fields=fields):
             # A twin committed first, or our commit was applied and only its answer lost (boto3 then retried it)
             latest = ports.table.get_run(run_id)

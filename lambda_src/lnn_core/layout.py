@@ -6,7 +6,7 @@ runs/<run_id>/state/params-e<epoch>-b<batch>.npz      ... after a mini-batch wit
 runs/<run_id>/state/e<epoch>/b<batch>/forward-l<l>.npz  A_l, Z_l of one batch (and its cost sum at the last layer)
 runs/<run_id>/state/e<epoch>/b<batch>/backward-l<l>.npz dA_{l-1}, dW_l, db_l of one batch
 runs/<run_id>/state/e<epoch>/b<batch>/shard-<i>.npz    shard worker i's gradient sums and loss sum of a round
-runs/<run_id>/state/model.npz                          the trained model, written by the finish step before it commits
+runs/<run_id>/state/staged-model.npz                   the trained model, written by the finish step before it commits
 runs/<run_id>/model.npz                                the trained model, copied there only after the finish committed
 A training state holds the parameters (W1, b1, ...), the optimizer state (t, v_*, s_*) and, within an epoch, the
 running sum of its batches' costs (`cost_sum`).
@@ -53,8 +53,9 @@ def model_key(run_id: str) -> str:
 
 
 def staged_model_key(run_id: str) -> str:
-    """The model as the finish step writes it, before its commit; `control.publish_model` copies it to `model_key`."""
-    return f"runs/{run_id}/state/model.npz"
+    """The model as the finish step writes it, before its commit; `control.publish_model` copies it to `model_key`.
+    Its name must not end in /model.npz: IAM's * matches /, and runs/*/model.npz grants reach only published models."""
+    return f"runs/{run_id}/state/staged-model.npz"
 
 
 def is_checkpoint(config: TrainingConfig, epoch: int) -> bool:

@@ -5,6 +5,7 @@ one commits (`transition`), and a re-send, the run's message and a round's reduc
 Like the other adapters (ports.py) it counts its requests in the shared `IoCounter`.
 """
 
+import time
 from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
@@ -18,6 +19,9 @@ MAX_EPOCH_KEY = 10**9  # above any epoch a run can have
 ITEMS_PER_WRITE = 99
 WRITE_BYTES_LIMIT = 3_500_000  # by `item_write_units`' upper bound, under the 4 MB a transaction may carry
 MESSAGE_DUE_VALUE = "due"  # the one value of `MESSAGE_DUE`: the index needs a key, the sweep needs only presence
+# A write of the run record meets a TransactionConflict while a twin's epoch-item transaction checks that record;
+# botocore does not retry it. The conflict lasts one transaction: a few short retries outlast it.
+CONFLICT_BACKOFF_SECONDS = (0.02, 0.05, 0.1, 0.2, 0.4)
 
 
 class RunExists(Exception):
@@ -37,7 +41,7 @@ class RunTable:
         self._counter.requests["dynamodb"] += 1
         item = to_dynamo({**record, "run_id": run_id, "epoch": RUN_RECORD_EPOCH, "launch_token": token})
         try:
-            self._table.put_item(Item=item, ConditionExpression="attribute_not_exists(run_id)")
+            _outlasting_conflicts(self._table.put_item, Item=item, ConditionExpression="attribute_not_exists(run_id)")
         except ClientError as error:
             if not _condition_failed(error):
                 raise
@@ -146,10 +150,12 @@ class RunTable:
                 return run_ids
             start = {"ExclusiveStartKey": page["LastEvaluatedKey"]}
 
-    def request_stop(self, run_id: str) -> bool:
-        """Ask a running run to stop at its next step boundary; False when it is not running."""
+    def request_stop(self, run_id: str, *, token: str) -> bool:
+        """Ask a running run to stop at its next step boundary; False when it is not running. `token` is this
+        request's own: the SDK's retry of an applied request finds it, even once the run has stopped meanwhile."""
         return self._conditional_update(
-            run_id, "SET stop_requested = :yes", "#status = :running", {":yes": True, ":running": "running"}, status=True
+            run_id, "SET stop_requested = :yes, stop_token = :token", "#status = :running OR stop_token = :token",
+            {":yes": True, ":running": "running", ":token": token}, status=True
         )
 
     def record_resume(self, run_id: str, *, seen: dict[str, Any], resumes: int, now: float, token: str) -> bool:
@@ -181,7 +187,8 @@ class RunTable:
         before this write. The ADD of a set member is idempotent and atomic: of all writes, exactly one finds the
         other K - 1 shards and not its own, and that one completes the round."""
         self._counter.requests["dynamodb"] += 1
-        answer = self._table.update_item(
+        answer = _outlasting_conflicts(
+            self._table.update_item,
             Key={"run_id": run_id, "epoch": barrier_epoch(step)},
             UpdateExpression="ADD shards_done :shard",
             ExpressionAttributeValues={":shard": {shard}},
@@ -226,7 +233,7 @@ class RunTable:
             puts = [{"Put": {"TableName": self.name, "Item": to_dynamo({**item, "run_id": run_id})}} for item in chunk]
             self._counter.requests["dynamodb"] += 1
             try:
-                client.transact_write_items(TransactItems=[check, *puts])
+                _outlasting_conflicts(client.transact_write_items, TransactItems=[check, *puts])
             except ClientError as error:
                 if error.response["Error"]["Code"] == "TransactionCanceledException" and _check_failed(error):
                     return False
@@ -281,7 +288,8 @@ class RunTable:
         names = names or ({"#status": "status"} if status else None)
         self._counter.requests["dynamodb"] += 1
         try:
-            self._table.update_item(
+            _outlasting_conflicts(
+                self._table.update_item,
                 Key={"run_id": run_id, "epoch": epoch},
                 UpdateExpression=update,
                 ConditionExpression=f"attribute_exists(run_id) AND ({condition})",
@@ -314,6 +322,26 @@ def send_lease(step: int, *, claimant: str, until: float) -> dict[str, Any]:
 
 def _condition_failed(error: ClientError) -> bool:
     return error.response["Error"]["Code"] == "ConditionalCheckFailedException"
+
+
+def _outlasting_conflicts(write, **request):
+    """`write(**request)`, retried while it meets another transaction on the same item: an UpdateItem or PutItem
+    answered TransactionConflictException, a transaction canceled for a TransactionConflict."""
+    for pause in (*CONFLICT_BACKOFF_SECONDS, None):
+        try:
+            return write(**request)
+        except ClientError as error:
+            if pause is None or not _conflicted(error):
+                raise
+        time.sleep(pause)
+
+
+def _conflicted(error: ClientError) -> bool:
+    code = error.response["Error"]["Code"]
+    if code == "TransactionConflictException":
+        return True
+    reasons = [reason.get("Code") for reason in error.response.get("CancellationReasons") or []]
+    return code == "TransactionCanceledException" and "TransactionConflict" in reasons and "ConditionalCheckFailed" not in reasons
 
 
 def _check_failed(error: ClientError) -> bool:

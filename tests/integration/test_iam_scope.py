@@ -196,9 +196,19 @@ def test_a_transaction_and_a_copy_are_checked_as_the_actions_iam_authorizes(temp
 
     transaction = call("dynamodb", "TransactWriteItems", TransactItems=[{"ConditionCheck": {}}, {"Put": {}}, {"Put": {}}])
     assert transaction == {("dynamodb:ConditionCheckItem", "", None), ("dynamodb:PutItem", "", None)}
-    copy = call("s3", "CopyObject", Bucket="b", Key="runs/r1/model.npz", CopySource={"Bucket": "b", "Key": "runs/r1/state/model.npz"})
-    assert copy == {("s3:GetObject", "runs/r1/state/model.npz", None), ("s3:PutObject", "runs/r1/model.npz", None)}
-    assert call("s3", "CopyObject", Bucket="b", Key="runs/r1/model.npz", CopySource="b/runs/r1/state/model.npz") == copy
+    copy = call("s3", "CopyObject", Bucket="b", Key="runs/r1/model.npz", CopySource={"Bucket": "b", "Key": "runs/r1/state/staged-model.npz"})
+    assert copy == {("s3:GetObject", "runs/r1/state/staged-model.npz", None), ("s3:PutObject", "runs/r1/model.npz", None)}
+    assert call("s3", "CopyObject", Bucket="b", Key="runs/r1/model.npz", CopySource="b/runs/r1/state/staged-model.npz") == copy
     launcher, predictor = allowed_statements(template, ROLES["launcher"]), allowed_statements(template, ROLES["predictor"])
     assert not all(permitted(c, launcher) for c in transaction)  # the launcher's role has no ConditionCheckItem
     assert not all(permitted(c, predictor) for c in copy)  # the predictor may read the model, not write it
+
+
+def test_no_role_reaches_a_model_that_was_not_published(template):
+    """IAM's * matches /: the staged model's name must not end in /model.npz, or the predictor could read a stopped
+    run's model and the watchdog overwrite a staged one (review R5)."""
+    predictor, watchdog = allowed_statements(template, ROLES["predictor"]), allowed_statements(template, ROLES["watchdog"])
+    staged = "runs/r1/state/staged-model.npz"
+    assert not permitted(("s3:GetObject", staged, None), predictor)
+    assert not permitted(("s3:PutObject", staged, None), watchdog)
+    assert permitted(("s3:GetObject", staged, None), watchdog) and permitted(("s3:PutObject", "runs/r1/model.npz"), watchdog)

@@ -113,7 +113,7 @@ def test_the_running_runs_limit(aws, monkeypatch):
     (message,) = aws.messages()
     assert "LNN_MAX_RUNNING_RUNS" in json.loads(message["Body"])["reason"]
     # once a run is no longer running there is room again
-    launcher.ports.table.request_stop("r1")
+    launcher.ports.table.request_stop("r1", token="test")
     launcher.ports.table._table.update_item(Key={"run_id": "r1", "epoch": 0}, UpdateExpression="SET #s = :s",
                                             ExpressionAttributeNames={"#s": "status"}, ExpressionAttributeValues={":s": "stopped"})
     assert launch(aws, "r3", queue=queue)[0]["status"] == "running"

@@ -9,9 +9,12 @@ from types import SimpleNamespace
 
 import pytest
 
+from botocore.exceptions import ClientError
+
 from lnn_cli.cloud.chaos import client_of, with_lost_answer
 from lnn_core import control
 from lnn_core.handlers import build_launcher, build_predictor, build_trainer, build_watchdog
+from lnn_core.layout import model_key, staged_model_key
 from lnn_core.ports import CLAIM_CALL_SECONDS
 from tests.conftest import FakeClock, QueueInvoker, blobs
 from tests.integration.test_concurrency_scenarios import Delivery, Gate, SandboxDied, context
@@ -68,6 +71,19 @@ def lose_answers(handler, port_name: str, method: str, *, when=lambda request: T
     call = getattr(client, method)
     lost = with_lost_answer(call)
     setattr(client, method, lambda **request: (lost if when(request) else call)(**request))
+
+
+def wrap(handler, port_name: str, method: str, wrapper):
+    """Route `handler`'s requests of `method` through `wrapper(call, request)`."""
+    client = client_of(port_name, getattr(handler.ports, port_name))
+    call = getattr(client, method)
+    setattr(client, method, lambda **request: wrapper(call, request))
+
+
+def conflict(operation: str) -> ClientError:
+    return ClientError({"Error": {"Code": "TransactionConflictException",
+                                  "Message": "Operation was rejected because there is an ongoing transaction for the item"}},
+                       operation)
 
 
 def updating(fragment: str):
@@ -262,8 +278,31 @@ def test_6_lnn_resume_refreshes_the_heartbeat(world):
 # ---- 7. the SDK's timeouts fit the lease; messages carry an idempotency key -------------------------------------
 
 
-def test_7_one_sdk_call_with_all_its_attempts_ends_inside_the_lease():
-    assert CLAIM_CALL_SECONDS < control.LEASE_SECONDS
+def test_7_a_claimant_whose_claim_took_most_of_its_lease_leaves_the_message_to_the_sweep(world):
+    """The lease is taken before the claim is sent: a claim slow to answer leaves less than one SDK call of lease
+    for the Publish, so the claimant does not publish (a sweep that found the lease expired meanwhile would send a
+    second copy); the watchdog's sweep sends the one message (review R4)."""
+    world.launch()
+    finish = world.run_until(world.trainer(), "finish")
+    finisher = world.trainer()
+
+    def slow_claim(call, request):
+        answer = call(**request)
+        if "SET notifier" in request.get("UpdateExpression", ""):
+            world.clock.advance(control.LEASE_SECONDS - CLAIM_CALL_SECONDS + 1)  # its attempts timed out, then one answered
+        return answer
+
+    def slow_publish(call, request):
+        world.clock.advance(CLAIM_CALL_SECONDS)  # within its SDK budget, but past the lease
+        world.watchdog().handle()  # the scheduled sweep runs meanwhile
+        return call(**request)
+
+    wrap(finisher, "table", "update_item", slow_claim)
+    wrap(finisher, "notifier", "publish", slow_publish)
+    finisher.handle(finish, context())
+    world.clock.advance(60)
+    world.watchdog().handle()
+    assert [message["status"] for message in world.messages()] == ["succeeded"]  # before the fix: two
 
 
 def test_7_a_publish_whose_answer_was_lost_is_delivered_twice_with_one_idempotency_key(world):
@@ -311,3 +350,94 @@ def test_9_a_repeated_launch_of_the_same_data_is_still_recognised(world):
     answer = world.launcher().handle({"run_id": "r1", "parameters": PARAMETERS})
     assert answer == {"run_id": "r1", "status": "running", "duplicate": True}
 
+
+
+# ---- the review's findings (R1-R3) ----------------------------------------------------------------------------
+
+
+def test_r1_a_stop_whose_answer_was_lost_while_the_run_stopped_is_not_reported_as_refused(world):
+    world.launch()
+    trainer = world.trainer()
+    event = world.run_until(trainer, "backward")
+    cli = world.trainer()  # `lnn stop`'s ports
+
+    def lost(call, request):
+        if "stop_requested" not in request.get("UpdateExpression", ""):
+            return call(**request)
+        # applied, its answer lost; before botocore's retry the next step sees the request and stops the run
+        return with_lost_answer(call, before_retry=lambda: trainer.handle(event, context()))(**request)
+
+    wrap(cli, "table", "update_item", lost)
+    assert control.stop_run(cli.ports, "r1") == {"run_id": "r1", "stop_requested": True}
+    assert world.record()["status"] == "stopped"
+
+
+def test_r1_stopping_an_ended_run_names_its_status_now(world):
+    world.launch()
+    world.drain(world.trainer())
+    with pytest.raises(Exception, match="is succeeded, not running"):
+        control.stop_run(world.trainer().ports, "r1")
+
+
+def test_r2_a_finish_committed_by_the_previous_release_still_gets_its_message(world):
+    """Before this release the finish wrote model.npz itself and nothing was staged: its message is still sent."""
+    world.launch()
+    finish = world.run_until(world.trainer(), "finish")
+    dying = world.trainer()
+
+    def die(*args, **kwargs):
+        raise SandboxDied()
+
+    dying.ports.store.copy = die  # the finish committed, then its container died before the message
+    with pytest.raises(SandboxDied):
+        dying.handle(json.loads(json.dumps(finish)), context())
+    s3, bucket = world.aws.s3, world.aws.bucket  # what the previous release left
+    s3.copy_object(Bucket=bucket, Key=model_key("r1"), CopySource={"Bucket": bucket, "Key": staged_model_key("r1")})
+    s3.delete_object(Bucket=bucket, Key=staged_model_key("r1"))
+    world.trainer().ports.table._table.update_item(Key={"run_id": "r1", "epoch": 0},
+                                                   UpdateExpression="REMOVE message_due, model_staged")
+    world.clock.advance(60)
+    assert world.trainer().handle(finish, context())["outcome"] == "ignored"
+    assert [message["status"] for message in world.messages()] == ["succeeded"]
+
+
+@pytest.mark.parametrize("fragment", ["#committed = :new", "stop_requested", "SET started_step"])
+def test_r3_a_run_record_write_that_meets_a_twins_transaction_is_retried(world, fragment):
+    """While an epoch-item transaction checks the run record, DynamoDB answers a plain write of that record with a
+    TransactionConflictException, which botocore does not retry: the run table does."""
+    world.launch({**PARAMETERS, "granularity": "epoch"})
+    event = world.queue.events.popleft()
+    trainer = world.trainer()
+    conflicts = [1]
+
+    def busy(call, request):
+        if fragment in request.get("UpdateExpression", "") and conflicts:
+            conflicts.pop()
+            raise conflict("UpdateItem")
+        return call(**request)
+
+    wrap(trainer, "table", "update_item", busy)
+    if fragment == "stop_requested":
+        assert control.stop_run(trainer.ports, "r1") == {"run_id": "r1", "stop_requested": True}
+    else:
+        assert trainer.handle(event, context())["outcome"] == "committed"
+    assert not conflicts
+
+
+def test_r3_an_epoch_item_transaction_canceled_by_a_conflict_is_retried(world):
+    world.launch({**PARAMETERS, "granularity": "epoch"})
+    event = world.queue.events.popleft()
+    trainer = world.trainer()
+    conflicts = [1]
+
+    def busy(call, request):
+        if conflicts:
+            conflicts.pop()
+            raise ClientError({"Error": {"Code": "TransactionCanceledException", "Message": "conflict"},
+                               "CancellationReasons": [{"Code": "TransactionConflict"}, {"Code": "None"}]},
+                              "TransactWriteItems")
+        return call(**request)
+
+    wrap(trainer, "table", "transact_write_items", busy)
+    assert trainer.handle(event, context())["outcome"] == "committed"
+    assert [item["epoch"] for item in trainer.ports.table.list_epochs("r1")] == [1]
