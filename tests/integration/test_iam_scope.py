@@ -130,12 +130,31 @@ def test_every_call_of_whole_runs_is_allowed_by_the_functions_roles(aws, templat
             trainer.handle(queue.events.popleft())
         assert trainer.ports.table.get_run(run_id)["status"] == "succeeded"
 
+    # A finisher dies while publishing: the watchdog's sweep publishes the model and sends the message owed.
+    aws.upload_data("runs/owed/data.npz", X=X, y=y)
+    assert launcher.handle({"run_id": "owed", "parameters": {**PARAMETERS, "granularity": "epoch"}})["status"] == "running"
+    while queue.events[0]["state"] != "finish":
+        trainer.handle(queue.events.popleft())
+    publish = trainer.ports.notifier.publish
+    trainer.ports.notifier.publish = dying
+    with pytest.raises(RuntimeError):
+        trainer.handle(queue.events.popleft())
+    trainer.ports.notifier.publish = publish
+    clock.advance(61)
+    assert watchdog.handle({})["messages_owed"] == [{"run_id": "owed", "outcome": "message sent", "status": "succeeded"}]
+
     for role, recorder in recorders.items():
         statements = allowed_statements(template, ROLES[role])
         refused = sorted(call for call in recorder.calls if not permitted(call, statements))
         assert recorder.calls and not refused, f"{role} would be denied: {refused}"
     assert ("s3:PutObjectTagging", "runs/rounds/state/e0000001/b000001/shard-000.npz", None) in recorders["trainer"].calls
     assert any(action == "dynamodb:Query" for action, _, _ in recorders["watchdog"].calls)
+    assert {("s3:GetObject", "runs/owed/state/staged-model.npz", None), ("s3:PutObject", "runs/owed/model.npz", None),
+            ("sns:Publish", "", None)} <= recorders["watchdog"].calls
+
+
+def dying(**_):
+    raise RuntimeError("the finisher's process died while publishing")
 
 
 def test_every_call_of_the_predictor_is_allowed_by_its_role(aws, template):
