@@ -66,6 +66,8 @@ def explore(case: str, *, max_schedules: int = 2000, max_faults: int = 1, launch
         result = sim.run()
         found.schedules += 1
         found.pruned += int(result.pruned)
+        if verbose and found.schedules % 500 == 0:
+            print(f"  {found.schedules} schedules, {len(seen)} states, {len(stack)} scripts to go", flush=True)
         if result.failed:
             found.violations.append((list(decisions.taken), result))
             if verbose:

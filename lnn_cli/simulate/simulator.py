@@ -126,11 +126,13 @@ class Context:
 class Simulator:
     def __init__(self, world: aws.MotoWorld, seed: int, *, disabled: set[int] | frozenset[int] = frozenset(),
                  decisions: RandomDecisions | None = None, scenario: Scenario | None = None, mode: str = "direct",
-                 trace: bool = False, check_every_event: bool = True, exhaustive: dict | None = None):
+                 trace: bool = False, check_every_event: bool = True, exhaustive: dict | None = None,
+                 allowed: frozenset[str] = frozenset()):
         self.world, self.seed, self.mode = world, seed, mode
         # The exhaustive search's structure: {"twins": every trainer event delivered twice, "launch_twin": two
         # launches}; containers are always cold and unskewed there, so that only interleavings and faults branch.
         self.exhaustive = exhaustive
+        self.allowed = frozenset(allowed)  # invariants whose violations are noted, not fatal
         self.decisions = decisions or RandomDecisions(seed, disabled=disabled)
         rng = self.decisions.rng
         if scenario is None:
@@ -534,8 +536,8 @@ def _instrument(sim: Simulator, port: Any, port_name: str) -> None:
 
 def _wrapped(sim: Simulator, method, where: str, effect: bool):
     def call(*args, **kwargs):
-        if effect or not (sim.exhaustive and sim.exhaustive.get("effects_only")):
-            sim.point(where)
+        if not (sim.exhaustive and sim.exhaustive.get("effects_only")) or (effect and where != "invoker.invoke_async"):
+            sim.point(where)  # (an invoke only queues an event, whose start is a choice of its own: it commutes)
         if effect:
             sim.maybe_crash("before", where)
         result = method(*args, **kwargs)
@@ -687,6 +689,7 @@ class Result:
         self.given_up = sim.given_up
         self.disabled = sorted(sim.decisions.disabled)
         self.pruned = False
+        self.allowed_hits = sim.monitor.allowed_hits
         self.signature = (self.events, self.deliveries, round(self.virtual_seconds, 3), self.status, self.messages,
                           tuple(f.describe() for f in self.all_faults), tuple(self.outcomes))
 
@@ -701,6 +704,8 @@ class Result:
     def summary(self) -> str:
         head = f"seed {self.seed}: {self.scenario}; {self.deliveries} deliveries, {self.events} events, " \
                f"{self.virtual_seconds:.0f} virtual s, run {self.status}, {self.messages} message(s), faults {self.counts}"
+        if self.allowed_hits:
+            head += "\nallowed: " + "; ".join(self.allowed_hits)
         if self.violation is None:
             return head
         return f"{head}\nVIOLATION {self.violation}\nreplay: {self.replay_command()}"
