@@ -1,23 +1,45 @@
-"""`make mutants`: the concurrency tests (those of `make test`) must fail when the exactly-once protocol is broken.
+"""`make mutants`: the concurrency tests must catch every break of the exactly-once protocol, by an assertion.
 
-Each mutant is one edit of the protocol, applied to a copy of the project. The concurrency tests run on the
-unchanged copy first (they must pass), then on each mutant (they must fail). An edit that no longer applies
-(the code moved) is an error too, so that the check cannot silently test nothing.
+Each mutant is one edit of the protocol, applied to a copy of the project: a condition clause replaced by a
+tautology on the same placeholders (so that the request stays well-formed: DynamoDB rejects an expression with an
+unused placeholder, and an edit that only breaks the request tests nothing), a write made a no-op, a step of the
+protocol left out. The concurrency tests run on the unchanged copy first (they must pass), then on each mutant.
+
+A mutant is caught only when a test fails by an assertion or a violated invariant, and the request it made before
+was well-formed (the judge, `tests/mutant_judge.py`, watches both); a test that fails by any other exception (a
+ValidationException, a TypeError, an error in set-up) catches nothing, and a mutant that only such failures
+"catch" SURVIVED. Per mutant the report says which test caught it, with its assertion's first line, and how long
+it took. An edit that no longer applies (the code moved) is an error too, so that the check cannot silently test
+nothing.
+
+    python -m tests.mutants                 # every mutant, each run until its first catch (`make mutants`)
+    python -m tests.mutants --all           # every test on every mutant: all that catch each one
+    python -m tests.mutants --only 3 7      # mutants 3 and 7 (numbers as listed by --list)
+    python -m tests.mutants --list
 """
 
+import argparse
+import json
 import os
 import shutil
 import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import dataclass
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
 from pathlib import Path
 
 PROJECT = Path(__file__).resolve().parent.parent
 COPIED = ("app.py", "cdk.json", "pyproject.toml", "lambda_src", "lnn_stack", "lnn_cli", "tests", "cdk.out")
 CONCURRENCY_TESTS = ("tests/integration/test_concurrency_scenarios.py", "tests/integration/test_concurrent_chaos.py",
-                     "tests/integration/test_workers.py", "tests/integration/test_workers_chaos.py")
+                     "tests/integration/test_workers.py", "tests/integration/test_workers_chaos.py",
+                     "tests/integration/test_lost_answers.py", "tests/integration/test_run_control.py",
+                     "tests/integration/test_protocol_conditions.py", "tests/simulation")
+JUDGE = "tests.mutant_judge"
+JOBS = 2  # mutants judged at once, one test process each (CI has 2 cores)
+MUTANT_TIMEOUT = 1200  # seconds: a mutant whose tests hang is a survivor, not a stuck CI job
+RUN_TABLE, CONTROL, ENGINE = "lambda_src/lnn_core/run_table.py", "lambda_src/lnn_core/control.py", "lambda_src/lnn_core/engine.py"
 
 
 @dataclass(frozen=True)
@@ -26,34 +48,196 @@ class Mutant:
     path: str
     original: str
     mutated: str
+    # Fragments of the ids of the tests that catch it, run first so that the run stops early: an order, not a
+    # verdict (the judge counts whatever test catches it; with --all every test runs).
+    first: tuple[str, ...] = field(default=())
 
 
 MUTANTS = (
     Mutant(
-        "the commit without its condition on the committed step",
-        "lambda_src/lnn_core/run_table.py",
+        "the commit without `#committed = :seen`",
+        RUN_TABLE,
         'condition = "#committed = :seen AND #status = :running"',
-        'condition = "#status = :running"',
+        'condition = ":seen = :seen AND #status = :running"',
+        first=("test_1_an_unseeded_run_draws_its_seed_once",),
     ),
     Mutant(
-        "a notification claim that always succeeds",
-        "lambda_src/lnn_core/run_table.py",
+        "the commit without `#status = :running`",
+        RUN_TABLE,
+        'condition = "#committed = :seen AND #status = :running"',
+        'condition = "#committed = :seen AND (#status = :running OR #status <> :running)"',
+        first=("test_a_delivery_that_computed_while_the_run_was_stopped",),
+    ),
+    Mutant(
+        "claim_send without `invoked_step < :next`",
+        RUN_TABLE,
+        '"committed_step = :step AND #status = :running AND invoked_step < :next"',
+        '"committed_step = :step AND #status = :running AND :next = :next"',
+        first=("test_a_late_twin_that_read_the_successor_unsent",),
+    ),
+    Mutant(
+        "mark_invoked writing nothing",
+        RUN_TABLE,
+        '"""Record that the invocation of `step` was sent, so that no catch-up sends it again."""\n',
+        '"""Record that the invocation of `step` was sent, so that no catch-up sends it again."""\n        return\n',
+        first=("test_a_duplicate_of_the_last_committed_step_a_minute_later",),
+    ),
+    Mutant(
+        "claim_notification without `notified = :no`",
+        RUN_TABLE,
+        '"notified = :no AND (attribute_not_exists(notify_lease) OR notify_lease < :now OR notifier = :claimant)"',
+        '":no = :no AND (attribute_not_exists(notify_lease) OR notify_lease < :now OR notifier = :claimant)"',
+        first=("test_a_twin_of_the_finish_that_claims_after_the_message_was_sent",),
+    ),
+    Mutant(
+        "claim_notification always succeeding",
+        RUN_TABLE,
+        '"notified = :no AND (attribute_not_exists(notify_lease) OR notify_lease < :now OR notifier = :claimant)"',
+        '":no = :no AND :now = :now AND :claimant = :claimant"',
+        first=("test_2_twins_of_the_finish_step_send_one_message",),
+    ),
+    Mutant(
+        "claim_notification without `OR notifier = :claimant` (a lost answer: no message)",
+        RUN_TABLE,
+        '"notified = :no AND (attribute_not_exists(notify_lease) OR notify_lease < :now OR notifier = :claimant)"',
         '"notified = :no AND (attribute_not_exists(notify_lease) OR notify_lease < :now)"',
-        '":no = :no AND :now = :now"',
+        first=("test_1_a_notification_claim_whose_answer_was_lost",),
+    ),
+    Mutant(
+        # LEASE_SECONDS = 0.0 itself fails control's import-time assert (CLAIM_CALL_SECONDS < LEASE_SECONDS): a
+        # collection error, which the judge does not count. The lease of 0 s is taken where every lease is made.
+        "a lease of 0 s",
+        CONTROL,
+        "return ports.clock() + min(LEASE_SECONDS, remaining)",
+        "return ports.clock() + 0.0 * min(LEASE_SECONDS, remaining)",
+        first=("test_a_twin_that_comes_a_second_after_the_commit",),
+    ),
+    Mutant(
+        "record_resume without its heartbeat condition",
+        RUN_TABLE,
+        'f"committed_step = :seen AND #status = :running AND ({heartbeat} OR resume_token = :token)"',
+        'f"committed_step = :seen AND #status = :running AND ({heartbeat} OR NOT ({heartbeat}) OR resume_token = :token)"',
+        first=("test_the_watchdog_does_not_resume_a_run_whose_step_started",),
+    ),
+    Mutant(
+        "record_resume without its token clause",
+        RUN_TABLE,
+        'f"committed_step = :seen AND #status = :running AND ({heartbeat} OR resume_token = :token)"',
+        'f"committed_step = :seen AND #status = :running AND ({heartbeat})"',
+        first=("test_2_a_watchdog_resume_whose_answer_was_lost",),
+    ),
+    Mutant(
+        "the watchdog's fail ignoring the heartbeat it judged",
+        CONTROL,
+        "unless_alive=True)}",
+        "unless_alive=False)}",
+        first=("test_watchdog_does_not_fail_a_run_whose_step_starts_while_it_judges",),
+    ),
+    Mutant(
+        "a losing twin that does not catch up",
+        ENGINE,
+        "resent = control.catch_up(self.ports, latest, claimant=claimant, context=context)",
+        "resent = False",
+        first=("test_a_loser_whose_commit_fails_after_the_winner_died",),
+    ),
+    Mutant(
+        "mark_started without its condition",
+        RUN_TABLE,
+        '"committed_step = :previous AND #status = :running",\n            {":step": step, ":at": at',
+        '":previous = :previous AND (#status = :running OR #status <> :running)",\n            {":step": step, ":at": at',
+        first=("test_simulator.py::test_seeded_schedules_keep_every_invariant[0]",),
     ),
     Mutant(
         "a barrier that admits the same shard twice",
-        "lambda_src/lnn_core/engine.py",
+        ENGINE,
         "if len(before | {step_event.shard}) < step_event.shards:",
         "if len(before) + 1 < step_event.shards:",
+        first=("test_shards_in_any_order_and_every_one_twice",),
     ),
     Mutant(
         "a re-send without the claim",
-        "lambda_src/lnn_core/control.py",
+        CONTROL,
         "    if not claimed:\n        return False\n    send(ports",
         "    send(ports",
+        first=("test_3_a_duplicate_whose_commit_fails_while_the_winner_sends",),
+    ),
+    Mutant(
+        "create_run ignoring its launch token",
+        RUN_TABLE,
+        'if existing is None or existing.get("launch_token") != token:',
+        "if True:",
+        first=("test_2_a_launch_whose_create_answer_was_lost",),
+    ),
+    Mutant(
+        "claim_reduce without `reduce_by = :claimant`",
+        RUN_TABLE,
+        '"attribute_not_exists(reduce_lease) OR reduce_lease < :now OR reduce_by = :claimant"',
+        '"attribute_not_exists(reduce_lease) OR reduce_lease < :now"',
+        first=("test_2_a_round_whose_reduce_claim_answer_was_lost",),
+    ),
+    Mutant(
+        "put_epoch_items without its ConditionCheck (a tautology)",
+        RUN_TABLE,
+        '"ConditionExpression": "committed_step = :previous AND #status = :running",',
+        '"ConditionExpression": ":previous = :previous AND (#status = :running OR #status <> :running)",',
+        first=("test_8_a_losing_twin_does_not_rewrite",),
+    ),
+    Mutant(
+        "the model published before the commit (the finish writes model.npz itself)",
+        "lambda_src/lnn_core/steps.py",
+        "result = StepResult(outputs={staged: model}, final=final)",
+        "result = StepResult(outputs={staged: model, key: model}, final=final)",
+        first=("test_4_a_finish_that_died_before_its_commit",),
+    ),
+    Mutant(
+        "the watchdog not sweeping the messages owed",
+        CONTROL,
+        "for run_id in self.ports.table.runs_awaiting_message()]",
+        "for run_id in []]",
+        first=("test_the_watchdog_sends_the_message_of_a_run_whose_claimant_died",),
+    ),
+    Mutant(
+        "lnn resume not refreshing the heartbeat",
+        CONTROL,
+        'run.get("next_event") and not ports.table.refresh_heartbeat(',
+        'run.get("next_event") and False and not ports.table.refresh_heartbeat(',
+        first=("test_6_lnn_resume_refreshes_the_heartbeat",),
+    ),
+    Mutant(
+        "a relaunch without the data-ETag check",
+        "lambda_src/lnn_core/launcher.py",
+        'if existing.get("data_etag") != etag:',
+        "if False:",
+        first=("test_9_a_second_launch_after_the_data_was_replaced",),
     ),
 )
+
+
+@dataclass
+class Verdict:
+    passed: bool  # the pytest run's exit status was 0
+    seconds: float
+    records: list[dict]
+    summary: str
+    details: list[str]
+    timed_out: bool = False
+
+    @property
+    def catches(self) -> list[tuple[str, dict]]:
+        return [(record["nodeid"], failure) for record in self.records for failure in record["failures"]
+                if failure.get("counted")]
+
+    @property
+    def other_failures(self) -> list[tuple[str, dict, dict]]:
+        return [(record["nodeid"], failure, record) for record in self.records for failure in record["failures"]
+                if not failure.get("counted")]
+
+    @property
+    def ran(self) -> int:
+        return sum(1 for record in self.records if not record["nodeid"].startswith("<"))
+
+    def lnn_core(self) -> set[str]:
+        return {record["lnn_core"] for record in self.records if "lnn_core" in record}
 
 
 def copy_project(destination: Path) -> None:
@@ -73,44 +257,134 @@ def apply(mutant: Mutant, root: Path) -> None:
     path.write_text(text.replace(mutant.original, mutant.mutated))
 
 
-def run_tests(root: Path) -> tuple[bool, float, str, list[str]]:
-    """Run the concurrency tests of the copy at `root`: (passed, seconds, the summary line, the failures' lines)."""
-    environment = {**os.environ, "PYTHONPATH": f"{root / 'lambda_src'}{os.pathsep}{root}"}
-    tests = [test for test in CONCURRENCY_TESTS if (root / test).exists()]
-    started = time.monotonic()
-    result = subprocess.run(
-        [sys.executable, "-m", "pytest", "-x", "-q", "-rf", "-n", "2", "-m", "not slow", "-p", "no:cacheprovider", *tests],
-        cwd=root, env=environment, capture_output=True, text=True,
-    )
-    lines = [line for line in result.stdout.splitlines() if line.strip()]
+def test_paths(root: Path) -> list[str]:
+    return [test for test in CONCURRENCY_TESTS if (root / test).exists()]
+
+
+def run_tests(root: Path, *, parallel: bool, environment: dict[str, str] | None = None,
+              timeout: float | None = None) -> Verdict:
+    """Run the concurrency tests of the copy at `root` under the judge; its report is read back per test."""
+    report = root / "mutant-report.jsonl"
+    report.unlink(missing_ok=True)
+    env = {**os.environ, "PYTHONPATH": f"{root / 'lambda_src'}{os.pathsep}{root}", "LNN_MUTANT_REPORT": str(report),
+           **(environment or {})}
+    command = [sys.executable, "-m", "pytest", "-q", "-rfE", "-m", "not slow", "-p", "no:cacheprovider", "-p", JUDGE,
+               *(["-n", str(JOBS)] if parallel else ["-p", "no:xdist", "--continue-on-collection-errors"]),
+               *test_paths(root)]
+    started, timed_out = time.monotonic(), False
+    process = subprocess.Popen(command, cwd=root, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                               start_new_session=True)
+    try:
+        output, _ = process.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, 9)  # the test process and its xdist workers, nothing else
+        output, _ = process.communicate()
+        timed_out = True
+    seconds = time.monotonic() - started
+    records = [json.loads(line) for line in report.read_text().splitlines() if line.strip()] if report.exists() else []
+    lines = [line for line in (output or "").splitlines() if line.strip()]
     details = [line for line in lines if line.startswith(("FAILED", "ERROR", "E "))][:40]
-    return result.returncode == 0, time.monotonic() - started, lines[-1] if lines else result.stderr[-500:], details
+    summary = lines[-1] if lines else ""
+    return Verdict(process.returncode == 0 and not timed_out, seconds, records, summary, details, timed_out)
 
 
-def main() -> int:
-    failures = []
-    with tempfile.TemporaryDirectory(prefix="lnn-mutants-") as scratch:
-        baseline = Path(scratch) / "baseline"
+def describe(verdict: Verdict, *, every: bool) -> list[str]:
+    """The lines that say why a mutant was caught, or why the failures it caused do not count."""
+    lines = [f"    note: no test matches the hint {record['unmatched']!r} (the mutant's `first`); it ran in the collected order"
+             for record in verdict.records if "unmatched" in record]
+    catches = verdict.catches if every else verdict.catches[:1]
+    for nodeid, failure in catches:
+        lines.append(f"    caught by {nodeid} :: {failure['type']}: {failure['message']}")
+    if not verdict.catches:
+        for nodeid, failure, record in verdict.other_failures[:6]:
+            why = ("tainted: it met ill-formed requests or programming errors first: " + "; ".join(record["ill_formed"][:2])
+                   if record.get("tainted") and failure["assertion"] else f"not an assertion ({failure['when']})")
+            lines.append(f"    failed, not counted ({why}): {nodeid} :: {failure['type']}: {failure['message']}")
+        if verdict.timed_out:
+            lines.append(f"    timed out after {verdict.seconds:.0f} s")
+    return lines
+
+
+def judge(index: int, mutant: Mutant, baseline: Path, scratch: Path, *, every: bool) -> tuple[bool, Verdict]:
+    root = scratch / f"mutant-{index}"
+    shutil.copytree(baseline, root, ignore=shutil.ignore_patterns("__pycache__", "mutant-report.jsonl"))
+    apply(mutant, root)
+    environment = {"LNN_MUTANT_BASELINE": str(scratch / "unmutated-ill-formed.json"),
+                   "LNN_MUTANT_ASSEMBLY": str(root / "cdk.out"),
+                   "LNN_MUTANT_STOP_AFTER": "0" if every else "1",
+                   "LNN_MUTANT_FIRST": ",".join(mutant.first)}
+    verdict = run_tests(root, parallel=False, environment=environment, timeout=MUTANT_TIMEOUT)
+    shutil.rmtree(root, ignore_errors=True)
+    if verdict.lnn_core() and verdict.lnn_core() != {str((root / "lambda_src" / "lnn_core").resolve())}:
+        raise SystemExit(f"mutant {mutant.name!r} was not tested: the tests imported lnn_core from {verdict.lnn_core()}")
+    return bool(verdict.catches), verdict
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m tests.mutants", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--all", action="store_true", help="run every test on every mutant (no early stop)")
+    parser.add_argument("--only", type=int, nargs="+", metavar="N", help="judge only these mutants (1-based)")
+    parser.add_argument("--list", action="store_true", help="list the mutants and exit")
+    parser.add_argument("--jobs", type=int, default=JOBS, help=f"mutants judged at once (default {JOBS})")
+    options = parser.parse_args(argv)
+    chosen = [(index, mutant) for index, mutant in enumerate(MUTANTS, start=1) if not options.only or index in options.only]
+    if options.list:
+        for index, mutant in chosen:
+            print(f"{index:2}. {mutant.name}  ({mutant.path})")
+        return 0
+    started = time.monotonic()
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="lnn-mutants-") as scratch_name:
+        scratch = Path(scratch_name)
+        baseline = scratch / "baseline"
         baseline.mkdir()
         copy_project(baseline)
-        passed, seconds, summary, details = run_tests(baseline)
-        print(f"unmutated: {'passed' if passed else 'FAILED'} in {seconds:.0f} s ({summary})", flush=True)
-        if not passed:
-            print("\n".join(details), flush=True)  # which test failed unmutated, and why: the suite itself is wrong
+        for index, mutant in chosen:  # before anything runs: every edit still applies
+            text = (baseline / mutant.path).read_text()
+            if text.count(mutant.original) != 1:
+                raise SystemExit(f"mutant {index} {mutant.name!r} no longer applies: "
+                                 f"{mutant.path} must hold its original text once")
+        unmutated = run_tests(baseline, parallel=True)
+        failed = [(nodeid, failure) for nodeid, failure, _ in unmutated.other_failures] + unmutated.catches
+        print(f"unmutated: {'passed' if unmutated.passed and not failed else 'FAILED'} in {unmutated.seconds:.0f} s "
+              f"({unmutated.summary}; tests run from {', '.join(test_paths(baseline))})", flush=True)
+        if not unmutated.passed or failed:
+            print("\n".join(unmutated.details), flush=True)  # which test failed unmutated, and why: the suite is wrong
+            for nodeid, failure in failed[:20]:
+                print(f"    {nodeid} :: {failure['type']}: {failure['message']}")
             return 1
-        for index, mutant in enumerate(MUTANTS, start=1):
-            root = Path(scratch) / f"mutant-{index}"
-            shutil.copytree(baseline, root)
-            apply(mutant, root)
-            passed, seconds, summary, _ = run_tests(root)
-            verdict = "SURVIVED" if passed else "caught"
-            print(f"mutant {index}, {mutant.name}: {verdict} in {seconds:.0f} s ({summary})", flush=True)
-            if passed:
-                failures.append(mutant.name)
-    if failures:
-        print(f"{len(failures)} of {len(MUTANTS)} mutants survived: {'; '.join(failures)}")
+        if unmutated.lnn_core() != {str((baseline / "lambda_src" / "lnn_core").resolve())}:
+            print(f"the tests imported lnn_core from {unmutated.lnn_core()}, not from the copy")
+            return 1
+        ill_formed = {record["nodeid"]: len(record["ill_formed"]) for record in unmutated.records if record["ill_formed"]}
+        (scratch / "unmutated-ill-formed.json").write_text(json.dumps(ill_formed))
+        if ill_formed:  # allowed (a test may provoke them), and no taint for that test unless a mutant adds more
+            print(f"unmutated: {len(ill_formed)} test(s) met ill-formed requests or programming errors: "
+                  + ", ".join(f"{nodeid} ({count})" for nodeid, count in sorted(ill_formed.items())[:5]), flush=True)
+        (baseline / "mutant-report.jsonl").unlink(missing_ok=True)
+
+        def one(entry):
+            index, mutant = entry
+            caught, verdict = judge(index, mutant, baseline, scratch, every=options.all)
+            lines = [f"mutant {index}/{len(MUTANTS)}, {mutant.name}: {'caught' if caught else 'SURVIVED'} "
+                     f"in {verdict.seconds:.0f} s ({verdict.ran} tests run; {verdict.summary})",
+                     *describe(verdict, every=options.all)]
+            print("\n".join(lines), flush=True)
+            return index, mutant, caught, verdict
+
+        with ThreadPoolExecutor(max_workers=max(1, options.jobs)) as pool:
+            rows = sorted(pool.map(one, chosen), key=lambda row: row[0])
+    print(f"\n{'#':>2}  {'mutant':<72} {'verdict':<8} {'s':>5}  caught by")
+    for index, mutant, caught, verdict in rows:
+        first = verdict.catches[0] if verdict.catches else None
+        by = f"{first[0]} :: {first[1]['message']}" if first else "-"
+        print(f"{index:>2}  {mutant.name[:72]:<72} {'caught' if caught else 'SURVIVED':<8} {verdict.seconds:>5.0f}  {by}")
+    survivors = [mutant.name for _, mutant, caught, _ in rows if not caught]
+    total = time.monotonic() - started
+    if survivors:
+        print(f"{len(survivors)} of {len(rows)} mutants survived ({total:.0f} s): {'; '.join(survivors)}")
         return 1
-    print(f"all {len(MUTANTS)} mutants caught")
+    print(f"all {len(rows)} mutants caught, each by an assertion, in {total:.0f} s")
     return 0
 
 
