@@ -156,6 +156,7 @@ class Simulator:
         self.tokens = {}
         self.monitor = Monitor(self, check_every_event=check_every_event)
         self._uuids = 0
+        self._identities: dict[str, Delivery] = {}
         self._secrets = random.Random(seed * 7919 + 1)
 
     # ---- set-up ---------------------------------------------------------------------------------------------
@@ -415,6 +416,9 @@ class Simulator:
             self.queue.append(delivery)
             self.log(f"THROTTLED {delivery.label()} for {backoff:.1f} s")
             return
+        if delivery.identity() in self._identities and self._identities[delivery.identity()] is not delivery:
+            raise RuntimeError(f"two deliveries share the identity {delivery.identity()} (their claimants would too)")
+        self._identities[delivery.identity()] = delivery
         container = self._container(delivery.function)
         container.busy = True
         delivery.container, delivery.started_at, delivery.where = container, self.now, "start"
@@ -469,7 +473,7 @@ class Simulator:
                 self.deliveries += 1
                 retry = Delivery(self.deliveries, delivery.function, delivery.event, delivery.request_id,
                                  due=self.now + RETRY_BACKOFF[delivery.attempt], born=delivery.born,
-                                 attempt=delivery.attempt + 1)
+                                 attempt=delivery.attempt + 1, copy=delivery.copy)  # its own claimant ids
                 self.queue.append(retry)
             else:
                 self.given_up.append(f"{delivery.label()}: {type(error).__name__}")
