@@ -295,13 +295,13 @@ def describe(verdict: Verdict, *, every: bool) -> list[str]:
     catches = verdict.catches if every else verdict.catches[:1]
     for nodeid, failure in catches:
         lines.append(f"    caught by {nodeid} :: {failure['type']}: {failure['message']}")
-    if not verdict.catches:
+    if every or not verdict.catches:  # what failed without counting: on a survivor, why it survived
         for nodeid, failure, record in verdict.other_failures[:6]:
             why = ("tainted: it met ill-formed requests or programming errors first: " + "; ".join(record["ill_formed"][:2])
                    if record.get("tainted") and failure["assertion"] else f"not an assertion ({failure['when']})")
             lines.append(f"    failed, not counted ({why}): {nodeid} :: {failure['type']}: {failure['message']}")
-        if verdict.timed_out:
-            lines.append(f"    timed out after {verdict.seconds:.0f} s")
+    if verdict.timed_out:
+        lines.append(f"    timed out after {verdict.seconds:.0f} s")
     return lines
 
 
