@@ -73,6 +73,11 @@ def lose_answers(handler, port_name: str, method: str, *, when=lambda request: T
     setattr(client, method, lambda **request: (lost if when(request) else call)(**request))
 
 
+def die(*args, **kwargs):
+    """A port method whose process dies mid-invocation."""
+    raise SandboxDied()
+
+
 def wrap(handler, port_name: str, method: str, wrapper):
     """Route `handler`'s requests of `method` through `wrapper(call, request)`."""
     client = client_of(port_name, getattr(handler.ports, port_name))
@@ -163,9 +168,6 @@ def test_2_a_re_send_whose_claim_answer_was_lost_re_sends(world):
     event = world.queue.events.popleft()
     dying = world.trainer()
 
-    def die(payload):
-        raise SandboxDied()
-
     dying.ports.invoker.invoke_async = die
     with pytest.raises(SandboxDied):
         dying.handle(json.loads(json.dumps(event)), context())
@@ -194,9 +196,6 @@ def test_3_a_message_whose_claimant_died_and_whose_retry_came_inside_the_lease_i
     world.launch()
     finish = world.run_until(world.trainer(), "finish")
     dying = world.trainer()
-
-    def die(**_):
-        raise SandboxDied()
 
     dying.ports.notifier.publish = die
     with pytest.raises(SandboxDied):
@@ -229,9 +228,6 @@ def test_4_a_finish_that_died_before_its_commit_publishes_no_model_and_a_stopped
     finish = world.run_until(world.trainer(), "finish")
     dying = world.trainer()
 
-    def die(*args, **kwargs):
-        raise SandboxDied()
-
     dying.ports.table.transition = die
     with pytest.raises(SandboxDied):
         dying.handle(json.loads(json.dumps(finish)), context())
@@ -250,9 +246,6 @@ def test_4_the_model_is_published_before_the_message_when_the_finisher_died_afte
     world.launch()
     finish = world.run_until(world.trainer(), "finish")
     dying = world.trainer()
-
-    def die(*args, **kwargs):
-        raise SandboxDied()
 
     dying.ports.store.copy = die
     with pytest.raises(SandboxDied):
@@ -385,9 +378,6 @@ def test_r2_a_finish_committed_by_the_previous_release_still_gets_its_message(wo
     world.launch()
     finish = world.run_until(world.trainer(), "finish")
     dying = world.trainer()
-
-    def die(*args, **kwargs):
-        raise SandboxDied()
 
     dying.ports.store.copy = die  # the finish committed, then its container died before the message
     with pytest.raises(SandboxDied):
