@@ -362,6 +362,8 @@ class Simulator:
             return False
         runnable = [d for d in self.in_flight if d.frozen_until <= self.now]
         ready = [d for d in self.queue if d.due <= self.now]
+        if self.exhaustive and self.exhaustive.get("twins"):
+            ready = _one_of_each_fresh_twin_pair(ready)
         timers = []
         if self.next_tick <= self.now:
             timers.append("watchdog")
@@ -713,3 +715,20 @@ class Result:
         if self.violation is None:
             return head
         return f"{head}\nVIOLATION {self.violation}\nreplay: {self.replay_command()}"
+
+
+def _one_of_each_fresh_twin_pair(ready: list[Delivery]) -> list[Delivery]:
+    """Symmetry reduction of the exhaustive search: of the two twins of an event (request ids X and Xd), neither
+    started yet, only the first is offered. Starting the other leads to the mirror image of the same schedules (the
+    twins differ only in fresh ids, which the protocol compares for equality only)."""
+    kept: list[Delivery] = []
+    for delivery in ready:
+        mirror = any(other.function == delivery.function and other.attempt == delivery.attempt == 0
+                     and other.throttles == delivery.throttles == 0 and other.due == delivery.due
+                     and other.born == delivery.born and other.event == delivery.event
+                     and {other.request_id, delivery.request_id} == {other.request_id.removesuffix("d"),
+                                                                      other.request_id.removesuffix("d") + "d"}
+                     for other in kept)
+        if not mirror:
+            kept.append(delivery)
+    return kept

@@ -94,3 +94,19 @@ def test_the_exhaustive_search_explores_and_prunes(world):
 
     found = explore("K=1 epoch+finish", max_schedules=40, max_faults=1)
     assert found.schedules == 40 and found.states > 40 and not found.violations, found.report()
+
+
+def test_the_exhaustive_search_offers_one_of_two_fresh_twins_only():
+    """Symmetry reduction: two twins of an event, neither started, are one choice; a started pair, a retry, a
+    throttled twin or another event stays a choice of its own."""
+    from lnn_cli.simulate.simulator import Delivery, _one_of_each_fresh_twin_pair
+
+    def delivery(number, request_id, **fields):
+        return Delivery(number, "trainer", {"step": 2}, request_id, due=5.0, born=5.0, **fields)
+
+    assert [d.number for d in _one_of_each_fresh_twin_pair([delivery(1, "r1"), delivery(2, "r1d", copy=1)])] == [1]
+    assert len(_one_of_each_fresh_twin_pair([delivery(1, "r1"), delivery(2, "r2")])) == 2
+    assert len(_one_of_each_fresh_twin_pair([delivery(1, "r1"), delivery(2, "r1d", copy=1, attempt=1)])) == 2
+    assert len(_one_of_each_fresh_twin_pair([delivery(1, "r1"), delivery(2, "r1d", copy=1, throttles=1)])) == 2
+    other = Delivery(2, "trainer", {"step": 3}, "r1d", due=5.0, born=5.0, copy=1)
+    assert len(_one_of_each_fresh_twin_pair([delivery(1, "r1"), other])) == 2
