@@ -6,6 +6,7 @@ import sys
 from pathlib import Path
 
 import boto3
+from botocore.exceptions import BotoCoreError, ClientError
 from rich.console import Console
 
 from lnn_core.config import GRANULARITIES
@@ -221,9 +222,8 @@ def dispatch(args, console: Console) -> int:
         return command_convert(args, console)
     if args.command in ("up", "down"):
         return (command_up if args.command == "up" else command_down)(args, console)
-    session = boto3.Session()
-    stack = remote.open_stack(session, args.stack)
     with aws_errors_explained(args.stack):
+        stack = remote.open_stack(boto3.Session(), args.stack)
         if args.command == "serve":
             from .web.app import command_serve  # Flask is imported only for `lnn serve`
             return command_serve(args, stack, console)
@@ -250,6 +250,9 @@ def main(argv: list[str] | None = None) -> int:
         return USAGE_ERROR
     except DeployError as error:
         print(f"lnn: error: {error}", file=sys.stderr)
+        return 1
+    except (BotoCoreError, ClientError) as error:  # not one a person can fix (those are LnnInputErrors): still one line
+        print(f"lnn: error: AWS failed: {error}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print("lnn: interrupted", file=sys.stderr)

@@ -29,7 +29,7 @@ from .inputs import read_prediction_data, validate_run
 from .cloud.local import new_run_id, upload_run_inputs
 from .presentation.progress import RunProgress, run_progress
 from .presentation.report import plot_costs
-from .cloud.stack import StackOutputs, aws_errors_explained
+from .cloud.stack import CLI_BOTO_CONFIG, StackOutputs, aws_errors_explained
 
 FOLLOW_SECONDS = 2.0  # how often `status --follow` reads the run record
 
@@ -42,11 +42,11 @@ class DeployedStack:
         self.outputs = StackOutputs.from_stack(session, stack_name)
         counter = IoCounter()
         self.ports = Ports(
-            table=RunTable(session.resource("dynamodb", config=BOTO_CONFIG).Table(self.outputs.table), counter),
-            notifier=SnsNotifier(session.client("sns", config=BOTO_CONFIG), self.outputs.topic_arn, counter),
-            invoker=LambdaInvoker(session.client("lambda", config=BOTO_CONFIG), self.outputs.trainer_function, counter),
+            table=RunTable(session.resource("dynamodb", config=CLI_BOTO_CONFIG).Table(self.outputs.table), counter),
+            notifier=SnsNotifier(session.client("sns", config=CLI_BOTO_CONFIG), self.outputs.topic_arn, counter),
+            invoker=LambdaInvoker(session.client("lambda", config=CLI_BOTO_CONFIG), self.outputs.trainer_function, counter),
             counter=counter,
-            store=S3ObjectStore(session.client("s3", config=BOTO_CONFIG), self.outputs.bucket, counter),
+            store=S3ObjectStore(session.client("s3", config=CLI_BOTO_CONFIG), self.outputs.bucket, counter),
         )
 
     def invoke_predictor(self, payload: dict[str, Any]) -> dict[str, Any]:
@@ -74,7 +74,7 @@ class DeployedStack:
     @functools.cached_property
     def _launcher_environment(self) -> dict[str, str]:
         """The LaunchLambda's environment variables, with its own memory size as Lambda reports it to the function."""
-        configuration = self.session.client("lambda").get_function_configuration(FunctionName=self.outputs.launch_function)
+        configuration = self.session.client("lambda", config=CLI_BOTO_CONFIG).get_function_configuration(FunctionName=self.outputs.launch_function)
         environment = dict(configuration.get("Environment", {}).get("Variables", {}))
         return {"AWS_LAMBDA_FUNCTION_MEMORY_SIZE": str(configuration.get("MemorySize", "")), **environment}
 
@@ -87,7 +87,7 @@ class DeployedStack:
         from the trainer function's own configuration."""
         environment = dict(self._launcher_environment)
         if not environment.get("LNN_TRAINER_MEMORY_MB"):
-            trainer = self.session.client("lambda").get_function_configuration(FunctionName=self.outputs.trainer_function)
+            trainer = self.session.client("lambda", config=CLI_BOTO_CONFIG).get_function_configuration(FunctionName=self.outputs.trainer_function)
             environment["LNN_TRAINER_MEMORY_MB"] = str(trainer.get("MemorySize", ""))
         try:
             return LaunchLimits.from_environment(environment)
