@@ -36,7 +36,7 @@ INVALID_CREDENTIAL_ERRORS = {
 DENIED_ERRORS = {"AccessDenied", "AccessDeniedException"}
 # The CLI's clients: a dead endpoint (AWS_ENDPOINT_URL left set after `lnn down`) fails within a few seconds (a
 # refused connection is retried twice, at most 1 + 2 s of back-off), a silent one within 3 x (2 + 30) s.
-CLI_BOTO_CONFIG = Config(retries={"mode": "standard", "max_attempts": 3}, connect_timeout=2, read_timeout=30)
+CLI_BOTO_CONFIG = Config(retries={"mode": "standard", "total_max_attempts": 3}, connect_timeout=2, read_timeout=30)
 
 
 
