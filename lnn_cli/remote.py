@@ -27,7 +27,7 @@ from lnn_core.run_table import RunTable
 
 from .inputs import read_prediction_data, validate_run
 from .cloud.local import new_run_id, upload_run_inputs
-from .presentation.progress import RunProgress, run_progress
+from .presentation.progress import RunProgress, run_progress, timing_text
 from .presentation.report import plot_costs
 from .cloud.stack import CLI_BOTO_CONFIG, StackOutputs, aws_errors_explained
 
@@ -124,13 +124,13 @@ def command_start(args, parameters: dict, stack: DeployedStack, console: Console
 
 def command_status(args, stack: DeployedStack, console: Console) -> int:
     run = stack.run(args.run_id)
-    epochs = run["config"]["epochs"]
-    with run_progress(console) as progress:
-        bar = RunProgress(progress, lambda: stack.run(args.run_id), epochs=epochs, label=args.run_id)
-        bar.show(run)
-        while args.follow and run["status"] == "running":
-            time.sleep(FOLLOW_SECONDS)
-            run = bar.poll(force=True)
+    if args.follow and run["status"] == "running":
+        with run_progress(console) as progress:
+            bar = RunProgress(progress, lambda: stack.run(args.run_id), epochs=run["config"]["epochs"], label=args.run_id)
+            bar.show(run)
+            while run["status"] == "running":
+                time.sleep(FOLLOW_SECONDS)
+                run = bar.poll(force=True)
     console.print(status_line(run))
     return 0 if run["status"] in ("running", "succeeded") else 1
 
@@ -145,6 +145,8 @@ def status_line(run: dict[str, Any]) -> str:
     ]
     if run.get("last_cost") is not None:
         parts.append(f"cost {run['last_cost']:.6f}")
+    if timing_text(run):
+        parts.append(timing_text(run))
     if run.get("reason"):
         parts.append(f"reason: {run['reason']}")
     return ", ".join(parts)

@@ -28,6 +28,7 @@ from rich.console import Console
 from lnn_core.errors import LnnInputError
 
 from . import up_registry
+from ..presentation.progress import waiting
 from .deploy import DeployError
 from .emulator import FAKE_CREDENTIALS, REGION
 
@@ -134,7 +135,7 @@ def command_up(args, console: Console) -> int:
             child = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=up_log,
                                      pass_fds=(lock.fileno(),), start_new_session=True, env=environment)
         try:
-            with console.status(f"starting the moto server and deploying {args.stack} (cdk synth, bootstrap, deploy)..."):
+            with waiting(console, f"starting the moto server and deploying {args.stack} (cdk synth, bootstrap, deploy)..."):
                 line = child.stdout.readline().decode().strip()  # one JSON line, or EOF if the process died
         except KeyboardInterrupt:
             child.terminate()
