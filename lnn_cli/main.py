@@ -19,6 +19,7 @@ from .cloud.deploy import DeployError
 from .datafiles import FORMATS
 from .inputs import DEMO_DATA, DEMO_PARAMETERS, comma_list, read_data, run_parameters
 from .local_command import command_local
+from .model_file import command_predict_model
 from .cloud.stack import DEFAULT_STACK, aws_errors_explained
 from .cloud.up import DEFAULT_STATE_DIR, command_down, command_up
 
@@ -127,8 +128,14 @@ def build_parser() -> OneLineParser:
         command = commands.add_parser(name, help=text)
         command.add_argument("run_id")
 
-    predict = commands.add_parser("predict", help="predict with a run's trained model.npz")
-    predict.add_argument("run_id")
+    predict = commands.add_parser("predict", help="predict with a run's trained model.npz, or a model file",
+                                  description="Predict the class (and its probability) or the value of each example "
+                                  "with a run's model: on this machine from its model.npz, or with --remote by the "
+                                  "stack's PredictLambda; or, without a stack, from a model file (--model).")
+    predict.add_argument("run_id", nargs="?", help="the run whose model predicts (`lnn runs` lists them); leave it "
+                         "out with --model")
+    predict.add_argument("--model", metavar="FILE.npz", help="a model file instead of a run (e.g. out/local/model.npz "
+                         "from `lnn local`); needs no stack")
     predict_input = predict.add_mutually_exclusive_group(required=True)
     predict_input.add_argument("--image", nargs="+", metavar="FILE", help="images (.jpg, .png, ...) for a model trained "
                                "on images: resized to its example_shape, scaled by 1/255 as at training")
@@ -222,6 +229,8 @@ def dispatch(args, console: Console) -> int:
         return command_convert(args, console)
     if args.command in ("up", "down"):
         return (command_up if args.command == "up" else command_down)(args, console)
+    if args.command == "predict" and (args.model or not args.run_id):
+        return command_predict_model(args, console)  # a model file: no stack
     with aws_errors_explained(args.stack):
         stack = remote.open_stack(boto3.Session(), args.stack)
         if args.command == "serve":

@@ -254,25 +254,30 @@ def command_predict(args, stack: DeployedStack, console: Console) -> int:
     images = getattr(args, "image", None)
     if bool(images) == bool(getattr(args, "data", None)):
         raise LnnInputError("give the examples to predict with either --data FILE or --image FILE ...")
-    remote_call = getattr(args, "remote", False)
-    if remote_call:
-        model, described = None, predictor_answer(stack.invoke_predictor, {"run_id": args.run_id, "describe": True})
-    else:
-        model = Model.from_npz(stack.ports.store.get_bytes(final["model_key"]), key=final["model_key"])
-        described = model.describe()
+    if getattr(args, "remote", False):
+        described = predictor_answer(stack.invoke_predictor, {"run_id": args.run_id, "describe": True})
+        return predict_with(args, described, lambda X: predict_remote(stack.invoke_predictor, args.run_id, X, described), console)
+    model = Model.from_npz(stack.ports.store.get_bytes(final["model_key"]), key=final["model_key"])
+    return predict_with(args, model.describe(), lambda X: model.answer(X, run_id=args.run_id), console)
+
+
+def the_model(args) -> str:
+    """The model `lnn predict` uses, in words: a run's, or a model file's (--model)."""
+    return f"the model of run {args.run_id}" if getattr(args, "run_id", None) else f"the model {args.model}"
+
+
+def predict_with(args, described: dict[str, Any], answer_for, console: Console) -> int:
+    """Read --image or --data as rows of X, check them against the model `described`, show `answer_for(X)`."""
+    images = getattr(args, "image", None)
     if images:
-        X, y, names = image_rows(images, described.get("example_shape"), run_id=args.run_id), None, list(images)
+        X, y, names = image_rows(images, described.get("example_shape"), model=the_model(args)), None, list(images)
     else:
         X, y = read_prediction_data(args.data, label_column=getattr(args, "label_column", None))
         names = None
     if X.shape[1] != described["features"]:
         source = "the images" if images else args.data
-        raise LnnInputError(f"{source}: X has {X.shape[1]} features but the model of run {args.run_id} takes {described['features']}")
-    if remote_call:
-        answer = predict_remote(stack.invoke_predictor, args.run_id, X, described)
-    else:
-        answer = model.answer(X, run_id=args.run_id)
-    return show_answer(args, answer, described, y, names, console)
+        raise LnnInputError(f"{source}: X has {X.shape[1]} features but {the_model(args)} takes {described['features']}")
+    return show_answer(args, answer_for(X), described, y, names, console)
 
 
 def predictor_answer(invoke, payload: dict[str, Any]) -> dict[str, Any]:
@@ -311,19 +316,19 @@ def predict_remote(invoke, run_id: str, X: np.ndarray, described: dict[str, Any]
     return merged
 
 
-def image_rows(paths: list[str], example_shape: list[int] | None, *, run_id: str) -> np.ndarray:
+def image_rows(paths: list[str], example_shape: list[int] | None, *, model: str) -> np.ndarray:
     """Images as rows of X, as the model saw its examples at training: resized to its example_shape (height, width
     [, channels]) with Pillow, uint8 scaled by 1/255, flattened."""
     from PIL import Image, UnidentifiedImageError
 
     if not example_shape or len(example_shape) not in (2, 3):
-        raise LnnInputError(f"the model of run {run_id} was not trained on images (its model.npz has no example_shape "
+        raise LnnInputError(f"{model} was not trained on images (its model.npz has no example_shape "
                             "of height x width x channels); predict with --data")
     height, width = example_shape[:2]
     channels = example_shape[2] if len(example_shape) == 3 else 1
     mode = {1: "L", 3: "RGB", 4: "RGBA"}.get(channels)
     if mode is None:
-        raise LnnInputError(f"the model of run {run_id} takes examples of shape {example_shape}: {channels} channels "
+        raise LnnInputError(f"{model} takes examples of shape {example_shape}: {channels} channels "
                             "is not an image Pillow makes (1, 3 or 4)")
     rows = []
     for path in paths:
@@ -349,20 +354,30 @@ def show_answer(args, answer: dict[str, Any], described: dict[str, Any], y: np.n
         return show_values(args, answer["values"], described, y, names, console)
     if args.csv:
         writer = csv.writer(sys.stdout, lineterminator="\n")
-        writer.writerow(["row" if names is None else "input", "prediction", "probability"])
+        columns, probabilities = probability_columns(answer["probabilities"], described.get("classes"))
+        writer.writerow(["row" if names is None else "input", "prediction", *columns])
         for row, prediction in enumerate(predictions):
-            writer.writerow([row if names is None else names[row], prediction, repr(predicted_probability(answer, row))])
+            writer.writerow([row if names is None else names[row], prediction, *map(repr, probabilities[row])])
         return 0
     for row, prediction in enumerate(predictions):
         console.print(f"{labels[row]}: class {prediction} (probability {predicted_probability(answer, row):.4f})",
                       markup=False, highlight=False)
     values, counts = np.unique(np.array(predictions, dtype=object).astype(str), return_counts=True)
     summary = ", ".join(f"class {value}: {count}" for value, count in zip(values, counts))
-    console.print(f"{len(predictions)} predictions with the model of run {args.run_id} ({summary})", markup=False, highlight=False)
+    console.print(f"{len(predictions)} predictions with {the_model(args)} ({summary})", markup=False, highlight=False)
     if y is not None:
         indices = [described["classes"].index(p) if described.get("classes") else p for p in predictions]
         console.print(f"accuracy against the file's labels: {float(np.mean(np.array(indices) == y)):.1%}")
     return 0
+
+
+def probability_columns(probabilities: list, classes: list[str] | None) -> tuple[list[str], list[list[float]]]:
+    """The CSV's probability columns, each named by its class (p_<class>), and their values per row: one per class
+    for softmax; for a sigmoid output, the probability of class 1 (the second class name)."""
+    if probabilities and isinstance(probabilities[0], list):
+        names = classes or [str(index) for index in range(len(probabilities[0]))]
+        return [f"p_{name}" for name in names], [[float(p) for p in row] for row in probabilities]
+    return [f"p_{(classes or ['0', '1'])[1]}"], [[float(p)] for p in probabilities]
 
 
 def show_values(args, values: list, described: dict[str, Any], y: np.ndarray | None, names: list[str] | None,
@@ -371,8 +386,8 @@ def show_values(args, values: list, described: dict[str, Any], y: np.ndarray | N
     AL = np.array(values, dtype=np.float64).reshape(len(values), -1).T  # (k, m), as the network's output
     outputs = AL.shape[0]
     if y is not None and (1 if y.ndim == 1 else y.shape[1]) != outputs:
-        raise LnnInputError(f"{args.data}: y holds {1 if y.ndim == 1 else y.shape[1]} target(s) per example but the model "
-                            f"of run {args.run_id} predicts {outputs}")
+        raise LnnInputError(f"{args.data}: y holds {1 if y.ndim == 1 else y.shape[1]} target(s) per example but "
+                            f"{the_model(args)} predicts {outputs}")
     if args.csv:
         writer = csv.writer(sys.stdout, lineterminator="\n")
         first = "row" if names is None else "input"
@@ -383,7 +398,7 @@ def show_values(args, values: list, described: dict[str, Any], y: np.ndarray | N
     for row, value in enumerate(values):
         label = f"row {row}" if names is None else names[row]
         console.print(f"{label}: {' '.join(repr(float(item)) for item in np.atleast_1d(value))}", markup=False, highlight=False)
-    console.print(f"{len(values)} predictions with the model of run {args.run_id} (regression, {outputs} value(s) each)")
+    console.print(f"{len(values)} predictions with {the_model(args)} (regression, {outputs} value(s) each)")
     if y is not None:
         Y = network.targets(y, "linear", outputs)
         D = AL - Y
