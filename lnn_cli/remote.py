@@ -32,6 +32,9 @@ from .presentation.report import plot_costs
 from .cloud.stack import CLI_BOTO_CONFIG, StackOutputs, aws_errors_explained
 
 FOLLOW_SECONDS = 2.0  # how often `status --follow` reads the run record
+# What an epoch item records of the test set every `eval_every` epochs (results.evaluation): (key, label, format)
+TEST_FIGURES = (("test_cost", "test cost", "{:.6f}"),
+                *((key, label, style) for key, label, style in control.FIGURES if key in ("test_accuracy", "test_rmse")))
 
 
 class DeployedStack:
@@ -156,17 +159,21 @@ def command_results(args, stack: DeployedStack, console: Console) -> int:
     run = stack.run(args.run_id)
     epochs = stack.ports.table.committed_epochs(run)
     costs = [item["cost"] for item in epochs]
+    evaluated = [(key, label, style) for key, label, style in TEST_FIGURES if any(key in item for item in epochs)]
     if args.csv:
         writer = csv.writer(sys.stdout, lineterminator="\n")
-        writer.writerow(["epoch", "cost", "learning_rate", "started_at", "finished_at"])
+        writer.writerow(["epoch", "cost", *(key for key, _, _ in evaluated), "learning_rate", "started_at", "finished_at"])
         for item in epochs:
-            writer.writerow([item["epoch"], repr(item["cost"]), item.get("learning_rate"), item.get("started_at"), item.get("finished_at")])
+            writer.writerow([item["epoch"], repr(item["cost"]), *(repr(item[key]) if key in item else "" for key, _, _ in evaluated),
+                             item.get("learning_rate"), item.get("started_at"), item.get("finished_at")])
     else:
         table = Table(title=status_line(run), title_justify="left")
-        for column in ("epoch", "cost", "learning rate", "finished at"):
+        for column in ("epoch", "cost", *(label for _, label, _ in evaluated), "learning rate", "finished at"):
             table.add_column(column, justify="right" if column != "finished at" else "left")
         for item in epochs:
-            table.add_row(str(item["epoch"]), f"{item['cost']:.6f}", str(item.get("learning_rate", "")), item.get("finished_at", ""))
+            table.add_row(str(item["epoch"]), f"{item['cost']:.6f}",
+                          *(style.format(item[key]) if key in item else "" for key, _, style in evaluated),
+                          str(item.get("learning_rate", "")), item.get("finished_at", ""))
         console.print(table)
         final = run.get("final") or {}
         if final:
@@ -175,7 +182,8 @@ def command_results(args, stack: DeployedStack, console: Console) -> int:
     if args.weights:
         show_weights(run, epochs, stack, console)
     if args.plot:
-        plot_costs(costs, args.plot, run_id=args.run_id)
+        plot_costs(costs, args.plot, run_id=args.run_id,
+                   test_costs={int(item["epoch"]): item["test_cost"] for item in epochs if "test_cost" in item})
         console.print(f"wrote {args.plot}")
     return 0
 
