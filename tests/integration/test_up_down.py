@@ -155,7 +155,13 @@ def test_up_then_the_deployed_stack_commands(stack_up, capsys, tmp_path):
     assert stack.run("up-run")["uploaded_by"] == ACCOUNT_ID  # launched by the S3 event (a direct invoke has none)
 
 
-def test_down_stops_only_our_process_and_cleans_stale_state(tmp_path, capsys):
+@pytest.fixture
+def own_registry(tmp_path, monkeypatch):
+    """A registry of `lnn up` stacks of this test alone (the module's stack stays up in the session's)."""
+    monkeypatch.setenv("LNN_HOME", str(tmp_path / "lnn-home"))
+
+
+def test_down_stops_only_our_process_and_cleans_stale_state(tmp_path, capsys, own_registry):
     state_dir = tmp_path / "stale"
     state_dir.mkdir()
     (state_dir / STATE_FILE).write_text('{"pid": %d, "endpoint": "http://localhost:1"}' % os.getpid())
@@ -169,7 +175,7 @@ def test_down_stops_only_our_process_and_cleans_stale_state(tmp_path, capsys):
 
 
 @pytest.fixture
-def background_stacks(tmp_path):
+def background_stacks(tmp_path, own_registry):
     """Stand-ins for `lnn up`'s background process (its command line, its held up.lock, its state and registry
     entry), as many as asked; killed after the test if `lnn down` left them."""
     started = []
