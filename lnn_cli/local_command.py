@@ -15,7 +15,7 @@ from .cloud.deploy import deploy_to_emulator
 from .cloud.emulator import running_emulator
 from .inputs import local_limits, validate_run
 from .cloud.local import new_run_id, run_local
-from .presentation.progress import RunProgress, run_progress
+from .presentation.progress import RunProgress, run_progress, waiting
 from .presentation.report import show_notification, summary_table, write_outputs
 
 
@@ -47,7 +47,7 @@ def command_local(args, parameters: dict, console: Console) -> int:
     )
     with running_emulator(out_dir / "emulator.log") as emulator:
         console.print(f"  emulator: moto server at {emulator.endpoint_url} ({emulator.started_seconds:.1f} s)")
-        with console.status("deploying the stack (cdk synth, bootstrap, deploy)..."):
+        with waiting(console, "deploying the stack (cdk synth, bootstrap, deploy)..."):
             deployment = deploy_to_emulator(emulator, out_dir / "deploy.log", stack_name=args.stack)
         phases = ", ".join(f"{phase} {seconds:.1f} s" for phase, seconds in deployment.seconds.items())
         console.print(f"  deployed {args.stack} with {deployment.method} ({phases})")

@@ -1,11 +1,13 @@
 """The `lnn` command. A problem a person can fix exits with status 2 and one line that says what to do."""
 
 import argparse
+import importlib.metadata
 import os
 import sys
 from pathlib import Path
 
 import boto3
+from botocore.exceptions import BotoCoreError, ClientError
 from rich.console import Console
 
 from lnn_core.config import GRANULARITIES
@@ -18,6 +20,7 @@ from .cloud.deploy import DeployError
 from .datafiles import FORMATS
 from .inputs import DEMO_DATA, DEMO_PARAMETERS, comma_list, read_data, run_parameters
 from .local_command import command_local
+from .model_file import command_predict_model
 from .cloud.stack import DEFAULT_STACK, aws_errors_explained
 from .cloud.up import DEFAULT_STATE_DIR, command_down, command_up
 
@@ -95,6 +98,7 @@ def add_runtime_options(parser: argparse.ArgumentParser) -> None:
 
 def build_parser() -> OneLineParser:
     parser = OneLineParser(prog="lnn", description="LNN, the Lambda Neural Network: train NumPy networks with self-invoking Lambda functions.")
+    parser.add_argument("--version", action="version", version=f"lnn {installed_version()}")
     commands = parser.add_subparsers(dest="command", required=True, parser_class=OneLineParser)
 
     local = commands.add_parser("local", help="train on an embedded AWS (moto) with the real stack; no account needed",
@@ -102,39 +106,65 @@ def build_parser() -> OneLineParser:
                                 "through a local Lambda runtime. Defaults are the demo's: "
                                 + ", ".join(f"{key} {value}" for key, value in DEMO_PARAMETERS.items()))
     add_run_options(local)
-    local.add_argument("--out", default="out/local", help="directory for results.json, model.npz, cost.png and logs")
-    local.add_argument("--chaos", help="inject faults, e.g. duplicate=0.1,crash=0.05,delay=0.1,lose=0.01,seed=7 (also pause=P, distinct_ids=P, lost_answer=P: a write applied whose answer is lost, so the SDK retries it)")
-    local.add_argument("--stack", default=DEFAULT_STACK, help="the stack to deploy from the CDK app")
+    local.add_argument("--out", default="out/local", help="directory for results.json, model.npz, cost.png and logs "
+                       "(default out/local)")
+    local.add_argument("--chaos", help="inject faults, e.g. duplicate=0.1,crash=0.05,delay=0.1,lose=0.01,seed=7 (also pause=P, distinct_ids=P, lost_answer=P: a write applied whose answer is lost, so the SDK retries it; default: none)")
+    local.add_argument("--stack", default=DEFAULT_STACK, help=f"the stack to deploy from the CDK app (default {DEFAULT_STACK})")
     add_runtime_options(local)
 
-    start = commands.add_parser("start", help="upload data and parameters.json to a deployed stack: the upload starts the run")
+    start = commands.add_parser("start", help="upload data and parameters.json to a deployed stack: the upload starts the run",
+                                description="Check the data and the parameters as the stack's launcher will, then "
+                                "upload data.npz and parameters.json to runs/RUN_ID/ in the stack's bucket: that upload "
+                                "starts the run (S3 -> EventBridge -> LaunchLambda). Follow it with `lnn status RUN_ID "
+                                "--follow`.")
     add_run_options(start)
 
-    status = commands.add_parser("status", help="a run's progress, from DynamoDB")
-    status.add_argument("run_id")
-    status.add_argument("--follow", action="store_true", help="keep reading until the run ends")
+    status = commands.add_parser("status", help="a run's progress, from DynamoDB",
+                                 description="One line: the run's status, epoch, step, cost, time elapsed and, while it "
+                                 "runs, an estimate of the time left. Exit status 0 while running or succeeded, 1 "
+                                 "otherwise.")
+    status.add_argument("run_id", help="the run (`lnn runs` lists them)")
+    status.add_argument("--follow", action="store_true", help="keep reading until the run ends (a progress bar; a plain "
+                        "line every few seconds without a terminal)")
 
-    results = commands.add_parser("results", help="a run's per-epoch costs (and weights)")
-    results.add_argument("run_id")
-    results.add_argument("--plot", help="write the cost curve to this PNG file")
-    results.add_argument("--csv", action="store_true", help="print the epochs as CSV")
-    results.add_argument("--weights", action="store_true", help="print the trained weights")
+    results = commands.add_parser("results", help="a run's per-epoch costs (and weights)",
+                                  description="A run's epochs: the training cost of each, the test set's cost and "
+                                  "accuracy (or RMSE) where it was evaluated (--eval-every), and the final figures; as "
+                                  "a table, CSV or a PNG plot.")
+    results.add_argument("run_id", help="the run (`lnn runs` lists them)")
+    results.add_argument("--plot", metavar="FILE.png", help="also write the cost curves to this PNG file (default: none)")
+    results.add_argument("--csv", action="store_true", help="print the epochs as CSV instead of a table")
+    results.add_argument("--weights", action="store_true", help="also print the trained weights")
 
-    commands.add_parser("runs", help="list the runs and their status")
+    commands.add_parser("runs", help="list the runs and their status",
+                        description="The stack's runs, oldest first: status, epoch, cost, when created, granularity.")
 
-    for name, text in (("stop", "stop a run at its next step boundary"), ("resume", "re-send a stalled run's next step")):
-        command = commands.add_parser(name, help=text)
-        command.add_argument("run_id")
+    for name, text, description in (
+        ("stop", "stop a run at its next step boundary",
+         "Ask a running run to stop: the step in flight finishes, then the run ends with status stopped."),
+        ("resume", "re-send a stalled run's next step",
+         "Re-send a running run's next step, e.g. after an invocation was lost; always harmless: a copy of a step "
+         "that is alive is dropped. (The watchdog does this by itself for a stalled run.)"),
+    ):
+        command = commands.add_parser(name, help=text, description=description)
+        command.add_argument("run_id", help="the run (`lnn runs` lists them)")
 
-    predict = commands.add_parser("predict", help="predict with a run's trained model.npz")
-    predict.add_argument("run_id")
+    predict = commands.add_parser("predict", help="predict with a run's trained model.npz, or a model file",
+                                  description="Predict the class (and its probability) or the value of each example "
+                                  "with a run's model: on this machine from its model.npz, or with --remote by the "
+                                  "stack's PredictLambda; or, without a stack, from a model file (--model).")
+    predict.add_argument("run_id", nargs="?", help="the run whose model predicts (`lnn runs` lists them); leave it "
+                         "out with --model")
+    predict.add_argument("--model", metavar="FILE.npz", help="a model file instead of a run (e.g. out/local/model.npz "
+                         "from `lnn local`); needs no stack (default: none, the run's model)")
     predict_input = predict.add_mutually_exclusive_group(required=True)
     predict_input.add_argument("--image", nargs="+", metavar="FILE", help="images (.jpg, .png, ...) for a model trained "
                                "on images: resized to its example_shape, scaled by 1/255 as at training")
     predict_input.add_argument("--data", help="an .npz with X (and optionally y, to report accuracy, or RMSE "
                          "and R² for a regression model); or LNN's HDF5 or a CSV")
     add_label_column(predict)
-    predict.add_argument("--csv", action="store_true", help="print one prediction per row as CSV")
+    predict.add_argument("--csv", action="store_true", help="print one prediction per row as CSV, with a probability "
+                         "column per class (p_<class>; for a sigmoid output, of the second class)")
     predict.add_argument("--remote", action="store_true", help="ask the stack's PredictLambda (a synchronous invoke) "
                          "instead of computing on this machine from model.npz; the numbers are the same")
 
@@ -167,10 +197,21 @@ def add_up_down(commands) -> None:
                              "schedules; prints the environment to paste. `lnn down` stops it.")
     up.add_argument("--state-dir", default=DEFAULT_STATE_DIR, help=f"where the pid, port and logs live (default {DEFAULT_STATE_DIR})")
     up.add_argument("--port", type=int, help="the endpoint's port on localhost (default: a free one)")
-    up.add_argument("--stack", default=DEFAULT_STACK, help="the stack to deploy from the CDK app")
+    up.add_argument("--stack", default=DEFAULT_STACK, help=f"the stack to deploy from the CDK app (default {DEFAULT_STACK})")
     add_runtime_options(up)
-    down = commands.add_parser("down", help="stop the local stack of `lnn up`")
+    down = commands.add_parser("down", help="stop the local stack of `lnn up`",
+                               description="Stop the background process of `lnn up` (its logs stay in the state "
+                               "directory). Without --state-dir and none up in ./.lnn, it stops the one local stack "
+                               "this user has up elsewhere, or names them when there are several.")
     down.add_argument("--state-dir", default=DEFAULT_STATE_DIR, help=f"the state directory of `lnn up` (default {DEFAULT_STATE_DIR})")
+
+
+def installed_version() -> str:
+    """The version in the package's metadata (pyproject.toml's, once installed)."""
+    try:
+        return importlib.metadata.version("lnn")
+    except importlib.metadata.PackageNotFoundError:
+        return "(not installed: run `pip install -e .`)"
 
 
 def flags(args) -> dict:
@@ -221,9 +262,10 @@ def dispatch(args, console: Console) -> int:
         return command_convert(args, console)
     if args.command in ("up", "down"):
         return (command_up if args.command == "up" else command_down)(args, console)
-    session = boto3.Session()
-    stack = remote.open_stack(session, args.stack)
+    if args.command == "predict" and (args.model or not args.run_id):
+        return command_predict_model(args, console)  # a model file: no stack
     with aws_errors_explained(args.stack):
+        stack = remote.open_stack(boto3.Session(), args.stack)
         if args.command == "serve":
             from .web.app import command_serve  # Flask is imported only for `lnn serve`
             return command_serve(args, stack, console)
@@ -250,6 +292,9 @@ def main(argv: list[str] | None = None) -> int:
         return USAGE_ERROR
     except DeployError as error:
         print(f"lnn: error: {error}", file=sys.stderr)
+        return 1
+    except (BotoCoreError, ClientError) as error:  # not one a person can fix (those are LnnInputErrors): still one line
+        print(f"lnn: error: AWS failed: {error}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print("lnn: interrupted", file=sys.stderr)

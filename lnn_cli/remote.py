@@ -27,11 +27,14 @@ from lnn_core.run_table import RunTable
 
 from .inputs import read_prediction_data, validate_run
 from .cloud.local import new_run_id, upload_run_inputs
-from .presentation.progress import RunProgress, run_progress
+from .presentation.progress import RunProgress, run_progress, timing_text
 from .presentation.report import plot_costs
-from .cloud.stack import StackOutputs, aws_errors_explained
+from .cloud.stack import CLI_BOTO_CONFIG, StackOutputs, aws_errors_explained
 
 FOLLOW_SECONDS = 2.0  # how often `status --follow` reads the run record
+# What an epoch item records of the test set every `eval_every` epochs (results.evaluation): (key, label, format)
+TEST_FIGURES = (("test_cost", "test cost", "{:.6f}"),
+                *((key, label, style) for key, label, style in control.FIGURES if key in ("test_accuracy", "test_rmse")))
 
 
 class DeployedStack:
@@ -42,11 +45,11 @@ class DeployedStack:
         self.outputs = StackOutputs.from_stack(session, stack_name)
         counter = IoCounter()
         self.ports = Ports(
-            table=RunTable(session.resource("dynamodb", config=BOTO_CONFIG).Table(self.outputs.table), counter),
-            notifier=SnsNotifier(session.client("sns", config=BOTO_CONFIG), self.outputs.topic_arn, counter),
-            invoker=LambdaInvoker(session.client("lambda", config=BOTO_CONFIG), self.outputs.trainer_function, counter),
+            table=RunTable(session.resource("dynamodb", config=CLI_BOTO_CONFIG).Table(self.outputs.table), counter),
+            notifier=SnsNotifier(session.client("sns", config=CLI_BOTO_CONFIG), self.outputs.topic_arn, counter),
+            invoker=LambdaInvoker(session.client("lambda", config=CLI_BOTO_CONFIG), self.outputs.trainer_function, counter),
             counter=counter,
-            store=S3ObjectStore(session.client("s3", config=BOTO_CONFIG), self.outputs.bucket, counter),
+            store=S3ObjectStore(session.client("s3", config=CLI_BOTO_CONFIG), self.outputs.bucket, counter),
         )
 
     def invoke_predictor(self, payload: dict[str, Any]) -> dict[str, Any]:
@@ -74,7 +77,7 @@ class DeployedStack:
     @functools.cached_property
     def _launcher_environment(self) -> dict[str, str]:
         """The LaunchLambda's environment variables, with its own memory size as Lambda reports it to the function."""
-        configuration = self.session.client("lambda").get_function_configuration(FunctionName=self.outputs.launch_function)
+        configuration = self.session.client("lambda", config=CLI_BOTO_CONFIG).get_function_configuration(FunctionName=self.outputs.launch_function)
         environment = dict(configuration.get("Environment", {}).get("Variables", {}))
         return {"AWS_LAMBDA_FUNCTION_MEMORY_SIZE": str(configuration.get("MemorySize", "")), **environment}
 
@@ -87,7 +90,7 @@ class DeployedStack:
         from the trainer function's own configuration."""
         environment = dict(self._launcher_environment)
         if not environment.get("LNN_TRAINER_MEMORY_MB"):
-            trainer = self.session.client("lambda").get_function_configuration(FunctionName=self.outputs.trainer_function)
+            trainer = self.session.client("lambda", config=CLI_BOTO_CONFIG).get_function_configuration(FunctionName=self.outputs.trainer_function)
             environment["LNN_TRAINER_MEMORY_MB"] = str(trainer.get("MemorySize", ""))
         try:
             return LaunchLimits.from_environment(environment)
@@ -124,13 +127,13 @@ def command_start(args, parameters: dict, stack: DeployedStack, console: Console
 
 def command_status(args, stack: DeployedStack, console: Console) -> int:
     run = stack.run(args.run_id)
-    epochs = run["config"]["epochs"]
-    with run_progress(console) as progress:
-        bar = RunProgress(progress, lambda: stack.run(args.run_id), epochs=epochs, label=args.run_id)
-        bar.show(run)
-        while args.follow and run["status"] == "running":
-            time.sleep(FOLLOW_SECONDS)
-            run = bar.poll(force=True)
+    if args.follow and run["status"] == "running":
+        with run_progress(console) as progress:
+            bar = RunProgress(progress, lambda: stack.run(args.run_id), epochs=run["config"]["epochs"], label=args.run_id)
+            bar.show(run)
+            while run["status"] == "running":
+                time.sleep(FOLLOW_SECONDS)
+                run = bar.poll(force=True)
     console.print(status_line(run))
     return 0 if run["status"] in ("running", "succeeded") else 1
 
@@ -145,6 +148,8 @@ def status_line(run: dict[str, Any]) -> str:
     ]
     if run.get("last_cost") is not None:
         parts.append(f"cost {run['last_cost']:.6f}")
+    if timing_text(run):
+        parts.append(timing_text(run))
     if run.get("reason"):
         parts.append(f"reason: {run['reason']}")
     return ", ".join(parts)
@@ -154,17 +159,21 @@ def command_results(args, stack: DeployedStack, console: Console) -> int:
     run = stack.run(args.run_id)
     epochs = stack.ports.table.committed_epochs(run)
     costs = [item["cost"] for item in epochs]
+    evaluated = [(key, label, style) for key, label, style in TEST_FIGURES if any(key in item for item in epochs)]
     if args.csv:
         writer = csv.writer(sys.stdout, lineterminator="\n")
-        writer.writerow(["epoch", "cost", "learning_rate", "started_at", "finished_at"])
+        writer.writerow(["epoch", "cost", *(key for key, _, _ in evaluated), "learning_rate", "started_at", "finished_at"])
         for item in epochs:
-            writer.writerow([item["epoch"], repr(item["cost"]), item.get("learning_rate"), item.get("started_at"), item.get("finished_at")])
+            writer.writerow([item["epoch"], repr(item["cost"]), *(repr(item[key]) if key in item else "" for key, _, _ in evaluated),
+                             item.get("learning_rate"), item.get("started_at"), item.get("finished_at")])
     else:
         table = Table(title=status_line(run), title_justify="left")
-        for column in ("epoch", "cost", "learning rate", "finished at"):
+        for column in ("epoch", "cost", *(label for _, label, _ in evaluated), "learning rate", "finished at"):
             table.add_column(column, justify="right" if column != "finished at" else "left")
         for item in epochs:
-            table.add_row(str(item["epoch"]), f"{item['cost']:.6f}", str(item.get("learning_rate", "")), item.get("finished_at", ""))
+            table.add_row(str(item["epoch"]), f"{item['cost']:.6f}",
+                          *(style.format(item[key]) if key in item else "" for key, _, style in evaluated),
+                          str(item.get("learning_rate", "")), item.get("finished_at", ""))
         console.print(table)
         final = run.get("final") or {}
         if final:
@@ -173,7 +182,8 @@ def command_results(args, stack: DeployedStack, console: Console) -> int:
     if args.weights:
         show_weights(run, epochs, stack, console)
     if args.plot:
-        plot_costs(costs, args.plot, run_id=args.run_id)
+        plot_costs(costs, args.plot, run_id=args.run_id,
+                   test_costs={int(item["epoch"]): item["test_cost"] for item in epochs if "test_cost" in item})
         console.print(f"wrote {args.plot}")
     return 0
 
@@ -252,25 +262,30 @@ def command_predict(args, stack: DeployedStack, console: Console) -> int:
     images = getattr(args, "image", None)
     if bool(images) == bool(getattr(args, "data", None)):
         raise LnnInputError("give the examples to predict with either --data FILE or --image FILE ...")
-    remote_call = getattr(args, "remote", False)
-    if remote_call:
-        model, described = None, predictor_answer(stack.invoke_predictor, {"run_id": args.run_id, "describe": True})
-    else:
-        model = Model.from_npz(stack.ports.store.get_bytes(final["model_key"]), key=final["model_key"])
-        described = model.describe()
+    if getattr(args, "remote", False):
+        described = predictor_answer(stack.invoke_predictor, {"run_id": args.run_id, "describe": True})
+        return predict_with(args, described, lambda X: predict_remote(stack.invoke_predictor, args.run_id, X, described), console)
+    model = Model.from_npz(stack.ports.store.get_bytes(final["model_key"]), key=final["model_key"])
+    return predict_with(args, model.describe(), lambda X: model.answer(X, run_id=args.run_id), console)
+
+
+def the_model(args) -> str:
+    """The model `lnn predict` uses, in words: a run's, or a model file's (--model)."""
+    return f"the model of run {args.run_id}" if getattr(args, "run_id", None) else f"the model {args.model}"
+
+
+def predict_with(args, described: dict[str, Any], answer_for, console: Console) -> int:
+    """Read --image or --data as rows of X, check them against the model `described`, show `answer_for(X)`."""
+    images = getattr(args, "image", None)
     if images:
-        X, y, names = image_rows(images, described.get("example_shape"), run_id=args.run_id), None, list(images)
+        X, y, names = image_rows(images, described.get("example_shape"), model=the_model(args)), None, list(images)
     else:
         X, y = read_prediction_data(args.data, label_column=getattr(args, "label_column", None))
         names = None
     if X.shape[1] != described["features"]:
         source = "the images" if images else args.data
-        raise LnnInputError(f"{source}: X has {X.shape[1]} features but the model of run {args.run_id} takes {described['features']}")
-    if remote_call:
-        answer = predict_remote(stack.invoke_predictor, args.run_id, X, described)
-    else:
-        answer = model.answer(X, run_id=args.run_id)
-    return show_answer(args, answer, described, y, names, console)
+        raise LnnInputError(f"{source}: X has {X.shape[1]} features but {the_model(args)} takes {described['features']}")
+    return show_answer(args, answer_for(X), described, y, names, console)
 
 
 def predictor_answer(invoke, payload: dict[str, Any]) -> dict[str, Any]:
@@ -309,19 +324,19 @@ def predict_remote(invoke, run_id: str, X: np.ndarray, described: dict[str, Any]
     return merged
 
 
-def image_rows(paths: list[str], example_shape: list[int] | None, *, run_id: str) -> np.ndarray:
+def image_rows(paths: list[str], example_shape: list[int] | None, *, model: str) -> np.ndarray:
     """Images as rows of X, as the model saw its examples at training: resized to its example_shape (height, width
     [, channels]) with Pillow, uint8 scaled by 1/255, flattened."""
     from PIL import Image, UnidentifiedImageError
 
     if not example_shape or len(example_shape) not in (2, 3):
-        raise LnnInputError(f"the model of run {run_id} was not trained on images (its model.npz has no example_shape "
+        raise LnnInputError(f"{model} was not trained on images (its model.npz has no example_shape "
                             "of height x width x channels); predict with --data")
     height, width = example_shape[:2]
     channels = example_shape[2] if len(example_shape) == 3 else 1
     mode = {1: "L", 3: "RGB", 4: "RGBA"}.get(channels)
     if mode is None:
-        raise LnnInputError(f"the model of run {run_id} takes examples of shape {example_shape}: {channels} channels "
+        raise LnnInputError(f"{model} takes examples of shape {example_shape}: {channels} channels "
                             "is not an image Pillow makes (1, 3 or 4)")
     rows = []
     for path in paths:
@@ -347,20 +362,30 @@ def show_answer(args, answer: dict[str, Any], described: dict[str, Any], y: np.n
         return show_values(args, answer["values"], described, y, names, console)
     if args.csv:
         writer = csv.writer(sys.stdout, lineterminator="\n")
-        writer.writerow(["row" if names is None else "input", "prediction", "probability"])
+        columns, probabilities = probability_columns(answer["probabilities"], described.get("classes"))
+        writer.writerow(["row" if names is None else "input", "prediction", *columns])
         for row, prediction in enumerate(predictions):
-            writer.writerow([row if names is None else names[row], prediction, repr(predicted_probability(answer, row))])
+            writer.writerow([row if names is None else names[row], prediction, *map(repr, probabilities[row])])
         return 0
     for row, prediction in enumerate(predictions):
         console.print(f"{labels[row]}: class {prediction} (probability {predicted_probability(answer, row):.4f})",
                       markup=False, highlight=False)
     values, counts = np.unique(np.array(predictions, dtype=object).astype(str), return_counts=True)
     summary = ", ".join(f"class {value}: {count}" for value, count in zip(values, counts))
-    console.print(f"{len(predictions)} predictions with the model of run {args.run_id} ({summary})", markup=False, highlight=False)
+    console.print(f"{len(predictions)} predictions with {the_model(args)} ({summary})", markup=False, highlight=False)
     if y is not None:
         indices = [described["classes"].index(p) if described.get("classes") else p for p in predictions]
         console.print(f"accuracy against the file's labels: {float(np.mean(np.array(indices) == y)):.1%}")
     return 0
+
+
+def probability_columns(probabilities: list, classes: list[str] | None) -> tuple[list[str], list[list[float]]]:
+    """The CSV's probability columns, each named by its class (p_<class>), and their values per row: one per class
+    for softmax; for a sigmoid output, the probability of class 1 (the second class name)."""
+    if probabilities and isinstance(probabilities[0], list):
+        names = classes or [str(index) for index in range(len(probabilities[0]))]
+        return [f"p_{name}" for name in names], [[float(p) for p in row] for row in probabilities]
+    return [f"p_{(classes or ['0', '1'])[1]}"], [[float(p)] for p in probabilities]
 
 
 def show_values(args, values: list, described: dict[str, Any], y: np.ndarray | None, names: list[str] | None,
@@ -369,8 +394,8 @@ def show_values(args, values: list, described: dict[str, Any], y: np.ndarray | N
     AL = np.array(values, dtype=np.float64).reshape(len(values), -1).T  # (k, m), as the network's output
     outputs = AL.shape[0]
     if y is not None and (1 if y.ndim == 1 else y.shape[1]) != outputs:
-        raise LnnInputError(f"{args.data}: y holds {1 if y.ndim == 1 else y.shape[1]} target(s) per example but the model "
-                            f"of run {args.run_id} predicts {outputs}")
+        raise LnnInputError(f"{args.data}: y holds {1 if y.ndim == 1 else y.shape[1]} target(s) per example but "
+                            f"{the_model(args)} predicts {outputs}")
     if args.csv:
         writer = csv.writer(sys.stdout, lineterminator="\n")
         first = "row" if names is None else "input"
@@ -381,7 +406,7 @@ def show_values(args, values: list, described: dict[str, Any], y: np.ndarray | N
     for row, value in enumerate(values):
         label = f"row {row}" if names is None else names[row]
         console.print(f"{label}: {' '.join(repr(float(item)) for item in np.atleast_1d(value))}", markup=False, highlight=False)
-    console.print(f"{len(values)} predictions with the model of run {args.run_id} (regression, {outputs} value(s) each)")
+    console.print(f"{len(values)} predictions with {the_model(args)} (regression, {outputs} value(s) each)")
     if y is not None:
         Y = network.targets(y, "linear", outputs)
         D = AL - Y

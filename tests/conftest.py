@@ -39,6 +39,14 @@ class FakeClock:
         self.seconds += seconds
 
 
+@pytest.fixture(scope="session", autouse=True)
+def own_lnn_home(tmp_path_factory):
+    """The registry of `lnn up` stacks (LNN_HOME) of this test session, not the user's, nor another session's."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("LNN_HOME", str(tmp_path_factory.mktemp("lnn-home")))
+        yield
+
+
 @pytest.fixture
 def aws(monkeypatch):
     """A fresh in-process AWS with the stack's bucket, table and topic, and the functions' environment set."""

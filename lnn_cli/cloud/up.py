@@ -6,7 +6,8 @@ stack's Lambda invokes, S3 -> EventBridge events and schedules in the local runt
 and prints the environment to paste. `lnn down` stops that process, found by the process id recorded in the state
 directory, after checking that it is ours.
 
-The state directory (default `.lnn`) holds `up.json` (pid, port, endpoint, stack), `up.lock` (an exclusive lock
+Each stack up is also recorded in the user's registry (up_registry.py), so that `lnn down` from another
+directory finds it. The state directory (default `.lnn`) holds `up.json` (pid, port, endpoint, stack), `up.lock` (an exclusive lock
 held by the background process for as long as it lives: a second `lnn up` cannot take it) and the logs: `up.log`
 (the background process: proxy, events, schedules), `emulator.log` (moto), `deploy.log` (the CDK CLI),
 `lambda.log` (the handlers).
@@ -26,6 +27,8 @@ from rich.console import Console
 
 from lnn_core.errors import LnnInputError
 
+from . import up_registry
+from ..presentation.progress import waiting
 from .deploy import DeployError
 from .emulator import FAKE_CREDENTIALS, REGION
 
@@ -132,7 +135,7 @@ def command_up(args, console: Console) -> int:
             child = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=up_log,
                                      pass_fds=(lock.fileno(),), start_new_session=True, env=environment)
         try:
-            with console.status(f"starting the moto server and deploying {args.stack} (cdk synth, bootstrap, deploy)..."):
+            with waiting(console, f"starting the moto server and deploying {args.stack} (cdk synth, bootstrap, deploy)..."):
                 line = child.stdout.readline().decode().strip()  # one JSON line, or EOF if the process died
         except KeyboardInterrupt:
             child.terminate()
@@ -150,6 +153,7 @@ def command_up(args, console: Console) -> int:
             raise DeployError(ready["error"])
         state = {**ready, "state_dir": str(state_dir), "started_at": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
         _write_state(state_dir, state)
+        up_registry.record(state)
     finally:
         lock.close()  # the background process holds the lock through its own descriptor
     phases = ", ".join(f"{phase} {seconds:.1f} s" for phase, seconds in ready["deploy_seconds"].items())
@@ -169,22 +173,57 @@ def _state_flag(args) -> str:
     return "" if args.state_dir == DEFAULT_STATE_DIR else f" --state-dir {args.state_dir}"
 
 
+def stacks_up() -> list[dict[str, Any]]:
+    """The states of this user's local stacks that are up (their process alive and ours); the registry's entries
+    of stacks that are not are forgotten."""
+    alive, gone = [], []
+    for state_dir, state in up_registry.entries().items():
+        lock = _try_lock(Path(state_dir) / LOCK_FILE) if Path(state_dir).is_dir() else None
+        if lock is not None or not Path(state_dir).is_dir() or not is_ours(int(state.get("pid", 0)), Path(state_dir)):
+            if lock is not None:
+                lock.close()
+            gone.append(state_dir)
+        else:
+            alive.append(state)
+    if gone:
+        up_registry.forget(*gone)
+    return alive
+
+
+def _described(state: dict[str, Any]) -> str:
+    return f"{state['state_dir']} (pid {state['pid']}, {state['endpoint']})"
+
+
 def command_down(args, console: Console) -> int:
+    """Stop the stack up in --state-dir; with the default one empty, the only stack this user has up elsewhere."""
     state_dir = Path(args.state_dir).expanduser().resolve()
-    if not state_dir.is_dir():
-        console.print(f"no local stack is up in {state_dir}")
+    if _stop(state_dir, console):
         return 0
+    elsewhere = [state for state in stacks_up() if Path(state["state_dir"]) != state_dir]
+    if not elsewhere:
+        console.print(f"no local stack is up in {state_dir}, nor anywhere else for this user")
+        return 0
+    if args.state_dir == DEFAULT_STATE_DIR and len(elsewhere) == 1:
+        console.print(f"no local stack is up in {state_dir}; stopping the one up in {_described(elsewhere[0])}")
+        _stop(Path(elsewhere[0]["state_dir"]), console)
+        return 0
+    raise LnnInputError(f"no local stack is up in {state_dir}; up: {'; '.join(map(_described, elsewhere))}. Stop one with "
+                        f"`lnn down --state-dir {elsewhere[0]['state_dir']}`")
+
+
+def _stop(state_dir: Path, console: Console) -> bool:
+    """Stop the stack up in `state_dir`; False when none is (a stale state is cleaned)."""
+    if not state_dir.is_dir():
+        return False
     state = read_state(state_dir)
     lock = _try_lock(state_dir / LOCK_FILE)
     if lock is not None:  # nobody holds it: no background process lives
         lock.close()
         _clean(state_dir)
-        if state is None:
-            console.print(f"no local stack is up in {state_dir}")
-        else:
+        if state is not None:
             console.print(f"note: cleaned a stale state in {state_dir}: pid {state.get('pid')} ({state.get('endpoint')}) "
                           "was no longer running")
-        return 0
+        return False
     if state is None or "pid" not in state:
         raise LnnInputError(f"a local stack is starting in {state_dir}; wait for `lnn up` to finish, then `lnn down`")
     pid = int(state["pid"])
@@ -202,7 +241,7 @@ def command_down(args, console: Console) -> int:
     _clean(state_dir)
     console.print(f"stopped the local stack {state.get('stack', '')} (pid {pid}, {state['endpoint']}); logs kept in {state_dir}. "
                   "Unset AWS_ENDPOINT_URL to talk to AWS again.")
-    return 0
+    return True
 
 
 def _wait_unlocked(state_dir: Path, seconds: float) -> bool:
@@ -220,3 +259,4 @@ def _wait_unlocked(state_dir: Path, seconds: float) -> bool:
 
 def _clean(state_dir: Path) -> None:
     (state_dir / STATE_FILE).unlink(missing_ok=True)
+    up_registry.forget(state_dir)

@@ -10,8 +10,10 @@ by the stack's CloudFormation outputs, at AWS_ENDPOINT_URL when that is set). Ev
 {"error": "one sentence"}, never a stack trace.
 """
 
+import errno
 import logging
 import math
+import socket
 import threading
 from typing import Any
 
@@ -165,13 +167,30 @@ def summary(run: dict[str, Any]) -> dict[str, Any]:
             "eval_every": config.get("eval_every")}
 
 
+def listening_socket(host: str, port: int) -> socket.socket:
+    """A socket bound and listening on host:port; a port in use is an `LnnInputError` (werkzeug's own bind prints
+    its advice and exits 1)."""
+    listening = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    listening.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as werkzeug: a port in TIME_WAIT is free
+    try:
+        listening.bind((host, port))
+        listening.listen(128)
+    except OSError as failure:
+        listening.close()
+        taken = " by another program" if failure.errno == errno.EADDRINUSE else ""
+        raise LnnInputError(f"cannot listen on {host}:{port} ({failure.strerror}{taken}); choose another port with "
+                            f"--port, or --port 0 for a free one") from None
+    return listening
+
+
 def command_serve(args, stack: DeployedStack, console) -> int:
     """`lnn serve [--port N] [--stack NAME]`: serve the page on 127.0.0.1 until Ctrl-C."""
     app = create_app(stack)
+    listening = listening_socket(HOST, args.port)
     try:
-        server = make_server(HOST, args.port, app, threaded=True)
-    except OSError as failure:
-        raise LnnInputError(f"cannot listen on {HOST}:{args.port} ({failure.strerror}); choose another with --port") from None
+        server = make_server(HOST, args.port, app, threaded=True, fd=listening.fileno())
+    finally:
+        listening.close()  # the server holds its own duplicate
     logging.basicConfig(level=logging.WARNING, format="lnn serve: %(message)s")
     logging.getLogger("werkzeug").setLevel(logging.WARNING)
     console.print(f"serving stack {stack.outputs.stack_name} on [bold]http://{HOST}:{server.server_port}/[/] (Ctrl-C to stop)")

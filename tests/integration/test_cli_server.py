@@ -7,6 +7,7 @@ trainer's self-invocations, through the local runtime; the commands then read th
 import csv
 import io
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -92,7 +93,8 @@ def test_start_status_results_runs_predict(deployed, capsys, tmp_path):
     predicted = capsys.readouterr().out
     assert "455 predictions" in predicted and "accuracy against the file's labels" in predicted
     assert main(["predict", run_id, "--data", str(DEMO_DATA), "--csv"]) == 0
-    assert len(capsys.readouterr().out.strip().splitlines()) == 455 + 1
+    rows = capsys.readouterr().out.strip().splitlines()
+    assert len(rows) == 455 + 1 and rows[0] == "row,prediction,p_1"  # the probability of class 1
 
     assert main(["stop", run_id]) == 2  # it has ended: nothing to stop
     assert "not running" in capsys.readouterr().err
@@ -137,3 +139,13 @@ def test_lnn_local_end_to_end(tmp_path, capsys):
         assert model["W1"].shape == (4, 30) and model["W2"].shape == (1, 4)
     assert Path(out / "cost.png").read_bytes().startswith(b"\x89PNG")
     assert "SNS message received: LNN run" in shown and "attributes: status=succeeded" in shown and "deployed LnnStack with cdk deploy" in shown
+    # not a terminal: plain progress lines, not rich's bar (which prints nothing until the end)
+    assert "deploying the stack (cdk synth, bootstrap, deploy)..." in shown
+    assert re.search(r"^\S+ (running|succeeded): epoch \d/3, cost ", shown, flags=re.MULTILINE), shown
+
+    # the model file it left predicts without any stack, as the run's model would
+    assert main(["predict", "--model", str(out / "model.npz"), "--data", str(DEMO_DATA)]) == 0
+    predicted = " ".join(capsys.readouterr().out.split())
+    assert f"455 predictions with the model {out / 'model.npz'}" in predicted
+    train_accuracy = f"{results['train_accuracy']:.1%}"
+    assert f"accuracy against the file's labels: {train_accuracy}" in predicted

@@ -11,26 +11,29 @@ import os
 import re
 import subprocess
 import sys
+from pathlib import Path
 
 import boto3
 import numpy as np
 import pytest
 
 from lnn_cli.cloud.emulator import ACCOUNT_ID
-from lnn_cli.cloud.up import STATE_FILE, is_ours, read_state
+from lnn_cli.cloud import up_registry
+from lnn_cli.cloud.up import SERVER_MODULE, STATE_FILE, is_ours, read_state, stacks_up
 from lnn_cli.inputs import DEMO_DATA
 from lnn_cli.main import main
 from lnn_cli.remote import open_stack
 from lnn_core import metrics, training
+from tests.unit.test_cli import assert_one_line_error
 
 SMALL = ["--epochs", "3", "--neurons", "4,1", "--activations", "relu,sigmoid", "--learning-rate", "0.3", "--seed", "2", "--init", "he"]
 LONG = ["--epochs", "5000", "--neurons", "4,1", "--activations", "relu,sigmoid", "--granularity", "layer", "--seed", "3"]
 
 
-def lnn(*arguments: str, env: dict[str, str]) -> subprocess.CompletedProcess:
-    """`lnn ...` in a shell: a new process with the given environment."""
+def lnn(*arguments: str, env: dict[str, str], cwd: Path | None = None) -> subprocess.CompletedProcess:
+    """`lnn ...` in a shell: a new process with the given environment (its output a pipe), in `cwd`."""
     return subprocess.run([sys.executable, "-m", "lnn_cli.main", *arguments], capture_output=True, text=True,
-                          env={**env, "COLUMNS": "200"}, timeout=600)
+                          env={**env, "COLUMNS": "200"}, timeout=600, cwd=cwd)
 
 
 def shell_environment() -> dict[str, str]:
@@ -41,10 +44,12 @@ def shell_environment() -> dict[str, str]:
 
 @pytest.fixture(scope="module")
 def stack_up(tmp_path_factory):
-    """`lnn up` once for the module; yields (state dir, the pasted environment, the up output); `lnn down` after."""
-    state_dir = tmp_path_factory.mktemp("lnn-up") / "state"
+    """`lnn up` once for the module, in a project directory (its state in the default ./.lnn); yields (state dir,
+    the pasted environment, the up output); after, `lnn down` from another directory, without --state-dir."""
+    project, elsewhere = tmp_path_factory.mktemp("lnn-up"), tmp_path_factory.mktemp("elsewhere")
+    state_dir = project.resolve() / ".lnn"
     shell = shell_environment()
-    started = lnn("up", "--state-dir", str(state_dir), "--concurrency", "1", env=shell)
+    started = lnn("up", "--concurrency", "1", env=shell, cwd=project)
     try:
         assert started.returncode == 0, started.stderr + started.stdout
         pasted = dict(re.findall(r"^export (\w+)=(\S+)$", started.stdout, flags=re.MULTILINE))
@@ -56,12 +61,17 @@ def stack_up(tmp_path_factory):
             yield state_dir, pasted, started.stdout
     finally:
         state = read_state(state_dir)
-        stopped = lnn("down", "--state-dir", str(state_dir), env=shell)
+        stopped = lnn("down", env=shell, cwd=elsewhere)  # finds it through the registry of `lnn up`
         if state and is_ours(int(state["pid"]), state_dir):  # down failed: do not leave the process behind
             os.kill(int(state["pid"]), 9)
             pytest.fail(f"lnn down left pid {state['pid']} running: {stopped.stderr}")
         assert stopped.returncode == 0, stopped.stderr
         assert f"stopped the local stack LnnStack (pid {state['pid']}" in " ".join(stopped.stdout.split())
+        assert "deploying LnnStack" in started.stdout  # piped: a plain line, not rich's spinner (which prints nothing)
+        after = lnn("runs", env={**shell, **pasted})  # the pasted environment, still set after `lnn down`
+        assert after.returncode == 2 and "Traceback" not in after.stderr
+        assert after.stderr == (f"lnn: error: nothing answers at {state['endpoint']} (AWS_ENDPOINT_URL): run `lnn up`, "
+                                "or unset AWS_ENDPOINT_URL to use AWS\n")
         assert not (state_dir / STATE_FILE).exists()
 
 
@@ -136,7 +146,7 @@ def test_up_then_the_deployed_stack_commands(stack_up, capsys, tmp_path):
     assert "asked run up-stop to stop" in capsys.readouterr().out
     assert main(["status", "up-stop", "--follow"]) == 1  # ended, not succeeded
     line = " ".join(capsys.readouterr().out.split())
-    assert "run up-stop: stopped" in line and "reason: stopped on request" in line
+    assert "run up-stop: stopped" in line and "reason: stopped on request" in line and "elapsed 0:0" in line
 
     assert main(["runs"]) == 0
     listing = capsys.readouterr().out
@@ -145,7 +155,13 @@ def test_up_then_the_deployed_stack_commands(stack_up, capsys, tmp_path):
     assert stack.run("up-run")["uploaded_by"] == ACCOUNT_ID  # launched by the S3 event (a direct invoke has none)
 
 
-def test_down_stops_only_our_process_and_cleans_stale_state(tmp_path, capsys):
+@pytest.fixture
+def own_registry(tmp_path, monkeypatch):
+    """A registry of `lnn up` stacks of this test alone (the module's stack stays up in the session's)."""
+    monkeypatch.setenv("LNN_HOME", str(tmp_path / "lnn-home"))
+
+
+def test_down_stops_only_our_process_and_cleans_stale_state(tmp_path, capsys, own_registry):
     state_dir = tmp_path / "stale"
     state_dir.mkdir()
     (state_dir / STATE_FILE).write_text('{"pid": %d, "endpoint": "http://localhost:1"}' % os.getpid())
@@ -156,3 +172,58 @@ def test_down_stops_only_our_process_and_cleans_stale_state(tmp_path, capsys):
     assert not (state_dir / STATE_FILE).exists()
     assert main(["down", "--state-dir", str(state_dir)]) == 0
     assert "no local stack is up" in capsys.readouterr().out
+
+
+@pytest.fixture
+def background_stacks(tmp_path, own_registry):
+    """Stand-ins for `lnn up`'s background process (its command line, its held up.lock, its state and registry
+    entry), as many as asked; killed after the test if `lnn down` left them."""
+    started = []
+
+    def start(name: str) -> tuple[Path, subprocess.Popen]:
+        state_dir = (tmp_path / name / ".lnn").resolve()
+        state_dir.mkdir(parents=True)
+        holder = ("import fcntl, sys, time; lock = open(sys.argv[1] + '/up.lock', 'a'); fcntl.flock(lock, fcntl.LOCK_EX); "
+                  "print('ready', flush=True); time.sleep(300)")
+        process = subprocess.Popen([sys.executable, "-c", holder, str(state_dir), "-m", SERVER_MODULE, "--state-dir",
+                                    str(state_dir)], stdout=subprocess.PIPE, text=True)
+        assert process.stdout.readline() == "ready\n"
+        state = {"pid": process.pid, "endpoint": f"http://localhost:{40000 + len(started)}", "stack": "LnnStack",
+                 "state_dir": str(state_dir)}
+        (state_dir / STATE_FILE).write_text(json.dumps(state))
+        up_registry.record(state)
+        started.append(process)
+        return state_dir, process
+
+    yield start
+    for process in started:
+        process.kill()
+        process.wait()
+
+
+def test_down_from_another_directory_stops_the_stack_that_is_up(background_stacks, tmp_path, monkeypatch, capsys):
+    state_dir, process = background_stacks("project")
+    (tmp_path / "elsewhere").mkdir()
+    monkeypatch.chdir(tmp_path / "elsewhere")
+    assert main(["down"]) == 0
+    shown = " ".join(capsys.readouterr().out.split())
+    assert f"no local stack is up in {tmp_path / 'elsewhere' / '.lnn'}; stopping the one up in {state_dir} (pid {process.pid}" in shown
+    assert f"stopped the local stack LnnStack (pid {process.pid}" in shown
+    assert process.wait(timeout=10) == -15  # SIGTERM
+    assert stacks_up() == [] and not (state_dir / STATE_FILE).exists()
+    assert main(["down"]) == 0
+    assert "no local stack is up" in capsys.readouterr().out
+
+
+def test_down_names_the_stacks_up_when_it_cannot_choose(background_stacks, tmp_path, monkeypatch, capsys):
+    first, first_process = background_stacks("one")
+    empty = tmp_path / "empty"
+    assert_one_line_error(capsys, main(["down", "--state-dir", str(empty)]),  # asked for a directory: not another one
+                          f"no local stack is up in {empty}; up: {first} (pid {first_process.pid}, http://localhost:40000)",
+                          f"`lnn down --state-dir {first}`")
+    second, _ = background_stacks("two")
+    empty.mkdir()
+    monkeypatch.chdir(empty)
+    line = assert_one_line_error(capsys, main(["down"]), f"{first} (pid", f"{second} (pid")
+    assert "Stop one with `lnn down --state-dir" in line
+    assert first_process.poll() is None and len(stacks_up()) == 2  # nothing was stopped
