@@ -31,14 +31,15 @@ RUNS_BY_STATUS_INDEX = "runs-by-status"
 # watchdog finds the messages still owed (a claimant that died, a retry that came inside the lease) without a scan.
 RUNS_AWAITING_MESSAGE_INDEX = "runs-awaiting-message"
 MESSAGE_DUE = "message_due"
-BOTO_CONFIG = Config(retries={"mode": "standard", "max_attempts": 5}, connect_timeout=5, read_timeout=60)
+BOTO_CONFIG = Config(retries={"mode": "standard", "total_max_attempts": 5}, connect_timeout=5, read_timeout=60)
 # The clients whose calls a lease covers (DynamoDB, SNS, Lambda): every attempt and back-off of one call ends
 # well inside the 30 s lease (control.LEASE_SECONDS), so a live claimant cannot outlast its own lease inside an
 # SDK call. S3 keeps BOTO_CONFIG: large objects, and no S3 call is made under a lease.
 CLAIM_ATTEMPTS, CLAIM_CONNECT_SECONDS, CLAIM_READ_SECONDS = 3, 2, 6
 CLAIM_BACKOFF_SECONDS = 1 + 2  # botocore's standard mode waits at most 2**(attempt - 1) s before retry `attempt`
 CLAIM_CALL_SECONDS = CLAIM_ATTEMPTS * (CLAIM_CONNECT_SECONDS + CLAIM_READ_SECONDS) + CLAIM_BACKOFF_SECONDS
-CLAIM_BOTO_CONFIG = Config(retries={"mode": "standard", "max_attempts": CLAIM_ATTEMPTS},
+# `total_max_attempts`, not `max_attempts`: botocore reads the latter as retries, one attempt more.
+CLAIM_BOTO_CONFIG = Config(retries={"mode": "standard", "total_max_attempts": CLAIM_ATTEMPTS},
                            connect_timeout=CLAIM_CONNECT_SECONDS, read_timeout=CLAIM_READ_SECONDS)
 
 # The methods whose calls change the world: the chaos harness injects crashes around exactly these.
