@@ -45,7 +45,7 @@ class TrainingParameter:
     required: bool = False  # the engine has no default: the run or the stack's defaults give it
     stack_default: bool = False  # always in the stack's LNN_TRAINING_DEFAULTS (the others only when set in context)
     flag: bool = True  # an `lnn local` / `lnn start` flag
-    lnn: str = ""  # how the original LNN (0.0 to 1.0) spelled it; empty for LNN's own keys
+    lnn: tuple[str, str] = ()  # how the original LNN spelled it, and in which versions; empty for LNN's own keys
     optimizer: str | None = None  # read by this optimizer only
 
     @property
@@ -122,20 +122,20 @@ def _choice(name: str, choices: tuple[str, ...], **fields) -> TrainingParameter:
 # In the order of `TrainingConfig.to_parameters`, the docs and `--help`.
 TABLE: tuple[TrainingParameter, ...] = (
     _integer("epochs", 1, MAX_EPOCHS, default=100, required=True, stack_default=True, example="100",
-             help="passes over the training set", lnn='"epochs": 2500 (LNN 0.0 to 1.0)'),
+             help="passes over the training set", lnn=('"epochs": 2500', "0.0 to 1.0")),
     _integer("layers", 1, MAX_LAYERS, flag=False, example="4", unset="the number of neurons given",
              help="the number of layers; optional, it must agree with neurons and activations",
-             lnn='"layers": 4 (LNN 0.0 to 1.0)'),
+             lnn=('"layers": 4', "0.0 to 1.0")),
     _number("learning_rate", 0, 10, low_open=True, default=0.0075, required=True, stack_default=True,
-            example="0.0075", help="the step size of every update", lnn='"learning_rate": 0.0075 (LNN 0.0 to 1.0)'),
+            example="0.0075", help="the step size of every update", lnn=('"learning_rate": 0.0075', "0.0 to 1.0")),
     TrainingParameter("neurons", COUNTS, default=(20, 7, 5, 1), low=1, high=MAX_NEURONS, required=True,
-                      stack_default=True, example="20,7,5,1", help="neurons per layer, the output layer last",
-                      lnn='"neurons": {"layer1": 20, ...} (LNN 0.0 to 1.0; a list is accepted too)'),
+                      stack_default=True, example="20,7,5,1", help="neurons per layer, the output layer last (in parameters.json a list, or a map as the original LNN)",
+                      lnn=('"neurons": {"layer1": 20, ...}', "0.0 to 1.0")),
     TrainingParameter("activations", NAMES, default=("relu", "relu", "relu", "sigmoid"), choices=HIDDEN_ACTIVATIONS,
                       required=True, stack_default=True, example="relu,relu,relu,sigmoid",
                       help="the activation of each layer: " + ", ".join(HIDDEN_ACTIVATIONS) + " for hidden layers; "
-                      "sigmoid (1 neuron), softmax or linear (a regression) for the output",
-                      lnn='"activations": {"layer1": "relu", ...} (LNN 0.0 to 1.0; a list is accepted too)'),
+                      "sigmoid (1 neuron), softmax or linear (a regression) for the output (a list or a map, as neurons)",
+                      lnn=('"activations": {"layer1": "relu", ...}', "0.0 to 1.0")),
     _choice("granularity", GRANULARITIES, default="layer", stack_default=True, example="layer",
             help="what one trainer invocation computes: one layer's pass, one epoch, or auto (epochs that fit)"),
     _choice("init", INITIALIZERS, default="lecun", stack_default=True, example="he",
@@ -143,7 +143,7 @@ TABLE: tuple[TrainingParameter, ...] = (
     _integer("seed", 0, MAX_SEED, stack_default=True, example="42", unset="a random seed drawn per run",
              help="the seed of the initialization (and of the shuffle, unless shuffle_seed is given)"),
     _integer("batch_size", 1, MAX_BATCH_SIZE, example="64", unset="the whole training set",
-             help="examples per mini-batch", lnn='"batch_size": 64 (LNN 0.2.4, 1.0)'),
+             help="examples per mini-batch", lnn=('"batch_size": 64', "0.2.4, 1.0")),
     _integer("shuffle_seed", 0, MAX_SEED, example="7", unset="the seed",
              help="the seed of the mini-batch shuffle, RandomState(shuffle_seed + epoch)"),
     _choice("optimizer", OPTIMIZERS, default="gd", example="adam", help="the update rule"),
@@ -157,13 +157,13 @@ TABLE: tuple[TrainingParameter, ...] = (
             help="adam's epsilon"),
     _number("l2", 0, 1e6, default=0.0, example="0.7", help="the L2 regularization lambda"),
     _number("threshold", 0, 1e100, low_open=True, example="0.0019", unset="no early stop",
-            help="stop after the first epoch whose cost is below it", lnn='"threshold": 0.0019 (LNN 1.0)'),
+            help="stop after the first epoch whose cost is below it", lnn=('"threshold": 0.0019', "1.0")),
     _integer("eval_every", 0, MAX_EPOCHS, default=0, example="10",
              help="every N epochs, record the test set's cost and metric; 0 never"),
     _number("weight", -1e6, 1e6, flag=False, example="0", unset="a random initialization",
-            help="every initial weight (with bias)", lnn='"weight": 0 (LNN 0.0)'),
+            help="every initial weight (with bias)", lnn=('"weight": 0', "0.0")),
     _number("bias", -1e6, 1e6, flag=False, example="0", unset="a random initialization",
-            help="every initial bias (with weight)", lnn='"bias": 0 (LNN 0.0)'),
+            help="every initial bias (with weight)", lnn=('"bias": 0', "0.0")),
     _integer("workers", 1, MAX_WORKERS, default=1, example="1",
              help="data-parallel shard workers per update; more than 1 needs granularity epoch or auto, and at "
              "most the trainer's reserved concurrency"),

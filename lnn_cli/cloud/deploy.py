@@ -122,6 +122,9 @@ def _start_synth(cli: Path | None, project_dir: Path, log, context: dict[str, st
     else:  # the app synthesizes itself: CDK_OUTDIR and CDK_CONTEXT_JSON are what the CLI would set
         command, environment["CDK_OUTDIR"] = [sys.executable, "app.py"], str(project_dir / ASSEMBLY_DIR)
         environment["CDK_CONTEXT_JSON"] = json.dumps({**cdk_json_context(project_dir), **(context or {})})
+    shown = ["cdk", *command[1:]] if cli else ["python", "app.py", f"(CDK_CONTEXT_JSON={environment['CDK_CONTEXT_JSON']})"]
+    log.write(f"\n$ {' '.join(shown)}\n".encode())
+    log.flush()
     return subprocess.Popen(command, cwd=project_dir, stdout=log, stderr=log, env=environment)
 
 
