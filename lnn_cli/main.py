@@ -36,11 +36,14 @@ def add_run_options(parser: argparse.ArgumentParser) -> None:
     add_label_column(parser)
     parser.add_argument("--config", help="a parameters.json in the LNN format; flags override it (the demo's: "
                         f"{DEMO_CONFIG.relative_to(PROJECT_DIR)})")
-    for row in TABLE:  # the training parameters (lambda_src/lnn_core/parameters.py); defaults: an empty context's
+    training = parser.add_argument_group(
+        "training parameters", "Defaults: those of a stack deployed with an empty context (`-c KEY=VALUE` at deploy "
+        "changes them), shared by `lnn local` and `lnn start`. All of them: docs/parameters.md")
+    for row in TABLE:
         if row.flag:
             kind = {INTEGER: {"type": int}, NUMBER: {"type": float}, CHOICE: {"choices": row.choices}}.get(row.kind, {})
             example = f", e.g. {row.example}" if row.kind in (COUNTS, NAMES) else ""
-            parser.add_argument(row.flag_name, **kind, help=f"{row.help}{example} (default: {row.default_text})")
+            training.add_argument(row.flag_name, **kind, help=f"{row.help}{example} (default: {row.default_text})")
     parser.add_argument("--name", help="the run id (default: generated)")
 
 

@@ -21,7 +21,8 @@ are those of a stack deployed with an empty context; `cdk deploy -c KEY=VALUE` (
 changes a stack's default for every flag's key. `lnn local` and `lnn start` print the configuration they send,
 after the defaults, with the seed the launcher drew. `make demo` trains with `lnn_cli/data/demo-parameters.json`.
 
-The original LNN's `parameters.json` (0.0 to 1.0) is read verbatim: its spelling is in the last column.
+The original LNN's `parameters.json` (0.0 to 1.0) is read verbatim: its spelling is in the last column. In a
+`parameters.json`, `neurons` and `activations` are lists (layer 1 first) or the original's `{"layer1": ...}` maps.
 
 | parameter | flag | accepts | default | what it does | original LNN |
 |---|---|---|---|---|---|

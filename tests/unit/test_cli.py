@@ -258,3 +258,28 @@ def test_start_refuses_before_uploading_anything(tmp_path, monkeypatch):
     with pytest.raises(LnnInputError, match="workers 3 is more than the trainer's reserved concurrency of 2"):
         remote.command_start(Namespace(data=str(DEMO_DATA), name="small"),
                              {**DEMO_PARAMETERS, "granularity": "epoch", "workers": 3}, stack, console=None)
+
+
+def test_up_refuses_a_bad_context_pair_and_hands_a_good_one_to_its_background_process(tmp_path, capsys, monkeypatch):
+    from lnn_cli.cloud import up
+
+    state = tmp_path / "state"
+    assert_one_line_error(capsys, main(["up", "--state-dir", str(state), "-c", "reserved_concurrency=0"]),
+                          "Context parameter 'reserved_concurrency' must be", "Fix: lnn up -c reserved_concurrency=20")
+    assert not state.exists()  # refused before anything started
+    started = {}
+
+    class Child:  # the background process, answering at once that it did not start
+        stdout = io.BytesIO(b'{"error": "not started by the test", "kind": "input"}\n')
+
+        def wait(self, timeout=None):
+            return 2
+
+    def popen(command, **kwargs):
+        started["command"] = command
+        return Child()
+
+    monkeypatch.setattr(up.subprocess, "Popen", popen)
+    assert_one_line_error(capsys, main(["up", "--state-dir", str(state), "-c", "memory_size=1769"]), "not started by the test")
+    command = started["command"]
+    assert json.loads(command[command.index("--context-json") + 1]) == {"memory_size": "1769"}
