@@ -12,7 +12,7 @@ from typing import Any
 
 from .errors import LnnInputError
 from .network import HIDDEN_ACTIVATIONS, REGRESSION_OUTPUTS
-from .parameters import KNOWN_KEYS, OUTPUTS, PARAMETERS, check_integer
+from .parameters import COUNTS, KNOWN_KEYS, NAMES, OUTPUTS, PARAMETERS, check_integer
 
 RUN_ID_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")  # always fullmatch: `$` would accept a trailing newline
 # None is a value of these (a drawn seed, the whole set as one batch, ...), so a null overrides a default
@@ -62,31 +62,15 @@ class TrainingConfig:
         return self.shuffle_seed if self.shuffle_seed is not None else (self.seed or 0)
 
     def to_parameters(self) -> dict[str, Any]:
-        """This configuration in the LNN parameters.json format (the inverse of `from_parameters`)."""
-        return {
-            "epochs": self.epochs,
-            "layers": self.layers,
-            "learning_rate": self.learning_rate,
-            "neurons": layer_map(self.neurons),
-            "activations": layer_map(self.activations),
-            "granularity": self.granularity,
-            "init": self.init,
-            "seed": self.seed,
-            "data": self.data,
-            "batch_size": self.batch_size,
-            "shuffle_seed": self.shuffle_seed,
-            "optimizer": self.optimizer,
-            "beta": self.beta,
-            "beta1": self.beta1,
-            "beta2": self.beta2,
-            "epsilon": self.epsilon,
-            "l2": self.l2,
-            "threshold": self.threshold,
-            "eval_every": self.eval_every,
-            "weight": self.weight,
-            "bias": self.bias,
-            "workers": self.workers,
-        }
+        """This configuration in the LNN parameters.json format (the inverse of `from_parameters`), in the table's
+        order with the data key after the seed."""
+        parameters: dict[str, Any] = {}
+        for name, parameter in PARAMETERS.items():
+            value = getattr(self, name)
+            parameters[name] = layer_map(value) if parameter.kind in (COUNTS, NAMES) else value
+            if name == "seed":
+                parameters["data"] = self.data
+        return parameters
 
     @classmethod
     def from_parameters(cls, parameters: Any, *, defaults: dict[str, Any] | None = None) -> "TrainingConfig":
@@ -120,7 +104,7 @@ class TrainingConfig:
         # Every other parameter: its value (or its default; a required one has none) checked by its table row.
         values = {}
         for name, parameter in PARAMETERS.items():
-            if parameter.kind in ("counts", "names") or name == "layers":
+            if parameter.kind in (COUNTS, NAMES) or name == "layers":
                 continue
             value = merged.get(name, None if parameter.required else parameter.default)
             unset = value is None and parameter.default is None and not parameter.required
