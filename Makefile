@@ -23,7 +23,7 @@ synth: setup
 	cdk synth --quiet
 
 demo: setup
-	lnn local --out out/demo
+	lnn local --config lnn_cli/data/demo-parameters.json --out out/demo
 
 test: setup
 	$(PY) -m pytest -n 2 -m "not slow"

@@ -13,24 +13,13 @@ from lnn_core.budget import DEFAULT_MEMORY_MB, check_npz_fits, check_training_fi
 from lnn_core.config import TrainingConfig
 from lnn_core.dataset import TrainingData, load_training_data
 from lnn_core.errors import LnnInputError
-from lnn_core.launcher import DEFAULT_TRAINER_RESERVED_CONCURRENCY, LaunchLimits
 
 from .datafiles import npz_bytes
 
 DEMO_DATA = Path(__file__).resolve().parent / "data" / "breast_cancer.npz"
-# `lnn local`'s defaults: the seed's network shape on the demo data, tuned so that `make demo` takes about a minute.
-DEMO_PARAMETERS = {
-    "epochs": 60,
-    "learning_rate": 0.3,
-    "neurons": [20, 7, 5, 1],
-    "activations": ["relu", "relu", "relu", "sigmoid"],
-    "init": "he",
-    "seed": 1,
-    "granularity": "layer",
-}
+# `make demo`'s parameters: the stack's default network on the demo data, tuned so that the demo takes about a minute.
+DEMO_CONFIG = DEMO_DATA.parent / "demo-parameters.json"
 PROJECT_DIR = Path(__file__).resolve().parents[1]
-FLAG_KEYS = ("epochs", "learning_rate", "neurons", "activations", "init", "seed", "granularity", "batch_size",
-             "shuffle_seed", "optimizer", "beta", "beta1", "beta2", "epsilon", "l2", "threshold", "eval_every", "workers")
 
 
 @dataclass(frozen=True)
@@ -128,24 +117,3 @@ def validate_run(parameters: dict[str, Any], data_path: str | Path, *, defaults:
     training_data = load_training_data(data, source=str(data_path))
     training_data.check_fits(config)
     return RunInputs(parameters, data, config, training_data)
-
-
-def local_limits(project_dir: Path = PROJECT_DIR) -> LaunchLimits:
-    """The launcher's limits on the stack `lnn local` deploys: its trainer's memory_size and reserved_concurrency
-    from cdk.json's context, else the stack's defaults.
-
-    Read here rather than through lnn_stack.settings, which imports the CDK; an invalid value is left for synth
-    to report.
-    """
-    try:
-        context = json.loads((project_dir / "cdk.json").read_text()).get("context") or {}
-    except (OSError, ValueError):
-        context = {}
-    if not isinstance(context, dict):
-        context = {}
-    reserved = context.get("reserved_concurrency", DEFAULT_TRAINER_RESERVED_CONCURRENCY)
-    try:
-        return LaunchLimits(trainer_memory_mb=int(context.get("memory_size", DEFAULT_MEMORY_MB)),
-                            trainer_concurrency=None if str(reserved).lower() == "none" else int(reserved))
-    except (ValueError, TypeError):
-        return LaunchLimits(trainer_concurrency=DEFAULT_TRAINER_RESERVED_CONCURRENCY)

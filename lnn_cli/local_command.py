@@ -13,9 +13,11 @@ from lnn_core.run_table import RunTable
 from .cloud.chaos import ChaosPlan
 from .cloud.deploy import deploy_to_emulator
 from .cloud.emulator import running_emulator
-from .inputs import local_limits, validate_run
+from .cloud.deploy_context import deploy_context
+from .inputs import validate_run
 from .cloud.local import new_run_id, run_local
 from .presentation.progress import RunProgress, run_progress, waiting
+from .presentation.configuration import show_configuration
 from .presentation.report import show_notification, summary_table, write_outputs
 
 
@@ -31,9 +33,11 @@ def prepare_out_dir(path: str) -> Path:
 
 
 def command_local(args, parameters: dict, console: Console) -> int:
-    limits = local_limits()
-    inputs = validate_run(parameters, args.data, trainer_memory_mb=limits.trainer_memory_mb, label_column=args.label_column)
-    limits.check_workers(inputs.config.workers, fix="set \"reserved_concurrency\" to {workers} or more in cdk.json's context")
+    context = deploy_context(args.context, command="lnn local")
+    limits = context.limits
+    inputs = validate_run(parameters, args.data, defaults=context.training_defaults, trainer_memory_mb=limits.trainer_memory_mb,
+                          launcher_memory_mb=limits.launcher_memory_mb, label_column=args.label_column)
+    limits.check_workers(inputs.config.workers, fix="rerun with -c reserved_concurrency={workers} or more")
     chaos = ChaosPlan.parse(args.chaos) if args.chaos else None
     run_id = check_run_id(args.name) if args.name else new_run_id()
     out_dir = prepare_out_dir(args.out)  # everything above only reads: a bad input has created nothing
@@ -48,7 +52,8 @@ def command_local(args, parameters: dict, console: Console) -> int:
     with running_emulator(out_dir / "emulator.log") as emulator:
         console.print(f"  emulator: moto server at {emulator.endpoint_url} ({emulator.started_seconds:.1f} s)")
         with waiting(console, "deploying the stack (cdk synth, bootstrap, deploy)..."):
-            deployment = deploy_to_emulator(emulator, out_dir / "deploy.log", stack_name=args.stack)
+            deployment = deploy_to_emulator(emulator, out_dir / "deploy.log", stack_name=args.stack,
+                                            context=context.pairs)
         phases = ", ".join(f"{phase} {seconds:.1f} s" for phase, seconds in deployment.seconds.items())
         console.print(f"  deployed {args.stack} with {deployment.method} ({phases})")
         for note in deployment.notes:
@@ -59,7 +64,9 @@ def command_local(args, parameters: dict, console: Console) -> int:
             bar = RunProgress(progress, lambda: table.get_run(run_id), epochs=config.epochs, label=run_id)
             result = run_local(session, deployment.outputs, inputs.parameters, inputs.data, run_id=run_id, chaos=chaos,
                                log_stream=log, on_delivery=bar.poll, concurrency=args.concurrency,
-                               container_cpus=args.container_cpus)
+                               container_cpus=args.container_cpus,
+                               on_launch=lambda run: show_configuration(progress.console, run["config"],
+                                                                         seed_drawn=run.get("seed_drawn")))
             bar.show(result.run)
     results = result.results()
     written = write_outputs(out_dir, results, result.model)

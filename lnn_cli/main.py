@@ -10,15 +10,13 @@ import boto3
 from botocore.exceptions import BotoCoreError, ClientError
 from rich.console import Console
 
-from lnn_core.config import GRANULARITIES
 from lnn_core.errors import LnnInputError
-from lnn_core.network import INITIALIZERS
-from lnn_core.optimizers import OPTIMIZERS
+from lnn_core.parameters import CHOICE, COUNTS, INTEGER, NAMES, NUMBER, TABLE
 
 from . import remote
 from .cloud.deploy import DeployError
 from .datafiles import FORMATS
-from .inputs import DEMO_DATA, DEMO_PARAMETERS, comma_list, read_data, run_parameters
+from .inputs import DEMO_CONFIG, DEMO_DATA, PROJECT_DIR, comma_list, read_data, run_parameters
 from .local_command import command_local
 from .model_file import command_predict_model
 from .cloud.stack import DEFAULT_STACK, aws_errors_explained
@@ -39,27 +37,23 @@ def add_run_options(parser: argparse.ArgumentParser) -> None:
                         "X_test, y_test; or LNN's HDF5 (train_set_x, train_set_y, ...) or a CSV, converted to an .npz "
                         "before upload (default: the bundled breast cancer data set)")
     add_label_column(parser)
-    parser.add_argument("--config", help="a parameters.json in the LNN format; flags override it")
-    parser.add_argument("--neurons", help="neurons per layer, e.g. 20,7,5,1")
-    parser.add_argument("--activations", help="activation per layer, e.g. relu,relu,relu,sigmoid")
-    parser.add_argument("--epochs", type=int)
-    parser.add_argument("--learning-rate", type=float)
-    parser.add_argument("--init", choices=INITIALIZERS)
-    parser.add_argument("--seed", type=int)
-    parser.add_argument("--granularity", choices=GRANULARITIES, help="layer (one layer per invocation), epoch, or auto")
-    parser.add_argument("--batch-size", type=int, help="examples per mini-batch (default: the whole training set)")
-    parser.add_argument("--shuffle-seed", type=int, help="seed of the mini-batch shuffle (default: --seed)")
-    parser.add_argument("--optimizer", choices=OPTIMIZERS, help="gd (default), momentum or adam")
-    parser.add_argument("--beta", type=float, help="momentum's beta (default 0.9)")
-    parser.add_argument("--beta1", type=float, help="adam's beta1 (default 0.9)")
-    parser.add_argument("--beta2", type=float, help="adam's beta2 (default 0.999)")
-    parser.add_argument("--epsilon", type=float, help="adam's epsilon (default 1e-8)")
-    parser.add_argument("--l2", type=float, help="L2 regularization lambda (default 0)")
-    parser.add_argument("--threshold", type=float, help="stop after the first epoch whose cost is below this")
-    parser.add_argument("--eval-every", type=int, help="every N epochs, record the test set's cost and metric (default 0: never)")
-    parser.add_argument("--workers", type=int, help="data-parallel shard workers per update, 1-256 (default 1; "
-                        "needs --granularity epoch or auto, and at most the trainer's reserved concurrency, 20 by default)")
+    parser.add_argument("--config", help="a parameters.json in the LNN format; flags override it (the demo's: "
+                        f"{DEMO_CONFIG.relative_to(PROJECT_DIR)})")
+    training = parser.add_argument_group(
+        "training parameters", "Defaults: those of a stack deployed with an empty context (`-c KEY=VALUE` at deploy "
+        "changes them), shared by `lnn local` and `lnn start`. All of them: docs/parameters.md")
+    for row in TABLE:
+        if row.flag:
+            kind = {INTEGER: {"type": int}, NUMBER: {"type": float}, CHOICE: {"choices": row.choices}}.get(row.kind, {})
+            example = f", e.g. {row.example}" if row.kind in (COUNTS, NAMES) else ""
+            training.add_argument(row.flag_name, **kind, help=f"{row.help}{example} (default: {row.default_text})")
     parser.add_argument("--name", help="the run id (default: generated)")
+
+
+def add_context_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("-c", "--context", action="append", default=[], metavar="KEY=VALUE",
+                        help="a context parameter of the stack, as for cdk deploy (repeatable), e.g. -c memory_size=1769 "
+                        "-c reserved_concurrency=40; over cdk.json's context (default: cdk.json's context alone)")
 
 
 def add_label_column(parser: argparse.ArgumentParser) -> None:
@@ -103,9 +97,10 @@ def build_parser() -> OneLineParser:
 
     local = commands.add_parser("local", help="train on an embedded AWS (moto) with the real stack; no account needed",
                                 description="Start a moto server, deploy the stack onto it with cdk deploy, and train "
-                                "through a local Lambda runtime. Defaults are the demo's: "
-                                + ", ".join(f"{key} {value}" for key, value in DEMO_PARAMETERS.items()))
+                                "through a local Lambda runtime. The training defaults are the stack's, as for `lnn start`; "
+                                f"`make demo` adds --config {DEMO_CONFIG.relative_to(PROJECT_DIR)}.")
     add_run_options(local)
+    add_context_option(local)
     local.add_argument("--out", default="out/local", help="directory for results.json, model.npz, cost.png and logs "
                        "(default out/local)")
     local.add_argument("--chaos", help="inject faults, e.g. duplicate=0.1,crash=0.05,delay=0.1,lose=0.01,seed=7 (also pause=P, distinct_ids=P, lost_answer=P: a write applied whose answer is lost, so the SDK retries it; default: none)")
@@ -198,6 +193,7 @@ def add_up_down(commands) -> None:
     up.add_argument("--state-dir", default=DEFAULT_STATE_DIR, help=f"where the pid, port and logs live (default {DEFAULT_STATE_DIR})")
     up.add_argument("--port", type=int, help="the endpoint's port on localhost (default: a free one)")
     up.add_argument("--stack", default=DEFAULT_STACK, help=f"the stack to deploy from the CDK app (default {DEFAULT_STACK})")
+    add_context_option(up)
     add_runtime_options(up)
     down = commands.add_parser("down", help="stop the local stack of `lnn up`",
                                description="Stop the background process of `lnn up` (its logs stay in the state "
@@ -215,26 +211,15 @@ def installed_version() -> str:
 
 
 def flags(args) -> dict:
-    return {
-        "epochs": args.epochs,
-        "learning_rate": args.learning_rate,
-        "neurons": comma_list(args.neurons, name="neurons", whole_numbers=True) if args.neurons else None,
-        "activations": comma_list(args.activations, name="activations") if args.activations else None,
-        "init": args.init,
-        "seed": args.seed,
-        "granularity": args.granularity,
-        "batch_size": args.batch_size,
-        "shuffle_seed": args.shuffle_seed,
-        "optimizer": args.optimizer,
-        "beta": args.beta,
-        "beta1": args.beta1,
-        "beta2": args.beta2,
-        "epsilon": args.epsilon,
-        "l2": args.l2,
-        "threshold": args.threshold,
-        "eval_every": args.eval_every,
-        "workers": args.workers,
-    }
+    """The training flags as parameters.json keys (None: not given)."""
+    values = {}
+    for row in TABLE:
+        if row.flag:
+            value = getattr(args, row.name)
+            if value is not None and row.kind in (COUNTS, NAMES):
+                value = comma_list(value, name=row.name, whole_numbers=row.kind == COUNTS)
+            values[row.name] = value
+    return values
 
 
 def command_convert(args, console: Console) -> int:
@@ -257,7 +242,7 @@ def command_convert(args, console: Console) -> int:
 
 def dispatch(args, console: Console) -> int:
     if args.command == "local":
-        return command_local(args, run_parameters(DEMO_PARAMETERS, args.config, flags(args)), console)
+        return command_local(args, run_parameters({}, args.config, flags(args)), console)
     if args.command == "convert":
         return command_convert(args, console)
     if args.command in ("up", "down"):

@@ -27,6 +27,7 @@ from lnn_core.run_table import RunTable
 
 from .inputs import read_prediction_data, validate_run
 from .cloud.local import new_run_id, upload_run_inputs
+from .presentation.configuration import show_launched_configuration
 from .presentation.progress import RunProgress, run_progress, timing_text
 from .presentation.report import plot_costs
 from .cloud.stack import CLI_BOTO_CONFIG, StackOutputs, aws_errors_explained
@@ -121,6 +122,7 @@ def command_start(args, parameters: dict, stack: DeployedStack, console: Console
         )
     upload_run_inputs(stack.session, stack.outputs, run_id, inputs.data, inputs.parameters)
     console.print(f"started run [bold]{run_id}[/] in stack {stack.outputs.stack_name}: s3://{stack.outputs.bucket}/runs/{run_id}/")
+    show_launched_configuration(console, inputs.config.to_parameters(), lambda: stack.ports.table.get_run(run_id))
     console.print(f"follow it with: lnn status {run_id} --follow")
     return 0
 

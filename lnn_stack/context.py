@@ -5,7 +5,6 @@ TypeError; `Parameter.read` turns that into one `ContextError` that names the ke
 accepts. The parameters themselves are in deployment_settings.py and training_defaults.py.
 """
 
-import math
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -80,15 +79,6 @@ def matching(pattern: re.Pattern) -> Callable[[Any], str]:
         return raw
 
     return parse
-
-
-def positive_number(raw: Any) -> float:
-    if isinstance(raw, bool) or not isinstance(raw, (int, float, str)):
-        raise TypeError(raw)
-    value = float(raw)
-    if not math.isfinite(value) or value <= 0:
-        raise ValueError(raw)
-    return value
 
 
 def comma_list(item: Callable[[Any], Any]) -> Callable[[Any], tuple]:

@@ -2,35 +2,21 @@
 
 LNN format: {"epochs": 2500, "layers": 4, "learning_rate": 0.0075,
              "neurons": {"layer1": 20, ...}, "activations": {"layer1": "relu", ...}}
-LNN 0.0's "weight" and "bias" (the initial values of every weight and bias) and LNN 1.0's "batch_size" and
-"threshold" are accepted verbatim.
-Our keys: "init" (lecun | he), "seed", "granularity" (layer | epoch | auto), "data" (the S3 key of the .npz),
-"shuffle_seed", "optimizer" (gd | momentum | adam) with "beta", "beta1", "beta2", "epsilon", "l2", "eval_every",
-"workers" (data-parallel shard workers per update).
-`neurons` and `activations` may also be given as lists, layer 1 first.
+LNN 0.0's and 1.0's parameters.json are accepted verbatim. The keys, their ranges and defaults: parameters.py;
+"data" is the S3 key of the run's .npz. `neurons` and `activations` may also be given as lists, layer 1 first.
 """
 
-import math
 import re
 from dataclasses import dataclass
 from typing import Any
 
 from .errors import LnnInputError
-from .network import HIDDEN_ACTIVATIONS, INITIALIZERS, OUTPUT_ACTIVATIONS, REGRESSION_OUTPUTS
-from .optimizers import DEFAULT_BETA, DEFAULT_BETA1, DEFAULT_BETA2, DEFAULT_EPSILON, OPTIMIZERS
+from .network import HIDDEN_ACTIVATIONS, REGRESSION_OUTPUTS
+from .parameters import COUNTS, KNOWN_KEYS, NAMES, OUTPUTS, PARAMETERS, check_integer
 
-GRANULARITIES = ("layer", "epoch", "auto")
-MAX_EPOCHS = 1_000_000
-MAX_LAYERS = 64
-MAX_NEURONS = 100_000
 RUN_ID_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")  # always fullmatch: `$` would accept a trailing newline
-MAX_BATCH_SIZE = 10_000_000
-MAX_SEED = 2**32 - 1 - MAX_EPOCHS  # a shuffle seeds RandomState(shuffle_seed + epoch), which takes at most 2**32 - 1
-KNOWN_KEYS = {"epochs", "layers", "learning_rate", "neurons", "activations", "granularity", "init", "seed", "data",
-              "batch_size", "shuffle_seed", "optimizer", "beta", "beta1", "beta2", "epsilon", "l2", "threshold",
-              "eval_every", "weight", "bias", "workers"}
-MAX_WORKERS = 256
-OUTPUTS = OUTPUT_ACTIVATIONS + REGRESSION_OUTPUTS
+# None is a value of these (a drawn seed, the whole set as one batch, ...), so a null overrides a default
+NULLABLE_KEYS = tuple(parameter.name for parameter in PARAMETERS.values() if parameter.default is None)
 
 
 @dataclass(frozen=True)
@@ -42,22 +28,22 @@ class TrainingConfig:
     neurons: tuple[int, ...]
     activations: tuple[str, ...]
     data: str
-    granularity: str = "layer"
-    init: str = "lecun"
+    granularity: str = PARAMETERS["granularity"].default
+    init: str = PARAMETERS["init"].default
     seed: int | None = None
     batch_size: int | None = None  # None: the whole training set, one batch per epoch
     shuffle_seed: int | None = None  # None: the seed
-    optimizer: str = "gd"
-    beta: float = DEFAULT_BETA
-    beta1: float = DEFAULT_BETA1
-    beta2: float = DEFAULT_BETA2
-    epsilon: float = DEFAULT_EPSILON
-    l2: float = 0.0
+    optimizer: str = PARAMETERS["optimizer"].default
+    beta: float = PARAMETERS["beta"].default
+    beta1: float = PARAMETERS["beta1"].default
+    beta2: float = PARAMETERS["beta2"].default
+    epsilon: float = PARAMETERS["epsilon"].default
+    l2: float = PARAMETERS["l2"].default
     threshold: float | None = None  # stop after the first epoch whose cost is below it
-    eval_every: int = 0  # every N epochs, the epoch item records the test set's cost and metric
+    eval_every: int = PARAMETERS["eval_every"].default  # every N epochs, the epoch item records the test set's cost
     weight: float | None = None  # LNN 0.0: every initial weight (and `bias` every bias) instead of a random init
     bias: float | None = None
-    workers: int = 1  # K > 1: each update is a round of K shard workers and one reduce
+    workers: int = PARAMETERS["workers"].default  # K > 1: each update is a round of K shard workers and one reduce
 
     @property
     def layers(self) -> int:
@@ -76,31 +62,15 @@ class TrainingConfig:
         return self.shuffle_seed if self.shuffle_seed is not None else (self.seed or 0)
 
     def to_parameters(self) -> dict[str, Any]:
-        """This configuration in the LNN parameters.json format (the inverse of `from_parameters`)."""
-        return {
-            "epochs": self.epochs,
-            "layers": self.layers,
-            "learning_rate": self.learning_rate,
-            "neurons": layer_map(self.neurons),
-            "activations": layer_map(self.activations),
-            "granularity": self.granularity,
-            "init": self.init,
-            "seed": self.seed,
-            "data": self.data,
-            "batch_size": self.batch_size,
-            "shuffle_seed": self.shuffle_seed,
-            "optimizer": self.optimizer,
-            "beta": self.beta,
-            "beta1": self.beta1,
-            "beta2": self.beta2,
-            "epsilon": self.epsilon,
-            "l2": self.l2,
-            "threshold": self.threshold,
-            "eval_every": self.eval_every,
-            "weight": self.weight,
-            "bias": self.bias,
-            "workers": self.workers,
-        }
+        """This configuration in the LNN parameters.json format (the inverse of `from_parameters`), in the table's
+        order with the data key after the seed."""
+        parameters: dict[str, Any] = {}
+        for name, parameter in PARAMETERS.items():
+            value = getattr(self, name)
+            parameters[name] = layer_map(value) if parameter.kind in (COUNTS, NAMES) else value
+            if name == "seed":
+                parameters["data"] = self.data
+        return parameters
 
     @classmethod
     def from_parameters(cls, parameters: Any, *, defaults: dict[str, Any] | None = None) -> "TrainingConfig":
@@ -110,19 +80,18 @@ class TrainingConfig:
         unknown = sorted(set(parameters) - KNOWN_KEYS)
         if unknown:
             raise LnnInputError(f"unknown parameter {unknown[0]!r}; known parameters are {', '.join(sorted(KNOWN_KEYS))}")
-        nullable = ("seed", "shuffle_seed", "batch_size", "threshold", "weight", "bias")
-        merged = {**(defaults or {}), **{k: v for k, v in parameters.items() if v is not None or k in nullable}}
+        merged = {**(defaults or {}), **{k: v for k, v in parameters.items() if v is not None or k in NULLABLE_KEYS}}
         neurons = tuple(_layer_list(merged.get("neurons"), "neurons"))
         activations = tuple(_layer_list(merged.get("activations"), "activations"))
-        declared_layers = parameters.get("layers", len(neurons))
-        _check_int("layers", declared_layers, 1, MAX_LAYERS)
+        declared_layers = PARAMETERS["layers"].check(parameters.get("layers", len(neurons)))
         if not (len(neurons) == len(activations) == declared_layers):
             raise LnnInputError(
                 f"layers is {declared_layers} but {len(neurons)} neurons and {len(activations)} activations are given; "
                 "give one of each per layer"
             )
+        counts = PARAMETERS["neurons"]
         for index, count in enumerate(neurons, start=1):
-            _check_int(f"neurons.layer{index}", count, 1, MAX_NEURONS)
+            check_integer(f"neurons.layer{index}", count, counts.low, counts.high)
         for index, name in enumerate(activations, start=1):
             allowed = OUTPUTS if index == len(activations) else HIDDEN_ACTIVATIONS
             if name not in allowed:
@@ -132,59 +101,24 @@ class TrainingConfig:
             raise LnnInputError(f"a sigmoid output needs 1 neuron, not {neurons[-1]}; use softmax for several classes")
         if activations[-1] == "softmax" and neurons[-1] < 2:
             raise LnnInputError("a softmax output needs at least 2 neurons (one per class); use sigmoid for 2 classes")
-        epochs = _check_int("epochs", merged.get("epochs"), 1, MAX_EPOCHS)
-        learning_rate = merged.get("learning_rate")
-        if isinstance(learning_rate, bool) or not isinstance(learning_rate, (int, float)) or not (
-            math.isfinite(learning_rate) and 0 < learning_rate <= 10
-        ):
-            raise LnnInputError(f"learning_rate must be a number in (0, 10]; got {learning_rate!r}")
-        granularity = _check_choice("granularity", merged.get("granularity", "layer"), GRANULARITIES)
-        init = _check_choice("init", merged.get("init", "lecun"), INITIALIZERS)
-        seed = _optional(merged, "seed", lambda name, value: _check_int(name, value, 0, MAX_SEED))
-        shuffle_seed = _optional(merged, "shuffle_seed", lambda name, value: _check_int(name, value, 0, MAX_SEED))
-        batch_size = _optional(merged, "batch_size", lambda name, value: _check_int(name, value, 1, MAX_BATCH_SIZE))
-        optimizer = _check_choice("optimizer", merged.get("optimizer", "gd"), OPTIMIZERS)
-        beta, beta1, beta2 = (_check_number(name, merged.get(name, default), 0.0, 1.0, high_open=True)
-                              for name, default in (("beta", DEFAULT_BETA), ("beta1", DEFAULT_BETA1), ("beta2", DEFAULT_BETA2)))
-        epsilon = _check_number("epsilon", merged.get("epsilon", DEFAULT_EPSILON), 0.0, 1.0, low_open=True)
-        l2 = _check_number("l2", merged.get("l2", 0.0), 0.0, 1e6)
-        threshold = _optional(merged, "threshold", lambda name, value: _check_number(name, value, 0.0, 1e100, low_open=True))
-        eval_every = _check_int("eval_every", merged.get("eval_every", 0), 0, MAX_EPOCHS)
-        weight = _optional(merged, "weight", lambda name, value: _check_number(name, value, -1e6, 1e6))
-        bias = _optional(merged, "bias", lambda name, value: _check_number(name, value, -1e6, 1e6))
-        workers = _check_int("workers", merged.get("workers", 1), 1, MAX_WORKERS)
-        if workers > 1 and granularity == "layer":
-            raise LnnInputError(f"workers {workers} needs granularity epoch or auto: a round of shard workers computes "
+        # Every other parameter: its value (or its default; a required one has none) checked by its table row.
+        values = {}
+        for name, parameter in PARAMETERS.items():
+            if parameter.kind in (COUNTS, NAMES) or name == "layers":
+                continue
+            value = merged.get(name, None if parameter.required else parameter.default)
+            unset = value is None and parameter.default is None and not parameter.required
+            values[name] = None if unset else parameter.check(value)
+        if values["workers"] > 1 and values["granularity"] == "layer":
+            raise LnnInputError(f"workers {values['workers']} needs granularity epoch or auto: a round of shard workers computes "
                                 "whole forward and backward passes; use granularity layer with workers 1")
-        if (weight is None) != (bias is None):
+        if (values["weight"] is None) != (values["bias"] is None):
             raise LnnInputError("weight and bias (LNN 0.0's initial values) come together; give both or neither")
         data = merged.get("data")
         if not isinstance(data, str) or not data.startswith("runs/") or not data.endswith(".npz"):
             raise LnnInputError(f"data must be the S3 key of an .npz file under runs/; got {data!r}")
         check_key_segments(data, name="data")
-        return cls(
-            epochs=epochs,
-            learning_rate=float(learning_rate),
-            neurons=neurons,
-            activations=activations,
-            data=data,
-            granularity=granularity,
-            init=init,
-            seed=seed,
-            batch_size=batch_size,
-            shuffle_seed=shuffle_seed,
-            optimizer=optimizer,
-            beta=beta,
-            beta1=beta1,
-            beta2=beta2,
-            epsilon=epsilon,
-            l2=l2,
-            threshold=threshold,
-            eval_every=eval_every,
-            weight=weight,
-            bias=bias,
-            workers=workers,
-        )
+        return cls(neurons=neurons, activations=activations, data=data, **values)
 
 
 def layer_map(values: tuple) -> dict[str, Any]:
@@ -219,39 +153,3 @@ def _layer_list(value: Any, name: str) -> list:
             raise LnnInputError(f"{name} keys must be layer1..layer{len(value)}; got {', '.join(sorted(value))}")
         return [value[key] for key in expected]
     raise LnnInputError(f"{name} is required: a list or a {{\"layer1\": ...}} map with one entry per layer")
-
-
-def _check_int(name: str, value: Any, low: int, high: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
-        raise LnnInputError(f"{name} must be an integer from {low} to {high}; got {shown(value)}")
-    return value
-
-
-def _check_number(name: str, value: Any, low: float, high: float, *, low_open: bool = False, high_open: bool = False) -> float:
-    """A finite number in [low, high] (a parenthesis where open); a float."""
-    fits = (isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-            and (low < value if low_open else low <= value) and (value < high if high_open else value <= high))
-    if not fits:
-        interval = f"{'(' if low_open else '['}{low:g}, {high:g}{')' if high_open else ']'}"
-        raise LnnInputError(f"{name} must be a number in {interval}; got {shown(value)}")
-    return float(value)
-
-
-def _optional(merged: dict[str, Any], name: str, check) -> Any:
-    value = merged.get(name)
-    return None if value is None else check(name, value)
-
-
-def _check_choice(name: str, value: Any, choices: tuple[str, ...]) -> str:
-    if value not in choices:
-        raise LnnInputError(f"{name} must be one of {', '.join(choices)}; got {shown(value)}")
-    return value
-
-
-def shown(value: Any, limit: int = 80) -> str:
-    """A value for an error message, cut short (parameters can hold anything, even an int too long to print)."""
-    try:
-        text = repr(value)
-    except ValueError:
-        return f"a {type(value).__name__} too long to show"
-    return text if len(text) <= limit else text[: limit - 1] + "…"

@@ -8,8 +8,9 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-from .config import MAX_EPOCHS, MAX_LAYERS, MAX_WORKERS, TrainingConfig, check_run_id, layer_map, shown
-from .errors import LnnInputError
+from .config import TrainingConfig, check_run_id, layer_map
+from .errors import LnnInputError, shown
+from .parameters import MAX_EPOCHS, MAX_LAYERS, MAX_WORKERS
 from .schedule import STATES, Position
 
 MAX_BATCHES = 10_000_000

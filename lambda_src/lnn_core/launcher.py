@@ -25,11 +25,12 @@ from .budget import (
     DEFAULT_MEMORY_MB, MAX_PARAMETERS_BYTES, check_npz_fits, check_object_size, check_training_fits, parameter_copies, data_budget_bytes,
     inspect_npz, positive_int_from,
 )
-from .config import MAX_SEED, TrainingConfig, check_key_segments, check_run_id
+from .config import TrainingConfig, check_key_segments, check_run_id
 from .dataset import load_training_data
 from .errors import LnnInputError, RunFailure
 from .events import MAX_BATCHES, make_event
 from .layout import model_key
+from .parameters import MAX_SEED
 from .ports import Ports, now
 from .run_table import RunExists, send_lease
 from .schedule import first_position, step_bound

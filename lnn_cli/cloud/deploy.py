@@ -51,14 +51,16 @@ def cdk_cli(project_dir: Path = PROJECT_DIR) -> Path | None:
     return cli if cli.exists() and shutil.which("node") else None
 
 
-def deploy_to_emulator(emulator: Emulator, log_path: Path, *, stack_name: str, project_dir: Path = PROJECT_DIR) -> Deployment:
-    """Synthesize the app and deploy it to a fresh emulator; `cdk synth` runs alongside `cdk bootstrap`."""
+def deploy_to_emulator(emulator: Emulator, log_path: Path, *, stack_name: str, project_dir: Path = PROJECT_DIR,
+                       context: dict[str, str] | None = None) -> Deployment:
+    """Synthesize the app (with `context`: `-c` pairs over cdk.json's) and deploy it to a fresh emulator;
+    `cdk synth` runs alongside `cdk bootstrap`."""
     session = emulator.session()
     cli = cdk_cli(project_dir)
     seconds: dict[str, float] = {}
     with assembly_lock(project_dir), open(log_path, "ab") as log:
         started = time.monotonic()
-        synth = _start_synth(cli, project_dir, log)
+        synth = _start_synth(cli, project_dir, log, context or {})
         if cli:
             with tempfile.TemporaryDirectory() as elsewhere:  # away from cdk.json: bootstrap would lock cdk.out
                 _run_cdk(cli, ["bootstrap", f"aws://{ACCOUNT_ID}/{REGION}"], emulator, Path(elsewhere), log, log_path)
@@ -101,14 +103,28 @@ def synthesize(project_dir: Path = PROJECT_DIR, log_path: Path | None = None) ->
     return project_dir / ASSEMBLY_DIR
 
 
-def _start_synth(cli: Path | None, project_dir: Path, log) -> subprocess.Popen:
+def cdk_json_context(project_dir: Path) -> dict:
+    """cdk.json's context (none when the file is missing or unreadable: synth says why)."""
+    try:
+        context = json.loads((project_dir / "cdk.json").read_text()).get("context") or {}
+    except (OSError, ValueError, AttributeError):
+        return {}
+    return context if isinstance(context, dict) else {}
+
+
+def _start_synth(cli: Path | None, project_dir: Path, log, context: dict[str, str] | None = None) -> subprocess.Popen:
     if not (project_dir / "cdk.json").exists():
         raise DeployError(f"{project_dir / 'cdk.json'} is missing: the CDK app is not there to deploy")
     environment = {**os.environ, **CDK_ENVIRONMENT}
     if cli:
-        command = [str(cli), "synth", "--quiet", "--output", ASSEMBLY_DIR]
-    else:  # the app synthesizes itself: CDK_OUTDIR is what the CLI would set
+        pairs = [argument for key, value in (context or {}).items() for argument in ("-c", f"{key}={value}")]
+        command = [str(cli), "synth", "--quiet", "--output", ASSEMBLY_DIR, *pairs]
+    else:  # the app synthesizes itself: CDK_OUTDIR and CDK_CONTEXT_JSON are what the CLI would set
         command, environment["CDK_OUTDIR"] = [sys.executable, "app.py"], str(project_dir / ASSEMBLY_DIR)
+        environment["CDK_CONTEXT_JSON"] = json.dumps({**cdk_json_context(project_dir), **(context or {})})
+    shown = ["cdk", *command[1:]] if cli else ["python", "app.py", f"(CDK_CONTEXT_JSON={environment['CDK_CONTEXT_JSON']})"]
+    log.write(f"\n$ {' '.join(shown)}\n".encode())
+    log.flush()
     return subprocess.Popen(command, cwd=project_dir, stdout=log, stderr=log, env=environment)
 
 

@@ -201,8 +201,10 @@ def run_local(
     on_delivery: Callable[[DeliveryRecord], None] | None = None,
     concurrency: int = 1,
     container_cpus: int | None = 1,
+    on_launch: Callable[[dict[str, Any]], None] | None = None,
 ) -> LocalRunResult:
     """Upload `data`, launch a run with `parameters` through the launcher, and drive it to its end.
+    `on_launch` gets the run record as the launcher created it (its config after defaults, its seed drawn).
 
     `concurrency` is the containers per function (1: one delivery at a time, in a deterministic order; more: they
     run in threads), `container_cpus` the BLAS threads of each BLAS call. Raises `LnnInputError` when the launcher
@@ -220,6 +222,8 @@ def run_local(
         if launched.get("status") == "rejected":
             raise LnnInputError(launched["reason"])
         table = RunTable(session.resource("dynamodb").Table(outputs.table), IoCounter())
+        if on_launch:
+            on_launch(table.get_run(run_id))
         stalls = drive(runtime, table, run_id)
         run = table.get_run(run_id)
         epochs = table.committed_epochs(run)

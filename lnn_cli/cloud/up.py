@@ -30,6 +30,7 @@ from lnn_core.errors import LnnInputError
 from . import up_registry
 from ..presentation.progress import waiting
 from .deploy import DeployError
+from .deploy_context import deploy_context
 from .emulator import FAKE_CREDENTIALS, REGION
 
 DEFAULT_STATE_DIR = ".lnn"
@@ -115,6 +116,7 @@ def _already_up(state_dir: Path) -> LnnInputError:
 def command_up(args, console: Console) -> int:
     if args.port is not None and not 0 <= args.port <= 65535:
         raise LnnInputError(f"--port must be from 1 to 65535 (0: a free one); got {args.port}")
+    context = deploy_context(args.context, command="lnn up")  # a bad -c is refused before anything starts
     state_dir = _state_dir(args)
     lock = _try_lock(state_dir / LOCK_FILE)
     if lock is None:
@@ -129,7 +131,8 @@ def command_up(args, console: Console) -> int:
             (state_dir / name).write_bytes(b"")
         command = [sys.executable, "-m", SERVER_MODULE, "--state-dir", str(state_dir), "--port", str(args.port or 0),
                    "--stack", args.stack, "--concurrency", str(args.concurrency),
-                   "--container-cpus", str(args.container_cpus), "--lock-fd", str(lock.fileno())]
+                   "--container-cpus", str(args.container_cpus), "--lock-fd", str(lock.fileno()),
+                   "--context-json", json.dumps(context.pairs)]
         environment = {key: value for key, value in os.environ.items() if key != "AWS_ENDPOINT_URL"}
         with open(state_dir / "up.log", "ab") as up_log:
             child = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=up_log,

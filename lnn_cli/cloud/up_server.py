@@ -32,7 +32,8 @@ from .up_dispatch import EventRules, LocalStack, log, stack_functions
 from .up_proxy import Proxy
 
 
-def serve(state_dir: Path, *, port: int, stack_name: str, concurrency: int, container_cpus: int) -> int:
+def serve(state_dir: Path, *, port: int, stack_name: str, concurrency: int, container_cpus: int,
+          context: dict[str, str] | None = None) -> int:
     """Bind the proxy, start moto, deploy, report readiness on stdout (one JSON line), then serve until SIGTERM."""
     from werkzeug.serving import make_server
 
@@ -73,7 +74,8 @@ def serve(state_dir: Path, *, port: int, stack_name: str, concurrency: int, cont
             proxy.upstream_port = int(emulator.endpoint_url.rsplit(":", 1)[1])
             log(f"moto server at {emulator.endpoint_url} ({emulator.started_seconds:.1f} s)")
             try:
-                deployment = deploy_to_emulator(emulator, state_dir / "deploy.log", stack_name=stack_name)
+                deployment = deploy_to_emulator(emulator, state_dir / "deploy.log", stack_name=stack_name,
+                                                context=context)
             except DeployError as error:
                 report({"error": str(error), "kind": "deploy"})
                 return 1
@@ -126,9 +128,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--container-cpus", type=int, default=1)
     # up.lock's descriptor, inherited from `lnn up`: holding it open for the process's life is the lock
     parser.add_argument("--lock-fd", type=int)
+    parser.add_argument("--context-json", default="{}", help="`lnn up`'s -c pairs, validated there")
     args = parser.parse_args(argv)
     return serve(Path(args.state_dir), port=args.port, stack_name=args.stack, concurrency=args.concurrency,
-                 container_cpus=args.container_cpus)
+                 container_cpus=args.container_cpus, context=json.loads(args.context_json))
 
 
 if __name__ == "__main__":

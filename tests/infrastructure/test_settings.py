@@ -8,7 +8,7 @@ from aws_cdk import RemovalPolicy
 from aws_cdk import aws_dynamodb as dynamodb
 from aws_cdk import aws_logs as logs
 
-from lnn_core.config import MAX_SEED
+from lnn_core.parameters import MAX_SEED
 from lnn_stack.context import ContextError
 from lnn_stack.deployment_settings import DEPLOYMENT_PARAMETERS, DeploymentSettings
 from lnn_stack.settings import KNOWN_KEYS, settings_from_context

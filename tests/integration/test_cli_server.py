@@ -48,7 +48,8 @@ def started_run(deployed, capsys, name, *extra) -> tuple[str, object]:
     """`lnn start`, then the launcher's delivery; returns the run id and the runtime holding the chain."""
     emulator, outputs = deployed
     assert main(["start", "--name", name, *SMALL, *extra]) == 0
-    assert name in capsys.readouterr().out
+    shown = capsys.readouterr().out
+    assert name in shown and "network: neurons 4,1, activations relu,sigmoid, init lecun, seed 2\n" in shown  # sent
     session = emulator.session()
     keys = {o["Key"] for o in session.client("s3").list_objects_v2(Bucket=outputs.bucket, Prefix=f"runs/{name}/")["Contents"]}
     assert keys == {f"runs/{name}/data.npz", f"runs/{name}/parameters.json"}
@@ -125,13 +126,13 @@ def test_stop_then_resume(deployed, capsys):
 def test_lnn_local_end_to_end(tmp_path, capsys):
     """`lnn local` starts its own emulator, deploys with cdk, trains and writes its three files."""
     out = tmp_path / "out"
-    assert main(["local", "--out", str(out), *SMALL]) == 0
+    assert main(["local", "--out", str(out), *SMALL, "-c", "memory_size=1769", "-c", "reserved_concurrency=40"]) == 0
     shown = capsys.readouterr().out
     results = json.loads((out / "results.json").read_text())
     assert results["status"] == "succeeded" and results["epochs"] == 3 and len(results["costs"]) == 3
     demo = np.load(DEMO_DATA)
-    _, costs = training.train_reference(demo["X"].astype(float), demo["y"].astype(float), neurons=[4, 1],
-                                        activations=["relu", "sigmoid"], learning_rate=0.3, epochs=3, seed=2, init="he")
+    _, costs = training.train_reference(demo["X"].astype(float), demo["y"].astype(float), neurons=[4, 1],  # init: the
+                                        activations=["relu", "sigmoid"], learning_rate=0.3, epochs=3, seed=2, init="lecun")  # stack's default
     assert results["costs"] == costs
     assert {"dynamodb", "s3", "sns"} <= set(results["aws_requests"]) and results["s3_bytes_out"] > 0
     assert results["test_accuracy"] is not None and results["invocations"] == 3 * 5 + 1
@@ -139,6 +140,10 @@ def test_lnn_local_end_to_end(tmp_path, capsys):
         assert model["W1"].shape == (4, 30) and model["W2"].shape == (1, 4)
     assert Path(out / "cost.png").read_bytes().startswith(b"\x89PNG")
     assert "SNS message received: LNN run" in shown and "attributes: status=succeeded" in shown and "deployed LnnStack with cdk deploy" in shown
+    # the configuration the launcher recorded, after the stack's defaults
+    assert "network: neurons 4,1, activations relu,sigmoid, init lecun, seed 2\n" in shown
+    assert "training: epochs 3, learning_rate 0.3, optimizer gd, granularity layer\n" in shown and "options:" not in shown
+    assert "-c memory_size=1769 -c reserved_concurrency=40" in (out / "deploy.log").read_text()  # the deploy's context
     # not a terminal: plain progress lines, not rich's bar (which prints nothing until the end)
     assert "deploying the stack (cdk synth, bootstrap, deploy)..." in shown
     assert re.search(r"^\S+ (running|succeeded): epoch \d/3, cost ", shown, flags=re.MULTILINE), shown

@@ -57,7 +57,7 @@ def test_lnn_1_0_parameters_and_hdf5_train_end_to_end(tmp_path):
         assert h5["train_set_y"].dtype == np.int64 and h5["list_classes"].dtype == np.dtype("S7")
     out = tmp_path / "out"
     assert main(["local", "--config", str(config), "--data", str(tmp_path / "datasets.h5"), "--granularity", "auto",
-                 "--out", str(out)]) == 0
+                 "--init", "he", "--seed", "1", "--out", str(out)]) == 0  # what lnn local's own defaults once added
 
     results = json.loads((out / "results.json").read_text())
     assert results["status"] == "succeeded" and results["granularity"] == "auto"

@@ -9,9 +9,11 @@ import pytest
 from moto import mock_aws
 
 from lnn_cli.cloud.chaos import ChaosPlan
-from lnn_cli.inputs import DEMO_DATA, DEMO_PARAMETERS, read_prediction_data, run_parameters, validate_run
+from lnn_cli.inputs import DEMO_CONFIG, DEMO_DATA, read_config, read_prediction_data, run_parameters, validate_run
 from lnn_cli.main import main
 from lnn_core.errors import LnnInputError
+
+DEMO_PARAMETERS = read_config(DEMO_CONFIG)  # `make demo`'s parameters
 
 
 def npz(path, **arrays):
@@ -180,21 +182,56 @@ def test_local_refuses_data_lnn_does_not_read_and_forged_headers(tmp_path, out_d
     assert not out_dir.exists()
 
 
-def test_local_reads_the_memory_size_and_reservation_from_cdk_json(tmp_path):
-    from lnn_cli.inputs import local_limits
+def test_local_takes_the_context_of_cdk_json_and_c_pairs_over_it(tmp_path):
+    from lnn_cli.cloud.deploy_context import deploy_context
 
-    defaults = local_limits(tmp_path)  # no cdk.json: the stack's defaults
-    assert (defaults.trainer_memory_mb, defaults.trainer_concurrency) == (1024, 20)
+    def limits(*pairs):
+        context = deploy_context(list(pairs), command="lnn local", project_dir=tmp_path)
+        return context.limits.trainer_memory_mb, context.limits.launcher_memory_mb, context.limits.trainer_concurrency
+
+    assert limits() == (1024, 1024, 20)  # no cdk.json: the stack's defaults
     (tmp_path / "cdk.json").write_text(json.dumps({"app": "x", "context": {"memory_size": 3008, "reserved_concurrency": 40}}))
-    assert (local_limits(tmp_path).trainer_memory_mb, local_limits(tmp_path).trainer_concurrency) == (3008, 40)
-    (tmp_path / "cdk.json").write_text(json.dumps({"app": "x", "context": {"reserved_concurrency": "none"}}))
-    assert local_limits(tmp_path).trainer_concurrency is None
+    assert limits() == (3008, 3008, 40)
+    assert limits("memory_size=1769", "reserved_concurrency=none") == (1769, 1769, None)
+    context = deploy_context(["epochs=7", "seed=3"], command="lnn local", project_dir=tmp_path)
+    assert context.pairs == {"epochs": "7", "seed": "3"}  # handed to cdk synth as given
+    assert (context.training_defaults["epochs"], context.training_defaults["seed"]) == (7, 3)
+
+
+@pytest.mark.parametrize(
+    "pair, fragments",
+    [
+        ("memory_size=99", ["Context parameter 'memory_size' must be an integer from 128 to 10240 (MB); got '99'",
+                            "Fix: lnn local -c memory_size=1024"]),
+        ("memorysize=2048", ["Unknown context parameter 'memorysize'; did you mean 'memory_size'?"]),
+        ("memory_size", ["-c 'memory_size' is not KEY=VALUE; e.g. lnn local -c memory_size=1769"]),
+        ("neurons=4,3", ["do not make a valid network", "layers is 2 but 2 neurons and 4 activations"]),
+    ],
+)
+def test_a_bad_context_pair_is_one_line_and_exit_2_before_anything_starts(out_dir, capsys, pair, fragments):
+    assert_one_line_error(capsys, main(["local", "--out", str(out_dir), "-c", pair]), *fragments)
+    assert not out_dir.exists()
+
+
+def test_a_job_refused_at_the_default_memory_passes_the_checks_with_c_memory_size(tmp_path, out_dir, monkeypatch):
+    """The refusal's fix, `-c memory_size=1216`, is taken by `lnn local`: every check passes, up to the emulator."""
+    from lnn_cli import local_command
+
+    class ReachedTheEmulator(Exception):
+        pass
+
+    def emulator(*args, **kwargs):
+        raise ReachedTheEmulator
+
+    monkeypatch.setattr(local_command, "running_emulator", emulator)
+    with pytest.raises(ReachedTheEmulator):
+        main(["local", "--out", str(out_dir), *big_job(tmp_path), "-c", "memory_size=1216"])
 
 
 def test_local_refuses_more_workers_than_the_reservation_before_starting_anything(tmp_path, out_dir, capsys):
     code = main(["local", "--out", str(out_dir), "--workers", "21", "--granularity", "epoch"])
     assert_one_line_error(capsys, code, "workers 21 is more than the trainer's reserved concurrency of 20",
-                          "set \"reserved_concurrency\" to 21 or more in cdk.json's context")
+                          "or rerun with -c reserved_concurrency=21 or more")
     assert not out_dir.exists()
 
 
@@ -221,3 +258,28 @@ def test_start_refuses_before_uploading_anything(tmp_path, monkeypatch):
     with pytest.raises(LnnInputError, match="workers 3 is more than the trainer's reserved concurrency of 2"):
         remote.command_start(Namespace(data=str(DEMO_DATA), name="small"),
                              {**DEMO_PARAMETERS, "granularity": "epoch", "workers": 3}, stack, console=None)
+
+
+def test_up_refuses_a_bad_context_pair_and_hands_a_good_one_to_its_background_process(tmp_path, capsys, monkeypatch):
+    from lnn_cli.cloud import up
+
+    state = tmp_path / "state"
+    assert_one_line_error(capsys, main(["up", "--state-dir", str(state), "-c", "reserved_concurrency=0"]),
+                          "Context parameter 'reserved_concurrency' must be", "Fix: lnn up -c reserved_concurrency=20")
+    assert not state.exists()  # refused before anything started
+    started = {}
+
+    class Child:  # the background process, answering at once that it did not start
+        stdout = io.BytesIO(b'{"error": "not started by the test", "kind": "input"}\n')
+
+        def wait(self, timeout=None):
+            return 2
+
+    def popen(command, **kwargs):
+        started["command"] = command
+        return Child()
+
+    monkeypatch.setattr(up.subprocess, "Popen", popen)
+    assert_one_line_error(capsys, main(["up", "--state-dir", str(state), "-c", "memory_size=1769"]), "not started by the test")
+    command = started["command"]
+    assert json.loads(command[command.index("--context-json") + 1]) == {"memory_size": "1769"}

@@ -10,11 +10,13 @@ import pytest
 from rich.console import Console
 
 from lnn_cli import remote
-from lnn_cli.inputs import DEMO_PARAMETERS, read_data, read_prediction_data, validate_run
+from lnn_cli.inputs import DEMO_CONFIG, read_config, read_data, read_prediction_data, validate_run
 from lnn_cli.main import main
 from lnn_core.errors import LnnInputError
 
 from .test_cli import assert_one_line_error
+
+DEMO_PARAMETERS = read_config(DEMO_CONFIG)  # `make demo`'s parameters
 
 CLASSES = np.array([b"non-cat", b"cat"], dtype="|S7")
 
@@ -111,11 +113,13 @@ def test_csv_regression_targets_train_a_linear_output(tmp_path):
 
 def test_csv_through_lnn_local_with_a_label_column(tmp_path, monkeypatch):
     import lnn_cli.main as cli_main
+    from lnn_stack.training_defaults import TrainingDefaults
 
     seen = {}
 
     def fake_local(args, parameters, console):
-        seen["inputs"] = validate_run(parameters, args.data, label_column=args.label_column)
+        seen["inputs"] = validate_run(parameters, args.data, defaults=TrainingDefaults().to_parameters(),
+                                      label_column=args.label_column)
         return 0
 
     monkeypatch.setattr(cli_main, "command_local", fake_local)

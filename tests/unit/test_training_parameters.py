@@ -5,11 +5,14 @@ import json
 import pytest
 
 import lnn_cli.main as cli_main
-from lnn_cli.inputs import DEMO_DATA, DEMO_PARAMETERS, validate_run
+from lnn_cli.inputs import DEMO_CONFIG, DEMO_DATA, validate_run
 from lnn_cli.main import main
 from lnn_core.config import TrainingConfig
+from lnn_stack.training_defaults import TrainingDefaults
 
 from .test_cli import assert_one_line_error
+
+STACK_DEFAULTS = TrainingDefaults().to_parameters()  # a stack deployed with an empty context
 
 # ../shared/seed/lnn-parameters-examples.md, verbatim
 LNN_0_0 = """{
@@ -52,7 +55,7 @@ def local_config(monkeypatch):
     seen = {}
 
     def fake_local(args, parameters, console):
-        seen["config"] = validate_run(parameters, args.data, label_column=args.label_column).config
+        seen["config"] = validate_run(parameters, args.data, defaults=STACK_DEFAULTS, label_column=args.label_column).config
         return 0
 
     monkeypatch.setattr(cli_main, "command_local", fake_local)
@@ -64,22 +67,25 @@ def local_config(monkeypatch):
     return run
 
 
-def demo_config(**changes) -> TrainingConfig:
-    return TrainingConfig.from_parameters({**DEMO_PARAMETERS, **changes, "data": "runs/check/data.npz"})
+def default_config(**changes) -> TrainingConfig:
+    return TrainingConfig.from_parameters({**changes, "data": "runs/check/data.npz"}, defaults=STACK_DEFAULTS)
 
 
-def test_the_demo_defaults_are_unchanged(local_config):
+def test_lnn_local_has_the_stack_defaults_and_the_demo_sets_its_own(local_config):
     config = local_config()
-    assert config == demo_config()
-    assert (config.epochs, config.learning_rate, config.neurons, config.init, config.seed) == (60, 0.3, (20, 7, 5, 1), "he", 1)
+    assert config == default_config()
+    assert (config.epochs, config.learning_rate, config.neurons, config.init, config.seed) == (100, 0.0075, (20, 7, 5, 1), "lecun", None)
     assert (config.batch_size, config.optimizer, config.l2, config.threshold, config.eval_every) == (None, "gd", 0.0, None, 0)
+    demo = local_config("--config", str(DEMO_CONFIG))  # `make demo`: what it trained when these were lnn local's defaults
+    assert (demo.epochs, demo.learning_rate, demo.neurons, demo.init, demo.seed) == (60, 0.3, (20, 7, 5, 1), "he", 1)
+    assert (demo.activations, demo.granularity, demo.optimizer) == (("relu", "relu", "relu", "sigmoid"), "layer", "gd")
 
 
 def test_every_training_flag_reaches_the_config(local_config):
     config = local_config("--batch-size", "32", "--shuffle-seed", "9", "--optimizer", "adam", "--beta", "0.8",
                           "--beta1", "0.85", "--beta2", "0.99", "--epsilon", "1e-7", "--l2", "0.7",
                           "--threshold", "0.01", "--eval-every", "5")
-    assert config == demo_config(batch_size=32, shuffle_seed=9, optimizer="adam", beta=0.8, beta1=0.85, beta2=0.99,
+    assert config == default_config(batch_size=32, shuffle_seed=9, optimizer="adam", beta=0.8, beta1=0.85, beta2=0.99,
                                  epsilon=1e-7, l2=0.7, threshold=0.01, eval_every=5)
 
 
@@ -95,7 +101,7 @@ def test_lnn_0_0_parameters_json_verbatim(tmp_path, local_config):
     path.write_text(LNN_0_0)
     config = local_config("--config", str(path))
     assert config == TrainingConfig(epochs=20, learning_rate=0.005, neurons=(1,), activations=("sigmoid",),
-                                    data="runs/check/data.npz", init="he", seed=1, weight=0.0, bias=0.0)
+                                    data="runs/check/data.npz", weight=0.0, bias=0.0)
 
 
 def test_lnn_1_0_parameters_json_verbatim(tmp_path, local_config):
@@ -104,7 +110,7 @@ def test_lnn_1_0_parameters_json_verbatim(tmp_path, local_config):
     config = local_config("--config", str(path))
     assert config == TrainingConfig(epochs=5000, learning_rate=0.0075, neurons=(20, 7, 5, 1),
                                     activations=("relu", "relu", "relu", "sigmoid"), data="runs/check/data.npz",
-                                    init="he", seed=1, batch_size=64, threshold=0.0019)
+                                    batch_size=64, threshold=0.0019)
 
 
 def test_lnn_1_0_through_lnn_start_gets_the_stack_defaults_for_the_rest(tmp_path, monkeypatch):
