@@ -35,6 +35,7 @@ from .ports import Ports, now
 from .run_table import send_lease
 from .schedule import Position, next_position
 from .steps import StepBodies, StepResult
+from .usage import DeliveryMeter
 
 
 class Trainer:
@@ -46,7 +47,11 @@ class Trainer:
 
     def handle(self, event: Any, context: Any = None) -> dict[str, Any]:
         started, io_before = time.monotonic(), self.ports.counter.snapshot()
-        outcome = self._handle(event, context)
+        meter = DeliveryMeter(self.ports.counter)
+        try:
+            outcome = self._handle(event, context)
+        finally:  # every delivery is paid for: a crashed one and a duplicate too
+            meter.record(self.ports.table, event.get("run_id") if isinstance(event, dict) else None, context, self.log)
         costs = outcome.pop("epoch_costs", [])  # one per epoch this step completed (thousands in auto granularity)
         if costs:
             outcome |= {"epochs_completed": len(costs), "cost": costs[-1]}
