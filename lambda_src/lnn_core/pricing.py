@@ -95,6 +95,7 @@ def run_cost(run: dict[str, Any], *, table: str | None = None, local: bool = Fal
         "requests": requests,
         "dynamodb_units": {"write": write_units, "read": read_units},
         "s3_bytes": s3_bytes,
+        "usage": usage,  # the counters recorded, from which the rest is computed
         "price_table": prices.name,
         "label": f"AWS estimate for {measured}, {prices.label}",
     }

@@ -44,6 +44,7 @@ def test_run_cost_is_the_hand_computation():
     assert cost["requests"] == {"dynamodb": 20, "s3": 9, "lambda": 2, "sns": 1}
     assert cost["dynamodb_units"] == {"write": 52, "read": 6}
     assert cost["s3_bytes"] == 10_000 and cost["deliveries"] == 3
+    assert cost["usage"] == {key[len("usage_"):]: value for key, value in USAGE.items()}
     assert cost["price_table"] == "us-east-1-arm64"
     assert cost["label"] == "AWS estimate for the measured usage, us-east-1 arm64 list prices of 2026-12-05"
 
