@@ -46,7 +46,6 @@ class Trainer:
     # ---- the protocol -------------------------------------------------------------------------------------
 
     def handle(self, event: Any, context: Any = None) -> dict[str, Any]:
-        started, io_before = time.monotonic(), self.ports.counter.snapshot()
         meter = DeliveryMeter(self.ports.counter)
         try:
             outcome = self._handle(event, context)
@@ -55,9 +54,9 @@ class Trainer:
         costs = outcome.pop("epoch_costs", [])  # one per epoch this step completed (thousands in auto granularity)
         if costs:
             outcome |= {"epochs_completed": len(costs), "cost": costs[-1]}
-        io = self.ports.counter.since(io_before)
+        io = self.ports.counter.since(meter.before)
         log = self.log.error if outcome["outcome"] in ("failed", "rejected") else self.log.info  # a reason to read
-        log("step", extra={**outcome, "duration_ms": round((time.monotonic() - started) * 1000, 1), "io": io})
+        log("step", extra={**outcome, "duration_ms": round((time.monotonic() - meter.started) * 1000, 1), "io": io})
         if self.metrics is not None:
             for cost in costs:  # Powertools flushes every 100 values on its own
                 self.metrics.add_metric(name="Cost", unit="None", value=cost)
