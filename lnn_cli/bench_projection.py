@@ -3,21 +3,24 @@ K = 1's compute per epoch, with its prices and assumed latencies (`AwsAssumption
 
 from dataclasses import dataclass
 
+from lnn_core.pricing import price_table
+
 PROJECTION_WORKERS = (1, 2, 4, 8, 16, 32, 64)
+PRICES = price_table()  # us-east-1, arm64: lnn_core.pricing holds the prices and their sources
 
 
 @dataclass(frozen=True)
 class AwsAssumptions:
-    """Prices (us-east-1, arm64) and latencies of `aws_projection`. Prices: aws.amazon.com/lambda/pricing,
-    /s3/pricing, /dynamodb/pricing/on-demand. Latencies and bandwidth are assumptions: no AWS page states them."""
+    """Prices (`lnn_core.pricing`'s default table) and latencies of `aws_projection`. Latencies and bandwidth are
+    assumptions: no AWS page states them."""
 
     memory_mb: int = 1769  # one vCPU (docs.aws.amazon.com/lambda/latest/dg/configuration-memory.html)
-    gb_second: float = 0.0000133334  # $ per GB-second, arm64
-    lambda_request: float = 0.20e-6  # $ per request
-    s3_put: float = 0.005 / 1000  # $ per PUT (DELETEs are free)
-    s3_get: float = 0.0004 / 1000  # $ per GET
-    write_unit: float = 0.625e-6  # $ per DynamoDB write request unit (on demand)
-    read_unit: float = 0.125e-6  # $ per DynamoDB read request unit
+    gb_second: float = PRICES.lambda_gb_second  # $ per GB-second
+    lambda_request: float = PRICES.lambda_request  # $ per request
+    s3_put: float = PRICES.s3_put  # $ per PUT (DELETEs are free)
+    s3_get: float = PRICES.s3_get  # $ per GET
+    write_unit: float = PRICES.dynamodb_write_unit  # $ per DynamoDB write request unit (on demand)
+    read_unit: float = PRICES.dynamodb_read_unit  # $ per DynamoDB read request unit
     s3_latency: float = 0.030  # s per S3 request of a small object: "tens of milliseconds" (assumed)
     bandwidth: float = 75e6  # bytes/s of one function's network (assumed)
     invoke_latency: float = 0.030  # s per asynchronous Invoke call (assumed)

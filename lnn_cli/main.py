@@ -12,6 +12,7 @@ from rich.console import Console
 
 from lnn_core.errors import LnnInputError
 from lnn_core.parameters import CHOICE, COUNTS, INTEGER, NAMES, NUMBER, TABLE
+from lnn_core.pricing import DEFAULT_PRICES, PRICE_TABLES
 
 from . import remote
 from .cloud.deploy import DeployError
@@ -179,6 +180,9 @@ def build_parser() -> OneLineParser:
     for command in commands.choices.values():
         if command.prog.split()[-1] not in ("local", "convert"):
             command.add_argument("--stack", default=DEFAULT_STACK, help=f"the deployed stack's name (default {DEFAULT_STACK})")
+    for name in ("status", "results", "runs"):
+        commands.choices[name].add_argument("--prices", choices=sorted(PRICE_TABLES), default=DEFAULT_PRICES,
+                                            help=f"the price table of the AWS cost estimate (default {DEFAULT_PRICES})")
     add_up_down(commands)
     return parser
 

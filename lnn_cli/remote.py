@@ -8,6 +8,7 @@ import csv
 import functools
 import io
 import json
+import os
 import sys
 import time
 from typing import Any
@@ -17,7 +18,7 @@ import numpy as np
 from rich.console import Console
 from rich.table import Table
 
-from lnn_core import control, network
+from lnn_core import control, network, pricing
 from lnn_core.config import check_run_id
 from lnn_core.errors import LnnInputError
 from lnn_core.launcher import LaunchLimits
@@ -137,7 +138,14 @@ def command_status(args, stack: DeployedStack, console: Console) -> int:
                 time.sleep(FOLLOW_SECONDS)
                 run = bar.poll(force=True)
     console.print(status_line(run))
+    console.print(f"AWS cost: {pricing.cost_text(run_cost(run, args.prices))}", highlight=False)
     return 0 if run["status"] in ("running", "succeeded") else 1
+
+
+def run_cost(run: dict[str, Any], prices: str | None = None) -> dict[str, Any] | None:
+    """The run's dollar estimate at the `prices` table (`--prices`); on the local stack (AWS_ENDPOINT_URL set)
+    labelled as AWS's price of the locally measured usage."""
+    return pricing.run_cost(run, table=prices, local=bool(os.environ.get("AWS_ENDPOINT_URL")))
 
 
 def status_line(run: dict[str, Any]) -> str:
@@ -181,6 +189,7 @@ def command_results(args, stack: DeployedStack, console: Console) -> int:
         if final:
             console.print(", ".join(f"{label} {value}" for label, value in control.figures(final))
                           + f", {final['seconds']:.1f} s, {final['invocations']} invocations, model s3://{stack.outputs.bucket}/{final['model_key']}")
+        console.print(f"AWS cost: {pricing.cost_text(run_cost(run, args.prices))}", highlight=False)
     if args.weights:
         show_weights(run, epochs, stack, console)
     if args.plot:
@@ -229,13 +238,18 @@ def model_params(stack: DeployedStack, key: str) -> dict[str, np.ndarray]:
 def command_runs(args, stack: DeployedStack, console: Console) -> int:
     runs = sorted(stack.ports.table.list_runs(), key=lambda run: run.get("created_at", ""))
     table = Table(title=f"runs in {stack.outputs.stack_name}", title_justify="left")
-    for column in ("run id", "status", "epoch", "cost", "created", "granularity"):
+    for column in ("run id", "status", "epoch", "cost", "created", "granularity", "AWS $"):
         table.add_column(column)
     for run in runs:
         final = run.get("final") or {}
         cost = final.get("cost", run.get("last_cost"))
+        dollars = run_cost(run, args.prices)
         table.add_row(run["run_id"], run["status"], f"{run.get('progress_epoch', 0)}/{run['config']['epochs']}",
-                      "-" if cost is None else f"{cost:.4f}", run.get("created_at", ""), run["config"]["granularity"])
+                      "-" if cost is None else f"{cost:.4f}", run.get("created_at", ""), run["config"]["granularity"],
+                      "-" if dollars is None else f"{dollars['dollars']:.6f}")
+    if runs:
+        console.print(f"AWS $: estimates, {pricing.price_table(args.prices).label} (docs/costs.md)",
+                      highlight=False)
     console.print(table if runs else "no runs yet; start one with `lnn start`")
     return 0
 

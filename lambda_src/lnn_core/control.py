@@ -8,6 +8,7 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
+from . import pricing
 from .errors import LnnInputError
 from .events import shard_event
 from .layout import model_key, staged_model_key
@@ -276,6 +277,7 @@ def message(run: dict[str, Any]) -> dict[str, Any]:
         "config": run.get("config"),
         "created_at": run.get("created_at"),
         "finished_at": run.get("finished_at"),
+        "aws_cost": pricing.cost_text(pricing.run_cost(run)),  # the deliveries before the one that sends this
     }
 
 

@@ -35,6 +35,7 @@ from .ports import Ports, now
 from .run_table import send_lease
 from .schedule import Position, next_position
 from .steps import StepBodies, StepResult
+from .usage import DeliveryMeter
 
 
 class Trainer:
@@ -45,14 +46,17 @@ class Trainer:
     # ---- the protocol -------------------------------------------------------------------------------------
 
     def handle(self, event: Any, context: Any = None) -> dict[str, Any]:
-        started, io_before = time.monotonic(), self.ports.counter.snapshot()
-        outcome = self._handle(event, context)
+        meter = DeliveryMeter(self.ports.counter)
+        try:
+            outcome = self._handle(event, context)
+        finally:  # every delivery is paid for: a crashed one and a duplicate too
+            meter.record(self.ports.table, event.get("run_id") if isinstance(event, dict) else None, context, self.log)
         costs = outcome.pop("epoch_costs", [])  # one per epoch this step completed (thousands in auto granularity)
         if costs:
             outcome |= {"epochs_completed": len(costs), "cost": costs[-1]}
-        io = self.ports.counter.since(io_before)
+        io = self.ports.counter.since(meter.before)
         log = self.log.error if outcome["outcome"] in ("failed", "rejected") else self.log.info  # a reason to read
-        log("step", extra={**outcome, "duration_ms": round((time.monotonic() - started) * 1000, 1), "io": io})
+        log("step", extra={**outcome, "duration_ms": round((time.monotonic() - meter.started) * 1000, 1), "io": io})
         if self.metrics is not None:
             for cost in costs:  # Powertools flushes every 100 values on its own
                 self.metrics.add_metric(name="Cost", unit="None", value=cost)

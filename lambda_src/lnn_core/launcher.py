@@ -34,6 +34,7 @@ from .parameters import MAX_SEED
 from .ports import Ports, now
 from .run_table import RunExists, send_lease
 from .schedule import first_position, step_bound
+from .usage import DeliveryMeter
 
 
 DEFAULT_MAX_RUNNING_RUNS = 10
@@ -83,6 +84,14 @@ class Launcher:
         self.limits = limits or LaunchLimits.from_environment(os.environ)
 
     def handle(self, event: Any, context: Any = None) -> dict[str, Any]:
+        meter, outcome = DeliveryMeter(self.ports.counter), {}
+        try:
+            outcome = self._handle(event)
+            return outcome
+        finally:  # paid for whatever it did; a launch that created no run adds to none
+            meter.record(self.ports.table, outcome.get("run_id") or _named_run(event), context, self.log)
+
+    def _handle(self, event: Any) -> dict[str, Any]:
         uploaded = isinstance(event, dict) and event.get("source") == "aws.s3"
         run_id = None
         try:
@@ -258,6 +267,16 @@ class Launcher:
         if not isinstance(event, dict) or "parameters" not in event:
             raise LnnInputError('a direct launch needs {"parameters": {...}} and optionally "run_id"')
         return event.get("run_id") or f"run-{uuid.uuid4().hex[:12]}", event["parameters"]
+
+
+def _named_run(event: Any) -> str | None:
+    """The run an event names (a direct launch's run_id, an upload's runs/<run_id>/parameters.json), if any."""
+    if not isinstance(event, dict):
+        return None
+    key = ((event.get("detail") or {}).get("object") or {}).get("key") if isinstance(event.get("detail"), dict) else None
+    if isinstance(key, str) and key.count("/") == 2 and key.startswith("runs/"):
+        return key.split("/")[1]
+    return event.get("run_id") if isinstance(event.get("run_id"), str) else None
 
 
 def _text(value: Any, limit: int = 256) -> str | None:

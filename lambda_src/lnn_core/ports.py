@@ -53,6 +53,9 @@ EFFECTS = {
 }
 
 
+PRICED = ("dynamodb_writes", "dynamodb_item_units", "s3_reads", "s3_deletes")
+
+
 @dataclass
 class IoCounter:
     """AWS requests by service, and bytes moved to and from S3."""
@@ -60,9 +63,13 @@ class IoCounter:
     requests: Counter = field(default_factory=Counter)
     s3_bytes_in: int = 0
     s3_bytes_out: int = 0
+    # What prices apart within a service's requests (pricing.run_cost): DynamoDB's writes (the rest are reads) and
+    # the write units of the epoch items they carry; S3's GETs and HEADs, and its deletes (free).
+    priced: Counter = field(default_factory=lambda: Counter(dict.fromkeys(PRICED, 0)))
 
     def snapshot(self) -> dict[str, Any]:
-        return {"requests": dict(self.requests), "s3_bytes_in": self.s3_bytes_in, "s3_bytes_out": self.s3_bytes_out}
+        return {"requests": dict(self.requests), "s3_bytes_in": self.s3_bytes_in, "s3_bytes_out": self.s3_bytes_out,
+                "priced": dict(self.priced)}
 
     def since(self, earlier: dict[str, Any]) -> dict[str, Any]:
         """What was counted after `earlier` (a `snapshot()`)."""
@@ -72,6 +79,7 @@ class IoCounter:
             "requests": {service: count for service, count in requests.items() if count},
             "s3_bytes_in": self.s3_bytes_in - earlier["s3_bytes_in"],
             "s3_bytes_out": self.s3_bytes_out - earlier["s3_bytes_out"],
+            "priced": {name: self.priced[name] - earlier["priced"].get(name, 0) for name in PRICED},
         }
 
 
@@ -90,6 +98,7 @@ class S3ObjectStore:
             return self._cache[key]
         request = {"Bucket": self.bucket, "Key": key} | ({"IfMatch": etag} if etag else {})
         self._counter.requests["s3"] += 1
+        self._counter.priced["s3_reads"] += 1
         try:
             data = self._client.get_object(**request)["Body"].read()
         except ClientError as error:
@@ -107,6 +116,7 @@ class S3ObjectStore:
     def head(self, key: str) -> tuple[str, int] | None:
         """The object's (ETag, size in bytes), or None when it does not exist."""
         self._counter.requests["s3"] += 1
+        self._counter.priced["s3_reads"] += 1
         try:
             answer = self._client.head_object(Bucket=self.bucket, Key=key)
             return answer["ETag"], int(answer["ContentLength"])
@@ -134,6 +144,7 @@ class S3ObjectStore:
                 self._cached -= len(self._cache.pop(key))
         for start in range(0, len(keys), 1000):
             self._counter.requests["s3"] += 1
+            self._counter.priced["s3_deletes"] += 1
             chunk = keys[start : start + 1000]
             self._client.delete_objects(Bucket=self.bucket, Delete={"Objects": [{"Key": k} for k in chunk], "Quiet": True})
 

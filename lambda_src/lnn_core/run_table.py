@@ -38,7 +38,7 @@ class RunTable:
     def create_run(self, run_id: str, record: dict[str, Any], *, token: str) -> None:
         """Create the run record once; a second create (a duplicate launch) raises `RunExists`. `token` is this
         launch's own: when the SDK retries a create whose answer was lost, the record it finds is ours, not a twin's."""
-        self._counter.requests["dynamodb"] += 1
+        self._count_write()
         item = to_dynamo({**record, "run_id": run_id, "epoch": RUN_RECORD_EPOCH, "launch_token": token})
         try:
             _outlasting_conflicts(self._table.put_item, Item=item, ConditionExpression="attribute_not_exists(run_id)")
@@ -186,7 +186,7 @@ class RunTable:
         """Add `shard` to the set of shards done in the round that step `step` reduces; returns the set as it was
         before this write. The ADD of a set member is idempotent and atomic: of all writes, exactly one finds the
         other K - 1 shards and not its own, and that one completes the round."""
-        self._counter.requests["dynamodb"] += 1
+        self._count_write()
         answer = _outlasting_conflicts(
             self._table.update_item,
             Key={"run_id": run_id, "epoch": barrier_epoch(step)},
@@ -231,7 +231,9 @@ class RunTable:
         for chunk in _write_chunks(items):
             # converted chunk by chunk: Decimals take far more memory than floats
             puts = [{"Put": {"TableName": self.name, "Item": to_dynamo({**item, "run_id": run_id})}} for item in chunk]
+            # a read of the run record (the check) and the items' write units, not a write of the record
             self._counter.requests["dynamodb"] += 1
+            self._counter.priced["dynamodb_item_units"] += sum(item_write_units(item) for item in chunk)
             try:
                 _outlasting_conflicts(client.transact_write_items, TransactItems=[check, *puts])
             except ClientError as error:
@@ -283,10 +285,31 @@ class RunTable:
         runs = (self.get_run(run_id) for run_id in self.run_ids(status))
         return [run for run in runs if run is not None and (status is None or run["status"] == status)]
 
+    def add_usage(self, run_id: str, usage: dict[str, int]) -> None:
+        """Add a delivery's usage (`usage.DeliveryMeter`) to the run record's counters: an atomic ADD, whatever the
+        run's step or status (a late duplicate is paid for too), of attributes the protocol never reads. Nothing
+        when the run does not exist: the ADD would create a record."""
+        self._count_write()
+        try:
+            _outlasting_conflicts(
+                self._table.update_item,
+                Key={"run_id": run_id, "epoch": RUN_RECORD_EPOCH},
+                UpdateExpression="ADD " + ", ".join(f"{name} :{name}" for name in usage),
+                ConditionExpression="attribute_exists(run_id)",
+                ExpressionAttributeValues={f":{name}": value for name, value in usage.items()},
+            )
+        except ClientError as error:
+            if not _condition_failed(error):
+                raise
+
+    def _count_write(self) -> None:
+        self._counter.requests["dynamodb"] += 1
+        self._counter.priced["dynamodb_writes"] += 1
+
     def _conditional_update(self, run_id, update, condition, values, *, status: bool = False,
                             names: dict[str, str] | None = None, epoch: int = RUN_RECORD_EPOCH) -> bool:
         names = names or ({"#status": "status"} if status else None)
-        self._counter.requests["dynamodb"] += 1
+        self._count_write()
         try:
             _outlasting_conflicts(
                 self._table.update_item,

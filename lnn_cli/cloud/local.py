@@ -13,7 +13,7 @@ from typing import Any, Callable
 
 import boto3
 
-from lnn_core import control
+from lnn_core import control, pricing
 from lnn_core.errors import LnnInputError
 from lnn_core.ports import IoCounter
 from lnn_core.run_table import RunTable
@@ -78,6 +78,7 @@ class LocalRunResult:
             "busiest_step": self.busiest_step,
             "granularity": self.run["config"]["granularity"],
             "config": self.run["config"],
+            "aws_cost": pricing.run_cost(self.run, local=True),
         }
         results |= {key: final[key] for key, _, _ in control.FIGURES if final.get(key) is not None}
         if final.get("stopped_early_at"):

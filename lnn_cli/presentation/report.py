@@ -12,7 +12,7 @@ from rich.console import Console  # noqa: E402
 from rich.panel import Panel  # noqa: E402
 from rich.table import Table  # noqa: E402
 
-from lnn_core import control  # noqa: E402
+from lnn_core import control, pricing  # noqa: E402
 
 
 def plot_costs(costs: list[float], path: Path, *, run_id: str, test_costs: dict[int, float] | None = None) -> None:
@@ -74,6 +74,7 @@ def summary_table(results: dict[str, Any]) -> Table:
         ("invocations", f"{results['invocations']} steps, {results['deliveries']} deliveries"),
         ("AWS requests", ", ".join(f"{service} {count}" for service, count in results["aws_requests"].items())),
         ("S3 bytes", f"{results['s3_bytes_in']:,} in, {results['s3_bytes_out']:,} out"),
+        ("AWS cost", pricing.cost_text(results.get("aws_cost"))),
     ]
     if results.get("reason"):
         rows.insert(1, ("reason", results["reason"]))

@@ -25,7 +25,7 @@ from werkzeug.serving import make_server
 from lnn_core import control
 from lnn_core.errors import LnnInputError
 
-from ..remote import DeployedStack
+from ..remote import DeployedStack, run_cost
 from . import predict
 
 log = logging.getLogger("lnn.serve")
@@ -164,7 +164,7 @@ def summary(run: dict[str, Any]) -> dict[str, Any]:
     return {"run_id": run["run_id"], "status": run["status"], "epoch": run.get("progress_epoch", 0),
             "epochs": config.get("epochs"), "granularity": config.get("granularity"), "cost": number(cost),
             "created_at": run.get("created_at"), "finished_at": run.get("finished_at"), "reason": run.get("reason"),
-            "eval_every": config.get("eval_every")}
+            "eval_every": config.get("eval_every"), "aws_cost": run_cost(run)}
 
 
 def listening_socket(host: str, port: int) -> socket.socket:

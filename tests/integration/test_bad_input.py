@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from lnn_core.handlers import build_launcher, build_trainer
+from lnn_core.usage import USAGE_PREFIX
 from tests.conftest import QueueInvoker, blobs
 
 PARAMETERS = {"epochs": 3, "learning_rate": 0.5, "neurons": [3, 1], "activations": ["tanh", "sigmoid"], "seed": 1}
@@ -44,7 +45,13 @@ def assert_failed_once(aws, trainer, queue, reason_part, bystander_before):
     # a later delivery for the failed run changes nothing and sends nothing
     before = trainer.ports.table.get_run("r1")
     assert trainer.handle(run["next_event"] or {"state": "start", "run_id": "r1"})["outcome"] in ("ignored", "rejected")
-    assert trainer.ports.table.get_run("r1") == before and not aws.messages()
+    after = trainer.ports.table.get_run("r1")  # only its usage grew: the delivery is paid for
+    assert without_usage(after) == without_usage(before) and not aws.messages()
+    assert after["usage_deliveries"] == before["usage_deliveries"] + 1
+
+
+def without_usage(run):
+    return {key: value for key, value in run.items() if not key.startswith(USAGE_PREFIX)}
 
 
 @pytest.mark.parametrize(

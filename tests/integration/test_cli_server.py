@@ -73,7 +73,9 @@ def test_start_status_results_runs_predict(deployed, capsys, tmp_path):
     assert table.get_run(run_id)["status"] == "succeeded"
 
     assert main(["status", run_id, "--follow"]) == 0  # returns at once: the run has ended
-    assert f"run {run_id}: succeeded, epoch 3/3" in capsys.readouterr().out
+    shown = capsys.readouterr().out
+    assert f"run {run_id}: succeeded, epoch 3/3" in shown
+    assert "AWS cost: $" in shown and "Lambda GB-s" in shown and "locally measured usage" in shown
 
     assert main(["results", run_id, "--csv"]) == 0
     rows = list(csv.DictReader(io.StringIO(capsys.readouterr().out)))
@@ -86,9 +88,9 @@ def test_start_status_results_runs_predict(deployed, capsys, tmp_path):
     shown = capsys.readouterr().out
     assert plot.read_bytes().startswith(b"\x89PNG") and "W1 (4, 30)" in shown and "train accuracy" in shown
 
-    assert main(["runs"]) == 0
+    assert main(["runs", "--prices", "eu-west-1-arm64"]) == 0
     listing = capsys.readouterr().out
-    assert run_id in listing and "succeeded" in listing
+    assert run_id in listing and "succeeded" in listing and "AWS $" in listing and "eu-west-1 arm64" in listing
 
     assert main(["predict", run_id, "--data", str(DEMO_DATA)]) == 0
     predicted = capsys.readouterr().out
@@ -135,6 +137,11 @@ def test_lnn_local_end_to_end(tmp_path, capsys):
                                         activations=["relu", "sigmoid"], learning_rate=0.3, epochs=3, seed=2, init="lecun")  # stack's default
     assert results["costs"] == costs
     assert {"dynamodb", "s3", "sns"} <= set(results["aws_requests"]) and results["s3_bytes_out"] > 0
+    # the usage the deliveries recorded in the run record is what the local runtime counted for them
+    cost = results["aws_cost"]
+    assert cost["requests"] == {"lambda": 0, **results["aws_requests"]} and cost["deliveries"] == results["deliveries"]
+    assert cost["s3_bytes"] == results["s3_bytes_in"] + results["s3_bytes_out"] and cost["dollars"] > 0
+    assert "AWS cost" in shown and "locally measured usage" in shown
     assert results["test_accuracy"] is not None and results["invocations"] == 3 * 5 + 1
     with np.load(out / "model.npz") as model:
         assert model["W1"].shape == (4, 30) and model["W2"].shape == (1, 4)

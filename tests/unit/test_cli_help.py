@@ -69,7 +69,7 @@ def evaluated_run(tmp_path):
 def test_results_show_the_test_set_figures(tmp_path, capsys, monkeypatch):
     stack = evaluated_run(tmp_path)
     console = Console(file=io.StringIO(), record=True, width=200)
-    arguments = dict(run_id="r1", csv=False, weights=False, plot=None)
+    arguments = dict(run_id="r1", csv=False, weights=False, plot=None, prices="us-east-1-arm64")
     assert remote.command_results(Namespace(**arguments), stack, console) == 0
     table = console.export_text()
     assert "test cost" in table and "test accuracy" in table and "0.550000" in table and "87.5%" in table
