@@ -170,6 +170,9 @@ def command_results(args, stack: DeployedStack, console: Console) -> int:
         if final:
             console.print(", ".join(f"{label} {value}" for label, value in control.figures(final))
                           + f", {final['seconds']:.1f} s, {final['invocations']} invocations, model s3://{stack.outputs.bucket}/{final['model_key']}")
+        published = control.published_model(run)
+        if published:
+            console.print(f"model from epoch {published[1]}: s3://{stack.outputs.bucket}/{published[0]}")
     if args.weights:
         show_weights(run, epochs, stack, console)
     if args.plot:
@@ -238,6 +241,11 @@ def command_stop(args, stack: DeployedStack, console: Console) -> int:
 def command_resume(args, stack: DeployedStack, console: Console) -> int:
     stack.run(args.run_id)
     outcome = control.resume_run(stack.ports, args.run_id)
+    if outcome["outcome"] == "continued":
+        kept = f"; its model from epoch {outcome['model_epoch']} stays until it ends" if outcome["model_epoch"] else ""
+        console.print(f"continued stopped run {args.run_id} from step {outcome['step']} (after epoch {outcome['epoch']})"
+                      f"{kept}; follow it with: lnn status {args.run_id} --follow")
+        return 0
     console.print(f"resumed run {args.run_id}: re-sent step {outcome['step']} (if that step is alive, the copy is dropped)")
     return 0
 
@@ -246,9 +254,10 @@ def command_predict(args, stack: DeployedStack, console: Console) -> int:
     """`lnn predict RUN_ID --data FILE | --image FILE... [--remote] [--csv]`: on this machine from model.npz, or with
     --remote by the stack's PredictLambda; both run `Model.answer`, so both give the same numbers."""
     run = stack.run(args.run_id)
-    final = run.get("final") or {}
-    if not final.get("model_key"):
-        raise LnnInputError(f"run {args.run_id} is {run['status']} and has no model yet; predict after it succeeds")
+    published = control.published_model(run)
+    if published is None:
+        raise LnnInputError(no_model(run))
+    model_key = published[0]
     images = getattr(args, "image", None)
     if bool(images) == bool(getattr(args, "data", None)):
         raise LnnInputError("give the examples to predict with either --data FILE or --image FILE ...")
@@ -256,7 +265,7 @@ def command_predict(args, stack: DeployedStack, console: Console) -> int:
     if remote_call:
         model, described = None, predictor_answer(stack.invoke_predictor, {"run_id": args.run_id, "describe": True})
     else:
-        model = Model.from_npz(stack.ports.store.get_bytes(final["model_key"]), key=final["model_key"])
+        model = Model.from_npz(stack.ports.store.get_bytes(model_key), key=model_key)
         described = model.describe()
     if images:
         X, y, names = image_rows(images, described.get("example_shape"), run_id=args.run_id), None, list(images)
@@ -271,6 +280,23 @@ def command_predict(args, stack: DeployedStack, console: Console) -> int:
     else:
         answer = model.answer(X, run_id=args.run_id)
     return show_answer(args, answer, described, y, names, console)
+
+
+def no_model(run: dict[str, Any]) -> str:
+    """Why a run has no model, and what gives it one."""
+    run_id, status = run["run_id"], run["status"]
+    if status == "running":
+        return (f"run {run_id} is running and has no model yet; predict after it succeeds, or stop it "
+                f"(`lnn stop {run_id}`) to keep the model of its last epoch")
+    if status == "stopped":
+        return f"run {run_id} was stopped before its first epoch ended and has no model; continue it with `lnn resume {run_id}`"
+    return f"run {run_id} is {status} and has no model; start a new run"
+
+
+def with_model_of(run_id: str, described: dict[str, Any]) -> str:
+    """'the model of run X', and the epoch it is from when the model says."""
+    epoch = described.get("model_epoch")
+    return f"the model of run {run_id}" + (f" from epoch {epoch}" if epoch is not None else "")
 
 
 def predictor_answer(invoke, payload: dict[str, Any]) -> dict[str, Any]:
@@ -356,7 +382,8 @@ def show_answer(args, answer: dict[str, Any], described: dict[str, Any], y: np.n
                       markup=False, highlight=False)
     values, counts = np.unique(np.array(predictions, dtype=object).astype(str), return_counts=True)
     summary = ", ".join(f"class {value}: {count}" for value, count in zip(values, counts))
-    console.print(f"{len(predictions)} predictions with the model of run {args.run_id} ({summary})", markup=False, highlight=False)
+    console.print(f"{len(predictions)} predictions with {with_model_of(args.run_id, described)} ({summary})", markup=False,
+                  highlight=False)
     if y is not None:
         indices = [described["classes"].index(p) if described.get("classes") else p for p in predictions]
         console.print(f"accuracy against the file's labels: {float(np.mean(np.array(indices) == y)):.1%}")
@@ -381,7 +408,8 @@ def show_values(args, values: list, described: dict[str, Any], y: np.ndarray | N
     for row, value in enumerate(values):
         label = f"row {row}" if names is None else names[row]
         console.print(f"{label}: {' '.join(repr(float(item)) for item in np.atleast_1d(value))}", markup=False, highlight=False)
-    console.print(f"{len(values)} predictions with the model of run {args.run_id} (regression, {outputs} value(s) each)")
+    console.print(f"{len(values)} predictions with {with_model_of(args.run_id, described)} (regression, {outputs} "
+                  "value(s) each)")
     if y is not None:
         Y = network.targets(y, "linear", outputs)
         D = AL - Y
