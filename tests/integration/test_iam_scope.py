@@ -246,10 +246,10 @@ def test_a_transaction_and_a_copy_are_checked_as_the_actions_iam_authorizes(temp
 
 
 def test_no_role_reaches_a_model_that_was_not_published(template):
-    """IAM's * matches /: the staged model's name must not end in /model.npz, or the predictor could read a stopped
-    run's model and the watchdog overwrite a staged one (review R5)."""
+    """IAM's * matches /: the staged model's name must not end in /model.npz, or the predictor could read a model
+    whose ending never committed and the watchdog overwrite a staged one (review R5)."""
     predictor, watchdog = allowed_statements(template, ROLES["predictor"]), allowed_statements(template, ROLES["watchdog"])
-    staged = "runs/r1/state/staged-model.npz"
+    staged = staged_model_key("r1", 3)
     assert not permitted(("s3:GetObject", staged, None), predictor)
     assert not permitted(("s3:PutObject", staged, None), watchdog)
     assert permitted(("s3:GetObject", staged, None), watchdog) and permitted(("s3:PutObject", "runs/r1/model.npz"), watchdog)
