@@ -80,8 +80,8 @@ def ensure_notified(ports: Ports, run: dict[str, Any], *, claimant: str, context
     while its lease still covers a whole SDK call, so that no one else claims while its Publish may still land."""
     if run["status"] not in TERMINAL or run.get("notified", True):
         return
-    if run["status"] in MODEL_ENDINGS and run.get("model_staged") and not publish_model(ports, run):
-        return  # a stop that `lnn resume` continued since (it published the model): its message is not owed
+    if run["status"] in MODEL_ENDINGS and run.get("model_staged"):
+        publish_model(ports, run)
     until = lease_until(ports, context)
     ending = run.get("continuations", 0)
     if not ports.table.claim_notification(run["run_id"], claimant, now=ports.clock(), until=until, ending=ending):
@@ -92,12 +92,12 @@ def ensure_notified(ports: Ports, run: dict[str, Any], *, claimant: str, context
     ports.table.mark_notified(run["run_id"], ending=ending)  # if this fails, end normally: a retry would publish again
 
 
-def publish_model(ports: Ports, run: dict[str, Any]) -> bool:
+def publish_model(ports: Ports, run: dict[str, Any]) -> None:
     """Copy the model that the committed ending step (a finish, or a stop) staged to where the PredictLambda and
-    `lnn` read it. Idempotent: every copy of one ending carries the same bytes. False when the staged model is gone:
-    `lnn resume` published it and removed it before it continued the run, so that no late copy of this ending can
-    replace the model of a later one."""
-    return ports.store.copy(staged_model_key(run["run_id"], run["model_epoch"]), model_key(run["run_id"]))
+    `lnn` read it. Idempotent: every copy of one ending carries the same bytes. When the staged model is gone,
+    `lnn resume` published it already, then removed it before it continued the run, so that no late copy of this
+    ending can replace the model of a later one: nothing is copied (`copy` answers False)."""
+    ports.store.copy(staged_model_key(run["run_id"], run["model_epoch"]), model_key(run["run_id"]))
 
 
 def published_model(run: dict[str, Any]) -> tuple[str, int] | None:
@@ -192,7 +192,7 @@ def continue_stopped(ports: Ports, run: dict[str, Any], *, token: str) -> dict[s
         raise LnnInputError(f"run {run_id} was stopped by an earlier release of LNN, which kept no next step; "
                             "it cannot be continued: start a new run")
     if run.get("model_staged"):
-        publish_model(ports, run)  # False: an earlier `lnn resume` published it, then removed its staged copy
+        publish_model(ports, run)  # (an earlier `lnn resume` may have published it and removed its staged copy)
         ports.store.delete_keys([staged_model_key(run_id, run["model_epoch"])])
     until = lease_until(ports, None)
     if not ports.table.continue_stopped(run_id, seen=run, token=token, at=ports.clock(),

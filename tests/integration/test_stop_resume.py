@@ -226,6 +226,32 @@ def test_a_late_claimant_of_the_stops_message_sends_nothing_once_the_run_was_con
     assert [(m["status"], m["message_id"]) for m in world.messages()] == [("succeeded", "lnn-run-r1/continued-1")]
 
 
+def test_a_resume_that_died_before_its_write_leaves_the_stop_whole_and_its_message_owed(aws):
+    """`lnn resume` published the stop's model and removed its staged copy, then died: the run is still stopped
+    with its model, the watchdog still sends the stop's message, and a second `lnn resume` continues it."""
+    world = World(aws, LAYERS)
+    world.deliver(until=lambda run: run["progress_epoch"] == 1 and run["committed_step"] >= 7)
+    control.stop_run(world.cli(), "r1")
+    dying = world.trainer()
+    dying.ports.store.copy = lambda *args: (_ for _ in ()).throw(ConnectionError("died before publishing"))
+    with pytest.raises(ConnectionError):
+        dying.handle(world.queue.events.popleft(), context("stop"))
+    cli = world.trainer()
+    cli.ports.table.continue_stopped = lambda *args, **kwargs: (_ for _ in ()).throw(ConnectionError("died"))
+    with pytest.raises(ConnectionError):
+        control.resume_run(cli.ports, "r1")
+    assert world.record()["status"] == "stopped" and int(world.model()["epoch"]) == 1
+    assert not world.has(staged_model_key("r1", 1))
+    world.clock.advance(3600)
+    swept = build_watchdog(session=aws.session, invoker=world.queue, clock=world.clock).handle({})["messages_owed"]
+    assert swept == [{"run_id": "r1", "outcome": "message sent", "status": "stopped"}]
+    assert [(m["status"], m["message_id"]) for m in world.messages()] == [("stopped", "lnn-run-r1")]
+    assert control.resume_run(world.cli(), "r1")["outcome"] == "continued"
+    world.deliver()
+    assert world.record()["status"] == "succeeded" and world.record()["committed_step"] == LAYER_STEPS
+    assert [(m["status"], m["message_id"]) for m in world.messages()] == [("succeeded", "lnn-run-r1/continued-1")]
+
+
 def test_stop_again_after_a_resume_keeps_the_later_epochs_model_with_its_own_message(aws):
     world = World(aws, LAYERS)
     stop_mid_epoch_2(world)
