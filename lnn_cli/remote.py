@@ -256,7 +256,7 @@ def command_predict(args, stack: DeployedStack, console: Console) -> int:
     run = stack.run(args.run_id)
     published = control.published_model(run)
     if published is None:
-        raise LnnInputError(no_model(run))
+        raise LnnInputError(control.no_model(run))
     model_key = published[0]
     images = getattr(args, "image", None)
     if bool(images) == bool(getattr(args, "data", None)):
@@ -280,17 +280,6 @@ def command_predict(args, stack: DeployedStack, console: Console) -> int:
     else:
         answer = model.answer(X, run_id=args.run_id)
     return show_answer(args, answer, described, y, names, console)
-
-
-def no_model(run: dict[str, Any]) -> str:
-    """Why a run has no model, and what gives it one."""
-    run_id, status = run["run_id"], run["status"]
-    if status == "running":
-        return (f"run {run_id} is running and has no model yet; predict after it succeeds, or stop it "
-                f"(`lnn stop {run_id}`) to keep the model of its last epoch")
-    if status == "stopped":
-        return f"run {run_id} was stopped before its first epoch ended and has no model; continue it with `lnn resume {run_id}`"
-    return f"run {run_id} is {status} and has no model; start a new run"
 
 
 def with_model_of(run_id: str, described: dict[str, Any]) -> str:

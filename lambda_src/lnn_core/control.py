@@ -109,6 +109,18 @@ def published_model(run: dict[str, Any]) -> tuple[str, int] | None:
     return None if epoch is None else (model_key(run["run_id"]), int(epoch))
 
 
+def no_model(run: dict[str, Any]) -> str:
+    """Why a run without `published_model` has none, and what gives it one (for `lnn predict` and the page)."""
+    run_id, status = run["run_id"], run["status"]
+    if status == "running":
+        return (f"run {run_id} is running and has no model yet; predict after it succeeds, or stop it "
+                f"(`lnn stop {run_id}`) to keep the model of its last epoch")
+    if status == "stopped":
+        return (f"run {run_id} was stopped before its first epoch ended and has no model; continue it with "
+                f"`lnn resume {run_id}`")
+    return f"run {run_id} is {status} and has no model; start a new run"
+
+
 def catch_up(ports: Ports, run: dict[str, Any], *, claimant: str, context: Any = None) -> bool:
     """Finish what a committed step may have left undone (its crash, or a commit whose answer was lost)."""
     if run["status"] == "running":

@@ -182,7 +182,7 @@ class Trainer:
                 key, model = self.steps.stopped_model(TrainingConfig.from_parameters(run["config"]), run)
             except RunFailure as failure:
                 if not self._still_next(run["run_id"], run["committed_step"] + 1):
-                    return {"outcome": "duplicate"}  # a twin moved the run on, and the next epoch's step removed the state
+                    return {"outcome": "duplicate"}  # a twin moved the run on: the next epoch's step removed the state
                 reason = f"stopped on request, without a model: {failure}"
             else:
                 self.ports.store.put_bytes(key, arrays_to_npz(model))

@@ -4,8 +4,9 @@ Request (a direct `Invoke` with InvocationType=RequestResponse, or the JSON body
 base64-encoded): {"run_id": "...", "X": [[...], ...]}, examples as rows. Answer: `predictions` (class labels, or
 class names when the model has `classes`; for a regression, the values), `probabilities` (P(class 1) per row for a
 sigmoid output, one row of C per example for softmax) or `values` (a regression's linear output), `run_id`,
-`model_key` and `model_epoch` (the epoch the model is from: a stopped run's model is of its last committed epoch). {"run_id": "...", "describe": true} answers what the model takes and gives (features, example_shape,
-classes, output) without predicting: what a client needs to resize an image.
+`model_key` and `model_epoch` (the epoch the model is from: a stopped run's model is of its last committed epoch).
+{"run_id": "...", "describe": true} answers what the model takes and gives (features, example_shape, classes,
+output, model_epoch) without predicting: what a client needs to resize an image.
 
 A bad request answers {"error": "..."}: one sentence, never a stack trace. The math is `metrics.predict_proba` and
 `metrics.predict`, which `lnn predict` also runs on the client (`Model`), so both give the same numbers.

@@ -19,7 +19,7 @@ from botocore.exceptions import ClientError
 from lnn_core import control, metrics, network
 from lnn_core.errors import LnnInputError
 
-from ..remote import DeployedStack, model_params, no_model
+from ..remote import DeployedStack, model_params
 
 PREDICT_OUTPUT = "PredictFunctionName"  # the stack output naming the PredictLambda, when the stack has one
 SYNC_INVOKE = Config(read_timeout=40, connect_timeout=10, retries={"max_attempts": 2, "mode": "standard"})  # > its 30 s timeout
@@ -54,7 +54,7 @@ class Model:
 def load_model(stack: DeployedStack, run: dict[str, Any]) -> Model:
     published = control.published_model(run)
     if published is None:
-        raise LnnInputError(no_model(run))
+        raise LnnInputError(control.no_model(run))
     key = published[0]
     params = model_params(stack, key)  # the store caches it: one download per model
     activations = [str(name) for name in params.pop("activations")]

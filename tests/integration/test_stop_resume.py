@@ -283,9 +283,7 @@ def test_a_run_stopped_before_its_first_epoch_has_no_model_and_continues(aws):
     run = world.record()
     assert run["status"] == "stopped" and "model_epoch" not in run and not world.has(model_key("r1"))
     assert control.published_model(run) is None
-    from lnn_cli.remote import no_model
-
-    assert no_model(run) == "run r1 was stopped before its first epoch ended and has no model; continue it with `lnn resume r1`"
+    assert control.no_model(run) == "run r1 was stopped before its first epoch ended and has no model; continue it with `lnn resume r1`"
     assert control.resume_run(world.cli(), "r1")["outcome"] == "continued"
     world.deliver()
     assert_like_an_uninterrupted_run(world, LAYER_STEPS)
