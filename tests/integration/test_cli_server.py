@@ -131,7 +131,7 @@ def test_a_stopped_run_keeps_its_model_predicts_from_it_and_continues(deployed, 
     assert stopped["status"] == "stopped" and epoch == stopped["progress_epoch"] >= 1
     capsys.readouterr()
     assert main(["results", run_id]) == 0
-    assert f"model from epoch {epoch}: s3://" in capsys.readouterr().out
+    assert f"model from epoch {epoch}: s3://" in " ".join(capsys.readouterr().out.split())
     assert main(["predict", run_id, "--data", str(DEMO_DATA)]) == 0
     assert f"455 predictions with the model of run {run_id} from epoch {epoch}" in " ".join(capsys.readouterr().out.split())
 
