@@ -190,6 +190,9 @@ def command_results(args, stack: DeployedStack, console: Console) -> int:
             console.print(", ".join(f"{label} {value}" for label, value in control.figures(final))
                           + f", {final['seconds']:.1f} s, {final['invocations']} invocations, model s3://{stack.outputs.bucket}/{final['model_key']}")
         console.print(f"AWS cost: {pricing.cost_text(run_cost(run, args.prices))}", highlight=False)
+        published = control.published_model(run)
+        if published:
+            console.print(f"model from epoch {published[1]}: s3://{stack.outputs.bucket}/{published[0]}")
     if args.weights:
         show_weights(run, epochs, stack, console)
     if args.plot:
@@ -264,6 +267,11 @@ def command_stop(args, stack: DeployedStack, console: Console) -> int:
 def command_resume(args, stack: DeployedStack, console: Console) -> int:
     stack.run(args.run_id)
     outcome = control.resume_run(stack.ports, args.run_id)
+    if outcome["outcome"] == "continued":
+        kept = f"; its model from epoch {outcome['model_epoch']} stays until it ends" if outcome["model_epoch"] else ""
+        console.print(f"continued stopped run {args.run_id} from step {outcome['step']} (after epoch {outcome['epoch']})"
+                      f"{kept}; follow it with: lnn status {args.run_id} --follow")
+        return 0
     console.print(f"resumed run {args.run_id}: re-sent step {outcome['step']} (if that step is alive, the copy is dropped)")
     return 0
 
@@ -272,22 +280,27 @@ def command_predict(args, stack: DeployedStack, console: Console) -> int:
     """`lnn predict RUN_ID --data FILE | --image FILE... [--remote] [--csv]`: on this machine from model.npz, or with
     --remote by the stack's PredictLambda; both run `Model.answer`, so both give the same numbers."""
     run = stack.run(args.run_id)
-    final = run.get("final") or {}
-    if not final.get("model_key"):
-        raise LnnInputError(f"run {args.run_id} is {run['status']} and has no model yet; predict after it succeeds")
+    published = control.published_model(run)
+    if published is None:
+        raise LnnInputError(control.no_model(run))
+    model_key = published[0]
     images = getattr(args, "image", None)
     if bool(images) == bool(getattr(args, "data", None)):
         raise LnnInputError("give the examples to predict with either --data FILE or --image FILE ...")
     if getattr(args, "remote", False):
         described = predictor_answer(stack.invoke_predictor, {"run_id": args.run_id, "describe": True})
         return predict_with(args, described, lambda X: predict_remote(stack.invoke_predictor, args.run_id, X, described), console)
-    model = Model.from_npz(stack.ports.store.get_bytes(final["model_key"]), key=final["model_key"])
+    model = Model.from_npz(stack.ports.store.get_bytes(model_key), key=model_key)
     return predict_with(args, model.describe(), lambda X: model.answer(X, run_id=args.run_id), console)
 
 
-def the_model(args) -> str:
-    """The model `lnn predict` uses, in words: a run's, or a model file's (--model)."""
-    return f"the model of run {args.run_id}" if getattr(args, "run_id", None) else f"the model {args.model}"
+def the_model(args, described: dict[str, Any] | None = None) -> str:
+    """The model `lnn predict` uses, in words: a run's (and the epoch it is from, when the model says), or a model
+    file's (--model)."""
+    if not getattr(args, "run_id", None):
+        return f"the model {args.model}"
+    epoch = (described or {}).get("model_epoch")
+    return f"the model of run {args.run_id}" + (f" from epoch {epoch}" if epoch is not None else "")
 
 
 def predict_with(args, described: dict[str, Any], answer_for, console: Console) -> int:
@@ -302,6 +315,7 @@ def predict_with(args, described: dict[str, Any], answer_for, console: Console) 
         source = "the images" if images else args.data
         raise LnnInputError(f"{source}: X has {X.shape[1]} features but {the_model(args)} takes {described['features']}")
     return show_answer(args, answer_for(X), described, y, names, console)
+
 
 
 def predictor_answer(invoke, payload: dict[str, Any]) -> dict[str, Any]:
@@ -388,7 +402,7 @@ def show_answer(args, answer: dict[str, Any], described: dict[str, Any], y: np.n
                       markup=False, highlight=False)
     values, counts = np.unique(np.array(predictions, dtype=object).astype(str), return_counts=True)
     summary = ", ".join(f"class {value}: {count}" for value, count in zip(values, counts))
-    console.print(f"{len(predictions)} predictions with {the_model(args)} ({summary})", markup=False, highlight=False)
+    console.print(f"{len(predictions)} predictions with {the_model(args, described)} ({summary})", markup=False, highlight=False)
     if y is not None:
         indices = [described["classes"].index(p) if described.get("classes") else p for p in predictions]
         console.print(f"accuracy against the file's labels: {float(np.mean(np.array(indices) == y)):.1%}")
@@ -422,7 +436,7 @@ def show_values(args, values: list, described: dict[str, Any], y: np.ndarray | N
     for row, value in enumerate(values):
         label = f"row {row}" if names is None else names[row]
         console.print(f"{label}: {' '.join(repr(float(item)) for item in np.atleast_1d(value))}", markup=False, highlight=False)
-    console.print(f"{len(values)} predictions with {the_model(args)} (regression, {outputs} value(s) each)")
+    console.print(f"{len(values)} predictions with {the_model(args, described)} (regression, {outputs} value(s) each)")
     if y is not None:
         Y = network.targets(y, "linear", outputs)
         D = AL - Y

@@ -30,7 +30,7 @@ NONCURRENT_EXPIRY = Duration.days(7)
 # The trainer writes only its scratch and the model; data.npz and parameters.json are the user's.
 SCRATCH_OBJECTS = f"{RUNS_PREFIX}*/state/*"
 MODEL_OBJECTS = f"{RUNS_PREFIX}*/model.npz"
-STAGED_MODEL_OBJECTS = staged_model_key("*")  # the finish step's model, before its commit publishes it
+STAGED_MODEL_OBJECTS = staged_model_key("*", "*")  # an ending step's model, before its commit publishes it
 
 
 class RunStorage:
@@ -185,14 +185,15 @@ class RunStorage:
         )
 
     def grant_publish_models(self, function: lambda_.Function) -> None:
-        """Copy a finished run's model to where it is served: GetObject on the staged model and PutObject on the
-        model, nothing else (the watchdog's sweep publishes a model whose finisher died after its commit)."""
+        """Copy an ended run's model (a finish's, or a stop's) to where it is served: GetObject on the staged model
+        and PutObject on the model, nothing else (the watchdog's sweep publishes a model whose finisher died after
+        its commit)."""
         staged_objects = self.bucket.arn_for_objects(STAGED_MODEL_OBJECTS)
         model_objects = self.bucket.arn_for_objects(MODEL_OBJECTS)
         function.add_to_role_policy(iam.PolicyStatement(actions=["s3:GetObject"], resources=[staged_objects]))
         function.add_to_role_policy(iam.PolicyStatement(actions=["s3:PutObject"], resources=[model_objects]))
-        for objects, what in ((staged_objects, "GetObject only on runs/<run_id>/state/staged-model.npz, the model a finish "
-                               "step wrote before its commit"),
+        for objects, what in ((staged_objects, "GetObject only on runs/<run_id>/state/staged-model-e<epoch>.npz, the model "
+                               "a finish or stop step wrote before its commit"),
                               (model_objects, "PutObject only on runs/<run_id>/model.npz, where a committed run's "
                                "model is published")):
             acknowledge_object_arn(function, objects, f"{what}; one key per run whose id is known only at run time.")

@@ -35,7 +35,8 @@ COPIED = ("app.py", "cdk.json", "pyproject.toml", "lambda_src", "lnn_stack", "ln
 CONCURRENCY_TESTS = ("tests/integration/test_concurrency_scenarios.py", "tests/integration/test_concurrent_chaos.py",
                      "tests/integration/test_workers.py", "tests/integration/test_workers_chaos.py",
                      "tests/integration/test_lost_answers.py", "tests/integration/test_run_control.py",
-                     "tests/integration/test_protocol_conditions.py", "tests/simulation")
+                     "tests/integration/test_protocol_conditions.py", "tests/integration/test_stop_resume.py",
+                     "tests/simulation")
 JUDGE = "tests.mutant_judge"
 JOBS = 2  # mutants judged at once, one test process each (CI has 2 cores)
 MUTANT_TIMEOUT = 1200  # seconds: a mutant whose tests hang is a survivor, not a stuck CI job
@@ -202,6 +203,13 @@ MUTANTS = (
         'run.get("next_event") and not ports.table.refresh_heartbeat(',
         'run.get("next_event") and False and not ports.table.refresh_heartbeat(',
         first=("test_6_lnn_resume_refreshes_the_heartbeat",),
+    ),
+    Mutant(
+        "lnn resume continuing a run without its condition (that it is this stopped ending)",
+        RUN_TABLE,
+        'f"#status = :stopped AND {stopped}",',
+        'f"(#status = :stopped OR #status <> :stopped) AND ({stopped} OR NOT {stopped})",',
+        first=("test_a_late_resume_of_a_stop_that_was_continued_and_finished_changes_nothing",),
     ),
     Mutant(
         "a relaunch without the data-ETag check",

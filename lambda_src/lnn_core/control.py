@@ -13,9 +13,10 @@ from .errors import LnnInputError
 from .events import shard_event
 from .layout import model_key, staged_model_key
 from .ports import CLAIM_CALL_SECONDS, MESSAGE_DUE, Ports, now
-from .run_table import MESSAGE_DUE_VALUE
+from .run_table import MESSAGE_DUE_VALUE, send_lease
 
 TERMINAL = ("succeeded", "failed", "stopped")
+MODEL_ENDINGS = ("succeeded", "stopped")  # the endings that keep a model: the finish's, or the last committed epoch's
 MAX_RESUMES = 3  # a run that stalls at one step more often than this (and can have nothing in flight) is failed
 MAX_REASON = 1000  # characters: a reason is stored in the run record and sent in the message
 # A claim to send or to notify holds this long at most. It must end before Lambda's first retry of the claimant's
@@ -80,21 +81,45 @@ def ensure_notified(ports: Ports, run: dict[str, Any], *, claimant: str, context
     while its lease still covers a whole SDK call, so that no one else claims while its Publish may still land."""
     if run["status"] not in TERMINAL or run.get("notified", True):
         return
-    if run["status"] == "succeeded" and run.get("model_staged"):  # earlier releases wrote model.npz in the step
-        publish_model(ports, run["run_id"])
+    if run["status"] in MODEL_ENDINGS and run.get("model_staged"):
+        publish_model(ports, run)
     until = lease_until(ports, context)
-    if not ports.table.claim_notification(run["run_id"], claimant, now=ports.clock(), until=until):
+    ending = run.get("continuations", 0)
+    if not ports.table.claim_notification(run["run_id"], claimant, now=ports.clock(), until=until, ending=ending):
         return
     if ports.clock() + CLAIM_CALL_SECONDS >= until:  # the claim itself took long: leave it to a retry or the sweep
         return
     ports.notifier.publish(subject=subject(run), body=message(run), status=run["status"], message_id=message_id(run))
-    ports.table.mark_notified(run["run_id"])  # if this fails, end normally: a retry would publish again
+    ports.table.mark_notified(run["run_id"], ending=ending)  # if this fails, end normally: a retry would publish again
 
 
-def publish_model(ports: Ports, run_id: str) -> None:
-    """Copy the model the committed finish step wrote to where the PredictLambda and `lnn` read it. Idempotent:
-    every copy carries the same bytes. Only a succeeded run's model is ever published."""
-    ports.store.copy(staged_model_key(run_id), model_key(run_id))
+def publish_model(ports: Ports, run: dict[str, Any]) -> None:
+    """Copy the model that the committed ending step (a finish, or a stop) staged to where the PredictLambda and
+    `lnn` read it. Idempotent: every copy of one ending carries the same bytes. When the staged model is gone,
+    `lnn resume` published it already, then removed it before it continued the run, so that no late copy of this
+    ending can replace the model of a later one: nothing is copied (`copy` answers False)."""
+    ports.store.copy(staged_model_key(run["run_id"], run["model_epoch"]), model_key(run["run_id"]))
+
+
+def published_model(run: dict[str, Any]) -> tuple[str, int] | None:
+    """(key, epoch) of the run's model, once an ending with a model committed (a finish, or a stop after an epoch;
+    a run continued after its stop keeps that model until it ends again), else None. It is copied to its key just
+    after that commit. (Runs of releases before `model_epoch`: a finish's model is of the run's last epoch.)"""
+    final = run.get("final") or {}
+    epoch = run.get("model_epoch", final.get("epochs") if final.get("model_key") else None)
+    return None if epoch is None else (model_key(run["run_id"]), int(epoch))
+
+
+def no_model(run: dict[str, Any]) -> str:
+    """Why a run without `published_model` has none, and what gives it one (for `lnn predict` and the page)."""
+    run_id, status = run["run_id"], run["status"]
+    if status == "running":
+        return (f"run {run_id} is running and has no model yet; predict after it succeeds, or stop it "
+                f"(`lnn stop {run_id}`) to keep the model of its last epoch")
+    if status == "stopped":
+        return (f"run {run_id} was stopped before its first epoch ended and has no model; continue it with "
+                f"`lnn resume {run_id}`")
+    return f"run {run_id} is {status} and has no model; start a new run"
 
 
 def catch_up(ports: Ports, run: dict[str, Any], *, claimant: str, context: Any = None) -> bool:
@@ -106,12 +131,13 @@ def catch_up(ports: Ports, run: dict[str, Any], *, claimant: str, context: Any =
 
 
 def end_run(ports: Ports, run: dict[str, Any], *, status: str, reason: str, claimant: str, context: Any = None,
-            unless_alive: bool = False) -> dict[str, Any]:
-    """Move a running run to a terminal status at its current step, and notify once. `unless_alive`: only while
-    its heartbeat is the one in `run` (the watchdog's judgement: a step that started meanwhile is alive)."""
+            unless_alive: bool = False, fields: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Move a running run to a terminal status at its current step, setting `fields` too, and notify once.
+    `unless_alive`: only while its heartbeat is the one in `run` (the watchdog's judgement: a step that started
+    meanwhile is alive). A stopped run keeps its `next_event`: the step `lnn resume` continues it with."""
     reason = reason if len(reason) <= MAX_REASON else reason[: MAX_REASON - 1] + "…"  # it goes into an item and a message
-    fields = {"status": status, "reason": reason, "finished_at": now(), "next_event": None, "ended_by": claimant,
-              **message_owed()}
+    fields = {**(fields or {}), "status": status, "reason": reason, "finished_at": now(), "ended_by": claimant,
+              **({} if status == "stopped" else {"next_event": None}), **message_owed()}
     if not ports.table.transition(run["run_id"], seen_step=run["committed_step"], new_step=run["committed_step"],
                                   fields=fields, seen=run if unless_alive else None):
         latest = ports.table.get_run(run["run_id"])  # ended by a twin, or by us with the answer lost: notify once
@@ -146,18 +172,49 @@ def stop_run(ports: Ports, run_id: str) -> dict[str, Any]:
 
 
 def resume_run(ports: Ports, run_id: str) -> dict[str, Any]:
-    """`lnn resume`: re-send a running run's next committed step. Always harmless: a duplicate of a live step is
-    dropped by the commit, so this neither counts as a stall nor can fail the run. It refreshes the heartbeat
-    first, so that the watchdog does not judge the run stalled while the re-sent events are in flight."""
+    """`lnn resume`: continue a stopped run from its last committed step (`continue_stopped`), or re-send a running
+    run's next committed step. The re-send is always harmless: a duplicate of a live step is dropped by the commit,
+    so it neither counts as a stall nor can fail the run. It refreshes the heartbeat first, so that the watchdog
+    does not judge the run stalled while the re-sent events are in flight."""
     run = _existing(ports, run_id)
+    token = f"continue-{uuid.uuid4().hex}"  # this command's own: the SDK's retry of its applied write finds it
+    while run["status"] == "stopped":
+        continued = continue_stopped(ports, run, token=token)
+        if continued is not None:
+            return continued
+        run = _existing(ports, run_id)  # another `lnn resume` continued it meanwhile
     while run["status"] == "running" and run.get("next_event") and not ports.table.refresh_heartbeat(
             run_id, step=run["committed_step"], now=ports.clock()):
         run = _existing(ports, run_id)  # it moved on meanwhile: re-send what is next now
     if run["status"] != "running" or not run.get("next_event"):
-        raise LnnInputError(f"run {run_id} is {run['status']}; only a running run can be resumed")
+        raise LnnInputError(f"run {run_id} is {run['status']}; only a running or stopped run can be resumed")
     for invocation in pending(ports, run):
         ports.invoker.invoke_async(invocation)
     return {"run_id": run_id, "outcome": "resumed", "step": run["next_event"]["step"]}
+
+
+def continue_stopped(ports: Ports, run: dict[str, Any], *, token: str) -> dict[str, Any] | None:
+    """Continue the stopped run `run` from its last committed step, exactly once: its stop's model is published
+    first (and its staged copy removed, so that no late copy of this ending replaces a later ending's model); then
+    one conditional write moves this very ending (`status = stopped`, its `continuations`) back to running, clears
+    the stop request, refreshes the heartbeat, starts the stall count afresh, cancels the stop's message if it was
+    not sent, and takes the lease on sending the next step; that step is then sent through the send claim, as every
+    re-send is. None when the write found the run no longer this stopped ending (another resume continued it)."""
+    run_id, following = run["run_id"], run.get("next_event")
+    if not following:
+        raise LnnInputError(f"run {run_id} was stopped by an earlier release of LNN, which kept no next step; "
+                            "it cannot be continued: start a new run")
+    if run.get("model_staged"):
+        publish_model(ports, run)  # (an earlier `lnn resume` may have published it and removed its staged copy)
+        ports.store.delete_keys([staged_model_key(run_id, run["model_epoch"])])
+    until = lease_until(ports, None)
+    if not ports.table.continue_stopped(run_id, seen=run, token=token, at=ports.clock(),
+                                        lease=send_lease(following["step"], claimant=token, until=until)):
+        return None
+    resumed = {**run, "status": "running", "invoked_step": run["committed_step"], "stop_requested": False}
+    ensure_next_sent(ports, resumed, claimant=token)
+    return {"run_id": run_id, "outcome": "continued", "step": following["step"],
+            "epoch": run.get("progress_epoch", 0), "model_epoch": run.get("model_epoch")}
 
 
 @dataclass(frozen=True)
@@ -263,8 +320,11 @@ def subject(run: dict[str, Any]) -> str:
 
 
 def message_id(run: dict[str, Any]) -> str:
-    """The message's idempotency key: one per run (a run ends once), the same in every copy of the message."""
-    return f"lnn-run-{run['run_id']}"
+    """The message's idempotency key: one per ending of the run, the same in every copy of the message. A run ends
+    once, unless `lnn resume` continued it after a stop: its n-th continuation's ending has its own key ('/' is
+    in no run id, so no key is another run's)."""
+    continuations = run.get("continuations", 0)
+    return f"lnn-run-{run['run_id']}" + (f"/continued-{continuations}" if continuations else "")
 
 
 def message(run: dict[str, Any]) -> dict[str, Any]:

@@ -13,8 +13,8 @@ A step is a computation over inputs addressed by (run_id, step position), follow
   6. the winner sends the next step's event and records `invoked_step`; a delivery that finds the step committed
      but the next event unsent re-sends it only after winning a conditional claim, once no live lease holds it,
      so duplicates cannot start a second chain;
-  7. a terminal step publishes the model (the finish wrote it aside before its commit), then claims, publishes
-     and records the one SNS message.
+  7. a terminal step publishes the model (the finish, or a stop, wrote it aside before its commit), then claims,
+     publishes and records the ending's one SNS message.
 
 Every claim names its claimant (unique per delivery), so the SDK's retry of a claim whose answer was lost finds
 its own name and wins again, where a twin's claim fails.
@@ -96,8 +96,7 @@ class Trainer:
         if mismatch:
             return {**summary, **control.fail_run(ports, run, f"bad event: {mismatch}", claimant=claimant, context=context)}
         if run.get("stop_requested"):
-            return {**summary, **control.end_run(ports, run, status="stopped", reason="stopped on request",
-                                                 claimant=claimant, context=context)}
+            return {**summary, **self._stop(run, claimant, context)}
         if step_event.step > run["step_bound"]:
             return {**summary, **control.fail_run(ports, run, f"step {step_event.step} exceeds the run's bound",
                                                   claimant=claimant, context=context)}
@@ -149,7 +148,7 @@ class Trainer:
             fields["send_lease"] = send_lease(following.step, claimant=claimant, until=control.lease_until(ports, context))
         if result.final is not None:
             fields |= {"status": "succeeded", "final": result.final, "finished_at": now(), "model_staged": True,
-                       **control.message_owed()}
+                       "model_epoch": result.final["epochs"], **control.message_owed()}
         if not ports.table.transition(run_id, seen_step=run["committed_step"], new_step=step_event.step, fields=fields):
             # A twin committed first, or our commit was applied and only its answer lost (boto3 then retried it)
             latest = ports.table.get_run(run_id)
@@ -176,6 +175,24 @@ class Trainer:
             self.ports.store.delete_keys(result.obsolete)
         resent = control.catch_up(self.ports, latest, claimant=claimant, context=context)
         return {"outcome": "resent" if resent else "duplicate"}
+
+    def _stop(self, run: dict, claimant: str, context: Any) -> dict[str, Any]:
+        """End the run stopped at its committed step, keeping the model of its last committed epoch: staged (kept,
+        not scratch) before the commit, published after it, as a finish's model is. Every delivery that stops the
+        run at this step stages the same bytes at the same key."""
+        fields, reason = {}, "stopped on request"
+        if run.get("progress_epoch"):
+            try:
+                key, model = self.steps.stopped_model(TrainingConfig.from_parameters(run["config"]), run)
+            except RunFailure as failure:
+                if not self._still_next(run["run_id"], run["committed_step"] + 1):
+                    return {"outcome": "duplicate"}  # a twin moved the run on: the next epoch's step removed the state
+                reason = f"stopped on request, without a model: {failure}"
+            else:
+                self.ports.store.put_bytes(key, arrays_to_npz(model))
+                fields = {"model_staged": True, "model_epoch": run["progress_epoch"]}
+        return control.end_run(self.ports, run, status="stopped", reason=reason, claimant=claimant, context=context,
+                               fields=fields)
 
     def _reject(self, event: Any, reason: str, claimant: str, context: Any = None) -> dict[str, Any]:
         """A malformed event: fail its run if it names a running one, touch nothing else."""

@@ -6,8 +6,9 @@ runs/<run_id>/state/params-e<epoch>-b<batch>.npz      ... after a mini-batch wit
 runs/<run_id>/state/e<epoch>/b<batch>/forward-l<l>.npz  A_l, Z_l of one batch (and its cost sum at the last layer)
 runs/<run_id>/state/e<epoch>/b<batch>/backward-l<l>.npz dA_{l-1}, dW_l, db_l of one batch
 runs/<run_id>/state/e<epoch>/b<batch>/shard-<i>.npz    shard worker i's gradient sums and loss sum of a round
-runs/<run_id>/state/staged-model.npz                   the trained model, written by the finish step before it commits
-runs/<run_id>/model.npz                                the trained model, copied there only after the finish committed
+runs/<run_id>/state/staged-model-e<epoch>.npz         the model of an epoch, written by the step that ends the run
+                                                       (its finish, or its stop) before that step commits
+runs/<run_id>/model.npz                                the model, copied there only after the ending committed
 A training state holds the parameters (W1, b1, ...), the optimizer state (t, v_*, s_*) and, within an epoch, the
 running sum of its batches' costs (`cost_sum`).
 """
@@ -48,14 +49,17 @@ def shard_key(config: TrainingConfig, epoch: int, batch: int, shard: int) -> str
 
 
 def model_key(run_id: str) -> str:
-    """The published model: it exists only for a run whose finish committed (the PredictLambda serves it)."""
+    """The published model: it exists only for a run whose finish, or stop after an epoch, committed (the
+    PredictLambda serves it); the run record's `model_epoch` says which epoch it is from."""
     return f"runs/{run_id}/model.npz"
 
 
-def staged_model_key(run_id: str) -> str:
-    """The model as the finish step writes it, before its commit; `control.publish_model` copies it to `model_key`.
-    Its name must not end in /model.npz: IAM's * matches /, and runs/*/model.npz grants reach only published models."""
-    return f"runs/{run_id}/state/staged-model.npz"
+def staged_model_key(run_id: str, epoch: int | str) -> str:
+    """The model of `epoch` as the step that ends the run (a finish, or a stop) writes it before its commit;
+    `control.publish_model` copies it to `model_key`. Addressed by the epoch, so that every writer of a key writes
+    the same bytes. Its name must not end in /model.npz: IAM's * matches /, and runs/*/model.npz grants reach only
+    published models. (`staged_model_key("*", "*")` is the grants' pattern.)"""
+    return f"runs/{run_id}/state/staged-model-e{epoch}.npz"
 
 
 def is_checkpoint(config: TrainingConfig, epoch: int) -> bool:

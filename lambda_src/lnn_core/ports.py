@@ -46,8 +46,8 @@ CLAIM_BOTO_CONFIG = Config(retries={"mode": "standard", "total_max_attempts": CL
 EFFECTS = {
     "store": ("put_bytes", "copy", "delete_keys"),
     "table": ("create_run", "mark_started", "transition", "claim_send", "mark_invoked", "claim_notification",
-              "mark_notified", "put_epoch_items", "request_stop", "record_resume", "refresh_heartbeat", "join_barrier",
-              "claim_reduce"),
+              "mark_notified", "put_epoch_items", "request_stop", "record_resume", "continue_stopped", "refresh_heartbeat",
+              "join_barrier", "claim_reduce"),
     "notifier": ("publish",),
     "invoker": ("invoke_async",),
 }
@@ -132,10 +132,17 @@ class S3ObjectStore:
         self._counter.s3_bytes_out += len(data)
         self._remember(key, data)
 
-    def copy(self, source: str, destination: str) -> None:
-        """Copy an object within the bucket (server side: its bytes do not pass through this function)."""
+    def copy(self, source: str, destination: str) -> bool:
+        """Copy an object within the bucket (server side: its bytes do not pass through this function). False when
+        the source does not exist."""
         self._counter.requests["s3"] += 1
-        self._client.copy_object(Bucket=self.bucket, Key=destination, CopySource={"Bucket": self.bucket, "Key": source})
+        try:
+            self._client.copy_object(Bucket=self.bucket, Key=destination, CopySource={"Bucket": self.bucket, "Key": source})
+        except ClientError as error:
+            if error.response["Error"]["Code"] in ("NoSuchKey", "404"):
+                return False
+            raise
+        return True
 
     def delete_keys(self, keys: list[str]) -> None:
         """Delete objects (missing ones are fine), up to 1000 a request."""

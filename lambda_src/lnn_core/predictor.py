@@ -3,9 +3,10 @@
 Request (a direct `Invoke` with InvocationType=RequestResponse, or the JSON body of a Function URL request, maybe
 base64-encoded): {"run_id": "...", "X": [[...], ...]}, examples as rows. Answer: `predictions` (class labels, or
 class names when the model has `classes`; for a regression, the values), `probabilities` (P(class 1) per row for a
-sigmoid output, one row of C per example for softmax) or `values` (a regression's linear output), `run_id` and
-`model_key`. {"run_id": "...", "describe": true} answers what the model takes and gives (features, example_shape,
-classes, output) without predicting: what a client needs to resize an image.
+sigmoid output, one row of C per example for softmax) or `values` (a regression's linear output), `run_id`,
+`model_key` and `model_epoch` (the epoch the model is from: a stopped run's model is of its last committed epoch).
+{"run_id": "...", "describe": true} answers what the model takes and gives (features, example_shape, classes,
+output, model_epoch) without predicting: what a client needs to resize an image.
 
 A bad request answers {"error": "..."}: one sentence, never a stack trace. The math is `metrics.predict_proba` and
 `metrics.predict`, which `lnn predict` also runs on the client (`Model`), so both give the same numbers.
@@ -42,7 +43,8 @@ MAX_CACHED_MODELS = 8  # per warm container, least recently used first out
 
 @dataclass(frozen=True)
 class Model:
-    """A model.npz: W1, b1, ... activations, and optionally classes and example_shape (see steps.descriptions)."""
+    """A model.npz: W1, b1, ... activations, and optionally classes and example_shape (see steps.descriptions), and
+    the epoch it is from (a finished run's last, or a stopped run's last committed; absent in older models)."""
 
     params: dict[str, np.ndarray]
     activations: tuple[str, ...]
@@ -50,6 +52,7 @@ class Model:
     example_shape: tuple[int, ...] | None = None
     key: str = ""
     etag: str | None = None
+    epoch: int | None = None
 
     @classmethod
     def from_npz(cls, data: bytes, *, key: str = "", etag: str | None = None) -> "Model":
@@ -59,6 +62,7 @@ class Model:
                 arrays = {name: npz[name] for name in npz.files}
             activations = tuple(str(name) for name in arrays.pop("activations"))
             arrays.pop("config", None)
+            epoch = arrays.pop("epoch", None)
             classes = arrays.pop("classes", None)
             shape = arrays.pop("example_shape", None)
             layers = len(activations)
@@ -72,6 +76,7 @@ class Model:
             example_shape=None if shape is None else tuple(int(size) for size in shape),
             key=key,
             etag=etag,
+            epoch=None if epoch is None else int(epoch),
         )
 
     @property
@@ -89,6 +94,7 @@ class Model:
     def describe(self) -> dict[str, Any]:
         return {
             "model_key": self.key,
+            "model_epoch": self.epoch,
             "features": self.features,
             "output": self.output,
             "outputs": int(self.params[f"W{len(self.activations)}"].shape[0]),
@@ -202,7 +208,8 @@ class ModelCache:
         store._counter.requests["s3"] += 1
         listed = store._client.list_objects_v2(Bucket=store.bucket, Prefix=f"runs/{run_id}/", MaxKeys=1)
         if listed.get("KeyCount", 0):
-            return f"run {run_id} has no model yet (model.npz is written when the run succeeds); see `lnn status {run_id}`"
+            return (f"run {run_id} has no model yet (model.npz is written when the run succeeds, or is stopped after "
+                    f"its first epoch); see `lnn status {run_id}`")
         return f"there is no run {run_id} in this stack's bucket; `lnn runs` lists the runs"
 
 
@@ -259,7 +266,7 @@ class Predictor:
         if request_bytes > SYNC_PAYLOAD_LIMIT:
             raise too_many_rows(len(X), request_bytes / len(X), "request")
         model = self.cache.model(run_id)
-        answer = {**model.answer(X, run_id=run_id), "run_id": run_id, "model_key": model.key}
+        answer = {**model.answer(X, run_id=run_id), "run_id": run_id, "model_key": model.key, "model_epoch": model.epoch}
         answer_bytes = len(json.dumps(answer))
         if answer_bytes > SYNC_PAYLOAD_LIMIT:
             raise too_many_rows(len(X), answer_bytes / len(X), "answer")

@@ -114,28 +114,32 @@ class RunTable:
             {":step": step},
         )
 
-    def claim_notification(self, run_id: str, claimant: str, *, now: float, until: float) -> bool:
-        """Claim the run's one message until `until`: a concurrent twin is excluded even when it shares the
-        claimant's request id (`claimant` is unique per delivery), while the SDK's retry of our own applied claim
-        finds our name and wins again. A claimant that died is replaced by its retry once the lease expired, or by
-        the watchdog's sweep of the runs still owed a message."""
+    def claim_notification(self, run_id: str, claimant: str, *, now: float, until: float, ending: int = 0) -> bool:
+        """Claim the one message of the run's ending `ending` (its `continuations` when it ended) until `until`: a
+        concurrent twin is excluded even when it shares the claimant's request id (`claimant` is unique per
+        delivery), while the SDK's retry of our own applied claim finds our name and wins again. A claimant that
+        died is replaced by its retry once the lease expired, or by the watchdog's sweep of the runs still owed a
+        message. A late claimant of a stop that `lnn resume` continued since finds another ending, and fails."""
+        owed, values = _ending_condition(ending)
         return self._conditional_update(
             run_id,
             "SET notifier = :claimant, notify_lease = :until",
-            "notified = :no AND (attribute_not_exists(notify_lease) OR notify_lease < :now OR notifier = :claimant)",
-            {":claimant": claimant, ":no": False, ":now": now, ":until": until},
+            "notified = :no AND (attribute_not_exists(notify_lease) OR notify_lease < :now OR notifier = :claimant)"
+            f" AND {owed}",
+            {":claimant": claimant, ":no": False, ":now": now, ":until": until, **values},
         )
 
-    def mark_notified(self, run_id: str) -> bool:
-        """Record the message as sent, and take the run off the watchdog's list of messages owed. False when
-        DynamoDB refused even after the SDK's retries: the caller then ends normally, because a retry of its
-        event would publish the message again."""
+    def mark_notified(self, run_id: str, *, ending: int = 0) -> bool:
+        """Record the message of ending `ending` as sent, and take the run off the watchdog's list of messages owed.
+        False when DynamoDB refused even after the SDK's retries (the caller then ends normally, because a retry of
+        its event would publish the message again), or when the run was continued since (its next ending's
+        message is still owed)."""
+        owed, values = _ending_condition(ending)
         try:
-            self._conditional_update(run_id, f"SET notified = :yes REMOVE {MESSAGE_DUE}", "notified <> :yes",
-                                     {":yes": True})
+            return self._conditional_update(run_id, f"SET notified = :yes REMOVE {MESSAGE_DUE}",
+                                            f"notified <> :yes AND {owed}", {":yes": True, **values})
         except (ClientError, BotoCoreError):
             return False
-        return True
 
     def runs_awaiting_message(self) -> list[str]:
         """The ids of ended runs whose message is not recorded as sent, from their sparse index."""
@@ -170,6 +174,34 @@ class RunTable:
              ":token": token, **values},
             status=True,
         )
+
+    def continue_stopped(self, run_id: str, *, seen: dict[str, Any], token: str, at: float,
+                         lease: dict[str, Any]) -> bool:
+        """`lnn resume` of the stopped run `seen`: back to running at its committed step, only while it is this very
+        stopped ending (`status = stopped` and its `continuations`; a run continued and stopped again since is
+        another ending). Clears the stop request, refreshes the heartbeat, starts the watchdog's stall count
+        afresh, marks the next step unsent with `lease` (this command's claim on sending it), and cancels the
+        stop's message if it was not sent (a continued run is owed no message until it ends again; the ending's
+        number in every notification claim fences out a late claimant of the stop). `token` is this command's own:
+        when the SDK retried our applied write, the condition fails and the record names us."""
+        ending = seen.get("continuations", 0)
+        stopped, values = _ending_condition(ending)
+        applied = self._conditional_update(
+            run_id,
+            "SET #status = :running, stop_requested = :no, heartbeat_at = :now, resumes = :zero,"
+            " invoked_step = :committed, send_lease = :lease, continuations = :next, continued_by = :token,"
+            " notified = :no, model_staged = :no, updated_at = :stamp"
+            f" REMOVE {MESSAGE_DUE}, reason, finished_at, ended_by, notifier, notify_lease",
+            f"#status = :stopped AND {stopped}",
+            {":running": "running", ":stopped": "stopped", ":no": False, ":now": at, ":zero": 0,
+             ":committed": seen["committed_step"], ":lease": lease, ":next": ending + 1, ":token": token,
+             ":stamp": now(), **values},
+            status=True,
+        )
+        if applied:
+            return True
+        latest = self.get_run(run_id)
+        return latest is not None and latest.get("continued_by") == token
 
     def refresh_heartbeat(self, run_id: str, *, step: int, now: float) -> bool:
         """Show life for committed `step` (`lnn resume` re-sends its successor), so that the watchdog does not
@@ -331,6 +363,13 @@ def _heartbeat_condition(seen: dict[str, Any]) -> tuple[str, dict[str, Any]]:
     if seen.get("heartbeat_at") is None:
         return "attribute_not_exists(heartbeat_at)", {}
     return "heartbeat_at = :heartbeat", {":heartbeat": seen["heartbeat_at"]}
+
+
+def _ending_condition(ending: int) -> tuple[str, dict[str, Any]]:
+    """A condition that the run is at its ending number `ending` (its `continuations`; absent before the first)."""
+    if ending == 0:
+        return "(attribute_not_exists(continuations) OR continuations = :ending)", {":ending": 0}
+    return "continuations = :ending", {":ending": ending}
 
 
 def barrier_epoch(step: int) -> int:

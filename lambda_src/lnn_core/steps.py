@@ -233,8 +233,7 @@ class StepBodies:
         params = params_of(self._load(params_key(config, epochs)))
         data = self._prepared(config, run).data
         key = model_key(run["run_id"])
-        model = {**params, "activations": np.array(list(config.activations)),
-                 "config": np.array(json.dumps(config.to_parameters())), **descriptions(data)}
+        model = model_arrays(config, params, data, epochs)
         final = {
             "cost": run.get("last_cost"),
             **metrics(params, data, config),
@@ -245,10 +244,18 @@ class StepBodies:
             "invocations": run.get("invocations", 0) + 1,
             "model_key": key,
         }
-        staged = staged_model_key(run["run_id"])
+        staged = staged_model_key(run["run_id"], epochs)
         result = StepResult(outputs={staged: model}, final=final)
         result.checkpoints.add(staged)
         return result
+
+    def stopped_model(self, config: TrainingConfig, run: dict) -> tuple[str, dict[str, np.ndarray]]:
+        """The model a stop keeps: that of the last committed epoch, from its training state (kept until the step
+        that completes the next epoch commits), as the finish would write it after that epoch; with the key it is
+        staged at. A `RunFailure` when that state is gone."""
+        epoch = run["progress_epoch"]
+        params = params_of(self._load(params_key(config, epoch)))
+        return staged_model_key(run["run_id"], epoch), model_arrays(config, params, self._prepared(config, run).data, epoch)
 
     # ---- inputs --------------------------------------------------------------------------------------------
 
@@ -293,6 +300,12 @@ def initial_params(config: TrainingConfig, features: int) -> network.Params:
         return params
     return {name: np.full_like(value, config.weight if name.startswith("W") else config.bias)
             for name, value in params.items()}
+
+
+def model_arrays(config: TrainingConfig, params: network.Params, data: TrainingData, epoch: int) -> dict[str, np.ndarray]:
+    """A model.npz's arrays: the parameters after `epoch`, what the PredictLambda needs to use them, and `epoch`."""
+    return {**params, "activations": np.array(list(config.activations)),
+            "config": np.array(json.dumps(config.to_parameters())), "epoch": np.array(epoch), **descriptions(data)}
 
 
 def training_state(params: network.Params, opt_state: dict[str, np.ndarray], **extras: np.ndarray) -> dict[str, np.ndarray]:

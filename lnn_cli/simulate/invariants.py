@@ -7,17 +7,21 @@ are seen as they are applied, in the clients' wrapper) and at the end of a sched
 | fence | no step body (`Trainer._execute`) starts once its step was committed |
 | epochs | every epoch 1..progress_epoch has its item; a committed epoch's item never changes; readers
   (`RunTable.committed_epochs`) see exactly epochs 1..progress_epoch |
-| model | runs/<id>/model.npz exists only for a succeeded run (its finish committed); a succeeded run has it at the end |
-| message | at most one SNS message per run, except the documented cases; at least one once the run ended and the
+| model | runs/<id>/model.npz exists only once an ending with a model committed (a finish, or a stop after an epoch),
+  and is the model of the epoch such an ending recorded (`model_epoch`); at the end, of the record's `model_epoch` |
+| message | at most one SNS message per ending of the run (a stop that `lnn resume` continued is one ending, what
+  follows another), except the documented cases; at least one for the last ending once the run ended and the
   watchdog passed with nothing in flight |
 | reference | a succeeded run's model, committed costs and final training state equal `train_reference_state`, bit for
-  bit; a stopped or failed run's costs are a prefix of the reference's |
+  bit; a stopped or failed run's costs are a prefix of the reference's, and its model (if any) is the reference's
+  after its `model_epoch`, bit for bit |
 | claims | a catch-up wins the re-send of a step's successor only while it is unsent (invoked_step below it) |
 | liveness | the run ends within a bound of virtual time; the schedule becomes quiescent |
 """
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import json
 from typing import TYPE_CHECKING, Any
@@ -55,6 +59,8 @@ class Monitor:
         self.progress = 0
         self.snapshots: dict[int, str] = {}  # committed epoch -> its item, as first seen
         self.messages: list[dict[str, Any]] = []
+        self.model_epochs: set[int] = set()  # the `model_epoch` of every ending that committed
+        self.model_digest: bytes | None = None  # the published model's bytes as last checked
         self.excuses: set[str] = set()
         self.notified = False
         self.status: str | None = None
@@ -103,7 +109,7 @@ class Monitor:
             if body.get("run_id") != RUN_ID or body.get("status") not in TERMINAL:
                 return
             self.messages.append({"status": body.get("status"), "by": delivery.label() if delivery else "?",
-                                  "at": self.sim.now})
+                                  "at": self.sim.now, "id": body.get("message_id")})
             self.sim.log(f"PUBLISHED message {len(self.messages)} ({body.get('status')})")
             if delivery is not None:
                 delivery.published.add(RUN_ID)
@@ -111,9 +117,10 @@ class Monitor:
                     self.excuses.add(f"a publisher ({delivery.label()}) was frozen past the lease")
                 if abs(delivery.container.skew) > self.lease:
                     self.excuses.add(f"a publisher ({delivery.label()}) has a clock skewed by {delivery.container.skew:+.0f} s")
-            if len(self.messages) > 1 and not self.excuses:
-                self._fail("message", f"{len(self.messages)} messages for {RUN_ID} (by "
-                                           f"{', '.join(m['by'] for m in self.messages)}), none of the documented cases")
+            same = [m for m in self.messages if m["id"] == body.get("message_id")]
+            if len(same) > 1 and not self.excuses:
+                self._fail("message", f"{len(same)} messages for one ending of {RUN_ID} ({body.get('message_id')}, by "
+                                           f"{', '.join(m['by'] for m in same)}), none of the documented cases")
             return
         if service == "dynamodb":
             key = params.get("Key") or params.get("Item") or {}
@@ -151,7 +158,8 @@ class Monitor:
     # ---- checks ------------------------------------------------------------------------------------------
 
     def _after_table_write(self, delivery, *, items_touched: bool = True) -> None:
-        record = self.world.fields(RUN_ID, "committed_step", "committed_by", "notified", "status", "progress_epoch")
+        record = self.world.fields(RUN_ID, "committed_step", "committed_by", "notified", "status", "progress_epoch",
+                                   "model_epoch")
         if record is None:
             return
         self.runs_created = True
@@ -166,10 +174,12 @@ class Monitor:
         elif step != self.committed:
             self._fail("commits", f"committed_step moved from {self.committed} to {step} (write by {who})")
         self.committed, self.committed_by = step, by
-        if record.get("notified") is True and not self.notified:
-            self.notified = True
-            if delivery is not None:
-                delivery.published.discard(RUN_ID)
+        notified = record.get("notified") is True  # false again once `lnn resume` continued a stopped run
+        if notified and not self.notified and delivery is not None:
+            delivery.published.discard(RUN_ID)
+        self.notified = notified
+        if record.get("model_epoch") is not None:
+            self.model_epochs.add(int(record["model_epoch"]))
         self.status = record.get("status")
         progress = record.get("progress_epoch") or 0
         if progress < self.progress:
@@ -188,11 +198,20 @@ class Monitor:
                 self._fail("epochs", f"the item of committed epoch {epoch} changed after its commit (write by {who})")
 
     def _check_model(self) -> None:
-        if self.world.has_object(_model_key()):
-            record = self.world.fields(RUN_ID, "status", "committed_step") or {}
-            if record.get("status") != "succeeded":
-                self._fail("model", f"{_model_key()} exists while the run is {record.get('status')} "
-                                         f"(committed_step {record.get('committed_step')})")
+        """A published model is that of an ending that committed: its epoch is a `model_epoch` the record held
+        (a later ending's replaces it just after that ending's commit)."""
+        model = self.world.object(_model_key())
+        if model is None or model == self.model_digest:
+            return
+        self.model_digest = model
+        record = self.world.fields(RUN_ID, "status", "committed_step", "model_epoch") or {}
+        if record.get("model_epoch") is not None:
+            self.model_epochs.add(int(record["model_epoch"]))
+        epoch = int(_npz(model)["epoch"])
+        if epoch not in self.model_epochs:
+            self._fail("model", f"{_model_key()} of epoch {epoch} exists while no ending of that epoch committed (the "
+                                f"run is {record.get('status')} at committed_step {record.get('committed_step')}, "
+                                f"model_epoch {record.get('model_epoch')})")
 
     def after_event(self) -> None:
         if not self.every_event:
@@ -233,11 +252,16 @@ class Monitor:
             self._fail("liveness", f"the run is {status} at quiescence (committed_step {record['committed_step']}, "
                                         "nothing in flight, the watchdog passed)")
             return
-        if not self.messages:
-            self._fail("message", f"the run {status} and no message was published, with nothing in flight and "
-                                       f"the watchdog passed (notified={record.get('notified')})")
-        if len(self.messages) > 1 and not self.excuses:
-            self._fail("message", f"{len(self.messages)} messages, none of the documented cases")
+        from lnn_core.control import message_id
+
+        last = [m for m in self.messages if m["id"] == message_id(record)]
+        if not last:
+            self._fail("message", f"the run {status} and no message of that ending ({message_id(record)}) was "
+                                  f"published, with nothing in flight and the watchdog passed "
+                                  f"(notified={record.get('notified')})")
+        if len(last) > 1 and not self.excuses:
+            self._fail("message", f"{len(last)} messages for its last ending, none of the documented cases")
+        self._check_kept_model(record)
         self._check_readers(record)
         self._check_reference(record)
 
@@ -253,6 +277,27 @@ class Monitor:
         if epochs != list(range(1, (record.get("progress_epoch") or 0) + 1)):
             self._fail("epochs", f"committed_epochs gives epochs {epochs}, progress_epoch is {record.get('progress_epoch')}")
         self.committed_costs = [item["cost"] for item in seen]
+
+    def _check_kept_model(self, record: dict[str, Any]) -> None:
+        """At the end, the published model is that of the record's `model_epoch`, the plain loop's after that
+        epoch bit for bit; a run without one has none."""
+        model = self.world.object(_model_key())
+        epoch = record.get("model_epoch")
+        if epoch is None:
+            if model is not None:
+                self._fail("model", f"{_model_key()} exists at the end of a {record['status']} run without model_epoch")
+            return
+        if model is None:
+            self._fail("model", f"the run recorded model_epoch {epoch} and {_model_key()} is missing at the end")
+            return
+        arrays = _npz(model)
+        if int(arrays["epoch"]) != epoch:
+            self._fail("model", f"{_model_key()} is of epoch {int(arrays['epoch'])}, the record's model_epoch {epoch}")
+        scenario = self.sim.scenario
+        at_epoch = dataclasses.replace(scenario, parameters={**scenario.parameters, "epochs": int(epoch)})
+        for name, value in reference(at_epoch, record["config"]["seed"])[0].items():
+            if name not in arrays or arrays[name].tobytes() != np.asarray(value).tobytes():
+                self._fail("reference", f"model.npz's {name} differs from the reference's after epoch {epoch}")
 
     def _check_reference(self, record: dict[str, Any]) -> None:
         from lnn_core.config import TrainingConfig

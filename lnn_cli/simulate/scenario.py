@@ -33,11 +33,12 @@ class Rates:
     concurrent_launch: float = 0.0
     stop: float = 0.0  # the operator's `lnn stop` during the run
     resume: float = 0.0  # the operator's `lnn resume` during the run
+    resume_after_stop: float = 0.0  # of stops: an `lnn resume` after it, which continues the run if it stopped
 
 
 CALM = Rates()
 STORMY = Rates(lose=0.04, duplicate=0.15, delay=0.1, throttle=0.05, freeze=0.03, crash=0.03, lost_answer=0.03,
-               skew=0.05, concurrent_launch=0.3, stop=0.08, resume=0.1)
+               skew=0.05, concurrent_launch=0.3, stop=0.08, resume=0.1, resume_after_stop=0.7)
 
 
 @dataclass(frozen=True)
@@ -109,7 +110,7 @@ def draw_rates(rng) -> Rates:
 
     return Rates(lose=level(0.05), duplicate=level(0.2), delay=level(0.15), throttle=level(0.08), freeze=level(0.02),
                  crash=level(0.04), lost_answer=level(0.04), skew=level(0.08), concurrent_launch=level(0.3),
-                 stop=level(0.08), resume=level(0.12))
+                 stop=level(0.4), resume=level(0.12), resume_after_stop=0.7)
 
 
 def reference(scenario: Scenario, seed: int) -> tuple[dict, list[float], dict]:

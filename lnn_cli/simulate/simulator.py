@@ -336,8 +336,15 @@ class Simulator:
         if (self.exhaustive or {}).get("launch_twin") or self.decisions.fault(
                 "concurrent launch", self.rates.concurrent_launch, "launcher"):
             self.send("launcher", launch, origin="user (again)", faults=False)
-        if self.decisions.fault("stop", self.rates.stop, "operator", lambda r: r.uniform(0.0, 40.0)) is not None:
-            self.operator.append((START + self.decisions.faults[-1].detail, "stop"))
+        # A calm run takes a second or two of virtual time, a stormy one minutes: the stop comes in either.
+        stop = self.decisions.fault("stop", self.rates.stop, "operator",
+                                    lambda r: r.uniform(0.0, 2.0) if r.random() < 0.5 else r.uniform(0.0, 40.0))
+        if stop is not None:
+            self.operator.append((START + stop, "stop"))
+            resume = self.decisions.fault("resume after stop", self.rates.resume_after_stop, "operator",
+                                          lambda r: r.uniform(5.0, 1500.0))
+            if resume is not None:
+                self.operator.append((START + stop + resume, "resume"))
         if self.decisions.fault("resume", self.rates.resume, "operator", lambda r: r.uniform(0.0, 1500.0)) is not None:
             self.operator.append((START + self.decisions.faults[-1].detail, "resume"))
         try:
@@ -389,7 +396,7 @@ class Simulator:
                       faults=False)
         else:
             command = kind.split()[1]
-            self.operator = [(at, c) for at, c in self.operator if c != command]
+            self.operator.remove(next((at, c) for at, c in self.operator if c == command and at <= self.now))
             self.send("operator", {"command": command}, origin="operator", faults=False)
         return True
 
@@ -691,7 +698,8 @@ class Result:
         self.counts = dict(sim.decisions.counts)
         self.scenario = sim.scenario.describe()
         self.events, self.deliveries, self.virtual_seconds = sim.events, sim.deliveries, sim.now - START
-        self.status = sim.monitor.status
+        continued = (sim.world.fields(RUN_ID, "continuations") or {}).get("continuations")
+        self.status = sim.monitor.status and sim.monitor.status + (" after a stop and `lnn resume`" if continued else "")
         self.messages = len(sim.monitor.messages)
         self.bodies = sim.monitor.bodies
         self.trace = sim.trace

@@ -71,7 +71,7 @@ def create_app(stack: DeployedStack) -> Flask:
             record = stack.run(run_id)
             epochs = stack.ports.table.committed_epochs(record)
             model = None
-            if (record.get("final") or {}).get("model_key"):
+            if control.published_model(record):
                 model = predict.load_model(stack, record).describe()
             function = predictor()
         final = record.get("final") or {}
@@ -164,7 +164,8 @@ def summary(run: dict[str, Any]) -> dict[str, Any]:
     return {"run_id": run["run_id"], "status": run["status"], "epoch": run.get("progress_epoch", 0),
             "epochs": config.get("epochs"), "granularity": config.get("granularity"), "cost": number(cost),
             "created_at": run.get("created_at"), "finished_at": run.get("finished_at"), "reason": run.get("reason"),
-            "eval_every": config.get("eval_every"), "aws_cost": run_cost(run)}
+            "eval_every": config.get("eval_every"), "aws_cost": run_cost(run),
+            "model_epoch": run.get("model_epoch")}
 
 
 def listening_socket(host: str, port: int) -> socket.socket:

@@ -16,7 +16,7 @@ import numpy as np
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
-from lnn_core import metrics, network
+from lnn_core import control, metrics, network
 from lnn_core.errors import LnnInputError
 
 from ..remote import DeployedStack, model_params
@@ -52,15 +52,17 @@ class Model:
 
 
 def load_model(stack: DeployedStack, run: dict[str, Any]) -> Model:
-    final = run.get("final") or {}
-    if not final.get("model_key"):
-        raise LnnInputError(f"run {run['run_id']} is {run['status']} and has no model yet; predict after it succeeds")
-    params = model_params(stack, final["model_key"])  # the store caches it: one download per model
+    published = control.published_model(run)
+    if published is None:
+        raise LnnInputError(control.no_model(run))
+    key = published[0]
+    params = model_params(stack, key)  # the store caches it: one download per model
     activations = [str(name) for name in params.pop("activations")]
     params.pop("config", None)
+    params.pop("epoch", None)
     classes = [str(name) for name in params.pop("classes").tolist()] if "classes" in params else None
     shape = tuple(int(size) for size in params.pop("example_shape").tolist()) if "example_shape" in params else None
-    return Model(run["run_id"], final["model_key"], params, activations, classes, shape)
+    return Model(run["run_id"], key, params, activations, classes, shape)
 
 
 def row_from_text(text: str, model: Model) -> np.ndarray:

@@ -64,7 +64,7 @@ def test_cdk_nag_aws_solutions_and_serverless_pass_with_specific_acknowledgments
             on_policy(iam5("runs/*/model.npz"), "TrainerLambda"),
             on_policy(iam5("runs/*"), "LaunchLambda"),
             on_policy(iam5("runs/*/model.npz"), "PredictLambda"),  # GetObject of a model: nothing else
-            on_policy(iam5("runs/*/state/staged-model.npz"), "WatchdogLambda"),  # the copy of a staged model ...
+            on_policy(iam5("runs/*/state/staged-model-e*.npz"), "WatchdogLambda"),  # the copy of a staged model ...
             on_policy(iam5("runs/*/model.npz"), "WatchdogLambda"),  # ... to where it is served
             ("AwsSolutions-SQS3", [f"{trainer}/DeadLetterQueue/Resource"], f"{trainer}/DeadLetterQueue"),
         ],

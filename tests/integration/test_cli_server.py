@@ -125,6 +125,28 @@ def test_stop_then_resume(deployed, capsys):
     assert "no run named 'no-such-run'" in capsys.readouterr().err
 
 
+def test_a_stopped_run_keeps_its_model_predicts_from_it_and_continues(deployed, capsys):
+    table = table_of(deployed)
+    run_id, runtime = started_run(deployed, capsys, "cli-pause", "--granularity", "epoch")
+    runtime.run(until=lambda: table.get_run(run_id)["progress_epoch"] >= 1)
+    assert main(["stop", run_id]) == 0
+    drive(runtime, table, run_id)
+    stopped = table.get_run(run_id)
+    epoch = stopped["model_epoch"]
+    assert stopped["status"] == "stopped" and epoch == stopped["progress_epoch"] >= 1
+    capsys.readouterr()
+    assert main(["results", run_id]) == 0
+    assert f"model from epoch {epoch}: s3://" in " ".join(capsys.readouterr().out.split())
+    assert main(["predict", run_id, "--data", str(DEMO_DATA)]) == 0
+    assert f"455 predictions with the model of run {run_id} from epoch {epoch}" in " ".join(capsys.readouterr().out.split())
+
+    assert main(["resume", run_id]) == 0
+    assert f"continued stopped run {run_id} from step {stopped['committed_step'] + 1}" in capsys.readouterr().out
+    drive(runtime, table, run_id)
+    run = table.get_run(run_id)
+    assert run["status"] == "succeeded" and run["model_epoch"] == 3 and run["continuations"] == 1
+
+
 def test_lnn_local_end_to_end(tmp_path, capsys):
     """`lnn local` starts its own emulator, deploys with cdk, trains and writes its three files."""
     out = tmp_path / "out"

@@ -2,7 +2,8 @@
 
 moto does not enforce IAM, so a least-privilege policy that is too tight would only fail on AWS. This test records
 each request of the trainer, the launcher and the watchdog (operation, S3 key or ListBucket prefix, table or index)
-over a layer run with mini-batches, a run of data-parallel rounds and a watchdog resume, and each request of the
+over a layer run with mini-batches, a run of data-parallel rounds, a watchdog resume, and a run stopped after an
+epoch (its model kept) and continued by `lnn resume`, and each request of the
 predictor over predictions, a describe and the requests for an unknown run and a run without a model, and checks it
 against the statements of that function's role: the trimmed S3 scope of issue 10 passes the whole chain, and the
 predictor reads nothing but runs/<run_id>/model.npz.
@@ -14,7 +15,9 @@ from types import SimpleNamespace
 
 import pytest
 
+from lnn_core import control
 from lnn_core.handlers import build_launcher, build_predictor, build_trainer, build_watchdog
+from lnn_core.layout import staged_model_key
 from tests.conftest import FakeClock, QueueInvoker, blobs
 
 PARAMETERS = {"epochs": 2, "learning_rate": 0.1, "neurons": [3, 1], "activations": ["tanh", "sigmoid"], "seed": 1,
@@ -143,14 +146,33 @@ def test_every_call_of_whole_runs_is_allowed_by_the_functions_roles(aws, templat
     clock.advance(61)
     assert watchdog.handle({})["messages_owed"] == [{"run_id": "owed", "outcome": "message sent", "status": "succeeded"}]
 
+    # A run stopped after its first epoch keeps that epoch's model (its stopper dies while publishing it, and the
+    # watchdog's sweep publishes it); `lnn resume` (the operator's, not a function's) continues it to its end.
+    aws.upload_data("runs/paused/data.npz", X=X, y=y)
+    assert launcher.handle({"run_id": "paused", "parameters": {**PARAMETERS, "granularity": "epoch"}})["status"] == "running"
+    trainer.handle(queue.events.popleft())
+    control.stop_run(trainer.ports, "paused")
+    trainer.ports.notifier.publish = dying
+    with pytest.raises(RuntimeError):
+        trainer.handle(queue.events.popleft())
+    trainer.ports.notifier.publish = publish
+    clock.advance(61)
+    assert watchdog.handle({})["messages_owed"] == [{"run_id": "paused", "outcome": "message sent", "status": "stopped"}]
+    assert control.resume_run(build_trainer(session=aws.session, invoker=queue, clock=clock).ports, "paused")["outcome"] == "continued"
+    while queue.events:
+        trainer.handle(queue.events.popleft())
+    assert trainer.ports.table.get_run("paused")["status"] == "succeeded"
+
     for role, recorder in recorders.items():
         statements = allowed_statements(template, ROLES[role])
         refused = sorted(call for call in recorder.calls if not permitted(call, statements))
         assert recorder.calls and not refused, f"{role} would be denied: {refused}"
     assert ("s3:PutObjectTagging", "runs/rounds/state/e0000001/b000001/shard-000.npz", None) in recorders["trainer"].calls
     assert any(action == "dynamodb:Query" for action, _, _ in recorders["watchdog"].calls)
-    assert {("s3:GetObject", "runs/owed/state/staged-model.npz", None), ("s3:PutObject", "runs/owed/model.npz", None),
+    assert {("s3:GetObject", staged_model_key("owed", 2), None), ("s3:PutObject", "runs/owed/model.npz", None),
+            ("s3:GetObject", staged_model_key("paused", 1), None), ("s3:PutObject", "runs/paused/model.npz", None),
             ("sns:Publish", "", None)} <= recorders["watchdog"].calls
+    assert ("s3:PutObject", staged_model_key("paused", 1), None) in recorders["trainer"].calls  # the stop's model
 
 
 def dying(**_):
@@ -224,10 +246,10 @@ def test_a_transaction_and_a_copy_are_checked_as_the_actions_iam_authorizes(temp
 
 
 def test_no_role_reaches_a_model_that_was_not_published(template):
-    """IAM's * matches /: the staged model's name must not end in /model.npz, or the predictor could read a stopped
-    run's model and the watchdog overwrite a staged one (review R5)."""
+    """IAM's * matches /: the staged model's name must not end in /model.npz, or the predictor could read a model
+    whose ending never committed and the watchdog overwrite a staged one (review R5)."""
     predictor, watchdog = allowed_statements(template, ROLES["predictor"]), allowed_statements(template, ROLES["watchdog"])
-    staged = "runs/r1/state/staged-model.npz"
+    staged = staged_model_key("r1", 3)
     assert not permitted(("s3:GetObject", staged, None), predictor)
     assert not permitted(("s3:PutObject", staged, None), watchdog)
     assert permitted(("s3:GetObject", staged, None), watchdog) and permitted(("s3:PutObject", "runs/r1/model.npz"), watchdog)

@@ -223,7 +223,7 @@ def test_3_a_run_whose_message_was_sent_is_not_on_the_watchdogs_list(world):
 # ---- 4. the model is published only after the finish committed --------------------------------------------------
 
 
-def test_4_a_finish_that_died_before_its_commit_publishes_no_model_and_a_stopped_run_never_does(world):
+def test_4_a_finish_that_died_before_its_commit_publishes_no_model_and_a_stop_publishes_its_own_after_its_commit(world):
     world.launch()
     finish = world.run_until(world.trainer(), "finish")
     dying = world.trainer()
@@ -236,9 +236,10 @@ def test_4_a_finish_that_died_before_its_commit_publishes_no_model_and_a_stopped
     answer = predictor.handle({"run_id": "r1", "X": [[0.0, 0.0, 0.0, 0.0]]})
     assert "predictions" not in answer and "model" in answer["error"], answer
     control.stop_run(world.trainer().ports, "r1")
+    assert not world.model_published()
     world.clock.advance(60)
     assert world.trainer().handle(finish, context())["outcome"] == "stopped"
-    assert not world.model_published()
+    assert world.model_published() and world.record()["model_epoch"] == 2  # the last committed epoch's, after the stop
     assert [message["status"] for message in world.messages()] == ["stopped"]
 
 
@@ -383,8 +384,8 @@ def test_r2_a_finish_committed_by_the_previous_release_still_gets_its_message(wo
     with pytest.raises(SandboxDied):
         dying.handle(json.loads(json.dumps(finish)), context())
     s3, bucket = world.aws.s3, world.aws.bucket  # what the previous release left
-    s3.copy_object(Bucket=bucket, Key=model_key("r1"), CopySource={"Bucket": bucket, "Key": staged_model_key("r1")})
-    s3.delete_object(Bucket=bucket, Key=staged_model_key("r1"))
+    s3.copy_object(Bucket=bucket, Key=model_key("r1"), CopySource={"Bucket": bucket, "Key": staged_model_key("r1", 2)})
+    s3.delete_object(Bucket=bucket, Key=staged_model_key("r1", 2))
     world.trainer().ports.table._table.update_item(Key={"run_id": "r1", "epoch": 0},
                                                    UpdateExpression="REMOVE message_due, model_staged")
     world.clock.advance(60)

@@ -55,13 +55,14 @@ def test_sigmoid_answer_matches_the_network(aws, predictor):
 
 def test_classes_name_the_predictions_and_describe_says_what_the_model_takes(aws, predictor):
     put_model(aws, "r2", model_bytes(SOFTMAX, ["softmax"], classes=np.array(["cat", "dog", "eel"]),
-                                     example_shape=np.array([1, 2])))
+                                     example_shape=np.array([1, 2]), epoch=np.array(7)))
     answer = predictor.handle({"run_id": "r2", "X": [[3, 0], [0, 3], [-2, -2]]})  # ints are numbers too
     assert answer["predictions"] == ["cat", "dog", "eel"]
     assert len(answer["probabilities"]) == 3 and all(len(row) == 3 for row in answer["probabilities"])
+    assert answer["model_epoch"] == 7  # the model says which epoch it is from (a stopped run's: its last committed)
     described = predictor.handle({"run_id": "r2", "describe": True})
-    assert described == {"run_id": "r2", "model_key": "runs/r2/model.npz", "features": 2, "output": "softmax",
-                         "outputs": 3, "classes": ["cat", "dog", "eel"], "example_shape": [1, 2]}
+    assert described == {"run_id": "r2", "model_key": "runs/r2/model.npz", "model_epoch": 7, "features": 2,
+                         "output": "softmax", "outputs": 3, "classes": ["cat", "dog", "eel"], "example_shape": [1, 2]}
 
 
 def test_regression_answers_values(aws, predictor):
