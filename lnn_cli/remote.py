@@ -16,6 +16,7 @@ import boto3
 import numpy as np
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from lnn_core import control, network
 from lnn_core.config import check_run_id
@@ -28,7 +29,7 @@ from lnn_core.run_table import RunTable
 from .inputs import read_prediction_data, validate_run
 from .cloud.local import new_run_id, upload_run_inputs
 from .presentation.progress import RunProgress, run_progress
-from .presentation.report import plot_costs
+from .presentation.report import plot_costs, show_warnings, warning_mark
 from .cloud.stack import StackOutputs, aws_errors_explained
 
 FOLLOW_SECONDS = 2.0  # how often `status --follow` reads the run record
@@ -132,6 +133,7 @@ def command_status(args, stack: DeployedStack, console: Console) -> int:
             time.sleep(FOLLOW_SECONDS)
             run = bar.poll(force=True)
     console.print(status_line(run))
+    show_warnings(console, run.get("final"))
     return 0 if run["status"] in ("running", "succeeded") else 1
 
 
@@ -145,6 +147,8 @@ def status_line(run: dict[str, Any]) -> str:
     ]
     if run.get("last_cost") is not None:
         parts.append(f"cost {run['last_cost']:.6f}")
+    if control.warning_count(run.get("final")):
+        parts.append(control.warning_count(run.get("final")))
     if run.get("reason"):
         parts.append(f"reason: {run['reason']}")
     return ", ".join(parts)
@@ -170,6 +174,7 @@ def command_results(args, stack: DeployedStack, console: Console) -> int:
         if final:
             console.print(", ".join(f"{label} {value}" for label, value in control.figures(final))
                           + f", {final['seconds']:.1f} s, {final['invocations']} invocations, model s3://{stack.outputs.bucket}/{final['model_key']}")
+            show_warnings(console, final)
     if args.weights:
         show_weights(run, epochs, stack, console)
     if args.plot:
@@ -217,12 +222,13 @@ def model_params(stack: DeployedStack, key: str) -> dict[str, np.ndarray]:
 def command_runs(args, stack: DeployedStack, console: Console) -> int:
     runs = sorted(stack.ports.table.list_runs(), key=lambda run: run.get("created_at", ""))
     table = Table(title=f"runs in {stack.outputs.stack_name}", title_justify="left")
-    for column in ("run id", "status", "epoch", "cost", "created", "granularity"):
+    for column in ("run id", "status", "warnings", "epoch", "cost", "created", "granularity"):
         table.add_column(column)
     for run in runs:
         final = run.get("final") or {}
         cost = final.get("cost", run.get("last_cost"))
-        table.add_row(run["run_id"], run["status"], f"{run.get('progress_epoch', 0)}/{run['config']['epochs']}",
+        table.add_row(run["run_id"], run["status"], Text(warning_mark(final), "yellow"),
+                      f"{run.get('progress_epoch', 0)}/{run['config']['epochs']}",
                       "-" if cost is None else f"{cost:.4f}", run.get("created_at", ""), run["config"]["granularity"])
     console.print(table if runs else "no runs yet; start one with `lnn start`")
     return 0
