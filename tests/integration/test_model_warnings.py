@@ -5,11 +5,13 @@ The collapse is deterministic: LNN 0.0's constant initial weights of 0 leave eve
 (Z = 0), so no weight ever gets a gradient, and the output bias alone learns the class prior (here 1/2, so it stays).
 """
 
+import argparse
 import json
 
 import numpy as np
 import pytest
 
+from lnn_cli import remote
 from lnn_cli.cloud.local import run_local
 from lnn_cli.presentation.report import summary_table
 from lnn_core import control
@@ -56,6 +58,19 @@ def test_a_collapsed_run_succeeds_with_its_warnings_in_the_record_results_json_a
     console.print(summary_table(results))
     shown = console.export_text()
     assert "succeeded with 3 warnings" in shown and all(warning in shown for warning in warnings)
+
+    deployed = remote.DeployedStack(stack[0], "LnnStack")  # what `lnn status`, `results` and `runs` read
+    for command, options in ((remote.command_status, {"follow": False}),
+                             (remote.command_results, {"csv": False, "weights": False, "plot": None})):
+        console = Console(record=True, width=400)
+        assert command(argparse.Namespace(run_id="collapsed", **options), deployed, console) == 0
+        shown = console.export_text()
+        assert "succeeded" in shown and "3 warnings" in shown
+        assert [line for line in shown.splitlines() if line.startswith("⚠ warning: ")] == [f"⚠ warning: {w}" for w in warnings]
+    console = Console(record=True, width=400)
+    assert remote.command_runs(argparse.Namespace(), deployed, console) == 0
+    [row] = [line for line in console.export_text().splitlines() if "collapsed" in line]
+    assert "⚠ 3" in row
 
 
 def test_a_run_that_learned_has_no_warnings(stack, tmp_path):
