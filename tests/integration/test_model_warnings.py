@@ -13,6 +13,7 @@ import pytest
 
 from lnn_cli import remote
 from lnn_cli.cloud.local import run_local
+from lnn_cli.web.app import create_app
 from lnn_cli.presentation.report import summary_table
 from lnn_core import control
 from lnn_core.ports import IoCounter
@@ -71,6 +72,7 @@ def test_a_collapsed_run_succeeds_with_its_warnings_in_the_record_results_json_a
     assert remote.command_runs(argparse.Namespace(), deployed, console) == 0
     [row] = [line for line in console.export_text().splitlines() if "collapsed" in line]
     assert "⚠ 3" in row
+    assert create_app(deployed).test_client().get("/api/runs/collapsed").json["final"]["warnings"] == warnings  # the page's
 
 
 def test_a_run_that_learned_has_no_warnings(stack, tmp_path):
