@@ -83,7 +83,7 @@ def model_warnings(fit: TrainingFit, Y: np.ndarray, config: TrainingConfig,
     cost, baseline = network.compute_cost(fit.AL, Y, output), constant_cost(Y, output)
     if cost > (1 - NOTHING_LEARNED_MARGIN) * baseline:
         constant = "the targets' mean" if config.regression else "the class prior"
-        relation = "within 2 % of" if cost <= (1 + NOTHING_LEARNED_MARGIN) * baseline else "above"
+        relation = f"within {NOTHING_LEARNED_MARGIN * 100:g} % of" if cost <= (1 + NOTHING_LEARNED_MARGIN) * baseline else "above"
         warnings.append(f"the training cost {cost:.4g} is {relation} {baseline:.4g}, the cost of always predicting "
                         f"{constant}: the model learned nothing; {_advice(config)}.")
     if not config.regression:
