@@ -17,6 +17,7 @@ import boto3
 import numpy as np
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from lnn_core import control, network, pricing
 from lnn_core.config import check_run_id
@@ -30,7 +31,7 @@ from .inputs import read_prediction_data, validate_run
 from .cloud.local import new_run_id, upload_run_inputs
 from .presentation.configuration import show_launched_configuration
 from .presentation.progress import RunProgress, run_progress, timing_text
-from .presentation.report import plot_costs
+from .presentation.report import plot_costs, show_warnings, warning_mark
 from .cloud.stack import CLI_BOTO_CONFIG, StackOutputs, aws_errors_explained
 
 FOLLOW_SECONDS = 2.0  # how often `status --follow` reads the run record
@@ -138,6 +139,7 @@ def command_status(args, stack: DeployedStack, console: Console) -> int:
                 time.sleep(FOLLOW_SECONDS)
                 run = bar.poll(force=True)
     console.print(status_line(run))
+    show_warnings(console, run.get("final"))
     console.print(f"AWS cost: {pricing.cost_text(run_cost(run, args.prices))}", highlight=False)
     return 0 if run["status"] in ("running", "succeeded") else 1
 
@@ -158,6 +160,8 @@ def status_line(run: dict[str, Any]) -> str:
     ]
     if run.get("last_cost") is not None:
         parts.append(f"cost {run['last_cost']:.6f}")
+    if control.warning_count(run.get("final")):
+        parts.append(control.warning_count(run.get("final")))
     if timing_text(run):
         parts.append(timing_text(run))
     if run.get("reason"):
@@ -189,6 +193,7 @@ def command_results(args, stack: DeployedStack, console: Console) -> int:
         if final:
             console.print(", ".join(f"{label} {value}" for label, value in control.figures(final))
                           + f", {final['seconds']:.1f} s, {final['invocations']} invocations, model s3://{stack.outputs.bucket}/{final['model_key']}")
+            show_warnings(console, final)
         console.print(f"AWS cost: {pricing.cost_text(run_cost(run, args.prices))}", highlight=False)
         published = control.published_model(run)
         if published:
@@ -241,13 +246,14 @@ def model_params(stack: DeployedStack, key: str) -> dict[str, np.ndarray]:
 def command_runs(args, stack: DeployedStack, console: Console) -> int:
     runs = sorted(stack.ports.table.list_runs(), key=lambda run: run.get("created_at", ""))
     table = Table(title=f"runs in {stack.outputs.stack_name}", title_justify="left")
-    for column in ("run id", "status", "epoch", "cost", "created", "granularity", "AWS $"):
+    for column in ("run id", "status", "warnings", "epoch", "cost", "created", "granularity", "AWS $"):
         table.add_column(column)
     for run in runs:
         final = run.get("final") or {}
         cost = final.get("cost", run.get("last_cost"))
         dollars = run_cost(run, args.prices)
-        table.add_row(run["run_id"], run["status"], f"{run.get('progress_epoch', 0)}/{run['config']['epochs']}",
+        table.add_row(run["run_id"], run["status"], Text(warning_mark(final), "yellow"),
+                      f"{run.get('progress_epoch', 0)}/{run['config']['epochs']}",
                       "-" if cost is None else f"{cost:.4f}", run.get("created_at", ""), run["config"]["granularity"],
                       "-" if dollars is None else f"{dollars['dollars']:.6f}")
     if runs:

@@ -311,11 +311,19 @@ def figures(final: dict[str, Any]) -> list[tuple[str, str]]:
     return shown
 
 
+def warning_count(final: dict[str, Any] | None) -> str:
+    """'1 warning', '3 warnings', or '' for a run whose model shows no sign of having learned nothing."""
+    count = len((final or {}).get("warnings") or [])
+    return f"{count} warning{'' if count == 1 else 's'}" if count else ""
+
+
 def subject(run: dict[str, Any]) -> str:
     final = run.get("final") or {}
     if run["status"] == "succeeded":
         first = figures(final)[:1]
-        return f"LNN run {run['run_id']} succeeded: cost {final.get('cost', 0):.4g}" + "".join(f", {l} {v}" for l, v in first)
+        warned = f" with {warning_count(final)}" if warning_count(final) else ""
+        return (f"LNN run {run['run_id']} succeeded{warned}: cost {final.get('cost', 0):.4g}"
+                + "".join(f", {l} {v}" for l, v in first))
     return f"LNN run {run['run_id']} {run['status']}"
 
 

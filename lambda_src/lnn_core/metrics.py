@@ -28,17 +28,28 @@ def predict(params: Params, X_rows: np.ndarray, activations: Sequence[str]) -> n
 
     For a linear output, the predicted values (float64, as `predict_proba`).
     """
-    proba = predict_proba(params, X_rows, activations)
     if activations[-1] in REGRESSION_OUTPUTS:
-        return proba
-    return (proba > 0.5).astype(np.int64) if activations[-1] == "sigmoid" else proba.argmax(axis=1)
+        return predict_proba(params, X_rows, activations)
+    AL, _ = forward_pass(params, to_columns(X_rows), activations)
+    return output_labels(AL, activations[-1])
+
+
+def output_labels(AL: np.ndarray, output_activation: str) -> np.ndarray:
+    """A classifier's outputs AL (n_L, m) -> int64 labels (m,): AL > 0.5 for a sigmoid, the largest for softmax."""
+    return (AL[0] > 0.5).astype(np.int64) if output_activation == "sigmoid" else AL.argmax(axis=0)
 
 
 def accuracy(params: Params, X_rows: np.ndarray, y: np.ndarray, activations: Sequence[str]) -> float:
     """Fraction of the m rows of X (m, n0) whose predicted label equals y (m,) (classification outputs only)."""
     if activations[-1] in REGRESSION_OUTPUTS:
         raise LnnInputError(f"accuracy needs a classification output, not {activations[-1]!r}; use rmse or r2")
-    labels = predict(params, X_rows, activations)
+    AL, _ = forward_pass(params, to_columns(X_rows), activations)
+    return output_accuracy(AL, y, activations[-1])
+
+
+def output_accuracy(AL: np.ndarray, y: np.ndarray, output_activation: str) -> float:
+    """`accuracy` from a classifier's outputs AL (n_L, m) and the labels y (m,)."""
+    labels = output_labels(AL, output_activation)
     y = np.asarray(y)
     if y.shape != labels.shape:
         raise LnnInputError(f"labels must have shape {labels.shape}, one per row of X; got {y.shape}")
@@ -65,7 +76,11 @@ def rmse(params: Params, X_rows: np.ndarray, y: np.ndarray, activations: Sequenc
 
     sqrt(mean((a - y)^2)) over all m * k predicted values.
     """
-    AL, Y = _regression_outputs(params, X_rows, y, activations, "rmse")
+    return output_rmse(*_regression_outputs(params, X_rows, y, activations, "rmse"))
+
+
+def output_rmse(AL: np.ndarray, Y: np.ndarray) -> float:
+    """`rmse` from a linear output's AL and targets Y, both (k, m)."""
     D = AL - Y
     return float(np.sqrt((D * D).mean()))
 
@@ -77,7 +92,11 @@ def r2(params: Params, X_rows: np.ndarray, y: np.ndarray, activations: Sequence[
     scikit-learn's r2_score); a unit whose targets are all equal scores 1.0 if predicted exactly,
     else 0.0.
     """
-    AL, Y = _regression_outputs(params, X_rows, y, activations, "r2")
+    return output_r2(*_regression_outputs(params, X_rows, y, activations, "r2"))
+
+
+def output_r2(AL: np.ndarray, Y: np.ndarray) -> float:
+    """`r2` from a linear output's AL and targets Y, both (k, m)."""
     residual = ((Y - AL) ** 2).sum(axis=1)
     total = ((Y - Y.mean(axis=1, keepdims=True)) ** 2).sum(axis=1)
     constant = total == 0

@@ -12,7 +12,7 @@ from .config import TrainingConfig
 from .dataset import TrainingData
 from .errors import RunFailure
 from .layout import is_checkpoint, params_key
-from .metrics import accuracy, r2, rmse
+from .metrics import accuracy, output_accuracy, output_r2, output_rmse, r2, rmse
 from .ports import now
 from .run_table import ITEMS_PER_WRITE
 
@@ -88,18 +88,20 @@ def evaluation(config: TrainingConfig, data: TrainingData, epoch: int, params: n
     return {"test_cost": finite_cost(cost, epoch, config), metric[0]: metric[1](params, data.X_test, data.y_test, activations)}
 
 
-def metrics(params: network.Params, data: TrainingData, config: TrainingConfig) -> dict[str, float | None]:
-    """The trained model's figures: accuracy for a classifier; RMSE and R² for a regression."""
+def metrics(params: network.Params, data: TrainingData, config: TrainingConfig, train_outputs: np.ndarray,
+            train_targets: np.ndarray) -> dict[str, float | None]:
+    """The trained model's figures: accuracy for a classifier; RMSE and R² for a regression. The training set's are
+    computed from its outputs AL (n_L, m) and targets Y (n_L, m), the forward pass the finish step diagnoses too."""
     activations, has_test = list(config.activations), data.X_test is not None
     if config.regression:
         return {
-            "train_rmse": rmse(params, data.X, data.y, activations),
-            "train_r2": r2(params, data.X, data.y, activations),
+            "train_rmse": output_rmse(train_outputs, train_targets),
+            "train_r2": output_r2(train_outputs, train_targets),
             "test_rmse": rmse(params, data.X_test, data.y_test, activations) if has_test else None,
             "test_r2": r2(params, data.X_test, data.y_test, activations) if has_test else None,
         }
     return {
-        "train_accuracy": accuracy(params, data.X, data.y, activations),
+        "train_accuracy": output_accuracy(train_outputs, data.y, activations[-1]),
         "test_accuracy": accuracy(params, data.X_test, data.y_test, activations) if has_test else None,
     }
 

@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from . import network, optimizers, training
+from . import diagnostics, network, optimizers, training
 from .codec import item_write_units, npz_to_arrays
 from .config import TrainingConfig
 from .dataset import TrainingData, load_training_data
@@ -231,18 +231,21 @@ class StepBodies:
         """Save the model where the commit publishes it from, measure it, and end the run."""
         epochs = run.get("progress_epoch") or config.epochs
         params = params_of(self._load(params_key(config, epochs)))
-        data = self._prepared(config, run).data
+        prepared = self._prepared(config, run)
+        data = prepared.data
+        fit = diagnostics.training_fit(params, prepared.X, config.activations)  # one pass for the figures and warnings
         key = model_key(run["run_id"])
         model = model_arrays(config, params, data, epochs)
         final = {
             "cost": run.get("last_cost"),
-            **metrics(params, data, config),
+            **metrics(params, data, config, fit.AL, prepared.Y),
             "epochs": epochs,
             "stopped_early_at": run.get("stopped_early_at"),
             "seed": config.seed,
             "seconds": round(time.time() - run["created_epoch_seconds"], 3),
             "invocations": run.get("invocations", 0) + 1,
             "model_key": key,
+            "warnings": diagnostics.model_warnings(fit, prepared.Y, config, data.classes),
         }
         staged = staged_model_key(run["run_id"], epochs)
         result = StepResult(outputs={staged: model}, final=final)

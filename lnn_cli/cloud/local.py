@@ -83,6 +83,7 @@ class LocalRunResult:
         results |= {key: final[key] for key, _, _ in control.FIGURES if final.get(key) is not None}
         if final.get("stopped_early_at"):
             results["stopped_early_at"] = final["stopped_early_at"]
+        results["warnings"] = list(final.get("warnings") or [])
         if any("test_cost" in item for item in self.epochs):
             results["test_costs"] = {item["epoch"]: item["test_cost"] for item in self.epochs if "test_cost" in item}
         if self.run.get("reason"):

@@ -11,6 +11,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 from rich.console import Console  # noqa: E402
 from rich.panel import Panel  # noqa: E402
 from rich.table import Table  # noqa: E402
+from rich.text import Text  # noqa: E402
 
 from lnn_core import control, pricing  # noqa: E402
 
@@ -61,6 +62,21 @@ def show_notification(console: Console, notification: dict[str, Any]) -> None:
     console.print(Panel(text, title="message", subtitle=f"attributes: {attributes}", expand=False), highlight=False)
 
 
+WARNING_MARK = "⚠"
+
+
+def show_warnings(console: Console, final: dict[str, Any] | None) -> None:
+    """A finished run's warnings (a model that learned nothing), one line each."""
+    for warning in (final or {}).get("warnings") or []:
+        console.print(Text.assemble((f"{WARNING_MARK} warning: ", "bold yellow"), warning))
+
+
+def warning_mark(final: dict[str, Any] | None) -> str:
+    """The runs table's mark of a run with warnings, e.g. '⚠ 2'; '' without."""
+    count = len((final or {}).get("warnings") or [])
+    return f"{WARNING_MARK} {count}" if count else ""
+
+
 def summary_table(results: dict[str, Any]) -> Table:
     table = Table(title=f"Run {results['run_id']}", show_header=False, title_justify="left")
     table.add_column(style="bold")
@@ -78,6 +94,9 @@ def summary_table(results: dict[str, Any]) -> Table:
     ]
     if results.get("reason"):
         rows.insert(1, ("reason", results["reason"]))
+    if results.get("warnings"):
+        rows[0] = ("status", f"{results['status']} with {control.warning_count(results)}")
+        rows[1:1] = [(Text(f"{WARNING_MARK} warning", "bold yellow"), warning) for warning in results["warnings"]]
     if results.get("chaos"):
         chaos = results["chaos"]
         rows.append(("chaos", f"{chaos['faults']} faults injected ({chaos['duplicates']} duplicates, {chaos['delays']} delays, "

@@ -80,7 +80,7 @@ def create_app(stack: DeployedStack) -> Flask:
             "curve": [{"epoch": item["epoch"], "cost": number(item.get("cost")), "test_cost": number(item.get("test_cost"))}
                       for item in epochs],
             "figures": [[label, text] for label, text in control.figures(final)],
-            "final": {key: final.get(key) for key in ("cost", "seconds", "invocations", "model_key") if key in final},
+            "final": {key: final.get(key) for key in ("cost", "seconds", "invocations", "model_key", "warnings") if key in final},
             "model": model,
             "predictor": f"the PredictLambda {function}" if function else
                          f"computed by `lnn serve` from the run's model.npz in s3://{stack.outputs.bucket} (metrics.predict_proba)",
