@@ -175,8 +175,12 @@ function modelLine(run) {
 }
 
 function drawCost(cost) {
-  if (!cost || typeof cost.dollars !== "number") return show($("run-cost"), "");
-  show($("run-cost"), `${dollars(cost.dollars)}` + (cost.label ? ` — ${cost.label}` : ""));
+  const line = $("run-cost");
+  if (!cost || typeof cost.dollars !== "number") return show(line, "");
+  const figure = document.createElement("strong");
+  figure.textContent = dollars(cost.dollars);
+  line.replaceChildren(figure, cost.label ? ` — ${cost.label}` : "");
+  line.hidden = false;
 }
 
 function drawWarnings(warnings) {
