@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
 export PATH := $(CURDIR)/node_modules/.bin:$(CURDIR)/$(VENV)/bin:$(PATH)
 
-.PHONY: setup demo test slow synth bench mutants simulate clean
+.PHONY: setup demo test slow synth bench bench-reads mutants simulate clean
 
 setup: $(VENV)/.installed node_modules/.installed
 
@@ -33,6 +33,10 @@ slow: setup
 
 bench: setup
 	$(PY) -m lnn_cli.bench
+
+# Reads of a 1,000-epoch run (lnn_cli/bench_reads.py), on the stack the environment points at: `lnn up` first.
+bench-reads: setup
+	$(PY) -m lnn_cli.bench_reads
 
 mutants: setup
 	$(PY) -m tests.mutants

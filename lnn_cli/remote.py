@@ -171,7 +171,7 @@ def status_line(run: dict[str, Any]) -> str:
 
 def command_results(args, stack: DeployedStack, console: Console) -> int:
     run = stack.run(args.run_id)
-    epochs = stack.ports.table.committed_epochs(run)
+    epochs = stack.ports.table.epoch_figures(run)  # the weights only with --weights, and of one epoch
     costs = [item["cost"] for item in epochs]
     evaluated = [(key, label, style) for key, label, style in TEST_FIGURES if any(key in item for item in epochs)]
     if args.csv:
@@ -199,7 +199,7 @@ def command_results(args, stack: DeployedStack, console: Console) -> int:
         if published:
             console.print(f"model from epoch {published[1]}: s3://{stack.outputs.bucket}/{published[0]}")
     if args.weights:
-        show_weights(run, epochs, stack, console)
+        show_weights(run, stack.ports.table.committed_epoch(run), stack, console)
     if args.plot:
         plot_costs(costs, args.plot, run_id=args.run_id,
                    test_costs={int(item["epoch"]): item["test_cost"] for item in epochs if "test_cost" in item})
@@ -207,21 +207,20 @@ def command_results(args, stack: DeployedStack, console: Console) -> int:
     return 0
 
 
-def show_weights(run: dict[str, Any], epochs: list[dict[str, Any]], stack: DeployedStack, console: Console) -> None:
+def show_weights(run: dict[str, Any], last: dict[str, Any] | None, stack: DeployedStack, console: Console) -> None:
     """The trained model's parameters when the run finished, else the last epoch item's weights (or their norms)."""
     final = run.get("final") or {}
     if final.get("model_key"):
         params = model_params(stack, final["model_key"])
         source = f"s3://{stack.outputs.bucket}/{final['model_key']}"
-    elif epochs and "weights" in epochs[-1]:
-        last = epochs[-1]
+    elif last and "weights" in last:
         params = {f"{kind[0].upper()}{layer}": np.array(values) for kind in ("weights", "bias")
                   for layer, values in _by_layer(last[kind]).items()}
         source = f"epoch item {last['epoch']}"
     else:
-        console.print("no weights stored yet" if not epochs else f"epoch {epochs[-1]['epoch']} stores weight norms only: "
-                      f"{epochs[-1].get('weight_norms')}" + (f" (parameters in s3://{stack.outputs.bucket}/{epochs[-1]['checkpoint_key']})"
-                                                         if epochs[-1].get("checkpoint_key") else
+        console.print("no weights stored yet" if not last else f"epoch {last['epoch']} stores weight norms only: "
+                      f"{last.get('weight_norms')}" + (f" (parameters in s3://{stack.outputs.bucket}/{last['checkpoint_key']})"
+                                                         if last.get("checkpoint_key") else
                                                          " (kept parameters every 100 epochs and at the end)"))
         return
     console.print(f"weights from {source}:")

@@ -22,6 +22,9 @@ MESSAGE_DUE_VALUE = "due"  # the one value of `MESSAGE_DUE`: the index needs a k
 # A write of the run record meets a TransactionConflict while a twin's epoch-item transaction checks that record;
 # botocore does not retry it. The conflict lasts one transaction: a few short retries outlast it.
 CONFLICT_BACKOFF_SECONDS = (0.02, 0.05, 0.1, 0.2, 0.4)
+# What `lnn results`, `status`, `runs`, `serve` and results.json show of an epoch item (results.epoch_item writes
+# them; `evaluation` the test figures): not the weights and biases, most of an item's bytes.
+EPOCH_FIGURES = ("epoch", "cost", "learning_rate", "started_at", "finished_at", "test_cost", "test_accuracy", "test_rmse")
 
 
 class RunExists(Exception):
@@ -274,16 +277,24 @@ class RunTable:
                 raise
         return True
 
-    def list_epochs(self, run_id: str, *, through: int | None = None) -> list[dict[str, Any]]:
-        """The run's epoch items, epoch 1 first; with `through`, only epochs 1..through."""
+    def list_epochs(self, run_id: str, *, through: int | None = None, after: int = 0,
+                    attributes: tuple[str, ...] | None = None) -> list[dict[str, Any]]:
+        """The run's epoch items, epoch 1 first; with `through`, only epochs up to it; with `after`, only the epochs
+        after it; with `attributes`, only those attributes of each item (a projection: DynamoDB reads the whole
+        item, but sends only these)."""
         items, start = [], {}
         last = MAX_EPOCH_KEY if through is None else through
+        projection = {}
+        if attributes:
+            names = {f"#a{index}": name for index, name in enumerate(attributes)}
+            projection = {"ProjectionExpression": ", ".join(names), "ExpressionAttributeNames": names}
         while True:
             self._counter.requests["dynamodb"] += 1
             page = self._table.query(
                 KeyConditionExpression="run_id = :run AND epoch BETWEEN :first AND :last",
-                ExpressionAttributeValues={":run": run_id, ":first": 1, ":last": last},
+                ExpressionAttributeValues={":run": run_id, ":first": after + 1, ":last": last},
                 ConsistentRead=True,
+                **projection,
                 **start,
             )
             items += page["Items"]
@@ -295,6 +306,22 @@ class RunTable:
         """The items of the epochs the run committed. An item is written before its step's commit, so a stopped
         run or a losing twin can leave items of later epochs; readers show only these."""
         return self.list_epochs(run["run_id"], through=run.get("progress_epoch", 0)) if run.get("progress_epoch") else []
+
+    def epoch_figures(self, run: dict[str, Any], *, after: int = 0) -> list[dict[str, Any]]:
+        """What readers show of the committed epochs after `after`: their `EPOCH_FIGURES`. Like `committed_epochs`, nothing beyond the run's `progress_epoch`."""
+        last = run.get("progress_epoch") or 0
+        if last <= after:
+            return []
+        return self.list_epochs(run["run_id"], through=last, after=after, attributes=EPOCH_FIGURES)
+
+    def committed_epoch(self, run: dict[str, Any]) -> dict[str, Any] | None:
+        """The whole item (weights included) of the run's last committed epoch; None before its first."""
+        if not run.get("progress_epoch"):
+            return None
+        self._counter.requests["dynamodb"] += 1
+        item = self._table.get_item(Key={"run_id": run["run_id"], "epoch": run["progress_epoch"]},
+                                    ConsistentRead=True).get("Item")
+        return from_dynamo(item) if item else None
 
     def run_ids(self, status: str | None = None) -> list[str]:
         """The ids of the runs with `status` (all runs when None), from the status index."""

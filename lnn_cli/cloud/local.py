@@ -29,7 +29,7 @@ MAX_STALLS = control.MAX_RESUMES + 1  # the last resume finds the limit reached 
 class LocalRunResult:
     run_id: str
     run: dict[str, Any]  # the run record
-    epochs: list[dict[str, Any]]  # the epoch items, epoch 1 first
+    epochs: list[dict[str, Any]]  # the epoch items' figures (RunTable.epoch_figures), epoch 1 first
     notifications: list[dict[str, Any]]  # SNS messages received during the run
     model: bytes | None  # model.npz, when the run succeeded
     io: dict[str, Any]  # requests by service and S3 bytes, over every handler of the run
@@ -228,7 +228,7 @@ def run_local(
             on_launch(table.get_run(run_id))
         stalls = drive(runtime, table, run_id)
         run = table.get_run(run_id)
-        epochs = table.committed_epochs(run)
+        epochs = table.epoch_figures(run)
         model = None
         if run["status"] == "succeeded":
             model = session.client("s3").get_object(Bucket=outputs.bucket, Key=run["final"]["model_key"])["Body"].read()
@@ -304,7 +304,7 @@ def run_many(
             results.append(LocalRunResult(
                 run_id=job.run_id,
                 run=run,
-                epochs=table.committed_epochs(run),
+                epochs=table.epoch_figures(run),
                 notifications=[n for n in notifications if isinstance(n["body"], dict) and _names_run(n["body"], job.run_id)],
                 model=model,
                 io=sum_io([_counted(record.io) for record in deliveries]),

@@ -2,7 +2,8 @@
 
     GET  /                          the page (templates/index.html, static/lnn.js, static/lnn.css)
     GET  /api/runs                  the runs and their status
-    GET  /api/runs/<run_id>         one run: status, its cost curve (and test curve), final figures, its model
+    GET  /api/runs/<run_id>         one run: status, its cost curve (and test curve), final figures, its model;
+                                    ?after=N: the curve of the epochs after N only (the page's polls)
     POST /api/runs/<run_id>/predict an image (multipart field `image`) or a row (field `row`): class and probability
 
 It listens on 127.0.0.1 only and talks to nothing but the stack (its DynamoDB table, bucket and functions, found
@@ -32,6 +33,7 @@ log = logging.getLogger("lnn.serve")
 HOST = "127.0.0.1"
 DEFAULT_PORT = 8765
 MAX_UPLOAD_BYTES = 8 * 2**20
+DEPLOYED_PREDICTOR = "PredictLambda (deployed)"  # its physical name is the page's hover text (title)
 
 
 def create_app(stack: DeployedStack) -> Flask:
@@ -67,9 +69,10 @@ def create_app(stack: DeployedStack) -> Flask:
 
     @app.get("/api/runs/<run_id>")
     def run(run_id: str):
+        after = epoch_after(request.args.get("after"))
         with lock:
             record = stack.run(run_id)
-            epochs = stack.ports.table.committed_epochs(record)
+            epochs = stack.ports.table.epoch_figures(record, after=after)
             model = None
             if control.published_model(record):
                 model = predict.load_model(stack, record).describe()
@@ -77,13 +80,16 @@ def create_app(stack: DeployedStack) -> Flask:
         final = record.get("final") or {}
         return jsonify({
             **summary(record),
+            "after": after,
             "curve": [{"epoch": item["epoch"], "cost": number(item.get("cost")), "test_cost": number(item.get("test_cost"))}
                       for item in epochs],
-            "figures": [[label, text] for label, text in control.figures(final)],
+            "figures": page_figures(final),
             "final": {key: final.get(key) for key in ("cost", "seconds", "invocations", "model_key", "warnings") if key in final},
             "model": model,
-            "predictor": f"the PredictLambda {function}" if function else
-                         f"computed by `lnn serve` from the run's model.npz in s3://{stack.outputs.bucket} (metrics.predict_proba)",
+            "model_epoch": record.get("model_epoch"),
+            "predictor": {"label": DEPLOYED_PREDICTOR, "title": f"the PredictLambda {function}"} if function else
+                         {"label": "computed by `lnn serve` from the run's model.npz (metrics.predict_proba)",
+                          "title": f"s3://{stack.outputs.bucket}"},
         })
 
     @app.post("/api/runs/<run_id>/predict")
@@ -107,7 +113,7 @@ def create_app(stack: DeployedStack) -> Flask:
             note = None
             if function:
                 try:
-                    result, source = predict.predict_remote(stack, function, model, row), f"the PredictLambda {function}"
+                    result, source = predict.predict_remote(stack, function, model, row), DEPLOYED_PREDICTOR
                 except (LnnInputError, ClientError, BotoCoreError, ValueError) as failure:
                     log.warning("PredictLambda %s failed (%s); computing from model.npz", function, failure)
                     note = f"{short(failure)}; computed here instead"
@@ -115,7 +121,8 @@ def create_app(stack: DeployedStack) -> Flask:
             if not function:
                 result = predict.predict_here(model, row)
                 source = f"computed by `lnn serve` from s3://{stack.outputs.bucket}/{model.key} (metrics.predict_proba)"
-        return jsonify({**result, "run_id": run_id, "input": given, "source": source, "note": note})
+        return jsonify({**result, "run_id": run_id, "input": given, "source": source, "note": note,
+                        "source_title": f"the PredictLambda {function}" if function else f"s3://{stack.outputs.bucket}"})
 
     @app.errorhandler(LnnInputError)
     def input_error(failure: LnnInputError):
@@ -157,14 +164,45 @@ def number(value: Any) -> float | None:
     return float(value) if isinstance(value, (int, float)) and math.isfinite(value) else None
 
 
+def epoch_after(text: str | None) -> int:
+    """The `after` of a run request: the last epoch the page has (0: none)."""
+    if text is None:
+        return 0
+    if not text.isdigit():
+        raise LnnInputError(f"after must be an epoch number (0 or more); got {text[:20]!r}")
+    return int(text)
+
+
+def percent(fraction: float) -> str:
+    """A fraction as a percentage with as many decimals as keep it below 100 % (and above 0 %) unless it is exactly
+    that: 0.99996 is "99.996 %", never "100.0 %"."""
+    if fraction in (0, 1):
+        return f"{fraction * 100:.0f} %"
+    for decimals in range(1, 10):
+        text = f"{fraction * 100:.{decimals}f}"
+        if 0 < float(text) < 100:
+            return f"{text} %"
+    return f"{fraction * 100!r} %"
+
+
+def page_figures(final: dict[str, Any]) -> list[list[str]]:
+    """`control.figures` as the page shows them: percentages by `percent`."""
+    shown = dict(control.figures(final))
+    for key, label, style in control.FIGURES:
+        if style.endswith("%}") and final.get(key) is not None:
+            shown[label] = percent(final[key])
+    return [[label, text] for label, text in shown.items()]
+
+
 def summary(run: dict[str, Any]) -> dict[str, Any]:
     config = run.get("config") or {}
     final = run.get("final") or {}
     cost = final.get("cost", run.get("last_cost"))
+    # `training_cost`, not `cost`: a run's `cost` is its estimate in dollars (pricing.run_cost), when it has one
     return {"run_id": run["run_id"], "status": run["status"], "epoch": run.get("progress_epoch", 0),
-            "epochs": config.get("epochs"), "granularity": config.get("granularity"), "cost": number(cost),
+            "epochs": config.get("epochs"), "granularity": config.get("granularity"), "training_cost": number(cost),
             "created_at": run.get("created_at"), "finished_at": run.get("finished_at"), "reason": run.get("reason"),
-            "eval_every": config.get("eval_every"), "aws_cost": run_cost(run),
+            "eval_every": config.get("eval_every"), "cost": run_cost(run),
             "model_epoch": run.get("model_epoch")}
 
 

@@ -22,6 +22,7 @@ from lnn_cli.cloud.emulator import running_emulator
 from lnn_cli.cloud.local import drive, local_runtime
 from lnn_cli.main import main
 from lnn_cli.remote import DeployedStack
+from lnn_cli.web.app import percent
 from lnn_core.ports import IoCounter
 from lnn_core.run_table import RunTable
 
@@ -152,15 +153,16 @@ def test_follow_a_run_then_predict_in_the_browser(browser, deployed, served, ima
 
     # the page follows the run: points appear while it is still running, then it succeeds with every epoch drawn
     page.wait_for_function("""() => document.querySelector('#run-status').textContent === 'running'
-                              && document.querySelectorAll('#curve circle.train').length >= 1""", timeout=30_000)
+                              && Number(document.querySelector('#curve').dataset.points) >= 1""", timeout=30_000)
     page.wait_for_function("document.querySelector('#run-status').textContent === 'succeeded'", timeout=60_000)
     trainer.join(timeout=30)
-    assert page.locator("#curve circle.train").count() == EPOCHS
-    assert page.locator("#curve circle.test").count() == EPOCHS // EVAL_EVERY
+    page.wait_for_function(f"document.querySelector('#curve').dataset.points === '{EPOCHS}'")
+    assert page.locator("#curve").get_attribute("data-test-points") == str(EPOCHS // EVAL_EVERY)
+    assert page.locator("#curve canvas").count() == 1  # drawn by uPlot
     figures = page.locator("#figures").inner_text()
     assert "train accuracy" in figures and "test accuracy" in figures and "final cost" in figures
     run = table.get_run("web-colors")
-    assert f"{run['final']['train_accuracy']:.1%}" in figures
+    assert percent(run["final"]["train_accuracy"]) in figures
     # the table's row follows the panel; a runs poll already in flight may show the old row until the next one
     expect(rows.filter(has_text="web-colors")).to_contain_text("succeeded", timeout=8_000)
     assert "images 8×8×3" in page.locator("#model-line").inner_text()

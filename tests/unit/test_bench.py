@@ -138,3 +138,18 @@ def test_epoch_spans():
     items = [{"started_at": "2026-01-01T00:00:00.100Z", "finished_at": "2026-01-01T00:00:01.350Z"},
              {"started_at": "2026-01-01T00:00:01.400Z", "finished_at": "2026-01-01T00:00:02.000Z"}]
     assert [round(s, 3) for s in bench_figures.epoch_spans(items)] == [1.25, 0.6]
+
+
+def test_reads_job_writes_a_demo_run_of_the_real_shape(aws):
+    """bench_reads' run: the demo network's items, with weights, committed and ended as a trainer leaves them."""
+    from lnn_cli.bench_reads import write_run
+    from lnn_core.ports import IoCounter
+    from lnn_core.run_table import RunTable
+
+    table = RunTable(aws.session.resource("dynamodb").Table("lnn-results"), IoCounter())
+    run = write_run(table, "bench", 120)
+    assert run["status"] == "succeeded" and run["progress_epoch"] == 120
+    items = table.committed_epochs(run)
+    assert [item["epoch"] for item in items] == list(range(1, 121))
+    assert len(items[0]["weights"]["layer1"]) == 20 and len(items[0]["weights"]["layer1"][0]) == 30
+    assert "test_cost" in items[9] and "test_cost" not in items[8]

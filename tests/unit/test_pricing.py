@@ -148,4 +148,4 @@ def test_local_summary_and_the_message_and_the_web_json():
     Console(file=out, width=300).print(summary_table(results))
     assert pricing.cost_text(cost) in out.getvalue()
     assert control.message(run)["aws_cost"] == pricing.cost_text(pricing.run_cost(run))
-    assert summary(run)["aws_cost"] == pricing.run_cost(run)
+    assert summary(run)["cost"] == pricing.run_cost(run)
