@@ -61,7 +61,7 @@ def evaluated_run(tmp_path):
               {"epoch": 2, "cost": 0.5, "learning_rate": 0.1, "started_at": "b", "finished_at": "c",
                "test_cost": 0.55, "test_accuracy": 0.875}]
     run = {"run_id": "r1", "status": "running", "config": {"epochs": 4, "granularity": "epoch"}, "progress_epoch": 2}
-    table = SimpleNamespace(committed_epochs=lambda record: epochs)
+    table = SimpleNamespace(epoch_figures=lambda record, after=0: [item for item in epochs if item["epoch"] > after])
     return SimpleNamespace(run=lambda run_id: run, ports=SimpleNamespace(table=table),
                            outputs=SimpleNamespace(bucket="b"))
 

@@ -84,8 +84,9 @@ class FakeTable:
     def get_run(self, run_id):
         return self._run
 
-    def committed_epochs(self, run):
-        return [{"epoch": epoch, "cost": 0.5 / epoch, "learning_rate": 0.1, "finished_at": "t"} for epoch in (1, 2, 3)]
+    def epoch_figures(self, run, *, after=0):
+        return [{"epoch": epoch, "cost": 0.5 / epoch, "learning_rate": 0.1, "finished_at": "t"} for epoch in (1, 2, 3)
+                if epoch > after]
 
     def list_runs(self):
         return [self._run]

@@ -1,8 +1,7 @@
 """The page's charting library is npm's uplot, copied unchanged into the package (lnn_cli/web/static/vendor/)."""
 
 import json
-import tomllib
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 
 import pytest
 
@@ -24,13 +23,3 @@ def test_the_pinned_version_is_the_one_copied():
     assert json.loads((INSTALLED / "package.json").read_text())["version"] == pinned
     assert (VENDOR / "uPlot.iife.min.js").read_text().startswith(f"/*! https://github.com/leeoniya/uPlot (v{pinned}) */")
 
-
-def test_the_package_ships_the_page():
-    """Every file of the page matches a glob of pyproject.toml's package-data (setuptools' globs: `*` stays in a folder)."""
-    globs = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["package-data"]["lnn_cli"]
-    web = ROOT / "lnn_cli" / "web"
-    files = [path.relative_to(ROOT / "lnn_cli").as_posix() for folder in ("static", "templates")
-             for path in (web / folder).rglob("*") if path.is_file()]
-    assert "web/static/vendor/uPlot.iife.min.js" in files
-    assert [name for name in files if not any(PurePosixPath(name).match(glob) and name.count("/") == glob.count("/")
-                                             for glob in globs)] == []
