@@ -1,0 +1,81 @@
+"""Adversarial review of issue 17's stop and resume: interleavings of a stop's twins with `lnn resume`."""
+
+import json
+
+import pytest
+
+from lnn_core import control
+from lnn_core.layout import model_key, staged_model_key
+from tests.integration.test_concurrency_scenarios import Delivery, Gate, context
+from tests.integration.test_stop_resume import LAYERS, LAYER_STEPS, World, assert_like_an_uninterrupted_run
+
+pytestmark = pytest.mark.usefixtures("atomic_moto")
+
+
+def to_the_stop(world):
+    """Train into epoch 2, `lnn stop`: the queue holds the one event whose delivery will stop the run."""
+    world.deliver(until=lambda run: run["progress_epoch"] == 1 and run["committed_step"] >= 7)
+    control.stop_run(world.cli(), "r1")
+    assert len(world.queue.events) == 1
+    return world.queue.events.popleft()
+
+
+def test_a_late_twin_of_the_stop_does_not_stop_the_run_again_after_lnn_resume(aws):
+    """Twins A and B of the event after `lnn stop` both read stop_requested. A stops the run; the user resumes it;
+    then B (slow: it was computing the stop's model) reaches its ending write. The run is running again at the very
+    step B read, so B's transition (committed_step = seen AND status = running) applies: one `lnn stop` stops the
+    run twice, undoes the user's `lnn resume`, and sends a second "stopped" message."""
+    world = World(aws, LAYERS)
+    event = to_the_stop(world)
+    late = world.trainer()
+    gate = Gate(late.ports.table, "transition")
+    twin_b = Delivery(late, event, context("stop-twin-b"))
+    twin_b.start()
+    gate.wait_reached()  # B read the run running with stop_requested, staged the model, is about to end it
+    assert world.trainer().handle(json.loads(json.dumps(event)), context("stop-twin-a"))["outcome"] == "stopped"
+    assert [m["status"] for m in world.messages()] == ["stopped"]
+    assert control.resume_run(world.cli(), "r1")["outcome"] == "continued"
+    gate.opened.set()
+    twin_b.join(30)
+    run = world.record()
+    messages = world.messages()
+    assert run["status"] == "running", f"a late twin of one stop stopped the resumed run again ({twin_b.outcome})"
+    assert messages == []
+    world.deliver()
+    assert_like_an_uninterrupted_run(world, LAYER_STEPS)
+
+
+def test_a_finished_runs_model_is_not_replaced_by_its_stops_older_model(aws):
+    """The stop's delivery A dies after its commit, before it publishes; its retry C reads the stopped record and
+    is slow to copy. `lnn resume` publishes the stop's model, removes the staged copy (the fence) and continues;
+    the run finishes at epoch 3. But a twin B of the stop event, which read the run before the stop and was slow,
+    stages epoch 1's model again (its ending write then fails: the run finished). C's copy then finds the staged
+    key and replaces the finished run's model.npz with epoch 1's: the record says model_epoch 3."""
+    world = World(aws, LAYERS)
+    event = to_the_stop(world)
+    slow_twin = world.trainer()
+    stager = Gate(slow_twin.ports.store, "put_bytes")
+    twin_b = Delivery(slow_twin, event, context("stop-twin-b"))
+    twin_b.start()
+    stager.wait_reached()  # B read the run running with stop_requested and computed epoch 1's model
+    dying = world.trainer()
+    dying.ports.store.copy = lambda *args: (_ for _ in ()).throw(ConnectionError("died before publishing"))
+    with pytest.raises(ConnectionError):
+        dying.handle(json.loads(json.dumps(event)), context("stop-a"))
+    retry = world.trainer()
+    copier = Gate(retry.ports.store, "copy")
+    retry_c = Delivery(retry, event, context("stop-a"))
+    retry_c.start()
+    copier.wait_reached()  # C read the run stopped, its message owed, and is about to publish the stop's model
+    assert control.resume_run(world.cli(), "r1")["outcome"] == "continued"
+    world.deliver()
+    assert world.record()["status"] == "succeeded" and int(world.model()["epoch"]) == 3
+    stager.opened.set()
+    twin_b.join(30)
+    copier.opened.set()
+    retry_c.join(30)
+    run = world.record()
+    assert run["model_epoch"] == 3
+    assert int(world.model()["epoch"]) == 3, (
+        f"model.npz was replaced by epoch {int(world.model()['epoch'])}'s (B: {twin_b.outcome}, C: {retry_c.outcome})")
+    assert not world.has(staged_model_key("r1", 1)), "an orphan staged model of a continued stop is left behind"
