@@ -79,3 +79,42 @@ def test_a_finished_runs_model_is_not_replaced_by_its_stops_older_model(aws):
     assert int(world.model()["epoch"]) == 3, (
         f"model.npz was replaced by epoch {int(world.model()['epoch'])}'s (B: {twin_b.outcome}, C: {retry_c.outcome})")
     assert not world.has(staged_model_key("r1", 1)), "an orphan staged model of a continued stop is left behind"
+
+
+def test_a_late_mark_of_the_stops_message_does_not_swallow_the_next_endings_message(aws):
+    """Kills a survivor: `mark_notified` without its ending condition passes every test of test_stop_resume.py.
+    The stop's delivery publishes its message and is slow to record it; `lnn resume` continues the run; the finish
+    commits and dies before it claims its message (the watchdog's sweep owes it). The stop's late mark must not
+    record the finish's message as sent."""
+    from lnn_core.handlers import build_watchdog
+    from lnn_core.run_table import RunTable
+
+    world = World(aws, LAYERS)
+    event = to_the_stop(world)
+    stopper = world.trainer()
+    gate = Gate(stopper.ports.table, "mark_notified")
+    stop = Delivery(stopper, event, context("stop"))
+    stop.start()
+    gate.wait_reached()
+    assert [m["status"] for m in world.messages()] == ["stopped"]
+    assert control.resume_run(world.cli(), "r1")["outcome"] == "continued"
+
+    def dies(*args, **kwargs):
+        raise ConnectionError("the finisher died after its commit")
+
+    original = RunTable.claim_notification
+    RunTable.claim_notification = dies
+    try:
+        while world.queue.events:
+            try:
+                world.trainer().handle(world.queue.events.popleft(), context("after-resume"))
+            except ConnectionError:
+                pass
+    finally:
+        RunTable.claim_notification = original
+    assert world.record()["status"] == "succeeded" and world.messages() == []
+    gate.opened.set()
+    stop.join(30)
+    world.clock.advance(3600)
+    build_watchdog(session=aws.session, invoker=world.queue, clock=world.clock).handle({})
+    assert [(m["status"], m["message_id"]) for m in world.messages()] == [("succeeded", "lnn-run-r1/continued-1")]
