@@ -118,3 +118,46 @@ def test_a_late_mark_of_the_stops_message_does_not_swallow_the_next_endings_mess
     world.clock.advance(3600)
     build_watchdog(session=aws.session, invoker=world.queue, clock=world.clock).handle({})
     assert [(m["status"], m["message_id"]) for m in world.messages()] == [("succeeded", "lnn-run-r1/continued-1")]
+
+
+def without_list_bucket(store):
+    """What real S3 answers a role without s3:ListBucket (the watchdog's: grant_publish_models only) when a
+    CopyObject's source is missing: 403 AccessDenied, not 404 NoSuchKey (storage.grant_list_runs says the same of
+    GetObject/HeadObject). moto answers 404 whatever the role, so the suite cannot see the difference."""
+    from botocore.exceptions import ClientError
+
+    client, original = store._client, store._client.copy_object
+
+    def copy_object(**request):
+        source = request["CopySource"]["Key"]
+        if client.list_objects_v2(Bucket=request["Bucket"], Prefix=source).get("KeyCount", 0) == 0:
+            raise ClientError({"Error": {"Code": "AccessDenied", "Message": "Access Denied"}}, "CopyObject")
+        return original(**request)
+
+    client.copy_object = copy_object
+
+
+def test_the_watchdog_sends_the_message_of_a_stop_whose_staged_model_a_dead_resume_removed(aws):
+    """`lnn resume` published the stop's model, removed its staged copy, and died before its write: the run is
+    still stopped, its message owed. The watchdog's sweep calls publish_model, whose copy of the missing staged
+    model is AccessDenied on AWS (the watchdog has no s3:ListBucket), not the NoSuchKey `S3ObjectStore.copy`
+    treats as "already published": the sweep errs for this run at every schedule and the message is never sent."""
+    from lnn_core.handlers import build_watchdog
+
+    world = World(aws, LAYERS)
+    event = to_the_stop(world)
+    dying = world.trainer()
+    dying.ports.store.copy = lambda *args: (_ for _ in ()).throw(ConnectionError("died before publishing"))
+    with pytest.raises(ConnectionError):
+        dying.handle(event, context("stop"))
+    cli = world.trainer()
+    cli.ports.table.continue_stopped = lambda *args, **kwargs: (_ for _ in ()).throw(ConnectionError("died"))
+    with pytest.raises(ConnectionError):
+        control.resume_run(cli.ports, "r1")
+    assert not world.has(staged_model_key("r1", 1)) and int(world.model()["epoch"]) == 1
+    world.clock.advance(3600)
+    watchdog = build_watchdog(session=aws.session, invoker=world.queue, clock=world.clock)
+    without_list_bucket(watchdog.ports.store)
+    swept = watchdog.handle({})["messages_owed"]
+    assert swept == [{"run_id": "r1", "outcome": "message sent", "status": "stopped"}]
+    assert [(m["status"], m["message_id"]) for m in world.messages()] == [("stopped", "lnn-run-r1")]
