@@ -7,6 +7,7 @@ import pytest
 from lnn_core import control
 from lnn_core.layout import model_key, staged_model_key
 from tests.integration.test_concurrency_scenarios import Delivery, Gate, context
+from tests.integration.test_iam_scope import allowed_statements, permitted, template  # noqa: F401 - a fixture
 from tests.integration.test_stop_resume import LAYERS, LAYER_STEPS, World, assert_like_an_uninterrupted_run
 
 pytestmark = pytest.mark.usefixtures("atomic_moto")
@@ -120,24 +121,26 @@ def test_a_late_mark_of_the_stops_message_does_not_swallow_the_next_endings_mess
     assert [(m["status"], m["message_id"]) for m in world.messages()] == [("succeeded", "lnn-run-r1/continued-1")]
 
 
-def without_list_bucket(store):
-    """What real S3 answers a role without s3:ListBucket (the watchdog's: grant_publish_models only) when a
-    CopyObject's source is missing: 403 AccessDenied, not 404 NoSuchKey (storage.grant_list_runs says the same of
-    GetObject/HeadObject). moto answers 404 whatever the role, so the suite cannot see the difference."""
+def as_s3_answers_the_role(store, statements):
+    """What real S3 answers a role without s3:ListBucket on the key's prefix when a CopyObject's source is missing:
+    403 AccessDenied, not 404 NoSuchKey (storage.grant_list_runs says the same of GetObject/HeadObject). moto
+    answers 404 whatever the role, so the suite cannot see the difference. `statements`: the role's, from the
+    synthesized template (test_iam_scope), so that granting s3:ListBucket makes this pass."""
     from botocore.exceptions import ClientError
 
     client, original = store._client, store._client.copy_object
 
     def copy_object(**request):
         source = request["CopySource"]["Key"]
-        if client.list_objects_v2(Bucket=request["Bucket"], Prefix=source).get("KeyCount", 0) == 0:
+        missing = client.list_objects_v2(Bucket=request["Bucket"], Prefix=source).get("KeyCount", 0) == 0
+        if missing and not permitted(("s3:ListBucket", "", source), statements):
             raise ClientError({"Error": {"Code": "AccessDenied", "Message": "Access Denied"}}, "CopyObject")
         return original(**request)
 
     client.copy_object = copy_object
 
 
-def test_the_watchdog_sends_the_message_of_a_stop_whose_staged_model_a_dead_resume_removed(aws):
+def test_the_watchdog_sends_the_message_of_a_stop_whose_staged_model_a_dead_resume_removed(aws, template):
     """`lnn resume` published the stop's model, removed its staged copy, and died before its write: the run is
     still stopped, its message owed. The watchdog's sweep calls publish_model, whose copy of the missing staged
     model is AccessDenied on AWS (the watchdog has no s3:ListBucket), not the NoSuchKey `S3ObjectStore.copy`
@@ -157,7 +160,7 @@ def test_the_watchdog_sends_the_message_of_a_stop_whose_staged_model_a_dead_resu
     assert not world.has(staged_model_key("r1", 1)) and int(world.model()["epoch"]) == 1
     world.clock.advance(3600)
     watchdog = build_watchdog(session=aws.session, invoker=world.queue, clock=world.clock)
-    without_list_bucket(watchdog.ports.store)
+    as_s3_answers_the_role(watchdog.ports.store, allowed_statements(template, "WatchdogLambdaRole"))
     swept = watchdog.handle({})["messages_owed"]
     assert swept == [{"run_id": "r1", "outcome": "message sent", "status": "stopped"}]
     assert [(m["status"], m["message_id"]) for m in world.messages()] == [("stopped", "lnn-run-r1")]
