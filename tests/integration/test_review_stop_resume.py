@@ -5,6 +5,7 @@ import json
 import pytest
 
 from lnn_core import control
+from lnn_core.errors import LnnInputError
 from lnn_core.layout import model_key, staged_model_key
 from tests.integration.test_concurrency_scenarios import Delivery, Gate, context
 from tests.integration.test_iam_scope import allowed_statements, permitted, template  # noqa: F401 - a fixture
@@ -164,3 +165,48 @@ def test_the_watchdog_sends_the_message_of_a_stop_whose_staged_model_a_dead_resu
     swept = watchdog.handle({})["messages_owed"]
     assert swept == [{"run_id": "r1", "outcome": "message sent", "status": "stopped"}]
     assert [(m["status"], m["message_id"]) for m in world.messages()] == [("stopped", "lnn-run-r1")]
+
+
+def test_lnn_serve_predicts_with_the_model_the_run_has_now_not_the_one_it_cached(aws):
+    """model.npz is no longer written once per run: a stop publishes epoch 1's, the continued run's finish replaces
+    it. `lnn serve`'s predict (web/predict.load_model -> remote.model_params) reads it with
+    `S3ObjectStore.get_bytes(key)`, whose cache (for immutable training state) keeps the first bytes for the life
+    of the process: after the run finished, the page says "model from epoch 3" and predicts with epoch 1's."""
+    from types import SimpleNamespace
+
+    from lnn_cli.web import predict
+    from tests.integration.test_stop_resume import assert_params, reference
+
+    world = World(aws, LAYERS)
+    world.queue.events.append(to_the_stop(world))
+    world.deliver()
+    serve = SimpleNamespace(ports=world.cli())  # one `lnn serve` process: its ports live as long as it does
+    stopped = predict.load_model(serve, world.record())
+    assert_params(stopped.params, reference(LAYERS, epochs=1)[0])
+    assert control.resume_run(world.cli(), "r1")["outcome"] == "continued"
+    world.deliver()
+    assert world.record()["status"] == "succeeded" and world.record()["model_epoch"] == 3
+    finished = predict.load_model(serve, world.record())
+    assert_params(finished.params, reference(LAYERS)[0])
+
+
+def test_lnn_predict_of_a_stopped_run_whose_model_is_not_published_yet_is_one_line(aws):
+    """The stop committed (the record says model_epoch 1) and its delivery died before it copied the staged model:
+    model.npz appears only with the retry or the watchdog's sweep. Meanwhile `lnn predict r1` reads
+    model.npz with `get_bytes`, whose RunFailure ("s3 object runs/r1/model.npz is missing") is neither an
+    LnnInputError nor a botocore error: `lnn` prints a traceback, exit 1."""
+    from types import SimpleNamespace
+
+    from lnn_cli import remote
+
+    world = World(aws, LAYERS)
+    event = to_the_stop(world)
+    dying = world.trainer()
+    dying.ports.store.copy = lambda *args: (_ for _ in ()).throw(ConnectionError("died before publishing"))
+    with pytest.raises(ConnectionError):
+        dying.handle(event, context("stop"))
+    assert world.record()["model_epoch"] == 1 and not world.has(model_key("r1"))
+    stack = SimpleNamespace(run=lambda run_id: world.record(), ports=world.cli())
+    args = SimpleNamespace(run_id="r1", data="unused.npz", image=None, remote=False, csv=False, label_column=None)
+    with pytest.raises(LnnInputError):
+        remote.command_predict(args, stack, console=None)
