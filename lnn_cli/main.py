@@ -136,11 +136,12 @@ def build_parser() -> OneLineParser:
                         description="The stack's runs, oldest first: status, epoch, cost, when created, granularity.")
 
     for name, text, description in (
-        ("stop", "stop a run at its next step boundary",
-         "Ask a running run to stop: the step in flight finishes, then the run ends with status stopped."),
-        ("resume", "re-send a stalled run's next step",
-         "Re-send a running run's next step, e.g. after an invocation was lost; always harmless: a copy of a step "
-         "that is alive is dropped. (The watchdog does this by itself for a stalled run.)"),
+        ("stop", "stop a run at its next step boundary; it keeps its model and can be resumed",
+         "Ask a running run to stop: the step in flight finishes, then the run ends with status stopped, keeping the model of its last committed epoch; `lnn resume` continues it."),
+        ("resume", "continue a stopped run, or re-send a stalled run's next step",
+         "Continue a stopped run from its last committed step, to the same result as an uninterrupted run; on a "
+         "running run, re-send its next step (e.g. after an invocation was lost; harmless: a copy of a step that is "
+         "alive is dropped; the watchdog does this by itself for a stalled run)."),
     ):
         command = commands.add_parser(name, help=text, description=description)
         command.add_argument("run_id", help="the run (`lnn runs` lists them)")

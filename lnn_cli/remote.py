@@ -21,7 +21,7 @@ from rich.text import Text
 
 from lnn_core import control, network, pricing
 from lnn_core.config import check_run_id
-from lnn_core.errors import LnnInputError
+from lnn_core.errors import LnnInputError, RunFailure
 from lnn_core.launcher import LaunchLimits
 from lnn_core.predictor import SYNC_PAYLOAD_LIMIT, Model, predicted_probability, rows_that_fit
 from lnn_core.ports import BOTO_CONFIG, IoCounter, LambdaInvoker, Ports, S3ObjectStore, SnsNotifier
@@ -237,8 +237,18 @@ def _by_layer(values: Any) -> dict[int, Any]:
     return dict(enumerate(values, start=1))
 
 
+def model_bytes(stack: DeployedStack, key: str) -> bytes:
+    """A run's model.npz, read afresh every time (never from the store's cache: `lnn resume` and a later ending
+    replace it); one line when its ending committed but the copy has not landed yet."""
+    try:
+        return stack.ports.store.get_bytes(key, cache=False)
+    except RunFailure:
+        raise LnnInputError(f"the run's model ({key}) is being published by the step that ended it; try again in a "
+                            "few seconds") from None
+
+
 def model_params(stack: DeployedStack, key: str) -> dict[str, np.ndarray]:
-    with np.load(io.BytesIO(stack.ports.store.get_bytes(key)), allow_pickle=False) as model:
+    with np.load(io.BytesIO(model_bytes(stack, key)), allow_pickle=False) as model:
         return {name: model[name] for name in model.files}
 
 
@@ -295,7 +305,7 @@ def command_predict(args, stack: DeployedStack, console: Console) -> int:
     if getattr(args, "remote", False):
         described = predictor_answer(stack.invoke_predictor, {"run_id": args.run_id, "describe": True})
         return predict_with(args, described, lambda X: predict_remote(stack.invoke_predictor, args.run_id, X, described), console)
-    model = Model.from_npz(stack.ports.store.get_bytes(model_key), key=model_key)
+    model = Model.from_npz(model_bytes(stack, model_key), key=model_key)
     return predict_with(args, model.describe(), lambda X: model.answer(X, run_id=args.run_id), console)
 
 

@@ -59,6 +59,7 @@ class WatchdogFunction:
         storage.grant_query_messages_owed(self.function)
         storage.grant_items(self.function, "dynamodb:GetItem", "dynamodb:UpdateItem")
         storage.grant_publish_models(self.function)
+        storage.grant_list_runs(self.function)  # a staged model already published and removed: 404, not 403
         storage.grant_publish(self.function)
         trainer.grant_invoke(self.function)
 

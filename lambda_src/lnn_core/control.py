@@ -81,14 +81,18 @@ def ensure_notified(ports: Ports, run: dict[str, Any], *, claimant: str, context
     while its lease still covers a whole SDK call, so that no one else claims while its Publish may still land."""
     if run["status"] not in TERMINAL or run.get("notified", True):
         return
-    if run["status"] in MODEL_ENDINGS and run.get("model_staged"):
-        publish_model(ports, run)
     until = lease_until(ports, context)
     ending = run.get("continuations", 0)
     if not ports.table.claim_notification(run["run_id"], claimant, now=ports.clock(), until=until, ending=ending):
         return
     if ports.clock() + CLAIM_CALL_SECONDS >= until:  # the claim itself took long: leave it to a retry or the sweep
         return
+    if run["status"] in MODEL_ENDINGS and run.get("model_staged"):
+        # Under the claim only: `lnn resume` takes the same claim, so no late copy of this ending's model can land
+        # after the run continued and a later ending published its own.
+        publish_model(ports, run)
+        if ports.clock() + CLAIM_CALL_SECONDS >= until:
+            return
     ports.notifier.publish(subject=subject(run), body=message(run), status=run["status"], message_id=message_id(run))
     ports.table.mark_notified(run["run_id"], ending=ending)  # if this fails, end normally: a retry would publish again
 
@@ -138,8 +142,9 @@ def end_run(ports: Ports, run: dict[str, Any], *, status: str, reason: str, clai
     reason = reason if len(reason) <= MAX_REASON else reason[: MAX_REASON - 1] + "…"  # it goes into an item and a message
     fields = {**(fields or {}), "status": status, "reason": reason, "finished_at": now(), "ended_by": claimant,
               **({} if status == "stopped" else {"next_event": None}), **message_owed()}
+    stop_token = run.get("stop_token") if status == "stopped" and run.get("stop_requested") else None
     if not ports.table.transition(run["run_id"], seen_step=run["committed_step"], new_step=run["committed_step"],
-                                  fields=fields, seen=run if unless_alive else None):
+                                  fields=fields, seen=run if unless_alive else None, stop_token=stop_token):
         latest = ports.table.get_run(run["run_id"])  # ended by a twin, or by us with the answer lost: notify once
         if latest is None or latest["status"] not in TERMINAL:
             return {"outcome": "duplicate"}
@@ -204,10 +209,18 @@ def continue_stopped(ports: Ports, run: dict[str, Any], *, token: str) -> dict[s
     if not following:
         raise LnnInputError(f"run {run_id} was stopped by an earlier release of LNN, which kept no next step; "
                             "it cannot be continued: start a new run")
-    if run.get("model_staged"):
-        publish_model(ports, run)  # (an earlier `lnn resume` may have published it and removed its staged copy)
-        ports.store.delete_keys([staged_model_key(run_id, run["model_epoch"])])
     until = lease_until(ports, None)
+    if not run.get("notified", True):  # the stop's message is not sent: take its claim, so that no copy of the
+        # stop's model (made only under that claim) can land once the run continued
+        if not ports.table.claim_notification(run_id, token, now=ports.clock(), until=until,
+                                              ending=run.get("continuations", 0)):
+            wait = max(1, round(float(run.get("notify_lease", ports.clock())) - ports.clock()))
+            raise LnnInputError(f"run {run_id}'s stop is sending its message; try `lnn resume {run_id}` again in "
+                                f"{wait} s")
+        if run.get("model_staged"):
+            publish_model(ports, run)  # (an earlier `lnn resume` may have published it and removed its staged copy)
+    if run.get("model_staged"):
+        ports.store.delete_keys([staged_model_key(run_id, run["model_epoch"])])
     if not ports.table.continue_stopped(run_id, seen=run, token=token, at=ports.clock(),
                                         lease=send_lease(following["step"], claimant=token, until=until)):
         return None

@@ -240,8 +240,8 @@ class Launcher:
 
     def _parameters_from_upload(self, event: dict[str, Any]) -> tuple[str, dict[str, Any], dict[str, Any]]:
         """(run id, parameters, uploader) of an EventBridge S3 "Object Created" event; the size is checked first."""
-        detail = event.get("detail") or {}
-        key = (detail.get("object") or {}).get("key", "")
+        detail = _mapping(event.get("detail"))
+        key = _mapping(detail.get("object")).get("key", "")
         parts = key.split("/") if isinstance(key, str) else []
         if len(parts) != 3 or parts[0] != "runs" or parts[2] != "parameters.json":
             raise LnnInputError(f"uploaded key {key!r} is not runs/<name>/parameters.json")
@@ -273,10 +273,16 @@ def _named_run(event: Any) -> str | None:
     """The run an event names (a direct launch's run_id, an upload's runs/<run_id>/parameters.json), if any."""
     if not isinstance(event, dict):
         return None
-    key = ((event.get("detail") or {}).get("object") or {}).get("key") if isinstance(event.get("detail"), dict) else None
+    key = _mapping(_mapping(event.get("detail")).get("object")).get("key")
     if isinstance(key, str) and key.count("/") == 2 and key.startswith("runs/"):
         return key.split("/")[1]
     return event.get("run_id") if isinstance(event.get("run_id"), str) else None
+
+
+def _mapping(value: Any) -> dict[str, Any]:
+    """An event field that should be an object: itself, or {} when it is anything else (a malformed event is refused
+    by what it lacks, never by an AttributeError that Lambda would retry)."""
+    return value if isinstance(value, dict) else {}
 
 
 def _text(value: Any, limit: int = 256) -> str | None:

@@ -58,12 +58,14 @@ class RunTable:
         return from_dynamo(item) if item else None
 
     def transition(self, run_id: str, *, seen_step: int, new_step: int, fields: dict[str, Any],
-                   seen: dict[str, Any] | None = None) -> bool:
+                   seen: dict[str, Any] | None = None, stop_token: str | None = None) -> bool:
         """Atomically move a running run from `seen_step` to `new_step`, setting `fields` and counting one invocation.
 
         This conditional write is the commit point of a step: of all deliveries of a step, exactly one wins.
-        With `seen` (a record the caller judged), also only while its heartbeat is unchanged. Returns False when the
-        run had moved on (or ended, or showed life) already.
+        With `seen` (a record the caller judged), also only while its heartbeat is unchanged. With `stop_token` (a
+        stop acting on the request it read), only while that request stands: a late twin of a stop that `lnn resume`
+        since continued does not stop the run again. Returns False when the run had moved on (or ended, or showed
+        life) already.
         """
         names = {"#status": "status", "#committed": "committed_step", "#invocations": "invocations"}
         values = {":seen": seen_step, ":new": new_step, ":running": "running", ":one": 1, ":now": now()}
@@ -71,6 +73,9 @@ class RunTable:
         if seen is not None:
             heartbeat, heartbeat_values = _heartbeat_condition(seen)
             condition, values = f"{condition} AND {heartbeat}", {**values, **heartbeat_values}
+        if stop_token is not None:
+            condition += " AND stop_requested = :stop AND stop_token = :stop_token"
+            values |= {":stop": True, ":stop_token": stop_token}
         assignments = ["#committed = :new", "updated_at = :now"]
         for index, (name, value) in enumerate(fields.items()):
             names[f"#f{index}"] = name
@@ -195,7 +200,8 @@ class RunTable:
             " invoked_step = :committed, send_lease = :lease, continuations = :next, continued_by = :token,"
             " notified = :no, model_staged = :no, updated_at = :stamp"
             f" REMOVE {MESSAGE_DUE}, reason, finished_at, ended_by, notifier, notify_lease",
-            f"#status = :stopped AND {stopped}",
+            f"#status = :stopped AND {stopped}"
+            " AND (attribute_not_exists(notify_lease) OR notify_lease < :now OR notifier = :token)",
             {":running": "running", ":stopped": "stopped", ":no": False, ":now": at, ":zero": 0,
              ":committed": seen["committed_step"], ":lease": lease, ":next": ending + 1, ":token": token,
              ":stamp": now(), **values},

@@ -60,7 +60,7 @@ def deploy_to_emulator(emulator: Emulator, log_path: Path, *, stack_name: str, p
     seconds: dict[str, float] = {}
     with assembly_lock(project_dir), open(log_path, "ab") as log:
         started = time.monotonic()
-        synth = _start_synth(cli, project_dir, log, context or {})
+        synth = _start_synth(cli, project_dir, log, {**(context or {}), "stack_name": stack_name})  # --stack names it
         if cli:
             with tempfile.TemporaryDirectory() as elsewhere:  # away from cdk.json: bootstrap would lock cdk.out
                 _run_cdk(cli, ["bootstrap", f"aws://{ACCOUNT_ID}/{REGION}"], emulator, Path(elsewhere), log, log_path)

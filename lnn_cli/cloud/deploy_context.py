@@ -37,6 +37,9 @@ def parse_pairs(pairs: list[str], *, command: str) -> dict[str, str]:
 def deploy_context(pairs: list[str], *, command: str, project_dir: Path = PROJECT_DIR) -> DeployContext:
     """The settings of the stack `command` deploys, validated as `cdk synth` validates them."""
     given = parse_pairs(pairs, command=command)
+    if "stack_name" in given:  # the stack's name comes from --stack, which the deploy and the commands look up
+        raise LnnInputError(f"-c stack_name={given['stack_name']} is not for {command}: name the stack with "
+                            f"`{command} --stack {given['stack_name']}`")
     for key, value in CDK_ENVIRONMENT.items():  # jsii's node would print its version banner on import
         os.environ.setdefault(key, value)
     from lnn_stack.context import ContextError  # the CDK is imported only to deploy

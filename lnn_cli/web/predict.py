@@ -56,7 +56,7 @@ def load_model(stack: DeployedStack, run: dict[str, Any]) -> Model:
     if published is None:
         raise LnnInputError(control.no_model(run))
     key = published[0]
-    params = model_params(stack, key)  # the store caches it: one download per model
+    params = model_params(stack, key)  # read afresh: a resumed run's ending replaces it
     activations = [str(name) for name in params.pop("activations")]
     params.pop("config", None)
     params.pop("epoch", None)

@@ -220,8 +220,8 @@ def test_convert_refuses_an_output_that_is_not_npz_and_writes_nothing(tmp_path, 
 def fake_stack(params: dict[str, np.ndarray], activations: list[str]):
     buffer = io.BytesIO()
     np.savez(buffer, **params, activations=np.array(activations), config=np.array("{}"))
-    run = {"run_id": "r", "status": "succeeded", "final": {"model_key": "runs/r/model.npz"}}
-    store = SimpleNamespace(get_bytes=lambda key: buffer.getvalue())
+    run = {"run_id": "r", "status": "succeeded", "model_epoch": 3, "final": {"model_key": "runs/r/model.npz"}}
+    store = SimpleNamespace(get_bytes=lambda key, **_: buffer.getvalue())
     return SimpleNamespace(run=lambda run_id: run, ports=SimpleNamespace(store=store))
 
 

@@ -31,14 +31,15 @@ def test_elapsed_and_time_left():
     assert timing_text({"status": "running"}) == ""  # an old record without its launch time
 
 
-def test_status_without_follow_is_one_line_with_the_epoch_cost_and_time(monkeypatch):
+def test_status_without_follow_is_a_line_with_the_epoch_cost_and_time_and_one_with_dollars(monkeypatch):
     monkeypatch.setattr(progress.time, "time", lambda: NOW)
     console = Console(record=True, width=300)
     stack = SimpleNamespace(run=lambda run_id: record())
-    assert remote.command_status(Namespace(run_id="r1", follow=False), stack, console) == 0
+    assert remote.command_status(Namespace(run_id="r1", follow=False, prices="us-east-1-arm64"), stack, console) == 0
     shown = console.export_text().strip().splitlines()
     assert shown == ["run r1: running, epoch 25/100, step 125/501, granularity layer, cost 0.500000, "
-                     "elapsed 0:01:40, about 0:05:00 left"]  # no bar, no "0.0 steps/s 0:00:00"
+                     "elapsed 0:01:40, about 0:05:00 left",  # no bar, no "0.0 steps/s 0:00:00"
+                     "AWS cost: no usage recorded (a run of an earlier release)"]
 
 
 def read_pipe(reader: int) -> list[str]:
