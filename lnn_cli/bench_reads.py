@@ -3,7 +3,8 @@
 Against the stack the environment points at (`lnn up`, then paste its lines; or AWS), it writes a run of the demo
 network (30-20-7-5-1 on the breast cancer data, relu, relu, relu, sigmoid; test figures every 10 epochs) through
 `RunTable` as a trainer does: a run record, then 1,000 epoch items of the real shape (`results.epoch_item`, with
-the end-of-epoch weights and biases as DynamoDB lists), then a commit that ends it. Training those epochs would take
+the end-of-epoch weights and biases as DynamoDB lists; stored, as every epoch, as a figures item and a weights
+item), then a commit that ends it. Training those epochs would take
 minutes and measure nothing more. Then it times each read the way a person makes it, each `--repeats` times:
 
   lnn results RUN      the command, its output to /dev/null

@@ -63,7 +63,7 @@ def epoch_item(config: TrainingConfig, epoch: int, cost: float, params: dict, st
                evaluated: dict[str, float] | None = None) -> dict[str, Any]:
     """The epoch's results item: its cost, the test set's figures when evaluated, and its end-of-epoch weights
     (lists; or norms, and the key of the kept training state at a checkpoint epoch). Its content depends on the
-    epoch alone, never on the step that wrote it."""
+    epoch alone, never on the step that wrote it. The run table stores it as two items (`run_table.stored_items`)."""
     item = {"epoch": epoch, "cost": cost, "learning_rate": config.learning_rate, "started_at": started_at,
             "finished_at": now(), **(evaluated or {})}
     layers = range(1, config.layers + 1)
@@ -117,12 +117,12 @@ def stops_early(config: TrainingConfig, epoch: int, cost: float) -> bool:
     return config.threshold is not None and cost < config.threshold and epoch < config.epochs
 
 
-def commit_seconds(items: int, units_per_item: int) -> float:
-    """Time to budget for writing `items` epoch items and the commit: a transaction per `ITEMS_PER_WRITE` items,
-    and the write units (two per KB in a transaction) one partition (all of a run's items share its key) accepts
-    per second."""
-    return (math.ceil(items / ITEMS_PER_WRITE) * WRITE_REQUEST_SECONDS
-            + items * units_per_item * TRANSACTION_UNITS_PER_KB / PARTITION_WRITE_UNITS_PER_SECOND)
+def commit_seconds(epochs: int, item_units: list[int]) -> float:
+    """Time to budget for writing the items of `epochs` epochs and the commit, each epoch stored as items of
+    `item_units` write units (`run_table.epoch_write_units`): a transaction per `ITEMS_PER_WRITE` items, and the write
+    units (two per KB in a transaction) one partition (all of a run's items share its key) accepts per second."""
+    return (math.ceil(epochs * len(item_units) / ITEMS_PER_WRITE) * WRITE_REQUEST_SECONDS
+            + epochs * sum(item_units) * TRANSACTION_UNITS_PER_KB / PARTITION_WRITE_UNITS_PER_SECOND)
 
 
 def finite_cost(cost: float, epoch: int, config: TrainingConfig) -> float:

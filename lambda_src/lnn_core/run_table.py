@@ -1,4 +1,6 @@
-"""The run table (DynamoDB): the run record at epoch 0, one item per epoch after it, a barrier item per round.
+"""The run table (DynamoDB): the run record at epoch 0, an epoch's figures at its epoch and its weights at
+`weights_epoch(epoch)` (above every epoch, so that reading figures never pages through weights), a barrier item per
+round at a negative key.
 
 Its conditional writes are the exactly-once protocol's commit points and leases: of all deliveries of a step exactly
 one commits (`transition`), and a re-send, the run's message and a round's reduce each go to one claimant at a time.
@@ -11,10 +13,12 @@ from typing import Any
 from botocore.exceptions import BotoCoreError, ClientError
 
 from .codec import from_dynamo, item_write_units, to_dynamo
+from .parameters import MAX_EPOCHS
 from .ports import MESSAGE_DUE, RUNS_AWAITING_MESSAGE_INDEX, RUNS_BY_STATUS_INDEX, IoCounter, now
 
 RUN_RECORD_EPOCH = 0  # the run record shares the results table, at epoch 0
-MAX_EPOCH_KEY = 10**9  # above any epoch a run can have
+# An epoch's weights item is at WEIGHTS_EPOCH_OFFSET + epoch: a range of its own, above every epoch's figures item.
+WEIGHTS_EPOCH_OFFSET = MAX_EPOCHS
 # A TransactWriteItems takes at most 100 actions and 4 MB: one condition on the run record and up to 99 items.
 ITEMS_PER_WRITE = 99
 WRITE_BYTES_LIMIT = 3_500_000  # by `item_write_units`' upper bound, under the 4 MB a transaction may carry
@@ -25,6 +29,8 @@ CONFLICT_BACKOFF_SECONDS = (0.02, 0.05, 0.1, 0.2, 0.4)
 # What `lnn results`, `status`, `runs`, `serve` and results.json show of an epoch item (results.epoch_item writes
 # them; `evaluation` the test figures): not the weights and biases, most of an item's bytes.
 EPOCH_FIGURES = ("epoch", "cost", "learning_rate", "started_at", "finished_at", "test_cost", "test_accuracy", "test_rmse")
+# What of an epoch item is stored in its weights item (results.epoch_item: lists, or norms and a checkpoint's key).
+EPOCH_WEIGHTS = ("weights", "bias", "weight_norms", "checkpoint_key")
 
 
 class RunExists(Exception):
@@ -32,7 +38,7 @@ class RunExists(Exception):
 
 
 class RunTable:
-    """The results table: the run record at epoch 0, one item per epoch after it."""
+    """The results table: the run record at epoch 0, two items per epoch (figures, weights), barriers below 0."""
 
     def __init__(self, table, counter: IoCounter):
         self._table, self._counter = table, counter
@@ -53,9 +59,7 @@ class RunTable:
                 raise RunExists(run_id) from error
 
     def get_run(self, run_id: str) -> dict[str, Any] | None:
-        self._counter.requests["dynamodb"] += 1
-        item = self._table.get_item(Key={"run_id": run_id, "epoch": RUN_RECORD_EPOCH}, ConsistentRead=True).get("Item")
-        return from_dynamo(item) if item else None
+        return self._get_item(run_id, RUN_RECORD_EPOCH)
 
     def transition(self, run_id: str, *, seen_step: int, new_step: int, fields: dict[str, Any],
                    seen: dict[str, Any] | None = None, stop_token: str | None = None) -> bool:
@@ -257,10 +261,11 @@ class RunTable:
         return {int(done) for done in (item or {}).get("shards_done", set())}
 
     def put_epoch_items(self, run_id: str, items: list[dict[str, Any]], *, step: int) -> bool:
-        """Write the epoch items of `step`, each transaction only while the step is uncommitted and the run running:
-        no item changes once its step committed (a late twin's timestamps never replace the winner's). Their
-        content is otherwise a pure function of the step. False when the step was committed, or the run ended,
-        before every item was written (the SDK's retry of an applied transaction is idempotent by its token)."""
+        """Write the epoch items of `step` (each as its two stored items, `stored_items`), each transaction only while
+        the step is uncommitted and the run running: no item changes once its step committed (a late twin's
+        timestamps never replace the winner's). Their content is otherwise a pure function of the step. False when
+        the step was committed, or the run ended, before every item was written (the SDK's retry of an applied
+        transaction is idempotent by its token)."""
         client = self._table.meta.client  # a resource's client: it serializes Python values itself
         check = {"ConditionCheck": {
             "TableName": self.name,
@@ -269,7 +274,8 @@ class RunTable:
             "ExpressionAttributeNames": {"#status": "status"},
             "ExpressionAttributeValues": {":previous": step - 1, ":running": "running"},
         }}
-        for chunk in _write_chunks(items):
+        stored = [part for item in items for part in stored_items(item)]
+        for chunk in _write_chunks(stored):
             # converted chunk by chunk: Decimals take far more memory than floats
             puts = [{"Put": {"TableName": self.name, "Item": to_dynamo({**item, "run_id": run_id})}} for item in chunk]
             # a read of the run record (the check) and the items' write units, not a write of the record
@@ -285,11 +291,50 @@ class RunTable:
 
     def list_epochs(self, run_id: str, *, through: int | None = None, after: int = 0,
                     attributes: tuple[str, ...] | None = None) -> list[dict[str, Any]]:
-        """The run's epoch items, epoch 1 first; with `through`, only epochs up to it; with `after`, only the epochs
-        after it; with `attributes`, only those attributes of each item (a projection: DynamoDB reads the whole
-        item, but sends only these)."""
+        """The run's epochs' figures items (no weights), epoch 1 first; with `through`, only epochs up to it; with
+        `after`, only the epochs after it; with `attributes`, only those attributes of each item."""
+        return self._query(run_id, after + 1, MAX_EPOCHS if through is None else through, attributes)
+
+    def epoch_items(self, run_id: str, *, through: int | None = None) -> list[dict[str, Any]]:
+        """Every epoch item the run's steps wrote (committed or not), whole: figures and weights, epoch 1 first;
+        with `through`, only epochs up to it. Two queries, one per range of keys."""
+        last = MAX_EPOCHS if through is None else through
+        weights = {item.pop("weights_of"): item
+                   for item in self._query(run_id, weights_epoch(1), weights_epoch(last), EPOCH_WEIGHTS + ("weights_of",))}
+        return [{**item, **weights.get(item["epoch"], {})} for item in self.list_epochs(run_id, through=last)]
+
+    def committed_epochs(self, run: dict[str, Any]) -> list[dict[str, Any]]:
+        """The whole items of the epochs the run committed. An item is written before its step's commit, so a stopped
+        run or a losing twin can leave items of later epochs; readers show only these."""
+        return self.epoch_items(run["run_id"], through=run["progress_epoch"]) if run.get("progress_epoch") else []
+
+    def epoch_figures(self, run: dict[str, Any], *, after: int = 0) -> list[dict[str, Any]]:
+        """What readers show of the committed epochs after `after`: their `EPOCH_FIGURES`, from the figures items
+        alone (one query of small items). Like `committed_epochs`, nothing beyond the run's `progress_epoch`."""
+        last = run.get("progress_epoch") or 0
+        if last <= after:
+            return []
+        return self.list_epochs(run["run_id"], through=last, after=after, attributes=EPOCH_FIGURES)
+
+    def committed_epoch(self, run: dict[str, Any]) -> dict[str, Any] | None:
+        """The whole item (figures and weights) of the run's last committed epoch; None before its first."""
+        if not run.get("progress_epoch"):
+            return None
+        figures, weights = (self._get_item(run["run_id"], key)
+                            for key in (run["progress_epoch"], weights_epoch(run["progress_epoch"])))
+        if figures is None:
+            return None
+        return {**figures, **{name: value for name, value in (weights or {}).items() if name in EPOCH_WEIGHTS}}
+
+    def _get_item(self, run_id: str, epoch: int) -> dict[str, Any] | None:
+        self._counter.requests["dynamodb"] += 1
+        item = self._table.get_item(Key={"run_id": run_id, "epoch": epoch}, ConsistentRead=True).get("Item")
+        return from_dynamo(item) if item else None
+
+    def _query(self, run_id: str, first: int, last: int, attributes: tuple[str, ...] | None) -> list[dict[str, Any]]:
+        """The run's items with keys `first` to `last`; with `attributes`, only those attributes (a projection:
+        DynamoDB reads, and pages by, the whole items, but sends only these)."""
         items, start = [], {}
-        last = MAX_EPOCH_KEY if through is None else through
         projection = {}
         if attributes:
             names = {f"#a{index}": name for index, name in enumerate(attributes)}
@@ -298,7 +343,7 @@ class RunTable:
             self._counter.requests["dynamodb"] += 1
             page = self._table.query(
                 KeyConditionExpression="run_id = :run AND epoch BETWEEN :first AND :last",
-                ExpressionAttributeValues={":run": run_id, ":first": after + 1, ":last": last},
+                ExpressionAttributeValues={":run": run_id, ":first": first, ":last": last},
                 ConsistentRead=True,
                 **projection,
                 **start,
@@ -307,27 +352,6 @@ class RunTable:
             if "LastEvaluatedKey" not in page:
                 return [from_dynamo(item) for item in items]
             start = {"ExclusiveStartKey": page["LastEvaluatedKey"]}
-
-    def committed_epochs(self, run: dict[str, Any]) -> list[dict[str, Any]]:
-        """The items of the epochs the run committed. An item is written before its step's commit, so a stopped
-        run or a losing twin can leave items of later epochs; readers show only these."""
-        return self.list_epochs(run["run_id"], through=run.get("progress_epoch", 0)) if run.get("progress_epoch") else []
-
-    def epoch_figures(self, run: dict[str, Any], *, after: int = 0) -> list[dict[str, Any]]:
-        """What readers show of the committed epochs after `after`: their `EPOCH_FIGURES`. Like `committed_epochs`, nothing beyond the run's `progress_epoch`."""
-        last = run.get("progress_epoch") or 0
-        if last <= after:
-            return []
-        return self.list_epochs(run["run_id"], through=last, after=after, attributes=EPOCH_FIGURES)
-
-    def committed_epoch(self, run: dict[str, Any]) -> dict[str, Any] | None:
-        """The whole item (weights included) of the run's last committed epoch; None before its first."""
-        if not run.get("progress_epoch"):
-            return None
-        self._counter.requests["dynamodb"] += 1
-        item = self._table.get_item(Key={"run_id": run["run_id"], "epoch": run["progress_epoch"]},
-                                    ConsistentRead=True).get("Item")
-        return from_dynamo(item) if item else None
 
     def run_ids(self, status: str | None = None) -> list[str]:
         """The ids of the runs with `status` (all runs when None), from the status index."""
@@ -408,6 +432,25 @@ def _ending_condition(ending: int) -> tuple[str, dict[str, Any]]:
 def barrier_epoch(step: int) -> int:
     """The sort key of a round's barrier item: negative, apart from the run record (0) and the epoch items (1...)."""
     return -step
+
+
+def weights_epoch(epoch: int) -> int:
+    """The sort key of an epoch's weights item: in a range of its own above every epoch, so that a query of the
+    figures (keys 1 to the last epoch) reads and pages through none of the weights."""
+    return WEIGHTS_EPOCH_OFFSET + epoch
+
+
+def stored_items(item: dict[str, Any]) -> list[dict[str, Any]]:
+    """The two items an epoch item (`results.epoch_item`) is stored as: its figures at its epoch, and its
+    `EPOCH_WEIGHTS` at `weights_epoch(epoch)`, naming the epoch they are of. Both depend on the item alone."""
+    figures = {name: value for name, value in item.items() if name not in EPOCH_WEIGHTS}
+    weights = {name: item[name] for name in EPOCH_WEIGHTS if name in item}
+    return [figures, {"epoch": weights_epoch(item["epoch"]), "weights_of": item["epoch"], **weights}]
+
+
+def epoch_write_units(item: dict[str, Any]) -> list[int]:
+    """The write units of each item an epoch item is stored as (`stored_items`)."""
+    return [item_write_units(stored) for stored in stored_items(item)]
 
 
 def send_lease(step: int, *, claimant: str, until: float) -> dict[str, Any]:

@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from . import diagnostics, network, optimizers, training
-from .codec import item_write_units, npz_to_arrays
+from .codec import npz_to_arrays
 from .config import TrainingConfig
 from .dataset import TrainingData, load_training_data
 from .errors import LnnInputError, RunFailure
@@ -23,6 +23,7 @@ from .layout import (activation_key, batch_state_key, gradient_key, is_checkpoin
 from .ports import Ports, now
 from .results import (StepResult, commit_seconds, descriptions, epoch_item, epochs_done, evaluation, finite_cost,
                       finite_params, metrics, stops_early)
+from .run_table import epoch_write_units
 from .schedule import AUTO_MAX_EPOCHS_PER_STEP, Position
 from .shards import combine_shards, shard_columns, shard_slices, shard_sums
 
@@ -194,7 +195,7 @@ class StepBodies:
             state = self._load(params_key(config, first - 1))
             params, opt_state = params_of(state), optimizer_state_of(state, config)
         deadline = time.monotonic() + remaining_seconds(context) - AUTO_SAFETY_SECONDS
-        items, kept, slowest, epoch, units_per_item = [], {}, 0.0, first, 0
+        items, kept, slowest, epoch, item_units = [], {}, 0.0, first, []
         while True:
             started_at, started = now(), time.monotonic()
             params, opt_state, cost = training.train_epoch(
@@ -209,14 +210,14 @@ class StepBodies:
             if is_checkpoint(config, epoch):  # kept whichever step reaches it: the item points at it
                 kept[params_key(config, epoch)] = training_state(params, opt_state)
             slowest = max(slowest, time.monotonic() - started)
-            units_per_item = units_per_item or item_write_units(items[0])
+            item_units = item_units or epoch_write_units(items[0])
             stop = stops_early(config, epoch, cost)
             if (
                 epoch == config.epochs
                 or stop
                 or config.granularity == "epoch"
                 or len(items) == AUTO_MAX_EPOCHS_PER_STEP
-                or time.monotonic() + 2 * slowest + commit_seconds(len(items) + 1, units_per_item) > deadline
+                or time.monotonic() + 2 * slowest + commit_seconds(len(items) + 1, item_units) > deadline
             ):
                 break
             epoch += 1

@@ -132,6 +132,7 @@ class MotoWorld:
         return None if by_range is None else by_range.get(DynamoType({"N": str(epoch)}))
 
     def epoch_items(self, run_id: str) -> dict[int, Any]:
+        """The run's epoch items by sort key: each epoch's figures item (its epoch) and weights item (above)."""
         from moto.dynamodb.models.dynamo_type import DynamoType
 
         by_range = self.table.items.get(DynamoType({"S": run_id})) or {}

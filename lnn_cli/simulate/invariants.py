@@ -5,8 +5,8 @@ are seen as they are applied, in the clients' wrapper) and at the end of a sched
 | --- | --- |
 | commits | committed_step moves only by s-1 -> s, once per step; no other claimant re-commits a committed step |
 | fence | no step body (`Trainer._execute`) starts once its step was committed |
-| epochs | every epoch 1..progress_epoch has its item; a committed epoch's item never changes; readers
-  (`RunTable.committed_epochs`) see exactly epochs 1..progress_epoch |
+| epochs | every epoch 1..progress_epoch has its figures item and its weights item; a committed epoch's items never
+  change; readers (`RunTable.committed_epochs`) see exactly epochs 1..progress_epoch, each with its weights |
 | model | runs/<id>/model.npz exists only once an ending with a model committed (a finish, or a stop after an epoch),
   and is the model of the epoch such an ending recorded (`model_epoch`); at the end, of the record's `model_epoch` |
 | message | at most one SNS message per ending of the run (a stop that `lnn resume` continued is one ending, what
@@ -57,7 +57,7 @@ class Monitor:
         self.committed_by: Any = None
         self.commits: dict[int, str] = {}
         self.progress = 0
-        self.snapshots: dict[int, str] = {}  # committed epoch -> its item, as first seen
+        self.snapshots: dict[int, str] = {}  # a committed epoch's items' sort keys -> the item, as first seen
         self.messages: list[dict[str, Any]] = []
         self.model_epochs: set[int] = set()  # the `model_epoch` of every ending that committed
         self.model_digest: bytes | None = None  # the published model's bytes as last checked
@@ -186,16 +186,19 @@ class Monitor:
             self._fail("epochs", f"progress_epoch went back from {self.progress} to {progress}")
         if progress == self.progress and not items_touched:
             return  # a write of the run record alone: no epoch item changed
+        from lnn_core.run_table import weights_epoch
+
         items = self.world.epoch_items(RUN_ID)
         for epoch in range(self.progress + 1, progress + 1):
-            if epoch not in items:
-                self._fail("epochs", f"epoch {epoch} committed (progress_epoch {progress}) without its item")
-            self.snapshots[epoch] = _item_json(items[epoch])
+            for key, kind in ((epoch, "figures"), (weights_epoch(epoch), "weights")):
+                if key not in items:
+                    self._fail("epochs", f"epoch {epoch} committed (progress_epoch {progress}) without its {kind} item")
+                self.snapshots[key] = _item_json(items[key])
         self.progress = progress
-        for epoch, snapshot in self.snapshots.items():
-            item = items.get(epoch)
+        for key, snapshot in self.snapshots.items():
+            item = items.get(key)
             if item is None or _item_json(item) != snapshot:
-                self._fail("epochs", f"the item of committed epoch {epoch} changed after its commit (write by {who})")
+                self._fail("epochs", f"the item at key {key} of a committed epoch changed after its commit (write by {who})")
 
     def _check_model(self) -> None:
         """A published model is that of an ending that committed: its epoch is a `model_epoch` the record held
@@ -276,6 +279,8 @@ class Monitor:
         epochs = [item["epoch"] for item in seen]
         if epochs != list(range(1, (record.get("progress_epoch") or 0) + 1)):
             self._fail("epochs", f"committed_epochs gives epochs {epochs}, progress_epoch is {record.get('progress_epoch')}")
+        if any("weights" not in item and "weight_norms" not in item for item in seen):
+            self._fail("epochs", "committed_epochs gives an epoch without its weights")
         self.committed_costs = [item["cost"] for item in seen]
 
     def _check_kept_model(self, record: dict[str, Any]) -> None:

@@ -16,8 +16,8 @@ from botocore.exceptions import ClientError
 
 from lnn_cli.cloud.runtime.atomic import REQUEST_LOCK
 from lnn_core import control, results, training
-from lnn_core.codec import item_write_units
 from lnn_core.handlers import build_launcher, build_trainer
+from lnn_core.run_table import epoch_write_units
 from tests.conftest import FakeClock, QueueInvoker, blobs
 
 pytestmark = pytest.mark.usefixtures("atomic_moto")
@@ -312,7 +312,7 @@ def test_5_a_checkpoint_epoch_item_is_the_same_whichever_step_writes_it(aws):
     build_launcher(session=aws.session, invoker=queue, clock=clock).handle({"run_id": "r1", "parameters": parameters})
     trainer = build_trainer(session=aws.session, invoker=queue, clock=clock)
     assert trainer.handle(queue.events.popleft(), context(remaining_seconds=3600))["outcome"] == "committed"
-    items = {item["epoch"]: item for item in trainer.ports.table.list_epochs("r1")}
+    items = {item["epoch"]: item for item in trainer.ports.table.epoch_items("r1")}
     assert len(items) == 130  # one step ran through epoch 100 to the last
     key = "runs/r1/state/params-e0000100.npz"
     assert items[100]["checkpoint_key"] == key and "checkpoint_key" not in items[99]
@@ -325,15 +325,17 @@ def test_5_a_checkpoint_epoch_item_is_the_same_whichever_step_writes_it(aws):
 
 
 def test_6_the_auto_commit_budget_counts_write_units_of_large_items():
-    """A 1,975-parameter network's item is about 21 KB: 1,400 of them need at least 29 s of one partition."""
+    """A 1,975-parameter network's epoch is stored as two items, its weights about 21 KB: 1,400 epochs need at least
+    29 s of one partition, and 2,800 items 29 transactions."""
     config = SimpleNamespace(learning_rate=0.01, layers=2, epochs=5000)
     rng = np.random.RandomState(0)
     params = {"W1": rng.randn(42, 45), "b1": rng.randn(42, 1), "W2": rng.randn(1, 42), "b2": rng.randn(1, 1)}
     assert sum(a.size for a in params.values()) == 1_975
     item = results.epoch_item(config, 7, 0.123456789, params, "2026-01-01T00:00:00.000Z")
-    units = item_write_units(item)
-    assert 20 <= units <= 24
-    assert results.commit_seconds(1_400, units) >= 1_400 * 21 / 1_000  # 29.4 s; the old budget gave 5.6 s
+    units = epoch_write_units(item)
+    assert units[0] == 1 and 20 <= units[1] <= 24  # the figures, the weights
+    seconds = results.commit_seconds(1_400, units)
+    assert seconds >= 1_400 * 22 / 1_000 + 29 * results.WRITE_REQUEST_SECONDS  # 42.4 s; the old budget gave 5.6 s
 
 
 def refuse_the_notified_write(publisher, monkeypatch) -> list:

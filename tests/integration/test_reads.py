@@ -1,6 +1,6 @@
-"""Reads show what they need: the epochs' figures without weights (a projection), only the epochs after the page's
-last, never an epoch beyond `progress_epoch`; the weights of one item only for `lnn results --weights`. And the
-page's run request, its `after` and its percentages."""
+"""Reads show what they need: the epochs' figures without weights (items of their own, read with a projection),
+only the epochs after the page's last, never an epoch beyond `progress_epoch`; the weights of one epoch only for
+`lnn results --weights`. And the page's run request, its `after` and its percentages."""
 
 import json
 
@@ -13,7 +13,7 @@ from lnn_core.config import TrainingConfig
 from lnn_core.errors import LnnInputError
 from lnn_core.ports import IoCounter, now
 from lnn_core.results import epoch_item
-from lnn_core.run_table import EPOCH_FIGURES, RunTable
+from lnn_core.run_table import EPOCH_FIGURES, RunTable, weights_epoch
 
 CONFIG = TrainingConfig.from_parameters({"epochs": 10, "learning_rate": 0.3, "neurons": [20, 7, 5, 1], "eval_every": 2,
                                          "activations": ["relu", "relu", "relu", "sigmoid"], "data": "runs/r/data.npz"})
@@ -57,7 +57,37 @@ def test_figures_after_an_epoch(table):
 def test_the_last_committed_item_whole(table):
     last = table.committed_epoch(table.get_run("r"))
     assert last["epoch"] == 4 and np.array(last["weights"]["layer1"]).shape == (20, 30)
+    assert last["test_cost"] == 0.5 and "weights_of" not in last and last == table.committed_epochs(table.get_run("r"))[-1]
     assert table.committed_epoch({"run_id": "r", "progress_epoch": 0}) is None
+
+
+def test_figures_and_weights_are_items_of_their_own(aws, table):
+    """The figures item at the epoch has no weights; the weights item, at a key above every epoch, names its epoch.
+    Every item the steps wrote, committed or not, is there whole."""
+    raw = aws.session.resource("dynamodb").Table("lnn-results")
+    figures = raw.get_item(Key={"run_id": "r", "epoch": 3})["Item"]
+    weights = raw.get_item(Key={"run_id": "r", "epoch": weights_epoch(3)})["Item"]
+    assert not set(figures) & {"weights", "bias"} and weights["weights_of"] == 3 and "cost" not in weights
+    assert np.array(weights["weights"]["layer2"], dtype=float).shape == (7, 20)
+    whole = table.epoch_items("r")
+    assert [item["epoch"] for item in whole] == [1, 2, 3, 4, 5, 6] and all("bias" in item for item in whole)
+    assert [item["epoch"] for item in table.list_epochs("r")] == [1, 2, 3, 4, 5, 6]
+    assert all("weights" not in item for item in table.list_epochs("r"))
+
+
+def test_the_figures_of_many_epochs_are_one_request(aws):
+    """150 epochs of the demo network: 1.5 MB of weights, which DynamoDB pages by (1 MB a page, of whole items even
+    under a projection) when they share the figures' items; apart, the figures are one page."""
+    table = RunTable(aws.session.resource("dynamodb").Table("lnn-results"), IoCounter())
+    table.create_run("k", {"status": "running", "config": CONFIG.to_parameters(), "committed_step": 0,
+                           "progress_epoch": 0, "created_at": now()}, token="t")
+    params = network.init_params([30, 20, 7, 5, 1], "he", 1)
+    assert table.put_epoch_items("k", [epoch_item(CONFIG, epoch, 1.0 / epoch, params, now())
+                                       for epoch in range(1, 151)], step=1)
+    assert table.transition("k", seen_step=0, new_step=1, fields={"progress_epoch": 150})
+    run, asked = table.get_run("k"), table._counter.requests["dynamodb"]
+    assert len(table.epoch_figures(run)) == 150
+    assert table._counter.requests["dynamodb"] == asked + 1
 
 
 def test_the_page_gets_the_epochs_after_its_last(aws, table):

@@ -357,8 +357,8 @@ def test_auto_steps_are_bounded_in_epochs_and_leave_time_to_commit(aws, monkeypa
     monkeypatch.setattr(engine, "time", clock)
     monkeypatch.setattr(engine.training, "train_epoch", clock.train_epoch(engine.training.train_epoch))
     units = []
-    item_write_units = engine.item_write_units
-    monkeypatch.setattr(engine, "item_write_units", lambda item: units.append(item_write_units(item)) or units[-1])
+    epoch_write_units = engine.epoch_write_units
+    monkeypatch.setattr(engine, "epoch_write_units", lambda item: units.append(epoch_write_units(item)) or units[-1])
 
     queue = QueueInvoker()
     tiny = {**PARAMETERS, "epochs": engine.AUTO_MAX_EPOCHS_PER_STEP + 100, "granularity": "auto"}
@@ -371,15 +371,16 @@ def test_auto_steps_are_bounded_in_epochs_and_leave_time_to_commit(aws, monkeypa
     budget = 0.5  # seconds left for epochs and the commit, once AUTO_SAFETY_SECONDS is set aside
     clock.epochs = 0
     assert trainer.handle(event, Context(remaining_seconds=engine.AUTO_SAFETY_SECONDS + budget))["outcome"] == "committed"
-    per_item = units[-1]
+    per_epoch = units[-1]  # the write units of the two items an epoch is stored as
+    assert len(per_epoch) == 2
 
     def fits(epochs):  # after `epochs`, one more (budgeted as two) and the commit of epochs + 1 items still fit
-        return epochs * clock.seconds + 2 * clock.seconds + results.commit_seconds(epochs + 1, per_item) <= budget
+        return epochs * clock.seconds + 2 * clock.seconds + results.commit_seconds(epochs + 1, per_epoch) <= budget
 
     expected = 1
     while fits(expected):
         expected += 1
     assert 1 < expected < engine.AUTO_MAX_EPOCHS_PER_STEP  # the budget, not the cap, ends this step
     assert clock.epochs == expected  # exactly the epochs the budget admits: one fewer wastes it, one more overruns it
-    assert expected * clock.seconds + results.commit_seconds(expected, per_item) <= budget  # computed and committed
+    assert expected * clock.seconds + results.commit_seconds(expected, per_epoch) <= budget  # computed and committed
     assert queue.events[0]["epoch"] == event["epoch"] + expected  # within the invocation, and the chain goes on

@@ -1,4 +1,5 @@
-"""Per-epoch results items: weights as lists when they fit comfortably in an item, else norms and a checkpoint key."""
+"""Per-epoch results items: weights as lists when they fit comfortably in an item, else norms and a checkpoint key;
+stored as two items, the figures at the epoch and the weights in a range of keys of their own."""
 
 import numpy as np
 from boto3.dynamodb.types import TypeSerializer
@@ -7,7 +8,9 @@ from lnn_core import network
 from lnn_core.codec import to_dynamo
 from lnn_core.config import TrainingConfig
 from lnn_core.layout import params_key
+from lnn_core.parameters import MAX_EPOCHS
 from lnn_core.results import ITEM_WEIGHTS_LIMIT, epoch_item, epochs_done
+from lnn_core.run_table import EPOCH_FIGURES, epoch_write_units, stored_items, weights_epoch
 
 
 def config(neurons, epochs=300):
@@ -49,3 +52,24 @@ def test_the_largest_list_item_fits_comfortably():
     params = {name: np.full(a.shape, -1 / 3) for name, a in network.init_params([40, 40, 8, 1], seed=0).items()}
     assert sum(a.size for a in params.values()) <= ITEM_WEIGHTS_LIMIT
     assert item_bytes(epoch_item(cfg, 1, 0.5, params, "t")) < 100_000  # DynamoDB's limit is 400 KB
+
+
+def test_an_epoch_is_stored_as_its_figures_and_its_weights_apart():
+    cfg = config([20, 7, 5, 1])
+    params = network.init_params([30, 20, 7, 5, 1], seed=0)
+    item = epoch_item(cfg, 7, 0.5, params, "t", {"test_cost": 0.6, "test_accuracy": 0.75})
+    figures, weights = stored_items(item)
+    assert figures == {name: item[name] for name in item if name in EPOCH_FIGURES}  # every figure, no weights
+    assert weights["epoch"] == weights_epoch(7) and weights_epoch(1) > MAX_EPOCHS and weights["weights_of"] == 7
+    assert weights["weights"] is item["weights"] and weights["bias"] is item["bias"]
+    assert item_bytes(figures) < 400 and item_bytes(weights) > 15_000  # a figures query reads small items only
+    assert epoch_write_units(item) == [1, 10]  # 813 numbers of at most 11 bytes
+    assert stored_items(item) == stored_items(dict(item))  # of the item alone: every attempt writes the same two
+
+
+def test_a_large_network_stores_its_norms_and_checkpoint_key_apart():
+    cfg = config([20, 7, 5, 1])
+    params = network.init_params([12288, 20, 7, 5, 1], seed=0)
+    figures, weights = stored_items(epoch_item(cfg, 200, 0.5, params, "t"))
+    assert set(figures) == {"epoch", "cost", "learning_rate", "started_at", "finished_at"}
+    assert set(weights) == {"epoch", "weights_of", "weight_norms", "checkpoint_key"}
