@@ -16,6 +16,7 @@ from typing import Any
 import boto3
 import numpy as np
 from rich.console import Console
+from rich import box
 from rich.table import Table
 from rich.text import Text
 
@@ -254,16 +255,21 @@ def model_params(stack: DeployedStack, key: str) -> dict[str, np.ndarray]:
 
 def command_runs(args, stack: DeployedStack, console: Console) -> int:
     runs = sorted(stack.ports.table.list_runs(), key=lambda run: run.get("created_at", ""))
-    table = Table(title=f"runs in {stack.outputs.stack_name}", title_justify="left")
-    for column in ("run id", "status", "warnings", "epoch", "cost", "created", "granularity", "AWS $"):
-        table.add_column(column)
+    # Fits 80 columns: light borders, the warnings beside the status, the creation time to the
+    # minute (the granularity is in `lnn status`); nothing cut
+    table = Table(title=f"runs in {stack.outputs.stack_name}", title_justify="left", box=box.SIMPLE_HEAD,
+                  pad_edge=False, collapse_padding=True, padding=(0, 1))
+    for column in ("run id", "status", "epoch", "cost", "created", "AWS $"):
+        table.add_column(column, no_wrap=column != "run id", overflow="fold")  # a long id folds, never cut
     for run in runs:
         final = run.get("final") or {}
         cost = final.get("cost", run.get("last_cost"))
         dollars = run_cost(run, args.prices)
-        table.add_row(run["run_id"], run["status"], Text(warning_mark(final), "yellow"),
-                      f"{run.get('progress_epoch', 0)}/{run['config']['epochs']}",
-                      "-" if cost is None else f"{cost:.4f}", run.get("created_at", ""), run["config"]["granularity"],
+        status = Text(run["status"])
+        if warning_mark(final):
+            status.append(f" {warning_mark(final)}", style="yellow")
+        table.add_row(run["run_id"], status, f"{run.get('progress_epoch', 0)}/{run['config']['epochs']}",
+                      "-" if cost is None else f"{cost:.4f}", run.get("created_at", "")[5:16].replace("T", " "),
                       "-" if dollars is None else f"{dollars['dollars']:.6f}")
     if runs:
         console.print(f"AWS $: estimates, {pricing.price_table(args.prices).label} (docs/costs.md)",

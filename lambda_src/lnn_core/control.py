@@ -187,7 +187,11 @@ def resume_run(ports: Ports, run_id: str) -> dict[str, Any]:
         continued = continue_stopped(ports, run, token=token)
         if continued is not None:
             return continued
-        run = _existing(ports, run_id)  # another `lnn resume` continued it meanwhile
+        latest = _existing(ports, run_id)  # another `lnn resume` continued it meanwhile
+        if latest["status"] == "stopped" and latest.get("continuations") == run.get("continuations"):
+            raise LnnInputError(f"run {run_id} could not be continued: its stop is still settling (its message or "
+                                f"model is being published); try `lnn resume {run_id}` again in a few seconds")
+        run = latest
     while run["status"] == "running" and run.get("next_event") and not ports.table.refresh_heartbeat(
             run_id, step=run["committed_step"], now=ports.clock()):
         run = _existing(ports, run_id)  # it moved on meanwhile: re-send what is next now

@@ -191,8 +191,14 @@ class Trainer:
             else:
                 self.ports.store.put_bytes(key, arrays_to_npz(model))
                 fields = {"model_staged": True, "model_epoch": run["progress_epoch"]}
-        return control.end_run(self.ports, run, status="stopped", reason=reason, claimant=claimant, context=context,
-                               fields=fields)
+        outcome = control.end_run(self.ports, run, status="stopped", reason=reason, claimant=claimant,
+                                  context=context, fields=fields)
+        if fields and outcome["outcome"] == "duplicate":
+            latest = self.ports.table.get_run(run["run_id"])
+            if not (latest and latest["status"] == "stopped" and latest.get("model_staged")
+                    and latest.get("model_epoch") == run["progress_epoch"]):  # not an ending that still needs it
+                self.ports.store.delete_keys([key])  # a late twin: no orphan staged model once the run moved on
+        return outcome
 
     def _reject(self, event: Any, reason: str, claimant: str, context: Any = None) -> dict[str, Any]:
         """A malformed event: fail its run if it names a running one, touch nothing else."""

@@ -205,8 +205,8 @@ class RunTable:
             " notified = :no, model_staged = :no, updated_at = :stamp"
             f" REMOVE {MESSAGE_DUE}, reason, finished_at, ended_by, notifier, notify_lease",
             f"#status = :stopped AND {stopped}"
-            " AND (attribute_not_exists(notify_lease) OR notify_lease < :now OR notifier = :token)",
-            {":running": "running", ":stopped": "stopped", ":no": False, ":now": at, ":zero": 0,
+            " AND (notified = :yes OR attribute_not_exists(notify_lease) OR notify_lease < :now OR notifier = :token)",
+            {":running": "running", ":stopped": "stopped", ":no": False, ":yes": True, ":now": at, ":zero": 0,
              ":committed": seen["committed_step"], ":lease": lease, ":next": ending + 1, ":token": token,
              ":stamp": now(), **values},
             status=True,

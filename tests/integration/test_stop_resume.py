@@ -216,6 +216,7 @@ def test_a_late_claimant_of_the_stops_message_sends_nothing_once_the_run_was_con
     stale = world.record()
     assert stale["status"] == "stopped" and stale["message_due"] and not world.has(model_key("r1"))
 
+    world.clock.advance(control.LEASE_SECONDS + 1)  # the dead claimant's lease on the stop's message expires
     assert control.resume_run(world.cli(), "r1")["outcome"] == "continued"
     assert int(world.model()["epoch"]) == 1  # the resume published the stop's model itself
     control.ensure_notified(world.trainer().ports, stale, claimant="late-retry")
@@ -238,6 +239,7 @@ def test_a_resume_that_died_before_its_write_leaves_the_stop_whole_and_its_messa
         dying.handle(world.queue.events.popleft(), context("stop"))
     cli = world.trainer()
     cli.ports.table.continue_stopped = lambda *args, **kwargs: (_ for _ in ()).throw(ConnectionError("died"))
+    world.clock.advance(control.LEASE_SECONDS + 1)  # the dead claimant's lease on the stop's message expires
     with pytest.raises(ConnectionError):
         control.resume_run(cli.ports, "r1")
     assert world.record()["status"] == "stopped" and int(world.model()["epoch"]) == 1

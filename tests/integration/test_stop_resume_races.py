@@ -48,11 +48,11 @@ def test_a_late_twin_of_the_stop_does_not_stop_the_run_again_after_lnn_resume(aw
 
 
 def test_a_finished_runs_model_is_not_replaced_by_its_stops_older_model(aws):
-    """The stop's delivery A dies after its commit, before it publishes; its retry C reads the stopped record and
-    is slow to copy. `lnn resume` publishes the stop's model, removes the staged copy (the fence) and continues;
-    the run finishes at epoch 3. But a twin B of the stop event, which read the run before the stop and was slow,
-    stages epoch 1's model again (its ending write then fails: the run finished). C's copy then finds the staged
-    key and replaces the finished run's model.npz with epoch 1's: the record says model_epoch 3."""
+    """The stop's model is copied only under the stop's notification claim, which `lnn resume` takes too. A
+    delivery C holds that claim and is slow to copy: `lnn resume` refuses in one line until C is done. A twin B of
+    the stop event, which read the run before the stop and was slow, stages epoch 1's model again after the run
+    continued and finished: its ending write fails, nobody copies its file (it holds no claim), and it removes it.
+    model.npz stays the finished run's epoch 3."""
     world = World(aws, LAYERS)
     event = to_the_stop(world)
     slow_twin = world.trainer()
@@ -60,26 +60,24 @@ def test_a_finished_runs_model_is_not_replaced_by_its_stops_older_model(aws):
     twin_b = Delivery(slow_twin, event, context("stop-twin-b"))
     twin_b.start()
     stager.wait_reached()  # B read the run running with stop_requested and computed epoch 1's model
-    dying = world.trainer()
-    dying.ports.store.copy = lambda *args: (_ for _ in ()).throw(ConnectionError("died before publishing"))
-    with pytest.raises(ConnectionError):
-        dying.handle(json.loads(json.dumps(event)), context("stop-a"))
-    retry = world.trainer()
-    copier = Gate(retry.ports.store, "copy")
-    retry_c = Delivery(retry, event, context("stop-a"))
-    retry_c.start()
-    copier.wait_reached()  # C read the run stopped, its message owed, and is about to publish the stop's model
+    stopper = world.trainer()
+    copier = Gate(stopper.ports.store, "copy")
+    stop_c = Delivery(stopper, event, context("stop-c"))
+    stop_c.start()
+    copier.wait_reached()  # C committed the stop, claimed its message and is about to publish the stop's model
+    with pytest.raises(LnnInputError, match="try `lnn resume r1` again"):
+        control.resume_run(world.cli(), "r1")
+    copier.opened.set()
+    stop_c.join(30)
+    assert int(world.model()["epoch"]) == 1 and [m["status"] for m in world.messages()] == ["stopped"]
     assert control.resume_run(world.cli(), "r1")["outcome"] == "continued"
     world.deliver()
     assert world.record()["status"] == "succeeded" and int(world.model()["epoch"]) == 3
     stager.opened.set()
     twin_b.join(30)
-    copier.opened.set()
-    retry_c.join(30)
     run = world.record()
-    assert run["model_epoch"] == 3
-    assert int(world.model()["epoch"]) == 3, (
-        f"model.npz was replaced by epoch {int(world.model()['epoch'])}'s (B: {twin_b.outcome}, C: {retry_c.outcome})")
+    assert run["model_epoch"] == 3 and twin_b.outcome == "duplicate", twin_b.outcome
+    assert int(world.model()["epoch"]) == 3, f"model.npz was replaced by epoch {int(world.model()['epoch'])}'s"
     assert not world.has(staged_model_key("r1", 1)), "an orphan staged model of a continued stop is left behind"
 
 
@@ -99,6 +97,7 @@ def test_a_late_mark_of_the_stops_message_does_not_swallow_the_next_endings_mess
     stop.start()
     gate.wait_reached()
     assert [m["status"] for m in world.messages()] == ["stopped"]
+    world.clock.advance(control.LEASE_SECONDS + 1)  # the dead claimant's lease on the stop's message expires
     assert control.resume_run(world.cli(), "r1")["outcome"] == "continued"
 
     def dies(*args, **kwargs):
@@ -156,6 +155,7 @@ def test_the_watchdog_sends_the_message_of_a_stop_whose_staged_model_a_dead_resu
         dying.handle(event, context("stop"))
     cli = world.trainer()
     cli.ports.table.continue_stopped = lambda *args, **kwargs: (_ for _ in ()).throw(ConnectionError("died"))
+    world.clock.advance(control.LEASE_SECONDS + 1)  # the dead claimant's lease on the stop's message expires
     with pytest.raises(ConnectionError):
         control.resume_run(cli.ports, "r1")
     assert not world.has(staged_model_key("r1", 1)) and int(world.model()["epoch"]) == 1
