@@ -423,7 +423,8 @@ def show_answer(args, answer: dict[str, Any], described: dict[str, Any], y: np.n
                       markup=False, highlight=False)
     values, counts = np.unique(np.array(predictions, dtype=object).astype(str), return_counts=True)
     summary = ", ".join(f"class {value}: {count}" for value, count in zip(values, counts))
-    console.print(f"{len(predictions)} predictions with {the_model(args, described)} ({summary})", markup=False, highlight=False)
+    console.print(f"{len(predictions)} predictions with {the_model(args, described)} ({summary})", markup=False,
+                  highlight=False, soft_wrap=True)
     if y is not None:
         indices = [described["classes"].index(p) if described.get("classes") else p for p in predictions]
         console.print(f"accuracy against the file's labels: {float(np.mean(np.array(indices) == y)):.1%}")
@@ -457,7 +458,8 @@ def show_values(args, values: list, described: dict[str, Any], y: np.ndarray | N
     for row, value in enumerate(values):
         label = f"row {row}" if names is None else names[row]
         console.print(f"{label}: {' '.join(repr(float(item)) for item in np.atleast_1d(value))}", markup=False, highlight=False)
-    console.print(f"{len(values)} predictions with {the_model(args, described)} (regression, {outputs} value(s) each)")
+    console.print(f"{len(values)} predictions with {the_model(args, described)} (regression, {outputs} value(s) each)",
+                  soft_wrap=True)
     if y is not None:
         Y = network.targets(y, "linear", outputs)
         D = AL - Y

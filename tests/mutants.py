@@ -36,6 +36,7 @@ CONCURRENCY_TESTS = ("tests/integration/test_concurrency_scenarios.py", "tests/i
                      "tests/integration/test_workers.py", "tests/integration/test_workers_chaos.py",
                      "tests/integration/test_lost_answers.py", "tests/integration/test_run_control.py",
                      "tests/integration/test_protocol_conditions.py", "tests/integration/test_stop_resume.py",
+                     "tests/integration/test_stop_resume_races.py",
                      "tests/simulation")
 JUDGE = "tests.mutant_judge"
 JOBS = 2  # mutants judged at once, one test process each (CI has 2 cores)
@@ -207,9 +208,16 @@ MUTANTS = (
     Mutant(
         "lnn resume continuing a run without its condition (that it is this stopped ending)",
         RUN_TABLE,
-        'f"#status = :stopped AND {stopped}",',
-        'f"(#status = :stopped OR #status <> :stopped) AND ({stopped} OR NOT {stopped})",',
+        'f"#status = :stopped AND {stopped}"',
+        'f"(#status = :stopped OR #status <> :stopped) AND ({stopped} OR NOT {stopped})"',
         first=("test_a_late_resume_of_a_stop_that_was_continued_and_finished_changes_nothing",),
+    ),
+    Mutant(
+        "a stop's ending without the stop request it read (a late stop twin re-stops a resumed run)",
+        RUN_TABLE,
+        'condition += " AND stop_requested = :stop AND stop_token = :stop_token"',
+        'condition += " AND (stop_requested = :stop OR stop_token = :stop_token)"',
+        first=("test_a_late_twin_of_the_stop_does_not_stop_the_run_again_after_lnn_resume",),
     ),
     Mutant(
         "a relaunch without the data-ETag check",

@@ -207,7 +207,8 @@ def command_down(args, console: Console) -> int:
         console.print(f"no local stack is up in {state_dir}, nor anywhere else for this user")
         return 0
     if args.state_dir == DEFAULT_STATE_DIR and len(elsewhere) == 1:
-        console.print(f"no local stack is up in {state_dir}; stopping the one up in {_described(elsewhere[0])}")
+        console.print(f"no local stack is up in {state_dir}; stopping the one up in {_described(elsewhere[0])}",
+                      soft_wrap=True)  # paths whole, never broken at the terminal's width
         _stop(Path(elsewhere[0]["state_dir"]), console)
         return 0
     raise LnnInputError(f"no local stack is up in {state_dir}; up: {'; '.join(map(_described, elsewhere))}. Stop one with "
@@ -243,7 +244,7 @@ def _stop(state_dir: Path, console: Console) -> bool:
             raise LnnInputError(f"pid {pid} did not stop; see {state_dir / 'up.log'}")
     _clean(state_dir)
     console.print(f"stopped the local stack {state.get('stack', '')} (pid {pid}, {state['endpoint']}); logs kept in {state_dir}. "
-                  "Unset AWS_ENDPOINT_URL to talk to AWS again.")
+                  "Unset AWS_ENDPOINT_URL to talk to AWS again.", soft_wrap=True)
     return True
 
 

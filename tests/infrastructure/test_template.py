@@ -225,6 +225,8 @@ def test_every_iam_statement_has_exact_actions_and_resources(synthesized, traine
         # It publishes the model of a run still owed its message: the staged model to the served key, no more.
         (["s3:GetObject"], staged_model),
         (["s3:PutObject"], model),
+        # ListBucket under runs/ only: a staged model `lnn resume` already published and removed answers 404, not 403
+        (["s3:ListBucket"], arn(ids["bucket"]), runs_prefix_only),
         (["sns:Publish"], ref(ids["topic"])),
         (["lambda:InvokeFunction"], arn(ids["trainer"])),
         # Its on-failure destination, the DLQ (Lambda sends through the function's role).

@@ -134,7 +134,8 @@ def test_up_then_the_deployed_stack_commands(stack_up, capsys, tmp_path):
         "/api/runs/up-run/predict", data={"row": " ".join(repr(float(value)) for value in row[0])}, base_url="http://127.0.0.1:8765")
     assert served.status_code == 200, served.get_json()
     body = served.get_json()
-    assert body["source"] == f"the PredictLambda {stack.outputs.predict_function}" and body["note"] is None
+    assert body["source"] == "PredictLambda (deployed)" and body["note"] is None
+    assert body["source_title"] == f"the PredictLambda {stack.outputs.predict_function}"  # its name on hover
     here = predict_here(load_model(stack, stack.run("up-run")), row)
     assert {key: body[key] for key in here} == here
     assert (state_dir / "lambda.log").read_text().count('"predict"') == 4
