@@ -32,7 +32,7 @@ from .inputs import read_prediction_data, validate_run
 from .cloud.local import new_run_id, upload_run_inputs
 from .presentation.configuration import show_launched_configuration
 from .presentation.progress import RunProgress, run_progress, timing_text
-from .presentation.report import plot_costs, show_warnings, warning_mark
+from .presentation.report import plain_table, plot_costs, show_warnings, warning_mark
 from .cloud.stack import CLI_BOTO_CONFIG, StackOutputs, aws_errors_explained
 
 FOLLOW_SECONDS = 2.0  # how often `status --follow` reads the run record
@@ -182,14 +182,12 @@ def command_results(args, stack: DeployedStack, console: Console) -> int:
             writer.writerow([item["epoch"], repr(item["cost"]), *(repr(item[key]) if key in item else "" for key, _, _ in evaluated),
                              item.get("learning_rate"), item.get("started_at"), item.get("finished_at")])
     else:
-        table = Table(title=status_line(run), title_justify="left")
-        for column in ("epoch", "cost", *(label for _, label, _ in evaluated), "learning rate", "finished at"):
-            table.add_column(column, justify="right" if column != "finished at" else "left")
-        for item in epochs:
-            table.add_row(str(item["epoch"]), f"{item['cost']:.6f}",
-                          *(style.format(item[key]) if key in item else "" for key, _, style in evaluated),
-                          str(item.get("learning_rate", "")), item.get("finished_at", ""))
-        console.print(table)
+        console.print(status_line(run), markup=False, highlight=False, soft_wrap=True)
+        rows = [[str(item["epoch"]), f"{item['cost']:.6f}",
+                 *(style.format(item[key]) if key in item else "" for key, _, style in evaluated),
+                 str(item.get("learning_rate", "")), item.get("finished_at", "")] for item in epochs]
+        headers = ["epoch", "cost", *(label for _, label, _ in evaluated), "learning rate", "finished at"]
+        console.print("\n".join(plain_table(headers, rows)), markup=False, highlight=False, soft_wrap=True)
         final = run.get("final") or {}
         if final:
             console.print(", ".join(f"{label} {value}" for label, value in control.figures(final))
