@@ -86,11 +86,12 @@ class ScriptedDecisions(RandomDecisions):
     def _next(self, n: int, what: str) -> int:
         index = len(self.points)
         chosen = self.script[index] if index < len(self.script) else 0
+        # before the point is recorded: a point cut as seen before must not have its options pushed again
+        if self.on_new_point is not None and index >= len(self.script):
+            self.on_new_point(what)
         self.points.append(n)
         self.taken.append(chosen)
         self.labels.append(what)
-        if self.on_new_point is not None and index >= len(self.script):
-            self.on_new_point(what)
         return chosen
 
     def choice(self, n: int, what: str = "") -> int:
