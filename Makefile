@@ -34,9 +34,9 @@ slow: setup
 bench: setup
 	$(PY) -m lnn_cli.bench
 
-# Reads of a 1,000-epoch run (lnn_cli/bench_reads.py), on the stack the environment points at: `lnn up` first.
+# Reads of a 1,000-epoch run (lnn_cli/bench/reads.py), on the stack the environment points at: `lnn up` first.
 bench-reads: setup
-	$(PY) -m lnn_cli.bench_reads
+	$(PY) -m lnn_cli.bench.reads
 
 mutants: setup
 	$(PY) -m tests.mutants

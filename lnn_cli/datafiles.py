@@ -17,7 +17,6 @@ import io
 from pathlib import Path
 
 import numpy as np
-
 from lnn_core.errors import LnnInputError
 
 HDF5_MAGIC = b"\x89HDF\r\n\x1a\n"

@@ -8,13 +8,17 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-
-from lnn_core.budget import DEFAULT_MEMORY_MB, check_npz_fits, check_training_fits, parameter_copies, inspect_npz
-from lnn_core.config import TrainingConfig
-from lnn_core.dataset import TrainingData, load_training_data
+from lnn_core.aws.usage import DEFAULT_MEMORY_MB
+from lnn_cli.datafiles import npz_bytes
 from lnn_core.errors import LnnInputError
-
-from .datafiles import npz_bytes
+from lnn_core.launch.budget import (
+    check_npz_fits,
+    check_training_fits,
+    inspect_npz,
+    parameter_copies,
+)
+from lnn_core.ml.config import TrainingConfig
+from lnn_core.ml.dataset import TrainingData, load_training_data
 
 DEMO_DATA = Path(__file__).resolve().parent / "data" / "breast_cancer.npz"
 # `make demo`'s parameters: the stack's default network on the demo data, tuned so that the demo takes about a minute.

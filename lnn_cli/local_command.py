@@ -3,22 +3,20 @@
 import time
 from pathlib import Path
 
-from rich.console import Console
-
-from lnn_core.config import check_run_id
+from lnn_core.aws.run_table import RunTable
+from lnn_core.aws.sdk import IoCounter
+from lnn_cli.cloud.chaos import ChaosPlan
+from lnn_cli.cloud.deploy import deploy_to_emulator
+from lnn_cli.cloud.deploy_context import deploy_context
+from lnn_cli.cloud.emulator import running_emulator
+from lnn_cli.cloud.local import new_run_id, run_local
 from lnn_core.errors import LnnInputError
-from lnn_core.ports import IoCounter
-from lnn_core.run_table import RunTable
-
-from .cloud.chaos import ChaosPlan
-from .cloud.deploy import deploy_to_emulator
-from .cloud.emulator import running_emulator
-from .cloud.deploy_context import deploy_context
-from .inputs import validate_run
-from .cloud.local import new_run_id, run_local
-from .presentation.progress import RunProgress, run_progress, waiting
-from .presentation.configuration import show_configuration
-from .presentation.report import show_notification, summary_table, write_outputs
+from lnn_cli.inputs import validate_run
+from lnn_core.ml.config import check_run_id
+from lnn_cli.presentation.configuration import show_configuration
+from lnn_cli.presentation.progress import RunProgress, run_progress, waiting
+from lnn_cli.presentation.report import show_notification, summary_table, write_outputs
+from rich.console import Console
 
 
 def prepare_out_dir(path: str) -> Path:

@@ -8,20 +8,25 @@ from pathlib import Path
 
 import boto3
 from botocore.exceptions import BotoCoreError, ClientError
-from rich.console import Console
-
+from lnn_cli import stack_commands
+from lnn_core.aws.pricing import DEFAULT_PRICES, PRICE_TABLES
+from lnn_cli.cloud.deploy import DeployError
+from lnn_cli.cloud.stack import DEFAULT_STACK, aws_errors_explained
+from lnn_cli.cloud.up.command import DEFAULT_STATE_DIR, command_down, command_up
+from lnn_cli.datafiles import FORMATS
 from lnn_core.errors import LnnInputError
-from lnn_core.parameters import CHOICE, COUNTS, INTEGER, NAMES, NUMBER, TABLE
-from lnn_core.pricing import DEFAULT_PRICES, PRICE_TABLES
-
-from . import remote
-from .cloud.deploy import DeployError
-from .datafiles import FORMATS
-from .inputs import DEMO_CONFIG, DEMO_DATA, PROJECT_DIR, comma_list, read_data, run_parameters
-from .local_command import command_local
-from .model_file import command_predict_model
-from .cloud.stack import DEFAULT_STACK, aws_errors_explained
-from .cloud.up import DEFAULT_STATE_DIR, command_down, command_up
+from lnn_cli.inputs import (
+    DEMO_CONFIG,
+    DEMO_DATA,
+    PROJECT_DIR,
+    comma_list,
+    read_data,
+    run_parameters,
+)
+from lnn_cli.local_command import command_local
+from lnn_core.ml.parameters import CHOICE, COUNTS, INTEGER, NAMES, NUMBER, TABLE
+from lnn_cli.model_file import command_predict_model
+from rich.console import Console
 
 USAGE_ERROR = 2
 
@@ -189,7 +194,7 @@ def build_parser() -> OneLineParser:
 
 
 def add_up_down(commands) -> None:
-    """`lnn up` / `lnn down`: a local stack that stays up (lnn_cli/cloud/up.py)."""
+    """`lnn up` / `lnn down`: a local stack that stays up (lnn_cli/cloud/up/command.py)."""
     up = commands.add_parser("up", help="start a local stack (moto + cdk deploy + a background Lambda runtime) that "
                              "stays up for start, status, results, runs, stop, resume, predict",
                              description="Start a moto server, deploy the stack onto it with cdk deploy, and keep a "
@@ -255,19 +260,21 @@ def dispatch(args, console: Console) -> int:
     if args.command == "predict" and (args.model or not args.run_id):
         return command_predict_model(args, console)  # a model file: no stack
     with aws_errors_explained(args.stack):
-        stack = remote.open_stack(boto3.Session(), args.stack)
+        stack = stack_commands.open_stack(boto3.Session(), args.stack)
         if args.command == "serve":
-            from .web.app import command_serve  # Flask is imported only for `lnn serve`
+            from lnn_cli.web.app import (
+                command_serve,  # Flask is imported only for `lnn serve`
+            )
             return command_serve(args, stack, console)
         if args.command == "start":
-            return remote.command_start(args, run_parameters({}, args.config, flags(args)), stack, console)
+            return stack_commands.command_start(args, run_parameters({}, args.config, flags(args)), stack, console)
         command = {
-            "status": remote.command_status,
-            "results": remote.command_results,
-            "runs": remote.command_runs,
-            "stop": remote.command_stop,
-            "resume": remote.command_resume,
-            "predict": remote.command_predict,
+            "status": stack_commands.command_status,
+            "results": stack_commands.command_results,
+            "runs": stack_commands.command_runs,
+            "stop": stack_commands.command_stop,
+            "resume": stack_commands.command_resume,
+            "predict": stack_commands.command_predict,
         }[args.command]
         return command(args, stack, console)
 

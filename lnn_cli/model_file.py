@@ -3,12 +3,10 @@
 
 from pathlib import Path
 
-from rich.console import Console
-
 from lnn_core.errors import LnnInputError
 from lnn_core.predictor import Model
-
-from .remote import predict_with
+from lnn_cli.stack_commands import predict_with
+from rich.console import Console
 
 
 def command_predict_model(args, console: Console) -> int:

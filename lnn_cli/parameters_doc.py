@@ -1,4 +1,4 @@
-"""docs/parameters.md, generated from the table of training parameters (lambda_src/lnn_core/parameters.py).
+"""docs/parameters.md, generated from the table of training parameters (lambda_src/lnn_core/ml/parameters.py).
 
     python -m lnn_cli.parameters_doc          # rewrite docs/parameters.md
     python -m lnn_cli.parameters_doc --check  # exit 1 when the committed file differs from the table
@@ -8,12 +8,12 @@ import argparse
 import sys
 from pathlib import Path
 
-from lnn_core.parameters import TABLE, TrainingParameter
+from lnn_core.ml.parameters import TABLE, TrainingParameter
 
 DOC = Path(__file__).resolve().parents[1] / "docs" / "parameters.md"
 HEADER = """# Training parameters
 
-<!-- Generated from lambda_src/lnn_core/parameters.py by `python -m lnn_cli.parameters_doc`; do not edit. -->
+<!-- Generated from lambda_src/lnn_core/ml/parameters.py by `python -m lnn_cli.parameters_doc`; do not edit. -->
 
 A run's parameters come, last wins, from the stack's training defaults, a `parameters.json` (`--config FILE`, or
 the one uploaded to `runs/<id>/parameters.json`), and the flags of `lnn local` and `lnn start`. The defaults below

@@ -5,9 +5,8 @@ from typing import Any
 
 from aws_cdk import App, Validations
 from cdk_nag import AwsSolutionsChecks, ServerlessChecks
-
-from .lnn_stack import LnnStack
-from .settings import settings_from_context
+from lnn_stack.lnn_stack import LnnStack
+from lnn_stack.settings.from_context import settings_from_context
 
 
 def create_app(context: Mapping[str, Any] | None = None, **app_props: Any) -> tuple[App, LnnStack]:

@@ -9,9 +9,8 @@ from aws_cdk import aws_iam as iam
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
 from constructs import Construct
-
-from .nag import acknowledge
-from .numpy_layer import NumpyLayer
+from lnn_stack.nag import acknowledge
+from lnn_stack.numpy_layer import NumpyLayer
 
 RUNTIME = lambda_.Runtime.PYTHON_3_14  # the newest Python that aws-cdk-lib 2.275 offers
 LAMBDA_SOURCE = Path(__file__).resolve().parent.parent / "lambda_src"

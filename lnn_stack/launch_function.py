@@ -1,11 +1,10 @@
 """`LaunchFunction`: the LaunchLambda, which validates a run's parameters and data, then starts the trainer."""
 
 from aws_cdk import aws_lambda_destinations as destinations
-
-from .functions import FunctionFactory, acknowledge_async_failures
-from .storage import RunStorage
-from .trainer_function import TrainerFunction
-from .training_defaults import TrainingDefaults
+from lnn_stack.functions import FunctionFactory, acknowledge_async_failures
+from lnn_stack.storage import RunStorage
+from lnn_stack.trainer_function import TrainerFunction
+from lnn_stack.settings.training import TrainingDefaults
 
 
 class LaunchFunction:

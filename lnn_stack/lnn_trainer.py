@@ -15,20 +15,21 @@ from aws_cdk import aws_logs as logs
 from aws_cdk import aws_s3 as s3
 from aws_cdk import aws_sns as sns
 from constructs import Construct
-from lnn_core.launcher import DEFAULT_MAX_RUNNING_RUNS, DEFAULT_TRAINER_RESERVED_CONCURRENCY
-
-from .dead_letter_queue import DeadLetterQueue
-from .deployment_settings import LAUNCHER_RESERVED_CONCURRENCY
-from .functions import FunctionFactory
-from .launch_function import LaunchFunction
-from .observability import Observability
-from .predict_function import PREDICT_MEMORY_MB, PredictFunction
-from .storage import RunStorage
-from .trainer_function import TrainerFunction
-from .training_defaults import TrainingDefaults
-from .triggers import Triggers
-from .watchdog_function import WatchdogFunction
-
+from lnn_stack.dead_letter_queue import DeadLetterQueue
+from lnn_stack.settings.deployment import LAUNCHER_RESERVED_CONCURRENCY
+from lnn_stack.functions import FunctionFactory
+from lnn_core.launch.launcher import (
+    DEFAULT_MAX_RUNNING_RUNS,
+    DEFAULT_TRAINER_RESERVED_CONCURRENCY,
+)
+from lnn_stack.launch_function import LaunchFunction
+from lnn_stack.observability import Observability
+from lnn_stack.predict_function import PREDICT_MEMORY_MB, PredictFunction
+from lnn_stack.storage import RunStorage
+from lnn_stack.trainer_function import TrainerFunction
+from lnn_stack.settings.training import TrainingDefaults
+from lnn_stack.triggers import Triggers
+from lnn_stack.watchdog_function import WatchdogFunction
 
 
 class LnnTrainer(Construct):

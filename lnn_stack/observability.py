@@ -8,8 +8,7 @@ from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_sns as sns
 from aws_cdk import aws_sqs as sqs
 from constructs import Construct
-
-from .functions import POWERTOOLS_ENVIRONMENT
+from lnn_stack.functions import POWERTOOLS_ENVIRONMENT
 
 ALARM_PERIOD = Duration.minutes(5)
 DASHBOARD_PERIOD = Duration.minutes(5)

@@ -2,10 +2,9 @@
 
 from aws_cdk import Duration
 from aws_cdk import aws_lambda as lambda_
-
-from .functions import FunctionFactory
-from .nag import acknowledge
-from .storage import RunStorage
+from lnn_stack.functions import FunctionFactory
+from lnn_stack.nag import acknowledge
+from lnn_stack.storage import RunStorage
 
 # It answers one synchronous request (at most 6 MB of rows) from a model cached in its container.
 PREDICT_MEMORY_MB = 1024

@@ -10,11 +10,13 @@ from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_s3 as s3
 from aws_cdk import aws_sns as sns
 from constructs import Construct
-
-from lnn_core.layout import staged_model_key
-from lnn_core.ports import MESSAGE_DUE, RUNS_AWAITING_MESSAGE_INDEX, RUNS_BY_STATUS_INDEX
-
-from .nag import acknowledge, acknowledge_object_arn
+from lnn_core.aws.run_table import (
+    MESSAGE_DUE,
+    RUNS_AWAITING_MESSAGE_INDEX,
+    RUNS_BY_STATUS_INDEX,
+)
+from lnn_stack.nag import acknowledge, acknowledge_object_arn
+from lnn_core.protocol.layout import staged_model_key
 
 RUNS_PREFIX = "runs/"
 # The engine tags the scratch objects it writes under runs/<run_id>/state/ with this tag (PutObject

@@ -4,9 +4,8 @@ from aws_cdk import Duration
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_lambda_destinations as destinations
-
-from .functions import FunctionFactory, acknowledge_async_failures
-from .storage import RunStorage
+from lnn_stack.functions import FunctionFactory, acknowledge_async_failures
+from lnn_stack.storage import RunStorage
 
 # Every step is idempotent (exactly once in effect, keyed by run and step), so Lambda's retries are safe
 # and they ride out transient errors; 2 is Lambda's maximum. An event that still fails reaches the topic.

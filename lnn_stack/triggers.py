@@ -8,9 +8,8 @@ from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_s3 as s3
 from aws_cdk import aws_sqs as sqs
 from constructs import Construct
-
-from .storage import RUNS_PREFIX
-from .trainer_function import TrainerFunction
+from lnn_stack.storage import RUNS_PREFIX
+from lnn_stack.trainer_function import TrainerFunction
 
 # EventBridge's delivery to the launcher and the watchdog: retried this often and this long, then the DLQ.
 RULE_RETRY_ATTEMPTS = 4

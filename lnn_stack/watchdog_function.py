@@ -6,10 +6,9 @@ from aws_cdk import aws_iam as iam
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_sqs as sqs
 from constructs import Construct
-
-from .functions import FunctionFactory, acknowledge_async_failures
-from .storage import RunStorage
-from .trainer_function import TRAINER_MAX_EVENT_AGE, TrainerFunction
+from lnn_stack.functions import FunctionFactory, acknowledge_async_failures
+from lnn_stack.storage import RunStorage
+from lnn_stack.trainer_function import TRAINER_MAX_EVENT_AGE, TrainerFunction
 
 WATCHDOG_MEMORY_MB = 256
 WATCHDOG_TIMEOUT = Duration.minutes(1)

@@ -6,10 +6,14 @@ from collections import deque
 import boto3
 import numpy as np
 import pytest
+from lnn_core.aws.run_table import (
+    MESSAGE_DUE,
+    RUNS_AWAITING_MESSAGE_INDEX,
+    RUNS_BY_STATUS_INDEX,
+)
 from moto import mock_aws
 
 from lnn_cli.cloud import moto_transactions
-from lnn_core.ports import MESSAGE_DUE, RUNS_AWAITING_MESSAGE_INDEX, RUNS_BY_STATUS_INDEX
 
 moto_transactions.install()  # the embedded AWS's transactions, as `lnn local` and `lnn up` run them
 

@@ -94,9 +94,11 @@ def _install_watches() -> None:
 
     exceptions.ParamValidationError.__init__ = param_error_init
 
-    from lnn_core import control, engine, launcher
+    from lnn_core import run_control
+    from lnn_core.launch import launcher
+    from lnn_core.protocol.trainer import Trainer
 
-    for owner, name in ((engine.Trainer, "handle"), (launcher.Launcher, "handle"), (control.Watchdog, "handle")):
+    for owner, name in ((Trainer, "handle"), (launcher.Launcher, "handle"), (run_control.Watchdog, "handle")):
         _watch_method(owner, name)
 
 
@@ -181,6 +183,7 @@ def _mutant_judge_atomic_requests(request):
         yield
         return
     import moto.core.botocore_stubber  # noqa: F401 - loaded, so that atomic_requests wraps it
+
     from lnn_cli.cloud.runtime import atomic_requests
 
     with atomic_requests():

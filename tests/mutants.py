@@ -41,7 +41,9 @@ CONCURRENCY_TESTS = ("tests/integration/test_concurrency_scenarios.py", "tests/i
 JUDGE = "tests.mutant_judge"
 JOBS = 2  # mutants judged at once, one test process each (CI has 2 cores)
 MUTANT_TIMEOUT = 1200  # seconds: a mutant whose tests hang is a survivor, not a stuck CI job
-RUN_TABLE, CONTROL, ENGINE = "lambda_src/lnn_core/run_table.py", "lambda_src/lnn_core/control.py", "lambda_src/lnn_core/engine.py"
+CORE = "lambda_src/lnn_core/"
+RUN_TABLE, TRAINER = CORE + "aws/run_table.py", CORE + "protocol/trainer.py"
+SENDING, RUN_CONTROL = CORE + "protocol/sending.py", CORE + "run_control.py"
 
 
 @dataclass(frozen=True)
@@ -109,7 +111,7 @@ MUTANTS = (
         # LEASE_SECONDS = 0.0 itself fails control's import-time assert (CLAIM_CALL_SECONDS < LEASE_SECONDS): a
         # collection error, which the judge does not count. The lease of 0 s is taken where every lease is made.
         "a lease of 0 s",
-        CONTROL,
+        SENDING,
         "return ports.clock() + min(LEASE_SECONDS, remaining)",
         "return ports.clock() + 0.0 * min(LEASE_SECONDS, remaining)",
         first=("test_a_twin_that_comes_a_second_after_the_commit",),
@@ -130,15 +132,15 @@ MUTANTS = (
     ),
     Mutant(
         "the watchdog's fail ignoring the heartbeat it judged",
-        CONTROL,
+        RUN_CONTROL,
         "unless_alive=True)}",
         "unless_alive=False)}",
         first=("test_watchdog_does_not_fail_a_run_whose_step_starts_while_it_judges",),
     ),
     Mutant(
         "a losing twin that does not catch up",
-        ENGINE,
-        "resent = control.catch_up(self.ports, latest, claimant=claimant, context=context)",
+        TRAINER,
+        "resent = ending.catch_up(self.ports, latest, claimant=claimant, context=context)",
         "resent = False",
         first=("test_a_loser_whose_commit_fails_after_the_winner_died",),
     ),
@@ -151,14 +153,14 @@ MUTANTS = (
     ),
     Mutant(
         "a barrier that admits the same shard twice",
-        ENGINE,
+        TRAINER,
         "if len(before | {step_event.shard}) < step_event.shards:",
         "if len(before) + 1 < step_event.shards:",
         first=("test_shards_in_any_order_and_every_one_twice",),
     ),
     Mutant(
         "a re-send without the claim",
-        CONTROL,
+        SENDING,
         "    if not claimed:\n        return False\n    send(ports",
         "    send(ports",
         first=("test_3_a_duplicate_whose_commit_fails_while_the_winner_sends",),
@@ -186,21 +188,21 @@ MUTANTS = (
     ),
     Mutant(
         "the model published before the commit (the finish writes model.npz itself)",
-        "lambda_src/lnn_core/steps.py",
+        CORE + "protocol/steps.py",
         "result = StepResult(outputs={staged: model}, final=final)",
         "result = StepResult(outputs={staged: model, key: model}, final=final)",
         first=("test_4_a_finish_that_died_before_its_commit",),
     ),
     Mutant(
         "the watchdog not sweeping the messages owed",
-        CONTROL,
+        RUN_CONTROL,
         "for run_id in self.ports.table.runs_awaiting_message()]",
         "for run_id in []]",
         first=("test_the_watchdog_sends_the_message_of_a_run_whose_claimant_died",),
     ),
     Mutant(
         "lnn resume not refreshing the heartbeat",
-        CONTROL,
+        RUN_CONTROL,
         'run.get("next_event") and not ports.table.refresh_heartbeat(',
         'run.get("next_event") and False and not ports.table.refresh_heartbeat(',
         first=("test_6_lnn_resume_refreshes_the_heartbeat",),
@@ -221,7 +223,7 @@ MUTANTS = (
     ),
     Mutant(
         "a relaunch without the data-ETag check",
-        "lambda_src/lnn_core/launcher.py",
+        CORE + "launch/launcher.py",
         'if existing.get("data_etag") != etag:',
         "if False:",
         first=("test_9_a_second_launch_after_the_data_was_replaced",),

@@ -12,11 +12,12 @@ from typing import Callable
 import boto3
 from aws_lambda_powertools import Logger, Metrics
 
-from .control import StallRules, Watchdog
-from .engine import Trainer
-from .launcher import Launcher
-from .ports import BOTO_CONFIG, IoCounter, Invoker, Ports, S3ObjectStore, _required
-from .predictor import Predictor, PredictorPorts
+from lnn_core.aws.ports import Invoker, Ports, S3ObjectStore, _required
+from lnn_core.aws.sdk import BOTO_CONFIG, IoCounter
+from lnn_core.launch.launcher import Launcher
+from lnn_core.predictor import Predictor, PredictorPorts
+from lnn_core.protocol.trainer import Trainer
+from lnn_core.run_control import StallRules, Watchdog
 
 
 def build_trainer(*, session: boto3.Session | None = None, invoker: Invoker | None = None, logger: Logger | None = None,

@@ -29,11 +29,12 @@ from typing import Any, Callable
 
 import numpy as np
 
-from . import metrics, network
-from .config import check_run_id
-from .errors import LnnInputError, RunFailure
-from .layout import model_key
-from .ports import IoCounter, S3ObjectStore
+from lnn_core.aws.ports import S3ObjectStore
+from lnn_core.aws.sdk import IoCounter
+from lnn_core.errors import LnnInputError, RunFailure
+from lnn_core.ml import metrics, network
+from lnn_core.ml.config import check_run_id
+from lnn_core.protocol.layout import model_key
 
 # Lambda's limit for a synchronous invoke's request and response, and a Function URL's: 6 MB each.
 SYNC_PAYLOAD_LIMIT = 6_291_456

@@ -1,11 +1,11 @@
 """The chaos harness: seeded faults of the kinds Lambda's at-least-once delivery produces, injected into the local runtime.
 
 - duplicate: an async invoke of the trainer is delivered twice, the copy at once or late;
-- crash: the trainer's process dies just before or just after one of its effects (`lnn_core.ports.EFFECTS`),
+- crash: the trainer's process dies just before or just after one of its effects (`lnn_core.aws.ports.EFFECTS`),
   and the runtime retries the event; a crash is injected only when a retry remains, so every event succeeds at last;
 - delay: a delivery is held back on the delivery clock, so that later ones overtake it;
 - lose: an invocation is dropped (as when an event expires); the run stalls until it is resumed, at most
-  `control.MAX_RESUMES` times per run, the number of resumes a run survives;
+  `run_control.MAX_RESUMES` times per run, the number of resumes a run survives;
 - pause: before and after every read (`READS`) and every effect, the trainer sleeps 0-20 ms of real time, so
   that concurrent deliveries interleave (it changes nothing at concurrency 1 but the wall time);
 - distinct_ids: a duplicate copy gets its own request id (else it shares the original's, as Lambda's do);
@@ -27,16 +27,14 @@ from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 from botocore.exceptions import ClientError
-
-from lnn_core import control
+from lnn_core import run_control
+from lnn_core.aws.ports import EFFECTS
 from lnn_core.errors import LnnInputError
-from lnn_core.ports import EFFECTS
-
-from .runtime import Delivery, LocalFunction, SandboxKilled
+from lnn_cli.cloud.runtime import Delivery, LocalFunction, SandboxKilled
 
 LATE_SECONDS = (0.5, 20.0)  # how late (delivery-clock seconds) a late duplicate or a delayed delivery comes
 PAUSE_SECONDS = (0.0, 0.02)  # real time a pause sleeps
-# The trainer's reads, which `pause` surrounds as it does the effects (`lnn_core.ports.EFFECTS`).
+# The trainer's reads, which `pause` surrounds as it does the effects (`lnn_core.aws.ports.EFFECTS`).
 READS = {
     "store": ("get_bytes", "head"),
     "table": ("get_run", "list_epochs", "run_ids", "list_runs"),
@@ -190,7 +188,7 @@ class Chaos:
         state = json.loads(payload).get("state")
         with self._lock:
             draw = self._random.random
-            if draw() < self.plan.lose and self.counts.losses < control.MAX_RESUMES:
+            if draw() < self.plan.lose and self.counts.losses < run_control.MAX_RESUMES:
                 self.counts.losses += 1
                 self.counts.by_state[f"lose {state}"] += 1
                 return []

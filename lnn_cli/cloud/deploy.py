@@ -22,9 +22,8 @@ from pathlib import Path
 
 import boto3
 from botocore.exceptions import ClientError
-
-from .emulator import ACCOUNT_ID, REGION, Emulator
-from .stack import StackOutputs
+from lnn_cli.cloud.emulator import ACCOUNT_ID, REGION, Emulator
+from lnn_cli.cloud.stack import StackOutputs
 
 PROJECT_DIR = Path(__file__).resolve().parents[2]
 ASSEMBLY_DIR = "cdk.out"

@@ -1,6 +1,6 @@
 """The context `lnn local` and `lnn up` deploy with: cdk.json's, with `-c KEY=VALUE` over it, as `cdk deploy -c` takes it.
 
-Validated by the stack's own settings code (lnn_stack/settings.py) before anything starts, so a bad value is one
+Validated by the stack's own settings code (lnn_stack/settings/from_context.py) before anything starts, so a bad value is one
 line; the pairs then go to `cdk synth`, and the settings give the launcher's limits and training defaults that
 `lnn local` checks a run against.
 """
@@ -10,10 +10,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from lnn_cli.cloud.deploy import CDK_ENVIRONMENT, PROJECT_DIR, cdk_json_context
 from lnn_core.errors import LnnInputError
-from lnn_core.launcher import LaunchLimits
-
-from .deploy import CDK_ENVIRONMENT, PROJECT_DIR, cdk_json_context
+from lnn_core.launch.launcher import LaunchLimits
 
 
 @dataclass(frozen=True)
@@ -42,8 +41,8 @@ def deploy_context(pairs: list[str], *, command: str, project_dir: Path = PROJEC
                             f"`{command} --stack {given['stack_name']}`")
     for key, value in CDK_ENVIRONMENT.items():  # jsii's node would print its version banner on import
         os.environ.setdefault(key, value)
-    from lnn_stack.context import ContextError  # the CDK is imported only to deploy
-    from lnn_stack.settings import settings_from_context
+    from lnn_stack.settings.context import ContextError  # the CDK is imported only to deploy
+    from lnn_stack.settings.from_context import settings_from_context
 
     try:
         deployment, training = settings_from_context({**cdk_json_context(project_dir), **given})

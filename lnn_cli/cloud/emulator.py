@@ -115,10 +115,13 @@ class AtomicRequests:
 def serve() -> None:
     """The child: serve on 127.0.0.1 on a port the OS picks, print the port, run until stdin closes."""
     # imported here: MOTO_ACCOUNT_ID must be set before moto loads
-    from moto.moto_server.werkzeug_app import DomainDispatcherApplication, MotoRequestHandler, create_backend_app
+    from lnn_cli.cloud.moto_transactions import install
+    from moto.moto_server.werkzeug_app import (
+        DomainDispatcherApplication,
+        MotoRequestHandler,
+        create_backend_app,
+    )
     from werkzeug.serving import make_server
-
-    from .moto_transactions import install
 
     install()
 

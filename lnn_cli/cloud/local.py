@@ -12,17 +12,17 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, Callable
 
 import boto3
-
-from lnn_core import control, pricing
+from lnn_core import run_control
+from lnn_core.aws import pricing
+from lnn_core.aws.run_table import RunTable
+from lnn_core.aws.sdk import IoCounter
+from lnn_cli.cloud.chaos import Chaos, ChaosPlan
 from lnn_core.errors import LnnInputError
-from lnn_core.ports import IoCounter
-from lnn_core.run_table import RunTable
+from lnn_core.protocol import end_message
+from lnn_cli.cloud.runtime import DeliveryRecord, LocalLambdaRuntime
+from lnn_cli.cloud.stack import StackOutputs
 
-from .chaos import Chaos, ChaosPlan
-from .runtime import DeliveryRecord, LocalLambdaRuntime
-from .stack import StackOutputs
-
-MAX_STALLS = control.MAX_RESUMES + 1  # the last resume finds the limit reached and fails the run
+MAX_STALLS = run_control.MAX_RESUMES + 1  # the last resume finds the limit reached and fails the run
 
 
 @dataclass
@@ -80,7 +80,7 @@ class LocalRunResult:
             "config": self.run["config"],
             "aws_cost": pricing.run_cost(self.run, local=True),
         }
-        results |= {key: final[key] for key, _, _ in control.FIGURES if final.get(key) is not None}
+        results |= {key: final[key] for key, _, _ in end_message.FIGURES if final.get(key) is not None}
         if final.get("stopped_early_at"):
             results["stopped_early_at"] = final["stopped_early_at"]
         results["warnings"] = list(final.get("warnings") or [])
@@ -188,7 +188,7 @@ def drive_many(runtime: LocalLambdaRuntime, table: RunTable, run_ids: list[str])
             return stalls
         for run_id in stalled:
             stalls[run_id] += 1
-            control.resume_run(runtime.handler("watchdog").ports, run_id)
+            run_control.resume_run(runtime.handler("watchdog").ports, run_id)
 
 
 def run_local(

@@ -6,11 +6,21 @@ from dataclasses import dataclass
 
 import boto3
 from botocore.config import Config
-from botocore.exceptions import (ClientError, ConnectionClosedError, ConnectionError, CredentialRetrievalError,
-                                 NoCredentialsError, NoRegionError, PartialCredentialsError, ProfileNotFound,
-                                 ReadTimeoutError, SSOError, SSOTokenLoadError, TokenRetrievalError,
-                                 UnauthorizedSSOTokenError)
-
+from botocore.exceptions import (
+    ClientError,
+    ConnectionClosedError,
+    ConnectionError,
+    CredentialRetrievalError,
+    NoCredentialsError,
+    NoRegionError,
+    PartialCredentialsError,
+    ProfileNotFound,
+    ReadTimeoutError,
+    SSOError,
+    SSOTokenLoadError,
+    TokenRetrievalError,
+    UnauthorizedSSOTokenError,
+)
 from lnn_core.errors import LnnInputError
 
 DEFAULT_STACK = "LnnStack"
@@ -142,7 +152,7 @@ def endpoint_error(error: Exception) -> LnnInputError:
 
 def _stack_up_elsewhere(endpoint: str) -> str:
     """A local stack of `lnn up` that is up at another endpoint, as the line to paste; or nothing."""
-    from .up import stacks_up  # only on this error: the registry of `lnn up`
+    from lnn_cli.cloud.up.registry import stacks_up  # only on this error: the registry of `lnn up`
 
     others = [state["endpoint"] for state in stacks_up() if state.get("endpoint") != endpoint]
     return f" (a local stack is up at {others[0]}: export AWS_ENDPOINT_URL={others[0]})" if others else ""

@@ -3,9 +3,8 @@
 import time
 from typing import Any, Callable
 
+from lnn_core.ml.parameters import TABLE
 from rich.console import Console
-
-from lnn_core.parameters import TABLE
 
 LAUNCH_WAIT_SECONDS = 20.0  # S3 -> EventBridge -> a cold LaunchLambda takes a few seconds on AWS
 POLL_SECONDS = 0.5

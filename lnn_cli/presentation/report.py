@@ -8,12 +8,12 @@ import matplotlib
 
 matplotlib.use("Agg")  # files only, no display
 import matplotlib.pyplot as plt  # noqa: E402
+from lnn_core.aws import pricing  # noqa: E402
+from lnn_core.protocol import end_message
 from rich.console import Console  # noqa: E402
 from rich.panel import Panel  # noqa: E402
 from rich.table import Table  # noqa: E402
 from rich.text import Text  # noqa: E402
-
-from lnn_core import control, pricing  # noqa: E402
 
 
 def plot_costs(costs: list[float], path: Path, *, run_id: str, test_costs: dict[int, float] | None = None) -> None:
@@ -85,7 +85,7 @@ def summary_table(results: dict[str, Any]) -> Table:
         ("status", results["status"]),
         ("epochs", str(results["epochs"])),
         ("final cost", f"{results['costs'][-1]:.6f}" if results["costs"] else "-"),
-        *control.figures(results),
+        *end_message.figures(results),
         ("time", f"{results['seconds']:.1f} s (launch to finish)"),
         ("invocations", f"{results['invocations']} steps, {results['deliveries']} deliveries"),
         ("AWS requests", ", ".join(f"{service} {count}" for service, count in results["aws_requests"].items())),
@@ -95,7 +95,7 @@ def summary_table(results: dict[str, Any]) -> Table:
     if results.get("reason"):
         rows.insert(1, ("reason", results["reason"]))
     if results.get("warnings"):
-        rows[0] = ("status", f"{results['status']} with {control.warning_count(results)}")
+        rows[0] = ("status", f"{results['status']} with {end_message.warning_count(results)}")
         rows[1:1] = [(Text(f"{WARNING_MARK} warning", "bold yellow"), warning) for warning in results["warnings"]]
     if results.get("chaos"):
         chaos = results["chaos"]

@@ -5,7 +5,3 @@
     python -m lnn_cli.simulate --seed 1234 --shrink # the smallest set of its faults that still fails
     python -m lnn_cli.simulate --exhaustive         # every interleaving of the small cases
 """
-
-from .runner import run_seed, run_seeds
-
-__all__ = ["run_seed", "run_seeds"]

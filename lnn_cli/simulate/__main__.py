@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from .runner import run_seed, run_seeds
+from lnn_cli.simulate.runner import run_seed, run_seeds
 
 
 def _numbers(text: str) -> set[int]:
@@ -29,17 +29,17 @@ def main(argv: list[str] | None = None) -> int:
                         "past a known defect: commits, fence, claims, epochs, model, message, reference, liveness")
     args = parser.parse_args(argv)
     if args.allow:
-        from . import runner
+        from lnn_cli.simulate import runner
 
         runner.ALLOWED = frozenset(part.strip() for part in args.allow.split(",") if part.strip())
 
     if args.exhaustive:
-        from .exhaustive import main as exhaustive_main
+        from lnn_cli.simulate.exhaustive import main as exhaustive_main
 
         return exhaustive_main(args.max_schedules)
     if args.seed is not None:
         if args.shrink:
-            from .shrink import shrink
+            from lnn_cli.simulate.shrink import shrink
 
             return 0 if shrink(args.seed, disabled=_numbers(args.disable), mode=args.mode) is None else 1
         result = run_seed(args.seed, disabled=_numbers(args.disable), trace=args.trace, mode=args.mode)

@@ -44,11 +44,11 @@ ENVIRONMENT = {
 def table_definition() -> dict[str, Any]:
     """The results table as the stack creates it: run records and epoch items, and the sparse keys-only indexes of
     runs by status and of ended runs still owed their message (when lnn_core has it)."""
-    from lnn_core import ports
+    from lnn_core.aws import ports, run_table
 
     attributes = [{"AttributeName": "run_id", "AttributeType": "S"}, {"AttributeName": "epoch", "AttributeType": "N"},
                   {"AttributeName": "status", "AttributeType": "S"}]
-    indexes = [{"IndexName": ports.RUNS_BY_STATUS_INDEX, "KeySchema": [{"AttributeName": "status", "KeyType": "HASH"}],
+    indexes = [{"IndexName": run_table.RUNS_BY_STATUS_INDEX, "KeySchema": [{"AttributeName": "status", "KeyType": "HASH"}],
                 "Projection": {"ProjectionType": "KEYS_ONLY"}}]
     awaiting = getattr(ports, "RUNS_AWAITING_MESSAGE_INDEX", None)
     due = getattr(ports, "MESSAGE_DUE", None)

@@ -15,10 +15,10 @@ import json
 import time
 from dataclasses import dataclass
 
-from .decisions import ScriptedDecisions
-from .runner import world
-from .scenario import CALM, Scenario
-from .simulator import Pruned, Simulator
+from lnn_cli.simulate.decisions import ScriptedDecisions
+from lnn_cli.simulate.runner import world
+from lnn_cli.simulate.scenario import CALM, Scenario
+from lnn_cli.simulate.simulator import Pruned, Simulator
 
 FAULT_KINDS = frozenset({"crash before", "crash after", "lost answer"})
 BASE = {"learning_rate": 0.5, "neurons": [1], "activations": ["sigmoid"], "seed": 3, "optimizer": "gd",

@@ -27,13 +27,14 @@ import json
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-
-from .scenario import RUN_ID, reference
+from lnn_core import run_control
+from lnn_core.protocol.ending import TERMINAL
+from lnn_core.protocol import sending
+from lnn_cli.simulate.scenario import RUN_ID, START, reference
 
 if TYPE_CHECKING:
-    from .simulator import Simulator
+    from lnn_cli.simulate.simulator import Simulator
 
-TERMINAL = ("succeeded", "failed", "stopped")
 
 
 class Violation(BaseException):  # no handler's `except Exception` may swallow it
@@ -44,12 +45,11 @@ class Violation(BaseException):  # no handler's `except Exception` may swallow i
 
 class Monitor:
     def __init__(self, sim: "Simulator", *, check_every_event: bool = True):
-        from lnn_core import control
 
         self.sim, self.world = sim, sim.world
         self.every_event = check_every_event
-        self.lease = control.LEASE_SECONDS
-        self.max_resumes = control.MAX_RESUMES
+        self.lease = sending.LEASE_SECONDS
+        self.max_resumes = run_control.MAX_RESUMES
         self.rules = _default_rules()
         self.liveness_bound = (self.rules.stall_seconds * (self.max_resumes + 2) + self.rules.event_age_seconds
                                + self.rules.timeout_seconds + 3 * 3600)
@@ -186,7 +186,7 @@ class Monitor:
             self._fail("epochs", f"progress_epoch went back from {self.progress} to {progress}")
         if progress == self.progress and not items_touched:
             return  # a write of the run record alone: no epoch item changed
-        from lnn_core.run_table import weights_epoch
+        from lnn_core.aws.run_table import weights_epoch
 
         items = self.world.epoch_items(RUN_ID)
         for epoch in range(self.progress + 1, progress + 1):
@@ -224,7 +224,6 @@ class Monitor:
             self._fail("liveness", f"the run is still running {self.sim.now - self.sim_start():.0f} s after launch")
 
     def sim_start(self) -> float:
-        from .simulator import START
 
         return START
 
@@ -255,7 +254,7 @@ class Monitor:
             self._fail("liveness", f"the run is {status} at quiescence (committed_step {record['committed_step']}, "
                                         "nothing in flight, the watchdog passed)")
             return
-        from lnn_core.control import message_id
+        from lnn_core.protocol.end_message import message_id
 
         last = [m for m in self.messages if m["id"] == message_id(record)]
         if not last:
@@ -269,10 +268,9 @@ class Monitor:
         self._check_reference(record)
 
     def _check_readers(self, record: dict[str, Any]) -> None:
-        from lnn_core.ports import IoCounter
-        from lnn_core.run_table import RunTable
-
-        from . import aws
+        from lnn_cli.simulate import aws
+        from lnn_core.aws.run_table import RunTable
+        from lnn_core.aws.sdk import IoCounter
 
         reader = RunTable(aws.DirectTable(aws.TABLE, aws.DirectDynamoClient()), IoCounter())
         seen = reader.committed_epochs(reader.get_run(RUN_ID))
@@ -305,8 +303,8 @@ class Monitor:
                 self._fail("reference", f"model.npz's {name} differs from the reference's after epoch {epoch}")
 
     def _check_reference(self, record: dict[str, Any]) -> None:
-        from lnn_core.config import TrainingConfig
-        from lnn_core.layout import params_key
+        from lnn_core.ml.config import TrainingConfig
+        from lnn_core.protocol.layout import params_key
 
         seed = record["config"]["seed"]
         params, costs, opt_state = reference(self.sim.scenario, seed)
@@ -341,7 +339,7 @@ def _default_rules():
     """The watchdog's StallRules as `handlers.build_watchdog` makes them from its environment's defaults."""
     import os
 
-    from lnn_core.control import StallRules
+    from lnn_core.run_control import StallRules
 
     return StallRules(
         stall_seconds=float(os.environ.get("LNN_STALL_SECONDS", "900")),

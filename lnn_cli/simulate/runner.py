@@ -6,8 +6,8 @@ import time
 from collections import Counter
 from dataclasses import dataclass, field
 
-from .aws import MotoWorld
-from .simulator import Result, Simulator
+from lnn_cli.simulate.aws import MotoWorld
+from lnn_cli.simulate.simulator import Result, Simulator
 
 _WORLD: MotoWorld | None = None
 

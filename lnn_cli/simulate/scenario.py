@@ -1,5 +1,5 @@
 """What a schedule trains and how stormy it is: tiny data and networks (a run of 2 to ~20 steps), drawn per seed,
-and the reference results every succeeded run must equal bit for bit (`lnn_core.training.train_reference_state`)."""
+and the reference results every succeeded run must equal bit for bit (`lnn_core.ml.training.train_reference_state`)."""
 
 from __future__ import annotations
 
@@ -10,9 +10,9 @@ from functools import lru_cache
 from typing import Any
 
 import numpy as np
+from lnn_core.ml import training
 
-from lnn_core import training
-
+START = 1_800_000_000.0  # virtual epoch seconds at a schedule's start
 RUN_ID = "sim-run"
 
 

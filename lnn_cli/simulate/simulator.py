@@ -13,21 +13,20 @@ from __future__ import annotations
 import hashlib
 import json
 import random
-import sys
 import uuid as _uuid
 from dataclasses import dataclass, field
 from typing import Any
 
 from greenlet import greenlet
+from lnn_core import run_control
+
+from lnn_cli.simulate import aws
+from lnn_cli.simulate.decisions import RandomDecisions
+from lnn_cli.simulate.invariants import Monitor, Violation
+from lnn_cli.simulate.scenario import RUN_ID, START, Scenario, draw_rates, draw_scenario
 
 from lnn_cli.cloud.runtime import SandboxKilled
 
-from . import aws
-from .decisions import RandomDecisions
-from .invariants import Monitor, Violation
-from .scenario import RUN_ID, Scenario, draw_rates, draw_scenario
-
-START = 1_800_000_000.0  # virtual epoch seconds at a schedule's start
 REQUEST_SECONDS = 0.004  # virtual time one AWS request takes
 RETRY_BACKOFF = (60.0, 120.0)  # Lambda's retries of an async event after a function error
 MAX_RETRIES = 2
@@ -167,7 +166,9 @@ class Simulator:
 
     def _install(self) -> list:
         """Deterministic ids, seeds and wall clock for the handlers; returns what to restore."""
-        from lnn_core import control, engine, launcher, ports, steps
+        from lnn_core.aws import sdk
+        from lnn_core.launch import launcher
+        from lnn_core.protocol import steps, trainer
 
         sim = self
 
@@ -207,13 +208,13 @@ class Simulator:
                 sim.now += seconds
 
         saved = []
-        for module, name, value in ((engine, "uuid", _Uuid), (control, "uuid", _Uuid), (launcher, "uuid", _Uuid),
-                                    (launcher, "secrets", _Secrets), (ports, "time", _Time()),
-                                    (launcher, "time", _Time()), (steps, "time", _Time()), (engine, "time", _Time())):
+        for module, name, value in ((trainer, "uuid", _Uuid), (run_control, "uuid", _Uuid), (launcher, "uuid", _Uuid),
+                                    (launcher, "secrets", _Secrets), (sdk, "time", _Time()),
+                                    (launcher, "time", _Time()), (steps, "time", _Time()), (trainer, "time", _Time())):
             if hasattr(module, name):
                 saved.append((module, name, getattr(module, name)))
                 setattr(module, name, value)
-        import lnn_core.run_table as run_table
+        import lnn_core.aws.run_table as run_table
 
         if hasattr(run_table, "time"):
             saved.append((run_table, "time", run_table.time))
@@ -242,7 +243,7 @@ class Simulator:
 
     def _build(self, container: Container) -> None:
         from lnn_core import handlers
-        from lnn_core.ports import Ports
+        from lnn_core.aws.ports import Ports
 
         invoker = SimInvoker(self, container)
         clock = lambda: self.now + container.skew  # noqa: E731
@@ -492,11 +493,10 @@ class Simulator:
                 self.given_up.append(f"{delivery.label()}: {type(error).__name__}")
 
     def _operate(self, container: Container, command: str) -> None:
-        from lnn_core import control
         from lnn_core.errors import LnnInputError
 
         try:
-            answer = (control.stop_run if command == "stop" else control.resume_run)(container.ports, RUN_ID)
+            answer = (run_control.stop_run if command == "stop" else run_control.resume_run)(container.ports, RUN_ID)
             self.log(f"operator {command}: {answer}")
         except LnnInputError as refused:
             self.log(f"operator {command} refused: {refused}")
@@ -538,8 +538,8 @@ class Simulator:
 
 def _instrument(sim: Simulator, port: Any, port_name: str) -> None:
     """Wrap every public method of a port: an interleaving point before it, and for the effects
-    (`lnn_core.ports.EFFECTS`) a possible crash just before and just after it."""
-    from lnn_core.ports import EFFECTS
+    (`lnn_core.aws.ports.EFFECTS`) a possible crash just before and just after it."""
+    from lnn_core.aws.ports import EFFECTS
 
     effects = set(EFFECTS.get(port_name, ()))
     for name in dir(type(port)):

@@ -20,14 +20,12 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 from flask import Flask, jsonify, render_template, request
+from lnn_cli.web import predict
+from lnn_core.errors import LnnInputError
+from lnn_core.protocol import end_message, ending
+from lnn_cli.stack_commands import DeployedStack, run_cost
 from werkzeug.exceptions import HTTPException
 from werkzeug.serving import make_server
-
-from lnn_core import control
-from lnn_core.errors import LnnInputError
-
-from ..remote import DeployedStack, run_cost
-from . import predict
 
 log = logging.getLogger("lnn.serve")
 HOST = "127.0.0.1"
@@ -74,7 +72,7 @@ def create_app(stack: DeployedStack) -> Flask:
             record = stack.run(run_id)
             epochs = stack.ports.table.epoch_figures(record, after=after)
             model = None
-            if control.published_model(record):
+            if ending.published_model(record):
                 model = predict.load_model(stack, record).describe()
             function = predictor()
         final = record.get("final") or {}
@@ -186,9 +184,9 @@ def percent(fraction: float) -> str:
 
 
 def page_figures(final: dict[str, Any]) -> list[list[str]]:
-    """`control.figures` as the page shows them: percentages by `percent`."""
-    shown = dict(control.figures(final))
-    for key, label, style in control.FIGURES:
+    """`end_message.figures` as the page shows them: percentages by `percent`."""
+    shown = dict(end_message.figures(final))
+    for key, label, style in end_message.FIGURES:
         if style.endswith("%}") and final.get(key) is not None:
             shown[label] = percent(final[key])
     return [[label, text] for label, text in shown.items()]

@@ -15,11 +15,10 @@ from typing import Any
 import numpy as np
 from botocore.config import Config
 from botocore.exceptions import ClientError
-
-from lnn_core import control, metrics, network
 from lnn_core.errors import LnnInputError
-
-from ..remote import DeployedStack, model_params
+from lnn_core.ml import metrics, network
+from lnn_core.protocol import ending
+from lnn_cli.stack_commands import DeployedStack, model_params
 
 PREDICT_OUTPUT = "PredictFunctionName"  # the stack output naming the PredictLambda, when the stack has one
 SYNC_INVOKE = Config(read_timeout=40, connect_timeout=10, retries={"max_attempts": 2, "mode": "standard"})  # > its 30 s timeout
@@ -52,9 +51,9 @@ class Model:
 
 
 def load_model(stack: DeployedStack, run: dict[str, Any]) -> Model:
-    published = control.published_model(run)
+    published = ending.published_model(run)
     if published is None:
-        raise LnnInputError(control.no_model(run))
+        raise LnnInputError(ending.no_model(run))
     key = published[0]
     params = model_params(stack, key)  # read afresh: a resumed run's ending replaces it
     activations = [str(name) for name in params.pop("activations")]

@@ -1,7 +1,7 @@
 """The page of `lnn serve` in Chromium (Playwright) over run records written straight into the table.
 
 The app runs on in-process moto (the `aws` fixture's bucket, table and topic, and a CloudFormation stack that names
-them in its outputs, as `lnn_cli.remote.DeployedStack` reads a deployed stack's). The runs are written as the
+them in its outputs, as `lnn_cli.stack_commands.DeployedStack` reads a deployed stack's). The runs are written as the
 functions write them: a record at epoch 0 and one item per epoch, with weights. The tests check what the page draws
 and says (the curve over the epochs that ran, the log scale, percentages, warnings, dollars, the model's epoch, a
 stopped run, the predictor's name), that it polls only the epochs it lacks, and that the runs table fits a 390 px
@@ -14,18 +14,16 @@ import json
 import threading
 from pathlib import Path
 
-import boto3
 import numpy as np
 import pytest
+from lnn_core.aws.run_table import RunTable
+from lnn_core.aws.sdk import IoCounter, now
+from lnn_core.ml import network
+from lnn_core.ml.config import TrainingConfig
+from lnn_core.protocol.results import epoch_item
+from tests.browser.test_serve import browser  # noqa: F401  (the Chromium fixture)
 
-from lnn_cli.remote import DeployedStack
-from lnn_core import network
-from lnn_core.config import TrainingConfig
-from lnn_core.ports import IoCounter, now
-from lnn_core.results import epoch_item
-from lnn_core.run_table import RunTable
-
-from .test_serve import browser  # noqa: F401  (the Chromium fixture)
+from lnn_cli.stack_commands import DeployedStack
 
 SHOTS = Path("/tmp/lnn-shots")
 PREDICTOR = "lnn-test-PredictLambda-ABC123"

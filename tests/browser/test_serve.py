@@ -16,15 +16,15 @@ import time
 import boto3
 import numpy as np
 import pytest
+from lnn_core.aws.run_table import RunTable
+from lnn_core.aws.sdk import IoCounter
 
 from lnn_cli.cloud.deploy import deploy_to_emulator
 from lnn_cli.cloud.emulator import running_emulator
 from lnn_cli.cloud.local import drive, local_runtime
 from lnn_cli.main import main
-from lnn_cli.remote import DeployedStack
+from lnn_cli.stack_commands import DeployedStack
 from lnn_cli.web.app import percent
-from lnn_core.ports import IoCounter
-from lnn_core.run_table import RunTable
 
 SHAPE = (8, 8, 3)
 EPOCHS, EVAL_EVERY = 8, 2
@@ -136,7 +136,9 @@ def png(color: tuple[int, int, int], size: int = 32) -> bytes:
 
 
 def test_follow_a_run_then_predict_in_the_browser(browser, deployed, served, image_data):  # browser first: a skip costs no deploy
-    from playwright.sync_api import expect  # the browser fixture has skipped if playwright is missing
+    from playwright.sync_api import (
+        expect,  # the browser fixture has skipped if playwright is missing
+    )
 
     emulator, outputs = deployed
     table = RunTable(emulator.session().resource("dynamodb").Table(outputs.table), IoCounter())

@@ -6,8 +6,7 @@ import subprocess
 import sys
 
 import pytest
-
-from .conftest import PROJECT_DIR
+from tests.infrastructure.conftest import PROJECT_DIR
 
 CDK = PROJECT_DIR / "node_modules" / ".bin" / "cdk"
 

@@ -12,11 +12,10 @@ from pathlib import Path
 import pytest
 from aws_cdk import App, DockerImage, Stack
 from aws_cdk import aws_lambda as lambda_
+from tests.infrastructure.conftest import PROJECT_DIR, SKIP_BUNDLING
 
 from lnn_stack import numpy_layer
 from lnn_stack.numpy_layer import LAYER_REQUIREMENTS, NumpyLayer, PipLayerBundling
-
-from .conftest import PROJECT_DIR, SKIP_BUNDLING
 
 LAMBDA_UNZIPPED_LIMIT = 250 * 1024 * 1024
 WHEEL_MACHINES = {"arm64": "aarch64", "x86_64": "x86_64"}

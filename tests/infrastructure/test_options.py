@@ -4,14 +4,13 @@ import json
 
 import pytest
 from aws_cdk import App, Stack
-from aws_cdk.assertions import Match
 from aws_cdk import aws_dynamodb as dynamodb
 from aws_cdk import aws_s3 as s3
 from aws_cdk import aws_sns as sns
+from aws_cdk.assertions import Match
+from tests.infrastructure.conftest import SKIP_BUNDLING
 
 from lnn_stack.lnn_trainer import LnnTrainer
-
-from .conftest import SKIP_BUNDLING
 
 
 def functions(customized) -> dict[str, dict]:

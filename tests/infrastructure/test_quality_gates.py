@@ -10,11 +10,10 @@ import boto3
 import pytest
 from aws_cdk import aws_s3 as s3
 from cfnlint.api import ManualArgs, lint
+from tests.infrastructure.conftest import SKIP_BUNDLING, cli_context
 from moto import mock_aws
 
 from lnn_stack.application import create_app
-
-from .conftest import SKIP_BUNDLING, cli_context
 
 ACCOUNT, REGION = "123456789012", "us-east-1"  # moto's defaults
 # moto 5.2.5's CloudFormation skips these types with a warning (they are not created, but the stack completes).

@@ -7,14 +7,13 @@ import pytest
 from aws_cdk import RemovalPolicy
 from aws_cdk import aws_dynamodb as dynamodb
 from aws_cdk import aws_logs as logs
+from tests.infrastructure.conftest import CUSTOM_CONTEXT, DEFAULT_TRAINING, PROJECT_DIR
+from lnn_core.ml.parameters import MAX_SEED
 
-from lnn_core.parameters import MAX_SEED
-from lnn_stack.context import ContextError
-from lnn_stack.deployment_settings import DEPLOYMENT_PARAMETERS, DeploymentSettings
-from lnn_stack.settings import KNOWN_KEYS, settings_from_context
-from lnn_stack.training_defaults import TRAINING_PARAMETERS, TrainingDefaults
-
-from .conftest import CUSTOM_CONTEXT, DEFAULT_TRAINING, PROJECT_DIR
+from lnn_stack.settings.context import ContextError
+from lnn_stack.settings.deployment import DEPLOYMENT_PARAMETERS, DeploymentSettings
+from lnn_stack.settings.from_context import KNOWN_KEYS, settings_from_context
+from lnn_stack.settings.training import TRAINING_PARAMETERS, TrainingDefaults
 
 ALL_PARAMETERS = [*DEPLOYMENT_PARAMETERS.values(), *TRAINING_PARAMETERS.values()]
 
@@ -287,7 +286,7 @@ def test_the_training_keys_of_issue_11_are_unset_by_default_and_reach_the_launch
     expected = {"batch_size": 64, "shuffle_seed": 3, "optimizer": "adam", "beta": 0.8, "beta1": 0.85, "beta2": 0.99,
                 "epsilon": 1e-7, "l2": 0.7, "threshold": 0.0019, "eval_every": 10}
     assert json.loads(training.to_json()) == {**DEFAULT_TRAINING, **expected}
-    from lnn_core.config import TrainingConfig
+    from lnn_core.ml.config import TrainingConfig
 
     config = TrainingConfig.from_parameters({"data": "runs/a/data.npz"}, defaults=training.to_parameters())
     assert {key: getattr(config, key) for key in expected} == expected

@@ -4,10 +4,9 @@ import json
 
 import pytest
 from aws_cdk.assertions import Match
+from tests.infrastructure.conftest import DEFAULT_TRAINING
 
 from lnn_stack.functions import RUNTIME
-
-from .conftest import DEFAULT_TRAINING
 
 
 def ref(logical_id: str) -> dict:
@@ -306,7 +305,7 @@ def test_bucket(synthesized, ids):
 
 
 def test_scratch_tag_matches_the_engine(synthesized):
-    from lnn_core.ports import SCRATCH_TAG
+    from lnn_core.aws.ports import SCRATCH_TAG
 
     from lnn_stack.storage import SCRATCH_TAG_KEY, SCRATCH_TAG_VALUE
 
@@ -535,10 +534,10 @@ def test_a_missing_key_still_answers_404_with_list_bucket(monkeypatch):
     import boto3
     import pytest
     from botocore.exceptions import ClientError
-    from moto import mock_aws
-
+    from lnn_core.aws.ports import S3ObjectStore
+    from lnn_core.aws.sdk import IoCounter
     from lnn_core.errors import RunFailure
-    from lnn_core.ports import IoCounter, S3ObjectStore
+    from moto import mock_aws
 
     for name, value in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
                         "AWS_DEFAULT_REGION": "us-east-1"}.items():
@@ -602,7 +601,7 @@ def test_dashboard_shows_the_trainer_metrics_the_alarm_and_the_predictor(synthes
 
 
 def test_predict_url_is_an_aws_iam_function_url_with_its_output(tmp_path):
-    from .conftest import synthesize
+    from tests.infrastructure.conftest import synthesize
 
     with_url = synthesize(tmp_path, {"predict_url": "true"})
     predictor = with_url.logical_id(with_url.stack.trainer.predict_function)
@@ -621,10 +620,9 @@ def synthesized_permissions(synth) -> set[str]:
 
 def test_predict_false_leaves_the_predictor_out():
     from aws_cdk import App, Stack
+    from tests.infrastructure.conftest import SKIP_BUNDLING
 
     from lnn_stack.lnn_trainer import LnnTrainer
-
-    from .conftest import SKIP_BUNDLING
 
     app = App(context=SKIP_BUNDLING)
     stack = Stack(app, "NoPredict")

@@ -1,6 +1,7 @@
 """Fixtures of the in-process integration tests: the synthesized stack created by moto's CloudFormation."""
 
 import io
+import json
 
 import boto3
 import numpy as np
@@ -59,3 +60,9 @@ def atomic_moto():
 
     with atomic_requests():
         yield REQUEST_LOCK
+
+
+@pytest.fixture(scope="module")
+def template(assembly):
+    """The synthesized stack's CloudFormation template."""
+    return json.loads((assembly / "LnnStack.template.json").read_text())

@@ -5,9 +5,9 @@ import json
 
 import numpy as np
 import pytest
-
+from lnn_core.aws.usage import USAGE_PREFIX
 from lnn_core.handlers import build_launcher, build_trainer
-from lnn_core.usage import USAGE_PREFIX
+
 from tests.conftest import QueueInvoker, blobs
 
 PARAMETERS = {"epochs": 3, "learning_rate": 0.5, "neurons": [3, 1], "activations": ["tanh", "sigmoid"], "seed": 1}

@@ -13,9 +13,8 @@ from pathlib import Path
 import h5py
 import numpy as np
 import pytest
-
-from lnn_core import diagnostics, metrics, network, training
-from lnn_core.config import TrainingConfig
+from lnn_core.ml import diagnostics, metrics, network, training
+from lnn_core.ml.config import TrainingConfig
 
 SEED_DATA = Path(os.environ.get("LNN_SEED_DATA", Path(__file__).resolve().parents[2].parent / "shared" / "seed" / "lnn-data"))
 # The README's command: lnn local --data datasets.h5 --config lnn-1.0-parameters.json --init lecun --seed 1

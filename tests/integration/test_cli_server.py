@@ -12,15 +12,15 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from lnn_core.aws.run_table import RunTable
+from lnn_core.aws.sdk import IoCounter
+from lnn_core.ml import training
 
 from lnn_cli.cloud.deploy import deploy_to_emulator
 from lnn_cli.cloud.emulator import running_emulator
-from lnn_cli.inputs import DEMO_DATA
 from lnn_cli.cloud.local import drive, local_runtime
+from lnn_cli.inputs import DEMO_DATA
 from lnn_cli.main import main
-from lnn_core import training
-from lnn_core.ports import IoCounter
-from lnn_core.run_table import RunTable
 
 SMALL = ["--epochs", "3", "--neurons", "4,1", "--activations", "relu,sigmoid", "--learning-rate", "0.3", "--seed", "2"]
 

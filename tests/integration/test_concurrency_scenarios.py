@@ -13,11 +13,13 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 from botocore.exceptions import ClientError
+from lnn_core import run_control
+from lnn_core.aws.run_table import epoch_write_units
+from lnn_core.handlers import build_launcher, build_trainer
+from lnn_core.ml import training
+from lnn_core.protocol import results
 
 from lnn_cli.cloud.runtime.atomic import REQUEST_LOCK
-from lnn_core import control, results, training
-from lnn_core.handlers import build_launcher, build_trainer
-from lnn_core.run_table import epoch_write_units
 from tests.conftest import FakeClock, QueueInvoker, blobs
 
 pytestmark = pytest.mark.usefixtures("atomic_moto")
@@ -272,8 +274,8 @@ def test_4_manual_resumes_of_a_live_run_never_fail_it(world):
     world.launch({**UNSEEDED, "seed": 4})
     trainer = world.container()
     trainer.handle(world.queue.events.popleft(), context())
-    for _ in range(2 * control.MAX_RESUMES):
-        assert control.resume_run(trainer.ports, "r1")["outcome"] == "resumed"
+    for _ in range(2 * run_control.MAX_RESUMES):
+        assert run_control.resume_run(trainer.ports, "r1")["outcome"] == "resumed"
     assert trainer.ports.table.get_run("r1")["status"] == "running"
     drain(trainer, world.queue)
     assert trainer.ports.table.get_run("r1")["status"] == "succeeded"
@@ -293,7 +295,7 @@ def test_5_epochs_written_but_never_committed_are_not_shown(world):
     dying.ports.table.transition = die
     with pytest.raises(SandboxDied):
         dying.handle(json.loads(json.dumps(event)), context("request-1"))
-    control.stop_run(trainer.ports, "r1")
+    run_control.stop_run(trainer.ports, "r1")
     world.clock.advance(60)
     assert trainer.handle(json.loads(json.dumps(event)), context("request-1"))["outcome"] == "stopped"
     table = trainer.ports.table

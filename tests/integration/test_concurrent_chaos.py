@@ -10,10 +10,10 @@ per crash at the documented instant between Publish and the `notified` write).
 from collections import Counter
 
 import pytest
+from lnn_core.ml import training
 
 from lnn_cli.cloud.chaos import ChaosPlan
 from lnn_cli.cloud.local import run_local
-from lnn_core import training
 from tests.integration.conftest import dataset, model_arrays
 
 SCHEDULES_PER_GRANULARITY = 20

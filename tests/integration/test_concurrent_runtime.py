@@ -5,14 +5,14 @@ import time
 from pathlib import Path
 
 import pytest
+from lnn_core.aws.run_table import RunTable
+from lnn_core.aws.sdk import IoCounter
+from lnn_core.errors import LnnInputError
 
 from lnn_cli.cloud.chaos import ChaosPlan
 from lnn_cli.cloud.emulator import running_emulator
 from lnn_cli.cloud.local import local_runtime, run_local
 from lnn_cli.cloud.runtime import atomic_requests
-from lnn_core.errors import LnnInputError
-from lnn_core.ports import IoCounter
-from lnn_core.run_table import RunTable
 from tests.integration.conftest import dataset, model_arrays
 
 PARAMETERS = {"epochs": 3, "learning_rate": 0.5, "neurons": [3, 1], "activations": ["tanh", "sigmoid"], "seed": 2,

@@ -10,14 +10,18 @@ predictor reads nothing but runs/<run_id>/model.npz.
 """
 
 import fnmatch
-import json
 from types import SimpleNamespace
 
 import pytest
+from lnn_core import run_control
+from lnn_core.handlers import (
+    build_launcher,
+    build_predictor,
+    build_trainer,
+    build_watchdog,
+)
+from lnn_core.protocol.layout import staged_model_key
 
-from lnn_core import control
-from lnn_core.handlers import build_launcher, build_predictor, build_trainer, build_watchdog
-from lnn_core.layout import staged_model_key
 from tests.conftest import FakeClock, QueueInvoker, blobs
 
 PARAMETERS = {"epochs": 2, "learning_rate": 0.1, "neurons": [3, 1], "activations": ["tanh", "sigmoid"], "seed": 1,
@@ -105,11 +109,6 @@ def permitted(call: tuple, statements) -> bool:
                for actions, patterns, prefixes in statements)
 
 
-@pytest.fixture(scope="module")
-def template(assembly):
-    return json.loads((assembly / "LnnStack.template.json").read_text())
-
-
 def test_every_call_of_whole_runs_is_allowed_by_the_functions_roles(aws, template, monkeypatch):
     X, y = blobs(40)
     queue, clock = QueueInvoker(), FakeClock()
@@ -151,14 +150,14 @@ def test_every_call_of_whole_runs_is_allowed_by_the_functions_roles(aws, templat
     aws.upload_data("runs/paused/data.npz", X=X, y=y)
     assert launcher.handle({"run_id": "paused", "parameters": {**PARAMETERS, "granularity": "epoch"}})["status"] == "running"
     trainer.handle(queue.events.popleft())
-    control.stop_run(trainer.ports, "paused")
+    run_control.stop_run(trainer.ports, "paused")
     trainer.ports.notifier.publish = dying
     with pytest.raises(RuntimeError):
         trainer.handle(queue.events.popleft())
     trainer.ports.notifier.publish = publish
     clock.advance(61)
     assert watchdog.handle({})["messages_owed"] == [{"run_id": "paused", "outcome": "message sent", "status": "stopped"}]
-    assert control.resume_run(build_trainer(session=aws.session, invoker=queue, clock=clock).ports, "paused")["outcome"] == "continued"
+    assert run_control.resume_run(build_trainer(session=aws.session, invoker=queue, clock=clock).ports, "paused")["outcome"] == "continued"
     while queue.events:
         trainer.handle(queue.events.popleft())
     assert trainer.ports.table.get_run("paused")["status"] == "succeeded"

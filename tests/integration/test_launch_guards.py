@@ -4,8 +4,8 @@ import json
 
 import numpy as np
 import pytest
-
 from lnn_core.handlers import build_launcher
+
 from tests.conftest import QueueInvoker, blobs
 from tests.unit.test_budget import lying_npz, zip_bomb
 
@@ -88,7 +88,7 @@ def test_a_memory_error_while_loading_is_a_rejection(aws, monkeypatch):
     def out_of_memory(*args, **kwargs):
         return np.empty((2**20, 2**20))  # 8 TiB: numpy's own _ArrayMemoryError, as a lying header raised it
 
-    monkeypatch.setattr("lnn_core.launcher.load_training_data", out_of_memory)
+    monkeypatch.setattr("lnn_core.launch.launcher.load_training_data", out_of_memory)
     answer, launcher, queue = launch(aws, "oom")
     assert_rejected_creating_nothing(aws, answer, launcher, queue, "oom", "ran out of its 1024 MB")
 

@@ -15,9 +15,9 @@ import json
 import h5py
 import numpy as np
 import pytest
+from lnn_core.ml import training
 
 from lnn_cli.main import main
-from lnn_core import training
 
 LNN_1_0_PARAMETERS = (
     '{"epochs": 5000, "layers": 4, "activations": {"layer1": "relu", "layer2": "relu", "layer3": "relu", '

@@ -9,11 +9,11 @@ bit, to plain NumPy (`training.train_reference`), which then stands for the run 
 import time
 
 import pytest
+from lnn_core.aws.run_table import RunTable
+from lnn_core.aws.sdk import IoCounter
+from lnn_core.ml import training
 
 from lnn_cli.cloud.local import LocalJob, run_local, run_many
-from lnn_core import training
-from lnn_core.ports import IoCounter
-from lnn_core.run_table import RunTable
 from tests.integration.conftest import dataset, model_arrays
 
 pytestmark = pytest.mark.slow  # 20 runs at once and 4 alone: about 30 s

@@ -4,14 +4,15 @@ import json
 
 import numpy as np
 import pytest
+from lnn_core import run_control
+from lnn_core.aws.run_table import RunTable
+from lnn_core.aws.sdk import IoCounter
+from lnn_core.errors import LnnInputError
+from lnn_core.ml import training
 
 from lnn_cli.cloud.chaos import ChaosPlan
 from lnn_cli.cloud.local import NotificationInbox, local_runtime, run_local
 from lnn_cli.cloud.runtime import PayloadTooLarge
-from lnn_core import control, training
-from lnn_core.errors import LnnInputError
-from lnn_core.ports import IoCounter
-from lnn_core.run_table import RunTable
 from tests.integration.conftest import dataset, model_arrays
 
 REGION = "us-east-1"
@@ -75,7 +76,7 @@ def test_stop_halts_at_the_next_step_with_one_message(stack, log):
     def stop_after_five(record):
         delivered.append(record)
         if len(delivered) == 5:
-            control.stop_run(control_ports(session, outputs), "stopped")
+            run_control.stop_run(control_ports(session, outputs), "stopped")
 
     result = run_local(session, outputs, PARAMETERS, data, run_id="stopped", log_stream=log, on_delivery=stop_after_five)
     assert result.status == "stopped" and table.get_run("stopped")["committed_step"] <= 5
@@ -84,7 +85,7 @@ def test_stop_halts_at_the_next_step_with_one_message(stack, log):
 
 
 def control_ports(session, outputs):
-    from lnn_cli.remote import DeployedStack
+    from lnn_cli.stack_commands import DeployedStack
 
     return DeployedStack(session, outputs.stack_name).ports
 

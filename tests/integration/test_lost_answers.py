@@ -8,16 +8,26 @@ import json
 from types import SimpleNamespace
 
 import pytest
-
 from botocore.exceptions import ClientError
+from lnn_core import run_control
+from lnn_core.aws.sdk import CLAIM_CALL_SECONDS
+from lnn_core.handlers import (
+    build_launcher,
+    build_predictor,
+    build_trainer,
+    build_watchdog,
+)
+from lnn_core.protocol import sending
+from lnn_core.protocol.layout import model_key, staged_model_key
 
 from lnn_cli.cloud.chaos import client_of, with_lost_answer
-from lnn_core import control
-from lnn_core.handlers import build_launcher, build_predictor, build_trainer, build_watchdog
-from lnn_core.layout import model_key, staged_model_key
-from lnn_core.ports import CLAIM_CALL_SECONDS
 from tests.conftest import FakeClock, QueueInvoker, blobs
-from tests.integration.test_concurrency_scenarios import Delivery, Gate, SandboxDied, context
+from tests.integration.test_concurrency_scenarios import (
+    Delivery,
+    Gate,
+    SandboxDied,
+    context,
+)
 
 PARAMETERS = {"epochs": 2, "learning_rate": 0.5, "neurons": [3, 1], "activations": ["tanh", "sigmoid"], "seed": 4}
 ROUNDS = {**PARAMETERS, "workers": 2, "granularity": "epoch", "batch_size": 20}
@@ -117,7 +127,7 @@ def test_1_a_stopped_run_whose_claim_answer_was_lost_still_sends_its_message(wor
     world.launch()
     trainer = world.trainer()
     event = world.run_until(trainer, "backward")
-    control.stop_run(trainer.ports, "r1")
+    run_control.stop_run(trainer.ports, "r1")
     stopping = world.trainer()
     lose_answers(stopping, "table", "update_item", when=updating("SET notifier = :claimant"))
     assert stopping.handle(event, context())["outcome"] == "stopped"
@@ -128,7 +138,7 @@ def test_1_an_ending_transition_whose_answer_was_lost_reports_the_ending_not_a_d
     world.launch()
     trainer = world.trainer()
     event = world.run_until(trainer, "backward")
-    control.stop_run(trainer.ports, "r1")
+    run_control.stop_run(trainer.ports, "r1")
     stopping = world.trainer()
     lose_answers(stopping, "table", "update_item",
                  when=lambda request: "stopped" in str(request.get("ExpressionAttributeValues")))
@@ -235,7 +245,7 @@ def test_4_a_finish_that_died_before_its_commit_publishes_no_model_and_a_stop_pu
     predictor = build_predictor(session=world.aws.session)
     answer = predictor.handle({"run_id": "r1", "X": [[0.0, 0.0, 0.0, 0.0]]})
     assert "predictions" not in answer and "model" in answer["error"], answer
-    control.stop_run(world.trainer().ports, "r1")
+    run_control.stop_run(world.trainer().ports, "r1")
     assert not world.model_published()
     world.clock.advance(60)
     assert world.trainer().handle(finish, context())["outcome"] == "stopped"
@@ -264,7 +274,7 @@ def test_6_lnn_resume_refreshes_the_heartbeat(world):
     world.launch()
     world.queue.events.clear()
     world.clock.advance(600)
-    assert control.resume_run(world.trainer().ports, "r1")["outcome"] == "resumed"
+    assert run_control.resume_run(world.trainer().ports, "r1")["outcome"] == "resumed"
     assert world.record()["heartbeat_at"] == world.clock()  # before the fix: the launch's
     world.clock.advance(600)  # 20 minutes after the launch, 10 after the resume: not stalled
     assert world.watchdog().handle()["stalled"] == []
@@ -284,7 +294,7 @@ def test_7_a_claimant_whose_claim_took_most_of_its_lease_leaves_the_message_to_t
     def slow_claim(call, request):
         answer = call(**request)
         if "SET notifier" in request.get("UpdateExpression", ""):
-            world.clock.advance(control.LEASE_SECONDS - CLAIM_CALL_SECONDS + 1)  # its attempts timed out, then one answered
+            world.clock.advance(sending.LEASE_SECONDS - CLAIM_CALL_SECONDS + 1)  # its attempts timed out, then one answered
         return answer
 
     def slow_publish(call, request):
@@ -363,7 +373,7 @@ def test_r1_a_stop_whose_answer_was_lost_while_the_run_stopped_is_not_reported_a
         return with_lost_answer(call, before_retry=lambda: trainer.handle(event, context()))(**request)
 
     wrap(cli, "table", "update_item", lost)
-    assert control.stop_run(cli.ports, "r1") == {"run_id": "r1", "stop_requested": True}
+    assert run_control.stop_run(cli.ports, "r1") == {"run_id": "r1", "stop_requested": True}
     assert world.record()["status"] == "stopped"
 
 
@@ -371,7 +381,7 @@ def test_r1_stopping_an_ended_run_names_its_status_now(world):
     world.launch()
     world.drain(world.trainer())
     with pytest.raises(Exception, match="is succeeded, not running"):
-        control.stop_run(world.trainer().ports, "r1")
+        run_control.stop_run(world.trainer().ports, "r1")
 
 
 def test_r2_a_finish_committed_by_the_previous_release_still_gets_its_message(world):
@@ -410,7 +420,7 @@ def test_r3_a_run_record_write_that_meets_a_twins_transaction_is_retried(world, 
 
     wrap(trainer, "table", "update_item", busy)
     if fragment == "stop_requested":
-        assert control.stop_run(trainer.ports, "r1") == {"run_id": "r1", "stop_requested": True}
+        assert run_control.stop_run(trainer.ports, "r1") == {"run_id": "r1", "stop_requested": True}
     else:
         assert trainer.handle(event, context())["outcome"] == "committed"
     assert not conflicts

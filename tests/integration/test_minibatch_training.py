@@ -9,11 +9,11 @@ import json
 
 import numpy as np
 import pytest
-
-from lnn_core import metrics, network, training
 from lnn_core.handlers import build_launcher, build_trainer
-from lnn_core.layout import params_key
-from lnn_core.config import TrainingConfig
+from lnn_core.ml import metrics, network, training
+from lnn_core.ml.config import TrainingConfig
+from lnn_core.protocol.layout import params_key
+
 from tests.conftest import QueueInvoker, blobs
 
 EXAMPLES = 50  # batches of 16: 16, 16, 16 and a last one of 2

@@ -8,15 +8,14 @@ from argparse import Namespace
 
 import numpy as np
 import pytest
+from tests.integration.conftest import dataset
+from lnn_core.predictor import SYNC_PAYLOAD_LIMIT, Model
 from PIL import Image
 from rich.console import Console
 
-from lnn_cli import remote
+from lnn_cli import stack_commands
 from lnn_cli.cloud.local import run_local
 from lnn_cli.cloud.runtime import LocalLambdaRuntime, PayloadTooLarge
-from lnn_core.predictor import SYNC_PAYLOAD_LIMIT, Model
-
-from .conftest import dataset
 
 PARAMETERS = {"epochs": 4, "learning_rate": 0.5, "neurons": [4, 1], "activations": ["relu", "sigmoid"], "seed": 5,
               "granularity": "epoch", "init": "he"}
@@ -57,8 +56,8 @@ def test_answer_and_the_same_numbers_as_the_client(trained):
     session, outputs, runtime, X, y = trained
     answer = invoke(runtime, {"run_id": "predict-tabular", "X": X.tolist()})
     assert answer["run_id"] == "predict-tabular" and answer["model_key"] == "runs/predict-tabular/model.npz"
-    stack = remote.DeployedStack(session, outputs.stack_name)
-    model = remote.Model.from_npz(stack.ports.store.get_bytes(answer["model_key"]))
+    stack = stack_commands.DeployedStack(session, outputs.stack_name)
+    model = stack_commands.Model.from_npz(stack.ports.store.get_bytes(answer["model_key"]))
     client = model.answer(X)
     assert answer["probabilities"] == client["probabilities"]  # bit for bit: the same NumPy on the same float64 rows
     assert answer["predictions"] == client["predictions"]
@@ -116,13 +115,13 @@ def test_function_url_event_through_the_runtime(trained):
 def predict_output(stack, **arguments) -> str:
     console = Console(file=io.StringIO(), width=200)
     args = Namespace(**{"data": None, "image": None, "csv": False, "remote": False, "label_column": None, **arguments})
-    assert remote.command_predict(args, stack, console) == 0
+    assert stack_commands.command_predict(args, stack, console) == 0
     return console.file.getvalue()
 
 
 def test_lnn_predict_remote_equals_the_client(trained, tmp_path, capsys):
     session, outputs, runtime, X, y = trained
-    stack = remote.DeployedStack(session, outputs.stack_name)
+    stack = stack_commands.DeployedStack(session, outputs.stack_name)
     stack.invoke_predictor = lambda payload: invoke(runtime, payload)  # the runtime's synchronous invoke
     data = tmp_path / "x.npz"
     np.savez(data, X=X, y=y)

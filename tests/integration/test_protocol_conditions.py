@@ -12,10 +12,15 @@ would hold a request whose clock reading was taken before the gate).
 import json
 
 import pytest
+from lnn_core import run_control
 
 from lnn_cli.cloud.runtime import atomic_requests
-from lnn_core import control
-from tests.integration.test_concurrency_scenarios import Delivery, Gate, SandboxDied, context
+from tests.integration.test_concurrency_scenarios import (
+    Delivery,
+    Gate,
+    SandboxDied,
+    context,
+)
 from tests.integration.test_lost_answers import World
 
 
@@ -157,7 +162,7 @@ def test_a_delivery_that_computed_while_the_run_was_stopped_does_not_commit(worl
     late = Delivery(computing, event, context("request-1"))
     late.start()
     committing.wait_reached()
-    control.stop_run(stopping.ports, "r1")
+    run_control.stop_run(stopping.ports, "r1")
     assert stopping.handle(copy(event), context("request-2"))["outcome"] == "stopped"
     committing.opened.set()
     assert late.finish() == "duplicate"

@@ -6,14 +6,14 @@ import json
 
 import numpy as np
 import pytest
+from lnn_core.aws.run_table import EPOCH_FIGURES, RunTable, weights_epoch
+from lnn_core.aws.sdk import IoCounter, now
+from lnn_core.errors import LnnInputError
+from lnn_core.ml import network
+from lnn_core.ml.config import TrainingConfig
+from lnn_core.protocol.results import epoch_item
 
 from lnn_cli.web.app import epoch_after, page_figures, percent
-from lnn_core import network
-from lnn_core.config import TrainingConfig
-from lnn_core.errors import LnnInputError
-from lnn_core.ports import IoCounter, now
-from lnn_core.results import epoch_item
-from lnn_core.run_table import EPOCH_FIGURES, RunTable, weights_epoch
 
 CONFIG = TrainingConfig.from_parameters({"epochs": 10, "learning_rate": 0.3, "neurons": [20, 7, 5, 1], "eval_every": 2,
                                          "activations": ["relu", "relu", "relu", "sigmoid"], "data": "runs/r/data.npz"})
@@ -91,8 +91,8 @@ def test_the_figures_of_many_epochs_are_one_request(aws):
 
 
 def test_the_page_gets_the_epochs_after_its_last(aws, table):
+    from lnn_cli.stack_commands import DeployedStack
     from lnn_cli.web.app import create_app
-    from lnn_cli.remote import DeployedStack
     from tests.browser.test_page import stack_template
 
     aws.session.client("cloudformation").create_stack(StackName="LnnStack", TemplateBody=stack_template({

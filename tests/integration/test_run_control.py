@@ -6,9 +6,10 @@ import time
 
 import numpy as np
 import pytest
-
-from lnn_core import control
+from lnn_core import run_control
 from lnn_core.handlers import build_launcher, build_trainer, build_watchdog
+from lnn_core.protocol import ending, sending
+
 from tests.conftest import FakeClock, QueueInvoker, blobs
 
 PARAMETERS = {"epochs": 3, "learning_rate": 0.5, "neurons": [3, 1], "activations": ["tanh", "sigmoid"], "seed": 5}
@@ -129,7 +130,7 @@ def test_stop_halts_at_the_next_step_boundary(aws):
     trainer = launch(aws, queue)
     for _ in range(4):
         trainer.handle(queue.events.popleft())
-    control.stop_run(trainer.ports, "r1")
+    run_control.stop_run(trainer.ports, "r1")
     assert trainer.handle(queue.events.popleft())["outcome"] == "stopped"
     run = trainer.ports.table.get_run("r1")
     assert run["status"] == "stopped" and run["committed_step"] == 4 and not queue.events
@@ -144,7 +145,7 @@ def test_resume_after_a_lost_invocation(aws, clean):
     for _ in range(7):
         trainer.handle(queue.events.popleft())
     queue.events.clear()  # the invocation is lost: the chain is broken
-    assert control.resume_run(trainer.ports, "r1")["outcome"] == "resumed"
+    assert run_control.resume_run(trainer.ports, "r1")["outcome"] == "resumed"
     deliver_all(trainer, queue)
     assert_like_clean(aws, trainer, clean)
 
@@ -195,14 +196,14 @@ def test_watchdog_fails_a_run_only_when_nothing_of_its_step_can_be_in_flight(aws
     watchdog = watchdog_for(aws, queue, clock, monkeypatch)
     trainer.handle(queue.events.popleft())
     outcomes = []
-    for _ in range(control.MAX_RESUMES):
+    for _ in range(run_control.MAX_RESUMES):
         queue.events.clear()  # every re-sent event waits in a throttled queue
         clock.advance(STALL_SECONDS + 1)
         outcomes.append(watchdog.handle({})["stalled"][0]["outcome"])
     queue.events.clear()
     clock.advance(STALL_SECONDS + 1)
     outcomes.append(watchdog.handle({})["stalled"][0]["outcome"])
-    assert outcomes == ["resumed"] * control.MAX_RESUMES + ["waiting"] and not queue.events
+    assert outcomes == ["resumed"] * run_control.MAX_RESUMES + ["waiting"] and not queue.events
     clock.advance(EVENT_AGE_SECONDS + TIMEOUT_SECONDS - 2 * STALL_SECONDS)
     assert watchdog.handle({})["stalled"][0]["outcome"] == "waiting"  # the last re-send may still be queued
     clock.advance(2 * STALL_SECONDS)
@@ -216,7 +217,7 @@ def test_watchdog_does_not_fail_a_run_whose_step_starts_while_it_judges(aws, mon
     trainer = launch(aws, queue, clock=clock)
     watchdog = watchdog_for(aws, queue, clock, monkeypatch)
     trainer.handle(queue.events.popleft())
-    for _ in range(control.MAX_RESUMES):
+    for _ in range(run_control.MAX_RESUMES):
         clock.advance(STALL_SECONDS + 1)
         watchdog.handle({})
     clock.advance(EVENT_AGE_SECONDS + TIMEOUT_SECONDS + 1)
@@ -283,13 +284,13 @@ def test_a_twin_does_not_publish_a_message_another_delivery_claimed_whatever_its
     table._table.update_item(Key={"run_id": "r1", "epoch": 0}, UpdateExpression="SET notified = :no REMOVE notifier, notify_lease",
                              ExpressionAttributeValues={":no": False})  # as just after the finish commit
     run = table.get_run("r1")
-    lease = clock() + control.LEASE_SECONDS
+    lease = clock() + sending.LEASE_SECONDS
     assert table.claim_notification("r1", "request-a/1", now=clock(), until=lease)  # A claims, then crashes ...
     for twin in ("request-a/2", "request-b/1"):  # ... while twins, one with A's request id, arrive
-        control.ensure_notified(trainer.ports, run, claimant=twin)
+        ending.ensure_notified(trainer.ports, run, claimant=twin)
     assert not aws.messages()
     clock.advance(60)  # Lambda retries A's event a minute later: the lease has expired
-    control.ensure_notified(trainer.ports, run, claimant="request-a/3")
+    ending.ensure_notified(trainer.ports, run, claimant="request-a/3")
     assert len(aws.messages()) == 1 and table.get_run("r1")["notified"] is True
 
 
@@ -310,7 +311,7 @@ def test_manual_resumes_of_a_live_run_never_fail_it(aws, clean):
     queue = QueueInvoker()
     trainer = launch(aws, queue)
     while trainer.ports.table.get_run("r1")["status"] == "running":
-        control.resume_run(trainer.ports, "r1")  # a duplicate of the pending step: dropped when it comes
+        run_control.resume_run(trainer.ports, "r1")  # a duplicate of the pending step: dropped when it comes
         trainer.handle(queue.events.popleft())
         while len(queue.events) > 1:
             trainer.handle(queue.events.pop())
@@ -350,8 +351,8 @@ def test_auto_steps_are_bounded_in_epochs_and_leave_time_to_commit(aws, monkeypa
     """An auto step trains whole epochs until its cap, or until one more epoch (budgeted as two of its slowest) and
     the commit of its items would pass the invocation's remaining time less `AUTO_SAFETY_SECONDS`. Epochs take a
     known time on a fake clock, so the epochs of each step are computed from the budget, not measured."""
-    from lnn_core import results
-    from lnn_core import steps as engine
+    from lnn_core.protocol import results
+    from lnn_core.protocol import steps as engine
 
     clock = EpochClock(seconds=0.02)
     monkeypatch.setattr(engine, "time", clock)

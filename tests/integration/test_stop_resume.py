@@ -9,11 +9,18 @@ import threading
 
 import numpy as np
 import pytest
-
-from lnn_core import control, training
+from lnn_core import run_control
 from lnn_core.errors import LnnInputError
-from lnn_core.handlers import build_launcher, build_predictor, build_trainer, build_watchdog
-from lnn_core.layout import model_key, staged_model_key
+from lnn_core.handlers import (
+    build_launcher,
+    build_predictor,
+    build_trainer,
+    build_watchdog,
+)
+from lnn_core.ml import training
+from lnn_core.protocol import ending, sending
+from lnn_core.protocol.layout import model_key, staged_model_key
+
 from tests.conftest import FakeClock, QueueInvoker, blobs
 from tests.integration.test_concurrency_scenarios import Gate, context
 from tests.integration.test_lost_answers import lose_answers
@@ -94,7 +101,7 @@ def assert_like_an_uninterrupted_run(world, steps):
 def stop_mid_epoch_2(world, *, twins=False):
     """Train through epoch 1 and into epoch 2, then `lnn stop`: the next delivery stops the run."""
     world.deliver(twins=twins, until=lambda run: run["progress_epoch"] == 1 and run["committed_step"] >= 7)
-    control.stop_run(world.cli(), "r1")
+    run_control.stop_run(world.cli(), "r1")
     world.deliver(twins=twins)
     run = world.record()
     assert run["status"] == "stopped" and run["progress_epoch"] == 1
@@ -115,7 +122,7 @@ def test_a_stopped_run_keeps_its_last_epochs_model_and_resume_continues_it_bit_f
     assert_params(model, reference(LAYERS, epochs=1)[0])
     assert [(m["status"], m["message_id"]) for m in world.messages()] == [("stopped", "lnn-run-r1")]
 
-    answers = [control.resume_run(world.cli(), "r1") for _ in range(2 if twins else 1)]  # `lnn resume`, twice
+    answers = [run_control.resume_run(world.cli(), "r1") for _ in range(2 if twins else 1)]  # `lnn resume`, twice
     assert answers[0] == {"run_id": "r1", "outcome": "continued", "step": stopped["committed_step"] + 1, "epoch": 1,
                           "model_epoch": 1}
     assert [answer["outcome"] for answer in answers[1:]] == ["resumed"] * (len(answers) - 1)  # a re-send: dropped
@@ -137,7 +144,7 @@ def test_a_resume_whose_write_answer_was_lost_continues_once(aws):
     world.messages()
     cli = world.trainer()
     lose_answers(cli, "table", "update_item", when=lambda request: "continued_by" in request["UpdateExpression"])
-    answer = control.resume_run(cli.ports, "r1")  # the SDK's retry finds the run running: the record names us
+    answer = run_control.resume_run(cli.ports, "r1")  # the SDK's retry finds the run running: the record names us
     assert answer["outcome"] == "continued"
     assert [event["step"] for event in world.queue.events] == [stopped["committed_step"] + 1]  # sent once
     assert world.record()["continuations"] == 1
@@ -153,7 +160,7 @@ def test_a_stop_during_a_round_of_two_workers_resumes_only_the_shard_not_in(aws)
     world.queue.events.clear()
     assert [event["shard"] for event in shards] == [0, 1]
     assert world.trainer().handle(shards[0], context("shard-0"))["outcome"] == "shard"
-    control.stop_run(world.cli(), "r1")
+    run_control.stop_run(world.cli(), "r1")
     for request_id in ("shard-1", "shard-1-twin"):  # its twin finds the run stopped
         world.outcomes.append(world.trainer().handle(json.loads(json.dumps(shards[1])), context(request_id))["outcome"])
     assert world.outcomes[-2:] == ["stopped", "ignored"]
@@ -161,7 +168,7 @@ def test_a_stop_during_a_round_of_two_workers_resumes_only_the_shard_not_in(aws)
     assert_params(world.model(), reference(ROUNDS, epochs=1)[0])
     assert [m["status"] for m in world.messages()] == ["stopped"]
 
-    assert control.resume_run(world.cli(), "r1")["outcome"] == "continued"
+    assert run_control.resume_run(world.cli(), "r1")["outcome"] == "continued"
     assert [(event["state"], event.get("shard")) for event in world.queue.events] == [("shard", 1)]  # shard 0 is in
     world.deliver(twins=True)
     run = world.record()
@@ -184,14 +191,14 @@ def test_a_late_resume_of_a_stop_that_was_continued_and_finished_changes_nothing
 
     def resume_late():
         try:
-            result["answer"] = control.resume_run(late, "r1")
+            result["answer"] = run_control.resume_run(late, "r1")
         except LnnInputError as refused:
             result["refused"] = str(refused)
 
     thread = threading.Thread(target=resume_late, daemon=True)
     thread.start()
     gate.wait_reached()  # it read the run stopped, published the stop's model, and is about to write
-    assert control.resume_run(world.cli(), "r1")["outcome"] == "continued"
+    assert run_control.resume_run(world.cli(), "r1")["outcome"] == "continued"
     world.deliver()
     assert world.record()["status"] == "succeeded"
     world.messages()
@@ -208,7 +215,7 @@ def test_a_late_claimant_of_the_stops_message_sends_nothing_once_the_run_was_con
     retry of the stop (or the watchdog) with the stopped record in hand publishes neither the model nor a message."""
     world = World(aws, LAYERS)
     world.deliver(until=lambda run: run["progress_epoch"] == 1 and run["committed_step"] >= 7)
-    control.stop_run(world.cli(), "r1")
+    run_control.stop_run(world.cli(), "r1")
     dying = world.trainer()
     dying.ports.store.copy = lambda *args: (_ for _ in ()).throw(ConnectionError("died before publishing"))
     with pytest.raises(ConnectionError):
@@ -216,10 +223,10 @@ def test_a_late_claimant_of_the_stops_message_sends_nothing_once_the_run_was_con
     stale = world.record()
     assert stale["status"] == "stopped" and stale["message_due"] and not world.has(model_key("r1"))
 
-    world.clock.advance(control.LEASE_SECONDS + 1)  # the dead claimant's lease on the stop's message expires
-    assert control.resume_run(world.cli(), "r1")["outcome"] == "continued"
+    world.clock.advance(sending.LEASE_SECONDS + 1)  # the dead claimant's lease on the stop's message expires
+    assert run_control.resume_run(world.cli(), "r1")["outcome"] == "continued"
     assert int(world.model()["epoch"]) == 1  # the resume published the stop's model itself
-    control.ensure_notified(world.trainer().ports, stale, claimant="late-retry")
+    ending.ensure_notified(world.trainer().ports, stale, claimant="late-retry")
     world.clock.advance(3600)
     assert build_watchdog(session=aws.session, invoker=world.queue, clock=world.clock).handle({})["messages_owed"] == []
     assert not world.messages() and world.record()["notified"] is False
@@ -232,23 +239,23 @@ def test_a_resume_that_died_before_its_write_leaves_the_stop_whole_and_its_messa
     with its model, the watchdog still sends the stop's message, and a second `lnn resume` continues it."""
     world = World(aws, LAYERS)
     world.deliver(until=lambda run: run["progress_epoch"] == 1 and run["committed_step"] >= 7)
-    control.stop_run(world.cli(), "r1")
+    run_control.stop_run(world.cli(), "r1")
     dying = world.trainer()
     dying.ports.store.copy = lambda *args: (_ for _ in ()).throw(ConnectionError("died before publishing"))
     with pytest.raises(ConnectionError):
         dying.handle(world.queue.events.popleft(), context("stop"))
     cli = world.trainer()
     cli.ports.table.continue_stopped = lambda *args, **kwargs: (_ for _ in ()).throw(ConnectionError("died"))
-    world.clock.advance(control.LEASE_SECONDS + 1)  # the dead claimant's lease on the stop's message expires
+    world.clock.advance(sending.LEASE_SECONDS + 1)  # the dead claimant's lease on the stop's message expires
     with pytest.raises(ConnectionError):
-        control.resume_run(cli.ports, "r1")
+        run_control.resume_run(cli.ports, "r1")
     assert world.record()["status"] == "stopped" and int(world.model()["epoch"]) == 1
     assert not world.has(staged_model_key("r1", 1))
     world.clock.advance(3600)
     swept = build_watchdog(session=aws.session, invoker=world.queue, clock=world.clock).handle({})["messages_owed"]
     assert swept == [{"run_id": "r1", "outcome": "message sent", "status": "stopped"}]
     assert [(m["status"], m["message_id"]) for m in world.messages()] == [("stopped", "lnn-run-r1")]
-    assert control.resume_run(world.cli(), "r1")["outcome"] == "continued"
+    assert run_control.resume_run(world.cli(), "r1")["outcome"] == "continued"
     world.deliver()
     assert world.record()["status"] == "succeeded" and world.record()["committed_step"] == LAYER_STEPS
     assert [(m["status"], m["message_id"]) for m in world.messages()] == [("succeeded", "lnn-run-r1/continued-1")]
@@ -257,9 +264,9 @@ def test_a_resume_that_died_before_its_write_leaves_the_stop_whole_and_its_messa
 def test_stop_again_after_a_resume_keeps_the_later_epochs_model_with_its_own_message(aws):
     world = World(aws, LAYERS)
     stop_mid_epoch_2(world)
-    control.resume_run(world.cli(), "r1")
+    run_control.resume_run(world.cli(), "r1")
     world.deliver(until=lambda run: run["progress_epoch"] == 2)
-    control.stop_run(world.cli(), "r1")
+    run_control.stop_run(world.cli(), "r1")
     world.deliver()
     run = world.record()
     assert run["status"] == "stopped" and run["model_epoch"] == 2 and run["continuations"] == 1
@@ -274,19 +281,19 @@ def test_the_predictor_and_the_run_say_which_epoch_a_stopped_runs_model_is_from(
     answer = predictor.handle({"run_id": "r1", "X": [[0.0, 0.0, 0.0, 0.0]]})
     assert answer["model_epoch"] == 1 and len(answer["predictions"]) == 1
     assert predictor.handle({"run_id": "r1", "describe": True})["model_epoch"] == 1
-    assert control.published_model(world.record()) == (model_key("r1"), 1)
+    assert ending.published_model(world.record()) == (model_key("r1"), 1)
 
 
 def test_a_run_stopped_before_its_first_epoch_has_no_model_and_continues(aws):
     world = World(aws, LAYERS)
     world.deliver(until=lambda run: run["committed_step"] == 2)
-    control.stop_run(world.cli(), "r1")
+    run_control.stop_run(world.cli(), "r1")
     world.deliver()
     run = world.record()
     assert run["status"] == "stopped" and "model_epoch" not in run and not world.has(model_key("r1"))
-    assert control.published_model(run) is None
-    assert control.no_model(run) == "run r1 was stopped before its first epoch ended and has no model; continue it with `lnn resume r1`"
-    assert control.resume_run(world.cli(), "r1")["outcome"] == "continued"
+    assert ending.published_model(run) is None
+    assert ending.no_model(run) == "run r1 was stopped before its first epoch ended and has no model; continue it with `lnn resume r1`"
+    assert run_control.resume_run(world.cli(), "r1")["outcome"] == "continued"
     world.deliver()
     assert_like_an_uninterrupted_run(world, LAYER_STEPS)
 
@@ -297,5 +304,5 @@ def test_resume_refuses_a_finished_run_and_a_stop_of_an_earlier_release(aws):
     world.trainer().ports.table._table.update_item(Key={"run_id": "r1", "epoch": 0}, UpdateExpression="SET next_event = :none",
                                                    ExpressionAttributeValues={":none": None})
     with pytest.raises(LnnInputError, match="stopped by an earlier release"):
-        control.resume_run(world.cli(), "r1")
+        run_control.resume_run(world.cli(), "r1")
     assert world.record()["status"] == "stopped"

@@ -3,13 +3,19 @@
 import json
 
 import pytest
-
-from lnn_core import control
+from lnn_core import run_control
 from lnn_core.errors import LnnInputError
-from lnn_core.layout import model_key, staged_model_key
+from lnn_core.protocol import sending
+from lnn_core.protocol.layout import model_key, staged_model_key
+
 from tests.integration.test_concurrency_scenarios import Delivery, Gate, context
-from tests.integration.test_iam_scope import allowed_statements, permitted, template  # noqa: F401 - a fixture
-from tests.integration.test_stop_resume import LAYERS, LAYER_STEPS, World, assert_like_an_uninterrupted_run
+from tests.integration.test_iam_scope import allowed_statements, permitted
+from tests.integration.test_stop_resume import (
+    LAYER_STEPS,
+    LAYERS,
+    World,
+    assert_like_an_uninterrupted_run,
+)
 
 pytestmark = pytest.mark.usefixtures("atomic_moto")
 
@@ -17,7 +23,7 @@ pytestmark = pytest.mark.usefixtures("atomic_moto")
 def to_the_stop(world):
     """Train into epoch 2, `lnn stop`: the queue holds the one event whose delivery will stop the run."""
     world.deliver(until=lambda run: run["progress_epoch"] == 1 and run["committed_step"] >= 7)
-    control.stop_run(world.cli(), "r1")
+    run_control.stop_run(world.cli(), "r1")
     assert len(world.queue.events) == 1
     return world.queue.events.popleft()
 
@@ -36,7 +42,7 @@ def test_a_late_twin_of_the_stop_does_not_stop_the_run_again_after_lnn_resume(aw
     gate.wait_reached()  # B read the run running with stop_requested, staged the model, is about to end it
     assert world.trainer().handle(json.loads(json.dumps(event)), context("stop-twin-a"))["outcome"] == "stopped"
     assert [m["status"] for m in world.messages()] == ["stopped"]
-    assert control.resume_run(world.cli(), "r1")["outcome"] == "continued"
+    assert run_control.resume_run(world.cli(), "r1")["outcome"] == "continued"
     gate.opened.set()
     twin_b.join(30)
     run = world.record()
@@ -66,11 +72,11 @@ def test_a_finished_runs_model_is_not_replaced_by_its_stops_older_model(aws):
     stop_c.start()
     copier.wait_reached()  # C committed the stop, claimed its message and is about to publish the stop's model
     with pytest.raises(LnnInputError, match="try `lnn resume r1` again"):
-        control.resume_run(world.cli(), "r1")
+        run_control.resume_run(world.cli(), "r1")
     copier.opened.set()
     stop_c.join(30)
     assert int(world.model()["epoch"]) == 1 and [m["status"] for m in world.messages()] == ["stopped"]
-    assert control.resume_run(world.cli(), "r1")["outcome"] == "continued"
+    assert run_control.resume_run(world.cli(), "r1")["outcome"] == "continued"
     world.deliver()
     assert world.record()["status"] == "succeeded" and int(world.model()["epoch"]) == 3
     stager.opened.set()
@@ -86,8 +92,8 @@ def test_a_late_mark_of_the_stops_message_does_not_swallow_the_next_endings_mess
     The stop's delivery publishes its message and is slow to record it; `lnn resume` continues the run; the finish
     commits and dies before it claims its message (the watchdog's sweep owes it). The stop's late mark must not
     record the finish's message as sent."""
+    from lnn_core.aws.run_table import RunTable
     from lnn_core.handlers import build_watchdog
-    from lnn_core.run_table import RunTable
 
     world = World(aws, LAYERS)
     event = to_the_stop(world)
@@ -97,8 +103,8 @@ def test_a_late_mark_of_the_stops_message_does_not_swallow_the_next_endings_mess
     stop.start()
     gate.wait_reached()
     assert [m["status"] for m in world.messages()] == ["stopped"]
-    world.clock.advance(control.LEASE_SECONDS + 1)  # the dead claimant's lease on the stop's message expires
-    assert control.resume_run(world.cli(), "r1")["outcome"] == "continued"
+    world.clock.advance(sending.LEASE_SECONDS + 1)  # the dead claimant's lease on the stop's message expires
+    assert run_control.resume_run(world.cli(), "r1")["outcome"] == "continued"
 
     def dies(*args, **kwargs):
         raise ConnectionError("the finisher died after its commit")
@@ -155,9 +161,9 @@ def test_the_watchdog_sends_the_message_of_a_stop_whose_staged_model_a_dead_resu
         dying.handle(event, context("stop"))
     cli = world.trainer()
     cli.ports.table.continue_stopped = lambda *args, **kwargs: (_ for _ in ()).throw(ConnectionError("died"))
-    world.clock.advance(control.LEASE_SECONDS + 1)  # the dead claimant's lease on the stop's message expires
+    world.clock.advance(sending.LEASE_SECONDS + 1)  # the dead claimant's lease on the stop's message expires
     with pytest.raises(ConnectionError):
-        control.resume_run(cli.ports, "r1")
+        run_control.resume_run(cli.ports, "r1")
     assert not world.has(staged_model_key("r1", 1)) and int(world.model()["epoch"]) == 1
     world.clock.advance(3600)
     watchdog = build_watchdog(session=aws.session, invoker=world.queue, clock=world.clock)
@@ -169,7 +175,7 @@ def test_the_watchdog_sends_the_message_of_a_stop_whose_staged_model_a_dead_resu
 
 def test_lnn_serve_predicts_with_the_model_the_run_has_now_not_the_one_it_cached(aws):
     """model.npz is no longer written once per run: a stop publishes epoch 1's, the continued run's finish replaces
-    it. `lnn serve`'s predict (web/predict.load_model -> remote.model_params) reads it with
+    it. `lnn serve`'s predict (web/predict.load_model -> stack_commands.model_params) reads it with
     `S3ObjectStore.get_bytes(key)`, whose cache (for immutable training state) keeps the first bytes for the life
     of the process: after the run finished, the page says "model from epoch 3" and predicts with epoch 1's."""
     from types import SimpleNamespace
@@ -183,7 +189,7 @@ def test_lnn_serve_predicts_with_the_model_the_run_has_now_not_the_one_it_cached
     serve = SimpleNamespace(ports=world.cli())  # one `lnn serve` process: its ports live as long as it does
     stopped = predict.load_model(serve, world.record())
     assert_params(stopped.params, reference(LAYERS, epochs=1)[0])
-    assert control.resume_run(world.cli(), "r1")["outcome"] == "continued"
+    assert run_control.resume_run(world.cli(), "r1")["outcome"] == "continued"
     world.deliver()
     assert world.record()["status"] == "succeeded" and world.record()["model_epoch"] == 3
     finished = predict.load_model(serve, world.record())
@@ -197,7 +203,7 @@ def test_lnn_predict_of_a_stopped_run_whose_model_is_not_published_yet_is_one_li
     LnnInputError nor a botocore error: `lnn` prints a traceback, exit 1."""
     from types import SimpleNamespace
 
-    from lnn_cli import remote
+    from lnn_cli import stack_commands
 
     world = World(aws, LAYERS)
     event = to_the_stop(world)
@@ -209,4 +215,4 @@ def test_lnn_predict_of_a_stopped_run_whose_model_is_not_published_yet_is_one_li
     stack = SimpleNamespace(run=lambda run_id: world.record(), ports=world.cli())
     args = SimpleNamespace(run_id="r1", data="unused.npz", image=None, remote=False, csv=False, label_column=None)
     with pytest.raises(LnnInputError):
-        remote.command_predict(args, stack, console=None)
+        stack_commands.command_predict(args, stack, console=None)

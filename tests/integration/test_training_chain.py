@@ -5,9 +5,9 @@ import json
 
 import numpy as np
 import pytest
-
-from lnn_core import training
 from lnn_core.handlers import build_launcher, build_trainer
+from lnn_core.ml import training
+
 from tests.conftest import QueueInvoker, blobs
 
 

@@ -16,14 +16,15 @@ from pathlib import Path
 import boto3
 import numpy as np
 import pytest
+from lnn_core.ml import metrics, training
 
+from lnn_cli.cloud.up import registry as up_registry
 from lnn_cli.cloud.emulator import ACCOUNT_ID
-from lnn_cli.cloud import up_registry
-from lnn_cli.cloud.up import SERVER_MODULE, STATE_FILE, is_ours, read_state, stacks_up
+from lnn_cli.cloud.up.command import read_state
+from lnn_cli.cloud.up.registry import SERVER_MODULE, STATE_FILE, is_ours, stacks_up
 from lnn_cli.inputs import DEMO_DATA
 from lnn_cli.main import main
-from lnn_cli.remote import open_stack
-from lnn_core import metrics, training
+from lnn_cli.stack_commands import open_stack
 from tests.unit.test_cli import assert_one_line_error
 
 SMALL = ["--epochs", "3", "--neurons", "4,1", "--activations", "relu,sigmoid", "--learning-rate", "0.3", "--seed", "2", "--init", "he"]

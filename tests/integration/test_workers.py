@@ -10,11 +10,12 @@ import threading
 
 import numpy as np
 import pytest
-
-from lnn_core import control, training
+from lnn_core import run_control
 from lnn_core.errors import LnnInputError
-from lnn_core.config import TrainingConfig
 from lnn_core.handlers import build_launcher, build_trainer
+from lnn_core.ml import training
+from lnn_core.ml.config import TrainingConfig
+
 from tests.conftest import FakeClock, QueueInvoker, blobs
 
 EXAMPLES = 40
@@ -106,13 +107,13 @@ def test_lost_shard_and_lost_reduce_events_are_resent_exactly_as_missing(world):
     assert [event["shard"] for event in shards] == [0, 1, 2]
     queue.events.clear()
     trainer.handle(shards[0])  # shards 1 and 2 are lost
-    control.resume_run(trainer.ports, "r1")
+    run_control.resume_run(trainer.ports, "r1")
     assert sorted(event["shard"] for event in queue.events) == [1, 2]  # only what is missing
     trainer.handle(queue.events.popleft())
     trainer.handle(queue.events.popleft())  # completes the round: sends the reduce ...
     assert [event["state"] for event in queue.events] == ["reduce"]
     queue.events.clear()  # ... which is lost
-    control.resume_run(trainer.ports, "r1")
+    run_control.resume_run(trainer.ports, "r1")
     assert [event["state"] for event in queue.events] == ["reduce"]
     drain(trainer, queue)
     assert_like_reference(aws, trainer, X, y)
@@ -225,7 +226,7 @@ def test_a_late_twin_shard_that_computed_while_its_round_was_reduced_writes_noth
 
 
 def test_the_memory_estimate_counts_the_reduce_not_k_copies_and_no_kept_states():
-    from lnn_core.budget import parameter_copies
+    from lnn_core.launch.budget import parameter_copies
 
     def copies(**change):
         return parameter_copies(TrainingConfig.from_parameters({**PARAMETERS, "data": "runs/r1/data.npz", **change}))

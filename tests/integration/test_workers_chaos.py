@@ -55,7 +55,7 @@ def assert_like_clean(result, clean):
 
 
 def test_the_clean_run_equals_the_reference_with_three_workers(clean):
-    from lnn_core import training
+    from lnn_core.ml import training
 
     _, X, y = dataset()
     params, costs = training.train_reference(X, y, neurons=[3, 1], activations=["tanh", "sigmoid"], learning_rate=0.05,

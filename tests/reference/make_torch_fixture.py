@@ -6,7 +6,7 @@ fixture. Run from the repository root, with torch==2.13.0 (CPU) installed in the
     .venv/bin/python tests/reference/make_torch_fixture.py
 
 Only two conventions are taken from LNN, so that both sides start identical: the initial parameters
-(lnn_core.network.init_params) and the example order of each epoch (lnn_core.training.minibatches).
+(lnn_core.ml.network.init_params) and the example order of each epoch (lnn_core.ml.training.minibatches).
 All the arithmetic (forward pass, cost, gradients, optimizer update) is PyTorch float64, written from
 LNN's documented DEFINITIONS (training.py's and optimizers.py's docstrings), not from its code:
 
@@ -36,13 +36,13 @@ import torch.nn.functional as F
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "lambda_src"))
 
-from lnn_core.network import init_params  # noqa: E402  (conventions only: initial parameters ...)
-from lnn_core.training import minibatches  # noqa: E402  (... and the example order per epoch)
+from lnn_core.ml.batching import minibatches  # noqa: E402  (... and the example order per epoch)
+from lnn_core.ml.network import init_params  # noqa: E402  (conventions only: initial parameters ...)
 
 OUT = Path(__file__).resolve().parent
 CLIP = 1e-15  # LNN clips probabilities to [CLIP, 1 - CLIP]; the runs must never reach it (checked below)
 
-# One dict per run: the options of lnn_core.training.train_reference_state, plus how to make the data.
+# One dict per run: the options of lnn_core.ml.training.train_reference_state, plus how to make the data.
 RUNS = {
     "binary_adam_l2": {
         "data": {"kind": "binary", "m": 50, "n0": 4, "seed": 101},

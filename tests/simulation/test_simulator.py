@@ -70,8 +70,9 @@ def test_moto_reached_directly_behaves_as_through_boto3(world):
 def test_a_mutant_that_lets_a_late_twin_start_its_step_is_caught_and_shrunk(world, monkeypatch):
     """The simulator can fail: mark_started without its condition (a twin of a committed step computes it again)
     breaks the fence within a few seeds, and the shrinker keeps a failing schedule of fewer faults."""
+    from lnn_core.aws.run_table import RunTable
+
     from lnn_cli.simulate.shrink import shrink
-    from lnn_core.run_table import RunTable
 
     def mark_started(self, run_id, step, *, at):
         return self._conditional_update(run_id, "SET started_step = :step, heartbeat_at = :at",

@@ -5,7 +5,10 @@ import io
 
 import numpy as np
 
-from lnn_cli import bench_figures, bench_jobs, bench_projection, bench_workers
+from lnn_cli.bench import figures as bench_figures
+from lnn_cli.bench import jobs as bench_jobs
+from lnn_cli.bench import projection as bench_projection
+from lnn_cli.bench import workers as bench_workers
 
 
 def args(job: str) -> argparse.Namespace:
@@ -142,9 +145,10 @@ def test_epoch_spans():
 
 def test_reads_job_writes_a_demo_run_of_the_real_shape(aws):
     """bench_reads' run: the demo network's items, with weights, committed and ended as a trainer leaves them."""
-    from lnn_cli.bench_reads import write_run
-    from lnn_core.ports import IoCounter
-    from lnn_core.run_table import RunTable
+    from lnn_core.aws.run_table import RunTable
+    from lnn_core.aws.sdk import IoCounter
+
+    from lnn_cli.bench.reads import write_run
 
     table = RunTable(aws.session.resource("dynamodb").Table("lnn-results"), IoCounter())
     run = write_run(table, "bench", 120)

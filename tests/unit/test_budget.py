@@ -6,16 +6,23 @@ import zipfile
 
 import numpy as np
 import pytest
-from numpy.lib import format as npy_format
-
-from lnn_core import network, training
-from lnn_core.budget import (
-    MAX_PARAMETERS_BYTES, MIB, check_npz_fits, check_step_fits, check_training_fits, data_budget_bytes,
-    estimate_step_memory, inspect_npz, positive_int_from, suggest_memory_size,
-)
-from lnn_core.config import TrainingConfig, check_run_id
-from lnn_core.dataset import load_training_data
 from lnn_core.errors import LnnInputError
+from lnn_core.launch.budget import (
+    MAX_PARAMETERS_BYTES,
+    MIB,
+    check_npz_fits,
+    check_step_fits,
+    check_training_fits,
+    data_budget_bytes,
+    estimate_step_memory,
+    inspect_npz,
+    positive_int_from,
+    suggest_memory_size,
+)
+from lnn_core.ml import network, training
+from lnn_core.ml.config import TrainingConfig, check_run_id
+from lnn_core.ml.dataset import load_training_data
+from numpy.lib import format as npy_format
 
 
 def npy_header(shape, dtype="<f8") -> bytes:

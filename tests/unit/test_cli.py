@@ -6,12 +6,19 @@ import json
 import boto3
 import numpy as np
 import pytest
+from lnn_core.errors import LnnInputError
 from moto import mock_aws
 
 from lnn_cli.cloud.chaos import ChaosPlan
-from lnn_cli.inputs import DEMO_CONFIG, DEMO_DATA, read_config, read_prediction_data, run_parameters, validate_run
+from lnn_cli.inputs import (
+    DEMO_CONFIG,
+    DEMO_DATA,
+    read_config,
+    read_prediction_data,
+    run_parameters,
+    validate_run,
+)
 from lnn_cli.main import main
-from lnn_core.errors import LnnInputError
 
 DEMO_PARAMETERS = read_config(DEMO_CONFIG)  # `make demo`'s parameters
 
@@ -240,10 +247,11 @@ def test_start_refuses_before_uploading_anything(tmp_path, monkeypatch):
     from argparse import Namespace
     from types import SimpleNamespace
 
-    from lnn_cli import remote
-    from lnn_core.launcher import LaunchLimits
+    from lnn_core.launch.launcher import LaunchLimits
 
-    monkeypatch.setattr(remote, "upload_run_inputs", lambda *args, **kwargs: pytest.fail("something was uploaded"))
+    from lnn_cli import stack_commands
+
+    monkeypatch.setattr(stack_commands, "upload_run_inputs", lambda *args, **kwargs: pytest.fail("something was uploaded"))
     running = ["a", "b"]
     table = SimpleNamespace(get_run=lambda run_id: None, run_ids=lambda status=None: running)
     stack = SimpleNamespace(launch_limits=lambda: LaunchLimits(max_running_runs=2, trainer_memory_mb=1024),
@@ -251,17 +259,17 @@ def test_start_refuses_before_uploading_anything(tmp_path, monkeypatch):
     args = Namespace(data=big_job(tmp_path)[1], name="big")
     parameters = {**DEMO_PARAMETERS, "neurons": [128, 64, 10], "activations": ["relu", "relu", "softmax"]}
     with pytest.raises(LnnInputError, match="deploy with -c memory_size=1216"):
-        remote.command_start(args, parameters, stack, console=None)
+        stack_commands.command_start(args, parameters, stack, console=None)
     with pytest.raises(LnnInputError, match=r"2 runs are already running, the limit \(LNN_MAX_RUNNING_RUNS\) is 2"):
-        remote.command_start(Namespace(data=str(DEMO_DATA), name="small"), DEMO_PARAMETERS, stack, console=None)
+        stack_commands.command_start(Namespace(data=str(DEMO_DATA), name="small"), DEMO_PARAMETERS, stack, console=None)
     stack.launch_limits = lambda: LaunchLimits(trainer_concurrency=2)
     with pytest.raises(LnnInputError, match="workers 3 is more than the trainer's reserved concurrency of 2"):
-        remote.command_start(Namespace(data=str(DEMO_DATA), name="small"),
+        stack_commands.command_start(Namespace(data=str(DEMO_DATA), name="small"),
                              {**DEMO_PARAMETERS, "granularity": "epoch", "workers": 3}, stack, console=None)
 
 
 def test_up_refuses_a_bad_context_pair_and_hands_a_good_one_to_its_background_process(tmp_path, capsys, monkeypatch):
-    from lnn_cli.cloud import up
+    from lnn_cli.cloud.up import command as up
 
     state = tmp_path / "state"
     assert_one_line_error(capsys, main(["up", "--state-dir", str(state), "-c", "reserved_concurrency=0"]),

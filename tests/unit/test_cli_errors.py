@@ -8,12 +8,12 @@ import socket
 import boto3
 import pytest
 from botocore.exceptions import ClientError, ReadTimeoutError
+from lnn_core.errors import LnnInputError
 from moto import mock_aws
 
 from lnn_cli.cloud.stack import CLI_BOTO_CONFIG, OUTPUT_KEYS, aws_errors_explained
 from lnn_cli.inputs import DEMO_DATA
 from lnn_cli.main import main
-from lnn_core.errors import LnnInputError
 from tests.unit.test_cli import assert_one_line_error
 
 COMMANDS = {
@@ -81,7 +81,7 @@ def test_the_cli_gives_up_on_a_dead_endpoint_quickly():
 
 
 def test_a_dead_endpoint_names_the_local_stack_that_is_up(credentials, monkeypatch, capsys):
-    from lnn_cli.cloud import up
+    from lnn_cli.cloud.up import command as up
 
     monkeypatch.setattr(up, "stacks_up", lambda: [{"endpoint": "http://localhost:4567", "state_dir": "/x", "pid": 1}])
     endpoint = f"http://localhost:{closed_port()}"

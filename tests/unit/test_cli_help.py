@@ -10,7 +10,7 @@ from types import SimpleNamespace
 import pytest
 from rich.console import Console
 
-from lnn_cli import remote
+from lnn_cli import stack_commands
 from lnn_cli.main import add_run_options, build_parser, main
 
 COMMANDS = {"start", "status", "results", "runs", "stop", "resume", "predict", "up", "down", "serve", "local", "convert"}
@@ -70,15 +70,15 @@ def test_results_show_the_test_set_figures(tmp_path, capsys, monkeypatch):
     stack = evaluated_run(tmp_path)
     console = Console(file=io.StringIO(), record=True, width=200)
     arguments = dict(run_id="r1", csv=False, weights=False, plot=None, prices="us-east-1-arm64")
-    assert remote.command_results(Namespace(**arguments), stack, console) == 0
+    assert stack_commands.command_results(Namespace(**arguments), stack, console) == 0
     table = console.export_text()
     assert "test cost" in table and "test accuracy" in table and "0.550000" in table and "87.5%" in table
 
-    assert remote.command_results(Namespace(**{**arguments, "csv": True}), stack, console) == 0
+    assert stack_commands.command_results(Namespace(**{**arguments, "csv": True}), stack, console) == 0
     rows = list(csv.DictReader(io.StringIO(capsys.readouterr().out)))
     assert [(row["test_cost"], row["test_accuracy"]) for row in rows] == [("", ""), ("0.55", "0.875")]
 
     plotted = {}
-    monkeypatch.setattr(remote, "plot_costs", lambda costs, path, **kwargs: plotted.update(costs=costs, **kwargs))
-    assert remote.command_results(Namespace(**{**arguments, "plot": str(tmp_path / "c.png")}), stack, console) == 0
+    monkeypatch.setattr(stack_commands, "plot_costs", lambda costs, path, **kwargs: plotted.update(costs=costs, **kwargs))
+    assert stack_commands.command_results(Namespace(**{**arguments, "plot": str(tmp_path / "c.png")}), stack, console) == 0
     assert plotted == {"costs": [0.69, 0.5], "run_id": "r1", "test_costs": {2: 0.55}}

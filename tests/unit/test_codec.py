@@ -5,8 +5,7 @@ from decimal import Decimal
 import numpy as np
 import pytest
 from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
-
-from lnn_core.codec import (
+from lnn_core.aws.codec import (
     arrays_to_npz,
     float_to_decimal,
     from_dynamo,

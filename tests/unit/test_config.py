@@ -1,9 +1,8 @@
 """Run parameters in the LNN parameters.json format: accepted forms and one clear error per problem."""
 
 import pytest
-
-from lnn_core.config import TrainingConfig, check_run_id
 from lnn_core.errors import LnnInputError
+from lnn_core.ml.config import TrainingConfig, check_run_id
 
 LNN_FORMAT = {
     "epochs": 2500,
@@ -67,8 +66,8 @@ def test_bad_run_ids(run_id):
 
 def test_a_value_too_long_to_print_is_named_not_raised():
     import pytest
-    from lnn_core.config import TrainingConfig
     from lnn_core.errors import LnnInputError
+    from lnn_core.ml.config import TrainingConfig
 
     with pytest.raises(LnnInputError, match="too long to show"):
         TrainingConfig.from_parameters({"epochs": 10**5000, "learning_rate": 0.1, "neurons": [1],

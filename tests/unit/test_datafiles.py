@@ -7,14 +7,19 @@ from types import SimpleNamespace
 import h5py
 import numpy as np
 import pytest
+from lnn_core.errors import LnnInputError
+from tests.unit.test_cli import assert_one_line_error
 from rich.console import Console
 
-from lnn_cli import remote
-from lnn_cli.inputs import DEMO_CONFIG, read_config, read_data, read_prediction_data, validate_run
+from lnn_cli import stack_commands
+from lnn_cli.inputs import (
+    DEMO_CONFIG,
+    read_config,
+    read_data,
+    read_prediction_data,
+    validate_run,
+)
 from lnn_cli.main import main
-from lnn_core.errors import LnnInputError
-
-from .test_cli import assert_one_line_error
 
 DEMO_PARAMETERS = read_config(DEMO_CONFIG)  # `make demo`'s parameters
 
@@ -113,7 +118,7 @@ def test_csv_regression_targets_train_a_linear_output(tmp_path):
 
 def test_csv_through_lnn_local_with_a_label_column(tmp_path, monkeypatch):
     import lnn_cli.main as cli_main
-    from lnn_stack.training_defaults import TrainingDefaults
+    from lnn_stack.settings.training import TrainingDefaults
 
     seen = {}
 
@@ -227,7 +232,7 @@ def fake_stack(params: dict[str, np.ndarray], activations: list[str]):
 
 def predict_output(stack, data, csv=False) -> str:
     console = Console(file=io.StringIO(), width=200)
-    assert remote.command_predict(Namespace(run_id="r", data=data, csv=csv, label_column=None), stack, console) == 0
+    assert stack_commands.command_predict(Namespace(run_id="r", data=data, csv=csv, label_column=None), stack, console) == 0
     return console.file.getvalue()
 
 

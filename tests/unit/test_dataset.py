@@ -5,10 +5,9 @@ import re
 
 import numpy as np
 import pytest
-
-from lnn_core.config import TrainingConfig
-from lnn_core.dataset import load_training_data
 from lnn_core.errors import LnnInputError
+from lnn_core.ml.config import TrainingConfig
+from lnn_core.ml.dataset import load_training_data
 
 
 def npz(**arrays):

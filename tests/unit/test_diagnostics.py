@@ -4,10 +4,14 @@ import math
 
 import numpy as np
 import pytest
-
-from lnn_core import diagnostics, network
-from lnn_core.config import TrainingConfig
-from lnn_core.diagnostics import TrainingFit, constant_cost, model_warnings, training_fit
+from lnn_core.ml import diagnostics, network
+from lnn_core.ml.config import TrainingConfig
+from lnn_core.ml.diagnostics import (
+    TrainingFit,
+    constant_cost,
+    model_warnings,
+    training_fit,
+)
 
 
 def config(neurons, activations, **settings) -> TrainingConfig:

@@ -3,14 +3,18 @@ stored as two items, the figures at the epoch and the weights in a range of keys
 
 import numpy as np
 from boto3.dynamodb.types import TypeSerializer
-
-from lnn_core import network
-from lnn_core.codec import to_dynamo
-from lnn_core.config import TrainingConfig
-from lnn_core.layout import params_key
-from lnn_core.parameters import MAX_EPOCHS
-from lnn_core.results import ITEM_WEIGHTS_LIMIT, epoch_item, epochs_done
-from lnn_core.run_table import EPOCH_FIGURES, epoch_write_units, stored_items, weights_epoch
+from lnn_core.aws.codec import to_dynamo
+from lnn_core.aws.run_table import (
+    EPOCH_FIGURES,
+    epoch_write_units,
+    stored_items,
+    weights_epoch,
+)
+from lnn_core.ml import network
+from lnn_core.ml.config import TrainingConfig
+from lnn_core.ml.parameters import MAX_EPOCHS
+from lnn_core.protocol.layout import params_key
+from lnn_core.protocol.results import ITEM_WEIGHTS_LIMIT, epoch_item, epochs_done
 
 
 def config(neurons, epochs=300):

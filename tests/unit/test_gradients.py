@@ -2,8 +2,7 @@
 
 import numpy as np
 import pytest
-
-from lnn_core.network import (
+from lnn_core.ml.network import (
     HIDDEN_ACTIVATIONS,
     backward_pass,
     batch_cost_sum,

@@ -13,9 +13,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
-from lnn_core.network import init_params
-from lnn_core.training import minibatches, train_reference, train_reference_state
+from lnn_core.ml.batching import minibatches
+from lnn_core.ml.network import init_params
+from lnn_core.ml.training import train_reference, train_reference_state
 
 REFERENCE = Path(__file__).resolve().parents[1] / "reference"
 META = json.loads((REFERENCE / "torch_reference.json").read_text())

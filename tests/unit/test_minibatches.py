@@ -4,9 +4,9 @@ import copy
 
 import numpy as np
 import pytest
-
-from lnn_core import metrics, network, optimizers, training
-from lnn_core.network import (
+from lnn_core.ml import metrics, network, optimizers, training
+from lnn_core.ml.batching import batch_columns, batch_count, minibatches
+from lnn_core.ml.network import (
     batch_cost_sum,
     compute_cost,
     forward_pass,
@@ -21,18 +21,13 @@ from lnn_core.network import (
     targets,
     to_columns,
 )
-from lnn_core.training import (
-    batch_columns,
-    batch_count,
+from lnn_core.ml.training import (
     gradient_descent_epoch,
-    minibatches,
     train_epoch,
     train_reference,
     train_reference_state,
 )
-
-from .test_network import blobs
-
+from tests.unit.test_network import blobs
 
 # --- batch_count and minibatches ---------------------------------------------------------------
 

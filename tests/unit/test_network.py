@@ -4,10 +4,9 @@ import copy
 
 import numpy as np
 import pytest
-
-from lnn_core import network
-from lnn_core.metrics import accuracy, predict, predict_proba
-from lnn_core.network import (
+from lnn_core.ml import network
+from lnn_core.ml.metrics import accuracy, predict, predict_proba
+from lnn_core.ml.network import (
     apply_update,
     backward_pass,
     compute_cost,
@@ -21,7 +20,7 @@ from lnn_core.network import (
     to_columns,
     validate_architecture,
 )
-from lnn_core.training import gradient_descent_epoch, train_reference
+from lnn_core.ml.training import gradient_descent_epoch, train_reference
 
 
 def blobs(centers, per_class=100, spread=0.5, seed=0):

@@ -6,10 +6,15 @@ import math
 
 import numpy as np
 import pytest
-
-from lnn_core import optimizers
-from lnn_core.network import apply_update, init_params
-from lnn_core.optimizers import OPTIMIZERS, check_settings, init_state, state_keys, update
+from lnn_core.ml import optimizers
+from lnn_core.ml.network import apply_update, init_params
+from lnn_core.ml.optimizers import (
+    OPTIMIZERS,
+    check_settings,
+    init_state,
+    state_keys,
+    update,
+)
 
 # One weight matrix with a positive and a negative entry, and a bias; two steps of gradients.
 PARAMS = {"W1": np.array([[1.0, -2.0]]), "b1": np.array([[0.5]])}

@@ -26,7 +26,7 @@ def test_the_build_warns_about_nothing_and_packages_the_data(tmp_path):
     (wheel,) = (tmp_path / "wheel").glob("lnn-*.whl")
     names = set(zipfile.ZipFile(wheel).namelist())
     assert {"lnn_cli/data/breast_cancer.npz", "lnn_cli/web/templates/index.html", "lnn_cli/web/static/lnn.js",
-            "lnn_core/network.py", "lnn_stack/__init__.py", "lnn_cli/cloud/runtime/__init__.py"} <= names
+            "lnn_core/ml/network.py", "lnn_stack/__init__.py", "lnn_cli/cloud/runtime/__init__.py"} <= names
     shipped = [path.relative_to(ROOT).as_posix() for folder in ("lnn_cli/web/static", "lnn_cli/web/templates", "lnn_cli/data")
                for path in (ROOT / folder).rglob("*") if path.is_file() and "__pycache__" not in path.parts]
     assert "lnn_cli/web/static/vendor/uPlot.iife.min.js" in shipped

@@ -1,8 +1,7 @@
 """Adversarial review of issue 17's parameter table: kills a mutant that every table test lets live."""
 
 import pytest
-
-from lnn_core.config import TrainingConfig
+from lnn_core.ml.config import TrainingConfig
 
 BASE = {"epochs": 5, "learning_rate": 0.1, "neurons": [3, 1], "activations": ["relu", "sigmoid"],
         "data": "runs/r1/data.npz"}

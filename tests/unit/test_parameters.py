@@ -1,19 +1,22 @@
-"""The table of training parameters (lnn_core/parameters.py) and what it drives: validation, the flags and their
+"""The table of training parameters (lnn_core/ml/parameters.py) and what it drives: validation, the flags and their
 help, the CDK context defaults, docs/parameters.md, and the effective configuration the CLI prints."""
 
 import dataclasses
 import io
 
 import pytest
+from lnn_core.errors import LnnInputError
+from lnn_core.ml.config import TrainingConfig
+from lnn_core.ml.parameters import KNOWN_KEYS, PARAMETERS, TABLE
 from rich.console import Console
 
 from lnn_cli import parameters_doc
 from lnn_cli.main import build_parser
-from lnn_cli.presentation.configuration import configuration_lines, show_launched_configuration
-from lnn_core.config import TrainingConfig
-from lnn_core.errors import LnnInputError
-from lnn_core.parameters import KNOWN_KEYS, PARAMETERS, TABLE
-from lnn_stack.training_defaults import TRAINING_PARAMETERS, TrainingDefaults
+from lnn_cli.presentation.configuration import (
+    configuration_lines,
+    show_launched_configuration,
+)
+from lnn_stack.settings.training import TRAINING_PARAMETERS, TrainingDefaults
 
 
 def test_the_committed_docs_table_is_the_generated_one():

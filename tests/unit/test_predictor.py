@@ -6,11 +6,10 @@ import json
 
 import numpy as np
 import pytest
-
-from lnn_core import metrics
-from lnn_core.handlers import build_predictor
-from lnn_core.predictor import SYNC_PAYLOAD_LIMIT, Model, parse_rows, rows_that_fit
 from lnn_core.errors import LnnInputError
+from lnn_core.handlers import build_predictor
+from lnn_core.ml import metrics
+from lnn_core.predictor import SYNC_PAYLOAD_LIMIT, Model, parse_rows, rows_that_fit
 
 
 class Log:

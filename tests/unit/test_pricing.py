@@ -1,14 +1,14 @@
-"""The dollar estimate (`lnn_core.pricing`) against hand computations, and its display by every command."""
+"""The dollar estimate (`lnn_core.aws.pricing`) against hand computations, and its display by every command."""
 
 import io
 import json
 from types import SimpleNamespace
 
 import pytest
+from lnn_core.aws import pricing
+from lnn_core.aws.codec import item_write_units
+from lnn_core.protocol import end_message
 from rich.console import Console
-
-from lnn_core import control, pricing
-from lnn_core.codec import item_write_units
 
 # 3 deliveries of 1,234 ms at 1,769 MB; 20 DynamoDB requests (14 writes of the run record, 6 reads), epoch items of
 # 5 write units in transactions; 9 S3 requests (4 GETs and HEADs, 2 deletes, 3 PUTs), 2 invokes, 1 publish.
@@ -100,13 +100,13 @@ def fake_stack(run):
 
 
 def shown(command, run, monkeypatch, **arguments) -> str:
-    from lnn_cli import remote
+    from lnn_cli import stack_commands
 
     monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
     out = io.StringIO()
     args = SimpleNamespace(run_id="r1", follow=False, csv=False, weights=False, plot=None, prices=pricing.DEFAULT_PRICES)
     vars(args).update(arguments)
-    getattr(remote, command)(args, fake_stack(run), Console(file=out, width=300))
+    getattr(stack_commands, command)(args, fake_stack(run), Console(file=out, width=300))
     return out.getvalue()
 
 
@@ -130,10 +130,10 @@ def test_runs_has_a_dollar_column(monkeypatch):
 
 
 def test_on_the_local_stack_the_label_says_so(monkeypatch):
-    from lnn_cli import remote
+    from lnn_cli import stack_commands
 
     monkeypatch.setenv("AWS_ENDPOINT_URL", "http://127.0.0.1:4566")
-    assert "locally measured usage" in remote.run_cost(a_run())["label"]
+    assert "locally measured usage" in stack_commands.run_cost(a_run())["label"]
 
 
 def test_local_summary_and_the_message_and_the_web_json():
@@ -148,5 +148,5 @@ def test_local_summary_and_the_message_and_the_web_json():
     out = io.StringIO()
     Console(file=out, width=300).print(summary_table(results))
     assert pricing.cost_text(cost) in out.getvalue()
-    assert control.message(run)["aws_cost"] == pricing.cost_text(pricing.run_cost(run))
+    assert end_message.message(run)["aws_cost"] == pricing.cost_text(pricing.run_cost(run))
     assert summary(run)["cost"] == pricing.run_cost(run)

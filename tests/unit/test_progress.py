@@ -9,9 +9,15 @@ from types import SimpleNamespace
 import pytest
 from rich.console import Console
 
-from lnn_cli import remote
+from lnn_cli import stack_commands
 from lnn_cli.presentation import progress
-from lnn_cli.presentation.progress import RunProgress, run_progress, run_timing, timing_text, waiting
+from lnn_cli.presentation.progress import (
+    RunProgress,
+    run_progress,
+    run_timing,
+    timing_text,
+    waiting,
+)
 
 NOW = 1_800_000_000.0
 
@@ -35,7 +41,7 @@ def test_status_without_follow_is_a_line_with_the_epoch_cost_and_time_and_one_wi
     monkeypatch.setattr(progress.time, "time", lambda: NOW)
     console = Console(record=True, width=300)
     stack = SimpleNamespace(run=lambda run_id: record())
-    assert remote.command_status(Namespace(run_id="r1", follow=False, prices="us-east-1-arm64"), stack, console) == 0
+    assert stack_commands.command_status(Namespace(run_id="r1", follow=False, prices="us-east-1-arm64"), stack, console) == 0
     shown = console.export_text().strip().splitlines()
     assert shown == ["run r1: running, epoch 25/100, step 125/501, granularity layer, cost 0.500000, "
                      "elapsed 0:01:40, about 0:05:00 left",  # no bar, no "0.0 steps/s 0:00:00"

@@ -2,10 +2,9 @@
 
 import numpy as np
 import pytest
-
-from lnn_core import network, training
-from lnn_core.metrics import accuracy, predict, predict_proba, r2, rmse
-from lnn_core.network import (
+from lnn_core.ml import network, training
+from lnn_core.ml.metrics import accuracy, predict, predict_proba, r2, rmse
+from lnn_core.ml.network import (
     OUTPUT_ACTIVATIONS,
     REGRESSION_OUTPUTS,
     compute_cost,
@@ -14,7 +13,7 @@ from lnn_core.network import (
     targets,
     validate_architecture,
 )
-from lnn_core.training import train_reference
+from lnn_core.ml.training import train_reference
 
 
 def test_linear_is_a_regression_output_not_yet_an_output_activation():

@@ -1,7 +1,7 @@
 """The step sequence per granularity and its bound."""
 
-from lnn_core.config import TrainingConfig
-from lnn_core.schedule import first_position, next_position, step_bound
+from lnn_core.ml.config import TrainingConfig
+from lnn_core.protocol.schedule import first_position, next_position, step_bound
 
 
 def config(granularity, epochs=2, neurons=(3, 2, 1)):

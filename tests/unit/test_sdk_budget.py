@@ -1,9 +1,13 @@
 """The SDK's attempts per call, as botocore builds the clients: a claim's call must end inside its lease."""
 
 import boto3
-
-from lnn_core import control
-from lnn_core.ports import BOTO_CONFIG, CLAIM_ATTEMPTS, CLAIM_BOTO_CONFIG, CLAIM_CALL_SECONDS
+from lnn_core.aws.sdk import (
+    BOTO_CONFIG,
+    CLAIM_ATTEMPTS,
+    CLAIM_BOTO_CONFIG,
+    CLAIM_CALL_SECONDS,
+)
+from lnn_core.protocol import sending
 
 
 def attempts(config) -> int:
@@ -13,7 +17,7 @@ def attempts(config) -> int:
 
 def test_a_claim_client_makes_the_attempts_its_lease_arithmetic_counts():
     assert attempts(CLAIM_BOTO_CONFIG) == CLAIM_ATTEMPTS == 3
-    assert CLAIM_CALL_SECONDS == 3 * (2 + 6) + 1 + 2 < control.LEASE_SECONDS
+    assert CLAIM_CALL_SECONDS == 3 * (2 + 6) + 1 + 2 < sending.LEASE_SECONDS
 
 
 def test_the_other_clients_make_five_attempts():

@@ -2,9 +2,15 @@
 
 import numpy as np
 import pytest
+from lnn_core.ml import batching, network, optimizers, training
+from lnn_core.ml.shards import (
+    combine_shards,
+    shard_columns,
+    shard_slices,
+    shard_sums,
+    train_epoch_sharded,
+)
 
-from lnn_core import network, optimizers, training
-from lnn_core.shards import combine_shards, shard_columns, shard_slices, shard_sums, train_epoch_sharded
 from tests.conftest import blobs
 
 
@@ -58,6 +64,6 @@ def test_train_epoch_sharded_uses_every_shard_once_per_batch():
     params = network.init_params([3, 2, 1], seed=0)
     state = optimizers.init_state(params, "gd")
     _, state, cost = train_epoch_sharded(params, state, network.to_columns(X), y.reshape(1, -1), workers=4,
-                                         activations=["tanh", "sigmoid"], batches=training.minibatches(20, 8, 5, 1),
+                                         activations=["tanh", "sigmoid"], batches=batching.minibatches(20, 8, 5, 1),
                                          learning_rate=0.1)
     assert int(state["t"]) == 3 and np.isfinite(cost)

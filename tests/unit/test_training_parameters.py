@@ -3,14 +3,13 @@
 import json
 
 import pytest
+from lnn_core.ml.config import TrainingConfig
+from tests.unit.test_cli import assert_one_line_error
 
 import lnn_cli.main as cli_main
 from lnn_cli.inputs import DEMO_CONFIG, DEMO_DATA, validate_run
 from lnn_cli.main import main
-from lnn_core.config import TrainingConfig
-from lnn_stack.training_defaults import TrainingDefaults
-
-from .test_cli import assert_one_line_error
+from lnn_stack.settings.training import TrainingDefaults
 
 STACK_DEFAULTS = TrainingDefaults().to_parameters()  # a stack deployed with an empty context
 
@@ -115,7 +114,7 @@ def test_lnn_1_0_parameters_json_verbatim(tmp_path, local_config):
 
 def test_lnn_1_0_through_lnn_start_gets_the_stack_defaults_for_the_rest(tmp_path, monkeypatch):
     """`lnn start` has no demo base: what parameters.json leaves out comes from the launcher's defaults."""
-    from lnn_cli import remote
+    from lnn_cli import stack_commands
 
     seen = {}
 
@@ -124,8 +123,8 @@ def test_lnn_1_0_through_lnn_start_gets_the_stack_defaults_for_the_rest(tmp_path
                                       label_column=args.label_column).config
         return 0
 
-    monkeypatch.setattr(remote, "open_stack", lambda session, name: None)
-    monkeypatch.setattr(remote, "command_start", fake_start)
+    monkeypatch.setattr(stack_commands, "open_stack", lambda session, name: None)
+    monkeypatch.setattr(stack_commands, "command_start", fake_start)
     path = tmp_path / "parameters.json"
     path.write_text(LNN_1_0)
     assert main(["start", "--config", str(path), "--data", str(DEMO_DATA), "--optimizer", "adam"]) == 0

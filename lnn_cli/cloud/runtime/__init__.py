@@ -7,13 +7,26 @@
 - `atomic`: one AWS request at a time for in-process moto while threads run.
 """
 
-from .atomic import atomic_requests
-from .containers import BUILDERS, LOG_SINK, Container, LocalFunction, environment
-from .core import DeliveryRecord, Faults, LocalInvoker, LocalLambdaRuntime
-from .queue import Delivery, DeliveryClock, DeliveryQueue
-from .semantics import (
-    ASYNC_PAYLOAD_LIMIT, DEFAULT_EVENT_AGE_SECONDS, DEFAULT_RETRY_ATTEMPTS, RETRY_BACKOFF_SECONDS, STEP_SECONDS,
-    SYNC_PAYLOAD_LIMIT, LambdaContext, PayloadTooLarge, SandboxKilled,
+from lnn_cli.cloud.runtime.atomic import atomic_requests
+from lnn_cli.cloud.runtime.containers import (
+    BUILDERS,
+    LOG_SINK,
+    Container,
+    LocalFunction,
+    environment,
+)
+from lnn_cli.cloud.runtime.core import DeliveryRecord, Faults, LocalInvoker, LocalLambdaRuntime
+from lnn_cli.cloud.runtime.queue import Delivery, DeliveryClock, DeliveryQueue
+from lnn_cli.cloud.runtime.semantics import (
+    ASYNC_PAYLOAD_LIMIT,
+    DEFAULT_EVENT_AGE_SECONDS,
+    DEFAULT_RETRY_ATTEMPTS,
+    RETRY_BACKOFF_SECONDS,
+    STEP_SECONDS,
+    SYNC_PAYLOAD_LIMIT,
+    LambdaContext,
+    PayloadTooLarge,
+    SandboxKilled,
 )
 
 __all__ = [

@@ -26,17 +26,29 @@ from dataclasses import dataclass
 from typing import Any, Callable, Protocol
 
 import boto3
-
-from lnn_core.ports import IoCounter
-
-from .atomic import atomic_requests
-from .containers import (
-    LOG_SINK, Container, LocalFunction, LockedStream, ThreadRouter, build_handler, describe, environment,
+from lnn_cli.cloud.runtime.atomic import atomic_requests
+from lnn_core.aws.sdk import IoCounter
+from lnn_cli.cloud.runtime.containers import (
+    LOG_SINK,
+    Container,
+    LocalFunction,
+    LockedStream,
+    ThreadRouter,
+    build_handler,
+    describe,
+    environment,
 )
-from .queue import Delivery, DeliveryClock, DeliveryQueue
-from .semantics import (
-    STEP_SECONDS, LambdaContext, SandboxKilled, decode_response, destination_record, encode_event, retry_backoff,
-    send_to_destination, timed_out,
+from lnn_cli.cloud.runtime.queue import Delivery, DeliveryClock, DeliveryQueue
+from lnn_cli.cloud.runtime.semantics import (
+    STEP_SECONDS,
+    LambdaContext,
+    SandboxKilled,
+    decode_response,
+    destination_record,
+    encode_event,
+    retry_backoff,
+    send_to_destination,
+    timed_out,
 )
 
 

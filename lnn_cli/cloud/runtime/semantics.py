@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
 
-from lnn_core.ports import ASYNC_PAYLOAD_LIMIT
+from lnn_core.aws.ports import ASYNC_PAYLOAD_LIMIT
 
 STEP_SECONDS = 0.1  # delivery-clock time one delivery takes
 RETRY_BACKOFF_SECONDS = (60.0, 120.0)  # Lambda waits 1 minute before the first retry, 2 before the second

@@ -1,0 +1,64 @@
+"""What one delivery of a function used, added to its run's record so that the run can be priced (`pricing`).
+
+Every delivery is paid for, whatever it did: a duplicate that found its step committed, a crash, a retry. So the
+trainer and the launcher measure each delivery from its start to its end (a `finally`) and add it, with an
+atomic ADD that no step or status conditions, to the run record's top-level `usage_*` counters, which no part of
+the protocol reads. The ADD names the run only if it exists: it never creates a record.
+
+An estimate, not a bill: Lambda bills from its own clock (this is the handler's, without the runtime's start-up
+and the log flush after it); when an ADD's answer is lost the SDK retries it and that delivery counts twice; a
+delivery that dies before its `finally` (a timeout, an out-of-memory kill) is not counted.
+"""
+
+import math
+import os
+import time
+from typing import Any
+
+from botocore.exceptions import BotoCoreError, ClientError
+from lnn_core.aws.sdk import IoCounter
+
+DEFAULT_MEMORY_MB = 1024  # the stack's default memory_size (lnn_stack.settings.deployment.MEMORY_SIZE), trainer and launcher
+USAGE_PREFIX = "usage_"
+
+
+class DeliveryMeter:
+    """Measures one delivery: its wall time and what its ports' counter counted meanwhile."""
+
+    def __init__(self, counter: IoCounter):
+        self.counter, self.started, self.before = counter, time.monotonic(), counter.snapshot()
+
+    def usage(self, context: Any) -> dict[str, int]:
+        """The delivery so far, as the counters its ADD adds (the ADD itself included: one DynamoDB write)."""
+        billed_ms = max(1, math.ceil((time.monotonic() - self.started) * 1000))  # Lambda rounds up to 1 ms
+        io = self.counter.since(self.before)
+        requests, priced = io["requests"], io["priced"]
+        return {
+            "deliveries": 1,
+            "mb_ms": billed_ms * memory_mb(context),
+            "requests_dynamodb": requests.get("dynamodb", 0) + 1,
+            "requests_s3": requests.get("s3", 0),
+            "requests_lambda": requests.get("lambda", 0),
+            "requests_sns": requests.get("sns", 0),
+            "dynamodb_writes": priced["dynamodb_writes"] + 1,
+            "dynamodb_item_units": priced["dynamodb_item_units"],
+            "s3_reads": priced["s3_reads"],
+            "s3_deletes": priced["s3_deletes"],
+            "s3_bytes": io["s3_bytes_in"] + io["s3_bytes_out"],
+        }
+
+    def record(self, table, run_id: Any, context: Any, log) -> None:
+        """Add the delivery's usage to run `run_id`'s record. Never raises: a failed ADD loses this delivery from
+        the estimate, where raising would have Lambda retry a delivery that did its work."""
+        if not isinstance(run_id, str) or not run_id:
+            return
+        try:
+            table.add_usage(run_id, {USAGE_PREFIX + name: value for name, value in self.usage(context).items()})
+        except (ClientError, BotoCoreError) as error:
+            log.warning("usage not recorded", extra={"run_id": run_id, "error": str(error)[:200]})
+
+
+def memory_mb(context: Any) -> int:
+    """The function's memory: the context's (Lambda's), else its environment's, else the stack's default."""
+    value = getattr(context, "memory_limit_in_mb", None) or os.environ.get("AWS_LAMBDA_FUNCTION_MEMORY_SIZE")
+    return int(value) if value else DEFAULT_MEMORY_MB

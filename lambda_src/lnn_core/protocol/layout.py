@@ -1,0 +1,66 @@
+"""Where a run's training state lives in S3: keys addressed by the step's position (epoch, batch, layer), so every
+attempt of a step writes the same content to the same keys.
+
+runs/<run_id>/state/params-e<epoch>.npz               the training state after an epoch (0: the initial one)
+runs/<run_id>/state/params-e<epoch>-b<batch>.npz      ... after a mini-batch within an epoch (layer granularity)
+runs/<run_id>/state/e<epoch>/b<batch>/forward-l<l>.npz  A_l, Z_l of one batch (and its cost sum at the last layer)
+runs/<run_id>/state/e<epoch>/b<batch>/backward-l<l>.npz dA_{l-1}, dW_l, db_l of one batch
+runs/<run_id>/state/e<epoch>/b<batch>/shard-<i>.npz    shard worker i's gradient sums and loss sum of a round
+runs/<run_id>/state/staged-model-e<epoch>.npz         the model of an epoch, written by the step that ends the run
+                                                       (its finish, or its stop) before that step commits
+runs/<run_id>/model.npz                                the model, copied there only after the ending committed
+A training state holds the parameters (W1, b1, ...), the optimizer state (t, v_*, s_*) and, within an epoch, the
+running sum of its batches' costs (`cost_sum`).
+"""
+
+from lnn_core.ml.config import TrainingConfig
+
+CHECKPOINT_EVERY = 100  # epochs whose training state is kept (not scratch), besides the last
+
+
+def state_prefix(config: TrainingConfig) -> str:
+    return config.data.rsplit("/", 1)[0] + "/state"
+
+
+def params_key(config: TrainingConfig, epoch: int) -> str:
+    """The training state after `epoch` (0: the initial one)."""
+    return f"{state_prefix(config)}/params-e{epoch:07d}.npz"
+
+
+def batch_state_key(config: TrainingConfig, epoch: int, batch: int, batches: int) -> str:
+    """The training state after mini-batch `batch` of `epoch` (0: before its first batch, `batches`: after its last)."""
+    if batch == 0:
+        return params_key(config, epoch - 1)
+    if batch == batches:
+        return params_key(config, epoch)
+    return f"{state_prefix(config)}/params-e{epoch:07d}-b{batch:06d}.npz"
+
+
+def activation_key(config: TrainingConfig, epoch: int, batch: int, layer: int) -> str:
+    return f"{state_prefix(config)}/e{epoch:07d}/b{batch:06d}/forward-l{layer:03d}.npz"
+
+
+def gradient_key(config: TrainingConfig, epoch: int, batch: int, layer: int) -> str:
+    return f"{state_prefix(config)}/e{epoch:07d}/b{batch:06d}/backward-l{layer:03d}.npz"
+
+
+def shard_key(config: TrainingConfig, epoch: int, batch: int, shard: int) -> str:
+    return f"{state_prefix(config)}/e{epoch:07d}/b{batch:06d}/shard-{shard:03d}.npz"
+
+
+def model_key(run_id: str) -> str:
+    """The published model: it exists only for a run whose finish, or stop after an epoch, committed (the
+    PredictLambda serves it); the run record's `model_epoch` says which epoch it is from."""
+    return f"runs/{run_id}/model.npz"
+
+
+def staged_model_key(run_id: str, epoch: int | str) -> str:
+    """The model of `epoch` as the step that ends the run (a finish, or a stop) writes it before its commit;
+    `control.publish_model` copies it to `model_key`. Addressed by the epoch, so that every writer of a key writes
+    the same bytes. Its name must not end in /model.npz: IAM's * matches /, and runs/*/model.npz grants reach only
+    published models. (`staged_model_key("*", "*")` is the grants' pattern.)"""
+    return f"runs/{run_id}/state/staged-model-e{epoch}.npz"
+
+
+def is_checkpoint(config: TrainingConfig, epoch: int) -> bool:
+    return epoch == config.epochs or (epoch > 0 and epoch % CHECKPOINT_EVERY == 0)

@@ -1,0 +1,143 @@
+"""A step's results: the training state and the epoch items it leaves, the figures of a finished model, and the
+checks that stop a diverging run. Pure functions of the configuration and the arrays they are given."""
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from lnn_core.aws.run_table import ITEMS_PER_WRITE
+from lnn_core.aws.sdk import now
+from lnn_core.errors import RunFailure
+from lnn_core.ml import network
+from lnn_core.ml.config import TrainingConfig
+from lnn_core.ml.dataset import TrainingData
+from lnn_core.ml.metrics import (
+    accuracy,
+    output_accuracy,
+    output_r2,
+    output_rmse,
+    r2,
+    rmse,
+)
+from lnn_core.protocol.layout import is_checkpoint, params_key
+
+ITEM_WEIGHTS_LIMIT = 2_000  # parameters stored as DynamoDB lists (~40 KB of the 400 KB item limit); above: norms and a checkpoint key
+WRITE_REQUEST_SECONDS = 0.4  # budgeted per transaction of epoch items: the commit's writes must fit in the invocation too
+PARTITION_WRITE_UNITS_PER_SECOND = 1000  # DynamoDB's limit per partition; all of a run's items share one key
+TRANSACTION_UNITS_PER_KB = 2  # a transactional write consumes twice the units of a plain one
+DIVERGED_MAGNITUDE = 1e100  # weights this large have diverged (and DynamoDB numbers end at 1e126)
+
+
+@dataclass
+class StepResult:
+    """What a step body produced; the protocol turns it into effects."""
+
+    outputs: dict[str, dict[str, np.ndarray]] = field(default_factory=dict)  # S3 key -> arrays
+    checkpoints: set[str] = field(default_factory=set)  # output keys that are kept, not scratch
+    epoch_items: list[dict[str, Any]] = field(default_factory=list)
+    fields: dict[str, Any] = field(default_factory=dict)  # run record updates
+    last_epoch_done: int | None = None
+    stop: bool = False  # the last epoch's cost fell below the threshold: finish next
+    obsolete: list[str] = field(default_factory=list)  # S3 keys no later step reads
+    final: dict[str, Any] | None = None
+
+
+def epochs_done(config: TrainingConfig, *, first_epoch: int, state: dict, items: list, obsolete: list[str]) -> StepResult:
+    """The shared tail of every step that completes epochs: the training state to S3, one results item per epoch."""
+    last_epoch, last_cost = items[-1]["epoch"], items[-1]["cost"]
+    key = params_key(config, last_epoch)
+    stop = stops_early(config, last_epoch, last_cost)
+    result = StepResult(
+        outputs={key: state},
+        epoch_items=items,
+        fields={"progress_epoch": last_epoch, "last_cost": last_cost},
+        last_epoch_done=last_epoch,
+        stop=stop,
+        obsolete=obsolete,
+    )
+    if stop:
+        result.fields["stopped_early_at"] = last_epoch
+    if is_checkpoint(config, last_epoch) or stop:
+        result.checkpoints.add(key)
+    if not is_checkpoint(config, first_epoch - 1):
+        result.obsolete.append(params_key(config, first_epoch - 1))
+    return result
+
+
+def epoch_item(config: TrainingConfig, epoch: int, cost: float, params: dict, started_at: str,
+               evaluated: dict[str, float] | None = None) -> dict[str, Any]:
+    """The epoch's results item: its cost, the test set's figures when evaluated, and its end-of-epoch weights
+    (lists; or norms, and the key of the kept training state at a checkpoint epoch). Its content depends on the
+    epoch alone, never on the step that wrote it. The run table stores it as two items (`run_table.stored_items`)."""
+    item = {"epoch": epoch, "cost": cost, "learning_rate": config.learning_rate, "started_at": started_at,
+            "finished_at": now(), **(evaluated or {})}
+    layers = range(1, config.layers + 1)
+    if sum(array.size for array in params.values()) <= ITEM_WEIGHTS_LIMIT:
+        item["weights"] = {f"layer{l}": params[f"W{l}"] for l in layers}
+        item["bias"] = {f"layer{l}": params[f"b{l}"] for l in layers}
+    else:
+        item["weight_norms"] = {f"layer{l}": float(np.linalg.norm(params[f"W{l}"])) for l in layers}
+        if is_checkpoint(config, epoch) or stops_early(config, epoch, cost):
+            item["checkpoint_key"] = params_key(config, epoch)
+    return item
+
+
+def evaluation(config: TrainingConfig, data: TrainingData, epoch: int, params: network.Params) -> dict[str, float] | None:
+    """Every `eval_every` epochs, the test set's cost and metric with the end-of-epoch weights (None otherwise)."""
+    if not config.eval_every or epoch % config.eval_every or data.X_test is None:
+        return None
+    activations = list(config.activations)
+    AL, _ = network.forward_pass(params, network.to_columns(data.X_test), activations)
+    cost = network.compute_cost(AL, network.targets(data.y_test, activations[-1], config.neurons[-1]), activations[-1])
+    metric = ("test_rmse", rmse) if config.regression else ("test_accuracy", accuracy)
+    return {"test_cost": finite_cost(cost, epoch, config), metric[0]: metric[1](params, data.X_test, data.y_test, activations)}
+
+
+def metrics(params: network.Params, data: TrainingData, config: TrainingConfig, train_outputs: np.ndarray,
+            train_targets: np.ndarray) -> dict[str, float | None]:
+    """The trained model's figures: accuracy for a classifier; RMSE and R² for a regression. The training set's are
+    computed from its outputs AL (n_L, m) and targets Y (n_L, m), the forward pass the finish step diagnoses too."""
+    activations, has_test = list(config.activations), data.X_test is not None
+    if config.regression:
+        return {
+            "train_rmse": output_rmse(train_outputs, train_targets),
+            "train_r2": output_r2(train_outputs, train_targets),
+            "test_rmse": rmse(params, data.X_test, data.y_test, activations) if has_test else None,
+            "test_r2": r2(params, data.X_test, data.y_test, activations) if has_test else None,
+        }
+    return {
+        "train_accuracy": output_accuracy(train_outputs, data.y, activations[-1]),
+        "test_accuracy": accuracy(params, data.X_test, data.y_test, activations) if has_test else None,
+    }
+
+
+def descriptions(data: TrainingData) -> dict[str, np.ndarray]:
+    """What the data says of its examples, kept in the model so predictions can name classes and take images."""
+    described = {"classes": data.classes, "example_shape": data.example_shape}
+    return {name: np.asarray(value) for name, value in described.items() if value is not None}
+
+
+def stops_early(config: TrainingConfig, epoch: int, cost: float) -> bool:
+    """The run ends after this epoch, before its last, because the epoch's cost fell below the threshold."""
+    return config.threshold is not None and cost < config.threshold and epoch < config.epochs
+
+
+def commit_seconds(epochs: int, item_units: list[int]) -> float:
+    """Time to budget for writing the items of `epochs` epochs and the commit, each epoch stored as items of
+    `item_units` write units (`run_table.epoch_write_units`): a transaction per `ITEMS_PER_WRITE` items, and the write
+    units (two per KB in a transaction) one partition (all of a run's items share its key) accepts per second."""
+    return (math.ceil(epochs * len(item_units) / ITEMS_PER_WRITE) * WRITE_REQUEST_SECONDS
+            + epochs * sum(item_units) * TRANSACTION_UNITS_PER_KB / PARTITION_WRITE_UNITS_PER_SECOND)
+
+
+def finite_cost(cost: float, epoch: int, config: TrainingConfig) -> float:
+    if not np.isfinite(cost):
+        raise RunFailure(f"the cost diverged at epoch {epoch} ({cost}); lower the learning rate ({config.learning_rate})")
+    return float(cost)
+
+
+def finite_params(params: dict[str, np.ndarray], epoch: int) -> dict[str, np.ndarray]:
+    if not all(np.all(np.abs(array) < DIVERGED_MAGNITUDE) for array in params.values()):  # NaN fails too
+        raise RunFailure(f"the weights diverged at epoch {epoch} (beyond {DIVERGED_MAGNITUDE:g} or NaN); lower the learning rate")
+    return params

@@ -1,0 +1,355 @@
+"""The step bodies: what one trainer step computes, from the run record, its data and the training state that
+earlier steps wrote (see `layout`). Every output is a pure function of those, so every attempt of a step computes
+the same bytes; the protocol (`engine`) turns a `StepResult` into effects.
+
+Each granularity reproduces `training.train_epoch` bit for bit: `layer` runs its per-batch, per-layer operations
+one layer per step; `epoch` and `auto` call it for whole epochs.
+"""
+
+import json
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from lnn_core.aws.codec import npz_to_arrays
+from lnn_core.aws.ports import Ports
+from lnn_core.aws.run_table import epoch_write_units
+from lnn_core.aws.sdk import now
+from lnn_core.errors import LnnInputError, RunFailure
+from lnn_core.ml import batching, diagnostics, network, optimizers, training
+from lnn_core.ml.config import TrainingConfig
+from lnn_core.ml.dataset import TrainingData, load_training_data
+from lnn_core.ml.shards import combine_shards, shard_columns, shard_slices, shard_sums
+from lnn_core.protocol.layout import (
+    activation_key,
+    batch_state_key,
+    gradient_key,
+    is_checkpoint,
+    model_key,
+    params_key,
+    shard_key,
+    staged_model_key,
+)
+from lnn_core.protocol.results import (
+    StepResult,
+    commit_seconds,
+    descriptions,
+    epoch_item,
+    epochs_done,
+    evaluation,
+    finite_cost,
+    finite_params,
+    metrics,
+    stops_early,
+)
+from lnn_core.protocol.schedule import AUTO_MAX_EPOCHS_PER_STEP, Position
+
+AUTO_SAFETY_SECONDS = 10.0  # auto granularity stops this long before the invocation's timeout, plus two slow epochs
+
+
+@dataclass(frozen=True)
+class PreparedData:
+    """Training data in the internal layout: examples as columns."""
+
+    data: TrainingData
+    X: np.ndarray  # (n0, m)
+    Y: np.ndarray  # (n_L, m)
+
+    @property
+    def examples(self) -> int:
+        return self.X.shape[1]
+
+
+class StepBodies:
+    """The steps of one warm container, with its caches of the run's data and of the current epoch's mini-batches."""
+
+    def __init__(self, ports: Ports):
+        self.ports = ports
+        self._data: dict[tuple[str, str], PreparedData] = {}  # keyed by (key, ETag)
+        self._epoch_batches: tuple[tuple, list] | None = None
+
+    def execute(self, position: Position, config: TrainingConfig, run: dict, context: Any) -> StepResult:
+        if position.state == "finish":
+            return self._finish(config, run)
+        if config.workers > 1:
+            return {"start": self._start, "shard": self._shard, "reduce": self._reduce}[position.state](position, config, run)
+        if config.granularity != "layer":
+            return self._whole_epochs(position, config, run, context)
+        if position.state == "start":
+            return self._start(position, config, run)
+        if position.state == "forward":
+            return self._forward(position, config, run)
+        return self._backward(position, config, run)
+
+    # ---- layer granularity ---------------------------------------------------------------------------------
+
+    def _start(self, position: Position, config: TrainingConfig, run: dict) -> StepResult:
+        """Initialize the training state (epoch 1) and mark the epoch's start."""
+        result = StepResult(fields={"epoch_started_at": now()})
+        if position.epoch == 1:
+            params = initial_params(config, run["features"])
+            result.outputs[params_key(config, 0)] = training_state(params, optimizers.init_state(params, config.optimizer))
+        return result
+
+    def _forward(self, position: Position, config: TrainingConfig, run: dict) -> StepResult:
+        """A_l, Z_l = g(W_l A_{l-1} + b_l) of one batch; after the last layer, the batch's cost sum."""
+        epoch, batch, layer = position.epoch, position.batch, position.layer
+        prepared = self._prepared(config, run)
+        batches = self._minibatches(config, prepared, epoch)
+        state = self._load(batch_state_key(config, epoch, batch - 1, len(batches)))
+        if layer == 1:
+            A_prev = batching.batch_columns(prepared.X, batches[batch - 1])
+        else:
+            A_prev = self._load(activation_key(config, epoch, batch, layer - 1))["A"]
+        A, Z = network.layer_forward(A_prev, state[f"W{layer}"], state[f"b{layer}"], config.activations[layer - 1])
+        outputs = {"A": A, "Z": Z}
+        if layer == config.layers:
+            Y = batching.batch_columns(prepared.Y, batches[batch - 1])
+            outputs["cost_sum"] = np.array(network.batch_cost_sum(A, Y, config.activations[-1], params_of(state), config.l2))
+        return StepResult(outputs={activation_key(config, epoch, batch, layer): outputs})
+
+    def _backward(self, position: Position, config: TrainingConfig, run: dict) -> StepResult:
+        """dW_l, db_l and dA_{l-1} of one batch; at layer 1 the optimizer's update, and after the epoch's last batch
+        its results item."""
+        epoch, batch, layer, L = position.epoch, position.batch, position.layer, config.layers
+        prepared = self._prepared(config, run)
+        batches = self._minibatches(config, prepared, epoch)
+        part, count = batches[batch - 1], len(batches)
+        state = self._load(batch_state_key(config, epoch, batch - 1, count))
+        forward = self._load(activation_key(config, epoch, batch, layer))
+        if layer == L:
+            dZ = network.output_delta(forward["A"], batching.batch_columns(prepared.Y, part), config.activations[-1])
+        else:
+            dA = self._load(gradient_key(config, epoch, batch, layer + 1))["dA_prev"]
+            dZ = network.hidden_delta(dA, forward["Z"], config.activations[layer - 1])
+        if layer == 1:
+            A_prev = batching.batch_columns(prepared.X, part)
+        else:
+            A_prev = self._load(activation_key(config, epoch, batch, layer - 1))["A"]
+        if layer > 1:
+            dA_prev, dW, db = network.layer_backward(dZ, A_prev, state[f"W{layer}"], config.l2)
+            return StepResult(outputs={gradient_key(config, epoch, batch, layer): {"dA_prev": dA_prev, "dW": dW, "db": db}})
+        grads = dict(zip(("dW1", "db1"), network.weight_gradients(dZ, A_prev, state["W1"], config.l2)))
+        for later in range(2, L + 1):
+            gradients = self._load(gradient_key(config, epoch, batch, later))
+            grads[f"dW{later}"], grads[f"db{later}"] = gradients["dW"], gradients["db"]
+        obsolete = [activation_key(config, epoch, batch, l) for l in range(1, L + 1)]
+        obsolete += [gradient_key(config, epoch, batch, l) for l in range(2, L + 1)]
+        batch_cost_sum = float(self._load(activation_key(config, epoch, batch, L))["cost_sum"])
+        return self._after_update(config, prepared, run, epoch=epoch, batch=batch, count=count, state=state, grads=grads,
+                                  batch_cost_sum=batch_cost_sum, obsolete=obsolete)
+
+    def _after_update(self, config: TrainingConfig, prepared: PreparedData, run: dict, *, epoch: int, batch: int,
+                      count: int, state: dict, grads: network.Params, batch_cost_sum: float,
+                      obsolete: list[str]) -> StepResult:
+        """The optimizer's update of one mini-batch, and what follows it: the training state after the batch, or,
+        after the epoch's last batch, the epoch's item (layer granularity and rounds alike)."""
+        params, opt_state = optimizers.update(params_of(state), grads, optimizer_state_of(state, config),
+                                              learning_rate=config.learning_rate, **config.optimizer_settings())
+        finite_params(params, epoch)
+        cost_sum = (float(state["cost_sum"]) if batch > 1 else 0.0) + batch_cost_sum  # as train_epoch: 0.0, each batch in order
+        if batch > 1:
+            obsolete = [*obsolete, batch_state_key(config, epoch, batch - 1, count)]
+        if batch < count:
+            key = batch_state_key(config, epoch, batch, count)
+            return StepResult(outputs={key: training_state(params, opt_state, cost_sum=np.array(cost_sum))}, obsolete=obsolete)
+        cost = finite_cost(cost_sum / prepared.examples, epoch, config)
+        item = epoch_item(config, epoch, cost, params, run.get("epoch_started_at") or now(),
+                          evaluation(config, prepared.data, epoch, params))
+        result = epochs_done(config, first_epoch=epoch, state=training_state(params, opt_state), items=[item], obsolete=obsolete)
+        result.fields["epoch_started_at"] = now()  # the next epoch starts now
+        return result
+
+    # ---- rounds of K shard workers ----------------------------------------------------------------------------
+
+    def _shard(self, position: Position, config: TrainingConfig, run: dict) -> StepResult:
+        """Shard worker i of a round: gradient sums and loss sum over its slice of the batch, from the committed
+        parameters (not a step: the round's reduce commits)."""
+        epoch, batch, shard = position.epoch, position.batch, position.shard
+        prepared = self._prepared(config, run)
+        batches = self._minibatches(config, prepared, epoch)
+        state = self._load(batch_state_key(config, epoch, batch - 1, len(batches)))
+        X_batch = batching.batch_columns(prepared.X, batches[batch - 1])
+        Y_batch = batching.batch_columns(prepared.Y, batches[batch - 1])
+        part = shard_slices(X_batch.shape[1], config.workers)[shard]
+        sums, loss = shard_sums(params_of(state), shard_columns(X_batch, part), shard_columns(Y_batch, part),
+                                list(config.activations))
+        return StepResult(outputs={shard_key(config, epoch, batch, shard): {**sums, "loss_sum": np.array(loss)}})
+
+    def _reduce(self, position: Position, config: TrainingConfig, run: dict) -> StepResult:
+        """The round's reduce: the K shards' results added in shard order, the optimizer's update; after the epoch's
+        last batch, its results item."""
+        epoch, batch = position.epoch, position.batch
+        prepared = self._prepared(config, run)
+        batches = self._minibatches(config, prepared, epoch)
+        count = len(batches)
+        state = self._load(batch_state_key(config, epoch, batch - 1, count))
+        batch_examples = examples_in(batches[batch - 1], prepared.examples)
+        grads, batch_cost_sum = combine_shards(params_of(state), self._shard_results(config, epoch, batch), batch_examples,
+                                               config.l2)
+        obsolete = [shard_key(config, epoch, batch, shard) for shard in range(config.workers)]
+        return self._after_update(config, prepared, run, epoch=epoch, batch=batch, count=count, state=state, grads=grads,
+                                  batch_cost_sum=batch_cost_sum, obsolete=obsolete)
+
+    def _shard_results(self, config: TrainingConfig, epoch: int, batch: int):
+        """The round's shard results in shard order, read one at a time and not cached (K of them would not fit)."""
+        for shard in range(config.workers):
+            key = shard_key(config, epoch, batch, shard)
+            arrays = npz_to_arrays(self.ports.store.get_bytes(key, cache=False), key=key)
+            loss = float(arrays.pop("loss_sum"))
+            yield arrays, loss
+
+    # ---- epoch and auto granularity ------------------------------------------------------------------------
+
+    def _whole_epochs(self, position: Position, config: TrainingConfig, run: dict, context: Any) -> StepResult:
+        """Whole epochs of mini-batches, from the last committed training state."""
+        first = position.epoch
+        prepared = self._prepared(config, run)
+        if first == 1:
+            params = initial_params(config, run["features"])
+            opt_state = optimizers.init_state(params, config.optimizer)
+        else:
+            state = self._load(params_key(config, first - 1))
+            params, opt_state = params_of(state), optimizer_state_of(state, config)
+        deadline = time.monotonic() + remaining_seconds(context) - AUTO_SAFETY_SECONDS
+        items, kept, slowest, epoch, item_units = [], {}, 0.0, first, []
+        while True:
+            started_at, started = now(), time.monotonic()
+            params, opt_state, cost = training.train_epoch(
+                params, opt_state, prepared.X, prepared.Y, activations=list(config.activations),
+                batches=self._minibatches(config, prepared, epoch), learning_rate=config.learning_rate,
+                l2=config.l2, **config.optimizer_settings(),
+            )
+            # the item holds lists or norms, not the arrays: memory stays flat however many epochs fit
+            cost = finite_cost(cost, epoch, config)
+            items.append(epoch_item(config, epoch, cost, finite_params(params, epoch), started_at,
+                                    evaluation(config, prepared.data, epoch, params)))
+            if is_checkpoint(config, epoch):  # kept whichever step reaches it: the item points at it
+                kept[params_key(config, epoch)] = training_state(params, opt_state)
+            slowest = max(slowest, time.monotonic() - started)
+            item_units = item_units or epoch_write_units(items[0])
+            stop = stops_early(config, epoch, cost)
+            if (
+                epoch == config.epochs
+                or stop
+                or config.granularity == "epoch"
+                or len(items) == AUTO_MAX_EPOCHS_PER_STEP
+                or time.monotonic() + 2 * slowest + commit_seconds(len(items) + 1, item_units) > deadline
+            ):
+                break
+            epoch += 1
+        result = epochs_done(config, first_epoch=first, state=training_state(params, opt_state), items=items, obsolete=[])
+        result.outputs |= kept
+        result.checkpoints |= set(kept)
+        return result
+
+    # ---- the end -------------------------------------------------------------------------------------------
+
+    def _finish(self, config: TrainingConfig, run: dict) -> StepResult:
+        """Save the model where the commit publishes it from, measure it, and end the run."""
+        epochs = run.get("progress_epoch") or config.epochs
+        params = params_of(self._load(params_key(config, epochs)))
+        prepared = self._prepared(config, run)
+        data = prepared.data
+        fit = diagnostics.training_fit(params, prepared.X, config.activations)  # one pass for the figures and warnings
+        key = model_key(run["run_id"])
+        model = model_arrays(config, params, data, epochs)
+        final = {
+            "cost": run.get("last_cost"),
+            **metrics(params, data, config, fit.AL, prepared.Y),
+            "epochs": epochs,
+            "stopped_early_at": run.get("stopped_early_at"),
+            "seed": config.seed,
+            "seconds": round(time.time() - run["created_epoch_seconds"], 3),
+            "invocations": run.get("invocations", 0) + 1,
+            "model_key": key,
+            "warnings": diagnostics.model_warnings(fit, prepared.Y, config, data.classes),
+        }
+        staged = staged_model_key(run["run_id"], epochs)
+        result = StepResult(outputs={staged: model}, final=final)
+        result.checkpoints.add(staged)
+        return result
+
+    def stopped_model(self, config: TrainingConfig, run: dict) -> tuple[str, dict[str, np.ndarray]]:
+        """The model a stop keeps: that of the last committed epoch, from its training state (kept until the step
+        that completes the next epoch commits), as the finish would write it after that epoch; with the key it is
+        staged at. A `RunFailure` when that state is gone."""
+        epoch = run["progress_epoch"]
+        params = params_of(self._load(params_key(config, epoch)))
+        return staged_model_key(run["run_id"], epoch), model_arrays(config, params, self._prepared(config, run).data, epoch)
+
+    # ---- inputs --------------------------------------------------------------------------------------------
+
+    def _load(self, key: str) -> dict[str, np.ndarray]:
+        return npz_to_arrays(self.ports.store.get_bytes(key), key=key)
+
+    def _prepared(self, config: TrainingConfig, run: dict) -> PreparedData:
+        """The run's training data, parsed once per warm container and ETag."""
+        cache_key = (config.data, run["data_etag"])
+        if cache_key not in self._data:
+            raw = self.ports.store.get_bytes(config.data, etag=run["data_etag"], cache=False)
+            self._data.clear()  # one run's data at a time: a warm container serves one chain
+            try:
+                data = load_training_data(raw, source=f"s3://{self.ports.store.bucket}/{config.data}")
+                data.check_fits(config)
+                X = network.to_columns(data.X)
+                Y = network.targets(data.y, config.activations[-1], config.neurons[-1])
+            except LnnInputError as error:
+                raise RunFailure(str(error)) from error
+            except MemoryError as error:
+                raise RunFailure(f"the training data does not fit the trainer's memory ({error}); deploy with a larger "
+                                 "-c memory_size") from error
+            self._data[cache_key] = PreparedData(data, X, Y)
+        return self._data[cache_key]
+
+    def _minibatches(self, config: TrainingConfig, prepared: PreparedData, epoch: int) -> list:
+        """The epoch's mini-batches (example indices), computed once per container and epoch."""
+        key = (config.data, prepared.examples, config.batch_size, config.replay_shuffle_seed(), epoch)
+        if self._epoch_batches is None or self._epoch_batches[0] != key:
+            batches = batching.minibatches(prepared.examples, config.batch_size, config.replay_shuffle_seed(), epoch)
+            self._epoch_batches = (key, batches)
+        return self._epoch_batches[1]
+
+
+# ---- the training state ----------------------------------------------------------------------------------------
+
+
+def initial_params(config: TrainingConfig, features: int) -> network.Params:
+    """The run's initial parameters: seeded lecun/he, or LNN 0.0's constant `weight` and `bias`."""
+    params = network.init_params([features, *config.neurons], config.init, config.seed)
+    if config.weight is None:
+        return params
+    return {name: np.full_like(value, config.weight if name.startswith("W") else config.bias)
+            for name, value in params.items()}
+
+
+def model_arrays(config: TrainingConfig, params: network.Params, data: TrainingData, epoch: int) -> dict[str, np.ndarray]:
+    """A model.npz's arrays: the parameters after `epoch`, what the PredictLambda needs to use them, and `epoch`."""
+    return {**params, "activations": np.array(list(config.activations)),
+            "config": np.array(json.dumps(config.to_parameters())), "epoch": np.array(epoch), **descriptions(data)}
+
+
+def training_state(params: network.Params, opt_state: dict[str, np.ndarray], **extras: np.ndarray) -> dict[str, np.ndarray]:
+    """One .npz's arrays: the parameters, the optimizer state (its keys never clash with W1, b1, ...) and extras."""
+    return {**params, **opt_state, **extras}
+
+
+def params_of(state: dict[str, np.ndarray]) -> network.Params:
+    return {name: value for name, value in state.items() if name[0] in "Wb" and name[1:].isdigit()}
+
+
+def optimizer_state_of(state: dict[str, np.ndarray], config: TrainingConfig) -> dict[str, np.ndarray]:
+    return {name: state[name] for name in optimizers.state_keys(params_of(state), config.optimizer)}
+
+
+def examples_in(batch: batching.Batch, examples: int) -> int:
+    """The number of examples of a mini-batch (a slice of all `examples`, or an index array)."""
+    return len(range(examples)[batch]) if isinstance(batch, slice) else len(batch)
+
+
+def remaining_seconds(context: Any) -> float:
+    """Seconds left in this invocation (unbounded without a Lambda context, as in a direct call)."""
+    if context is None or not hasattr(context, "get_remaining_time_in_millis"):
+        return float("inf")
+    return context.get_remaining_time_in_millis() / 1000

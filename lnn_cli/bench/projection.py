@@ -1,0 +1,76 @@
+"""The workers job's projection of time and cost per epoch on AWS for K = 1 .. 64 workers (`aws_projection`), from
+K = 1's compute per epoch, with its prices and assumed latencies (`AwsAssumptions`)."""
+
+from dataclasses import dataclass
+
+from lnn_core.aws.pricing import price_table
+
+PROJECTION_WORKERS = (1, 2, 4, 8, 16, 32, 64)
+PRICES = price_table()  # us-east-1, arm64: lnn_core.aws.pricing holds the prices and their sources
+
+
+@dataclass(frozen=True)
+class AwsAssumptions:
+    """Prices (`lnn_core.aws.pricing`'s default table) and latencies of `aws_projection`. Latencies and bandwidth are
+    assumptions: no AWS page states them."""
+
+    memory_mb: int = 1769  # one vCPU (docs.aws.amazon.com/lambda/latest/dg/configuration-memory.html)
+    gb_second: float = PRICES.lambda_gb_second  # $ per GB-second
+    lambda_request: float = PRICES.lambda_request  # $ per request
+    s3_put: float = PRICES.s3_put  # $ per PUT (DELETEs are free)
+    s3_get: float = PRICES.s3_get  # $ per GET
+    write_unit: float = PRICES.dynamodb_write_unit  # $ per DynamoDB write request unit (on demand)
+    read_unit: float = PRICES.dynamodb_read_unit  # $ per DynamoDB read request unit
+    s3_latency: float = 0.030  # s per S3 request of a small object: "tens of milliseconds" (assumed)
+    bandwidth: float = 75e6  # bytes/s of one function's network (assumed)
+    invoke_latency: float = 0.030  # s per asynchronous Invoke call (assumed)
+    hop_latency: float = 0.050  # s from an accepted async invoke to the handler's start (assumed)
+    dynamodb_latency: float = 0.010  # s per DynamoDB request (assumed: "single-digit milliseconds" plus the network)
+
+
+def aws_round(compute_seconds: float, workers: int, gradient_bytes: int, assumptions: AwsAssumptions = AwsAssumptions(),
+              state_bytes: int | None = None) -> dict:
+    """One full-batch round (= one epoch) of K = `workers` on AWS, from K = 1's compute per epoch T1 =
+    `compute_seconds`; G = `gradient_bytes`, S = `state_bytes` (gd: the parameters, as large as G).
+
+    With L the S3 latency, B the bandwidth, d the DynamoDB latency, i an Invoke call and h the hop from an async
+    invoke to the handler's start, the requests being those the runs make (`per_round`):
+      K = 1, the chain: compute T1; PUT the state and delete the previous one; 5 DynamoDB requests (read the run,
+        mark started, epoch item, commit, mark sent); 1 invoke:
+            time(1) = T1 + (L + S/B) + L + 5 d + i + h
+      K > 1, the critical path: a shard GETs the state, computes T1 / K, PUTs its sums, makes 4 DynamoDB requests
+        (read, mark started, barrier, claim) and invokes the reduce; the reduce GETs the K sums one after another,
+        PUTs the state, deletes the round's objects, makes 5 DynamoDB requests and sends the K shard events one
+        after another:
+            time(K) = T1/K + 2 (L + S/B) + (K + 1)(L + G/B) + L + 9 d + (K + 1) i + 2 h
+    Cost: the billed durations (the chain's step; K shards and the reduce) at `memory_mb`, one request per
+    invocation (1; K + 1), S3 PUTs (1; K + 1) and GETs (0; 2K), DynamoDB write units (7; 3K + 8: a run record of
+    about 2 KB costs 2 per write, the barrier, the claim and the epoch item 1) and consistent reads (1; K + 1).
+    """
+    a, K = assumptions, workers
+    S = gradient_bytes if state_bytes is None else state_bytes
+    state, sums, d = a.s3_latency + S / a.bandwidth, a.s3_latency + gradient_bytes / a.bandwidth, a.dynamodb_latency
+    if K == 1:
+        compute = compute_seconds
+        step = compute + state + a.s3_latency + 5 * d + a.invoke_latency
+        communication = step - compute + a.hop_latency
+        durations, requests, puts, gets, writes, reads = step, 1, 1, 0, 7, 1
+    else:
+        compute = compute_seconds / K
+        shard = state + compute + sums + 4 * d + a.invoke_latency
+        reduce = K * sums + state + a.s3_latency + 5 * d + K * a.invoke_latency
+        communication = shard - compute + reduce + 2 * a.hop_latency
+        durations, requests, puts, gets, writes, reads = K * shard + reduce, K + 1, K + 1, 2 * K, 3 * K + 8, K + 1
+    cost = {"lambda": durations * a.memory_mb / 1024 * a.gb_second + requests * a.lambda_request,
+            "s3": puts * a.s3_put + gets * a.s3_get, "dynamodb": writes * a.write_unit + reads * a.read_unit}
+    return {"workers": K, "compute": compute, "communication": communication, "seconds": compute + communication,
+            "cost": sum(cost.values()), "cost_by_service": cost}
+
+
+def aws_projection(compute_seconds: float, gradient_bytes: int, workers: tuple[int, ...] = PROJECTION_WORKERS,
+                   assumptions: AwsAssumptions = AwsAssumptions()) -> dict:
+    """`aws_round` for each K, each with its speedup over K = 1, and the K of the least time per epoch."""
+    rows = [aws_round(compute_seconds, K, gradient_bytes, assumptions) for K in workers]
+    for row in rows:
+        row["speedup"] = rows[0]["seconds"] / row["seconds"]
+    return {"rows": rows, "best_workers": min(rows, key=lambda row: row["seconds"])["workers"]}
