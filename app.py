@@ -4,7 +4,7 @@
 import sys
 
 from lnn_stack.application import create_app
-from lnn_stack.context import ContextError
+from lnn_stack.settings.context import ContextError
 
 
 def main() -> int:
