@@ -43,19 +43,17 @@ ENVIRONMENT = {
 
 def table_definition() -> dict[str, Any]:
     """The results table as the stack creates it: run records and epoch items, and the sparse keys-only indexes of
-    runs by status and of ended runs still owed their message (when lnn_core has it)."""
-    from lnn_core.aws import ports, run_table
+    runs by status and of ended runs still owed their message."""
+    from lnn_core.aws import run_table
 
     attributes = [{"AttributeName": "run_id", "AttributeType": "S"}, {"AttributeName": "epoch", "AttributeType": "N"},
                   {"AttributeName": "status", "AttributeType": "S"}]
     indexes = [{"IndexName": run_table.RUNS_BY_STATUS_INDEX, "KeySchema": [{"AttributeName": "status", "KeyType": "HASH"}],
                 "Projection": {"ProjectionType": "KEYS_ONLY"}}]
-    awaiting = getattr(ports, "RUNS_AWAITING_MESSAGE_INDEX", None)
-    due = getattr(ports, "MESSAGE_DUE", None)
-    if awaiting and due:
-        attributes.append({"AttributeName": due, "AttributeType": "S"})
-        indexes.append({"IndexName": awaiting, "KeySchema": [{"AttributeName": due, "KeyType": "HASH"}],
-                        "Projection": {"ProjectionType": "KEYS_ONLY"}})
+    attributes.append({"AttributeName": run_table.MESSAGE_DUE, "AttributeType": "S"})
+    indexes.append({"IndexName": run_table.RUNS_AWAITING_MESSAGE_INDEX,
+                    "KeySchema": [{"AttributeName": run_table.MESSAGE_DUE, "KeyType": "HASH"}],
+                    "Projection": {"ProjectionType": "KEYS_ONLY"}})
     return {
         "TableName": TABLE,
         "KeySchema": [{"AttributeName": "run_id", "KeyType": "HASH"}, {"AttributeName": "epoch", "KeyType": "RANGE"}],

@@ -207,18 +207,15 @@ class Simulator:
             def sleep(self, seconds):
                 sim.now += seconds
 
-        saved = []
-        for module, name, value in ((trainer, "uuid", _Uuid), (run_control, "uuid", _Uuid), (launcher, "uuid", _Uuid),
-                                    (launcher, "secrets", _Secrets), (sdk, "time", _Time()),
-                                    (launcher, "time", _Time()), (steps, "time", _Time()), (trainer, "time", _Time())):
-            if hasattr(module, name):
-                saved.append((module, name, getattr(module, name)))
-                setattr(module, name, value)
         import lnn_core.aws.run_table as run_table
 
-        if hasattr(run_table, "time"):
-            saved.append((run_table, "time", run_table.time))
-            run_table.time = _Time()
+        saved = []
+        # Every module of lnn_core that reads ids, secrets or the wall clock (a module missing here is an error)
+        for module, name, value in ((trainer, "uuid", _Uuid), (run_control, "uuid", _Uuid), (launcher, "uuid", _Uuid),
+                                    (launcher, "secrets", _Secrets), (sdk, "time", _Time()), (run_table, "time", _Time()),
+                                    (launcher, "time", _Time()), (steps, "time", _Time()), (trainer, "time", _Time())):
+            saved.append((module, name, getattr(module, name)))
+            setattr(module, name, value)
         return saved
 
     def session(self, container: Container) -> Any:
