@@ -312,13 +312,15 @@ class RunTable:
         run or a losing twin can leave items of later epochs; readers show only these."""
         return self.epoch_items(run["run_id"], through=run["progress_epoch"]) if run.get("progress_epoch") else []
 
-    def epoch_figures(self, run: dict[str, Any], *, after: int = 0) -> list[dict[str, Any]]:
-        """What readers show of the committed epochs after `after`: their `EPOCH_FIGURES`, from the figures items
-        alone (one query of small items). Like `committed_epochs`, nothing beyond the run's `progress_epoch`."""
+    def epoch_figures(self, run: dict[str, Any], *, after: int = 0,
+                      attributes: tuple[str, ...] = EPOCH_FIGURES) -> list[dict[str, Any]]:
+        """What readers show of the committed epochs after `after`: their `EPOCH_FIGURES`, or the `attributes` a
+        reader shows of them, from the figures items alone (one query of small items; an emulator's answer takes
+        time by the attribute). Like `committed_epochs`, nothing beyond the run's `progress_epoch`."""
         last = run.get("progress_epoch") or 0
         if last <= after:
             return []
-        return self.list_epochs(run["run_id"], through=last, after=after, attributes=EPOCH_FIGURES)
+        return self.list_epochs(run["run_id"], through=last, after=after, attributes=attributes)
 
     def committed_epoch(self, run: dict[str, Any]) -> dict[str, Any] | None:
         """The whole item (figures and weights) of the run's last committed epoch; None before its first."""

@@ -34,6 +34,7 @@ HOST = "127.0.0.1"
 DEFAULT_PORT = 8765
 MAX_UPLOAD_BYTES = 8 * 2**20
 DEPLOYED_PREDICTOR = "PredictLambda (deployed)"  # its physical name is the page's hover text (title)
+CURVE_FIGURES = ("epoch", "cost", "test_cost")  # what the page shows of an epoch: its point on the two curves
 
 
 def create_app(stack: DeployedStack) -> Flask:
@@ -63,7 +64,7 @@ def create_app(stack: DeployedStack) -> Flask:
     @app.get("/api/runs")
     def runs():
         with lock:
-            records = stack.ports.table.list_runs()
+            records = stack.table.list_runs()
         records.sort(key=lambda run: run.get("created_at", ""), reverse=True)
         return jsonify({"stack": stack.outputs.stack_name, "runs": [summary(run) for run in records]})
 
@@ -72,7 +73,7 @@ def create_app(stack: DeployedStack) -> Flask:
         after = epoch_after(request.args.get("after"))
         with lock:
             record = stack.run(run_id)
-            epochs = stack.ports.table.epoch_figures(record, after=after)
+            epochs = stack.table.epoch_figures(record, after=after, attributes=CURVE_FIGURES)
             model = None
             if control.published_model(record):
                 model = predict.load_model(stack, record).describe()

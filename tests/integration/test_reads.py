@@ -3,6 +3,7 @@ only the epochs after the page's last, never an epoch beyond `progress_epoch`; t
 `lnn results --weights`. And the page's run request, its `after` and its percentages."""
 
 import json
+import os
 
 import numpy as np
 import pytest
@@ -97,14 +98,39 @@ def test_the_figures_of_many_epochs_are_one_request(aws):
     assert table._counter.requests["dynamodb"] == asked + 1
 
 
-def test_the_page_gets_the_epochs_after_its_last(aws, table):
-    from lnn_cli.web.app import create_app
-    from lnn_cli.remote import DeployedStack
+def deploy_outputs(aws) -> None:
     from tests.browser.test_page import stack_template
 
     aws.session.client("cloudformation").create_stack(StackName="LnnStack", TemplateBody=stack_template({
         "BucketName": aws.bucket, "TableName": "lnn-results", "TopicArn": aws.topic_arn, "TrainerFunctionName": "t",
         "LaunchFunctionName": "l", "WatchdogFunctionName": "w"}))
+
+
+def test_lnn_results_builds_no_client_it_does_not_use(aws, table, monkeypatch):
+    """`lnn results` reads the stack's outputs and the table: the SNS, Lambda and S3 clients, whose models take
+    longer to load than its reads, are built only when a command uses them."""
+    from argparse import Namespace
+
+    from rich.console import Console
+
+    from lnn_cli import remote
+
+    deploy_outputs(aws)
+    built, client = [], aws.session.client
+    monkeypatch.setattr(aws.session, "client", lambda service, **kwargs: built.append(service) or client(service, **kwargs))
+    stack = remote.DeployedStack(aws.session, "LnnStack")
+    arguments = Namespace(run_id="r", csv=False, weights=False, plot=None, prices=None)
+    with open(os.devnull, "w") as sink:
+        assert remote.command_results(arguments, stack, Console(file=sink)) == 0
+    assert sorted(built) == ["cloudformation", "dynamodb"]  # the table resource's client
+    assert stack.ports.table is stack.table and sorted(built) == ["cloudformation", "dynamodb", "lambda", "s3", "sns"]
+
+
+def test_the_page_gets_the_epochs_after_its_last(aws, table):
+    from lnn_cli.web.app import create_app
+    from lnn_cli.remote import DeployedStack
+
+    deploy_outputs(aws)
     client = create_app(DeployedStack(aws.session, "LnnStack")).test_client()
     local = {"base_url": "http://127.0.0.1:8765"}
     whole = client.get("/api/runs/r", **local).get_json()

@@ -84,7 +84,7 @@ class FakeTable:
     def get_run(self, run_id):
         return self._run
 
-    def epoch_figures(self, run, *, after=0):
+    def epoch_figures(self, run, *, after=0, attributes=None):
         return [{"epoch": epoch, "cost": 0.5 / epoch, "learning_rate": 0.1, "finished_at": "t"} for epoch in (1, 2, 3)
                 if epoch > after]
 
@@ -93,8 +93,7 @@ class FakeTable:
 
 
 def fake_stack(run):
-    stack = SimpleNamespace(ports=SimpleNamespace(table=FakeTable(run)),
-                            outputs=SimpleNamespace(stack_name="LnnStack", bucket="b"))
+    stack = SimpleNamespace(table=FakeTable(run), outputs=SimpleNamespace(stack_name="LnnStack", bucket="b"))
     stack.run = lambda run_id: run
     return stack
 
