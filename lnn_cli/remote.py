@@ -56,7 +56,7 @@ class DeployedStack:
     @functools.cached_property
     def ports(self) -> Ports:
         """The ports to all of the stack's resources. Built on first use: loading the SNS, Lambda and S3 clients'
-        models took 0.15-0.35 s, more than a quarter of `lnn results` (docs/performance.md), which uses none."""
+        models took 0.35 s at load 6, a quarter of `lnn results` then (docs/performance.md), which uses none."""
         return Ports(
             table=self.table,
             notifier=SnsNotifier(self.session.client("sns", config=CLI_BOTO_CONFIG), self.outputs.topic_arn, self.counter),
