@@ -1,6 +1,6 @@
 """The commands for a deployed stack: start, status, results, runs, stop, resume, predict.
 
-The stack's resources come from its CloudFormation outputs. Stop and resume use `lnn_core.control`, the same
+The stack's resources come from its CloudFormation outputs. Stop and resume use `lnn_core.run_control`, the same
 code the functions run, through the same ports.
 """
 
@@ -15,24 +15,14 @@ from typing import Any
 
 import boto3
 import numpy as np
-from lnn_core import run_control
-from lnn_core.aws import pricing
-from lnn_core.aws.ports import LambdaInvoker, Ports, S3ObjectStore, SnsNotifier
-from lnn_core.aws.run_table import RunTable
-from lnn_core.aws.sdk import BOTO_CONFIG, IoCounter
+from rich import box
+from rich.console import Console
+from rich.table import Table
+from rich.text import Text
+
 from lnn_cli.cloud.local import new_run_id, upload_run_inputs
 from lnn_cli.cloud.stack import CLI_BOTO_CONFIG, StackOutputs, aws_errors_explained
-from lnn_core.errors import LnnInputError, RunFailure
 from lnn_cli.inputs import read_prediction_data, validate_run
-from lnn_core.launch.launcher import LaunchLimits
-from lnn_core.ml import network
-from lnn_core.ml.config import check_run_id
-from lnn_core.predictor import (
-    SYNC_PAYLOAD_LIMIT,
-    Model,
-    predicted_probability,
-    rows_that_fit,
-)
 from lnn_cli.presentation.configuration import show_launched_configuration
 from lnn_cli.presentation.progress import RunProgress, run_progress, timing_text
 from lnn_cli.presentation.report import (
@@ -41,16 +31,24 @@ from lnn_cli.presentation.report import (
     show_warnings,
     warning_mark,
 )
+from lnn_core import run_control
+from lnn_core.aws import pricing
+from lnn_core.aws.ports import LambdaInvoker, Ports, S3ObjectStore, SnsNotifier
+from lnn_core.aws.run_table import RunTable
+from lnn_core.aws.sdk import BOTO_CONFIG, IoCounter
+from lnn_core.errors import LnnInputError, RunFailure
+from lnn_core.launch.launcher import LaunchLimits
+from lnn_core.ml import network
+from lnn_core.ml.config import check_run_id
+from lnn_core.predictor import SYNC_PAYLOAD_LIMIT, Model, predicted_probability, rows_that_fit
 from lnn_core.protocol import end_message, ending
-from rich import box
-from rich.console import Console
-from rich.table import Table
-from rich.text import Text
 
 FOLLOW_SECONDS = 2.0  # how often `status --follow` reads the run record
 # What an epoch item records of the test set every `eval_every` epochs (results.evaluation): (key, label, format)
 TEST_FIGURES = (("test_cost", "test cost", "{:.6f}"),
                 *((key, label, style) for key, label, style in end_message.FIGURES if key in ("test_accuracy", "test_rmse")))
+# What the text table of `lnn results` shows of an epoch's figures (its columns; --plot needs no other)
+TABLE_FIGURES = ("epoch", "cost", *(key for key, _, _ in TEST_FIGURES), "learning_rate", "finished_at")
 
 
 class DeployedStack:
@@ -59,13 +57,21 @@ class DeployedStack:
     def __init__(self, session: boto3.Session, stack_name: str):
         self.session = session
         self.outputs = StackOutputs.from_stack(session, stack_name)
-        counter = IoCounter()
-        self.ports = Ports(
-            table=RunTable(session.resource("dynamodb", config=CLI_BOTO_CONFIG).Table(self.outputs.table), counter),
-            notifier=SnsNotifier(session.client("sns", config=CLI_BOTO_CONFIG), self.outputs.topic_arn, counter),
-            invoker=LambdaInvoker(session.client("lambda", config=CLI_BOTO_CONFIG), self.outputs.trainer_function, counter),
-            counter=counter,
-            store=S3ObjectStore(session.client("s3", config=CLI_BOTO_CONFIG), self.outputs.bucket, counter),
+        self.counter = IoCounter()
+        # what the reads (`lnn results`, `status`, `runs`, the page) need of the stack: `ports` is built on first use
+        self.table = RunTable(session.resource("dynamodb", config=CLI_BOTO_CONFIG).Table(self.outputs.table), self.counter)
+
+    @functools.cached_property
+    def ports(self) -> Ports:
+        """The ports to all of the stack's resources. Built on first use: loading the SNS, Lambda and S3 clients'
+        models took 0.35 s at load 6, a quarter of `lnn results` then (docs/performance.md), which uses none."""
+        return Ports(
+            table=self.table,
+            notifier=SnsNotifier(self.session.client("sns", config=CLI_BOTO_CONFIG), self.outputs.topic_arn, self.counter),
+            invoker=LambdaInvoker(self.session.client("lambda", config=CLI_BOTO_CONFIG), self.outputs.trainer_function,
+                                  self.counter),
+            counter=self.counter,
+            store=S3ObjectStore(self.session.client("s3", config=CLI_BOTO_CONFIG), self.outputs.bucket, self.counter),
         )
 
     def invoke_predictor(self, payload: dict[str, Any]) -> dict[str, Any]:
@@ -85,7 +91,7 @@ class DeployedStack:
         return answer
 
     def run(self, run_id: str) -> dict[str, Any]:
-        run = self.ports.table.get_run(check_run_id(run_id))
+        run = self.table.get_run(check_run_id(run_id))
         if run is None:
             raise LnnInputError(f"no run named {run_id!r} in stack {self.outputs.stack_name}; `lnn runs` lists them")
         return run
@@ -184,7 +190,8 @@ def status_line(run: dict[str, Any]) -> str:
 
 def command_results(args, stack: DeployedStack, console: Console) -> int:
     run = stack.run(args.run_id)
-    epochs = stack.ports.table.epoch_figures(run)  # the weights only with --weights, and of one epoch
+    # the weights only with --weights, and of one epoch; started_at only in the CSV
+    epochs = stack.table.epoch_figures(run, **({} if args.csv else {"attributes": TABLE_FIGURES}))
     costs = [item["cost"] for item in epochs]
     evaluated = [(key, label, style) for key, label, style in TEST_FIGURES if any(key in item for item in epochs)]
     if args.csv:
@@ -210,7 +217,7 @@ def command_results(args, stack: DeployedStack, console: Console) -> int:
         if published:
             console.print(f"model from epoch {published[1]}: s3://{stack.outputs.bucket}/{published[0]}")
     if args.weights:
-        show_weights(run, stack.ports.table.committed_epoch(run), stack, console)
+        show_weights(run, stack.table.committed_epoch(run), stack, console)
     if args.plot:
         plot_costs(costs, args.plot, run_id=args.run_id,
                    test_costs={int(item["epoch"]): item["test_cost"] for item in epochs if "test_cost" in item})
@@ -264,7 +271,7 @@ def model_params(stack: DeployedStack, key: str) -> dict[str, np.ndarray]:
 
 
 def command_runs(args, stack: DeployedStack, console: Console) -> int:
-    runs = sorted(stack.ports.table.list_runs(), key=lambda run: run.get("created_at", ""))
+    runs = sorted(stack.table.list_runs(), key=lambda run: run.get("created_at", ""))
     # Fits 80 columns: light borders, the warnings beside the status, the creation time to the
     # minute (the granularity is in `lnn status`); nothing cut
     table = Table(title=f"runs in {stack.outputs.stack_name}", title_justify="left", box=box.SIMPLE_HEAD,

@@ -129,12 +129,15 @@ class MotoWorld:
         by_range = self.table.items.get(DynamoType({"S": run_id}))
         return None if by_range is None else by_range.get(DynamoType({"N": str(epoch)}))
 
-    def epoch_items(self, run_id: str) -> dict[int, Any]:
-        """The run's epoch items by sort key: each epoch's figures item (its epoch) and weights item (above)."""
+    def epoch_items(self, run_id: str) -> dict[tuple[str, int], Any]:
+        """The run's epoch items by key (partition, epoch): each epoch's figures item (in the run's partition) and
+        weights item (in its weights partition)."""
         from moto.dynamodb.models.dynamo_type import DynamoType
 
-        by_range = self.table.items.get(DynamoType({"S": run_id})) or {}
-        return {int(key.value): item for key, item in by_range.items() if int(key.value) > 0}
+        from lnn_core.aws.run_table import weights_partition
+
+        return {(partition, int(key.value)): item for partition in (run_id, weights_partition(run_id))
+                for key, item in (self.table.items.get(DynamoType({"S": partition})) or {}).items() if int(key.value) > 0}
 
     def object(self, key: str) -> bytes | None:
         found = self.bucket.keys.get(key)

@@ -27,10 +27,11 @@ import json
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from lnn_core import run_control
-from lnn_core.protocol.ending import TERMINAL
-from lnn_core.protocol import sending
+
 from lnn_cli.simulate.scenario import RUN_ID, START, reference
+from lnn_core import run_control
+from lnn_core.protocol import sending
+from lnn_core.protocol.ending import TERMINAL
 
 if TYPE_CHECKING:
     from lnn_cli.simulate.simulator import Simulator
@@ -57,7 +58,7 @@ class Monitor:
         self.committed_by: Any = None
         self.commits: dict[int, str] = {}
         self.progress = 0
-        self.snapshots: dict[int, str] = {}  # a committed epoch's items' sort keys -> the item, as first seen
+        self.snapshots: dict[tuple[str, int], str] = {}  # a committed epoch's items by (partition, epoch), as first seen
         self.messages: list[dict[str, Any]] = []
         self.model_epochs: set[int] = set()  # the `model_epoch` of every ending that committed
         self.model_digest: bytes | None = None  # the published model's bytes as last checked
@@ -186,11 +187,11 @@ class Monitor:
             self._fail("epochs", f"progress_epoch went back from {self.progress} to {progress}")
         if progress == self.progress and not items_touched:
             return  # a write of the run record alone: no epoch item changed
-        from lnn_core.aws.run_table import weights_epoch
+        from lnn_core.aws.run_table import weights_partition
 
         items = self.world.epoch_items(RUN_ID)
         for epoch in range(self.progress + 1, progress + 1):
-            for key, kind in ((epoch, "figures"), (weights_epoch(epoch), "weights")):
+            for key, kind in (((RUN_ID, epoch), "figures"), ((weights_partition(RUN_ID), epoch), "weights")):
                 if key not in items:
                     self._fail("epochs", f"epoch {epoch} committed (progress_epoch {progress}) without its {kind} item")
                 self.snapshots[key] = _item_json(items[key])

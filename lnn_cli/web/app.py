@@ -20,18 +20,20 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 from flask import Flask, jsonify, render_template, request
+from werkzeug.exceptions import HTTPException
+from werkzeug.serving import make_server
+
+from lnn_cli.stack_commands import DeployedStack, run_cost
 from lnn_cli.web import predict
 from lnn_core.errors import LnnInputError
 from lnn_core.protocol import end_message, ending
-from lnn_cli.stack_commands import DeployedStack, run_cost
-from werkzeug.exceptions import HTTPException
-from werkzeug.serving import make_server
 
 log = logging.getLogger("lnn.serve")
 HOST = "127.0.0.1"
 DEFAULT_PORT = 8765
 MAX_UPLOAD_BYTES = 8 * 2**20
 DEPLOYED_PREDICTOR = "PredictLambda (deployed)"  # its physical name is the page's hover text (title)
+CURVE_FIGURES = ("epoch", "cost", "test_cost")  # what the page shows of an epoch: its point on the two curves
 
 
 def create_app(stack: DeployedStack) -> Flask:
@@ -61,7 +63,7 @@ def create_app(stack: DeployedStack) -> Flask:
     @app.get("/api/runs")
     def runs():
         with lock:
-            records = stack.ports.table.list_runs()
+            records = stack.table.list_runs()
         records.sort(key=lambda run: run.get("created_at", ""), reverse=True)
         return jsonify({"stack": stack.outputs.stack_name, "runs": [summary(run) for run in records]})
 
@@ -70,7 +72,7 @@ def create_app(stack: DeployedStack) -> Flask:
         after = epoch_after(request.args.get("after"))
         with lock:
             record = stack.run(run_id)
-            epochs = stack.ports.table.epoch_figures(record, after=after)
+            epochs = stack.table.epoch_figures(record, after=after, attributes=CURVE_FIGURES)
             model = None
             if ending.published_model(record):
                 model = predict.load_model(stack, record).describe()

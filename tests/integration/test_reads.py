@@ -1,19 +1,20 @@
-"""Reads show what they need: the epochs' figures without weights (items of their own, read with a projection),
+"""Reads show what they need: the epochs' figures without weights (in a partition of their own, read with a projection),
 only the epochs after the page's last, never an epoch beyond `progress_epoch`; the weights of one epoch only for
 `lnn results --weights`. And the page's run request, its `after` and its percentages."""
 
 import json
+import os
 
 import numpy as np
 import pytest
-from lnn_core.aws.run_table import EPOCH_FIGURES, RunTable, weights_epoch
+
+from lnn_cli.web.app import epoch_after, page_figures, percent
+from lnn_core.aws.run_table import EPOCH_FIGURES, RunTable, weights_partition
 from lnn_core.aws.sdk import IoCounter, now
 from lnn_core.errors import LnnInputError
 from lnn_core.ml import network
-from lnn_core.ml.config import TrainingConfig
+from lnn_core.ml.config import TrainingConfig, check_run_id
 from lnn_core.protocol.results import epoch_item
-
-from lnn_cli.web.app import epoch_after, page_figures, percent
 
 CONFIG = TrainingConfig.from_parameters({"epochs": 10, "learning_rate": 0.3, "neurons": [20, 7, 5, 1], "eval_every": 2,
                                          "activations": ["relu", "relu", "relu", "sigmoid"], "data": "runs/r/data.npz"})
@@ -57,17 +58,24 @@ def test_figures_after_an_epoch(table):
 def test_the_last_committed_item_whole(table):
     last = table.committed_epoch(table.get_run("r"))
     assert last["epoch"] == 4 and np.array(last["weights"]["layer1"]).shape == (20, 30)
-    assert last["test_cost"] == 0.5 and "weights_of" not in last and last == table.committed_epochs(table.get_run("r"))[-1]
+    assert last["test_cost"] == 0.5 and last == table.committed_epochs(table.get_run("r"))[-1]
     assert table.committed_epoch({"run_id": "r", "progress_epoch": 0}) is None
 
 
-def test_figures_and_weights_are_items_of_their_own(aws, table):
-    """The figures item at the epoch has no weights; the weights item, at a key above every epoch, names its epoch.
-    Every item the steps wrote, committed or not, is there whole."""
+def test_figures_and_weights_are_in_partitions_of_their_own(aws, table):
+    """The run's partition holds its record and its figures items, no weights (moto walks a whole partition to
+    answer a query of its figures); the weights items are at their epochs in the run's weights partition, the
+    partition of no run. Every item the steps wrote, committed or not, is there whole."""
+    from boto3.dynamodb.conditions import Key
+
     raw = aws.session.resource("dynamodb").Table("lnn-results")
-    figures = raw.get_item(Key={"run_id": "r", "epoch": 3})["Item"]
-    weights = raw.get_item(Key={"run_id": "r", "epoch": weights_epoch(3)})["Item"]
-    assert not set(figures) & {"weights", "bias"} and weights["weights_of"] == 3 and "cost" not in weights
+    partition = raw.query(KeyConditionExpression=Key("run_id").eq("r"))["Items"]
+    assert [item["epoch"] for item in partition] == [0, 1, 2, 3, 4, 5, 6]
+    assert not any(set(item) & {"weights", "bias"} for item in partition)
+    weights = raw.get_item(Key={"run_id": weights_partition("r"), "epoch": 3})["Item"]
+    assert set(weights) == {"run_id", "epoch", "weights", "bias"}
+    with pytest.raises(LnnInputError):
+        check_run_id(weights_partition("r"))
     assert np.array(weights["weights"]["layer2"], dtype=float).shape == (7, 20)
     whole = table.epoch_items("r")
     assert [item["epoch"] for item in whole] == [1, 2, 3, 4, 5, 6] and all("bias" in item for item in whole)
@@ -90,14 +98,39 @@ def test_the_figures_of_many_epochs_are_one_request(aws):
     assert table._counter.requests["dynamodb"] == asked + 1
 
 
-def test_the_page_gets_the_epochs_after_its_last(aws, table):
-    from lnn_cli.stack_commands import DeployedStack
-    from lnn_cli.web.app import create_app
+def deploy_outputs(aws) -> None:
     from tests.browser.test_page import stack_template
 
     aws.session.client("cloudformation").create_stack(StackName="LnnStack", TemplateBody=stack_template({
         "BucketName": aws.bucket, "TableName": "lnn-results", "TopicArn": aws.topic_arn, "TrainerFunctionName": "t",
         "LaunchFunctionName": "l", "WatchdogFunctionName": "w"}))
+
+
+def test_lnn_results_builds_no_client_it_does_not_use(aws, table, monkeypatch):
+    """`lnn results` reads the stack's outputs and the table: the SNS, Lambda and S3 clients, whose models take
+    longer to load than its reads, are built only when a command uses them."""
+    from argparse import Namespace
+
+    from rich.console import Console
+
+    from lnn_cli import stack_commands
+
+    deploy_outputs(aws)
+    built, client = [], aws.session.client
+    monkeypatch.setattr(aws.session, "client", lambda service, **kwargs: built.append(service) or client(service, **kwargs))
+    stack = stack_commands.DeployedStack(aws.session, "LnnStack")
+    arguments = Namespace(run_id="r", csv=False, weights=False, plot=None, prices=None)
+    with open(os.devnull, "w") as sink:
+        assert stack_commands.command_results(arguments, stack, Console(file=sink)) == 0
+    assert sorted(built) == ["cloudformation", "dynamodb"]  # the table resource's client
+    assert stack.ports.table is stack.table and sorted(built) == ["cloudformation", "dynamodb", "lambda", "s3", "sns"]
+
+
+def test_the_page_gets_the_epochs_after_its_last(aws, table):
+    from lnn_cli.stack_commands import DeployedStack
+    from lnn_cli.web.app import create_app
+
+    deploy_outputs(aws)
     client = create_app(DeployedStack(aws.session, "LnnStack")).test_client()
     local = {"base_url": "http://127.0.0.1:8765"}
     whole = client.get("/api/runs/r", **local).get_json()

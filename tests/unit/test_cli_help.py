@@ -12,6 +12,7 @@ from rich.console import Console
 
 from lnn_cli import stack_commands
 from lnn_cli.main import add_run_options, build_parser, main
+from lnn_core.aws.run_table import EPOCH_FIGURES
 
 COMMANDS = {"start", "status", "results", "runs", "stop", "resume", "predict", "up", "down", "serve", "local", "convert"}
 
@@ -61,9 +62,14 @@ def evaluated_run(tmp_path):
               {"epoch": 2, "cost": 0.5, "learning_rate": 0.1, "started_at": "b", "finished_at": "c",
                "test_cost": 0.55, "test_accuracy": 0.875}]
     run = {"run_id": "r1", "status": "running", "config": {"epochs": 4, "granularity": "epoch"}, "progress_epoch": 2}
-    table = SimpleNamespace(epoch_figures=lambda record, after=0: [item for item in epochs if item["epoch"] > after])
-    return SimpleNamespace(run=lambda run_id: run, ports=SimpleNamespace(table=table),
-                           outputs=SimpleNamespace(bucket="b"))
+    asked = []  # the attributes of each read
+
+    def epoch_figures(record, after=0, attributes=EPOCH_FIGURES):
+        asked.append(attributes)
+        return [{key: value for key, value in item.items() if key in attributes} for item in epochs if item["epoch"] > after]
+
+    table = SimpleNamespace(epoch_figures=epoch_figures, asked=asked)
+    return SimpleNamespace(run=lambda run_id: run, table=table, outputs=SimpleNamespace(bucket="b"))
 
 
 def test_results_show_the_test_set_figures(tmp_path, capsys, monkeypatch):
@@ -73,10 +79,13 @@ def test_results_show_the_test_set_figures(tmp_path, capsys, monkeypatch):
     assert stack_commands.command_results(Namespace(**arguments), stack, console) == 0
     table = console.export_text()
     assert "test cost" in table and "test accuracy" in table and "0.550000" in table and "87.5%" in table
+    assert table.split("\n")[-3].split() == ["2", "0.500000", "0.550000", "87.5%", "0.1", "c"]  # learning rate, finished at
+    assert "started_at" not in stack.table.asked[-1]  # the table does not show it: not read
 
     assert stack_commands.command_results(Namespace(**{**arguments, "csv": True}), stack, console) == 0
     rows = list(csv.DictReader(io.StringIO(capsys.readouterr().out)))
     assert [(row["test_cost"], row["test_accuracy"]) for row in rows] == [("", ""), ("0.55", "0.875")]
+    assert [row["started_at"] for row in rows] == ["a", "b"]
 
     plotted = {}
     monkeypatch.setattr(stack_commands, "plot_costs", lambda costs, path, **kwargs: plotted.update(costs=costs, **kwargs))

@@ -5,10 +5,11 @@ import json
 from types import SimpleNamespace
 
 import pytest
+from rich.console import Console
+
 from lnn_core.aws import pricing
 from lnn_core.aws.codec import item_write_units
 from lnn_core.protocol import end_message
-from rich.console import Console
 
 # 3 deliveries of 1,234 ms at 1,769 MB; 20 DynamoDB requests (14 writes of the run record, 6 reads), epoch items of
 # 5 write units in transactions; 9 S3 requests (4 GETs and HEADs, 2 deletes, 3 PUTs), 2 invokes, 1 publish.
@@ -84,7 +85,7 @@ class FakeTable:
     def get_run(self, run_id):
         return self._run
 
-    def epoch_figures(self, run, *, after=0):
+    def epoch_figures(self, run, *, after=0, attributes=None):
         return [{"epoch": epoch, "cost": 0.5 / epoch, "learning_rate": 0.1, "finished_at": "t"} for epoch in (1, 2, 3)
                 if epoch > after]
 
@@ -93,8 +94,7 @@ class FakeTable:
 
 
 def fake_stack(run):
-    stack = SimpleNamespace(ports=SimpleNamespace(table=FakeTable(run)),
-                            outputs=SimpleNamespace(stack_name="LnnStack", bucket="b"))
+    stack = SimpleNamespace(table=FakeTable(run), outputs=SimpleNamespace(stack_name="LnnStack", bucket="b"))
     stack.run = lambda run_id: run
     return stack
 

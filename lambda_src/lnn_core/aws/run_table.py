@@ -1,6 +1,6 @@
-"""The run table (DynamoDB): the run record at epoch 0, an epoch's figures at its epoch and its weights at
-`weights_epoch(epoch)` (above every epoch, so that reading figures never pages through weights), a barrier item per
-round at a negative key.
+"""The run table (DynamoDB): the run record at epoch 0, an epoch's figures at its epoch, a barrier item per round at
+a negative key, all in the run's partition (its id); an epoch's weights at its epoch in a partition of their own
+(`weights_partition`), so that reading figures never walks or pages through weights.
 
 Its conditional writes are the exactly-once protocol's commit points and leases: of all deliveries of a step exactly
 one commits (`transition`), and a re-send, the run's message and a round's reduce each go to one claimant at a time.
@@ -11,6 +11,7 @@ import time
 from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
+
 from lnn_core.aws.codec import from_dynamo, item_write_units, to_dynamo
 from lnn_core.aws.sdk import IoCounter, now
 from lnn_core.ml.parameters import MAX_EPOCHS
@@ -30,8 +31,9 @@ MESSAGE_DUE = "message_due"
 
 
 RUN_RECORD_EPOCH = 0  # the run record shares the results table, at epoch 0
-# An epoch's weights item is at WEIGHTS_EPOCH_OFFSET + epoch: a range of its own, above every epoch's figures item.
-WEIGHTS_EPOCH_OFFSET = MAX_EPOCHS
+# A run's weights items are in partition `<run_id>#weights`: no run's own partition, as no run id has a "#"
+# (config.RUN_ID_PATTERN).
+WEIGHTS_PARTITION_SUFFIX = "#weights"
 # A TransactWriteItems takes at most 100 actions and 4 MB: one condition on the run record and up to 99 items.
 ITEMS_PER_WRITE = 99
 WRITE_BYTES_LIMIT = 3_500_000  # by `item_write_units`' upper bound, under the 4 MB a transaction may carry
@@ -51,7 +53,8 @@ class RunExists(Exception):
 
 
 class RunTable:
-    """The results table: the run record at epoch 0, two items per epoch (figures, weights), barriers below 0."""
+    """The results table: the run record at epoch 0, two items per epoch (figures; weights in the run's weights
+    partition), barriers below 0."""
 
     def __init__(self, table, counter: IoCounter):
         self._table, self._counter = table, counter
@@ -287,13 +290,15 @@ class RunTable:
             "ExpressionAttributeNames": {"#status": "status"},
             "ExpressionAttributeValues": {":previous": step - 1, ":running": "running"},
         }}
-        stored = [part for item in items for part in stored_items(item)]
+        partitions = (run_id, weights_partition(run_id))  # of an epoch's figures item, of its weights item
+        stored = [(partition, part) for item in items for partition, part in zip(partitions, stored_items(item))]
         for chunk in _write_chunks(stored):
             # converted chunk by chunk: Decimals take far more memory than floats
-            puts = [{"Put": {"TableName": self.name, "Item": to_dynamo({**item, "run_id": run_id})}} for item in chunk]
+            puts = [{"Put": {"TableName": self.name, "Item": to_dynamo({**item, "run_id": partition})}}
+                    for partition, item in chunk]
             # a read of the run record (the check) and the items' write units, not a write of the record
             self._counter.requests["dynamodb"] += 1
-            self._counter.priced["dynamodb_item_units"] += sum(item_write_units(item) for item in chunk)
+            self._counter.priced["dynamodb_item_units"] += sum(item_write_units(item) for _, item in chunk)
             try:
                 _outlasting_conflicts(client.transact_write_items, TransactItems=[check, *puts])
             except ClientError as error:
@@ -310,10 +315,10 @@ class RunTable:
 
     def epoch_items(self, run_id: str, *, through: int | None = None) -> list[dict[str, Any]]:
         """Every epoch item the run's steps wrote (committed or not), whole: figures and weights, epoch 1 first;
-        with `through`, only epochs up to it. Two queries, one per range of keys."""
+        with `through`, only epochs up to it. Two queries, one per partition."""
         last = MAX_EPOCHS if through is None else through
-        weights = {item.pop("weights_of"): item
-                   for item in self._query(run_id, weights_epoch(1), weights_epoch(last), EPOCH_WEIGHTS + ("weights_of",))}
+        weights = {item.pop("epoch"): item
+                   for item in self._query(weights_partition(run_id), 1, last, ("epoch", *EPOCH_WEIGHTS))}
         return [{**item, **weights.get(item["epoch"], {})} for item in self.list_epochs(run_id, through=last)]
 
     def committed_epochs(self, run: dict[str, Any]) -> list[dict[str, Any]]:
@@ -321,32 +326,34 @@ class RunTable:
         run or a losing twin can leave items of later epochs; readers show only these."""
         return self.epoch_items(run["run_id"], through=run["progress_epoch"]) if run.get("progress_epoch") else []
 
-    def epoch_figures(self, run: dict[str, Any], *, after: int = 0) -> list[dict[str, Any]]:
-        """What readers show of the committed epochs after `after`: their `EPOCH_FIGURES`, from the figures items
-        alone (one query of small items). Like `committed_epochs`, nothing beyond the run's `progress_epoch`."""
+    def epoch_figures(self, run: dict[str, Any], *, after: int = 0,
+                      attributes: tuple[str, ...] = EPOCH_FIGURES) -> list[dict[str, Any]]:
+        """What readers show of the committed epochs after `after`: their `EPOCH_FIGURES`, or the `attributes` a
+        reader shows of them, from the figures items alone (one query of small items; an emulator's answer takes
+        time by the attribute). Like `committed_epochs`, nothing beyond the run's `progress_epoch`."""
         last = run.get("progress_epoch") or 0
         if last <= after:
             return []
-        return self.list_epochs(run["run_id"], through=last, after=after, attributes=EPOCH_FIGURES)
+        return self.list_epochs(run["run_id"], through=last, after=after, attributes=attributes)
 
     def committed_epoch(self, run: dict[str, Any]) -> dict[str, Any] | None:
         """The whole item (figures and weights) of the run's last committed epoch; None before its first."""
         if not run.get("progress_epoch"):
             return None
-        figures, weights = (self._get_item(run["run_id"], key)
-                            for key in (run["progress_epoch"], weights_epoch(run["progress_epoch"])))
+        figures, weights = (self._get_item(partition, run["progress_epoch"])
+                            for partition in (run["run_id"], weights_partition(run["run_id"])))
         if figures is None:
             return None
         return {**figures, **{name: value for name, value in (weights or {}).items() if name in EPOCH_WEIGHTS}}
 
-    def _get_item(self, run_id: str, epoch: int) -> dict[str, Any] | None:
+    def _get_item(self, partition: str, epoch: int) -> dict[str, Any] | None:
         self._counter.requests["dynamodb"] += 1
-        item = self._table.get_item(Key={"run_id": run_id, "epoch": epoch}, ConsistentRead=True).get("Item")
+        item = self._table.get_item(Key={"run_id": partition, "epoch": epoch}, ConsistentRead=True).get("Item")
         return from_dynamo(item) if item else None
 
-    def _query(self, run_id: str, first: int, last: int, attributes: tuple[str, ...] | None) -> list[dict[str, Any]]:
-        """The run's items with keys `first` to `last`; with `attributes`, only those attributes (a projection:
-        DynamoDB reads, and pages by, the whole items, but sends only these)."""
+    def _query(self, partition: str, first: int, last: int, attributes: tuple[str, ...] | None) -> list[dict[str, Any]]:
+        """The items of `partition` (a run's, or its weights') with keys `first` to `last`; with `attributes`, only
+        those attributes (a projection: DynamoDB reads, and pages by, the whole items, but sends only these)."""
         items, start = [], {}
         projection = {}
         if attributes:
@@ -356,7 +363,7 @@ class RunTable:
             self._counter.requests["dynamodb"] += 1
             page = self._table.query(
                 KeyConditionExpression="run_id = :run AND epoch BETWEEN :first AND :last",
-                ExpressionAttributeValues={":run": run_id, ":first": first, ":last": last},
+                ExpressionAttributeValues={":run": partition, ":first": first, ":last": last},
                 ConsistentRead=True,
                 **projection,
                 **start,
@@ -447,18 +454,18 @@ def barrier_epoch(step: int) -> int:
     return -step
 
 
-def weights_epoch(epoch: int) -> int:
-    """The sort key of an epoch's weights item: in a range of its own above every epoch, so that a query of the
-    figures (keys 1 to the last epoch) reads and pages through none of the weights."""
-    return WEIGHTS_EPOCH_OFFSET + epoch
+def weights_partition(run_id: str) -> str:
+    """The partition key of a run's weights items: apart from its figures, so that a query of the figures reads,
+    and an emulator walks, none of the weights (DynamoDB reads only the keys asked for; moto the whole partition)."""
+    return run_id + WEIGHTS_PARTITION_SUFFIX
 
 
 def stored_items(item: dict[str, Any]) -> list[dict[str, Any]]:
-    """The two items an epoch item (`results.epoch_item`) is stored as: its figures at its epoch, and its
-    `EPOCH_WEIGHTS` at `weights_epoch(epoch)`, naming the epoch they are of. Both depend on the item alone."""
+    """The two items an epoch item (`results.epoch_item`) is stored as, both at its epoch: its figures in the run's
+    partition, its `EPOCH_WEIGHTS` in the run's `weights_partition`. Both depend on the item alone."""
     figures = {name: value for name, value in item.items() if name not in EPOCH_WEIGHTS}
     weights = {name: item[name] for name in EPOCH_WEIGHTS if name in item}
-    return [figures, {"epoch": weights_epoch(item["epoch"]), "weights_of": item["epoch"], **weights}]
+    return [figures, {"epoch": item["epoch"], **weights}]
 
 
 def epoch_write_units(item: dict[str, Any]) -> list[int]:
@@ -503,15 +510,16 @@ def _check_failed(error: ClientError) -> bool:
     return "ConditionalCheckFailed" in str(error)
 
 
-def _write_chunks(items: list[dict[str, Any]]):
-    """`items` in chunks that one transaction takes: at most `ITEMS_PER_WRITE` and `WRITE_BYTES_LIMIT` bytes."""
+def _write_chunks(items: list[tuple[str, dict[str, Any]]]):
+    """`items` ((partition, item) pairs) in chunks that one transaction takes: at most `ITEMS_PER_WRITE` and
+    `WRITE_BYTES_LIMIT` bytes."""
     chunk, size = [], 0
-    for item in items:
+    for partition, item in items:
         item_bytes = item_write_units(item) * 1024
         if chunk and (len(chunk) == ITEMS_PER_WRITE or size + item_bytes > WRITE_BYTES_LIMIT):
             yield chunk
             chunk, size = [], 0
-        chunk.append(item)
+        chunk.append((partition, item))
         size += item_bytes
     if chunk:
         yield chunk
