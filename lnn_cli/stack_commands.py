@@ -120,7 +120,8 @@ def open_stack(session: boto3.Session, stack_name: str) -> DeployedStack:
 
 
 def command_start(args, parameters: dict, stack: DeployedStack, console: Console) -> int:
-    """Upload data.npz, then parameters.json: that upload starts the run (S3 -> EventBridge -> LaunchLambda)."""
+    """Upload data.npz (with workers K > 1, its K parts and common.npz), then parameters.json: that upload starts the
+    run (S3 -> EventBridge -> LaunchLambda)."""
     limits = stack.launch_limits()
     inputs = validate_run(parameters, args.data, defaults=stack.launch_defaults(),
                           trainer_memory_mb=limits.trainer_memory_mb, launcher_memory_mb=limits.launcher_memory_mb,
