@@ -198,3 +198,14 @@ def test_a_part_changed_after_launch_fails_the_run_with_the_reason(aws):
     drain(trainer, queue)
     run = trainer.ports.table.get_run("r1")
     assert run["status"] == "failed" and "part-2-of-3.npz changed during the run" in run["reason"]
+
+
+def test_a_repeated_launch_is_recognised_and_one_on_a_replaced_part_is_refused(aws):
+    X, y = blobs(40)
+    upload_parts(aws, "r1", 3, X=X, y=y)
+    queue, clock = QueueInvoker(), FakeClock()
+    assert launch(aws, queue, clock)[0]["status"] == "running"
+    assert launch(aws, queue, clock)[0] == {"run_id": "r1", "status": "running", "duplicate": True}
+    aws.s3.put_object(Bucket=aws.bucket, Key="runs/r1/data/part-2-of-3.npz", Body=npz(X=X[:13], y=y[:13]))
+    answer = launch(aws, queue, clock)[0]
+    assert answer["status"] == "rejected" and "created from other data" in answer["reason"]
