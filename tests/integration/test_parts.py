@@ -209,3 +209,8 @@ def test_a_repeated_launch_is_recognised_and_one_on_a_replaced_part_is_refused(a
     aws.s3.put_object(Bucket=aws.bucket, Key="runs/r1/data/part-2-of-3.npz", Body=npz(X=X[:13], y=y[:13]))
     answer = launch(aws, queue, clock)[0]
     assert answer["status"] == "rejected" and "created from other data" in answer["reason"]
+
+
+def test_data_in_parts_must_be_the_runs_data_folder(aws):
+    answer, launcher, queue = rejected(aws, {**PARAMETERS, "data": "runs/r1/"})
+    assert_rejected_creating_nothing(aws, answer, launcher, queue, "r1", "data in parts must be the folder runs/r1/data/")

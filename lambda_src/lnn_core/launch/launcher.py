@@ -42,7 +42,7 @@ from lnn_core.ml.dataset import load_training_data
 from lnn_core.ml.parameters import MAX_SEED
 from lnn_core.protocol import sending
 from lnn_core.protocol.events import MAX_BATCHES, make_event
-from lnn_core.protocol.layout import in_parts, model_key
+from lnn_core.protocol.layout import in_parts, model_key, parts_folder
 from lnn_core.protocol.schedule import first_position, step_bound
 
 DEFAULT_MAX_RUNNING_RUNS = 10
@@ -140,6 +140,8 @@ class Launcher:
             raise LnnInputError(f"data must be under runs/{run_id}/ (the run's own prefix); got {config.data}")
         if config.data == model_key(run_id) or config.data.startswith(f"runs/{run_id}/state/"):
             raise LnnInputError(f"data may not be {config.data}: LNN writes there; use runs/{run_id}/data.npz")
+        if in_parts(config.data) and config.data != parts_folder(run_id):
+            raise LnnInputError(f"data in parts must be the folder {parts_folder(run_id)}; got {config.data}")
         self._check_capacity(run_id, config.workers)
         parts = None
         if in_parts(config.data):  # checked by headers; a shard may take no example of a batch

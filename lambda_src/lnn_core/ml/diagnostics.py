@@ -46,6 +46,7 @@ def training_fit_parts(params: network.Params, parts: Iterable[np.ndarray], acti
     layers = len(activations)
     for X_cols in parts:
         A, part_alive = X_cols, []
+        del X_cols  # the first layer's output replaces the part's columns: the next part loads without them
         for layer in range(1, layers + 1):
             A, _ = network.layer_forward(A, params[f"W{layer}"], params[f"b{layer}"], activations[layer - 1])
             if layer < layers:

@@ -1,7 +1,7 @@
 """Data-parallel training in pure NumPy: one mini-batch split across K shard workers, their sums reduced in order.
 
 A round is one update. Shard i takes a contiguous slice of the batch's examples (the first m_b % K shards one
-example more), computes forward and backward over it from the committed parameters, and returns its gradient
+example more; with the data in K parts, the batch's examples in part i: `part_batch`), computes forward and backward over it from the committed parameters, and returns its gradient
 sums and its loss sum, not yet divided by the batch size. The reduce adds the K results in shard order
 0, 1, ..., K - 1, divides by m_b, adds the L2 term, and hands the gradients to the optimizer. The Lambda engine runs
 the same functions (a shard per invocation), so a run with K workers equals `train_epoch_sharded` bit for bit;

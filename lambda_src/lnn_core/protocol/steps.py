@@ -293,6 +293,7 @@ class StepBodies:
                 targets.append(part.Y)
                 labels.append(part.data.y)
                 yield part.X
+                del part  # so that the next part loads with this one gone
 
         fit = diagnostics.training_fit_parts(params, part_columns(), config.activations)
         return dataclasses.replace(common.data, y=np.concatenate(labels)), fit, np.concatenate(targets, axis=1)
@@ -341,10 +342,10 @@ class StepBodies:
         """Data parsed once per warm container and ETag by `prepare(raw, source)`. One run's at a time (a warm
         container serves one chain); of data in parts, one part and the common arrays."""
         if (key, etag) not in self._data:
-            raw = self.ports.store.get_bytes(key, etag=etag, cache=False)
             common = common_key(config.data) if in_parts(config.data) else None
             self._data = {cached: value for cached, value in self._data.items()
                           if common is not None and cached[0].startswith(config.data) and (cached[0] == common) != (key == common)}
+            raw = self.ports.store.get_bytes(key, etag=etag, cache=False)  # after the eviction: one part in memory
             source = f"s3://{self.ports.store.bucket}/{key}"
             try:
                 self._data[(key, etag)] = prepare(raw, source)
