@@ -214,3 +214,22 @@ def test_a_repeated_launch_is_recognised_and_one_on_a_replaced_part_is_refused(a
 def test_data_in_parts_must_be_the_runs_data_folder(aws):
     answer, launcher, queue = rejected(aws, {**PARAMETERS, "data": "runs/r1/"})
     assert_rejected_creating_nothing(aws, answer, launcher, queue, "r1", "data in parts must be the folder runs/r1/data/")
+
+
+def test_lnn_starts_upload_puts_the_parts_and_parameters_json_naming_their_folder(aws):
+    from types import SimpleNamespace
+
+    from lnn_cli.cloud.local import upload_run_inputs
+    from tests.integration.test_launch_guards import upload_event
+
+    X, y = blobs(40)
+    data = npz(X=X, y=y)
+    parameters = {key: value for key, value in PARAMETERS.items() if key != "data"}
+    sent = upload_run_inputs(aws.session, SimpleNamespace(bucket=aws.bucket), "up", data, parameters,
+                             parts=data_in_parts(data, 3))
+    assert sent["data"] == "runs/up/data/"
+    keys = {item["Key"] for item in aws.s3.list_objects_v2(Bucket=aws.bucket, Prefix="runs/up/")["Contents"]}
+    assert keys == {"runs/up/parameters.json", "runs/up/data/common.npz", *(f"runs/up/data/part-{k}-of-3.npz" for k in range(3))}
+    launcher = build_launcher(session=aws.session, invoker=QueueInvoker(), clock=FakeClock())
+    assert launcher.handle(upload_event("runs/up/parameters.json"))["status"] == "running"
+    assert launcher.ports.table.get_run("up")["part_examples"] == [14, 13, 13]

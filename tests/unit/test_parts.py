@@ -174,3 +174,29 @@ def test_data_in_parts_is_a_folder_and_needs_workers():
         TrainingConfig.from_parameters({**OPTIONS, "granularity": "epoch", "workers": 1, "data": "runs/r/data/"})
     with pytest.raises(LnnInputError, match="or of a folder of parts, ending in /"):
         TrainingConfig.from_parameters({**OPTIONS, "granularity": "epoch", "data": "runs/r/data"})
+
+
+def test_start_with_k_workers_uploads_k_parts_of_data_one_function_could_not_hold(tmp_path, monkeypatch):
+    """The MNIST-sized job that `lnn start` refuses at K = 1 on 1,024 MB (test_cli) is uploaded in 4 parts at K = 4."""
+    from argparse import Namespace
+    from types import SimpleNamespace
+
+    from lnn_cli import stack_commands
+    from lnn_core.launch.launcher import LaunchLimits
+    from rich.console import Console
+
+    from tests.unit.test_cli import DEMO_PARAMETERS, big_job
+
+    uploads = []
+    monkeypatch.setattr(stack_commands, "upload_run_inputs", lambda *args, **kwargs: uploads.append((args, kwargs)))
+    table = SimpleNamespace(get_run=lambda run_id: None, run_ids=lambda status=None: [])
+    stack = SimpleNamespace(launch_limits=lambda: LaunchLimits(trainer_memory_mb=1024), launch_defaults=lambda: {},
+                            ports=SimpleNamespace(table=table), outputs=SimpleNamespace(stack_name="s", bucket="b"),
+                            session=None)
+    parameters = {**DEMO_PARAMETERS, "neurons": [128, 64, 10], "activations": ["relu", "relu", "softmax"],
+                  "granularity": "epoch", "workers": 4, "seed": 1}
+    stack_commands.command_start(Namespace(data=big_job(tmp_path)[1], name="big"), parameters, stack,
+                                 console=Console(file=io.StringIO()))
+    (args, kwargs), = uploads
+    assert sorted(kwargs["parts"]) == ["common.npz", *(f"part-{k}-of-4.npz" for k in range(4))]
+    assert [len(arrays_of(kwargs["parts"][f"part-{k}-of-4.npz"])["X"]) for k in range(4)] == [15_000] * 4
