@@ -7,10 +7,10 @@ import json
 
 import numpy as np
 import pytest
+
 from lnn_cli.datafiles import data_in_parts
 from lnn_core.handlers import build_launcher, build_trainer
 from lnn_core.ml import batching, metrics, shards, training
-
 from tests.conftest import FakeClock, QueueInvoker, blobs
 from tests.integration.test_launch_guards import assert_rejected_creating_nothing
 

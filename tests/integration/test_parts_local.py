@@ -2,11 +2,11 @@
 client's split, uploaded before the launch, trains bit for bit like the reference, and so does every chaos schedule."""
 
 import pytest
+
 from lnn_cli.cloud.chaos import ChaosPlan
 from lnn_cli.cloud.local import run_local
 from lnn_cli.datafiles import data_in_parts
 from lnn_core.ml import training
-
 from tests.integration.conftest import dataset, model_arrays
 
 PARAMETERS = {"epochs": 2, "learning_rate": 0.05, "neurons": [3, 1], "activations": ["tanh", "sigmoid"], "seed": 4,

@@ -5,6 +5,7 @@ import io
 
 import numpy as np
 import pytest
+
 from lnn_cli.datafiles import data_in_parts
 from lnn_cli.inputs import validate_run
 from lnn_core.errors import LnnInputError
@@ -20,7 +21,6 @@ from lnn_core.ml.config import TrainingConfig
 from lnn_core.ml.dataset import load_common_data, load_training_data
 from lnn_core.ml.shards import batch_examples, part_batch, part_bounds
 from lnn_core.protocol.layout import params_key
-
 from tests.conftest import blobs
 
 OPTIONS = {"neurons": [4, 1], "activations": ["tanh", "sigmoid"], "learning_rate": 0.05, "epochs": 3, "seed": 5,
@@ -181,16 +181,16 @@ def test_start_with_k_workers_uploads_k_parts_of_data_one_function_could_not_hol
     from argparse import Namespace
     from types import SimpleNamespace
 
-    from lnn_cli import stack_commands
-    from lnn_core.launch.launcher import LaunchLimits
     from rich.console import Console
 
+    from lnn_cli import stack_commands
+    from lnn_core.launch.launcher import LaunchLimits
     from tests.unit.test_cli import DEMO_PARAMETERS, big_job
 
     uploads = []
     monkeypatch.setattr(stack_commands, "upload_run_inputs", lambda *args, **kwargs: uploads.append((args, kwargs)))
     table = SimpleNamespace(get_run=lambda run_id: None, run_ids=lambda status=None: [])
-    stack = SimpleNamespace(launch_limits=lambda: LaunchLimits(trainer_memory_mb=1024), launch_defaults=lambda: {},
+    stack = SimpleNamespace(launch_limits=lambda: LaunchLimits(trainer_memory_mb=1024), launch_defaults=dict,
                             ports=SimpleNamespace(table=table), outputs=SimpleNamespace(stack_name="s", bucket="b"),
                             session=None)
     parameters = {**DEMO_PARAMETERS, "neurons": [128, 64, 10], "activations": ["relu", "relu", "softmax"],

@@ -79,7 +79,8 @@ def check_parts(store: S3ObjectStore, config: TrainingConfig, *, trainer_memory_
     folder, workers = config.data, config.workers
     where = f"s3://{store.bucket}/{folder}"
     listed = store.list_objects(folder)
-    counts = sorted({int(match[2]) for match in map(PART_NAME.fullmatch, (key[len(folder):] for key in listed)) if match})
+    names = (key.removeprefix(folder) for key in listed)
+    counts = sorted({int(match[2]) for match in map(PART_NAME.fullmatch, names) if match})
     if counts and counts != [workers]:
         other = next(count for count in counts if count != workers)
         raise LnnInputError(f"training data {where} is in parts of {other} (part-0-of-{other}.npz ...) but the run has "
@@ -87,8 +88,8 @@ def check_parts(store: S3ObjectStore, config: TrainingConfig, *, trainer_memory_
     keys = [part_key(folder, part, workers) for part in range(workers)]
     missing = [key for key in (*keys, common_key(folder)) if key not in listed]
     if missing:
-        raise LnnInputError(f"training data in parts {where} lacks {missing[0].removeprefix(folder)} ({len(missing)} of "
-                            f"its {workers + 1} files missing); upload every part and common.npz before parameters.json")
+        raise LnnInputError(f"training data in parts {where} lacks {missing[0].removeprefix(folder)} ({len(missing)} "
+                            f"of its {workers + 1} files missing); upload every part and common.npz before parameters.json")
     common_etag, common_size = listed[common_key(folder)]
     raw, common = _common(store, common_key(folder), common_etag, common_size, launcher_memory_mb)
     X_test = common.shape("X_test")
@@ -100,8 +101,8 @@ def check_parts(store: S3ObjectStore, config: TrainingConfig, *, trainer_memory_
     examples = sum(layout.shape("X")[0] for layout in layouts)
     for key, layout in zip(keys, layouts):
         check_part_fits(layout, compressed_bytes=listed[key][1], examples=examples, neurons=config.neurons,
-                        memory_mb=trainer_memory_mb, source=f"s3://{store.bucket}/{key}", copies=parameter_copies(config),
-                        test_examples=test_examples)
+                        memory_mb=trainer_memory_mb, source=f"s3://{store.bucket}/{key}",
+                        copies=parameter_copies(config), test_examples=test_examples)
     features, y_shape = first.shape("X")[1], first.shape("y")
     target_shape = () if len(y_shape) == 1 or y_shape[1:] == (1,) else y_shape[1:]
     data = load_common_data(raw, source=f"s3://{store.bucket}/{common_key(folder)}", features=features,
