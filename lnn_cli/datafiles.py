@@ -18,6 +18,8 @@ from pathlib import Path
 
 import numpy as np
 from lnn_core.errors import LnnInputError
+from lnn_core.ml.shards import shard_slices
+from lnn_core.protocol.layout import common_key, part_key
 
 HDF5_MAGIC = b"\x89HDF\r\n\x1a\n"
 ZIP_MAGIC = b"PK"
@@ -65,6 +67,27 @@ def npz_bytes(path: str | Path, *, label_column: str | None = None) -> bytes:
     arrays = hdf5_arrays(path, raw) if kind == "hdf5" else csv_arrays(path, raw, label_column)
     buffer = io.BytesIO()
     np.savez_compressed(buffer, **arrays)
+    return buffer.getvalue()
+
+
+def data_in_parts(data: bytes, parts: int) -> dict[str, bytes]:
+    """The .npz bytes `data` (already validated) as training data in `parts` parts: {name in the run's data folder:
+    .npz bytes}. Part k holds rows start_k .. stop_k - 1 of X and y (contiguous, in order, sizes differing by at most
+    one: `shards.shard_slices`), as stored (uint8 stays uint8); common.npz what the file has of X_test, y_test,
+    classes and example_shape."""
+    with np.load(io.BytesIO(data), allow_pickle=False) as npz:
+        arrays = {name: npz[name] for name in npz.files}
+    files = {}
+    for part, rows in enumerate(shard_slices(arrays["X"].shape[0], parts)):
+        files[part_key("", part, parts)] = _npz({"X": arrays["X"][rows], "y": arrays["y"][rows]})
+    files[common_key("")] = _npz({name: arrays[name] for name in ("X_test", "y_test", "classes", "example_shape")
+                                  if name in arrays})
+    return files
+
+
+def _npz(arrays: dict[str, np.ndarray]) -> bytes:
+    buffer = io.BytesIO()
+    np.savez(buffer, **arrays)  # not compressed: a worker's load peak is then its part's size twice, not more
     return buffer.getvalue()
 
 

@@ -9,10 +9,11 @@ from typing import Any
 
 import numpy as np
 from lnn_core.aws.usage import DEFAULT_MEMORY_MB
-from lnn_cli.datafiles import npz_bytes
+from lnn_cli.datafiles import data_in_parts, npz_bytes
 from lnn_core.errors import LnnInputError
 from lnn_core.launch.budget import (
     check_npz_fits,
+    check_part_fits,
     check_training_fits,
     inspect_npz,
     parameter_copies,
@@ -32,6 +33,7 @@ class RunInputs:
     data: bytes
     config: TrainingConfig
     training_data: TrainingData
+    parts: dict[str, bytes] | None = None  # the data in `workers` parts: {name in runs/<run_id>/data/: .npz bytes}
 
 
 def read_data(path: str | Path, *, label_column: str | None = None) -> tuple[bytes, TrainingData]:
@@ -108,16 +110,30 @@ def run_parameters(base: dict[str, Any], config_path: str | None, flags: dict[st
 
 def validate_run(parameters: dict[str, Any], data_path: str | Path, *, defaults: dict[str, Any] | None = None,
                  trainer_memory_mb: int = DEFAULT_MEMORY_MB, launcher_memory_mb: int | None = None,
-                 label_column: str | None = None) -> RunInputs:
+                 label_column: str | None = None, in_parts: bool = False) -> RunInputs:
     """Everything the launcher will check, checked here first, so that a bad run creates nothing: the data's
     headers and size, the parameters, whether a training step fits `trainer_memory_mb`, then the data itself.
-    An HDF5 or CSV data file is converted to the .npz that is uploaded (`RunInputs.data`)."""
+    An HDF5 or CSV data file is converted to the .npz that is uploaded (`RunInputs.data`). `in_parts`: a run of
+    K > 1 workers gets its data in K parts (`RunInputs.parts`), and each part must fit instead of the whole."""
     data = _data_bytes(Path(data_path), label_column)
     layout = inspect_npz(io.BytesIO(data), source=str(data_path))
-    check_npz_fits(layout, compressed_bytes=len(data), memory_mb=launcher_memory_mb or trainer_memory_mb, source=str(data_path))
     config = TrainingConfig.from_parameters({**parameters, "data": "runs/check/data.npz"}, defaults=defaults)
-    check_training_fits(layout, config.neurons, memory_mb=trainer_memory_mb, source=str(data_path),
-                        copies=parameter_copies(config))
+    split = in_parts and config.workers > 1
+    if not split:
+        check_npz_fits(layout, compressed_bytes=len(data), memory_mb=launcher_memory_mb or trainer_memory_mb,
+                       source=str(data_path))
+        check_training_fits(layout, config.neurons, memory_mb=trainer_memory_mb, source=str(data_path),
+                            copies=parameter_copies(config))
     training_data = load_training_data(data, source=str(data_path))
     training_data.check_fits(config)
-    return RunInputs(parameters, data, config, training_data)
+    parts = data_in_parts(data, config.workers) if split else None
+    for name, part in (parts or {}).items():
+        part_layout = inspect_npz(io.BytesIO(part), source=f"{data_path} ({name})")
+        if name.startswith("part-"):
+            check_part_fits(part_layout, compressed_bytes=len(part), examples=len(training_data.X), neurons=config.neurons,
+                            memory_mb=trainer_memory_mb, source=f"{data_path} ({name})", copies=parameter_copies(config),
+                            test_examples=0 if training_data.X_test is None else len(training_data.X_test))
+        else:
+            check_npz_fits(part_layout, compressed_bytes=len(part), memory_mb=launcher_memory_mb or trainer_memory_mb,
+                           source=f"{data_path} ({name})")
+    return RunInputs(parameters, data, config, training_data, parts)

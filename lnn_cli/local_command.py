@@ -34,7 +34,7 @@ def command_local(args, parameters: dict, console: Console) -> int:
     context = deploy_context(args.context, command="lnn local")
     limits = context.limits
     inputs = validate_run(parameters, args.data, defaults=context.training_defaults, trainer_memory_mb=limits.trainer_memory_mb,
-                          launcher_memory_mb=limits.launcher_memory_mb, label_column=args.label_column)
+                          launcher_memory_mb=limits.launcher_memory_mb, label_column=args.label_column, in_parts=True)
     limits.check_workers(inputs.config.workers, fix="rerun with -c reserved_concurrency={workers} or more")
     chaos = ChaosPlan.parse(args.chaos) if args.chaos else None
     run_id = check_run_id(args.name) if args.name else new_run_id()
@@ -62,7 +62,7 @@ def command_local(args, parameters: dict, console: Console) -> int:
             bar = RunProgress(progress, lambda: table.get_run(run_id), epochs=config.epochs, label=run_id)
             result = run_local(session, deployment.outputs, inputs.parameters, inputs.data, run_id=run_id, chaos=chaos,
                                log_stream=log, on_delivery=bar.poll, concurrency=args.concurrency,
-                               container_cpus=args.container_cpus,
+                               container_cpus=args.container_cpus, parts=inputs.parts,
                                on_launch=lambda run: show_configuration(progress.console, run["config"],
                                                                          seed_drawn=run.get("seed_drawn")))
             bar.show(result.run)

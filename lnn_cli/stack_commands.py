@@ -126,11 +126,12 @@ def open_stack(session: boto3.Session, stack_name: str) -> DeployedStack:
 
 
 def command_start(args, parameters: dict, stack: DeployedStack, console: Console) -> int:
-    """Upload data.npz, then parameters.json: that upload starts the run (S3 -> EventBridge -> LaunchLambda)."""
+    """Upload data.npz (with workers K > 1, its K parts and common.npz), then parameters.json: that upload starts the
+    run (S3 -> EventBridge -> LaunchLambda)."""
     limits = stack.launch_limits()
     inputs = validate_run(parameters, args.data, defaults=stack.launch_defaults(),
                           trainer_memory_mb=limits.trainer_memory_mb, launcher_memory_mb=limits.launcher_memory_mb,
-                          label_column=getattr(args, "label_column", None))
+                          label_column=getattr(args, "label_column", None), in_parts=True)
     run_id = check_run_id(args.name) if args.name else new_run_id("run")
     if stack.ports.table.get_run(run_id) is not None:
         raise LnnInputError(f"a run named {run_id} already exists; choose another --name")
@@ -141,7 +142,7 @@ def command_start(args, parameters: dict, stack: DeployedStack, console: Console
             f"{running} runs are already running, the limit (LNN_MAX_RUNNING_RUNS) is {limits.max_running_runs}; "
             "wait for one to end or stop one with `lnn stop RUN_ID`"
         )
-    upload_run_inputs(stack.session, stack.outputs, run_id, inputs.data, inputs.parameters)
+    upload_run_inputs(stack.session, stack.outputs, run_id, inputs.data, inputs.parameters, parts=inputs.parts)
     console.print(f"started run [bold]{run_id}[/] in stack {stack.outputs.stack_name}: s3://{stack.outputs.bucket}/runs/{run_id}/")
     show_launched_configuration(console, inputs.config.to_parameters(), lambda: stack.ports.table.get_run(run_id))
     console.print(f"follow it with: lnn status {run_id} --follow")

@@ -19,6 +19,7 @@ from lnn_core.aws.sdk import IoCounter
 from lnn_cli.cloud.chaos import Chaos, ChaosPlan
 from lnn_core.errors import LnnInputError
 from lnn_core.protocol import end_message
+from lnn_core.protocol.layout import parts_folder
 from lnn_cli.cloud.runtime import DeliveryRecord, LocalLambdaRuntime
 from lnn_cli.cloud.stack import StackOutputs
 
@@ -141,13 +142,21 @@ def new_run_id(prefix: str = "local") -> str:
 
 
 def upload_run_inputs(session: boto3.Session, outputs: StackOutputs, run_id: str, data: bytes,
-                      parameters: dict[str, Any] | None = None) -> None:
-    """Put the data at runs/<run_id>/data.npz and, when given, parameters.json (whose upload starts the run in AWS)."""
+                      parameters: dict[str, Any] | None = None, *, parts: dict[str, bytes] | None = None) -> dict[str, Any] | None:
+    """Put the data at runs/<run_id>/data.npz, or its `parts` (`datafiles.data_in_parts`) in runs/<run_id>/data/,
+    and then, when given, parameters.json (whose upload starts the run in AWS; with parts its `data` names their
+    folder). Returns the parameters the run is launched with."""
     s3 = session.client("s3")
-    s3.put_object(Bucket=outputs.bucket, Key=f"runs/{run_id}/data.npz", Body=data)
+    if parts is None:
+        s3.put_object(Bucket=outputs.bucket, Key=f"runs/{run_id}/data.npz", Body=data)
+    for name, body in (parts or {}).items():
+        s3.put_object(Bucket=outputs.bucket, Key=parts_folder(run_id) + name, Body=body)
+    if parts is not None and parameters is not None:
+        parameters = {**parameters, "data": parts_folder(run_id)}
     if parameters is not None:
         s3.put_object(Bucket=outputs.bucket, Key=f"runs/{run_id}/parameters.json",
                       Body=json.dumps(parameters, indent=2).encode(), ContentType="application/json")
+    return parameters
 
 
 def local_runtime(session: boto3.Session, outputs: StackOutputs, *, log_stream=None, chaos: Chaos | None = None,
@@ -204,17 +213,20 @@ def run_local(
     concurrency: int = 1,
     container_cpus: int | None = 1,
     on_launch: Callable[[dict[str, Any]], None] | None = None,
+    parts: dict[str, bytes] | None = None,
 ) -> LocalRunResult:
     """Upload `data`, launch a run with `parameters` through the launcher, and drive it to its end.
     `on_launch` gets the run record as the launcher created it (its config after defaults, its seed drawn).
 
     `concurrency` is the containers per function (1: one delivery at a time, in a deterministic order; more: they
     run in threads), `container_cpus` the BLAS threads of each BLAS call. Raises `LnnInputError` when the launcher
-    rejects the run (nothing was created then, but the data upload).
+    rejects the run (nothing was created then, but the data upload). `parts`: the data in parts, uploaded instead.
     """
     run_id = run_id or new_run_id()
     started = time.monotonic()
-    upload_run_inputs(session, outputs, run_id, data)
+    if parts is not None:
+        parameters = {**parameters, "data": parts_folder(run_id)}
+    upload_run_inputs(session, outputs, run_id, data, parts=parts)
     inbox = NotificationInbox(session, outputs.topic_arn)
     try:
         faults = Chaos(chaos)

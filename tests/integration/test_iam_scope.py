@@ -2,7 +2,7 @@
 
 moto does not enforce IAM, so a least-privilege policy that is too tight would only fail on AWS. This test records
 each request of the trainer, the launcher and the watchdog (operation, S3 key or ListBucket prefix, table or index)
-over a layer run with mini-batches, a run of data-parallel rounds, a watchdog resume, and a run stopped after an
+over a layer run with mini-batches, a run of data-parallel rounds, one on data in parts, a watchdog resume, and a run stopped after an
 epoch (its model kept) and continued by `lnn resume`, and each request of the
 predictor over predictions, a describe and the requests for an unknown run and a run without a model, and checks it
 against the statements of that function's role: the trimmed S3 scope of issue 10 passes the whole chain, and the
@@ -10,8 +10,10 @@ predictor reads nothing but runs/<run_id>/model.npz.
 """
 
 import fnmatch
+import io
 from types import SimpleNamespace
 
+import numpy as np
 import pytest
 from lnn_core import run_control
 from lnn_core.handlers import (
@@ -20,6 +22,7 @@ from lnn_core.handlers import (
     build_trainer,
     build_watchdog,
 )
+from lnn_cli.datafiles import data_in_parts
 from lnn_core.protocol.layout import staged_model_key
 
 from tests.conftest import FakeClock, QueueInvoker, blobs
@@ -101,6 +104,12 @@ class Recorder:
             self.calls.add((f"{service}:{operation}", "", None))
 
 
+def npz_bytes(**arrays) -> bytes:
+    buffer = io.BytesIO()
+    np.savez(buffer, **arrays)
+    return buffer.getvalue()
+
+
 def permitted(call: tuple, statements) -> bool:
     action, resource, prefix = call if len(call) == 3 else (*call, None)
     return any(action in actions
@@ -121,8 +130,13 @@ def test_every_call_of_whole_runs_is_allowed_by_the_functions_roles(aws, templat
         recorders[role].attach(handler)
 
     for run_id, parameters in (("layers", {**PARAMETERS, "granularity": "layer"}),
-                               ("rounds", {**PARAMETERS, "granularity": "epoch", "workers": 2})):
-        aws.upload_data(f"runs/{run_id}/data.npz", X=X, y=y)
+                               ("rounds", {**PARAMETERS, "granularity": "epoch", "workers": 2}),
+                               ("parts", {**PARAMETERS, "granularity": "epoch", "workers": 2, "data": "runs/parts/data/"})):
+        if run_id == "parts":  # listed, read by ranged GETs (the launcher), a part per shard, common.npz
+            for name, body in data_in_parts(npz_bytes(X=X, y=y), 2).items():
+                aws.s3.put_object(Bucket=aws.bucket, Key=f"runs/parts/data/{name}", Body=body)
+        else:
+            aws.upload_data(f"runs/{run_id}/data.npz", X=X, y=y)
         assert launcher.handle({"run_id": run_id, "parameters": parameters})["status"] == "running"
         trainer.handle(queue.events.popleft())
         queue.events.clear()  # the next step is lost: the watchdog resumes the run
@@ -168,6 +182,9 @@ def test_every_call_of_whole_runs_is_allowed_by_the_functions_roles(aws, templat
         assert recorder.calls and not refused, f"{role} would be denied: {refused}"
     assert ("s3:PutObjectTagging", "runs/rounds/state/e0000001/b000001/shard-000.npz", None) in recorders["trainer"].calls
     assert any(action == "dynamodb:Query" for action, _, _ in recorders["watchdog"].calls)
+    assert {("s3:ListBucket", "", "runs/parts/data/"), ("s3:GetObject", "runs/parts/data/part-1-of-2.npz", None)} <= \
+        recorders["launcher"].calls
+    assert ("s3:GetObject", "runs/parts/data/part-1-of-2.npz", None) in recorders["trainer"].calls
     assert {("s3:GetObject", staged_model_key("owed", 2), None), ("s3:PutObject", "runs/owed/model.npz", None),
             ("s3:GetObject", staged_model_key("paused", 1), None), ("s3:PutObject", "runs/paused/model.npz", None),
             ("sns:Publish", "", None)} <= recorders["watchdog"].calls

@@ -104,6 +104,31 @@ class S3ObjectStore:
             chunk = keys[start : start + 1000]
             self._client.delete_objects(Bucket=self.bucket, Delete={"Objects": [{"Key": k} for k in chunk], "Quiet": True})
 
+    def list_objects(self, prefix: str) -> dict[str, tuple[str, int]]:
+        """Every object under `prefix`: key -> (ETag, size in bytes)."""
+        listed: dict[str, tuple[str, int]] = {}
+        request = {"Bucket": self.bucket, "Prefix": prefix}
+        while True:
+            self._counter.requests["s3"] += 1
+            answer = self._client.list_objects_v2(**request)
+            listed |= {item["Key"]: (item["ETag"], int(item["Size"])) for item in answer.get("Contents", [])}
+            if not answer.get("IsTruncated"):
+                return listed
+            request["ContinuationToken"] = answer["NextContinuationToken"]
+
+    def get_range(self, key: str, start: int, stop: int, *, etag: str) -> bytes:
+        """Bytes start .. stop - 1 of the object of ETag `etag` (a changed or missing object is a `RunFailure`)."""
+        self._counter.requests["s3"] += 1
+        self._counter.priced["s3_reads"] += 1
+        try:
+            data = self._client.get_object(Bucket=self.bucket, Key=key, Range=f"bytes={start}-{stop - 1}", IfMatch=etag)["Body"].read()
+        except ClientError as error:
+            if error.response["Error"]["Code"] in ("NoSuchKey", "404", "PreconditionFailed", "412"):
+                raise RunFailure(f"s3 object {key} is missing or changed (ETag is no longer {etag})") from error
+            raise
+        self._counter.s3_bytes_in += len(data)
+        return data
+
     def _remember(self, key: str, data: bytes) -> None:
         if len(data) > self._cache_limit:
             return

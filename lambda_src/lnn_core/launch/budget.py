@@ -6,6 +6,7 @@ bound what loading can allocate, so a 346-byte file that declares a 7 TiB array,
 refused before numpy allocates anything.
 """
 
+import dataclasses
 import math
 import zipfile
 from dataclasses import dataclass
@@ -250,4 +251,21 @@ def check_training_fits(layout: NpzLayout, neurons: Sequence[int], *, memory_mb:
     test_examples = X_test[0] if X_test is not None and len(X_test) == 2 else 0
     estimate = estimate_step_memory(X[0], X[1], neurons, test_examples=test_examples, optimizer_copies=copies)
     check_step_fits(estimate, memory_mb=memory_mb, shape=step_shape(X[0], X[1], neurons, test_examples))
+    return estimate
+
+
+def check_part_fits(layout: NpzLayout, *, compressed_bytes: int, examples: int, neurons: Sequence[int], memory_mb: int,
+                    source: str, copies: int = 0, test_examples: int = 0) -> StepEstimate:
+    """A part of training data in parts (see protocol/layout) as its shard worker holds it: loading it must fit the
+    data budget of `memory_mb` (`check_npz_fits`), and its step all of it: the estimate over its own examples and
+    the test set (the reduce and the finish hold it), plus what is kept for all `examples` of the run: the epoch's
+    shuffled order and its mini-batches (an int64 each) and, at the finish, every example's outputs, targets and
+    label ((2 n_L + 1) float64)."""
+    check_npz_fits(layout, compressed_bytes=compressed_bytes, memory_mb=memory_mb, source=source)
+    rows, features = layout.shape("X")
+    estimate = estimate_step_memory(rows, features, neurons, test_examples=test_examples, optimizer_copies=copies)
+    estimate = dataclasses.replace(estimate, data=estimate.data + examples * (2 + 2 * neurons[-1] + 1) * FLOAT64)
+    check_step_fits(estimate, memory_mb=memory_mb,
+                    shape=f"{source} ({rows:,} of {examples:,} examples in parts) with network "
+                          f"{'-'.join(map(str, (features, *neurons)))}" + (f" (+{test_examples:,} test)" if test_examples else ""))
     return estimate

@@ -35,13 +35,14 @@ from lnn_core.launch.budget import (
     parameter_copies,
     positive_int_from,
 )
+from lnn_core.launch.parts import check_parts
 from lnn_core.ml import batching
 from lnn_core.ml.config import TrainingConfig, check_key_segments, check_run_id
 from lnn_core.ml.dataset import load_training_data
 from lnn_core.ml.parameters import MAX_SEED
 from lnn_core.protocol import sending
 from lnn_core.protocol.events import MAX_BATCHES, make_event
-from lnn_core.protocol.layout import model_key
+from lnn_core.protocol.layout import in_parts, model_key, parts_folder
 from lnn_core.protocol.schedule import first_position, step_bound
 
 DEFAULT_MAX_RUNNING_RUNS = 10
@@ -139,14 +140,23 @@ class Launcher:
             raise LnnInputError(f"data must be under runs/{run_id}/ (the run's own prefix); got {config.data}")
         if config.data == model_key(run_id) or config.data.startswith(f"runs/{run_id}/state/"):
             raise LnnInputError(f"data may not be {config.data}: LNN writes there; use runs/{run_id}/data.npz")
+        if in_parts(config.data) and config.data != parts_folder(run_id):
+            raise LnnInputError(f"data in parts must be the folder {parts_folder(run_id)}; got {config.data}")
         self._check_capacity(run_id, config.workers)
-        etag, data = self._training_data(config)
-        data.check_fits(config)
+        parts = None
+        if in_parts(config.data):  # checked by headers; a shard may take no example of a batch
+            parts = check_parts(self.ports.store, config, trainer_memory_mb=self.limits.trainer_memory_mb,
+                                launcher_memory_mb=self.limits.launcher_memory_mb)
+            etag, features, examples = parts.common_etag, parts.features, sum(parts.part_examples)
+        else:
+            etag, data = self._training_data(config)
+            data.check_fits(config)
+            features, examples = data.features, int(data.X.shape[0])
+            check_workers_fit(config, examples)
         seed_drawn = config.seed is None
         if seed_drawn:  # drawn once, here: every output of the run is then a pure function of its record
             config = dataclasses.replace(config, seed=secrets.randbelow(MAX_SEED + 1))
-        batches = batching.batch_count(int(data.X.shape[0]), config.batch_size)
-        check_workers_fit(config, int(data.X.shape[0]))
+        batches = batching.batch_count(examples, config.batch_size)
         if batches > MAX_BATCHES:
             raise LnnInputError(f"{batches:,} mini-batches per epoch exceed the {MAX_BATCHES:,} a run may have; "
                                 "use a larger batch_size")
@@ -156,9 +166,10 @@ class Launcher:
             "status": "running",
             "config": config.to_parameters(),
             "seed_drawn": seed_drawn,
-            "data_etag": etag,
-            "features": data.features,
-            "examples": int(data.X.shape[0]),
+            "data_etag": etag,  # of data in parts: common.npz's
+            "features": features,
+            "examples": examples,
+            **({"part_examples": parts.part_examples, "part_etags": parts.part_etags} if parts else {}),
             "committed_step": 0,
             "invoked_step": 0,
             "step_bound": step_bound(config, batches),
@@ -180,7 +191,8 @@ class Launcher:
         try:
             self.ports.table.create_run(run_id, record, token=claimant)
         except RunExists:
-            return self._relaunch(run_id, config, seed_drawn=seed_drawn, claimant=claimant, etag=etag)
+            return self._relaunch(run_id, config, seed_drawn=seed_drawn, claimant=claimant, etag=etag,
+                                  part_etags=parts.part_etags if parts else None)
         sending.send(self.ports, run_id, first_event)
         self.log.info("launched", extra={"run_id": run_id, "epochs": config.epochs, "granularity": config.granularity})
         return {"run_id": run_id, "status": "running"}
@@ -226,7 +238,7 @@ class Launcher:
         return etag, load_training_data(raw, source=source)
 
     def _relaunch(self, run_id: str, config: TrainingConfig, *, seed_drawn: bool, claimant: str,
-                  etag: str) -> dict[str, Any]:
+                  etag: str, part_etags: list[str] | None = None) -> dict[str, Any]:
         """A second launch of an existing run: the same request is a duplicate delivery, a different one a name
         clash, and so is the same request for data replaced since the run was created (its steps read only the
         data of the ETag it was created with, and would fail on the new)."""
@@ -236,7 +248,7 @@ class Launcher:
             requested["seed"] = existing["config"]["seed"]
         if existing["config"] != requested:
             raise LnnInputError(f"a run named {run_id} already exists with other parameters; choose another name")
-        if existing.get("data_etag") != etag:
+        if existing.get("data_etag") != etag or existing.get("part_etags") != part_etags:
             raise LnnInputError(
                 f"a run named {run_id} already exists, created from other data ({config.data} was replaced since: "
                 f"ETag {existing.get('data_etag')}, now {etag}); that run cannot read the new data and will fail; "

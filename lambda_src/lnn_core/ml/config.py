@@ -3,7 +3,7 @@
 LNN format: {"epochs": 2500, "layers": 4, "learning_rate": 0.0075,
              "neurons": {"layer1": 20, ...}, "activations": {"layer1": "relu", ...}}
 LNN 0.0's and 1.0's parameters.json are accepted verbatim. The keys, their ranges and defaults: parameters.py;
-"data" is the S3 key of the run's .npz. `neurons` and `activations` may also be given as lists, layer 1 first.
+"data" is the S3 key of the run's .npz, or of the folder (ending in /) of its data in `workers` parts. `neurons` and `activations` may also be given as lists, layer 1 first.
 """
 
 import re
@@ -122,9 +122,13 @@ class TrainingConfig:
         if (values["weight"] is None) != (values["bias"] is None):
             raise LnnInputError("weight and bias (LNN 0.0's initial values) come together; give both or neither")
         data = merged.get("data")
-        if not isinstance(data, str) or not data.startswith("runs/") or not data.endswith(".npz"):
-            raise LnnInputError(f"data must be the S3 key of an .npz file under runs/; got {data!r}")
-        check_key_segments(data, name="data")
+        if not isinstance(data, str) or not data.startswith("runs/") or not data.endswith((".npz", "/")):
+            raise LnnInputError(f"data must be the S3 key of an .npz file under runs/ (or of a folder of parts, "
+                                f"ending in /); got {data!r}")
+        check_key_segments(data.removesuffix("/"), name="data")
+        if data.endswith("/") and values["workers"] < 2:
+            raise LnnInputError(f"data in parts ({data}) needs workers 2 or more, one per part; "
+                                "give one worker a single .npz")
         return cls(neurons=neurons, activations=activations, data=data, **values)
 
 

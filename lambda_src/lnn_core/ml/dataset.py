@@ -55,7 +55,7 @@ class TrainingData:
                 f"learns {classes}; use a softmax output of {len(self.classes)} neurons"
             )
         for name, labels in (("y", self.y), ("y_test", self.y_test)):
-            if labels is None:
+            if labels is None or labels.size == 0:  # common.npz's y: the labels are in the parts
                 continue
             if labels.ndim != 1:
                 raise LnnInputError(
@@ -71,6 +71,43 @@ class TrainingData:
 
 def load_training_data(data: bytes, *, source: str) -> TrainingData:
     """Parse and validate .npz bytes; every problem is an `LnnInputError` naming `source`."""
+    arrays = _arrays(data, source)
+    try:
+        return _checked(arrays, source)
+    except MemoryError:
+        raise LnnInputError(f"{source} does not fit in memory once converted to float64; use less data or a larger memory_size") from None
+
+
+def load_common_data(data: bytes, *, source: str, features: int, target_shape: tuple[int, ...]) -> TrainingData:
+    """What the parts of training data in parts share (common.npz: X_test and y_test, classes, example_shape, each
+    optional), as `TrainingData` whose X (0, features) and y (0, *target_shape) hold no examples: those are in the
+    parts. `target_shape`: one example's y in the parts ((): a label)."""
+    arrays = _arrays(data, source)
+    extra = sorted(set(arrays) - {"X_test", "y_test", "classes", "example_shape"})
+    if extra:
+        raise LnnInputError(f"{source} holds {extra[0]!r}; common.npz holds only X_test, y_test, classes and example_shape "
+                            "(X and y are in the parts)")
+    if ("X_test" in arrays) != ("y_test" in arrays):
+        raise LnnInputError(f"{source} has only one of X_test and y_test; give both or neither")
+    classes = _classes(arrays["classes"], source) if "classes" in arrays else None
+    example_shape = _example_shape(arrays["example_shape"], features, source) if "example_shape" in arrays else None
+    X_test = y_test = None
+    if "X_test" in arrays:
+        try:
+            X_test, y_test = _features(arrays["X_test"], "X_test", source), _labels(arrays["y_test"], "y_test", source)
+        except MemoryError:
+            raise LnnInputError(f"{source} does not fit in memory once converted to float64; use a larger memory_size") from None
+        _check_rows(X_test, y_test, "X_test", "y_test", source)
+        if X_test.shape[1] != features:
+            raise LnnInputError(f"{source}: X_test has {X_test.shape[1]} features but the parts' X {features}")
+        if y_test.shape[1:] != tuple(target_shape):
+            raise LnnInputError(f"{source}: y_test has shape {y_test.shape} but the parts' y holds {tuple(target_shape)} "
+                                "per example; give the same targets per example")
+    return TrainingData(np.empty((0, features)), np.empty((0, *target_shape)), X_test, y_test, classes, example_shape)
+
+
+def _arrays(data: bytes, source: str) -> dict[str, np.ndarray]:
+    """The arrays of .npz bytes, as stored."""
     if data.startswith(HDF5_MAGIC):
         raise LnnInputError(f"{source} is an HDF5 file, not an .npz; convert it with `lnn convert FILE OUT.npz` "
                             "(or give it to `lnn local`/`lnn start`, which convert it)")
@@ -83,10 +120,7 @@ def load_training_data(data: bytes, *, source: str) -> TrainingData:
         raise LnnInputError(f"{source} is not a readable .npz file ({error})") from error
     except MemoryError:  # numpy's _ArrayMemoryError too: a clear refusal, never an out-of-memory traceback
         raise LnnInputError(f"{source} does not fit in memory; use less data or a larger memory_size") from None
-    try:
-        return _checked(arrays, source)
-    except MemoryError:
-        raise LnnInputError(f"{source} does not fit in memory once converted to float64; use less data or a larger memory_size") from None
+    return arrays
 
 
 def _checked(arrays: dict[str, np.ndarray], source: str) -> TrainingData:

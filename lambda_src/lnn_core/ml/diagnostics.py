@@ -10,7 +10,7 @@ Three signs, each one sentence naming what happened, with figures, and what to t
   whose input is never positive; it gets no gradient and can never come back).
 """
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -36,13 +36,25 @@ def training_fit(params: network.Params, X_cols: np.ndarray, activations: Sequen
     network.layer_forward layer by layer, as forward_pass (so AL is the same bits), but keeping one layer's
     activations at a time instead of every cache: the finish step runs it over the whole training set.
     """
-    A, dead = X_cols, []
+    return training_fit_parts(params, [X_cols], activations)
+
+
+def training_fit_parts(params: network.Params, parts: Iterable[np.ndarray], activations: Sequence[str]) -> TrainingFit:
+    """`training_fit` over a training set in parts, each part's X_cols (n0, m_k) in order, one at a time: the outputs
+    side by side, and a unit dead when it is 0 for every example of every part."""
+    outputs, alive = [], None
     layers = len(activations)
-    for layer in range(1, layers + 1):
-        A, _ = network.layer_forward(A, params[f"W{layer}"], params[f"b{layer}"], activations[layer - 1])
-        if layer < layers:
-            dead.append(int((~(A != 0).any(axis=1)).sum()))
-    return TrainingFit(A, tuple(dead))
+    for X_cols in parts:
+        A, part_alive = X_cols, []
+        del X_cols  # the first layer's output replaces the part's columns: the next part loads without them
+        for layer in range(1, layers + 1):
+            A, _ = network.layer_forward(A, params[f"W{layer}"], params[f"b{layer}"], activations[layer - 1])
+            if layer < layers:
+                part_alive.append((A != 0).any(axis=1))
+        outputs.append(A)
+        alive = part_alive if alive is None else [before | now for before, now in zip(alive, part_alive)]
+    AL = outputs[0] if len(outputs) == 1 else np.concatenate(outputs, axis=1)
+    return TrainingFit(AL, tuple(int((~units).sum()) for units in alive))
 
 
 def constant_cost(Y: np.ndarray, output_activation: str) -> float:

@@ -177,7 +177,8 @@ TABLE: tuple[TrainingParameter, ...] = (
             help="every initial bias (with weight)", lnn=('"bias": 0', "0.0")),
     _integer("workers", 1, MAX_WORKERS, default=1, example="1",
              help="data-parallel shard workers per update; more than 1 needs granularity epoch or auto, and at "
-             "most the trainer's reserved concurrency"),
+             "most the trainer's reserved concurrency; lnn local and lnn start then upload the data in K parts, "
+             "one per worker"),
 )
 PARAMETERS = {parameter.name: parameter for parameter in TABLE}
 # parameters.json's keys: the table's and the run's data (set by the launcher: runs/<id>/data.npz).

@@ -1,7 +1,7 @@
 """Data-parallel training in pure NumPy: one mini-batch split across K shard workers, their sums reduced in order.
 
 A round is one update. Shard i takes a contiguous slice of the batch's examples (the first m_b % K shards one
-example more), computes forward and backward over it from the committed parameters, and returns its gradient
+example more; with the data in K parts, the batch's examples in part i: `part_batch`), computes forward and backward over it from the committed parameters, and returns its gradient
 sums and its loss sum, not yet divided by the batch size. The reduce adds the K results in shard order
 0, 1, ..., K - 1, divides by m_b, adds the L2 term, and hands the gradients to the optimizer. The Lambda engine runs
 the same functions (a shard per invocation), so a run with K workers equals `train_epoch_sharded` bit for bit;
@@ -84,6 +84,61 @@ def train_epoch_sharded(
         results = [shard_sums(params, shard_columns(X_batch, part), shard_columns(Y_batch, part), activations)
                    for part in parts]
         grads, cost_sum = combine_shards(params, results, X_batch.shape[1], l2)
+        params, opt_state = optimizers.update(params, grads, opt_state, learning_rate=learning_rate, **optimizer_settings)
+        total += cost_sum
+    return params, opt_state, total / X_cols.shape[1]
+
+
+# ---- data in parts -------------------------------------------------------------------------------------------
+# With the training data in K parts (part k: rows start_k .. stop_k - 1 of the one file they were split from), the
+# mini-batches are those of the whole set (`batching.minibatches` over all m examples), and shard k of a round is
+# the batch's examples that part k holds, in the batch's order: the worker of part k needs only its part.
+
+
+def part_bounds(part_examples: Sequence[int]) -> list[slice]:
+    """The rows of the whole training set that each part holds, in order: [slice(0, m_0), slice(m_0, m_0 + m_1), ...]."""
+    bounds = np.cumsum([0, *part_examples])
+    return [slice(int(start), int(stop)) for start, stop in zip(bounds[:-1], bounds[1:])]
+
+
+def part_batch(batch: batching.Batch, rows: slice) -> batching.Batch:
+    """A mini-batch's examples that the part of `rows` holds, as the part's own column indices, in the batch's order
+    (none: an empty array); the whole part for the whole-set batch (a slice)."""
+    if isinstance(batch, slice):
+        return slice(0, rows.stop - rows.start)
+    return batch[(batch >= rows.start) & (batch < rows.stop)] - rows.start
+
+
+def batch_examples(batch: batching.Batch, examples: int) -> int:
+    """The number of examples of a mini-batch of a set of `examples` (a slice of them all, or an index array)."""
+    return len(range(examples)[batch]) if isinstance(batch, slice) else len(batch)
+
+
+def train_epoch_parts(
+    params: network.Params,
+    opt_state: optimizers.State,
+    X_cols: np.ndarray,
+    Y: np.ndarray,
+    *,
+    part_examples: Sequence[int],
+    activations: Sequence[str],
+    batches: Sequence[batching.Batch],
+    learning_rate: float,
+    l2: float = 0.0,
+    **optimizer_settings,
+) -> tuple[network.Params, optimizers.State, float]:
+    """`train_epoch_sharded` with the data in parts of `part_examples` examples (the columns of X_cols in order):
+    shard k of every batch is `part_batch` of part k, taken from that part's own columns as its worker holds them."""
+    parts = [(np.ascontiguousarray(X_cols[:, rows]), np.ascontiguousarray(Y[:, rows])) for rows in part_bounds(part_examples)]
+    rows_of = part_bounds(part_examples)
+    total = 0.0
+    for batch in batches:
+        results = []
+        for (X_part, Y_part), rows in zip(parts, rows_of):
+            local = part_batch(batch, rows)
+            results.append(shard_sums(params, batching.batch_columns(X_part, local), batching.batch_columns(Y_part, local),
+                                      activations))
+        grads, cost_sum = combine_shards(params, results, batch_examples(batch, X_cols.shape[1]), l2)
         params, opt_state = optimizers.update(params, grads, opt_state, learning_rate=learning_rate, **optimizer_settings)
         total += cost_sum
     return params, opt_state, total / X_cols.shape[1]

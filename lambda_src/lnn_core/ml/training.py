@@ -57,7 +57,7 @@ from lnn_core.ml.network import (
     to_columns,
     validate_architecture,
 )
-from lnn_core.ml.shards import train_epoch_sharded
+from lnn_core.ml.shards import train_epoch_parts, train_epoch_sharded
 
 
 def gradient_descent_epoch(
@@ -161,6 +161,7 @@ def train_reference_state(
     l2: float = 0.0,
     threshold: float | None = None,
     workers: int = 1,
+    parts: Sequence[int] | None = None,
 ) -> tuple[Params, list[float], optimizers.State]:
     """`train_reference`, also returning the optimizer state after the last update -> (params, costs, opt_state).
 
@@ -169,7 +170,8 @@ def train_reference_state(
     batch_size: None (or >= m) is the whole set, unshuffled. shuffle_seed: None means `seed`, and 0
     when seed is None too. optimizer: "gd", "momentum" (beta) or "adam" (beta1, beta2, epsilon).
     l2: lambda of the L2 term (0 is none). threshold: stop after the first epoch whose cost is below
-    it; the costs then end with that epoch's.
+    it; the costs then end with that epoch's. workers: K shard workers per update (`shards`). parts: the data in
+    `workers` parts of these many examples, the rows of X in order (`shards.train_epoch_parts`); None: one data file.
     """
     X_cols = to_columns(X)
     validate_architecture(X_cols.shape[0], neurons, activations)
@@ -185,6 +187,8 @@ def train_reference_state(
     if Y.shape[1] != m:
         raise LnnInputError(f"X has {m} rows but there are {Y.shape[1]} labels")
     check_batch_size(m, batch_size)
+    if parts is not None and (len(parts) != workers or sum(parts) != m or min(parts) < 1):
+        raise LnnInputError(f"parts must be {workers} (workers) positive numbers of examples adding up to {m}; got {parts!r}")
     if shuffle_seed is None:
         shuffle_seed = 0 if seed is None else seed
     params = init_params([X_cols.shape[0], *neurons], init, seed)
@@ -193,6 +197,8 @@ def train_reference_state(
 
     for epoch in range(1, epochs + 1):
         epoch_step = train_epoch if workers == 1 else functools.partial(train_epoch_sharded, workers=workers)
+        if parts is not None:
+            epoch_step = functools.partial(train_epoch_parts, part_examples=parts)
         params, opt_state, cost = epoch_step(
             params, opt_state, X_cols, Y, activations=activations,
             batches=minibatches(m, batch_size, shuffle_seed, epoch), learning_rate=learning_rate,

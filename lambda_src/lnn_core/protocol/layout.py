@@ -9,6 +9,10 @@ runs/<run_id>/state/e<epoch>/b<batch>/shard-<i>.npz    shard worker i's gradient
 runs/<run_id>/state/staged-model-e<epoch>.npz         the model of an epoch, written by the step that ends the run
                                                        (its finish, or its stop) before that step commits
 runs/<run_id>/model.npz                                the model, copied there only after the ending committed
+runs/<run_id>/data/part-<k>-of-<K>.npz                 part k (0 .. K - 1) of training data in K parts: X and y, rows
+                                                       start_k .. stop_k - 1 of the file they were split from
+runs/<run_id>/data/common.npz                          ... and what the parts share: X_test, y_test, classes,
+                                                       example_shape (those the file has; possibly none)
 A training state holds the parameters (W1, b1, ...), the optimizer state (t, v_*, s_*) and, within an epoch, the
 running sum of its batches' costs (`cost_sum`).
 """
@@ -18,8 +22,30 @@ from lnn_core.ml.config import TrainingConfig
 CHECKPOINT_EVERY = 100  # epochs whose training state is kept (not scratch), besides the last
 
 
+PARTS_FOLDER = "data/"  # the folder of a run's training data in parts, under runs/<run_id>/
+
+
 def state_prefix(config: TrainingConfig) -> str:
-    return config.data.rsplit("/", 1)[0] + "/state"
+    return config.data.removesuffix("/").rsplit("/", 1)[0] + "/state"
+
+
+def in_parts(data: str) -> bool:
+    """A run's `data` names a folder of parts (it ends with /), not one .npz."""
+    return data.endswith("/")
+
+
+def parts_folder(run_id: str) -> str:
+    return f"runs/{run_id}/{PARTS_FOLDER}"
+
+
+def part_key(folder: str, part: int, parts: int) -> str:
+    """Part `part` (counting from 0, the shard that loads it) of `parts`."""
+    return f"{folder}part-{part}-of-{parts}.npz"
+
+
+def common_key(folder: str) -> str:
+    """The arrays every part shares (test set, class names, example shape), loaded by the reduce and the finish."""
+    return f"{folder}common.npz"
 
 
 def params_key(config: TrainingConfig, epoch: int) -> str:

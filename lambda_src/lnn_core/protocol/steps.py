@@ -6,6 +6,7 @@ Each granularity reproduces `training.train_epoch` bit for bit: `layer` runs its
 one layer per step; `epoch` and `auto` call it for whole epochs.
 """
 
+import dataclasses
 import json
 import time
 from dataclasses import dataclass
@@ -17,13 +18,16 @@ from lnn_core.aws.ports import Ports
 from lnn_core.aws.run_table import epoch_write_units
 from lnn_core.aws.sdk import now
 from lnn_core.errors import LnnInputError, RunFailure
-from lnn_core.ml import batching, diagnostics, network, optimizers, training
+from lnn_core.ml import batching, diagnostics, network, optimizers, shards, training
 from lnn_core.ml.config import TrainingConfig
-from lnn_core.ml.dataset import TrainingData, load_training_data
-from lnn_core.ml.shards import combine_shards, shard_columns, shard_slices, shard_sums
+from lnn_core.ml.dataset import TrainingData, load_common_data, load_training_data
+from lnn_core.ml.shards import combine_shards, part_batch, part_bounds, shard_columns, shard_slices, shard_sums
 from lnn_core.protocol.layout import (
     activation_key,
     batch_state_key,
+    common_key,
+    in_parts,
+    part_key,
     gradient_key,
     is_checkpoint,
     model_key,
@@ -50,15 +54,13 @@ AUTO_SAFETY_SECONDS = 10.0  # auto granularity stops this long before the invoca
 
 @dataclass(frozen=True)
 class PreparedData:
-    """Training data in the internal layout: examples as columns."""
+    """Training data in the internal layout: examples as columns. Of data in parts, one part's X, Y and y (or none,
+    for the reduce: the common arrays alone), while `examples` counts the examples of every part."""
 
     data: TrainingData
     X: np.ndarray  # (n0, m)
     Y: np.ndarray  # (n_L, m)
-
-    @property
-    def examples(self) -> int:
-        return self.X.shape[1]
+    examples: int  # of the whole training set
 
 
 class StepBodies:
@@ -167,25 +169,29 @@ class StepBodies:
         """Shard worker i of a round: gradient sums and loss sum over its slice of the batch, from the committed
         parameters (not a step: the round's reduce commits)."""
         epoch, batch, shard = position.epoch, position.batch, position.shard
-        prepared = self._prepared(config, run)
+        prepared = self._round_data(config, run, shard)
         batches = self._minibatches(config, prepared, epoch)
         state = self._load(batch_state_key(config, epoch, batch - 1, len(batches)))
-        X_batch = batching.batch_columns(prepared.X, batches[batch - 1])
-        Y_batch = batching.batch_columns(prepared.Y, batches[batch - 1])
-        part = shard_slices(X_batch.shape[1], config.workers)[shard]
-        sums, loss = shard_sums(params_of(state), shard_columns(X_batch, part), shard_columns(Y_batch, part),
-                                list(config.activations))
+        if in_parts(config.data):  # the batch's examples in this shard's part (shards.part_batch)
+            mine = part_batch(batches[batch - 1], part_bounds(run["part_examples"])[shard])
+            X_shard, Y_shard = batching.batch_columns(prepared.X, mine), batching.batch_columns(prepared.Y, mine)
+        else:
+            X_batch = batching.batch_columns(prepared.X, batches[batch - 1])
+            Y_batch = batching.batch_columns(prepared.Y, batches[batch - 1])
+            part = shard_slices(X_batch.shape[1], config.workers)[shard]
+            X_shard, Y_shard = shard_columns(X_batch, part), shard_columns(Y_batch, part)
+        sums, loss = shard_sums(params_of(state), X_shard, Y_shard, list(config.activations))
         return StepResult(outputs={shard_key(config, epoch, batch, shard): {**sums, "loss_sum": np.array(loss)}})
 
     def _reduce(self, position: Position, config: TrainingConfig, run: dict) -> StepResult:
         """The round's reduce: the K shards' results added in shard order, the optimizer's update; after the epoch's
         last batch, its results item."""
         epoch, batch = position.epoch, position.batch
-        prepared = self._prepared(config, run)
+        prepared = self._round_data(config, run, None)
         batches = self._minibatches(config, prepared, epoch)
         count = len(batches)
         state = self._load(batch_state_key(config, epoch, batch - 1, count))
-        batch_examples = examples_in(batches[batch - 1], prepared.examples)
+        batch_examples = shards.batch_examples(batches[batch - 1], prepared.examples)
         grads, batch_cost_sum = combine_shards(params_of(state), self._shard_results(config, epoch, batch), batch_examples,
                                                config.l2)
         obsolete = [shard_key(config, epoch, batch, shard) for shard in range(config.workers)]
@@ -250,26 +256,47 @@ class StepBodies:
         """Save the model where the commit publishes it from, measure it, and end the run."""
         epochs = run.get("progress_epoch") or config.epochs
         params = params_of(self._load(params_key(config, epochs)))
-        prepared = self._prepared(config, run)
-        data = prepared.data
-        fit = diagnostics.training_fit(params, prepared.X, config.activations)  # one pass for the figures and warnings
+        if in_parts(config.data):
+            data, fit, Y = self._fit_over_parts(config, run, params)
+        else:
+            prepared = self._prepared(config, run)
+            data, Y = prepared.data, prepared.Y
+            fit = diagnostics.training_fit(params, prepared.X, config.activations)  # one pass for the figures and warnings
         key = model_key(run["run_id"])
         model = model_arrays(config, params, data, epochs)
         final = {
             "cost": run.get("last_cost"),
-            **metrics(params, data, config, fit.AL, prepared.Y),
+            **metrics(params, data, config, fit.AL, Y),
             "epochs": epochs,
             "stopped_early_at": run.get("stopped_early_at"),
             "seed": config.seed,
             "seconds": round(time.time() - run["created_epoch_seconds"], 3),
             "invocations": run.get("invocations", 0) + 1,
             "model_key": key,
-            "warnings": diagnostics.model_warnings(fit, prepared.Y, config, data.classes),
+            "warnings": diagnostics.model_warnings(fit, Y, config, data.classes),
         }
         staged = staged_model_key(run["run_id"], epochs)
         result = StepResult(outputs={staged: model}, final=final)
         result.checkpoints.add(staged)
         return result
+
+    def _fit_over_parts(self, config: TrainingConfig, run: dict,
+                        params: network.Params) -> tuple[TrainingData, diagnostics.TrainingFit, np.ndarray]:
+        """The finish's pass over training data in parts, one part in memory at a time: (the common arrays with
+        every part's labels, the fit over all examples in order, their targets Y)."""
+        common = self._round_data(config, run, None)
+        targets, labels = [], []
+
+        def part_columns():
+            for shard in range(config.workers):
+                part = self._round_data(config, run, shard)  # replaces the previous part in the cache
+                targets.append(part.Y)
+                labels.append(part.data.y)
+                yield part.X
+                del part  # so that the next part loads with this one gone
+
+        fit = diagnostics.training_fit_parts(params, part_columns(), config.activations)
+        return dataclasses.replace(common.data, y=np.concatenate(labels)), fit, np.concatenate(targets, axis=1)
 
     def stopped_model(self, config: TrainingConfig, run: dict) -> tuple[str, dict[str, np.ndarray]]:
         """The model a stop keeps: that of the last committed epoch, from its training state (kept until the step
@@ -277,7 +304,8 @@ class StepBodies:
         staged at. A `RunFailure` when that state is gone."""
         epoch = run["progress_epoch"]
         params = params_of(self._load(params_key(config, epoch)))
-        return staged_model_key(run["run_id"], epoch), model_arrays(config, params, self._prepared(config, run).data, epoch)
+        return staged_model_key(run["run_id"], epoch), model_arrays(config, params, self._round_data(config, run, None).data,
+                                                                    epoch)
 
     # ---- inputs --------------------------------------------------------------------------------------------
 
@@ -286,22 +314,47 @@ class StepBodies:
 
     def _prepared(self, config: TrainingConfig, run: dict) -> PreparedData:
         """The run's training data, parsed once per warm container and ETag."""
-        cache_key = (config.data, run["data_etag"])
-        if cache_key not in self._data:
-            raw = self.ports.store.get_bytes(config.data, etag=run["data_etag"], cache=False)
-            self._data.clear()  # one run's data at a time: a warm container serves one chain
+        return self._cached_data(config, config.data, run["data_etag"],
+                                 lambda raw, source: self._columns(config, load_training_data(raw, source=source), None))
+
+    def _round_data(self, config: TrainingConfig, run: dict, shard: int | None) -> PreparedData:
+        """A round's data: the run's one file; or, of data in parts, shard k's part (with the common arrays of
+        none), or for the reduce (`shard` None) the common arrays alone: the test set, for its evaluations."""
+        if not in_parts(config.data):
+            return self._prepared(config, run)
+        if shard is None:
+            target_shape = (config.neurons[-1],) if config.regression and config.neurons[-1] > 1 else ()
+            return self._cached_data(config, common_key(config.data), run["data_etag"], lambda raw, source: self._columns(
+                config, load_common_data(raw, source=source, features=run["features"], target_shape=target_shape),
+                run["examples"]))
+        return self._cached_data(config, part_key(config.data, shard, config.workers), run["part_etags"][shard], lambda raw,
+                                 source: self._columns(config, load_training_data(raw, source=source), run["examples"]))
+
+    @staticmethod
+    def _columns(config: TrainingConfig, data: TrainingData, examples: int | None) -> PreparedData:
+        data.check_fits(config)
+        X = network.to_columns(data.X) if len(data.X) else np.empty((data.X.shape[1], 0))
+        Y = network.targets(data.y, config.activations[-1], config.neurons[-1]) if len(data.y) else \
+            np.empty((config.neurons[-1], 0))
+        return PreparedData(data, X, Y, X.shape[1] if examples is None else examples)
+
+    def _cached_data(self, config: TrainingConfig, key: str, etag: str, prepare) -> PreparedData:
+        """Data parsed once per warm container and ETag by `prepare(raw, source)`. One run's at a time (a warm
+        container serves one chain); of data in parts, one part and the common arrays."""
+        if (key, etag) not in self._data:
+            common = common_key(config.data) if in_parts(config.data) else None
+            self._data = {cached: value for cached, value in self._data.items()
+                          if common is not None and cached[0].startswith(config.data) and (cached[0] == common) != (key == common)}
+            raw = self.ports.store.get_bytes(key, etag=etag, cache=False)  # after the eviction: one part in memory
+            source = f"s3://{self.ports.store.bucket}/{key}"
             try:
-                data = load_training_data(raw, source=f"s3://{self.ports.store.bucket}/{config.data}")
-                data.check_fits(config)
-                X = network.to_columns(data.X)
-                Y = network.targets(data.y, config.activations[-1], config.neurons[-1])
+                self._data[(key, etag)] = prepare(raw, source)
             except LnnInputError as error:
                 raise RunFailure(str(error)) from error
             except MemoryError as error:
                 raise RunFailure(f"the training data does not fit the trainer's memory ({error}); deploy with a larger "
                                  "-c memory_size") from error
-            self._data[cache_key] = PreparedData(data, X, Y)
-        return self._data[cache_key]
+        return self._data[(key, etag)]
 
     def _minibatches(self, config: TrainingConfig, prepared: PreparedData, epoch: int) -> list:
         """The epoch's mini-batches (example indices), computed once per container and epoch."""
@@ -341,11 +394,6 @@ def params_of(state: dict[str, np.ndarray]) -> network.Params:
 
 def optimizer_state_of(state: dict[str, np.ndarray], config: TrainingConfig) -> dict[str, np.ndarray]:
     return {name: state[name] for name in optimizers.state_keys(params_of(state), config.optimizer)}
-
-
-def examples_in(batch: batching.Batch, examples: int) -> int:
-    """The number of examples of a mini-batch (a slice of all `examples`, or an index array)."""
-    return len(range(examples)[batch]) if isinstance(batch, slice) else len(batch)
 
 
 def remaining_seconds(context: Any) -> float:
