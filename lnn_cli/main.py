@@ -26,6 +26,7 @@ from lnn_cli.inputs import (
 from lnn_cli.local_command import command_local
 from lnn_core.ml.parameters import CHOICE, COUNTS, INTEGER, NAMES, NUMBER, TABLE
 from lnn_cli.model_file import command_predict_model
+from lnn_cli.web import DEFAULT_PORT
 from rich.console import Console
 
 USAGE_ERROR = 2
@@ -174,7 +175,8 @@ def build_parser() -> OneLineParser:
                                 description="Serve a page on 127.0.0.1 (only) that shows the stack's runs and their "
                                 "status, a run's cost curve while it trains, its final metrics, and a form to predict "
                                 "with its model from an uploaded image or a pasted row. Ctrl-C stops it.")
-    serve.add_argument("--port", type=port_number, default=8765, help="the port on 127.0.0.1 (default 8765; 0: any free port)")
+    serve.add_argument("--port", type=port_number, default=DEFAULT_PORT,
+                       help=f"the port on 127.0.0.1 (default {DEFAULT_PORT}; 0: any free port)")
 
     convert = commands.add_parser("convert", help="convert LNN's HDF5 or a CSV to the .npz the stack reads (to upload it yourself)",
                                   description=f"Convert a data file ({FORMATS}) to an .npz with X, y (and X_test, "

@@ -29,7 +29,6 @@ from werkzeug.serving import make_server
 
 log = logging.getLogger("lnn.serve")
 HOST = "127.0.0.1"
-DEFAULT_PORT = 8765
 MAX_UPLOAD_BYTES = 8 * 2**20
 DEPLOYED_PREDICTOR = "PredictLambda (deployed)"  # its physical name is the page's hover text (title)
 

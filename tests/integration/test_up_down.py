@@ -229,3 +229,40 @@ def test_down_names_the_stacks_up_when_it_cannot_choose(background_stacks, tmp_p
     line = assert_one_line_error(capsys, main(["down"]), f"{first} (pid", f"{second} (pid")
     assert "Stop one with `lnn down --state-dir" in line
     assert first_process.poll() is None and len(stacks_up()) == 2  # nothing was stopped
+
+
+NEVER_READY = """\
+# a stand-in for `lnn up`'s background process: it starts a child, never reports ready and is deaf to SIGTERM
+import os, signal, subprocess, sys, time
+signal.signal(signal.SIGTERM, signal.SIG_IGN)
+child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(300)"])
+print(f"pids {os.getpid()} {child.pid}", file=sys.stderr, flush=True)
+time.sleep(300)
+"""
+
+
+def running(pid: int) -> bool:
+    """Whether `pid` is a live process (a zombie, killed but not yet reaped, is not)."""
+    state = subprocess.run(["ps", "-o", "stat=", "-p", str(pid)], capture_output=True, text=True).stdout.strip()
+    return bool(state) and not state.startswith("Z")
+
+
+def test_up_gives_up_after_its_time_limit_and_stops_what_it_started(tmp_path, own_registry, monkeypatch, capsys):
+    from lnn_cli.cloud.up import command as up
+
+    modules = tmp_path / "modules"
+    modules.mkdir()
+    (modules / "never_ready.py").write_text(NEVER_READY)
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(modules), os.environ.get("PYTHONPATH", "")]))
+    monkeypatch.setattr(up, "SERVER_MODULE", "never_ready")
+    monkeypatch.setattr(up, "START_TIMEOUT_SECONDS", 2)
+    monkeypatch.setattr(up, "STOP_TIMEOUT_SECONDS", 1)
+    state_dir = tmp_path / ".lnn"
+    line = assert_one_line_error(capsys, main(["up", "--state-dir", str(state_dir)]),
+                                 "the local stack did not start within 2 s", "was stopped",
+                                 f"see {state_dir / 'up.log'}", "then run `lnn up` again")
+    pids = [int(pid) for pid in (state_dir / "up.log").read_text().split("pids ", 1)[1].split()]
+    assert not any(map(running, pids)), line  # the process, deaf to SIGTERM, and its child: both killed
+    assert main(["down", "--state-dir", str(state_dir)]) == 0  # nothing holds up.lock, no state was left
+    assert "no local stack is up" in capsys.readouterr().out
+    assert stacks_up() == []

@@ -132,9 +132,9 @@ def _array_name(filename: str, source: str) -> str:
 def _read_header(stream: IO[bytes], name: str, member_bytes: int, source: str) -> ArrayHeader:
     version = npy_format.read_magic(stream)
     if version == (1, 0):
-        shape, fortran_order, dtype = npy_format.read_array_header_1_0(stream)
+        shape, _fortran_order, dtype = npy_format.read_array_header_1_0(stream)
     elif version == (2, 0):
-        shape, fortran_order, dtype = npy_format.read_array_header_2_0(stream)
+        shape, _fortran_order, dtype = npy_format.read_array_header_2_0(stream)
     else:
         raise LnnInputError(f"{source}: {name} is an .npy of format version {version}; save it with numpy.savez")
     if dtype.hasobject:
