@@ -1,4 +1,5 @@
-"""`python -m lnn_cli.bench.reads` (`make bench-reads`): how long reading a 1,000-epoch run takes, on a stack that is up.
+"""`python -m lnn_cli.bench.reads` (`make bench-reads`): how long reading a 1,000-epoch run takes, on a stack that
+is up.
 
 Against the stack the environment points at (`lnn up`, then paste its lines; or AWS), it writes a run of the demo
 network (30-20-7-5-1 on the breast cancer data, relu, relu, relu, sigmoid; test figures every 10 epochs) through

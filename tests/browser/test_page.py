@@ -181,7 +181,8 @@ def test_the_runs_table_fits_the_screen(browser, stack, served, width):  # noqa:
     fits = page.evaluate("""() => {
         const table = document.querySelector('#runs'), panel = document.querySelector('#runs-panel');
         const clipped = [...table.querySelectorAll('td, th')].filter((cell) => cell.offsetParent !== null
-            && (cell.scrollWidth > cell.clientWidth + 1 || cell.getBoundingClientRect().right > panel.getBoundingClientRect().right));
+            && (cell.scrollWidth > cell.clientWidth + 1
+                || cell.getBoundingClientRect().right > panel.getBoundingClientRect().right));
         return {table: table.scrollWidth, panel: panel.clientWidth, page: document.documentElement.scrollWidth,
                 clipped: clipped.map((cell) => cell.textContent)};
     }""")

@@ -1,4 +1,5 @@
-"""The launcher's guard rails on moto: each refusal is one clear reason, and nothing is created (no record, no invoke)."""
+"""The launcher's guard rails on moto: each refusal is one clear reason, and nothing is created (no record, no
+invoke)."""
 
 import json
 

@@ -166,7 +166,7 @@ def own_registry(tmp_path, monkeypatch):
 def test_down_stops_only_our_process_and_cleans_stale_state(tmp_path, capsys, own_registry):
     state_dir = tmp_path / "stale"
     state_dir.mkdir()
-    (state_dir / STATE_FILE).write_text('{"pid": %d, "endpoint": "http://localhost:1"}' % os.getpid())
+    (state_dir / STATE_FILE).write_text(json.dumps({"pid": os.getpid(), "endpoint": "http://localhost:1"}))
     assert not is_ours(os.getpid(), state_dir)  # a live process, but not the background process of this directory
     assert main(["down", "--state-dir", str(state_dir)]) == 0  # nobody holds the lock: nothing of ours runs
     shown = " ".join(capsys.readouterr().out.split())
@@ -209,7 +209,8 @@ def test_down_from_another_directory_stops_the_stack_that_is_up(background_stack
     monkeypatch.chdir(tmp_path / "elsewhere")
     assert main(["down"]) == 0
     shown = " ".join(capsys.readouterr().out.split())
-    assert f"no local stack is up in {tmp_path / 'elsewhere' / '.lnn'}; stopping the one up in {state_dir} (pid {process.pid}" in shown
+    assert (f"no local stack is up in {tmp_path / 'elsewhere' / '.lnn'}; stopping the one up in {state_dir} "
+            f"(pid {process.pid}") in shown
     assert f"stopped the local stack LnnStack (pid {process.pid}" in shown
     assert process.wait(timeout=10) == -15  # SIGTERM
     assert stacks_up() == [] and not (state_dir / STATE_FILE).exists()

@@ -140,7 +140,8 @@ def test_optimizer_copies_count_the_parameters_again():
 
 
 def test_the_estimate_matches_a_traced_training_step():
-    """One forward/backward pass as the trainer runs it, traced: the estimate (less the fixed overhead) is within 15%."""
+    """One forward/backward pass as the trainer runs it, traced: the estimate (less the fixed overhead) is within
+    15%."""
     m, n0, neurons, activations = 4000, 784, (128, 64, 10), ("relu", "relu", "softmax")
     rng = np.random.default_rng(0)
     X8, y = rng.integers(0, 256, size=(m, n0), dtype=np.uint8), rng.integers(0, 10, size=m)

@@ -7,10 +7,10 @@ stack's Lambda invokes, S3 -> EventBridge events and schedules in the local runt
 process, found by the process id recorded in the state directory, after checking that it is ours.
 
 Each stack up is also recorded in the user's registry (registry.py), so that `lnn down` from another
-directory finds it. The state directory (default `.lnn`) holds `up.json` (pid, port, endpoint, stack), `up.lock` (an exclusive lock
-held by the background process for as long as it lives: a second `lnn up` cannot take it) and the logs: `up.log`
-(the background process: proxy, events, schedules), `emulator.log` (moto), `deploy.log` (the CDK CLI),
-`lambda.log` (the handlers).
+directory finds it. The state directory (default `.lnn`) holds `up.json` (pid, port, endpoint, stack), `up.lock`
+(an exclusive lock held by the background process for as long as it lives: a second `lnn up` cannot take it) and
+the logs: `up.log` (the background process: proxy, events, schedules), `emulator.log` (moto), `deploy.log` (the CDK
+CLI), `lambda.log` (the handlers).
 """
 
 import contextlib
@@ -217,8 +217,9 @@ def _stop(state_dir: Path, console: Console) -> bool:
     pid = int(state["pid"])
     if not is_ours(pid, state_dir):
         raise LnnInputError(
-            f"pid {pid} recorded in {state_dir / STATE_FILE} is not the `lnn up` process of {state_dir} (its command line "
-            f"is {command_line(pid) or 'gone'}); not stopping it. Stop the stack's process yourself, then run `lnn down` again"
+            f"pid {pid} recorded in {state_dir / STATE_FILE} is not the `lnn up` process of {state_dir} "
+            f"(its command line is {command_line(pid) or 'gone'}); not stopping it. Stop the stack's process "
+            "yourself, then run `lnn down` again"
         )
     os.kill(pid, signal.SIGTERM)
     if not _wait_unlocked(state_dir, STOP_TIMEOUT_SECONDS):
