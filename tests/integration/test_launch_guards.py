@@ -8,7 +8,7 @@ import pytest
 from lnn_core.handlers import build_launcher
 
 from tests.conftest import QueueInvoker, blobs
-from tests.unit.test_budget import lying_npz, zip_bomb
+from tests.support.arrays import lying_npz, npz_bytes, zip_bomb
 
 PARAMETERS = {"epochs": 3, "learning_rate": 0.5, "neurons": [3, 1], "activations": ["tanh", "sigmoid"], "seed": 1}
 
@@ -196,12 +196,8 @@ def test_a_seed_too_long_to_print_is_rejected_with_a_reason(aws):
 
 @pytest.mark.parametrize("flag_bits, fragment", [(0x1, "encrypted"), (None, "compression")])
 def test_npz_members_encrypted_or_with_an_unknown_compression_are_rejected(aws, flag_bits, fragment):
-    import io
-
-    buffer = io.BytesIO()
     X, y = blobs()
-    np.savez(buffer, X=X, y=y)
-    raw = bytearray(buffer.getvalue())
+    raw = bytearray(npz_bytes(X=X, y=y))
     for offset in (i for i in range(len(raw) - 4) if raw[i:i + 4] in (b"PK\x03\x04", b"PK\x01\x02")):
         flags_at = offset + (6 if raw[offset + 2] == 3 else 8)  # general purpose flags (local header / central directory)
         if flag_bits is not None:

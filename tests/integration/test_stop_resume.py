@@ -22,7 +22,7 @@ from lnn_core.protocol import ending, sending
 from lnn_core.protocol.layout import model_key, staged_model_key
 
 from tests.conftest import FakeClock, QueueInvoker, blobs
-from tests.integration.test_concurrency_scenarios import Gate, context
+from tests.support.deliveries import Gate, context, deliver_failing_at
 from tests.integration.test_lost_answers import lose_answers
 
 LAYERS = {"epochs": 3, "learning_rate": 0.5, "neurons": [3, 1], "activations": ["tanh", "sigmoid"], "seed": 5,
@@ -217,9 +217,8 @@ def test_a_late_claimant_of_the_stops_message_sends_nothing_once_the_run_was_con
     world.deliver(until=lambda run: run["progress_epoch"] == 1 and run["committed_step"] >= 7)
     run_control.stop_run(world.cli(), "r1")
     dying = world.trainer()
-    dying.ports.store.copy = lambda *args: (_ for _ in ()).throw(ConnectionError("died before publishing"))
-    with pytest.raises(ConnectionError):
-        dying.handle(world.queue.events.popleft(), context("stop"))
+    deliver_failing_at(dying, "store.copy", world.queue.events.popleft(), "stop",
+                       failure=ConnectionError("died before publishing"))
     stale = world.record()
     assert stale["status"] == "stopped" and stale["message_due"] and not world.has(model_key("r1"))
 
@@ -241,9 +240,8 @@ def test_a_resume_that_died_before_its_write_leaves_the_stop_whole_and_its_messa
     world.deliver(until=lambda run: run["progress_epoch"] == 1 and run["committed_step"] >= 7)
     run_control.stop_run(world.cli(), "r1")
     dying = world.trainer()
-    dying.ports.store.copy = lambda *args: (_ for _ in ()).throw(ConnectionError("died before publishing"))
-    with pytest.raises(ConnectionError):
-        dying.handle(world.queue.events.popleft(), context("stop"))
+    deliver_failing_at(dying, "store.copy", world.queue.events.popleft(), "stop",
+                       failure=ConnectionError("died before publishing"))
     cli = world.trainer()
     cli.ports.table.continue_stopped = lambda *args, **kwargs: (_ for _ in ()).throw(ConnectionError("died"))
     world.clock.advance(sending.LEASE_SECONDS + 1)  # the dead claimant's lease on the stop's message expires

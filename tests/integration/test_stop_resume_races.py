@@ -8,7 +8,7 @@ from lnn_core.errors import LnnInputError
 from lnn_core.protocol import sending
 from lnn_core.protocol.layout import model_key, staged_model_key
 
-from tests.integration.test_concurrency_scenarios import Delivery, Gate, context
+from tests.support.deliveries import Delivery, Gate, context, deliver_failing_at
 from tests.integration.test_iam_scope import allowed_statements, permitted
 from tests.integration.test_stop_resume import (
     LAYER_STEPS,
@@ -156,9 +156,8 @@ def test_the_watchdog_sends_the_message_of_a_stop_whose_staged_model_a_dead_resu
     world = World(aws, LAYERS)
     event = to_the_stop(world)
     dying = world.trainer()
-    dying.ports.store.copy = lambda *args: (_ for _ in ()).throw(ConnectionError("died before publishing"))
-    with pytest.raises(ConnectionError):
-        dying.handle(event, context("stop"))
+    deliver_failing_at(dying, "store.copy", event, "stop",
+                       failure=ConnectionError("died before publishing"))
     cli = world.trainer()
     cli.ports.table.continue_stopped = lambda *args, **kwargs: (_ for _ in ()).throw(ConnectionError("died"))
     world.clock.advance(sending.LEASE_SECONDS + 1)  # the dead claimant's lease on the stop's message expires
@@ -208,9 +207,8 @@ def test_lnn_predict_of_a_stopped_run_whose_model_is_not_published_yet_is_one_li
     world = World(aws, LAYERS)
     event = to_the_stop(world)
     dying = world.trainer()
-    dying.ports.store.copy = lambda *args: (_ for _ in ()).throw(ConnectionError("died before publishing"))
-    with pytest.raises(ConnectionError):
-        dying.handle(event, context("stop"))
+    deliver_failing_at(dying, "store.copy", event, "stop",
+                       failure=ConnectionError("died before publishing"))
     assert world.record()["model_epoch"] == 1 and not world.has(model_key("r1"))
     stack = SimpleNamespace(run=lambda run_id: world.record(), ports=world.cli())
     args = SimpleNamespace(run_id="r1", data="unused.npz", image=None, remote=False, csv=False, label_column=None)

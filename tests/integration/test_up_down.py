@@ -25,7 +25,7 @@ from lnn_cli.cloud.up.registry import SERVER_MODULE, STATE_FILE, is_ours, stacks
 from lnn_cli.inputs import DEMO_DATA
 from lnn_cli.main import main
 from lnn_cli.stack_commands import open_stack
-from tests.unit.test_cli import assert_one_line_error
+from tests.support.cli import assert_one_line_error
 
 SMALL = ["--epochs", "3", "--neurons", "4,1", "--activations", "relu,sigmoid", "--learning-rate", "0.3", "--seed", "2", "--init", "he"]
 LONG = ["--epochs", "5000", "--neurons", "4,1", "--activations", "relu,sigmoid", "--granularity", "layer", "--seed", "3"]

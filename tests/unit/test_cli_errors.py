@@ -14,7 +14,7 @@ from moto import mock_aws
 from lnn_cli.cloud.stack import CLI_BOTO_CONFIG, OUTPUT_KEYS, aws_errors_explained
 from lnn_cli.inputs import DEMO_DATA
 from lnn_cli.main import main
-from tests.unit.test_cli import assert_one_line_error
+from tests.support.cli import assert_one_line_error
 
 COMMANDS = {
     "start": ["start", "--epochs", "2"],
@@ -81,9 +81,9 @@ def test_the_cli_gives_up_on_a_dead_endpoint_quickly():
 
 
 def test_a_dead_endpoint_names_the_local_stack_that_is_up(credentials, monkeypatch, capsys):
-    from lnn_cli.cloud.up import command as up
+    from lnn_cli.cloud.up import registry
 
-    monkeypatch.setattr(up, "stacks_up", lambda: [{"endpoint": "http://localhost:4567", "state_dir": "/x", "pid": 1}])
+    monkeypatch.setattr(registry, "stacks_up", lambda: [{"endpoint": "http://localhost:4567", "state_dir": "/x", "pid": 1}])
     endpoint = f"http://localhost:{closed_port()}"
     monkeypatch.setenv("AWS_ENDPOINT_URL", endpoint)
     assert_one_line_error(capsys, main(["runs"]), f"nothing answers at {endpoint}",
