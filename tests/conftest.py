@@ -14,6 +14,7 @@ from lnn_core.aws.run_table import (
 from moto import mock_aws
 
 from lnn_cli.cloud import moto_transactions
+from tests.support.arrays import npz_bytes
 
 moto_transactions.install()  # the embedded AWS's transactions, as `lnn local` and `lnn up` run them
 
@@ -102,11 +103,7 @@ class AwsWorld:
         self.bucket = "lnn-test-bucket"
 
     def upload_data(self, key, **arrays):
-        import io
-
-        buffer = io.BytesIO()
-        np.savez(buffer, **arrays)
-        self.s3.put_object(Bucket=self.bucket, Key=key, Body=buffer.getvalue())
+        self.s3.put_object(Bucket=self.bucket, Key=key, Body=npz_bytes(**arrays))
 
     def messages(self):
         """Every SNS message delivered so far (through the SQS subscription)."""

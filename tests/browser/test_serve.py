@@ -19,12 +19,11 @@ import pytest
 from lnn_core.aws.run_table import RunTable
 from lnn_core.aws.sdk import IoCounter
 
-from lnn_cli.cloud.deploy import deploy_to_emulator
-from lnn_cli.cloud.emulator import running_emulator
 from lnn_cli.cloud.local import drive, local_runtime
 from lnn_cli.main import main
 from lnn_cli.stack_commands import DeployedStack
 from lnn_cli.web.app import percent
+from tests.support.emulator import deployed_stack
 
 SHAPE = (8, 8, 3)
 EPOCHS, EVAL_EVERY = 8, 2
@@ -43,15 +42,9 @@ def chromium_path() -> str | None:
 
 @pytest.fixture(scope="module")
 def deployed(tmp_path_factory):
-    """A moto server with LnnStack deployed by cdk (as test_cli_server's fixture), boto3 pointed at it."""
-    logs = tmp_path_factory.mktemp("emulator")
-    with running_emulator(logs / "emulator.log") as emulator:
-        deployment = deploy_to_emulator(emulator, logs / "deploy.log", stack_name="LnnStack")
-        with pytest.MonkeyPatch.context() as patch:
-            for name, value in emulator.environment().items():
-                patch.setenv(name, value)
-            patch.delenv("AWS_PROFILE", raising=False)
-            yield emulator, deployment.outputs
+    """A moto server with LnnStack deployed by cdk, shared by the module; boto3 pointed at it."""
+    with deployed_stack(tmp_path_factory.mktemp("emulator")) as deployed:
+        yield deployed
 
 
 @pytest.fixture(scope="module")

@@ -43,7 +43,16 @@ def world(aws):
         launcher = build_launcher(session=aws.session, invoker=queue, clock=clock)
         assert launcher.handle({"run_id": "r1", "parameters": parameters})["status"] == "running"
 
-    return SimpleNamespace(aws=aws, X=X, y=y, clock=clock, queue=queue, container=container, launch=launch)
+    def run_until(state):
+        """Deliver queued events to one container until the next one is of `state`; that one is returned, not
+        delivered."""
+        trainer = container()
+        while queue.events[0]["state"] != state:
+            trainer.handle(queue.events.popleft(), context())
+        return queue.events.popleft()
+
+    return SimpleNamespace(aws=aws, X=X, y=y, clock=clock, queue=queue, container=container, launch=launch,
+                           run_until=run_until)
 
 
 def drain(trainer, queue):
@@ -98,10 +107,7 @@ def test_1_an_unseeded_run_draws_its_seed_once_so_a_late_twin_writes_the_same_we
 @pytest.mark.parametrize("same_request_id", [True, False])
 def test_2_twins_of_the_finish_step_send_one_message_whatever_their_request_ids(world, same_request_id):
     world.launch()
-    trainer = world.container()
-    while world.queue.events[0]["state"] != "finish":
-        trainer.handle(world.queue.events.popleft(), context())
-    event = world.queue.events.popleft()
+    event = world.run_until("finish")
     first, twin = world.container(), world.container()
     gate = Gate(first.ports.notifier, "publish")  # the first has committed and claimed the message
     a = Delivery(first, event, context("request-1"))
@@ -128,10 +134,7 @@ def test_every_request_of_the_delivery_threads_runs_alone_and_a_gated_thread_hol
 
     monkeypatch.setattr(BotocoreStubber, "process_request", recording)
     world.launch()
-    trainer = world.container()
-    while world.queue.events[0]["state"] != "finish":
-        trainer.handle(world.queue.events.popleft(), context())
-    event = world.queue.events.popleft()
+    event = world.run_until("finish")
     first, twin = world.container(), world.container()
     gate = Gate(first.ports.notifier, "publish")
     a = Delivery(first, event, context("request-1"))
@@ -150,10 +153,7 @@ def test_every_request_of_the_delivery_threads_runs_alone_and_a_gated_thread_hol
 
 def test_2_a_claimant_that_died_before_publishing_is_finished_by_its_retry(world):
     world.launch()
-    trainer = world.container()
-    while world.queue.events[0]["state"] != "finish":
-        trainer.handle(world.queue.events.popleft(), context())
-    event = world.queue.events.popleft()
+    event = world.run_until("finish")
     dying = world.container()
 
     deliver_failing_at(dying, "notifier.publish", event)
@@ -289,10 +289,7 @@ def publish_with_the_notified_write_refused(world, monkeypatch):
     """Run to the finish; a container publishes its message but its `notified` write is refused. Returns the
     finish event and the publisher."""
     world.launch({**UNSEEDED, "seed": 4})
-    trainer = world.container()
-    while world.queue.events[0]["state"] != "finish":
-        trainer.handle(world.queue.events.popleft(), context())
-    event = world.queue.events.popleft()
+    event = world.run_until("finish")
     publisher = world.container()
     refused = refuse_the_notified_write(publisher, monkeypatch)
     assert publisher.handle(json.loads(json.dumps(event)), context("request-1"))["outcome"] == "committed"  # no error

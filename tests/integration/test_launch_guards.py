@@ -9,13 +9,9 @@ from lnn_core.handlers import build_launcher
 
 from tests.conftest import QueueInvoker, blobs
 from tests.support.arrays import lying_npz, npz_bytes, zip_bomb
+from tests.support.uploads import upload_event, upload_parameters
 
 PARAMETERS = {"epochs": 3, "learning_rate": 0.5, "neurons": [3, 1], "activations": ["tanh", "sigmoid"], "seed": 1}
-
-
-def upload_event(key, **detail):
-    return {"source": "aws.s3", "detail-type": "Object Created",
-            "detail": {"bucket": {"name": "lnn-test-bucket"}, "object": {"key": key}, **detail}}
 
 
 def launch(aws, run_id, parameters=PARAMETERS, queue=None):
@@ -109,8 +105,7 @@ def test_the_running_runs_limit(aws, monkeypatch):
     assert launcher.ports.table.get_run("r3") is None and len(queue.events) == 2
     assert launch(aws, "r1", queue=queue)[0]["duplicate"] is True  # a repeated launch is not a new run
     # an upload is told the same, in its rejection message
-    aws.s3.put_object(Bucket=aws.bucket, Key="runs/r3/parameters.json", Body=json.dumps(PARAMETERS).encode())
-    assert launcher.handle(upload_event("runs/r3/parameters.json"))["status"] == "rejected"
+    assert launcher.handle(upload_event(upload_parameters(aws, "r3", PARAMETERS)))["status"] == "rejected"
     (message,) = aws.messages()
     assert "LNN_MAX_RUNNING_RUNS" in json.loads(message["Body"])["reason"]
     # once a run is no longer running there is room again
@@ -122,11 +117,11 @@ def test_the_running_runs_limit(aws, monkeypatch):
 
 def test_parameters_json_over_64_kb_is_rejected_unread(aws):
     big = {**PARAMETERS, "padding": "x" * 70_000}
-    aws.s3.put_object(Bucket=aws.bucket, Key="runs/fat/parameters.json", Body=json.dumps(big).encode())
+    key = upload_parameters(aws, "fat", big)
     queue = QueueInvoker()
     launcher = build_launcher(session=aws.session, invoker=queue)
     launcher.ports.store.get_bytes = lambda *args, **kwargs: pytest.fail("parameters.json was downloaded")
-    answer = launcher.handle(upload_event("runs/fat/parameters.json"))
+    answer = launcher.handle(upload_event(key))
     assert answer["status"] == "rejected" and "is 70,1" in answer["reason"] and "more than the 65,536 allowed" in answer["reason"]
     assert len(aws.messages()) == 1 and not queue.events
     direct = launcher.handle({"run_id": "fat", "parameters": big})
@@ -160,7 +155,7 @@ def test_uploaded_keys_with_dot_or_empty_segments_are_rejected(aws, key):
 def test_the_uploader_is_recorded(aws):
     X, y = blobs()
     aws.upload_data("runs/up/data.npz", X=X, y=y)
-    aws.s3.put_object(Bucket=aws.bucket, Key="runs/up/parameters.json", Body=json.dumps(PARAMETERS).encode())
+    upload_parameters(aws, "up", PARAMETERS)
     queue = QueueInvoker()
     launcher = build_launcher(session=aws.session, invoker=queue)
     event = upload_event("runs/up/parameters.json", requester="123456789012", **{"source-ip-address": "198.51.100.7"})

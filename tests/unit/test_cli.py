@@ -1,6 +1,5 @@
 """The `lnn` command's input handling: every problem a person can fix is exit status 2, one line, nothing created."""
 
-import io
 import json
 import os
 
