@@ -24,6 +24,7 @@ from lnn_cli.main import main
 from lnn_cli.stack_commands import DeployedStack
 from lnn_cli.web.app import percent
 from tests.support.emulator import deployed_stack
+from tests.support.web import serving
 
 SHAPE = (8, 8, 3)
 EPOCHS, EVAL_EVERY = 8, 2
@@ -50,16 +51,8 @@ def deployed(tmp_path_factory):
 @pytest.fixture(scope="module")
 def served(deployed):
     """`lnn serve`'s app on 127.0.0.1 (a free port) in a thread; yields its base URL."""
-    from werkzeug.serving import make_server
-
-    from lnn_cli.web.app import create_app
-
-    server = make_server("127.0.0.1", 0, create_app(DeployedStack(boto3.Session(), "LnnStack")), threaded=True)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_port}"
-    server.shutdown()
-    thread.join(timeout=10)
+    with serving(DeployedStack(boto3.Session(), "LnnStack")) as url:
+        yield url
 
 
 def unavailable(reason: str):
