@@ -9,7 +9,7 @@ from lnn_core.handlers import build_launcher
 
 from tests.conftest import QueueInvoker, blobs
 from tests.support.arrays import lying_npz, npz_bytes, zip_bomb
-from tests.support.uploads import upload_event, upload_parameters
+from tests.support.uploads import upload_event, upload_parameters, upload_run
 
 PARAMETERS = {"epochs": 3, "learning_rate": 0.5, "neurons": [3, 1], "activations": ["tanh", "sigmoid"], "seed": 1}
 
@@ -153,15 +153,14 @@ def test_uploaded_keys_with_dot_or_empty_segments_are_rejected(aws, key):
 
 
 def test_the_uploader_is_recorded(aws):
-    X, y = blobs()
-    aws.upload_data("runs/up/data.npz", X=X, y=y)
-    upload_parameters(aws, "up", PARAMETERS)
+    key = upload_run(aws, "up", PARAMETERS)
     queue = QueueInvoker()
     launcher = build_launcher(session=aws.session, invoker=queue)
-    event = upload_event("runs/up/parameters.json", requester="123456789012", **{"source-ip-address": "198.51.100.7"})
+    event = upload_event(key, requester="123456789012", **{"source-ip-address": "198.51.100.7"})
     assert launcher.handle(event)["status"] == "running"
     run = launcher.ports.table.get_run("up")
     assert run["uploaded_by"] == "123456789012" and run["source_ip"] == "198.51.100.7"
+    X, y = blobs()
     aws.upload_data("runs/direct/data.npz", X=X, y=y)
     assert launcher.handle({"run_id": "direct", "parameters": PARAMETERS})["status"] == "running"
     direct = launcher.ports.table.get_run("direct")

@@ -2,6 +2,8 @@
 
 import json
 
+from tests.conftest import blobs
+
 BUCKET = "lnn-test-bucket"  # the `aws` fixture's bucket (tests/conftest.py)
 
 
@@ -10,6 +12,13 @@ def upload_parameters(aws, run_id: str, parameters: dict) -> str:
     key = f"runs/{run_id}/parameters.json"
     aws.s3.put_object(Bucket=aws.bucket, Key=key, Body=json.dumps(parameters).encode())
     return key
+
+
+def upload_run(aws, run_id: str, parameters: dict) -> str:
+    """Upload a run's data (`blobs()`) and its parameters.json, as `lnn start` does; the key of parameters.json."""
+    X, y = blobs()
+    aws.upload_data(f"runs/{run_id}/data.npz", X=X, y=y)
+    return upload_parameters(aws, run_id, parameters)
 
 
 def upload_event(key: str, **detail) -> dict:
