@@ -1,4 +1,4 @@
-"""Arrays as the files LNN reads: an .npz's bytes, and forged .npz files for the memory guard rails."""
+"""Arrays for tests: an .npz's bytes, forged .npz files for the memory guard rails, and Gaussian blobs."""
 
 import io
 import zipfile
@@ -40,3 +40,13 @@ def zip_bomb(rows: int, columns: int) -> bytes:
                 member.write(row)
         archive.writestr("y.npy", npy_header((rows,)) + bytes(rows * 8))
     return buffer.getvalue()
+
+
+def blobs_around(centers, per_class=100, spread=0.5, seed=0):
+    """Gaussian blobs around `centers` (k, n0) -> X (k * per_class, n0), y (k * per_class,) in shuffled order."""
+    rng = np.random.RandomState(seed)
+    centers = np.asarray(centers, dtype=float)
+    X = np.concatenate([center + spread * rng.randn(per_class, centers.shape[1]) for center in centers])
+    y = np.repeat(np.arange(len(centers)), per_class)
+    order = rng.permutation(len(y))
+    return X[order], y[order]
