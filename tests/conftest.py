@@ -52,6 +52,16 @@ def own_lnn_home(tmp_path_factory):
         yield
 
 
+@pytest.fixture(scope="module")
+def deployed(tmp_path_factory):
+    """One fresh moto server with LnnStack deployed by cdk, shared by the module, the AWS SDKs pointed at it:
+    (the emulator, the stack's outputs). For the end-to-end tests (integration/test_cli_server, browser/test_serve)."""
+    from tests.support.emulator import deployed_stack
+
+    with deployed_stack(tmp_path_factory.mktemp("emulator")) as deployed:
+        yield deployed
+
+
 @pytest.fixture
 def aws(monkeypatch):
     """A fresh in-process AWS with the stack's bucket, table and topic, and the functions' environment set."""

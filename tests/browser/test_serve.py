@@ -23,7 +23,6 @@ from lnn_cli.cloud.local import drive, local_runtime
 from lnn_cli.main import main
 from lnn_cli.stack_commands import DeployedStack
 from lnn_cli.web.app import percent
-from tests.support.emulator import deployed_stack
 from tests.support.web import serving
 
 SHAPE = (8, 8, 3)
@@ -39,13 +38,6 @@ pytestmark = pytest.mark.slow  # about 70 s, most of it cdk deploy: `make slow` 
 
 def chromium_path() -> str | None:
     return shutil.which("chromium") or shutil.which("chromium-browser")
-
-
-@pytest.fixture(scope="module")
-def deployed(tmp_path_factory):
-    """A moto server with LnnStack deployed by cdk, shared by the module; boto3 pointed at it."""
-    with deployed_stack(tmp_path_factory.mktemp("emulator")) as deployed:
-        yield deployed
 
 
 @pytest.fixture(scope="module")

@@ -11,7 +11,6 @@ import re
 from pathlib import Path
 
 import numpy as np
-import pytest
 from lnn_core.aws.run_table import RunTable
 from lnn_core.aws.sdk import IoCounter
 from lnn_core.ml import training
@@ -19,16 +18,8 @@ from lnn_core.ml import training
 from lnn_cli.cloud.local import drive, local_runtime
 from lnn_cli.inputs import DEMO_DATA
 from lnn_cli.main import main
-from tests.support.emulator import deployed_stack
 
 SMALL = ["--epochs", "3", "--neurons", "4,1", "--activations", "relu,sigmoid", "--learning-rate", "0.3", "--seed", "2"]
-
-
-@pytest.fixture(scope="module")
-def deployed(tmp_path_factory):
-    """One fresh moto server with LnnStack deployed by cdk, shared by the module; boto3 pointed at it."""
-    with deployed_stack(tmp_path_factory.mktemp("emulator")) as deployed:
-        yield deployed
 
 
 def uploaded_event(bucket: str, key: str) -> dict:
