@@ -154,9 +154,7 @@ def test_every_request_of_the_delivery_threads_runs_alone_and_a_gated_thread_hol
 def test_2_a_claimant_that_died_before_publishing_is_finished_by_its_retry(world):
     world.launch()
     event = world.run_until("finish")
-    dying = world.container()
-
-    deliver_failing_at(dying, "notifier.publish", event)
+    deliver_failing_at(world.container(), "notifier.publish", event)
     twin = world.container()
     assert twin.handle(json.loads(json.dumps(event)), context("request-1"))["outcome"] == "ignored"  # lease live
     assert world.aws.messages() == []
@@ -192,9 +190,7 @@ def test_3_a_duplicate_whose_commit_fails_while_the_winner_sends_starts_no_shado
 def test_3_a_winner_that_died_between_commit_and_send_is_resent_once_its_lease_expired(world):
     world.launch({**UNSEEDED, "seed": 4})
     event = world.queue.events.popleft()
-    dying = world.container()
-
-    deliver_failing_at(dying, "invoker.invoke_async", event)
+    deliver_failing_at(world.container(), "invoker.invoke_async", event)
     twin = world.container()
     assert twin.handle(json.loads(json.dumps(event)), context("request-1"))["outcome"] == "duplicate"  # lease live
     assert not world.queue.events
@@ -221,9 +217,7 @@ def test_5_epochs_written_but_never_committed_are_not_shown(world):
     trainer = world.container()
     trainer.handle(world.queue.events.popleft(), context())
     event = world.queue.events.popleft()
-    dying = world.container()
-
-    deliver_failing_at(dying, "table.transition", event)
+    deliver_failing_at(world.container(), "table.transition", event)
     run_control.stop_run(trainer.ports, "r1")
     world.clock.advance(60)
     assert trainer.handle(json.loads(json.dumps(event)), context("request-1"))["outcome"] == "stopped"

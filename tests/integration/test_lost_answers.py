@@ -166,9 +166,7 @@ def test_2_a_round_whose_reduce_claim_answer_was_lost_sends_its_reduce(world):
 def test_2_a_re_send_whose_claim_answer_was_lost_re_sends(world):
     world.launch()
     event = world.queue.events.popleft()
-    dying = world.trainer()
-
-    deliver_failing_at(dying, "invoker.invoke_async", event)
+    deliver_failing_at(world.trainer(), "invoker.invoke_async", event)
     world.clock.advance(60)  # Lambda's retry, once the commit's lease expired
     retry = world.trainer()
     lose_answers(retry, "table", "update_item", when=updating("SET send_lease = :lease"))
@@ -193,9 +191,7 @@ def test_2_a_watchdog_resume_whose_answer_was_lost_resumes_and_counts_once(world
 def test_3_a_message_whose_claimant_died_and_whose_retry_came_inside_the_lease_is_sent_by_the_watchdog(world):
     world.launch()
     finish = world.run_until(world.trainer(), "finish")
-    dying = world.trainer()
-
-    deliver_failing_at(dying, "notifier.publish", finish)
+    deliver_failing_at(world.trainer(), "notifier.publish", finish)
     world.clock.advance(1)  # a system error's retry comes after about a second: the lease is live
     assert world.trainer().handle(finish, context("request-1"))["outcome"] == "ignored"
     assert world.messages() == []
@@ -222,9 +218,7 @@ def test_3_a_run_whose_message_was_sent_is_not_on_the_watchdogs_list(world):
 def test_4_a_finish_that_died_before_its_commit_publishes_no_model_and_a_stop_publishes_its_own_after_its_commit(world):
     world.launch()
     finish = world.run_until(world.trainer(), "finish")
-    dying = world.trainer()
-
-    deliver_failing_at(dying, "table.transition", finish)
+    deliver_failing_at(world.trainer(), "table.transition", finish)
     assert not world.model_published()  # before the fix: model.npz, which the PredictLambda served
     predictor = build_predictor(session=world.aws.session)
     answer = predictor.handle({"run_id": "r1", "X": [[0.0, 0.0, 0.0, 0.0]]})
@@ -240,9 +234,7 @@ def test_4_a_finish_that_died_before_its_commit_publishes_no_model_and_a_stop_pu
 def test_4_the_model_is_published_before_the_message_when_the_finisher_died_after_its_commit(world):
     world.launch()
     finish = world.run_until(world.trainer(), "finish")
-    dying = world.trainer()
-
-    deliver_failing_at(dying, "store.copy", finish)
+    deliver_failing_at(world.trainer(), "store.copy", finish)
     assert world.record()["status"] == "succeeded" and not world.model_published() and world.messages() == []
     world.clock.advance(60)
     assert world.trainer().handle(finish, context())["outcome"] == "ignored"  # the retry: publishes both
@@ -370,10 +362,8 @@ def test_r2_a_finish_committed_by_the_previous_release_still_gets_its_message(wo
     """Before this release the finish wrote model.npz itself and nothing was staged: its message is still sent."""
     world.launch()
     finish = world.run_until(world.trainer(), "finish")
-    dying = world.trainer()
-
     # the finish committed, then its container died before the message
-    deliver_failing_at(dying, "store.copy", finish)
+    deliver_failing_at(world.trainer(), "store.copy", finish)
     s3, bucket = world.aws.s3, world.aws.bucket  # what the previous release left
     s3.copy_object(Bucket=bucket, Key=model_key("r1"), CopySource={"Bucket": bucket, "Key": staged_model_key("r1", 2)})
     s3.delete_object(Bucket=bucket, Key=staged_model_key("r1", 2))

@@ -86,8 +86,7 @@ def test_a_late_twin_that_read_the_successor_unsent_does_not_re_send_it_once_it_
     expired, must find step 2 recorded as sent."""
     world.launch()
     event = world.queue.events.popleft()
-    dying = world.trainer()
-    deliver_failing_at(dying, "invoker.invoke_async", event)
+    deliver_failing_at(world.trainer(), "invoker.invoke_async", event)
     world.clock.advance(60)  # the commit's lease expired
     late, retry = world.trainer(), world.trainer()
     reading = Gate(late.ports.table, "get_run", after=True)  # the twin read the record: step 2 unsent
@@ -212,8 +211,7 @@ def test_the_watchdog_sends_the_message_of_a_run_whose_claimant_died(world):
     lease expired, the watchdog's sweep is what sends the message, once."""
     world.launch()
     finish = world.run_until(world.trainer(), "finish")
-    dying = world.trainer()
-    deliver_failing_at(dying, "notifier.publish", finish)
+    deliver_failing_at(world.trainer(), "notifier.publish", finish)
     world.clock.advance(1)
     assert world.trainer().handle(copy(finish), context("request-1"))["outcome"] == "ignored"  # the lease is live
     world.clock.advance(60)
