@@ -105,7 +105,8 @@ def hdf5_arrays(path: Path, raw: bytes) -> dict[str, np.ndarray]:
             if not train and not test:
                 missing = next(name for name in HDF5_TRAIN if name not in names)
                 raise LnnInputError(
-                    f"{path} lacks the HDF5 dataset {missing!r}; LNN's HDF5 holds {', '.join(HDF5_TRAIN)} and optionally "
+                    f"{path} lacks the HDF5 dataset {missing!r}; LNN's HDF5 holds {', '.join(HDF5_TRAIN)} "
+                    "and optionally "
                     f"{', '.join(HDF5_TEST)}, {HDF5_CLASSES} (it has {', '.join(sorted(names)) or 'no datasets'})"
                 )
             if not train and any(name in names for name in HDF5_TRAIN):

@@ -1,4 +1,5 @@
-"""A run's inputs from the command line: the data file, parameters.json and the flags, validated before anything starts."""
+"""A run's inputs from the command line: the data file, parameters.json and the flags, validated before anything
+starts."""
 
 import io
 import json

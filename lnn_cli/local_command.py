@@ -42,8 +42,9 @@ def command_local(args, parameters: dict, console: Console) -> int:
     started = time.monotonic()
     config = inputs.config
     console.print(
-        f"LNN local run [bold]{run_id}[/]: {inputs.training_data.X.shape[0]} examples x {inputs.training_data.features} "
-        f"features, network {'-'.join(map(str, config.neurons))} ({','.join(config.activations)}), {config.epochs} epochs, "
+        f"LNN local run [bold]{run_id}[/]: {inputs.training_data.X.shape[0]} examples x "
+        f"{inputs.training_data.features} features, network {'-'.join(map(str, config.neurons))} "
+        f"({','.join(config.activations)}), {config.epochs} epochs, "
         f"granularity {config.granularity}, {args.concurrency} container(s) per function of {args.container_cpus} "
         f"BLAS thread(s)" + (f", chaos {args.chaos}" if chaos else "")
     )

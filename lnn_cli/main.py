@@ -26,6 +26,7 @@ from lnn_cli.inputs import (
 from lnn_cli.local_command import command_local
 from lnn_core.ml.parameters import CHOICE, COUNTS, INTEGER, NAMES, NUMBER, TABLE
 from lnn_cli.model_file import command_predict_model
+from lnn_cli.web import DEFAULT_PORT
 from rich.console import Console
 
 USAGE_ERROR = 2
@@ -109,7 +110,9 @@ def build_parser() -> OneLineParser:
     add_context_option(local)
     local.add_argument("--out", default="out/local", help="directory for results.json, model.npz, cost.png and logs "
                        "(default out/local)")
-    local.add_argument("--chaos", help="inject faults, e.g. duplicate=0.1,crash=0.05,delay=0.1,lose=0.01,seed=7 (also pause=P, distinct_ids=P, lost_answer=P: a write applied whose answer is lost, so the SDK retries it; default: none)")
+    local.add_argument("--chaos", help="inject faults, e.g. duplicate=0.1,crash=0.05,delay=0.1,lose=0.01,seed=7 (also pause=P, "
+                       "distinct_ids=P, lost_answer=P: a write applied whose answer is lost, so the SDK retries it; "
+                       "default: none)")
     local.add_argument("--stack", default=DEFAULT_STACK, help=f"the stack to deploy from the CDK app (default {DEFAULT_STACK})")
     add_runtime_options(local)
 
@@ -142,7 +145,8 @@ def build_parser() -> OneLineParser:
 
     for name, text, description in (
         ("stop", "stop a run at its next step boundary; it keeps its model and can be resumed",
-         "Ask a running run to stop: the step in flight finishes, then the run ends with status stopped, keeping the model of its last committed epoch; `lnn resume` continues it."),
+         "Ask a running run to stop: the step in flight finishes, then the run ends with status stopped, keeping "
+         "the model of its last committed epoch; `lnn resume` continues it."),
         ("resume", "continue a stopped run, or re-send a stalled run's next step",
          "Continue a stopped run from its last committed step, to the same result as an uninterrupted run; on a "
          "running run, re-send its next step (e.g. after an invocation was lost; harmless: a copy of a step that is "
@@ -174,7 +178,8 @@ def build_parser() -> OneLineParser:
                                 description="Serve a page on 127.0.0.1 (only) that shows the stack's runs and their "
                                 "status, a run's cost curve while it trains, its final metrics, and a form to predict "
                                 "with its model from an uploaded image or a pasted row. Ctrl-C stops it.")
-    serve.add_argument("--port", type=port_number, default=8765, help="the port on 127.0.0.1 (default 8765; 0: any free port)")
+    serve.add_argument("--port", type=port_number, default=DEFAULT_PORT,
+                       help=f"the port on 127.0.0.1 (default {DEFAULT_PORT}; 0: any free port)")
 
     convert = commands.add_parser("convert", help="convert LNN's HDF5 or a CSV to the .npz the stack reads (to upload it yourself)",
                                   description=f"Convert a data file ({FORMATS}) to an .npz with X, y (and X_test, "
@@ -233,7 +238,8 @@ def flags(args) -> dict:
 
 
 def command_convert(args, console: Console) -> int:
-    """`lnn convert IN OUT.npz`: the .npz `lnn start` would upload, written to OUT.npz (nothing written for a bad file)."""
+    """`lnn convert IN OUT.npz`: the .npz `lnn start` would upload, written to OUT.npz (nothing written for a bad
+    file)."""
     output = Path(args.output)
     if output.suffix.lower() != ".npz":
         raise LnnInputError(f"the output {output} must be an .npz file (e.g. {output.with_suffix('.npz').name})")

@@ -13,7 +13,8 @@ def acknowledge(construct: Construct, rule: str, reason: str) -> None:
 
 
 def acknowledge_object_arn(function: lambda_.Function, object_arn: str, reason: str) -> None:
-    """AwsSolutions-IAM5 flags each object ARN with a '*': one acknowledgment per ARN and policy (the function's role's)."""
+    """AwsSolutions-IAM5 flags each object ARN with a '*': one acknowledgment per ARN and policy (the function's
+    role's)."""
     acknowledge(
         function.role.node.find_child("DefaultPolicy"),
         f"AwsSolutions::AwsSolutions-IAM5[Resource::{_nag_resource(function, object_arn)}]",

@@ -84,7 +84,8 @@ class Observability:
         ))
 
     def _alarm_by_name(self, alarm: cloudwatch.Alarm) -> cloudwatch.IAlarm:
-        """The alarm with its ARN built from its name (a Ref): the emulator's CloudFormation has no Fn::GetAtt of an alarm."""
+        """The alarm with its ARN built from its name (a Ref): the emulator's CloudFormation has no Fn::GetAtt of an
+        alarm."""
         arn = Stack.of(self._scope).format_arn(service="cloudwatch", resource="alarm", resource_name=alarm.alarm_name,
                                                arn_format=ArnFormat.COLON_RESOURCE_NAME)
         return cloudwatch.Alarm.from_alarm_arn(self._scope, f"{alarm.node.id}ByName", arn)
@@ -93,7 +94,8 @@ class Observability:
         self, trainer: lambda_.Function, predict_function: lambda_.Function | None
     ) -> cloudwatch.Dashboard:
         """The trainer's EMF metrics (Cost, Steps: namespace LNN, dimension service=lnn, as `Metrics` emits them),
-        its errors, throttles and p99 duration, the invocations alarm, and the PredictLambda's invocations and errors."""
+        its errors, throttles and p99 duration, the invocations alarm, and the PredictLambda's invocations and
+        errors."""
         def lnn_metric(name: str, statistic: str) -> cloudwatch.Metric:
             return cloudwatch.Metric(namespace=POWERTOOLS_ENVIRONMENT["POWERTOOLS_METRICS_NAMESPACE"], metric_name=name,
                                      dimensions_map={"service": POWERTOOLS_ENVIRONMENT["POWERTOOLS_SERVICE_NAME"]},

@@ -19,9 +19,10 @@ class TrainerFunction:
     """The TrainerLambda (`function`), and what the functions that start its steps need to know and be granted.
 
     Grants to the trainer: s3:GetObject on runs/*, s3:PutObject(Tagging) on its scratch and the model only,
-    s3:DeleteObject on its scratch only, s3:ListBucket under runs/, Get/Put/UpdateItem and ConditionCheckItem (the epoch items transactions) on the table,
-    sns:Publish on the topic (also its on-failure destination). Its permission to invoke itself is a policy of
-    its own (TrainerSelfInvokePolicy, see triggers.py); `grant_invoke` gives other functions theirs.
+    s3:DeleteObject on its scratch only, s3:ListBucket under runs/, Get/Put/UpdateItem and ConditionCheckItem (the
+    epoch items transactions) on the table, sns:Publish on the topic (also its on-failure destination). Its
+    permission to invoke itself is a policy of its own (TrainerSelfInvokePolicy, see triggers.py); `grant_invoke`
+    gives other functions theirs.
     """
 
     def __init__(

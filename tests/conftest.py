@@ -14,6 +14,7 @@ from lnn_core.aws.run_table import (
 from moto import mock_aws
 
 from lnn_cli.cloud import moto_transactions
+from tests.support.arrays import npz_bytes
 
 moto_transactions.install()  # the embedded AWS's transactions, as `lnn local` and `lnn up` run them
 
@@ -49,6 +50,16 @@ def own_lnn_home(tmp_path_factory):
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("LNN_HOME", str(tmp_path_factory.mktemp("lnn-home")))
         yield
+
+
+@pytest.fixture(scope="module")
+def deployed(tmp_path_factory):
+    """One fresh moto server with LnnStack deployed by cdk, shared by the module, the AWS SDKs pointed at it:
+    (the emulator, the stack's outputs). For the end-to-end tests (integration/test_cli_server, browser/test_serve)."""
+    from tests.support.emulator import deployed_stack
+
+    with deployed_stack(tmp_path_factory.mktemp("emulator")) as deployed:
+        yield deployed
 
 
 @pytest.fixture
@@ -102,11 +113,7 @@ class AwsWorld:
         self.bucket = "lnn-test-bucket"
 
     def upload_data(self, key, **arrays):
-        import io
-
-        buffer = io.BytesIO()
-        np.savez(buffer, **arrays)
-        self.s3.put_object(Bucket=self.bucket, Key=key, Body=buffer.getvalue())
+        self.s3.put_object(Bucket=self.bucket, Key=key, Body=npz_bytes(**arrays))
 
     def messages(self):
         """Every SNS message delivered so far (through the SQS subscription)."""

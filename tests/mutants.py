@@ -120,7 +120,8 @@ MUTANTS = (
         "record_resume without its heartbeat condition",
         RUN_TABLE,
         'f"committed_step = :seen AND #status = :running AND ({heartbeat} OR resume_token = :token)"',
-        'f"committed_step = :seen AND #status = :running AND ({heartbeat} OR NOT ({heartbeat}) OR resume_token = :token)"',
+        'f"committed_step = :seen AND #status = :running AND ({heartbeat} OR NOT ({heartbeat}) '
+        'OR resume_token = :token)"',
         first=("test_the_watchdog_does_not_resume_a_run_whose_step_started",),
     ),
     Mutant(
@@ -148,7 +149,8 @@ MUTANTS = (
         "mark_started without its condition",
         RUN_TABLE,
         '"committed_step = :previous AND #status = :running",\n            {":step": step, ":at": at',
-        '":previous = :previous AND (#status = :running OR #status <> :running)",\n            {":step": step, ":at": at',
+        '":previous = :previous AND (#status = :running OR #status <> :running)",\n'
+        '            {":step": step, ":at": at',
         first=("test_simulator.py::test_seeded_schedules_keep_every_invariant[0]",),
     ),
     Mutant(
@@ -308,7 +310,8 @@ def run_tests(root: Path, *, parallel: bool, environment: dict[str, str] | None 
 
 def describe(verdict: Verdict, *, every: bool) -> list[str]:
     """The lines that say why a mutant was caught, or why the failures it caused do not count."""
-    lines = [f"    note: no test matches the hint {record['unmatched']!r} (the mutant's `first`); it ran in the collected order"
+    lines = [f"    note: no test matches the hint {record['unmatched']!r} (the mutant's `first`); it ran in the "
+             "collected order"
              for record in verdict.records if "unmatched" in record]
     catches = verdict.catches if every else verdict.catches[:1]
     for nodeid, failure in catches:

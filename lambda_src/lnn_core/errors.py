@@ -6,7 +6,8 @@ class LnnInputError(ValueError):
 
 
 class RunFailure(Exception):
-    """A run cannot continue (corrupt state, non-finite data, a diverging cost): it is marked failed with this reason."""
+    """A run cannot continue (corrupt state, non-finite data, a diverging cost): it is marked failed with this
+    reason."""
 
 
 def shown(value, limit: int = 80) -> str:

@@ -1,4 +1,5 @@
-"""`python -m lnn_cli.bench.reads` (`make bench-reads`): how long reading a 1,000-epoch run takes, on a stack that is up.
+"""`python -m lnn_cli.bench.reads` (`make bench-reads`): how long reading a 1,000-epoch run takes, on a stack that
+is up.
 
 Against the stack the environment points at (`lnn up`, then paste its lines; or AWS), it writes a run of the demo
 network (30-20-7-5-1 on the breast cancer data, relu, relu, relu, sigmoid; test figures every 10 epochs) through
@@ -38,7 +39,8 @@ from lnn_core.protocol.results import epoch_item
 
 from lnn_cli.main import main as lnn
 from lnn_cli.stack_commands import DeployedStack
-from lnn_cli.web.app import create_app
+from lnn_cli.web import DEFAULT_PORT
+from lnn_cli.web.app import HOST, create_app
 
 DEMO_NETWORK = {"neurons": [20, 7, 5, 1], "activations": ["relu", "relu", "relu", "sigmoid"], "learning_rate": 0.3,
                 "init": "he", "seed": 1, "granularity": "epoch", "eval_every": 10}
@@ -132,7 +134,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"wrote run {run_id}: {args.epochs} epoch items in {time.perf_counter() - started:.1f} s", file=sys.stderr)
     run = table.get_run(run_id)
     client = create_app(stack).test_client()
-    page = {"base_url": "http://127.0.0.1:8765"}
+    page = {"base_url": f"http://{HOST}:{DEFAULT_PORT}"}
 
     def page_request(url: str):
         response = client.get(url, **page)

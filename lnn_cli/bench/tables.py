@@ -54,7 +54,8 @@ def workers_table(report: dict) -> Table:
             f"{results['launch_to_first_epoch'] or float('nan'):.2f}", f"{results['seconds']:.2f}",
             f"{report['plain_numpy'][K]['seconds_per_epoch']:.3f}",
             ", ".join(f"{service} {count:g}" for service, count in rounds["requests"].items()),
-            f"{rounds['s3_bytes_in'] / 1e6:.2f} / {rounds['s3_bytes_out'] / 1e6:.2f} (+{rounds['data_loads']} data loads)",
+            f"{rounds['s3_bytes_in'] / 1e6:.2f} / {rounds['s3_bytes_out'] / 1e6:.2f} "
+            f"(+{rounds['data_loads']} data loads)",
             ", ".join(f"{service} {count}" for service, count in results["busiest_step"].items()),
             ", ".join(f"{state} {entry['mean_seconds']:.3f} (x{entry['deliveries']})"
                       for state, entry in results["deliveries_by_state"].items()),
@@ -83,7 +84,8 @@ def print_report(console: Console, report: dict, jobs: list[Job], out: Path) -> 
         console.print(workers_table(workers))
         if workers["projection"]:
             console.print(projection_table(workers["projection"]))
-        console.print(f"workers: K = 2 over K = 1, time per epoch between epoch items: {workers['speedup'] or float('nan'):.2f} x "
+        console.print(f"workers: K = 2 over K = 1, time per epoch between epoch items: "
+                      f"{workers['speedup'] or float('nan'):.2f} x "
                       f"(target {SPEEDUP_TARGET}, at most 2 on 2 cores); projection from T1 = "
                       f"{workers['compute_seconds'] or float('nan'):.3f} s; costs within a relative "
                       f"{workers['costs_relative_difference']:.1e} of K = 1's (limit {COSTS_TOLERANCE:g}); "

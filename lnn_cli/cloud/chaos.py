@@ -1,4 +1,5 @@
-"""The chaos harness: seeded faults of the kinds Lambda's at-least-once delivery produces, injected into the local runtime.
+"""The chaos harness: seeded faults of the kinds Lambda's at-least-once delivery produces, injected into the local
+runtime.
 
 - duplicate: an async invoke of the trainer is delivered twice, the copy at once or late;
 - crash: the trainer's process dies just before or just after one of its effects (`lnn_core.aws.ports.EFFECTS`),
@@ -99,7 +100,8 @@ class ChaosPlan:
             name = name.strip()
             if name not in known or not raw:
                 raise LnnInputError(
-                    f"--chaos {part!r} is not understood; use NAME=VALUE pairs with NAME one of {', '.join(sorted(known))}, "
+                    f"--chaos {part!r} is not understood; use NAME=VALUE pairs with NAME one of "
+                    f"{', '.join(sorted(known))}, "
                     "e.g. --chaos duplicate=0.1,crash=0.05,delay=0.1,seed=7"
                 )
             try:

@@ -1,4 +1,5 @@
-"""Deploy the LNN stack onto an emulator: the real `cdk bootstrap` and `cdk deploy`, or `create_stack` without the CDK CLI.
+"""Deploy the LNN stack onto an emulator: the real `cdk bootstrap` and `cdk deploy`, or `create_stack` without the
+CDK CLI.
 
 Two gaps of moto 5.2.5 are worked around here, on the emulator only:
 - a stack created through a change set (the CDK CLI's default) has no Outputs, so we deploy with `--method=direct`;
@@ -76,7 +77,8 @@ def deploy_to_emulator(emulator: Emulator, log_path: Path, *, stack_name: str, p
         else:
             create_stack_from_assembly(session, assembly, stack_name)
             method = "create_stack"
-            notes = ["the CDK CLI is not installed (node_modules/.bin/cdk); deployed the synthesized template with create_stack"]
+            notes = ["the CDK CLI is not installed (node_modules/.bin/cdk); deployed the synthesized template with "
+                     "create_stack"]
         seconds["deploy"] = round(time.monotonic() - started, 2)
     applied = apply_event_invoke_configs(session, assembly, stack_name)
     if applied:

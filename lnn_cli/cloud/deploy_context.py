@@ -1,8 +1,9 @@
-"""The context `lnn local` and `lnn up` deploy with: cdk.json's, with `-c KEY=VALUE` over it, as `cdk deploy -c` takes it.
+"""The context `lnn local` and `lnn up` deploy with: cdk.json's, with `-c KEY=VALUE` over it, as `cdk deploy -c`
+takes it.
 
-Validated by the stack's own settings code (lnn_stack/settings/from_context.py) before anything starts, so a bad value is one
-line; the pairs then go to `cdk synth`, and the settings give the launcher's limits and training defaults that
-`lnn local` checks a run against.
+Validated by the stack's own settings code (lnn_stack/settings/from_context.py) before anything starts, so a bad
+value is one line; the pairs then go to `cdk synth`, and the settings give the launcher's limits and training
+defaults that `lnn local` checks a run against.
 """
 
 import os

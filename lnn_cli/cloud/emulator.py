@@ -1,8 +1,9 @@
 """An embedded AWS: a moto server on loopback, on a free port, in a child process.
 
 A child process (not a thread) so that the emulator and the handlers use both cores. It handles one request at a
-time (`AtomicRequests`), as AWS executes each request atomically, whatever the local runtime's concurrency. The child exits when
-its standard input closes, so it never outlives the `lnn` process that started it, whatever happens to it.
+time (`AtomicRequests`), as AWS executes each request atomically, whatever the local runtime's concurrency. The
+child exits when its standard input closes, so it never outlives the `lnn` process that started it, whatever
+happens to it.
 """
 
 import os
@@ -18,7 +19,8 @@ import boto3
 
 ACCOUNT_ID = "123456789012"  # moto's default account, fixed so that ARNs are predictable
 REGION = "us-east-1"
-# A distinctive fake key: the CDK CLI caches key -> account in ~/.cdk/cache, and "testing" may be cached for another emulator.
+# A distinctive fake key: the CDK CLI caches key -> account in ~/.cdk/cache, and "testing" may be cached for another
+# emulator.
 FAKE_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "LNNLOCALFAKEKEY", "AWS_SECRET_ACCESS_KEY": "fake", "AWS_SESSION_TOKEN": "fake"}
 
 

@@ -1,4 +1,5 @@
-"""The deployed stack as the `lnn` command sees it: its CloudFormation outputs (the contract in docs/architecture.md)."""
+"""The deployed stack as the `lnn` command sees it: its CloudFormation outputs (the contract in
+docs/architecture.md)."""
 
 import os
 from contextlib import contextmanager
@@ -107,7 +108,8 @@ def aws_errors_explained(stack_name: str):
             endpoint = configured_endpoint(service="cloudformation")
             where = f" at {endpoint[1]} ({endpoint[0]})" if endpoint else ""
             raise LnnInputError(
-                f"stack {stack_name} was not found{where}; deploy it with `cdk deploy` (or `lnn up`), or name yours with --stack NAME"
+                f"stack {stack_name} was not found{where}; deploy it with `cdk deploy` (or `lnn up`), or name yours "
+                "with --stack NAME"
             ) from None
         if code in EXPIRED_CREDENTIAL_ERRORS:
             raise LnnInputError(f"the AWS credentials have expired ({code}: {message}); refresh them "

@@ -143,9 +143,6 @@ class MotoWorld:
         found = self.bucket.keys.get(key)
         return None if found is None or not hasattr(found, "value") else found.value
 
-    def has_object(self, key: str) -> bool:
-        return key in self.bucket.keys
-
     def keys(self) -> list[str]:
         return list(self.bucket.keys.keys())
 

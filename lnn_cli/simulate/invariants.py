@@ -66,7 +66,6 @@ class Monitor:
         self.notified = False
         self.status: str | None = None
         self.bodies = 0
-        self.runs_created = False
         self.allowed_hits: list[str] = []
 
     def _fail(self, invariant: str, detail: str) -> None:
@@ -163,7 +162,6 @@ class Monitor:
                                    "model_epoch")
         if record is None:
             return
-        self.runs_created = True
         step, by = record.get("committed_step", 0), record.get("committed_by")
         who = delivery.label() if delivery is not None else "?"
         if step == self.committed + 1:

@@ -52,7 +52,8 @@ class Summary:
 
     def report(self) -> str:
         lines = [f"{self.seeds} schedules in {self.seconds:.1f} s: {self.per_second:.1f} schedules/s "
-                 f"({1000 * self.seconds / max(1, self.seeds):.1f} ms each, {1000 * self.cpu_seconds / max(1, self.seeds):.1f} ms "
+                 f"({1000 * self.seconds / max(1, self.seeds):.1f} ms each, "
+                 f"{1000 * self.cpu_seconds / max(1, self.seeds):.1f} ms "
                  f"of CPU; {self.deliveries} deliveries, "
                  f"{self.events} scheduler events)",
                  "runs: " + ", ".join(f"{status or 'never created'} {n}" for status, n in self.statuses.most_common()),

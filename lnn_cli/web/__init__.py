@@ -9,3 +9,5 @@ style and LICENSE are copied unchanged into static/vendor/; tests/unit/test_web_
 are npm's files of the pinned version. To upgrade: `npm install --save-exact uplot@X`, then copy
 node_modules/uplot/dist/uPlot.iife.min.js, dist/uPlot.min.css and LICENSE (as uPlot.LICENSE) into static/vendor/.
 """
+
+DEFAULT_PORT = 8765  # `lnn serve --port`; here, not in app.py, so that `lnn --help` does not import Flask

@@ -30,7 +30,6 @@ from lnn_core.protocol import end_message, ending
 
 log = logging.getLogger("lnn.serve")
 HOST = "127.0.0.1"
-DEFAULT_PORT = 8765
 MAX_UPLOAD_BYTES = 8 * 2**20
 DEPLOYED_PREDICTOR = "PredictLambda (deployed)"  # its physical name is the page's hover text (title)
 CURVE_FIGURES = ("epoch", "cost", "test_cost")  # what the page shows of an epoch: its point on the two curves

@@ -11,7 +11,6 @@ phone and a 1280 px screen. Screenshots go to /tmp/lnn-shots/. Skipped, saying w
 
 import io
 import json
-import threading
 from pathlib import Path
 
 import numpy as np
@@ -24,6 +23,7 @@ from lnn_core.protocol.results import epoch_item
 from tests.browser.test_serve import browser  # noqa: F401  (the Chromium fixture)
 
 from lnn_cli.stack_commands import DeployedStack
+from tests.support.web import serving
 
 SHOTS = Path("/tmp/lnn-shots")
 PREDICTOR = "lnn-test-PredictLambda-ABC123"
@@ -51,16 +51,8 @@ def stack(aws):
 
 @pytest.fixture
 def served(stack):
-    from werkzeug.serving import make_server
-
-    from lnn_cli.web.app import create_app
-
-    server = make_server("127.0.0.1", 0, create_app(stack), threaded=True)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_port}"
-    server.shutdown()
-    thread.join(timeout=10)
+    with serving(stack) as url:
+        yield url
 
 
 def write_run(stack: DeployedStack, run_id: str, *, status: str, epochs: int, ran: int, eval_every: int = 0,
@@ -181,7 +173,8 @@ def test_the_runs_table_fits_the_screen(browser, stack, served, width):  # noqa:
     fits = page.evaluate("""() => {
         const table = document.querySelector('#runs'), panel = document.querySelector('#runs-panel');
         const clipped = [...table.querySelectorAll('td, th')].filter((cell) => cell.offsetParent !== null
-            && (cell.scrollWidth > cell.clientWidth + 1 || cell.getBoundingClientRect().right > panel.getBoundingClientRect().right));
+            && (cell.scrollWidth > cell.clientWidth + 1
+                || cell.getBoundingClientRect().right > panel.getBoundingClientRect().right));
         return {table: table.scrollWidth, panel: panel.clientWidth, page: document.documentElement.scrollWidth,
                 clipped: clipped.map((cell) => cell.textContent)};
     }""")

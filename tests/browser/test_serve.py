@@ -19,12 +19,11 @@ import pytest
 from lnn_core.aws.run_table import RunTable
 from lnn_core.aws.sdk import IoCounter
 
-from lnn_cli.cloud.deploy import deploy_to_emulator
-from lnn_cli.cloud.emulator import running_emulator
 from lnn_cli.cloud.local import drive, local_runtime
 from lnn_cli.main import main
 from lnn_cli.stack_commands import DeployedStack
 from lnn_cli.web.app import percent
+from tests.support.web import serving
 
 SHAPE = (8, 8, 3)
 EPOCHS, EVAL_EVERY = 8, 2
@@ -42,31 +41,10 @@ def chromium_path() -> str | None:
 
 
 @pytest.fixture(scope="module")
-def deployed(tmp_path_factory):
-    """A moto server with LnnStack deployed by cdk (as test_cli_server's fixture), boto3 pointed at it."""
-    logs = tmp_path_factory.mktemp("emulator")
-    with running_emulator(logs / "emulator.log") as emulator:
-        deployment = deploy_to_emulator(emulator, logs / "deploy.log", stack_name="LnnStack")
-        with pytest.MonkeyPatch.context() as patch:
-            for name, value in emulator.environment().items():
-                patch.setenv(name, value)
-            patch.delenv("AWS_PROFILE", raising=False)
-            yield emulator, deployment.outputs
-
-
-@pytest.fixture(scope="module")
 def served(deployed):
     """`lnn serve`'s app on 127.0.0.1 (a free port) in a thread; yields its base URL."""
-    from werkzeug.serving import make_server
-
-    from lnn_cli.web.app import create_app
-
-    server = make_server("127.0.0.1", 0, create_app(DeployedStack(boto3.Session(), "LnnStack")), threaded=True)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_port}"
-    server.shutdown()
-    thread.join(timeout=10)
+    with serving(DeployedStack(boto3.Session(), "LnnStack")) as url:
+        yield url
 
 
 def unavailable(reason: str):

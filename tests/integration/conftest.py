@@ -11,14 +11,13 @@ from moto import mock_aws
 from lnn_cli.cloud.deploy import deploy_in_process, synthesize
 from lnn_cli.cloud.runtime import atomic_requests
 from tests.conftest import REGION, blobs
+from tests.support.arrays import npz_bytes
 
 
 def dataset(m=40, features=3, seed=0):
     """A training file with a test split: (npz bytes, X_train, y_train)."""
     X, y = blobs(m + 10, features, seed)
-    buffer = io.BytesIO()
-    np.savez(buffer, X=X[:m], y=y[:m], X_test=X[m:], y_test=y[m:])
-    return buffer.getvalue(), X[:m], y[:m]
+    return npz_bytes(X=X[:m], y=y[:m], X_test=X[m:], y_test=y[m:]), X[:m], y[:m]
 
 
 def model_arrays(model: bytes) -> dict[str, np.ndarray]:

@@ -9,6 +9,7 @@ from lnn_core.aws.usage import USAGE_PREFIX
 from lnn_core.handlers import build_launcher, build_trainer
 
 from tests.conftest import QueueInvoker, blobs
+from tests.support.uploads import upload_event, upload_run
 
 PARAMETERS = {"epochs": 3, "learning_rate": 0.5, "neurons": [3, 1], "activations": ["tanh", "sigmoid"], "seed": 1}
 
@@ -156,7 +157,7 @@ def test_launch_rejects_bad_data_before_creating_anything(aws, arrays, reason):
 def test_upload_launch_rejection_sends_one_message(aws):
     aws.s3.put_object(Bucket=aws.bucket, Key="runs/up/parameters.json", Body=b"{not json")
     queue = QueueInvoker()
-    event = {"source": "aws.s3", "detail-type": "Object Created", "detail": {"bucket": {"name": aws.bucket}, "object": {"key": "runs/up/parameters.json"}}}
+    event = upload_event("runs/up/parameters.json")
     answer = build_launcher(session=aws.session, invoker=queue).handle(event)
     assert answer["status"] == "rejected" and "not valid JSON" in answer["reason"]
     messages = aws.messages()
@@ -165,12 +166,9 @@ def test_upload_launch_rejection_sends_one_message(aws):
 
 
 def test_upload_launch_is_idempotent(aws):
-    X, y = blobs()
-    aws.upload_data("runs/up/data.npz", X=X, y=y)
-    aws.s3.put_object(Bucket=aws.bucket, Key="runs/up/parameters.json", Body=json.dumps(PARAMETERS).encode())
+    event = upload_event(upload_run(aws, "up", PARAMETERS))
     queue = QueueInvoker()
     launcher = build_launcher(session=aws.session, invoker=queue)
-    event = {"source": "aws.s3", "detail-type": "Object Created", "detail": {"bucket": {"name": aws.bucket}, "object": {"key": "runs/up/parameters.json"}}}
     assert launcher.handle(event) == {"run_id": "up", "status": "running"}
     assert launcher.handle(event)["duplicate"] is True
     assert len(queue.events) == 1

@@ -78,6 +78,6 @@ def test_the_collapsing_seed_is_warned_about():
         f"the training cost 0.6444 is within 2 % of 0.644, the cost of always predicting the class prior: the model "
         f"learned nothing; {advice}",
         f"the model predicts class 0 ('non-cat') for all 209 training examples, which have 2 classes; {advice}",
-        *(f"{dead} of the {units} units of hidden layer {layer} (relu) are dead, 0 for every training example, and can "
-          f"no longer learn; {advice}" for layer, dead, units in ((1, 14, 20), (2, 6, 7), (3, 5, 5))),
+        *(f"{dead} of the {units} units of hidden layer {layer} (relu) are dead, 0 for every training example, "
+          f"and can no longer learn; {advice}" for layer, dead, units in ((1, 14, 20), (2, 6, 7), (3, 5, 5))),
     ]

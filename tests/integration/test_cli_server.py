@@ -11,31 +11,15 @@ import re
 from pathlib import Path
 
 import numpy as np
-import pytest
 from lnn_core.aws.run_table import RunTable
 from lnn_core.aws.sdk import IoCounter
 from lnn_core.ml import training
 
-from lnn_cli.cloud.deploy import deploy_to_emulator
-from lnn_cli.cloud.emulator import running_emulator
 from lnn_cli.cloud.local import drive, local_runtime
 from lnn_cli.inputs import DEMO_DATA
 from lnn_cli.main import main
 
 SMALL = ["--epochs", "3", "--neurons", "4,1", "--activations", "relu,sigmoid", "--learning-rate", "0.3", "--seed", "2"]
-
-
-@pytest.fixture(scope="module")
-def deployed(tmp_path_factory):
-    """One fresh moto server with LnnStack deployed by cdk, shared by the module; boto3 pointed at it."""
-    logs = tmp_path_factory.mktemp("emulator")
-    with running_emulator(logs / "emulator.log") as emulator:
-        deployment = deploy_to_emulator(emulator, logs / "deploy.log", stack_name="LnnStack")
-        with pytest.MonkeyPatch.context() as patch:
-            for name, value in emulator.environment().items():
-                patch.setenv(name, value)
-            patch.delenv("AWS_PROFILE", raising=False)
-            yield emulator, deployment.outputs
 
 
 def uploaded_event(bucket: str, key: str) -> dict:

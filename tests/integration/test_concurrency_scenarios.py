@@ -21,67 +21,11 @@ from lnn_core.protocol import results
 
 from lnn_cli.cloud.runtime.atomic import REQUEST_LOCK
 from tests.conftest import FakeClock, QueueInvoker, blobs
+from tests.support.deliveries import WAIT_SECONDS, Delivery, Gate, context, deliver_failing_at
 
 pytestmark = pytest.mark.usefixtures("atomic_moto")
 
 UNSEEDED = {"epochs": 3, "learning_rate": 0.5, "neurons": [3, 1], "activations": ["tanh", "sigmoid"]}
-WAIT_SECONDS = 30  # a gate that is never reached fails the test instead of hanging it
-
-
-class SandboxDied(BaseException):
-    """The process died mid-invocation (out of memory, a timeout): no `except Exception` in a handler catches it."""
-
-
-class Gate:
-    """Holds one thread at a port method (before or after the call) until the test opens it."""
-
-    def __init__(self, port, method: str, *, after: bool = False, times: int = 1):
-        self.reached, self.opened = threading.Event(), threading.Event()
-        original = getattr(port, method)
-
-        def gated(*args, **kwargs):
-            nonlocal times
-            hold = times > 0
-            times -= 1
-            if hold and not after:
-                self._hold()
-            result = original(*args, **kwargs)
-            if hold and after:
-                self._hold()
-            return result
-
-        setattr(port, method, gated)
-
-    def _hold(self):
-        self.reached.set()
-        assert self.opened.wait(WAIT_SECONDS), "the test never opened the gate"
-
-    def wait_reached(self):
-        assert self.reached.wait(WAIT_SECONDS), "no delivery reached the gate"
-
-
-class Delivery(threading.Thread):
-    """One delivery of an event to one container, in its own thread; `outcome` is the handler's, or its error."""
-
-    def __init__(self, trainer, event, context=None):
-        super().__init__(daemon=True)
-        self.trainer, self.event, self.context = trainer, json.loads(json.dumps(event)), context
-        self.outcome = None
-
-    def run(self):
-        try:
-            self.outcome = self.trainer.handle(self.event, self.context)["outcome"]
-        except Exception as error:  # noqa: BLE001 - reported to the test
-            self.outcome = f"raised {error!r}"
-
-    def finish(self):
-        self.join(WAIT_SECONDS)
-        assert not self.is_alive(), "the delivery did not finish"
-        return self.outcome
-
-
-def context(request_id="request-1", remaining_seconds=300.0):
-    return SimpleNamespace(aws_request_id=request_id, get_remaining_time_in_millis=lambda: int(remaining_seconds * 1000))
 
 
 @pytest.fixture
@@ -99,7 +43,16 @@ def world(aws):
         launcher = build_launcher(session=aws.session, invoker=queue, clock=clock)
         assert launcher.handle({"run_id": "r1", "parameters": parameters})["status"] == "running"
 
-    return SimpleNamespace(aws=aws, X=X, y=y, clock=clock, queue=queue, container=container, launch=launch)
+    def run_until(state):
+        """Deliver queued events to one container until the next one is of `state`; that one is returned, not
+        delivered."""
+        trainer = container()
+        while queue.events[0]["state"] != state:
+            trainer.handle(queue.events.popleft(), context())
+        return queue.events.popleft()
+
+    return SimpleNamespace(aws=aws, X=X, y=y, clock=clock, queue=queue, container=container, launch=launch,
+                           run_until=run_until)
 
 
 def drain(trainer, queue):
@@ -154,10 +107,7 @@ def test_1_an_unseeded_run_draws_its_seed_once_so_a_late_twin_writes_the_same_we
 @pytest.mark.parametrize("same_request_id", [True, False])
 def test_2_twins_of_the_finish_step_send_one_message_whatever_their_request_ids(world, same_request_id):
     world.launch()
-    trainer = world.container()
-    while world.queue.events[0]["state"] != "finish":
-        trainer.handle(world.queue.events.popleft(), context())
-    event = world.queue.events.popleft()
+    event = world.run_until("finish")
     first, twin = world.container(), world.container()
     gate = Gate(first.ports.notifier, "publish")  # the first has committed and claimed the message
     a = Delivery(first, event, context("request-1"))
@@ -184,10 +134,7 @@ def test_every_request_of_the_delivery_threads_runs_alone_and_a_gated_thread_hol
 
     monkeypatch.setattr(BotocoreStubber, "process_request", recording)
     world.launch()
-    trainer = world.container()
-    while world.queue.events[0]["state"] != "finish":
-        trainer.handle(world.queue.events.popleft(), context())
-    event = world.queue.events.popleft()
+    event = world.run_until("finish")
     first, twin = world.container(), world.container()
     gate = Gate(first.ports.notifier, "publish")
     a = Delivery(first, event, context("request-1"))
@@ -206,18 +153,8 @@ def test_every_request_of_the_delivery_threads_runs_alone_and_a_gated_thread_hol
 
 def test_2_a_claimant_that_died_before_publishing_is_finished_by_its_retry(world):
     world.launch()
-    trainer = world.container()
-    while world.queue.events[0]["state"] != "finish":
-        trainer.handle(world.queue.events.popleft(), context())
-    event = world.queue.events.popleft()
-    dying = world.container()
-
-    def die(**_):
-        raise SandboxDied()
-
-    dying.ports.notifier.publish = die
-    with pytest.raises(SandboxDied):
-        dying.handle(json.loads(json.dumps(event)), context("request-1"))
+    event = world.run_until("finish")
+    deliver_failing_at(world.container(), "notifier.publish", event)
     twin = world.container()
     assert twin.handle(json.loads(json.dumps(event)), context("request-1"))["outcome"] == "ignored"  # lease live
     assert world.aws.messages() == []
@@ -253,14 +190,7 @@ def test_3_a_duplicate_whose_commit_fails_while_the_winner_sends_starts_no_shado
 def test_3_a_winner_that_died_between_commit_and_send_is_resent_once_its_lease_expired(world):
     world.launch({**UNSEEDED, "seed": 4})
     event = world.queue.events.popleft()
-    dying = world.container()
-
-    def die(payload):
-        raise SandboxDied()
-
-    dying.ports.invoker.invoke_async = die
-    with pytest.raises(SandboxDied):
-        dying.handle(json.loads(json.dumps(event)), context("request-1"))
+    deliver_failing_at(world.container(), "invoker.invoke_async", event)
     twin = world.container()
     assert twin.handle(json.loads(json.dumps(event)), context("request-1"))["outcome"] == "duplicate"  # lease live
     assert not world.queue.events
@@ -287,14 +217,7 @@ def test_5_epochs_written_but_never_committed_are_not_shown(world):
     trainer = world.container()
     trainer.handle(world.queue.events.popleft(), context())
     event = world.queue.events.popleft()
-    dying = world.container()
-
-    def die(*args, **kwargs):
-        raise SandboxDied()
-
-    dying.ports.table.transition = die
-    with pytest.raises(SandboxDied):
-        dying.handle(json.loads(json.dumps(event)), context("request-1"))
+    deliver_failing_at(world.container(), "table.transition", event)
     run_control.stop_run(trainer.ports, "r1")
     world.clock.advance(60)
     assert trainer.handle(json.loads(json.dumps(event)), context("request-1"))["outcome"] == "stopped"
@@ -360,10 +283,7 @@ def publish_with_the_notified_write_refused(world, monkeypatch):
     """Run to the finish; a container publishes its message but its `notified` write is refused. Returns the
     finish event and the publisher."""
     world.launch({**UNSEEDED, "seed": 4})
-    trainer = world.container()
-    while world.queue.events[0]["state"] != "finish":
-        trainer.handle(world.queue.events.popleft(), context())
-    event = world.queue.events.popleft()
+    event = world.run_until("finish")
     publisher = world.container()
     refused = refuse_the_notified_write(publisher, monkeypatch)
     assert publisher.handle(json.loads(json.dumps(event)), context("request-1"))["outcome"] == "committed"  # no error

@@ -1,4 +1,5 @@
-"""The launcher's guard rails on moto: each refusal is one clear reason, and nothing is created (no record, no invoke)."""
+"""The launcher's guard rails on moto: each refusal is one clear reason, and nothing is created (no record, no
+invoke)."""
 
 import json
 
@@ -7,14 +8,10 @@ import pytest
 from lnn_core.handlers import build_launcher
 
 from tests.conftest import QueueInvoker, blobs
-from tests.unit.test_budget import lying_npz, zip_bomb
+from tests.support.arrays import lying_npz, npz_bytes, zip_bomb
+from tests.support.uploads import upload_event, upload_parameters, upload_run
 
 PARAMETERS = {"epochs": 3, "learning_rate": 0.5, "neurons": [3, 1], "activations": ["tanh", "sigmoid"], "seed": 1}
-
-
-def upload_event(key, **detail):
-    return {"source": "aws.s3", "detail-type": "Object Created",
-            "detail": {"bucket": {"name": "lnn-test-bucket"}, "object": {"key": key}, **detail}}
 
 
 def launch(aws, run_id, parameters=PARAMETERS, queue=None):
@@ -108,8 +105,7 @@ def test_the_running_runs_limit(aws, monkeypatch):
     assert launcher.ports.table.get_run("r3") is None and len(queue.events) == 2
     assert launch(aws, "r1", queue=queue)[0]["duplicate"] is True  # a repeated launch is not a new run
     # an upload is told the same, in its rejection message
-    aws.s3.put_object(Bucket=aws.bucket, Key="runs/r3/parameters.json", Body=json.dumps(PARAMETERS).encode())
-    assert launcher.handle(upload_event("runs/r3/parameters.json"))["status"] == "rejected"
+    assert launcher.handle(upload_event(upload_parameters(aws, "r3", PARAMETERS)))["status"] == "rejected"
     (message,) = aws.messages()
     assert "LNN_MAX_RUNNING_RUNS" in json.loads(message["Body"])["reason"]
     # once a run is no longer running there is room again
@@ -121,11 +117,11 @@ def test_the_running_runs_limit(aws, monkeypatch):
 
 def test_parameters_json_over_64_kb_is_rejected_unread(aws):
     big = {**PARAMETERS, "padding": "x" * 70_000}
-    aws.s3.put_object(Bucket=aws.bucket, Key="runs/fat/parameters.json", Body=json.dumps(big).encode())
+    key = upload_parameters(aws, "fat", big)
     queue = QueueInvoker()
     launcher = build_launcher(session=aws.session, invoker=queue)
     launcher.ports.store.get_bytes = lambda *args, **kwargs: pytest.fail("parameters.json was downloaded")
-    answer = launcher.handle(upload_event("runs/fat/parameters.json"))
+    answer = launcher.handle(upload_event(key))
     assert answer["status"] == "rejected" and "is 70,1" in answer["reason"] and "more than the 65,536 allowed" in answer["reason"]
     assert len(aws.messages()) == 1 and not queue.events
     direct = launcher.handle({"run_id": "fat", "parameters": big})
@@ -157,15 +153,14 @@ def test_uploaded_keys_with_dot_or_empty_segments_are_rejected(aws, key):
 
 
 def test_the_uploader_is_recorded(aws):
-    X, y = blobs()
-    aws.upload_data("runs/up/data.npz", X=X, y=y)
-    aws.s3.put_object(Bucket=aws.bucket, Key="runs/up/parameters.json", Body=json.dumps(PARAMETERS).encode())
+    key = upload_run(aws, "up", PARAMETERS)
     queue = QueueInvoker()
     launcher = build_launcher(session=aws.session, invoker=queue)
-    event = upload_event("runs/up/parameters.json", requester="123456789012", **{"source-ip-address": "198.51.100.7"})
+    event = upload_event(key, requester="123456789012", **{"source-ip-address": "198.51.100.7"})
     assert launcher.handle(event)["status"] == "running"
     run = launcher.ports.table.get_run("up")
     assert run["uploaded_by"] == "123456789012" and run["source_ip"] == "198.51.100.7"
+    X, y = blobs()
     aws.upload_data("runs/direct/data.npz", X=X, y=y)
     assert launcher.handle({"run_id": "direct", "parameters": PARAMETERS})["status"] == "running"
     direct = launcher.ports.table.get_run("direct")
@@ -195,12 +190,8 @@ def test_a_seed_too_long_to_print_is_rejected_with_a_reason(aws):
 
 @pytest.mark.parametrize("flag_bits, fragment", [(0x1, "encrypted"), (None, "compression")])
 def test_npz_members_encrypted_or_with_an_unknown_compression_are_rejected(aws, flag_bits, fragment):
-    import io
-
-    buffer = io.BytesIO()
     X, y = blobs()
-    np.savez(buffer, X=X, y=y)
-    raw = bytearray(buffer.getvalue())
+    raw = bytearray(npz_bytes(X=X, y=y))
     for offset in (i for i in range(len(raw) - 4) if raw[i:i + 4] in (b"PK\x03\x04", b"PK\x01\x02")):
         flags_at = offset + (6 if raw[offset + 2] == 3 else 8)  # general purpose flags (local header / central directory)
         if flag_bits is not None:

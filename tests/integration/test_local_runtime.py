@@ -1,4 +1,5 @@
-"""The local runtime and the chaos harness, in process: the synthesized stack created by CloudFormation under `mock_aws`."""
+"""The local runtime and the chaos harness, in process: the synthesized stack created by CloudFormation under
+`mock_aws`."""
 
 import json
 

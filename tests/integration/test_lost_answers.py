@@ -22,12 +22,7 @@ from lnn_core.protocol.layout import model_key, staged_model_key
 
 from lnn_cli.cloud.chaos import client_of, with_lost_answer
 from tests.conftest import FakeClock, QueueInvoker, blobs
-from tests.integration.test_concurrency_scenarios import (
-    Delivery,
-    Gate,
-    SandboxDied,
-    context,
-)
+from tests.support.deliveries import Delivery, Gate, context, deliver_failing_at
 
 PARAMETERS = {"epochs": 2, "learning_rate": 0.5, "neurons": [3, 1], "activations": ["tanh", "sigmoid"], "seed": 4}
 ROUNDS = {**PARAMETERS, "workers": 2, "granularity": "epoch", "batch_size": 20}
@@ -81,11 +76,6 @@ def lose_answers(handler, port_name: str, method: str, *, when=lambda request: T
     call = getattr(client, method)
     lost = with_lost_answer(call)
     setattr(client, method, lambda **request: (lost if when(request) else call)(**request))
-
-
-def die(*args, **kwargs):
-    """A port method whose process dies mid-invocation."""
-    raise SandboxDied()
 
 
 def wrap(handler, port_name: str, method: str, wrapper):
@@ -176,11 +166,7 @@ def test_2_a_round_whose_reduce_claim_answer_was_lost_sends_its_reduce(world):
 def test_2_a_re_send_whose_claim_answer_was_lost_re_sends(world):
     world.launch()
     event = world.queue.events.popleft()
-    dying = world.trainer()
-
-    dying.ports.invoker.invoke_async = die
-    with pytest.raises(SandboxDied):
-        dying.handle(json.loads(json.dumps(event)), context())
+    deliver_failing_at(world.trainer(), "invoker.invoke_async", event)
     world.clock.advance(60)  # Lambda's retry, once the commit's lease expired
     retry = world.trainer()
     lose_answers(retry, "table", "update_item", when=updating("SET send_lease = :lease"))
@@ -205,11 +191,7 @@ def test_2_a_watchdog_resume_whose_answer_was_lost_resumes_and_counts_once(world
 def test_3_a_message_whose_claimant_died_and_whose_retry_came_inside_the_lease_is_sent_by_the_watchdog(world):
     world.launch()
     finish = world.run_until(world.trainer(), "finish")
-    dying = world.trainer()
-
-    dying.ports.notifier.publish = die
-    with pytest.raises(SandboxDied):
-        dying.handle(json.loads(json.dumps(finish)), context("request-1"))
+    deliver_failing_at(world.trainer(), "notifier.publish", finish)
     world.clock.advance(1)  # a system error's retry comes after about a second: the lease is live
     assert world.trainer().handle(finish, context("request-1"))["outcome"] == "ignored"
     assert world.messages() == []
@@ -236,11 +218,7 @@ def test_3_a_run_whose_message_was_sent_is_not_on_the_watchdogs_list(world):
 def test_4_a_finish_that_died_before_its_commit_publishes_no_model_and_a_stop_publishes_its_own_after_its_commit(world):
     world.launch()
     finish = world.run_until(world.trainer(), "finish")
-    dying = world.trainer()
-
-    dying.ports.table.transition = die
-    with pytest.raises(SandboxDied):
-        dying.handle(json.loads(json.dumps(finish)), context())
+    deliver_failing_at(world.trainer(), "table.transition", finish)
     assert not world.model_published()  # before the fix: model.npz, which the PredictLambda served
     predictor = build_predictor(session=world.aws.session)
     answer = predictor.handle({"run_id": "r1", "X": [[0.0, 0.0, 0.0, 0.0]]})
@@ -256,11 +234,7 @@ def test_4_a_finish_that_died_before_its_commit_publishes_no_model_and_a_stop_pu
 def test_4_the_model_is_published_before_the_message_when_the_finisher_died_after_its_commit(world):
     world.launch()
     finish = world.run_until(world.trainer(), "finish")
-    dying = world.trainer()
-
-    dying.ports.store.copy = die
-    with pytest.raises(SandboxDied):
-        dying.handle(json.loads(json.dumps(finish)), context())
+    deliver_failing_at(world.trainer(), "store.copy", finish)
     assert world.record()["status"] == "succeeded" and not world.model_published() and world.messages() == []
     world.clock.advance(60)
     assert world.trainer().handle(finish, context())["outcome"] == "ignored"  # the retry: publishes both
@@ -388,11 +362,8 @@ def test_r2_a_finish_committed_by_the_previous_release_still_gets_its_message(wo
     """Before this release the finish wrote model.npz itself and nothing was staged: its message is still sent."""
     world.launch()
     finish = world.run_until(world.trainer(), "finish")
-    dying = world.trainer()
-
-    dying.ports.store.copy = die  # the finish committed, then its container died before the message
-    with pytest.raises(SandboxDied):
-        dying.handle(json.loads(json.dumps(finish)), context())
+    # the finish committed, then its container died before the message
+    deliver_failing_at(world.trainer(), "store.copy", finish)
     s3, bucket = world.aws.s3, world.aws.bucket  # what the previous release left
     s3.copy_object(Bucket=bucket, Key=model_key("r1"), CopySource={"Bucket": bucket, "Key": staged_model_key("r1", 2)})
     s3.delete_object(Bucket=bucket, Key=staged_model_key("r1", 2))

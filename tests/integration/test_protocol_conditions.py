@@ -15,12 +15,7 @@ import pytest
 from lnn_core import run_control
 
 from lnn_cli.cloud.runtime import atomic_requests
-from tests.integration.test_concurrency_scenarios import (
-    Delivery,
-    Gate,
-    SandboxDied,
-    context,
-)
+from tests.support.deliveries import Delivery, Gate, context, deliver_failing_at
 from tests.integration.test_lost_answers import World
 
 
@@ -38,10 +33,6 @@ def world(aws):
 
 def copy(event):
     return json.loads(json.dumps(event))
-
-
-def die(*args, **kwargs):
-    raise SandboxDied()
 
 
 def steps(world):
@@ -95,10 +86,7 @@ def test_a_late_twin_that_read_the_successor_unsent_does_not_re_send_it_once_it_
     expired, must find step 2 recorded as sent."""
     world.launch()
     event = world.queue.events.popleft()
-    dying = world.trainer()
-    dying.ports.invoker.invoke_async = die
-    with pytest.raises(SandboxDied):
-        dying.handle(copy(event), context("request-1"))
+    deliver_failing_at(world.trainer(), "invoker.invoke_async", event)
     world.clock.advance(60)  # the commit's lease expired
     late, retry = world.trainer(), world.trainer()
     reading = Gate(late.ports.table, "get_run", after=True)  # the twin read the record: step 2 unsent
@@ -182,9 +170,8 @@ def test_a_loser_whose_commit_fails_after_the_winner_died_before_sending_sends_t
     late = Delivery(loser, event, context("request-loser"))
     late.start()
     committing.wait_reached()
-    dying.ports.invoker.invoke_async = die
-    with pytest.raises(SandboxDied):
-        dying.handle(copy(event), context("request-winner"))  # committed step 1, died before sending step 2
+    # committed step 1, died before sending step 2
+    deliver_failing_at(dying, "invoker.invoke_async", event, "request-winner")
     world.clock.advance(60)
     committing.opened.set()
     assert late.finish() == "resent"
@@ -224,10 +211,7 @@ def test_the_watchdog_sends_the_message_of_a_run_whose_claimant_died(world):
     lease expired, the watchdog's sweep is what sends the message, once."""
     world.launch()
     finish = world.run_until(world.trainer(), "finish")
-    dying = world.trainer()
-    dying.ports.notifier.publish = die
-    with pytest.raises(SandboxDied):
-        dying.handle(copy(finish), context("request-1"))
+    deliver_failing_at(world.trainer(), "notifier.publish", finish)
     world.clock.advance(1)
     assert world.trainer().handle(copy(finish), context("request-1"))["outcome"] == "ignored"  # the lease is live
     world.clock.advance(60)

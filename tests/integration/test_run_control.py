@@ -48,7 +48,7 @@ def deliver_all(trainer, queue, *, retries=2):
     outcomes = []
     while queue.events:
         event = queue.events.popleft()
-        for attempt in range(retries + 1):
+        for _attempt in range(retries + 1):
             try:
                 outcomes.append(trainer.handle(event)["outcome"])
                 break
@@ -252,7 +252,8 @@ def test_step_bound_stops_a_runaway_run(aws):
 
 
 class LostAnswerTable:
-    """A run table whose chosen commit is applied but answers as if it had lost (a retried request whose first try won)."""
+    """A run table whose chosen commit is applied but answers as if it had lost (a retried request whose first try
+    won)."""
 
     def __init__(self, table, lose_step):
         self._table, self.lose_step = table, lose_step

@@ -22,7 +22,7 @@ from lnn_core.protocol import ending, sending
 from lnn_core.protocol.layout import model_key, staged_model_key
 
 from tests.conftest import FakeClock, QueueInvoker, blobs
-from tests.integration.test_concurrency_scenarios import Gate, context
+from tests.support.deliveries import Gate, context, deliver_failing_at
 from tests.integration.test_lost_answers import lose_answers
 
 LAYERS = {"epochs": 3, "learning_rate": 0.5, "neurons": [3, 1], "activations": ["tanh", "sigmoid"], "seed": 5,
@@ -96,6 +96,28 @@ def assert_like_an_uninterrupted_run(world, steps):
     assert [item["cost"] for item in world.trainer().ports.table.committed_epochs(run)] == costs
     assert run["committed_step"] == steps and world.outcomes.count("committed") == steps
     assert run["model_epoch"] == world.parameters["epochs"] and int(world.model()["epoch"]) == run["model_epoch"]
+
+
+def to_the_stop(world):
+    """Train into epoch 2, `lnn stop`: the queue holds the one event whose delivery will stop the run."""
+    world.deliver(until=lambda run: run["progress_epoch"] == 1 and run["committed_step"] >= 7)
+    run_control.stop_run(world.cli(), "r1")
+    assert len(world.queue.events) == 1
+    return world.queue.events.popleft()
+
+
+def stop_dying_before_publishing(world, event):
+    """Deliver the stop's `event` to a container that commits the stop, then dies before publishing its model."""
+    deliver_failing_at(world.trainer(), "store.copy", event, "stop", failure=ConnectionError("died before publishing"))
+
+
+def resume_dying_before_its_write(world):
+    """`lnn resume`, once the dead stop's lease on its message expired, dying before its own write to the run."""
+    cli = world.trainer()
+    cli.ports.table.continue_stopped = lambda *args, **kwargs: (_ for _ in ()).throw(ConnectionError("died"))
+    world.clock.advance(sending.LEASE_SECONDS + 1)  # the dead claimant's lease on the stop's message expires
+    with pytest.raises(ConnectionError):
+        run_control.resume_run(cli.ports, "r1")
 
 
 def stop_mid_epoch_2(world, *, twins=False):
@@ -214,12 +236,7 @@ def test_a_late_claimant_of_the_stops_message_sends_nothing_once_the_run_was_con
     """The stop's delivery died after its commit, before its message: `lnn resume` cancels that message; a late
     retry of the stop (or the watchdog) with the stopped record in hand publishes neither the model nor a message."""
     world = World(aws, LAYERS)
-    world.deliver(until=lambda run: run["progress_epoch"] == 1 and run["committed_step"] >= 7)
-    run_control.stop_run(world.cli(), "r1")
-    dying = world.trainer()
-    dying.ports.store.copy = lambda *args: (_ for _ in ()).throw(ConnectionError("died before publishing"))
-    with pytest.raises(ConnectionError):
-        dying.handle(world.queue.events.popleft(), context("stop"))
+    stop_dying_before_publishing(world, to_the_stop(world))
     stale = world.record()
     assert stale["status"] == "stopped" and stale["message_due"] and not world.has(model_key("r1"))
 
@@ -238,17 +255,8 @@ def test_a_resume_that_died_before_its_write_leaves_the_stop_whole_and_its_messa
     """`lnn resume` published the stop's model and removed its staged copy, then died: the run is still stopped
     with its model, the watchdog still sends the stop's message, and a second `lnn resume` continues it."""
     world = World(aws, LAYERS)
-    world.deliver(until=lambda run: run["progress_epoch"] == 1 and run["committed_step"] >= 7)
-    run_control.stop_run(world.cli(), "r1")
-    dying = world.trainer()
-    dying.ports.store.copy = lambda *args: (_ for _ in ()).throw(ConnectionError("died before publishing"))
-    with pytest.raises(ConnectionError):
-        dying.handle(world.queue.events.popleft(), context("stop"))
-    cli = world.trainer()
-    cli.ports.table.continue_stopped = lambda *args, **kwargs: (_ for _ in ()).throw(ConnectionError("died"))
-    world.clock.advance(sending.LEASE_SECONDS + 1)  # the dead claimant's lease on the stop's message expires
-    with pytest.raises(ConnectionError):
-        run_control.resume_run(cli.ports, "r1")
+    stop_dying_before_publishing(world, to_the_stop(world))
+    resume_dying_before_its_write(world)
     assert world.record()["status"] == "stopped" and int(world.model()["epoch"]) == 1
     assert not world.has(staged_model_key("r1", 1))
     world.clock.advance(3600)

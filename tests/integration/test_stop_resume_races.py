@@ -8,24 +8,19 @@ from lnn_core.errors import LnnInputError
 from lnn_core.protocol import sending
 from lnn_core.protocol.layout import model_key, staged_model_key
 
-from tests.integration.test_concurrency_scenarios import Delivery, Gate, context
+from tests.support.deliveries import Delivery, Gate, context
 from tests.integration.test_iam_scope import allowed_statements, permitted
 from tests.integration.test_stop_resume import (
     LAYER_STEPS,
     LAYERS,
     World,
     assert_like_an_uninterrupted_run,
+    resume_dying_before_its_write,
+    stop_dying_before_publishing,
+    to_the_stop,
 )
 
 pytestmark = pytest.mark.usefixtures("atomic_moto")
-
-
-def to_the_stop(world):
-    """Train into epoch 2, `lnn stop`: the queue holds the one event whose delivery will stop the run."""
-    world.deliver(until=lambda run: run["progress_epoch"] == 1 and run["committed_step"] >= 7)
-    run_control.stop_run(world.cli(), "r1")
-    assert len(world.queue.events) == 1
-    return world.queue.events.popleft()
 
 
 def test_a_late_twin_of_the_stop_does_not_stop_the_run_again_after_lnn_resume(aws):
@@ -154,16 +149,8 @@ def test_the_watchdog_sends_the_message_of_a_stop_whose_staged_model_a_dead_resu
     from lnn_core.handlers import build_watchdog
 
     world = World(aws, LAYERS)
-    event = to_the_stop(world)
-    dying = world.trainer()
-    dying.ports.store.copy = lambda *args: (_ for _ in ()).throw(ConnectionError("died before publishing"))
-    with pytest.raises(ConnectionError):
-        dying.handle(event, context("stop"))
-    cli = world.trainer()
-    cli.ports.table.continue_stopped = lambda *args, **kwargs: (_ for _ in ()).throw(ConnectionError("died"))
-    world.clock.advance(sending.LEASE_SECONDS + 1)  # the dead claimant's lease on the stop's message expires
-    with pytest.raises(ConnectionError):
-        run_control.resume_run(cli.ports, "r1")
+    stop_dying_before_publishing(world, to_the_stop(world))
+    resume_dying_before_its_write(world)
     assert not world.has(staged_model_key("r1", 1)) and int(world.model()["epoch"]) == 1
     world.clock.advance(3600)
     watchdog = build_watchdog(session=aws.session, invoker=world.queue, clock=world.clock)
@@ -206,11 +193,7 @@ def test_lnn_predict_of_a_stopped_run_whose_model_is_not_published_yet_is_one_li
     from lnn_cli import stack_commands
 
     world = World(aws, LAYERS)
-    event = to_the_stop(world)
-    dying = world.trainer()
-    dying.ports.store.copy = lambda *args: (_ for _ in ()).throw(ConnectionError("died before publishing"))
-    with pytest.raises(ConnectionError):
-        dying.handle(event, context("stop"))
+    stop_dying_before_publishing(world, to_the_stop(world))
     assert world.record()["model_epoch"] == 1 and not world.has(model_key("r1"))
     stack = SimpleNamespace(run=lambda run_id: world.record(), ports=world.cli())
     args = SimpleNamespace(run_id="r1", data="unused.npz", image=None, remote=False, csv=False, label_column=None)

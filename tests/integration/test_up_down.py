@@ -25,7 +25,7 @@ from lnn_cli.cloud.up.registry import SERVER_MODULE, STATE_FILE, is_ours, stacks
 from lnn_cli.inputs import DEMO_DATA
 from lnn_cli.main import main
 from lnn_cli.stack_commands import open_stack
-from tests.unit.test_cli import assert_one_line_error
+from tests.support.cli import assert_one_line_error
 
 SMALL = ["--epochs", "3", "--neurons", "4,1", "--activations", "relu,sigmoid", "--learning-rate", "0.3", "--seed", "2", "--init", "he"]
 LONG = ["--epochs", "5000", "--neurons", "4,1", "--activations", "relu,sigmoid", "--granularity", "layer", "--seed", "3"]
@@ -166,7 +166,7 @@ def own_registry(tmp_path, monkeypatch):
 def test_down_stops_only_our_process_and_cleans_stale_state(tmp_path, capsys, own_registry):
     state_dir = tmp_path / "stale"
     state_dir.mkdir()
-    (state_dir / STATE_FILE).write_text('{"pid": %d, "endpoint": "http://localhost:1"}' % os.getpid())
+    (state_dir / STATE_FILE).write_text(json.dumps({"pid": os.getpid(), "endpoint": "http://localhost:1"}))
     assert not is_ours(os.getpid(), state_dir)  # a live process, but not the background process of this directory
     assert main(["down", "--state-dir", str(state_dir)]) == 0  # nobody holds the lock: nothing of ours runs
     shown = " ".join(capsys.readouterr().out.split())
@@ -209,7 +209,8 @@ def test_down_from_another_directory_stops_the_stack_that_is_up(background_stack
     monkeypatch.chdir(tmp_path / "elsewhere")
     assert main(["down"]) == 0
     shown = " ".join(capsys.readouterr().out.split())
-    assert f"no local stack is up in {tmp_path / 'elsewhere' / '.lnn'}; stopping the one up in {state_dir} (pid {process.pid}" in shown
+    assert (f"no local stack is up in {tmp_path / 'elsewhere' / '.lnn'}; stopping the one up in {state_dir} "
+            f"(pid {process.pid}") in shown
     assert f"stopped the local stack LnnStack (pid {process.pid}" in shown
     assert process.wait(timeout=10) == -15  # SIGTERM
     assert stacks_up() == [] and not (state_dir / STATE_FILE).exists()
@@ -229,3 +230,40 @@ def test_down_names_the_stacks_up_when_it_cannot_choose(background_stacks, tmp_p
     line = assert_one_line_error(capsys, main(["down"]), f"{first} (pid", f"{second} (pid")
     assert "Stop one with `lnn down --state-dir" in line
     assert first_process.poll() is None and len(stacks_up()) == 2  # nothing was stopped
+
+
+NEVER_READY = """\
+# a stand-in for `lnn up`'s background process: it starts a child, never reports ready and is deaf to SIGTERM
+import os, signal, subprocess, sys, time
+signal.signal(signal.SIGTERM, signal.SIG_IGN)
+child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(300)"])
+print(f"pids {os.getpid()} {child.pid}", file=sys.stderr, flush=True)
+time.sleep(300)
+"""
+
+
+def running(pid: int) -> bool:
+    """Whether `pid` is a live process (a zombie, killed but not yet reaped, is not)."""
+    state = subprocess.run(["ps", "-o", "stat=", "-p", str(pid)], capture_output=True, text=True).stdout.strip()
+    return bool(state) and not state.startswith("Z")
+
+
+def test_up_gives_up_after_its_time_limit_and_stops_what_it_started(tmp_path, own_registry, monkeypatch, capsys):
+    from lnn_cli.cloud.up import command as up
+
+    modules = tmp_path / "modules"
+    modules.mkdir()
+    (modules / "never_ready.py").write_text(NEVER_READY)
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(modules), os.environ.get("PYTHONPATH", "")]))
+    monkeypatch.setattr(up, "SERVER_MODULE", "never_ready")
+    monkeypatch.setattr(up, "START_TIMEOUT_SECONDS", 2)
+    monkeypatch.setattr(up, "STOP_TIMEOUT_SECONDS", 1)
+    state_dir = tmp_path / ".lnn"
+    line = assert_one_line_error(capsys, main(["up", "--state-dir", str(state_dir)]),
+                                 "the local stack did not start within 2 s", "was stopped",
+                                 f"see {state_dir / 'up.log'}", "then run `lnn up` again")
+    pids = [int(pid) for pid in (state_dir / "up.log").read_text().split("pids ", 1)[1].split()]
+    assert not any(map(running, pids)), line  # the process, deaf to SIGTERM, and its child: both killed
+    assert main(["down", "--state-dir", str(state_dir)]) == 0  # nothing holds up.lock, no state was left
+    assert "no local stack is up" in capsys.readouterr().out
+    assert stacks_up() == []

@@ -22,41 +22,8 @@ from lnn_core.launch.budget import (
 from lnn_core.ml import network, training
 from lnn_core.ml.config import TrainingConfig, check_run_id
 from lnn_core.ml.dataset import load_training_data
-from numpy.lib import format as npy_format
 
-
-def npy_header(shape, dtype="<f8") -> bytes:
-    buffer = io.BytesIO()
-    npy_format.write_array_header_1_0(buffer, {"descr": dtype, "fortran_order": False, "shape": shape})
-    return buffer.getvalue()  # the magic string, then the padded header
-
-
-def lying_npz(shape=(2**20, 2**20)) -> bytes:
-    """A tiny .npz whose X.npy header declares `shape` of float64 (8 TiB by default) over 16 bytes of data."""
-    buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w") as archive:
-        archive.writestr("X.npy", npy_header(shape) + bytes(16))
-        archive.writestr("y.npy", npy_header((2,)) + bytes(16))
-    return buffer.getvalue()
-
-
-def zip_bomb(rows: int, columns: int) -> bytes:
-    """A deflated .npz whose X is rows x columns float64 zeros: honest headers, ~1000:1 compression."""
-    buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_DEFLATED) as archive:
-        with archive.open("X.npy", "w", force_zip64=True) as member:
-            member.write(npy_header((rows, columns)))
-            row = bytes(columns * 8)
-            for _ in range(rows):
-                member.write(row)
-        archive.writestr("y.npy", npy_header((rows,)) + bytes(rows * 8))
-    return buffer.getvalue()
-
-
-def npz(**arrays) -> bytes:
-    buffer = io.BytesIO()
-    np.savez(buffer, **arrays)
-    return buffer.getvalue()
+from tests.support.arrays import lying_npz, npy_header, npz_bytes, zip_bomb
 
 
 def test_a_lying_header_is_refused_without_allocating():
@@ -84,7 +51,7 @@ def test_a_zip_bomb_is_refused_by_its_declared_size():
 
 def test_only_the_arrays_lnn_reads_are_allowed():
     with pytest.raises(LnnInputError, match="holds 'notes.npy', which LNN does not read; save only the arrays X, y"):
-        inspect_npz(io.BytesIO(npz(X=np.ones((2, 2)), y=np.ones(2), notes=np.ones(3))), source="extra.npz")
+        inspect_npz(io.BytesIO(npz_bytes(X=np.ones((2, 2)), y=np.ones(2), notes=np.ones(3))), source="extra.npz")
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w") as archive:
         archive.writestr("X.npy", npy_header((1,)) + bytes(8))
@@ -104,14 +71,14 @@ def test_object_arrays_and_junk_are_refused():
 
 
 def test_honest_data_is_inspected_exactly():
-    data = npz(X=np.zeros((50, 3), dtype=np.uint8), y=np.zeros(50), X_test=np.zeros((5, 3)), y_test=np.zeros(5))
+    data = npz_bytes(X=np.zeros((50, 3), dtype=np.uint8), y=np.zeros(50), X_test=np.zeros((5, 3)), y_test=np.zeros(5))
     layout = inspect_npz(io.BytesIO(data), source="ok.npz")
     assert {name: header.shape for name, header in layout.arrays.items()} == {"X": (50, 3), "y": (50,), "X_test": (5, 3), "y_test": (5,)}
     assert layout.float64_bytes == (150 + 50 + 15 + 5) * 8
 
 
 def test_a_big_job_is_refused_naming_the_memory_size_it_needs():
-    layout = inspect_npz(io.BytesIO(npz(X=np.zeros((60_000, 784), dtype=np.uint8), y=np.zeros(60_000, dtype=np.uint8))),
+    layout = inspect_npz(io.BytesIO(npz_bytes(X=np.zeros((60_000, 784), dtype=np.uint8), y=np.zeros(60_000, dtype=np.uint8))),
                          source="mnist.npz")
     with pytest.raises(LnnInputError) as error:
         check_training_fits(layout, (128, 64, 10), memory_mb=1024, source="mnist.npz")
@@ -140,7 +107,8 @@ def test_optimizer_copies_count_the_parameters_again():
 
 
 def test_the_estimate_matches_a_traced_training_step():
-    """One forward/backward pass as the trainer runs it, traced: the estimate (less the fixed overhead) is within 15%."""
+    """One forward/backward pass as the trainer runs it, traced: the estimate (less the fixed overhead) is within
+    15%."""
     m, n0, neurons, activations = 4000, 784, (128, 64, 10), ("relu", "relu", "softmax")
     rng = np.random.default_rng(0)
     X8, y = rng.integers(0, 256, size=(m, n0), dtype=np.uint8), rng.integers(0, 10, size=m)

@@ -1,7 +1,7 @@
 """The `lnn` command's input handling: every problem a person can fix is exit status 2, one line, nothing created."""
 
-import io
 import json
+import os
 
 import boto3
 import numpy as np
@@ -19,27 +19,15 @@ from lnn_cli.inputs import (
     validate_run,
 )
 from lnn_cli.main import main
+from tests.support.arrays import lying_npz, npz_bytes
+from tests.support.cli import assert_one_line_error
 
 DEMO_PARAMETERS = read_config(DEMO_CONFIG)  # `make demo`'s parameters
 
 
 def npz(path, **arrays):
-    buffer = io.BytesIO()
-    np.savez(buffer, **arrays)
-    path.write_bytes(buffer.getvalue())
+    path.write_bytes(npz_bytes(**arrays))
     return str(path)
-
-
-def assert_one_line_error(capsys, code, *fragments):
-    captured = capsys.readouterr()
-    assert code == 2
-    lines = captured.err.strip().splitlines()
-    assert len(lines) == 1, captured.err
-    assert lines[0].startswith("lnn: error: ")
-    assert "Traceback" not in captured.err + captured.out
-    for fragment in fragments:
-        assert fragment in lines[0]
-    return lines[0]
 
 
 @pytest.fixture
@@ -179,7 +167,6 @@ def test_local_refuses_a_job_that_cannot_fit_the_trainer(tmp_path, out_dir, caps
 
 
 def test_local_refuses_data_lnn_does_not_read_and_forged_headers(tmp_path, out_dir, capsys):
-    from tests.unit.test_budget import lying_npz
 
     extra = npz(tmp_path / "extra.npz", X=np.ones((4, 2)), y=np.zeros(4), weights=np.ones(2))
     assert_one_line_error(capsys, main(["local", "--out", str(out_dir), "--data", extra]), "'weights.npy', which LNN does not read")
@@ -278,7 +265,11 @@ def test_up_refuses_a_bad_context_pair_and_hands_a_good_one_to_its_background_pr
     started = {}
 
     class Child:  # the background process, answering at once that it did not start
-        stdout = io.BytesIO(b'{"error": "not started by the test", "kind": "input"}\n')
+        def __init__(self):
+            read_end, write_end = os.pipe()  # a real pipe: `lnn up` waits on it with select
+            os.write(write_end, b'{"error": "not started by the test", "kind": "input"}\n')
+            os.close(write_end)
+            self.stdout = os.fdopen(read_end, "rb")
 
         def wait(self, timeout=None):
             return 2

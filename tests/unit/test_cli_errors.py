@@ -14,7 +14,7 @@ from moto import mock_aws
 from lnn_cli.cloud.stack import CLI_BOTO_CONFIG, OUTPUT_KEYS, aws_errors_explained
 from lnn_cli.inputs import DEMO_DATA
 from lnn_cli.main import main
-from tests.unit.test_cli import assert_one_line_error
+from tests.support.cli import assert_one_line_error
 
 COMMANDS = {
     "start": ["start", "--epochs", "2"],

@@ -8,7 +8,7 @@ import h5py
 import numpy as np
 import pytest
 from lnn_core.errors import LnnInputError
-from tests.unit.test_cli import assert_one_line_error
+from tests.support.cli import assert_one_line_error
 from rich.console import Console
 
 from lnn_cli import stack_commands

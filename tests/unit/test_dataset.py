@@ -1,6 +1,5 @@
 """Training data files: scaling, shapes and the errors a person can act on."""
 
-import io
 import re
 
 import numpy as np
@@ -9,15 +8,11 @@ from lnn_core.errors import LnnInputError
 from lnn_core.ml.config import TrainingConfig
 from lnn_core.ml.dataset import load_training_data
 
-
-def npz(**arrays):
-    buffer = io.BytesIO()
-    np.savez(buffer, **arrays)
-    return buffer.getvalue()
+from tests.support.arrays import npz_bytes
 
 
 def test_uint8_images_are_scaled_and_labels_flattened():
-    data = load_training_data(npz(X=np.full((3, 4), 255, np.uint8), y=np.ones((3, 1))), source="d")
+    data = load_training_data(npz_bytes(X=np.full((3, 4), 255, np.uint8), y=np.ones((3, 1))), source="d")
     assert data.X.dtype == np.float64 and np.all(data.X == 1.0) and data.y.shape == (3,) and data.X_test is None
 
 
@@ -39,7 +34,7 @@ def test_uint8_images_are_scaled_and_labels_flattened():
 )
 def test_bad_files(arrays, message):
     with pytest.raises(LnnInputError, match=re.escape(message)):
-        load_training_data(npz(**arrays), source="d")
+        load_training_data(npz_bytes(**arrays), source="d")
 
 
 def test_not_an_npz():
@@ -51,9 +46,9 @@ def test_labels_must_fit_the_output_layer():
     config = TrainingConfig.from_parameters(
         {"epochs": 1, "learning_rate": 0.1, "neurons": [4, 3], "activations": ["relu", "softmax"], "data": "runs/a/d.npz"}
     )
-    load_training_data(npz(X=np.zeros((3, 2)), y=np.array([0, 1, 2])), source="d").check_fits(config)
+    load_training_data(npz_bytes(X=np.zeros((3, 2)), y=np.array([0, 1, 2])), source="d").check_fits(config)
     with pytest.raises(LnnInputError, match="class labels 0..2"):
-        load_training_data(npz(X=np.zeros((3, 2)), y=np.array([0, 1, 3])), source="d").check_fits(config)
+        load_training_data(npz_bytes(X=np.zeros((3, 2)), y=np.array([0, 1, 3])), source="d").check_fits(config)
 
 
 def config_of(neurons, activations):
@@ -62,24 +57,24 @@ def config_of(neurons, activations):
 
 
 def test_class_names_and_the_example_shape_are_optional_arrays():
-    data = load_training_data(npz(X=np.zeros((2, 12), np.uint8), y=np.array([0, 1]), classes=np.array(["non-cat", "cat"]),
+    data = load_training_data(npz_bytes(X=np.zeros((2, 12), np.uint8), y=np.array([0, 1]), classes=np.array(["non-cat", "cat"]),
                                   example_shape=np.array([2, 2, 3])), source="d")
     assert data.classes == ("non-cat", "cat") and data.example_shape == (2, 2, 3)
-    assert load_training_data(npz(X=np.zeros((2, 1)), y=np.zeros(2)), source="d").classes is None
-    assert load_training_data(npz(X=np.zeros((2, 1)), y=np.zeros(2), classes=np.array([b"a", b"b"])), source="d").classes == ("a", "b")
+    assert load_training_data(npz_bytes(X=np.zeros((2, 1)), y=np.zeros(2)), source="d").classes is None
+    assert load_training_data(npz_bytes(X=np.zeros((2, 1)), y=np.zeros(2), classes=np.array([b"a", b"b"])), source="d").classes == ("a", "b")
 
 
 def test_more_classes_than_the_output_learns():
-    data = load_training_data(npz(X=np.zeros((2, 1)), y=np.array([0, 1]), classes=np.array(["a", "b", "c"])), source="d")
+    data = load_training_data(npz_bytes(X=np.zeros((2, 1)), y=np.array([0, 1]), classes=np.array(["a", "b", "c"])), source="d")
     with pytest.raises(LnnInputError, match="the data has 3 classes \\(a, b, c\\) but a sigmoid output of 1 neuron\\(s\\) learns 2"):
         data.check_fits(config_of([1], ["sigmoid"]))
     data.check_fits(config_of([3], ["softmax"]))
 
 
 def test_regression_targets_fit_a_linear_output():
-    single = load_training_data(npz(X=np.zeros((3, 2)), y=np.array([0.5, -1.25, 3.0])), source="d")
+    single = load_training_data(npz_bytes(X=np.zeros((3, 2)), y=np.array([0.5, -1.25, 3.0])), source="d")
     single.check_fits(config_of([4, 1], ["relu", "linear"]))
-    several = load_training_data(npz(X=np.zeros((3, 2)), y=np.full((3, 2), 0.5), X_test=np.zeros((1, 2)),
+    several = load_training_data(npz_bytes(X=np.zeros((3, 2)), y=np.full((3, 2), 0.5), X_test=np.zeros((1, 2)),
                                      y_test=np.zeros((1, 2))), source="d")
     assert several.y.shape == (3, 2)
     several.check_fits(config_of([2], ["linear"]))

@@ -61,9 +61,9 @@ def test_a_classifier_that_outputs_the_prior_gets_both_warnings_with_figures_and
     assert len(warnings) == 2
     prior_cost = -(0.3 * math.log(0.3) + 0.7 * math.log(0.7))
     assert warnings[0] == (
-        f"the training cost {prior_cost:.4g} is within 2 % of {prior_cost:.4g}, the cost of always predicting the class "
-        "prior: the model learned nothing; try another --seed (this run used 1), a smaller --learning-rate than 0.0075, "
-        "--optimizer adam or --init lecun.")
+        f"the training cost {prior_cost:.4g} is within 2 % of {prior_cost:.4g}, the cost of always predicting the "
+        "class prior: the model learned nothing; try another --seed (this run used 1), a smaller --learning-rate "
+        "than 0.0075, --optimizer adam or --init lecun.")
     assert warnings[1].startswith("the model predicts class 0 ('non-cat') for all 40 training examples, which have 2 "
                                   "classes; try another --seed")
 

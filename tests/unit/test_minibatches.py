@@ -27,7 +27,7 @@ from lnn_core.ml.training import (
     train_reference,
     train_reference_state,
 )
-from tests.unit.test_network import blobs
+from tests.support.arrays import blobs_around
 
 # --- batch_count and minibatches ---------------------------------------------------------------
 
@@ -267,7 +267,7 @@ def test_train_epoch_is_pure():
 
 # --- train_reference's options -----------------------------------------------------------------
 
-BLOBS = blobs([[-1.0, 1.0], [1.0, -1.0]], per_class=30, spread=0.8)
+BLOBS = blobs_around([[-1.0, 1.0], [1.0, -1.0]], per_class=30, spread=0.8)
 OPTIONS = dict(neurons=[4, 1], activations=["tanh", "sigmoid"], learning_rate=0.05, epochs=12, seed=3)
 
 
@@ -306,7 +306,7 @@ def test_minibatch_adam_is_deterministic():
 
 
 def test_minibatch_adam_and_momentum_learn():
-    X, y = blobs([[-1.5, -1.5], [1.5, 1.5]])
+    X, y = blobs_around([[-1.5, -1.5], [1.5, 1.5]])
     for settings in (dict(optimizer="adam", learning_rate=0.01), dict(optimizer="momentum", learning_rate=0.1)):
         params, costs = train_reference(X, y, neurons=[4, 1], activations=["tanh", "sigmoid"], epochs=30, seed=1,
                                         batch_size=32, **settings)

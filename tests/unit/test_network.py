@@ -22,15 +22,7 @@ from lnn_core.ml.network import (
 )
 from lnn_core.ml.training import gradient_descent_epoch, train_reference
 
-
-def blobs(centers, per_class=100, spread=0.5, seed=0):
-    """Gaussian blobs around `centers` (k, n0) -> X (k * per_class, n0), y (k * per_class,) in shuffled order."""
-    rng = np.random.RandomState(seed)
-    centers = np.asarray(centers, dtype=float)
-    X = np.concatenate([center + spread * rng.randn(per_class, centers.shape[1]) for center in centers])
-    y = np.repeat(np.arange(len(centers)), per_class)
-    order = rng.permutation(len(y))
-    return X[order], y[order]
+from tests.support.arrays import blobs_around
 
 
 # --- init --------------------------------------------------------------------------------------
@@ -319,7 +311,7 @@ def test_backward_pass_keys_and_shapes():
 
 
 def test_train_reference_separates_two_blobs():
-    X, y = blobs([[-1.5, -1.5], [1.5, 1.5]])
+    X, y = blobs_around([[-1.5, -1.5], [1.5, 1.5]])
     params, costs = train_reference(
         X, y, neurons=[4, 1], activations=["tanh", "sigmoid"], learning_rate=0.5, epochs=200, seed=1
     )
@@ -330,7 +322,7 @@ def test_train_reference_separates_two_blobs():
 
 
 def test_train_reference_separates_three_blobs_with_softmax():
-    X, y = blobs([[-2.0, 0.0], [2.0, 0.0], [0.0, 2.5]])
+    X, y = blobs_around([[-2.0, 0.0], [2.0, 0.0], [0.0, 2.5]])
     activations = ["relu", "softmax"]
     params, costs = train_reference(
         X, y, neurons=[8, 3], activations=activations, learning_rate=0.3, epochs=300, seed=2
@@ -341,7 +333,7 @@ def test_train_reference_separates_three_blobs_with_softmax():
 
 
 def test_train_reference_is_reproducible_and_matches_the_epoch_loop():
-    X, y = blobs([[-1.0, 1.0], [1.0, -1.0]], per_class=20)
+    X, y = blobs_around([[-1.0, 1.0], [1.0, -1.0]], per_class=20)
     options = dict(neurons=[3, 1], activations=["relu", "sigmoid"], learning_rate=0.1, epochs=5, seed=4)
     params, costs = train_reference(X, y, **options)
     again, costs_again = train_reference(X, y, **options)

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from lnn_cli.main import main
-from tests.unit.test_cli import assert_one_line_error
+from tests.support.cli import assert_one_line_error
 
 
 def model_file(path, activations, classes=None, **params):

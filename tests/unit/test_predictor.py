@@ -1,7 +1,6 @@
 """The PredictLambda's logic (`lnn_core.predictor`) against in-process moto S3: answers, bad requests, the cache."""
 
 import base64
-import io
 import json
 
 import numpy as np
@@ -10,6 +9,8 @@ from lnn_core.errors import LnnInputError
 from lnn_core.handlers import build_predictor
 from lnn_core.ml import metrics
 from lnn_core.predictor import SYNC_PAYLOAD_LIMIT, Model, parse_rows, rows_that_fit
+
+from tests.support.arrays import npz_bytes
 
 
 class Log:
@@ -23,9 +24,7 @@ class Log:
 
 
 def model_bytes(params, activations, **extra) -> bytes:
-    buffer = io.BytesIO()
-    np.savez(buffer, **params, activations=np.array(activations), config=np.array("{}"), **extra)
-    return buffer.getvalue()
+    return npz_bytes(**params, activations=np.array(activations), config=np.array("{}"), **extra)
 
 
 SIGMOID = {"W1": np.array([[2.0, -1.0]]), "b1": np.array([[0.5]])}

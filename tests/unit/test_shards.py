@@ -1,4 +1,5 @@
-"""Data-parallel rounds in pure NumPy: shard slices, shard sums, the ordered reduce, and the reference with K workers."""
+"""Data-parallel rounds in pure NumPy: shard slices, shard sums, the ordered reduce, and the reference with K
+workers."""
 
 import numpy as np
 import pytest

@@ -4,7 +4,7 @@ import json
 
 import pytest
 from lnn_core.ml.config import TrainingConfig
-from tests.unit.test_cli import assert_one_line_error
+from tests.support.cli import assert_one_line_error
 
 import lnn_cli.main as cli_main
 from lnn_cli.inputs import DEMO_CONFIG, DEMO_DATA, validate_run

@@ -33,7 +33,8 @@ EFFECTS = {
 
 
 class S3ObjectStore:
-    """Objects under one bucket. Reads of immutable keys (training state) are cached in memory, least recently used first out."""
+    """Objects under one bucket. Reads of immutable keys (training state) are cached in memory, least recently
+    used first out."""
 
     def __init__(self, client, bucket: str, counter: IoCounter, *, cache_bytes: int = 256 * 2**20):
         self._client, self.bucket, self._counter = client, bucket, counter
@@ -197,7 +198,8 @@ class Ports:
         cls, *, invoke_target: str, session: boto3.Session | None = None, invoker: Invoker | None = None,
         clock: Callable[[], float] | None = None,
     ) -> "Ports":
-        """Adapters for the resources named in the environment; `invoke_target` is the env var naming the function to invoke."""
+        """Adapters for the resources named in the environment; `invoke_target` is the env var naming the function
+        to invoke."""
 
         session = session or boto3.Session()
         counter = IoCounter()

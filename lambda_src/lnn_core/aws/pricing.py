@@ -66,7 +66,8 @@ def price_table(name: str | None = None) -> PriceTable:
 
 def run_cost(run: dict[str, Any], *, table: str | None = None, local: bool = False) -> dict[str, Any] | None:
     """A run's usage and its estimate in dollars, or None when its record has no usage (a run of an earlier release).
-    `local`: the usage was measured on the local stack (moto), so the label says it is AWS's price of those durations."""
+    `local`: the usage was measured on the local stack (moto), so the label says it is AWS's price of those
+    durations."""
     usage = {key[len(USAGE_PREFIX):]: int(value) for key, value in run.items() if key.startswith(USAGE_PREFIX)}
     if not usage.get("deliveries"):
         return None

@@ -390,7 +390,8 @@ class RunTable:
             start = {"ExclusiveStartKey": page["LastEvaluatedKey"]}
 
     def list_runs(self, status: str | None = None) -> list[dict[str, Any]]:
-        """The run records with `status` (all when None), read consistently (the index itself is eventually consistent)."""
+        """The run records with `status` (all when None), read consistently (the index itself is eventually
+        consistent)."""
         runs = (self.get_run(run_id) for run_id in self.run_ids(status))
         return [run for run in runs if run is not None and (status is None or run["status"] == status)]
 

@@ -133,9 +133,9 @@ def _array_name(filename: str, source: str) -> str:
 def _read_header(stream: IO[bytes], name: str, member_bytes: int, source: str) -> ArrayHeader:
     version = npy_format.read_magic(stream)
     if version == (1, 0):
-        shape, fortran_order, dtype = npy_format.read_array_header_1_0(stream)
+        shape, _fortran_order, dtype = npy_format.read_array_header_1_0(stream)
     elif version == (2, 0):
-        shape, fortran_order, dtype = npy_format.read_array_header_2_0(stream)
+        shape, _fortran_order, dtype = npy_format.read_array_header_2_0(stream)
     else:
         raise LnnInputError(f"{source}: {name} is an .npy of format version {version}; save it with numpy.savez")
     if dtype.hasobject:
@@ -189,9 +189,9 @@ def estimate_step_memory(
     data: X as rows and as columns (the trainer keeps both), the targets Y (n_L x m), the labels, and the test set.
     activations: A and Z of every layer (m x n_l each). working: the temporaries alive at once, at worst dZ and
     dA_prev of the widest layer pair in the backward pass (layer 1 has no dA_prev: it is never computed) plus one
-    widest-layer temporary (`W @ A` before `+ b`). parameters: W and b, their gradients, the updated copy and `optimizer_copies`
-    more (adam: 2). Measured once with tracemalloc (20,000 x 784, 784-128-64-10): the estimate less overhead is
-    within a few per cent of the traced peak.
+    widest-layer temporary (`W @ A` before `+ b`). parameters: W and b, their gradients, the updated copy and
+    `optimizer_copies` more (adam: 2). Measured once with tracemalloc (20,000 x 784, 784-128-64-10): the estimate
+    less overhead is within a few per cent of the traced peak.
     """
     layer_sizes = [features, *neurons]
     m = examples
@@ -211,7 +211,8 @@ def suggest_memory_size(needed_bytes: float) -> int:
 
 
 def check_step_fits(estimate: StepEstimate, *, memory_mb: int, shape: str) -> None:
-    """Raise when one training step of `shape` (e.g. '60000 x 784, network 784-128-64-10') needs more than `memory_mb`."""
+    """Raise when one training step of `shape` (e.g. '60000 x 784, network 784-128-64-10') needs more than
+    `memory_mb`."""
     needed = estimate.total
     if needed <= memory_mb * MIB:
         return

@@ -125,7 +125,8 @@ class Launcher:
             return {"run_id": run_id, "status": "rejected", "reason": str(error)}
 
     def launch(self, run_id: str, parameters: dict[str, Any], *, uploader: dict[str, Any] | None = None) -> dict[str, Any]:
-        """Validate, create the run record, and send step 1. `uploader`: who uploaded parameters.json (None: invoked)."""
+        """Validate, create the run record, and send step 1. `uploader`: who uploaded parameters.json (None:
+        invoked)."""
         check_run_id(run_id)
         if not isinstance(parameters, dict):
             raise LnnInputError("parameters must be a JSON object in the LNN parameters.json format")

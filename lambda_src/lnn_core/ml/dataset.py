@@ -180,7 +180,8 @@ def _features(array: np.ndarray, name: str, source: str) -> np.ndarray:
 
 
 def _labels(array: np.ndarray, name: str, source: str) -> np.ndarray:
-    """Labels (m,) (an (m, 1) column flattened), or regression targets (m, k); `check_fits` matches them to the output."""
+    """Labels (m,) (an (m, 1) column flattened), or regression targets (m, k); `check_fits` matches them to the
+    output."""
     if array.ndim == 2 and array.shape[1] == 1:
         array = array[:, 0]
     if array.ndim not in (1, 2) or array.shape[-1] == 0:

@@ -3,18 +3,20 @@
 `lnn up` starts a detached background process (`lnn_cli.cloud.up.server`) that starts the moto server, deploys the
 stack with the real CDK CLI (as `lnn local` does) and serves a proxy endpoint in front of moto that runs the
 stack's Lambda invokes, S3 -> EventBridge events and schedules in the local runtime. It waits for it to be ready
-and prints the environment to paste. `lnn down` stops that process, found by the process id recorded in the state
-directory, after checking that it is ours.
+(at most `START_TIMEOUT_SECONDS`; then it stops it) and prints the environment to paste. `lnn down` stops that
+process, found by the process id recorded in the state directory, after checking that it is ours.
 
 Each stack up is also recorded in the user's registry (registry.py), so that `lnn down` from another
-directory finds it. The state directory (default `.lnn`) holds `up.json` (pid, port, endpoint, stack), `up.lock` (an exclusive lock
-held by the background process for as long as it lives: a second `lnn up` cannot take it) and the logs: `up.log`
-(the background process: proxy, events, schedules), `emulator.log` (moto), `deploy.log` (the CDK CLI),
-`lambda.log` (the handlers).
+directory finds it. The state directory (default `.lnn`) holds `up.json` (pid, port, endpoint, stack), `up.lock`
+(an exclusive lock held by the background process for as long as it lives: a second `lnn up` cannot take it) and
+the logs: `up.log` (the background process: proxy, events, schedules), `emulator.log` (moto), `deploy.log` (the CDK
+CLI), `lambda.log` (the handlers).
 """
 
+import contextlib
 import json
 import os
+import select
 import signal
 import subprocess
 import sys
@@ -105,12 +107,17 @@ def command_up(args, console: Console) -> int:
                                      pass_fds=(lock.fileno(),), start_new_session=True, env=environment)
         try:
             with waiting(console, f"starting the moto server and deploying {args.stack} (cdk synth, bootstrap, deploy)..."):
-                line = child.stdout.readline().decode().strip()  # one JSON line, or EOF if the process died
+                line = _ready_line(child, START_TIMEOUT_SECONDS)
         except KeyboardInterrupt:
-            child.terminate()
-            child.wait(timeout=STOP_TIMEOUT_SECONDS)
+            _stop_started(child)
             raise
         child.stdout.close()
+        if line is None:
+            _stop_started(child)
+            raise LnnInputError(
+                f"the local stack did not start within {START_TIMEOUT_SECONDS} s (moto server, cdk synth and deploy) "
+                f"and was stopped; see {state_dir / 'up.log'} and {state_dir / 'deploy.log'}, then run `lnn up` again"
+            )
         ready = json.loads(line) if line.startswith("{") else {"error": f"the local stack did not start; see {state_dir / 'up.log'}"}
         if "error" in ready:
             try:
@@ -136,6 +143,34 @@ def command_up(args, console: Console) -> int:
         console.print(line, markup=False, highlight=False, soft_wrap=True)
     console.print(f"Stop it with `lnn down{_state_flag(args)}` (and unset AWS_ENDPOINT_URL to talk to AWS again).")
     return 0
+
+
+def _ready_line(child: subprocess.Popen, seconds: float) -> str | None:
+    """The background process's readiness line ("" if it died first), or None when none came within `seconds`."""
+    deadline = time.monotonic() + seconds
+    received = b""
+    while not received.endswith(b"\n"):
+        remaining = deadline - time.monotonic()
+        if remaining <= 0 or not select.select([child.stdout], [], [], remaining)[0]:
+            return None
+        chunk = os.read(child.stdout.fileno(), 65536)
+        if not chunk:  # EOF: the process died without a word
+            break
+        received += chunk
+    return received.decode().strip()
+
+
+def _stop_started(child: subprocess.Popen) -> None:
+    """Stop the background process, then whatever it started that outlived it (its session's process group: the
+    moto server, the CDK CLI)."""
+    child.terminate()
+    try:
+        child.wait(timeout=STOP_TIMEOUT_SECONDS)
+    except subprocess.TimeoutExpired:
+        pass
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(child.pid, signal.SIGKILL)
+    child.wait()
 
 
 def _state_flag(args) -> str:
@@ -182,8 +217,9 @@ def _stop(state_dir: Path, console: Console) -> bool:
     pid = int(state["pid"])
     if not is_ours(pid, state_dir):
         raise LnnInputError(
-            f"pid {pid} recorded in {state_dir / STATE_FILE} is not the `lnn up` process of {state_dir} (its command line "
-            f"is {command_line(pid) or 'gone'}); not stopping it. Stop the stack's process yourself, then run `lnn down` again"
+            f"pid {pid} recorded in {state_dir / STATE_FILE} is not the `lnn up` process of {state_dir} "
+            f"(its command line is {command_line(pid) or 'gone'}); not stopping it. Stop the stack's process "
+            "yourself, then run `lnn down` again"
         )
     os.kill(pid, signal.SIGTERM)
     if not _wait_unlocked(state_dir, STOP_TIMEOUT_SECONDS):

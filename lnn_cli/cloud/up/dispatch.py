@@ -33,7 +33,8 @@ def log(message: str) -> None:
 
 
 def _function_name(name_or_arn: str) -> str:
-    """A function's name from its name, partial ARN or ARN (`arn:aws:lambda:REGION:ACCOUNT:function:NAME[:QUALIFIER]`)."""
+    """A function's name from its name, partial ARN or ARN
+    (`arn:aws:lambda:REGION:ACCOUNT:function:NAME[:QUALIFIER]`)."""
     parts = name_or_arn.split(":")
     if "function" in parts:
         return parts[parts.index("function") + 1]
@@ -82,7 +83,8 @@ class EventRules:
             elif rule.get("ScheduleExpression"):
                 match = RATE.match(rule["ScheduleExpression"].strip())
                 if match is None:
-                    log(f"note: rule {rule['Name']}'s schedule {rule['ScheduleExpression']} is not a rate; it never fires here")
+                    log(f"note: rule {rule['Name']}'s schedule {rule['ScheduleExpression']} is not a rate; "
+                        "it never fires here")
                     continue
                 period = int(match[1]) * RATE_UNITS[match[2].rstrip("s")]
                 self.schedules.append((rule["Name"], rule["Arn"], float(period), targets))

@@ -9,9 +9,9 @@ All deliveries run in this process's main thread (or the runtime's threads, at `
 the proxy's request threads: the proxy hands work over and waits for a synchronous result. The handlers talk to
 the moto server directly, not through the proxy; only their invokes go through the runtime, as in `lnn local`.
 
-Run as `python -m lnn_cli.cloud.up.server --state-dir DIR ...` by `lnn up` (lnn_cli/cloud/up/command.py; `lnn down` signals
-only a process with that command line); it reports readiness with one JSON line on stdout, then logs to
-DIR/up.log.
+Run as `python -m lnn_cli.cloud.up.server --state-dir DIR ...` by `lnn up` (lnn_cli/cloud/up/command.py; `lnn
+down` signals only a process with that command line); it reports readiness with one JSON line on stdout, then logs
+to DIR/up.log.
 """
 
 import argparse
