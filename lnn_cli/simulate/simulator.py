@@ -43,11 +43,20 @@ class Pruned(BaseException):
 
 
 def _digest(value: Any) -> str:
+    """A port call's answer as the exhaustive search's state keeps it: canonical (a record's attributes sorted, so
+    that the order in which writes added them does not matter) and without the run record's `usage_*` counters,
+    which only pricing reads (see docs/simulation.md, "Exhaustive small cases")."""
     if isinstance(value, (bytes, bytearray)):
-        import hashlib
-
         return hashlib.blake2b(bytes(value), digest_size=8).hexdigest()
-    return repr(value)
+    if isinstance(value, dict):
+        from lnn_core.usage import USAGE_PREFIX
+
+        value = {key: item for key, item in value.items() if not str(key).startswith(USAGE_PREFIX)}
+    return json.dumps(value, sort_keys=True, default=_canonical)
+
+
+def _canonical(value: Any) -> Any:
+    return sorted(value, key=repr) if isinstance(value, (set, frozenset)) else repr(value)
 
 
 class InjectedCrash(SandboxKilled):
@@ -213,11 +222,12 @@ class Simulator:
             if hasattr(module, name):
                 saved.append((module, name, getattr(module, name)))
                 setattr(module, name, value)
-        import lnn_core.run_table as run_table
+        from lnn_core import run_table, usage
 
-        if hasattr(run_table, "time"):
-            saved.append((run_table, "time", run_table.time))
-            run_table.time = _Time()
+        for module in (run_table, usage):  # usage: a delivery's billed time, added to the record, is virtual too
+            if hasattr(module, "time"):
+                saved.append((module, "time", module.time))
+                module.time = _Time()
         return saved
 
     def session(self, container: Container) -> Any:
@@ -330,7 +340,7 @@ class Simulator:
         self.world.reset()
         aws.reset_tokens()
         self.main = greenlet.getcurrent()
-        self.world.s3.put_object(aws.BUCKET, f"runs/{RUN_ID}/data.npz", self.scenario.data_npz(), disable_notification=True)
+        self.world.s3.put_object(aws.BUCKET, DATA_KEY, self.scenario.data_npz(), disable_notification=True)
         launch = {"run_id": RUN_ID, "parameters": {k: v for k, v in self.scenario.parameters.items()}}
         self.send("launcher", launch, origin="user", faults=False)
         if (self.exhaustive or {}).get("launch_twin") or self.decisions.fault(
@@ -553,8 +563,8 @@ def _instrument(sim: Simulator, port: Any, port_name: str) -> None:
 
 def _wrapped(sim: Simulator, method, where: str, effect: bool):
     def call(*args, **kwargs):
-        if not (sim.exhaustive and sim.exhaustive.get("effects_only")) or (effect and where != "invoker.invoke_async"):
-            sim.point(where)  # (an invoke only queues an event, whose start is a choice of its own: it commutes)
+        if not (sim.exhaustive and _commutes(where, args)):
+            sim.point(where)
         if effect:
             sim.maybe_crash("before", where)
         result = method(*args, **kwargs)
@@ -567,6 +577,19 @@ def _wrapped(sim: Simulator, method, where: str, effect: bool):
 
     call.__wrapped__ = method
     return call
+
+
+DATA_KEY = f"runs/{RUN_ID}/data.npz"  # the run's training data: put before the launch, never written again
+
+
+def _commutes(where: str, args: tuple) -> bool:
+    """Port calls that commute with every other delivery's, so that the exhaustive search gives them no point of
+    their own (they run with what precedes them): an invoke only queues an event, whose start is a choice of its
+    own, and no delivery reads the queue; the usage ADD writes only `usage_*` counters, which no delivery's choices
+    and no invariant read (the search's state leaves them out); the training data is read-only for the whole run.
+    Every other call, reads included, is a point: a read's answer depends on which writes came before it."""
+    return (where in ("invoker.invoke_async", "table.add_usage")
+            or (where == "store.get_bytes" and bool(args) and args[0] == DATA_KEY))
 
 
 class SimInvoker:
