@@ -37,6 +37,8 @@ CASES = {
     # a round of K=2 shard workers: step 1 (start), step 2 (the reduce of 2 shards), step 3 (finish)
     "K=2 start+round+finish": (Scenario({**BASE, "workers": 2}, 20, 2, 1, CALM), {"twins": True}),
 }
+# The tests' small one: the same run as K=1's, every event delivered once (the faults still branch at every effect)
+SMALL = {"K=1 epoch+finish, once": (CASES["K=1 epoch+finish"][0], {"twins": False})}
 
 
 @dataclass
@@ -59,19 +61,19 @@ class Exploration:
 
 
 def explore(case: str, *, max_schedules: int | None = None, max_faults: int = 1, launch_twin: bool = False,
-            verbose: bool = False) -> Exploration:
+            first_violation: bool = False, verbose: bool = False) -> Exploration:
     """A depth-first search of the case's schedules, forked at every choice point: the process that reaches a
     point with n options forks a child for each of options 1..n-1 in turn (each child runs its subtree to its end,
     forking further, while its parent waits) and then takes option 0 itself. No prefix is ever executed twice, and
     every state is expanded once: its digest goes to a file that every process reads before its next check."""
-    scenario, structure = CASES[case]
+    scenario, structure = {**CASES, **SMALL}[case]
     structure = {**structure, "launch_twin": launch_twin}
     found = Exploration(case, max_faults=max_faults, violations=[])
     started, cpu = time.perf_counter(), _cpu_seconds()
     the_world = world()
     gc.freeze()  # what exists now is shared with the children, not copied by their collections
     with tempfile.TemporaryDirectory(prefix="lnn-exhaustive-") as folder:
-        shared = _Shared(folder, limit=max_schedules, verbose=verbose)
+        shared = _Shared(folder, limit=max_schedules, first_violation=first_violation, verbose=verbose)
         root = os.getpid()
         decisions = ForkingDecisions(shared, kinds=FAULT_KINDS, max_faults=max_faults)
         sim = Simulator(the_world, 0, decisions=decisions, scenario=scenario, exhaustive=structure)
@@ -88,7 +90,7 @@ def explore(case: str, *, max_schedules: int | None = None, max_faults: int = 1,
         found.schedules, found.pruned, violations, found.states = shared.totals()
         found.violations = [(script, replay(case, script, max_faults=max_faults, launch_twin=launch_twin))
                             for script in violations]
-        found.complete = max_schedules is None or found.schedules < max_schedules
+        found.complete = not shared.full()  # (conservative: the bound may have been reached at the very end)
     found.seconds, found.cpu_seconds = time.perf_counter() - started, _cpu_seconds() - cpu
     return found
 
@@ -102,7 +104,7 @@ def _cpu_seconds() -> float:
 def replay(case: str, script: list[int], *, max_faults: int = 1, launch_twin: bool = False,
            trace: bool = False):
     """One schedule of the case along `script` (the options taken at its choice points, as a violation prints)."""
-    scenario, structure = CASES[case]
+    scenario, structure = {**CASES, **SMALL}[case]
     structure = {**structure, "launch_twin": launch_twin}
     decisions = ScriptedDecisions(script, kinds=FAULT_KINDS, max_faults=max_faults)
     return Simulator(world(), 0, decisions=decisions, scenario=scenario, exhaustive=structure, trace=trace).run()
@@ -141,14 +143,14 @@ class _Shared:
     digests of the states seen, a byte per schedule's end (P: cut at a state seen before, E: ended), and the
     scripts of the schedules that violated an invariant."""
 
-    def __init__(self, folder: str, *, limit: int | None, verbose: bool):
+    def __init__(self, folder: str, *, limit: int | None, first_violation: bool, verbose: bool):
         self.states_path, self.ends_path = os.path.join(folder, "states"), os.path.join(folder, "ends")
         self.violations_path = os.path.join(folder, "violations")
         for path in (self.states_path, self.ends_path, self.violations_path):
             open(path, "wb").close()
         self.seen: set[bytes] = set()
         self.read_upto = 0
-        self.limit, self.verbose = limit, verbose
+        self.limit, self.first_violation, self.verbose = limit, first_violation, verbose
 
     def check(self, digest: bytes) -> None:
         with open(self.states_path, "rb") as states:
@@ -174,7 +176,9 @@ class _Shared:
             print(f"  {count} schedules, {os.path.getsize(self.states_path) // DIGEST} states", flush=True)
 
     def full(self) -> bool:
-        return self.limit is not None and os.path.getsize(self.ends_path) >= self.limit
+        """No more branches: the bound of schedules is reached, or a violation when the search stops at the first."""
+        return ((self.limit is not None and os.path.getsize(self.ends_path) >= self.limit)
+                or (self.first_violation and os.path.getsize(self.violations_path) > 0))
 
     def totals(self) -> tuple[int, int, list, int]:
         with open(self.ends_path, "rb") as ends:
