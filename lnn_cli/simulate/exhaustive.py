@@ -1,11 +1,12 @@
-"""Exhaustive small cases (stateless model checking): every interleaving of the deliveries of a two- or three-step
-run, each trainer event delivered twice (two twins with their own request ids), with at most one fault in a
-schedule, chosen among every effect's crash before, crash after and lost answer.
+"""Exhaustive small cases: every interleaving of the deliveries of a two- or three-step run, each trainer event
+delivered twice (two twins with their own request ids), with at most one fault in a schedule, chosen among every
+effect's crash before, crash after and lost answer.
 
-Each schedule re-executes from scratch along a script of choices; a depth-first search enumerates the scripts.
-States are hashed at every new choice point (moto's table, bucket and messages, the queue, every in-flight
-delivery's port-call history, the monitor's record of commits and messages, the time): a state seen before cuts
-the schedule there, its future having been explored already. Bounded by `max_schedules` per case.
+A depth-first search that forks the process at every choice point (`ForkingDecisions`), so that no schedule's
+prefix is executed twice. A choice point is a port call (`simulator._commutes` names the calls that commute with
+everything and get none), a delivery's start, a timer, or a fault. Each point's state (`state_digest`) is hashed: a
+state seen before, with at least as many faults left to spend, cuts the schedule there. `make simulate EXHAUSTIVE=1`
+runs both cases to the end; docs/simulation.md argues why each reduction keeps every outcome.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from .scenario import CALM, Scenario
 from .simulator import Pruned, Simulator
 
 DIGEST = 16  # bytes of a state's digest
+RECORD = DIGEST + 1  # in the file of states seen: the digest, then the budget of faults left
 FAULT_KINDS = frozenset({"crash before", "crash after", "lost answer"})
 BASE = {"learning_rate": 0.5, "neurons": [1], "activations": ["sigmoid"], "seed": 3, "optimizer": "gd",
         "batch_size": None, "epochs": 1, "granularity": "epoch"}
@@ -77,7 +79,8 @@ def explore(case: str, *, max_schedules: int | None = None, max_faults: int = 1,
         root = os.getpid()
         decisions = ForkingDecisions(shared, kinds=FAULT_KINDS, max_faults=max_faults)
         sim = Simulator(the_world, 0, decisions=decisions, scenario=scenario, exhaustive=structure)
-        decisions.on_new_point = lambda label: shared.check(state_digest(sim, label))
+        decisions.on_new_point = lambda label: shared.check(state_digest(sim, label),
+                                                            max_faults - len(decisions.injected()))
         try:
             shared.ended(decisions.taken, sim.run())
         except BaseException:
@@ -111,18 +114,20 @@ def replay(case: str, script: list[int], *, max_faults: int = 1, launch_twin: bo
 
 
 class ForkingDecisions(ScriptedDecisions):
-    """At each choice point, a child process per option beyond the first (one at a time, waited for), then option 0
-    here. A child past the bound of schedules takes no further branches."""
+    """At each choice point, a child process per option but the last, in order (one at a time, waited for), then
+    the last option here: the first option of a fault is none, so that the state a fault's branch reaches may be
+    found seen already with a larger budget of faults. Past the bound of schedules, no further branches."""
 
     def __init__(self, shared: _Shared, **kwargs):
         super().__init__([], **kwargs)
         self.shared = shared
 
     def _next(self, n: int, what: str) -> int:
-        chosen = super()._next(n, what)  # the check first: a state seen before is cut before it branches
-        for option in range(1, n):
+        super()._next(n, what)  # the check first: a state seen before is cut before it branches
+        for option in range(n - 1):
             if self.shared.full():
-                break
+                self.taken[-1] = option
+                return option
             sys.stdout.flush()
             child = os.fork()
             if child == 0:
@@ -131,7 +136,8 @@ class ForkingDecisions(ScriptedDecisions):
             _, status = os.waitpid(child, 0)
             if status != 0:
                 raise SearchFailed(f"the search's child for option {option} of {what!r} died (status {status})")
-        return chosen
+        self.taken[-1] = n - 1
+        return n - 1
 
 
 class SearchFailed(BaseException):
@@ -148,22 +154,26 @@ class _Shared:
         self.violations_path = os.path.join(folder, "violations")
         for path in (self.states_path, self.ends_path, self.violations_path):
             open(path, "wb").close()
-        self.seen: set[bytes] = set()
+        self.seen: dict[bytes, int] = {}  # state digest -> the largest budget of faults it was seen with
         self.read_upto = 0
         self.limit, self.first_violation, self.verbose = limit, first_violation, verbose
 
-    def check(self, digest: bytes) -> None:
+    def check(self, digest: bytes, budget: int) -> None:
+        """Cut the schedule here if its state was seen with at least this budget of faults left (what a smaller
+        budget can do, a larger one can: it may decline every fault); else record it."""
         with open(self.states_path, "rb") as states:
             states.seek(self.read_upto)
             new = states.read()
         self.read_upto += len(new)
-        self.seen.update(new[i:i + DIGEST] for i in range(0, len(new), DIGEST))
-        if digest in self.seen:
+        for start in range(0, len(new), RECORD):
+            known, left = new[start:start + DIGEST], new[start + DIGEST]
+            self.seen[known] = max(left, self.seen.get(known, -1))
+        if self.seen.get(digest, -1) >= budget:
             raise Pruned()
-        self.seen.add(digest)
+        self.seen[digest] = budget
         with open(self.states_path, "ab") as states:
-            states.write(digest)
-        self.read_upto += DIGEST
+            states.write(digest + bytes([budget]))
+        self.read_upto += RECORD
 
     def ended(self, script: list[int], result) -> None:
         if result.failed:
@@ -173,7 +183,7 @@ class _Shared:
             ends.write(b"P" if result.pruned else b"E")
             count = ends.tell()
         if self.verbose and count % 5000 == 0:
-            print(f"  {count} schedules, {os.path.getsize(self.states_path) // DIGEST} states", flush=True)
+            print(f"  {count} schedules, {self.states()} states", flush=True)
 
     def full(self) -> bool:
         """No more branches: the bound of schedules is reached, or a violation when the search stops at the first."""
@@ -185,7 +195,13 @@ class _Shared:
             marks = ends.read()
         with open(self.violations_path) as violations:
             scripts = [json.loads(line) for line in violations]
-        return len(marks), marks.count(b"P"), scripts, os.path.getsize(self.states_path) // DIGEST
+        return len(marks), marks.count(b"P"), scripts, self.states()
+
+    def states(self) -> int:
+        """Distinct states seen (a state seen again with a larger budget counts once)."""
+        with open(self.states_path, "rb") as states:
+            records = states.read()
+        return len({records[start:start + DIGEST] for start in range(0, len(records), RECORD)})
 
 
 def state_digest(sim: Simulator, label: str) -> bytes:
@@ -207,8 +223,7 @@ def state_digest(sim: Simulator, label: str) -> bytes:
     monitor = sim.monitor
     state = [label, round(sim.now, 3), items, bucket, queue, flights, sorted(monitor.commits.items()),
              sorted(m["id"] for m in monitor.messages), sorted(monitor.excuses), monitor.notified,
-             sorted(monitor.model_epochs), sorted(monitor.snapshots), sim.next_tick, sim.quiet_ticks,
-             len(sim.decisions.injected())]
+             sorted(monitor.model_epochs), sorted(monitor.snapshots), sim.next_tick, sim.quiet_ticks]
     return hashlib.blake2b(json.dumps(state, default=str).encode(), digest_size=DIGEST).digest()
 
 
@@ -221,11 +236,13 @@ def _without_usage(item: dict) -> dict:
 
 
 def main(max_schedules: int | None = None) -> int:
+    """Both cases with at most one fault, to the end (or to `max_schedules` each); 1 if any violated an invariant."""
     failed = False
     for case in CASES:
-        found = explore(case, max_schedules=max_schedules or 2000)
+        found = explore(case, max_schedules=max_schedules, verbose=True)
         print(found.report(), flush=True)
         for script, result in found.violations[:3]:
             failed = True
-            print(f"  VIOLATION {result.violation} (choices {script})")
+            print(f"  VIOLATION {result.violation}\n  replay: .venv/bin/python -m lnn_cli.simulate --exhaustive "
+                  f"--case {case!r} --script {','.join(map(str, script))} --trace", flush=True)
     return 1 if failed else 0
