@@ -11,6 +11,7 @@ runs both cases to the end; docs/simulation.md argues why each reduction keeps e
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import hashlib
 import json
@@ -56,7 +57,7 @@ class Exploration:
     violations: list = None
 
     def report(self) -> str:
-        bound = "complete" if self.complete else "stopped at the bound"
+        bound = "complete" if self.complete else "stopped early (its bound, or its first violation)"
         return (f"{self.case}: {self.schedules} schedules ({self.pruned} cut at a state seen before), {self.states} "
                 f"distinct states, at most {self.max_faults} fault, {bound}, {self.seconds:.0f} s "
                 f"({self.cpu_seconds:.0f} s of CPU); violations: {len(self.violations)}")
@@ -64,17 +65,16 @@ class Exploration:
 
 def explore(case: str, *, max_schedules: int | None = None, max_faults: int = 1, launch_twin: bool = False,
             first_violation: bool = False, verbose: bool = False) -> Exploration:
-    """A depth-first search of the case's schedules, forked at every choice point: the process that reaches a
-    point with n options forks a child for each of options 1..n-1 in turn (each child runs its subtree to its end,
-    forking further, while its parent waits) and then takes option 0 itself. No prefix is ever executed twice, and
-    every state is expanded once: its digest goes to a file that every process reads before its next check."""
+    """A depth-first search of the case's schedules, forked at every choice point (`ForkingDecisions`). No prefix
+    is ever executed twice, and every state is expanded once: its digest goes to a file that every process reads
+    before its next check. `max_schedules` bounds it; `first_violation` stops it at the first violation."""
     scenario, structure = {**CASES, **SMALL}[case]
     structure = {**structure, "launch_twin": launch_twin}
     found = Exploration(case, max_faults=max_faults, violations=[])
     started, cpu = time.perf_counter(), _cpu_seconds()
     the_world = world()
     gc.freeze()  # what exists now is shared with the children, not copied by their collections
-    with tempfile.TemporaryDirectory(prefix="lnn-exhaustive-") as folder:
+    with tempfile.TemporaryDirectory(prefix="lnn-exhaustive-") as folder, _unfrozen_after():
         shared = _Shared(folder, limit=max_schedules, first_violation=first_violation, verbose=verbose)
         root = os.getpid()
         decisions = ForkingDecisions(shared, kinds=FAULT_KINDS, max_faults=max_faults)
@@ -96,6 +96,14 @@ def explore(case: str, *, max_schedules: int | None = None, max_faults: int = 1,
         found.complete = not shared.full()  # (conservative: the bound may have been reached at the very end)
     found.seconds, found.cpu_seconds = time.perf_counter() - started, _cpu_seconds() - cpu
     return found
+
+
+@contextlib.contextmanager
+def _unfrozen_after():
+    try:
+        yield
+    finally:
+        gc.unfreeze()
 
 
 def _cpu_seconds() -> float:
