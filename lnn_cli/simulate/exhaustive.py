@@ -231,7 +231,8 @@ def state_digest(sim: Simulator, label: str) -> bytes:
     monitor = sim.monitor
     state = [label, round(sim.now, 3), items, bucket, queue, flights, sorted(monitor.commits.items()),
              sorted(m["id"] for m in monitor.messages), sorted(monitor.excuses), monitor.notified,
-             sorted(monitor.model_epochs), sorted(monitor.snapshots), sim.next_tick, sim.quiet_ticks]
+             sorted(monitor.model_epochs), sorted(monitor.snapshots), sim.next_tick, sim.quiet_ticks,
+             getattr(sim, "_top_sends", 0), sim._uuids]  # the counters the next ids outside a delivery come from
     return hashlib.blake2b(json.dumps(state, default=str).encode(), digest_size=DIGEST).digest()
 
 
