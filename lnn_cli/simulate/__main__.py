@@ -23,7 +23,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--mode", choices=("direct", "boto"), default="direct",
                         help="reach moto directly (default) or through boto3 and botocore (slower, for cross-checks)")
     parser.add_argument("--exhaustive", action="store_true", help="enumerate the small cases' interleavings")
-    parser.add_argument("--max-schedules", type=int, default=None, help="bound of --exhaustive, per case")
+    parser.add_argument("--max-schedules", type=int, default=None, help="bound of --exhaustive, per case (default: none)")
+    parser.add_argument("--case", help="with --exhaustive and --script: the case of the schedule to replay")
+    parser.add_argument("--script", help="with --exhaustive: replay the schedule of these choices (as a violation "
+                        "prints them) instead of exploring")
     parser.add_argument("--keep-going", action="store_true", help="with --seeds: do not stop at the first failure")
     parser.add_argument("--allow", default="", help="invariants to note but not fail on (comma separated), to look "
                         "past a known defect: commits, fence, claims, epochs, model, message, reference, liveness")
@@ -35,8 +38,15 @@ def main(argv: list[str] | None = None) -> int:
 
     if args.exhaustive:
         from lnn_cli.simulate.exhaustive import main as exhaustive_main
+        from lnn_cli.simulate.exhaustive import replay
 
-        return exhaustive_main(args.max_schedules)
+        if args.script is None:
+            return exhaustive_main(args.max_schedules)
+        result = replay(args.case, [int(part) for part in args.script.split(",") if part.strip()], trace=args.trace)
+        if args.trace:
+            print("\n".join(result.trace))
+        print(result.summary())
+        return 1 if result.failed else 0
     if args.seed is not None:
         if args.shrink:
             from lnn_cli.simulate.shrink import shrink

@@ -10,6 +10,7 @@ from functools import lru_cache
 from typing import Any
 
 import numpy as np
+
 from lnn_core.ml import training
 
 START = 1_800_000_000.0  # virtual epoch seconds at a schedule's start

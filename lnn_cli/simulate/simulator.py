@@ -18,14 +18,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from greenlet import greenlet
-from lnn_core import run_control
 
+from lnn_cli.cloud.runtime import SandboxKilled
 from lnn_cli.simulate import aws
 from lnn_cli.simulate.decisions import RandomDecisions
 from lnn_cli.simulate.invariants import Monitor, Violation
 from lnn_cli.simulate.scenario import RUN_ID, START, Scenario, draw_rates, draw_scenario
-
-from lnn_cli.cloud.runtime import SandboxKilled
+from lnn_core import run_control
 
 REQUEST_SECONDS = 0.004  # virtual time one AWS request takes
 RETRY_BACKOFF = (60.0, 120.0)  # Lambda's retries of an async event after a function error
@@ -42,11 +41,20 @@ class Pruned(BaseException):
 
 
 def _digest(value: Any) -> str:
+    """A port call's answer as the exhaustive search's state keeps it: canonical (a record's attributes sorted, so
+    that the order in which writes added them does not matter) and without the run record's `usage_*` counters,
+    which only pricing reads (see docs/simulation.md, "Exhaustive small cases")."""
     if isinstance(value, (bytes, bytearray)):
-        import hashlib
-
         return hashlib.blake2b(bytes(value), digest_size=8).hexdigest()
-    return repr(value)
+    if isinstance(value, dict):
+        from lnn_core.aws.usage import USAGE_PREFIX
+
+        value = {key: item for key, item in value.items() if not str(key).startswith(USAGE_PREFIX)}
+    return json.dumps(value, sort_keys=True, default=_canonical)
+
+
+def _canonical(value: Any) -> Any:
+    return sorted(value, key=repr) if isinstance(value, (set, frozenset)) else repr(value)
 
 
 class InjectedCrash(SandboxKilled):
@@ -208,11 +216,13 @@ class Simulator:
                 sim.now += seconds
 
         import lnn_core.aws.run_table as run_table
+        import lnn_core.aws.usage as usage
 
         saved = []
         # Every module of lnn_core that reads ids, secrets or the wall clock (a module missing here is an error)
         for module, name, value in ((trainer, "uuid", _Uuid), (run_control, "uuid", _Uuid), (launcher, "uuid", _Uuid),
                                     (launcher, "secrets", _Secrets), (sdk, "time", _Time()), (run_table, "time", _Time()),
+                                    (usage, "time", _Time()),  # usage: a delivery's billed time is virtual too
                                     (launcher, "time", _Time()), (steps, "time", _Time()), (trainer, "time", _Time())):
             saved.append((module, name, getattr(module, name)))
             setattr(module, name, value)
@@ -328,7 +338,7 @@ class Simulator:
         self.world.reset()
         aws.reset_tokens()
         self.main = greenlet.getcurrent()
-        self.world.s3.put_object(aws.BUCKET, f"runs/{RUN_ID}/data.npz", self.scenario.data_npz(), disable_notification=True)
+        self.world.s3.put_object(aws.BUCKET, DATA_KEY, self.scenario.data_npz(), disable_notification=True)
         launch = {"run_id": RUN_ID, "parameters": {k: v for k, v in self.scenario.parameters.items()}}
         self.send("launcher", launch, origin="user", faults=False)
         if (self.exhaustive or {}).get("launch_twin") or self.decisions.fault(
@@ -550,8 +560,8 @@ def _instrument(sim: Simulator, port: Any, port_name: str) -> None:
 
 def _wrapped(sim: Simulator, method, where: str, effect: bool):
     def call(*args, **kwargs):
-        if not (sim.exhaustive and sim.exhaustive.get("effects_only")) or (effect and where != "invoker.invoke_async"):
-            sim.point(where)  # (an invoke only queues an event, whose start is a choice of its own: it commutes)
+        if not (sim.exhaustive and _commutes(where, args)):
+            sim.point(where)
         if effect:
             sim.maybe_crash("before", where)
         result = method(*args, **kwargs)
@@ -564,6 +574,19 @@ def _wrapped(sim: Simulator, method, where: str, effect: bool):
 
     call.__wrapped__ = method
     return call
+
+
+DATA_KEY = f"runs/{RUN_ID}/data.npz"  # the run's training data: put before the launch, never written again
+
+
+def _commutes(where: str, args: tuple) -> bool:
+    """Port calls that commute with every other delivery's, so that the exhaustive search gives them no point of
+    their own (they run with what precedes them): an invoke only queues an event, whose start is a choice of its
+    own, and no delivery reads the queue; the usage ADD writes only `usage_*` counters, which no delivery's choices
+    and no invariant read (the search's state leaves them out); the training data is read-only for the whole run.
+    Every other call, reads included, is a point: a read's answer depends on which writes came before it."""
+    return (where in ("invoker.invoke_async", "table.add_usage")
+            or (where == "store.get_bytes" and bool(args) and args[0] == DATA_KEY))
 
 
 class SimInvoker:

@@ -70,9 +70,8 @@ def test_moto_reached_directly_behaves_as_through_boto3(world):
 def test_a_mutant_that_lets_a_late_twin_start_its_step_is_caught_and_shrunk(world, monkeypatch):
     """The simulator can fail: mark_started without its condition (a twin of a committed step computes it again)
     breaks the fence within a few seeds, and the shrinker keeps a failing schedule of fewer faults."""
-    from lnn_core.aws.run_table import RunTable
-
     from lnn_cli.simulate.shrink import shrink
+    from lnn_core.aws.run_table import RunTable
 
     def mark_started(self, run_id, step, *, at):
         return self._conditional_update(run_id, "SET started_step = :step, heartbeat_at = :at",
@@ -88,13 +87,48 @@ def test_a_mutant_that_lets_a_late_twin_start_its_step_is_caught_and_shrunk(worl
     assert runner.run_seed(failing.seed, disabled=set(smallest.disabled)).signature == smallest.signature
 
 
-def test_the_exhaustive_search_explores_and_prunes(world):
-    """A bounded slice of the exhaustive search (make simulate EXHAUSTIVE=1 runs it whole): schedules re-executed
-    along scripts, states hashed, no violation."""
+def test_the_exhaustive_search_completes_a_small_case_and_reports_its_counts(world):
+    """The K=1 run with every event delivered once and no fault, explored to the end (make simulate EXHAUSTIVE=1
+    runs the issue's two cases, twins and faults included): every schedule re-enters states seen before or ends."""
     from lnn_cli.simulate.exhaustive import explore
 
-    found = explore("K=1 epoch+finish", max_schedules=40, max_faults=1)
-    assert found.schedules == 40 and found.states > 40 and not found.violations, found.report()
+    found = explore("K=1 epoch+finish, once", max_faults=0)
+    assert found.complete and not found.violations, found.report()
+    assert found.states > 50 and found.pruned > 0 and found.schedules > found.pruned, found.report()
+    assert f"{found.states} distinct states" in found.report() and "complete" in found.report()
+
+
+def test_the_exhaustive_search_catches_a_mutant_and_replays_its_script(world, monkeypatch):
+    """The reductions keep the interleaving that matters: with mark_started's condition removed, a twin of the
+    finish that starts once its step committed computes the step again, and the search finds it (the fence). The
+    script it reports replays that very violation."""
+    from lnn_cli.simulate.exhaustive import explore, replay
+    from lnn_core.aws.run_table import RunTable
+
+    def mark_started(self, run_id, step, *, at):
+        return self._conditional_update(run_id, "SET started_step = :step, heartbeat_at = :at",
+                                        "#status = :running OR #status <> :running",
+                                        {":step": step, ":at": at, ":running": "running"}, status=True)
+
+    monkeypatch.setattr(RunTable, "mark_started", mark_started)
+    found = explore("K=1 epoch+finish", max_faults=0, first_violation=True)
+    assert found.violations and not found.complete, found.report()
+    script, result = found.violations[0]
+    assert result.violation.invariant == "fence", result.violation
+    assert replay("K=1 epoch+finish", script, max_faults=0).violation.detail == result.violation.detail
+
+
+def test_every_port_call_is_an_interleaving_point_of_the_exhaustive_search_but_those_that_commute():
+    """Reads are points (a read's answer depends on the writes before it); an invoke (it only queues), the usage
+    ADD (nothing reads it) and a read of the training data (never written in a run) run with what precedes them."""
+    from lnn_cli.simulate.simulator import DATA_KEY, _commutes
+
+    assert not _commutes("table.get_run", ("sim-run",))
+    assert not _commutes("store.get_bytes", ("runs/sim-run/epoch-1.npz",))
+    assert not _commutes("table.mark_started", ("sim-run", 1))
+    assert _commutes("invoker.invoke_async", ({"step": 2},))
+    assert _commutes("table.add_usage", ("sim-run", {}))
+    assert _commutes("store.get_bytes", (DATA_KEY,))
 
 
 def test_the_exhaustive_search_offers_one_of_two_fresh_twins_only():
