@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
 from lnn_core.errors import LnnInputError, shown
 from lnn_core.ml.config import RUN_ID_PATTERN, TrainingConfig
 from lnn_core.ml.parameters import CHOICE, COUNTS, INTEGER, NAMES, NUMBER, PARAMETERS

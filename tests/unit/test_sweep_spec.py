@@ -3,9 +3,9 @@
 import json
 
 import pytest
-from lnn_core.errors import LnnInputError
 
 from lnn_cli.sweeps.spec import MAX_TRIALS, Range, parse_spec, parse_vary, read_sweep_file, trial_run_id
+from lnn_core.errors import LnnInputError
 
 BASE = {"epochs": 5, "learning_rate": 0.01, "neurons": [4, 1], "activations": ["relu", "sigmoid"]}
 
