@@ -19,6 +19,7 @@ from lnn_core.launch.budget import (
 )
 from lnn_core.ml.config import TrainingConfig
 from lnn_core.ml.dataset import TrainingData, load_training_data
+from lnn_core.ml.validation import held_out
 
 DEMO_DATA = Path(__file__).resolve().parent / "data" / "breast_cancer.npz"
 # `make demo`'s parameters: the stack's default network on the demo data, tuned so that the demo takes about a minute.
@@ -120,4 +121,5 @@ def validate_run(parameters: dict[str, Any], data_path: str | Path, *, defaults:
                         copies=parameter_copies(config))
     training_data = load_training_data(data, source=str(data_path))
     training_data.check_fits(config)
+    held_out(training_data, config.validation_split, config.validation_seed)  # refused if it leaves nothing to train on
     return RunInputs(parameters, data, config, training_data)

@@ -39,6 +39,7 @@ from lnn_core.ml import batching
 from lnn_core.ml.config import TrainingConfig, check_key_segments, check_run_id
 from lnn_core.ml.dataset import load_training_data
 from lnn_core.ml.parameters import MAX_SEED
+from lnn_core.ml.validation import held_out
 from lnn_core.protocol import sending
 from lnn_core.protocol.events import MAX_BATCHES, make_event
 from lnn_core.protocol.layout import model_key
@@ -142,6 +143,7 @@ class Launcher:
         self._check_capacity(run_id, config.workers)
         etag, data = self._training_data(config)
         data.check_fits(config)
+        data = held_out(data, config.validation_split, config.validation_seed)  # the run trains on the rest
         seed_drawn = config.seed is None
         if seed_drawn:  # drawn once, here: every output of the run is then a pure function of its record
             config = dataclasses.replace(config, seed=secrets.randbelow(MAX_SEED + 1))

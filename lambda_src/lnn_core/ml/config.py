@@ -48,6 +48,8 @@ class TrainingConfig:
     l2: float = PARAMETERS["l2"].default
     threshold: float | None = None  # stop after the first epoch whose cost is below it
     eval_every: int = PARAMETERS["eval_every"].default  # every N epochs, the epoch item records the test set's cost
+    validation_split: float = PARAMETERS["validation_split"].default  # the fraction of the training data held out
+    validation_seed: int = PARAMETERS["validation_seed"].default
     weight: float | None = None  # LNN 0.0: every initial weight (and `bias` every bias) instead of a random init
     bias: float | None = None
     workers: int = PARAMETERS["workers"].default  # K > 1: each update is a round of K shard workers and one reduce

@@ -30,6 +30,8 @@ class TrainingData:
     y_test: np.ndarray | None = None
     classes: tuple[str, ...] | None = None
     example_shape: tuple[int, ...] | None = None
+    X_validation: np.ndarray | None = None  # held out of X, y by `validation.held_out` (validation_split)
+    y_validation: np.ndarray | None = None
 
     @property
     def features(self) -> int:

@@ -58,6 +58,7 @@ from lnn_core.ml.network import (
     validate_architecture,
 )
 from lnn_core.ml.shards import train_epoch_sharded
+from lnn_core.ml.validation import split_indices
 
 
 def gradient_descent_epoch(
@@ -161,6 +162,8 @@ def train_reference_state(
     l2: float = 0.0,
     threshold: float | None = None,
     workers: int = 1,
+    validation_split: float = 0.0,
+    validation_seed: int = 0,
 ) -> tuple[Params, list[float], optimizers.State]:
     """`train_reference`, also returning the optimizer state after the last update -> (params, costs, opt_state).
 
@@ -169,8 +172,12 @@ def train_reference_state(
     batch_size: None (or >= m) is the whole set, unshuffled. shuffle_seed: None means `seed`, and 0
     when seed is None too. optimizer: "gd", "momentum" (beta) or "adam" (beta1, beta2, epsilon).
     l2: lambda of the L2 term (0 is none). threshold: stop after the first epoch whose cost is below
-    it; the costs then end with that epoch's.
+    it; the costs then end with that epoch's. validation_split: the fraction of the rows held out (as a run holds
+    them out, `validation.split_indices` with validation_seed); it trains on the rest.
     """
+    if validation_split:
+        training_rows, _ = split_indices(len(X), validation_split, validation_seed)
+        X, y = X[training_rows], y[training_rows]
     X_cols = to_columns(X)
     validate_architecture(X_cols.shape[0], neurons, activations)
     if epochs < 0 or not learning_rate > 0:

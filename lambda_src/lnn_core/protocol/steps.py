@@ -21,6 +21,7 @@ from lnn_core.ml import batching, diagnostics, network, optimizers, training
 from lnn_core.ml.config import TrainingConfig
 from lnn_core.ml.dataset import TrainingData, load_training_data
 from lnn_core.ml.shards import combine_shards, shard_columns, shard_slices, shard_sums
+from lnn_core.ml.validation import held_out
 from lnn_core.protocol.layout import (
     activation_key,
     batch_state_key,
@@ -257,7 +258,7 @@ class StepBodies:
         model = model_arrays(config, params, data, epochs)
         final = {
             "cost": run.get("last_cost"),
-            **metrics(params, data, config, fit.AL, prepared.Y),
+            **metrics(params, data, config, fit.AL, prepared.Y, epochs),
             "epochs": epochs,
             "stopped_early_at": run.get("stopped_early_at"),
             "seed": config.seed,
@@ -285,14 +286,15 @@ class StepBodies:
         return npz_to_arrays(self.ports.store.get_bytes(key), key=key)
 
     def _prepared(self, config: TrainingConfig, run: dict) -> PreparedData:
-        """The run's training data, parsed once per warm container and ETag."""
-        cache_key = (config.data, run["data_etag"])
+        """The run's training data (its validation rows held out), parsed once per warm container and ETag."""
+        cache_key = (config.data, run["data_etag"], config.validation_split, config.validation_seed)
         if cache_key not in self._data:
             raw = self.ports.store.get_bytes(config.data, etag=run["data_etag"], cache=False)
             self._data.clear()  # one run's data at a time: a warm container serves one chain
             try:
                 data = load_training_data(raw, source=f"s3://{self.ports.store.bucket}/{config.data}")
                 data.check_fits(config)
+                data = held_out(data, config.validation_split, config.validation_seed)
                 X = network.to_columns(data.X)
                 Y = network.targets(data.y, config.activations[-1], config.neurons[-1])
             except LnnInputError as error:
