@@ -9,6 +9,7 @@ import dataclasses
 import math
 
 import numpy as np
+
 from lnn_core.errors import LnnInputError
 from lnn_core.ml.dataset import TrainingData
 
