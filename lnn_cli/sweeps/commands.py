@@ -18,6 +18,7 @@ from rich.console import Console
 from lnn_cli.cloud.local import new_run_id
 from lnn_cli.inputs import RunInputs, run_parameters, validate_run
 from lnn_cli.sweeps import table
+from lnn_cli.sweeps.message import notify_if_done
 from lnn_cli.sweeps.record import SweepRecord, SweepStore, stack_limit, sweep_data_key, trials_to_start
 from lnn_cli.sweeps.spec import (
     CHECK_DATA,
@@ -170,8 +171,19 @@ def command_sweep_status(args, stack, console: Console) -> int:
     started = sweeps.feed(record, stack.launch_limits(), {}) if args.sweep_command == "status" else []
     if started:
         console.print(f"started queued trials {', '.join(started)}", highlight=False)
-    return show_results(args, record, sweeps.runs(record), console,
-                        curves=lambda run: [item["cost"] for item in stack.ports.table.epoch_figures(run)])
+    runs = sweeps.runs(record)
+    show_results(args, record, runs, console,
+                 curves=lambda run: [item["cost"] for item in stack.ports.table.epoch_figures(run)])
+    announce_if_done(sweeps.store.client, stack.outputs.bucket, stack.ports.notifier, record, runs, console)
+    return 0
+
+
+def announce_if_done(s3, bucket: str, notifier, record: SweepRecord, runs: dict[str, dict | None],
+                     console: Console) -> None:
+    """The sweep's one SNS message, sent by the first reader that finds the sweep done."""
+    rows = table.trial_rows(record, runs, prices=None, local=bool(os.environ.get("AWS_ENDPOINT_URL")))
+    if notify_if_done(s3, bucket, notifier, record, rows):
+        console.print(f"sent sweep {record.sweep_id}'s message to the stack's topic", highlight=False)
 
 
 def show_results(args, record: SweepRecord, runs: dict[str, dict | None], console: Console, *,

@@ -16,9 +16,10 @@ from lnn_cli.cloud.local import MAX_STALLS, local_runtime
 from lnn_cli.cloud.runtime import LocalLambdaRuntime
 from lnn_cli.local_command import prepare_out_dir
 from lnn_cli.presentation.progress import waiting
-from lnn_cli.sweeps.commands import checked_trials, describe, feed, queued_count, show_results, sweep_id_of, sweep_spec
+from lnn_cli.sweeps.commands import announce_if_done, checked_trials, describe, feed, queued_count, show_results, sweep_id_of, sweep_spec
 from lnn_cli.sweeps.record import SweepRecord, SweepStore, stack_limit, sweep_data_key
 from lnn_core import run_control
+from lnn_core.aws.ports import SnsNotifier
 from lnn_core.aws.run_table import RunTable
 from lnn_core.aws.sdk import IoCounter
 from lnn_core.errors import LnnInputError
@@ -51,6 +52,8 @@ def command_local_sweep(args, cli_flags: dict[str, Any], console: Console) -> in
         runs = {run_id: table.get_run(run_id) for run_id in record.run_ids}
         show_results(args, record, runs, console,
                      curves=lambda run: [item["cost"] for item in table.epoch_figures(run)])
+        notifier = SnsNotifier(session.client("sns"), outputs.topic_arn, IoCounter())
+        announce_if_done(session.client("s3"), outputs.bucket, notifier, record, runs, console)
     console.print(f"wall time {time.monotonic() - started:.1f} s (emulator, deploy and the sweep); logs in {out_dir}")
     return 0 if all(run and run["status"] == "succeeded" for run in runs.values()) else 1
 
