@@ -6,7 +6,6 @@ the sweep's --parallel, the stack's max_running_runs and the trainer's reserved 
 run on the stack does: its data (a server-side copy) and its parameters.json, whose upload launches it.
 """
 
-import dataclasses
 import json
 import os
 import sys
@@ -18,6 +17,7 @@ from rich.console import Console
 from lnn_cli.cloud.local import new_run_id
 from lnn_cli.inputs import RunInputs, run_parameters, validate_run
 from lnn_cli.sweeps import table
+from lnn_cli.sweeps.halving import Stop, parse_halving, rung_reports, stops
 from lnn_cli.sweeps.message import notify_if_done
 from lnn_cli.sweeps.record import SweepRecord, SweepStore, stack_limit, sweep_data_key, trials_to_start
 from lnn_cli.sweeps.spec import (
@@ -29,6 +29,7 @@ from lnn_cli.sweeps.spec import (
     parse_vary,
     read_sweep_file,
 )
+from lnn_core import run_control
 from lnn_core.errors import LnnInputError
 from lnn_core.launch.launcher import LaunchLimits
 from lnn_core.ml.config import TrainingConfig
@@ -50,8 +51,9 @@ def sweep_spec(args, cli_flags: dict[str, Any]) -> SweepSpec:
             content = {**content, "seeds": [int(seed) for seed in args.seeds.split(",")]}
         except ValueError:
             raise LnnInputError(f"--seeds must be whole numbers separated by commas, e.g. 1,2,3; got {args.seeds!r}") from None
-    spec = parse_spec(content, source=source, trials=getattr(args, "trials", None))
-    return dataclasses.replace(spec, base=run_parameters(spec.base, args.config, cli_flags))
+    if isinstance(content.get("base", {}), dict):  # else parse_spec says what base must be
+        content = {**content, "base": run_parameters(content.get("base", {}), args.config, cli_flags)}
+    return parse_spec(content, source=source, trials=getattr(args, "trials", None))
 
 
 def sweep_id_of(args, spec: SweepSpec) -> str:
@@ -96,6 +98,28 @@ def feed(record: SweepRecord, *, read_runs: Callable[[], dict[str, dict | None]]
     return [trial["run_id"] for trial in chosen]
 
 
+def halving_decisions(record: SweepRecord, runs: dict[str, dict | None],
+                      figures_of: Callable[[dict], list[dict[str, Any]]]) -> dict[str, Stop]:
+    """The trials successive halving stops (none when the sweep has no "halving")."""
+    if not record.spec.get("halving"):
+        return {}
+    halving = parse_halving(record.spec["halving"], source=f"sweep {record.sweep_id}", base=record.spec["base"])
+    reports = {run_id: rung_reports(halving, figures_of(run)) for run_id, run in runs.items() if run}
+    return stops(halving, reports, {trial["run_id"]: trial["index"] for trial in record.trials})
+
+
+def enforce_halving(decisions: dict[str, Stop], runs: dict[str, dict | None], ports, console: Console) -> None:
+    """Stop (as `lnn stop` does: the model of the last epoch stays) each running trial halving decided to stop."""
+    for run_id, decision in decisions.items():
+        run = runs.get(run_id)
+        if run and run["status"] == "running" and not run.get("stop_requested"):
+            try:
+                run_control.stop_run(ports, run_id)
+            except LnnInputError:
+                continue  # it ended meanwhile
+            console.print(f"{run_id}: {decision.reason}", highlight=False)
+
+
 def queued_count(record: SweepRecord, runs: dict[str, dict | None], pending: dict[str, float]) -> int:
     return sum(1 for run_id in record.run_ids if runs.get(run_id) is None and run_id not in pending)
 
@@ -130,10 +154,16 @@ class StackSweeps:
         workers = max(trial["parameters"].get("workers") or 1 for trial in record.trials)
         return stack_limit(limits.max_running_runs, limits.trainer_concurrency, workers)
 
-    def feed(self, record: SweepRecord, limits: LaunchLimits, pending: dict[str, float]) -> list[str]:
+    def feed(self, record: SweepRecord, limits: LaunchLimits, pending: dict[str, float], console: Console) -> list[str]:
+        """Stop the trials successive halving stops, then start the queued trials that fit."""
+        runs = self.runs(record)
+        enforce_halving(halving_decisions(record, runs, self.figures), runs, self.stack.ports, console)
         return feed(record, read_runs=lambda: self.runs(record),
                     running_on_stack=lambda: len(self.stack.ports.table.run_ids("running")),
                     start=lambda trial: self.start(record, trial), limit=self.limit(record, limits), pending=pending)
+
+    def figures(self, run: dict[str, Any]) -> list[dict[str, Any]]:
+        return self.stack.ports.table.epoch_figures(run)
 
 
 def command_sweep_start(args, cli_flags: dict[str, Any], stack, console: Console) -> int:
@@ -149,12 +179,13 @@ def command_sweep_start(args, cli_flags: dict[str, Any], stack, console: Console
                   f"sweep {sweep_id} exists (the same trials): starting only the trials that have no run yet", highlight=False)
     pending: dict[str, float] = {}
     while True:
-        started = sweeps.feed(record, limits, pending)
+        started = sweeps.feed(record, limits, pending, console)
         runs = sweeps.runs(record)
         queued = queued_count(record, runs, pending)
+        halving_on = bool(record.spec.get("halving")) and any(run and run["status"] == "running" for run in runs.values())
         if started:
             console.print(f"started {', '.join(started)}" + (f"; {queued} queued" if queued else ""), highlight=False)
-        if not queued:
+        if not queued and not halving_on:  # with halving, stay to stop the trials it stops
             break
         if args.no_wait:
             console.print(f"{queued} trials queued: `lnn sweep status {sweep_id}` starts them as places free up")
@@ -168,12 +199,12 @@ def command_sweep_status(args, stack, console: Console) -> int:
     """The table; and, as places free up, the queued trials start (the same start, never twice)."""
     sweeps = StackSweeps(stack)
     record = sweeps.record(args.sweep_id)
-    started = sweeps.feed(record, stack.launch_limits(), {}) if args.sweep_command == "status" else []
+    started = sweeps.feed(record, stack.launch_limits(), {}, console) if args.sweep_command == "status" else []
     if started:
         console.print(f"started queued trials {', '.join(started)}", highlight=False)
     runs = sweeps.runs(record)
-    show_results(args, record, runs, console,
-                 curves=lambda run: [item["cost"] for item in stack.ports.table.epoch_figures(run)])
+    show_results(args, record, runs, console, curves=lambda run: [item["cost"] for item in sweeps.figures(run)],
+                 halted=halving_decisions(record, runs, sweeps.figures))
     announce_if_done(sweeps.store.client, stack.outputs.bucket, stack.ports.notifier, record, runs, console)
     return 0
 
@@ -187,8 +218,10 @@ def announce_if_done(s3, bucket: str, notifier, record: SweepRecord, runs: dict[
 
 
 def show_results(args, record: SweepRecord, runs: dict[str, dict | None], console: Console, *,
-                 curves: Callable[[dict], list[float]]) -> int:
+                 curves: Callable[[dict], list[float]], halted: dict[str, Stop] | None = None) -> int:
     rows = table.trial_rows(record, runs, prices=getattr(args, "prices", None), local=bool(os.environ.get("AWS_ENDPOINT_URL")))
+    for row in rows:
+        row.halted = (halted or {}).get(row.trial["run_id"])
     if getattr(args, "csv", False):
         sys.stdout.write(table.csv_text(record, rows))
     else:

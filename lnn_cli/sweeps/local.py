@@ -16,7 +16,18 @@ from lnn_cli.cloud.local import MAX_STALLS, local_runtime
 from lnn_cli.cloud.runtime import LocalLambdaRuntime
 from lnn_cli.local_command import prepare_out_dir
 from lnn_cli.presentation.progress import waiting
-from lnn_cli.sweeps.commands import announce_if_done, checked_trials, describe, feed, queued_count, show_results, sweep_id_of, sweep_spec
+from lnn_cli.sweeps.commands import (
+    announce_if_done,
+    checked_trials,
+    describe,
+    enforce_halving,
+    feed,
+    halving_decisions,
+    queued_count,
+    show_results,
+    sweep_id_of,
+    sweep_spec,
+)
 from lnn_cli.sweeps.record import SweepRecord, SweepStore, stack_limit, sweep_data_key
 from lnn_core import run_control
 from lnn_core.aws.ports import SnsNotifier
@@ -50,12 +61,15 @@ def command_local_sweep(args, cli_flags: dict[str, Any], console: Console) -> in
                                     container_cpus=args.container_cpus)
             run_sweep(runtime, table, session.client("s3"), outputs.bucket, record, limit, console)
         runs = {run_id: table.get_run(run_id) for run_id in record.run_ids}
-        show_results(args, record, runs, console,
-                     curves=lambda run: [item["cost"] for item in table.epoch_figures(run)])
+        halted = halving_decisions(record, runs, table.epoch_figures)
+        show_results(args, record, runs, console, curves=lambda run: [item["cost"] for item in table.epoch_figures(run)],
+                     halted=halted)
         notifier = SnsNotifier(session.client("sns"), outputs.topic_arn, IoCounter())
         announce_if_done(session.client("s3"), outputs.bucket, notifier, record, runs, console)
     console.print(f"wall time {time.monotonic() - started:.1f} s (emulator, deploy and the sweep); logs in {out_dir}")
-    return 0 if all(run and run["status"] == "succeeded" for run in runs.values()) else 1
+    ended_well = all(run and (run["status"] == "succeeded" or (run["status"] == "stopped" and run_id in halted))
+                     for run_id, run in runs.items())
+    return 0 if ended_well else 1
 
 
 def run_sweep(runtime: LocalLambdaRuntime, table: RunTable, s3, bucket: str, record: SweepRecord, limit: int,
@@ -64,6 +78,8 @@ def run_sweep(runtime: LocalLambdaRuntime, table: RunTable, s3, bucket: str, rec
     would), and again, until every trial has ended."""
     pending: dict[str, float] = {}
     stalls: dict[str, int] = {}
+    rungs = tuple((record.spec.get("halving") or {}).get("rungs", ()))
+    table_ports = runtime.handler("watchdog").ports  # `lnn stop` through the same ports as a resume
 
     def read_runs():
         return {run_id: table.get_run(run_id) for run_id in record.run_ids}
@@ -86,7 +102,9 @@ def run_sweep(runtime: LocalLambdaRuntime, table: RunTable, s3, bucket: str, rec
             console.print(f"started {', '.join(started)}" + (f"; {queued} queued" if queued else ""), highlight=False)
         if not running:
             return
-        runtime.run(until=lambda: any(table.get_run(run_id)["status"] != "running" for run_id in running))
+        runtime.run(until=changed(table, running, rungs))
+        runs = read_runs()
+        enforce_halving(halving_decisions(record, runs, table.epoch_figures), runs, table_ports, console)
         if runtime.pending == 0:  # nothing in flight: a running run has stalled; resume it as the watchdog would
             for run_id in running:
                 run = table.get_run(run_id)
@@ -95,3 +113,21 @@ def run_sweep(runtime: LocalLambdaRuntime, table: RunTable, s3, bucket: str, rec
                     run_control.resume_run(runtime.handler("watchdog").ports, run_id)
                 elif run["status"] == "running":
                     raise LnnInputError(f"sweep trial {run_id} stalled {MAX_STALLS} times; see lambda.log")
+
+
+def changed(table: RunTable, running: list[str], rungs: tuple[int, ...]):
+    """The runtime's `until`: a running trial ended, or passed a halving rung it had not (so halving can judge it)."""
+    passed = {run_id: _rungs_passed(table.get_run(run_id), rungs) for run_id in running}
+
+    def until() -> bool:
+        for run_id in running:
+            run = table.get_run(run_id)
+            if run["status"] != "running" or _rungs_passed(run, rungs) != passed[run_id]:
+                return True
+        return False
+
+    return until
+
+
+def _rungs_passed(run: dict[str, Any], rungs: tuple[int, ...]) -> int:
+    return sum(1 for rung in rungs if (run.get("progress_epoch") or 0) >= rung)

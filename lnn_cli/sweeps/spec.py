@@ -9,7 +9,8 @@ A sweep file (JSON, or YAML when its name ends in .yaml/.yml):
          "learning_rate": {"low": 1e-4, "high": 0.1, "scale": "log"}},   a range: drawn in a random search
      "trials": 24,                                     a random search of N trials (--trials overrides it)
      "search_seed": 0,                                 the random search's seed (default 0)
-     "seeds": [1, 2, 3]}                               each configuration repeated with each training seed
+     "seeds": [1, 2, 3],                               each configuration repeated with each training seed
+     "halving": {"rungs": [25, 50], "keep": 0.5}}      optional: successive halving stops the worst (halving.py)
 
 Without `trials` it is a grid: the product of the lists, in the order given. Every trial is then validated with the
 code that validates a run (`TrainingConfig.from_parameters`), so a bad sweep is refused before anything starts.
@@ -24,6 +25,7 @@ from typing import Any
 
 import numpy as np
 
+from lnn_cli.sweeps.halving import parse_halving
 from lnn_core.errors import LnnInputError, shown
 from lnn_core.ml.config import RUN_ID_PATTERN, TrainingConfig
 from lnn_core.ml.parameters import CHOICE, COUNTS, INTEGER, NAMES, NUMBER, PARAMETERS
@@ -32,7 +34,7 @@ MAX_TRIALS = 1000
 TRIAL_SUFFIX = "-t{index:03d}"  # trial run ids: <sweep>-t001, <sweep>-t002, ...
 MAX_SWEEP_NAME = 64 - len(TRIAL_SUFFIX.format(index=MAX_TRIALS))  # a trial's id is a run id: at most 64 characters
 SCALES = ("linear", "log")
-KEYS = ("name", "base", "parameters", "trials", "search_seed", "seeds")
+KEYS = ("name", "base", "parameters", "trials", "search_seed", "seeds", "halving")
 CHECK_DATA = "runs/check/data.npz"  # the data key a trial is validated with (each trial's own is set at launch)
 
 
@@ -68,6 +70,7 @@ class SweepSpec:
     trials: int | None  # None: a grid
     search_seed: int
     seeds: tuple[int, ...]
+    halving: dict[str, Any] | None = None  # successive halving's rungs and keep (halving.py); None: off
 
     @property
     def varied_names(self) -> list[str]:
@@ -82,6 +85,8 @@ class SweepSpec:
             spec["trials"] = self.trials
         if self.seeds:
             spec["seeds"] = list(self.seeds)
+        if self.halving:
+            spec["halving"] = self.halving
         return spec
 
     def generate(self, sweep_id: str, *, defaults: dict[str, Any] | None = None) -> list[Trial]:
@@ -155,10 +160,9 @@ def read_sweep_file(path: str | Path) -> dict[str, Any]:
     return content
 
 
-def parse_spec(content: dict[str, Any], *, source: str, base: dict[str, Any] | None = None,
-               trials: int | None = None) -> SweepSpec:
-    """A sweep from a sweep file's content (`base` under its base, `trials` over its trials); every problem is one
-    `LnnInputError` naming `source`, the key, and the fix."""
+def parse_spec(content: dict[str, Any], *, source: str, trials: int | None = None) -> SweepSpec:
+    """A sweep from a sweep file's content (`trials` over its trials); every problem is one `LnnInputError` naming
+    `source`, the key, and the fix."""
     unknown = sorted(set(content) - set(KEYS))
     if unknown:
         raise LnnInputError(f"{source}: unknown key {unknown[0]!r}; a sweep file has {', '.join(KEYS)}")
@@ -195,7 +199,10 @@ def parse_spec(content: dict[str, Any], *, source: str, base: dict[str, Any] | N
     if trials is not None and not values:
         raise LnnInputError(f"{source}: trials {trials} draws from parameters, but none are given; add parameters or "
                             "leave out trials")
-    return SweepSpec(name, {**(base or {}), **file_base}, values, trials, search_seed, tuple(seeds))
+    halving = content.get("halving")
+    if halving is not None:
+        parse_halving(halving, source=source, base=file_base)
+    return SweepSpec(name, file_base, values, trials, search_seed, tuple(seeds), halving)
 
 
 def _values(name: str, value: Any, source: str) -> list | Range:

@@ -22,6 +22,7 @@ class TrialRow:
     trial: dict[str, Any]  # the sweep record's entry: index, run_id, varied, parameters
     run: dict[str, Any] | None  # its run record; None while queued
     dollars: float | None
+    halted: Any = None  # halving.Stop when successive halving stopped it
 
     @property
     def final(self) -> dict[str, Any]:
@@ -104,7 +105,7 @@ def table_lines(record: SweepRecord, rows: list[TrialRow]) -> list[str]:
         epochs = f"{run.get('progress_epoch', 0)}/{row.trial['parameters'].get('epochs', '?')}" if run else "-"
         lines.append([
             row.trial["run_id"], *(_text(row.trial["varied"].get(name, row.trial["parameters"].get(name))) for name in record.varied),
-            row.status, epochs, "-" if row.cost is None else f"{row.cost:.4f}",
+            row.status + (f" (halving @{row.halted.rung})" if row.halted else ""), epochs, "-" if row.cost is None else f"{row.cost:.4f}",
             *([_percent_or(row.figure(validation), validation)] if validation else []),
             _percent_or(row.figure(test), test), "-" if row.dollars is None else f"{row.dollars:.6f}",
             warning_mark(row.final) + (" collapsed" if _collapsed(row.final) else ""),

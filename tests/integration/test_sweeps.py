@@ -6,19 +6,19 @@ import io
 from argparse import Namespace
 
 import pytest
+from rich.console import Console
+
+from lnn_cli.cloud.local import local_runtime
+from lnn_cli.sweeps import table as sweep_table
+from lnn_cli.sweeps.commands import halving_decisions, show_results
+from lnn_cli.sweeps.local import run_sweep
+from lnn_cli.sweeps.record import SweepRecord, SweepStore
+from lnn_cli.sweeps.spec import parse_spec
 from lnn_core.aws.run_table import RunTable
 from lnn_core.aws.sdk import IoCounter
 from lnn_core.errors import LnnInputError
 from lnn_core.ml import metrics
 from lnn_core.ml.validation import split_indices
-from rich.console import Console
-
-from lnn_cli.cloud.local import local_runtime
-from lnn_cli.sweeps import table as sweep_table
-from lnn_cli.sweeps.commands import show_results
-from lnn_cli.sweeps.local import run_sweep
-from lnn_cli.sweeps.record import SweepRecord, SweepStore
-from lnn_cli.sweeps.spec import parse_spec
 from tests.integration.conftest import dataset, model_arrays
 
 BASE = {"epochs": 4, "learning_rate": 0.3, "neurons": [3, 1], "activations": ["tanh", "sigmoid"],
@@ -109,3 +109,29 @@ def test_ranking_without_a_validation_split_is_by_the_final_cost():
     rows = sweep_table.trial_rows(record, runs, prices=None, local=True)
     assert [row.trial["run_id"] for row in sweep_table.ranked(rows)] == ["x-t003", "x-t001", "x-t002"]
     assert sweep_table.best(rows).trial["run_id"] == "x-t003"
+
+
+def test_successive_halving_stops_the_worst_trials_and_they_keep_their_model(stack):
+    session, outputs = stack
+    data, _, _ = dataset(m=40)
+    content = {"base": {**BASE, "epochs": 12, "eval_every": 2}, "parameters": {"learning_rate": [0.5, 1.0, 0.001, 0.01]},
+               "seeds": [1], "halving": {"rungs": [4], "keep": 0.5}}
+    spec = parse_spec(content, source="s.json")
+    record, _ = SweepStore(session.client("s3"), outputs.bucket).create(
+        SweepRecord.new("hv", spec, spec.generate("hv"), data, None), data)
+    table = RunTable(session.resource("dynamodb").Table(outputs.table), IoCounter())
+    said = io.StringIO()
+    run_sweep(local_runtime(session, outputs), table, session.client("s3"), outputs.bucket, record, 10, Console(file=said))
+    runs = {run_id: table.get_run(run_id) for run_id in record.run_ids}
+    decided = halving_decisions(record, runs, table.epoch_figures)
+    assert set(decided) == {"hv-t003", "hv-t004"}  # the small learning rates arrive last and worst at rung 4
+    for run_id, run in runs.items():
+        if run_id in decided:
+            assert run["status"] == "stopped" and run["model_epoch"] >= 4  # it keeps the model of its last epoch
+            assert f"{run_id}: stopped by successive halving at epoch 4" in said.getvalue()
+        else:
+            assert run["status"] == "succeeded" and run["progress_epoch"] == 12
+    reports = {run_id: {item["epoch"]: item["validation_cost"] for item in table.epoch_figures(run) if item["epoch"] == 4}
+               for run_id, run in runs.items()}
+    kept = [run_id for run_id in runs if run_id not in decided]
+    assert min(reports[run_id][4] for run_id in kept) <= min(reports[run_id][4] for run_id in decided)
