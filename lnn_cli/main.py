@@ -114,7 +114,7 @@ def build_parser() -> OneLineParser:
     local.add_argument("--stack", default=DEFAULT_STACK, help=f"the stack to deploy from the CDK app (default {DEFAULT_STACK})")
     add_runtime_options(local)
     local.add_argument("--sweep", metavar="FILE", dest="sweep_file", help="train a sweep of runs (a sweep file, JSON "
-                       "or YAML; or give --vary) instead of one run; see `lnn sweep start --help`")
+                       "or YAML; or give --vary) instead of one run; see `lnn sweep start --help` (default: none, one run)")
     add_sweep_options(local)
 
     start = commands.add_parser("start", help="upload data and parameters.json to a deployed stack: the upload starts the run",
@@ -202,7 +202,7 @@ def add_sweep_options(parser: argparse.ArgumentParser) -> None:
     """What a sweep varies (besides a sweep file) and how many of its trials run at once."""
     parser.add_argument("--vary", action="append", default=[], metavar="NAME=VALUES",
                         help="a parameter to vary: a list NAME=a,b,c (a grid axis) or a range NAME=LOW:HIGH[:log] "
-                        "(drawn in a random search; needs --trials); repeatable, over the sweep file's parameters")
+                        "(drawn in a random search; needs --trials); repeatable, over the sweep file's parameters (default: none)")
     parser.add_argument("--trials", type=positive_int, help="a random search of N trials (default: the sweep file's "
                         "trials; without, a grid of every combination)")
     parser.add_argument("--seeds", help="repeat every configuration with each of these training seeds, e.g. 1,2,3 "
@@ -239,7 +239,7 @@ def add_sweep(commands) -> None:
         action.add_argument("--prices", choices=sorted(PRICE_TABLES), default=DEFAULT_PRICES,
                             help=f"the price table of the AWS cost estimate (default {DEFAULT_PRICES})")
         action.add_argument("--csv", action="store_true", help="print the trials as CSV instead of a table")
-        action.add_argument("--plot", metavar="FILE.png", help="also write every trial's cost curve to this PNG file")
+        action.add_argument("--plot", metavar="FILE.png", help="also write every trial's cost curve to this PNG file (default: none)")
     for action in actions.choices.values():
         action.add_argument("--stack", default=DEFAULT_STACK, help=f"the deployed stack's name (default {DEFAULT_STACK})")
 
