@@ -9,8 +9,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from lnn_core.aws.usage import DEFAULT_MEMORY_MB
+
 from lnn_cli.datafiles import data_in_parts, npz_bytes
+from lnn_core.aws.usage import DEFAULT_MEMORY_MB
 from lnn_core.errors import LnnInputError
 from lnn_core.launch.budget import (
     check_npz_fits,
@@ -20,7 +21,8 @@ from lnn_core.launch.budget import (
     parameter_copies,
 )
 from lnn_core.ml.config import TrainingConfig
-from lnn_core.ml.dataset import TrainingData, load_training_data
+from lnn_core.ml.dataset import load_training_data, TrainingData
+from lnn_core.ml.validation import held_out
 
 DEMO_DATA = Path(__file__).resolve().parent / "data" / "breast_cancer.npz"
 # `make demo`'s parameters: the stack's default network on the demo data, tuned so that the demo takes about a minute.
@@ -119,7 +121,7 @@ def validate_run(parameters: dict[str, Any], data_path: str | Path, *, defaults:
     data = _data_bytes(Path(data_path), label_column)
     layout = inspect_npz(io.BytesIO(data), source=str(data_path))
     config = TrainingConfig.from_parameters({**parameters, "data": "runs/check/data.npz"}, defaults=defaults)
-    split = in_parts and config.workers > 1
+    split = in_parts and config.workers > 1 and not config.validation_split  # parts hold out no validation rows
     if not split:
         check_npz_fits(layout, compressed_bytes=len(data), memory_mb=launcher_memory_mb or trainer_memory_mb,
                        source=str(data_path))
@@ -137,4 +139,5 @@ def validate_run(parameters: dict[str, Any], data_path: str | Path, *, defaults:
         else:
             check_npz_fits(part_layout, compressed_bytes=len(part), memory_mb=launcher_memory_mb or trainer_memory_mb,
                            source=f"{data_path} ({name})")
+    held_out(training_data, config.validation_split, config.validation_seed)  # refused if it leaves nothing to train on
     return RunInputs(parameters, data, config, training_data, parts)

@@ -8,13 +8,13 @@ from pathlib import Path
 
 import boto3
 from botocore.exceptions import BotoCoreError, ClientError
+from rich.console import Console
+
 from lnn_cli import stack_commands
-from lnn_core.aws.pricing import DEFAULT_PRICES, PRICE_TABLES
 from lnn_cli.cloud.deploy import DeployError
 from lnn_cli.cloud.stack import DEFAULT_STACK, aws_errors_explained
 from lnn_cli.cloud.up.command import DEFAULT_STATE_DIR, command_down, command_up
 from lnn_cli.datafiles import FORMATS
-from lnn_core.errors import LnnInputError
 from lnn_cli.inputs import (
     DEMO_CONFIG,
     DEMO_DATA,
@@ -24,10 +24,12 @@ from lnn_cli.inputs import (
     run_parameters,
 )
 from lnn_cli.local_command import command_local
-from lnn_core.ml.parameters import CHOICE, COUNTS, INTEGER, NAMES, NUMBER, TABLE
 from lnn_cli.model_file import command_predict_model
+from lnn_cli.sweeps import commands as sweeps
 from lnn_cli.web import DEFAULT_PORT
-from rich.console import Console
+from lnn_core.aws.pricing import DEFAULT_PRICES, PRICE_TABLES
+from lnn_core.errors import LnnInputError
+from lnn_core.ml.parameters import CHOICE, COUNTS, INTEGER, NAMES, NUMBER, TABLE
 
 USAGE_ERROR = 2
 
@@ -115,6 +117,9 @@ def build_parser() -> OneLineParser:
                        "default: none)")
     local.add_argument("--stack", default=DEFAULT_STACK, help=f"the stack to deploy from the CDK app (default {DEFAULT_STACK})")
     add_runtime_options(local)
+    local.add_argument("--sweep", metavar="FILE", dest="sweep_file", help="train a sweep of runs (a sweep file, JSON "
+                       "or YAML; or give --vary) instead of one run; see `lnn sweep start --help` (default: none, one run)")
+    add_sweep_options(local)
 
     start = commands.add_parser("start", help="upload data and parameters.json to a deployed stack: the upload starts the run",
                                 description="Check the data and the parameters as the stack's launcher will, then "
@@ -189,13 +194,60 @@ def build_parser() -> OneLineParser:
     add_label_column(convert)
 
     for command in commands.choices.values():
-        if command.prog.split()[-1] not in ("local", "convert"):
+        if command.prog.split()[-1] not in ("local", "convert", "sweep"):
             command.add_argument("--stack", default=DEFAULT_STACK, help=f"the deployed stack's name (default {DEFAULT_STACK})")
     for name in ("status", "results", "runs"):
         commands.choices[name].add_argument("--prices", choices=sorted(PRICE_TABLES), default=DEFAULT_PRICES,
                                             help=f"the price table of the AWS cost estimate (default {DEFAULT_PRICES})")
     add_up_down(commands)
+    add_sweep(commands)
     return parser
+
+
+def add_sweep_options(parser: argparse.ArgumentParser) -> None:
+    """What a sweep varies (besides a sweep file) and how many of its trials run at once."""
+    parser.add_argument("--vary", action="append", default=[], metavar="NAME=VALUES",
+                        help="a parameter to vary: a list NAME=a,b,c (a grid axis) or a range NAME=LOW:HIGH[:log] "
+                        "(drawn in a random search; needs --trials); repeatable, over the sweep file's parameters (default: none)")
+    parser.add_argument("--trials", type=positive_int, help="a random search of N trials (default: the sweep file's "
+                        "trials; without, a grid of every combination)")
+    parser.add_argument("--seeds", help="repeat every configuration with each of these training seeds, e.g. 1,2,3 "
+                        "(default: the sweep file's seeds, else once)")
+    parser.add_argument("--parallel", type=positive_int, help="at most this many trials at once (default: as many as "
+                        "the stack's max_running_runs and the trainer's reserved concurrency allow)")
+
+
+def add_sweep(commands) -> None:
+    """`lnn sweep start|status|results` (lnn_cli/sweeps/)."""
+    sweep = commands.add_parser("sweep", help="many runs of one network with varied parameters: start one, see its "
+                                "trials ranked, its best model and what it cost",
+                                description="A sweep is a grid or a random search of runs (its trials) on a deployed "
+                                "stack or `lnn up`; each trial is a normal run named SWEEP-tNNN. A sweep file "
+                                "(JSON or YAML) holds base, parameters (per parameter a list or a {low, high, scale} "
+                                "range), trials, search_seed, seeds and name; see docs/sweeps.md.")
+    actions = sweep.add_subparsers(dest="sweep_command", required=True, parser_class=OneLineParser)
+    start = actions.add_parser("start", help="check every trial, record the sweep, start its trials as places free up",
+                               description="Check every trial as `lnn start` checks a run (nothing starts when one is "
+                               "bad), record the sweep at runs/SWEEP/sweep.json, and start trials while fewer than "
+                               "the limits run, queueing the rest; this command keeps starting them until every trial "
+                               "has started (--no-wait: `lnn sweep status` starts them later). Starting the same "
+                               "sweep again starts only the trials that have no run yet.")
+    start.add_argument("sweep_file", nargs="?", help="the sweep file, JSON or YAML (default: none; give --vary)")
+    add_run_options(start)
+    add_sweep_options(start)
+    start.add_argument("--no-wait", action="store_true", help="start what fits now and return, leaving the rest queued")
+    for name, text in (("status", "the trials ranked, the sweep's time and cost; starts queued trials that fit now"),
+                       ("results", "the trials ranked, as a table, CSV or overlaid cost curves")):
+        action = actions.add_parser(name, help=text, description=f"A sweep's {text}: trial, the parameters that vary, "
+                                    "status, epochs, cost, validation and test metrics, AWS dollars and warnings (a "
+                                    "collapsed model marked), best first; the best trial's model is the sweep's.")
+        action.add_argument("sweep_id", help="the sweep's name")
+        action.add_argument("--prices", choices=sorted(PRICE_TABLES), default=DEFAULT_PRICES,
+                            help=f"the price table of the AWS cost estimate (default {DEFAULT_PRICES})")
+        action.add_argument("--csv", action="store_true", help="print the trials as CSV instead of a table")
+        action.add_argument("--plot", metavar="FILE.png", help="also write every trial's cost curve to this PNG file (default: none)")
+    for action in actions.choices.values():
+        action.add_argument("--stack", default=DEFAULT_STACK, help=f"the deployed stack's name (default {DEFAULT_STACK})")
 
 
 def add_up_down(commands) -> None:
@@ -257,6 +309,10 @@ def command_convert(args, console: Console) -> int:
 
 
 def dispatch(args, console: Console) -> int:
+    if args.command == "local" and (args.sweep_file or args.vary or args.seeds):
+        from lnn_cli.sweeps.local import command_local_sweep
+
+        return command_local_sweep(args, flags(args), console)
     if args.command == "local":
         return command_local(args, run_parameters({}, args.config, flags(args)), console)
     if args.command == "convert":
@@ -274,6 +330,12 @@ def dispatch(args, console: Console) -> int:
             return command_serve(args, stack, console)
         if args.command == "start":
             return stack_commands.command_start(args, run_parameters({}, args.config, flags(args)), stack, console)
+        if args.command == "sweep":
+            if args.sweep_command == "start":
+                return sweeps.command_sweep_start(args, flags(args), stack, console)
+            return sweeps.command_sweep_status(args, stack, console)
+        if args.command == "predict":
+            args.run_id = sweeps.model_run_id(stack, args.run_id)  # a sweep's model is its best trial's
         command = {
             "status": stack_commands.command_status,
             "results": stack_commands.command_results,

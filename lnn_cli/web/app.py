@@ -2,6 +2,7 @@
 
     GET  /                          the page (templates/index.html, static/lnn.js, static/lnn.css)
     GET  /api/runs                  the runs and their status
+    GET  /api/sweeps/<sweep_id>     a sweep: its trials ranked, each with its cost curve, and its totals
     GET  /api/runs/<run_id>         one run: status, its cost curve (and test curve), final figures, its model;
                                     ?after=N: the curve of the epochs after N only (the page's polls)
     POST /api/runs/<run_id>/predict an image (multipart field `image`) or a row (field `row`): class and probability
@@ -14,6 +15,7 @@ by the stack's CloudFormation outputs, at AWS_ENDPOINT_URL when that is set). Ev
 import errno
 import logging
 import math
+import os
 import socket
 import threading
 from typing import Any
@@ -24,7 +26,7 @@ from werkzeug.exceptions import HTTPException
 from werkzeug.serving import make_server
 
 from lnn_cli.stack_commands import DeployedStack, run_cost
-from lnn_cli.web import predict
+from lnn_cli.web import predict, sweeps
 from lnn_core.errors import LnnInputError
 from lnn_core.protocol import end_message, ending
 
@@ -91,6 +93,11 @@ def create_app(stack: DeployedStack) -> Flask:
                           "title": f"s3://{stack.outputs.bucket}"},
         })
 
+    @app.get("/api/sweeps/<sweep_id>")
+    def sweep(sweep_id: str):
+        with lock:
+            return jsonify(sweeps.sweep_payload(stack, sweep_id, local=bool(os.environ.get("AWS_ENDPOINT_URL"))))
+
     @app.post("/api/runs/<run_id>/predict")
     def predict_run(run_id: str):
         upload = request.files.get("image")
@@ -126,7 +133,7 @@ def create_app(stack: DeployedStack) -> Flask:
     @app.errorhandler(LnnInputError)
     def input_error(failure: LnnInputError):
         message = str(failure)
-        return error(message, 404 if message.startswith("no run named") else 400)
+        return error(message, 404 if message.startswith(("no run named", "no sweep named")) else 400)
 
     @app.errorhandler(ClientError)
     def aws_error(failure: ClientError):
@@ -202,7 +209,7 @@ def summary(run: dict[str, Any]) -> dict[str, Any]:
             "epochs": config.get("epochs"), "granularity": config.get("granularity"), "training_cost": number(cost),
             "created_at": run.get("created_at"), "finished_at": run.get("finished_at"), "reason": run.get("reason"),
             "eval_every": config.get("eval_every"), "cost": run_cost(run),
-            "model_epoch": run.get("model_epoch")}
+            "model_epoch": run.get("model_epoch"), "sweep": sweeps.sweep_of(run["run_id"])}
 
 
 def listening_socket(host: str, port: int) -> socket.socket:

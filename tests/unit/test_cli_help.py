@@ -14,7 +14,8 @@ from lnn_cli import stack_commands
 from lnn_cli.main import add_run_options, build_parser, main
 from lnn_core.aws.run_table import EPOCH_FIGURES
 
-COMMANDS = {"start", "status", "results", "runs", "stop", "resume", "predict", "up", "down", "serve", "local", "convert"}
+COMMANDS = {"start", "status", "results", "runs", "stop", "resume", "predict", "up", "down", "serve", "local", "convert",
+            "sweep"}
 
 
 def subcommands() -> dict[str, argparse.ArgumentParser]:
@@ -45,6 +46,19 @@ def test_every_option_says_its_default():
             if "default" not in (action.help or ""):
                 missing.append(f"{name} {action.option_strings[0]}")
     assert missing == []
+
+
+def test_every_sweep_option_says_its_default():
+    training = argparse.ArgumentParser()
+    add_run_options(training)
+    training_options = {option for action in training._actions for option in action.option_strings}
+    sweep = subcommands()["sweep"]
+    actions = next(action for action in sweep._actions if isinstance(action, argparse._SubParsersAction)).choices
+    assert set(actions) == {"start", "status", "results"}
+    missing = [f"sweep {name} {action.option_strings[0]}" for name, command in actions.items() for action in command._actions
+               if action.option_strings and not isinstance(action, (argparse._HelpAction, argparse._StoreTrueAction))
+               and action.option_strings[0] not in training_options and "default" not in (action.help or "")]
+    assert missing == [] and all(command.description for command in actions.values())
 
 
 def test_version_from_the_package_metadata(capsys):

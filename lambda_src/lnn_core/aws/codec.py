@@ -11,6 +11,7 @@ from decimal import Decimal
 from typing import Any
 
 import numpy as np
+
 from lnn_core.errors import RunFailure
 
 DYNAMODB_MAX = 1e125  # DynamoDB numbers range over 1E-130 .. 9.99E+125 in magnitude

@@ -14,6 +14,7 @@ from typing import Any, Callable, Protocol
 
 import boto3
 from botocore.exceptions import ClientError
+
 from lnn_core.aws.run_table import RunTable
 from lnn_core.aws.sdk import BOTO_CONFIG, CLAIM_BOTO_CONFIG, IoCounter
 from lnn_core.errors import RunFailure

@@ -43,7 +43,8 @@ MESSAGE_DUE_VALUE = "due"  # the one value of `MESSAGE_DUE`: the index needs a k
 CONFLICT_BACKOFF_SECONDS = (0.02, 0.05, 0.1, 0.2, 0.4)
 # What `lnn results`, `status`, `runs`, `serve` and results.json show of an epoch item (results.epoch_item writes
 # them; `evaluation` the test figures): not the weights and biases, most of an item's bytes.
-EPOCH_FIGURES = ("epoch", "cost", "learning_rate", "started_at", "finished_at", "test_cost", "test_accuracy", "test_rmse")
+EPOCH_FIGURES = ("epoch", "cost", "learning_rate", "started_at", "finished_at", "test_cost", "test_accuracy", "test_rmse",
+                 "validation_cost", "validation_accuracy", "validation_rmse")
 # What of an epoch item is stored in its weights item (results.epoch_item: lists, or norms and a checkpoint's key).
 EPOCH_WEIGHTS = ("weights", "bias", "weight_norms", "checkpoint_key")
 

@@ -13,11 +13,12 @@ from dataclasses import dataclass
 from typing import IO, Mapping, Sequence
 
 import numpy as np
+from numpy.lib import format as npy_format
+
 from lnn_core.errors import LnnInputError
 from lnn_core.ml.config import TrainingConfig
 from lnn_core.protocol.layout import CHECKPOINT_EVERY
 from lnn_core.protocol.schedule import AUTO_MAX_EPOCHS_PER_STEP
-from numpy.lib import format as npy_format
 
 ALLOWED_ARRAYS = ("X", "y", "X_test", "y_test", "classes", "example_shape")  # the arrays LNN reads; anything else is refused
 MAX_PARAMETERS_BYTES = 64 * 1024  # parameters.json; the LNN format needs well under 1 KB

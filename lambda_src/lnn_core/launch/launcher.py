@@ -26,22 +26,23 @@ from lnn_core.aws.sdk import now
 from lnn_core.aws.usage import DEFAULT_MEMORY_MB, DeliveryMeter
 from lnn_core.errors import LnnInputError, RunFailure
 from lnn_core.launch.budget import (
-    MAX_PARAMETERS_BYTES,
     check_npz_fits,
     check_object_size,
     check_training_fits,
     data_budget_bytes,
     inspect_npz,
+    MAX_PARAMETERS_BYTES,
     parameter_copies,
     positive_int_from,
 )
 from lnn_core.launch.parts import check_parts
 from lnn_core.ml import batching
-from lnn_core.ml.config import TrainingConfig, check_key_segments, check_run_id
+from lnn_core.ml.config import check_key_segments, check_run_id, TrainingConfig
 from lnn_core.ml.dataset import load_training_data
 from lnn_core.ml.parameters import MAX_SEED
+from lnn_core.ml.validation import held_out
 from lnn_core.protocol import sending
-from lnn_core.protocol.events import MAX_BATCHES, make_event
+from lnn_core.protocol.events import make_event, MAX_BATCHES
 from lnn_core.protocol.layout import in_parts, model_key, parts_folder
 from lnn_core.protocol.schedule import first_position, step_bound
 
@@ -146,12 +147,16 @@ class Launcher:
         self._check_capacity(run_id, config.workers)
         parts = None
         if in_parts(config.data):  # checked by headers; a shard may take no example of a batch
+            if config.validation_split:
+                raise LnnInputError("validation_split is not supported for data in parts; upload one data file "
+                                    "(workers 1), or set validation_split to 0")
             parts = check_parts(self.ports.store, config, trainer_memory_mb=self.limits.trainer_memory_mb,
                                 launcher_memory_mb=self.limits.launcher_memory_mb)
             etag, features, examples = parts.common_etag, parts.features, sum(parts.part_examples)
         else:
             etag, data = self._training_data(config)
             data.check_fits(config)
+            data = held_out(data, config.validation_split, config.validation_seed)  # the run trains on the rest
             features, examples = data.features, int(data.X.shape[0])
             check_workers_fit(config, examples)
         seed_drawn = config.seed is None

@@ -3,6 +3,7 @@
 Examples are columns as in network.py: A (n, m)."""
 
 import numpy as np
+
 from lnn_core.errors import LnnInputError
 
 Batch = np.ndarray | slice  # the example (column) indices of one mini-batch

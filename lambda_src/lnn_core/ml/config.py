@@ -12,14 +12,7 @@ from typing import Any
 
 from lnn_core.errors import LnnInputError
 from lnn_core.ml.network import HIDDEN_ACTIVATIONS, REGRESSION_OUTPUTS
-from lnn_core.ml.parameters import (
-    COUNTS,
-    KNOWN_KEYS,
-    NAMES,
-    OUTPUTS,
-    PARAMETERS,
-    check_integer,
-)
+from lnn_core.ml.parameters import check_integer, COUNTS, KNOWN_KEYS, NAMES, OUTPUTS, PARAMETERS
 
 RUN_ID_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")  # always fullmatch: `$` would accept a trailing newline
 # None is a value of these (a drawn seed, the whole set as one batch, ...), so a null overrides a default
@@ -48,6 +41,8 @@ class TrainingConfig:
     l2: float = PARAMETERS["l2"].default
     threshold: float | None = None  # stop after the first epoch whose cost is below it
     eval_every: int = PARAMETERS["eval_every"].default  # every N epochs, the epoch item records the test set's cost
+    validation_split: float = PARAMETERS["validation_split"].default  # the fraction of the training data held out
+    validation_seed: int = PARAMETERS["validation_seed"].default
     weight: float | None = None  # LNN 0.0: every initial weight (and `bias` every bias) instead of a random init
     bias: float | None = None
     workers: int = PARAMETERS["workers"].default  # K > 1: each update is a round of K shard workers and one reduce

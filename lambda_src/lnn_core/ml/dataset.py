@@ -13,6 +13,7 @@ import zipfile
 from dataclasses import dataclass
 
 import numpy as np
+
 from lnn_core.errors import LnnInputError
 from lnn_core.ml.config import TrainingConfig
 
@@ -30,6 +31,8 @@ class TrainingData:
     y_test: np.ndarray | None = None
     classes: tuple[str, ...] | None = None
     example_shape: tuple[int, ...] | None = None
+    X_validation: np.ndarray | None = None  # held out of X, y by `validation.held_out` (validation_split)
+    y_validation: np.ndarray | None = None
 
     @property
     def features(self) -> int:

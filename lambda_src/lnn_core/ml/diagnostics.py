@@ -14,6 +14,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
+
 from lnn_core.ml import network
 from lnn_core.ml.config import TrainingConfig
 from lnn_core.ml.metrics import output_labels

@@ -8,14 +8,9 @@ regression outputs by `rmse` and `r2`.
 from collections.abc import Sequence
 
 import numpy as np
+
 from lnn_core.errors import LnnInputError
-from lnn_core.ml.network import (
-    REGRESSION_OUTPUTS,
-    Params,
-    forward_pass,
-    targets,
-    to_columns,
-)
+from lnn_core.ml.network import forward_pass, Params, REGRESSION_OUTPUTS, targets, to_columns
 
 
 def predict_proba(params: Params, X_rows: np.ndarray, activations: Sequence[str]) -> np.ndarray:

@@ -19,6 +19,7 @@ reference loop; metrics.py predicts and scores examples as rows.
 from collections.abc import Sequence
 
 import numpy as np
+
 from lnn_core.errors import LnnInputError
 
 HIDDEN_ACTIVATIONS = ("relu", "sigmoid", "tanh", "linear")

@@ -29,6 +29,7 @@ whole-network call would give.
 from collections.abc import Mapping
 
 import numpy as np
+
 from lnn_core.errors import LnnInputError
 
 OPTIMIZERS = ("gd", "momentum", "adam")

@@ -11,19 +11,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from lnn_core.errors import LnnInputError, shown
-from lnn_core.ml.network import (
-    HIDDEN_ACTIVATIONS,
-    INITIALIZERS,
-    OUTPUT_ACTIVATIONS,
-    REGRESSION_OUTPUTS,
-)
-from lnn_core.ml.optimizers import (
-    DEFAULT_BETA,
-    DEFAULT_BETA1,
-    DEFAULT_BETA2,
-    DEFAULT_EPSILON,
-    OPTIMIZERS,
-)
+from lnn_core.ml.network import HIDDEN_ACTIVATIONS, INITIALIZERS, OUTPUT_ACTIVATIONS, REGRESSION_OUTPUTS
+from lnn_core.ml.optimizers import DEFAULT_BETA, DEFAULT_BETA1, DEFAULT_BETA2, DEFAULT_EPSILON, OPTIMIZERS
 
 GRANULARITIES = ("layer", "epoch", "auto")
 MAX_EPOCHS = 1_000_000
@@ -171,6 +160,13 @@ TABLE: tuple[TrainingParameter, ...] = (
             help="stop after the first epoch whose cost is below it", lnn=('"threshold": 0.0019', "1.0")),
     _integer("eval_every", 0, MAX_EPOCHS, default=0, example="10",
              help="every N epochs, record the test set's cost and metric; 0 never"),
+    _number("validation_split", 0, 1, high_open=True, default=0.0, example="0.2",
+            help="the fraction of the training data held out for validation (by a permutation seeded with "
+            "validation_seed, so every run of a sweep holds out the same examples), evaluated every eval_every epochs "
+            "and at the end; 0 none"),
+    _integer("validation_seed", 0, MAX_SEED, default=0, example="0",
+             help="the seed of the validation split's permutation (not the training seed: trials that differ in "
+             "their seed still hold out the same examples)"),
     _number("weight", -1e6, 1e6, flag=False, example="0", unset="a random initialization",
             help="every initial weight (with bias)", lnn=('"weight": 0', "0.0")),
     _number("bias", -1e6, 1e6, flag=False, example="0", unset="a random initialization",

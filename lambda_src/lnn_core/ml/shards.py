@@ -11,6 +11,7 @@ against K = 1 only the order of summation differs.
 from collections.abc import Iterable, Sequence
 
 import numpy as np
+
 from lnn_core.ml import batching, network, optimizers
 
 ShardResult = tuple[network.Params, float]  # gradient sums {"dW1": ..., "db1": ...} and the loss sum

@@ -42,22 +42,24 @@ import functools
 from collections.abc import Sequence
 
 import numpy as np
+
 from lnn_core.errors import LnnInputError
 from lnn_core.ml import optimizers
 from lnn_core.ml.batching import Batch, batch_columns, check_batch_size, minibatches
 from lnn_core.ml.network import (
-    Params,
     apply_update,
     backward_pass,
     batch_cost_sum,
     compute_cost,
     forward_pass,
     init_params,
+    Params,
     targets,
     to_columns,
     validate_architecture,
 )
 from lnn_core.ml.shards import train_epoch_parts, train_epoch_sharded
+from lnn_core.ml.validation import split_indices
 
 
 def gradient_descent_epoch(
@@ -162,6 +164,8 @@ def train_reference_state(
     threshold: float | None = None,
     workers: int = 1,
     parts: Sequence[int] | None = None,
+    validation_split: float = 0.0,
+    validation_seed: int = 0,
 ) -> tuple[Params, list[float], optimizers.State]:
     """`train_reference`, also returning the optimizer state after the last update -> (params, costs, opt_state).
 
@@ -172,7 +176,14 @@ def train_reference_state(
     l2: lambda of the L2 term (0 is none). threshold: stop after the first epoch whose cost is below
     it; the costs then end with that epoch's. workers: K shard workers per update (`shards`). parts: the data in
     `workers` parts of these many examples, the rows of X in order (`shards.train_epoch_parts`); None: one data file.
+    validation_split: the fraction of the rows held out (as a run holds them out, `validation.split_indices` with
+    validation_seed); it trains on the rest. A run on parts holds none out.
     """
+    if validation_split and parts is not None:
+        raise LnnInputError("a run on data in parts holds out no validation rows: set validation_split to 0")
+    if validation_split:
+        training_rows, _ = split_indices(len(X), validation_split, validation_seed)
+        X, y = X[training_rows], y[training_rows]
     X_cols = to_columns(X)
     validate_architecture(X_cols.shape[0], neurons, activations)
     if epochs < 0 or not learning_rate > 0:

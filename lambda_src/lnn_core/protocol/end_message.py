@@ -11,6 +11,8 @@ FIGURES = (  # the final metrics worth showing: (key, label, format)
     ("train_r2", "train R²", "{:.3f}"),
     ("test_rmse", "test RMSE", "{:.4g}"),
     ("test_r2", "test R²", "{:.3f}"),
+    ("validation_accuracy", "validation accuracy", "{:.1%}"),
+    ("validation_rmse", "validation RMSE", "{:.4g}"),
 )
 
 

@@ -6,20 +6,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+
 from lnn_core.aws.run_table import ITEMS_PER_WRITE
 from lnn_core.aws.sdk import now
 from lnn_core.errors import RunFailure
 from lnn_core.ml import network
 from lnn_core.ml.config import TrainingConfig
 from lnn_core.ml.dataset import TrainingData
-from lnn_core.ml.metrics import (
-    accuracy,
-    output_accuracy,
-    output_r2,
-    output_rmse,
-    r2,
-    rmse,
-)
+from lnn_core.ml.metrics import accuracy, output_accuracy, output_r2, output_rmse, r2, rmse
 from lnn_core.protocol.layout import is_checkpoint, params_key
 
 ITEM_WEIGHTS_LIMIT = 2_000  # parameters stored as DynamoDB lists (~40 KB of the 400 KB item limit); above: norms and a checkpoint key
@@ -84,21 +78,40 @@ def epoch_item(config: TrainingConfig, epoch: int, cost: float, params: dict, st
 
 
 def evaluation(config: TrainingConfig, data: TrainingData, epoch: int, params: network.Params) -> dict[str, float] | None:
-    """Every `eval_every` epochs, the test set's cost and metric with the end-of-epoch weights (None otherwise)."""
-    if not config.eval_every or epoch % config.eval_every or data.X_test is None:
+    """Every `eval_every` epochs, the validation set's and the test set's cost and metric with the end-of-epoch
+    weights (None otherwise, or with neither set)."""
+    if not config.eval_every or epoch % config.eval_every:
         return None
+    figures = {}
+    for prefix, X, y in (("validation", data.X_validation, data.y_validation), ("test", data.X_test, data.y_test)):
+        if X is not None:
+            figures |= held_out_figures(prefix, params, X, y, config, epoch)
+    return figures or None
+
+
+def held_out_figures(prefix: str, params: network.Params, X: np.ndarray, y: np.ndarray, config: TrainingConfig,
+                     epoch: int) -> dict[str, float]:
+    """`<prefix>_cost` and `<prefix>_accuracy` (or `<prefix>_rmse`) of rows X (m, n0) and labels y."""
     activations = list(config.activations)
-    AL, _ = network.forward_pass(params, network.to_columns(data.X_test), activations)
-    cost = network.compute_cost(AL, network.targets(data.y_test, activations[-1], config.neurons[-1]), activations[-1])
-    metric = ("test_rmse", rmse) if config.regression else ("test_accuracy", accuracy)
-    return {"test_cost": finite_cost(cost, epoch, config), metric[0]: metric[1](params, data.X_test, data.y_test, activations)}
+    AL, _ = network.forward_pass(params, network.to_columns(X), activations)
+    cost = network.compute_cost(AL, network.targets(y, activations[-1], config.neurons[-1]), activations[-1])
+    metric = ("rmse", rmse) if config.regression else ("accuracy", accuracy)
+    return {f"{prefix}_cost": finite_cost(cost, epoch, config), f"{prefix}_{metric[0]}": metric[1](params, X, y, activations)}
 
 
 def metrics(params: network.Params, data: TrainingData, config: TrainingConfig, train_outputs: np.ndarray,
-            train_targets: np.ndarray) -> dict[str, float | None]:
+            train_targets: np.ndarray, epochs: int = 0) -> dict[str, float | None]:
     """The trained model's figures: accuracy for a classifier; RMSE and R² for a regression. The training set's are
-    computed from its outputs AL (n_L, m) and targets Y (n_L, m), the forward pass the finish step diagnoses too."""
+    computed from its outputs AL (n_L, m) and targets Y (n_L, m), the forward pass the finish step diagnoses too; the
+    validation set's cost and metric when it has one (`epochs`: the model's, for a diverged cost's message)."""
     activations, has_test = list(config.activations), data.X_test is not None
+    validated = ({} if data.X_validation is None else
+                 held_out_figures("validation", params, data.X_validation, data.y_validation, config, epochs))
+    return {**_fit_metrics(params, data, config, train_outputs, train_targets, activations, has_test), **validated}
+
+
+def _fit_metrics(params: network.Params, data: TrainingData, config: TrainingConfig, train_outputs: np.ndarray,
+                 train_targets: np.ndarray, activations: list[str], has_test: bool) -> dict[str, float | None]:
     if config.regression:
         return {
             "train_rmse": output_rmse(train_outputs, train_targets),

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+
 from lnn_core.aws.codec import npz_to_arrays
 from lnn_core.aws.ports import Ports
 from lnn_core.aws.run_table import epoch_write_units
@@ -20,23 +21,30 @@ from lnn_core.aws.sdk import now
 from lnn_core.errors import LnnInputError, RunFailure
 from lnn_core.ml import batching, diagnostics, network, optimizers, shards, training
 from lnn_core.ml.config import TrainingConfig
-from lnn_core.ml.dataset import TrainingData, load_common_data, load_training_data
-from lnn_core.ml.shards import combine_shards, part_batch, part_bounds, shard_columns, shard_slices, shard_sums
+from lnn_core.ml.dataset import load_common_data, load_training_data, TrainingData
+from lnn_core.ml.shards import (
+    combine_shards,
+    part_batch,
+    part_bounds,
+    shard_columns,
+    shard_slices,
+    shard_sums,
+)
+from lnn_core.ml.validation import held_out
 from lnn_core.protocol.layout import (
     activation_key,
     batch_state_key,
     common_key,
-    in_parts,
-    part_key,
     gradient_key,
+    in_parts,
     is_checkpoint,
     model_key,
     params_key,
+    part_key,
     shard_key,
     staged_model_key,
 )
 from lnn_core.protocol.results import (
-    StepResult,
     commit_seconds,
     descriptions,
     epoch_item,
@@ -45,6 +53,7 @@ from lnn_core.protocol.results import (
     finite_cost,
     finite_params,
     metrics,
+    StepResult,
     stops_early,
 )
 from lnn_core.protocol.schedule import AUTO_MAX_EPOCHS_PER_STEP, Position
@@ -266,7 +275,7 @@ class StepBodies:
         model = model_arrays(config, params, data, epochs)
         final = {
             "cost": run.get("last_cost"),
-            **metrics(params, data, config, fit.AL, Y),
+            **metrics(params, data, config, fit.AL, Y, epochs),
             "epochs": epochs,
             "stopped_early_at": run.get("stopped_early_at"),
             "seed": config.seed,
@@ -313,7 +322,7 @@ class StepBodies:
         return npz_to_arrays(self.ports.store.get_bytes(key), key=key)
 
     def _prepared(self, config: TrainingConfig, run: dict) -> PreparedData:
-        """The run's training data, parsed once per warm container and ETag."""
+        """The run's training data (its validation rows held out), parsed once per warm container and ETag."""
         return self._cached_data(config, config.data, run["data_etag"],
                                  lambda raw, source: self._columns(config, load_training_data(raw, source=source), None))
 
@@ -333,6 +342,7 @@ class StepBodies:
     @staticmethod
     def _columns(config: TrainingConfig, data: TrainingData, examples: int | None) -> PreparedData:
         data.check_fits(config)
+        data = held_out(data, config.validation_split, config.validation_seed)  # the run trains on the rest
         X = network.to_columns(data.X) if len(data.X) else np.empty((data.X.shape[1], 0))
         Y = network.targets(data.y, config.activations[-1], config.neurons[-1]) if len(data.y) else \
             np.empty((config.neurons[-1], 0))
@@ -341,20 +351,21 @@ class StepBodies:
     def _cached_data(self, config: TrainingConfig, key: str, etag: str, prepare) -> PreparedData:
         """Data parsed once per warm container and ETag by `prepare(raw, source)`. One run's at a time (a warm
         container serves one chain); of data in parts, one part and the common arrays."""
-        if (key, etag) not in self._data:
+        cache_key = (key, etag, config.validation_split, config.validation_seed)
+        if cache_key not in self._data:
             common = common_key(config.data) if in_parts(config.data) else None
             self._data = {cached: value for cached, value in self._data.items()
                           if common is not None and cached[0].startswith(config.data) and (cached[0] == common) != (key == common)}
             raw = self.ports.store.get_bytes(key, etag=etag, cache=False)  # after the eviction: one part in memory
             source = f"s3://{self.ports.store.bucket}/{key}"
             try:
-                self._data[(key, etag)] = prepare(raw, source)
+                self._data[cache_key] = prepare(raw, source)
             except LnnInputError as error:
                 raise RunFailure(str(error)) from error
             except MemoryError as error:
                 raise RunFailure(f"the training data does not fit the trainer's memory ({error}); deploy with a larger "
                                  "-c memory_size") from error
-        return self._data[(key, etag)]
+        return self._data[cache_key]
 
     def _minibatches(self, config: TrainingConfig, prepared: PreparedData, epoch: int) -> list:
         """The epoch's mini-batches (example indices), computed once per container and epoch."""

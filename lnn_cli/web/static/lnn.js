@@ -80,6 +80,7 @@ async function refreshRuns() {
       fillRow(row, newer ? latestRun.run : run);
       row.addEventListener("click", () => select(run.run_id));
     }
+    listSweeps(body.runs);
     show($("runs-error"), "");
     $("updated").textContent = `updated ${new Date().toLocaleTimeString()}`;
     if (!selected && body.runs.length && !location.hash) select(body.runs[0].run_id);

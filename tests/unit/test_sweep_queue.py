@@ -1,0 +1,85 @@
+"""The sweep's queue: trials start in order while fewer than the limits run; a repeated start starts nothing twice;
+a bad sweep starts nothing."""
+
+from argparse import Namespace
+from types import SimpleNamespace
+
+import pytest
+
+from lnn_cli.inputs import DEMO_DATA
+from lnn_cli.sweeps import commands
+from lnn_cli.sweeps.record import PENDING_SECONDS, SweepRecord, stack_limit, trials_to_start
+from lnn_cli.sweeps.spec import parse_spec
+from lnn_core.errors import LnnInputError
+from lnn_core.launch.launcher import LaunchLimits
+
+BASE = {"epochs": 3, "learning_rate": 0.01, "neurons": [4, 1], "activations": ["relu", "sigmoid"]}
+
+
+def record(trials=5, parallel=None):
+    spec = parse_spec({"base": BASE, "seeds": list(range(trials))}, source="sweep.json")
+    return SweepRecord.new("s", spec, spec.generate("s"), b"data", parallel)
+
+
+def running(*ids, status="running"):
+    return {run_id: {"run_id": run_id, "status": status} for run_id in ids}
+
+
+def chosen(rec, runs, pending=None, *, stack_running=0, limit=10, clock=100.0):
+    picked = trials_to_start(rec, runs, pending or {}, stack_running=stack_running, stack_limit=limit, clock=clock)
+    return [trial["run_id"] for trial in picked]
+
+
+def test_trials_start_in_order_up_to_the_sweeps_parallel():
+    rec = record(5, parallel=2)
+    assert chosen(rec, {}) == ["s-t001", "s-t002"]
+    assert chosen(rec, running("s-t001", "s-t002"), stack_running=2) == []
+    ended = {**running("s-t001", status="succeeded"), **running("s-t002")}
+    assert chosen(rec, ended, stack_running=1) == ["s-t003"]
+
+
+def test_the_stacks_limit_counts_every_run_on_the_stack():
+    rec = record(5)
+    assert chosen(rec, {}, stack_running=8, limit=10) == ["s-t001", "s-t002"]  # 8 runs of others already running
+    assert chosen(rec, {}, stack_running=10, limit=10) == []
+    assert chosen(rec, {}, stack_running=12, limit=10) == []  # never a negative count
+
+
+def test_an_upload_not_yet_launched_holds_its_place_for_a_while():
+    rec = record(5, parallel=2)
+    pending = {"s-t001": 100.0}
+    assert chosen(rec, {}, pending, clock=110.0) == ["s-t002"]
+    assert chosen(rec, {}, pending, stack_running=0, limit=1, clock=110.0) == []  # the upload takes the stack's place
+    late = 100.0 + PENDING_SECONDS + 1  # refused by the launcher (its record never came): started again
+    assert chosen(rec, {}, pending, clock=late) == ["s-t001", "s-t002"]
+
+
+def test_trials_that_have_a_run_are_never_started_again():
+    rec = record(4)
+    done = {**running("s-t001", "s-t003", status="succeeded"), **running("s-t002", status="failed")}
+    assert chosen(rec, done) == ["s-t004"]
+
+
+def test_the_trainers_reservation_limits_runs_at_once():
+    assert stack_limit(10, None, 1) == 10
+    assert stack_limit(10, 4, 1) == 4
+    assert stack_limit(10, 8, 3) == 2  # a run of 3 shard workers takes 3 of the reservation
+
+
+def test_a_bad_sweep_starts_nothing(tmp_path):
+    """Every trial is checked before anything is written: the stack's clients are never asked for."""
+    stack = SimpleNamespace(launch_limits=lambda: LaunchLimits(max_running_runs=2),
+                            launch_defaults=lambda: {"epochs": 3, "learning_rate": 0.01},
+                            session=SimpleNamespace(client=lambda *a, **k: pytest.fail("AWS was called")))
+    sweep = tmp_path / "sweep.json"
+    sweep.write_text('{"base": {"neurons": [4, 1], "activations": ["relu", "sigmoid"]}, '
+                     '"parameters": {"batch_size": [16, 0]}}')
+    args = Namespace(sweep_file=str(sweep), vary=[], seeds=None, trials=None, config=None, name="s",
+                     data=str(DEMO_DATA), label_column=None, parallel=None, no_wait=True)
+    with pytest.raises(LnnInputError, match=r"sweep trial 2 \(batch_size=0\) is not a valid run: batch_size must be"):
+        commands.command_sweep_start(args, {}, stack, console=None)
+    stack.launch_limits = lambda: LaunchLimits(trainer_concurrency=2)
+    sweep.write_text('{"base": {"neurons": [4, 1], "activations": ["relu", "sigmoid"], "granularity": "epoch"}, '
+                     '"parameters": {"workers": [1, 3]}}')
+    with pytest.raises(LnnInputError, match=r"sweep trial 2 \(s-t002\) is not a valid run: workers 3 is more than"):
+        commands.command_sweep_start(args, {}, stack, console=None)
