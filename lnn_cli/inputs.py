@@ -16,6 +16,7 @@ from lnn_core.launch.budget import (
     check_training_fits,
     inspect_npz,
     parameter_copies,
+    value_bytes,
 )
 from lnn_core.ml.config import TrainingConfig
 from lnn_core.ml.dataset import TrainingData, load_training_data
@@ -117,7 +118,7 @@ def validate_run(parameters: dict[str, Any], data_path: str | Path, *, defaults:
     check_npz_fits(layout, compressed_bytes=len(data), memory_mb=launcher_memory_mb or trainer_memory_mb, source=str(data_path))
     config = TrainingConfig.from_parameters({**parameters, "data": "runs/check/data.npz"}, defaults=defaults)
     check_training_fits(layout, config.neurons, memory_mb=trainer_memory_mb, source=str(data_path),
-                        copies=parameter_copies(config))
+                        copies=parameter_copies(config), itemsize=value_bytes(config))
     training_data = load_training_data(data, source=str(data_path))
     training_data.check_fits(config)
     return RunInputs(parameters, data, config, training_data)

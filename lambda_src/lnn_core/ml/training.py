@@ -161,6 +161,7 @@ def train_reference_state(
     l2: float = 0.0,
     threshold: float | None = None,
     workers: int = 1,
+    dtype: str = "float64",
 ) -> tuple[Params, list[float], optimizers.State]:
     """`train_reference`, also returning the optimizer state after the last update -> (params, costs, opt_state).
 
@@ -169,9 +170,10 @@ def train_reference_state(
     batch_size: None (or >= m) is the whole set, unshuffled. shuffle_seed: None means `seed`, and 0
     when seed is None too. optimizer: "gd", "momentum" (beta) or "adam" (beta1, beta2, epsilon).
     l2: lambda of the L2 term (0 is none). threshold: stop after the first epoch whose cost is below
-    it; the costs then end with that epoch's.
+    it; the costs then end with that epoch's. dtype: "float64" or "float32", what X, the targets, the parameters
+    and every array of the epoch are (X and y rounded once from float64 to it, as the trainer's data).
     """
-    X_cols = to_columns(X)
+    X_cols = to_columns(X, dtype)
     validate_architecture(X_cols.shape[0], neurons, activations)
     if epochs < 0 or not learning_rate > 0:
         raise LnnInputError(f"need epochs >= 0 and learning_rate > 0; got {epochs!r} and {learning_rate!r}")
@@ -180,14 +182,14 @@ def train_reference_state(
         raise LnnInputError(f"l2 must be a finite number >= 0; got {l2!r}")
     if threshold is not None and np.isnan(threshold):
         raise LnnInputError("threshold must be a number or None, not NaN")
-    Y = targets(y, activations[-1], neurons[-1])
+    Y = targets(y, activations[-1], neurons[-1], dtype)
     m = X_cols.shape[1]
     if Y.shape[1] != m:
         raise LnnInputError(f"X has {m} rows but there are {Y.shape[1]} labels")
     check_batch_size(m, batch_size)
     if shuffle_seed is None:
         shuffle_seed = 0 if seed is None else seed
-    params = init_params([X_cols.shape[0], *neurons], init, seed)
+    params = init_params([X_cols.shape[0], *neurons], init, seed, dtype)
     opt_state = optimizers.init_state(params, optimizer)
     costs: list[float] = []
 

@@ -88,8 +88,9 @@ def evaluation(config: TrainingConfig, data: TrainingData, epoch: int, params: n
     if not config.eval_every or epoch % config.eval_every or data.X_test is None:
         return None
     activations = list(config.activations)
-    AL, _ = network.forward_pass(params, network.to_columns(data.X_test), activations)
-    cost = network.compute_cost(AL, network.targets(data.y_test, activations[-1], config.neurons[-1]), activations[-1])
+    AL, _ = network.forward_pass(params, network.to_columns(data.X_test, config.dtype), activations)
+    Y_test = network.targets(data.y_test, activations[-1], config.neurons[-1], config.dtype)
+    cost = network.compute_cost(AL, Y_test, activations[-1])
     metric = ("test_rmse", rmse) if config.regression else ("test_accuracy", accuracy)
     return {"test_cost": finite_cost(cost, epoch, config), metric[0]: metric[1](params, data.X_test, data.y_test, activations)}
 
@@ -138,6 +139,8 @@ def finite_cost(cost: float, epoch: int, config: TrainingConfig) -> float:
 
 
 def finite_params(params: dict[str, np.ndarray], epoch: int) -> dict[str, np.ndarray]:
-    if not all(np.all(np.abs(array) < DIVERGED_MAGNITUDE) for array in params.values()):  # NaN fails too
+    # float32 ends at 3.4e38: its arrays are compared with its largest number (1e100 in float32 is inf, with a warning)
+    if not all(np.all(np.abs(array) < min(DIVERGED_MAGNITUDE, float(np.finfo(array.dtype).max)))
+               for array in params.values()):  # NaN fails too
         raise RunFailure(f"the weights diverged at epoch {epoch} (beyond {DIVERGED_MAGNITUDE:g} or NaN); lower the learning rate")
     return params

@@ -66,7 +66,7 @@ class StepBodies:
 
     def __init__(self, ports: Ports):
         self.ports = ports
-        self._data: dict[tuple[str, str], PreparedData] = {}  # keyed by (key, ETag)
+        self._data: dict[tuple[str, str, str], PreparedData] = {}  # keyed by (key, ETag, dtype)
         self._epoch_batches: tuple[tuple, list] | None = None
 
     def execute(self, position: Position, config: TrainingConfig, run: dict, context: Any) -> StepResult:
@@ -285,16 +285,16 @@ class StepBodies:
         return npz_to_arrays(self.ports.store.get_bytes(key), key=key)
 
     def _prepared(self, config: TrainingConfig, run: dict) -> PreparedData:
-        """The run's training data, parsed once per warm container and ETag."""
-        cache_key = (config.data, run["data_etag"])
+        """The run's training data in the run's dtype, parsed once per warm container and ETag."""
+        cache_key = (config.data, run["data_etag"], config.dtype)
         if cache_key not in self._data:
             raw = self.ports.store.get_bytes(config.data, etag=run["data_etag"], cache=False)
             self._data.clear()  # one run's data at a time: a warm container serves one chain
             try:
-                data = load_training_data(raw, source=f"s3://{self.ports.store.bucket}/{config.data}")
+                data = load_training_data(raw, source=f"s3://{self.ports.store.bucket}/{config.data}", dtype=config.dtype)
                 data.check_fits(config)
-                X = network.to_columns(data.X)
-                Y = network.targets(data.y, config.activations[-1], config.neurons[-1])
+                X = network.to_columns(data.X, config.dtype)
+                Y = network.targets(data.y, config.activations[-1], config.neurons[-1], config.dtype)
             except LnnInputError as error:
                 raise RunFailure(str(error)) from error
             except MemoryError as error:
@@ -317,7 +317,7 @@ class StepBodies:
 
 def initial_params(config: TrainingConfig, features: int) -> network.Params:
     """The run's initial parameters: seeded lecun/he, or LNN 0.0's constant `weight` and `bias`."""
-    params = network.init_params([features, *config.neurons], config.init, config.seed)
+    params = network.init_params([features, *config.neurons], config.init, config.seed, config.dtype)
     if config.weight is None:
         return params
     return {name: np.full_like(value, config.weight if name.startswith("W") else config.bias)
