@@ -119,6 +119,6 @@ def validate_run(parameters: dict[str, Any], data_path: str | Path, *, defaults:
     config = TrainingConfig.from_parameters({**parameters, "data": "runs/check/data.npz"}, defaults=defaults)
     check_training_fits(layout, config.neurons, memory_mb=trainer_memory_mb, source=str(data_path),
                         copies=parameter_copies(config), itemsize=value_bytes(config))
-    training_data = load_training_data(data, source=str(data_path))
+    training_data = load_training_data(data, source=str(data_path), dtype=config.dtype)
     training_data.check_fits(config)
     return RunInputs(parameters, data, config, training_data)

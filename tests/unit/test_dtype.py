@@ -210,6 +210,17 @@ def test_data_beyond_float32_is_refused_in_one_line():
         load_training_data(raw, source="d", dtype="float32")
 
 
+def test_a_float32_run_of_data_beyond_float32_is_refused_before_it_starts(tmp_path):
+    from lnn_cli.inputs import validate_run
+
+    path = tmp_path / "big.npz"
+    path.write_bytes(npz(X=np.array([[1.0, 1e39], [0.0, 1.0]]), y=np.array([0, 1])))
+    parameters = {key: value for key, value in BASE.items() if key != "data"}
+    assert validate_run(parameters, path).training_data.X.dtype == np.float64
+    with pytest.raises(LnnInputError, match="X holds values beyond float32's range"):
+        validate_run({**parameters, "dtype": "float32"}, path)
+
+
 # ---- memory ----------------------------------------------------------------------------------------------------
 
 

@@ -224,7 +224,7 @@ class Launcher:
         check_npz_fits(layout, compressed_bytes=len(raw), memory_mb=memory_mb, source=source)
         check_training_fits(layout, config.neurons, memory_mb=self.limits.trainer_memory_mb, source=source,
                             copies=parameter_copies(config), itemsize=value_bytes(config))
-        return etag, load_training_data(raw, source=source)
+        return etag, load_training_data(raw, source=source, dtype=config.dtype)
 
     def _relaunch(self, run_id: str, config: TrainingConfig, *, seed_drawn: bool, claimant: str,
                   etag: str) -> dict[str, Any]:
