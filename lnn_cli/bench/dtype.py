@@ -5,7 +5,7 @@ Two jobs: the demo (`make demo`: the bundled breast cancer data, 455 x 30, and l
 784-128-64-10, full-batch gd at granularity epoch, K = 1). Plain NumPy is `training.train_reference` on one BLAS
 thread (threadpoolctl); `lnn local` runs on one emulator deployed with memory_size 1769 (the float64 large job is
 refused at 1024), concurrency 2 and 1 BLAS thread per container, timed from its launch to its finish. float64 and
-float32 alternate, `--repeats` times each; medians are reported, and every run's costs must equal plain NumPy's in
+float32 alternate (ABBA...), `--repeats` times each; medians are reported, and every run's costs must equal plain NumPy's in
 its dtype. Not a test: a measurement, written to out/bench-dtype/dtype.json and printed as docs/performance.md's table.
 """
 
@@ -39,6 +39,11 @@ from threadpoolctl import threadpool_limits
 DTYPES = ("float64", "float32")
 CONCURRENCY = 2
 CONTAINER_CPUS = 1
+
+
+def order(attempt: int) -> tuple[str, ...]:
+    """float64 first, then float32 first, and so on: a machine whose load drifts favours neither."""
+    return DTYPES if attempt % 2 == 0 else DTYPES[::-1]
 
 
 def jobs(args: argparse.Namespace) -> dict[str, dict]:
@@ -84,8 +89,8 @@ def main(argv: list[str] | None = None) -> int:
     selected = jobs(args)
     for name, job in selected.items():
         runs = {dtype: [] for dtype in DTYPES}
-        for _ in range(args.repeats):
-            for dtype in DTYPES:
+        for attempt in range(args.repeats):
+            for dtype in order(attempt):
                 runs[dtype].append(plain_numpy(job, dtype))
                 print(f"{name} plain NumPy {dtype}: {runs[dtype][-1][0]:.5f} s/epoch", flush=True)
         job["costs"] = {dtype: runs[dtype][0][1] for dtype in DTYPES}
@@ -100,13 +105,14 @@ def main(argv: list[str] | None = None) -> int:
         with open(out / "lambda.log", "w") as log:
             for name, job in selected.items():
                 for attempt in range(args.repeats):
-                    for dtype in DTYPES:
+                    for dtype in order(attempt):
                         result = run_local(session, deployment.outputs, job["parameters"] | {"dtype": dtype}, job["data"],
                                            log_stream=log, run_id=f"bench-dtype-{name}-{dtype}-{attempt}",
                                            concurrency=CONCURRENCY, container_cpus=CONTAINER_CPUS)
                         results = result.results()
                         intervals = epoch_intervals(result.epochs)
                         row = {"seconds": results["seconds"], "epochs": results["epochs"],
+                               "load_average": round(os.getloadavg()[0], 2),
                                "median_interval": median(intervals) if intervals else None,
                                "costs_equal_plain_numpy": results["costs"] == job["costs"][dtype]}
                         if results["status"] != "succeeded" or not row["costs_equal_plain_numpy"]:
