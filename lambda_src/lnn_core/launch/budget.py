@@ -191,7 +191,8 @@ def estimate_step_memory(
     dA_prev of the widest layer pair in the backward pass (layer 1 has no dA_prev: it is never computed) plus one
     widest-layer temporary (`W @ A` before `+ b`). parameters: W and b, their gradients, the updated copy and `optimizer_copies`
     more (adam: 2). Measured once with tracemalloc (20,000 x 784, 784-128-64-10): the estimate less overhead is
-    within a few per cent of the traced peak.
+    within a few per cent of the traced peak; again in both dtypes (loading, columns, targets and one epoch):
+    traced 179 MB in float32 and 355 MB in float64, estimated 177 and 354 MB.
     """
     layer_sizes = [features, *neurons]
     m = examples
