@@ -5,12 +5,12 @@ Two jobs: the demo (`make demo`: the bundled breast cancer data, 455 x 30, and l
 784-128-64-10, full-batch gd at granularity epoch, K = 1). Plain NumPy is `training.train_reference` on one BLAS
 thread (threadpoolctl); `lnn local` runs on one emulator deployed with memory_size 1769 (the float64 large job is
 refused at 1024), concurrency 2 and 1 BLAS thread per container, timed from its launch to its finish. float64 and
-float32 alternate (ABBA...), `--repeats` times each; medians are reported, and every run's costs must equal plain NumPy's in
-its dtype. Not a test: a measurement, written to out/bench-dtype/dtype.json and printed as docs/performance.md's table.
+float32 alternate (ABBA...), `--repeats` times each; medians are reported, and every run's costs must equal plain
+NumPy's in its dtype. Not a test: a measurement, written to out/bench-dtype/dtype.json and printed as
+docs/performance.md's table.
 """
 
 import argparse
-import io
 import json
 import os
 import sys
@@ -18,7 +18,8 @@ import time
 from pathlib import Path
 from statistics import median
 
-import numpy as np
+from threadpoolctl import threadpool_limits
+
 from lnn_cli.bench.figures import epoch_intervals
 from lnn_cli.bench.jobs import SEED
 from lnn_cli.bench.workers import (
@@ -34,7 +35,6 @@ from lnn_cli.cloud.local import run_local
 from lnn_cli.inputs import DEMO_CONFIG, DEMO_DATA
 from lnn_core.ml import training
 from lnn_core.ml.dataset import load_training_data
-from threadpoolctl import threadpool_limits
 
 DTYPES = ("float64", "float32")
 CONCURRENCY = 2
@@ -56,7 +56,7 @@ def jobs(args: argparse.Namespace) -> dict[str, dict]:
         "demo": {"title": "demo: 455 x 30, 20-7-5-1, 60 epochs, gd, granularity layer", "data": demo_bytes,
                  "X": demo.X, "y": demo.y, "parameters": json.loads(DEMO_CONFIG.read_text()),
                  "numpy_epochs": args.demo_numpy_epochs},
-        "large": {"title": f"{args.examples:,} x 784, 784-128-64-10, {args.epochs} epochs, gd, granularity epoch, K = 1",
+        "large": {"title": f"{args.examples:,} x 784, 784-128-64-10, {args.epochs} epochs, gd, epoch, K = 1",
                   "data": large_bytes, "X": X, "y": y,
                   "parameters": {"epochs": args.epochs, "neurons": WORKERS_NEURONS, "activations": WORKERS_ACTIVATIONS,
                                  "learning_rate": 0.5, "seed": SEED, "granularity": "epoch"},
@@ -69,7 +69,8 @@ def plain_numpy(job: dict, dtype: str) -> tuple[float, list[float]]:
     options = {key: value for key, value in job["parameters"].items() if key != "granularity"}
     with threadpool_limits(limits=CONTAINER_CPUS):
         started = time.perf_counter()
-        _, costs = training.train_reference(job["X"], job["y"], **(options | {"epochs": job["numpy_epochs"]}), dtype=dtype)
+        _, costs = training.train_reference(job["X"], job["y"], **(options | {"epochs": job["numpy_epochs"]}),
+                                            dtype=dtype)
         seconds = time.perf_counter() - started
     return seconds / job["numpy_epochs"], costs[:job["parameters"]["epochs"]]
 
@@ -106,8 +107,9 @@ def main(argv: list[str] | None = None) -> int:
             for name, job in selected.items():
                 for attempt in range(args.repeats):
                     for dtype in order(attempt):
-                        result = run_local(session, deployment.outputs, job["parameters"] | {"dtype": dtype}, job["data"],
-                                           log_stream=log, run_id=f"bench-dtype-{name}-{dtype}-{attempt}",
+                        parameters = job["parameters"] | {"dtype": dtype}
+                        result = run_local(session, deployment.outputs, parameters, job["data"], log_stream=log,
+                                           run_id=f"bench-dtype-{name}-{dtype}-{attempt}",
                                            concurrency=CONCURRENCY, container_cpus=CONTAINER_CPUS)
                         results = result.results()
                         intervals = epoch_intervals(result.epochs)
@@ -134,7 +136,8 @@ def table(report: dict) -> str:
         numpy = job["numpy"]
         lines.append(f"| {job['title']} | plain NumPy, 1 BLAS thread | {numpy['float64']:.4g} | {numpy['float32']:.4g} "
                      f"| {numpy['float32'] / numpy['float64']:.2f} |")
-        per_epoch = {dtype: median(row["seconds"] / row["epochs"] for row in rows) for dtype, rows in job["lnn"].items()}
+        per_epoch = {dtype: median(row["seconds"] / row["epochs"] for row in rows)
+                     for dtype, rows in job["lnn"].items()}
         lines.append(f"| | `lnn local`, launch to finish | {per_epoch['float64']:.4g} | {per_epoch['float32']:.4g} "
                      f"| {per_epoch['float32'] / per_epoch['float64']:.2f} |")
         intervals = {dtype: median(row["median_interval"] for row in rows) for dtype, rows in job["lnn"].items()

@@ -205,7 +205,9 @@ def test_a_float32_run_of_the_local_runtime_equals_the_float32_reference_bit_for
     results = result.results()
     assert results["status"] == "succeeded", results.get("reason")
     params, costs = training.train_reference(X, y, neurons=[4, 1], activations=["relu", "sigmoid"], learning_rate=0.5,
-                                             epochs=4, init="he", seed=5, batch_size=16, workers=workers, dtype="float32")
+                                             epochs=4, init="he", seed=5, batch_size=16, workers=workers,
+                                             dtype="float32")
     assert results["costs"] == costs
     model = model_arrays(result.model)
-    assert all(model[name].dtype == np.float32 and model[name].tobytes() == array.tobytes() for name, array in params.items())
+    assert all(model[name].dtype == np.float32 and model[name].tobytes() == array.tobytes()
+               for name, array in params.items())

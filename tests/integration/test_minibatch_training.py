@@ -57,8 +57,9 @@ def reference(X, y, parameters):
 
 
 def same(got: dict, expected: dict) -> bool:
-    return got.keys() >= expected.keys() and all(got[k].dtype == np.asarray(expected[k]).dtype
-                                                  and got[k].tobytes() == np.asarray(expected[k]).tobytes() for k in expected)
+    return got.keys() >= expected.keys() and all(
+        got[k].dtype == np.asarray(expected[k]).dtype and got[k].tobytes() == np.asarray(expected[k]).tobytes()
+        for k in expected)
 
 
 @pytest.mark.parametrize("dtype", ["float64", "float32"])

@@ -54,7 +54,8 @@ def test_chain_equals_plain_numpy_bit_for_bit(aws, granularity, dtype):
     trainer, _ = run_chain(aws, {**PARAMETERS, "dtype": dtype}, granularity=granularity)
     X, y = blobs()
     params, costs = training.train_reference(
-        X[:48], y[:48], neurons=[3, 1], activations=["tanh", "sigmoid"], learning_rate=0.5, epochs=5, seed=3, dtype=dtype
+        X[:48], y[:48], neurons=[3, 1], activations=["tanh", "sigmoid"], learning_rate=0.5, epochs=5, seed=3,
+        dtype=dtype,
     )
 
     model = np.load(io.BytesIO(aws.s3.get_object(Bucket=aws.bucket, Key="runs/r1/model.npz")["Body"].read()))

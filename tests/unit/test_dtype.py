@@ -7,17 +7,17 @@ import warnings
 
 import numpy as np
 import pytest
+
+from lnn_cli.main import main
 from lnn_core.errors import LnnInputError
 from lnn_core.launch.budget import estimate_step_memory, value_bytes
 from lnn_core.ml import batching, diagnostics, metrics, network, optimizers, shards, training
 from lnn_core.ml.config import TrainingConfig
 from lnn_core.ml.dataset import ROUNDING_ROWS, load_training_data
 from lnn_core.protocol.results import finite_params
-from tests.unit.test_cli import assert_one_line_error
-
-from lnn_cli.main import main
 from lnn_stack.settings.context import ContextError
 from lnn_stack.settings.training import TrainingDefaults
+from tests.unit.test_cli import assert_one_line_error
 
 F32 = np.dtype("float32")
 BASE = {"epochs": 2, "learning_rate": 0.1, "neurons": [4, 1], "activations": ["relu", "sigmoid"],
@@ -136,15 +136,15 @@ def test_a_saturated_float32_output_has_a_finite_cost():
         loss = network.loss_sum(AL, Y, "sigmoid")
     # the one wrong example: 1 - 1e-7 rounds to 1 - 2**-23 in float32
     assert loss == pytest.approx(-np.log(1 - np.float64(np.float32(1 - network.EPSILON_FLOAT32))), rel=1e-6)
-    softmax = network.loss_sum(np.array([[1.0], [0.0]], dtype=np.float32), np.array([[0.0], [1.0]], np.float32), "softmax")
+    softmax = network.loss_sum(np.array([[1.0], [0.0]], np.float32), np.array([[0.0], [1.0]], np.float32), "softmax")
     assert np.isfinite(softmax)
 
 
 def test_shards_move_and_reduce_float32(data32):
     X, Y = data32
     params = network.init_params([5, 4, 1], "lecun", 3, "float32")
-    results = [shards.shard_sums(params, shards.shard_columns(X, part), shards.shard_columns(Y, part), ["tanh", "sigmoid"])
-               for part in shards.shard_slices(30, 2)]
+    results = [shards.shard_sums(params, shards.shard_columns(X, part), shards.shard_columns(Y, part),
+                                 ["tanh", "sigmoid"]) for part in shards.shard_slices(30, 2)]
     assert all({value.dtype for value in sums.values()} == {F32} for sums, _ in results)
     grads, cost_sum = shards.combine_shards(params, results, 30, np.float64(0.2))
     assert {value.dtype for value in grads.values()} == {F32} and isinstance(cost_sum, float)

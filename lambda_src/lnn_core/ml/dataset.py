@@ -4,10 +4,10 @@ flattened into a row of X, e.g. [64, 64, 3]), as `lnn` writes when it converts L
 
 uint8 input is scaled by 1/255, as LNN did for images. Features are float64 (scaled) and then, for a run of dtype
 float32, rounded once to float32, here, when the data are loaded: every mode (the trainer's steps at every
-granularity, its shard workers, `training.train_reference` through `network.to_columns`) rounds the same float64 values
-the same way. Labels stay float64 (`network.targets` rounds them into the targets Y). Labels are 0/1 for a sigmoid output and class
-indices 0..C-1 for a softmax output; for a linear (regression) output, y holds real targets of shape
-(m,) or (m, k), k the output's neurons.
+granularity, its shard workers, `training.train_reference` through `network.to_columns`) rounds the same float64
+values the same way. Labels stay float64 (`network.targets` rounds them into the targets Y). Labels are 0/1 for a
+sigmoid output and class indices 0..C-1 for a softmax output; for a linear (regression) output, y holds real
+targets of shape (m,) or (m, k), k the output's neurons.
 """
 
 import io
@@ -24,7 +24,8 @@ HDF5_MAGIC = b"\x89HDF\r\n\x1a\n"
 
 @dataclass(frozen=True)
 class TrainingData:
-    """X: (m, n0) float64 or float32 (the run's dtype); y: (m,) labels or (m, k) regression targets; X_test/y_test likewise or None;
+    """X: (m, n0) float64 or float32 (the run's dtype); y: (m,) labels or (m, k) regression targets; X_test/y_test
+    likewise or None;
     classes: the class names or None; example_shape: one example's shape before flattening, or None."""
 
     X: np.ndarray
@@ -89,7 +90,8 @@ def load_training_data(data: bytes, *, source: str, dtype: str = "float64") -> T
     try:
         return _checked(arrays, source, dtype)
     except MemoryError:
-        raise LnnInputError(f"{source} does not fit in memory once converted to {dtype}; use less data or a larger memory_size") from None
+        raise LnnInputError(f"{source} does not fit in memory once converted to {dtype}; use less data or a larger "
+                            "memory_size") from None
 
 
 def _checked(arrays: dict[str, np.ndarray], source: str, dtype: str) -> TrainingData:
@@ -104,7 +106,8 @@ def _checked(arrays: dict[str, np.ndarray], source: str, dtype: str) -> Training
     example_shape = _example_shape(arrays["example_shape"], X.shape[1], source) if "example_shape" in arrays else None
     if "X_test" not in arrays:
         return TrainingData(X, y, classes=classes, example_shape=example_shape)
-    X_test, y_test = _features_as(arrays["X_test"], "X_test", source, dtype), _labels(arrays["y_test"], "y_test", source)
+    X_test = _features_as(arrays["X_test"], "X_test", source, dtype)
+    y_test = _labels(arrays["y_test"], "y_test", source)
     _check_rows(X_test, y_test, "X_test", "y_test", source)
     if X_test.shape[1] != X.shape[1]:
         raise LnnInputError(f"{source}: X_test has {X_test.shape[1]} features but X has {X.shape[1]}")

@@ -1,8 +1,8 @@
 """Predictions and metrics of a trained network (network.py's forward pass), with examples as ROWS.
 
-X (m, n0), rounded to the model's dtype (that of its weights) as training data are; labels y (m,) (0/1 for a sigmoid output, class indices for softmax) or, for a linear
-(regression) output, real targets y (m,) or (m, k). Classification outputs are scored by `accuracy`,
-regression outputs by `rmse` and `r2`.
+X (m, n0), rounded to the model's dtype (that of its weights) as training data are; labels y (m,) (0/1 for a
+sigmoid output, class indices for softmax) or, for a linear (regression) output, real targets y (m,) or (m, k).
+Classification outputs are scored by `accuracy`, regression outputs by `rmse` and `r2`.
 """
 
 from collections.abc import Sequence

@@ -291,7 +291,8 @@ class StepBodies:
             raw = self.ports.store.get_bytes(config.data, etag=run["data_etag"], cache=False)
             self._data.clear()  # one run's data at a time: a warm container serves one chain
             try:
-                data = load_training_data(raw, source=f"s3://{self.ports.store.bucket}/{config.data}", dtype=config.dtype)
+                data = load_training_data(raw, source=f"s3://{self.ports.store.bucket}/{config.data}",
+                                          dtype=config.dtype)
                 data.check_fits(config)
                 X = network.to_columns(data.X, config.dtype)
                 Y = network.targets(data.y, config.activations[-1], config.neurons[-1], config.dtype)
