@@ -19,6 +19,7 @@ from lnn_core.launch.budget import (
     check_training_fits,
     inspect_npz,
     parameter_copies,
+    value_bytes,
 )
 from lnn_core.ml.config import TrainingConfig
 from lnn_core.ml.dataset import load_training_data, TrainingData
@@ -126,8 +127,8 @@ def validate_run(parameters: dict[str, Any], data_path: str | Path, *, defaults:
         check_npz_fits(layout, compressed_bytes=len(data), memory_mb=launcher_memory_mb or trainer_memory_mb,
                        source=str(data_path))
         check_training_fits(layout, config.neurons, memory_mb=trainer_memory_mb, source=str(data_path),
-                            copies=parameter_copies(config))
-    training_data = load_training_data(data, source=str(data_path))
+                            copies=parameter_copies(config), itemsize=value_bytes(config))
+    training_data = load_training_data(data, source=str(data_path), dtype=config.dtype)
     training_data.check_fits(config)
     parts = data_in_parts(data, config.workers) if split else None
     for name, part in (parts or {}).items():

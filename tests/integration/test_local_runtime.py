@@ -195,3 +195,20 @@ def test_granularities_report_the_clean_runs_costs(stack, clean, log, granularit
     assert results["granularity"] == granularity and results["costs"] == clean.costs
     assert results["invocations"] < clean.results()["invocations"]  # fewer, larger steps
     assert results["aws_requests"]["s3"] < clean.results()["aws_requests"]["s3"]
+
+
+@pytest.mark.parametrize("workers, granularity", [(1, "layer"), (2, "epoch")])
+def test_a_float32_run_of_the_local_runtime_equals_the_float32_reference_bit_for_bit(stack, log, workers, granularity):
+    session, outputs = stack
+    data, X, y = dataset()
+    parameters = {**PARAMETERS, "dtype": "float32", "workers": workers, "granularity": granularity, "batch_size": 16}
+    result = run_local(session, outputs, parameters, data, run_id=f"float32-{workers}", log_stream=log, concurrency=2)
+    results = result.results()
+    assert results["status"] == "succeeded", results.get("reason")
+    params, costs = training.train_reference(X, y, neurons=[4, 1], activations=["relu", "sigmoid"], learning_rate=0.5,
+                                             epochs=4, init="he", seed=5, batch_size=16, workers=workers,
+                                             dtype="float32")
+    assert results["costs"] == costs
+    model = model_arrays(result.model)
+    assert all(model[name].dtype == np.float32 and model[name].tobytes() == array.tobytes()
+               for name, array in params.items())

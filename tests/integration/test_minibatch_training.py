@@ -50,22 +50,25 @@ def stored(aws, key):
 
 def reference(X, y, parameters):
     options = {key: parameters[key] for key in ("optimizer", "beta", "beta1", "beta2", "epsilon", "l2", "threshold",
-                                                 "batch_size", "shuffle_seed") if key in parameters}
+                                                 "batch_size", "shuffle_seed", "dtype") if key in parameters}
     return training.train_reference_state(X, y, neurons=parameters["neurons"], activations=parameters["activations"],
                                           learning_rate=parameters["learning_rate"], epochs=parameters["epochs"],
                                           seed=parameters["seed"], **options)
 
 
 def same(got: dict, expected: dict) -> bool:
-    return got.keys() >= expected.keys() and all(got[k].tobytes() == np.asarray(expected[k]).tobytes() for k in expected)
+    return got.keys() >= expected.keys() and all(
+        got[k].dtype == np.asarray(expected[k]).dtype and got[k].tobytes() == np.asarray(expected[k]).tobytes()
+        for k in expected)
 
 
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
 @pytest.mark.parametrize("granularity", ["layer", "epoch", "auto"])
 @pytest.mark.parametrize("optimizer", sorted(OPTIMIZERS))
-def test_every_granularity_equals_the_plain_loop_bit_for_bit(aws, optimizer, granularity):
+def test_every_granularity_equals_the_plain_loop_bit_for_bit(aws, optimizer, granularity, dtype):
     X, y = blobs(EXAMPLES)
     upload(aws, "r1", X, y)
-    parameters = {**BASE, **OPTIMIZERS[optimizer], "granularity": granularity}
+    parameters = {**BASE, **OPTIMIZERS[optimizer], "granularity": granularity, "dtype": dtype}
     trainer, outcomes = train(aws, parameters)
     run = trainer.ports.table.get_run("r1")
     assert run["status"] == "succeeded", run.get("reason")

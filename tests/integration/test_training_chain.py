@@ -48,17 +48,19 @@ def test_layer_chain_trains_and_finishes_once(aws):
     assert run["final"]["invocations"] == 26 and run["final"]["test_accuracy"] is not None
 
 
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
 @pytest.mark.parametrize("granularity", ["layer", "epoch", "auto"])
-def test_chain_equals_plain_numpy_bit_for_bit(aws, granularity):
-    trainer, _ = run_chain(aws, PARAMETERS, granularity=granularity)
+def test_chain_equals_plain_numpy_bit_for_bit(aws, granularity, dtype):
+    trainer, _ = run_chain(aws, {**PARAMETERS, "dtype": dtype}, granularity=granularity)
     X, y = blobs()
     params, costs = training.train_reference(
-        X[:48], y[:48], neurons=[3, 1], activations=["tanh", "sigmoid"], learning_rate=0.5, epochs=5, seed=3
+        X[:48], y[:48], neurons=[3, 1], activations=["tanh", "sigmoid"], learning_rate=0.5, epochs=5, seed=3,
+        dtype=dtype,
     )
 
     model = np.load(io.BytesIO(aws.s3.get_object(Bucket=aws.bucket, Key="runs/r1/model.npz")["Body"].read()))
     for name, array in params.items():
-        assert np.array_equal(model[name], array), name
+        assert model[name].dtype == array.dtype == dtype and model[name].tobytes() == array.tobytes(), name
     assert [item["cost"] for item in trainer.ports.table.list_epochs("r1")] == costs
 
 

@@ -50,7 +50,7 @@ def drain(trainer, queue, *, order=None):
 
 
 def reference(X, y, parameters=PARAMETERS):
-    options = {k: parameters[k] for k in ("batch_size", "optimizer", "l2", "workers")}
+    options = {k: parameters[k] for k in ("batch_size", "optimizer", "l2", "workers", "dtype") if k in parameters}
     return training.train_reference(X, y, neurons=parameters["neurons"], activations=parameters["activations"],
                                     learning_rate=parameters["learning_rate"], epochs=parameters["epochs"],
                                     seed=parameters["seed"], **options)
@@ -75,6 +75,29 @@ def test_a_run_with_k_workers_equals_the_reference_bit_for_bit(world, granularit
     assert outcomes.count("shard") == 2 * ROUNDS and outcomes.count("round complete") == ROUNDS
     assert outcomes.count("committed") == ROUNDS + 2
     assert_like_reference(aws, trainer, X, y, {**PARAMETERS, "granularity": granularity})
+
+
+@pytest.mark.parametrize("granularity", ["epoch", "auto"])
+def test_float32_rounds_of_two_workers_move_float32_and_equal_the_float32_reference(world, granularity):
+    aws, X, y, queue, clock = world
+    parameters = {**PARAMETERS, "workers": 2, "dtype": "float32", "granularity": granularity}
+    trainer = launch(aws, queue, clock, parameters)
+    written = {}
+    put_bytes = trainer.ports.store.put_bytes
+
+    def recording(key, data, **kwargs):
+        with np.load(io.BytesIO(data)) as npz:
+            written[key] = {name: npz[name].dtype for name in npz.files if npz[name].ndim}  # scalars: sums and t
+        put_bytes(key, data, **kwargs)
+
+    trainer.ports.store.put_bytes = recording
+    outcomes = drain(trainer, queue)
+    assert outcomes.count("shard") == ROUNDS and outcomes.count("round complete") == ROUNDS
+    assert_like_reference(aws, trainer, X, y, parameters)
+    shards = [arrays for key, arrays in written.items() if "/shard-" in key]
+    assert len(shards) == 2 * ROUNDS
+    for arrays in [*shards, *(arrays for key, arrays in written.items() if "/params-e" in key)]:
+        assert set(arrays.values()) == {np.dtype("float32")}
 
 
 def test_shards_in_any_order_and_every_one_twice_end_like_the_reference(world):

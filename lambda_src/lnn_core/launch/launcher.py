@@ -34,6 +34,7 @@ from lnn_core.launch.budget import (
     MAX_PARAMETERS_BYTES,
     parameter_copies,
     positive_int_from,
+    value_bytes,
 )
 from lnn_core.launch.parts import check_parts
 from lnn_core.ml import batching
@@ -240,8 +241,8 @@ class Launcher:
         layout = inspect_npz(io.BytesIO(raw), source=source)
         check_npz_fits(layout, compressed_bytes=len(raw), memory_mb=memory_mb, source=source)
         check_training_fits(layout, config.neurons, memory_mb=self.limits.trainer_memory_mb, source=source,
-                            copies=parameter_copies(config))
-        return etag, load_training_data(raw, source=source)
+                            copies=parameter_copies(config), itemsize=value_bytes(config))
+        return etag, load_training_data(raw, source=source, dtype=config.dtype)
 
     def _relaunch(self, run_id: str, config: TrainingConfig, *, seed_drawn: bool, claimant: str,
                   etag: str, part_etags: list[str] | None = None) -> dict[str, Any]:

@@ -30,6 +30,7 @@ class TrainingConfig:
     data: str
     granularity: str = PARAMETERS["granularity"].default
     init: str = PARAMETERS["init"].default
+    dtype: str = PARAMETERS["dtype"].default  # float64 or float32: the data, the training state and the model
     seed: int | None = None
     batch_size: int | None = None  # None: the whole training set, one batch per epoch
     shuffle_seed: int | None = None  # None: the seed

@@ -2,9 +2,12 @@
 (the class names, strings, class 0 first) and `example_shape` (the shape of one example before it was
 flattened into a row of X, e.g. [64, 64, 3]), as `lnn` writes when it converts LNN's HDF5.
 
-uint8 input is scaled by 1/255, as LNN did for images. Labels are 0/1 for a sigmoid output and class
-indices 0..C-1 for a softmax output; for a linear (regression) output, y holds real targets of shape
-(m,) or (m, k), k the output's neurons.
+uint8 input is scaled by 1/255, as LNN did for images. Features are float64 (scaled) and then, for a run of dtype
+float32, rounded once to float32, here, when the data are loaded: every mode (the trainer's steps at every
+granularity, its shard workers, `training.train_reference` through `network.to_columns`) rounds the same float64
+values the same way. Labels stay float64 (`network.targets` rounds them into the targets Y). Labels are 0/1 for a
+sigmoid output and class indices 0..C-1 for a softmax output; for a linear (regression) output, y holds real
+targets of shape (m,) or (m, k), k the output's neurons.
 """
 
 import io
@@ -22,7 +25,8 @@ HDF5_MAGIC = b"\x89HDF\r\n\x1a\n"
 
 @dataclass(frozen=True)
 class TrainingData:
-    """X: (m, n0) float64; y: (m,) labels or (m, k) regression targets; X_test/y_test likewise or None;
+    """X: (m, n0) float64 or float32 (the run's dtype); y: (m,) labels or (m, k) regression targets; X_test/y_test
+    likewise or None;
     classes: the class names or None; example_shape: one example's shape before flattening, or None."""
 
     X: np.ndarray
@@ -72,16 +76,18 @@ class TrainingData:
                 )
 
 
-def load_training_data(data: bytes, *, source: str) -> TrainingData:
-    """Parse and validate .npz bytes; every problem is an `LnnInputError` naming `source`."""
+def load_training_data(data: bytes, *, source: str, dtype: str = "float64") -> TrainingData:
+    """Parse and validate .npz bytes, X and X_test as `dtype`; every problem is an `LnnInputError` naming `source`."""
     arrays = _arrays(data, source)
     try:
-        return _checked(arrays, source)
+        return _checked(arrays, source, dtype)
     except MemoryError:
-        raise LnnInputError(f"{source} does not fit in memory once converted to float64; use less data or a larger memory_size") from None
+        raise LnnInputError(f"{source} does not fit in memory once converted to {dtype}; use less data or a larger "
+                            "memory_size") from None
 
 
-def load_common_data(data: bytes, *, source: str, features: int, target_shape: tuple[int, ...]) -> TrainingData:
+def load_common_data(data: bytes, *, source: str, features: int, target_shape: tuple[int, ...],
+                     dtype: str = "float64") -> TrainingData:
     """What the parts of training data in parts share (common.npz: X_test and y_test, classes, example_shape, each
     optional), as `TrainingData` whose X (0, features) and y (0, *target_shape) hold no examples: those are in the
     parts. `target_shape`: one example's y in the parts ((): a label)."""
@@ -97,7 +103,7 @@ def load_common_data(data: bytes, *, source: str, features: int, target_shape: t
     X_test = y_test = None
     if "X_test" in arrays:
         try:
-            X_test, y_test = _features(arrays["X_test"], "X_test", source), _labels(arrays["y_test"], "y_test", source)
+            X_test, y_test = _features_as(arrays["X_test"], "X_test", source, dtype), _labels(arrays["y_test"], "y_test", source)
         except MemoryError:
             raise LnnInputError(f"{source} does not fit in memory once converted to float64; use a larger memory_size") from None
         _check_rows(X_test, y_test, "X_test", "y_test", source)
@@ -106,7 +112,8 @@ def load_common_data(data: bytes, *, source: str, features: int, target_shape: t
         if y_test.shape[1:] != tuple(target_shape):
             raise LnnInputError(f"{source}: y_test has shape {y_test.shape} but the parts' y holds {tuple(target_shape)} "
                                 "per example; give the same targets per example")
-    return TrainingData(np.empty((0, features)), np.empty((0, *target_shape)), X_test, y_test, classes, example_shape)
+    return TrainingData(np.empty((0, features), dtype=dtype), np.empty((0, *target_shape)), X_test, y_test, classes,
+                        example_shape)
 
 
 def _arrays(data: bytes, source: str) -> dict[str, np.ndarray]:
@@ -126,19 +133,20 @@ def _arrays(data: bytes, source: str) -> dict[str, np.ndarray]:
     return arrays
 
 
-def _checked(arrays: dict[str, np.ndarray], source: str) -> TrainingData:
+def _checked(arrays: dict[str, np.ndarray], source: str, dtype: str) -> TrainingData:
     missing = [name for name in ("X", "y") if name not in arrays]
     if missing:
         raise LnnInputError(f"{source} lacks the array {missing[0]!r}; it needs X (examples as rows) and y")
     if ("X_test" in arrays) != ("y_test" in arrays):
         raise LnnInputError(f"{source} has only one of X_test and y_test; give both or neither")
-    X, y = _features(arrays["X"], "X", source), _labels(arrays["y"], "y", source)
+    X, y = _features_as(arrays["X"], "X", source, dtype), _labels(arrays["y"], "y", source)
     _check_rows(X, y, "X", "y", source)
     classes = _classes(arrays["classes"], source) if "classes" in arrays else None
     example_shape = _example_shape(arrays["example_shape"], X.shape[1], source) if "example_shape" in arrays else None
     if "X_test" not in arrays:
         return TrainingData(X, y, classes=classes, example_shape=example_shape)
-    X_test, y_test = _features(arrays["X_test"], "X_test", source), _labels(arrays["y_test"], "y_test", source)
+    X_test = _features_as(arrays["X_test"], "X_test", source, dtype)
+    y_test = _labels(arrays["y_test"], "y_test", source)
     _check_rows(X_test, y_test, "X_test", "y_test", source)
     if X_test.shape[1] != X.shape[1]:
         raise LnnInputError(f"{source}: X_test has {X_test.shape[1]} features but X has {X.shape[1]}")
@@ -165,6 +173,26 @@ def _example_shape(array: np.ndarray, features: int, source: str) -> tuple[int, 
     if math.prod(shape) != features:
         raise LnnInputError(f"{source}: example_shape {shape} holds {math.prod(shape)} values but X has {features} features")
     return shape
+
+
+ROUNDING_ROWS = 4096  # rows converted to float64 at a time on the way to float32: no whole float64 copy
+
+
+def _features_as(array: np.ndarray, name: str, source: str, dtype: str) -> np.ndarray:
+    """`_features` (float64), then rounded once to `dtype`, a block of rows at a time."""
+    if dtype == "float64":
+        return _features(array, name, source)
+    if array.ndim != 2 or 0 in array.shape:
+        return _features(array, name, source)  # which names the problem
+    rounded = np.empty(array.shape, dtype=dtype)
+    for start in range(0, array.shape[0], ROUNDING_ROWS):
+        block = slice(start, start + ROUNDING_ROWS)
+        with np.errstate(over="ignore"):  # an overflow is named just below
+            rounded[block] = _features(array[block], name, source)
+        if not np.all(np.isfinite(rounded[block])):
+            raise LnnInputError(f"{source}: {name} holds values beyond {dtype}'s range (±{np.finfo(dtype).max:.1e}); "
+                                "scale the data or train with dtype float64")
+    return rounded
 
 
 def _features(array: np.ndarray, name: str, source: str) -> np.ndarray:

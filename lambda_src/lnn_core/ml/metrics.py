@@ -1,8 +1,8 @@
 """Predictions and metrics of a trained network (network.py's forward pass), with examples as ROWS.
 
-X (m, n0); labels y (m,) (0/1 for a sigmoid output, class indices for softmax) or, for a linear
-(regression) output, real targets y (m,) or (m, k). Classification outputs are scored by `accuracy`,
-regression outputs by `rmse` and `r2`.
+X (m, n0), rounded to the model's dtype (that of its weights) as training data are; labels y (m,) (0/1 for a
+sigmoid output, class indices for softmax) or, for a linear (regression) output, real targets y (m,) or (m, k).
+Classification outputs are scored by `accuracy`, regression outputs by `rmse` and `r2`.
 """
 
 from collections.abc import Sequence
@@ -18,7 +18,7 @@ def predict_proba(params: Params, X_rows: np.ndarray, activations: Sequence[str]
 
     For a linear output, the predicted values: (m,) with one output unit, (m, k) with k.
     """
-    AL, _ = forward_pass(params, to_columns(X_rows), activations)
+    AL, _ = forward_pass(params, to_columns(X_rows, params["W1"].dtype), activations)
     single = activations[-1] == "sigmoid" or (activations[-1] in REGRESSION_OUTPUTS and AL.shape[0] == 1)
     return AL[0] if single else AL.T
 
@@ -26,11 +26,11 @@ def predict_proba(params: Params, X_rows: np.ndarray, activations: Sequence[str]
 def predict(params: Params, X_rows: np.ndarray, activations: Sequence[str]) -> np.ndarray:
     """X (m, n0) -> int64 labels (m,): probability > 0.5 for a sigmoid output, the most probable class for softmax.
 
-    For a linear output, the predicted values (float64, as `predict_proba`).
+    For a linear output, the predicted values (in the model's dtype, as `predict_proba`).
     """
     if activations[-1] in REGRESSION_OUTPUTS:
         return predict_proba(params, X_rows, activations)
-    AL, _ = forward_pass(params, to_columns(X_rows), activations)
+    AL, _ = forward_pass(params, to_columns(X_rows, params["W1"].dtype), activations)
     return output_labels(AL, activations[-1])
 
 
@@ -43,7 +43,7 @@ def accuracy(params: Params, X_rows: np.ndarray, y: np.ndarray, activations: Seq
     """Fraction of the m rows of X (m, n0) whose predicted label equals y (m,) (classification outputs only)."""
     if activations[-1] in REGRESSION_OUTPUTS:
         raise LnnInputError(f"accuracy needs a classification output, not {activations[-1]!r}; use rmse or r2")
-    AL, _ = forward_pass(params, to_columns(X_rows), activations)
+    AL, _ = forward_pass(params, to_columns(X_rows, params["W1"].dtype), activations)
     return output_accuracy(AL, y, activations[-1])
 
 
@@ -63,9 +63,9 @@ def _regression_outputs(
     if activations[-1] not in REGRESSION_OUTPUTS:
         raise LnnInputError(f"{metric} needs a regression output ({', '.join(REGRESSION_OUTPUTS)}), "
                             f"not {activations[-1]!r}; use accuracy")
-    X_cols = to_columns(X_rows)
+    X_cols = to_columns(X_rows, params["W1"].dtype)
     AL, _ = forward_pass(params, X_cols, activations)
-    Y = targets(y, activations[-1], AL.shape[0])
+    Y = targets(y, activations[-1], AL.shape[0], AL.dtype)
     if Y.shape != AL.shape:
         raise LnnInputError(f"X has {AL.shape[1]} rows but there are {Y.shape[1]} targets; give one per row")
     return AL, Y

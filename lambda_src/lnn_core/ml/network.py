@@ -27,9 +27,15 @@ OUTPUT_ACTIVATIONS = ("sigmoid", "softmax")  # classification outputs (cross-ent
 REGRESSION_OUTPUTS = ("linear",)  # squared error; not in OUTPUT_ACTIVATIONS, which config.py validates against
 _OUTPUTS = OUTPUT_ACTIVATIONS + REGRESSION_OUTPUTS
 INITIALIZERS = ("lecun", "he")
+# The floating-point types a network computes in. Data, parameters, activations, gradients and optimizer moments are
+# all of one of them; scalars (learning rate, betas, L2, 1 / m) are Python floats, which NumPy applies in the
+# array's type (NEP 50), and costs are Python floats summed from the arrays' own sums.
+DTYPES = ("float64", "float32")
 
 # Probabilities are clipped to [EPSILON, 1 - EPSILON] before the log in `loss_sum` (and so `compute_cost`).
 EPSILON = 1e-15
+# float32 cannot hold 1 - 1e-15 (it rounds to 1, whose log(1 - P) is -inf): its clip is 1e-7, as Keras's.
+EPSILON_FLOAT32 = 1e-7
 
 Params = dict[str, np.ndarray]
 Cache = tuple[np.ndarray, np.ndarray]  # (A_{l-1}, Z_l) of one layer
@@ -78,6 +84,10 @@ def _check_choice(name: str, allowed: Sequence[str], what: str) -> None:
         raise LnnInputError(f"{what} {name!r} is unknown; use one of {', '.join(allowed)}")
 
 
+def _check_dtype(dtype: str | np.dtype) -> None:
+    _check_choice(dtype if isinstance(dtype, str) else np.dtype(dtype).name, DTYPES, "dtype")
+
+
 def _check_same_shape(AL: np.ndarray, Y: np.ndarray) -> None:
     if AL.shape != Y.shape:
         raise ValueError(f"output shape {AL.shape} and target shape {Y.shape} differ")
@@ -86,24 +96,28 @@ def _check_same_shape(AL: np.ndarray, Y: np.ndarray) -> None:
 # --- initialisation ----------------------------------------------------------------------------
 
 
-def init_params(layer_sizes: Sequence[int], init: str = "lecun", seed: int | None = None) -> Params:
-    """Weights for layer_sizes = [n0, n1, ..., nL]: {"W1": (n1, n0), "b1": (n1, 1), ...}, all float64.
+def init_params(layer_sizes: Sequence[int], init: str = "lecun", seed: int | None = None,
+                dtype: str = "float64") -> Params:
+    """Weights for layer_sizes = [n0, n1, ..., nL]: {"W1": (n1, n0), "b1": (n1, 1), ...}, all of `dtype`.
 
     One RandomState(seed) draws randn(n_l, n_{l-1}) for W1, W2, ... in layer order, exactly as
     classic from-scratch implementations do after np.random.seed(seed), so seeded runs match them
-    number for number. lecun: randn / sqrt(fan_in); he: randn * sqrt(2 / fan_in). Biases are zero.
+    number for number. lecun: randn / sqrt(fan_in); he: randn * sqrt(2 / fan_in). Biases are zero. The weights are
+    drawn and scaled in float64, then rounded once to `dtype`.
     """
     if len(layer_sizes) < 2:
         raise LnnInputError("layer_sizes needs the input size and at least one layer: [n0, n1, ...]")
     _check_sizes(layer_sizes)
     _check_choice(init, INITIALIZERS, "init")
+    _check_dtype(dtype)
     rng = np.random.RandomState(seed)
     params: Params = {}
     for layer in range(1, len(layer_sizes)):
         fan_in, units = layer_sizes[layer - 1], layer_sizes[layer]
         draw = rng.randn(units, fan_in)
-        params[f"W{layer}"] = draw / np.sqrt(fan_in) if init == "lecun" else draw * np.sqrt(2.0 / fan_in)
-        params[f"b{layer}"] = np.zeros((units, 1))
+        weights = draw / np.sqrt(fan_in) if init == "lecun" else draw * np.sqrt(2.0 / fan_in)
+        params[f"W{layer}"] = weights.astype(dtype, copy=False)
+        params[f"b{layer}"] = np.zeros((units, 1), dtype=dtype)
     return params
 
 
@@ -177,7 +191,7 @@ def weight_gradients(dZ: np.ndarray, A_prev: np.ndarray, W: np.ndarray, l2: floa
     m = A_prev.shape[1]
     dW = dZ @ A_prev.T / m
     if l2 != 0:
-        dW = dW + (l2 / m) * W
+        dW = dW + (float(l2) / m) * W
     db = dZ.sum(axis=1, keepdims=True) / m
     return dW, db
 
@@ -185,31 +199,32 @@ def weight_gradients(dZ: np.ndarray, A_prev: np.ndarray, W: np.ndarray, l2: floa
 # --- output layer: targets, cost, delta --------------------------------------------------------
 
 
-def _regression_targets(y: np.ndarray, n_out: int) -> np.ndarray:
+def _regression_targets(y: np.ndarray, n_out: int, dtype: str | np.dtype) -> np.ndarray:
     if y.ndim not in (1, 2) or y.shape[0] == 0:
         raise LnnInputError(f"regression targets must have shape (m,) or (m, k) with m >= 1; got shape {y.shape}")
     k = 1 if y.ndim == 1 else y.shape[1]
     if k != n_out:
         raise LnnInputError(f"a linear output with {n_out} units needs targets of shape (m, {n_out}); got {y.shape}")
     try:
-        Y = np.ascontiguousarray(y.reshape(y.shape[0], k).T, dtype=np.float64)
+        Y = np.ascontiguousarray(y.reshape(y.shape[0], k).T.astype(np.float64), dtype=dtype)
     except (TypeError, ValueError) as error:
         raise LnnInputError(f"regression targets must be numbers: {error}") from error
     if not np.isfinite(Y).all():
-        raise LnnInputError("regression targets must be finite (no NaN or infinity)")
+        raise LnnInputError(f"regression targets must be finite (no NaN or infinity) in {np.dtype(dtype).name}")
     return Y
 
 
-def targets(y: np.ndarray, output_activation: str, n_out: int) -> np.ndarray:
-    """Labels y (m,) -> float64 targets Y: (1, m) for a sigmoid output, one-hot (n_out, m) for softmax.
+def targets(y: np.ndarray, output_activation: str, n_out: int, dtype: str | np.dtype = "float64") -> np.ndarray:
+    """Labels y (m,) -> targets Y of `dtype`: (1, m) for a sigmoid output, one-hot (n_out, m) for softmax.
 
     For a linear output the targets are real values y (m,) (with n_out = 1) or (m, n_out), and
-    Y = y.T as float64 (n_out, m).
+    Y = y.T (n_out, m), taken as float64 and rounded once to `dtype`.
     """
     _check_choice(output_activation, _OUTPUTS, "output activation")
+    _check_dtype(dtype)
     y = np.asarray(y)
     if output_activation in REGRESSION_OUTPUTS:
-        return _regression_targets(y, n_out)
+        return _regression_targets(y, n_out, dtype)
     if y.ndim != 1 or y.size == 0:
         raise LnnInputError(f"labels must have shape (m,) with m >= 1; got shape {y.shape}")
     if output_activation == "sigmoid":
@@ -217,11 +232,11 @@ def targets(y: np.ndarray, output_activation: str, n_out: int) -> np.ndarray:
             raise LnnInputError(f"a sigmoid output has 1 unit, not {n_out}")
         if not np.isin(y, (0, 1)).all():
             raise LnnInputError("a sigmoid output needs labels 0 or 1")
-        return y.astype(np.float64).reshape(1, -1)
+        return y.astype(dtype).reshape(1, -1)
     classes = y.astype(np.int64)
     if not np.array_equal(classes, y) or classes.min() < 0 or classes.max() >= n_out:
         raise LnnInputError(f"a softmax output with {n_out} units needs integer labels 0..{n_out - 1}")
-    Y = np.zeros((n_out, y.size))
+    Y = np.zeros((n_out, y.size), dtype=dtype)
     Y[classes, np.arange(y.size)] = 1.0
     return Y
 
@@ -234,6 +249,8 @@ def loss_sum(AL: np.ndarray, Y: np.ndarray, output_activation: str) -> float:
     hand (not Z), and in float64 they saturate to exactly 0 or 1 (sigmoid at |Z| > ~37) where log()
     is -inf. So P is AL clipped to [EPSILON, 1 - EPSILON]: the loss is exact wherever
     EPSILON < AL < 1 - EPSILON and each example's loss is at most -log(EPSILON) ~ 34.5 otherwise.
+    A float32 AL is clipped to [EPSILON_FLOAT32, 1 - EPSILON_FLOAT32] (at most ~16.1 per example) and
+    summed in float32.
 
     Squared error for a linear output: sum((AL - Y)^2) / 2.
     """
@@ -242,7 +259,8 @@ def loss_sum(AL: np.ndarray, Y: np.ndarray, output_activation: str) -> float:
     if output_activation in REGRESSION_OUTPUTS:
         D = AL - Y
         return float((D * D).sum() / 2)
-    P = np.clip(AL, EPSILON, 1.0 - EPSILON)
+    epsilon = EPSILON_FLOAT32 if AL.dtype == np.float32 else EPSILON
+    P = np.clip(AL, epsilon, 1.0 - epsilon)
     if output_activation == "sigmoid":
         log_likelihood = Y * np.log(P) + (1.0 - Y) * np.log(1.0 - P)
     else:
@@ -306,6 +324,7 @@ def batch_cost_sum(AL: np.ndarray, Y: np.ndarray, output_activation: str, params
 
 def apply_update(params: Params, grads: Params, learning_rate: float) -> Params:
     """A new params dict: W_l - learning_rate * dW_l and b_l - learning_rate * db_l (grads keyed "dW1", "db1", ...)."""
+    learning_rate = float(learning_rate)  # a Python float keeps float32 arrays float32 (a NumPy float64 would not)
     return {name: value - learning_rate * grads[f"d{name}"] for name, value in params.items()}
 
 
@@ -347,13 +366,17 @@ def backward_pass(
 # --- rows to columns ---------------------------------------------------------------------------
 
 
-def to_columns(X_rows: np.ndarray) -> np.ndarray:
-    """Examples as rows X (m, n0) -> the internal A0 = X.T (n0, m), float64 and C-contiguous.
+def to_columns(X_rows: np.ndarray, dtype: str | np.dtype = "float64") -> np.ndarray:
+    """Examples as rows X (m, n0) -> the internal A0 = X.T (n0, m), of `dtype` and C-contiguous.
 
-    Converting is exact (no scaling) and one fixed memory layout keeps the matrix products, and so
-    the results, identical wherever the same data enters the network.
+    Converting is exact to float64 (no scaling), then one rounding to `dtype` (none for float64 or data
+    already of `dtype`), and one fixed memory layout keeps the matrix products, and so the results,
+    identical wherever the same data enters the network.
     """
     X_rows = np.asarray(X_rows)
     if X_rows.ndim != 2 or X_rows.shape[0] == 0:
         raise LnnInputError(f"X must have shape (m, n0) with m >= 1; got shape {X_rows.shape}")
-    return np.ascontiguousarray(X_rows.T, dtype=np.float64)
+    _check_dtype(dtype)
+    if np.dtype(dtype) == np.float32 and X_rows.dtype != np.float32:
+        X_rows = X_rows.astype(np.float64, copy=False)  # as the data files: to float64 first, then one rounding
+    return np.ascontiguousarray(X_rows.T, dtype=dtype)

@@ -10,7 +10,8 @@ The optimizer state is a dict of arrays only, so it can be saved in an .npz next
 The names never clash with a parameter's ("W1", "b1", ...).
 
 Exact operations of one update, with t = state["t"] + 1 (updates count from 1 across the whole run),
-for every parameter P with gradient dP (a Python float for learning_rate and the betas):
+for every parameter P with gradient dP (a Python float for learning_rate and the betas, so that a float32 P, dP and
+moments stay float32: NumPy applies a Python float in the array's type):
     gd:        P = P - learning_rate * dP                       (== network.apply_update bit for bit)
     momentum:  v = beta * v + (1.0 - beta) * dP
                P = P - learning_rate * v
@@ -77,12 +78,12 @@ def state_keys(params: Mapping[str, np.ndarray], optimizer: str) -> list[str]:
 
 
 def init_state(params: Mapping[str, np.ndarray], optimizer: str) -> State:
-    """The state before the first update: t = 0 (0-d int64) and zero moments (float64, shaped like each parameter)."""
+    """The state before the first update: t = 0 (0-d int64) and zero moments (shaped and typed like each parameter)."""
     _check_optimizer(optimizer)
     state: State = {"t": np.array(0, dtype=np.int64)}
     for name, value in params.items():
         for moment in _MOMENTS[optimizer]:
-            state[f"{moment}_{name}"] = np.zeros(np.shape(value), dtype=np.float64)
+            state[f"{moment}_{name}"] = np.zeros(np.shape(value), dtype=np.asarray(value).dtype)
     return state
 
 
@@ -108,6 +109,8 @@ def update(
     missing = [key for key in state_keys(params, optimizer) if key not in state]
     if missing:
         raise LnnInputError(f"the {optimizer} optimizer state lacks {', '.join(missing)}")
+    # Python floats: a NumPy float64 scalar would turn float32 arrays into float64 ones
+    learning_rate, beta, beta1, beta2, epsilon = map(float, (learning_rate, beta, beta1, beta2, epsilon))
     t = int(state["t"]) + 1
     new_params: Params = {}
     new_state: State = {"t": np.array(t, dtype=np.int64)}

@@ -11,7 +11,13 @@ from dataclasses import dataclass
 from typing import Any
 
 from lnn_core.errors import LnnInputError, shown
-from lnn_core.ml.network import HIDDEN_ACTIVATIONS, INITIALIZERS, OUTPUT_ACTIVATIONS, REGRESSION_OUTPUTS
+from lnn_core.ml.network import (
+    DTYPES,
+    HIDDEN_ACTIVATIONS,
+    INITIALIZERS,
+    OUTPUT_ACTIVATIONS,
+    REGRESSION_OUTPUTS,
+)
 from lnn_core.ml.optimizers import DEFAULT_BETA, DEFAULT_BETA1, DEFAULT_BETA2, DEFAULT_EPSILON, OPTIMIZERS
 
 GRANULARITIES = ("layer", "epoch", "auto")
@@ -140,6 +146,9 @@ TABLE: tuple[TrainingParameter, ...] = (
             help="what one trainer invocation computes: one layer's pass, one epoch, or auto (epochs that fit)"),
     _choice("init", INITIALIZERS, default="lecun", stack_default=True, example="he",
             help="the random initialization of the weights"),
+    _choice("dtype", DTYPES, default="float64", example="float32",
+            help="the floating-point type of the data, the weights and every computation, stored and moved as such; "
+            "float32 halves their bytes (the data are rounded to it once, when loaded)"),
     _integer("seed", 0, MAX_SEED, stack_default=True, example="42", unset="a random seed drawn per run",
              help="the seed of the initialization (and of the shuffle, unless shuffle_seed is given)"),
     _integer("batch_size", 1, MAX_BATCH_SIZE, example="64", unset="the whole training set",

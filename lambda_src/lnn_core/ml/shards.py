@@ -58,7 +58,7 @@ def combine_shards(params: network.Params, results: Iterable[ShardResult], batch
     for name, total in totals.items():
         grads[name] = total / batch_examples
         if l2 != 0 and name.startswith("dW"):
-            grads[name] = grads[name] + (l2 / batch_examples) * params[name[1:]]
+            grads[name] = grads[name] + (float(l2) / batch_examples) * params[name[1:]]
     if l2 != 0:
         cost_sum = cost_sum + network.l2_penalty(params, l2)
     return grads, cost_sum

@@ -166,6 +166,7 @@ def train_reference_state(
     parts: Sequence[int] | None = None,
     validation_split: float = 0.0,
     validation_seed: int = 0,
+    dtype: str = "float64",
 ) -> tuple[Params, list[float], optimizers.State]:
     """`train_reference`, also returning the optimizer state after the last update -> (params, costs, opt_state).
 
@@ -177,14 +178,16 @@ def train_reference_state(
     it; the costs then end with that epoch's. workers: K shard workers per update (`shards`). parts: the data in
     `workers` parts of these many examples, the rows of X in order (`shards.train_epoch_parts`); None: one data file.
     validation_split: the fraction of the rows held out (as a run holds them out, `validation.split_indices` with
-    validation_seed); it trains on the rest. A run on parts holds none out.
+    validation_seed); it trains on the rest. A run on parts holds none out. dtype: "float64" or "float32", what X,
+    the targets, the parameters and every array of the epoch are (X and y rounded once from float64 to it, as the
+    trainer's data).
     """
     if validation_split and parts is not None:
         raise LnnInputError("a run on data in parts holds out no validation rows: set validation_split to 0")
     if validation_split:
         training_rows, _ = split_indices(len(X), validation_split, validation_seed)
         X, y = X[training_rows], y[training_rows]
-    X_cols = to_columns(X)
+    X_cols = to_columns(X, dtype)
     validate_architecture(X_cols.shape[0], neurons, activations)
     if epochs < 0 or not learning_rate > 0:
         raise LnnInputError(f"need epochs >= 0 and learning_rate > 0; got {epochs!r} and {learning_rate!r}")
@@ -193,7 +196,7 @@ def train_reference_state(
         raise LnnInputError(f"l2 must be a finite number >= 0; got {l2!r}")
     if threshold is not None and np.isnan(threshold):
         raise LnnInputError("threshold must be a number or None, not NaN")
-    Y = targets(y, activations[-1], neurons[-1])
+    Y = targets(y, activations[-1], neurons[-1], dtype)
     m = X_cols.shape[1]
     if Y.shape[1] != m:
         raise LnnInputError(f"X has {m} rows but there are {Y.shape[1]} labels")
@@ -202,7 +205,7 @@ def train_reference_state(
         raise LnnInputError(f"parts must be {workers} (workers) positive numbers of examples adding up to {m}; got {parts!r}")
     if shuffle_seed is None:
         shuffle_seed = 0 if seed is None else seed
-    params = init_params([X_cols.shape[0], *neurons], init, seed)
+    params = init_params([X_cols.shape[0], *neurons], init, seed, dtype)
     opt_state = optimizers.init_state(params, optimizer)
     costs: list[float] = []
 

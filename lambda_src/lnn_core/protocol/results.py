@@ -93,8 +93,8 @@ def held_out_figures(prefix: str, params: network.Params, X: np.ndarray, y: np.n
                      epoch: int) -> dict[str, float]:
     """`<prefix>_cost` and `<prefix>_accuracy` (or `<prefix>_rmse`) of rows X (m, n0) and labels y."""
     activations = list(config.activations)
-    AL, _ = network.forward_pass(params, network.to_columns(X), activations)
-    cost = network.compute_cost(AL, network.targets(y, activations[-1], config.neurons[-1]), activations[-1])
+    AL, _ = network.forward_pass(params, network.to_columns(X, config.dtype), activations)
+    cost = network.compute_cost(AL, network.targets(y, activations[-1], config.neurons[-1], config.dtype), activations[-1])
     metric = ("rmse", rmse) if config.regression else ("accuracy", accuracy)
     return {f"{prefix}_cost": finite_cost(cost, epoch, config), f"{prefix}_{metric[0]}": metric[1](params, X, y, activations)}
 
@@ -151,6 +151,8 @@ def finite_cost(cost: float, epoch: int, config: TrainingConfig) -> float:
 
 
 def finite_params(params: dict[str, np.ndarray], epoch: int) -> dict[str, np.ndarray]:
-    if not all(np.all(np.abs(array) < DIVERGED_MAGNITUDE) for array in params.values()):  # NaN fails too
+    # float32 ends at 3.4e38: its arrays are compared with its largest number (1e100 in float32 is inf, with a warning)
+    if not all(np.all(np.abs(array) < min(DIVERGED_MAGNITUDE, float(np.finfo(array.dtype).max)))
+               for array in params.values()):  # NaN fails too
         raise RunFailure(f"the weights diverged at epoch {epoch} (beyond {DIVERGED_MAGNITUDE:g} or NaN); lower the learning rate")
     return params

@@ -77,7 +77,7 @@ class StepBodies:
 
     def __init__(self, ports: Ports):
         self.ports = ports
-        self._data: dict[tuple[str, str], PreparedData] = {}  # keyed by (key, ETag)
+        self._data: dict[tuple[str, str, str], PreparedData] = {}  # keyed by (key, ETag, dtype)
         self._epoch_batches: tuple[tuple, list] | None = None
 
     def execute(self, position: Position, config: TrainingConfig, run: dict, context: Any) -> StepResult:
@@ -324,7 +324,8 @@ class StepBodies:
     def _prepared(self, config: TrainingConfig, run: dict) -> PreparedData:
         """The run's training data (its validation rows held out), parsed once per warm container and ETag."""
         return self._cached_data(config, config.data, run["data_etag"],
-                                 lambda raw, source: self._columns(config, load_training_data(raw, source=source), None))
+                                 lambda raw, source: self._columns(config, load_training_data(raw, source=source, dtype=config.dtype),
+                                                                    None))
 
     def _round_data(self, config: TrainingConfig, run: dict, shard: int | None) -> PreparedData:
         """A round's data: the run's one file; or, of data in parts, shard k's part (with the common arrays of
@@ -334,24 +335,25 @@ class StepBodies:
         if shard is None:
             target_shape = (config.neurons[-1],) if config.regression and config.neurons[-1] > 1 else ()
             return self._cached_data(config, common_key(config.data), run["data_etag"], lambda raw, source: self._columns(
-                config, load_common_data(raw, source=source, features=run["features"], target_shape=target_shape),
+                config, load_common_data(raw, source=source, features=run["features"], target_shape=target_shape,
+                                 dtype=config.dtype),
                 run["examples"]))
         return self._cached_data(config, part_key(config.data, shard, config.workers), run["part_etags"][shard], lambda raw,
-                                 source: self._columns(config, load_training_data(raw, source=source), run["examples"]))
+                                 source: self._columns(config, load_training_data(raw, source=source, dtype=config.dtype), run["examples"]))
 
     @staticmethod
     def _columns(config: TrainingConfig, data: TrainingData, examples: int | None) -> PreparedData:
         data.check_fits(config)
         data = held_out(data, config.validation_split, config.validation_seed)  # the run trains on the rest
-        X = network.to_columns(data.X) if len(data.X) else np.empty((data.X.shape[1], 0))
-        Y = network.targets(data.y, config.activations[-1], config.neurons[-1]) if len(data.y) else \
-            np.empty((config.neurons[-1], 0))
+        X = network.to_columns(data.X, config.dtype) if len(data.X) else np.empty((data.X.shape[1], 0), config.dtype)
+        Y = network.targets(data.y, config.activations[-1], config.neurons[-1], config.dtype) if len(data.y) else \
+            np.empty((config.neurons[-1], 0), config.dtype)
         return PreparedData(data, X, Y, X.shape[1] if examples is None else examples)
 
     def _cached_data(self, config: TrainingConfig, key: str, etag: str, prepare) -> PreparedData:
         """Data parsed once per warm container and ETag by `prepare(raw, source)`. One run's at a time (a warm
         container serves one chain); of data in parts, one part and the common arrays."""
-        cache_key = (key, etag, config.validation_split, config.validation_seed)
+        cache_key = (key, etag, config.dtype, config.validation_split, config.validation_seed)
         if cache_key not in self._data:
             common = common_key(config.data) if in_parts(config.data) else None
             self._data = {cached: value for cached, value in self._data.items()
@@ -381,7 +383,7 @@ class StepBodies:
 
 def initial_params(config: TrainingConfig, features: int) -> network.Params:
     """The run's initial parameters: seeded lecun/he, or LNN 0.0's constant `weight` and `bias`."""
-    params = network.init_params([features, *config.neurons], config.init, config.seed)
+    params = network.init_params([features, *config.neurons], config.init, config.seed, config.dtype)
     if config.weight is None:
         return params
     return {name: np.full_like(value, config.weight if name.startswith("W") else config.bias)
