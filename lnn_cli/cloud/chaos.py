@@ -15,9 +15,12 @@
 
 Everything is drawn from one `random.Random(seed)`. At concurrency 1 the runtime runs one delivery at a time: a
 seed is a schedule. With threads, the draws are serialized (the counts stay exact) but their order is not fixed.
-The per-delivery state (may this delivery still crash?) is per thread: each container thread runs one delivery.
+The per-delivery state (may this delivery still crash?) is one object per delivery, held in a context variable: each
+container thread runs one delivery, and the threads in which a delivery sends requests together
+(`lnn_core.aws.ports.RequestFanOut`) run in copies of its context, so they share it: one crash per delivery.
 """
 
+import contextvars
 import json
 import random
 import threading
@@ -73,6 +76,14 @@ def with_lost_answer(call, *, before_retry=None):
 
 class InjectedCrash(SandboxKilled):
     """A crash the harness injected."""
+
+
+@dataclass
+class DeliveryFaults:
+    """One delivery's fault state: whether it may still crash (once), and its event's state (for the counts)."""
+
+    may_crash: bool = False
+    state: str | None = None
 
 
 @dataclass(frozen=True)
@@ -147,11 +158,16 @@ class Chaos:
         self.counts = ChaosCounts()
         self._random = random.Random(self.plan.seed)
         self._lock = threading.RLock()  # the draws and the counts
-        self._delivery = threading.local()  # this thread's delivery: may it still crash?
+        # the current delivery's state (may it still crash? its event's state), shared with its request threads
+        self._current = contextvars.ContextVar(f"chaos-delivery-{id(self)}", default=DeliveryFaults())
+
+    @property
+    def _delivery(self) -> "DeliveryFaults":
+        return self._current.get()
 
     @property
     def _may_crash(self) -> bool:
-        return getattr(self._delivery, "may_crash", False)
+        return self._delivery.may_crash
 
     @_may_crash.setter
     def _may_crash(self, value: bool) -> None:
@@ -207,6 +223,7 @@ class Chaos:
             return delays
 
     def begin(self, delivery: Delivery, retries_left: int) -> None:
+        self._current.set(DeliveryFaults())
         self._may_crash = delivery.function.role == "trainer" and retries_left > 0
         if self._may_crash:
             self._delivery.state = json.loads(delivery.payload).get("state") if isinstance(delivery.payload, str) else None

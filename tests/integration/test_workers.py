@@ -225,11 +225,12 @@ def test_a_late_twin_shard_that_computed_while_its_round_was_reduced_writes_noth
     assert_like_reference(aws, trainer, X, y)
 
 
-def test_the_memory_estimate_counts_the_reduce_not_k_copies_and_no_kept_states():
+def test_the_memory_estimate_counts_the_reduce_and_one_wave_of_shard_results_and_no_kept_states():
     from lnn_core.launch.budget import parameter_copies
 
     def copies(**change):
         return parameter_copies(TrainingConfig.from_parameters({**PARAMETERS, "data": "runs/r1/data.npz", **change}))
 
-    assert copies(workers=3) == copies(workers=256) == 2 + 6 + 2  # adam state, serialized state, sum and one shard
+    # adam state, serialized state, the sum and one shard, and the serialized shards of one wave of GETs (64 at most)
+    assert copies(workers=3) == 2 + 6 + 2 + 3 and copies(workers=256) == copies(workers=64) == 2 + 6 + 2 + 64
     assert copies(workers=3, granularity="auto", epochs=2500) == copies(workers=3)  # rounds keep no states
