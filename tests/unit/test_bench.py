@@ -107,10 +107,10 @@ def test_aws_projection_follows_its_formula():
     one = bench_projection.aws_round(4.0, 1, G, a)
     assert abs(one["seconds"] - (4.0 + (0.02 + 0.5) + 0.02 + 5 * 0.01 + 0.03 + 0.05)) < 1e-12
     four = bench_projection.aws_round(4.0, 4, G, a)
-    expected = 4.0 / 4 + 2 * (0.02 + 0.5) + 5 * (0.02 + 0.5) + 0.02 + 9 * 0.01 + 5 * 0.03 + 2 * 0.05
+    expected = 4.0 / 4 + 2 * (0.02 + 0.5) + (0.02 + 0.5) + (0.02 + 4 * 0.5) + 0.02 + 9 * 0.01 + 2 * 0.03 + 2 * 0.05
     assert abs(four["seconds"] - expected) < 1e-12 and abs(four["compute"] - 1.0) < 1e-12
     shard = (0.02 + 0.5) + 1.0 + (0.02 + 0.5) + 4 * 0.01 + 0.03
-    reduce = 4 * (0.02 + 0.5) + (0.02 + 0.5) + 0.02 + 5 * 0.01 + 4 * 0.03
+    reduce = (0.02 + 4 * 0.5) + (0.02 + 0.5) + 0.02 + 5 * 0.01 + 0.03  # the 4 GETs and the 4 invokes together
     lambda_cost = (4 * shard + reduce) * 1769 / 1024 * 0.0000133334 + 5 * 0.20e-6
     assert abs(four["cost_by_service"]["lambda"] - lambda_cost) < 1e-15
     assert abs(four["cost_by_service"]["s3"] - (5 * 0.005 + 8 * 0.0004) / 1000) < 1e-15

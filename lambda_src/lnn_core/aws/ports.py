@@ -19,7 +19,7 @@ import boto3
 from botocore.config import Config
 from botocore.exceptions import ClientError
 from lnn_core.aws.run_table import RunTable
-from lnn_core.aws.sdk import BOTO_CONFIG, CLAIM_BOTO_CONFIG, IoCounter, trace_requests
+from lnn_core.aws.sdk import BOTO_CONFIG, CLAIM_BOTO_CONFIG, WAVE, IoCounter, trace_requests
 from lnn_core.errors import RunFailure
 
 SCRATCH_TAG = "lnn-scratch=true"  # the bucket's lifecycle rule expires objects with this tag
@@ -163,11 +163,12 @@ Item, Answer = TypeVar("Item"), TypeVar("Answer")
 
 class RequestFanOut:
     """Independent requests of one delivery sent together: `map(call, items)` answers `call(item)` for every item,
-    in the items' order whatever order they complete in, with up to `width` in flight at once (1: one after
-    another in the caller's thread, the deterministic schedule of the simulator, the tests and the local runtime
-    at concurrency 1). Every call runs to its end, then the first error in the items' order is raised: a failed
-    request never hides behind a later success. Each call runs in a copy of the caller's context (contextvars), so
-    what the delivery set there (the chaos harness's fault state) holds in its requests too."""
+    in the items' order whatever order they complete in, in waves of up to `width` at once, each wave a thread per
+    item (width 1: one after another in the caller's thread, the deterministic schedule of the simulator, the tests
+    and the local runtime at concurrency 1). Every call runs to its end, then the first error in the items' order
+    is raised: a failed request never hides behind a later success. Each call runs in a copy of the caller's context
+    (contextvars) marked with its wave (`sdk.WAVE`, for the trace), so that what the delivery set there (the chaos
+    harness's fault state) holds in its requests too."""
 
     def __init__(self, width: int = 1):
         self.width = width
@@ -176,9 +177,15 @@ class RequestFanOut:
         items = list(items)
         if self.width <= 1 or len(items) <= 1:
             return [call(item) for item in items]
-        with ThreadPoolExecutor(max_workers=min(self.width, len(items)), thread_name_prefix="lnn-request") as pool:
-            futures = [pool.submit(contextvars.copy_context().run, call, item) for item in items]
-        return [future.result() for future in futures]  # the pool's exit waited for all; in order, first error first
+        futures = []
+        for first in range(0, len(items), self.width):
+            wave, marker = items[first : first + self.width], object()
+            with ThreadPoolExecutor(max_workers=len(wave), thread_name_prefix="lnn-request") as pool:
+                for item in wave:
+                    context = contextvars.copy_context()  # one per call: a context runs in one thread at a time
+                    context.run(WAVE.set, marker)
+                    futures.append(pool.submit(context.run, call, item))
+        return [future.result() for future in futures]  # each pool's exit waited for its wave; first error first
 
 
 @dataclass

@@ -2,6 +2,7 @@
 of requests and bytes every adapter keeps (with the trace of each request's start and end, from which a delivery's
 sequential round trips are counted), and the timestamp every record carries."""
 
+import contextvars
 import threading
 import time
 from collections import Counter, deque
@@ -24,13 +25,15 @@ CLAIM_BOTO_CONFIG = Config(retries={"mode": "standard", "total_max_attempts": CL
 
 PRICED = ("dynamodb_writes", "dynamodb_item_units", "s3_reads", "s3_deletes")
 TRACE_LIMIT = 4096  # requests whose times a counter keeps: far more than one delivery makes
+# The wave of requests being sent together, if any (`ports.RequestFanOut` sets it in the context its calls run in)
+WAVE: contextvars.ContextVar[object | None] = contextvars.ContextVar("lnn-request-wave", default=None)
 
 
 @dataclass
 class IoCounter:
     """AWS requests by service, and bytes moved to and from S3; safe to count from several threads (a delivery's
-    concurrent requests, `ports.RequestFanOut`). The `trace` holds each SDK request's (service, start, end) in
-    `time.monotonic()` seconds, recorded by `trace_requests` and the local runtime's invoker."""
+    concurrent requests, `ports.RequestFanOut`). The `trace` holds each SDK request's (service, start, end, wave)
+    in `time.monotonic()` seconds, recorded by `trace_requests` and the local runtime's invoker."""
 
     requests: Counter = field(default_factory=Counter)
     s3_bytes_in: int = 0
@@ -55,9 +58,9 @@ class IoCounter:
             self.s3_bytes_out += s3_out
 
     def record(self, service: str, started: float, ended: float) -> None:
-        """A request's time span, for `round_trips`."""
+        """A request's time span, and the wave it was sent in (`WAVE`), for `round_trips`."""
         with self._lock:
-            self.trace.append((service, started, ended))
+            self.trace.append((service, started, ended, WAVE.get()))
             self.traced += 1
 
     def snapshot(self) -> dict[str, Any]:
@@ -81,14 +84,20 @@ class IoCounter:
             }
 
 
-def round_trips(spans: list[tuple[str, float, float]]) -> dict[str, int]:
-    """The sequential round trips of requests (service, start, end), by service: the longest chain of them each of
-    which started after the previous one ended. Requests that overlap in time (sent concurrently) count as one;
-    K requests one after another count K."""
+def round_trips(spans: list[tuple]) -> dict[str, int]:
+    """The sequential round trips of requests (service, start, end[, wave]), by service: the longest chain of them
+    each of which started after the previous one ended. The requests of one wave (sent together by one fan-out)
+    are one span, from the first's start to the last's end (a local invoke, a mere enqueue, ends before the
+    next thread starts the next); requests that overlap in time count as one; K requests one after another, K."""
+    merged: dict[tuple, list[float]] = {}
+    for index, (service, started, ended, *wave) in enumerate(spans):
+        key = (service, wave[0]) if wave and wave[0] is not None else (service, index)
+        span = merged.setdefault(key, [started, ended])
+        span[0], span[1] = min(span[0], started), max(span[1], ended)
     chains: dict[str, int] = {}
-    for service in sorted({span[0] for span in spans}):
+    for service in sorted({key[0] for key in merged}):
         chain, free_at = 0, float("-inf")
-        for _, started, ended in sorted((span for span in spans if span[0] == service), key=lambda span: span[2]):
+        for started, ended in sorted((span for key, span in merged.items() if key[0] == service), key=lambda span: span[1]):
             if started >= free_at:  # earliest end first: the longest chain of disjoint spans (greedy is optimal)
                 chain, free_at = chain + 1, ended
         chains[service] = chain
