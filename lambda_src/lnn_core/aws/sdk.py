@@ -106,7 +106,11 @@ def round_trips(spans: list[tuple]) -> dict[str, int]:
 
 def trace_requests(client, counter: IoCounter):
     """Record every API call of a boto3 client in `counter`'s trace: its start and end (after the SDK's retries), by
-    the hooks botocore emits around each call; the call's own context carries its start. Returns the client."""
+    the hooks botocore emits around each call; the call's own context carries its start. Returns the client (a
+    stand-in without botocore's events, as the simulator's direct clients, untraced)."""
+    events = getattr(getattr(client, "meta", None), "events", None)
+    if events is None:
+        return client
     service = client.meta.service_model.service_name
 
     def started(context, **_):
@@ -116,9 +120,9 @@ def trace_requests(client, counter: IoCounter):
         if "lnn_started" in context:
             counter.record(service, context.pop("lnn_started"), time.monotonic())
 
-    client.meta.events.register("before-call", started, unique_id=f"lnn-trace-start-{id(counter)}")
-    client.meta.events.register("after-call", ended, unique_id=f"lnn-trace-end-{id(counter)}")
-    client.meta.events.register("after-call-error", ended, unique_id=f"lnn-trace-error-{id(counter)}")
+    events.register("before-call", started, unique_id=f"lnn-trace-start-{id(counter)}")
+    events.register("after-call", ended, unique_id=f"lnn-trace-end-{id(counter)}")
+    events.register("after-call-error", ended, unique_id=f"lnn-trace-error-{id(counter)}")
     return client
 
 
