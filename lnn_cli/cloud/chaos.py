@@ -31,7 +31,7 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 from lnn_core import run_control
-from lnn_core.aws.ports import EFFECTS
+from lnn_core.aws.ports import EFFECTS, REQUEST_THREADS
 from lnn_core.errors import LnnInputError
 from lnn_cli.cloud.runtime import Delivery, LocalFunction, SandboxKilled
 
@@ -134,6 +134,7 @@ class ChaosCounts:
     pauses: int = 0  # not faults: they only reorder concurrent deliveries
     distinct_ids: int = 0  # duplicates that got their own request id (counted in `duplicates` too)
     lost_answers: int = 0  # requests applied whose answer was lost, and so sent twice
+    crashes_in_fan_outs: int = 0  # crashes (of the above) inside a delivery's concurrent requests, in their threads
     step_bodies: int = 0
     crash_sites: Counter = field(default_factory=Counter)  # "before table.transition" -> crashes injected there
     lost_answer_sites: Counter = field(default_factory=Counter)  # "sns.publish" -> answers lost there
@@ -292,6 +293,7 @@ class Chaos:
                 return
             self._may_crash = False  # the process is gone: one crash per delivery
             setattr(self.counts, counter, getattr(self.counts, counter) + 1)
+            self.counts.crashes_in_fan_outs += threading.current_thread().name.startswith(REQUEST_THREADS)
             self.counts.crash_sites[where] += 1
             self.counts.by_state[f"crash {getattr(self._delivery, 'state', None)} {where}"] += 1
         raise InjectedCrash(f"injected crash {where}")

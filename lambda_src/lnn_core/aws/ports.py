@@ -27,6 +27,7 @@ ASYNC_PAYLOAD_LIMIT = 1_048_576  # bytes, Lambda's limit for an asynchronous inv
 # Requests one delivery has in flight at once (`RequestFanOut`): a round of up to 64 workers in one wave. boto3's
 # connection pool (max_pool_connections) is sized to match, so that no request waits for a connection.
 CONCURRENT_REQUESTS = 64
+REQUEST_THREADS = "lnn-request"  # the name of those threads
 
 # The methods whose calls change the world: the chaos harness injects crashes around exactly these.
 EFFECTS = {
@@ -180,7 +181,7 @@ class RequestFanOut:
         futures = []
         for first in range(0, len(items), self.width):
             wave, marker = items[first : first + self.width], object()
-            with ThreadPoolExecutor(max_workers=len(wave), thread_name_prefix="lnn-request") as pool:
+            with ThreadPoolExecutor(max_workers=len(wave), thread_name_prefix=REQUEST_THREADS) as pool:
                 for item in wave:
                     context = contextvars.copy_context()  # one per call: a context runs in one thread at a time
                     context.run(WAVE.set, marker)
