@@ -107,14 +107,18 @@ def round_trips_per_round(deliveries: list, workers: int) -> dict:
             continue
         trips = delivery.io.get("round_trips", {})
         pair = (sum(trips.get(service, 0) for service in STORAGE_OR_INVOKE), trips.get("dynamodb", 0))
-        rounds[(result.get("epoch"), result.get("batch"))]["reduce" if result["state"] != "shard" else "shard"].append(pair)
+        kind = "shard" if result["state"] == "shard" else "reduce"  # K = 1's epoch step stands in the reduce's place
+        rounds[(result.get("epoch"), result.get("batch"))][kind].append(pair)
     totals = []
     for entry in rounds.values():
-        shard = (max(pair[0] for pair in entry["shard"]), max(pair[1] for pair in entry["shard"])) if entry["shard"] else (0, 0)
-        reduce = (max(pair[0] for pair in entry["reduce"]), max(pair[1] for pair in entry["reduce"])) if entry["reduce"] else (0, 0)
-        totals.append((shard[0] + reduce[0], shard[1] + reduce[1]))
+        most = [tuple(max(pair[i] for pair in pairs) for i in (0, 1)) if pairs else (0, 0)
+                for pairs in (entry["shard"], entry["reduce"])]
+        totals.append((most[0][0] + most[1][0], most[0][1] + most[1][1]))
     if not totals:
         return {"rounds": 0}
-    return {"rounds": len(totals),
-            "storage_or_invoke": {"mean": round(sum(t[0] for t in totals) / len(totals), 2), "most": max(t[0] for t in totals)},
-            "dynamodb": {"mean": round(sum(t[1] for t in totals) / len(totals), 2), "most": max(t[1] for t in totals)}}
+
+    def summary(i: int) -> dict:
+        values = [total[i] for total in totals]
+        return {"mean": round(sum(values) / len(values), 2), "most": max(values)}
+
+    return {"rounds": len(totals), "storage_or_invoke": summary(0), "dynamodb": summary(1)}

@@ -160,11 +160,12 @@ class Chaos:
         self._random = random.Random(self.plan.seed)
         self._lock = threading.RLock()  # the draws and the counts
         # the current delivery's state (may it still crash? its event's state), shared with its request threads
-        self._current = contextvars.ContextVar(f"chaos-delivery-{id(self)}", default=DeliveryFaults())
+        self._current: contextvars.ContextVar[DeliveryFaults | None] = contextvars.ContextVar(
+            f"chaos-delivery-{id(self)}", default=None)
 
     @property
     def _delivery(self) -> "DeliveryFaults":
-        return self._current.get()
+        return self._current.get() or DeliveryFaults()  # no delivery begun in this context: it may not crash
 
     @property
     def _may_crash(self) -> bool:

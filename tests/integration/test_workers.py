@@ -282,7 +282,8 @@ def test_a_rounds_sequential_s3_round_trips_do_not_grow_with_k(world):
         answer = build_launcher(session=aws.session, invoker=queue, clock=clock).handle(
             {"run_id": run_id, "parameters": {**PARAMETERS, "workers": workers, "data": f"runs/{run_id}/data.npz"}})
         assert answer["status"] == "running", answer
-        shards, reducer = build_trainer(session=aws.session, invoker=queue, clock=clock), concurrent_trainer(aws, queue, clock, width)
+        shards = build_trainer(session=aws.session, invoker=queue, clock=clock)
+        reducer = concurrent_trainer(aws, queue, clock, width)
         trips = []
         while queue.events:
             event = queue.events.popleft()

@@ -34,7 +34,8 @@ def test_a_fan_out_answers_in_the_items_order_whatever_order_they_complete_in():
 
 def test_a_fan_out_of_width_one_runs_in_the_callers_thread_in_order():
     seen = []
-    assert RequestFanOut(1).map(lambda item: seen.append((item, threading.current_thread())) or item, [3, 1, 2]) == [3, 1, 2]
+    answers = RequestFanOut(1).map(lambda item: seen.append((item, threading.current_thread())) or item, [3, 1, 2])
+    assert answers == [3, 1, 2]
     assert seen == [(3, threading.current_thread()), (1, threading.current_thread()), (2, threading.current_thread())]
 
 
@@ -74,8 +75,8 @@ def test_round_trips_count_requests_sent_together_once():
     together = [("s3", 0.0 + i * 0.01, 1.0 + i * 0.01) for i in range(6)]
     assert round_trips(serial) == {"s3": 6} and round_trips(together) == {"s3": 1}
     # two waves of three, then one request; DynamoDB apart
-    waves = [("s3", 0.0, 1.0), ("s3", 0.1, 1.1), ("s3", 0.2, 0.9), ("s3", 1.2, 2.0), ("s3", 1.3, 2.1), ("s3", 1.25, 2.2),
-             ("s3", 3.0, 3.1), ("dynamodb", 2.5, 2.6)]
+    waves = [("s3", 0.0, 1.0), ("s3", 0.1, 1.1), ("s3", 0.2, 0.9), ("s3", 1.2, 2.0), ("s3", 1.3, 2.1),
+             ("s3", 1.25, 2.2), ("s3", 3.0, 3.1), ("dynamodb", 2.5, 2.6)]
     assert round_trips(waves) == {"dynamodb": 1, "s3": 3}
     assert round_trips([]) == {}
     # a wave's requests are one span however short each is (local invokes: an enqueue, done before the next starts)
@@ -128,4 +129,5 @@ def test_a_traced_clients_calls_land_in_the_trace_even_when_they_fail(monkeypatc
         with pytest.raises(s3.exceptions.NoSuchKey):
             s3.get_object(Bucket="traced-bucket", Key="missing")
         assert counter.traced == 2 and counter.since(before)["round_trips"] == {"s3": 2}
-        assert all(service == "s3" and started <= ended and wave is None for service, started, ended, wave in counter.trace)
+        assert all(service == "s3" and started <= ended and wave is None
+                   for service, started, ended, wave in counter.trace)

@@ -222,8 +222,9 @@ class Ports:
             table=RunTable(dynamodb.Table(_required("LNN_TABLE")), counter),
             notifier=SnsNotifier(trace_requests(session.client("sns", config=CLAIM_BOTO_CONFIG), counter),
                                  _required("LNN_TOPIC_ARN"), counter),
-            invoker=invoker or LambdaInvoker(trace_requests(session.client("lambda", config=CLAIM_BOTO_CONFIG.merge(pooled)),
-                                                            counter), _required(invoke_target), counter),
+            invoker=invoker or LambdaInvoker(
+                trace_requests(session.client("lambda", config=CLAIM_BOTO_CONFIG.merge(pooled)), counter),
+                _required(invoke_target), counter),
             counter=counter,
             store=S3ObjectStore(trace_requests(session.client("s3", config=BOTO_CONFIG.merge(pooled)), counter), bucket,
                                 counter) if bucket else None,

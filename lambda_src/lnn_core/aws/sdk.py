@@ -97,7 +97,8 @@ def round_trips(spans: list[tuple]) -> dict[str, int]:
     chains: dict[str, int] = {}
     for service in sorted({key[0] for key in merged}):
         chain, free_at = 0, float("-inf")
-        for started, ended in sorted((span for key, span in merged.items() if key[0] == service), key=lambda span: span[1]):
+        spans_of_service = [span for key, span in merged.items() if key[0] == service]
+        for started, ended in sorted(spans_of_service, key=lambda span: span[1]):
             if started >= free_at:  # earliest end first: the longest chain of disjoint spans (greedy is optimal)
                 chain, free_at = chain + 1, ended
         chains[service] = chain
