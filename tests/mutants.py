@@ -226,9 +226,33 @@ MUTANTS = (
     Mutant(
         "a relaunch without the data-ETag check",
         CORE + "launch/launcher.py",
-        'if existing.get("data_etag") != etag:',
+        'if existing.get("data_etag") != etag or existing.get("part_etags") != part_etags:',
         "if False:",
         first=("test_9_a_second_launch_after_the_data_was_replaced",),
+    ),
+    Mutant(
+        "a fan-out answering in the order its requests complete (a reduce adds its shards out of shard order)",
+        CORE + "aws/ports.py",
+        "                    futures.append(pool.submit(context.run, call, item))\n",
+        "                    futures.append(pool.submit(context.run, call, item))\n"
+        "                    futures[-1].add_done_callback(lambda done, listed=futures: listed.append(listed.pop(listed.index(done))))\n",
+        first=("test_a_reduce_adds_its_shards_in_shard_order_whatever_order_their_gets_complete_in",),
+    ),
+    Mutant(
+        "a fan-out that drops a failed request's error (a round's shard invoke lost, recorded as sent)",
+        CORE + "aws/ports.py",
+        "return [future.result() for future in futures]",
+        "return [None if future.exception() else future.result() for future in futures]",
+        first=("test_a_reduce_whose_shard_invokes_failed_midway_is_finished_by_its_retry",),
+    ),
+    Mutant(
+        "a round's shard events recorded as sent before every invoke was accepted",
+        SENDING,
+        "    ports.fan_out.map(ports.invoker.invoke_async, fan_out(event) if invocations is None else invocations)\n"
+        "    ports.table.mark_invoked(run_id, event[\"step\"])\n",
+        "    ports.table.mark_invoked(run_id, event[\"step\"])\n"
+        "    ports.fan_out.map(ports.invoker.invoke_async, fan_out(event) if invocations is None else invocations)\n",
+        first=("test_a_reduce_whose_shard_invokes_failed_midway_is_finished_by_its_retry",),
     ),
 )
 

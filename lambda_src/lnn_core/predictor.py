@@ -206,7 +206,7 @@ class ModelCache:
 
     def _missing(self, run_id: str) -> str:
         store = self._store
-        store._counter.requests["s3"] += 1
+        store._counter.count("s3")
         listed = store._client.list_objects_v2(Bucket=store.bucket, Prefix=f"runs/{run_id}/", MaxKeys=1)
         if listed.get("KeyCount", 0):
             return (f"run {run_id} has no model yet (model.npz is written when the run succeeds, or is stopped after "

@@ -87,3 +87,38 @@ def per_round(summary: dict[str, dict], rounds: int, workers: int) -> dict:
         loads += entry.get("data_loads", 0)
     return {"requests": {service: round(count, 3) for service, count in sorted(requests.items())},
             **{key: round(value) for key, value in moved.items()}, "data_loads": loads}
+
+
+STORAGE_OR_INVOKE = ("s3", "lambda")
+
+
+def round_trips_per_round(deliveries: list, workers: int) -> dict:
+    """The sequential round trips of each round, from the deliveries' traces (`IoCounter.since`'s `round_trips`:
+    requests sent together count once): at K = 1 its epoch step's, at K > 1 the most of its shards' (they run side
+    by side) plus its reduce's, split into S3 and Lambda requests ("storage or invoke") and DynamoDB requests.
+    A delivery counts all its requests, those after its last invoke too: an upper bound of the round's critical
+    path. Returns the mean and the most over the rounds, and the number of rounds."""
+    rounds: dict[tuple, dict[str, list]] = defaultdict(lambda: {"shard": [], "reduce": []})
+    for delivery in deliveries:
+        result = delivery.result or {}
+        if delivery.role != "trainer" or result.get("state") not in ("start", "shard", "reduce"):
+            continue
+        if (result["state"] == "start") != (workers == 1):
+            continue
+        trips = delivery.io.get("round_trips", {})
+        pair = (sum(trips.get(service, 0) for service in STORAGE_OR_INVOKE), trips.get("dynamodb", 0))
+        kind = "shard" if result["state"] == "shard" else "reduce"  # K = 1's epoch step stands in the reduce's place
+        rounds[(result.get("epoch"), result.get("batch"))][kind].append(pair)
+    totals = []
+    for entry in rounds.values():
+        most = [tuple(max(pair[i] for pair in pairs) for i in (0, 1)) if pairs else (0, 0)
+                for pairs in (entry["shard"], entry["reduce"])]
+        totals.append((most[0][0] + most[1][0], most[0][1] + most[1][1]))
+    if not totals:
+        return {"rounds": 0}
+
+    def summary(i: int) -> dict:
+        values = [total[i] for total in totals]
+        return {"mean": round(sum(values) / len(values), 2), "most": max(values)}
+
+    return {"rounds": len(totals), "storage_or_invoke": summary(0), "dynamodb": summary(1)}

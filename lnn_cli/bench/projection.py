@@ -39,10 +39,10 @@ def aws_round(compute_seconds: float, workers: int, gradient_bytes: int, assumpt
         mark started, epoch item, commit, mark sent); 1 invoke:
             time(1) = T1 + (L + S/B) + L + 5 d + i + h
       K > 1, the critical path: a shard GETs the state, computes T1 / K, PUTs its sums, makes 4 DynamoDB requests
-        (read, mark started, barrier, claim) and invokes the reduce; the reduce GETs the K sums one after another,
-        PUTs the state, deletes the round's objects, makes 5 DynamoDB requests and sends the K shard events one
-        after another:
-            time(K) = T1/K + 2 (L + S/B) + (K + 1)(L + G/B) + L + 9 d + (K + 1) i + 2 h
+        (read, mark started, barrier, claim) and invokes the reduce; the reduce GETs the K sums together (one round
+        trip, then K G bytes through its network), PUTs the state, deletes the round's objects, makes 5 DynamoDB
+        requests and sends the K shard events together (one invoke's time):
+            time(K) = T1/K + 2 (L + S/B) + (L + G/B) + (L + K G/B) + L + 9 d + 2 i + 2 h
     Cost: the billed durations (the chain's step; K shards and the reduce) at `memory_mb`, one request per
     invocation (1; K + 1), S3 PUTs (1; K + 1) and GETs (0; 2K), DynamoDB write units (7; 3K + 8: a run record of
     about 2 KB costs 2 per write, the barrier, the claim and the epoch item 1) and consistent reads (1; K + 1).
@@ -58,7 +58,7 @@ def aws_round(compute_seconds: float, workers: int, gradient_bytes: int, assumpt
     else:
         compute = compute_seconds / K
         shard = state + compute + sums + 4 * d + a.invoke_latency
-        reduce = K * sums + state + a.s3_latency + 5 * d + K * a.invoke_latency
+        reduce = a.s3_latency + K * gradient_bytes / a.bandwidth + state + a.s3_latency + 5 * d + a.invoke_latency
         communication = shard - compute + reduce + 2 * a.hop_latency
         durations, requests, puts, gets, writes, reads = K * shard + reduce, K + 1, K + 1, 2 * K, 3 * K + 8, K + 1
     cost = {"lambda": durations * a.memory_mb / 1024 * a.gb_second + requests * a.lambda_request,

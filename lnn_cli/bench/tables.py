@@ -44,9 +44,11 @@ def bench_table(title: str, rows: dict) -> Table:
 def workers_table(report: dict) -> Table:
     table = Table(title=f"LNN benchmark, {report['title']}", title_justify="left")
     for column in ("K", "epochs", "s / epoch (between epoch items)", "launch to epoch 1 s", "launch to finish s",
-                   "plain NumPy s / epoch", "requests / round (rounds 2..E)", "S3 MB in / out per round", "busiest step",
-                   "mean s per delivery (rounds 2..E)"):
-        table.add_column(column, justify="left" if column.startswith(("requests", "busiest", "mean")) else "right")
+                   "plain NumPy s / epoch", "requests / round (rounds 2..E)", "S3 MB in / out per round",
+                   "S3 MB in / out per delivery", "sequential round trips / round: S3+Lambda, DynamoDB (mean, most)",
+                   "busiest step", "mean s per delivery (rounds 2..E)"):
+        table.add_column(column, justify="left" if column.startswith(("requests", "busiest", "mean", "S3 MB in / out per d",
+                                                                         "sequential")) else "right")
     for K, results in report["runs"].items():
         rounds = results["per_round"]
         table.add_row(
@@ -56,11 +58,22 @@ def workers_table(report: dict) -> Table:
             ", ".join(f"{service} {count:g}" for service, count in rounds["requests"].items()),
             f"{rounds['s3_bytes_in'] / 1e6:.2f} / {rounds['s3_bytes_out'] / 1e6:.2f} "
             f"(+{rounds['data_loads']} data loads)",
+            ", ".join(f"{state} {entry['s3_bytes_in'] / entry['deliveries'] / 1e6:.2f} / "
+                      f"{entry['s3_bytes_out'] / entry['deliveries'] / 1e6:.2f}"
+                      for state, entry in results["deliveries_by_state"].items() if state in ("start", "shard", "reduce")),
+            trips_cell(results.get("round_trips", {})),
             ", ".join(f"{service} {count}" for service, count in results["busiest_step"].items()),
             ", ".join(f"{state} {entry['mean_seconds']:.3f} (x{entry['deliveries']})"
                       for state, entry in results["deliveries_by_state"].items()),
         )
     return table
+
+
+def trips_cell(trips: dict) -> str:
+    if not trips.get("rounds"):
+        return "-"
+    storage, dynamodb = trips["storage_or_invoke"], trips["dynamodb"]
+    return f"{storage['mean']:g} ({storage['most']}), {dynamodb['mean']:g} ({dynamodb['most']})"
 
 
 def projection_table(projection: dict) -> Table:

@@ -1,10 +1,10 @@
 """`make bench`'s workers job (issue 12): 60,000 seeded synthetic 784-feature uint8 examples (like MNIST's pixels) in
-10 classes, 784-128-64-10 (relu, relu, softmax), full-batch gd at granularity epoch, run with `workers` K = 1 and
-K = 2 at concurrency 2 and 1 BLAS thread per container, on an emulator of its own whose stack is deployed with
+10 classes, 784-128-64-10 (relu, relu, softmax), full-batch gd at granularity epoch, run with `workers` K = 1, 2, 4
+and 8 (`WORKERS_K`) at concurrency 2 and 1 BLAS thread per container, on an emulator of its own whose stack is deployed with
 context memory_size=1769 (the launcher's memory check refuses this job at the default 1024 MB). Its time per epoch
 is the median interval between consecutive epoch items' `finished_at` (launch, epoch 1's data loading and finish
 excluded); it reports the speedup of K = 2 over K = 1, requests and S3
-bytes per round, the busiest step, the costs' agreement, and a projection of time and cost per epoch on AWS for
+bytes per round, bytes per function, sequential round trips per round from the deliveries' traces, the busiest step, the costs' agreement, and a projection of time and cost per epoch on AWS for
 K = 1 .. 64 (`bench_projection`).
 """
 
@@ -21,6 +21,7 @@ from statistics import median
 import numpy as np
 from lnn_cli.bench.figures import (
     delivery_summary,
+    round_trips_per_round,
     epoch_intervals,
     epoch_spans,
     per_round,
@@ -43,6 +44,7 @@ WORKERS_OPTIONS = {"learning_rate": 0.5, "optimizer": "gd", "granularity": "epoc
 WORKERS_MEMORY_MB = 1769  # one vCPU; the job's step needs about 1,540 MB (lnn_core.launch.budget), refused at 1024
 WORKERS_CONCURRENCY = 2  # containers per function: the shards of K = 2 run side by side on the 2 cores
 WORKERS_CONTAINER_CPUS = 1  # BLAS threads per container, the vCPU of a 1,769 MB function
+WORKERS_K = (1, 2, 4, 8)
 SPEEDUP_TARGET = 1.7  # K = 2 over K = 1, time per epoch (at most 2 on 2 cores)
 COSTS_TOLERANCE = 1e-10  # K = 2's costs against K = 1's, relative
 
@@ -89,7 +91,7 @@ def run_workers_job(args: argparse.Namespace, out: Path, console: Console) -> tu
                   "epochs": args.workers_epochs} | WORKERS_OPTIONS
     reference = {key: value for key, value in parameters.items() if key != "granularity"}
     failures, numpy_rows, runs = [], {}, {}
-    for K in (1, 2):
+    for K in WORKERS_K:
         with threadpool_limits(limits=WORKERS_CONTAINER_CPUS):
             started = time.perf_counter()
             _, costs = training.train_reference(X, y, **reference, workers=K)
@@ -105,7 +107,7 @@ def run_workers_job(args: argparse.Namespace, out: Path, console: Console) -> tu
                       f"{WORKERS_MEMORY_MB} {setup['deploy']:.1f} s (not counted below)")
         session = emulator.session()
         with open(out / "workers-lambda.log", "w") as log:
-            for K in (1, 2):
+            for K in WORKERS_K:
                 deliveries: list = []
                 with console.status(f"workers: lnn local, workers {K}, {args.workers_epochs} epochs..."):
                     result = run_local(session, deployment.outputs, parameters | {"workers": K}, data, log_stream=log,
@@ -114,8 +116,8 @@ def run_workers_job(args: argparse.Namespace, out: Path, console: Console) -> tu
                 results = result.results()
                 intervals = epoch_intervals(result.epochs)
                 # rounds 2..E: round 1 loads the data (47 MB) in each container, which no later round does
-                summary = delivery_summary([delivery for delivery in deliveries
-                                            if (delivery.result or {}).get("epoch", 0) >= 2], len(data))
+                steady = [delivery for delivery in deliveries if (delivery.result or {}).get("epoch", 0) >= 2]
+                summary = delivery_summary(steady, len(data))
                 results |= {
                     "epoch_intervals": [round(seconds, 3) for seconds in intervals],
                     "seconds_per_epoch": median(intervals) if intervals else None,
@@ -125,6 +127,7 @@ def run_workers_job(args: argparse.Namespace, out: Path, console: Console) -> tu
                     "epoch_spans": [round(seconds, 3) for seconds in epoch_spans(result.epochs)],
                     "deliveries_by_state": summary,
                     "per_round": per_round(summary, max(1, len(result.epochs) - 1), K),
+                    "round_trips": round_trips_per_round(steady, K),
                     "first_round": per_round(delivery_summary([delivery for delivery in deliveries
                                                                if (delivery.result or {}).get("epoch") == 1], len(data)), 1, K),
                     "costs_equal_plain_numpy": results["costs"] == numpy_rows[K]["costs"],

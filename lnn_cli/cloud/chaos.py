@@ -16,9 +16,12 @@ runtime.
 
 Everything is drawn from one `random.Random(seed)`. At concurrency 1 the runtime runs one delivery at a time: a
 seed is a schedule. With threads, the draws are serialized (the counts stay exact) but their order is not fixed.
-The per-delivery state (may this delivery still crash?) is per thread: each container thread runs one delivery.
+The per-delivery state (may this delivery still crash?) is one object per delivery, held in a context variable: each
+container thread runs one delivery, and the threads in which a delivery sends requests together
+(`lnn_core.aws.ports.RequestFanOut`) run in copies of its context, so they share it: one crash per delivery.
 """
 
+import contextvars
 import json
 import random
 import threading
@@ -29,7 +32,7 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 from lnn_core import run_control
-from lnn_core.aws.ports import EFFECTS
+from lnn_core.aws.ports import EFFECTS, REQUEST_THREADS
 from lnn_core.errors import LnnInputError
 from lnn_cli.cloud.runtime import Delivery, LocalFunction, SandboxKilled
 
@@ -74,6 +77,14 @@ def with_lost_answer(call, *, before_retry=None):
 
 class InjectedCrash(SandboxKilled):
     """A crash the harness injected."""
+
+
+@dataclass
+class DeliveryFaults:
+    """One delivery's fault state: whether it may still crash (once), and its event's state (for the counts)."""
+
+    may_crash: bool = False
+    state: str | None = None
 
 
 @dataclass(frozen=True)
@@ -125,6 +136,7 @@ class ChaosCounts:
     pauses: int = 0  # not faults: they only reorder concurrent deliveries
     distinct_ids: int = 0  # duplicates that got their own request id (counted in `duplicates` too)
     lost_answers: int = 0  # requests applied whose answer was lost, and so sent twice
+    crashes_in_fan_outs: int = 0  # crashes (of the above) inside a delivery's concurrent requests, in their threads
     step_bodies: int = 0
     crash_sites: Counter = field(default_factory=Counter)  # "before table.transition" -> crashes injected there
     lost_answer_sites: Counter = field(default_factory=Counter)  # "sns.publish" -> answers lost there
@@ -149,11 +161,17 @@ class Chaos:
         self.counts = ChaosCounts()
         self._random = random.Random(self.plan.seed)
         self._lock = threading.RLock()  # the draws and the counts
-        self._delivery = threading.local()  # this thread's delivery: may it still crash?
+        # the current delivery's state (may it still crash? its event's state), shared with its request threads
+        self._current: contextvars.ContextVar[DeliveryFaults | None] = contextvars.ContextVar(
+            f"chaos-delivery-{id(self)}", default=None)
+
+    @property
+    def _delivery(self) -> "DeliveryFaults":
+        return self._current.get() or DeliveryFaults()  # no delivery begun in this context: it may not crash
 
     @property
     def _may_crash(self) -> bool:
-        return getattr(self._delivery, "may_crash", False)
+        return self._delivery.may_crash
 
     @_may_crash.setter
     def _may_crash(self, value: bool) -> None:
@@ -209,6 +227,7 @@ class Chaos:
             return delays
 
     def begin(self, delivery: Delivery, retries_left: int) -> None:
+        self._current.set(DeliveryFaults())
         self._may_crash = delivery.function.role == "trainer" and retries_left > 0
         if self._may_crash:
             self._delivery.state = json.loads(delivery.payload).get("state") if isinstance(delivery.payload, str) else None
@@ -277,6 +296,7 @@ class Chaos:
                 return
             self._may_crash = False  # the process is gone: one crash per delivery
             setattr(self.counts, counter, getattr(self.counts, counter) + 1)
+            self.counts.crashes_in_fan_outs += threading.current_thread().name.startswith(REQUEST_THREADS)
             self.counts.crash_sites[where] += 1
             self.counts.by_state[f"crash {getattr(self._delivery, 'state', None)} {where}"] += 1
         raise InjectedCrash(f"injected crash {where}")

@@ -7,6 +7,7 @@ and reduce events: duplicates, late shards, crashed shards, lost events, twins a
 import io
 import json
 import threading
+import time
 
 import numpy as np
 import pytest
@@ -248,11 +249,117 @@ def test_a_late_twin_shard_that_computed_while_its_round_was_reduced_writes_noth
     assert_like_reference(aws, trainer, X, y)
 
 
-def test_the_memory_estimate_counts_the_reduce_not_k_copies_and_no_kept_states():
+def test_the_memory_estimate_counts_the_reduce_and_one_wave_of_shard_results_and_no_kept_states():
     from lnn_core.launch.budget import parameter_copies
 
     def copies(**change):
         return parameter_copies(TrainingConfig.from_parameters({**PARAMETERS, "data": "runs/r1/data.npz", **change}))
 
-    assert copies(workers=3) == copies(workers=256) == 2 + 6 + 2  # adam state, serialized state, sum and one shard
+    # adam state, serialized state, the sum and one shard, and the serialized shards of one wave of GETs (64 at most)
+    assert copies(workers=3) == 2 + 6 + 2 + 3 and copies(workers=256) == copies(workers=64) == 2 + 6 + 2 + 64
     assert copies(workers=3, granularity="auto", epochs=2500) == copies(workers=3)  # rounds keep no states
+
+
+# ---- the round's requests sent together (issue 19): K GETs and K invokes in one wave, summed in shard order ----
+
+
+def concurrent_trainer(aws, queue, clock, width=16):
+    """A trainer container whose independent requests go out together, as in Lambda (`Ports.fan_out`)."""
+    from lnn_core.aws.ports import RequestFanOut
+
+    trainer = build_trainer(session=aws.session, invoker=queue, clock=clock)
+    trainer.ports.fan_out = RequestFanOut(width)
+    return trainer
+
+
+@pytest.mark.usefixtures("atomic_moto")  # the reduce's GETs run in threads against in-process moto
+def test_a_reduce_adds_its_shards_in_shard_order_whatever_order_their_gets_complete_in(world):
+    aws, X, y, queue, clock = world
+    parameters = {**PARAMETERS, "workers": 5}
+    launch(aws, queue, clock, parameters)
+    trainer = concurrent_trainer(aws, queue, clock)
+    get_bytes, completed = trainer.ports.store.get_bytes, []
+
+    def last_shard_first(key, **kwargs):  # shard i's GET answers after shard i + 1's
+        shard = int(key.rsplit("-", 1)[-1].split(".")[0]) if "/shard-" in key else None
+        if shard is not None:
+            time.sleep(0.03 * (parameters["workers"] - shard))
+        data = get_bytes(key, **kwargs)
+        completed.append(shard)
+        return data
+
+    trainer.ports.store.get_bytes = last_shard_first
+    drain(trainer, queue)
+    assert completed[completed.index(4):][:5] == [4, 3, 2, 1, 0]  # the GETs did complete last shard first ...
+    assert_like_reference(aws, trainer, X, y, parameters)  # ... and the sums are those of shard order
+
+
+@pytest.mark.usefixtures("atomic_moto")
+def test_a_rounds_sequential_s3_round_trips_do_not_grow_with_k(world):
+    aws, X, y, queue, clock = world
+
+    def reduce_round_trips(workers, width):
+        queue.events.clear()
+        run_id = f"trips-{workers}-{width}"
+        aws.upload_data(f"runs/{run_id}/data.npz", X=X, y=y)
+        answer = build_launcher(session=aws.session, invoker=queue, clock=clock).handle(
+            {"run_id": run_id, "parameters": {**PARAMETERS, "workers": workers, "data": f"runs/{run_id}/data.npz"}})
+        assert answer["status"] == "running", answer
+        shards = build_trainer(session=aws.session, invoker=queue, clock=clock)
+        reducer = concurrent_trainer(aws, queue, clock, width)
+        trips = []
+        while queue.events:
+            event = queue.events.popleft()
+            if event["state"] != "reduce":
+                shards.handle(event)  # in other containers than the reduce's, as in Lambda
+                continue
+            before = reducer.ports.counter.snapshot()
+            reducer.handle(event)
+            io = reducer.ports.counter.since(before)
+            trips.append((io["round_trips"]["s3"], io["requests"]["s3"]))
+        return trips
+
+    # per reduce: its K GETs in one wave, the state's PUT, the round's delete; the first reduce also GETs the data
+    # and the state the start step wrote (later ones wrote it themselves: cached)
+    two, eight = reduce_round_trips(2, 16), reduce_round_trips(8, 16)
+    assert [trip for trip, _ in two] == [trip for trip, _ in eight] == [5] + [3] * (ROUNDS - 1)
+    assert [requests for _, requests in eight] == [8 + 4] + [8 + 2] * (ROUNDS - 1)
+    assert [trip for trip, _ in reduce_round_trips(8, 1)] == [8 + 4] + [8 + 2] * (ROUNDS - 1)  # one after another
+
+
+@pytest.mark.usefixtures("atomic_moto")
+def test_a_reduce_whose_shard_invokes_failed_midway_is_finished_by_its_retry(world):
+    aws, X, y, queue, clock = world
+    trainer = launch(aws, queue, clock)
+    trainer.handle(queue.events.popleft())  # start: scatters round 1
+    for _ in range(3):
+        trainer.handle(queue.events.popleft())  # round 1's shards; the last sends the reduce
+    reduce_event = queue.events.popleft()
+    assert reduce_event["state"] == "reduce" and not queue.events
+    dying = concurrent_trainer(aws, queue, clock)
+    invoke = queue.invoke_async
+
+    class Refused(Exception):
+        pass
+
+    def refusing(payload):
+        if payload.get("shard") == 1:
+            time.sleep(0.02)  # the others are accepted first
+            raise Refused("invoke of shard 1 failed")
+        invoke(payload)
+
+    dying.ports.invoker = type("Invoker", (), {"invoke_async": staticmethod(refusing)})()
+    raised = None
+    try:  # (not pytest.raises: `make mutants` counts assertions only)
+        dying.handle(reduce_event)  # round 1 reduced and committed; round 2's shards sent, but for shard 1
+    except Refused as error:
+        raised = error
+    assert sorted(event["shard"] for event in queue.events) == [0, 2]  # sent together: the others went out
+    assert trainer.ports.table.get_run("r1")["invoked_step"] < reduce_event["step"] + 1  # not recorded as sent
+    assert isinstance(raised, Refused)  # Lambda sees the delivery fail
+    drain(trainer, queue)  # shards 0 and 2 join the barrier; the round waits for shard 1
+    clock.advance(60)  # Lambda's retry of the reduce event a minute later: the lease has expired
+    assert trainer.handle(reduce_event)["outcome"] == "resent"
+    assert [event["shard"] for event in queue.events] == [1]  # only what is missing
+    drain(trainer, queue)
+    assert_like_reference(aws, trainer, X, y)

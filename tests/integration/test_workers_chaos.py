@@ -103,3 +103,25 @@ def test_every_fault_kind_hits_every_site_of_a_round(stack, clean, log):
         if wanted <= set(seen):
             break
     assert not wanted - set(seen), sorted(wanted - set(seen))
+
+
+def test_crashes_inside_a_reduces_concurrent_invokes_end_like_the_clean_run(stack, clean, log):
+    """At concurrency 4 a reduce sends its round's K shard events together, from threads of its own
+    (`RequestFanOut`): the harness's crash reaches them (one per delivery, its state shared by the delivery's
+    threads), before and after an invoke, and every such schedule ends like the clean run."""
+    session, outputs = stack
+    seen, in_threads = Counter(), 0
+    wanted = {f"crash reduce {when} invoker.invoke_async" for when in ("before", "after")}
+    for seed in range(12):
+        eager = plan(2000 + seed, duplicate=0.0, delay=0.0, lose=0.0, crash=0.6)
+        result = run_local(session, outputs, PARAMETERS, dataset()[0], run_id=f"workers-fan-{seed}", chaos=eager,
+                           log_stream=log, concurrency=4)
+        assert_like_clean(result, clean)
+        crashes = result.chaos["crashes_before"] + result.chaos["crashes_after"]
+        assert crashes == sum(count for where, count in result.chaos["by_state"].items() if where.startswith("crash"))
+        seen.update(result.chaos["by_state"])
+        in_threads += result.chaos["crashes_in_fan_outs"]
+        if wanted <= set(seen) and in_threads:
+            break
+    assert not wanted - set(seen), sorted(wanted - set(seen))
+    assert in_threads  # in the fan-out's own threads, not only in the delivery's (a finish event goes out alone)

@@ -100,6 +100,24 @@ def test_delivery_summary_and_per_round():
     assert summary["shard"]["requests"] == {"dynamodb": 6, "s3": 4}
 
 
+def test_round_trips_per_round_add_the_slowest_shard_and_the_reduce():
+    from types import SimpleNamespace
+
+    def delivery(state, epoch, s3, invokes, dynamodb):
+        return SimpleNamespace(role="trainer", result={"state": state, "epoch": epoch, "batch": 1},
+                               io={"round_trips": {"s3": s3, "lambda": invokes, "dynamodb": dynamodb}})
+
+    rounds = [delivery("shard", 2, 2, 0, 5), delivery("shard", 2, 2, 1, 6), delivery("reduce", 2, 3, 1, 6),
+              delivery("shard", 3, 1, 1, 6), delivery("shard", 3, 2, 0, 5), delivery("reduce", 3, 3, 1, 6),
+              delivery("finish", 3, 3, 0, 6), SimpleNamespace(role="launcher", result={}, io={})]
+    assert bench_figures.round_trips_per_round(rounds, 2) == {
+        "rounds": 2, "storage_or_invoke": {"mean": 6.5, "most": 7}, "dynamodb": {"mean": 12.0, "most": 12}}
+    chain = [delivery("start", 2, 3, 1, 6), delivery("start", 3, 2, 1, 6)]
+    assert bench_figures.round_trips_per_round(chain, 1) == {
+        "rounds": 2, "storage_or_invoke": {"mean": 3.5, "most": 4}, "dynamodb": {"mean": 6.0, "most": 6}}
+    assert bench_figures.round_trips_per_round([], 2) == {"rounds": 0}
+
+
 def test_aws_projection_follows_its_formula():
     a = bench_projection.AwsAssumptions(s3_latency=0.02, bandwidth=1e6, invoke_latency=0.03, hop_latency=0.05,
                                         dynamodb_latency=0.01)
@@ -107,10 +125,10 @@ def test_aws_projection_follows_its_formula():
     one = bench_projection.aws_round(4.0, 1, G, a)
     assert abs(one["seconds"] - (4.0 + (0.02 + 0.5) + 0.02 + 5 * 0.01 + 0.03 + 0.05)) < 1e-12
     four = bench_projection.aws_round(4.0, 4, G, a)
-    expected = 4.0 / 4 + 2 * (0.02 + 0.5) + 5 * (0.02 + 0.5) + 0.02 + 9 * 0.01 + 5 * 0.03 + 2 * 0.05
+    expected = 4.0 / 4 + 2 * (0.02 + 0.5) + (0.02 + 0.5) + (0.02 + 4 * 0.5) + 0.02 + 9 * 0.01 + 2 * 0.03 + 2 * 0.05
     assert abs(four["seconds"] - expected) < 1e-12 and abs(four["compute"] - 1.0) < 1e-12
     shard = (0.02 + 0.5) + 1.0 + (0.02 + 0.5) + 4 * 0.01 + 0.03
-    reduce = 4 * (0.02 + 0.5) + (0.02 + 0.5) + 0.02 + 5 * 0.01 + 4 * 0.03
+    reduce = (0.02 + 4 * 0.5) + (0.02 + 0.5) + 0.02 + 5 * 0.01 + 0.03  # the 4 GETs and the 4 invokes together
     lambda_cost = (4 * shard + reduce) * 1769 / 1024 * 0.0000133334 + 5 * 0.20e-6
     assert abs(four["cost_by_service"]["lambda"] - lambda_cost) < 1e-15
     assert abs(four["cost_by_service"]["s3"] - (5 * 0.005 + 8 * 0.0004) / 1000) < 1e-15

@@ -2,25 +2,33 @@
 and `Ports`, which bundles them with the run table (DynamoDB, run_table.py).
 
 They are passed in, so the same handler runs in Lambda, in tests (moto) and in the local runtime (which swaps
-only the invoker). Every adapter counts its requests and bytes in a shared `IoCounter`.
+only the invoker). Every adapter counts its requests and bytes in a shared `IoCounter`. Independent requests of one
+delivery (a reduce's K GETs, a round's K invokes) go out together through `Ports.fan_out`.
 """
 
+import contextvars
 import json
 import os
 import time
 from collections import OrderedDict
-from dataclasses import dataclass
-from typing import Any, Callable, Protocol
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterable, Protocol, TypeVar
 
 import boto3
+from botocore.config import Config
 from botocore.exceptions import ClientError
 
 from lnn_core.aws.run_table import RunTable
-from lnn_core.aws.sdk import BOTO_CONFIG, CLAIM_BOTO_CONFIG, IoCounter
+from lnn_core.aws.sdk import BOTO_CONFIG, CLAIM_BOTO_CONFIG, IoCounter, trace_requests, WAVE
 from lnn_core.errors import RunFailure
 
 SCRATCH_TAG = "lnn-scratch=true"  # the bucket's lifecycle rule expires objects with this tag
 ASYNC_PAYLOAD_LIMIT = 1_048_576  # bytes, Lambda's limit for an asynchronous invoke
+# Requests one delivery has in flight at once (`RequestFanOut`): a round of up to 64 workers in one wave. boto3's
+# connection pool (max_pool_connections) is sized to match, so that no request waits for a connection.
+CONCURRENT_REQUESTS = 64
+REQUEST_THREADS = "lnn-request"  # the name of those threads
 
 # The methods whose calls change the world: the chaos harness injects crashes around exactly these.
 EFFECTS = {
@@ -48,8 +56,7 @@ class S3ObjectStore:
             self._cache.move_to_end(key)
             return self._cache[key]
         request = {"Bucket": self.bucket, "Key": key} | ({"IfMatch": etag} if etag else {})
-        self._counter.requests["s3"] += 1
-        self._counter.priced["s3_reads"] += 1
+        self._counter.count("s3", s3_reads=1)
         try:
             data = self._client.get_object(**request)["Body"].read()
         except ClientError as error:
@@ -59,15 +66,14 @@ class S3ObjectStore:
             if code in ("PreconditionFailed", "412"):
                 raise RunFailure(f"s3 object {key} changed during the run (ETag is no longer {etag})") from error
             raise
-        self._counter.s3_bytes_in += len(data)
+        self._counter.add_bytes(s3_in=len(data))
         if cache:
             self._remember(key, data)
         return data
 
     def head(self, key: str) -> tuple[str, int] | None:
         """The object's (ETag, size in bytes), or None when it does not exist."""
-        self._counter.requests["s3"] += 1
-        self._counter.priced["s3_reads"] += 1
+        self._counter.count("s3", s3_reads=1)
         try:
             answer = self._client.head_object(Bucket=self.bucket, Key=key)
             return answer["ETag"], int(answer["ContentLength"])
@@ -78,15 +84,15 @@ class S3ObjectStore:
 
     def put_bytes(self, key: str, data: bytes, *, scratch: bool = False) -> None:
         """Write an object; `scratch` objects are tagged for the lifecycle rule that expires them."""
-        self._counter.requests["s3"] += 1
+        self._counter.count("s3")
         self._client.put_object(Bucket=self.bucket, Key=key, Body=data, **({"Tagging": SCRATCH_TAG} if scratch else {}))
-        self._counter.s3_bytes_out += len(data)
+        self._counter.add_bytes(s3_out=len(data))
         self._remember(key, data)
 
     def copy(self, source: str, destination: str) -> bool:
         """Copy an object within the bucket (server side: its bytes do not pass through this function). False when
         the source does not exist."""
-        self._counter.requests["s3"] += 1
+        self._counter.count("s3")
         try:
             self._client.copy_object(Bucket=self.bucket, Key=destination, CopySource={"Bucket": self.bucket, "Key": source})
         except ClientError as error:
@@ -101,8 +107,7 @@ class S3ObjectStore:
             if key in self._cache:
                 self._cached -= len(self._cache.pop(key))
         for start in range(0, len(keys), 1000):
-            self._counter.requests["s3"] += 1
-            self._counter.priced["s3_deletes"] += 1
+            self._counter.count("s3", s3_deletes=1)
             chunk = keys[start : start + 1000]
             self._client.delete_objects(Bucket=self.bucket, Delete={"Objects": [{"Key": k} for k in chunk], "Quiet": True})
 
@@ -111,7 +116,7 @@ class S3ObjectStore:
         listed: dict[str, tuple[str, int]] = {}
         request = {"Bucket": self.bucket, "Prefix": prefix}
         while True:
-            self._counter.requests["s3"] += 1
+            self._counter.count("s3")
             answer = self._client.list_objects_v2(**request)
             listed |= {item["Key"]: (item["ETag"], int(item["Size"])) for item in answer.get("Contents", [])}
             if not answer.get("IsTruncated"):
@@ -120,15 +125,14 @@ class S3ObjectStore:
 
     def get_range(self, key: str, start: int, stop: int, *, etag: str) -> bytes:
         """Bytes start .. stop - 1 of the object of ETag `etag` (a changed or missing object is a `RunFailure`)."""
-        self._counter.requests["s3"] += 1
-        self._counter.priced["s3_reads"] += 1
+        self._counter.count("s3", s3_reads=1)
         try:
             data = self._client.get_object(Bucket=self.bucket, Key=key, Range=f"bytes={start}-{stop - 1}", IfMatch=etag)["Body"].read()
         except ClientError as error:
             if error.response["Error"]["Code"] in ("NoSuchKey", "404", "PreconditionFailed", "412"):
                 raise RunFailure(f"s3 object {key} is missing or changed (ETag is no longer {etag})") from error
             raise
-        self._counter.s3_bytes_in += len(data)
+        self._counter.add_bytes(s3_in=len(data))
         return data
 
     def _remember(self, key: str, data: bytes) -> None:
@@ -150,7 +154,7 @@ class SnsNotifier:
         """One message: a readable subject, a JSON body, and a `status` attribute for subscription filters. With
         `message_id`, the same in the body and as an attribute: a standard topic delivers a retried Publish twice,
         and a subscriber drops the second by this key."""
-        self._counter.requests["sns"] += 1
+        self._counter.count("sns")
         attributes = {"status": {"DataType": "String", "StringValue": status}}
         if message_id is not None:
             body = {**body, "message_id": message_id}
@@ -177,8 +181,38 @@ class LambdaInvoker:
         body = json.dumps(payload).encode()
         if len(body) > ASYNC_PAYLOAD_LIMIT:
             raise ValueError(f"event of {len(body)} bytes exceeds Lambda's {ASYNC_PAYLOAD_LIMIT}-byte async limit")
-        self._counter.requests["lambda"] += 1
+        self._counter.count("lambda")
         self._client.invoke(FunctionName=self.function_name, InvocationType="Event", Payload=body)
+
+
+Item, Answer = TypeVar("Item"), TypeVar("Answer")
+
+
+class RequestFanOut:
+    """Independent requests of one delivery sent together: `map(call, items)` answers `call(item)` for every item,
+    in the items' order whatever order they complete in, in waves of up to `width` at once, each wave a thread per
+    item (width 1: one after another in the caller's thread, the deterministic schedule of the simulator, the tests
+    and the local runtime at concurrency 1). Every call runs to its end, then the first error in the items' order
+    is raised: a failed request never hides behind a later success. Each call runs in a copy of the caller's context
+    (contextvars) marked with its wave (`sdk.WAVE`, for the trace), so that what the delivery set there (the chaos
+    harness's fault state) holds in its requests too."""
+
+    def __init__(self, width: int = 1):
+        self.width = width
+
+    def map(self, call: Callable[[Item], Answer], items: Iterable[Item]) -> list[Answer]:
+        items = list(items)
+        if self.width <= 1 or len(items) <= 1:
+            return [call(item) for item in items]
+        futures = []
+        for first in range(0, len(items), self.width):
+            wave, marker = items[first : first + self.width], object()
+            with ThreadPoolExecutor(max_workers=len(wave), thread_name_prefix=REQUEST_THREADS) as pool:
+                for item in wave:
+                    context = contextvars.copy_context()  # one per call: a context runs in one thread at a time
+                    context.run(WAVE.set, marker)
+                    futures.append(pool.submit(context.run, call, item))
+        return [future.result() for future in futures]  # each pool's exit waited for its wave; first error first
 
 
 @dataclass
@@ -193,6 +227,9 @@ class Ports:
     # Epoch seconds, for leases and stall judgements. Lambda's is the wall clock; the local runtime's adds the
     # time its virtual delivery clock skipped (retry back-offs), so that a lease expires before a retry as in AWS.
     clock: Callable[[], float] = time.time
+    # How independent requests go out: concurrently in Lambda; one after another by default for whoever brings
+    # their own invoker (the tests, the simulator), the local runtime sets its own (`lnn_cli.cloud.runtime`).
+    fan_out: RequestFanOut = field(default_factory=RequestFanOut)
 
     @classmethod
     def from_environment(
@@ -205,14 +242,21 @@ class Ports:
         session = session or boto3.Session()
         counter = IoCounter()
         bucket = os.environ.get("LNN_BUCKET")
+        pooled = Config(max_pool_connections=CONCURRENT_REQUESTS)
+        dynamodb = session.resource("dynamodb", config=CLAIM_BOTO_CONFIG)
+        trace_requests(dynamodb.meta.client, counter)
         return cls(
-            table=RunTable(session.resource("dynamodb", config=CLAIM_BOTO_CONFIG).Table(_required("LNN_TABLE")), counter),
-            notifier=SnsNotifier(session.client("sns", config=CLAIM_BOTO_CONFIG), _required("LNN_TOPIC_ARN"), counter),
-            invoker=invoker
-            or LambdaInvoker(session.client("lambda", config=CLAIM_BOTO_CONFIG), _required(invoke_target), counter),
+            table=RunTable(dynamodb.Table(_required("LNN_TABLE")), counter),
+            notifier=SnsNotifier(trace_requests(session.client("sns", config=CLAIM_BOTO_CONFIG), counter),
+                                 _required("LNN_TOPIC_ARN"), counter),
+            invoker=invoker or LambdaInvoker(
+                trace_requests(session.client("lambda", config=CLAIM_BOTO_CONFIG.merge(pooled)), counter),
+                _required(invoke_target), counter),
             counter=counter,
-            store=S3ObjectStore(session.client("s3", config=BOTO_CONFIG), bucket, counter) if bucket else None,
+            store=S3ObjectStore(trace_requests(session.client("s3", config=BOTO_CONFIG.merge(pooled)), counter), bucket,
+                                counter) if bucket else None,
             clock=clock or time.time,
+            fan_out=RequestFanOut(CONCURRENT_REQUESTS if invoker is None else 1),
         )
 
 

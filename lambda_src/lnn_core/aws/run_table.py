@@ -174,7 +174,7 @@ class RunTable:
         """The ids of ended runs whose message is not recorded as sent, from their sparse index."""
         run_ids, start = [], {}
         while True:
-            self._counter.requests["dynamodb"] += 1
+            self._counter.count("dynamodb")
             page = self._table.query(IndexName=RUNS_AWAITING_MESSAGE_INDEX,
                                      KeyConditionExpression=f"{MESSAGE_DUE} = :due",
                                      ExpressionAttributeValues={":due": MESSAGE_DUE_VALUE}, **start)
@@ -273,7 +273,7 @@ class RunTable:
 
     def shards_done(self, run_id: str, step: int) -> set[int]:
         """The shards whose results are in for the round that step `step` reduces."""
-        self._counter.requests["dynamodb"] += 1
+        self._counter.count("dynamodb")
         item = self._table.get_item(Key={"run_id": run_id, "epoch": barrier_epoch(step)}, ConsistentRead=True).get("Item")
         return {int(done) for done in (item or {}).get("shards_done", set())}
 
@@ -298,8 +298,7 @@ class RunTable:
             puts = [{"Put": {"TableName": self.name, "Item": to_dynamo({**item, "run_id": partition})}}
                     for partition, item in chunk]
             # a read of the run record (the check) and the items' write units, not a write of the record
-            self._counter.requests["dynamodb"] += 1
-            self._counter.priced["dynamodb_item_units"] += sum(item_write_units(item) for _, item in chunk)
+            self._counter.count("dynamodb", dynamodb_item_units=sum(item_write_units(item) for _, item in chunk))
             try:
                 _outlasting_conflicts(client.transact_write_items, TransactItems=[check, *puts])
             except ClientError as error:
@@ -348,7 +347,7 @@ class RunTable:
         return {**figures, **{name: value for name, value in (weights or {}).items() if name in EPOCH_WEIGHTS}}
 
     def _get_item(self, partition: str, epoch: int) -> dict[str, Any] | None:
-        self._counter.requests["dynamodb"] += 1
+        self._counter.count("dynamodb")
         item = self._table.get_item(Key={"run_id": partition, "epoch": epoch}, ConsistentRead=True).get("Item")
         return from_dynamo(item) if item else None
 
@@ -361,7 +360,7 @@ class RunTable:
             names = {f"#a{index}": name for index, name in enumerate(attributes)}
             projection = {"ProjectionExpression": ", ".join(names), "ExpressionAttributeNames": names}
         while True:
-            self._counter.requests["dynamodb"] += 1
+            self._counter.count("dynamodb")
             page = self._table.query(
                 KeyConditionExpression="run_id = :run AND epoch BETWEEN :first AND :last",
                 ExpressionAttributeValues={":run": partition, ":first": first, ":last": last},
@@ -383,7 +382,7 @@ class RunTable:
         read = self._table.query if status is not None else self._table.scan
         run_ids, start = [], {}
         while True:
-            self._counter.requests["dynamodb"] += 1
+            self._counter.count("dynamodb")
             page = read(**request, **start)
             run_ids += [item["run_id"] for item in page["Items"]]
             if "LastEvaluatedKey" not in page:
@@ -414,8 +413,7 @@ class RunTable:
                 raise
 
     def _count_write(self) -> None:
-        self._counter.requests["dynamodb"] += 1
-        self._counter.priced["dynamodb_writes"] += 1
+        self._counter.count("dynamodb", dynamodb_writes=1)
 
     def _conditional_update(self, run_id, update, condition, values, *, status: bool = False,
                             names: dict[str, str] | None = None, epoch: int = RUN_RECORD_EPOCH) -> bool:

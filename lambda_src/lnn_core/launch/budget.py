@@ -15,6 +15,7 @@ from typing import IO, Mapping, Sequence
 import numpy as np
 from numpy.lib import format as npy_format
 
+from lnn_core.aws.ports import CONCURRENT_REQUESTS
 from lnn_core.errors import LnnInputError
 from lnn_core.ml.config import TrainingConfig
 from lnn_core.protocol.layout import CHECKPOINT_EVERY
@@ -236,11 +237,12 @@ def parameter_copies(config: TrainingConfig) -> int:
     """Copies of the parameters a step holds besides W, b, their gradients and the update: the optimizer's state
     (momentum 1, adam 2), the training state serialized (a buffer and its bytes, state included), at `auto`
     granularity the checkpoint states kept until the commit (one per 100 epochs of a step), and with workers the
-    reduce's running sum and the shard result it adds (it reads them one at a time)."""
+    reduce's running sum, the shard result it adds, and the serialized results of one wave of its concurrent GETs
+    (at most `CONCURRENT_REQUESTS`) waiting their turn."""
     optimizer = {"gd": 0, "momentum": 1, "adam": 2}[config.optimizer]
     serialized = 2 * (1 + optimizer)
     if config.workers > 1:
-        return optimizer + serialized + 2
+        return optimizer + serialized + 2 + min(config.workers, CONCURRENT_REQUESTS)
     kept = min(config.epochs, AUTO_MAX_EPOCHS_PER_STEP) // CHECKPOINT_EVERY * (1 + optimizer) if config.granularity == "auto" else 0
     return optimizer + serialized + kept
 

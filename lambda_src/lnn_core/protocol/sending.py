@@ -44,10 +44,10 @@ def pending(ports: Ports, run: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 def send(ports: Ports, run_id: str, event: dict[str, Any], invocations: list[dict[str, Any]] | None = None) -> None:
-    """Invoke the next step (its shards, in a round), then record that it was sent. The caller holds the send lease
-    (its commit's, or a `claim_send`); a crash in between leaves the lease to expire and a retry to re-send."""
-    for invocation in fan_out(event) if invocations is None else invocations:
-        ports.invoker.invoke_async(invocation)
+    """Invoke the next step (a round's K shards together, `Ports.fan_out`), then, once every invoke was accepted,
+    record that it was sent. The caller holds the send lease (its commit's, or a `claim_send`); a crash or a failed
+    invoke in between leaves the lease to expire and a retry to re-send what is still `pending`."""
+    ports.fan_out.map(ports.invoker.invoke_async, fan_out(event) if invocations is None else invocations)
     ports.table.mark_invoked(run_id, event["step"])
 
 

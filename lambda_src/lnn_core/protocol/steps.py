@@ -208,12 +208,18 @@ class StepBodies:
                                   batch_cost_sum=batch_cost_sum, obsolete=obsolete)
 
     def _shard_results(self, config: TrainingConfig, epoch: int, batch: int):
-        """The round's shard results in shard order, read one at a time and not cached (K of them would not fit)."""
-        for shard in range(config.workers):
-            key = shard_key(config, epoch, batch, shard)
-            arrays = npz_to_arrays(self.ports.store.get_bytes(key, cache=False), key=key)
-            loss = float(arrays.pop("loss_sum"))
-            yield arrays, loss
+        """The round's shard results in shard order, uncached: their GETs go out together (`Ports.fan_out`), in
+        waves of at most its width (one wave up to 64 workers in Lambda), so that at most that many wait in memory
+        as bytes; each is parsed only when its turn to be added comes."""
+        keys = [shard_key(config, epoch, batch, shard) for shard in range(config.workers)]
+        wave = max(1, self.ports.fan_out.width)
+        for first in range(0, len(keys), wave):
+            fetched = self.ports.fan_out.map(lambda key: self.ports.store.get_bytes(key, cache=False),
+                                             keys[first : first + wave])
+            for key in keys[first : first + wave]:
+                arrays = npz_to_arrays(fetched.pop(0), key=key)
+                loss = float(arrays.pop("loss_sum"))
+                yield arrays, loss
 
     # ---- epoch and auto granularity ------------------------------------------------------------------------
 

@@ -27,6 +27,7 @@ from typing import Any, Callable, Protocol
 
 import boto3
 from lnn_cli.cloud.runtime.atomic import atomic_requests
+from lnn_core.aws.ports import CONCURRENT_REQUESTS, RequestFanOut
 from lnn_core.aws.sdk import IoCounter
 from lnn_cli.cloud.runtime.containers import (
     LOG_SINK,
@@ -90,9 +91,11 @@ class LocalInvoker:
         self.counter: IoCounter | None = None  # the calling handler's, set once its ports exist
 
     def invoke_async(self, payload: dict[str, Any]) -> None:
+        started = time.monotonic()
         self._runtime.invoke_async(self._target, payload)
         if self.counter is not None:
-            self.counter.requests["lambda"] += 1
+            self.counter.count("lambda")
+            self.counter.record("lambda", started, time.monotonic())
 
 
 class LocalLambdaRuntime:
@@ -144,6 +147,10 @@ class LocalLambdaRuntime:
         handler = build_handler(function, session=self.session, invoker=invoker, clock=self.now,
                                 log_stream=self._log_stream)
         invoker.counter = handler.ports.counter
+        # a delivery's independent requests: together, as in Lambda, when deliveries run in threads; one after
+        # another at concurrency 1, where a chaos seed is a schedule
+        if hasattr(handler.ports, "fan_out"):  # the predictor's ports have none: it sends one request at a time
+            handler.ports.fan_out = RequestFanOut(CONCURRENT_REQUESTS if self.concurrency > 1 else 1)
         function.containers.append(Container(index, handler, handler.ports.counter))
         if self.faults is not None:
             self.faults.instrument(function.role, handler)
