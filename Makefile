@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
 export PATH := $(CURDIR)/node_modules/.bin:$(CURDIR)/$(VENV)/bin:$(PATH)
 
-.PHONY: setup demo test slow synth bench bench-reads mutants simulate clean
+.PHONY: setup lint demo test slow synth bench bench-reads mutants simulate clean
 
 setup: $(VENV)/.installed node_modules/.installed
 
@@ -25,7 +25,14 @@ synth: setup
 demo: setup
 	lnn local --config lnn_cli/data/demo-parameters.json --out out/demo
 
-test: setup
+# The linters first (pyproject.toml [tool.ruff]; vulture: dead code in the product, framework callbacks allowed in
+# tests/vulture_allowlist.py, the tests read so that what only tests call counts as used), then the tests.
+lint: setup
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	@! $(VENV)/bin/vulture lambda_src lnn_cli lnn_stack app.py tests --min-confidence 60 | grep -v '^tests/'
+
+test: lint
 	$(PY) -m pytest -n 2 -m "not slow"
 
 slow: setup

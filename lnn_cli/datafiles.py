@@ -17,6 +17,7 @@ import io
 from pathlib import Path
 
 import numpy as np
+
 from lnn_core.errors import LnnInputError
 from lnn_core.ml.shards import shard_slices
 from lnn_core.protocol.layout import common_key, part_key
@@ -48,7 +49,9 @@ def read_bytes(path: Path) -> bytes:
     try:
         return path.read_bytes()
     except FileNotFoundError:
-        raise LnnInputError(f"data file {path} does not exist; give an .npz with X and y, an HDF5 or a CSV (--data FILE)") from None
+        raise LnnInputError(
+            f"data file {path} does not exist; give an .npz with X and y, an HDF5 or a CSV (--data FILE)"
+        ) from None
     except IsADirectoryError:
         raise LnnInputError(f"data file {path} is a directory; give an .npz, HDF5 or CSV file (--data FILE)") from None
     except OSError as error:
@@ -80,8 +83,9 @@ def data_in_parts(data: bytes, parts: int) -> dict[str, bytes]:
     files = {}
     for part, rows in enumerate(shard_slices(arrays["X"].shape[0], parts)):
         files[part_key("", part, parts)] = _npz({"X": arrays["X"][rows], "y": arrays["y"][rows]})
-    files[common_key("")] = _npz({name: arrays[name] for name in ("X_test", "y_test", "classes", "example_shape")
-                                  if name in arrays})
+    files[common_key("")] = _npz(
+        {name: arrays[name] for name in ("X_test", "y_test", "classes", "example_shape") if name in arrays}
+    )
     return files
 
 
@@ -114,8 +118,12 @@ def hdf5_arrays(path: Path, raw: bytes) -> dict[str, np.ndarray]:
                 raise LnnInputError(f"{path} lacks the HDF5 dataset {missing!r}; give both {' and '.join(HDF5_TRAIN)}")
             if test and not all(name in names for name in HDF5_TEST):
                 missing = next(name for name in HDF5_TEST if name not in names)
-                raise LnnInputError(f"{path} lacks the HDF5 dataset {missing!r}; give both {' and '.join(HDF5_TEST)} or neither")
-            datasets = {name: _dataset(h5, name, path) for name in (*HDF5_TRAIN, *HDF5_TEST, HDF5_CLASSES) if name in names}
+                raise LnnInputError(
+                    f"{path} lacks the HDF5 dataset {missing!r}; give both {' and '.join(HDF5_TEST)} or neither"
+                )
+            datasets = {
+                name: _dataset(h5, name, path) for name in (*HDF5_TRAIN, *HDF5_TEST, HDF5_CLASSES) if name in names
+            }
     except LnnInputError:
         raise
     except (OSError, ValueError, KeyError, TypeError) as error:
@@ -127,8 +135,10 @@ def hdf5_arrays(path: Path, raw: bytes) -> dict[str, np.ndarray]:
         X_test, y_test = _examples(datasets, *HDF5_TEST, path)
         if train:
             if X_test.shape[1:] != arrays["X"].shape[1:]:
-                raise LnnInputError(f"{path}: test_set_x's examples have shape {datasets['test_set_x'].shape[1:]} but "
-                                    f"train_set_x's {datasets['train_set_x'].shape[1:]}")
+                raise LnnInputError(
+                    f"{path}: test_set_x's examples have shape {datasets['test_set_x'].shape[1:]} but "
+                    f"train_set_x's {datasets['train_set_x'].shape[1:]}"
+                )
             arrays["X_test"], arrays["y_test"] = X_test, y_test
         else:  # a test-only file (test_catvnoncat.h5): its test set is the data
             arrays["X"], arrays["y"] = X_test, y_test
@@ -160,7 +170,9 @@ def _examples(datasets: dict[str, np.ndarray], x_name: str, y_name: str, path: P
     if y.ndim == 2 and y.shape[0] == 1 and y.shape[1] == m and m != 1:
         y = y[0]  # the course's (1, m) layout
     if y.ndim == 0 or y.shape[0] != m:
-        raise LnnInputError(f"{path}: {x_name} has {m} examples but {y_name} has shape {y.shape}; give one label per example")
+        raise LnnInputError(
+            f"{path}: {x_name} has {m} examples but {y_name} has shape {y.shape}; give one label per example"
+        )
     return X.reshape(m, -1), y
 
 
@@ -174,7 +186,9 @@ def _class_names(classes: np.ndarray, path: Path) -> np.ndarray:
     if classes.dtype.kind == "U":
         return classes.astype(str)
     if classes.dtype.kind == "O":  # variable-length strings
-        return np.array([name.decode("utf-8") if isinstance(name, bytes) else str(name) for name in classes.tolist()], dtype=str)
+        return np.array(
+            [name.decode("utf-8") if isinstance(name, bytes) else str(name) for name in classes.tolist()], dtype=str
+        )
     raise LnnInputError(f"{path}: {HDF5_CLASSES} must hold class names (strings); got dtype {classes.dtype}")
 
 
@@ -187,8 +201,11 @@ def csv_arrays(path: Path, raw: bytes, label_column: str | None) -> dict[str, np
     except UnicodeDecodeError:
         raise LnnInputError(f"{path} is not a text (UTF-8) CSV file") from None
     try:
-        rows = [(number, row) for number, row in enumerate(csv.reader(io.StringIO(text)), start=1)
-                if any(cell.strip() for cell in row)]
+        rows = [
+            (number, row)
+            for number, row in enumerate(csv.reader(io.StringIO(text)), start=1)
+            if any(cell.strip() for cell in row)
+        ]
     except csv.Error as error:
         raise LnnInputError(f"{path} is not a readable CSV file ({error})") from None
     if not rows:
@@ -205,15 +222,19 @@ def csv_arrays(path: Path, raw: bytes, label_column: str | None) -> dict[str, np
     values = np.empty((len(rows), width), dtype=np.float64)
     for index, (line, row) in enumerate(rows):
         if len(row) != width:
-            raise LnnInputError(f"{path}: line {line} has {len(row)} cells but {'the header' if header else 'line ' + str(rows[0][0])} "
-                                f"has {width}; every row needs the same columns")
+            raise LnnInputError(
+                f"{path}: line {line} has {len(row)} cells but {'the header' if header else 'line ' + str(rows[0][0])} "
+                f"has {width}; every row needs the same columns"
+            )
         for column, cell in enumerate(row):
             try:
                 values[index, column] = float(cell)
             except ValueError:
                 name = f" ({header[column]!r})" if header else ""
-                raise LnnInputError(f"{path}: line {line}, column {column + 1}{name} holds {cell.strip()!r}, which is "
-                                    "not a number; LNN reads numbers only") from None
+                raise LnnInputError(
+                    f"{path}: line {line}, column {column + 1}{name} holds {cell.strip()!r}, which is "
+                    "not a number; LNN reads numbers only"
+                ) from None
     label = _label_index(label_column, header, width, path)
     y = values[:, label]
     X = np.delete(values, label, axis=1)
@@ -239,7 +260,9 @@ def _label_index(label_column: str | None, header: list[str] | None, width: int,
         columns = f"its columns are {', '.join(header)}" if header else "it has no header row, so give a column index"
         raise LnnInputError(f"--label-column {label_column!r} is not a column of {path}; {columns}") from None
     if not -width <= index < width:
-        raise LnnInputError(f"--label-column {index} is out of range: {path} has {width} columns (0..{width - 1}, or -1 for the last)")
+        raise LnnInputError(
+            f"--label-column {index} is out of range: {path} has {width} columns (0..{width - 1}, or -1 for the last)"
+        )
     return index % width
 
 

@@ -22,7 +22,7 @@ from lnn_core.launch.budget import (
     value_bytes,
 )
 from lnn_core.ml.config import TrainingConfig
-from lnn_core.ml.dataset import load_training_data, TrainingData
+from lnn_core.ml.dataset import TrainingData, load_training_data
 from lnn_core.ml.validation import held_out
 
 DEMO_DATA = Path(__file__).resolve().parent / "data" / "breast_cancer.npz"
@@ -96,7 +96,9 @@ def comma_list(text: str, *, name: str, whole_numbers: bool = False) -> list:
     try:
         return [int(item) for item in items]
     except ValueError:
-        raise LnnInputError(f"--{name} must be whole numbers separated by commas, e.g. 20,7,5,1; got {text!r}") from None
+        raise LnnInputError(
+            f"--{name} must be whole numbers separated by commas, e.g. 20,7,5,1; got {text!r}"
+        ) from None
 
 
 def run_parameters(base: dict[str, Any], config_path: str | None, flags: dict[str, Any]) -> dict[str, Any]:
@@ -112,9 +114,16 @@ def run_parameters(base: dict[str, Any], config_path: str | None, flags: dict[st
     return parameters
 
 
-def validate_run(parameters: dict[str, Any], data_path: str | Path, *, defaults: dict[str, Any] | None = None,
-                 trainer_memory_mb: int = DEFAULT_MEMORY_MB, launcher_memory_mb: int | None = None,
-                 label_column: str | None = None, in_parts: bool = False) -> RunInputs:
+def validate_run(
+    parameters: dict[str, Any],
+    data_path: str | Path,
+    *,
+    defaults: dict[str, Any] | None = None,
+    trainer_memory_mb: int = DEFAULT_MEMORY_MB,
+    launcher_memory_mb: int | None = None,
+    label_column: str | None = None,
+    in_parts: bool = False,
+) -> RunInputs:
     """Everything the launcher will check, checked here first, so that a bad run creates nothing: the data's
     headers and size, the parameters, whether a training step fits `trainer_memory_mb`, then the data itself.
     An HDF5 or CSV data file is converted to the .npz that is uploaded (`RunInputs.data`). `in_parts`: a run of
@@ -124,21 +133,39 @@ def validate_run(parameters: dict[str, Any], data_path: str | Path, *, defaults:
     config = TrainingConfig.from_parameters({**parameters, "data": "runs/check/data.npz"}, defaults=defaults)
     split = in_parts and config.workers > 1 and not config.validation_split  # parts hold out no validation rows
     if not split:
-        check_npz_fits(layout, compressed_bytes=len(data), memory_mb=launcher_memory_mb or trainer_memory_mb,
-                       source=str(data_path))
-        check_training_fits(layout, config.neurons, memory_mb=trainer_memory_mb, source=str(data_path),
-                            copies=parameter_copies(config), itemsize=value_bytes(config))
+        check_npz_fits(
+            layout, compressed_bytes=len(data), memory_mb=launcher_memory_mb or trainer_memory_mb, source=str(data_path)
+        )
+        check_training_fits(
+            layout,
+            config.neurons,
+            memory_mb=trainer_memory_mb,
+            source=str(data_path),
+            copies=parameter_copies(config),
+            itemsize=value_bytes(config),
+        )
     training_data = load_training_data(data, source=str(data_path), dtype=config.dtype)
     training_data.check_fits(config)
     parts = data_in_parts(data, config.workers) if split else None
     for name, part in (parts or {}).items():
         part_layout = inspect_npz(io.BytesIO(part), source=f"{data_path} ({name})")
         if name.startswith("part-"):
-            check_part_fits(part_layout, compressed_bytes=len(part), examples=len(training_data.X), neurons=config.neurons,
-                            memory_mb=trainer_memory_mb, source=f"{data_path} ({name})", copies=parameter_copies(config),
-                            test_examples=0 if training_data.X_test is None else len(training_data.X_test))
+            check_part_fits(
+                part_layout,
+                compressed_bytes=len(part),
+                examples=len(training_data.X),
+                neurons=config.neurons,
+                memory_mb=trainer_memory_mb,
+                source=f"{data_path} ({name})",
+                copies=parameter_copies(config),
+                test_examples=0 if training_data.X_test is None else len(training_data.X_test),
+            )
         else:
-            check_npz_fits(part_layout, compressed_bytes=len(part), memory_mb=launcher_memory_mb or trainer_memory_mb,
-                           source=f"{data_path} ({name})")
+            check_npz_fits(
+                part_layout,
+                compressed_bytes=len(part),
+                memory_mb=launcher_memory_mb or trainer_memory_mb,
+                source=f"{data_path} ({name})",
+            )
     held_out(training_data, config.validation_split, config.validation_seed)  # refused if it leaves nothing to train on
     return RunInputs(parameters, data, config, training_data, parts)

@@ -1,7 +1,7 @@
 """docs/parameters.md, generated from the table of training parameters (lambda_src/lnn_core/ml/parameters.py).
 
-    python -m lnn_cli.parameters_doc          # rewrite docs/parameters.md
-    python -m lnn_cli.parameters_doc --check  # exit 1 when the committed file differs from the table
+python -m lnn_cli.parameters_doc          # rewrite docs/parameters.md
+python -m lnn_cli.parameters_doc --check  # exit 1 when the committed file differs from the table
 """
 
 import argparse

@@ -45,8 +45,10 @@ from lnn_core.protocol import end_message, ending
 
 FOLLOW_SECONDS = 2.0  # how often `status --follow` reads the run record
 # What an epoch item records of the test set every `eval_every` epochs (results.evaluation): (key, label, format)
-TEST_FIGURES = (("test_cost", "test cost", "{:.6f}"),
-                *((key, label, style) for key, label, style in end_message.FIGURES if key in ("test_accuracy", "test_rmse")))
+TEST_FIGURES = (
+    ("test_cost", "test cost", "{:.6f}"),
+    *((key, label, style) for key, label, style in end_message.FIGURES if key in ("test_accuracy", "test_rmse")),
+)
 # What the text table of `lnn results` shows of an epoch's figures (its columns; --plot needs no other)
 TABLE_FIGURES = ("epoch", "cost", *(key for key, _, _ in TEST_FIGURES), "learning_rate", "finished_at")
 
@@ -59,7 +61,9 @@ class DeployedStack:
         self.outputs = StackOutputs.from_stack(session, stack_name)
         self.counter = IoCounter()
         # what the reads (`lnn results`, `status`, `runs`, the page) need of the stack: `ports` is built on first use
-        self.table = RunTable(session.resource("dynamodb", config=CLI_BOTO_CONFIG).Table(self.outputs.table), self.counter)
+        self.table = RunTable(
+            session.resource("dynamodb", config=CLI_BOTO_CONFIG).Table(self.outputs.table), self.counter
+        )
 
     @functools.cached_property
     def ports(self) -> Ports:
@@ -67,9 +71,12 @@ class DeployedStack:
         models took 0.35 s at load 6, a quarter of `lnn results` then (docs/performance.md), which uses none."""
         return Ports(
             table=self.table,
-            notifier=SnsNotifier(self.session.client("sns", config=CLI_BOTO_CONFIG), self.outputs.topic_arn, self.counter),
-            invoker=LambdaInvoker(self.session.client("lambda", config=CLI_BOTO_CONFIG), self.outputs.trainer_function,
-                                  self.counter),
+            notifier=SnsNotifier(
+                self.session.client("sns", config=CLI_BOTO_CONFIG), self.outputs.topic_arn, self.counter
+            ),
+            invoker=LambdaInvoker(
+                self.session.client("lambda", config=CLI_BOTO_CONFIG), self.outputs.trainer_function, self.counter
+            ),
             counter=self.counter,
             store=S3ObjectStore(self.session.client("s3", config=CLI_BOTO_CONFIG), self.outputs.bucket, self.counter),
         )
@@ -79,8 +86,10 @@ class DeployedStack:
         `invoke("predictor", payload)` is the same call, without AWS.)"""
         name = self.outputs.predict_function
         if not name:
-            raise LnnInputError(f"stack {self.outputs.stack_name} has no PredictLambda (no output PredictFunctionName); "
-                                "redeploy it with this version of LNN, or predict on this machine without --remote")
+            raise LnnInputError(
+                f"stack {self.outputs.stack_name} has no PredictLambda (no output PredictFunctionName); "
+                "redeploy it with this version of LNN, or predict on this machine without --remote"
+            )
         response = self.session.client("lambda", config=BOTO_CONFIG).invoke(
             FunctionName=name, InvocationType="RequestResponse", Payload=json.dumps(payload).encode()
         )
@@ -99,7 +108,9 @@ class DeployedStack:
     @functools.cached_property
     def _launcher_environment(self) -> dict[str, str]:
         """The LaunchLambda's environment variables, with its own memory size as Lambda reports it to the function."""
-        configuration = self.session.client("lambda", config=CLI_BOTO_CONFIG).get_function_configuration(FunctionName=self.outputs.launch_function)
+        configuration = self.session.client("lambda", config=CLI_BOTO_CONFIG).get_function_configuration(
+            FunctionName=self.outputs.launch_function
+        )
         environment = dict(configuration.get("Environment", {}).get("Variables", {}))
         return {"AWS_LAMBDA_FUNCTION_MEMORY_SIZE": str(configuration.get("MemorySize", "")), **environment}
 
@@ -112,7 +123,9 @@ class DeployedStack:
         from the trainer function's own configuration."""
         environment = dict(self._launcher_environment)
         if not environment.get("LNN_TRAINER_MEMORY_MB"):
-            trainer = self.session.client("lambda", config=CLI_BOTO_CONFIG).get_function_configuration(FunctionName=self.outputs.trainer_function)
+            trainer = self.session.client("lambda", config=CLI_BOTO_CONFIG).get_function_configuration(
+                FunctionName=self.outputs.trainer_function
+            )
             environment["LNN_TRAINER_MEMORY_MB"] = str(trainer.get("MemorySize", ""))
         try:
             return LaunchLimits.from_environment(environment)
@@ -129,9 +142,15 @@ def command_start(args, parameters: dict, stack: DeployedStack, console: Console
     """Upload data.npz (with workers K > 1, its K parts and common.npz), then parameters.json: that upload starts the
     run (S3 -> EventBridge -> LaunchLambda)."""
     limits = stack.launch_limits()
-    inputs = validate_run(parameters, args.data, defaults=stack.launch_defaults(),
-                          trainer_memory_mb=limits.trainer_memory_mb, launcher_memory_mb=limits.launcher_memory_mb,
-                          label_column=getattr(args, "label_column", None), in_parts=True)
+    inputs = validate_run(
+        parameters,
+        args.data,
+        defaults=stack.launch_defaults(),
+        trainer_memory_mb=limits.trainer_memory_mb,
+        launcher_memory_mb=limits.launcher_memory_mb,
+        label_column=getattr(args, "label_column", None),
+        in_parts=True,
+    )
     run_id = check_run_id(args.name) if args.name else new_run_id("run")
     if stack.ports.table.get_run(run_id) is not None:
         raise LnnInputError(f"a run named {run_id} already exists; choose another --name")
@@ -143,7 +162,9 @@ def command_start(args, parameters: dict, stack: DeployedStack, console: Console
             "wait for one to end or stop one with `lnn stop RUN_ID`"
         )
     upload_run_inputs(stack.session, stack.outputs, run_id, inputs.data, inputs.parameters, parts=inputs.parts)
-    console.print(f"started run [bold]{run_id}[/] in stack {stack.outputs.stack_name}: s3://{stack.outputs.bucket}/runs/{run_id}/")
+    console.print(
+        f"started run [bold]{run_id}[/] in stack {stack.outputs.stack_name}: s3://{stack.outputs.bucket}/runs/{run_id}/"
+    )
     show_launched_configuration(console, inputs.config.to_parameters(), lambda: stack.ports.table.get_run(run_id))
     console.print(f"follow it with: lnn status {run_id} --follow")
     return 0
@@ -153,7 +174,9 @@ def command_status(args, stack: DeployedStack, console: Console) -> int:
     run = stack.run(args.run_id)
     if args.follow and run["status"] == "running":
         with run_progress(console) as progress:
-            bar = RunProgress(progress, lambda: stack.run(args.run_id), epochs=run["config"]["epochs"], label=args.run_id)
+            bar = RunProgress(
+                progress, lambda: stack.run(args.run_id), epochs=run["config"]["epochs"], label=args.run_id
+            )
             bar.show(run)
             while run["status"] == "running":
                 time.sleep(FOLLOW_SECONDS)
@@ -197,21 +220,40 @@ def command_results(args, stack: DeployedStack, console: Console) -> int:
     evaluated = [(key, label, style) for key, label, style in TEST_FIGURES if any(key in item for item in epochs)]
     if args.csv:
         writer = csv.writer(sys.stdout, lineterminator="\n")
-        writer.writerow(["epoch", "cost", *(key for key, _, _ in evaluated), "learning_rate", "started_at", "finished_at"])
+        writer.writerow(
+            ["epoch", "cost", *(key for key, _, _ in evaluated), "learning_rate", "started_at", "finished_at"]
+        )
         for item in epochs:
-            writer.writerow([item["epoch"], repr(item["cost"]), *(repr(item[key]) if key in item else "" for key, _, _ in evaluated),
-                             item.get("learning_rate"), item.get("started_at"), item.get("finished_at")])
+            writer.writerow(
+                [
+                    item["epoch"],
+                    repr(item["cost"]),
+                    *(repr(item[key]) if key in item else "" for key, _, _ in evaluated),
+                    item.get("learning_rate"),
+                    item.get("started_at"),
+                    item.get("finished_at"),
+                ]
+            )
     else:
         console.print(status_line(run), markup=False, highlight=False, soft_wrap=True)
-        rows = [[str(item["epoch"]), f"{item['cost']:.6f}",
-                 *(style.format(item[key]) if key in item else "" for key, _, style in evaluated),
-                 str(item.get("learning_rate", "")), item.get("finished_at", "")] for item in epochs]
+        rows = [
+            [
+                str(item["epoch"]),
+                f"{item['cost']:.6f}",
+                *(style.format(item[key]) if key in item else "" for key, _, style in evaluated),
+                str(item.get("learning_rate", "")),
+                item.get("finished_at", ""),
+            ]
+            for item in epochs
+        ]
         headers = ["epoch", "cost", *(label for _, label, _ in evaluated), "learning rate", "finished at"]
         console.print("\n".join(plain_table(headers, rows)), markup=False, highlight=False, soft_wrap=True)
         final = run.get("final") or {}
         if final:
-            console.print(", ".join(f"{label} {value}" for label, value in end_message.figures(final))
-                          + f", {final['seconds']:.1f} s, {final['invocations']} invocations, model s3://{stack.outputs.bucket}/{final['model_key']}")
+            console.print(
+                ", ".join(f"{label} {value}" for label, value in end_message.figures(final))
+                + f", {final['seconds']:.1f} s, {final['invocations']} invocations, model s3://{stack.outputs.bucket}/{final['model_key']}"
+            )
             show_warnings(console, final)
         console.print(f"AWS cost: {pricing.cost_text(run_cost(run, args.prices))}", highlight=False)
         published = ending.published_model(run)
@@ -220,8 +262,12 @@ def command_results(args, stack: DeployedStack, console: Console) -> int:
     if args.weights:
         show_weights(run, stack.table.committed_epoch(run), stack, console)
     if args.plot:
-        plot_costs(costs, args.plot, run_id=args.run_id,
-                   test_costs={int(item["epoch"]): item["test_cost"] for item in epochs if "test_cost" in item})
+        plot_costs(
+            costs,
+            args.plot,
+            run_id=args.run_id,
+            test_costs={int(item["epoch"]): item["test_cost"] for item in epochs if "test_cost" in item},
+        )
         console.print(f"wrote {args.plot}")
     return 0
 
@@ -233,14 +279,24 @@ def show_weights(run: dict[str, Any], last: dict[str, Any] | None, stack: Deploy
         params = model_params(stack, final["model_key"])
         source = f"s3://{stack.outputs.bucket}/{final['model_key']}"
     elif last and "weights" in last:
-        params = {f"{kind[0].upper()}{layer}": np.array(values) for kind in ("weights", "bias")
-                  for layer, values in _by_layer(last[kind]).items()}
+        params = {
+            f"{kind[0].upper()}{layer}": np.array(values)
+            for kind in ("weights", "bias")
+            for layer, values in _by_layer(last[kind]).items()
+        }
         source = f"epoch item {last['epoch']}"
     else:
-        console.print("no weights stored yet" if not last else f"epoch {last['epoch']} stores weight norms only: "
-                      f"{last.get('weight_norms')}" + (f" (parameters in s3://{stack.outputs.bucket}/{last['checkpoint_key']})"
-                                                         if last.get("checkpoint_key") else
-                                                         " (kept parameters every 100 epochs and at the end)"))
+        console.print(
+            "no weights stored yet"
+            if not last
+            else f"epoch {last['epoch']} stores weight norms only: "
+            f"{last.get('weight_norms')}"
+            + (
+                f" (parameters in s3://{stack.outputs.bucket}/{last['checkpoint_key']})"
+                if last.get("checkpoint_key")
+                else " (kept parameters every 100 epochs and at the end)"
+            )
+        )
         return
     console.print(f"weights from {source}:")
     with np.printoptions(precision=4, suppress=True, threshold=200, linewidth=120):
@@ -262,8 +318,9 @@ def model_bytes(stack: DeployedStack, key: str) -> bytes:
     try:
         return stack.ports.store.get_bytes(key, cache=False)
     except RunFailure:
-        raise LnnInputError(f"the run's model ({key}) is being published by the step that ended it; try again in a "
-                            "few seconds") from None
+        raise LnnInputError(
+            f"the run's model ({key}) is being published by the step that ended it; try again in a few seconds"
+        ) from None
 
 
 def model_params(stack: DeployedStack, key: str) -> dict[str, np.ndarray]:
@@ -275,8 +332,14 @@ def command_runs(args, stack: DeployedStack, console: Console) -> int:
     runs = sorted(stack.table.list_runs(), key=lambda run: run.get("created_at", ""))
     # Fits 80 columns: light borders, the warnings beside the status, the creation time to the
     # minute (the granularity is in `lnn status`); nothing cut
-    table = Table(title=f"runs in {stack.outputs.stack_name}", title_justify="left", box=box.SIMPLE_HEAD,
-                  pad_edge=False, collapse_padding=True, padding=(0, 1))
+    table = Table(
+        title=f"runs in {stack.outputs.stack_name}",
+        title_justify="left",
+        box=box.SIMPLE_HEAD,
+        pad_edge=False,
+        collapse_padding=True,
+        padding=(0, 1),
+    )
     for column in ("run id", "status", "epoch", "cost", "created", "AWS $"):
         table.add_column(column, no_wrap=column != "run id", overflow="fold")  # a long id folds, never cut
     for run in runs:
@@ -286,12 +349,16 @@ def command_runs(args, stack: DeployedStack, console: Console) -> int:
         status = Text(run["status"])
         if warning_mark(final):
             status.append(f" {warning_mark(final)}", style="yellow")
-        table.add_row(run["run_id"], status, f"{run.get('progress_epoch', 0)}/{run['config']['epochs']}",
-                      "-" if cost is None else f"{cost:.4f}", run.get("created_at", "")[5:16].replace("T", " "),
-                      "-" if dollars is None else f"{dollars['dollars']:.6f}")
+        table.add_row(
+            run["run_id"],
+            status,
+            f"{run.get('progress_epoch', 0)}/{run['config']['epochs']}",
+            "-" if cost is None else f"{cost:.4f}",
+            run.get("created_at", "")[5:16].replace("T", " "),
+            "-" if dollars is None else f"{dollars['dollars']:.6f}",
+        )
     if runs:
-        console.print(f"AWS $: estimates, {pricing.price_table(args.prices).label} (docs/costs.md)",
-                      highlight=False)
+        console.print(f"AWS $: estimates, {pricing.price_table(args.prices).label} (docs/costs.md)", highlight=False)
     console.print(table if runs else "no runs yet; start one with `lnn start`")
     return 0
 
@@ -308,10 +375,14 @@ def command_resume(args, stack: DeployedStack, console: Console) -> int:
     outcome = run_control.resume_run(stack.ports, args.run_id)
     if outcome["outcome"] == "continued":
         kept = f"; its model from epoch {outcome['model_epoch']} stays until it ends" if outcome["model_epoch"] else ""
-        console.print(f"continued stopped run {args.run_id} from step {outcome['step']} (after epoch {outcome['epoch']})"
-                      f"{kept}; follow it with: lnn status {args.run_id} --follow")
+        console.print(
+            f"continued stopped run {args.run_id} from step {outcome['step']} (after epoch {outcome['epoch']})"
+            f"{kept}; follow it with: lnn status {args.run_id} --follow"
+        )
         return 0
-    console.print(f"resumed run {args.run_id}: re-sent step {outcome['step']} (if that step is alive, the copy is dropped)")
+    console.print(
+        f"resumed run {args.run_id}: re-sent step {outcome['step']} (if that step is alive, the copy is dropped)"
+    )
     return 0
 
 
@@ -328,7 +399,9 @@ def command_predict(args, stack: DeployedStack, console: Console) -> int:
         raise LnnInputError("give the examples to predict with either --data FILE or --image FILE ...")
     if getattr(args, "remote", False):
         described = predictor_answer(stack.invoke_predictor, {"run_id": args.run_id, "describe": True})
-        return predict_with(args, described, lambda X: predict_remote(stack.invoke_predictor, args.run_id, X, described), console)
+        return predict_with(
+            args, described, lambda X: predict_remote(stack.invoke_predictor, args.run_id, X, described), console
+        )
     model = Model.from_npz(model_bytes(stack, model_key), key=model_key)
     return predict_with(args, model.describe(), lambda X: model.answer(X, run_id=args.run_id), console)
 
@@ -352,9 +425,10 @@ def predict_with(args, described: dict[str, Any], answer_for, console: Console) 
         names = None
     if X.shape[1] != described["features"]:
         source = "the images" if images else args.data
-        raise LnnInputError(f"{source}: X has {X.shape[1]} features but {the_model(args)} takes {described['features']}")
+        raise LnnInputError(
+            f"{source}: X has {X.shape[1]} features but {the_model(args)} takes {described['features']}"
+        )
     return show_answer(args, answer_for(X), described, y, names, console)
-
 
 
 def predictor_answer(invoke, payload: dict[str, Any]) -> dict[str, Any]:
@@ -382,8 +456,10 @@ def predict_remote(invoke, run_id: str, X: np.ndarray, described: dict[str, Any]
             size += max(row_bytes[end], answer_row)
             end += 1
         if end == start:
-            raise LnnInputError(f"one row of X is {row_bytes[start]:,} bytes as JSON: more than a synchronous invoke "
-                                f"carries ({rows_that_fit(row_bytes[start])} rows fit); predict without --remote")
+            raise LnnInputError(
+                f"one row of X is {row_bytes[start]:,} bytes as JSON: more than a synchronous invoke "
+                f"carries ({rows_that_fit(row_bytes[start])} rows fit); predict without --remote"
+            )
         answer = predictor_answer(invoke, {"run_id": run_id, "X": rows[start:end]})
         for key in ("predictions", "probabilities", "values"):
             if key in answer:
@@ -399,19 +475,25 @@ def image_rows(paths: list[str], example_shape: list[int] | None, *, model: str)
     from PIL import Image, UnidentifiedImageError
 
     if not example_shape or len(example_shape) not in (2, 3):
-        raise LnnInputError(f"{model} was not trained on images (its model.npz has no example_shape "
-                            "of height x width x channels); predict with --data")
+        raise LnnInputError(
+            f"{model} was not trained on images (its model.npz has no example_shape "
+            "of height x width x channels); predict with --data"
+        )
     height, width = example_shape[:2]
     channels = example_shape[2] if len(example_shape) == 3 else 1
     mode = {1: "L", 3: "RGB", 4: "RGBA"}.get(channels)
     if mode is None:
-        raise LnnInputError(f"{model} takes examples of shape {example_shape}: {channels} channels "
-                            "is not an image Pillow makes (1, 3 or 4)")
+        raise LnnInputError(
+            f"{model} takes examples of shape {example_shape}: {channels} channels "
+            "is not an image Pillow makes (1, 3 or 4)"
+        )
     rows = []
     for path in paths:
         try:
             with Image.open(path) as image:
-                pixels = np.asarray(image.convert(mode).resize((width, height), Image.Resampling.BILINEAR), dtype=np.uint8)
+                pixels = np.asarray(
+                    image.convert(mode).resize((width, height), Image.Resampling.BILINEAR), dtype=np.uint8
+                )
         except FileNotFoundError:
             raise LnnInputError(f"image {path} does not exist") from None
         except (UnidentifiedImageError, OSError) as error:
@@ -422,8 +504,14 @@ def image_rows(paths: list[str], example_shape: list[int] | None, *, model: str)
     return X
 
 
-def show_answer(args, answer: dict[str, Any], described: dict[str, Any], y: np.ndarray | None, names: list[str] | None,
-                console: Console) -> int:
+def show_answer(
+    args,
+    answer: dict[str, Any],
+    described: dict[str, Any],
+    y: np.ndarray | None,
+    names: list[str] | None,
+    console: Console,
+) -> int:
     """One line per input (the class and its probability, or the value), or CSV; then the figures against y."""
     predictions = answer["predictions"]
     labels = names or [f"row {row}" for row in range(len(predictions))]
@@ -437,12 +525,19 @@ def show_answer(args, answer: dict[str, Any], described: dict[str, Any], y: np.n
             writer.writerow([row if names is None else names[row], prediction, *map(repr, probabilities[row])])
         return 0
     for row, prediction in enumerate(predictions):
-        console.print(f"{labels[row]}: class {prediction} (probability {predicted_probability(answer, row):.4f})",
-                      markup=False, highlight=False)
+        console.print(
+            f"{labels[row]}: class {prediction} (probability {predicted_probability(answer, row):.4f})",
+            markup=False,
+            highlight=False,
+        )
     values, counts = np.unique(np.array(predictions, dtype=object).astype(str), return_counts=True)
     summary = ", ".join(f"class {value}: {count}" for value, count in zip(values, counts))
-    console.print(f"{len(predictions)} predictions with {the_model(args, described)} ({summary})", markup=False,
-                  highlight=False, soft_wrap=True)
+    console.print(
+        f"{len(predictions)} predictions with {the_model(args, described)} ({summary})",
+        markup=False,
+        highlight=False,
+        soft_wrap=True,
+    )
     if y is not None:
         indices = [described["classes"].index(p) if described.get("classes") else p for p in predictions]
         console.print(f"accuracy against the file's labels: {float(np.mean(np.array(indices) == y)):.1%}")
@@ -458,26 +553,37 @@ def probability_columns(probabilities: list, classes: list[str] | None) -> tuple
     return [f"p_{(classes or ['0', '1'])[1]}"], [[float(p)] for p in probabilities]
 
 
-def show_values(args, values: list, described: dict[str, Any], y: np.ndarray | None, names: list[str] | None,
-                console: Console) -> int:
+def show_values(
+    args, values: list, described: dict[str, Any], y: np.ndarray | None, names: list[str] | None, console: Console
+) -> int:
     """A regression model's predicted values, and its RMSE and R² (metrics.rmse's and r2's formulas) against y."""
     AL = np.array(values, dtype=np.float64).reshape(len(values), -1).T  # (k, m), as the network's output
     outputs = AL.shape[0]
     if y is not None and (1 if y.ndim == 1 else y.shape[1]) != outputs:
-        raise LnnInputError(f"{args.data}: y holds {1 if y.ndim == 1 else y.shape[1]} target(s) per example but "
-                            f"{the_model(args)} predicts {outputs}")
+        raise LnnInputError(
+            f"{args.data}: y holds {1 if y.ndim == 1 else y.shape[1]} target(s) per example but "
+            f"{the_model(args)} predicts {outputs}"
+        )
     if args.csv:
         writer = csv.writer(sys.stdout, lineterminator="\n")
         first = "row" if names is None else "input"
-        writer.writerow([first, *(["prediction"] if outputs == 1 else [f"prediction_{index}" for index in range(1, outputs + 1)])])
+        writer.writerow(
+            [first, *(["prediction"] if outputs == 1 else [f"prediction_{index}" for index in range(1, outputs + 1)])]
+        )
         for row, value in enumerate(values):
-            writer.writerow([row if names is None else names[row], *(repr(float(item)) for item in np.atleast_1d(value))])
+            writer.writerow(
+                [row if names is None else names[row], *(repr(float(item)) for item in np.atleast_1d(value))]
+            )
         return 0
     for row, value in enumerate(values):
         label = f"row {row}" if names is None else names[row]
-        console.print(f"{label}: {' '.join(repr(float(item)) for item in np.atleast_1d(value))}", markup=False, highlight=False)
-    console.print(f"{len(values)} predictions with {the_model(args, described)} (regression, {outputs} value(s) each)",
-                  soft_wrap=True)
+        console.print(
+            f"{label}: {' '.join(repr(float(item)) for item in np.atleast_1d(value))}", markup=False, highlight=False
+        )
+    console.print(
+        f"{len(values)} predictions with {the_model(args, described)} (regression, {outputs} value(s) each)",
+        soft_wrap=True,
+    )
     if y is not None:
         Y = network.targets(y, "linear", outputs)
         D = AL - Y
@@ -485,5 +591,7 @@ def show_values(args, values: list, described: dict[str, Any], y: np.ndarray | N
         total = ((Y - Y.mean(axis=1, keepdims=True)) ** 2).sum(axis=1)
         constant = total == 0
         scores = np.where(constant, np.where(residual == 0, 1.0, 0.0), 1.0 - residual / np.where(constant, 1.0, total))
-        console.print(f"against the file's targets: RMSE {float(np.sqrt((D * D).mean())):.6g}, R² {float(scores.mean()):.4f}")
+        console.print(
+            f"against the file's targets: RMSE {float(np.sqrt((D * D).mean())):.6g}, R² {float(scores.mean()):.4f}"
+        )
     return 0

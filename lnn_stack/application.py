@@ -5,6 +5,7 @@ from typing import Any
 
 from aws_cdk import App, Validations
 from cdk_nag import AwsSolutionsChecks, ServerlessChecks
+
 from lnn_stack.lnn_stack import LnnStack
 from lnn_stack.settings.from_context import settings_from_context
 

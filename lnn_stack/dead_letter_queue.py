@@ -5,6 +5,7 @@ from aws_cdk import aws_sns as sns
 from aws_cdk import aws_sns_subscriptions as subscriptions
 from aws_cdk import aws_sqs as sqs
 from constructs import Construct
+
 from lnn_stack.nag import acknowledge
 
 DLQ_RETENTION = Duration.days(14)  # SQS's longest

@@ -1,10 +1,11 @@
 """`LaunchFunction`: the LaunchLambda, which validates a run's parameters and data, then starts the trainer."""
 
 from aws_cdk import aws_lambda_destinations as destinations
+
 from lnn_stack.functions import FunctionFactory, acknowledge_async_failures
+from lnn_stack.settings.training import TrainingDefaults
 from lnn_stack.storage import RunStorage
 from lnn_stack.trainer_function import TrainerFunction
-from lnn_stack.settings.training import TrainingDefaults
 
 
 class LaunchFunction:
@@ -37,8 +38,11 @@ class LaunchFunction:
                 "LNN_MAX_RUNNING_RUNS": str(max_running_runs),
                 "LNN_TRAINER_MEMORY_MB": str(trainer.memory_size),
                 # and a run whose round of shard workers could not all run at once (none: unreserved)
-                **({"LNN_TRAINER_RESERVED_CONCURRENCY": str(trainer.reserved_concurrency)}
-                   if trainer.reserved_concurrency is not None else {}),
+                **(
+                    {"LNN_TRAINER_RESERVED_CONCURRENCY": str(trainer.reserved_concurrency)}
+                    if trainer.reserved_concurrency is not None
+                    else {}
+                ),
                 **trainer.invoker_environment,
             },
             memory_size=trainer.memory_size,  # it loads the training data to validate it, as the trainer does
@@ -48,7 +52,9 @@ class LaunchFunction:
             on_failure=destinations.SnsDestination(storage.topic),
         )
         acknowledge_async_failures(
-            self.function, name="launcher", failure_target="the SNS topic, which names the failed launch's event and error"
+            self.function,
+            name="launcher",
+            failure_target="the SNS topic, which names the failed launch's event and error",
         )
         storage.grant_read_runs(self.function)
         storage.grant_list_runs(self.function)

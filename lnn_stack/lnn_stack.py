@@ -4,8 +4,9 @@ from typing import Any
 
 from aws_cdk import CfnOutput, Stack
 from constructs import Construct
-from lnn_stack.settings.deployment import DeploymentSettings
+
 from lnn_stack.lnn_trainer import LnnTrainer
+from lnn_stack.settings.deployment import DeploymentSettings
 from lnn_stack.settings.training import TrainingDefaults
 
 # Provisioned capacity when billing_mode=provisioned: the seed's 5 read and 5 write units.

@@ -15,19 +15,20 @@ from aws_cdk import aws_logs as logs
 from aws_cdk import aws_s3 as s3
 from aws_cdk import aws_sns as sns
 from constructs import Construct
-from lnn_stack.dead_letter_queue import DeadLetterQueue
-from lnn_stack.settings.deployment import LAUNCHER_RESERVED_CONCURRENCY
-from lnn_stack.functions import FunctionFactory
+
 from lnn_core.launch.launcher import (
     DEFAULT_MAX_RUNNING_RUNS,
     DEFAULT_TRAINER_RESERVED_CONCURRENCY,
 )
+from lnn_stack.dead_letter_queue import DeadLetterQueue
+from lnn_stack.functions import FunctionFactory
 from lnn_stack.launch_function import LaunchFunction
 from lnn_stack.observability import Observability
 from lnn_stack.predict_function import PREDICT_MEMORY_MB, PredictFunction
+from lnn_stack.settings.deployment import LAUNCHER_RESERVED_CONCURRENCY
+from lnn_stack.settings.training import TrainingDefaults
 from lnn_stack.storage import RunStorage
 from lnn_stack.trainer_function import TrainerFunction
-from lnn_stack.settings.training import TrainingDefaults
 from lnn_stack.triggers import Triggers
 from lnn_stack.watchdog_function import WatchdogFunction
 
@@ -75,7 +76,11 @@ class LnnTrainer(Construct):
         topic_props: Mapping[str, Any] | None = None,
     ) -> None:
         super().__init__(scope, construct_id)
-        pairs = [(existing_bucket_obj, bucket_props), (existing_table_obj, table_props), (existing_topic_obj, topic_props)]
+        pairs = [
+            (existing_bucket_obj, bucket_props),
+            (existing_table_obj, table_props),
+            (existing_topic_obj, topic_props),
+        ]
         if any(existing and props for existing, props in pairs):
             raise ValueError("LnnTrainer: give an existing resource or props to create one, not both")
         if predict_url and not predict:

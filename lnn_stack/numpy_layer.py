@@ -26,7 +26,7 @@ PLATFORMS = {"arm64": "manylinux_2_28_aarch64", "x86_64": "manylinux_2_28_x86_64
 
 
 def python_version(runtime: lambda_.Runtime) -> str:
-    """"python3.14" -> "3.14"."""
+    """ "python3.14" -> "3.14"."""
     return runtime.name.removeprefix("python")
 
 
@@ -70,9 +70,21 @@ class PipLayerBundling:
     def _pip(self, command: str, *options: str) -> subprocess.CompletedProcess:
         return subprocess.run(
             [
-                sys.executable, "-m", "pip", command, "--quiet", "--disable-pip-version-check", *options,
-                "--only-binary=:all:", "--implementation", "cp", "--python-version", self.python_version,
-                "--platform", self.platform, *self.requirements,
+                sys.executable,
+                "-m",
+                "pip",
+                command,
+                "--quiet",
+                "--disable-pip-version-check",
+                *options,
+                "--only-binary=:all:",
+                "--implementation",
+                "cp",
+                "--python-version",
+                self.python_version,
+                "--platform",
+                self.platform,
+                *self.requirements,
             ],
             capture_output=True,
             text=True,
@@ -91,8 +103,9 @@ class PipLayerBundling:
 class NumpyLayer(Construct):
     """A layer for one runtime and architecture; `layer_version` is what functions add to `layers`."""
 
-    def __init__(self, scope: Construct, construct_id: str, *, runtime: lambda_.Runtime,
-                 architecture: lambda_.Architecture) -> None:
+    def __init__(
+        self, scope: Construct, construct_id: str, *, runtime: lambda_.Runtime, architecture: lambda_.Architecture
+    ) -> None:
         super().__init__(scope, construct_id)
         platform = PLATFORMS[architecture.name]
         version = python_version(runtime)

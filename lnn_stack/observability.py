@@ -8,6 +8,7 @@ from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_sns as sns
 from aws_cdk import aws_sqs as sqs
 from constructs import Construct
+
 from lnn_stack.functions import POWERTOOLS_ENVIRONMENT
 
 ALARM_PERIOD = Duration.minutes(5)
@@ -72,22 +73,28 @@ class Observability:
         """
         for alarm in alarms:
             alarm.add_alarm_action(cloudwatch_actions.SnsAction(topic))
-        topic.add_to_resource_policy(iam.PolicyStatement(
-            sid="AllowLnnAlarmsToPublish",
-            principals=[iam.ServicePrincipal("cloudwatch.amazonaws.com")],
-            actions=["sns:Publish"],
-            resources=[topic.topic_arn],
-            conditions={
-                "ArnEquals": {"aws:SourceArn": [alarm.alarm_arn for alarm in alarms]},
-                "StringEquals": {"aws:SourceAccount": Stack.of(self._scope).account},
-            },
-        ))
+        topic.add_to_resource_policy(
+            iam.PolicyStatement(
+                sid="AllowLnnAlarmsToPublish",
+                principals=[iam.ServicePrincipal("cloudwatch.amazonaws.com")],
+                actions=["sns:Publish"],
+                resources=[topic.topic_arn],
+                conditions={
+                    "ArnEquals": {"aws:SourceArn": [alarm.alarm_arn for alarm in alarms]},
+                    "StringEquals": {"aws:SourceAccount": Stack.of(self._scope).account},
+                },
+            )
+        )
 
     def _alarm_by_name(self, alarm: cloudwatch.Alarm) -> cloudwatch.IAlarm:
         """The alarm with its ARN built from its name (a Ref): the emulator's CloudFormation has no Fn::GetAtt of an
         alarm."""
-        arn = Stack.of(self._scope).format_arn(service="cloudwatch", resource="alarm", resource_name=alarm.alarm_name,
-                                               arn_format=ArnFormat.COLON_RESOURCE_NAME)
+        arn = Stack.of(self._scope).format_arn(
+            service="cloudwatch",
+            resource="alarm",
+            resource_name=alarm.alarm_name,
+            arn_format=ArnFormat.COLON_RESOURCE_NAME,
+        )
         return cloudwatch.Alarm.from_alarm_arn(self._scope, f"{alarm.node.id}ByName", arn)
 
     def _create_dashboard(
@@ -96,29 +103,53 @@ class Observability:
         """The trainer's EMF metrics (Cost, Steps: namespace LNN, dimension service=lnn, as `Metrics` emits them),
         its errors, throttles and p99 duration, the invocations alarm, and the PredictLambda's invocations and
         errors."""
+
         def lnn_metric(name: str, statistic: str) -> cloudwatch.Metric:
-            return cloudwatch.Metric(namespace=POWERTOOLS_ENVIRONMENT["POWERTOOLS_METRICS_NAMESPACE"], metric_name=name,
-                                     dimensions_map={"service": POWERTOOLS_ENVIRONMENT["POWERTOOLS_SERVICE_NAME"]},
-                                     statistic=statistic, period=DASHBOARD_PERIOD)
+            return cloudwatch.Metric(
+                namespace=POWERTOOLS_ENVIRONMENT["POWERTOOLS_METRICS_NAMESPACE"],
+                metric_name=name,
+                dimensions_map={"service": POWERTOOLS_ENVIRONMENT["POWERTOOLS_SERVICE_NAME"]},
+                statistic=statistic,
+                period=DASHBOARD_PERIOD,
+            )
 
         dashboard = cloudwatch.Dashboard(self._scope, "Dashboard", default_interval=Duration.hours(3))
         dashboard.add_widgets(
-            cloudwatch.GraphWidget(title="Trainer cost (mean of the epochs' costs)", width=12,
-                                   left=[lnn_metric("Cost", "Average")], right=[lnn_metric("Cost", "Minimum")]),
+            cloudwatch.GraphWidget(
+                title="Trainer cost (mean of the epochs' costs)",
+                width=12,
+                left=[lnn_metric("Cost", "Average")],
+                right=[lnn_metric("Cost", "Minimum")],
+            ),
             cloudwatch.GraphWidget(title="Trainer steps", width=12, left=[lnn_metric("Steps", "Sum")]),
         )
         dashboard.add_widgets(
-            cloudwatch.GraphWidget(title="Trainer errors and throttles", width=8, left=[
-                trainer.metric_errors(period=DASHBOARD_PERIOD, statistic="Sum"),
-                trainer.metric_throttles(period=DASHBOARD_PERIOD, statistic="Sum"),
-            ]),
-            cloudwatch.GraphWidget(title="Trainer duration p99", width=8,
-                                   left=[trainer.metric_duration(period=DASHBOARD_PERIOD, statistic="p99")]),
-            cloudwatch.AlarmWidget(title="Trainer invocations alarm", width=8, alarm=self._alarm_by_name(self.invocations_alarm)),
+            cloudwatch.GraphWidget(
+                title="Trainer errors and throttles",
+                width=8,
+                left=[
+                    trainer.metric_errors(period=DASHBOARD_PERIOD, statistic="Sum"),
+                    trainer.metric_throttles(period=DASHBOARD_PERIOD, statistic="Sum"),
+                ],
+            ),
+            cloudwatch.GraphWidget(
+                title="Trainer duration p99",
+                width=8,
+                left=[trainer.metric_duration(period=DASHBOARD_PERIOD, statistic="p99")],
+            ),
+            cloudwatch.AlarmWidget(
+                title="Trainer invocations alarm", width=8, alarm=self._alarm_by_name(self.invocations_alarm)
+            ),
         )
         if predict_function is not None:
-            dashboard.add_widgets(cloudwatch.GraphWidget(title="PredictLambda invocations and errors", width=12, left=[
-                predict_function.metric_invocations(period=DASHBOARD_PERIOD, statistic="Sum"),
-                predict_function.metric_errors(period=DASHBOARD_PERIOD, statistic="Sum"),
-            ]))
+            dashboard.add_widgets(
+                cloudwatch.GraphWidget(
+                    title="PredictLambda invocations and errors",
+                    width=12,
+                    left=[
+                        predict_function.metric_invocations(period=DASHBOARD_PERIOD, statistic="Sum"),
+                        predict_function.metric_errors(period=DASHBOARD_PERIOD, statistic="Sum"),
+                    ],
+                )
+            )
         return dashboard

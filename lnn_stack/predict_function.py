@@ -2,6 +2,7 @@
 
 from aws_cdk import Duration
 from aws_cdk import aws_lambda as lambda_
+
 from lnn_stack.functions import FunctionFactory
 from lnn_stack.nag import acknowledge
 from lnn_stack.storage import RunStorage

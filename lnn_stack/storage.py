@@ -10,13 +10,14 @@ from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_s3 as s3
 from aws_cdk import aws_sns as sns
 from constructs import Construct
+
 from lnn_core.aws.run_table import (
     MESSAGE_DUE,
     RUNS_AWAITING_MESSAGE_INDEX,
     RUNS_BY_STATUS_INDEX,
 )
-from lnn_stack.nag import acknowledge, acknowledge_object_arn
 from lnn_core.protocol.layout import staged_model_key
+from lnn_stack.nag import acknowledge, acknowledge_object_arn
 
 RUNS_PREFIX = "runs/"
 # The engine tags the scratch objects it writes under runs/<run_id>/state/ with this tag (PutObject
@@ -108,7 +109,9 @@ class RunStorage:
         """Set the L1 property: CDK's `event_bridge_enabled` and S3 notifications both add a custom resource."""
         cfn_bucket = self.bucket.node.default_child
         if isinstance(cfn_bucket, s3.CfnBucket):
-            cfn_bucket.add_property_override("NotificationConfiguration.EventBridgeConfiguration.EventBridgeEnabled", True)
+            cfn_bucket.add_property_override(
+                "NotificationConfiguration.EventBridgeConfiguration.EventBridgeEnabled", True
+            )
         # An imported bucket must already send its events to EventBridge (a bucket setting).
 
     @staticmethod
@@ -158,9 +161,11 @@ class RunStorage:
         scratch. PutObjectTagging: the engine tags its scratch objects in the PutObject call."""
         scratch_objects = self.bucket.arn_for_objects(SCRATCH_OBJECTS)
         model_objects = self.bucket.arn_for_objects(MODEL_OBJECTS)
-        function.add_to_role_policy(iam.PolicyStatement(
-            actions=["s3:PutObject", "s3:PutObjectTagging"], resources=[scratch_objects, model_objects]
-        ))
+        function.add_to_role_policy(
+            iam.PolicyStatement(
+                actions=["s3:PutObject", "s3:PutObjectTagging"], resources=[scratch_objects, model_objects]
+            )
+        )
         function.add_to_role_policy(iam.PolicyStatement(actions=["s3:DeleteObject"], resources=[scratch_objects]))
         acknowledge_object_arn(
             function,
@@ -194,10 +199,14 @@ class RunStorage:
         model_objects = self.bucket.arn_for_objects(MODEL_OBJECTS)
         function.add_to_role_policy(iam.PolicyStatement(actions=["s3:GetObject"], resources=[staged_objects]))
         function.add_to_role_policy(iam.PolicyStatement(actions=["s3:PutObject"], resources=[model_objects]))
-        for objects, what in ((staged_objects, "GetObject only on runs/<run_id>/state/staged-model-e<epoch>.npz, the model "
-                               "a finish or stop step wrote before its commit"),
-                              (model_objects, "PutObject only on runs/<run_id>/model.npz, where a committed run's "
-                               "model is published")):
+        for objects, what in (
+            (
+                staged_objects,
+                "GetObject only on runs/<run_id>/state/staged-model-e<epoch>.npz, the model "
+                "a finish or stop step wrote before its commit",
+            ),
+            (model_objects, "PutObject only on runs/<run_id>/model.npz, where a committed run's model is published"),
+        ):
             acknowledge_object_arn(function, objects, f"{what}; one key per run whose id is known only at run time.")
 
     def grant_list_runs(self, function: lambda_.Function) -> None:
@@ -207,11 +216,13 @@ class RunStorage:
         yet" (HeadObject) or "no such data" from a permission error. It reveals key names under runs/ only:
         S3 checks a missing key's GetObject/HeadObject against s3:prefix = the key, which matches runs/*.
         """
-        function.add_to_role_policy(iam.PolicyStatement(
-            actions=["s3:ListBucket"],
-            resources=[self.bucket.bucket_arn],
-            conditions={"StringLike": {"s3:prefix": f"{RUNS_PREFIX}*"}},
-        ))
+        function.add_to_role_policy(
+            iam.PolicyStatement(
+                actions=["s3:ListBucket"],
+                resources=[self.bucket.bucket_arn],
+                conditions={"StringLike": {"s3:prefix": f"{RUNS_PREFIX}*"}},
+            )
+        )
 
     def grant_items(self, function: lambda_.Function, *actions: str) -> None:
         """These DynamoDB item actions on the table itself (not its index)."""
@@ -219,15 +230,19 @@ class RunStorage:
 
     def grant_query_running_runs(self, function: lambda_.Function) -> None:
         """dynamodb:Query on the runs-by-status index only."""
-        function.add_to_role_policy(iam.PolicyStatement(
-            actions=["dynamodb:Query"], resources=[f"{self.table.table_arn}/index/{RUNS_BY_STATUS_INDEX}"]
-        ))
+        function.add_to_role_policy(
+            iam.PolicyStatement(
+                actions=["dynamodb:Query"], resources=[f"{self.table.table_arn}/index/{RUNS_BY_STATUS_INDEX}"]
+            )
+        )
 
     def grant_query_messages_owed(self, function: lambda_.Function) -> None:
         """dynamodb:Query on the runs-awaiting-message index only."""
-        function.add_to_role_policy(iam.PolicyStatement(
-            actions=["dynamodb:Query"], resources=[f"{self.table.table_arn}/index/{RUNS_AWAITING_MESSAGE_INDEX}"]
-        ))
+        function.add_to_role_policy(
+            iam.PolicyStatement(
+                actions=["dynamodb:Query"], resources=[f"{self.table.table_arn}/index/{RUNS_AWAITING_MESSAGE_INDEX}"]
+            )
+        )
 
     def grant_publish(self, function: lambda_.Function) -> None:
         """sns:Publish on the topic."""

@@ -4,6 +4,7 @@ from aws_cdk import Duration
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_lambda_destinations as destinations
+
 from lnn_stack.functions import FunctionFactory, acknowledge_async_failures
 from lnn_stack.storage import RunStorage
 

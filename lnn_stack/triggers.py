@@ -8,6 +8,7 @@ from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_s3 as s3
 from aws_cdk import aws_sqs as sqs
 from constructs import Construct
+
 from lnn_stack.storage import RUNS_PREFIX
 from lnn_stack.trainer_function import TrainerFunction
 
@@ -38,7 +39,9 @@ class Triggers:
         self._dead_letter_queue = dead_letter_queue
         # Self-invocation through the role's default policy would make the function depend on a policy that
         # depends on the function: a cycle. A separate policy breaks it.
-        iam.Policy(scope, "TrainerSelfInvokePolicy", roles=[trainer.function.role], statements=[trainer.invoke_statement()])
+        iam.Policy(
+            scope, "TrainerSelfInvokePolicy", roles=[trainer.function.role], statements=[trainer.invoke_statement()]
+        )
         self.launch_rule = events.Rule(
             scope,
             "LaunchOnParametersUpload",

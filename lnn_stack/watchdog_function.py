@@ -6,6 +6,7 @@ from aws_cdk import aws_iam as iam
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_sqs as sqs
 from constructs import Construct
+
 from lnn_stack.functions import FunctionFactory, acknowledge_async_failures
 from lnn_stack.storage import RunStorage
 from lnn_stack.trainer_function import TRAINER_MAX_EVENT_AGE, TrainerFunction
@@ -71,6 +72,6 @@ class _SendOnlyQueueDestination:
     def __init__(self, queue: sqs.IQueue) -> None:
         self._queue = queue
 
-    def bind(self, _scope: Construct, fn: lambda_.IFunction, *, type=None) -> lambda_.DestinationConfig:  # noqa: A002
+    def bind(self, _scope: Construct, fn: lambda_.IFunction, *, type=None) -> lambda_.DestinationConfig:
         fn.add_to_role_policy(iam.PolicyStatement(actions=["sqs:SendMessage"], resources=[self._queue.queue_arn]))
         return lambda_.DestinationConfig(destination=self._queue.queue_arn)

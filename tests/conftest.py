@@ -6,14 +6,14 @@ from collections import deque
 import boto3
 import numpy as np
 import pytest
+from moto import mock_aws
+
+from lnn_cli.cloud import moto_transactions
 from lnn_core.aws.run_table import (
     MESSAGE_DUE,
     RUNS_AWAITING_MESSAGE_INDEX,
     RUNS_BY_STATUS_INDEX,
 )
-from moto import mock_aws
-
-from lnn_cli.cloud import moto_transactions
 from tests.support.arrays import npz_bytes
 
 moto_transactions.install()  # the embedded AWS's transactions, as `lnn local` and `lnn up` run them
@@ -91,8 +91,11 @@ def aws(monkeypatch):
             ],
             BillingMode="PAY_PER_REQUEST",
             GlobalSecondaryIndexes=[
-                {"IndexName": index, "KeySchema": [{"AttributeName": key, "KeyType": "HASH"}],
-                 "Projection": {"ProjectionType": "KEYS_ONLY"}}
+                {
+                    "IndexName": index,
+                    "KeySchema": [{"AttributeName": key, "KeyType": "HASH"}],
+                    "Projection": {"ProjectionType": "KEYS_ONLY"},
+                }
                 for index, key in ((RUNS_BY_STATUS_INDEX, "status"), (RUNS_AWAITING_MESSAGE_INDEX, MESSAGE_DUE))
             ],
         )
@@ -120,7 +123,9 @@ class AwsWorld:
         sqs = self.session.client("sqs")
         received = []
         while True:
-            batch = sqs.receive_message(QueueUrl=self.inbox_url, MaxNumberOfMessages=10, MessageAttributeNames=["All"]).get("Messages", [])
+            batch = sqs.receive_message(
+                QueueUrl=self.inbox_url, MaxNumberOfMessages=10, MessageAttributeNames=["All"]
+            ).get("Messages", [])
             if not batch:
                 return received
             received += batch

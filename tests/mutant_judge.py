@@ -37,8 +37,15 @@ FIRST = "LNN_MUTANT_FIRST"
 ASSEMBLY = "LNN_MUTANT_ASSEMBLY"
 
 # Error codes by which AWS (and moto) reject a request as malformed, not as a failed condition.
-ILL_FORMED_CODES = {"ValidationException", "ValidationError", "SerializationException", "InvalidRequest",
-                    "InvalidParameterValue", "InvalidParameterException", "InvalidArgument"}
+ILL_FORMED_CODES = {
+    "ValidationException",
+    "ValidationError",
+    "SerializationException",
+    "InvalidRequest",
+    "InvalidParameterValue",
+    "InvalidParameterException",
+    "InvalidArgument",
+}
 # Exceptions that, escaping a handler, say the code is broken rather than the protocol.
 PROGRAMMING_ERRORS = (TypeError, NameError, AttributeError, KeyError, IndexError, ZeroDivisionError, RecursionError)
 
@@ -110,8 +117,10 @@ def _watch_method(owner, name):
             return method(self, *args, **kwargs)
         except PROGRAMMING_ERRORS as error:
             where = traceback.extract_tb(error.__traceback__)[-1]
-            WATCH.note(f"{owner.__name__}.{name} raised {type(error).__name__}: {str(error)[:150]} "
-                       f"({Path(where.filename).name}:{where.lineno})")
+            WATCH.note(
+                f"{owner.__name__}.{name} raised {type(error).__name__}: {str(error)[:150]} "
+                f"({Path(where.filename).name}:{where.lineno})"
+            )
             raise
 
     watched.__wrapped__ = method
@@ -171,8 +180,17 @@ def pytest_collection_modifyitems(session, config, items):
     items.sort(key=rank)  # stable: within a rank, the collected order
     for fragment in fragments:
         if not any(fragment in item.nodeid for item in items):
-            _append({"nodeid": "<first>", "unmatched": fragment, "seconds": 0.0, "failures": [], "ill_formed": [],
-                     "ill_formed_unmutated": 0, "tainted": False})
+            _append(
+                {
+                    "nodeid": "<first>",
+                    "unmatched": fragment,
+                    "seconds": 0.0,
+                    "failures": [],
+                    "ill_formed": [],
+                    "ill_formed_unmutated": 0,
+                    "tainted": False,
+                }
+            )
 
 
 @pytest.fixture(autouse=True)
@@ -202,8 +220,14 @@ def pytest_runtest_protocol(item, nextitem):
     tainted = len(ill_formed) > unmutated
     for failure in item._mutant_failures:
         failure["counted"] = failure["assertion"] and failure["when"] == "call" and not tainted
-    record = {"nodeid": item.nodeid, "seconds": round(time.monotonic() - started, 2), "failures": item._mutant_failures,
-              "ill_formed": ill_formed, "ill_formed_unmutated": unmutated, "tainted": tainted}
+    record = {
+        "nodeid": item.nodeid,
+        "seconds": round(time.monotonic() - started, 2),
+        "failures": item._mutant_failures,
+        "ill_formed": ill_formed,
+        "ill_formed_unmutated": unmutated,
+        "tainted": tainted,
+    }
     _append(record)
     if any(failure["counted"] for failure in item._mutant_failures):
         judge["caught"] += 1
@@ -220,28 +244,61 @@ def pytest_runtest_makereport(item, call):
         return
     if call.excinfo is not None:
         error = call.excinfo.value
-        failure = {"when": call.when, "type": type(error).__name__, "module": type(error).__module__,
-                   "assertion": is_assertion(type(error)), "message": first_line(str(error)) or type(error).__name__}
+        failure = {
+            "when": call.when,
+            "type": type(error).__name__,
+            "module": type(error).__module__,
+            "assertion": is_assertion(type(error)),
+            "message": first_line(str(error)) or type(error).__name__,
+        }
     else:  # e.g. a strict xfail that passed
-        failure = {"when": call.when, "type": "failed without an exception", "module": "", "assertion": False,
-                   "message": first_line(getattr(report, "longreprtext", "") or "")}
+        failure = {
+            "when": call.when,
+            "type": "failed without an exception",
+            "module": "",
+            "assertion": False,
+            "message": first_line(getattr(report, "longreprtext", "") or ""),
+        }
     getattr(item, "_mutant_failures", []).append(failure)
 
 
 def pytest_collectreport(report):
     if report.failed:
-        _append({"nodeid": report.nodeid, "seconds": 0.0, "ill_formed": [], "ill_formed_unmutated": 0,
-                 "tainted": False, "failures": [{"when": "collect", "type": "collection error", "module": "",
-                                                 "assertion": False, "counted": False,
-                                                 "message": first_line(str(report.longrepr).splitlines()[-1]
-                                                                       if str(report.longrepr) else "")}]})
+        _append(
+            {
+                "nodeid": report.nodeid,
+                "seconds": 0.0,
+                "ill_formed": [],
+                "ill_formed_unmutated": 0,
+                "tainted": False,
+                "failures": [
+                    {
+                        "when": "collect",
+                        "type": "collection error",
+                        "module": "",
+                        "assertion": False,
+                        "counted": False,
+                        "message": first_line(str(report.longrepr).splitlines()[-1] if str(report.longrepr) else ""),
+                    }
+                ],
+            }
+        )
 
 
 def pytest_sessionstart(session):
     import lnn_core
 
-    _append({"nodeid": "<session>", "lnn_core": str(Path(lnn_core.__file__).resolve().parent), "seconds": 0.0,
-             "failures": [], "ill_formed": [], "ill_formed_unmutated": 0, "tainted": False})
+    _append(
+        {
+            "nodeid": "<session>",
+            "lnn_core": str(Path(lnn_core.__file__).resolve().parent),
+            "seconds": 0.0,
+            "failures": [],
+            "ill_formed": [],
+            "ill_formed_unmutated": 0,
+            "tainted": False,
+        }
+    )
 
 
 def _append(record: dict) -> None:

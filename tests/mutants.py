@@ -32,12 +32,18 @@ from pathlib import Path
 
 PROJECT = Path(__file__).resolve().parent.parent
 COPIED = ("app.py", "cdk.json", "pyproject.toml", "lambda_src", "lnn_stack", "lnn_cli", "tests", "cdk.out")
-CONCURRENCY_TESTS = ("tests/integration/test_concurrency_scenarios.py", "tests/integration/test_concurrent_chaos.py",
-                     "tests/integration/test_workers.py", "tests/integration/test_workers_chaos.py",
-                     "tests/integration/test_lost_answers.py", "tests/integration/test_run_control.py",
-                     "tests/integration/test_protocol_conditions.py", "tests/integration/test_stop_resume.py",
-                     "tests/integration/test_stop_resume_races.py",
-                     "tests/simulation")
+CONCURRENCY_TESTS = (
+    "tests/integration/test_concurrency_scenarios.py",
+    "tests/integration/test_concurrent_chaos.py",
+    "tests/integration/test_workers.py",
+    "tests/integration/test_workers_chaos.py",
+    "tests/integration/test_lost_answers.py",
+    "tests/integration/test_run_control.py",
+    "tests/integration/test_protocol_conditions.py",
+    "tests/integration/test_stop_resume.py",
+    "tests/integration/test_stop_resume_races.py",
+    "tests/simulation",
+)
 JUDGE = "tests.mutant_judge"
 JOBS = 2  # mutants judged at once, one test process each (CI has 2 cores)
 MUTANT_TIMEOUT = 1200  # seconds: a mutant whose tests hang is a survivor, not a stuck CI job
@@ -134,8 +140,8 @@ MUTANTS = (
     Mutant(
         "the watchdog's fail ignoring the heartbeat it judged",
         RUN_CONTROL,
-        "unless_alive=True)}",
-        "unless_alive=False)}",
+        "unless_alive=True),",
+        "unless_alive=False),",
         first=("test_watchdog_does_not_fail_a_run_whose_step_starts_while_it_judges",),
     ),
     Mutant(
@@ -198,15 +204,15 @@ MUTANTS = (
     Mutant(
         "the watchdog not sweeping the messages owed",
         RUN_CONTROL,
-        "for run_id in self.ports.table.runs_awaiting_message()]",
-        "for run_id in []]",
+        "for run_id in self.ports.table.runs_awaiting_message()\n",
+        "for run_id in []\n",
         first=("test_the_watchdog_sends_the_message_of_a_run_whose_claimant_died",),
     ),
     Mutant(
         "lnn resume not refreshing the heartbeat",
         RUN_CONTROL,
-        'run.get("next_event") and not ports.table.refresh_heartbeat(',
-        'run.get("next_event") and False and not ports.table.refresh_heartbeat(',
+        'and not ports.table.refresh_heartbeat(run_id, step=run["committed_step"], now=ports.clock())',
+        'and False and not ports.table.refresh_heartbeat(run_id, step=run["committed_step"], now=ports.clock())',
         first=("test_6_lnn_resume_refreshes_the_heartbeat",),
     ),
     Mutant(
@@ -235,7 +241,8 @@ MUTANTS = (
         CORE + "aws/ports.py",
         "                    futures.append(pool.submit(context.run, call, item))\n",
         "                    futures.append(pool.submit(context.run, call, item))\n"
-        "                    futures[-1].add_done_callback(lambda done, listed=futures: listed.append(listed.pop(listed.index(done))))\n",
+        "                    futures[-1].add_done_callback(lambda done, listed=futures: "
+        "listed.append(listed.pop(listed.index(done))))\n",
         first=("test_a_reduce_adds_its_shards_in_shard_order_whatever_order_their_gets_complete_in",),
     ),
     Mutant(
@@ -249,8 +256,8 @@ MUTANTS = (
         "a round's shard events recorded as sent before every invoke was accepted",
         SENDING,
         "    ports.fan_out.map(ports.invoker.invoke_async, fan_out(event) if invocations is None else invocations)\n"
-        "    ports.table.mark_invoked(run_id, event[\"step\"])\n",
-        "    ports.table.mark_invoked(run_id, event[\"step\"])\n"
+        '    ports.table.mark_invoked(run_id, event["step"])\n',
+        '    ports.table.mark_invoked(run_id, event["step"])\n'
         "    ports.fan_out.map(ports.invoker.invoke_async, fan_out(event) if invocations is None else invocations)\n",
         first=("test_a_reduce_whose_shard_invokes_failed_midway_is_finished_by_its_retry",),
     ),
@@ -268,13 +275,21 @@ class Verdict:
 
     @property
     def catches(self) -> list[tuple[str, dict]]:
-        return [(record["nodeid"], failure) for record in self.records for failure in record["failures"]
-                if failure.get("counted")]
+        return [
+            (record["nodeid"], failure)
+            for record in self.records
+            for failure in record["failures"]
+            if failure.get("counted")
+        ]
 
     @property
     def other_failures(self) -> list[tuple[str, dict, dict]]:
-        return [(record["nodeid"], failure, record) for record in self.records for failure in record["failures"]
-                if not failure.get("counted")]
+        return [
+            (record["nodeid"], failure, record)
+            for record in self.records
+            for failure in record["failures"]
+            if not failure.get("counted")
+        ]
 
     @property
     def ran(self) -> int:
@@ -305,19 +320,37 @@ def test_paths(root: Path) -> list[str]:
     return [test for test in CONCURRENCY_TESTS if (root / test).exists()]
 
 
-def run_tests(root: Path, *, parallel: bool, environment: dict[str, str] | None = None,
-              timeout: float | None = None) -> Verdict:
+def run_tests(
+    root: Path, *, parallel: bool, environment: dict[str, str] | None = None, timeout: float | None = None
+) -> Verdict:
     """Run the concurrency tests of the copy at `root` under the judge; its report is read back per test."""
     report = root / "mutant-report.jsonl"
     report.unlink(missing_ok=True)
-    env = {**os.environ, "PYTHONPATH": f"{root / 'lambda_src'}{os.pathsep}{root}", "LNN_MUTANT_REPORT": str(report),
-           **(environment or {})}
-    command = [sys.executable, "-m", "pytest", "-q", "-rfE", "-m", "not slow", "-p", "no:cacheprovider", "-p", JUDGE,
-               *(["-n", str(JOBS)] if parallel else ["-p", "no:xdist", "--continue-on-collection-errors"]),
-               *test_paths(root)]
+    env = {
+        **os.environ,
+        "PYTHONPATH": f"{root / 'lambda_src'}{os.pathsep}{root}",
+        "LNN_MUTANT_REPORT": str(report),
+        **(environment or {}),
+    }
+    command = [
+        sys.executable,
+        "-m",
+        "pytest",
+        "-q",
+        "-rfE",
+        "-m",
+        "not slow",
+        "-p",
+        "no:cacheprovider",
+        "-p",
+        JUDGE,
+        *(["-n", str(JOBS)] if parallel else ["-p", "no:xdist", "--continue-on-collection-errors"]),
+        *test_paths(root),
+    ]
     started, timed_out = time.monotonic(), False
-    process = subprocess.Popen(command, cwd=root, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                               start_new_session=True)
+    process = subprocess.Popen(
+        command, cwd=root, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True
+    )
     try:
         output, _ = process.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:
@@ -334,16 +367,23 @@ def run_tests(root: Path, *, parallel: bool, environment: dict[str, str] | None 
 
 def describe(verdict: Verdict, *, every: bool) -> list[str]:
     """The lines that say why a mutant was caught, or why the failures it caused do not count."""
-    lines = [f"    note: no test matches the hint {record['unmatched']!r} (the mutant's `first`); it ran in the "
-             "collected order"
-             for record in verdict.records if "unmatched" in record]
+    lines = [
+        f"    note: no test matches the hint {record['unmatched']!r} (the mutant's `first`); it ran in the "
+        "collected order"
+        for record in verdict.records
+        if "unmatched" in record
+    ]
     catches = verdict.catches if every else verdict.catches[:1]
     for nodeid, failure in catches:
         lines.append(f"    caught by {nodeid} :: {failure['type']}: {failure['message']}")
     if every or not verdict.catches:  # what failed without counting: on a survivor, why it survived
         for nodeid, failure, record in verdict.other_failures[:6]:
-            why = ("tainted: it met ill-formed requests or programming errors first: " + "; ".join(record["ill_formed"][:2])
-                   if record.get("tainted") and failure["assertion"] else f"not an assertion ({failure['when']})")
+            why = (
+                "tainted: it met ill-formed requests or programming errors first: "
+                + "; ".join(record["ill_formed"][:2])
+                if record.get("tainted") and failure["assertion"]
+                else f"not an assertion ({failure['when']})"
+            )
             lines.append(f"    failed, not counted ({why}): {nodeid} :: {failure['type']}: {failure['message']}")
     if verdict.timed_out:
         lines.append(f"    timed out after {verdict.seconds:.0f} s")
@@ -354,14 +394,18 @@ def judge(index: int, mutant: Mutant, baseline: Path, scratch: Path, *, every: b
     root = scratch / f"mutant-{index}"
     shutil.copytree(baseline, root, ignore=shutil.ignore_patterns("__pycache__", "mutant-report.jsonl"))
     apply(mutant, root)
-    environment = {"LNN_MUTANT_BASELINE": str(scratch / "unmutated-ill-formed.json"),
-                   "LNN_MUTANT_ASSEMBLY": str(root / "cdk.out"),
-                   "LNN_MUTANT_STOP_AFTER": "0" if every else "1",
-                   "LNN_MUTANT_FIRST": ",".join(mutant.first)}
+    environment = {
+        "LNN_MUTANT_BASELINE": str(scratch / "unmutated-ill-formed.json"),
+        "LNN_MUTANT_ASSEMBLY": str(root / "cdk.out"),
+        "LNN_MUTANT_STOP_AFTER": "0" if every else "1",
+        "LNN_MUTANT_FIRST": ",".join(mutant.first),
+    }
     verdict = run_tests(root, parallel=False, environment=environment, timeout=MUTANT_TIMEOUT)
     shutil.rmtree(root, ignore_errors=True)
     if verdict.lnn_core() and verdict.lnn_core() != {str((root / "lambda_src" / "lnn_core").resolve())}:
-        raise SystemExit(f"mutant {mutant.name!r} was not tested: the tests imported lnn_core from {verdict.lnn_core()}")
+        raise SystemExit(
+            f"mutant {mutant.name!r} was not tested: the tests imported lnn_core from {verdict.lnn_core()}"
+        )
     return bool(verdict.catches), verdict
 
 
@@ -372,7 +416,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--list", action="store_true", help="list the mutants and exit")
     parser.add_argument("--jobs", type=int, default=JOBS, help=f"mutants judged at once (default {JOBS})")
     options = parser.parse_args(argv)
-    chosen = [(index, mutant) for index, mutant in enumerate(MUTANTS, start=1) if not options.only or index in options.only]
+    chosen = [
+        (index, mutant) for index, mutant in enumerate(MUTANTS, start=1) if not options.only or index in options.only
+    ]
     if options.list:
         for index, mutant in chosen:
             print(f"{index:2}. {mutant.name}  ({mutant.path})")
@@ -387,12 +433,16 @@ def main(argv: list[str] | None = None) -> int:
         for index, mutant in chosen:  # before anything runs: every edit still applies
             text = (baseline / mutant.path).read_text()
             if text.count(mutant.original) != 1:
-                raise SystemExit(f"mutant {index} {mutant.name!r} no longer applies: "
-                                 f"{mutant.path} must hold its original text once")
+                raise SystemExit(
+                    f"mutant {index} {mutant.name!r} no longer applies: {mutant.path} must hold its original text once"
+                )
         unmutated = run_tests(baseline, parallel=True)
         failed = [(nodeid, failure) for nodeid, failure, _ in unmutated.other_failures] + unmutated.catches
-        print(f"unmutated: {'passed' if unmutated.passed and not failed else 'FAILED'} in {unmutated.seconds:.0f} s "
-              f"({unmutated.summary}; tests run from {', '.join(test_paths(baseline))})", flush=True)
+        print(
+            f"unmutated: {'passed' if unmutated.passed and not failed else 'FAILED'} in {unmutated.seconds:.0f} s "
+            f"({unmutated.summary}; tests run from {', '.join(test_paths(baseline))})",
+            flush=True,
+        )
         if not unmutated.passed or failed:
             print("\n".join(unmutated.details), flush=True)  # which test failed unmutated, and why: the suite is wrong
             for nodeid, failure in failed[:20]:
@@ -401,19 +451,26 @@ def main(argv: list[str] | None = None) -> int:
         if unmutated.lnn_core() != {str((baseline / "lambda_src" / "lnn_core").resolve())}:
             print(f"the tests imported lnn_core from {unmutated.lnn_core()}, not from the copy")
             return 1
-        ill_formed = {record["nodeid"]: len(record["ill_formed"]) for record in unmutated.records if record["ill_formed"]}
+        ill_formed = {
+            record["nodeid"]: len(record["ill_formed"]) for record in unmutated.records if record["ill_formed"]
+        }
         (scratch / "unmutated-ill-formed.json").write_text(json.dumps(ill_formed))
         if ill_formed:  # allowed (a test may provoke them), and no taint for that test unless a mutant adds more
-            print(f"unmutated: {len(ill_formed)} test(s) met ill-formed requests or programming errors: "
-                  + ", ".join(f"{nodeid} ({count})" for nodeid, count in sorted(ill_formed.items())[:5]), flush=True)
+            print(
+                f"unmutated: {len(ill_formed)} test(s) met ill-formed requests or programming errors: "
+                + ", ".join(f"{nodeid} ({count})" for nodeid, count in sorted(ill_formed.items())[:5]),
+                flush=True,
+            )
         (baseline / "mutant-report.jsonl").unlink(missing_ok=True)
 
         def one(entry):
             index, mutant = entry
             caught, verdict = judge(index, mutant, baseline, scratch, every=options.all)
-            lines = [f"mutant {index}/{len(MUTANTS)}, {mutant.name}: {'caught' if caught else 'SURVIVED'} "
-                     f"in {verdict.seconds:.0f} s ({verdict.ran} tests run; {verdict.summary})",
-                     *describe(verdict, every=options.all)]
+            lines = [
+                f"mutant {index}/{len(MUTANTS)}, {mutant.name}: {'caught' if caught else 'SURVIVED'} "
+                f"in {verdict.seconds:.0f} s ({verdict.ran} tests run; {verdict.summary})",
+                *describe(verdict, every=options.all),
+            ]
             print("\n".join(lines), flush=True)
             return index, mutant, caught, verdict
 
@@ -423,7 +480,9 @@ def main(argv: list[str] | None = None) -> int:
     for index, mutant, caught, verdict in rows:
         first = verdict.catches[0] if verdict.catches else None
         by = f"{first[0]} :: {first[1]['message']}" if first else "-"
-        print(f"{index:>2}  {mutant.name[:72]:<72} {'caught' if caught else 'SURVIVED':<8} {verdict.seconds:>5.0f}  {by}")
+        print(
+            f"{index:>2}  {mutant.name[:72]:<72} {'caught' if caught else 'SURVIVED':<8} {verdict.seconds:>5.0f}  {by}"
+        )
     survivors = [mutant.name for _, mutant, caught, _ in rows if not caught]
     total = time.monotonic() - started
     if survivors:

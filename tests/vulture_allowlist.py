@@ -19,6 +19,10 @@ USED_BY_A_FRAMEWORK_OR_AN_INTERFACE = [
     _.log_stream_name,  # as above
     _.pauses,  # ChaosCounts: read through asdict() into the run's chaos report (cloud/chaos.py)
     _.step_bodies,  # ChaosCounts, as above (presentation/report.py and tests/integration/test_chaos.py read it)
+    _.crashes_in_fan_outs,  # ChaosCounts, as above
+    _.readable,  # io.RawIOBase protocol: zipfile reads a part's directory through it (launch/parts.py)
+    _.seekable,  # as above
+    _.readinto,  # as above
     _.current_account,  # moto's DynamoHandler reads it when it answers (simulate/aws.py)
     _.Tagging,  # put_object(Tagging=...): boto3's keyword, sent by lnn_core.aws.ports, ignored by the simulation
     _.__wrapped__,  # functools' convention: inspect.unwrap and pytest read it (simulate/simulator.py)

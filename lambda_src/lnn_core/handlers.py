@@ -7,7 +7,7 @@ boto3 session and invoker; everything else is the code that runs in AWS.
 import functools
 import json
 import os
-from typing import Callable
+from collections.abc import Callable
 
 import boto3
 from aws_lambda_powertools import Logger, Metrics
@@ -20,21 +20,38 @@ from lnn_core.protocol.trainer import Trainer
 from lnn_core.run_control import StallRules, Watchdog
 
 
-def build_trainer(*, session: boto3.Session | None = None, invoker: Invoker | None = None, logger: Logger | None = None,
-                  clock: Callable[[], float] | None = None) -> Trainer:
-    ports = Ports.from_environment(invoke_target="AWS_LAMBDA_FUNCTION_NAME", session=session, invoker=invoker, clock=clock)
+def build_trainer(
+    *,
+    session: boto3.Session | None = None,
+    invoker: Invoker | None = None,
+    logger: Logger | None = None,
+    clock: Callable[[], float] | None = None,
+) -> Trainer:
+    ports = Ports.from_environment(
+        invoke_target="AWS_LAMBDA_FUNCTION_NAME", session=session, invoker=invoker, clock=clock
+    )
     return Trainer(ports, logger=logger or Logger(service="lnn"), metrics=Metrics(namespace="LNN", service="lnn"))
 
 
-def build_launcher(*, session: boto3.Session | None = None, invoker: Invoker | None = None, logger: Logger | None = None,
-                  clock: Callable[[], float] | None = None) -> Launcher:
+def build_launcher(
+    *,
+    session: boto3.Session | None = None,
+    invoker: Invoker | None = None,
+    logger: Logger | None = None,
+    clock: Callable[[], float] | None = None,
+) -> Launcher:
     ports = Ports.from_environment(invoke_target="LNN_TRAINER_FUNCTION", session=session, invoker=invoker, clock=clock)
     defaults = json.loads(os.environ.get("LNN_TRAINING_DEFAULTS") or "{}")
     return Launcher(ports, defaults=defaults, logger=logger or Logger(service="lnn"))
 
 
-def build_watchdog(*, session: boto3.Session | None = None, invoker: Invoker | None = None, logger: Logger | None = None,
-                  clock: Callable[[], float] | None = None) -> Watchdog:
+def build_watchdog(
+    *,
+    session: boto3.Session | None = None,
+    invoker: Invoker | None = None,
+    logger: Logger | None = None,
+    clock: Callable[[], float] | None = None,
+) -> Watchdog:
     ports = Ports.from_environment(invoke_target="LNN_TRAINER_FUNCTION", session=session, invoker=invoker, clock=clock)
     rules = StallRules(
         stall_seconds=float(os.environ.get("LNN_STALL_SECONDS", "900")),
@@ -44,8 +61,13 @@ def build_watchdog(*, session: boto3.Session | None = None, invoker: Invoker | N
     return Watchdog(ports, rules=rules, logger=logger or Logger(service="lnn"))
 
 
-def build_predictor(*, session: boto3.Session | None = None, invoker: Invoker | None = None,  # noqa: ARG001
-                    logger: Logger | None = None, clock: Callable[[], float] | None = None) -> Predictor:
+def build_predictor(
+    *,
+    session: boto3.Session | None = None,
+    invoker: Invoker | None = None,
+    logger: Logger | None = None,
+    clock: Callable[[], float] | None = None,
+) -> Predictor:
     """The PredictLambda: it reads only LNN_BUCKET's runs/<run_id>/model.npz (and invokes nothing)."""
     session = session or boto3.Session()
     counter = IoCounter()

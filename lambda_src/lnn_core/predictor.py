@@ -24,8 +24,9 @@ import math
 import time
 import zipfile
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
@@ -195,7 +196,9 @@ class ModelCache:
         try:
             data = self._store.get_bytes(key, etag=etag, cache=False)
         except RunFailure:  # replaced or deleted between the HEAD and the GET: the next request reads it again
-            raise LnnInputError(f"the model of run {run_id} changed while it was read; send the request again") from None
+            raise LnnInputError(
+                f"the model of run {run_id} changed while it was read; send the request again"
+            ) from None
         self.loads += 1
         model = Model.from_npz(data, key=key, etag=etag)
         self._models[key] = model
@@ -209,8 +212,10 @@ class ModelCache:
         store._counter.count("s3")
         listed = store._client.list_objects_v2(Bucket=store.bucket, Prefix=f"runs/{run_id}/", MaxKeys=1)
         if listed.get("KeyCount", 0):
-            return (f"run {run_id} has no model yet (model.npz is written when the run succeeds, or is stopped after "
-                    f"its first epoch); see `lnn status {run_id}`")
+            return (
+                f"run {run_id} has no model yet (model.npz is written when the run succeeds, or is stopped after "
+                f"its first epoch); see `lnn status {run_id}`"
+            )
         return f"there is no run {run_id} in this stack's bucket; `lnn runs` lists the runs"
 
 
@@ -250,9 +255,17 @@ class Predictor:
             if run_id is not None:
                 answer["run_id"] = run_id
         log = self.log.info if status == 200 else self.log.warning
-        log("predict", extra={"run_id": run_id, "status": status, "error": answer.get("error"),
-                              "rows": len(answer.get("predictions", [])), "model_loaded": self.cache.loads > loads_before,
-                              "duration_ms": round((time.monotonic() - started) * 1000, 2)})
+        log(
+            "predict",
+            extra={
+                "run_id": run_id,
+                "status": status,
+                "error": answer.get("error"),
+                "rows": len(answer.get("predictions", [])),
+                "model_loaded": self.cache.loads > loads_before,
+                "duration_ms": round((time.monotonic() - started) * 1000, 2),
+            },
+        )
         if url:
             return {"statusCode": status, "headers": {"content-type": "application/json"}, "body": json.dumps(answer)}
         return answer
@@ -267,7 +280,12 @@ class Predictor:
         if request_bytes > SYNC_PAYLOAD_LIMIT:
             raise too_many_rows(len(X), request_bytes / len(X), "request")
         model = self.cache.model(run_id)
-        answer = {**model.answer(X, run_id=run_id), "run_id": run_id, "model_key": model.key, "model_epoch": model.epoch}
+        answer = {
+            **model.answer(X, run_id=run_id),
+            "run_id": run_id,
+            "model_key": model.key,
+            "model_epoch": model.epoch,
+        }
         answer_bytes = len(json.dumps(answer))
         if answer_bytes > SYNC_PAYLOAD_LIMIT:
             raise too_many_rows(len(X), answer_bytes / len(X), "answer")
@@ -301,4 +319,3 @@ def _size(event: Any) -> int:
     if _is_url_event(event):
         return len(event.get("body") or "")
     return len(json.dumps(event).encode())
-

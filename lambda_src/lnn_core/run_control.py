@@ -38,11 +38,16 @@ def resume_run(ports: Ports, run_id: str) -> dict[str, Any]:
             return continued
         latest = _existing(ports, run_id)  # another `lnn resume` continued it meanwhile
         if latest["status"] == "stopped" and latest.get("continuations") == run.get("continuations"):
-            raise LnnInputError(f"run {run_id} could not be continued: its stop is still settling (its message or "
-                                f"model is being published); try `lnn resume {run_id}` again in a few seconds")
+            raise LnnInputError(
+                f"run {run_id} could not be continued: its stop is still settling (its message or "
+                f"model is being published); try `lnn resume {run_id}` again in a few seconds"
+            )
         run = latest
-    while run["status"] == "running" and run.get("next_event") and not ports.table.refresh_heartbeat(
-            run_id, step=run["committed_step"], now=ports.clock()):
+    while (
+        run["status"] == "running"
+        and run.get("next_event")
+        and not ports.table.refresh_heartbeat(run_id, step=run["committed_step"], now=ports.clock())
+    ):
         run = _existing(ports, run_id)  # it moved on meanwhile: re-send what is next now
     if run["status"] != "running" or not run.get("next_event"):
         raise LnnInputError(f"run {run_id} is {run['status']}; only a running or stopped run can be resumed")
@@ -60,27 +65,41 @@ def continue_stopped(ports: Ports, run: dict[str, Any], *, token: str) -> dict[s
     re-send is. None when the write found the run no longer this stopped ending (another resume continued it)."""
     run_id, following = run["run_id"], run.get("next_event")
     if not following:
-        raise LnnInputError(f"run {run_id} was stopped by an earlier release of LNN, which kept no next step; "
-                            "it cannot be continued: start a new run")
+        raise LnnInputError(
+            f"run {run_id} was stopped by an earlier release of LNN, which kept no next step; "
+            "it cannot be continued: start a new run"
+        )
     until = lease_until(ports, None)
     if not run.get("notified", True):  # the stop's message is not sent: take its claim, so that no copy of the
         # stop's model (made only under that claim) can land once the run continued
-        if not ports.table.claim_notification(run_id, token, now=ports.clock(), until=until,
-                                              ending=run.get("continuations", 0)):
+        if not ports.table.claim_notification(
+            run_id, token, now=ports.clock(), until=until, ending=run.get("continuations", 0)
+        ):
             wait = max(1, round(float(run.get("notify_lease", ports.clock())) - ports.clock()))
-            raise LnnInputError(f"run {run_id}'s stop is sending its message; try `lnn resume {run_id}` again in "
-                                f"{wait} s")
+            raise LnnInputError(
+                f"run {run_id}'s stop is sending its message; try `lnn resume {run_id}` again in {wait} s"
+            )
         if run.get("model_staged"):
             publish_model(ports, run)  # (an earlier `lnn resume` may have published it and removed its staged copy)
     if run.get("model_staged"):
         ports.store.delete_keys([staged_model_key(run_id, run["model_epoch"])])
-    if not ports.table.continue_stopped(run_id, seen=run, token=token, at=ports.clock(),
-                                        lease=send_lease(following["step"], claimant=token, until=until)):
+    if not ports.table.continue_stopped(
+        run_id,
+        seen=run,
+        token=token,
+        at=ports.clock(),
+        lease=send_lease(following["step"], claimant=token, until=until),
+    ):
         return None
     resumed = {**run, "status": "running", "invoked_step": run["committed_step"], "stop_requested": False}
     ensure_next_sent(ports, resumed, claimant=token)
-    return {"run_id": run_id, "outcome": "continued", "step": following["step"],
-            "epoch": run.get("progress_epoch", 0), "model_epoch": run.get("model_epoch")}
+    return {
+        "run_id": run_id,
+        "outcome": "continued",
+        "step": following["step"],
+        "epoch": run.get("progress_epoch", 0),
+        "model_epoch": run.get("model_epoch"),
+    }
 
 
 @dataclass(frozen=True)
@@ -110,10 +129,15 @@ class Watchdog:
 
     def handle(self, event: Any = None, context: Any = None) -> dict[str, Any]:
         now_seconds = self.ports.clock()
-        stalled = [self._guarded(run["run_id"], self._resume, run, now_seconds)
-                   for run in self.ports.table.list_runs("running") if self.rules.stalled(run, now_seconds)]
-        owed = [self._guarded(run_id, self._send_message_owed, run_id, now_seconds, context)
-                for run_id in self.ports.table.runs_awaiting_message()]
+        stalled = [
+            self._guarded(run["run_id"], self._resume, run, now_seconds)
+            for run in self.ports.table.list_runs("running")
+            if self.rules.stalled(run, now_seconds)
+        ]
+        owed = [
+            self._guarded(run_id, self._send_message_owed, run_id, now_seconds, context)
+            for run_id in self.ports.table.runs_awaiting_message()
+        ]
         owed = [outcome for outcome in owed if outcome is not None]
         for outcome in stalled + owed:
             (self.log.error if outcome["outcome"] == "error" else self.log.warning)("watchdog", extra=outcome)
@@ -127,7 +151,7 @@ class Watchdog:
         """`action(*args)`, or an error outcome: one run's trouble must not keep the others from their turn."""
         try:
             return action(*args)
-        except Exception as error:  # noqa: BLE001 - reported, and the invocation fails after the others' turn
+        except Exception as error:
             return {"run_id": run_id, "outcome": "error", "reason": f"{type(error).__name__}: {error}"}
 
     def _resume(self, run: dict[str, Any], now_seconds: float) -> dict[str, Any]:
@@ -137,10 +161,13 @@ class Watchdog:
             if not self.rules.nothing_in_flight(run, now_seconds):
                 return {"run_id": run_id, "outcome": "waiting", "reason": "an event of its step may still be queued"}
             reason = f"stalled {in_a_row + 1} times at step {run['committed_step'] + 1}; see the trainer's logs"
-            return {"run_id": run_id, **fail_run(self.ports, run, reason, claimant=f"watchdog-{uuid.uuid4().hex}",
-                                                 unless_alive=True)}
-        if not self.ports.table.record_resume(run_id, seen=run, resumes=in_a_row + 1, now=now_seconds,
-                                              token=f"watchdog-{uuid.uuid4().hex}"):
+            return {
+                "run_id": run_id,
+                **fail_run(self.ports, run, reason, claimant=f"watchdog-{uuid.uuid4().hex}", unless_alive=True),
+            }
+        if not self.ports.table.record_resume(
+            run_id, seen=run, resumes=in_a_row + 1, now=now_seconds, token=f"watchdog-{uuid.uuid4().hex}"
+        ):
             return {"run_id": run_id, "outcome": "moved on"}  # it showed life since it was read: not stalled
         for invocation in pending(self.ports, run):
             self.ports.invoker.invoke_async(invocation)

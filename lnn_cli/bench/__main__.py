@@ -12,12 +12,13 @@ import subprocess
 import sys
 from pathlib import Path
 
+from rich.console import Console
+
 from lnn_cli.bench.jobs import auto_ratio, auto_training_ratio, make_jobs, run_jobs
 from lnn_cli.bench.tables import print_report
 from lnn_cli.bench.workers import run_workers_job
 from lnn_cli.cloud.deploy import PROJECT_DIR
 from lnn_cli.main import add_runtime_options
-from rich.console import Console
 
 
 def cold_import_seconds() -> float:
@@ -36,20 +37,33 @@ def layer_asset_megabytes(assembly: Path) -> float | None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m lnn_cli.bench", description=__doc__.splitlines()[0])
-    parser.add_argument("--job", choices=("all", "classic", "minibatch", "workers"), default="all", help="the job(s) to run")
+    parser.add_argument(
+        "--job", choices=("all", "classic", "minibatch", "workers"), default="all", help="the job(s) to run"
+    )
     parser.add_argument("--epochs", type=int, default=2500, help="classic job: epochs of plain NumPy, auto and epoch")
     parser.add_argument("--layer-epochs", type=int, default=10, help="classic job: epochs of the layer-granularity run")
     parser.add_argument("--examples", type=int, default=209, help="classic job: examples")
-    parser.add_argument("--minibatch-epochs", type=int, default=100,
-                        help="mini-batch job: epochs of plain NumPy, auto and epoch")
-    parser.add_argument("--minibatch-layer-epochs", type=int, default=2,
-                        help="mini-batch job: epochs of the layer-granularity run")
+    parser.add_argument(
+        "--minibatch-epochs", type=int, default=100, help="mini-batch job: epochs of plain NumPy, auto and epoch"
+    )
+    parser.add_argument(
+        "--minibatch-layer-epochs", type=int, default=2, help="mini-batch job: epochs of the layer-granularity run"
+    )
     parser.add_argument("--repeats", type=int, default=1, help="classic job: runs of plain NumPy and of auto (medians)")
-    parser.add_argument("--minibatch-repeats", type=int, default=3,
-                        help="mini-batch job: runs of plain NumPy and of auto, alternating (medians)")
+    parser.add_argument(
+        "--minibatch-repeats",
+        type=int,
+        default=3,
+        help="mini-batch job: runs of plain NumPy and of auto, alternating (medians)",
+    )
     parser.add_argument("--minibatch-examples", type=int, default=4000, help="mini-batch job: examples")
     parser.add_argument("--workers-examples", type=int, default=60000, help="workers job: examples")
-    parser.add_argument("--workers-epochs", type=int, default=9, help="workers job: epochs of each run (the time per epoch is the median interval between epoch items)")
+    parser.add_argument(
+        "--workers-epochs",
+        type=int,
+        default=9,
+        help="workers job: epochs of each run (the time per epoch is the median interval between epoch items)",
+    )
     parser.add_argument("--out", default="out/bench", help="where bench.json and the logs go")
     add_runtime_options(parser)
     args = parser.parse_args(argv)
@@ -60,11 +74,21 @@ def main(argv: list[str] | None = None) -> int:
         console = Console(width=200)
     jobs = make_jobs(args)
     rows, setup, failures = run_jobs(jobs, args, out, console) if jobs else ({}, None, [])
-    report = {"setup": setup, "cold_import_seconds": cold_import_seconds(),
-              "layer_megabytes": layer_asset_megabytes(PROJECT_DIR / "cdk.out"),
-              "jobs": {job.name: {"title": job.title, "parameters": job.parameters, "runs": rows[job.name],
-                                  "auto_ratio": auto_ratio(rows[job.name]),
-                                  "auto_training_ratio": auto_training_ratio(rows[job.name])} for job in jobs}}
+    report = {
+        "setup": setup,
+        "cold_import_seconds": cold_import_seconds(),
+        "layer_megabytes": layer_asset_megabytes(PROJECT_DIR / "cdk.out"),
+        "jobs": {
+            job.name: {
+                "title": job.title,
+                "parameters": job.parameters,
+                "runs": rows[job.name],
+                "auto_ratio": auto_ratio(rows[job.name]),
+                "auto_training_ratio": auto_training_ratio(rows[job.name]),
+            }
+            for job in jobs
+        },
+    }
     if args.job in ("workers", "all"):
         report["jobs"]["workers"], failed = run_workers_job(args, out, console)
         failures += failed

@@ -53,14 +53,29 @@ def jobs(args: argparse.Namespace) -> dict[str, dict]:
     demo = load_training_data(demo_bytes, source=str(DEMO_DATA))
     large_bytes, X, y = workers_data(args.examples)
     return {
-        "demo": {"title": "demo: 455 x 30, 20-7-5-1, 60 epochs, gd, granularity layer", "data": demo_bytes,
-                 "X": demo.X, "y": demo.y, "parameters": json.loads(DEMO_CONFIG.read_text()),
-                 "numpy_epochs": args.demo_numpy_epochs},
-        "large": {"title": f"{args.examples:,} x 784, 784-128-64-10, {args.epochs} epochs, gd, epoch, K = 1",
-                  "data": large_bytes, "X": X, "y": y,
-                  "parameters": {"epochs": args.epochs, "neurons": WORKERS_NEURONS, "activations": WORKERS_ACTIVATIONS,
-                                 "learning_rate": 0.5, "seed": SEED, "granularity": "epoch"},
-                  "numpy_epochs": args.epochs},
+        "demo": {
+            "title": "demo: 455 x 30, 20-7-5-1, 60 epochs, gd, granularity layer",
+            "data": demo_bytes,
+            "X": demo.X,
+            "y": demo.y,
+            "parameters": json.loads(DEMO_CONFIG.read_text()),
+            "numpy_epochs": args.demo_numpy_epochs,
+        },
+        "large": {
+            "title": f"{args.examples:,} x 784, 784-128-64-10, {args.epochs} epochs, gd, epoch, K = 1",
+            "data": large_bytes,
+            "X": X,
+            "y": y,
+            "parameters": {
+                "epochs": args.epochs,
+                "neurons": WORKERS_NEURONS,
+                "activations": WORKERS_ACTIVATIONS,
+                "learning_rate": 0.5,
+                "seed": SEED,
+                "granularity": "epoch",
+            },
+            "numpy_epochs": args.epochs,
+        },
     }
 
 
@@ -69,10 +84,11 @@ def plain_numpy(job: dict, dtype: str) -> tuple[float, list[float]]:
     options = {key: value for key, value in job["parameters"].items() if key != "granularity"}
     with threadpool_limits(limits=CONTAINER_CPUS):
         started = time.perf_counter()
-        _, costs = training.train_reference(job["X"], job["y"], **(options | {"epochs": job["numpy_epochs"]}),
-                                            dtype=dtype)
+        _, costs = training.train_reference(
+            job["X"], job["y"], **(options | {"epochs": job["numpy_epochs"]}), dtype=dtype
+        )
         seconds = time.perf_counter() - started
-    return seconds / job["numpy_epochs"], costs[:job["parameters"]["epochs"]]
+    return seconds / job["numpy_epochs"], costs[: job["parameters"]["epochs"]]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -95,12 +111,16 @@ def main(argv: list[str] | None = None) -> int:
                 runs[dtype].append(plain_numpy(job, dtype))
                 print(f"{name} plain NumPy {dtype}: {runs[dtype][-1][0]:.5f} s/epoch", flush=True)
         job["costs"] = {dtype: runs[dtype][0][1] for dtype in DTYPES}
-        report["jobs"][name] = {"title": job["title"],
-                                "numpy": {dtype: median(seconds for seconds, _ in runs[dtype]) for dtype in DTYPES},
-                                "numpy_all": {dtype: [seconds for seconds, _ in runs[dtype]] for dtype in DTYPES},
-                                "lnn": {dtype: [] for dtype in DTYPES}}
-    with project_with_context({"memory_size": WORKERS_MEMORY_MB}) as project, \
-            running_emulator(out / "emulator.log") as emulator:
+        report["jobs"][name] = {
+            "title": job["title"],
+            "numpy": {dtype: median(seconds for seconds, _ in runs[dtype]) for dtype in DTYPES},
+            "numpy_all": {dtype: [seconds for seconds, _ in runs[dtype]] for dtype in DTYPES},
+            "lnn": {dtype: [] for dtype in DTYPES},
+        }
+    with (
+        project_with_context({"memory_size": WORKERS_MEMORY_MB}) as project,
+        running_emulator(out / "emulator.log") as emulator,
+    ):
         deployment = deploy_to_emulator(emulator, out / "deploy.log", stack_name="LnnStack", project_dir=project)
         session = emulator.session()
         with open(out / "lambda.log", "w") as log:
@@ -108,15 +128,25 @@ def main(argv: list[str] | None = None) -> int:
                 for attempt in range(args.repeats):
                     for dtype in order(attempt):
                         parameters = job["parameters"] | {"dtype": dtype}
-                        result = run_local(session, deployment.outputs, parameters, job["data"], log_stream=log,
-                                           run_id=f"bench-dtype-{name}-{dtype}-{attempt}",
-                                           concurrency=CONCURRENCY, container_cpus=CONTAINER_CPUS)
+                        result = run_local(
+                            session,
+                            deployment.outputs,
+                            parameters,
+                            job["data"],
+                            log_stream=log,
+                            run_id=f"bench-dtype-{name}-{dtype}-{attempt}",
+                            concurrency=CONCURRENCY,
+                            container_cpus=CONTAINER_CPUS,
+                        )
                         results = result.results()
                         intervals = epoch_intervals(result.epochs)
-                        row = {"seconds": results["seconds"], "epochs": results["epochs"],
-                               "load_average": round(os.getloadavg()[0], 2),
-                               "median_interval": median(intervals) if intervals else None,
-                               "costs_equal_plain_numpy": results["costs"] == job["costs"][dtype]}
+                        row = {
+                            "seconds": results["seconds"],
+                            "epochs": results["epochs"],
+                            "load_average": round(os.getloadavg()[0], 2),
+                            "median_interval": median(intervals) if intervals else None,
+                            "costs_equal_plain_numpy": results["costs"] == job["costs"][dtype],
+                        }
                         if results["status"] != "succeeded" or not row["costs_equal_plain_numpy"]:
                             failures.append(f"{name} {dtype}: {results['status']} {results.get('reason', '')}")
                         report["jobs"][name]["lnn"][dtype].append(row)
@@ -134,17 +164,27 @@ def table(report: dict) -> str:
     lines = ["| job | mode | float64 s/epoch | float32 s/epoch | float32 / float64 |", "|---|---|---|---|---|"]
     for job in report["jobs"].values():
         numpy = job["numpy"]
-        lines.append(f"| {job['title']} | plain NumPy, 1 BLAS thread | {numpy['float64']:.4g} | {numpy['float32']:.4g} "
-                     f"| {numpy['float32'] / numpy['float64']:.2f} |")
-        per_epoch = {dtype: median(row["seconds"] / row["epochs"] for row in rows)
-                     for dtype, rows in job["lnn"].items()}
-        lines.append(f"| | `lnn local`, launch to finish | {per_epoch['float64']:.4g} | {per_epoch['float32']:.4g} "
-                     f"| {per_epoch['float32'] / per_epoch['float64']:.2f} |")
-        intervals = {dtype: median(row["median_interval"] for row in rows) for dtype, rows in job["lnn"].items()
-                     if all(row["median_interval"] for row in rows)}
+        lines.append(
+            f"| {job['title']} | plain NumPy, 1 BLAS thread | {numpy['float64']:.4g} | {numpy['float32']:.4g} "
+            f"| {numpy['float32'] / numpy['float64']:.2f} |"
+        )
+        per_epoch = {
+            dtype: median(row["seconds"] / row["epochs"] for row in rows) for dtype, rows in job["lnn"].items()
+        }
+        lines.append(
+            f"| | `lnn local`, launch to finish | {per_epoch['float64']:.4g} | {per_epoch['float32']:.4g} "
+            f"| {per_epoch['float32'] / per_epoch['float64']:.2f} |"
+        )
+        intervals = {
+            dtype: median(row["median_interval"] for row in rows)
+            for dtype, rows in job["lnn"].items()
+            if all(row["median_interval"] for row in rows)
+        }
         if len(intervals) == 2:
-            lines.append(f"| | `lnn local`, median epoch interval | {intervals['float64']:.4g} | "
-                         f"{intervals['float32']:.4g} | {intervals['float32'] / intervals['float64']:.2f} |")
+            lines.append(
+                f"| | `lnn local`, median epoch interval | {intervals['float64']:.4g} | "
+                f"{intervals['float32']:.4g} | {intervals['float32'] / intervals['float64']:.2f} |"
+            )
     return "\n".join(lines)
 
 

@@ -3,20 +3,23 @@ between epochs, each epoch's span), cost lists' agreement, and its trainer deliv
 state and per round."""
 
 from collections import defaultdict
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 
 def timestamp_seconds(stamp: str) -> float:
     """An epoch item's ISO 8601 UTC time (millisecond resolution) in seconds since 1970."""
-    return datetime.strptime(stamp, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=timezone.utc).timestamp()
+    return datetime.strptime(stamp, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC).timestamp()
 
 
 def training_seconds(items: list[dict]) -> float | None:
     """The epochs' own time, from each epoch item's started_at to its finished_at (the epoch's mini-batches, its
     checks and its item): the run's time less the launch, the data loading, the commits, the invocations and the
     finish."""
-    spans = [timestamp_seconds(item["finished_at"]) - timestamp_seconds(item["started_at"])
-             for item in items if item.get("started_at") and item.get("finished_at")]
+    spans = [
+        timestamp_seconds(item["finished_at"]) - timestamp_seconds(item["started_at"])
+        for item in items
+        if item.get("started_at") and item.get("finished_at")
+    ]
     # a stamp's milliseconds and its seconds are read apart (`ports.now`), so one can be a second off: no figure then
     return sum(spans) if spans and len(spans) == len(items) and min(spans) >= 0 else None
 
@@ -50,8 +53,17 @@ def delivery_summary(deliveries: list, data_bytes: int = 0) -> dict[str, dict]:
         if delivery.role != "trainer":
             continue
         state = (delivery.result or {}).get("state", "error" if delivery.error else "?")
-        entry = summary.setdefault(state, {"deliveries": 0, "seconds": 0.0, "requests": defaultdict(int),
-                                           "s3_bytes_in": 0, "s3_bytes_out": 0, "data_loads": 0})
+        entry = summary.setdefault(
+            state,
+            {
+                "deliveries": 0,
+                "seconds": 0.0,
+                "requests": defaultdict(int),
+                "s3_bytes_in": 0,
+                "s3_bytes_out": 0,
+                "data_loads": 0,
+            },
+        )
         entry["deliveries"] += 1
         entry["seconds"] += delivery.seconds
         for service, count in delivery.io["requests"].items():
@@ -85,8 +97,11 @@ def per_round(summary: dict[str, dict], rounds: int, workers: int) -> dict:
         for key in moved:
             moved[key] += entry[key] / rounds
         loads += entry.get("data_loads", 0)
-    return {"requests": {service: round(count, 3) for service, count in sorted(requests.items())},
-            **{key: round(value) for key, value in moved.items()}, "data_loads": loads}
+    return {
+        "requests": {service: round(count, 3) for service, count in sorted(requests.items())},
+        **{key: round(value) for key, value in moved.items()},
+        "data_loads": loads,
+    }
 
 
 STORAGE_OR_INVOKE = ("s3", "lambda")
@@ -111,8 +126,10 @@ def round_trips_per_round(deliveries: list, workers: int) -> dict:
         rounds[(result.get("epoch"), result.get("batch"))][kind].append(pair)
     totals = []
     for entry in rounds.values():
-        most = [tuple(max(pair[i] for pair in pairs) for i in (0, 1)) if pairs else (0, 0)
-                for pairs in (entry["shard"], entry["reduce"])]
+        most = [
+            tuple(max(pair[i] for pair in pairs) for i in (0, 1)) if pairs else (0, 0)
+            for pairs in (entry["shard"], entry["reduce"])
+        ]
         totals.append((most[0][0] + most[1][0], most[0][1] + most[1][1]))
     if not totals:
         return {"rounds": 0}

@@ -19,13 +19,14 @@ from pathlib import Path
 from statistics import median
 
 import numpy as np
+from rich.console import Console
+from threadpoolctl import threadpool_limits
+
 from lnn_cli.bench.figures import training_seconds
 from lnn_cli.cloud.deploy import deploy_to_emulator
 from lnn_cli.cloud.emulator import running_emulator
 from lnn_cli.cloud.local import run_local
 from lnn_core.ml import batching, training
-from rich.console import Console
-from threadpoolctl import threadpool_limits
 
 NEURONS = [20, 7, 5, 1]
 ACTIVATIONS = ["relu", "relu", "relu", "sigmoid"]
@@ -91,26 +92,45 @@ def make_jobs(args: argparse.Namespace) -> list[Job]:
     jobs = []
     if args.job in ("classic", "all"):
         data, X, y = classic_job(args.examples)
-        jobs.append(Job("classic", f"classic LNN job: 12288-20-7-5-1 on {args.examples} examples, full batch, gd",
-                        data, X, y,
-                        {"neurons": NEURONS, "activations": ACTIVATIONS, "learning_rate": LEARNING_RATE, "seed": SEED},
-                        {"numpy": args.epochs, "auto": args.epochs, "epoch": args.epochs, "layer": args.layer_epochs},
-                        repeats=args.repeats))
+        jobs.append(
+            Job(
+                "classic",
+                f"classic LNN job: 12288-20-7-5-1 on {args.examples} examples, full batch, gd",
+                data,
+                X,
+                y,
+                {"neurons": NEURONS, "activations": ACTIVATIONS, "learning_rate": LEARNING_RATE, "seed": SEED},
+                {"numpy": args.epochs, "auto": args.epochs, "epoch": args.epochs, "layer": args.layer_epochs},
+                repeats=args.repeats,
+            )
+        )
     if args.job in ("minibatch", "all"):
         data, X, y = minibatch_data(args.minibatch_examples)
         batches = batching.batch_count(len(y), MINIBATCH_OPTIONS["batch_size"])
-        jobs.append(Job("minibatch", f"mini-batch job: 100-32-16-1 on {args.minibatch_examples} examples, "
-                                     f"batch 64 ({batches} batches / epoch), adam",
-                        data, X, y,
-                        {"neurons": MINIBATCH_NEURONS, "activations": MINIBATCH_ACTIVATIONS, "seed": SEED} | MINIBATCH_OPTIONS,
-                        {"numpy": args.minibatch_epochs, "auto": args.minibatch_epochs, "epoch": args.minibatch_epochs,
-                         "layer": args.minibatch_layer_epochs},
-                        repeats=args.minibatch_repeats))
+        jobs.append(
+            Job(
+                "minibatch",
+                f"mini-batch job: 100-32-16-1 on {args.minibatch_examples} examples, "
+                f"batch 64 ({batches} batches / epoch), adam",
+                data,
+                X,
+                y,
+                {"neurons": MINIBATCH_NEURONS, "activations": MINIBATCH_ACTIVATIONS, "seed": SEED} | MINIBATCH_OPTIONS,
+                {
+                    "numpy": args.minibatch_epochs,
+                    "auto": args.minibatch_epochs,
+                    "epoch": args.minibatch_epochs,
+                    "layer": args.minibatch_layer_epochs,
+                },
+                repeats=args.minibatch_repeats,
+            )
+        )
     return jobs
 
 
-def run_jobs(jobs: list[Job], args: argparse.Namespace, out: Path,
-             console: Console) -> tuple[dict[str, dict], dict, list[str]]:
+def run_jobs(
+    jobs: list[Job], args: argparse.Namespace, out: Path, console: Console
+) -> tuple[dict[str, dict], dict, list[str]]:
     """Each job's plain NumPy and `lnn local` at each granularity on one emulator, deployed once: the rows of each job
     by mode, the emulator's start and deploy seconds, and the runs that failed."""
     rows: dict[str, dict] = {job.name: {} for job in jobs}
@@ -119,21 +139,32 @@ def run_jobs(jobs: list[Job], args: argparse.Namespace, out: Path,
         started = time.monotonic()
         deployment = deploy_to_emulator(emulator, out / "deploy.log", stack_name="LnnStack")
         setup = {"emulator_start": emulator.started_seconds, "deploy": round(time.monotonic() - started, 2)}
-        console.print(f"emulator start {setup['emulator_start']:.1f} s, deploy {setup['deploy']:.1f} s (not counted below)")
+        console.print(
+            f"emulator start {setup['emulator_start']:.1f} s, deploy {setup['deploy']:.1f} s (not counted below)"
+        )
         session = emulator.session()
 
         def lnn_run(job: Job, granularity: str, costs: list[float], attempt: int) -> dict:
             epochs = job.epochs[granularity]
             with console.status(f"{job.name}: lnn local --granularity {granularity}, {epochs} epochs..."):
-                result = run_local(session, deployment.outputs, job.run_parameters(granularity), job.data,
-                                   log_stream=log, run_id=f"bench-{job.name}-{granularity}-{attempt}",
-                                   concurrency=args.concurrency, container_cpus=args.container_cpus)
+                result = run_local(
+                    session,
+                    deployment.outputs,
+                    job.run_parameters(granularity),
+                    job.data,
+                    log_stream=log,
+                    run_id=f"bench-{job.name}-{granularity}-{attempt}",
+                    concurrency=args.concurrency,
+                    container_cpus=args.container_cpus,
+                )
             results = result.results()
             same = results["costs"] == costs[:epochs]
             if results["status"] != "succeeded" or not same:
                 failures.append(f"{job.name} {granularity}")
-                console.print(f"[red]{job.name} {granularity}: {results['status']} {results.get('reason', '')}; "
-                              f"costs equal to plain NumPy: {same}[/]")
+                console.print(
+                    f"[red]{job.name} {granularity}: {results['status']} {results.get('reason', '')}; "
+                    f"costs equal to plain NumPy: {same}[/]"
+                )
             results["training_seconds"] = training_seconds(result.epochs)
             console.print(f"{job.name}, {granularity}: {epochs} epochs in {results['seconds']:.2f} s")
             return results
@@ -147,7 +178,11 @@ def run_jobs(jobs: list[Job], args: argparse.Namespace, out: Path,
                     numpy_runs.append(seconds)
                     console.print(f"{job.name}, plain NumPy: {job.epochs['numpy']} epochs in {seconds:.2f} s")
                     auto_runs.append(lnn_run(job, "auto", costs, attempt))
-                rows[job.name]["numpy"] = {"epochs": job.epochs["numpy"], "seconds": median(numpy_runs), "all_seconds": numpy_runs}
+                rows[job.name]["numpy"] = {
+                    "epochs": job.epochs["numpy"],
+                    "seconds": median(numpy_runs),
+                    "all_seconds": numpy_runs,
+                }
                 rows[job.name]["auto"] = median_run(auto_runs)
                 for granularity in ("epoch", "layer"):
                     rows[job.name][granularity] = lnn_run(job, granularity, costs, 1)

@@ -28,8 +28,13 @@ class AwsAssumptions:
     dynamodb_latency: float = 0.010  # s per DynamoDB request (assumed: "single-digit milliseconds" plus the network)
 
 
-def aws_round(compute_seconds: float, workers: int, gradient_bytes: int, assumptions: AwsAssumptions = AwsAssumptions(),
-              state_bytes: int | None = None) -> dict:
+def aws_round(
+    compute_seconds: float,
+    workers: int,
+    gradient_bytes: int,
+    assumptions: AwsAssumptions = AwsAssumptions(),
+    state_bytes: int | None = None,
+) -> dict:
     """One full-batch round (= one epoch) of K = `workers` on AWS, from K = 1's compute per epoch T1 =
     `compute_seconds`; G = `gradient_bytes`, S = `state_bytes` (gd: the parameters, as large as G).
 
@@ -61,14 +66,27 @@ def aws_round(compute_seconds: float, workers: int, gradient_bytes: int, assumpt
         reduce = a.s3_latency + K * gradient_bytes / a.bandwidth + state + a.s3_latency + 5 * d + a.invoke_latency
         communication = shard - compute + reduce + 2 * a.hop_latency
         durations, requests, puts, gets, writes, reads = K * shard + reduce, K + 1, K + 1, 2 * K, 3 * K + 8, K + 1
-    cost = {"lambda": durations * a.memory_mb / 1024 * a.gb_second + requests * a.lambda_request,
-            "s3": puts * a.s3_put + gets * a.s3_get, "dynamodb": writes * a.write_unit + reads * a.read_unit}
-    return {"workers": K, "compute": compute, "communication": communication, "seconds": compute + communication,
-            "cost": sum(cost.values()), "cost_by_service": cost}
+    cost = {
+        "lambda": durations * a.memory_mb / 1024 * a.gb_second + requests * a.lambda_request,
+        "s3": puts * a.s3_put + gets * a.s3_get,
+        "dynamodb": writes * a.write_unit + reads * a.read_unit,
+    }
+    return {
+        "workers": K,
+        "compute": compute,
+        "communication": communication,
+        "seconds": compute + communication,
+        "cost": sum(cost.values()),
+        "cost_by_service": cost,
+    }
 
 
-def aws_projection(compute_seconds: float, gradient_bytes: int, workers: tuple[int, ...] = PROJECTION_WORKERS,
-                   assumptions: AwsAssumptions = AwsAssumptions()) -> dict:
+def aws_projection(
+    compute_seconds: float,
+    gradient_bytes: int,
+    workers: tuple[int, ...] = PROJECTION_WORKERS,
+    assumptions: AwsAssumptions = AwsAssumptions(),
+) -> dict:
     """`aws_round` for each K, each with its speedup over K = 1, and the K of the least time per epoch."""
     rows = [aws_round(compute_seconds, K, gradient_bytes, assumptions) for K in workers]
     for row in rows:

@@ -31,19 +31,26 @@ from typing import Any
 import boto3
 import numpy as np
 from botocore.httpsession import URLLib3Session
+
+from lnn_cli.main import main as lnn
+from lnn_cli.stack_commands import DeployedStack
+from lnn_cli.web import DEFAULT_PORT
+from lnn_cli.web.app import HOST, create_app
 from lnn_core.aws.run_table import RunTable
 from lnn_core.aws.sdk import now
 from lnn_core.ml import network
 from lnn_core.ml.config import TrainingConfig
 from lnn_core.protocol.results import epoch_item
 
-from lnn_cli.main import main as lnn
-from lnn_cli.stack_commands import DeployedStack
-from lnn_cli.web import DEFAULT_PORT
-from lnn_cli.web.app import HOST, create_app
-
-DEMO_NETWORK = {"neurons": [20, 7, 5, 1], "activations": ["relu", "relu", "relu", "sigmoid"], "learning_rate": 0.3,
-                "init": "he", "seed": 1, "granularity": "epoch", "eval_every": 10}
+DEMO_NETWORK = {
+    "neurons": [20, 7, 5, 1],
+    "activations": ["relu", "relu", "relu", "sigmoid"],
+    "learning_rate": 0.3,
+    "init": "he",
+    "seed": 1,
+    "granularity": "epoch",
+    "eval_every": 10,
+}
 FEATURES, EXAMPLES = 30, 455  # the demo data, lnn_cli/data/breast_cancer.npz
 TARGET_SECONDS = 1.0
 
@@ -75,10 +82,23 @@ def write_run(table: RunTable, run_id: str, epochs: int) -> dict[str, Any]:
     """A succeeded run of the demo network with `epochs` epoch items, written as a trainer writes them."""
     parameters = {**DEMO_NETWORK, "epochs": epochs, "data": f"runs/{run_id}/data.npz"}
     config = TrainingConfig.from_parameters(parameters)
-    record = {"status": "running", "config": config.to_parameters(), "features": FEATURES, "examples": EXAMPLES,
-              "committed_step": 0, "invoked_step": 0, "step_bound": epochs + 1, "progress_epoch": 0, "invocations": 0,
-              "resumes": 0, "stop_requested": False, "notified": True, "created_at": now(),
-              "created_epoch_seconds": time.time(), "updated_at": now()}
+    record = {
+        "status": "running",
+        "config": config.to_parameters(),
+        "features": FEATURES,
+        "examples": EXAMPLES,
+        "committed_step": 0,
+        "invoked_step": 0,
+        "step_bound": epochs + 1,
+        "progress_epoch": 0,
+        "invocations": 0,
+        "resumes": 0,
+        "stop_requested": False,
+        "notified": True,
+        "created_at": now(),
+        "created_epoch_seconds": time.time(),
+        "updated_at": now(),
+    }
     table.create_run(run_id, record, token="bench")
     rng = np.random.default_rng(0)
     params = network.init_params([FEATURES, *config.neurons], config.init, config.seed)
@@ -89,11 +109,28 @@ def write_run(table: RunTable, run_id: str, epochs: int) -> dict[str, Any]:
         evaluated = {"test_cost": cost * 1.1, "test_accuracy": 0.9 + 0.05 * epoch / epochs} if epoch % 10 == 0 else None
         items.append(epoch_item(config, epoch, float(cost), params, now(), evaluated))
     assert table.put_epoch_items(run_id, items, step=1)
-    final = {"cost": items[-1]["cost"], "train_accuracy": 0.9868, "test_accuracy": 0.9737, "epochs": epochs,
-             "seed": config.seed, "seconds": 600.0, "invocations": epochs + 1, "model_key": None}
-    assert table.transition(run_id, seen_step=0, new_step=epochs + 1, fields={
-        "progress_epoch": epochs, "last_cost": items[-1]["cost"], "status": "succeeded", "final": final,
-        "finished_at": now()})
+    final = {
+        "cost": items[-1]["cost"],
+        "train_accuracy": 0.9868,
+        "test_accuracy": 0.9737,
+        "epochs": epochs,
+        "seed": config.seed,
+        "seconds": 600.0,
+        "invocations": epochs + 1,
+        "model_key": None,
+    }
+    assert table.transition(
+        run_id,
+        seen_step=0,
+        new_step=epochs + 1,
+        fields={
+            "progress_epoch": epochs,
+            "last_cost": items[-1]["cost"],
+            "status": "succeeded",
+            "final": final,
+            "finished_at": now(),
+        },
+    )
     return table.get_run(run_id)
 
 
@@ -105,8 +142,12 @@ def measure(call, repeats: int) -> dict[str, Any]:
             started = time.perf_counter()
             call()
             seconds.append(time.perf_counter() - started)
-    return {"seconds": round(median(seconds), 3), "all_seconds": [round(s, 3) for s in seconds],
-            "dynamodb_requests": traffic.requests, "dynamodb_bytes": traffic.bytes}
+    return {
+        "seconds": round(median(seconds), 3),
+        "all_seconds": [round(s, 3) for s in seconds],
+        "dynamodb_requests": traffic.requests,
+        "dynamodb_bytes": traffic.bytes,
+    }
 
 
 def quietly(argv: list[str]) -> None:
@@ -131,7 +172,9 @@ def main(argv: list[str] | None = None) -> int:
     if not args.run_id:
         started = time.perf_counter()
         write_run(table, run_id, args.epochs)
-        print(f"wrote run {run_id}: {args.epochs} epoch items in {time.perf_counter() - started:.1f} s", file=sys.stderr)
+        print(
+            f"wrote run {run_id}: {args.epochs} epoch items in {time.perf_counter() - started:.1f} s", file=sys.stderr
+        )
     run = table.get_run(run_id)
     client = create_app(stack).test_client()
     page = {"base_url": f"http://{HOST}:{DEFAULT_PORT}"}

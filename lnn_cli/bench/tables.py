@@ -3,6 +3,9 @@ the AWS projection, and the figures against their targets."""
 
 from pathlib import Path
 
+from rich.console import Console
+from rich.table import Table
+
 from lnn_cli.bench.jobs import (
     AUTO_TARGET,
     GRANULARITIES,
@@ -12,18 +15,38 @@ from lnn_cli.bench.jobs import (
     per_epoch_seconds,
 )
 from lnn_cli.bench.workers import COSTS_TOLERANCE, SPEEDUP_TARGET
-from rich.console import Console
-from rich.table import Table
 
 
 def bench_table(title: str, rows: dict) -> Table:
     numpy_per_epoch = per_epoch_seconds(rows["numpy"])
     table = Table(title=f"LNN benchmark, {title}; per epoch", title_justify="left")
-    for column in ("mode", "epochs", "s / epoch", "x NumPy", "epoch's own s", "x NumPy (own)", "invocations / epoch",
-                   "AWS requests / epoch", "busiest step", "S3 MB in / out per epoch"):
-        table.add_column(column, justify="left" if column in ("mode", "AWS requests / epoch", "busiest step") else "right")
-    table.add_row("plain NumPy", str(rows["numpy"]["epochs"]), f"{numpy_per_epoch:.4f}", "1.00", f"{numpy_per_epoch:.4f}",
-                  "1.00", "-", "-", "-", "-")
+    for column in (
+        "mode",
+        "epochs",
+        "s / epoch",
+        "x NumPy",
+        "epoch's own s",
+        "x NumPy (own)",
+        "invocations / epoch",
+        "AWS requests / epoch",
+        "busiest step",
+        "S3 MB in / out per epoch",
+    ):
+        table.add_column(
+            column, justify="left" if column in ("mode", "AWS requests / epoch", "busiest step") else "right"
+        )
+    table.add_row(
+        "plain NumPy",
+        str(rows["numpy"]["epochs"]),
+        f"{numpy_per_epoch:.4f}",
+        "1.00",
+        f"{numpy_per_epoch:.4f}",
+        "1.00",
+        "-",
+        "-",
+        "-",
+        "-",
+    )
     for mode in GRANULARITIES:
         results = rows[mode]
         per_epoch = results["per_epoch"]
@@ -31,8 +54,12 @@ def bench_table(title: str, rows: dict) -> Table:
         own = results.get("training_seconds") if mode == "auto" else None  # epoch, layer: their span holds steps
         own = None if own is None else own / max(1, results["epochs"])
         table.add_row(
-            mode, str(results["epochs"]), f"{seconds:.4f}", f"{seconds / numpy_per_epoch:.2f}",
-            "-" if own is None else f"{own:.4f}", "-" if own is None else f"{own / numpy_per_epoch:.2f}",
+            mode,
+            str(results["epochs"]),
+            f"{seconds:.4f}",
+            f"{seconds / numpy_per_epoch:.2f}",
+            "-" if own is None else f"{own:.4f}",
+            "-" if own is None else f"{own / numpy_per_epoch:.2f}",
             f"{per_epoch['invocations']:.3f}",
             ", ".join(f"{service} {count:g}" for service, count in per_epoch["aws_requests"].items()),
             ", ".join(f"{service} {count}" for service, count in results["busiest_step"].items()),
@@ -43,28 +70,50 @@ def bench_table(title: str, rows: dict) -> Table:
 
 def workers_table(report: dict) -> Table:
     table = Table(title=f"LNN benchmark, {report['title']}", title_justify="left")
-    for column in ("K", "epochs", "s / epoch (between epoch items)", "launch to epoch 1 s", "launch to finish s",
-                   "plain NumPy s / epoch", "requests / round (rounds 2..E)", "S3 MB in / out per round",
-                   "S3 MB in / out per delivery", "sequential round trips / round: S3+Lambda, DynamoDB (mean, most)",
-                   "busiest step", "mean s per delivery (rounds 2..E)"):
-        table.add_column(column, justify="left" if column.startswith(("requests", "busiest", "mean", "S3 MB in / out per d",
-                                                                         "sequential")) else "right")
+    for column in (
+        "K",
+        "epochs",
+        "s / epoch (between epoch items)",
+        "launch to epoch 1 s",
+        "launch to finish s",
+        "plain NumPy s / epoch",
+        "requests / round (rounds 2..E)",
+        "S3 MB in / out per round",
+        "S3 MB in / out per delivery",
+        "sequential round trips / round: S3+Lambda, DynamoDB (mean, most)",
+        "busiest step",
+        "mean s per delivery (rounds 2..E)",
+    ):
+        table.add_column(
+            column,
+            justify="left"
+            if column.startswith(("requests", "busiest", "mean", "S3 MB in / out per d", "sequential"))
+            else "right",
+        )
     for K, results in report["runs"].items():
         rounds = results["per_round"]
         table.add_row(
-            str(K), str(results["epochs"]), f"{results['seconds_per_epoch'] or float('nan'):.3f}",
-            f"{results['launch_to_first_epoch'] or float('nan'):.2f}", f"{results['seconds']:.2f}",
+            str(K),
+            str(results["epochs"]),
+            f"{results['seconds_per_epoch'] or float('nan'):.3f}",
+            f"{results['launch_to_first_epoch'] or float('nan'):.2f}",
+            f"{results['seconds']:.2f}",
             f"{report['plain_numpy'][K]['seconds_per_epoch']:.3f}",
             ", ".join(f"{service} {count:g}" for service, count in rounds["requests"].items()),
             f"{rounds['s3_bytes_in'] / 1e6:.2f} / {rounds['s3_bytes_out'] / 1e6:.2f} "
             f"(+{rounds['data_loads']} data loads)",
-            ", ".join(f"{state} {entry['s3_bytes_in'] / entry['deliveries'] / 1e6:.2f} / "
-                      f"{entry['s3_bytes_out'] / entry['deliveries'] / 1e6:.2f}"
-                      for state, entry in results["deliveries_by_state"].items() if state in ("start", "shard", "reduce")),
+            ", ".join(
+                f"{state} {entry['s3_bytes_in'] / entry['deliveries'] / 1e6:.2f} / "
+                f"{entry['s3_bytes_out'] / entry['deliveries'] / 1e6:.2f}"
+                for state, entry in results["deliveries_by_state"].items()
+                if state in ("start", "shard", "reduce")
+            ),
             trips_cell(results.get("round_trips", {})),
             ", ".join(f"{service} {count}" for service, count in results["busiest_step"].items()),
-            ", ".join(f"{state} {entry['mean_seconds']:.3f} (x{entry['deliveries']})"
-                      for state, entry in results["deliveries_by_state"].items()),
+            ", ".join(
+                f"{state} {entry['mean_seconds']:.3f} (x{entry['deliveries']})"
+                for state, entry in results["deliveries_by_state"].items()
+            ),
         )
     return table
 
@@ -82,8 +131,14 @@ def projection_table(projection: dict) -> Table:
         table.add_column(column, justify="right")
     for row in projection["rows"]:
         best = " (least)" if row["workers"] == projection["best_workers"] else ""
-        table.add_row(f"{row['workers']}{best}", f"{row['compute']:.3f}", f"{row['communication']:.3f}",
-                      f"{row['seconds']:.3f}", f"{row['speedup']:.2f}", f"{row['cost']:.7f}")
+        table.add_row(
+            f"{row['workers']}{best}",
+            f"{row['compute']:.3f}",
+            f"{row['communication']:.3f}",
+            f"{row['seconds']:.3f}",
+            f"{row['speedup']:.2f}",
+            f"{row['cost']:.7f}",
+        )
     return table
 
 
@@ -97,17 +152,23 @@ def print_report(console: Console, report: dict, jobs: list[Job], out: Path) -> 
         console.print(workers_table(workers))
         if workers["projection"]:
             console.print(projection_table(workers["projection"]))
-        console.print(f"workers: K = 2 over K = 1, time per epoch between epoch items: "
-                      f"{workers['speedup'] or float('nan'):.2f} x "
-                      f"(target {SPEEDUP_TARGET}, at most 2 on 2 cores); projection from T1 = "
-                      f"{workers['compute_seconds'] or float('nan'):.3f} s; costs within a relative "
-                      f"{workers['costs_relative_difference']:.1e} of K = 1's (limit {COSTS_TOLERANCE:g}); "
-                      f"machine load before the runs {workers['load_average']}")
-    console.print(f"handler cold import {report['cold_import_seconds']:.2f} s (target 0.5 s); NumPy layer "
-                  f"{report['layer_megabytes'] or float('nan'):.1f} MB unzipped (target 60 MB); details in {out / 'bench.json'}")
+        console.print(
+            f"workers: K = 2 over K = 1, time per epoch between epoch items: "
+            f"{workers['speedup'] or float('nan'):.2f} x "
+            f"(target {SPEEDUP_TARGET}, at most 2 on 2 cores); projection from T1 = "
+            f"{workers['compute_seconds'] or float('nan'):.3f} s; costs within a relative "
+            f"{workers['costs_relative_difference']:.1e} of K = 1's (limit {COSTS_TOLERANCE:g}); "
+            f"machine load before the runs {workers['load_average']}"
+        )
+    console.print(
+        f"handler cold import {report['cold_import_seconds']:.2f} s (target 0.5 s); NumPy layer "
+        f"{report['layer_megabytes'] or float('nan'):.1f} MB unzipped (target 60 MB); details in {out / 'bench.json'}"
+    )
     for job in jobs:
         own = auto_training_ratio(rows[job.name])
         fixed = rows[job.name]["auto"]["seconds"] - (rows[job.name]["auto"].get("training_seconds") or 0)
-        console.print(f"{job.name}: auto / plain NumPy per epoch = {auto_ratio(rows[job.name]):.2f} launch to finish, "
-                      f"{own or float('nan'):.2f} in the epochs' own time (target {AUTO_TARGET}); auto's time outside "
-                      f"its epochs (launch, data, commits, finish) {fixed:.2f} s")
+        console.print(
+            f"{job.name}: auto / plain NumPy per epoch = {auto_ratio(rows[job.name]):.2f} launch to finish, "
+            f"{own or float('nan'):.2f} in the epochs' own time (target {AUTO_TARGET}); auto's time outside "
+            f"its epochs (launch, data, commits, finish) {fixed:.2f} s"
+        )

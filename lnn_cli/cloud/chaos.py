@@ -31,10 +31,11 @@ from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 from botocore.exceptions import ClientError
+
+from lnn_cli.cloud.runtime import Delivery, LocalFunction, SandboxKilled
 from lnn_core import run_control
 from lnn_core.aws.ports import EFFECTS, REQUEST_THREADS
 from lnn_core.errors import LnnInputError
-from lnn_cli.cloud.runtime import Delivery, LocalFunction, SandboxKilled
 
 LATE_SECONDS = (0.5, 20.0)  # how late (delivery-clock seconds) a late duplicate or a delayed delivery comes
 PAUSE_SECONDS = (0.0, 0.02)  # real time a pause sleeps
@@ -118,7 +119,9 @@ class ChaosPlan:
             try:
                 values[name] = int(raw) if name == "seed" else float(raw)
             except ValueError:
-                raise LnnInputError(f"--chaos {name} must be a {'whole number' if name == 'seed' else 'number'}; got {raw!r}") from None
+                raise LnnInputError(
+                    f"--chaos {name} must be a {'whole number' if name == 'seed' else 'number'}; got {raw!r}"
+                ) from None
             if name != "seed" and not 0.0 <= values[name] <= 1.0:
                 raise LnnInputError(f"--chaos {name} is a probability from 0 to 1; got {raw}")
         return cls(**values)
@@ -145,12 +148,18 @@ class ChaosCounts:
 
     @property
     def faults(self) -> int:
-        return self.duplicates + self.delays + self.crashes_before + self.crashes_after + self.losses + self.lost_answers
+        return (
+            self.duplicates + self.delays + self.crashes_before + self.crashes_after + self.losses + self.lost_answers
+        )
 
     def as_dict(self) -> dict[str, Any]:
-        return {**asdict(self), "crash_sites": dict(sorted(self.crash_sites.items())),
-                "lost_answer_sites": dict(sorted(self.lost_answer_sites.items())),
-                "by_state": dict(sorted(self.by_state.items())), "faults": self.faults}
+        return {
+            **asdict(self),
+            "crash_sites": dict(sorted(self.crash_sites.items())),
+            "lost_answer_sites": dict(sorted(self.lost_answer_sites.items())),
+            "by_state": dict(sorted(self.by_state.items())),
+            "faults": self.faults,
+        }
 
 
 class Chaos:
@@ -163,7 +172,8 @@ class Chaos:
         self._lock = threading.RLock()  # the draws and the counts
         # the current delivery's state (may it still crash? its event's state), shared with its request threads
         self._current: contextvars.ContextVar[DeliveryFaults | None] = contextvars.ContextVar(
-            f"chaos-delivery-{id(self)}", default=None)
+            f"chaos-delivery-{id(self)}", default=None
+        )
 
     @property
     def _delivery(self) -> "DeliveryFaults":
@@ -230,7 +240,9 @@ class Chaos:
         self._current.set(DeliveryFaults())
         self._may_crash = delivery.function.role == "trainer" and retries_left > 0
         if self._may_crash:
-            self._delivery.state = json.loads(delivery.payload).get("state") if isinstance(delivery.payload, str) else None
+            self._delivery.state = (
+                json.loads(delivery.payload).get("state") if isinstance(delivery.payload, str) else None
+            )
 
     def _crashing(self, name: str, method):
         def effect(*args, **kwargs):

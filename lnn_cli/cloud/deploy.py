@@ -23,6 +23,7 @@ from pathlib import Path
 
 import boto3
 from botocore.exceptions import ClientError
+
 from lnn_cli.cloud.emulator import ACCOUNT_ID, REGION, Emulator
 from lnn_cli.cloud.stack import StackOutputs
 
@@ -51,8 +52,14 @@ def cdk_cli(project_dir: Path = PROJECT_DIR) -> Path | None:
     return cli if cli.exists() and shutil.which("node") else None
 
 
-def deploy_to_emulator(emulator: Emulator, log_path: Path, *, stack_name: str, project_dir: Path = PROJECT_DIR,
-                       context: dict[str, str] | None = None) -> Deployment:
+def deploy_to_emulator(
+    emulator: Emulator,
+    log_path: Path,
+    *,
+    stack_name: str,
+    project_dir: Path = PROJECT_DIR,
+    context: dict[str, str] | None = None,
+) -> Deployment:
     """Synthesize the app (with `context`: `-c` pairs over cdk.json's) and deploy it to a fresh emulator;
     `cdk synth` runs alongside `cdk bootstrap`."""
     session = emulator.session()
@@ -71,18 +78,38 @@ def deploy_to_emulator(emulator: Emulator, log_path: Path, *, stack_name: str, p
         started = time.monotonic()
         assembly = project_dir / ASSEMBLY_DIR
         if cli:
-            _run_cdk(cli, ["deploy", stack_name, "--app", str(assembly), "--require-approval", "never", "--method=direct",
-                           "--progress", "events"], emulator, project_dir, log, log_path)
+            _run_cdk(
+                cli,
+                [
+                    "deploy",
+                    stack_name,
+                    "--app",
+                    str(assembly),
+                    "--require-approval",
+                    "never",
+                    "--method=direct",
+                    "--progress",
+                    "events",
+                ],
+                emulator,
+                project_dir,
+                log,
+                log_path,
+            )
             method, notes = "cdk deploy", []
         else:
             create_stack_from_assembly(session, assembly, stack_name)
             method = "create_stack"
-            notes = ["the CDK CLI is not installed (node_modules/.bin/cdk); deployed the synthesized template with "
-                     "create_stack"]
+            notes = [
+                "the CDK CLI is not installed (node_modules/.bin/cdk); deployed the synthesized template with "
+                "create_stack"
+            ]
         seconds["deploy"] = round(time.monotonic() - started, 2)
     applied = apply_event_invoke_configs(session, assembly, stack_name)
     if applied:
-        notes.append(f"applied {applied} EventInvokeConfig(s) through the Lambda API (moto's CloudFormation skips them)")
+        notes.append(
+            f"applied {applied} EventInvokeConfig(s) through the Lambda API (moto's CloudFormation skips them)"
+        )
     return Deployment(StackOutputs.from_stack(session, stack_name), method, seconds, notes)
 
 
@@ -123,7 +150,9 @@ def _start_synth(cli: Path | None, project_dir: Path, log, context: dict[str, st
     else:  # the app synthesizes itself: CDK_OUTDIR and CDK_CONTEXT_JSON are what the CLI would set
         command, environment["CDK_OUTDIR"] = [sys.executable, "app.py"], str(project_dir / ASSEMBLY_DIR)
         environment["CDK_CONTEXT_JSON"] = json.dumps({**cdk_json_context(project_dir), **(context or {})})
-    shown = ["cdk", *command[1:]] if cli else ["python", "app.py", f"(CDK_CONTEXT_JSON={environment['CDK_CONTEXT_JSON']})"]
+    shown = (
+        ["cdk", *command[1:]] if cli else ["python", "app.py", f"(CDK_CONTEXT_JSON={environment['CDK_CONTEXT_JSON']})"]
+    )
     log.write(f"\n$ {' '.join(shown)}\n".encode())
     log.flush()
     return subprocess.Popen(command, cwd=project_dir, stdout=log, stderr=log, env=environment)
@@ -168,7 +197,11 @@ def create_stack_from_assembly(session: boto3.Session, assembly: Path, stack_nam
             raise
     for asset in assets["files"].values():
         source = assembly / asset["source"]["path"]
-        body = _zip_directory(source) if asset["source"].get("packaging") == "zip" and source.is_dir() else source.read_bytes()
+        body = (
+            _zip_directory(source)
+            if asset["source"].get("packaging") == "zip" and source.is_dir()
+            else source.read_bytes()
+        )
         for destination in asset["destinations"].values():
             s3.put_object(Bucket=bucket, Key=destination["objectKey"], Body=body)
     session.client("ssm").put_parameter(
@@ -244,7 +277,9 @@ def _resolve(value, physical: dict[str, tuple[str, str]], session: boto3.Session
     if kind == "AWS::SNS::Topic":
         return name  # a topic's physical id is its ARN
     if kind == "AWS::SQS::Queue":
-        return session.client("sqs").get_queue_attributes(QueueUrl=name, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+        return session.client("sqs").get_queue_attributes(QueueUrl=name, AttributeNames=["QueueArn"])["Attributes"][
+            "QueueArn"
+        ]
     if kind == "AWS::Lambda::Function":
         return session.client("lambda").get_function(FunctionName=name)["Configuration"]["FunctionArn"]
     raise DeployError(f"cannot resolve the ARN of a {kind} locally")

@@ -38,8 +38,10 @@ def deploy_context(pairs: list[str], *, command: str, project_dir: Path = PROJEC
     """The settings of the stack `command` deploys, validated as `cdk synth` validates them."""
     given = parse_pairs(pairs, command=command)
     if "stack_name" in given:  # the stack's name comes from --stack, which the deploy and the commands look up
-        raise LnnInputError(f"-c stack_name={given['stack_name']} is not for {command}: name the stack with "
-                            f"`{command} --stack {given['stack_name']}`")
+        raise LnnInputError(
+            f"-c stack_name={given['stack_name']} is not for {command}: name the stack with "
+            f"`{command} --stack {given['stack_name']}`"
+        )
     for key, value in CDK_ENVIRONMENT.items():  # jsii's node would print its version banner on import
         os.environ.setdefault(key, value)
     from lnn_stack.settings.context import ContextError  # the CDK is imported only to deploy
@@ -48,7 +50,13 @@ def deploy_context(pairs: list[str], *, command: str, project_dir: Path = PROJEC
     try:
         deployment, training = settings_from_context({**cdk_json_context(project_dir), **given})
     except ContextError as error:  # its fix reads `cdk synth -c KEY=VALUE`: the same pair works here
-        raise LnnInputError(str(error).replace("cdk synth -c", f"{command} -c").replace("cdk deploy -c", f"{command} -c")) from None
-    limits = LaunchLimits(max_running_runs=deployment.max_running_runs, trainer_memory_mb=deployment.memory_size,
-                          launcher_memory_mb=deployment.memory_size, trainer_concurrency=deployment.reserved_concurrency)
+        raise LnnInputError(
+            str(error).replace("cdk synth -c", f"{command} -c").replace("cdk deploy -c", f"{command} -c")
+        ) from None
+    limits = LaunchLimits(
+        max_running_runs=deployment.max_running_runs,
+        trainer_memory_mb=deployment.memory_size,
+        launcher_memory_mb=deployment.memory_size,
+        trainer_concurrency=deployment.reserved_concurrency,
+    )
     return DeployContext(given, limits, training.to_parameters())

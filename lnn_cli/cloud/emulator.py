@@ -21,7 +21,11 @@ ACCOUNT_ID = "123456789012"  # moto's default account, fixed so that ARNs are pr
 REGION = "us-east-1"
 # A distinctive fake key: the CDK CLI caches key -> account in ~/.cdk/cache, and "testing" may be cached for another
 # emulator.
-FAKE_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "LNNLOCALFAKEKEY", "AWS_SECRET_ACCESS_KEY": "fake", "AWS_SESSION_TOKEN": "fake"}
+FAKE_CREDENTIALS = {
+    "AWS_ACCESS_KEY_ID": "LNNLOCALFAKEKEY",
+    "AWS_SECRET_ACCESS_KEY": "fake",
+    "AWS_SESSION_TOKEN": "fake",
+}
 
 
 class EndpointSession(boto3.Session):
@@ -117,13 +121,14 @@ class AtomicRequests:
 def serve() -> None:
     """The child: serve on 127.0.0.1 on a port the OS picks, print the port, run until stdin closes."""
     # imported here: MOTO_ACCOUNT_ID must be set before moto loads
-    from lnn_cli.cloud.moto_transactions import install
     from moto.moto_server.werkzeug_app import (
         DomainDispatcherApplication,
         MotoRequestHandler,
         create_backend_app,
     )
     from werkzeug.serving import make_server
+
+    from lnn_cli.cloud.moto_transactions import install
 
     install()
 

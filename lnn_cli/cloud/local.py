@@ -8,20 +8,22 @@ stack's outputs.
 import json
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 import boto3
+
+from lnn_cli.cloud.chaos import Chaos, ChaosPlan
+from lnn_cli.cloud.runtime import DeliveryRecord, LocalLambdaRuntime
+from lnn_cli.cloud.stack import StackOutputs
 from lnn_core import run_control
 from lnn_core.aws import pricing
 from lnn_core.aws.run_table import RunTable
 from lnn_core.aws.sdk import IoCounter
-from lnn_cli.cloud.chaos import Chaos, ChaosPlan
 from lnn_core.errors import LnnInputError
 from lnn_core.protocol import end_message
 from lnn_core.protocol.layout import parts_folder
-from lnn_cli.cloud.runtime import DeliveryRecord, LocalLambdaRuntime
-from lnn_cli.cloud.stack import StackOutputs
 
 MAX_STALLS = run_control.MAX_RESUMES + 1  # the last resume finds the limit reached and fails the run
 
@@ -55,7 +57,9 @@ class LocalRunResult:
         epochs = max(1, len(self.epochs))
         return {
             "invocations": round(self.run.get("invocations", 0) / epochs, 3),
-            "aws_requests": {service: round(count / epochs, 3) for service, count in sorted(self.io["requests"].items())},
+            "aws_requests": {
+                service: round(count / epochs, 3) for service, count in sorted(self.io["requests"].items())
+            },
             "s3_bytes_in": round(self.io["s3_bytes_in"] / epochs),
             "s3_bytes_out": round(self.io["s3_bytes_out"] / epochs),
         }
@@ -107,7 +111,9 @@ class NotificationInbox:
     def __post_init__(self):
         sqs = self.session.client("sqs")
         self.queue_url = sqs.create_queue(QueueName=f"lnn-local-inbox-{uuid.uuid4().hex[:12]}")["QueueUrl"]
-        queue_arn = sqs.get_queue_attributes(QueueUrl=self.queue_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+        queue_arn = sqs.get_queue_attributes(QueueUrl=self.queue_url, AttributeNames=["QueueArn"])["Attributes"][
+            "QueueArn"
+        ]
         self.subscription_arn = self.session.client("sns").subscribe(
             TopicArn=self.topic_arn, Protocol="sqs", Endpoint=queue_arn, ReturnSubscriptionArn=True
         )["SubscriptionArn"]
@@ -141,8 +147,15 @@ def new_run_id(prefix: str = "local") -> str:
     return f"{prefix}-{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:6]}"
 
 
-def upload_run_inputs(session: boto3.Session, outputs: StackOutputs, run_id: str, data: bytes,
-                      parameters: dict[str, Any] | None = None, *, parts: dict[str, bytes] | None = None) -> dict[str, Any] | None:
+def upload_run_inputs(
+    session: boto3.Session,
+    outputs: StackOutputs,
+    run_id: str,
+    data: bytes,
+    parameters: dict[str, Any] | None = None,
+    *,
+    parts: dict[str, bytes] | None = None,
+) -> dict[str, Any] | None:
     """Put the data at runs/<run_id>/data.npz, or its `parts` (`datafiles.data_in_parts`) in runs/<run_id>/data/,
     and then, when given, parameters.json (whose upload starts the run in AWS; with parts its `data` names their
     folder). Returns the parameters the run is launched with."""
@@ -154,20 +167,35 @@ def upload_run_inputs(session: boto3.Session, outputs: StackOutputs, run_id: str
     if parts is not None and parameters is not None:
         parameters = {**parameters, "data": parts_folder(run_id)}
     if parameters is not None:
-        s3.put_object(Bucket=outputs.bucket, Key=f"runs/{run_id}/parameters.json",
-                      Body=json.dumps(parameters, indent=2).encode(), ContentType="application/json")
+        s3.put_object(
+            Bucket=outputs.bucket,
+            Key=f"runs/{run_id}/parameters.json",
+            Body=json.dumps(parameters, indent=2).encode(),
+            ContentType="application/json",
+        )
     return parameters
 
 
-def local_runtime(session: boto3.Session, outputs: StackOutputs, *, log_stream=None, chaos: Chaos | None = None,
-                  on_delivery: Callable[[DeliveryRecord], None] | None = None, concurrency: int = 1,
-                  container_cpus: int | None = 1) -> LocalLambdaRuntime:
+def local_runtime(
+    session: boto3.Session,
+    outputs: StackOutputs,
+    *,
+    log_stream=None,
+    chaos: Chaos | None = None,
+    on_delivery: Callable[[DeliveryRecord], None] | None = None,
+    concurrency: int = 1,
+    container_cpus: int | None = 1,
+) -> LocalLambdaRuntime:
     """The stack's functions in a local runtime: `concurrency` containers each (1: deliveries one at a time, in
     a deterministic order), each BLAS call capped at `container_cpus` threads."""
     return LocalLambdaRuntime(
         session,
-        {"trainer": outputs.trainer_function, "launcher": outputs.launch_function, "watchdog": outputs.watchdog_function,
-         **({"predictor": outputs.predict_function} if outputs.predict_function else {})},
+        {
+            "trainer": outputs.trainer_function,
+            "launcher": outputs.launch_function,
+            "watchdog": outputs.watchdog_function,
+            **({"predictor": outputs.predict_function} if outputs.predict_function else {}),
+        },
         log_stream=log_stream,
         faults=chaos,
         on_delivery=on_delivery,
@@ -230,8 +258,15 @@ def run_local(
     inbox = NotificationInbox(session, outputs.topic_arn)
     try:
         faults = Chaos(chaos)
-        runtime = local_runtime(session, outputs, log_stream=log_stream, chaos=faults, on_delivery=on_delivery,
-                                concurrency=concurrency, container_cpus=container_cpus)
+        runtime = local_runtime(
+            session,
+            outputs,
+            log_stream=log_stream,
+            chaos=faults,
+            on_delivery=on_delivery,
+            concurrency=concurrency,
+            container_cpus=container_cpus,
+        )
         launched = runtime.invoke("launcher", {"run_id": run_id, "parameters": parameters})
         if launched.get("status") == "rejected":
             raise LnnInputError(launched["reason"])
@@ -295,8 +330,15 @@ def run_many(
     inbox = NotificationInbox(session, outputs.topic_arn)
     try:
         faults = Chaos(chaos)
-        runtime = local_runtime(session, outputs, log_stream=log_stream, chaos=faults, on_delivery=on_delivery,
-                                concurrency=concurrency, container_cpus=container_cpus)
+        runtime = local_runtime(
+            session,
+            outputs,
+            log_stream=log_stream,
+            chaos=faults,
+            on_delivery=on_delivery,
+            concurrency=concurrency,
+            container_cpus=container_cpus,
+        )
         for job in jobs:
             launched = runtime.invoke("launcher", {"run_id": job.run_id, "parameters": job.parameters})
             if launched.get("status") == "rejected":
@@ -311,24 +353,33 @@ def run_many(
             run = table.get_run(job.run_id)
             model = None
             if run["status"] == "succeeded":
-                model = session.client("s3").get_object(Bucket=outputs.bucket, Key=run["final"]["model_key"])["Body"].read()
+                model = (
+                    session.client("s3").get_object(Bucket=outputs.bucket, Key=run["final"]["model_key"])["Body"].read()
+                )
             deliveries = [record for record in runtime.deliveries if record.run_id == job.run_id]
-            results.append(LocalRunResult(
-                run_id=job.run_id,
-                run=run,
-                epochs=table.epoch_figures(run),
-                notifications=[n for n in notifications if isinstance(n["body"], dict) and _names_run(n["body"], job.run_id)],
-                model=model,
-                io=sum_io([_counted(record.io) for record in deliveries]),
-                busiest_step=busiest_step(deliveries),
-                deliveries=len(deliveries),
-                failed_events=[event for event in runtime.failed_events
-                               if (event.get("requestPayload") or {}).get("run_id") == job.run_id],
-                chaos=faults.counts.as_dict(),
-                chaos_plan=chaos,
-                wall_seconds=time.monotonic() - started,
-                stalls=stalls[job.run_id],
-            ))
+            results.append(
+                LocalRunResult(
+                    run_id=job.run_id,
+                    run=run,
+                    epochs=table.epoch_figures(run),
+                    notifications=[
+                        n for n in notifications if isinstance(n["body"], dict) and _names_run(n["body"], job.run_id)
+                    ],
+                    model=model,
+                    io=sum_io([_counted(record.io) for record in deliveries]),
+                    busiest_step=busiest_step(deliveries),
+                    deliveries=len(deliveries),
+                    failed_events=[
+                        event
+                        for event in runtime.failed_events
+                        if (event.get("requestPayload") or {}).get("run_id") == job.run_id
+                    ],
+                    chaos=faults.counts.as_dict(),
+                    chaos_plan=chaos,
+                    wall_seconds=time.monotonic() - started,
+                    stalls=stalls[job.run_id],
+                )
+            )
     finally:
         inbox.close()
     return results

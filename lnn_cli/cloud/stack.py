@@ -22,6 +22,7 @@ from botocore.exceptions import (
     TokenRetrievalError,
     UnauthorizedSSOTokenError,
 )
+
 from lnn_core.errors import LnnInputError
 
 DEFAULT_STACK = "LnnStack"
@@ -41,14 +42,17 @@ OPTIONAL_OUTPUT_KEYS = {
 }
 EXPIRED_CREDENTIAL_ERRORS = {"ExpiredToken", "ExpiredTokenException", "RequestExpired", "TokenRefreshRequired"}
 INVALID_CREDENTIAL_ERRORS = {
-    "InvalidClientTokenId", "UnrecognizedClientException", "SignatureDoesNotMatch", "InvalidSignatureException",
-    "InvalidAccessKeyId", "AuthFailure",
+    "InvalidClientTokenId",
+    "UnrecognizedClientException",
+    "SignatureDoesNotMatch",
+    "InvalidSignatureException",
+    "InvalidAccessKeyId",
+    "AuthFailure",
 }
 DENIED_ERRORS = {"AccessDenied", "AccessDeniedException"}
 # The CLI's clients: a dead endpoint (AWS_ENDPOINT_URL left set after `lnn down`) fails within a few seconds (a
 # refused connection is retried twice, at most 1 + 2 s of back-off), a silent one within 3 x (2 + 30) s.
 CLI_BOTO_CONFIG = Config(retries={"mode": "standard", "total_max_attempts": 3}, connect_timeout=2, read_timeout=30)
-
 
 
 @dataclass(frozen=True)
@@ -68,15 +72,20 @@ class StackOutputs:
     def from_stack(cls, session: boto3.Session, stack_name: str) -> "StackOutputs":
         """Read the outputs; a missing stack, credentials or output is an `LnnInputError` that says what to do."""
         with aws_errors_explained(stack_name):
-            stacks = session.client("cloudformation", config=CLI_BOTO_CONFIG).describe_stacks(StackName=stack_name)["Stacks"]
+            stacks = session.client("cloudformation", config=CLI_BOTO_CONFIG).describe_stacks(StackName=stack_name)[
+                "Stacks"
+            ]
         outputs = {output["OutputKey"]: output["OutputValue"] for output in stacks[0].get("Outputs") or []}
         missing = [key for key in OUTPUT_KEYS if key not in outputs]
         if missing:
             raise LnnInputError(
                 f"stack {stack_name} lacks the output {missing[0]}; is it an LNN stack? Deploy LNN with `cdk deploy`"
             )
-        return cls(stack_name=stack_name, **{field: outputs[key] for key, field in OUTPUT_KEYS.items()},
-                   **{field: outputs[key] for key, field in OPTIONAL_OUTPUT_KEYS.items() if key in outputs})
+        return cls(
+            stack_name=stack_name,
+            **{field: outputs[key] for key, field in OUTPUT_KEYS.items()},
+            **{field: outputs[key] for key, field in OPTIONAL_OUTPUT_KEYS.items() if key in outputs},
+        )
 
 
 @contextmanager
@@ -93,13 +102,19 @@ def aws_errors_explained(stack_name: str):
             "AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY (or use `lnn up` or `lnn local`, which need none)"
         ) from None
     except ProfileNotFound as error:
-        raise LnnInputError(f"{error} (AWS_PROFILE={os.environ.get('AWS_PROFILE', '')}); add it with "
-                            "`aws configure --profile NAME`, or unset AWS_PROFILE") from None
+        raise LnnInputError(
+            f"{error} (AWS_PROFILE={os.environ.get('AWS_PROFILE', '')}); add it with "
+            "`aws configure --profile NAME`, or unset AWS_PROFILE"
+        ) from None
     except (SSOError, SSOTokenLoadError, UnauthorizedSSOTokenError, TokenRetrievalError) as error:
-        raise LnnInputError(f"the AWS SSO session is missing or has expired ({error}); sign in with `aws sso login`") from None
+        raise LnnInputError(
+            f"the AWS SSO session is missing or has expired ({error}); sign in with `aws sso login`"
+        ) from None
     except CredentialRetrievalError as error:
-        raise LnnInputError(f"the AWS credentials could not be retrieved ({error}); fix the profile's credential "
-                            "source or use `aws configure`") from None
+        raise LnnInputError(
+            f"the AWS credentials could not be retrieved ({error}); fix the profile's credential "
+            "source or use `aws configure`"
+        ) from None
     except NoRegionError:
         raise LnnInputError("no AWS region is set; set AWS_REGION or run `aws configure`") from None
     except ClientError as error:
@@ -112,26 +127,35 @@ def aws_errors_explained(stack_name: str):
                 "with --stack NAME"
             ) from None
         if code in EXPIRED_CREDENTIAL_ERRORS:
-            raise LnnInputError(f"the AWS credentials have expired ({code}: {message}); refresh them "
-                                "(`aws sso login`, or new keys with `aws configure`)") from None
+            raise LnnInputError(
+                f"the AWS credentials have expired ({code}: {message}); refresh them "
+                "(`aws sso login`, or new keys with `aws configure`)"
+            ) from None
         if code in INVALID_CREDENTIAL_ERRORS:
-            raise LnnInputError(f"AWS refused the credentials ({code}: {message}); fix them with `aws configure` "
-                                "or AWS_PROFILE") from None
+            raise LnnInputError(
+                f"AWS refused the credentials ({code}: {message}); fix them with `aws configure` or AWS_PROFILE"
+            ) from None
         if code in DENIED_ERRORS:
-            raise LnnInputError(f"the AWS credentials may not do this ({code}: {message}); use credentials allowed "
-                                f"to use stack {stack_name}") from None
+            raise LnnInputError(
+                f"the AWS credentials may not do this ({code}: {message}); use credentials allowed "
+                f"to use stack {stack_name}"
+            ) from None
         raise
 
 
 def configured_endpoint(url: str = "", *, service: str = "") -> tuple[str, str] | None:
     """The environment variable that points the SDK at a custom endpoint, and its value: the one `url` was sent to
     (AWS_ENDPOINT_URL_<SERVICE> or AWS_ENDPOINT_URL), or `service`'s; None when the SDK talks to AWS."""
-    variables = {name: value.rstrip("/") for name, value in os.environ.items() if name.startswith("AWS_ENDPOINT_URL") and value}
+    variables = {
+        name: value.rstrip("/") for name, value in os.environ.items() if name.startswith("AWS_ENDPOINT_URL") and value
+    }
     if url:
         matching = [name for name, value in variables.items() if url.startswith(value)]
         name = max(matching, key=len, default=None)  # a service's own variable before AWS_ENDPOINT_URL
     else:
-        name = next((name for name in (f"AWS_ENDPOINT_URL_{service.upper()}", "AWS_ENDPOINT_URL") if name in variables), None)
+        name = next(
+            (name for name in (f"AWS_ENDPOINT_URL_{service.upper()}", "AWS_ENDPOINT_URL") if name in variables), None
+        )
     return (name, variables[name]) if name else None
 
 
@@ -142,14 +166,19 @@ def endpoint_error(error: Exception) -> LnnInputError:
     silent = isinstance(error, ReadTimeoutError)
     if configured is None:
         host = url.split("://", 1)[-1].split("/", 1)[0] or "AWS"
-        what = f"{host} did not answer within {CLI_BOTO_CONFIG.read_timeout} s" if silent else f"nothing answers at {host}"
+        what = (
+            f"{host} did not answer within {CLI_BOTO_CONFIG.read_timeout} s" if silent else f"nothing answers at {host}"
+        )
         return LnnInputError(f"{what}; check the network connection and the region (AWS_REGION)")
     name, value = configured
     if silent:
-        return LnnInputError(f"{value} ({name}) accepted the connection but did not answer within "
-                             f"{CLI_BOTO_CONFIG.read_timeout} s; restart it with `lnn down` and `lnn up`, or unset {name} to use AWS")
-    return LnnInputError(f"nothing answers at {value} ({name}): run `lnn up`, or unset {name} to use AWS"
-                         + _stack_up_elsewhere(value))
+        return LnnInputError(
+            f"{value} ({name}) accepted the connection but did not answer within "
+            f"{CLI_BOTO_CONFIG.read_timeout} s; restart it with `lnn down` and `lnn up`, or unset {name} to use AWS"
+        )
+    return LnnInputError(
+        f"nothing answers at {value} ({name}): run `lnn up`, or unset {name} to use AWS" + _stack_up_elsewhere(value)
+    )
 
 
 def _stack_up_elsewhere(endpoint: str) -> str:

@@ -1,10 +1,12 @@
 """The effective configuration of a run, after defaults, as `lnn local` and `lnn start` print it: a few lines."""
 
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
+
+from rich.console import Console
 
 from lnn_core.ml.parameters import TABLE
-from rich.console import Console
 
 LAUNCH_WAIT_SECONDS = 20.0  # S3 -> EventBridge -> a cold LaunchLambda takes a few seconds on AWS
 POLL_SECONDS = 0.5
@@ -33,9 +35,13 @@ def configuration_lines(config: dict[str, Any], *, seed_drawn: bool | None = Non
         seed = "seed drawn by the launcher"
     else:
         seed = f"seed {value('seed')}" + (" (drawn by the launcher)" if seed_drawn else "")
-    options = [row.name for row in TABLE
-               if row.name not in (*NETWORK, *TRAINING, "layers") and config.get(row.name) is not None
-               and (row.optimizer == config.get("optimizer") if row.optimizer else config[row.name] != row.default)]
+    options = [
+        row.name
+        for row in TABLE
+        if row.name not in (*NETWORK, *TRAINING, "layers")
+        and config.get(row.name) is not None
+        and (row.optimizer == config.get("optimizer") if row.optimizer else config[row.name] != row.default)
+    ]
     lines = [f"network: {pairs(NETWORK[:-1])}, {seed}", f"training: {pairs(TRAINING)}"]
     return lines + ([f"options: {pairs(options)}"] if options else [])
 
@@ -45,8 +51,13 @@ def show_configuration(console: Console, config: dict[str, Any], *, seed_drawn: 
         console.print(f"  {line}", markup=False, highlight=False)
 
 
-def show_launched_configuration(console: Console, config: dict[str, Any], read_run: Callable[[], dict | None], *,
-                                wait_seconds: float = LAUNCH_WAIT_SECONDS) -> None:
+def show_launched_configuration(
+    console: Console,
+    config: dict[str, Any],
+    read_run: Callable[[], dict | None],
+    *,
+    wait_seconds: float = LAUNCH_WAIT_SECONDS,
+) -> None:
     """After an upload starts a run: `config` as checked here with the stack's defaults, which is what the launcher
     computes too. Without a seed, the launcher draws one: wait (at most `wait_seconds`) for its run record."""
     if config.get("seed") is not None:
@@ -60,7 +71,11 @@ def show_launched_configuration(console: Console, config: dict[str, Any], read_r
             run = read_run()
     if run is None:
         show_configuration(console, config)
-        console.print(f"  (the launcher has not recorded the run within {wait_seconds:g} s; `lnn status` shows its seed "
-                      "once it has)", markup=False, highlight=False)
+        console.print(
+            f"  (the launcher has not recorded the run within {wait_seconds:g} s; `lnn status` shows its seed "
+            "once it has)",
+            markup=False,
+            highlight=False,
+        )
     else:
         show_configuration(console, run["config"], seed_drawn=run.get("seed_drawn"))

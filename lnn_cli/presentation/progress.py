@@ -6,9 +6,10 @@ it is a plain line at least every PLAIN_SECONDS, printed by a thread, so a long 
 
 import threading
 import time
+from collections.abc import Callable
 from contextlib import contextmanager
 from datetime import datetime
-from typing import Any, Callable
+from typing import Any
 
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn
@@ -55,7 +56,7 @@ def run_timing(run: dict[str, Any], now: float | None = None) -> tuple[float | N
 
 
 def timing_text(run: dict[str, Any], now: float | None = None) -> str:
-    """"elapsed 0:01:23, about 0:04:10 left", or "" for a record without its launch time."""
+    """ "elapsed 0:01:23, about 0:04:10 left", or "" for a record without its launch time."""
     elapsed, left = run_timing(run, now)
     if elapsed is None:
         return ""
@@ -99,9 +100,13 @@ class PlainProgress:
             fields = dict(self._tasks[task])
             self._tasks[task]["shown"] = True
         timing = fields.get("timing") or ""
-        self.console.print(f"{fields['description']}: epoch {fields['completed']:.0f}/{fields['total']:.0f}, cost "
-                           f"{fields.get('cost', '-')}, {fields.get('rate', '-')} steps/s" + (f", {timing}" if timing else ""),
-                           markup=False, highlight=False, soft_wrap=True)
+        self.console.print(
+            f"{fields['description']}: epoch {fields['completed']:.0f}/{fields['total']:.0f}, cost "
+            f"{fields.get('cost', '-')}, {fields.get('rate', '-')} steps/s" + (f", {timing}" if timing else ""),
+            markup=False,
+            highlight=False,
+            soft_wrap=True,
+        )
 
     def _beat(self) -> None:
         while not self._stopped.wait(PLAIN_SECONDS):
@@ -158,8 +163,12 @@ def waiting(console: Console, text: str):
 
     def beat():
         while not stopped.wait(PLAIN_SECONDS):
-            console.print(f"  still {text.rstrip('.')} ({time.monotonic() - started:.0f} s)", markup=False,
-                          highlight=False, soft_wrap=True)
+            console.print(
+                f"  still {text.rstrip('.')} ({time.monotonic() - started:.0f} s)",
+                markup=False,
+                highlight=False,
+                soft_wrap=True,
+            )
 
     thread = threading.Thread(target=beat, name="lnn-waiting", daemon=True)
     thread.start()

@@ -7,24 +7,39 @@ from typing import Any
 import matplotlib
 
 matplotlib.use("Agg")  # files only, no display
-import matplotlib.pyplot as plt  # noqa: E402
-from lnn_core.aws import pricing  # noqa: E402
+import matplotlib.pyplot as plt
+from rich.console import Console
+from rich.panel import Panel
+from rich.table import Table
+from rich.text import Text
+
+from lnn_core.aws import pricing
 from lnn_core.protocol import end_message
-from rich.console import Console  # noqa: E402
-from rich.panel import Panel  # noqa: E402
-from rich.table import Table  # noqa: E402
-from rich.text import Text  # noqa: E402
 
 
 def plot_costs(costs: list[float], path: Path, *, run_id: str, test_costs: dict[int, float] | None = None) -> None:
     """The cost curve, one point per epoch, epoch 1 first; and the test set's cost where the run evaluated it."""
     figure, axes = plt.subplots(figsize=(8, 4.5), dpi=100)
     epochs = range(1, len(costs) + 1)
-    axes.plot(epochs, costs, color="tab:blue", linewidth=2, marker="o" if len(costs) <= 50 else None, markersize=3,
-              label="training (before the epoch's update)")
+    axes.plot(
+        epochs,
+        costs,
+        color="tab:blue",
+        linewidth=2,
+        marker="o" if len(costs) <= 50 else None,
+        markersize=3,
+        label="training (before the epoch's update)",
+    )
     if test_costs:
-        axes.plot(list(test_costs), list(test_costs.values()), color="tab:orange", linewidth=2, marker="s", markersize=3,
-                  label="test set (after the epoch's update)")
+        axes.plot(
+            list(test_costs),
+            list(test_costs.values()),
+            color="tab:orange",
+            linewidth=2,
+            marker="s",
+            markersize=3,
+            label="test set (after the epoch's update)",
+        )
         axes.legend()
     axes.set_xlabel("epoch")
     axes.set_ylabel("cost")
@@ -99,9 +114,14 @@ def summary_table(results: dict[str, Any]) -> Table:
         rows[1:1] = [(Text(f"{WARNING_MARK} warning", "bold yellow"), warning) for warning in results["warnings"]]
     if results.get("chaos"):
         chaos = results["chaos"]
-        rows.append(("chaos", f"{chaos['faults']} faults injected ({chaos['duplicates']} duplicates, {chaos['delays']} delays, "
-                              f"{chaos['crashes_before'] + chaos['crashes_after']} crashes, {chaos['losses']} losses); "
-                              f"{chaos['step_bodies']} step bodies executed"))
+        rows.append(
+            (
+                "chaos",
+                f"{chaos['faults']} faults injected ({chaos['duplicates']} duplicates, {chaos['delays']} delays, "
+                f"{chaos['crashes_before'] + chaos['crashes_after']} crashes, {chaos['losses']} losses); "
+                f"{chaos['step_bodies']} step bodies executed",
+            )
+        )
     for name, value in rows:
         table.add_row(name, value)
     return table

@@ -17,19 +17,34 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, help="replay this one seed")
     parser.add_argument("--seeds", type=int, default=100, help="run seeds FIRST..FIRST+N-1 (default 100)")
     parser.add_argument("--first", type=int, default=0, help="the first seed of --seeds (default 0)")
-    parser.add_argument("--disable", default="", help="fault numbers to leave out (comma separated), as --shrink prints")
+    parser.add_argument(
+        "--disable", default="", help="fault numbers to leave out (comma separated), as --shrink prints"
+    )
     parser.add_argument("--trace", action="store_true", help="print the schedule's trace")
     parser.add_argument("--shrink", action="store_true", help="shrink the failing --seed to its smallest fault set")
-    parser.add_argument("--mode", choices=("direct", "boto"), default="direct",
-                        help="reach moto directly (default) or through boto3 and botocore (slower, for cross-checks)")
+    parser.add_argument(
+        "--mode",
+        choices=("direct", "boto"),
+        default="direct",
+        help="reach moto directly (default) or through boto3 and botocore (slower, for cross-checks)",
+    )
     parser.add_argument("--exhaustive", action="store_true", help="enumerate the small cases' interleavings")
-    parser.add_argument("--max-schedules", type=int, default=None, help="bound of --exhaustive, per case (default: none)")
+    parser.add_argument(
+        "--max-schedules", type=int, default=None, help="bound of --exhaustive, per case (default: none)"
+    )
     parser.add_argument("--case", help="with --exhaustive and --script: the case of the schedule to replay")
-    parser.add_argument("--script", help="with --exhaustive: replay the schedule of these choices (as a violation "
-                        "prints them) instead of exploring")
+    parser.add_argument(
+        "--script",
+        help="with --exhaustive: replay the schedule of these choices (as a violation "
+        "prints them) instead of exploring",
+    )
     parser.add_argument("--keep-going", action="store_true", help="with --seeds: do not stop at the first failure")
-    parser.add_argument("--allow", default="", help="invariants to note but not fail on (comma separated), to look "
-                        "past a known defect: commits, fence, claims, epochs, model, message, reference, liveness")
+    parser.add_argument(
+        "--allow",
+        default="",
+        help="invariants to note but not fail on (comma separated), to look "
+        "past a known defect: commits, fence, claims, epochs, model, message, reference, liveness",
+    )
     args = parser.parse_args(argv)
     if args.allow:
         from lnn_cli.simulate import runner
@@ -64,8 +79,12 @@ def main(argv: list[str] | None = None) -> int:
             print(result.summary(), flush=True)
             print(f"shrink: .venv/bin/python -m lnn_cli.simulate --seed {result.seed} --shrink", flush=True)
 
-    summary = run_seeds(range(args.first, args.first + args.seeds), mode=args.mode,
-                        stop_after=None if args.keep_going else 1, on_result=show)
+    summary = run_seeds(
+        range(args.first, args.first + args.seeds),
+        mode=args.mode,
+        stop_after=None if args.keep_going else 1,
+        on_result=show,
+    )
     print(summary.report())
     return 1 if summary.failures else 0
 

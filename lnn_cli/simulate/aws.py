@@ -46,14 +46,26 @@ def table_definition() -> dict[str, Any]:
     runs by status and of ended runs still owed their message."""
     from lnn_core.aws import run_table
 
-    attributes = [{"AttributeName": "run_id", "AttributeType": "S"}, {"AttributeName": "epoch", "AttributeType": "N"},
-                  {"AttributeName": "status", "AttributeType": "S"}]
-    indexes = [{"IndexName": run_table.RUNS_BY_STATUS_INDEX, "KeySchema": [{"AttributeName": "status", "KeyType": "HASH"}],
-                "Projection": {"ProjectionType": "KEYS_ONLY"}}]
+    attributes = [
+        {"AttributeName": "run_id", "AttributeType": "S"},
+        {"AttributeName": "epoch", "AttributeType": "N"},
+        {"AttributeName": "status", "AttributeType": "S"},
+    ]
+    indexes = [
+        {
+            "IndexName": run_table.RUNS_BY_STATUS_INDEX,
+            "KeySchema": [{"AttributeName": "status", "KeyType": "HASH"}],
+            "Projection": {"ProjectionType": "KEYS_ONLY"},
+        }
+    ]
     attributes.append({"AttributeName": run_table.MESSAGE_DUE, "AttributeType": "S"})
-    indexes.append({"IndexName": run_table.RUNS_AWAITING_MESSAGE_INDEX,
-                    "KeySchema": [{"AttributeName": run_table.MESSAGE_DUE, "KeyType": "HASH"}],
-                    "Projection": {"ProjectionType": "KEYS_ONLY"}})
+    indexes.append(
+        {
+            "IndexName": run_table.RUNS_AWAITING_MESSAGE_INDEX,
+            "KeySchema": [{"AttributeName": run_table.MESSAGE_DUE, "KeyType": "HASH"}],
+            "Projection": {"ProjectionType": "KEYS_ONLY"},
+        }
+    )
     return {
         "TableName": TABLE,
         "KeySchema": [{"AttributeName": "run_id", "KeyType": "HASH"}, {"AttributeName": "epoch", "KeyType": "RANGE"}],
@@ -136,8 +148,12 @@ class MotoWorld:
 
         from lnn_core.aws.run_table import weights_partition
 
-        return {(partition, int(key.value)): item for partition in (run_id, weights_partition(run_id))
-                for key, item in (self.table.items.get(DynamoType({"S": partition})) or {}).items() if int(key.value) > 0}
+        return {
+            (partition, int(key.value)): item
+            for partition in (run_id, weights_partition(run_id))
+            for key, item in (self.table.items.get(DynamoType({"S": partition})) or {}).items()
+            if int(key.value) > 0
+        }
 
     def object(self, key: str) -> bytes | None:
         found = self.bucket.keys.get(key)
@@ -150,7 +166,7 @@ class MotoWorld:
 def _dispose(key) -> None:
     try:
         key.dispose()
-    except Exception:  # noqa: BLE001 - a delete marker or an already closed buffer
+    except Exception:
         pass
 
 
@@ -191,8 +207,18 @@ def _camel(name: str) -> str:
 class DirectDynamoClient:
     """`dynamodb_resource.meta.client`: every operation the handlers use, with the resource's type conversion."""
 
-    OPERATIONS = ("get_item", "put_item", "update_item", "delete_item", "query", "scan", "batch_write_item",
-                  "batch_get_item", "transact_write_items", "transact_get_items")
+    OPERATIONS = (
+        "get_item",
+        "put_item",
+        "update_item",
+        "delete_item",
+        "query",
+        "scan",
+        "batch_write_item",
+        "batch_get_item",
+        "transact_write_items",
+        "transact_get_items",
+    )
 
     def __init__(self, tokens: dict | None = None):
         self._transformer = ParameterTransformer()
@@ -254,8 +280,10 @@ def reset_tokens() -> None:
 
 def _client_error(error, operation: str) -> ClientError:
     code = error.relative_error_type or "ServiceException"
-    response: dict[str, Any] = {"Error": {"Code": code, "Message": getattr(error, "message", str(error))},
-                                "ResponseMetadata": {"HTTPStatusCode": getattr(error, "code", 400)}}
+    response: dict[str, Any] = {
+        "Error": {"Code": code, "Message": getattr(error, "message", str(error))},
+        "ResponseMetadata": {"HTTPStatusCode": getattr(error, "code", 400)},
+    }
     try:
         described = json.loads(error.description)
     except (TypeError, ValueError):
@@ -290,7 +318,7 @@ class DirectDynamoResource:
     def __init__(self, client: DirectDynamoClient):
         self.meta = _Meta(client)
 
-    def Table(self, name: str) -> DirectTable:  # noqa: N802 - boto3's name
+    def Table(self, name: str) -> DirectTable:
         return DirectTable(name, self.meta.client)
 
 
@@ -304,22 +332,35 @@ class DirectS3Client:
         found = self._world.s3.get_bucket(bucket).keys.get(key)
         if found is None or not hasattr(found, "value"):
             code = "404" if head else "NoSuchKey"
-            raise ClientError({"Error": {"Code": code, "Message": "Not Found" if head else "The specified key does not exist."},
-                               "ResponseMetadata": {"HTTPStatusCode": 404}}, operation)
+            raise ClientError(
+                {
+                    "Error": {"Code": code, "Message": "Not Found" if head else "The specified key does not exist."},
+                    "ResponseMetadata": {"HTTPStatusCode": 404},
+                },
+                operation,
+            )
         return found
 
-    def get_object(self, *, Bucket: str, Key: str, IfMatch: str | None = None, **_):  # noqa: N803 - boto3's names
+    def get_object(self, *, Bucket: str, Key: str, IfMatch: str | None = None, **_):
         found = self._key(Bucket, Key, "GetObject")
         if IfMatch is not None and IfMatch.strip('"') != found.etag.strip('"'):
-            raise ClientError({"Error": {"Code": "PreconditionFailed", "Message": "At least one of the pre-conditions "
-                               "you specified did not hold"}, "ResponseMetadata": {"HTTPStatusCode": 412}}, "GetObject")
+            raise ClientError(
+                {
+                    "Error": {
+                        "Code": "PreconditionFailed",
+                        "Message": "At least one of the pre-conditions you specified did not hold",
+                    },
+                    "ResponseMetadata": {"HTTPStatusCode": 412},
+                },
+                "GetObject",
+            )
         return {"Body": io.BytesIO(found.value), "ETag": found.etag, "ContentLength": found.size}
 
-    def head_object(self, *, Bucket: str, Key: str, **_):  # noqa: N803
+    def head_object(self, *, Bucket: str, Key: str, **_):
         found = self._key(Bucket, Key, "HeadObject", head=True)
         return {"ETag": found.etag, "ContentLength": found.size}
 
-    def put_object(self, *, Bucket: str, Key: str, Body: bytes, Tagging: str | None = None, **_):  # noqa: N803
+    def put_object(self, *, Bucket: str, Key: str, Body: bytes, Tagging: str | None = None, **_):
         data = Body if isinstance(Body, bytes) else Body.read()
         old = self._world.s3.get_bucket(Bucket).keys.get(Key)
         key = self._world.s3.put_object(Bucket, Key, data, disable_notification=True)
@@ -327,11 +368,11 @@ class DirectS3Client:
             _dispose(old)
         return {"ETag": key.etag}
 
-    def copy_object(self, *, Bucket: str, Key: str, CopySource: dict[str, str], **_):  # noqa: N803
+    def copy_object(self, *, Bucket: str, Key: str, CopySource: dict[str, str], **_):
         source = self._key(CopySource["Bucket"], CopySource["Key"], "CopyObject")
         return self.put_object(Bucket=Bucket, Key=Key, Body=source.value)
 
-    def delete_objects(self, *, Bucket: str, Delete: dict[str, Any], **_):  # noqa: N803
+    def delete_objects(self, *, Bucket: str, Delete: dict[str, Any], **_):
         bucket = self._world.s3.get_bucket(Bucket)
         for entry in Delete["Objects"]:
             if entry["Key"] in bucket.keys:
@@ -343,9 +384,18 @@ class DirectSnsClient:
     def __init__(self, world: MotoWorld):
         self._world = world
 
-    def publish(self, *, TopicArn: str, Message: str, Subject: str | None = None,  # noqa: N803
-                MessageAttributes: dict | None = None, **_):
-        message_id = self._world.sns.publish(Message, arn=TopicArn, subject=Subject, message_attributes=MessageAttributes or {})
+    def publish(
+        self,
+        *,
+        TopicArn: str,
+        Message: str,
+        Subject: str | None = None,
+        MessageAttributes: dict | None = None,
+        **_,
+    ):
+        message_id = self._world.sns.publish(
+            Message, arn=TopicArn, subject=Subject, message_attributes=MessageAttributes or {}
+        )
         return {"MessageId": message_id}
 
 

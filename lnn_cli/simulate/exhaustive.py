@@ -31,8 +31,16 @@ from lnn_core.protocol.sending import LEASE_SECONDS
 DIGEST = 16  # bytes of a state's digest
 RECORD = DIGEST + 1  # in the file of states seen: the digest, then the budget of faults left
 FAULT_KINDS = frozenset({"crash before", "crash after", "lost answer"})
-BASE = {"learning_rate": 0.5, "neurons": [1], "activations": ["sigmoid"], "seed": 3, "optimizer": "gd",
-        "batch_size": None, "epochs": 1, "granularity": "epoch"}
+BASE = {
+    "learning_rate": 0.5,
+    "neurons": [1],
+    "activations": ["sigmoid"],
+    "seed": 3,
+    "optimizer": "gd",
+    "batch_size": None,
+    "epochs": 1,
+    "granularity": "epoch",
+}
 CASES = {
     # 1 epoch at granularity epoch: step 1 (the whole epoch), step 2 (finish)
     "K=1 epoch+finish": (Scenario({**BASE, "workers": 1}, 20, 2, 1, CALM), {"twins": True}),
@@ -57,13 +65,22 @@ class Exploration:
 
     def report(self) -> str:
         bound = "complete" if self.complete else "stopped early (its bound, or its first violation)"
-        return (f"{self.case}: {self.schedules} schedules ({self.pruned} cut at a state seen before), {self.states} "
-                f"distinct states, at most {self.max_faults} fault, {bound}, {self.seconds:.0f} s "
-                f"({self.cpu_seconds:.0f} s of CPU); violations: {len(self.violations)}")
+        return (
+            f"{self.case}: {self.schedules} schedules ({self.pruned} cut at a state seen before), {self.states} "
+            f"distinct states, at most {self.max_faults} fault, {bound}, {self.seconds:.0f} s "
+            f"({self.cpu_seconds:.0f} s of CPU); violations: {len(self.violations)}"
+        )
 
 
-def explore(case: str, *, max_schedules: int | None = None, max_faults: int = 1, launch_twin: bool = False,
-            first_violation: bool = False, verbose: bool = False) -> Exploration:
+def explore(
+    case: str,
+    *,
+    max_schedules: int | None = None,
+    max_faults: int = 1,
+    launch_twin: bool = False,
+    first_violation: bool = False,
+    verbose: bool = False,
+) -> Exploration:
     """A depth-first search of the case's schedules, forked at every choice point (`ForkingDecisions`). No prefix
     is ever executed twice, and every state is expanded once: its digest goes to a file that every process reads
     before its next check. `max_schedules` bounds it; `first_violation` stops it at the first violation."""
@@ -78,8 +95,9 @@ def explore(case: str, *, max_schedules: int | None = None, max_faults: int = 1,
         root = os.getpid()
         decisions = ForkingDecisions(shared, kinds=FAULT_KINDS, max_faults=max_faults)
         sim = Simulator(the_world, 0, decisions=decisions, scenario=scenario, exhaustive=structure)
-        decisions.on_new_point = lambda label: shared.check(state_digest(sim, label),
-                                                            max_faults - len(decisions.injected()))
+        decisions.on_new_point = lambda label: shared.check(
+            state_digest(sim, label), max_faults - len(decisions.injected())
+        )
         try:
             shared.ended(decisions.taken, sim.run())
         except BaseException:
@@ -90,8 +108,9 @@ def explore(case: str, *, max_schedules: int | None = None, max_faults: int = 1,
         if os.getpid() != root:
             os._exit(0)  # a child's subtree is done: its parent goes on with its next option
         found.schedules, found.pruned, violations, found.states = shared.totals()
-        found.violations = [(script, replay(case, script, max_faults=max_faults, launch_twin=launch_twin))
-                            for script in violations]
+        found.violations = [
+            (script, replay(case, script, max_faults=max_faults, launch_twin=launch_twin)) for script in violations
+        ]
         found.complete = not shared.full()  # (conservative: the bound may have been reached at the very end)
     found.seconds, found.cpu_seconds = time.perf_counter() - started, _cpu_seconds() - cpu
     return found
@@ -111,8 +130,7 @@ def _cpu_seconds() -> float:
     return times.user + times.system + times.children_user + times.children_system
 
 
-def replay(case: str, script: list[int], *, max_faults: int = 1, launch_twin: bool = False,
-           trace: bool = False):
+def replay(case: str, script: list[int], *, max_faults: int = 1, launch_twin: bool = False, trace: bool = False):
     """One schedule of the case along `script` (the options taken at its choice points, as a violation prints)."""
     scenario, structure = {**CASES, **SMALL}[case]
     structure = {**structure, "launch_twin": launch_twin}
@@ -173,7 +191,7 @@ class _Shared:
             new = states.read()
         self.read_upto += len(new)
         for start in range(0, len(new), RECORD):
-            known, left = new[start:start + DIGEST], new[start + DIGEST]
+            known, left = new[start : start + DIGEST], new[start + DIGEST]
             self.seen[known] = max(left, self.seen.get(known, -1))
         if self.seen.get(digest, -1) >= budget:
             raise Pruned()
@@ -194,8 +212,9 @@ class _Shared:
 
     def full(self) -> bool:
         """No more branches: the bound of schedules is reached, or a violation when the search stops at the first."""
-        return ((self.limit is not None and os.path.getsize(self.ends_path) >= self.limit)
-                or (self.first_violation and os.path.getsize(self.violations_path) > 0))
+        return (self.limit is not None and os.path.getsize(self.ends_path) >= self.limit) or (
+            self.first_violation and os.path.getsize(self.violations_path) > 0
+        )
 
     def totals(self) -> tuple[int, int, list, int]:
         with open(self.ends_path, "rb") as ends:
@@ -208,7 +227,7 @@ class _Shared:
         """Distinct states seen (a state seen again with a larger budget counts once)."""
         with open(self.states_path, "rb") as states:
             records = states.read()
-        return len({records[start:start + DIGEST] for start in range(0, len(records), RECORD)})
+        return len({records[start : start + DIGEST] for start in range(0, len(records), RECORD)})
 
 
 def state_digest(sim: Simulator, label: str) -> bytes:
@@ -217,21 +236,60 @@ def state_digest(sim: Simulator, label: str) -> bytes:
     fix its ids; its port calls' answers, which fix where its deterministic handler is; what its deadline still
     allows), virtual time and the timers, and the monitor's memory. See docs/simulation.md."""
     table = sim.world.table
-    items = sorted(json.dumps(_without_usage(item.to_json()), sort_keys=True, default=str)
-                   for by_range in table.items.values() for item in by_range.values())
+    items = sorted(
+        json.dumps(_without_usage(item.to_json()), sort_keys=True, default=str)
+        for by_range in table.items.values()
+        for item in by_range.values()
+    )
     bucket = sorted((key, getattr(value, "etag", None)) for key, value in sim.world.bucket.keys.items())
-    queue = sorted(json.dumps([d.function, d.event, d.request_id, d.copy, round(d.due, 3), round(d.born, 3),
-                               d.attempt, d.throttles], sort_keys=True) for d in sim.queue)
+    queue = sorted(
+        json.dumps(
+            [d.function, d.event, d.request_id, d.copy, round(d.due, 3), round(d.born, 3), d.attempt, d.throttles],
+            sort_keys=True,
+        )
+        for d in sim.queue
+    )
     timeout = sim.monitor.rules.timeout_seconds
-    flights = sorted(json.dumps([d.function, d.event, d.request_id, d.copy, d.attempt, round(d.born, 3), d.where,
-                                 d.history, d.may_crash, d.notify_claim, sorted(d.published),
-                                 round(min(d.started_at + timeout - sim.now, LEASE_SECONDS), 3)],
-                                sort_keys=True, default=str) for d in sim.in_flight)
+    flights = sorted(
+        json.dumps(
+            [
+                d.function,
+                d.event,
+                d.request_id,
+                d.copy,
+                d.attempt,
+                round(d.born, 3),
+                d.where,
+                d.history,
+                d.may_crash,
+                d.notify_claim,
+                sorted(d.published),
+                round(min(d.started_at + timeout - sim.now, LEASE_SECONDS), 3),
+            ],
+            sort_keys=True,
+            default=str,
+        )
+        for d in sim.in_flight
+    )
     monitor = sim.monitor
-    state = [label, round(sim.now, 3), items, bucket, queue, flights, sorted(monitor.commits.items()),
-             sorted(m["id"] for m in monitor.messages), sorted(monitor.excuses), monitor.notified,
-             sorted(monitor.model_epochs), sorted(monitor.snapshots), sim.next_tick, sim.quiet_ticks,
-             getattr(sim, "_top_sends", 0), sim._uuids]  # the counters the next ids outside a delivery come from
+    state = [
+        label,
+        round(sim.now, 3),
+        items,
+        bucket,
+        queue,
+        flights,
+        sorted(monitor.commits.items()),
+        sorted(m["id"] for m in monitor.messages),
+        sorted(monitor.excuses),
+        monitor.notified,
+        sorted(monitor.model_epochs),
+        sorted(monitor.snapshots),
+        sim.next_tick,
+        sim.quiet_ticks,
+        getattr(sim, "_top_sends", 0),
+        sim._uuids,
+    ]  # the counters the next ids outside a delivery come from
     return hashlib.blake2b(json.dumps(state, default=str).encode(), digest_size=DIGEST).digest()
 
 
@@ -239,7 +297,9 @@ def _without_usage(item: dict) -> dict:
     """An item without the run record's `usage_*` counters: atomic ADDs that only pricing reads."""
     from lnn_core.aws.usage import USAGE_PREFIX
 
-    attributes = {name: value for name, value in item.get("Attributes", {}).items() if not name.startswith(USAGE_PREFIX)}
+    attributes = {
+        name: value for name, value in item.get("Attributes", {}).items() if not name.startswith(USAGE_PREFIX)
+    }
     return {**item, "Attributes": attributes}
 
 
@@ -251,6 +311,9 @@ def main(max_schedules: int | None = None) -> int:
         print(found.report(), flush=True)
         for script, result in found.violations[:3]:
             failed = True
-            print(f"  VIOLATION {result.violation}\n  replay: .venv/bin/python -m lnn_cli.simulate --exhaustive "
-                  f"--case {case!r} --script {','.join(map(str, script))} --trace", flush=True)
+            print(
+                f"  VIOLATION {result.violation}\n  replay: .venv/bin/python -m lnn_cli.simulate --exhaustive "
+                f"--case {case!r} --script {','.join(map(str, script))} --trace",
+                flush=True,
+            )
     return 1 if failed else 0

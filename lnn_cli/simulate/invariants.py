@@ -37,7 +37,6 @@ if TYPE_CHECKING:
     from lnn_cli.simulate.simulator import Simulator
 
 
-
 class Violation(BaseException):  # no handler's `except Exception` may swallow it
     def __init__(self, invariant: str, detail: str):
         super().__init__(f"{invariant}: {detail}")
@@ -45,20 +44,26 @@ class Violation(BaseException):  # no handler's `except Exception` may swallow i
 
 
 class Monitor:
-    def __init__(self, sim: "Simulator", *, check_every_event: bool = True):
+    def __init__(self, sim: Simulator, *, check_every_event: bool = True):
 
         self.sim, self.world = sim, sim.world
         self.every_event = check_every_event
         self.lease = sending.LEASE_SECONDS
         self.max_resumes = run_control.MAX_RESUMES
         self.rules = _default_rules()
-        self.liveness_bound = (self.rules.stall_seconds * (self.max_resumes + 2) + self.rules.event_age_seconds
-                               + self.rules.timeout_seconds + 3 * 3600)
+        self.liveness_bound = (
+            self.rules.stall_seconds * (self.max_resumes + 2)
+            + self.rules.event_age_seconds
+            + self.rules.timeout_seconds
+            + 3 * 3600
+        )
         self.committed = 0  # committed_step as last seen
         self.committed_by: Any = None
         self.commits: dict[int, str] = {}
         self.progress = 0
-        self.snapshots: dict[tuple[str, int], str] = {}  # a committed epoch's items by (partition, epoch), as first seen
+        self.snapshots: dict[
+            tuple[str, int], str
+        ] = {}  # a committed epoch's items by (partition, epoch), as first seen
         self.messages: list[dict[str, Any]] = []
         self.model_epochs: set[int] = set()  # the `model_epoch` of every ending that committed
         self.model_digest: bytes | None = None  # the published model's bytes as last checked
@@ -85,9 +90,12 @@ class Monitor:
             record = self.world.fields(run["run_id"], "committed_step")
             self.bodies += 1
             if record is not None and record.get("committed_step", 0) >= position.step:
-                self._fail("fence", f"the body of step {position.step} ({position.state}) started after its step "
-                                         f"was committed (committed_step {record['committed_step']}) in "
-                                         f"{self.sim.current.label() if self.sim.current else '?'}")
+                self._fail(
+                    "fence",
+                    f"the body of step {position.step} ({position.state}) started after its step "
+                    f"was committed (committed_step {record['committed_step']}) in "
+                    f"{self.sim.current.label() if self.sim.current else '?'}",
+                )
             return execute(position, config, run, context)
 
         trainer._execute = fenced
@@ -108,19 +116,30 @@ class Monitor:
                 body = {}
             if body.get("run_id") != RUN_ID or body.get("status") not in TERMINAL:
                 return
-            self.messages.append({"status": body.get("status"), "by": delivery.label() if delivery else "?",
-                                  "at": self.sim.now, "id": body.get("message_id")})
+            self.messages.append(
+                {
+                    "status": body.get("status"),
+                    "by": delivery.label() if delivery else "?",
+                    "at": self.sim.now,
+                    "id": body.get("message_id"),
+                }
+            )
             self.sim.log(f"PUBLISHED message {len(self.messages)} ({body.get('status')})")
             if delivery is not None:
                 delivery.published.add(RUN_ID)
                 if delivery.frozen_long:
                     self.excuses.add(f"a publisher ({delivery.label()}) was frozen past the lease")
                 if abs(delivery.container.skew) > self.lease:
-                    self.excuses.add(f"a publisher ({delivery.label()}) has a clock skewed by {delivery.container.skew:+.0f} s")
+                    self.excuses.add(
+                        f"a publisher ({delivery.label()}) has a clock skewed by {delivery.container.skew:+.0f} s"
+                    )
             same = [m for m in self.messages if m["id"] == body.get("message_id")]
             if len(same) > 1 and not self.excuses:
-                self._fail("message", f"{len(same)} messages for one ending of {RUN_ID} ({body.get('message_id')}, by "
-                                           f"{', '.join(m['by'] for m in same)}), none of the documented cases")
+                self._fail(
+                    "message",
+                    f"{len(same)} messages for one ending of {RUN_ID} ({body.get('message_id')}, by "
+                    f"{', '.join(m['by'] for m in same)}), none of the documented cases",
+                )
             return
         if service == "dynamodb":
             key = params.get("Key") or params.get("Item") or {}
@@ -136,12 +155,17 @@ class Monitor:
             step = args[1] if len(args) > 1 else (kwargs or {}).get("step")
             record = self.world.fields(RUN_ID, "invoked_step") or {}
             if step is not None and record.get("invoked_step", 0) >= step + 1:
-                self._fail("claims", f"{delivery.label() if delivery else '?'} won the re-send of step {step + 1}, "
-                                          f"already recorded as sent (invoked_step {record['invoked_step']})")
+                self._fail(
+                    "claims",
+                    f"{delivery.label() if delivery else '?'} won the re-send of step {step + 1}, "
+                    f"already recorded as sent (invoked_step {record['invoked_step']})",
+                )
         if where == "table.claim_notification" and result and delivery is not None:
             delivery.notify_claim = True
             if abs(delivery.container.skew) > self.lease:
-                self.excuses.add(f"a claimant ({delivery.label()}) has a clock skewed by {delivery.container.skew:+.0f} s")
+                self.excuses.add(
+                    f"a claimant ({delivery.label()}) has a clock skewed by {delivery.container.skew:+.0f} s"
+                )
 
     def frozen(self, delivery) -> None:
         """The delivery is frozen past the lease: if it holds the message's claim, a second message is documented."""
@@ -158,8 +182,9 @@ class Monitor:
     # ---- checks ------------------------------------------------------------------------------------------
 
     def _after_table_write(self, delivery, *, items_touched: bool = True) -> None:
-        record = self.world.fields(RUN_ID, "committed_step", "committed_by", "notified", "status", "progress_epoch",
-                                   "model_epoch")
+        record = self.world.fields(
+            RUN_ID, "committed_step", "committed_by", "notified", "status", "progress_epoch", "model_epoch"
+        )
         if record is None:
             return
         step, by = record.get("committed_step", 0), record.get("committed_by")
@@ -168,8 +193,9 @@ class Monitor:
             self.commits[step] = by
             self.sim.log(f"COMMITTED step {step} by {who}")
         elif step == self.committed and step > 0 and by != self.committed_by:
-            self._fail("commits", f"step {step} committed again by {who} (committed_by {self.committed_by!r} "
-                                       f"-> {by!r})")
+            self._fail(
+                "commits", f"step {step} committed again by {who} (committed_by {self.committed_by!r} -> {by!r})"
+            )
         elif step != self.committed:
             self._fail("commits", f"committed_step moved from {self.committed} to {step} (write by {who})")
         self.committed, self.committed_by = step, by
@@ -197,7 +223,9 @@ class Monitor:
         for key, snapshot in self.snapshots.items():
             item = items.get(key)
             if item is None or _item_json(item) != snapshot:
-                self._fail("epochs", f"the item at key {key} of a committed epoch changed after its commit (write by {who})")
+                self._fail(
+                    "epochs", f"the item at key {key} of a committed epoch changed after its commit (write by {who})"
+                )
 
     def _check_model(self) -> None:
         """A published model is that of an ending that committed: its epoch is a `model_epoch` the record held
@@ -211,9 +239,12 @@ class Monitor:
             self.model_epochs.add(int(record["model_epoch"]))
         epoch = int(_npz(model)["epoch"])
         if epoch not in self.model_epochs:
-            self._fail("model", f"{_model_key()} of epoch {epoch} exists while no ending of that epoch committed (the "
-                                f"run is {record.get('status')} at committed_step {record.get('committed_step')}, "
-                                f"model_epoch {record.get('model_epoch')})")
+            self._fail(
+                "model",
+                f"{_model_key()} of epoch {epoch} exists while no ending of that epoch committed (the "
+                f"run is {record.get('status')} at committed_step {record.get('committed_step')}, "
+                f"model_epoch {record.get('model_epoch')})",
+            )
 
     def after_event(self) -> None:
         if not self.every_event:
@@ -228,8 +259,9 @@ class Monitor:
 
     def watchdog_may_act_at(self) -> float | None:
         """When, at the earliest, the watchdog may change something (None: not for the state as it is)."""
-        record = self.world.fields(RUN_ID, "status", "stop_requested", "heartbeat_at", "resumes", "resumed_at_step",
-                                   "committed_step")
+        record = self.world.fields(
+            RUN_ID, "status", "stop_requested", "heartbeat_at", "resumes", "resumed_at_step", "committed_step"
+        )
         if record is None or record.get("status") != "running":
             return None
         if record.get("stop_requested"):
@@ -250,16 +282,22 @@ class Monitor:
         self._after_table_write(None)
         status = record["status"]
         if status not in TERMINAL:
-            self._fail("liveness", f"the run is {status} at quiescence (committed_step {record['committed_step']}, "
-                                        "nothing in flight, the watchdog passed)")
+            self._fail(
+                "liveness",
+                f"the run is {status} at quiescence (committed_step {record['committed_step']}, "
+                "nothing in flight, the watchdog passed)",
+            )
             return
         from lnn_core.protocol.end_message import message_id
 
         last = [m for m in self.messages if m["id"] == message_id(record)]
         if not last:
-            self._fail("message", f"the run {status} and no message of that ending ({message_id(record)}) was "
-                                  f"published, with nothing in flight and the watchdog passed "
-                                  f"(notified={record.get('notified')})")
+            self._fail(
+                "message",
+                f"the run {status} and no message of that ending ({message_id(record)}) was "
+                f"published, with nothing in flight and the watchdog passed "
+                f"(notified={record.get('notified')})",
+            )
         if len(last) > 1 and not self.excuses:
             self._fail("message", f"{len(last)} messages for its last ending, none of the documented cases")
         self._check_kept_model(record)
@@ -275,7 +313,9 @@ class Monitor:
         seen = reader.committed_epochs(reader.get_run(RUN_ID))
         epochs = [item["epoch"] for item in seen]
         if epochs != list(range(1, (record.get("progress_epoch") or 0) + 1)):
-            self._fail("epochs", f"committed_epochs gives epochs {epochs}, progress_epoch is {record.get('progress_epoch')}")
+            self._fail(
+                "epochs", f"committed_epochs gives epochs {epochs}, progress_epoch is {record.get('progress_epoch')}"
+            )
         if any("weights" not in item and "weight_norms" not in item for item in seen):
             self._fail("epochs", "committed_epochs gives an epoch without its weights")
         self.committed_costs = [item["cost"] for item in seen]
@@ -310,8 +350,10 @@ class Monitor:
         got = self.committed_costs
         if record["status"] != "succeeded":
             if got != costs[: len(got)]:
-                self._fail("reference", f"the {record['status']} run's committed costs {got} are not a prefix of "
-                                             f"the reference's {costs}")
+                self._fail(
+                    "reference",
+                    f"the {record['status']} run's committed costs {got} are not a prefix of the reference's {costs}",
+                )
             return
         if got != costs:
             self._fail("reference", f"committed costs {got} differ from the reference's {costs}")
@@ -326,7 +368,9 @@ class Monitor:
         config = TrainingConfig.from_parameters(record["config"])
         state = self.world.object(params_key(config, record["progress_epoch"]))
         if state is None:
-            self._fail("reference", f"the final training state {params_key(config, record['progress_epoch'])} is missing")
+            self._fail(
+                "reference", f"the final training state {params_key(config, record['progress_epoch'])} is missing"
+            )
             return
         state = _npz(state)
         for name, value in {**params, **opt_state}.items():

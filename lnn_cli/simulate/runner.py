@@ -51,14 +51,16 @@ class Summary:
         return self.seeds / self.seconds if self.seconds else 0.0
 
     def report(self) -> str:
-        lines = [f"{self.seeds} schedules in {self.seconds:.1f} s: {self.per_second:.1f} schedules/s "
-                 f"({1000 * self.seconds / max(1, self.seeds):.1f} ms each, "
-                 f"{1000 * self.cpu_seconds / max(1, self.seeds):.1f} ms "
-                 f"of CPU; {self.deliveries} deliveries, "
-                 f"{self.events} scheduler events)",
-                 "runs: " + ", ".join(f"{status or 'never created'} {n}" for status, n in self.statuses.most_common()),
-                 "faults injected: " + (", ".join(f"{kind} {n}" for kind, n in sorted(self.faults.items())) or "none"),
-                 f"failures: {len(self.failures)}"]
+        lines = [
+            f"{self.seeds} schedules in {self.seconds:.1f} s: {self.per_second:.1f} schedules/s "
+            f"({1000 * self.seconds / max(1, self.seeds):.1f} ms each, "
+            f"{1000 * self.cpu_seconds / max(1, self.seeds):.1f} ms "
+            f"of CPU; {self.deliveries} deliveries, "
+            f"{self.events} scheduler events)",
+            "runs: " + ", ".join(f"{status or 'never created'} {n}" for status, n in self.statuses.most_common()),
+            "faults injected: " + (", ".join(f"{kind} {n}" for kind, n in sorted(self.faults.items())) or "none"),
+            f"failures: {len(self.failures)}",
+        ]
         return "\n".join(lines)
 
 

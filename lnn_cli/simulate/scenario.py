@@ -38,8 +38,20 @@ class Rates:
 
 
 CALM = Rates()
-STORMY = Rates(lose=0.04, duplicate=0.15, delay=0.1, throttle=0.05, freeze=0.03, crash=0.03, lost_answer=0.03,
-               skew=0.05, concurrent_launch=0.3, stop=0.08, resume=0.1, resume_after_stop=0.7)
+STORMY = Rates(
+    lose=0.04,
+    duplicate=0.15,
+    delay=0.1,
+    throttle=0.05,
+    freeze=0.03,
+    crash=0.03,
+    lost_answer=0.03,
+    skew=0.05,
+    concurrent_launch=0.3,
+    stop=0.08,
+    resume=0.1,
+    resume_after_stop=0.7,
+)
 
 
 @dataclass(frozen=True)
@@ -65,9 +77,11 @@ class Scenario:
 
     def describe(self) -> str:
         p = self.parameters
-        return (f"{p['granularity']} K={self.workers} epochs={p['epochs']} batch_size={p.get('batch_size')} "
-                f"neurons={p['neurons']} m={self.examples} n={self.features}"
-                + (f" threshold={p['threshold']:.4g}" if p.get("threshold") else ""))
+        return (
+            f"{p['granularity']} K={self.workers} epochs={p['epochs']} batch_size={p.get('batch_size')} "
+            f"neurons={p['neurons']} m={self.examples} n={self.features}"
+            + (f" threshold={p['threshold']:.4g}" if p.get("threshold") else "")
+        )
 
 
 def blobs(m: int, features: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -91,9 +105,17 @@ def draw_scenario(rng, *, rates: Rates | None = None) -> Scenario:
     if neurons == [2] and activations == ["sigmoid"]:
         neurons, activations = [1], ["sigmoid"]
     optimizer = rng.choice(["gd", "gd", "momentum", "adam"])
-    parameters = {"epochs": epochs, "learning_rate": 0.5 if optimizer != "adam" else 0.05, "neurons": neurons,
-                  "activations": activations, "granularity": granularity, "workers": workers, "batch_size": batch_size,
-                  "optimizer": optimizer, "seed": rng.randrange(1000)}
+    parameters = {
+        "epochs": epochs,
+        "learning_rate": 0.5 if optimizer != "adam" else 0.05,
+        "neurons": neurons,
+        "activations": activations,
+        "granularity": granularity,
+        "workers": workers,
+        "batch_size": batch_size,
+        "optimizer": optimizer,
+        "seed": rng.randrange(1000),
+    }
     if rng.random() < 0.2:
         parameters["seed"] = None  # the launcher draws it (the simulator's `secrets` is seeded)
     scenario = Scenario(parameters, examples, features, rng.randrange(1000), rates or STORMY)
@@ -106,18 +128,31 @@ def draw_scenario(rng, *, rates: Rates | None = None) -> Scenario:
 
 def draw_rates(rng) -> Rates:
     """How stormy a seed is: each kind of fault calm, light or heavy."""
+
     def level(heavy: float) -> float:
         return rng.choice([0.0, heavy / 3, heavy, heavy])
 
-    return Rates(lose=level(0.05), duplicate=level(0.2), delay=level(0.15), throttle=level(0.08), freeze=level(0.02),
-                 crash=level(0.04), lost_answer=level(0.04), skew=level(0.08), concurrent_launch=level(0.3),
-                 stop=level(0.4), resume=level(0.12), resume_after_stop=0.7)
+    return Rates(
+        lose=level(0.05),
+        duplicate=level(0.2),
+        delay=level(0.15),
+        throttle=level(0.08),
+        freeze=level(0.02),
+        crash=level(0.04),
+        lost_answer=level(0.04),
+        skew=level(0.08),
+        concurrent_launch=level(0.3),
+        stop=level(0.4),
+        resume=level(0.12),
+        resume_after_stop=0.7,
+    )
 
 
 def reference(scenario: Scenario, seed: int) -> tuple[dict, list[float], dict]:
     """(params, epoch costs, optimizer state) of the plain NumPy loop for this scenario and seed."""
-    return _reference(json.dumps(scenario.parameters, sort_keys=True), scenario.examples, scenario.features,
-                      scenario.data_seed, seed)
+    return _reference(
+        json.dumps(scenario.parameters, sort_keys=True), scenario.examples, scenario.features, scenario.data_seed, seed
+    )
 
 
 @lru_cache(maxsize=4096)
@@ -125,6 +160,14 @@ def _reference(parameters_json: str, examples: int, features: int, data_seed: in
     p = json.loads(parameters_json)
     X, y = blobs(examples, features, data_seed)
     options = {key: p[key] for key in ("batch_size", "optimizer", "threshold") if p.get(key) is not None}
-    return training.train_reference_state(X, y, neurons=p["neurons"], activations=p["activations"],
-                                          learning_rate=p["learning_rate"], epochs=p["epochs"], seed=seed,
-                                          workers=p.get("workers", 1), **options)
+    return training.train_reference_state(
+        X,
+        y,
+        neurons=p["neurons"],
+        activations=p["activations"],
+        learning_rate=p["learning_rate"],
+        epochs=p["epochs"],
+        seed=seed,
+        workers=p.get("workers", 1),
+        **options,
+    )

@@ -29,8 +29,10 @@ def shrink(seed: int, *, disabled: set[int] | None = None, mode: str = "direct",
                 disabled.add(fault.number)
                 current, changed = trial, True
                 if not quiet:
-                    print(f"  without #{fault.number} ({fault.kind}): still fails, {len(trial.faults)} faults left",
-                          flush=True)
+                    print(
+                        f"  without #{fault.number} ({fault.kind}): still fails, {len(trial.faults)} faults left",
+                        flush=True,
+                    )
     if not quiet:
         print(f"smallest schedule after {runs} runs: {len(current.faults)} fault(s) of the {seed} stream")
         for fault in current.faults:

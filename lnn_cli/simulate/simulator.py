@@ -122,7 +122,7 @@ class Delivery:
 class Context:
     """The Lambda context a handler gets: its request id and its remaining time, in virtual time."""
 
-    def __init__(self, sim: "Simulator", delivery: Delivery, timeout: float):
+    def __init__(self, sim: Simulator, delivery: Delivery, timeout: float):
         self._sim, self.aws_request_id, self._deadline = sim, delivery.request_id, delivery.started_at + timeout
         self.function_name = delivery.function
 
@@ -131,10 +131,20 @@ class Context:
 
 
 class Simulator:
-    def __init__(self, world: aws.MotoWorld, seed: int, *, disabled: set[int] | frozenset[int] = frozenset(),
-                 decisions: RandomDecisions | None = None, scenario: Scenario | None = None, mode: str = "direct",
-                 trace: bool = False, check_every_event: bool = True, exhaustive: dict | None = None,
-                 allowed: frozenset[str] = frozenset()):
+    def __init__(
+        self,
+        world: aws.MotoWorld,
+        seed: int,
+        *,
+        disabled: set[int] | frozenset[int] = frozenset(),
+        decisions: RandomDecisions | None = None,
+        scenario: Scenario | None = None,
+        mode: str = "direct",
+        trace: bool = False,
+        check_every_event: bool = True,
+        exhaustive: dict | None = None,
+        allowed: frozenset[str] = frozenset(),
+    ):
         self.world, self.seed, self.mode = world, seed, mode
         # The exhaustive search's structure: {"twins": every trainer event delivered twice, "launch_twin": two
         # launches}; containers are always cold and unskewed there, so that only interleavings and faults branch.
@@ -220,10 +230,18 @@ class Simulator:
 
         saved = []
         # Every module of lnn_core that reads ids, secrets or the wall clock (a module missing here is an error)
-        for module, name, value in ((trainer, "uuid", _Uuid), (run_control, "uuid", _Uuid), (launcher, "uuid", _Uuid),
-                                    (launcher, "secrets", _Secrets), (sdk, "time", _Time()), (run_table, "time", _Time()),
-                                    (usage, "time", _Time()),  # usage: a delivery's billed time is virtual too
-                                    (launcher, "time", _Time()), (steps, "time", _Time()), (trainer, "time", _Time())):
+        for module, name, value in (
+            (trainer, "uuid", _Uuid),
+            (run_control, "uuid", _Uuid),
+            (launcher, "uuid", _Uuid),
+            (launcher, "secrets", _Secrets),
+            (sdk, "time", _Time()),
+            (run_table, "time", _Time()),
+            (usage, "time", _Time()),  # usage: a delivery's billed time is virtual too
+            (launcher, "time", _Time()),
+            (steps, "time", _Time()),
+            (trainer, "time", _Time()),
+        ):
             saved.append((module, name, getattr(module, name)))
             setattr(module, name, value)
         return saved
@@ -239,8 +257,7 @@ class Simulator:
         number = sum(len(cs) for cs in self.containers.values()) + 1
         where = f"{function} container c{number}"
         skew = 0.0 if self.exhaustive else self.decisions.uniform(-0.5, 0.5)
-        big = self.decisions.fault("skew", self.rates.skew, where,
-                                   lambda r: r.choice([-1, 1]) * r.uniform(31.0, 90.0))
+        big = self.decisions.fault("skew", self.rates.skew, where, lambda r: r.choice([-1, 1]) * r.uniform(31.0, 90.0))
         if big is not None:
             skew = big
         container = Container(function, number, skew)
@@ -265,8 +282,13 @@ class Simulator:
             handler = handlers.build_watchdog(session=session, invoker=invoker, clock=clock, logger=logger)
         else:
             handler = None
-        ports = handler.ports if handler is not None else Ports.from_environment(
-            invoke_target="LNN_TRAINER_FUNCTION", session=session, invoker=invoker, clock=clock)
+        ports = (
+            handler.ports
+            if handler is not None
+            else Ports.from_environment(
+                invoke_target="LNN_TRAINER_FUNCTION", session=session, invoker=invoker, clock=clock
+            )
+        )
         for port_name in ("table", "store", "notifier", "invoker"):
             port = getattr(ports, port_name)
             if port is not None:
@@ -279,7 +301,9 @@ class Simulator:
         if self.trace_on:
             self.trace.append(f"{self.now - START:10.3f} {text}")
 
-    def send(self, function: str, event: Any, *, origin: str, request_id: str | None = None, faults: bool = True) -> None:
+    def send(
+        self, function: str, event: Any, *, origin: str, request_id: str | None = None, faults: bool = True
+    ) -> None:
         """An asynchronous invoke accepted by Lambda: queue its delivery, with Lambda's at-least-once faults."""
         payload = json.loads(json.dumps(event))
         self.deliveries += 1
@@ -296,18 +320,42 @@ class Simulator:
         self.queue.append(delivery)
         if self.exhaustive and self.exhaustive.get("twins") and function == "trainer":
             self.deliveries += 1
-            self.queue.append(Delivery(self.deliveries, function, json.loads(json.dumps(payload)), f"{request_id}d",
-                                       due=self.now, born=self.now, copy=1))
+            self.queue.append(
+                Delivery(
+                    self.deliveries,
+                    function,
+                    json.loads(json.dumps(payload)),
+                    f"{request_id}d",
+                    due=self.now,
+                    born=self.now,
+                    copy=1,
+                )
+            )
         elif faults:
-            twin = self.decisions.fault("duplicate", self.rates.duplicate, what,
-                                        lambda r: ("distinct id" if r.random() < self.rates.distinct_id else "same id",
-                                                   0.0 if r.random() < 0.5 else r.uniform(0.5, 20.0)))
+            twin = self.decisions.fault(
+                "duplicate",
+                self.rates.duplicate,
+                what,
+                lambda r: (
+                    "distinct id" if r.random() < self.rates.distinct_id else "same id",
+                    0.0 if r.random() < 0.5 else r.uniform(0.5, 20.0),
+                ),
+            )
             if twin:
                 kind, late = twin
                 self.deliveries += 1
                 copy_id = request_id if kind == "same id" else f"{request_id}d"
-                self.queue.append(Delivery(self.deliveries, function, json.loads(json.dumps(payload)), copy_id,
-                                           due=self.now + late, born=self.now, copy=1))
+                self.queue.append(
+                    Delivery(
+                        self.deliveries,
+                        function,
+                        json.loads(json.dumps(payload)),
+                        copy_id,
+                        due=self.now + late,
+                        born=self.now,
+                        copy=1,
+                    )
+                )
         self.log(f"sent {what} as d{delivery.number}")
 
     def _request_id(self, origin: str) -> str:
@@ -320,7 +368,7 @@ class Simulator:
         current.sends += 1
         return "r" + hashlib.blake2b(f"{current.identity()}/{current.sends}".encode(), digest_size=4).hexdigest()
 
-    def run(self) -> "Result":
+    def run(self) -> Result:
         saved = self._install()
         try:
             return self._run()
@@ -331,10 +379,10 @@ class Simulator:
                 if delivery.greenlet is not None and not delivery.greenlet.dead:
                     try:
                         delivery.greenlet.throw(SystemExit)
-                    except BaseException:  # noqa: BLE001 - the abandoned coroutine's end
+                    except BaseException:
                         pass
 
-    def _run(self) -> "Result":
+    def _run(self) -> Result:
         self.world.reset()
         aws.reset_tokens()
         self.main = greenlet.getcurrent()
@@ -342,15 +390,21 @@ class Simulator:
         launch = {"run_id": RUN_ID, "parameters": {k: v for k, v in self.scenario.parameters.items()}}
         self.send("launcher", launch, origin="user", faults=False)
         if (self.exhaustive or {}).get("launch_twin") or self.decisions.fault(
-                "concurrent launch", self.rates.concurrent_launch, "launcher"):
+            "concurrent launch", self.rates.concurrent_launch, "launcher"
+        ):
             self.send("launcher", launch, origin="user (again)", faults=False)
         # A calm run takes a second or two of virtual time, a stormy one minutes: the stop comes in either.
-        stop = self.decisions.fault("stop", self.rates.stop, "operator",
-                                    lambda r: r.uniform(0.0, 2.0) if r.random() < 0.5 else r.uniform(0.0, 40.0))
+        stop = self.decisions.fault(
+            "stop",
+            self.rates.stop,
+            "operator",
+            lambda r: r.uniform(0.0, 2.0) if r.random() < 0.5 else r.uniform(0.0, 40.0),
+        )
         if stop is not None:
             self.operator.append((START + stop, "stop"))
-            resume = self.decisions.fault("resume after stop", self.rates.resume_after_stop, "operator",
-                                          lambda r: r.uniform(5.0, 1500.0))
+            resume = self.decisions.fault(
+                "resume after stop", self.rates.resume_after_stop, "operator", lambda r: r.uniform(5.0, 1500.0)
+            )
             if resume is not None:
                 self.operator.append((START + stop + resume, "resume"))
         if self.decisions.fault("resume", self.rates.resume, "operator", lambda r: r.uniform(0.0, 1500.0)) is not None:
@@ -400,8 +454,9 @@ class Simulator:
             self.next_tick += WATCHDOG_EVERY
             if not busy:
                 self.quiet_ticks += 1
-            self.send("watchdog", {"source": "aws.events", "detail-type": "Scheduled Event"}, origin="schedule",
-                      faults=False)
+            self.send(
+                "watchdog", {"source": "aws.events", "detail-type": "Scheduled Event"}, origin="schedule", faults=False
+            )
         else:
             command = kind.split()[1]
             self.operator.remove(next((at, c) for at, c in self.operator if c == command and at <= self.now))
@@ -480,7 +535,7 @@ class Simulator:
             error = killed
         except (Violation, Pruned):
             raise
-        except Exception as failure:  # noqa: BLE001 - a function error: Lambda retries it
+        except Exception as failure:
             error = failure
         finally:
             delivery.done = True
@@ -492,9 +547,16 @@ class Simulator:
                 return
             if delivery.attempt < MAX_RETRIES:
                 self.deliveries += 1
-                retry = Delivery(self.deliveries, delivery.function, delivery.event, delivery.request_id,
-                                 due=self.now + RETRY_BACKOFF[delivery.attempt], born=delivery.born,
-                                 attempt=delivery.attempt + 1, copy=delivery.copy)  # its own claimant ids
+                retry = Delivery(
+                    self.deliveries,
+                    delivery.function,
+                    delivery.event,
+                    delivery.request_id,
+                    due=self.now + RETRY_BACKOFF[delivery.attempt],
+                    born=delivery.born,
+                    attempt=delivery.attempt + 1,
+                    copy=delivery.copy,
+                )  # its own claimant ids
                 self.queue.append(retry)
             else:
                 self.given_up.append(f"{delivery.label()}: {type(error).__name__}")
@@ -518,8 +580,9 @@ class Simulator:
             return
         delivery.where = where
         self.now += self.request_seconds
-        freeze = self.decisions.fault("freeze", self.rates.freeze, f"{where} in {delivery.label()}",
-                                      lambda r: r.uniform(31.0, 150.0))
+        freeze = self.decisions.fault(
+            "freeze", self.rates.freeze, f"{where} in {delivery.label()}", lambda r: r.uniform(31.0, 150.0)
+        )
         if freeze:
             delivery.frozen_until = self.now + freeze
             delivery.frozen_long = True
@@ -585,8 +648,9 @@ def _commutes(where: str, args: tuple) -> bool:
     own, and no delivery reads the queue; the usage ADD writes only `usage_*` counters, which no delivery's choices
     and no invariant read (the search's state leaves them out); the training data is read-only for the whole run.
     Every other call, reads included, is a point: a read's answer depends on which writes came before it."""
-    return (where in ("invoker.invoke_async", "table.add_usage")
-            or (where == "store.get_bytes" and bool(args) and args[0] == DATA_KEY))
+    return where in ("invoker.invoke_async", "table.add_usage") or (
+        where == "store.get_bytes" and bool(args) and args[0] == DATA_KEY
+    )
 
 
 class SimInvoker:
@@ -680,7 +744,7 @@ class _ResourceProxy:
         self._sim, self._resource = sim, resource
         self.meta = _Meta(_ClientProxy(sim, resource.meta.client, "dynamodb"))
 
-    def Table(self, name: str):  # noqa: N802 - boto3's name
+    def Table(self, name: str):
         return _TableProxy(self._sim, self._resource.Table(name), self.meta.client)
 
 
@@ -719,7 +783,9 @@ class Result:
         self.scenario = sim.scenario.describe()
         self.events, self.deliveries, self.virtual_seconds = sim.events, sim.deliveries, sim.now - START
         continued = (sim.world.fields(RUN_ID, "continuations") or {}).get("continuations")
-        self.status = sim.monitor.status and sim.monitor.status + (" after a stop and `lnn resume`" if continued else "")
+        self.status = sim.monitor.status and sim.monitor.status + (
+            " after a stop and `lnn resume`" if continued else ""
+        )
         self.messages = len(sim.monitor.messages)
         self.bodies = sim.monitor.bodies
         self.trace = sim.trace
@@ -728,8 +794,15 @@ class Result:
         self.disabled = sorted(sim.decisions.disabled)
         self.pruned = False
         self.allowed_hits = sim.monitor.allowed_hits
-        self.signature = (self.events, self.deliveries, round(self.virtual_seconds, 3), self.status, self.messages,
-                          tuple(f.describe() for f in self.all_faults), tuple(self.outcomes))
+        self.signature = (
+            self.events,
+            self.deliveries,
+            round(self.virtual_seconds, 3),
+            self.status,
+            self.messages,
+            tuple(f.describe() for f in self.all_faults),
+            tuple(self.outcomes),
+        )
 
     @property
     def failed(self) -> bool:
@@ -740,8 +813,10 @@ class Result:
         return f".venv/bin/python -m lnn_cli.simulate --seed {self.seed}{disabled} --trace"
 
     def summary(self) -> str:
-        head = f"seed {self.seed}: {self.scenario}; {self.deliveries} deliveries, {self.events} events, " \
-               f"{self.virtual_seconds:.0f} virtual s, run {self.status}, {self.messages} message(s), faults {self.counts}"
+        head = (
+            f"seed {self.seed}: {self.scenario}; {self.deliveries} deliveries, {self.events} events, "
+            f"{self.virtual_seconds:.0f} virtual s, run {self.status}, {self.messages} message(s), faults {self.counts}"
+        )
         if self.allowed_hits:
             head += "\nallowed: " + "; ".join(self.allowed_hits)
         if self.violation is None:
@@ -755,12 +830,17 @@ def _one_of_each_fresh_twin_pair(ready: list[Delivery]) -> list[Delivery]:
     twins differ only in fresh ids, which the protocol compares for equality only)."""
     kept: list[Delivery] = []
     for delivery in ready:
-        mirror = any(other.function == delivery.function and other.attempt == delivery.attempt == 0
-                     and other.throttles == delivery.throttles == 0 and other.due == delivery.due
-                     and other.born == delivery.born and other.event == delivery.event
-                     and {other.request_id, delivery.request_id} == {other.request_id.removesuffix("d"),
-                                                                      other.request_id.removesuffix("d") + "d"}
-                     for other in kept)
+        mirror = any(
+            other.function == delivery.function
+            and other.attempt == delivery.attempt == 0
+            and other.throttles == delivery.throttles == 0
+            and other.due == delivery.due
+            and other.born == delivery.born
+            and other.event == delivery.event
+            and {other.request_id, delivery.request_id}
+            == {other.request_id.removesuffix("d"), other.request_id.removesuffix("d") + "d"}
+            for other in kept
+        )
         if not mirror:
             kept.append(delivery)
     return kept

@@ -10,7 +10,8 @@ import json
 import os
 import sys
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from rich.console import Console
 
@@ -50,7 +51,9 @@ def sweep_spec(args, cli_flags: dict[str, Any]) -> SweepSpec:
         try:
             content = {**content, "seeds": [int(seed) for seed in args.seeds.split(",")]}
         except ValueError:
-            raise LnnInputError(f"--seeds must be whole numbers separated by commas, e.g. 1,2,3; got {args.seeds!r}") from None
+            raise LnnInputError(
+                f"--seeds must be whole numbers separated by commas, e.g. 1,2,3; got {args.seeds!r}"
+            ) from None
     if isinstance(content.get("base", {}), dict):  # else parse_spec says what base must be
         content = {**content, "base": run_parameters(content.get("base", {}), args.config, cli_flags)}
     return parse_spec(content, source=source, trials=getattr(args, "trials", None))
@@ -60,13 +63,26 @@ def sweep_id_of(args, spec: SweepSpec) -> str:
     return check_sweep_name(args.name or spec.name or new_run_id("sweep"))
 
 
-def checked_trials(spec: SweepSpec, sweep_id: str, data_path: str, *, defaults: dict[str, Any], limits: LaunchLimits,
-                   label_column: str | None) -> tuple[list[Trial], RunInputs]:
+def checked_trials(
+    spec: SweepSpec,
+    sweep_id: str,
+    data_path: str,
+    *,
+    defaults: dict[str, Any],
+    limits: LaunchLimits,
+    label_column: str | None,
+) -> tuple[list[Trial], RunInputs]:
     """Every trial validated as `lnn start` validates a run: its parameters, its fit to the data and to the trainer's
     memory, its workers and validation split. Raises for the first bad one; nothing has started."""
     trials = spec.generate(sweep_id, defaults=defaults)
-    inputs = validate_run(trials[0].parameters, data_path, defaults=defaults, trainer_memory_mb=limits.trainer_memory_mb,
-                          launcher_memory_mb=limits.launcher_memory_mb, label_column=label_column)
+    inputs = validate_run(
+        trials[0].parameters,
+        data_path,
+        defaults=defaults,
+        trainer_memory_mb=limits.trainer_memory_mb,
+        launcher_memory_mb=limits.launcher_memory_mb,
+        label_column=label_column,
+    )
     for trial in trials:
         config = TrainingConfig.from_parameters({**trial.parameters, "data": CHECK_DATA}, defaults=defaults)
         try:
@@ -82,13 +98,23 @@ def describe(record: SweepRecord, spec: SweepSpec, limit: int, limits: LaunchLim
     kind = "a grid" if spec.trials is None else f"a random search (search_seed {spec.search_seed})"
     parallel = f"--parallel {record.parallel}, " if record.parallel else ""
     reserved = f", reserved concurrency {limits.trainer_concurrency}" if limits.trainer_concurrency else ""
-    return (f"sweep {record.sweep_id}: {len(record.trials)} trials, {kind}, varying {', '.join(record.varied)}; at most "
-            f"{min(limit, record.parallel or limit)} at once ({parallel}the stack's max_running_runs "
-            f"{limits.max_running_runs}{reserved})")
+    return (
+        f"sweep {record.sweep_id}: {len(record.trials)} trials, {kind}, varying {', '.join(record.varied)}; at most "
+        f"{min(limit, record.parallel or limit)} at once ({parallel}the stack's max_running_runs "
+        f"{limits.max_running_runs}{reserved})"
+    )
 
 
-def feed(record: SweepRecord, *, read_runs: Callable[[], dict[str, dict | None]], running_on_stack: Callable[[], int],
-         start: Callable[[dict[str, Any]], None], limit: int, pending: dict[str, float], clock=time.time) -> list[str]:
+def feed(
+    record: SweepRecord,
+    *,
+    read_runs: Callable[[], dict[str, dict | None]],
+    running_on_stack: Callable[[], int],
+    start: Callable[[dict[str, Any]], None],
+    limit: int,
+    pending: dict[str, float],
+    clock=time.time,
+) -> list[str]:
     """Start the trials that fit now (`start(trial)`); their run ids. `pending` remembers this process's uploads."""
     runs = read_runs()
     chosen = trials_to_start(record, runs, pending, stack_running=running_on_stack(), stack_limit=limit, clock=clock())
@@ -98,8 +124,9 @@ def feed(record: SweepRecord, *, read_runs: Callable[[], dict[str, dict | None]]
     return [trial["run_id"] for trial in chosen]
 
 
-def halving_decisions(record: SweepRecord, runs: dict[str, dict | None],
-                      figures_of: Callable[[dict], list[dict[str, Any]]]) -> dict[str, Stop]:
+def halving_decisions(
+    record: SweepRecord, runs: dict[str, dict | None], figures_of: Callable[[dict], list[dict[str, Any]]]
+) -> dict[str, Stop]:
     """The trials successive halving stops (none when the sweep has no "halving")."""
     if not record.spec.get("halving"):
         return {}
@@ -137,15 +164,17 @@ class StackSweeps:
     def record(self, sweep_id: str) -> SweepRecord:
         record = self.store.read(check_sweep_name(sweep_id))
         if record is None:
-            raise LnnInputError(f"no sweep named {sweep_id!r} in stack {self.stack.outputs.stack_name}; start one with "
-                                "`lnn sweep start FILE`")
+            raise LnnInputError(
+                f"no sweep named {sweep_id!r} in stack {self.stack.outputs.stack_name}; start one with "
+                "`lnn sweep start FILE`"
+            )
         return record
 
     def runs(self, record: SweepRecord) -> dict[str, dict | None]:
         return {run_id: self.stack.ports.table.get_run(run_id) for run_id in record.run_ids}
 
     def start(self, record: SweepRecord, trial: dict[str, Any]) -> None:
-        """The trial's data (copied server side from the sweep's) and then its parameters.json: the upload launches it."""
+        """The trial's data (copied server side from the sweep's), then its parameters.json: the upload launches it."""
         run_id, store = trial["run_id"], self.stack.ports.store
         store.copy(sweep_data_key(record.sweep_id), f"runs/{run_id}/data.npz")
         store.put_bytes(f"runs/{run_id}/parameters.json", json.dumps(trial["parameters"], indent=2).encode())
@@ -158,9 +187,14 @@ class StackSweeps:
         """Stop the trials successive halving stops, then start the queued trials that fit."""
         runs = self.runs(record)
         enforce_halving(halving_decisions(record, runs, self.figures), runs, self.stack.ports, console)
-        return feed(record, read_runs=lambda: self.runs(record),
-                    running_on_stack=lambda: len(self.stack.ports.table.run_ids("running")),
-                    start=lambda trial: self.start(record, trial), limit=self.limit(record, limits), pending=pending)
+        return feed(
+            record,
+            read_runs=lambda: self.runs(record),
+            running_on_stack=lambda: len(self.stack.ports.table.run_ids("running")),
+            start=lambda trial: self.start(record, trial),
+            limit=self.limit(record, limits),
+            pending=pending,
+        )
 
     def figures(self, run: dict[str, Any]) -> list[dict[str, Any]]:
         return self.stack.ports.table.epoch_figures(run)
@@ -170,19 +204,28 @@ def command_sweep_start(args, cli_flags: dict[str, Any], stack, console: Console
     spec = sweep_spec(args, cli_flags)
     sweep_id = sweep_id_of(args, spec)
     limits, defaults = stack.launch_limits(), stack.launch_defaults()
-    trials, inputs = checked_trials(spec, sweep_id, args.data, defaults=defaults, limits=limits,
-                                    label_column=args.label_column)
+    trials, inputs = checked_trials(
+        spec, sweep_id, args.data, defaults=defaults, limits=limits, label_column=args.label_column
+    )
     sweeps = StackSweeps(stack)
-    record, created = sweeps.store.create(SweepRecord.new(sweep_id, spec, trials, inputs.data, args.parallel), inputs.data)
+    record, created = sweeps.store.create(
+        SweepRecord.new(sweep_id, spec, trials, inputs.data, args.parallel), inputs.data
+    )
     limit = sweeps.limit(record, limits)
-    console.print(describe(record, spec, limit, limits) if created else
-                  f"sweep {sweep_id} exists (the same trials): starting only the trials that have no run yet", highlight=False)
+    console.print(
+        describe(record, spec, limit, limits)
+        if created
+        else f"sweep {sweep_id} exists (the same trials): starting only the trials that have no run yet",
+        highlight=False,
+    )
     pending: dict[str, float] = {}
     while True:
         started = sweeps.feed(record, limits, pending, console)
         runs = sweeps.runs(record)
         queued = queued_count(record, runs, pending)
-        halving_on = bool(record.spec.get("halving")) and any(run and run["status"] == "running" for run in runs.values())
+        halving_on = bool(record.spec.get("halving")) and any(
+            run and run["status"] == "running" for run in runs.values()
+        )
         if started:
             console.print(f"started {', '.join(started)}" + (f"; {queued} queued" if queued else ""), highlight=False)
         if not queued and not halving_on:  # with halving, stay to stop the trials it stops
@@ -203,23 +246,39 @@ def command_sweep_status(args, stack, console: Console) -> int:
     if started:
         console.print(f"started queued trials {', '.join(started)}", highlight=False)
     runs = sweeps.runs(record)
-    show_results(args, record, runs, console, curves=lambda run: [item["cost"] for item in sweeps.figures(run)],
-                 halted=halving_decisions(record, runs, sweeps.figures))
+    show_results(
+        args,
+        record,
+        runs,
+        console,
+        curves=lambda run: [item["cost"] for item in sweeps.figures(run)],
+        halted=halving_decisions(record, runs, sweeps.figures),
+    )
     announce_if_done(sweeps.store.client, stack.outputs.bucket, stack.ports.notifier, record, runs, console)
     return 0
 
 
-def announce_if_done(s3, bucket: str, notifier, record: SweepRecord, runs: dict[str, dict | None],
-                     console: Console) -> None:
+def announce_if_done(
+    s3, bucket: str, notifier, record: SweepRecord, runs: dict[str, dict | None], console: Console
+) -> None:
     """The sweep's one SNS message, sent by the first reader that finds the sweep done."""
     rows = table.trial_rows(record, runs, prices=None, local=bool(os.environ.get("AWS_ENDPOINT_URL")))
     if notify_if_done(s3, bucket, notifier, record, rows):
         console.print(f"sent sweep {record.sweep_id}'s message to the stack's topic", highlight=False)
 
 
-def show_results(args, record: SweepRecord, runs: dict[str, dict | None], console: Console, *,
-                 curves: Callable[[dict], list[float]], halted: dict[str, Stop] | None = None) -> int:
-    rows = table.trial_rows(record, runs, prices=getattr(args, "prices", None), local=bool(os.environ.get("AWS_ENDPOINT_URL")))
+def show_results(
+    args,
+    record: SweepRecord,
+    runs: dict[str, dict | None],
+    console: Console,
+    *,
+    curves: Callable[[dict], list[float]],
+    halted: dict[str, Stop] | None = None,
+) -> int:
+    rows = table.trial_rows(
+        record, runs, prices=getattr(args, "prices", None), local=bool(os.environ.get("AWS_ENDPOINT_URL"))
+    )
     for row in rows:
         row.halted = (halted or {}).get(row.trial["run_id"])
     if getattr(args, "csv", False):
@@ -229,8 +288,12 @@ def show_results(args, record: SweepRecord, runs: dict[str, dict | None], consol
         console.print(table.summary_line(record, rows, time.time()), markup=False, highlight=False, soft_wrap=True)
     if getattr(args, "plot", None):
         top = table.best(rows)
-        table.plot_sweep({row.trial["run_id"]: curves(row.run) for row in rows if row.run}, args.plot,
-                         sweep_id=record.sweep_id, best_id=top.trial["run_id"] if top else None)
+        table.plot_sweep(
+            {row.trial["run_id"]: curves(row.run) for row in rows if row.run},
+            args.plot,
+            sweep_id=record.sweep_id,
+            best_id=top.trial["run_id"] if top else None,
+        )
         console.print(f"wrote {args.plot}")
     return 0
 

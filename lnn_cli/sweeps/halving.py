@@ -40,27 +40,41 @@ class Stop:
 
     @property
     def reason(self) -> str:
-        return (f"stopped by successive halving at epoch {self.rung}: validation cost {self.validation_cost:.4g} ranked "
-                f"{self.rank} of {self.arrived}, {self.kept} continue")
+        return (
+            f"stopped by successive halving at epoch {self.rung}: validation cost {self.validation_cost:.4g} ranked "
+            f"{self.rank} of {self.arrived}, {self.kept} continue"
+        )
 
 
 def parse_halving(value: Any, *, source: str, base: dict[str, Any]) -> Halving:
     """The sweep file's "halving", checked against the base parameters it needs (a validation split, eval_every)."""
     if not isinstance(value, dict) or set(value) != {"rungs", "keep"}:
-        raise LnnInputError(f"{source}: halving must be {{\"rungs\": [epochs, ...], \"keep\": fraction}}; got {shown(value)}")
+        raise LnnInputError(
+            f'{source}: halving must be {{"rungs": [epochs, ...], "keep": fraction}}; got {shown(value)}'
+        )
     rungs, keep = value["rungs"], value["keep"]
-    if (not isinstance(rungs, list) or not rungs or any(isinstance(r, bool) or not isinstance(r, int) or r < 1 for r in rungs)
-            or rungs != sorted(set(rungs))):
-        raise LnnInputError(f"{source}: halving.rungs must be increasing epoch numbers, e.g. [25, 50, 100]; got {shown(rungs)}")
+    if (
+        not isinstance(rungs, list)
+        or not rungs
+        or any(isinstance(r, bool) or not isinstance(r, int) or r < 1 for r in rungs)
+        or rungs != sorted(set(rungs))
+    ):
+        raise LnnInputError(
+            f"{source}: halving.rungs must be increasing epoch numbers, e.g. [25, 50, 100]; got {shown(rungs)}"
+        )
     if isinstance(keep, bool) or not isinstance(keep, (int, float)) or not 0 < keep < 1:
-        raise LnnInputError(f"{source}: halving.keep must be the fraction that continues at a rung, in (0, 1), e.g. 0.5; "
-                            f"got {shown(keep)}")
+        raise LnnInputError(
+            f"{source}: halving.keep must be the fraction that continues at a rung, in (0, 1), e.g. 0.5; "
+            f"got {shown(keep)}"
+        )
     if not base.get("validation_split"):
         raise LnnInputError(f"{source}: halving compares validation costs; give base a validation_split, e.g. 0.2")
     every = base.get("eval_every") or 0
     if not every or any(rung % every for rung in rungs):
-        raise LnnInputError(f"{source}: halving needs the validation cost at every rung; give base an eval_every that "
-                            f"divides each of {rungs} (got eval_every {every})")
+        raise LnnInputError(
+            f"{source}: halving needs the validation cost at every rung; give base an eval_every that "
+            f"divides each of {rungs} (got eval_every {every})"
+        )
     epochs = base.get("epochs")
     if isinstance(epochs, int) and rungs[-1] >= epochs:
         raise LnnInputError(f"{source}: halving's last rung {rungs[-1]} must be before the last epoch ({epochs})")
@@ -72,7 +86,9 @@ def stops(halving: Halving, reports: dict[str, dict[int, tuple[str, float]]], or
     (when that epoch finished, its validation cost); `order`: run id -> trial index (the tie-breaker)."""
     decided: dict[str, Stop] = {}
     for rung in halving.rungs:
-        arrivals = sorted((report[rung][0], order[run_id], run_id) for run_id, report in reports.items() if rung in report)
+        arrivals = sorted(
+            (report[rung][0], order[run_id], run_id) for run_id, report in reports.items() if rung in report
+        )
         arrived: list[tuple[float, int, str]] = []  # (cost, index, run id) of those at the rung so far
         for _, index, run_id in arrivals:
             cost = reports[run_id][rung][1]
@@ -88,5 +104,8 @@ def stops(halving: Halving, reports: dict[str, dict[int, tuple[str, float]]], or
 
 def rung_reports(halving: Halving, epochs: list[dict[str, Any]]) -> dict[int, tuple[str, float]]:
     """A trial's reports: its epoch items at the rungs that recorded a validation cost."""
-    return {int(item["epoch"]): (item.get("finished_at", ""), float(item["validation_cost"]))
-            for item in epochs if int(item["epoch"]) in halving.rungs and item.get("validation_cost") is not None}
+    return {
+        int(item["epoch"]): (item.get("finished_at", ""), float(item["validation_cost"]))
+        for item in epochs
+        if int(item["epoch"]) in halving.rungs and item.get("validation_cost") is not None
+    }

@@ -41,13 +41,21 @@ def command_local_sweep(args, cli_flags: dict[str, Any], console: Console) -> in
     spec = sweep_spec(args, cli_flags)
     sweep_id = sweep_id_of(args, spec)
     launch_limits = context.limits
-    trials, inputs = checked_trials(spec, sweep_id, args.data, defaults=context.training_defaults, limits=launch_limits,
-                                    label_column=args.label_column)
+    trials, inputs = checked_trials(
+        spec,
+        sweep_id,
+        args.data,
+        defaults=context.training_defaults,
+        limits=launch_limits,
+        label_column=args.label_column,
+    )
     out_dir = prepare_out_dir(args.out)  # everything above only reads: a bad sweep has created nothing
     started = time.monotonic()
     with running_emulator(out_dir / "emulator.log") as emulator:
         with waiting(console, "deploying the stack (cdk synth, bootstrap, deploy)..."):
-            deployment = deploy_to_emulator(emulator, out_dir / "deploy.log", stack_name=args.stack, context=context.pairs)
+            deployment = deploy_to_emulator(
+                emulator, out_dir / "deploy.log", stack_name=args.stack, context=context.pairs
+            )
         session = emulator.session()
         outputs = deployment.outputs
         sweeps = SweepStore(session.client("s3"), outputs.bucket)
@@ -57,23 +65,33 @@ def command_local_sweep(args, cli_flags: dict[str, Any], console: Console) -> in
         console.print(describe(record, spec, limit, launch_limits), highlight=False)
         table = RunTable(session.resource("dynamodb").Table(outputs.table), IoCounter())
         with open(out_dir / "lambda.log", "w") as log:
-            runtime = local_runtime(session, outputs, log_stream=log, concurrency=args.concurrency,
-                                    container_cpus=args.container_cpus)
+            runtime = local_runtime(
+                session, outputs, log_stream=log, concurrency=args.concurrency, container_cpus=args.container_cpus
+            )
             run_sweep(runtime, table, session.client("s3"), outputs.bucket, record, limit, console)
         runs = {run_id: table.get_run(run_id) for run_id in record.run_ids}
         halted = halving_decisions(record, runs, table.epoch_figures)
-        show_results(args, record, runs, console, curves=lambda run: [item["cost"] for item in table.epoch_figures(run)],
-                     halted=halted)
+        show_results(
+            args,
+            record,
+            runs,
+            console,
+            curves=lambda run: [item["cost"] for item in table.epoch_figures(run)],
+            halted=halted,
+        )
         notifier = SnsNotifier(session.client("sns"), outputs.topic_arn, IoCounter())
         announce_if_done(session.client("s3"), outputs.bucket, notifier, record, runs, console)
     console.print(f"wall time {time.monotonic() - started:.1f} s (emulator, deploy and the sweep); logs in {out_dir}")
-    ended_well = all(run and (run["status"] == "succeeded" or (run["status"] == "stopped" and run_id in halted))
-                     for run_id, run in runs.items())
+    ended_well = all(
+        run and (run["status"] == "succeeded" or (run["status"] == "stopped" and run_id in halted))
+        for run_id, run in runs.items()
+    )
     return 0 if ended_well else 1
 
 
-def run_sweep(runtime: LocalLambdaRuntime, table: RunTable, s3, bucket: str, record: SweepRecord, limit: int,
-              console: Console) -> None:
+def run_sweep(
+    runtime: LocalLambdaRuntime, table: RunTable, s3, bucket: str, record: SweepRecord, limit: int, console: Console
+) -> None:
     """Start the trials that fit, deliver until one of the running ends (resuming a stalled one, as the watchdog
     would), and again, until every trial has ended."""
     pending: dict[str, float] = {}
@@ -86,15 +104,24 @@ def run_sweep(runtime: LocalLambdaRuntime, table: RunTable, s3, bucket: str, rec
 
     def start(trial):
         run_id = trial["run_id"]
-        s3.copy_object(Bucket=bucket, Key=f"runs/{run_id}/data.npz",
-                       CopySource={"Bucket": bucket, "Key": sweep_data_key(record.sweep_id)})
+        s3.copy_object(
+            Bucket=bucket,
+            Key=f"runs/{run_id}/data.npz",
+            CopySource={"Bucket": bucket, "Key": sweep_data_key(record.sweep_id)},
+        )
         launched = runtime.invoke("launcher", {"run_id": run_id, "parameters": trial["parameters"]})
         if launched.get("status") == "rejected":
             raise LnnInputError(f"sweep trial {run_id}: {launched['reason']}")
 
     while True:
-        started = feed(record, read_runs=read_runs, running_on_stack=lambda: len(table.run_ids("running")),
-                       start=start, limit=limit, pending=pending)
+        started = feed(
+            record,
+            read_runs=read_runs,
+            running_on_stack=lambda: len(table.run_ids("running")),
+            start=start,
+            limit=limit,
+            pending=pending,
+        )
         runs = read_runs()
         running = [run_id for run_id, run in runs.items() if run and run["status"] == "running"]
         if started:

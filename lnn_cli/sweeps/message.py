@@ -32,18 +32,30 @@ def message_body(record: SweepRecord, rows: list[TrialRow], clock: float) -> dic
     validation, test = metric_names(rows)
     best_trial = None
     if top is not None:
-        best_trial = {"run_id": top.trial["run_id"], "varied": top.trial["varied"], "cost": top.cost,
-                      **{name: top.final.get(name) for name in (validation, test) if name}}
-    return {"sweep_id": record.sweep_id, "status": "done", "trials": len(rows), "counts": total["counts"],
-            "best": best_trial, "seconds": round(total["seconds"], 3), "dollars": total["dollars"],
-            "created_at": record.created_at}
+        best_trial = {
+            "run_id": top.trial["run_id"],
+            "varied": top.trial["varied"],
+            "cost": top.cost,
+            **{name: top.final.get(name) for name in (validation, test) if name},
+        }
+    return {
+        "sweep_id": record.sweep_id,
+        "status": "done",
+        "trials": len(rows),
+        "counts": total["counts"],
+        "best": best_trial,
+        "seconds": round(total["seconds"], 3),
+        "dollars": total["dollars"],
+        "created_at": record.created_at,
+    }
 
 
 def subject(body: dict[str, Any]) -> str:
     best_trial = body["best"]
     dollars = "" if body["dollars"] is None else f", ${body['dollars']:.4f}"
-    return (f"LNN sweep {body['sweep_id']} done: {body['trials']} trials{dollars}"
-            + (f", best {best_trial['run_id']}" if best_trial else ", no trial with a model"))
+    return f"LNN sweep {body['sweep_id']} done: {body['trials']} trials{dollars}" + (
+        f", best {best_trial['run_id']}" if best_trial else ", no trial with a model"
+    )
 
 
 def notify_if_done(s3, bucket: str, notifier, record: SweepRecord, rows: list[TrialRow], *, clock=time.time) -> bool:
@@ -64,8 +76,12 @@ def notify_if_done(s3, bucket: str, notifier, record: SweepRecord, rows: list[Tr
     body = message_body(record, rows, clock())
     notifier.publish(subject=subject(body), body=body, status="sweep_done", message_id=f"lnn-sweep-{record.sweep_id}")
     try:
-        s3.put_object(Bucket=bucket, Key=key, IfMatch=etag,
-                      Body=json.dumps({"claimant": claimant, "sent": True, "sent_at": clock()}).encode())
+        s3.put_object(
+            Bucket=bucket,
+            Key=key,
+            IfMatch=etag,
+            Body=json.dumps({"claimant": claimant, "sent": True, "sent_at": clock()}).encode(),
+        )
     except ClientError as error:  # taken over meanwhile: the taker sends the same message id
         if error.response["Error"]["Code"] not in CONDITION_FAILED:
             raise

@@ -44,10 +44,17 @@ class SweepRecord:
     created_epoch_seconds: float = field(default_factory=time.time)
 
     @classmethod
-    def new(cls, sweep_id: str, spec: SweepSpec, trials: list[Trial], data: bytes, parallel: int | None) -> "SweepRecord":
-        return cls(sweep_id, spec.to_json(), spec.varied_names,
-                   [{"index": t.index, "run_id": t.run_id, "varied": t.varied, "parameters": t.parameters} for t in trials],
-                   hashlib.md5(data).hexdigest(), parallel)
+    def new(
+        cls, sweep_id: str, spec: SweepSpec, trials: list[Trial], data: bytes, parallel: int | None
+    ) -> "SweepRecord":
+        return cls(
+            sweep_id,
+            spec.to_json(),
+            spec.varied_names,
+            [{"index": t.index, "run_id": t.run_id, "varied": t.varied, "parameters": t.parameters} for t in trials],
+            hashlib.md5(data).hexdigest(),
+            parallel,
+        )
 
     @property
     def run_ids(self) -> list[str]:
@@ -79,21 +86,35 @@ class SweepStore:
         if existing is None:
             self.client.put_object(Bucket=self.bucket, Key=sweep_data_key(record.sweep_id), Body=data)
             try:
-                self.client.put_object(Bucket=self.bucket, Key=sweep_key(record.sweep_id), IfNoneMatch="*",
-                                       Body=json.dumps(asdict(record), indent=1).encode(), ContentType="application/json")
+                self.client.put_object(
+                    Bucket=self.bucket,
+                    Key=sweep_key(record.sweep_id),
+                    IfNoneMatch="*",
+                    Body=json.dumps(asdict(record), indent=1).encode(),
+                    ContentType="application/json",
+                )
                 return record, True
             except ClientError as error:
                 if error.response["Error"]["Code"] not in ("PreconditionFailed", "ConditionalRequestConflict"):
                     raise
             existing = self.read(record.sweep_id)  # another start created it first
         if not existing.same_sweep(record):
-            raise LnnInputError(f"a sweep named {record.sweep_id} already exists with other trials or data; "
-                                "choose another --name (or repeat the same start to start its queued trials)")
+            raise LnnInputError(
+                f"a sweep named {record.sweep_id} already exists with other trials or data; "
+                "choose another --name (or repeat the same start to start its queued trials)"
+            )
         return existing, False
 
 
-def trials_to_start(record: SweepRecord, runs: dict[str, dict | None], pending: dict[str, float], *,
-                    stack_running: int, stack_limit: int, clock: float) -> list[dict[str, Any]]:
+def trials_to_start(
+    record: SweepRecord,
+    runs: dict[str, dict | None],
+    pending: dict[str, float],
+    *,
+    stack_running: int,
+    stack_limit: int,
+    clock: float,
+) -> list[dict[str, Any]]:
     """The trials to start now, in order: those with no run record (and not uploaded less than `PENDING_SECONDS`
     ago, `pending`: run id -> when), as many as fit both the sweep's `parallel` and the stack's free places
     (`stack_limit` runs at once, `stack_running` running now, the not yet launched uploads included)."""
@@ -102,8 +123,10 @@ def trials_to_start(record: SweepRecord, runs: dict[str, dict | None], pending: 
     free = stack_limit - stack_running - len(waiting)
     if record.parallel is not None:
         free = min(free, record.parallel - sweep_running)
-    startable = [trial for trial in record.trials if runs.get(trial["run_id"]) is None and trial["run_id"] not in waiting]
-    return startable[:max(0, free)]
+    startable = [
+        trial for trial in record.trials if runs.get(trial["run_id"]) is None and trial["run_id"] not in waiting
+    ]
+    return startable[: max(0, free)]
 
 
 def stack_limit(max_running_runs: int, trainer_concurrency: int | None, workers: int) -> int:

@@ -78,8 +78,10 @@ class SweepSpec:
 
     def to_json(self) -> dict[str, Any]:
         """The sweep file's form of this spec (what sweep.json records)."""
-        parameters = {name: (dict(low=v.low, high=v.high, scale=v.scale) if isinstance(v, Range) else v)
-                      for name, v in self.values.items()}
+        parameters = {
+            name: (dict(low=v.low, high=v.high, scale=v.scale) if isinstance(v, Range) else v)
+            for name, v in self.values.items()
+        }
         spec = {"name": self.name, "base": self.base, "parameters": parameters, "search_seed": self.search_seed}
         if self.trials is not None:
             spec["trials"] = self.trials
@@ -95,13 +97,17 @@ class SweepSpec:
             combinations = [dict(zip(self.values, combo)) for combo in itertools.product(*self.values.values())]
         else:
             random = np.random.RandomState(self.search_seed)
-            combinations = [{name: self._draw(name, values, random) for name, values in self.values.items()}
-                            for _ in range(self.trials)]
+            combinations = [
+                {name: self._draw(name, values, random) for name, values in self.values.items()}
+                for _ in range(self.trials)
+            ]
         if self.seeds:
             combinations = [{**combo, "seed": seed} for combo in combinations for seed in self.seeds]
         if len(combinations) > MAX_TRIALS:
-            raise LnnInputError(f"the sweep has {len(combinations)} trials, more than {MAX_TRIALS}; use fewer values "
-                                "per parameter, fewer seeds, or a random search (trials N)")
+            raise LnnInputError(
+                f"the sweep has {len(combinations)} trials, more than {MAX_TRIALS}; use fewer values "
+                "per parameter, fewer seeds, or a random search (trials N)"
+            )
         trials = []
         for index, varied in enumerate(combinations, start=1):
             parameters = {**self.base, **varied}
@@ -128,8 +134,10 @@ def trial_run_id(sweep_id: str, index: int) -> str:
 
 def check_sweep_name(name: Any) -> str:
     if not isinstance(name, str) or len(name) > MAX_SWEEP_NAME or not RUN_ID_PATTERN.fullmatch(name):
-        raise LnnInputError(f"sweep name {shown(name)} is invalid; use 1-{MAX_SWEEP_NAME} letters, digits, '.', '_' or "
-                            "'-', starting with a letter or digit")
+        raise LnnInputError(
+            f"sweep name {shown(name)} is invalid; use 1-{MAX_SWEEP_NAME} letters, digits, '.', '_' or "
+            "'-', starting with a letter or digit"
+        )
     return name
 
 
@@ -148,15 +156,21 @@ def read_sweep_file(path: str | Path) -> dict[str, Any]:
         try:
             content = yaml.safe_load(text)
         except yaml.YAMLError as error:
-            raise LnnInputError(f"sweep file {path} is not valid YAML ({' '.join(str(error).split())}); fix it") from None
+            raise LnnInputError(
+                f"sweep file {path} is not valid YAML ({' '.join(str(error).split())}); fix it"
+            ) from None
     else:
         try:
             content = json.loads(text)
         except json.JSONDecodeError as error:
-            raise LnnInputError(f"sweep file {path} is not valid JSON ({error}); fix it (or name it .yaml for YAML)") from None
+            raise LnnInputError(
+                f"sweep file {path} is not valid JSON ({error}); fix it (or name it .yaml for YAML)"
+            ) from None
     if not isinstance(content, dict):
-        raise LnnInputError(f"sweep file {path} must hold an object with base, parameters and optionally trials, "
-                            "search_seed, seeds, name")
+        raise LnnInputError(
+            f"sweep file {path} must hold an object with base, parameters and optionally trials, "
+            "search_seed, seeds, name"
+        )
     return content
 
 
@@ -171,25 +185,32 @@ def parse_spec(content: dict[str, Any], *, source: str, trials: int | None = Non
         check_sweep_name(name)
     file_base = content.get("base", {})
     if not isinstance(file_base, dict):
-        raise LnnInputError(f"{source}: base must be an object of parameters, e.g. {{\"epochs\": 100}}")
+        raise LnnInputError(f'{source}: base must be an object of parameters, e.g. {{"epochs": 100}}')
     raw = content.get("parameters", {})
     if not isinstance(raw, dict):
-        raise LnnInputError(f"{source}: parameters must be an object: per parameter a list or a {{low, high, scale}} range")
+        raise LnnInputError(
+            f"{source}: parameters must be an object: per parameter a list or a {{low, high, scale}} range"
+        )
     values = {name: _values(name, value, source) for name, value in raw.items()}
     trials = content.get("trials") if trials is None else trials
-    if trials is not None and (isinstance(trials, bool) or not isinstance(trials, int) or not 1 <= trials <= MAX_TRIALS):
+    if trials is not None and (
+        isinstance(trials, bool) or not isinstance(trials, int) or not 1 <= trials <= MAX_TRIALS
+    ):
         raise LnnInputError(f"{source}: trials must be an integer from 1 to {MAX_TRIALS}; got {shown(trials)}")
     ranged = next((name for name, value in values.items() if isinstance(value, Range)), None)
     if ranged and trials is None:
-        raise LnnInputError(f"{source}: parameters.{ranged} is a range, which a random search draws from; give trials N "
-                            "(or --trials N), or a list of values for a grid")
+        raise LnnInputError(
+            f"{source}: parameters.{ranged} is a range, which a random search draws from; give trials N "
+            "(or --trials N), or a list of values for a grid"
+        )
     search_seed = content.get("search_seed", 0)
     if isinstance(search_seed, bool) or not isinstance(search_seed, int) or not 0 <= search_seed < 2**32:
         raise LnnInputError(f"{source}: search_seed must be an integer from 0 to {2**32 - 1}; got {shown(search_seed)}")
     seeds = content.get("seeds", [])
     if not isinstance(seeds, list) or any(isinstance(s, bool) or not isinstance(s, int) for s in seeds):
-        raise LnnInputError(f"{source}: seeds must be a list of integers (each configuration runs once per seed); "
-                            f"got {shown(seeds)}")
+        raise LnnInputError(
+            f"{source}: seeds must be a list of integers (each configuration runs once per seed); got {shown(seeds)}"
+        )
     if seeds and "seed" in values:
         raise LnnInputError(f"{source}: seed is varied twice, in parameters and in seeds; keep one")
     for seed in seeds:
@@ -197,8 +218,9 @@ def parse_spec(content: dict[str, Any], *, source: str, trials: int | None = Non
     if not values and not seeds:
         raise LnnInputError(f"{source}: nothing varies; give parameters (per parameter a list or a range) or seeds")
     if trials is not None and not values:
-        raise LnnInputError(f"{source}: trials {trials} draws from parameters, but none are given; add parameters or "
-                            "leave out trials")
+        raise LnnInputError(
+            f"{source}: trials {trials} draws from parameters, but none are given; add parameters or leave out trials"
+        )
     halving = content.get("halving")
     if halving is not None:
         parse_halving(halving, source=source, base=file_base)
@@ -209,18 +231,24 @@ def _values(name: str, value: Any, source: str) -> list | Range:
     """A parameter's list (each value checked when its trials are) or range (its ends checked here)."""
     parameter = PARAMETERS.get(name)
     if parameter is None or name == "layers":
-        raise LnnInputError(f"{source}: parameters.{name} is not a training parameter that can vary; use one of "
-                            + ", ".join(sorted(set(PARAMETERS) - {"layers"})))
+        raise LnnInputError(
+            f"{source}: parameters.{name} is not a training parameter that can vary; use one of "
+            + ", ".join(sorted(set(PARAMETERS) - {"layers"}))
+        )
     if isinstance(value, list):
         if not value:
             raise LnnInputError(f"{source}: parameters.{name} is an empty list; give at least one value")
         return value
     if isinstance(value, dict):
         if parameter.kind not in (INTEGER, NUMBER):
-            raise LnnInputError(f"{source}: parameters.{name} is {parameter.accepts}, which has no range; give a list of values")
+            raise LnnInputError(
+                f"{source}: parameters.{name} is {parameter.accepts}, which has no range; give a list of values"
+            )
         if set(value) - {"low", "high", "scale"} or not {"low", "high"} <= set(value):
-            raise LnnInputError(f"{source}: parameters.{name} must be a range {{\"low\": L, \"high\": H, \"scale\": "
-                                f"\"linear\"|\"log\"}}; got keys {', '.join(sorted(value))}")
+            raise LnnInputError(
+                f'{source}: parameters.{name} must be a range {{"low": L, "high": H, "scale": '
+                f'"linear"|"log"}}; got keys {", ".join(sorted(value))}'
+            )
         scale = value.get("scale", "linear")
         if scale not in SCALES:
             raise LnnInputError(f"{source}: parameters.{name}.scale must be linear or log; got {shown(scale)}")
@@ -233,7 +261,9 @@ def _values(name: str, value: Any, source: str) -> list | Range:
         if low > high:
             raise LnnInputError(f"{source}: parameters.{name} has low {low:g} above high {high:g}; swap them")
         if scale == "log" and low <= 0:
-            raise LnnInputError(f"{source}: parameters.{name} has a log scale but low {low:g}; a log range needs low > 0")
+            raise LnnInputError(
+                f"{source}: parameters.{name} has a log scale but low {low:g}; a log range needs low > 0"
+            )
         return Range(low, high, scale)
     kinds = "a list of values" + ("" if parameter.kind in (CHOICE, COUNTS, NAMES) else " or a {low, high, scale} range")
     raise LnnInputError(f"{source}: parameters.{name} must be {kinds}; got {shown(value)}")
@@ -247,7 +277,9 @@ def parse_vary(texts: list[str]) -> dict[str, Any]:
         name, sep, values = text.partition("=")
         name = name.strip().replace("-", "_")
         if not sep or not name or not values:
-            raise LnnInputError(f"--vary {text!r} must be NAME=a,b,c or NAME=LOW:HIGH[:log], e.g. learning_rate=1e-4:0.1:log")
+            raise LnnInputError(
+                f"--vary {text!r} must be NAME=a,b,c or NAME=LOW:HIGH[:log], e.g. learning_rate=1e-4:0.1:log"
+            )
         if ":" in values:
             low, high, *scale = values.split(":")
             if len(scale) > 1:

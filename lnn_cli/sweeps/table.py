@@ -97,19 +97,34 @@ def table_lines(record: SweepRecord, rows: list[TrialRow]) -> list[str]:
     """The trials, best first: trial, the parameters that vary, status, epochs, cost, the validation and test
     metrics, warnings (a collapsed model is one) and dollars."""
     validation, test = metric_names(rows)
-    headers = ["trial", *record.varied, "status", "epochs", "cost",
-               *([validation.replace("_", " ")] if validation else []), test.replace("_", " "), "AWS $", "warnings"]
+    headers = [
+        "trial",
+        *record.varied,
+        "status",
+        "epochs",
+        "cost",
+        *([validation.replace("_", " ")] if validation else []),
+        test.replace("_", " "),
+        "AWS $",
+        "warnings",
+    ]
     lines = []
     for row in ranked(rows):
         run = row.run or {}
         epochs = f"{run.get('progress_epoch', 0)}/{row.trial['parameters'].get('epochs', '?')}" if run else "-"
-        lines.append([
-            row.trial["run_id"], *(_text(row.trial["varied"].get(name, row.trial["parameters"].get(name))) for name in record.varied),
-            row.status + (f" (halving @{row.halted.rung})" if row.halted else ""), epochs, "-" if row.cost is None else f"{row.cost:.4f}",
-            *([_percent_or(row.figure(validation), validation)] if validation else []),
-            _percent_or(row.figure(test), test), "-" if row.dollars is None else f"{row.dollars:.6f}",
-            warning_mark(row.final) + (" collapsed" if _collapsed(row.final) else ""),
-        ])
+        lines.append(
+            [
+                row.trial["run_id"],
+                *(_text(row.trial["varied"].get(name, row.trial["parameters"].get(name))) for name in record.varied),
+                row.status + (f" (halving @{row.halted.rung})" if row.halted else ""),
+                epochs,
+                "-" if row.cost is None else f"{row.cost:.4f}",
+                *([_percent_or(row.figure(validation), validation)] if validation else []),
+                _percent_or(row.figure(test), test),
+                "-" if row.dollars is None else f"{row.dollars:.6f}",
+                warning_mark(row.final) + (" collapsed" if _collapsed(row.final) else ""),
+            ]
+        )
     return plain_table(headers, lines)
 
 
@@ -129,8 +144,13 @@ def totals(record: SweepRecord, rows: list[TrialRow], clock: float) -> dict[str,
     end = max((e for e in ends if e), default=clock) if done else clock
     priced = [row.dollars for row in rows if row.dollars is not None]
     top = best(rows)
-    return {"done": done, "counts": counts, "seconds": max(0.0, end - record.created_epoch_seconds),
-            "dollars": math.fsum(priced) if priced else None, "best": top.trial["run_id"] if top else None}
+    return {
+        "done": done,
+        "counts": counts,
+        "seconds": max(0.0, end - record.created_epoch_seconds),
+        "dollars": math.fsum(priced) if priced else None,
+        "best": top.trial["run_id"] if top else None,
+    }
 
 
 def _end_seconds(run: dict[str, Any]) -> float | None:
@@ -145,9 +165,13 @@ def summary_line(record: SweepRecord, rows: list[TrialRow], clock: float) -> str
     counts = ", ".join(f"{count} {status}" for status, count in sorted(total["counts"].items()))
     dollars = "no usage recorded" if total["dollars"] is None else f"${total['dollars']:.6f}"
     state = "done" if total["done"] else "in progress"
-    best_text = f"; best {total['best']} (its model is the sweep's: lnn predict {record.sweep_id} ...)" if total["best"] else ""
-    return (f"sweep {record.sweep_id}: {len(rows)} trials, {state} ({counts}); {total['seconds']:.1f} s; "
-            f"AWS cost {dollars}{best_text}")
+    best_text = (
+        f"; best {total['best']} (its model is the sweep's: lnn predict {record.sweep_id} ...)" if total["best"] else ""
+    )
+    return (
+        f"sweep {record.sweep_id}: {len(rows)} trials, {state} ({counts}); {total['seconds']:.1f} s; "
+        f"AWS cost {dollars}{best_text}"
+    )
 
 
 def csv_text(record: SweepRecord, rows: list[TrialRow]) -> str:
@@ -158,11 +182,18 @@ def csv_text(record: SweepRecord, rows: list[TrialRow]) -> str:
     writer.writerow(["trial", *record.varied, "status", "epochs", "cost", *figures, "dollars", "warnings"])
     for row in ranked(rows):
         run = row.run or {}
-        writer.writerow([row.trial["run_id"], *(_text(row.trial["varied"].get(name, row.trial["parameters"].get(name)))
-                                                for name in record.varied),
-                         row.status, run.get("progress_epoch", ""), "" if row.cost is None else repr(row.cost),
-                         *("" if row.figure(name) is None else repr(row.figure(name)) for name in figures),
-                         "" if row.dollars is None else repr(row.dollars), len(row.final.get("warnings") or [])])
+        writer.writerow(
+            [
+                row.trial["run_id"],
+                *(_text(row.trial["varied"].get(name, row.trial["parameters"].get(name))) for name in record.varied),
+                row.status,
+                run.get("progress_epoch", ""),
+                "" if row.cost is None else repr(row.cost),
+                *("" if row.figure(name) is None else repr(row.figure(name)) for name in figures),
+                "" if row.dollars is None else repr(row.dollars),
+                len(row.final.get("warnings") or []),
+            ]
+        )
     return out.getvalue()
 
 
@@ -173,8 +204,14 @@ def plot_sweep(curves: dict[str, list[float]], path: str, *, sweep_id: str, best
     figure, axes = plt.subplots(figsize=(9, 5), dpi=100)
     for run_id, costs in curves.items():
         top = run_id == best_id
-        axes.plot(range(1, len(costs) + 1), costs, linewidth=2.5 if top else 1, alpha=1 if top else 0.6,
-                  label=f"{run_id} (best)" if top else None, zorder=3 if top else 2)
+        axes.plot(
+            range(1, len(costs) + 1),
+            costs,
+            linewidth=2.5 if top else 1,
+            alpha=1 if top else 0.6,
+            label=f"{run_id} (best)" if top else None,
+            zorder=3 if top else 2,
+        )
     axes.set_xlabel("epoch")
     axes.set_ylabel("training cost")
     axes.set_yscale("log")

@@ -79,19 +79,34 @@ def create_app(stack: DeployedStack) -> Flask:
                 model = predict.load_model(stack, record).describe()
             function = predictor()
         final = record.get("final") or {}
-        return jsonify({
-            **summary(record),
-            "after": after,
-            "curve": [{"epoch": item["epoch"], "cost": number(item.get("cost")), "test_cost": number(item.get("test_cost"))}
-                      for item in epochs],
-            "figures": page_figures(final),
-            "final": {key: final.get(key) for key in ("cost", "seconds", "invocations", "model_key", "warnings") if key in final},
-            "model": model,
-            "model_epoch": record.get("model_epoch"),
-            "predictor": {"label": DEPLOYED_PREDICTOR, "title": f"the PredictLambda {function}"} if function else
-                         {"label": "computed by `lnn serve` from the run's model.npz (metrics.predict_proba)",
-                          "title": f"s3://{stack.outputs.bucket}"},
-        })
+        return jsonify(
+            {
+                **summary(record),
+                "after": after,
+                "curve": [
+                    {
+                        "epoch": item["epoch"],
+                        "cost": number(item.get("cost")),
+                        "test_cost": number(item.get("test_cost")),
+                    }
+                    for item in epochs
+                ],
+                "figures": page_figures(final),
+                "final": {
+                    key: final.get(key)
+                    for key in ("cost", "seconds", "invocations", "model_key", "warnings")
+                    if key in final
+                },
+                "model": model,
+                "model_epoch": record.get("model_epoch"),
+                "predictor": {"label": DEPLOYED_PREDICTOR, "title": f"the PredictLambda {function}"}
+                if function
+                else {
+                    "label": "computed by `lnn serve` from the run's model.npz (metrics.predict_proba)",
+                    "title": f"s3://{stack.outputs.bucket}",
+                },
+            }
+        )
 
     @app.get("/api/sweeps/<sweep_id>")
     def sweep(sweep_id: str):
@@ -127,8 +142,16 @@ def create_app(stack: DeployedStack) -> Flask:
             if not function:
                 result = predict.predict_here(model, row)
                 source = f"computed by `lnn serve` from s3://{stack.outputs.bucket}/{model.key} (metrics.predict_proba)"
-        return jsonify({**result, "run_id": run_id, "input": given, "source": source, "note": note,
-                        "source_title": f"the PredictLambda {function}" if function else f"s3://{stack.outputs.bucket}"})
+        return jsonify(
+            {
+                **result,
+                "run_id": run_id,
+                "input": given,
+                "source": source,
+                "note": note,
+                "source_title": f"the PredictLambda {function}" if function else f"s3://{stack.outputs.bucket}",
+            }
+        )
 
     @app.errorhandler(LnnInputError)
     def input_error(failure: LnnInputError):
@@ -150,7 +173,9 @@ def create_app(stack: DeployedStack) -> Flask:
     @app.errorhandler(Exception)
     def unexpected(failure: Exception):
         log.exception("lnn serve: unexpected error")  # the trace goes to the terminal, not to the page
-        return error(f"lnn serve failed unexpectedly ({type(failure).__name__}); the terminal running it has the details", 500)
+        return error(
+            f"lnn serve failed unexpectedly ({type(failure).__name__}); the terminal running it has the details", 500
+        )
 
     return app
 
@@ -205,11 +230,21 @@ def summary(run: dict[str, Any]) -> dict[str, Any]:
     final = run.get("final") or {}
     cost = final.get("cost", run.get("last_cost"))
     # `training_cost`, not `cost`: a run's `cost` is its estimate in dollars (pricing.run_cost), when it has one
-    return {"run_id": run["run_id"], "status": run["status"], "epoch": run.get("progress_epoch", 0),
-            "epochs": config.get("epochs"), "granularity": config.get("granularity"), "training_cost": number(cost),
-            "created_at": run.get("created_at"), "finished_at": run.get("finished_at"), "reason": run.get("reason"),
-            "eval_every": config.get("eval_every"), "cost": run_cost(run),
-            "model_epoch": run.get("model_epoch"), "sweep": sweeps.sweep_of(run["run_id"])}
+    return {
+        "run_id": run["run_id"],
+        "status": run["status"],
+        "epoch": run.get("progress_epoch", 0),
+        "epochs": config.get("epochs"),
+        "granularity": config.get("granularity"),
+        "training_cost": number(cost),
+        "created_at": run.get("created_at"),
+        "finished_at": run.get("finished_at"),
+        "reason": run.get("reason"),
+        "eval_every": config.get("eval_every"),
+        "cost": run_cost(run),
+        "model_epoch": run.get("model_epoch"),
+        "sweep": sweeps.sweep_of(run["run_id"]),
+    }
 
 
 def listening_socket(host: str, port: int) -> socket.socket:
@@ -223,8 +258,10 @@ def listening_socket(host: str, port: int) -> socket.socket:
     except OSError as failure:
         listening.close()
         taken = " by another program" if failure.errno == errno.EADDRINUSE else ""
-        raise LnnInputError(f"cannot listen on {host}:{port} ({failure.strerror}{taken}); choose another port with "
-                            f"--port, or --port 0 for a free one") from None
+        raise LnnInputError(
+            f"cannot listen on {host}:{port} ({failure.strerror}{taken}); choose another port with "
+            f"--port, or --port 0 for a free one"
+        ) from None
     return listening
 
 
@@ -238,7 +275,9 @@ def command_serve(args, stack: DeployedStack, console) -> int:
         listening.close()  # the server holds its own duplicate
     logging.basicConfig(level=logging.WARNING, format="lnn serve: %(message)s")
     logging.getLogger("werkzeug").setLevel(logging.WARNING)
-    console.print(f"serving stack {stack.outputs.stack_name} on [bold]http://{HOST}:{server.server_port}/[/] (Ctrl-C to stop)")
+    console.print(
+        f"serving stack {stack.outputs.stack_name} on [bold]http://{HOST}:{server.server_port}/[/] (Ctrl-C to stop)"
+    )
     try:
         server.serve_forever()
     except KeyboardInterrupt:

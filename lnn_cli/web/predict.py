@@ -15,13 +15,16 @@ from typing import Any
 import numpy as np
 from botocore.config import Config
 from botocore.exceptions import ClientError
+
+from lnn_cli.stack_commands import DeployedStack, model_params
 from lnn_core.errors import LnnInputError
 from lnn_core.ml import metrics, network
 from lnn_core.protocol import ending
-from lnn_cli.stack_commands import DeployedStack, model_params
 
 PREDICT_OUTPUT = "PredictFunctionName"  # the stack output naming the PredictLambda, when the stack has one
-SYNC_INVOKE = Config(read_timeout=40, connect_timeout=10, retries={"max_attempts": 2, "mode": "standard"})  # > its 30 s timeout
+SYNC_INVOKE = Config(
+    read_timeout=40, connect_timeout=10, retries={"max_attempts": 2, "mode": "standard"}
+)  # > its 30 s timeout
 MAX_IMAGE_PIXELS = 50_000_000  # a decompression bomb is refused, not decoded
 
 
@@ -45,9 +48,14 @@ class Model:
         return self.activations[-1] in network.REGRESSION_OUTPUTS
 
     def describe(self) -> dict[str, Any]:
-        return {"features": self.features, "example_shape": list(self.example_shape) if self.example_shape else None,
-                "classes": self.classes, "output": self.activations[-1], "regression": self.regression,
-                "model_key": self.key}
+        return {
+            "features": self.features,
+            "example_shape": list(self.example_shape) if self.example_shape else None,
+            "classes": self.classes,
+            "output": self.activations[-1],
+            "regression": self.regression,
+            "model_key": self.key,
+        }
 
 
 def load_model(stack: DeployedStack, run: dict[str, Any]) -> Model:
@@ -74,13 +82,17 @@ def row_from_text(text: str, model: Model) -> np.ndarray:
         try:
             value = float(token)
         except ValueError:
-            raise LnnInputError(f"value {position} of the row, {token[:40]!r}, is not a number; paste numbers only") from None
+            raise LnnInputError(
+                f"value {position} of the row, {token[:40]!r}, is not a number; paste numbers only"
+            ) from None
         if not math.isfinite(value):
             raise LnnInputError(f"value {position} of the row is {token!r}; every value must be a finite number")
         values.append(value)
     if len(values) != model.features:
-        raise LnnInputError(f"the row holds {len(values)} numbers but the model of run {model.run_id} takes "
-                            f"{model.features} features; paste {model.features}")
+        raise LnnInputError(
+            f"the row holds {len(values)} numbers but the model of run {model.run_id} takes "
+            f"{model.features} features; paste {model.features}"
+        )
     return np.asarray(values, dtype=np.float64).reshape(1, -1)
 
 
@@ -90,8 +102,10 @@ def row_from_image(data: bytes, filename: str, model: Model) -> np.ndarray:
 
     shape = model.example_shape
     if not shape or len(shape) not in (2, 3) or (len(shape) == 3 and shape[2] not in (1, 3, 4)):
-        raise LnnInputError(f"the model of run {model.run_id} was not trained on images (its data had no image "
-                            f"example_shape); paste a row of {model.features} numbers instead")
+        raise LnnInputError(
+            f"the model of run {model.run_id} was not trained on images (its data had no image "
+            f"example_shape); paste a row of {model.features} numbers instead"
+        )
     if not data:
         raise LnnInputError(f"{filename or 'the upload'} is empty; choose an image file (PNG, JPEG, ...)")
     Image.MAX_IMAGE_PIXELS = MAX_IMAGE_PIXELS
@@ -101,8 +115,9 @@ def row_from_image(data: bytes, filename: str, model: Model) -> np.ndarray:
             mode = "L" if len(shape) == 2 or shape[2] == 1 else ("RGB" if shape[2] == 3 else "RGBA")
             resized = image.convert(mode).resize((shape[1], shape[0]), Image.Resampling.BILINEAR)
     except (UnidentifiedImageError, Image.DecompressionBombError, OSError, ValueError, SyntaxError):
-        raise LnnInputError(f"{filename or 'the upload'} is not an image Pillow can read; upload a PNG, JPEG, GIF or "
-                            "BMP file") from None
+        raise LnnInputError(
+            f"{filename or 'the upload'} is not an image Pillow can read; upload a PNG, JPEG, GIF or BMP file"
+        ) from None
     pixels = np.asarray(resized, dtype=np.float64) / 255.0
     return pixels.reshape(1, -1)
 
@@ -145,8 +160,9 @@ def predict_remote(stack: DeployedStack, function: str, model: Model, row: np.nd
     """The answer from the PredictLambda (RequestResponse). A function error is the function's message."""
     payload = {"run_id": model.run_id, "X": row.tolist()}
     client = stack.session.client("lambda", config=SYNC_INVOKE)
-    response = client.invoke(FunctionName=function, InvocationType="RequestResponse",
-                                                     Payload=json.dumps(payload).encode())
+    response = client.invoke(
+        FunctionName=function, InvocationType="RequestResponse", Payload=json.dumps(payload).encode()
+    )
     try:
         body = json.loads(response["Payload"].read() or b"null")
     except ValueError:

@@ -33,13 +33,31 @@ def sweep_payload(stack, sweep_id: str, *, local: bool) -> dict[str, Any]:
     for row in table.ranked(rows):
         run = row.run or {}
         curve = [_number(item.get("cost")) for item in stack.ports.table.epoch_figures(run)] if row.run else []
-        trials.append({
-            "run_id": row.trial["run_id"], "varied": {name: row.trial["varied"].get(name) for name in record.varied},
-            "status": row.status, "epoch": run.get("progress_epoch", 0), "epochs": row.trial["parameters"].get("epochs"),
-            "training_cost": _number(row.cost), "validation": _number(row.figure(validation)) if validation else None,
-            "test": _number(row.figure(test)), "dollars": row.dollars, "warnings": len(row.final.get("warnings") or []),
-            "curve": curve,
-        })
-    return {"sweep_id": record.sweep_id, "varied": record.varied, "created_at": record.created_at,
-            "validation_metric": validation, "test_metric": test, "trials": trials, "done": total["done"],
-            "seconds": total["seconds"], "dollars": total["dollars"], "best": total["best"], "counts": total["counts"]}
+        trials.append(
+            {
+                "run_id": row.trial["run_id"],
+                "varied": {name: row.trial["varied"].get(name) for name in record.varied},
+                "status": row.status,
+                "epoch": run.get("progress_epoch", 0),
+                "epochs": row.trial["parameters"].get("epochs"),
+                "training_cost": _number(row.cost),
+                "validation": _number(row.figure(validation)) if validation else None,
+                "test": _number(row.figure(test)),
+                "dollars": row.dollars,
+                "warnings": len(row.final.get("warnings") or []),
+                "curve": curve,
+            }
+        )
+    return {
+        "sweep_id": record.sweep_id,
+        "varied": record.varied,
+        "created_at": record.created_at,
+        "validation_metric": validation,
+        "test_metric": test,
+        "trials": trials,
+        "done": total["done"],
+        "seconds": total["seconds"],
+        "dollars": total["dollars"],
+        "best": total["best"],
+        "counts": total["counts"],
+    }

@@ -82,7 +82,7 @@ def matching(pattern: re.Pattern) -> Callable[[Any], str]:
 
 
 def comma_list(item: Callable[[Any], Any]) -> Callable[[Any], tuple]:
-    """"20,7,5,1" from -c, or [20, 7, 5, 1] from cdk.json."""
+    """ "20,7,5,1" from -c, or [20, 7, 5, 1] from cdk.json."""
 
     def parse(raw: Any) -> tuple:
         items = raw.split(",") if isinstance(raw, str) else raw

@@ -9,6 +9,11 @@ from aws_cdk import Duration, RemovalPolicy
 from aws_cdk import aws_dynamodb as dynamodb
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
+
+from lnn_core.launch.launcher import (
+    DEFAULT_MAX_RUNNING_RUNS,
+    DEFAULT_TRAINER_RESERVED_CONCURRENCY,
+)
 from lnn_stack.settings.context import (
     Parameter,
     boolean,
@@ -17,10 +22,6 @@ from lnn_stack.settings.context import (
     matching,
     optional,
     or_none,
-)
-from lnn_core.launch.launcher import (
-    DEFAULT_MAX_RUNNING_RUNS,
-    DEFAULT_TRAINER_RESERVED_CONCURRENCY,
 )
 
 # The retention periods CloudWatch Logs accepts, in days (RetentionDays has no numeric value to look up).
@@ -64,28 +65,56 @@ def _log_retention(raw: Any) -> int:
     return days
 
 
-STACK_NAME = Parameter("stack_name", "LnnStack", matching(STACK_NAME_PATTERN),
-                       "a CloudFormation stack name: a letter, then up to 127 letters, digits or '-'", "LnnStack")
+STACK_NAME = Parameter(
+    "stack_name",
+    "LnnStack",
+    matching(STACK_NAME_PATTERN),
+    "a CloudFormation stack name: a letter, then up to 127 letters, digits or '-'",
+    "LnnStack",
+)
 ARCHITECTURE = Parameter("architecture", "arm64", choice(ARCHITECTURES), "one of arm64, x86_64", "x86_64")
 MEMORY_SIZE = Parameter("memory_size", 1024, integer(128, 10240), "an integer from 128 to 10240 (MB)", "1024")
 TIMEOUT = Parameter("timeout", 300, integer(1, 900), "an integer from 1 to 900 (seconds)", "300")
-NOTIFICATION_EMAIL = Parameter("notification_email", None, optional(matching(EMAIL_PATTERN)),
-                               "an e-mail address (or empty for none)", "ops@example.com")
-LOG_RETENTION = Parameter("log_retention_days", 7, _log_retention,
-                          "one of the CloudWatch Logs retention periods: "
-                          + ", ".join(map(str, LOG_RETENTION_DAYS)) + " (days)", "7")
-BILLING_MODE = Parameter("billing_mode", "on_demand", choice(BILLING_MODES), "one of on_demand, provisioned",
-                         "provisioned")
+NOTIFICATION_EMAIL = Parameter(
+    "notification_email",
+    None,
+    optional(matching(EMAIL_PATTERN)),
+    "an e-mail address (or empty for none)",
+    "ops@example.com",
+)
+LOG_RETENTION = Parameter(
+    "log_retention_days",
+    7,
+    _log_retention,
+    "one of the CloudWatch Logs retention periods: " + ", ".join(map(str, LOG_RETENTION_DAYS)) + " (days)",
+    "7",
+)
+BILLING_MODE = Parameter(
+    "billing_mode", "on_demand", choice(BILLING_MODES), "one of on_demand, provisioned", "provisioned"
+)
 REMOVAL_POLICY = Parameter("removal_policy", "retain", choice(REMOVAL_POLICIES), "one of retain, destroy", "destroy")
-RESERVED_CONCURRENCY = Parameter("reserved_concurrency", DEFAULT_TRAINER_RESERVED_CONCURRENCY, or_none(integer(1, 10000)),
-                                 "an integer from 1 to 10000, or none (no reserved concurrency)", "20")
-MAX_RUNNING_RUNS = Parameter("max_running_runs", DEFAULT_MAX_RUNNING_RUNS, integer(1, 10000), "an integer from 1 to 10000 (runs)", "10")
+RESERVED_CONCURRENCY = Parameter(
+    "reserved_concurrency",
+    DEFAULT_TRAINER_RESERVED_CONCURRENCY,
+    or_none(integer(1, 10000)),
+    "an integer from 1 to 10000, or none (no reserved concurrency)",
+    "20",
+)
+MAX_RUNNING_RUNS = Parameter(
+    "max_running_runs", DEFAULT_MAX_RUNNING_RUNS, integer(1, 10000), "an integer from 1 to 10000 (runs)", "10"
+)
 STALL_MINUTES = Parameter("stall_minutes", 15, integer(1, 1440), "an integer from 1 to 1440 (minutes)", "15")
 WATCHDOG_RATE = Parameter("watchdog_rate_minutes", 5, integer(1, 1440), "an integer from 1 to 1440 (minutes)", "5")
-ALARM_THRESHOLD = Parameter("invocation_alarm_threshold", 5000, integer(1, 10_000_000),
-                            "an integer from 1 to 10000000 (trainer invocations in 5 minutes)", "5000")
-PREDICT_URL = Parameter("predict_url", False, boolean,
-                        "true or false (a Function URL with AWS_IAM auth for the PredictLambda)", "true")
+ALARM_THRESHOLD = Parameter(
+    "invocation_alarm_threshold",
+    5000,
+    integer(1, 10_000_000),
+    "an integer from 1 to 10000000 (trainer invocations in 5 minutes)",
+    "5000",
+)
+PREDICT_URL = Parameter(
+    "predict_url", False, boolean, "true or false (a Function URL with AWS_IAM auth for the PredictLambda)", "true"
+)
 
 # Setting field -> context parameter, in field order.
 DEPLOYMENT_PARAMETERS = {

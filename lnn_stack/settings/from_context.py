@@ -30,7 +30,9 @@ def settings_from_context(context: Mapping[str, Any]) -> tuple[DeploymentSetting
     deployment, training = DeploymentSettings.from_context(context), TrainingDefaults.from_context(context)
     reserved, workers = deployment.reserved_concurrency, training.workers
     if reserved is not None and workers is not None and workers > reserved:
-        raise ContextError(f"Context parameter 'workers' ({workers}) is more than 'reserved_concurrency' ({reserved}): "
-                           f"the launcher would refuse every run that keeps this default. "
-                           f"Fix: cdk synth -c workers={reserved} or -c reserved_concurrency={workers}")
+        raise ContextError(
+            f"Context parameter 'workers' ({workers}) is more than 'reserved_concurrency' ({reserved}): "
+            f"the launcher would refuse every run that keeps this default. "
+            f"Fix: cdk synth -c workers={reserved} or -c reserved_concurrency={workers}"
+        )
     return deployment, training

@@ -10,15 +10,6 @@ import json
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from lnn_stack.settings.context import (
-    ContextError,
-    Parameter,
-    choice,
-    comma_list,
-    integer,
-    optional,
-    word,
-)
 from lnn_core.errors import LnnInputError
 from lnn_core.ml.config import TrainingConfig
 from lnn_core.ml.parameters import (
@@ -29,6 +20,15 @@ from lnn_core.ml.parameters import (
     NUMBER,
     TABLE,
     TrainingParameter,
+)
+from lnn_stack.settings.context import (
+    ContextError,
+    Parameter,
+    choice,
+    comma_list,
+    integer,
+    optional,
+    word,
 )
 
 
@@ -97,8 +97,10 @@ class _TrainingDefaultsMethods:
         try:
             TrainingConfig.from_parameters(parameters)
         except LnnInputError as error:  # then workers against the granularity, the one rule left
-            raise ContextError(f"Context parameters for the training defaults do not agree: {error}. "
-                               f"Fix: cdk synth -c workers={defaults.workers} -c granularity=epoch") from None
+            raise ContextError(
+                f"Context parameters for the training defaults do not agree: {error}. "
+                f"Fix: cdk synth -c workers={defaults.workers} -c granularity=epoch"
+            ) from None
         return defaults
 
     def to_parameters(self) -> dict[str, Any]:

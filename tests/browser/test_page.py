@@ -15,36 +15,54 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
+from lnn_cli.stack_commands import DeployedStack
 from lnn_core.aws.run_table import RunTable
 from lnn_core.aws.sdk import IoCounter, now
 from lnn_core.ml import network
 from lnn_core.ml.config import TrainingConfig
 from lnn_core.protocol.results import epoch_item
 from tests.browser.test_serve import browser  # noqa: F401  (the Chromium fixture)
-
-from lnn_cli.stack_commands import DeployedStack
 from tests.support.web import serving
 
 SHOTS = Path("/tmp/lnn-shots")
 PREDICTOR = "lnn-test-PredictLambda-ABC123"
-WARNINGS = ["The training cost stayed within 2 % of the class prior's: the model learned nothing; try another seed or "
-            "a smaller learning rate.",
-            "Layer 1 has 12 of its 20 units dead (0 for every example); try `lecun` init or adam."]
-COST = {"dollars": 0.000187, "label": "AWS estimate (us-east-1, arm64) for the locally measured durations",
-        "lambda_gb_seconds": 11.2, "requests": {"lambda": 301}, "s3_bytes": 1000, "price_table": "aws-2026-11"}
+WARNINGS = [
+    "The training cost stayed within 2 % of the class prior's: the model learned nothing; try another seed or "
+    "a smaller learning rate.",
+    "Layer 1 has 12 of its 20 units dead (0 for every example); try `lecun` init or adam.",
+]
+COST = {
+    "dollars": 0.000187,
+    "label": "AWS estimate (us-east-1, arm64) for the locally measured durations",
+    "lambda_gb_seconds": 11.2,
+    "requests": {"lambda": 301},
+    "s3_bytes": 1000,
+    "price_table": "aws-2026-11",
+}
 
 
 def stack_template(outputs: dict[str, str]) -> str:
-    return json.dumps({"Resources": {"Marker": {"Type": "AWS::SNS::Topic"}},
-                       "Outputs": {key: {"Value": value} for key, value in outputs.items()}})
+    return json.dumps(
+        {
+            "Resources": {"Marker": {"Type": "AWS::SNS::Topic"}},
+            "Outputs": {key: {"Value": value} for key, value in outputs.items()},
+        }
+    )
 
 
 @pytest.fixture
 def stack(aws):
     """A stack whose outputs name the `aws` fixture's resources (and a PredictLambda), read as `lnn serve` reads one."""
-    outputs = {"BucketName": aws.bucket, "TableName": "lnn-results", "TopicArn": aws.topic_arn,
-               "TrainerFunctionName": "lnn-trainer", "LaunchFunctionName": "lnn-launcher",
-               "WatchdogFunctionName": "lnn-watchdog", "PredictFunctionName": PREDICTOR}
+    outputs = {
+        "BucketName": aws.bucket,
+        "TableName": "lnn-results",
+        "TopicArn": aws.topic_arn,
+        "TrainerFunctionName": "lnn-trainer",
+        "LaunchFunctionName": "lnn-launcher",
+        "WatchdogFunctionName": "lnn-watchdog",
+        "PredictFunctionName": PREDICTOR,
+    }
     aws.session.client("cloudformation").create_stack(StackName="LnnStack", TemplateBody=stack_template(outputs))
     return DeployedStack(aws.session, "LnnStack")
 
@@ -55,37 +73,91 @@ def served(stack):
         yield url
 
 
-def write_run(stack: DeployedStack, run_id: str, *, status: str, epochs: int, ran: int, eval_every: int = 0,
-              extra: dict | None = None, final: dict | None = None) -> RunTable:
+def write_run(
+    stack: DeployedStack,
+    run_id: str,
+    *,
+    status: str,
+    epochs: int,
+    ran: int,
+    eval_every: int = 0,
+    extra: dict | None = None,
+    final: dict | None = None,
+) -> RunTable:
     """A run of a 30-20-7-5-1 network with `ran` of its `epochs` committed; a model.npz when `final` names one."""
     table = RunTable(stack.session.resource("dynamodb").Table("lnn-results"), IoCounter())
-    config = TrainingConfig.from_parameters({"epochs": epochs, "learning_rate": 0.3, "neurons": [20, 7, 5, 1],
-                                             "activations": ["relu", "relu", "relu", "sigmoid"], "seed": 1,
-                                             "eval_every": eval_every, "data": f"runs/{run_id}/data.npz"})
-    table.create_run(run_id, {"status": "running", "config": config.to_parameters(), "committed_step": 0,
-                              "progress_epoch": 0, "invocations": 0, "created_at": now()}, token="test")
+    config = TrainingConfig.from_parameters(
+        {
+            "epochs": epochs,
+            "learning_rate": 0.3,
+            "neurons": [20, 7, 5, 1],
+            "activations": ["relu", "relu", "relu", "sigmoid"],
+            "seed": 1,
+            "eval_every": eval_every,
+            "data": f"runs/{run_id}/data.npz",
+        }
+    )
+    table.create_run(
+        run_id,
+        {
+            "status": "running",
+            "config": config.to_parameters(),
+            "committed_step": 0,
+            "progress_epoch": 0,
+            "invocations": 0,
+            "created_at": now(),
+        },
+        token="test",
+    )
     params = network.init_params([30, *config.neurons], "he", 1)
-    items = [epoch_item(config, epoch, 0.7 * 0.9 ** epoch + 0.01, params, now(),
-                        {"test_cost": 0.8 * 0.9 ** epoch + 0.02, "test_accuracy": 0.9} if eval_every and epoch % eval_every == 0 else None)
-             for epoch in range(1, ran + 1)]
+    items = [
+        epoch_item(
+            config,
+            epoch,
+            0.7 * 0.9**epoch + 0.01,
+            params,
+            now(),
+            {"test_cost": 0.8 * 0.9**epoch + 0.02, "test_accuracy": 0.9}
+            if eval_every and epoch % eval_every == 0
+            else None,
+        )
+        for epoch in range(1, ran + 1)
+    ]
     assert table.put_epoch_items(run_id, items, step=1)
     fields = {"progress_epoch": ran, "last_cost": items[-1]["cost"], **(extra or {})}
     if final is not None:
         fields["final"] = final
         buffer = io.BytesIO()
         np.savez(buffer, **params, activations=np.array(list(config.activations)))
-        stack.session.client("s3").put_object(Bucket=stack.outputs.bucket, Key=final["model_key"], Body=buffer.getvalue())
+        stack.session.client("s3").put_object(
+            Bucket=stack.outputs.bucket, Key=final["model_key"], Body=buffer.getvalue()
+        )
     assert table.transition(run_id, seen_step=0, new_step=ran + 1, fields={**fields, "status": status})
     return table
 
 
 def finished_run(stack, run_id="page-learned"):
     """A succeeded run that stopped early: 30 of 100 epochs, test figures every 5, warnings, dollars, its model."""
-    return write_run(stack, run_id, status="succeeded", epochs=100, ran=30, eval_every=5,
-                     extra={"model_epoch": 30},
-                     final={"cost": 0.03, "train_accuracy": 0.99996, "test_accuracy": 1.0, "epochs": 30, "seconds": 42.0,
-                            "invocations": 31, "model_key": f"runs/{run_id}/model.npz", "stopped_early_at": 30,
-                            "warnings": WARNINGS})
+    return write_run(
+        stack,
+        run_id,
+        status="succeeded",
+        epochs=100,
+        ran=30,
+        eval_every=5,
+        extra={"model_epoch": 30},
+        final={
+            "cost": 0.03,
+            "train_accuracy": 0.99996,
+            "test_accuracy": 1.0,
+            "epochs": 30,
+            "seconds": 42.0,
+            "invocations": 31,
+            "model_key": f"runs/{run_id}/model.npz",
+            "stopped_early_at": 30,
+            "warnings": WARNINGS,
+        },
+    )
 
 
 def with_dollars(route):
@@ -129,10 +201,22 @@ def test_a_finished_run_as_the_page_shows_it(browser, stack, served):  # noqa: F
 
 
 def test_a_stopped_run_and_the_loading_state(browser, stack, served):  # noqa: F811
-    write_run(stack, "page-stopped", status="stopped", epochs=50, ran=12,
-              extra={"model_epoch": 12, "reason": "stopped by request"},
-              final={"cost": 0.2, "train_accuracy": 0.875, "epochs": 12, "seconds": 9.0, "invocations": 13,
-                     "model_key": "runs/page-stopped/model.npz"})
+    write_run(
+        stack,
+        "page-stopped",
+        status="stopped",
+        epochs=50,
+        ran=12,
+        extra={"model_epoch": 12, "reason": "stopped by request"},
+        final={
+            "cost": 0.2,
+            "train_accuracy": 0.875,
+            "epochs": 12,
+            "seconds": 9.0,
+            "invocations": 13,
+            "model_key": "runs/page-stopped/model.npz",
+        },
+    )
     page = open_run(browser, served, "page-stopped")
     assert page.locator("#run-status").inner_text() == "stopped"
     line = page.locator("#run-line").inner_text()

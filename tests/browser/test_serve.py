@@ -16,22 +16,38 @@ import time
 import boto3
 import numpy as np
 import pytest
-from lnn_core.aws.run_table import RunTable
-from lnn_core.aws.sdk import IoCounter
 
 from lnn_cli.cloud.local import drive, local_runtime
 from lnn_cli.main import main
 from lnn_cli.stack_commands import DeployedStack
 from lnn_cli.web.app import percent
+from lnn_core.aws.run_table import RunTable
+from lnn_core.aws.sdk import IoCounter
 from tests.support.web import serving
 
 SHAPE = (8, 8, 3)
 EPOCHS, EVAL_EVERY = 8, 2
-TRAIN = ["--epochs", str(EPOCHS), "--neurons", "4,1", "--activations", "relu,sigmoid", "--learning-rate", "0.5",
-         "--seed", "3", "--eval-every", str(EVAL_EVERY), "--granularity", "layer"]
+TRAIN = [
+    "--epochs",
+    str(EPOCHS),
+    "--neurons",
+    "4,1",
+    "--activations",
+    "relu,sigmoid",
+    "--learning-rate",
+    "0.5",
+    "--seed",
+    "3",
+    "--eval-every",
+    str(EVAL_EVERY),
+    "--granularity",
+    "layer",
+]
 DELIVERY_PAUSE = 0.12  # seconds per delivery, so that the page sees the run while it trains
 SCREENSHOT = "/tmp/lnn-serve.png"
-REQUIRE_BROWSER = "LNN_REQUIRE_BROWSER"  # "1": a missing Chromium or Playwright fails the tests instead of skipping them
+REQUIRE_BROWSER = (
+    "LNN_REQUIRE_BROWSER"  # "1": a missing Chromium or Playwright fails the tests instead of skipping them
+)
 
 pytestmark = pytest.mark.slow  # about 70 s, most of it cdk deploy: `make slow` runs it, CI runs both
 
@@ -84,8 +100,9 @@ def image_data(tmp_path_factory) -> str:
     X, y = images(rng, 48)
     X_test, y_test = images(rng, 16)
     path = tmp_path_factory.mktemp("data") / "colors.npz"
-    np.savez(path, X=X, y=y, X_test=X_test, y_test=y_test, classes=np.array(["red", "blue"]),
-             example_shape=np.array(SHAPE))
+    np.savez(
+        path, X=X, y=y, X_test=X_test, y_test=y_test, classes=np.array(["red", "blue"]), example_shape=np.array(SHAPE)
+    )
     return str(path)
 
 
@@ -99,8 +116,13 @@ def start_run(deployed, name: str, data: str, *, pause: float = 0.0):
         time.sleep(pause)
 
     runtime = local_runtime(session, outputs, log_stream=io.StringIO(), on_delivery=slowly if pause else None)
-    event = {"version": "0", "source": "aws.s3", "detail-type": "Object Created", "region": "us-east-1",
-             "detail": {"bucket": {"name": outputs.bucket}, "object": {"key": f"runs/{name}/parameters.json"}}}
+    event = {
+        "version": "0",
+        "source": "aws.s3",
+        "detail-type": "Object Created",
+        "region": "us-east-1",
+        "detail": {"bucket": {"name": outputs.bucket}, "object": {"key": f"runs/{name}/parameters.json"}},
+    }
     assert runtime.invoke("launcher", event) == {"run_id": name, "status": "running"}
     return runtime
 
@@ -113,7 +135,9 @@ def png(color: tuple[int, int, int], size: int = 32) -> bytes:
     return buffer.getvalue()
 
 
-def test_follow_a_run_then_predict_in_the_browser(browser, deployed, served, image_data):  # browser first: a skip costs no deploy
+def test_follow_a_run_then_predict_in_the_browser(
+    browser, deployed, served, image_data
+):  # browser first: a skip costs no deploy
     from playwright.sync_api import (
         expect,  # the browser fixture has skipped if playwright is missing
     )
@@ -132,8 +156,11 @@ def test_follow_a_run_then_predict_in_the_browser(browser, deployed, served, ima
     assert "running" in rows.filter(has_text="web-waiting").inner_text()
 
     # the page follows the run: points appear while it is still running, then it succeeds with every epoch drawn
-    page.wait_for_function("""() => document.querySelector('#run-status').textContent === 'running'
-                              && Number(document.querySelector('#curve').dataset.points) >= 1""", timeout=30_000)
+    page.wait_for_function(
+        """() => document.querySelector('#run-status').textContent === 'running'
+                              && Number(document.querySelector('#curve').dataset.points) >= 1""",
+        timeout=30_000,
+    )
     page.wait_for_function("document.querySelector('#run-status').textContent === 'succeeded'", timeout=60_000)
     trainer.join(timeout=30)
     page.wait_for_function(f"document.querySelector('#curve').dataset.points === '{EPOCHS}'")
@@ -180,7 +207,9 @@ def test_follow_a_run_then_predict_in_the_browser(browser, deployed, served, ima
 
     rows.filter(has_text="web-waiting").click()
     page.wait_for_function("document.querySelector('#model-line').textContent.includes('no model yet')")
-    assert page.locator("#run-id").inner_text() == "web-waiting" and page.locator("#run-status").inner_text() == "running"
+    assert (
+        page.locator("#run-id").inner_text() == "web-waiting" and page.locator("#run-status").inner_text() == "running"
+    )
     assert "run web-waiting is running and has no model yet" in error_for(row="1 2 3")
     page.close()
 
@@ -201,5 +230,7 @@ def test_api_errors_are_json(deployed, served):
     listed = client.get("/api/runs", base_url="http://localhost:8765").get_json()
     assert listed["stack"] == "LnnStack" and isinstance(listed["runs"], list)
     page = client.get("/", base_url="http://localhost:8765")
-    assert b"/static/lnn.js" in page.data and b"http" not in page.data.split(b"<body", 1)[1].replace(b"http://www.w3.org", b"")
+    assert b"/static/lnn.js" in page.data and b"http" not in page.data.split(b"<body", 1)[1].replace(
+        b"http://www.w3.org", b""
+    )
     assert json.loads(json.dumps(listed))  # plain JSON, no Decimals

@@ -5,31 +5,51 @@ curves, a queued trial, and a trial opened from its row. The sweep's record and 
 import json
 from dataclasses import asdict
 
+from lnn_cli.sweeps.record import SweepRecord, sweep_key
+from lnn_cli.sweeps.spec import parse_spec
 from tests.browser.test_page import SHOTS, served, stack, write_run  # noqa: F401  (fixtures)
 from tests.browser.test_serve import browser  # noqa: F401  (the Chromium fixture)
 
-from lnn_cli.sweeps.record import SweepRecord, sweep_key
-from lnn_cli.sweeps.spec import parse_spec
-
-BASE = {"epochs": 40, "learning_rate": 0.3, "neurons": [20, 7, 5, 1], "activations": ["relu", "relu", "relu", "sigmoid"],
-        "validation_split": 0.2}
+BASE = {
+    "epochs": 40,
+    "learning_rate": 0.3,
+    "neurons": [20, 7, 5, 1],
+    "activations": ["relu", "relu", "relu", "sigmoid"],
+    "validation_split": 0.2,
+}
 
 
 def write_sweep(stack):  # noqa: F811
     spec = parse_spec({"base": BASE, "parameters": {"optimizer": ["gd", "adam"]}, "seeds": [1, 2]}, source="s")
     record = SweepRecord.new("pagesweep", spec, spec.generate("pagesweep"), b"data", 2)
-    stack.session.client("s3").put_object(Bucket=stack.outputs.bucket, Key=sweep_key("pagesweep"),
-                                          Body=json.dumps(asdict(record)).encode())
+    stack.session.client("s3").put_object(
+        Bucket=stack.outputs.bucket, Key=sweep_key("pagesweep"), Body=json.dumps(asdict(record)).encode()
+    )
     for index, (accuracy, ran) in enumerate(((0.71, 40), (0.93, 40), (0.55, 25)), start=1):
         run_id = f"pagesweep-t00{index}"
         status = "succeeded" if ran == 40 else "running"
-        final = None if status == "running" else {
-            "cost": 0.1 * index, "train_accuracy": 0.9, "validation_accuracy": accuracy, "test_accuracy": accuracy - 0.05,
-            "epochs": 40, "seconds": 12.0, "invocations": 41, "model_key": f"runs/{run_id}/model.npz",
-            "warnings": ["the model predicts class 0 for all 167 training examples, which have 2 classes; try another "
-                         "seed."] if index == 1 else []}
-        write_run(stack, run_id, status=status, epochs=40, ran=ran, extra={"model_epoch": 40} if final else None,
-                  final=final)
+        final = (
+            None
+            if status == "running"
+            else {
+                "cost": 0.1 * index,
+                "train_accuracy": 0.9,
+                "validation_accuracy": accuracy,
+                "test_accuracy": accuracy - 0.05,
+                "epochs": 40,
+                "seconds": 12.0,
+                "invocations": 41,
+                "model_key": f"runs/{run_id}/model.npz",
+                "warnings": [
+                    "the model predicts class 0 for all 167 training examples, which have 2 classes; try another seed."
+                ]
+                if index == 1
+                else [],
+            }
+        )
+        write_run(
+            stack, run_id, status=status, epochs=40, ran=ran, extra={"model_epoch": 40} if final else None, final=final
+        )
     return record  # the fourth trial is queued: no run yet
 
 
@@ -43,7 +63,11 @@ def test_a_sweep_as_the_page_shows_it(browser, stack, served):  # noqa: F811
     page.wait_for_function("document.querySelectorAll('#sweep-trials tbody tr').length === 4")
     rows = page.locator("#sweep-trials tbody tr")
     assert [rows.nth(i).locator("td").first.inner_text() for i in range(4)] == [
-        "pagesweep-t002", "pagesweep-t001", "pagesweep-t003", "pagesweep-t004"]  # by validation accuracy; then the rest
+        "pagesweep-t002",
+        "pagesweep-t001",
+        "pagesweep-t003",
+        "pagesweep-t004",
+    ]  # by validation accuracy; then the rest
     assert "best" in rows.nth(0).get_attribute("class")
     headers = page.locator("#sweep-trials thead th").all_inner_texts()
     assert headers[:6] == ["trial", "optimizer", "seed", "status", "epochs", "cost"]

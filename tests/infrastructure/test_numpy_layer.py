@@ -12,10 +12,10 @@ from pathlib import Path
 import pytest
 from aws_cdk import App, DockerImage, Stack
 from aws_cdk import aws_lambda as lambda_
-from tests.infrastructure.conftest import PROJECT_DIR, SKIP_BUNDLING
 
 from lnn_stack import numpy_layer
 from lnn_stack.numpy_layer import LAYER_REQUIREMENTS, NumpyLayer, PipLayerBundling
+from tests.infrastructure.conftest import PROJECT_DIR, SKIP_BUNDLING
 
 LAMBDA_UNZIPPED_LIMIT = 250 * 1024 * 1024
 WHEEL_MACHINES = {"arm64": "aarch64", "x86_64": "x86_64"}
@@ -56,12 +56,15 @@ def test_asset_hash_covers_requirements_platform_and_python_version(monkeypatch)
 def test_a_pip_failure_says_what_to_do(tmp_path, monkeypatch):
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     monkeypatch.setenv("PIP_NO_INDEX", "1")  # no network: fails fast, as an unreachable index would
-    bundling = PipLayerBundling(requirements=("numpy==0.0.1",), platform="manylinux_2_28_aarch64", python_version="3.14")
+    bundling = PipLayerBundling(
+        requirements=("numpy==0.0.1",), platform="manylinux_2_28_aarch64", python_version="3.14"
+    )
     with pytest.raises(RuntimeError) as caught:
         bundling.try_bundle(str(tmp_path / "out"), image=DockerImage.from_registry("unused"))
     message = str(caught.value)
-    assert message.startswith("Building the NumPy layer failed: pip could not get numpy==0.0.1 for Python 3.14 "
-                              "on manylinux_2_28_aarch64.")
+    assert message.startswith(
+        "Building the NumPy layer failed: pip could not get numpy==0.0.1 for Python 3.14 on manylinux_2_28_aarch64."
+    )
     assert "Fix: check that this machine reaches PyPI" in message
     assert "LAYER_REQUIREMENTS in lnn_stack/numpy_layer.py" in message
 
@@ -88,20 +91,27 @@ def layer_directory(assembly_dir: Path, stack_name: str) -> tuple[dict, Path]:
     """The trainer's properties and the bundled directory of its layer, from the CLI's cloud assembly."""
     template = json.loads((assembly_dir / f"{stack_name}.template.json").read_text())
     resources = template["Resources"]
-    (trainer,) = [r["Properties"] for r in resources.values()
-                  if r["Type"] == "AWS::Lambda::Function" and r["Properties"]["Handler"] == "lnn_core.handlers.train"]
+    (trainer,) = [
+        r["Properties"]
+        for r in resources.values()
+        if r["Type"] == "AWS::Lambda::Function" and r["Properties"]["Handler"] == "lnn_core.handlers.train"
+    ]
     (layer_key,) = {resources[layer["Ref"]]["Properties"]["Content"]["S3Key"] for layer in trainer["Layers"]}
     assets = json.loads((assembly_dir / f"{stack_name}.assets.json").read_text())["files"]
-    (source,) = [a["source"]["path"] for a in assets.values()
-                 if any(d["objectKey"] == layer_key for d in a["destinations"].values())]
+    (source,) = [
+        a["source"]["path"]
+        for a in assets.values()
+        if any(d["objectKey"] == layer_key for d in a["destinations"].values())
+    ]
     return trainer, assembly_dir / source
 
 
 @pytest.mark.layer_build
 def test_cdk_synth_builds_the_layer_offline_for_the_functions_platform(tmp_path):
     # 1. With network allowed, fill the wheel cache (a quick no-op when it is already complete).
-    PipLayerBundling(requirements=LAYER_REQUIREMENTS, platform=numpy_layer.PLATFORMS["arm64"],
-                     python_version="3.14").download()
+    PipLayerBundling(
+        requirements=LAYER_REQUIREMENTS, platform=numpy_layer.PLATFORMS["arm64"], python_version="3.14"
+    ).download()
 
     # 2. The real `cdk synth`, as `make synth` runs it, with every HTTP(S) request sent to a proxy that refuses
     #    and records: no notices, telemetry, version check or PyPI. A fresh HOME gives the CLI a cold cache.
@@ -115,9 +125,14 @@ def test_cdk_synth_builds_the_layer_offline_for_the_functions_platform(tmp_path)
     assembly_dir = tmp_path / "cdk.out"
     started = time.monotonic()
     try:
-        result = subprocess.run([str(PROJECT_DIR / "node_modules" / ".bin" / "cdk"), "synth", "--quiet", "-o",
-                                 str(assembly_dir)], cwd=PROJECT_DIR, env=environment, capture_output=True,
-                                text=True, timeout=300)
+        result = subprocess.run(
+            [str(PROJECT_DIR / "node_modules" / ".bin" / "cdk"), "synth", "--quiet", "-o", str(assembly_dir)],
+            cwd=PROJECT_DIR,
+            env=environment,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
     finally:
         proxy.shutdown()
     seconds = time.monotonic() - started
@@ -131,11 +146,15 @@ def test_cdk_synth_builds_the_layer_offline_for_the_functions_platform(tmp_path)
     site_packages = layer / "python"
     (numpy_dist,) = site_packages.glob("numpy-*.dist-info")
     assert numpy_dist.name == f"numpy-{dict(r.split('==') for r in LAYER_REQUIREMENTS)['numpy']}.dist-info"
-    tags = [line.split(": ", 1)[1] for line in (numpy_dist / "WHEEL").read_text().splitlines() if line.startswith("Tag: ")]
+    tags = [
+        line.split(": ", 1)[1] for line in (numpy_dist / "WHEEL").read_text().splitlines() if line.startswith("Tag: ")
+    ]
     assert f"{python_tag}-{python_tag}-manylinux_2_28_{WHEEL_MACHINES[architecture]}" in tags
     assert (site_packages / "aws_lambda_powertools").is_dir()
     assert not [p for p in site_packages.rglob("*") if p.is_dir() and p.name in ("tests", "__pycache__")]
     size = sum(path.stat().st_size for path in layer.rglob("*") if path.is_file())
     assert size < LAMBDA_UNZIPPED_LIMIT
-    print(f"\ncdk synth (offline, layer from the wheel cache): {seconds:.1f} s; "
-          f"layer unzipped: {size / 1024 / 1024:.1f} MB; numpy tags: {', '.join(tags)}")
+    print(
+        f"\ncdk synth (offline, layer from the wheel cache): {seconds:.1f} s; "
+        f"layer unzipped: {size / 1024 / 1024:.1f} MB; numpy tags: {', '.join(tags)}"
+    )

@@ -8,17 +8,20 @@ from aws_cdk import aws_dynamodb as dynamodb
 from aws_cdk import aws_s3 as s3
 from aws_cdk import aws_sns as sns
 from aws_cdk.assertions import Match
-from tests.infrastructure.conftest import SKIP_BUNDLING
 
 from lnn_stack.lnn_trainer import LnnTrainer
+from tests.infrastructure.conftest import SKIP_BUNDLING
 
 
 def functions(customized) -> dict[str, dict]:
     trainer = customized.stack.trainer
     return {
         name: customized.resource(function)["Properties"]
-        for name, function in [("trainer", trainer.trainer_function), ("launcher", trainer.launch_function),
-                               ("watchdog", trainer.watchdog_function)]
+        for name, function in [
+            ("trainer", trainer.trainer_function),
+            ("launcher", trainer.launch_function),
+            ("watchdog", trainer.watchdog_function),
+        ]
     }
 
 
@@ -56,7 +59,9 @@ def test_reserved_concurrency_none_lifts_both_reservations():
     assert len(functions_) == 4  # trainer, launcher, watchdog, predictor
     assert not [f for f in functions_ if "ReservedConcurrentExecutions" in f["Properties"]]
     launcher = next(f for f in functions_ if f["Properties"]["Handler"] == "lnn_core.handlers.launch")
-    assert "LNN_TRAINER_RESERVED_CONCURRENCY" not in launcher["Properties"]["Environment"]["Variables"]  # no cap on workers
+    assert (
+        "LNN_TRAINER_RESERVED_CONCURRENCY" not in launcher["Properties"]["Environment"]["Variables"]
+    )  # no cap on workers
 
 
 def test_the_layer_is_built_for_the_functions_architecture(customized, synthesized):
@@ -84,17 +89,37 @@ def test_provisioned_billing_and_destroy_removal_policy(customized):
 def test_email_subscription(customized):
     trainer = customized.stack.trainer
     dlq = customized.logical_id(trainer.dead_letter_queue)
-    customized.template.has_resource_properties("AWS::SNS::Subscription", {
-        "Protocol": "email", "Endpoint": "ops@example.com", "TopicArn": {"Ref": customized.logical_id(trainer.topic)},
-        # A message SNS cannot deliver to the address waits in the DLQ, whose alarm fires.
-        "RedrivePolicy": {"deadLetterTargetArn": {"Fn::GetAtt": [dlq, "Arn"]}},
-    })
-    customized.template.has_resource_properties("AWS::SQS::QueuePolicy", {
-        "PolicyDocument": {"Statement": Match.array_with([Match.object_like({
-            "Action": "sqs:SendMessage", "Effect": "Allow", "Principal": {"Service": "sns.amazonaws.com"},
-            "Condition": {"ArnEquals": {"aws:SourceArn": {"Ref": customized.logical_id(trainer.topic)}}},
-        })])},
-    })
+    customized.template.has_resource_properties(
+        "AWS::SNS::Subscription",
+        {
+            "Protocol": "email",
+            "Endpoint": "ops@example.com",
+            "TopicArn": {"Ref": customized.logical_id(trainer.topic)},
+            # A message SNS cannot deliver to the address waits in the DLQ, whose alarm fires.
+            "RedrivePolicy": {"deadLetterTargetArn": {"Fn::GetAtt": [dlq, "Arn"]}},
+        },
+    )
+    customized.template.has_resource_properties(
+        "AWS::SQS::QueuePolicy",
+        {
+            "PolicyDocument": {
+                "Statement": Match.array_with(
+                    [
+                        Match.object_like(
+                            {
+                                "Action": "sqs:SendMessage",
+                                "Effect": "Allow",
+                                "Principal": {"Service": "sns.amazonaws.com"},
+                                "Condition": {
+                                    "ArnEquals": {"aws:SourceArn": {"Ref": customized.logical_id(trainer.topic)}}
+                                },
+                            }
+                        )
+                    ]
+                )
+            },
+        },
+    )
 
 
 def test_watchdog_stall_time_and_rate(customized):
@@ -125,10 +150,16 @@ def test_the_construct_uses_existing_resources_instead_of_creating_them():
     app = App(context=SKIP_BUNDLING)
     stack = Stack(app, "Reuse")
     bucket = s3.Bucket(stack, "MyBucket", enforce_ssl=True)
-    table = dynamodb.TableV2(stack, "MyTable", partition_key=dynamodb.Attribute(name="run_id", type=dynamodb.AttributeType.STRING),
-                             sort_key=dynamodb.Attribute(name="epoch", type=dynamodb.AttributeType.NUMBER))
+    table = dynamodb.TableV2(
+        stack,
+        "MyTable",
+        partition_key=dynamodb.Attribute(name="run_id", type=dynamodb.AttributeType.STRING),
+        sort_key=dynamodb.Attribute(name="epoch", type=dynamodb.AttributeType.NUMBER),
+    )
     topic = sns.Topic(stack, "MyTopic")
-    trainer = LnnTrainer(stack, "Trainer", existing_bucket_obj=bucket, existing_table_obj=table, existing_topic_obj=topic)
+    trainer = LnnTrainer(
+        stack, "Trainer", existing_bucket_obj=bucket, existing_table_obj=table, existing_topic_obj=topic
+    )
     assert (trainer.bucket, trainer.table, trainer.topic) == (bucket, table, topic)
     assert trainer.node.try_find_child("Bucket") is None
     assert trainer.node.try_find_child("Table") is None
@@ -136,7 +167,8 @@ def test_the_construct_uses_existing_resources_instead_of_creating_them():
     # The bucket, created in this app, is switched to EventBridge too.
     template = app.synth().get_stack_by_name("Reuse").template
     assert template["Resources"][stack.resolve(stack.get_logical_id(bucket.node.default_child))]["Properties"][
-        "NotificationConfiguration"] == {"EventBridgeConfiguration": {"EventBridgeEnabled": True}}
+        "NotificationConfiguration"
+    ] == {"EventBridgeConfiguration": {"EventBridgeEnabled": True}}
 
 
 def test_an_existing_resource_and_props_for_a_new_one_are_rejected():

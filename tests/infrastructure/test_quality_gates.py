@@ -10,10 +10,10 @@ import boto3
 import pytest
 from aws_cdk import aws_s3 as s3
 from cfnlint.api import ManualArgs, lint
-from tests.infrastructure.conftest import SKIP_BUNDLING, cli_context
 from moto import mock_aws
 
 from lnn_stack.application import create_app
+from tests.infrastructure.conftest import SKIP_BUNDLING, cli_context
 
 ACCOUNT, REGION = "123456789012", "us-east-1"  # moto's defaults
 # moto 5.2.5's CloudFormation skips these types with a warning (they are not created, but the stack completes).
@@ -26,8 +26,16 @@ MOTO_SKIPPED_TYPES = {
     "AWS::CloudWatch::Alarm",
     "AWS::SQS::QueuePolicy",
 }
-CONTRACT_OUTPUTS = {"BucketName", "TableName", "TopicArn", "TrainerFunctionName", "LaunchFunctionName",
-                    "WatchdogFunctionName", "PredictFunctionName", "DashboardName"}
+CONTRACT_OUTPUTS = {
+    "BucketName",
+    "TableName",
+    "TopicArn",
+    "TrainerFunctionName",
+    "LaunchFunctionName",
+    "WatchdogFunctionName",
+    "PredictFunctionName",
+    "DashboardName",
+}
 
 
 @pytest.fixture(params=["synthesized", "customized"])
@@ -40,7 +48,8 @@ def test_cdk_nag_aws_solutions_and_serverless_pass_with_specific_acknowledgments
     # violation (next test). Each acknowledgment names one rule on one resource, with its own reason.
     reports = json.loads((any_synth.assembly_dir / "validation-report.json").read_text())["pluginReports"]
     assert [(r["pluginName"], r["conclusion"], r["violations"]) for r in reports] == [
-        ("AwsSolutions", "success", []), ("Serverless", "success", [])
+        ("AwsSolutions", "success", []),
+        ("Serverless", "success", []),
     ]
     stack, bucket = any_synth.stack.stack_name, any_synth.logical_id(any_synth.stack.trainer.bucket)
     trainer = f"{stack}/LnnTrainer"
@@ -74,8 +83,10 @@ def test_cdk_nag_aws_solutions_and_serverless_pass_with_specific_acknowledgments
         ],
     }
     for report in reports:
-        suppressed = sorted((v["ruleName"], [c["constructPath"] for c in v["violatingConstructs"]], v["acknowledgedAt"])
-                            for v in report["suppressedViolations"])
+        suppressed = sorted(
+            (v["ruleName"], [c["constructPath"] for c in v["violatingConstructs"]], v["acknowledgedAt"])
+            for v in report["suppressedViolations"]
+        )
         assert suppressed == sorted(expected[report["pluginName"]])
         reasons = [violation["reason"] for violation in report["suppressedViolations"]]
         assert all(len(reason) > 60 for reason in reasons)
@@ -85,7 +96,9 @@ def test_cdk_nag_aws_solutions_and_serverless_pass_with_specific_acknowledgments
 def test_synth_fails_on_a_cdk_nag_violation(tmp_path):
     app, stack = create_app({**cli_context(), **SKIP_BUNDLING}, outdir=str(tmp_path))
     s3.Bucket(stack, "UnloggedBucket")  # breaks AwsSolutions-S1 and S10
-    with pytest.raises(RuntimeError, match=r"ValidationFailed: .*\(AwsSolutions\)\n   LnnStack/UnloggedBucket/Resource"):
+    with pytest.raises(
+        RuntimeError, match=r"ValidationFailed: .*\(AwsSolutions\)\n   LnnStack/UnloggedBucket/Resource"
+    ):
         app.synth()
 
 
@@ -100,12 +113,18 @@ def test_cfn_lint_does_find_errors(synthesized):
     template = json.loads(synthesized.template_file.read_text())
     trainer = synthesized.logical_id(synthesized.stack.trainer.trainer_function)
     template["Resources"][trainer]["Properties"]["Runtime"] = "python2.0"
-    assert [match for match in lint(json.dumps(template), config=ManualArgs(regions=[REGION])) if match.rule.id.startswith("E")]
+    assert [
+        match
+        for match in lint(json.dumps(template), config=ManualArgs(regions=[REGION]))
+        if match.rule.id.startswith("E")
+    ]
 
 
 def publish_assets(assembly_dir: Path, stack_name: str) -> None:
     """What `cdk bootstrap` and `cdk deploy` do before CloudFormation: the bootstrap version and the asset files."""
-    boto3.client("ssm", region_name=REGION).put_parameter(Name="/cdk-bootstrap/hnb659fds/version", Value="30", Type="String")
+    boto3.client("ssm", region_name=REGION).put_parameter(
+        Name="/cdk-bootstrap/hnb659fds/version", Value="30", Type="String"
+    )
     s3_client = boto3.client("s3", region_name=REGION)
     manifest = json.loads((assembly_dir / f"{stack_name}.assets.json").read_text())
     for asset in manifest["files"].values():
@@ -126,8 +145,11 @@ def publish_assets(assembly_dir: Path, stack_name: str) -> None:
 
 
 def test_the_template_deploys_onto_moto(any_synth, monkeypatch):
-    for name, value in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
-                        "AWS_DEFAULT_REGION": REGION}.items():
+    for name, value in {
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_DEFAULT_REGION": REGION,
+    }.items():
         monkeypatch.setenv(name, value)
     monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
     stack_name = any_synth.stack.stack_name
@@ -135,8 +157,9 @@ def test_the_template_deploys_onto_moto(any_synth, monkeypatch):
         warnings.simplefilter("always")
         publish_assets(any_synth.assembly_dir, stack_name)
         cloudformation = boto3.client("cloudformation", region_name=REGION)
-        cloudformation.create_stack(StackName=stack_name, TemplateBody=any_synth.template_file.read_text(),
-                                    Capabilities=["CAPABILITY_IAM"])
+        cloudformation.create_stack(
+            StackName=stack_name, TemplateBody=any_synth.template_file.read_text(), Capabilities=["CAPABILITY_IAM"]
+        )
         stack = cloudformation.describe_stacks(StackName=stack_name)["Stacks"][0]
         created = {
             resource["LogicalResourceId"]: resource["ResourceStatus"]

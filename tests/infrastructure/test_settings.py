@@ -7,13 +7,13 @@ import pytest
 from aws_cdk import RemovalPolicy
 from aws_cdk import aws_dynamodb as dynamodb
 from aws_cdk import aws_logs as logs
-from tests.infrastructure.conftest import CUSTOM_CONTEXT, DEFAULT_TRAINING, PROJECT_DIR
-from lnn_core.ml.parameters import MAX_SEED
 
+from lnn_core.ml.parameters import MAX_SEED
 from lnn_stack.settings.context import ContextError
 from lnn_stack.settings.deployment import DEPLOYMENT_PARAMETERS, DeploymentSettings
 from lnn_stack.settings.from_context import KNOWN_KEYS, settings_from_context
 from lnn_stack.settings.training import TRAINING_PARAMETERS, TrainingDefaults
+from tests.infrastructure.conftest import CUSTOM_CONTEXT, DEFAULT_TRAINING, PROJECT_DIR
 
 ALL_PARAMETERS = [*DEPLOYMENT_PARAMETERS.values(), *TRAINING_PARAMETERS.values()]
 
@@ -77,8 +77,13 @@ def test_string_values_from_the_command_line_are_parsed():
         invocation_alarm_threshold=100,
     )
     assert training == TrainingDefaults(
-        epochs=7, learning_rate=0.01, neurons=(8, 3), activations=("tanh", "softmax"), granularity="epoch",
-        init="he", seed=42,
+        epochs=7,
+        learning_rate=0.01,
+        neurons=(8, 3),
+        activations=("tanh", "softmax"),
+        granularity="epoch",
+        init="he",
+        seed=42,
     )
     assert deployment.lambda_architecture.name == "x86_64"
     assert deployment.log_retention == logs.RetentionDays.TWO_WEEKS
@@ -88,12 +93,22 @@ def test_string_values_from_the_command_line_are_parsed():
 
 def test_json_values_from_cdk_json_are_accepted():
     deployment, training = settings_from_context(
-        {"memory_size": 2048, "reserved_concurrency": 5, "neurons": [4, 1], "activations": ["relu", "sigmoid"],
-         "learning_rate": 0.5, "seed": 0}
+        {
+            "memory_size": 2048,
+            "reserved_concurrency": 5,
+            "neurons": [4, 1],
+            "activations": ["relu", "sigmoid"],
+            "learning_rate": 0.5,
+            "seed": 0,
+        }
     )
     assert (deployment.memory_size, deployment.reserved_concurrency) == (2048, 5)
     assert (training.neurons, training.activations, training.learning_rate, training.seed) == (
-        (4, 1), ("relu", "sigmoid"), 0.5, 0)
+        (4, 1),
+        ("relu", "sigmoid"),
+        0.5,
+        0,
+    )
 
 
 def test_an_empty_value_clears_an_optional_parameter():
@@ -232,7 +247,8 @@ def test_workers_are_a_default_with_a_granularity_that_admits_them():
     assert error_of({"workers": "4"}) == (
         "Context parameters for the training defaults do not agree: workers 4 needs granularity epoch or auto: a round "
         "of shard workers computes whole forward and backward passes; use granularity layer with workers 1. "
-        "Fix: cdk synth -c workers=4 -c granularity=epoch")
+        "Fix: cdk synth -c workers=4 -c granularity=epoch"
+    )
 
 
 def test_a_network_error_is_named_as_such_whatever_the_workers():
@@ -243,7 +259,8 @@ def test_a_network_error_is_named_as_such_whatever_the_workers():
 def test_default_workers_must_fit_the_reserved_concurrency():
     assert error_of({"workers": "8", "granularity": "epoch", "reserved_concurrency": "4"}) == (
         "Context parameter 'workers' (8) is more than 'reserved_concurrency' (4): the launcher would refuse every run "
-        "that keeps this default. Fix: cdk synth -c workers=4 or -c reserved_concurrency=8")
+        "that keeps this default. Fix: cdk synth -c workers=4 or -c reserved_concurrency=8"
+    )
     settings_from_context({"workers": "8", "granularity": "epoch", "reserved_concurrency": "none"})
 
 
@@ -254,13 +271,15 @@ def test_an_unknown_parameter_is_an_error_with_a_suggestion():
 
 
 def test_the_cdk_own_context_keys_are_left_alone():
-    settings_from_context({
-        "cli-telemetry": False,
-        "acknowledged-issue-numbers": [1],
-        "@aws-cdk/aws-lambda:recognizeLayerVersion": True,
-        "aws:cdk:bundling-stacks": [],
-        "availability-zones:account=1:region=us-east-1": ["us-east-1a"],
-    })
+    settings_from_context(
+        {
+            "cli-telemetry": False,
+            "acknowledged-issue-numbers": [1],
+            "@aws-cdk/aws-lambda:recognizeLayerVersion": True,
+            "aws:cdk:bundling-stacks": [],
+            "availability-zones:account=1:region=us-east-1": ["us-east-1a"],
+        }
+    )
 
 
 def test_training_defaults_are_in_the_lnn_parameters_json_format():
@@ -280,11 +299,31 @@ def test_docs_describe_every_parameter_and_their_example_is_valid():
 
 def test_the_training_keys_of_issue_11_are_unset_by_default_and_reach_the_launcher_when_given():
     assert json.loads(TrainingDefaults.from_context({}).to_json()) == DEFAULT_TRAINING  # unchanged for existing stacks
-    context = {"batch_size": "64", "shuffle_seed": "3", "optimizer": "adam", "beta": "0.8", "beta1": "0.85",
-               "beta2": "0.99", "epsilon": "1e-7", "l2": "0.7", "threshold": "0.0019", "eval_every": "10"}
+    context = {
+        "batch_size": "64",
+        "shuffle_seed": "3",
+        "optimizer": "adam",
+        "beta": "0.8",
+        "beta1": "0.85",
+        "beta2": "0.99",
+        "epsilon": "1e-7",
+        "l2": "0.7",
+        "threshold": "0.0019",
+        "eval_every": "10",
+    }
     training = TrainingDefaults.from_context(context)
-    expected = {"batch_size": 64, "shuffle_seed": 3, "optimizer": "adam", "beta": 0.8, "beta1": 0.85, "beta2": 0.99,
-                "epsilon": 1e-7, "l2": 0.7, "threshold": 0.0019, "eval_every": 10}
+    expected = {
+        "batch_size": 64,
+        "shuffle_seed": 3,
+        "optimizer": "adam",
+        "beta": 0.8,
+        "beta1": 0.85,
+        "beta2": 0.99,
+        "epsilon": 1e-7,
+        "l2": 0.7,
+        "threshold": 0.0019,
+        "eval_every": 10,
+    }
     assert json.loads(training.to_json()) == {**DEFAULT_TRAINING, **expected}
     from lnn_core.ml.config import TrainingConfig
 
@@ -292,13 +331,20 @@ def test_the_training_keys_of_issue_11_are_unset_by_default_and_reach_the_launch
     assert {key: getattr(config, key) for key in expected} == expected
     # cdk.json's JSON values, and an empty value clearing one
     json_values = TrainingDefaults.from_context({"batch_size": 32, "l2": 0, "threshold": "", "optimizer": ""})
-    assert (json_values.batch_size, json_values.l2, json_values.threshold, json_values.optimizer) == (32, 0.0, None, None)
+    assert (json_values.batch_size, json_values.l2, json_values.threshold, json_values.optimizer) == (
+        32,
+        0.0,
+        None,
+        None,
+    )
 
 
 def test_a_training_key_out_of_the_engine_range_names_the_key_and_the_fix():
     assert error_of({"beta2": "1"}) == (
-        "Context parameter 'beta2' must be a number in [0, 1) (adam); got '1'. Fix: cdk synth -c beta2=0.999")
+        "Context parameter 'beta2' must be a number in [0, 1) (adam); got '1'. Fix: cdk synth -c beta2=0.999"
+    )
     assert error_of({"batch_size": "0"}) == (
         "Context parameter 'batch_size' must be an integer from 1 to 10000000 (or empty for the whole training set); "
-        "got '0'. Fix: cdk synth -c batch_size=64")
+        "got '0'. Fix: cdk synth -c batch_size=64"
+    )
     assert error_of({"optimizer": "sgd"}).startswith("Context parameter 'optimizer' must be one of gd, momentum, adam")

@@ -4,9 +4,9 @@ import json
 
 import pytest
 from aws_cdk.assertions import Match
-from tests.infrastructure.conftest import DEFAULT_TRAINING
 
 from lnn_stack.functions import RUNTIME
+from tests.infrastructure.conftest import DEFAULT_TRAINING
 
 
 def ref(logical_id: str) -> dict:
@@ -124,11 +124,17 @@ def test_only_the_trainer_allows_recursive_loops(synthesized, ids):
 
 
 def test_code_is_the_lambda_src_asset(synthesized, ids):
-    keys = {synthesized.resources[ids[name]]["Properties"]["Code"]["S3Key"] for name in ("trainer", "launcher", "watchdog", "predictor")}
+    keys = {
+        synthesized.resources[ids[name]]["Properties"]["Code"]["S3Key"]
+        for name in ("trainer", "launcher", "watchdog", "predictor")
+    }
     assert len(keys) == 1
     assets = json.loads((synthesized.assembly_dir / f"{synthesized.stack.stack_name}.assets.json").read_text())
-    (code_asset,) = [asset for asset in assets["files"].values()
-                     if any(d["objectKey"] in keys for d in asset["destinations"].values())]
+    (code_asset,) = [
+        asset
+        for asset in assets["files"].values()
+        if any(d["objectKey"] in keys for d in asset["destinations"].values())
+    ]
     staged = synthesized.assembly_dir / code_asset["source"]["path"]
     assert (staged / "lnn_core" / "handlers.py").is_file()
     assert not list(staged.rglob("__pycache__"))
@@ -176,8 +182,9 @@ def test_roles_are_assumed_by_lambda_and_carry_no_managed_policy(synthesized):
     for role in synthesized.of_type("AWS::IAM::Role").values():
         assert role["Properties"] == {
             "AssumeRolePolicyDocument": {
-                "Statement": [{"Action": "sts:AssumeRole", "Effect": "Allow",
-                               "Principal": {"Service": "lambda.amazonaws.com"}}],
+                "Statement": [
+                    {"Action": "sts:AssumeRole", "Effect": "Allow", "Principal": {"Service": "lambda.amazonaws.com"}}
+                ],
                 "Version": "2012-10-17",
             }
         }
@@ -194,8 +201,12 @@ def test_every_iam_statement_has_exact_actions_and_resources(synthesized, traine
     runs_prefix_only = {"StringLike": {"s3:prefix": "runs/*"}}
     policies = {
         name: synthesized.resource(function.role.node.find_child("DefaultPolicy"))
-        for name, function in [("trainer", trainer.trainer_function), ("launcher", trainer.launch_function),
-                               ("watchdog", trainer.watchdog_function), ("predictor", trainer.predict_function)]
+        for name, function in [
+            ("trainer", trainer.trainer_function),
+            ("launcher", trainer.launch_function),
+            ("watchdog", trainer.watchdog_function),
+            ("predictor", trainer.predict_function),
+        ]
     }
     assert statements(policies["trainer"]) == expected(
         (["logs:CreateLogStream", "logs:PutLogEvents"], arn(ids["trainer_logs"])),
@@ -203,7 +214,10 @@ def test_every_iam_statement_has_exact_actions_and_resources(synthesized, traine
         (["s3:PutObject", "s3:PutObjectTagging"], [scratch, model]),  # never a run's data.npz or parameters.json
         (["s3:DeleteObject"], scratch),
         (["s3:ListBucket"], arn(ids["bucket"]), runs_prefix_only),
-        (["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:ConditionCheckItem"], arn(ids["table"])),
+        (
+            ["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:ConditionCheckItem"],
+            arn(ids["table"]),
+        ),
         (["sns:Publish"], ref(ids["topic"])),
     )
     assert statements(policies["launcher"]) == expected(
@@ -248,9 +262,12 @@ def test_the_trainer_may_invoke_only_itself_through_a_separate_policy(synthesize
 
 
 def test_the_policies_are_exactly_the_three_default_policies_and_the_self_invoke_policy(synthesized, ids):
-    attached = sorted(policy["Properties"]["Roles"][0]["Ref"] for policy in synthesized.of_type("AWS::IAM::Policy").values())
-    assert attached == sorted([ids["trainer_role"], ids["trainer_role"], ids["launcher_role"], ids["watchdog_role"],
-                               ids["predictor_role"]])
+    attached = sorted(
+        policy["Properties"]["Roles"][0]["Ref"] for policy in synthesized.of_type("AWS::IAM::Policy").values()
+    )
+    assert attached == sorted(
+        [ids["trainer_role"], ids["trainer_role"], ids["launcher_role"], ids["watchdog_role"], ids["predictor_role"]]
+    )
 
 
 def test_no_wildcard_action_anywhere(synthesized):
@@ -261,8 +278,10 @@ def test_no_wildcard_action_anywhere(synthesized):
 
 
 def test_async_invoke_configs(synthesized, ids):
-    configs = {c["Properties"]["FunctionName"]["Ref"]: c["Properties"]
-               for c in synthesized.of_type("AWS::Lambda::EventInvokeConfig").values()}
+    configs = {
+        c["Properties"]["FunctionName"]["Ref"]: c["Properties"]
+        for c in synthesized.of_type("AWS::Lambda::EventInvokeConfig").values()
+    }
     on_failure_topic = {"OnFailure": {"Destination": ref(ids["topic"])}}
     assert configs[ids["trainer"]] == {
         "FunctionName": ref(ids["trainer"]),
@@ -272,10 +291,14 @@ def test_async_invoke_configs(synthesized, ids):
         "DestinationConfig": on_failure_topic,
     }
     assert configs[ids["launcher"]] == {
-        "FunctionName": ref(ids["launcher"]), "Qualifier": "$LATEST", "DestinationConfig": on_failure_topic
+        "FunctionName": ref(ids["launcher"]),
+        "Qualifier": "$LATEST",
+        "DestinationConfig": on_failure_topic,
     }
     assert configs[ids["watchdog"]] == {
-        "FunctionName": ref(ids["watchdog"]), "Qualifier": "$LATEST", "MaximumRetryAttempts": 0,
+        "FunctionName": ref(ids["watchdog"]),
+        "Qualifier": "$LATEST",
+        "MaximumRetryAttempts": 0,
         "DestinationConfig": {"OnFailure": {"Destination": arn(ids["dlq"])}},
     }
 
@@ -286,47 +309,86 @@ def test_bucket(synthesized, ids):
     assert bucket["Properties"] == {
         # An overwritten or deleted data.npz, parameters.json or model.npz can be restored for 7 days.
         "VersioningConfiguration": {"Status": "Enabled"},
-        "BucketEncryption": {"ServerSideEncryptionConfiguration": [{"ServerSideEncryptionByDefault": {"SSEAlgorithm": "AES256"}}]},
+        "BucketEncryption": {
+            "ServerSideEncryptionConfiguration": [{"ServerSideEncryptionByDefault": {"SSEAlgorithm": "AES256"}}]
+        },
         "PublicAccessBlockConfiguration": {
-            "BlockPublicAcls": True, "BlockPublicPolicy": True, "IgnorePublicAcls": True, "RestrictPublicBuckets": True
+            "BlockPublicAcls": True,
+            "BlockPublicPolicy": True,
+            "IgnorePublicAcls": True,
+            "RestrictPublicBuckets": True,
         },
         # S3 -> EventBridge, set on the L1: no Custom::S3BucketNotifications.
         "NotificationConfiguration": {"EventBridgeConfiguration": {"EventBridgeEnabled": True}},
-        "LifecycleConfiguration": {"Rules": [
-            # The scratch churns: its old versions go after a day.
-            {"Id": "ExpireRunScratch", "Status": "Enabled", "ExpirationInDays": 7,
-             "NoncurrentVersionExpiration": {"NoncurrentDays": 1},
-             "TagFilters": [{"Key": "lnn-scratch", "Value": "true"}]},
-            {"Id": "RunsOldVersionsAndUploads", "Status": "Enabled", "Prefix": "runs/",
-             "NoncurrentVersionExpiration": {"NoncurrentDays": 7}, "ExpiredObjectDeleteMarker": True,
-             "AbortIncompleteMultipartUpload": {"DaysAfterInitiation": 1}},
-        ]},
+        "LifecycleConfiguration": {
+            "Rules": [
+                # The scratch churns: its old versions go after a day.
+                {
+                    "Id": "ExpireRunScratch",
+                    "Status": "Enabled",
+                    "ExpirationInDays": 7,
+                    "NoncurrentVersionExpiration": {"NoncurrentDays": 1},
+                    "TagFilters": [{"Key": "lnn-scratch", "Value": "true"}],
+                },
+                {
+                    "Id": "RunsOldVersionsAndUploads",
+                    "Status": "Enabled",
+                    "Prefix": "runs/",
+                    "NoncurrentVersionExpiration": {"NoncurrentDays": 7},
+                    "ExpiredObjectDeleteMarker": True,
+                    "AbortIncompleteMultipartUpload": {"DaysAfterInitiation": 1},
+                },
+            ]
+        },
     }
 
 
 def test_scratch_tag_matches_the_engine(synthesized):
     from lnn_core.aws.ports import SCRATCH_TAG
-
     from lnn_stack.storage import SCRATCH_TAG_KEY, SCRATCH_TAG_VALUE
 
     assert SCRATCH_TAG == f"{SCRATCH_TAG_KEY}={SCRATCH_TAG_VALUE}"
 
 
 def test_bucket_and_topic_policies_deny_requests_without_tls(synthesized, ids):
-    synthesized.template.has_resource_properties("AWS::S3::BucketPolicy", {
-        "Bucket": ref(ids["bucket"]),
-        "PolicyDocument": {"Statement": [Match.object_like({
-            "Effect": "Deny", "Action": "s3:*", "Principal": {"AWS": "*"},
-            "Condition": {"Bool": {"aws:SecureTransport": "false"}},
-        })]},
-    })
-    synthesized.template.has_resource_properties("AWS::SNS::TopicPolicy", {
-        "Topics": [ref(ids["topic"])],
-        "PolicyDocument": {"Statement": Match.array_with([Match.object_like({
-            "Effect": "Deny", "Action": "sns:Publish", "Principal": "*",
-            "Condition": {"Bool": {"aws:SecureTransport": "false"}},
-        })])},
-    })
+    synthesized.template.has_resource_properties(
+        "AWS::S3::BucketPolicy",
+        {
+            "Bucket": ref(ids["bucket"]),
+            "PolicyDocument": {
+                "Statement": [
+                    Match.object_like(
+                        {
+                            "Effect": "Deny",
+                            "Action": "s3:*",
+                            "Principal": {"AWS": "*"},
+                            "Condition": {"Bool": {"aws:SecureTransport": "false"}},
+                        }
+                    )
+                ]
+            },
+        },
+    )
+    synthesized.template.has_resource_properties(
+        "AWS::SNS::TopicPolicy",
+        {
+            "Topics": [ref(ids["topic"])],
+            "PolicyDocument": {
+                "Statement": Match.array_with(
+                    [
+                        Match.object_like(
+                            {
+                                "Effect": "Deny",
+                                "Action": "sns:Publish",
+                                "Principal": "*",
+                                "Condition": {"Bool": {"aws:SecureTransport": "false"}},
+                            }
+                        )
+                    ]
+                )
+            },
+        },
+    )
 
 
 def test_table(synthesized, ids):
@@ -334,19 +396,24 @@ def test_table(synthesized, ids):
     assert table["DeletionPolicy"] == table["UpdateReplacePolicy"] == "Retain"
     assert table["Properties"] == {
         "KeySchema": [{"AttributeName": "run_id", "KeyType": "HASH"}, {"AttributeName": "epoch", "KeyType": "RANGE"}],
-        "AttributeDefinitions": [{"AttributeName": "run_id", "AttributeType": "S"},
-                                 {"AttributeName": "epoch", "AttributeType": "N"},
-                                 {"AttributeName": "status", "AttributeType": "S"},
-                                 {"AttributeName": "message_due", "AttributeType": "S"}],
-        "GlobalSecondaryIndexes": [{
-            "IndexName": "runs-by-status",
-            "KeySchema": [{"AttributeName": "status", "KeyType": "HASH"}],
-            "Projection": {"ProjectionType": "KEYS_ONLY"},
-        }, {  # sparse: only ended runs whose message is still owed have `message_due`
-            "IndexName": "runs-awaiting-message",
-            "KeySchema": [{"AttributeName": "message_due", "KeyType": "HASH"}],
-            "Projection": {"ProjectionType": "KEYS_ONLY"},
-        }],
+        "AttributeDefinitions": [
+            {"AttributeName": "run_id", "AttributeType": "S"},
+            {"AttributeName": "epoch", "AttributeType": "N"},
+            {"AttributeName": "status", "AttributeType": "S"},
+            {"AttributeName": "message_due", "AttributeType": "S"},
+        ],
+        "GlobalSecondaryIndexes": [
+            {
+                "IndexName": "runs-by-status",
+                "KeySchema": [{"AttributeName": "status", "KeyType": "HASH"}],
+                "Projection": {"ProjectionType": "KEYS_ONLY"},
+            },
+            {  # sparse: only ended runs whose message is still owed have `message_due`
+                "IndexName": "runs-awaiting-message",
+                "KeySchema": [{"AttributeName": "message_due", "KeyType": "HASH"}],
+                "Projection": {"ProjectionType": "KEYS_ONLY"},
+            },
+        ],
         "BillingMode": "PAY_PER_REQUEST",
         "PointInTimeRecoverySpecification": {"PointInTimeRecoveryEnabled": True},
     }
@@ -376,35 +443,47 @@ def test_parameters_upload_rule_starts_the_launcher(synthesized, trainer, ids):
             "object": {"key": [{"wildcard": "runs/*/parameters.json"}]},
         },
     }
-    assert rule["Targets"] == [{
-        "Arn": arn(ids["launcher"]), "Id": "Target0",
-        # A delivery that fails is retried, then kept in the DLQ (whose alarm notifies the topic).
-        "DeadLetterConfig": {"Arn": arn(ids["dlq"])},
-        "RetryPolicy": {"MaximumRetryAttempts": 4, "MaximumEventAgeInSeconds": 7200},
-    }]
-    synthesized.template.has_resource_properties("AWS::Lambda::Permission", {
-        "Action": "lambda:InvokeFunction",
-        "FunctionName": arn(ids["launcher"]),
-        "Principal": "events.amazonaws.com",
-        "SourceArn": arn(synthesized.logical_id(trainer.launch_rule)),
-    })
+    assert rule["Targets"] == [
+        {
+            "Arn": arn(ids["launcher"]),
+            "Id": "Target0",
+            # A delivery that fails is retried, then kept in the DLQ (whose alarm notifies the topic).
+            "DeadLetterConfig": {"Arn": arn(ids["dlq"])},
+            "RetryPolicy": {"MaximumRetryAttempts": 4, "MaximumEventAgeInSeconds": 7200},
+        }
+    ]
+    synthesized.template.has_resource_properties(
+        "AWS::Lambda::Permission",
+        {
+            "Action": "lambda:InvokeFunction",
+            "FunctionName": arn(ids["launcher"]),
+            "Principal": "events.amazonaws.com",
+            "SourceArn": arn(synthesized.logical_id(trainer.launch_rule)),
+        },
+    )
 
 
 def test_watchdog_runs_on_a_schedule(synthesized, trainer, ids):
     rule = synthesized.resource(trainer.watchdog_rule)["Properties"]
     assert rule["ScheduleExpression"] == "rate(5 minutes)"
-    assert rule["Targets"] == [{
-        "Arn": arn(ids["watchdog"]), "Id": "Target0",
-        "DeadLetterConfig": {"Arn": arn(ids["dlq"])},
-        # An event older than one period is superseded by the next one.
-        "RetryPolicy": {"MaximumRetryAttempts": 4, "MaximumEventAgeInSeconds": 300},
-    }]
-    synthesized.template.has_resource_properties("AWS::Lambda::Permission", {
-        "Action": "lambda:InvokeFunction",
-        "FunctionName": arn(ids["watchdog"]),
-        "Principal": "events.amazonaws.com",
-        "SourceArn": arn(synthesized.logical_id(trainer.watchdog_rule)),
-    })
+    assert rule["Targets"] == [
+        {
+            "Arn": arn(ids["watchdog"]),
+            "Id": "Target0",
+            "DeadLetterConfig": {"Arn": arn(ids["dlq"])},
+            # An event older than one period is superseded by the next one.
+            "RetryPolicy": {"MaximumRetryAttempts": 4, "MaximumEventAgeInSeconds": 300},
+        }
+    ]
+    synthesized.template.has_resource_properties(
+        "AWS::Lambda::Permission",
+        {
+            "Action": "lambda:InvokeFunction",
+            "FunctionName": arn(ids["watchdog"]),
+            "Principal": "events.amazonaws.com",
+            "SourceArn": arn(synthesized.logical_id(trainer.watchdog_rule)),
+        },
+    )
 
 
 def test_invocations_alarm_notifies_the_topic(synthesized, trainer, ids):
@@ -439,6 +518,7 @@ def test_outputs_are_the_contract_names(synthesized, ids):
 
 def test_no_dependency_cycle(synthesized):
     """CloudFormation rejects a template whose resources depend on each other in a circle."""
+
     def references(node):
         if isinstance(node, dict):
             if "Ref" in node:
@@ -452,8 +532,11 @@ def test_no_dependency_cycle(synthesized):
                 yield from references(value)
 
     graph = {
-        key: {dep for dep in [*references(resource.get("Properties", {})), *resource.get("DependsOn", [])]
-              if dep in synthesized.resources}
+        key: {
+            dep
+            for dep in [*references(resource.get("Properties", {})), *resource.get("DependsOn", [])]
+            if dep in synthesized.resources
+        }
         for key, resource in synthesized.resources.items()
     }
     done: set[str] = set()
@@ -470,14 +553,23 @@ def test_dead_letter_queue_is_encrypted_tls_only_and_keeps_messages_14_days(synt
     assert policy["Properties"]["Queues"] == [ref(ids["dlq"])]
     deny, *allows = policy["Properties"]["PolicyDocument"]["Statement"]
     assert deny == {
-        "Action": "sqs:*", "Effect": "Deny", "Principal": {"AWS": "*"}, "Resource": arn(ids["dlq"]),
+        "Action": "sqs:*",
+        "Effect": "Deny",
+        "Principal": {"AWS": "*"},
+        "Resource": arn(ids["dlq"]),
         "Condition": {"Bool": {"aws:SecureTransport": "false"}},
     }
     # Only the two rules may send their undeliverable events (the watchdog sends through its role).
-    assert sorted((a["Principal"], a["Action"], a["Resource"] == arn(ids["dlq"]),
-                   json.dumps(a["Condition"], sort_keys=True)) for a in allows) == sorted(
-        ({"Service": "events.amazonaws.com"}, "sqs:SendMessage", True,
-         json.dumps({"ArnEquals": {"aws:SourceArn": arn(ids[rule])}}, sort_keys=True))
+    assert sorted(
+        (a["Principal"], a["Action"], a["Resource"] == arn(ids["dlq"]), json.dumps(a["Condition"], sort_keys=True))
+        for a in allows
+    ) == sorted(
+        (
+            {"Service": "events.amazonaws.com"},
+            "sqs:SendMessage",
+            True,
+            json.dumps({"ArnEquals": {"aws:SourceArn": arn(ids[rule])}}, sort_keys=True),
+        )
         for rule in ("launch_rule", "watchdog_rule")
     )
 
@@ -517,12 +609,18 @@ def test_the_topic_policy_lets_cloudwatch_publish_for_these_alarms_only(synthesi
         },
     }
     # Every alarm that notifies the topic is named in the condition.
-    notifying = {key for key, alarm in synthesized.of_type("AWS::CloudWatch::Alarm").items()
-                 if ref(ids["topic"]) in alarm["Properties"].get("AlarmActions", [])}
+    notifying = {
+        key
+        for key, alarm in synthesized.of_type("AWS::CloudWatch::Alarm").items()
+        if ref(ids["topic"]) in alarm["Properties"].get("AlarmActions", [])
+    }
     assert notifying == {ids["invocations_alarm"], ids["dlq_alarm"]}
     # Every other publisher is a function, through its role: the topic is the target of no rule or bucket.
-    publishers = {key for key, p in synthesized.of_type("AWS::IAM::Policy").items()
-                  if any("sns:Publish" in json.dumps(st["Action"]) for st in p["Properties"]["PolicyDocument"]["Statement"])}
+    publishers = {
+        key
+        for key, p in synthesized.of_type("AWS::IAM::Policy").items()
+        if any("sns:Publish" in json.dumps(st["Action"]) for st in p["Properties"]["PolicyDocument"]["Statement"])
+    }
     assert len(publishers) == 3
     for rule in synthesized.of_type("AWS::Events::Rule").values():
         assert all(target["Arn"] != ref(ids["topic"]) for target in rule["Properties"]["Targets"])
@@ -534,13 +632,17 @@ def test_a_missing_key_still_answers_404_with_list_bucket(monkeypatch):
     import boto3
     import pytest
     from botocore.exceptions import ClientError
+    from moto import mock_aws
+
     from lnn_core.aws.ports import S3ObjectStore
     from lnn_core.aws.sdk import IoCounter
     from lnn_core.errors import RunFailure
-    from moto import mock_aws
 
-    for name, value in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
-                        "AWS_DEFAULT_REGION": "us-east-1"}.items():
+    for name, value in {
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_DEFAULT_REGION": "us-east-1",
+    }.items():
         monkeypatch.setenv(name, value)
     monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
     with mock_aws():
@@ -565,11 +667,16 @@ def test_a_missing_key_still_answers_404_with_list_bucket(monkeypatch):
 
 
 def test_the_predictor_is_only_invoked_synchronously(synthesized, ids):
-    configs = [c["Properties"]["FunctionName"]["Ref"] for c in synthesized.of_type("AWS::Lambda::EventInvokeConfig").values()]
+    configs = [
+        c["Properties"]["FunctionName"]["Ref"] for c in synthesized.of_type("AWS::Lambda::EventInvokeConfig").values()
+    ]
     assert ids["predictor"] not in configs
     assert not synthesized.of_type("AWS::Lambda::Url")  # predict_url is off by default
-    assert not [p for p in synthesized.of_type("AWS::Lambda::Permission").values()
-                if p["Properties"]["FunctionName"] in (ref(ids["predictor"]), arn(ids["predictor"]))]
+    assert not [
+        p
+        for p in synthesized.of_type("AWS::Lambda::Permission").values()
+        if p["Properties"]["FunctionName"] in (ref(ids["predictor"]), arn(ids["predictor"]))
+    ]
 
 
 def dashboard_widgets(synthesized, ids) -> list[dict]:
@@ -583,8 +690,14 @@ def dashboard_widgets(synthesized, ids) -> list[dict]:
 def test_dashboard_shows_the_trainer_metrics_the_alarm_and_the_predictor(synthesized, ids):
     widgets = dashboard_widgets(synthesized, ids)
     titles = [widget["properties"]["title"] for widget in widgets]
-    assert titles == ["Trainer cost (mean of the epochs' costs)", "Trainer steps", "Trainer errors and throttles",
-                      "Trainer duration p99", "Trainer invocations alarm", "PredictLambda invocations and errors"]
+    assert titles == [
+        "Trainer cost (mean of the epochs' costs)",
+        "Trainer steps",
+        "Trainer errors and throttles",
+        "Trainer duration p99",
+        "Trainer invocations alarm",
+        "PredictLambda invocations and errors",
+    ]
     metrics = {widget["properties"]["title"]: widget["properties"].get("metrics") for widget in widgets}
     # The EMF metrics as Powertools emits them: namespace LNN, dimension service=lnn (handlers.build_trainer).
     assert metrics["Trainer cost (mean of the epochs' costs)"][0][:4] == ["LNN", "Cost", "service", "lnn"]
@@ -607,28 +720,35 @@ def test_predict_url_is_an_aws_iam_function_url_with_its_output(tmp_path):
     predictor = with_url.logical_id(with_url.stack.trainer.predict_function)
     [url] = with_url.of_type("AWS::Lambda::Url").values()
     assert url["Properties"] == {"AuthType": "AWS_IAM", "TargetFunctionArn": arn(predictor)}
-    assert with_url.outputs["PredictFunctionUrl"]["Value"] == {"Fn::GetAtt": [with_url.logical_id(with_url.stack.trainer.predict_url), "FunctionUrl"]}
+    assert with_url.outputs["PredictFunctionUrl"]["Value"] == {
+        "Fn::GetAtt": [with_url.logical_id(with_url.stack.trainer.predict_url), "FunctionUrl"]
+    }
     # No resource policy opens it: callers need lambda:InvokeFunctionUrl in their own (signed) identity policy.
     assert not with_url.of_type("AWS::Lambda::Permission").keys() - synthesized_permissions(with_url)
 
 
 def synthesized_permissions(synth) -> set[str]:
     """The two EventBridge rule permissions (the launcher's and the watchdog's): the only ones the stack has."""
-    return {key for key, permission in synth.of_type("AWS::Lambda::Permission").items()
-            if permission["Properties"]["Principal"] == "events.amazonaws.com"}
+    return {
+        key
+        for key, permission in synth.of_type("AWS::Lambda::Permission").items()
+        if permission["Properties"]["Principal"] == "events.amazonaws.com"
+    }
 
 
 def test_predict_false_leaves_the_predictor_out():
     from aws_cdk import App, Stack
-    from tests.infrastructure.conftest import SKIP_BUNDLING
 
     from lnn_stack.lnn_trainer import LnnTrainer
+    from tests.infrastructure.conftest import SKIP_BUNDLING
 
     app = App(context=SKIP_BUNDLING)
     stack = Stack(app, "NoPredict")
     trainer = LnnTrainer(stack, "Trainer", predict=False)
     template = app.synth().get_stack_by_name("NoPredict").template
-    handlers = sorted(r["Properties"]["Handler"] for r in template["Resources"].values() if r["Type"] == "AWS::Lambda::Function")
+    handlers = sorted(
+        r["Properties"]["Handler"] for r in template["Resources"].values() if r["Type"] == "AWS::Lambda::Function"
+    )
     assert handlers == ["lnn_core.handlers.launch", "lnn_core.handlers.train", "lnn_core.handlers.watchdog"]
     assert trainer.predict_function is None and trainer.predict_url is None
     with pytest.raises(ValueError, match="predict_url needs the PredictLambda"):

@@ -5,9 +5,9 @@ import json
 
 import numpy as np
 import pytest
+
 from lnn_core.aws.usage import USAGE_PREFIX
 from lnn_core.handlers import build_launcher, build_trainer
-
 from tests.conftest import QueueInvoker, blobs
 from tests.support.uploads import upload_event, upload_run
 
@@ -181,7 +181,9 @@ def test_a_bad_event_is_one_clear_error_line_in_the_log(two_runs):
 
     aws, _, queue = two_runs
     stream = io.StringIO()
-    trainer = build_trainer(session=aws.session, invoker=queue, logger=Logger(service="lnn-bad-event-log", stream=stream))
+    trainer = build_trainer(
+        session=aws.session, invoker=queue, logger=Logger(service="lnn-bad-event-log", stream=stream)
+    )
     trainer.handle({"run_id": "r1", "state": "sideways"})
     (line,) = [json.loads(text) for text in stream.getvalue().splitlines()]
     assert line["level"] == "ERROR" and line["outcome"] == "failed" and "unknown state 'sideways'" in line["reason"]
@@ -192,5 +194,7 @@ def test_data_may_not_live_where_lnn_writes(aws, key):
     X, y = blobs()
     aws.upload_data(key, X=X, y=y)
     queue = QueueInvoker()
-    answer = build_launcher(session=aws.session, invoker=queue).handle({"run_id": "bad", "parameters": {**PARAMETERS, "data": key}})
+    answer = build_launcher(session=aws.session, invoker=queue).handle(
+        {"run_id": "bad", "parameters": {**PARAMETERS, "data": key}}
+    )
     assert answer["status"] == "rejected" and "LNN writes there" in answer["reason"] and not queue.events

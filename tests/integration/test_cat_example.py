@@ -13,10 +13,13 @@ from pathlib import Path
 import h5py
 import numpy as np
 import pytest
+
 from lnn_core.ml import diagnostics, metrics, network, training
 from lnn_core.ml.config import TrainingConfig
 
-SEED_DATA = Path(os.environ.get("LNN_SEED_DATA", Path(__file__).resolve().parents[2].parent / "shared" / "seed" / "lnn-data"))
+SEED_DATA = Path(
+    os.environ.get("LNN_SEED_DATA", Path(__file__).resolve().parents[2].parent / "shared" / "seed" / "lnn-data")
+)
 # The README's command: lnn local --data datasets.h5 --config lnn-1.0-parameters.json --init lecun --seed 1
 # --epochs 1000 (and --granularity auto --eval-every 10, which do not change what it trains). Test accuracy 0.76-0.80
 # from epoch 300 on (0.42 at epoch 100, 0.60 at 200), 0.78 at epoch 1000; train accuracy 0.99.
@@ -33,23 +36,34 @@ def cat_data():
         pytest.skip(f"{path} is not here (LNN's cat data; set LNN_SEED_DATA to its directory)")
     with h5py.File(path) as h5:
         arrays = {key: h5[key][()] for key in ("train_set_x", "train_set_y", "test_set_x", "test_set_y")}
-    flat = {key: value.reshape(len(value), -1).astype(np.float64) / 255.0 if key.endswith("_x") else value
-            for key, value in arrays.items()}
+    flat = {
+        key: value.reshape(len(value), -1).astype(np.float64) / 255.0 if key.endswith("_x") else value
+        for key, value in arrays.items()
+    }
     return flat["train_set_x"], flat["train_set_y"], flat["test_set_x"], flat["test_set_y"]
 
 
 def lnn_1_0_options(**flags):
     parameters = json.loads((SEED_DATA / "lnn-1.0-parameters.json").read_text())
-    return {"neurons": [parameters["neurons"][f"layer{l}"] for l in range(1, parameters["layers"] + 1)],
-            "activations": [parameters["activations"][f"layer{l}"] for l in range(1, parameters["layers"] + 1)],
-            "learning_rate": parameters["learning_rate"], "epochs": parameters["epochs"],
-            "batch_size": parameters["batch_size"], "threshold": parameters["threshold"], **flags}
+    return {
+        "neurons": [parameters["neurons"][f"layer{l}"] for l in range(1, parameters["layers"] + 1)],
+        "activations": [parameters["activations"][f"layer{l}"] for l in range(1, parameters["layers"] + 1)],
+        "learning_rate": parameters["learning_rate"],
+        "epochs": parameters["epochs"],
+        "batch_size": parameters["batch_size"],
+        "threshold": parameters["threshold"],
+        **flags,
+    }
 
 
 def config_of(options) -> TrainingConfig:
     settings = {key: value for key, value in options.items() if key not in ("neurons", "activations")}
-    return TrainingConfig(data="runs/cat/data.npz", neurons=tuple(options["neurons"]),
-                          activations=tuple(options["activations"]), **settings)
+    return TrainingConfig(
+        data="runs/cat/data.npz",
+        neurons=tuple(options["neurons"]),
+        activations=tuple(options["activations"]),
+        **settings,
+    )
 
 
 def trained(flags):
@@ -78,6 +92,9 @@ def test_the_collapsing_seed_is_warned_about():
         f"the training cost 0.6444 is within 2 % of 0.644, the cost of always predicting the class prior: the model "
         f"learned nothing; {advice}",
         f"the model predicts class 0 ('non-cat') for all 209 training examples, which have 2 classes; {advice}",
-        *(f"{dead} of the {units} units of hidden layer {layer} (relu) are dead, 0 for every training example, "
-          f"and can no longer learn; {advice}" for layer, dead, units in ((1, 14, 20), (2, 6, 7), (3, 5, 5))),
+        *(
+            f"{dead} of the {units} units of hidden layer {layer} (relu) are dead, 0 for every training example, "
+            f"and can no longer learn; {advice}"
+            for layer, dead, units in ((1, 14, 20), (2, 6, 7), (3, 5, 5))
+        ),
     ]

@@ -15,8 +15,14 @@ from tests.integration.conftest import dataset, model_arrays
 
 SCHEDULES = 200
 EVERY_LOOP = 10  # schedules in `make test`; the rest are marked slow and run by `make slow` (CI runs both)
-PARAMETERS = {"epochs": 3, "learning_rate": 0.5, "neurons": [3, 1], "activations": ["tanh", "sigmoid"], "seed": 2,
-              "granularity": "layer"}
+PARAMETERS = {
+    "epochs": 3,
+    "learning_rate": 0.5,
+    "neurons": [3, 1],
+    "activations": ["tanh", "sigmoid"],
+    "seed": 2,
+    "granularity": "layer",
+}
 # A crash between SNS Publish returning and `notified` being recorded makes the retry publish again: the
 # README's one inherent limit. These are the two names of that one instant.
 REPUBLISH_SITES = ("after notifier.publish", "before table.mark_notified")
@@ -37,8 +43,9 @@ def tally():
     print(f"\nchaos: {totals.pop('schedules', 0)} schedules, faults {totals}")
 
 
-@pytest.mark.parametrize("seed", [seed if seed < EVERY_LOOP else pytest.param(seed, marks=pytest.mark.slow)
-                                  for seed in range(SCHEDULES)])
+@pytest.mark.parametrize(
+    "seed", [seed if seed < EVERY_LOOP else pytest.param(seed, marks=pytest.mark.slow) for seed in range(SCHEDULES)]
+)
 def test_fault_schedule_ends_like_the_clean_run(stack, clean, log, tally, seed):
     session, outputs = stack
     plan = ChaosPlan(duplicate=0.25, crash=0.15, delay=0.25, lose=0.03, seed=seed)
@@ -47,7 +54,9 @@ def test_fault_schedule_ends_like_the_clean_run(stack, clean, log, tally, seed):
     assert result.status == "succeeded", result.run.get("reason")
     chaotic, reference = model_arrays(result.model), model_arrays(clean.model)
     assert chaotic.keys() == reference.keys()
-    assert all(chaotic[name].tobytes() == reference[name].tobytes() for name in reference if name.startswith(("W", "b")))
+    assert all(
+        chaotic[name].tobytes() == reference[name].tobytes() for name in reference if name.startswith(("W", "b"))
+    )
     assert [item["epoch"] for item in result.epochs] == [1, 2, 3]
     assert result.costs == clean.costs
     sites = result.chaos["crash_sites"]
@@ -69,16 +78,35 @@ def test_the_schedules_exercise_every_fault_kind_and_crash_site(stack, log):
     kinds, sites = set(), set()
     for seed in range(20):
         plan = ChaosPlan(duplicate=0.25, crash=0.15, delay=0.25, lose=0.03, seed=seed)
-        result = run_local(session, outputs, PARAMETERS, dataset()[0], run_id=f"cover-{seed}", chaos=plan, log_stream=log)
-        kinds |= {kind for kind in ("duplicates", "delays", "crashes_before", "crashes_after", "losses") if result.chaos[kind]}
+        result = run_local(
+            session, outputs, PARAMETERS, dataset()[0], run_id=f"cover-{seed}", chaos=plan, log_stream=log
+        )
+        kinds |= {
+            kind for kind in ("duplicates", "delays", "crashes_before", "crashes_after", "losses") if result.chaos[kind]
+        }
         sites |= set(result.chaos["crash_sites"])
     assert kinds == {"duplicates", "delays", "crashes_before", "crashes_after", "losses"}
-    for effect in ("store.put_bytes", "table.put_epoch_items", "table.transition", "table.mark_invoked", "invoker.invoke_async"):
+    for effect in (
+        "store.put_bytes",
+        "table.put_epoch_items",
+        "table.transition",
+        "table.mark_invoked",
+        "invoker.invoke_async",
+    ):
         assert {f"before {effect}", f"after {effect}"} <= sites, effect
 
 
-ADAM = {"epochs": 2, "learning_rate": 0.05, "neurons": [3, 1], "activations": ["tanh", "sigmoid"], "seed": 2,
-        "granularity": "layer", "batch_size": 16, "optimizer": "adam", "l2": 0.01}  # 40 examples: batches 16, 16, 8
+ADAM = {
+    "epochs": 2,
+    "learning_rate": 0.05,
+    "neurons": [3, 1],
+    "activations": ["tanh", "sigmoid"],
+    "seed": 2,
+    "granularity": "layer",
+    "batch_size": 16,
+    "optimizer": "adam",
+    "l2": 0.01,
+}  # 40 examples: batches 16, 16, 8
 
 
 def optimizer_state(session, outputs, run_id):
@@ -95,7 +123,9 @@ def clean_adam(stack, tmp_path_factory):
     return result, optimizer_state(session, outputs, "clean-adam")
 
 
-@pytest.mark.parametrize("seed", [seed if seed < 1 else pytest.param(seed, marks=pytest.mark.slow) for seed in range(12)])
+@pytest.mark.parametrize(
+    "seed", [seed if seed < 1 else pytest.param(seed, marks=pytest.mark.slow) for seed in range(12)]
+)
 def test_adam_with_mini_batches_under_chaos_keeps_its_optimizer_state_exact(stack, clean_adam, log, seed):
     """Crashes land between writing a training state and its commit too: the retry rewrites the same t, v and s."""
     session, outputs = stack
@@ -115,12 +145,16 @@ def test_adam_schedules_crash_between_writing_the_state_and_the_commit(stack, lo
     sites = Counter()
     for seed in range(12):
         plan = ChaosPlan(duplicate=0.25, crash=0.2, delay=0.25, lose=0.03, seed=seed)
-        result = run_local(session, outputs, ADAM, dataset()[0], run_id=f"adam-sites-{seed}", chaos=plan, log_stream=log)
+        result = run_local(
+            session, outputs, ADAM, dataset()[0], run_id=f"adam-sites-{seed}", chaos=plan, log_stream=log
+        )
         sites.update(result.chaos["crash_sites"])
     assert sites["after store.put_bytes"] and sites["before table.transition"], sites
 
 
-@pytest.mark.parametrize("seed", [seed if seed < 2 else pytest.param(seed, marks=pytest.mark.slow) for seed in range(20)])
+@pytest.mark.parametrize(
+    "seed", [seed if seed < 2 else pytest.param(seed, marks=pytest.mark.slow) for seed in range(20)]
+)
 def test_lost_answers_with_crashes_and_duplicates_end_like_the_clean_run(stack, clean, log, seed):
     """Every write, put, copy, invoke and publish may be applied with its answer lost (the SDK then retries it):
     the run still ends bit for bit like the clean one, with its one message, and a second copy only where the
@@ -131,7 +165,9 @@ def test_lost_answers_with_crashes_and_duplicates_end_like_the_clean_run(stack, 
     assert result.status == "succeeded", result.run.get("reason")
     assert result.chaos["lost_answers"] > 0
     chaotic, reference = model_arrays(result.model), model_arrays(clean.model)
-    assert all(chaotic[name].tobytes() == reference[name].tobytes() for name in reference if name.startswith(("W", "b")))
+    assert all(
+        chaotic[name].tobytes() == reference[name].tobytes() for name in reference if name.startswith(("W", "b"))
+    )
     assert result.costs == clean.costs
     assert result.run["invocations"] == clean.run["invocations"]
     republished = sum(result.chaos["crash_sites"].get(site, 0) for site in REPUBLISH_SITES)

@@ -11,21 +11,26 @@ import re
 from pathlib import Path
 
 import numpy as np
-from lnn_core.aws.run_table import RunTable
-from lnn_core.aws.sdk import IoCounter
-from lnn_core.ml import training
 
 from lnn_cli.cloud.local import drive, local_runtime
 from lnn_cli.inputs import DEMO_DATA
 from lnn_cli.main import main
+from lnn_core.aws.run_table import RunTable
+from lnn_core.aws.sdk import IoCounter
+from lnn_core.ml import training
 
 SMALL = ["--epochs", "3", "--neurons", "4,1", "--activations", "relu,sigmoid", "--learning-rate", "0.3", "--seed", "2"]
 
 
 def uploaded_event(bucket: str, key: str) -> dict:
     """The EventBridge event S3 sends for an upload (what triggers the launcher in AWS)."""
-    return {"version": "0", "source": "aws.s3", "detail-type": "Object Created", "region": "us-east-1",
-            "detail": {"bucket": {"name": bucket}, "object": {"key": key}}}
+    return {
+        "version": "0",
+        "source": "aws.s3",
+        "detail-type": "Object Created",
+        "region": "us-east-1",
+        "detail": {"bucket": {"name": bucket}, "object": {"key": key}},
+    }
 
 
 def started_run(deployed, capsys, name, *extra) -> tuple[str, object]:
@@ -35,7 +40,10 @@ def started_run(deployed, capsys, name, *extra) -> tuple[str, object]:
     shown = capsys.readouterr().out
     assert name in shown and "network: neurons 4,1, activations relu,sigmoid, init lecun, seed 2\n" in shown  # sent
     session = emulator.session()
-    keys = {o["Key"] for o in session.client("s3").list_objects_v2(Bucket=outputs.bucket, Prefix=f"runs/{name}/")["Contents"]}
+    keys = {
+        o["Key"]
+        for o in session.client("s3").list_objects_v2(Bucket=outputs.bucket, Prefix=f"runs/{name}/")["Contents"]
+    }
     assert keys == {f"runs/{name}/data.npz", f"runs/{name}/parameters.json"}
     runtime = local_runtime(session, outputs, log_stream=io.StringIO())
     answer = runtime.invoke("launcher", uploaded_event(outputs.bucket, f"runs/{name}/parameters.json"))
@@ -122,7 +130,9 @@ def test_a_stopped_run_keeps_its_model_predicts_from_it_and_continues(deployed, 
     assert main(["results", run_id]) == 0
     assert f"model from epoch {epoch}: s3://" in " ".join(capsys.readouterr().out.split())
     assert main(["predict", run_id, "--data", str(DEMO_DATA)]) == 0
-    assert f"455 predictions with the model of run {run_id} from epoch {epoch}" in " ".join(capsys.readouterr().out.split())
+    assert f"455 predictions with the model of run {run_id} from epoch {epoch}" in " ".join(
+        capsys.readouterr().out.split()
+    )
 
     assert main(["resume", run_id]) == 0
     assert f"continued stopped run {run_id} from step {stopped['committed_step'] + 1}" in capsys.readouterr().out
@@ -139,8 +149,16 @@ def test_lnn_local_end_to_end(tmp_path, capsys):
     results = json.loads((out / "results.json").read_text())
     assert results["status"] == "succeeded" and results["epochs"] == 3 and len(results["costs"]) == 3
     demo = np.load(DEMO_DATA)
-    _, costs = training.train_reference(demo["X"].astype(float), demo["y"].astype(float), neurons=[4, 1],  # init: the
-                                        activations=["relu", "sigmoid"], learning_rate=0.3, epochs=3, seed=2, init="lecun")  # stack's default
+    _, costs = training.train_reference(
+        demo["X"].astype(float),
+        demo["y"].astype(float),
+        neurons=[4, 1],  # init: the
+        activations=["relu", "sigmoid"],
+        learning_rate=0.3,
+        epochs=3,
+        seed=2,
+        init="lecun",
+    )  # stack's default
     assert results["costs"] == costs
     assert {"dynamodb", "s3", "sns"} <= set(results["aws_requests"]) and results["s3_bytes_out"] > 0
     # the usage the deliveries recorded in the run record is what the local runtime counted for them
@@ -152,10 +170,16 @@ def test_lnn_local_end_to_end(tmp_path, capsys):
     with np.load(out / "model.npz") as model:
         assert model["W1"].shape == (4, 30) and model["W2"].shape == (1, 4)
     assert Path(out / "cost.png").read_bytes().startswith(b"\x89PNG")
-    assert "SNS message received: LNN run" in shown and "attributes: status=succeeded" in shown and "deployed LnnStack with cdk deploy" in shown
+    assert (
+        "SNS message received: LNN run" in shown
+        and "attributes: status=succeeded" in shown
+        and "deployed LnnStack with cdk deploy" in shown
+    )
     # the configuration the launcher recorded, after the stack's defaults
     assert "network: neurons 4,1, activations relu,sigmoid, init lecun, seed 2\n" in shown
-    assert "training: epochs 3, learning_rate 0.3, optimizer gd, granularity layer\n" in shown and "options:" not in shown
+    assert (
+        "training: epochs 3, learning_rate 0.3, optimizer gd, granularity layer\n" in shown and "options:" not in shown
+    )
     assert "-c memory_size=1769 -c reserved_concurrency=40" in (out / "deploy.log").read_text()  # the deploy's context
     # not a terminal: plain progress lines, not rich's bar (which prints nothing until the end)
     assert "deploying the stack (cdk synth, bootstrap, deploy)..." in shown

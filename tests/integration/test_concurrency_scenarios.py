@@ -13,13 +13,13 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 from botocore.exceptions import ClientError
+
+from lnn_cli.cloud.runtime.atomic import REQUEST_LOCK
 from lnn_core import run_control
 from lnn_core.aws.run_table import epoch_write_units
 from lnn_core.handlers import build_launcher, build_trainer
 from lnn_core.ml import training
 from lnn_core.protocol import results
-
-from lnn_cli.cloud.runtime.atomic import REQUEST_LOCK
 from tests.conftest import FakeClock, QueueInvoker, blobs
 from tests.support.deliveries import WAIT_SECONDS, Delivery, Gate, context, deliver_failing_at
 
@@ -51,8 +51,9 @@ def world(aws):
             trainer.handle(queue.events.popleft(), context())
         return queue.events.popleft()
 
-    return SimpleNamespace(aws=aws, X=X, y=y, clock=clock, queue=queue, container=container, launch=launch,
-                           run_until=run_until)
+    return SimpleNamespace(
+        aws=aws, X=X, y=y, clock=clock, queue=queue, container=container, launch=launch, run_until=run_until
+    )
 
 
 def drain(trainer, queue):
@@ -72,8 +73,13 @@ def model(aws):
 def reference(world, run, epochs=3):
     config = run["config"]
     params, costs = training.train_reference(
-        world.X, world.y, neurons=list(config["neurons"].values()), activations=list(config["activations"].values()),
-        learning_rate=config["learning_rate"], epochs=epochs, seed=config["seed"],
+        world.X,
+        world.y,
+        neurons=list(config["neurons"].values()),
+        activations=list(config["activations"].values()),
+        learning_rate=config["learning_rate"],
+        epochs=epochs,
+        seed=config["seed"],
     )
     return params, costs
 
@@ -232,8 +238,14 @@ def test_5_a_checkpoint_epoch_item_is_the_same_whichever_step_writes_it(aws):
     X, y = blobs(m=40, features=30)
     aws.upload_data("runs/r1/data.npz", X=X, y=y)
     queue, clock = QueueInvoker(), FakeClock()
-    parameters = {"epochs": 130, "learning_rate": 0.1, "neurons": [64, 1], "activations": ["tanh", "sigmoid"],
-                  "granularity": "auto", "seed": 3}  # 2,049 parameters: items hold norms
+    parameters = {
+        "epochs": 130,
+        "learning_rate": 0.1,
+        "neurons": [64, 1],
+        "activations": ["tanh", "sigmoid"],
+        "granularity": "auto",
+        "seed": 3,
+    }  # 2,049 parameters: items hold norms
     build_launcher(session=aws.session, invoker=queue, clock=clock).handle({"run_id": "r1", "parameters": parameters})
     trainer = build_trainer(session=aws.session, invoker=queue, clock=clock)
     assert trainer.handle(queue.events.popleft(), context(remaining_seconds=3600))["outcome"] == "committed"
@@ -244,8 +256,9 @@ def test_5_a_checkpoint_epoch_item_is_the_same_whichever_step_writes_it(aws):
     assert aws.s3.get_object_tagging(Bucket=aws.bucket, Key=key)["TagSet"] == []  # kept, not scratch
     with np.load(io.BytesIO(aws.s3.get_object(Bucket=aws.bucket, Key=key)["Body"].read())) as npz:
         kept = {name: npz[name] for name in npz.files}
-    params, _ = training.train_reference(X, y, neurons=[64, 1], activations=["tanh", "sigmoid"], learning_rate=0.1,
-                                         epochs=100, seed=3)
+    params, _ = training.train_reference(
+        X, y, neurons=[64, 1], activations=["tanh", "sigmoid"], learning_rate=0.1, epochs=100, seed=3
+    )
     assert all(kept[name].tobytes() == params[name].tobytes() for name in params)
 
 
@@ -272,7 +285,9 @@ def refuse_the_notified_write(publisher, monkeypatch) -> list:
     def refusing(**request):
         if request.get("UpdateExpression", "").startswith("SET notified = :yes"):
             refused.append(request["Key"])
-            raise ClientError({"Error": {"Code": "ProvisionedThroughputExceededException", "Message": "slow down"}}, "UpdateItem")
+            raise ClientError(
+                {"Error": {"Code": "ProvisionedThroughputExceededException", "Message": "slow down"}}, "UpdateItem"
+            )
         return update(**request)
 
     monkeypatch.setattr(table, "update_item", refusing)
@@ -302,7 +317,9 @@ def test_7_a_message_whose_notified_write_fails_is_not_published_again_inside_it
         assert world.aws.messages() == [], "a delivery of the finish event published the message again"
 
 
-def test_7_after_the_lease_a_message_whose_notified_write_failed_is_sent_once_more_with_the_same_key(world, monkeypatch):
+def test_7_after_the_lease_a_message_whose_notified_write_failed_is_sent_once_more_with_the_same_key(
+    world, monkeypatch
+):
     """Once the lease expired, a record whose `notified` write was refused looks exactly like one whose claimant
     died before publishing (which must be published): the README's documented at-least-once case. The second copy
     carries the same `message_id`, and it is the last: its own `notified` write goes through."""

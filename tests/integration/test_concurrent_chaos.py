@@ -10,10 +10,10 @@ per crash at the documented instant between Publish and the `notified` write).
 from collections import Counter
 
 import pytest
-from lnn_core.ml import training
 
 from lnn_cli.cloud.chaos import ChaosPlan
 from lnn_cli.cloud.local import run_local
+from lnn_core.ml import training
 from tests.integration.conftest import dataset, model_arrays
 
 SCHEDULES_PER_GRANULARITY = 20
@@ -39,22 +39,39 @@ def tally():
 def reference(result, X, y):
     config = result.run["config"]
     return training.train_reference(
-        X, y, neurons=list(config["neurons"].values()), activations=list(config["activations"].values()),
-        learning_rate=config["learning_rate"], epochs=config["epochs"], seed=config["seed"],
+        X,
+        y,
+        neurons=list(config["neurons"].values()),
+        activations=list(config["activations"].values()),
+        learning_rate=config["learning_rate"],
+        epochs=config["epochs"],
+        seed=config["seed"],
     )
 
 
 @pytest.mark.parametrize("granularity", ["layer", "epoch", "auto"])
-@pytest.mark.parametrize("seed", [seed if seed < EVERY_LOOP else pytest.param(seed, marks=pytest.mark.slow)
-                                  for seed in range(SCHEDULES_PER_GRANULARITY)])
+@pytest.mark.parametrize(
+    "seed",
+    [
+        seed if seed < EVERY_LOOP else pytest.param(seed, marks=pytest.mark.slow)
+        for seed in range(SCHEDULES_PER_GRANULARITY)
+    ],
+)
 def test_concurrent_schedule_ends_like_the_run_its_recorded_seed_gives(stack, log, tally, granularity, seed):
     session, outputs = stack
     data, X, y = dataset()
     outcomes = []  # list.append is atomic: deliveries report from their threads
-    result = run_local(session, outputs, {**PARAMETERS, "granularity": granularity}, data,
-                       run_id=f"concurrent-{granularity}-{seed}", chaos=plan(seed), log_stream=log,
-                       concurrency=CONCURRENCY,
-                       on_delivery=lambda record: outcomes.append((record.result or {}).get("outcome", "raised")))
+    result = run_local(
+        session,
+        outputs,
+        {**PARAMETERS, "granularity": granularity},
+        data,
+        run_id=f"concurrent-{granularity}-{seed}",
+        chaos=plan(seed),
+        log_stream=log,
+        concurrency=CONCURRENCY,
+        on_delivery=lambda record: outcomes.append((record.result or {}).get("outcome", "raised")),
+    )
 
     assert result.status == "succeeded", result.run.get("reason")
     assert result.run["seed_drawn"]
@@ -82,8 +99,16 @@ def test_concurrent_schedules_inject_every_fault_kind_and_both_kinds_of_twins(st
     seen = Counter()
     for seed in range(8):
         eager = ChaosPlan(duplicate=0.5, crash=0.2, delay=0.3, lose=0.15, pause=0.3, distinct_ids=0.5, seed=seed)
-        result = run_local(session, outputs, {**PARAMETERS, "granularity": "layer"}, dataset()[0],
-                           run_id=f"concurrent-cover-{seed}", chaos=eager, log_stream=log, concurrency=CONCURRENCY)
+        result = run_local(
+            session,
+            outputs,
+            {**PARAMETERS, "granularity": "layer"},
+            dataset()[0],
+            run_id=f"concurrent-cover-{seed}",
+            chaos=eager,
+            log_stream=log,
+            concurrency=CONCURRENCY,
+        )
         assert result.status == "succeeded"
         seen.update({kind: result.chaos[kind] for kind in FAULT_KINDS})
         if all(seen[kind] for kind in FAULT_KINDS) and seen["duplicates"] > seen["distinct_ids"]:

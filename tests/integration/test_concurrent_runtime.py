@@ -5,18 +5,24 @@ import time
 from pathlib import Path
 
 import pytest
-from lnn_core.aws.run_table import RunTable
-from lnn_core.aws.sdk import IoCounter
-from lnn_core.errors import LnnInputError
 
 from lnn_cli.cloud.chaos import ChaosPlan
 from lnn_cli.cloud.emulator import running_emulator
 from lnn_cli.cloud.local import local_runtime, run_local
 from lnn_cli.cloud.runtime import atomic_requests
+from lnn_core.aws.run_table import RunTable
+from lnn_core.aws.sdk import IoCounter
+from lnn_core.errors import LnnInputError
 from tests.integration.conftest import dataset, model_arrays
 
-PARAMETERS = {"epochs": 3, "learning_rate": 0.5, "neurons": [3, 1], "activations": ["tanh", "sigmoid"], "seed": 2,
-              "granularity": "layer"}
+PARAMETERS = {
+    "epochs": 3,
+    "learning_rate": 0.5,
+    "neurons": [3, 1],
+    "activations": ["tanh", "sigmoid"],
+    "seed": 2,
+    "granularity": "layer",
+}
 
 
 class Rendezvous:
@@ -42,7 +48,9 @@ def test_containers_have_their_own_handlers_and_ports(stack, log):
         assert len(handlers) == 4 and len({id(handler) for handler in handlers}) == 4
         assert len({id(handler.ports.counter) for handler in handlers}) == 4
         if function.role != "predictor":  # it reads models only: no table
-            assert all(handler.ports.table.name == outputs.table for handler in handlers)  # the environment at build time
+            assert all(
+                handler.ports.table.name == outputs.table for handler in handlers
+            )  # the environment at build time
         assert all(handler.ports.clock == runtime.now for handler in handlers)
 
 
@@ -165,17 +173,22 @@ def test_the_emulator_serializes_requests(tmp_path):
     with running_emulator(tmp_path / "emulator.log") as emulator:
         session = emulator.session()
         session.client("dynamodb").create_table(
-            TableName="race", BillingMode="PAY_PER_REQUEST",
+            TableName="race",
+            BillingMode="PAY_PER_REQUEST",
             KeySchema=[{"AttributeName": "k", "KeyType": "HASH"}],
-            AttributeDefinitions=[{"AttributeName": "k", "AttributeType": "S"}])
+            AttributeDefinitions=[{"AttributeName": "k", "AttributeType": "S"}],
+        )
         clients = [emulator.session().client("dynamodb") for _ in range(8)]
         barrier, wins = threading.Barrier(8), []
 
         def put(index):
             barrier.wait()
             try:
-                clients[index].put_item(TableName="race", Item={"k": {"S": "one"}, "w": {"N": str(index)}},
-                                        ConditionExpression="attribute_not_exists(k)")
+                clients[index].put_item(
+                    TableName="race",
+                    Item={"k": {"S": "one"}, "w": {"N": str(index)}},
+                    ConditionExpression="attribute_not_exists(k)",
+                )
                 wins.append(index)
             except clients[index].exceptions.ConditionalCheckFailedException:
                 pass
@@ -218,11 +231,14 @@ def test_a_chaotic_run_at_concurrency_4_ends_like_the_clean_run(stack, clean, lo
     """Duplicates running beside their twins, crashes, delays and pauses that interleave them: the same run."""
     session, outputs = stack
     plan = ChaosPlan(duplicate=0.5, crash=0.1, delay=0.2, pause=0.3, distinct_ids=0.0, seed=seed)
-    result = run_local(session, outputs, PARAMETERS, dataset()[0], run_id=f"c4-{seed}", chaos=plan, log_stream=log,
-                       concurrency=4)
+    result = run_local(
+        session, outputs, PARAMETERS, dataset()[0], run_id=f"c4-{seed}", chaos=plan, log_stream=log, concurrency=4
+    )
     assert result.status == "succeeded", result.run.get("reason")
     chaotic, reference = model_arrays(result.model), model_arrays(clean.model)
-    assert all(chaotic[name].tobytes() == reference[name].tobytes() for name in reference if name.startswith(("W", "b")))
+    assert all(
+        chaotic[name].tobytes() == reference[name].tobytes() for name in reference if name.startswith(("W", "b"))
+    )
     assert result.costs == clean.costs
     assert result.run["invocations"] == clean.run["invocations"]
 
@@ -230,8 +246,10 @@ def test_a_chaotic_run_at_concurrency_4_ends_like_the_clean_run(stack, clean, lo
 def test_concurrency_1_keeps_the_order_of_a_seed(stack, log):
     session, outputs = stack
     plan = ChaosPlan(duplicate=0.4, crash=0.3, delay=0.4, seed=5)
-    runs = [run_local(session, outputs, PARAMETERS, dataset()[0], run_id=f"order-{n}", chaos=plan, log_stream=log)
-            for n in range(2)]
+    runs = [
+        run_local(session, outputs, PARAMETERS, dataset()[0], run_id=f"order-{n}", chaos=plan, log_stream=log)
+        for n in range(2)
+    ]
     assert runs[0].chaos == runs[1].chaos and runs[0].deliveries == runs[1].deliveries
     assert runs[0].io == runs[1].io
 
@@ -240,7 +258,9 @@ def test_log_lines_of_threads_go_to_the_runtime_log(stack, tmp_path):
     session, outputs = stack
     path = Path(tmp_path / "lambda.log")
     with open(path, "w") as stream:
-        result = run_local(session, outputs, PARAMETERS, dataset()[0], run_id="logged", log_stream=stream, concurrency=2)
+        result = run_local(
+            session, outputs, PARAMETERS, dataset()[0], run_id="logged", log_stream=stream, concurrency=2
+        )
     assert result.status == "succeeded"
     text = path.read_text()
     assert '"Steps"' in text or "Steps" in text  # Powertools metrics printed by the threads

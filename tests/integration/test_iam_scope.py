@@ -2,12 +2,11 @@
 
 moto does not enforce IAM, so a least-privilege policy that is too tight would only fail on AWS. This test records
 each request of the trainer, the launcher and the watchdog (operation, S3 key or ListBucket prefix, table or index)
-over a layer run with mini-batches, a run of data-parallel rounds, one on data in parts, a watchdog resume, and a run stopped after an
-epoch (its model kept) and continued by `lnn resume`, and each request of the
-predictor over predictions, a describe and the requests for an unknown run and a run without a model, and checks it
-against the statements of that function's role: the trimmed S3 scope of issue 10 passes the whole chain, and the
-predictor reads nothing but runs/<run_id>/model.npz.
-"""
+over a layer run with mini-batches, a run of data-parallel rounds, one on data in parts, a watchdog resume, and a
+run stopped after an epoch (its model kept) and continued by `lnn resume`, and each request of the predictor over
+predictions, a describe and the requests for an unknown run and a run without a model, and checks it against the
+statements of that function's role: the trimmed S3 scope of issue 10 passes the whole chain, and the predictor reads
+nothing but runs/<run_id>/model.npz."""
 
 import fnmatch
 import io
@@ -15,6 +14,8 @@ from types import SimpleNamespace
 
 import numpy as np
 import pytest
+
+from lnn_cli.datafiles import data_in_parts
 from lnn_core import run_control
 from lnn_core.handlers import (
     build_launcher,
@@ -22,15 +23,23 @@ from lnn_core.handlers import (
     build_trainer,
     build_watchdog,
 )
-from lnn_cli.datafiles import data_in_parts
 from lnn_core.protocol.layout import staged_model_key
-
 from tests.conftest import FakeClock, QueueInvoker, blobs
 
-PARAMETERS = {"epochs": 2, "learning_rate": 0.1, "neurons": [3, 1], "activations": ["tanh", "sigmoid"], "seed": 1,
-              "batch_size": 16}
-ROLES = {"trainer": "TrainerLambdaRole", "launcher": "LaunchLambdaRole", "watchdog": "WatchdogLambdaRole",
-         "predictor": "PredictLambdaRole"}
+PARAMETERS = {
+    "epochs": 2,
+    "learning_rate": 0.1,
+    "neurons": [3, 1],
+    "activations": ["tanh", "sigmoid"],
+    "seed": 1,
+    "batch_size": 16,
+}
+ROLES = {
+    "trainer": "TrainerLambdaRole",
+    "launcher": "LaunchLambdaRole",
+    "watchdog": "WatchdogLambdaRole",
+    "predictor": "PredictLambdaRole",
+}
 
 
 def allowed_statements(template: dict, role_fragment: str) -> list[tuple[set[str], list[str], list[str] | None]]:
@@ -48,8 +57,13 @@ def allowed_statements(template: dict, role_fragment: str) -> list[tuple[set[str
             actions = statement["Action"] if isinstance(statement["Action"], list) else [statement["Action"]]
             resources = statement["Resource"] if isinstance(statement["Resource"], list) else [statement["Resource"]]
             prefixes = statement.get("Condition", {}).get("StringLike", {}).get("s3:prefix")
-            statements.append((set(actions), [pattern_of(resource) for resource in resources],
-                               None if prefixes is None else [prefixes] if isinstance(prefixes, str) else prefixes))
+            statements.append(
+                (
+                    set(actions),
+                    [pattern_of(resource) for resource in resources],
+                    None if prefixes is None else [prefixes] if isinstance(prefixes, str) else prefixes,
+                )
+            )
     return statements
 
 
@@ -86,7 +100,9 @@ class Recorder:
                 self.calls.add(("s3:PutObjectTagging", params["Key"], None))
         elif service == "s3":
             keys = [item["Key"] for item in params.get("Delete", {}).get("Objects", [])] or [params.get("Key", "")]
-            action = {"HeadObject": "GetObject", "DeleteObjects": "DeleteObject", "ListObjectsV2": "ListBucket"}.get(operation, operation)
+            action = {"HeadObject": "GetObject", "DeleteObjects": "DeleteObject", "ListObjectsV2": "ListBucket"}.get(
+                operation, operation
+            )
             for key in keys:
                 if action == "ListBucket":
                     self.calls.add((f"s3:{action}", "", params.get("Prefix", "")))
@@ -95,11 +111,18 @@ class Recorder:
             if operation == "PutObject" and "Tagging" in params:
                 self.calls.add(("s3:PutObjectTagging", params["Key"], None))
         elif service == "dynamodb" and operation == "TransactWriteItems":  # IAM checks each item's own action
-            actions = {"Put": "PutItem", "Update": "UpdateItem", "Delete": "DeleteItem", "ConditionCheck": "ConditionCheckItem"}
+            actions = {
+                "Put": "PutItem",
+                "Update": "UpdateItem",
+                "Delete": "DeleteItem",
+                "ConditionCheck": "ConditionCheckItem",
+            }
             for item in params["TransactItems"]:
                 self.calls |= {(f"dynamodb:{actions[kind]}", "", None) for kind in item}
         elif service == "dynamodb":
-            self.calls.add((f"dynamodb:{operation}", f"index/{params['IndexName']}" if params.get("IndexName") else "", None))
+            self.calls.add(
+                (f"dynamodb:{operation}", f"index/{params['IndexName']}" if params.get("IndexName") else "", None)
+            )
         else:
             self.calls.add((f"{service}:{operation}", "", None))
 
@@ -112,10 +135,12 @@ def npz_bytes(**arrays) -> bytes:
 
 def permitted(call: tuple, statements) -> bool:
     action, resource, prefix = call if len(call) == 3 else (*call, None)
-    return any(action in actions
-               and any(pattern == resource or (pattern and fnmatch.fnmatchcase(resource, pattern)) for pattern in patterns)
-               and (prefixes is None or (prefix is not None and any(fnmatch.fnmatchcase(prefix, p) for p in prefixes)))
-               for actions, patterns, prefixes in statements)
+    return any(
+        action in actions
+        and any(pattern == resource or (pattern and fnmatch.fnmatchcase(resource, pattern)) for pattern in patterns)
+        and (prefixes is None or (prefix is not None and any(fnmatch.fnmatchcase(prefix, p) for p in prefixes)))
+        for actions, patterns, prefixes in statements
+    )
 
 
 def test_every_call_of_whole_runs_is_allowed_by_the_functions_roles(aws, template, monkeypatch):
@@ -129,9 +154,11 @@ def test_every_call_of_whole_runs_is_allowed_by_the_functions_roles(aws, templat
     for role, handler in (("launcher", launcher), ("trainer", trainer), ("watchdog", watchdog)):
         recorders[role].attach(handler)
 
-    for run_id, parameters in (("layers", {**PARAMETERS, "granularity": "layer"}),
-                               ("rounds", {**PARAMETERS, "granularity": "epoch", "workers": 2}),
-                               ("parts", {**PARAMETERS, "granularity": "epoch", "workers": 2, "data": "runs/parts/data/"})):
+    for run_id, parameters in (
+        ("layers", {**PARAMETERS, "granularity": "layer"}),
+        ("rounds", {**PARAMETERS, "granularity": "epoch", "workers": 2}),
+        ("parts", {**PARAMETERS, "granularity": "epoch", "workers": 2, "data": "runs/parts/data/"}),
+    ):
         if run_id == "parts":  # listed, read by ranged GETs (the launcher), a part per shard, common.npz
             for name, body in data_in_parts(npz_bytes(X=X, y=y), 2).items():
                 aws.s3.put_object(Bucket=aws.bucket, Key=f"runs/parts/data/{name}", Body=body)
@@ -148,7 +175,9 @@ def test_every_call_of_whole_runs_is_allowed_by_the_functions_roles(aws, templat
 
     # A finisher dies while publishing: the watchdog's sweep publishes the model and sends the message owed.
     aws.upload_data("runs/owed/data.npz", X=X, y=y)
-    assert launcher.handle({"run_id": "owed", "parameters": {**PARAMETERS, "granularity": "epoch"}})["status"] == "running"
+    assert (
+        launcher.handle({"run_id": "owed", "parameters": {**PARAMETERS, "granularity": "epoch"}})["status"] == "running"
+    )
     while queue.events[0]["state"] != "finish":
         trainer.handle(queue.events.popleft())
     publish = trainer.ports.notifier.publish
@@ -157,12 +186,17 @@ def test_every_call_of_whole_runs_is_allowed_by_the_functions_roles(aws, templat
         trainer.handle(queue.events.popleft())
     trainer.ports.notifier.publish = publish
     clock.advance(61)
-    assert watchdog.handle({})["messages_owed"] == [{"run_id": "owed", "outcome": "message sent", "status": "succeeded"}]
+    assert watchdog.handle({})["messages_owed"] == [
+        {"run_id": "owed", "outcome": "message sent", "status": "succeeded"}
+    ]
 
     # A run stopped after its first epoch keeps that epoch's model (its stopper dies while publishing it, and the
     # watchdog's sweep publishes it); `lnn resume` (the operator's, not a function's) continues it to its end.
     aws.upload_data("runs/paused/data.npz", X=X, y=y)
-    assert launcher.handle({"run_id": "paused", "parameters": {**PARAMETERS, "granularity": "epoch"}})["status"] == "running"
+    assert (
+        launcher.handle({"run_id": "paused", "parameters": {**PARAMETERS, "granularity": "epoch"}})["status"]
+        == "running"
+    )
     trainer.handle(queue.events.popleft())
     run_control.stop_run(trainer.ports, "paused")
     trainer.ports.notifier.publish = dying
@@ -170,8 +204,15 @@ def test_every_call_of_whole_runs_is_allowed_by_the_functions_roles(aws, templat
         trainer.handle(queue.events.popleft())
     trainer.ports.notifier.publish = publish
     clock.advance(61)
-    assert watchdog.handle({})["messages_owed"] == [{"run_id": "paused", "outcome": "message sent", "status": "stopped"}]
-    assert run_control.resume_run(build_trainer(session=aws.session, invoker=queue, clock=clock).ports, "paused")["outcome"] == "continued"
+    assert watchdog.handle({})["messages_owed"] == [
+        {"run_id": "paused", "outcome": "message sent", "status": "stopped"}
+    ]
+    assert (
+        run_control.resume_run(build_trainer(session=aws.session, invoker=queue, clock=clock).ports, "paused")[
+            "outcome"
+        ]
+        == "continued"
+    )
     while queue.events:
         trainer.handle(queue.events.popleft())
     assert trainer.ports.table.get_run("paused")["status"] == "succeeded"
@@ -180,14 +221,22 @@ def test_every_call_of_whole_runs_is_allowed_by_the_functions_roles(aws, templat
         statements = allowed_statements(template, ROLES[role])
         refused = sorted(call for call in recorder.calls if not permitted(call, statements))
         assert recorder.calls and not refused, f"{role} would be denied: {refused}"
-    assert ("s3:PutObjectTagging", "runs/rounds/state/e0000001/b000001/shard-000.npz", None) in recorders["trainer"].calls
+    assert ("s3:PutObjectTagging", "runs/rounds/state/e0000001/b000001/shard-000.npz", None) in recorders[
+        "trainer"
+    ].calls
     assert any(action == "dynamodb:Query" for action, _, _ in recorders["watchdog"].calls)
-    assert {("s3:ListBucket", "", "runs/parts/data/"), ("s3:GetObject", "runs/parts/data/part-1-of-2.npz", None)} <= \
-        recorders["launcher"].calls
+    assert {
+        ("s3:ListBucket", "", "runs/parts/data/"),
+        ("s3:GetObject", "runs/parts/data/part-1-of-2.npz", None),
+    } <= recorders["launcher"].calls
     assert ("s3:GetObject", "runs/parts/data/part-1-of-2.npz", None) in recorders["trainer"].calls
-    assert {("s3:GetObject", staged_model_key("owed", 2), None), ("s3:PutObject", "runs/owed/model.npz", None),
-            ("s3:GetObject", staged_model_key("paused", 1), None), ("s3:PutObject", "runs/paused/model.npz", None),
-            ("sns:Publish", "", None)} <= recorders["watchdog"].calls
+    assert {
+        ("s3:GetObject", staged_model_key("owed", 2), None),
+        ("s3:PutObject", "runs/owed/model.npz", None),
+        ("s3:GetObject", staged_model_key("paused", 1), None),
+        ("s3:PutObject", "runs/paused/model.npz", None),
+        ("sns:Publish", "", None),
+    } <= recorders["watchdog"].calls
     assert ("s3:PutObject", staged_model_key("paused", 1), None) in recorders["trainer"].calls  # the stop's model
 
 
@@ -204,7 +253,10 @@ def test_every_call_of_the_predictor_is_allowed_by_its_role(aws, template):
     aws.upload_data("runs/untrained/data.npz", X=X, y=y)
     launcher = build_launcher(session=aws.session, invoker=queue, clock=clock)
     trainer = build_trainer(session=aws.session, invoker=queue, clock=clock)
-    assert launcher.handle({"run_id": "trained", "parameters": {**PARAMETERS, "granularity": "epoch"}})["status"] == "running"
+    assert (
+        launcher.handle({"run_id": "trained", "parameters": {**PARAMETERS, "granularity": "epoch"}})["status"]
+        == "running"
+    )
     while queue.events:
         trainer.handle(queue.events.popleft())
     assert trainer.ports.table.get_run("trained")["status"] == "succeeded"
@@ -212,8 +264,13 @@ def test_every_call_of_the_predictor_is_allowed_by_its_role(aws, template):
     predictor, recorder = build_predictor(session=aws.session), Recorder()
     recorder.attach(predictor)
     rows = X[:3].tolist()
-    requests = [{"run_id": "trained", "X": rows}, {"run_id": "trained", "X": rows}, {"run_id": "trained", "describe": True},
-                {"run_id": "nowhere", "X": rows}, {"run_id": "untrained", "X": rows}]
+    requests = [
+        {"run_id": "trained", "X": rows},
+        {"run_id": "trained", "X": rows},
+        {"run_id": "trained", "describe": True},
+        {"run_id": "nowhere", "X": rows},
+        {"run_id": "untrained", "X": rows},
+    ]
     answers = [predictor.handle(request) for request in requests]
 
     statements = allowed_statements(template, ROLES["predictor"])
@@ -221,9 +278,12 @@ def test_every_call_of_the_predictor_is_allowed_by_its_role(aws, template):
     assert not refused, f"predictor would be denied: {refused}"
     assert [answer.get("error") for answer in answers[:3]] == [None] * 3
     assert "there is no run" in answers[3]["error"] and "has no model yet" in answers[4]["error"]
-    assert recorder.calls >= {("s3:GetObject", "runs/trained/model.npz", None),  # its HEADs and its GET
-                              ("s3:GetObject", "runs/nowhere/model.npz", None),
-                              ("s3:ListBucket", "", "runs/nowhere/"), ("s3:ListBucket", "", "runs/untrained/")}
+    assert recorder.calls >= {
+        ("s3:GetObject", "runs/trained/model.npz", None),  # its HEADs and its GET
+        ("s3:GetObject", "runs/nowhere/model.npz", None),
+        ("s3:ListBucket", "", "runs/nowhere/"),
+        ("s3:ListBucket", "", "runs/untrained/"),
+    }
 
 
 def test_the_check_refuses_what_a_role_does_not_allow(template):
@@ -246,17 +306,35 @@ def test_the_check_refuses_what_a_role_does_not_allow(template):
 def test_a_transaction_and_a_copy_are_checked_as_the_actions_iam_authorizes(template):
     """IAM has no TransactWriteItems or CopyObject action: it checks each item's write and its condition check, and a
     copy's read of its source and write of its destination."""
+
     def call(service, operation, **params):
         recorder = Recorder()
         recorder.record(SimpleNamespace(service_model=SimpleNamespace(service_name=service), name=operation), params)
         return recorder.calls
 
-    transaction = call("dynamodb", "TransactWriteItems", TransactItems=[{"ConditionCheck": {}}, {"Put": {}}, {"Put": {}}])
+    transaction = call(
+        "dynamodb", "TransactWriteItems", TransactItems=[{"ConditionCheck": {}}, {"Put": {}}, {"Put": {}}]
+    )
     assert transaction == {("dynamodb:ConditionCheckItem", "", None), ("dynamodb:PutItem", "", None)}
-    copy = call("s3", "CopyObject", Bucket="b", Key="runs/r1/model.npz", CopySource={"Bucket": "b", "Key": "runs/r1/state/staged-model.npz"})
-    assert copy == {("s3:GetObject", "runs/r1/state/staged-model.npz", None), ("s3:PutObject", "runs/r1/model.npz", None)}
-    assert call("s3", "CopyObject", Bucket="b", Key="runs/r1/model.npz", CopySource="b/runs/r1/state/staged-model.npz") == copy
-    launcher, predictor = allowed_statements(template, ROLES["launcher"]), allowed_statements(template, ROLES["predictor"])
+    copy = call(
+        "s3",
+        "CopyObject",
+        Bucket="b",
+        Key="runs/r1/model.npz",
+        CopySource={"Bucket": "b", "Key": "runs/r1/state/staged-model.npz"},
+    )
+    assert copy == {
+        ("s3:GetObject", "runs/r1/state/staged-model.npz", None),
+        ("s3:PutObject", "runs/r1/model.npz", None),
+    }
+    assert (
+        call("s3", "CopyObject", Bucket="b", Key="runs/r1/model.npz", CopySource="b/runs/r1/state/staged-model.npz")
+        == copy
+    )
+    launcher, predictor = (
+        allowed_statements(template, ROLES["launcher"]),
+        allowed_statements(template, ROLES["predictor"]),
+    )
     assert not all(permitted(c, launcher) for c in transaction)  # the launcher's role has no ConditionCheckItem
     assert not all(permitted(c, predictor) for c in copy)  # the predictor may read the model, not write it
 
@@ -264,8 +342,13 @@ def test_a_transaction_and_a_copy_are_checked_as_the_actions_iam_authorizes(temp
 def test_no_role_reaches_a_model_that_was_not_published(template):
     """IAM's * matches /: the staged model's name must not end in /model.npz, or the predictor could read a model
     whose ending never committed and the watchdog overwrite a staged one (review R5)."""
-    predictor, watchdog = allowed_statements(template, ROLES["predictor"]), allowed_statements(template, ROLES["watchdog"])
+    predictor, watchdog = (
+        allowed_statements(template, ROLES["predictor"]),
+        allowed_statements(template, ROLES["watchdog"]),
+    )
     staged = staged_model_key("r1", 3)
     assert not permitted(("s3:GetObject", staged, None), predictor)
     assert not permitted(("s3:PutObject", staged, None), watchdog)
-    assert permitted(("s3:GetObject", staged, None), watchdog) and permitted(("s3:PutObject", "runs/r1/model.npz"), watchdog)
+    assert permitted(("s3:GetObject", staged, None), watchdog) and permitted(
+        ("s3:PutObject", "runs/r1/model.npz"), watchdog
+    )

@@ -15,9 +15,9 @@ import json
 import h5py
 import numpy as np
 import pytest
-from lnn_core.ml import training
 
 from lnn_cli.main import main
+from lnn_core.ml import training
 
 LNN_1_0_PARAMETERS = (
     '{"epochs": 5000, "layers": 4, "activations": {"layer1": "relu", "layer2": "relu", "layer3": "relu", '
@@ -32,7 +32,7 @@ def images(m: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
     y = rng.integers(0, 2, size=m)
     X = rng.integers(0, 30, size=(m, *SHAPE))
     X[y == 1, : SHAPE[0] // 2] += 225
-    X[y == 0, SHAPE[0] // 2:] += 225
+    X[y == 0, SHAPE[0] // 2 :] += 225
     return X.astype(np.uint8), y.astype(np.int64)
 
 
@@ -56,8 +56,26 @@ def test_lnn_1_0_parameters_and_hdf5_train_end_to_end(tmp_path):
         assert h5["train_set_x"].dtype == np.uint8 and h5["train_set_x"].shape == (256, *SHAPE)
         assert h5["train_set_y"].dtype == np.int64 and h5["list_classes"].dtype == np.dtype("S7")
     out = tmp_path / "out"
-    assert main(["local", "--config", str(config), "--data", str(tmp_path / "datasets.h5"), "--granularity", "auto",
-                 "--init", "he", "--seed", "1", "--out", str(out)]) == 0  # what lnn local's own defaults once added
+    assert (
+        main(
+            [
+                "local",
+                "--config",
+                str(config),
+                "--data",
+                str(tmp_path / "datasets.h5"),
+                "--granularity",
+                "auto",
+                "--init",
+                "he",
+                "--seed",
+                "1",
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )  # what lnn local's own defaults once added
 
     results = json.loads((out / "results.json").read_text())
     assert results["status"] == "succeeded" and results["granularity"] == "auto"
@@ -69,11 +87,16 @@ def test_lnn_1_0_parameters_and_hdf5_train_end_to_end(tmp_path):
 
     parameters = json.loads(LNN_1_0_PARAMETERS)
     _, expected = training.train_reference(
-        X.reshape(len(X), -1).astype(np.float64) / 255.0, y.astype(np.float64),
+        X.reshape(len(X), -1).astype(np.float64) / 255.0,
+        y.astype(np.float64),
         neurons=[parameters["neurons"][f"layer{l}"] for l in range(1, 5)],
         activations=[parameters["activations"][f"layer{l}"] for l in range(1, 5)],
-        learning_rate=parameters["learning_rate"], epochs=parameters["epochs"], seed=results["seed"],
-        init=results["config"]["init"], batch_size=parameters["batch_size"], threshold=parameters["threshold"],
+        learning_rate=parameters["learning_rate"],
+        epochs=parameters["epochs"],
+        seed=results["seed"],
+        init=results["config"]["init"],
+        batch_size=parameters["batch_size"],
+        threshold=parameters["threshold"],
     )
     assert costs == expected
 

@@ -9,11 +9,11 @@ bit, to plain NumPy (`training.train_reference`), which then stands for the run 
 import time
 
 import pytest
+
+from lnn_cli.cloud.local import LocalJob, run_local, run_many
 from lnn_core.aws.run_table import RunTable
 from lnn_core.aws.sdk import IoCounter
 from lnn_core.ml import training
-
-from lnn_cli.cloud.local import LocalJob, run_local, run_many
 from tests.integration.conftest import dataset, model_arrays
 
 pytestmark = pytest.mark.slow  # 20 runs at once and 4 alone: about 30 s
@@ -24,8 +24,14 @@ ALONE = 4
 
 
 def parameters(seed: int) -> dict:
-    return {"epochs": 3, "learning_rate": 0.5, "neurons": [3, 1], "activations": ["tanh", "sigmoid"], "seed": seed,
-            "granularity": "layer"}
+    return {
+        "epochs": 3,
+        "learning_rate": 0.5,
+        "neurons": [3, 1],
+        "activations": ["tanh", "sigmoid"],
+        "seed": seed,
+        "granularity": "layer",
+    }
 
 
 @pytest.fixture(scope="module")
@@ -34,8 +40,10 @@ def room_for_twenty(stack):
     session, outputs = stack
     client = session.client("lambda")
     variables = client.get_function_configuration(FunctionName=outputs.launch_function)["Environment"]["Variables"]
-    client.update_function_configuration(FunctionName=outputs.launch_function,
-                                         Environment={"Variables": {**variables, "LNN_MAX_RUNNING_RUNS": str(RUNS)}})
+    client.update_function_configuration(
+        FunctionName=outputs.launch_function,
+        Environment={"Variables": {**variables, "LNN_MAX_RUNNING_RUNS": str(RUNS)}},
+    )
     yield
     client.update_function_configuration(FunctionName=outputs.launch_function, Environment={"Variables": variables})
 
@@ -43,9 +51,16 @@ def room_for_twenty(stack):
 def plain_numpy(seed: int) -> tuple[dict, list[float]]:
     _, X, y = dataset()
     config = parameters(seed)
-    return training.train_reference(X, y, neurons=config["neurons"], activations=config["activations"],
-                                    learning_rate=config["learning_rate"], epochs=config["epochs"], init="lecun",
-                                    seed=seed)
+    return training.train_reference(
+        X,
+        y,
+        neurons=config["neurons"],
+        activations=config["activations"],
+        learning_rate=config["learning_rate"],
+        epochs=config["epochs"],
+        init="lecun",
+        seed=seed,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -85,8 +100,9 @@ def test_twenty_runs_at_once_end_like_each_run_alone(stack, room_for_twenty, alo
                 listed["midway"] = [run["run_id"] for run in table.list_runs("running")]
 
     started = time.monotonic()
-    results = run_many(session, outputs, jobs, log_stream=log, concurrency=CONCURRENCY, on_delivery=watch,
-                       on_launched=at_launch)
+    results = run_many(
+        session, outputs, jobs, log_stream=log, concurrency=CONCURRENCY, on_delivery=watch, on_launched=at_launch
+    )
     wall = time.monotonic() - started
 
     names = {job.run_id for job in jobs}
@@ -105,6 +121,8 @@ def test_twenty_runs_at_once_end_like_each_run_alone(stack, room_for_twenty, alo
         for service, count in result.io["requests"].items():
             requests[service] = requests.get(service, 0) + count
     deliveries = sum(result.deliveries for result in results)
-    print(f"\nload: {RUNS} runs at once, concurrency {CONCURRENCY}: {wall:.2f} s wall, {deliveries} deliveries, "
-          f"requests {dict(sorted(requests.items()))}, per run {results[0].io['requests']}; "
-          f"watchdog query listed {len(listed['launched'])} running at launch, {len(listed['midway'])} midway")
+    print(
+        f"\nload: {RUNS} runs at once, concurrency {CONCURRENCY}: {wall:.2f} s wall, {deliveries} deliveries, "
+        f"requests {dict(sorted(requests.items()))}, per run {results[0].io['requests']}; "
+        f"watchdog query listed {len(listed['launched'])} running at launch, {len(listed['midway'])} midway"
+    )

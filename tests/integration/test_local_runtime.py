@@ -5,20 +5,27 @@ import json
 
 import numpy as np
 import pytest
+
+from lnn_cli.cloud.chaos import ChaosPlan
+from lnn_cli.cloud.local import NotificationInbox, local_runtime, run_local
+from lnn_cli.cloud.runtime import PayloadTooLarge
 from lnn_core import run_control
 from lnn_core.aws.run_table import RunTable
 from lnn_core.aws.sdk import IoCounter
 from lnn_core.errors import LnnInputError
 from lnn_core.ml import training
-
-from lnn_cli.cloud.chaos import ChaosPlan
-from lnn_cli.cloud.local import NotificationInbox, local_runtime, run_local
-from lnn_cli.cloud.runtime import PayloadTooLarge
 from tests.integration.conftest import dataset, model_arrays
 
 REGION = "us-east-1"
-PARAMETERS = {"epochs": 4, "learning_rate": 0.5, "neurons": [4, 1], "activations": ["relu", "sigmoid"], "seed": 5,
-              "granularity": "layer", "init": "he"}
+PARAMETERS = {
+    "epochs": 4,
+    "learning_rate": 0.5,
+    "neurons": [4, 1],
+    "activations": ["relu", "sigmoid"],
+    "seed": 5,
+    "granularity": "layer",
+    "init": "he",
+}
 
 
 @pytest.fixture(scope="module")
@@ -38,15 +45,27 @@ def test_clean_run_results_match_dynamodb_and_plain_numpy(stack, clean):
     assert [item["epoch"] for item in items] == [1, 2, 3, 4]
     assert results["costs"] == [item["cost"] for item in items]
     _, X, y = dataset()
-    params, costs = training.train_reference(X, y, neurons=[4, 1], activations=["relu", "sigmoid"], learning_rate=0.5,
-                                             epochs=4, init="he", seed=5)
+    params, costs = training.train_reference(
+        X, y, neurons=[4, 1], activations=["relu", "sigmoid"], learning_rate=0.5, epochs=4, init="he", seed=5
+    )
     assert results["costs"] == costs  # each epoch's cost is computed before that epoch's update
     model = model_arrays(clean.model)
     assert model["W1"].shape == (4, 3) and model["b1"].shape == (4, 1) and model["W2"].shape == (1, 4)
     for name, array in params.items():
         assert np.array_equal(model[name], array), name
-    assert set(results) >= {"run_id", "status", "epochs", "costs", "train_accuracy", "test_accuracy", "seconds",
-                            "invocations", "aws_requests", "s3_bytes_in", "s3_bytes_out"}
+    assert set(results) >= {
+        "run_id",
+        "status",
+        "epochs",
+        "costs",
+        "train_accuracy",
+        "test_accuracy",
+        "seconds",
+        "invocations",
+        "aws_requests",
+        "s3_bytes_in",
+        "s3_bytes_out",
+    }
     assert results["epochs"] == 4 and results["invocations"] == 4 * 5 + 1
     assert results["deliveries"] == results["invocations"] + 1  # and the launch
     requests = results["aws_requests"]
@@ -57,7 +76,10 @@ def test_clean_run_results_match_dynamodb_and_plain_numpy(stack, clean):
     assert requests["sns"] == 1 and results["s3_bytes_out"] > 0 and results["s3_bytes_in"] > 0
     assert 0.5 <= results["train_accuracy"] <= 1 and results["test_accuracy"] is not None
     [message] = clean.notifications
-    assert message["attributes"] == {"status": "succeeded", "message_id": "lnn-run-clean"} and message["body"]["final"]["epochs"] == 4
+    assert (
+        message["attributes"] == {"status": "succeeded", "message_id": "lnn-run-clean"}
+        and message["body"]["final"]["epochs"] == 4
+    )
     assert "succeeded" in message["subject"]
 
 
@@ -79,10 +101,15 @@ def test_stop_halts_at_the_next_step_with_one_message(stack, log):
         if len(delivered) == 5:
             run_control.stop_run(control_ports(session, outputs), "stopped")
 
-    result = run_local(session, outputs, PARAMETERS, data, run_id="stopped", log_stream=log, on_delivery=stop_after_five)
+    result = run_local(
+        session, outputs, PARAMETERS, data, run_id="stopped", log_stream=log, on_delivery=stop_after_five
+    )
     assert result.status == "stopped" and table.get_run("stopped")["committed_step"] <= 5
     [message] = result.notifications
-    assert message["attributes"] == {"status": "stopped", "message_id": "lnn-run-stopped"} and message["body"]["status"] == "stopped"
+    assert (
+        message["attributes"] == {"status": "stopped", "message_id": "lnn-run-stopped"}
+        and message["body"]["status"] == "stopped"
+    )
 
 
 def control_ports(session, outputs):
@@ -98,8 +125,16 @@ class Probe:
         self.failures, self.calls = failures, []
 
     def handle(self, event, context):
-        self.calls.append((event, context.aws_request_id, context.function_name, context.invoked_function_arn,
-                           context.memory_limit_in_mb, context.get_remaining_time_in_millis()))
+        self.calls.append(
+            (
+                event,
+                context.aws_request_id,
+                context.function_name,
+                context.invoked_function_arn,
+                context.memory_limit_in_mb,
+                context.get_remaining_time_in_millis(),
+            )
+        )
         if len(self.calls) <= self.failures:
             raise RuntimeError(f"failure {len(self.calls)}")
         return {"ok": True}
@@ -114,7 +149,10 @@ def test_async_semantics_round_trip_context_retries_and_destination(stack, log, 
     invoke_config = session.client("lambda").get_function_event_invoke_config(FunctionName=outputs.trainer_function)
     assert trainer.retry_attempts == invoke_config["MaximumRetryAttempts"]
     assert trainer.on_failure == invoke_config["DestinationConfig"]["OnFailure"]["Destination"] == outputs.topic_arn
-    assert trainer.environment["LNN_TABLE"] == outputs.table and trainer.environment["AWS_LAMBDA_FUNCTION_NAME"] == trainer.name
+    assert (
+        trainer.environment["LNN_TABLE"] == outputs.table
+        and trainer.environment["AWS_LAMBDA_FUNCTION_NAME"] == trainer.name
+    )
 
     probe = Probe(failures=trainer.retry_attempts)  # fails every attempt but the last: succeeds in the end
     trainer.handler = probe
@@ -189,8 +227,15 @@ def test_results_json_is_json(clean):
 def test_granularities_report_the_clean_runs_costs(stack, clean, log, granularity, concurrency):
     session, outputs = stack
     data, _, _ = dataset()
-    result = run_local(session, outputs, {**PARAMETERS, "granularity": granularity}, data,
-                       run_id=f"g-{granularity}-{concurrency}", log_stream=log, concurrency=concurrency)
+    result = run_local(
+        session,
+        outputs,
+        {**PARAMETERS, "granularity": granularity},
+        data,
+        run_id=f"g-{granularity}-{concurrency}",
+        log_stream=log,
+        concurrency=concurrency,
+    )
     results = result.results()
     assert results["granularity"] == granularity and results["costs"] == clean.costs
     assert results["invocations"] < clean.results()["invocations"]  # fewer, larger steps
@@ -205,10 +250,21 @@ def test_a_float32_run_of_the_local_runtime_equals_the_float32_reference_bit_for
     result = run_local(session, outputs, parameters, data, run_id=f"float32-{workers}", log_stream=log, concurrency=2)
     results = result.results()
     assert results["status"] == "succeeded", results.get("reason")
-    params, costs = training.train_reference(X, y, neurons=[4, 1], activations=["relu", "sigmoid"], learning_rate=0.5,
-                                             epochs=4, init="he", seed=5, batch_size=16, workers=workers,
-                                             dtype="float32")
+    params, costs = training.train_reference(
+        X,
+        y,
+        neurons=[4, 1],
+        activations=["relu", "sigmoid"],
+        learning_rate=0.5,
+        epochs=4,
+        init="he",
+        seed=5,
+        batch_size=16,
+        workers=workers,
+        dtype="float32",
+    )
     assert results["costs"] == costs
     model = model_arrays(result.model)
-    assert all(model[name].dtype == np.float32 and model[name].tobytes() == array.tobytes()
-               for name, array in params.items())
+    assert all(
+        model[name].dtype == np.float32 and model[name].tobytes() == array.tobytes() for name, array in params.items()
+    )

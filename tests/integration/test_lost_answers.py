@@ -9,6 +9,8 @@ from types import SimpleNamespace
 
 import pytest
 from botocore.exceptions import ClientError
+
+from lnn_cli.cloud.chaos import client_of, with_lost_answer
 from lnn_core import run_control
 from lnn_core.aws.sdk import CLAIM_CALL_SECONDS
 from lnn_core.handlers import (
@@ -19,8 +21,6 @@ from lnn_core.handlers import (
 )
 from lnn_core.protocol import sending
 from lnn_core.protocol.layout import model_key, staged_model_key
-
-from lnn_cli.cloud.chaos import client_of, with_lost_answer
 from tests.conftest import FakeClock, QueueInvoker, blobs
 from tests.support.deliveries import Delivery, Gate, context, deliver_failing_at
 
@@ -86,9 +86,15 @@ def wrap(handler, port_name: str, method: str, wrapper):
 
 
 def conflict(operation: str) -> ClientError:
-    return ClientError({"Error": {"Code": "TransactionConflictException",
-                                  "Message": "Operation was rejected because there is an ongoing transaction for the item"}},
-                       operation)
+    return ClientError(
+        {
+            "Error": {
+                "Code": "TransactionConflictException",
+                "Message": "Operation was rejected because there is an ongoing transaction for the item",
+            }
+        },
+        operation,
+    )
 
 
 def updating(fragment: str):
@@ -130,8 +136,12 @@ def test_1_an_ending_transition_whose_answer_was_lost_reports_the_ending_not_a_d
     event = world.run_until(trainer, "backward")
     run_control.stop_run(trainer.ports, "r1")
     stopping = world.trainer()
-    lose_answers(stopping, "table", "update_item",
-                 when=lambda request: "stopped" in str(request.get("ExpressionAttributeValues")))
+    lose_answers(
+        stopping,
+        "table",
+        "update_item",
+        when=lambda request: "stopped" in str(request.get("ExpressionAttributeValues")),
+    )
     assert stopping.handle(event, context())["outcome"] == "stopped"
     assert [message["status"] for message in world.messages()] == ["stopped"]
 
@@ -196,7 +206,8 @@ def test_3_a_message_whose_claimant_died_and_whose_retry_came_inside_the_lease_i
     assert world.trainer().handle(finish, context("request-1"))["outcome"] == "ignored"
     assert world.messages() == []
     assert world.watchdog().handle()["messages_owed"] == [  # the claimant may still be sending
-        {"run_id": "r1", "outcome": "waiting", "reason": "a delivery holds its message's claim"}]
+        {"run_id": "r1", "outcome": "waiting", "reason": "a delivery holds its message's claim"}
+    ]
     world.clock.advance(60)
     outcomes = world.watchdog().handle()["messages_owed"]
     assert outcomes == [{"run_id": "r1", "outcome": "message sent", "status": "succeeded"}]
@@ -268,7 +279,9 @@ def test_7_a_claimant_whose_claim_took_most_of_its_lease_leaves_the_message_to_t
     def slow_claim(call, request):
         answer = call(**request)
         if "SET notifier" in request.get("UpdateExpression", ""):
-            world.clock.advance(sending.LEASE_SECONDS - CLAIM_CALL_SECONDS + 1)  # its attempts timed out, then one answered
+            world.clock.advance(
+                sending.LEASE_SECONDS - CLAIM_CALL_SECONDS + 1
+            )  # its attempts timed out, then one answered
         return answer
 
     def slow_publish(call, request):
@@ -330,7 +343,6 @@ def test_9_a_repeated_launch_of_the_same_data_is_still_recognised(world):
     assert answer == {"run_id": "r1", "status": "running", "duplicate": True}
 
 
-
 # ---- the review's findings (R1-R3) ----------------------------------------------------------------------------
 
 
@@ -367,8 +379,9 @@ def test_r2_a_finish_committed_by_the_previous_release_still_gets_its_message(wo
     s3, bucket = world.aws.s3, world.aws.bucket  # what the previous release left
     s3.copy_object(Bucket=bucket, Key=model_key("r1"), CopySource={"Bucket": bucket, "Key": staged_model_key("r1", 2)})
     s3.delete_object(Bucket=bucket, Key=staged_model_key("r1", 2))
-    world.trainer().ports.table._table.update_item(Key={"run_id": "r1", "epoch": 0},
-                                                   UpdateExpression="REMOVE message_due, model_staged")
+    world.trainer().ports.table._table.update_item(
+        Key={"run_id": "r1", "epoch": 0}, UpdateExpression="REMOVE message_due, model_staged"
+    )
     world.clock.advance(60)
     assert world.trainer().handle(finish, context())["outcome"] == "ignored"
     assert [message["status"] for message in world.messages()] == ["succeeded"]
@@ -406,9 +419,13 @@ def test_r3_an_epoch_item_transaction_canceled_by_a_conflict_is_retried(world):
     def busy(call, request):
         if conflicts:
             conflicts.pop()
-            raise ClientError({"Error": {"Code": "TransactionCanceledException", "Message": "conflict"},
-                               "CancellationReasons": [{"Code": "TransactionConflict"}, {"Code": "None"}]},
-                              "TransactWriteItems")
+            raise ClientError(
+                {
+                    "Error": {"Code": "TransactionCanceledException", "Message": "conflict"},
+                    "CancellationReasons": [{"Code": "TransactionConflict"}, {"Code": "None"}],
+                },
+                "TransactWriteItems",
+            )
         return call(**request)
 
     wrap(trainer, "table", "transact_write_items", busy)

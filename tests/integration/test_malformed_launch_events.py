@@ -1,8 +1,8 @@
 """Adversarial review of issue 17's usage ADD: the meter must never turn a clean refusal into a crash."""
 
 import pytest
-from lnn_core.handlers import build_launcher
 
+from lnn_core.handlers import build_launcher
 from tests.conftest import QueueInvoker
 
 

@@ -9,16 +9,22 @@ import json
 
 import numpy as np
 import pytest
+
 from lnn_core.handlers import build_launcher, build_trainer
 from lnn_core.ml import metrics, network, training
 from lnn_core.ml.config import TrainingConfig
 from lnn_core.protocol.layout import params_key
-
 from tests.conftest import QueueInvoker, blobs
 
 EXAMPLES = 50  # batches of 16: 16, 16, 16 and a last one of 2
-BASE = {"epochs": 4, "learning_rate": 0.1, "neurons": [4, 3, 1], "activations": ["relu", "tanh", "sigmoid"], "seed": 7,
-        "batch_size": 16}
+BASE = {
+    "epochs": 4,
+    "learning_rate": 0.1,
+    "neurons": [4, 3, 1],
+    "activations": ["relu", "tanh", "sigmoid"],
+    "seed": 7,
+    "batch_size": 16,
+}
 OPTIMIZERS = {
     "gd": {"optimizer": "gd"},
     "momentum": {"optimizer": "momentum", "beta": 0.8},
@@ -49,17 +55,39 @@ def stored(aws, key):
 
 
 def reference(X, y, parameters):
-    options = {key: parameters[key] for key in ("optimizer", "beta", "beta1", "beta2", "epsilon", "l2", "threshold",
-                                                 "batch_size", "shuffle_seed", "dtype") if key in parameters}
-    return training.train_reference_state(X, y, neurons=parameters["neurons"], activations=parameters["activations"],
-                                          learning_rate=parameters["learning_rate"], epochs=parameters["epochs"],
-                                          seed=parameters["seed"], **options)
+    options = {
+        key: parameters[key]
+        for key in (
+            "optimizer",
+            "beta",
+            "beta1",
+            "beta2",
+            "epsilon",
+            "l2",
+            "threshold",
+            "batch_size",
+            "shuffle_seed",
+            "dtype",
+        )
+        if key in parameters
+    }
+    return training.train_reference_state(
+        X,
+        y,
+        neurons=parameters["neurons"],
+        activations=parameters["activations"],
+        learning_rate=parameters["learning_rate"],
+        epochs=parameters["epochs"],
+        seed=parameters["seed"],
+        **options,
+    )
 
 
 def same(got: dict, expected: dict) -> bool:
     return got.keys() >= expected.keys() and all(
         got[k].dtype == np.asarray(expected[k]).dtype and got[k].tobytes() == np.asarray(expected[k]).tobytes()
-        for k in expected)
+        for k in expected
+    )
 
 
 @pytest.mark.parametrize("dtype", ["float64", "float32"])
@@ -115,8 +143,16 @@ def test_a_linear_output_trains_a_regression_and_reports_rmse_and_r2(aws, granul
     X = rng.randn(60, 3)
     y = np.stack([X @ [1.0, -2.0, 0.5], X[:, 0] - X[:, 1]], axis=1)  # two real-valued targets
     upload(aws, "r1", X[:50], y[:50], X[50:], y[50:])
-    parameters = {"epochs": 6, "learning_rate": 0.01, "neurons": [8, 2], "activations": ["tanh", "linear"], "seed": 1,
-                  "batch_size": 10, "optimizer": "adam", "granularity": granularity}
+    parameters = {
+        "epochs": 6,
+        "learning_rate": 0.01,
+        "neurons": [8, 2],
+        "activations": ["tanh", "linear"],
+        "seed": 1,
+        "batch_size": 10,
+        "optimizer": "adam",
+        "granularity": granularity,
+    }
     trainer, _ = train(aws, parameters)
     run = trainer.ports.table.get_run("r1")
     assert run["status"] == "succeeded", run.get("reason")
@@ -135,8 +171,15 @@ def test_lnn_0_0_parameters_start_from_their_constant_weight_and_bias(aws):
     """LNN 0.0's file, verbatim: a one-neuron logistic regression from weight 0 and bias 0."""
     X, y = blobs(EXAMPLES)
     upload(aws, "r1", X, y)
-    lnn_0_0 = {"epochs": 20, "layers": 1, "activations": {"layer1": "sigmoid"}, "neurons": {"layer1": 1},
-               "weight": 0, "bias": 0, "learning_rate": 0.005}
+    lnn_0_0 = {
+        "epochs": 20,
+        "layers": 1,
+        "activations": {"layer1": "sigmoid"},
+        "neurons": {"layer1": 1},
+        "weight": 0,
+        "bias": 0,
+        "learning_rate": 0.005,
+    }
     trainer, _ = train(aws, lnn_0_0)
     run = trainer.ports.table.get_run("r1")
     assert run["status"] == "succeeded"
@@ -162,8 +205,14 @@ def test_a_threshold_first_reached_on_the_last_epoch_is_not_an_early_stop(aws, g
 def test_a_large_network_stopping_early_keeps_and_names_its_last_state(aws):
     X, y = blobs(EXAMPLES, 40)
     upload(aws, "r1", X, y)
-    parameters = {"epochs": 30, "learning_rate": 0.5, "neurons": [60, 1], "activations": ["tanh", "sigmoid"], "seed": 2,
-                  "granularity": "epoch"}  # 2,521 parameters: the items hold norms
+    parameters = {
+        "epochs": 30,
+        "learning_rate": 0.5,
+        "neurons": [60, 1],
+        "activations": ["tanh", "sigmoid"],
+        "seed": 2,
+        "granularity": "epoch",
+    }  # 2,521 parameters: the items hold norms
     _, costs, _ = reference(X, y, parameters)
     stop = next(epoch for epoch in range(2, 30) if costs[epoch - 1] < costs[0] / 2)
     trainer, _ = train(aws, {**parameters, "threshold": costs[0] / 2})

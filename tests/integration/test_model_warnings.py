@@ -10,20 +10,27 @@ import json
 
 import numpy as np
 import pytest
-from lnn_core.aws.pricing import DEFAULT_PRICES
-from lnn_core.aws.run_table import RunTable
-from lnn_core.aws.sdk import IoCounter
-from lnn_core.protocol import end_message
 from rich.console import Console
 
 from lnn_cli import stack_commands
 from lnn_cli.cloud.local import run_local
 from lnn_cli.presentation.report import summary_table
 from lnn_cli.web.app import create_app
+from lnn_core.aws.pricing import DEFAULT_PRICES
+from lnn_core.aws.run_table import RunTable
+from lnn_core.aws.sdk import IoCounter
+from lnn_core.protocol import end_message
 from tests.integration.conftest import dataset
 
-LEARNING = {"epochs": 4, "learning_rate": 0.5, "neurons": [4, 1], "activations": ["relu", "sigmoid"], "seed": 5,
-            "granularity": "epoch", "init": "he"}
+LEARNING = {
+    "epochs": 4,
+    "learning_rate": 0.5,
+    "neurons": [4, 1],
+    "activations": ["relu", "sigmoid"],
+    "seed": 5,
+    "granularity": "epoch",
+    "init": "he",
+}
 COLLAPSING = {**LEARNING, "weight": 0.0, "bias": 0.0}
 
 
@@ -55,25 +62,34 @@ def test_a_collapsed_run_succeeds_with_its_warnings_in_the_record_results_json_a
     assert json.loads(json.dumps(results))["warnings"] == warnings  # results.json is this dict as JSON
     [message] = result.notifications
     assert message["body"]["final"]["warnings"] == warnings
-    assert message["subject"] == f"LNN run collapsed succeeded with 3 warnings: cost {record['last_cost']:.4g}, train accuracy 50.0%"
+    assert (
+        message["subject"]
+        == f"LNN run collapsed succeeded with 3 warnings: cost {record['last_cost']:.4g}, train accuracy 50.0%"
+    )
     console = Console(record=True, width=300)
     console.print(summary_table(results))
     shown = console.export_text()
     assert "succeeded with 3 warnings" in shown and all(warning in shown for warning in warnings)
 
     deployed = stack_commands.DeployedStack(stack[0], "LnnStack")  # what `lnn status`, `results` and `runs` read
-    for command, options in ((stack_commands.command_status, {"follow": False}),
-                             (stack_commands.command_results, {"csv": False, "weights": False, "plot": None})):
+    for command, options in (
+        (stack_commands.command_status, {"follow": False}),
+        (stack_commands.command_results, {"csv": False, "weights": False, "plot": None}),
+    ):
         console = Console(record=True, width=400)
         assert command(argparse.Namespace(run_id="collapsed", prices=DEFAULT_PRICES, **options), deployed, console) == 0
         shown = console.export_text()
         assert "succeeded" in shown and "3 warnings" in shown
-        assert [line for line in shown.splitlines() if line.startswith("⚠ warning: ")] == [f"⚠ warning: {w}" for w in warnings]
+        assert [line for line in shown.splitlines() if line.startswith("⚠ warning: ")] == [
+            f"⚠ warning: {w}" for w in warnings
+        ]
     console = Console(record=True, width=400)
     assert stack_commands.command_runs(argparse.Namespace(prices=DEFAULT_PRICES), deployed, console) == 0
     [row] = [line for line in console.export_text().splitlines() if "collapsed" in line]
     assert "⚠ 3" in row
-    assert create_app(deployed).test_client().get("/api/runs/collapsed").json["final"]["warnings"] == warnings  # the page's
+    assert (
+        create_app(deployed).test_client().get("/api/runs/collapsed").json["final"]["warnings"] == warnings
+    )  # the page's
 
 
 def test_a_run_that_learned_has_no_warnings(stack, tmp_path):

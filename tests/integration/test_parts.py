@@ -14,9 +14,19 @@ from lnn_core.ml import batching, metrics, shards, training
 from tests.conftest import FakeClock, QueueInvoker, blobs
 from tests.integration.test_launch_guards import assert_rejected_creating_nothing
 
-PARAMETERS = {"epochs": 3, "learning_rate": 0.05, "neurons": [4, 1], "activations": ["tanh", "sigmoid"], "seed": 5,
-              "batch_size": 8, "optimizer": "adam", "l2": 0.01, "workers": 3, "granularity": "epoch",
-              "data": "runs/r1/data/"}
+PARAMETERS = {
+    "epochs": 3,
+    "learning_rate": 0.05,
+    "neurons": [4, 1],
+    "activations": ["tanh", "sigmoid"],
+    "seed": 5,
+    "batch_size": 8,
+    "optimizer": "adam",
+    "l2": 0.01,
+    "workers": 3,
+    "granularity": "epoch",
+    "data": "runs/r1/data/",
+}
 
 
 def npz(**arrays) -> bytes:
@@ -45,13 +55,23 @@ def drain(trainer, queue):
 
 def reference(X, y, parameters, parts):
     options = {k: parameters[k] for k in ("batch_size", "optimizer", "l2", "workers") if k in parameters}
-    return training.train_reference(X, y, neurons=parameters["neurons"], activations=parameters["activations"],
-                                    learning_rate=parameters["learning_rate"], epochs=parameters["epochs"],
-                                    seed=parameters["seed"], parts=parts, **options)
+    return training.train_reference(
+        X,
+        y,
+        neurons=parameters["neurons"],
+        activations=parameters["activations"],
+        learning_rate=parameters["learning_rate"],
+        epochs=parameters["epochs"],
+        seed=parameters["seed"],
+        parts=parts,
+        **options,
+    )
 
 
 def model(aws, run_id="r1"):
-    with np.load(io.BytesIO(aws.s3.get_object(Bucket=aws.bucket, Key=f"runs/{run_id}/model.npz")["Body"].read())) as npz_file:
+    with np.load(
+        io.BytesIO(aws.s3.get_object(Bucket=aws.bucket, Key=f"runs/{run_id}/model.npz")["Body"].read())
+    ) as npz_file:
         return {name: npz_file[name] for name in npz_file.files}
 
 
@@ -77,13 +97,18 @@ def test_a_run_on_data_in_parts_equals_the_reference_bit_for_bit(aws, change):
     params, costs = reference(X, y, parameters, [14, 13, 13])
     if parameters["batch_size"] == 3:  # some shard of some round takes no example of its batch
         bounds = shards.part_bounds([14, 13, 13])
-        assert any(shards.batch_examples(shards.part_batch(batch, rows), 14) == 0
-                   for batch in batching.minibatches(40, 3, 5, 1) for rows in bounds)
+        assert any(
+            shards.batch_examples(shards.part_batch(batch, rows), 14) == 0
+            for batch in batching.minibatches(40, 3, 5, 1)
+            for rows in bounds
+        )
     stored = model(aws)
     assert all(stored[name].tobytes() == params[name].tobytes() for name in params)
     items = trainer.ports.table.committed_epochs(run)
     assert [item["cost"] for item in items] == costs
-    assert [item["test_accuracy"] for item in items][-1] == metrics.accuracy(params, X_test, y_test, parameters["activations"])
+    assert [item["test_accuracy"] for item in items][-1] == metrics.accuracy(
+        params, X_test, y_test, parameters["activations"]
+    )
     final = run["final"]
     assert final["train_accuracy"] == metrics.accuracy(params, X, y, parameters["activations"])
     assert final["test_accuracy"] == metrics.accuracy(params, X_test, y_test, parameters["activations"])
@@ -129,8 +154,9 @@ def test_a_missing_part_is_refused_creating_nothing(aws):
     upload_parts(aws, "r1", 3, X=X, y=y)
     aws.s3.delete_object(Bucket=aws.bucket, Key="runs/r1/data/part-1-of-3.npz")
     answer, launcher, queue = rejected(aws)
-    assert_rejected_creating_nothing(aws, answer, launcher, queue, "r1",
-                                     "runs/r1/data/ lacks part-1-of-3.npz (1 of its 4 files missing)")
+    assert_rejected_creating_nothing(
+        aws, answer, launcher, queue, "r1", "runs/r1/data/ lacks part-1-of-3.npz (1 of its 4 files missing)"
+    )
 
 
 def test_a_missing_common_file_is_refused(aws):
@@ -145,17 +171,27 @@ def test_parts_of_another_k_than_workers_are_refused(aws):
     X, y = blobs(40)
     upload_parts(aws, "r1", 2, X=X, y=y)
     answer, launcher, queue = rejected(aws)
-    assert_rejected_creating_nothing(aws, answer, launcher, queue, "r1", "is in parts of 2 (part-0-of-2.npz ...) but the "
-                                     "run has workers 3; run with workers 2, or split the data into 3 parts")
+    assert_rejected_creating_nothing(
+        aws,
+        answer,
+        launcher,
+        queue,
+        "r1",
+        "is in parts of 2 (part-0-of-2.npz ...) but the "
+        "run has workers 3; run with workers 2, or split the data into 3 parts",
+    )
 
 
-@pytest.mark.parametrize("part_1, fragment", [
-    ({"X": np.zeros((13, 5)), "y": np.zeros(13)}, "do not match part 0's X (14, 4)"),
-    ({"X": np.zeros((13, 4)), "y": np.zeros(12)}, "X has 13 examples but y has shape (12,)"),
-    ({"X": np.zeros((13, 4)), "y": np.zeros(13), "X_test": np.zeros((2, 4))}, "a part holds only X and y"),
-    ({"X": np.zeros((13, 4)), "y": np.zeros((13, 2))}, "one class label per example for a sigmoid output"),
-    ({"X": np.zeros((13, 4), dtype=np.complex128), "y": np.zeros(13)}, "X must be numeric"),
-])
+@pytest.mark.parametrize(
+    "part_1, fragment",
+    [
+        ({"X": np.zeros((13, 5)), "y": np.zeros(13)}, "do not match part 0's X (14, 4)"),
+        ({"X": np.zeros((13, 4)), "y": np.zeros(12)}, "X has 13 examples but y has shape (12,)"),
+        ({"X": np.zeros((13, 4)), "y": np.zeros(13), "X_test": np.zeros((2, 4))}, "a part holds only X and y"),
+        ({"X": np.zeros((13, 4)), "y": np.zeros((13, 2))}, "one class label per example for a sigmoid output"),
+        ({"X": np.zeros((13, 4), dtype=np.complex128), "y": np.zeros(13)}, "X must be numeric"),
+    ],
+)
 def test_a_part_of_mismatched_shapes_is_refused_by_its_headers(aws, part_1, fragment):
     X, y = blobs(40)
     upload_parts(aws, "r1", 3, X=X, y=y)
@@ -178,14 +214,18 @@ def test_the_launcher_reads_parts_by_their_headers_only(aws):
 def test_a_test_set_of_other_features_in_common_is_refused(aws):
     X, y = blobs(40)
     upload_parts(aws, "r1", 3, X=X, y=y)
-    aws.s3.put_object(Bucket=aws.bucket, Key="runs/r1/data/common.npz", Body=npz(X_test=np.zeros((2, 5)), y_test=np.zeros(2)))
+    aws.s3.put_object(
+        Bucket=aws.bucket, Key="runs/r1/data/common.npz", Body=npz(X_test=np.zeros((2, 5)), y_test=np.zeros(2))
+    )
     answer, launcher, queue = rejected(aws)
     assert_rejected_creating_nothing(aws, answer, launcher, queue, "r1", "X_test has 5 features but the parts' X 4")
 
 
 def test_data_in_parts_needs_workers(aws):
     answer, launcher, queue = rejected(aws, {**PARAMETERS, "workers": 1})
-    assert_rejected_creating_nothing(aws, answer, launcher, queue, "r1", "data in parts (runs/r1/data/) needs workers 2 or more")
+    assert_rejected_creating_nothing(
+        aws, answer, launcher, queue, "r1", "data in parts (runs/r1/data/) needs workers 2 or more"
+    )
 
 
 def test_a_part_changed_after_launch_fails_the_run_with_the_reason(aws):
@@ -213,7 +253,9 @@ def test_a_repeated_launch_is_recognised_and_one_on_a_replaced_part_is_refused(a
 
 def test_data_in_parts_must_be_the_runs_data_folder(aws):
     answer, launcher, queue = rejected(aws, {**PARAMETERS, "data": "runs/r1/"})
-    assert_rejected_creating_nothing(aws, answer, launcher, queue, "r1", "data in parts must be the folder runs/r1/data/")
+    assert_rejected_creating_nothing(
+        aws, answer, launcher, queue, "r1", "data in parts must be the folder runs/r1/data/"
+    )
 
 
 def test_lnn_starts_upload_puts_the_parts_and_parameters_json_naming_their_folder(aws):
@@ -225,11 +267,16 @@ def test_lnn_starts_upload_puts_the_parts_and_parameters_json_naming_their_folde
     X, y = blobs(40)
     data = npz(X=X, y=y)
     parameters = {key: value for key, value in PARAMETERS.items() if key != "data"}
-    sent = upload_run_inputs(aws.session, SimpleNamespace(bucket=aws.bucket), "up", data, parameters,
-                             parts=data_in_parts(data, 3))
+    sent = upload_run_inputs(
+        aws.session, SimpleNamespace(bucket=aws.bucket), "up", data, parameters, parts=data_in_parts(data, 3)
+    )
     assert sent["data"] == "runs/up/data/"
     keys = {item["Key"] for item in aws.s3.list_objects_v2(Bucket=aws.bucket, Prefix="runs/up/")["Contents"]}
-    assert keys == {"runs/up/parameters.json", "runs/up/data/common.npz", *(f"runs/up/data/part-{k}-of-3.npz" for k in range(3))}
+    assert keys == {
+        "runs/up/parameters.json",
+        "runs/up/data/common.npz",
+        *(f"runs/up/data/part-{k}-of-3.npz" for k in range(3)),
+    }
     launcher = build_launcher(session=aws.session, invoker=QueueInvoker(), clock=FakeClock())
     assert launcher.handle(upload_event("runs/up/parameters.json"))["status"] == "running"
     assert launcher.ports.table.get_run("up")["part_examples"] == [14, 13, 13]

@@ -9,8 +9,17 @@ from lnn_cli.datafiles import data_in_parts
 from lnn_core.ml import training
 from tests.integration.conftest import dataset, model_arrays
 
-PARAMETERS = {"epochs": 2, "learning_rate": 0.05, "neurons": [3, 1], "activations": ["tanh", "sigmoid"], "seed": 4,
-              "batch_size": 16, "optimizer": "adam", "workers": 3, "granularity": "epoch"}  # 40 examples: 3 rounds an epoch
+PARAMETERS = {
+    "epochs": 2,
+    "learning_rate": 0.05,
+    "neurons": [3, 1],
+    "activations": ["tanh", "sigmoid"],
+    "seed": 4,
+    "batch_size": 16,
+    "optimizer": "adam",
+    "workers": 3,
+    "granularity": "epoch",
+}  # 40 examples: 3 rounds an epoch
 
 
 @pytest.fixture(scope="module")
@@ -18,17 +27,28 @@ def clean(stack, tmp_path_factory):
     session, outputs = stack
     data = dataset()[0]
     with open(tmp_path_factory.mktemp("clean-parts") / "lambda.log", "w") as stream:
-        return run_local(session, outputs, PARAMETERS, data, run_id="clean-parts", log_stream=stream,
-                         parts=data_in_parts(data, 3))
+        return run_local(
+            session, outputs, PARAMETERS, data, run_id="clean-parts", log_stream=stream, parts=data_in_parts(data, 3)
+        )
 
 
 def test_the_clean_run_on_parts_equals_the_reference(clean):
     _, X, y = dataset()
     assert clean.status == "succeeded", clean.run.get("reason")
     assert clean.run["config"]["data"] == "runs/clean-parts/data/" and clean.run["part_examples"] == [14, 13, 13]
-    params, costs = training.train_reference(X, y, neurons=[3, 1], activations=["tanh", "sigmoid"], learning_rate=0.05,
-                                             epochs=2, seed=4, batch_size=16, optimizer="adam", workers=3,
-                                             parts=[14, 13, 13])
+    params, costs = training.train_reference(
+        X,
+        y,
+        neurons=[3, 1],
+        activations=["tanh", "sigmoid"],
+        learning_rate=0.05,
+        epochs=2,
+        seed=4,
+        batch_size=16,
+        optimizer="adam",
+        workers=3,
+        parts=[14, 13, 13],
+    )
     model = model_arrays(clean.model)
     assert all(model[name].tobytes() == params[name].tobytes() for name in params)
     assert clean.costs == costs
@@ -39,8 +59,17 @@ def test_chaos_on_parts_ends_like_the_clean_run(stack, clean, log, seed, concurr
     session, outputs = stack
     data = dataset()[0]
     plan = ChaosPlan(duplicate=0.25, crash=0.15, delay=0.25, lose=0.03, seed=seed)
-    result = run_local(session, outputs, PARAMETERS, data, run_id=f"parts-{seed}", chaos=plan, log_stream=log,
-                       concurrency=concurrency, parts=data_in_parts(data, 3))
+    result = run_local(
+        session,
+        outputs,
+        PARAMETERS,
+        data,
+        run_id=f"parts-{seed}",
+        chaos=plan,
+        log_stream=log,
+        concurrency=concurrency,
+        parts=data_in_parts(data, 3),
+    )
     assert result.status == "succeeded", result.run.get("reason")
     model, reference = model_arrays(result.model), model_arrays(clean.model)
     assert all(model[name].tobytes() == reference[name].tobytes() for name in reference if name.startswith(("W", "b")))

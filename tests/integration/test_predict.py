@@ -8,17 +8,24 @@ from argparse import Namespace
 
 import numpy as np
 import pytest
-from tests.integration.conftest import dataset
-from lnn_core.predictor import SYNC_PAYLOAD_LIMIT, Model
 from PIL import Image
 from rich.console import Console
 
 from lnn_cli import stack_commands
 from lnn_cli.cloud.local import run_local
 from lnn_cli.cloud.runtime import LocalLambdaRuntime, PayloadTooLarge
+from lnn_core.predictor import SYNC_PAYLOAD_LIMIT, Model
+from tests.integration.conftest import dataset
 
-PARAMETERS = {"epochs": 4, "learning_rate": 0.5, "neurons": [4, 1], "activations": ["relu", "sigmoid"], "seed": 5,
-              "granularity": "epoch", "init": "he"}
+PARAMETERS = {
+    "epochs": 4,
+    "learning_rate": 0.5,
+    "neurons": [4, 1],
+    "activations": ["relu", "sigmoid"],
+    "seed": 5,
+    "granularity": "epoch",
+    "init": "he",
+}
 IMAGE_SHAPE = (4, 4, 3)
 
 
@@ -28,7 +35,9 @@ def image_data(m=24, seed=1) -> bytes:
     y = np.arange(m) % 2
     X = np.where(y[:, None] == 1, rng.randint(150, 256, (m, 48)), rng.randint(0, 100, (m, 48))).astype(np.uint8)
     buffer = io.BytesIO()
-    np.savez(buffer, X=X, y=y.astype(np.float64), classes=np.array(["dark", "light"]), example_shape=np.array(IMAGE_SHAPE))
+    np.savez(
+        buffer, X=X, y=y.astype(np.float64), classes=np.array(["dark", "light"]), example_shape=np.array(IMAGE_SHAPE)
+    )
     return buffer.getvalue()
 
 
@@ -40,7 +49,9 @@ def trained(stack, tmp_path_factory):
     log = open(tmp_path_factory.mktemp("predict") / "lambda.log", "w")
     data, X, y = dataset()
     tabular = run_local(session, outputs, PARAMETERS, data, run_id="predict-tabular", log_stream=log)
-    images = run_local(session, outputs, {**PARAMETERS, "epochs": 8}, image_data(), run_id="predict-images", log_stream=log)
+    images = run_local(
+        session, outputs, {**PARAMETERS, "epochs": 8}, image_data(), run_id="predict-images", log_stream=log
+    )
     assert tabular.status == images.status == "succeeded"
     session.client("s3").put_object(Bucket=outputs.bucket, Key="runs/predict-untrained/data.npz", Body=data)
     runtime = LocalLambdaRuntime(session, {"predictor": outputs.predict_function}, log_stream=log)
@@ -63,17 +74,23 @@ def test_answer_and_the_same_numbers_as_the_client(trained):
     assert answer["predictions"] == client["predictions"]
 
 
-@pytest.mark.parametrize("payload, message", [
-    ({"run_id": "no-such-run", "X": [[0.0, 0.0, 0.0]]}, "there is no run no-such-run"),
-    ({"run_id": "predict-untrained", "X": [[0.0, 0.0, 0.0]]}, "has no model yet"),
-    ({"run_id": "predict-tabular", "X": [[0.0, 0.0]]}, "X rows have 2 features but the model of run predict-tabular takes 3"),
-    ({"run_id": "predict-tabular", "X": [[0.0, float("nan"), 0.0]]}, "NaN"),
-    ({"run_id": "predict-tabular", "X": [[0.0, 1.0, 2.0], [1.0]]}, "equal length"),
-    ({"run_id": "predict-tabular", "X": [["a", 1.0, 2.0]]}, "not a number"),
-    ({"run_id": "predict-tabular", "X": "rows"}, "X must be a non-empty list"),
-    ({"run_id": "bad/id", "X": [[0.0, 0.0, 0.0]]}, "run id 'bad/id' is invalid"),
-    ("not json at all", "not JSON"),
-])
+@pytest.mark.parametrize(
+    "payload, message",
+    [
+        ({"run_id": "no-such-run", "X": [[0.0, 0.0, 0.0]]}, "there is no run no-such-run"),
+        ({"run_id": "predict-untrained", "X": [[0.0, 0.0, 0.0]]}, "has no model yet"),
+        (
+            {"run_id": "predict-tabular", "X": [[0.0, 0.0]]},
+            "X rows have 2 features but the model of run predict-tabular takes 3",
+        ),
+        ({"run_id": "predict-tabular", "X": [[0.0, float("nan"), 0.0]]}, "NaN"),
+        ({"run_id": "predict-tabular", "X": [[0.0, 1.0, 2.0], [1.0]]}, "equal length"),
+        ({"run_id": "predict-tabular", "X": [["a", 1.0, 2.0]]}, "not a number"),
+        ({"run_id": "predict-tabular", "X": "rows"}, "X must be a non-empty list"),
+        ({"run_id": "bad/id", "X": [[0.0, 0.0, 0.0]]}, "run id 'bad/id' is invalid"),
+        ("not json at all", "not JSON"),
+    ],
+)
 def test_every_bad_request_answers_one_sentence(trained, payload, message):
     _, _, runtime, _, _ = trained
     answer = invoke(runtime, payload)
@@ -96,7 +113,8 @@ def test_a_warm_container_heads_the_model_and_gets_it_only_when_it_changed(train
     _, _, runtime, X, _ = trained
     calls = []
     runtime.handler("predictor").ports.store._client.meta.events.register(
-        "before-call.s3.*", lambda model, **_: calls.append(model.name))
+        "before-call.s3.*", lambda model, **_: calls.append(model.name)
+    )
     invoke(runtime, {"run_id": "predict-images", "X": [[0.5] * 48]})
     calls.clear()
     invoke(runtime, {"run_id": "predict-images", "X": [[0.5] * 48]})

@@ -12,11 +12,11 @@ would hold a request whose clock reading was taken before the gate).
 import json
 
 import pytest
-from lnn_core import run_control
 
 from lnn_cli.cloud.runtime import atomic_requests
-from tests.support.deliveries import Delivery, Gate, context, deliver_failing_at
+from lnn_core import run_control
 from tests.integration.test_lost_answers import World
+from tests.support.deliveries import Delivery, Gate, context, deliver_failing_at
 
 
 @pytest.fixture(autouse=True)

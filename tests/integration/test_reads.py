@@ -16,20 +16,39 @@ from lnn_core.ml import network
 from lnn_core.ml.config import TrainingConfig, check_run_id
 from lnn_core.protocol.results import epoch_item
 
-CONFIG = TrainingConfig.from_parameters({"epochs": 10, "learning_rate": 0.3, "neurons": [20, 7, 5, 1], "eval_every": 2,
-                                         "activations": ["relu", "relu", "relu", "sigmoid"], "data": "runs/r/data.npz"})
+CONFIG = TrainingConfig.from_parameters(
+    {
+        "epochs": 10,
+        "learning_rate": 0.3,
+        "neurons": [20, 7, 5, 1],
+        "eval_every": 2,
+        "activations": ["relu", "relu", "relu", "sigmoid"],
+        "data": "runs/r/data.npz",
+    }
+)
 
 
 @pytest.fixture
 def table(aws):
     """Run r: 6 epoch items of the demo network (weights included), 4 of them committed (progress_epoch 4)."""
     table = RunTable(aws.session.resource("dynamodb").Table("lnn-results"), IoCounter())
-    table.create_run("r", {"status": "running", "config": CONFIG.to_parameters(), "committed_step": 0,
-                           "progress_epoch": 0, "created_at": now()}, token="t")
+    table.create_run(
+        "r",
+        {
+            "status": "running",
+            "config": CONFIG.to_parameters(),
+            "committed_step": 0,
+            "progress_epoch": 0,
+            "created_at": now(),
+        },
+        token="t",
+    )
     params = network.init_params([30, 20, 7, 5, 1], "he", 1)
     evaluated = {"test_cost": 0.5, "test_accuracy": 0.75}
-    items = [epoch_item(CONFIG, epoch, 1.0 / epoch, params, now(), evaluated if epoch % 2 == 0 else None)
-             for epoch in range(1, 7)]
+    items = [
+        epoch_item(CONFIG, epoch, 1.0 / epoch, params, now(), evaluated if epoch % 2 == 0 else None)
+        for epoch in range(1, 7)
+    ]
     assert table.put_epoch_items("r", items, step=1)
     assert table.transition("r", seen_step=0, new_step=1, fields={"progress_epoch": 4})
     return table
@@ -43,8 +62,9 @@ def test_figures_carry_no_weights_and_stop_at_progress_epoch(table):
     assert [item["cost"] for item in figures] == [1.0, 0.5, 1 / 3, 0.25]
     assert figures[1]["test_cost"] == 0.5 and figures[1]["test_accuracy"] == 0.75 and "test_cost" not in figures[0]
     whole = table.committed_epochs(run)
-    assert "weights" in whole[0] and all({key: item[key] for key in item if key in EPOCH_FIGURES} == figures[index]
-                                         for index, item in enumerate(whole))
+    assert "weights" in whole[0] and all(
+        {key: item[key] for key in item if key in EPOCH_FIGURES} == figures[index] for index, item in enumerate(whole)
+    )
 
 
 def test_figures_after_an_epoch(table):
@@ -87,11 +107,21 @@ def test_the_figures_of_many_epochs_are_one_request(aws):
     """150 epochs of the demo network: 1.5 MB of weights, which DynamoDB pages by (1 MB a page, of whole items even
     under a projection) when they share the figures' items; apart, the figures are one page."""
     table = RunTable(aws.session.resource("dynamodb").Table("lnn-results"), IoCounter())
-    table.create_run("k", {"status": "running", "config": CONFIG.to_parameters(), "committed_step": 0,
-                           "progress_epoch": 0, "created_at": now()}, token="t")
+    table.create_run(
+        "k",
+        {
+            "status": "running",
+            "config": CONFIG.to_parameters(),
+            "committed_step": 0,
+            "progress_epoch": 0,
+            "created_at": now(),
+        },
+        token="t",
+    )
     params = network.init_params([30, 20, 7, 5, 1], "he", 1)
-    assert table.put_epoch_items("k", [epoch_item(CONFIG, epoch, 1.0 / epoch, params, now())
-                                       for epoch in range(1, 151)], step=1)
+    assert table.put_epoch_items(
+        "k", [epoch_item(CONFIG, epoch, 1.0 / epoch, params, now()) for epoch in range(1, 151)], step=1
+    )
     assert table.transition("k", seen_step=0, new_step=1, fields={"progress_epoch": 150})
     run, asked = table.get_run("k"), table._counter.requests["dynamodb"]
     assert len(table.epoch_figures(run)) == 150
@@ -101,9 +131,19 @@ def test_the_figures_of_many_epochs_are_one_request(aws):
 def deploy_outputs(aws) -> None:
     from tests.browser.test_page import stack_template
 
-    aws.session.client("cloudformation").create_stack(StackName="LnnStack", TemplateBody=stack_template({
-        "BucketName": aws.bucket, "TableName": "lnn-results", "TopicArn": aws.topic_arn, "TrainerFunctionName": "t",
-        "LaunchFunctionName": "l", "WatchdogFunctionName": "w"}))
+    aws.session.client("cloudformation").create_stack(
+        StackName="LnnStack",
+        TemplateBody=stack_template(
+            {
+                "BucketName": aws.bucket,
+                "TableName": "lnn-results",
+                "TopicArn": aws.topic_arn,
+                "TrainerFunctionName": "t",
+                "LaunchFunctionName": "l",
+                "WatchdogFunctionName": "w",
+            }
+        ),
+    )
 
 
 def test_lnn_results_builds_no_client_it_does_not_use(aws, table, monkeypatch):
@@ -117,7 +157,9 @@ def test_lnn_results_builds_no_client_it_does_not_use(aws, table, monkeypatch):
 
     deploy_outputs(aws)
     built, client = [], aws.session.client
-    monkeypatch.setattr(aws.session, "client", lambda service, **kwargs: built.append(service) or client(service, **kwargs))
+    monkeypatch.setattr(
+        aws.session, "client", lambda service, **kwargs: built.append(service) or client(service, **kwargs)
+    )
     stack = stack_commands.DeployedStack(aws.session, "LnnStack")
     arguments = Namespace(run_id="r", csv=False, weights=False, plot=None, prices=None)
     with open(os.devnull, "w") as sink:
@@ -144,16 +186,29 @@ def test_the_page_gets_the_epochs_after_its_last(aws, table):
     assert "weights" not in json.dumps(whole)
 
 
-@pytest.mark.parametrize("fraction, text", [(1.0, "100 %"), (0, "0 %"), (0.99996, "99.996 %"), (0.656, "65.6 %"),
-                                            (0.99949, "99.9 %"), (0.99951, "99.95 %"), (0.0004, "0.04 %"), (0.9999999, "99.99999 %")])
+@pytest.mark.parametrize(
+    "fraction, text",
+    [
+        (1.0, "100 %"),
+        (0, "0 %"),
+        (0.99996, "99.996 %"),
+        (0.656, "65.6 %"),
+        (0.99949, "99.9 %"),
+        (0.99951, "99.95 %"),
+        (0.0004, "0.04 %"),
+        (0.9999999, "99.99999 %"),
+    ],
+)
 def test_percentages_are_never_rounded_to_100(fraction, text):
     assert percent(fraction) == text
 
 
 def test_page_figures():
     assert page_figures({"train_accuracy": 0.99996, "test_accuracy": 1.0, "stopped_early_at": 7}) == [
-        ["train accuracy", "99.996 %"], ["test accuracy", "100 %"],
-        ["stopped early", "after epoch 7, its cost below the threshold"]]
+        ["train accuracy", "99.996 %"],
+        ["test accuracy", "100 %"],
+        ["stopped early", "after epoch 7, its cost below the threshold"],
+    ]
     assert page_figures({"train_rmse": 0.25}) == [["train RMSE", "0.25"]]
 
 

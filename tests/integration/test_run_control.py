@@ -6,10 +6,10 @@ import time
 
 import numpy as np
 import pytest
+
 from lnn_core import run_control
 from lnn_core.handlers import build_launcher, build_trainer, build_watchdog
 from lnn_core.protocol import ending, sending
-
 from tests.conftest import FakeClock, QueueInvoker, blobs
 
 PARAMETERS = {"epochs": 3, "learning_rate": 0.5, "neurons": [3, 1], "activations": ["tanh", "sigmoid"], "seed": 5}
@@ -38,7 +38,9 @@ def launch(aws, queue, run_id="r1", parameters=PARAMETERS, clock=None):
     X, y = blobs()
     aws.upload_data(f"runs/{run_id}/data.npz", X=X, y=y)
     clock = clock or FakeClock()
-    launched = build_launcher(session=aws.session, invoker=queue, clock=clock).handle({"run_id": run_id, "parameters": parameters})
+    launched = build_launcher(session=aws.session, invoker=queue, clock=clock).handle(
+        {"run_id": run_id, "parameters": parameters}
+    )
     assert launched["status"] == "running"
     return build_trainer(session=aws.session, invoker=queue, clock=clock)
 
@@ -59,7 +61,9 @@ def deliver_all(trainer, queue, *, retries=2):
 
 
 def final_model(aws, run_id="r1"):
-    with np.load(io.BytesIO(aws.s3.get_object(Bucket=aws.bucket, Key=f"runs/{run_id}/model.npz")["Body"].read())) as npz:
+    with np.load(
+        io.BytesIO(aws.s3.get_object(Bucket=aws.bucket, Key=f"runs/{run_id}/model.npz")["Body"].read())
+    ) as npz:
         return {name: npz[name] for name in npz.files if name.startswith(("W", "b"))}
 
 
@@ -154,8 +158,11 @@ STALL_SECONDS, TIMEOUT_SECONDS, EVENT_AGE_SECONDS = 1200, 900, 21600
 
 
 def watchdog_for(aws, queue, clock, monkeypatch):
-    for name, value in {"LNN_STALL_SECONDS": STALL_SECONDS, "LNN_TRAINER_TIMEOUT_SECONDS": TIMEOUT_SECONDS,
-                        "LNN_EVENT_AGE_SECONDS": EVENT_AGE_SECONDS}.items():
+    for name, value in {
+        "LNN_STALL_SECONDS": STALL_SECONDS,
+        "LNN_TRAINER_TIMEOUT_SECONDS": TIMEOUT_SECONDS,
+        "LNN_EVENT_AGE_SECONDS": EVENT_AGE_SECONDS,
+    }.items():
         monkeypatch.setenv(name, str(value))
     return build_watchdog(session=aws.session, invoker=queue, clock=clock)
 
@@ -233,8 +240,9 @@ def test_watchdog_resumes_runs_recorded_by_an_earlier_release_and_goes_on_after_
     trainer = launch(aws, queue, clock=clock)
     launch(aws, queue, run_id="r2", clock=clock)
     queue.events.clear()
-    trainer.ports.table._table.update_item(Key={"run_id": "r1", "epoch": 0},
-                                           UpdateExpression="REMOVE heartbeat_at, committed_at")  # an older record
+    trainer.ports.table._table.update_item(
+        Key={"run_id": "r1", "epoch": 0}, UpdateExpression="REMOVE heartbeat_at, committed_at"
+    )  # an older record
     watchdog = watchdog_for(aws, queue, clock, monkeypatch)
     clock.advance(STALL_SECONDS + 1)
     assert sorted(s["outcome"] for s in watchdog.handle({})["stalled"]) == ["resumed", "resumed"]
@@ -244,7 +252,9 @@ def test_step_bound_stops_a_runaway_run(aws):
     queue = QueueInvoker()
     trainer = launch(aws, queue)
     table = trainer.ports.table
-    table._table.update_item(Key={"run_id": "r1", "epoch": 0}, UpdateExpression="SET step_bound = :b", ExpressionAttributeValues={":b": 2})
+    table._table.update_item(
+        Key={"run_id": "r1", "epoch": 0}, UpdateExpression="SET step_bound = :b", ExpressionAttributeValues={":b": 2}
+    )
     outcomes = deliver_all(trainer, queue)
     assert outcomes == ["committed", "committed", "failed"]
     assert "exceeds the run's bound" in table.get_run("r1")["reason"]
@@ -282,8 +292,11 @@ def test_a_twin_does_not_publish_a_message_another_delivery_claimed_whatever_its
     deliver_all(trainer, queue)
     aws.messages()
     table, clock = trainer.ports.table, trainer.ports.clock
-    table._table.update_item(Key={"run_id": "r1", "epoch": 0}, UpdateExpression="SET notified = :no REMOVE notifier, notify_lease",
-                             ExpressionAttributeValues={":no": False})  # as just after the finish commit
+    table._table.update_item(
+        Key={"run_id": "r1", "epoch": 0},
+        UpdateExpression="SET notified = :no REMOVE notifier, notify_lease",
+        ExpressionAttributeValues={":no": False},
+    )  # as just after the finish commit
     run = table.get_run("r1")
     lease = clock() + sending.LEASE_SECONDS
     assert table.claim_notification("r1", "request-a/1", now=clock(), until=lease)  # A claims, then crashes ...
@@ -345,6 +358,7 @@ class EpochClock:
             self.epochs += 1
             self.now += self.seconds
             return train_epoch(*args, **kwargs)
+
         return timed
 
 
@@ -372,7 +386,9 @@ def test_auto_steps_are_bounded_in_epochs_and_leave_time_to_commit(aws, monkeypa
     event = queue.events.popleft()
     budget = 0.5  # seconds left for epochs and the commit, once AUTO_SAFETY_SECONDS is set aside
     clock.epochs = 0
-    assert trainer.handle(event, Context(remaining_seconds=engine.AUTO_SAFETY_SECONDS + budget))["outcome"] == "committed"
+    assert (
+        trainer.handle(event, Context(remaining_seconds=engine.AUTO_SAFETY_SECONDS + budget))["outcome"] == "committed"
+    )
     per_epoch = units[-1]  # the write units of the two items an epoch is stored as
     assert len(per_epoch) == 2
 

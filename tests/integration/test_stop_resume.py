@@ -9,6 +9,7 @@ import threading
 
 import numpy as np
 import pytest
+
 from lnn_core import run_control
 from lnn_core.errors import LnnInputError
 from lnn_core.handlers import (
@@ -20,15 +21,28 @@ from lnn_core.handlers import (
 from lnn_core.ml import training
 from lnn_core.protocol import ending, sending
 from lnn_core.protocol.layout import model_key, staged_model_key
-
 from tests.conftest import FakeClock, QueueInvoker, blobs
-from tests.support.deliveries import Gate, context, deliver_failing_at
 from tests.integration.test_lost_answers import lose_answers
+from tests.support.deliveries import Gate, context, deliver_failing_at
 
-LAYERS = {"epochs": 3, "learning_rate": 0.5, "neurons": [3, 1], "activations": ["tanh", "sigmoid"], "seed": 5,
-          "granularity": "layer"}
-ROUNDS = {"epochs": 3, "learning_rate": 0.5, "neurons": [3, 1], "activations": ["tanh", "sigmoid"], "seed": 4,
-          "workers": 2, "granularity": "epoch", "batch_size": 20}  # 2 rounds per epoch
+LAYERS = {
+    "epochs": 3,
+    "learning_rate": 0.5,
+    "neurons": [3, 1],
+    "activations": ["tanh", "sigmoid"],
+    "seed": 5,
+    "granularity": "layer",
+}
+ROUNDS = {
+    "epochs": 3,
+    "learning_rate": 0.5,
+    "neurons": [3, 1],
+    "activations": ["tanh", "sigmoid"],
+    "seed": 4,
+    "workers": 2,
+    "granularity": "epoch",
+    "batch_size": 20,
+}  # 2 rounds per epoch
 X, Y = blobs(40)
 
 
@@ -40,7 +54,8 @@ class World:
         self.outcomes: list[str] = []
         aws.upload_data("runs/r1/data.npz", X=X, y=Y)
         launched = build_launcher(session=aws.session, invoker=self.queue, clock=self.clock).handle(
-            {"run_id": "r1", "parameters": parameters})
+            {"run_id": "r1", "parameters": parameters}
+        )
         assert launched["status"] == "running"
 
     def trainer(self):
@@ -59,7 +74,9 @@ class World:
             count += 1
             request_ids = [f"req-{count}", f"req-{count}", f"req-{count}-twin"] if twins else [f"req-{count}"]
             for request_id in request_ids:
-                self.outcomes.append(self.trainer().handle(json.loads(json.dumps(event)), context(request_id))["outcome"])
+                self.outcomes.append(
+                    self.trainer().handle(json.loads(json.dumps(event)), context(request_id))["outcome"]
+                )
 
     def record(self):
         return self.trainer().ports.table.get_run("r1")
@@ -78,9 +95,16 @@ class World:
 
 def reference(parameters, epochs=None):
     options = {key: parameters[key] for key in ("batch_size", "workers") if key in parameters}
-    return training.train_reference(X, Y, neurons=parameters["neurons"], activations=parameters["activations"],
-                                    learning_rate=parameters["learning_rate"], epochs=epochs or parameters["epochs"],
-                                    seed=parameters["seed"], **options)
+    return training.train_reference(
+        X,
+        Y,
+        neurons=parameters["neurons"],
+        activations=parameters["activations"],
+        learning_rate=parameters["learning_rate"],
+        epochs=epochs or parameters["epochs"],
+        seed=parameters["seed"],
+        **options,
+    )
 
 
 def assert_params(model, params):
@@ -145,8 +169,13 @@ def test_a_stopped_run_keeps_its_last_epochs_model_and_resume_continues_it_bit_f
     assert [(m["status"], m["message_id"]) for m in world.messages()] == [("stopped", "lnn-run-r1")]
 
     answers = [run_control.resume_run(world.cli(), "r1") for _ in range(2 if twins else 1)]  # `lnn resume`, twice
-    assert answers[0] == {"run_id": "r1", "outcome": "continued", "step": stopped["committed_step"] + 1, "epoch": 1,
-                          "model_epoch": 1}
+    assert answers[0] == {
+        "run_id": "r1",
+        "outcome": "continued",
+        "step": stopped["committed_step"] + 1,
+        "epoch": 1,
+        "model_epoch": 1,
+    }
     assert [answer["outcome"] for answer in answers[1:]] == ["resumed"] * (len(answers) - 1)  # a re-send: dropped
     run = world.record()
     assert run["status"] == "running" and not run["stop_requested"] and run["continuations"] == 1
@@ -300,7 +329,10 @@ def test_a_run_stopped_before_its_first_epoch_has_no_model_and_continues(aws):
     run = world.record()
     assert run["status"] == "stopped" and "model_epoch" not in run and not world.has(model_key("r1"))
     assert ending.published_model(run) is None
-    assert ending.no_model(run) == "run r1 was stopped before its first epoch ended and has no model; continue it with `lnn resume r1`"
+    assert (
+        ending.no_model(run)
+        == "run r1 was stopped before its first epoch ended and has no model; continue it with `lnn resume r1`"
+    )
     assert run_control.resume_run(world.cli(), "r1")["outcome"] == "continued"
     world.deliver()
     assert_like_an_uninterrupted_run(world, LAYER_STEPS)
@@ -309,8 +341,11 @@ def test_a_run_stopped_before_its_first_epoch_has_no_model_and_continues(aws):
 def test_resume_refuses_a_finished_run_and_a_stop_of_an_earlier_release(aws):
     world = World(aws, LAYERS)
     stop_mid_epoch_2(world)
-    world.trainer().ports.table._table.update_item(Key={"run_id": "r1", "epoch": 0}, UpdateExpression="SET next_event = :none",
-                                                   ExpressionAttributeValues={":none": None})
+    world.trainer().ports.table._table.update_item(
+        Key={"run_id": "r1", "epoch": 0},
+        UpdateExpression="SET next_event = :none",
+        ExpressionAttributeValues={":none": None},
+    )
     with pytest.raises(LnnInputError, match="stopped by an earlier release"):
         run_control.resume_run(world.cli(), "r1")
     assert world.record()["status"] == "stopped"

@@ -3,12 +3,11 @@
 import json
 
 import pytest
+
 from lnn_core import run_control
 from lnn_core.errors import LnnInputError
 from lnn_core.protocol import sending
 from lnn_core.protocol.layout import model_key, staged_model_key
-
-from tests.support.deliveries import Delivery, Gate, context
 from tests.integration.test_iam_scope import allowed_statements, permitted
 from tests.integration.test_stop_resume import (
     LAYER_STEPS,
@@ -19,6 +18,7 @@ from tests.integration.test_stop_resume import (
     stop_dying_before_publishing,
     to_the_stop,
 )
+from tests.support.deliveries import Delivery, Gate, context
 
 pytestmark = pytest.mark.usefixtures("atomic_moto")
 

@@ -21,8 +21,16 @@ from lnn_core.ml import metrics
 from lnn_core.ml.validation import split_indices
 from tests.integration.conftest import dataset, model_arrays
 
-BASE = {"epochs": 4, "learning_rate": 0.3, "neurons": [3, 1], "activations": ["tanh", "sigmoid"],
-        "granularity": "epoch", "validation_split": 0.25, "validation_seed": 3, "eval_every": 2}
+BASE = {
+    "epochs": 4,
+    "learning_rate": 0.3,
+    "neurons": [3, 1],
+    "activations": ["tanh", "sigmoid"],
+    "granularity": "epoch",
+    "validation_split": 0.25,
+    "validation_seed": 3,
+    "eval_every": 2,
+}
 
 
 @pytest.fixture(scope="module")
@@ -32,7 +40,8 @@ def swept(stack):
     data, X, y = dataset(m=40)
     spec = parse_spec({"base": BASE, "parameters": {"optimizer": ["gd", "adam"]}, "seeds": [1, 2, 3]}, source="s.json")
     record, created = SweepStore(session.client("s3"), outputs.bucket).create(
-        SweepRecord.new("sw", spec, spec.generate("sw"), data, 2), data)
+        SweepRecord.new("sw", spec, spec.generate("sw"), data, 2), data
+    )
     assert created
     table = RunTable(session.resource("dynamodb").Table(outputs.table), IoCounter())
     most = []
@@ -52,7 +61,13 @@ def test_every_trial_ran_as_a_run_and_never_more_than_the_limit_at_once(swept):
     assert all(run["status"] == "succeeded" for run in runs), [run.get("reason") for run in runs]
     assert max(most) == 2  # --parallel 2: two at once, never three
     assert [(run["config"]["optimizer"], run["config"]["seed"]) for run in runs] == [
-        ("gd", 1), ("gd", 2), ("gd", 3), ("adam", 1), ("adam", 2), ("adam", 3)]
+        ("gd", 1),
+        ("gd", 2),
+        ("gd", 3),
+        ("adam", 1),
+        ("adam", 2),
+        ("adam", 3),
+    ]
 
 
 def test_every_trial_holds_out_the_same_validation_rows(swept):
@@ -61,11 +76,14 @@ def test_every_trial_holds_out_the_same_validation_rows(swept):
     for run_id in record.run_ids:
         run = table.get_run(run_id)
         assert run["examples"] == 30
-        model = model_arrays(session.client("s3").get_object(Bucket=outputs.bucket, Key=f"runs/{run_id}/model.npz")["Body"].read())
+        model = model_arrays(
+            session.client("s3").get_object(Bucket=outputs.bucket, Key=f"runs/{run_id}/model.npz")["Body"].read()
+        )
         params = {name: model[name] for name in model if name[0] in "Wb" and name[1:].isdigit()}
         assert run["final"]["validation_accuracy"] == metrics.accuracy(params, X[held], y[held], BASE["activations"])
-        assert run["final"]["train_accuracy"] == metrics.accuracy(params, X[training_rows], y[training_rows],
-                                                                  BASE["activations"])
+        assert run["final"]["train_accuracy"] == metrics.accuracy(
+            params, X[training_rows], y[training_rows], BASE["activations"]
+        )
 
 
 def test_a_repeated_start_starts_nothing_twice(swept):
@@ -73,15 +91,29 @@ def test_a_repeated_start_starts_nothing_twice(swept):
     launches = sum(1 for delivery in runtime.deliveries if delivery.role == "launcher")
     before = {run_id: table.get_run(run_id)["committed_step"] for run_id in record.run_ids}
     store = SweepStore(session.client("s3"), outputs.bucket)
-    again, created = store.create(SweepRecord.new("sw", parse_spec(record.spec, source="s"),
-                                                  parse_spec(record.spec, source="s").generate("sw"), data, 2), data)
+    again, created = store.create(
+        SweepRecord.new(
+            "sw", parse_spec(record.spec, source="s"), parse_spec(record.spec, source="s").generate("sw"), data, 2
+        ),
+        data,
+    )
     assert not created and again.trials == record.trials
     run_sweep(runtime, table, session.client("s3"), outputs.bucket, again, 10, Console(file=io.StringIO()))
     assert sum(1 for delivery in runtime.deliveries if delivery.role == "launcher") == launches
     assert {run_id: table.get_run(run_id)["committed_step"] for run_id in record.run_ids} == before
-    with pytest.raises(LnnInputError, match="a sweep named sw already exists with other trials or data; choose another"):
-        store.create(SweepRecord.new("sw", parse_spec(record.spec, source="s"),
-                                     parse_spec(record.spec, source="s").generate("sw"), data + b"x", 2), data + b"x")
+    with pytest.raises(
+        LnnInputError, match="a sweep named sw already exists with other trials or data; choose another"
+    ):
+        store.create(
+            SweepRecord.new(
+                "sw",
+                parse_spec(record.spec, source="s"),
+                parse_spec(record.spec, source="s").generate("sw"),
+                data + b"x",
+                2,
+            ),
+            data + b"x",
+        )
 
 
 def test_the_results_rank_the_trials_by_validation_accuracy(swept, capsys):
@@ -103,9 +135,11 @@ def test_the_results_rank_the_trials_by_validation_accuracy(swept, capsys):
 def test_ranking_without_a_validation_split_is_by_the_final_cost():
     spec = parse_spec({"base": {**BASE, "validation_split": 0}, "seeds": [1, 2, 3]}, source="s")
     record = SweepRecord.new("x", spec, spec.generate("x"), b"", None)
-    runs = {"x-t001": {"run_id": "x-t001", "status": "succeeded", "final": {"cost": 0.5, "model_key": "k", "epochs": 4}},
-            "x-t002": {"run_id": "x-t002", "status": "failed", "last_cost": 0.1},
-            "x-t003": {"run_id": "x-t003", "status": "succeeded", "final": {"cost": 0.2, "model_key": "k", "epochs": 4}}}
+    runs = {
+        "x-t001": {"run_id": "x-t001", "status": "succeeded", "final": {"cost": 0.5, "model_key": "k", "epochs": 4}},
+        "x-t002": {"run_id": "x-t002", "status": "failed", "last_cost": 0.1},
+        "x-t003": {"run_id": "x-t003", "status": "succeeded", "final": {"cost": 0.2, "model_key": "k", "epochs": 4}},
+    }
     rows = sweep_table.trial_rows(record, runs, prices=None, local=True)
     assert [row.trial["run_id"] for row in sweep_table.ranked(rows)] == ["x-t003", "x-t001", "x-t002"]
     assert sweep_table.best(rows).trial["run_id"] == "x-t003"
@@ -114,14 +148,21 @@ def test_ranking_without_a_validation_split_is_by_the_final_cost():
 def test_successive_halving_stops_the_worst_trials_and_they_keep_their_model(stack):
     session, outputs = stack
     data, _, _ = dataset(m=40)
-    content = {"base": {**BASE, "epochs": 12, "eval_every": 2}, "parameters": {"learning_rate": [0.5, 1.0, 0.001, 0.01]},
-               "seeds": [1], "halving": {"rungs": [4], "keep": 0.5}}
+    content = {
+        "base": {**BASE, "epochs": 12, "eval_every": 2},
+        "parameters": {"learning_rate": [0.5, 1.0, 0.001, 0.01]},
+        "seeds": [1],
+        "halving": {"rungs": [4], "keep": 0.5},
+    }
     spec = parse_spec(content, source="s.json")
     record, _ = SweepStore(session.client("s3"), outputs.bucket).create(
-        SweepRecord.new("hv", spec, spec.generate("hv"), data, None), data)
+        SweepRecord.new("hv", spec, spec.generate("hv"), data, None), data
+    )
     table = RunTable(session.resource("dynamodb").Table(outputs.table), IoCounter())
     said = io.StringIO()
-    run_sweep(local_runtime(session, outputs), table, session.client("s3"), outputs.bucket, record, 10, Console(file=said))
+    run_sweep(
+        local_runtime(session, outputs), table, session.client("s3"), outputs.bucket, record, 10, Console(file=said)
+    )
     runs = {run_id: table.get_run(run_id) for run_id in record.run_ids}
     decided = halving_decisions(record, runs, table.epoch_figures)
     assert set(decided) == {"hv-t003", "hv-t004"}  # the small learning rates arrive last and worst at rung 4
@@ -131,7 +172,9 @@ def test_successive_halving_stops_the_worst_trials_and_they_keep_their_model(sta
             assert f"{run_id}: stopped by successive halving at epoch 4" in said.getvalue()
         else:
             assert run["status"] == "succeeded" and run["progress_epoch"] == 12
-    reports = {run_id: {item["epoch"]: item["validation_cost"] for item in table.epoch_figures(run) if item["epoch"] == 4}
-               for run_id, run in runs.items()}
+    reports = {
+        run_id: {item["epoch"]: item["validation_cost"] for item in table.epoch_figures(run) if item["epoch"] == 4}
+        for run_id, run in runs.items()
+    }
     kept = [run_id for run_id in runs if run_id not in decided]
     assert min(reports[run_id][4] for run_id in kept) <= min(reports[run_id][4] for run_id in decided)

@@ -5,9 +5,9 @@ import json
 
 import numpy as np
 import pytest
+
 from lnn_core.handlers import build_launcher, build_trainer
 from lnn_core.ml import training
-
 from tests.conftest import QueueInvoker, blobs
 
 
@@ -54,7 +54,13 @@ def test_chain_equals_plain_numpy_bit_for_bit(aws, granularity, dtype):
     trainer, _ = run_chain(aws, {**PARAMETERS, "dtype": dtype}, granularity=granularity)
     X, y = blobs()
     params, costs = training.train_reference(
-        X[:48], y[:48], neurons=[3, 1], activations=["tanh", "sigmoid"], learning_rate=0.5, epochs=5, seed=3,
+        X[:48],
+        y[:48],
+        neurons=[3, 1],
+        activations=["tanh", "sigmoid"],
+        learning_rate=0.5,
+        epochs=5,
+        seed=3,
         dtype=dtype,
     )
 
@@ -71,8 +77,12 @@ def test_one_json_log_line_and_emf_metrics_per_step(aws, capsys):
     X, y = blobs()
     aws.upload_data("runs/r1/data.npz", X=X, y=y)
     queue = QueueInvoker()
-    build_launcher(session=aws.session, invoker=queue).handle({"run_id": "r1", "parameters": {**PARAMETERS, "epochs": 2}})
-    trainer = build_trainer(session=aws.session, invoker=queue, logger=Logger(service="lnn-log-test", stream=stream))  # a new name: Powertools shares handlers per service
+    build_launcher(session=aws.session, invoker=queue).handle(
+        {"run_id": "r1", "parameters": {**PARAMETERS, "epochs": 2}}
+    )
+    trainer = build_trainer(
+        session=aws.session, invoker=queue, logger=Logger(service="lnn-log-test", stream=stream)
+    )  # a new name: Powertools shares handlers per service
     capsys.readouterr()
     steps = 0
     while queue.events:
@@ -83,7 +93,9 @@ def test_one_json_log_line_and_emf_metrics_per_step(aws, capsys):
     for line in lines:
         assert line["message"] == "step" and line["run_id"] == "r1" and line["outcome"] == "committed"
         assert {"epoch", "layer", "state", "step", "duration_ms", "io"} <= line.keys()
-    assert [line["cost"] for line in lines if "cost" in line] == [i["cost"] for i in trainer.ports.table.list_epochs("r1")]
+    assert [line["cost"] for line in lines if "cost" in line] == [
+        i["cost"] for i in trainer.ports.table.list_epochs("r1")
+    ]
     metrics = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.startswith('{"_aws"')]
     assert sum(len(m["Steps"]) if isinstance(m["Steps"], list) else 1 for m in metrics) == steps
     assert [c for m in metrics if "Cost" in m for c in (m["Cost"] if isinstance(m["Cost"], list) else [m["Cost"]])] == [

@@ -16,25 +16,55 @@ from pathlib import Path
 import boto3
 import numpy as np
 import pytest
-from lnn_core.ml import metrics, training
 
-from lnn_cli.cloud.up import registry as up_registry
 from lnn_cli.cloud.emulator import ACCOUNT_ID
+from lnn_cli.cloud.up import registry as up_registry
 from lnn_cli.cloud.up.command import read_state
 from lnn_cli.cloud.up.registry import SERVER_MODULE, STATE_FILE, is_ours, stacks_up
 from lnn_cli.inputs import DEMO_DATA
 from lnn_cli.main import main
 from lnn_cli.stack_commands import open_stack
+from lnn_core.ml import metrics, training
 from tests.support.cli import assert_one_line_error
 
-SMALL = ["--epochs", "3", "--neurons", "4,1", "--activations", "relu,sigmoid", "--learning-rate", "0.3", "--seed", "2", "--init", "he"]
-LONG = ["--epochs", "5000", "--neurons", "4,1", "--activations", "relu,sigmoid", "--granularity", "layer", "--seed", "3"]
+SMALL = [
+    "--epochs",
+    "3",
+    "--neurons",
+    "4,1",
+    "--activations",
+    "relu,sigmoid",
+    "--learning-rate",
+    "0.3",
+    "--seed",
+    "2",
+    "--init",
+    "he",
+]
+LONG = [
+    "--epochs",
+    "5000",
+    "--neurons",
+    "4,1",
+    "--activations",
+    "relu,sigmoid",
+    "--granularity",
+    "layer",
+    "--seed",
+    "3",
+]
 
 
 def lnn(*arguments: str, env: dict[str, str], cwd: Path | None = None) -> subprocess.CompletedProcess:
     """`lnn ...` in a shell: a new process with the given environment (its output a pipe), in `cwd`."""
-    return subprocess.run([sys.executable, "-m", "lnn_cli.main", *arguments], capture_output=True, text=True,
-                          env={**env, "COLUMNS": "200"}, timeout=600, cwd=cwd)
+    return subprocess.run(
+        [sys.executable, "-m", "lnn_cli.main", *arguments],
+        capture_output=True,
+        text=True,
+        env={**env, "COLUMNS": "200"},
+        timeout=600,
+        cwd=cwd,
+    )
 
 
 def shell_environment() -> dict[str, str]:
@@ -71,8 +101,10 @@ def stack_up(tmp_path_factory):
         assert "deploying LnnStack" in started.stdout  # piped: a plain line, not rich's spinner (which prints nothing)
         after = lnn("runs", env={**shell, **pasted})  # the pasted environment, still set after `lnn down`
         assert after.returncode == 2 and "Traceback" not in after.stderr
-        assert after.stderr == (f"lnn: error: nothing answers at {state['endpoint']} (AWS_ENDPOINT_URL): run `lnn up`, "
-                                "or unset AWS_ENDPOINT_URL to use AWS\n")
+        assert after.stderr == (
+            f"lnn: error: nothing answers at {state['endpoint']} (AWS_ENDPOINT_URL): run `lnn up`, "
+            "or unset AWS_ENDPOINT_URL to use AWS\n"
+        )
         assert not (state_dir / STATE_FILE).exists()
 
 
@@ -103,8 +135,16 @@ def test_up_then_the_deployed_stack_commands(stack_up, capsys, tmp_path):
     rows = capsys.readouterr().out.strip().splitlines()
     costs = [float(row.split(",")[1]) for row in rows[1:4]]
     demo = np.load(DEMO_DATA)
-    _, expected = training.train_reference(demo["X"].astype(float), demo["y"].astype(float), neurons=[4, 1],
-                                           activations=["relu", "sigmoid"], learning_rate=0.3, epochs=3, seed=2, init="he")
+    _, expected = training.train_reference(
+        demo["X"].astype(float),
+        demo["y"].astype(float),
+        neurons=[4, 1],
+        activations=["relu", "sigmoid"],
+        learning_rate=0.3,
+        epochs=3,
+        seed=2,
+        init="he",
+    )
     assert costs == expected  # the chain the background process ran is the reference training, bit for bit
     assert plot.read_bytes().startswith(b"\x89PNG")
 
@@ -113,8 +153,10 @@ def test_up_then_the_deployed_stack_commands(stack_up, capsys, tmp_path):
     assert "455 predictions" in predicted and "accuracy against the file's labels" in predicted
     stack = open_stack(boto3.Session(), "LnnStack")
     # The stack's PredictLambda, invoked (RequestResponse) through the proxy: by hand, then by `lnn predict --remote`
-    answer = stack.session.client("lambda").invoke(FunctionName=stack.outputs.predict_function,
-                                                   Payload=json.dumps({"run_id": "up-run", "X": demo["X"][:5].tolist()}))
+    answer = stack.session.client("lambda").invoke(
+        FunctionName=stack.outputs.predict_function,
+        Payload=json.dumps({"run_id": "up-run", "X": demo["X"][:5].tolist()}),
+    )
     assert answer["StatusCode"] == 200 and "FunctionError" not in answer
     predicted = json.loads(answer["Payload"].read())
     model = np.load(io.BytesIO(stack.ports.store.get_bytes(predicted["model_key"])))
@@ -131,8 +173,15 @@ def test_up_then_the_deployed_stack_commands(stack_up, capsys, tmp_path):
     from lnn_cli.web.predict import load_model, predict_here
 
     row = demo["X"][:1].astype(float)
-    served = create_app(stack).test_client().post(
-        "/api/runs/up-run/predict", data={"row": " ".join(repr(float(value)) for value in row[0])}, base_url="http://127.0.0.1:8765")
+    served = (
+        create_app(stack)
+        .test_client()
+        .post(
+            "/api/runs/up-run/predict",
+            data={"row": " ".join(repr(float(value)) for value in row[0])},
+            base_url="http://127.0.0.1:8765",
+        )
+    )
     assert served.status_code == 200, served.get_json()
     body = served.get_json()
     assert body["source"] == "PredictLambda (deployed)" and body["note"] is None
@@ -185,13 +234,22 @@ def background_stacks(tmp_path, own_registry):
     def start(name: str) -> tuple[Path, subprocess.Popen]:
         state_dir = (tmp_path / name / ".lnn").resolve()
         state_dir.mkdir(parents=True)
-        holder = ("import fcntl, sys, time; lock = open(sys.argv[1] + '/up.lock', 'a'); fcntl.flock(lock, fcntl.LOCK_EX); "
-                  "print('ready', flush=True); time.sleep(300)")
-        process = subprocess.Popen([sys.executable, "-c", holder, str(state_dir), "-m", SERVER_MODULE, "--state-dir",
-                                    str(state_dir)], stdout=subprocess.PIPE, text=True)
+        holder = (
+            "import fcntl, sys, time; lock = open(sys.argv[1] + '/up.lock', 'a'); fcntl.flock(lock, fcntl.LOCK_EX); "
+            "print('ready', flush=True); time.sleep(300)"
+        )
+        process = subprocess.Popen(
+            [sys.executable, "-c", holder, str(state_dir), "-m", SERVER_MODULE, "--state-dir", str(state_dir)],
+            stdout=subprocess.PIPE,
+            text=True,
+        )
         assert process.stdout.readline() == "ready\n"
-        state = {"pid": process.pid, "endpoint": f"http://localhost:{40000 + len(started)}", "stack": "LnnStack",
-                 "state_dir": str(state_dir)}
+        state = {
+            "pid": process.pid,
+            "endpoint": f"http://localhost:{40000 + len(started)}",
+            "stack": "LnnStack",
+            "state_dir": str(state_dir),
+        }
         (state_dir / STATE_FILE).write_text(json.dumps(state))
         up_registry.record(state)
         started.append(process)
@@ -209,8 +267,10 @@ def test_down_from_another_directory_stops_the_stack_that_is_up(background_stack
     monkeypatch.chdir(tmp_path / "elsewhere")
     assert main(["down"]) == 0
     shown = " ".join(capsys.readouterr().out.split())
-    assert (f"no local stack is up in {tmp_path / 'elsewhere' / '.lnn'}; stopping the one up in {state_dir} "
-            f"(pid {process.pid}") in shown
+    assert (
+        f"no local stack is up in {tmp_path / 'elsewhere' / '.lnn'}; stopping the one up in {state_dir} "
+        f"(pid {process.pid}"
+    ) in shown
     assert f"stopped the local stack LnnStack (pid {process.pid}" in shown
     assert process.wait(timeout=10) == -15  # SIGTERM
     assert stacks_up() == [] and not (state_dir / STATE_FILE).exists()
@@ -221,9 +281,12 @@ def test_down_from_another_directory_stops_the_stack_that_is_up(background_stack
 def test_down_names_the_stacks_up_when_it_cannot_choose(background_stacks, tmp_path, monkeypatch, capsys):
     first, first_process = background_stacks("one")
     empty = tmp_path / "empty"
-    assert_one_line_error(capsys, main(["down", "--state-dir", str(empty)]),  # asked for a directory: not another one
-                          f"no local stack is up in {empty}; up: {first} (pid {first_process.pid}, http://localhost:40000)",
-                          f"`lnn down --state-dir {first}`")
+    assert_one_line_error(
+        capsys,
+        main(["down", "--state-dir", str(empty)]),  # asked for a directory: not another one
+        f"no local stack is up in {empty}; up: {first} (pid {first_process.pid}, http://localhost:40000)",
+        f"`lnn down --state-dir {first}`",
+    )
     second, _ = background_stacks("two")
     empty.mkdir()
     monkeypatch.chdir(empty)
@@ -259,9 +322,14 @@ def test_up_gives_up_after_its_time_limit_and_stops_what_it_started(tmp_path, ow
     monkeypatch.setattr(up, "START_TIMEOUT_SECONDS", 2)
     monkeypatch.setattr(up, "STOP_TIMEOUT_SECONDS", 1)
     state_dir = tmp_path / ".lnn"
-    line = assert_one_line_error(capsys, main(["up", "--state-dir", str(state_dir)]),
-                                 "the local stack did not start within 2 s", "was stopped",
-                                 f"see {state_dir / 'up.log'}", "then run `lnn up` again")
+    line = assert_one_line_error(
+        capsys,
+        main(["up", "--state-dir", str(state_dir)]),
+        "the local stack did not start within 2 s",
+        "was stopped",
+        f"see {state_dir / 'up.log'}",
+        "then run `lnn up` again",
+    )
     pids = [int(pid) for pid in (state_dir / "up.log").read_text().split("pids ", 1)[1].split()]
     assert not any(map(running, pids)), line  # the process, deaf to SIGTERM, and its child: both killed
     assert main(["down", "--state-dir", str(state_dir)]) == 0  # nothing holds up.lock, no state was left

@@ -5,16 +5,21 @@ import copy
 from types import SimpleNamespace
 
 import pytest
+
 from lnn_core.aws import pricing
 from lnn_core.aws.usage import USAGE_PREFIX
 from lnn_core.handlers import build_launcher, build_trainer
-
 from tests.conftest import QueueInvoker, blobs
 
-PARAMETERS = {"epochs": 3, "learning_rate": 0.5, "neurons": [3, 1], "activations": ["tanh", "sigmoid"], "seed": 1,
-              "granularity": "epoch"}
-CONTEXT = SimpleNamespace(aws_request_id="req", memory_limit_in_mb=1769,
-                          get_remaining_time_in_millis=lambda: 900_000)
+PARAMETERS = {
+    "epochs": 3,
+    "learning_rate": 0.5,
+    "neurons": [3, 1],
+    "activations": ["tanh", "sigmoid"],
+    "seed": 1,
+    "granularity": "epoch",
+}
+CONTEXT = SimpleNamespace(aws_request_id="req", memory_limit_in_mb=1769, get_remaining_time_in_millis=lambda: 900_000)
 
 
 def protocol(run):
@@ -22,7 +27,7 @@ def protocol(run):
 
 
 def usage(run):
-    return {key[len(USAGE_PREFIX):]: value for key, value in run.items() if key.startswith(USAGE_PREFIX)}
+    return {key[len(USAGE_PREFIX) :]: value for key, value in run.items() if key.startswith(USAGE_PREFIX)}
 
 
 @pytest.fixture
@@ -102,8 +107,9 @@ def test_a_failed_add_is_logged_not_raised(launched, monkeypatch):
     _, _, trainer, queue = launched
 
     def refuse(*args, **kwargs):
-        raise ClientError({"Error": {"Code": "ProvisionedThroughputExceededException", "Message": "slow down"}},
-                          "UpdateItem")
+        raise ClientError(
+            {"Error": {"Code": "ProvisionedThroughputExceededException", "Message": "slow down"}}, "UpdateItem"
+        )
 
     monkeypatch.setattr(trainer.ports.table, "add_usage", refuse)
     assert trainer.handle(queue.events.popleft(), CONTEXT)["outcome"] == "committed"  # the step's work stands

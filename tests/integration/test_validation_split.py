@@ -3,11 +3,11 @@ loop does, the held-out rows evaluated every eval_every epochs and at the end, t
 
 import numpy as np
 import pytest
+
 from lnn_core.errors import LnnInputError
 from lnn_core.handlers import build_launcher
 from lnn_core.ml import metrics, training
 from lnn_core.ml.validation import split_indices
-
 from tests.conftest import QueueInvoker, blobs
 from tests.integration.test_minibatch_training import BASE, reference, same, stored, train, upload
 
@@ -46,8 +46,17 @@ def test_trials_with_other_seeds_hold_out_the_same_rows_and_train_as_the_plain_l
         assert run["status"] == "succeeded", run.get("reason")
         assert run["examples"] == 40  # the batches of 16 are drawn from the 40 training rows
         params, costs, _ = training.train_reference_state(
-            X_train, y_train, neurons=BASE["neurons"], activations=BASE["activations"], learning_rate=BASE["learning_rate"],
-            epochs=BASE["epochs"], seed=seed, batch_size=BASE["batch_size"], validation_split=0.2, validation_seed=5)
+            X_train,
+            y_train,
+            neurons=BASE["neurons"],
+            activations=BASE["activations"],
+            learning_rate=BASE["learning_rate"],
+            epochs=BASE["epochs"],
+            seed=seed,
+            batch_size=BASE["batch_size"],
+            validation_split=0.2,
+            validation_seed=5,
+        )
         assert same(stored(aws, f"runs/{run_id}/model.npz"), params)
         options = {k: parameters[k] for k in ("batch_size",)}
         unsplit = reference(X_train[training_rows], y_train[training_rows], {**BASE, "seed": seed, **options})
@@ -61,14 +70,17 @@ def test_trials_with_other_seeds_hold_out_the_same_rows_and_train_as_the_plain_l
         final = run["final"]
         assert final["validation_accuracy"] == items[3]["validation_accuracy"]
         assert final["validation_cost"] == items[3]["validation_cost"]
-        assert final["train_accuracy"] == metrics.accuracy(params, X_train[training_rows], y_train[training_rows], activations)
+        assert final["train_accuracy"] == metrics.accuracy(
+            params, X_train[training_rows], y_train[training_rows], activations
+        )
 
 
 def test_the_launcher_refuses_a_split_that_leaves_nothing(aws):
     X, y = blobs(1)
     upload(aws, "r1", X, y)
     answer = build_launcher(session=aws.session, invoker=QueueInvoker()).handle(
-        {"run_id": "r1", "parameters": {**BASE, "validation_split": 0.5}})
+        {"run_id": "r1", "parameters": {**BASE, "validation_split": 0.5}}
+    )
     assert answer["status"] == "rejected"
     assert answer["reason"].startswith("validation_split 0.5 holds out all 1 training examples")
 

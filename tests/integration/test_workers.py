@@ -11,17 +11,27 @@ import time
 
 import numpy as np
 import pytest
+
 from lnn_core import run_control
 from lnn_core.errors import LnnInputError
 from lnn_core.handlers import build_launcher, build_trainer
 from lnn_core.ml import training
 from lnn_core.ml.config import TrainingConfig
-
 from tests.conftest import FakeClock, QueueInvoker, blobs
 
 EXAMPLES = 40
-PARAMETERS = {"epochs": 3, "learning_rate": 0.05, "neurons": [4, 1], "activations": ["tanh", "sigmoid"], "seed": 5,
-              "batch_size": 16, "optimizer": "adam", "l2": 0.01, "workers": 3, "granularity": "epoch"}
+PARAMETERS = {
+    "epochs": 3,
+    "learning_rate": 0.05,
+    "neurons": [4, 1],
+    "activations": ["tanh", "sigmoid"],
+    "seed": 5,
+    "batch_size": 16,
+    "optimizer": "adam",
+    "l2": 0.01,
+    "workers": 3,
+    "granularity": "epoch",
+}
 ROUNDS = 3 * 3  # 3 epochs of batches 16, 16, 8
 
 
@@ -34,7 +44,9 @@ def world(aws):
 
 
 def launch(aws, queue, clock, parameters=PARAMETERS):
-    answer = build_launcher(session=aws.session, invoker=queue, clock=clock).handle({"run_id": "r1", "parameters": parameters})
+    answer = build_launcher(session=aws.session, invoker=queue, clock=clock).handle(
+        {"run_id": "r1", "parameters": parameters}
+    )
     assert answer["status"] == "running", answer
     return build_trainer(session=aws.session, invoker=queue, clock=clock)
 
@@ -52,9 +64,16 @@ def drain(trainer, queue, *, order=None):
 
 def reference(X, y, parameters=PARAMETERS):
     options = {k: parameters[k] for k in ("batch_size", "optimizer", "l2", "workers", "dtype") if k in parameters}
-    return training.train_reference(X, y, neurons=parameters["neurons"], activations=parameters["activations"],
-                                    learning_rate=parameters["learning_rate"], epochs=parameters["epochs"],
-                                    seed=parameters["seed"], **options)
+    return training.train_reference(
+        X,
+        y,
+        neurons=parameters["neurons"],
+        activations=parameters["activations"],
+        learning_rate=parameters["learning_rate"],
+        epochs=parameters["epochs"],
+        seed=parameters["seed"],
+        **options,
+    )
 
 
 def assert_like_reference(aws, trainer, X, y, parameters=PARAMETERS):
@@ -155,8 +174,12 @@ def test_a_shard_that_died_at_any_effect_is_finished_by_its_retry(world, site):
     last_shard = queue.events.pop()
     drain(trainer, queue)  # shards 0 and 1
     dying = build_trainer(session=aws.session, invoker=QueueInvoker(), clock=clock)
-    port = {"put_bytes": dying.ports.store, "join_barrier": dying.ports.table, "claim_reduce": dying.ports.table,
-            "invoke_async": dying.ports.invoker}[site]
+    port = {
+        "put_bytes": dying.ports.store,
+        "join_barrier": dying.ports.table,
+        "claim_reduce": dying.ports.table,
+        "invoke_async": dying.ports.invoker,
+    }[site]
     original = getattr(port, site)
 
     def die(*args, **kwargs):
@@ -214,12 +237,15 @@ def test_twin_shards_at_the_same_instant_complete_the_round_once(world):
     assert_like_reference(aws, trainer, X, y)
 
 
-@pytest.mark.parametrize("change, fragment", [
-    ({"workers": 0}, "workers must be an integer from 1 to 256"),
-    ({"workers": 257}, "workers must be an integer from 1 to 256"),
-    ({"workers": True}, "workers must be an integer"),
-    ({"workers": 2, "granularity": "layer"}, "needs granularity epoch or auto"),
-])
+@pytest.mark.parametrize(
+    "change, fragment",
+    [
+        ({"workers": 0}, "workers must be an integer from 1 to 256"),
+        ({"workers": 257}, "workers must be an integer from 1 to 256"),
+        ({"workers": True}, "workers must be an integer"),
+        ({"workers": 2, "granularity": "layer"}, "needs granularity epoch or auto"),
+    ],
+)
 def test_bad_workers_values_are_refused(change, fragment):
     with pytest.raises(LnnInputError, match=fragment):
         TrainingConfig.from_parameters({**PARAMETERS, **change, "data": "runs/r1/data.npz"})
@@ -290,7 +316,7 @@ def test_a_reduce_adds_its_shards_in_shard_order_whatever_order_their_gets_compl
 
     trainer.ports.store.get_bytes = last_shard_first
     drain(trainer, queue)
-    assert completed[completed.index(4):][:5] == [4, 3, 2, 1, 0]  # the GETs did complete last shard first ...
+    assert completed[completed.index(4) :][:5] == [4, 3, 2, 1, 0]  # the GETs did complete last shard first ...
     assert_like_reference(aws, trainer, X, y, parameters)  # ... and the sums are those of shard order
 
 
@@ -303,7 +329,8 @@ def test_a_rounds_sequential_s3_round_trips_do_not_grow_with_k(world):
         run_id = f"trips-{workers}-{width}"
         aws.upload_data(f"runs/{run_id}/data.npz", X=X, y=y)
         answer = build_launcher(session=aws.session, invoker=queue, clock=clock).handle(
-            {"run_id": run_id, "parameters": {**PARAMETERS, "workers": workers, "data": f"runs/{run_id}/data.npz"}})
+            {"run_id": run_id, "parameters": {**PARAMETERS, "workers": workers, "data": f"runs/{run_id}/data.npz"}}
+        )
         assert answer["status"] == "running", answer
         shards = build_trainer(session=aws.session, invoker=queue, clock=clock)
         reducer = concurrent_trainer(aws, queue, clock, width)

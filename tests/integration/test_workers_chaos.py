@@ -13,15 +13,37 @@ from lnn_cli.cloud.chaos import ChaosPlan
 from lnn_cli.cloud.local import run_local
 from tests.integration.conftest import dataset, model_arrays
 
-PARAMETERS = {"epochs": 2, "learning_rate": 0.05, "neurons": [3, 1], "activations": ["tanh", "sigmoid"], "seed": 4,
-              "batch_size": 16, "optimizer": "adam", "workers": 3, "granularity": "epoch"}  # 40 examples: 3 rounds an epoch
+PARAMETERS = {
+    "epochs": 2,
+    "learning_rate": 0.05,
+    "neurons": [3, 1],
+    "activations": ["tanh", "sigmoid"],
+    "seed": 4,
+    "batch_size": 16,
+    "optimizer": "adam",
+    "workers": 3,
+    "granularity": "epoch",
+}  # 40 examples: 3 rounds an epoch
 SERIAL, CONCURRENT = 200, 20
 SERIAL_EVERY_LOOP, CONCURRENT_EVERY_LOOP = 3, 2  # the rest are marked slow: `make slow` and CI run them
 REPUBLISH_SITES = ("after notifier.publish", "before table.mark_notified")
 ROUND_SITES = {
-    "shard": ("table.mark_started", "store.put_bytes", "table.join_barrier", "table.claim_reduce", "invoker.invoke_async"),
-    "reduce": ("table.mark_started", "store.put_bytes", "table.put_epoch_items", "table.transition",
-               "invoker.invoke_async", "table.mark_invoked", "store.delete_keys"),
+    "shard": (
+        "table.mark_started",
+        "store.put_bytes",
+        "table.join_barrier",
+        "table.claim_reduce",
+        "invoker.invoke_async",
+    ),
+    "reduce": (
+        "table.mark_started",
+        "store.put_bytes",
+        "table.put_epoch_items",
+        "table.transition",
+        "invoker.invoke_async",
+        "table.mark_invoked",
+        "store.delete_keys",
+    ),
 }
 
 
@@ -58,32 +80,62 @@ def test_the_clean_run_equals_the_reference_with_three_workers(clean):
     from lnn_core.ml import training
 
     _, X, y = dataset()
-    params, costs = training.train_reference(X, y, neurons=[3, 1], activations=["tanh", "sigmoid"], learning_rate=0.05,
-                                             epochs=2, seed=4, batch_size=16, optimizer="adam", workers=3)
+    params, costs = training.train_reference(
+        X,
+        y,
+        neurons=[3, 1],
+        activations=["tanh", "sigmoid"],
+        learning_rate=0.05,
+        epochs=2,
+        seed=4,
+        batch_size=16,
+        optimizer="adam",
+        workers=3,
+    )
     model = model_arrays(clean.model)
     assert all(model[name].tobytes() == params[name].tobytes() for name in params) and clean.costs == costs
 
 
-@pytest.mark.parametrize("seed", [s if s < SERIAL_EVERY_LOOP else pytest.param(s, marks=pytest.mark.slow)
-                                  for s in range(SERIAL)])
+@pytest.mark.parametrize(
+    "seed", [s if s < SERIAL_EVERY_LOOP else pytest.param(s, marks=pytest.mark.slow) for s in range(SERIAL)]
+)
 def test_serial_schedule_with_three_workers(stack, clean, log, tally, seed):
     session, outputs = stack
-    result = run_local(session, outputs, PARAMETERS, dataset()[0], run_id=f"workers-{seed}", chaos=plan(seed), log_stream=log)
+    result = run_local(
+        session, outputs, PARAMETERS, dataset()[0], run_id=f"workers-{seed}", chaos=plan(seed), log_stream=log
+    )
     assert_like_clean(result, clean)
-    tally.update({f"serial {kind}": result.chaos[kind] for kind in ("duplicates", "delays", "crashes_before",
-                                                                    "crashes_after", "losses")})
+    tally.update(
+        {
+            f"serial {kind}": result.chaos[kind]
+            for kind in ("duplicates", "delays", "crashes_before", "crashes_after", "losses")
+        }
+    )
     tally["serial schedules"] += 1
 
 
-@pytest.mark.parametrize("seed", [s if s < CONCURRENT_EVERY_LOOP else pytest.param(s, marks=pytest.mark.slow)
-                                  for s in range(CONCURRENT)])
+@pytest.mark.parametrize(
+    "seed", [s if s < CONCURRENT_EVERY_LOOP else pytest.param(s, marks=pytest.mark.slow) for s in range(CONCURRENT)]
+)
 def test_concurrent_schedule_with_three_workers(stack, clean, log, tally, seed):
     session, outputs = stack
-    result = run_local(session, outputs, PARAMETERS, dataset()[0], run_id=f"workers-c{seed}",
-                       chaos=plan(seed, pause=0.3, distinct_ids=0.5), log_stream=log, concurrency=4)
+    result = run_local(
+        session,
+        outputs,
+        PARAMETERS,
+        dataset()[0],
+        run_id=f"workers-c{seed}",
+        chaos=plan(seed, pause=0.3, distinct_ids=0.5),
+        log_stream=log,
+        concurrency=4,
+    )
     assert_like_clean(result, clean)
-    tally.update({f"concurrent {kind}": result.chaos[kind] for kind in ("duplicates", "distinct_ids", "delays",
-                                                                        "crashes_before", "crashes_after", "losses")})
+    tally.update(
+        {
+            f"concurrent {kind}": result.chaos[kind]
+            for kind in ("duplicates", "distinct_ids", "delays", "crashes_before", "crashes_after", "losses")
+        }
+    )
     tally["concurrent schedules"] += 1
 
 
@@ -92,12 +144,17 @@ def test_every_fault_kind_hits_every_site_of_a_round(stack, clean, log):
     session, outputs = stack
     seen = Counter()
     wanted = {f"{kind} {state}" for kind in ("lose", "delay", "duplicate") for state in ("shard", "reduce")}
-    wanted |= {f"crash {state} {when} {site}" for state, sites in ROUND_SITES.items()
-               for site in sites for when in ("before", "after")}
+    wanted |= {
+        f"crash {state} {when} {site}"
+        for state, sites in ROUND_SITES.items()
+        for site in sites
+        for when in ("before", "after")
+    }
     for seed in range(40):
         eager = plan(1000 + seed, duplicate=0.4, crash=0.5, delay=0.4, lose=0.1)
-        result = run_local(session, outputs, PARAMETERS, dataset()[0], run_id=f"workers-cover-{seed}", chaos=eager,
-                           log_stream=log)
+        result = run_local(
+            session, outputs, PARAMETERS, dataset()[0], run_id=f"workers-cover-{seed}", chaos=eager, log_stream=log
+        )
         assert_like_clean(result, clean)
         seen.update(result.chaos["by_state"])
         if wanted <= set(seen):
@@ -114,8 +171,16 @@ def test_crashes_inside_a_reduces_concurrent_invokes_end_like_the_clean_run(stac
     wanted = {f"crash reduce {when} invoker.invoke_async" for when in ("before", "after")}
     for seed in range(12):
         eager = plan(2000 + seed, duplicate=0.0, delay=0.0, lose=0.0, crash=0.6)
-        result = run_local(session, outputs, PARAMETERS, dataset()[0], run_id=f"workers-fan-{seed}", chaos=eager,
-                           log_stream=log, concurrency=4)
+        result = run_local(
+            session,
+            outputs,
+            PARAMETERS,
+            dataset()[0],
+            run_id=f"workers-fan-{seed}",
+            chaos=eager,
+            log_stream=log,
+            concurrency=4,
+        )
         assert_like_clean(result, clean)
         crashes = result.chaos["crashes_before"] + result.chaos["crashes_after"]
         assert crashes == sum(count for where, count in result.chaos["by_state"].items() if where.startswith("crash"))

@@ -47,25 +47,50 @@ RUNS = {
     "binary_adam_l2": {
         "data": {"kind": "binary", "m": 50, "n0": 4, "seed": 101},
         "options": {
-            "neurons": [5, 3, 1], "activations": ["relu", "tanh", "sigmoid"], "learning_rate": 0.01,
-            "epochs": 6, "init": "he", "seed": 3, "batch_size": 16, "shuffle_seed": 11,
-            "optimizer": "adam", "beta1": 0.9, "beta2": 0.999, "epsilon": 1e-8, "l2": 0.1,
+            "neurons": [5, 3, 1],
+            "activations": ["relu", "tanh", "sigmoid"],
+            "learning_rate": 0.01,
+            "epochs": 6,
+            "init": "he",
+            "seed": 3,
+            "batch_size": 16,
+            "shuffle_seed": 11,
+            "optimizer": "adam",
+            "beta1": 0.9,
+            "beta2": 0.999,
+            "epsilon": 1e-8,
+            "l2": 0.1,
         },
     },
     "softmax_momentum_l2": {
         "data": {"kind": "softmax", "m": 60, "n0": 3, "classes": 3, "seed": 202},
         "options": {
-            "neurons": [6, 3], "activations": ["tanh", "softmax"], "learning_rate": 0.1,
-            "epochs": 5, "init": "lecun", "seed": 5, "batch_size": 25, "shuffle_seed": 2,
-            "optimizer": "momentum", "beta": 0.8, "l2": 0.03,
+            "neurons": [6, 3],
+            "activations": ["tanh", "softmax"],
+            "learning_rate": 0.1,
+            "epochs": 5,
+            "init": "lecun",
+            "seed": 5,
+            "batch_size": 25,
+            "shuffle_seed": 2,
+            "optimizer": "momentum",
+            "beta": 0.8,
+            "l2": 0.03,
         },
     },
     "regression_gd": {
         "data": {"kind": "regression", "m": 40, "n0": 3, "outputs": 2, "seed": 303},
         "options": {
-            "neurons": [4, 2], "activations": ["sigmoid", "linear"], "learning_rate": 0.05,
-            "epochs": 8, "init": "lecun", "seed": 7, "batch_size": 16, "shuffle_seed": 9,
-            "optimizer": "gd", "l2": 0.0,
+            "neurons": [4, 2],
+            "activations": ["sigmoid", "linear"],
+            "learning_rate": 0.05,
+            "epochs": 8,
+            "init": "lecun",
+            "seed": 7,
+            "batch_size": 16,
+            "shuffle_seed": 9,
+            "optimizer": "gd",
+            "l2": 0.0,
         },
     },
 }
@@ -125,8 +150,14 @@ def run(X_np, y_np, options):
     lr, l2, optimizer = options["learning_rate"], options["l2"], options["optimizer"]
     if optimizer == "adam":
         opt = torch.optim.Adam(
-            params, lr=lr, betas=(options["beta1"], options["beta2"]), eps=options["epsilon"],
-            weight_decay=0.0, amsgrad=False, maximize=False, foreach=False,
+            params,
+            lr=lr,
+            betas=(options["beta1"], options["beta2"]),
+            eps=options["epsilon"],
+            weight_decay=0.0,
+            amsgrad=False,
+            maximize=False,
+            foreach=False,
         )
     elif optimizer == "gd":
         opt = torch.optim.SGD(params, lr=lr, momentum=0.0, weight_decay=0.0, foreach=False)
@@ -204,14 +235,16 @@ def main():
     meta = {
         "what": "three training runs computed in PyTorch float64 from LNN's definitions; see make_torch_fixture.py",
         "command": ".venv/bin/python tests/reference/make_torch_fixture.py",
-        "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d"),
+        "date": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d"),
         "versions": {
-            "torch": torch.__version__, "numpy": np.__version__, "python": platform.python_version(),
+            "torch": torch.__version__,
+            "numpy": np.__version__,
+            "python": platform.python_version(),
             "platform": platform.platform(),
         },
         "npz_keys": "<run>.X, <run>.y, <run>.orders (epochs, m: the example order of each epoch, batches are "
-                    "consecutive batch_size slices), <run>.costs (per epoch), <run>.init.<W|b><l>, "
-                    "<run>.params.<W|b><l>, <run>.state.<t|v_*|s_*> (LNN's optimizer state names)",
+        "consecutive batch_size slices), <run>.costs (per epoch), <run>.init.<W|b><l>, "
+        "<run>.params.<W|b><l>, <run>.state.<t|v_*|s_*> (LNN's optimizer state names)",
         "runs": meta_runs,
     }
     (OUT / "torch_reference.json").write_text(json.dumps(meta, indent=2) + "\n")

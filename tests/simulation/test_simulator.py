@@ -26,7 +26,8 @@ def run_block(seeds):
     print(summary.report())
     assert not failures, "\n\n".join(
         f"{result.summary()}\nshrink: .venv/bin/python -m lnn_cli.simulate --seed {result.seed} --shrink"
-        for result in failures[:3])
+        for result in failures[:3]
+    )
     return summary
 
 
@@ -74,9 +75,13 @@ def test_a_mutant_that_lets_a_late_twin_start_its_step_is_caught_and_shrunk(worl
     from lnn_core.aws.run_table import RunTable
 
     def mark_started(self, run_id, step, *, at):
-        return self._conditional_update(run_id, "SET started_step = :step, heartbeat_at = :at",
-                                        "#status = :running OR #status <> :running",
-                                        {":step": step, ":at": at, ":running": "running"}, status=True)
+        return self._conditional_update(
+            run_id,
+            "SET started_step = :step, heartbeat_at = :at",
+            "#status = :running OR #status <> :running",
+            {":step": step, ":at": at, ":running": "running"},
+            status=True,
+        )
 
     monkeypatch.setattr(RunTable, "mark_started", mark_started)
     failing = next((r for r in map(runner.run_seed, range(40)) if r.failed), None)
@@ -106,9 +111,13 @@ def test_the_exhaustive_search_catches_a_mutant_and_replays_its_script(world, mo
     from lnn_core.aws.run_table import RunTable
 
     def mark_started(self, run_id, step, *, at):
-        return self._conditional_update(run_id, "SET started_step = :step, heartbeat_at = :at",
-                                        "#status = :running OR #status <> :running",
-                                        {":step": step, ":at": at, ":running": "running"}, status=True)
+        return self._conditional_update(
+            run_id,
+            "SET started_step = :step, heartbeat_at = :at",
+            "#status = :running OR #status <> :running",
+            {":step": step, ":at": at, ":running": "running"},
+            status=True,
+        )
 
     monkeypatch.setattr(RunTable, "mark_started", mark_started)
     found = explore("K=1 epoch+finish", max_faults=0, first_violation=True)

@@ -32,8 +32,12 @@ def modules() -> dict[str, Path]:
 def imports(path: Path, name: str, known: set[str]) -> set[str]:
     """The project modules `path` imports when it runs (imports under `if TYPE_CHECKING:` never run)."""
     tree = ast.parse(path.read_text())
-    skipped = {id(node) for block in ast.walk(tree) if isinstance(block, ast.If)
-               and getattr(block.test, "id", None) == "TYPE_CHECKING" for node in ast.walk(block)}
+    skipped = {
+        id(node)
+        for block in ast.walk(tree)
+        if isinstance(block, ast.If) and getattr(block.test, "id", None) == "TYPE_CHECKING"
+        for node in ast.walk(block)
+    }
     found = set()
     for node in ast.walk(tree):
         if id(node) in skipped:
@@ -59,7 +63,7 @@ def test_no_module_imports_itself_through_others():
         state[module] = "open"
         for target in sorted(edges[module]):
             if state.get(target) == "open":
-                cycles.append(trail[trail.index(target):] + [target])
+                cycles.append(trail[trail.index(target) :] + [target])
             elif target not in state:
                 visit(target, [*trail, target])
         state[module] = "done"
@@ -77,15 +81,20 @@ def part(module: str) -> str | None:
 
 @pytest.mark.parametrize("floor", sorted(LNN_CORE_FLOORS))
 def test_each_part_of_lnn_core_imports_only_the_parts_below_it(floor):
-    below = {module: sorted({part(target) for target in targets} - {None, floor} - LNN_CORE_FLOORS[floor])
-             for module, targets in graph().items() if part(module) == floor}
+    below = {
+        module: sorted({part(target) for target in targets} - {None, floor} - LNN_CORE_FLOORS[floor])
+        for module, targets in graph().items()
+        if part(module) == floor
+    }
     assert below and not any(below.values()), {module: wrong for module, wrong in below.items() if wrong}
 
 
 def test_the_math_imports_no_aws_and_lnn_core_imports_no_client_code():
     for name, path in modules().items():
         tree = ast.parse(path.read_text())
-        roots = {alias.name.split(".")[0] for node in ast.walk(tree) if isinstance(node, ast.Import) for alias in node.names}
+        roots = {
+            alias.name.split(".")[0] for node in ast.walk(tree) if isinstance(node, ast.Import) for alias in node.names
+        }
         roots |= {node.module.split(".")[0] for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)}
         if name.startswith("lnn_core.ml"):
             assert not roots & {"boto3", "botocore", "aws_lambda_powertools"}, name

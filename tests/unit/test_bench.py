@@ -12,8 +12,17 @@ from lnn_cli.bench import workers as bench_workers
 
 
 def args(job: str) -> argparse.Namespace:
-    return argparse.Namespace(job=job, epochs=3, layer_epochs=1, examples=5, repeats=1, minibatch_epochs=2,
-                              minibatch_layer_epochs=1, minibatch_examples=200, minibatch_repeats=3)
+    return argparse.Namespace(
+        job=job,
+        epochs=3,
+        layer_epochs=1,
+        examples=5,
+        repeats=1,
+        minibatch_epochs=2,
+        minibatch_layer_epochs=1,
+        minibatch_examples=200,
+        minibatch_repeats=3,
+    )
 
 
 def test_job_selection():
@@ -29,16 +38,25 @@ def test_minibatch_job_is_seeded_and_is_what_plain_numpy_and_lnn_receive():
     with np.load(io.BytesIO(job.data)) as npz:
         assert npz["X"].tobytes() == job.X.tobytes() and npz["y"].tobytes() == job.y.tobytes()
     assert job.X.shape == (200, 100) and set(np.unique(job.y)) == {0.0, 1.0}
-    assert job.run_parameters("layer") == {"neurons": [32, 16, 1], "activations": ["relu", "relu", "sigmoid"], "seed": 1,
-                                           "learning_rate": 0.001, "batch_size": 64, "optimizer": "adam",
-                                           "epochs": 1, "granularity": "layer"}
+    assert job.run_parameters("layer") == {
+        "neurons": [32, 16, 1],
+        "activations": ["relu", "relu", "sigmoid"],
+        "seed": 1,
+        "learning_rate": 0.001,
+        "batch_size": 64,
+        "optimizer": "adam",
+        "epochs": 1,
+        "granularity": "layer",
+    }
     seconds, costs = job.plain_numpy()
     assert seconds > 0 and len(costs) == 2 and costs[1] < costs[0]
 
 
 def test_training_seconds_sums_the_epoch_items_spans():
-    items = [{"started_at": "2026-01-01T00:00:00.100Z", "finished_at": "2026-01-01T00:00:00.350Z"},
-             {"started_at": "2026-01-01T00:00:59.900Z", "finished_at": "2026-01-01T00:01:00.000Z"}]
+    items = [
+        {"started_at": "2026-01-01T00:00:00.100Z", "finished_at": "2026-01-01T00:00:00.350Z"},
+        {"started_at": "2026-01-01T00:00:59.900Z", "finished_at": "2026-01-01T00:01:00.000Z"},
+    ]
     assert abs(bench_figures.training_seconds(items) - 0.35) < 1e-6
     assert bench_figures.training_seconds([{"epoch": 1}]) is None and bench_figures.training_seconds([]) is None
 
@@ -69,8 +87,11 @@ def test_workers_job_selection_and_data():
 
 
 def test_epoch_intervals_and_relative_difference():
-    items = [{"finished_at": "2026-01-01T00:00:01.000Z"}, {"finished_at": "2026-01-01T00:00:02.500Z"},
-             {"finished_at": "2026-01-01T00:00:03.250Z"}]
+    items = [
+        {"finished_at": "2026-01-01T00:00:01.000Z"},
+        {"finished_at": "2026-01-01T00:00:02.500Z"},
+        {"finished_at": "2026-01-01T00:00:03.250Z"},
+    ]
     assert [round(s, 3) for s in bench_figures.epoch_intervals(items)] == [1.5, 0.75]
     assert bench_figures.relative_difference([1.0, 2.0], [1.0, 2.0]) == 0.0
     assert abs(bench_figures.relative_difference([1.0, 2.000002], [1.0, 2.0]) - 1e-6) < 1e-12
@@ -81,18 +102,42 @@ def test_delivery_summary_and_per_round():
     from types import SimpleNamespace
 
     def delivery(state, seconds, s3, dynamodb, out):
-        return SimpleNamespace(role="trainer", error=None, seconds=seconds, result={"state": state},
-                               io={"requests": {"s3": s3, "dynamodb": dynamodb}, "s3_bytes_in": 0, "s3_bytes_out": out})
+        return SimpleNamespace(
+            role="trainer",
+            error=None,
+            seconds=seconds,
+            result={"state": state},
+            io={"requests": {"s3": s3, "dynamodb": dynamodb}, "s3_bytes_in": 0, "s3_bytes_out": out},
+        )
 
-    records = [delivery("start", 0.1, 1, 4, 10), delivery("shard", 1.0, 2, 3, 100), delivery("shard", 2.0, 2, 4, 100),
-               delivery("reduce", 0.5, 3, 5, 50), SimpleNamespace(role="launcher", result={}, error=None)]
+    records = [
+        delivery("start", 0.1, 1, 4, 10),
+        delivery("shard", 1.0, 2, 3, 100),
+        delivery("shard", 2.0, 2, 4, 100),
+        delivery("reduce", 0.5, 3, 5, 50),
+        SimpleNamespace(role="launcher", result={}, error=None),
+    ]
     summary = bench_figures.delivery_summary(records)
-    assert summary["shard"] == {"deliveries": 2, "requests": {"dynamodb": 7, "s3": 4}, "s3_bytes_in": 0,
-                                "s3_bytes_out": 200, "data_loads": 0, "mean_seconds": 1.5}
-    assert bench_figures.per_round(summary, 1, 2) == {"requests": {"dynamodb": 12, "s3": 7}, "s3_bytes_in": 0,
-                                                      "s3_bytes_out": 250, "data_loads": 0}
-    assert bench_figures.per_round(summary, 2, 1) == {"requests": {"dynamodb": 2, "s3": 0.5}, "s3_bytes_in": 0,
-                                                      "s3_bytes_out": 5, "data_loads": 0}
+    assert summary["shard"] == {
+        "deliveries": 2,
+        "requests": {"dynamodb": 7, "s3": 4},
+        "s3_bytes_in": 0,
+        "s3_bytes_out": 200,
+        "data_loads": 0,
+        "mean_seconds": 1.5,
+    }
+    assert bench_figures.per_round(summary, 1, 2) == {
+        "requests": {"dynamodb": 12, "s3": 7},
+        "s3_bytes_in": 0,
+        "s3_bytes_out": 250,
+        "data_loads": 0,
+    }
+    assert bench_figures.per_round(summary, 2, 1) == {
+        "requests": {"dynamodb": 2, "s3": 0.5},
+        "s3_bytes_in": 0,
+        "s3_bytes_out": 5,
+        "data_loads": 0,
+    }
     loading = delivery("shard", 1.0, 3, 3, 100)
     loading.io["s3_bytes_in"] = 5000 + 40  # the .npz (5,000 bytes) and the state
     summary = bench_figures.delivery_summary([loading, delivery("shard", 1.0, 2, 3, 100)], data_bytes=5000)
@@ -104,23 +149,40 @@ def test_round_trips_per_round_add_the_slowest_shard_and_the_reduce():
     from types import SimpleNamespace
 
     def delivery(state, epoch, s3, invokes, dynamodb):
-        return SimpleNamespace(role="trainer", result={"state": state, "epoch": epoch, "batch": 1},
-                               io={"round_trips": {"s3": s3, "lambda": invokes, "dynamodb": dynamodb}})
+        return SimpleNamespace(
+            role="trainer",
+            result={"state": state, "epoch": epoch, "batch": 1},
+            io={"round_trips": {"s3": s3, "lambda": invokes, "dynamodb": dynamodb}},
+        )
 
-    rounds = [delivery("shard", 2, 2, 0, 5), delivery("shard", 2, 2, 1, 6), delivery("reduce", 2, 3, 1, 6),
-              delivery("shard", 3, 1, 1, 6), delivery("shard", 3, 2, 0, 5), delivery("reduce", 3, 3, 1, 6),
-              delivery("finish", 3, 3, 0, 6), SimpleNamespace(role="launcher", result={}, io={})]
+    rounds = [
+        delivery("shard", 2, 2, 0, 5),
+        delivery("shard", 2, 2, 1, 6),
+        delivery("reduce", 2, 3, 1, 6),
+        delivery("shard", 3, 1, 1, 6),
+        delivery("shard", 3, 2, 0, 5),
+        delivery("reduce", 3, 3, 1, 6),
+        delivery("finish", 3, 3, 0, 6),
+        SimpleNamespace(role="launcher", result={}, io={}),
+    ]
     assert bench_figures.round_trips_per_round(rounds, 2) == {
-        "rounds": 2, "storage_or_invoke": {"mean": 6.5, "most": 7}, "dynamodb": {"mean": 12.0, "most": 12}}
+        "rounds": 2,
+        "storage_or_invoke": {"mean": 6.5, "most": 7},
+        "dynamodb": {"mean": 12.0, "most": 12},
+    }
     chain = [delivery("start", 2, 3, 1, 6), delivery("start", 3, 2, 1, 6)]
     assert bench_figures.round_trips_per_round(chain, 1) == {
-        "rounds": 2, "storage_or_invoke": {"mean": 3.5, "most": 4}, "dynamodb": {"mean": 6.0, "most": 6}}
+        "rounds": 2,
+        "storage_or_invoke": {"mean": 3.5, "most": 4},
+        "dynamodb": {"mean": 6.0, "most": 6},
+    }
     assert bench_figures.round_trips_per_round([], 2) == {"rounds": 0}
 
 
 def test_aws_projection_follows_its_formula():
-    a = bench_projection.AwsAssumptions(s3_latency=0.02, bandwidth=1e6, invoke_latency=0.03, hop_latency=0.05,
-                                        dynamodb_latency=0.01)
+    a = bench_projection.AwsAssumptions(
+        s3_latency=0.02, bandwidth=1e6, invoke_latency=0.03, hop_latency=0.05, dynamodb_latency=0.01
+    )
     G = 500_000  # 0.5 s at 1 MB/s
     one = bench_projection.aws_round(4.0, 1, G, a)
     assert abs(one["seconds"] - (4.0 + (0.02 + 0.5) + 0.02 + 5 * 0.01 + 0.03 + 0.05)) < 1e-12
@@ -137,7 +199,10 @@ def test_aws_projection_follows_its_formula():
     projection = bench_projection.aws_projection(2.0, 875_088)
     rows = {row["workers"]: row for row in projection["rows"]}
     assert [row["workers"] for row in projection["rows"]] == [1, 2, 4, 8, 16, 32, 64] and rows[1]["speedup"] == 1.0
-    assert projection["best_workers"] == min(rows, key=lambda K: rows[K]["seconds"]) and 1 < projection["best_workers"] < 64
+    assert (
+        projection["best_workers"] == min(rows, key=lambda K: rows[K]["seconds"])
+        and 1 < projection["best_workers"] < 64
+    )
     assert all(rows[K]["communication"] < rows[2 * K]["communication"] for K in (2, 4, 8, 16, 32))
     assert all(rows[K]["cost"] < rows[2 * K]["cost"] for K in (1, 2, 4, 8, 16, 32))
 
@@ -145,7 +210,9 @@ def test_aws_projection_follows_its_formula():
 def test_project_with_context_adds_context_to_the_projects_cdk_json(tmp_path):
     import json
 
-    (tmp_path / "cdk.json").write_text(json.dumps({"app": ".venv/bin/python app.py", "context": {"cli-telemetry": False}}))
+    (tmp_path / "cdk.json").write_text(
+        json.dumps({"app": ".venv/bin/python app.py", "context": {"cli-telemetry": False}})
+    )
     (tmp_path / "node_modules").mkdir()
     with bench_workers.project_with_context({"memory_size": 1769}, project_dir=tmp_path) as project:
         settings = json.loads((project / "cdk.json").read_text())
@@ -156,17 +223,18 @@ def test_project_with_context_adds_context_to_the_projects_cdk_json(tmp_path):
 
 
 def test_epoch_spans():
-    items = [{"started_at": "2026-01-01T00:00:00.100Z", "finished_at": "2026-01-01T00:00:01.350Z"},
-             {"started_at": "2026-01-01T00:00:01.400Z", "finished_at": "2026-01-01T00:00:02.000Z"}]
+    items = [
+        {"started_at": "2026-01-01T00:00:00.100Z", "finished_at": "2026-01-01T00:00:01.350Z"},
+        {"started_at": "2026-01-01T00:00:01.400Z", "finished_at": "2026-01-01T00:00:02.000Z"},
+    ]
     assert [round(s, 3) for s in bench_figures.epoch_spans(items)] == [1.25, 0.6]
 
 
 def test_reads_job_writes_a_demo_run_of_the_real_shape(aws):
     """bench_reads' run: the demo network's items, with weights, committed and ended as a trainer leaves them."""
+    from lnn_cli.bench.reads import write_run
     from lnn_core.aws.run_table import RunTable
     from lnn_core.aws.sdk import IoCounter
-
-    from lnn_cli.bench.reads import write_run
 
     table = RunTable(aws.session.resource("dynamodb").Table("lnn-results"), IoCounter())
     run = write_run(table, "bench", 120)

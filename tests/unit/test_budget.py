@@ -6,6 +6,7 @@ import zipfile
 
 import numpy as np
 import pytest
+
 from lnn_core.errors import LnnInputError
 from lnn_core.launch.budget import (
     MAX_PARAMETERS_BYTES,
@@ -22,7 +23,6 @@ from lnn_core.launch.budget import (
 from lnn_core.ml import network, training
 from lnn_core.ml.config import TrainingConfig, check_run_id
 from lnn_core.ml.dataset import load_training_data
-
 from tests.support.arrays import lying_npz, npy_header, npz_bytes, zip_bomb
 
 
@@ -73,13 +73,20 @@ def test_object_arrays_and_junk_are_refused():
 def test_honest_data_is_inspected_exactly():
     data = npz_bytes(X=np.zeros((50, 3), dtype=np.uint8), y=np.zeros(50), X_test=np.zeros((5, 3)), y_test=np.zeros(5))
     layout = inspect_npz(io.BytesIO(data), source="ok.npz")
-    assert {name: header.shape for name, header in layout.arrays.items()} == {"X": (50, 3), "y": (50,), "X_test": (5, 3), "y_test": (5,)}
+    assert {name: header.shape for name, header in layout.arrays.items()} == {
+        "X": (50, 3),
+        "y": (50,),
+        "X_test": (5, 3),
+        "y_test": (5,),
+    }
     assert layout.float64_bytes == (150 + 50 + 15 + 5) * 8
 
 
 def test_a_big_job_is_refused_naming_the_memory_size_it_needs():
-    layout = inspect_npz(io.BytesIO(npz_bytes(X=np.zeros((60_000, 784), dtype=np.uint8), y=np.zeros(60_000, dtype=np.uint8))),
-                         source="mnist.npz")
+    layout = inspect_npz(
+        io.BytesIO(npz_bytes(X=np.zeros((60_000, 784), dtype=np.uint8), y=np.zeros(60_000, dtype=np.uint8))),
+        source="mnist.npz",
+    )
     with pytest.raises(LnnInputError) as error:
         check_training_fits(layout, (128, 64, 10), memory_mb=1024, source="mnist.npz")
     message = str(error.value)
@@ -116,7 +123,11 @@ def test_the_estimate_matches_a_traced_training_step():
     try:
         X = X8.astype(np.float64)
         X /= 255.0
-        X_cols, Y, labels = network.to_columns(X), network.targets(y.astype(np.float64), "softmax", 10), y.astype(np.float64)
+        X_cols, Y, labels = (
+            network.to_columns(X),
+            network.targets(y.astype(np.float64), "softmax", 10),
+            y.astype(np.float64),
+        )
         params = network.init_params([n0, *neurons], "he", 1)
         training.gradient_descent_epoch(params, X_cols, Y, activations, 0.1)
         _, peak = tracemalloc.get_traced_memory()
@@ -146,8 +157,9 @@ def test_run_ids_may_not_end_in_a_newline():
             check_run_id(bad)
 
 
-@pytest.mark.parametrize("key, segment", [("runs/a/../b/data.npz", "'..'"), ("runs/a/./data.npz", "'.'"),
-                                          ("runs/a//data.npz", "empty")])
+@pytest.mark.parametrize(
+    "key, segment", [("runs/a/../b/data.npz", "'..'"), ("runs/a/./data.npz", "'.'"), ("runs/a//data.npz", "empty")]
+)
 def test_data_keys_may_not_have_dot_or_empty_segments(key, segment):
     parameters = {"epochs": 1, "learning_rate": 0.1, "neurons": [1], "activations": ["sigmoid"], "data": key}
     with pytest.raises(LnnInputError, match=f"data '{key}' has an {segment} path segment"):

@@ -6,7 +6,6 @@ import os
 import boto3
 import numpy as np
 import pytest
-from lnn_core.errors import LnnInputError
 from moto import mock_aws
 
 from lnn_cli.cloud.chaos import ChaosPlan
@@ -19,6 +18,7 @@ from lnn_cli.inputs import (
     validate_run,
 )
 from lnn_cli.main import main
+from lnn_core.errors import LnnInputError
 from tests.support.arrays import lying_npz, npz_bytes
 from tests.support.cli import assert_one_line_error
 
@@ -40,10 +40,18 @@ def out_dir(tmp_path):
     [
         (lambda tmp: ["--data", str(tmp / "missing.npz")], ["missing.npz does not exist", "--data"]),
         (lambda tmp: ["--data", str(tmp)], ["is a directory"]),
-        (lambda tmp: ["--data", str((tmp / "junk.npz").write_text("junk") and tmp / "junk.npz")], ["not a readable .npz"]),
+        (
+            lambda tmp: ["--data", str((tmp / "junk.npz").write_text("junk") and tmp / "junk.npz")],
+            ["not a readable .npz"],
+        ),
         (lambda tmp: ["--data", npz(tmp / "rows.npz", X=np.ones((5, 3)), y=np.zeros(4))], ["5 examples", "4 labels"]),
-        (lambda tmp: ["--data", npz(tmp / "test.npz", X=np.ones((4, 3)), y=np.zeros(4), X_test=np.ones((2, 2)), y_test=np.zeros(2))],
-         ["X_test has 2 features but X has 3"]),
+        (
+            lambda tmp: [
+                "--data",
+                npz(tmp / "test.npz", X=np.ones((4, 3)), y=np.zeros(4), X_test=np.ones((2, 2)), y_test=np.zeros(2)),
+            ],
+            ["X_test has 2 features but X has 3"],
+        ),
         (lambda tmp: ["--data", npz(tmp / "nan.npz", X=np.full((4, 3), np.nan), y=np.zeros(4))], ["NaN or Inf"]),
         (lambda tmp: ["--activations", "relu,relu,swish,sigmoid"], ["'swish' is unknown", "use one of"]),
         (lambda tmp: ["--neurons", "20,x,5,1"], ["--neurons must be whole numbers"]),
@@ -52,9 +60,15 @@ def out_dir(tmp_path):
         (lambda tmp: ["--learning-rate", "-0.1"], ["learning_rate must be a number in (0, 10]"]),
         (lambda tmp: ["--seed", "-1"], ["seed must be an integer from 0"]),
         (lambda tmp: ["--config", str(tmp / "nope.json")], ["config file", "does not exist"]),
-        (lambda tmp: ["--config", str((tmp / "bad.json").write_text("{oops") and tmp / "bad.json")], ["not valid JSON"]),
+        (
+            lambda tmp: ["--config", str((tmp / "bad.json").write_text("{oops") and tmp / "bad.json")],
+            ["not valid JSON"],
+        ),
         (lambda tmp: ["--config", str((tmp / "list.json").write_text("[1]") and tmp / "list.json")], ["JSON object"]),
-        (lambda tmp: ["--config", str((tmp / "k.json").write_text('{"epoch": 3}') and tmp / "k.json")], ["unknown parameter 'epoch'"]),
+        (
+            lambda tmp: ["--config", str((tmp / "k.json").write_text('{"epoch": 3}') and tmp / "k.json")],
+            ["unknown parameter 'epoch'"],
+        ),
         (lambda tmp: ["--chaos", "crash=2"], ["probability from 0 to 1"]),
         (lambda tmp: ["--chaos", "explode=0.1"], ["not understood"]),
         (lambda tmp: ["--name", "bad name!"], ["run id 'bad name!' is invalid"]),
@@ -120,13 +134,24 @@ def test_a_stack_that_is_not_lnn(no_aws_environment, monkeypatch, capsys):
 
 def test_run_parameters_precedence(tmp_path):
     config = tmp_path / "parameters.json"
-    config.write_text(json.dumps({"epochs": 7, "layers": 2, "neurons": {"layer1": 3, "layer2": 1},
-                                  "activations": {"layer1": "tanh", "layer2": "sigmoid"}, "data": "runs/x/data.npz"}))
+    config.write_text(
+        json.dumps(
+            {
+                "epochs": 7,
+                "layers": 2,
+                "neurons": {"layer1": 3, "layer2": 1},
+                "activations": {"layer1": "tanh", "layer2": "sigmoid"},
+                "data": "runs/x/data.npz",
+            }
+        )
+    )
     merged = run_parameters(DEMO_PARAMETERS, str(config), {"epochs": 9, "neurons": None})
     assert merged["epochs"] == 9 and merged["neurons"] == {"layer1": 3, "layer2": 1} and merged["layers"] == 2
     assert "data" not in merged  # the run's own data key is set at launch
     assert merged["learning_rate"] == DEMO_PARAMETERS["learning_rate"]
-    relayered = run_parameters(DEMO_PARAMETERS, str(config), {"neurons": [4, 4, 1], "activations": ["relu", "relu", "sigmoid"]})
+    relayered = run_parameters(
+        DEMO_PARAMETERS, str(config), {"neurons": [4, 4, 1], "activations": ["relu", "relu", "sigmoid"]}
+    )
     assert "layers" not in relayered and validate_run(relayered, DEMO_DATA).config.layers == 3
 
 
@@ -145,7 +170,9 @@ def test_prediction_data_may_lack_labels(tmp_path):
 
 
 def test_chaos_plan_parsing():
-    assert ChaosPlan.parse("duplicate=0.1, crash=0.05,delay=0.2,lose=0.01,seed=7") == ChaosPlan(duplicate=0.1, crash=0.05, delay=0.2, lose=0.01, seed=7)
+    assert ChaosPlan.parse("duplicate=0.1, crash=0.05,delay=0.2,lose=0.01,seed=7") == ChaosPlan(
+        duplicate=0.1, crash=0.05, delay=0.2, lose=0.01, seed=7
+    )
     assert ChaosPlan.parse("") == ChaosPlan()
     for bad in ("crash", "crash=x", "seed=1.5", "delay=-0.1"):
         with pytest.raises(LnnInputError):
@@ -161,18 +188,27 @@ def big_job(tmp_path):
 
 def test_local_refuses_a_job_that_cannot_fit_the_trainer(tmp_path, out_dir, capsys):
     code = main(["local", "--out", str(out_dir), *big_job(tmp_path)])
-    assert_one_line_error(capsys, code, "60,000 x 784 examples with network 784-128-64-10 needs about 1,2",
-                          "the trainer has 1024 MB; deploy with -c memory_size=1216")
+    assert_one_line_error(
+        capsys,
+        code,
+        "60,000 x 784 examples with network 784-128-64-10 needs about 1,2",
+        "the trainer has 1024 MB; deploy with -c memory_size=1216",
+    )
     assert not out_dir.exists()
 
 
 def test_local_refuses_data_lnn_does_not_read_and_forged_headers(tmp_path, out_dir, capsys):
 
     extra = npz(tmp_path / "extra.npz", X=np.ones((4, 2)), y=np.zeros(4), weights=np.ones(2))
-    assert_one_line_error(capsys, main(["local", "--out", str(out_dir), "--data", extra]), "'weights.npy', which LNN does not read")
+    assert_one_line_error(
+        capsys, main(["local", "--out", str(out_dir), "--data", extra]), "'weights.npy', which LNN does not read"
+    )
     (tmp_path / "forged.npz").write_bytes(lying_npz())
-    assert_one_line_error(capsys, main(["local", "--out", str(out_dir), "--data", str(tmp_path / "forged.npz")]),
-                          "header of X declares shape (1048576, 1048576)")
+    assert_one_line_error(
+        capsys,
+        main(["local", "--out", str(out_dir), "--data", str(tmp_path / "forged.npz")]),
+        "header of X declares shape (1048576, 1048576)",
+    )
     assert not out_dir.exists()
 
 
@@ -184,7 +220,9 @@ def test_local_takes_the_context_of_cdk_json_and_c_pairs_over_it(tmp_path):
         return context.limits.trainer_memory_mb, context.limits.launcher_memory_mb, context.limits.trainer_concurrency
 
     assert limits() == (1024, 1024, 20)  # no cdk.json: the stack's defaults
-    (tmp_path / "cdk.json").write_text(json.dumps({"app": "x", "context": {"memory_size": 3008, "reserved_concurrency": 40}}))
+    (tmp_path / "cdk.json").write_text(
+        json.dumps({"app": "x", "context": {"memory_size": 3008, "reserved_concurrency": 40}})
+    )
     assert limits() == (3008, 3008, 40)
     assert limits("memory_size=1769", "reserved_concurrency=none") == (1769, 1769, None)
     context = deploy_context(["epochs=7", "seed=3"], command="lnn local", project_dir=tmp_path)
@@ -195,8 +233,13 @@ def test_local_takes_the_context_of_cdk_json_and_c_pairs_over_it(tmp_path):
 @pytest.mark.parametrize(
     "pair, fragments",
     [
-        ("memory_size=99", ["Context parameter 'memory_size' must be an integer from 128 to 10240 (MB); got '99'",
-                            "Fix: lnn local -c memory_size=1024"]),
+        (
+            "memory_size=99",
+            [
+                "Context parameter 'memory_size' must be an integer from 128 to 10240 (MB); got '99'",
+                "Fix: lnn local -c memory_size=1024",
+            ],
+        ),
         ("memorysize=2048", ["Unknown context parameter 'memorysize'; did you mean 'memory_size'?"]),
         ("memory_size", ["-c 'memory_size' is not KEY=VALUE; e.g. lnn local -c memory_size=1769"]),
         ("neurons=4,3", ["do not make a valid network", "layers is 2 but 2 neurons and 4 activations"]),
@@ -224,8 +267,12 @@ def test_a_job_refused_at_the_default_memory_passes_the_checks_with_c_memory_siz
 
 def test_local_refuses_more_workers_than_the_reservation_before_starting_anything(tmp_path, out_dir, capsys):
     code = main(["local", "--out", str(out_dir), "--workers", "21", "--granularity", "epoch"])
-    assert_one_line_error(capsys, code, "workers 21 is more than the trainer's reserved concurrency of 20",
-                          "or rerun with -c reserved_concurrency=21 or more")
+    assert_one_line_error(
+        capsys,
+        code,
+        "workers 21 is more than the trainer's reserved concurrency of 20",
+        "or rerun with -c reserved_concurrency=21 or more",
+    )
     assert not out_dir.exists()
 
 
@@ -234,15 +281,19 @@ def test_start_refuses_before_uploading_anything(tmp_path, monkeypatch):
     from argparse import Namespace
     from types import SimpleNamespace
 
+    from lnn_cli import stack_commands
     from lnn_core.launch.launcher import LaunchLimits
 
-    from lnn_cli import stack_commands
-
-    monkeypatch.setattr(stack_commands, "upload_run_inputs", lambda *args, **kwargs: pytest.fail("something was uploaded"))
+    monkeypatch.setattr(
+        stack_commands, "upload_run_inputs", lambda *args, **kwargs: pytest.fail("something was uploaded")
+    )
     running = ["a", "b"]
     table = SimpleNamespace(get_run=lambda run_id: None, run_ids=lambda status=None: running)
-    stack = SimpleNamespace(launch_limits=lambda: LaunchLimits(max_running_runs=2, trainer_memory_mb=1024),
-                            launch_defaults=lambda: {}, ports=SimpleNamespace(table=table))
+    stack = SimpleNamespace(
+        launch_limits=lambda: LaunchLimits(max_running_runs=2, trainer_memory_mb=1024),
+        launch_defaults=dict,
+        ports=SimpleNamespace(table=table),
+    )
     args = Namespace(data=big_job(tmp_path)[1], name="big")
     parameters = {**DEMO_PARAMETERS, "neurons": [128, 64, 10], "activations": ["relu", "relu", "softmax"]}
     with pytest.raises(LnnInputError, match="deploy with -c memory_size=1216"):
@@ -251,16 +302,24 @@ def test_start_refuses_before_uploading_anything(tmp_path, monkeypatch):
         stack_commands.command_start(Namespace(data=str(DEMO_DATA), name="small"), DEMO_PARAMETERS, stack, console=None)
     stack.launch_limits = lambda: LaunchLimits(trainer_concurrency=2)
     with pytest.raises(LnnInputError, match="workers 3 is more than the trainer's reserved concurrency of 2"):
-        stack_commands.command_start(Namespace(data=str(DEMO_DATA), name="small"),
-                             {**DEMO_PARAMETERS, "granularity": "epoch", "workers": 3}, stack, console=None)
+        stack_commands.command_start(
+            Namespace(data=str(DEMO_DATA), name="small"),
+            {**DEMO_PARAMETERS, "granularity": "epoch", "workers": 3},
+            stack,
+            console=None,
+        )
 
 
 def test_up_refuses_a_bad_context_pair_and_hands_a_good_one_to_its_background_process(tmp_path, capsys, monkeypatch):
     from lnn_cli.cloud.up import command as up
 
     state = tmp_path / "state"
-    assert_one_line_error(capsys, main(["up", "--state-dir", str(state), "-c", "reserved_concurrency=0"]),
-                          "Context parameter 'reserved_concurrency' must be", "Fix: lnn up -c reserved_concurrency=20")
+    assert_one_line_error(
+        capsys,
+        main(["up", "--state-dir", str(state), "-c", "reserved_concurrency=0"]),
+        "Context parameter 'reserved_concurrency' must be",
+        "Fix: lnn up -c reserved_concurrency=20",
+    )
     assert not state.exists()  # refused before anything started
     started = {}
 
@@ -279,6 +338,8 @@ def test_up_refuses_a_bad_context_pair_and_hands_a_good_one_to_its_background_pr
         return Child()
 
     monkeypatch.setattr(up.subprocess, "Popen", popen)
-    assert_one_line_error(capsys, main(["up", "--state-dir", str(state), "-c", "memory_size=1769"]), "not started by the test")
+    assert_one_line_error(
+        capsys, main(["up", "--state-dir", str(state), "-c", "memory_size=1769"]), "not started by the test"
+    )
     command = started["command"]
     assert json.loads(command[command.index("--context-json") + 1]) == {"memory_size": "1769"}

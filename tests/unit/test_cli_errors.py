@@ -8,12 +8,12 @@ import socket
 import boto3
 import pytest
 from botocore.exceptions import ClientError, ReadTimeoutError
-from lnn_core.errors import LnnInputError
 from moto import mock_aws
 
 from lnn_cli.cloud.stack import CLI_BOTO_CONFIG, OUTPUT_KEYS, aws_errors_explained
 from lnn_cli.inputs import DEMO_DATA
 from lnn_cli.main import main
+from lnn_core.errors import LnnInputError
 from tests.support.cli import assert_one_line_error
 
 COMMANDS = {
@@ -48,8 +48,10 @@ def credentials(monkeypatch):
 @pytest.fixture
 def lnn_stack(credentials):
     """A stack with LNN's outputs in an in-process AWS (its resources are not there: only the outputs are read)."""
-    template = {"Resources": {"Topic": {"Type": "AWS::SNS::Topic"}},
-                "Outputs": {key: {"Value": f"lnn-{key.lower()}"} for key in OUTPUT_KEYS}}
+    template = {
+        "Resources": {"Topic": {"Type": "AWS::SNS::Topic"}},
+        "Outputs": {key: {"Value": f"lnn-{key.lower()}"} for key in OUTPUT_KEYS},
+    }
     with mock_aws():
         boto3.client("cloudformation").create_stack(StackName="LnnStack", TemplateBody=json.dumps(template))
         yield
@@ -59,12 +61,18 @@ def lnn_stack(credentials):
 def test_every_command_against_a_dead_endpoint(credentials, monkeypatch, capsys, command):
     endpoint = f"http://localhost:{closed_port()}"
     monkeypatch.setenv("AWS_ENDPOINT_URL", endpoint)
-    assert_one_line_error(capsys, main(command), f"nothing answers at {endpoint} (AWS_ENDPOINT_URL): run `lnn up`, "
-                          "or unset AWS_ENDPOINT_URL to use AWS")
+    assert_one_line_error(
+        capsys,
+        main(command),
+        f"nothing answers at {endpoint} (AWS_ENDPOINT_URL): run `lnn up`, or unset AWS_ENDPOINT_URL to use AWS",
+    )
 
 
-@pytest.mark.parametrize("command", [argv for name, argv in COMMANDS.items() if name != "serve"],
-                         ids=[name for name in COMMANDS if name != "serve"])
+@pytest.mark.parametrize(
+    "command",
+    [argv for name, argv in COMMANDS.items() if name != "serve"],
+    ids=[name for name in COMMANDS if name != "serve"],
+)
 def test_an_endpoint_that_dies_after_the_stack_was_found(lnn_stack, monkeypatch, capsys, command):
     """The stack's outputs were read; then its table, functions and bucket do not answer (a service's own
     AWS_ENDPOINT_URL_<SERVICE>): the error names that variable."""
@@ -77,38 +85,58 @@ def test_an_endpoint_that_dies_after_the_stack_was_found(lnn_stack, monkeypatch,
 
 def test_the_cli_gives_up_on_a_dead_endpoint_quickly():
     """Two retries of a refused connection (at most 1 + 2 s of back-off), 2 s to connect: not botocore's 60 s."""
-    assert CLI_BOTO_CONFIG.retries == {"mode": "standard", "total_max_attempts": 3} and CLI_BOTO_CONFIG.connect_timeout == 2
+    assert (
+        CLI_BOTO_CONFIG.retries == {"mode": "standard", "total_max_attempts": 3}
+        and CLI_BOTO_CONFIG.connect_timeout == 2
+    )
 
 
 def test_a_dead_endpoint_names_the_local_stack_that_is_up(credentials, monkeypatch, capsys):
     from lnn_cli.cloud.up import registry
 
-    monkeypatch.setattr(registry, "stacks_up", lambda: [{"endpoint": "http://localhost:4567", "state_dir": "/x", "pid": 1}])
+    monkeypatch.setattr(
+        registry, "stacks_up", lambda: [{"endpoint": "http://localhost:4567", "state_dir": "/x", "pid": 1}]
+    )
     endpoint = f"http://localhost:{closed_port()}"
     monkeypatch.setenv("AWS_ENDPOINT_URL", endpoint)
-    assert_one_line_error(capsys, main(["runs"]), f"nothing answers at {endpoint}",
-                          "a local stack is up at http://localhost:4567: export AWS_ENDPOINT_URL=http://localhost:4567")
+    assert_one_line_error(
+        capsys,
+        main(["runs"]),
+        f"nothing answers at {endpoint}",
+        "a local stack is up at http://localhost:4567: export AWS_ENDPOINT_URL=http://localhost:4567",
+    )
 
 
 def test_a_silent_endpoint(credentials, monkeypatch):
     monkeypatch.setenv("AWS_ENDPOINT_URL", "http://localhost:4566")
-    with pytest.raises(LnnInputError, match=r"http://localhost:4566 \(AWS_ENDPOINT_URL\) accepted the connection but did "
-                                            r"not answer within 30 s; restart it with `lnn down` and `lnn up`"):
+    with pytest.raises(
+        LnnInputError,
+        match=r"http://localhost:4566 \(AWS_ENDPOINT_URL\) accepted the connection but did "
+        r"not answer within 30 s; restart it with `lnn down` and `lnn up`",
+    ):
         with aws_errors_explained("LnnStack"):
             raise ReadTimeoutError(endpoint_url="http://localhost:4566/")
     monkeypatch.delenv("AWS_ENDPOINT_URL")
-    with pytest.raises(LnnInputError, match=r"dynamodb.us-east-1.amazonaws.com did not answer within 30 s; check the network"):
+    with pytest.raises(
+        LnnInputError, match=r"dynamodb.us-east-1.amazonaws.com did not answer within 30 s; check the network"
+    ):
         with aws_errors_explained("LnnStack"):
             raise ReadTimeoutError(endpoint_url="https://dynamodb.us-east-1.amazonaws.com/")
 
 
-@pytest.mark.parametrize("code, fragment", [
-    ("ExpiredToken", "the AWS credentials have expired (ExpiredToken: the message); refresh them (`aws sso login`"),
-    ("ExpiredTokenException", "the AWS credentials have expired"),
-    ("UnrecognizedClientException", "AWS refused the credentials (UnrecognizedClientException: the message); fix them"),
-    ("InvalidSignatureException", "AWS refused the credentials"),
-    ("AccessDeniedException", "the AWS credentials may not do this (AccessDeniedException: the message)"),
-])
+@pytest.mark.parametrize(
+    "code, fragment",
+    [
+        ("ExpiredToken", "the AWS credentials have expired (ExpiredToken: the message); refresh them (`aws sso login`"),
+        ("ExpiredTokenException", "the AWS credentials have expired"),
+        (
+            "UnrecognizedClientException",
+            "AWS refused the credentials (UnrecognizedClientException: the message); fix them",
+        ),
+        ("InvalidSignatureException", "AWS refused the credentials"),
+        ("AccessDeniedException", "the AWS credentials may not do this (AccessDeniedException: the message)"),
+    ],
+)
 def test_expired_and_invalid_credentials(code, fragment):
     with pytest.raises(LnnInputError) as raised:
         with aws_errors_explained("LnnStack"):
@@ -135,5 +163,6 @@ def test_serve_on_a_taken_port(lnn_stack, capsys):
         taken.listen(1)
         port = taken.getsockname()[1]
         code = main(["serve", "--port", str(port)])
-    assert_one_line_error(capsys, code, f"cannot listen on 127.0.0.1:{port} (Address already in use by another program)",
-                          "--port")
+    assert_one_line_error(
+        capsys, code, f"cannot listen on 127.0.0.1:{port} (Address already in use by another program)", "--port"
+    )

@@ -1,9 +1,9 @@
 """Adversarial review of issue 17's CLI: help that contradicts the feature, `-c` values that pass and break."""
 
 import pytest
-from lnn_core.errors import LnnInputError
 
 from lnn_cli.main import build_parser
+from lnn_core.errors import LnnInputError
 
 
 def help_of(command: str) -> str:

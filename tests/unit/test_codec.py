@@ -5,6 +5,7 @@ from decimal import Decimal
 import numpy as np
 import pytest
 from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
+
 from lnn_core.aws.codec import (
     arrays_to_npz,
     float_to_decimal,
@@ -16,7 +17,9 @@ from lnn_core.aws.codec import (
 )
 from lnn_core.errors import RunFailure
 
-AWKWARD = np.array([0.1, 1 / 3, -2.5e-300 * 1e200, 1e125 / 3, 5e-324 * 1e200, np.nextafter(1.0, 2.0), 123456789.123456789])
+AWKWARD = np.array(
+    [0.1, 1 / 3, -2.5e-300 * 1e200, 1e125 / 3, 5e-324 * 1e200, np.nextafter(1.0, 2.0), 123456789.123456789]
+)
 
 
 def test_ndarray_round_trips_bit_for_bit_through_dynamodb_wire_format():
@@ -45,7 +48,14 @@ def test_non_storable_numbers_are_refused(bad):
 
 
 def test_to_dynamo_and_back():
-    value = {"cost": 0.6931471805599453, "epochs": 3, "flag": True, "none": None, "nested": [1.5, {"x": 2}], "arr": np.eye(2)}
+    value = {
+        "cost": 0.6931471805599453,
+        "epochs": 3,
+        "flag": True,
+        "none": None,
+        "nested": [1.5, {"x": 2}],
+        "arr": np.eye(2),
+    }
     stored = to_dynamo(value)
     assert stored["cost"] == Decimal("0.6931471805599453") and isinstance(stored["epochs"], int)
     back = from_dynamo(stored)

@@ -7,8 +7,6 @@ from types import SimpleNamespace
 import h5py
 import numpy as np
 import pytest
-from lnn_core.errors import LnnInputError
-from tests.support.cli import assert_one_line_error
 from rich.console import Console
 
 from lnn_cli import stack_commands
@@ -20,6 +18,8 @@ from lnn_cli.inputs import (
     validate_run,
 )
 from lnn_cli.main import main
+from lnn_core.errors import LnnInputError
+from tests.support.cli import assert_one_line_error
 
 DEMO_PARAMETERS = read_config(DEMO_CONFIG)  # `make demo`'s parameters
 
@@ -123,8 +123,9 @@ def test_csv_through_lnn_local_with_a_label_column(tmp_path, monkeypatch):
     seen = {}
 
     def fake_local(args, parameters, console):
-        seen["inputs"] = validate_run(parameters, args.data, defaults=TrainingDefaults().to_parameters(),
-                                      label_column=args.label_column)
+        seen["inputs"] = validate_run(
+            parameters, args.data, defaults=TrainingDefaults().to_parameters(), label_column=args.label_column
+        )
         return 0
 
     monkeypatch.setattr(cli_main, "command_local", fake_local)
@@ -149,26 +150,59 @@ BAD_FILES = [
     (lambda tmp: lnn_h5(tmp / "no-x.h5", train_set_x=None, test=False), [], ["lacks the HDF5 dataset 'train_set_x'"]),
     (lambda tmp: lnn_h5(tmp / "no-y.h5", train_set_y=None), [], ["lacks the HDF5 dataset 'train_set_y'"]),
     (lambda tmp: lnn_h5(tmp / "no-test-y.h5", test_set_y=None), [], ["lacks the HDF5 dataset 'test_set_y'"]),
-    (lambda tmp: lnn_h5(tmp / "rows.h5", train_set_y=np.zeros(5, np.int64)), [], ["train_set_x has 12 examples but train_set_y"]),
-    (lambda tmp: lnn_h5(tmp / "shape.h5", test_set_x=np.zeros((4, 4, 4, 3), np.uint8)), [], ["test_set_x's examples have shape"]),
-    (lambda tmp: lnn_h5(tmp / "three.h5", list_classes=np.array([b"a", b"b", b"c"])), [],
-     ["the data has 3 classes (a, b, c) but a sigmoid output", "use a softmax output of 3 neurons"]),
-    (lambda tmp: lnn_h5(tmp / "labels.h5", train_set_y=np.arange(12, dtype=np.int64) % 3, classes=False), [],
-     ["class labels 0..1 for a sigmoid output"]),
+    (
+        lambda tmp: lnn_h5(tmp / "rows.h5", train_set_y=np.zeros(5, np.int64)),
+        [],
+        ["train_set_x has 12 examples but train_set_y"],
+    ),
+    (
+        lambda tmp: lnn_h5(tmp / "shape.h5", test_set_x=np.zeros((4, 4, 4, 3), np.uint8)),
+        [],
+        ["test_set_x's examples have shape"],
+    ),
+    (
+        lambda tmp: lnn_h5(tmp / "three.h5", list_classes=np.array([b"a", b"b", b"c"])),
+        [],
+        ["the data has 3 classes (a, b, c) but a sigmoid output", "use a softmax output of 3 neurons"],
+    ),
+    (
+        lambda tmp: lnn_h5(tmp / "labels.h5", train_set_y=np.arange(12, dtype=np.int64) % 3, classes=False),
+        [],
+        ["class labels 0..1 for a sigmoid output"],
+    ),
     (lambda tmp: write(tmp / "broken.h5", b"\x89HDF\r\n\x1a\n" + bytes(64)), [], ["is not a readable HDF5 file"]),
     (lambda tmp: write(tmp / "text.h5", "not hdf5"), [], ["is not a readable HDF5 file"]),
     (lambda tmp: write(tmp / "ragged.csv", "1,2,0\n3,0\n"), [], ["line 2 has 2 cells but line 1 has 3"]),
-    (lambda tmp: write(tmp / "ragged-header.csv", "a,b,y\n1,2,0\n3,4,5,0\n"), [], ["line 3 has 4 cells but the header has 3"]),
-    (lambda tmp: write(tmp / "word.csv", "a,b,y\n1,2,0\n3,four,1\n"), [], ["line 3, column 2 ('b') holds 'four', which is not a number"]),
+    (
+        lambda tmp: write(tmp / "ragged-header.csv", "a,b,y\n1,2,0\n3,4,5,0\n"),
+        [],
+        ["line 3 has 4 cells but the header has 3"],
+    ),
+    (
+        lambda tmp: write(tmp / "word.csv", "a,b,y\n1,2,0\n3,four,1\n"),
+        [],
+        ["line 3, column 2 ('b') holds 'four', which is not a number"],
+    ),
     (lambda tmp: write(tmp / "empty.csv", "\n\n"), [], ["is empty"]),
     (lambda tmp: write(tmp / "header-only.csv", "a,b,y\n"), [], ["has a header row but no examples"]),
     (lambda tmp: write(tmp / "one.csv", "1\n2\n"), [], ["needs at least one feature column and a label column"]),
     (lambda tmp: write(tmp / "binary.csv", b"\xff\xfe\x00a"), [], ["is not a text (UTF-8) CSV file"]),
     (lambda tmp: write(tmp / "three.csv", "1,2,0\n3,4,2\n"), [], ["class labels 0..1"]),
-    (lambda tmp: write(tmp / "named.csv", "a,b,y\n1,2,0\n"), ["--label-column", "label"],
-     ["--label-column 'label' is not a column", "its columns are a, b, y"]),
-    (lambda tmp: write(tmp / "noheader.csv", "1,2,0\n"), ["--label-column", "y"], ["it has no header row, so give a column index"]),
-    (lambda tmp: write(tmp / "range.csv", "1,2,0\n"), ["--label-column", "3"], ["--label-column 3 is out of range", "3 columns"]),
+    (
+        lambda tmp: write(tmp / "named.csv", "a,b,y\n1,2,0\n"),
+        ["--label-column", "label"],
+        ["--label-column 'label' is not a column", "its columns are a, b, y"],
+    ),
+    (
+        lambda tmp: write(tmp / "noheader.csv", "1,2,0\n"),
+        ["--label-column", "y"],
+        ["it has no header row, so give a column index"],
+    ),
+    (
+        lambda tmp: write(tmp / "range.csv", "1,2,0\n"),
+        ["--label-column", "3"],
+        ["--label-column 3 is out of range", "3 columns"],
+    ),
     (lambda tmp: lnn_h5(tmp / "label.h5"), ["--label-column", "0"], ["--label-column is for CSV files"]),
     (lambda tmp: write(tmp / "data.json", "{}"), [], ["is not a file LNN reads", "HDF5", "CSV"]),
 ]
@@ -232,7 +266,10 @@ def fake_stack(params: dict[str, np.ndarray], activations: list[str]):
 
 def predict_output(stack, data, csv=False) -> str:
     console = Console(file=io.StringIO(), width=200)
-    assert stack_commands.command_predict(Namespace(run_id="r", data=data, csv=csv, label_column=None), stack, console) == 0
+    assert (
+        stack_commands.command_predict(Namespace(run_id="r", data=data, csv=csv, label_column=None), stack, console)
+        == 0
+    )
     return console.file.getvalue()
 
 

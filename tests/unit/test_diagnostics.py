@@ -4,6 +4,7 @@ import math
 
 import numpy as np
 import pytest
+
 from lnn_core.ml import diagnostics, network
 from lnn_core.ml.config import TrainingConfig
 from lnn_core.ml.diagnostics import (
@@ -15,8 +16,14 @@ from lnn_core.ml.diagnostics import (
 
 
 def config(neurons, activations, **settings) -> TrainingConfig:
-    return TrainingConfig(epochs=10, learning_rate=0.0075, neurons=tuple(neurons), activations=tuple(activations),
-                          data="runs/r/data.npz", **{"seed": 1, "init": "he", **settings})
+    return TrainingConfig(
+        epochs=10,
+        learning_rate=0.0075,
+        neurons=tuple(neurons),
+        activations=tuple(activations),
+        data="runs/r/data.npz",
+        **{"seed": 1, "init": "he", **settings},
+    )
 
 
 def two_blobs(m=40):
@@ -38,7 +45,8 @@ def warnings_of(params, X, y, cfg, class_names=None):
 def test_the_constant_predictors_cost_is_the_prior_entropy_or_half_the_variance():
     p = 0.3
     assert constant_cost(np.array([[1.0, 0, 0, 1, 0, 0, 0, 0, 1, 0]]), "sigmoid") == pytest.approx(
-        -(p * math.log(p) + (1 - p) * math.log(1 - p)), rel=1e-12)
+        -(p * math.log(p) + (1 - p) * math.log(1 - p)), rel=1e-12
+    )
     Y = network.targets(np.array([0, 1, 1, 2, 2, 2]), "softmax", 3)
     assert constant_cost(Y, "softmax") == pytest.approx(-sum(q * math.log(q) for q in (1 / 6, 2 / 6, 3 / 6)), rel=1e-12)
     y = np.array([1.0, 2.0, 4.0, 9.0])
@@ -50,8 +58,12 @@ def test_the_constant_predictors_cost_is_the_prior_entropy_or_half_the_variance(
 
 def collapsed_sigmoid_params(prior: float):
     """2-3-1 relu/sigmoid whose output is the class prior for every example: output weights 0, bias logit(prior)."""
-    return {"W1": np.ones((3, 2)), "b1": np.zeros((3, 1)), "W2": np.zeros((1, 3)),
-            "b2": np.array([[math.log(prior / (1 - prior))]])}
+    return {
+        "W1": np.ones((3, 2)),
+        "b1": np.zeros((3, 1)),
+        "W2": np.zeros((1, 3)),
+        "b2": np.array([[math.log(prior / (1 - prior))]]),
+    }
 
 
 def test_a_classifier_that_outputs_the_prior_gets_both_warnings_with_figures_and_advice():
@@ -63,15 +75,21 @@ def test_a_classifier_that_outputs_the_prior_gets_both_warnings_with_figures_and
     assert warnings[0] == (
         f"the training cost {prior_cost:.4g} is within 2 % of {prior_cost:.4g}, the cost of always predicting the "
         "class prior: the model learned nothing; try another --seed (this run used 1), a smaller --learning-rate "
-        "than 0.0075, --optimizer adam or --init lecun.")
-    assert warnings[1].startswith("the model predicts class 0 ('non-cat') for all 40 training examples, which have 2 "
-                                  "classes; try another --seed")
+        "than 0.0075, --optimizer adam or --init lecun."
+    )
+    assert warnings[1].startswith(
+        "the model predicts class 0 ('non-cat') for all 40 training examples, which have 2 classes; try another --seed"
+    )
 
 
 def test_a_classifier_that_separates_the_classes_gets_no_warning():
     X, y = two_blobs()
-    params = {"W1": np.array([[1.0, 1.0], [-1.0, -1.0], [0.5, 0.5]]), "b1": np.zeros((3, 1)),
-              "W2": np.array([[3.0, -3.0, 1.0]]), "b2": np.zeros((1, 1))}
+    params = {
+        "W1": np.array([[1.0, 1.0], [-1.0, -1.0], [0.5, 0.5]]),
+        "b1": np.zeros((3, 1)),
+        "W2": np.array([[3.0, -3.0, 1.0]]),
+        "b2": np.zeros((1, 1)),
+    }
     cfg = config([3, 1], ["relu", "sigmoid"])
     assert network.compute_cost(*_outputs(params, X, y, cfg), "sigmoid") < 0.1
     assert warnings_of(params, X, y, cfg) == []
@@ -120,8 +138,12 @@ def softmax_data():
 def test_a_softmax_at_the_class_frequencies_is_collapsed_and_one_that_separates_is_not():
     X, y = softmax_data()
     cfg = config([2, 3], ["relu", "softmax"], optimizer="adam", init="lecun")
-    collapsed = {"W1": np.ones((2, 2)), "b1": np.zeros((2, 1)), "W2": np.zeros((3, 2)),
-                 "b2": np.log([[0.5], [0.25], [0.25]])}
+    collapsed = {
+        "W1": np.ones((2, 2)),
+        "b1": np.zeros((2, 1)),
+        "W2": np.zeros((3, 2)),
+        "b2": np.log([[0.5], [0.25], [0.25]]),
+    }
     warnings = warnings_of(collapsed, X, y, cfg)
     entropy = -(0.5 * math.log(0.5) + 2 * 0.25 * math.log(0.25))
     assert len(warnings) == 2
@@ -131,8 +153,12 @@ def test_a_softmax_at_the_class_frequencies_is_collapsed_and_one_that_separates_
 
     # hidden unit 1 is x itself (x >= 0 here, the relu passes it); the output scores are linear in x, peaking at
     # x = 0, 4 and 8 in turn
-    learned = {"W1": np.array([[1.0, 0.0], [0.0, 0.0]]), "b1": np.array([[0.5], [1.0]]),
-               "W2": np.array([[-4.0, 0.0], [0.0, 0.0], [4.0, 0.0]]), "b2": np.array([[16.0], [0.0], [-32.0]])}
+    learned = {
+        "W1": np.array([[1.0, 0.0], [0.0, 0.0]]),
+        "b1": np.array([[0.5], [1.0]]),
+        "W2": np.array([[-4.0, 0.0], [0.0, 0.0], [4.0, 0.0]]),
+        "b2": np.array([[16.0], [0.0], [-32.0]]),
+    }
     assert warnings_of(learned, X, y, cfg) == []
 
 
@@ -151,15 +177,18 @@ def test_a_regression_that_predicts_the_mean_is_collapsed_and_an_exact_fit_is_no
     mean = {"W1": np.zeros((1, 2)), "b1": np.array([[y.mean()]])}
     warnings = warnings_of(mean, X, y, cfg)
     half_variance = np.var(y) / 2
-    assert warnings == [f"the training cost {half_variance:.4g} is within 2 % of {half_variance:.4g}, the cost of "
-                        "always predicting the targets' mean: the model learned nothing; try another --seed (this run "
-                        "used 1), a smaller --learning-rate than 0.0075, --optimizer adam or --init lecun."]
+    assert warnings == [
+        f"the training cost {half_variance:.4g} is within 2 % of {half_variance:.4g}, the cost of "
+        "always predicting the targets' mean: the model learned nothing; try another --seed (this run "
+        "used 1), a smaller --learning-rate than 0.0075, --optimizer adam or --init lecun."
+    ]
     exact = {"W1": np.array([[3.0, -1.0]]), "b1": np.array([[5.0]])}
     assert warnings_of(exact, X, y, cfg) == []
 
 
-@pytest.mark.parametrize(("share_of_baseline", "warned"), [(1.0, "within 2 %"), (0.985, "within 2 %"), (0.975, None),
-                                                            (1.03, "above")])
+@pytest.mark.parametrize(
+    ("share_of_baseline", "warned"), [(1.0, "within 2 %"), (0.985, "within 2 %"), (0.975, None), (1.03, "above")]
+)
 def test_the_margin_is_2_percent_of_the_constant_predictors_cost(share_of_baseline, warned):
     """Outputs mean + t (y - mean) cost (1 - t)^2 times the constant's: the share is set exactly."""
     _, y = regression_data()
@@ -181,7 +210,7 @@ def dead_units_params(dead: int):
     """2-4-1 relu/sigmoid separating two_blobs, with `dead` of the 4 hidden units pushed below 0 for every example."""
     W1 = np.array([[1.0, 1.0], [-1.0, -1.0], [1.0, 0.0], [0.0, 1.0]])
     b1 = np.zeros((4, 1))
-    b1[4 - dead:] = -100.0
+    b1[4 - dead :] = -100.0
     return {"W1": W1, "b1": b1, "W2": np.array([[3.0, -3.0, 1.0, 1.0]]), "b2": np.zeros((1, 1))}
 
 
@@ -195,9 +224,11 @@ def test_a_hidden_layer_with_half_its_units_dead_is_reported(dead):
     if dead == 1:
         assert warnings == []
     else:
-        assert warnings == ["2 of the 4 units of hidden layer 1 (relu) are dead, 0 for every training example, and can "
-                            "no longer learn; try another --seed (this run used 7), a smaller --learning-rate than "
-                            "0.0075, --optimizer adam or --init lecun."]
+        assert warnings == [
+            "2 of the 4 units of hidden layer 1 (relu) are dead, 0 for every training example, and can "
+            "no longer learn; try another --seed (this run used 7), a smaller --learning-rate than "
+            "0.0075, --optimizer adam or --init lecun."
+        ]
 
 
 def test_dead_units_are_counted_per_hidden_layer_and_the_output_is_forward_pass_bit_for_bit():

@@ -13,15 +13,20 @@ from lnn_core.errors import LnnInputError
 from lnn_core.launch.budget import estimate_step_memory, value_bytes
 from lnn_core.ml import batching, diagnostics, metrics, network, optimizers, shards, training
 from lnn_core.ml.config import TrainingConfig
-from lnn_core.ml.dataset import load_training_data, ROUNDING_ROWS
+from lnn_core.ml.dataset import ROUNDING_ROWS, load_training_data
 from lnn_core.protocol.results import finite_params
 from lnn_stack.settings.context import ContextError
 from lnn_stack.settings.training import TrainingDefaults
 from tests.unit.test_cli import assert_one_line_error
 
 F32 = np.dtype("float32")
-BASE = {"epochs": 2, "learning_rate": 0.1, "neurons": [4, 1], "activations": ["relu", "sigmoid"],
-        "data": "runs/r1/data.npz"}
+BASE = {
+    "epochs": 2,
+    "learning_rate": 0.1,
+    "neurons": [4, 1],
+    "activations": ["relu", "sigmoid"],
+    "data": "runs/r1/data.npz",
+}
 
 
 def npz(**arrays) -> bytes:
@@ -53,8 +58,13 @@ def test_the_dtype_flag_reaches_the_config_and_a_bad_one_is_one_line(tmp_path, c
 
     seen = {}
     defaults = TrainingDefaults().to_parameters()
-    monkeypatch.setattr(cli_main, "command_local", lambda args, parameters, console: seen.update(
-        config=validate_run(parameters, args.data, defaults=defaults).config) or 0)
+    monkeypatch.setattr(
+        cli_main,
+        "command_local",
+        lambda args, parameters, console: (
+            seen.update(config=validate_run(parameters, args.data, defaults=defaults).config) or 0
+        ),
+    )
     assert main(["local", "--dtype", "float32"]) == 0 and seen["config"].dtype == "float32"
     try:
         code = main(["local", "--out", str(tmp_path / "out"), "--dtype", "float16"])
@@ -100,8 +110,9 @@ def test_every_operation_of_an_epoch_keeps_float32(data32, hidden):
     assert dZ.dtype == F32
     grads = {}
     for layer in (3, 2):
-        dA, grads[f"dW{layer}"], grads[f"db{layer}"] = network.layer_backward(dZ, caches[layer - 1][0],
-                                                                              params[f"W{layer}"], np.float64(0.3))
+        dA, grads[f"dW{layer}"], grads[f"db{layer}"] = network.layer_backward(
+            dZ, caches[layer - 1][0], params[f"W{layer}"], np.float64(0.3)
+        )
         dZ = network.hidden_delta(dA, caches[layer - 2][1], activations[layer - 2])
         assert dA.dtype == dZ.dtype == F32, layer
     grads["dW1"], grads["db1"] = network.weight_gradients(dZ, A0, params["W1"], 0.3)
@@ -111,8 +122,9 @@ def test_every_operation_of_an_epoch_keeps_float32(data32, hidden):
     for optimizer in optimizers.OPTIMIZERS:  # update, with NumPy float64 scalars for its settings
         state = optimizers.init_state(params, optimizer)
         for _ in range(2):
-            params_after, state = optimizers.update(params, grads, state, optimizer=optimizer,
-                                                    learning_rate=np.float64(0.01), beta=np.float64(0.9))
+            params_after, state = optimizers.update(
+                params, grads, state, optimizer=optimizer, learning_rate=np.float64(0.01), beta=np.float64(0.9)
+            )
         assert {value.dtype for value in [*params_after.values(), *state.values()] if value.ndim} == {F32}, optimizer
     assert {value.dtype for value in network.apply_update(params, grads, np.float64(0.01)).values()} == {F32}
 
@@ -143,8 +155,10 @@ def test_a_saturated_float32_output_has_a_finite_cost():
 def test_shards_move_and_reduce_float32(data32):
     X, Y = data32
     params = network.init_params([5, 4, 1], "lecun", 3, "float32")
-    results = [shards.shard_sums(params, shards.shard_columns(X, part), shards.shard_columns(Y, part),
-                                 ["tanh", "sigmoid"]) for part in shards.shard_slices(30, 2)]
+    results = [
+        shards.shard_sums(params, shards.shard_columns(X, part), shards.shard_columns(Y, part), ["tanh", "sigmoid"])
+        for part in shards.shard_slices(30, 2)
+    ]
     assert all({value.dtype for value in sums.values()} == {F32} for sums, _ in results)
     grads, cost_sum = shards.combine_shards(params, results, 30, np.float64(0.2))
     assert {value.dtype for value in grads.values()} == {F32} and isinstance(cost_sum, float)
@@ -155,12 +169,24 @@ def test_the_reference_loop_in_float32_keeps_every_array_float32():
     X, y = rng.rand(40, 3), rng.randint(0, 3, 40)
     for workers in (1, 2):
         params, costs, state = training.train_reference_state(
-            X, y, neurons=[6, 3], activations=["relu", "softmax"], learning_rate=0.01, epochs=2, seed=4, batch_size=16,
-            optimizer="adam", l2=0.1, workers=workers, dtype="float32")
+            X,
+            y,
+            neurons=[6, 3],
+            activations=["relu", "softmax"],
+            learning_rate=0.01,
+            epochs=2,
+            seed=4,
+            batch_size=16,
+            optimizer="adam",
+            l2=0.1,
+            workers=workers,
+            dtype="float32",
+        )
         assert {value.dtype for value in [*params.values(), *state.values()] if value.ndim} == {F32}
         assert all(isinstance(cost, float) and np.isfinite(cost) for cost in costs)
-    float64 = training.train_reference(X, y, neurons=[6, 3], activations=["relu", "softmax"], learning_rate=0.01,
-                                       epochs=2, seed=4)[0]
+    float64 = training.train_reference(
+        X, y, neurons=[6, 3], activations=["relu", "softmax"], learning_rate=0.01, epochs=2, seed=4
+    )[0]
     assert {value.dtype for value in float64.values()} == {np.dtype("float64")}
 
 
@@ -230,5 +256,8 @@ def test_the_memory_estimate_halves_the_data_and_parameter_terms_in_float32():
     labels = (60_000 + 10_000) * 8  # float64 in both
     assert float32.data - labels == (float64.data - labels) // 2
     assert (float32.activations, float32.working, float32.parameters) == (
-        float64.activations // 2, float64.working // 2, float64.parameters // 2)
+        float64.activations // 2,
+        float64.working // 2,
+        float64.parameters // 2,
+    )
     assert float32.overhead == float64.overhead

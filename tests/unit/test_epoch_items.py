@@ -13,8 +13,15 @@ from lnn_core.protocol.results import ITEM_WEIGHTS_LIMIT, epoch_item, epochs_don
 
 
 def config(neurons, epochs=300):
-    return TrainingConfig.from_parameters({"epochs": epochs, "learning_rate": 0.1, "neurons": neurons,
-                                           "activations": ["relu"] * (len(neurons) - 1) + ["sigmoid"], "data": "runs/r/data.npz"})
+    return TrainingConfig.from_parameters(
+        {
+            "epochs": epochs,
+            "learning_rate": 0.1,
+            "neurons": neurons,
+            "activations": ["relu"] * (len(neurons) - 1) + ["sigmoid"],
+            "data": "runs/r/data.npz",
+        }
+    )
 
 
 def item_bytes(item):

@@ -6,10 +6,10 @@ import time
 
 import boto3
 import pytest
-from lnn_core.aws.ports import RequestFanOut
-from lnn_core.aws.sdk import IoCounter, round_trips, trace_requests
 from moto import mock_aws
 
+from lnn_core.aws.ports import RequestFanOut
+from lnn_core.aws.sdk import IoCounter, round_trips, trace_requests
 from tests.conftest import REGION
 
 
@@ -75,8 +75,16 @@ def test_round_trips_count_requests_sent_together_once():
     together = [("s3", 0.0 + i * 0.01, 1.0 + i * 0.01) for i in range(6)]
     assert round_trips(serial) == {"s3": 6} and round_trips(together) == {"s3": 1}
     # two waves of three, then one request; DynamoDB apart
-    waves = [("s3", 0.0, 1.0), ("s3", 0.1, 1.1), ("s3", 0.2, 0.9), ("s3", 1.2, 2.0), ("s3", 1.3, 2.1),
-             ("s3", 1.25, 2.2), ("s3", 3.0, 3.1), ("dynamodb", 2.5, 2.6)]
+    waves = [
+        ("s3", 0.0, 1.0),
+        ("s3", 0.1, 1.1),
+        ("s3", 0.2, 0.9),
+        ("s3", 1.2, 2.0),
+        ("s3", 1.3, 2.1),
+        ("s3", 1.25, 2.2),
+        ("s3", 3.0, 3.1),
+        ("dynamodb", 2.5, 2.6),
+    ]
     assert round_trips(waves) == {"dynamodb": 1, "s3": 3}
     assert round_trips([]) == {}
     # a wave's requests are one span however short each is (local invokes: an enqueue, done before the next starts)
@@ -91,7 +99,8 @@ def test_a_fan_out_marks_each_wave_of_its_width_in_the_trace():
     RequestFanOut(4).map(lambda item: counter.record("lambda", item, item + 0.001), range(10))
     assert len({span[3] for span in counter.trace}) == 3  # waves of 4, 4 and 2
     assert counter.since({"requests": {}, "s3_bytes_in": 0, "s3_bytes_out": 0, "priced": {}, "traced": 0})[
-        "round_trips"] == {"lambda": 3}
+        "round_trips"
+    ] == {"lambda": 3}
     RequestFanOut(1).map(lambda item: counter.record("s3", item, item + 0.5), range(3))
     assert round_trips([span for span in counter.trace if span[0] == "s3"]) == {"s3": 3}  # one after another
 
@@ -129,5 +138,6 @@ def test_a_traced_clients_calls_land_in_the_trace_even_when_they_fail(monkeypatc
         with pytest.raises(s3.exceptions.NoSuchKey):
             s3.get_object(Bucket="traced-bucket", Key="missing")
         assert counter.traced == 2 and counter.since(before)["round_trips"] == {"s3": 2}
-        assert all(service == "s3" and started <= ended and wave is None
-                   for service, started, ended, wave in counter.trace)
+        assert all(
+            service == "s3" and started <= ended and wave is None for service, started, ended, wave in counter.trace
+        )

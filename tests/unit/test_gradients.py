@@ -2,6 +2,7 @@
 
 import numpy as np
 import pytest
+
 from lnn_core.ml.network import (
     HIDDEN_ACTIVATIONS,
     backward_pass,

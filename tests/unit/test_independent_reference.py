@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
 from lnn_core.ml.batching import minibatches
 from lnn_core.ml.network import init_params
 from lnn_core.ml.training import train_reference, train_reference_state

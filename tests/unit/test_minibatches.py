@@ -4,6 +4,7 @@ import copy
 
 import numpy as np
 import pytest
+
 from lnn_core.ml import metrics, network, optimizers, training
 from lnn_core.ml.batching import batch_columns, batch_count, minibatches
 from lnn_core.ml.network import (
@@ -161,8 +162,9 @@ def test_one_batch_gd_without_l2_is_gradient_descent_epoch_bit_for_bit():
     got = params
     for epoch in range(1, 6):
         expected, expected_cost = gradient_descent_epoch(expected, X_cols, Y, activations, 0.3)
-        got, state, cost = train_epoch(got, state, X_cols, Y, activations=activations,
-                                       batches=minibatches(23, None, 0, epoch), learning_rate=0.3)
+        got, state, cost = train_epoch(
+            got, state, X_cols, Y, activations=activations, batches=minibatches(23, None, 0, epoch), learning_rate=0.3
+        )
         assert cost == expected_cost
         assert_same_params(got, expected)
     assert int(state["t"]) == 5
@@ -194,8 +196,9 @@ def manual_epoch(params, state, X_cols, Y, activations, batches, l2, settings):
             names = (f"W{layer}", f"b{layer}")
             part = {name: params[name] for name in names}
             part_state = {key: state[key] for key in optimizers.state_keys(part, settings["optimizer"])}
-            updated, updated_state = optimizers.update(part, {f"dW{layer}": dW, f"db{layer}": db}, part_state,
-                                                       **settings)
+            updated, updated_state = optimizers.update(
+                part, {f"dW{layer}": dW, f"db{layer}": db}, part_state, **settings
+            )
             new_params |= updated
             new_state |= updated_state
         params = {name: new_params[name] for name in params}
@@ -219,10 +222,12 @@ def test_train_epoch_is_the_per_batch_per_layer_sequence_bit_for_bit(batch_size,
     manual, manual_state = params, state
     for epoch in range(1, 4):
         batches = minibatches(23, batch_size, 11, epoch)
-        params, state, cost = train_epoch(params, state, X_cols, Y, activations=activations, batches=batches,
-                                          l2=l2, **settings)
-        manual, manual_state, manual_cost = manual_epoch(manual, manual_state, X_cols, Y, activations, batches,
-                                                         l2, settings)
+        params, state, cost = train_epoch(
+            params, state, X_cols, Y, activations=activations, batches=batches, l2=l2, **settings
+        )
+        manual, manual_state, manual_cost = manual_epoch(
+            manual, manual_state, X_cols, Y, activations, batches, l2, settings
+        )
         assert cost == manual_cost
         assert_same_params(params, manual)
         assert_same_params(state, manual_state)
@@ -233,20 +238,36 @@ def test_epoch_cost_sums_each_batch_before_its_update():
     params, X_cols, Y, activations = problem()
     batches = minibatches(23, 10, 0, 1)
     state = optimizers.init_state(params, "gd")
-    _, _, cost = train_epoch(params, state, X_cols, Y, activations=activations, batches=batches,
-                             learning_rate=0.5, l2=0.3)
+    _, _, cost = train_epoch(
+        params, state, X_cols, Y, activations=activations, batches=batches, learning_rate=0.5, l2=0.3
+    )
     expected, current = 0.0, params
     for batch in batches:
         AL, _ = forward_pass(current, batch_columns(X_cols, batch), activations)
         expected += loss_sum(AL, batch_columns(Y, batch), "softmax") + 0.3 / 2 * sum(
-            np.sum(current[f"W{l}"] ** 2) for l in (1, 2, 3))
-        current, state, _ = training.batch_step(current, state, batch_columns(X_cols, batch),
-                                                batch_columns(Y, batch), activations=activations,
-                                                learning_rate=0.5, l2=0.3)
+            np.sum(current[f"W{l}"] ** 2) for l in (1, 2, 3)
+        )
+        current, state, _ = training.batch_step(
+            current,
+            state,
+            batch_columns(X_cols, batch),
+            batch_columns(Y, batch),
+            activations=activations,
+            learning_rate=0.5,
+            l2=0.3,
+        )
     assert cost == pytest.approx(expected / 23, rel=1e-14)
     # one batch with L2: the batch's own regularized cost
-    _, _, whole = train_epoch(params, optimizers.init_state(params, "gd"), X_cols, Y, activations=activations,
-                              batches=[slice(0, 23)], learning_rate=0.5, l2=0.3)
+    _, _, whole = train_epoch(
+        params,
+        optimizers.init_state(params, "gd"),
+        X_cols,
+        Y,
+        activations=activations,
+        batches=[slice(0, 23)],
+        learning_rate=0.5,
+        l2=0.3,
+    )
     AL, _ = forward_pass(params, X_cols, activations)
     regularized = compute_cost(AL, Y, "softmax") + 0.3 / (2 * 23) * sum(np.sum(params[f"W{l}"] ** 2) for l in (1, 2, 3))
     assert whole == pytest.approx(regularized, rel=1e-14)
@@ -256,8 +277,17 @@ def test_train_epoch_is_pure():
     params, X_cols, Y, activations = problem()
     state = optimizers.init_state(params, "adam")
     before = copy.deepcopy((params, state, X_cols, Y))
-    train_epoch(params, state, X_cols, Y, activations=activations, batches=minibatches(23, 4, 0, 1),
-                learning_rate=0.1, optimizer="adam", l2=0.1)
+    train_epoch(
+        params,
+        state,
+        X_cols,
+        Y,
+        activations=activations,
+        batches=minibatches(23, 4, 0, 1),
+        learning_rate=0.1,
+        optimizer="adam",
+        l2=0.1,
+    )
     for original, now in zip(before, (params, state, X_cols, Y)):
         if isinstance(original, dict):
             assert_same_params(original, now)
@@ -274,11 +304,14 @@ OPTIONS = dict(neurons=[4, 1], activations=["tanh", "sigmoid"], learning_rate=0.
 def test_default_options_are_full_batch_gradient_descent_bit_for_bit():
     X, y = BLOBS
     params, costs = train_reference(X, y, **OPTIONS)
-    explicit, explicit_costs = train_reference(X, y, **OPTIONS, batch_size=len(y), shuffle_seed=99, optimizer="gd",
-                                               l2=0.0, threshold=None)
+    explicit, explicit_costs = train_reference(
+        X, y, **OPTIONS, batch_size=len(y), shuffle_seed=99, optimizer="gd", l2=0.0, threshold=None
+    )
     manual = init_params([2, 4, 1], seed=3)
     for epoch in range(12):
-        manual, cost = gradient_descent_epoch(manual, to_columns(X), targets(y, "sigmoid", 1), ["tanh", "sigmoid"], 0.05)
+        manual, cost = gradient_descent_epoch(
+            manual, to_columns(X), targets(y, "sigmoid", 1), ["tanh", "sigmoid"], 0.05
+        )
         assert cost == costs[epoch] == explicit_costs[epoch]
     assert_same_params(params, manual)
     assert_same_params(explicit, manual)
@@ -308,8 +341,9 @@ def test_minibatch_adam_is_deterministic():
 def test_minibatch_adam_and_momentum_learn():
     X, y = blobs_around([[-1.5, -1.5], [1.5, 1.5]])
     for settings in (dict(optimizer="adam", learning_rate=0.01), dict(optimizer="momentum", learning_rate=0.1)):
-        params, costs = train_reference(X, y, neurons=[4, 1], activations=["tanh", "sigmoid"], epochs=30, seed=1,
-                                        batch_size=32, **settings)
+        params, costs = train_reference(
+            X, y, neurons=[4, 1], activations=["tanh", "sigmoid"], epochs=30, seed=1, batch_size=32, **settings
+        )
         assert costs[-1] < 0.2 * costs[0]
         assert metrics.accuracy(params, X, y, ["tanh", "sigmoid"]) >= 0.98
 

@@ -14,15 +14,24 @@ RECORD = {"run_id": "r", "epoch": 0, "committed_step": 3, "status": "running"}
 
 
 def check(step):
-    return {"ConditionCheck": {"TableName": "t", "Key": {"run_id": "r", "epoch": 0},
-                               "ConditionExpression": "committed_step = :previous AND #status = :running",
-                               "ExpressionAttributeNames": {"#status": "status"},
-                               "ExpressionAttributeValues": {":previous": step - 1, ":running": "running"}}}
+    return {
+        "ConditionCheck": {
+            "TableName": "t",
+            "Key": {"run_id": "r", "epoch": 0},
+            "ConditionExpression": "committed_step = :previous AND #status = :running",
+            "ExpressionAttributeNames": {"#status": "status"},
+            "ExpressionAttributeValues": {":previous": step - 1, ":running": "running"},
+        }
+    }
 
 
 def put(epoch, cost, condition=None):
-    action = {"Put": {"TableName": "t", "Item": {"run_id": "r", "epoch": epoch, "cost": Decimal(cost),
-                                                 "weights": [[Decimal("0.5")] * 3] * 2}}}
+    action = {
+        "Put": {
+            "TableName": "t",
+            "Item": {"run_id": "r", "epoch": epoch, "cost": Decimal(cost), "weights": [[Decimal("0.5")] * 3] * 2},
+        }
+    }
     if condition:
         action["Put"]["ConditionExpression"] = condition
     return action
@@ -43,10 +52,17 @@ def answers_and_items(patched: bool):
     try:
         with mock_aws():
             table = boto3.resource("dynamodb", region_name="us-east-1").create_table(
-                TableName="t", BillingMode="PAY_PER_REQUEST",
-                KeySchema=[{"AttributeName": "run_id", "KeyType": "HASH"}, {"AttributeName": "epoch", "KeyType": "RANGE"}],
-                AttributeDefinitions=[{"AttributeName": "run_id", "AttributeType": "S"},
-                                      {"AttributeName": "epoch", "AttributeType": "N"}])
+                TableName="t",
+                BillingMode="PAY_PER_REQUEST",
+                KeySchema=[
+                    {"AttributeName": "run_id", "KeyType": "HASH"},
+                    {"AttributeName": "epoch", "KeyType": "RANGE"},
+                ],
+                AttributeDefinitions=[
+                    {"AttributeName": "run_id", "AttributeType": "S"},
+                    {"AttributeName": "epoch", "AttributeType": "N"},
+                ],
+            )
             table.put_item(Item=RECORD)
             answers = []
             for request in REQUESTS:
@@ -66,7 +82,11 @@ def test_the_patched_transaction_answers_and_writes_as_motos_own():
     assert patched == own
     answers, items = patched
     assert answers[0] == "ok" and answers[1][0] == "TransactionCanceledException" and answers[4] == "ok"
-    assert [(item["epoch"], item.get("cost")) for item in items] == [(0, None), (1, Decimal("0.7")), (2, Decimal("0.45"))]
+    assert [(item["epoch"], item.get("cost")) for item in items] == [
+        (0, None),
+        (1, Decimal("0.7")),
+        (2, Decimal("0.45")),
+    ]
 
 
 @pytest.mark.parametrize("patched", [False, True])

@@ -4,6 +4,7 @@ import copy
 
 import numpy as np
 import pytest
+
 from lnn_core.ml import network
 from lnn_core.ml.metrics import accuracy, predict, predict_proba
 from lnn_core.ml.network import (
@@ -21,9 +22,7 @@ from lnn_core.ml.network import (
     validate_architecture,
 )
 from lnn_core.ml.training import gradient_descent_epoch, train_reference
-
 from tests.support.arrays import blobs_around
-
 
 # --- init --------------------------------------------------------------------------------------
 

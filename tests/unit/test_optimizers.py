@@ -6,6 +6,7 @@ import math
 
 import numpy as np
 import pytest
+
 from lnn_core.ml import optimizers
 from lnn_core.ml.network import apply_update, init_params
 from lnn_core.ml.optimizers import (
@@ -220,6 +221,10 @@ def test_check_settings(settings, message):
 
 
 def test_defaults():
-    assert (optimizers.DEFAULT_BETA, optimizers.DEFAULT_BETA1, optimizers.DEFAULT_BETA2, optimizers.DEFAULT_EPSILON) == (
-        0.9, 0.9, 0.999, 1e-8)
+    assert (
+        optimizers.DEFAULT_BETA,
+        optimizers.DEFAULT_BETA1,
+        optimizers.DEFAULT_BETA2,
+        optimizers.DEFAULT_EPSILON,
+    ) == (0.9, 0.9, 0.999, 1e-8)
     check_settings("adam", 0.1)

@@ -18,16 +18,42 @@ def test_the_build_warns_about_nothing_and_packages_the_data(tmp_path):
         else:
             (project / source).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy(ROOT / source, project / source)
-    built = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "--no-cache-dir",
-                            "-v", str(project), "-w", str(tmp_path / "wheel")], capture_output=True, text=True, timeout=300)
+    built = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "--no-deps",
+            "--no-build-isolation",
+            "--no-cache-dir",
+            "-v",
+            str(project),
+            "-w",
+            str(tmp_path / "wheel"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert built.returncode == 0, built.stdout + built.stderr
     output = built.stdout + built.stderr
     assert "Warning" not in output and "would be ignored" not in output, output  # setuptools' own warnings
     (wheel,) = (tmp_path / "wheel").glob("lnn-*.whl")
     names = set(zipfile.ZipFile(wheel).namelist())
-    assert {"lnn_cli/data/breast_cancer.npz", "lnn_cli/web/templates/index.html", "lnn_cli/web/static/lnn.js",
-            "lnn_core/ml/network.py", "lnn_stack/__init__.py", "lnn_cli/cloud/runtime/__init__.py"} <= names
-    shipped = [path.relative_to(ROOT).as_posix() for folder in ("lnn_cli/web/static", "lnn_cli/web/templates", "lnn_cli/data")
-               for path in (ROOT / folder).rglob("*") if path.is_file() and "__pycache__" not in path.parts]
+    assert {
+        "lnn_cli/data/breast_cancer.npz",
+        "lnn_cli/web/templates/index.html",
+        "lnn_cli/web/static/lnn.js",
+        "lnn_core/ml/network.py",
+        "lnn_stack/__init__.py",
+        "lnn_cli/cloud/runtime/__init__.py",
+    } <= names
+    shipped = [
+        path.relative_to(ROOT).as_posix()
+        for folder in ("lnn_cli/web/static", "lnn_cli/web/templates", "lnn_cli/data")
+        for path in (ROOT / folder).rglob("*")
+        if path.is_file() and "__pycache__" not in path.parts
+    ]
     assert "lnn_cli/web/static/vendor/uPlot.iife.min.js" in shipped
     assert sorted(set(shipped) - names) == []  # every file of the page and the data is in the wheel

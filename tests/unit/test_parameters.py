@@ -5,9 +5,6 @@ import dataclasses
 import io
 
 import pytest
-from lnn_core.errors import LnnInputError
-from lnn_core.ml.config import TrainingConfig
-from lnn_core.ml.parameters import KNOWN_KEYS, PARAMETERS, TABLE
 from rich.console import Console
 
 from lnn_cli import parameters_doc
@@ -16,6 +13,9 @@ from lnn_cli.presentation.configuration import (
     configuration_lines,
     show_launched_configuration,
 )
+from lnn_core.errors import LnnInputError
+from lnn_core.ml.config import TrainingConfig
+from lnn_core.ml.parameters import KNOWN_KEYS, PARAMETERS, TABLE
 from lnn_stack.settings.training import TRAINING_PARAMETERS, TrainingDefaults
 
 
@@ -62,15 +62,18 @@ def test_the_context_defaults_are_the_table_s():
     for row in TABLE:
         if row.flag:
             assert getattr(defaults, row.name) == (row.default if row.stack_default else None), row.name
-            assert TRAINING_PARAMETERS[row.name].example and TRAINING_PARAMETERS[row.name].accepts.startswith(row.accepts)
+            assert TRAINING_PARAMETERS[row.name].example and TRAINING_PARAMETERS[row.name].accepts.startswith(
+                row.accepts
+            )
 
 
 def test_a_required_parameter_has_no_engine_default():
     for name in ("epochs", "learning_rate", "neurons", "activations"):
         assert PARAMETERS[name].required and PARAMETERS[name].stack_default
     with pytest.raises(LnnInputError, match="epochs must be an integer from 1 to 1000000; got None"):
-        TrainingConfig.from_parameters({"learning_rate": 0.1, "neurons": [1], "activations": ["sigmoid"],
-                                        "data": "runs/a/d.npz"})
+        TrainingConfig.from_parameters(
+            {"learning_rate": 0.1, "neurons": [1], "activations": ["sigmoid"], "data": "runs/a/d.npz"}
+        )
 
 
 def config(**changes) -> dict:

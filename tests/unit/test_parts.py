@@ -23,8 +23,17 @@ from lnn_core.ml.shards import batch_examples, part_batch, part_bounds
 from lnn_core.protocol.layout import params_key
 from tests.conftest import blobs
 
-OPTIONS = {"neurons": [4, 1], "activations": ["tanh", "sigmoid"], "learning_rate": 0.05, "epochs": 3, "seed": 5,
-           "batch_size": 8, "optimizer": "adam", "l2": 0.01, "workers": 3}
+OPTIONS = {
+    "neurons": [4, 1],
+    "activations": ["tanh", "sigmoid"],
+    "learning_rate": 0.05,
+    "epochs": 3,
+    "seed": 5,
+    "batch_size": 8,
+    "optimizer": "adam",
+    "l2": 0.01,
+    "workers": 3,
+}
 
 
 def npz(**arrays) -> bytes:
@@ -49,8 +58,9 @@ def test_a_parts_share_of_a_batch_is_its_examples_in_the_batchs_order_as_its_own
     assert part_batch(np.array([0, 1]), slice(3, 5)).size == 0  # none of this batch
     assert part_batch(slice(0, 9), slice(3, 5)) == slice(0, 2)  # the whole set: the whole part
     shares = [part_batch(batch, rows) for rows in part_bounds([3, 2, 4])]
-    assert sorted(int(index) + rows.start for share, rows in zip(shares, part_bounds([3, 2, 4])) for index in share) \
-        == sorted(batch.tolist())
+    assert sorted(
+        int(index) + rows.start for share, rows in zip(shares, part_bounds([3, 2, 4])) for index in share
+    ) == sorted(batch.tolist())
     assert batch_examples(slice(0, 9), 9) == 9 and batch_examples(batch, 9) == 6
 
 
@@ -67,7 +77,11 @@ def test_the_reference_on_parts_with_shards_that_take_nothing_of_a_batch():
     X, y = blobs(40)
     options = {**OPTIONS, "batch_size": 2}
     bounds = part_bounds([14, 13, 13])
-    empty = [batch_examples(part_batch(batch, rows), 14) == 0 for batch in batching.minibatches(40, 2, 5, 1) for rows in bounds]
+    empty = [
+        batch_examples(part_batch(batch, rows), 14) == 0
+        for batch in batching.minibatches(40, 2, 5, 1)
+        for rows in bounds
+    ]
     assert any(empty)
     params, costs = training.train_reference(X, y, **options, parts=[14, 13, 13])
     assert np.all(np.isfinite(costs)) and costs[-1] < costs[0]
@@ -76,7 +90,9 @@ def test_the_reference_on_parts_with_shards_that_take_nothing_of_a_batch():
 @pytest.mark.parametrize("parts", [[20, 20], [14, 13, 12], [40, 0, 0]])
 def test_the_reference_refuses_parts_that_are_not_the_workers_and_the_rows(parts):
     X, y = blobs(40)
-    with pytest.raises(LnnInputError, match="parts must be 3 \\(workers\\) positive numbers of examples adding up to 40"):
+    with pytest.raises(
+        LnnInputError, match="parts must be 3 \\(workers\\) positive numbers of examples adding up to 40"
+    ):
         training.train_reference(X, y, **OPTIONS, parts=parts)
 
 
@@ -109,21 +125,28 @@ def test_the_fit_over_parts_is_the_fit_over_the_whole_set():
 
 
 def test_common_arrays_load_without_the_examples():
-    common = load_common_data(npz(X_test=np.ones((2, 4)), y_test=np.array([0, 1]), classes=np.array(["a", "b"])),
-                              source="c", features=4, target_shape=())
+    common = load_common_data(
+        npz(X_test=np.ones((2, 4)), y_test=np.array([0, 1]), classes=np.array(["a", "b"])),
+        source="c",
+        features=4,
+        target_shape=(),
+    )
     assert common.X.shape == (0, 4) and common.y.shape == (0,) and common.classes == ("a", "b")
     assert load_common_data(npz(), source="c", features=4, target_shape=(2,)).y.shape == (0, 2)
     config = TrainingConfig.from_parameters({**OPTIONS, "granularity": "epoch", "data": "runs/r/data/"})
     common.check_fits(config)  # the labels of the parts are not there to check
 
 
-@pytest.mark.parametrize("arrays, fragment", [
-    ({"X": np.ones((2, 4))}, "holds 'X'; common.npz holds only X_test, y_test, classes and example_shape"),
-    ({"X_test": np.ones((2, 4))}, "only one of X_test and y_test"),
-    ({"X_test": np.ones((2, 3)), "y_test": np.ones(2)}, "X_test has 3 features but the parts' X 4"),
-    ({"X_test": np.ones((2, 4)), "y_test": np.ones((2, 2))}, "y_test has shape (2, 2) but the parts' y holds ()"),
-    ({"example_shape": np.array([3])}, "example_shape (3,) holds 3 values but X has 4 features"),
-])
+@pytest.mark.parametrize(
+    "arrays, fragment",
+    [
+        ({"X": np.ones((2, 4))}, "holds 'X'; common.npz holds only X_test, y_test, classes and example_shape"),
+        ({"X_test": np.ones((2, 4))}, "only one of X_test and y_test"),
+        ({"X_test": np.ones((2, 3)), "y_test": np.ones(2)}, "X_test has 3 features but the parts' X 4"),
+        ({"X_test": np.ones((2, 4)), "y_test": np.ones((2, 2))}, "y_test has shape (2, 2) but the parts' y holds ()"),
+        ({"example_shape": np.array([3])}, "example_shape (3,) holds 3 values but X has 4 features"),
+    ],
+)
 def test_bad_common_arrays_are_refused(arrays, fragment):
     with pytest.raises(LnnInputError) as error:
         load_common_data(npz(**arrays), source="c", features=4, target_shape=())
@@ -142,11 +165,19 @@ def test_a_part_counts_what_its_worker_keeps_of_the_whole_set():
     small = check_part_fits(part, compressed_bytes=size, examples=1_000, neurons=[8, 3], memory_mb=1024, source="p")
     large = check_part_fits(part, compressed_bytes=size, examples=1_001_000, neurons=[8, 3], memory_mb=1024, source="p")
     assert large.total - small.total == 1_000_000 * (2 + 2 * 3 + 1) * 8  # order, batches; outputs, targets, labels
-    with pytest.raises(LnnInputError, match=r"p \(1,000 of 20,000,000 examples in parts\) with network 10-8-3 needs about"):
+    with pytest.raises(
+        LnnInputError, match=r"p \(1,000 of 20,000,000 examples in parts\) with network 10-8-3 needs about"
+    ):
         check_part_fits(part, compressed_bytes=size, examples=20_000_000, neurons=[8, 3], memory_mb=1024, source="p")
     with pytest.raises(LnnInputError, match="needs about .* to load"):  # half the trainer's memory, as one file
-        check_part_fits(layout(3_000_000, 10), compressed_bytes=240_000_000, examples=3_000_000, neurons=[8, 3],
-                        memory_mb=1024, source="p")
+        check_part_fits(
+            layout(3_000_000, 10),
+            compressed_bytes=240_000_000,
+            examples=3_000_000,
+            neurons=[8, 3],
+            memory_mb=1024,
+            source="p",
+        )
 
 
 def test_the_client_checks_each_part_where_the_whole_file_would_be_refused(tmp_path):
@@ -190,13 +221,24 @@ def test_start_with_k_workers_uploads_k_parts_of_data_one_function_could_not_hol
     uploads = []
     monkeypatch.setattr(stack_commands, "upload_run_inputs", lambda *args, **kwargs: uploads.append((args, kwargs)))
     table = SimpleNamespace(get_run=lambda run_id: None, run_ids=lambda status=None: [])
-    stack = SimpleNamespace(launch_limits=lambda: LaunchLimits(trainer_memory_mb=1024), launch_defaults=dict,
-                            ports=SimpleNamespace(table=table), outputs=SimpleNamespace(stack_name="s", bucket="b"),
-                            session=None)
-    parameters = {**DEMO_PARAMETERS, "neurons": [128, 64, 10], "activations": ["relu", "relu", "softmax"],
-                  "granularity": "epoch", "workers": 4, "seed": 1}
-    stack_commands.command_start(Namespace(data=big_job(tmp_path)[1], name="big"), parameters, stack,
-                                 console=Console(file=io.StringIO()))
-    (args, kwargs), = uploads
+    stack = SimpleNamespace(
+        launch_limits=lambda: LaunchLimits(trainer_memory_mb=1024),
+        launch_defaults=dict,
+        ports=SimpleNamespace(table=table),
+        outputs=SimpleNamespace(stack_name="s", bucket="b"),
+        session=None,
+    )
+    parameters = {
+        **DEMO_PARAMETERS,
+        "neurons": [128, 64, 10],
+        "activations": ["relu", "relu", "softmax"],
+        "granularity": "epoch",
+        "workers": 4,
+        "seed": 1,
+    }
+    stack_commands.command_start(
+        Namespace(data=big_job(tmp_path)[1], name="big"), parameters, stack, console=Console(file=io.StringIO())
+    )
+    ((args, kwargs),) = uploads
     assert sorted(kwargs["parts"]) == ["common.npz", *(f"part-{k}-of-4.npz" for k in range(4))]
     assert [len(arrays_of(kwargs["parts"][f"part-{k}-of-4.npz"])["X"]) for k in range(4)] == [15_000] * 4

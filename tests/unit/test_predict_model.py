@@ -29,7 +29,9 @@ X = np.array([[1.0, 0.0], [0.0, 1.0], [2.0, -1.0]])
 
 
 def test_a_sigmoid_model_file_names_its_positive_class(tmp_path, capsys, no_stack):
-    model = model_file(tmp_path / "model.npz", ["sigmoid"], ["non-cat", "cat"], W1=np.array([[2.0, -1.0]]), b1=np.array([[0.0]]))
+    model = model_file(
+        tmp_path / "model.npz", ["sigmoid"], ["non-cat", "cat"], W1=np.array([[2.0, -1.0]]), b1=np.array([[0.0]])
+    )
     np.savez(tmp_path / "x.npz", X=X, y=np.array([1, 0, 1]))
     assert main(["predict", "--model", model, "--data", str(tmp_path / "x.npz"), "--csv"]) == 0
     rows = list(csv.reader(io.StringIO(capsys.readouterr().out)))
@@ -54,13 +56,19 @@ def test_a_softmax_model_file_has_a_column_per_class(tmp_path, capsys, no_stack)
     assert np.allclose(probabilities.sum(axis=1), 1.0) and [row[1] for row in rows[1:]] == ["0", "1", "0"]
 
 
-@pytest.mark.parametrize("arguments, fragments", [
-    (["--data", "x.npz"], ["give the model to predict with: a RUN_ID", "--model FILE.npz"]),
-    (["some-run", "--model", "m.npz", "--data", "x.npz"], ["give a run id (some-run) or --model FILE.npz, not both"]),
-    (["--model", "m.npz", "--remote", "--data", "x.npz"], ["leave out --remote"]),
-    (["--model", "missing.npz", "--data", "x.npz"], ["--model missing.npz does not exist"]),
-    (["--model", ".", "--data", "x.npz"], ["is a directory"]),
-])
+@pytest.mark.parametrize(
+    "arguments, fragments",
+    [
+        (["--data", "x.npz"], ["give the model to predict with: a RUN_ID", "--model FILE.npz"]),
+        (
+            ["some-run", "--model", "m.npz", "--data", "x.npz"],
+            ["give a run id (some-run) or --model FILE.npz, not both"],
+        ),
+        (["--model", "m.npz", "--remote", "--data", "x.npz"], ["leave out --remote"]),
+        (["--model", "missing.npz", "--data", "x.npz"], ["--model missing.npz does not exist"]),
+        (["--model", ".", "--data", "x.npz"], ["is a directory"]),
+    ],
+)
 def test_predict_without_a_usable_model(tmp_path, monkeypatch, capsys, no_stack, arguments, fragments):
     monkeypatch.chdir(tmp_path)
     (tmp_path / "m.npz").write_bytes(b"junk")
@@ -70,5 +78,8 @@ def test_predict_without_a_usable_model(tmp_path, monkeypatch, capsys, no_stack,
 def test_a_file_that_is_not_a_model(tmp_path, capsys, no_stack):
     (tmp_path / "m.npz").write_bytes(b"junk")
     np.savez(tmp_path / "x.npz", X=X)
-    assert_one_line_error(capsys, main(["predict", "--model", str(tmp_path / "m.npz"), "--data", str(tmp_path / "x.npz")]),
-                          "is not a readable LNN model")
+    assert_one_line_error(
+        capsys,
+        main(["predict", "--model", str(tmp_path / "m.npz"), "--data", str(tmp_path / "x.npz")]),
+        "is not a readable LNN model",
+    )

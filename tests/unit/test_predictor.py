@@ -5,11 +5,11 @@ import json
 
 import numpy as np
 import pytest
+
 from lnn_core.errors import LnnInputError
 from lnn_core.handlers import build_predictor
 from lnn_core.ml import metrics
 from lnn_core.predictor import SYNC_PAYLOAD_LIMIT, Model, parse_rows, rows_that_fit
-
 from tests.support.arrays import npz_bytes
 
 
@@ -52,15 +52,32 @@ def test_sigmoid_answer_matches_the_network(aws, predictor):
 
 
 def test_classes_name_the_predictions_and_describe_says_what_the_model_takes(aws, predictor):
-    put_model(aws, "r2", model_bytes(SOFTMAX, ["softmax"], classes=np.array(["cat", "dog", "eel"]),
-                                     example_shape=np.array([1, 2]), epoch=np.array(7)))
+    put_model(
+        aws,
+        "r2",
+        model_bytes(
+            SOFTMAX,
+            ["softmax"],
+            classes=np.array(["cat", "dog", "eel"]),
+            example_shape=np.array([1, 2]),
+            epoch=np.array(7),
+        ),
+    )
     answer = predictor.handle({"run_id": "r2", "X": [[3, 0], [0, 3], [-2, -2]]})  # ints are numbers too
     assert answer["predictions"] == ["cat", "dog", "eel"]
     assert len(answer["probabilities"]) == 3 and all(len(row) == 3 for row in answer["probabilities"])
     assert answer["model_epoch"] == 7  # the model says which epoch it is from (a stopped run's: its last committed)
     described = predictor.handle({"run_id": "r2", "describe": True})
-    assert described == {"run_id": "r2", "model_key": "runs/r2/model.npz", "model_epoch": 7, "features": 2,
-                         "output": "softmax", "outputs": 3, "classes": ["cat", "dog", "eel"], "example_shape": [1, 2]}
+    assert described == {
+        "run_id": "r2",
+        "model_key": "runs/r2/model.npz",
+        "model_epoch": 7,
+        "features": 2,
+        "output": "softmax",
+        "outputs": 3,
+        "classes": ["cat", "dog", "eel"],
+        "example_shape": [1, 2],
+    }
 
 
 def test_regression_answers_values(aws, predictor):
@@ -69,25 +86,28 @@ def test_regression_answers_values(aws, predictor):
     assert answer["values"] == answer["predictions"] == [2.5, -0.5] and "probabilities" not in answer
 
 
-@pytest.mark.parametrize("request_, message", [
-    ({"run_id": "nope", "X": [[1.0, 2.0]]}, "there is no run nope"),
-    ({"run_id": "half", "X": [[1.0, 2.0]]}, "run half has no model yet"),
-    ({"run_id": "r1", "X": [[1.0, 2.0, 3.0]]}, "X rows have 3 features but the model of run r1 takes 2"),
-    ({"run_id": "r1", "X": [[1.0, float("nan")]]}, "NaN or an infinite value (row 0, column 1)"),
-    ({"run_id": "r1", "X": [[1.0, float("inf")]]}, "NaN or an infinite value"),
-    ({"run_id": "r1", "X": [[1.0, 2.0], [1.0]]}, "equal length; row 0 has 2 values, row 1 has 1"),
-    ({"run_id": "r1", "X": [[1.0, "2"]]}, "holds '2', which is not a number"),
-    ({"run_id": "r1", "X": [[1.0, True]]}, "holds True, which is not a number"),
-    ({"run_id": "r1", "X": [1.0, 2.0]}, "X row 0 is not a non-empty list"),
-    ({"run_id": "r1", "X": []}, "X must be a non-empty list of rows"),
-    ({"run_id": "r1", "X": "1,2"}, "X must be a non-empty list of rows"),
-    ({"run_id": "r1"}, 'lacks "X"'),
-    ({"X": [[1.0, 2.0]]}, 'lacks "run_id"'),
-    ({"run_id": "../etc", "X": [[1.0, 2.0]]}, "run id '../etc' is invalid"),
-    ({"run_id": 7, "X": [[1.0, 2.0]]}, "run id 7 is invalid"),
-    ([1, 2], "must be a JSON object"),
-    ("{not json", "not JSON"),
-])
+@pytest.mark.parametrize(
+    "request_, message",
+    [
+        ({"run_id": "nope", "X": [[1.0, 2.0]]}, "there is no run nope"),
+        ({"run_id": "half", "X": [[1.0, 2.0]]}, "run half has no model yet"),
+        ({"run_id": "r1", "X": [[1.0, 2.0, 3.0]]}, "X rows have 3 features but the model of run r1 takes 2"),
+        ({"run_id": "r1", "X": [[1.0, float("nan")]]}, "NaN or an infinite value (row 0, column 1)"),
+        ({"run_id": "r1", "X": [[1.0, float("inf")]]}, "NaN or an infinite value"),
+        ({"run_id": "r1", "X": [[1.0, 2.0], [1.0]]}, "equal length; row 0 has 2 values, row 1 has 1"),
+        ({"run_id": "r1", "X": [[1.0, "2"]]}, "holds '2', which is not a number"),
+        ({"run_id": "r1", "X": [[1.0, True]]}, "holds True, which is not a number"),
+        ({"run_id": "r1", "X": [1.0, 2.0]}, "X row 0 is not a non-empty list"),
+        ({"run_id": "r1", "X": []}, "X must be a non-empty list of rows"),
+        ({"run_id": "r1", "X": "1,2"}, "X must be a non-empty list of rows"),
+        ({"run_id": "r1"}, 'lacks "X"'),
+        ({"X": [[1.0, 2.0]]}, 'lacks "run_id"'),
+        ({"run_id": "../etc", "X": [[1.0, 2.0]]}, "run id '../etc' is invalid"),
+        ({"run_id": 7, "X": [[1.0, 2.0]]}, "run id 7 is invalid"),
+        ([1, 2], "must be a JSON object"),
+        ("{not json", "not JSON"),
+    ],
+)
 def test_bad_requests_answer_one_sentence(aws, predictor, request_, message):
     put_model(aws, "r1", model_bytes(SIGMOID, ["sigmoid"]))
     aws.s3.put_object(Bucket=aws.bucket, Key="runs/half/data.npz", Body=b"x")
@@ -126,8 +146,14 @@ def test_the_model_is_cached_by_etag_a_head_per_request_a_get_when_it_changed(aw
 def function_url_event(body: str, *, base64_encoded: bool = False) -> dict:
     if base64_encoded:
         body = base64.b64encode(body.encode()).decode()
-    return {"version": "2.0", "rawPath": "/", "requestContext": {"http": {"method": "POST", "path": "/"}},
-            "headers": {"content-type": "application/json"}, "body": body, "isBase64Encoded": base64_encoded}
+    return {
+        "version": "2.0",
+        "rawPath": "/",
+        "requestContext": {"http": {"method": "POST", "path": "/"}},
+        "headers": {"content-type": "application/json"},
+        "body": body,
+        "isBase64Encoded": base64_encoded,
+    }
 
 
 def test_function_url_events_plain_and_base64(aws, predictor):

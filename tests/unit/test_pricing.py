@@ -13,15 +13,33 @@ from lnn_core.protocol import end_message
 
 # 3 deliveries of 1,234 ms at 1,769 MB; 20 DynamoDB requests (14 writes of the run record, 6 reads), epoch items of
 # 5 write units in transactions; 9 S3 requests (4 GETs and HEADs, 2 deletes, 3 PUTs), 2 invokes, 1 publish.
-USAGE = {"usage_deliveries": 3, "usage_mb_ms": 3 * 1234 * 1769, "usage_requests_dynamodb": 20,
-         "usage_dynamodb_writes": 14, "usage_dynamodb_item_units": 5, "usage_requests_s3": 9, "usage_s3_reads": 4,
-         "usage_s3_deletes": 2, "usage_requests_lambda": 2, "usage_requests_sns": 1, "usage_s3_bytes": 10_000}
+USAGE = {
+    "usage_deliveries": 3,
+    "usage_mb_ms": 3 * 1234 * 1769,
+    "usage_requests_dynamodb": 20,
+    "usage_dynamodb_writes": 14,
+    "usage_dynamodb_item_units": 5,
+    "usage_requests_s3": 9,
+    "usage_s3_reads": 4,
+    "usage_s3_deletes": 2,
+    "usage_requests_lambda": 2,
+    "usage_requests_sns": 1,
+    "usage_s3_bytes": 10_000,
+}
 
 
 def a_run(**fields):
     """A run record of 3 write units without `fields` (2,300 bytes of padding, its usage and the rest under 3 KB)."""
-    run = {"run_id": "r1", "status": "succeeded", "config": {"epochs": 3, "granularity": "auto"}, "progress_epoch": 3,
-           "created_at": "2026-12-05T01:00:00.000Z", "pad": "x" * 2300, **USAGE, **fields}
+    run = {
+        "run_id": "r1",
+        "status": "succeeded",
+        "config": {"epochs": 3, "granularity": "auto"},
+        "progress_epoch": 3,
+        "created_at": "2026-12-05T01:00:00.000Z",
+        "pad": "x" * 2300,
+        **USAGE,
+        **fields,
+    }
     return run
 
 
@@ -37,7 +55,8 @@ def test_run_cost_is_the_hand_computation():
     sns_dollars = 1 * 0.50e-6
     assert cost["lambda_gb_seconds"] == pytest.approx(6.395349609375, abs=1e-12)
     assert cost["dollars_by_service"] == pytest.approx(
-        {"lambda": lambda_dollars, "dynamodb": dynamodb_dollars, "s3": s3_dollars, "sns": sns_dollars}, abs=1e-15)
+        {"lambda": lambda_dollars, "dynamodb": dynamodb_dollars, "s3": s3_dollars, "sns": sns_dollars}, abs=1e-15
+    )
     # in millionths of a dollar: Lambda 6.3953496 x 13.3334 + 0.6 = 85.8718; DynamoDB 52 x 0.625 + 6 x 0.125 = 33.25;
     # S3 3 x 5 + 4 x 0.4 = 16.6; SNS 0.5: 136.2218 in all
     assert cost["dollars"] == pytest.approx(136.2218e-6, abs=1e-10)
@@ -45,7 +64,7 @@ def test_run_cost_is_the_hand_computation():
     assert cost["requests"] == {"dynamodb": 20, "s3": 9, "lambda": 2, "sns": 1}
     assert cost["dynamodb_units"] == {"write": 52, "read": 6}
     assert cost["s3_bytes"] == 10_000 and cost["deliveries"] == 3
-    assert cost["usage"] == {key[len("usage_"):]: value for key, value in USAGE.items()}
+    assert cost["usage"] == {key[len("usage_") :]: value for key, value in USAGE.items()}
     assert cost["price_table"] == "us-east-1-arm64"
     assert cost["label"] == "AWS estimate for the measured usage, us-east-1 arm64 list prices of 2026-12-05"
 
@@ -54,12 +73,16 @@ def test_other_tables_and_the_local_label():
     x86 = pricing.run_cost(a_run(), table="us-east-1-x86_64")
     arm = pricing.run_cost(a_run())
     assert x86["dollars_by_service"]["lambda"] - arm["dollars_by_service"]["lambda"] == pytest.approx(
-        6.395349609375 * (0.0000166667 - 0.0000133334), abs=1e-15)
+        6.395349609375 * (0.0000166667 - 0.0000133334), abs=1e-15
+    )
     ireland = pricing.run_cost(a_run(), table="eu-west-1")  # a bare region: its arm64 table
     assert ireland["price_table"] == "eu-west-1-arm64"
     assert ireland["dollars_by_service"]["dynamodb"] == pytest.approx(52 * 0.7068e-6 + 6 * 0.1415e-6, abs=1e-15)
     local = pricing.run_cost(a_run(), local=True)
-    assert local["label"].startswith("AWS estimate for the locally measured usage (moto)") and local["dollars"] == arm["dollars"]
+    assert (
+        local["label"].startswith("AWS estimate for the locally measured usage (moto)")
+        and local["dollars"] == arm["dollars"]
+    )
     with pytest.raises(ValueError, match="no price table 'mars-1'; known: us-east-1-arm64"):
         pricing.run_cost(a_run(), table="mars-1")
 
@@ -78,6 +101,7 @@ def test_cost_text_is_one_line_with_the_dollars():
 
 # ---- the display: status, results, runs, lnn local's summary, the SNS message, the web app's JSON -------------
 
+
 class FakeTable:
     def __init__(self, run):
         self._run = run
@@ -86,8 +110,11 @@ class FakeTable:
         return self._run
 
     def epoch_figures(self, run, *, after=0, attributes=None):
-        return [{"epoch": epoch, "cost": 0.5 / epoch, "learning_rate": 0.1, "finished_at": "t"} for epoch in (1, 2, 3)
-                if epoch > after]
+        return [
+            {"epoch": epoch, "cost": 0.5 / epoch, "learning_rate": 0.1, "finished_at": "t"}
+            for epoch in (1, 2, 3)
+            if epoch > after
+        ]
 
     def list_runs(self):
         return [self._run]
@@ -104,15 +131,21 @@ def shown(command, run, monkeypatch, **arguments) -> str:
 
     monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
     out = io.StringIO()
-    args = SimpleNamespace(run_id="r1", follow=False, csv=False, weights=False, plot=None, prices=pricing.DEFAULT_PRICES)
+    args = SimpleNamespace(
+        run_id="r1", follow=False, csv=False, weights=False, plot=None, prices=pricing.DEFAULT_PRICES
+    )
     vars(args).update(arguments)
     getattr(stack_commands, command)(args, fake_stack(run), Console(file=out, width=300))
     return out.getvalue()
 
 
 def test_status_and_results_show_the_estimate(monkeypatch):
-    run = a_run(final={"cost": 0.1, "seconds": 2.0, "invocations": 3, "model_key": "runs/r1/model.npz"},
-                committed_step=3, step_bound=3, last_cost=0.1)
+    run = a_run(
+        final={"cost": 0.1, "seconds": 2.0, "invocations": 3, "model_key": "runs/r1/model.npz"},
+        committed_step=3,
+        step_bound=3,
+        last_cost=0.1,
+    )
     line = f"AWS cost: {pricing.cost_text(pricing.run_cost(run))}"
     assert line in shown("command_status", run, monkeypatch)
     assert line in shown("command_results", run, monkeypatch)
@@ -142,9 +175,19 @@ def test_local_summary_and_the_message_and_the_web_json():
 
     run = a_run()
     cost = pricing.run_cost(run, local=True)
-    results = {"run_id": "r1", "status": "succeeded", "epochs": 3, "costs": [0.3, 0.2, 0.1], "seconds": 1.0,
-               "invocations": 3, "deliveries": 4, "aws_requests": {"dynamodb": 20}, "s3_bytes_in": 1, "s3_bytes_out": 2,
-               "aws_cost": json.loads(json.dumps(cost))}  # as results.json holds it
+    results = {
+        "run_id": "r1",
+        "status": "succeeded",
+        "epochs": 3,
+        "costs": [0.3, 0.2, 0.1],
+        "seconds": 1.0,
+        "invocations": 3,
+        "deliveries": 4,
+        "aws_requests": {"dynamodb": 20},
+        "s3_bytes_in": 1,
+        "s3_bytes_out": 2,
+        "aws_cost": json.loads(json.dumps(cost)),
+    }  # as results.json holds it
     out = io.StringIO()
     Console(file=out, width=300).print(summary_table(results))
     assert pricing.cost_text(cost) in out.getvalue()

@@ -23,16 +23,29 @@ NOW = 1_800_000_000.0
 
 
 def record(**fields):
-    return {"run_id": "r1", "status": "running", "config": {"epochs": 100, "granularity": "layer"}, "progress_epoch": 25,
-            "committed_step": 125, "step_bound": 501, "last_cost": 0.5, "created_epoch_seconds": NOW - 100, **fields}
+    return {
+        "run_id": "r1",
+        "status": "running",
+        "config": {"epochs": 100, "granularity": "layer"},
+        "progress_epoch": 25,
+        "committed_step": 125,
+        "step_bound": 501,
+        "last_cost": 0.5,
+        "created_epoch_seconds": NOW - 100,
+        **fields,
+    }
 
 
 def test_elapsed_and_time_left():
     assert run_timing(record(), now=NOW) == (100.0, 300.0)  # 25 epochs in 100 s: 75 more take 300 s
     assert timing_text(record(), now=NOW) == "elapsed 0:01:40, about 0:05:00 left"
     assert run_timing(record(progress_epoch=0), now=NOW) == (100.0, None)  # no pace yet
-    ended = record(status="succeeded", progress_epoch=100, finished_at="2027-01-15T08:01:40.000Z",
-                   created_epoch_seconds=1_800_000_000 - 3600)  # 2027-01-15T08:00:00Z is 1,800,000,000
+    ended = record(
+        status="succeeded",
+        progress_epoch=100,
+        finished_at="2027-01-15T08:01:40.000Z",
+        created_epoch_seconds=1_800_000_000 - 3600,
+    )  # 2027-01-15T08:00:00Z is 1,800,000,000
     assert timing_text(ended, now=NOW + 10_000) == "elapsed 1:01:40"  # to its finish, not to now
     assert timing_text({"status": "running"}) == ""  # an old record without its launch time
 
@@ -41,11 +54,16 @@ def test_status_without_follow_is_a_line_with_the_epoch_cost_and_time_and_one_wi
     monkeypatch.setattr(progress.time, "time", lambda: NOW)
     console = Console(record=True, width=300)
     stack = SimpleNamespace(run=lambda run_id: record())
-    assert stack_commands.command_status(Namespace(run_id="r1", follow=False, prices="us-east-1-arm64"), stack, console) == 0
+    assert (
+        stack_commands.command_status(Namespace(run_id="r1", follow=False, prices="us-east-1-arm64"), stack, console)
+        == 0
+    )
     shown = console.export_text().strip().splitlines()
-    assert shown == ["run r1: running, epoch 25/100, step 125/501, granularity layer, cost 0.500000, "
-                     "elapsed 0:01:40, about 0:05:00 left",  # no bar, no "0.0 steps/s 0:00:00"
-                     "AWS cost: no usage recorded (a run of an earlier release)"]
+    assert shown == [
+        "run r1: running, epoch 25/100, step 125/501, granularity layer, cost 0.500000, "
+        "elapsed 0:01:40, about 0:05:00 left",  # no bar, no "0.0 steps/s 0:00:00"
+        "AWS cost: no usage recorded (a run of an earlier release)",
+    ]
 
 
 def read_pipe(reader: int) -> list[str]:

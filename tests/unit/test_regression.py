@@ -2,6 +2,7 @@
 
 import numpy as np
 import pytest
+
 from lnn_core.ml import network, training
 from lnn_core.ml.metrics import accuracy, predict, predict_proba, r2, rmse
 from lnn_core.ml.network import (
@@ -114,8 +115,17 @@ def test_train_reference_fits_a_linear_function():
     assert r2(params, X, y, ["linear"]) > 0.999
     # a hidden layer, two outputs, mini-batches and adam
     Y2 = np.stack([np.sin(X[:, 0]), X[:, 1] * X[:, 2]], axis=1)
-    params, costs = train_reference(X, Y2, neurons=[16, 2], activations=["tanh", "linear"], learning_rate=0.01,
-                                    epochs=150, seed=1, batch_size=32, optimizer="adam")
+    params, costs = train_reference(
+        X,
+        Y2,
+        neurons=[16, 2],
+        activations=["tanh", "linear"],
+        learning_rate=0.01,
+        epochs=150,
+        seed=1,
+        batch_size=32,
+        optimizer="adam",
+    )
     assert costs[-1] < 0.2 * costs[0]
     assert r2(params, X, Y2, ["tanh", "linear"]) > 0.8
     assert predict_proba(params, X, ["tanh", "linear"]).shape == (200, 2)

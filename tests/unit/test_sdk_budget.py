@@ -1,6 +1,7 @@
 """The SDK's attempts per call, as botocore builds the clients: a claim's call must end inside its lease."""
 
 import boto3
+
 from lnn_core.aws.sdk import (
     BOTO_CONFIG,
     CLAIM_ATTEMPTS,

@@ -25,8 +25,14 @@ def test_the_hand_worked_example():
     }
     decided = stops(Halving((10, 20), 0.5), reports, ORDER)
     assert {run_id: (stop.rung, stop.rank, stop.arrived, stop.kept) for run_id, stop in decided.items()} == {
-        "B": (10, 2, 2, 1), "D": (10, 4, 4, 2), "A": (20, 2, 2, 1)}
-    assert decided["B"].reason == "stopped by successive halving at epoch 10: validation cost 0.5 ranked 2 of 2, 1 continue"
+        "B": (10, 2, 2, 1),
+        "D": (10, 4, 4, 2),
+        "A": (20, 2, 2, 1),
+    }
+    assert (
+        decided["B"].reason
+        == "stopped by successive halving at epoch 10: validation cost 0.5 ranked 2 of 2, 1 continue"
+    )
 
 
 def test_a_decision_is_never_revised_by_later_arrivals():
@@ -43,22 +49,32 @@ def test_ties_go_to_the_earlier_trial():
 
 
 def test_rung_reports_read_the_epoch_items():
-    items = [{"epoch": 9, "cost": 1.0}, {"epoch": 10, "cost": 0.9, "validation_cost": 0.7, "finished_at": "t"},
-             {"epoch": 20, "cost": 0.8}]
+    items = [
+        {"epoch": 9, "cost": 1.0},
+        {"epoch": 10, "cost": 0.9, "validation_cost": 0.7, "finished_at": "t"},
+        {"epoch": 20, "cost": 0.8},
+    ]
     assert rung_reports(Halving((10, 20), 0.5), items) == {10: ("t", 0.7)}
 
 
 BASE = {"epochs": 100, "validation_split": 0.2, "eval_every": 10}
 
 
-@pytest.mark.parametrize("value, base, expected", [
-    ({"rungs": [10]}, BASE, "halving must be {\"rungs\": [epochs, ...], \"keep\": fraction}"),
-    ({"rungs": [20, 10], "keep": 0.5}, BASE, "halving.rungs must be increasing epoch numbers"),
-    ({"rungs": [10], "keep": 1}, BASE, "halving.keep must be the fraction that continues at a rung, in (0, 1)"),
-    ({"rungs": [10], "keep": 0.5}, {**BASE, "validation_split": 0}, "halving compares validation costs; give base a validation_split"),
-    ({"rungs": [15], "keep": 0.5}, BASE, "give base an eval_every that divides each of [15] (got eval_every 10)"),
-    ({"rungs": [100], "keep": 0.5}, BASE, "halving's last rung 100 must be before the last epoch (100)"),
-])
+@pytest.mark.parametrize(
+    "value, base, expected",
+    [
+        ({"rungs": [10]}, BASE, 'halving must be {"rungs": [epochs, ...], "keep": fraction}'),
+        ({"rungs": [20, 10], "keep": 0.5}, BASE, "halving.rungs must be increasing epoch numbers"),
+        ({"rungs": [10], "keep": 1}, BASE, "halving.keep must be the fraction that continues at a rung, in (0, 1)"),
+        (
+            {"rungs": [10], "keep": 0.5},
+            {**BASE, "validation_split": 0},
+            "halving compares validation costs; give base a validation_split",
+        ),
+        ({"rungs": [15], "keep": 0.5}, BASE, "give base an eval_every that divides each of [15] (got eval_every 10)"),
+        ({"rungs": [100], "keep": 0.5}, BASE, "halving's last rung 100 must be before the last epoch (100)"),
+    ],
+)
 def test_bad_halving_is_one_clear_line(value, base, expected):
     with pytest.raises(LnnInputError) as raised:
         parse_halving(value, source="sweep.json", base=base)

@@ -13,8 +13,13 @@ from lnn_cli.sweeps.spec import parse_spec
 from lnn_cli.sweeps.table import trial_rows
 
 BUCKET = "sweep-bucket"
-BASE = {"epochs": 3, "learning_rate": 0.01, "neurons": [4, 1], "activations": ["relu", "sigmoid"],
-        "validation_split": 0.2}
+BASE = {
+    "epochs": 3,
+    "learning_rate": 0.01,
+    "neurons": [4, 1],
+    "activations": ["relu", "sigmoid"],
+    "validation_split": 0.2,
+}
 
 
 class Inbox:
@@ -27,7 +32,11 @@ class Inbox:
 
 @pytest.fixture
 def s3(monkeypatch):
-    for name, value in {"AWS_ACCESS_KEY_ID": "x", "AWS_SECRET_ACCESS_KEY": "x", "AWS_DEFAULT_REGION": "us-east-1"}.items():
+    for name, value in {
+        "AWS_ACCESS_KEY_ID": "x",
+        "AWS_SECRET_ACCESS_KEY": "x",
+        "AWS_DEFAULT_REGION": "us-east-1",
+    }.items():
         monkeypatch.setenv(name, value)
     monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
     with mock_aws():
@@ -42,9 +51,19 @@ def sweep(statuses):
     runs = {}
     for index, (run_id, status) in enumerate(zip(record.run_ids, statuses)):
         if status != "queued":
-            runs[run_id] = {"run_id": run_id, "status": status, "created_epoch_seconds": record.created_epoch_seconds,
-                            "final": {"cost": 0.1 * (index + 1), "validation_accuracy": 0.5 + 0.1 * index,
-                                      "test_accuracy": 0.7, "model_key": "m", "epochs": 3, "seconds": 2.0}}
+            runs[run_id] = {
+                "run_id": run_id,
+                "status": status,
+                "created_epoch_seconds": record.created_epoch_seconds,
+                "final": {
+                    "cost": 0.1 * (index + 1),
+                    "validation_accuracy": 0.5 + 0.1 * index,
+                    "test_accuracy": 0.7,
+                    "model_key": "m",
+                    "epochs": 3,
+                    "seconds": 2.0,
+                },
+            }
     return record, trial_rows(record, runs, prices=None, local=True)
 
 

@@ -68,18 +68,33 @@ def test_the_trainers_reservation_limits_runs_at_once():
 
 def test_a_bad_sweep_starts_nothing(tmp_path):
     """Every trial is checked before anything is written: the stack's clients are never asked for."""
-    stack = SimpleNamespace(launch_limits=lambda: LaunchLimits(max_running_runs=2),
-                            launch_defaults=lambda: {"epochs": 3, "learning_rate": 0.01},
-                            session=SimpleNamespace(client=lambda *a, **k: pytest.fail("AWS was called")))
+    stack = SimpleNamespace(
+        launch_limits=lambda: LaunchLimits(max_running_runs=2),
+        launch_defaults=lambda: {"epochs": 3, "learning_rate": 0.01},
+        session=SimpleNamespace(client=lambda *a, **k: pytest.fail("AWS was called")),
+    )
     sweep = tmp_path / "sweep.json"
-    sweep.write_text('{"base": {"neurons": [4, 1], "activations": ["relu", "sigmoid"]}, '
-                     '"parameters": {"batch_size": [16, 0]}}')
-    args = Namespace(sweep_file=str(sweep), vary=[], seeds=None, trials=None, config=None, name="s",
-                     data=str(DEMO_DATA), label_column=None, parallel=None, no_wait=True)
+    sweep.write_text(
+        '{"base": {"neurons": [4, 1], "activations": ["relu", "sigmoid"]}, "parameters": {"batch_size": [16, 0]}}'
+    )
+    args = Namespace(
+        sweep_file=str(sweep),
+        vary=[],
+        seeds=None,
+        trials=None,
+        config=None,
+        name="s",
+        data=str(DEMO_DATA),
+        label_column=None,
+        parallel=None,
+        no_wait=True,
+    )
     with pytest.raises(LnnInputError, match=r"sweep trial 2 \(batch_size=0\) is not a valid run: batch_size must be"):
         commands.command_sweep_start(args, {}, stack, console=None)
     stack.launch_limits = lambda: LaunchLimits(trainer_concurrency=2)
-    sweep.write_text('{"base": {"neurons": [4, 1], "activations": ["relu", "sigmoid"], "granularity": "epoch"}, '
-                     '"parameters": {"workers": [1, 3]}}')
+    sweep.write_text(
+        '{"base": {"neurons": [4, 1], "activations": ["relu", "sigmoid"], "granularity": "epoch"}, '
+        '"parameters": {"workers": [1, 3]}}'
+    )
     with pytest.raises(LnnInputError, match=r"sweep trial 2 \(s-t002\) is not a valid run: workers 3 is more than"):
         commands.command_sweep_start(args, {}, stack, console=None)

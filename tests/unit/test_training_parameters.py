@@ -3,13 +3,13 @@
 import json
 
 import pytest
-from lnn_core.ml.config import TrainingConfig
-from tests.support.cli import assert_one_line_error
 
 import lnn_cli.main as cli_main
 from lnn_cli.inputs import DEMO_CONFIG, DEMO_DATA, validate_run
 from lnn_cli.main import main
+from lnn_core.ml.config import TrainingConfig
 from lnn_stack.settings.training import TrainingDefaults
+from tests.support.cli import assert_one_line_error
 
 STACK_DEFAULTS = TrainingDefaults().to_parameters()  # a stack deployed with an empty context
 
@@ -54,7 +54,9 @@ def local_config(monkeypatch):
     seen = {}
 
     def fake_local(args, parameters, console):
-        seen["config"] = validate_run(parameters, args.data, defaults=STACK_DEFAULTS, label_column=args.label_column).config
+        seen["config"] = validate_run(
+            parameters, args.data, defaults=STACK_DEFAULTS, label_column=args.label_column
+        ).config
         return 0
 
     monkeypatch.setattr(cli_main, "command_local", fake_local)
@@ -73,19 +75,62 @@ def default_config(**changes) -> TrainingConfig:
 def test_lnn_local_has_the_stack_defaults_and_the_demo_sets_its_own(local_config):
     config = local_config()
     assert config == default_config()
-    assert (config.epochs, config.learning_rate, config.neurons, config.init, config.seed) == (100, 0.0075, (20, 7, 5, 1), "lecun", None)
-    assert (config.batch_size, config.optimizer, config.l2, config.threshold, config.eval_every) == (None, "gd", 0.0, None, 0)
-    demo = local_config("--config", str(DEMO_CONFIG))  # `make demo`: what it trained when these were lnn local's defaults
+    assert (config.epochs, config.learning_rate, config.neurons, config.init, config.seed) == (
+        100,
+        0.0075,
+        (20, 7, 5, 1),
+        "lecun",
+        None,
+    )
+    assert (config.batch_size, config.optimizer, config.l2, config.threshold, config.eval_every) == (
+        None,
+        "gd",
+        0.0,
+        None,
+        0,
+    )
+    demo = local_config(
+        "--config", str(DEMO_CONFIG)
+    )  # `make demo`: what it trained when these were lnn local's defaults
     assert (demo.epochs, demo.learning_rate, demo.neurons, demo.init, demo.seed) == (60, 0.3, (20, 7, 5, 1), "he", 1)
     assert (demo.activations, demo.granularity, demo.optimizer) == (("relu", "relu", "relu", "sigmoid"), "layer", "gd")
 
 
 def test_every_training_flag_reaches_the_config(local_config):
-    config = local_config("--batch-size", "32", "--shuffle-seed", "9", "--optimizer", "adam", "--beta", "0.8",
-                          "--beta1", "0.85", "--beta2", "0.99", "--epsilon", "1e-7", "--l2", "0.7",
-                          "--threshold", "0.01", "--eval-every", "5")
-    assert config == default_config(batch_size=32, shuffle_seed=9, optimizer="adam", beta=0.8, beta1=0.85, beta2=0.99,
-                                 epsilon=1e-7, l2=0.7, threshold=0.01, eval_every=5)
+    config = local_config(
+        "--batch-size",
+        "32",
+        "--shuffle-seed",
+        "9",
+        "--optimizer",
+        "adam",
+        "--beta",
+        "0.8",
+        "--beta1",
+        "0.85",
+        "--beta2",
+        "0.99",
+        "--epsilon",
+        "1e-7",
+        "--l2",
+        "0.7",
+        "--threshold",
+        "0.01",
+        "--eval-every",
+        "5",
+    )
+    assert config == default_config(
+        batch_size=32,
+        shuffle_seed=9,
+        optimizer="adam",
+        beta=0.8,
+        beta1=0.85,
+        beta2=0.99,
+        epsilon=1e-7,
+        l2=0.7,
+        threshold=0.01,
+        eval_every=5,
+    )
 
 
 def test_flags_override_the_config_file_which_overrides_the_defaults(tmp_path, local_config):
@@ -99,17 +144,30 @@ def test_lnn_0_0_parameters_json_verbatim(tmp_path, local_config):
     path = tmp_path / "parameters.json"
     path.write_text(LNN_0_0)
     config = local_config("--config", str(path))
-    assert config == TrainingConfig(epochs=20, learning_rate=0.005, neurons=(1,), activations=("sigmoid",),
-                                    data="runs/check/data.npz", weight=0.0, bias=0.0)
+    assert config == TrainingConfig(
+        epochs=20,
+        learning_rate=0.005,
+        neurons=(1,),
+        activations=("sigmoid",),
+        data="runs/check/data.npz",
+        weight=0.0,
+        bias=0.0,
+    )
 
 
 def test_lnn_1_0_parameters_json_verbatim(tmp_path, local_config):
     path = tmp_path / "parameters.json"
     path.write_text(LNN_1_0)
     config = local_config("--config", str(path))
-    assert config == TrainingConfig(epochs=5000, learning_rate=0.0075, neurons=(20, 7, 5, 1),
-                                    activations=("relu", "relu", "relu", "sigmoid"), data="runs/check/data.npz",
-                                    batch_size=64, threshold=0.0019)
+    assert config == TrainingConfig(
+        epochs=5000,
+        learning_rate=0.0075,
+        neurons=(20, 7, 5, 1),
+        activations=("relu", "relu", "relu", "sigmoid"),
+        data="runs/check/data.npz",
+        batch_size=64,
+        threshold=0.0019,
+    )
 
 
 def test_lnn_1_0_through_lnn_start_gets_the_stack_defaults_for_the_rest(tmp_path, monkeypatch):
@@ -119,8 +177,9 @@ def test_lnn_1_0_through_lnn_start_gets_the_stack_defaults_for_the_rest(tmp_path
     seen = {}
 
     def fake_start(args, parameters, stack, console):
-        seen["config"] = validate_run(parameters, args.data, defaults={"init": "lecun", "granularity": "epoch"},
-                                      label_column=args.label_column).config
+        seen["config"] = validate_run(
+            parameters, args.data, defaults={"init": "lecun", "granularity": "epoch"}, label_column=args.label_column
+        ).config
         return 0
 
     monkeypatch.setattr(stack_commands, "open_stack", lambda session, name: None)

@@ -63,8 +63,10 @@ def ndarray2item(array: np.ndarray) -> list:
 
 def item2ndarray(item: list) -> np.ndarray:
     """The inverse of `ndarray2item`, bit for bit."""
-    return np.array(item, dtype=np.float64) if not item or not isinstance(item[0], list) else np.array(
-        [item2ndarray(row) for row in item], dtype=np.float64
+    return (
+        np.array(item, dtype=np.float64)
+        if not item or not isinstance(item[0], list)
+        else np.array([item2ndarray(row) for row in item], dtype=np.float64)
     )
 
 

@@ -11,16 +11,17 @@ import json
 import os
 import time
 from collections import OrderedDict
+from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable, Protocol, TypeVar
+from typing import Any, Protocol, TypeVar
 
 import boto3
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
 from lnn_core.aws.run_table import RunTable
-from lnn_core.aws.sdk import BOTO_CONFIG, CLAIM_BOTO_CONFIG, IoCounter, trace_requests, WAVE
+from lnn_core.aws.sdk import BOTO_CONFIG, CLAIM_BOTO_CONFIG, WAVE, IoCounter, trace_requests
 from lnn_core.errors import RunFailure
 
 SCRATCH_TAG = "lnn-scratch=true"  # the bucket's lifecycle rule expires objects with this tag
@@ -33,9 +34,22 @@ REQUEST_THREADS = "lnn-request"  # the name of those threads
 # The methods whose calls change the world: the chaos harness injects crashes around exactly these.
 EFFECTS = {
     "store": ("put_bytes", "copy", "delete_keys"),
-    "table": ("create_run", "mark_started", "transition", "claim_send", "mark_invoked", "claim_notification",
-              "mark_notified", "put_epoch_items", "request_stop", "record_resume", "continue_stopped", "refresh_heartbeat",
-              "join_barrier", "claim_reduce"),
+    "table": (
+        "create_run",
+        "mark_started",
+        "transition",
+        "claim_send",
+        "mark_invoked",
+        "claim_notification",
+        "mark_notified",
+        "put_epoch_items",
+        "request_stop",
+        "record_resume",
+        "continue_stopped",
+        "refresh_heartbeat",
+        "join_barrier",
+        "claim_reduce",
+    ),
     "notifier": ("publish",),
     "invoker": ("invoke_async",),
 }
@@ -94,7 +108,9 @@ class S3ObjectStore:
         the source does not exist."""
         self._counter.count("s3")
         try:
-            self._client.copy_object(Bucket=self.bucket, Key=destination, CopySource={"Bucket": self.bucket, "Key": source})
+            self._client.copy_object(
+                Bucket=self.bucket, Key=destination, CopySource={"Bucket": self.bucket, "Key": source}
+            )
         except ClientError as error:
             if error.response["Error"]["Code"] in ("NoSuchKey", "404"):
                 return False
@@ -109,7 +125,9 @@ class S3ObjectStore:
         for start in range(0, len(keys), 1000):
             self._counter.count("s3", s3_deletes=1)
             chunk = keys[start : start + 1000]
-            self._client.delete_objects(Bucket=self.bucket, Delete={"Objects": [{"Key": k} for k in chunk], "Quiet": True})
+            self._client.delete_objects(
+                Bucket=self.bucket, Delete={"Objects": [{"Key": k} for k in chunk], "Quiet": True}
+            )
 
     def list_objects(self, prefix: str) -> dict[str, tuple[str, int]]:
         """Every object under `prefix`: key -> (ETag, size in bytes)."""
@@ -127,7 +145,9 @@ class S3ObjectStore:
         """Bytes start .. stop - 1 of the object of ETag `etag` (a changed or missing object is a `RunFailure`)."""
         self._counter.count("s3", s3_reads=1)
         try:
-            data = self._client.get_object(Bucket=self.bucket, Key=key, Range=f"bytes={start}-{stop - 1}", IfMatch=etag)["Body"].read()
+            data = self._client.get_object(
+                Bucket=self.bucket, Key=key, Range=f"bytes={start}-{stop - 1}", IfMatch=etag
+            )["Body"].read()
         except ClientError as error:
             if error.response["Error"]["Code"] in ("NoSuchKey", "404", "PreconditionFailed", "412"):
                 raise RunFailure(f"s3 object {key} is missing or changed (ETag is no longer {etag})") from error
@@ -233,7 +253,11 @@ class Ports:
 
     @classmethod
     def from_environment(
-        cls, *, invoke_target: str, session: boto3.Session | None = None, invoker: Invoker | None = None,
+        cls,
+        *,
+        invoke_target: str,
+        session: boto3.Session | None = None,
+        invoker: Invoker | None = None,
         clock: Callable[[], float] | None = None,
     ) -> "Ports":
         """Adapters for the resources named in the environment; `invoke_target` is the env var naming the function
@@ -247,14 +271,23 @@ class Ports:
         trace_requests(dynamodb.meta.client, counter)
         return cls(
             table=RunTable(dynamodb.Table(_required("LNN_TABLE")), counter),
-            notifier=SnsNotifier(trace_requests(session.client("sns", config=CLAIM_BOTO_CONFIG), counter),
-                                 _required("LNN_TOPIC_ARN"), counter),
-            invoker=invoker or LambdaInvoker(
+            notifier=SnsNotifier(
+                trace_requests(session.client("sns", config=CLAIM_BOTO_CONFIG), counter),
+                _required("LNN_TOPIC_ARN"),
+                counter,
+            ),
+            invoker=invoker
+            or LambdaInvoker(
                 trace_requests(session.client("lambda", config=CLAIM_BOTO_CONFIG.merge(pooled)), counter),
-                _required(invoke_target), counter),
+                _required(invoke_target),
+                counter,
+            ),
             counter=counter,
-            store=S3ObjectStore(trace_requests(session.client("s3", config=BOTO_CONFIG.merge(pooled)), counter), bucket,
-                                counter) if bucket else None,
+            store=S3ObjectStore(
+                trace_requests(session.client("s3", config=BOTO_CONFIG.merge(pooled)), counter), bucket, counter
+            )
+            if bucket
+            else None,
             clock=clock or time.time,
             fan_out=RequestFanOut(CONCURRENT_REQUESTS if invoker is None else 1),
         )

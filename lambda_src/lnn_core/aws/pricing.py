@@ -42,16 +42,37 @@ class PriceTable:
 # /s3/pricing, /sns/pricing. Lambda's first tier (up to 6 billion arm64 GB-seconds a month); DynamoDB's on-demand
 # prices after AWS halved them on 1 Nov 2024; SNS standard topics, after the first million publishes a month.
 # eu-west-1's DynamoDB prices are half of its earlier $1.4135 and $0.283 per million: check them before relying on them.
-_US_EAST_1 = dict(region="us-east-1", dated="2026-12-05", lambda_request=0.20e-6, dynamodb_write_unit=0.625e-6,
-                  dynamodb_read_unit=0.125e-6, s3_put=0.005e-3, s3_get=0.0004e-3, s3_transfer_per_gb=0.0,
-                  sns_publish=0.50e-6)
-PRICE_TABLES = {table.name: table for table in (
-    PriceTable(architecture="arm64", lambda_gb_second=0.0000133334, **_US_EAST_1),
-    PriceTable(architecture="x86_64", lambda_gb_second=0.0000166667, **_US_EAST_1),
-    PriceTable(region="eu-west-1", architecture="arm64", dated="2026-12-05", lambda_gb_second=0.0000133334,
-               lambda_request=0.20e-6, dynamodb_write_unit=0.7068e-6, dynamodb_read_unit=0.1415e-6, s3_put=0.005e-3,
-               s3_get=0.0004e-3, s3_transfer_per_gb=0.0, sns_publish=0.50e-6),
-)}
+_US_EAST_1 = dict(
+    region="us-east-1",
+    dated="2026-12-05",
+    lambda_request=0.20e-6,
+    dynamodb_write_unit=0.625e-6,
+    dynamodb_read_unit=0.125e-6,
+    s3_put=0.005e-3,
+    s3_get=0.0004e-3,
+    s3_transfer_per_gb=0.0,
+    sns_publish=0.50e-6,
+)
+PRICE_TABLES = {
+    table.name: table
+    for table in (
+        PriceTable(architecture="arm64", lambda_gb_second=0.0000133334, **_US_EAST_1),
+        PriceTable(architecture="x86_64", lambda_gb_second=0.0000166667, **_US_EAST_1),
+        PriceTable(
+            region="eu-west-1",
+            architecture="arm64",
+            dated="2026-12-05",
+            lambda_gb_second=0.0000133334,
+            lambda_request=0.20e-6,
+            dynamodb_write_unit=0.7068e-6,
+            dynamodb_read_unit=0.1415e-6,
+            s3_put=0.005e-3,
+            s3_get=0.0004e-3,
+            s3_transfer_per_gb=0.0,
+            sns_publish=0.50e-6,
+        ),
+    )
+}
 DEFAULT_PRICES = "us-east-1-arm64"  # the stack's functions are arm64 (lnn_stack)
 
 
@@ -68,7 +89,7 @@ def run_cost(run: dict[str, Any], *, table: str | None = None, local: bool = Fal
     """A run's usage and its estimate in dollars, or None when its record has no usage (a run of an earlier release).
     `local`: the usage was measured on the local stack (moto), so the label says it is AWS's price of those
     durations."""
-    usage = {key[len(USAGE_PREFIX):]: int(value) for key, value in run.items() if key.startswith(USAGE_PREFIX)}
+    usage = {key[len(USAGE_PREFIX) :]: int(value) for key, value in run.items() if key.startswith(USAGE_PREFIX)}
     if not usage.get("deliveries"):
         return None
     prices = price_table(table)
@@ -83,7 +104,8 @@ def run_cost(run: dict[str, Any], *, table: str | None = None, local: bool = Fal
     dollars = {
         "lambda": gb_seconds * prices.lambda_gb_second + usage["deliveries"] * prices.lambda_request,
         "dynamodb": write_units * prices.dynamodb_write_unit + read_units * prices.dynamodb_read_unit,
-        "s3": (requests["s3"] - s3_gets - s3_deletes) * prices.s3_put + s3_gets * prices.s3_get
+        "s3": (requests["s3"] - s3_gets - s3_deletes) * prices.s3_put
+        + s3_gets * prices.s3_get
         + s3_bytes / 1e9 * prices.s3_transfer_per_gb,
         "sns": requests["sns"] * prices.sns_publish,
     }
@@ -106,5 +128,7 @@ def cost_text(cost: dict[str, Any] | None) -> str:
     """One line: the dollars, the GB-seconds and deliveries they come from, and the label."""
     if cost is None:
         return "no usage recorded (a run of an earlier release)"
-    return (f"${cost['dollars']:.6f} ({cost['lambda_gb_seconds']:.3f} Lambda GB-s, {cost['deliveries']} deliveries; "
-            f"{cost['label']})")
+    return (
+        f"${cost['dollars']:.6f} ({cost['lambda_gb_seconds']:.3f} Lambda GB-s, {cost['deliveries']} deliveries; "
+        f"{cost['label']})"
+    )

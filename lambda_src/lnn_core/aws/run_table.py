@@ -43,8 +43,19 @@ MESSAGE_DUE_VALUE = "due"  # the one value of `MESSAGE_DUE`: the index needs a k
 CONFLICT_BACKOFF_SECONDS = (0.02, 0.05, 0.1, 0.2, 0.4)
 # What `lnn results`, `status`, `runs`, `serve` and results.json show of an epoch item (results.epoch_item writes
 # them; `evaluation` the test figures): not the weights and biases, most of an item's bytes.
-EPOCH_FIGURES = ("epoch", "cost", "learning_rate", "started_at", "finished_at", "test_cost", "test_accuracy", "test_rmse",
-                 "validation_cost", "validation_accuracy", "validation_rmse")
+EPOCH_FIGURES = (
+    "epoch",
+    "cost",
+    "learning_rate",
+    "started_at",
+    "finished_at",
+    "test_cost",
+    "test_accuracy",
+    "test_rmse",
+    "validation_cost",
+    "validation_accuracy",
+    "validation_rmse",
+)
 # What of an epoch item is stored in its weights item (results.epoch_item: lists, or norms and a checkpoint's key).
 EPOCH_WEIGHTS = ("weights", "bias", "weight_norms", "checkpoint_key")
 
@@ -78,8 +89,16 @@ class RunTable:
     def get_run(self, run_id: str) -> dict[str, Any] | None:
         return self._get_item(run_id, RUN_RECORD_EPOCH)
 
-    def transition(self, run_id: str, *, seen_step: int, new_step: int, fields: dict[str, Any],
-                   seen: dict[str, Any] | None = None, stop_token: str | None = None) -> bool:
+    def transition(
+        self,
+        run_id: str,
+        *,
+        seen_step: int,
+        new_step: int,
+        fields: dict[str, Any],
+        seen: dict[str, Any] | None = None,
+        stop_token: str | None = None,
+    ) -> bool:
         """Atomically move a running run from `seen_step` to `new_step`, setting `fields` and counting one invocation.
 
         This conditional write is the commit point of a step: of all deliveries of a step, exactly one wins.
@@ -102,8 +121,9 @@ class RunTable:
             names[f"#f{index}"] = name
             values[f":v{index}"] = value
             assignments.append(f"#f{index} = :v{index}")
-        return self._conditional_update(run_id, "SET " + ", ".join(assignments) + " ADD #invocations :one",
-                                        condition, values, names=names)
+        return self._conditional_update(
+            run_id, "SET " + ", ".join(assignments) + " ADD #invocations :one", condition, values, names=names
+        )
 
     def mark_started(self, run_id: str, step: int, *, at: float) -> bool:
         """Record that a delivery began executing `step` (the run's next): the watchdog's proof of life.
@@ -129,8 +149,14 @@ class RunTable:
             "committed_step = :step AND #status = :running AND invoked_step < :next"
             " AND (attribute_not_exists(send_lease) OR send_lease.#until < :now"
             " OR (send_lease.#by = :claimant AND send_lease.#step = :next))",
-            {":step": step, ":next": step + 1, ":now": now, ":running": "running", ":claimant": claimant,
-             ":lease": send_lease(step + 1, claimant=claimant, until=until)},
+            {
+                ":step": step,
+                ":next": step + 1,
+                ":now": now,
+                ":running": "running",
+                ":claimant": claimant,
+                ":lease": send_lease(step + 1, claimant=claimant, until=until),
+            },
             names={"#status": "status", "#until": "until", "#by": "by", "#step": "step"},
         )
 
@@ -165,8 +191,12 @@ class RunTable:
         message is still owed)."""
         owed, values = _ending_condition(ending)
         try:
-            return self._conditional_update(run_id, f"SET notified = :yes REMOVE {MESSAGE_DUE}",
-                                            f"notified <> :yes AND {owed}", {":yes": True, **values})
+            return self._conditional_update(
+                run_id,
+                f"SET notified = :yes REMOVE {MESSAGE_DUE}",
+                f"notified <> :yes AND {owed}",
+                {":yes": True, **values},
+            )
         except (ClientError, BotoCoreError):
             return False
 
@@ -175,9 +205,12 @@ class RunTable:
         run_ids, start = [], {}
         while True:
             self._counter.count("dynamodb")
-            page = self._table.query(IndexName=RUNS_AWAITING_MESSAGE_INDEX,
-                                     KeyConditionExpression=f"{MESSAGE_DUE} = :due",
-                                     ExpressionAttributeValues={":due": MESSAGE_DUE_VALUE}, **start)
+            page = self._table.query(
+                IndexName=RUNS_AWAITING_MESSAGE_INDEX,
+                KeyConditionExpression=f"{MESSAGE_DUE} = :due",
+                ExpressionAttributeValues={":due": MESSAGE_DUE_VALUE},
+                **start,
+            )
             run_ids += [item["run_id"] for item in page["Items"]]
             if "LastEvaluatedKey" not in page:
                 return run_ids
@@ -187,8 +220,11 @@ class RunTable:
         """Ask a running run to stop at its next step boundary; False when it is not running. `token` is this
         request's own: the SDK's retry of an applied request finds it, even once the run has stopped meanwhile."""
         return self._conditional_update(
-            run_id, "SET stop_requested = :yes, stop_token = :token", "#status = :running OR stop_token = :token",
-            {":yes": True, ":running": "running", ":token": token}, status=True
+            run_id,
+            "SET stop_requested = :yes, stop_token = :token",
+            "#status = :running OR stop_token = :token",
+            {":yes": True, ":running": "running", ":token": token},
+            status=True,
         )
 
     def record_resume(self, run_id: str, *, seen: dict[str, Any], resumes: int, now: float, token: str) -> bool:
@@ -199,13 +235,20 @@ class RunTable:
             run_id,
             "SET heartbeat_at = :now, resumes = :resumes, resumed_at_step = :seen, resume_token = :token",
             f"committed_step = :seen AND #status = :running AND ({heartbeat} OR resume_token = :token)",
-            {":now": now, ":resumes": resumes, ":seen": seen["committed_step"], ":running": "running",
-             ":token": token, **values},
+            {
+                ":now": now,
+                ":resumes": resumes,
+                ":seen": seen["committed_step"],
+                ":running": "running",
+                ":token": token,
+                **values,
+            },
             status=True,
         )
 
-    def continue_stopped(self, run_id: str, *, seen: dict[str, Any], token: str, at: float,
-                         lease: dict[str, Any]) -> bool:
+    def continue_stopped(
+        self, run_id: str, *, seen: dict[str, Any], token: str, at: float, lease: dict[str, Any]
+    ) -> bool:
         """`lnn resume` of the stopped run `seen`: back to running at its committed step, only while it is this very
         stopped ending (`status = stopped` and its `continuations`; a run continued and stopped again since is
         another ending). Clears the stop request, refreshes the heartbeat, starts the watchdog's stall count
@@ -223,9 +266,20 @@ class RunTable:
             f" REMOVE {MESSAGE_DUE}, reason, finished_at, ended_by, notifier, notify_lease",
             f"#status = :stopped AND {stopped}"
             " AND (notified = :yes OR attribute_not_exists(notify_lease) OR notify_lease < :now OR notifier = :token)",
-            {":running": "running", ":stopped": "stopped", ":no": False, ":yes": True, ":now": at, ":zero": 0,
-             ":committed": seen["committed_step"], ":lease": lease, ":next": ending + 1, ":token": token,
-             ":stamp": now(), **values},
+            {
+                ":running": "running",
+                ":stopped": "stopped",
+                ":no": False,
+                ":yes": True,
+                ":now": at,
+                ":zero": 0,
+                ":committed": seen["committed_step"],
+                ":lease": lease,
+                ":next": ending + 1,
+                ":token": token,
+                ":stamp": now(),
+                **values,
+            },
             status=True,
         )
         if applied:
@@ -274,7 +328,9 @@ class RunTable:
     def shards_done(self, run_id: str, step: int) -> set[int]:
         """The shards whose results are in for the round that step `step` reduces."""
         self._counter.count("dynamodb")
-        item = self._table.get_item(Key={"run_id": run_id, "epoch": barrier_epoch(step)}, ConsistentRead=True).get("Item")
+        item = self._table.get_item(Key={"run_id": run_id, "epoch": barrier_epoch(step)}, ConsistentRead=True).get(
+            "Item"
+        )
         return {int(done) for done in (item or {}).get("shards_done", set())}
 
     def put_epoch_items(self, run_id: str, items: list[dict[str, Any]], *, step: int) -> bool:
@@ -284,19 +340,23 @@ class RunTable:
         the step was committed, or the run ended, before every item was written (the SDK's retry of an applied
         transaction is idempotent by its token)."""
         client = self._table.meta.client  # a resource's client: it serializes Python values itself
-        check = {"ConditionCheck": {
-            "TableName": self.name,
-            "Key": {"run_id": run_id, "epoch": RUN_RECORD_EPOCH},
-            "ConditionExpression": "committed_step = :previous AND #status = :running",
-            "ExpressionAttributeNames": {"#status": "status"},
-            "ExpressionAttributeValues": {":previous": step - 1, ":running": "running"},
-        }}
+        check = {
+            "ConditionCheck": {
+                "TableName": self.name,
+                "Key": {"run_id": run_id, "epoch": RUN_RECORD_EPOCH},
+                "ConditionExpression": "committed_step = :previous AND #status = :running",
+                "ExpressionAttributeNames": {"#status": "status"},
+                "ExpressionAttributeValues": {":previous": step - 1, ":running": "running"},
+            }
+        }
         partitions = (run_id, weights_partition(run_id))  # of an epoch's figures item, of its weights item
         stored = [(partition, part) for item in items for partition, part in zip(partitions, stored_items(item))]
         for chunk in _write_chunks(stored):
             # converted chunk by chunk: Decimals take far more memory than floats
-            puts = [{"Put": {"TableName": self.name, "Item": to_dynamo({**item, "run_id": partition})}}
-                    for partition, item in chunk]
+            puts = [
+                {"Put": {"TableName": self.name, "Item": to_dynamo({**item, "run_id": partition})}}
+                for partition, item in chunk
+            ]
             # a read of the run record (the check) and the items' write units, not a write of the record
             self._counter.count("dynamodb", dynamodb_item_units=sum(item_write_units(item) for _, item in chunk))
             try:
@@ -307,8 +367,9 @@ class RunTable:
                 raise
         return True
 
-    def list_epochs(self, run_id: str, *, through: int | None = None, after: int = 0,
-                    attributes: tuple[str, ...] | None = None) -> list[dict[str, Any]]:
+    def list_epochs(
+        self, run_id: str, *, through: int | None = None, after: int = 0, attributes: tuple[str, ...] | None = None
+    ) -> list[dict[str, Any]]:
         """The run's epochs' figures items (no weights), epoch 1 first; with `through`, only epochs up to it; with
         `after`, only the epochs after it; with `attributes`, only those attributes of each item."""
         return self._query(run_id, after + 1, MAX_EPOCHS if through is None else through, attributes)
@@ -317,8 +378,10 @@ class RunTable:
         """Every epoch item the run's steps wrote (committed or not), whole: figures and weights, epoch 1 first;
         with `through`, only epochs up to it. Two queries, one per partition."""
         last = MAX_EPOCHS if through is None else through
-        weights = {item.pop("epoch"): item
-                   for item in self._query(weights_partition(run_id), 1, last, ("epoch", *EPOCH_WEIGHTS))}
+        weights = {
+            item.pop("epoch"): item
+            for item in self._query(weights_partition(run_id), 1, last, ("epoch", *EPOCH_WEIGHTS))
+        }
         return [{**item, **weights.get(item["epoch"], {})} for item in self.list_epochs(run_id, through=last)]
 
     def committed_epochs(self, run: dict[str, Any]) -> list[dict[str, Any]]:
@@ -326,8 +389,9 @@ class RunTable:
         run or a losing twin can leave items of later epochs; readers show only these."""
         return self.epoch_items(run["run_id"], through=run["progress_epoch"]) if run.get("progress_epoch") else []
 
-    def epoch_figures(self, run: dict[str, Any], *, after: int = 0,
-                      attributes: tuple[str, ...] = EPOCH_FIGURES) -> list[dict[str, Any]]:
+    def epoch_figures(
+        self, run: dict[str, Any], *, after: int = 0, attributes: tuple[str, ...] = EPOCH_FIGURES
+    ) -> list[dict[str, Any]]:
         """What readers show of the committed epochs after `after`: their `EPOCH_FIGURES`, or the `attributes` a
         reader shows of them, from the figures items alone (one query of small items; an emulator's answer takes
         time by the attribute). Like `committed_epochs`, nothing beyond the run's `progress_epoch`."""
@@ -340,8 +404,10 @@ class RunTable:
         """The whole item (figures and weights) of the run's last committed epoch; None before its first."""
         if not run.get("progress_epoch"):
             return None
-        figures, weights = (self._get_item(partition, run["progress_epoch"])
-                            for partition in (run["run_id"], weights_partition(run["run_id"])))
+        figures, weights = (
+            self._get_item(partition, run["progress_epoch"])
+            for partition in (run["run_id"], weights_partition(run["run_id"]))
+        )
         if figures is None:
             return None
         return {**figures, **{name: value for name, value in (weights or {}).items() if name in EPOCH_WEIGHTS}}
@@ -377,8 +443,11 @@ class RunTable:
         """The ids of the runs with `status` (all runs when None), from the status index."""
         request = {"IndexName": RUNS_BY_STATUS_INDEX}
         if status is not None:
-            request |= {"KeyConditionExpression": "#status = :status", "ExpressionAttributeNames": {"#status": "status"},
-                        "ExpressionAttributeValues": {":status": status}}
+            request |= {
+                "KeyConditionExpression": "#status = :status",
+                "ExpressionAttributeNames": {"#status": "status"},
+                "ExpressionAttributeValues": {":status": status},
+            }
         read = self._table.query if status is not None else self._table.scan
         run_ids, start = [], {}
         while True:
@@ -415,8 +484,17 @@ class RunTable:
     def _count_write(self) -> None:
         self._counter.count("dynamodb", dynamodb_writes=1)
 
-    def _conditional_update(self, run_id, update, condition, values, *, status: bool = False,
-                            names: dict[str, str] | None = None, epoch: int = RUN_RECORD_EPOCH) -> bool:
+    def _conditional_update(
+        self,
+        run_id,
+        update,
+        condition,
+        values,
+        *,
+        status: bool = False,
+        names: dict[str, str] | None = None,
+        epoch: int = RUN_RECORD_EPOCH,
+    ) -> bool:
         names = names or ({"#status": "status"} if status else None)
         self._count_write()
         try:
@@ -499,7 +577,11 @@ def _conflicted(error: ClientError) -> bool:
     if code == "TransactionConflictException":
         return True
     reasons = [reason.get("Code") for reason in error.response.get("CancellationReasons") or []]
-    return code == "TransactionCanceledException" and "TransactionConflict" in reasons and "ConditionalCheckFailed" not in reasons
+    return (
+        code == "TransactionCanceledException"
+        and "TransactionConflict" in reasons
+        and "ConditionalCheckFailed" not in reasons
+    )
 
 
 def _check_failed(error: ClientError) -> bool:

@@ -20,8 +20,11 @@ CLAIM_ATTEMPTS, CLAIM_CONNECT_SECONDS, CLAIM_READ_SECONDS = 3, 2, 6
 CLAIM_BACKOFF_SECONDS = 1 + 2  # botocore's standard mode waits at most 2**(attempt - 1) s before retry `attempt`
 CLAIM_CALL_SECONDS = CLAIM_ATTEMPTS * (CLAIM_CONNECT_SECONDS + CLAIM_READ_SECONDS) + CLAIM_BACKOFF_SECONDS
 # `total_max_attempts`, not `max_attempts`: botocore reads the latter as retries, one attempt more.
-CLAIM_BOTO_CONFIG = Config(retries={"mode": "standard", "total_max_attempts": CLAIM_ATTEMPTS},
-                           connect_timeout=CLAIM_CONNECT_SECONDS, read_timeout=CLAIM_READ_SECONDS)
+CLAIM_BOTO_CONFIG = Config(
+    retries={"mode": "standard", "total_max_attempts": CLAIM_ATTEMPTS},
+    connect_timeout=CLAIM_CONNECT_SECONDS,
+    read_timeout=CLAIM_READ_SECONDS,
+)
 
 PRICED = ("dynamodb_writes", "dynamodb_item_units", "s3_reads", "s3_deletes")
 TRACE_LIMIT = 4096  # requests whose times a counter keeps: far more than one delivery makes
@@ -65,8 +68,13 @@ class IoCounter:
 
     def snapshot(self) -> dict[str, Any]:
         with self._lock:
-            return {"requests": dict(self.requests), "s3_bytes_in": self.s3_bytes_in, "s3_bytes_out": self.s3_bytes_out,
-                    "priced": dict(self.priced), "traced": self.traced}
+            return {
+                "requests": dict(self.requests),
+                "s3_bytes_in": self.s3_bytes_in,
+                "s3_bytes_out": self.s3_bytes_out,
+                "priced": dict(self.priced),
+                "traced": self.traced,
+            }
 
     def since(self, earlier: dict[str, Any]) -> dict[str, Any]:
         """What was counted after `earlier` (a `snapshot()`), with the sequential round trips of its requests."""
@@ -74,7 +82,7 @@ class IoCounter:
             requests = Counter(self.requests)
             requests.subtract(earlier["requests"])
             new = min(self.traced - earlier.get("traced", self.traced), len(self.trace))
-            spans = list(self.trace)[len(self.trace) - new:]
+            spans = list(self.trace)[len(self.trace) - new :]
             return {
                 "requests": {service: count for service, count in requests.items() if count},
                 "s3_bytes_in": self.s3_bytes_in - earlier["s3_bytes_in"],

@@ -19,7 +19,9 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from lnn_core.aws.sdk import IoCounter
 
-DEFAULT_MEMORY_MB = 1024  # the stack's default memory_size (lnn_stack.settings.deployment.MEMORY_SIZE), trainer and launcher
+DEFAULT_MEMORY_MB = (
+    1024  # the stack's default memory_size (lnn_stack.settings.deployment.MEMORY_SIZE), trainer and launcher
+)
 USAGE_PREFIX = "usage_"
 
 

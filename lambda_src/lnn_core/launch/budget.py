@@ -9,8 +9,9 @@ refused before numpy allocates anything.
 import dataclasses
 import math
 import zipfile
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import IO, Mapping, Sequence
+from typing import IO
 
 import numpy as np
 from numpy.lib import format as npy_format
@@ -21,7 +22,14 @@ from lnn_core.ml.config import TrainingConfig
 from lnn_core.protocol.layout import CHECKPOINT_EVERY
 from lnn_core.protocol.schedule import AUTO_MAX_EPOCHS_PER_STEP
 
-ALLOWED_ARRAYS = ("X", "y", "X_test", "y_test", "classes", "example_shape")  # the arrays LNN reads; anything else is refused
+ALLOWED_ARRAYS = (
+    "X",
+    "y",
+    "X_test",
+    "y_test",
+    "classes",
+    "example_shape",
+)  # the arrays LNN reads; anything else is refused
 MAX_PARAMETERS_BYTES = 64 * 1024  # parameters.json; the LNN format needs well under 1 KB
 HEADROOM = 0.5  # the launcher validates data in at most this share of its memory
 RUNTIME_OVERHEAD_MB = 150  # Python, NumPy, boto3 and the handler code, resident before any data
@@ -115,8 +123,15 @@ def inspect_npz(source_file: str | IO[bytes], *, source: str) -> NpzLayout:
                     raise LnnInputError(f"{source} holds the array {name!r} twice; save each array once")
                 with archive.open(member) as stream:
                     arrays[name] = _read_header(stream, name, member.file_size, source)
-    except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, EOFError, ValueError, RuntimeError,
-            NotImplementedError) as error:  # RuntimeError: an encrypted member; NotImplementedError: a compression method
+    except (
+        zipfile.BadZipFile,
+        zipfile.LargeZipFile,
+        OSError,
+        EOFError,
+        ValueError,
+        RuntimeError,
+        NotImplementedError,
+    ) as error:  # RuntimeError: an encrypted member; NotImplementedError: a compression method
         if isinstance(error, LnnInputError):
             raise
         raise LnnInputError(f"{source} is not a readable .npz file ({error}); save it with numpy.savez") from None
@@ -156,7 +171,9 @@ def check_npz_fits(layout: NpzLayout, *, compressed_bytes: int, memory_mb: int, 
     budget = data_budget_bytes(memory_mb)
     peak = layout.load_peak_bytes(compressed_bytes)
     if peak > budget:
-        detail = ", ".join(f"{header.name} {'x'.join(map(str, header.shape)) or 'scalar'}" for header in layout.arrays.values())
+        detail = ", ".join(
+            f"{header.name} {'x'.join(map(str, header.shape)) or 'scalar'}" for header in layout.arrays.values()
+        )
         raise LnnInputError(
             f"{source} needs about {megabytes(peak)} to load ({detail}; {megabytes(layout.uncompressed_bytes)} "
             f"uncompressed), more than the {megabytes(budget)} allowed for data with {memory_mb} MB of memory; "
@@ -183,8 +200,14 @@ class StepEstimate:
 
 
 def estimate_step_memory(
-    examples: int, features: int, neurons: Sequence[int], *, test_examples: int = 0, optimizer_copies: int = 0,
-    overhead_mb: int = RUNTIME_OVERHEAD_MB, itemsize: int = FLOAT64,
+    examples: int,
+    features: int,
+    neurons: Sequence[int],
+    *,
+    test_examples: int = 0,
+    optimizer_copies: int = 0,
+    overhead_mb: int = RUNTIME_OVERHEAD_MB,
+    itemsize: int = FLOAT64,
 ) -> StepEstimate:
     """Estimate the peak memory of one forward and backward pass over all `examples`, every array of `itemsize` bytes
     (the run's dtype: 8 for float64, 4 for float32) but the labels, which stay float64.
@@ -192,10 +215,10 @@ def estimate_step_memory(
     data: X as rows and as columns (the trainer keeps both), the targets Y (n_L x m), the labels, and the test set.
     activations: A and Z of every layer (m x n_l each). working: the temporaries alive at once, at worst dZ and
     dA_prev of the widest layer pair in the backward pass (layer 1 has no dA_prev: it is never computed) plus one
-    widest-layer temporary (`W @ A` before `+ b`). parameters: W and b, their gradients, the updated copy and `optimizer_copies`
-    more (adam: 2). Measured once with tracemalloc (20,000 x 784, 784-128-64-10): the estimate less overhead is
-    within a few per cent of the traced peak; again in both dtypes (loading, columns, targets and one epoch):
-    traced 179 MB in float32 and 355 MB in float64, estimated 177 and 354 MB.
+    widest-layer temporary (`W @ A` before `+ b`). parameters: W and b, their gradients, the updated copy and
+    `optimizer_copies` more (adam: 2). Measured once with tracemalloc (20,000 x 784, 784-128-64-10): the estimate
+    less overhead is within a few per cent of the traced peak; again in both dtypes (loading, columns, targets and
+    one epoch): traced 179 MB in float32 and 355 MB in float64, estimated 177 and 354 MB.
     """
     layer_sizes = [features, *neurons]
     m = examples
@@ -221,8 +244,11 @@ def check_step_fits(estimate: StepEstimate, *, memory_mb: int, shape: str) -> No
     if needed <= memory_mb * MIB:
         return
     size = suggest_memory_size(needed)
-    fix = (f"deploy with -c memory_size={size}" if size <= LAMBDA_MAX_MEMORY_MB else
-           f"that is more than Lambda's {LAMBDA_MAX_MEMORY_MB} MB; use fewer examples or a smaller network")
+    fix = (
+        f"deploy with -c memory_size={size}"
+        if size <= LAMBDA_MAX_MEMORY_MB
+        else f"that is more than Lambda's {LAMBDA_MAX_MEMORY_MB} MB; use fewer examples or a smaller network"
+    )
     raise LnnInputError(
         f"one training step of {shape} needs about {megabytes(needed)} but the trainer has {memory_mb} MB; {fix}"
     )
@@ -243,7 +269,11 @@ def parameter_copies(config: TrainingConfig) -> int:
     serialized = 2 * (1 + optimizer)
     if config.workers > 1:
         return optimizer + serialized + 2 + min(config.workers, CONCURRENT_REQUESTS)
-    kept = min(config.epochs, AUTO_MAX_EPOCHS_PER_STEP) // CHECKPOINT_EVERY * (1 + optimizer) if config.granularity == "auto" else 0
+    kept = (
+        min(config.epochs, AUTO_MAX_EPOCHS_PER_STEP) // CHECKPOINT_EVERY * (1 + optimizer)
+        if config.granularity == "auto"
+        else 0
+    )
     return optimizer + serialized + kept
 
 
@@ -252,22 +282,33 @@ def value_bytes(config: TrainingConfig) -> int:
     return np.dtype(config.dtype).itemsize
 
 
-def check_training_fits(layout: NpzLayout, neurons: Sequence[int], *, memory_mb: int, source: str,
-                        copies: int = 0, itemsize: int = FLOAT64) -> StepEstimate:
+def check_training_fits(
+    layout: NpzLayout, neurons: Sequence[int], *, memory_mb: int, source: str, copies: int = 0, itemsize: int = FLOAT64
+) -> StepEstimate:
     """The step estimate for an .npz's declared shapes and a network (with `copies` more of its parameters, see
     `parameter_copies`, and numbers of `itemsize` bytes, see `value_bytes`); raise when it does not fit `memory_mb`."""
     X, X_test = layout.shape("X"), layout.shape("X_test")
     if X is None or len(X) != 2:
         return estimate_step_memory(0, 0, neurons)  # the data checks name this problem
     test_examples = X_test[0] if X_test is not None and len(X_test) == 2 else 0
-    estimate = estimate_step_memory(X[0], X[1], neurons, test_examples=test_examples, optimizer_copies=copies,
-                                    itemsize=itemsize)
+    estimate = estimate_step_memory(
+        X[0], X[1], neurons, test_examples=test_examples, optimizer_copies=copies, itemsize=itemsize
+    )
     check_step_fits(estimate, memory_mb=memory_mb, shape=step_shape(X[0], X[1], neurons, test_examples))
     return estimate
 
 
-def check_part_fits(layout: NpzLayout, *, compressed_bytes: int, examples: int, neurons: Sequence[int], memory_mb: int,
-                    source: str, copies: int = 0, test_examples: int = 0) -> StepEstimate:
+def check_part_fits(
+    layout: NpzLayout,
+    *,
+    compressed_bytes: int,
+    examples: int,
+    neurons: Sequence[int],
+    memory_mb: int,
+    source: str,
+    copies: int = 0,
+    test_examples: int = 0,
+) -> StepEstimate:
     """A part of training data in parts (see protocol/layout) as its shard worker holds it: loading it must fit the
     data budget of `memory_mb` (`check_npz_fits`), and its step all of it: the estimate over its own examples and
     the test set (the reduce and the finish hold it), plus what is kept for all `examples` of the run: the epoch's
@@ -277,7 +318,10 @@ def check_part_fits(layout: NpzLayout, *, compressed_bytes: int, examples: int, 
     rows, features = layout.shape("X")
     estimate = estimate_step_memory(rows, features, neurons, test_examples=test_examples, optimizer_copies=copies)
     estimate = dataclasses.replace(estimate, data=estimate.data + examples * (2 + 2 * neurons[-1] + 1) * FLOAT64)
-    check_step_fits(estimate, memory_mb=memory_mb,
-                    shape=f"{source} ({rows:,} of {examples:,} examples in parts) with network "
-                          f"{'-'.join(map(str, (features, *neurons)))}" + (f" (+{test_examples:,} test)" if test_examples else ""))
+    check_step_fits(
+        estimate,
+        memory_mb=memory_mb,
+        shape=f"{source} ({rows:,} of {examples:,} examples in parts) with network "
+        f"{'-'.join(map(str, (features, *neurons)))}" + (f" (+{test_examples:,} test)" if test_examples else ""),
+    )
     return estimate

@@ -18,7 +18,8 @@ import os
 import secrets
 import time
 import uuid
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 from lnn_core.aws.ports import Ports
 from lnn_core.aws.run_table import RunExists, send_lease
@@ -26,24 +27,24 @@ from lnn_core.aws.sdk import now
 from lnn_core.aws.usage import DEFAULT_MEMORY_MB, DeliveryMeter
 from lnn_core.errors import LnnInputError, RunFailure
 from lnn_core.launch.budget import (
+    MAX_PARAMETERS_BYTES,
     check_npz_fits,
     check_object_size,
     check_training_fits,
     data_budget_bytes,
     inspect_npz,
-    MAX_PARAMETERS_BYTES,
     parameter_copies,
     positive_int_from,
     value_bytes,
 )
 from lnn_core.launch.parts import check_parts
 from lnn_core.ml import batching
-from lnn_core.ml.config import check_key_segments, check_run_id, TrainingConfig
+from lnn_core.ml.config import TrainingConfig, check_key_segments, check_run_id
 from lnn_core.ml.dataset import load_training_data
 from lnn_core.ml.parameters import MAX_SEED
 from lnn_core.ml.validation import held_out
 from lnn_core.protocol import sending
-from lnn_core.protocol.events import make_event, MAX_BATCHES
+from lnn_core.protocol.events import MAX_BATCHES, make_event
 from lnn_core.protocol.layout import in_parts, model_key, parts_folder
 from lnn_core.protocol.schedule import first_position, step_bound
 
@@ -76,7 +77,9 @@ class LaunchLimits:
             trainer_concurrency=positive_int_from(environ, "LNN_TRAINER_RESERVED_CONCURRENCY", None),
         )
 
-    def check_workers(self, workers: int, *, fix: str = "deploy with -c reserved_concurrency={workers} or more") -> None:
+    def check_workers(
+        self, workers: int, *, fix: str = "deploy with -c reserved_concurrency={workers} or more"
+    ) -> None:
         """Refuse more shard workers than the trainer may run at once: a round would wait on its own throttled
         shards (Lambda retries them for up to the event age), and every other run with it. `fix` names the way
         to a larger reservation ({workers} is filled in)."""
@@ -126,7 +129,9 @@ class Launcher:
                 )
             return {"run_id": run_id, "status": "rejected", "reason": str(error)}
 
-    def launch(self, run_id: str, parameters: dict[str, Any], *, uploader: dict[str, Any] | None = None) -> dict[str, Any]:
+    def launch(
+        self, run_id: str, parameters: dict[str, Any], *, uploader: dict[str, Any] | None = None
+    ) -> dict[str, Any]:
         """Validate, create the run record, and send step 1. `uploader`: who uploaded parameters.json (None:
         invoked)."""
         check_run_id(run_id)
@@ -136,9 +141,16 @@ class Launcher:
             size = len(json.dumps(parameters, default=str).encode())
         except (ValueError, RecursionError) as error:  # an integer too long to write, nesting too deep
             raise LnnInputError(f"parameters cannot be read as LNN parameters ({str(error)[:120]})") from None
-        check_object_size(size, limit=MAX_PARAMETERS_BYTES, source="of the run", what="parameters",
-                          fix="LNN parameters take well under 1 KB; remove what LNN does not read")
-        config = TrainingConfig.from_parameters({"data": f"runs/{run_id}/data.npz", **parameters}, defaults=self.defaults)
+        check_object_size(
+            size,
+            limit=MAX_PARAMETERS_BYTES,
+            source="of the run",
+            what="parameters",
+            fix="LNN parameters take well under 1 KB; remove what LNN does not read",
+        )
+        config = TrainingConfig.from_parameters(
+            {"data": f"runs/{run_id}/data.npz", **parameters}, defaults=self.defaults
+        )
         if not config.data.startswith(f"runs/{run_id}/"):
             raise LnnInputError(f"data must be under runs/{run_id}/ (the run's own prefix); got {config.data}")
         if config.data == model_key(run_id) or config.data.startswith(f"runs/{run_id}/state/"):
@@ -149,10 +161,16 @@ class Launcher:
         parts = None
         if in_parts(config.data):  # checked by headers; a shard may take no example of a batch
             if config.validation_split:
-                raise LnnInputError("validation_split is not supported for data in parts; upload one data file "
-                                    "(workers 1), or set validation_split to 0")
-            parts = check_parts(self.ports.store, config, trainer_memory_mb=self.limits.trainer_memory_mb,
-                                launcher_memory_mb=self.limits.launcher_memory_mb)
+                raise LnnInputError(
+                    "validation_split is not supported for data in parts; upload one data file "
+                    "(workers 1), or set validation_split to 0"
+                )
+            parts = check_parts(
+                self.ports.store,
+                config,
+                trainer_memory_mb=self.limits.trainer_memory_mb,
+                launcher_memory_mb=self.limits.launcher_memory_mb,
+            )
             etag, features, examples = parts.common_etag, parts.features, sum(parts.part_examples)
         else:
             etag, data = self._training_data(config)
@@ -165,8 +183,9 @@ class Launcher:
             config = dataclasses.replace(config, seed=secrets.randbelow(MAX_SEED + 1))
         batches = batching.batch_count(examples, config.batch_size)
         if batches > MAX_BATCHES:
-            raise LnnInputError(f"{batches:,} mini-batches per epoch exceed the {MAX_BATCHES:,} a run may have; "
-                                "use a larger batch_size")
+            raise LnnInputError(
+                f"{batches:,} mini-batches per epoch exceed the {MAX_BATCHES:,} a run may have; use a larger batch_size"
+            )
         first_event = make_event(run_id, config, first_position(), batches=batches)
         claimant = f"launch/{uuid.uuid4().hex[:12]}"  # this launch's claim on sending step 1
         record = {
@@ -198,8 +217,14 @@ class Launcher:
         try:
             self.ports.table.create_run(run_id, record, token=claimant)
         except RunExists:
-            return self._relaunch(run_id, config, seed_drawn=seed_drawn, claimant=claimant, etag=etag,
-                                  part_etags=parts.part_etags if parts else None)
+            return self._relaunch(
+                run_id,
+                config,
+                seed_drawn=seed_drawn,
+                claimant=claimant,
+                etag=etag,
+                part_etags=parts.part_etags if parts else None,
+            )
         sending.send(self.ports, run_id, first_event)
         self.log.info("launched", extra={"run_id": run_id, "epochs": config.epochs, "granularity": config.granularity})
         return {"run_id": run_id, "status": "running"}
@@ -232,20 +257,39 @@ class Launcher:
             raise LnnInputError(f"training data {source} does not exist; upload it first")
         etag, size = head
         memory_mb = self.limits.launcher_memory_mb
-        check_object_size(size, limit=data_budget_bytes(memory_mb), source=source, what="training data",
-                          fix=f"use less data or deploy with a memory_size above {memory_mb} MB")
+        check_object_size(
+            size,
+            limit=data_budget_bytes(memory_mb),
+            source=source,
+            what="training data",
+            fix=f"use less data or deploy with a memory_size above {memory_mb} MB",
+        )
         try:
             raw = store.get_bytes(config.data, etag=etag, cache=False)
         except RunFailure as error:  # the object changed between HEAD and GET
             raise LnnInputError(str(error)) from error
         layout = inspect_npz(io.BytesIO(raw), source=source)
         check_npz_fits(layout, compressed_bytes=len(raw), memory_mb=memory_mb, source=source)
-        check_training_fits(layout, config.neurons, memory_mb=self.limits.trainer_memory_mb, source=source,
-                            copies=parameter_copies(config), itemsize=value_bytes(config))
+        check_training_fits(
+            layout,
+            config.neurons,
+            memory_mb=self.limits.trainer_memory_mb,
+            source=source,
+            copies=parameter_copies(config),
+            itemsize=value_bytes(config),
+        )
         return etag, load_training_data(raw, source=source, dtype=config.dtype)
 
-    def _relaunch(self, run_id: str, config: TrainingConfig, *, seed_drawn: bool, claimant: str,
-                  etag: str, part_etags: list[str] | None = None) -> dict[str, Any]:
+    def _relaunch(
+        self,
+        run_id: str,
+        config: TrainingConfig,
+        *,
+        seed_drawn: bool,
+        claimant: str,
+        etag: str,
+        part_etags: list[str] | None = None,
+    ) -> dict[str, Any]:
         """A second launch of an existing run: the same request is a duplicate delivery, a different one a name
         clash, and so is the same request for data replaced since the run was created (its steps read only the
         data of the ETag it was created with, and would fail on the new)."""
@@ -277,8 +321,13 @@ class Launcher:
         if head is None:
             raise LnnInputError(f"{key} no longer exists; upload it again")
         etag, size = head
-        check_object_size(size, limit=MAX_PARAMETERS_BYTES, source=key, what="parameters file",
-                          fix="LNN parameters take well under 1 KB; upload the parameters.json of the LNN format")
+        check_object_size(
+            size,
+            limit=MAX_PARAMETERS_BYTES,
+            source=key,
+            what="parameters file",
+            fix="LNN parameters take well under 1 KB; upload the parameters.json of the LNN format",
+        )
         uploader = {"uploaded_by": _text(detail.get("requester")), "source_ip": _text(detail.get("source-ip-address"))}
         try:
             parameters = json.loads(self.ports.store.get_bytes(key, etag=etag, cache=False))
@@ -321,5 +370,7 @@ def check_workers_fit(config: TrainingConfig, examples: int) -> None:
     size = min(config.batch_size or examples, examples)
     smallest = examples % size or size
     if config.workers > smallest:
-        raise LnnInputError(f"workers {config.workers} is more than the {smallest} examples of the smallest mini-batch "
-                            f"({examples} examples in batches of {size}); use at most {smallest} workers or larger batches")
+        raise LnnInputError(
+            f"workers {config.workers} is more than the {smallest} examples of the smallest mini-batch "
+            f"({examples} examples in batches of {size}); use at most {smallest} workers or larger batches"
+        )

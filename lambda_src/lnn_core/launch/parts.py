@@ -72,8 +72,9 @@ class RangedObject(io.RawIOBase):
         return len(data)
 
 
-def check_parts(store: S3ObjectStore, config: TrainingConfig, *, trainer_memory_mb: int,
-                launcher_memory_mb: int) -> DataInParts:
+def check_parts(
+    store: S3ObjectStore, config: TrainingConfig, *, trainer_memory_mb: int, launcher_memory_mb: int
+) -> DataInParts:
     """Check the run's data in parts (`config.data`, a folder) by headers; raise `LnnInputError` with one reason:
     parts missing, a K other than `workers`, mismatched shapes, a part or step that does not fit the trainer."""
     folder, workers = config.data, config.workers
@@ -83,13 +84,17 @@ def check_parts(store: S3ObjectStore, config: TrainingConfig, *, trainer_memory_
     counts = sorted({int(match[2]) for match in map(PART_NAME.fullmatch, names) if match})
     if counts and counts != [workers]:
         other = next(count for count in counts if count != workers)
-        raise LnnInputError(f"training data {where} is in parts of {other} (part-0-of-{other}.npz ...) but the run has "
-                            f"workers {workers}; run with workers {other}, or split the data into {workers} parts")
+        raise LnnInputError(
+            f"training data {where} is in parts of {other} (part-0-of-{other}.npz ...) but the run has "
+            f"workers {workers}; run with workers {other}, or split the data into {workers} parts"
+        )
     keys = [part_key(folder, part, workers) for part in range(workers)]
     missing = [key for key in (*keys, common_key(folder)) if key not in listed]
     if missing:
-        raise LnnInputError(f"training data in parts {where} lacks {missing[0].removeprefix(folder)} ({len(missing)} "
-                            f"of its {workers + 1} files missing); upload every part and common.npz before parameters.json")
+        raise LnnInputError(
+            f"training data in parts {where} lacks {missing[0].removeprefix(folder)} ({len(missing)} "
+            f"of its {workers + 1} files missing); upload every part and common.npz before parameters.json"
+        )
     common_etag, common_size = listed[common_key(folder)]
     raw, common = _common(store, common_key(folder), common_etag, common_size, launcher_memory_mb)
     X_test = common.shape("X_test")
@@ -100,22 +105,33 @@ def check_parts(store: S3ObjectStore, config: TrainingConfig, *, trainer_memory_
         _check_part_shapes(layout, first, config, f"s3://{store.bucket}/{key}")
     examples = sum(layout.shape("X")[0] for layout in layouts)
     for key, layout in zip(keys, layouts):
-        check_part_fits(layout, compressed_bytes=listed[key][1], examples=examples, neurons=config.neurons,
-                        memory_mb=trainer_memory_mb, source=f"s3://{store.bucket}/{key}",
-                        copies=parameter_copies(config), test_examples=test_examples)
+        check_part_fits(
+            layout,
+            compressed_bytes=listed[key][1],
+            examples=examples,
+            neurons=config.neurons,
+            memory_mb=trainer_memory_mb,
+            source=f"s3://{store.bucket}/{key}",
+            copies=parameter_copies(config),
+            test_examples=test_examples,
+        )
     features, y_shape = first.shape("X")[1], first.shape("y")
     target_shape = () if len(y_shape) == 1 or y_shape[1:] == (1,) else y_shape[1:]
-    data = load_common_data(raw, source=f"s3://{store.bucket}/{common_key(folder)}", features=features,
-                            target_shape=target_shape)
+    data = load_common_data(
+        raw, source=f"s3://{store.bucket}/{common_key(folder)}", features=features, target_shape=target_shape
+    )
     data.check_fits(config)
-    return DataInParts([layout.shape("X")[0] for layout in layouts], [listed[key][0] for key in keys], common_etag,
-                       features, data)
+    return DataInParts(
+        [layout.shape("X")[0] for layout in layouts], [listed[key][0] for key in keys], common_etag, features, data
+    )
 
 
 def _part_layout(store: S3ObjectStore, key: str, etag: str, size: int) -> NpzLayout:
     try:
-        return inspect_npz(io.BufferedReader(RangedObject(store, key, etag, size), HEADER_READ_BYTES),
-                           source=f"s3://{store.bucket}/{key}")
+        return inspect_npz(
+            io.BufferedReader(RangedObject(store, key, etag, size), HEADER_READ_BYTES),
+            source=f"s3://{store.bucket}/{key}",
+        )
     except RunFailure as error:  # replaced since it was listed
         raise LnnInputError(str(error)) from error
 
@@ -124,8 +140,13 @@ def _common(store: S3ObjectStore, key: str, etag: str, size: int, memory_mb: int
     """common.npz's bytes and headers: its size checked against the launcher's data budget before it is downloaded,
     its headers before it is parsed."""
     source = f"s3://{store.bucket}/{key}"
-    check_object_size(size, limit=data_budget_bytes(memory_mb), source=source, what="common arrays",
-                      fix=f"use a smaller test set or deploy with a memory_size above {memory_mb} MB")
+    check_object_size(
+        size,
+        limit=data_budget_bytes(memory_mb),
+        source=source,
+        what="common arrays",
+        fix=f"use a smaller test set or deploy with a memory_size above {memory_mb} MB",
+    )
     try:
         raw = store.get_bytes(key, etag=etag, cache=False)
     except RunFailure as error:  # replaced since it was listed
@@ -139,8 +160,10 @@ def _check_part_shapes(layout: NpzLayout, first: NpzLayout, config: TrainingConf
     """A part holds X (m_k, n0) and y (m_k,) or (m_k, k) of numbers, n0 and y's shape per example as part 0's."""
     names = sorted(layout.arrays)
     if names != ["X", "y"]:
-        raise LnnInputError(f"{source} holds {', '.join(names)}; a part holds only X and y (the test set, classes and "
-                            "example_shape go in common.npz)")
+        raise LnnInputError(
+            f"{source} holds {', '.join(names)}; a part holds only X and y (the test set, classes and "
+            "example_shape go in common.npz)"
+        )
     for header in layout.arrays.values():
         if header.dtype.kind not in "biuf":
             raise LnnInputError(f"{source}: {header.name} must be numeric; got dtype {header.dtype}")
@@ -151,11 +174,16 @@ def _check_part_shapes(layout: NpzLayout, first: NpzLayout, config: TrainingConf
         raise LnnInputError(f"{source}: X has {X[0]} examples but y has shape {y}; give one label (or target row) each")
     per_example = 1 if len(y) == 1 else y[1]
     if config.regression and per_example != config.neurons[-1]:
-        raise LnnInputError(f"{source}: y holds {per_example} target(s) per example but the {config.activations[-1]} "
-                            f"output has {config.neurons[-1]} neuron(s)")
+        raise LnnInputError(
+            f"{source}: y holds {per_example} target(s) per example but the {config.activations[-1]} "
+            f"output has {config.neurons[-1]} neuron(s)"
+        )
     if not config.regression and per_example != 1:
-        raise LnnInputError(f"{source}: y must hold one class label per example for a {config.activations[-1]} output; "
-                            f"got shape {y}")
+        raise LnnInputError(
+            f"{source}: y must hold one class label per example for a {config.activations[-1]} output; got shape {y}"
+        )
     if X[1] != first.shape("X")[1] or y[1:] != first.shape("y")[1:]:
-        raise LnnInputError(f"{source}: X {X} and y {y} do not match part 0's X {first.shape('X')} and y "
-                            f"{first.shape('y')}; every part has the same features and targets per example")
+        raise LnnInputError(
+            f"{source}: X {X} and y {y} do not match part 0's X {first.shape('X')} and y "
+            f"{first.shape('y')}; every part has the same features and targets per example"
+        )

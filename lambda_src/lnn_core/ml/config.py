@@ -3,7 +3,8 @@
 LNN format: {"epochs": 2500, "layers": 4, "learning_rate": 0.0075,
              "neurons": {"layer1": 20, ...}, "activations": {"layer1": "relu", ...}}
 LNN 0.0's and 1.0's parameters.json are accepted verbatim. The keys, their ranges and defaults: parameters.py;
-"data" is the S3 key of the run's .npz, or of the folder (ending in /) of its data in `workers` parts. `neurons` and `activations` may also be given as lists, layer 1 first.
+"data" is the S3 key of the run's .npz, or of the folder (ending in /) of its data in `workers` parts. `neurons`
+and `activations` may also be given as lists, layer 1 first.
 """
 
 import re
@@ -12,7 +13,7 @@ from typing import Any
 
 from lnn_core.errors import LnnInputError
 from lnn_core.ml.network import HIDDEN_ACTIVATIONS, REGRESSION_OUTPUTS
-from lnn_core.ml.parameters import check_integer, COUNTS, KNOWN_KEYS, NAMES, OUTPUTS, PARAMETERS
+from lnn_core.ml.parameters import COUNTS, KNOWN_KEYS, NAMES, OUTPUTS, PARAMETERS, check_integer
 
 RUN_ID_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")  # always fullmatch: `$` would accept a trailing newline
 # None is a value of these (a drawn seed, the whole set as one batch, ...), so a null overrides a default
@@ -58,8 +59,13 @@ class TrainingConfig:
 
     def optimizer_settings(self) -> dict[str, Any]:
         """The keyword arguments of `optimizers.update` besides the learning rate."""
-        return {"optimizer": self.optimizer, "beta": self.beta, "beta1": self.beta1, "beta2": self.beta2,
-                "epsilon": self.epsilon}
+        return {
+            "optimizer": self.optimizer,
+            "beta": self.beta,
+            "beta1": self.beta1,
+            "beta2": self.beta2,
+            "epsilon": self.epsilon,
+        }
 
     def replay_shuffle_seed(self) -> int:
         return self.shuffle_seed if self.shuffle_seed is not None else (self.seed or 0)
@@ -82,7 +88,9 @@ class TrainingConfig:
             raise LnnInputError("parameters must be a JSON object in the LNN parameters.json format")
         unknown = sorted(set(parameters) - KNOWN_KEYS)
         if unknown:
-            raise LnnInputError(f"unknown parameter {unknown[0]!r}; known parameters are {', '.join(sorted(KNOWN_KEYS))}")
+            raise LnnInputError(
+                f"unknown parameter {unknown[0]!r}; known parameters are {', '.join(sorted(KNOWN_KEYS))}"
+            )
         merged = {**(defaults or {}), **{k: v for k, v in parameters.items() if v is not None or k in NULLABLE_KEYS}}
         neurons = tuple(_layer_list(merged.get("neurons"), "neurons"))
         activations = tuple(_layer_list(merged.get("activations"), "activations"))
@@ -99,7 +107,9 @@ class TrainingConfig:
             allowed = OUTPUTS if index == len(activations) else HIDDEN_ACTIVATIONS
             if name not in allowed:
                 role = "the output" if index == len(activations) else "a hidden"
-                raise LnnInputError(f"activations.layer{index} {name!r} is unknown for {role} layer; use one of {', '.join(allowed)}")
+                raise LnnInputError(
+                    f"activations.layer{index} {name!r} is unknown for {role} layer; use one of {', '.join(allowed)}"
+                )
         if activations[-1] == "sigmoid" and neurons[-1] != 1:
             raise LnnInputError(f"a sigmoid output needs 1 neuron, not {neurons[-1]}; use softmax for several classes")
         if activations[-1] == "softmax" and neurons[-1] < 2:
@@ -113,18 +123,23 @@ class TrainingConfig:
             unset = value is None and parameter.default is None and not parameter.required
             values[name] = None if unset else parameter.check(value)
         if values["workers"] > 1 and values["granularity"] == "layer":
-            raise LnnInputError(f"workers {values['workers']} needs granularity epoch or auto: a round of shard workers computes "
-                                "whole forward and backward passes; use granularity layer with workers 1")
+            raise LnnInputError(
+                f"workers {values['workers']} needs granularity epoch or auto: a round of shard workers computes "
+                "whole forward and backward passes; use granularity layer with workers 1"
+            )
         if (values["weight"] is None) != (values["bias"] is None):
             raise LnnInputError("weight and bias (LNN 0.0's initial values) come together; give both or neither")
         data = merged.get("data")
         if not isinstance(data, str) or not data.startswith("runs/") or not data.endswith((".npz", "/")):
-            raise LnnInputError(f"data must be the S3 key of an .npz file under runs/ (or of a folder of parts, "
-                                f"ending in /); got {data!r}")
+            raise LnnInputError(
+                f"data must be the S3 key of an .npz file under runs/ (or of a folder of parts, "
+                f"ending in /); got {data!r}"
+            )
         check_key_segments(data.removesuffix("/"), name="data")
         if data.endswith("/") and values["workers"] < 2:
-            raise LnnInputError(f"data in parts ({data}) needs workers 2 or more, one per part; "
-                                "give one worker a single .npz")
+            raise LnnInputError(
+                f"data in parts ({data}) needs workers 2 or more, one per part; give one worker a single .npz"
+            )
         return cls(neurons=neurons, activations=activations, data=data, **values)
 
 
@@ -145,8 +160,10 @@ def check_key_segments(key: str, *, name: str) -> str:
     """Raise for an S3 key with an empty, '.' or '..' segment: tools that normalise paths would read another object."""
     bad = next((segment for segment in key.split("/") if segment in ("", ".", "..")), None)
     if bad is not None:
-        raise LnnInputError(f"{name} {key!r} has an {'empty' if not bad else repr(bad)} path segment; "
-                            "use a plain key such as runs/<name>/data.npz")
+        raise LnnInputError(
+            f"{name} {key!r} has an {'empty' if not bad else repr(bad)} path segment; "
+            "use a plain key such as runs/<name>/data.npz"
+        )
     return key
 
 
@@ -159,4 +176,4 @@ def _layer_list(value: Any, name: str) -> list:
         if sorted(value) != sorted(expected):
             raise LnnInputError(f"{name} keys must be layer1..layer{len(value)}; got {', '.join(sorted(value))}")
         return [value[key] for key in expected]
-    raise LnnInputError(f"{name} is required: a list or a {{\"layer1\": ...}} map with one entry per layer")
+    raise LnnInputError(f'{name} is required: a list or a {{"layer1": ...}} map with one entry per layer')

@@ -82,20 +82,24 @@ def load_training_data(data: bytes, *, source: str, dtype: str = "float64") -> T
     try:
         return _checked(arrays, source, dtype)
     except MemoryError:
-        raise LnnInputError(f"{source} does not fit in memory once converted to {dtype}; use less data or a larger "
-                            "memory_size") from None
+        raise LnnInputError(
+            f"{source} does not fit in memory once converted to {dtype}; use less data or a larger memory_size"
+        ) from None
 
 
-def load_common_data(data: bytes, *, source: str, features: int, target_shape: tuple[int, ...],
-                     dtype: str = "float64") -> TrainingData:
+def load_common_data(
+    data: bytes, *, source: str, features: int, target_shape: tuple[int, ...], dtype: str = "float64"
+) -> TrainingData:
     """What the parts of training data in parts share (common.npz: X_test and y_test, classes, example_shape, each
     optional), as `TrainingData` whose X (0, features) and y (0, *target_shape) hold no examples: those are in the
     parts. `target_shape`: one example's y in the parts ((): a label)."""
     arrays = _arrays(data, source)
     extra = sorted(set(arrays) - {"X_test", "y_test", "classes", "example_shape"})
     if extra:
-        raise LnnInputError(f"{source} holds {extra[0]!r}; common.npz holds only X_test, y_test, classes and example_shape "
-                            "(X and y are in the parts)")
+        raise LnnInputError(
+            f"{source} holds {extra[0]!r}; common.npz holds only X_test, y_test, classes and example_shape "
+            "(X and y are in the parts)"
+        )
     if ("X_test" in arrays) != ("y_test" in arrays):
         raise LnnInputError(f"{source} has only one of X_test and y_test; give both or neither")
     classes = _classes(arrays["classes"], source) if "classes" in arrays else None
@@ -103,24 +107,34 @@ def load_common_data(data: bytes, *, source: str, features: int, target_shape: t
     X_test = y_test = None
     if "X_test" in arrays:
         try:
-            X_test, y_test = _features_as(arrays["X_test"], "X_test", source, dtype), _labels(arrays["y_test"], "y_test", source)
+            X_test, y_test = (
+                _features_as(arrays["X_test"], "X_test", source, dtype),
+                _labels(arrays["y_test"], "y_test", source),
+            )
         except MemoryError:
-            raise LnnInputError(f"{source} does not fit in memory once converted to float64; use a larger memory_size") from None
+            raise LnnInputError(
+                f"{source} does not fit in memory once converted to float64; use a larger memory_size"
+            ) from None
         _check_rows(X_test, y_test, "X_test", "y_test", source)
         if X_test.shape[1] != features:
             raise LnnInputError(f"{source}: X_test has {X_test.shape[1]} features but the parts' X {features}")
         if y_test.shape[1:] != tuple(target_shape):
-            raise LnnInputError(f"{source}: y_test has shape {y_test.shape} but the parts' y holds {tuple(target_shape)} "
-                                "per example; give the same targets per example")
-    return TrainingData(np.empty((0, features), dtype=dtype), np.empty((0, *target_shape)), X_test, y_test, classes,
-                        example_shape)
+            raise LnnInputError(
+                f"{source}: y_test has shape {y_test.shape} but the parts' y holds {tuple(target_shape)} "
+                "per example; give the same targets per example"
+            )
+    return TrainingData(
+        np.empty((0, features), dtype=dtype), np.empty((0, *target_shape)), X_test, y_test, classes, example_shape
+    )
 
 
 def _arrays(data: bytes, source: str) -> dict[str, np.ndarray]:
     """The arrays of .npz bytes, as stored."""
     if data.startswith(HDF5_MAGIC):
-        raise LnnInputError(f"{source} is an HDF5 file, not an .npz; convert it with `lnn convert FILE OUT.npz` "
-                            "(or give it to `lnn local`/`lnn start`, which convert it)")
+        raise LnnInputError(
+            f"{source} is an HDF5 file, not an .npz; convert it with `lnn convert FILE OUT.npz` "
+            "(or give it to `lnn local`/`lnn start`, which convert it)"
+        )
     if not data.startswith(b"PK"):  # np.load would try a pickle, and say so: misleading for any other file
         raise LnnInputError(f"{source} is not a readable .npz file (not a zip archive); save it with numpy.savez")
     try:
@@ -151,14 +165,18 @@ def _checked(arrays: dict[str, np.ndarray], source: str, dtype: str) -> Training
     if X_test.shape[1] != X.shape[1]:
         raise LnnInputError(f"{source}: X_test has {X_test.shape[1]} features but X has {X.shape[1]}")
     if y_test.shape[1:] != y.shape[1:]:
-        raise LnnInputError(f"{source}: y_test has shape {y_test.shape} but y {y.shape}; give the same targets per example")
+        raise LnnInputError(
+            f"{source}: y_test has shape {y_test.shape} but y {y.shape}; give the same targets per example"
+        )
     return TrainingData(X, y, X_test, y_test, classes=classes, example_shape=example_shape)
 
 
 def _classes(array: np.ndarray, source: str) -> tuple[str, ...]:
     if array.ndim != 1 or array.shape[0] == 0 or array.dtype.kind not in "US":
-        raise LnnInputError(f"{source}: classes must be a non-empty 1-D array of class names (strings); "
-                            f"got {array.dtype} of shape {array.shape}")
+        raise LnnInputError(
+            f"{source}: classes must be a non-empty 1-D array of class names (strings); "
+            f"got {array.dtype} of shape {array.shape}"
+        )
     try:
         return tuple(name.decode("utf-8") if isinstance(name, bytes) else str(name) for name in array.tolist())
     except UnicodeDecodeError:
@@ -167,11 +185,15 @@ def _classes(array: np.ndarray, source: str) -> tuple[str, ...]:
 
 def _example_shape(array: np.ndarray, features: int, source: str) -> tuple[int, ...]:
     if array.ndim != 1 or array.shape[0] == 0 or array.dtype.kind not in "iu" or np.any(array < 1):
-        raise LnnInputError(f"{source}: example_shape must be a 1-D array of positive integers (one example's shape); "
-                            f"got {array.dtype} {array.tolist()}")
+        raise LnnInputError(
+            f"{source}: example_shape must be a 1-D array of positive integers (one example's shape); "
+            f"got {array.dtype} {array.tolist()}"
+        )
     shape = tuple(int(size) for size in array.tolist())
     if math.prod(shape) != features:
-        raise LnnInputError(f"{source}: example_shape {shape} holds {math.prod(shape)} values but X has {features} features")
+        raise LnnInputError(
+            f"{source}: example_shape {shape} holds {math.prod(shape)} values but X has {features} features"
+        )
     return shape
 
 
@@ -190,14 +212,18 @@ def _features_as(array: np.ndarray, name: str, source: str, dtype: str) -> np.nd
         with np.errstate(over="ignore"):  # an overflow is named just below
             rounded[block] = _features(array[block], name, source)
         if not np.all(np.isfinite(rounded[block])):
-            raise LnnInputError(f"{source}: {name} holds values beyond {dtype}'s range (±{np.finfo(dtype).max:.1e}); "
-                                "scale the data or train with dtype float64")
+            raise LnnInputError(
+                f"{source}: {name} holds values beyond {dtype}'s range (±{np.finfo(dtype).max:.1e}); "
+                "scale the data or train with dtype float64"
+            )
     return rounded
 
 
 def _features(array: np.ndarray, name: str, source: str) -> np.ndarray:
     if array.ndim != 2 or array.shape[0] == 0 or array.shape[1] == 0:
-        raise LnnInputError(f"{source}: {name} must be a non-empty 2-D array (examples as rows); got shape {array.shape}")
+        raise LnnInputError(
+            f"{source}: {name} must be a non-empty 2-D array (examples as rows); got shape {array.shape}"
+        )
     if array.dtype == np.uint8:
         scaled = array.astype(np.float64)
         scaled /= 255.0  # in place: one float64 copy of the data, not two
@@ -216,7 +242,9 @@ def _labels(array: np.ndarray, name: str, source: str) -> np.ndarray:
     if array.ndim == 2 and array.shape[1] == 1:
         array = array[:, 0]
     if array.ndim not in (1, 2) or array.shape[-1] == 0:
-        raise LnnInputError(f"{source}: {name} must be a 1-D array of labels (or (m, k) regression targets); got shape {array.shape}")
+        raise LnnInputError(
+            f"{source}: {name} must be a 1-D array of labels (or (m, k) regression targets); got shape {array.shape}"
+        )
     if not np.issubdtype(array.dtype, np.number) or np.iscomplexobj(array) or not np.all(np.isfinite(array)):
         raise LnnInputError(f"{source}: {name} must hold finite numeric labels")
     return array.astype(np.float64)

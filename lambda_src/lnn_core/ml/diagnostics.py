@@ -71,8 +71,10 @@ def constant_cost(Y: np.ndarray, output_activation: str) -> float:
 
 def _advice(config: TrainingConfig) -> str:
     """What to try, naming the run's own settings and leaving out what it already used."""
-    tries = [f"another --seed (this run used {config.seed})" if config.seed is not None else "another --seed",
-             f"a smaller --learning-rate than {config.learning_rate:g}"]
+    tries = [
+        f"another --seed (this run used {config.seed})" if config.seed is not None else "another --seed",
+        f"a smaller --learning-rate than {config.learning_rate:g}",
+    ]
     if config.optimizer != "adam":
         tries.append("--optimizer adam")
     if config.init != "lecun":
@@ -80,8 +82,9 @@ def _advice(config: TrainingConfig) -> str:
     return "try " + ", ".join(tries[:-1]) + " or " + tries[-1]
 
 
-def model_warnings(fit: TrainingFit, Y: np.ndarray, config: TrainingConfig,
-                   class_names: Sequence[str] | None = None) -> list[str]:
+def model_warnings(
+    fit: TrainingFit, Y: np.ndarray, config: TrainingConfig, class_names: Sequence[str] | None = None
+) -> list[str]:
     """The warnings of a trained model, from its `training_fit` over the training set and the targets Y (n_L, m).
 
     The costs compared are the data's cost alone, without the L2 term: the constant predictor has no weights to
@@ -95,21 +98,34 @@ def model_warnings(fit: TrainingFit, Y: np.ndarray, config: TrainingConfig,
     cost, baseline = network.compute_cost(fit.AL, Y, output), constant_cost(Y, output)
     if cost > (1 - NOTHING_LEARNED_MARGIN) * baseline:
         constant = "the targets' mean" if config.regression else "the class prior"
-        relation = f"within {NOTHING_LEARNED_MARGIN * 100:g} % of" if cost <= (1 + NOTHING_LEARNED_MARGIN) * baseline else "above"
-        warnings.append(f"the training cost {cost:.4g} is {relation} {baseline:.4g}, the cost of always predicting "
-                        f"{constant}: the model learned nothing; {_advice(config)}.")
+        relation = (
+            f"within {NOTHING_LEARNED_MARGIN * 100:g} % of"
+            if cost <= (1 + NOTHING_LEARNED_MARGIN) * baseline
+            else "above"
+        )
+        warnings.append(
+            f"the training cost {cost:.4g} is {relation} {baseline:.4g}, the cost of always predicting "
+            f"{constant}: the model learned nothing; {_advice(config)}."
+        )
     if not config.regression:
         labels = Y.argmax(axis=0) if Y.shape[0] > 1 else Y[0].astype(np.int64)
         predicted = output_labels(fit.AL, output)
         if np.unique(predicted).size == 1:
             label = int(predicted[0])
-            named = f"class {label} ({class_names[label]!r})" if class_names is not None and label < len(class_names) \
+            named = (
+                f"class {label} ({class_names[label]!r})"
+                if class_names is not None and label < len(class_names)
                 else f"class {label}"
-            warnings.append(f"the model predicts {named} for all {Y.shape[1]} training examples, which have "
-                            f"{np.unique(labels).size} classes; {_advice(config)}.")
+            )
+            warnings.append(
+                f"the model predicts {named} for all {Y.shape[1]} training examples, which have "
+                f"{np.unique(labels).size} classes; {_advice(config)}."
+            )
     for layer, dead in enumerate(fit.dead_units, start=1):
         units = config.neurons[layer - 1]
         if dead >= DEAD_UNITS_SHARE * units:
-            warnings.append(f"{dead} of the {units} units of hidden layer {layer} ({config.activations[layer - 1]}) "
-                            f"are dead, 0 for every training example, and can no longer learn; {_advice(config)}.")
+            warnings.append(
+                f"{dead} of the {units} units of hidden layer {layer} ({config.activations[layer - 1]}) "
+                f"are dead, 0 for every training example, and can no longer learn; {_advice(config)}."
+            )
     return warnings

@@ -10,7 +10,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from lnn_core.errors import LnnInputError
-from lnn_core.ml.network import forward_pass, Params, REGRESSION_OUTPUTS, targets, to_columns
+from lnn_core.ml.network import REGRESSION_OUTPUTS, Params, forward_pass, targets, to_columns
 
 
 def predict_proba(params: Params, X_rows: np.ndarray, activations: Sequence[str]) -> np.ndarray:
@@ -61,8 +61,10 @@ def _regression_outputs(
 ) -> tuple[np.ndarray, np.ndarray]:
     """(AL, Y), both (k, m), for a linear output; LnnInputError for another output or mismatched targets."""
     if activations[-1] not in REGRESSION_OUTPUTS:
-        raise LnnInputError(f"{metric} needs a regression output ({', '.join(REGRESSION_OUTPUTS)}), "
-                            f"not {activations[-1]!r}; use accuracy")
+        raise LnnInputError(
+            f"{metric} needs a regression output ({', '.join(REGRESSION_OUTPUTS)}), "
+            f"not {activations[-1]!r}; use accuracy"
+        )
     X_cols = to_columns(X_rows, params["W1"].dtype)
     AL, _ = forward_pass(params, X_cols, activations)
     Y = targets(y, activations[-1], AL.shape[0], AL.dtype)

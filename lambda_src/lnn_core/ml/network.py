@@ -96,8 +96,9 @@ def _check_same_shape(AL: np.ndarray, Y: np.ndarray) -> None:
 # --- initialisation ----------------------------------------------------------------------------
 
 
-def init_params(layer_sizes: Sequence[int], init: str = "lecun", seed: int | None = None,
-                dtype: str = "float64") -> Params:
+def init_params(
+    layer_sizes: Sequence[int], init: str = "lecun", seed: int | None = None, dtype: str = "float64"
+) -> Params:
     """Weights for layer_sizes = [n0, n1, ..., nL]: {"W1": (n1, n0), "b1": (n1, 1), ...}, all of `dtype`.
 
     One RandomState(seed) draws randn(n_l, n_{l-1}) for W1, W2, ... in layer order, exactly as
@@ -186,7 +187,9 @@ def layer_backward(
     return (W.T @ dZ, *weight_gradients(dZ, A_prev, W, l2))
 
 
-def weight_gradients(dZ: np.ndarray, A_prev: np.ndarray, W: np.ndarray, l2: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
+def weight_gradients(
+    dZ: np.ndarray, A_prev: np.ndarray, W: np.ndarray, l2: float = 0.0
+) -> tuple[np.ndarray, np.ndarray]:
     """layer_backward's (dW, db) without dA_prev: layer 1's input gradient is never read, and costs a matmul."""
     m = A_prev.shape[1]
     dW = dZ @ A_prev.T / m

@@ -102,11 +102,17 @@ def check_integer(label: str, value: Any, low: int, high: int) -> int:
     return value
 
 
-def check_number(label: str, value: Any, low: float, high: float, *, low_open: bool = False,
-                 high_open: bool = False) -> float:
+def check_number(
+    label: str, value: Any, low: float, high: float, *, low_open: bool = False, high_open: bool = False
+) -> float:
     """A finite number in [low, high] (a parenthesis where open); a float."""
-    fits = (isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-            and (low < value if low_open else low <= value) and (value < high if high_open else value <= high))
+    fits = (
+        isinstance(value, (int, float))
+        and not isinstance(value, bool)
+        and math.isfinite(value)
+        and (low < value if low_open else low <= value)
+        and (value < high if high_open else value <= high)
+    )
     if not fits:
         interval = f"{'(' if low_open else '['}{low:g}, {high:g}{')' if high_open else ']'}"
         raise LnnInputError(f"{label} must be a number in {interval}; got {shown(value)}")
@@ -127,63 +133,193 @@ def _choice(name: str, choices: tuple[str, ...], **fields) -> TrainingParameter:
 
 # In the order of `TrainingConfig.to_parameters`, the docs and `--help`.
 TABLE: tuple[TrainingParameter, ...] = (
-    _integer("epochs", 1, MAX_EPOCHS, default=100, required=True, stack_default=True, example="100",
-             help="passes over the training set", lnn=('"epochs": 2500', "0.0 to 1.0")),
-    _integer("layers", 1, MAX_LAYERS, flag=False, example="4", unset="the number of neurons given",
-             help="the number of layers; optional, it must agree with neurons and activations",
-             lnn=('"layers": 4', "0.0 to 1.0")),
-    _number("learning_rate", 0, 10, low_open=True, default=0.0075, required=True, stack_default=True,
-            example="0.0075", help="the step size of every update", lnn=('"learning_rate": 0.0075', "0.0 to 1.0")),
-    TrainingParameter("neurons", COUNTS, default=(20, 7, 5, 1), low=1, high=MAX_NEURONS, required=True,
-                      stack_default=True, example="20,7,5,1", help="neurons per layer, the output layer last",
-                      lnn=('"neurons": {"layer1": 20, ...}', "0.0 to 1.0")),
-    TrainingParameter("activations", NAMES, default=("relu", "relu", "relu", "sigmoid"), choices=HIDDEN_ACTIVATIONS,
-                      required=True, stack_default=True, example="relu,relu,relu,sigmoid",
-                      help="the activation of each layer: " + ", ".join(HIDDEN_ACTIVATIONS) + " for hidden layers; "
-                      "sigmoid (1 neuron), softmax or linear (a regression) for the output",
-                      lnn=('"activations": {"layer1": "relu", ...}', "0.0 to 1.0")),
-    _choice("granularity", GRANULARITIES, default="layer", stack_default=True, example="layer",
-            help="what one trainer invocation computes: one layer's pass, one epoch, or auto (epochs that fit)"),
-    _choice("init", INITIALIZERS, default="lecun", stack_default=True, example="he",
-            help="the random initialization of the weights"),
-    _choice("dtype", DTYPES, default="float64", example="float32",
-            help="the floating-point type of the data, the weights and every computation, stored and moved as such; "
-            "float32 halves their bytes (the data are rounded to it once, when loaded)"),
-    _integer("seed", 0, MAX_SEED, stack_default=True, example="42", unset="a random seed drawn per run",
-             help="the seed of the initialization (and of the shuffle, unless shuffle_seed is given)"),
-    _integer("batch_size", 1, MAX_BATCH_SIZE, example="64", unset="the whole training set",
-             help="examples per mini-batch", lnn=('"batch_size": 64', "0.2.4, 1.0")),
-    _integer("shuffle_seed", 0, MAX_SEED, example="7", unset="the seed",
-             help="the seed of the mini-batch shuffle, RandomState(shuffle_seed + epoch)"),
+    _integer(
+        "epochs",
+        1,
+        MAX_EPOCHS,
+        default=100,
+        required=True,
+        stack_default=True,
+        example="100",
+        help="passes over the training set",
+        lnn=('"epochs": 2500', "0.0 to 1.0"),
+    ),
+    _integer(
+        "layers",
+        1,
+        MAX_LAYERS,
+        flag=False,
+        example="4",
+        unset="the number of neurons given",
+        help="the number of layers; optional, it must agree with neurons and activations",
+        lnn=('"layers": 4', "0.0 to 1.0"),
+    ),
+    _number(
+        "learning_rate",
+        0,
+        10,
+        low_open=True,
+        default=0.0075,
+        required=True,
+        stack_default=True,
+        example="0.0075",
+        help="the step size of every update",
+        lnn=('"learning_rate": 0.0075', "0.0 to 1.0"),
+    ),
+    TrainingParameter(
+        "neurons",
+        COUNTS,
+        default=(20, 7, 5, 1),
+        low=1,
+        high=MAX_NEURONS,
+        required=True,
+        stack_default=True,
+        example="20,7,5,1",
+        help="neurons per layer, the output layer last",
+        lnn=('"neurons": {"layer1": 20, ...}', "0.0 to 1.0"),
+    ),
+    TrainingParameter(
+        "activations",
+        NAMES,
+        default=("relu", "relu", "relu", "sigmoid"),
+        choices=HIDDEN_ACTIVATIONS,
+        required=True,
+        stack_default=True,
+        example="relu,relu,relu,sigmoid",
+        help="the activation of each layer: " + ", ".join(HIDDEN_ACTIVATIONS) + " for hidden layers; "
+        "sigmoid (1 neuron), softmax or linear (a regression) for the output",
+        lnn=('"activations": {"layer1": "relu", ...}', "0.0 to 1.0"),
+    ),
+    _choice(
+        "granularity",
+        GRANULARITIES,
+        default="layer",
+        stack_default=True,
+        example="layer",
+        help="what one trainer invocation computes: one layer's pass, one epoch, or auto (epochs that fit)",
+    ),
+    _choice(
+        "init",
+        INITIALIZERS,
+        default="lecun",
+        stack_default=True,
+        example="he",
+        help="the random initialization of the weights",
+    ),
+    _choice(
+        "dtype",
+        DTYPES,
+        default="float64",
+        example="float32",
+        help="the floating-point type of the data, the weights and every computation, stored and moved as such; "
+        "float32 halves their bytes (the data are rounded to it once, when loaded)",
+    ),
+    _integer(
+        "seed",
+        0,
+        MAX_SEED,
+        stack_default=True,
+        example="42",
+        unset="a random seed drawn per run",
+        help="the seed of the initialization (and of the shuffle, unless shuffle_seed is given)",
+    ),
+    _integer(
+        "batch_size",
+        1,
+        MAX_BATCH_SIZE,
+        example="64",
+        unset="the whole training set",
+        help="examples per mini-batch",
+        lnn=('"batch_size": 64', "0.2.4, 1.0"),
+    ),
+    _integer(
+        "shuffle_seed",
+        0,
+        MAX_SEED,
+        example="7",
+        unset="the seed",
+        help="the seed of the mini-batch shuffle, RandomState(shuffle_seed + epoch)",
+    ),
     _choice("optimizer", OPTIMIZERS, default="gd", example="adam", help="the update rule"),
-    _number("beta", 0, 1, high_open=True, default=DEFAULT_BETA, optimizer="momentum", example="0.9",
-            help="momentum's beta"),
-    _number("beta1", 0, 1, high_open=True, default=DEFAULT_BETA1, optimizer="adam", example="0.9",
-            help="adam's beta1"),
-    _number("beta2", 0, 1, high_open=True, default=DEFAULT_BETA2, optimizer="adam", example="0.999",
-            help="adam's beta2"),
-    _number("epsilon", 0, 1, low_open=True, default=DEFAULT_EPSILON, optimizer="adam", example="1e-8",
-            help="adam's epsilon"),
+    _number(
+        "beta", 0, 1, high_open=True, default=DEFAULT_BETA, optimizer="momentum", example="0.9", help="momentum's beta"
+    ),
+    _number("beta1", 0, 1, high_open=True, default=DEFAULT_BETA1, optimizer="adam", example="0.9", help="adam's beta1"),
+    _number(
+        "beta2", 0, 1, high_open=True, default=DEFAULT_BETA2, optimizer="adam", example="0.999", help="adam's beta2"
+    ),
+    _number(
+        "epsilon", 0, 1, low_open=True, default=DEFAULT_EPSILON, optimizer="adam", example="1e-8", help="adam's epsilon"
+    ),
     _number("l2", 0, 1e6, default=0.0, example="0.7", help="the L2 regularization lambda"),
-    _number("threshold", 0, 1e100, low_open=True, example="0.0019", unset="no early stop",
-            help="stop after the first epoch whose cost is below it", lnn=('"threshold": 0.0019', "1.0")),
-    _integer("eval_every", 0, MAX_EPOCHS, default=0, example="10",
-             help="every N epochs, record the test set's cost and metric; 0 never"),
-    _number("validation_split", 0, 1, high_open=True, default=0.0, example="0.2",
-            help="the fraction of the training data held out for validation (by a permutation seeded with "
-            "validation_seed, so every run of a sweep holds out the same examples), evaluated every eval_every epochs "
-            "and at the end; 0 none"),
-    _integer("validation_seed", 0, MAX_SEED, default=0, example="0",
-             help="the seed of the validation split's permutation (not the training seed: trials that differ in "
-             "their seed still hold out the same examples)"),
-    _number("weight", -1e6, 1e6, flag=False, example="0", unset="a random initialization",
-            help="every initial weight (with bias)", lnn=('"weight": 0', "0.0")),
-    _number("bias", -1e6, 1e6, flag=False, example="0", unset="a random initialization",
-            help="every initial bias (with weight)", lnn=('"bias": 0', "0.0")),
-    _integer("workers", 1, MAX_WORKERS, default=1, example="1",
-             help="data-parallel shard workers per update; more than 1 needs granularity epoch or auto, and at "
-             "most the trainer's reserved concurrency; lnn local and lnn start then upload the data in K parts, "
-             "one per worker"),
+    _number(
+        "threshold",
+        0,
+        1e100,
+        low_open=True,
+        example="0.0019",
+        unset="no early stop",
+        help="stop after the first epoch whose cost is below it",
+        lnn=('"threshold": 0.0019', "1.0"),
+    ),
+    _integer(
+        "eval_every",
+        0,
+        MAX_EPOCHS,
+        default=0,
+        example="10",
+        help="every N epochs, record the test set's cost and metric; 0 never",
+    ),
+    _number(
+        "validation_split",
+        0,
+        1,
+        high_open=True,
+        default=0.0,
+        example="0.2",
+        help="the fraction of the training data held out for validation (by a permutation seeded with "
+        "validation_seed, so every run of a sweep holds out the same examples), evaluated every eval_every epochs "
+        "and at the end; 0 none",
+    ),
+    _integer(
+        "validation_seed",
+        0,
+        MAX_SEED,
+        default=0,
+        example="0",
+        help="the seed of the validation split's permutation (not the training seed: trials that differ in "
+        "their seed still hold out the same examples)",
+    ),
+    _number(
+        "weight",
+        -1e6,
+        1e6,
+        flag=False,
+        example="0",
+        unset="a random initialization",
+        help="every initial weight (with bias)",
+        lnn=('"weight": 0', "0.0"),
+    ),
+    _number(
+        "bias",
+        -1e6,
+        1e6,
+        flag=False,
+        example="0",
+        unset="a random initialization",
+        help="every initial bias (with weight)",
+        lnn=('"bias": 0', "0.0"),
+    ),
+    _integer(
+        "workers",
+        1,
+        MAX_WORKERS,
+        default=1,
+        example="1",
+        help="data-parallel shard workers per update; more than 1 needs granularity epoch or auto, and at "
+        "most the trainer's reserved concurrency; lnn local and lnn start then upload the data in K parts, "
+        "one per worker",
+    ),
 )
 PARAMETERS = {parameter.name: parameter for parameter in TABLE}
 # parameters.json's keys: the table's and the run's data (set by the launcher: runs/<id>/data.npz).

@@ -1,12 +1,11 @@
 """Data-parallel training in pure NumPy: one mini-batch split across K shard workers, their sums reduced in order.
 
 A round is one update. Shard i takes a contiguous slice of the batch's examples (the first m_b % K shards one
-example more; with the data in K parts, the batch's examples in part i: `part_batch`), computes forward and backward over it from the committed parameters, and returns its gradient
-sums and its loss sum, not yet divided by the batch size. The reduce adds the K results in shard order
-0, 1, ..., K - 1, divides by m_b, adds the L2 term, and hands the gradients to the optimizer. The Lambda engine runs
-the same functions (a shard per invocation), so a run with K workers equals `train_epoch_sharded` bit for bit;
-against K = 1 only the order of summation differs.
-"""
+example more; with the data in K parts, the batch's examples in part i: `part_batch`), computes forward and backward
+over it from the committed parameters, and returns its gradient sums and its loss sum, not yet divided by the batch
+size. The reduce adds the K results in shard order 0, 1, ..., K - 1, divides by m_b, adds the L2 term, and hands the
+gradients to the optimizer. The Lambda engine runs the same functions (a shard per invocation), so a run with K
+workers equals `train_epoch_sharded` bit for bit; against K = 1 only the order of summation differs."""
 
 from collections.abc import Iterable, Sequence
 
@@ -29,7 +28,9 @@ def shard_columns(A_batch: np.ndarray, part: slice) -> np.ndarray:
     return np.ascontiguousarray(A_batch[:, part])
 
 
-def shard_sums(params: network.Params, X_shard: np.ndarray, Y_shard: np.ndarray, activations: Sequence[str]) -> ShardResult:
+def shard_sums(
+    params: network.Params, X_shard: np.ndarray, Y_shard: np.ndarray, activations: Sequence[str]
+) -> ShardResult:
     """X_shard (n0, m_i), Y_shard (n_L, m_i) -> (gradient sums over the shard's examples, their loss sum)."""
     AL, caches = network.forward_pass(params, X_shard, activations)
     loss = network.loss_sum(AL, Y_shard, activations[-1])
@@ -44,8 +45,9 @@ def shard_sums(params: network.Params, X_shard: np.ndarray, Y_shard: np.ndarray,
     return sums, loss
 
 
-def combine_shards(params: network.Params, results: Iterable[ShardResult], batch_examples: int,
-                   l2: float = 0.0) -> tuple[network.Params, float]:
+def combine_shards(
+    params: network.Params, results: Iterable[ShardResult], batch_examples: int, l2: float = 0.0
+) -> tuple[network.Params, float]:
     """The batch's gradients and cost sum from its shards' results, added in shard order as they come (one result
     in memory at a time): dW = (((dW_0 + dW_1) + ...) / m_b (+ (l2 / m_b) W), db likewise;
     cost sum = ((0.0 + loss_0) + loss_1) + ... (+ l2_penalty)."""
@@ -82,10 +84,14 @@ def train_epoch_sharded(
     for batch in batches:
         X_batch, Y_batch = batching.batch_columns(X_cols, batch), batching.batch_columns(Y, batch)
         parts = shard_slices(X_batch.shape[1], workers)
-        results = [shard_sums(params, shard_columns(X_batch, part), shard_columns(Y_batch, part), activations)
-                   for part in parts]
+        results = [
+            shard_sums(params, shard_columns(X_batch, part), shard_columns(Y_batch, part), activations)
+            for part in parts
+        ]
         grads, cost_sum = combine_shards(params, results, X_batch.shape[1], l2)
-        params, opt_state = optimizers.update(params, grads, opt_state, learning_rate=learning_rate, **optimizer_settings)
+        params, opt_state = optimizers.update(
+            params, grads, opt_state, learning_rate=learning_rate, **optimizer_settings
+        )
         total += cost_sum
     return params, opt_state, total / X_cols.shape[1]
 
@@ -97,7 +103,8 @@ def train_epoch_sharded(
 
 
 def part_bounds(part_examples: Sequence[int]) -> list[slice]:
-    """The rows of the whole training set that each part holds, in order: [slice(0, m_0), slice(m_0, m_0 + m_1), ...]."""
+    """The rows of the whole training set that each part holds, in order:
+    [slice(0, m_0), slice(m_0, m_0 + m_1), ...]."""
     bounds = np.cumsum([0, *part_examples])
     return [slice(int(start), int(stop)) for start, stop in zip(bounds[:-1], bounds[1:])]
 
@@ -130,16 +137,23 @@ def train_epoch_parts(
 ) -> tuple[network.Params, optimizers.State, float]:
     """`train_epoch_sharded` with the data in parts of `part_examples` examples (the columns of X_cols in order):
     shard k of every batch is `part_batch` of part k, taken from that part's own columns as its worker holds them."""
-    parts = [(np.ascontiguousarray(X_cols[:, rows]), np.ascontiguousarray(Y[:, rows])) for rows in part_bounds(part_examples)]
+    parts = [
+        (np.ascontiguousarray(X_cols[:, rows]), np.ascontiguousarray(Y[:, rows])) for rows in part_bounds(part_examples)
+    ]
     rows_of = part_bounds(part_examples)
     total = 0.0
     for batch in batches:
         results = []
         for (X_part, Y_part), rows in zip(parts, rows_of):
             local = part_batch(batch, rows)
-            results.append(shard_sums(params, batching.batch_columns(X_part, local), batching.batch_columns(Y_part, local),
-                                      activations))
+            results.append(
+                shard_sums(
+                    params, batching.batch_columns(X_part, local), batching.batch_columns(Y_part, local), activations
+                )
+            )
         grads, cost_sum = combine_shards(params, results, batch_examples(batch, X_cols.shape[1]), l2)
-        params, opt_state = optimizers.update(params, grads, opt_state, learning_rate=learning_rate, **optimizer_settings)
+        params, opt_state = optimizers.update(
+            params, grads, opt_state, learning_rate=learning_rate, **optimizer_settings
+        )
         total += cost_sum
     return params, opt_state, total / X_cols.shape[1]

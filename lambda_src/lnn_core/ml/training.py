@@ -47,13 +47,13 @@ from lnn_core.errors import LnnInputError
 from lnn_core.ml import optimizers
 from lnn_core.ml.batching import Batch, batch_columns, check_batch_size, minibatches
 from lnn_core.ml.network import (
+    Params,
     apply_update,
     backward_pass,
     batch_cost_sum,
     compute_cost,
     forward_pass,
     init_params,
-    Params,
     targets,
     to_columns,
     validate_architecture,
@@ -94,7 +94,9 @@ def batch_step(
     AL, caches = forward_pass(params, X_batch, activations)
     cost_sum = batch_cost_sum(AL, Y_batch, activations[-1], params, l2)
     grads = backward_pass(params, caches, AL, Y_batch, activations, l2)
-    new_params, new_state = optimizers.update(params, grads, opt_state, learning_rate=learning_rate, **optimizer_settings)
+    new_params, new_state = optimizers.update(
+        params, grads, opt_state, learning_rate=learning_rate, **optimizer_settings
+    )
     return new_params, new_state, cost_sum
 
 
@@ -122,8 +124,14 @@ def train_epoch(
     total = 0.0
     for batch in batches:
         params, opt_state, cost_sum = batch_step(
-            params, opt_state, batch_columns(X_cols, batch), batch_columns(Y, batch),
-            activations=activations, learning_rate=learning_rate, l2=l2, **optimizer_settings,
+            params,
+            opt_state,
+            batch_columns(X_cols, batch),
+            batch_columns(Y, batch),
+            activations=activations,
+            learning_rate=learning_rate,
+            l2=l2,
+            **optimizer_settings,
         )
         total += cost_sum
     return params, opt_state, total / X_cols.shape[1]
@@ -202,7 +210,9 @@ def train_reference_state(
         raise LnnInputError(f"X has {m} rows but there are {Y.shape[1]} labels")
     check_batch_size(m, batch_size)
     if parts is not None and (len(parts) != workers or sum(parts) != m or min(parts) < 1):
-        raise LnnInputError(f"parts must be {workers} (workers) positive numbers of examples adding up to {m}; got {parts!r}")
+        raise LnnInputError(
+            f"parts must be {workers} (workers) positive numbers of examples adding up to {m}; got {parts!r}"
+        )
     if shuffle_seed is None:
         shuffle_seed = 0 if seed is None else seed
     params = init_params([X_cols.shape[0], *neurons], init, seed, dtype)
@@ -214,9 +224,19 @@ def train_reference_state(
         if parts is not None:
             epoch_step = functools.partial(train_epoch_parts, part_examples=parts)
         params, opt_state, cost = epoch_step(
-            params, opt_state, X_cols, Y, activations=activations,
-            batches=minibatches(m, batch_size, shuffle_seed, epoch), learning_rate=learning_rate,
-            optimizer=optimizer, beta=beta, beta1=beta1, beta2=beta2, epsilon=epsilon, l2=l2,
+            params,
+            opt_state,
+            X_cols,
+            Y,
+            activations=activations,
+            batches=minibatches(m, batch_size, shuffle_seed, epoch),
+            learning_rate=learning_rate,
+            optimizer=optimizer,
+            beta=beta,
+            beta1=beta1,
+            beta2=beta2,
+            epsilon=epsilon,
+            l2=l2,
         )
         costs.append(cost)
         if threshold is not None and cost < threshold:

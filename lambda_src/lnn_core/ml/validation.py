@@ -21,8 +21,10 @@ def split_indices(examples: int, fraction: float, seed: int) -> tuple[np.ndarray
         return np.arange(examples), np.arange(0)
     held = max(1, math.floor(fraction * examples))
     if held >= examples:
-        raise LnnInputError(f"validation_split {fraction:g} holds out all {examples} training examples; "
-                            "use a smaller validation_split or more data")
+        raise LnnInputError(
+            f"validation_split {fraction:g} holds out all {examples} training examples; "
+            "use a smaller validation_split or more data"
+        )
     order = np.random.RandomState(seed).permutation(examples)
     return np.sort(order[held:]), np.sort(order[:held])
 
@@ -32,5 +34,6 @@ def held_out(data: TrainingData, fraction: float, seed: int) -> TrainingData:
     if not fraction:
         return data
     training, validation = split_indices(data.X.shape[0], fraction, seed)
-    return dataclasses.replace(data, X=data.X[training], y=data.y[training], X_validation=data.X[validation],
-                               y_validation=data.y[validation])
+    return dataclasses.replace(
+        data, X=data.X[training], y=data.y[training], X_validation=data.X[validation], y_validation=data.y[validation]
+    )

@@ -36,8 +36,9 @@ def subject(run: dict[str, Any]) -> str:
     if run["status"] == "succeeded":
         first = figures(final)[:1]
         warned = f" with {warning_count(final)}" if warning_count(final) else ""
-        return (f"LNN run {run['run_id']} succeeded{warned}: cost {final.get('cost', 0):.4g}"
-                + "".join(f", {l} {v}" for l, v in first))
+        return f"LNN run {run['run_id']} succeeded{warned}: cost {final.get('cost', 0):.4g}" + "".join(
+            f", {l} {v}" for l, v in first
+        )
     return f"LNN run {run['run_id']} {run['status']}"
 
 

@@ -62,11 +62,15 @@ def no_model(run: dict[str, Any]) -> str:
     """Why a run without `published_model` has none, and what gives it one (for `lnn predict` and the page)."""
     run_id, status = run["run_id"], run["status"]
     if status == "running":
-        return (f"run {run_id} is running and has no model yet; predict after it succeeds, or stop it "
-                f"(`lnn stop {run_id}`) to keep the model of its last epoch")
+        return (
+            f"run {run_id} is running and has no model yet; predict after it succeeds, or stop it "
+            f"(`lnn stop {run_id}`) to keep the model of its last epoch"
+        )
     if status == "stopped":
-        return (f"run {run_id} was stopped before its first epoch ended and has no model; continue it with "
-                f"`lnn resume {run_id}`")
+        return (
+            f"run {run_id} was stopped before its first epoch ended and has no model; continue it with "
+            f"`lnn resume {run_id}`"
+        )
     return f"run {run_id} is {status} and has no model; start a new run"
 
 
@@ -78,17 +82,41 @@ def catch_up(ports: Ports, run: dict[str, Any], *, claimant: str, context: Any =
     return False
 
 
-def end_run(ports: Ports, run: dict[str, Any], *, status: str, reason: str, claimant: str, context: Any = None,
-            unless_alive: bool = False, fields: dict[str, Any] | None = None) -> dict[str, Any]:
+def end_run(
+    ports: Ports,
+    run: dict[str, Any],
+    *,
+    status: str,
+    reason: str,
+    claimant: str,
+    context: Any = None,
+    unless_alive: bool = False,
+    fields: dict[str, Any] | None = None,
+) -> dict[str, Any]:
     """Move a running run to a terminal status at its current step, setting `fields` too, and notify once.
     `unless_alive`: only while its heartbeat is the one in `run` (the watchdog's judgement: a step that started
     meanwhile is alive). A stopped run keeps its `next_event`: the step `lnn resume` continues it with."""
-    reason = reason if len(reason) <= MAX_REASON else reason[: MAX_REASON - 1] + "…"  # it goes into an item and a message
-    fields = {**(fields or {}), "status": status, "reason": reason, "finished_at": now(), "ended_by": claimant,
-              **({} if status == "stopped" else {"next_event": None}), **message_owed()}
+    reason = (
+        reason if len(reason) <= MAX_REASON else reason[: MAX_REASON - 1] + "…"
+    )  # it goes into an item and a message
+    fields = {
+        **(fields or {}),
+        "status": status,
+        "reason": reason,
+        "finished_at": now(),
+        "ended_by": claimant,
+        **({} if status == "stopped" else {"next_event": None}),
+        **message_owed(),
+    }
     stop_token = run.get("stop_token") if status == "stopped" and run.get("stop_requested") else None
-    if not ports.table.transition(run["run_id"], seen_step=run["committed_step"], new_step=run["committed_step"],
-                                  fields=fields, seen=run if unless_alive else None, stop_token=stop_token):
+    if not ports.table.transition(
+        run["run_id"],
+        seen_step=run["committed_step"],
+        new_step=run["committed_step"],
+        fields=fields,
+        seen=run if unless_alive else None,
+        stop_token=stop_token,
+    ):
         latest = ports.table.get_run(run["run_id"])  # ended by a twin, or by us with the answer lost: notify once
         if latest is None or latest["status"] not in TERMINAL:
             return {"outcome": "duplicate"}
@@ -105,7 +133,9 @@ def message_owed() -> dict[str, Any]:
     return {"notified": False, MESSAGE_DUE: MESSAGE_DUE_VALUE}
 
 
-def fail_run(ports: Ports, run: dict[str, Any], reason: str, *, claimant: str, context: Any = None,
-             unless_alive: bool = False) -> dict[str, Any]:
-    return end_run(ports, run, status="failed", reason=reason, claimant=claimant, context=context,
-                   unless_alive=unless_alive)
+def fail_run(
+    ports: Ports, run: dict[str, Any], reason: str, *, claimant: str, context: Any = None, unless_alive: bool = False
+) -> dict[str, Any]:
+    return end_run(
+        ports, run, status="failed", reason=reason, claimant=claimant, context=context, unless_alive=unless_alive
+    )

@@ -70,25 +70,48 @@ def parse_event(event: Any) -> StepEvent:
     if event["state"] not in EVENT_STATES:
         raise LnnInputError(f"unknown state {shown(event['state'])}; expected one of {', '.join(EVENT_STATES)}")
     shard_fields = (("shard", int),) if event["state"] == SHARD else ()
-    for name, kind in (("run_id", str), ("step", int), ("epoch", int), ("epochs", int), ("batch", int),
-                       ("batches", int), ("shards", int), ("layer", int), ("layers", int), ("neurons", dict),
-                       ("activations", dict), ("learning_rate", (int, float)), ("granularity", str), *shard_fields):
+    for name, kind in (
+        ("run_id", str),
+        ("step", int),
+        ("epoch", int),
+        ("epochs", int),
+        ("batch", int),
+        ("batches", int),
+        ("shards", int),
+        ("layer", int),
+        ("layers", int),
+        ("neurons", dict),
+        ("activations", dict),
+        ("learning_rate", (int, float)),
+        ("granularity", str),
+        *shard_fields,
+    ):
         value = event.get(name)
         if isinstance(value, bool) or not isinstance(value, kind):
             raise LnnInputError(f"'{name}' must be of type {getattr(kind, '__name__', 'number')}; got {shown(value)}")
-    if not (1 <= event["step"] and 1 <= event["epochs"] <= MAX_EPOCHS and 1 <= event["layers"] <= MAX_LAYERS
-            and 1 <= event["batches"] <= MAX_BATCHES):
-        raise LnnInputError(f"'step', 'epochs', 'batches' and 'layers' must be positive, with at most {MAX_EPOCHS} "
-                            f"epochs, {MAX_BATCHES} batches and {MAX_LAYERS} layers")
-    learning_rate = float(event["learning_rate"]) if abs(event["learning_rate"]) < 1e300 else math.inf  # huge ints overflow
+    if not (
+        1 <= event["step"]
+        and 1 <= event["epochs"] <= MAX_EPOCHS
+        and 1 <= event["layers"] <= MAX_LAYERS
+        and 1 <= event["batches"] <= MAX_BATCHES
+    ):
+        raise LnnInputError(
+            f"'step', 'epochs', 'batches' and 'layers' must be positive, with at most {MAX_EPOCHS} "
+            f"epochs, {MAX_BATCHES} batches and {MAX_LAYERS} layers"
+        )
+    learning_rate = (
+        float(event["learning_rate"]) if abs(event["learning_rate"]) < 1e300 else math.inf
+    )  # huge ints overflow
     if not math.isfinite(learning_rate):
         raise LnnInputError(f"'learning_rate' must be a finite number; got {shown(event['learning_rate'])}")
     if not 1 <= event["epoch"] <= event["epochs"]:
         raise LnnInputError(f"epoch {event['epoch']} is out of range 1..{event['epochs']}")
     check_run_id(event["run_id"])
     if not 1 <= event["shards"] <= MAX_WORKERS or not 0 <= event.get("shard", 0) < event["shards"]:
-        raise LnnInputError(f"shards must be 1..{MAX_WORKERS} and a shard 0..shards-1; got shard {shown(event.get('shard'))} "
-                            f"of {shown(event['shards'])}")
+        raise LnnInputError(
+            f"shards must be 1..{MAX_WORKERS} and a shard 0..shards-1; got shard {shown(event.get('shard'))} "
+            f"of {shown(event['shards'])}"
+        )
     if not 0 <= event["batch"] <= event["batches"]:
         raise LnnInputError(f"batch {event['batch']} is out of range 0..{event['batches']}")
     if not 0 <= event["layer"] <= event["layers"]:
@@ -99,8 +122,14 @@ def parse_event(event: Any) -> StepEvent:
     return StepEvent(
         run_id=event["run_id"],
         step=event["step"],
-        position=Position(event["step"], event["state"], event["epoch"], event["layer"], batch=event["batch"],
-                          shard=event.get("shard") if event["state"] == SHARD else None),
+        position=Position(
+            event["step"],
+            event["state"],
+            event["epoch"],
+            event["layer"],
+            batch=event["batch"],
+            shard=event.get("shard") if event["state"] == SHARD else None,
+        ),
         epochs=event["epochs"],
         layers=event["layers"],
         batches=event["batches"],
@@ -119,8 +148,21 @@ def schedule_mismatch(step_event: StepEvent, run: dict) -> str | None:
     received = event_fields(step_event)
     if step_event.shard is not None:  # a shard feeds the reduce step of its round
         received["state"] = "reduce"
-    for name in ("step", "state", "epoch", "batch", "batches", "shards", "layer", "epochs", "layers", "neurons",
-                 "activations", "learning_rate", "granularity"):
+    for name in (
+        "step",
+        "state",
+        "epoch",
+        "batch",
+        "batches",
+        "shards",
+        "layer",
+        "epochs",
+        "layers",
+        "neurons",
+        "activations",
+        "learning_rate",
+        "granularity",
+    ):
         if received[name] != expected.get(name):
             return f"{name} is {shown(received[name])} but the run's next step has {shown(expected.get(name))}"
     return None

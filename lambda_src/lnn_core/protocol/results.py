@@ -16,8 +16,12 @@ from lnn_core.ml.dataset import TrainingData
 from lnn_core.ml.metrics import accuracy, output_accuracy, output_r2, output_rmse, r2, rmse
 from lnn_core.protocol.layout import is_checkpoint, params_key
 
-ITEM_WEIGHTS_LIMIT = 2_000  # parameters stored as DynamoDB lists (~40 KB of the 400 KB item limit); above: norms and a checkpoint key
-WRITE_REQUEST_SECONDS = 0.4  # budgeted per transaction of epoch items: the commit's writes must fit in the invocation too
+ITEM_WEIGHTS_LIMIT = (
+    2_000  # parameters stored as DynamoDB lists (~40 KB of the 400 KB item limit); above: norms and a checkpoint key
+)
+WRITE_REQUEST_SECONDS = (
+    0.4  # budgeted per transaction of epoch items: the commit's writes must fit in the invocation too
+)
 PARTITION_WRITE_UNITS_PER_SECOND = 1000  # DynamoDB's limit per partition; all of a run's items share one key
 TRANSACTION_UNITS_PER_KB = 2  # a transactional write consumes twice the units of a plain one
 DIVERGED_MAGNITUDE = 1e100  # weights this large have diverged (and DynamoDB numbers end at 1e126)
@@ -37,7 +41,9 @@ class StepResult:
     final: dict[str, Any] | None = None
 
 
-def epochs_done(config: TrainingConfig, *, first_epoch: int, state: dict, items: list, obsolete: list[str]) -> StepResult:
+def epochs_done(
+    config: TrainingConfig, *, first_epoch: int, state: dict, items: list, obsolete: list[str]
+) -> StepResult:
     """The shared tail of every step that completes epochs: the training state to S3, one results item per epoch."""
     last_epoch, last_cost = items[-1]["epoch"], items[-1]["cost"]
     key = params_key(config, last_epoch)
@@ -59,13 +65,25 @@ def epochs_done(config: TrainingConfig, *, first_epoch: int, state: dict, items:
     return result
 
 
-def epoch_item(config: TrainingConfig, epoch: int, cost: float, params: dict, started_at: str,
-               evaluated: dict[str, float] | None = None) -> dict[str, Any]:
+def epoch_item(
+    config: TrainingConfig,
+    epoch: int,
+    cost: float,
+    params: dict,
+    started_at: str,
+    evaluated: dict[str, float] | None = None,
+) -> dict[str, Any]:
     """The epoch's results item: its cost, the test set's figures when evaluated, and its end-of-epoch weights
     (lists; or norms, and the key of the kept training state at a checkpoint epoch). Its content depends on the
     epoch alone, never on the step that wrote it. The run table stores it as two items (`run_table.stored_items`)."""
-    item = {"epoch": epoch, "cost": cost, "learning_rate": config.learning_rate, "started_at": started_at,
-            "finished_at": now(), **(evaluated or {})}
+    item = {
+        "epoch": epoch,
+        "cost": cost,
+        "learning_rate": config.learning_rate,
+        "started_at": started_at,
+        "finished_at": now(),
+        **(evaluated or {}),
+    }
     layers = range(1, config.layers + 1)
     if sum(array.size for array in params.values()) <= ITEM_WEIGHTS_LIMIT:
         item["weights"] = {f"layer{l}": params[f"W{l}"] for l in layers}
@@ -77,7 +95,9 @@ def epoch_item(config: TrainingConfig, epoch: int, cost: float, params: dict, st
     return item
 
 
-def evaluation(config: TrainingConfig, data: TrainingData, epoch: int, params: network.Params) -> dict[str, float] | None:
+def evaluation(
+    config: TrainingConfig, data: TrainingData, epoch: int, params: network.Params
+) -> dict[str, float] | None:
     """Every `eval_every` epochs, the validation set's and the test set's cost and metric with the end-of-epoch
     weights (None otherwise, or with neither set)."""
     if not config.eval_every or epoch % config.eval_every:
@@ -89,29 +109,51 @@ def evaluation(config: TrainingConfig, data: TrainingData, epoch: int, params: n
     return figures or None
 
 
-def held_out_figures(prefix: str, params: network.Params, X: np.ndarray, y: np.ndarray, config: TrainingConfig,
-                     epoch: int) -> dict[str, float]:
+def held_out_figures(
+    prefix: str, params: network.Params, X: np.ndarray, y: np.ndarray, config: TrainingConfig, epoch: int
+) -> dict[str, float]:
     """`<prefix>_cost` and `<prefix>_accuracy` (or `<prefix>_rmse`) of rows X (m, n0) and labels y."""
     activations = list(config.activations)
     AL, _ = network.forward_pass(params, network.to_columns(X, config.dtype), activations)
-    cost = network.compute_cost(AL, network.targets(y, activations[-1], config.neurons[-1], config.dtype), activations[-1])
+    cost = network.compute_cost(
+        AL, network.targets(y, activations[-1], config.neurons[-1], config.dtype), activations[-1]
+    )
     metric = ("rmse", rmse) if config.regression else ("accuracy", accuracy)
-    return {f"{prefix}_cost": finite_cost(cost, epoch, config), f"{prefix}_{metric[0]}": metric[1](params, X, y, activations)}
+    return {
+        f"{prefix}_cost": finite_cost(cost, epoch, config),
+        f"{prefix}_{metric[0]}": metric[1](params, X, y, activations),
+    }
 
 
-def metrics(params: network.Params, data: TrainingData, config: TrainingConfig, train_outputs: np.ndarray,
-            train_targets: np.ndarray, epochs: int = 0) -> dict[str, float | None]:
+def metrics(
+    params: network.Params,
+    data: TrainingData,
+    config: TrainingConfig,
+    train_outputs: np.ndarray,
+    train_targets: np.ndarray,
+    epochs: int = 0,
+) -> dict[str, float | None]:
     """The trained model's figures: accuracy for a classifier; RMSE and R² for a regression. The training set's are
     computed from its outputs AL (n_L, m) and targets Y (n_L, m), the forward pass the finish step diagnoses too; the
     validation set's cost and metric when it has one (`epochs`: the model's, for a diverged cost's message)."""
     activations, has_test = list(config.activations), data.X_test is not None
-    validated = ({} if data.X_validation is None else
-                 held_out_figures("validation", params, data.X_validation, data.y_validation, config, epochs))
+    validated = (
+        {}
+        if data.X_validation is None
+        else held_out_figures("validation", params, data.X_validation, data.y_validation, config, epochs)
+    )
     return {**_fit_metrics(params, data, config, train_outputs, train_targets, activations, has_test), **validated}
 
 
-def _fit_metrics(params: network.Params, data: TrainingData, config: TrainingConfig, train_outputs: np.ndarray,
-                 train_targets: np.ndarray, activations: list[str], has_test: bool) -> dict[str, float | None]:
+def _fit_metrics(
+    params: network.Params,
+    data: TrainingData,
+    config: TrainingConfig,
+    train_outputs: np.ndarray,
+    train_targets: np.ndarray,
+    activations: list[str],
+    has_test: bool,
+) -> dict[str, float | None]:
     if config.regression:
         return {
             "train_rmse": output_rmse(train_outputs, train_targets),
@@ -140,19 +182,26 @@ def commit_seconds(epochs: int, item_units: list[int]) -> float:
     """Time to budget for writing the items of `epochs` epochs and the commit, each epoch stored as items of
     `item_units` write units (`run_table.epoch_write_units`): a transaction per `ITEMS_PER_WRITE` items, and the write
     units (two per KB in a transaction) one partition (all of a run's items share its key) accepts per second."""
-    return (math.ceil(epochs * len(item_units) / ITEMS_PER_WRITE) * WRITE_REQUEST_SECONDS
-            + epochs * sum(item_units) * TRANSACTION_UNITS_PER_KB / PARTITION_WRITE_UNITS_PER_SECOND)
+    return (
+        math.ceil(epochs * len(item_units) / ITEMS_PER_WRITE) * WRITE_REQUEST_SECONDS
+        + epochs * sum(item_units) * TRANSACTION_UNITS_PER_KB / PARTITION_WRITE_UNITS_PER_SECOND
+    )
 
 
 def finite_cost(cost: float, epoch: int, config: TrainingConfig) -> float:
     if not np.isfinite(cost):
-        raise RunFailure(f"the cost diverged at epoch {epoch} ({cost}); lower the learning rate ({config.learning_rate})")
+        raise RunFailure(
+            f"the cost diverged at epoch {epoch} ({cost}); lower the learning rate ({config.learning_rate})"
+        )
     return float(cost)
 
 
 def finite_params(params: dict[str, np.ndarray], epoch: int) -> dict[str, np.ndarray]:
     # float32 ends at 3.4e38: its arrays are compared with its largest number (1e100 in float32 is inf, with a warning)
-    if not all(np.all(np.abs(array) < min(DIVERGED_MAGNITUDE, float(np.finfo(array.dtype).max)))
-               for array in params.values()):  # NaN fails too
-        raise RunFailure(f"the weights diverged at epoch {epoch} (beyond {DIVERGED_MAGNITUDE:g} or NaN); lower the learning rate")
+    if not all(
+        np.all(np.abs(array) < min(DIVERGED_MAGNITUDE, float(np.finfo(array.dtype).max))) for array in params.values()
+    ):  # NaN fails too
+        raise RunFailure(
+            f"the weights diverged at epoch {epoch} (beyond {DIVERGED_MAGNITUDE:g} or NaN); lower the learning rate"
+        )
     return params

@@ -35,8 +35,9 @@ def first_position() -> Position:
     return Position(step=1, state="start", epoch=1, layer=0)
 
 
-def next_position(position: Position, config: TrainingConfig, *, batches: int, last_epoch_done: int | None = None,
-                  stop: bool = False) -> Position | None:
+def next_position(
+    position: Position, config: TrainingConfig, *, batches: int, last_epoch_done: int | None = None, stop: bool = False
+) -> Position | None:
     """The step after `position`, in a run of `batches` mini-batches per epoch; `last_epoch_done` is the last epoch
     an epoch/auto step completed, `stop` that the epoch's cost fell below the threshold. None after finish."""
     step, epoch, batch, layer = position.step + 1, position.epoch, position.batch, position.layer

@@ -20,7 +20,11 @@ assert CLAIM_CALL_SECONDS < LEASE_SECONDS, "a claimant could outlast its lease i
 
 def lease_until(ports: Ports, context: Any) -> float:
     """When a claim taken now expires: at most `LEASE_SECONDS`, and never after the invocation's own end."""
-    remaining = context.get_remaining_time_in_millis() / 1000 if hasattr(context, "get_remaining_time_in_millis") else LEASE_SECONDS
+    remaining = (
+        context.get_remaining_time_in_millis() / 1000
+        if hasattr(context, "get_remaining_time_in_millis")
+        else LEASE_SECONDS
+    )
     return ports.clock() + min(LEASE_SECONDS, remaining)
 
 
@@ -57,8 +61,9 @@ def ensure_next_sent(ports: Ports, run: dict[str, Any], *, claimant: str, contex
     following = run.get("next_event")
     if run["status"] != "running" or not following or run.get("invoked_step", 0) >= following["step"]:
         return False
-    claimed = ports.table.claim_send(run["run_id"], run["committed_step"], claimant=claimant,
-                                     now=ports.clock(), until=lease_until(ports, context))
+    claimed = ports.table.claim_send(
+        run["run_id"], run["committed_step"], claimant=claimant, now=ports.clock(), until=lease_until(ports, context)
+    )
     if not claimed:
         return False
     send(ports, run["run_id"], following, pending(ports, run))

@@ -21,7 +21,7 @@ from lnn_core.aws.sdk import now
 from lnn_core.errors import LnnInputError, RunFailure
 from lnn_core.ml import batching, diagnostics, network, optimizers, shards, training
 from lnn_core.ml.config import TrainingConfig
-from lnn_core.ml.dataset import load_common_data, load_training_data, TrainingData
+from lnn_core.ml.dataset import TrainingData, load_common_data, load_training_data
 from lnn_core.ml.shards import (
     combine_shards,
     part_batch,
@@ -45,6 +45,7 @@ from lnn_core.protocol.layout import (
     staged_model_key,
 )
 from lnn_core.protocol.results import (
+    StepResult,
     commit_seconds,
     descriptions,
     epoch_item,
@@ -53,7 +54,6 @@ from lnn_core.protocol.results import (
     finite_cost,
     finite_params,
     metrics,
-    StepResult,
     stops_early,
 )
 from lnn_core.protocol.schedule import AUTO_MAX_EPOCHS_PER_STEP, Position
@@ -84,7 +84,9 @@ class StepBodies:
         if position.state == "finish":
             return self._finish(config, run)
         if config.workers > 1:
-            return {"start": self._start, "shard": self._shard, "reduce": self._reduce}[position.state](position, config, run)
+            return {"start": self._start, "shard": self._shard, "reduce": self._reduce}[position.state](
+                position, config, run
+            )
         if config.granularity != "layer":
             return self._whole_epochs(position, config, run, context)
         if position.state == "start":
@@ -100,7 +102,9 @@ class StepBodies:
         result = StepResult(fields={"epoch_started_at": now()})
         if position.epoch == 1:
             params = initial_params(config, run["features"])
-            result.outputs[params_key(config, 0)] = training_state(params, optimizers.init_state(params, config.optimizer))
+            result.outputs[params_key(config, 0)] = training_state(
+                params, optimizers.init_state(params, config.optimizer)
+            )
         return result
 
     def _forward(self, position: Position, config: TrainingConfig, run: dict) -> StepResult:
@@ -117,7 +121,9 @@ class StepBodies:
         outputs = {"A": A, "Z": Z}
         if layer == config.layers:
             Y = batching.batch_columns(prepared.Y, batches[batch - 1])
-            outputs["cost_sum"] = np.array(network.batch_cost_sum(A, Y, config.activations[-1], params_of(state), config.l2))
+            outputs["cost_sum"] = np.array(
+                network.batch_cost_sum(A, Y, config.activations[-1], params_of(state), config.l2)
+            )
         return StepResult(outputs={activation_key(config, epoch, batch, layer): outputs})
 
     def _backward(self, position: Position, config: TrainingConfig, run: dict) -> StepResult:
@@ -140,7 +146,9 @@ class StepBodies:
             A_prev = self._load(activation_key(config, epoch, batch, layer - 1))["A"]
         if layer > 1:
             dA_prev, dW, db = network.layer_backward(dZ, A_prev, state[f"W{layer}"], config.l2)
-            return StepResult(outputs={gradient_key(config, epoch, batch, layer): {"dA_prev": dA_prev, "dW": dW, "db": db}})
+            return StepResult(
+                outputs={gradient_key(config, epoch, batch, layer): {"dA_prev": dA_prev, "dW": dW, "db": db}}
+            )
         grads = dict(zip(("dW1", "db1"), network.weight_gradients(dZ, A_prev, state["W1"], config.l2)))
         for later in range(2, L + 1):
             gradients = self._load(gradient_key(config, epoch, batch, later))
@@ -148,27 +156,65 @@ class StepBodies:
         obsolete = [activation_key(config, epoch, batch, l) for l in range(1, L + 1)]
         obsolete += [gradient_key(config, epoch, batch, l) for l in range(2, L + 1)]
         batch_cost_sum = float(self._load(activation_key(config, epoch, batch, L))["cost_sum"])
-        return self._after_update(config, prepared, run, epoch=epoch, batch=batch, count=count, state=state, grads=grads,
-                                  batch_cost_sum=batch_cost_sum, obsolete=obsolete)
+        return self._after_update(
+            config,
+            prepared,
+            run,
+            epoch=epoch,
+            batch=batch,
+            count=count,
+            state=state,
+            grads=grads,
+            batch_cost_sum=batch_cost_sum,
+            obsolete=obsolete,
+        )
 
-    def _after_update(self, config: TrainingConfig, prepared: PreparedData, run: dict, *, epoch: int, batch: int,
-                      count: int, state: dict, grads: network.Params, batch_cost_sum: float,
-                      obsolete: list[str]) -> StepResult:
+    def _after_update(
+        self,
+        config: TrainingConfig,
+        prepared: PreparedData,
+        run: dict,
+        *,
+        epoch: int,
+        batch: int,
+        count: int,
+        state: dict,
+        grads: network.Params,
+        batch_cost_sum: float,
+        obsolete: list[str],
+    ) -> StepResult:
         """The optimizer's update of one mini-batch, and what follows it: the training state after the batch, or,
         after the epoch's last batch, the epoch's item (layer granularity and rounds alike)."""
-        params, opt_state = optimizers.update(params_of(state), grads, optimizer_state_of(state, config),
-                                              learning_rate=config.learning_rate, **config.optimizer_settings())
+        params, opt_state = optimizers.update(
+            params_of(state),
+            grads,
+            optimizer_state_of(state, config),
+            learning_rate=config.learning_rate,
+            **config.optimizer_settings(),
+        )
         finite_params(params, epoch)
-        cost_sum = (float(state["cost_sum"]) if batch > 1 else 0.0) + batch_cost_sum  # as train_epoch: 0.0, each batch in order
+        cost_sum = (
+            float(state["cost_sum"]) if batch > 1 else 0.0
+        ) + batch_cost_sum  # as train_epoch: 0.0, each batch in order
         if batch > 1:
             obsolete = [*obsolete, batch_state_key(config, epoch, batch - 1, count)]
         if batch < count:
             key = batch_state_key(config, epoch, batch, count)
-            return StepResult(outputs={key: training_state(params, opt_state, cost_sum=np.array(cost_sum))}, obsolete=obsolete)
+            return StepResult(
+                outputs={key: training_state(params, opt_state, cost_sum=np.array(cost_sum))}, obsolete=obsolete
+            )
         cost = finite_cost(cost_sum / prepared.examples, epoch, config)
-        item = epoch_item(config, epoch, cost, params, run.get("epoch_started_at") or now(),
-                          evaluation(config, prepared.data, epoch, params))
-        result = epochs_done(config, first_epoch=epoch, state=training_state(params, opt_state), items=[item], obsolete=obsolete)
+        item = epoch_item(
+            config,
+            epoch,
+            cost,
+            params,
+            run.get("epoch_started_at") or now(),
+            evaluation(config, prepared.data, epoch, params),
+        )
+        result = epochs_done(
+            config, first_epoch=epoch, state=training_state(params, opt_state), items=[item], obsolete=obsolete
+        )
         result.fields["epoch_started_at"] = now()  # the next epoch starts now
         return result
 
@@ -201,11 +247,22 @@ class StepBodies:
         count = len(batches)
         state = self._load(batch_state_key(config, epoch, batch - 1, count))
         batch_examples = shards.batch_examples(batches[batch - 1], prepared.examples)
-        grads, batch_cost_sum = combine_shards(params_of(state), self._shard_results(config, epoch, batch), batch_examples,
-                                               config.l2)
+        grads, batch_cost_sum = combine_shards(
+            params_of(state), self._shard_results(config, epoch, batch), batch_examples, config.l2
+        )
         obsolete = [shard_key(config, epoch, batch, shard) for shard in range(config.workers)]
-        return self._after_update(config, prepared, run, epoch=epoch, batch=batch, count=count, state=state, grads=grads,
-                                  batch_cost_sum=batch_cost_sum, obsolete=obsolete)
+        return self._after_update(
+            config,
+            prepared,
+            run,
+            epoch=epoch,
+            batch=batch,
+            count=count,
+            state=state,
+            grads=grads,
+            batch_cost_sum=batch_cost_sum,
+            obsolete=obsolete,
+        )
 
     def _shard_results(self, config: TrainingConfig, epoch: int, batch: int):
         """The round's shard results in shard order, uncached: their GETs go out together (`Ports.fan_out`), in
@@ -214,8 +271,9 @@ class StepBodies:
         keys = [shard_key(config, epoch, batch, shard) for shard in range(config.workers)]
         wave = max(1, self.ports.fan_out.width)
         for first in range(0, len(keys), wave):
-            fetched = self.ports.fan_out.map(lambda key: self.ports.store.get_bytes(key, cache=False),
-                                             keys[first : first + wave])
+            fetched = self.ports.fan_out.map(
+                lambda key: self.ports.store.get_bytes(key, cache=False), keys[first : first + wave]
+            )
             for key in keys[first : first + wave]:
                 arrays = npz_to_arrays(fetched.pop(0), key=key)
                 loss = float(arrays.pop("loss_sum"))
@@ -238,14 +296,28 @@ class StepBodies:
         while True:
             started_at, started = now(), time.monotonic()
             params, opt_state, cost = training.train_epoch(
-                params, opt_state, prepared.X, prepared.Y, activations=list(config.activations),
-                batches=self._minibatches(config, prepared, epoch), learning_rate=config.learning_rate,
-                l2=config.l2, **config.optimizer_settings(),
+                params,
+                opt_state,
+                prepared.X,
+                prepared.Y,
+                activations=list(config.activations),
+                batches=self._minibatches(config, prepared, epoch),
+                learning_rate=config.learning_rate,
+                l2=config.l2,
+                **config.optimizer_settings(),
             )
             # the item holds lists or norms, not the arrays: memory stays flat however many epochs fit
             cost = finite_cost(cost, epoch, config)
-            items.append(epoch_item(config, epoch, cost, finite_params(params, epoch), started_at,
-                                    evaluation(config, prepared.data, epoch, params)))
+            items.append(
+                epoch_item(
+                    config,
+                    epoch,
+                    cost,
+                    finite_params(params, epoch),
+                    started_at,
+                    evaluation(config, prepared.data, epoch, params),
+                )
+            )
             if is_checkpoint(config, epoch):  # kept whichever step reaches it: the item points at it
                 kept[params_key(config, epoch)] = training_state(params, opt_state)
             slowest = max(slowest, time.monotonic() - started)
@@ -260,7 +332,9 @@ class StepBodies:
             ):
                 break
             epoch += 1
-        result = epochs_done(config, first_epoch=first, state=training_state(params, opt_state), items=items, obsolete=[])
+        result = epochs_done(
+            config, first_epoch=first, state=training_state(params, opt_state), items=items, obsolete=[]
+        )
         result.outputs |= kept
         result.checkpoints |= set(kept)
         return result
@@ -276,7 +350,9 @@ class StepBodies:
         else:
             prepared = self._prepared(config, run)
             data, Y = prepared.data, prepared.Y
-            fit = diagnostics.training_fit(params, prepared.X, config.activations)  # one pass for the figures and warnings
+            fit = diagnostics.training_fit(
+                params, prepared.X, config.activations
+            )  # one pass for the figures and warnings
         key = model_key(run["run_id"])
         model = model_arrays(config, params, data, epochs)
         final = {
@@ -295,8 +371,9 @@ class StepBodies:
         result.checkpoints.add(staged)
         return result
 
-    def _fit_over_parts(self, config: TrainingConfig, run: dict,
-                        params: network.Params) -> tuple[TrainingData, diagnostics.TrainingFit, np.ndarray]:
+    def _fit_over_parts(
+        self, config: TrainingConfig, run: dict, params: network.Params
+    ) -> tuple[TrainingData, diagnostics.TrainingFit, np.ndarray]:
         """The finish's pass over training data in parts, one part in memory at a time: (the common arrays with
         every part's labels, the fit over all examples in order, their targets Y)."""
         common = self._round_data(config, run, None)
@@ -319,8 +396,9 @@ class StepBodies:
         staged at. A `RunFailure` when that state is gone."""
         epoch = run["progress_epoch"]
         params = params_of(self._load(params_key(config, epoch)))
-        return staged_model_key(run["run_id"], epoch), model_arrays(config, params, self._round_data(config, run, None).data,
-                                                                    epoch)
+        return staged_model_key(run["run_id"], epoch), model_arrays(
+            config, params, self._round_data(config, run, None).data, epoch
+        )
 
     # ---- inputs --------------------------------------------------------------------------------------------
 
@@ -329,9 +407,12 @@ class StepBodies:
 
     def _prepared(self, config: TrainingConfig, run: dict) -> PreparedData:
         """The run's training data (its validation rows held out), parsed once per warm container and ETag."""
-        return self._cached_data(config, config.data, run["data_etag"],
-                                 lambda raw, source: self._columns(config, load_training_data(raw, source=source, dtype=config.dtype),
-                                                                    None))
+        return self._cached_data(
+            config,
+            config.data,
+            run["data_etag"],
+            lambda raw, source: self._columns(config, load_training_data(raw, source=source, dtype=config.dtype), None),
+        )
 
     def _round_data(self, config: TrainingConfig, run: dict, shard: int | None) -> PreparedData:
         """A round's data: the run's one file; or, of data in parts, shard k's part (with the common arrays of
@@ -340,20 +421,37 @@ class StepBodies:
             return self._prepared(config, run)
         if shard is None:
             target_shape = (config.neurons[-1],) if config.regression and config.neurons[-1] > 1 else ()
-            return self._cached_data(config, common_key(config.data), run["data_etag"], lambda raw, source: self._columns(
-                config, load_common_data(raw, source=source, features=run["features"], target_shape=target_shape,
-                                 dtype=config.dtype),
-                run["examples"]))
-        return self._cached_data(config, part_key(config.data, shard, config.workers), run["part_etags"][shard], lambda raw,
-                                 source: self._columns(config, load_training_data(raw, source=source, dtype=config.dtype), run["examples"]))
+            return self._cached_data(
+                config,
+                common_key(config.data),
+                run["data_etag"],
+                lambda raw, source: self._columns(
+                    config,
+                    load_common_data(
+                        raw, source=source, features=run["features"], target_shape=target_shape, dtype=config.dtype
+                    ),
+                    run["examples"],
+                ),
+            )
+        return self._cached_data(
+            config,
+            part_key(config.data, shard, config.workers),
+            run["part_etags"][shard],
+            lambda raw, source: self._columns(
+                config, load_training_data(raw, source=source, dtype=config.dtype), run["examples"]
+            ),
+        )
 
     @staticmethod
     def _columns(config: TrainingConfig, data: TrainingData, examples: int | None) -> PreparedData:
         data.check_fits(config)
         data = held_out(data, config.validation_split, config.validation_seed)  # the run trains on the rest
         X = network.to_columns(data.X, config.dtype) if len(data.X) else np.empty((data.X.shape[1], 0), config.dtype)
-        Y = network.targets(data.y, config.activations[-1], config.neurons[-1], config.dtype) if len(data.y) else \
-            np.empty((config.neurons[-1], 0), config.dtype)
+        Y = (
+            network.targets(data.y, config.activations[-1], config.neurons[-1], config.dtype)
+            if len(data.y)
+            else np.empty((config.neurons[-1], 0), config.dtype)
+        )
         return PreparedData(data, X, Y, X.shape[1] if examples is None else examples)
 
     def _cached_data(self, config: TrainingConfig, key: str, etag: str, prepare) -> PreparedData:
@@ -362,8 +460,11 @@ class StepBodies:
         cache_key = (key, etag, config.dtype, config.validation_split, config.validation_seed)
         if cache_key not in self._data:
             common = common_key(config.data) if in_parts(config.data) else None
-            self._data = {cached: value for cached, value in self._data.items()
-                          if common is not None and cached[0].startswith(config.data) and (cached[0] == common) != (key == common)}
+            self._data = {
+                cached: value
+                for cached, value in self._data.items()
+                if common is not None and cached[0].startswith(config.data) and (cached[0] == common) != (key == common)
+            }
             raw = self.ports.store.get_bytes(key, etag=etag, cache=False)  # after the eviction: one part in memory
             source = f"s3://{self.ports.store.bucket}/{key}"
             try:
@@ -371,8 +472,10 @@ class StepBodies:
             except LnnInputError as error:
                 raise RunFailure(str(error)) from error
             except MemoryError as error:
-                raise RunFailure(f"the training data does not fit the trainer's memory ({error}); deploy with a larger "
-                                 "-c memory_size") from error
+                raise RunFailure(
+                    f"the training data does not fit the trainer's memory ({error}); deploy with a larger "
+                    "-c memory_size"
+                ) from error
         return self._data[cache_key]
 
     def _minibatches(self, config: TrainingConfig, prepared: PreparedData, epoch: int) -> list:
@@ -392,17 +495,28 @@ def initial_params(config: TrainingConfig, features: int) -> network.Params:
     params = network.init_params([features, *config.neurons], config.init, config.seed, config.dtype)
     if config.weight is None:
         return params
-    return {name: np.full_like(value, config.weight if name.startswith("W") else config.bias)
-            for name, value in params.items()}
+    return {
+        name: np.full_like(value, config.weight if name.startswith("W") else config.bias)
+        for name, value in params.items()
+    }
 
 
-def model_arrays(config: TrainingConfig, params: network.Params, data: TrainingData, epoch: int) -> dict[str, np.ndarray]:
+def model_arrays(
+    config: TrainingConfig, params: network.Params, data: TrainingData, epoch: int
+) -> dict[str, np.ndarray]:
     """A model.npz's arrays: the parameters after `epoch`, what the PredictLambda needs to use them, and `epoch`."""
-    return {**params, "activations": np.array(list(config.activations)),
-            "config": np.array(json.dumps(config.to_parameters())), "epoch": np.array(epoch), **descriptions(data)}
+    return {
+        **params,
+        "activations": np.array(list(config.activations)),
+        "config": np.array(json.dumps(config.to_parameters())),
+        "epoch": np.array(epoch),
+        **descriptions(data),
+    }
 
 
-def training_state(params: network.Params, opt_state: dict[str, np.ndarray], **extras: np.ndarray) -> dict[str, np.ndarray]:
+def training_state(
+    params: network.Params, opt_state: dict[str, np.ndarray], **extras: np.ndarray
+) -> dict[str, np.ndarray]:
     """One .npz's arrays: the parameters, the optimizer state (its keys never clash with W1, b1, ...) and extras."""
     return {**params, **opt_state, **extras}
 

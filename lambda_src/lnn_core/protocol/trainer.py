@@ -101,12 +101,19 @@ class Trainer:
             return {**summary, "outcome": "resent" if resent else "duplicate"}
         mismatch = schedule_mismatch(step_event, run)
         if mismatch:
-            return {**summary, **ending.fail_run(ports, run, f"bad event: {mismatch}", claimant=claimant, context=context)}
+            return {
+                **summary,
+                **ending.fail_run(ports, run, f"bad event: {mismatch}", claimant=claimant, context=context),
+            }
         if run.get("stop_requested"):
             return {**summary, **self._stop(run, claimant, context)}
         if step_event.step > run["step_bound"]:
-            return {**summary, **ending.fail_run(ports, run, f"step {step_event.step} exceeds the run's bound",
-                                                  claimant=claimant, context=context)}
+            return {
+                **summary,
+                **ending.fail_run(
+                    ports, run, f"step {step_event.step} exceeds the run's bound", claimant=claimant, context=context
+                ),
+            }
         if not ports.table.mark_started(run_id, step_event.step, at=ports.clock()):
             return {**summary, "outcome": "duplicate"}  # a twin committed it meanwhile
         config = TrainingConfig.from_parameters(run["config"])
@@ -120,8 +127,9 @@ class Trainer:
             return {**summary, **self._join_round(step_event, run, result, claimant, context)}
         return {**summary, **self._commit(step_event, config, run, result, claimant, context)}
 
-    def _join_round(self, step_event: StepEvent, run: dict, result: StepResult, claimant: str,
-                    context: Any) -> dict[str, Any]:
+    def _join_round(
+        self, step_event: StepEvent, run: dict, result: StepResult, claimant: str, context: Any
+    ) -> dict[str, Any]:
         """A shard worker's effects: its results to S3, then its place in the round's barrier. A write whose answer
         shows every shard in (its own included) claims the reduce's sending: the completing write first, or later
         a retry of it that died before sending. The reduce is a normal step whose conditional commit admits one."""
@@ -132,30 +140,50 @@ class Trainer:
         before = self.ports.table.join_barrier(step_event.run_id, step_event.step, step_event.shard)
         if len(before | {step_event.shard}) < step_event.shards:
             return {"outcome": "shard"}
-        if not self.ports.table.claim_reduce(step_event.run_id, step_event.step, claimant=claimant,
-                                             now=self.ports.clock(), until=sending.lease_until(self.ports, context)):
+        if not self.ports.table.claim_reduce(
+            step_event.run_id,
+            step_event.step,
+            claimant=claimant,
+            now=self.ports.clock(),
+            until=sending.lease_until(self.ports, context),
+        ):
             return {"outcome": "shard"}  # the reduce is on its way
         self.ports.invoker.invoke_async(run["next_event"])
         return {"outcome": "round complete"}
 
-    def _commit(self, step_event: StepEvent, config: TrainingConfig, run: dict, result: StepResult, claimant: str,
-                context: Any) -> dict[str, Any]:
+    def _commit(
+        self, step_event: StepEvent, config: TrainingConfig, run: dict, result: StepResult, claimant: str, context: Any
+    ) -> dict[str, Any]:
         ports, run_id, position = self.ports, step_event.run_id, step_event.position
         for key, arrays in result.outputs.items():
             ports.store.put_bytes(key, arrays_to_npz(arrays), scratch=key not in result.checkpoints)
         if result.epoch_items and not ports.table.put_epoch_items(run_id, result.epoch_items, step=step_event.step):
             return self._commit_lost(step_event, result, claimant, context)  # a twin committed, or the run ended
         batches = batching.batch_count(run["examples"], config.batch_size)
-        following = next_position(position, config, batches=batches, last_epoch_done=result.last_epoch_done,
-                                  stop=result.stop)
+        following = next_position(
+            position, config, batches=batches, last_epoch_done=result.last_epoch_done, stop=result.stop
+        )
         clock = ports.clock()
-        fields = {**result.fields, "next_event": make_event(run_id, config, following, batches=batches) if following else None,
-                  "heartbeat_at": clock, "committed_at": clock, "committed_by": claimant}
+        fields = {
+            **result.fields,
+            "next_event": make_event(run_id, config, following, batches=batches) if following else None,
+            "heartbeat_at": clock,
+            "committed_at": clock,
+            "committed_by": claimant,
+        }
         if following:  # the commit is the winner's claim on sending the next event
-            fields["send_lease"] = send_lease(following.step, claimant=claimant, until=sending.lease_until(ports, context))
+            fields["send_lease"] = send_lease(
+                following.step, claimant=claimant, until=sending.lease_until(ports, context)
+            )
         if result.final is not None:
-            fields |= {"status": "succeeded", "final": result.final, "finished_at": now(), "model_staged": True,
-                       "model_epoch": result.final["epochs"], **ending.message_owed()}
+            fields |= {
+                "status": "succeeded",
+                "final": result.final,
+                "finished_at": now(),
+                "model_staged": True,
+                "model_epoch": result.final["epochs"],
+                **ending.message_owed(),
+            }
         if not ports.table.transition(run_id, seen_step=run["committed_step"], new_step=step_event.step, fields=fields):
             # A twin committed first, or our commit was applied and only its answer lost (boto3 then retried it)
             latest = ports.table.get_run(run_id)
@@ -172,8 +200,9 @@ class Trainer:
             outcome["epoch_costs"] = [item["cost"] for item in result.epoch_items]
         return outcome
 
-    def _commit_lost(self, step_event: StepEvent, result: StepResult, claimant: str, context: Any,
-                     latest: dict | None = None) -> dict[str, Any]:
+    def _commit_lost(
+        self, step_event: StepEvent, result: StepResult, claimant: str, context: Any, latest: dict | None = None
+    ) -> dict[str, Any]:
         """Another delivery committed the step (or the run ended first): finish what that one may have left undone."""
         latest = latest or self.ports.table.get_run(step_event.run_id)
         if latest["status"] == "running" and latest["committed_step"] != step_event.step:
@@ -198,12 +227,17 @@ class Trainer:
             else:
                 self.ports.store.put_bytes(key, arrays_to_npz(model))
                 fields = {"model_staged": True, "model_epoch": run["progress_epoch"]}
-        outcome = ending.end_run(self.ports, run, status="stopped", reason=reason, claimant=claimant,
-                                  context=context, fields=fields)
+        outcome = ending.end_run(
+            self.ports, run, status="stopped", reason=reason, claimant=claimant, context=context, fields=fields
+        )
         if fields and outcome["outcome"] == "duplicate":
             latest = self.ports.table.get_run(run["run_id"])
-            if not (latest and latest["status"] == "stopped" and latest.get("model_staged")
-                    and latest.get("model_epoch") == run["progress_epoch"]):  # not an ending that still needs it
+            if not (
+                latest
+                and latest["status"] == "stopped"
+                and latest.get("model_staged")
+                and latest.get("model_epoch") == run["progress_epoch"]
+            ):  # not an ending that still needs it
                 self.ports.store.delete_keys([key])  # a late twin: no orphan staged model once the run moved on
         return outcome
 

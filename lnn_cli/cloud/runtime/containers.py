@@ -17,12 +17,17 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from botocore.exceptions import ClientError
+
+from lnn_cli.cloud.runtime.semantics import DEFAULT_EVENT_AGE_SECONDS, DEFAULT_RETRY_ATTEMPTS
 from lnn_core import handlers
 from lnn_core.aws.sdk import IoCounter
-from lnn_cli.cloud.runtime.semantics import DEFAULT_EVENT_AGE_SECONDS, DEFAULT_RETRY_ATTEMPTS
 
-BUILDERS = {"trainer": handlers.build_trainer, "launcher": handlers.build_launcher, "watchdog": handlers.build_watchdog,
-            "predictor": handlers.build_predictor}
+BUILDERS = {
+    "trainer": handlers.build_trainer,
+    "launcher": handlers.build_launcher,
+    "watchdog": handlers.build_watchdog,
+    "predictor": handlers.build_predictor,
+}
 
 
 @dataclass

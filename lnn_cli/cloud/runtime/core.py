@@ -21,14 +21,14 @@ import threading
 import time
 import traceback
 import uuid
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any, Callable, Protocol
+from typing import Any, Protocol
 
 import boto3
+
 from lnn_cli.cloud.runtime.atomic import atomic_requests
-from lnn_core.aws.ports import CONCURRENT_REQUESTS, RequestFanOut
-from lnn_core.aws.sdk import IoCounter
 from lnn_cli.cloud.runtime.containers import (
     LOG_SINK,
     Container,
@@ -51,6 +51,8 @@ from lnn_cli.cloud.runtime.semantics import (
     send_to_destination,
     timed_out,
 )
+from lnn_core.aws.ports import CONCURRENT_REQUESTS, RequestFanOut
+from lnn_core.aws.sdk import IoCounter
 
 
 class Faults(Protocol):
@@ -131,7 +133,9 @@ class LocalLambdaRuntime:
         self.failed_events: list[dict[str, Any]] = []  # destination records of events that were given up
         self._blas = _blas_controller() if container_cpus is not None else None
         lambda_client = session.client("lambda")
-        self.functions = {role: describe(lambda_client, role, name, session.region_name) for role, name in functions.items()}
+        self.functions = {
+            role: describe(lambda_client, role, name, session.region_name) for role, name in functions.items()
+        }
         self._by_name = {function.name: function for function in self.functions.values()}
         for function in self.functions.values():
             for index in range(concurrency):
@@ -144,8 +148,9 @@ class LocalLambdaRuntime:
         # The trainer invokes itself; the launcher and the watchdog invoke the function their environment names.
         target = self._by_name[function.environment.get("LNN_TRAINER_FUNCTION", function.name)]
         invoker = LocalInvoker(self, target)
-        handler = build_handler(function, session=self.session, invoker=invoker, clock=self.now,
-                                log_stream=self._log_stream)
+        handler = build_handler(
+            function, session=self.session, invoker=invoker, clock=self.now, log_stream=self._log_stream
+        )
         invoker.counter = handler.ports.counter
         # a delivery's independent requests: together, as in Lambda, when deliveries run in threads; one after
         # another at concurrency 1, where a chaos seed is a schedule
@@ -184,8 +189,14 @@ class LocalLambdaRuntime:
         with self._lock:
             for copy in copies:
                 delay, own_id = copy if isinstance(copy, tuple) else (copy, False)
-                self._queue.push(function, body, str(uuid.uuid4()) if own_id else request_id,
-                                 due=self.clock + delay, enqueued_at=self.clock, chain=self._queue.new_chain())
+                self._queue.push(
+                    function,
+                    body,
+                    str(uuid.uuid4()) if own_id else request_id,
+                    due=self.clock + delay,
+                    enqueued_at=self.clock,
+                    chain=self._queue.new_chain(),
+                )
             self._lock.notify_all()
 
     def invoke(self, role: str, payload: dict[str, Any]) -> dict[str, Any]:
@@ -291,9 +302,15 @@ class LocalLambdaRuntime:
             return
         if delivery.attempt < delivery.function.retry_attempts:
             with self._lock:
-                self._queue.push(delivery.function, delivery.payload, delivery.request_id,
-                                 due=max(self.clock, started + STEP_SECONDS) + retry_backoff(delivery.attempt),
-                                 chain=delivery.chain, attempt=delivery.attempt + 1, enqueued_at=delivery.enqueued_at)
+                self._queue.push(
+                    delivery.function,
+                    delivery.payload,
+                    delivery.request_id,
+                    due=max(self.clock, started + STEP_SECONDS) + retry_backoff(delivery.attempt),
+                    chain=delivery.chain,
+                    attempt=delivery.attempt + 1,
+                    enqueued_at=delivery.enqueued_at,
+                )
                 self._lock.notify_all()
         else:
             self._give_up(delivery, "RetriesExhausted", error)
@@ -305,8 +322,9 @@ class LocalLambdaRuntime:
         if self.faults is not None:
             self.faults.begin(delivery, function.retry_attempts - delivery.attempt)
         started, io_before = time.monotonic(), container.counter.snapshot()
-        context = LambdaContext(function.name, function.arn, function.memory_mb, delivery.request_id,
-                                started + function.timeout_seconds)
+        context = LambdaContext(
+            function.name, function.arn, function.memory_mb, delivery.request_id, started + function.timeout_seconds
+        )
         result, error, failure = None, None, ""
         event = delivery.event
         try:
@@ -319,9 +337,17 @@ class LocalLambdaRuntime:
         if error is None:
             error = timed_out(function, seconds)
         self._clock.advance_to(started_clock + STEP_SECONDS)
-        record = DeliveryRecord(function.role, delivery.request_id, delivery.attempt, result,
-                                None if error is None else f"{type(error).__name__}: {error}", seconds,
-                                container.counter.since(io_before), _run_id(event, result), container.index)
+        record = DeliveryRecord(
+            function.role,
+            delivery.request_id,
+            delivery.attempt,
+            result,
+            None if error is None else f"{type(error).__name__}: {error}",
+            seconds,
+            container.counter.since(io_before),
+            _run_id(event, result),
+            container.index,
+        )
         if error is not None and not isinstance(error, SandboxKilled):
             self._log_stream.write(f"{function.name} {delivery.request_id} failed:\n{failure}\n")
         with self._lock:
@@ -361,8 +387,14 @@ class LocalLambdaRuntime:
         record = destination_record(delivery.function, delivery, condition, error)
         with self._lock:
             self.failed_events.append(record)
-        send_to_destination(self._client, delivery.function.on_failure, record, functions=self._by_name,
-                            invoke_async=self.invoke_async, log=self._log_stream)
+        send_to_destination(
+            self._client,
+            delivery.function.on_failure,
+            record,
+            functions=self._by_name,
+            invoke_async=self.invoke_async,
+            log=self._log_stream,
+        )
 
     def _client(self, service: str):
         with self._lock:  # boto3 sessions are not thread-safe; clients are

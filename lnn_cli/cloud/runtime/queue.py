@@ -75,10 +75,12 @@ class DeliveryQueue:
     def new_chain(self) -> int:
         return next(self._chains)
 
-    def push(self, function, payload: str, request_id: str, *, due: float, enqueued_at: float, chain: int,
-             attempt: int = 0) -> None:
-        heapq.heappush(self._heap, Delivery(due, next(self._sequence), function, payload, request_id, enqueued_at,
-                                            attempt, chain))
+    def push(
+        self, function, payload: str, request_id: str, *, due: float, enqueued_at: float, chain: int, attempt: int = 0
+    ) -> None:
+        heapq.heappush(
+            self._heap, Delivery(due, next(self._sequence), function, payload, request_id, enqueued_at, attempt, chain)
+        )
 
     def direct(self, function, payload: str, request_id: str, now: float) -> Delivery:
         """A delivery outside the queue (a RequestResponse invoke), numbered in the same sequence."""

@@ -4,7 +4,7 @@ destination record of an event given up; and of a synchronous one: 6 MB each way
 import json
 import time
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from lnn_core.aws.ports import ASYNC_PAYLOAD_LIMIT
@@ -89,7 +89,7 @@ def destination_record(function, delivery, condition: str, error: BaseException 
     """The Lambda destination record of an event that will not be retried again."""
     return {
         "version": "1.0",
-        "timestamp": datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+        "timestamp": datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z"),
         "requestContext": {
             "requestId": delivery.request_id,
             "functionArn": f"{function.arn}:$LATEST",
@@ -105,8 +105,9 @@ def destination_record(function, delivery, condition: str, error: BaseException 
     }
 
 
-def send_to_destination(clients, destination: str | None, record: dict[str, Any], *, functions: dict, invoke_async,
-                        log) -> None:
+def send_to_destination(
+    clients, destination: str | None, record: dict[str, Any], *, functions: dict, invoke_async, log
+) -> None:
     """Send `record` to the on-failure destination: an SNS topic, an SQS queue or a function of this runtime.
     `clients(service)` gives a boto3 client."""
     if destination is None:
@@ -117,7 +118,9 @@ def send_to_destination(clients, destination: str | None, record: dict[str, Any]
         clients("sns").publish(TopicArn=destination, Message=body)
     elif service == "sqs":
         sqs = clients("sqs")
-        sqs.send_message(QueueUrl=sqs.get_queue_url(QueueName=destination.rsplit(":", 1)[1])["QueueUrl"], MessageBody=body)
+        sqs.send_message(
+            QueueUrl=sqs.get_queue_url(QueueName=destination.rsplit(":", 1)[1])["QueueUrl"], MessageBody=body
+        )
     elif service == "lambda" and destination.rsplit(":", 1)[-1] in functions:
         invoke_async(functions[destination.rsplit(":", 1)[-1]], record)
     else:

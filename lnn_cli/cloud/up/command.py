@@ -24,14 +24,15 @@ import time
 from pathlib import Path
 from typing import Any
 
-from lnn_cli.cloud.up import registry
-from lnn_cli.cloud.up.registry import LOCK_FILE, SERVER_MODULE, STATE_FILE, command_line, is_ours, stacks_up, try_lock
+from rich.console import Console
+
 from lnn_cli.cloud.deploy import DeployError
 from lnn_cli.cloud.deploy_context import deploy_context
 from lnn_cli.cloud.emulator import FAKE_CREDENTIALS, REGION
-from lnn_core.errors import LnnInputError
+from lnn_cli.cloud.up import registry
+from lnn_cli.cloud.up.registry import LOCK_FILE, SERVER_MODULE, STATE_FILE, command_line, is_ours, stacks_up, try_lock
 from lnn_cli.presentation.progress import waiting
-from rich.console import Console
+from lnn_core.errors import LnnInputError
 
 DEFAULT_STATE_DIR = ".lnn"
 LOGS = ("up.log", "emulator.log", "deploy.log", "lambda.log")
@@ -68,7 +69,9 @@ def _state_dir(args) -> Path:
     try:
         state_dir.mkdir(parents=True, exist_ok=True)
     except OSError as error:
-        raise LnnInputError(f"--state-dir {state_dir} cannot be created ({error.strerror}); choose another directory") from None
+        raise LnnInputError(
+            f"--state-dir {state_dir} cannot be created ({error.strerror}); choose another directory"
+        ) from None
     return state_dir
 
 
@@ -93,20 +96,46 @@ def command_up(args, console: Console) -> int:
         stale = read_state(state_dir)
         if stale is not None:
             (state_dir / STATE_FILE).unlink(missing_ok=True)
-            console.print(f"note: cleaned a stale state in {state_dir}: pid {stale.get('pid')} "
-                          f"({stale.get('endpoint')}) is no longer running")
+            console.print(
+                f"note: cleaned a stale state in {state_dir}: pid {stale.get('pid')} "
+                f"({stale.get('endpoint')}) is no longer running"
+            )
         for name in LOGS:
             (state_dir / name).write_bytes(b"")
-        command = [sys.executable, "-m", SERVER_MODULE, "--state-dir", str(state_dir), "--port", str(args.port or 0),
-                   "--stack", args.stack, "--concurrency", str(args.concurrency),
-                   "--container-cpus", str(args.container_cpus), "--lock-fd", str(lock.fileno()),
-                   "--context-json", json.dumps(context.pairs)]
+        command = [
+            sys.executable,
+            "-m",
+            SERVER_MODULE,
+            "--state-dir",
+            str(state_dir),
+            "--port",
+            str(args.port or 0),
+            "--stack",
+            args.stack,
+            "--concurrency",
+            str(args.concurrency),
+            "--container-cpus",
+            str(args.container_cpus),
+            "--lock-fd",
+            str(lock.fileno()),
+            "--context-json",
+            json.dumps(context.pairs),
+        ]
         environment = {key: value for key, value in os.environ.items() if key != "AWS_ENDPOINT_URL"}
         with open(state_dir / "up.log", "ab") as up_log:
-            child = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=up_log,
-                                     pass_fds=(lock.fileno(),), start_new_session=True, env=environment)
+            child = subprocess.Popen(
+                command,
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=up_log,
+                pass_fds=(lock.fileno(),),
+                start_new_session=True,
+                env=environment,
+            )
         try:
-            with waiting(console, f"starting the moto server and deploying {args.stack} (cdk synth, bootstrap, deploy)..."):
+            with waiting(
+                console, f"starting the moto server and deploying {args.stack} (cdk synth, bootstrap, deploy)..."
+            ):
                 line = _ready_line(child, START_TIMEOUT_SECONDS)
         except KeyboardInterrupt:
             _stop_started(child)
@@ -118,7 +147,11 @@ def command_up(args, console: Console) -> int:
                 f"the local stack did not start within {START_TIMEOUT_SECONDS} s (moto server, cdk synth and deploy) "
                 f"and was stopped; see {state_dir / 'up.log'} and {state_dir / 'deploy.log'}, then run `lnn up` again"
             )
-        ready = json.loads(line) if line.startswith("{") else {"error": f"the local stack did not start; see {state_dir / 'up.log'}"}
+        ready = (
+            json.loads(line)
+            if line.startswith("{")
+            else {"error": f"the local stack did not start; see {state_dir / 'up.log'}"}
+        )
         if "error" in ready:
             try:
                 child.wait(timeout=STOP_TIMEOUT_SECONDS)
@@ -133,12 +166,16 @@ def command_up(args, console: Console) -> int:
     finally:
         lock.close()  # the background process holds the lock through its own descriptor
     phases = ", ".join(f"{phase} {seconds:.1f} s" for phase, seconds in ready["deploy_seconds"].items())
-    console.print(f"local stack {args.stack} is up: pid {ready['pid']}, endpoint {ready['endpoint']} "
-                  f"(deployed with {ready['deploy_method']}: {phases}); state and logs in {state_dir}")
+    console.print(
+        f"local stack {args.stack} is up: pid {ready['pid']}, endpoint {ready['endpoint']} "
+        f"(deployed with {ready['deploy_method']}: {phases}); state and logs in {state_dir}"
+    )
     for note in ready.get("notes", []):
         console.print(f"  note: {note}")
-    console.print("Paste these lines into your shell; then lnn start, status, results, runs, stop, resume and predict "
-                  "use the local stack:")
+    console.print(
+        "Paste these lines into your shell; then lnn start, status, results, runs, stop, resume and predict "
+        "use the local stack:"
+    )
     for line in paste_lines(ready["endpoint"]):
         console.print(line, markup=False, highlight=False, soft_wrap=True)
     console.print(f"Stop it with `lnn down{_state_flag(args)}` (and unset AWS_ENDPOINT_URL to talk to AWS again).")
@@ -191,12 +228,15 @@ def command_down(args, console: Console) -> int:
         console.print(f"no local stack is up in {state_dir}, nor anywhere else for this user")
         return 0
     if args.state_dir == DEFAULT_STATE_DIR and len(elsewhere) == 1:
-        console.print(f"no local stack is up in {state_dir}; stopping the one up in {_described(elsewhere[0])}",
-                      soft_wrap=True)  # paths whole, never broken at the terminal's width
+        console.print(
+            f"no local stack is up in {state_dir}; stopping the one up in {_described(elsewhere[0])}", soft_wrap=True
+        )  # paths whole, never broken at the terminal's width
         _stop(Path(elsewhere[0]["state_dir"]), console)
         return 0
-    raise LnnInputError(f"no local stack is up in {state_dir}; up: {'; '.join(map(_described, elsewhere))}. Stop one with "
-                        f"`lnn down --state-dir {elsewhere[0]['state_dir']}`")
+    raise LnnInputError(
+        f"no local stack is up in {state_dir}; up: {'; '.join(map(_described, elsewhere))}. Stop one with "
+        f"`lnn down --state-dir {elsewhere[0]['state_dir']}`"
+    )
 
 
 def _stop(state_dir: Path, console: Console) -> bool:
@@ -209,8 +249,10 @@ def _stop(state_dir: Path, console: Console) -> bool:
         lock.close()
         _clean(state_dir)
         if state is not None:
-            console.print(f"note: cleaned a stale state in {state_dir}: pid {state.get('pid')} ({state.get('endpoint')}) "
-                          "was no longer running")
+            console.print(
+                f"note: cleaned a stale state in {state_dir}: pid {state.get('pid')} ({state.get('endpoint')}) "
+                "was no longer running"
+            )
         return False
     if state is None or "pid" not in state:
         raise LnnInputError(f"a local stack is starting in {state_dir}; wait for `lnn up` to finish, then `lnn down`")
@@ -228,8 +270,11 @@ def _stop(state_dir: Path, console: Console) -> bool:
         if not _wait_unlocked(state_dir, 5):
             raise LnnInputError(f"pid {pid} did not stop; see {state_dir / 'up.log'}")
     _clean(state_dir)
-    console.print(f"stopped the local stack {state.get('stack', '')} (pid {pid}, {state['endpoint']}); logs kept in {state_dir}. "
-                  "Unset AWS_ENDPOINT_URL to talk to AWS again.", soft_wrap=True)
+    console.print(
+        f"stopped the local stack {state.get('stack', '')} (pid {pid}, {state['endpoint']}); logs kept in {state_dir}. "
+        "Unset AWS_ENDPOINT_URL to talk to AWS again.",
+        soft_wrap=True,
+    )
     return True
 
 

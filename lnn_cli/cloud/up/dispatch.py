@@ -16,7 +16,7 @@ import time
 import traceback
 import uuid
 from concurrent.futures import Future
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from lnn_cli.cloud.emulator import ACCOUNT_ID, REGION
@@ -44,8 +44,11 @@ def _function_name(name_or_arn: str) -> str:
 def stack_functions(session, outputs: StackOutputs) -> dict[str, str]:
     """Role -> function name for the runtime: the three of `StackOutputs`, and any other `...FunctionName` output
     whose role the runtime can build (a PredictLambda's `predictor`, when the stack and the runtime have it)."""
-    functions = {"trainer": outputs.trainer_function, "launcher": outputs.launch_function,
-                 "watchdog": outputs.watchdog_function}
+    functions = {
+        "trainer": outputs.trainer_function,
+        "launcher": outputs.launch_function,
+        "watchdog": outputs.watchdog_function,
+    }
     if getattr(outputs, "predict_function", None) and "predictor" in BUILDERS:
         functions["predictor"] = outputs.predict_function
     stacks = session.client("cloudformation").describe_stacks(StackName=outputs.stack_name)["Stacks"]
@@ -76,15 +79,20 @@ class EventRules:
         for rule in events.list_rules()["Rules"]:
             if rule.get("State") != "ENABLED":
                 continue
-            targets = [_function_name(target["Arn"]) for target in events.list_targets_by_rule(Rule=rule["Name"])["Targets"]
-                       if target["Arn"].startswith("arn:aws:lambda:")]
+            targets = [
+                _function_name(target["Arn"])
+                for target in events.list_targets_by_rule(Rule=rule["Name"])["Targets"]
+                if target["Arn"].startswith("arn:aws:lambda:")
+            ]
             if rule.get("EventPattern"):
                 self.patterns.append((rule["Name"], EventPattern.load(rule["EventPattern"]), targets))
             elif rule.get("ScheduleExpression"):
                 match = RATE.match(rule["ScheduleExpression"].strip())
                 if match is None:
-                    log(f"note: rule {rule['Name']}'s schedule {rule['ScheduleExpression']} is not a rate; "
-                        "it never fires here")
+                    log(
+                        f"note: rule {rule['Name']}'s schedule {rule['ScheduleExpression']} is not a rate; "
+                        "it never fires here"
+                    )
                     continue
                 period = int(match[1]) * RATE_UNITS[match[2].rstrip("s")]
                 self.schedules.append((rule["Name"], rule["Arn"], float(period), targets))
@@ -178,8 +186,17 @@ class LocalStack:
             if now < self._next_fire[name]:
                 continue
             self._next_fire[name] = now + period
-            event = {"version": "0", "id": str(uuid.uuid4()), "detail-type": "Scheduled Event", "source": "aws.events",
-                     "account": ACCOUNT_ID, "time": iso_now(), "region": REGION, "resources": [arn], "detail": {}}
+            event = {
+                "version": "0",
+                "id": str(uuid.uuid4()),
+                "detail-type": "Scheduled Event",
+                "source": "aws.events",
+                "account": ACCOUNT_ID,
+                "time": iso_now(),
+                "region": REGION,
+                "resources": [arn],
+                "detail": {},
+            }
             for target in targets:
                 role = self.roles.get(target)
                 if role is not None:
@@ -194,4 +211,4 @@ class LocalStack:
 
 
 def iso_now() -> str:
-    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")

@@ -25,8 +25,17 @@ from lnn_cli.cloud.up.dispatch import LocalStack, iso_now, log
 
 SYNC_PAYLOAD_LIMIT = 6 * 1024 * 1024  # RequestResponse invoke's request and response payload limit
 INVOKE_PATH = re.compile(r"^/2015-03-31/functions/(?P<name>[^/]+)/invocations/?$")
-HOP_BY_HOP = {"connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te", "trailer", "trailers",
-              "transfer-encoding", "upgrade"}
+HOP_BY_HOP = {
+    "connection",
+    "keep-alive",
+    "proxy-authenticate",
+    "proxy-authorization",
+    "te",
+    "trailer",
+    "trailers",
+    "transfer-encoding",
+    "upgrade",
+}
 
 
 class Proxy:
@@ -43,8 +52,10 @@ class Proxy:
         except Exception:
             log(f"proxy error:\n{traceback.format_exc()}")
             status, headers, body = 502, [("Content-Type", "text/plain")], b"lnn up: the proxy failed; see up.log\n"
-        start_response(f"{status} {http.client.responses.get(status, '')}".strip(),
-                       [(name, value) for name, value in headers if name.lower() not in HOP_BY_HOP])
+        start_response(
+            f"{status} {http.client.responses.get(status, '')}".strip(),
+            [(name, value) for name, value in headers if name.lower() not in HOP_BY_HOP],
+        )
         return [body]
 
     def _handle(self, environ) -> tuple[int, list[tuple[str, str]], bytes]:
@@ -55,7 +66,11 @@ class Proxy:
             uri = parts.path + (f"?{parts.query}" if parts.query else "")
         path, _, query = uri.partition("?")
         stream = environ["wsgi.input"]
-        body = stream.read() if environ.get("wsgi.input_terminated") else stream.read(int(environ.get("CONTENT_LENGTH") or 0))
+        body = (
+            stream.read()
+            if environ.get("wsgi.input_terminated")
+            else stream.read(int(environ.get("CONTENT_LENGTH") or 0))
+        )
         headers = _request_headers(environ, len(body))
         match = INVOKE_PATH.match(path) if method == "POST" else None
         if match and self.stack is not None:
@@ -64,7 +79,9 @@ class Proxy:
                 return self._invoke(role, headers, body)
         status, response_headers, payload = self._forward(method, uri, headers, body)
         if 200 <= status < 300 and method in ("PUT", "POST") and self.stack is not None:
-            self._object_created(method, path, query, headers, response_headers, environ.get("REMOTE_ADDR", "127.0.0.1"))
+            self._object_created(
+                method, path, query, headers, response_headers, environ.get("REMOTE_ADDR", "127.0.0.1")
+            )
         return status, response_headers, payload
 
     # ---- forwarding ----------------------------------------------------------------------------------------
@@ -73,7 +90,9 @@ class Proxy:
         for attempt in (1, 2):  # a kept-alive connection the server closed: reconnect once
             connection = getattr(self._connections, "connection", None)
             if connection is None:
-                connection = self._connections.connection = http.client.HTTPConnection("127.0.0.1", self.upstream_port, timeout=300)
+                connection = self._connections.connection = http.client.HTTPConnection(
+                    "127.0.0.1", self.upstream_port, timeout=300
+                )
             try:
                 connection.request(method, uri, body=body, headers=headers)
                 response = connection.getresponse()
@@ -97,7 +116,9 @@ class Proxy:
         try:
             payload = json.loads(body or b"{}")
         except (json.JSONDecodeError, UnicodeDecodeError) as error:
-            return _lambda_error(400, "InvalidRequestContentException", f"Could not parse request body into json: {error}", answer)
+            return _lambda_error(
+                400, "InvalidRequestContentException", f"Could not parse request body into json: {error}", answer
+            )
         if kind == "Event":
             try:
                 self.stack.invoke_async(role, payload)
@@ -105,21 +126,31 @@ class Proxy:
                 return _lambda_error(413, "RequestEntityTooLargeException", str(error), answer)
             return 202, answer, b""
         if len(body) > SYNC_PAYLOAD_LIMIT:
-            return _lambda_error(413, "RequestEntityTooLargeException",
-                                 f"Request must be smaller than {SYNC_PAYLOAD_LIMIT} bytes for the InvokeFunction operation", answer)
+            return _lambda_error(
+                413,
+                "RequestEntityTooLargeException",
+                f"Request must be smaller than {SYNC_PAYLOAD_LIMIT} bytes for the InvokeFunction operation",
+                answer,
+            )
         answer.append(("X-Amz-Executed-Version", "$LATEST"))
         try:
             result = self.stack.invoke_sync(role, payload)
         except Exception as error:  # the handler raised: Lambda answers 200 with a function error
             lines = traceback.format_exception(type(error), error, error.__traceback__)
-            document = {"errorMessage": str(error), "errorType": type(error).__name__,
-                        "stackTrace": [line.rstrip() for line in lines[1:]]}
+            document = {
+                "errorMessage": str(error),
+                "errorType": type(error).__name__,
+                "stackTrace": [line.rstrip() for line in lines[1:]],
+            }
             answer += [("X-Amz-Function-Error", "Unhandled"), ("Content-Type", "application/json")]
             return 200, answer + _log_tail(headers, f"{type(error).__name__}: {error}"), json.dumps(document).encode()
         response = json.dumps(result).encode()
         if len(response) > SYNC_PAYLOAD_LIMIT:
-            document = {"errorMessage": f"Response payload size ({len(response)} bytes) exceeded maximum allowed payload "
-                        f"size ({SYNC_PAYLOAD_LIMIT} bytes).", "errorType": "Function.ResponseSizeTooLarge"}
+            document = {
+                "errorMessage": f"Response payload size ({len(response)} bytes) exceeded maximum allowed payload "
+                f"size ({SYNC_PAYLOAD_LIMIT} bytes).",
+                "errorType": "Function.ResponseSizeTooLarge",
+            }
             return 200, answer + [("X-Amz-Function-Error", "Unhandled")], json.dumps(document).encode()
         return 200, answer + [("Content-Type", "application/json")] + _log_tail(headers, ""), response
 
@@ -143,16 +174,32 @@ class Proxy:
             return
         returned = {name.lower(): value for name, value in response_headers}
         size = _header(headers, "x-amz-decoded-content-length") or _header(headers, "Content-Length") or "0"
-        detail_object = {"key": key, "size": int(size) if size.isdigit() else 0,
-                         "etag": returned.get("etag", "").strip('"'), "sequencer": f"{time.time_ns():X}"}
+        detail_object = {
+            "key": key,
+            "size": int(size) if size.isdigit() else 0,
+            "etag": returned.get("etag", "").strip('"'),
+            "sequencer": f"{time.time_ns():X}",
+        }
         if returned.get("x-amz-version-id"):
             detail_object["version-id"] = returned["x-amz-version-id"]
         event = {
-            "version": "0", "id": str(uuid.uuid4()), "detail-type": "Object Created", "source": "aws.s3",
-            "account": ACCOUNT_ID, "time": iso_now(), "region": REGION, "resources": [f"arn:aws:s3:::{bucket}"],
-            "detail": {"version": "0", "bucket": {"name": bucket}, "object": detail_object,
-                       "request-id": returned.get("x-amz-request-id", str(uuid.uuid4())), "requester": ACCOUNT_ID,
-                       "source-ip-address": source_ip, "reason": reason},
+            "version": "0",
+            "id": str(uuid.uuid4()),
+            "detail-type": "Object Created",
+            "source": "aws.s3",
+            "account": ACCOUNT_ID,
+            "time": iso_now(),
+            "region": REGION,
+            "resources": [f"arn:aws:s3:::{bucket}"],
+            "detail": {
+                "version": "0",
+                "bucket": {"name": bucket},
+                "object": detail_object,
+                "request-id": returned.get("x-amz-request-id", str(uuid.uuid4())),
+                "requester": ACCOUNT_ID,
+                "source-ip-address": source_ip,
+                "reason": reason,
+            },
         }
         self.stack.emit(event)
 
@@ -178,7 +225,9 @@ def _header(headers: dict[str, str], name: str) -> str | None:
 
 def _is_s3(headers: dict[str, str], query: str) -> bool:
     authorization = _header(headers, "Authorization") or ""
-    return "/s3/aws4_request" in authorization or "%2Fs3%2Faws4_request" in query or "/s3/aws4_request" in unquote(query)
+    return (
+        "/s3/aws4_request" in authorization or "%2Fs3%2Faws4_request" in query or "/s3/aws4_request" in unquote(query)
+    )
 
 
 def _bucket_and_key(host: str, path: str) -> tuple[str | None, str | None]:
@@ -192,8 +241,11 @@ def _bucket_and_key(host: str, path: str) -> tuple[str | None, str | None]:
 
 
 def _lambda_error(status: int, code: str, message: str, headers: list[tuple[str, str]]):
-    return status, headers + [("x-amzn-ErrorType", code), ("Content-Type", "application/json")], \
-        json.dumps({"Type": "User", "message": message}).encode()
+    return (
+        status,
+        headers + [("x-amzn-ErrorType", code), ("Content-Type", "application/json")],
+        json.dumps({"Type": "User", "message": message}).encode(),
+    )
 
 
 def _log_tail(headers: dict[str, str], text: str) -> list[tuple[str, str]]:

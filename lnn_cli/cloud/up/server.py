@@ -32,8 +32,15 @@ from lnn_cli.cloud.up.dispatch import EventRules, LocalStack, log, stack_functio
 from lnn_cli.cloud.up.proxy import Proxy
 
 
-def serve(state_dir: Path, *, port: int, stack_name: str, concurrency: int, container_cpus: int,
-          context: dict[str, str] | None = None) -> int:
+def serve(
+    state_dir: Path,
+    *,
+    port: int,
+    stack_name: str,
+    concurrency: int,
+    container_cpus: int,
+    context: dict[str, str] | None = None,
+) -> int:
     """Bind the proxy, start moto, deploy, report readiness on stdout (one JSON line), then serve until SIGTERM."""
     from werkzeug.serving import make_server
 
@@ -51,8 +58,13 @@ def serve(state_dir: Path, *, port: int, stack_name: str, concurrency: int, cont
         server = make_server("127.0.0.1", port, proxy, threaded=True)
     except (OSError, SystemExit) as error:  # werkzeug exits (SystemExit) when the port is in use
         why = getattr(error, "strerror", None) or "it is in use"
-        report({"error": f"port {port} cannot be used ({why}); choose another with --port, or leave it out "
-                "for a free one", "kind": "input"})
+        report(
+            {
+                "error": f"port {port} cannot be used ({why}); choose another with --port, or leave it out "
+                "for a free one",
+                "kind": "input",
+            }
+        )
         return 2
     server.daemon_threads = True
     endpoint_port = server.server_address[1]
@@ -74,16 +86,18 @@ def serve(state_dir: Path, *, port: int, stack_name: str, concurrency: int, cont
             proxy.upstream_port = int(emulator.endpoint_url.rsplit(":", 1)[1])
             log(f"moto server at {emulator.endpoint_url} ({emulator.started_seconds:.1f} s)")
             try:
-                deployment = deploy_to_emulator(emulator, state_dir / "deploy.log", stack_name=stack_name,
-                                                context=context)
+                deployment = deploy_to_emulator(
+                    emulator, state_dir / "deploy.log", stack_name=stack_name, context=context
+                )
             except DeployError as error:
                 report({"error": str(error), "kind": "deploy"})
                 return 1
             session = emulator.session()
             functions = stack_functions(session, deployment.outputs)
             with open(state_dir / "lambda.log", "a", buffering=1) as lambda_log:
-                runtime = LocalLambdaRuntime(session, functions, log_stream=lambda_log, concurrency=concurrency,
-                                             container_cpus=container_cpus)
+                runtime = LocalLambdaRuntime(
+                    session, functions, log_stream=lambda_log, concurrency=concurrency, container_cpus=container_cpus
+                )
                 rules = EventRules(session)
                 stack = holder["stack"] = LocalStack(runtime, rules)
                 if stopped.is_set():
@@ -92,12 +106,23 @@ def serve(state_dir: Path, *, port: int, stack_name: str, concurrency: int, cont
                 thread = threading.Thread(target=server.serve_forever, name="lnn-up-proxy", daemon=True)
                 thread.start()
                 schedules = ", ".join(f"{name} every {period:.0f} s" for name, _, period, _ in rules.schedules)
-                log(f"deployed {stack_name} with {deployment.method} ({deployment.seconds}); functions {functions}; "
-                    f"{len(rules.patterns)} event pattern rule(s); schedules: {schedules or 'none'}")
-                report({"pid": os.getpid(), "port": endpoint_port, "endpoint": f"http://localhost:{endpoint_port}",
-                        "stack": stack_name, "deploy_method": deployment.method, "deploy_seconds": deployment.seconds,
-                        "notes": deployment.notes, "functions": functions,
-                        "schedules": {name: period for name, _, period, _ in rules.schedules}})
+                log(
+                    f"deployed {stack_name} with {deployment.method} ({deployment.seconds}); functions {functions}; "
+                    f"{len(rules.patterns)} event pattern rule(s); schedules: {schedules or 'none'}"
+                )
+                report(
+                    {
+                        "pid": os.getpid(),
+                        "port": endpoint_port,
+                        "endpoint": f"http://localhost:{endpoint_port}",
+                        "stack": stack_name,
+                        "deploy_method": deployment.method,
+                        "deploy_seconds": deployment.seconds,
+                        "notes": deployment.notes,
+                        "functions": functions,
+                        "schedules": {name: period for name, _, period, _ in rules.schedules},
+                    }
+                )
                 try:
                     stack.loop()
                 finally:
@@ -130,8 +155,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--lock-fd", type=int)
     parser.add_argument("--context-json", default="{}", help="`lnn up`'s -c pairs, validated there")
     args = parser.parse_args(argv)
-    return serve(Path(args.state_dir), port=args.port, stack_name=args.stack, concurrency=args.concurrency,
-                 container_cpus=args.container_cpus, context=json.loads(args.context_json))
+    return serve(
+        Path(args.state_dir),
+        port=args.port,
+        stack_name=args.stack,
+        concurrency=args.concurrency,
+        container_cpus=args.container_cpus,
+        context=json.loads(args.context_json),
+    )
 
 
 if __name__ == "__main__":
