@@ -80,10 +80,12 @@ def explore(
     launch_twin: bool = False,
     first_violation: bool = False,
     verbose: bool = False,
+    jobs: int = 1,
 ) -> Exploration:
     """A depth-first search of the case's schedules, forked at every choice point (`ForkingDecisions`). No prefix
     is ever executed twice, and every state is expanded once: its digest goes to a file that every process reads
-    before its next check. `max_schedules` bounds it; `first_violation` stops it at the first violation."""
+    before its next check. `max_schedules` bounds it; `first_violation` stops it at the first violation; `jobs`
+    subtrees run at once (one per core)."""
     scenario, structure = {**CASES, **SMALL}[case]
     structure = {**structure, "launch_twin": launch_twin}
     found = Exploration(case, max_faults=max_faults, violations=[])
@@ -91,15 +93,25 @@ def explore(
     the_world = world()
     gc.freeze()  # what exists now is shared with the children, not copied by their collections
     with tempfile.TemporaryDirectory(prefix="lnn-exhaustive-") as folder, _unfrozen_after():
-        shared = _Shared(folder, limit=max_schedules, first_violation=first_violation, verbose=verbose)
+        shared = _Shared(folder, limit=max_schedules, first_violation=first_violation, verbose=verbose, jobs=jobs)
         root = os.getpid()
         decisions = ForkingDecisions(shared, kinds=FAULT_KINDS, max_faults=max_faults)
         sim = Simulator(the_world, 0, decisions=decisions, scenario=scenario, exhaustive=structure)
-        decisions.on_new_point = lambda label: shared.check(
-            state_digest(sim, label), max_faults - len(decisions.injected())
-        )
+
+        def at_new_point(label: str) -> None:
+            try:
+                shared.check(state_digest(sim, label), max_faults - len(decisions.injected()))
+            except Pruned:
+                if os.getpid() == root:
+                    raise
+                shared.mark_end(b"P")  # a child cut here ends now: nothing after the cut is read
+                decisions.finish()
+                os._exit(0)
+
+        decisions.on_new_point = at_new_point
         try:
             shared.ended(decisions.taken, sim.run())
+            decisions.finish()
         except BaseException:
             if os.getpid() == root:
                 raise
@@ -139,13 +151,15 @@ def replay(case: str, script: list[int], *, max_faults: int = 1, launch_twin: bo
 
 
 class ForkingDecisions(ScriptedDecisions):
-    """At each choice point, a child process per option but the last, in order (one at a time, waited for), then
-    the last option here: the first option of a fault is none, so that the state a fault's branch reaches may be
-    found seen already with a larger budget of faults. Past the bound of schedules, no further branches."""
+    """At each choice point, a child process per option but the last, in order, then the last option here: the first
+    option of a fault is none, so that the state a fault's branch reaches may be found seen already with a larger
+    budget of faults. A child runs beside its parent when a job place is free (`_Jobs`), else its parent waits for
+    it. Past the bound of schedules, no further branches."""
 
     def __init__(self, shared: _Shared, **kwargs):
         super().__init__([], **kwargs)
         self.shared = shared
+        self.beside: list[int] = []  # children running beside this process, each on a place of its own
 
     def _next(self, n: int, what: str) -> int:
         super()._next(n, what)  # the check first: a state seen before is cut before it branches
@@ -154,15 +168,54 @@ class ForkingDecisions(ScriptedDecisions):
                 self.taken[-1] = option
                 return option
             sys.stdout.flush()
+            place = self.shared.jobs.take()
             child = os.fork()
             if child == 0:
+                self.shared.jobs.held = place
+                self.beside = []
                 self.taken[-1] = option
                 return option
-            _, status = os.waitpid(child, 0)
-            if status != 0:
-                raise SearchFailed(f"the search's child for option {option} of {what!r} died (status {status})")
+            if place:
+                self.beside.append(child)
+            else:
+                _check_child(child, os.waitpid(child, 0)[1], option, what)
         self.taken[-1] = n - 1
         return n - 1
+
+    def finish(self) -> None:
+        """This process's own schedule is done: free its place, then wait for the children beside it."""
+        self.shared.jobs.release()
+        for child in self.beside:
+            _check_child(child, os.waitpid(child, 0)[1], None, "a subtree run beside its parent")
+        self.beside = []
+
+
+def _check_child(child: int, status: int, option: int | None, what: str) -> None:
+    if status != 0:
+        raise SearchFailed(f"the search's child {child} for option {option} of {what!r} died (status {status})")
+
+
+class _Jobs:
+    """At most `jobs` processes of the search compute at once, as make's jobserver does: a pipe holds the free
+    places; a process that forks takes one for its child if it can (the child runs beside it, and gives the place
+    back when its subtree is done), else waits for the child, which runs in its stead."""
+
+    def __init__(self, jobs: int):
+        self.read_end, self.write_end = os.pipe()
+        os.set_blocking(self.read_end, False)
+        os.write(self.write_end, b"+" * (jobs - 1))
+        self.held = True  # the root's own place: every process runs on one, its parent's or one from the pipe
+
+    def take(self) -> bool:
+        try:
+            return os.read(self.read_end, 1) == b"+"
+        except BlockingIOError:
+            return False
+
+    def release(self) -> None:
+        if self.held:
+            os.write(self.write_end, b"+")
+            self.held = False
 
 
 class SearchFailed(BaseException):
@@ -170,11 +223,12 @@ class SearchFailed(BaseException):
 
 
 class _Shared:
-    """What the search's processes share, in files (one process runs at a time; the others wait for it): the
-    digests of the states seen, a byte per schedule's end (P: cut at a state seen before, E: ended), and the
-    scripts of the schedules that violated an invariant."""
+    """What the search's processes share, in files that each appends to with whole records (`jobs` of them may
+    compute at once): the digests of the states seen, a byte per schedule's end (P: cut at a state seen before,
+    E: ended), and the scripts of the schedules that violated an invariant. Two processes that reach one state at
+    the same instant may both expand it: work done twice, no state left out."""
 
-    def __init__(self, folder: str, *, limit: int | None, first_violation: bool, verbose: bool):
+    def __init__(self, folder: str, *, limit: int | None, first_violation: bool, verbose: bool, jobs: int = 1):
         self.states_path, self.ends_path = os.path.join(folder, "states"), os.path.join(folder, "ends")
         self.violations_path = os.path.join(folder, "violations")
         for path in (self.states_path, self.ends_path, self.violations_path):
@@ -182,6 +236,7 @@ class _Shared:
         self.seen: dict[bytes, int] = {}  # state digest -> the largest budget of faults it was seen with
         self.read_upto = 0
         self.limit, self.first_violation, self.verbose = limit, first_violation, verbose
+        self.jobs = _Jobs(jobs)
 
     def check(self, digest: bytes, budget: int) -> None:
         """Cut the schedule here if its state was seen with at least this budget of faults left (what a smaller
@@ -189,6 +244,7 @@ class _Shared:
         with open(self.states_path, "rb") as states:
             states.seek(self.read_upto)
             new = states.read()
+        new = new[: len(new) - len(new) % RECORD]  # a record being appended beside us is read next time
         self.read_upto += len(new)
         for start in range(0, len(new), RECORD):
             known, left = new[start : start + DIGEST], new[start + DIGEST]
@@ -196,19 +252,22 @@ class _Shared:
         if self.seen.get(digest, -1) >= budget:
             raise Pruned()
         self.seen[digest] = budget
-        with open(self.states_path, "ab") as states:
+        with open(self.states_path, "ab") as states:  # one write of a whole record: appends beside ours stay whole
             states.write(digest + bytes([budget]))
-        self.read_upto += RECORD
 
     def ended(self, script: list[int], result) -> None:
         if result.failed:
             with open(self.violations_path, "a") as violations:
                 violations.write(json.dumps(script) + "\n")
-        with open(self.ends_path, "ab") as ends:
-            ends.write(b"P" if result.pruned else b"E")
-            count = ends.tell()
+        count = self.mark_end(b"P" if result.pruned else b"E")
         if self.verbose and count % 5000 == 0:
             print(f"  {count} schedules, {self.states()} states", flush=True)
+
+    def mark_end(self, mark: bytes) -> int:
+        """A schedule's end (P: cut at a state seen before, E: ended); the count of ends so far."""
+        with open(self.ends_path, "ab") as ends:
+            ends.write(mark)
+            return ends.tell()
 
     def full(self) -> bool:
         """No more branches: the bound of schedules is reached, or a violation when the search stops at the first."""
@@ -303,11 +362,12 @@ def _without_usage(item: dict) -> dict:
     return {**item, "Attributes": attributes}
 
 
-def main(max_schedules: int | None = None) -> int:
-    """Both cases with at most one fault, to the end (or to `max_schedules` each); 1 if any violated an invariant."""
+def main(max_schedules: int | None = None, *, cases: list[str] | None = None, jobs: int = 1) -> int:
+    """The cases (default: both) with at most one fault, to the end (or to `max_schedules` each), `jobs` processes
+    at once; 1 if any violated an invariant."""
     failed = False
-    for case in CASES:
-        found = explore(case, max_schedules=max_schedules, verbose=True)
+    for case in cases or CASES:
+        found = explore(case, max_schedules=max_schedules, verbose=True, jobs=jobs)
         print(found.report(), flush=True)
         for script, result in found.violations[:3]:
             failed = True

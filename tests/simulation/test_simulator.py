@@ -101,6 +101,9 @@ def test_the_exhaustive_search_completes_a_small_case_and_reports_its_counts(wor
     assert found.complete and not found.violations, found.report()
     assert found.states > 50 and found.pruned > 0 and found.schedules > found.pruned, found.report()
     assert f"{found.states} distinct states" in found.report() and "complete" in found.report()
+    # two processes at once (make simulate JOBS=2) reach the same states: none is left out by the other's cut
+    beside = explore("K=1 epoch+finish, once", max_faults=0, jobs=2)
+    assert beside.complete and beside.states == found.states, (beside.report(), found.report())
 
 
 def test_the_exhaustive_search_catches_a_mutant_and_replays_its_script(world, monkeypatch):
