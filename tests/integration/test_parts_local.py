@@ -8,18 +8,9 @@ from lnn_cli.cloud.local import run_local
 from lnn_cli.datafiles import data_in_parts
 from lnn_core.ml import training
 from tests.integration.conftest import dataset, model_arrays
+from tests.support.runs import THREE_WORKERS
 
-PARAMETERS = {
-    "epochs": 2,
-    "learning_rate": 0.05,
-    "neurons": [3, 1],
-    "activations": ["tanh", "sigmoid"],
-    "seed": 4,
-    "batch_size": 16,
-    "optimizer": "adam",
-    "workers": 3,
-    "granularity": "epoch",
-}  # 40 examples: 3 rounds an epoch
+PARAMETERS = THREE_WORKERS
 
 
 @pytest.fixture(scope="module")

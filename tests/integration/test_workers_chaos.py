@@ -12,18 +12,9 @@ import pytest
 from lnn_cli.cloud.chaos import ChaosPlan
 from lnn_cli.cloud.local import run_local
 from tests.integration.conftest import dataset, model_arrays
+from tests.support.runs import THREE_WORKERS
 
-PARAMETERS = {
-    "epochs": 2,
-    "learning_rate": 0.05,
-    "neurons": [3, 1],
-    "activations": ["tanh", "sigmoid"],
-    "seed": 4,
-    "batch_size": 16,
-    "optimizer": "adam",
-    "workers": 3,
-    "granularity": "epoch",
-}  # 40 examples: 3 rounds an epoch
+PARAMETERS = THREE_WORKERS
 SERIAL, CONCURRENT = 200, 20
 SERIAL_EVERY_LOOP, CONCURRENT_EVERY_LOOP = 3, 2  # the rest are marked slow: `make slow` and CI run them
 REPUBLISH_SITES = ("after notifier.publish", "before table.mark_notified")

@@ -1,0 +1,15 @@
+"""Run parameters that several test files train with."""
+
+# 2 epochs of batches 16, 16, 8 of the 40 examples of `tests.integration.conftest.dataset`, in rounds of 3 shard
+# workers: 3 rounds an epoch
+THREE_WORKERS = {
+    "epochs": 2,
+    "learning_rate": 0.05,
+    "neurons": [3, 1],
+    "activations": ["tanh", "sigmoid"],
+    "seed": 4,
+    "batch_size": 16,
+    "optimizer": "adam",
+    "workers": 3,
+    "granularity": "epoch",
+}
