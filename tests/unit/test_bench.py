@@ -4,6 +4,7 @@ import argparse
 import io
 
 import numpy as np
+import pytest
 
 from lnn_cli.bench import figures as bench_figures
 from lnn_cli.bench import jobs as bench_jobs
@@ -243,3 +244,16 @@ def test_reads_job_writes_a_demo_run_of_the_real_shape(aws):
     assert [item["epoch"] for item in items] == list(range(1, 121))
     assert len(items[0]["weights"]["layer1"]) == 20 and len(items[0]["weights"]["layer1"][0]) == 30
     assert "test_cost" in items[9] and "test_cost" not in items[8]
+
+
+def test_a_sweeps_aws_projection_adds_its_chains_one_after_another_and_takes_the_longest_at_once():
+    from lnn_cli.bench.projection import AwsAssumptions
+    from lnn_cli.bench.sweep import chain_seconds, projection
+
+    assumptions = AwsAssumptions()  # 30 ms an Invoke call, 50 ms a hop
+    short = {"usage_deliveries": 10, "usage_mb_ms": 1024 * 2000}  # 2 s billed at 1,024 MB, 10 deliveries
+    long = {"usage_deliveries": 5, "usage_mb_ms": 1024 * 6000}
+    assert chain_seconds(short, assumptions, 1024) == pytest.approx(2.0 + 10 * 0.08)
+    aws = projection([short, long], assumptions, 1024)
+    assert aws["one_after_another_seconds"] == pytest.approx(2.8 + 6.4)
+    assert aws["all_at_once_seconds"] == pytest.approx(6.4) and aws["trials"] == 2
