@@ -15,8 +15,8 @@ from typing import Any
 import numpy as np
 
 from lnn_core.aws.codec import npz_to_arrays
+from lnn_core.aws.epoch_items import epoch_write_units
 from lnn_core.aws.ports import Ports
-from lnn_core.aws.run_table import epoch_write_units
 from lnn_core.aws.sdk import now
 from lnn_core.errors import LnnInputError, RunFailure
 from lnn_core.ml import batching, diagnostics, network, optimizers, shards, training
