@@ -11,7 +11,7 @@ from aws_cdk import aws_s3 as s3
 from aws_cdk import aws_sns as sns
 from constructs import Construct
 
-from lnn_core.aws.run_table import (
+from lnn_core.aws.run_record import (
     MESSAGE_DUE,
     RUNS_AWAITING_MESSAGE_INDEX,
     RUNS_BY_STATUS_INDEX,

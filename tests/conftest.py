@@ -9,7 +9,7 @@ import pytest
 from moto import mock_aws
 
 from lnn_cli.cloud import moto_transactions
-from lnn_core.aws.run_table import (
+from lnn_core.aws.run_record import (
     MESSAGE_DUE,
     RUNS_AWAITING_MESSAGE_INDEX,
     RUNS_BY_STATUS_INDEX,

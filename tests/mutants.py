@@ -48,7 +48,8 @@ JUDGE = "tests.mutant_judge"
 JOBS = 2  # mutants judged at once, one test process each (CI has 2 cores)
 MUTANT_TIMEOUT = 1200  # seconds: a mutant whose tests hang is a survivor, not a stuck CI job
 CORE = "lambda_src/lnn_core/"
-RUN_TABLE, TRAINER = CORE + "aws/run_table.py", CORE + "protocol/trainer.py"
+RUN_RECORD, TRAINER = CORE + "aws/run_record.py", CORE + "protocol/trainer.py"
+ROUND_BARRIER, EPOCH_ITEMS = CORE + "aws/round_barrier.py", CORE + "aws/epoch_items.py"
 SENDING, RUN_CONTROL = CORE + "protocol/sending.py", CORE + "run_control.py"
 
 
@@ -66,49 +67,49 @@ class Mutant:
 MUTANTS = (
     Mutant(
         "the commit without `#committed = :seen`",
-        RUN_TABLE,
+        RUN_RECORD,
         'condition = "#committed = :seen AND #status = :running"',
         'condition = ":seen = :seen AND #status = :running"',
         first=("test_1_an_unseeded_run_draws_its_seed_once",),
     ),
     Mutant(
         "the commit without `#status = :running`",
-        RUN_TABLE,
+        RUN_RECORD,
         'condition = "#committed = :seen AND #status = :running"',
         'condition = "#committed = :seen AND (#status = :running OR #status <> :running)"',
         first=("test_a_delivery_that_computed_while_the_run_was_stopped",),
     ),
     Mutant(
         "claim_send without `invoked_step < :next`",
-        RUN_TABLE,
+        RUN_RECORD,
         '"committed_step = :step AND #status = :running AND invoked_step < :next"',
         '"committed_step = :step AND #status = :running AND :next = :next"',
         first=("test_a_late_twin_that_read_the_successor_unsent",),
     ),
     Mutant(
         "mark_invoked writing nothing",
-        RUN_TABLE,
+        RUN_RECORD,
         '"""Record that the invocation of `step` was sent, so that no catch-up sends it again."""\n',
         '"""Record that the invocation of `step` was sent, so that no catch-up sends it again."""\n        return\n',
         first=("test_a_duplicate_of_the_last_committed_step_a_minute_later",),
     ),
     Mutant(
         "claim_notification without `notified = :no`",
-        RUN_TABLE,
+        RUN_RECORD,
         '"notified = :no AND (attribute_not_exists(notify_lease) OR notify_lease < :now OR notifier = :claimant)"',
         '":no = :no AND (attribute_not_exists(notify_lease) OR notify_lease < :now OR notifier = :claimant)"',
         first=("test_a_twin_of_the_finish_that_claims_after_the_message_was_sent",),
     ),
     Mutant(
         "claim_notification always succeeding",
-        RUN_TABLE,
+        RUN_RECORD,
         '"notified = :no AND (attribute_not_exists(notify_lease) OR notify_lease < :now OR notifier = :claimant)"',
         '":no = :no AND :now = :now AND :claimant = :claimant"',
         first=("test_2_twins_of_the_finish_step_send_one_message",),
     ),
     Mutant(
         "claim_notification without `OR notifier = :claimant` (a lost answer: no message)",
-        RUN_TABLE,
+        RUN_RECORD,
         '"notified = :no AND (attribute_not_exists(notify_lease) OR notify_lease < :now OR notifier = :claimant)"',
         '"notified = :no AND (attribute_not_exists(notify_lease) OR notify_lease < :now)"',
         first=("test_1_a_notification_claim_whose_answer_was_lost",),
@@ -124,7 +125,7 @@ MUTANTS = (
     ),
     Mutant(
         "record_resume without its heartbeat condition",
-        RUN_TABLE,
+        RUN_RECORD,
         'f"committed_step = :seen AND #status = :running AND ({heartbeat} OR resume_token = :token)"',
         'f"committed_step = :seen AND #status = :running AND ({heartbeat} OR NOT ({heartbeat}) '
         'OR resume_token = :token)"',
@@ -132,7 +133,7 @@ MUTANTS = (
     ),
     Mutant(
         "record_resume without its token clause",
-        RUN_TABLE,
+        RUN_RECORD,
         'f"committed_step = :seen AND #status = :running AND ({heartbeat} OR resume_token = :token)"',
         'f"committed_step = :seen AND #status = :running AND ({heartbeat})"',
         first=("test_2_a_watchdog_resume_whose_answer_was_lost",),
@@ -153,7 +154,7 @@ MUTANTS = (
     ),
     Mutant(
         "mark_started without its condition",
-        RUN_TABLE,
+        RUN_RECORD,
         '"committed_step = :previous AND #status = :running",\n            {":step": step, ":at": at',
         '":previous = :previous AND (#status = :running OR #status <> :running)",\n'
         '            {":step": step, ":at": at',
@@ -175,21 +176,21 @@ MUTANTS = (
     ),
     Mutant(
         "create_run ignoring its launch token",
-        RUN_TABLE,
+        RUN_RECORD,
         'if existing is None or existing.get("launch_token") != token:',
         "if True:",
         first=("test_2_a_launch_whose_create_answer_was_lost",),
     ),
     Mutant(
         "claim_reduce without `reduce_by = :claimant`",
-        RUN_TABLE,
+        ROUND_BARRIER,
         '"attribute_not_exists(reduce_lease) OR reduce_lease < :now OR reduce_by = :claimant"',
         '"attribute_not_exists(reduce_lease) OR reduce_lease < :now"',
         first=("test_2_a_round_whose_reduce_claim_answer_was_lost",),
     ),
     Mutant(
         "put_epoch_items without its ConditionCheck (a tautology)",
-        RUN_TABLE,
+        EPOCH_ITEMS,
         '"ConditionExpression": "committed_step = :previous AND #status = :running",',
         '"ConditionExpression": ":previous = :previous AND (#status = :running OR #status <> :running)",',
         first=("test_8_a_losing_twin_does_not_rewrite",),
@@ -217,14 +218,14 @@ MUTANTS = (
     ),
     Mutant(
         "lnn resume continuing a run without its condition (that it is this stopped ending)",
-        RUN_TABLE,
+        RUN_RECORD,
         'f"#status = :stopped AND {stopped}"',
         'f"(#status = :stopped OR #status <> :stopped) AND ({stopped} OR NOT {stopped})"',
         first=("test_a_late_resume_of_a_stop_that_was_continued_and_finished_changes_nothing",),
     ),
     Mutant(
         "a stop's ending without the stop request it read (a late stop twin re-stops a resumed run)",
-        RUN_TABLE,
+        RUN_RECORD,
         'condition += " AND stop_requested = :stop AND stop_token = :stop_token"',
         'condition += " AND (stop_requested = :stop OR stop_token = :stop_token)"',
         first=("test_a_late_twin_of_the_stop_does_not_stop_the_run_again_after_lnn_resume",),

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from lnn_core.aws.ports import Ports
-from lnn_core.aws.run_table import send_lease
+from lnn_core.aws.run_record import send_lease
 from lnn_core.aws.sdk import now
 from lnn_core.errors import LnnInputError
 from lnn_core.protocol.ending import TERMINAL, ensure_notified, fail_run, publish_model

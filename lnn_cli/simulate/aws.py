@@ -44,7 +44,7 @@ ENVIRONMENT = {
 def table_definition() -> dict[str, Any]:
     """The results table as the stack creates it: run records and epoch items, and the sparse keys-only indexes of
     runs by status and of ended runs still owed their message."""
-    from lnn_core.aws import run_table
+    from lnn_core.aws import run_record
 
     attributes = [
         {"AttributeName": "run_id", "AttributeType": "S"},
@@ -53,16 +53,16 @@ def table_definition() -> dict[str, Any]:
     ]
     indexes = [
         {
-            "IndexName": run_table.RUNS_BY_STATUS_INDEX,
+            "IndexName": run_record.RUNS_BY_STATUS_INDEX,
             "KeySchema": [{"AttributeName": "status", "KeyType": "HASH"}],
             "Projection": {"ProjectionType": "KEYS_ONLY"},
         }
     ]
-    attributes.append({"AttributeName": run_table.MESSAGE_DUE, "AttributeType": "S"})
+    attributes.append({"AttributeName": run_record.MESSAGE_DUE, "AttributeType": "S"})
     indexes.append(
         {
-            "IndexName": run_table.RUNS_AWAITING_MESSAGE_INDEX,
-            "KeySchema": [{"AttributeName": run_table.MESSAGE_DUE, "KeyType": "HASH"}],
+            "IndexName": run_record.RUNS_AWAITING_MESSAGE_INDEX,
+            "KeySchema": [{"AttributeName": run_record.MESSAGE_DUE, "KeyType": "HASH"}],
             "Projection": {"ProjectionType": "KEYS_ONLY"},
         }
     )
@@ -146,7 +146,7 @@ class MotoWorld:
         weights item (in its weights partition)."""
         from moto.dynamodb.models.dynamo_type import DynamoType
 
-        from lnn_core.aws.run_table import weights_partition
+        from lnn_core.aws.epoch_items import weights_partition
 
         return {
             (partition, int(key.value)): item

@@ -211,7 +211,7 @@ class Monitor:
             self._fail("epochs", f"progress_epoch went back from {self.progress} to {progress}")
         if progress == self.progress and not items_touched:
             return  # a write of the run record alone: no epoch item changed
-        from lnn_core.aws.run_table import weights_partition
+        from lnn_core.aws.epoch_items import weights_partition
 
         items = self.world.epoch_items(RUN_ID)
         for epoch in range(self.progress + 1, progress + 1):

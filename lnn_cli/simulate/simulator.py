@@ -225,7 +225,7 @@ class Simulator:
             def sleep(self, seconds):
                 sim.now += seconds
 
-        import lnn_core.aws.run_table as run_table
+        import lnn_core.aws.table_access as table_access
         import lnn_core.aws.usage as usage
 
         saved = []
@@ -236,7 +236,7 @@ class Simulator:
             (launcher, "uuid", _Uuid),
             (launcher, "secrets", _Secrets),
             (sdk, "time", _Time()),
-            (run_table, "time", _Time()),
+            (table_access, "time", _Time()),
             (usage, "time", _Time()),  # usage: a delivery's billed time is virtual too
             (launcher, "time", _Time()),
             (steps, "time", _Time()),

@@ -16,7 +16,7 @@ from botocore.exceptions import ClientError
 
 from lnn_cli.cloud.runtime.atomic import REQUEST_LOCK
 from lnn_core import run_control
-from lnn_core.aws.run_table import epoch_write_units
+from lnn_core.aws.epoch_items import epoch_write_units
 from lnn_core.handlers import build_launcher, build_trainer
 from lnn_core.ml import training
 from lnn_core.protocol import results

@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 
 from lnn_cli.web.app import epoch_after, page_figures, percent
-from lnn_core.aws.run_table import EPOCH_FIGURES, RunTable, weights_partition
+from lnn_core.aws.epoch_items import EPOCH_FIGURES, weights_partition
+from lnn_core.aws.run_table import RunTable
 from lnn_core.aws.sdk import IoCounter, now
 from lnn_core.errors import LnnInputError
 from lnn_core.ml import network

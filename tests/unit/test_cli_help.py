@@ -12,7 +12,7 @@ from rich.console import Console
 
 from lnn_cli import stack_commands
 from lnn_cli.main import add_run_options, build_parser, main
-from lnn_core.aws.run_table import EPOCH_FIGURES
+from lnn_core.aws.epoch_items import EPOCH_FIGURES
 
 COMMANDS = {
     "start",

@@ -5,7 +5,7 @@ import numpy as np
 from boto3.dynamodb.types import TypeSerializer
 
 from lnn_core.aws.codec import to_dynamo
-from lnn_core.aws.run_table import EPOCH_FIGURES, epoch_write_units, stored_items
+from lnn_core.aws.epoch_items import EPOCH_FIGURES, epoch_write_units, stored_items
 from lnn_core.ml import network
 from lnn_core.ml.config import TrainingConfig
 from lnn_core.protocol.layout import params_key

@@ -22,7 +22,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from lnn_core.aws.ports import Ports
-from lnn_core.aws.run_table import RunExists, send_lease
+from lnn_core.aws.run_record import RunExists, send_lease
 from lnn_core.aws.sdk import now
 from lnn_core.aws.usage import DEFAULT_MEMORY_MB, DeliveryMeter
 from lnn_core.errors import LnnInputError, RunFailure

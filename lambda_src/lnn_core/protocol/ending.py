@@ -4,7 +4,7 @@
 from typing import Any
 
 from lnn_core.aws.ports import Ports
-from lnn_core.aws.run_table import MESSAGE_DUE, MESSAGE_DUE_VALUE
+from lnn_core.aws.run_record import MESSAGE_DUE, MESSAGE_DUE_VALUE
 from lnn_core.aws.sdk import CLAIM_CALL_SECONDS, now
 from lnn_core.protocol.end_message import message, message_id, subject
 from lnn_core.protocol.layout import model_key, staged_model_key

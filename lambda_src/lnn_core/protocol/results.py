@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from lnn_core.aws.run_table import ITEMS_PER_WRITE
+from lnn_core.aws.epoch_items import ITEMS_PER_WRITE
 from lnn_core.aws.sdk import now
 from lnn_core.errors import RunFailure
 from lnn_core.ml import network
@@ -75,7 +75,7 @@ def epoch_item(
 ) -> dict[str, Any]:
     """The epoch's results item: its cost, the test set's figures when evaluated, and its end-of-epoch weights
     (lists; or norms, and the key of the kept training state at a checkpoint epoch). Its content depends on the
-    epoch alone, never on the step that wrote it. The run table stores it as two items (`run_table.stored_items`)."""
+    epoch alone, never on the step that wrote it. The run table stores it as two items (`epoch_items.stored_items`)."""
     item = {
         "epoch": epoch,
         "cost": cost,
@@ -180,7 +180,7 @@ def stops_early(config: TrainingConfig, epoch: int, cost: float) -> bool:
 
 def commit_seconds(epochs: int, item_units: list[int]) -> float:
     """Time to budget for writing the items of `epochs` epochs and the commit, each epoch stored as items of
-    `item_units` write units (`run_table.epoch_write_units`): a transaction per `ITEMS_PER_WRITE` items, and the write
+    `item_units` write units (`epoch_items.epoch_write_units`): a transaction per `ITEMS_PER_WRITE` items, and the write
     units (two per KB in a transaction) one partition (all of a run's items share its key) accepts per second."""
     return (
         math.ceil(epochs * len(item_units) / ITEMS_PER_WRITE) * WRITE_REQUEST_SECONDS

@@ -7,21 +7,17 @@ one layer per step; `epoch` and `auto` call it for whole epochs.
 """
 
 import dataclasses
-import json
 import time
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from lnn_core.aws.codec import npz_to_arrays
-from lnn_core.aws.ports import Ports
-from lnn_core.aws.run_table import epoch_write_units
+from lnn_core.aws.epoch_items import epoch_write_units
 from lnn_core.aws.sdk import now
-from lnn_core.errors import LnnInputError, RunFailure
 from lnn_core.ml import batching, diagnostics, network, optimizers, shards, training
 from lnn_core.ml.config import TrainingConfig
-from lnn_core.ml.dataset import TrainingData, load_common_data, load_training_data
+from lnn_core.ml.dataset import TrainingData
 from lnn_core.ml.shards import (
     combine_shards,
     part_batch,
@@ -30,24 +26,20 @@ from lnn_core.ml.shards import (
     shard_slices,
     shard_sums,
 )
-from lnn_core.ml.validation import held_out
 from lnn_core.protocol.layout import (
     activation_key,
     batch_state_key,
-    common_key,
     gradient_key,
     in_parts,
     is_checkpoint,
     model_key,
     params_key,
-    part_key,
     shard_key,
     staged_model_key,
 )
 from lnn_core.protocol.results import (
     StepResult,
     commit_seconds,
-    descriptions,
     epoch_item,
     epochs_done,
     evaluation,
@@ -57,28 +49,21 @@ from lnn_core.protocol.results import (
     stops_early,
 )
 from lnn_core.protocol.schedule import AUTO_MAX_EPOCHS_PER_STEP, Position
+from lnn_core.protocol.step_inputs import PreparedData, StepInputs
+from lnn_core.protocol.training_state import (
+    initial_params,
+    model_arrays,
+    optimizer_state_of,
+    params_of,
+    training_state,
+)
 
 AUTO_SAFETY_SECONDS = 10.0  # auto granularity stops this long before the invocation's timeout, plus two slow epochs
 
 
-@dataclass(frozen=True)
-class PreparedData:
-    """Training data in the internal layout: examples as columns. Of data in parts, one part's X, Y and y (or none,
-    for the reduce: the common arrays alone), while `examples` counts the examples of every part."""
-
-    data: TrainingData
-    X: np.ndarray  # (n0, m)
-    Y: np.ndarray  # (n_L, m)
-    examples: int  # of the whole training set
-
-
-class StepBodies:
-    """The steps of one warm container, with its caches of the run's data and of the current epoch's mini-batches."""
-
-    def __init__(self, ports: Ports):
-        self.ports = ports
-        self._data: dict[tuple[str, str, str], PreparedData] = {}  # keyed by (key, ETag, dtype)
-        self._epoch_batches: tuple[tuple, list] | None = None
+class StepBodies(StepInputs):
+    """The steps of one warm container, with its caches of the run's data and of the current epoch's mini-batches
+    (`StepInputs`)."""
 
     def execute(self, position: Position, config: TrainingConfig, run: dict, context: Any) -> StepResult:
         if position.state == "finish":
@@ -399,134 +384,6 @@ class StepBodies:
         return staged_model_key(run["run_id"], epoch), model_arrays(
             config, params, self._round_data(config, run, None).data, epoch
         )
-
-    # ---- inputs --------------------------------------------------------------------------------------------
-
-    def _load(self, key: str) -> dict[str, np.ndarray]:
-        return npz_to_arrays(self.ports.store.get_bytes(key), key=key)
-
-    def _prepared(self, config: TrainingConfig, run: dict) -> PreparedData:
-        """The run's training data (its validation rows held out), parsed once per warm container and ETag."""
-        return self._cached_data(
-            config,
-            config.data,
-            run["data_etag"],
-            lambda raw, source: self._columns(config, load_training_data(raw, source=source, dtype=config.dtype), None),
-        )
-
-    def _round_data(self, config: TrainingConfig, run: dict, shard: int | None) -> PreparedData:
-        """A round's data: the run's one file; or, of data in parts, shard k's part (with the common arrays of
-        none), or for the reduce (`shard` None) the common arrays alone: the test set, for its evaluations."""
-        if not in_parts(config.data):
-            return self._prepared(config, run)
-        if shard is None:
-            target_shape = (config.neurons[-1],) if config.regression and config.neurons[-1] > 1 else ()
-            return self._cached_data(
-                config,
-                common_key(config.data),
-                run["data_etag"],
-                lambda raw, source: self._columns(
-                    config,
-                    load_common_data(
-                        raw, source=source, features=run["features"], target_shape=target_shape, dtype=config.dtype
-                    ),
-                    run["examples"],
-                ),
-            )
-        return self._cached_data(
-            config,
-            part_key(config.data, shard, config.workers),
-            run["part_etags"][shard],
-            lambda raw, source: self._columns(
-                config, load_training_data(raw, source=source, dtype=config.dtype), run["examples"]
-            ),
-        )
-
-    @staticmethod
-    def _columns(config: TrainingConfig, data: TrainingData, examples: int | None) -> PreparedData:
-        data.check_fits(config)
-        data = held_out(data, config.validation_split, config.validation_seed)  # the run trains on the rest
-        X = network.to_columns(data.X, config.dtype) if len(data.X) else np.empty((data.X.shape[1], 0), config.dtype)
-        Y = (
-            network.targets(data.y, config.activations[-1], config.neurons[-1], config.dtype)
-            if len(data.y)
-            else np.empty((config.neurons[-1], 0), config.dtype)
-        )
-        return PreparedData(data, X, Y, X.shape[1] if examples is None else examples)
-
-    def _cached_data(self, config: TrainingConfig, key: str, etag: str, prepare) -> PreparedData:
-        """Data parsed once per warm container and ETag by `prepare(raw, source)`. One run's at a time (a warm
-        container serves one chain); of data in parts, one part and the common arrays."""
-        cache_key = (key, etag, config.dtype, config.validation_split, config.validation_seed)
-        if cache_key not in self._data:
-            common = common_key(config.data) if in_parts(config.data) else None
-            self._data = {
-                cached: value
-                for cached, value in self._data.items()
-                if common is not None and cached[0].startswith(config.data) and (cached[0] == common) != (key == common)
-            }
-            raw = self.ports.store.get_bytes(key, etag=etag, cache=False)  # after the eviction: one part in memory
-            source = f"s3://{self.ports.store.bucket}/{key}"
-            try:
-                self._data[cache_key] = prepare(raw, source)
-            except LnnInputError as error:
-                raise RunFailure(str(error)) from error
-            except MemoryError as error:
-                raise RunFailure(
-                    f"the training data does not fit the trainer's memory ({error}); deploy with a larger "
-                    "-c memory_size"
-                ) from error
-        return self._data[cache_key]
-
-    def _minibatches(self, config: TrainingConfig, prepared: PreparedData, epoch: int) -> list:
-        """The epoch's mini-batches (example indices), computed once per container and epoch."""
-        key = (config.data, prepared.examples, config.batch_size, config.replay_shuffle_seed(), epoch)
-        if self._epoch_batches is None or self._epoch_batches[0] != key:
-            batches = batching.minibatches(prepared.examples, config.batch_size, config.replay_shuffle_seed(), epoch)
-            self._epoch_batches = (key, batches)
-        return self._epoch_batches[1]
-
-
-# ---- the training state ----------------------------------------------------------------------------------------
-
-
-def initial_params(config: TrainingConfig, features: int) -> network.Params:
-    """The run's initial parameters: seeded lecun/he, or LNN 0.0's constant `weight` and `bias`."""
-    params = network.init_params([features, *config.neurons], config.init, config.seed, config.dtype)
-    if config.weight is None:
-        return params
-    return {
-        name: np.full_like(value, config.weight if name.startswith("W") else config.bias)
-        for name, value in params.items()
-    }
-
-
-def model_arrays(
-    config: TrainingConfig, params: network.Params, data: TrainingData, epoch: int
-) -> dict[str, np.ndarray]:
-    """A model.npz's arrays: the parameters after `epoch`, what the PredictLambda needs to use them, and `epoch`."""
-    return {
-        **params,
-        "activations": np.array(list(config.activations)),
-        "config": np.array(json.dumps(config.to_parameters())),
-        "epoch": np.array(epoch),
-        **descriptions(data),
-    }
-
-
-def training_state(
-    params: network.Params, opt_state: dict[str, np.ndarray], **extras: np.ndarray
-) -> dict[str, np.ndarray]:
-    """One .npz's arrays: the parameters, the optimizer state (its keys never clash with W1, b1, ...) and extras."""
-    return {**params, **opt_state, **extras}
-
-
-def params_of(state: dict[str, np.ndarray]) -> network.Params:
-    return {name: value for name, value in state.items() if name[0] in "Wb" and name[1:].isdigit()}
-
-
-def optimizer_state_of(state: dict[str, np.ndarray], config: TrainingConfig) -> dict[str, np.ndarray]:
-    return {name: state[name] for name in optimizers.state_keys(params_of(state), config.optimizer)}
 
 
 def remaining_seconds(context: Any) -> float:

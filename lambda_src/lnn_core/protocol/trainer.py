@@ -28,7 +28,7 @@ from typing import Any
 
 from lnn_core.aws.codec import arrays_to_npz
 from lnn_core.aws.ports import Ports
-from lnn_core.aws.run_table import send_lease
+from lnn_core.aws.run_record import send_lease
 from lnn_core.aws.sdk import now
 from lnn_core.aws.usage import DeliveryMeter
 from lnn_core.errors import LnnInputError, RunFailure

@@ -1,0 +1,122 @@
+"""What the step bodies (`steps.StepBodies`) read: the run's training data, parsed once per warm container and ETag
+(of data in parts, one part and the common arrays), the current epoch's mini-batches, and the .npz files of the
+training state that earlier steps wrote.
+"""
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from lnn_core.aws.codec import npz_to_arrays
+from lnn_core.aws.ports import Ports
+from lnn_core.errors import LnnInputError, RunFailure
+from lnn_core.ml import batching, network
+from lnn_core.ml.config import TrainingConfig
+from lnn_core.ml.dataset import TrainingData, load_common_data, load_training_data
+from lnn_core.ml.validation import held_out
+from lnn_core.protocol.layout import common_key, in_parts, part_key
+
+
+@dataclass(frozen=True)
+class PreparedData:
+    """Training data in the internal layout: examples as columns. Of data in parts, one part's X, Y and y (or none,
+    for the reduce: the common arrays alone), while `examples` counts the examples of every part."""
+
+    data: TrainingData
+    X: np.ndarray  # (n0, m)
+    Y: np.ndarray  # (n_L, m)
+    examples: int  # of the whole training set
+
+
+class StepInputs:
+    """The inputs of one warm container's steps, with its caches of the run's data and of the current epoch's
+    mini-batches."""
+
+    def __init__(self, ports: Ports):
+        self.ports = ports
+        self._data: dict[tuple[str, str, str], PreparedData] = {}  # keyed by (key, ETag, dtype)
+        self._epoch_batches: tuple[tuple, list] | None = None
+
+    def _load(self, key: str) -> dict[str, np.ndarray]:
+        return npz_to_arrays(self.ports.store.get_bytes(key), key=key)
+
+    def _prepared(self, config: TrainingConfig, run: dict) -> PreparedData:
+        """The run's training data (its validation rows held out), parsed once per warm container and ETag."""
+        return self._cached_data(
+            config,
+            config.data,
+            run["data_etag"],
+            lambda raw, source: self._columns(config, load_training_data(raw, source=source, dtype=config.dtype), None),
+        )
+
+    def _round_data(self, config: TrainingConfig, run: dict, shard: int | None) -> PreparedData:
+        """A round's data: the run's one file; or, of data in parts, shard k's part (with the common arrays of
+        none), or for the reduce (`shard` None) the common arrays alone: the test set, for its evaluations."""
+        if not in_parts(config.data):
+            return self._prepared(config, run)
+        if shard is None:
+            target_shape = (config.neurons[-1],) if config.regression and config.neurons[-1] > 1 else ()
+            return self._cached_data(
+                config,
+                common_key(config.data),
+                run["data_etag"],
+                lambda raw, source: self._columns(
+                    config,
+                    load_common_data(
+                        raw, source=source, features=run["features"], target_shape=target_shape, dtype=config.dtype
+                    ),
+                    run["examples"],
+                ),
+            )
+        return self._cached_data(
+            config,
+            part_key(config.data, shard, config.workers),
+            run["part_etags"][shard],
+            lambda raw, source: self._columns(
+                config, load_training_data(raw, source=source, dtype=config.dtype), run["examples"]
+            ),
+        )
+
+    @staticmethod
+    def _columns(config: TrainingConfig, data: TrainingData, examples: int | None) -> PreparedData:
+        data.check_fits(config)
+        data = held_out(data, config.validation_split, config.validation_seed)  # the run trains on the rest
+        X = network.to_columns(data.X, config.dtype) if len(data.X) else np.empty((data.X.shape[1], 0), config.dtype)
+        Y = (
+            network.targets(data.y, config.activations[-1], config.neurons[-1], config.dtype)
+            if len(data.y)
+            else np.empty((config.neurons[-1], 0), config.dtype)
+        )
+        return PreparedData(data, X, Y, X.shape[1] if examples is None else examples)
+
+    def _cached_data(self, config: TrainingConfig, key: str, etag: str, prepare) -> PreparedData:
+        """Data parsed once per warm container and ETag by `prepare(raw, source)`. One run's at a time (a warm
+        container serves one chain); of data in parts, one part and the common arrays."""
+        cache_key = (key, etag, config.dtype, config.validation_split, config.validation_seed)
+        if cache_key not in self._data:
+            common = common_key(config.data) if in_parts(config.data) else None
+            self._data = {
+                cached: value
+                for cached, value in self._data.items()
+                if common is not None and cached[0].startswith(config.data) and (cached[0] == common) != (key == common)
+            }
+            raw = self.ports.store.get_bytes(key, etag=etag, cache=False)  # after the eviction: one part in memory
+            source = f"s3://{self.ports.store.bucket}/{key}"
+            try:
+                self._data[cache_key] = prepare(raw, source)
+            except LnnInputError as error:
+                raise RunFailure(str(error)) from error
+            except MemoryError as error:
+                raise RunFailure(
+                    f"the training data does not fit the trainer's memory ({error}); deploy with a larger "
+                    "-c memory_size"
+                ) from error
+        return self._data[cache_key]
+
+    def _minibatches(self, config: TrainingConfig, prepared: PreparedData, epoch: int) -> list:
+        """The epoch's mini-batches (example indices), computed once per container and epoch."""
+        key = (config.data, prepared.examples, config.batch_size, config.replay_shuffle_seed(), epoch)
+        if self._epoch_batches is None or self._epoch_batches[0] != key:
+            batches = batching.minibatches(prepared.examples, config.batch_size, config.replay_shuffle_seed(), epoch)
+            self._epoch_batches = (key, batches)
+        return self._epoch_batches[1]
