@@ -3,7 +3,7 @@ delivered twice (two twins with their own request ids), with at most one fault i
 effect's crash before, crash after and lost answer.
 
 A depth-first search that forks the process at every choice point (`ForkingDecisions`), so that no schedule's
-prefix is executed twice. A choice point is a port call (`simulator._commutes` names the calls that commute with
+prefix is executed twice. A choice point is a port call (`interleaving._commutes` names the calls that commute with
 everything and get none), a delivery's start, a timer, or a fault. Each point's state (`state_digest`) is hashed: a
 state seen before, with at least as many faults left to spend, cuts the schedule there. `make simulate EXHAUSTIVE=1`
 runs both cases to the end; docs/simulation.md argues why each reduction keeps every outcome.

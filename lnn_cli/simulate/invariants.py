@@ -305,11 +305,11 @@ class Monitor:
         self._check_reference(record)
 
     def _check_readers(self, record: dict[str, Any]) -> None:
-        from lnn_cli.simulate import aws
+        from lnn_cli.simulate import aws, direct_clients
         from lnn_core.aws.run_table import RunTable
         from lnn_core.aws.sdk import IoCounter
 
-        reader = RunTable(aws.DirectTable(aws.TABLE, aws.DirectDynamoClient()), IoCounter())
+        reader = RunTable(direct_clients.DirectTable(aws.TABLE, direct_clients.DirectDynamoClient()), IoCounter())
         seen = reader.committed_epochs(reader.get_run(RUN_ID))
         epochs = [item["epoch"] for item in seen]
         if epochs != list(range(1, (record.get("progress_epoch") or 0) + 1)):

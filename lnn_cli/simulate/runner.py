@@ -7,7 +7,8 @@ from collections import Counter
 from dataclasses import dataclass, field
 
 from lnn_cli.simulate.aws import MotoWorld
-from lnn_cli.simulate.simulator import Result, Simulator
+from lnn_cli.simulate.result import Result
+from lnn_cli.simulate.simulator import Simulator
 
 _WORLD: MotoWorld | None = None
 

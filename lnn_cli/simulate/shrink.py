@@ -4,8 +4,8 @@ Repeated until no single removal keeps it failing: a 1-minimal set of faults, pr
 
 from __future__ import annotations
 
+from lnn_cli.simulate.result import Result
 from lnn_cli.simulate.runner import run_seed
-from lnn_cli.simulate.simulator import Result
 
 
 def shrink(seed: int, *, disabled: set[int] | None = None, mode: str = "direct", quiet: bool = False) -> Result | None:

@@ -6,6 +6,10 @@ Each in-flight delivery is a greenlet running the real handler. Every port metho
 scheduler picks what runs next (an in-flight delivery, a queued one whose time has come, a watchdog tick, an
 operator's command), injects faults (see `Rates`), and advances virtual time only when nothing can run. After every
 scheduler event the `Monitor` checks the invariants. See docs/simulation.md.
+
+This module is the scheduler; what it schedules is in `deliveries`, the containers that run them in `containers`
+(their clients in `clients`, their ports' interleaving points and faults in `interleaving`), the handlers'
+deterministic ids and clock in `determinism`, and a schedule's end in `result`.
 """
 
 from __future__ import annotations
@@ -13,16 +17,19 @@ from __future__ import annotations
 import hashlib
 import json
 import random
-import uuid as _uuid
-from dataclasses import dataclass, field
 from typing import Any
 
 from greenlet import greenlet
 
 from lnn_cli.cloud.runtime import SandboxKilled
-from lnn_cli.simulate import aws
+from lnn_cli.simulate import aws, determinism, direct_clients
+from lnn_cli.simulate.clients import SimSession
+from lnn_cli.simulate.containers import Container, container_for
 from lnn_cli.simulate.decisions import RandomDecisions
+from lnn_cli.simulate.deliveries import Context, Delivery, event_name, one_of_each_fresh_twin_pair
+from lnn_cli.simulate.interleaving import DATA_KEY
 from lnn_cli.simulate.invariants import Monitor, Violation
+from lnn_cli.simulate.result import Result
 from lnn_cli.simulate.scenario import RUN_ID, START, Scenario, draw_rates, draw_scenario
 from lnn_core import run_control
 
@@ -38,96 +45,6 @@ MAX_EVENTS = 40_000  # scheduler events in one schedule: more is a runaway (a li
 
 class Pruned(BaseException):
     """The exhaustive search reached a state it explored already: this schedule's future adds nothing."""
-
-
-def _digest(value: Any) -> str:
-    """A port call's answer as the exhaustive search's state keeps it: canonical (a record's attributes sorted, so
-    that the order in which writes added them does not matter) and without the run record's `usage_*` counters,
-    which only pricing reads (see docs/simulation.md, "Exhaustive small cases")."""
-    if isinstance(value, (bytes, bytearray)):
-        return hashlib.blake2b(bytes(value), digest_size=8).hexdigest()
-    if isinstance(value, dict):
-        from lnn_core.aws.usage import USAGE_PREFIX
-
-        value = {key: item for key, item in value.items() if not str(key).startswith(USAGE_PREFIX)}
-    return json.dumps(value, sort_keys=True, default=_canonical)
-
-
-def _canonical(value: Any) -> Any:
-    return sorted(value, key=repr) if isinstance(value, (set, frozenset)) else repr(value)
-
-
-class InjectedCrash(SandboxKilled):
-    """The process died (out of memory, a timeout, a kill): no `except Exception` in a handler catches it."""
-
-
-class _NullLogger:
-    def __getattr__(self, name):
-        return _ignore
-
-
-def _ignore(*args, **kwargs):
-    return None
-
-
-@dataclass
-class Container:
-    function: str
-    number: int
-    skew: float
-    handler: Any = None
-    ports: Any = None
-    busy: bool = False
-
-
-@dataclass
-class Delivery:
-    number: int
-    function: str  # launcher, trainer, watchdog, operator
-    event: Any
-    request_id: str
-    due: float
-    born: float
-    attempt: int = 0
-    throttles: int = 0
-    started_at: float = 0.0
-    frozen_until: float = 0.0
-    greenlet: Any = None
-    container: Container | None = None
-    where: str = "queued"
-    may_crash: bool = True
-    published: set = field(default_factory=set)  # runs it published a message for
-    frozen_long: bool = False  # frozen past the lease at least once
-    notify_claim: bool = False  # its claim_notification succeeded
-    copy: int = 0  # 0: the event as sent; 1: its duplicate
-    uuids: int = 0  # uuid4() calls so far
-    sends: int = 0  # invocations sent so far
-    history: list = field(default_factory=list)  # (port call, digest of its answer): its local state (exhaustive)
-    done: bool = False
-
-    def identity(self) -> str:
-        return f"{self.request_id}#{self.attempt}.{self.copy}"
-
-    def label(self) -> str:
-        event = self.event if isinstance(self.event, dict) else {}
-        if self.function == "trainer":
-            state = event.get("state")
-            shard = f"/{event['shard']}" if event.get("shard") is not None else ""
-            return f"d{self.number} trainer step {event.get('step')} {state}{shard} [{self.request_id}#{self.attempt}]"
-        if self.function == "operator":
-            return f"d{self.number} operator {event.get('command')}"
-        return f"d{self.number} {self.function} [{self.request_id}#{self.attempt}]"
-
-
-class Context:
-    """The Lambda context a handler gets: its request id and its remaining time, in virtual time."""
-
-    def __init__(self, sim: Simulator, delivery: Delivery, timeout: float):
-        self._sim, self.aws_request_id, self._deadline = sim, delivery.request_id, delivery.started_at + timeout
-        self.function_name = delivery.function
-
-    def get_remaining_time_in_millis(self) -> int:
-        return max(0, int((self._deadline - self._sim.now) * 1000))
 
 
 class Simulator:
@@ -182,118 +99,8 @@ class Simulator:
 
     # ---- set-up ---------------------------------------------------------------------------------------------
 
-    def _install(self) -> list:
-        """Deterministic ids, seeds and wall clock for the handlers; returns what to restore."""
-        from lnn_core.aws import sdk
-        from lnn_core.launch import launcher
-        from lnn_core.protocol import steps, trainer
-
-        sim = self
-
-        class _Uuid:
-            UUID = _uuid.UUID
-
-            @staticmethod
-            def uuid4():  # distinct in every digit (claimants use the first 12), the same in every replay, and
-                # a function of the delivery (not of the global order), so that the exhaustive search's states merge
-                current = sim.current
-                if current is None:
-                    sim._uuids += 1
-                    name = f"{sim.seed}/{sim._uuids}"
-                else:
-                    current.uuids += 1
-                    name = f"{sim.seed}/{current.identity()}/{current.uuids}"
-                return _uuid.UUID(bytes=hashlib.blake2b(name.encode(), digest_size=16).digest())
-
-        class _Secrets:
-            @staticmethod
-            def randbelow(n):
-                return sim._secrets.randrange(n)
-
-        class _Time:
-            def __getattr__(self, name):
-                import time
-
-                return getattr(time, name)
-
-            def time(self):
-                return sim.now
-
-            def monotonic(self):
-                return sim.now
-
-            def sleep(self, seconds):
-                sim.now += seconds
-
-        import lnn_core.aws.table_access as table_access
-        import lnn_core.aws.usage as usage
-
-        saved = []
-        # Every module of lnn_core that reads ids, secrets or the wall clock (a module missing here is an error)
-        for module, name, value in (
-            (trainer, "uuid", _Uuid),
-            (run_control, "uuid", _Uuid),
-            (launcher, "uuid", _Uuid),
-            (launcher, "secrets", _Secrets),
-            (sdk, "time", _Time()),
-            (table_access, "time", _Time()),
-            (usage, "time", _Time()),  # usage: a delivery's billed time is virtual too
-            (launcher, "time", _Time()),
-            (steps, "time", _Time()),
-            (trainer, "time", _Time()),
-        ):
-            saved.append((module, name, getattr(module, name)))
-            setattr(module, name, value)
-        return saved
-
     def session(self, container: Container) -> Any:
         return SimSession(self, container)
-
-    def _container(self, function: str) -> Container:
-        """A warm idle container of the function, or a cold one (with its own clock skew)."""
-        idle = [c for c in self.containers[function] if not c.busy]
-        if idle and not self.exhaustive and self.decisions.choice(4, "warm or cold") != 0:
-            return self.decisions.pick(idle, "container")
-        number = sum(len(cs) for cs in self.containers.values()) + 1
-        where = f"{function} container c{number}"
-        skew = 0.0 if self.exhaustive else self.decisions.uniform(-0.5, 0.5)
-        big = self.decisions.fault("skew", self.rates.skew, where, lambda r: r.choice([-1, 1]) * r.uniform(31.0, 90.0))
-        if big is not None:
-            skew = big
-        container = Container(function, number, skew)
-        self._build(container)
-        self.containers[function].append(container)
-        return container
-
-    def _build(self, container: Container) -> None:
-        from lnn_core import handlers
-        from lnn_core.aws.ports import Ports
-
-        invoker = SimInvoker(self, container)
-        clock = lambda: self.now + container.skew  # noqa: E731
-        session, logger = self.session(container), _NullLogger()
-        if container.function == "trainer":
-            handler = handlers.build_trainer(session=session, invoker=invoker, clock=clock, logger=logger)
-            handler.metrics = None
-            self.monitor.watch_trainer(handler)
-        elif container.function == "launcher":
-            handler = handlers.build_launcher(session=session, invoker=invoker, clock=clock, logger=logger)
-        elif container.function == "watchdog":
-            handler = handlers.build_watchdog(session=session, invoker=invoker, clock=clock, logger=logger)
-        else:
-            handler = None
-        ports = (
-            handler.ports
-            if handler is not None
-            else Ports.from_environment(
-                invoke_target="LNN_TRAINER_FUNCTION", session=session, invoker=invoker, clock=clock
-            )
-        )
-        for port_name in ("table", "store", "notifier", "invoker"):
-            port = getattr(ports, port_name)
-            if port is not None:
-                _instrument(self, port, port_name)
-        container.handler, container.ports = handler, ports
 
     # ---- events -----------------------------------------------------------------------------------------------
 
@@ -308,7 +115,7 @@ class Simulator:
         payload = json.loads(json.dumps(event))
         self.deliveries += 1
         request_id = request_id or self._request_id(origin)
-        what = f"{function} event {_event_name(payload)} from {origin}"
+        what = f"{function} event {event_name(payload)} from {origin}"
         delivery = Delivery(self.deliveries, function, payload, request_id, due=self.now, born=self.now)
         if faults and function == "trainer" and self.decisions.fault("lose", self.rates.lose, what):
             self.log(f"LOST {what}")
@@ -369,7 +176,7 @@ class Simulator:
         return "r" + hashlib.blake2b(f"{current.identity()}/{current.sends}".encode(), digest_size=4).hexdigest()
 
     def run(self) -> Result:
-        saved = self._install()
+        saved = determinism.install(self)
         try:
             return self._run()
         finally:
@@ -384,7 +191,7 @@ class Simulator:
 
     def _run(self) -> Result:
         self.world.reset()
-        aws.reset_tokens()
+        direct_clients.reset_tokens()
         self.main = greenlet.getcurrent()
         self.world.s3.put_object(aws.BUCKET, DATA_KEY, self.scenario.data_npz(), disable_notification=True)
         launch = {"run_id": RUN_ID, "parameters": {k: v for k, v in self.scenario.parameters.items()}}
@@ -436,7 +243,7 @@ class Simulator:
         runnable = [d for d in self.in_flight if d.frozen_until <= self.now]
         ready = [d for d in self.queue if d.due <= self.now]
         if self.exhaustive and self.exhaustive.get("twins"):
-            ready = _one_of_each_fresh_twin_pair(ready)
+            ready = one_of_each_fresh_twin_pair(ready)
         timers = []
         if self.next_tick <= self.now:
             timers.append("watchdog")
@@ -495,7 +302,7 @@ class Simulator:
         if delivery.identity() in self._identities and self._identities[delivery.identity()] is not delivery:
             raise RuntimeError(f"two deliveries share the identity {delivery.identity()} (their claimants would too)")
         self._identities[delivery.identity()] = delivery
-        container = self._container(delivery.function)
+        container = container_for(self, delivery.function)
         container.busy = True
         delivery.container, delivery.started_at, delivery.where = container, self.now, "start"
         delivery.may_crash = True
@@ -570,277 +377,8 @@ class Simulator:
         except LnnInputError as refused:
             self.log(f"operator {command} refused: {refused}")
 
-    # ---- inside a delivery: the interleaving points and faults -------------------------------------------------
-
-    def point(self, where: str) -> None:
-        """Called by every port method: give the scheduler the choice of what runs next, maybe freeze here, and
-        die if the invocation's time ran out meanwhile."""
-        delivery = self.current
-        if delivery is None:
-            return
-        delivery.where = where
-        self.now += self.request_seconds
-        freeze = self.decisions.fault(
-            "freeze", self.rates.freeze, f"{where} in {delivery.label()}", lambda r: r.uniform(31.0, 150.0)
-        )
-        if freeze:
-            delivery.frozen_until = self.now + freeze
-            delivery.frozen_long = True
-            self.monitor.frozen(delivery)
-            self.log(f"FROZEN {delivery.label()} at {where} for {freeze:.1f} s")
-        self.main.switch()
-        if self.now > delivery.started_at + self._timeout():
-            raise InjectedCrash(f"Task timed out after {self._timeout():.2f} seconds")
-
-    def maybe_crash(self, when: str, where: str) -> None:
-        delivery = self.current
-        if delivery is None or not delivery.may_crash:
-            return
-        if self.decisions.fault(f"crash {when}", self.rates.crash / 2, f"{where} in {delivery.label()}"):
-            delivery.may_crash = False
-            raise InjectedCrash(f"injected crash {when} {where}")
-
-    def lost_answer(self, where: str) -> bool:
-        delivery = self.current
-        label = delivery.label() if delivery is not None else "operator"
-        return bool(self.decisions.fault("lost answer", self.rates.lost_answer, f"{where} in {label}"))
-
-
-def _instrument(sim: Simulator, port: Any, port_name: str) -> None:
-    """Wrap every public method of a port: an interleaving point before it, and for the effects
-    (`lnn_core.aws.ports.EFFECTS`) a possible crash just before and just after it."""
-    from lnn_core.aws.ports import EFFECTS
-
-    effects = set(EFFECTS.get(port_name, ()))
-    for name in dir(type(port)):
-        if name.startswith("_"):
-            continue
-        method = getattr(port, name, None)
-        if not callable(method):
-            continue
-        setattr(port, name, _wrapped(sim, method, f"{port_name}.{name}", name in effects))
-
-
-def _wrapped(sim: Simulator, method, where: str, effect: bool):
-    def call(*args, **kwargs):
-        if not (sim.exhaustive and _commutes(where, args)):
-            sim.point(where)
-        if effect:
-            sim.maybe_crash("before", where)
-        result = method(*args, **kwargs)
-        sim.monitor.returned(where, result, args, kwargs)
-        if sim.exhaustive and sim.current is not None:
-            sim.current.history.append((where, _digest(result)))
-        if effect:
-            sim.maybe_crash("after", where)
-        return result
-
-    call.__wrapped__ = method
-    return call
-
-
-DATA_KEY = f"runs/{RUN_ID}/data.npz"  # the run's training data: put before the launch, never written again
-
-
-def _commutes(where: str, args: tuple) -> bool:
-    """Port calls that commute with every other delivery's, so that the exhaustive search gives them no point of
-    their own (they run with what precedes them): an invoke only queues an event, whose start is a choice of its
-    own, and no delivery reads the queue; the usage ADD writes only `usage_*` counters, which no delivery's choices
-    and no invariant read (the search's state leaves them out); the training data is read-only for the whole run.
-    Every other call, reads included, is a point: a read's answer depends on which writes came before it."""
-    return where in ("invoker.invoke_async", "table.add_usage") or (
-        where == "store.get_bytes" and bool(args) and args[0] == DATA_KEY
-    )
-
-
-class SimInvoker:
-    """The `Invoker` of a container: Lambda accepts the event (an SDK retry after a lost answer sends it again,
-    with a new request id) and the scheduler delivers it."""
-
-    def __init__(self, sim: Simulator, container: Container):
-        self._sim, self._container = sim, container
-
-    def invoke_async(self, payload: dict[str, Any]) -> None:
-        origin = self._sim.current.label() if self._sim.current else f"c{self._container.number}"
-        self._sim.monitor.invoked()
-        if self._sim.lost_answer(f"lambda.invoke {_event_name(payload)}"):
-            self._sim.send("trainer", payload, origin=f"{origin} (answer lost, SDK retries)")
-        self._sim.send("trainer", payload, origin=origin)
-
-
-def _event_name(payload: Any) -> str:
-    if not isinstance(payload, dict):
-        return "?"
-    if "step" in payload:
-        shard = f"/{payload['shard']}" if payload.get("shard") is not None else ""
-        return f"step {payload['step']} {payload.get('state')}{shard}"
-    return payload.get("command") or ("launch" if "parameters" in payload else payload.get("detail-type", "event"))
-
 
 def _outcome(result: Any) -> str:
     if isinstance(result, dict):
         return str(result.get("outcome") or result.get("status") or result.get("stalled") or "ok")[:80]
     return str(result)[:80]
-
-
-# ---- the clients the handlers get: moto (direct or through boto3), with lost answers and the monitor's taps ------
-
-WRITES = {
-    "dynamodb": ("put_item", "update_item", "delete_item", "batch_write_item", "transact_write_items"),
-    "s3": ("put_object", "delete_objects", "copy_object"),
-    "sns": ("publish",),
-}
-
-
-class SimSession:
-    """What `handlers.build_*(session=...)` gets: clients whose writes go through `_write` (lost answers, the
-    monitor's record of applied writes), direct or through boto3 (`Simulator.mode`)."""
-
-    region_name = aws.REGION
-
-    def __init__(self, sim: Simulator, container: Container):
-        self._sim, self._container = sim, container
-
-    def resource(self, service: str, config=None):
-        assert service == "dynamodb", service
-        if self._sim.mode == "boto":
-            resource = self._sim.world.session.resource("dynamodb", config=config)
-            return _ResourceProxy(self._sim, resource)
-        return _ResourceProxy(self._sim, aws.DirectDynamoResource(aws.DirectDynamoClient(self._sim.tokens)))
-
-    def client(self, service: str, config=None):
-        if self._sim.mode == "boto":
-            inner = self._sim.world.session.client(service, config=config)
-        else:
-            inner = {"s3": aws.DirectS3Client, "sns": aws.DirectSnsClient}[service](self._sim.world)
-        return _ClientProxy(self._sim, inner, service)
-
-
-class _ClientProxy:
-    def __init__(self, sim: Simulator, inner, service: str):
-        self._sim, self._inner, self._service = sim, inner, service
-
-    def __getattr__(self, name: str):
-        attribute = getattr(self._inner, name)
-        if name in WRITES.get(self._service, ()):
-            return lambda **params: _write(self._sim, self._service, name, attribute, params)
-        return attribute
-
-
-class _TableProxy(_ClientProxy):
-    def __init__(self, sim: Simulator, table, client_proxy):
-        super().__init__(sim, table, "dynamodb")
-        self.meta = _Meta(client_proxy)
-        self.name = table.name
-
-
-class _Meta:
-    def __init__(self, client):
-        self.client = client
-
-
-class _ResourceProxy:
-    def __init__(self, sim: Simulator, resource):
-        self._sim, self._resource = sim, resource
-        self.meta = _Meta(_ClientProxy(sim, resource.meta.client, "dynamodb"))
-
-    def Table(self, name: str):
-        return _TableProxy(self._sim, self._resource.Table(name), self.meta.client)
-
-
-def _write(sim: Simulator, service: str, operation: str, call, params: dict[str, Any]):
-    """One write request. With a lost answer, it is applied, its answer lost, and the SDK sends it again: the
-    second answer (or error) is the caller's. The monitor sees every applied write."""
-    where = f"{service}.{operation}"
-    if service == "dynamodb" and operation == "transact_write_items":
-        params = {**params, "ClientRequestToken": params.get("ClientRequestToken") or aws._next_token()}
-    attempts = 2 if sim.lost_answer(where) else 1
-    if attempts == 2 and service == "sns":
-        sim.monitor.lost_publish()
-    for attempt in range(attempts):
-        before = sim.monitor.before_write(service, operation, params)
-        try:
-            answer = call(**params)
-        except Exception:
-            if attempt + 1 == attempts:
-                raise
-            continue
-        sim.monitor.after_write(service, operation, params, before)
-        if attempt + 1 < attempts:
-            sim.log(f"answer lost: {where} (applied; the SDK retries)")
-            sim.now += 0.05
-    return answer
-
-
-class Result:
-    """A schedule's end: its violation (None: every invariant held), what it injected, and how to replay it."""
-
-    def __init__(self, sim: Simulator, violation: Violation | None):
-        self.seed, self.violation = sim.seed, violation
-        self.faults = sim.decisions.injected()
-        self.all_faults = list(sim.decisions.faults)
-        self.counts = dict(sim.decisions.counts)
-        self.scenario = sim.scenario.describe()
-        self.events, self.deliveries, self.virtual_seconds = sim.events, sim.deliveries, sim.now - START
-        continued = (sim.world.fields(RUN_ID, "continuations") or {}).get("continuations")
-        self.status = sim.monitor.status and sim.monitor.status + (
-            " after a stop and `lnn resume`" if continued else ""
-        )
-        self.messages = len(sim.monitor.messages)
-        self.bodies = sim.monitor.bodies
-        self.trace = sim.trace
-        self.outcomes = sim.outcomes
-        self.given_up = sim.given_up
-        self.disabled = sorted(sim.decisions.disabled)
-        self.pruned = False
-        self.allowed_hits = sim.monitor.allowed_hits
-        self.signature = (
-            self.events,
-            self.deliveries,
-            round(self.virtual_seconds, 3),
-            self.status,
-            self.messages,
-            tuple(f.describe() for f in self.all_faults),
-            tuple(self.outcomes),
-        )
-
-    @property
-    def failed(self) -> bool:
-        return self.violation is not None
-
-    def replay_command(self) -> str:
-        disabled = f" --disable {','.join(map(str, self.disabled))}" if self.disabled else ""
-        return f".venv/bin/python -m lnn_cli.simulate --seed {self.seed}{disabled} --trace"
-
-    def summary(self) -> str:
-        head = (
-            f"seed {self.seed}: {self.scenario}; {self.deliveries} deliveries, {self.events} events, "
-            f"{self.virtual_seconds:.0f} virtual s, run {self.status}, {self.messages} message(s), faults {self.counts}"
-        )
-        if self.allowed_hits:
-            head += "\nallowed: " + "; ".join(self.allowed_hits)
-        if self.violation is None:
-            return head
-        return f"{head}\nVIOLATION {self.violation}\nreplay: {self.replay_command()}"
-
-
-def _one_of_each_fresh_twin_pair(ready: list[Delivery]) -> list[Delivery]:
-    """Symmetry reduction of the exhaustive search: of the two twins of an event (request ids X and Xd), neither
-    started yet, only the first is offered. Starting the other leads to the mirror image of the same schedules (the
-    twins differ only in fresh ids, which the protocol compares for equality only)."""
-    kept: list[Delivery] = []
-    for delivery in ready:
-        mirror = any(
-            other.function == delivery.function
-            and other.attempt == delivery.attempt == 0
-            and other.throttles == delivery.throttles == 0
-            and other.due == delivery.due
-            and other.born == delivery.born
-            and other.event == delivery.event
-            and {other.request_id, delivery.request_id}
-            == {other.request_id.removesuffix("d"), other.request_id.removesuffix("d") + "d"}
-            for other in kept
-        )
-        if not mirror:
-            kept.append(delivery)
-    return kept

@@ -133,7 +133,7 @@ def test_the_exhaustive_search_catches_a_mutant_and_replays_its_script(world, mo
 def test_every_port_call_is_an_interleaving_point_of_the_exhaustive_search_but_those_that_commute():
     """Reads are points (a read's answer depends on the writes before it); an invoke (it only queues), the usage
     ADD (nothing reads it) and a read of the training data (never written in a run) run with what precedes them."""
-    from lnn_cli.simulate.simulator import DATA_KEY, _commutes
+    from lnn_cli.simulate.interleaving import DATA_KEY, _commutes
 
     assert not _commutes("table.get_run", ("sim-run",))
     assert not _commutes("store.get_bytes", ("runs/sim-run/epoch-1.npz",))
@@ -146,14 +146,14 @@ def test_every_port_call_is_an_interleaving_point_of_the_exhaustive_search_but_t
 def test_the_exhaustive_search_offers_one_of_two_fresh_twins_only():
     """Symmetry reduction: two twins of an event, neither started, are one choice; a started pair, a retry, a
     throttled twin or another event stays a choice of its own."""
-    from lnn_cli.simulate.simulator import Delivery, _one_of_each_fresh_twin_pair
+    from lnn_cli.simulate.deliveries import Delivery, one_of_each_fresh_twin_pair
 
     def delivery(number, request_id, **fields):
         return Delivery(number, "trainer", {"step": 2}, request_id, due=5.0, born=5.0, **fields)
 
-    assert [d.number for d in _one_of_each_fresh_twin_pair([delivery(1, "r1"), delivery(2, "r1d", copy=1)])] == [1]
-    assert len(_one_of_each_fresh_twin_pair([delivery(1, "r1"), delivery(2, "r2")])) == 2
-    assert len(_one_of_each_fresh_twin_pair([delivery(1, "r1"), delivery(2, "r1d", copy=1, attempt=1)])) == 2
-    assert len(_one_of_each_fresh_twin_pair([delivery(1, "r1"), delivery(2, "r1d", copy=1, throttles=1)])) == 2
+    assert [d.number for d in one_of_each_fresh_twin_pair([delivery(1, "r1"), delivery(2, "r1d", copy=1)])] == [1]
+    assert len(one_of_each_fresh_twin_pair([delivery(1, "r1"), delivery(2, "r2")])) == 2
+    assert len(one_of_each_fresh_twin_pair([delivery(1, "r1"), delivery(2, "r1d", copy=1, attempt=1)])) == 2
+    assert len(one_of_each_fresh_twin_pair([delivery(1, "r1"), delivery(2, "r1d", copy=1, throttles=1)])) == 2
     other = Delivery(2, "trainer", {"step": 3}, "r1d", due=5.0, born=5.0, copy=1)
-    assert len(_one_of_each_fresh_twin_pair([delivery(1, "r1"), other])) == 2
+    assert len(one_of_each_fresh_twin_pair([delivery(1, "r1"), other])) == 2
