@@ -6,7 +6,6 @@ their traces.
 
 from __future__ import annotations
 
-import json
 import os
 from typing import Any
 
@@ -177,16 +176,3 @@ def _plain(value) -> Any:
     if kind in ("SS", "NS", "BS"):
         return set(raw)
     return raw
-
-
-def published(world: MotoWorld) -> list[dict[str, Any]]:
-    """The bodies of every message published to the topic, in order."""
-    topic = world.sns.topics[world.topic_arn]
-    bodies = []
-    for notification in topic.sent_notifications:
-        message = notification[1] if isinstance(notification, tuple) else notification
-        try:
-            bodies.append(json.loads(message))
-        except (TypeError, ValueError):
-            bodies.append({"raw": message})
-    return bodies
