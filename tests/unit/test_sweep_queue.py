@@ -8,11 +8,11 @@ import pytest
 
 from lnn_cli.inputs import DEMO_DATA
 from lnn_cli.sweeps import commands
-from lnn_core.sweep.record import PENDING_SECONDS, SweepRecord, stack_limit, trials_to_start
 from lnn_cli.sweeps.spec import parse_spec
 from lnn_core.errors import LnnInputError
 from lnn_core.launch.launcher import LaunchLimits
 from lnn_core.sweep import results
+from lnn_core.sweep.record import PENDING_SECONDS, SweepRecord, stack_limit, trials_to_start
 
 BASE = {"epochs": 3, "learning_rate": 0.01, "neurons": [4, 1], "activations": ["relu", "sigmoid"]}
 
