@@ -63,7 +63,8 @@ def build_watchdog(
         timeout_seconds=float(os.environ.get("LNN_TRAINER_TIMEOUT_SECONDS", "900")),
         event_age_seconds=float(os.environ.get("LNN_EVENT_AGE_SECONDS", "21600")),
     )
-    sweeps = SweepController(ports, limits=LaunchLimits.from_environment(os.environ))
+    # it drives the sweeps in the bucket (a watchdog without one, as some tests build it, drives none)
+    sweeps = SweepController(ports, limits=LaunchLimits.from_environment(os.environ)) if ports.store else None
     return Watchdog(ports, rules=rules, logger=logger or Logger(service="lnn"), sweeps=sweeps)
 
 
