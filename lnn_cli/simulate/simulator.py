@@ -280,6 +280,7 @@ class Simulator:
             handler = handlers.build_launcher(session=session, invoker=invoker, clock=clock, logger=logger)
         elif container.function == "watchdog":
             handler = handlers.build_watchdog(session=session, invoker=invoker, clock=clock, logger=logger)
+            handler.sweeps = None  # the schedules are of runs: no sweep is driven (nor its bucket listed) here
         else:
             handler = None
         ports = (

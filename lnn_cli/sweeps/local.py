@@ -21,7 +21,6 @@ from lnn_cli.presentation.progress import waiting
 from lnn_cli.sweeps.commands import (
     checked_trials,
     describe,
-    say_reconciled,
     show_results,
     sweep_id_of,
     sweep_spec,
@@ -91,14 +90,18 @@ def command_local_sweep(args, cli_flags: dict[str, Any], console: Console) -> in
 
 def run_sweep(runtime: LocalLambdaRuntime, table: RunTable, record: SweepRecord, console: Console) -> None:
     """Drive the sweep to its end as the stack would (the module's docstring), resuming a stalled trial as the
-    watchdog would."""
+    watchdog would; then say which trials successive halving stopped, and why (whichever pass stopped them)."""
     watchdog = runtime.handler("watchdog")
     stalls: dict[str, int] = {}
     rungs = tuple((record.spec.get("halving") or {}).get("rungs", ()))
     while True:
         outcome = watchdog.sweeps.reconcile(record.sweep_id)  # the pass of the watchdog's scheduled tick
-        say_reconciled(outcome, console)
+        if outcome["started"]:
+            console.print(f"started {', '.join(outcome['started'])}", highlight=False)
         if outcome["outcome"] == "done" and runtime.pending == 0:
+            runs = {run_id: table.get_run(run_id) for run_id in record.run_ids}
+            for run_id, decision in halving_decisions(record, runs, table.epochs_at).items():
+                console.print(f"{run_id}: {decision.reason}", highlight=False)
             return
         runs = {run_id: table.get_run(run_id) for run_id in record.run_ids}
         running = [run_id for run_id, run in runs.items() if run and run["status"] == "running"]

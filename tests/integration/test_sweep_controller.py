@@ -173,6 +173,7 @@ class LostAnswer:
 
 
 def test_a_trials_ending_kicks_the_watchdog_with_its_sweep_and_another_runs_does_not(aws):
+    """The kick: the ending of a run whose parameters name its sweep (and its epochs with a validation cost)."""
     X, y = blobs(40)
     steps, kicks, clock = QueueInvoker(), QueueInvoker(), FakeClock()
     launcher = build_launcher(session=aws.session, invoker=steps, clock=clock)
@@ -186,3 +187,13 @@ def test_a_trials_ending_kicks_the_watchdog_with_its_sweep_and_another_runs_does
         assert trainer.ports.table.get_run(run_id)["status"] == "succeeded"
     assert list(kicks.events) == [{"sweep": "sw"}]
     assert trainer.ports.table.get_run("sw-t001")["config"]["sweep"] == "sw"
+
+    # A trial that records its validation cost every epoch kicks at each such epoch too (a halving rung may judge
+    # it), and at its end: epochs 1, 2 and 3 (the finish is a step of its own), then the ending.
+    kicks.events.clear()
+    aws.upload_data("runs/sw-t002/data.npz", X=X, y=y)
+    rungs = {**parameters, "sweep": "sw", "eval_every": 1}
+    assert launcher.handle({"run_id": "sw-t002", "parameters": rungs})["status"] == "running"
+    while steps.events:
+        trainer.handle(steps.events.popleft())
+    assert list(kicks.events) == [{"sweep": "sw"}] * 4

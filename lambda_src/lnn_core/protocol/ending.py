@@ -43,10 +43,11 @@ def ensure_notified(ports: Ports, run: dict[str, Any], *, claimant: str, context
 
 
 def kick_sweep(ports: Ports, run: dict[str, Any]) -> None:
-    """A sweep trial ended: ask the watchdog to reconcile its sweep now (start a queued trial in the place it freed,
-    or send the sweep's message), not at its next scheduled pass. Before the message is recorded sent, so that
+    """A sweep trial ended (or committed an epoch with a validation cost, which a halving rung may judge): ask the
+    watchdog to reconcile its sweep now (start a queued trial in the place it freed, stop a poor trial, send the
+    sweep's message), not at its next scheduled pass. At an ending, before the message is recorded sent, so that
     whoever sends a message still owed kicks again. Best effort: a lost or failed kick only waits for that pass,
-    which reconciles every active sweep; it must not fail the ending."""
+    which reconciles every active sweep; it must not fail the step."""
     sweep_id = (run.get("config") or {}).get("sweep")
     kick = ports.functions.get("watchdog")
     if sweep_id is None or kick is None:
