@@ -178,8 +178,9 @@ def command_sweep_start(args, cli_flags: dict[str, Any], stack, console: Console
         highlight=False,
     )
     sweeps.store.mark_active(sweep_id)
-    say_reconciled(sweeps.reconcile(record, limits), console)
-    queued = sum(1 for run in sweeps.runs(record).values() if run is None)
+    outcome = sweeps.reconcile(record, limits)
+    say_reconciled(outcome, console)
+    queued = sum(1 for run_id, run in sweeps.runs(record).items() if run is None and run_id not in outcome["started"])
     console.print(
         (f"{queued} trials wait for a place: " if queued else "")
         + "the stack starts the queued trials as places free up and sends the sweep's message at its end; "
