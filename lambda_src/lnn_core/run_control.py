@@ -156,8 +156,10 @@ class Watchdog:
             if self.sweeps
             else []
         )
-        for outcome in stalled + owed + sweeps:
+        for outcome in stalled + owed:
             (self.log.error if outcome["outcome"] == "error" else self.log.warning)("watchdog", extra=outcome)
+        for outcome in sweeps:  # a sweep's pass is routine: info
+            (self.log.error if outcome["outcome"] == "error" else self.log.info)("watchdog: sweep", extra=outcome)
         errors = [outcome for outcome in stalled + owed + sweeps if outcome["outcome"] == "error"]
         if errors:  # the invocation fails, so that its on-failure destination (the dead-letter queue) and alarm tell
             raise RuntimeError(f"the watchdog could not handle {len(errors)} run(s) or sweep(s): {errors}")
