@@ -13,11 +13,12 @@ from lnn_cli.sweeps.record import SweepStore
 from lnn_cli.sweeps.spec import parse_spec
 from lnn_core.aws.run_table import RunTable
 from lnn_core.aws.sdk import IoCounter
-from lnn_core.handlers import build_launcher, build_trainer
+from lnn_core.handlers import build_launcher, build_trainer, build_watchdog
 from lnn_core.sweep import results
 from lnn_core.sweep.record import SweepRecord, active_key
 from tests.conftest import FakeClock, QueueInvoker, blobs
 from tests.integration.conftest import dataset
+from tests.support.arrays import npz_bytes
 
 BASE = {
     "epochs": 3,
@@ -197,3 +198,22 @@ def test_a_trials_ending_kicks_the_watchdog_with_its_sweep_and_another_runs_does
     while steps.events:
         trainer.handle(steps.events.popleft())
     assert list(kicks.events) == [{"sweep": "sw"}] * 4
+
+
+def test_two_passes_that_read_at_once_start_a_trial_once(aws):
+    """Two passes both see trial 1 unmarked (their reads came before either wrote): the start mark, created only if
+    absent, lets one of them launch it."""
+    X, y = blobs(40)
+    data = npz_bytes(X=X, y=y)
+    spec = parse_spec({"base": BASE, "seeds": [1, 2]}, source="s.json")
+    store = SweepStore(aws.s3, aws.bucket)
+    store.create(SweepRecord.new("race", spec, spec.generate("race"), data, 1), data)
+    launches, clock = QueueInvoker(), FakeClock()
+    first, second = (
+        build_watchdog(session=aws.session, invoker=QueueInvoker(), clock=clock, functions={"launcher": launches})
+        for _ in range(2)
+    )
+    second.sweeps._start_marks = lambda record, runs: {}  # its reads of the marks came before the first's write
+    assert first.sweeps.reconcile("race")["started"] == ["race-t001"]
+    assert second.sweeps.reconcile("race")["started"] == []
+    assert [event["run_id"] for event in launches.events] == ["race-t001"]
