@@ -5,6 +5,7 @@ kicks and ticks start nothing twice and send nothing twice; a kick whose answer 
 a trial's ending invokes the watchdog with its sweep, a run that is no trial's does not."""
 
 import json
+import time
 
 import pytest
 
@@ -15,7 +16,7 @@ from lnn_core.aws.run_table import RunTable
 from lnn_core.aws.sdk import IoCounter
 from lnn_core.handlers import build_launcher, build_trainer, build_watchdog
 from lnn_core.sweep import results
-from lnn_core.sweep.record import SweepRecord, active_key
+from lnn_core.sweep.record import PENDING_SECONDS, SweepRecord, active_key
 from tests.conftest import FakeClock, QueueInvoker, blobs
 from tests.integration.conftest import dataset
 from tests.support.arrays import npz_bytes
@@ -217,3 +218,31 @@ def test_two_passes_that_read_at_once_start_a_trial_once(aws):
     assert first.sweeps.reconcile("race")["started"] == ["race-t001"]
     assert second.sweeps.reconcile("race")["started"] == []
     assert [event["run_id"] for event in launches.events] == ["race-t001"]
+
+
+def test_a_start_the_launcher_never_recorded_is_started_again_after_a_while(aws):
+    """The launch of trial 1 is lost (or refused: the stack was full): within PENDING_SECONDS its place is held,
+    after it the next pass launches it again, once, under an If-Match on its mark."""
+    X, y = blobs(40)
+    data = npz_bytes(X=X, y=y)
+    spec = parse_spec({"base": BASE, "seeds": [1, 2]}, source="s.json")
+    SweepStore(aws.s3, aws.bucket).create(SweepRecord.new("again", spec, spec.generate("again"), data, 1), data)
+    launches, clock = QueueInvoker(), FakeClock(time.time())
+    passes = [
+        build_watchdog(session=aws.session, invoker=QueueInvoker(), clock=clock, functions={"launcher": launches})
+        for _ in range(2)
+    ]
+    assert passes[0].sweeps.reconcile("again")["started"] == ["again-t001"]
+    launches.events.clear()  # lost
+    clock.advance(PENDING_SECONDS / 2)
+    assert [watchdog.sweeps.reconcile("again")["started"] for watchdog in passes] == [[], []]  # it holds its place
+    clock.advance(PENDING_SECONDS)
+    stale = passes[1].sweeps._start_marks  # the second pass read the stale mark before the first replaced it
+    marks = stale(
+        SweepRecord.from_json(aws.s3.get_object(Bucket=aws.bucket, Key="runs/again/sweep.json")["Body"].read()), {}
+    )
+    passes[1].sweeps._start_marks = lambda record, runs: marks
+    assert [watchdog.sweeps.reconcile("again")["started"] for watchdog in passes] == [["again-t001"], []]
+    assert [event["run_id"] for event in launches.events] == ["again-t001"]
+    mark = json.loads(aws.s3.get_object(Bucket=aws.bucket, Key="runs/again-t001/trial.json")["Body"].read())
+    assert mark["attempt"] == 2
