@@ -353,17 +353,16 @@ def add_sweep(commands) -> None:
     actions = sweep.add_subparsers(dest="sweep_command", required=True, parser_class=OneLineParser)
     start = actions.add_parser(
         "start",
-        help="check every trial, record the sweep, start its trials as places free up",
+        help="check every trial, record the sweep, start what fits; the stack starts the rest",
         description="Check every trial as `lnn start` checks a run (nothing starts when one is "
-        "bad), record the sweep at runs/SWEEP/sweep.json, and start trials while fewer than "
-        "the limits run, queueing the rest; this command keeps starting them until every trial "
-        "has started (--no-wait: `lnn sweep status` starts them later). Starting the same "
+        "bad), record the sweep at runs/SWEEP/sweep.json, start the trials that fit the limits "
+        "now, and return: the stack (its watchdog) starts the queued trials as places free up, "
+        "applies successive halving and sends the sweep's message at its end. Starting the same "
         "sweep again starts only the trials that have no run yet.",
     )
     start.add_argument("sweep_file", nargs="?", help="the sweep file, JSON or YAML (default: none; give --vary)")
     add_run_options(start)
     add_sweep_options(start)
-    start.add_argument("--no-wait", action="store_true", help="start what fits now and return, leaving the rest queued")
     for name, text in (
         ("status", "the trials ranked, the sweep's time and cost; starts queued trials that fit now"),
         ("results", "the trials ranked, as a table, CSV or overlaid cost curves"),

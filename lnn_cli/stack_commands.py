@@ -69,16 +69,17 @@ class DeployedStack:
     def ports(self) -> Ports:
         """The ports to all of the stack's resources. Built on first use: loading the SNS, Lambda and S3 clients'
         models took 0.35 s at load 6, a quarter of `lnn results` then (docs/performance.md), which uses none."""
+        lambda_client = self.session.client("lambda", config=CLI_BOTO_CONFIG)
         return Ports(
             table=self.table,
             notifier=SnsNotifier(
                 self.session.client("sns", config=CLI_BOTO_CONFIG), self.outputs.topic_arn, self.counter
             ),
-            invoker=LambdaInvoker(
-                self.session.client("lambda", config=CLI_BOTO_CONFIG), self.outputs.trainer_function, self.counter
-            ),
+            invoker=LambdaInvoker(lambda_client, self.outputs.trainer_function, self.counter),
             counter=self.counter,
             store=S3ObjectStore(self.session.client("s3", config=CLI_BOTO_CONFIG), self.outputs.bucket, self.counter),
+            # a sweep's queued trials start as the watchdog starts them: an invoke of the launcher
+            functions={"launcher": LambdaInvoker(lambda_client, self.outputs.launch_function, self.counter)},
         )
 
     def invoke_predictor(self, payload: dict[str, Any]) -> dict[str, Any]:

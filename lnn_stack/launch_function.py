@@ -34,15 +34,10 @@ class LaunchFunction:
             environment={
                 "LNN_BUCKET": storage.bucket.bucket_name,
                 "LNN_TRAINING_DEFAULTS": training_defaults.to_json(),
-                # The launcher refuses a run beyond this many running ones, and one that cannot fit the memory.
-                "LNN_MAX_RUNNING_RUNS": str(max_running_runs),
+                # The launcher refuses a run beyond this many running ones, one whose round of shard workers could
+                # not all run at once, and one that cannot fit the memory.
+                **trainer.capacity_environment(max_running_runs),
                 "LNN_TRAINER_MEMORY_MB": str(trainer.memory_size),
-                # and a run whose round of shard workers could not all run at once (none: unreserved)
-                **(
-                    {"LNN_TRAINER_RESERVED_CONCURRENCY": str(trainer.reserved_concurrency)}
-                    if trainer.reserved_concurrency is not None
-                    else {}
-                ),
                 **trainer.invoker_environment,
             },
             memory_size=trainer.memory_size,  # it loads the training data to validate it, as the trainer does

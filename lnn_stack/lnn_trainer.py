@@ -8,7 +8,7 @@ Handler strings, environment variables and IAM statements follow docs/architectu
 from collections.abc import Mapping
 from typing import Any
 
-from aws_cdk import Duration
+from aws_cdk import Duration, Names
 from aws_cdk import aws_dynamodb as dynamodb
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
@@ -30,7 +30,7 @@ from lnn_stack.settings.training import TrainingDefaults
 from lnn_stack.storage import RunStorage
 from lnn_stack.trainer_function import TrainerFunction
 from lnn_stack.triggers import Triggers
-from lnn_stack.watchdog_function import WatchdogFunction
+from lnn_stack.watchdog_function import WATCHDOG_SUFFIX, WatchdogFunction
 
 
 class LnnTrainer(Construct):
@@ -100,12 +100,15 @@ class LnnTrainer(Construct):
         self.layer = functions.layer
         self.dead_letter_queue = DeadLetterQueue(self, topic=self.topic, notification_email=notification_email).queue
 
+        # A name fixed at synth time: the trainer invokes the watchdog, which refers to the trainer.
+        watchdog_name = Names.unique_resource_name(self, max_length=64 - len(WATCHDOG_SUFFIX)) + WATCHDOG_SUFFIX
         trainer = TrainerFunction(
             functions,
             storage=storage,
             memory_size=memory_size,
             timeout=timeout,
             reserved_concurrency=reserved_concurrency,
+            watchdog_name=watchdog_name,
         )
         self.trainer_function = trainer.function
         self.launch_function = LaunchFunction(
@@ -122,6 +125,9 @@ class LnnTrainer(Construct):
             trainer=trainer,
             stall_after=stall_after,
             dead_letter_queue=self.dead_letter_queue,
+            function_name=watchdog_name,
+            launcher=self.launch_function,
+            max_running_runs=max_running_runs,
         ).function
         self.predict_function: lambda_.Function | None = None
         self.predict_url: lambda_.FunctionUrl | None = None

@@ -1,6 +1,6 @@
 """`TrainerFunction`: the TrainerLambda, which runs one training step per invocation and then invokes itself."""
 
-from aws_cdk import Duration
+from aws_cdk import ArnFormat, Duration, Stack
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_lambda_destinations as destinations
@@ -21,7 +21,8 @@ class TrainerFunction:
 
     Grants to the trainer: s3:GetObject on runs/*, s3:PutObject(Tagging) on its scratch and the model only,
     s3:DeleteObject on its scratch only, s3:ListBucket under runs/, Get/Put/UpdateItem and ConditionCheckItem (the
-    epoch items transactions) on the table, sns:Publish on the topic (also its on-failure destination). Its
+    epoch items transactions) on the table, sns:Publish on the topic (also its on-failure destination),
+    lambda:InvokeFunction on the watchdog (a sweep trial's end kicks it). Its
     permission to invoke itself is a policy of its own (TrainerSelfInvokePolicy, see triggers.py); `grant_invoke`
     gives other functions theirs.
     """
@@ -34,6 +35,7 @@ class TrainerFunction:
         memory_size: int,
         timeout: Duration,
         reserved_concurrency: int | None,
+        watchdog_name: str,
     ) -> None:
         self.memory_size = memory_size
         self.timeout = timeout
@@ -43,7 +45,13 @@ class TrainerFunction:
             name="trainer",
             handler="lnn_core.handlers.train",
             description="LNN trainer: one training step per invocation, then invokes itself for the next",
-            environment={"LNN_BUCKET": storage.bucket.bucket_name, **storage.environment},
+            environment={
+                "LNN_BUCKET": storage.bucket.bucket_name,
+                # a sweep trial's end kicks the watchdog, which drives the sweep (a name, not a reference: the
+                # watchdog refers to the trainer, and a reference back would be a cycle)
+                "LNN_WATCHDOG_FUNCTION": watchdog_name,
+                **storage.environment,
+            },
             memory_size=memory_size,
             timeout=timeout,
             reserved_concurrent_executions=reserved_concurrency,
@@ -64,8 +72,33 @@ class TrainerFunction:
             self.function, "dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:ConditionCheckItem"
         )  # PutItem and ConditionCheckItem: the epoch items' TransactWriteItems
         storage.grant_publish(self.function)
+        self.function.add_to_role_policy(
+            iam.PolicyStatement(
+                actions=["lambda:InvokeFunction"],
+                resources=[
+                    Stack.of(self.function).format_arn(
+                        service="lambda",
+                        resource="function",
+                        resource_name=watchdog_name,
+                        arn_format=ArnFormat.COLON_RESOURCE_NAME,
+                    )
+                ],
+            )
+        )
         # The environment of a function that starts training steps (the launcher, the watchdog).
         self.invoker_environment = {"LNN_TRAINER_FUNCTION": self.function.function_name, **storage.environment}
+
+    def capacity_environment(self, max_running_runs: int) -> dict[str, str]:
+        """The environment of a function that admits runs (the launcher, and the watchdog, which starts a sweep's
+        queued trials): at most this many runs at once, and the trainer's reserved concurrency (none: unreserved)."""
+        return {
+            "LNN_MAX_RUNNING_RUNS": str(max_running_runs),
+            **(
+                {"LNN_TRAINER_RESERVED_CONCURRENCY": str(self.reserved_concurrency)}
+                if self.reserved_concurrency is not None
+                else {}
+            ),
+        }
 
     def invoke_statement(self) -> iam.PolicyStatement:
         """lambda:InvokeFunction on the trainer alone."""

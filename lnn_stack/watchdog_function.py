@@ -1,4 +1,4 @@
-"""`WatchdogFunction`: the WatchdogLambda, which resumes runs that made no progress for a while."""
+"""`WatchdogFunction`: the WatchdogLambda, which resumes runs that made no progress for a while and drives sweeps."""
 
 import jsii
 from aws_cdk import Duration
@@ -13,6 +13,7 @@ from lnn_stack.trainer_function import TRAINER_MAX_EVENT_AGE, TrainerFunction
 
 WATCHDOG_MEMORY_MB = 256
 WATCHDOG_TIMEOUT = Duration.minutes(1)
+WATCHDOG_SUFFIX = "-watchdog"  # of its function's name, fixed at synth time (lnn_trainer.py)
 
 
 class WatchdogFunction:
@@ -20,8 +21,9 @@ class WatchdogFunction:
 
     Grants: Query on the runs-by-status index (it looks for stalled runs among the running ones) and on the
     runs-awaiting-message index (ended runs whose message is owed), Get/UpdateItem on the table, the copy of a
-    staged model to its published key, sns:Publish on the topic, lambda:InvokeFunction on the trainer, and
-    sqs:SendMessage on the dead-letter queue, its on-failure destination.
+    staged model to its published key, sns:Publish on the topic, lambda:InvokeFunction on the trainer and the
+    launcher, sqs:SendMessage on the dead-letter queue, its on-failure destination, and what driving a sweep needs
+    of the bucket (`RunStorage.grant_drive_sweeps`).
     """
 
     def __init__(
@@ -32,10 +34,14 @@ class WatchdogFunction:
         trainer: TrainerFunction,
         stall_after: Duration,
         dead_letter_queue: sqs.IQueue,
+        function_name: str,
+        launcher: lambda_.IFunction,
+        max_running_runs: int,
     ) -> None:
         self.function = functions.create(
             "WatchdogLambda",
             name="watchdog",
+            function_name=function_name,  # the trainer's kick names it (trainer_function.py)
             handler="lnn_core.handlers.watchdog",
             description="LNN watchdog: resumes runs that made no progress for LNN_STALL_SECONDS",
             environment={
@@ -45,6 +51,9 @@ class WatchdogFunction:
                 "LNN_EVENT_AGE_SECONDS": str(int(TRAINER_MAX_EVENT_AGE.to_seconds())),
                 "LNN_BUCKET": storage.bucket.bucket_name,  # it publishes the model of a run owed its message
                 **trainer.invoker_environment,
+                # it drives sweeps: it starts a queued trial by invoking the launcher, within the stack's capacity
+                "LNN_LAUNCH_FUNCTION": launcher.function_name,
+                **trainer.capacity_environment(max_running_runs),
             },
             memory_size=WATCHDOG_MEMORY_MB,
             timeout=WATCHDOG_TIMEOUT,
@@ -62,6 +71,10 @@ class WatchdogFunction:
         storage.grant_list_runs(self.function)  # a staged model already published and removed: 404, not 403
         storage.grant_publish(self.function)
         trainer.grant_invoke(self.function)
+        storage.grant_drive_sweeps(self.function)
+        self.function.add_to_role_policy(
+            iam.PolicyStatement(actions=["lambda:InvokeFunction"], resources=[launcher.function_arn])
+        )
 
 
 @jsii.implements(lambda_.IDestination)

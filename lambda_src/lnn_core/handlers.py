@@ -14,10 +14,11 @@ from aws_lambda_powertools import Logger, Metrics
 
 from lnn_core.aws.ports import Invoker, Ports, S3ObjectStore, _required
 from lnn_core.aws.sdk import BOTO_CONFIG, IoCounter
-from lnn_core.launch.launcher import Launcher
+from lnn_core.launch.launcher import Launcher, LaunchLimits
 from lnn_core.predictor import Predictor, PredictorPorts
 from lnn_core.protocol.trainer import Trainer
 from lnn_core.run_control import StallRules, Watchdog
+from lnn_core.sweep.controller import SweepController
 
 
 def build_trainer(
@@ -26,9 +27,10 @@ def build_trainer(
     invoker: Invoker | None = None,
     logger: Logger | None = None,
     clock: Callable[[], float] | None = None,
+    functions: dict[str, Invoker] | None = None,
 ) -> Trainer:
     ports = Ports.from_environment(
-        invoke_target="AWS_LAMBDA_FUNCTION_NAME", session=session, invoker=invoker, clock=clock
+        invoke_target="AWS_LAMBDA_FUNCTION_NAME", session=session, invoker=invoker, clock=clock, functions=functions
     )
     return Trainer(ports, logger=logger or Logger(service="lnn"), metrics=Metrics(namespace="LNN", service="lnn"))
 
@@ -51,14 +53,19 @@ def build_watchdog(
     invoker: Invoker | None = None,
     logger: Logger | None = None,
     clock: Callable[[], float] | None = None,
+    functions: dict[str, Invoker] | None = None,
 ) -> Watchdog:
-    ports = Ports.from_environment(invoke_target="LNN_TRAINER_FUNCTION", session=session, invoker=invoker, clock=clock)
+    ports = Ports.from_environment(
+        invoke_target="LNN_TRAINER_FUNCTION", session=session, invoker=invoker, clock=clock, functions=functions
+    )
     rules = StallRules(
         stall_seconds=float(os.environ.get("LNN_STALL_SECONDS", "900")),
         timeout_seconds=float(os.environ.get("LNN_TRAINER_TIMEOUT_SECONDS", "900")),
         event_age_seconds=float(os.environ.get("LNN_EVENT_AGE_SECONDS", "21600")),
     )
-    return Watchdog(ports, rules=rules, logger=logger or Logger(service="lnn"))
+    # it drives the sweeps in the bucket (a watchdog without one, as some tests build it, drives none)
+    sweeps = SweepController(ports, limits=LaunchLimits.from_environment(os.environ)) if ports.store else None
+    return Watchdog(ports, rules=rules, logger=logger or Logger(service="lnn"), sweeps=sweeps)
 
 
 def build_predictor(

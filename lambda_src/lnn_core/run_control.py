@@ -3,7 +3,7 @@ Watchdog, which resumes stalled runs, fails the dead and sends the messages stil
 
 import uuid
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from lnn_core.aws.ports import Ports
 from lnn_core.aws.run_record import send_lease
@@ -120,14 +120,26 @@ class StallRules:
         return now - run.get("heartbeat_at", 0) > self.event_age_seconds + self.timeout_seconds
 
 
+class SweepReconciler(Protocol):
+    """What the watchdog drives sweeps with (`lnn_core.sweep.controller.SweepController`)."""
+
+    def active(self) -> list[str]: ...
+
+    def reconcile(self, sweep_id: str) -> dict[str, Any]: ...
+
+
 class Watchdog:
     """Scheduled: resumes running runs that showed no life for `stall_seconds`, at most `MAX_RESUMES` times in a row
-    at one step; then waits until nothing of that step can still be in flight, and fails the run."""
+    at one step; then waits until nothing of that step can still be in flight, and fails the run. Then it drives
+    every active sweep a pass toward its end (`sweeps`). Invoked with `{"sweep": <sweep_id>}` (a sweep trial's end
+    kicks it), it reconciles that sweep alone."""
 
-    def __init__(self, ports: Ports, *, rules: StallRules, logger):
-        self.ports, self.rules, self.log = ports, rules, logger
+    def __init__(self, ports: Ports, *, rules: StallRules, logger, sweeps: SweepReconciler | None = None):
+        self.ports, self.rules, self.log, self.sweeps = ports, rules, logger, sweeps
 
     def handle(self, event: Any = None, context: Any = None) -> dict[str, Any]:
+        if isinstance(event, dict) and "sweep" in event:
+            return self._kicked(event["sweep"])
         now_seconds = self.ports.clock()
         stalled = [
             self._guarded(run["run_id"], self._resume, run, now_seconds)
@@ -139,12 +151,27 @@ class Watchdog:
             for run_id in self.ports.table.runs_awaiting_message()
         ]
         owed = [outcome for outcome in owed if outcome is not None]
+        sweeps = (
+            [self._guarded(sweep_id, self.sweeps.reconcile, sweep_id) for sweep_id in self.sweeps.active()]
+            if self.sweeps
+            else []
+        )
         for outcome in stalled + owed:
             (self.log.error if outcome["outcome"] == "error" else self.log.warning)("watchdog", extra=outcome)
-        errors = [outcome for outcome in stalled + owed if outcome["outcome"] == "error"]
+        for outcome in sweeps:  # a sweep's pass is routine: info
+            (self.log.error if outcome["outcome"] == "error" else self.log.info)("watchdog: sweep", extra=outcome)
+        errors = [outcome for outcome in stalled + owed + sweeps if outcome["outcome"] == "error"]
         if errors:  # the invocation fails, so that its on-failure destination (the dead-letter queue) and alarm tell
-            raise RuntimeError(f"the watchdog could not handle {len(errors)} run(s): {errors}")
-        return {"checked_at": now(), "stalled": stalled, "messages_owed": owed}
+            raise RuntimeError(f"the watchdog could not handle {len(errors)} run(s) or sweep(s): {errors}")
+        return {"checked_at": now(), "stalled": stalled, "messages_owed": owed, "sweeps": sweeps}
+
+    def _kicked(self, sweep_id: Any) -> dict[str, Any]:
+        """A sweep trial ended: reconcile its sweep now (a failure here is retried by the next scheduled pass)."""
+        if self.sweeps is None:
+            return {"sweep_id": sweep_id, "outcome": "no sweep controller"}
+        outcome = self.sweeps.reconcile(sweep_id)
+        self.log.info("watchdog: sweep kicked", extra=outcome)
+        return outcome
 
     @staticmethod
     def _guarded(run_id: str, action, *args) -> dict[str, Any] | None:

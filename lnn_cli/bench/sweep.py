@@ -17,9 +17,9 @@ import boto3
 from lnn_cli.bench.projection import AwsAssumptions
 from lnn_cli.stack_commands import open_stack
 from lnn_cli.sweeps.commands import StackSweeps
-from lnn_cli.sweeps.table import totals, trial_rows
 from lnn_core.aws.pricing import run_cost
 from lnn_core.aws.usage import DEFAULT_MEMORY_MB, USAGE_PREFIX
+from lnn_core.sweep.results import totals, trial_rows
 
 
 def chain_seconds(run: dict, assumptions: AwsAssumptions, memory_mb: int) -> float:

@@ -55,6 +55,7 @@ def _build(sim: Simulator, container: Container) -> None:
         handler = handlers.build_launcher(session=session, invoker=invoker, clock=clock, logger=logger)
     elif container.function == "watchdog":
         handler = handlers.build_watchdog(session=session, invoker=invoker, clock=clock, logger=logger)
+        handler.sweeps = None  # the schedules are of runs: no sweep is driven (nor its bucket listed) here
     else:
         handler = None
     ports = (

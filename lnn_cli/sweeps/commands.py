@@ -1,12 +1,14 @@
 """`lnn sweep start|status|results` on a deployed stack (or `lnn up`), and what `lnn local --sweep` shares with them.
 
 Starting a sweep: its trials are generated and each validated as a run (nothing starts when one is bad), the sweep
-is recorded once (`record.SweepStore`), its data uploaded once, and trials start while fewer than the limits run:
-the sweep's --parallel, the stack's max_running_runs and the trainer's reserved concurrency. A trial starts as any
-run on the stack does: its data (a server-side copy) and its parameters.json, whose upload launches it.
+is recorded once (`record.SweepStore`) with its data, and put on the stack's list of active sweeps; one pass of the
+sweep controller (`lnn_core.sweep.controller`) starts the trials that fit the limits now (the sweep's --parallel,
+the stack's max_running_runs and the trainer's reserved concurrency). From then on the stack drives the sweep: the
+watchdog starts the queued trials as places free up, stops the trials successive halving stops, and sends the
+sweep's message at its end. The readers (`lnn sweep status|results`) run the same pass, harmlessly.
 """
 
-import json
+import io
 import os
 import sys
 import time
@@ -18,9 +20,7 @@ from rich.console import Console
 from lnn_cli.cloud.local import new_run_id
 from lnn_cli.inputs import RunInputs, run_parameters, validate_run
 from lnn_cli.sweeps import table
-from lnn_cli.sweeps.halving import Stop, parse_halving, rung_reports, stops
-from lnn_cli.sweeps.message import notify_if_done
-from lnn_cli.sweeps.record import SweepRecord, SweepStore, stack_limit, sweep_data_key, trials_to_start
+from lnn_cli.sweeps.record import SweepStore
 from lnn_cli.sweeps.spec import (
     CHECK_DATA,
     SweepSpec,
@@ -30,13 +30,15 @@ from lnn_cli.sweeps.spec import (
     parse_vary,
     read_sweep_file,
 )
-from lnn_core import run_control
 from lnn_core.errors import LnnInputError
+from lnn_core.launch.budget import check_training_fits, inspect_npz, parameter_copies, value_bytes
 from lnn_core.launch.launcher import LaunchLimits
 from lnn_core.ml.config import TrainingConfig
 from lnn_core.ml.validation import held_out
-
-FEED_SECONDS = 2.0  # how often `lnn sweep start` looks for a free place for its queued trials
+from lnn_core.sweep import results
+from lnn_core.sweep.controller import SweepController
+from lnn_core.sweep.halving import Stop, halving_decisions
+from lnn_core.sweep.record import SweepRecord, stack_limit
 
 
 def sweep_spec(args, cli_flags: dict[str, Any]) -> SweepSpec:
@@ -73,7 +75,8 @@ def checked_trials(
     label_column: str | None,
 ) -> tuple[list[Trial], RunInputs]:
     """Every trial validated as `lnn start` validates a run: its parameters, its fit to the data and to the trainer's
-    memory, its workers and validation split. Raises for the first bad one; nothing has started."""
+    memory (each trial's own: they differ in neurons, dtype, optimizer), its workers and validation split. Raises
+    for the first bad one; nothing has started."""
     trials = spec.generate(sweep_id, defaults=defaults)
     inputs = validate_run(
         trials[0].parameters,
@@ -83,9 +86,18 @@ def checked_trials(
         launcher_memory_mb=limits.launcher_memory_mb,
         label_column=label_column,
     )
+    layout = inspect_npz(io.BytesIO(inputs.data), source=str(data_path))
     for trial in trials:
         config = TrainingConfig.from_parameters({**trial.parameters, "data": CHECK_DATA}, defaults=defaults)
         try:
+            check_training_fits(
+                layout,
+                config.neurons,
+                memory_mb=limits.trainer_memory_mb,
+                source=str(data_path),
+                copies=parameter_copies(config),
+                itemsize=value_bytes(config),
+            )
             inputs.training_data.check_fits(config)
             held_out(inputs.training_data, config.validation_split, config.validation_seed)
             limits.check_workers(config.workers)
@@ -105,57 +117,22 @@ def describe(record: SweepRecord, spec: SweepSpec, limit: int, limits: LaunchLim
     )
 
 
-def feed(
-    record: SweepRecord,
-    *,
-    read_runs: Callable[[], dict[str, dict | None]],
-    running_on_stack: Callable[[], int],
-    start: Callable[[dict[str, Any]], None],
-    limit: int,
-    pending: dict[str, float],
-    clock=time.time,
-) -> list[str]:
-    """Start the trials that fit now (`start(trial)`); their run ids. `pending` remembers this process's uploads."""
-    runs = read_runs()
-    chosen = trials_to_start(record, runs, pending, stack_running=running_on_stack(), stack_limit=limit, clock=clock())
-    for trial in chosen:
-        start(trial)
-        pending[trial["run_id"]] = clock()
-    return [trial["run_id"] for trial in chosen]
-
-
-def halving_decisions(
-    record: SweepRecord, runs: dict[str, dict | None], figures_of: Callable[[dict], list[dict[str, Any]]]
-) -> dict[str, Stop]:
-    """The trials successive halving stops (none when the sweep has no "halving")."""
-    if not record.spec.get("halving"):
-        return {}
-    halving = parse_halving(record.spec["halving"], source=f"sweep {record.sweep_id}", base=record.spec["base"])
-    reports = {run_id: rung_reports(halving, figures_of(run)) for run_id, run in runs.items() if run}
-    return stops(halving, reports, {trial["run_id"]: trial["index"] for trial in record.trials})
-
-
-def enforce_halving(decisions: dict[str, Stop], runs: dict[str, dict | None], ports, console: Console) -> None:
-    """Stop (as `lnn stop` does: the model of the last epoch stays) each running trial halving decided to stop."""
-    for run_id, decision in decisions.items():
-        run = runs.get(run_id)
-        if run and run["status"] == "running" and not run.get("stop_requested"):
-            try:
-                run_control.stop_run(ports, run_id)
-            except LnnInputError:
-                continue  # it ended meanwhile
-            console.print(f"{run_id}: {decision.reason}", highlight=False)
-
-
-def queued_count(record: SweepRecord, runs: dict[str, dict | None], pending: dict[str, float]) -> int:
-    return sum(1 for run_id in record.run_ids if runs.get(run_id) is None and run_id not in pending)
+def say_reconciled(outcome: dict[str, Any], console: Console) -> None:
+    """What a pass of the sweep controller did, a line each."""
+    for run_id, reason in outcome.get("stopped", {}).items():
+        console.print(f"{run_id}: {reason}", highlight=False)
+    if outcome.get("started"):
+        console.print(f"started {', '.join(outcome['started'])}", highlight=False)
+    if outcome.get("message_sent"):
+        console.print(f"sent sweep {outcome['sweep_id']}'s message to the stack's topic", highlight=False)
 
 
 # ---- on a deployed stack ---------------------------------------------------------------------------------------
 
 
 class StackSweeps:
-    """A deployed stack's sweeps: its records, its trials' runs, and starting a trial."""
+    """A deployed stack's sweeps: its records, its trials' runs, and a pass of the sweep controller with the CLI's
+    credentials (which invokes the stack's launcher to start a trial, as the watchdog does)."""
 
     def __init__(self, stack):
         self.stack = stack
@@ -173,30 +150,13 @@ class StackSweeps:
     def runs(self, record: SweepRecord) -> dict[str, dict | None]:
         return {run_id: self.stack.ports.table.get_run(run_id) for run_id in record.run_ids}
 
-    def start(self, record: SweepRecord, trial: dict[str, Any]) -> None:
-        """The trial's data (copied server side from the sweep's), then its parameters.json: the upload launches it."""
-        run_id, store = trial["run_id"], self.stack.ports.store
-        store.copy(sweep_data_key(record.sweep_id), f"runs/{run_id}/data.npz")
-        store.put_bytes(f"runs/{run_id}/parameters.json", json.dumps(trial["parameters"], indent=2).encode())
+    def reconcile(self, record: SweepRecord, limits: LaunchLimits) -> dict[str, Any]:
+        return SweepController(self.stack.ports, limits=limits).reconcile(record.sweep_id)
 
     def limit(self, record: SweepRecord, limits: LaunchLimits) -> int:
-        workers = max(trial["parameters"].get("workers") or 1 for trial in record.trials)
-        return stack_limit(limits.max_running_runs, limits.trainer_concurrency, workers)
+        return stack_limit(limits.max_running_runs, limits.trainer_concurrency, record.workers)
 
-    def feed(self, record: SweepRecord, limits: LaunchLimits, pending: dict[str, float], console: Console) -> list[str]:
-        """Stop the trials successive halving stops, then start the queued trials that fit."""
-        runs = self.runs(record)
-        enforce_halving(halving_decisions(record, runs, self.figures), runs, self.stack.ports, console)
-        return feed(
-            record,
-            read_runs=lambda: self.runs(record),
-            running_on_stack=lambda: len(self.stack.ports.table.run_ids("running")),
-            start=lambda trial: self.start(record, trial),
-            limit=self.limit(record, limits),
-            pending=pending,
-        )
-
-    def figures(self, run: dict[str, Any]) -> list[dict[str, Any]]:
+    def figures(self, run: dict[str, Any], _rungs: tuple[int, ...] = ()) -> list[dict[str, Any]]:
         return self.stack.ports.table.epoch_figures(run)
 
 
@@ -211,40 +171,31 @@ def command_sweep_start(args, cli_flags: dict[str, Any], stack, console: Console
     record, created = sweeps.store.create(
         SweepRecord.new(sweep_id, spec, trials, inputs.data, args.parallel), inputs.data
     )
-    limit = sweeps.limit(record, limits)
     console.print(
-        describe(record, spec, limit, limits)
+        describe(record, spec, sweeps.limit(record, limits), limits)
         if created
         else f"sweep {sweep_id} exists (the same trials): starting only the trials that have no run yet",
         highlight=False,
     )
-    pending: dict[str, float] = {}
-    while True:
-        started = sweeps.feed(record, limits, pending, console)
-        runs = sweeps.runs(record)
-        queued = queued_count(record, runs, pending)
-        halving_on = bool(record.spec.get("halving")) and any(
-            run and run["status"] == "running" for run in runs.values()
-        )
-        if started:
-            console.print(f"started {', '.join(started)}" + (f"; {queued} queued" if queued else ""), highlight=False)
-        if not queued and not halving_on:  # with halving, stay to stop the trials it stops
-            break
-        if args.no_wait:
-            console.print(f"{queued} trials queued: `lnn sweep status {sweep_id}` starts them as places free up")
-            return 0
-        time.sleep(FEED_SECONDS)
-    console.print(f"every trial of sweep {sweep_id} has started; follow it with: lnn sweep status {sweep_id}")
+    sweeps.store.mark_active(sweep_id)
+    outcome = sweeps.reconcile(record, limits)
+    say_reconciled(outcome, console)
+    queued = sum(1 for run_id, run in sweeps.runs(record).items() if run is None and run_id not in outcome["started"])
+    console.print(
+        (f"{queued} trials wait for a place: " if queued else "")
+        + "the stack starts the queued trials as places free up and sends the sweep's message at its end; "
+        f"follow it with: lnn sweep status {sweep_id}",
+        highlight=False,
+    )
     return 0
 
 
 def command_sweep_status(args, stack, console: Console) -> int:
-    """The table; and, as places free up, the queued trials start (the same start, never twice)."""
+    """The table; and a pass of the sweep controller (the same as the stack's, harmless when it ran meanwhile)."""
     sweeps = StackSweeps(stack)
     record = sweeps.record(args.sweep_id)
-    started = sweeps.feed(record, stack.launch_limits(), {}, console) if args.sweep_command == "status" else []
-    if started:
-        console.print(f"started queued trials {', '.join(started)}", highlight=False)
+    if args.sweep_command == "status":
+        say_reconciled(sweeps.reconcile(record, stack.launch_limits()), console)
     runs = sweeps.runs(record)
     show_results(
         args,
@@ -254,17 +205,7 @@ def command_sweep_status(args, stack, console: Console) -> int:
         curves=lambda run: [item["cost"] for item in sweeps.figures(run)],
         halted=halving_decisions(record, runs, sweeps.figures),
     )
-    announce_if_done(sweeps.store.client, stack.outputs.bucket, stack.ports.notifier, record, runs, console)
     return 0
-
-
-def announce_if_done(
-    s3, bucket: str, notifier, record: SweepRecord, runs: dict[str, dict | None], console: Console
-) -> None:
-    """The sweep's one SNS message, sent by the first reader that finds the sweep done."""
-    rows = table.trial_rows(record, runs, prices=None, local=bool(os.environ.get("AWS_ENDPOINT_URL")))
-    if notify_if_done(s3, bucket, notifier, record, rows):
-        console.print(f"sent sweep {record.sweep_id}'s message to the stack's topic", highlight=False)
 
 
 def show_results(
@@ -276,7 +217,7 @@ def show_results(
     curves: Callable[[dict], list[float]],
     halted: dict[str, Stop] | None = None,
 ) -> int:
-    rows = table.trial_rows(
+    rows = results.trial_rows(
         record, runs, prices=getattr(args, "prices", None), local=bool(os.environ.get("AWS_ENDPOINT_URL"))
     )
     for row in rows:
@@ -287,7 +228,7 @@ def show_results(
         console.print("\n".join(table.table_lines(record, rows)), markup=False, highlight=False, soft_wrap=True)
         console.print(table.summary_line(record, rows, time.time()), markup=False, highlight=False, soft_wrap=True)
     if getattr(args, "plot", None):
-        top = table.best(rows)
+        top = results.best(rows)
         table.plot_sweep(
             {row.trial["run_id"]: curves(row.run) for row in rows if row.run},
             args.plot,
@@ -302,7 +243,7 @@ def best_trial_run_id(stack, sweep_id: str) -> str:
     """The run whose model is the sweep's: its best trial with a model."""
     sweeps = StackSweeps(stack)
     record = sweeps.record(sweep_id)
-    top = table.best(table.trial_rows(record, sweeps.runs(record), prices=None, local=False))
+    top = results.best(results.trial_rows(record, sweeps.runs(record), prices=None, local=False))
     if top is None:
         raise LnnInputError(f"sweep {sweep_id} has no trial with a model yet; see `lnn sweep status {sweep_id}`")
     return top.trial["run_id"]

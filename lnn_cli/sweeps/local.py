@@ -1,7 +1,9 @@
 """`lnn local --sweep FILE`: a sweep on the embedded stack (moto, the stack deployed by the CDK, the local runtime).
 
-The same trials, record and queue as `lnn sweep start`; the launcher is invoked directly (as `lnn local` does for
-one run) and the runtime delivers until a trial ends, when the next queued one starts.
+The same trials, record and controller as `lnn sweep start`, driven as the stack drives them: the watchdog's pass
+starts the trials that fit (it invokes the launcher), a trial's end kicks it (the trainer invokes the watchdog,
+which the runtime delivers), and this command runs the pass the watchdog's schedule would run whenever the runtime
+has delivered what it had (and when a trial passes a halving rung), until the sweep has ended and its message is sent.
 """
 
 import time
@@ -17,23 +19,20 @@ from lnn_cli.cloud.runtime import LocalLambdaRuntime
 from lnn_cli.local_command import prepare_out_dir
 from lnn_cli.presentation.progress import waiting
 from lnn_cli.sweeps.commands import (
-    announce_if_done,
     checked_trials,
     describe,
-    enforce_halving,
-    feed,
-    halving_decisions,
-    queued_count,
     show_results,
     sweep_id_of,
     sweep_spec,
 )
-from lnn_cli.sweeps.record import SweepRecord, SweepStore, stack_limit, sweep_data_key
+from lnn_cli.sweeps.record import SweepStore
 from lnn_core import run_control
-from lnn_core.aws.ports import SnsNotifier
 from lnn_core.aws.run_table import RunTable
 from lnn_core.aws.sdk import IoCounter
 from lnn_core.errors import LnnInputError
+from lnn_core.sweep.halving import halving_decisions
+from lnn_core.sweep.message import message_sent
+from lnn_core.sweep.record import SweepRecord, stack_limit
 
 
 def command_local_sweep(args, cli_flags: dict[str, Any], console: Console) -> int:
@@ -60,17 +59,19 @@ def command_local_sweep(args, cli_flags: dict[str, Any], console: Console) -> in
         outputs = deployment.outputs
         sweeps = SweepStore(session.client("s3"), outputs.bucket)
         record, _ = sweeps.create(SweepRecord.new(sweep_id, spec, trials, inputs.data, args.parallel), inputs.data)
-        workers = max(trial["parameters"].get("workers") or 1 for trial in record.trials)
-        limit = stack_limit(launch_limits.max_running_runs, launch_limits.trainer_concurrency, workers)
+        limit = stack_limit(launch_limits.max_running_runs, launch_limits.trainer_concurrency, record.workers)
         console.print(describe(record, spec, limit, launch_limits), highlight=False)
+        sweeps.mark_active(sweep_id)
         table = RunTable(session.resource("dynamodb").Table(outputs.table), IoCounter())
         with open(out_dir / "lambda.log", "w") as log:
             runtime = local_runtime(
                 session, outputs, log_stream=log, concurrency=args.concurrency, container_cpus=args.container_cpus
             )
-            run_sweep(runtime, table, session.client("s3"), outputs.bucket, record, limit, console)
+            run_sweep(runtime, table, record, console)
+            if message_sent(runtime.handler("watchdog").ports, sweep_id):
+                console.print(f"the stack sent sweep {sweep_id}'s message to its topic", highlight=False)
         runs = {run_id: table.get_run(run_id) for run_id in record.run_ids}
-        halted = halving_decisions(record, runs, table.epoch_figures)
+        halted = halving_decisions(record, runs, table.epochs_at)
         show_results(
             args,
             record,
@@ -79,8 +80,6 @@ def command_local_sweep(args, cli_flags: dict[str, Any], console: Console) -> in
             curves=lambda run: [item["cost"] for item in table.epoch_figures(run)],
             halted=halted,
         )
-        notifier = SnsNotifier(session.client("sns"), outputs.topic_arn, IoCounter())
-        announce_if_done(session.client("s3"), outputs.bucket, notifier, record, runs, console)
     console.print(f"wall time {time.monotonic() - started:.1f} s (emulator, deploy and the sweep); logs in {out_dir}")
     ended_well = all(
         run and (run["status"] == "succeeded" or (run["status"] == "stopped" and run_id in halted))
@@ -89,72 +88,58 @@ def command_local_sweep(args, cli_flags: dict[str, Any], console: Console) -> in
     return 0 if ended_well else 1
 
 
-def run_sweep(
-    runtime: LocalLambdaRuntime, table: RunTable, s3, bucket: str, record: SweepRecord, limit: int, console: Console
-) -> None:
-    """Start the trials that fit, deliver until one of the running ends (resuming a stalled one, as the watchdog
-    would), and again, until every trial has ended."""
-    pending: dict[str, float] = {}
+def run_sweep(runtime: LocalLambdaRuntime, table: RunTable, record: SweepRecord, console: Console) -> None:
+    """Drive the sweep to its end as the stack would (the module's docstring), resuming a stalled trial as the
+    watchdog would; then say which trials successive halving stopped, and why (whichever pass stopped them)."""
+    watchdog = runtime.handler("watchdog")
     stalls: dict[str, int] = {}
     rungs = tuple((record.spec.get("halving") or {}).get("rungs", ()))
-    table_ports = runtime.handler("watchdog").ports  # `lnn stop` through the same ports as a resume
-
-    def read_runs():
-        return {run_id: table.get_run(run_id) for run_id in record.run_ids}
-
-    def start(trial):
-        run_id = trial["run_id"]
-        s3.copy_object(
-            Bucket=bucket,
-            Key=f"runs/{run_id}/data.npz",
-            CopySource={"Bucket": bucket, "Key": sweep_data_key(record.sweep_id)},
-        )
-        launched = runtime.invoke("launcher", {"run_id": run_id, "parameters": trial["parameters"]})
-        if launched.get("status") == "rejected":
-            raise LnnInputError(f"sweep trial {run_id}: {launched['reason']}")
-
     while True:
-        started = feed(
-            record,
-            read_runs=read_runs,
-            running_on_stack=lambda: len(table.run_ids("running")),
-            start=start,
-            limit=limit,
-            pending=pending,
-        )
-        runs = read_runs()
-        running = [run_id for run_id, run in runs.items() if run and run["status"] == "running"]
-        if started:
-            queued = queued_count(record, runs, pending)
-            console.print(f"started {', '.join(started)}" + (f"; {queued} queued" if queued else ""), highlight=False)
-        if not running:
+        outcome = watchdog.sweeps.reconcile(record.sweep_id)  # the pass of the watchdog's scheduled tick
+        if outcome["started"]:
+            console.print(f"started {', '.join(outcome['started'])}", highlight=False)
+        if outcome["outcome"] == "done" and runtime.pending == 0:
+            runs = {run_id: table.get_run(run_id) for run_id in record.run_ids}
+            for run_id, decision in halving_decisions(record, runs, table.epochs_at).items():
+                console.print(f"{run_id}: {decision.reason}", highlight=False)
             return
-        runtime.run(until=changed(table, running, rungs))
-        runs = read_runs()
-        enforce_halving(halving_decisions(record, runs, table.epoch_figures), runs, table_ports, console)
-        if runtime.pending == 0:  # nothing in flight: a running run has stalled; resume it as the watchdog would
+        runs = {run_id: table.get_run(run_id) for run_id in record.run_ids}
+        running = [run_id for run_id, run in runs.items() if run and run["status"] == "running"]
+        if runtime.pending == 0 and not running and outcome["outcome"] != "done":
+            raise LnnInputError(
+                f"sweep {record.sweep_id}: its queued trials could not start (the launcher refused them); "
+                "see lambda.log"
+            )
+        runtime.run(until=changed(table, record.run_ids, rungs))
+        if runtime.pending == 0:  # nothing in flight: a running trial has stalled; resume it as the watchdog would
             for run_id in running:
                 run = table.get_run(run_id)
                 if run["status"] == "running" and stalls.get(run_id, 0) < MAX_STALLS:
                     stalls[run_id] = stalls.get(run_id, 0) + 1
-                    run_control.resume_run(runtime.handler("watchdog").ports, run_id)
+                    run_control.resume_run(watchdog.ports, run_id)
                 elif run["status"] == "running":
                     raise LnnInputError(f"sweep trial {run_id} stalled {MAX_STALLS} times; see lambda.log")
 
 
-def changed(table: RunTable, running: list[str], rungs: tuple[int, ...]):
-    """The runtime's `until`: a running trial ended, or passed a halving rung it had not (so halving can judge it)."""
-    passed = {run_id: _rungs_passed(table.get_run(run_id), rungs) for run_id in running}
+def changed(table: RunTable, run_ids: list[str], rungs: tuple[int, ...]):
+    """The runtime's `until`: a trial that was running (or not yet launched) ended, or passed a halving rung it had
+    not (so that halving can judge it)."""
+    launched = ("running", 0)  # a trial's state when its launch creates its run
+    seen = {run_id: _state(table.get_run(run_id), rungs) or launched for run_id in run_ids}
 
     def until() -> bool:
-        for run_id in running:
-            run = table.get_run(run_id)
-            if run["status"] != "running" or _rungs_passed(run, rungs) != passed[run_id]:
+        for run_id, before in seen.items():
+            if before[0] != "running":
+                continue
+            now = _state(table.get_run(run_id), rungs)
+            if now is not None and now != before:
                 return True
         return False
 
     return until
 
 
-def _rungs_passed(run: dict[str, Any], rungs: tuple[int, ...]) -> int:
-    return sum(1 for rung in rungs if (run.get("progress_epoch") or 0) >= rung)
+def _state(run: dict[str, Any] | None, rungs: tuple[int, ...]) -> tuple[str, int] | None:
+    if run is None:
+        return None
+    return run["status"], sum(1 for rung in rungs if (run.get("progress_epoch") or 0) >= rung)

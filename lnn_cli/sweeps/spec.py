@@ -25,14 +25,23 @@ from typing import Any
 
 import numpy as np
 
-from lnn_cli.sweeps.halving import parse_halving
 from lnn_core.errors import LnnInputError, shown
-from lnn_core.ml.config import RUN_ID_PATTERN, TrainingConfig
-from lnn_core.ml.parameters import CHOICE, COUNTS, INTEGER, NAMES, NUMBER, PARAMETERS
+from lnn_core.ml.config import TrainingConfig
+from lnn_core.ml.parameters import (
+    CHOICE,
+    COUNTS,
+    INTEGER,
+    MAX_SWEEP_NAME,
+    MAX_TRIALS,
+    NAMES,
+    NUMBER,
+    PARAMETERS,
+    RUN_ID_PATTERN,
+    TRIAL_SUFFIX,
+)
+from lnn_core.sweep.halving import parse_halving
 
-MAX_TRIALS = 1000
-TRIAL_SUFFIX = "-t{index:03d}"  # trial run ids: <sweep>-t001, <sweep>-t002, ...
-MAX_SWEEP_NAME = 64 - len(TRIAL_SUFFIX.format(index=MAX_TRIALS))  # a trial's id is a run id: at most 64 characters
+NOT_VARIED = ("layers", "sweep")  # layers follows neurons; sweep is each trial's own sweep, set when generated
 SCALES = ("linear", "log")
 KEYS = ("name", "base", "parameters", "trials", "search_seed", "seeds", "halving")
 CHECK_DATA = "runs/check/data.npz"  # the data key a trial is validated with (each trial's own is set at launch)
@@ -110,7 +119,7 @@ class SweepSpec:
             )
         trials = []
         for index, varied in enumerate(combinations, start=1):
-            parameters = {**self.base, **varied}
+            parameters = {**self.base, **varied, "sweep": sweep_id}  # its end kicks the sweep's controller
             if "neurons" in varied or "activations" in varied:
                 parameters.pop("layers", None)
             try:
@@ -230,10 +239,10 @@ def parse_spec(content: dict[str, Any], *, source: str, trials: int | None = Non
 def _values(name: str, value: Any, source: str) -> list | Range:
     """A parameter's list (each value checked when its trials are) or range (its ends checked here)."""
     parameter = PARAMETERS.get(name)
-    if parameter is None or name == "layers":
+    if parameter is None or name in NOT_VARIED:
         raise LnnInputError(
             f"{source}: parameters.{name} is not a training parameter that can vary; use one of "
-            + ", ".join(sorted(set(PARAMETERS) - {"layers"}))
+            + ", ".join(sorted(set(PARAMETERS) - set(NOT_VARIED)))
         )
     if isinstance(value, list):
         if not value:

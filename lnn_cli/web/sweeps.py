@@ -6,8 +6,8 @@ import re
 import time
 from typing import Any
 
-from lnn_cli.sweeps import table
 from lnn_cli.sweeps.commands import StackSweeps
+from lnn_core.sweep import results as table
 
 TRIAL_ID = re.compile(r"(?P<sweep>.+)-t\d{3,}")  # spec.TRIAL_SUFFIX: a trial's run id names its sweep
 

@@ -5,8 +5,8 @@ curves, a queued trial, and a trial opened from its row. The sweep's record and 
 import json
 from dataclasses import asdict
 
-from lnn_cli.sweeps.record import SweepRecord, sweep_key
 from lnn_cli.sweeps.spec import parse_spec
+from lnn_core.sweep.record import SweepRecord, sweep_key
 from tests.browser.test_page import SHOTS, served, stack, write_run  # noqa: F401  (fixtures)
 from tests.browser.test_serve import browser  # noqa: F401  (the Chromium fixture)
 

@@ -146,8 +146,15 @@ def test_environment_variables(synthesized, ids):
 
     powertools = {"POWERTOOLS_SERVICE_NAME": "lnn", "POWERTOOLS_METRICS_NAMESPACE": "LNN"}
     shared = {"LNN_TABLE": ref(ids["table"]), "LNN_TOPIC_ARN": ref(ids["topic"]), **powertools}
-    # The trainer learns its own name from AWS_LAMBDA_FUNCTION_NAME: its own ARN here would be a cycle.
-    assert environment("trainer") == {"LNN_BUCKET": ref(ids["bucket"]), **shared}
+    # The trainer learns its own name from AWS_LAMBDA_FUNCTION_NAME: its own ARN here would be a cycle; and the
+    # watchdog's (a sweep trial's end kicks it) as a name fixed at synth time, not a reference (a cycle too).
+    watchdog_name = synthesized.resources[ids["watchdog"]]["Properties"]["FunctionName"]
+    assert isinstance(watchdog_name, str) and watchdog_name.endswith("-watchdog") and len(watchdog_name) <= 64
+    assert environment("trainer") == {
+        "LNN_BUCKET": ref(ids["bucket"]),
+        "LNN_WATCHDOG_FUNCTION": watchdog_name,
+        **shared,
+    }
     launcher = environment("launcher")
     assert json.loads(launcher.pop("LNN_TRAINING_DEFAULTS")) == DEFAULT_TRAINING
     assert launcher == {
@@ -164,6 +171,10 @@ def test_environment_variables(synthesized, ids):
         "LNN_TRAINER_TIMEOUT_SECONDS": "300",  # the trainer's timeout
         "LNN_EVENT_AGE_SECONDS": "21600",  # the trainer's MaximumEventAgeInSeconds
         "LNN_BUCKET": ref(ids["bucket"]),  # it publishes the model of a run still owed its message
+        # it drives sweeps: it launches a queued trial, within the launcher's limits
+        "LNN_LAUNCH_FUNCTION": ref(ids["launcher"]),
+        "LNN_MAX_RUNNING_RUNS": "10",
+        "LNN_TRAINER_RESERVED_CONCURRENCY": "20",
         **shared,
     }
     # The predictor reads models from the bucket; it has no table, topic or function to reach.
@@ -196,6 +207,7 @@ def test_every_iam_statement_has_exact_actions_and_resources(synthesized, traine
 
     run_objects, scratch, model = objects("/runs/*"), objects("/runs/*/state/*"), objects("/runs/*/model.npz")
     staged_model = objects("/runs/*/state/staged-model-e*.npz")
+    sweep_objects = [objects(key) for key in ("/runs/*/data.npz", "/runs/*/trial.json", "/runs/*/sweep-message.json")]
     # ListBucket only so that a missing key answers 404, and only for keys under runs/ (S3 checks a missing
     # key's GetObject against s3:prefix = the key).
     runs_prefix_only = {"StringLike": {"s3:prefix": "runs/*"}}
@@ -219,6 +231,8 @@ def test_every_iam_statement_has_exact_actions_and_resources(synthesized, traine
             arn(ids["table"]),
         ),
         (["sns:Publish"], ref(ids["topic"])),
+        # a sweep trial's end kicks the watchdog (its ARN by its fixed name)
+        (["lambda:InvokeFunction"], function_arn(synthesized.resources[ids["watchdog"]]["Properties"]["FunctionName"])),
     )
     assert statements(policies["launcher"]) == expected(
         (["logs:CreateLogStream", "logs:PutLogEvents"], arn(ids["launcher_logs"])),
@@ -242,6 +256,13 @@ def test_every_iam_statement_has_exact_actions_and_resources(synthesized, traine
         (["s3:ListBucket"], arn(ids["bucket"]), runs_prefix_only),
         (["sns:Publish"], ref(ids["topic"])),
         (["lambda:InvokeFunction"], arn(ids["trainer"])),
+        # It drives sweeps: a sweep's record; its data copied to a trial's data.npz, a trial's start mark, the
+        # sweep's message claim; the active sweeps' marks listed and removed; a trial launched.
+        (["s3:GetObject"], [objects("/runs/*/sweep.json"), *sweep_objects]),
+        (["s3:PutObject"], sweep_objects),
+        (["s3:DeleteObject"], objects("/sweeps/active/*")),
+        (["s3:ListBucket"], arn(ids["bucket"]), {"StringLike": {"s3:prefix": "sweeps/active/*"}}),
+        (["lambda:InvokeFunction"], arn(ids["launcher"])),
         # Its on-failure destination, the DLQ (Lambda sends through the function's role).
         (["sqs:SendMessage"], arn(ids["dlq"])),
     )
@@ -252,6 +273,24 @@ def test_every_iam_statement_has_exact_actions_and_resources(synthesized, traine
         (["s3:GetObject"], model),
         (["s3:ListBucket"], arn(ids["bucket"]), runs_prefix_only),
     )
+
+
+def function_arn(name: str) -> dict:
+    """A function's ARN by its name, as `Stack.format_arn` writes it."""
+    return {
+        "Fn::Join": [
+            "",
+            [
+                "arn:",
+                {"Ref": "AWS::Partition"},
+                ":lambda:",
+                {"Ref": "AWS::Region"},
+                ":",
+                {"Ref": "AWS::AccountId"},
+                f":function:{name}",
+            ],
+        ]
+    }
 
 
 def test_the_trainer_may_invoke_only_itself_through_a_separate_policy(synthesized, trainer, ids):

@@ -9,16 +9,18 @@ import pytest
 from rich.console import Console
 
 from lnn_cli.cloud.local import local_runtime
-from lnn_cli.sweeps import table as sweep_table
-from lnn_cli.sweeps.commands import halving_decisions, show_results
+from lnn_cli.sweeps.commands import show_results
 from lnn_cli.sweeps.local import run_sweep
-from lnn_cli.sweeps.record import SweepRecord, SweepStore
+from lnn_cli.sweeps.record import SweepStore
 from lnn_cli.sweeps.spec import parse_spec
 from lnn_core.aws.run_table import RunTable
 from lnn_core.aws.sdk import IoCounter
 from lnn_core.errors import LnnInputError
 from lnn_core.ml import metrics
 from lnn_core.ml.validation import split_indices
+from lnn_core.sweep import results as sweep_table
+from lnn_core.sweep.halving import halving_decisions
+from lnn_core.sweep.record import SweepRecord
 from tests.integration.conftest import dataset, model_arrays
 
 BASE = {
@@ -50,7 +52,7 @@ def swept(stack):
         most.append(sum(1 for run in table.list_runs("running") if run["run_id"].startswith("sw-")))
 
     runtime = local_runtime(session, outputs, on_delivery=watch)
-    run_sweep(runtime, table, session.client("s3"), outputs.bucket, record, 10, Console(file=io.StringIO()))
+    run_sweep(runtime, table, record, Console(file=io.StringIO()))
     return session, outputs, record, table, runtime, most, (data, X, y)
 
 
@@ -98,7 +100,7 @@ def test_a_repeated_start_starts_nothing_twice(swept):
         data,
     )
     assert not created and again.trials == record.trials
-    run_sweep(runtime, table, session.client("s3"), outputs.bucket, again, 10, Console(file=io.StringIO()))
+    run_sweep(runtime, table, again, Console(file=io.StringIO()))
     assert sum(1 for delivery in runtime.deliveries if delivery.role == "launcher") == launches
     assert {run_id: table.get_run(run_id)["committed_step"] for run_id in record.run_ids} == before
     with pytest.raises(
@@ -160,11 +162,9 @@ def test_successive_halving_stops_the_worst_trials_and_they_keep_their_model(sta
     )
     table = RunTable(session.resource("dynamodb").Table(outputs.table), IoCounter())
     said = io.StringIO()
-    run_sweep(
-        local_runtime(session, outputs), table, session.client("s3"), outputs.bucket, record, 10, Console(file=said)
-    )
+    run_sweep(local_runtime(session, outputs), table, record, Console(file=said))
     runs = {run_id: table.get_run(run_id) for run_id in record.run_ids}
-    decided = halving_decisions(record, runs, table.epoch_figures)
+    decided = halving_decisions(record, runs, table.epochs_at)
     assert set(decided) == {"hv-t003", "hv-t004"}  # the small learning rates arrive last and worst at rung 4
     for run_id, run in runs.items():
         if run_id in decided:

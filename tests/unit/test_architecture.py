@@ -16,7 +16,8 @@ LNN_CORE_FLOORS = {
     "launch": {"ml", "aws", "protocol"},
     "run_control": {"aws", "protocol"},
     "predictor": {"ml", "aws", "protocol"},
-    "handlers": {"ml", "aws", "protocol", "launch", "run_control", "predictor"},
+    "sweep": {"ml", "aws", "protocol", "launch", "run_control"},  # the sweep controller: it stops and launches runs
+    "handlers": {"ml", "aws", "protocol", "launch", "run_control", "predictor", "sweep"},
 }
 
 

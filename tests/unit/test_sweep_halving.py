@@ -2,8 +2,8 @@
 
 import pytest
 
-from lnn_cli.sweeps.halving import Halving, parse_halving, rung_reports, stops
 from lnn_core.errors import LnnInputError
+from lnn_core.sweep.halving import Halving, parse_halving, rung_reports, stops
 
 ORDER = {"A": 1, "B": 2, "C": 3, "D": 4, "E": 5}
 

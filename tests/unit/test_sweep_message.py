@@ -7,10 +7,12 @@ import boto3
 import pytest
 from moto import mock_aws
 
-from lnn_cli.sweeps.message import LEASE_SECONDS, message_key, notify_if_done
-from lnn_cli.sweeps.record import SweepRecord
 from lnn_cli.sweeps.spec import parse_spec
-from lnn_cli.sweeps.table import trial_rows
+from lnn_core.aws.ports import Ports, S3ObjectStore
+from lnn_core.aws.sdk import IoCounter
+from lnn_core.sweep.message import LEASE_SECONDS, message_key, notify_if_done
+from lnn_core.sweep.record import SweepRecord
+from lnn_core.sweep.results import trial_rows
 
 BUCKET = "sweep-bucket"
 BASE = {
@@ -45,6 +47,14 @@ def s3(monkeypatch):
         yield client
 
 
+def ports(s3, inbox, clock=lambda: 1000.0):
+    """What the message needs: the bucket, the topic, a clock."""
+    counter = IoCounter()
+    return Ports(
+        table=None, notifier=inbox, invoker=None, counter=counter, store=S3ObjectStore(s3, BUCKET, counter), clock=clock
+    )
+
+
 def sweep(statuses):
     spec = parse_spec({"base": BASE, "seeds": list(range(len(statuses)))}, source="s")
     record = SweepRecord.new("sw", spec, spec.generate("sw"), b"", None)
@@ -70,8 +80,8 @@ def sweep(statuses):
 def test_one_message_whoever_finds_the_sweep_done(s3):
     record, rows = sweep(["succeeded", "succeeded", "failed"])
     inbox = Inbox()
-    assert notify_if_done(s3, BUCKET, inbox, record, rows)
-    assert not notify_if_done(s3, BUCKET, inbox, record, rows)  # a second reader, a later status: nothing
+    assert notify_if_done(ports(s3, inbox), record, rows)
+    assert not notify_if_done(ports(s3, inbox), record, rows)  # a second reader, a later status: nothing
     assert len(inbox.sent) == 1
     message = inbox.sent[0]
     assert message["body"]["best"]["run_id"] == "sw-t002"  # the highest validation accuracy with a model
@@ -84,7 +94,7 @@ def test_one_message_whoever_finds_the_sweep_done(s3):
 def test_no_message_while_a_trial_runs_or_waits(s3, statuses):
     record, rows = sweep(statuses)
     inbox = Inbox()
-    assert not notify_if_done(s3, BUCKET, inbox, record, rows)
+    assert not notify_if_done(ports(s3, inbox), record, rows)
     assert inbox.sent == []
 
 
@@ -92,7 +102,7 @@ def test_a_stale_unsent_claim_is_taken_over_once(s3):
     record, rows = sweep(["succeeded"])
     s3.put_object(Bucket=BUCKET, Key=message_key("sw"), Body=json.dumps({"claimed_at": 1000.0, "sent": False}).encode())
     inbox = Inbox()
-    assert not notify_if_done(s3, BUCKET, inbox, record, rows, clock=lambda: 1000.0 + LEASE_SECONDS / 2)  # alive
-    assert notify_if_done(s3, BUCKET, inbox, record, rows, clock=lambda: 1000.0 + LEASE_SECONDS + 1)
-    assert not notify_if_done(s3, BUCKET, inbox, record, rows, clock=lambda: 1000.0 + 3 * LEASE_SECONDS)  # sent
+    assert not notify_if_done(ports(s3, inbox, lambda: 1000.0 + LEASE_SECONDS / 2), record, rows)  # alive
+    assert notify_if_done(ports(s3, inbox, lambda: 1000.0 + LEASE_SECONDS + 1), record, rows)
+    assert not notify_if_done(ports(s3, inbox, lambda: 1000.0 + 3 * LEASE_SECONDS), record, rows)  # sent
     assert len(inbox.sent) == 1

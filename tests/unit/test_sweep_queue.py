@@ -8,10 +8,11 @@ import pytest
 
 from lnn_cli.inputs import DEMO_DATA
 from lnn_cli.sweeps import commands
-from lnn_cli.sweeps.record import PENDING_SECONDS, SweepRecord, stack_limit, trials_to_start
 from lnn_cli.sweeps.spec import parse_spec
 from lnn_core.errors import LnnInputError
 from lnn_core.launch.launcher import LaunchLimits
+from lnn_core.sweep import results
+from lnn_core.sweep.record import PENDING_SECONDS, SweepRecord, stack_limit, trials_to_start
 
 BASE = {"epochs": 3, "learning_rate": 0.01, "neurons": [4, 1], "activations": ["relu", "sigmoid"]}
 
@@ -98,3 +99,50 @@ def test_a_bad_sweep_starts_nothing(tmp_path):
     )
     with pytest.raises(LnnInputError, match=r"sweep trial 2 \(s-t002\) is not a valid run: workers 3 is more than"):
         commands.command_sweep_start(args, {}, stack, console=None)
+
+
+def test_every_trials_memory_is_checked_and_the_first_that_does_not_fit_is_named(tmp_path):
+    """Trials differ in their network: the third's step does not fit the trainer's memory, though the first's does;
+    the sweep is refused naming it, before AWS is asked anything."""
+    stack = SimpleNamespace(
+        launch_limits=lambda: LaunchLimits(trainer_memory_mb=1024),
+        launch_defaults=lambda: {"epochs": 3, "learning_rate": 0.01},
+        session=SimpleNamespace(client=lambda *a, **k: pytest.fail("AWS was called")),
+    )
+    sweep = tmp_path / "sweep.json"
+    sweep.write_text(
+        '{"base": {"activations": ["relu", "sigmoid"]}, "parameters": {"neurons": [[4, 1], [8, 1], [100000, 1]]}}'
+    )
+    args = Namespace(
+        sweep_file=str(sweep),
+        vary=[],
+        seeds=None,
+        trials=None,
+        config=None,
+        name="s",
+        data=str(DEMO_DATA),
+        label_column=None,
+        parallel=None,
+    )
+    with pytest.raises(LnnInputError, match=r"sweep trial 3 \(s-t003\) is not a valid run: .*1024 MB"):
+        commands.command_sweep_start(args, {}, stack, console=None)
+
+
+def test_a_collapsed_trial_ranks_after_every_trial_that_learned():
+    """t001 has the best validation accuracy but its model predicts one class: t003 is the sweep's best."""
+    rec = record(3)
+    rec.trials = [{**trial, "parameters": {**trial["parameters"], "validation_split": 0.2}} for trial in rec.trials]
+
+    def ended(run_id, accuracy, warnings=()):
+        final = {"validation_accuracy": accuracy, "model_key": "m", "epochs": 3, "warnings": list(warnings)}
+        return {"run_id": run_id, "status": "succeeded", "final": final}
+
+    runs = {
+        "s-t001": ended("s-t001", 0.9, ["the model predicts class 0 for all 40 examples: it learned nothing"]),
+        "s-t002": ended("s-t002", 0.7),
+        "s-t003": ended("s-t003", 0.8),
+    }
+    rows = results.trial_rows(rec, runs, prices=None, local=True)
+    assert [row.trial["run_id"] for row in results.ranked(rows)] == ["s-t003", "s-t002", "s-t001"]
+    assert results.best(rows).trial["run_id"] == "s-t003"
+    assert [row.collapsed for row in rows] == [True, False, False]

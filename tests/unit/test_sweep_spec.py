@@ -24,7 +24,7 @@ def test_grid_is_the_product_in_order():
     ]
     assert len(trials) == 6
     assert [t.run_id for t in trials[:2]] == ["s-t001", "s-t002"]
-    assert trials[0].parameters == {**BASE, "optimizer": "gd", "batch_size": 8}
+    assert trials[0].parameters == {**BASE, "optimizer": "gd", "batch_size": 8, "sweep": "s"}  # its end kicks the sweep
 
 
 def test_seeds_repeat_every_configuration():

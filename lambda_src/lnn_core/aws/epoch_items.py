@@ -106,6 +106,12 @@ class EpochItemOperations(TableAccess):
             return []
         return self.list_epochs(run["run_id"], through=last, after=after, attributes=attributes)
 
+    def epochs_at(self, run: dict[str, Any], epochs: tuple[int, ...]) -> list[dict[str, Any]]:
+        """The figures items of those of `epochs` the run committed, one GetItem each (a sweep's halving reads its
+        few rungs, not every epoch)."""
+        items = (self._get_item(run["run_id"], epoch) for epoch in epochs if epoch <= (run.get("progress_epoch") or 0))
+        return [item for item in items if item is not None]
+
     def committed_epoch(self, run: dict[str, Any]) -> dict[str, Any] | None:
         """The whole item (figures and weights) of the run's last committed epoch; None before its first."""
         if not run.get("progress_epoch"):

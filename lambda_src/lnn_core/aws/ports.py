@@ -30,6 +30,8 @@ ASYNC_PAYLOAD_LIMIT = 1_048_576  # bytes, Lambda's limit for an asynchronous inv
 # connection pool (max_pool_connections) is sized to match, so that no request waits for a connection.
 CONCURRENT_REQUESTS = 64
 REQUEST_THREADS = "lnn-request"  # the name of those threads
+# The environment variables naming the other functions a function may invoke, by the role of the function named
+FUNCTION_ENVIRONMENT = {"launcher": "LNN_LAUNCH_FUNCTION", "watchdog": "LNN_WATCHDOG_FUNCTION"}
 
 # The methods whose calls change the world: the chaos harness injects crashes around exactly these.
 EFFECTS = {
@@ -53,6 +55,17 @@ EFFECTS = {
     "notifier": ("publish",),
     "invoker": ("invoke_async",),
 }
+
+
+# What S3 answers a conditional write whose condition failed (409: a concurrent conditional write to the same key)
+CONDITION_FAILED = ("PreconditionFailed", "ConditionalRequestConflict", "412", "409")
+
+
+@dataclass(frozen=True)
+class StoredObject:
+    data: bytes
+    etag: str
+    modified: float  # epoch seconds of its last write (S3's LastModified)
 
 
 class S3ObjectStore:
@@ -102,6 +115,34 @@ class S3ObjectStore:
         self._client.put_object(Bucket=self.bucket, Key=key, Body=data, **({"Tagging": SCRATCH_TAG} if scratch else {}))
         self._counter.add_bytes(s3_out=len(data))
         self._remember(key, data)
+
+    def read_current(self, key: str) -> "StoredObject | None":
+        """A mutable object as it is now (never cached): its bytes, ETag and when it was last written; None when it
+        does not exist."""
+        self._counter.count("s3", s3_reads=1)
+        try:
+            answer = self._client.get_object(Bucket=self.bucket, Key=key)
+        except ClientError as error:
+            if error.response["Error"]["Code"] in ("NoSuchKey", "404"):
+                return None
+            raise
+        data = answer["Body"].read()
+        self._counter.add_bytes(s3_in=len(data))
+        return StoredObject(data, answer["ETag"], answer["LastModified"].timestamp())
+
+    def put_if(self, key: str, data: bytes, *, etag: str | None) -> str | None:
+        """Write an object only if it does not exist (`etag` None: If-None-Match) or is still the version of `etag`
+        (If-Match): the new ETag, or None when the condition failed (another writer came first). Never cached."""
+        self._counter.count("s3")
+        condition = {"IfNoneMatch": "*"} if etag is None else {"IfMatch": etag}
+        try:
+            answer = self._client.put_object(Bucket=self.bucket, Key=key, Body=data, **condition)
+        except ClientError as error:
+            if error.response["Error"]["Code"] in CONDITION_FAILED:
+                return None
+            raise
+        self._counter.add_bytes(s3_out=len(data))
+        return answer["ETag"]
 
     def copy(self, source: str, destination: str) -> bool:
         """Copy an object within the bucket (server side: its bytes do not pass through this function). False when
@@ -250,6 +291,9 @@ class Ports:
     # How independent requests go out: concurrently in Lambda; one after another by default for whoever brings
     # their own invoker (the tests, the simulator), the local runtime sets its own (`lnn_cli.cloud.runtime`).
     fan_out: RequestFanOut = field(default_factory=RequestFanOut)
+    # The other functions of the stack this one invokes, by role (`FUNCTION_ENVIRONMENT`): the trainer's kick of
+    # the watchdog at a sweep trial's end, the watchdog's launches of a sweep's queued trials.
+    functions: dict[str, Invoker] = field(default_factory=dict)
 
     @classmethod
     def from_environment(
@@ -259,9 +303,11 @@ class Ports:
         session: boto3.Session | None = None,
         invoker: Invoker | None = None,
         clock: Callable[[], float] | None = None,
+        functions: dict[str, Invoker] | None = None,
     ) -> "Ports":
         """Adapters for the resources named in the environment; `invoke_target` is the env var naming the function
-        to invoke."""
+        to invoke. Whoever brings its own `invoker` (the local runtime, the tests) brings the `functions` too; else
+        each function `FUNCTION_ENVIRONMENT` names in the environment gets a Lambda invoker."""
 
         session = session or boto3.Session()
         counter = IoCounter()
@@ -269,6 +315,15 @@ class Ports:
         pooled = Config(max_pool_connections=CONCURRENT_REQUESTS)
         dynamodb = session.resource("dynamodb", config=CLAIM_BOTO_CONFIG)
         trace_requests(dynamodb.meta.client, counter)
+        in_lambda = invoker is None
+        if in_lambda:
+            lambda_client = trace_requests(session.client("lambda", config=CLAIM_BOTO_CONFIG.merge(pooled)), counter)
+            invoker = LambdaInvoker(lambda_client, _required(invoke_target), counter)
+            functions = {
+                role: LambdaInvoker(lambda_client, os.environ[name], counter)
+                for role, name in FUNCTION_ENVIRONMENT.items()
+                if os.environ.get(name)
+            }
         return cls(
             table=RunTable(dynamodb.Table(_required("LNN_TABLE")), counter),
             notifier=SnsNotifier(
@@ -276,12 +331,7 @@ class Ports:
                 _required("LNN_TOPIC_ARN"),
                 counter,
             ),
-            invoker=invoker
-            or LambdaInvoker(
-                trace_requests(session.client("lambda", config=CLAIM_BOTO_CONFIG.merge(pooled)), counter),
-                _required(invoke_target),
-                counter,
-            ),
+            invoker=invoker,
             counter=counter,
             store=S3ObjectStore(
                 trace_requests(session.client("s3", config=BOTO_CONFIG.merge(pooled)), counter), bucket, counter
@@ -289,7 +339,8 @@ class Ports:
             if bucket
             else None,
             clock=clock or time.time,
-            fan_out=RequestFanOut(CONCURRENT_REQUESTS if invoker is None else 1),
+            fan_out=RequestFanOut(CONCURRENT_REQUESTS if in_lambda else 1),
+            functions=dict(functions or {}),
         )
 
 

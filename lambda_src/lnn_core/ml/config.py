@@ -7,15 +7,13 @@ LNN 0.0's and 1.0's parameters.json are accepted verbatim. The keys, their range
 and `activations` may also be given as lists, layer 1 first.
 """
 
-import re
 from dataclasses import dataclass
 from typing import Any
 
 from lnn_core.errors import LnnInputError
 from lnn_core.ml.network import HIDDEN_ACTIVATIONS, REGRESSION_OUTPUTS
-from lnn_core.ml.parameters import COUNTS, KNOWN_KEYS, NAMES, OUTPUTS, PARAMETERS, check_integer
+from lnn_core.ml.parameters import COUNTS, KNOWN_KEYS, NAMES, OUTPUTS, PARAMETERS, RUN_ID_PATTERN, check_integer
 
-RUN_ID_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")  # always fullmatch: `$` would accept a trailing newline
 # None is a value of these (a drawn seed, the whole set as one batch, ...), so a null overrides a default
 NULLABLE_KEYS = tuple(parameter.name for parameter in PARAMETERS.values() if parameter.default is None)
 
@@ -48,6 +46,7 @@ class TrainingConfig:
     weight: float | None = None  # LNN 0.0: every initial weight (and `bias` every bias) instead of a random init
     bias: float | None = None
     workers: int = PARAMETERS["workers"].default  # K > 1: each update is a round of K shard workers and one reduce
+    sweep: str | None = None  # the sweep this run is a trial of; read by no step of training
 
     @property
     def layers(self) -> int:

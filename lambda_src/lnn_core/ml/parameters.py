@@ -7,6 +7,7 @@ that uses its value (a `TrainingConfig` field, the step that reads it).
 """
 
 import math
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -28,9 +29,14 @@ MAX_BATCH_SIZE = 10_000_000
 MAX_SEED = 2**32 - 1 - MAX_EPOCHS  # a shuffle seeds RandomState(shuffle_seed + epoch), which takes at most 2**32 - 1
 MAX_WORKERS = 256
 OUTPUTS = OUTPUT_ACTIVATIONS + REGRESSION_OUTPUTS
+RUN_ID_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")  # always fullmatch: `$` would accept a trailing newline
+# A sweep's trials are runs named <sweep>-t001, <sweep>-t002, ...: a sweep's name leaves room for the suffix.
+MAX_TRIALS = 1000
+TRIAL_SUFFIX = "-t{index:03d}"
+MAX_SWEEP_NAME = 64 - len(TRIAL_SUFFIX.format(index=MAX_TRIALS))
 
 # The kinds of value a parameter holds.
-INTEGER, NUMBER, CHOICE, COUNTS, NAMES = "integer", "number", "choice", "counts", "names"
+INTEGER, NUMBER, CHOICE, COUNTS, NAMES, SWEEP = "integer", "number", "choice", "counts", "names", "sweep"
 
 
 @dataclass(frozen=True)
@@ -69,6 +75,10 @@ class TrainingParameter:
             return "one of " + ", ".join(self.choices)
         if self.kind == COUNTS:
             return "positive integers separated by commas, one per layer"
+        if self.kind == SWEEP:
+            return (
+                f"a sweep's name: 1-{MAX_SWEEP_NAME} letters, digits, '.', '_' or '-', starting with a letter or digit"
+            )
         return "activation names separated by commas, one per layer"
 
     @property
@@ -91,6 +101,10 @@ class TrainingParameter:
             return check_number(self.name, value, self.low, self.high, low_open=self.low_open, high_open=self.high_open)
         if self.kind == CHOICE:
             if value not in self.choices:
+                raise LnnInputError(f"{self.name} must be {self.accepts}; got {shown(value)}")
+            return value
+        if self.kind == SWEEP:
+            if not isinstance(value, str) or len(value) > MAX_SWEEP_NAME or not RUN_ID_PATTERN.fullmatch(value):
                 raise LnnInputError(f"{self.name} must be {self.accepts}; got {shown(value)}")
             return value
         raise TypeError(f"{self.name}: per-layer values are checked layer by layer (config.py)")
@@ -319,6 +333,15 @@ TABLE: tuple[TrainingParameter, ...] = (
         help="data-parallel shard workers per update; more than 1 needs granularity epoch or auto, and at "
         "most the trainer's reserved concurrency; lnn local and lnn start then upload the data in K parts, "
         "one per worker",
+    ),
+    TrainingParameter(
+        "sweep",
+        SWEEP,
+        flag=False,
+        example="cats",
+        unset="not a sweep's trial",
+        help="the sweep this run is a trial of (set by `lnn sweep`; it changes nothing in training): its end asks "
+        "the stack to start the sweep's next queued trial, or to send the sweep's message",
     ),
 )
 PARAMETERS = {parameter.name: parameter for parameter in TABLE}

@@ -38,7 +38,24 @@ def ensure_notified(ports: Ports, run: dict[str, Any], *, claimant: str, context
         if ports.clock() + CLAIM_CALL_SECONDS >= until:
             return
     ports.notifier.publish(subject=subject(run), body=message(run), status=run["status"], message_id=message_id(run))
+    kick_sweep(ports, run)
     ports.table.mark_notified(run["run_id"], ending=ending)  # if this fails, end normally: a retry would publish again
+
+
+def kick_sweep(ports: Ports, run: dict[str, Any]) -> None:
+    """A sweep trial ended (or committed an epoch with a validation cost, which a halving rung may judge): ask the
+    watchdog to reconcile its sweep now (start a queued trial in the place it freed, stop a poor trial, send the
+    sweep's message), not at its next scheduled pass. At an ending, before the message is recorded sent, so that
+    whoever sends a message still owed kicks again. Best effort: a lost or failed kick only waits for that pass,
+    which reconciles every active sweep; it must not fail the step."""
+    sweep_id = (run.get("config") or {}).get("sweep")
+    kick = ports.functions.get("watchdog")
+    if sweep_id is None or kick is None:
+        return
+    try:
+        kick.invoke_async({"sweep": sweep_id})
+    except Exception:  # any failure of the kick is covered by the watchdog's schedule
+        return
 
 
 def publish_model(ports: Ports, run: dict[str, Any]) -> None:

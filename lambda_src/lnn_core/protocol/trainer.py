@@ -191,6 +191,8 @@ class Trainer:
                 return self._commit_lost(step_event, result, claimant, context, latest=latest)
         if following:  # ours: the commit holds our lease on sending
             sending.send(ports, run_id, fields["next_event"])
+            if any(item.get("validation_cost") is not None for item in result.epoch_items):
+                ending.kick_sweep(ports, run)  # a sweep trial's validation cost: a halving rung can judge it now
         if result.final is not None:
             ending.ensure_notified(ports, {**run, **fields}, claimant=claimant, context=context)
         if result.obsolete:

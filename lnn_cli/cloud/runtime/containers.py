@@ -110,10 +110,12 @@ _BUILD_LOCK = threading.Lock()  # os.environ is process-wide: one container is b
 _METRICS_LOCK = threading.RLock()  # Powertools' metric set is shared by every Metrics object
 
 
-def build_handler(function: LocalFunction, *, session, invoker, clock, log_stream) -> Any:
-    """A handler object for a new container of `function`, built while the function's environment is in force."""
+def build_handler(function: LocalFunction, *, session, invoker, clock, log_stream, functions=None) -> Any:
+    """A handler object for a new container of `function`, built while the function's environment is in force;
+    `functions`: its invokers of the other functions it invokes, by role (for the trainer and the watchdog)."""
+    extra = {"functions": functions} if functions else {}
     with _BUILD_LOCK, environment(function.environment), LOG_SINK.writing_to(log_stream):
-        handler = BUILDERS[function.role](session=session, invoker=invoker, logger=_logger(), clock=clock)
+        handler = BUILDERS[function.role](session=session, invoker=invoker, logger=_logger(), clock=clock, **extra)
     if getattr(handler, "metrics", None) is not None:
         handler.metrics = SerializedMetrics(handler.metrics)
     return handler

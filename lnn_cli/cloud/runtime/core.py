@@ -51,7 +51,7 @@ from lnn_cli.cloud.runtime.semantics import (
     send_to_destination,
     timed_out,
 )
-from lnn_core.aws.ports import CONCURRENT_REQUESTS, RequestFanOut
+from lnn_core.aws.ports import CONCURRENT_REQUESTS, FUNCTION_ENVIRONMENT, RequestFanOut
 from lnn_core.aws.sdk import IoCounter
 
 
@@ -148,10 +148,22 @@ class LocalLambdaRuntime:
         # The trainer invokes itself; the launcher and the watchdog invoke the function their environment names.
         target = self._by_name[function.environment.get("LNN_TRAINER_FUNCTION", function.name)]
         invoker = LocalInvoker(self, target)
+        # and the other functions its environment names (the trainer's kick of the watchdog, the watchdog's launches)
+        others = {
+            role: LocalInvoker(self, self._by_name[function.environment[name]])
+            for role, name in FUNCTION_ENVIRONMENT.items()
+            if function.environment.get(name) in self._by_name
+        }
         handler = build_handler(
-            function, session=self.session, invoker=invoker, clock=self.now, log_stream=self._log_stream
+            function,
+            session=self.session,
+            invoker=invoker,
+            functions=others,
+            clock=self.now,
+            log_stream=self._log_stream,
         )
-        invoker.counter = handler.ports.counter
+        for each in (invoker, *others.values()):
+            each.counter = handler.ports.counter
         # a delivery's independent requests: together, as in Lambda, when deliveries run in threads; one after
         # another at concurrency 1, where a chaos seed is a schedule
         if hasattr(handler.ports, "fan_out"):  # the predictor's ports have none: it sends one request at a time

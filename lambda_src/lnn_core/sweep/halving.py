@@ -7,14 +7,16 @@ every rung). When a trial reaches a rung, it is compared with the trials that re
 time their rung epoch finished; then by trial order) and itself: once at least `ceil(1 / keep)` have, a trial that
 ranks below the best `ceil(n * keep)` of those n, by validation cost, is stopped (`lnn stop`: it keeps the model of
 its last epoch). As in ASHA, a decision is made when the trial arrives and never revised; and since it depends only
-on the epoch items, every reader (`lnn sweep status`, the start loop, `lnn local --sweep`) makes the same one.
+on the epoch items, every reconcile (the watchdog's, `lnn sweep status`'s, `lnn local --sweep`'s) makes the same one.
 """
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from lnn_core.errors import LnnInputError, shown
+from lnn_core.sweep.record import SweepRecord
 
 
 @dataclass(frozen=True)
@@ -109,3 +111,22 @@ def rung_reports(halving: Halving, epochs: list[dict[str, Any]]) -> dict[int, tu
         for item in epochs
         if int(item["epoch"]) in halving.rungs and item.get("validation_cost") is not None
     }
+
+
+def halving_of(record: SweepRecord) -> Halving | None:
+    """The sweep's successive halving; None when it has none."""
+    if not record.spec.get("halving"):
+        return None
+    return parse_halving(record.spec["halving"], source=f"sweep {record.sweep_id}", base=record.spec["base"])
+
+
+def halving_decisions(
+    record: SweepRecord, runs: dict[str, dict | None], figures_of: Callable[[dict, tuple[int, ...]], list[dict]]
+) -> dict[str, Stop]:
+    """The trials successive halving stops (none when the sweep has no "halving"); `figures_of(run, rungs)`: the
+    run's epoch items at (at least) those epochs."""
+    halving = halving_of(record)
+    if halving is None:
+        return {}
+    reports = {run_id: rung_reports(halving, figures_of(run, halving.rungs)) for run_id, run in runs.items() if run}
+    return stops(halving, reports, {trial["run_id"]: trial["index"] for trial in record.trials})

@@ -1,0 +1,248 @@
+"""The stack drives a sweep to its end with no client reading after the start (moto's CloudFormation of the
+synthesized template, the local runtime): the watchdog's scheduled pass starts the trials that fit, each trial's end
+kicks the watchdog, which starts the next queued trial and, after the last, sends the sweep's one message; duplicate
+kicks and ticks start nothing twice and send nothing twice; a kick whose answer is lost is harmless. And the kick:
+a trial's ending invokes the watchdog with its sweep, a run that is no trial's does not."""
+
+import json
+import time
+
+import pytest
+
+from lnn_cli.cloud.local import local_runtime
+from lnn_cli.sweeps.record import SweepStore
+from lnn_cli.sweeps.spec import parse_spec
+from lnn_core.aws.run_table import RunTable
+from lnn_core.aws.sdk import IoCounter
+from lnn_core.handlers import build_launcher, build_trainer, build_watchdog
+from lnn_core.sweep import results
+from lnn_core.sweep.record import PENDING_SECONDS, SweepRecord, active_key
+from tests.conftest import FakeClock, QueueInvoker, blobs
+from tests.integration.conftest import dataset
+from tests.support.arrays import npz_bytes
+
+BASE = {
+    "epochs": 3,
+    "learning_rate": 0.3,
+    "neurons": [3, 1],
+    "activations": ["tanh", "sigmoid"],
+    "granularity": "epoch",
+    "validation_split": 0.25,
+}
+TICK = {"source": "aws.events", "detail-type": "Scheduled Event"}  # the watchdog's schedule
+
+
+class Inbox:
+    """The stack's topic, read through an SQS subscription: the sweep messages published so far."""
+
+    def __init__(self, session, topic_arn):
+        self.sqs = session.client("sqs")
+        self.url = self.sqs.create_queue(QueueName="sweep-inbox")["QueueUrl"]
+        arn = self.sqs.get_queue_attributes(QueueUrl=self.url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+        session.client("sns").subscribe(
+            TopicArn=topic_arn, Protocol="sqs", Endpoint=arn, Attributes={"RawMessageDelivery": "true"}
+        )
+        self.sweep_messages: list[dict] = []
+
+    def read(self) -> list[dict]:
+        while batch := self.sqs.receive_message(QueueUrl=self.url, MaxNumberOfMessages=10).get("Messages", []):
+            for message in batch:
+                body = json.loads(message["Body"])
+                if body.get("message_id", "").startswith("lnn-sweep-"):
+                    self.sweep_messages.append(body)
+                self.sqs.delete_message(QueueUrl=self.url, ReceiptHandle=message["ReceiptHandle"])
+        return self.sweep_messages
+
+
+@pytest.fixture(scope="module")
+def inbox(stack):
+    session, outputs = stack
+    return Inbox(session, outputs.topic_arn)
+
+
+def start(stack, sweep_id: str, seeds: list[int], parallel: int) -> SweepRecord:
+    """What `lnn sweep start` leaves behind: the record, the data, the active mark (its one pass is the tick's)."""
+    session, outputs = stack
+    data, _, _ = dataset(m=40)
+    spec = parse_spec({"base": BASE, "seeds": seeds}, source="s.json")
+    store = SweepStore(session.client("s3"), outputs.bucket)
+    record, created = store.create(SweepRecord.new(sweep_id, spec, spec.generate(sweep_id), data, parallel), data)
+    assert created
+    store.mark_active(sweep_id)
+    return record
+
+
+def active(stack, sweep_id: str) -> bool:
+    session, outputs = stack
+    listed = session.client("s3").list_objects_v2(Bucket=outputs.bucket, Prefix=active_key(sweep_id))
+    return bool(listed.get("Contents"))
+
+
+def test_ticks_and_kicks_alone_run_every_trial_within_the_limit_and_send_one_message(stack, inbox):
+    session, outputs = stack
+    record = start(stack, "auto", [1, 2, 3, 4, 5], parallel=2)
+    table = RunTable(session.resource("dynamodb").Table(outputs.table), IoCounter())
+    at_once = []
+
+    def watch(_delivery):
+        at_once.append(sum(1 for run in table.list_runs("running") if run["run_id"].startswith("auto-")))
+
+    runtime = local_runtime(session, outputs, on_delivery=watch)
+    watchdog = runtime.functions["watchdog"]
+    runtime.invoke_async(watchdog, TICK)  # the first scheduled pass after the start: nothing else reads the sweep
+    runtime.run()
+
+    runs = {run_id: table.get_run(run_id) for run_id in record.run_ids}
+    assert all(run and run["status"] == "succeeded" for run in runs.values()), runs
+    assert max(at_once) == 2  # --parallel 2: never three at once
+    kicks = [d for d in runtime.deliveries if d.role == "watchdog"]
+    assert len(kicks) == 1 + 5  # the tick, and one kick per trial's end: no other pass started the queued three
+    messages = inbox.read()
+    assert [message["sweep_id"] for message in messages] == ["auto"]
+    top = results.best(results.trial_rows(record, runs, prices=None, local=True))
+    assert messages[0]["best"]["run_id"] == top.trial["run_id"]
+    assert messages[0]["counts"] == {"succeeded": 5}
+    assert not active(stack, "auto")  # done and announced: off the watchdog's list
+
+    # A duplicate kick, a duplicate tick (the sweep is off the list: a kick still reconciles it): nothing twice.
+    launches = sum(1 for d in runtime.deliveries if d.role == "launcher")
+    steps = {run_id: run["committed_step"] for run_id, run in runs.items()}
+    runtime.invoke_async(watchdog, {"sweep": "auto"})
+    runtime.invoke_async(watchdog, {"sweep": "auto"})
+    runtime.invoke_async(watchdog, TICK)
+    runtime.run()
+    assert sum(1 for d in runtime.deliveries if d.role == "launcher") == launches
+    assert {run_id: table.get_run(run_id)["committed_step"] for run_id in record.run_ids} == steps
+    assert [message["sweep_id"] for message in inbox.read()] == ["auto"]
+
+
+def test_a_duplicate_kick_while_trials_wait_starts_each_trial_once(stack, inbox):
+    """Every trial's end kicks twice and every pass is followed by a tick: each trial is launched once."""
+    session, outputs = stack
+    record = start(stack, "twice", [1, 2, 3], parallel=1)
+    runtime = local_runtime(session, outputs)
+    watchdog = runtime.functions["watchdog"]
+    for container in runtime.functions["trainer"].containers:
+        kick = container.handler.ports.functions["watchdog"]
+        container.handler.ports.functions["watchdog"] = Twice(kick, then=lambda: runtime.invoke_async(watchdog, TICK))
+    runtime.invoke_async(watchdog, TICK)
+    runtime.invoke_async(watchdog, TICK)
+    runtime.run()
+    table = RunTable(session.resource("dynamodb").Table(outputs.table), IoCounter())
+    assert all(table.get_run(run_id)["status"] == "succeeded" for run_id in record.run_ids)
+    launched = [d.run_id for d in runtime.deliveries if d.role == "launcher"]
+    assert sorted(launched) == record.run_ids  # one launch each, though every pass came several times
+    assert [message["sweep_id"] for message in inbox.read()].count("twice") == 1
+
+
+def test_a_kick_whose_answer_is_lost_is_harmless(stack, inbox):
+    """The kick reaches the watchdog but the trainer gets an error: the trial ends normally, its message once."""
+    session, outputs = stack
+    record = start(stack, "lost", [1, 2], parallel=1)
+    runtime = local_runtime(session, outputs)
+    for container in runtime.functions["trainer"].containers:
+        container.handler.ports.functions["watchdog"] = LostAnswer(container.handler.ports.functions["watchdog"])
+    runtime.invoke_async(runtime.functions["watchdog"], TICK)
+    runtime.run()
+    table = RunTable(session.resource("dynamodb").Table(outputs.table), IoCounter())
+    runs = [table.get_run(run_id) for run_id in record.run_ids]
+    assert all(run["status"] == "succeeded" and run["notified"] for run in runs)
+    assert [message["sweep_id"] for message in inbox.read()].count("lost") == 1
+    assert not active(stack, "lost")
+
+
+class Twice:
+    """A kick delivered twice, then `then()`."""
+
+    def __init__(self, kick, *, then):
+        self.kick, self.then = kick, then
+
+    def invoke_async(self, payload):
+        self.kick.invoke_async(payload)
+        self.kick.invoke_async(payload)
+        self.then()
+
+
+class LostAnswer:
+    """The invoke is applied, but its answer is lost: the caller gets an error."""
+
+    def __init__(self, kick):
+        self.kick = kick
+
+    def invoke_async(self, payload):
+        self.kick.invoke_async(payload)
+        raise ConnectionError("the answer of the invoke was lost")
+
+
+def test_a_trials_ending_kicks_the_watchdog_with_its_sweep_and_another_runs_does_not(aws):
+    """The kick: the ending of a run whose parameters name its sweep (and its epochs with a validation cost)."""
+    X, y = blobs(40)
+    steps, kicks, clock = QueueInvoker(), QueueInvoker(), FakeClock()
+    launcher = build_launcher(session=aws.session, invoker=steps, clock=clock)
+    trainer = build_trainer(session=aws.session, invoker=steps, clock=clock, functions={"watchdog": kicks})
+    parameters = {**BASE, "seed": 1}
+    for run_id, extra in (("sw-t001", {"sweep": "sw"}), ("alone", {})):
+        aws.upload_data(f"runs/{run_id}/data.npz", X=X, y=y)
+        assert launcher.handle({"run_id": run_id, "parameters": {**parameters, **extra}})["status"] == "running"
+        while steps.events:
+            trainer.handle(steps.events.popleft())
+        assert trainer.ports.table.get_run(run_id)["status"] == "succeeded"
+    assert list(kicks.events) == [{"sweep": "sw"}]
+    assert trainer.ports.table.get_run("sw-t001")["config"]["sweep"] == "sw"
+
+    # A trial that records its validation cost every epoch kicks at each such epoch too (a halving rung may judge
+    # it), and at its end: epochs 1, 2 and 3 (the finish is a step of its own), then the ending.
+    kicks.events.clear()
+    aws.upload_data("runs/sw-t002/data.npz", X=X, y=y)
+    rungs = {**parameters, "sweep": "sw", "eval_every": 1}
+    assert launcher.handle({"run_id": "sw-t002", "parameters": rungs})["status"] == "running"
+    while steps.events:
+        trainer.handle(steps.events.popleft())
+    assert list(kicks.events) == [{"sweep": "sw"}] * 4
+
+
+def test_two_passes_that_read_at_once_start_a_trial_once(aws):
+    """Two passes both see trial 1 unmarked (their reads came before either wrote): the start mark, created only if
+    absent, lets one of them launch it."""
+    X, y = blobs(40)
+    data = npz_bytes(X=X, y=y)
+    spec = parse_spec({"base": BASE, "seeds": [1, 2]}, source="s.json")
+    store = SweepStore(aws.s3, aws.bucket)
+    store.create(SweepRecord.new("race", spec, spec.generate("race"), data, 1), data)
+    launches, clock = QueueInvoker(), FakeClock()
+    first, second = (
+        build_watchdog(session=aws.session, invoker=QueueInvoker(), clock=clock, functions={"launcher": launches})
+        for _ in range(2)
+    )
+    second.sweeps._start_marks = lambda record, runs: {}  # its reads of the marks came before the first's write
+    assert first.sweeps.reconcile("race")["started"] == ["race-t001"]
+    assert second.sweeps.reconcile("race")["started"] == []
+    assert [event["run_id"] for event in launches.events] == ["race-t001"]
+
+
+def test_a_start_the_launcher_never_recorded_is_started_again_after_a_while(aws):
+    """The launch of trial 1 is lost (or refused: the stack was full): within PENDING_SECONDS its place is held,
+    after it the next pass launches it again, once, under an If-Match on its mark."""
+    X, y = blobs(40)
+    data = npz_bytes(X=X, y=y)
+    spec = parse_spec({"base": BASE, "seeds": [1, 2]}, source="s.json")
+    SweepStore(aws.s3, aws.bucket).create(SweepRecord.new("again", spec, spec.generate("again"), data, 1), data)
+    launches, clock = QueueInvoker(), FakeClock(time.time())
+    passes = [
+        build_watchdog(session=aws.session, invoker=QueueInvoker(), clock=clock, functions={"launcher": launches})
+        for _ in range(2)
+    ]
+    assert passes[0].sweeps.reconcile("again")["started"] == ["again-t001"]
+    launches.events.clear()  # lost
+    clock.advance(PENDING_SECONDS / 2)
+    assert [watchdog.sweeps.reconcile("again")["started"] for watchdog in passes] == [[], []]  # it holds its place
+    clock.advance(PENDING_SECONDS)
+    stale = passes[1].sweeps._start_marks  # the second pass read the stale mark before the first replaced it
+    marks = stale(
+        SweepRecord.from_json(aws.s3.get_object(Bucket=aws.bucket, Key="runs/again/sweep.json")["Body"].read()), {}
+    )
+    passes[1].sweeps._start_marks = lambda record, runs: marks
+    assert [watchdog.sweeps.reconcile("again")["started"] for watchdog in passes] == [["again-t001"], []]
+    assert [event["run_id"] for event in launches.events] == ["again-t001"]
+    mark = json.loads(aws.s3.get_object(Bucket=aws.bucket, Key="runs/again-t001/trial.json")["Body"].read())
+    assert mark["attempt"] == 2
