@@ -45,6 +45,7 @@ def sweep_payload(stack, sweep_id: str, *, local: bool) -> dict[str, Any]:
                 "test": _number(row.figure(test)),
                 "dollars": row.dollars,
                 "warnings": len(row.final.get("warnings") or []),
+                "collapsed": row.collapsed,  # its model learned nothing: ranked after the others
                 "curve": curve,
             }
         )

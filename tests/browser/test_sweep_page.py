@@ -73,7 +73,7 @@ def test_a_sweep_as_the_page_shows_it(browser, stack, served):  # noqa: F811
     assert headers[:6] == ["trial", "optimizer", "seed", "status", "epochs", "cost"]
     assert "validation accuracy" in headers and "test accuracy" in headers
     assert rows.nth(0).inner_text().split("\t")[6] == "93.0 %"
-    assert "⚠ 1" in rows.nth(1).inner_text()  # the collapsed trial is marked
+    assert "⚠ 1 collapsed" in rows.nth(1).inner_text()  # the collapsed trial is marked, as `lnn sweep status` marks it
     assert rows.nth(3).locator("td").nth(3).inner_text() == "queued"
     line = page.locator("#sweep-line").inner_text()
     assert line.startswith("4 trials, in progress (2 succeeded, 1 running, 1 queued)")

@@ -81,7 +81,7 @@ function drawSweepTable(sweep) {
     if (sweep.validation_metric) cell(row, metricText(trial.validation, sweep.validation_metric), "validation");
     cell(row, metricText(trial.test, sweep.test_metric), "test");
     cell(row, trial.dollars === null ? "–" : dollars(trial.dollars), "AWS $");
-    cell(row, trial.warnings ? `⚠ ${trial.warnings}` : "", "warnings");
+    cell(row, trial.warnings ? `⚠ ${trial.warnings}${trial.collapsed ? " collapsed" : ""}` : "", "warnings");
     if (trial.status !== "queued") row.addEventListener("click", () => select(trial.run_id));
   }
 }
