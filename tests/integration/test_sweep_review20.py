@@ -3,16 +3,23 @@ passes once the finding is fixed. They drive the watchdog's sweep controller aga
 the run records and epoch items a sweep's trials would have written."""
 
 import hashlib
+import io
+import json
+from argparse import Namespace
 from decimal import Decimal
+from types import SimpleNamespace
 
 import pytest
+from rich.console import Console
 
+from lnn_cli.sweeps import commands
 from lnn_cli.sweeps.record import SweepStore
 from lnn_cli.sweeps.spec import parse_spec
 from lnn_core.aws.codec import to_dynamo
 from lnn_core.aws.run_table import RUN_RECORD_EPOCH
 from lnn_core.errors import LnnInputError, RunFailure
-from lnn_core.handlers import build_watchdog
+from lnn_core.handlers import build_launcher, build_watchdog
+from lnn_core.launch.launcher import LaunchLimits
 from lnn_core.sweep.record import SweepRecord, sweep_data_key, trial_data_key
 from tests.conftest import FakeClock, QueueInvoker, blobs
 from tests.support.arrays import npz_bytes
@@ -174,3 +181,46 @@ def test_review_a_refused_concurrent_start_leaves_the_sweeps_data_alone(aws):
         )
     kept = aws.s3.get_object(Bucket=aws.bucket, Key=sweep_data_key("race"))["Body"].read()
     assert kept == data_a, "the refused start replaced the recorded sweep's data"
+
+
+def test_review_a_sweep_named_as_an_existing_run_leaves_that_runs_data_alone(aws, tmp_path):
+    """REVIEW FINDING (review20, high): sweeps and runs share the `runs/<id>/` namespace, and `lnn sweep start`
+    uploads the sweep's data to runs/<sweep>/data.npz after checking only for a sweep of that name, never for a run.
+    A sweep named as an existing run (a user's run `exp`, or a trial `cats-t001` of another sweep) overwrites that
+    run's training data; a running run's steps read the data of the ETag it was created with, so it fails, and a
+    finished one can no longer be resumed. Fixed when the start refuses the name (one clear line) or keeps its data
+    elsewhere: the run's data is unchanged either way."""
+    steps, launches = QueueInvoker(), QueueInvoker()
+    launcher = build_launcher(session=aws.session, invoker=steps, clock=FakeClock())
+    run_data = data_file(0)
+    aws.s3.put_object(Bucket=aws.bucket, Key="runs/exp/data.npz", Body=run_data)
+    assert launcher.handle({"run_id": "exp", "parameters": {**BASE, "seed": 1}})["status"] == "running"
+
+    dog = build_watchdog(session=aws.session, invoker=steps, clock=FakeClock(), functions={"launcher": launches})
+    stack = SimpleNamespace(
+        launch_limits=lambda: LaunchLimits(),
+        launch_defaults=dict,
+        session=aws.session,
+        outputs=SimpleNamespace(bucket=aws.bucket, stack_name="lnn-test"),
+        ports=dog.ports,
+    )
+    sweep_file, data_path = tmp_path / "sweep.json", tmp_path / "other.npz"
+    sweep_file.write_text(json.dumps({"base": BASE, "seeds": [1, 2]}))
+    data_path.write_bytes(data_file(7))
+    args = Namespace(
+        sweep_file=str(sweep_file),
+        vary=[],
+        seeds=None,
+        trials=None,
+        config=None,
+        name="exp",
+        data=str(data_path),
+        label_column=None,
+        parallel=1,
+    )
+    try:
+        commands.command_sweep_start(args, {}, stack, Console(file=io.StringIO()))
+    except LnnInputError:
+        pass  # refusing the name is a fix
+    kept = aws.s3.get_object(Bucket=aws.bucket, Key="runs/exp/data.npz")["Body"].read()
+    assert kept == run_data, "`lnn sweep start --name exp` replaced the data of the run exp"
