@@ -224,3 +224,29 @@ def test_review_a_sweep_named_as_an_existing_run_leaves_that_runs_data_alone(aws
         pass  # refusing the name is a fix
     kept = aws.s3.get_object(Bucket=aws.bucket, Key="runs/exp/data.npz")["Body"].read()
     assert kept == run_data, "`lnn sweep start --name exp` replaced the data of the run exp"
+
+
+def test_review_coverage_two_passes_that_interleave_launch_a_trial_once(aws):
+    """REVIEW COVERAGE (review20; passes on s24-sweepd): the start mark's If-None-Match is what keeps two passes at
+    once (a tick and a kick) from both launching a trial, yet no sweep test made two passes interleave: with the
+    mark written unconditionally, every sweep test passed. Here pass B runs entirely between pass A's choice of
+    t001 and A's mark of it: t001 is launched (and its data copied) once."""
+    record_sweep(aws, "il", {"base": BASE, "seeds": [1, 2]}, data_file(0), 1)
+    dog, launches = watchdog(aws)
+    store, other = (
+        dog.ports.store,
+        build_watchdog(
+            session=aws.session, invoker=QueueInvoker(), clock=FakeClock(), functions={"launcher": launches}
+        ),
+    )
+    put_if, interleaved = store.put_if, []
+
+    def put_if_after_another_pass(key, data, *, etag):
+        if key.endswith("/trial.json") and not interleaved:
+            interleaved.append(other.sweeps.reconcile("il"))  # pass B, whole, before pass A's mark
+        return put_if(key, data, etag=etag)
+
+    store.put_if = put_if_after_another_pass
+    first = dog.sweeps.reconcile("il")
+    assert interleaved[0]["started"] == ["il-t001"] and first["started"] == []
+    assert [event["run_id"] for event in launches.events] == ["il-t001"]
