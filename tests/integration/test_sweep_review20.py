@@ -5,6 +5,7 @@ the run records and epoch items a sweep's trials would have written."""
 import hashlib
 import io
 import json
+import time
 from argparse import Namespace
 from decimal import Decimal
 from types import SimpleNamespace
@@ -20,7 +21,7 @@ from lnn_core.aws.run_table import RUN_RECORD_EPOCH
 from lnn_core.errors import LnnInputError, RunFailure
 from lnn_core.handlers import build_launcher, build_watchdog
 from lnn_core.launch.launcher import LaunchLimits
-from lnn_core.sweep.record import SweepRecord, sweep_data_key, trial_data_key
+from lnn_core.sweep.record import PENDING_SECONDS, SweepRecord, sweep_data_key, trial_data_key
 from tests.conftest import FakeClock, QueueInvoker, blobs
 from tests.support.arrays import npz_bytes
 
@@ -250,3 +251,35 @@ def test_review_coverage_two_passes_that_interleave_launch_a_trial_once(aws):
     first = dog.sweeps.reconcile("il")
     assert interleaved[0]["started"] == ["il-t001"] and first["started"] == []
     assert [event["run_id"] for event in launches.events] == ["il-t001"]
+
+
+class WallClock:
+    """The handlers' clock on the wall clock (a start mark's age is read against S3's LastModified), moved ahead."""
+
+    def __init__(self):
+        self.ahead = 0.0
+
+    def __call__(self) -> float:
+        return time.time() + self.ahead
+
+
+def test_review_coverage_a_lost_or_refused_launch_is_launched_again_after_its_mark_goes_stale(aws):
+    """REVIEW COVERAGE (review20; passes on s24-sweepd): a trial whose launch was lost (or refused: the stack was
+    full) has a start mark and no run; after PENDING_SECONDS a pass marks it again (If-Match on the stale mark) and
+    launches it. No sweep test reached that branch: with the stale mark re-put under If-None-Match (so that it always
+    fails and the trial is never launched again), every sweep test passed."""
+    clock, steps, launches = WallClock(), QueueInvoker(), QueueInvoker()
+    dog = build_watchdog(session=aws.session, invoker=steps, clock=clock, functions={"launcher": launches})
+    launcher = build_launcher(session=aws.session, invoker=steps, clock=clock)
+    record_sweep(aws, "ll", {"base": BASE, "seeds": [1, 2]}, data_file(0), 1)
+
+    assert dog.sweeps.reconcile("ll")["started"] == ["ll-t001"]
+    launches.events.clear()  # the launch is lost
+    assert dog.sweeps.reconcile("ll")["started"] == []  # its place is held while the launch may still come
+    clock.ahead = PENDING_SECONDS + 1
+    assert dog.sweeps.reconcile("ll")["started"] == ["ll-t001"]  # launched again
+    assert launcher.handle(launches.events.popleft()) == {
+        "run_id": "ll-t001",
+        "status": "running",
+    }
+    assert dog.sweeps.reconcile("ll")["started"] == []  # parallel 1: t002 waits for t001
