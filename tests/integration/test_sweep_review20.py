@@ -317,3 +317,46 @@ def test_review_coverage_a_bad_sweep_parameter_is_one_clear_line(value):
     with pytest.raises(LnnInputError, match=r"^sweep must be a sweep's name: 1-58 letters"):
         TrainingConfig.from_parameters(parameters, defaults={})
     assert TrainingConfig.from_parameters({**parameters, "sweep": "a" * 58}, defaults={}).sweep == "a" * 58
+
+
+def test_review_a_new_sweep_never_takes_an_existing_run_for_one_of_its_trials(aws, tmp_path):
+    """REVIEW FINDING (review20, medium): a trial has started when a run of its id exists, and a new sweep's trial
+    ids (<sweep>-t001, ...) are never checked against the runs that exist. A user's run `exp-t001` (other
+    parameters, other data), then `lnn sweep start --name exp`: the sweep never launches its own trial 1, counts
+    the user's run as it, ranks it (its model may become `lnn predict exp`'s), and successive halving may stop it.
+    Fixed when the start refuses (one clear line naming exp-t001) or names its trials so that they cannot clash."""
+    steps, launches = QueueInvoker(), QueueInvoker()
+    launcher = build_launcher(session=aws.session, invoker=steps, clock=FakeClock())
+    aws.s3.put_object(Bucket=aws.bucket, Key="runs/exp-t001/data.npz", Body=data_file(3))
+    foreign = {**BASE, "seed": 9, "learning_rate": 0.05}
+    assert launcher.handle({"run_id": "exp-t001", "parameters": foreign})["status"] == "running"
+
+    dog = build_watchdog(session=aws.session, invoker=steps, clock=FakeClock(), functions={"launcher": launches})
+    stack = SimpleNamespace(
+        launch_limits=LaunchLimits,
+        launch_defaults=dict,
+        session=aws.session,
+        outputs=SimpleNamespace(bucket=aws.bucket, stack_name="lnn-test"),
+        ports=dog.ports,
+    )
+    sweep_file, data_path = tmp_path / "sweep.json", tmp_path / "data.npz"
+    sweep_file.write_text(json.dumps({"base": BASE, "seeds": [1, 2]}))
+    data_path.write_bytes(data_file(0))
+    args = Namespace(
+        sweep_file=str(sweep_file),
+        vary=[],
+        seeds=None,
+        trials=None,
+        config=None,
+        name="exp",
+        data=str(data_path),
+        label_column=None,
+        parallel=2,
+    )
+    try:
+        commands.command_sweep_start(args, {}, stack, Console(file=io.StringIO()))
+    except LnnInputError as error:
+        assert "exp-t001" in str(error)
+        return
+    record = SweepStore(aws.s3, aws.bucket).read("exp")
+    assert "exp-t001" not in record.run_ids, "the sweep took the user's run exp-t001 for its trial 1"
