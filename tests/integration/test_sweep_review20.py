@@ -1,6 +1,8 @@
-"""Review findings (review20) on the stack-driven sweep (issue 20): each test fails on s24-sweepd as reviewed and
-passes once the finding is fixed. They drive the watchdog's sweep controller against moto (the `aws` fixture), with
-the run records and epoch items a sweep's trials would have written."""
+"""Review (review20) of the stack-driven sweep (issue 20, branch s24-sweepd). A test named test_review_<...> whose
+docstring says REVIEW FINDING fails on s24-sweepd as reviewed and passes once the finding is fixed; one that says
+REVIEW COVERAGE passes now and covers a branch no sweep test reached. They drive the watchdog's sweep controller
+and the CLI's commands against moto (the `aws` fixture), with the run records and epoch items a sweep's trials
+would have written."""
 
 import hashlib
 import io
