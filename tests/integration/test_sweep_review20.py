@@ -7,7 +7,6 @@ would have written."""
 import hashlib
 import io
 import json
-import time
 from argparse import Namespace
 from decimal import Decimal
 from types import SimpleNamespace
@@ -21,12 +20,12 @@ from lnn_cli.sweeps import commands
 from lnn_cli.sweeps.record import SweepStore
 from lnn_cli.sweeps.spec import parse_spec
 from lnn_core.aws.codec import to_dynamo
-from lnn_core.aws.run_table import RUN_RECORD_EPOCH
+from lnn_core.aws.table_access import RUN_RECORD_EPOCH
 from lnn_core.errors import LnnInputError, RunFailure
 from lnn_core.handlers import build_launcher, build_watchdog
 from lnn_core.launch.launcher import LaunchLimits
 from lnn_core.ml.config import TrainingConfig
-from lnn_core.sweep.record import PENDING_SECONDS, SweepRecord, sweep_data_key, trial_data_key
+from lnn_core.sweep.record import SweepRecord, sweep_data_key, trial_data_key
 from tests.conftest import FakeClock, QueueInvoker, blobs
 from tests.support.arrays import npz_bytes
 
@@ -230,64 +229,6 @@ def test_review_a_sweep_named_as_an_existing_run_leaves_that_runs_data_alone(aws
         pass  # refusing the name is a fix
     kept = aws.s3.get_object(Bucket=aws.bucket, Key="runs/exp/data.npz")["Body"].read()
     assert kept == run_data, "`lnn sweep start --name exp` replaced the data of the run exp"
-
-
-def test_review_coverage_two_passes_that_interleave_launch_a_trial_once(aws):
-    """REVIEW COVERAGE (review20; passes on s24-sweepd): the start mark's If-None-Match is what keeps two passes at
-    once (a tick and a kick) from both launching a trial, yet no sweep test made two passes interleave: with the
-    mark written unconditionally, every sweep test passed. Here pass B runs entirely between pass A's choice of
-    t001 and A's mark of it: t001 is launched (and its data copied) once."""
-    record_sweep(aws, "il", {"base": BASE, "seeds": [1, 2]}, data_file(0), 1)
-    dog, launches = watchdog(aws)
-    store, other = (
-        dog.ports.store,
-        build_watchdog(
-            session=aws.session, invoker=QueueInvoker(), clock=FakeClock(), functions={"launcher": launches}
-        ),
-    )
-    put_if, interleaved = store.put_if, []
-
-    def put_if_after_another_pass(key, data, *, etag):
-        if key.endswith("/trial.json") and not interleaved:
-            interleaved.append(other.sweeps.reconcile("il"))  # pass B, whole, before pass A's mark
-        return put_if(key, data, etag=etag)
-
-    store.put_if = put_if_after_another_pass
-    first = dog.sweeps.reconcile("il")
-    assert interleaved[0]["started"] == ["il-t001"] and first["started"] == []
-    assert [event["run_id"] for event in launches.events] == ["il-t001"]
-
-
-class WallClock:
-    """The handlers' clock on the wall clock (a start mark's age is read against S3's LastModified), moved ahead."""
-
-    def __init__(self):
-        self.ahead = 0.0
-
-    def __call__(self) -> float:
-        return time.time() + self.ahead
-
-
-def test_review_coverage_a_lost_or_refused_launch_is_launched_again_after_its_mark_goes_stale(aws):
-    """REVIEW COVERAGE (review20; passes on s24-sweepd): a trial whose launch was lost (or refused: the stack was
-    full) has a start mark and no run; after PENDING_SECONDS a pass marks it again (If-Match on the stale mark) and
-    launches it. No sweep test reached that branch: with the stale mark re-put under If-None-Match (so that it always
-    fails and the trial is never launched again), every sweep test passed."""
-    clock, steps, launches = WallClock(), QueueInvoker(), QueueInvoker()
-    dog = build_watchdog(session=aws.session, invoker=steps, clock=clock, functions={"launcher": launches})
-    launcher = build_launcher(session=aws.session, invoker=steps, clock=clock)
-    record_sweep(aws, "ll", {"base": BASE, "seeds": [1, 2]}, data_file(0), 1)
-
-    assert dog.sweeps.reconcile("ll")["started"] == ["ll-t001"]
-    launches.events.clear()  # the launch is lost
-    assert dog.sweeps.reconcile("ll")["started"] == []  # its place is held while the launch may still come
-    clock.ahead = PENDING_SECONDS + 1
-    assert dog.sweeps.reconcile("ll")["started"] == ["ll-t001"]  # launched again
-    assert launcher.handle(launches.events.popleft()) == {
-        "run_id": "ll-t001",
-        "status": "running",
-    }
-    assert dog.sweeps.reconcile("ll")["started"] == []  # parallel 1: t002 waits for t001
 
 
 def test_review_lnn_sweep_status_of_a_sweep_whose_data_is_gone_is_one_clean_line(aws, monkeypatch, capsys):
