@@ -372,7 +372,7 @@ def test_every_call_of_a_sweep_the_watchdog_drives_is_allowed(aws, template):
     data = npz_bytes(X=X, y=y)
     spec = parse_spec({"base": {**PARAMETERS, "granularity": "epoch"}, "seeds": [1, 2, 3]}, source="s.json")
     store = SweepStore(aws.s3, aws.bucket)  # what `lnn sweep start` writes, with the CLI's credentials
-    store.create(SweepRecord.new("sw", spec, spec.generate("sw"), data, 2), data)
+    record, _ = store.create(SweepRecord.new("sw", spec, spec.generate("sw"), data, 2), data)
     store.mark_active("sw")
 
     assert [outcome["started"] for outcome in watchdog.handle({})["sweeps"]] == [["sw-t001", "sw-t002"]]
@@ -395,7 +395,7 @@ def test_every_call_of_a_sweep_the_watchdog_drives_is_allowed(aws, template):
         ("s3:GetObject", "runs/sw/sweep.json", None),
         ("s3:GetObject", "runs/sw-t003/trial.json", None),
         ("s3:PutObject", "runs/sw-t003/trial.json", None),
-        ("s3:GetObject", "runs/sw/data.npz", None),
+        ("s3:GetObject", record.data_key, None),
         ("s3:PutObject", "runs/sw-t003/data.npz", None),
         ("s3:PutObject", "runs/sw/sweep-message.json", None),
         ("s3:GetObject", "runs/sw/sweep-message.json", None),
@@ -409,6 +409,11 @@ def test_every_call_of_a_sweep_the_watchdog_drives_is_allowed(aws, template):
     }
     watchdog_id = next(logical_id for logical_id in functions if logical_id.startswith("LnnTrainerWatchdogLambda"))
     launcher_id = next(logical_id for logical_id in functions if logical_id.startswith("LnnTrainerLaunchLambda"))
+    watchdog_statements = allowed_statements(template, ROLES["watchdog"])
+    assert not permitted(
+        ("s3:GetObject", "runs/sw/data.npz", None), watchdog_statements
+    )  # a run's data, not the sweep's
+    assert not permitted(("s3:PutObject", "runs/sw/data.npz", None), watchdog_statements)  # only a trial's copy
     watchdog_name = functions[watchdog_id]["Properties"]["FunctionName"]
     assert functions[_trainer_id(functions)]["Properties"]["Environment"]["Variables"]["LNN_WATCHDOG_FUNCTION"] == (
         watchdog_name

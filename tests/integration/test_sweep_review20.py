@@ -25,7 +25,7 @@ from lnn_core.errors import LnnInputError, RunFailure
 from lnn_core.handlers import build_launcher, build_watchdog
 from lnn_core.launch.launcher import LaunchLimits
 from lnn_core.ml.config import TrainingConfig
-from lnn_core.sweep.record import SweepRecord, sweep_data_key, trial_data_key
+from lnn_core.sweep.record import SweepRecord, trial_data_key
 from tests.conftest import FakeClock, QueueInvoker, blobs
 from tests.support.arrays import npz_bytes
 
@@ -146,8 +146,8 @@ def test_review_a_queued_trial_never_starts_on_data_other_than_the_sweeps(aws):
     md5/ETag check that refuses with one clear line)."""
     data = data_file(0)
     record = record_sweep(aws, "dq", {"base": BASE, "seeds": [1, 2]}, data, 1)
-    # e.g. `lnn start --name dq --data other.npz`, an hour into the sweep
-    aws.s3.put_object(Bucket=aws.bucket, Key=sweep_data_key("dq"), Body=data_file(7))
+    # e.g. `lnn start --name dq --data other.npz`, an hour into the sweep (before `lnn start` refused a sweep's name)
+    aws.s3.put_object(Bucket=aws.bucket, Key="runs/dq/data.npz", Body=data_file(7))
     dog, launches = watchdog(aws)
     try:
         dog.sweeps.reconcile("dq")
@@ -184,7 +184,8 @@ def test_review_a_refused_concurrent_start_leaves_the_sweeps_data_alone(aws):
         ReadBeforeTheOther(aws.s3, aws.bucket).create(
             SweepRecord.new("race", spec, spec.generate("race"), data_b, 1), data_b
         )
-    kept = aws.s3.get_object(Bucket=aws.bucket, Key=sweep_data_key("race"))["Body"].read()
+    recorded = SweepStore(aws.s3, aws.bucket).read("race")
+    kept = aws.s3.get_object(Bucket=aws.bucket, Key=recorded.data_key)["Body"].read()
     assert kept == data_a, "the refused start replaced the recorded sweep's data"
 
 
@@ -237,7 +238,7 @@ def test_review_lnn_sweep_status_of_a_sweep_whose_data_is_gone_is_one_clean_line
     trial and runs/<sweep>/data.npz is gone. `lnn_cli.main` turns LnnInputError, DeployError and AWS errors into one
     line, not RunFailure: the user gets a traceback. Fixed when the command ends with one `lnn: error:` line."""
     record_sweep(aws, "gone", {"base": BASE, "seeds": [1, 2]}, data_file(0), 1)
-    aws.s3.delete_object(Bucket=aws.bucket, Key=sweep_data_key("gone"))
+    aws.s3.delete_object(Bucket=aws.bucket, Key=SweepStore(aws.s3, aws.bucket).read("gone").data_key)
     dog, _ = watchdog(aws)
     stack = SimpleNamespace(
         launch_limits=LaunchLimits,

@@ -8,7 +8,8 @@ CLI's readers (`lnn sweep start|status|results`, `lnn local --sweep`) run the sa
    epoch);
 2. starts the queued trials that fit the sweep's `parallel` and the stack's limits: each start is marked at
    `runs/<trial>/trial.json`, created only if absent (If-None-Match), so that of several concurrent passes one
-   starts it; then the winner copies the sweep's data to the trial (server side) and invokes the launcher, which
+   starts it; then the winner copies the sweep's data to the trial (server side, from the key of the recorded data's
+   MD5, which is created once and never replaced: `record.sweep_data_key`) and invokes the launcher, which
    recognises a repeated launch of a run that exists. A start whose run record has not appeared after
    `PENDING_SECONDS` (the launcher refused it: the stack was full when it came) is started again, under an If-Match
    on its mark;
@@ -36,7 +37,6 @@ from lnn_core.sweep.record import (
     active_key,
     stack_limit,
     start_key,
-    sweep_data_key,
     sweep_key,
     trial_data_key,
     trials_to_start,
@@ -131,9 +131,9 @@ class SweepController:
         body = json.dumps({"sweep_id": record.sweep_id, "attempt": attempt, "parameters": trial["parameters"]})
         if self.ports.store.put_if(start_key(run_id), body.encode(), etag=None if mark is None else mark.etag) is None:
             return False
-        if not self.ports.store.copy(sweep_data_key(record.sweep_id), trial_data_key(run_id)):
+        if not self.ports.store.copy(record.data_key, trial_data_key(run_id)):
             raise RunFailure(
-                f"sweep {record.sweep_id}'s data {sweep_data_key(record.sweep_id)} is missing; its queued trials "
+                f"sweep {record.sweep_id}'s data {record.data_key} is missing; its queued trials "
                 "cannot start: start the sweep again under another name"
             )
         self.ports.functions["launcher"].invoke_async({"run_id": run_id, "parameters": trial["parameters"]})

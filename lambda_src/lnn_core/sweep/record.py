@@ -24,10 +24,12 @@ def sweep_key(sweep_id: str) -> str:
     return f"runs/{sweep_id}/sweep.json"
 
 
-def sweep_data_key(sweep_id: str) -> str:
-    """The sweep's data, uploaded once; each trial gets a server-side copy under its own prefix (the launcher reads
-    a run's data only from runs/<run_id>/)."""
-    return f"runs/{sweep_id}/data.npz"
+def sweep_data_key(sweep_id: str, data_md5: str) -> str:
+    """The sweep's data, named by its MD5 (the record's `data_md5`) and created only if absent, so that it never
+    changes: a start with other data, or a run of the sweep's name (whose data is runs/<run>/data.npz), cannot reach
+    a trial. Each trial gets a server-side copy under its own prefix (the launcher reads a run's data only from
+    runs/<run_id>/)."""
+    return f"runs/{sweep_id}/data-{data_md5}.npz"
 
 
 def trial_data_key(run_id: str) -> str:
@@ -73,6 +75,10 @@ class SweepRecord:
 
     def to_json(self) -> bytes:
         return json.dumps(asdict(self), indent=1).encode()
+
+    @property
+    def data_key(self) -> str:
+        return sweep_data_key(self.sweep_id, self.data_md5)
 
     @property
     def run_ids(self) -> list[str]:
