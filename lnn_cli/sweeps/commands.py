@@ -160,6 +160,20 @@ class StackSweeps:
         return self.stack.ports.table.epoch_figures(run)
 
 
+def check_names_free(table, sweep_id: str, run_ids: list[str], existing: SweepRecord | None) -> None:
+    """Sweeps and runs share runs/<name>/: refuse a sweep named as a run, or one whose trial id is a run that is not
+    this sweep's trial (a repeated start of a recorded sweep finds its own trials' runs). Nothing is written yet."""
+    if table.get_run(sweep_id) is not None:
+        raise LnnInputError(f"a run named {sweep_id} exists; a sweep cannot share a run's name: choose another --name")
+    for run_id in run_ids:
+        run = table.get_run(run_id)
+        if run is not None and (existing is None or (run.get("config") or {}).get("sweep") != sweep_id):
+            raise LnnInputError(
+                f"a run named {run_id} exists and is not a trial of sweep {sweep_id}, whose trial it would be; "
+                "choose another --name"
+            )
+
+
 def command_sweep_start(args, cli_flags: dict[str, Any], stack, console: Console) -> int:
     spec = sweep_spec(args, cli_flags)
     sweep_id = sweep_id_of(args, spec)
@@ -168,6 +182,7 @@ def command_sweep_start(args, cli_flags: dict[str, Any], stack, console: Console
         spec, sweep_id, args.data, defaults=defaults, limits=limits, label_column=args.label_column
     )
     sweeps = StackSweeps(stack)
+    check_names_free(stack.ports.table, sweep_id, [trial.run_id for trial in trials], sweeps.store.read(sweep_id))
     record, created = sweeps.store.create(
         SweepRecord.new(sweep_id, spec, trials, inputs.data, args.parallel), inputs.data
     )

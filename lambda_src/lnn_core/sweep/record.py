@@ -13,6 +13,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from lnn_core.aws.sdk import now
+from lnn_core.ml.parameters import TRIAL_SUFFIX
 
 # A trial whose start was marked this long ago but whose run record has not appeared was refused (the stack was
 # full when its launch came) or its launch was lost: it is started again.
@@ -34,6 +35,12 @@ def sweep_data_key(sweep_id: str, data_md5: str) -> str:
 
 def trial_data_key(run_id: str) -> str:
     return f"runs/{run_id}/data.npz"
+
+
+def sweep_of_trial_id(run_id: str) -> str | None:
+    """The sweep whose trial id `run_id` would be (<sweep>-tNNN, `TRIAL_SUFFIX`); None for a name of no trial's form."""
+    sweep_id, marker, index = run_id.rpartition(TRIAL_SUFFIX.partition("{")[0])
+    return sweep_id if marker and sweep_id and index.isdigit() else None
 
 
 def start_key(run_id: str) -> str:
