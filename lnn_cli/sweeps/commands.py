@@ -30,7 +30,7 @@ from lnn_cli.sweeps.spec import (
     parse_vary,
     read_sweep_file,
 )
-from lnn_core.errors import LnnInputError
+from lnn_core.errors import LnnInputError, RunFailure
 from lnn_core.launch.budget import check_training_fits, inspect_npz, parameter_copies, value_bytes
 from lnn_core.launch.launcher import LaunchLimits
 from lnn_core.ml.config import TrainingConfig
@@ -151,7 +151,10 @@ class StackSweeps:
         return {run_id: self.stack.ports.table.get_run(run_id) for run_id in record.run_ids}
 
     def reconcile(self, record: SweepRecord, limits: LaunchLimits) -> dict[str, Any]:
-        return SweepController(self.stack.ports, limits=limits).reconcile(record.sweep_id)
+        try:
+            return SweepController(self.stack.ports, limits=limits).reconcile(record.sweep_id)
+        except RunFailure as error:  # the sweep cannot go on (its data is gone): its reason names the fix
+            raise LnnInputError(str(error)) from None
 
     def limit(self, record: SweepRecord, limits: LaunchLimits) -> int:
         return stack_limit(limits.max_running_runs, limits.trainer_concurrency, record.workers)
