@@ -37,7 +37,7 @@ from lnn_core.ml.config import TrainingConfig
 from lnn_core.ml.validation import held_out
 from lnn_core.sweep import results
 from lnn_core.sweep.controller import SweepController
-from lnn_core.sweep.halving import Stop, halving_decisions
+from lnn_core.sweep.halving import Stop, check_granularity, halving_decisions
 from lnn_core.sweep.record import SweepRecord, stack_limit
 
 
@@ -101,6 +101,8 @@ def checked_trials(
             inputs.training_data.check_fits(config)
             held_out(inputs.training_data, config.validation_split, config.validation_seed)
             limits.check_workers(config.workers)
+            if spec.halving:  # its granularity may be the stack's default
+                check_granularity(config.granularity, source="halving")
         except LnnInputError as error:
             raise LnnInputError(f"sweep trial {trial.index} ({trial.run_id}) is not a valid run: {error}") from None
     return trials, inputs

@@ -48,8 +48,19 @@ class Stop:
         )
 
 
-def parse_halving(value: Any, *, source: str, base: dict[str, Any]) -> Halving:
-    """The sweep file's "halving", checked against the base parameters it needs (a validation split, eval_every)."""
+def check_granularity(granularity: Any, *, source: str) -> None:
+    """Halving judges a trial when its rung epoch commits; granularity auto commits many epochs in one step, so a
+    trial would reach its rung together with later epochs, long after the others (and arrive out of order)."""
+    if granularity == "auto":
+        raise LnnInputError(
+            f"{source}: halving judges each trial at its rung epochs, but granularity auto commits many epochs at "
+            "once; use granularity epoch or layer"
+        )
+
+
+def parse_halving(value: Any, *, source: str, base: dict[str, Any], granularities: tuple[Any, ...] = ()) -> Halving:
+    """The sweep file's "halving", checked against the base parameters it needs (a validation split, eval_every, a
+    granularity that commits an epoch at a time: the base's, and the varied `granularities`)."""
     if not isinstance(value, dict) or set(value) != {"rungs", "keep"}:
         raise LnnInputError(
             f'{source}: halving must be {{"rungs": [epochs, ...], "keep": fraction}}; got {shown(value)}'
@@ -69,6 +80,8 @@ def parse_halving(value: Any, *, source: str, base: dict[str, Any]) -> Halving:
             f"{source}: halving.keep must be the fraction that continues at a rung, in (0, 1), e.g. 0.5; "
             f"got {shown(keep)}"
         )
+    for granularity in (base.get("granularity"), *granularities):
+        check_granularity(granularity, source=source)
     if not base.get("validation_split"):
         raise LnnInputError(f"{source}: halving compares validation costs; give base a validation_split, e.g. 0.2")
     every = base.get("eval_every") or 0
