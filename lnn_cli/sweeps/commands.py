@@ -36,8 +36,8 @@ from lnn_core.launch.launcher import LaunchLimits
 from lnn_core.ml.config import TrainingConfig
 from lnn_core.ml.validation import held_out
 from lnn_core.sweep import results
-from lnn_core.sweep.controller import SweepController
-from lnn_core.sweep.halving import Stop, check_granularity, halving_decisions
+from lnn_core.sweep.controller import SweepController, halted
+from lnn_core.sweep.halving import Stop, check_granularity
 from lnn_core.sweep.record import SweepRecord, stack_limit
 
 
@@ -161,7 +161,7 @@ class StackSweeps:
     def limit(self, record: SweepRecord, limits: LaunchLimits) -> int:
         return stack_limit(limits.max_running_runs, limits.trainer_concurrency, record.workers)
 
-    def figures(self, run: dict[str, Any], _rungs: tuple[int, ...] = ()) -> list[dict[str, Any]]:
+    def figures(self, run: dict[str, Any]) -> list[dict[str, Any]]:
         return self.stack.ports.table.epoch_figures(run)
 
 
@@ -223,7 +223,7 @@ def command_sweep_status(args, stack, console: Console) -> int:
         runs,
         console,
         curves=lambda run: [item["cost"] for item in sweeps.figures(run)],
-        halted=halving_decisions(record, runs, sweeps.figures),
+        halted=halted(stack.ports, record, runs),
     )
     return 0
 

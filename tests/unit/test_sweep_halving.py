@@ -6,7 +6,7 @@ from lnn_cli.sweeps.commands import checked_trials
 from lnn_cli.sweeps.spec import parse_spec
 from lnn_core.errors import LnnInputError
 from lnn_core.launch.launcher import LaunchLimits
-from lnn_core.sweep.halving import Halving, parse_halving, rung_reports, stops
+from lnn_core.sweep.halving import Halving, arrivals, parse_halving, rung_reports, stops
 from tests.conftest import blobs
 from tests.support.arrays import npz_bytes
 
@@ -114,3 +114,14 @@ def test_halving_refuses_a_stack_whose_default_granularity_is_auto(tmp_path):
         )
     trials, _ = checked_trials(spec, "sw", str(data), defaults={}, limits=LaunchLimits(), label_column=None)
     assert len(trials) == 2
+
+
+def test_a_late_arrival_comes_after_the_recorded_ones_and_decisions_stand():
+    """C's rung item finished first but was seen after a pass recorded A, B: it arrives third. B's stop stands, and C,
+    worst of three, is stopped (ordered by finish time alone, C would come first and nothing would be decided)."""
+    halving, recorded = Halving((10,), 0.5), {"10": ["A", "B"]}
+    reports = {"A": {10: ("t2", 1.0)}, "B": {10: ("t3", 2.0)}, "C": {10: ("t1", 3.0)}}
+    arrived = arrivals(halving, reports, ORDER, recorded)
+    assert arrived == {"10": ["A", "B", "C"]}
+    assert set(stops(halving, reports, ORDER, arrived)) == {"B", "C"}
+    assert set(stops(halving, reports, ORDER)) == set()

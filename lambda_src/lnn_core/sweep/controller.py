@@ -4,8 +4,9 @@ The stack runs it: the watchdog reconciles every active sweep (`sweeps/active/<s
 a trial's end kicks it (the trainer invokes the watchdog with `{"sweep": <sweep>}`) to fill the place it freed. The
 CLI's readers (`lnn sweep start|status|results`, `lnn local --sweep`) run the same pass. A pass:
 
-1. stops the running trials successive halving stops (`run_control.stop_run`: each keeps the model of its last
-   epoch);
+1. records the trials that arrived at a halving rung since the last pass (`runs/<sweep>/halving.json`, appended to
+   under an If-Match), and stops the running trials successive halving stops (`run_control.stop_run`: each keeps
+   the model of its last epoch);
 2. starts the queued trials that fit the sweep's `parallel` and the stack's limits: each start is marked at
    `runs/<trial>/trial.json`, created only if absent (If-None-Match), so that of several concurrent passes one
    starts it; then the winner copies the sweep's data to the trial (server side, from the key of the recorded data's
@@ -29,12 +30,13 @@ from lnn_core.aws.ports import Ports, StoredObject
 from lnn_core.errors import LnnInputError, RunFailure
 from lnn_core.launch.launcher import LaunchLimits
 from lnn_core.ml.config import check_run_id
-from lnn_core.sweep.halving import halving_decisions
+from lnn_core.sweep.halving import Stop, halving_decisions
 from lnn_core.sweep.message import message_sent, notify_if_done
 from lnn_core.sweep.record import (
     ACTIVE_PREFIX,
     SweepRecord,
     active_key,
+    halving_key,
     stack_limit,
     start_key,
     sweep_key,
@@ -42,6 +44,12 @@ from lnn_core.sweep.record import (
     trials_to_start,
 )
 from lnn_core.sweep.results import totals, trial_rows
+
+
+def halted(ports: Ports, record: SweepRecord, runs: dict[str, dict | None]) -> dict[str, Stop]:
+    """The trials successive halving stops, as the passes recorded their arrivals (for a reader: writes nothing)."""
+    log = ports.store.read_current(halving_key(record.sweep_id))
+    return halving_decisions(record, runs, ports.table.epochs_at, json.loads(log.data) if log else {})[0]
 
 
 class SweepController:
@@ -85,9 +93,21 @@ class SweepController:
         }
 
     def _halve(self, record: SweepRecord, runs: dict[str, dict | None]) -> dict[str, str]:
-        """Stop each running trial successive halving decided to stop: run id -> why."""
+        """Record the trials that arrived at a rung since the last pass, after those recorded (only if the record
+        is still the one read: else another pass recorded arrivals meanwhile, and the next pass judges with them);
+        then stop each running trial successive halving decided to stop: run id -> why."""
+        log = self.ports.store.read_current(halving_key(record.sweep_id))
+        recorded = json.loads(log.data) if log else {}
+        decisions, arrived = halving_decisions(record, runs, self.ports.table.epochs_at, recorded)
+        if arrived != recorded and (
+            self.ports.store.put_if(
+                halving_key(record.sweep_id), json.dumps(arrived).encode(), etag=log.etag if log else None
+            )
+            is None
+        ):
+            return {}
         stopped = {}
-        for run_id, decision in halving_decisions(record, runs, self.ports.table.epochs_at).items():
+        for run_id, decision in decisions.items():
             run = runs.get(run_id)
             if run and run["status"] == "running" and not run.get("stop_requested"):
                 try:

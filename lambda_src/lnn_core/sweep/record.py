@@ -49,6 +49,12 @@ def start_key(run_id: str) -> str:
     return f"runs/{run_id}/trial.json"
 
 
+def halving_key(sweep_id: str) -> str:
+    """Each halving rung's arrivals in the order the passes first saw them (`halving.arrivals`): appended to only,
+    under an If-Match, so that a decision, once made, is every later pass's too."""
+    return f"runs/{sweep_id}/halving.json"
+
+
 def active_key(sweep_id: str) -> str:
     return ACTIVE_PREFIX + sweep_id
 
