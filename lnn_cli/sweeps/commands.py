@@ -36,7 +36,7 @@ from lnn_core.launch.launcher import LaunchLimits
 from lnn_core.ml.config import TrainingConfig
 from lnn_core.ml.validation import held_out
 from lnn_core.sweep import results
-from lnn_core.sweep.controller import SweepController, halted
+from lnn_core.sweep.controller import SweepController, halted, not_started
 from lnn_core.sweep.halving import Stop, check_granularity
 from lnn_core.sweep.record import SweepRecord, stack_limit
 
@@ -224,6 +224,7 @@ def command_sweep_status(args, stack, console: Console) -> int:
         console,
         curves=lambda run: [item["cost"] for item in sweeps.figures(run)],
         halted=halted(stack.ports, record, runs),
+        not_started=not_started(stack.ports, record, runs),
     )
     return 0
 
@@ -236,9 +237,14 @@ def show_results(
     *,
     curves: Callable[[dict], list[float]],
     halted: dict[str, Stop] | None = None,
+    not_started: dict[str, str] | None = None,
 ) -> int:
     rows = results.trial_rows(
-        record, runs, prices=getattr(args, "prices", None), local=bool(os.environ.get("AWS_ENDPOINT_URL"))
+        record,
+        runs,
+        prices=getattr(args, "prices", None),
+        local=bool(os.environ.get("AWS_ENDPOINT_URL")),
+        not_started=not_started,
     )
     for row in rows:
         row.halted = (halted or {}).get(row.trial["run_id"])

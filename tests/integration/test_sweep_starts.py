@@ -1,15 +1,18 @@
 """A sweep's starts and kicks against moto's services alone (the `aws` fixture: a backend of each test's own, which
 cannot share a module with the `stack` fixture's): a trial's ending invokes the watchdog with its sweep, a run that
 is no trial's does not; two passes at once start a trial once; a start the launcher never recorded is started
-again after a while."""
+again after a while, and after MAX_START_ATTEMPTS it ends "not started"."""
 
 import json
 import time
 
 from lnn_cli.sweeps.record import SweepStore
 from lnn_cli.sweeps.spec import parse_spec
+from lnn_cli.sweeps.table import summary_line
 from lnn_core.handlers import build_launcher, build_trainer, build_watchdog
-from lnn_core.sweep.record import PENDING_SECONDS, SweepRecord
+from lnn_core.sweep import results
+from lnn_core.sweep.controller import not_started
+from lnn_core.sweep.record import MAX_START_ATTEMPTS, NOT_STARTED, PENDING_SECONDS, SweepRecord
 from tests.conftest import FakeClock, QueueInvoker, blobs
 from tests.integration.test_sweep_controller import BASE
 from tests.support.arrays import npz_bytes
@@ -87,3 +90,45 @@ def test_a_start_the_launcher_never_recorded_is_started_again_after_a_while(aws)
     assert [event["run_id"] for event in launches.events] == ["again-t001"]
     mark = json.loads(aws.s3.get_object(Bucket=aws.bucket, Key="runs/again-t001/trial.json")["Body"].read())
     assert mark["attempt"] == 2
+
+
+def test_a_trial_the_launcher_refuses_for_good_ends_not_started_and_the_sweep_ends(aws):
+    """Trial 1's launch never makes a run (the launcher refuses it every time): after MAX_START_ATTEMPTS starts, each
+    left PENDING_SECONDS, it counts as ended, not started (why: the launcher refused it); trial 2 takes its place,
+    and once it ends the sweep is done and its message sent, which counts the trial not started."""
+    X, y = blobs(40)
+    data = npz_bytes(X=X, y=y)
+    spec = parse_spec({"base": BASE, "seeds": [1, 2]}, source="s.json")
+    record, _ = SweepStore(aws.s3, aws.bucket).create(
+        SweepRecord.new("nope", spec, spec.generate("nope"), data, 1), data
+    )
+    steps, launches, clock = QueueInvoker(), QueueInvoker(), FakeClock(time.time())
+    watchdog = build_watchdog(session=aws.session, invoker=steps, clock=clock, functions={"launcher": launches})
+    for _ in range(MAX_START_ATTEMPTS):  # (a mark's age is read against S3's LastModified: the wall clock)
+        assert watchdog.sweeps.reconcile("nope")["started"] == ["nope-t001"]
+        launches.events.clear()  # refused: no run record
+        clock.seconds = time.time() + PENDING_SECONDS / 2
+        assert watchdog.sweeps.reconcile("nope")["started"] == []  # it holds its place meanwhile
+        assert not not_started(watchdog.ports, record, watchdog.sweeps.runs(record))
+        clock.seconds = time.time() + PENDING_SECONDS + 1
+    runs = watchdog.sweeps.runs(record)
+    assert not_started(watchdog.ports, record, runs) == {"nope-t001": NOT_STARTED}
+
+    outcome = watchdog.sweeps.reconcile("nope")
+    assert outcome["started"] == ["nope-t002"] and outcome["outcome"] == "in progress"
+    launcher = build_launcher(session=aws.session, invoker=steps, clock=clock)
+    trainer = build_trainer(session=aws.session, invoker=steps, clock=clock)
+    assert launcher.handle(launches.events.popleft())["status"] == "running"
+    while steps.events:
+        trainer.handle(steps.events.popleft())
+    outcome = watchdog.sweeps.reconcile("nope")
+    assert (outcome["outcome"], outcome["started"], outcome["message_sent"]) == ("done", [], True)
+    body = json.loads(aws.s3.get_object(Bucket=aws.bucket, Key="runs/nope/sweep-message.json")["Body"].read())
+    assert body["sent"]
+    rows = results.trial_rows(
+        record, watchdog.sweeps.runs(record), prices=None, local=True, not_started={"nope-t001": NOT_STARTED}
+    )
+    assert [row.status for row in rows] == ["not started", "succeeded"]
+    assert summary_line(record, rows, time.time()).endswith(
+        "; nope-t001 not started: the launcher refused it 3 times; see the launcher's log or the dead-letter queue"
+    )

@@ -36,6 +36,7 @@ from lnn_core.sweep.record import (
     ACTIVE_PREFIX,
     SweepRecord,
     active_key,
+    gave_up,
     halving_key,
     stack_limit,
     start_key,
@@ -44,6 +45,30 @@ from lnn_core.sweep.record import (
     trials_to_start,
 )
 from lnn_core.sweep.results import totals, trial_rows
+
+
+def start_marks(ports: Ports, record: SweepRecord, runs: dict[str, dict | None]) -> dict[str, StoredObject]:
+    """The start marks of the trials that have no run record yet. Trials start in their order, so the marked ones
+    come first: the reads stop at the first trial without a mark."""
+    marks = {}
+    for run_id in record.run_ids:
+        if runs.get(run_id) is not None:
+            continue
+        mark = ports.store.read_current(start_key(run_id))
+        if mark is None:
+            break
+        marks[run_id] = mark
+    return marks
+
+
+def attempts(marks: dict[str, StoredObject]) -> dict[str, tuple[int, float]]:
+    """The start marks' attempts and times (run id -> (attempt, when marked))."""
+    return {run_id: (json.loads(mark.data)["attempt"], mark.modified) for run_id, mark in marks.items()}
+
+
+def not_started(ports: Ports, record: SweepRecord, runs: dict[str, dict | None]) -> dict[str, str]:
+    """The trials whose starts were refused for good, and why (for a reader: writes nothing)."""
+    return gave_up(attempts(start_marks(ports, record, runs)), ports.clock())
 
 
 def halted(ports: Ports, record: SweepRecord, runs: dict[str, dict | None]) -> dict[str, Stop]:
@@ -78,8 +103,10 @@ class SweepController:
             return {"sweep_id": sweep_id, "outcome": "no such sweep"}
         runs = self.runs(record)
         stopped = self._halve(record, runs)
-        started = self._start(record, runs)
-        rows = trial_rows(record, runs, prices=None, local=False)
+        marks = self._start_marks(record, runs)
+        given_up = gave_up(attempts(marks), self.ports.clock())
+        started = self._start(record, runs, marks, given_up)
+        rows = trial_rows(record, runs, prices=None, local=False, not_started=given_up)
         sent = notify_if_done(self.ports, record, rows)
         finished = totals(record, rows, self.ports.clock())["done"] and (sent or message_sent(self.ports, sweep_id))
         if finished:
@@ -117,9 +144,14 @@ class SweepController:
                 stopped[run_id] = decision.reason
         return stopped
 
-    def _start(self, record: SweepRecord, runs: dict[str, dict | None]) -> list[str]:
-        """Start the queued trials that fit now; the run ids this pass started."""
-        marks = self._start_marks(record, runs)
+    def _start(
+        self,
+        record: SweepRecord,
+        runs: dict[str, dict | None],
+        marks: dict[str, StoredObject],
+        given_up: dict[str, str],
+    ) -> list[str]:
+        """Start the queued trials that fit now (never one `given_up`); the run ids this pass started."""
         chosen = trials_to_start(
             record,
             runs,
@@ -127,21 +159,12 @@ class SweepController:
             stack_running=len(self.ports.table.run_ids("running")),
             stack_limit=stack_limit(self.limits.max_running_runs, self.limits.trainer_concurrency, record.workers),
             clock=self.ports.clock(),
+            given_up=given_up,
         )
         return [trial["run_id"] for trial in chosen if self._start_trial(record, trial, marks.get(trial["run_id"]))]
 
     def _start_marks(self, record: SweepRecord, runs: dict[str, dict | None]) -> dict[str, StoredObject]:
-        """The start marks of the trials that have no run record yet. Trials start in their order, so the marked
-        ones come first: the reads stop at the first trial without a mark."""
-        marks = {}
-        for run_id in record.run_ids:
-            if runs.get(run_id) is not None:
-                continue
-            mark = self.ports.store.read_current(start_key(run_id))
-            if mark is None:
-                break
-            marks[run_id] = mark
-        return marks
+        return start_marks(self.ports, record, runs)
 
     def _start_trial(self, record: SweepRecord, trial: dict[str, Any], mark: StoredObject | None) -> bool:
         """Mark the trial's start (only if unmarked, or still at the stale `mark`), copy its data, launch it. False
