@@ -34,15 +34,15 @@ def test_a_trials_ending_kicks_the_watchdog_with_its_sweep_and_another_runs_does
     assert list(kicks.events) == [{"sweep": "sw"}]
     assert trainer.ports.table.get_run("sw-t001")["config"]["sweep"] == "sw"
 
-    # A trial that records its validation cost every epoch kicks at each such epoch too (a halving rung may judge
-    # it), and at its end: epochs 1, 2 and 3 (the finish is a step of its own), then the ending.
+    # A trial that records its validation cost every epoch kicks at each such epoch too, naming it (a halving rung
+    # may judge it), and at its end: epochs 1, 2 and 3 (the finish is a step of its own), then the ending.
     kicks.events.clear()
     aws.upload_data("runs/sw-t002/data.npz", X=X, y=y)
     rungs = {**parameters, "sweep": "sw", "eval_every": 1}
     assert launcher.handle({"run_id": "sw-t002", "parameters": rungs})["status"] == "running"
     while steps.events:
         trainer.handle(steps.events.popleft())
-    assert list(kicks.events) == [{"sweep": "sw"}] * 4
+    assert list(kicks.events) == [{"sweep": "sw", "epoch": epoch} for epoch in (1, 2, 3)] + [{"sweep": "sw"}]
 
 
 def test_two_passes_that_read_at_once_start_a_trial_once(aws):
@@ -132,3 +132,41 @@ def test_a_trial_the_launcher_refuses_for_good_ends_not_started_and_the_sweep_en
     assert summary_line(record, rows, time.time()).endswith(
         "; nope-t001 not started: the launcher refused it 3 times; see the launcher's log or the dead-letter queue"
     )
+
+
+class CountedReads:
+    """The run records a pass reads."""
+
+    def __init__(self, table):
+        self.table, self.run_ids = table, []
+        self.get_run = table.get_run
+        table.get_run = self.read
+
+    def read(self, run_id):
+        self.run_ids.append(run_id)
+        return self.get_run(run_id)
+
+
+def test_an_epoch_kick_reconciles_only_at_a_halving_rung(aws):
+    """A trial kicks at every epoch with a validation cost; the watchdog reads the sweep's record alone and returns,
+    unless the sweep has halving and the epoch is one of its rungs. An ending's kick always reconciles."""
+    X, y = blobs(40)
+    data = npz_bytes(X=X, y=y)
+    store = SweepStore(aws.s3, aws.bucket)
+    for sweep_id, extra in (("plain", {}), ("halved", {"halving": {"rungs": [2], "keep": 0.5}})):
+        spec = parse_spec({"base": {**BASE, "eval_every": 1}, "seeds": [1, 2], **extra}, source="s.json")
+        store.create(SweepRecord.new(sweep_id, spec, spec.generate(sweep_id), data, 1), data)
+    watchdog = build_watchdog(
+        session=aws.session, invoker=QueueInvoker(), clock=FakeClock(), functions={"launcher": QueueInvoker()}
+    )
+    reads = CountedReads(watchdog.ports.table)
+
+    assert watchdog.handle({"sweep": "plain", "epoch": 2}) == {
+        "sweep_id": "plain",
+        "outcome": "no halving rung at epoch 2",
+    }
+    assert watchdog.handle({"sweep": "halved", "epoch": 1})["outcome"] == "no halving rung at epoch 1"
+    assert reads.run_ids == []
+    assert watchdog.handle({"sweep": "halved", "epoch": 2})["started"] == ["halved-t001"]
+    assert watchdog.handle({"sweep": "plain"})["started"] == ["plain-t001"]
+    assert set(reads.run_ids) == {"halved-t001", "halved-t002", "plain-t001", "plain-t002"}

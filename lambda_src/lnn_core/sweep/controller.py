@@ -1,8 +1,10 @@
 """The sweep controller: one pass (`reconcile`) drives a sweep toward its end, from whatever state it is in.
 
 The stack runs it: the watchdog reconciles every active sweep (`sweeps/active/<sweep>`) on each scheduled tick, and
-a trial's end kicks it (the trainer invokes the watchdog with `{"sweep": <sweep>}`) to fill the place it freed. The
-CLI's readers (`lnn sweep start|status|results`, `lnn local --sweep`) run the same pass. A pass:
+a trial's end kicks it (the trainer invokes the watchdog with `{"sweep": <sweep>}`) to fill the place it freed; so
+does a trial's epoch with a validation cost (`{"sweep": <sweep>, "epoch": <epoch>}`), reconciled only when that
+epoch is one of the sweep's halving rungs (`judges`). The CLI's readers (`lnn sweep start|status|results`,
+`lnn local --sweep`) run the same pass. A pass:
 
 1. records the trials that arrived at a halving rung since the last pass (`runs/<sweep>/halving.json`, appended to
    under an If-Match), and stops the running trials successive halving stops (`run_control.stop_run`: each keeps
@@ -30,7 +32,7 @@ from lnn_core.aws.ports import Ports, StoredObject
 from lnn_core.errors import LnnInputError, RunFailure
 from lnn_core.launch.launcher import LaunchLimits
 from lnn_core.ml.config import check_run_id
-from lnn_core.sweep.halving import Stop, halving_decisions
+from lnn_core.sweep.halving import Stop, halving_decisions, halving_of
 from lnn_core.sweep.message import message_sent, notify_if_done
 from lnn_core.sweep.record import (
     ACTIVE_PREFIX,
@@ -94,6 +96,13 @@ class SweepController:
 
     def runs(self, record: SweepRecord) -> dict[str, dict | None]:
         return {run_id: self.ports.table.get_run(run_id) for run_id in record.run_ids}
+
+    def judges(self, sweep_id: str, epoch: int) -> bool:
+        """Whether a trial's epoch kick is worth a pass: the sweep has halving and `epoch` is one of its rungs (reads
+        the sweep's record alone)."""
+        record = self.record(check_run_id(sweep_id))
+        halving = None if record is None else halving_of(record)
+        return halving is not None and epoch in halving.rungs
 
     def reconcile(self, sweep_id: str) -> dict[str, Any]:
         """One pass over the sweep (the module's docstring): what it stopped, started and sent."""
