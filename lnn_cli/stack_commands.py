@@ -140,7 +140,7 @@ def open_stack(session: boto3.Session, stack_name: str) -> DeployedStack:
         return DeployedStack(session, stack_name)
 
 
-def check_not_a_sweeps(stack: DeployedStack, run_id: str) -> None:
+def check_no_sweep_named(stack: DeployedStack, run_id: str) -> None:
     """Sweeps and runs share runs/<name>/: a run cannot take a sweep's name, nor the id of a sweep's trial."""
     if stack.ports.store.read_current(sweep_key(run_id)) is not None:
         raise LnnInputError(f"a sweep named {run_id} exists; a run cannot share a sweep's name: choose another --name")
@@ -167,7 +167,7 @@ def command_start(args, parameters: dict, stack: DeployedStack, console: Console
     run_id = check_run_id(args.name) if args.name else new_run_id("run")
     if stack.ports.table.get_run(run_id) is not None:
         raise LnnInputError(f"a run named {run_id} already exists; choose another --name")
-    check_not_a_sweeps(stack, run_id)
+    check_no_sweep_named(stack, run_id)
     limits.check_workers(inputs.config.workers)
     running = len(stack.ports.table.run_ids("running"))
     if running >= limits.max_running_runs:  # the launcher would refuse it: say so before uploading anything
