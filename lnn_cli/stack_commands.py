@@ -42,6 +42,7 @@ from lnn_core.ml import network
 from lnn_core.ml.config import check_run_id
 from lnn_core.predictor import SYNC_PAYLOAD_LIMIT, Model, predicted_probability, rows_that_fit
 from lnn_core.protocol import end_message, ending
+from lnn_core.sweep.record import sweep_key, sweep_of_trial_id
 
 FOLLOW_SECONDS = 2.0  # how often `status --follow` reads the run record
 # What an epoch item records of the test set every `eval_every` epochs (results.evaluation): (key, label, format)
@@ -139,6 +140,17 @@ def open_stack(session: boto3.Session, stack_name: str) -> DeployedStack:
         return DeployedStack(session, stack_name)
 
 
+def check_no_sweep_named(stack: DeployedStack, run_id: str) -> None:
+    """Sweeps and runs share runs/<name>/: a run cannot take a sweep's name, nor the id of a sweep's trial."""
+    if stack.ports.store.read_current(sweep_key(run_id)) is not None:
+        raise LnnInputError(f"a sweep named {run_id} exists; a run cannot share a sweep's name: choose another --name")
+    sweep_id = sweep_of_trial_id(run_id)
+    if sweep_id and stack.ports.store.read_current(sweep_key(sweep_id)) is not None:
+        raise LnnInputError(
+            f"{run_id} is the id of a trial of sweep {sweep_id}; a run cannot take it: choose another --name"
+        )
+
+
 def command_start(args, parameters: dict, stack: DeployedStack, console: Console) -> int:
     """Upload data.npz (with workers K > 1, its K parts and common.npz), then parameters.json: that upload starts the
     run (S3 -> EventBridge -> LaunchLambda)."""
@@ -155,6 +167,7 @@ def command_start(args, parameters: dict, stack: DeployedStack, console: Console
     run_id = check_run_id(args.name) if args.name else new_run_id("run")
     if stack.ports.table.get_run(run_id) is not None:
         raise LnnInputError(f"a run named {run_id} already exists; choose another --name")
+    check_no_sweep_named(stack, run_id)
     limits.check_workers(inputs.config.workers)
     running = len(stack.ports.table.run_ids("running"))
     if running >= limits.max_running_runs:  # the launcher would refuse it: say so before uploading anything

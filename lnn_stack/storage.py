@@ -16,9 +16,10 @@ from lnn_core.aws.run_record import (
     RUNS_AWAITING_MESSAGE_INDEX,
     RUNS_BY_STATUS_INDEX,
 )
+from lnn_core.ml.parameters import TRIAL_SUFFIX
 from lnn_core.protocol.layout import staged_model_key
 from lnn_core.sweep.message import message_key
-from lnn_core.sweep.record import ACTIVE_PREFIX, start_key, sweep_key, trial_data_key
+from lnn_core.sweep.record import ACTIVE_PREFIX, halving_key, start_key, sweep_data_key, sweep_key, trial_data_key
 from lnn_stack.nag import acknowledge, acknowledge_object_arn
 
 RUNS_PREFIX = "runs/"
@@ -36,12 +37,15 @@ NONCURRENT_EXPIRY = Duration.days(7)
 SCRATCH_OBJECTS = f"{RUNS_PREFIX}*/state/*"
 MODEL_OBJECTS = f"{RUNS_PREFIX}*/model.npz"
 STAGED_MODEL_OBJECTS = staged_model_key("*", "*")  # an ending step's model, before its commit publishes it
-# What the sweep controller (the watchdog) reads and writes of a sweep: its record, its data and each trial's copy,
-# each trial's start mark, its message's claim; and the marks of the active sweeps.
+# What the sweep controller (the watchdog) reads and writes of a sweep: its record, its data (read: the key of its
+# MD5, never a run's data.npz) and each trial's copy (written: a trial's run id is <sweep>-tNNN), each trial's start
+# mark, its message's claim, its halving rungs' arrivals; and the marks of the active sweeps.
 SWEEP_RECORD_OBJECTS = sweep_key("*")
-RUN_DATA_OBJECTS = trial_data_key("*")
+SWEEP_DATA_OBJECTS = sweep_data_key("*", "*")
+TRIAL_DATA_OBJECTS = trial_data_key("*" + TRIAL_SUFFIX.partition("{")[0] + "*")  # runs/*-t*/data.npz
 TRIAL_START_OBJECTS = start_key("*")
 SWEEP_MESSAGE_OBJECTS = message_key("*")
+HALVING_OBJECTS = halving_key("*")
 ACTIVE_SWEEP_OBJECTS = ACTIVE_PREFIX + "*"
 
 
@@ -235,16 +239,18 @@ class RunStorage:
 
     def grant_drive_sweeps(self, function: lambda_.Function) -> None:
         """What a pass of the sweep controller does to S3 (`lnn_core.sweep.controller`): read a sweep's record; copy
-        its data to a trial (GetObject on the source, PutObject on the copy); create and read a trial's start mark
-        and the sweep's message claim; list and delete the marks of the active sweeps. Nothing else."""
+        its data to a trial (GetObject on the sweep's data, PutObject on a trial's data.npz); create and read a
+        trial's start mark, the sweep's message claim and its halving rungs' arrivals; list and delete the marks of
+        the active sweeps. Nothing else."""
         bucket = self.bucket
-        read_only, read_write = (
-            [bucket.arn_for_objects(SWEEP_RECORD_OBJECTS)],
-            [bucket.arn_for_objects(key) for key in (RUN_DATA_OBJECTS, TRIAL_START_OBJECTS, SWEEP_MESSAGE_OBJECTS)],
+        read_only, write_only, read_write = (
+            [bucket.arn_for_objects(key) for key in (SWEEP_RECORD_OBJECTS, SWEEP_DATA_OBJECTS)],
+            [bucket.arn_for_objects(TRIAL_DATA_OBJECTS)],
+            [bucket.arn_for_objects(key) for key in (TRIAL_START_OBJECTS, SWEEP_MESSAGE_OBJECTS, HALVING_OBJECTS)],
         )
         active = bucket.arn_for_objects(ACTIVE_SWEEP_OBJECTS)
         function.add_to_role_policy(iam.PolicyStatement(actions=["s3:GetObject"], resources=read_only + read_write))
-        function.add_to_role_policy(iam.PolicyStatement(actions=["s3:PutObject"], resources=read_write))
+        function.add_to_role_policy(iam.PolicyStatement(actions=["s3:PutObject"], resources=write_only + read_write))
         function.add_to_role_policy(iam.PolicyStatement(actions=["s3:DeleteObject"], resources=[active]))
         function.add_to_role_policy(
             iam.PolicyStatement(
@@ -255,9 +261,11 @@ class RunStorage:
         )
         for key, what in (
             (SWEEP_RECORD_OBJECTS, "GetObject only on runs/<sweep>/sweep.json, a sweep's record"),
-            (RUN_DATA_OBJECTS, "Get and Put only on runs/<run>/data.npz: a sweep's data copied to each of its trials"),
+            (SWEEP_DATA_OBJECTS, "GetObject only on runs/<sweep>/data-<md5>.npz, a sweep's data"),
+            (TRIAL_DATA_OBJECTS, "PutObject only on runs/<sweep>-t<n>/data.npz: a sweep's data copied to a trial"),
             (TRIAL_START_OBJECTS, "Get and Put only on runs/<trial>/trial.json, the mark of a sweep trial's start"),
             (SWEEP_MESSAGE_OBJECTS, "Get and Put only on runs/<sweep>/sweep-message.json, the claim of its message"),
+            (HALVING_OBJECTS, "Get and Put only on runs/<sweep>/halving.json, its halving rungs' arrivals"),
             (ACTIVE_SWEEP_OBJECTS, "DeleteObject only on sweeps/active/<sweep>, the mark of a sweep not yet done"),
         ):
             acknowledge_object_arn(

@@ -127,19 +127,23 @@ class SweepReconciler(Protocol):
 
     def reconcile(self, sweep_id: str) -> dict[str, Any]: ...
 
+    def judges(self, sweep_id: str, epoch: int) -> bool: ...
+
 
 class Watchdog:
     """Scheduled: resumes running runs that showed no life for `stall_seconds`, at most `MAX_RESUMES` times in a row
     at one step; then waits until nothing of that step can still be in flight, and fails the run. Then it drives
     every active sweep a pass toward its end (`sweeps`). Invoked with `{"sweep": <sweep_id>}` (a sweep trial's end
-    kicks it), it reconciles that sweep alone."""
+    kicks it), it reconciles that sweep alone; with `{"sweep": <sweep_id>, "epoch": <epoch>}` (a trial committed an
+    epoch with a validation cost), only when that epoch is one of the sweep's halving rungs (else it reads the
+    sweep's record alone and returns)."""
 
     def __init__(self, ports: Ports, *, rules: StallRules, logger, sweeps: SweepReconciler | None = None):
         self.ports, self.rules, self.log, self.sweeps = ports, rules, logger, sweeps
 
     def handle(self, event: Any = None, context: Any = None) -> dict[str, Any]:
         if isinstance(event, dict) and "sweep" in event:
-            return self._kicked(event["sweep"])
+            return self._kicked(event["sweep"], event.get("epoch"))
         now_seconds = self.ports.clock()
         stalled = [
             self._guarded(run["run_id"], self._resume, run, now_seconds)
@@ -165,10 +169,13 @@ class Watchdog:
             raise RuntimeError(f"the watchdog could not handle {len(errors)} run(s) or sweep(s): {errors}")
         return {"checked_at": now(), "stalled": stalled, "messages_owed": owed, "sweeps": sweeps}
 
-    def _kicked(self, sweep_id: Any) -> dict[str, Any]:
-        """A sweep trial ended: reconcile its sweep now (a failure here is retried by the next scheduled pass)."""
+    def _kicked(self, sweep_id: Any, epoch: Any) -> dict[str, Any]:
+        """A sweep trial ended, or reached `epoch`: reconcile its sweep now, if a rung judges that epoch (a failure
+        here is retried by the next scheduled pass)."""
         if self.sweeps is None:
             return {"sweep_id": sweep_id, "outcome": "no sweep controller"}
+        if epoch is not None and not self.sweeps.judges(sweep_id, epoch):
+            return {"sweep_id": sweep_id, "outcome": f"no halving rung at epoch {epoch}"}
         outcome = self.sweeps.reconcile(sweep_id)
         self.log.info("watchdog: sweep kicked", extra=outcome)
         return outcome

@@ -30,14 +30,14 @@ from lnn_cli.sweeps.spec import (
     parse_vary,
     read_sweep_file,
 )
-from lnn_core.errors import LnnInputError
+from lnn_core.errors import LnnInputError, RunFailure
 from lnn_core.launch.budget import check_training_fits, inspect_npz, parameter_copies, value_bytes
 from lnn_core.launch.launcher import LaunchLimits
 from lnn_core.ml.config import TrainingConfig
 from lnn_core.ml.validation import held_out
 from lnn_core.sweep import results
-from lnn_core.sweep.controller import SweepController
-from lnn_core.sweep.halving import Stop, halving_decisions
+from lnn_core.sweep.controller import SweepController, halted, not_started
+from lnn_core.sweep.halving import Stop, check_granularity
 from lnn_core.sweep.record import SweepRecord, stack_limit
 
 
@@ -101,6 +101,8 @@ def checked_trials(
             inputs.training_data.check_fits(config)
             held_out(inputs.training_data, config.validation_split, config.validation_seed)
             limits.check_workers(config.workers)
+            if spec.halving:  # its granularity may be the stack's default
+                check_granularity(config.granularity, source="halving")
         except LnnInputError as error:
             raise LnnInputError(f"sweep trial {trial.index} ({trial.run_id}) is not a valid run: {error}") from None
     return trials, inputs
@@ -151,13 +153,30 @@ class StackSweeps:
         return {run_id: self.stack.ports.table.get_run(run_id) for run_id in record.run_ids}
 
     def reconcile(self, record: SweepRecord, limits: LaunchLimits) -> dict[str, Any]:
-        return SweepController(self.stack.ports, limits=limits).reconcile(record.sweep_id)
+        try:
+            return SweepController(self.stack.ports, limits=limits).reconcile(record.sweep_id)
+        except RunFailure as error:  # the sweep cannot go on (its data is gone): its reason names the fix
+            raise LnnInputError(str(error)) from None
 
     def limit(self, record: SweepRecord, limits: LaunchLimits) -> int:
         return stack_limit(limits.max_running_runs, limits.trainer_concurrency, record.workers)
 
-    def figures(self, run: dict[str, Any], _rungs: tuple[int, ...] = ()) -> list[dict[str, Any]]:
+    def figures(self, run: dict[str, Any]) -> list[dict[str, Any]]:
         return self.stack.ports.table.epoch_figures(run)
+
+
+def check_names_free(table, sweep_id: str, run_ids: list[str], existing: SweepRecord | None) -> None:
+    """Sweeps and runs share runs/<name>/: refuse a sweep named as a run, or one whose trial id is a run that is not
+    this sweep's trial (a repeated start of a recorded sweep finds its own trials' runs). Nothing is written yet."""
+    if table.get_run(sweep_id) is not None:
+        raise LnnInputError(f"a run named {sweep_id} exists; a sweep cannot share a run's name: choose another --name")
+    for run_id in run_ids:
+        run = table.get_run(run_id)
+        if run is not None and (existing is None or (run.get("config") or {}).get("sweep") != sweep_id):
+            raise LnnInputError(
+                f"a run named {run_id} exists and is not a trial of sweep {sweep_id}, whose trial it would be; "
+                "choose another --name"
+            )
 
 
 def command_sweep_start(args, cli_flags: dict[str, Any], stack, console: Console) -> int:
@@ -168,6 +187,7 @@ def command_sweep_start(args, cli_flags: dict[str, Any], stack, console: Console
         spec, sweep_id, args.data, defaults=defaults, limits=limits, label_column=args.label_column
     )
     sweeps = StackSweeps(stack)
+    check_names_free(stack.ports.table, sweep_id, [trial.run_id for trial in trials], sweeps.store.read(sweep_id))
     record, created = sweeps.store.create(
         SweepRecord.new(sweep_id, spec, trials, inputs.data, args.parallel), inputs.data
     )
@@ -203,7 +223,8 @@ def command_sweep_status(args, stack, console: Console) -> int:
         runs,
         console,
         curves=lambda run: [item["cost"] for item in sweeps.figures(run)],
-        halted=halving_decisions(record, runs, sweeps.figures),
+        halted=halted(stack.ports, record, runs),
+        not_started=not_started(stack.ports, record, runs),
     )
     return 0
 
@@ -216,9 +237,14 @@ def show_results(
     *,
     curves: Callable[[dict], list[float]],
     halted: dict[str, Stop] | None = None,
+    not_started: dict[str, str] | None = None,
 ) -> int:
     rows = results.trial_rows(
-        record, runs, prices=getattr(args, "prices", None), local=bool(os.environ.get("AWS_ENDPOINT_URL"))
+        record,
+        runs,
+        prices=getattr(args, "prices", None),
+        local=bool(os.environ.get("AWS_ENDPOINT_URL")),
+        not_started=not_started,
     )
     for row in rows:
         row.halted = (halted or {}).get(row.trial["run_id"])

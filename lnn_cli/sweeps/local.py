@@ -30,7 +30,7 @@ from lnn_core import run_control
 from lnn_core.aws.run_table import RunTable
 from lnn_core.aws.sdk import IoCounter
 from lnn_core.errors import LnnInputError
-from lnn_core.sweep.halving import halving_decisions
+from lnn_core.sweep.controller import halted
 from lnn_core.sweep.message import message_sent
 from lnn_core.sweep.record import SweepRecord, stack_limit
 
@@ -71,18 +71,18 @@ def command_local_sweep(args, cli_flags: dict[str, Any], console: Console) -> in
             if message_sent(runtime.handler("watchdog").ports, sweep_id):
                 console.print(f"the stack sent sweep {sweep_id}'s message to its topic", highlight=False)
         runs = {run_id: table.get_run(run_id) for run_id in record.run_ids}
-        halted = halving_decisions(record, runs, table.epochs_at)
+        stops = halted(runtime.handler("watchdog").ports, record, runs)
         show_results(
             args,
             record,
             runs,
             console,
             curves=lambda run: [item["cost"] for item in table.epoch_figures(run)],
-            halted=halted,
+            halted=stops,
         )
     console.print(f"wall time {time.monotonic() - started:.1f} s (emulator, deploy and the sweep); logs in {out_dir}")
     ended_well = all(
-        run and (run["status"] == "succeeded" or (run["status"] == "stopped" and run_id in halted))
+        run and (run["status"] == "succeeded" or (run["status"] == "stopped" and run_id in stops))
         for run_id, run in runs.items()
     )
     return 0 if ended_well else 1
@@ -100,7 +100,7 @@ def run_sweep(runtime: LocalLambdaRuntime, table: RunTable, record: SweepRecord,
             console.print(f"started {', '.join(outcome['started'])}", highlight=False)
         if outcome["outcome"] == "done" and runtime.pending == 0:
             runs = {run_id: table.get_run(run_id) for run_id in record.run_ids}
-            for run_id, decision in halving_decisions(record, runs, table.epochs_at).items():
+            for run_id, decision in halted(watchdog.ports, record, runs).items():
                 console.print(f"{run_id}: {decision.reason}", highlight=False)
             return
         runs = {run_id: table.get_run(run_id) for run_id in record.run_ids}

@@ -232,7 +232,10 @@ def parse_spec(content: dict[str, Any], *, source: str, trials: int | None = Non
         )
     halving = content.get("halving")
     if halving is not None:
-        parse_halving(halving, source=source, base=file_base)
+        varied = values.get("granularity")
+        parse_halving(
+            halving, source=source, base=file_base, granularities=tuple(varied) if isinstance(varied, list) else ()
+        )
     return SweepSpec(name, file_base, values, trials, search_seed, tuple(seeds), halving)
 
 

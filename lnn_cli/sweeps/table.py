@@ -67,9 +67,11 @@ def summary_line(record: SweepRecord, rows: list[TrialRow], clock: float) -> str
     best_text = (
         f"; best {total['best']} (its model is the sweep's: lnn predict {record.sweep_id} ...)" if total["best"] else ""
     )
+    refused = [row for row in rows if row.status == "not started"]
+    refused_text = f"; {', '.join(row.trial['run_id'] for row in refused)} {refused[0].not_started}" if refused else ""
     return (
         f"sweep {record.sweep_id}: {len(rows)} trials, {state} ({counts}); {total['seconds']:.1f} s; "
-        f"AWS cost {dollars}{best_text}"
+        f"AWS cost {dollars}{best_text}{refused_text}"
     )
 
 

@@ -8,6 +8,7 @@ from typing import Any
 
 from lnn_cli.sweeps.commands import StackSweeps
 from lnn_core.sweep import results as table
+from lnn_core.sweep.controller import not_started
 
 TRIAL_ID = re.compile(r"(?P<sweep>.+)-t\d{3,}")  # spec.TRIAL_SUFFIX: a trial's run id names its sweep
 
@@ -26,7 +27,7 @@ def sweep_payload(stack, sweep_id: str, *, local: bool) -> dict[str, Any]:
     sweeps = StackSweeps(stack)
     record = sweeps.record(sweep_id)
     runs = sweeps.runs(record)
-    rows = table.trial_rows(record, runs, prices=None, local=local)
+    rows = table.trial_rows(record, runs, prices=None, local=local, not_started=not_started(stack.ports, record, runs))
     validation, test = table.metric_names(rows)
     total = table.totals(record, rows, time.time())
     trials = []

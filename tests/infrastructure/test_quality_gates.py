@@ -74,15 +74,17 @@ def test_cdk_nag_aws_solutions_and_serverless_pass_with_specific_acknowledgments
             on_policy(iam5("runs/*/model.npz"), "PredictLambda"),  # GetObject of a model: nothing else
             on_policy(iam5("runs/*/state/staged-model-e*.npz"), "WatchdogLambda"),  # the copy of a staged model ...
             on_policy(iam5("runs/*/model.npz"), "WatchdogLambda"),  # ... to where it is served
-            # the sweep controller: a sweep's record, the data copied to a trial, a trial's start mark, the sweep's
-            # message claim, the marks of the active sweeps
+            # the sweep controller: a sweep's record, its data and a trial's copy of it, a trial's start mark, the
+            # sweep's message claim, its halving rungs' arrivals, the marks of the active sweeps
             *(
                 on_policy(iam5(pattern), "WatchdogLambda")
                 for pattern in (
                     "runs/*/sweep.json",
-                    "runs/*/data.npz",
+                    "runs/*/data-*.npz",
+                    "runs/*-t*/data.npz",
                     "runs/*/trial.json",
                     "runs/*/sweep-message.json",
+                    "runs/*/halving.json",
                     "sweeps/active/*",
                 )
             ),

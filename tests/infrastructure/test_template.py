@@ -207,7 +207,9 @@ def test_every_iam_statement_has_exact_actions_and_resources(synthesized, traine
 
     run_objects, scratch, model = objects("/runs/*"), objects("/runs/*/state/*"), objects("/runs/*/model.npz")
     staged_model = objects("/runs/*/state/staged-model-e*.npz")
-    sweep_objects = [objects(key) for key in ("/runs/*/data.npz", "/runs/*/trial.json", "/runs/*/sweep-message.json")]
+    sweep_objects = [
+        objects(key) for key in ("/runs/*/trial.json", "/runs/*/sweep-message.json", "/runs/*/halving.json")
+    ]
     # ListBucket only so that a missing key answers 404, and only for keys under runs/ (S3 checks a missing
     # key's GetObject against s3:prefix = the key).
     runs_prefix_only = {"StringLike": {"s3:prefix": "runs/*"}}
@@ -256,10 +258,11 @@ def test_every_iam_statement_has_exact_actions_and_resources(synthesized, traine
         (["s3:ListBucket"], arn(ids["bucket"]), runs_prefix_only),
         (["sns:Publish"], ref(ids["topic"])),
         (["lambda:InvokeFunction"], arn(ids["trainer"])),
-        # It drives sweeps: a sweep's record; its data copied to a trial's data.npz, a trial's start mark, the
-        # sweep's message claim; the active sweeps' marks listed and removed; a trial launched.
-        (["s3:GetObject"], [objects("/runs/*/sweep.json"), *sweep_objects]),
-        (["s3:PutObject"], sweep_objects),
+        # It drives sweeps: a sweep's record; its data (the key of its MD5, never a run's data.npz) copied to a
+        # trial's data.npz (a trial's id only), a trial's start mark, the sweep's message claim, its halving rungs'
+        # arrivals; the active sweeps' marks listed and removed; a trial launched.
+        (["s3:GetObject"], [objects("/runs/*/sweep.json"), objects("/runs/*/data-*.npz"), *sweep_objects]),
+        (["s3:PutObject"], [objects("/runs/*-t*/data.npz"), *sweep_objects]),
         (["s3:DeleteObject"], objects("/sweeps/active/*")),
         (["s3:ListBucket"], arn(ids["bucket"]), {"StringLike": {"s3:prefix": "sweeps/active/*"}}),
         (["lambda:InvokeFunction"], arn(ids["launcher"])),

@@ -358,9 +358,10 @@ def test_no_role_reaches_a_model_that_was_not_published(template):
 
 
 def test_every_call_of_a_sweep_the_watchdog_drives_is_allowed(aws, template):
-    """The watchdog's pass starts a sweep's trials (their start marks, the data copied, the launcher invoked), each
-    trial's end kicks it (the trainer invokes it), and its last pass sends the sweep's message and removes the
-    sweep's active mark: every request of it is allowed by its role, and each invoke by the invoker's."""
+    """The watchdog's pass starts a sweep's trials (their start marks, the data copied, the launcher invoked), records
+    their arrivals at a halving rung, each trial's end kicks it (the trainer invokes it), and its last pass sends the
+    sweep's message and removes the sweep's active mark: every request of it is allowed by its role, and each invoke
+    by the invoker's."""
     X, y = blobs(40)
     steps, launches, kicks, clock = QueueInvoker(), QueueInvoker(), QueueInvoker(), FakeClock()
     recorders = {role: Recorder() for role in ("trainer", "launcher", "watchdog")}
@@ -370,9 +371,10 @@ def test_every_call_of_a_sweep_the_watchdog_drives_is_allowed(aws, template):
     for role, handler in (("launcher", launcher), ("trainer", trainer), ("watchdog", watchdog)):
         recorders[role].attach(handler)
     data = npz_bytes(X=X, y=y)
-    spec = parse_spec({"base": {**PARAMETERS, "granularity": "epoch"}, "seeds": [1, 2, 3]}, source="s.json")
+    base = {**PARAMETERS, "granularity": "epoch", "validation_split": 0.25, "eval_every": 1}
+    spec = parse_spec({"base": base, "seeds": [1, 2, 3], "halving": {"rungs": [1], "keep": 0.5}}, source="s.json")
     store = SweepStore(aws.s3, aws.bucket)  # what `lnn sweep start` writes, with the CLI's credentials
-    store.create(SweepRecord.new("sw", spec, spec.generate("sw"), data, 2), data)
+    record, _ = store.create(SweepRecord.new("sw", spec, spec.generate("sw"), data, 2), data)
     store.mark_active("sw")
 
     assert [outcome["started"] for outcome in watchdog.handle({})["sweeps"]] == [["sw-t001", "sw-t002"]]
@@ -395,10 +397,12 @@ def test_every_call_of_a_sweep_the_watchdog_drives_is_allowed(aws, template):
         ("s3:GetObject", "runs/sw/sweep.json", None),
         ("s3:GetObject", "runs/sw-t003/trial.json", None),
         ("s3:PutObject", "runs/sw-t003/trial.json", None),
-        ("s3:GetObject", "runs/sw/data.npz", None),
+        ("s3:GetObject", record.data_key, None),
         ("s3:PutObject", "runs/sw-t003/data.npz", None),
         ("s3:PutObject", "runs/sw/sweep-message.json", None),
         ("s3:GetObject", "runs/sw/sweep-message.json", None),
+        ("s3:GetObject", "runs/sw/halving.json", None),
+        ("s3:PutObject", "runs/sw/halving.json", None),
         ("s3:DeleteObject", "sweeps/active/sw", None),
         ("sns:Publish", "", None),
     } <= recorders["watchdog"].calls
@@ -409,6 +413,11 @@ def test_every_call_of_a_sweep_the_watchdog_drives_is_allowed(aws, template):
     }
     watchdog_id = next(logical_id for logical_id in functions if logical_id.startswith("LnnTrainerWatchdogLambda"))
     launcher_id = next(logical_id for logical_id in functions if logical_id.startswith("LnnTrainerLaunchLambda"))
+    watchdog_statements = allowed_statements(template, ROLES["watchdog"])
+    assert not permitted(
+        ("s3:GetObject", "runs/sw/data.npz", None), watchdog_statements
+    )  # a run's data, not the sweep's
+    assert not permitted(("s3:PutObject", "runs/sw/data.npz", None), watchdog_statements)  # only a trial's copy
     watchdog_name = functions[watchdog_id]["Properties"]["FunctionName"]
     assert functions[_trainer_id(functions)]["Properties"]["Environment"]["Variables"]["LNN_WATCHDOG_FUNCTION"] == (
         watchdog_name

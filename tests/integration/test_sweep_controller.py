@@ -1,11 +1,10 @@
 """The stack drives a sweep to its end with no client reading after the start (moto's CloudFormation of the
 synthesized template, the local runtime): the watchdog's scheduled pass starts the trials that fit, each trial's end
 kicks the watchdog, which starts the next queued trial and, after the last, sends the sweep's one message; duplicate
-kicks and ticks start nothing twice and send nothing twice; a kick whose answer is lost is harmless. And the kick:
-a trial's ending invokes the watchdog with its sweep, a run that is no trial's does not."""
+kicks and ticks start nothing twice and send nothing twice; a kick whose answer is lost is harmless. (The kick and
+the start marks, on the function-scoped `aws` backend, are in test_sweep_starts.py.)"""
 
 import json
-import time
 
 import pytest
 
@@ -14,12 +13,9 @@ from lnn_cli.sweeps.record import SweepStore
 from lnn_cli.sweeps.spec import parse_spec
 from lnn_core.aws.run_table import RunTable
 from lnn_core.aws.sdk import IoCounter
-from lnn_core.handlers import build_launcher, build_trainer, build_watchdog
 from lnn_core.sweep import results
-from lnn_core.sweep.record import PENDING_SECONDS, SweepRecord, active_key
-from tests.conftest import FakeClock, QueueInvoker, blobs
+from lnn_core.sweep.record import SweepRecord, active_key
 from tests.integration.conftest import dataset
-from tests.support.arrays import npz_bytes
 
 BASE = {
     "epochs": 3,
@@ -172,77 +168,3 @@ class LostAnswer:
     def invoke_async(self, payload):
         self.kick.invoke_async(payload)
         raise ConnectionError("the answer of the invoke was lost")
-
-
-def test_a_trials_ending_kicks_the_watchdog_with_its_sweep_and_another_runs_does_not(aws):
-    """The kick: the ending of a run whose parameters name its sweep (and its epochs with a validation cost)."""
-    X, y = blobs(40)
-    steps, kicks, clock = QueueInvoker(), QueueInvoker(), FakeClock()
-    launcher = build_launcher(session=aws.session, invoker=steps, clock=clock)
-    trainer = build_trainer(session=aws.session, invoker=steps, clock=clock, functions={"watchdog": kicks})
-    parameters = {**BASE, "seed": 1}
-    for run_id, extra in (("sw-t001", {"sweep": "sw"}), ("alone", {})):
-        aws.upload_data(f"runs/{run_id}/data.npz", X=X, y=y)
-        assert launcher.handle({"run_id": run_id, "parameters": {**parameters, **extra}})["status"] == "running"
-        while steps.events:
-            trainer.handle(steps.events.popleft())
-        assert trainer.ports.table.get_run(run_id)["status"] == "succeeded"
-    assert list(kicks.events) == [{"sweep": "sw"}]
-    assert trainer.ports.table.get_run("sw-t001")["config"]["sweep"] == "sw"
-
-    # A trial that records its validation cost every epoch kicks at each such epoch too (a halving rung may judge
-    # it), and at its end: epochs 1, 2 and 3 (the finish is a step of its own), then the ending.
-    kicks.events.clear()
-    aws.upload_data("runs/sw-t002/data.npz", X=X, y=y)
-    rungs = {**parameters, "sweep": "sw", "eval_every": 1}
-    assert launcher.handle({"run_id": "sw-t002", "parameters": rungs})["status"] == "running"
-    while steps.events:
-        trainer.handle(steps.events.popleft())
-    assert list(kicks.events) == [{"sweep": "sw"}] * 4
-
-
-def test_two_passes_that_read_at_once_start_a_trial_once(aws):
-    """Two passes both see trial 1 unmarked (their reads came before either wrote): the start mark, created only if
-    absent, lets one of them launch it."""
-    X, y = blobs(40)
-    data = npz_bytes(X=X, y=y)
-    spec = parse_spec({"base": BASE, "seeds": [1, 2]}, source="s.json")
-    store = SweepStore(aws.s3, aws.bucket)
-    store.create(SweepRecord.new("race", spec, spec.generate("race"), data, 1), data)
-    launches, clock = QueueInvoker(), FakeClock()
-    first, second = (
-        build_watchdog(session=aws.session, invoker=QueueInvoker(), clock=clock, functions={"launcher": launches})
-        for _ in range(2)
-    )
-    second.sweeps._start_marks = lambda record, runs: {}  # its reads of the marks came before the first's write
-    assert first.sweeps.reconcile("race")["started"] == ["race-t001"]
-    assert second.sweeps.reconcile("race")["started"] == []
-    assert [event["run_id"] for event in launches.events] == ["race-t001"]
-
-
-def test_a_start_the_launcher_never_recorded_is_started_again_after_a_while(aws):
-    """The launch of trial 1 is lost (or refused: the stack was full): within PENDING_SECONDS its place is held,
-    after it the next pass launches it again, once, under an If-Match on its mark."""
-    X, y = blobs(40)
-    data = npz_bytes(X=X, y=y)
-    spec = parse_spec({"base": BASE, "seeds": [1, 2]}, source="s.json")
-    SweepStore(aws.s3, aws.bucket).create(SweepRecord.new("again", spec, spec.generate("again"), data, 1), data)
-    launches, clock = QueueInvoker(), FakeClock(time.time())
-    passes = [
-        build_watchdog(session=aws.session, invoker=QueueInvoker(), clock=clock, functions={"launcher": launches})
-        for _ in range(2)
-    ]
-    assert passes[0].sweeps.reconcile("again")["started"] == ["again-t001"]
-    launches.events.clear()  # lost
-    clock.advance(PENDING_SECONDS / 2)
-    assert [watchdog.sweeps.reconcile("again")["started"] for watchdog in passes] == [[], []]  # it holds its place
-    clock.advance(PENDING_SECONDS)
-    stale = passes[1].sweeps._start_marks  # the second pass read the stale mark before the first replaced it
-    marks = stale(
-        SweepRecord.from_json(aws.s3.get_object(Bucket=aws.bucket, Key="runs/again/sweep.json")["Body"].read()), {}
-    )
-    passes[1].sweeps._start_marks = lambda record, runs: marks
-    assert [watchdog.sweeps.reconcile("again")["started"] for watchdog in passes] == [["again-t001"], []]
-    assert [event["run_id"] for event in launches.events] == ["again-t001"]
-    mark = json.loads(aws.s3.get_object(Bucket=aws.bucket, Key="runs/again-t001/trial.json")["Body"].read())
-    assert mark["attempt"] == 2

@@ -19,7 +19,7 @@ from lnn_core.errors import LnnInputError
 from lnn_core.ml import metrics
 from lnn_core.ml.validation import split_indices
 from lnn_core.sweep import results as sweep_table
-from lnn_core.sweep.halving import halving_decisions
+from lnn_core.sweep.controller import halted
 from lnn_core.sweep.record import SweepRecord
 from tests.integration.conftest import dataset, model_arrays
 
@@ -162,9 +162,10 @@ def test_successive_halving_stops_the_worst_trials_and_they_keep_their_model(sta
     )
     table = RunTable(session.resource("dynamodb").Table(outputs.table), IoCounter())
     said = io.StringIO()
-    run_sweep(local_runtime(session, outputs), table, record, Console(file=said))
+    runtime = local_runtime(session, outputs)
+    run_sweep(runtime, table, record, Console(file=said))
     runs = {run_id: table.get_run(run_id) for run_id in record.run_ids}
-    decided = halving_decisions(record, runs, table.epochs_at)
+    decided = halted(runtime.handler("watchdog").ports, record, runs)
     assert set(decided) == {"hv-t003", "hv-t004"}  # the small learning rates arrive last and worst at rung 4
     for run_id, run in runs.items():
         if run_id in decided:

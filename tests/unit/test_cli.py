@@ -292,7 +292,7 @@ def test_start_refuses_before_uploading_anything(tmp_path, monkeypatch):
     stack = SimpleNamespace(
         launch_limits=lambda: LaunchLimits(max_running_runs=2, trainer_memory_mb=1024),
         launch_defaults=dict,
-        ports=SimpleNamespace(table=table),
+        ports=SimpleNamespace(table=table, store=SimpleNamespace(read_current=lambda key: None)),  # no sweeps
     )
     args = Namespace(data=big_job(tmp_path)[1], name="big")
     parameters = {**DEMO_PARAMETERS, "neurons": [128, 64, 10], "activations": ["relu", "relu", "softmax"]}

@@ -224,7 +224,7 @@ def test_start_with_k_workers_uploads_k_parts_of_data_one_function_could_not_hol
     stack = SimpleNamespace(
         launch_limits=lambda: LaunchLimits(trainer_memory_mb=1024),
         launch_defaults=dict,
-        ports=SimpleNamespace(table=table),
+        ports=SimpleNamespace(table=table, store=SimpleNamespace(read_current=lambda key: None)),  # no sweeps
         outputs=SimpleNamespace(stack_name="s", bucket="b"),
         session=None,
     )

@@ -2,8 +2,13 @@
 
 import pytest
 
+from lnn_cli.sweeps.commands import checked_trials
+from lnn_cli.sweeps.spec import parse_spec
 from lnn_core.errors import LnnInputError
-from lnn_core.sweep.halving import Halving, parse_halving, rung_reports, stops
+from lnn_core.launch.launcher import LaunchLimits
+from lnn_core.sweep.halving import Halving, arrivals, parse_halving, rung_reports, stops
+from tests.conftest import blobs
+from tests.support.arrays import npz_bytes
 
 ORDER = {"A": 1, "B": 2, "C": 3, "D": 4, "E": 5}
 
@@ -73,9 +78,50 @@ BASE = {"epochs": 100, "validation_split": 0.2, "eval_every": 10}
         ),
         ({"rungs": [15], "keep": 0.5}, BASE, "give base an eval_every that divides each of [15] (got eval_every 10)"),
         ({"rungs": [100], "keep": 0.5}, BASE, "halving's last rung 100 must be before the last epoch (100)"),
+        (
+            {"rungs": [10], "keep": 0.5},
+            {**BASE, "granularity": "auto"},
+            "granularity auto commits many epochs at once; use granularity epoch or layer",
+        ),
     ],
 )
 def test_bad_halving_is_one_clear_line(value, base, expected):
     with pytest.raises(LnnInputError) as raised:
         parse_halving(value, source="sweep.json", base=base)
     assert str(raised.value).startswith("sweep.json: ") and expected in str(raised.value)
+
+
+def test_halving_refuses_a_varied_granularity_auto():
+    """An auto step commits many epochs at once: its rung arrives with later epochs, out of order with the others."""
+    content = {"base": {**BASE, "granularity": "epoch"}, "parameters": {"granularity": ["epoch", "auto"]}}
+    with pytest.raises(LnnInputError, match="^s.json: halving judges .* use granularity epoch or layer$"):
+        parse_spec({**content, "halving": {"rungs": [10], "keep": 0.5}}, source="s.json")
+    assert parse_spec({**content, "parameters": {"granularity": ["epoch", "layer"]}}, source="s.json")
+
+
+def test_halving_refuses_a_stack_whose_default_granularity_is_auto(tmp_path):
+    """The base names no granularity and the stack's default is auto: the trials are checked with it."""
+    X, y = blobs(40, features=3)
+    data = tmp_path / "data.npz"
+    data.write_bytes(npz_bytes(X=X, y=y))
+    base = {**BASE, "epochs": 20, "neurons": [3, 1], "activations": ["tanh", "sigmoid"], "learning_rate": 0.3}
+    spec = parse_spec({"base": base, "seeds": [1, 2], "halving": {"rungs": [10], "keep": 0.5}}, source="s.json")
+    with pytest.raises(
+        LnnInputError, match=r"^sweep trial 1 \(sw-t001\) is not a valid run: halving: .* epoch or layer$"
+    ):
+        checked_trials(
+            spec, "sw", str(data), defaults={"granularity": "auto"}, limits=LaunchLimits(), label_column=None
+        )
+    trials, _ = checked_trials(spec, "sw", str(data), defaults={}, limits=LaunchLimits(), label_column=None)
+    assert len(trials) == 2
+
+
+def test_a_late_arrival_comes_after_the_recorded_ones_and_decisions_stand():
+    """C's rung item finished first but was seen after a pass recorded A, B: it arrives third. B's stop stands, and C,
+    worst of three, is stopped (ordered by finish time alone, C would come first and nothing would be decided)."""
+    halving, recorded = Halving((10,), 0.5), {"10": ["A", "B"]}
+    reports = {"A": {10: ("t2", 1.0)}, "B": {10: ("t3", 2.0)}, "C": {10: ("t1", 3.0)}}
+    arrived = arrivals(halving, reports, ORDER, recorded)
+    assert arrived == {"10": ["A", "B", "C"]}
+    assert set(stops(halving, reports, ORDER, arrived)) == {"B", "C"}
+    assert set(stops(halving, reports, ORDER)) == set()

@@ -42,10 +42,11 @@ def ensure_notified(ports: Ports, run: dict[str, Any], *, claimant: str, context
     ports.table.mark_notified(run["run_id"], ending=ending)  # if this fails, end normally: a retry would publish again
 
 
-def kick_sweep(ports: Ports, run: dict[str, Any]) -> None:
-    """A sweep trial ended (or committed an epoch with a validation cost, which a halving rung may judge): ask the
+def kick_sweep(ports: Ports, run: dict[str, Any], *, epoch: int | None = None) -> None:
+    """A sweep trial ended (or committed `epoch` with a validation cost, which a halving rung may judge): ask the
     watchdog to reconcile its sweep now (start a queued trial in the place it freed, stop a poor trial, send the
-    sweep's message), not at its next scheduled pass. At an ending, before the message is recorded sent, so that
+    sweep's message), not at its next scheduled pass. An epoch's kick names its epoch, so that the watchdog
+    reconciles only when it is one of the sweep's rungs. At an ending, before the message is recorded sent, so that
     whoever sends a message still owed kicks again. Best effort: a lost or failed kick only waits for that pass,
     which reconciles every active sweep; it must not fail the step."""
     sweep_id = (run.get("config") or {}).get("sweep")
@@ -53,7 +54,7 @@ def kick_sweep(ports: Ports, run: dict[str, Any]) -> None:
     if sweep_id is None or kick is None:
         return
     try:
-        kick.invoke_async({"sweep": sweep_id})
+        kick.invoke_async({"sweep": sweep_id} if epoch is None else {"sweep": sweep_id, "epoch": epoch})
     except Exception:  # any failure of the kick is covered by the watchdog's schedule
         return
 

@@ -191,8 +191,9 @@ class Trainer:
                 return self._commit_lost(step_event, result, claimant, context, latest=latest)
         if following:  # ours: the commit holds our lease on sending
             sending.send(ports, run_id, fields["next_event"])
-            if any(item.get("validation_cost") is not None for item in result.epoch_items):
-                ending.kick_sweep(ports, run)  # a sweep trial's validation cost: a halving rung can judge it now
+            validated = [item["epoch"] for item in result.epoch_items if item.get("validation_cost") is not None]
+            if validated:  # a sweep trial's validation cost: a halving rung can judge it now
+                ending.kick_sweep(ports, run, epoch=int(validated[-1]))
         if result.final is not None:
             ending.ensure_notified(ports, {**run, **fields}, claimant=claimant, context=context)
         if result.obsolete:

@@ -3,11 +3,13 @@
     "halving": {"rungs": [25, 50, 100], "keep": 0.5}
 
 A trial reports its validation cost at each rung (an epoch at which its epoch item records it: `eval_every` divides
-every rung). When a trial reaches a rung, it is compared with the trials that reached that rung before it (by the
-time their rung epoch finished; then by trial order) and itself: once at least `ceil(1 / keep)` have, a trial that
-ranks below the best `ceil(n * keep)` of those n, by validation cost, is stopped (`lnn stop`: it keeps the model of
-its last epoch). As in ASHA, a decision is made when the trial arrives and never revised; and since it depends only
-on the epoch items, every reconcile (the watchdog's, `lnn sweep status`'s, `lnn local --sweep`'s) makes the same one.
+every rung). When a trial reaches a rung, it is compared with the trials that reached that rung before it and itself:
+once at least `ceil(1 / keep)` have, a trial that ranks below the best `ceil(n * keep)` of those n, by validation
+cost, is stopped (`lnn stop`: it keeps the model of its last epoch). As in ASHA, a decision is made when the trial
+arrives and never revised. A trial arrives at a rung when a pass first sees its rung epoch's item; the passes record
+each rung's arrivals in that order (`arrivals`, kept by the controller in runs/<sweep>/halving.json, appended to
+only), so an item that finished earlier but committed after a pass judged the rung arrives after the trials already
+judged, and every pass (the watchdog's, `lnn sweep status`'s, `lnn local --sweep`'s) makes the same decisions.
 """
 
 import math
@@ -48,8 +50,19 @@ class Stop:
         )
 
 
-def parse_halving(value: Any, *, source: str, base: dict[str, Any]) -> Halving:
-    """The sweep file's "halving", checked against the base parameters it needs (a validation split, eval_every)."""
+def check_granularity(granularity: Any, *, source: str) -> None:
+    """Halving judges a trial when its rung epoch commits; granularity auto commits many epochs in one step, so a
+    trial would reach its rung together with later epochs, long after the others (and arrive out of order)."""
+    if granularity == "auto":
+        raise LnnInputError(
+            f"{source}: halving judges each trial at its rung epochs, but granularity auto commits many epochs at "
+            "once; use granularity epoch or layer"
+        )
+
+
+def parse_halving(value: Any, *, source: str, base: dict[str, Any], granularities: tuple[Any, ...] = ()) -> Halving:
+    """The sweep file's "halving", checked against the base parameters it needs (a validation split, eval_every, a
+    granularity that commits an epoch at a time: the base's, and the varied `granularities`)."""
     if not isinstance(value, dict) or set(value) != {"rungs", "keep"}:
         raise LnnInputError(
             f'{source}: halving must be {{"rungs": [epochs, ...], "keep": fraction}}; got {shown(value)}'
@@ -69,6 +82,8 @@ def parse_halving(value: Any, *, source: str, base: dict[str, Any]) -> Halving:
             f"{source}: halving.keep must be the fraction that continues at a rung, in (0, 1), e.g. 0.5; "
             f"got {shown(keep)}"
         )
+    for granularity in (base.get("granularity"), *granularities):
+        check_granularity(granularity, source=source)
     if not base.get("validation_split"):
         raise LnnInputError(f"{source}: halving compares validation costs; give base a validation_split, e.g. 0.2")
     every = base.get("eval_every") or 0
@@ -83,24 +98,48 @@ def parse_halving(value: Any, *, source: str, base: dict[str, Any]) -> Halving:
     return Halving(tuple(rungs), float(keep))
 
 
-def stops(halving: Halving, reports: dict[str, dict[int, tuple[str, float]]], order: dict[str, int]) -> dict[str, Stop]:
+Reports = dict[str, dict[int, tuple[str, float]]]  # run id -> rung -> (when that epoch finished, validation cost)
+
+
+def arrivals(
+    halving: Halving, reports: Reports, order: dict[str, int], recorded: dict[str, list[str]]
+) -> dict[str, list[str]]:
+    """Each rung's arrivals (rung, as a JSON key -> run ids): those `recorded` by earlier passes, in their order, then
+    the trials seen there for the first time, by when their rung epoch finished, then by trial order."""
+    arrived = {}
+    for rung in halving.rungs:
+        known = recorded.get(str(rung), [])
+        new = sorted(
+            (report[rung][0], order[run_id], run_id)
+            for run_id, report in reports.items()
+            if rung in report and run_id not in known
+        )
+        if known or new:
+            arrived[str(rung)] = [*known, *(run_id for _, _, run_id in new)]
+    return arrived
+
+
+def stops(
+    halving: Halving, reports: Reports, order: dict[str, int], arrived: dict[str, list[str]] | None = None
+) -> dict[str, Stop]:
     """The trials halving stops, each at its first rung where it ranks below those kept. `reports`: run id -> rung ->
-    (when that epoch finished, its validation cost); `order`: run id -> trial index (the tie-breaker)."""
+    (when that epoch finished, its validation cost); `order`: run id -> trial index (the tie-breaker); `arrived`: each
+    rung's arrivals in order (`arrivals`; by default those of `reports` alone)."""
+    arrived = arrivals(halving, reports, order, {}) if arrived is None else arrived
     decided: dict[str, Stop] = {}
     for rung in halving.rungs:
-        arrivals = sorted(
-            (report[rung][0], order[run_id], run_id) for run_id, report in reports.items() if rung in report
-        )
-        arrived: list[tuple[float, int, str]] = []  # (cost, index, run id) of those at the rung so far
-        for _, index, run_id in arrivals:
-            cost = reports[run_id][rung][1]
-            arrived.append((cost, index, run_id))
-            if run_id in decided or len(arrived) < halving.grace:
+        at_rung: list[tuple[float, int, str]] = []  # (cost, index, run id) of those at the rung so far
+        for run_id in arrived.get(str(rung), []):
+            if rung not in reports.get(run_id, {}):
+                continue  # (its run record is gone)
+            index, cost = order[run_id], reports[run_id][rung][1]
+            at_rung.append((cost, index, run_id))
+            if run_id in decided or len(at_rung) < halving.grace:
                 continue
-            rank = sorted(arrived).index((cost, index, run_id)) + 1
-            kept = math.ceil(len(arrived) * halving.keep)
+            rank = sorted(at_rung).index((cost, index, run_id)) + 1
+            kept = math.ceil(len(at_rung) * halving.keep)
             if rank > kept:
-                decided[run_id] = Stop(rung, rank, len(arrived), kept, cost)
+                decided[run_id] = Stop(rung, rank, len(at_rung), kept, cost)
     return decided
 
 
@@ -121,12 +160,18 @@ def halving_of(record: SweepRecord) -> Halving | None:
 
 
 def halving_decisions(
-    record: SweepRecord, runs: dict[str, dict | None], figures_of: Callable[[dict, tuple[int, ...]], list[dict]]
-) -> dict[str, Stop]:
-    """The trials successive halving stops (none when the sweep has no "halving"); `figures_of(run, rungs)`: the
-    run's epoch items at (at least) those epochs."""
+    record: SweepRecord,
+    runs: dict[str, dict | None],
+    figures_of: Callable[[dict, tuple[int, ...]], list[dict]],
+    recorded: dict[str, list[str]],
+) -> tuple[dict[str, Stop], dict[str, list[str]]]:
+    """The trials successive halving stops (none when the sweep has no "halving"), and each rung's arrivals with
+    those first seen now after the `recorded` ones (`arrivals`); `figures_of(run, rungs)`: the run's epoch items at
+    (at least) those epochs."""
     halving = halving_of(record)
     if halving is None:
-        return {}
+        return {}, {}
     reports = {run_id: rung_reports(halving, figures_of(run, halving.rungs)) for run_id, run in runs.items() if run}
-    return stops(halving, reports, {trial["run_id"]: trial["index"] for trial in record.trials})
+    order = {trial["run_id"]: trial["index"] for trial in record.trials}
+    arrived = arrivals(halving, reports, order, recorded)
+    return stops(halving, reports, order, arrived), arrived

@@ -13,10 +13,17 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from lnn_core.aws.sdk import now
+from lnn_core.ml.parameters import TRIAL_SUFFIX
 
 # A trial whose start was marked this long ago but whose run record has not appeared was refused (the stack was
 # full when its launch came) or its launch was lost: it is started again.
 PENDING_SECONDS = 60.0
+# A trial started this many times with no run record to show for it is refused for good (its parameters or data, or a
+# stack that stays full): it counts as ended, "not started", so that its sweep can end.
+MAX_START_ATTEMPTS = 3
+NOT_STARTED = (
+    f"not started: the launcher refused it {MAX_START_ATTEMPTS} times; see the launcher's log or the dead-letter queue"
+)
 ACTIVE_PREFIX = "sweeps/active/"  # one object per sweep not yet done and announced: the watchdog reconciles these
 
 
@@ -24,20 +31,34 @@ def sweep_key(sweep_id: str) -> str:
     return f"runs/{sweep_id}/sweep.json"
 
 
-def sweep_data_key(sweep_id: str) -> str:
-    """The sweep's data, uploaded once; each trial gets a server-side copy under its own prefix (the launcher reads
-    a run's data only from runs/<run_id>/)."""
-    return f"runs/{sweep_id}/data.npz"
+def sweep_data_key(sweep_id: str, data_md5: str) -> str:
+    """The sweep's data, named by its MD5 (the record's `data_md5`) and created only if absent, so that it never
+    changes: a start with other data, or a run of the sweep's name (whose data is runs/<run>/data.npz), cannot reach
+    a trial. Each trial gets a server-side copy under its own prefix (the launcher reads a run's data only from
+    runs/<run_id>/)."""
+    return f"runs/{sweep_id}/data-{data_md5}.npz"
 
 
 def trial_data_key(run_id: str) -> str:
     return f"runs/{run_id}/data.npz"
 
 
+def sweep_of_trial_id(run_id: str) -> str | None:
+    """The sweep whose trial id `run_id` would be (<sweep>-tNNN, `TRIAL_SUFFIX`); None for a name of no trial's form."""
+    sweep_id, marker, index = run_id.rpartition(TRIAL_SUFFIX.partition("{")[0])
+    return sweep_id if marker and sweep_id and index.isdigit() else None
+
+
 def start_key(run_id: str) -> str:
     """The mark of a trial's start: created only if absent, so that one reconcile starts it (not parameters.json,
     whose upload the stack's rule would launch a second time)."""
     return f"runs/{run_id}/trial.json"
+
+
+def halving_key(sweep_id: str) -> str:
+    """Each halving rung's arrivals in the order the passes first saw them (`halving.arrivals`): appended to only,
+    under an If-Match, so that a decision, once made, is every later pass's too."""
+    return f"runs/{sweep_id}/halving.json"
 
 
 def active_key(sweep_id: str) -> str:
@@ -75,6 +96,10 @@ class SweepRecord:
         return json.dumps(asdict(self), indent=1).encode()
 
     @property
+    def data_key(self) -> str:
+        return sweep_data_key(self.sweep_id, self.data_md5)
+
+    @property
     def run_ids(self) -> list[str]:
         return [trial["run_id"] for trial in self.trials]
 
@@ -95,19 +120,35 @@ def trials_to_start(
     stack_running: int,
     stack_limit: int,
     clock: float,
+    given_up: dict[str, str] | None = None,
 ) -> list[dict[str, Any]]:
     """The trials to start now, in order: those with no run record (and whose start was not marked less than
     `PENDING_SECONDS` ago, `pending`: run id -> when), as many as fit both the sweep's `parallel` and the stack's free
-    places (`stack_limit` runs at once, `stack_running` running now, the starts not yet launched included)."""
+    places (`stack_limit` runs at once, `stack_running` running now, the starts not yet launched included); never one
+    `given_up` (`gave_up`)."""
     waiting = [run_id for run_id in pending if runs.get(run_id) is None and clock - pending[run_id] < PENDING_SECONDS]
     sweep_running = sum(1 for run in runs.values() if run is not None and run["status"] == "running") + len(waiting)
     free = stack_limit - stack_running - len(waiting)
     if record.parallel is not None:
         free = min(free, record.parallel - sweep_running)
     startable = [
-        trial for trial in record.trials if runs.get(trial["run_id"]) is None and trial["run_id"] not in waiting
+        trial
+        for trial in record.trials
+        if runs.get(trial["run_id"]) is None
+        and trial["run_id"] not in waiting
+        and trial["run_id"] not in (given_up or {})
     ]
     return startable[: max(0, free)]
+
+
+def gave_up(attempts: dict[str, tuple[int, float]], clock: float) -> dict[str, str]:
+    """The trials with no run record whose last of `MAX_START_ATTEMPTS` starts is older than `PENDING_SECONDS` (run
+    id -> why): ended, not started. `attempts`: run id -> (its start mark's attempt, when it was marked)."""
+    return {
+        run_id: NOT_STARTED
+        for run_id, (attempt, marked) in attempts.items()
+        if attempt >= MAX_START_ATTEMPTS and clock - marked >= PENDING_SECONDS
+    }
 
 
 def stack_limit(max_running_runs: int, trainer_concurrency: int | None, workers: int) -> int:

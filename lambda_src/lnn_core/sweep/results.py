@@ -23,6 +23,7 @@ class TrialRow:
     run: dict[str, Any] | None  # its run record; None while queued
     dollars: float | None
     halted: Any = None  # halving.Stop when successive halving stopped it
+    not_started: str | None = None  # why, when its starts were refused for good (`record.gave_up`)
 
     @property
     def final(self) -> dict[str, Any]:
@@ -30,7 +31,9 @@ class TrialRow:
 
     @property
     def status(self) -> str:
-        return self.run["status"] if self.run else "queued"
+        if self.run:
+            return self.run["status"]
+        return "not started" if self.not_started else "queued"
 
     @property
     def cost(self) -> float | None:
@@ -76,12 +79,21 @@ def best(rows: list[TrialRow]) -> TrialRow | None:
     return next((row for row in ranked(rows) if row.has_model and row.status in RANKED_STATUSES), None)
 
 
-def trial_rows(record: SweepRecord, runs: dict[str, dict | None], *, prices: str | None, local: bool) -> list[TrialRow]:
+def trial_rows(
+    record: SweepRecord,
+    runs: dict[str, dict | None],
+    *,
+    prices: str | None,
+    local: bool,
+    not_started: dict[str, str] | None = None,
+) -> list[TrialRow]:
+    """A row per trial; `not_started`: the trials whose starts were refused for good, and why."""
     rows = []
     for trial in record.trials:
         run = runs.get(trial["run_id"])
         cost = pricing.run_cost(run, table=prices, local=local) if run else None
-        rows.append(TrialRow(trial, run, None if cost is None else cost["dollars"]))
+        why = (not_started or {}).get(trial["run_id"])
+        rows.append(TrialRow(trial, run, None if cost is None else cost["dollars"], not_started=why))
     return rows
 
 

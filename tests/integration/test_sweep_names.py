@@ -1,0 +1,113 @@
+"""Sweeps and runs share the bucket's runs/<name>/ (and the table's run ids): `lnn sweep start --name X` refuses a
+run X and a run of a trial's id that is not this sweep's trial; a repeated start of the same sweep, whose trials
+run, is fine; `lnn start --name X` refuses a sweep X and a trial id of the sweep X. Each refusal writes nothing."""
+
+import io
+import json
+from argparse import Namespace
+from types import SimpleNamespace
+
+import pytest
+from rich.console import Console
+
+from lnn_cli import stack_commands
+from lnn_cli.sweeps import commands
+from lnn_cli.sweeps.record import SweepStore
+from lnn_core.errors import LnnInputError
+from lnn_core.handlers import build_launcher, build_watchdog
+from lnn_core.launch.launcher import LaunchLimits
+from tests.conftest import FakeClock, QueueInvoker, blobs
+from tests.support.arrays import npz_bytes
+
+BASE = {
+    "epochs": 3,
+    "learning_rate": 0.3,
+    "neurons": [3, 1],
+    "activations": ["tanh", "sigmoid"],
+    "granularity": "epoch",
+}
+
+
+def cli_stack(aws):
+    """What the CLI's commands use of a deployed stack, on the `aws` backend."""
+    dog = build_watchdog(
+        session=aws.session, invoker=QueueInvoker(), clock=FakeClock(), functions={"launcher": QueueInvoker()}
+    )
+    return SimpleNamespace(
+        launch_limits=LaunchLimits,
+        launch_defaults=dict,
+        session=aws.session,
+        outputs=SimpleNamespace(bucket=aws.bucket, stack_name="lnn-test"),
+        ports=dog.ports,
+    )
+
+
+def keys(aws) -> set[str]:
+    return {item["Key"] for item in aws.s3.list_objects_v2(Bucket=aws.bucket).get("Contents", [])}
+
+
+def sweep_start(aws, tmp_path, name: str) -> int:
+    sweep_file, data_path = tmp_path / "sweep.json", tmp_path / "data.npz"
+    sweep_file.write_text(json.dumps({"base": BASE, "seeds": [1, 2]}))
+    X, y = blobs(40, features=3)
+    data_path.write_bytes(npz_bytes(X=X, y=y))
+    args = Namespace(
+        sweep_file=str(sweep_file),
+        vary=[],
+        seeds=None,
+        trials=None,
+        config=None,
+        name=name,
+        data=str(data_path),
+        label_column=None,
+        parallel=1,
+    )
+    return commands.command_sweep_start(args, {}, cli_stack(aws), Console(file=io.StringIO()))
+
+
+def run_start(aws, tmp_path, name: str) -> int:
+    data_path = tmp_path / "run.npz"
+    X, y = blobs(40, features=3)
+    data_path.write_bytes(npz_bytes(X=X, y=y))
+    args = Namespace(name=name, data=str(data_path), label_column=None)
+    return stack_commands.command_start(args, {**BASE, "seed": 1}, cli_stack(aws), Console(file=io.StringIO()))
+
+
+def launch(aws, run_id: str, parameters: dict) -> None:
+    X, y = blobs(40, features=3)
+    aws.upload_data(f"runs/{run_id}/data.npz", X=X, y=y)
+    launcher = build_launcher(session=aws.session, invoker=QueueInvoker(), clock=FakeClock())
+    assert launcher.handle({"run_id": run_id, "parameters": parameters})["status"] == "running"
+
+
+def test_a_sweep_named_as_a_run_is_refused_and_writes_nothing(aws, tmp_path):
+    launch(aws, "exp", {**BASE, "seed": 1})
+    before = keys(aws)
+    with pytest.raises(LnnInputError, match=r"^a run named exp exists; a sweep cannot share a run's name"):
+        sweep_start(aws, tmp_path, "exp")
+    assert keys(aws) == before
+
+
+def test_a_sweep_whose_trial_id_is_another_run_is_refused_and_a_repeated_start_is_not(aws, tmp_path):
+    launch(aws, "exp-t002", {**BASE, "seed": 9})
+    before = keys(aws)
+    with pytest.raises(LnnInputError, match=r"^a run named exp-t002 exists and is not a trial of sweep exp"):
+        sweep_start(aws, tmp_path, "exp")
+    assert keys(aws) == before
+
+    assert sweep_start(aws, tmp_path, "mine") == 0  # its trial 1 starts (parallel 1)
+    launch(aws, "mine-t001", {**BASE, "seed": 1, "sweep": "mine"})  # the launcher ran it
+    assert sweep_start(aws, tmp_path, "mine") == 0  # the same sweep again: its own trial's run is no clash
+    assert SweepStore(aws.s3, aws.bucket).read("mine").run_ids == ["mine-t001", "mine-t002"]
+
+
+def test_a_run_named_as_a_sweep_or_one_of_its_trials_is_refused_and_writes_nothing(aws, tmp_path):
+    assert sweep_start(aws, tmp_path, "sw") == 0
+    before = keys(aws)
+    with pytest.raises(LnnInputError, match=r"^a sweep named sw exists; a run cannot share a sweep's name"):
+        run_start(aws, tmp_path, "sw")
+    with pytest.raises(LnnInputError, match=r"^sw-t002 is the id of a trial of sweep sw; a run cannot take it"):
+        run_start(aws, tmp_path, "sw-t002")
+    assert keys(aws) == before
+    assert run_start(aws, tmp_path, "sw-t2x") == 0  # not a trial's id: a run like any other
+    assert "runs/sw-t2x/parameters.json" in keys(aws)
