@@ -29,6 +29,7 @@ from lnn_cli.stack_commands import DeployedStack, run_cost
 from lnn_cli.web import predict, sweeps
 from lnn_core.errors import LnnInputError
 from lnn_core.protocol import end_message, ending
+from lnn_core.sweep.record import sweep_of_trial_id
 
 log = logging.getLogger("lnn.serve")
 HOST = "127.0.0.1"
@@ -243,7 +244,7 @@ def summary(run: dict[str, Any]) -> dict[str, Any]:
         "eval_every": config.get("eval_every"),
         "cost": run_cost(run),
         "model_epoch": run.get("model_epoch"),
-        "sweep": sweeps.sweep_of(run["run_id"]),
+        "sweep": sweep_of_trial_id(run["run_id"]),  # the page groups the runs table by it
     }
 
 

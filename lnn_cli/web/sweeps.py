@@ -2,21 +2,12 @@
 each with its cost curve, and the sweep's totals."""
 
 import math
-import re
 import time
 from typing import Any
 
 from lnn_cli.sweeps.commands import StackSweeps
 from lnn_core.sweep import results as table
 from lnn_core.sweep.controller import not_started
-
-TRIAL_ID = re.compile(r"(?P<sweep>.+)-t\d{3,}")  # spec.TRIAL_SUFFIX: a trial's run id names its sweep
-
-
-def sweep_of(run_id: str) -> str | None:
-    """The sweep a run is a trial of, by its name (the page groups the runs table by it); None for another run."""
-    match = TRIAL_ID.fullmatch(run_id)
-    return match["sweep"] if match else None
 
 
 def _number(value: Any) -> float | None:
