@@ -5,7 +5,7 @@ from pathlib import Path
 
 from rich.console import Console
 
-from lnn_cli.stack_commands import predict_with
+from lnn_cli.predict_command import predict_with
 from lnn_core.errors import LnnInputError
 from lnn_core.predictor import Model
 

@@ -18,7 +18,7 @@ from lnn_cli.bench.jobs import auto_ratio, auto_training_ratio, make_jobs, run_j
 from lnn_cli.bench.tables import print_report
 from lnn_cli.bench.workers import run_workers_job
 from lnn_cli.cloud.deploy import PROJECT_DIR
-from lnn_cli.main import add_runtime_options
+from lnn_cli.parser_options import add_runtime_options
 
 
 def cold_import_seconds() -> float:

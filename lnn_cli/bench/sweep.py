@@ -15,7 +15,7 @@ import time
 import boto3
 
 from lnn_cli.bench.projection import AwsAssumptions
-from lnn_cli.stack_commands import open_stack
+from lnn_cli.deployed_stack import open_stack
 from lnn_cli.sweeps.commands import StackSweeps
 from lnn_core.aws.pricing import run_cost
 from lnn_core.aws.usage import DEFAULT_MEMORY_MB, USAGE_PREFIX

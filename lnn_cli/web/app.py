@@ -25,7 +25,8 @@ from flask import Flask, jsonify, render_template, request
 from werkzeug.exceptions import HTTPException
 from werkzeug.serving import make_server
 
-from lnn_cli.stack_commands import DeployedStack, run_cost
+from lnn_cli.deployed_stack import DeployedStack
+from lnn_cli.run_commands import run_cost
 from lnn_cli.web import predict, sweeps
 from lnn_core.errors import LnnInputError
 from lnn_core.protocol import end_message, ending

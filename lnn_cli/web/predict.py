@@ -16,7 +16,7 @@ import numpy as np
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
-from lnn_cli.stack_commands import DeployedStack, model_params
+from lnn_cli.deployed_stack import DeployedStack, model_params
 from lnn_core.errors import LnnInputError
 from lnn_core.ml import metrics, network
 from lnn_core.protocol import ending

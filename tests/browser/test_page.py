@@ -1,7 +1,7 @@
 """The page of `lnn serve` in Chromium (Playwright) over run records written straight into the table.
 
 The app runs on in-process moto (the `aws` fixture's bucket, table and topic, and a CloudFormation stack that names
-them in its outputs, as `lnn_cli.stack_commands.DeployedStack` reads a deployed stack's). The runs are written as the
+them in its outputs, as `lnn_cli.deployed_stack.DeployedStack` reads a deployed stack's). The runs are written as the
 functions write them: a record at epoch 0 and one item per epoch, with weights. The tests check what the page draws
 and says (the curve over the epochs that ran, the log scale, percentages, warnings, dollars, the model's epoch, a
 stopped run, the predictor's name), that it polls only the epochs it lacks, and that the runs table fits a 390 px
@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from lnn_cli.stack_commands import DeployedStack
+from lnn_cli.deployed_stack import DeployedStack
 from lnn_core.aws.run_table import RunTable
 from lnn_core.aws.sdk import IoCounter, now
 from lnn_core.ml import network

@@ -18,8 +18,8 @@ import numpy as np
 import pytest
 
 from lnn_cli.cloud.local import drive, local_runtime
+from lnn_cli.deployed_stack import DeployedStack
 from lnn_cli.main import main
-from lnn_cli.stack_commands import DeployedStack
 from lnn_cli.web.app import percent
 from lnn_core.aws.run_table import RunTable
 from lnn_core.aws.sdk import IoCounter

@@ -270,7 +270,7 @@ def test_log_lines_of_threads_go_to_the_runtime_log(stack, tmp_path):
 def test_lnn_local_runtime_flags():
     import os
 
-    from lnn_cli.main import build_parser
+    from lnn_cli.parser import build_parser
 
     args = build_parser().parse_args(["local"])
     assert args.concurrency == (os.cpu_count() or 1) and args.container_cpus == 1

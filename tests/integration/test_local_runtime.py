@@ -113,7 +113,7 @@ def test_stop_halts_at_the_next_step_with_one_message(stack, log):
 
 
 def control_ports(session, outputs):
-    from lnn_cli.stack_commands import DeployedStack
+    from lnn_cli.deployed_stack import DeployedStack
 
     return DeployedStack(session, outputs.stack_name).ports
 

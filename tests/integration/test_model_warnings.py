@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from rich.console import Console
 
-from lnn_cli import stack_commands
+from lnn_cli import deployed_stack, run_commands
 from lnn_cli.cloud.local import run_local
 from lnn_cli.presentation.report import summary_table
 from lnn_cli.web.app import create_app
@@ -71,10 +71,10 @@ def test_a_collapsed_run_succeeds_with_its_warnings_in_the_record_results_json_a
     shown = console.export_text()
     assert "succeeded with 3 warnings" in shown and all(warning in shown for warning in warnings)
 
-    deployed = stack_commands.DeployedStack(stack[0], "LnnStack")  # what `lnn status`, `results` and `runs` read
+    deployed = deployed_stack.DeployedStack(stack[0], "LnnStack")  # what `lnn status`, `results` and `runs` read
     for command, options in (
-        (stack_commands.command_status, {"follow": False}),
-        (stack_commands.command_results, {"csv": False, "weights": False, "plot": None}),
+        (run_commands.command_status, {"follow": False}),
+        (run_commands.command_results, {"csv": False, "weights": False, "plot": None}),
     ):
         console = Console(record=True, width=400)
         assert command(argparse.Namespace(run_id="collapsed", prices=DEFAULT_PRICES, **options), deployed, console) == 0
@@ -84,7 +84,7 @@ def test_a_collapsed_run_succeeds_with_its_warnings_in_the_record_results_json_a
             f"⚠ warning: {w}" for w in warnings
         ]
     console = Console(record=True, width=400)
-    assert stack_commands.command_runs(argparse.Namespace(prices=DEFAULT_PRICES), deployed, console) == 0
+    assert run_commands.command_runs(argparse.Namespace(prices=DEFAULT_PRICES), deployed, console) == 0
     [row] = [line for line in console.export_text().splitlines() if "collapsed" in line]
     assert "⚠ 3" in row
     assert (

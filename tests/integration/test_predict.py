@@ -11,7 +11,7 @@ import pytest
 from PIL import Image
 from rich.console import Console
 
-from lnn_cli import stack_commands
+from lnn_cli import deployed_stack, predict_command
 from lnn_cli.cloud.local import run_local
 from lnn_cli.cloud.runtime import LocalLambdaRuntime, PayloadTooLarge
 from lnn_core.predictor import SYNC_PAYLOAD_LIMIT, Model
@@ -67,8 +67,8 @@ def test_answer_and_the_same_numbers_as_the_client(trained):
     session, outputs, runtime, X, y = trained
     answer = invoke(runtime, {"run_id": "predict-tabular", "X": X.tolist()})
     assert answer["run_id"] == "predict-tabular" and answer["model_key"] == "runs/predict-tabular/model.npz"
-    stack = stack_commands.DeployedStack(session, outputs.stack_name)
-    model = stack_commands.Model.from_npz(stack.ports.store.get_bytes(answer["model_key"]))
+    stack = deployed_stack.DeployedStack(session, outputs.stack_name)
+    model = Model.from_npz(stack.ports.store.get_bytes(answer["model_key"]))
     client = model.answer(X)
     assert answer["probabilities"] == client["probabilities"]  # bit for bit: the same NumPy on the same float64 rows
     assert answer["predictions"] == client["predictions"]
@@ -133,13 +133,13 @@ def test_function_url_event_through_the_runtime(trained):
 def predict_output(stack, **arguments) -> str:
     console = Console(file=io.StringIO(), width=200)
     args = Namespace(**{"data": None, "image": None, "csv": False, "remote": False, "label_column": None, **arguments})
-    assert stack_commands.command_predict(args, stack, console) == 0
+    assert predict_command.command_predict(args, stack, console) == 0
     return console.file.getvalue()
 
 
 def test_lnn_predict_remote_equals_the_client(trained, tmp_path, capsys):
     session, outputs, runtime, X, y = trained
-    stack = stack_commands.DeployedStack(session, outputs.stack_name)
+    stack = deployed_stack.DeployedStack(session, outputs.stack_name)
     stack.invoke_predictor = lambda payload: invoke(runtime, payload)  # the runtime's synchronous invoke
     data = tmp_path / "x.npz"
     np.savez(data, X=X, y=y)

@@ -154,23 +154,23 @@ def test_lnn_results_builds_no_client_it_does_not_use(aws, table, monkeypatch):
 
     from rich.console import Console
 
-    from lnn_cli import stack_commands
+    from lnn_cli import deployed_stack, run_commands
 
     deploy_outputs(aws)
     built, client = [], aws.session.client
     monkeypatch.setattr(
         aws.session, "client", lambda service, **kwargs: built.append(service) or client(service, **kwargs)
     )
-    stack = stack_commands.DeployedStack(aws.session, "LnnStack")
+    stack = deployed_stack.DeployedStack(aws.session, "LnnStack")
     arguments = Namespace(run_id="r", csv=False, weights=False, plot=None, prices=None)
     with open(os.devnull, "w") as sink:
-        assert stack_commands.command_results(arguments, stack, Console(file=sink)) == 0
+        assert run_commands.command_results(arguments, stack, Console(file=sink)) == 0
     assert sorted(built) == ["cloudformation", "dynamodb"]  # the table resource's client
     assert stack.ports.table is stack.table and sorted(built) == ["cloudformation", "dynamodb", "lambda", "s3", "sns"]
 
 
 def test_the_page_gets_the_epochs_after_its_last(aws, table):
-    from lnn_cli.stack_commands import DeployedStack
+    from lnn_cli.deployed_stack import DeployedStack
     from lnn_cli.web.app import create_app
 
     deploy_outputs(aws)

@@ -162,7 +162,7 @@ def test_the_watchdog_sends_the_message_of_a_stop_whose_staged_model_a_dead_resu
 
 def test_lnn_serve_predicts_with_the_model_the_run_has_now_not_the_one_it_cached(aws):
     """model.npz is no longer written once per run: a stop publishes epoch 1's, the continued run's finish replaces
-    it. `lnn serve`'s predict (web/predict.load_model -> stack_commands.model_params) reads it with
+    it. `lnn serve`'s predict (web/predict.load_model -> deployed_stack.model_params) reads it with
     `S3ObjectStore.get_bytes(key)`, whose cache (for immutable training state) keeps the first bytes for the life
     of the process: after the run finished, the page says "model from epoch 3" and predicts with epoch 1's."""
     from types import SimpleNamespace
@@ -190,7 +190,7 @@ def test_lnn_predict_of_a_stopped_run_whose_model_is_not_published_yet_is_one_li
     LnnInputError nor a botocore error: `lnn` prints a traceback, exit 1."""
     from types import SimpleNamespace
 
-    from lnn_cli import stack_commands
+    from lnn_cli import predict_command
 
     world = World(aws, LAYERS)
     stop_dying_before_publishing(world, to_the_stop(world))
@@ -198,4 +198,4 @@ def test_lnn_predict_of_a_stopped_run_whose_model_is_not_published_yet_is_one_li
     stack = SimpleNamespace(run=lambda run_id: world.record(), ports=world.cli())
     args = SimpleNamespace(run_id="r1", data="unused.npz", image=None, remote=False, csv=False, label_column=None)
     with pytest.raises(LnnInputError):
-        stack_commands.command_predict(args, stack, console=None)
+        predict_command.command_predict(args, stack, console=None)

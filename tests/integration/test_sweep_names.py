@@ -10,7 +10,7 @@ from types import SimpleNamespace
 import pytest
 from rich.console import Console
 
-from lnn_cli import stack_commands
+from lnn_cli import run_commands
 from lnn_cli.sweeps import commands
 from lnn_cli.sweeps.record import SweepStore
 from lnn_core.errors import LnnInputError
@@ -70,7 +70,7 @@ def run_start(aws, tmp_path, name: str) -> int:
     X, y = blobs(40, features=3)
     data_path.write_bytes(npz_bytes(X=X, y=y))
     args = Namespace(name=name, data=str(data_path), label_column=None)
-    return stack_commands.command_start(args, {**BASE, "seed": 1}, cli_stack(aws), Console(file=io.StringIO()))
+    return run_commands.command_start(args, {**BASE, "seed": 1}, cli_stack(aws), Console(file=io.StringIO()))
 
 
 def launch(aws, run_id: str, parameters: dict) -> None:

@@ -14,7 +14,7 @@ from types import SimpleNamespace
 import pytest
 from rich.console import Console
 
-from lnn_cli import stack_commands
+from lnn_cli import deployed_stack
 from lnn_cli.main import main
 from lnn_cli.sweeps import commands
 from lnn_cli.sweeps.record import SweepStore
@@ -247,7 +247,7 @@ def test_review_lnn_sweep_status_of_a_sweep_whose_data_is_gone_is_one_clean_line
         outputs=SimpleNamespace(bucket=aws.bucket, stack_name="lnn-test"),
         ports=dog.ports,
     )
-    monkeypatch.setattr(stack_commands, "open_stack", lambda *_: stack)
+    monkeypatch.setattr(deployed_stack, "open_stack", lambda *_: stack)
     status = main(["sweep", "status", "gone"])
     error = capsys.readouterr().err.strip().splitlines()
     assert status != 0 and len(error) == 1 and error[0].startswith("lnn: error:"), error

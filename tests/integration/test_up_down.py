@@ -21,9 +21,9 @@ from lnn_cli.cloud.emulator import ACCOUNT_ID
 from lnn_cli.cloud.up import registry as up_registry
 from lnn_cli.cloud.up.command import read_state
 from lnn_cli.cloud.up.registry import SERVER_MODULE, STATE_FILE, is_ours, stacks_up
+from lnn_cli.deployed_stack import open_stack
 from lnn_cli.inputs import DEMO_DATA
 from lnn_cli.main import main
-from lnn_cli.stack_commands import open_stack
 from lnn_core.ml import metrics, training
 from tests.support.cli import assert_one_line_error
 

@@ -281,11 +281,11 @@ def test_start_refuses_before_uploading_anything(tmp_path, monkeypatch):
     from argparse import Namespace
     from types import SimpleNamespace
 
-    from lnn_cli import stack_commands
+    from lnn_cli import run_commands
     from lnn_core.launch.launcher import LaunchLimits
 
     monkeypatch.setattr(
-        stack_commands, "upload_run_inputs", lambda *args, **kwargs: pytest.fail("something was uploaded")
+        run_commands, "upload_run_inputs", lambda *args, **kwargs: pytest.fail("something was uploaded")
     )
     running = ["a", "b"]
     table = SimpleNamespace(get_run=lambda run_id: None, run_ids=lambda status=None: running)
@@ -297,12 +297,12 @@ def test_start_refuses_before_uploading_anything(tmp_path, monkeypatch):
     args = Namespace(data=big_job(tmp_path)[1], name="big")
     parameters = {**DEMO_PARAMETERS, "neurons": [128, 64, 10], "activations": ["relu", "relu", "softmax"]}
     with pytest.raises(LnnInputError, match="deploy with -c memory_size=1216"):
-        stack_commands.command_start(args, parameters, stack, console=None)
+        run_commands.command_start(args, parameters, stack, console=None)
     with pytest.raises(LnnInputError, match=r"2 runs are already running, the limit \(LNN_MAX_RUNNING_RUNS\) is 2"):
-        stack_commands.command_start(Namespace(data=str(DEMO_DATA), name="small"), DEMO_PARAMETERS, stack, console=None)
+        run_commands.command_start(Namespace(data=str(DEMO_DATA), name="small"), DEMO_PARAMETERS, stack, console=None)
     stack.launch_limits = lambda: LaunchLimits(trainer_concurrency=2)
     with pytest.raises(LnnInputError, match="workers 3 is more than the trainer's reserved concurrency of 2"):
-        stack_commands.command_start(
+        run_commands.command_start(
             Namespace(data=str(DEMO_DATA), name="small"),
             {**DEMO_PARAMETERS, "granularity": "epoch", "workers": 3},
             stack,

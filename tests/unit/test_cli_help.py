@@ -10,8 +10,10 @@ from types import SimpleNamespace
 import pytest
 from rich.console import Console
 
-from lnn_cli import stack_commands
-from lnn_cli.main import add_run_options, build_parser, main
+from lnn_cli import run_commands
+from lnn_cli.main import main
+from lnn_cli.parser import build_parser
+from lnn_cli.parser_options import add_run_options
 from lnn_core.aws.epoch_items import EPOCH_FIGURES
 
 COMMANDS = {
@@ -125,7 +127,7 @@ def test_results_show_the_test_set_figures(tmp_path, capsys, monkeypatch):
     stack = evaluated_run(tmp_path)
     console = Console(file=io.StringIO(), record=True, width=200)
     arguments = dict(run_id="r1", csv=False, weights=False, plot=None, prices="us-east-1-arm64")
-    assert stack_commands.command_results(Namespace(**arguments), stack, console) == 0
+    assert run_commands.command_results(Namespace(**arguments), stack, console) == 0
     table = console.export_text()
     assert "test cost" in table and "test accuracy" in table and "0.550000" in table and "87.5%" in table
     assert table.split("\n")[-3].split() == [
@@ -138,16 +140,14 @@ def test_results_show_the_test_set_figures(tmp_path, capsys, monkeypatch):
     ]  # learning rate, finished at
     assert "started_at" not in stack.table.asked[-1]  # the table does not show it: not read
 
-    assert stack_commands.command_results(Namespace(**{**arguments, "csv": True}), stack, console) == 0
+    assert run_commands.command_results(Namespace(**{**arguments, "csv": True}), stack, console) == 0
     rows = list(csv.DictReader(io.StringIO(capsys.readouterr().out)))
     assert [(row["test_cost"], row["test_accuracy"]) for row in rows] == [("", ""), ("0.55", "0.875")]
     assert [row["started_at"] for row in rows] == ["a", "b"]
 
     plotted = {}
-    monkeypatch.setattr(
-        stack_commands, "plot_costs", lambda costs, path, **kwargs: plotted.update(costs=costs, **kwargs)
-    )
+    monkeypatch.setattr(run_commands, "plot_costs", lambda costs, path, **kwargs: plotted.update(costs=costs, **kwargs))
     assert (
-        stack_commands.command_results(Namespace(**{**arguments, "plot": str(tmp_path / "c.png")}), stack, console) == 0
+        run_commands.command_results(Namespace(**{**arguments, "plot": str(tmp_path / "c.png")}), stack, console) == 0
     )
     assert plotted == {"costs": [0.69, 0.5], "run_id": "r1", "test_costs": {2: 0.55}}

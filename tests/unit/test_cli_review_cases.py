@@ -2,7 +2,7 @@
 
 import pytest
 
-from lnn_cli.main import build_parser
+from lnn_cli.parser import build_parser
 from lnn_core.errors import LnnInputError
 
 

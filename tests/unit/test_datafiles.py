@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from rich.console import Console
 
-from lnn_cli import stack_commands
+from lnn_cli import predict_command
 from lnn_cli.inputs import (
     DEMO_CONFIG,
     read_config,
@@ -267,7 +267,7 @@ def fake_stack(params: dict[str, np.ndarray], activations: list[str]):
 def predict_output(stack, data, csv=False) -> str:
     console = Console(file=io.StringIO(), width=200)
     assert (
-        stack_commands.command_predict(Namespace(run_id="r", data=data, csv=csv, label_column=None), stack, console)
+        predict_command.command_predict(Namespace(run_id="r", data=data, csv=csv, label_column=None), stack, console)
         == 0
     )
     return console.file.getvalue()

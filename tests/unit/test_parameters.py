@@ -8,7 +8,7 @@ import pytest
 from rich.console import Console
 
 from lnn_cli import parameters_doc
-from lnn_cli.main import build_parser
+from lnn_cli.parser import build_parser
 from lnn_cli.presentation.configuration import (
     configuration_lines,
     show_launched_configuration,

@@ -214,12 +214,12 @@ def test_start_with_k_workers_uploads_k_parts_of_data_one_function_could_not_hol
 
     from rich.console import Console
 
-    from lnn_cli import stack_commands
+    from lnn_cli import run_commands
     from lnn_core.launch.launcher import LaunchLimits
     from tests.unit.test_cli import DEMO_PARAMETERS, big_job
 
     uploads = []
-    monkeypatch.setattr(stack_commands, "upload_run_inputs", lambda *args, **kwargs: uploads.append((args, kwargs)))
+    monkeypatch.setattr(run_commands, "upload_run_inputs", lambda *args, **kwargs: uploads.append((args, kwargs)))
     table = SimpleNamespace(get_run=lambda run_id: None, run_ids=lambda status=None: [])
     stack = SimpleNamespace(
         launch_limits=lambda: LaunchLimits(trainer_memory_mb=1024),
@@ -236,7 +236,7 @@ def test_start_with_k_workers_uploads_k_parts_of_data_one_function_could_not_hol
         "workers": 4,
         "seed": 1,
     }
-    stack_commands.command_start(
+    run_commands.command_start(
         Namespace(data=big_job(tmp_path)[1], name="big"), parameters, stack, console=Console(file=io.StringIO())
     )
     ((args, kwargs),) = uploads

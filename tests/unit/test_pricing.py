@@ -127,7 +127,7 @@ def fake_stack(run):
 
 
 def shown(command, run, monkeypatch, **arguments) -> str:
-    from lnn_cli import stack_commands
+    from lnn_cli import run_commands
 
     monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
     out = io.StringIO()
@@ -135,7 +135,7 @@ def shown(command, run, monkeypatch, **arguments) -> str:
         run_id="r1", follow=False, csv=False, weights=False, plot=None, prices=pricing.DEFAULT_PRICES
     )
     vars(args).update(arguments)
-    getattr(stack_commands, command)(args, fake_stack(run), Console(file=out, width=300))
+    getattr(run_commands, command)(args, fake_stack(run), Console(file=out, width=300))
     return out.getvalue()
 
 
@@ -163,10 +163,10 @@ def test_runs_has_a_dollar_column(monkeypatch):
 
 
 def test_on_the_local_stack_the_label_says_so(monkeypatch):
-    from lnn_cli import stack_commands
+    from lnn_cli import run_commands
 
     monkeypatch.setenv("AWS_ENDPOINT_URL", "http://127.0.0.1:4566")
-    assert "locally measured usage" in stack_commands.run_cost(a_run())["label"]
+    assert "locally measured usage" in run_commands.run_cost(a_run())["label"]
 
 
 def test_local_summary_and_the_message_and_the_web_json():

@@ -9,7 +9,7 @@ from types import SimpleNamespace
 import pytest
 from rich.console import Console
 
-from lnn_cli import stack_commands
+from lnn_cli import run_commands
 from lnn_cli.presentation import progress
 from lnn_cli.presentation.progress import (
     RunProgress,
@@ -55,8 +55,7 @@ def test_status_without_follow_is_a_line_with_the_epoch_cost_and_time_and_one_wi
     console = Console(record=True, width=300)
     stack = SimpleNamespace(run=lambda run_id: record())
     assert (
-        stack_commands.command_status(Namespace(run_id="r1", follow=False, prices="us-east-1-arm64"), stack, console)
-        == 0
+        run_commands.command_status(Namespace(run_id="r1", follow=False, prices="us-east-1-arm64"), stack, console) == 0
     )
     shown = console.export_text().strip().splitlines()
     assert shown == [

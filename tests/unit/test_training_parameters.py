@@ -172,7 +172,7 @@ def test_lnn_1_0_parameters_json_verbatim(tmp_path, local_config):
 
 def test_lnn_1_0_through_lnn_start_gets_the_stack_defaults_for_the_rest(tmp_path, monkeypatch):
     """`lnn start` has no demo base: what parameters.json leaves out comes from the launcher's defaults."""
-    from lnn_cli import stack_commands
+    from lnn_cli import deployed_stack, run_commands
 
     seen = {}
 
@@ -182,8 +182,8 @@ def test_lnn_1_0_through_lnn_start_gets_the_stack_defaults_for_the_rest(tmp_path
         ).config
         return 0
 
-    monkeypatch.setattr(stack_commands, "open_stack", lambda session, name: None)
-    monkeypatch.setattr(stack_commands, "command_start", fake_start)
+    monkeypatch.setattr(deployed_stack, "open_stack", lambda session, name: None)
+    monkeypatch.setattr(run_commands, "command_start", fake_start)
     path = tmp_path / "parameters.json"
     path.write_text(LNN_1_0)
     assert main(["start", "--config", str(path), "--data", str(DEMO_DATA), "--optimizer", "adam"]) == 0
