@@ -1,9 +1,9 @@
 """The training parameters, declared once: name, type, range or choices, default, help, and the original LNN's spelling.
 
 This table drives the configuration's validation (config.py), the `lnn local` / `lnn start` flags and their help
-(lnn_cli/parser_options.py), the CDK context defaults (lnn_stack/settings/training.py), the effective configuration the CLI
-prints, and docs/parameters.md (`python -m lnn_cli.parameters_doc`). Adding a parameter: a row here, and the code
-that uses its value (a `TrainingConfig` field, the step that reads it).
+(lnn_cli/parser_options.py), the CDK context defaults (lnn_stack/settings/training.py), the effective configuration
+the CLI prints, and docs/parameters.md (`python -m lnn_cli.parameters_doc`). Adding a parameter: a row here, and the
+code that uses its value (a `TrainingConfig` field, the step that reads it).
 """
 
 import math
