@@ -23,9 +23,17 @@ from lnn_core.aws.run_table import RunTable
 from lnn_core.aws.sdk import IoCounter
 from lnn_core.errors import LnnInputError
 from lnn_core.protocol import end_message
+from lnn_core.protocol.ending import TERMINAL
 from lnn_core.protocol.layout import parts_folder
+from lnn_core.protocol.sending import LEASE_SECONDS
 
 MAX_STALLS = run_control.MAX_RESUMES + 1  # the last resume finds the limit reached and fails the run
+# An ended run whose message is still owed (its sender gave up its claim, or died after the commit) is the
+# watchdog's: its scheduled pass comes this long after the queue drained, past any claim's lease, at most
+# `OWED_PASSES` times a run.
+WATCHDOG_PASS_SECONDS = 2 * LEASE_SECONDS
+OWED_PASSES = 3
+SCHEDULED_EVENT = {"source": "aws.events", "detail-type": "Scheduled Event"}
 
 
 @dataclass
@@ -212,17 +220,25 @@ def drive(runtime: LocalLambdaRuntime, table: RunTable, run_id: str) -> int:
 
 def drive_many(runtime: LocalLambdaRuntime, table: RunTable, run_ids: list[str]) -> dict[str, int]:
     """Deliver until every run has ended, resuming the stalled ones (running, nothing in flight) as the watchdog
-    would, each at most `MAX_STALLS` times. Returns the stalls per run."""
+    would, each at most `MAX_STALLS` times, and until every ended run's message (and model) is out: a scheduled
+    watchdog pass sends what is still owed, as on AWS. Returns the stalls per run."""
     stalls = {run_id: 0 for run_id in run_ids}
+    owed_passes = 0
     while True:
         runtime.run()
-        stalled = []
+        stalled, owed = [], []
         for run_id in run_ids:
             run = table.get_run(run_id)
             if run is not None and run["status"] == "running" and stalls[run_id] < MAX_STALLS:
                 stalled.append(run_id)
+            elif run is not None and run["status"] in TERMINAL and not run.get("notified", True):
+                owed.append(run_id)
         if not stalled:
-            return stalls
+            if not owed or owed_passes == OWED_PASSES:
+                return stalls
+            owed_passes += 1
+            runtime.schedule("watchdog", SCHEDULED_EVENT, after=WATCHDOG_PASS_SECONDS)
+            continue
         for run_id in stalled:
             stalls[run_id] += 1
             run_control.resume_run(runtime.handler("watchdog").ports, run_id)

@@ -7,9 +7,10 @@ import numpy as np
 import pytest
 
 from lnn_cli.cloud.chaos import ChaosPlan
-from lnn_cli.cloud.local import NotificationInbox, local_runtime, run_local
+from lnn_cli.cloud.local import NotificationInbox, drive, local_runtime, run_local
 from lnn_cli.cloud.runtime import PayloadTooLarge
 from lnn_core import run_control
+from lnn_core.aws.run_record import MESSAGE_DUE, MESSAGE_DUE_VALUE
 from lnn_core.aws.run_table import RunTable
 from lnn_core.aws.sdk import IoCounter
 from lnn_core.errors import LnnInputError
@@ -88,6 +89,31 @@ def test_a_rejected_launch_raises_the_launchers_reason(stack, log):
     data, _, _ = dataset()
     with pytest.raises(LnnInputError, match="learning_rate"):
         run_local(session, outputs, {**PARAMETERS, "learning_rate": 99}, data, run_id="rejected", log_stream=log)
+
+
+def test_a_message_still_owed_when_the_queue_drains_is_sent_by_a_scheduled_watchdog_pass(stack, log):
+    """An ended run whose message is still owed (its sender gave up its claim, or died after the commit, and its
+    retries are spent) is the watchdog's on AWS: `drive` runs that scheduled pass, past the claim's lease, instead
+    of returning a succeeded run without its message (and model)."""
+    session, outputs = stack
+    data, _, _ = dataset()
+    run_local(session, outputs, PARAMETERS, data, run_id="owed", log_stream=log)
+    dynamo_table = session.resource("dynamodb").Table(outputs.table)
+    table = RunTable(dynamo_table, IoCounter())
+    dynamo_table.update_item(
+        Key={"run_id": "owed", "epoch": 0},
+        UpdateExpression=f"SET notified = :no, {MESSAGE_DUE} = :due",
+        ExpressionAttributeValues={":no": False, ":due": MESSAGE_DUE_VALUE},
+    )
+    inbox = NotificationInbox(session, outputs.topic_arn)
+    try:
+        runtime = local_runtime(session, outputs, log_stream=log)
+        drive(runtime, table, "owed")
+        messages = [message["body"] for message in inbox.read() if message["body"].get("run_id") == "owed"]
+    finally:
+        inbox.close()
+    assert table.get_run("owed")["notified"] is True
+    assert [body["status"] for body in messages] == ["succeeded"]
 
 
 def test_stop_halts_at_the_next_step_with_one_message(stack, log):

@@ -211,6 +211,22 @@ class LocalLambdaRuntime:
                 )
             self._lock.notify_all()
 
+    def schedule(self, role: str, payload: dict[str, Any], *, after: float) -> None:
+        """An EventBridge schedule's event for function `role`, due `after` virtual seconds from now (the handlers'
+        clock moves on with it)."""
+        function = self.functions[role]
+        with self._lock:
+            due = self.clock + after
+            self._queue.push(
+                function,
+                encode_event(function.name, payload),
+                str(uuid.uuid4()),
+                due=due,
+                enqueued_at=due,
+                chain=self._queue.new_chain(),
+            )
+            self._lock.notify_all()
+
     def invoke(self, role: str, payload: dict[str, Any]) -> dict[str, Any]:
         """`Invoke` with `InvocationType=RequestResponse`: run now in a free warm container (else the first), return
         the result as the caller receives it (through JSON, at most 6 MB each way), raise the handler's error."""
