@@ -16,9 +16,21 @@ from rich.console import Console
 
 from lnn_cli.bench.jobs import auto_ratio, auto_training_ratio, make_jobs, run_jobs
 from lnn_cli.bench.tables import print_report
-from lnn_cli.bench.workers import run_workers_job
+from lnn_cli.bench.workers import WORKERS_K, WORKERS_MEMORY_MB, WORKERS_NEURONS, run_workers_job
 from lnn_cli.cloud.deploy import PROJECT_DIR
 from lnn_cli.parser_options import add_runtime_options
+from lnn_core.ml.network import DTYPES
+
+
+def positive_ints(text: str) -> list[int]:
+    """'1024,512,10' -> [1024, 512, 10]; anything else is argparse's usage error."""
+    try:
+        values = [int(part) for part in text.split(",")]
+    except ValueError:
+        values = []
+    if not values or min(values) < 1:
+        raise argparse.ArgumentTypeError(f"expected positive integers separated by commas, e.g. 1,2; got {text!r}")
+    return values
 
 
 def cold_import_seconds() -> float:
@@ -63,6 +75,25 @@ def main(argv: list[str] | None = None) -> int:
         type=int,
         default=9,
         help="workers job: epochs of each run (the time per epoch is the median interval between epoch items)",
+    )
+    parser.add_argument(
+        "--workers-neurons",
+        type=positive_ints,
+        default=list(WORKERS_NEURONS),
+        help="workers job: the layers after the input, e.g. 1024,512,10 (issue 19's larger job)",
+    )
+    parser.add_argument("--workers-dtype", choices=DTYPES, default="float64", help="workers job: the runs' dtype")
+    parser.add_argument(
+        "--workers-memory",
+        type=int,
+        default=WORKERS_MEMORY_MB,
+        help="workers job: the stack's memory_size in MB (the larger job's K = 1 needs about 3,800 in float64)",
+    )
+    parser.add_argument(
+        "--workers-k",
+        type=positive_ints,
+        default=list(WORKERS_K),
+        help="workers job: the K to run, e.g. 1,2 (1 and 2 first)",
     )
     parser.add_argument("--out", default="out/bench", help="where bench.json and the logs go")
     add_runtime_options(parser)

@@ -35,8 +35,8 @@ from lnn_cli.cloud.local import run_local
 from lnn_cli.inputs import DEMO_CONFIG, DEMO_DATA
 from lnn_core.ml import training
 from lnn_core.ml.dataset import load_training_data
+from lnn_core.ml.network import DTYPES
 
-DTYPES = ("float64", "float32")
 CONCURRENCY = 2
 CONTAINER_CPUS = 1
 

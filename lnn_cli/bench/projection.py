@@ -26,6 +26,7 @@ class AwsAssumptions:
     invoke_latency: float = 0.030  # s per asynchronous Invoke call (assumed)
     hop_latency: float = 0.050  # s from an accepted async invoke to the handler's start (assumed)
     dynamodb_latency: float = 0.010  # s per DynamoDB request (assumed: "single-digit milliseconds" plus the network)
+    chain_state_cached: bool = True  # K = 1's step finds the state in its container's cache (no GET)
 
 
 def aws_round(
@@ -34,6 +35,7 @@ def aws_round(
     gradient_bytes: int,
     assumptions: AwsAssumptions = AwsAssumptions(),
     state_bytes: int | None = None,
+    memory_mb: int | None = None,
 ) -> dict:
     """One full-batch round (= one epoch) of K = `workers` on AWS, from K = 1's compute per epoch T1 =
     `compute_seconds`; G = `gradient_bytes`, S = `state_bytes` (gd: the parameters, as large as G).
@@ -41,14 +43,16 @@ def aws_round(
     With L the S3 latency, B the bandwidth, d the DynamoDB latency, i an Invoke call and h the hop from an async
     invoke to the handler's start, the requests being those the runs make (`per_round`):
       K = 1, the chain: compute T1; PUT the state and delete the previous one; 5 DynamoDB requests (read the run,
-        mark started, epoch item, commit, mark sent); 1 invoke:
+        mark started, epoch item, commit, mark sent); 1 invoke (and a GET of the state, L + S/B, when the step
+        runs in another container than the last one: `chain_state_cached` False):
             time(1) = T1 + (L + S/B) + L + 5 d + i + h
       K > 1, the critical path: a shard GETs the state, computes T1 / K, PUTs its sums, makes 4 DynamoDB requests
         (read, mark started, barrier, claim) and invokes the reduce; the reduce GETs the K sums together (one round
         trip, then K G bytes through its network), PUTs the state, deletes the round's objects, makes 5 DynamoDB
         requests and sends the K shard events together (one invoke's time):
             time(K) = T1/K + 2 (L + S/B) + (L + G/B) + (L + K G/B) + L + 9 d + 2 i + 2 h
-    Cost: the billed durations (the chain's step; K shards and the reduce) at `memory_mb`, one request per
+    Cost: the billed durations (the chain's step; K shards and the reduce) at `memory_mb` (default: the
+    assumptions'), one request per
     invocation (1; K + 1), S3 PUTs (1; K + 1) and GETs (0; 2K), DynamoDB write units (7; 3K + 8: a run record of
     about 2 KB costs 2 per write, the barrier, the claim and the epoch item 1) and consistent reads (1; K + 1).
     """
@@ -57,7 +61,7 @@ def aws_round(
     state, sums, d = a.s3_latency + S / a.bandwidth, a.s3_latency + gradient_bytes / a.bandwidth, a.dynamodb_latency
     if K == 1:
         compute = compute_seconds
-        step = compute + state + a.s3_latency + 5 * d + a.invoke_latency
+        step = compute + state + a.s3_latency + 5 * d + a.invoke_latency + (0 if a.chain_state_cached else state)
         communication = step - compute + a.hop_latency
         durations, requests, puts, gets, writes, reads = step, 1, 1, 0, 7, 1
     else:
@@ -66,8 +70,27 @@ def aws_round(
         reduce = a.s3_latency + K * gradient_bytes / a.bandwidth + state + a.s3_latency + 5 * d + a.invoke_latency
         communication = shard - compute + reduce + 2 * a.hop_latency
         durations, requests, puts, gets, writes, reads = K * shard + reduce, K + 1, K + 1, 2 * K, 3 * K + 8, K + 1
+    return _priced(
+        a, K, compute, communication, memory_mb or a.memory_mb, durations, requests, puts, gets, writes, reads
+    )
+
+
+def _priced(
+    a: AwsAssumptions,
+    K: int,
+    compute: float,
+    communication: float,
+    memory_mb: int,
+    durations: float,
+    requests: float,
+    puts: float,
+    gets: float,
+    writes: float,
+    reads: float,
+) -> dict:
+    """A round's row: its time, and its cost from the billed durations and the requests of each service."""
     cost = {
-        "lambda": durations * a.memory_mb / 1024 * a.gb_second + requests * a.lambda_request,
+        "lambda": durations * memory_mb / 1024 * a.gb_second + requests * a.lambda_request,
         "s3": puts * a.s3_put + gets * a.s3_get,
         "dynamodb": writes * a.write_unit + reads * a.read_unit,
     }
@@ -78,7 +101,47 @@ def aws_round(
         "seconds": compute + communication,
         "cost": sum(cost.values()),
         "cost_by_service": cost,
+        "memory_mb": memory_mb,
     }
+
+
+def scatter_round(
+    compute_seconds: float,
+    workers: int,
+    gradient_bytes: int,
+    assumptions: AwsAssumptions = AwsAssumptions(),
+    memory_mb: int | None = None,
+) -> dict:
+    """One round of ScatterReduce through S3 (NOT BUILT: the design `aws_round`'s concurrent reduce is compared
+    with), gd (the state is the parameters, G bytes). Each of K workers computes its sums over T1 / K and PUTs them;
+    the completing one invokes K slice workers; slice j GETs bytes j/K .. (j+1)/K of every worker's sums and its
+    own slice of the parameters (K + 1 GETs at once, G + G/K bytes in all), adds the sums in worker order, updates
+    its slice and PUTs it (G/K);
+    the completing slice commits the round and invokes the K workers, which GET the K slices at once (G bytes):
+        time(K) = T1/K + (L + G/B) + (L + G/B) + 4 d + i + h      (a worker: GET slices, compute, PUT sums)
+                + (L + (G + G/K)/B) + (L + G/(K B)) + 4 d + i + h + L  (a slice: GETs, PUT slice; the commit)
+    Bytes one function moves: a worker G in and G out, a slice G + G/K in and G/K out: at most 2 G, whatever K.
+    Billed: K workers and K slices; requests 2K; PUTs 2K; GETs 2K^2 + K (every ranged GET is a GET); DynamoDB write
+    units 4K + 6 (barrier and claim per worker and slice, the epoch item, the commit), reads 2K."""
+    a, K, G = assumptions, workers, gradient_bytes
+    d, moved = a.dynamodb_latency, a.s3_latency + G / a.bandwidth
+    compute = compute_seconds / K
+    worker = moved + compute + moved + 4 * d + a.invoke_latency
+    sliced = moved + G / K / a.bandwidth + a.s3_latency + G / K / a.bandwidth + 4 * d + a.invoke_latency + a.s3_latency
+    communication = worker - compute + sliced + 2 * a.hop_latency
+    return _priced(
+        a,
+        K,
+        compute,
+        communication,
+        memory_mb or a.memory_mb,
+        K * (worker + sliced),
+        2 * K,
+        2 * K,
+        2 * K * K + K,
+        4 * K + 6,
+        2 * K,
+    )
 
 
 def aws_projection(
@@ -86,9 +149,20 @@ def aws_projection(
     gradient_bytes: int,
     workers: tuple[int, ...] = PROJECTION_WORKERS,
     assumptions: AwsAssumptions = AwsAssumptions(),
+    memory_mb: dict[int, int] | None = None,
+    design: str = "concurrent",
 ) -> dict:
-    """`aws_round` for each K, each with its speedup over K = 1, and the K of the least time per epoch."""
-    rows = [aws_round(compute_seconds, K, gradient_bytes, assumptions) for K in workers]
+    """`aws_round` (`design` "concurrent", LNN's reduce) or `scatter_round` ("scatter") for each K, at
+    `memory_mb[K]` (default: the assumptions'), each with its speedup and its cost over K = 1, and the K of the least
+    time per epoch."""
+    rounds = {"concurrent": aws_round, "scatter": scatter_round}[design]
+    rows = [
+        aws_round(compute_seconds, 1, gradient_bytes, assumptions, memory_mb=(memory_mb or {}).get(1))
+        if K == 1
+        else rounds(compute_seconds, K, gradient_bytes, assumptions, memory_mb=(memory_mb or {}).get(K))
+        for K in workers
+    ]
     for row in rows:
         row["speedup"] = rows[0]["seconds"] / row["seconds"]
-    return {"rows": rows, "best_workers": min(rows, key=lambda row: row["seconds"])["workers"]}
+        row["cost_ratio"] = row["cost"] / rows[0]["cost"]
+    return {"design": design, "rows": rows, "best_workers": min(rows, key=lambda row: row["seconds"])["workers"]}

@@ -14,7 +14,13 @@ from lnn_cli.bench.jobs import (
     auto_training_ratio,
     per_epoch_seconds,
 )
-from lnn_cli.bench.workers import COSTS_TOLERANCE, SPEEDUP_TARGET
+from lnn_cli.bench.workers import (
+    COSTS_TOLERANCE,
+    LARGE_COST_LIMIT,
+    LARGE_TARGETS,
+    MODEL_TOLERANCE,
+    SPEEDUP_TARGET,
+)
 
 
 def bench_table(title: str, rows: dict) -> Table:
@@ -126,20 +132,59 @@ def trips_cell(trips: dict) -> str:
 
 
 def projection_table(projection: dict) -> Table:
-    table = Table(title="Projection on AWS, 1,769 MB arm64 functions, per epoch (one round)", title_justify="left")
-    for column in ("K", "compute s", "communication s", "s / epoch", "speedup", "$ / epoch"):
+    design = {"concurrent": "LNN's concurrent reduce", "scatter": "ScatterReduce (not built)"}[projection["design"]]
+    table = Table(title=f"Projection on AWS, arm64 functions, per epoch (one round): {design}", title_justify="left")
+    for column in (
+        "K",
+        "memory MB",
+        "compute s",
+        "communication s",
+        "s / epoch",
+        "speedup",
+        "$ / epoch",
+        "$ / K = 1's",
+    ):
         table.add_column(column, justify="right")
     for row in projection["rows"]:
         best = " (least)" if row["workers"] == projection["best_workers"] else ""
         table.add_row(
             f"{row['workers']}{best}",
+            f"{row['memory_mb']:,}",
             f"{row['compute']:.3f}",
             f"{row['communication']:.3f}",
             f"{row['seconds']:.3f}",
             f"{row['speedup']:.2f}",
             f"{row['cost']:.7f}",
+            f"{row['cost_ratio']:.2f}",
         )
     return table
+
+
+def model_check_line(check: dict) -> str:
+    """The projection fed this machine's latencies against the measured K = 1 and K = 2 epochs, one line."""
+    latencies = check["latencies"]
+    rows = ", ".join(
+        f"K = {K}: predicted {row['predicted']:.3f} s, measured {row['measured'] or float('nan'):.3f} s "
+        f"({row['ratio'] or float('nan'):.2f})"
+        for K, row in check["rows"].items()
+    )
+    verdict = "within" if check["within_tolerance"] else "NOT within"
+    return (
+        f"workers: the model on this machine's latencies (S3 {latencies['s3_latency'] * 1000:.1f} ms, "
+        f"{latencies['bandwidth'] / 1e6:.0f} MB/s, DynamoDB {latencies['dynamodb_latency'] * 1000:.1f} ms): {rows}; "
+        f"{verdict} {MODEL_TOLERANCE:.0%}"
+    )
+
+
+def targets_line(projection: dict) -> str:
+    """Issue 19's targets for the larger job against a projection: speedups at K = 8 and 16, and K = 16's cost."""
+    rows = {row["workers"]: row for row in projection["rows"]}
+    parts = [
+        f"K = {K} {rows[K]['speedup']:.2f} x (target {target:g})" for K, target in LARGE_TARGETS.items() if K in rows
+    ]
+    if 16 in rows:
+        parts.append(f"K = 16's cost {rows[16]['cost_ratio']:.2f} x K = 1's (limit {LARGE_COST_LIMIT:g})")
+    return f"{projection['design']}: " + "; ".join(parts)
 
 
 def print_report(console: Console, report: dict, jobs: list[Job], out: Path) -> None:
@@ -150,8 +195,16 @@ def print_report(console: Console, report: dict, jobs: list[Job], out: Path) -> 
         console.print(bench_table(job.title, rows[job.name]))
     if workers is not None:
         console.print(workers_table(workers))
-        if workers["projection"]:
-            console.print(projection_table(workers["projection"]))
+        for projection in (workers["projection"], workers["scatter_projection"]):
+            if projection:
+                console.print(projection_table(projection))
+                console.print(f"workers, against the larger job's targets: {targets_line(projection)}")
+        if workers["model_check"]:
+            console.print(model_check_line(workers["model_check"]))
+        console.print(
+            f"workers: K = 2 over K = 1 launch to finish {workers['end_to_end_speedup']:.2f} x "
+            f"(target {SPEEDUP_TARGET})"
+        )
         console.print(
             f"workers: K = 2 over K = 1, time per epoch between epoch items: "
             f"{workers['speedup'] or float('nan'):.2f} x "

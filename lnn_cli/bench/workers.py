@@ -5,7 +5,10 @@ deployed with context memory_size=1769 (the launcher's memory check refuses this
 time per epoch is the median interval between consecutive epoch items' `finished_at` (launch, epoch 1's data loading
 and finish excluded); it reports the speedup of K = 2 over K = 1, requests and S3 bytes per round, bytes per
 function, sequential round trips per round from the deliveries' traces, the busiest step, the costs' agreement, and
-a projection of time and cost per epoch on AWS for K = 1 .. 64 (`bench_projection`)."""
+a projection of time and cost per epoch on AWS for K = 1 .. 64 (`bench_projection`), for LNN's concurrent reduce and
+for ScatterReduce, each K priced at the memory it needs, with the model checked against this machine (`latency`).
+`--workers-neurons`, `--workers-dtype`, `--workers-memory` and `--workers-k` run another network, dtype, memory size
+or set of K: issue 19's larger job is `--workers-neurons 1024,512,10 --workers-memory 3584`."""
 
 import argparse
 import io
@@ -14,6 +17,7 @@ import os
 import tempfile
 import time
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from statistics import median
 
@@ -32,14 +36,23 @@ from lnn_cli.bench.figures import (
     training_seconds,
 )
 from lnn_cli.bench.jobs import SEED
-from lnn_cli.bench.projection import aws_projection
+from lnn_cli.bench.latency import emulator_assumptions
+from lnn_cli.bench.projection import PROJECTION_WORKERS, aws_projection, aws_round
 from lnn_cli.cloud.deploy import PROJECT_DIR, deploy_to_emulator
 from lnn_cli.cloud.emulator import running_emulator
 from lnn_cli.cloud.local import run_local
+from lnn_core.launch import budget
 from lnn_core.ml import training
 
 WORKERS_NEURONS = [128, 64, 10]
-WORKERS_ACTIVATIONS = ["relu", "relu", "softmax"]
+
+
+def hidden_relu_softmax(neurons) -> list[str]:
+    """relu for every hidden layer, softmax for the 10 classes."""
+    return ["relu"] * (len(neurons) - 1) + ["softmax"]
+
+
+WORKERS_ACTIVATIONS = hidden_relu_softmax(WORKERS_NEURONS)
 WORKERS_OPTIONS = {"learning_rate": 0.5, "optimizer": "gd", "granularity": "epoch"}
 WORKERS_MEMORY_MB = 1769  # one vCPU; the job's step needs about 1,540 MB (lnn_core.launch.budget), refused at 1024
 WORKERS_CONCURRENCY = 2  # containers per function: the shards of K = 2 run side by side on the 2 cores
@@ -47,6 +60,49 @@ WORKERS_CONTAINER_CPUS = 1  # BLAS threads per container, the vCPU of a 1,769 MB
 WORKERS_K = (1, 2, 4, 8)
 SPEEDUP_TARGET = 1.7  # K = 2 over K = 1, time per epoch (at most 2 on 2 cores)
 COSTS_TOLERANCE = 1e-10  # K = 2's costs against K = 1's, relative
+MODEL_TOLERANCE = 0.25  # the projection, fed this machine's latencies, predicts the local K = 1 and 2 this closely
+# The larger job of issue 19 (`--workers-neurons 1024,512,10`, about 1.3 M parameters): its projection's targets
+LARGE_TARGETS = {8: 5.0, 16: 8.0}  # K -> speedup per epoch over K = 1
+LARGE_COST_LIMIT = 2.0  # K = 16's cost per epoch over K = 1's
+
+
+@dataclass(frozen=True)
+class WorkersJob:
+    """What a run of the workers job varies: the network's hidden and output layers, the dtype, the functions'
+    memory (context memory_size), the K to run and the epochs."""
+
+    examples: int = 60000
+    neurons: tuple[int, ...] = tuple(WORKERS_NEURONS)
+    dtype: str = "float64"
+    memory_mb: int = WORKERS_MEMORY_MB
+    workers: tuple[int, ...] = WORKERS_K
+    epochs: int = 9
+
+    @classmethod
+    def from_args(cls, args: argparse.Namespace) -> "WorkersJob":
+        return cls(
+            examples=args.workers_examples,
+            neurons=tuple(args.workers_neurons),
+            dtype=args.workers_dtype,
+            memory_mb=args.workers_memory,
+            workers=tuple(args.workers_k),
+            epochs=args.workers_epochs,
+        )
+
+
+def memory_by_workers(job: WorkersJob, features: int, workers: tuple[int, ...]) -> dict[int, int]:
+    """The memory (MB) each K's functions need on AWS for this job: the launcher's estimate of one step over a
+    shard's examples (`budget.estimate_step_memory`), rounded up as it suggests, and at least one vCPU's 1,769 MB."""
+    itemsize = np.dtype(job.dtype).itemsize
+    return {
+        K: max(
+            WORKERS_MEMORY_MB,
+            budget.suggest_memory_size(
+                budget.estimate_step_memory(-(-job.examples // K), features, job.neurons, itemsize=itemsize).total
+            ),
+        )
+        for K in workers
+    }
 
 
 def workers_data(
@@ -64,9 +120,10 @@ def workers_data(
     return buffer.getvalue(), X_scaled, y.astype(np.float64)
 
 
-def parameter_bytes(layer_sizes: list[int]) -> int:
-    """float64 bytes of a network's W and b (= those of its gradient sums): 875,088 for 784-128-64-10."""
-    return 8 * sum(n * previous + n for previous, n in zip(layer_sizes, layer_sizes[1:]))
+def parameter_bytes(layer_sizes: list[int], itemsize: int = 8) -> int:
+    """Bytes of a network's W and b (= those of its gradient sums) in a dtype of `itemsize` bytes: 875,088 for
+    784-128-64-10 in float64."""
+    return itemsize * sum(n * previous + n for previous, n in zip(layer_sizes, layer_sizes[1:]))
 
 
 @contextmanager
@@ -85,27 +142,28 @@ def project_with_context(context: dict, project_dir: Path = PROJECT_DIR):
 
 
 def run_workers_job(args: argparse.Namespace, out: Path, console: Console) -> tuple[dict, list[str]]:
-    """The workers job at K = 1 and K = 2 on an emulator of its own (memory_size 1769), beside plain NumPy."""
+    """The workers job at each K on an emulator of its own (context memory_size `--workers-memory`), beside plain
+    NumPy."""
+    job = WorkersJob.from_args(args)
     load_average = [round(load, 2) for load in os.getloadavg()]  # 1, 5, 15 minutes: is the machine quiet?
-    data, X, y = workers_data(args.workers_examples)
+    data, X, y = workers_data(job.examples)
     parameters = {
-        "neurons": WORKERS_NEURONS,
-        "activations": WORKERS_ACTIVATIONS,
+        "neurons": list(job.neurons),
+        "activations": hidden_relu_softmax(job.neurons),
         "seed": SEED,
-        "epochs": args.workers_epochs,
+        "epochs": job.epochs,
+        "dtype": job.dtype,
     } | WORKERS_OPTIONS
     reference = {key: value for key, value in parameters.items() if key != "granularity"}
     failures, numpy_rows, runs = [], {}, {}
-    for K in WORKERS_K:
+    for K in job.workers:
         with threadpool_limits(limits=WORKERS_CONTAINER_CPUS):
             started = time.perf_counter()
             _, costs = training.train_reference(X, y, **reference, workers=K)
             numpy_rows[K] = {"seconds": time.perf_counter() - started, "costs": costs}
-        console.print(
-            f"workers, plain NumPy (workers={K}): {args.workers_epochs} epochs in {numpy_rows[K]['seconds']:.2f} s"
-        )
+        console.print(f"workers, plain NumPy (workers={K}): {job.epochs} epochs in {numpy_rows[K]['seconds']:.2f} s")
     with (
-        project_with_context({"memory_size": WORKERS_MEMORY_MB}) as project,
+        project_with_context({"memory_size": job.memory_mb}) as project,
         running_emulator(out / "workers-emulator.log") as emulator,
     ):
         started = time.monotonic()
@@ -115,17 +173,19 @@ def run_workers_job(args: argparse.Namespace, out: Path, console: Console) -> tu
         setup = {
             "emulator_start": emulator.started_seconds,
             "deploy": round(time.monotonic() - started, 2),
-            "memory_size": WORKERS_MEMORY_MB,
+            "memory_size": job.memory_mb,
         }
         console.print(
             f"workers job: emulator start {setup['emulator_start']:.1f} s, deploy with -c memory_size="
-            f"{WORKERS_MEMORY_MB} {setup['deploy']:.1f} s (not counted below)"
+            f"{job.memory_mb} {setup['deploy']:.1f} s (not counted below)"
         )
         session = emulator.session()
+        state_bytes = parameter_bytes([X.shape[1], *job.neurons], np.dtype(job.dtype).itemsize)
+        local = emulator_assumptions(session, deployment.outputs.bucket, deployment.outputs.table, state_bytes)
         with open(out / "workers-lambda.log", "w") as log:
-            for K in WORKERS_K:
+            for K in job.workers:
                 deliveries: list = []
-                with console.status(f"workers: lnn local, workers {K}, {args.workers_epochs} epochs..."):
+                with console.status(f"workers: lnn local, workers {K}, {job.epochs} epochs..."):
                     result = run_local(
                         session,
                         deployment.outputs,
@@ -185,10 +245,12 @@ def run_workers_job(args: argparse.Namespace, out: Path, console: Console) -> tu
     )
     # T1, K = 1's compute per epoch: the median epoch span (epochs 1 and 2 run in fresh containers, one each)
     compute = median(one["epoch_spans"]) if one["epoch_spans"] and min(one["epoch_spans"]) >= 0 else None
-    gradient_bytes = parameter_bytes([X.shape[1], *WORKERS_NEURONS])
+    gradient_bytes = state_bytes
+    memory = memory_by_workers(job, X.shape[1], PROJECTION_WORKERS)
     report = {
-        "title": f"workers job: {X.shape[1]}-{'-'.join(map(str, WORKERS_NEURONS))} on {len(y):,} examples, full batch, "
-        f"gd, epoch granularity, concurrency {WORKERS_CONCURRENCY}, {WORKERS_CONTAINER_CPUS} BLAS thread per container",
+        "title": f"workers job: {X.shape[1]}-{'-'.join(map(str, job.neurons))} on {len(y):,} examples, {job.dtype}, "
+        f"full batch, gd, epoch granularity, concurrency {WORKERS_CONCURRENCY}, {WORKERS_CONTAINER_CPUS} BLAS thread "
+        "per container",
         "parameters": parameters,
         "data_bytes": len(data),
         "setup": setup,
@@ -203,8 +265,35 @@ def run_workers_job(args: argparse.Namespace, out: Path, console: Console) -> tu
         "compute_seconds": compute,
         "costs_relative_difference": relative_difference(two["costs"], one["costs"]),
         "gradient_bytes": gradient_bytes,
-        "projection": aws_projection(compute, gradient_bytes) if compute else None,
+        "end_to_end_speedup": one["seconds"] / two["seconds"],
+        "projection": aws_projection(compute, gradient_bytes, memory_mb=memory) if compute else None,
+        "scatter_projection": aws_projection(compute, gradient_bytes, memory_mb=memory, design="scatter")
+        if compute
+        else None,
+        "model_check": model_check(compute, gradient_bytes, local, runs) if compute else None,
     }
     if report["costs_relative_difference"] > COSTS_TOLERANCE:
         failures.append("workers: K = 2's costs differ from K = 1's")
     return report, failures
+
+
+def model_check(compute: float, gradient_bytes: int, local, runs: dict) -> dict:
+    """The projection's model fed this machine's measured latencies (`local`, `latency.emulator_assumptions`) and
+    T1, against the measured median epoch interval at K = 1 and K = 2: predicted, measured, and their ratio, which
+    must lie within `MODEL_TOLERANCE` of 1."""
+    rows = {}
+    for K in (1, 2):
+        predicted = aws_round(compute, K, gradient_bytes, local)["seconds"]
+        measured = runs[K]["seconds_per_epoch"]
+        rows[K] = {"predicted": predicted, "measured": measured, "ratio": predicted / measured if measured else None}
+    return {
+        "latencies": {
+            "s3_latency": local.s3_latency,
+            "bandwidth": local.bandwidth,
+            "dynamodb_latency": local.dynamodb_latency,
+        },
+        "rows": rows,
+        "within_tolerance": all(
+            row["ratio"] is not None and abs(row["ratio"] - 1) <= MODEL_TOLERANCE for row in rows.values()
+        ),
+    }

@@ -1,0 +1,118 @@
+"""Issue 19's projection pieces of `make bench --job workers`: the ScatterReduce round it compares with, the memory
+each K needs, the chain whose state is not cached, the model's check against this machine, the emulator's
+latencies and the job's options."""
+
+import argparse
+
+import pytest
+
+from lnn_cli.bench import projection as bench_projection
+from lnn_cli.bench import workers as bench_workers
+from lnn_cli.bench.__main__ import positive_ints
+from lnn_cli.bench.latency import PROBE_PREFIX, emulator_assumptions
+from lnn_cli.bench.tables import model_check_line, targets_line
+
+ASSUMED = bench_projection.AwsAssumptions(
+    s3_latency=0.02, bandwidth=1e6, invoke_latency=0.03, hop_latency=0.05, dynamodb_latency=0.01
+)
+G = 500_000  # 0.5 s at 1 MB/s
+
+
+def test_scatter_round_follows_its_formula_and_moves_constant_bytes_per_function():
+    four = bench_projection.scatter_round(4.0, 4, G, ASSUMED)
+    worker = (0.02 + 0.5) + 1.0 + (0.02 + 0.5) + 4 * 0.01 + 0.03
+    sliced = (0.02 + 0.5 + 0.125) + (0.02 + 0.125) + 4 * 0.01 + 0.03 + 0.02
+    assert four["seconds"] == pytest.approx(worker + sliced + 2 * 0.05, abs=1e-12)
+    assert four["compute"] == pytest.approx(1.0)
+    lambda_cost = 4 * (worker + sliced) * 1769 / 1024 * 0.0000133334 + 8 * 0.20e-6
+    assert four["cost_by_service"]["lambda"] == pytest.approx(lambda_cost, rel=1e-12)
+    assert four["cost_by_service"]["s3"] == pytest.approx((8 * 0.005 + 36 * 0.0004) / 1000, rel=1e-12)
+    # its communication falls towards a constant as K grows; the concurrent reduce's grows by K G / B
+    rows = {K: bench_projection.scatter_round(4.0, K, G, ASSUMED)["communication"] for K in (2, 8, 64)}
+    gathered = {K: bench_projection.aws_round(4.0, K, G, ASSUMED)["communication"] for K in (2, 8, 64)}
+    assert rows[2] > rows[8] > rows[64] > 2 * (0.02 + 0.5)
+    assert gathered[64] - gathered[8] == pytest.approx(56 * 0.5, abs=1e-9)
+
+
+def test_a_chain_whose_state_is_not_cached_reads_it_every_step():
+    cached = bench_projection.aws_round(4.0, 1, G, ASSUMED)
+    uncached = bench_projection.aws_round(
+        4.0, 1, G, bench_projection.AwsAssumptions(**{**ASSUMED.__dict__, "chain_state_cached": False})
+    )
+    assert uncached["seconds"] - cached["seconds"] == pytest.approx(0.02 + 0.5, abs=1e-12)
+    assert bench_projection.aws_round(4.0, 2, G, ASSUMED, memory_mb=3538)["memory_mb"] == 3538
+
+
+def test_projection_per_design_prices_each_k_at_its_memory():
+    memory = {1: 4096, 2: 2048, 4: 1769}
+    projection = bench_projection.aws_projection(8.0, G, (1, 2, 4), ASSUMED, memory_mb=memory, design="scatter")
+    rows = {row["workers"]: row for row in projection["rows"]}
+    assert projection["design"] == "scatter" and rows[1]["cost_ratio"] == 1.0
+    assert {K: row["memory_mb"] for K, row in rows.items()} == memory
+    assert rows[1] == bench_projection.aws_round(8.0, 1, G, ASSUMED, memory_mb=4096) | {
+        "speedup": 1.0,
+        "cost_ratio": 1.0,
+    }
+    assert rows[4]["seconds"] == bench_projection.scatter_round(8.0, 4, G, ASSUMED, memory_mb=1769)["seconds"]
+    assert "K = 8" not in targets_line(projection) and "K = 16" not in targets_line(projection)
+    with pytest.raises(KeyError):
+        bench_projection.aws_projection(8.0, G, (1, 2), ASSUMED, design="tree")
+
+
+def test_memory_by_workers_follows_the_launchers_estimate_and_one_vcpu_at_least():
+    large = bench_workers.WorkersJob(neurons=(1024, 512, 10))
+    memory = bench_workers.memory_by_workers(large, 784, (1, 2, 8))
+    assert memory[1] > 3000 and memory[1] % 64 == 0  # the larger job's whole epoch: refused at 1,769 MB
+    assert memory[8] == bench_workers.WORKERS_MEMORY_MB
+    single = bench_workers.memory_by_workers(
+        bench_workers.WorkersJob(neurons=(1024, 512, 10), dtype="float32"), 784, (1,)
+    )
+    assert single[1] < memory[1]
+    assert bench_workers.parameter_bytes([784, 128, 64, 10], 4) == 875_088 // 2
+
+
+def test_model_check_compares_the_local_prediction_with_the_measured_epochs():
+    local = bench_projection.AwsAssumptions(
+        s3_latency=0.004, bandwidth=200e6, invoke_latency=0.0, hop_latency=0.0, dynamodb_latency=0.003
+    )
+    one = bench_projection.aws_round(1.0, 1, 875_088, local)["seconds"]
+    two = bench_projection.aws_round(1.0, 2, 875_088, local)["seconds"]
+    good = bench_workers.model_check(
+        1.0, 875_088, local, {1: {"seconds_per_epoch": one}, 2: {"seconds_per_epoch": two}}
+    )
+    assert good["within_tolerance"] and good["rows"][1]["ratio"] == pytest.approx(1.0)
+    off = bench_workers.model_check(
+        1.0, 875_088, local, {1: {"seconds_per_epoch": one}, 2: {"seconds_per_epoch": two / 0.7}}
+    )
+    assert not off["within_tolerance"] and off["rows"][2]["ratio"] == pytest.approx(0.7)
+    assert "NOT within 25%" in model_check_line(off) and "within 25%" in model_check_line(good)
+
+
+def test_emulator_assumptions_time_the_emulator_and_leave_nothing_behind(aws):
+    local = emulator_assumptions(aws.session, "lnn-test-bucket", "lnn-results", large_bytes=2_000_000)
+    assert local.s3_latency > 0 and local.bandwidth > 0 and local.dynamodb_latency > 0
+    assert local.invoke_latency == local.hop_latency == 0 and not local.chain_state_cached
+    s3 = aws.session.client("s3")
+    assert "Contents" not in s3.list_objects_v2(Bucket="lnn-test-bucket", Prefix=PROBE_PREFIX)
+    item = aws.session.client("dynamodb").get_item(
+        TableName="lnn-results", Key={"run_id": {"S": PROBE_PREFIX}, "epoch": {"N": "-1"}}
+    )
+    assert "Item" not in item
+
+
+def test_workers_options():
+    assert positive_ints("1024,512,10") == [1024, 512, 10]
+    for bad in ("", "1,,2", "0,2", "a"):
+        with pytest.raises(argparse.ArgumentTypeError, match="positive integers"):
+            positive_ints(bad)
+    job = bench_workers.WorkersJob.from_args(
+        argparse.Namespace(
+            workers_examples=100,
+            workers_neurons=[16, 10],
+            workers_dtype="float32",
+            workers_memory=4096,
+            workers_k=[1, 2],
+            workers_epochs=3,
+        )
+    )
+    assert job == bench_workers.WorkersJob(100, (16, 10), "float32", 4096, (1, 2), 3)
