@@ -11,6 +11,7 @@ from lnn_cli.bench.projection import AwsAssumptions
 
 PROBE_PREFIX = "bench/latency-probe"  # S3 keys and a run_id no run uses
 SMALL_BYTES = 1024
+LARGE_BYTES_AT_LEAST = 16 * 2**20  # enough that the transfer, not the request's latency, dominates its time
 REPEATS = 20
 
 
@@ -30,14 +31,14 @@ def emulator_assumptions(session, bucket: str, table: str, large_bytes: int) -> 
     wake-up: both 0 here. The chain's state is read from S3 every step (`chain_state_cached` False): locally a K = 1
     chain alternates between two containers (docs/performance.md)."""
     s3, dynamodb = session.client("s3"), session.client("dynamodb")
-    small, large = b"x" * SMALL_BYTES, b"x" * large_bytes
+    small, large = b"x" * SMALL_BYTES, b"x" * max(large_bytes, LARGE_BYTES_AT_LEAST)
     small_key, large_key = f"{PROBE_PREFIX}/small", f"{PROBE_PREFIX}/large"
     put_small = _median_seconds(lambda: s3.put_object(Bucket=bucket, Key=small_key, Body=small))
     get_small = _median_seconds(lambda: s3.get_object(Bucket=bucket, Key=small_key)["Body"].read())
     latency = (put_small + get_small) / 2
     put_large = _median_seconds(lambda: s3.put_object(Bucket=bucket, Key=large_key, Body=large), repeats=5)
     get_large = _median_seconds(lambda: s3.get_object(Bucket=bucket, Key=large_key)["Body"].read(), repeats=5)
-    bandwidth = large_bytes / max(1e-6, (put_large + get_large) / 2 - latency)
+    bandwidth = len(large) / max(1e-6, (put_large + get_large) / 2 - latency)
     s3.delete_objects(Bucket=bucket, Delete={"Objects": [{"Key": small_key}, {"Key": large_key}]})
     key = {"run_id": {"S": PROBE_PREFIX}, "epoch": {"N": "-1"}}
     update = _median_seconds(

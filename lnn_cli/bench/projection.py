@@ -27,6 +27,7 @@ class AwsAssumptions:
     hop_latency: float = 0.050  # s from an accepted async invoke to the handler's start (assumed)
     dynamodb_latency: float = 0.010  # s per DynamoDB request (assumed: "single-digit milliseconds" plus the network)
     chain_state_cached: bool = True  # K = 1's step finds the state in its container's cache (no GET)
+    handler_overhead: float = 0.0  # s of a delivery's own work besides its compute and its requests (measured)
 
 
 def aws_round(
@@ -41,16 +42,18 @@ def aws_round(
     `compute_seconds`; G = `gradient_bytes`, S = `state_bytes` (gd: the parameters, as large as G).
 
     With L the S3 latency, B the bandwidth, d the DynamoDB latency, i an Invoke call and h the hop from an async
-    invoke to the handler's start, the requests being those the runs make (`per_round`):
+    invoke to the handler's start, o a delivery's own work besides its compute and its requests (decoding the
+    event and the run record, (de)serializing the state and sums, logging: CPU time, measured on this machine), the
+    requests being those the runs make (`per_round`):
       K = 1, the chain: compute T1; PUT the state and delete the previous one; 5 DynamoDB requests (read the run,
         mark started, epoch item, commit, mark sent); 1 invoke (and a GET of the state, L + S/B, when the step
         runs in another container than the last one: `chain_state_cached` False):
-            time(1) = T1 + (L + S/B) + L + 5 d + i + h
+            time(1) = T1 + (L + S/B) + L + 5 d + i + h + o
       K > 1, the critical path: a shard GETs the state, computes T1 / K, PUTs its sums, makes 4 DynamoDB requests
         (read, mark started, barrier, claim) and invokes the reduce; the reduce GETs the K sums together (one round
         trip, then K G bytes through its network), PUTs the state, deletes the round's objects, makes 5 DynamoDB
         requests and sends the K shard events together (one invoke's time):
-            time(K) = T1/K + 2 (L + S/B) + (L + G/B) + (L + K G/B) + L + 9 d + 2 i + 2 h
+            time(K) = T1/K + 2 (L + S/B) + (L + G/B) + (L + K G/B) + L + 9 d + 2 i + 2 h + 2 o
     Cost: the billed durations (the chain's step; K shards and the reduce) at `memory_mb` (default: the
     assumptions'), one request per
     invocation (1; K + 1), S3 PUTs (1; K + 1) and GETs (0; 2K), DynamoDB write units (7; 3K + 8: a run record of
@@ -62,12 +65,14 @@ def aws_round(
     if K == 1:
         compute = compute_seconds
         step = compute + state + a.s3_latency + 5 * d + a.invoke_latency + (0 if a.chain_state_cached else state)
+        step += a.handler_overhead
         communication = step - compute + a.hop_latency
         durations, requests, puts, gets, writes, reads = step, 1, 1, 0, 7, 1
     else:
         compute = compute_seconds / K
-        shard = state + compute + sums + 4 * d + a.invoke_latency
+        shard = state + compute + sums + 4 * d + a.invoke_latency + a.handler_overhead
         reduce = a.s3_latency + K * gradient_bytes / a.bandwidth + state + a.s3_latency + 5 * d + a.invoke_latency
+        reduce += a.handler_overhead
         communication = shard - compute + reduce + 2 * a.hop_latency
         durations, requests, puts, gets, writes, reads = K * shard + reduce, K + 1, K + 1, 2 * K, 3 * K + 8, K + 1
     return _priced(
@@ -118,16 +123,17 @@ def scatter_round(
     own slice of the parameters (K + 1 GETs at once, G + G/K bytes in all), adds the sums in worker order, updates
     its slice and PUTs it (G/K);
     the completing slice commits the round and invokes the K workers, which GET the K slices at once (G bytes):
-        time(K) = T1/K + (L + G/B) + (L + G/B) + 4 d + i + h      (a worker: GET slices, compute, PUT sums)
-                + (L + (G + G/K)/B) + (L + G/(K B)) + 4 d + i + h + L  (a slice: GETs, PUT slice; the commit)
+        time(K) = T1/K + (L + G/B) + (L + G/B) + 4 d + i + h + o     (a worker: GET slices, compute, PUT sums)
+                + (L + (G + G/K)/B) + (L + G/(K B)) + 4 d + i + h + L + o  (a slice: GETs, PUT slice; the commit)
     Bytes one function moves: a worker G in and G out, a slice G + G/K in and G/K out: at most 2 G, whatever K.
     Billed: K workers and K slices; requests 2K; PUTs 2K; GETs 2K^2 + K (every ranged GET is a GET); DynamoDB write
     units 4K + 6 (barrier and claim per worker and slice, the epoch item, the commit), reads 2K."""
     a, K, G = assumptions, workers, gradient_bytes
     d, moved = a.dynamodb_latency, a.s3_latency + G / a.bandwidth
     compute = compute_seconds / K
-    worker = moved + compute + moved + 4 * d + a.invoke_latency
+    worker = moved + compute + moved + 4 * d + a.invoke_latency + a.handler_overhead
     sliced = moved + G / K / a.bandwidth + a.s3_latency + G / K / a.bandwidth + 4 * d + a.invoke_latency + a.s3_latency
+    sliced += a.handler_overhead
     communication = worker - compute + sliced + 2 * a.hop_latency
     return _priced(
         a,

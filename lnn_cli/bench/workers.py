@@ -11,6 +11,7 @@ for ScatterReduce, each K priced at the memory it needs, with the model checked 
 or set of K: issue 19's larger job is `--workers-neurons 1024,512,10 --workers-memory 3584`."""
 
 import argparse
+import dataclasses
 import io
 import json
 import os
@@ -37,7 +38,7 @@ from lnn_cli.bench.figures import (
 )
 from lnn_cli.bench.jobs import SEED
 from lnn_cli.bench.latency import emulator_assumptions
-from lnn_cli.bench.projection import PROJECTION_WORKERS, aws_projection, aws_round
+from lnn_cli.bench.projection import PROJECTION_WORKERS, AwsAssumptions, aws_projection, aws_round
 from lnn_cli.cloud.deploy import PROJECT_DIR, deploy_to_emulator
 from lnn_cli.cloud.emulator import running_emulator
 from lnn_cli.cloud.local import run_local
@@ -64,6 +65,8 @@ MODEL_TOLERANCE = 0.25  # the projection, fed this machine's latencies, predicts
 # The larger job of issue 19 (`--workers-neurons 1024,512,10`, about 1.3 M parameters): its projection's targets
 LARGE_TARGETS = {8: 5.0, 16: 8.0}  # K -> speedup per epoch over K = 1
 LARGE_COST_LIMIT = 2.0  # K = 16's cost per epoch over K = 1's
+OVERHEAD_PROBE_EXAMPLES = 1000  # the run that measures a delivery's own work (`handler_overhead`)
+OVERHEAD_PROBE_EPOCHS = 7
 
 
 @dataclass(frozen=True)
@@ -183,6 +186,15 @@ def run_workers_job(args: argparse.Namespace, out: Path, console: Console) -> tu
         state_bytes = parameter_bytes([X.shape[1], *job.neurons], np.dtype(job.dtype).itemsize)
         local = emulator_assumptions(session, deployment.outputs.bucket, deployment.outputs.table, state_bytes)
         with open(out / "workers-lambda.log", "w") as log:
+            local = dataclasses.replace(
+                local,
+                handler_overhead=handler_overhead(session, deployment.outputs, parameters, local, log, state_bytes),
+            )
+            console.print(
+                f"workers: this machine's emulator: S3 {local.s3_latency * 1000:.1f} ms a request, "
+                f"{local.bandwidth / 1e6:.0f} MB/s, DynamoDB {local.dynamodb_latency * 1000:.1f} ms; a delivery's "
+                f"own work {local.handler_overhead * 1000:.0f} ms (a {OVERHEAD_PROBE_EXAMPLES:,}-example run)"
+            )
             for K in job.workers:
                 deliveries: list = []
                 with console.status(f"workers: lnn local, workers {K}, {job.epochs} epochs..."):
@@ -247,6 +259,7 @@ def run_workers_job(args: argparse.Namespace, out: Path, console: Console) -> tu
     compute = median(one["epoch_spans"]) if one["epoch_spans"] and min(one["epoch_spans"]) >= 0 else None
     gradient_bytes = state_bytes
     memory = memory_by_workers(job, X.shape[1], PROJECTION_WORKERS)
+    on_aws = AwsAssumptions(handler_overhead=local.handler_overhead)  # CPU work: as on this machine's core
     report = {
         "title": f"workers job: {X.shape[1]}-{'-'.join(map(str, job.neurons))} on {len(y):,} examples, {job.dtype}, "
         f"full batch, gd, epoch granularity, concurrency {WORKERS_CONCURRENCY}, {WORKERS_CONTAINER_CPUS} BLAS thread "
@@ -266,8 +279,12 @@ def run_workers_job(args: argparse.Namespace, out: Path, console: Console) -> tu
         "costs_relative_difference": relative_difference(two["costs"], one["costs"]),
         "gradient_bytes": gradient_bytes,
         "end_to_end_speedup": one["seconds"] / two["seconds"],
-        "projection": aws_projection(compute, gradient_bytes, memory_mb=memory) if compute else None,
-        "scatter_projection": aws_projection(compute, gradient_bytes, memory_mb=memory, design="scatter")
+        "projection": aws_projection(compute, gradient_bytes, assumptions=on_aws, memory_mb=memory)
+        if compute
+        else None,
+        "scatter_projection": aws_projection(
+            compute, gradient_bytes, assumptions=on_aws, memory_mb=memory, design="scatter"
+        )
         if compute
         else None,
         "model_check": model_check(compute, gradient_bytes, local, runs) if compute else None,
@@ -275,6 +292,27 @@ def run_workers_job(args: argparse.Namespace, out: Path, console: Console) -> tu
     if report["costs_relative_difference"] > COSTS_TOLERANCE:
         failures.append("workers: K = 2's costs differ from K = 1's")
     return report, failures
+
+
+def handler_overhead(session, outputs, parameters: dict, local: AwsAssumptions, log, state_bytes: int) -> float:
+    """A delivery's own work besides its compute and its requests, in seconds: a K = 1 run of the job's network on
+    `OVERHEAD_PROBE_EXAMPLES` examples, whose median epoch interval less its median epoch span (the compute) less
+    the K = 1 requests' time on this machine (`aws_round` with no compute) is that work. Measured on another run
+    than the ones the model then predicts."""
+    data, _, _ = workers_data(OVERHEAD_PROBE_EXAMPLES, seed=1)
+    probe = {**parameters, "epochs": OVERHEAD_PROBE_EPOCHS, "workers": 1}
+    result = run_local(
+        session,
+        outputs,
+        probe,
+        data,
+        log_stream=log,
+        run_id="bench-overhead-probe",
+        concurrency=WORKERS_CONCURRENCY,
+        container_cpus=WORKERS_CONTAINER_CPUS,
+    )
+    requests = aws_round(0.0, 1, state_bytes, local)["seconds"]
+    return max(0.0, median(epoch_intervals(result.epochs)) - median(epoch_spans(result.epochs)) - requests)
 
 
 def model_check(compute: float, gradient_bytes: int, local, runs: dict) -> dict:

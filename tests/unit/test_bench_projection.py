@@ -116,3 +116,18 @@ def test_workers_options():
         )
     )
     assert job == bench_workers.WorkersJob(100, (16, 10), "float32", 4096, (1, 2), 3)
+
+
+def test_a_deliverys_own_work_counts_once_per_delivery_on_the_critical_path():
+    busy = bench_projection.AwsAssumptions(**{**ASSUMED.__dict__, "handler_overhead": 0.1})
+    for K, deliveries in ((1, 1), (4, 2)):
+        added = (
+            bench_projection.aws_round(4.0, K, G, busy)["seconds"]
+            - bench_projection.aws_round(4.0, K, G, ASSUMED)["seconds"]
+        )
+        assert added == pytest.approx(0.1 * deliveries, abs=1e-12)
+    added = (
+        bench_projection.scatter_round(4.0, 4, G, busy)["seconds"]
+        - bench_projection.scatter_round(4.0, 4, G, ASSUMED)["seconds"]
+    )
+    assert added == pytest.approx(0.2, abs=1e-12)
