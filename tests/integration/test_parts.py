@@ -280,3 +280,27 @@ def test_lnn_starts_upload_puts_the_parts_and_parameters_json_naming_their_folde
     launcher = build_launcher(session=aws.session, invoker=QueueInvoker(), clock=FakeClock())
     assert launcher.handle(upload_event("runs/up/parameters.json"))["status"] == "running"
     assert launcher.ports.table.get_run("up")["part_examples"] == [14, 13, 13]
+
+
+def test_the_launchers_check_of_parts_follows_the_runs_dtype(aws, monkeypatch):
+    """Parts of a float32 run are estimated in float32: a memory size between the two estimates refuses the
+    float64 run and trains the float32 one (the check had counted every part in float64)."""
+    from lnn_core.launch.budget import MIB, estimate_step_memory
+
+    X, y = blobs(8000, features=1000)
+    parameters = {**PARAMETERS, "epochs": 1, "batch_size": None, "optimizer": "gd", "workers": 4}
+    kept = 8000 * (2 + 2 * 1 + 1) * 8  # what a part's worker keeps of the whole set (check_part_fits)
+    needed = {
+        itemsize: estimate_step_memory(2000, 1000, [4, 1], optimizer_copies=8, itemsize=itemsize).total + kept
+        for itemsize in (8, 4)
+    }
+    memory_mb = needed[4] // MIB + 1
+    assert needed[8] > memory_mb * MIB
+    monkeypatch.setenv("LNN_TRAINER_MEMORY_MB", str(memory_mb))
+    monkeypatch.setenv("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", str(memory_mb))
+    upload_parts(aws, "r1", 4, X=X, y=y)
+    answer, launcher, queue = rejected(aws, parameters)
+    assert_rejected_creating_nothing(aws, answer, launcher, queue, "r1", "needs about", f"has {memory_mb} MB")
+    upload_parts(aws, "r2", 4, X=X, y=y)
+    _, run = run_to_the_end(aws, {**parameters, "dtype": "float32", "data": "runs/r2/data/"}, "r2")
+    assert run["status"] == "succeeded"

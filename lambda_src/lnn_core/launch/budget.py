@@ -308,15 +308,18 @@ def check_part_fits(
     source: str,
     copies: int = 0,
     test_examples: int = 0,
+    itemsize: int = FLOAT64,
 ) -> StepEstimate:
     """A part of training data in parts (see protocol/layout) as its shard worker holds it: loading it must fit the
     data budget of `memory_mb` (`check_npz_fits`), and its step all of it: the estimate over its own examples and
-    the test set (the reduce and the finish hold it), plus what is kept for all `examples` of the run: the epoch's
-    shuffled order and its mini-batches (an int64 each) and, at the finish, every example's outputs, targets and
-    label ((2 n_L + 1) float64)."""
+    the test set (the reduce and the finish hold it) in numbers of `itemsize` bytes (`value_bytes`), plus what is
+    kept for all `examples` of the run: the epoch's shuffled order and its mini-batches (an int64 each) and, at the
+    finish, every example's outputs, targets and label ((2 n_L + 1) float64)."""
     check_npz_fits(layout, compressed_bytes=compressed_bytes, memory_mb=memory_mb, source=source)
     rows, features = layout.shape("X")
-    estimate = estimate_step_memory(rows, features, neurons, test_examples=test_examples, optimizer_copies=copies)
+    estimate = estimate_step_memory(
+        rows, features, neurons, test_examples=test_examples, optimizer_copies=copies, itemsize=itemsize
+    )
     estimate = dataclasses.replace(estimate, data=estimate.data + examples * (2 + 2 * neurons[-1] + 1) * FLOAT64)
     check_step_fits(
         estimate,

@@ -22,6 +22,7 @@ from lnn_core.launch.budget import (
     data_budget_bytes,
     inspect_npz,
     parameter_copies,
+    value_bytes,
 )
 from lnn_core.ml.config import TrainingConfig
 from lnn_core.ml.dataset import TrainingData, load_common_data
@@ -114,6 +115,7 @@ def check_parts(
             source=f"s3://{store.bucket}/{key}",
             copies=parameter_copies(config),
             test_examples=test_examples,
+            itemsize=value_bytes(config),
         )
     features, y_shape = first.shape("X")[1], first.shape("y")
     target_shape = () if len(y_shape) == 1 or y_shape[1:] == (1,) else y_shape[1:]
