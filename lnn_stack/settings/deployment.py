@@ -10,6 +10,8 @@ from aws_cdk import aws_dynamodb as dynamodb
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
 
+from lnn_core.aws.usage import DEFAULT_MEMORY_MB
+from lnn_core.launch.budget import LAMBDA_MAX_MEMORY_MB
 from lnn_core.launch.launcher import (
     DEFAULT_MAX_RUNNING_RUNS,
     DEFAULT_TRAINER_RESERVED_CONCURRENCY,
@@ -73,7 +75,9 @@ STACK_NAME = Parameter(
     "LnnStack",
 )
 ARCHITECTURE = Parameter("architecture", "arm64", choice(ARCHITECTURES), "one of arm64, x86_64", "x86_64")
-MEMORY_SIZE = Parameter("memory_size", 1024, integer(128, 10240), "an integer from 128 to 10240 (MB)", "1024")
+MEMORY_SIZE = Parameter(
+    "memory_size", DEFAULT_MEMORY_MB, integer(128, LAMBDA_MAX_MEMORY_MB), "an integer from 128 to 10240 (MB)", "1024"
+)
 TIMEOUT = Parameter("timeout", 300, integer(1, 900), "an integer from 1 to 900 (seconds)", "300")
 NOTIFICATION_EMAIL = Parameter(
     "notification_email",

@@ -304,3 +304,40 @@ def test_the_launchers_check_of_parts_follows_the_runs_dtype(aws, monkeypatch):
     upload_parts(aws, "r2", 4, X=X, y=y)
     _, run = run_to_the_end(aws, {**parameters, "dtype": "float32", "data": "runs/r2/data/"}, "r2")
     assert run["status"] == "succeeded"
+
+
+@pytest.mark.parametrize("workers", [1, 4])
+def test_the_capacity_figure_is_where_the_launcher_starts_refusing(aws, monkeypatch, workers):
+    """`bench.capacity`'s largest data set is admitted by the real launcher and one example more is refused."""
+    from lnn_cli.bench.capacity import largest_examples
+    from lnn_core.ml.config import TrainingConfig
+
+    monkeypatch.setenv("LNN_TRAINER_MEMORY_MB", "160")
+    monkeypatch.setenv("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "160")
+    parameters = {
+        **PARAMETERS,
+        "neurons": [4, 3],
+        "activations": ["relu", "softmax"],
+        "batch_size": None,
+        "optimizer": "gd",
+        "workers": workers,
+    }
+    if workers == 1:
+        parameters.pop("data")
+    most = largest_examples(100, TrainingConfig.from_parameters({**parameters, "data": "runs/r/data.npz"}), 160)
+    assert 1000 < most < 10**6
+    rng = np.random.default_rng(0)
+    for run_id, examples, admitted in (("fits", most, True), ("over", most + 1, False)):
+        X = rng.integers(0, 256, size=(examples, 100), dtype=np.uint8)
+        y = (np.arange(examples) % 3).astype(np.uint8)
+        if workers == 1:
+            aws.s3.put_object(Bucket=aws.bucket, Key=f"runs/{run_id}/data.npz", Body=npz(X=X, y=y))
+            run_parameters = parameters
+        else:
+            upload_parts(aws, run_id, workers, X=X, y=y)
+            run_parameters = {**parameters, "data": f"runs/{run_id}/data/"}
+        answer, launcher, queue = rejected(aws, run_parameters, run_id)
+        if admitted:
+            assert answer["status"] == "running", answer
+        else:
+            assert_rejected_creating_nothing(aws, answer, launcher, queue, run_id, "needs about", "160 MB")

@@ -19,9 +19,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from lnn_core.aws.sdk import IoCounter
 
-DEFAULT_MEMORY_MB = (
-    1024  # the stack's default memory_size (lnn_stack.settings.deployment.MEMORY_SIZE), trainer and launcher
-)
+DEFAULT_MEMORY_MB = 1024  # the stack's default memory_size (lnn_stack.settings.deployment.MEMORY_SIZE reads it)
 USAGE_PREFIX = "usage_"
 
 
