@@ -38,8 +38,9 @@ test: lint
 slow: setup
 	$(PY) -m pytest -n 2 -m slow
 
+# `make bench JOB=workers ARGS="--workers-neurons 1024,512,10 --workers-memory 3584"`: one job, with its options.
 bench: setup
-	$(PY) -m lnn_cli.bench
+	$(PY) -m lnn_cli.bench $(if $(JOB),--job $(JOB)) $(ARGS)
 
 # Reads of a 1,000-epoch run (lnn_cli/bench/reads.py), on the stack the environment points at: `lnn up` first.
 bench-reads: setup
