@@ -2,7 +2,6 @@
 
 import importlib.metadata
 
-from lnn_cli.cloud.stack import DEFAULT_STACK
 from lnn_cli.cloud.up.command import DEFAULT_STATE_DIR
 from lnn_cli.datafiles import FORMATS
 from lnn_cli.inputs import DEMO_CONFIG, PROJECT_DIR
@@ -10,13 +9,16 @@ from lnn_cli.parser_options import (
     OneLineParser,
     add_context_option,
     add_label_column,
+    add_prices_option,
     add_run_options,
     add_runtime_options,
+    add_stack_option,
     add_sweep_options,
     port_number,
 )
 from lnn_cli.web import DEFAULT_PORT
-from lnn_core.aws.pricing import DEFAULT_PRICES, PRICE_TABLES
+
+RUN_ID_HELP = "the run (`lnn runs` lists them)"
 
 
 def build_parser() -> OneLineParser:
@@ -47,9 +49,7 @@ def build_parser() -> OneLineParser:
         "distinct_ids=P, lost_answer=P: a write applied whose answer is lost, so the SDK retries it; "
         "default: none)",
     )
-    local.add_argument(
-        "--stack", default=DEFAULT_STACK, help=f"the stack to deploy from the CDK app (default {DEFAULT_STACK})"
-    )
+    add_stack_option(local, deploys=True)
     add_runtime_options(local)
     local.add_argument(
         "--sweep",
@@ -77,7 +77,7 @@ def build_parser() -> OneLineParser:
         "runs, an estimate of the time left. Exit status 0 while running or succeeded, 1 "
         "otherwise.",
     )
-    status.add_argument("run_id", help="the run (`lnn runs` lists them)")
+    status.add_argument("run_id", help=RUN_ID_HELP)
     status.add_argument(
         "--follow",
         action="store_true",
@@ -91,7 +91,7 @@ def build_parser() -> OneLineParser:
         "accuracy (or RMSE) where it was evaluated (--eval-every), and the final figures; as "
         "a table, CSV or a PNG plot.",
     )
-    results.add_argument("run_id", help="the run (`lnn runs` lists them)")
+    results.add_argument("run_id", help=RUN_ID_HELP)
     results.add_argument(
         "--plot", metavar="FILE.png", help="also write the cost curves to this PNG file (default: none)"
     )
@@ -120,7 +120,7 @@ def build_parser() -> OneLineParser:
         ),
     ):
         command = commands.add_parser(name, help=text, description=description)
-        command.add_argument("run_id", help="the run (`lnn runs` lists them)")
+        command.add_argument("run_id", help=RUN_ID_HELP)
 
     predict = commands.add_parser(
         "predict",
@@ -191,16 +191,9 @@ def build_parser() -> OneLineParser:
 
     for command in commands.choices.values():
         if command.prog.split()[-1] not in ("local", "convert", "sweep"):
-            command.add_argument(
-                "--stack", default=DEFAULT_STACK, help=f"the deployed stack's name (default {DEFAULT_STACK})"
-            )
+            add_stack_option(command)
     for name in ("status", "results", "runs"):
-        commands.choices[name].add_argument(
-            "--prices",
-            choices=sorted(PRICE_TABLES),
-            default=DEFAULT_PRICES,
-            help=f"the price table of the AWS cost estimate (default {DEFAULT_PRICES})",
-        )
+        add_prices_option(commands.choices[name])
     add_up_down(commands)
     add_sweep(commands)
     return parser
@@ -242,20 +235,13 @@ def add_sweep(commands) -> None:
             "collapsed model marked), best first; the best trial's model is the sweep's.",
         )
         action.add_argument("sweep_id", help="the sweep's name")
-        action.add_argument(
-            "--prices",
-            choices=sorted(PRICE_TABLES),
-            default=DEFAULT_PRICES,
-            help=f"the price table of the AWS cost estimate (default {DEFAULT_PRICES})",
-        )
+        add_prices_option(action)
         action.add_argument("--csv", action="store_true", help="print the trials as CSV instead of a table")
         action.add_argument(
             "--plot", metavar="FILE.png", help="also write every trial's cost curve to this PNG file (default: none)"
         )
     for action in actions.choices.values():
-        action.add_argument(
-            "--stack", default=DEFAULT_STACK, help=f"the deployed stack's name (default {DEFAULT_STACK})"
-        )
+        add_stack_option(action)
 
 
 def add_up_down(commands) -> None:
@@ -274,9 +260,7 @@ def add_up_down(commands) -> None:
         help=f"where the pid, port and logs live (default {DEFAULT_STATE_DIR})",
     )
     up.add_argument("--port", type=int, help="the endpoint's port on localhost (default: a free one)")
-    up.add_argument(
-        "--stack", default=DEFAULT_STACK, help=f"the stack to deploy from the CDK app (default {DEFAULT_STACK})"
-    )
+    add_stack_option(up, deploys=True)
     add_context_option(up)
     add_runtime_options(up)
     down = commands.add_parser(

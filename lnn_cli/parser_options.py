@@ -3,7 +3,9 @@
 import argparse
 import os
 
+from lnn_cli.cloud.stack import DEFAULT_STACK
 from lnn_cli.inputs import DEMO_CONFIG, DEMO_DATA, PROJECT_DIR
+from lnn_core.aws.pricing import DEFAULT_PRICES, PRICE_TABLES
 from lnn_core.ml.parameters import CHOICE, COUNTS, INTEGER, NAMES, NUMBER, TABLE
 
 USAGE_ERROR = 2
@@ -59,6 +61,21 @@ def add_label_column(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--label-column",
         help="a CSV's label column: its header name or a 0-based index, -1 the last (default: the last column)",
+    )
+
+
+def add_stack_option(parser: argparse.ArgumentParser, *, deploys: bool = False) -> None:
+    """--stack: the deployed stack's name, or (`deploys`) the stack the command deploys from the CDK app."""
+    what = "the stack to deploy from the CDK app" if deploys else "the deployed stack's name"
+    parser.add_argument("--stack", default=DEFAULT_STACK, help=f"{what} (default {DEFAULT_STACK})")
+
+
+def add_prices_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--prices",
+        choices=sorted(PRICE_TABLES),
+        default=DEFAULT_PRICES,
+        help=f"the price table of the AWS cost estimate (default {DEFAULT_PRICES})",
     )
 
 

@@ -15,8 +15,9 @@ minutes and measure nothing more. Then it times each read the way a person makes
                        `after` answers it with the whole run)
 
 and reports the median seconds, the DynamoDB requests and the bytes of their answers (HTTP bodies) per call. It
-only uses `lnn_cli.main.main`, `DeployedStack` and `lnn_cli.web.app.create_app`, so the same file measures an older
-checkout: copy it out of the package and run it with that checkout first on PYTHONPATH.
+only uses `lnn_cli.main.main`, `lnn_cli.deployed_stack.DeployedStack` and `lnn_cli.web.app.create_app`, so the same
+file measures an older checkout that has them: copy it out of the package and run it with that checkout first on
+PYTHONPATH.
 """
 
 import argparse
@@ -32,6 +33,7 @@ import boto3
 import numpy as np
 from botocore.httpsession import URLLib3Session
 
+from lnn_cli.deployed_stack import DeployedStack
 from lnn_cli.main import main as lnn
 from lnn_cli.web import DEFAULT_PORT
 from lnn_cli.web.app import HOST, create_app
@@ -40,11 +42,6 @@ from lnn_core.aws.sdk import now
 from lnn_core.ml import network
 from lnn_core.ml.config import TrainingConfig
 from lnn_core.protocol.results import epoch_item
-
-try:
-    from lnn_cli.deployed_stack import DeployedStack
-except ImportError:  # an older checkout, before lnn_cli/stack_commands.py was split
-    from lnn_cli.stack_commands import DeployedStack
 
 DEMO_NETWORK = {
     "neurons": [20, 7, 5, 1],

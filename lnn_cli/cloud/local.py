@@ -2,27 +2,28 @@
 
 The same code serves `lnn local` (a moto server with the stack deployed by `cdk deploy`) and in-process tests
 (`moto.mock_aws` with the synthesized template created by CloudFormation): it needs a boto3 session and the
-stack's outputs.
+stack's outputs. What a run did is a `local_result.LocalRunResult`; its SNS messages are read back through an
+`inbox.NotificationInbox`.
 """
 
 import json
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any
 
 import boto3
 
 from lnn_cli.cloud.chaos import Chaos, ChaosPlan
+from lnn_cli.cloud.inbox import NotificationInbox
+from lnn_cli.cloud.local_result import LocalRunResult, busiest_step, sum_io
 from lnn_cli.cloud.runtime import DeliveryRecord, LocalLambdaRuntime
 from lnn_cli.cloud.stack import StackOutputs
 from lnn_core import run_control
-from lnn_core.aws import pricing
 from lnn_core.aws.run_table import RunTable
 from lnn_core.aws.sdk import IoCounter
 from lnn_core.errors import LnnInputError
-from lnn_core.protocol import end_message
 from lnn_core.protocol.ending import TERMINAL
 from lnn_core.protocol.layout import parts_folder
 from lnn_core.protocol.sending import LEASE_SECONDS
@@ -34,121 +35,6 @@ MAX_STALLS = run_control.MAX_RESUMES + 1  # the last resume finds the limit reac
 WATCHDOG_PASS_SECONDS = 2 * LEASE_SECONDS
 OWED_PASSES = 3
 SCHEDULED_EVENT = {"source": "aws.events", "detail-type": "Scheduled Event"}
-
-
-@dataclass
-class LocalRunResult:
-    run_id: str
-    run: dict[str, Any]  # the run record
-    epochs: list[dict[str, Any]]  # the epoch items' figures (RunTable.epoch_figures), epoch 1 first
-    notifications: list[dict[str, Any]]  # SNS messages received during the run
-    model: bytes | None  # model.npz, when the run succeeded
-    io: dict[str, Any]  # requests by service and S3 bytes, over every handler of the run
-    deliveries: int  # handler invocations, duplicates and retries included
-    failed_events: list[dict[str, Any]]  # Lambda destination records of events given up
-    chaos: dict[str, int]  # injected faults and executed step bodies (counted on clean runs too)
-    chaos_plan: ChaosPlan | None
-    wall_seconds: float
-    busiest_step: dict[str, int]  # service -> the most requests one trainer delivery made
-    stalls: int = 0
-
-    @property
-    def status(self) -> str:
-        return self.run["status"]
-
-    @property
-    def costs(self) -> list[float]:
-        return [item["cost"] for item in self.epochs]
-
-    def per_epoch(self) -> dict[str, Any]:
-        """Invocations, requests and S3 bytes per completed epoch (the benchmark's unit)."""
-        epochs = max(1, len(self.epochs))
-        return {
-            "invocations": round(self.run.get("invocations", 0) / epochs, 3),
-            "aws_requests": {
-                service: round(count / epochs, 3) for service, count in sorted(self.io["requests"].items())
-            },
-            "s3_bytes_in": round(self.io["s3_bytes_in"] / epochs),
-            "s3_bytes_out": round(self.io["s3_bytes_out"] / epochs),
-        }
-
-    def results(self) -> dict[str, Any]:
-        """The content of results.json."""
-        final = self.run.get("final") or {}
-        results = {
-            "run_id": self.run_id,
-            "status": self.status,
-            "epochs": len(self.epochs),
-            "costs": self.costs,
-            "seed": self.run["config"].get("seed"),
-            "seconds": final.get("seconds", round(self.wall_seconds, 3)),
-            "invocations": self.run.get("invocations", 0),
-            "deliveries": self.deliveries,
-            "aws_requests": dict(sorted(self.io["requests"].items())),
-            "s3_bytes_in": self.io["s3_bytes_in"],
-            "s3_bytes_out": self.io["s3_bytes_out"],
-            "per_epoch": self.per_epoch(),
-            "busiest_step": self.busiest_step,
-            "granularity": self.run["config"]["granularity"],
-            "config": self.run["config"],
-            "aws_cost": pricing.run_cost(self.run, local=True),
-        }
-        results |= {key: final[key] for key, _, _ in end_message.FIGURES if final.get(key) is not None}
-        if final.get("stopped_early_at"):
-            results["stopped_early_at"] = final["stopped_early_at"]
-        results["warnings"] = list(final.get("warnings") or [])
-        if any("test_cost" in item for item in self.epochs):
-            results["test_costs"] = {item["epoch"]: item["test_cost"] for item in self.epochs if "test_cost" in item}
-        if self.run.get("reason"):
-            results["reason"] = self.run["reason"]
-        if self.chaos_plan is not None:
-            results["chaos"] = {"plan": asdict(self.chaos_plan), **self.chaos}
-        return results
-
-
-@dataclass
-class NotificationInbox:
-    """An SQS queue subscribed to the stack's topic, so that the run's SNS messages can be read back."""
-
-    session: boto3.Session
-    topic_arn: str
-    queue_url: str = ""
-    subscription_arn: str = ""
-    received: list[dict[str, Any]] = field(default_factory=list)
-
-    def __post_init__(self):
-        sqs = self.session.client("sqs")
-        self.queue_url = sqs.create_queue(QueueName=f"lnn-local-inbox-{uuid.uuid4().hex[:12]}")["QueueUrl"]
-        queue_arn = sqs.get_queue_attributes(QueueUrl=self.queue_url, AttributeNames=["QueueArn"])["Attributes"][
-            "QueueArn"
-        ]
-        self.subscription_arn = self.session.client("sns").subscribe(
-            TopicArn=self.topic_arn, Protocol="sqs", Endpoint=queue_arn, ReturnSubscriptionArn=True
-        )["SubscriptionArn"]
-
-    def read(self) -> list[dict[str, Any]]:
-        """Every message received so far: subject, body (parsed JSON when it is JSON) and attributes."""
-        sqs = self.session.client("sqs")
-        while True:
-            batch = sqs.receive_message(QueueUrl=self.queue_url, MaxNumberOfMessages=10).get("Messages", [])
-            if not batch:
-                return self.received
-            for message in batch:
-                envelope = json.loads(message["Body"])
-                try:
-                    body = json.loads(envelope["Message"])
-                except json.JSONDecodeError:
-                    body = envelope["Message"]
-                attributes = {name: value["Value"] for name, value in (envelope.get("MessageAttributes") or {}).items()}
-                self.received.append({"subject": envelope.get("Subject"), "body": body, "attributes": attributes})
-            sqs.delete_message_batch(
-                QueueUrl=self.queue_url,
-                Entries=[{"Id": str(index), "ReceiptHandle": m["ReceiptHandle"]} for index, m in enumerate(batch)],
-            )
-
-    def close(self) -> None:
-        self.session.client("sns").unsubscribe(SubscriptionArn=self.subscription_arn)
-        self.session.client("sqs").delete_queue(QueueUrl=self.queue_url)
 
 
 def new_run_id(prefix: str = "local") -> str:
@@ -410,22 +296,3 @@ def _counted(io: dict[str, Any]) -> IoCounter:
     counter.requests.update(io["requests"])
     counter.s3_bytes_in, counter.s3_bytes_out = io["s3_bytes_in"], io["s3_bytes_out"]
     return counter
-
-
-def busiest_step(deliveries: list[DeliveryRecord]) -> dict[str, int]:
-    """Per service, the most requests a single trainer delivery made."""
-    most: dict[str, int] = {}
-    for delivery in deliveries:
-        if delivery.role == "trainer":
-            for service, count in delivery.io["requests"].items():
-                most[service] = max(most.get(service, 0), count)
-    return dict(sorted(most.items()))
-
-
-def sum_io(counters) -> dict[str, Any]:
-    total = IoCounter()
-    for counter in counters:
-        total.requests.update(counter.requests)
-        total.s3_bytes_in += counter.s3_bytes_in
-        total.s3_bytes_out += counter.s3_bytes_out
-    return total.snapshot()

@@ -17,18 +17,17 @@ are seen as they are applied, in the clients' wrapper) and at the end of a sched
   after its `model_epoch`, bit for bit |
 | claims | a catch-up wins the re-send of a step's successor only while it is unsent (invoked_step below it) |
 | liveness | the run ends within a bound of virtual time; the schedule becomes quiescent |
+
+The model and reference rows are checked by `model_checks.ModelChecks`, a part of `Monitor`.
 """
 
 from __future__ import annotations
 
-import dataclasses
-import io
 import json
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
-
-from lnn_cli.simulate.scenario import RUN_ID, START, reference
+from lnn_cli.simulate.model_checks import ModelChecks
+from lnn_cli.simulate.scenario import RUN_ID, START
 from lnn_core import run_control
 from lnn_core.protocol import sending
 from lnn_core.protocol.ending import TERMINAL
@@ -43,7 +42,7 @@ class Violation(BaseException):  # no handler's `except Exception` may swallow i
         self.invariant, self.detail = invariant, detail
 
 
-class Monitor:
+class Monitor(ModelChecks):
     def __init__(self, sim: Simulator, *, check_every_event: bool = True):
 
         self.sim, self.world = sim, sim.world
@@ -227,25 +226,6 @@ class Monitor:
                     "epochs", f"the item at key {key} of a committed epoch changed after its commit (write by {who})"
                 )
 
-    def _check_model(self) -> None:
-        """A published model is that of an ending that committed: its epoch is a `model_epoch` the record held
-        (a later ending's replaces it just after that ending's commit)."""
-        model = self.world.object(_model_key())
-        if model is None or model == self.model_digest:
-            return
-        self.model_digest = model
-        record = self.world.fields(RUN_ID, "status", "committed_step", "model_epoch") or {}
-        if record.get("model_epoch") is not None:
-            self.model_epochs.add(int(record["model_epoch"]))
-        epoch = int(_npz(model)["epoch"])
-        if epoch not in self.model_epochs:
-            self._fail(
-                "model",
-                f"{_model_key()} of epoch {epoch} exists while no ending of that epoch committed (the "
-                f"run is {record.get('status')} at committed_step {record.get('committed_step')}, "
-                f"model_epoch {record.get('model_epoch')})",
-            )
-
     def after_event(self) -> None:
         if not self.every_event:
             return
@@ -320,63 +300,6 @@ class Monitor:
             self._fail("epochs", "committed_epochs gives an epoch without its weights")
         self.committed_costs = [item["cost"] for item in seen]
 
-    def _check_kept_model(self, record: dict[str, Any]) -> None:
-        """At the end, the published model is that of the record's `model_epoch`, the plain loop's after that
-        epoch bit for bit; a run without one has none."""
-        model = self.world.object(_model_key())
-        epoch = record.get("model_epoch")
-        if epoch is None:
-            if model is not None:
-                self._fail("model", f"{_model_key()} exists at the end of a {record['status']} run without model_epoch")
-            return
-        if model is None:
-            self._fail("model", f"the run recorded model_epoch {epoch} and {_model_key()} is missing at the end")
-            return
-        arrays = _npz(model)
-        if int(arrays["epoch"]) != epoch:
-            self._fail("model", f"{_model_key()} is of epoch {int(arrays['epoch'])}, the record's model_epoch {epoch}")
-        scenario = self.sim.scenario
-        at_epoch = dataclasses.replace(scenario, parameters={**scenario.parameters, "epochs": int(epoch)})
-        for name, value in reference(at_epoch, record["config"]["seed"])[0].items():
-            if name not in arrays or arrays[name].tobytes() != np.asarray(value).tobytes():
-                self._fail("reference", f"model.npz's {name} differs from the reference's after epoch {epoch}")
-
-    def _check_reference(self, record: dict[str, Any]) -> None:
-        from lnn_core.ml.config import TrainingConfig
-        from lnn_core.protocol.layout import params_key
-
-        seed = record["config"]["seed"]
-        params, costs, opt_state = reference(self.sim.scenario, seed)
-        got = self.committed_costs
-        if record["status"] != "succeeded":
-            if got != costs[: len(got)]:
-                self._fail(
-                    "reference",
-                    f"the {record['status']} run's committed costs {got} are not a prefix of the reference's {costs}",
-                )
-            return
-        if got != costs:
-            self._fail("reference", f"committed costs {got} differ from the reference's {costs}")
-        model = self.world.object(_model_key())
-        if model is None:
-            self._fail("model", "the run succeeded and runs/<id>/model.npz is missing at the end")
-            return
-        arrays = _npz(model)
-        for name, value in params.items():
-            if name not in arrays or arrays[name].tobytes() != np.asarray(value).tobytes():
-                self._fail("reference", f"model.npz's {name} differs from the reference's")
-        config = TrainingConfig.from_parameters(record["config"])
-        state = self.world.object(params_key(config, record["progress_epoch"]))
-        if state is None:
-            self._fail(
-                "reference", f"the final training state {params_key(config, record['progress_epoch'])} is missing"
-            )
-            return
-        state = _npz(state)
-        for name, value in {**params, **opt_state}.items():
-            if name not in state or state[name].tobytes() != np.asarray(value).tobytes():
-                self._fail("reference", f"the final training state's {name} differs from the reference's")
-
 
 def _default_rules():
     """The watchdog's StallRules as `handlers.build_watchdog` makes them from its environment's defaults."""
@@ -391,14 +314,5 @@ def _default_rules():
     )
 
 
-def _model_key() -> str:
-    return f"runs/{RUN_ID}/model.npz"
-
-
 def _item_json(item) -> str:
     return json.dumps(item.to_json(), sort_keys=True, default=str)
-
-
-def _npz(data: bytes) -> dict[str, np.ndarray]:
-    with np.load(io.BytesIO(data), allow_pickle=False) as npz:
-        return {name: npz[name] for name in npz.files}

@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 
 from lnn_cli.cloud.chaos import ChaosPlan
-from lnn_cli.cloud.local import NotificationInbox, drive, local_runtime, run_local
+from lnn_cli.cloud.inbox import NotificationInbox
+from lnn_cli.cloud.local import drive, local_runtime, run_local
 from lnn_cli.cloud.runtime import PayloadTooLarge
 from lnn_core import run_control
 from lnn_core.aws.run_record import MESSAGE_DUE, MESSAGE_DUE_VALUE

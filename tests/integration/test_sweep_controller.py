@@ -9,22 +9,14 @@ import json
 import pytest
 
 from lnn_cli.cloud.local import local_runtime
-from lnn_cli.sweeps.record import SweepStore
-from lnn_cli.sweeps.spec import parse_spec
 from lnn_core.aws.run_table import RunTable
 from lnn_core.aws.sdk import IoCounter
 from lnn_core.sweep import results
 from lnn_core.sweep.record import SweepRecord, active_key
 from tests.integration.conftest import dataset
+from tests.support.sweeps import SWEEP_TRIAL, record_sweep
 
-BASE = {
-    "epochs": 3,
-    "learning_rate": 0.3,
-    "neurons": [3, 1],
-    "activations": ["tanh", "sigmoid"],
-    "granularity": "epoch",
-    "validation_split": 0.25,
-}
+BASE = {"epochs": 3, **SWEEP_TRIAL, "validation_split": 0.25}
 TICK = {"source": "aws.events", "detail-type": "Scheduled Event"}  # the watchdog's schedule
 
 
@@ -57,15 +49,10 @@ def inbox(stack):
 
 
 def start(stack, sweep_id: str, seeds: list[int], parallel: int) -> SweepRecord:
-    """What `lnn sweep start` leaves behind: the record, the data, the active mark (its one pass is the tick's)."""
+    """What `lnn sweep start` leaves behind (its one pass is the tick's)."""
     session, outputs = stack
     data, _, _ = dataset(m=40)
-    spec = parse_spec({"base": BASE, "seeds": seeds}, source="s.json")
-    store = SweepStore(session.client("s3"), outputs.bucket)
-    record, created = store.create(SweepRecord.new(sweep_id, spec, spec.generate(sweep_id), data, parallel), data)
-    assert created
-    store.mark_active(sweep_id)
-    return record
+    return record_sweep(session.client("s3"), outputs.bucket, sweep_id, {"base": BASE, "seeds": seeds}, data, parallel)
 
 
 def active(stack, sweep_id: str) -> bool:

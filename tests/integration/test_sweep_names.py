@@ -3,43 +3,20 @@ run X and a run of a trial's id that is not this sweep's trial; a repeated start
 run, is fine; `lnn start --name X` refuses a sweep X and a trial id of the sweep X. Each refusal writes nothing."""
 
 import io
-import json
 from argparse import Namespace
-from types import SimpleNamespace
 
 import pytest
 from rich.console import Console
 
 from lnn_cli import run_commands
-from lnn_cli.sweeps import commands
 from lnn_cli.sweeps.record import SweepStore
 from lnn_core.errors import LnnInputError
-from lnn_core.handlers import build_launcher, build_watchdog
-from lnn_core.launch.launcher import LaunchLimits
+from lnn_core.handlers import build_launcher
 from tests.conftest import FakeClock, QueueInvoker, blobs
 from tests.support.arrays import npz_bytes
+from tests.support.sweeps import SWEEP_TRIAL, cli_stack, start_sweep
 
-BASE = {
-    "epochs": 3,
-    "learning_rate": 0.3,
-    "neurons": [3, 1],
-    "activations": ["tanh", "sigmoid"],
-    "granularity": "epoch",
-}
-
-
-def cli_stack(aws):
-    """What the CLI's commands use of a deployed stack, on the `aws` backend."""
-    dog = build_watchdog(
-        session=aws.session, invoker=QueueInvoker(), clock=FakeClock(), functions={"launcher": QueueInvoker()}
-    )
-    return SimpleNamespace(
-        launch_limits=LaunchLimits,
-        launch_defaults=dict,
-        session=aws.session,
-        outputs=SimpleNamespace(bucket=aws.bucket, stack_name="lnn-test"),
-        ports=dog.ports,
-    )
+BASE = {"epochs": 3, **SWEEP_TRIAL}
 
 
 def keys(aws) -> set[str]:
@@ -47,22 +24,8 @@ def keys(aws) -> set[str]:
 
 
 def sweep_start(aws, tmp_path, name: str) -> int:
-    sweep_file, data_path = tmp_path / "sweep.json", tmp_path / "data.npz"
-    sweep_file.write_text(json.dumps({"base": BASE, "seeds": [1, 2]}))
     X, y = blobs(40, features=3)
-    data_path.write_bytes(npz_bytes(X=X, y=y))
-    args = Namespace(
-        sweep_file=str(sweep_file),
-        vary=[],
-        seeds=None,
-        trials=None,
-        config=None,
-        name=name,
-        data=str(data_path),
-        label_column=None,
-        parallel=1,
-    )
-    return commands.command_sweep_start(args, {}, cli_stack(aws), Console(file=io.StringIO()))
+    return start_sweep(tmp_path, cli_stack(aws), name, {"base": BASE, "seeds": [1, 2]}, npz_bytes(X=X, y=y), parallel=1)
 
 
 def run_start(aws, tmp_path, name: str) -> int:

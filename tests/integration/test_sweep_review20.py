@@ -5,54 +5,30 @@ and the CLI's commands against moto (the `aws` fixture), with the run records an
 would have written."""
 
 import hashlib
-import io
-import json
-from argparse import Namespace
 from decimal import Decimal
-from types import SimpleNamespace
 
 import pytest
-from rich.console import Console
 
 from lnn_cli import deployed_stack
 from lnn_cli.main import main
-from lnn_cli.sweeps import commands
 from lnn_cli.sweeps.record import SweepStore
 from lnn_cli.sweeps.spec import parse_spec
 from lnn_core.aws.codec import to_dynamo
 from lnn_core.aws.table_access import RUN_RECORD_EPOCH
 from lnn_core.errors import LnnInputError, RunFailure
 from lnn_core.handlers import build_launcher, build_watchdog
-from lnn_core.launch.launcher import LaunchLimits
 from lnn_core.ml.config import TrainingConfig
 from lnn_core.sweep.record import SweepRecord, trial_data_key
 from tests.conftest import FakeClock, QueueInvoker, blobs
 from tests.support.arrays import npz_bytes
+from tests.support.sweeps import SWEEP_TRIAL, cli_stack, record_sweep, start_sweep
 
-BASE = {
-    "epochs": 20,
-    "learning_rate": 0.3,
-    "neurons": [3, 1],
-    "activations": ["tanh", "sigmoid"],
-    "granularity": "epoch",
-    "validation_split": 0.25,
-    "eval_every": 10,
-}
+BASE = {"epochs": 20, **SWEEP_TRIAL, "validation_split": 0.25, "eval_every": 10}
 
 
 def data_file(seed: int) -> bytes:
     X, y = blobs(40, features=3, seed=seed)
     return npz_bytes(X=X, y=y)
-
-
-def record_sweep(aws, sweep_id: str, content: dict, data: bytes, parallel: int | None) -> SweepRecord:
-    """What `lnn sweep start` writes: the record, the data, the active mark."""
-    spec = parse_spec(content, source="s.json")
-    store = SweepStore(aws.s3, aws.bucket)
-    record, created = store.create(SweepRecord.new(sweep_id, spec, spec.generate(sweep_id), data, parallel), data)
-    assert created
-    store.mark_active(sweep_id)
-    return record
 
 
 def watchdog(aws):
@@ -109,7 +85,7 @@ def test_review_halving_decisions_do_not_change_when_an_earlier_finished_rung_co
     against docs/sweeps.md ("a decision is never revised", "every pass makes the same ones"). Fixed when C, which
     arrived third and worst of three, is stopped by pass 2 (e.g. decisions recorded once, in order of visibility)."""
     content = {"base": BASE, "seeds": [1, 2, 3], "halving": {"rungs": [10], "keep": 0.5}}
-    record = record_sweep(aws, "hv", content, data_file(0), None)
+    record = record_sweep(aws.s3, aws.bucket, "hv", content, data_file(0), None)
     a, b, c = record.run_ids
     for run_id in record.run_ids:
         put_run(aws, run_id, progress_epoch=0)
@@ -145,7 +121,7 @@ def test_review_a_queued_trial_never_starts_on_data_other_than_the_sweeps(aws):
     ranks them with the rest. Fixed when a trial is only started on the recorded data (a conditional copy, or an
     md5/ETag check that refuses with one clear line)."""
     data = data_file(0)
-    record = record_sweep(aws, "dq", {"base": BASE, "seeds": [1, 2]}, data, 1)
+    record = record_sweep(aws.s3, aws.bucket, "dq", {"base": BASE, "seeds": [1, 2]}, data, 1)
     # e.g. `lnn start --name dq --data other.npz`, an hour into the sweep (before `lnn start` refused a sweep's name)
     aws.s3.put_object(Bucket=aws.bucket, Key="runs/dq/data.npz", Body=data_file(7))
     dog, launches = watchdog(aws)
@@ -168,7 +144,7 @@ def test_review_a_refused_concurrent_start_leaves_the_sweeps_data_alone(aws):
     every trial the stack starts after that copies it (previous test). Fixed when the refused start leaves A's data
     in place (e.g. the record first and the data only by its creator, or the data under a key of its md5)."""
     data_a, data_b = data_file(0), data_file(7)
-    record_sweep(aws, "race", {"base": BASE, "seeds": [1, 2]}, data_a, 1)
+    record_sweep(aws.s3, aws.bucket, "race", {"base": BASE, "seeds": [1, 2]}, data_a, 1)
 
     class ReadBeforeTheOther(SweepStore):
         """B's start: its read came before A's record existed."""
@@ -203,29 +179,8 @@ def test_review_a_sweep_named_as_an_existing_run_leaves_that_runs_data_alone(aws
     assert launcher.handle({"run_id": "exp", "parameters": {**BASE, "seed": 1}})["status"] == "running"
 
     dog = build_watchdog(session=aws.session, invoker=steps, clock=FakeClock(), functions={"launcher": launches})
-    stack = SimpleNamespace(
-        launch_limits=lambda: LaunchLimits(),
-        launch_defaults=dict,
-        session=aws.session,
-        outputs=SimpleNamespace(bucket=aws.bucket, stack_name="lnn-test"),
-        ports=dog.ports,
-    )
-    sweep_file, data_path = tmp_path / "sweep.json", tmp_path / "other.npz"
-    sweep_file.write_text(json.dumps({"base": BASE, "seeds": [1, 2]}))
-    data_path.write_bytes(data_file(7))
-    args = Namespace(
-        sweep_file=str(sweep_file),
-        vary=[],
-        seeds=None,
-        trials=None,
-        config=None,
-        name="exp",
-        data=str(data_path),
-        label_column=None,
-        parallel=1,
-    )
     try:
-        commands.command_sweep_start(args, {}, stack, Console(file=io.StringIO()))
+        start_sweep(tmp_path, cli_stack(aws, dog), "exp", {"base": BASE, "seeds": [1, 2]}, data_file(7), parallel=1)
     except LnnInputError:
         pass  # refusing the name is a fix
     kept = aws.s3.get_object(Bucket=aws.bucket, Key="runs/exp/data.npz")["Body"].read()
@@ -237,16 +192,10 @@ def test_review_lnn_sweep_status_of_a_sweep_whose_data_is_gone_is_one_clean_line
     ("sweep ...'s data ... is missing; ... start the sweep again under another name") when it would start a queued
     trial and runs/<sweep>/data.npz is gone. `lnn_cli.main` turns LnnInputError, DeployError and AWS errors into one
     line, not RunFailure: the user gets a traceback. Fixed when the command ends with one `lnn: error:` line."""
-    record_sweep(aws, "gone", {"base": BASE, "seeds": [1, 2]}, data_file(0), 1)
+    record_sweep(aws.s3, aws.bucket, "gone", {"base": BASE, "seeds": [1, 2]}, data_file(0), 1)
     aws.s3.delete_object(Bucket=aws.bucket, Key=SweepStore(aws.s3, aws.bucket).read("gone").data_key)
     dog, _ = watchdog(aws)
-    stack = SimpleNamespace(
-        launch_limits=LaunchLimits,
-        launch_defaults=dict,
-        session=aws.session,
-        outputs=SimpleNamespace(bucket=aws.bucket, stack_name="lnn-test"),
-        ports=dog.ports,
-    )
+    stack = cli_stack(aws, dog)
     monkeypatch.setattr(deployed_stack, "open_stack", lambda *_: stack)
     status = main(["sweep", "status", "gone"])
     error = capsys.readouterr().err.strip().splitlines()
@@ -276,29 +225,8 @@ def test_review_a_new_sweep_never_takes_an_existing_run_for_one_of_its_trials(aw
     assert launcher.handle({"run_id": "exp-t001", "parameters": foreign})["status"] == "running"
 
     dog = build_watchdog(session=aws.session, invoker=steps, clock=FakeClock(), functions={"launcher": launches})
-    stack = SimpleNamespace(
-        launch_limits=LaunchLimits,
-        launch_defaults=dict,
-        session=aws.session,
-        outputs=SimpleNamespace(bucket=aws.bucket, stack_name="lnn-test"),
-        ports=dog.ports,
-    )
-    sweep_file, data_path = tmp_path / "sweep.json", tmp_path / "data.npz"
-    sweep_file.write_text(json.dumps({"base": BASE, "seeds": [1, 2]}))
-    data_path.write_bytes(data_file(0))
-    args = Namespace(
-        sweep_file=str(sweep_file),
-        vary=[],
-        seeds=None,
-        trials=None,
-        config=None,
-        name="exp",
-        data=str(data_path),
-        label_column=None,
-        parallel=2,
-    )
     try:
-        commands.command_sweep_start(args, {}, stack, Console(file=io.StringIO()))
+        start_sweep(tmp_path, cli_stack(aws, dog), "exp", {"base": BASE, "seeds": [1, 2]}, data_file(0), parallel=2)
     except LnnInputError as error:
         assert "exp-t001" in str(error)
         return

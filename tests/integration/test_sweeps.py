@@ -22,17 +22,9 @@ from lnn_core.sweep import results as sweep_table
 from lnn_core.sweep.controller import halted
 from lnn_core.sweep.record import SweepRecord
 from tests.integration.conftest import dataset, model_arrays
+from tests.support.sweeps import SWEEP_TRIAL
 
-BASE = {
-    "epochs": 4,
-    "learning_rate": 0.3,
-    "neurons": [3, 1],
-    "activations": ["tanh", "sigmoid"],
-    "granularity": "epoch",
-    "validation_split": 0.25,
-    "validation_seed": 3,
-    "eval_every": 2,
-}
+BASE = {"epochs": 4, **SWEEP_TRIAL, "validation_split": 0.25, "validation_seed": 3, "eval_every": 2}
 
 
 @pytest.fixture(scope="module")

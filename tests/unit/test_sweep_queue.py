@@ -1,7 +1,6 @@
 """The sweep's queue: trials start in order while fewer than the limits run; a repeated start starts nothing twice;
 a bad sweep starts nothing."""
 
-from argparse import Namespace
 from types import SimpleNamespace
 
 import pytest
@@ -13,6 +12,7 @@ from lnn_core.errors import LnnInputError
 from lnn_core.launch.launcher import LaunchLimits
 from lnn_core.sweep import results
 from lnn_core.sweep.record import PENDING_SECONDS, SweepRecord, stack_limit, trials_to_start
+from tests.support.sweeps import start_args
 
 BASE = {"epochs": 3, "learning_rate": 0.01, "neurons": [4, 1], "activations": ["relu", "sigmoid"]}
 
@@ -67,65 +67,46 @@ def test_the_trainers_reservation_limits_runs_at_once():
     assert stack_limit(10, 8, 3) == 2  # a run of 3 shard workers takes 3 of the reservation
 
 
-def test_a_bad_sweep_starts_nothing(tmp_path):
-    """Every trial is checked before anything is written: the stack's clients are never asked for."""
+def start_offline(tmp_path, limits: LaunchLimits, content: str) -> int:
+    """`lnn sweep start --name s` of a sweep file holding `content`, on the demo data, against a stack of `limits`
+    whose clients fail the test when asked for: what is refused before anything is written."""
     stack = SimpleNamespace(
-        launch_limits=lambda: LaunchLimits(max_running_runs=2),
+        launch_limits=lambda: limits,
         launch_defaults=lambda: {"epochs": 3, "learning_rate": 0.01},
         session=SimpleNamespace(client=lambda *a, **k: pytest.fail("AWS was called")),
     )
     sweep = tmp_path / "sweep.json"
-    sweep.write_text(
-        '{"base": {"neurons": [4, 1], "activations": ["relu", "sigmoid"]}, "parameters": {"batch_size": [16, 0]}}'
-    )
-    args = Namespace(
-        sweep_file=str(sweep),
-        vary=[],
-        seeds=None,
-        trials=None,
-        config=None,
-        name="s",
-        data=str(DEMO_DATA),
-        label_column=None,
-        parallel=None,
-        no_wait=True,
-    )
+    sweep.write_text(content)
+    args = start_args(sweep, DEMO_DATA, name="s", parallel=None)
+    return commands.command_sweep_start(args, {}, stack, console=None)
+
+
+def test_a_bad_sweep_starts_nothing(tmp_path):
+    """Every trial is checked before anything is written: the stack's clients are never asked for."""
     with pytest.raises(LnnInputError, match=r"sweep trial 2 \(batch_size=0\) is not a valid run: batch_size must be"):
-        commands.command_sweep_start(args, {}, stack, console=None)
-    stack.launch_limits = lambda: LaunchLimits(trainer_concurrency=2)
-    sweep.write_text(
-        '{"base": {"neurons": [4, 1], "activations": ["relu", "sigmoid"], "granularity": "epoch"}, '
-        '"parameters": {"workers": [1, 3]}}'
-    )
+        start_offline(
+            tmp_path,
+            LaunchLimits(max_running_runs=2),
+            '{"base": {"neurons": [4, 1], "activations": ["relu", "sigmoid"]}, "parameters": {"batch_size": [16, 0]}}',
+        )
     with pytest.raises(LnnInputError, match=r"sweep trial 2 \(s-t002\) is not a valid run: workers 3 is more than"):
-        commands.command_sweep_start(args, {}, stack, console=None)
+        start_offline(
+            tmp_path,
+            LaunchLimits(trainer_concurrency=2),
+            '{"base": {"neurons": [4, 1], "activations": ["relu", "sigmoid"], "granularity": "epoch"}, '
+            '"parameters": {"workers": [1, 3]}}',
+        )
 
 
 def test_every_trials_memory_is_checked_and_the_first_that_does_not_fit_is_named(tmp_path):
     """Trials differ in their network: the third's step does not fit the trainer's memory, though the first's does;
     the sweep is refused naming it, before AWS is asked anything."""
-    stack = SimpleNamespace(
-        launch_limits=lambda: LaunchLimits(trainer_memory_mb=1024),
-        launch_defaults=lambda: {"epochs": 3, "learning_rate": 0.01},
-        session=SimpleNamespace(client=lambda *a, **k: pytest.fail("AWS was called")),
-    )
-    sweep = tmp_path / "sweep.json"
-    sweep.write_text(
-        '{"base": {"activations": ["relu", "sigmoid"]}, "parameters": {"neurons": [[4, 1], [8, 1], [100000, 1]]}}'
-    )
-    args = Namespace(
-        sweep_file=str(sweep),
-        vary=[],
-        seeds=None,
-        trials=None,
-        config=None,
-        name="s",
-        data=str(DEMO_DATA),
-        label_column=None,
-        parallel=None,
-    )
     with pytest.raises(LnnInputError, match=r"sweep trial 3 \(s-t003\) is not a valid run: .*1024 MB"):
-        commands.command_sweep_start(args, {}, stack, console=None)
+        start_offline(
+            tmp_path,
+            LaunchLimits(trainer_memory_mb=1024),
+            '{"base": {"activations": ["relu", "sigmoid"]}, "parameters": {"neurons": [[4, 1], [8, 1], [100000, 1]]}}',
+        )
 
 
 def test_a_collapsed_trial_ranks_after_every_trial_that_learned():

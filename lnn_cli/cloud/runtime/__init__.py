@@ -1,6 +1,7 @@
 """A local Lambda runtime with the semantics of asynchronous invocation, for the deployed LNN functions.
 
 - `core`: `LocalLambdaRuntime`, the scheduler (in order at concurrency 1, threads beyond);
+- `execution`: one delivery in a container: its context, time limit, logs, record and destination record;
 - `containers`: the functions' warm containers and what makes them safe side by side;
 - `queue`: the delivery queue, the delivery clock and the handlers' clock;
 - `semantics`: Lambda's async invoke: payload limit, context, retries, destination records;
@@ -15,7 +16,8 @@ from lnn_cli.cloud.runtime.containers import (
     LocalFunction,
     environment,
 )
-from lnn_cli.cloud.runtime.core import DeliveryRecord, Faults, LocalInvoker, LocalLambdaRuntime
+from lnn_cli.cloud.runtime.core import Faults, LocalInvoker, LocalLambdaRuntime
+from lnn_cli.cloud.runtime.execution import DeliveryRecord
 from lnn_cli.cloud.runtime.queue import Delivery, DeliveryClock, DeliveryQueue
 from lnn_cli.cloud.runtime.semantics import (
     ASYNC_PAYLOAD_LIMIT,
