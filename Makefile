@@ -32,8 +32,10 @@ lint: setup
 	$(VENV)/bin/ruff format --check .
 	@! $(VENV)/bin/vulture lambda_src lnn_cli lnn_stack app.py tests --min-confidence 60 | grep -v '^tests/'
 
+# --dist worksteal: a worker that runs out of tests takes half of the other's queue (with the default `load`, one
+# worker's last chunk ran on alone for a minute while the other sat idle).
 test: lint
-	$(PY) -m pytest -n 2 -m "not slow"
+	$(PY) -m pytest -n 2 --dist worksteal -m "not slow"
 
 slow: setup
 	$(PY) -m pytest -n 2 -m slow

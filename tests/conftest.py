@@ -4,6 +4,8 @@ import json
 from collections import deque
 
 import boto3
+import botocore.loaders
+import botocore.session
 import numpy as np
 import pytest
 from moto import mock_aws
@@ -19,6 +21,18 @@ from tests.support.arrays import npz_bytes
 moto_transactions.install()  # the embedded AWS's transactions, as `lnn local` and `lnn up` run them
 
 REGION = "us-east-1"
+# botocore parses its service models (large JSON files) once per session: the tests' sessions share one loader, as the
+# clients of one long-lived session do, instead of parsing them again for every test (a quarter of a second each).
+SERVICE_MODELS = botocore.loaders.create_loader()
+
+
+def session_sharing_models() -> boto3.Session:
+    """A new boto3 session (its own credentials, configuration and event handlers) with the shared parsed models."""
+    core = botocore.session.get_session()
+    core.register_component("data_loader", SERVICE_MODELS)
+    session = boto3.Session(botocore_session=core, region_name=REGION)
+    SERVICE_MODELS.search_paths[:] = dict.fromkeys(SERVICE_MODELS.search_paths)  # boto3 adds its path per session
+    return session
 
 
 class QueueInvoker:
@@ -78,7 +92,7 @@ def aws(monkeypatch):
         monkeypatch.setenv(name, value)
     monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
     with mock_aws():
-        session = boto3.Session(region_name=REGION)
+        session = session_sharing_models()
         session.client("s3").create_bucket(Bucket="lnn-test-bucket")
         session.client("dynamodb").create_table(
             TableName="lnn-results",

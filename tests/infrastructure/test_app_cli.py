@@ -39,6 +39,7 @@ def test_app_exits_2_with_only_the_message(tmp_path, context, message):
     assert (result.returncode, result.stderr, result.stdout) == (2, message + "\n", "")
 
 
+@pytest.mark.slow  # two whole syntheses; test_settings checks the warning and when it is given in a millisecond
 def test_synth_without_an_email_warns_in_exactly_one_line(tmp_path):
     result = run_app(tmp_path, {"aws:cdk:bundling-stacks": []})
     assert result.returncode == 0, result.stderr

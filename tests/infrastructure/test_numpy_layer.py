@@ -106,6 +106,7 @@ def layer_directory(assembly_dir: Path, stack_name: str) -> tuple[dict, Path]:
     return trainer, assembly_dir / source
 
 
+@pytest.mark.slow  # half a minute of cdk and pip; the fast tests above check the pins, the hash and pip's errors
 @pytest.mark.layer_build
 def test_cdk_synth_builds_the_layer_offline_for_the_functions_platform(tmp_path):
     # 1. With network allowed, fill the wheel cache (a quick no-op when it is already complete).

@@ -1,16 +1,17 @@
 """Fixtures of the in-process integration tests: the synthesized stack created by moto's CloudFormation."""
 
+import fcntl
 import io
 import json
+from pathlib import Path
 
-import boto3
 import numpy as np
 import pytest
 from moto import mock_aws
 
 from lnn_cli.cloud.deploy import deploy_in_process, synthesize
 from lnn_cli.cloud.runtime import atomic_requests
-from tests.conftest import REGION, blobs
+from tests.conftest import REGION, blobs, session_sharing_models
 from tests.support.arrays import npz_bytes
 
 
@@ -26,9 +27,19 @@ def model_arrays(model: bytes) -> dict[str, np.ndarray]:
 
 
 @pytest.fixture(scope="session")
-def assembly(tmp_path_factory):
-    """The app synthesized once per test process (cdk synth takes seconds; every module's stack uses it)."""
-    return synthesize(log_path=tmp_path_factory.mktemp("synth") / "synth.log")
+def assembly(tmp_path_factory, worker_id):
+    """The app synthesized once per test session (cdk synth takes seconds; every module's stack uses it): under
+    xdist the first worker to need it synthesizes while the others wait, then they all read the same cdk.out."""
+    log_path = tmp_path_factory.mktemp("synth") / "synth.log"
+    if worker_id == "master":  # no xdist
+        return synthesize(log_path=log_path)
+    session_dir = tmp_path_factory.getbasetemp().parent  # this session's, shared by its workers
+    with open(session_dir / "assembly.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        synthesized = session_dir / "assembly.path"
+        if not synthesized.exists():
+            synthesized.write_text(str(synthesize(log_path=log_path)))
+        return Path(synthesized.read_text())
 
 
 @pytest.fixture(scope="module")
@@ -43,7 +54,7 @@ def stack(assembly):
             patch.setenv(name, value)
         patch.delenv("AWS_ENDPOINT_URL", raising=False)
         with mock_aws():
-            session = boto3.Session(region_name=REGION)
+            session = session_sharing_models()
             yield session, deploy_in_process(session, assembly, "LnnStack")
 
 

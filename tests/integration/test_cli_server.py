@@ -11,6 +11,7 @@ import re
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from lnn_cli.cloud.local import drive, local_runtime
 from lnn_cli.inputs import DEMO_DATA
@@ -141,6 +142,9 @@ def test_a_stopped_run_keeps_its_model_predicts_from_it_and_continues(deployed, 
     assert run["status"] == "succeeded" and run["model_epoch"] == 3 and run["continuations"] == 1
 
 
+# make slow: its own emulator and cdk deploy (half a minute); the deploy (the `deployed` fixture), run_local and the
+# files it writes (tests/integration/test_local_runtime.py) are tested on their own in make test
+@pytest.mark.slow
 def test_lnn_local_end_to_end(tmp_path, capsys):
     """`lnn local` starts its own emulator, deploys with cdk, trains and writes its three files."""
     out = tmp_path / "out"

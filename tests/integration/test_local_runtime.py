@@ -249,6 +249,17 @@ def test_results_json_is_json(clean):
     assert json.loads(json.dumps(clean.results()))["costs"] == clean.costs
 
 
+def test_the_files_lnn_local_writes(clean, tmp_path):
+    """results.json, model.npz and cost.png of a finished run, as `lnn local` leaves them in its --out directory."""
+    from lnn_cli.presentation.report import write_outputs
+
+    written = write_outputs(tmp_path, clean.results(), clean.model)
+    assert written == [tmp_path / "results.json", tmp_path / "model.npz", tmp_path / "cost.png"]
+    assert json.loads(written[0].read_text()) == json.loads(json.dumps(clean.results()))
+    assert written[1].read_bytes() == clean.model
+    assert written[2].read_bytes().startswith(b"\x89PNG")
+
+
 @pytest.mark.parametrize("concurrency", [1, 4])
 @pytest.mark.parametrize("granularity", ["epoch", "auto"])
 def test_granularities_report_the_clean_runs_costs(stack, clean, log, granularity, concurrency):
