@@ -36,11 +36,26 @@ class RecordingInvoker:
         self.queue.invoke_async(payload)
 
 
+class RecordingKick:
+    """The watchdog's invoker: a sweep trial's kick, recorded in the requests of the delivery that makes it."""
+
+    def __init__(self, requests: list):
+        self.requests, self.kicks = requests, []
+
+    def invoke_async(self, payload):
+        self.requests.append(("lambda", "Invoke", "watchdog"))
+        self.kicks.append(payload)
+
+
 def recording_trainer(aws, queue: QueueInvoker):
     """A trainer whose every request, SDK or invoke, is appended in order to the list returned with it: (service,
     operation, detail), the detail being an UpdateItem's expression or an invoked event's state."""
     requests: list = []
-    trainer = build_trainer(session=aws.session, invoker=RecordingInvoker(queue, requests))
+    trainer = build_trainer(
+        session=aws.session,
+        invoker=RecordingInvoker(queue, requests),
+        functions={"watchdog": RecordingKick(requests)},
+    )
 
     def recorded(params, model, **_):
         service = model.service_model.service_name
@@ -106,6 +121,17 @@ def test_a_commit_deletes_its_obsolete_state_before_it_sends(aws):
     operations = [request[1] for request in requests]
     assert operations.index("DeleteObjects") < operations.index("Invoke")
     assert [request for request in requests if str(request[2]).startswith(USAGE_ADD)] == [requests[-3]]
+
+
+def test_a_sweep_trial_kicks_the_watchdog_before_it_sends(aws):
+    """An epoch with a validation cost kicks the sweep's reconciliation: before the invoke of the next step."""
+    queue = launched(aws, {**RUNS["epoch"], "validation_split": 0.25, "eval_every": 1, "sweep": "s1"})
+    trainer, requests = recording_trainer(aws, queue)
+    requests.clear()
+    assert trainer.handle(queue.events.popleft(), CONTEXT)["outcome"] == "committed"
+    states = [request[2] for request in requests if request[:2] == ("lambda", "Invoke")]
+    assert states == ["watchdog", "start"] and requests[-1] == ("dynamodb", "UpdateItem", MARK_INVOKED)
+    assert trainer.ports.functions["watchdog"].kicks == [{"sweep": "s1", "epoch": 1}]
 
 
 def test_the_usage_counts_the_send_it_precedes(aws):
