@@ -1,9 +1,9 @@
 """Sending a run's next step exactly once in effect: the send lease, the events a step fans out to, and the
 re-send of a committed step whose sender died (`ensure_next_sent`, under a conditional claim).
 
-A trainer delivery makes its send last (`Send`, after its usage ADD): once the next step's event is accepted,
-only the record that it was sent follows, so that the delivery's container is free again, and takes that event
-itself, by the time Lambda dispatches it (docs/protocol.md, "Sending")."""
+A trainer delivery makes its send last (`Send`, after its usage ADD): once the next step's event is accepted, only
+the record that it was sent follows, so that the delivery's container is free again, and may take that event
+itself, by the time Lambda dispatches it (docs/protocol.md, "The send comes last")."""
 
 from dataclasses import dataclass
 from typing import Any
