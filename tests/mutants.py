@@ -170,8 +170,8 @@ MUTANTS = (
     Mutant(
         "a re-send without the claim",
         SENDING,
-        "    if not claimed:\n        return False\n    send(ports",
-        "    send(ports",
+        "    if not claimed:\n        return None\n    return next_send(",
+        "    return next_send(",
         first=("test_3_a_duplicate_whose_commit_fails_while_the_winner_sends",),
     ),
     Mutant(
@@ -256,10 +256,12 @@ MUTANTS = (
     Mutant(
         "a round's shard events recorded as sent before every invoke was accepted",
         SENDING,
-        "    ports.fan_out.map(ports.invoker.invoke_async, fan_out(event) if invocations is None else invocations)\n"
-        '    ports.table.mark_invoked(run_id, event["step"])\n',
-        '    ports.table.mark_invoked(run_id, event["step"])\n'
-        "    ports.fan_out.map(ports.invoker.invoke_async, fan_out(event) if invocations is None else invocations)\n",
+        "        ports.fan_out.map(ports.invoker.invoke_async, self.invocations)\n"
+        "        if self.invoked_step is not None:\n"
+        "            ports.table.mark_invoked(self.run_id, self.invoked_step)\n",
+        "        if self.invoked_step is not None:\n"
+        "            ports.table.mark_invoked(self.run_id, self.invoked_step)\n"
+        "        ports.fan_out.map(ports.invoker.invoke_async, self.invocations)\n",
         first=("test_a_reduce_whose_shard_invokes_failed_midway_is_finished_by_its_retry",),
     ),
 )

@@ -8,7 +8,7 @@ from lnn_core.aws.run_record import MESSAGE_DUE, MESSAGE_DUE_VALUE
 from lnn_core.aws.sdk import CLAIM_CALL_SECONDS, now
 from lnn_core.protocol.end_message import message, message_id, subject
 from lnn_core.protocol.layout import model_key, staged_model_key
-from lnn_core.protocol.sending import ensure_next_sent, lease_until
+from lnn_core.protocol.sending import Send, claim_next_send, lease_until
 
 TERMINAL = ("succeeded", "failed", "stopped")
 
@@ -92,12 +92,13 @@ def no_model(run: dict[str, Any]) -> str:
     return f"run {run_id} is {status} and has no model; start a new run"
 
 
-def catch_up(ports: Ports, run: dict[str, Any], *, claimant: str, context: Any = None) -> bool:
-    """Finish what a committed step may have left undone (its crash, or a commit whose answer was lost)."""
+def catch_up(ports: Ports, run: dict[str, Any], *, claimant: str, context: Any = None) -> Send | None:
+    """Finish what a committed step may have left undone (its crash, or a commit whose answer was lost): an ended
+    run's message; a running run's next step, whose re-send this claims and returns for the delivery to make last."""
     if run["status"] == "running":
-        return ensure_next_sent(ports, run, claimant=claimant, context=context)
+        return claim_next_send(ports, run, claimant=claimant, context=context)
     ensure_notified(ports, run, claimant=claimant, context=context)
-    return False
+    return None
 
 
 def end_run(

@@ -1,10 +1,15 @@
 """Sending a run's next step exactly once in effect: the send lease, the events a step fans out to, and the
-re-send of a committed step whose sender died (`ensure_next_sent`, under a conditional claim)."""
+re-send of a committed step whose sender died (`ensure_next_sent`, under a conditional claim).
 
+A trainer delivery makes its send last (`Send`, after its usage ADD): once the next step's event is accepted, only
+the record that it was sent follows, so that the delivery's container is free again, and may take that event
+itself, by the time Lambda dispatches it (docs/protocol.md, "The send comes last")."""
+
+from dataclasses import dataclass
 from typing import Any
 
 from lnn_core.aws.ports import Ports
-from lnn_core.aws.sdk import CLAIM_CALL_SECONDS
+from lnn_core.aws.sdk import CLAIM_CALL_SECONDS, IoCounter
 from lnn_core.protocol.events import shard_event
 
 # A claim to send or to notify holds this long at most. It must end before Lambda's first retry of the claimant's
@@ -47,24 +52,61 @@ def pending(ports: Ports, run: dict[str, Any]) -> list[dict[str, Any]]:
     return [following] if len(done) == following["shards"] else [e for e in invocations if e["shard"] not in done]
 
 
-def send(ports: Ports, run_id: str, event: dict[str, Any], invocations: list[dict[str, Any]] | None = None) -> None:
-    """Invoke the next step (a round's K shards together, `Ports.fan_out`), then, once every invoke was accepted,
-    record that it was sent. The caller holds the send lease (its commit's, or a `claim_send`); a crash or a failed
-    invoke in between leaves the lease to expire and a retry to re-send what is still `pending`."""
-    ports.fan_out.map(ports.invoker.invoke_async, fan_out(event) if invocations is None else invocations)
-    ports.table.mark_invoked(run_id, event["step"])
+@dataclass(frozen=True)
+class Send:
+    """A claimed send, made by calling it: invoke the next step (a round's K shards together, `Ports.fan_out`),
+    then, once every invoke was accepted, record that step `invoked_step` was sent (None: a round's reduce, whose
+    sending `claim_reduce` guards). The caller holds the send lease (its commit's, a `claim_send`'s, or the
+    reduce's claim); a crash or a failed invoke in between leaves the lease to expire and a retry to re-send what
+    is still `pending`."""
+
+    run_id: str
+    invocations: list[dict[str, Any]]
+    invoked_step: int | None
+
+    def __call__(self, ports: Ports) -> None:
+        ports.fan_out.map(ports.invoker.invoke_async, self.invocations)
+        if self.invoked_step is not None:
+            ports.table.mark_invoked(self.run_id, self.invoked_step)
+
+    def requests(self) -> IoCounter:
+        """The requests the send makes, counted as the ports count them: a delivery adds its usage before them."""
+        ahead = IoCounter()
+        for _ in self.invocations:
+            ahead.count("lambda")
+        if self.invoked_step is not None:
+            ahead.count("dynamodb", dynamodb_writes=1)
+        return ahead
 
 
-def ensure_next_sent(ports: Ports, run: dict[str, Any], *, claimant: str, context: Any = None) -> bool:
-    """Send the committed next event if no delivery recorded sending it and no live lease holds the send
-    (its sender crashed after the commit). The claim is a conditional write: of all twins, one re-sends."""
+def next_send(run_id: str, event: dict[str, Any], invocations: list[dict[str, Any]] | None = None) -> Send:
+    """The send of `event`, the run's next step: its `invocations` (by default all of `fan_out(event)`)."""
+    return Send(run_id, fan_out(event) if invocations is None else invocations, event["step"])
+
+
+def send(ports: Ports, run_id: str, event: dict[str, Any]) -> None:
+    """Send `event` now (the launcher's first step), under the caller's send lease."""
+    next_send(run_id, event)(ports)
+
+
+def claim_next_send(ports: Ports, run: dict[str, Any], *, claimant: str, context: Any = None) -> Send | None:
+    """Claim the re-send of the committed next event if no delivery recorded sending it and no live lease holds
+    the send (its sender crashed after the commit), and return it for the caller to make. The claim is a
+    conditional write: of all twins, one re-sends."""
     following = run.get("next_event")
     if run["status"] != "running" or not following or run.get("invoked_step", 0) >= following["step"]:
-        return False
+        return None
     claimed = ports.table.claim_send(
         run["run_id"], run["committed_step"], claimant=claimant, now=ports.clock(), until=lease_until(ports, context)
     )
     if not claimed:
-        return False
-    send(ports, run["run_id"], following, pending(ports, run))
-    return True
+        return None
+    return next_send(run["run_id"], following, pending(ports, run))
+
+
+def ensure_next_sent(ports: Ports, run: dict[str, Any], *, claimant: str, context: Any = None) -> bool:
+    """`claim_next_send`, and the send it claimed made at once (the launcher's repeated launch, `lnn resume`)."""
+    claimed = claim_next_send(ports, run, claimant=claimant, context=context)
+    if claimed is not None:
+        claimed(ports)
+    return claimed is not None

@@ -10,9 +10,10 @@ A step is a computation over inputs addressed by (run_id, step position), follow
      item is written only while its step is uncommitted, so none changes after the commit);
   5. commit: one conditional write moves `committed_step` from step - 1 to step and gives the winner a lease on
      sending the next event. Exactly one delivery wins;
-  6. the winner sends the next step's event and records `invoked_step`; a delivery that finds the step committed
-     but the next event unsent re-sends it only after winning a conditional claim, once no live lease holds it,
-     so duplicates cannot start a second chain;
+  6. the winner sends the next step's event and records `invoked_step`, as the delivery's last requests (after
+     its cleanup and its usage ADD, so that its container is free by the time Lambda dispatches that event); a
+     delivery that finds the step committed but the next event unsent re-sends it only after winning a
+     conditional claim, once no live lease holds it, so duplicates cannot start a second chain;
   7. a terminal step publishes the model (the finish, or a stop, wrote it aside before its commit), then claims,
      publishes and records the ending's one SNS message.
 
@@ -53,11 +54,15 @@ class Trainer:
     # ---- the protocol -------------------------------------------------------------------------------------
 
     def handle(self, event: Any, context: Any = None) -> dict[str, Any]:
-        meter = DeliveryMeter(self.ports.counter)
+        meter, send = DeliveryMeter(self.ports.counter), None
         try:
             outcome = self._handle(event, context)
-        finally:  # every delivery is paid for: a crashed one and a duplicate too
-            meter.record(self.ports.table, event.get("run_id") if isinstance(event, dict) else None, context, self.log)
+            send = outcome.pop("send", None)  # the next step's invocations, if this delivery sends them
+        finally:  # every delivery is paid for, a crashed one and a duplicate too: before its send, counting it
+            run_id = event.get("run_id") if isinstance(event, dict) else None
+            meter.record(self.ports.table, run_id, context, self.log, ahead=send.requests() if send else None)
+        if send:  # the delivery's last requests: the invokes, then the record that they were sent
+            send(self.ports)
         costs = outcome.pop("epoch_costs", [])  # one per epoch this step completed (thousands in auto granularity)
         if costs:
             outcome |= {"epochs_completed": len(costs), "cost": costs[-1]}
@@ -97,8 +102,12 @@ class Trainer:
             return {**summary, "outcome": "ignored", "reason": f"run is {run['status']}"}
         committed = run["committed_step"]
         if step_event.step <= committed:
-            resent = step_event.step == committed and ending.catch_up(ports, run, claimant=claimant, context=context)
-            return {**summary, "outcome": "resent" if resent else "duplicate"}
+            resend = (
+                ending.catch_up(ports, run, claimant=claimant, context=context)
+                if step_event.step == committed
+                else None
+            )
+            return {**summary, "outcome": "resent" if resend else "duplicate", "send": resend}
         mismatch = schedule_mismatch(step_event, run)
         if mismatch:
             return {
@@ -148,8 +157,7 @@ class Trainer:
             until=sending.lease_until(self.ports, context),
         ):
             return {"outcome": "shard"}  # the reduce is on its way
-        self.ports.invoker.invoke_async(run["next_event"])
-        return {"outcome": "round complete"}
+        return {"outcome": "round complete", "send": sending.Send(step_event.run_id, [run["next_event"]], None)}
 
     def _commit(
         self, step_event: StepEvent, config: TrainingConfig, run: dict, result: StepResult, claimant: str, context: Any
@@ -189,16 +197,18 @@ class Trainer:
             latest = ports.table.get_run(run_id)
             if latest["committed_step"] != step_event.step or latest.get("committed_by") != claimant:
                 return self._commit_lost(step_event, result, claimant, context, latest=latest)
-        if following:  # ours: the commit holds our lease on sending
-            sending.send(ports, run_id, fields["next_event"])
-            validated = [item["epoch"] for item in result.epoch_items if item.get("validation_cost") is not None]
-            if validated:  # a sweep trial's validation cost: a halving rung can judge it now
-                ending.kick_sweep(ports, run, epoch=int(validated[-1]))
-        if result.final is not None:
-            ending.ensure_notified(ports, {**run, **fields}, claimant=claimant, context=context)
+        # Ours. All that is left comes before the send, which `handle` makes last, after the usage ADD: no later
+        # step reads the obsolete keys, nor does a retry, a twin or a re-send of the next step (docs/protocol.md)
         if result.obsolete:
             ports.store.delete_keys(result.obsolete)
+        validated = [item["epoch"] for item in result.epoch_items if item.get("validation_cost") is not None]
+        if following and validated:  # a sweep trial's validation cost: a halving rung can judge it now
+            ending.kick_sweep(ports, run, epoch=int(validated[-1]))
+        if result.final is not None:
+            ending.ensure_notified(ports, {**run, **fields}, claimant=claimant, context=context)
         outcome = {"outcome": "committed"}
+        if following:  # the commit holds our lease on sending
+            outcome["send"] = sending.next_send(run_id, fields["next_event"])
         if result.epoch_items:
             outcome["epoch_costs"] = [item["cost"] for item in result.epoch_items]
         return outcome
@@ -213,7 +223,7 @@ class Trainer:
         if result.obsolete and latest["committed_step"] == step_event.step:  # the same keys whoever committed it
             self.ports.store.delete_keys(result.obsolete)
         resent = ending.catch_up(self.ports, latest, claimant=claimant, context=context)
-        return {"outcome": "resent" if resent else "duplicate"}
+        return {"outcome": "resent" if resent else "duplicate", "send": resent}
 
     def _stop(self, run: dict, claimant: str, context: Any) -> dict[str, Any]:
         """End the run stopped at its committed step, keeping the model of its last committed epoch: staged (kept,
