@@ -188,3 +188,41 @@ def test_every_path_adds_its_usage_once(aws, monkeypatch):
     assert deliver({"run_id": "r1", "step": "x"}) == "failed"  # a malformed event fails the run it names
     assert deliver({"run_id": "r1", "step": "y"}) == "rejected"  # and is rejected once the run ended
     assert deliver(queue.events.popleft()) == "ignored"
+
+
+def test_a_failed_cleanup_delete_does_not_hold_back_the_next_step(aws, monkeypatch):
+    """The delete before the send is best effort: an S3 error is logged and step k + 1 is sent at once (raising
+    would leave it to Lambda's retry a minute later). Review 25."""
+    from botocore.exceptions import ClientError
+
+    queue = launched(aws, RUNS["epoch"])
+    trainer, _ = recording_trainer(aws, queue)
+    trainer.handle(queue.events.popleft(), CONTEXT)  # step 1 (epoch 1)
+
+    def slow_down(keys):
+        raise ClientError(
+            {"Error": {"Code": "SlowDown", "Message": "Please reduce your request rate."}}, "DeleteObjects"
+        )
+
+    monkeypatch.setattr(trainer.ports.store, "delete_keys", slow_down)
+    assert trainer.handle(queue.events.popleft(), CONTEXT)["outcome"] == "committed"  # step 2 deletes epoch 1's state
+    assert trainer.ports.table.get_run("r1")["committed_step"] == 2
+    assert [event["step"] for event in queue.events] == [3]
+
+
+def test_a_resend_comes_after_the_usage_add(aws, monkeypatch):
+    """catch_up claims a re-send and the delivery makes it last: claim, ADD, invokes, mark. Review 25."""
+    queue = launched(aws, RUNS["epoch"])
+    trainer, requests = recording_trainer(aws, queue)
+    step1 = queue.events.popleft()
+    with monkeypatch.context() as patch:  # the winner dies in its send, after its commit and its ADD
+        patch.setattr(trainer.ports.invoker, "invoke_async", lambda payload: (_ for _ in ()).throw(MemoryError()))
+        with pytest.raises(MemoryError):
+            trainer.handle(dict(step1), CONTEXT)
+    trainer.ports.clock = lambda: 4e9  # Lambda's retry, past the send lease
+    requests.clear()
+    assert trainer.handle(dict(step1), CONTEXT)["outcome"] == "resent"
+    add = [i for i, request in enumerate(requests) if str(request[2]).startswith(USAGE_ADD)]
+    invoke = [i for i, request in enumerate(requests) if request[:2] == ("lambda", "Invoke")]
+    assert add and invoke and add[-1] < invoke[0], requests
+    assert requests[invoke[-1] + 1 :] == [("dynamodb", "UpdateItem", MARK_INVOKED)], requests

@@ -15,7 +15,9 @@ BOTO_CONFIG = Config(retries={"mode": "standard", "total_max_attempts": 5}, conn
 
 # The clients whose calls a lease covers (DynamoDB, SNS, Lambda): every attempt and back-off of one call ends
 # well inside the 30 s lease (protocol.sending.LEASE_SECONDS), so a live claimant cannot outlast its own lease inside an
-# SDK call. S3 keeps BOTO_CONFIG: large objects, and no S3 call is made under a lease.
+# SDK call. S3 keeps BOTO_CONFIG: large objects. Its one call under a lease is the winner's best-effort cleanup delete
+# before its send (`Trainer._delete_obsolete`): one that outlasts the lease lets a twin re-send the next step too, a
+# duplicate event that `mark_started` or the commit drops (docs/protocol.md, "The send comes last").
 CLAIM_ATTEMPTS, CLAIM_CONNECT_SECONDS, CLAIM_READ_SECONDS = 3, 2, 6
 CLAIM_BACKOFF_SECONDS = 1 + 2  # botocore's standard mode waits at most 2**(attempt - 1) s before retry `attempt`
 CLAIM_CALL_SECONDS = CLAIM_ATTEMPTS * (CLAIM_CONNECT_SECONDS + CLAIM_READ_SECONDS) + CLAIM_BACKOFF_SECONDS

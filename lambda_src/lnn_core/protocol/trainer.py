@@ -27,6 +27,8 @@ import time
 import uuid
 from typing import Any
 
+from botocore.exceptions import BotoCoreError, ClientError
+
 from lnn_core.aws.codec import arrays_to_npz
 from lnn_core.aws.ports import Ports
 from lnn_core.aws.run_record import send_lease
@@ -200,7 +202,7 @@ class Trainer:
         # Ours. All that is left comes before the send, which `handle` makes last, after the usage ADD: no later
         # step reads the obsolete keys, nor does a retry, a twin or a re-send of the next step (docs/protocol.md)
         if result.obsolete:
-            ports.store.delete_keys(result.obsolete)
+            self._delete_obsolete(run_id, result.obsolete)
         validated = [item["epoch"] for item in result.epoch_items if item.get("validation_cost") is not None]
         if following and validated:  # a sweep trial's validation cost: a halving rung can judge it now
             ending.kick_sweep(ports, run, epoch=int(validated[-1]))
@@ -224,6 +226,15 @@ class Trainer:
             self.ports.store.delete_keys(result.obsolete)
         resent = ending.catch_up(self.ports, latest, claimant=claimant, context=context)
         return {"outcome": "resent" if resent else "duplicate", "send": resent}
+
+    def _delete_obsolete(self, run_id: str, keys: list[str]) -> None:
+        """The winner's cleanup before its send, best effort: an S3 error is logged, not raised, so that it never
+        holds back the next step (a failed delivery would wait for Lambda's retry); the scratch expiry removes what
+        it leaves."""
+        try:
+            self.ports.store.delete_keys(keys)
+        except (ClientError, BotoCoreError) as error:
+            self.log.warning("obsolete state not deleted", extra={"run_id": run_id, "error": str(error)[:200]})
 
     def _stop(self, run: dict, claimant: str, context: Any) -> dict[str, Any]:
         """End the run stopped at its committed step, keeping the model of its last committed epoch: staged (kept,
