@@ -87,17 +87,19 @@ def main(argv: list[str] | None = None) -> int:
         "--workers-memory",
         type=int,
         default=WORKERS_MEMORY_MB,
-        help="workers job: the stack's memory_size in MB (the larger job's K = 1 needs about 3,800 in float64)",
+        help="workers job: the stack's memory_size in MB (the larger job's K = 1 needs 3,520 in float64: use 3584)",
     )
     parser.add_argument(
         "--workers-k",
         type=positive_ints,
         default=list(WORKERS_K),
-        help="workers job: the K to run, e.g. 1,2 (1 and 2 first)",
+        help="workers job: the K to run, 1 and 2 among them, e.g. 1,2,4",
     )
     parser.add_argument("--out", default="out/bench", help="where bench.json and the logs go")
     add_runtime_options(parser)
     args = parser.parse_args(argv)
+    if not {1, 2} <= set(args.workers_k):
+        parser.error("--workers-k must include 1 and 2 (the speedup and the model's check compare them), e.g. 1,2,4")
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     console = Console()

@@ -131,3 +131,12 @@ def test_a_deliverys_own_work_counts_once_per_delivery_on_the_critical_path():
         - bench_projection.scatter_round(4.0, 4, G, ASSUMED)["seconds"]
     )
     assert added == pytest.approx(0.2, abs=1e-12)
+
+
+def test_the_workers_k_must_include_one_and_two(capsys):
+    from lnn_cli.bench.__main__ import main
+
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--job", "workers", "--workers-k", "4,8"])
+    assert exit_info.value.code == 2
+    assert "--workers-k must include 1 and 2" in capsys.readouterr().err
