@@ -11,6 +11,7 @@ import sys
 import numpy as np
 
 from lnn_cli.bench.__main__ import positive_ints
+from lnn_cli.bench.workers import hidden_relu_softmax
 from lnn_core.aws.usage import DEFAULT_MEMORY_MB
 from lnn_core.errors import LnnInputError
 from lnn_core.launch.budget import (
@@ -88,7 +89,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workers", type=positive_ints, default=[1, 8])
     parser.add_argument("--dtype", choices=DTYPES, default="float64")
     args = parser.parse_args(argv)
-    activations = ["relu"] * (len(args.neurons) - 1) + ["softmax"]
+    activations = hidden_relu_softmax(args.neurons)
     for workers in args.workers:
         config = TrainingConfig.from_parameters(
             {

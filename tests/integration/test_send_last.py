@@ -226,3 +226,34 @@ def test_a_resend_comes_after_the_usage_add(aws, monkeypatch):
     invoke = [i for i, request in enumerate(requests) if request[:2] == ("lambda", "Invoke")]
     assert add and invoke and add[-1] < invoke[0], requests
     assert requests[invoke[-1] + 1 :] == [("dynamodb", "UpdateItem", MARK_INVOKED)], requests
+
+
+def test_a_loser_whose_cleanup_delete_fails_still_resends(aws, monkeypatch):
+    """A twin that loses the commit to a winner who died in its send deletes the obsolete state (best effort, as
+    the winner) and then re-sends step k + 1: a failed delete holds nothing back."""
+    from botocore.exceptions import ClientError
+
+    queue = launched(aws, RUNS["epoch"])
+    loser, _ = recording_trainer(aws, queue)
+    winner, _ = recording_trainer(aws, queue)
+    loser.handle(queue.events.popleft(), CONTEXT)  # step 1 (epoch 1)
+    step2 = queue.events.popleft()
+    real_transition = loser.ports.table.transition
+
+    def winner_first(*args, **kwargs):  # the winner commits step 2 first, then dies in its send
+        with monkeypatch.context() as patch:
+            patch.setattr(winner.ports.invoker, "invoke_async", lambda payload: (_ for _ in ()).throw(MemoryError()))
+            with pytest.raises(MemoryError):
+                winner.handle(dict(step2), CONTEXT)
+        loser.ports.clock = lambda: 4e9  # past the winner's send lease
+        return real_transition(*args, **kwargs)
+
+    def slow_down(keys):
+        raise ClientError(
+            {"Error": {"Code": "SlowDown", "Message": "Please reduce your request rate."}}, "DeleteObjects"
+        )
+
+    monkeypatch.setattr(loser.ports.table, "transition", winner_first)
+    monkeypatch.setattr(loser.ports.store, "delete_keys", slow_down)
+    assert loser.handle(dict(step2), CONTEXT)["outcome"] == "resent"
+    assert [event["step"] for event in queue.events] == [3]

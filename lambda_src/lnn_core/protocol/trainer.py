@@ -223,14 +223,14 @@ class Trainer:
         if latest["status"] == "running" and latest["committed_step"] != step_event.step:
             return {"outcome": "duplicate"}
         if result.obsolete and latest["committed_step"] == step_event.step:  # the same keys whoever committed it
-            self.ports.store.delete_keys(result.obsolete)
+            self._delete_obsolete(step_event.run_id, result.obsolete)
         resent = ending.catch_up(self.ports, latest, claimant=claimant, context=context)
         return {"outcome": "resent" if resent else "duplicate", "send": resent}
 
     def _delete_obsolete(self, run_id: str, keys: list[str]) -> None:
-        """The winner's cleanup before its send, best effort: an S3 error is logged, not raised, so that it never
-        holds back the next step (a failed delivery would wait for Lambda's retry); the scratch expiry removes what
-        it leaves."""
+        """A committed step's cleanup before its send (the winner's, or a loser's before its re-send), best effort:
+        an S3 error is logged, not raised, so that it never holds back the next step (a failed delivery would wait
+        for Lambda's retry); the scratch expiry removes what it leaves."""
         try:
             self.ports.store.delete_keys(keys)
         except (ClientError, BotoCoreError) as error:
