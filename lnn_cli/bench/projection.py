@@ -150,6 +150,44 @@ def scatter_round(
     )
 
 
+def persistent_round(
+    compute_seconds: float,
+    workers: int,
+    gradient_bytes: int,
+    assumptions: AwsAssumptions = AwsAssumptions(),
+    memory_mb: int | None = None,
+) -> dict:
+    """One round of ScatterReduce by K workers that stay alive across rounds (NOT BUILT: LambdaML's design), gd
+    (the state is the parameters, G bytes). Worker j keeps the whole model and the optimizer state of its slice in
+    memory, so a round has no invocation and reads no state object. It computes its sums over T1 / K and PUTs them;
+    it ADDs itself to the round's barrier and polls it until every worker is in; it GETs bytes j/K .. (j+1)/K of
+    every worker's sums (K ranged GETs at once, G bytes), adds them in worker order, updates its slice and PUTs it
+    (G/K, so that a worker's replacement can start from it); it ADDs itself to the slices' barrier, polls it, and
+    GETs the K slices at once (G bytes). Worker 0 then writes the epoch item and commits:
+        time(K) = T1/K + (L + G/B) + 2 d + (L + G/B) + (L + G/(K B)) + 2 d + (L + G/B) + 2 d + o
+    Bytes one function moves: 3 G + G/K, whatever K. Billed: K workers for the whole round (they wait while they
+    poll); no request per round (a worker lives for many rounds); PUTs 2K; GETs 2K^2 (every ranged GET is a GET);
+    DynamoDB write units 2K + 3 (the barriers' ADDs, the epoch item, the commit), reads 2K (one poll per barrier
+    and worker when they arrive together; more when they wait)."""
+    a, K, G = assumptions, workers, gradient_bytes
+    d, moved = a.dynamodb_latency, a.s3_latency + G / a.bandwidth
+    compute = compute_seconds / K
+    communication = 3 * moved + a.s3_latency + G / K / a.bandwidth + 6 * d + a.handler_overhead
+    return _priced(
+        a,
+        K,
+        compute,
+        communication,
+        memory_mb or a.memory_mb,
+        K * (compute + communication),
+        0,
+        2 * K,
+        2 * K * K,
+        2 * K + 3,
+        2 * K,
+    )
+
+
 def aws_projection(
     compute_seconds: float,
     gradient_bytes: int,
@@ -158,10 +196,10 @@ def aws_projection(
     memory_mb: dict[int, int] | None = None,
     design: str = "concurrent",
 ) -> dict:
-    """`aws_round` (`design` "concurrent", LNN's reduce) or `scatter_round` ("scatter") for each K, at
-    `memory_mb[K]` (default: the assumptions'), each with its speedup and its cost over K = 1, and the K of the least
-    time per epoch."""
-    rounds = {"concurrent": aws_round, "scatter": scatter_round}[design]
+    """`aws_round` (`design` "concurrent", LNN's reduce), `scatter_round` ("scatter") or `persistent_round`
+    ("persistent") for each K, at `memory_mb[K]` (default: the assumptions'), each with its speedup and its cost over
+    K = 1 (LNN's chain in every design), and the K of the least time per epoch."""
+    rounds = {"concurrent": aws_round, "scatter": scatter_round, "persistent": persistent_round}[design]
     rows = [
         aws_round(compute_seconds, 1, gradient_bytes, assumptions, memory_mb=(memory_mb or {}).get(1))
         if K == 1

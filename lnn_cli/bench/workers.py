@@ -287,6 +287,11 @@ def run_workers_job(args: argparse.Namespace, out: Path, console: Console) -> tu
         )
         if compute
         else None,
+        "persistent_projection": aws_projection(
+            compute, gradient_bytes, assumptions=on_aws, memory_mb=memory, design="persistent"
+        )
+        if compute
+        else None,
         "model_check": model_check(compute, gradient_bytes, local, runs) if compute else None,
     }
     if report["costs_relative_difference"] > COSTS_TOLERANCE:

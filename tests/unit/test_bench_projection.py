@@ -140,3 +140,23 @@ def test_the_workers_k_must_include_one_and_two(capsys):
         main(["--job", "workers", "--workers-k", "4,8"])
     assert exit_info.value.code == 2
     assert "--workers-k must include 1 and 2" in capsys.readouterr().err
+
+
+def test_persistent_round_follows_its_formula_and_pays_no_invocation_per_round():
+    four = bench_projection.persistent_round(4.0, 4, G, ASSUMED)
+    moved = 0.02 + 0.5  # one S3 round trip of G bytes
+    communication = 3 * moved + (0.02 + 0.125) + 6 * 0.01
+    assert four["compute"] == pytest.approx(1.0)
+    assert four["seconds"] == pytest.approx(1.0 + communication, abs=1e-12)
+    # billed: the four workers for the whole round, no request; 8 PUTs, 32 ranged or whole GETs
+    lambda_cost = 4 * (1.0 + communication) * 1769 / 1024 * 0.0000133334
+    assert four["cost_by_service"]["lambda"] == pytest.approx(lambda_cost, rel=1e-12)
+    assert four["cost_by_service"]["s3"] == pytest.approx((8 * 0.005 + 32 * 0.0004) / 1000, rel=1e-12)
+    # without the invocation hops and the state's GET it beats the ScatterReduce of invoked workers at every K
+    for K in (2, 8, 64):
+        assert (
+            bench_projection.persistent_round(4.0, K, G, ASSUMED)["seconds"]
+            < bench_projection.scatter_round(4.0, K, G, ASSUMED)["seconds"]
+        )
+    projection = bench_projection.aws_projection(4.0, G, (1, 4), ASSUMED, design="persistent")
+    assert projection["rows"][0] == bench_projection.aws_round(4.0, 1, G, ASSUMED) | {"speedup": 1.0, "cost_ratio": 1.0}
