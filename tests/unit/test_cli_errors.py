@@ -3,6 +3,7 @@ cause and the fix; never a traceback. The dead endpoint is a closed port on loca
 after `lnn down`), so the SDK's own connection error is what the command meets."""
 
 import json
+import re
 import socket
 
 import boto3
@@ -155,6 +156,22 @@ def test_another_aws_failure_is_one_line_too(lnn_stack, capsys):
     assert code == 1 and "Traceback" not in captured.err
     assert captured.err.startswith("lnn: error: AWS failed: ") and "ResourceNotFoundException" in captured.err
     assert len(captured.err.strip().splitlines()) == 1
+
+
+def test_serve_on_a_free_port_says_where_and_stops_on_ctrl_c(lnn_stack, capsys, monkeypatch):
+    """The server is made on a socket bound beforehand (`listening_socket`), so the port it prints is that socket's:
+    werkzeug's server, given the socket, has no `server_port`."""
+    from werkzeug.serving import BaseWSGIServer
+
+    def interrupted(server, *args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(BaseWSGIServer, "serve_forever", interrupted)
+    code = main(["serve", "--port", "0"])
+    captured = capsys.readouterr()
+    assert code == 0 and "Traceback" not in captured.err, captured.err
+    printed = " ".join(captured.out.split())
+    assert re.search(r"serving stack LnnStack on http://127\.0\.0\.1:[1-9][0-9]*/ \(Ctrl-C to stop\) stopped", printed)
 
 
 def test_serve_on_a_taken_port(lnn_stack, capsys):
