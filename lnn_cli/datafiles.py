@@ -127,7 +127,7 @@ def hdf5_arrays(path: Path, raw: bytes) -> dict[str, np.ndarray]:
     except LnnInputError:
         raise
     except (OSError, ValueError, KeyError, TypeError) as error:
-        raise LnnInputError(f"{path} is not a readable HDF5 file ({_first_line(error)})") from None
+        raise LnnInputError(f"{path} is not a readable HDF5 file ({_first_line(error)}); give {FORMATS}") from None
     arrays: dict[str, np.ndarray] = {}
     if train:
         arrays["X"], arrays["y"] = _examples(datasets, *HDF5_TRAIN, path)
@@ -215,7 +215,7 @@ def csv_arrays(path: Path, raw: bytes, label_column: str | None) -> dict[str, np
         header = [cell.strip() for cell in rows[0][1]]
         rows = rows[1:]
         if not rows:
-            raise LnnInputError(f"{path} has a header row but no examples")
+            raise LnnInputError(f"{path} has a header row but no examples; add one example per row under it")
     width = len(header) if header is not None else len(rows[0][1])
     if width < 2:
         raise LnnInputError(f"{path} has {width} column; a CSV needs at least one feature column and a label column")

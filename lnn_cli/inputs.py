@@ -21,6 +21,7 @@ from lnn_core.launch.budget import (
     parameter_copies,
     value_bytes,
 )
+from lnn_core.launch.launcher import check_workers_fit
 from lnn_core.ml.config import TrainingConfig
 from lnn_core.ml.dataset import TrainingData, load_training_data
 from lnn_core.ml.validation import held_out
@@ -146,6 +147,11 @@ def validate_run(
         )
     training_data = load_training_data(data, source=str(data_path), dtype=config.dtype)
     training_data.check_fits(config)
+    if split and config.workers > len(training_data.X):  # the launcher refuses a part without examples
+        raise LnnInputError(
+            f"workers {config.workers} is more than the {len(training_data.X)} training examples of {data_path}: "
+            f"each worker's part needs at least one; use at most {len(training_data.X)} workers"
+        )
     parts = data_in_parts(data, config.workers) if split else None
     for name, part in (parts or {}).items():
         part_layout = inspect_npz(io.BytesIO(part), source=f"{data_path} ({name})")
@@ -167,5 +173,7 @@ def validate_run(
                 memory_mb=launcher_memory_mb or trainer_memory_mb,
                 source=f"{data_path} ({name})",
             )
-    held_out(training_data, config.validation_split, config.validation_seed)  # refused if it leaves nothing to train on
+    trained = held_out(training_data, config.validation_split, config.validation_seed)  # refused if nothing to train on
+    if not split:
+        check_workers_fit(config, len(trained.X))  # as the launcher checks one data file
     return RunInputs(parameters, data, config, training_data, parts)

@@ -111,6 +111,9 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     except KeyboardInterrupt:
         print("lnn: interrupted", file=sys.stderr)
+        # The Ctrl-C also ended the CDK's jsii node child (lnn local and lnn up import the CDK to read -c): the exit
+        # hook that closes its pipe would print a traceback after this line.
+        sys.unraisablehook = lambda unraisable: None
         return 130
 
 

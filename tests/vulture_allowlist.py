@@ -28,6 +28,8 @@ USED_BY_A_FRAMEWORK_OR_AN_INTERFACE = [
     _.__wrapped__,  # functools' convention: inspect.unwrap and pytest read it (simulate/interleaving.py)
     _.sort_keys,  # Flask's JSON provider reads app.json.sort_keys (web/app.py)
     _.local_hosts_only,  # Flask calls it: @app.before_request (web/app.py)
+    _.unraisablehook,  # the interpreter calls sys.unraisablehook(unraisable) for an exit hook's failure (main.py)
+    _.unraisable,  # as above: the argument it passes
     _.predict_run,  # Flask calls it: @app.post route (web/app.py)
     _.input_error,  # Flask calls it: @app.errorhandler (web/app.py)
     _.aws_error,  # as above

@@ -59,6 +59,11 @@ class Model:
     @classmethod
     def from_npz(cls, data: bytes, *, key: str = "", etag: str | None = None) -> "Model":
         """Raise `LnnInputError` for bytes that are not a model LNN wrote."""
+        if not data.startswith(b"PK"):  # np.load would try a pickle, and say so: misleading for any other file
+            raise LnnInputError(
+                f"the model {key or 'model.npz'} is not a readable LNN model (not an .npz archive); an LNN model is "
+                "the model.npz a run writes"
+            )
         try:
             with np.load(io.BytesIO(data), allow_pickle=False) as npz:
                 arrays = {name: npz[name] for name in npz.files}

@@ -7,6 +7,7 @@ happens to it.
 """
 
 import os
+import signal
 import subprocess
 import sys
 import threading
@@ -120,6 +121,9 @@ class AtomicRequests:
 
 def serve() -> None:
     """The child: serve on 127.0.0.1 on a port the OS picks, print the port, run until stdin closes."""
+    # A Ctrl-C in the terminal reaches the whole process group: the parent unwinds and closes stdin, but the server
+    # must still answer until then (killed first, it turned the interrupt into the parent's connection error).
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     # imported here: MOTO_ACCOUNT_ID must be set before moto loads
     from moto.moto_server.werkzeug_app import (
         DomainDispatcherApplication,

@@ -277,9 +277,7 @@ def command_serve(args, stack: DeployedStack, console) -> int:
         listening.close()  # the server holds its own duplicate
     logging.basicConfig(level=logging.WARNING, format="lnn serve: %(message)s")
     logging.getLogger("werkzeug").setLevel(logging.WARNING)
-    console.print(
-        f"serving stack {stack.outputs.stack_name} on [bold]http://{HOST}:{server.server_port}/[/] (Ctrl-C to stop)"
-    )
+    console.print(f"serving stack {stack.outputs.stack_name} on [bold]http://{HOST}:{server.port}/[/] (Ctrl-C to stop)")
     try:
         server.serve_forever()
     except KeyboardInterrupt:

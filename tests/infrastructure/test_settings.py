@@ -246,7 +246,8 @@ def test_workers_are_a_default_with_a_granularity_that_admits_them():
         assert training.workers == 4 and '"workers":4' in training.to_json()
     assert error_of({"workers": "4"}) == (
         "Context parameters for the training defaults do not agree: workers 4 needs granularity epoch or auto: a round "
-        "of shard workers computes whole forward and backward passes; use granularity layer with workers 1. "
+        "of shard workers computes whole forward and backward passes; give one of them, or workers 1 for granularity "
+        "layer. "
         "Fix: cdk synth -c workers=4 -c granularity=epoch"
     )
 

@@ -1,5 +1,8 @@
 """The local runtime with several containers per function: deliveries in threads, atomic requests, the clocks."""
 
+import signal
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -7,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from lnn_cli.cloud.chaos import ChaosPlan
-from lnn_cli.cloud.emulator import running_emulator
+from lnn_cli.cloud.emulator import ACCOUNT_ID, Emulator, running_emulator
 from lnn_cli.cloud.local import local_runtime, run_local
 from lnn_cli.cloud.runtime import atomic_requests
 from lnn_core.aws.run_table import RunTable
@@ -166,6 +169,24 @@ def test_concurrent_conditional_updates_admit_one_winner(stack, log, concurrency
     assert len(probe.calls) == 8 and len(wins) == 1
     record = tables[0].get_run(run_id)
     assert record["committed_step"] == 1 and record["invocations"] == 1 and record["winner"] == wins[0][0]["n"]
+
+
+def test_the_emulator_outlives_a_ctrl_c_until_its_parent_closes_its_input():
+    """Ctrl-C reaches the whole process group: killed by it, the moto server turned `lnn local`'s interrupt into a
+    connection error (exit 1) before the CLI could unwind; it ends when the CLI closes its standard input."""
+    child = subprocess.Popen(
+        [sys.executable, "-m", "lnn_cli.cloud.emulator"], stdin=subprocess.PIPE, stdout=subprocess.PIPE
+    )
+    try:
+        port = int(child.stdout.readline())
+        child.send_signal(signal.SIGINT)
+        time.sleep(0.5)
+        assert child.poll() is None
+        emulator = Emulator(f"http://localhost:{port}", 0.0)
+        assert emulator.session().client("sts").get_caller_identity()["Account"] == ACCOUNT_ID
+    finally:
+        child.stdin.close()
+        assert child.wait(timeout=10) == 0
 
 
 def test_the_emulator_serializes_requests(tmp_path):

@@ -3,7 +3,10 @@ cause and the fix; never a traceback. The dead endpoint is a closed port on loca
 after `lnn down`), so the SDK's own connection error is what the command meets."""
 
 import json
+import re
 import socket
+import subprocess
+import sys
 
 import boto3
 import pytest
@@ -155,6 +158,41 @@ def test_another_aws_failure_is_one_line_too(lnn_stack, capsys):
     assert code == 1 and "Traceback" not in captured.err
     assert captured.err.startswith("lnn: error: AWS failed: ") and "ResourceNotFoundException" in captured.err
     assert len(captured.err.strip().splitlines()) == 1
+
+
+def test_serve_on_a_free_port_says_where_and_stops_on_ctrl_c(lnn_stack, capsys, monkeypatch):
+    """The server is made on a socket bound beforehand (`listening_socket`), so the port it prints is that socket's:
+    werkzeug's server, given the socket, has no `server_port`."""
+    from werkzeug.serving import BaseWSGIServer
+
+    def interrupted(server, *args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(BaseWSGIServer, "serve_forever", interrupted)
+    code = main(["serve", "--port", "0"])
+    captured = capsys.readouterr()
+    assert code == 0 and "Traceback" not in captured.err, captured.err
+    printed = " ".join(captured.out.split())
+    assert re.search(r"serving stack LnnStack on http://127\.0\.0\.1:[1-9][0-9]*/ \(Ctrl-C to stop\) stopped", printed)
+
+
+def test_ctrl_c_is_one_line_and_status_130_even_when_an_exit_hook_then_fails():
+    """Ctrl-C reaches the whole process group, so it also ends the CDK's jsii node child (lnn local and lnn up import
+    the CDK), whose exit hook then fails to close its pipe: that must not print a traceback after `lnn: interrupted`.
+    """
+    script = (
+        "import atexit, sys\n"
+        "from lnn_cli import main as cli\n"
+        "def closing_a_dead_pipe():\n"
+        "    raise BrokenPipeError(32, 'Broken pipe')\n"
+        "atexit.register(closing_a_dead_pipe)\n"
+        "def interrupted(args, console):\n"
+        "    raise KeyboardInterrupt\n"
+        "cli.dispatch = interrupted\n"
+        "sys.exit(cli.main(['runs']))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
+    assert (done.returncode, done.stderr) == (130, "lnn: interrupted\n")
 
 
 def test_serve_on_a_taken_port(lnn_stack, capsys):

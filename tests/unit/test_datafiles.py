@@ -168,9 +168,13 @@ BAD_FILES = [
     (
         lambda tmp: lnn_h5(tmp / "labels.h5", train_set_y=np.arange(12, dtype=np.int64) % 3, classes=False),
         [],
-        ["class labels 0..1 for a sigmoid output"],
+        ["class labels 0..1 for a sigmoid output", "from 0 to 2; use a softmax output of 3 neurons"],
     ),
-    (lambda tmp: write(tmp / "broken.h5", b"\x89HDF\r\n\x1a\n" + bytes(64)), [], ["is not a readable HDF5 file"]),
+    (
+        lambda tmp: write(tmp / "broken.h5", b"\x89HDF\r\n\x1a\n" + bytes(64)),
+        [],
+        ["is not a readable HDF5 file", "; give an .npz"],
+    ),
     (lambda tmp: write(tmp / "text.h5", "not hdf5"), [], ["is not a readable HDF5 file"]),
     (lambda tmp: write(tmp / "ragged.csv", "1,2,0\n3,0\n"), [], ["line 2 has 2 cells but line 1 has 3"]),
     (
@@ -184,10 +188,19 @@ BAD_FILES = [
         ["line 3, column 2 ('b') holds 'four', which is not a number"],
     ),
     (lambda tmp: write(tmp / "empty.csv", "\n\n"), [], ["is empty"]),
-    (lambda tmp: write(tmp / "header-only.csv", "a,b,y\n"), [], ["has a header row but no examples"]),
+    (
+        lambda tmp: write(tmp / "header-only.csv", "a,b,y\n"),
+        [],
+        ["has a header row but no examples; add one example per row"],
+    ),
     (lambda tmp: write(tmp / "one.csv", "1\n2\n"), [], ["needs at least one feature column and a label column"]),
     (lambda tmp: write(tmp / "binary.csv", b"\xff\xfe\x00a"), [], ["is not a text (UTF-8) CSV file"]),
     (lambda tmp: write(tmp / "three.csv", "1,2,0\n3,4,2\n"), [], ["class labels 0..1"]),
+    (
+        lambda tmp: write(tmp / "real.csv", "1,2,0\n3,4,0.5\n"),
+        [],
+        ["from 0 to 0.5; relabel the classes 0..1, or use a linear output for real-valued targets"],
+    ),
     (
         lambda tmp: write(tmp / "named.csv", "a,b,y\n1,2,0\n"),
         ["--label-column", "label"],

@@ -201,6 +201,9 @@ def test_the_margin_is_2_percent_of_the_constant_predictors_cost(share_of_baseli
         assert warnings == []
     else:
         assert len(warnings) == 1 and f" is {warned} " in warnings[0]
+        # worse than a constant, as a model before it has trained long enough: more epochs is the first advice
+        more_epochs = "try more --epochs than 10, another --seed"
+        assert (more_epochs in warnings[0]) == (warned == "above")
 
 
 # --- dead hidden units -------------------------------------------------------------------------------------------

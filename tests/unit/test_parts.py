@@ -198,6 +198,20 @@ def test_the_client_checks_each_part_where_the_whole_file_would_be_refused(tmp_p
         check_training_fits(whole, [4, 1], memory_mb=160, source="w")
 
 
+def test_the_client_refuses_more_workers_than_examples_before_anything_is_uploaded(tmp_path):
+    """A part without examples, or a shard without an example of a batch, is refused by the launcher after the
+    upload; the client names it first."""
+    X, y = blobs(3, features=4)
+    path = tmp_path / "tiny.npz"
+    path.write_bytes(npz(X=X, y=y))
+    parameters = {**OPTIONS, "granularity": "epoch", "batch_size": None}
+    with pytest.raises(LnnInputError, match=r"^workers 4 is more than the 3 training examples of .*tiny.npz: each "):
+        validate_run({**parameters, "workers": 4}, path, in_parts=True)
+    with pytest.raises(LnnInputError, match=r"^workers 2 is more than the 1 examples of the smallest mini-batch"):
+        validate_run({**parameters, "workers": 2, "validation_split": 0.5, "batch_size": 1}, path, in_parts=True)
+    assert len(validate_run({**parameters, "workers": 3}, path, in_parts=True).parts) == 4
+
+
 def test_data_in_parts_is_a_folder_and_needs_workers():
     config = TrainingConfig.from_parameters({**OPTIONS, "granularity": "epoch", "data": "runs/r/data/"})
     assert params_key(config, 1) == "runs/r/state/params-e0000001.npz"  # the run's state, not the data folder's

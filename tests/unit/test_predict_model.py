@@ -78,8 +78,9 @@ def test_predict_without_a_usable_model(tmp_path, monkeypatch, capsys, no_stack,
 def test_a_file_that_is_not_a_model(tmp_path, capsys, no_stack):
     (tmp_path / "m.npz").write_bytes(b"junk")
     np.savez(tmp_path / "x.npz", X=X)
-    assert_one_line_error(
+    line = assert_one_line_error(
         capsys,
         main(["predict", "--model", str(tmp_path / "m.npz"), "--data", str(tmp_path / "x.npz")]),
-        "is not a readable LNN model",
+        "is not a readable LNN model (not an .npz archive); an LNN model is the model.npz a run writes",
     )
+    assert "pickle" not in line  # np.load's advice to load a pickle, for a file that is no model at all

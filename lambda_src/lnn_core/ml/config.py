@@ -124,7 +124,7 @@ class TrainingConfig:
         if values["workers"] > 1 and values["granularity"] == "layer":
             raise LnnInputError(
                 f"workers {values['workers']} needs granularity epoch or auto: a round of shard workers computes "
-                "whole forward and backward passes; use granularity layer with workers 1"
+                "whole forward and backward passes; give one of them, or workers 1 for granularity layer"
             )
         if (values["weight"] is None) != (values["bias"] is None):
             raise LnnInputError("weight and bias (LNN 0.0's initial values) come together; give both or neither")

@@ -70,9 +70,15 @@ class TrainingData:
                     "(targets of shape (m, k) need a linear output)"
                 )
             if not np.all(labels == np.round(labels)) or labels.min() < 0 or labels.max() >= classes:
+                found = int(labels.max()) + 1  # classes, when the labels are whole numbers from 0
+                fix = (
+                    f"use a softmax output of {found} neurons"
+                    if np.all(labels == np.round(labels)) and labels.min() >= 0
+                    else f"relabel the classes 0..{classes - 1}, or use a linear output for real-valued targets"
+                )
                 raise LnnInputError(
                     f"{name} must hold class labels 0..{classes - 1} for a {config.activations[-1]} output "
-                    f"of {config.neurons[-1]} neuron(s); found values from {labels.min()} to {labels.max()}"
+                    f"of {config.neurons[-1]} neuron(s); found values from {labels.min():g} to {labels.max():g}; {fix}"
                 )
 
 

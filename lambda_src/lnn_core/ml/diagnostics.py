@@ -69,9 +69,11 @@ def constant_cost(Y: np.ndarray, output_activation: str) -> float:
     return network.compute_cost(constant, Y, output_activation)
 
 
-def _advice(config: TrainingConfig) -> str:
-    """What to try, naming the run's own settings and leaving out what it already used."""
+def _advice(config: TrainingConfig, *, more_epochs: bool = False) -> str:
+    """What to try, naming the run's own settings and leaving out what it already used; `more_epochs` first for a
+    model still worse than a constant, as a randomly initialised one is before it has trained long enough."""
     tries = [
+        *([f"more --epochs than {config.epochs}"] if more_epochs else []),
         f"another --seed (this run used {config.seed})" if config.seed is not None else "another --seed",
         f"a smaller --learning-rate than {config.learning_rate:g}",
     ]
@@ -98,14 +100,11 @@ def model_warnings(
     cost, baseline = network.compute_cost(fit.AL, Y, output), constant_cost(Y, output)
     if cost > (1 - NOTHING_LEARNED_MARGIN) * baseline:
         constant = "the targets' mean" if config.regression else "the class prior"
-        relation = (
-            f"within {NOTHING_LEARNED_MARGIN * 100:g} % of"
-            if cost <= (1 + NOTHING_LEARNED_MARGIN) * baseline
-            else "above"
-        )
+        above = cost > (1 + NOTHING_LEARNED_MARGIN) * baseline
+        relation = "above" if above else f"within {NOTHING_LEARNED_MARGIN * 100:g} % of"
         warnings.append(
             f"the training cost {cost:.4g} is {relation} {baseline:.4g}, the cost of always predicting "
-            f"{constant}: the model learned nothing; {_advice(config)}."
+            f"{constant}: the model learned nothing; {_advice(config, more_epochs=above)}."
         )
     if not config.regression:
         labels = Y.argmax(axis=0) if Y.shape[0] > 1 else Y[0].astype(np.int64)
