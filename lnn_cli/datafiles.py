@@ -45,23 +45,24 @@ def data_kind(path: Path, head: bytes) -> str:
     raise LnnInputError(f"data file {path} is not a file LNN reads; give {FORMATS}")
 
 
-def read_bytes(path: Path) -> bytes:
+def read_bytes(path: Path, argument: str = "--data FILE") -> bytes:
+    """The file's bytes; `argument` names where the command takes the data file, for the fix."""
     try:
         return path.read_bytes()
     except FileNotFoundError:
         raise LnnInputError(
-            f"data file {path} does not exist; give an .npz with X and y, an HDF5 or a CSV (--data FILE)"
+            f"data file {path} does not exist; give an .npz with X and y, an HDF5 or a CSV ({argument})"
         ) from None
     except IsADirectoryError:
-        raise LnnInputError(f"data file {path} is a directory; give an .npz, HDF5 or CSV file (--data FILE)") from None
+        raise LnnInputError(f"data file {path} is a directory; give an .npz, HDF5 or CSV file ({argument})") from None
     except OSError as error:
         raise LnnInputError(f"data file {path} cannot be read ({error.strerror}); check its permissions") from None
 
 
-def npz_bytes(path: str | Path, *, label_column: str | None = None) -> bytes:
+def npz_bytes(path: str | Path, *, label_column: str | None = None, argument: str = "--data FILE") -> bytes:
     """The .npz bytes LNN uploads for the data file at `path` (an .npz as it is; HDF5 and CSV converted)."""
     path = Path(path)
-    raw = read_bytes(path)
+    raw = read_bytes(path, argument)
     kind = data_kind(path, raw[:8])
     if label_column is not None and kind != "csv":
         raise LnnInputError(f"--label-column is for CSV files; {path} is an {'.npz' if kind == 'npz' else 'HDF5'} file")

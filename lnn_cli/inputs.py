@@ -41,9 +41,12 @@ class RunInputs:
     parts: dict[str, bytes] | None = None  # the data in `workers` parts: {name in runs/<run_id>/data/: .npz bytes}
 
 
-def read_data(path: str | Path, *, label_column: str | None = None) -> tuple[bytes, TrainingData]:
-    """The data file's .npz bytes (HDF5 and CSV converted) and its validated content."""
-    data = _data_bytes(Path(path), label_column)
+def read_data(
+    path: str | Path, *, label_column: str | None = None, argument: str = "--data FILE"
+) -> tuple[bytes, TrainingData]:
+    """The data file's .npz bytes (HDF5 and CSV converted) and its validated content; `argument` names where the
+    command takes the file."""
+    data = npz_bytes(Path(path), label_column=label_column, argument=argument)
     return data, load_training_data(data, source=str(path))
 
 

@@ -39,7 +39,7 @@ def command_convert(args, console: Console) -> int:
     output = Path(args.output)
     if output.suffix.lower() != ".npz":
         raise LnnInputError(f"the output {output} must be an .npz file (e.g. {output.with_suffix('.npz').name})")
-    data, checked = read_data(args.input, label_column=args.label_column)
+    data, checked = read_data(args.input, label_column=args.label_column, argument="lnn convert IN OUT.npz")
     try:
         output.write_bytes(data)
     except OSError as error:

@@ -69,8 +69,15 @@ def deploy_to_emulator(
         started = time.monotonic()
         synth = _start_synth(cli, project_dir, log, {**(context or {}), "stack_name": stack_name})  # --stack names it
         if cli:
-            with tempfile.TemporaryDirectory() as elsewhere:  # away from cdk.json: bootstrap would lock cdk.out
-                _run_cdk(cli, ["bootstrap", f"aws://{ACCOUNT_ID}/{REGION}"], emulator, Path(elsewhere), log, log_path)
+            try:
+                with tempfile.TemporaryDirectory() as elsewhere:  # away from cdk.json: bootstrap would lock cdk.out
+                    _run_cdk(
+                        cli, ["bootstrap", f"aws://{ACCOUNT_ID}/{REGION}"], emulator, Path(elsewhere), log, log_path
+                    )
+            except BaseException:  # no synth may outlive the lock on cdk.out it writes under
+                synth.kill()
+                synth.wait()
+                raise
             seconds["bootstrap"] = round(time.monotonic() - started, 2)
         if synth.wait() != 0:
             raise DeployError(f"synthesizing the CDK app failed; see {log_path}")

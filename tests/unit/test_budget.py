@@ -50,7 +50,9 @@ def test_a_zip_bomb_is_refused_by_its_declared_size():
 
 
 def test_only_the_arrays_lnn_reads_are_allowed():
-    with pytest.raises(LnnInputError, match="holds 'notes.npy', which LNN does not read; save only the arrays X, y"):
+    with pytest.raises(
+        LnnInputError, match="holds the array 'notes', which LNN does not read; save only the arrays X, y"
+    ):
         inspect_npz(io.BytesIO(npz_bytes(X=np.ones((2, 2)), y=np.ones(2), notes=np.ones(3))), source="extra.npz")
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w") as archive:

@@ -201,7 +201,7 @@ def test_local_refuses_data_lnn_does_not_read_and_forged_headers(tmp_path, out_d
 
     extra = npz(tmp_path / "extra.npz", X=np.ones((4, 2)), y=np.zeros(4), weights=np.ones(2))
     assert_one_line_error(
-        capsys, main(["local", "--out", str(out_dir), "--data", extra]), "'weights.npy', which LNN does not read"
+        capsys, main(["local", "--out", str(out_dir), "--data", extra]), "the array 'weights', which LNN does not read"
     )
     (tmp_path / "forged.npz").write_bytes(lying_npz())
     assert_one_line_error(
@@ -305,6 +305,14 @@ def test_start_refuses_before_uploading_anything(tmp_path, monkeypatch):
         run_commands.command_start(
             Namespace(data=str(DEMO_DATA), name="small"),
             {**DEMO_PARAMETERS, "granularity": "epoch", "workers": 3},
+            stack,
+            console=None,
+        )
+    stack.launch_limits = lambda: LaunchLimits(trainer_concurrency=1)
+    with pytest.raises(LnnInputError, match="concurrency of 1: .*; use at most 1 worker, or"):
+        run_commands.command_start(
+            Namespace(data=str(DEMO_DATA), name="small"),
+            {**DEMO_PARAMETERS, "granularity": "epoch", "workers": 2},
             stack,
             console=None,
         )

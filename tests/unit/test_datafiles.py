@@ -266,6 +266,13 @@ def test_convert_refuses_an_output_that_is_not_npz_and_writes_nothing(tmp_path, 
     assert not (tmp_path / "out.csv").exists() and not (tmp_path / "missing").exists()
 
 
+def test_convert_of_a_missing_input_names_its_own_arguments_not_another_commands_flag(tmp_path, capsys):
+    status = main(["convert", str(tmp_path / "absent.h5"), str(tmp_path / "out.npz")])
+    message = assert_one_line_error(capsys, status, "absent.h5 does not exist")
+    assert "lnn convert IN OUT.npz" in message and "--data" not in message
+    assert not (tmp_path / "out.npz").exists()
+
+
 # ---- predict with a regression model -------------------------------------------------------------------------
 
 

@@ -141,8 +141,9 @@ def inspect_npz(source_file: str | IO[bytes], *, source: str) -> NpzLayout:
 def _array_name(filename: str, source: str) -> str:
     name = filename.removesuffix(".npy")
     if name not in ALLOWED_ARRAYS or not filename.endswith(".npy"):
+        member = f"the array {name!r}" if filename.endswith(".npy") else repr(filename)  # as numpy.savez named it
         raise LnnInputError(
-            f"{source} holds {filename!r}, which LNN does not read; save only the arrays {', '.join(ALLOWED_ARRAYS)}"
+            f"{source} holds {member}, which LNN does not read; save only the arrays {', '.join(ALLOWED_ARRAYS)}"
         )
     return name
 

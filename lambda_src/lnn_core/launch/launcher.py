@@ -84,9 +84,10 @@ class LaunchLimits:
         shards (Lambda retries them for up to the event age), and every other run with it. `fix` names the way
         to a larger reservation ({workers} is filled in)."""
         if self.trainer_concurrency is not None and workers > self.trainer_concurrency:
+            most = f"{self.trainer_concurrency} worker{'s' if self.trainer_concurrency != 1 else ''}"
             raise LnnInputError(
                 f"workers {workers} is more than the trainer's reserved concurrency of {self.trainer_concurrency}: "
-                f"a round's shards could not all run at once; use at most {self.trainer_concurrency} workers, "
+                f"a round's shards could not all run at once; use at most {most}, "
                 f"or {fix.format(workers=workers)}"
             )
 
