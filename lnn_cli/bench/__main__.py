@@ -16,7 +16,13 @@ from rich.console import Console
 
 from lnn_cli.bench.jobs import auto_ratio, auto_training_ratio, make_jobs, run_jobs
 from lnn_cli.bench.tables import print_report
-from lnn_cli.bench.workers import WORKERS_K, WORKERS_MEMORY_MB, WORKERS_NEURONS, run_workers_job
+from lnn_cli.bench.workers import (
+    MIN_WORKERS_EPOCHS,
+    WORKERS_K,
+    WORKERS_MEMORY_MB,
+    WORKERS_NEURONS,
+    run_workers_job,
+)
 from lnn_cli.cloud.deploy import PROJECT_DIR
 from lnn_cli.parser_options import add_runtime_options
 from lnn_core.ml.network import DTYPES
@@ -100,6 +106,12 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if not {1, 2} <= set(args.workers_k):
         parser.error("--workers-k must include 1 and 2 (the speedup and the model's check compare them), e.g. 1,2,4")
+    if args.workers_epochs < MIN_WORKERS_EPOCHS:
+        parser.error(
+            f"--workers-epochs must be at least {MIN_WORKERS_EPOCHS}: the time per epoch is the median interval "
+            "between epoch items, and with fewer epochs one of the few intervals holds a container's first data "
+            f"load (use --workers-epochs {MIN_WORKERS_EPOCHS} or more)"
+        )
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     console = Console()

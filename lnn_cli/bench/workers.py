@@ -5,8 +5,9 @@ deployed with context memory_size=1769 (the launcher's memory check refuses this
 time per epoch is the median interval between consecutive epoch items' `finished_at` (launch, epoch 1's data loading
 and finish excluded); it reports the speedup of K = 2 over K = 1, requests and S3 bytes per round, bytes per
 function, sequential round trips per round from the deliveries' traces, the busiest step, the costs' agreement, and
-a projection of time and cost per epoch on AWS for K = 1 .. 64 (`bench_projection`), for LNN's concurrent reduce and
-for ScatterReduce, each K priced at the memory it needs, with the model checked against this machine (`latency`).
+a projection of time and cost per epoch on AWS for K = 1 .. 64 (`bench_projection`), for LNN's concurrent reduce,
+for ScatterReduce and for ScatterReduce by workers alive across rounds, each K priced at the memory it needs,
+with the model checked against this machine (`latency`).
 `--workers-neurons`, `--workers-dtype`, `--workers-memory` and `--workers-k` run another network, dtype, memory size
 or set of K: issue 19's larger job is `--workers-neurons 1024,512,10 --workers-memory 3584`."""
 
@@ -59,6 +60,7 @@ WORKERS_MEMORY_MB = 1769  # one vCPU; the job's step needs about 1,540 MB (lnn_c
 WORKERS_CONCURRENCY = 2  # containers per function: the shards of K = 2 run side by side on the 2 cores
 WORKERS_CONTAINER_CPUS = 1  # BLAS threads per container, the vCPU of a 1,769 MB function
 WORKERS_K = (1, 2, 4, 8)
+MIN_WORKERS_EPOCHS = 4  # 3 intervals: their median leaves out the one that holds a second container's data load
 SPEEDUP_TARGET = 1.7  # K = 2 over K = 1, time per epoch (at most 2 on 2 cores)
 COSTS_TOLERANCE = 1e-10  # K = 2's costs against K = 1's, relative
 MODEL_TOLERANCE = 0.25  # the projection, fed this machine's latencies, predicts the local K = 1 and 2 this closely

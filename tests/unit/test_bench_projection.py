@@ -142,6 +142,15 @@ def test_the_workers_k_must_include_one_and_two(capsys):
     assert "--workers-k must include 1 and 2" in capsys.readouterr().err
 
 
+def test_the_workers_epochs_leave_the_median_interval_clear_of_a_data_load(capsys):
+    from lnn_cli.bench.__main__ import main
+
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--job", "workers", "--workers-epochs", "2"])
+    assert exit_info.value.code == 2
+    assert "--workers-epochs must be at least 4" in capsys.readouterr().err
+
+
 def test_persistent_round_follows_its_formula_and_pays_no_invocation_per_round():
     four = bench_projection.persistent_round(4.0, 4, G, ASSUMED)
     moved = 0.02 + 0.5  # one S3 round trip of G bytes
