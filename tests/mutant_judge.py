@@ -2,7 +2,7 @@
 
 A mutant counts as caught only when a test fails by an assertion or a violated invariant: an exception that is an
 `AssertionError` (or a subclass), or whose class is named like an invariant's (`...Invariant...`, or a
-`Violation` of `lnn_cli.simulate.invariants`). A test that fails by any other exception (a DynamoDB
+`Violation` of `lnn_cli.simulate.checks.invariants`). A test that fails by any other exception (a DynamoDB
 `ValidationException`, a `TypeError`, a gate's time-out in a fixture, an error in set-up) catches nothing. Nor does
 an assertion that follows an ill-formed request: every DynamoDB or S3 request that the service rejects as malformed
 (`ValidationException`, a client-side `ParamValidationError`, ...) and every programming error (`TypeError`,

@@ -23,7 +23,7 @@ USED_BY_A_FRAMEWORK_OR_AN_INTERFACE = [
     _.readable,  # io.RawIOBase protocol: zipfile reads a part's directory through it (launch/parts.py)
     _.seekable,  # as above
     _.readinto,  # as above
-    _.current_account,  # moto's DynamoHandler reads it when it answers (simulate/direct_clients.py)
+    _.current_account,  # moto's DynamoHandler reads it when it answers (simulate/aws/direct_clients.py)
     _.Tagging,  # put_object(Tagging=...): boto3's keyword, sent by lnn_core.aws.ports, ignored by the simulation
     _.__wrapped__,  # functools' convention: inspect.unwrap and pytest read it (simulate/interleaving.py)
     _.sort_keys,  # Flask's JSON provider reads app.json.sort_keys (web/app.py)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from lnn_cli.simulate.runner import run_seed, run_seeds
+from lnn_cli.simulate.search.runner import run_seed, run_seeds
 
 
 def _numbers(text: str) -> set[int]:
@@ -52,13 +52,13 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     if args.allow:
-        from lnn_cli.simulate import runner
+        from lnn_cli.simulate.search import runner
 
         runner.ALLOWED = frozenset(part.strip() for part in args.allow.split(",") if part.strip())
 
     if args.exhaustive:
-        from lnn_cli.simulate.exhaustive import main as exhaustive_main
-        from lnn_cli.simulate.exhaustive import replay
+        from lnn_cli.simulate.search.exhaustive import main as exhaustive_main
+        from lnn_cli.simulate.search.exhaustive import replay
 
         if args.script is None:
             return exhaustive_main(args.max_schedules, cases=[args.case] if args.case else None, jobs=args.jobs)
@@ -69,7 +69,7 @@ def main(argv: list[str] | None = None) -> int:
         return 1 if result.failed else 0
     if args.seed is not None:
         if args.shrink:
-            from lnn_cli.simulate.shrink import shrink
+            from lnn_cli.simulate.search.shrink import shrink
 
             return 0 if shrink(args.seed, disabled=_numbers(args.disable), mode=args.mode) is None else 1
         result = run_seed(args.seed, disabled=_numbers(args.disable), trace=args.trace, mode=args.mode)

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from lnn_cli.simulate import aws, direct_clients
+from lnn_cli.simulate.aws import direct_clients
+from lnn_cli.simulate.aws.world import REGION
 from lnn_cli.simulate.deliveries import event_name
 from lnn_cli.simulate.interleaving import lost_answer
 
@@ -25,7 +26,7 @@ class SimSession:
     """What `handlers.build_*(session=...)` gets: clients whose writes go through `_write` (lost answers, the
     monitor's record of applied writes), direct or through boto3 (`Simulator.mode`)."""
 
-    region_name = aws.REGION
+    region_name = REGION
 
     def __init__(self, sim: Simulator, container: Container):
         self._sim, self._container = sim, container

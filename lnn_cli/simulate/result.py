@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 from lnn_cli.simulate.scenario import RUN_ID, START
 
 if TYPE_CHECKING:
-    from lnn_cli.simulate.invariants import Violation
+    from lnn_cli.simulate.checks.invariants import Violation
     from lnn_cli.simulate.simulator import Simulator
 
 

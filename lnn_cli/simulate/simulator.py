@@ -9,7 +9,9 @@ scheduler event the `Monitor` checks the invariants. See docs/simulation.md.
 
 This module is the scheduler; what it schedules is in `deliveries`, the containers that run them in `containers`
 (their clients in `clients`, their ports' interleaving points and faults in `interleaving`), the handlers'
-deterministic ids and clock in `determinism`, and a schedule's end in `result`.
+deterministic ids and clock in `determinism`, and a schedule's end in `result`. The simulated AWS is in `aws/`, the
+invariants the `Monitor` checks in `checks/`, and the searches that run the scheduler (seeds, shrinking, exhaustive)
+in `search/`.
 """
 
 from __future__ import annotations
@@ -22,13 +24,15 @@ from typing import Any
 from greenlet import greenlet
 
 from lnn_cli.cloud.runtime import SandboxKilled
-from lnn_cli.simulate import aws, determinism, direct_clients
+from lnn_cli.simulate import determinism
+from lnn_cli.simulate.aws import direct_clients
+from lnn_cli.simulate.aws.world import BUCKET, MotoWorld
+from lnn_cli.simulate.checks.invariants import Monitor, Violation
 from lnn_cli.simulate.clients import SimSession
 from lnn_cli.simulate.containers import Container, container_for
 from lnn_cli.simulate.decisions import RandomDecisions
 from lnn_cli.simulate.deliveries import Context, Delivery, event_name, one_of_each_fresh_twin_pair
 from lnn_cli.simulate.interleaving import DATA_KEY
-from lnn_cli.simulate.invariants import Monitor, Violation
 from lnn_cli.simulate.result import Result
 from lnn_cli.simulate.scenario import RUN_ID, START, Scenario, draw_rates, draw_scenario
 from lnn_core import run_control
@@ -50,7 +54,7 @@ class Pruned(BaseException):
 class Simulator:
     def __init__(
         self,
-        world: aws.MotoWorld,
+        world: MotoWorld,
         seed: int,
         *,
         disabled: set[int] | frozenset[int] = frozenset(),
@@ -193,7 +197,7 @@ class Simulator:
         self.world.reset()
         direct_clients.reset_tokens()
         self.main = greenlet.getcurrent()
-        self.world.s3.put_object(aws.BUCKET, DATA_KEY, self.scenario.data_npz(), disable_notification=True)
+        self.world.s3.put_object(BUCKET, DATA_KEY, self.scenario.data_npz(), disable_notification=True)
         launch = {"run_id": RUN_ID, "parameters": {k: v for k, v in self.scenario.parameters.items()}}
         self.send("launcher", launch, origin="user", faults=False)
         if (self.exhaustive or {}).get("launch_twin") or self.decisions.fault(

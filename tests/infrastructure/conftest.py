@@ -1,4 +1,5 @@
-"""Synthesize the CDK app once per session (asset bundling skipped) and share the result with every test."""
+"""Synthesize the CDK app once per session (asset bundling skipped) and share the result with every test, with what
+the template tests read it by: references, policy statements, and the logical ids of the construct's resources."""
 
 import json
 import os
@@ -113,3 +114,66 @@ def customized(tmp_path_factory) -> Synthesized:
 @pytest.fixture(scope="session")
 def trainer(synthesized):
     return synthesized.stack.trainer
+
+
+def ref(logical_id: str) -> dict:
+    return {"Ref": logical_id}
+
+
+def arn(logical_id: str) -> dict:
+    return {"Fn::GetAtt": [logical_id, "Arn"]}
+
+
+def statements(policy: dict) -> list[tuple]:
+    """A policy's statements as (sorted actions, resource as JSON[, condition as JSON]), sorted; every one must
+    be an Allow of actions on resources, with a condition or not."""
+    result = []
+    for statement in policy["Properties"]["PolicyDocument"]["Statement"]:
+        assert set(statement) - {"Condition"} == {"Action", "Effect", "Resource"}, statement
+        assert statement["Effect"] == "Allow"
+        actions = statement["Action"] if isinstance(statement["Action"], list) else [statement["Action"]]
+        entry = (tuple(sorted(actions)), json.dumps(statement["Resource"], sort_keys=True))
+        if "Condition" in statement:
+            entry += (json.dumps(statement["Condition"], sort_keys=True),)
+        result.append(entry)
+    return sorted(result)
+
+
+def expected(*entries) -> list[tuple]:
+    result = []
+    for actions, resource, *condition in entries:
+        entry = (tuple(sorted(actions)), json.dumps(resource, sort_keys=True))
+        result.append(entry + tuple(json.dumps(c, sort_keys=True) for c in condition))
+    return sorted(result)
+
+
+@pytest.fixture(scope="module")
+def ids(synthesized, trainer):
+    """Logical ids of the construct's resources."""
+    return {
+        name: synthesized.logical_id(construct)
+        for name, construct in {
+            "bucket": trainer.bucket,
+            "table": trainer.table,
+            "topic": trainer.topic,
+            "layer": trainer.layer.layer_version,
+            "trainer": trainer.trainer_function,
+            "launcher": trainer.launch_function,
+            "watchdog": trainer.watchdog_function,
+            "predictor": trainer.predict_function,
+            "predictor_role": trainer.predict_function.role,
+            "predictor_logs": trainer.predict_function.log_group,
+            "dashboard": trainer.dashboard,
+            "trainer_role": trainer.trainer_function.role,
+            "launcher_role": trainer.launch_function.role,
+            "watchdog_role": trainer.watchdog_function.role,
+            "trainer_logs": trainer.trainer_function.log_group,
+            "launcher_logs": trainer.launch_function.log_group,
+            "watchdog_logs": trainer.watchdog_function.log_group,
+            "dlq": trainer.dead_letter_queue,
+            "launch_rule": trainer.launch_rule,
+            "watchdog_rule": trainer.watchdog_rule,
+            "invocations_alarm": trainer.invocations_alarm,
+            "dlq_alarm": trainer.dead_letter_alarm,
+        }.items()
+    }

@@ -3,7 +3,7 @@ every invariant checked after every scheduler event. A failure names its seed an
 
 import pytest
 
-from lnn_cli.simulate import runner
+from lnn_cli.simulate.search import runner
 
 SEEDS_PER_BLOCK = 30  # make test: 8 blocks, 240 seeds
 BLOCKS = 8
@@ -72,7 +72,7 @@ def test_a_mutant_that_lets_a_late_twin_start_its_step_is_caught_and_shrunk(worl
     """The simulator can fail: mark_started without its condition (a twin of a committed step computes it again)
     breaks the fence within a hundred seeds (5 of the first 88, the first seed 57), and the shrinker keeps a
     failing schedule of fewer faults."""
-    from lnn_cli.simulate.shrink import shrink
+    from lnn_cli.simulate.search.shrink import shrink
     from lnn_core.aws.run_table import RunTable
 
     def mark_started(self, run_id, step, *, at):
@@ -96,7 +96,7 @@ def test_a_mutant_that_lets_a_late_twin_start_its_step_is_caught_and_shrunk(worl
 def test_the_exhaustive_search_completes_a_small_case_and_reports_its_counts(world):
     """The K=1 run with every event delivered once and no fault, explored to the end (make simulate EXHAUSTIVE=1
     runs the issue's two cases, twins and faults included): every schedule re-enters states seen before or ends."""
-    from lnn_cli.simulate.exhaustive import explore
+    from lnn_cli.simulate.search.exhaustive import explore
 
     found = explore("K=1 epoch+finish, once", max_faults=0)
     assert found.complete and not found.violations, found.report()
@@ -111,7 +111,7 @@ def test_the_exhaustive_search_catches_a_mutant_and_replays_its_script(world, mo
     """The reductions keep the interleaving that matters: with mark_started's condition removed, a twin of the
     finish that starts once its step committed computes the step again, and the search finds it (the fence). The
     script it reports replays that very violation."""
-    from lnn_cli.simulate.exhaustive import explore, replay
+    from lnn_cli.simulate.search.exhaustive import explore, replay
     from lnn_core.aws.run_table import RunTable
 
     def mark_started(self, run_id, step, *, at):

@@ -6,7 +6,7 @@ import time
 from collections import Counter
 from dataclasses import dataclass, field
 
-from lnn_cli.simulate.aws import MotoWorld
+from lnn_cli.simulate.aws.world import MotoWorld
 from lnn_cli.simulate.result import Result
 from lnn_cli.simulate.simulator import Simulator
 

@@ -5,7 +5,7 @@ Repeated until no single removal keeps it failing: a 1-minimal set of faults, pr
 from __future__ import annotations
 
 from lnn_cli.simulate.result import Result
-from lnn_cli.simulate.runner import run_seed
+from lnn_cli.simulate.search.runner import run_seed
 
 
 def shrink(seed: int, *, disabled: set[int] | None = None, mode: str = "direct", quiet: bool = False) -> Result | None:

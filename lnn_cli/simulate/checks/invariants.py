@@ -26,7 +26,7 @@ from __future__ import annotations
 import json
 from typing import TYPE_CHECKING, Any
 
-from lnn_cli.simulate.model_checks import ModelChecks
+from lnn_cli.simulate.checks.model_checks import ModelChecks
 from lnn_cli.simulate.scenario import RUN_ID, START
 from lnn_core import run_control
 from lnn_core.protocol import sending
@@ -285,11 +285,12 @@ class Monitor(ModelChecks):
         self._check_reference(record)
 
     def _check_readers(self, record: dict[str, Any]) -> None:
-        from lnn_cli.simulate import aws, direct_clients
+        from lnn_cli.simulate.aws import direct_clients
+        from lnn_cli.simulate.aws.world import TABLE
         from lnn_core.aws.run_table import RunTable
         from lnn_core.aws.sdk import IoCounter
 
-        reader = RunTable(direct_clients.DirectTable(aws.TABLE, direct_clients.DirectDynamoClient()), IoCounter())
+        reader = RunTable(direct_clients.DirectTable(TABLE, direct_clients.DirectDynamoClient()), IoCounter())
         seen = reader.committed_epochs(reader.get_run(RUN_ID))
         epochs = [item["epoch"] for item in seen]
         if epochs != list(range(1, (record.get("progress_epoch") or 0) + 1)):

@@ -3,10 +3,10 @@ delivered twice (two twins with their own request ids), with at most one fault i
 effect's crash before, crash after and lost answer.
 
 A depth-first search that forks the process at every choice point (`ForkingDecisions`), so that no schedule's
-prefix is executed twice. A choice point is a port call (`interleaving._commutes` names the calls that commute with
-everything and get none), a delivery's start, a timer, or a fault. Each point's state (`state_digest`) is hashed: a
-state seen before, with at least as many faults left to spend, cuts the schedule there. `make simulate EXHAUSTIVE=1`
-runs both cases to the end; docs/simulation.md argues why each reduction keeps every outcome.
+prefix is executed twice. A choice point is a port call (`simulate.interleaving._commutes` names the calls that
+commute with everything and get none), a delivery's start, a timer, or a fault. Each point's state (`state_digest`)
+is hashed: a state seen before, with at least as many faults left to spend, cuts the schedule there. `make simulate
+EXHAUSTIVE=1` runs both cases to the end; docs/simulation.md argues why each reduction keeps every outcome.
 """
 
 from __future__ import annotations
@@ -23,8 +23,8 @@ import traceback
 from dataclasses import dataclass
 
 from lnn_cli.simulate.decisions import ScriptedDecisions
-from lnn_cli.simulate.runner import world
 from lnn_cli.simulate.scenario import CALM, Scenario
+from lnn_cli.simulate.search.runner import world
 from lnn_cli.simulate.simulator import Pruned, Simulator
 from lnn_core.protocol.sending import LEASE_SECONDS
 

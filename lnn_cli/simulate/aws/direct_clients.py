@@ -19,10 +19,10 @@ from boto3.dynamodb.transform import ParameterTransformer
 from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 from botocore.exceptions import ClientError
 
-from lnn_cli.simulate.aws import ACCOUNT, REGION, dispose_key
+from lnn_cli.simulate.aws.world import ACCOUNT, REGION, dispose_key
 
 if TYPE_CHECKING:
-    from lnn_cli.simulate.aws import MotoWorld
+    from lnn_cli.simulate.aws.world import MotoWorld
 
 _SERVICE_MODELS: dict[str, Any] = {}
 
