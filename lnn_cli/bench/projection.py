@@ -156,23 +156,34 @@ def persistent_round(
     gradient_bytes: int,
     assumptions: AwsAssumptions = AwsAssumptions(),
     memory_mb: int | None = None,
+    *,
+    poll_interval: float | None = None,
+    life_seconds: float = 300.0,
+    cold_start: float = 1.0,
 ) -> dict:
-    """One round of ScatterReduce by K workers that stay alive across rounds (NOT BUILT: LambdaML's design), gd
-    (the state is the parameters, G bytes). Worker j keeps the whole model and the optimizer state of its slice in
-    memory, so a round has no invocation and reads no state object. It computes its sums over T1 / K and PUTs them;
-    it ADDs itself to the round's barrier and polls it until every worker is in; it GETs bytes j/K .. (j+1)/K of
-    every worker's sums (K ranged GETs at once, G bytes), adds them in worker order, updates its slice and PUTs it
-    (G/K, so that a worker's replacement can start from it); it ADDs itself to the slices' barrier, polls it, and
-    GETs the K slices at once (G bytes). Worker 0 then writes the epoch item and commits:
-        time(K) = T1/K + (L + G/B) + 2 d + (L + G/B) + (L + G/(K B)) + 2 d + (L + G/B) + 2 d + o
-    Bytes one function moves: 3 G + G/K, whatever K. Billed: K workers for the whole round (they wait while they
-    poll); no request per round (a worker lives for many rounds); PUTs 2K; GETs 2K^2 (every ranged GET is a GET);
-    DynamoDB write units 2K + 3 (the barriers' ADDs, the epoch item, the commit), reads 2K (one poll per barrier
-    and worker when they arrive together; more when they wait)."""
+    """One round of ScatterReduce by K workers that stay alive across rounds (NOT BUILT: LambdaML's design, see
+    docs/persistent-workers.md), gd (the state is the parameters, G bytes). Worker j keeps the whole model and the
+    optimizer state of its slice in memory, so a round has no invocation and reads no state object. On the
+    critical path: `mark_started` (d); its sums over T1 / K, PUT (L + G/B); its ADD to the round's barrier (d), then
+    polls until every worker is in (d, and on average half a poll interval p); bytes j/K .. (j+1)/K of every
+    worker's sums, K ranged GETs at once (L + G/B), added in worker order; its slice updated and PUT (L + G/(K B));
+    its ADD to the slices' barrier (d) and the polls (d + p/2); the K slices GET at once (L + G/B); worker 0's
+    epoch items and commit (2 d); the others' read that sees the commit (d + p/2), which is the next round's first
+    request. Every `life_seconds` (the trainer's timeout) less a round, the K workers hand over together: a cold
+    start and the state's GET (`cold_start` + L + G/B), spread over the rounds of a life:
+        time(K) = T1/K + 3 (L + G/B) + (L + G/(K B)) + 8 d + 3 p/2 + o + hand-over / rounds per life
+    p defaults to d (polls back to back: K/p strongly consistent reads a second on the run's partition, which serves
+    3,000: K = 16 at 10 ms is 1,600). Bytes one function moves: 3 G + G/K, whatever K. Billed: the K workers for the
+    whole round (they wait while they poll); K requests a life; PUTs 2K; GETs 2K^2 (every ranged GET is a GET) and
+    K^2 a life; DynamoDB write units 4K + 6 (K `mark_started` of the 2 KB record, 2K barrier ADDs, the epoch
+    items' transaction, the commit) and read units 7K (the record once, and two polls at each of the three waits)."""
     a, K, G = assumptions, workers, gradient_bytes
     d, moved = a.dynamodb_latency, a.s3_latency + G / a.bandwidth
+    p = d if poll_interval is None else poll_interval
     compute = compute_seconds / K
-    communication = 3 * moved + a.s3_latency + G / K / a.bandwidth + 6 * d + a.handler_overhead
+    per_round = 3 * moved + a.s3_latency + G / K / a.bandwidth + 8 * d + 1.5 * p + a.handler_overhead
+    rounds_per_life = max(1, int(life_seconds // (compute + per_round)) - 1)
+    communication = per_round + (cold_start + moved) / rounds_per_life
     return _priced(
         a,
         K,
@@ -180,11 +191,11 @@ def persistent_round(
         communication,
         memory_mb or a.memory_mb,
         K * (compute + communication),
-        0,
+        K / rounds_per_life,
         2 * K,
-        2 * K * K,
-        2 * K + 3,
-        2 * K,
+        2 * K * K + K * K / rounds_per_life,
+        4 * K + 6,
+        7 * K,
     )
 
 

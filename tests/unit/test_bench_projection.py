@@ -154,13 +154,18 @@ def test_the_workers_epochs_leave_the_median_interval_clear_of_a_data_load(capsy
 def test_persistent_round_follows_its_formula_and_pays_no_invocation_per_round():
     four = bench_projection.persistent_round(4.0, 4, G, ASSUMED)
     moved = 0.02 + 0.5  # one S3 round trip of G bytes
-    communication = 3 * moved + (0.02 + 0.125) + 6 * 0.01
+    per_round = 3 * moved + (0.02 + 0.125) + 8 * 0.01 + 1.5 * 0.01  # polls back to back: p = d
+    lives = int(300 // (1.0 + per_round)) - 1  # rounds a life holds, less the one it hands over in
+    communication = per_round + (1.0 + moved) / lives  # the hand-over: a cold start and the state's GET
     assert four["compute"] == pytest.approx(1.0)
     assert four["seconds"] == pytest.approx(1.0 + communication, abs=1e-12)
-    # billed: the four workers for the whole round, no request; 8 PUTs, 32 ranged or whole GETs
-    lambda_cost = 4 * (1.0 + communication) * 1769 / 1024 * 0.0000133334
+    # billed: the four workers for the whole round; 4 invocations a life; 8 PUTs; 32 GETs and 16 a life
+    lambda_cost = 4 * (1.0 + communication) * 1769 / 1024 * 0.0000133334 + 4 / lives * 0.20e-6
     assert four["cost_by_service"]["lambda"] == pytest.approx(lambda_cost, rel=1e-12)
-    assert four["cost_by_service"]["s3"] == pytest.approx((8 * 0.005 + 32 * 0.0004) / 1000, rel=1e-12)
+    assert four["cost_by_service"]["s3"] == pytest.approx((8 * 0.005 + (32 + 16 / lives) * 0.0004) / 1000, rel=1e-12)
+    # a slower poll costs half an interval at each of the round's three waits
+    slower = bench_projection.persistent_round(4.0, 4, G, ASSUMED, poll_interval=0.05)
+    assert slower["seconds"] - four["seconds"] == pytest.approx(1.5 * 0.04, abs=1e-3)  # (a life holds fewer rounds)
     # without the invocation hops and the state's GET it beats the ScatterReduce of invoked workers at every K
     for K in (2, 8, 64):
         assert (
