@@ -32,6 +32,9 @@ HDF5_CLASSES = "list_classes"
 FORMATS = "an .npz (X, y), LNN's HDF5 (train_set_x, train_set_y) or a CSV (.csv, one example per row)"
 
 
+DATA_ARGUMENT = "--data FILE"  # where `lnn local`, `start` and `predict` take the data file
+
+
 def data_kind(path: Path, head: bytes) -> str:
     """'npz', 'hdf5' or 'csv', from the file's first bytes, else its name."""
     if head.startswith(HDF5_MAGIC):
@@ -45,7 +48,7 @@ def data_kind(path: Path, head: bytes) -> str:
     raise LnnInputError(f"data file {path} is not a file LNN reads; give {FORMATS}")
 
 
-def read_bytes(path: Path, argument: str = "--data FILE") -> bytes:
+def read_bytes(path: Path, argument: str = DATA_ARGUMENT) -> bytes:
     """The file's bytes; `argument` names where the command takes the data file, for the fix."""
     try:
         return path.read_bytes()
@@ -59,7 +62,7 @@ def read_bytes(path: Path, argument: str = "--data FILE") -> bytes:
         raise LnnInputError(f"data file {path} cannot be read ({error.strerror}); check its permissions") from None
 
 
-def npz_bytes(path: str | Path, *, label_column: str | None = None, argument: str = "--data FILE") -> bytes:
+def npz_bytes(path: str | Path, *, label_column: str | None = None, argument: str = DATA_ARGUMENT) -> bytes:
     """The .npz bytes LNN uploads for the data file at `path` (an .npz as it is; HDF5 and CSV converted)."""
     path = Path(path)
     raw = read_bytes(path, argument)

@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from lnn_cli.datafiles import data_in_parts, npz_bytes
+from lnn_cli.datafiles import DATA_ARGUMENT, data_in_parts, npz_bytes
 from lnn_core.aws.usage import DEFAULT_MEMORY_MB
 from lnn_core.errors import LnnInputError
 from lnn_core.launch.budget import (
@@ -42,7 +42,7 @@ class RunInputs:
 
 
 def read_data(
-    path: str | Path, *, label_column: str | None = None, argument: str = "--data FILE"
+    path: str | Path, *, label_column: str | None = None, argument: str = DATA_ARGUMENT
 ) -> tuple[bytes, TrainingData]:
     """The data file's .npz bytes (HDF5 and CSV converted) and its validated content; `argument` names where the
     command takes the file."""

@@ -35,6 +35,7 @@ from lnn_core.aws.sdk import IoCounter
 from lnn_core.errors import LnnInputError, RunFailure
 from lnn_core.ml import metrics, network
 from lnn_core.ml.config import check_run_id
+from lnn_core.ml.dataset import is_zip
 from lnn_core.protocol.layout import model_key
 
 # Lambda's limit for a synchronous invoke's request and response, and a Function URL's: 6 MB each.
@@ -59,7 +60,7 @@ class Model:
     @classmethod
     def from_npz(cls, data: bytes, *, key: str = "", etag: str | None = None) -> "Model":
         """Raise `LnnInputError` for bytes that are not a model LNN wrote."""
-        if not data.startswith(b"PK"):  # np.load would try a pickle, and say so: misleading for any other file
+        if not is_zip(data):
             raise LnnInputError(
                 f"the model {key or 'model.npz'} is not a readable LNN model (not an .npz archive); an LNN model is "
                 "the model.npz a run writes"

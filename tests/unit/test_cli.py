@@ -300,22 +300,18 @@ def test_start_refuses_before_uploading_anything(tmp_path, monkeypatch):
         run_commands.command_start(args, parameters, stack, console=None)
     with pytest.raises(LnnInputError, match=r"2 runs are already running, the limit \(LNN_MAX_RUNNING_RUNS\) is 2"):
         run_commands.command_start(Namespace(data=str(DEMO_DATA), name="small"), DEMO_PARAMETERS, stack, console=None)
-    stack.launch_limits = lambda: LaunchLimits(trainer_concurrency=2)
-    with pytest.raises(LnnInputError, match="workers 3 is more than the trainer's reserved concurrency of 2"):
-        run_commands.command_start(
-            Namespace(data=str(DEMO_DATA), name="small"),
-            {**DEMO_PARAMETERS, "granularity": "epoch", "workers": 3},
-            stack,
-            console=None,
-        )
-    stack.launch_limits = lambda: LaunchLimits(trainer_concurrency=1)
-    with pytest.raises(LnnInputError, match="concurrency of 1: .*; use at most 1 worker, or"):
-        run_commands.command_start(
-            Namespace(data=str(DEMO_DATA), name="small"),
-            {**DEMO_PARAMETERS, "granularity": "epoch", "workers": 2},
-            stack,
-            console=None,
-        )
+    for concurrency, workers, message in (
+        (2, 3, "workers 3 is more than the trainer's reserved concurrency of 2"),
+        (1, 2, "concurrency of 1: .*; use at most 1 worker, or"),
+    ):
+        stack.launch_limits = lambda concurrency=concurrency: LaunchLimits(trainer_concurrency=concurrency)
+        with pytest.raises(LnnInputError, match=message):
+            run_commands.command_start(
+                Namespace(data=str(DEMO_DATA), name="small"),
+                {**DEMO_PARAMETERS, "granularity": "epoch", "workers": workers},
+                stack,
+                console=None,
+            )
 
 
 def test_up_refuses_a_bad_context_pair_and_hands_a_good_one_to_its_background_process(tmp_path, capsys, monkeypatch):

@@ -82,6 +82,12 @@ class TrainingData:
                 )
 
 
+def is_zip(data: bytes) -> bool:
+    """Whether `data` can be an .npz: a zip archive. np.load would try any other bytes as a pickle, and say so, which
+    misleads about any other file."""
+    return data.startswith(b"PK")
+
+
 def load_training_data(data: bytes, *, source: str, dtype: str = "float64") -> TrainingData:
     """Parse and validate .npz bytes, X and X_test as `dtype`; every problem is an `LnnInputError` naming `source`."""
     arrays = _arrays(data, source)
@@ -141,7 +147,7 @@ def _arrays(data: bytes, source: str) -> dict[str, np.ndarray]:
             f"{source} is an HDF5 file, not an .npz; convert it with `lnn convert FILE OUT.npz` "
             "(or give it to `lnn local`/`lnn start`, which convert it)"
         )
-    if not data.startswith(b"PK"):  # np.load would try a pickle, and say so: misleading for any other file
+    if not is_zip(data):
         raise LnnInputError(f"{source} is not a readable .npz file (not a zip archive); save it with numpy.savez")
     try:
         with np.load(io.BytesIO(data), allow_pickle=False) as npz:
