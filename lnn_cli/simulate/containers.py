@@ -35,12 +35,12 @@ def container_for(sim: Simulator, function: str) -> Container:
     if big is not None:
         skew = big
     container = Container(function, number, skew)
-    _build(sim, container)
+    build(sim, container)
     sim.containers[function].append(container)
     return container
 
 
-def _build(sim: Simulator, container: Container) -> None:
+def build(sim: Simulator, container: Container) -> None:
     from lnn_core import handlers
     from lnn_core.aws.ports import Ports
 

@@ -40,6 +40,8 @@ class Delivery:
     uuids: int = 0  # uuid4() calls so far
     sends: int = 0  # invocations sent so far
     history: list = field(default_factory=list)  # (port call, digest of its answer): its local state (exhaustive)
+    answers: list = field(default_factory=list)  # (port call, "return" or "raise", answer, time): memoized search
+    pending: Any = None  # the port call it waits to make at its interleaving point (port call, args, kwargs): same
     done: bool = False
 
     def identity(self) -> str:

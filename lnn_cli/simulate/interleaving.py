@@ -34,14 +34,16 @@ def instrument(sim: Simulator, port: Any, port_name: str) -> None:
 
 def _wrapped(sim: Simulator, method, where: str, effect: bool):
     def call(*args, **kwargs):
-        if not (sim.exhaustive and _commutes(where, args)):
+        if sim.replay is not None:  # the memoized search learning a handler's next call: AWS is not touched
+            return sim.replay.answer(where, args, kwargs)
+        if not (sim.exhaustive and commutes(where, args)) and not sim.memoized:
             point(sim, where)
         if effect:
             maybe_crash(sim, "before", where)
         result = method(*args, **kwargs)
         sim.monitor.returned(where, result, args, kwargs)
-        if sim.exhaustive and sim.current is not None:
-            sim.current.history.append((where, _digest(result)))
+        if sim.exhaustive and sim.current is not None and not sim.memoized:
+            sim.current.history.append((where, digest(result)))
         if effect:
             maybe_crash(sim, "after", where)
         return result
@@ -67,8 +69,8 @@ def point(sim: Simulator, where: str) -> None:
         sim.monitor.frozen(delivery)
         sim.log(f"FROZEN {delivery.label()} at {where} for {freeze:.1f} s")
     sim.main.switch()
-    if sim.now > delivery.started_at + sim._timeout():
-        raise InjectedCrash(f"Task timed out after {sim._timeout():.2f} seconds")
+    if sim.now > delivery.started_at + sim.timeout():
+        raise InjectedCrash(f"Task timed out after {sim.timeout():.2f} seconds")
 
 
 def maybe_crash(sim: Simulator, when: str, where: str) -> None:
@@ -89,7 +91,7 @@ def lost_answer(sim: Simulator, where: str) -> bool:
 DATA_KEY = f"runs/{RUN_ID}/data.npz"  # the run's training data: put before the launch, never written again
 
 
-def _commutes(where: str, args: tuple) -> bool:
+def commutes(where: str, args: tuple) -> bool:
     """Port calls that commute with every other delivery's, so that the exhaustive search gives them no point of
     their own (they run with what precedes them): an invoke only queues an event, whose start is a choice of its
     own, and no delivery reads the queue; the usage ADD writes only `usage_*` counters, which no delivery's choices
@@ -100,7 +102,7 @@ def _commutes(where: str, args: tuple) -> bool:
     )
 
 
-def _digest(value: Any) -> str:
+def digest(value: Any) -> str:
     """A port call's answer as the exhaustive search's state keeps it: canonical (a record's attributes sorted, so
     that the order in which writes added them does not matter) and without the run record's `usage_*` counters,
     which only pricing reads (see docs/simulation.md, "Exhaustive small cases")."""

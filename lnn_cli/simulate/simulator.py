@@ -52,6 +52,9 @@ class Pruned(BaseException):
 
 
 class Simulator:
+    memoized = False  # the memoized search's scheduler (search/memoized) chooses before a port call, not in it
+    replay = None  # set while that search learns a handler's next port call (search/memo)
+
     def __init__(
         self,
         world: MotoWorld,
@@ -98,7 +101,7 @@ class Simulator:
         self.tokens = {}
         self.monitor = Monitor(self, check_every_event=check_every_event)
         self._uuids = 0
-        self._identities: dict[str, Delivery] = {}
+        self._identities: dict[str, int] = {}  # a delivery's identity -> its number
         self._secrets = random.Random(seed * 7919 + 1)
 
     # ---- set-up ---------------------------------------------------------------------------------------------
@@ -193,7 +196,9 @@ class Simulator:
                     except BaseException:
                         pass
 
-    def _run(self) -> Result:
+    def begin(self) -> None:
+        """A fresh AWS, the run's data, its launch (and a twin), the operator's commands: what precedes the first
+        scheduler event."""
         self.world.reset()
         direct_clients.reset_tokens()
         self.main = greenlet.getcurrent()
@@ -220,6 +225,9 @@ class Simulator:
                 self.operator.append((START + stop + resume, "resume"))
         if self.decisions.fault("resume", self.rates.resume, "operator", lambda r: r.uniform(0.0, 1500.0)) is not None:
             self.operator.append((START + self.decisions.faults[-1].detail, "resume"))
+
+    def _run(self) -> Result:
+        self.begin()
         try:
             while True:
                 self.events += 1
@@ -303,16 +311,19 @@ class Simulator:
             self.queue.append(delivery)
             self.log(f"THROTTLED {delivery.label()} for {backoff:.1f} s")
             return
-        if delivery.identity() in self._identities and self._identities[delivery.identity()] is not delivery:
+        if self._identities.setdefault(delivery.identity(), delivery.number) != delivery.number:
             raise RuntimeError(f"two deliveries share the identity {delivery.identity()} (their claimants would too)")
-        self._identities[delivery.identity()] = delivery
         container = container_for(self, delivery.function)
         container.busy = True
         delivery.container, delivery.started_at, delivery.where = container, self.now, "start"
         delivery.may_crash = True
         self.in_flight.append(delivery)
-        delivery.greenlet = greenlet(lambda: self._body(delivery), parent=self.main)
         self.log(f"start {delivery.label()} in c{container.number} (skew {container.skew:+.1f} s)")
+        self._launch(delivery)
+
+    def _launch(self, delivery: Delivery) -> None:
+        """Run a started delivery's handler to its first interleaving point, in a greenlet of its own."""
+        delivery.greenlet = greenlet(lambda: self._body(delivery), parent=self.main)
         self._resume(delivery)
 
     def _resume(self, delivery: Delivery) -> None:
@@ -328,20 +339,18 @@ class Simulator:
     def _event_age(self) -> float:
         return float(self.monitor.rules.event_age_seconds)
 
-    def _timeout(self) -> float:
+    def timeout(self) -> float:
         return float(self.monitor.rules.timeout_seconds)
 
     def _body(self, delivery: Delivery) -> None:
         container = delivery.container
-        context = Context(self, delivery, self._timeout())
-        error: BaseException | None = None
+        context = Context(self, delivery, self.timeout())
+        result, error = None, None
         try:
             if delivery.function == "operator":
-                self._operate(container, delivery.event["command"])
+                self.operate(container, delivery.event["command"])
             else:
                 result = container.handler.handle(delivery.event, context)
-                self.outcomes.append(f"{delivery.label()}: {_outcome(result)}")
-                self.log(f"end {delivery.label()}: {_outcome(result)}")
         except SandboxKilled as killed:
             error = killed
         except (Violation, Pruned):
@@ -350,29 +359,37 @@ class Simulator:
             error = failure
         finally:
             delivery.done = True
-        if error is not None:
-            self.monitor.delivery_died(delivery)
-            self.log(f"FAILED {delivery.label()}: {type(error).__name__}: {error}")
-            self.outcomes.append(f"{delivery.label()}: {type(error).__name__}")
-            if delivery.function == "operator":
-                return
-            if delivery.attempt < MAX_RETRIES:
-                self.deliveries += 1
-                retry = Delivery(
-                    self.deliveries,
-                    delivery.function,
-                    delivery.event,
-                    delivery.request_id,
-                    due=self.now + RETRY_BACKOFF[delivery.attempt],
-                    born=delivery.born,
-                    attempt=delivery.attempt + 1,
-                    copy=delivery.copy,
-                )  # its own claimant ids
-                self.queue.append(retry)
-            else:
-                self.given_up.append(f"{delivery.label()}: {type(error).__name__}")
+        self._ended(delivery, result, error)
 
-    def _operate(self, container: Container, command: str) -> None:
+    def _ended(self, delivery: Delivery, result: Any, error: BaseException | None) -> None:
+        """A delivery's end: its outcome, or its error and Lambda's retry of it."""
+        if error is None:
+            if delivery.function != "operator":
+                self.outcomes.append(f"{delivery.label()}: {_outcome(result)}")
+                self.log(f"end {delivery.label()}: {_outcome(result)}")
+            return
+        self.monitor.delivery_died(delivery)
+        self.log(f"FAILED {delivery.label()}: {type(error).__name__}: {error}")
+        self.outcomes.append(f"{delivery.label()}: {type(error).__name__}")
+        if delivery.function == "operator":
+            return
+        if delivery.attempt < MAX_RETRIES:
+            self.deliveries += 1
+            retry = Delivery(
+                self.deliveries,
+                delivery.function,
+                delivery.event,
+                delivery.request_id,
+                due=self.now + RETRY_BACKOFF[delivery.attempt],
+                born=delivery.born,
+                attempt=delivery.attempt + 1,
+                copy=delivery.copy,
+            )  # its own claimant ids
+            self.queue.append(retry)
+        else:
+            self.given_up.append(f"{delivery.label()}: {type(error).__name__}")
+
+    def operate(self, container: Container, command: str) -> None:
         from lnn_core.errors import LnnInputError
 
         try:

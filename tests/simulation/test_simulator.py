@@ -134,14 +134,14 @@ def test_the_exhaustive_search_catches_a_mutant_and_replays_its_script(world, mo
 def test_every_port_call_is_an_interleaving_point_of_the_exhaustive_search_but_those_that_commute():
     """Reads are points (a read's answer depends on the writes before it); an invoke (it only queues), the usage
     ADD (nothing reads it) and a read of the training data (never written in a run) run with what precedes them."""
-    from lnn_cli.simulate.interleaving import DATA_KEY, _commutes
+    from lnn_cli.simulate.interleaving import DATA_KEY, commutes
 
-    assert not _commutes("table.get_run", ("sim-run",))
-    assert not _commutes("store.get_bytes", ("runs/sim-run/epoch-1.npz",))
-    assert not _commutes("table.mark_started", ("sim-run", 1))
-    assert _commutes("invoker.invoke_async", ({"step": 2},))
-    assert _commutes("table.add_usage", ("sim-run", {}))
-    assert _commutes("store.get_bytes", (DATA_KEY,))
+    assert not commutes("table.get_run", ("sim-run",))
+    assert not commutes("store.get_bytes", ("runs/sim-run/epoch-1.npz",))
+    assert not commutes("table.mark_started", ("sim-run", 1))
+    assert commutes("invoker.invoke_async", ({"step": 2},))
+    assert commutes("table.add_usage", ("sim-run", {}))
+    assert commutes("store.get_bytes", (DATA_KEY,))
 
 
 def test_the_exhaustive_search_offers_one_of_two_fresh_twins_only():

@@ -19,7 +19,7 @@ from boto3.dynamodb.transform import ParameterTransformer
 from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 from botocore.exceptions import ClientError
 
-from lnn_cli.simulate.aws.world import ACCOUNT, REGION, dispose_key
+from lnn_cli.simulate.aws.world import ACCOUNT, REGION
 
 if TYPE_CHECKING:
     from lnn_cli.simulate.aws.world import MotoWorld
@@ -195,10 +195,13 @@ class DirectS3Client:
 
     def put_object(self, *, Bucket: str, Key: str, Body: bytes, Tagging: str | None = None, **_):
         data = Body if isinstance(Body, bytes) else Body.read()
-        old = self._world.s3.get_bucket(Bucket).keys.get(Key)
+        keys = self._world.s3.get_bucket(Bucket).keys
+        old = keys.get(Key)
+        if self._world.keeps_objects:  # else moto frees the replaced object's buffer, which saved states may hold
+            dict.pop(keys, Key, None)
         key = self._world.s3.put_object(Bucket, Key, data, disable_notification=True)
         if old is not None and old is not key:
-            dispose_key(old)
+            self._world.dispose(old)
         return {"ETag": key.etag}
 
     def copy_object(self, *, Bucket: str, Key: str, CopySource: dict[str, str], **_):
@@ -209,7 +212,7 @@ class DirectS3Client:
         bucket = self._world.s3.get_bucket(Bucket)
         for entry in Delete["Objects"]:
             if entry["Key"] in bucket.keys:
-                dispose_key(bucket.keys.pop(entry["Key"]))
+                self._world.dispose(bucket.keys.pop(entry["Key"]))
         return {}
 
 

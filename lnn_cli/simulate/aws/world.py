@@ -88,6 +88,7 @@ class MotoWorld:
         self.s3 = s3_backends[ACCOUNT]["aws"] if "aws" in s3_backends[ACCOUNT] else s3_backends[ACCOUNT]["global"]
         self.sns = sns_backends[ACCOUNT][REGION]
         self.bucket = self.s3.get_bucket(BUCKET)
+        self.keeps_objects = False  # the memoized search's saved states share objects: none is freed then
 
     @property
     def table(self):
@@ -101,6 +102,11 @@ class MotoWorld:
             dispose_key(key)
         self.bucket.keys.clear()
         self.sns.topics[self.topic_arn].sent_notifications.clear()
+
+    def dispose(self, key) -> None:
+        """Free a replaced or deleted object's buffer, unless a search's saved states may still hold it."""
+        if not self.keeps_objects:
+            dispose_key(key)
 
     def close(self) -> None:
         self._mock.stop()

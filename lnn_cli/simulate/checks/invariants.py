@@ -86,18 +86,27 @@ class Monitor(ModelChecks):
         execute = trainer._execute
 
         def fenced(position, config, run, context):
-            record = self.world.fields(run["run_id"], "committed_step")
-            self.bodies += 1
-            if record is not None and record.get("committed_step", 0) >= position.step:
-                self._fail(
-                    "fence",
-                    f"the body of step {position.step} ({position.state}) started after its step "
-                    f"was committed (committed_step {record['committed_step']}) in "
-                    f"{self.sim.current.label() if self.sim.current else '?'}",
-                )
+            tap = ("fence", run["run_id"], position.step, position.state)
+            if self.sim.replay is not None:  # the memoized search checks it where the delivery is, in each state
+                self.sim.replay.tap(tap)
+            else:
+                self.tap(tap)
             return execute(position, config, run, context)
 
         trainer._execute = fenced
+
+    def tap(self, tap: tuple) -> None:
+        """A check of what a handler does between two port calls: a step body starts (`fence`)."""
+        _, run_id, step, state = tap
+        record = self.world.fields(run_id, "committed_step")
+        self.bodies += 1
+        if record is not None and record.get("committed_step", 0) >= step:
+            self._fail(
+                "fence",
+                f"the body of step {step} ({state}) started after its step "
+                f"was committed (committed_step {record['committed_step']}) in "
+                f"{self.sim.current.label() if self.sim.current else '?'}",
+            )
 
     def invoked(self) -> None:
         pass

@@ -2,34 +2,34 @@
 delivered twice (two twins with their own request ids), with at most one fault in a schedule, chosen among every
 effect's crash before, crash after and lost answer.
 
-A depth-first search that forks the process at every choice point (`ForkingDecisions`), so that no schedule's
-prefix is executed twice. A choice point is a port call (`simulate.interleaving._commutes` names the calls that
-commute with everything and get none), a delivery's start, a timer, or a fault. Each point's state (`state_digest`)
-is hashed: a state seen before, with at least as many faults left to spend, cuts the schedule there. `make simulate
+A depth-first search over states. A state is a value (`MemoSimulator.snapshot`): the scheduler's queue, timers and
+in-flight deliveries (each its answers so far and the port call it waits at), the monitor's memory, and moto's items
+and objects. From a state, every option sequence of one scheduler event (which delivery or timer goes next, then the
+faults offered inside it) is run from the restored state; each successor is hashed (`state_digest`), and one seen
+before with at least as many faults left is not expanded again. A delivery's handler runs only the first time it is
+at a point (`memo.DeliveryMemo`), so a state costs its port calls on moto, not its handlers' work. `make simulate
 EXHAUSTIVE=1` runs both cases to the end; docs/simulation.md argues why each reduction keeps every outcome.
 """
 
 from __future__ import annotations
 
-import contextlib
-import gc
 import hashlib
 import json
-import os
-import sys
-import tempfile
 import time
-import traceback
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
+from lnn_cli.simulate import determinism
+from lnn_cli.simulate.checks.invariants import Violation
 from lnn_cli.simulate.decisions import ScriptedDecisions
+from lnn_cli.simulate.result import Result
 from lnn_cli.simulate.scenario import CALM, Scenario
+from lnn_cli.simulate.search.memo import DeliveryMemo
+from lnn_cli.simulate.search.memoized import MemoSimulator, State
 from lnn_cli.simulate.search.runner import world
-from lnn_cli.simulate.simulator import Pruned, Simulator
+from lnn_cli.simulate.simulator import Simulator
 from lnn_core.protocol.sending import LEASE_SECONDS
 
 DIGEST = 16  # bytes of a state's digest
-RECORD = DIGEST + 1  # in the file of states seen: the digest, then the budget of faults left
 FAULT_KINDS = frozenset({"crash before", "crash after", "lost answer"})
 BASE = {
     "learning_rate": 0.5,
@@ -54,242 +54,137 @@ SMALL = {"K=1 epoch+finish, once": (CASES["K=1 epoch+finish"][0], {"twins": Fals
 @dataclass
 class Exploration:
     case: str
-    schedules: int = 0
-    pruned: int = 0
-    states: int = 0
-    complete: bool = False
-    seconds: float = 0.0  # wall time
-    cpu_seconds: float = 0.0  # of the search's processes, all of them
     max_faults: int = 1
-    violations: list = None
+    states: int = 0  # distinct states expanded
+    transitions: int = 0  # scheduler events run (each from a restored state)
+    ends: int = 0  # quiescent schedule ends reached (each checked at its end)
+    deliveries: int = 0  # handler runs: a delivery at a point not seen before
+    complete: bool = False
+    seconds: float = 0.0
+    cpu_seconds: float = 0.0
+    violations: list = field(default_factory=list)  # (script, Result): a replayable schedule per violation
 
     def report(self) -> str:
         bound = "complete" if self.complete else "stopped early (its bound, or its first violation)"
+        rate = self.states / self.cpu_seconds if self.cpu_seconds else 0.0
         return (
-            f"{self.case}: {self.schedules} schedules ({self.pruned} cut at a state seen before), {self.states} "
-            f"distinct states, at most {self.max_faults} fault, {bound}, {self.seconds:.0f} s "
-            f"({self.cpu_seconds:.0f} s of CPU); violations: {len(self.violations)}"
+            f"{self.case}: {self.states} distinct states, {self.transitions} transitions, {self.ends} schedule "
+            f"ends, {self.deliveries} handler runs, at most {self.max_faults} fault, {bound}, {self.seconds:.0f} s "
+            f"({self.cpu_seconds:.0f} s of CPU, {rate:.0f} states/s); violations: {len(self.violations)}"
         )
 
 
 def explore(
     case: str,
     *,
-    max_schedules: int | None = None,
+    max_states: int | None = None,
     max_faults: int = 1,
     launch_twin: bool = False,
     first_violation: bool = False,
     verbose: bool = False,
-    jobs: int = 1,
 ) -> Exploration:
-    """A depth-first search of the case's schedules, forked at every choice point (`ForkingDecisions`). No prefix
-    is ever executed twice, and every state is expanded once: its digest goes to a file that every process reads
-    before its next check. `max_schedules` bounds it; `first_violation` stops it at the first violation; `jobs`
-    subtrees run at once (one per core)."""
-    scenario, structure = {**CASES, **SMALL}[case]
-    structure = {**structure, "launch_twin": launch_twin}
-    found = Exploration(case, max_faults=max_faults, violations=[])
-    started, cpu = time.perf_counter(), _cpu_seconds()
-    the_world = world()
-    gc.freeze()  # what exists now is shared with the children, not copied by their collections
-    with tempfile.TemporaryDirectory(prefix="lnn-exhaustive-") as folder, _unfrozen_after():
-        shared = _Shared(folder, limit=max_schedules, first_violation=first_violation, verbose=verbose, jobs=jobs)
-        root = os.getpid()
-        decisions = ForkingDecisions(shared, kinds=FAULT_KINDS, max_faults=max_faults)
-        sim = Simulator(the_world, 0, decisions=decisions, scenario=scenario, exhaustive=structure)
-
-        def at_new_point(label: str) -> None:
-            try:
-                shared.check(state_digest(sim, label), max_faults - len(decisions.injected()))
-            except Pruned:
-                if os.getpid() == root:
-                    raise
-                shared.mark_end(b"P")  # a child cut here ends now: nothing after the cut is read
-                decisions.finish()
-                os._exit(0)
-
-        decisions.on_new_point = at_new_point
-        try:
-            shared.ended(decisions.taken, sim.run())
-            decisions.finish()
-        except BaseException:
-            if os.getpid() == root:
-                raise
-            traceback.print_exc()
-            os._exit(1)  # its parent stops the search
-        if os.getpid() != root:
-            os._exit(0)  # a child's subtree is done: its parent goes on with its next option
-        found.schedules, found.pruned, violations, found.states = shared.totals()
-        found.violations = [
-            (script, replay(case, script, max_faults=max_faults, launch_twin=launch_twin)) for script in violations
-        ]
-        found.complete = not shared.full()  # (conservative: the bound may have been reached at the very end)
-    found.seconds, found.cpu_seconds = time.perf_counter() - started, _cpu_seconds() - cpu
+    """A depth-first search of the case's states, each expanded once (or again when reached with a larger budget
+    of faults). `max_states` bounds it; `first_violation` stops it at the first violation."""
+    found = Exploration(case, max_faults=max_faults)
+    started, cpu = time.perf_counter(), time.process_time()
+    memo = DeliveryMemo()
+    sim = _simulator(case, ScriptedDecisions([], kinds=FAULT_KINDS, max_faults=max_faults), memo, launch_twin)
+    saved = determinism.install(sim)
+    try:
+        sim.begin()
+        sim.monitor.after_event()
+        root = state_digest(sim)
+        seen = {root: max_faults}  # state digest -> the largest budget of faults it was expanded with
+        parents: dict[bytes, tuple[bytes, list[int]]] = {}  # -> (its parent, the choices of the event between)
+        stack: list[tuple[State, int, bytes]] = [(sim.snapshot(), max_faults, root)]
+        while stack:
+            state, budget, key = stack.pop()
+            found.states += 1
+            if verbose and found.states % 20_000 == 0:
+                print(f"  {found.states} states, {len(stack)} on the stack, {memo.replays} handler runs", flush=True)
+            for taken, outcome, left in _successors(sim, state, budget):
+                found.transitions += 1
+                if isinstance(outcome, Violation):
+                    script = _script(parents, key) + taken
+                    found.violations.append(
+                        (script, replay(case, script, max_faults=max_faults, launch_twin=launch_twin))
+                    )
+                    if first_violation:
+                        stack.clear()
+                        break
+                    continue
+                if outcome is False:
+                    found.ends += 1
+                    continue
+                digest = state_digest(sim)
+                if seen.get(digest, -1) >= left:
+                    continue
+                seen[digest], parents[digest] = left, (key, taken)
+                stack.append((sim.snapshot(), left, digest))
+            if max_states is not None and found.states >= max_states:
+                break
+        found.complete = not stack and not (first_violation and found.violations)
+    finally:
+        for module, name, value in saved:
+            setattr(module, name, value)
+    found.deliveries = memo.replays
+    found.seconds, found.cpu_seconds = time.perf_counter() - started, time.process_time() - cpu
     return found
 
 
-@contextlib.contextmanager
-def _unfrozen_after():
-    try:
-        yield
-    finally:
-        gc.unfreeze()
+def _simulator(case: str, decisions: ScriptedDecisions, memo: DeliveryMemo, launch_twin: bool) -> MemoSimulator:
+    scenario, structure = {**CASES, **SMALL}[case]
+    structure = {**structure, "launch_twin": launch_twin}
+    return MemoSimulator(world(), scenario=scenario, structure=structure, decisions=decisions, memo=memo)
 
 
-def _cpu_seconds() -> float:
-    """This process's CPU time and that of its children (and theirs: each waited for its own)."""
-    times = os.times()
-    return times.user + times.system + times.children_user + times.children_system
+def _successors(sim: MemoSimulator, state: State, budget: int):
+    """Every option sequence of one scheduler event from `state`, each run from the state restored: yields the
+    choices it took, its outcome (True, False at a schedule's end, or the Violation) and the faults left, with
+    the simulator in the successor state."""
+    pending: list[list[int]] = [[]]
+    while pending:
+        script = pending.pop()
+        sim.restore(state)
+        decisions = sim.decisions = ScriptedDecisions(script, kinds=FAULT_KINDS, max_faults=budget)
+        try:
+            outcome = sim.transition()
+        except Violation as violation:
+            outcome = violation
+        for index in range(len(script), len(decisions.points)):
+            pending.extend(decisions.taken[:index] + [option] for option in range(1, decisions.points[index]))
+        yield decisions.taken, outcome, budget - len(decisions.injected())
+
+
+def _script(parents: dict, key: bytes) -> list[int]:
+    """The choices from the root to the state `key`, event after event."""
+    events = []
+    while key in parents:
+        key, taken = parents[key]
+        events.append(taken)
+    return [option for taken in reversed(events) for option in taken]
 
 
 def replay(case: str, script: list[int], *, max_faults: int = 1, launch_twin: bool = False, trace: bool = False):
     """One schedule of the case along `script` (the options taken at its choice points, as a violation prints)."""
-    scenario, structure = {**CASES, **SMALL}[case]
-    structure = {**structure, "launch_twin": launch_twin}
     decisions = ScriptedDecisions(script, kinds=FAULT_KINDS, max_faults=max_faults)
-    return Simulator(world(), 0, decisions=decisions, scenario=scenario, exhaustive=structure, trace=trace).run()
+    sim = _simulator(case, decisions, DeliveryMemo(), launch_twin)
+    sim.trace_on = trace
+    saved = determinism.install(sim)
+    try:
+        sim.begin()
+        sim.monitor.after_event()
+        while sim.transition():
+            pass
+    except Violation as violation:
+        return Result(sim, violation)
+    finally:
+        for module, name, value in saved:
+            setattr(module, name, value)
+    return Result(sim, None)
 
 
-class ForkingDecisions(ScriptedDecisions):
-    """At each choice point, a child process per option but the last, in order, then the last option here: the first
-    option of a fault is none, so that the state a fault's branch reaches may be found seen already with a larger
-    budget of faults. A child runs beside its parent when a job place is free (`_Jobs`), else its parent waits for
-    it. Past the bound of schedules, no further branches."""
-
-    def __init__(self, shared: _Shared, **kwargs):
-        super().__init__([], **kwargs)
-        self.shared = shared
-        self.beside: list[int] = []  # children running beside this process, each on a place of its own
-
-    def _next(self, n: int, what: str) -> int:
-        super()._next(n, what)  # the check first: a state seen before is cut before it branches
-        for option in range(n - 1):
-            if self.shared.full():
-                self.taken[-1] = option
-                return option
-            sys.stdout.flush()
-            place = self.shared.jobs.take()
-            child = os.fork()
-            if child == 0:
-                self.shared.jobs.held = place
-                self.beside = []
-                self.taken[-1] = option
-                return option
-            if place:
-                self.beside.append(child)
-            else:
-                _check_child(child, os.waitpid(child, 0)[1], option, what)
-        self.taken[-1] = n - 1
-        return n - 1
-
-    def finish(self) -> None:
-        """This process's own schedule is done: free its place, then wait for the children beside it."""
-        self.shared.jobs.release()
-        for child in self.beside:
-            _check_child(child, os.waitpid(child, 0)[1], None, "a subtree run beside its parent")
-        self.beside = []
-
-
-def _check_child(child: int, status: int, option: int | None, what: str) -> None:
-    if status != 0:
-        raise SearchFailed(f"the search's child {child} for option {option} of {what!r} died (status {status})")
-
-
-class _Jobs:
-    """At most `jobs` processes of the search compute at once, as make's jobserver does: a pipe holds the free
-    places; a process that forks takes one for its child if it can (the child runs beside it, and gives the place
-    back when its subtree is done), else waits for the child, which runs in its stead."""
-
-    def __init__(self, jobs: int):
-        self.read_end, self.write_end = os.pipe()
-        os.set_blocking(self.read_end, False)
-        os.write(self.write_end, b"+" * (jobs - 1))
-        self.held = True  # the root's own place: every process runs on one, its parent's or one from the pipe
-
-    def take(self) -> bool:
-        try:
-            return os.read(self.read_end, 1) == b"+"
-        except BlockingIOError:
-            return False
-
-    def release(self) -> None:
-        if self.held:
-            os.write(self.write_end, b"+")
-            self.held = False
-
-
-class SearchFailed(BaseException):
-    """A child of the search died: no handler's `except Exception` may take it for a function error."""
-
-
-class _Shared:
-    """What the search's processes share, in files that each appends to with whole records (`jobs` of them may
-    compute at once): the digests of the states seen, a byte per schedule's end (P: cut at a state seen before,
-    E: ended), and the scripts of the schedules that violated an invariant. Two processes that reach one state at
-    the same instant may both expand it: work done twice, no state left out."""
-
-    def __init__(self, folder: str, *, limit: int | None, first_violation: bool, verbose: bool, jobs: int = 1):
-        self.states_path, self.ends_path = os.path.join(folder, "states"), os.path.join(folder, "ends")
-        self.violations_path = os.path.join(folder, "violations")
-        for path in (self.states_path, self.ends_path, self.violations_path):
-            open(path, "wb").close()
-        self.seen: dict[bytes, int] = {}  # state digest -> the largest budget of faults it was seen with
-        self.read_upto = 0
-        self.limit, self.first_violation, self.verbose = limit, first_violation, verbose
-        self.jobs = _Jobs(jobs)
-
-    def check(self, digest: bytes, budget: int) -> None:
-        """Cut the schedule here if its state was seen with at least this budget of faults left (what a smaller
-        budget can do, a larger one can: it may decline every fault); else record it."""
-        with open(self.states_path, "rb") as states:
-            states.seek(self.read_upto)
-            new = states.read()
-        new = new[: len(new) - len(new) % RECORD]  # a record being appended beside us is read next time
-        self.read_upto += len(new)
-        for start in range(0, len(new), RECORD):
-            known, left = new[start : start + DIGEST], new[start + DIGEST]
-            self.seen[known] = max(left, self.seen.get(known, -1))
-        if self.seen.get(digest, -1) >= budget:
-            raise Pruned()
-        self.seen[digest] = budget
-        with open(self.states_path, "ab") as states:  # one write of a whole record: appends beside ours stay whole
-            states.write(digest + bytes([budget]))
-
-    def ended(self, script: list[int], result) -> None:
-        if result.failed:
-            with open(self.violations_path, "a") as violations:
-                violations.write(json.dumps(script) + "\n")
-        count = self.mark_end(b"P" if result.pruned else b"E")
-        if self.verbose and count % 5000 == 0:
-            print(f"  {count} schedules, {self.states()} states", flush=True)
-
-    def mark_end(self, mark: bytes) -> int:
-        """A schedule's end (P: cut at a state seen before, E: ended); the count of ends so far."""
-        with open(self.ends_path, "ab") as ends:
-            ends.write(mark)
-            return ends.tell()
-
-    def full(self) -> bool:
-        """No more branches: the bound of schedules is reached, or a violation when the search stops at the first."""
-        return (self.limit is not None and os.path.getsize(self.ends_path) >= self.limit) or (
-            self.first_violation and os.path.getsize(self.violations_path) > 0
-        )
-
-    def totals(self) -> tuple[int, int, list, int]:
-        with open(self.ends_path, "rb") as ends:
-            marks = ends.read()
-        with open(self.violations_path) as violations:
-            scripts = [json.loads(line) for line in violations]
-        return len(marks), marks.count(b"P"), scripts, self.states()
-
-    def states(self) -> int:
-        """Distinct states seen (a state seen again with a larger budget counts once)."""
-        with open(self.states_path, "rb") as states:
-            records = states.read()
-        return len({records[start : start + DIGEST] for start in range(0, len(records), RECORD)})
-
-
-def state_digest(sim: Simulator, label: str) -> bytes:
+def state_digest(sim: Simulator) -> bytes:
     """Everything that the schedule's future (its choices, effects and invariant verdicts) depends on: moto's items
     (without the `usage_*` counters) and objects, the queue, each in-flight delivery (its event and identity, which
     fix its ids; its port calls' answers, which fix where its deterministic handler is; what its deadline still
@@ -332,7 +227,6 @@ def state_digest(sim: Simulator, label: str) -> bytes:
     )
     monitor = sim.monitor
     state = [
-        label,
         round(sim.now, 3),
         items,
         bucket,
@@ -362,12 +256,12 @@ def _without_usage(item: dict) -> dict:
     return {**item, "Attributes": attributes}
 
 
-def main(max_schedules: int | None = None, *, cases: list[str] | None = None, jobs: int = 1) -> int:
-    """The cases (default: both) with at most one fault, to the end (or to `max_schedules` each), `jobs` processes
-    at once; 1 if any violated an invariant."""
+def main(max_states: int | None = None, *, cases: list[str] | None = None) -> int:
+    """The cases (default: both) with at most one fault, to the end (or to `max_states` each); 1 if any violated
+    an invariant."""
     failed = False
     for case in cases or CASES:
-        found = explore(case, max_schedules=max_schedules, verbose=True, jobs=jobs)
+        found = explore(case, max_states=max_states, verbose=True)
         print(found.report(), flush=True)
         for script, result in found.violations[:3]:
             failed = True

@@ -1,0 +1,201 @@
+"""The scheduler of the exhaustive search: the simulator's own (`Simulator._step`: what runs next, the deliveries'
+starts, retries and timers, the monitor after every event), with two differences that make a state a small value.
+
+- A delivery in flight is not a live greenlet but its answers so far and the port call it waits to make. Resuming
+  it makes that call on the real port (its faults chosen there: crash before, lost answer, crash after), then asks
+  the `DeliveryMemo` for its next call, which runs the handler only the first time a delivery is at that point.
+- The whole state (scheduler, monitor, moto's items and objects) is saved and restored as values
+  (`snapshot`/`restore`), so that the search branches without forking the process and without running any
+  schedule's prefix again.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+from typing import Any
+
+from lnn_cli.cloud.runtime import SandboxKilled
+from lnn_cli.simulate.aws import direct_clients
+from lnn_cli.simulate.checks.invariants import Violation
+from lnn_cli.simulate.deliveries import Delivery, InjectedCrash
+from lnn_cli.simulate.interleaving import commutes, digest
+from lnn_cli.simulate.search.memo import DeliveryMemo
+from lnn_cli.simulate.simulator import MAX_EVENTS, Simulator
+
+# The scheduler's and the monitor's fields that are not part of a state: shared objects and settings
+_FIXED = {
+    "world",
+    "seed",
+    "mode",
+    "exhaustive",
+    "request_seconds",
+    "allowed",
+    "decisions",
+    "scenario",
+    "rates",
+    "main",
+    "current",
+    "trace_on",
+    "monitor",
+    "memo",
+    "containers",
+    "_secrets",
+}
+_MONITOR_FIXED = {"sim", "world", "every_event", "lease", "max_resumes", "rules", "liveness_bound"}
+
+
+@dataclass
+class State:
+    """A saved state of the search: every value a schedule's future reads."""
+
+    scheduler: dict
+    monitor: dict
+    containers: dict
+    caches: list
+    secrets: Any
+    items: dict
+    objects: dict
+    messages: list
+    token: int
+
+
+class MemoSimulator(Simulator):
+    memoized = True
+
+    def __init__(self, world, *, scenario, structure: dict, decisions, memo: DeliveryMemo):
+        super().__init__(world, 0, decisions=decisions, scenario=scenario, exhaustive=structure)
+        self.memo = memo
+        world.keeps_objects = True
+
+    # ---- a delivery: its port calls, made by the scheduler -------------------------------------------------
+
+    def _launch(self, delivery: Delivery) -> None:
+        delivery.answers, delivery.history, delivery.pending = [], [], None
+        self._resume(delivery)
+
+    def _resume(self, delivery: Delivery) -> None:
+        self.current = delivery
+        try:
+            self._to_next_point(delivery)
+        finally:
+            self.current = None
+        if delivery.done:
+            self.in_flight.remove(delivery)
+            delivery.container.busy = False
+
+    def _to_next_point(self, delivery: Delivery) -> None:
+        """Make the call it waits at, then run it (from the memo) to its next call that is a point, or to its end."""
+        try:
+            if delivery.pending is not None:
+                if self.now > delivery.started_at + self.timeout():
+                    raise InjectedCrash(f"Task timed out after {self.timeout():.2f} seconds")
+                self._call(delivery, delivery.pending)
+            while True:
+                step = self.memo.next(self, delivery)
+                for tap in step.taps:
+                    self.monitor.tap(tap)
+                if step.call is None:
+                    delivery.pending, delivery.done = None, True
+                    self._ended(delivery, step.result, step.error)
+                    return
+                if not commutes(step.call[0], step.call[1]):
+                    delivery.pending, delivery.where = step.call, step.call[0]
+                    return
+                self._call(delivery, step.call)
+        except SandboxKilled as killed:
+            delivery.pending, delivery.done = None, True
+            self._ended(delivery, None, killed)
+
+    def _call(self, delivery: Delivery, call: tuple) -> None:
+        """One port call on the delivery's own (instrumented) ports: its answer, or the error it raised."""
+        where, args, kwargs = call
+        port, method = where.split(".")
+        args, kwargs = copy.deepcopy((args, kwargs))  # a port may keep or change what it is given
+        try:
+            value, kind = getattr(getattr(delivery.container.ports, port), method)(*args, **kwargs), "return"
+        except (SandboxKilled, Violation):
+            raise
+        except Exception as error:
+            value, kind = error, "raise"
+        delivery.answers.append((where, kind, value, self.now))
+        shown = digest(value) if kind == "return" else f"raised {type(value).__name__}: {value}"
+        delivery.history.append((where, shown, round(self.now, 6)))
+
+    # ---- one scheduler event ------------------------------------------------------------------------------
+
+    def transition(self) -> bool:
+        """One scheduler event and the monitor's checks after it; False once the schedule is quiescent (its end
+        checked). A violation raises."""
+        self.events += 1
+        if self.events > MAX_EVENTS:
+            raise Violation("liveness", f"no quiescence after {MAX_EVENTS} scheduler events")
+        if not self._step():
+            self.monitor.at_end()
+            return False
+        self.monitor.after_event()
+        return True
+
+    # ---- a state as a value -------------------------------------------------------------------------------
+
+    def snapshot(self) -> State:
+        table = self.world.table
+        return State(
+            scheduler={name: _copied(value) for name, value in self.__dict__.items() if name not in _FIXED},
+            monitor=copy.deepcopy(
+                {name: value for name, value in self.monitor.__dict__.items() if name not in _MONITOR_FIXED}
+            ),
+            containers={function: [(c, c.busy) for c in cs] for function, cs in self.containers.items()},
+            caches=[(d.container.ports.store, _store_cache(d.container.ports.store)) for d in self.in_flight],
+            secrets=self._secrets.getstate(),
+            items=copy.deepcopy(dict(table.items)),
+            objects={key: list(versions) for key, versions in dict.items(self.world.bucket.keys)},
+            messages=list(self.world.sns.topics[self.world.topic_arn].sent_notifications),
+            token=direct_clients._TOKENS[0],
+        )
+
+    def restore(self, state: State) -> None:
+        for name, value in state.scheduler.items():
+            current, value = getattr(self, name, None), _copied(value)
+            if isinstance(current, dict):  # in place: the clients hold the scheduler's dict of transaction tokens
+                current.clear()
+                current.update(value)
+            else:
+                setattr(self, name, value)
+        self.monitor.__dict__.update(copy.deepcopy(state.monitor))
+        self.containers = {function: [c for c, _ in cs] for function, cs in state.containers.items()}
+        for cs in state.containers.values():
+            for container, busy in cs:
+                container.busy = busy
+        for store, (cache, cached) in state.caches:  # (a store is one delivery's: a cold container each)
+            store._cache, store._cached = copy.copy(cache), cached
+        self._secrets.setstate(state.secrets)
+        table = self.world.table
+        table.items.clear()
+        table.items.update(copy.deepcopy(state.items))
+        keys = self.world.bucket.keys
+        dict.clear(keys)
+        dict.update(keys, {key: list(versions) for key, versions in state.objects.items()})
+        sent = self.world.sns.topics[self.world.topic_arn].sent_notifications
+        sent[:] = state.messages
+        direct_clients._TOKENS[0] = state.token
+
+
+def _store_cache(store) -> tuple:
+    return copy.copy(store._cache), store._cached
+
+
+def _copied(value: Any) -> Any:
+    """A scheduler field's value, copied as deep as the scheduler changes it: lists of deliveries (each delivery's
+    own lists and sets; an event, an answer and a container are never changed in place), dicts and sets."""
+    if isinstance(value, list):
+        return [_copied(inner) for inner in value]
+    if isinstance(value, Delivery):
+        twin = copy.copy(value)
+        twin.history, twin.answers, twin.published = list(value.history), list(value.answers), set(value.published)
+        return twin
+    if isinstance(value, dict):
+        return {key: _copied(inner) for key, inner in value.items()}
+    if isinstance(value, set):
+        return set(value)
+    return value
