@@ -53,9 +53,9 @@ mutants: setup
 
 # The deterministic simulator (docs/simulation.md): `make simulate SEEDS=N [FIRST=n]` runs seeds n..n+N-1 and prints
 # the throughput and the faults by kind; `make simulate SEED=n` replays one with its trace, SHRINK=1 shrinks it;
-# `make simulate EXHAUSTIVE=1 [MAX=n] [JOBS=j]` explores the small cases to the end (or n schedules each), j processes at once.
+# `make simulate EXHAUSTIVE=1 [MAX=n]` explores the small cases to the end (or n states each).
 simulate: setup
-	$(PY) -m lnn_cli.simulate $(if $(EXHAUSTIVE),--exhaustive $(if $(MAX),--max-schedules $(MAX)) $(if $(JOBS),--jobs $(JOBS)),$(if $(SEED),--seed $(SEED) $(if $(SHRINK),--shrink,--trace) $(if $(DISABLE),--disable $(DISABLE)),--seeds $(or $(SEEDS),1000) --first $(or $(FIRST),0) --keep-going))
+	$(PY) -m lnn_cli.simulate $(if $(EXHAUSTIVE),--exhaustive $(if $(MAX),--max-states $(MAX)),$(if $(SEED),--seed $(SEED) $(if $(SHRINK),--shrink,--trace) $(if $(DISABLE),--disable $(DISABLE)),--seeds $(or $(SEEDS),1000) --first $(or $(FIRST),0) --keep-going))
 
 clean:
 	rm -rf $(VENV) node_modules cdk.out out

@@ -30,13 +30,10 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--exhaustive", action="store_true", help="enumerate the small cases' interleavings")
     parser.add_argument(
-        "--max-schedules", type=int, default=None, help="bound of --exhaustive, per case (default: none)"
+        "--max-states", type=int, default=None, help="bound of --exhaustive: states per case (default: none)"
     )
     parser.add_argument(
         "--case", help="with --exhaustive: the one case to explore, or (with --script) of the schedule to replay"
-    )
-    parser.add_argument(
-        "--jobs", type=int, default=1, help="with --exhaustive: search processes computing at once (one per core)"
     )
     parser.add_argument(
         "--script",
@@ -61,7 +58,7 @@ def main(argv: list[str] | None = None) -> int:
         from lnn_cli.simulate.search.exhaustive import replay
 
         if args.script is None:
-            return exhaustive_main(args.max_schedules, cases=[args.case] if args.case else None, jobs=args.jobs)
+            return exhaustive_main(args.max_states, cases=[args.case] if args.case else None)
         result = replay(args.case, [int(part) for part in args.script.split(",") if part.strip()], trace=args.trace)
         if args.trace:
             print("\n".join(result.trace))

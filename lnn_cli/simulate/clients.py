@@ -37,7 +37,10 @@ class SimSession:
             resource = self._sim.world.session.resource("dynamodb", config=config)
             return _ResourceProxy(self._sim, resource)
         return _ResourceProxy(
-            self._sim, direct_clients.DirectDynamoResource(direct_clients.DirectDynamoClient(self._sim.tokens))
+            self._sim,
+            direct_clients.DirectDynamoResource(
+                direct_clients.DirectDynamoClient(self._sim.tokens, self._sim.requests)
+            ),
         )
 
     def client(self, service: str, config=None):

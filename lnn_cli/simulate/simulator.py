@@ -54,6 +54,7 @@ class Pruned(BaseException):
 class Simulator:
     memoized = False  # the memoized search's scheduler (search/memoized) chooses before a port call, not in it
     replay = None  # set while that search learns a handler's next port call (search/memo)
+    requests = None  # that search's memo of moto's DynamoDB answers (aws/request_memo)
 
     def __init__(
         self,

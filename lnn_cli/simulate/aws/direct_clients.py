@@ -22,6 +22,7 @@ from botocore.exceptions import ClientError
 from lnn_cli.simulate.aws.world import ACCOUNT, REGION
 
 if TYPE_CHECKING:
+    from lnn_cli.simulate.aws.request_memo import RequestMemo
     from lnn_cli.simulate.aws.world import MotoWorld
 
 _SERVICE_MODELS: dict[str, Any] = {}
@@ -53,7 +54,8 @@ class DirectDynamoClient:
         "transact_get_items",
     )
 
-    def __init__(self, tokens: dict | None = None):
+    def __init__(self, tokens: dict | None = None, memo: RequestMemo | None = None):
+        self._memo = memo  # the exhaustive search's: moto asked once per request and table contents
         self._transformer = ParameterTransformer()
         self._serialize, self._deserialize = TypeSerializer().serialize, TypeDeserializer().deserialize
         self._tokens = {} if tokens is None else tokens  # ClientRequestToken -> the first call's answer
@@ -74,10 +76,14 @@ class DirectDynamoClient:
             token = wire.setdefault("ClientRequestToken", params.get("ClientRequestToken") or _next_token())
             if token in self._tokens:  # DynamoDB's idempotency: the same token answers as the first call did
                 return _copied(self._tokens[token])
-        handler = DynamoHandler()
-        handler.current_account, handler.region, handler.body = ACCOUNT, REGION, wire
+
+        def run():
+            handler = DynamoHandler()
+            handler.current_account, handler.region, handler.body = ACCOUNT, REGION, wire
+            return getattr(handler, name)().result
+
         try:
-            result = getattr(handler, name)().result
+            result = run() if self._memo is None else self._memo.request(name, wire, run)
         except DynamodbException as error:
             raise _client_error(error, _camel(name)) from None
         result = _copied(result) if isinstance(result, dict) else {}

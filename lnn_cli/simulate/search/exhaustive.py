@@ -19,6 +19,7 @@ import time
 from dataclasses import dataclass, field
 
 from lnn_cli.simulate import determinism
+from lnn_cli.simulate.aws.request_memo import contents_digest
 from lnn_cli.simulate.checks.invariants import Violation
 from lnn_cli.simulate.decisions import ScriptedDecisions
 from lnn_cli.simulate.result import Result
@@ -189,12 +190,7 @@ def state_digest(sim: Simulator) -> bytes:
     (without the `usage_*` counters) and objects, the queue, each in-flight delivery (its event and identity, which
     fix its ids; its port calls' answers, which fix where its deterministic handler is; what its deadline still
     allows), virtual time and the timers, and the monitor's memory. See docs/simulation.md."""
-    table = sim.world.table
-    items = sorted(
-        json.dumps(_without_usage(item.to_json()), sort_keys=True, default=str)
-        for by_range in table.items.values()
-        for item in by_range.values()
-    )
+    items = contents_digest(sim.world.table).hex()  # (no usage counter changes: `UNREAD_WRITES`)
     bucket = sorted((key, getattr(value, "etag", None)) for key, value in sim.world.bucket.keys.items())
     queue = sorted(
         json.dumps(
@@ -244,16 +240,6 @@ def state_digest(sim: Simulator) -> bytes:
         sim._uuids,
     ]  # the counters the next ids outside a delivery come from
     return hashlib.blake2b(json.dumps(state, default=str).encode(), digest_size=DIGEST).digest()
-
-
-def _without_usage(item: dict) -> dict:
-    """An item without the run record's `usage_*` counters: atomic ADDs that only pricing reads."""
-    from lnn_core.aws.usage import USAGE_PREFIX
-
-    attributes = {
-        name: value for name, value in item.get("Attributes", {}).items() if not name.startswith(USAGE_PREFIX)
-    }
-    return {**item, "Attributes": attributes}
 
 
 def main(max_states: int | None = None, *, cases: list[str] | None = None) -> int:

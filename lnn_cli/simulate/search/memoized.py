@@ -17,6 +17,7 @@ from typing import Any
 
 from lnn_cli.cloud.runtime import SandboxKilled
 from lnn_cli.simulate.aws import direct_clients
+from lnn_cli.simulate.aws.request_memo import RequestMemo, items_of, set_items
 from lnn_cli.simulate.checks.invariants import Violation
 from lnn_cli.simulate.deliveries import Delivery, InjectedCrash
 from lnn_cli.simulate.interleaving import commutes, digest
@@ -39,9 +40,13 @@ _FIXED = {
     "trace_on",
     "monitor",
     "memo",
+    "requests",
     "containers",
     "_secrets",
 }
+# Answered (None) without being made: the usage ADD writes only the `usage_*` counters, which nothing but pricing
+# reads (no choice, no invariant); made, it would multiply the run record's versions and moto's work
+UNREAD_WRITES = {"table.add_usage"}
 _MONITOR_FIXED = {"sim", "world", "every_event", "lease", "max_resumes", "rules", "liveness_bound"}
 
 
@@ -66,6 +71,7 @@ class MemoSimulator(Simulator):
     def __init__(self, world, *, scenario, structure: dict, decisions, memo: DeliveryMemo):
         super().__init__(world, 0, decisions=decisions, scenario=scenario, exhaustive=structure)
         self.memo = memo
+        self.requests = RequestMemo(world)
         world.keeps_objects = True
 
     # ---- a delivery: its port calls, made by the scheduler -------------------------------------------------
@@ -113,7 +119,10 @@ class MemoSimulator(Simulator):
         port, method = where.split(".")
         args, kwargs = copy.deepcopy((args, kwargs))  # a port may keep or change what it is given
         try:
-            value, kind = getattr(getattr(delivery.container.ports, port), method)(*args, **kwargs), "return"
+            if where in UNREAD_WRITES:
+                value, kind = None, "return"
+            else:
+                value, kind = getattr(getattr(delivery.container.ports, port), method)(*args, **kwargs), "return"
         except (SandboxKilled, Violation):
             raise
         except Exception as error:
@@ -148,7 +157,7 @@ class MemoSimulator(Simulator):
             containers={function: [(c, c.busy) for c in cs] for function, cs in self.containers.items()},
             caches=[(d.container.ports.store, _store_cache(d.container.ports.store)) for d in self.in_flight],
             secrets=self._secrets.getstate(),
-            items=copy.deepcopy(dict(table.items)),
+            items=items_of(table),
             objects={key: list(versions) for key, versions in dict.items(self.world.bucket.keys)},
             messages=list(self.world.sns.topics[self.world.topic_arn].sent_notifications),
             token=direct_clients._TOKENS[0],
@@ -170,9 +179,7 @@ class MemoSimulator(Simulator):
         for store, (cache, cached) in state.caches:  # (a store is one delivery's: a cold container each)
             store._cache, store._cached = copy.copy(cache), cached
         self._secrets.setstate(state.secrets)
-        table = self.world.table
-        table.items.clear()
-        table.items.update(copy.deepcopy(state.items))
+        set_items(self.world.table, state.items)
         keys = self.world.bucket.keys
         dict.clear(keys)
         dict.update(keys, {key: list(versions) for key, versions in state.objects.items()})
