@@ -85,6 +85,7 @@ class DirectDynamoClient:
         try:
             result = run() if self._memo is None else self._memo.request(name, wire, run)
         except DynamodbException as error:
+            error.__traceback__ = None  # (the request memo raises one error again and again: it keeps no frame)
             raise _client_error(error, _camel(name)) from None
         result = _copied(result) if isinstance(result, dict) else {}
         result.pop("ConsumedCapacityUnits", None)
@@ -208,6 +209,8 @@ class DirectS3Client:
         key = self._world.s3.put_object(Bucket, Key, data, disable_notification=True)
         if old is not None and old is not key:
             self._world.dispose(old)
+        if self._world.keeps_objects:
+            self._world.untrack_objects()
         return {"ETag": key.etag}
 
     def copy_object(self, *, Bucket: str, Key: str, CopySource: dict[str, str], **_):

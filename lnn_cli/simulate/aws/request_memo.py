@@ -64,7 +64,7 @@ class RequestMemo:
             try:
                 answer, error = run(), None
             except Exception as failure:  # moto's service error: the same one for the same request and contents
-                answer, error = None, failure
+                answer, error = None, without_traceback(failure)
             found = self.known[key] = (answer, error, _sharing_unchanged(items_of(self.world.table), before))
         else:
             self.hits += 1
@@ -94,3 +94,13 @@ def _sharing_unchanged(after: dict, before: dict) -> dict:
             if old is not None and item_digest(old) == item_digest(item):
                 by_range[key] = old
     return after
+
+
+def without_traceback(error: BaseException) -> BaseException:
+    """The error (and those it was raised from), kept without its traceback: a kept traceback keeps every frame
+    it passed through alive, and with them the search's saved states."""
+    seen = error
+    while seen is not None:
+        seen.__traceback__ = None
+        seen = seen.__context__ or seen.__cause__
+    return error

@@ -108,6 +108,14 @@ class MotoWorld:
         if not self.keeps_objects:
             dispose_key(key)
 
+    def untrack_objects(self) -> None:
+        """moto keeps every S3 object (and its ACL) it ever made in a list of its own, to free them at its reset: a
+        search that keeps its states' objects itself frees them by dropping its states, so the lists go."""
+        from moto.core.model_instances import model_data
+
+        for model in model_data["s3"].values():
+            model.instances_tracked.clear()
+
     def close(self) -> None:
         self._mock.stop()
         for name, value in self._saved_env.items():

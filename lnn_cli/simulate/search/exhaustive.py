@@ -121,7 +121,8 @@ def explore(
                 if seen.get(digest, -1) >= left:
                     continue
                 seen[digest], parents[digest] = left, (key, taken)
-                stack.append((sim.snapshot(), left, digest))
+                sim.at = sim.snapshot()
+                stack.append((sim.at, left, digest))
             if max_states is not None and found.states >= max_states:
                 break
         found.complete = not stack and not (first_violation and found.violations)
@@ -146,7 +147,9 @@ def _successors(sim: MemoSimulator, state: State, budget: int):
     pending: list[list[int]] = [[]]
     while pending:
         script = pending.pop()
-        sim.restore(state)
+        if sim.at is not state:  # (the last successor pushed is the next state expanded: the simulator is there)
+            sim.restore(state)
+        sim.at = None
         decisions = sim.decisions = ScriptedDecisions(script, kinds=FAULT_KINDS, max_faults=budget)
         try:
             outcome = sim.transition()

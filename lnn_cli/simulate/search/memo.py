@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 from greenlet import GreenletExit, greenlet
 
 from lnn_cli.cloud.runtime import SandboxKilled
+from lnn_cli.simulate.aws.request_memo import without_traceback
 from lnn_cli.simulate.containers import Container, build
 from lnn_cli.simulate.deliveries import Context, Delivery
 
@@ -121,7 +122,8 @@ def _learn(sim: Simulator, delivery: Delivery) -> Next:
             return Next(tuple(replay.taps), call=replay.call)
         if replay.position < len(replay.answers):
             raise ReplayDiverged(f"the replay ended after {replay.position} of {len(replay.answers)} answers")
-        return Next(tuple(replay.taps), result=ended.get("result"), error=ended.get("error"))
+        error = ended.get("error")
+        return Next(tuple(replay.taps), result=ended.get("result"), error=error and without_traceback(error))
     finally:
         sim.now, sim.current, sim.replay = saved[0], saved[1], None
         if sim._secrets.getstate() != saved[2]:

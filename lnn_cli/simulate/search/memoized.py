@@ -17,7 +17,7 @@ from typing import Any
 
 from lnn_cli.cloud.runtime import SandboxKilled
 from lnn_cli.simulate.aws import direct_clients
-from lnn_cli.simulate.aws.request_memo import RequestMemo, items_of, set_items
+from lnn_cli.simulate.aws.request_memo import RequestMemo, items_of, set_items, without_traceback
 from lnn_cli.simulate.checks.invariants import Violation
 from lnn_cli.simulate.deliveries import Delivery, InjectedCrash
 from lnn_cli.simulate.interleaving import commutes, digest
@@ -40,9 +40,10 @@ _FIXED = {
     "trace_on",
     "monitor",
     "memo",
+    "at",
     "requests",
     "containers",
-    "_secrets",
+    "_secrets",  # (never drawn from: a handler that does is an error of the replay, `memo.ReplayDiverged`)
 }
 # Answered (None) without being made: the usage ADD writes only the `usage_*` counters, which nothing but pricing
 # reads (no choice, no invariant); made, it would multiply the run record's versions and moto's work
@@ -58,7 +59,6 @@ class State:
     monitor: dict
     containers: dict
     caches: list
-    secrets: Any
     items: dict
     objects: dict
     messages: list
@@ -71,6 +71,7 @@ class MemoSimulator(Simulator):
     def __init__(self, world, *, scenario, structure: dict, decisions, memo: DeliveryMemo):
         super().__init__(world, 0, decisions=decisions, scenario=scenario, exhaustive=structure)
         self.memo = memo
+        self.at: State | None = None  # the saved state the simulator is in, when the search knows it is
         self.requests = RequestMemo(world)
         world.keeps_objects = True
 
@@ -126,7 +127,7 @@ class MemoSimulator(Simulator):
         except (SandboxKilled, Violation):
             raise
         except Exception as error:
-            value, kind = error, "raise"
+            value, kind = without_traceback(error), "raise"
         delivery.answers.append((where, kind, value, self.now))
         shown = digest(value) if kind == "return" else f"raised {type(value).__name__}: {value}"
         delivery.history.append((where, shown, round(self.now, 6)))
@@ -151,12 +152,11 @@ class MemoSimulator(Simulator):
         table = self.world.table
         return State(
             scheduler={name: _copied(value) for name, value in self.__dict__.items() if name not in _FIXED},
-            monitor=copy.deepcopy(
-                {name: value for name, value in self.monitor.__dict__.items() if name not in _MONITOR_FIXED}
-            ),
+            monitor={
+                name: _copied(value) for name, value in self.monitor.__dict__.items() if name not in _MONITOR_FIXED
+            },
             containers={function: [(c, c.busy) for c in cs] for function, cs in self.containers.items()},
             caches=[(d.container.ports.store, _store_cache(d.container.ports.store)) for d in self.in_flight],
-            secrets=self._secrets.getstate(),
             items=items_of(table),
             objects={key: list(versions) for key, versions in dict.items(self.world.bucket.keys)},
             messages=list(self.world.sns.topics[self.world.topic_arn].sent_notifications),
@@ -171,14 +171,13 @@ class MemoSimulator(Simulator):
                 current.update(value)
             else:
                 setattr(self, name, value)
-        self.monitor.__dict__.update(copy.deepcopy(state.monitor))
+        self.monitor.__dict__.update(_copied(state.monitor))
         self.containers = {function: [c for c, _ in cs] for function, cs in state.containers.items()}
         for cs in state.containers.values():
             for container, busy in cs:
                 container.busy = busy
         for store, (cache, cached) in state.caches:  # (a store is one delivery's: a cold container each)
             store._cache, store._cached = copy.copy(cache), cached
-        self._secrets.setstate(state.secrets)
         set_items(self.world.table, state.items)
         keys = self.world.bucket.keys
         dict.clear(keys)
@@ -193,8 +192,8 @@ def _store_cache(store) -> tuple:
 
 
 def _copied(value: Any) -> Any:
-    """A scheduler field's value, copied as deep as the scheduler changes it: lists of deliveries (each delivery's
-    own lists and sets; an event, an answer and a container are never changed in place), dicts and sets."""
+    """A scheduler's or monitor's field, copied as deep as they change it: lists and dicts (of deliveries: each
+    delivery's own lists and sets; an event, an answer and a container are never changed in place), and sets."""
     if isinstance(value, list):
         return [_copied(inner) for inner in value]
     if isinstance(value, Delivery):
