@@ -39,9 +39,12 @@ class Delivery:
     copy: int = 0  # 0: the event as sent; 1: its duplicate
     uuids: int = 0  # uuid4() calls so far
     sends: int = 0  # invocations sent so far
-    history: list = field(default_factory=list)  # (port call, digest of its answer): its local state (exhaustive)
-    answers: list = field(default_factory=list)  # (port call, "return" or "raise", answer, time): memoized search
-    pending: Any = None  # the port call it waits to make at its interleaving point (port call, args, kwargs): same
+    # The exhaustive search's: its port calls' answers so far ((port call, "return" or "raise", answer, time), a
+    # tuple: saved states share it), their digest (a chain over each call, its answer's digest and its time), and
+    # the port call it waits to make at its interleaving point (port call, args, kwargs)
+    answers: tuple = ()
+    history: str = ""
+    pending: Any = None
     done: bool = False
 
     def identity(self) -> str:

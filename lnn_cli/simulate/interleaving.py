@@ -42,8 +42,6 @@ def _wrapped(sim: Simulator, method, where: str, effect: bool):
             maybe_crash(sim, "before", where)
         result = method(*args, **kwargs)
         sim.monitor.returned(where, result, args, kwargs)
-        if sim.exhaustive and sim.current is not None and not sim.memoized:
-            sim.current.history.append((where, digest(result)))
         if effect:
             maybe_crash(sim, "after", where)
         return result

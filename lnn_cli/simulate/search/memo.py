@@ -52,7 +52,7 @@ class DeliveryMemo:
             json.dumps(delivery.event, sort_keys=True),
             delivery.identity(),
             delivery.started_at,
-            tuple(delivery.history),
+            delivery.history,
         )
         found = self.known.get(key)
         if found is None:
@@ -64,7 +64,7 @@ class DeliveryMemo:
 class Replay:
     """The port calls of a handler being replayed: the recorded answers in order, then the next call, recorded."""
 
-    def __init__(self, sim: Simulator, answers: list):
+    def __init__(self, sim: Simulator, answers: tuple):
         self.sim, self.answers, self.position = sim, answers, 0
         self.taps: list[tuple] = []
         self.call: tuple | None = None
@@ -95,7 +95,7 @@ def _learn(sim: Simulator, delivery: Delivery) -> Next:
     """Run the delivery's handler, in a cold container of its own, on its recorded answers up to its next call."""
     container = Container(delivery.function, 0, 0.0)
     build(sim, container)
-    ghost = dataclasses.replace(delivery, uuids=0, history=[], answers=[], greenlet=None, container=container)
+    ghost = dataclasses.replace(delivery, uuids=0, history="", answers=(), greenlet=None, container=container)
     replay = Replay(sim, delivery.answers)
     saved = sim.now, sim.current, sim._secrets.getstate()
     sim.now, sim.current, sim.replay = delivery.started_at, ghost, replay

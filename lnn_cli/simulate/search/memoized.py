@@ -12,6 +12,7 @@ starts, retries and timers, the monitor after every event), with two differences
 from __future__ import annotations
 
 import copy
+import hashlib
 from dataclasses import dataclass
 from typing import Any
 
@@ -78,7 +79,7 @@ class MemoSimulator(Simulator):
     # ---- a delivery: its port calls, made by the scheduler -------------------------------------------------
 
     def _launch(self, delivery: Delivery) -> None:
-        delivery.answers, delivery.history, delivery.pending = [], [], None
+        delivery.answers, delivery.history, delivery.pending = (), "", None
         self._resume(delivery)
 
     def _resume(self, delivery: Delivery) -> None:
@@ -118,7 +119,7 @@ class MemoSimulator(Simulator):
         """One port call on the delivery's own (instrumented) ports: its answer, or the error it raised."""
         where, args, kwargs = call
         port, method = where.split(".")
-        args, kwargs = copy.deepcopy((args, kwargs))  # a port may keep or change what it is given
+        args, kwargs = _copied((args, kwargs))  # a port may keep or change the containers it is given
         try:
             if where in UNREAD_WRITES:
                 value, kind = None, "return"
@@ -128,9 +129,10 @@ class MemoSimulator(Simulator):
             raise
         except Exception as error:
             value, kind = without_traceback(error), "raise"
-        delivery.answers.append((where, kind, value, self.now))
+        delivery.answers += ((where, kind, value, self.now),)
         shown = digest(value) if kind == "return" else f"raised {type(value).__name__}: {value}"
-        delivery.history.append((where, shown, round(self.now, 6)))
+        entry = f"{delivery.history}|{where}|{shown}|{round(self.now, 6)}"
+        delivery.history = hashlib.blake2b(entry.encode(), digest_size=16).hexdigest()
 
     # ---- one scheduler event ------------------------------------------------------------------------------
 
@@ -192,16 +194,19 @@ def _store_cache(store) -> tuple:
 
 
 def _copied(value: Any) -> Any:
-    """A scheduler's or monitor's field, copied as deep as they change it: lists and dicts (of deliveries: each
-    delivery's own lists and sets; an event, an answer and a container are never changed in place), and sets."""
+    """A scheduler's or monitor's field (or a port call's arguments), copied as deep as they may be changed: lists,
+    dicts, sets and tuples, and deliveries (their set of runs published; their other fields are replaced, never
+    changed in place). Other values are shared."""
     if isinstance(value, list):
         return [_copied(inner) for inner in value]
     if isinstance(value, Delivery):
         twin = copy.copy(value)
-        twin.history, twin.answers, twin.published = list(value.history), list(value.answers), set(value.published)
+        twin.published = set(value.published)
         return twin
     if isinstance(value, dict):
         return {key: _copied(inner) for key, inner in value.items()}
     if isinstance(value, set):
         return set(value)
+    if isinstance(value, tuple):
+        return tuple(_copied(inner) for inner in value)
     return value
