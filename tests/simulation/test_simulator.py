@@ -111,6 +111,25 @@ def test_the_exhaustive_search_completes_a_small_case_and_reports_its_counts(wor
     assert faulty.deliveries < faulty.transitions / 10, faulty.report()
 
 
+def test_the_exhaustive_search_reaches_what_its_schedules_reach_when_run_afresh(world, monkeypatch):
+    """The saved states and the memos change nothing: every state of the small case (and a sample of its states
+    with a fault) is reached again by its schedule run from the start in a simulator of its own, with the same
+    digest; a state restored from a broken save is not."""
+    from lnn_cli.simulate.search import exhaustive, memoized
+
+    assert exhaustive.explore("K=1 epoch+finish, once", max_faults=0, verify_every=1).complete
+    assert exhaustive.explore("K=1 epoch+finish, once", max_faults=1, verify_every=200, max_states=2000).states
+
+    class Forgetful(memoized.MemoSimulator):
+        def restore(self, state):  # a save that loses the monitor's memory of commits
+            super().restore(state)
+            self.monitor.commits = {}
+
+    monkeypatch.setattr(exhaustive, "MemoSimulator", Forgetful)
+    with pytest.raises(exhaustive.MemoDiverged):
+        exhaustive.explore("K=1 epoch+finish, once", max_faults=0, verify_every=1)
+
+
 def test_the_exhaustive_search_catches_a_mutant_and_replays_its_script(world, monkeypatch):
     """The reductions keep the interleaving that matters: with mark_started's condition removed, a twin of the
     finish that starts once its step committed computes the step again, and the search finds it (the fence). The

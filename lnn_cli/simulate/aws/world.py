@@ -99,7 +99,7 @@ class MotoWorld:
         """Empty the table, the bucket and the topic's record: a fresh AWS for the next schedule."""
         self.table.items.clear()
         for key in list(self.bucket.keys.values()):
-            dispose_key(key)
+            self.dispose(key)
         self.bucket.keys.clear()
         self.sns.topics[self.topic_arn].sent_notifications.clear()
 

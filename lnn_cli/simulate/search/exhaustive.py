@@ -83,9 +83,12 @@ def explore(
     launch_twin: bool = False,
     first_violation: bool = False,
     verbose: bool = False,
+    verify_every: int = 0,
 ) -> Exploration:
     """A depth-first search of the case's states, each expanded once (or again when reached with a larger budget
-    of faults). `max_states` bounds it; `first_violation` stops it at the first violation."""
+    of faults). `max_states` bounds it; `first_violation` stops it at the first violation. With `verify_every` n,
+    every n-th new state is reached again from the start by a simulator of its own, without saved states or
+    memos, and must have the same digest (`MemoDiverged` if not)."""
     found = Exploration(case, max_faults=max_faults)
     started, cpu = time.perf_counter(), time.process_time()
     memo = DeliveryMemo()
@@ -110,6 +113,7 @@ def explore(
                     found.violations.append(
                         (script, replay(case, script, max_faults=max_faults, launch_twin=launch_twin))
                     )
+                    sim.at = None  # (the world was the replay's meanwhile)
                     if first_violation:
                         stack.clear()
                         break
@@ -123,12 +127,16 @@ def explore(
                 seen[digest], parents[digest] = left, (key, taken)
                 sim.at = sim.snapshot()
                 stack.append((sim.at, left, digest))
+                if verify_every and len(seen) % verify_every == 0:
+                    _verify(case, parents, digest, sim.events, max_faults=max_faults, launch_twin=launch_twin)
+                    sim.at = None  # (the world was another simulator's meanwhile)
             if max_states is not None and found.states >= max_states:
                 break
         found.complete = not stack and not (first_violation and found.violations)
     finally:
         for module, name, value in saved:
             setattr(module, name, value)
+        sim.world.keeps_objects = False
     found.deliveries = memo.replays
     found.seconds, found.cpu_seconds = time.perf_counter() - started, time.process_time() - cpu
     return found
@@ -160,6 +168,16 @@ def _successors(sim: MemoSimulator, state: State, budget: int):
         yield decisions.taken, outcome, budget - len(decisions.injected())
 
 
+class MemoDiverged(AssertionError):
+    """A state the search reached through saved states and memos differs from the same schedule run afresh."""
+
+
+def _verify(case: str, parents: dict, digest: bytes, events: int, **options) -> None:
+    again = _replayed(case, _script(parents, digest), events=events, **options)[1]
+    if again != digest:
+        raise MemoDiverged(f"the state after {events} events differs when its schedule runs afresh")
+
+
 def _script(parents: dict, key: bytes) -> list[int]:
     """The choices from the root to the state `key`, event after event."""
     events = []
@@ -171,6 +189,12 @@ def _script(parents: dict, key: bytes) -> list[int]:
 
 def replay(case: str, script: list[int], *, max_faults: int = 1, launch_twin: bool = False, trace: bool = False):
     """One schedule of the case along `script` (the options taken at its choice points, as a violation prints)."""
+    return _replayed(case, script, max_faults=max_faults, launch_twin=launch_twin, trace=trace)[0]
+
+
+def _replayed(case: str, script: list[int], *, max_faults: int, launch_twin: bool, trace: bool = False, events=None):
+    """The schedule along `script` from the start, in a simulator of its own (its memos empty): its result, and the
+    digest of its state after `events` scheduler events (None: at its end)."""
     decisions = ScriptedDecisions(script, kinds=FAULT_KINDS, max_faults=max_faults)
     sim = _simulator(case, decisions, DeliveryMemo(), launch_twin)
     sim.trace_on = trace
@@ -178,14 +202,14 @@ def replay(case: str, script: list[int], *, max_faults: int = 1, launch_twin: bo
     try:
         sim.begin()
         sim.monitor.after_event()
-        while sim.transition():
+        while (events is None or sim.events < events) and sim.transition():
             pass
+        return Result(sim, None), state_digest(sim)
     except Violation as violation:
-        return Result(sim, violation)
+        return Result(sim, violation), None
     finally:
         for module, name, value in saved:
             setattr(module, name, value)
-    return Result(sim, None)
 
 
 def state_digest(sim: Simulator) -> bytes:
