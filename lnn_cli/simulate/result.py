@@ -31,7 +31,6 @@ class Result:
         self.outcomes = sim.outcomes
         self.given_up = sim.given_up
         self.disabled = sorted(sim.decisions.disabled)
-        self.pruned = False
         self.allowed_hits = sim.monitor.allowed_hits
         self.signature = (
             self.events,

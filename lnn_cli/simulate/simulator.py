@@ -47,10 +47,6 @@ QUIET_TICKS = 4  # watchdog ticks with nothing else in flight before a schedule 
 MAX_EVENTS = 40_000  # scheduler events in one schedule: more is a runaway (a liveness failure)
 
 
-class Pruned(BaseException):
-    """The exhaustive search reached a state it explored already: this schedule's future adds nothing."""
-
-
 class Simulator:
     memoized = False  # the memoized search's scheduler (search/memoized) chooses before a port call, not in it
     replay = None  # set while that search learns a handler's next port call (search/memo)
@@ -240,10 +236,6 @@ class Simulator:
             self.monitor.at_end()
         except Violation as violation:
             return Result(self, violation)
-        except Pruned:
-            result = Result(self, None)
-            result.pruned = True
-            return result
         return Result(self, None)
 
     def _step(self) -> bool:
@@ -354,7 +346,7 @@ class Simulator:
                 result = container.handler.handle(delivery.event, context)
         except SandboxKilled as killed:
             error = killed
-        except (Violation, Pruned):
+        except Violation:
             raise
         except Exception as failure:
             error = failure

@@ -60,6 +60,7 @@ class Exploration:
     transitions: int = 0  # scheduler events run (each from a restored state)
     ends: int = 0  # quiescent schedule ends reached (each checked at its end)
     deliveries: int = 0  # handler runs: a delivery at a point not seen before
+    requests: tuple[int, int] = (0, 0)  # DynamoDB requests moto ran (the request memo's misses), of all made
     complete: bool = False
     seconds: float = 0.0
     cpu_seconds: float = 0.0
@@ -70,7 +71,8 @@ class Exploration:
         rate = self.states / self.cpu_seconds if self.cpu_seconds else 0.0
         return (
             f"{self.case}: {self.states} distinct states, {self.transitions} transitions, {self.ends} schedule "
-            f"ends, {self.deliveries} handler runs, at most {self.max_faults} fault, {bound}, {self.seconds:.0f} s "
+            f"ends, {self.deliveries} handler runs, moto ran {self.requests[0]} of {self.requests[1]} DynamoDB "
+            f"requests, at most {self.max_faults} fault, {bound}, {self.seconds:.0f} s "
             f"({self.cpu_seconds:.0f} s of CPU, {rate:.0f} states/s); violations: {len(self.violations)}"
         )
 
@@ -138,6 +140,7 @@ def explore(
             setattr(module, name, value)
         sim.world.keeps_objects = False
     found.deliveries = memo.replays
+    found.requests = (sim.requests.misses, sim.requests.misses + sim.requests.hits)
     found.seconds, found.cpu_seconds = time.perf_counter() - started, time.process_time() - cpu
     return found
 
