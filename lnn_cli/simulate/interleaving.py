@@ -36,14 +36,23 @@ def _wrapped(sim: Simulator, method, where: str, effect: bool):
     def call(*args, **kwargs):
         if sim.replay is not None:  # the memoized search learning a handler's next call: AWS is not touched
             return sim.replay.answer(where, args, kwargs)
-        if not (sim.exhaustive and commutes(where, args)) and not sim.memoized:
+        if sim.exhaustive and where in UNREAD_WRITES:
+            return None
+        if sim.memoized:  # its scheduler chose before the call; a call inside it would be a point of its own
+            if sim.port_depth and not commutes(where, args):
+                sim.nested_point(where)
+        elif not (sim.exhaustive and commutes(where, args)):
             point(sim, where)
-        if effect:
-            maybe_crash(sim, "before", where)
-        result = method(*args, **kwargs)
-        sim.monitor.returned(where, result, args, kwargs)
-        if effect:
-            maybe_crash(sim, "after", where)
+        sim.port_depth += 1
+        try:
+            if effect:
+                maybe_crash(sim, "before", where)
+            result = method(*args, **kwargs)
+            sim.monitor.returned(where, result, args, kwargs)
+            if effect:
+                maybe_crash(sim, "after", where)
+        finally:
+            sim.port_depth -= 1
         return result
 
     call.__wrapped__ = method
@@ -87,6 +96,9 @@ def lost_answer(sim: Simulator, where: str) -> bool:
 
 
 DATA_KEY = f"runs/{RUN_ID}/data.npz"  # the run's training data: put before the launch, never written again
+# Answered (None) without being made in the exhaustive searches: the usage ADD writes only the `usage_*` counters,
+# which nothing but pricing reads (no choice, no invariant); made, it would multiply the run record's versions
+UNREAD_WRITES = frozenset({"table.add_usage"})
 
 
 def commutes(where: str, args: tuple) -> bool:

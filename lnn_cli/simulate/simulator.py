@@ -51,6 +51,7 @@ class Simulator:
     memoized = False  # the memoized search's scheduler (search/memoized) chooses before a port call, not in it
     replay = None  # set while that search learns a handler's next port call (search/memo)
     requests = None  # that search's memo of moto's DynamoDB answers (aws/request_memo)
+    port_depth = 0  # port calls in progress (a port method may call another)
 
     def __init__(
         self,
@@ -245,15 +246,7 @@ class Simulator:
             self.quiet_ticks = 0
         elif self.quiet_ticks >= QUIET_TICKS and not self.in_flight and self.monitor.watchdog_may_act_at() is None:
             return False
-        runnable = [d for d in self.in_flight if d.frozen_until <= self.now]
-        ready = [d for d in self.queue if d.due <= self.now]
-        if self.exhaustive and self.exhaustive.get("twins"):
-            ready = one_of_each_fresh_twin_pair(ready)
-        timers = []
-        if self.next_tick <= self.now:
-            timers.append("watchdog")
-        timers += [f"operator {command}" for at, command in self.operator if at <= self.now]
-        options = [("resume", d) for d in runnable] + [("start", d) for d in ready] + [(t, None) for t in timers]
+        options = self.options()
         if not options:
             self._advance(busy)
             return True
@@ -274,6 +267,18 @@ class Simulator:
             self.operator.remove(next((at, c) for at, c in self.operator if c == command and at <= self.now))
             self.send("operator", {"command": command}, origin="operator", faults=False)
         return True
+
+    def options(self) -> list[tuple[str, Delivery | None]]:
+        """What may run next: an in-flight delivery, a queued one whose time has come, a timer that is due."""
+        runnable = [d for d in self.in_flight if d.frozen_until <= self.now]
+        ready = [d for d in self.queue if d.due <= self.now]
+        if self.exhaustive and self.exhaustive.get("twins"):
+            ready = one_of_each_fresh_twin_pair(ready)
+        timers = []
+        if self.next_tick <= self.now:
+            timers.append("watchdog")
+        timers += [f"operator {command}" for at, command in self.operator if at <= self.now]
+        return [("resume", d) for d in runnable] + [("start", d) for d in ready] + [(t, None) for t in timers]
 
     def _advance(self, busy: bool) -> None:
         """Nothing can run now: jump to the next time something can. With only the watchdog left, the ticks that

@@ -112,9 +112,10 @@ def explore(
                 found.transitions += 1
                 if isinstance(outcome, Violation):
                     script = _script(parents, key) + taken
-                    found.violations.append(
-                        (script, replay(case, script, max_faults=max_faults, launch_twin=launch_twin))
-                    )
+                    result = replay(case, script, max_faults=max_faults, launch_twin=launch_twin)
+                    if result.violation is None or result.violation.invariant != outcome.invariant:
+                        raise MemoDiverged(f"the schedule of a violation ({outcome}) does not repeat it afresh")
+                    found.violations.append((script, result))
                     sim.at = None  # (the world was the replay's meanwhile)
                     if first_violation:
                         stack.clear()
@@ -239,6 +240,8 @@ def state_digest(sim: Simulator) -> bytes:
                 d.copy,
                 d.attempt,
                 round(d.born, 3),
+                repr(d.started_at),  # (read through the handler's Context)
+                d.sends,  # (the next request id it sends is from it)
                 d.where,
                 d.history,
                 d.may_crash,

@@ -46,9 +46,6 @@ _FIXED = {
     "containers",
     "_secrets",  # (never drawn from: a handler that does is an error of the replay, `memo.ReplayDiverged`)
 }
-# Answered (None) without being made: the usage ADD writes only the `usage_*` counters, which nothing but pricing
-# reads (no choice, no invariant); made, it would multiply the run record's versions and moto's work
-UNREAD_WRITES = {"table.add_usage"}
 _MONITOR_FIXED = {"sim", "world", "every_event", "lease", "max_resumes", "rules", "liveness_bound"}
 
 
@@ -64,6 +61,11 @@ class State:
     objects: dict
     messages: list
     token: int
+
+
+class NestedInterleaving(BaseException):
+    """An interleaving point the search cannot offer (a port call inside another, with other deliveries ready): its
+    result would leave schedules out. No handler's `except Exception` may take it for a function error."""
 
 
 class MemoSimulator(Simulator):
@@ -121,18 +123,27 @@ class MemoSimulator(Simulator):
         port, method = where.split(".")
         args, kwargs = _copied((args, kwargs))  # a port may keep or change the containers it is given
         try:
-            if where in UNREAD_WRITES:
-                value, kind = None, "return"
-            else:
-                value, kind = getattr(getattr(delivery.container.ports, port), method)(*args, **kwargs), "return"
+            value, kind = getattr(getattr(delivery.container.ports, port), method)(*args, **kwargs), "return"
         except (SandboxKilled, Violation):
             raise
         except Exception as error:
             value, kind = without_traceback(error), "raise"
         delivery.answers += ((where, kind, value, self.now),)
-        shown = digest(value) if kind == "return" else f"raised {type(value).__name__}: {value}"
-        entry = f"{delivery.history}|{where}|{shown}|{round(self.now, 6)}"
+        shown = digest(
+            value if kind == "return" else [type(value).__name__, str(value), getattr(value, "response", None)]
+        )
+        entry = f"{delivery.history}|{where}|{shown}|{self.now!r}"
         delivery.history = hashlib.blake2b(entry.encode(), digest_size=16).hexdigest()
+
+    def nested_point(self, where: str) -> None:
+        """A port method called another port method: the live simulator gives that call a point of its own, where
+        another delivery may go first. This search makes the outer call whole, so that point may be taken only
+        where nothing else could run then (one option: no interleaving is lost)."""
+        if len(self.options()) > 1:
+            raise NestedInterleaving(
+                f"{where}, inside another port call of {self.current.label()}, is an interleaving point while "
+                "other deliveries may run: this search cannot interleave inside a port call"
+            )
 
     # ---- one scheduler event ------------------------------------------------------------------------------
 
