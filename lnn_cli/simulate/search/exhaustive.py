@@ -218,10 +218,11 @@ def _replayed(case: str, script: list[int], *, max_faults: int, launch_twin: boo
 
 def state_digest(sim: Simulator) -> bytes:
     """Everything that the schedule's future (its choices, effects and invariant verdicts) depends on: moto's items
-    (without the `usage_*` counters) and objects, the queue, each in-flight delivery (its event and identity, which
-    fix its ids; its port calls' answers, which fix where its deterministic handler is; what its deadline still
-    allows), virtual time and the timers, and the monitor's memory. See docs/simulation.md."""
-    items = contents_digest(sim.world.table).hex()  # (no usage counter changes: `UNREAD_WRITES`)
+    (whose `usage_*` counters this search never changes: `UNREAD_WRITES`) and objects, the queue, each in-flight
+    delivery (its event and identity, which fix its ids; its start and sends; its port calls' answers, which fix
+    where its deterministic handler is; what its deadline still allows), virtual time and the timers, and the
+    monitor's memory. See docs/simulation.md."""
+    items = contents_digest(sim.world.table).hex()
     bucket = sorted((key, getattr(value, "etag", None)) for key, value in sim.world.bucket.keys.items())
     queue = sorted(
         json.dumps(
