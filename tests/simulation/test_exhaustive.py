@@ -6,10 +6,8 @@ import random
 
 import pytest
 
-from lnn_cli.simulate import determinism
 from lnn_cli.simulate.decisions import ScriptedDecisions
 from lnn_cli.simulate.search import exhaustive, memoized
-from lnn_cli.simulate.search.memo import DeliveryMemo
 from lnn_cli.simulate.search.runner import world as the_world
 from lnn_cli.simulate.simulator import Simulator
 
@@ -93,18 +91,11 @@ def test_the_search_and_the_live_simulator_agree_on_the_same_choices(world, case
     scenario, structure = {**exhaustive.CASES, **exhaustive.SMALL}[case]
     for _ in range(walks):
         searched = _RandomScript(rng, kinds=exhaustive.FAULT_KINDS, max_faults=1)
-        sim = exhaustive._simulator(case, searched, DeliveryMemo(), False)
-        saved = determinism.install(sim)
-        try:
-            sim.begin()
-            sim.monitor.after_event()
+        with exhaustive.started(case, searched) as sim:
             while sim.transition():
                 pass
             memo_view = _seen(sim)
-        finally:
-            for module, name, value in saved:
-                setattr(module, name, value)
-            sim.world.keeps_objects = False
+        sim.world.keeps_objects = False
         live = ScriptedDecisions(list(searched.taken), kinds=exhaustive.FAULT_KINDS, max_faults=1)
         live_sim = Simulator(the_world(), 0, decisions=live, scenario=scenario, exhaustive=structure)
         assert not live_sim.run().failed
@@ -129,22 +120,10 @@ def test_a_port_call_inside_another_while_others_may_run_stops_the_search(world,
         exhaustive.explore("K=1 epoch+finish", max_faults=0, max_states=3000)
 
 
-def test_the_exhaustive_search_catches_a_mutant_and_replays_its_script(world, monkeypatch):
+def test_the_exhaustive_search_catches_a_mutant_and_replays_its_script(world, mark_started_without_condition):
     """The reductions keep the interleaving that matters: with mark_started's condition removed, a twin of the
     finish that starts once its step committed computes the step again, and the search finds it (the fence). The
     script it reports replays that very violation."""
-    from lnn_core.aws.run_table import RunTable
-
-    def mark_started(self, run_id, step, *, at):
-        return self._conditional_update(
-            run_id,
-            "SET started_step = :step, heartbeat_at = :at",
-            "#status = :running OR #status <> :running",
-            {":step": step, ":at": at, ":running": "running"},
-            status=True,
-        )
-
-    monkeypatch.setattr(RunTable, "mark_started", mark_started)
     found = exhaustive.explore("K=1 epoch+finish", max_faults=0, first_violation=True)
     assert found.violations and not found.complete, found.report()
     script, result = found.violations[0]

@@ -60,23 +60,12 @@ def test_moto_reached_directly_behaves_as_through_boto3(world):
         assert direct.signature == boto.signature, seed
 
 
-def test_a_mutant_that_lets_a_late_twin_start_its_step_is_caught_and_shrunk(world, monkeypatch):
+def test_a_mutant_that_lets_a_late_twin_start_its_step_is_caught_and_shrunk(world, mark_started_without_condition):
     """The simulator can fail: mark_started without its condition (a twin of a committed step computes it again)
     breaks the fence within a hundred seeds (5 of the first 88, the first seed 57), and the shrinker keeps a
     failing schedule of fewer faults."""
     from lnn_cli.simulate.search.shrink import shrink
-    from lnn_core.aws.run_table import RunTable
 
-    def mark_started(self, run_id, step, *, at):
-        return self._conditional_update(
-            run_id,
-            "SET started_step = :step, heartbeat_at = :at",
-            "#status = :running OR #status <> :running",
-            {":step": step, ":at": at, ":running": "running"},
-            status=True,
-        )
-
-    monkeypatch.setattr(RunTable, "mark_started", mark_started)
     failing = next((r for r in map(runner.run_seed, range(100)) if r.failed), None)
     assert failing is not None and failing.violation.invariant == "fence", failing and failing.violation
     smallest = shrink(failing.seed, quiet=True)

@@ -13,6 +13,7 @@ EXHAUSTIVE=1` runs both cases to the end; docs/simulation.md argues why each red
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import time
@@ -92,64 +93,75 @@ def explore(
     every n-th new state is reached again from the start by a simulator of its own, without saved states or
     memos, and must have the same digest (`MemoDiverged` if not)."""
     found = Exploration(case, max_faults=max_faults)
-    started, cpu = time.perf_counter(), time.process_time()
+    began, cpu = time.perf_counter(), time.process_time()
     memo = DeliveryMemo()
-    sim = _simulator(case, ScriptedDecisions([], kinds=FAULT_KINDS, max_faults=max_faults), memo, launch_twin)
+    decisions = ScriptedDecisions([], kinds=FAULT_KINDS, max_faults=max_faults)
+    try:
+        with started(case, decisions, memo=memo, launch_twin=launch_twin) as sim:
+            root = state_digest(sim)
+            seen = {root: max_faults}  # state digest -> the largest budget of faults it was expanded with
+            parents: dict[bytes, tuple[bytes, list[int]]] = {}  # -> (its parent, the choices of the event between)
+            stack: list[tuple[State, int, bytes]] = [(sim.snapshot(), max_faults, root)]
+            while stack:
+                state, budget, key = stack.pop()
+                found.states += 1
+                if verbose and found.states % 20_000 == 0:
+                    print(
+                        f"  {found.states} states, {len(stack)} on the stack, {memo.replays} handler runs", flush=True
+                    )
+                for taken, outcome, left in _successors(sim, state, budget):
+                    found.transitions += 1
+                    if isinstance(outcome, Violation):
+                        script = _script(parents, key) + taken
+                        result = replay(case, script, max_faults=max_faults, launch_twin=launch_twin)
+                        if result.violation is None or result.violation.invariant != outcome.invariant:
+                            raise MemoDiverged(f"the schedule of a violation ({outcome}) does not repeat it afresh")
+                        found.violations.append((script, result))
+                        sim.at = None  # (the world was the replay's meanwhile)
+                        if first_violation:
+                            stack.clear()
+                            break
+                        continue
+                    if outcome is False:
+                        found.ends += 1
+                        continue
+                    digest = state_digest(sim)
+                    if seen.get(digest, -1) >= left:
+                        continue
+                    seen[digest], parents[digest] = left, (key, taken)
+                    sim.at = sim.snapshot()
+                    stack.append((sim.at, left, digest))
+                    if verify_every and len(seen) % verify_every == 0:
+                        _verify(case, parents, digest, sim.events, max_faults=max_faults, launch_twin=launch_twin)
+                        sim.at = None  # (the world was another simulator's meanwhile)
+                if max_states is not None and found.states >= max_states:
+                    break
+            found.complete = not stack and not (first_violation and found.violations)
+    finally:
+        world().keeps_objects = False  # (the search's saved states are gone: objects may be freed again)
+    found.deliveries = memo.replays
+    found.requests = (sim.requests.misses, sim.requests.misses + sim.requests.hits)
+    found.seconds, found.cpu_seconds = time.perf_counter() - began, time.process_time() - cpu
+    return found
+
+
+@contextlib.contextmanager
+def started(case: str, decisions: ScriptedDecisions, *, memo: DeliveryMemo | None = None, launch_twin: bool = False):
+    """A simulator of the case at its first scheduler event (AWS fresh, the launch sent, checked once), with the
+    handlers' ids, seeds and clock its own until the block ends."""
+    scenario, structure = {**CASES, **SMALL}[case]
+    structure = {**structure, "launch_twin": launch_twin}
+    sim = MemoSimulator(
+        world(), scenario=scenario, structure=structure, decisions=decisions, memo=memo or DeliveryMemo()
+    )
     saved = determinism.install(sim)
     try:
         sim.begin()
         sim.monitor.after_event()
-        root = state_digest(sim)
-        seen = {root: max_faults}  # state digest -> the largest budget of faults it was expanded with
-        parents: dict[bytes, tuple[bytes, list[int]]] = {}  # -> (its parent, the choices of the event between)
-        stack: list[tuple[State, int, bytes]] = [(sim.snapshot(), max_faults, root)]
-        while stack:
-            state, budget, key = stack.pop()
-            found.states += 1
-            if verbose and found.states % 20_000 == 0:
-                print(f"  {found.states} states, {len(stack)} on the stack, {memo.replays} handler runs", flush=True)
-            for taken, outcome, left in _successors(sim, state, budget):
-                found.transitions += 1
-                if isinstance(outcome, Violation):
-                    script = _script(parents, key) + taken
-                    result = replay(case, script, max_faults=max_faults, launch_twin=launch_twin)
-                    if result.violation is None or result.violation.invariant != outcome.invariant:
-                        raise MemoDiverged(f"the schedule of a violation ({outcome}) does not repeat it afresh")
-                    found.violations.append((script, result))
-                    sim.at = None  # (the world was the replay's meanwhile)
-                    if first_violation:
-                        stack.clear()
-                        break
-                    continue
-                if outcome is False:
-                    found.ends += 1
-                    continue
-                digest = state_digest(sim)
-                if seen.get(digest, -1) >= left:
-                    continue
-                seen[digest], parents[digest] = left, (key, taken)
-                sim.at = sim.snapshot()
-                stack.append((sim.at, left, digest))
-                if verify_every and len(seen) % verify_every == 0:
-                    _verify(case, parents, digest, sim.events, max_faults=max_faults, launch_twin=launch_twin)
-                    sim.at = None  # (the world was another simulator's meanwhile)
-            if max_states is not None and found.states >= max_states:
-                break
-        found.complete = not stack and not (first_violation and found.violations)
+        yield sim
     finally:
         for module, name, value in saved:
             setattr(module, name, value)
-        sim.world.keeps_objects = False
-    found.deliveries = memo.replays
-    found.requests = (sim.requests.misses, sim.requests.misses + sim.requests.hits)
-    found.seconds, found.cpu_seconds = time.perf_counter() - started, time.process_time() - cpu
-    return found
-
-
-def _simulator(case: str, decisions: ScriptedDecisions, memo: DeliveryMemo, launch_twin: bool) -> MemoSimulator:
-    scenario, structure = {**CASES, **SMALL}[case]
-    structure = {**structure, "launch_twin": launch_twin}
-    return MemoSimulator(world(), scenario=scenario, structure=structure, decisions=decisions, memo=memo)
 
 
 def _successors(sim: MemoSimulator, state: State, budget: int):
@@ -200,20 +212,14 @@ def _replayed(case: str, script: list[int], *, max_faults: int, launch_twin: boo
     """The schedule along `script` from the start, in a simulator of its own (its memos empty): its result, and the
     digest of its state after `events` scheduler events (None: at its end)."""
     decisions = ScriptedDecisions(script, kinds=FAULT_KINDS, max_faults=max_faults)
-    sim = _simulator(case, decisions, DeliveryMemo(), launch_twin)
-    sim.trace_on = trace
-    saved = determinism.install(sim)
-    try:
-        sim.begin()
-        sim.monitor.after_event()
-        while (events is None or sim.events < events) and sim.transition():
-            pass
+    with started(case, decisions, launch_twin=launch_twin) as sim:
+        sim.trace_on = trace
+        try:
+            while (events is None or sim.events < events) and sim.transition():
+                pass
+        except Violation as violation:
+            return Result(sim, violation), None
         return Result(sim, None), state_digest(sim)
-    except Violation as violation:
-        return Result(sim, violation), None
-    finally:
-        for module, name, value in saved:
-            setattr(module, name, value)
 
 
 def state_digest(sim: Simulator) -> bytes:
