@@ -7,12 +7,14 @@ from lnn_core.aws.pricing import price_table
 
 PROJECTION_WORKERS = (1, 2, 4, 8, 16, 32, 64)
 PRICES = price_table()  # us-east-1, arm64: lnn_core.aws.pricing holds the prices and their sources
+MIB = 2**20
 
 
 @dataclass(frozen=True)
 class AwsAssumptions:
-    """Prices (`lnn_core.aws.pricing`'s default table) and latencies of `aws_projection`. Latencies and bandwidth are
-    assumptions: no AWS page states them."""
+    """Prices (`lnn_core.aws.pricing`'s default table) and latencies of `aws_projection`. No AWS page states the
+    latencies: S3's, DynamoDB's and the bandwidth are the limits issue 19 measured on AWS and asks to plan with; the
+    Invoke call and the hop are assumed."""
 
     memory_mb: int = 1769  # one vCPU (docs.aws.amazon.com/lambda/latest/dg/configuration-memory.html)
     gb_second: float = PRICES.lambda_gb_second  # $ per GB-second
@@ -21,13 +23,24 @@ class AwsAssumptions:
     s3_get: float = PRICES.s3_get  # $ per GET
     write_unit: float = PRICES.dynamodb_write_unit  # $ per DynamoDB write request unit (on demand)
     read_unit: float = PRICES.dynamodb_read_unit  # $ per DynamoDB read request unit
-    s3_latency: float = 0.030  # s per S3 request of a small object: "tens of milliseconds" (assumed)
-    bandwidth: float = 75e6  # bytes/s of one function's network (assumed)
+    s3_latency: float = 0.027  # s per S3 GET (or DELETE) of a small object: the GET p50 issue 19 measured
+    s3_put_latency: float = 0.060  # s per S3 PUT of a small object (issue 19: "about 60 ms")
+    s3_put_seconds_per_mib: float = 0.020  # s each MiB adds to a PUT (issue 19: "plus 20 ms per MiB")
+    bandwidth: float = 75e6  # bytes/s of one function's network (issue 19: "about 75 MB/s sustained")
     invoke_latency: float = 0.030  # s per asynchronous Invoke call (assumed)
     hop_latency: float = 0.050  # s from an accepted async invoke to the handler's start (assumed)
-    dynamodb_latency: float = 0.010  # s per DynamoDB request (assumed: "single-digit milliseconds" plus the network)
+    dynamodb_latency: float = 0.008  # s per DynamoDB request (issue 19: a write's p50 "about 8 ms")
     chain_state_cached: bool = True  # K = 1's step finds the state in its container's cache (no GET)
     handler_overhead: float = 0.0  # s of a delivery's own work besides its compute and its requests (measured)
+
+    def get(self, size: float) -> float:
+        """Seconds to GET `size` bytes, in one object or in several at once: L + size / B."""
+        return self.s3_latency + size / self.bandwidth
+
+    def put(self, size: float, objects: int = 1) -> float:
+        """Seconds to PUT `size` bytes as `objects` objects at once: a PUT's latency, then each object's bytes at
+        a PUT's rate or all of them through the function's network, whichever is slower."""
+        return self.s3_put_latency + max(size / objects * self.s3_put_seconds_per_mib / MIB, size / self.bandwidth)
 
 
 def aws_round(
@@ -41,19 +54,20 @@ def aws_round(
     """One full-batch round (= one epoch) of K = `workers` on AWS, from K = 1's compute per epoch T1 =
     `compute_seconds`; G = `gradient_bytes`, S = `state_bytes` (gd: the parameters, as large as G).
 
-    With L the S3 latency, B the bandwidth, d the DynamoDB latency, i an Invoke call and h the hop from an async
-    invoke to the handler's start, o a delivery's own work besides its compute and its requests (decoding the
-    event and the run record, (de)serializing the state and sums, logging: CPU time, measured on this machine), the
-    requests being those the runs make (`per_round`):
-      K = 1, the chain: compute T1; PUT the state and delete the previous one; 5 DynamoDB requests (read the run,
-        mark started, epoch item, commit, mark sent); 1 invoke (and a GET of the state, L + S/B, when the step
-        runs in another container than the last one: `chain_state_cached` False):
-            time(1) = T1 + (L + S/B) + L + 5 d + i + h + o
+    With GET(n) = L + n/B an S3 GET of n bytes (L its latency, B the function's bandwidth; several objects at once
+    cost one L), PUT(n) = P + n max(r, 1/B) a PUT (P its latency, r its seconds per byte), d the DynamoDB latency,
+    i an Invoke call and h the hop from an async invoke to the handler's start, o a delivery's own work besides its
+    compute and its requests (decoding the event and the run record, (de)serializing the state and sums, logging:
+    CPU time, measured on this machine), the requests being those the runs make (`per_round`):
+      K = 1, the chain: compute T1; PUT the state and delete the previous one (L); 5 DynamoDB requests (read the
+        run, mark started, epoch item, commit, mark sent); 1 invoke (and a GET of the state when the step runs in
+        another container than the last one: `chain_state_cached` False):
+            time(1) = T1 + PUT(S) + L + 5 d + i + h + o  (+ GET(S))
       K > 1, the critical path: a shard GETs the state, computes T1 / K, PUTs its sums, makes 4 DynamoDB requests
         (read, mark started, barrier, claim) and invokes the reduce; the reduce GETs the K sums together (one round
         trip, then K G bytes through its network), PUTs the state, deletes the round's objects, makes 5 DynamoDB
         requests and sends the K shard events together (one invoke's time):
-            time(K) = T1/K + 2 (L + S/B) + (L + G/B) + (L + K G/B) + L + 9 d + 2 i + 2 h + 2 o
+            time(K) = T1/K + GET(S) + PUT(G) + GET(K G) + PUT(S) + L + 9 d + 2 i + 2 h + 2 o
     Cost: the billed durations (the chain's step; K shards and the reduce) at `memory_mb` (default: the
     assumptions'), one request per
     invocation (1; K + 1), S3 PUTs (1; K + 1) and GETs (0; 2K), DynamoDB write units (7; 3K + 8: a run record of
@@ -61,17 +75,17 @@ def aws_round(
     """
     a, K = assumptions, workers
     S = gradient_bytes if state_bytes is None else state_bytes
-    state, sums, d = a.s3_latency + S / a.bandwidth, a.s3_latency + gradient_bytes / a.bandwidth, a.dynamodb_latency
+    d = a.dynamodb_latency
     if K == 1:
         compute = compute_seconds
-        step = compute + state + a.s3_latency + 5 * d + a.invoke_latency + (0 if a.chain_state_cached else state)
+        step = compute + a.put(S) + a.s3_latency + 5 * d + a.invoke_latency + (0 if a.chain_state_cached else a.get(S))
         step += a.handler_overhead
         communication = step - compute + a.hop_latency
         durations, requests, puts, gets, writes, reads = step, 1, 1, 0, 7, 1
     else:
         compute = compute_seconds / K
-        shard = state + compute + sums + 4 * d + a.invoke_latency + a.handler_overhead
-        reduce = a.s3_latency + K * gradient_bytes / a.bandwidth + state + a.s3_latency + 5 * d + a.invoke_latency
+        shard = a.get(S) + compute + a.put(gradient_bytes) + 4 * d + a.invoke_latency + a.handler_overhead
+        reduce = a.get(K * gradient_bytes) + a.put(S) + a.s3_latency + 5 * d + a.invoke_latency
         reduce += a.handler_overhead
         communication = shard - compute + reduce + 2 * a.hop_latency
         durations, requests, puts, gets, writes, reads = K * shard + reduce, K + 1, K + 1, 2 * K, 3 * K + 8, K + 1
@@ -122,18 +136,18 @@ def scatter_round(
     the completing one invokes K slice workers; slice j GETs bytes j/K .. (j+1)/K of every worker's sums and its
     own slice of the parameters (K + 1 GETs at once, G + G/K bytes in all), adds the sums in worker order, updates
     its slice and PUTs it (G/K);
-    the completing slice commits the round and invokes the K workers, which GET the K slices at once (G bytes):
-        time(K) = T1/K + (L + G/B) + (L + G/B) + 4 d + i + h + o     (a worker: GET slices, compute, PUT sums)
-                + (L + (G + G/K)/B) + (L + G/(K B)) + 4 d + i + h + L + o  (a slice: GETs, PUT slice; the commit)
+    the completing slice commits the round and invokes the K workers, which GET the K slices at once (G bytes);
+    GET and PUT as in `aws_round`:
+        time(K) = T1/K + GET(G) + PUT(G) + 4 d + i + h + o     (a worker: GET slices, compute, PUT sums)
+                + GET(G + G/K) + PUT(G/K) + 4 d + i + h + L + o  (a slice: GETs, PUT slice; the commit)
     Bytes one function moves: a worker G in and G out, a slice G + G/K in and G/K out: at most 2 G, whatever K.
     Billed: K workers and K slices; requests 2K; PUTs 2K; GETs 2K^2 + K (every ranged GET is a GET); DynamoDB write
     units 4K + 6 (barrier and claim per worker and slice, the epoch item, the commit), reads 2K."""
     a, K, G = assumptions, workers, gradient_bytes
-    d, moved = a.dynamodb_latency, a.s3_latency + G / a.bandwidth
+    d = a.dynamodb_latency
     compute = compute_seconds / K
-    worker = moved + compute + moved + 4 * d + a.invoke_latency + a.handler_overhead
-    sliced = moved + G / K / a.bandwidth + a.s3_latency + G / K / a.bandwidth + 4 * d + a.invoke_latency + a.s3_latency
-    sliced += a.handler_overhead
+    worker = a.get(G) + compute + a.put(G) + 4 * d + a.invoke_latency + a.handler_overhead
+    sliced = a.get(G + G / K) + a.put(G / K) + 4 * d + a.invoke_latency + a.s3_latency + a.handler_overhead
     communication = worker - compute + sliced + 2 * a.hop_latency
     return _priced(
         a,
@@ -160,30 +174,33 @@ def persistent_round(
     poll_interval: float | None = None,
     life_seconds: float = 300.0,
     cold_start: float = 1.0,
+    sums_objects: int = 2,
 ) -> dict:
     """One round of ScatterReduce by K workers that stay alive across rounds (NOT BUILT: LambdaML's design, see
     docs/persistent-workers.md), gd (the state is the parameters, G bytes). Worker j keeps the whole model and the
     optimizer state of its slice in memory, so a round has no invocation and reads no state object. On the
-    critical path: `mark_started` (d); its sums over T1 / K, PUT (L + G/B); its ADD to the round's barrier (d), then
-    polls until every worker is in (d, and on average half a poll interval p); bytes j/K .. (j+1)/K of every
-    worker's sums, K ranged GETs at once (L + G/B), added in worker order; its slice updated and PUT (L + G/(K B));
-    its ADD to the slices' barrier (d) and the polls (d + p/2); the K slices GET at once (L + G/B); worker 0's
-    epoch items and commit (2 d); the others' read that sees the commit (d + p/2), which is the next round's first
-    request. Every `life_seconds` (the trainer's timeout) less a round, the K workers hand over together: a cold
-    start and the state's GET (`cold_start` + L + G/B), spread over the rounds of a life:
-        time(K) = T1/K + 3 (L + G/B) + (L + G/(K B)) + 8 d + 3 p/2 + o + hand-over / rounds per life
+    critical path: `mark_started` (d); its sums over T1 / K, PUT as `sums_objects` objects at once (PUT(G), as in
+    `aws_round`: one object pays a PUT's rate per MiB, several at once the function's bandwidth); its ADD to the
+    round's barrier (d), then polls until every worker is in (d, and on average half a poll interval p); bytes
+    j/K .. (j+1)/K of every worker's sums, K ranged GETs at once (GET(G)), added in worker order; its slice updated
+    and PUT (PUT(G/K)); its ADD to the slices' barrier (d) and the polls (d + p/2); the K slices GET at once
+    (GET(G)); worker 0's epoch items and commit (2 d); the others' read that sees the commit (d + p/2), which is the
+    next round's first request. Every `life_seconds` (the trainer's timeout) less a round, the K workers hand over
+    together: a cold start and the state's GET (`cold_start` + GET(G)), spread over the rounds of a life:
+        time(K) = T1/K + PUT(G) + 2 GET(G) + PUT(G/K) + 8 d + 3 p/2 + o + hand-over / rounds per life
     p defaults to d (polls back to back: K/p strongly consistent reads a second on the run's partition, which serves
     3,000: K = 16 at 10 ms is 1,600). Bytes one function moves: 3 G + G/K, whatever K. Billed: the K workers for the
-    whole round (they wait while they poll); K requests a life; PUTs 2K; GETs 2K^2 (every ranged GET is a GET) and
+    whole round (they wait while they poll); K requests a life; PUTs (1 + `sums_objects`) K; GETs 2K^2 (every
+    ranged GET is a GET) and
     K^2 a life; DynamoDB write units 4K + 6 (K `mark_started` of the 2 KB record, 2K barrier ADDs, the epoch
     items' transaction, the commit) and read units 7K (the record once, and two polls at each of the three waits)."""
     a, K, G = assumptions, workers, gradient_bytes
-    d, moved = a.dynamodb_latency, a.s3_latency + G / a.bandwidth
+    d = a.dynamodb_latency
     p = d if poll_interval is None else poll_interval
     compute = compute_seconds / K
-    per_round = 3 * moved + a.s3_latency + G / K / a.bandwidth + 8 * d + 1.5 * p + a.handler_overhead
+    per_round = a.put(G, sums_objects) + 2 * a.get(G) + a.put(G / K) + 8 * d + 1.5 * p + a.handler_overhead
     rounds_per_life = max(1, int(life_seconds // (compute + per_round)) - 1)
-    communication = per_round + (cold_start + moved) / rounds_per_life
+    communication = per_round + (cold_start + a.get(G)) / rounds_per_life
     return _priced(
         a,
         K,
@@ -192,7 +209,7 @@ def persistent_round(
         memory_mb or a.memory_mb,
         K * (compute + communication),
         K / rounds_per_life,
-        2 * K,
+        (1 + sums_objects) * K,
         2 * K * K + K * K / rounds_per_life,
         4 * K + 6,
         7 * K,

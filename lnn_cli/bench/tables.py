@@ -174,8 +174,10 @@ def model_check_line(check: dict) -> str:
     )
     verdict = "within" if check["within_tolerance"] else "NOT within"
     return (
-        f"workers: the model on this machine's latencies (S3 {latencies['s3_latency'] * 1000:.1f} ms, "
-        f"{latencies['bandwidth'] / 1e6:.0f} MB/s, DynamoDB {latencies['dynamodb_latency'] * 1000:.1f} ms): {rows}; "
+        f"workers: the model on this machine's latencies (S3 GET {latencies['s3_latency'] * 1000:.1f} ms, "
+        f"{latencies['bandwidth'] / 1e6:.0f} MB/s, PUT {latencies['s3_put_latency'] * 1000:.1f} ms + "
+        f"{latencies['s3_put_seconds_per_mib'] * 1000:.1f} ms per MiB, "
+        f"DynamoDB {latencies['dynamodb_latency'] * 1000:.1f} ms): {rows}; "
         f"{verdict} {MODEL_TOLERANCE:.0%}"
     )
 

@@ -193,8 +193,10 @@ def run_workers_job(args: argparse.Namespace, out: Path, console: Console) -> tu
                 handler_overhead=handler_overhead(session, deployment.outputs, parameters, local, log, state_bytes),
             )
             console.print(
-                f"workers: this machine's emulator: S3 {local.s3_latency * 1000:.1f} ms a request, "
-                f"{local.bandwidth / 1e6:.0f} MB/s, DynamoDB {local.dynamodb_latency * 1000:.1f} ms; a delivery's "
+                f"workers: this machine's emulator: S3 GET {local.s3_latency * 1000:.1f} ms, "
+                f"{local.bandwidth / 1e6:.0f} MB/s, PUT {local.s3_put_latency * 1000:.1f} ms + "
+                f"{local.s3_put_seconds_per_mib * 1000:.1f} ms per MiB, "
+                f"DynamoDB {local.dynamodb_latency * 1000:.1f} ms; a delivery's "
                 f"own work {local.handler_overhead * 1000:.0f} ms (a {OVERHEAD_PROBE_EXAMPLES:,}-example run)"
             )
             for K in job.workers:
@@ -335,6 +337,8 @@ def model_check(compute: float, gradient_bytes: int, local, runs: dict) -> dict:
         "latencies": {
             "s3_latency": local.s3_latency,
             "bandwidth": local.bandwidth,
+            "s3_put_latency": local.s3_put_latency,
+            "s3_put_seconds_per_mib": local.s3_put_seconds_per_mib,
             "dynamodb_latency": local.dynamodb_latency,
         },
         "rows": rows,

@@ -182,7 +182,13 @@ def test_round_trips_per_round_add_the_slowest_shard_and_the_reduce():
 
 def test_aws_projection_follows_its_formula():
     a = bench_projection.AwsAssumptions(
-        s3_latency=0.02, bandwidth=1e6, invoke_latency=0.03, hop_latency=0.05, dynamodb_latency=0.01
+        s3_latency=0.02,
+        s3_put_latency=0.02,
+        s3_put_seconds_per_mib=0.0,  # a PUT as a GET: L + n / B
+        bandwidth=1e6,
+        invoke_latency=0.03,
+        hop_latency=0.05,
+        dynamodb_latency=0.01,
     )
     G = 500_000  # 0.5 s at 1 MB/s
     one = bench_projection.aws_round(4.0, 1, G, a)

@@ -13,7 +13,13 @@ from lnn_cli.bench.latency import PROBE_PREFIX, emulator_assumptions
 from lnn_cli.bench.tables import model_check_line, targets_line
 
 ASSUMED = bench_projection.AwsAssumptions(
-    s3_latency=0.02, bandwidth=1e6, invoke_latency=0.03, hop_latency=0.05, dynamodb_latency=0.01
+    s3_latency=0.02,
+    s3_put_latency=0.02,
+    s3_put_seconds_per_mib=0.0,  # a PUT as a GET: L + n / B
+    bandwidth=1e6,
+    invoke_latency=0.03,
+    hop_latency=0.05,
+    dynamodb_latency=0.01,
 )
 G = 500_000  # 0.5 s at 1 MB/s
 
@@ -73,7 +79,13 @@ def test_memory_by_workers_follows_the_launchers_estimate_and_one_vcpu_at_least(
 
 def test_model_check_compares_the_local_prediction_with_the_measured_epochs():
     local = bench_projection.AwsAssumptions(
-        s3_latency=0.004, bandwidth=200e6, invoke_latency=0.0, hop_latency=0.0, dynamodb_latency=0.003
+        s3_latency=0.004,
+        s3_put_latency=0.006,
+        s3_put_seconds_per_mib=0.002,
+        bandwidth=200e6,
+        invoke_latency=0.0,
+        hop_latency=0.0,
+        dynamodb_latency=0.003,
     )
     one = bench_projection.aws_round(1.0, 1, 875_088, local)["seconds"]
     two = bench_projection.aws_round(1.0, 2, 875_088, local)["seconds"]
@@ -159,10 +171,11 @@ def test_persistent_round_follows_its_formula_and_pays_no_invocation_per_round()
     communication = per_round + (1.0 + moved) / lives  # the hand-over: a cold start and the state's GET
     assert four["compute"] == pytest.approx(1.0)
     assert four["seconds"] == pytest.approx(1.0 + communication, abs=1e-12)
-    # billed: the four workers for the whole round; 4 invocations a life; 8 PUTs; 32 GETs and 16 a life
+    # billed: the four workers for the whole round; 4 invocations a life; 12 PUTs (the sums in two objects and the
+    # slice); 32 GETs and 16 a life
     lambda_cost = 4 * (1.0 + communication) * 1769 / 1024 * 0.0000133334 + 4 / lives * 0.20e-6
     assert four["cost_by_service"]["lambda"] == pytest.approx(lambda_cost, rel=1e-12)
-    assert four["cost_by_service"]["s3"] == pytest.approx((8 * 0.005 + (32 + 16 / lives) * 0.0004) / 1000, rel=1e-12)
+    assert four["cost_by_service"]["s3"] == pytest.approx((12 * 0.005 + (32 + 16 / lives) * 0.0004) / 1000, rel=1e-12)
     # a slower poll costs half an interval at each of the round's three waits
     slower = bench_projection.persistent_round(4.0, 4, G, ASSUMED, poll_interval=0.05)
     assert slower["seconds"] - four["seconds"] == pytest.approx(1.5 * 0.04, abs=1e-3)  # (a life holds fewer rounds)
@@ -174,3 +187,22 @@ def test_persistent_round_follows_its_formula_and_pays_no_invocation_per_round()
         )
     projection = bench_projection.aws_projection(4.0, G, (1, 4), ASSUMED, design="persistent")
     assert projection["rows"][0] == bench_projection.aws_round(4.0, 1, G, ASSUMED) | {"speedup": 1.0, "cost_ratio": 1.0}
+
+
+def test_a_put_pays_its_rate_per_mib_for_one_object_and_the_bandwidth_for_several_at_once():
+    aws = bench_projection.AwsAssumptions()  # issue 19's limits: PUT 60 ms + 20 ms per MiB, 75 MB/s, GET 27 ms
+    ten = 10 * bench_projection.MIB
+    assert aws.put(ten) == pytest.approx(0.060 + 0.200, abs=1e-12)
+    assert aws.put(ten, objects=2) == pytest.approx(0.060 + ten / 75e6, abs=1e-12)  # the network: 0.140 s > 0.100 s
+    assert aws.put(ten, objects=4) == aws.put(ten, objects=2)
+    assert aws.get(ten) == pytest.approx(0.027 + ten / 75e6, abs=1e-12)
+
+
+def test_workers_alive_across_rounds_gain_from_sums_in_two_objects_and_pay_a_put_each():
+    aws = bench_projection.AwsAssumptions()
+    G = 10_670_160  # the larger job's sums
+    one = bench_projection.persistent_round(10.857, 16, G, aws, sums_objects=1)
+    two = bench_projection.persistent_round(10.857, 16, G, aws)  # the design's two objects
+    assert one["seconds"] - two["seconds"] == pytest.approx(aws.put(G) - aws.put(G, 2), abs=2e-3)
+    puts = (two["cost_by_service"]["s3"] - one["cost_by_service"]["s3"]) * 1000 / 0.005
+    assert puts == pytest.approx(16, abs=0.01)  # (and the hand-over's GETs, spread over a life of more rounds)
