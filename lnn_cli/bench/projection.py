@@ -1,7 +1,11 @@
 """The workers job's projection of time and cost per epoch on AWS for K = 1 .. 64 workers (`aws_projection`), from
 K = 1's compute per epoch, with its prices and assumed latencies (`AwsAssumptions`)."""
 
+import dataclasses
+import math
 from dataclasses import dataclass
+
+import numpy as np
 
 from lnn_core.aws.pricing import price_table
 
@@ -214,6 +218,93 @@ def persistent_round(
         4 * K + 6,
         7 * K,
     )
+
+
+def persistent_round_with_tails(
+    compute_seconds: float,
+    workers: int,
+    gradient_bytes: int,
+    assumptions: AwsAssumptions = AwsAssumptions(),
+    *,
+    spread: float,
+    poll_interval: float | None = None,
+    sums_objects: int = 2,
+    life_seconds: float = 300.0,
+    cold_start: float = 1.0,
+    rounds: int = 4000,
+    seed: int = 0,
+) -> float:
+    """The mean seconds of `persistent_round`'s round (its compute included) when every request's latency varies:
+    each S3 and DynamoDB latency of each request of each worker drawn from a lognormal whose median is the assumed
+    latency and whose sigma is `spread` (0.5: a p99 of 3.2 times the median), each poll's wait uniform in 0 .. p.
+    The bytes' times, the compute and a delivery's own work do not vary. A round waits three times for the slowest
+    of K workers (the two barriers and worker 0's commit), and a worker's K concurrent GETs for the slowest of K;
+    the mean latencies of `persistent_round` see neither. With `spread` 0 and no polls it is `persistent_round`'s
+    "seconds"."""
+    a, K, G = assumptions, workers, gradient_bytes
+    p = a.dynamodb_latency if poll_interval is None else poll_interval
+    rng = np.random.default_rng(seed)
+
+    def latency(median: float, *shape: int) -> np.ndarray:
+        return (
+            median * rng.lognormal(0.0, spread, size=(rounds, *shape)) if spread else np.full((rounds, *shape), median)
+        )
+
+    def wait(*shape: int) -> np.ndarray:  # a poll that sees the change, and the part of an interval before it
+        return latency(a.dynamodb_latency, *shape) + rng.uniform(0.0, p, size=(rounds, *shape))
+
+    d, compute = a.dynamodb_latency, compute_seconds / K
+    sums_bytes, slice_bytes = a.put(G, sums_objects) - a.s3_put_latency, a.put(G / K) - a.s3_put_latency
+    # mark_started, the compute, the sums' PUT (its objects at once), the ADD: the barrier waits for the last worker
+    first = latency(d, K) + compute + latency(a.s3_put_latency, K, sums_objects).max(axis=2) + sums_bytes
+    first = (first + latency(d, K)).max(axis=1)
+    # the poll, slice j of the K sums (K ranged GETs at once), its update, its PUT, the ADD: the second barrier
+    second = wait(K) + latency(a.s3_latency, K, K).max(axis=2) + G / a.bandwidth + latency(a.s3_put_latency, K)
+    second = (second + slice_bytes + latency(d, K)).max(axis=1)
+    # the poll, the K slices (K GETs at once); worker 0's epoch items and commit; the others' poll that sees it
+    gathered = wait(K) + latency(a.s3_latency, K, K).max(axis=2) + G / a.bandwidth
+    third = gathered[:, 0] + latency(d) + latency(d) + wait(K - 1).max(axis=1, initial=0.0)
+    third = np.maximum(third, gathered.max(axis=1))
+    seconds = float(np.mean(first + second + third)) + a.handler_overhead  # the compute included
+    rounds_per_life = max(1, int(life_seconds // seconds) - 1)
+    return seconds + (cold_start + a.get(G)) / rounds_per_life
+
+
+def with_mean_latencies(assumptions: AwsAssumptions, spread: float) -> AwsAssumptions:
+    """`assumptions` with every latency its lognormal mean (the median times exp(spread^2 / 2)): a chain of single
+    requests (K = 1's) waits for no slowest of many, only for each request's mean."""
+    scale = math.exp(spread**2 / 2)
+    latencies = ("s3_latency", "s3_put_latency", "invoke_latency", "hop_latency", "dynamodb_latency")
+    return dataclasses.replace(assumptions, **{name: getattr(assumptions, name) * scale for name in latencies})
+
+
+TAIL_SPREADS = (0.25, 0.5)  # lognormal sigmas of `tail_speedups`: a p99 of 1.8 and 3.2 times the median
+
+
+def tail_speedups(
+    compute_seconds: float,
+    gradient_bytes: int,
+    assumptions: AwsAssumptions,
+    workers: tuple[int, ...],
+    memory_mb: dict[int, int] | None = None,
+) -> dict[float, dict[int, float]]:
+    """Speedups per epoch of workers alive across rounds over K = 1's chain when latencies vary
+    (`persistent_round_with_tails`, each of `TAIL_SPREADS`): spread -> K -> speedup."""
+    rows = {}
+    for spread in TAIL_SPREADS:
+        chain = aws_round(
+            compute_seconds,
+            1,
+            gradient_bytes,
+            with_mean_latencies(assumptions, spread),
+            memory_mb=(memory_mb or {}).get(1),
+        )["seconds"]
+        rows[spread] = {
+            K: chain / persistent_round_with_tails(compute_seconds, K, gradient_bytes, assumptions, spread=spread)
+            for K in workers
+            if K > 1
+        }
+    return rows
 
 
 def aws_projection(

@@ -193,6 +193,15 @@ def targets_line(projection: dict) -> str:
     return f"{projection['design']}: " + "; ".join(parts)
 
 
+def tails_line(tails: dict) -> str:
+    """The persistent design's speedups when every request's latency varies (`projection.tail_speedups`)."""
+    parts = [
+        f"lognormal sigma {spread:g}: " + ", ".join(f"K = {K} {speedup:.2f} x" for K, speedup in rows.items())
+        for spread, rows in tails.items()
+    ]
+    return "workers, persistent, with latency tails (each wait the slowest of K): " + "; ".join(parts)
+
+
 def print_report(console: Console, report: dict, jobs: list[Job], out: Path) -> None:
     """The tables of `report` (bench.json's content), then its figures against their targets, one line each."""
     rows = {job.name: report["jobs"][job.name]["runs"] for job in jobs}
@@ -205,6 +214,8 @@ def print_report(console: Console, report: dict, jobs: list[Job], out: Path) -> 
             if projection:
                 console.print(projection_table(projection))
                 console.print(f"workers, against the larger job's targets: {targets_line(projection)}")
+        if workers.get("persistent_tails"):
+            console.print(tails_line(workers["persistent_tails"]))
         if workers["model_check"]:
             console.print(model_check_line(workers["model_check"]))
         console.print(

@@ -39,7 +39,7 @@ from lnn_cli.bench.figures import (
 )
 from lnn_cli.bench.jobs import SEED
 from lnn_cli.bench.latency import emulator_assumptions
-from lnn_cli.bench.projection import PROJECTION_WORKERS, AwsAssumptions, aws_projection, aws_round
+from lnn_cli.bench.projection import PROJECTION_WORKERS, AwsAssumptions, aws_projection, aws_round, tail_speedups
 from lnn_cli.cloud.deploy import PROJECT_DIR, deploy_to_emulator
 from lnn_cli.cloud.emulator import running_emulator
 from lnn_cli.cloud.local import run_local
@@ -294,6 +294,9 @@ def run_workers_job(args: argparse.Namespace, out: Path, console: Console) -> tu
         "persistent_projection": aws_projection(
             compute, gradient_bytes, assumptions=on_aws, memory_mb=memory, design="persistent"
         )
+        if compute
+        else None,
+        "persistent_tails": tail_speedups(compute, gradient_bytes, on_aws, tuple(LARGE_TARGETS), memory)
         if compute
         else None,
         "model_check": model_check(compute, gradient_bytes, local, runs) if compute else None,

@@ -206,3 +206,32 @@ def test_workers_alive_across_rounds_gain_from_sums_in_two_objects_and_pay_a_put
     assert one["seconds"] - two["seconds"] == pytest.approx(aws.put(G) - aws.put(G, 2), abs=2e-3)
     puts = (two["cost_by_service"]["s3"] - one["cost_by_service"]["s3"]) * 1000 / 0.005
     assert puts == pytest.approx(16, abs=0.01)  # (and the hand-over's GETs, spread over a life of more rounds)
+
+
+def test_latency_tails_slow_a_round_of_workers_alive_across_rounds_more_as_k_grows():
+    aws = bench_projection.AwsAssumptions()
+    G = 10_670_160
+    for K in (2, 16):  # without tails and polls it is the mean-latency round, to the last bit of its formula
+        assert bench_projection.persistent_round_with_tails(
+            10.857, K, G, aws, spread=0.0, poll_interval=0.0
+        ) == pytest.approx(bench_projection.persistent_round(10.857, K, G, aws, poll_interval=0.0)["seconds"], abs=1e-9)
+    # each wait is the slowest of K workers, and a worker's K GETs the slowest of K: tails cost more at K = 16
+    added = {
+        K: bench_projection.persistent_round_with_tails(10.857, K, G, aws, spread=0.5)
+        - bench_projection.persistent_round_with_tails(10.857, K, G, aws, spread=0.0)
+        for K in (2, 16)
+    }
+    assert 0 < added[2] < added[16]
+    # a chain of single requests pays each request's lognormal mean, exp(sigma^2 / 2) times its median
+    mean = bench_projection.with_mean_latencies(aws, 0.5)
+    assert mean.s3_put_latency == pytest.approx(0.060 * 1.1331484530668263, rel=1e-12)
+    assert mean.bandwidth == aws.bandwidth and mean.s3_put_seconds_per_mib == aws.s3_put_seconds_per_mib
+
+
+def test_the_bench_reports_the_persistent_designs_speedups_with_latency_tails():
+    from lnn_cli.bench.tables import tails_line
+
+    tails = bench_projection.tail_speedups(10.857, 10_670_160, bench_projection.AwsAssumptions(), (8, 16))
+    assert set(tails) == set(bench_projection.TAIL_SPREADS) and all(set(rows) == {8, 16} for rows in tails.values())
+    assert tails[0.5][16] < tails[0.25][16] < 8.0  # the target K = 16 reaches only with near-constant latencies
+    assert "lognormal sigma 0.5: K = 8" in tails_line(tails)
