@@ -193,9 +193,9 @@ def persistent_round(
     together: a cold start and the state's GET (`cold_start` + GET(G)), spread over the rounds of a life:
         time(K) = T1/K + PUT(G) + 2 GET(G) + PUT(G/K) + 8 d + 3 p/2 + o + hand-over / rounds per life
     p defaults to d (polls back to back: K/p strongly consistent reads a second on the run's partition, which serves
-    3,000: K = 16 at 10 ms is 1,600). Bytes one function moves: 3 G + G/K, whatever K. Billed: the K workers for the
-    whole round (they wait while they poll); K requests a life; PUTs (1 + `sums_objects`) K; GETs 2K^2 (every
-    ranged GET is a GET) and
+    3,000: K = 16 at 8 ms is 2,000). Bytes one function moves: 3 G + G/K, whatever K. Billed: the K workers for the
+    whole round (they wait while they poll); K requests a life; PUTs (1 + `sums_objects`) K; GETs 2K^2 (every ranged
+    GET is a GET), K more with several sums objects (the slice that crosses their boundary reads two), and
     K^2 a life; DynamoDB write units 4K + 6 (K `mark_started` of the 2 KB record, 2K barrier ADDs, the epoch
     items' transaction, the commit) and read units 7K (the record once, and two polls at each of the three waits)."""
     a, K, G = assumptions, workers, gradient_bytes
@@ -214,7 +214,7 @@ def persistent_round(
         K * (compute + communication),
         K / rounds_per_life,
         (1 + sums_objects) * K,
-        2 * K * K + K * K / rounds_per_life,
+        2 * K * K + (K if sums_objects > 1 else 0) + K * K / rounds_per_life,
         4 * K + 6,
         7 * K,
     )
@@ -261,20 +261,21 @@ def persistent_round_with_tails(
     # the poll, slice j of the K sums (K ranged GETs at once), its update, its PUT, the ADD: the second barrier
     second = wait(K) + latency(a.s3_latency, K, K).max(axis=2) + G / a.bandwidth + latency(a.s3_put_latency, K)
     second = (second + slice_bytes + latency(d, K)).max(axis=1)
-    # the poll, the K slices (K GETs at once); worker 0's epoch items and commit; the others' poll that sees it
+    # the poll, the K slices (K GETs at once); worker 0's epoch items and commit; each other worker's read that
+    # sees the commit, once it has its slices and the commit is made
     gathered = wait(K) + latency(a.s3_latency, K, K).max(axis=2) + G / a.bandwidth
-    third = gathered[:, 0] + latency(d) + latency(d) + wait(K - 1).max(axis=1, initial=0.0)
-    third = np.maximum(third, gathered.max(axis=1))
+    commit = gathered[:, 0] + latency(d) + latency(d)
+    third = (np.maximum(gathered[:, 1:], commit[:, None]) + wait(K - 1)).max(axis=1)
     seconds = float(np.mean(first + second + third)) + a.handler_overhead  # the compute included
     rounds_per_life = max(1, int(life_seconds // seconds) - 1)
     return seconds + (cold_start + a.get(G)) / rounds_per_life
 
 
 def with_mean_latencies(assumptions: AwsAssumptions, spread: float) -> AwsAssumptions:
-    """`assumptions` with every latency its lognormal mean (the median times exp(spread^2 / 2)): a chain of single
-    requests (K = 1's) waits for no slowest of many, only for each request's mean."""
+    """`assumptions` with every S3 and DynamoDB latency its lognormal mean (the median times exp(spread^2 / 2)): a
+    chain of single requests (K = 1's) waits for no slowest of many, only for each request's mean."""
     scale = math.exp(spread**2 / 2)
-    latencies = ("s3_latency", "s3_put_latency", "invoke_latency", "hop_latency", "dynamodb_latency")
+    latencies = ("s3_latency", "s3_put_latency", "dynamodb_latency")  # those that vary; the Invoke and hop do not
     return dataclasses.replace(assumptions, **{name: getattr(assumptions, name) * scale for name in latencies})
 
 
@@ -282,23 +283,13 @@ TAIL_SPREADS = (0.25, 0.5)  # lognormal sigmas of `tail_speedups`: a p99 of 1.8 
 
 
 def tail_speedups(
-    compute_seconds: float,
-    gradient_bytes: int,
-    assumptions: AwsAssumptions,
-    workers: tuple[int, ...],
-    memory_mb: dict[int, int] | None = None,
+    compute_seconds: float, gradient_bytes: int, assumptions: AwsAssumptions, workers: tuple[int, ...]
 ) -> dict[float, dict[int, float]]:
     """Speedups per epoch of workers alive across rounds over K = 1's chain when latencies vary
     (`persistent_round_with_tails`, each of `TAIL_SPREADS`): spread -> K -> speedup."""
     rows = {}
     for spread in TAIL_SPREADS:
-        chain = aws_round(
-            compute_seconds,
-            1,
-            gradient_bytes,
-            with_mean_latencies(assumptions, spread),
-            memory_mb=(memory_mb or {}).get(1),
-        )["seconds"]
+        chain = aws_round(compute_seconds, 1, gradient_bytes, with_mean_latencies(assumptions, spread))["seconds"]
         rows[spread] = {
             K: chain / persistent_round_with_tails(compute_seconds, K, gradient_bytes, assumptions, spread=spread)
             for K in workers

@@ -296,9 +296,7 @@ def run_workers_job(args: argparse.Namespace, out: Path, console: Console) -> tu
         )
         if compute
         else None,
-        "persistent_tails": tail_speedups(compute, gradient_bytes, on_aws, tuple(LARGE_TARGETS), memory)
-        if compute
-        else None,
+        "persistent_tails": tail_speedups(compute, gradient_bytes, on_aws, tuple(LARGE_TARGETS)) if compute else None,
         "model_check": model_check(compute, gradient_bytes, local, runs) if compute else None,
     }
     if report["costs_relative_difference"] > COSTS_TOLERANCE:

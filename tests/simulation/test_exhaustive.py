@@ -21,6 +21,7 @@ def test_the_exhaustive_search_completes_a_small_case_and_reports_its_counts(wor
     assert calm.complete and not calm.violations, calm.report()
     assert (calm.states, calm.transitions, calm.ends) == (128, 202, 1), calm.report()
     assert "128 distinct states" in calm.report() and "complete" in calm.report()
+    assert calm.deliveries < calm.transitions / 2 and calm.requests[0] < calm.requests[1] / 2, calm.report()
 
 
 @pytest.mark.slow

@@ -103,6 +103,7 @@ def test_model_check_compares_the_local_prediction_with_the_measured_epochs():
 def test_emulator_assumptions_time_the_emulator_and_leave_nothing_behind(aws):
     local = emulator_assumptions(aws.session, "lnn-test-bucket", "lnn-results", large_bytes=2_000_000)
     assert local.s3_latency > 0 and local.bandwidth > 0 and local.dynamodb_latency > 0
+    assert 0 < local.s3_put_latency < 0.060 and 0 <= local.s3_put_seconds_per_mib < 0.020  # timed, not AWS's
     assert local.invoke_latency == local.hop_latency == 0 and not local.chain_state_cached
     s3 = aws.session.client("s3")
     assert "Contents" not in s3.list_objects_v2(Bucket="lnn-test-bucket", Prefix=PROBE_PREFIX)
@@ -172,10 +173,12 @@ def test_persistent_round_follows_its_formula_and_pays_no_invocation_per_round()
     assert four["compute"] == pytest.approx(1.0)
     assert four["seconds"] == pytest.approx(1.0 + communication, abs=1e-12)
     # billed: the four workers for the whole round; 4 invocations a life; 12 PUTs (the sums in two objects and the
-    # slice); 32 GETs and 16 a life
+    # slice); 32 GETs, 4 more for the slice that crosses the two objects, and 16 a life
     lambda_cost = 4 * (1.0 + communication) * 1769 / 1024 * 0.0000133334 + 4 / lives * 0.20e-6
     assert four["cost_by_service"]["lambda"] == pytest.approx(lambda_cost, rel=1e-12)
-    assert four["cost_by_service"]["s3"] == pytest.approx((12 * 0.005 + (32 + 16 / lives) * 0.0004) / 1000, rel=1e-12)
+    assert four["cost_by_service"]["s3"] == pytest.approx(
+        (12 * 0.005 + (32 + 4 + 16 / lives) * 0.0004) / 1000, rel=1e-12
+    )
     # a slower poll costs half an interval at each of the round's three waits
     slower = bench_projection.persistent_round(4.0, 4, G, ASSUMED, poll_interval=0.05)
     assert slower["seconds"] - four["seconds"] == pytest.approx(1.5 * 0.04, abs=1e-3)  # (a life holds fewer rounds)
@@ -204,8 +207,10 @@ def test_workers_alive_across_rounds_gain_from_sums_in_two_objects_and_pay_a_put
     one = bench_projection.persistent_round(10.857, 16, G, aws, sums_objects=1)
     two = bench_projection.persistent_round(10.857, 16, G, aws)  # the design's two objects
     assert one["seconds"] - two["seconds"] == pytest.approx(aws.put(G) - aws.put(G, 2), abs=2e-3)
-    puts = (two["cost_by_service"]["s3"] - one["cost_by_service"]["s3"]) * 1000 / 0.005
-    assert puts == pytest.approx(16, abs=0.01)  # (and the hand-over's GETs, spread over a life of more rounds)
+    more = (two["cost_by_service"]["s3"] - one["cost_by_service"]["s3"]) * 1000
+    # 16 PUTs, and 16 GETs for the slice that crosses the two objects (and the hand-over's GETs, spread over a life
+    # of more rounds)
+    assert more == pytest.approx(16 * 0.005 + 16 * 0.0004, abs=0.01 * 0.005)
 
 
 def test_latency_tails_slow_a_round_of_workers_alive_across_rounds_more_as_k_grows():
@@ -222,16 +227,64 @@ def test_latency_tails_slow_a_round_of_workers_alive_across_rounds_more_as_k_gro
         for K in (2, 16)
     }
     assert 0 < added[2] < added[16]
-    # a chain of single requests pays each request's lognormal mean, exp(sigma^2 / 2) times its median
+    # the draws are seeded: the figures the docs give, pinned (a change to the round's structure changes them)
+    assert bench_projection.persistent_round_with_tails(10.857, 16, G, aws, spread=0.5) == pytest.approx(
+        1.7149958174085365, rel=1e-9
+    )
+    assert bench_projection.persistent_round_with_tails(10.857, 16, G, aws, spread=0.25) == pytest.approx(
+        1.4920456310808505, rel=1e-9
+    )
+    assert bench_projection.persistent_round_with_tails(
+        10.857, 2, G, aws, spread=0.0, poll_interval=0.01
+    ) == pytest.approx(6.236740023476874, rel=1e-9)
+    # a chain of single requests pays each S3 and DynamoDB request's lognormal mean, exp(sigma^2 / 2) its median
     mean = bench_projection.with_mean_latencies(aws, 0.5)
     assert mean.s3_put_latency == pytest.approx(0.060 * 1.1331484530668263, rel=1e-12)
+    assert mean.s3_latency == pytest.approx(0.027 * 1.1331484530668263, rel=1e-12)
+    assert mean.invoke_latency == aws.invoke_latency and mean.hop_latency == aws.hop_latency
     assert mean.bandwidth == aws.bandwidth and mean.s3_put_seconds_per_mib == aws.s3_put_seconds_per_mib
 
 
 def test_the_bench_reports_the_persistent_designs_speedups_with_latency_tails():
     from lnn_cli.bench.tables import tails_line
 
-    tails = bench_projection.tail_speedups(10.857, 10_670_160, bench_projection.AwsAssumptions(), (8, 16))
+    aws = bench_projection.AwsAssumptions()
+    tails = bench_projection.tail_speedups(10.857, 10_670_160, aws, (8, 16))
     assert set(tails) == set(bench_projection.TAIL_SPREADS) and all(set(rows) == {8, 16} for rows in tails.values())
+    chain = bench_projection.aws_round(10.857, 1, 10_670_160, bench_projection.with_mean_latencies(aws, 0.5))
+    assert tails[0.5][16] == pytest.approx(chain["seconds"] / 1.7149958174085365, rel=1e-9)
     assert tails[0.5][16] < tails[0.25][16] < 8.0  # the target K = 16 reaches only with near-constant latencies
     assert "lognormal sigma 0.5: K = 8" in tails_line(tails)
+
+
+def test_a_put_is_not_a_get_in_any_round():
+    """With a PUT slower than a GET (its own latency and rate per MiB), every round pays a PUT where it writes and a
+    GET where it reads."""
+    MIB = bench_projection.MIB
+    slow_put = bench_projection.AwsAssumptions(
+        s3_latency=0.02,
+        s3_put_latency=0.07,
+        s3_put_seconds_per_mib=2.0,  # 2 s per MiB: slower than the 1 MB/s network
+        bandwidth=1e6,
+        invoke_latency=0.03,
+        hop_latency=0.05,
+        dynamodb_latency=0.01,
+    )
+    G = 500_000
+
+    def get(n):
+        return 0.02 + n / 1e6
+
+    def put(n):
+        return 0.07 + n * 2.0 / MIB
+
+    one = bench_projection.aws_round(4.0, 1, G, slow_put)
+    assert one["seconds"] == pytest.approx(4.0 + put(G) + 0.02 + 5 * 0.01 + 0.03 + 0.05, abs=1e-12)
+    four = bench_projection.aws_round(4.0, 4, G, slow_put)
+    shard = get(G) + 1.0 + put(G) + 4 * 0.01 + 0.03
+    reduce = get(4 * G) + put(G) + 0.02 + 5 * 0.01 + 0.03
+    assert four["seconds"] == pytest.approx(shard + reduce + 2 * 0.05, abs=1e-12)
+    scatter = bench_projection.scatter_round(4.0, 4, G, slow_put)
+    worker = get(G) + 1.0 + put(G) + 4 * 0.01 + 0.03
+    sliced = get(G + G / 4) + put(G / 4) + 4 * 0.01 + 0.03 + 0.02
+    assert scatter["seconds"] == pytest.approx(worker + sliced + 2 * 0.05, abs=1e-12)
