@@ -82,3 +82,26 @@ def test_the_seeds_find_the_mutant_that_lets_a_late_twin_start_its_step(world, m
     failing = next((r for r in map(runner.run_seed, range(100)) if r.failed), None)
     assert failing is not None and failing.violation.invariant == "fence", failing and failing.violation
     assert failing.seed == FIRST_SEED_THE_MUTANT_FAILS
+
+
+def test_a_ranged_read_through_the_direct_client_answers_as_through_boto3(world):
+    """The launcher reads a part's header by ranges (`S3ObjectStore.get_range`): the direct client answers a
+    `Range: bytes=A-B` GET as boto3 does on the same moto backend, and refuses a form it does not read."""
+    from lnn_cli.simulate.aws.direct_clients import DirectS3Client
+    from lnn_cli.simulate.aws.world import BUCKET
+
+    the_world = runner.world()
+    boto = the_world.session.client("s3")
+    body = bytes(range(256)) * 40
+    etag = boto.put_object(Bucket=BUCKET, Key="ranged/object", Body=body)["ETag"]
+    direct = DirectS3Client(the_world)
+    for header in ("bytes=0-15", "bytes=100-9999", "bytes=10239-20000"):
+        expected = boto.get_object(Bucket=BUCKET, Key="ranged/object", Range=header, IfMatch=etag)
+        answer = direct.get_object(Bucket=BUCKET, Key="ranged/object", Range=header, IfMatch=etag)
+        assert answer["Body"].read() == expected["Body"].read(), header
+        assert (answer["ContentLength"], answer["ContentRange"]) == (
+            expected["ContentLength"],
+            expected["ContentRange"],
+        )
+    with pytest.raises(ValueError, match="bytes=A-B"):
+        direct.get_object(Bucket=BUCKET, Key="ranged/object", Range="bytes=-16")

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import io
 import json
+import re
 from typing import TYPE_CHECKING, Any
 
 import botocore.session
@@ -162,6 +163,15 @@ class DirectDynamoResource:
         return DirectTable(name, self.meta.client)
 
 
+def _byte_range(header: str, size: int) -> tuple[int, int]:
+    """The first and last byte of a `Range: bytes=A-B` header (the form the handlers send) within `size` bytes; any
+    other form is an error here rather than the whole object, which S3 would not answer."""
+    match = re.fullmatch(r"bytes=(\d+)-(\d+)", header)
+    if match is None or int(match[1]) > int(match[2]) or int(match[1]) >= size:
+        raise ValueError(f"the direct S3 client reads ranges bytes=A-B within the object only; got {header!r}")
+    return int(match[1]), min(int(match[2]), size - 1)
+
+
 class DirectS3Client:
     """The S3 operations the handlers use, on moto's S3 backend."""
 
@@ -181,7 +191,7 @@ class DirectS3Client:
             )
         return found
 
-    def get_object(self, *, Bucket: str, Key: str, IfMatch: str | None = None, **_):
+    def get_object(self, *, Bucket: str, Key: str, IfMatch: str | None = None, Range: str | None = None, **_):
         found = self._key(Bucket, Key, "GetObject")
         if IfMatch is not None and IfMatch.strip('"') != found.etag.strip('"'):
             raise ClientError(
@@ -194,7 +204,15 @@ class DirectS3Client:
                 },
                 "GetObject",
             )
-        return {"Body": io.BytesIO(found.value), "ETag": found.etag, "ContentLength": found.size}
+        if Range is None:
+            return {"Body": io.BytesIO(found.value), "ETag": found.etag, "ContentLength": found.size}
+        first, last = _byte_range(Range, found.size)
+        return {
+            "Body": io.BytesIO(found.value[first : last + 1]),
+            "ETag": found.etag,
+            "ContentLength": last + 1 - first,
+            "ContentRange": f"bytes {first}-{last}/{found.size}",
+        }
 
     def head_object(self, *, Bucket: str, Key: str, **_):
         found = self._key(Bucket, Key, "HeadObject", head=True)
