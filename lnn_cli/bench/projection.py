@@ -12,6 +12,10 @@ from lnn_core.aws.pricing import price_table
 PROJECTION_WORKERS = (1, 2, 4, 8, 16, 32, 64)
 PRICES = price_table()  # us-east-1, arm64: lnn_core.aws.pricing holds the prices and their sources
 MIB = 2**20
+LIFE_SECONDS = (
+    300.0  # a persistent worker's life: the stack's default timeout (settings.deployment.TIMEOUT, which loads aws_cdk)
+)
+COLD_START_SECONDS = 1.0  # a hand-over's new worker before its first request (assumed)
 
 
 @dataclass(frozen=True)
@@ -176,8 +180,8 @@ def persistent_round(
     memory_mb: int | None = None,
     *,
     poll_interval: float | None = None,
-    life_seconds: float = 300.0,
-    cold_start: float = 1.0,
+    life_seconds: float = LIFE_SECONDS,
+    cold_start: float = COLD_START_SECONDS,
     sums_objects: int = 2,
 ) -> dict:
     """One round of ScatterReduce by K workers that stay alive across rounds (NOT BUILT: LambdaML's design, see
@@ -229,8 +233,8 @@ def persistent_round_with_tails(
     spread: float,
     poll_interval: float | None = None,
     sums_objects: int = 2,
-    life_seconds: float = 300.0,
-    cold_start: float = 1.0,
+    life_seconds: float = LIFE_SECONDS,
+    cold_start: float = COLD_START_SECONDS,
     rounds: int = 4000,
     seed: int = 0,
 ) -> float:

@@ -289,3 +289,9 @@ def test_a_put_is_not_a_get_in_any_round():
     worker = get(G) + 1.0 + put(G) + 4 * 0.01 + 0.03
     sliced = get(G + G / 4) + put(G / 4) + 4 * 0.01 + 0.03 + 0.02
     assert scatter["seconds"] == pytest.approx(worker + sliced + 2 * 0.05, abs=1e-12)
+
+
+def test_a_persistent_workers_life_is_the_stacks_default_timeout():
+    from lnn_stack.settings.deployment import TIMEOUT
+
+    assert bench_projection.LIFE_SECONDS == TIMEOUT.default
