@@ -295,3 +295,28 @@ def test_a_persistent_workers_life_is_the_stacks_default_timeout():
     from lnn_stack.settings.deployment import TIMEOUT
 
     assert bench_projection.LIFE_SECONDS == TIMEOUT.default
+
+
+def test_aws_projection_follows_its_formula():
+    a = ASSUMED
+    one = bench_projection.aws_round(4.0, 1, G, a)
+    assert abs(one["seconds"] - (4.0 + (0.02 + 0.5) + 0.02 + 5 * 0.01 + 0.03 + 0.05)) < 1e-12
+    four = bench_projection.aws_round(4.0, 4, G, a)
+    expected = 4.0 / 4 + 2 * (0.02 + 0.5) + (0.02 + 0.5) + (0.02 + 4 * 0.5) + 0.02 + 9 * 0.01 + 2 * 0.03 + 2 * 0.05
+    assert abs(four["seconds"] - expected) < 1e-12 and abs(four["compute"] - 1.0) < 1e-12
+    shard = (0.02 + 0.5) + 1.0 + (0.02 + 0.5) + 4 * 0.01 + 0.03
+    reduce = (0.02 + 4 * 0.5) + (0.02 + 0.5) + 0.02 + 5 * 0.01 + 0.03  # the 4 GETs and the 4 invokes together
+    lambda_cost = (4 * shard + reduce) * 1769 / 1024 * 0.0000133334 + 5 * 0.20e-6
+    assert abs(four["cost_by_service"]["lambda"] - lambda_cost) < 1e-15
+    assert abs(four["cost_by_service"]["s3"] - (5 * 0.005 + 8 * 0.0004) / 1000) < 1e-15
+    assert abs(four["cost_by_service"]["dynamodb"] - (20 * 0.625e-6 + 5 * 0.125e-6)) < 1e-15
+    # compute T1/K shrinks, communication grows with K: the least time per epoch lies between
+    projection = bench_projection.aws_projection(2.0, 875_088)
+    rows = {row["workers"]: row for row in projection["rows"]}
+    assert [row["workers"] for row in projection["rows"]] == [1, 2, 4, 8, 16, 32, 64] and rows[1]["speedup"] == 1.0
+    assert (
+        projection["best_workers"] == min(rows, key=lambda K: rows[K]["seconds"])
+        and 1 < projection["best_workers"] < 64
+    )
+    assert all(rows[K]["communication"] < rows[2 * K]["communication"] for K in (2, 4, 8, 16, 32))
+    assert all(rows[K]["cost"] < rows[2 * K]["cost"] for K in (1, 2, 4, 8, 16, 32))
