@@ -12,7 +12,7 @@ from lnn_cli.bench.projection import MIB, AwsAssumptions
 
 PROBE_PREFIX = "bench/latency-probe"  # S3 keys and a run_id no run uses
 SMALL_BYTES = 1024
-LARGE_BYTES_AT_LEAST = 16 * 2**20  # enough that the transfer, not the request's latency, dominates its time
+LARGE_BYTES_AT_LEAST = 16 * MIB  # enough that the transfer, not the request's latency, dominates its time
 REPEATS = 20
 
 
