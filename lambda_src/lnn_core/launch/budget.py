@@ -263,13 +263,14 @@ def step_shape(examples: int, features: int, neurons: Sequence[int], test_exampl
 def parameter_copies(config: TrainingConfig) -> int:
     """Copies of the parameters a step holds besides W, b, their gradients and the update: the optimizer's state
     (momentum 1, adam 2), the training state serialized (a buffer and its bytes, state included), at `auto`
-    granularity the checkpoint states kept until the commit (one per 100 epochs of a step), and with workers the
-    reduce's running sum, the shard result it adds, and the serialized results of one wave of its concurrent GETs
-    (at most `CONCURRENT_REQUESTS`) waiting their turn."""
+    granularity the checkpoint states kept until the commit (one per 100 epochs of a step). With workers, the
+    largest of a round's roles: a shard holds the K parameter slices and their bytes beside the assembled
+    parameters, and its sums packed; a round's commit, at a checkpoint, the slices and the assembled whole of the
+    parameters and the optimizer state, and that state serialized (a slice holds about 1 / K of these)."""
     optimizer = {"gd": 0, "momentum": 1, "adam": 2}[config.optimizer]
     serialized = 2 * (1 + optimizer)
     if config.workers > 1:
-        return optimizer + serialized + 2 + min(config.workers, CONCURRENT_REQUESTS)
+        return max(3, 1 + 2 * optimizer + serialized)
     kept = (
         min(config.epochs, AUTO_MAX_EPOCHS_PER_STEP) // CHECKPOINT_EVERY * (1 + optimizer)
         if config.granularity == "auto"

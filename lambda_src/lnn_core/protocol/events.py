@@ -15,7 +15,9 @@ from lnn_core.protocol.schedule import STATES, Position
 
 MAX_BATCHES = 10_000_000
 SHARD = "shard"  # the state of a shard worker's event: a part of the round that the `reduce` step of `step` commits
-EVENT_STATES = (*STATES, SHARD)
+SLICE = "slice"  # ... of a slice's event: slice j's update of the round's parameters, once every shard is in
+EVENT_STATES = (*STATES, SHARD, SLICE)
+ROUND_MEMBER = {SHARD: "shard", SLICE: "slice"}  # a round member's state -> the event field naming its index
 
 
 @dataclass(frozen=True)
@@ -30,6 +32,7 @@ class StepEvent:
     batches: int
     shards: int
     shard: int | None  # a shard worker's event: its shard, 0..shards-1
+    slice: int | None  # a slice's event: its slice, 0..shards-1
     neurons: tuple[int, ...]
     activations: tuple[str, ...]
     learning_rate: float
@@ -61,6 +64,11 @@ def shard_event(reduce_event: dict[str, Any], shard: int) -> dict[str, Any]:
     return {**reduce_event, "state": SHARD, "shard": shard}
 
 
+def slice_event(reduce_event: dict[str, Any], slice_: int) -> dict[str, Any]:
+    """The event of slice `slice_` of the round that `reduce_event` commits."""
+    return {**reduce_event, "state": SLICE, "slice": slice_}
+
+
 def parse_event(event: Any) -> StepEvent:
     """Check an event's shape and types; raise `LnnInputError` naming the first problem."""
     if not isinstance(event, dict):
@@ -69,7 +77,8 @@ def parse_event(event: Any) -> StepEvent:
         raise LnnInputError("the event lacks 'state'")
     if event["state"] not in EVENT_STATES:
         raise LnnInputError(f"unknown state {shown(event['state'])}; expected one of {', '.join(EVENT_STATES)}")
-    shard_fields = (("shard", int),) if event["state"] == SHARD else ()
+    member = ROUND_MEMBER.get(event["state"])
+    member_fields = ((member, int),) if member else ()
     for name, kind in (
         ("run_id", str),
         ("step", int),
@@ -84,7 +93,7 @@ def parse_event(event: Any) -> StepEvent:
         ("activations", dict),
         ("learning_rate", (int, float)),
         ("granularity", str),
-        *shard_fields,
+        *member_fields,
     ):
         value = event.get(name)
         if isinstance(value, bool) or not isinstance(value, kind):
@@ -107,10 +116,11 @@ def parse_event(event: Any) -> StepEvent:
     if not 1 <= event["epoch"] <= event["epochs"]:
         raise LnnInputError(f"epoch {event['epoch']} is out of range 1..{event['epochs']}")
     check_run_id(event["run_id"])
-    if not 1 <= event["shards"] <= MAX_WORKERS or not 0 <= event.get("shard", 0) < event["shards"]:
+    index = event[member] if member else 0
+    if not 1 <= event["shards"] <= MAX_WORKERS or not 0 <= index < event["shards"]:
         raise LnnInputError(
-            f"shards must be 1..{MAX_WORKERS} and a shard 0..shards-1; got shard {shown(event.get('shard'))} "
-            f"of {shown(event['shards'])}"
+            f"shards must be 1..{MAX_WORKERS} and a shard or slice 0..shards-1; got {member or 'shard'} "
+            f"{shown(index)} of {shown(event['shards'])}"
         )
     if not 0 <= event["batch"] <= event["batches"]:
         raise LnnInputError(f"batch {event['batch']} is out of range 0..{event['batches']}")
@@ -128,13 +138,15 @@ def parse_event(event: Any) -> StepEvent:
             event["epoch"],
             event["layer"],
             batch=event["batch"],
-            shard=event.get("shard") if event["state"] == SHARD else None,
+            shard=event["shard"] if event["state"] == SHARD else None,
+            slice=event["slice"] if event["state"] == SLICE else None,
         ),
         epochs=event["epochs"],
         layers=event["layers"],
         batches=event["batches"],
         shards=event["shards"],
-        shard=event.get("shard") if event["state"] == SHARD else None,
+        shard=event["shard"] if event["state"] == SHARD else None,
+        slice=event["slice"] if event["state"] == SLICE else None,
         neurons=tuple(event["neurons"][k] for k in layer_keys),
         activations=tuple(event["activations"][k] for k in layer_keys),
         learning_rate=learning_rate,
@@ -146,8 +158,10 @@ def schedule_mismatch(step_event: StepEvent, run: dict) -> str | None:
     """Why this event is not the run's next step, or None when it is."""
     expected = run.get("next_event") or {}
     received = event_fields(step_event)
-    if step_event.shard is not None:  # a shard feeds the reduce step of its round
+    if step_event.position.state in ROUND_MEMBER:  # shards and slices make the reduce step of their round
         received["state"] = "reduce"
+    elif step_event.position.state == "reduce" and step_event.shards > 1:
+        return "a round of K > 1 workers takes shard and slice events, never a reduce event"
     for name in (
         "step",
         "state",

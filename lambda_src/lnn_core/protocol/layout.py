@@ -5,7 +5,11 @@ runs/<run_id>/state/params-e<epoch>.npz               the training state after a
 runs/<run_id>/state/params-e<epoch>-b<batch>.npz      ... after a mini-batch within an epoch (layer granularity)
 runs/<run_id>/state/e<epoch>/b<batch>/forward-l<l>.npz  A_l, Z_l of one batch (and its cost sum at the last layer)
 runs/<run_id>/state/e<epoch>/b<batch>/backward-l<l>.npz dA_{l-1}, dW_l, db_l of one batch
-runs/<run_id>/state/e<epoch>/b<batch>/shard-<i>.npz    shard worker i's gradient sums and loss sum of a round
+runs/<run_id>/state/e<epoch>/b<batch>/shard-<i>-<o>.bin  shard worker i's gradient sums of a round, slice-major in
+                                                       two objects o = 0, 1 (`ml.slices.SumsLayout`)
+runs/<run_id>/state/params-e<epoch>[-b<batch>]/params-<j>.npz, .../optimizer-<j>.npz
+                                                       a round's training state of K > 1 workers in K slices: slice
+                                                       j's rows of the parameters and of the optimizer state
 runs/<run_id>/state/staged-model-e<epoch>.npz         the model of an epoch, written by the step that ends the run
                                                        (its finish, or its stop) before that step commits
 runs/<run_id>/model.npz                                the model, copied there only after the ending committed
@@ -14,7 +18,9 @@ runs/<run_id>/data/part-<k>-of-<K>.npz                 part k (0 .. K - 1) of tr
 runs/<run_id>/data/common.npz                          ... and what the parts share: X_test, y_test, classes,
                                                        example_shape (those the file has; possibly none)
 A training state holds the parameters (W1, b1, ...), the optimizer state (t, v_*, s_*) and, within an epoch, the
-running sum of its batches' costs (`cost_sum`).
+running sum of its batches' costs (`cost_sum`). A run of K > 1 workers keeps its state in slices (the running cost
+in its run record), and writes it whole only at a checkpoint epoch or an early stop, for the finish and for
+`lnn results --weights`.
 """
 
 from lnn_core.ml.config import TrainingConfig
@@ -70,8 +76,33 @@ def gradient_key(config: TrainingConfig, epoch: int, batch: int, layer: int) -> 
     return f"{state_prefix(config)}/e{epoch:07d}/b{batch:06d}/backward-l{layer:03d}.npz"
 
 
-def shard_key(config: TrainingConfig, epoch: int, batch: int, shard: int) -> str:
-    return f"{state_prefix(config)}/e{epoch:07d}/b{batch:06d}/shard-{shard:03d}.npz"
+def sums_key(config: TrainingConfig, epoch: int, batch: int, shard: int, part: int) -> str:
+    """Object `part` (0 or 1) of shard worker `shard`'s gradient sums in a round."""
+    return f"{state_prefix(config)}/e{epoch:07d}/b{batch:06d}/shard-{shard:03d}-{part}.bin"
+
+
+def round_sums_keys(config: TrainingConfig, epoch: int, batch: int) -> list[str]:
+    """Every shard's sums objects of a round: what its commit makes obsolete."""
+    return [sums_key(config, epoch, batch, shard, part) for shard in range(config.workers) for part in (0, 1)]
+
+
+STATE_SLICE_PARTS = ("params", "optimizer")
+
+
+def state_slice_key(config: TrainingConfig, epoch: int, batch: int, batches: int, slice_: int, part: str) -> str:
+    """Slice `slice_`'s rows of the parameters (`part` "params") or of the optimizer state ("optimizer") of the
+    training state `batch_state_key` names, in a run of K > 1 workers."""
+    folder = batch_state_key(config, epoch, batch, batches).removesuffix(".npz")
+    return f"{folder}/{part}-{slice_:03d}.npz"
+
+
+def state_slice_keys(config: TrainingConfig, epoch: int, batch: int, batches: int) -> list[str]:
+    """Every slice object of one training state (K parameter slices, K optimizer slices)."""
+    return [
+        state_slice_key(config, epoch, batch, batches, slice_, part)
+        for part in STATE_SLICE_PARTS
+        for slice_ in range(config.workers)
+    ]
 
 
 def model_key(run_id: str) -> str:

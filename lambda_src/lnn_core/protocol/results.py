@@ -39,17 +39,19 @@ class StepResult:
     stop: bool = False  # the last epoch's cost fell below the threshold: finish next
     obsolete: list[str] = field(default_factory=list)  # S3 keys no later step reads
     final: dict[str, Any] | None = None
+    barrier: dict[str, Any] = field(default_factory=dict)  # a shard's loss sum and L2 penalty, with its place
 
 
 def epochs_done(
-    config: TrainingConfig, *, first_epoch: int, state: dict, items: list, obsolete: list[str]
+    config: TrainingConfig, *, first_epoch: int, state: dict | None, items: list, obsolete: list[str]
 ) -> StepResult:
-    """The shared tail of every step that completes epochs: the training state to S3, one results item per epoch."""
+    """The shared tail of every step that completes epochs: the training state to S3 (None: a round's, in slices
+    already, not kept whole at this epoch), one results item per epoch."""
     last_epoch, last_cost = items[-1]["epoch"], items[-1]["cost"]
     key = params_key(config, last_epoch)
     stop = stops_early(config, last_epoch, last_cost)
     result = StepResult(
-        outputs={key: state},
+        outputs={} if state is None else {key: state},
         epoch_items=items,
         fields={"progress_epoch": last_epoch, "last_cost": last_cost},
         last_epoch_done=last_epoch,
@@ -58,7 +60,7 @@ def epochs_done(
     )
     if stop:
         result.fields["stopped_early_at"] = last_epoch
-    if is_checkpoint(config, last_epoch) or stop:
+    if state is not None and (is_checkpoint(config, last_epoch) or stop):
         result.checkpoints.add(key)
     if not is_checkpoint(config, first_epoch - 1):
         result.obsolete.append(params_key(config, first_epoch - 1))

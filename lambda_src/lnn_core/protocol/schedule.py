@@ -5,7 +5,8 @@ layer: per epoch, `start`, then for each mini-batch b = 1..B `forward` for layer
 epoch: one `start` step per epoch that runs the whole epoch (all its mini-batches), then `finish`.
 auto:  one `start` step runs as many whole epochs as fit in the invocation, then `finish`.
 workers K > 1 (epoch or auto): `start` initializes; then one `reduce` step per mini-batch (a round: K shard
-       workers, which are not steps, then the reduce that commits the update), then `finish`.
+       workers, then K slices that update a slice of the parameters each, the last of which commits the round;
+       neither is a step of its own), then `finish`.
 A run whose epoch's cost falls below its `threshold` goes to `finish` after that epoch.
 Step numbers grow by one per step; step 1 is the first `start`.
 """
@@ -21,7 +22,7 @@ STATES = ("start", "forward", "backward", "reduce", "finish")
 @dataclass(frozen=True)
 class Position:
     """A point in the run: `layer` and `batch` are 0 for `start` and `finish` (batches count from 1); `shard` is
-    a shard worker's, in the round that the `reduce` step `step` commits."""
+    a shard worker's and `slice` a slice's, in the round that the `reduce` step `step` commits."""
 
     step: int
     state: str
@@ -29,6 +30,7 @@ class Position:
     layer: int
     batch: int = 0
     shard: int | None = None
+    slice: int | None = None
 
 
 def first_position() -> Position:

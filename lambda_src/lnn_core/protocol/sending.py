@@ -10,7 +10,7 @@ from typing import Any
 
 from lnn_core.aws.ports import Ports
 from lnn_core.aws.sdk import CLAIM_CALL_SECONDS, IoCounter
-from lnn_core.protocol.events import shard_event
+from lnn_core.protocol.events import shard_event, slice_event
 
 # A claim to send or to notify holds this long at most. It must end before Lambda's first retry of the claimant's
 # event (1 minute after a failure), so that a crashed claimant's retry may finish the job; a concurrent twin,
@@ -35,29 +35,40 @@ def lease_until(ports: Ports, context: Any) -> float:
 
 def fan_out(event: dict[str, Any]) -> list[dict[str, Any]]:
     """The invocations that carry a step's event: for the reduce of a round of K > 1 workers, its K shard events
-    (the shard that completes the round sends the reduce itself); else the event."""
+    (the shard that completes the round sends the K slice events, `slice_events`); else the event."""
     if event["state"] == "reduce" and event.get("shards", 1) > 1:
         return [shard_event(event, shard) for shard in range(event["shards"])]
     return [event]
 
 
+def slice_events(event: dict[str, Any]) -> list[dict[str, Any]]:
+    """The K slice events of the round that the reduce `event` commits."""
+    return [slice_event(event, slice_) for slice_ in range(event["shards"])]
+
+
 def pending(ports: Ports, run: dict[str, Any]) -> list[dict[str, Any]]:
-    """What a running run's next step still misses: the shard events whose results are not in, or, once every
-    shard is in, the reduce event; for any other step, its event."""
+    """What a running run's next step still misses: of a round, the shard events whose results are not in; once
+    every shard is in, the slice events whose slices are not; once every slice is in (the round uncommitted: its
+    committer died), one slice event, whose delivery finds the round complete and claims its commit. For any other
+    step, its event."""
     following = run["next_event"]
     invocations = fan_out(following)
     if len(invocations) == 1:
         return invocations
-    done = ports.table.shards_done(run["run_id"], following["step"])
-    return [following] if len(done) == following["shards"] else [e for e in invocations if e["shard"] not in done]
+    progress = ports.table.round_progress(run["run_id"], following["step"])
+    if len(progress.shards_done) < following["shards"]:
+        return [event for event in invocations if event["shard"] not in progress.shards_done]
+    slices = slice_events(following)
+    missing = [event for event in slices if event["slice"] not in progress.slices_done]
+    return missing or slices[:1]
 
 
 @dataclass(frozen=True)
 class Send:
     """A claimed send, made by calling it: invoke the next step (a round's K shards together, `Ports.fan_out`),
-    then, once every invoke was accepted, record that step `invoked_step` was sent (None: a round's reduce, whose
-    sending `claim_reduce` guards). The caller holds the send lease (its commit's, a `claim_send`'s, or the
-    reduce's claim); a crash or a failed invoke in between leaves the lease to expire and a retry to re-send what
+    then, once every invoke was accepted, record that step `invoked_step` was sent (None: a round's slices, whose
+    sending `claim_slices` guards). The caller holds the send lease (its commit's, a `claim_send`'s, or the
+    slices' claim); a crash or a failed invoke in between leaves the lease to expire and a retry to re-send what
     is still `pending`."""
 
     run_id: str

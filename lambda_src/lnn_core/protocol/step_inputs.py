@@ -113,10 +113,11 @@ class StepInputs:
                 ) from error
         return self._data[cache_key]
 
-    def _minibatches(self, config: TrainingConfig, prepared: PreparedData, epoch: int) -> list:
-        """The epoch's mini-batches (example indices), computed once per container and epoch."""
-        key = (config.data, prepared.examples, config.batch_size, config.replay_shuffle_seed(), epoch)
+    def _minibatches(self, config: TrainingConfig, examples: int, epoch: int) -> list:
+        """The epoch's mini-batches (example indices) of a training set of `examples`, computed once per container
+        and epoch."""
+        key = (config.data, examples, config.batch_size, config.replay_shuffle_seed(), epoch)
         if self._epoch_batches is None or self._epoch_batches[0] != key:
-            batches = batching.minibatches(prepared.examples, config.batch_size, config.replay_shuffle_seed(), epoch)
+            batches = batching.minibatches(examples, config.batch_size, config.replay_shuffle_seed(), epoch)
             self._epoch_batches = (key, batches)
         return self._epoch_batches[1]

@@ -49,7 +49,8 @@ from lnn_core.protocol.results import (
     stops_early,
 )
 from lnn_core.protocol.schedule import AUTO_MAX_EPOCHS_PER_STEP, Position
-from lnn_core.protocol.step_inputs import PreparedData, StepInputs
+from lnn_core.protocol.round_steps import RoundSteps, state_slices
+from lnn_core.protocol.step_inputs import PreparedData
 from lnn_core.protocol.training_state import (
     initial_params,
     model_arrays,
@@ -61,17 +62,16 @@ from lnn_core.protocol.training_state import (
 AUTO_SAFETY_SECONDS = 10.0  # auto granularity stops this long before the invocation's timeout, plus two slow epochs
 
 
-class StepBodies(StepInputs):
+class StepBodies(RoundSteps):
     """The steps of one warm container, with its caches of the run's data and of the current epoch's mini-batches
-    (`StepInputs`)."""
+    (`StepInputs`); those of a round of K > 1 workers in `RoundSteps`."""
 
     def execute(self, position: Position, config: TrainingConfig, run: dict, context: Any) -> StepResult:
         if position.state == "finish":
             return self._finish(config, run)
         if config.workers > 1:
-            return {"start": self._start, "shard": self._shard, "reduce": self._reduce}[position.state](
-                position, config, run
-            )
+            bodies = {"start": self._start, "shard": self._shard, "slice": self._slice, "reduce": self._commit_round}
+            return bodies[position.state](position, config, run)
         if config.granularity != "layer":
             return self._whole_epochs(position, config, run, context)
         if position.state == "start":
@@ -87,16 +87,18 @@ class StepBodies(StepInputs):
         result = StepResult(fields={"epoch_started_at": now()})
         if position.epoch == 1:
             params = initial_params(config, run["features"])
-            result.outputs[params_key(config, 0)] = training_state(
-                params, optimizers.init_state(params, config.optimizer)
-            )
+            state = training_state(params, optimizers.init_state(params, config.optimizer))
+            if config.workers > 1:
+                result.outputs |= state_slices(config, state, epoch=0, batch=1, batches=1)
+            else:
+                result.outputs[params_key(config, 0)] = state
         return result
 
     def _forward(self, position: Position, config: TrainingConfig, run: dict) -> StepResult:
         """A_l, Z_l = g(W_l A_{l-1} + b_l) of one batch; after the last layer, the batch's cost sum."""
         epoch, batch, layer = position.epoch, position.batch, position.layer
         prepared = self._prepared(config, run)
-        batches = self._minibatches(config, prepared, epoch)
+        batches = self._minibatches(config, prepared.examples, epoch)
         state = self._load(batch_state_key(config, epoch, batch - 1, len(batches)))
         if layer == 1:
             A_prev = batching.batch_columns(prepared.X, batches[batch - 1])
@@ -116,7 +118,7 @@ class StepBodies(StepInputs):
         its results item."""
         epoch, batch, layer, L = position.epoch, position.batch, position.layer, config.layers
         prepared = self._prepared(config, run)
-        batches = self._minibatches(config, prepared, epoch)
+        batches = self._minibatches(config, prepared.examples, epoch)
         part, count = batches[batch - 1], len(batches)
         state = self._load(batch_state_key(config, epoch, batch - 1, count))
         forward = self._load(activation_key(config, epoch, batch, layer))
@@ -203,67 +205,6 @@ class StepBodies(StepInputs):
         result.fields["epoch_started_at"] = now()  # the next epoch starts now
         return result
 
-    # ---- rounds of K shard workers ----------------------------------------------------------------------------
-
-    def _shard(self, position: Position, config: TrainingConfig, run: dict) -> StepResult:
-        """Shard worker i of a round: gradient sums and loss sum over its slice of the batch, from the committed
-        parameters (not a step: the round's reduce commits)."""
-        epoch, batch, shard = position.epoch, position.batch, position.shard
-        prepared = self._round_data(config, run, shard)
-        batches = self._minibatches(config, prepared, epoch)
-        state = self._load(batch_state_key(config, epoch, batch - 1, len(batches)))
-        if in_parts(config.data):  # the batch's examples in this shard's part (shards.part_batch)
-            mine = part_batch(batches[batch - 1], part_bounds(run["part_examples"])[shard])
-            X_shard, Y_shard = batching.batch_columns(prepared.X, mine), batching.batch_columns(prepared.Y, mine)
-        else:
-            X_batch = batching.batch_columns(prepared.X, batches[batch - 1])
-            Y_batch = batching.batch_columns(prepared.Y, batches[batch - 1])
-            part = shard_slices(X_batch.shape[1], config.workers)[shard]
-            X_shard, Y_shard = shard_columns(X_batch, part), shard_columns(Y_batch, part)
-        sums, loss = shard_sums(params_of(state), X_shard, Y_shard, list(config.activations))
-        return StepResult(outputs={shard_key(config, epoch, batch, shard): {**sums, "loss_sum": np.array(loss)}})
-
-    def _reduce(self, position: Position, config: TrainingConfig, run: dict) -> StepResult:
-        """The round's reduce: the K shards' results added in shard order, the optimizer's update; after the epoch's
-        last batch, its results item."""
-        epoch, batch = position.epoch, position.batch
-        prepared = self._round_data(config, run, None)
-        batches = self._minibatches(config, prepared, epoch)
-        count = len(batches)
-        state = self._load(batch_state_key(config, epoch, batch - 1, count))
-        batch_examples = shards.batch_examples(batches[batch - 1], prepared.examples)
-        grads, batch_cost_sum = combine_shards(
-            params_of(state), self._shard_results(config, epoch, batch), batch_examples, config.l2
-        )
-        obsolete = [shard_key(config, epoch, batch, shard) for shard in range(config.workers)]
-        return self._after_update(
-            config,
-            prepared,
-            run,
-            epoch=epoch,
-            batch=batch,
-            count=count,
-            state=state,
-            grads=grads,
-            batch_cost_sum=batch_cost_sum,
-            obsolete=obsolete,
-        )
-
-    def _shard_results(self, config: TrainingConfig, epoch: int, batch: int):
-        """The round's shard results in shard order, uncached: their GETs go out together (`Ports.fan_out`), in
-        waves of at most its width (one wave up to 64 workers in Lambda), so that at most that many wait in memory
-        as bytes; each is parsed only when its turn to be added comes."""
-        keys = [shard_key(config, epoch, batch, shard) for shard in range(config.workers)]
-        wave = max(1, self.ports.fan_out.width)
-        for first in range(0, len(keys), wave):
-            fetched = self.ports.fan_out.map(
-                lambda key: self.ports.store.get_bytes(key, cache=False), keys[first : first + wave]
-            )
-            for key in keys[first : first + wave]:
-                arrays = npz_to_arrays(fetched.pop(0), key=key)
-                loss = float(arrays.pop("loss_sum"))
-                yield arrays, loss
-
     # ---- epoch and auto granularity ------------------------------------------------------------------------
 
     def _whole_epochs(self, position: Position, config: TrainingConfig, run: dict, context: Any) -> StepResult:
@@ -286,7 +227,7 @@ class StepBodies(StepInputs):
                 prepared.X,
                 prepared.Y,
                 activations=list(config.activations),
-                batches=self._minibatches(config, prepared, epoch),
+                batches=self._minibatches(config, prepared.examples, epoch),
                 learning_rate=config.learning_rate,
                 l2=config.l2,
                 **config.optimizer_settings(),
@@ -380,7 +321,10 @@ class StepBodies(StepInputs):
         that completes the next epoch commits), as the finish would write it after that epoch; with the key it is
         staged at. A `RunFailure` when that state is gone."""
         epoch = run["progress_epoch"]
-        params = params_of(self._load(params_key(config, epoch)))
+        if config.workers > 1:  # the epoch's state in slices (kept until the next epoch's end commits)
+            params = self._assembled(config, epoch, 1, 1, "params")
+        else:
+            params = params_of(self._load(params_key(config, epoch)))
         return staged_model_key(run["run_id"], epoch), model_arrays(
             config, params, self._round_data(config, run, None).data, epoch
         )

@@ -23,6 +23,7 @@ its own name and wins again, where a twin's claim fails.
 See the README's "Exactly once" section for the invariant and its one inherent limit.
 """
 
+import dataclasses
 import time
 import uuid
 from typing import Any
@@ -96,6 +97,8 @@ class Trainer:
         }
         if step_event.shard is not None:
             summary["shard"] = step_event.shard
+        if step_event.slice is not None:
+            summary["slice"] = step_event.slice
         run = ports.table.get_run(run_id)
         if run is None:
             return {**summary, "outcome": "rejected", "reason": f"unknown run {run_id}; nothing was touched"}
@@ -136,37 +139,75 @@ class Trainer:
             return {**summary, **ending.fail_run(ports, run, str(failure), claimant=claimant, context=context)}
         if step_event.shard is not None:
             return {**summary, **self._join_round(step_event, run, result, claimant, context)}
+        if step_event.slice is not None:
+            return {**summary, **self._join_slices(step_event, config, run, result, claimant, context)}
         return {**summary, **self._commit(step_event, config, run, result, claimant, context)}
 
     def _join_round(
         self, step_event: StepEvent, run: dict, result: StepResult, claimant: str, context: Any
     ) -> dict[str, Any]:
-        """A shard worker's effects: its results to S3, then its place in the round's barrier. A write whose answer
-        shows every shard in (its own included) claims the reduce's sending: the completing write first, or later
-        a retry of it that died before sending. The reduce is a normal step whose conditional commit admits one."""
+        """A shard worker's effects: its sums to S3, then its place in the round's barrier, with its loss sum. A
+        write whose answer shows every shard in (its own included) claims the sending of the K slice events: the
+        completing write first, or later a retry of it that died before sending."""
         if not self._still_next(step_event.run_id, step_event.step):
-            return {"outcome": "duplicate"}  # a late twin: its round was reduced while it computed
-        for key, arrays in result.outputs.items():
-            self.ports.store.put_bytes(key, arrays_to_npz(arrays), scratch=True)
-        before = self.ports.table.join_barrier(step_event.run_id, step_event.step, step_event.shard)
+            return {"outcome": "duplicate"}  # a late twin: its round was committed while it computed
+        self._put_outputs(result, scratch=True)
+        before = self.ports.table.join_barrier(
+            step_event.run_id, step_event.step, step_event.shard, **result.barrier
+        )
         if len(before | {step_event.shard}) < step_event.shards:
             return {"outcome": "shard"}
-        if not self.ports.table.claim_reduce(
+        if not self.ports.table.claim_slices(
             step_event.run_id,
             step_event.step,
             claimant=claimant,
             now=self.ports.clock(),
             until=sending.lease_until(self.ports, context),
         ):
-            return {"outcome": "shard"}  # the reduce is on its way
-        return {"outcome": "round complete", "send": sending.Send(step_event.run_id, [run["next_event"]], None)}
+            return {"outcome": "shard"}  # the slices are on their way
+        slices = sending.slice_events(run["next_event"])
+        return {"outcome": "round complete", "send": sending.Send(step_event.run_id, slices, None)}
+
+    def _join_slices(
+        self,
+        step_event: StepEvent,
+        config: TrainingConfig,
+        run: dict,
+        result: StepResult,
+        claimant: str,
+        context: Any,
+    ) -> dict[str, Any]:
+        """A slice's effects: its rows of the new state to S3, then its place in the round's slice barrier. A write
+        whose answer shows every slice in claims the round's commit (as a shard claims the slices' sending), runs
+        the commit's body and commits as any step does: the conditional commit admits one."""
+        if not self._still_next(step_event.run_id, step_event.step):
+            return {"outcome": "duplicate"}
+        self._put_outputs(result, scratch=True)
+        before = self.ports.table.join_slices(step_event.run_id, step_event.step, step_event.slice)
+        if len(before | {step_event.slice}) < step_event.shards:
+            return {"outcome": "slice"}
+        if not self.ports.table.claim_commit(
+            step_event.run_id,
+            step_event.step,
+            claimant=claimant,
+            now=self.ports.clock(),
+            until=sending.lease_until(self.ports, context),
+        ):
+            return {"outcome": "slice"}  # the commit is on its way
+        commit = dataclasses.replace(step_event.position, state="reduce", slice=None)
+        try:
+            committed = self._execute(commit, config, run, context)
+        except RunFailure as failure:
+            if not self._still_next(step_event.run_id, step_event.step):
+                return {"outcome": "duplicate"}
+            return ending.fail_run(self.ports, run, str(failure), claimant=claimant, context=context)
+        return self._commit(step_event, config, run, committed, claimant, context)
 
     def _commit(
         self, step_event: StepEvent, config: TrainingConfig, run: dict, result: StepResult, claimant: str, context: Any
     ) -> dict[str, Any]:
         ports, run_id, position = self.ports, step_event.run_id, step_event.position
-        for key, arrays in result.outputs.items():
-            ports.store.put_bytes(key, arrays_to_npz(arrays), scratch=key not in result.checkpoints)
+        self._put_outputs(result)
         if result.epoch_items and not ports.table.put_epoch_items(run_id, result.epoch_items, step=step_event.step):
             return self._commit_lost(step_event, result, claimant, context)  # a twin committed, or the run ended
         batches = batching.batch_count(run["examples"], config.batch_size)
@@ -214,6 +255,17 @@ class Trainer:
         if result.epoch_items:
             outcome["epoch_costs"] = [item["cost"] for item in result.epoch_items]
         return outcome
+
+    def _put_outputs(self, result: StepResult, *, scratch: bool | None = None) -> None:
+        """A step's outputs to S3 at once: arrays as .npz, bytes as they are; scratch unless kept (`checkpoints`)."""
+        self.ports.fan_out.map(
+            lambda key: self.ports.store.put_bytes(
+                key,
+                encoded(result.outputs[key]),
+                scratch=key not in result.checkpoints if scratch is None else scratch,
+            ),
+            list(result.outputs),
+        )
 
     def _commit_lost(
         self, step_event: StepEvent, result: StepResult, claimant: str, context: Any, latest: dict | None = None
@@ -279,3 +331,8 @@ class Trainer:
 
     def _execute(self, position: Position, config: TrainingConfig, run: dict, context: Any) -> StepResult:
         return self.steps.execute(position, config, run, context)
+
+
+def encoded(output: dict | bytes) -> bytes:
+    """An output's bytes: arrays as an .npz, raw bytes (a shard's sums) as they are."""
+    return output if isinstance(output, bytes) else arrays_to_npz(output)

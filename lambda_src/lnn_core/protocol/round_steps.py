@@ -1,0 +1,181 @@
+"""The step bodies of a round of K > 1 workers: one mini-batch's update, the run's `reduce` step, made by K shard
+deliveries, then K slice deliveries, then the commit of the slice whose place completes the round.
+
+- shard i: the committed parameters (K slices, GET at once and assembled), its gradient sums over its share of the
+  batch, written slice-major as two objects (`slices.SumsLayout`); its loss sum (and the L2 penalty of the
+  parameters) go with its place in the round's barrier.
+- slice j: its range of every shard's sums (K ranged GETs at once), added in shard order, and the optimizer's
+  update of its rows of the parameters and of the optimizer state, written as two objects.
+- the commit (`reduce`): the batch's cost sum from the barrier's losses; at an epoch's end the parameters assembled
+  for its item, and at a checkpoint or an early stop the whole training state, kept for the finish and for
+  `lnn results --weights`.
+
+Every element is added and updated as `shards.combine_shards` and `optimizers.update` do on whole arrays (row blocks
+are elementwise), so a run equals `training.train_reference` bit for bit. No function moves more than about 2 G
+bytes a round (G: the parameters' bytes): a shard GETs G and PUTs G, a slice GETs and PUTs about G / K of each.
+"""
+
+import numpy as np
+
+from lnn_core.aws.sdk import now
+from lnn_core.errors import RunFailure
+from lnn_core.ml import batching, network, optimizers
+from lnn_core.ml.config import TrainingConfig
+from lnn_core.ml.shards import (
+    batch_examples,
+    part_batch,
+    part_bounds,
+    shard_columns,
+    shard_slices,
+    shard_sums,
+)
+from lnn_core.ml.slices import SumsLayout, assemble, combine_slice, pack_sums, take_slice, unpack_slice
+from lnn_core.protocol.layout import (
+    in_parts,
+    is_checkpoint,
+    round_sums_keys,
+    state_slice_key,
+    state_slice_keys,
+    sums_key,
+)
+from lnn_core.protocol.results import (
+    StepResult,
+    epoch_item,
+    epochs_done,
+    evaluation,
+    finite_cost,
+    finite_params,
+    stops_early,
+)
+from lnn_core.protocol.schedule import Position
+from lnn_core.protocol.step_inputs import StepInputs
+from lnn_core.protocol.training_state import params_of, training_state
+
+ROUND_COST_FIELD = "round_cost_sum"  # the run record's running cost sum of the epoch's rounds, as repr(float) text
+
+
+def state_slices(
+    config: TrainingConfig, state: dict[str, np.ndarray], *, epoch: int, batch: int, batches: int
+) -> dict[str, dict[str, np.ndarray]]:
+    """A whole training state as the 2K objects of its slices (`layout.state_slice_key`)."""
+    objects = {}
+    for slice_ in range(config.workers):
+        block = take_slice(state, config.neurons, config.workers, slice_)
+        params = params_of(block)
+        objects[state_slice_key(config, epoch, batch, batches, slice_, "params")] = params
+        objects[state_slice_key(config, epoch, batch, batches, slice_, "optimizer")] = {
+            name: value for name, value in block.items() if name not in params
+        }
+    return objects
+
+
+def sums_layout(config: TrainingConfig, features: int) -> SumsLayout:
+    shapes = tuple(zip(config.neurons, (features, *config.neurons[:-1])))
+    return SumsLayout.of(shapes, config.workers, config.dtype)
+
+
+class RoundSteps(StepInputs):
+    """The shard, slice and commit bodies of a round (see the module's docstring)."""
+
+    def _shard(self, position: Position, config: TrainingConfig, run: dict) -> StepResult:
+        """Shard worker i: gradient sums and loss sum over its share of the batch, from the committed parameters."""
+        epoch, batch, shard = position.epoch, position.batch, position.shard
+        prepared = self._round_data(config, run, shard)
+        batches = self._minibatches(config, prepared.examples, epoch)
+        params = self._assembled(config, epoch, batch - 1, len(batches), "params")
+        if in_parts(config.data):  # the batch's examples in this shard's part (shards.part_batch)
+            mine = part_batch(batches[batch - 1], part_bounds(run["part_examples"])[shard])
+            X_shard, Y_shard = batching.batch_columns(prepared.X, mine), batching.batch_columns(prepared.Y, mine)
+        else:
+            X_batch = batching.batch_columns(prepared.X, batches[batch - 1])
+            Y_batch = batching.batch_columns(prepared.Y, batches[batch - 1])
+            part = shard_slices(X_batch.shape[1], config.workers)[shard]
+            X_shard, Y_shard = shard_columns(X_batch, part), shard_columns(Y_batch, part)
+        sums, loss = shard_sums(params, X_shard, Y_shard, list(config.activations))
+        first, second = pack_sums(sums, sums_layout(config, run["features"]))
+        return StepResult(
+            outputs={
+                sums_key(config, epoch, batch, shard, 0): first,
+                sums_key(config, epoch, batch, shard, 1): second,
+            },
+            barrier={"loss": loss, "penalty": network.l2_penalty(params, config.l2) if config.l2 != 0 else None},
+        )
+
+    def _slice(self, position: Position, config: TrainingConfig, run: dict) -> StepResult:
+        """Slice j: the round's gradients of its rows, from every shard's sums in shard order, and the optimizer's
+        update of its rows."""
+        epoch, batch, slice_, workers = position.epoch, position.batch, position.slice, config.workers
+        batches = self._minibatches(config, run["examples"], epoch)
+        count = len(batches)
+        params = self._load(state_slice_key(config, epoch, batch - 1, count, slice_, "params"))
+        opt_state = self._load(state_slice_key(config, epoch, batch - 1, count, slice_, "optimizer"))
+        layout = sums_layout(config, run["features"])
+        part, start, stop = layout.range(slice_)
+        pieces = self.ports.fan_out.map(
+            lambda shard: self.ports.store.get_range(sums_key(config, epoch, batch, shard, part), start, stop),
+            range(workers),
+        )
+        grads = combine_slice(
+            params,
+            (unpack_slice(piece, layout, slice_) for piece in pieces),
+            batch_examples(batches[batch - 1], run["examples"]),
+            config.l2,
+        )
+        params, opt_state = optimizers.update(
+            params, grads, opt_state, learning_rate=config.learning_rate, **config.optimizer_settings()
+        )
+        finite_params(params, epoch)
+        return StepResult(
+            outputs={
+                state_slice_key(config, epoch, batch, count, slice_, "params"): params,
+                state_slice_key(config, epoch, batch, count, slice_, "optimizer"): opt_state,
+            }
+        )
+
+    def _commit_round(self, position: Position, config: TrainingConfig, run: dict) -> StepResult:
+        """The round's commit, once every slice is in: the batch's cost sum (the losses added in shard order from
+        0.0, then the penalty, as `combine_shards`), and after the epoch's last batch its results item."""
+        epoch, batch = position.epoch, position.batch
+        batches = self._minibatches(config, run["examples"], epoch)
+        count = len(batches)
+        progress = self.ports.table.round_progress(run["run_id"], position.step)
+        missing = sorted(set(range(config.workers)) - set(progress.losses))
+        if missing or (config.l2 != 0 and progress.penalty is None):
+            raise RuntimeError(f"round {position.step}'s barrier lacks the loss of shards {missing} or the penalty")
+        batch_cost_sum = 0.0
+        for shard in range(config.workers):
+            batch_cost_sum += progress.losses[shard]
+        if config.l2 != 0:
+            batch_cost_sum = batch_cost_sum + progress.penalty
+        cost_sum = (float(run[ROUND_COST_FIELD]) if batch > 1 else 0.0) + batch_cost_sum
+        obsolete = round_sums_keys(config, epoch, batch)
+        if batch > 1:  # the state before the epoch's first batch stays until its end: a stop's model comes from it
+            obsolete += state_slice_keys(config, epoch, batch - 1, count)
+        if batch < count:
+            return StepResult(fields={ROUND_COST_FIELD: repr(cost_sum)}, obsolete=obsolete)
+        obsolete += state_slice_keys(config, epoch, 0, count)
+        cost = finite_cost(cost_sum / run["examples"], epoch, config)
+        params = self._assembled(config, epoch, batch, count, "params")
+        whole = None
+        if is_checkpoint(config, epoch) or stops_early(config, epoch, cost):
+            whole = training_state(params, self._assembled(config, epoch, batch, count, "optimizer"))
+        item = epoch_item(
+            config,
+            epoch,
+            cost,
+            params,
+            run.get("epoch_started_at") or now(),
+            evaluation(config, self._round_data(config, run, None).data, epoch, params),
+        )
+        result = epochs_done(config, first_epoch=epoch, state=whole, items=[item], obsolete=obsolete)
+        result.fields["epoch_started_at"] = now()  # the next epoch starts now
+        return result
+
+    def _assembled(self, config: TrainingConfig, epoch: int, batch: int, batches: int, part: str) -> dict:
+        """The parameters (`part` "params") or the optimizer state ("optimizer") of a training state in slices, its
+        K slices GET at once."""
+        keys = [state_slice_key(config, epoch, batch, batches, slice_, part) for slice_ in range(config.workers)]
+        try:
+            return assemble(self.ports.fan_out.map(self._load, keys))
+        except ValueError as error:  # slices of different steps: never written so, but never trained on either
+            raise RunFailure(f"the training state's slices disagree: {error}") from error
