@@ -45,7 +45,7 @@ def relative_difference(costs: list[float], reference: list[float]) -> float:
 
 
 def delivery_summary(deliveries: list, data_bytes: int = 0) -> dict[str, dict]:
-    """Per trainer state ("start", "shard", "reduce", "finish"...): deliveries, their mean seconds, and their
+    """Per trainer state ("start", "shard", "slice", "finish"...): deliveries, their mean seconds, and their
     requests by service and S3 bytes, summed, less the data loads: a delivery that read at least `data_bytes`
     (> 0) is its container's first, which GETs the run's .npz; those are counted apart (`data_loads`)."""
     summary: dict[str, dict] = {}
@@ -82,9 +82,9 @@ def delivery_summary(deliveries: list, data_bytes: int = 0) -> dict[str, dict]:
 
 def per_round(summary: dict[str, dict], rounds: int, workers: int) -> dict:
     """Requests by service and S3 bytes per round of the training deliveries: at K = 1 the epoch steps (their
-    state is "start"), at K > 1 the shards and the reduces (the launch, K > 1's start step and the finish are not
-    rounds)."""
-    states = ("start",) if workers == 1 else ("shard", "reduce")
+    state is "start"), at K > 1 the shards and the slices, one of which commits (the launch, K > 1's start step
+    and the finish are not rounds)."""
+    states = ("start",) if workers == 1 else ROUND_STATES
     requests: dict[str, float] = defaultdict(float)
     moved = {"s3_bytes_in": 0, "s3_bytes_out": 0}
     loads = 0
@@ -105,31 +105,30 @@ def per_round(summary: dict[str, dict], rounds: int, workers: int) -> dict:
 
 
 STORAGE_OR_INVOKE = ("s3", "lambda")
+ROUND_STATES = ("shard", "slice")  # the deliveries of a round of K > 1 workers, in their order
 
 
 def round_trips_per_round(deliveries: list, workers: int) -> dict:
     """The sequential round trips of each round, from the deliveries' traces (`IoCounter.since`'s `round_trips`:
     requests sent together count once): at K = 1 its epoch step's, at K > 1 the most of its shards' (they run side
-    by side) plus its reduce's, split into S3 and Lambda requests ("storage or invoke") and DynamoDB requests.
+    by side) plus the most of its slices' (the committing slice's, as a rule), split into S3 and Lambda requests
+    ("storage or invoke") and DynamoDB requests.
     A delivery counts all its requests, those after its last invoke too: an upper bound of the round's critical
     path. Returns the mean and the most over the rounds, and the number of rounds."""
-    rounds: dict[tuple, dict[str, list]] = defaultdict(lambda: {"shard": [], "reduce": []})
+    rounds: dict[tuple, dict[str, list]] = defaultdict(lambda: {state: [] for state in ROUND_STATES})
     for delivery in deliveries:
         result = delivery.result or {}
-        if delivery.role != "trainer" or result.get("state") not in ("start", "shard", "reduce"):
+        if delivery.role != "trainer" or result.get("state") not in ("start", *ROUND_STATES):
             continue
         if (result["state"] == "start") != (workers == 1):
             continue
         trips = delivery.io.get("round_trips", {})
         pair = (sum(trips.get(service, 0) for service in STORAGE_OR_INVOKE), trips.get("dynamodb", 0))
-        kind = "shard" if result["state"] == "shard" else "reduce"  # K = 1's epoch step stands in the reduce's place
+        kind = "slice" if result["state"] == "start" else result["state"]  # K = 1's epoch step: a round's one part
         rounds[(result.get("epoch"), result.get("batch"))][kind].append(pair)
     totals = []
     for entry in rounds.values():
-        most = [
-            tuple(max(pair[i] for pair in pairs) for i in (0, 1)) if pairs else (0, 0)
-            for pairs in (entry["shard"], entry["reduce"])
-        ]
+        most = [tuple(max(pair[i] for pair in pairs) for i in (0, 1)) if pairs else (0, 0) for pairs in entry.values()]
         totals.append((most[0][0] + most[1][0], most[0][1] + most[1][1]))
     if not totals:
         return {"rounds": 0}

@@ -6,6 +6,7 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
+from lnn_cli.bench.figures import ROUND_STATES
 from lnn_cli.bench.jobs import (
     AUTO_TARGET,
     GRANULARITIES,
@@ -112,7 +113,7 @@ def workers_table(report: dict) -> Table:
                 f"{state} {entry['s3_bytes_in'] / entry['deliveries'] / 1e6:.2f} / "
                 f"{entry['s3_bytes_out'] / entry['deliveries'] / 1e6:.2f}"
                 for state, entry in results["deliveries_by_state"].items()
-                if state in ("start", "shard", "reduce")
+                if state in ("start", *ROUND_STATES)
             ),
             trips_cell(results.get("round_trips", {})),
             ", ".join(f"{service} {count}" for service, count in results["busiest_step"].items()),

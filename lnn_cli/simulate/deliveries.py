@@ -54,8 +54,10 @@ class Delivery:
         event = self.event if isinstance(self.event, dict) else {}
         if self.function == "trainer":
             state = event.get("state")
-            shard = f"/{event['shard']}" if event.get("shard") is not None else ""
-            return f"d{self.number} trainer step {event.get('step')} {state}{shard} [{self.request_id}#{self.attempt}]"
+            return (
+                f"d{self.number} trainer step {event.get('step')} {state}{member_suffix(event)} "
+                f"[{self.request_id}#{self.attempt}]"
+            )
         if self.function == "operator":
             return f"d{self.number} operator {event.get('command')}"
         return f"d{self.number} {self.function} [{self.request_id}#{self.attempt}]"
@@ -72,12 +74,17 @@ class Context:
         return max(0, int((self._deadline - self._sim.now) * 1000))
 
 
+def member_suffix(event: dict) -> str:
+    """"/i" of a round's shard or slice i, else ""."""
+    index = event.get("shard", event.get("slice"))
+    return f"/{index}" if index is not None else ""
+
+
 def event_name(payload: Any) -> str:
     if not isinstance(payload, dict):
         return "?"
     if "step" in payload:
-        shard = f"/{payload['shard']}" if payload.get("shard") is not None else ""
-        return f"step {payload['step']} {payload.get('state')}{shard}"
+        return f"step {payload['step']} {payload.get('state')}{member_suffix(payload)}"
     return payload.get("command") or ("launch" if "parameters" in payload else payload.get("detail-type", "event"))
 
 

@@ -16,7 +16,6 @@ from typing import IO
 import numpy as np
 from numpy.lib import format as npy_format
 
-from lnn_core.aws.ports import CONCURRENT_REQUESTS
 from lnn_core.errors import LnnInputError
 from lnn_core.ml.config import TrainingConfig
 from lnn_core.protocol.layout import CHECKPOINT_EVERY

@@ -12,20 +12,11 @@ from typing import Any
 
 import numpy as np
 
-from lnn_core.aws.codec import npz_to_arrays
 from lnn_core.aws.epoch_items import epoch_write_units
 from lnn_core.aws.sdk import now
-from lnn_core.ml import batching, diagnostics, network, optimizers, shards, training
+from lnn_core.ml import batching, diagnostics, network, optimizers, training
 from lnn_core.ml.config import TrainingConfig
 from lnn_core.ml.dataset import TrainingData
-from lnn_core.ml.shards import (
-    combine_shards,
-    part_batch,
-    part_bounds,
-    shard_columns,
-    shard_slices,
-    shard_sums,
-)
 from lnn_core.protocol.layout import (
     activation_key,
     batch_state_key,
@@ -34,7 +25,6 @@ from lnn_core.protocol.layout import (
     is_checkpoint,
     model_key,
     params_key,
-    shard_key,
     staged_model_key,
 )
 from lnn_core.protocol.results import (
@@ -48,8 +38,8 @@ from lnn_core.protocol.results import (
     metrics,
     stops_early,
 )
-from lnn_core.protocol.schedule import AUTO_MAX_EPOCHS_PER_STEP, Position
 from lnn_core.protocol.round_steps import RoundSteps, state_slices
+from lnn_core.protocol.schedule import AUTO_MAX_EPOCHS_PER_STEP, Position
 from lnn_core.protocol.step_inputs import PreparedData
 from lnn_core.protocol.training_state import (
     initial_params,

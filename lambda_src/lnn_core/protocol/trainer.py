@@ -152,9 +152,7 @@ class Trainer:
         if not self._still_next(step_event.run_id, step_event.step):
             return {"outcome": "duplicate"}  # a late twin: its round was committed while it computed
         self._put_outputs(result, scratch=True)
-        before = self.ports.table.join_barrier(
-            step_event.run_id, step_event.step, step_event.shard, **result.barrier
-        )
+        before = self.ports.table.join_barrier(step_event.run_id, step_event.step, step_event.shard, **result.barrier)
         if len(before | {step_event.shard}) < step_event.shards:
             return {"outcome": "shard"}
         if not self.ports.table.claim_slices(
