@@ -41,8 +41,8 @@ LATE_SECONDS = (0.5, 20.0)  # how late (delivery-clock seconds) a late duplicate
 PAUSE_SECONDS = (0.0, 0.02)  # real time a pause sleeps
 # The trainer's reads, which `pause` surrounds as it does the effects (`lnn_core.aws.ports.EFFECTS`).
 READS = {
-    "store": ("get_bytes", "head"),
-    "table": ("get_run", "list_epochs", "run_ids", "list_runs"),
+    "store": ("get_bytes", "head", "get_range"),
+    "table": ("get_run", "list_epochs", "run_ids", "list_runs", "round_progress"),
 }
 
 

@@ -51,6 +51,9 @@ EFFECTS = {
         "refresh_heartbeat",
         "join_barrier",
         "claim_reduce",
+        "claim_slices",
+        "join_slices",
+        "claim_commit",
     ),
     "notifier": ("publish",),
     "invoker": ("invoke_async",),
@@ -182,16 +185,25 @@ class S3ObjectStore:
                 return listed
             request["ContinuationToken"] = answer["NextContinuationToken"]
 
-    def get_range(self, key: str, start: int, stop: int, *, etag: str) -> bytes:
-        """Bytes start .. stop - 1 of the object of ETag `etag` (a changed or missing object is a `RunFailure`)."""
+    def get_range(self, key: str, start: int, stop: int, *, etag: str | None = None) -> bytes:
+        """Bytes start .. stop - 1 of the object, with `etag` only of that version (a missing or changed object is a
+        `RunFailure`). An empty range is b"" without a request: S3 has no form for it (`bytes=A-B` reads at least
+        one byte), and one it cannot parse it answers with the whole object."""
+        if stop < start:
+            raise ValueError(f"the byte range {start}..{stop} of {key} ends before it starts")
+        if stop == start:
+            return b""
+        request = {"Bucket": self.bucket, "Key": key, "Range": f"bytes={start}-{stop - 1}"}
+        request |= {"IfMatch": etag} if etag else {}
         self._counter.count("s3", s3_reads=1)
         try:
-            data = self._client.get_object(
-                Bucket=self.bucket, Key=key, Range=f"bytes={start}-{stop - 1}", IfMatch=etag
-            )["Body"].read()
+            data = self._client.get_object(**request)["Body"].read()
         except ClientError as error:
-            if error.response["Error"]["Code"] in ("NoSuchKey", "404", "PreconditionFailed", "412"):
-                raise RunFailure(f"s3 object {key} is missing or changed (ETag is no longer {etag})") from error
+            code = error.response["Error"]["Code"]
+            if code in ("NoSuchKey", "404"):
+                raise RunFailure(f"s3 object {key} is missing") from error
+            if code in ("PreconditionFailed", "412"):
+                raise RunFailure(f"s3 object {key} changed during the run (ETag is no longer {etag})") from error
             raise
         self._counter.add_bytes(s3_in=len(data))
         return data
