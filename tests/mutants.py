@@ -184,11 +184,41 @@ MUTANTS = (
         first=("test_2_a_launch_whose_create_answer_was_lost",),
     ),
     Mutant(
-        "claim_reduce without `reduce_by = :claimant`",
+        "claim_slices without `slices_by = :claimant`",
         ROUND_BARRIER,
-        '"attribute_not_exists(reduce_lease) OR reduce_lease < :now OR reduce_by = :claimant"',
-        '"attribute_not_exists(reduce_lease) OR reduce_lease < :now"',
-        first=("test_2_a_round_whose_reduce_claim_answer_was_lost",),
+        '"attribute_not_exists(slices_lease) OR slices_lease < :now OR slices_by = :claimant"',
+        '"attribute_not_exists(slices_lease) OR slices_lease < :now"',
+        first=("test_2_a_round_whose_slices_claim_answer_was_lost",),
+    ),
+    Mutant(
+        "claim_commit without `commit_by = :claimant`",
+        ROUND_BARRIER,
+        '"attribute_not_exists(commit_lease) OR commit_lease < :now OR commit_by = :claimant"',
+        '"attribute_not_exists(commit_lease) OR commit_lease < :now"',
+        first=("test_a_round_whose_commit_claim_answer_was_lost",),
+    ),
+    Mutant(
+        "a slice barrier that admits the same slice twice",
+        TRAINER,
+        "if len(before | {step_event.slice}) < step_event.shards:",
+        "if len(before) + 1 < step_event.shards:",
+        first=("test_slices_in_any_order_and_every_one_twice",),
+    ),
+    Mutant(
+        "a slice joining its barrier before its outputs are written",
+        TRAINER,
+        "        self._put_outputs(result, scratch=True)\n"
+        "        before = self.ports.table.join_slices(step_event.run_id, step_event.step, step_event.slice)\n",
+        "        before = self.ports.table.join_slices(step_event.run_id, step_event.step, step_event.slice)\n"
+        "        self._put_outputs(result, scratch=True)\n",
+        first=("test_a_slice_that_dies_at_each_effect",),
+    ),
+    Mutant(
+        "a re-send that sends nothing for a round whose slices are all in but uncommitted",
+        SENDING,
+        "    return missing or slices[:1]\n",
+        "    return missing\n",
+        first=("test_a_round_whose_committer_died_after_every_slice_is_finished",),
     ),
     Mutant(
         "put_epoch_items without its ConditionCheck (a tautology)",

@@ -19,7 +19,7 @@ from lnn_core.errors import RunFailure
 TABLE = "lnn-results"
 STEP = 7
 K = 3
-CLAIMS = ("claim_reduce", "claim_slices", "claim_commit")
+CLAIMS = ("claim_slices", "claim_commit")
 NOW, LEASE = 1_800_000_000.0, 60.0
 
 
@@ -51,7 +51,7 @@ def test_join_barrier_answers_the_set_before_its_write_and_one_join_completes(ta
     assert progress.shards_done == frozenset({0, 1, 2}) and progress.slices_done == frozenset()
     assert progress.losses == {0: 0.0, 1: 1.0, 2: 2.0}
     assert table.round_progress("r1", STEP + 1) == RoundProgress(frozenset(), frozenset(), {}, None)
-    assert table.shards_done("r1", STEP) == {0, 1, 2}
+    assert table.round_progress("r1", STEP).shards_done == {0, 1, 2}
 
 
 def test_a_retried_join_leaves_one_member_and_the_same_loss_text(aws, table):
@@ -104,13 +104,6 @@ def test_the_penalty_is_none_until_a_shard_gives_one(table):
     table.join_barrier("r1", STEP, 1, loss=2.0, penalty=0.25)
     table.join_barrier("r1", STEP, 2, loss=3.0)  # a join without the penalty leaves the one given in place
     assert table.round_progress("r1", STEP).penalty == 0.25
-
-
-def test_a_join_without_a_loss_writes_none(aws, table):
-    """The single reduce's call (no loss), kept until its caller passes one."""
-    assert table.join_barrier("r1", STEP, 0) == set()
-    assert set(raw_item(aws)) == {"run_id", "epoch", "shards_done"}
-    assert table.round_progress("r1", STEP).losses == {}
 
 
 def test_join_slices_answers_the_set_before_its_write_and_one_join_completes(aws, table):

@@ -50,7 +50,6 @@ EFFECTS = {
         "continue_stopped",
         "refresh_heartbeat",
         "join_barrier",
-        "claim_reduce",
         "claim_slices",
         "join_slices",
         "claim_commit",

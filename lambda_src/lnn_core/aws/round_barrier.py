@@ -1,6 +1,6 @@
 """A round's barrier (the run table's item at a negative epoch, `barrier_epoch`): the set of shards done, of which
 exactly one write completes the round, with every shard's loss sum and the round's penalty; the claim on sending
-its slice events (formerly its one reduce event); the set of slices done, of which exactly one write completes the
+its slice events; the set of slices done, of which exactly one write completes the
 reduce; and the claim on its commit.
 
 The losses and the penalty are stored as the text `repr(float)`: a DynamoDB number would make a magnitude under
@@ -31,42 +31,26 @@ class RoundBarrierOperations(TableAccess):
     """The run table's operations on the barrier items of a run's rounds."""
 
     def join_barrier(
-        self, run_id: str, step: int, shard: int, *, loss: float | None = None, penalty: float | None = None
+        self, run_id: str, step: int, shard: int, *, loss: float, penalty: float | None = None
     ) -> set[int]:
         """Add `shard` to the set of shards done in the round that step `step` reduces, and in the same write set
         its loss sum `loss_<shard>` (and the round's `penalty`, when given); returns the set as it was before this
         write. The ADD of a set member is idempotent and atomic: of all writes, exactly one finds the other K - 1
         shards and not its own, and that one completes the round. A retry writes the same values again (the step
-        is deterministic), so the write stays idempotent. (Without `loss`, the shard's loss is not written: the call
-        of the single reduce, until its caller passes it.)"""
-        update, values = "ADD shards_done :shard", {":shard": {int(shard)}}
-        sets = []
-        if loss is not None:
-            sets.append(f"loss_{int(shard)} = :loss")
-            values[":loss"] = _text(loss)
+        is deterministic), so the write stays idempotent."""
+        update, values = "ADD shards_done :shard", {":shard": {int(shard)}, ":loss": _text(loss)}
+        sets = [f"loss_{int(shard)} = :loss"]
         if penalty is not None:
             sets.append("penalty = :penalty")
             values[":penalty"] = _text(penalty)
-        if sets:
-            update += " SET " + ", ".join(sets)
+        update += " SET " + ", ".join(sets)
         return self._add_to_set(run_id, step, update, values, "shards_done")
 
-    def claim_reduce(self, run_id: str, step: int, *, claimant: str, now: float, until: float) -> bool:
-        """Claim the sending of a complete round's reduce event until `until`: the write that completed the round
+    def claim_slices(self, run_id: str, step: int, *, claimant: str, now: float, until: float) -> bool:
+        """Claim the sending of a complete round's K slice events until `until`: the write that completed the round
         claims it first (and the SDK's retry of that claim finds its own name); a retry of its event (it died
         before sending) claims again once the lease expired; its twins and the duplicates of other shards find
         the lease live and send nothing."""
-        return self._conditional_update(
-            run_id,
-            "SET reduce_lease = :until, reduce_by = :claimant",
-            "attribute_not_exists(reduce_lease) OR reduce_lease < :now OR reduce_by = :claimant",
-            {":until": until, ":now": now, ":claimant": claimant},
-            epoch=barrier_epoch(step),
-        )
-
-    def claim_slices(self, run_id: str, step: int, *, claimant: str, now: float, until: float) -> bool:
-        """Claim the sending of a complete round's K slice events until `until`, as `claim_reduce` claims its one
-        reduce event (`slices_lease`, `slices_by`)."""
         return self._conditional_update(
             run_id,
             "SET slices_lease = :until, slices_by = :claimant",
@@ -82,7 +66,7 @@ class RoundBarrierOperations(TableAccess):
         return self._add_to_set(run_id, step, "ADD slices_done :slice", {":slice": {int(slice_)}}, "slices_done")
 
     def claim_commit(self, run_id: str, step: int, *, claimant: str, now: float, until: float) -> bool:
-        """Claim the commit of a round whose slices are all done until `until`, in the form of `claim_reduce`
+        """Claim the commit of a round whose slices are all done until `until`, in the form of `claim_slices`
         (`commit_lease`, `commit_by`): the completing slice's write first, or its own retry, or after the lease
         expired a retry of its event."""
         return self._conditional_update(
@@ -92,14 +76,6 @@ class RoundBarrierOperations(TableAccess):
             {":until": until, ":now": now, ":claimant": claimant},
             epoch=barrier_epoch(step),
         )
-
-    def shards_done(self, run_id: str, step: int) -> set[int]:
-        """The shards whose results are in for the round that step `step` reduces."""
-        self._counter.count("dynamodb")
-        item = self._table.get_item(Key={"run_id": run_id, "epoch": barrier_epoch(step)}, ConsistentRead=True).get(
-            "Item"
-        )
-        return {int(done) for done in (item or {}).get("shards_done", set())}
 
     def round_progress(self, run_id: str, step: int) -> RoundProgress:
         """The barrier item of the round that step `step` reduces, in one strongly consistent read (an absent item:

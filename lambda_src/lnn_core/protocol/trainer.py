@@ -17,6 +17,11 @@ A step is a computation over inputs addressed by (run_id, step position), follow
   7. a terminal step publishes the model (the finish, or a stop, wrote it aside before its commit), then claims,
      publishes and records the ending's one SNS message.
 
+A round of K > 1 workers (one `reduce` step) is 2K deliveries before its commit: K shards, each of which writes its
+gradient sums and joins the round's barrier (the write that completes it claims the sending of the K slice events),
+then K slices, each of which writes its rows of the new training state and joins the slice barrier (the write that
+completes it claims the commit, and commits as above). Every shard and slice output is addressed by the round.
+
 Every claim names its claimant (unique per delivery), so the SDK's retry of a claim whose answer was lost finds
 its own name and wins again, where a twin's claim fails.
 

@@ -16,6 +16,8 @@ are seen as they are applied, in the clients' wrapper) and at the end of a sched
   bit; a stopped or failed run's costs are a prefix of the reference's, and its model (if any) is the reference's
   after its `model_epoch`, bit for bit |
 | claims | a catch-up wins the re-send of a step's successor only while it is unsent (invoked_step below it) |
+| immutable | no object of a run's training state (a round's sums and state slices included) is overwritten with other
+  bytes while it exists: every writer of a key writes the same bytes |
 | liveness | the run ends within a bound of virtual time; the schedule becomes quiescent |
 
 The model and reference rows are checked by `model_checks.ModelChecks`, a part of `Monitor`.
@@ -112,6 +114,9 @@ class Monitor(ModelChecks):
         pass
 
     def before_write(self, service: str, operation: str, params: dict[str, Any]) -> Any:
+        """What a write's check needs from before it: of a PUT of a training state object, the bytes it replaces."""
+        if service == "s3" and operation == "put_object" and "/state/" in params.get("Key", ""):
+            return self.world.object(params["Key"])
         return None
 
     def after_write(self, service: str, operation: str, params: dict[str, Any], before: Any) -> None:
@@ -154,6 +159,13 @@ class Monitor(ModelChecks):
             record_only = operation in ("update_item", "put_item", "delete_item") and key.get("epoch") == 0
             self._after_table_write(delivery, items_touched=not record_only)
         elif service == "s3":
+            body = params.get("Body")
+            if before is not None and isinstance(body, bytes) and body != before:
+                self._fail(
+                    "immutable",
+                    f"{params['Key']} was overwritten with other bytes by "
+                    f"{delivery.label() if delivery is not None else '?'}",
+                )
             self._check_model()
 
     def returned(self, where: str, result: Any, args: tuple = (), kwargs: dict | None = None) -> None:
