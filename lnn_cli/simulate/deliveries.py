@@ -75,7 +75,7 @@ class Context:
 
 
 def member_suffix(event: dict) -> str:
-    """"/i" of a round's shard or slice i, else ""."""
+    """ "/i" of a round's shard or slice i, else ""."""
     index = event.get("shard", event.get("slice"))
     return f"/{index}" if index is not None else ""
 

@@ -60,12 +60,12 @@ def test_moto_reached_directly_behaves_as_through_boto3(world):
         assert direct.signature == boto.signature, seed
 
 
-FIRST_SEED_THE_MUTANT_FAILS = 57  # of seeds 0..99 (5 of the first 88 fail)
+FIRST_SEED_THE_MUTANT_FAILS = 12  # of seeds 0..99
 
 
 def test_a_mutant_that_lets_a_late_twin_start_its_step_is_caught_and_shrunk(world, mark_started_without_condition):
     """The simulator can fail: mark_started without its condition (a twin of a committed step computes it again)
-    breaks the fence at seed 57, and the shrinker keeps a failing schedule of fewer faults. That the seeds find
+    breaks the fence at seed 12, and the shrinker keeps a failing schedule of fewer faults. That the seeds find
     it, from seed 0 on, is `make slow`'s test below."""
     from lnn_cli.simulate.search.shrink import shrink
 

@@ -197,6 +197,8 @@ class Trainer:
             until=sending.lease_until(self.ports, context),
         ):
             return {"outcome": "slice"}  # the commit is on its way
+        if not self._still_next(step_event.run_id, step_event.step):
+            return {"outcome": "duplicate"}  # an earlier claimant, whose lease expired, committed meanwhile
         commit = dataclasses.replace(step_event.position, state="reduce", slice=None)
         try:
             committed = self._execute(commit, config, run, context)
