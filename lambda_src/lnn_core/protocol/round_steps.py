@@ -15,6 +15,8 @@ are elementwise), so a run equals `training.train_reference` bit for bit. No fun
 bytes a round (G: the parameters' bytes): a shard GETs G and PUTs G, a slice GETs and PUTs about G / K of each.
 """
 
+from functools import partial
+
 import numpy as np
 
 from lnn_core.aws.sdk import now
@@ -107,14 +109,17 @@ class RoundSteps(StepInputs):
         epoch, batch, slice_, workers = position.epoch, position.batch, position.slice, config.workers
         batches = self._minibatches(config, run["examples"], epoch)
         count = len(batches)
-        params = self._load(state_slice_key(config, epoch, batch - 1, count, slice_, "params"))
-        opt_state = self._load(state_slice_key(config, epoch, batch - 1, count, slice_, "optimizer"))
         layout = sums_layout(config, run["features"])
         part, start, stop = layout.range(slice_)
-        pieces = self.ports.fan_out.map(
-            lambda shard: self.ports.store.get_range(sums_key(config, epoch, batch, shard, part), start, stop),
-            range(workers),
-        )
+        reads = [  # its rows of the state, and its range of every shard's sums: one wave of K + 2 GETs
+            partial(self._load, state_slice_key(config, epoch, batch - 1, count, slice_, "params")),
+            partial(self._load, state_slice_key(config, epoch, batch - 1, count, slice_, "optimizer")),
+            *(
+                partial(self.ports.store.get_range, sums_key(config, epoch, batch, shard, part), start, stop)
+                for shard in range(workers)
+            ),
+        ]
+        params, opt_state, *pieces = self.ports.fan_out.map(lambda read: read(), reads)
         grads = combine_slice(
             params,
             (unpack_slice(piece, layout, slice_) for piece in pieces),
