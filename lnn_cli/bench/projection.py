@@ -71,15 +71,23 @@ def aws_round(
         run, mark started, epoch item, commit, mark sent); 1 invoke (and a GET of the state when the step runs in
         another container than the last one: `chain_state_cached` False):
             time(1) = T1 + PUT(S) + L + 5 d + i + h + o  (+ GET(S))
-      K > 1, the critical path: a shard GETs the state, computes T1 / K, PUTs its sums, makes 4 DynamoDB requests
-        (read, mark started, barrier, claim) and invokes the reduce; the reduce GETs the K sums together (one round
-        trip, then K G bytes through its network), PUTs the state, deletes the round's objects, makes 5 DynamoDB
-        requests and sends the K shard events together (one invoke's time):
-            time(K) = T1/K + GET(S) + PUT(G) + GET(K G) + PUT(S) + L + 9 d + 2 i + 2 h + 2 o
-    Cost: the billed durations (the chain's step; K shards and the reduce) at `memory_mb` (default: the
-    assumptions'), one request per
-    invocation (1; K + 1), S3 PUTs (1; K + 1) and GETs (0; 2K), DynamoDB write units (7; 3K + 8: a run record of
-    about 2 KB costs 2 per write, the barrier, the claim and the epoch item 1) and consistent reads (1; K + 1).
+      K > 1, the critical path of a round in slices (`lnn_core.protocol.round_steps`): a shard GETs the K
+        parameter slices together (G bytes), computes T1 / K, PUTs its sums as two objects at once, makes 6
+        DynamoDB requests (read, mark started, read again, barrier, claim, usage) and invokes the K slices together;
+        slice j GETs its rows of the state and its range of every shard's sums in one wave (S / K + G bytes), PUTs
+        its rows as two objects at once, makes 6 DynamoDB requests (read, mark started, read again, slice barrier,
+        claim, read again); the completing slice then commits: it reads the barrier, GETs the K new parameter
+        slices together for the epoch's item (G), writes the epoch item, commits, deletes the round's objects (L),
+        adds its usage, sends the K shard events together and marks them sent (5 DynamoDB requests):
+            time(K) = T1/K + GET(G) + PUT(G, 2) + 6 d + i + o             (a shard)
+                    + GET(S/K + G) + PUT(S/K, 2) + GET(G) + L + 11 d + i + o  (the committing slice)
+                    + 2 h
+        Bytes one function moves: a shard G in and G out, a slice S/K + G in and S/K out (the committing one G more
+        in): about 2 G, whatever K.
+    Cost: the billed durations (the chain's step; K shards and K slices, one of which commits) at `memory_mb`
+    (default: the assumptions'), one request per invocation (1; 2K), S3 PUTs (1; 4K) and GETs (0; 2K^2 + 3K: every
+    ranged GET is a GET), DynamoDB write units (7; 8K + 8: a run record of about 2 KB costs 2 per write, a barrier
+    item or usage write 1, the epoch item 2) and consistent reads (1; 4K + 2).
     """
     a, K = assumptions, workers
     S = gradient_bytes if state_bytes is None else state_bytes
@@ -92,11 +100,13 @@ def aws_round(
         durations, requests, puts, gets, writes, reads = step, 1, 1, 0, 7, 1
     else:
         compute = compute_seconds / K
-        shard = a.get(S) + compute + a.put(gradient_bytes) + 4 * d + a.invoke_latency + a.handler_overhead
-        reduce = a.get(K * gradient_bytes) + a.put(S) + a.s3_latency + 5 * d + a.invoke_latency
-        reduce += a.handler_overhead
-        communication = shard - compute + reduce + 2 * a.hop_latency
-        durations, requests, puts, gets, writes, reads = K * shard + reduce, K + 1, K + 1, 2 * K, 3 * K + 8, K + 1
+        G = gradient_bytes
+        shard = a.get(G) + compute + a.put(G, 2) + 6 * d + a.invoke_latency + a.handler_overhead
+        sliced = a.get(S / K + G) + a.put(S / K, 2) + 6 * d + a.handler_overhead
+        commit = a.get(G) + a.s3_latency + 5 * d + a.invoke_latency
+        communication = shard - compute + sliced + commit + 2 * a.hop_latency
+        durations = K * (shard + sliced) + commit
+        requests, puts, gets, writes, reads = 2 * K, 4 * K, 2 * K * K + 3 * K, 8 * K + 8, 4 * K + 2
     return _priced(
         a, K, compute, communication, memory_mb or a.memory_mb, durations, requests, puts, gets, writes, reads
     )
@@ -130,46 +140,6 @@ def _priced(
         "cost_by_service": cost,
         "memory_mb": memory_mb,
     }
-
-
-def scatter_round(
-    compute_seconds: float,
-    workers: int,
-    gradient_bytes: int,
-    assumptions: AwsAssumptions = AwsAssumptions(),
-    memory_mb: int | None = None,
-) -> dict:
-    """One round of ScatterReduce through S3 (NOT BUILT: the design `aws_round`'s concurrent reduce is compared
-    with), gd (the state is the parameters, G bytes). Each of K workers computes its sums over T1 / K and PUTs them;
-    the completing one invokes K slice workers; slice j GETs bytes j/K .. (j+1)/K of every worker's sums and its
-    own slice of the parameters (K + 1 GETs at once, G + G/K bytes in all), adds the sums in worker order, updates
-    its slice and PUTs it (G/K);
-    the completing slice commits the round and invokes the K workers, which GET the K slices at once (G bytes);
-    GET and PUT as in `aws_round`:
-        time(K) = T1/K + GET(G) + PUT(G) + 4 d + i + h + o     (a worker: GET slices, compute, PUT sums)
-                + GET(G + G/K) + PUT(G/K) + 4 d + i + h + L + o  (a slice: GETs, PUT slice; the commit)
-    Bytes one function moves: a worker G in and G out, a slice G + G/K in and G/K out: at most 2 G, whatever K.
-    Billed: K workers and K slices; requests 2K; PUTs 2K; GETs 2K^2 + K (every ranged GET is a GET); DynamoDB write
-    units 4K + 6 (barrier and claim per worker and slice, the epoch item, the commit), reads 2K."""
-    a, K, G = assumptions, workers, gradient_bytes
-    d = a.dynamodb_latency
-    compute = compute_seconds / K
-    worker = a.get(G) + compute + a.put(G) + 4 * d + a.invoke_latency + a.handler_overhead
-    sliced = a.get(G + G / K) + a.put(G / K) + 4 * d + a.invoke_latency + a.s3_latency + a.handler_overhead
-    communication = worker - compute + sliced + 2 * a.hop_latency
-    return _priced(
-        a,
-        K,
-        compute,
-        communication,
-        memory_mb or a.memory_mb,
-        K * (worker + sliced),
-        2 * K,
-        2 * K,
-        2 * K * K + K,
-        4 * K + 6,
-        2 * K,
-    )
 
 
 def persistent_round(
@@ -308,12 +278,12 @@ def aws_projection(
     workers: tuple[int, ...] = PROJECTION_WORKERS,
     assumptions: AwsAssumptions = AwsAssumptions(),
     memory_mb: dict[int, int] | None = None,
-    design: str = "concurrent",
+    design: str = "built",
 ) -> dict:
-    """`aws_round` (`design` "concurrent", LNN's reduce), `scatter_round` ("scatter") or `persistent_round`
-    ("persistent") for each K, at `memory_mb[K]` (default: the assumptions'), each with its speedup and its cost over
+    """`aws_round` (`design` "built", LNN's round in slices) or `persistent_round` ("persistent", not built) for
+    each K, at `memory_mb[K]` (default: the assumptions'), each with its speedup and its cost over
     K = 1 (LNN's chain in every design), and the K of the least time per epoch."""
-    rounds = {"concurrent": aws_round, "scatter": scatter_round, "persistent": persistent_round}[design]
+    rounds = {"built": aws_round, "persistent": persistent_round}[design]
     rows = [
         aws_round(compute_seconds, 1, gradient_bytes, assumptions, memory_mb=(memory_mb or {}).get(1))
         if K == 1

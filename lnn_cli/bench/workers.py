@@ -5,8 +5,9 @@ deployed with context memory_size=1769 (the launcher's memory check refuses this
 time per epoch is the median interval between consecutive epoch items' `finished_at` (launch, epoch 1's data loading
 and finish excluded); it reports the speedup of K = 2 over K = 1, requests and S3 bytes per round, bytes per
 function, sequential round trips per round from the deliveries' traces, the busiest step, the costs' agreement, and
-a projection of time and cost per epoch on AWS for K = 1 .. 64 (`bench_projection`), for LNN's concurrent reduce,
-for ScatterReduce and for ScatterReduce by workers alive across rounds, each K priced at the memory it needs,
+a projection of time and cost per epoch on AWS for K = 1 .. 64 (`bench_projection`), for LNN's round in slices
+(ScatterReduce through S3 by invoked workers) and for workers alive across rounds (not built), each K priced at
+the memory it needs,
 with the model checked against this machine (`latency`).
 `--workers-neurons`, `--workers-dtype`, `--workers-memory` and `--workers-k` run another network, dtype, memory size
 or set of K: issue 19's larger job is `--workers-neurons 1024,512,10 --workers-memory 3584`."""
@@ -284,11 +285,6 @@ def run_workers_job(args: argparse.Namespace, out: Path, console: Console) -> tu
         "gradient_bytes": gradient_bytes,
         "end_to_end_speedup": one["seconds"] / two["seconds"],
         "projection": aws_projection(compute, gradient_bytes, assumptions=on_aws, memory_mb=memory)
-        if compute
-        else None,
-        "scatter_projection": aws_projection(
-            compute, gradient_bytes, assumptions=on_aws, memory_mb=memory, design="scatter"
-        )
         if compute
         else None,
         "persistent_projection": aws_projection(
