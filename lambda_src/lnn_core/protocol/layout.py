@@ -87,6 +87,9 @@ def round_sums_keys(config: TrainingConfig, epoch: int, batch: int) -> list[str]
 
 
 STATE_SLICE_PARTS = ("params", "optimizer")
+# The run record's mark that a K > 1 run keeps its state in K slices: a run an earlier LNN started (its state one
+# file) lacks it, and fails with the reason instead of reading a layout it does not have
+STATE_SLICES_FIELD = "state_slices"
 
 
 def state_slice_key(config: TrainingConfig, epoch: int, batch: int, batches: int, slice_: int, part: str) -> str:

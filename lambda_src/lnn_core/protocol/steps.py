@@ -14,10 +14,12 @@ import numpy as np
 
 from lnn_core.aws.epoch_items import epoch_write_units
 from lnn_core.aws.sdk import now
+from lnn_core.errors import RunFailure
 from lnn_core.ml import batching, diagnostics, network, optimizers, training
 from lnn_core.ml.config import TrainingConfig
 from lnn_core.ml.dataset import TrainingData
 from lnn_core.protocol.layout import (
+    STATE_SLICES_FIELD,
     activation_key,
     batch_state_key,
     gradient_key,
@@ -26,6 +28,7 @@ from lnn_core.protocol.layout import (
     model_key,
     params_key,
     staged_model_key,
+    state_slice_keys,
 )
 from lnn_core.protocol.results import (
     StepResult,
@@ -60,6 +63,11 @@ class StepBodies(RoundSteps):
         if position.state == "finish":
             return self._finish(config, run)
         if config.workers > 1:
+            if run.get(STATE_SLICES_FIELD) != config.workers:
+                raise RunFailure(
+                    "this run was started by an earlier LNN, whose data-parallel state is one file; this version "
+                    "keeps it in slices and cannot continue it: start the run again"
+                )
             bodies = {"start": self._start, "shard": self._shard, "slice": self._slice, "reduce": self._commit_round}
             return bodies[position.state](position, config, run)
         if config.granularity != "layer":
@@ -284,6 +292,8 @@ class StepBodies(RoundSteps):
         }
         staged = staged_model_key(run["run_id"], epochs)
         result = StepResult(outputs={staged: model}, final=final)
+        if config.workers > 1:  # the last epoch's slices: its whole state is kept, and no later step reads them
+            result.obsolete = state_slice_keys(config, epochs, 1, 1)
         result.checkpoints.add(staged)
         return result
 
