@@ -76,17 +76,17 @@ def aws_round(
         DynamoDB requests (read, mark started, read again, barrier, claim, usage) and invokes the K slices together;
         slice j GETs its rows of the state and its range of every shard's sums in one wave (S / K + G bytes), PUTs
         its rows as two objects at once, makes 6 DynamoDB requests (read, mark started, read again, slice barrier,
-        claim, read again); the completing slice then commits: it reads the barrier, GETs the K new parameter
-        slices together for the epoch's item (G), writes the epoch item, commits, deletes the round's objects (L),
+        claim, read again); the completing slice then commits: it reads the barrier, GETs the other K - 1 new
+        parameter slices together for the epoch's item (G - G/K: its own is in its cache), writes the epoch item, commits, deletes the round's objects (L),
         adds its usage, sends the K shard events together and marks them sent (5 DynamoDB requests):
             time(K) = T1/K + GET(G) + PUT(G, 2) + 6 d + i + o             (a shard)
-                    + GET(S/K + G) + PUT(S/K, 2) + GET(G) + L + 11 d + i + o  (the committing slice)
+                    + GET(S/K + G) + PUT(S/K, 2) + GET(G - G/K) + L + 11 d + i + o  (the committing slice)
                     + 2 h
-        Bytes one function moves: a shard G in and G out, a slice S/K + G in and S/K out (the committing one G more
-        in): about 2 G, whatever K.
+        Bytes one function moves: a shard G in and G out, a slice S/K + G in and S/K out, the committing one
+        G - G/K more in: 2 G + G/K with gd (S = G), whatever K.
     Cost: the billed durations (the chain's step; K shards and K slices, one of which commits) at `memory_mb`
-    (default: the assumptions'), one request per invocation (1; 2K), S3 PUTs (1; 4K) and GETs (0; 2K^2 + 3K: every
-    ranged GET is a GET), DynamoDB write units (7; 8K + 8: a run record of about 2 KB costs 2 per write, a barrier
+    (default: the assumptions'), one request per invocation (1; 2K), S3 PUTs (1; 4K) and GETs (0; 2K^2 + 3K - 1: every
+    ranged GET is a GET; the commit's own slice is cached), DynamoDB write units (7; 8K + 8: a run record of about 2 KB costs 2 per write, a barrier
     item or usage write 1, the epoch item 2) and consistent reads (1; 4K + 2).
     """
     a, K = assumptions, workers
@@ -103,10 +103,10 @@ def aws_round(
         G = gradient_bytes
         shard = a.get(G) + compute + a.put(G, 2) + 6 * d + a.invoke_latency + a.handler_overhead
         sliced = a.get(S / K + G) + a.put(S / K, 2) + 6 * d + a.handler_overhead
-        commit = a.get(G) + a.s3_latency + 5 * d + a.invoke_latency
+        commit = a.get(G - G / K) + a.s3_latency + 5 * d + a.invoke_latency  # its own slice is in its cache
         communication = shard - compute + sliced + commit + 2 * a.hop_latency
         durations = K * (shard + sliced) + commit
-        requests, puts, gets, writes, reads = 2 * K, 4 * K, 2 * K * K + 3 * K, 8 * K + 8, 4 * K + 2
+        requests, puts, gets, writes, reads = 2 * K, 4 * K, 2 * K * K + 3 * K - 1, 8 * K + 8, 4 * K + 2
     return _priced(
         a, K, compute, communication, memory_mb or a.memory_mb, durations, requests, puts, gets, writes, reads
     )

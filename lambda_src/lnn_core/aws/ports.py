@@ -9,6 +9,7 @@ delivery (a reduce's K GETs, a round's K invokes) go out together through `Ports
 import contextvars
 import json
 import os
+import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterable
@@ -78,12 +79,14 @@ class S3ObjectStore:
         self._client, self.bucket, self._counter = client, bucket, counter
         self._cache: OrderedDict[str, bytes] = OrderedDict()
         self._cache_limit, self._cached = cache_bytes, 0
+        self._cache_lock = threading.Lock()  # a delivery's requests may run in threads (`RequestFanOut`)
 
     def get_bytes(self, key: str, *, etag: str | None = None, cache: bool = True) -> bytes:
         """The object's bytes. With `etag`, only that version: a changed object is a `RunFailure`."""
-        if key in self._cache:
-            self._cache.move_to_end(key)
-            return self._cache[key]
+        with self._cache_lock:
+            if key in self._cache:
+                self._cache.move_to_end(key)
+                return self._cache[key]
         request = {"Bucket": self.bucket, "Key": key} | ({"IfMatch": etag} if etag else {})
         self._counter.count("s3", s3_reads=1)
         try:
@@ -162,9 +165,10 @@ class S3ObjectStore:
 
     def delete_keys(self, keys: list[str]) -> None:
         """Delete objects (missing ones are fine), up to 1000 a request."""
-        for key in keys:
-            if key in self._cache:
-                self._cached -= len(self._cache.pop(key))
+        with self._cache_lock:
+            for key in keys:
+                if key in self._cache:
+                    self._cached -= len(self._cache.pop(key))
         for start in range(0, len(keys), 1000):
             self._counter.count("s3", s3_deletes=1)
             chunk = keys[start : start + 1000]
@@ -210,12 +214,13 @@ class S3ObjectStore:
     def _remember(self, key: str, data: bytes) -> None:
         if len(data) > self._cache_limit:
             return
-        if key in self._cache:
-            self._cached -= len(self._cache.pop(key))
-        self._cache[key] = data
-        self._cached += len(data)
-        while self._cached > self._cache_limit:
-            self._cached -= len(self._cache.popitem(last=False)[1])
+        with self._cache_lock:
+            if key in self._cache:
+                self._cached -= len(self._cache.pop(key))
+            self._cache[key] = data
+            self._cached += len(data)
+            while self._cached > self._cache_limit:
+                self._cached -= len(self._cache.popitem(last=False)[1])
 
 
 class SnsNotifier:
