@@ -77,17 +77,19 @@ def aws_round(
         slice j GETs its rows of the state and its range of every shard's sums in one wave (S / K + G bytes), PUTs
         its rows as two objects at once, makes 6 DynamoDB requests (read, mark started, read again, slice barrier,
         claim, read again); the completing slice then commits: it reads the barrier, GETs the other K - 1 new
-        parameter slices together for the epoch's item (G - G/K: its own is in its cache), writes the epoch item, commits, deletes the round's objects (L),
-        adds its usage, sends the K shard events together and marks them sent (5 DynamoDB requests):
-            time(K) = T1/K + GET(G) + PUT(G, 2) + 6 d + i + o             (a shard)
+        parameter slices together for the epoch's item (G - G/K: its own is in its cache), writes the epoch item,
+        commits, deletes the round's objects (L), adds its usage, sends the K shard events together and marks them
+        sent (5 DynamoDB requests):
+            time(K) = T1/K + GET(G) + PUT(G, 2) + 6 d + i + o                   (a shard)
                     + GET(S/K + G) + PUT(S/K, 2) + GET(G - G/K) + L + 11 d + i + o  (the committing slice)
                     + 2 h
         Bytes one function moves: a shard G in and G out, a slice S/K + G in and S/K out, the committing one
         G - G/K more in: 2 G + G/K with gd (S = G), whatever K.
     Cost: the billed durations (the chain's step; K shards and K slices, one of which commits) at `memory_mb`
-    (default: the assumptions'), one request per invocation (1; 2K), S3 PUTs (1; 4K) and GETs (0; 2K^2 + 3K - 1: every
-    ranged GET is a GET; the commit's own slice is cached), DynamoDB write units (7; 8K + 8: a run record of about 2 KB costs 2 per write, a barrier
-    item or usage write 1, the epoch item 2) and consistent reads (1; 4K + 2).
+    (default: the assumptions'), one request per invocation (1; 2K), S3 PUTs (1; 4K) and GETs (0; 2K^2 + 3K - 1:
+    every ranged GET is a GET; the commit's own slice is cached), DynamoDB write units (7; 8K + 8: a run record of
+    about 2 KB costs 2 per write, a barrier item or usage write 1, the epoch item 2) and consistent reads (1;
+    4K + 2).
     """
     a, K = assumptions, workers
     S = gradient_bytes if state_bytes is None else state_bytes
