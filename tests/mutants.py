@@ -276,14 +276,14 @@ MUTANTS = (
         "                    futures.append(pool.submit(context.run, call, item))\n"
         "                    futures[-1].add_done_callback(lambda done, listed=futures: "
         "listed.append(listed.pop(listed.index(done))))\n",
-        first=("test_a_reduce_adds_its_shards_in_shard_order_whatever_order_their_gets_complete_in",),
+        first=("test_a_slice_adds_the_shards_sums_in_shard_order_whatever_order_their_gets_complete_in",),
     ),
     Mutant(
         "a fan-out that drops a failed request's error (a round's shard invoke lost, recorded as sent)",
         CORE + "aws/ports.py",
         "return [future.result() for future in futures]",
         "return [None if future.exception() else future.result() for future in futures]",
-        first=("test_a_reduce_whose_shard_invokes_failed_midway_is_finished_by_its_retry",),
+        first=("test_a_committing_slice_whose_shard_invokes_failed_midway_is_finished_by_its_retry",),
     ),
     Mutant(
         "a round's shard events recorded as sent before every invoke was accepted",
@@ -294,7 +294,7 @@ MUTANTS = (
         "        if self.invoked_step is not None:\n"
         "            ports.table.mark_invoked(self.run_id, self.invoked_step)\n"
         "        ports.fan_out.map(ports.invoker.invoke_async, self.invocations)\n",
-        first=("test_a_reduce_whose_shard_invokes_failed_midway_is_finished_by_its_retry",),
+        first=("test_a_committing_slice_whose_shard_invokes_failed_midway_is_finished_by_its_retry",),
     ),
 )
 

@@ -1,11 +1,16 @@
-"""Data-parallel rounds through the trainer (issue 12): K shard workers per update, one barrier, one reduce.
+"""Data-parallel rounds through the trainer (issue 12): K shard workers per update, then K slices of its reduce.
 
-Every run with K workers equals `training.train_reference(..., workers=K)` bit for bit, whatever happens to its shard
-and reduce events: duplicates, late shards, crashed shards, lost events, twins at the same instant.
+A round of K > 1 workers (the run's `reduce` step) is K shard deliveries, each of which writes its gradient sums as
+two raw objects and joins the round's barrier (the completing one sends the K slice events), then K slice
+deliveries, each of which updates its rows of the training state and joins the slice barrier (the completing one
+commits the round). Every run with K workers equals `training.train_reference(..., workers=K)` bit for bit, whatever
+happens to its shard and slice events: duplicates, late shards, crashed shards and slices, lost events, twins at the
+same instant.
 """
 
 import io
 import json
+import re
 import threading
 import time
 
@@ -87,13 +92,33 @@ def assert_like_reference(aws, trainer, X, y, parameters=PARAMETERS):
     assert [json.loads(m["Body"])["status"] for m in aws.messages()] == ["succeeded"]
 
 
+def slice_events_of_round_1(trainer, queue):
+    """Deliver the start and round 1's K shards (the last sends the K slice events); take those events off the
+    queue and return them."""
+    trainer.handle(queue.events.popleft())
+    for _ in range(PARAMETERS["workers"]):
+        trainer.handle(queue.events.popleft())
+    slices = list(queue.events)
+    assert [(event["state"], event["slice"]) for event in slices] == [("slice", 0), ("slice", 1), ("slice", 2)]
+    queue.events.clear()
+    return slices
+
+
+def members(queue):
+    """The queued events as (state, shard or slice, batch)."""
+    return [(event["state"], event.get("shard", event.get("slice")), event["batch"]) for event in queue.events]
+
+
+ROUND_2_SHARDS = [("shard", 0, 2), ("shard", 1, 2), ("shard", 2, 2)]
+
+
 @pytest.mark.parametrize("granularity", ["epoch", "auto"])
 def test_a_run_with_k_workers_equals_the_reference_bit_for_bit(world, granularity):
     aws, X, y, queue, clock = world
     trainer = launch(aws, queue, clock, {**PARAMETERS, "granularity": granularity})
     outcomes = drain(trainer, queue)
     assert outcomes.count("shard") == 2 * ROUNDS and outcomes.count("round complete") == ROUNDS
-    assert outcomes.count("committed") == ROUNDS + 2
+    assert outcomes.count("slice") == 2 * ROUNDS and outcomes.count("committed") == ROUNDS + 2
     assert_like_reference(aws, trainer, X, y, {**PARAMETERS, "granularity": granularity})
 
 
@@ -102,22 +127,29 @@ def test_float32_rounds_of_two_workers_move_float32_and_equal_the_float32_refere
     aws, X, y, queue, clock = world
     parameters = {**PARAMETERS, "workers": 2, "dtype": "float32", "granularity": granularity}
     trainer = launch(aws, queue, clock, parameters)
-    written = {}
+    sums, states = {}, {}
     put_bytes = trainer.ports.store.put_bytes
 
     def recording(key, data, **kwargs):
-        with np.load(io.BytesIO(data)) as npz:
-            written[key] = {name: npz[name].dtype for name in npz.files if npz[name].ndim}  # scalars: sums and t
+        if key.endswith(".bin"):  # a shard's sums: raw values, no header
+            sums[key] = len(data)
+        elif "/params-e" in key:  # the training state: in slices, and whole at the checkpoint
+            with np.load(io.BytesIO(data)) as npz:
+                states[key] = {npz[name].dtype for name in npz.files if npz[name].ndim}  # not adam's scalar t
         put_bytes(key, data, **kwargs)
 
     trainer.ports.store.put_bytes = recording
     outcomes = drain(trainer, queue)
     assert outcomes.count("shard") == ROUNDS and outcomes.count("round complete") == ROUNDS
+    assert outcomes.count("slice") == ROUNDS and outcomes.count("committed") == ROUNDS + 2
     assert_like_reference(aws, trainer, X, y, parameters)
-    shards = [arrays for key, arrays in written.items() if "/shard-" in key]
-    assert len(shards) == 2 * ROUNDS
-    for arrays in [*shards, *(arrays for key, arrays in written.items() if "/params-e" in key)]:
-        assert set(arrays.values()) == {np.dtype("float32")}
+    # 4 features, neurons [4, 1]: slice 0 owns rows 0-1 of layer 1 and the row of layer 2, (2 + 1) * (4 + 1) values
+    # in object 0; slice 1 rows 2-3 of layer 1, 2 * (4 + 1) values in object 1; 4 bytes each
+    assert len(sums) == 2 * 2 * ROUNDS
+    assert {(key[-6:], size) for key, size in sums.items()} == {("-0.bin", 15 * 4), ("-1.bin", 10 * 4)}
+    slices = [key for key in states if re.search(r"/params-e\d+(-b\d+)?/(params|optimizer)-\d{3}\.npz$", key)]
+    assert len(slices) == 2 * 2 * (1 + ROUNDS)  # the initial state's and every round's, parameters and optimizer
+    assert all(dtypes == {np.dtype("float32")} for dtypes in states.values()), states
 
 
 def test_shards_in_any_order_and_every_one_twice_end_like_the_reference(world):
@@ -133,16 +165,25 @@ def test_shards_in_any_order_and_every_one_twice_end_like_the_reference(world):
     assert_like_reference(aws, trainer, X, y)
 
 
-def test_the_barrier_admits_each_shard_once_and_one_write_completes(world):
-    aws, *_ = world
-    table = build_trainer(session=aws.session, invoker=QueueInvoker()).ports.table
-    befores = [table.join_barrier("r1", 7, shard) for shard in (2, 0, 2, 1, 0, 1)]
-    completing = [shard not in before and len(before) == 2 for shard, before in zip((2, 0, 2, 1, 0, 1), befores)]
-    assert completing == [False, False, False, True, False, False]
-    assert table.shards_done("r1", 7) == {0, 1, 2} and table.shards_done("r1", 8) == set()
+def test_slices_in_any_order_and_every_one_twice_end_like_the_reference(world):
+    aws, X, y, queue, clock = world
+    trainer = launch(aws, queue, clock)
+    rng = np.random.RandomState(1)
+    pool, outcomes = [], []
+    while queue.events or pool:
+        while queue.events:  # every event sent is delivered twice, each copy at a random time
+            event = queue.events.popleft()
+            pool += [event, json.loads(json.dumps(event))]
+        event = pool.pop(rng.randint(len(pool)))
+        outcomes.append((event["state"], trainer.handle(event)["outcome"]))
+    assert_like_reference(aws, trainer, X, y)
+    assert outcomes.count(("shard", "round complete")) == ROUNDS
+    # a duplicate slice never completes a round: the one write that finds the other K - 1 slices commits it
+    assert [outcome for state, outcome in outcomes if state == "slice"].count("committed") == ROUNDS
+    assert [outcome for _, outcome in outcomes].count("committed") == ROUNDS + 2
 
 
-def test_lost_shard_and_lost_reduce_events_are_resent_exactly_as_missing(world):
+def test_lost_shard_and_slice_events_are_resent_exactly_as_missing(world):
     aws, X, y, queue, clock = world
     trainer = launch(aws, queue, clock)
     trainer.handle(queue.events.popleft())  # start: scatters round 1
@@ -151,13 +192,18 @@ def test_lost_shard_and_lost_reduce_events_are_resent_exactly_as_missing(world):
     queue.events.clear()
     trainer.handle(shards[0])  # shards 1 and 2 are lost
     run_control.resume_run(trainer.ports, "r1")
-    assert sorted(event["shard"] for event in queue.events) == [1, 2]  # only what is missing
+    assert members(queue) == [("shard", 1, 1), ("shard", 2, 1)]  # only what is missing
     trainer.handle(queue.events.popleft())
-    trainer.handle(queue.events.popleft())  # completes the round: sends the reduce ...
-    assert [event["state"] for event in queue.events] == ["reduce"]
-    queue.events.clear()  # ... which is lost
+    assert trainer.handle(queue.events.popleft())["outcome"] == "round complete"  # sends the K slices ...
+    slices = list(queue.events)
+    assert members(queue) == [("slice", 0, 1), ("slice", 1, 1), ("slice", 2, 1)]
+    queue.events.clear()  # ... of which slices 0 and 2 are lost
+    assert trainer.handle(slices[1])["outcome"] == "slice"
     run_control.resume_run(trainer.ports, "r1")
-    assert [event["state"] for event in queue.events] == ["reduce"]
+    assert members(queue) == [("slice", 0, 1), ("slice", 2, 1)]  # only what is missing
+    queue.events.clear()  # lost again
+    run_control.resume_run(trainer.ports, "r1")
+    assert members(queue) == [("slice", 0, 1), ("slice", 2, 1)]
     drain(trainer, queue)
     assert_like_reference(aws, trainer, X, y)
 
@@ -166,7 +212,21 @@ class Died(BaseException):
     """The sandbox died mid-invocation."""
 
 
-@pytest.mark.parametrize("site", ["put_bytes", "join_barrier", "claim_reduce", "invoke_async"])
+def dying_at(port, site, *, armed=lambda: True):
+    """Make `port.site` the last request of its container: the effect happens, then the process dies (once
+    `armed()`: before, the request is made as usual)."""
+    original = getattr(port, site)
+
+    def die(*args, **kwargs):
+        answer = original(*args, **kwargs)
+        if armed():
+            raise Died()
+        return answer
+
+    setattr(port, site, die)
+
+
+@pytest.mark.parametrize("site", ["put_bytes", "join_barrier", "claim_slices", "invoke_async"])
 def test_a_shard_that_died_at_any_effect_is_finished_by_its_retry(world, site):
     aws, X, y, queue, clock = world
     trainer = launch(aws, queue, clock)
@@ -177,23 +237,90 @@ def test_a_shard_that_died_at_any_effect_is_finished_by_its_retry(world, site):
     port = {
         "put_bytes": dying.ports.store,
         "join_barrier": dying.ports.table,
-        "claim_reduce": dying.ports.table,
+        "claim_slices": dying.ports.table,
         "invoke_async": dying.ports.invoker,
     }[site]
-    original = getattr(port, site)
-
-    def die(*args, **kwargs):
-        original(*args, **kwargs)  # the effect happened; the process dies before it could go on
-        raise Died()
-
-    setattr(port, site, die)
+    dying_at(port, site)
     with pytest.raises(Died):
         dying.handle(json.loads(json.dumps(last_shard)))
     clock.advance(60)
-    # Lambda's retry comes a minute later: whatever the died delivery did (its reduce event, if sent, went to a queue
-    # this test drops), its claim has expired and the retry sends the reduce
+    # Lambda's retry comes a minute later: whatever the died delivery did (its slice events, if sent, went to a
+    # queue this test drops), its claim has expired and the retry sends the K slice events
     assert trainer.handle(json.loads(json.dumps(last_shard)))["outcome"] == "round complete"
-    assert [event["state"] for event in queue.events] == ["reduce"]
+    assert members(queue) == [("slice", 0, 1), ("slice", 1, 1), ("slice", 2, 1)]
+    drain(trainer, queue)
+    assert_like_reference(aws, trainer, X, y)
+
+
+@pytest.mark.parametrize(
+    "site, dying_slice, retried",
+    [
+        # a slice that does not complete the round (its outputs must be in before it joins: another commits it)
+        ("join_slices", 0, "duplicate"),
+        # the last slice, which completes the round
+        ("put_bytes", 2, "committed"),  # the first of its two PUTs
+        ("join_slices", 2, "committed"),
+        ("claim_commit", 2, "committed"),
+        ("get_run", 2, "committed"),  # its re-read of the run after its claim
+        ("transition", 2, "resent"),  # the commit: the retry finds it made and re-sends what is missing
+        ("invoke_async", 2, "resent"),  # the first of the next round's shard events
+    ],
+)
+def test_a_slice_that_dies_at_each_effect_is_finished_by_its_retry(world, site, dying_slice, retried):
+    aws, X, y, queue, clock = world
+    trainer = launch(aws, queue, clock)
+    slices = slice_events_of_round_1(trainer, queue)
+    dying = build_trainer(session=aws.session, invoker=QueueInvoker(), clock=clock)
+    port = {"put_bytes": dying.ports.store, "invoke_async": dying.ports.invoker}.get(site, dying.ports.table)
+    claimed = []
+    if site == "get_run":  # the re-read that follows its claim of the commit (`_still_next`), not the reads before
+        claim_commit = dying.ports.table.claim_commit
+
+        def claiming(*args, **kwargs):
+            claimed.append(claim_commit(*args, **kwargs))
+            return claimed[-1]
+
+        dying.ports.table.claim_commit = claiming
+    dying_at(port, site, armed=lambda: site != "get_run" or any(claimed))
+    died = None
+    for event in slices:  # in slice order; the last completes the round
+        if event["slice"] != dying_slice:
+            assert trainer.handle(json.loads(json.dumps(event)))["outcome"] in ("slice", "committed")
+            continue
+        try:  # (not pytest.raises: `make mutants` counts assertions only)
+            dying.handle(json.loads(json.dumps(event)))
+        except Died as error:
+            died = error
+    assert isinstance(died, Died)
+    clock.advance(60)
+    # Lambda's retry a minute later: whatever the died delivery did (the events it sent went to a queue this test
+    # drops), its claims have expired and the retry finishes the round, or finds it finished
+    assert trainer.handle(json.loads(json.dumps(slices[dying_slice])))["outcome"] == retried
+    assert members(queue) == ROUND_2_SHARDS
+    drain(trainer, queue)
+    assert_like_reference(aws, trainer, X, y)
+
+
+def test_a_round_whose_committer_died_after_every_slice_is_finished_by_resume(world):
+    aws, X, y, queue, clock = world
+    trainer = launch(aws, queue, clock)
+    slices = slice_events_of_round_1(trainer, queue)
+    for event in slices[:2]:
+        assert trainer.handle(event)["outcome"] == "slice"
+    dying = build_trainer(session=aws.session, invoker=QueueInvoker(), clock=clock)
+    dying_at(dying.ports.table, "claim_commit")
+    died = None
+    try:  # every slice joined; the committer claimed the commit and died before making it
+        dying.handle(slices[2])
+    except Died as error:
+        died = error
+    assert isinstance(died, Died)
+    assert trainer.ports.table.get_run("r1")["committed_step"] == 1  # the start only
+    clock.advance(60)  # its lease has expired
+    run_control.resume_run(trainer.ports, "r1")
+    assert members(queue) == [("slice", 0, 1)]  # one slice event, whose delivery claims the commit
+    assert trainer.handle(queue.events.popleft())["outcome"] == "committed"
+    assert members(queue) == ROUND_2_SHARDS
     drain(trainer, queue)
     assert_like_reference(aws, trainer, X, y)
 
@@ -232,7 +359,7 @@ def test_twin_shards_at_the_same_instant_complete_the_round_once(world):
     for thread in threads:
         thread.join(30)
     assert sorted(outcomes) == ["round complete", "shard", "shard", "shard"]
-    assert [event["state"] for event in queue.events] == ["reduce"]
+    assert members(queue) == [("slice", 0, 1), ("slice", 1, 1), ("slice", 2, 1)]  # sent once
     drain(trainer, queue)
     assert_like_reference(aws, trainer, X, y)
 
@@ -251,7 +378,7 @@ def test_bad_workers_values_are_refused(change, fragment):
         TrainingConfig.from_parameters({**PARAMETERS, **change, "data": "runs/r1/data.npz"})
 
 
-def test_a_late_twin_shard_that_computed_while_its_round_was_reduced_writes_nothing(world):
+def test_a_late_twin_shard_that_computed_while_its_round_was_committed_writes_nothing(world):
     aws, X, y, queue, clock = world
     trainer = launch(aws, queue, clock)
     trainer.handle(queue.events.popleft())
@@ -260,33 +387,38 @@ def test_a_late_twin_shard_that_computed_while_its_round_was_reduced_writes_noth
     execute = late.steps.execute
 
     def slow_execute(*args, **kwargs):
-        result = execute(*args, **kwargs)  # the twin has started and computed its shard ...
-        for _ in range(4):  # ... while the three shards and the reduce run elsewhere
-            trainer.handle(queue.events.popleft())
-        clock.advance(60)  # and the reduce's claim has long expired
+        result = execute(*args, **kwargs)  # the twin has started and computed its shard, while elsewhere the
+        # three shards and the three slices of its round run and commit it
+        outcomes = [trainer.handle(queue.events.popleft())["outcome"] for _ in range(6)]
+        assert outcomes == ["shard", "shard", "round complete", "slice", "slice", "committed"]
+        clock.advance(60)  # and every claim of the round has long expired
         return result
 
     late.steps.execute = slow_execute
     assert late.handle(twin_event)["outcome"] == "duplicate"
     listed = aws.s3.list_objects_v2(Bucket=aws.bucket, Prefix="runs/r1/state/e0000001/b000001/")
-    assert listed.get("KeyCount", 0) == 0  # no orphaned shard result
-    assert all(event["state"] == "shard" and event["batch"] == 2 for event in queue.events)  # no stale reduce
+    assert listed.get("KeyCount", 0) == 0  # no orphaned sums
+    assert members(queue) == ROUND_2_SHARDS  # no stale slice event
     drain(trainer, queue)
     assert_like_reference(aws, trainer, X, y)
 
 
-def test_the_memory_estimate_counts_the_reduce_and_one_wave_of_shard_results_and_no_kept_states():
+def test_the_memory_estimate_of_a_round_is_its_largest_role_whatever_k():
     from lnn_core.launch.budget import parameter_copies
 
     def copies(**change):
         return parameter_copies(TrainingConfig.from_parameters({**PARAMETERS, "data": "runs/r1/data.npz", **change}))
 
-    # adam state, serialized state, the sum and one shard, and the serialized shards of one wave of GETs (64 at most)
-    assert copies(workers=3) == 2 + 6 + 2 + 3 and copies(workers=256) == copies(workers=64) == 2 + 6 + 2 + 64
+    # the commit at a checkpoint, the largest role: the parameters' slices beside their assembly (1), the optimizer
+    # state (adam: 2 copies) in slices and assembled (2 * 2), and the whole state serialized, a buffer and its
+    # bytes (2 * (1 + 2)); a shard or a slice holds less, and nothing of it grows with K
+    assert copies(workers=2) == copies(workers=3) == copies(workers=256) == 1 + 2 * 2 + 2 * (1 + 2)
+    assert copies(workers=3, optimizer="momentum") == 1 + 2 * 1 + 2 * (1 + 1)
+    assert copies(workers=3, optimizer="gd") == 1 + 2 * 0 + 2 * (1 + 0)
     assert copies(workers=3, granularity="auto", epochs=2500) == copies(workers=3)  # rounds keep no states
 
 
-# ---- the round's requests sent together (issue 19): K GETs and K invokes in one wave, summed in shard order ----
+# ---- a round's requests sent together (issues 19, 29): K GETs and K invokes in one wave, summed in shard order ----
 
 
 def concurrent_trainer(aws, queue, clock, width=16):
@@ -298,71 +430,94 @@ def concurrent_trainer(aws, queue, clock, width=16):
     return trainer
 
 
-@pytest.mark.usefixtures("atomic_moto")  # the reduce's GETs run in threads against in-process moto
-def test_a_reduce_adds_its_shards_in_shard_order_whatever_order_their_gets_complete_in(world):
+def sums_shard(key):
+    """The shard of a sums object's key (.../shard-<i>-<o>.bin), else None."""
+    name = key.rsplit("/", 1)[-1]
+    return int(name.split("-")[1]) if name.startswith("shard-") and name.endswith(".bin") else None
+
+
+@pytest.mark.usefixtures("atomic_moto")  # the slices' ranged GETs run in threads against in-process moto
+def test_a_slice_adds_the_shards_sums_in_shard_order_whatever_order_their_gets_complete_in(world):
     aws, X, y, queue, clock = world
     parameters = {**PARAMETERS, "workers": 5}
     launch(aws, queue, clock, parameters)
     trainer = concurrent_trainer(aws, queue, clock)
-    get_bytes, completed = trainer.ports.store.get_bytes, []
+    get_range, completed = trainer.ports.store.get_range, []
 
-    def last_shard_first(key, **kwargs):  # shard i's GET answers after shard i + 1's
-        shard = int(key.rsplit("-", 1)[-1].split(".")[0]) if "/shard-" in key else None
-        if shard is not None:
-            time.sleep(0.03 * (parameters["workers"] - shard))
-        data = get_bytes(key, **kwargs)
-        completed.append(shard)
+    def last_shard_first(key, start, stop, **kwargs):  # in round 1, shard i's range answers after shard i + 1's
+        shard = sums_shard(key)
+        if "/e0000001/b000001/" in key:
+            time.sleep(0.04 * (parameters["workers"] - shard))
+        data = get_range(key, start, stop, **kwargs)
+        if "/e0000001/b000001/" in key:
+            completed.append(shard)
         return data
 
-    trainer.ports.store.get_bytes = last_shard_first
-    drain(trainer, queue)
-    assert completed[completed.index(4) :][:5] == [4, 3, 2, 1, 0]  # the GETs did complete last shard first ...
-    assert_like_reference(aws, trainer, X, y, parameters)  # ... and the sums are those of shard order
+    trainer.ports.store.get_range = last_shard_first
+    outcomes = drain(trainer, queue)
+    assert outcomes.count("slice") == 4 * ROUNDS and outcomes.count("committed") == ROUNDS + 2
+    assert completed == [4, 3, 2, 1, 0] * 5  # each of round 1's 5 slices: its GETs did complete last shard first ...
+    assert_like_reference(aws, trainer, X, y, parameters)  # ... and its sums are those of shard order
 
 
 @pytest.mark.usefixtures("atomic_moto")
 def test_a_rounds_sequential_s3_round_trips_do_not_grow_with_k(world):
     aws, X, y, queue, clock = world
 
-    def reduce_round_trips(workers, width):
+    def round_trips(workers, width):
+        """Every shard's and every slice's (S3 round trips, S3 requests), in the order delivered, each in a container
+        of its own (cold: nothing cached), as in Lambda. Two rounds: the epoch's first batch of 20 examples, and its
+        last, which ends the run's one epoch (a checkpoint)."""
         queue.events.clear()
         run_id = f"trips-{workers}-{width}"
         aws.upload_data(f"runs/{run_id}/data.npz", X=X, y=y)
+        parameters = {**PARAMETERS, "neurons": [8, 1], "epochs": 1, "batch_size": 20, "workers": workers}
         answer = build_launcher(session=aws.session, invoker=queue, clock=clock).handle(
-            {"run_id": run_id, "parameters": {**PARAMETERS, "workers": workers, "data": f"runs/{run_id}/data.npz"}}
+            {"run_id": run_id, "parameters": {**parameters, "data": f"runs/{run_id}/data.npz"}}
         )
         assert answer["status"] == "running", answer
-        shards = build_trainer(session=aws.session, invoker=queue, clock=clock)
-        reducer = concurrent_trainer(aws, queue, clock, width)
-        trips = []
+        trips = {"shard": [], "slice": []}
         while queue.events:
             event = queue.events.popleft()
-            if event["state"] != "reduce":
-                shards.handle(event)  # in other containers than the reduce's, as in Lambda
-                continue
-            before = reducer.ports.counter.snapshot()
-            reducer.handle(event)
-            io = reducer.ports.counter.since(before)
-            trips.append((io["round_trips"]["s3"], io["requests"]["s3"]))
+            container = concurrent_trainer(aws, queue, clock, width)
+            before = container.ports.counter.snapshot()
+            container.handle(event)
+            io = container.ports.counter.since(before)
+            if event["state"] in trips:
+                trips[event["state"]].append((io["round_trips"].get("s3", 0), io["requests"]["s3"]))
+        assert container.ports.table.get_run(run_id)["status"] == "succeeded"
         return trips
 
-    # per reduce: its K GETs in one wave, the state's PUT, the round's delete; the first reduce also GETs the data
-    # and the state the start step wrote (later ones wrote it themselves: cached)
-    two, eight = reduce_round_trips(2, 16), reduce_round_trips(8, 16)
-    assert [trip for trip, _ in two] == [trip for trip, _ in eight] == [5] + [3] * (ROUNDS - 1)
-    assert [requests for _, requests in eight] == [8 + 4] + [8 + 2] * (ROUNDS - 1)
-    assert [trip for trip, _ in reduce_round_trips(8, 1)] == [8 + 4] + [8 + 2] * (ROUNDS - 1)  # one after another
+    def expected(k, width):
+        """(round trips, requests) of the 2 rounds' shards and slices with K = k (neurons [8, 1]: every slice owns
+        a row, so that each of its K ranges is a GET)."""
+        one = width == 1  # one request after another: every request a round trip
+        # a shard: the data; its K parameter slices, in one wave; its two sums objects, in one wave
+        shard = (k + 3 if one else 3, k + 3)
+        # a slice: its parameter slice, then its optimizer slice; its K ranges of the shards' sums, in one wave; its
+        # two objects, in one wave
+        slice_ = (k + 4 if one else 4, k + 4)
+        # the committing slice also deletes the round's obsolete objects; at the epoch's end it also assembles the
+        # parameters, then the optimizer state of the checkpoint (K - 1 GETs each, in one wave: its own slices are
+        # cached), GETs the data for the epoch's results and PUTs the whole state
+        mid, last = (k + 5 if one else 5, k + 5), (3 * k + 5 if one else 9, 3 * k + 5)
+        return {"shard": [shard] * 2 * k, "slice": [slice_] * (k - 1) + [mid] + [slice_] * (k - 1) + [last]}
+
+    two, eight = round_trips(2, 16), round_trips(8, 16)
+    assert two == expected(2, 16) and eight == expected(8, 16)
+    assert {trip for trip, _ in two["shard"] + eight["shard"]} == {3}  # the K parameter slices: one round trip
+    assert {trip for trip, _ in two["slice"] + eight["slice"]} == {4, 5, 9}  # the K ranges: one round trip
+    assert round_trips(8, 1) == expected(8, 1)  # one after another: they grow with K
 
 
 @pytest.mark.usefixtures("atomic_moto")
-def test_a_reduce_whose_shard_invokes_failed_midway_is_finished_by_its_retry(world):
+def test_a_committing_slice_whose_shard_invokes_failed_midway_is_finished_by_its_retry(world):
     aws, X, y, queue, clock = world
     trainer = launch(aws, queue, clock)
-    trainer.handle(queue.events.popleft())  # start: scatters round 1
-    for _ in range(3):
-        trainer.handle(queue.events.popleft())  # round 1's shards; the last sends the reduce
-    reduce_event = queue.events.popleft()
-    assert reduce_event["state"] == "reduce" and not queue.events
+    slices = slice_events_of_round_1(trainer, queue)
+    for event in slices[:2]:
+        assert trainer.handle(event)["outcome"] == "slice"
+    committing = slices[2]
     dying = concurrent_trainer(aws, queue, clock)
     invoke = queue.invoke_async
 
@@ -378,15 +533,17 @@ def test_a_reduce_whose_shard_invokes_failed_midway_is_finished_by_its_retry(wor
     dying.ports.invoker = type("Invoker", (), {"invoke_async": staticmethod(refusing)})()
     raised = None
     try:  # (not pytest.raises: `make mutants` counts assertions only)
-        dying.handle(reduce_event)  # round 1 reduced and committed; round 2's shards sent, but for shard 1
+        dying.handle(committing)  # round 1 committed; round 2's shards sent, but for shard 1
     except Refused as error:
         raised = error
-    assert sorted(event["shard"] for event in queue.events) == [0, 2]  # sent together: the others went out
-    assert trainer.ports.table.get_run("r1")["invoked_step"] < reduce_event["step"] + 1  # not recorded as sent
+    assert members(queue) == [("shard", 0, 2), ("shard", 2, 2)]  # sent together: the others went out
+    run = trainer.ports.table.get_run("r1")
+    assert run["committed_step"] == committing["step"]
+    assert run["invoked_step"] < committing["step"] + 1  # not recorded as sent
     assert isinstance(raised, Refused)  # Lambda sees the delivery fail
     drain(trainer, queue)  # shards 0 and 2 join the barrier; the round waits for shard 1
-    clock.advance(60)  # Lambda's retry of the reduce event a minute later: the lease has expired
-    assert trainer.handle(reduce_event)["outcome"] == "resent"
-    assert [event["shard"] for event in queue.events] == [1]  # only what is missing
+    clock.advance(60)  # Lambda's retry of the slice event a minute later: the lease has expired
+    assert trainer.handle(committing)["outcome"] == "resent"
+    assert members(queue) == [("shard", 1, 2)]  # only what is missing
     drain(trainer, queue)
     assert_like_reference(aws, trainer, X, y)
