@@ -37,6 +37,8 @@ CONCURRENCY_TESTS = (
     "tests/integration/test_concurrent_chaos.py",
     "tests/integration/test_workers.py",
     "tests/integration/test_workers_chaos.py",
+    "tests/integration/test_round_stops.py",
+    "tests/integration/test_round_state.py",
     "tests/integration/test_lost_answers.py",
     "tests/integration/test_lost_answers_review.py",
     "tests/integration/test_run_control.py",
@@ -53,6 +55,7 @@ CORE = "lambda_src/lnn_core/"
 RUN_RECORD, TRAINER = CORE + "aws/run_record.py", CORE + "protocol/trainer.py"
 ROUND_BARRIER, EPOCH_ITEMS = CORE + "aws/round_barrier.py", CORE + "aws/epoch_items.py"
 SENDING, RUN_CONTROL = CORE + "protocol/sending.py", CORE + "run_control.py"
+ROUND_STEPS = CORE + "protocol/round_steps.py"
 
 
 @dataclass(frozen=True)
@@ -212,6 +215,23 @@ MUTANTS = (
         "        before = self.ports.table.join_slices(step_event.run_id, step_event.step, step_event.slice)\n"
         "        self._put_outputs(result, scratch=True)\n",
         first=("test_a_slice_that_dies_at_each_effect",),
+    ),
+    Mutant(
+        "a losing committer keeping its commit claim (a quick `lnn resume` finds nothing it may commit)",
+        TRAINER,
+        "            self.ports.table.release_commit(step_event.run_id, step_event.step, claimant=claimant)\n",
+        "            pass\n",
+        first=("test_a_quick_resume_after_a_stop_that_beat_a_claimed_commit",),
+    ),
+    Mutant(
+        "the state before an epoch deleted at its first commit (a stop in mid-epoch has no model)",
+        ROUND_STEPS,
+        "        if batch > 1:  # the state before the epoch's first batch stays until its end: a stop's model comes "
+        "from it\n",
+        "        obsolete += state_slice_keys(config, epoch, 0, count)\n"
+        "        if batch > 1:  # the state before the epoch's first batch stays until its end: a stop's model comes "
+        "from it\n",
+        first=("test_a_stop_in_the_slice_phase_of_a_later_batch",),
     ),
     Mutant(
         "a re-send that sends nothing for a round whose slices are all in but uncommitted",

@@ -547,3 +547,53 @@ def test_a_committing_slice_whose_shard_invokes_failed_midway_is_finished_by_its
     assert members(queue) == [("shard", 1, 2)]  # only what is missing
     drain(trainer, queue)
     assert_like_reference(aws, trainer, X, y)
+
+
+# ---- configurations at the edges of the slices (session 29's review) ---------------------------------------------
+
+
+def model_equals_reference(aws, trainer, X, y, parameters):
+    run = trainer.ports.table.get_run("r1")
+    assert run["status"] == "succeeded", run.get("reason")
+    params, costs = reference(X, y, {k: v for k, v in parameters.items() if k != "threshold"})
+    if "threshold" in parameters:
+        options = {
+            k: parameters[k]
+            for k in ("batch_size", "optimizer", "l2", "workers", "dtype", "threshold")
+            if k in parameters
+        }
+        params, costs = training.train_reference(
+            X,
+            y,
+            neurons=parameters["neurons"],
+            activations=parameters["activations"],
+            learning_rate=parameters["learning_rate"],
+            epochs=parameters["epochs"],
+            seed=parameters["seed"],
+            **options,
+        )
+        assert len(costs) < parameters["epochs"], costs  # it did stop early
+    with np.load(io.BytesIO(aws.s3.get_object(Bucket=aws.bucket, Key="runs/r1/model.npz")["Body"].read())) as npz:
+        for name in params:
+            assert npz[name].tobytes() == params[name].tobytes(), name
+    assert [item["cost"] for item in trainer.ports.table.committed_epochs(run)] == costs
+
+
+CONFIGS = {
+    "k2-one-neuron": {"workers": 2, "neurons": [1], "activations": ["sigmoid"], "optimizer": "adam", "l2": 0.0},
+    "k5-more-than-rows": {"workers": 5, "neurons": [3, 1], "activations": ["relu", "sigmoid"], "optimizer": "momentum"},
+    "float32-l2-gd": {"workers": 3, "dtype": "float32", "optimizer": "gd", "l2": 0.1},
+    "full-batch": {"workers": 4, "batch_size": None, "optimizer": "adam", "l2": 0.02},
+    "threshold": {"workers": 2, "threshold": 0.69, "epochs": 6},
+}
+
+
+@pytest.mark.parametrize("name", list(CONFIGS))
+def test_configurations_equal_the_reference(world, name):
+    aws, X, y, queue, clock = world
+    parameters = {**PARAMETERS, **CONFIGS[name]}
+    if parameters.get("batch_size") is None:
+        parameters.pop("batch_size")
+    trainer = launch(aws, queue, clock, parameters)
+    drain(trainer, queue)
+    model_equals_reference(aws, trainer, X, y, parameters)

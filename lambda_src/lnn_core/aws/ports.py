@@ -54,6 +54,7 @@ EFFECTS = {
         "claim_slices",
         "join_slices",
         "claim_commit",
+        "release_commit",
     ),
     "notifier": ("publish",),
     "invoker": ("invoke_async",),

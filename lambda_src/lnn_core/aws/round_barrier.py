@@ -77,6 +77,18 @@ class RoundBarrierOperations(TableAccess):
             epoch=barrier_epoch(step),
         )
 
+    def release_commit(self, run_id: str, step: int, *, claimant: str) -> None:
+        """Give up this claimant's commit claim (its commit lost: a stop or another ending came first), so that the
+        slice event a `lnn resume` sends claims it at once instead of waiting for the lease to expire. Only the
+        claimant's own claim goes; a later claimant's stays."""
+        self._conditional_update(
+            run_id,
+            "REMOVE commit_lease, commit_by",
+            "commit_by = :claimant",
+            {":claimant": claimant},
+            epoch=barrier_epoch(step),
+        )
+
     def round_progress(self, run_id: str, step: int) -> RoundProgress:
         """The barrier item of the round that step `step` reduces, in one strongly consistent read (an absent item:
         nothing done yet)."""

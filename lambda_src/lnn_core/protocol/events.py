@@ -159,6 +159,11 @@ def schedule_mismatch(step_event: StepEvent, run: dict) -> str | None:
     expected = run.get("next_event") or {}
     received = event_fields(step_event)
     if step_event.position.state in ROUND_MEMBER:  # shards and slices make the reduce step of their round
+        if expected.get("state") != "reduce":
+            return (
+                f"a {step_event.position.state} event, but the run's next step is a "
+                f"{shown(expected.get('state'))}, not a round of workers"
+            )
         received["state"] = "reduce"
     elif step_event.position.state == "reduce" and step_event.shards > 1:
         return "a round of K > 1 workers takes shard and slice events, never a reduce event"

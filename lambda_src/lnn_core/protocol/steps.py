@@ -321,7 +321,7 @@ class StepBodies(RoundSteps):
         that completes the next epoch commits), as the finish would write it after that epoch; with the key it is
         staged at. A `RunFailure` when that state is gone."""
         epoch = run["progress_epoch"]
-        if config.workers > 1:  # the epoch's state in slices (kept until the next epoch's end commits)
+        if config.workers > 1 and run.get(STATE_SLICES_FIELD) == config.workers:  # (kept until the next epoch's end)
             params = self._assembled(config, epoch, 1, 1, "params")
         else:
             params = params_of(self._load(params_key(config, epoch)))

@@ -197,8 +197,18 @@ class Trainer:
             until=sending.lease_until(self.ports, context),
         ):
             return {"outcome": "slice"}  # the commit is on its way
+        outcome = self._commit_round(step_event, config, run, claimant, context)
+        if outcome["outcome"] != "committed":  # a stop or another ending came first: a resume's slice may claim now
+            self.ports.table.release_commit(step_event.run_id, step_event.step, claimant=claimant)
+        return outcome
+
+    def _commit_round(
+        self, step_event: StepEvent, config: TrainingConfig, run: dict, claimant: str, context: Any
+    ) -> dict[str, Any]:
+        """The claimed commit of a round: the run read again (a claimant whose lease expired may have committed
+        meanwhile), the commit's body, the commit."""
         if not self._still_next(step_event.run_id, step_event.step):
-            return {"outcome": "duplicate"}  # an earlier claimant, whose lease expired, committed meanwhile
+            return {"outcome": "duplicate"}
         commit = dataclasses.replace(step_event.position, state="reduce", slice=None)
         try:
             committed = self._execute(commit, config, run, context)
