@@ -221,9 +221,17 @@ def test_every_call_of_whole_runs_is_allowed_by_the_functions_roles(aws, templat
         statements = allowed_statements(template, ROLES[role])
         refused = sorted(call for call in recorder.calls if not permitted(call, statements))
         assert recorder.calls and not refused, f"{role} would be denied: {refused}"
-    assert ("s3:PutObjectTagging", "runs/rounds/state/e0000001/b000001/shard-000.npz", None) in recorders[
-        "trainer"
-    ].calls
+    rounds = "runs/rounds/state/"  # a shard's sums (scratch), a slice's ranged GETs of them, its rows of the state
+    assert {
+        ("s3:PutObject", rounds + "e0000001/b000001/shard-000-0.bin", None),
+        ("s3:PutObjectTagging", rounds + "e0000001/b000001/shard-000-0.bin", None),
+        ("s3:PutObjectTagging", rounds + "e0000001/b000001/shard-001-1.bin", None),
+        ("s3:GetObject", rounds + "e0000001/b000001/shard-001-1.bin", None),
+        ("s3:PutObjectTagging", rounds + "params-e0000001-b000001/params-000.npz", None),
+        ("s3:PutObjectTagging", rounds + "params-e0000001-b000001/optimizer-001.npz", None),
+        ("s3:DeleteObject", rounds + "e0000001/b000001/shard-001-0.bin", None),
+    } <= recorders["trainer"].calls
+    assert {("dynamodb:UpdateItem", "", None), ("dynamodb:GetItem", "", None)} <= recorders["trainer"].calls
     assert any(action == "dynamodb:Query" for action, _, _ in recorders["watchdog"].calls)
     assert {
         ("s3:ListBucket", "", "runs/parts/data/"),

@@ -87,6 +87,18 @@ def updating(fragment: str):
     return lambda request: fragment in request.get("UpdateExpression", "")
 
 
+def counted(fragment: str, lost: list):
+    """`updating(fragment)`, appending each request it picks to `lost` (to show that an answer was lost)."""
+
+    def pick(request):
+        if updating(fragment)(request):
+            lost.append(request)
+            return True
+        return False
+
+    return pick
+
+
 @pytest.fixture
 def world(aws):
     return World(aws)
@@ -132,7 +144,7 @@ def test_1_an_ending_transition_whose_answer_was_lost_reports_the_ending_not_a_d
     assert [message["status"] for message in world.messages()] == ["stopped"]
 
 
-# ---- 2. the other claims: the launch, the reduce, the re-send, the watchdog's resume ----------------------------
+# ---- 2. the other claims: the launch, a round's slices and commit, the re-send, the watchdog's resume ----------
 
 
 def test_2_a_launch_whose_create_answer_was_lost_sends_step_1(world):
@@ -145,16 +157,50 @@ def test_2_a_launch_whose_create_answer_was_lost_sends_step_1(world):
     assert world.record()["status"] == "succeeded"
 
 
-def test_2_a_round_whose_reduce_claim_answer_was_lost_sends_its_reduce(world):
+def test_2_a_round_whose_slices_claim_answer_was_lost_sends_its_slices(world):
+    """The shard that completes a round claims the sending of its K slice events: the claim is applied, its answer
+    lost, and boto's retry finds the lease held by its own name, so it wins again and sends the K slices, once."""
     world.launch(ROUNDS)
     trainer = world.trainer()
     first = world.run_until(trainer, "shard")  # the first round's two shard events
     second = world.queue.events.popleft()
-    completing = world.trainer()
-    lose_answers(completing, "table", "update_item", when=updating("SET reduce_lease"))
-    trainer.handle(first, context())
-    assert completing.handle(second, context())["outcome"] == "round complete"  # before the fix: "shard"
-    assert [event["state"] for event in world.queue.events] == ["reduce"]
+    completing, lost = world.trainer(), []
+    lose_answers(completing, "table", "update_item", when=counted("SET slices_lease", lost))
+    assert trainer.handle(first, context())["outcome"] == "shard"
+    assert completing.handle(second, context())["outcome"] == "round complete"  # without `slices_by`: "shard"
+    assert len(lost) == 1
+    step = second["step"]
+    assert [(event["state"], event["step"], event["slice"]) for event in world.queue.events] == [
+        ("slice", step, 0),
+        ("slice", step, 1),
+    ]
+    assert world.trainer().handle(dict(second), context())["outcome"] == "shard"  # a twin: the lease is live
+    assert len(world.queue.events) == 2
+    world.drain(trainer)
+    assert world.record()["status"] == "succeeded"
+
+
+def test_a_round_whose_commit_claim_answer_was_lost_commits_once(world):
+    """The slice that completes a round claims its commit: the claim is applied, its answer lost, and boto's retry
+    finds the lease held by its own name, so it wins again, commits the round and sends the next round's K shard
+    events, once."""
+    world.launch(ROUNDS)
+    trainer = world.trainer()
+    first = world.run_until(trainer, "slice")  # the first round's two slice events
+    second = world.queue.events.popleft()
+    step = second["step"]
+    completing, lost = world.trainer(), []
+    lose_answers(completing, "table", "update_item", when=counted("SET commit_lease", lost))
+    assert trainer.handle(first, context())["outcome"] == "slice"
+    assert completing.handle(second, context())["outcome"] == "committed"  # without `commit_by`: "slice", a stall
+    assert len(lost) == 1
+    assert world.record()["committed_step"] == step
+    assert [(event["state"], event["step"], event["shard"]) for event in world.queue.events] == [
+        ("shard", step + 1, 0),
+        ("shard", step + 1, 1),
+    ]
+    assert world.trainer().handle(dict(second), context())["outcome"] == "duplicate"  # a twin: committed and sent
+    assert len(world.queue.events) == 2 and world.record()["committed_step"] == step
     world.drain(trainer)
     assert world.record()["status"] == "succeeded"
 

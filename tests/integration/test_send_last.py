@@ -1,5 +1,5 @@
 """A delivery that sends the next step makes that send its last requests: the invokes, then only the `mark_invoked`
-write (the reduce's invoke by the shard that completes its round: nothing after it). Its cleanup and its usage ADD
+write (the K slice invokes by the shard that completes its round: nothing after them). Its cleanup and its usage ADD
 come before, so that its container is free again when Lambda dispatches the event it sent, and the chain stays in
 one warm container with its cached state (docs/performance.md, "Why K = 1's epoch intervals swing"). And every
 delivery, whatever path it takes, adds its usage exactly once.
@@ -99,16 +99,17 @@ def test_the_invoke_of_the_next_step_is_followed_only_by_its_mark_invoked(aws, r
         assert all(request[:2] == ("lambda", "Invoke") for request in sent), requests  # the invokes together
         assert adds[0] < first, requests  # the usage before the send
         assert not [request for request in requests[first:] if request[1] == "DeleteObjects"], requests
-        if outcome == "round complete":  # the shard that completed the round invokes the reduce, and is done
-            assert [request[2] for request in sent] == ["reduce"] and tail == [], requests
+        if outcome == "round complete":  # the shard that completed the round invokes the K slices, and is done
+            assert [request[2] for request in sent] == ["slice", "slice"] and tail == [], requests
         else:
             assert outcome == "committed", (outcome, requests)
             assert tail == [("dynamodb", "UpdateItem", MARK_INVOKED)], requests
-        sends.append(outcome)
+        sends.append((outcome, tuple(request[2] for request in sent)))
     assert trainer.ports.table.get_run("r1")["status"] == "succeeded"
     assert sends and usage(trainer)["deliveries"] == deliveries + 1  # and the launch's
-    if run == "K = 2":
-        assert "round complete" in sends
+    if run == "K = 2":  # a round's shards send its slices; the slice that commits it sends the next round's shards
+        assert ("round complete", ("slice", "slice")) in sends
+        assert ("committed", ("shard", "shard")) in sends
 
 
 def test_a_commit_deletes_its_obsolete_state_before_it_sends(aws):

@@ -227,7 +227,53 @@ def test_a_stop_during_a_round_of_two_workers_resumes_only_the_shard_not_in(aws)
     params, costs = reference(ROUNDS)
     assert_params(world.model(), params)
     assert [item["cost"] for item in world.trainer().ports.table.committed_epochs(run)] == costs
-    assert run["committed_step"] == 3 * 2 + 2  # start, 6 reduces, finish: one commit each
+    assert run["committed_step"] == 3 * 2 + 2  # start, 6 rounds, finish: one commit each
+    assert [m["message_id"] for m in world.messages()] == ["lnn-run-r1/continued-1"]
+
+
+ROUND_STEPS = 1 + 3 * 2 + 1  # the start, 3 epochs of 2 rounds, the finish
+
+
+@pytest.mark.parametrize("batch", [1, 2])
+def test_a_stop_while_a_rounds_slices_are_in_flight_keeps_the_last_epochs_model_and_resumes_the_slice_not_in(
+    aws, batch
+):
+    """`lnn stop` while epoch 2's round `batch` has every shard in and one of its two slices joined: the other
+    slice's delivery stops the run at its committed step (the round before), with epoch 1's model (in the second
+    round, not the state that the first round committed); `lnn resume` sends only the slice not in, and the run
+    ends as an uninterrupted one bit for bit."""
+    world = World(aws, ROUNDS)
+    step = 1 + 2 + batch  # the start, epoch 1's two rounds, then epoch 2's round `batch`
+    world.deliver(until=lambda run: run["committed_step"] == step - 1)  # the round's two shards are sent
+
+    def handle(event, request_id):
+        world.outcomes.append(world.trainer().handle(json.loads(json.dumps(event)), context(request_id))["outcome"])
+        return world.outcomes[-1]
+
+    shards = [world.queue.events.popleft() for _ in range(2)]
+    assert [(event["state"], event["step"], event["shard"]) for event in shards] == [
+        ("shard", step, 0),
+        ("shard", step, 1),
+    ]
+    assert [handle(event, f"shard-{event['shard']}") for event in shards] == ["shard", "round complete"]
+    slices = [world.queue.events.popleft() for _ in range(2)]
+    assert not world.queue.events and [event["slice"] for event in slices] == [0, 1]
+    assert handle(slices[1], "slice-1") == "slice"  # slice 1 joined; slice 0 is in flight
+    run_control.stop_run(world.cli(), "r1")
+    assert [handle(slices[0], request_id) for request_id in ("slice-0", "slice-0-twin")] == ["stopped", "ignored"]
+
+    run = world.record()
+    assert run["status"] == "stopped" and run["committed_step"] == step - 1
+    assert run["progress_epoch"] == 1 and run["model_epoch"] == 1 and int(world.model()["epoch"]) == 1
+    assert_params(world.model(), reference(ROUNDS, epochs=1)[0])  # epoch 1's, bit for bit
+    assert [m["status"] for m in world.messages()] == ["stopped"]
+    progress = world.trainer().ports.table.round_progress("r1", step)
+    assert progress.shards_done == {0, 1} and progress.slices_done == {1}
+
+    assert run_control.resume_run(world.cli(), "r1")["outcome"] == "continued"
+    assert [(event["state"], event["step"], event.get("slice")) for event in world.queue.events] == [("slice", step, 0)]
+    world.deliver(twins=True)
+    assert_like_an_uninterrupted_run(world, ROUND_STEPS)
     assert [m["message_id"] for m in world.messages()] == ["lnn-run-r1/continued-1"]
 
 

@@ -1,8 +1,9 @@
 """Rounds of K = 3 shard workers under chaos: every schedule ends bit for bit like the clean run.
 
-At concurrency 1 a seed is a schedule; at concurrency 4 duplicates really run at the same time as their twins.
-Every fault kind (lose, delay, duplicate: of shard and of reduce events; a crash before or after every effect of
-a shard and of a reduce) is hit at every site of a round.
+A round is K shard deliveries, then K slice deliveries, the last of which to join commits it. At concurrency 1 a
+seed is a schedule; at concurrency 4 duplicates really run at the same time as their twins. Every fault kind (lose,
+delay, duplicate: of shard and of slice events; a crash before or after every effect of a shard, of a slice and of
+the slice that commits) is hit at every site of a round.
 """
 
 from collections import Counter
@@ -18,17 +19,24 @@ PARAMETERS = THREE_WORKERS
 SERIAL, CONCURRENT = 200, 20
 SERIAL_EVERY_LOOP, CONCURRENT_EVERY_LOOP = 3, 2  # the rest are marked slow: `make slow` and CI run them
 REPUBLISH_SITES = ("after notifier.publish", "before table.mark_notified")
+# The crash rate of the tests that must reach every site: a delivery draws a crash (at half the rate) before and
+# after each of its effects, and the last effects of the slice that commits a round come some 20 draws in: at 0.5
+# a given one of them is reached about once in a thousand such deliveries, at 0.12 about once in 60.
+REACHING_CRASH = 0.12
+ROUND_STATES = ("shard", "slice")  # the states of a round's deliveries
 ROUND_SITES = {
-    "shard": (
+    "shard": (  # its sums, its place and loss in the barrier; the completing one claims and sends the K slices
         "table.mark_started",
         "store.put_bytes",
         "table.join_barrier",
-        "table.claim_reduce",
+        "table.claim_slices",
         "invoker.invoke_async",
     ),
-    "reduce": (
+    "slice": (  # its rows of the new state, its place in the barrier; the completing one claims the commit, commits
         "table.mark_started",
         "store.put_bytes",
+        "table.join_slices",
+        "table.claim_commit",
         "table.put_epoch_items",
         "table.transition",
         "invoker.invoke_async",
@@ -61,7 +69,7 @@ def assert_like_clean(result, clean):
     model, reference = model_arrays(result.model), model_arrays(clean.model)
     assert all(model[name].tobytes() == reference[name].tobytes() for name in reference if name.startswith(("W", "b")))
     assert result.costs == clean.costs and [item["epoch"] for item in result.epochs] == [1, 2]
-    assert result.run["invocations"] == clean.run["invocations"]  # committed steps: start, 6 reduces, finish
+    assert result.run["invocations"] == clean.run["invocations"]  # committed steps: start, 6 rounds, finish
     republished = sum(result.chaos["crash_sites"].get(site, 0) for site in REPUBLISH_SITES)
     statuses = [n["attributes"].get("status") for n in result.notifications if isinstance(n["body"], dict)]
     assert statuses == ["succeeded"] * (1 + republished)
@@ -134,7 +142,7 @@ def test_concurrent_schedule_with_three_workers(stack, clean, log, tally, seed):
 def test_every_fault_kind_hits_every_site_of_a_round(stack, clean, log):
     session, outputs = stack
     seen = Counter()
-    wanted = {f"{kind} {state}" for kind in ("lose", "delay", "duplicate") for state in ("shard", "reduce")}
+    wanted = {f"{kind} {state}" for kind in ("lose", "delay", "duplicate") for state in ROUND_STATES}
     wanted |= {
         f"crash {state} {when} {site}"
         for state, sites in ROUND_SITES.items()
@@ -142,7 +150,7 @@ def test_every_fault_kind_hits_every_site_of_a_round(stack, clean, log):
         for when in ("before", "after")
     }
     for seed in range(40):
-        eager = plan(1000 + seed, duplicate=0.4, crash=0.5, delay=0.4, lose=0.1)
+        eager = plan(1000 + seed, duplicate=0.4, crash=REACHING_CRASH, delay=0.4, lose=0.1)
         result = run_local(
             session, outputs, PARAMETERS, dataset()[0], run_id=f"workers-cover-{seed}", chaos=eager, log_stream=log
         )
@@ -153,15 +161,16 @@ def test_every_fault_kind_hits_every_site_of_a_round(stack, clean, log):
     assert not wanted - set(seen), sorted(wanted - set(seen))
 
 
-def test_crashes_inside_a_reduces_concurrent_invokes_end_like_the_clean_run(stack, clean, log):
-    """At concurrency 4 a reduce sends its round's K shard events together, from threads of its own
-    (`RequestFanOut`): the harness's crash reaches them (one per delivery, its state shared by the delivery's
-    threads), before and after an invoke, and every such schedule ends like the clean run."""
+def test_crashes_inside_a_committing_slices_concurrent_invokes_end_like_the_clean_run(stack, clean, log):
+    """At concurrency 4 the slice that commits a round sends the next round's K shard events together (as the shard
+    that completes a round sends its K slice events), from threads of its own (`RequestFanOut`): the harness's crash
+    reaches them (one per delivery, its state shared by the delivery's threads), before and after an invoke, and
+    every such schedule ends like the clean run."""
     session, outputs = stack
     seen, in_threads = Counter(), 0
-    wanted = {f"crash reduce {when} invoker.invoke_async" for when in ("before", "after")}
+    wanted = {f"crash {state} {when} invoker.invoke_async" for state in ROUND_STATES for when in ("before", "after")}
     for seed in range(12):
-        eager = plan(2000 + seed, duplicate=0.0, delay=0.0, lose=0.0, crash=0.6)
+        eager = plan(2000 + seed, duplicate=0.0, delay=0.0, lose=0.0, crash=REACHING_CRASH)
         result = run_local(
             session,
             outputs,

@@ -114,7 +114,9 @@ def test_delivery_summary_and_per_round():
         delivery("start", 0.1, 1, 4, 10),
         delivery("shard", 1.0, 2, 3, 100),
         delivery("shard", 2.0, 2, 4, 100),
-        delivery("reduce", 0.5, 3, 5, 50),
+        delivery("slice", 0.5, 3, 5, 50),  # the slice that commits the round
+        delivery("slice", 0.25, 2, 3, 40),
+        delivery("finish", 0.3, 2, 6, 70),  # not a round
         SimpleNamespace(role="launcher", result={}, error=None),
     ]
     summary = bench_figures.delivery_summary(records)
@@ -126,10 +128,19 @@ def test_delivery_summary_and_per_round():
         "data_loads": 0,
         "mean_seconds": 1.5,
     }
-    assert bench_figures.per_round(summary, 1, 2) == {
-        "requests": {"dynamodb": 12, "s3": 7},
+    assert summary["slice"] == {
+        "deliveries": 2,
+        "requests": {"dynamodb": 8, "s3": 5},
         "s3_bytes_in": 0,
-        "s3_bytes_out": 250,
+        "s3_bytes_out": 90,
+        "data_loads": 0,
+        "mean_seconds": 0.375,
+    }
+    assert bench_figures.ROUND_STATES == ("shard", "slice") and "reduce" not in summary
+    assert bench_figures.per_round(summary, 1, 2) == {  # the shards and the slices, not the start nor the finish
+        "requests": {"dynamodb": 15, "s3": 9},
+        "s3_bytes_in": 0,
+        "s3_bytes_out": 290,
         "data_loads": 0,
     }
     assert bench_figures.per_round(summary, 2, 1) == {
@@ -145,7 +156,7 @@ def test_delivery_summary_and_per_round():
     assert summary["shard"]["requests"] == {"dynamodb": 6, "s3": 4}
 
 
-def test_round_trips_per_round_add_the_slowest_shard_and_the_reduce():
+def test_round_trips_per_round_add_the_slowest_shard_and_the_slowest_slice():
     from types import SimpleNamespace
 
     def delivery(state, epoch, s3, invokes, dynamodb):
@@ -155,20 +166,22 @@ def test_round_trips_per_round_add_the_slowest_shard_and_the_reduce():
             io={"round_trips": {"s3": s3, "lambda": invokes, "dynamodb": dynamodb}},
         )
 
-    rounds = [
+    rounds = [  # per round, the most of its shards' trips plus the most of its slices' (each count on its own)
         delivery("shard", 2, 2, 0, 5),
-        delivery("shard", 2, 2, 1, 6),
-        delivery("reduce", 2, 3, 1, 6),
+        delivery("shard", 2, 2, 1, 6),  # round 2's shards: (3, 6)
+        delivery("slice", 2, 3, 1, 6),
+        delivery("slice", 2, 2, 0, 8),  # its slices: (4, 8)
         delivery("shard", 3, 1, 1, 6),
-        delivery("shard", 3, 2, 0, 5),
-        delivery("reduce", 3, 3, 1, 6),
+        delivery("shard", 3, 2, 0, 5),  # round 3's shards: (2, 6)
+        delivery("slice", 3, 1, 0, 4),
+        delivery("slice", 3, 3, 1, 6),  # its slices: (4, 6)
         delivery("finish", 3, 3, 0, 6),
         SimpleNamespace(role="launcher", result={}, io={}),
     ]
     assert bench_figures.round_trips_per_round(rounds, 2) == {
         "rounds": 2,
         "storage_or_invoke": {"mean": 6.5, "most": 7},
-        "dynamodb": {"mean": 12.0, "most": 12},
+        "dynamodb": {"mean": 13.0, "most": 14},
     }
     chain = [delivery("start", 2, 3, 1, 6), delivery("start", 3, 2, 1, 6)]
     assert bench_figures.round_trips_per_round(chain, 1) == {
