@@ -60,6 +60,17 @@ def test_moto_reached_directly_behaves_as_through_boto3(world):
         assert direct.signature == boto.signature, seed
 
 
+def test_a_schedule_ends_only_once_the_message_owed_is_sent_however_often_its_claimants_crash(world):
+    """Seed 107717: the finish crashes before its Publish, then two watchdogs crash holding the message's claim.
+    The schedule went quiet with the message still owed (its quiescence waited four ticks, as if one lease were
+    all); a message owed keeps the watchdog's work pending until it is sent."""
+    result = runner.run_seed(107717, trace=True)
+    assert not result.failed, result.violation
+    crashes = [f.describe() for f in result.faults if "watchdog" in f.describe() and "crash" in f.describe()]
+    assert len(crashes) >= 2, result.faults  # the seed still injects what made it fail
+    assert any("PUBLISHED" in line for line in result.trace)
+
+
 FIRST_SEED_THE_MUTANT_FAILS = 12  # of seeds 0..99
 
 

@@ -261,9 +261,22 @@ class Monitor(ModelChecks):
     def watchdog_may_act_at(self) -> float | None:
         """When, at the earliest, the watchdog may change something (None: not for the state as it is)."""
         record = self.world.fields(
-            RUN_ID, "status", "stop_requested", "heartbeat_at", "resumes", "resumed_at_step", "committed_step"
+            RUN_ID,
+            "status",
+            "stop_requested",
+            "heartbeat_at",
+            "resumes",
+            "resumed_at_step",
+            "committed_step",
+            "notified",
+            "notify_lease",
         )
-        if record is None or record.get("status") != "running":
+        if record is None:
+            return None
+        if record.get("status") in TERMINAL:
+            # a message still owed: the watchdog sends it once no claim holds it (its claimants may keep crashing)
+            return None if record.get("notified", True) else max(self.sim.now, record.get("notify_lease", 0))
+        if record.get("status") != "running":
             return None
         if record.get("stop_requested"):
             return self.sim.now
