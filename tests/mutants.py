@@ -217,6 +217,23 @@ MUTANTS = (
         first=("test_a_slice_that_dies_at_each_effect",),
     ),
     Mutant(
+        "a late twin of a slice writing its rows after its round committed",
+        TRAINER,
+        "        if not self._still_next(step_event.run_id, step_event.step):\n"
+        '            return {"outcome": "duplicate"}\n'
+        "        self._put_outputs(result, scratch=True)\n"
+        "        before = self.ports.table.join_slices(",
+        "        self._put_outputs(result, scratch=True)\n        before = self.ports.table.join_slices(",
+        first=("test_a_late_twin_slice_that_computed_while_its_state_became_obsolete",),
+    ),
+    Mutant(
+        "a slice not checking that its rows stay finite (the run fails a round late, or not at all)",
+        ROUND_STEPS,
+        "        finite_params(params, epoch)\n        return StepResult(\n",
+        "        return StepResult(\n",
+        first=("test_a_round_of_workers_diverges_at_the_chains_epoch",),
+    ),
+    Mutant(
         "a losing committer keeping its commit claim (a quick `lnn resume` finds nothing it may commit)",
         TRAINER,
         "            self.ports.table.release_commit(step_event.run_id, step_event.step, claimant=claimant)\n",

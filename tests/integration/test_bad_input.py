@@ -198,3 +198,37 @@ def test_data_may_not_live_where_lnn_writes(aws, key):
         {"run_id": "bad", "parameters": {**PARAMETERS, "data": key}}
     )
     assert answer["status"] == "rejected" and "LNN writes there" in answer["reason"] and not queue.events
+
+
+def test_a_regression_whose_cost_outgrows_what_dynamodb_stores_fails_with_the_reason(aws):
+    """Unscaled inputs and a learning rate a little too high: the weights grow about tenfold an epoch, their squared
+    errors faster, and the cost passes 1e100 (DynamoDB's numbers end at 1e126) while the weights are near 1e50.
+    The run fails at that epoch with its reason, in the chain and in a round alike, instead of every delivery
+    raising until the watchdog gives up."""
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(40, 3)) * 1e4
+    queue = QueueInvoker()
+    launcher = build_launcher(session=aws.session, invoker=queue)
+    trainer = build_trainer(session=aws.session, invoker=queue)
+    reasons = {}
+    for run_id, workers in (("chain", 1), ("round", 2)):
+        aws.upload_data(f"runs/{run_id}/data.npz", X=X, y=X[:, 0] * 2.0)
+        parameters = {
+            **PARAMETERS,
+            "epochs": 100,
+            "learning_rate": 1e-7,
+            "neurons": [1],
+            "activations": ["linear"],
+            "workers": workers,
+            "granularity": "epoch",
+        }
+        assert launcher.handle({"run_id": run_id, "parameters": parameters})["status"] == "running"
+        while any(e["run_id"] == run_id for e in queue.events):
+            try:
+                step(trainer, queue, run_id)
+            except Exception as error:
+                raise AssertionError(f"run {run_id}: a delivery raised: {error!r}") from error
+        run = trainer.ports.table.get_run(run_id)
+        assert run["status"] == "failed" and "the cost diverged at epoch" in run["reason"], run.get("reason")
+        reasons[run_id] = run["reason"]
+    assert reasons["chain"] == reasons["round"]

@@ -403,6 +403,64 @@ def test_a_late_twin_shard_that_computed_while_its_round_was_committed_writes_no
     assert_like_reference(aws, trainer, X, y)
 
 
+def test_a_late_twin_slice_that_computed_while_its_state_became_obsolete_writes_nothing(world):
+    """The twin of round 1's slice 0 computes while round 1 commits and round 2 commits too, deleting round 1's
+    state slices as obsolete: the twin finds its round no longer next and PUTs nothing (its PUT would bring back
+    a deleted object that no one deletes again)."""
+    from lnn_core.protocol.layout import state_slice_keys
+
+    aws, X, y, queue, clock = world
+    trainer = launch(aws, queue, clock)
+    slices = slice_events_of_round_1(trainer, queue)
+    late = build_trainer(session=aws.session, invoker=queue, clock=clock)
+    execute = late.steps.execute
+
+    def slow_execute(*args, **kwargs):
+        result = execute(*args, **kwargs)
+        outcomes = [trainer.handle(event)["outcome"] for event in slices]
+        outcomes += [trainer.handle(queue.events.popleft())["outcome"] for _ in range(6)]
+        assert outcomes == ["slice", "slice", "committed"] + ["shard", "shard", "round complete"] + [
+            "slice",
+            "slice",
+            "committed",
+        ]
+        return result
+
+    late.steps.execute = slow_execute
+    assert late.handle(json.loads(json.dumps(slices[0])))["outcome"] == "duplicate"
+    run = trainer.ports.table.get_run("r1")
+    config = TrainingConfig.from_parameters(run["config"])
+    for key in state_slice_keys(config, 1, 1, 3):  # round 1's new state: obsolete since round 2's commit
+        assert aws.s3.list_objects_v2(Bucket=aws.bucket, Prefix=key).get("KeyCount", 0) == 0, key
+    assert members(queue) == [("shard", 0, 3), ("shard", 1, 3), ("shard", 2, 3)]
+    drain(trainer, queue)
+    assert_like_reference(aws, trainer, X, y)
+
+
+def test_a_round_of_workers_diverges_at_the_chains_epoch_with_the_chains_reason(aws):
+    """A slice that updates its rows beyond any finite weight fails the run there, as the chain's step does; not a
+    round later, at the next cost."""
+    X, y = blobs()
+    queue = QueueInvoker()
+    launcher = build_launcher(session=aws.session, invoker=queue)
+    trainer = build_trainer(session=aws.session, invoker=queue)
+    diverging = {"epochs": 50, "learning_rate": 10, "neurons": [3, 1], "activations": ["linear", "sigmoid"]}
+    reasons = {}
+    for run_id, workers in (("chain", 1), ("round", 2)):
+        aws.upload_data(f"runs/{run_id}/data.npz", X=X * 1e4, y=y)
+        parameters = {**diverging, "seed": 1, "workers": workers, "granularity": "epoch"}
+        assert launcher.handle({"run_id": run_id, "parameters": parameters})["status"] == "running"
+        try:
+            drain(trainer, queue)
+        except Exception as error:  # e.g. an epoch item of weights beyond 1e100 that DynamoDB refuses
+            raise AssertionError(f"run {run_id}: a delivery raised instead of failing the run: {error!r}") from error
+        run = trainer.ports.table.get_run(run_id)
+        assert run["status"] == "failed", run
+        reasons[run_id] = run["reason"]
+    assert "weights diverged" in reasons["chain"]
+    assert reasons["round"] == reasons["chain"]
+
+
 def test_the_memory_estimate_of_a_round_is_its_largest_role_whatever_k():
     from lnn_core.launch.budget import parameter_copies
 

@@ -111,7 +111,12 @@ def test_model_check_compares_the_local_prediction_with_the_measured_epochs():
 def test_emulator_assumptions_time_the_emulator_and_leave_nothing_behind(aws):
     local = emulator_assumptions(aws.session, "lnn-test-bucket", "lnn-results", large_bytes=2_000_000)
     assert local.s3_latency > 0 and local.bandwidth > 0 and local.dynamodb_latency > 0
-    assert 0 < local.s3_put_latency < 0.060 and 0 <= local.s3_put_seconds_per_mib < 0.020  # timed, not AWS's
+    aws_figures = bench_projection.AwsAssumptions()  # timed, not AWS's (no bound on a time: the machine may be busy)
+    assert local.s3_put_latency > 0 and local.s3_put_seconds_per_mib >= 0
+    assert (local.s3_put_latency, local.s3_put_seconds_per_mib) != (
+        aws_figures.s3_put_latency,
+        aws_figures.s3_put_seconds_per_mib,
+    )
     assert local.invoke_latency == local.hop_latency == 0 and not local.chain_state_cached
     s3 = aws.session.client("s3")
     assert "Contents" not in s3.list_objects_v2(Bucket="lnn-test-bucket", Prefix=PROBE_PREFIX)

@@ -67,6 +67,27 @@ def epochs_done(
     return result
 
 
+def epoch_ended(
+    config: TrainingConfig,
+    run: dict,
+    data: TrainingData,
+    *,
+    epoch: int,
+    cost: float,
+    params: dict,
+    state: dict | None,
+    obsolete: list[str],
+) -> StepResult:
+    """A step that ends one mini-batch epoch (a chain's last batch, a round's last commit): its item, timed from the
+    previous epoch's end, `epochs_done`'s tail, and the next epoch's start."""
+    item = epoch_item(
+        config, epoch, cost, params, run.get("epoch_started_at") or now(), evaluation(config, data, epoch, params)
+    )
+    result = epochs_done(config, first_epoch=epoch, state=state, items=[item], obsolete=obsolete)
+    result.fields["epoch_started_at"] = now()
+    return result
+
+
 def epoch_item(
     config: TrainingConfig,
     epoch: int,
@@ -191,7 +212,8 @@ def commit_seconds(epochs: int, item_units: list[int]) -> float:
 
 
 def finite_cost(cost: float, epoch: int, config: TrainingConfig) -> float:
-    if not np.isfinite(cost):
+    # as large as the weights' limit: a regression's squared errors outgrow its weights, and DynamoDB's numbers
+    if not np.isfinite(cost) or abs(cost) >= DIVERGED_MAGNITUDE:
         raise RunFailure(
             f"the cost diverged at epoch {epoch} ({cost}); lower the learning rate ({config.learning_rate})"
         )

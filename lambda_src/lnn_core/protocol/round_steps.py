@@ -19,7 +19,6 @@ from functools import partial
 
 import numpy as np
 
-from lnn_core.aws.sdk import now
 from lnn_core.errors import RunFailure
 from lnn_core.ml import batching, network, optimizers
 from lnn_core.ml.config import TrainingConfig
@@ -42,9 +41,7 @@ from lnn_core.protocol.layout import (
 )
 from lnn_core.protocol.results import (
     StepResult,
-    epoch_item,
-    epochs_done,
-    evaluation,
+    epoch_ended,
     finite_cost,
     finite_params,
     stops_early,
@@ -164,17 +161,8 @@ class RoundSteps(StepInputs):
         whole = None
         if is_checkpoint(config, epoch) or stops_early(config, epoch, cost):
             whole = training_state(params, self._assembled(config, epoch, batch, count, "optimizer"))
-        item = epoch_item(
-            config,
-            epoch,
-            cost,
-            params,
-            run.get("epoch_started_at") or now(),
-            evaluation(config, self._round_data(config, run, None).data, epoch, params),
-        )
-        result = epochs_done(config, first_epoch=epoch, state=whole, items=[item], obsolete=obsolete)
-        result.fields["epoch_started_at"] = now()  # the next epoch starts now
-        return result
+        data = self._round_data(config, run, None).data
+        return epoch_ended(config, run, data, epoch=epoch, cost=cost, params=params, state=whole, obsolete=obsolete)
 
     def _assembled(self, config: TrainingConfig, epoch: int, batch: int, batches: int, part: str) -> dict:
         """The parameters (`part` "params") or the optimizer state ("optimizer") of a training state in slices, its

@@ -33,6 +33,7 @@ from lnn_core.protocol.layout import (
 from lnn_core.protocol.results import (
     StepResult,
     commit_seconds,
+    epoch_ended,
     epoch_item,
     epochs_done,
     evaluation,
@@ -189,19 +190,10 @@ class StepBodies(RoundSteps):
                 outputs={key: training_state(params, opt_state, cost_sum=np.array(cost_sum))}, obsolete=obsolete
             )
         cost = finite_cost(cost_sum / prepared.examples, epoch, config)
-        item = epoch_item(
-            config,
-            epoch,
-            cost,
-            params,
-            run.get("epoch_started_at") or now(),
-            evaluation(config, prepared.data, epoch, params),
+        state = training_state(params, opt_state)
+        return epoch_ended(
+            config, run, prepared.data, epoch=epoch, cost=cost, params=params, state=state, obsolete=obsolete
         )
-        result = epochs_done(
-            config, first_epoch=epoch, state=training_state(params, opt_state), items=[item], obsolete=obsolete
-        )
-        result.fields["epoch_started_at"] = now()  # the next epoch starts now
-        return result
 
     # ---- epoch and auto granularity ------------------------------------------------------------------------
 
@@ -230,14 +222,16 @@ class StepBodies(RoundSteps):
                 l2=config.l2,
                 **config.optimizer_settings(),
             )
-            # the item holds lists or norms, not the arrays: memory stays flat however many epochs fit
+            # the item holds lists or norms, not the arrays: memory stays flat however many epochs fit; the weights
+            # are judged first, as a mini-batch step and a round's slice judge them at their update
+            finite_params(params, epoch)
             cost = finite_cost(cost, epoch, config)
             items.append(
                 epoch_item(
                     config,
                     epoch,
                     cost,
-                    finite_params(params, epoch),
+                    params,
                     started_at,
                     evaluation(config, prepared.data, epoch, params),
                 )
