@@ -216,7 +216,7 @@ def test_a_regression_whose_cost_outgrows_what_dynamodb_stores_fails_with_the_re
         parameters = {
             **PARAMETERS,
             "epochs": 100,
-            "learning_rate": 1e-7,
+            "learning_rate": 1e-5,
             "neurons": [1],
             "activations": ["linear"],
             "workers": workers,
@@ -230,5 +230,5 @@ def test_a_regression_whose_cost_outgrows_what_dynamodb_stores_fails_with_the_re
                 raise AssertionError(f"run {run_id}: a delivery raised: {error!r}") from error
         run = trainer.ports.table.get_run(run_id)
         assert run["status"] == "failed" and "the cost diverged at epoch" in run["reason"], run.get("reason")
-        reasons[run_id] = run["reason"]
+        reasons[run_id] = run["reason"].split(" (")[0]  # the cost itself: K = 2 adds in another order than K = 1
     assert reasons["chain"] == reasons["round"]

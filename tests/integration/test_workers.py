@@ -26,7 +26,7 @@ from tests.conftest import FakeClock, QueueInvoker, blobs
 
 EXAMPLES = 40
 PARAMETERS = {
-    "epochs": 3,
+    "epochs": 2,
     "learning_rate": 0.05,
     "neurons": [4, 1],
     "activations": ["tanh", "sigmoid"],
@@ -37,7 +37,7 @@ PARAMETERS = {
     "workers": 3,
     "granularity": "epoch",
 }
-ROUNDS = 3 * 3  # 3 epochs of batches 16, 16, 8
+ROUNDS = 2 * 3  # 2 epochs of batches 16, 16, 8
 
 
 @pytest.fixture

@@ -17,7 +17,7 @@ from tests.support.runs import THREE_WORKERS
 
 PARAMETERS = THREE_WORKERS
 SERIAL, CONCURRENT = 200, 20
-SERIAL_EVERY_LOOP, CONCURRENT_EVERY_LOOP = 3, 2  # the rest are marked slow: `make slow` and CI run them
+SERIAL_EVERY_LOOP, CONCURRENT_EVERY_LOOP = 2, 2  # the rest are marked slow: `make slow` and CI run them
 REPUBLISH_SITES = ("after notifier.publish", "before table.mark_notified")
 # The crash rate of the tests that must reach every site: a delivery draws a crash (at half the rate) before and
 # after each of its effects, and the last effects of the slice that commits a round come some 20 draws in: at 0.5
@@ -161,6 +161,7 @@ def test_every_fault_kind_hits_every_site_of_a_round(stack, clean, log):
     assert not wanted - set(seen), sorted(wanted - set(seen))
 
 
+@pytest.mark.slow  # 40-odd seconds: make slow and CI run it
 def test_crashes_inside_a_committing_slices_concurrent_invokes_end_like_the_clean_run(stack, clean, log):
     """At concurrency 4 the slice that commits a round sends the next round's K shard events together (as the shard
     that completes a round sends its K slice events), from threads of its own (`RequestFanOut`): the harness's crash

@@ -5,7 +5,7 @@ import pytest
 
 from lnn_cli.simulate.search import runner
 
-SEEDS_PER_BLOCK = 30  # make test: 8 blocks, 240 seeds
+SEEDS_PER_BLOCK = 20  # make test: 8 blocks, 160 seeds
 BLOCKS = 8
 SLOW_SEEDS_PER_BLOCK = 500  # make slow: 20 blocks, 10,000 seeds (seeds 100000..109999)
 SLOW_BLOCKS = 20
