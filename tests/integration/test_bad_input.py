@@ -201,8 +201,9 @@ def test_data_may_not_live_where_lnn_writes(aws, key):
 
 
 def test_a_regression_whose_cost_outgrows_what_dynamodb_stores_fails_with_the_reason(aws):
-    """Unscaled inputs and a learning rate a little too high: the weights grow about tenfold an epoch, their squared
-    errors faster, and the cost passes 1e100 (DynamoDB's numbers end at 1e126) while the weights are near 1e50.
+    """Unscaled inputs and a learning rate a little too high: the weights grow about a thousandfold an epoch, their
+    squared errors faster, and the cost passes 1e100 at epoch 16 (DynamoDB's numbers end at 1e126) while the
+    weights are near 1e50.
     The run fails at that epoch with its reason, in the chain and in a round alike, instead of every delivery
     raising until the watchdog gives up."""
     rng = np.random.default_rng(0)

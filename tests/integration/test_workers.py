@@ -406,7 +406,7 @@ def test_a_late_twin_shard_that_computed_while_its_round_was_committed_writes_no
 def test_a_late_twin_slice_that_computed_while_its_state_became_obsolete_writes_nothing(world):
     """The twin of round 1's slice 0 computes while round 1 commits and round 2 commits too, deleting round 1's
     state slices as obsolete: the twin finds its round no longer next and PUTs nothing (its PUT would bring back
-    a deleted object that no one deletes again)."""
+    a deleted object, left to the scratch expiry)."""
     from lnn_core.protocol.layout import state_slice_keys
 
     aws, X, y, queue, clock = world

@@ -64,11 +64,20 @@ def test_a_schedule_ends_only_once_the_message_owed_is_sent_however_often_its_cl
     """Seed 107717: the finish crashes before its Publish, then two watchdogs crash holding the message's claim.
     The schedule went quiet with the message still owed (its quiescence waited four ticks, as if one lease were
     all); a message owed keeps the watchdog's work pending until it is sent."""
+    from lnn_cli.simulate.simulator import QUIET_TICKS
+
     result = runner.run_seed(107717, trace=True)
     assert not result.failed, result.violation
     crashes = [f.describe() for f in result.faults if "watchdog" in f.describe() and "crash" in f.describe()]
     assert len(crashes) >= 2, result.faults  # the seed still injects what made it fail
-    assert any("PUBLISHED" in line for line in result.trace)
+
+    def seconds(line):
+        return float(line.split()[0])
+
+    last_trainer = max(seconds(line) for line in result.trace if line.split()[1] == "end" and "trainer" in line)
+    ticks = [seconds(line) for line in result.trace if "sent watchdog event" in line and seconds(line) > last_trainer]
+    published = next(seconds(line) for line in result.trace if "PUBLISHED" in line)
+    assert published > ticks[QUIET_TICKS - 1]  # after the tick at which four quiet ticks ended the schedule
 
 
 FIRST_SEED_THE_MUTANT_FAILS = 12  # of seeds 0..99

@@ -7,6 +7,7 @@ from typing import Any
 
 import numpy as np
 
+from lnn_core.aws.codec import DYNAMODB_MAX
 from lnn_core.aws.epoch_items import ITEMS_PER_WRITE
 from lnn_core.aws.sdk import now
 from lnn_core.errors import RunFailure
@@ -112,7 +113,8 @@ def epoch_item(
         item["weights"] = {f"layer{l}": params[f"W{l}"] for l in layers}
         item["bias"] = {f"layer{l}": params[f"b{l}"] for l in layers}
     else:
-        item["weight_norms"] = {f"layer{l}": float(np.linalg.norm(params[f"W{l}"])) for l in layers}
+        # in float64: a float32 norm overflows from entries of about 1e19, far below `finite_params`' limit
+        item["weight_norms"] = {f"layer{l}": float(np.linalg.norm(params[f"W{l}"].astype(np.float64))) for l in layers}
         if is_checkpoint(config, epoch) or stops_early(config, epoch, cost):
             item["checkpoint_key"] = params_key(config, epoch)
     return item
@@ -178,16 +180,24 @@ def _fit_metrics(
     has_test: bool,
 ) -> dict[str, float | None]:
     if config.regression:
-        return {
+        figures = {
             "train_rmse": output_rmse(train_outputs, train_targets),
             "train_r2": output_r2(train_outputs, train_targets),
             "test_rmse": rmse(params, data.X_test, data.y_test, activations) if has_test else None,
             "test_r2": r2(params, data.X_test, data.y_test, activations) if has_test else None,
         }
+        return {name: storable(value) for name, value in figures.items()}
     return {
         "train_accuracy": output_accuracy(train_outputs, data.y, activations[-1]),
         "test_accuracy": accuracy(params, data.X_test, data.y_test, activations) if has_test else None,
     }
+
+
+def storable(figure: float | None) -> float | None:
+    """A figure as the run record can hold it, or None (no figure) where DynamoDB cannot: an R² of targets that
+    hardly vary (-1e140), an RMSE that overflowed in float32. Written as it is, the finish's commit would fail at
+    every try."""
+    return figure if figure is None or (math.isfinite(figure) and abs(figure) < DYNAMODB_MAX) else None
 
 
 def descriptions(data: TrainingData) -> dict[str, np.ndarray]:
