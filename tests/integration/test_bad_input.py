@@ -2,6 +2,7 @@
 
 import copy
 import json
+import re
 
 import numpy as np
 import pytest
@@ -230,6 +231,11 @@ def test_a_regression_whose_cost_outgrows_what_dynamodb_stores_fails_with_the_re
             except Exception as error:
                 raise AssertionError(f"run {run_id}: a delivery raised: {error!r}") from error
         run = trainer.ports.table.get_run(run_id)
-        assert run["status"] == "failed" and "the cost diverged at epoch" in run["reason"], run.get("reason")
-        reasons[run_id] = run["reason"].split(" (")[0]  # the cost itself: K = 2 adds in another order than K = 1
+        assert run["status"] == "failed", run
+        assert re.fullmatch(
+            r"the cost diverged at epoch 16 \(1\.58e\+101, beyond 1e\+100\); lower the learning rate \(1e-05\), "
+            r"or scale the inputs and the targets",
+            run["reason"],
+        ), run["reason"]
+        reasons[run_id] = run["reason"]  # the cost to 3 digits: K = 2 adds in another order than K = 1
     assert reasons["chain"] == reasons["round"]

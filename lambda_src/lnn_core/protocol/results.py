@@ -222,12 +222,17 @@ def commit_seconds(epochs: int, item_units: list[int]) -> float:
 
 
 def finite_cost(cost: float, epoch: int, config: TrainingConfig) -> float:
-    # as large as the weights' limit: a regression's squared errors outgrow its weights, and DynamoDB's numbers
-    if not np.isfinite(cost) or abs(cost) >= DIVERGED_MAGNITUDE:
+    cost = float(cost)
+    if not math.isfinite(cost):
         raise RunFailure(
             f"the cost diverged at epoch {epoch} ({cost}); lower the learning rate ({config.learning_rate})"
         )
-    return float(cost)
+    if abs(cost) >= DIVERGED_MAGNITUDE:  # the weights' limit too: a regression's squared errors outgrow its weights
+        raise RunFailure(
+            f"the cost diverged at epoch {epoch} ({cost:.3g}, beyond {DIVERGED_MAGNITUDE:g}); lower the learning rate "
+            f"({config.learning_rate}), or scale the inputs and the targets"
+        )
+    return cost
 
 
 def finite_params(params: dict[str, np.ndarray], epoch: int) -> dict[str, np.ndarray]:
