@@ -15,6 +15,8 @@ from lnn_core.ml import training
 
 START = 1_800_000_000.0  # virtual epoch seconds at a schedule's start
 RUN_ID = "sim-run"
+WATCHDOG_EVERY = 60.0  # seconds between the watchdog's scheduled passes
+QUIET_TICKS = 4  # watchdog ticks with nothing else in flight before a schedule ends (> the lease)
 
 
 @dataclass(frozen=True)

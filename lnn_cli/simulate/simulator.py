@@ -34,16 +34,22 @@ from lnn_cli.simulate.decisions import RandomDecisions
 from lnn_cli.simulate.deliveries import Context, Delivery, event_name, one_of_each_fresh_twin_pair
 from lnn_cli.simulate.interleaving import DATA_KEY
 from lnn_cli.simulate.result import Result
-from lnn_cli.simulate.scenario import RUN_ID, START, Scenario, draw_rates, draw_scenario
+from lnn_cli.simulate.scenario import (
+    QUIET_TICKS,
+    RUN_ID,
+    START,
+    WATCHDOG_EVERY,
+    Scenario,
+    draw_rates,
+    draw_scenario,
+)
 from lnn_core import run_control
 
 REQUEST_SECONDS = 0.004  # virtual time one AWS request takes
 RETRY_BACKOFF = (60.0, 120.0)  # Lambda's retries of an async event after a function error
 MAX_RETRIES = 2
 THROTTLE_BACKOFF_MAX = 300.0  # throttles and system errors: from ~1 s, doubling, up to 5 minutes
-WATCHDOG_EVERY = 60.0
 TRAINER_CONCURRENCY = 6  # the trainer's reserved concurrency in the simulation: more starts at once are throttled
-QUIET_TICKS = 4  # watchdog ticks with nothing else in flight before a schedule ends (> the lease)
 MAX_EVENTS = 40_000  # scheduler events in one schedule: more is a runaway (a liveness failure)
 
 

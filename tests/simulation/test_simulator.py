@@ -64,7 +64,7 @@ def test_a_schedule_ends_only_once_the_message_owed_is_sent_however_often_its_cl
     """Seed 107717: the finish crashes before its Publish, then two watchdogs crash holding the message's claim.
     The schedule went quiet with the message still owed (its quiescence waited four ticks, as if one lease were
     all); a message owed keeps the watchdog's work pending until it is sent."""
-    from lnn_cli.simulate.simulator import QUIET_TICKS
+    from lnn_cli.simulate.scenario import QUIET_TICKS
 
     result = runner.run_seed(107717, trace=True)
     assert not result.failed, result.violation

@@ -29,7 +29,7 @@ import json
 from typing import TYPE_CHECKING, Any
 
 from lnn_cli.simulate.checks.model_checks import ModelChecks
-from lnn_cli.simulate.scenario import RUN_ID, START
+from lnn_cli.simulate.scenario import QUIET_TICKS, RUN_ID, START, WATCHDOG_EVERY
 from lnn_core import run_control
 from lnn_core.protocol import sending
 from lnn_core.protocol.ending import TERMINAL
@@ -278,8 +278,6 @@ class Monitor(ModelChecks):
                 return None
             # a message still owed: the watchdog sends it once no claim holds it, however many claimants crash; a
             # message still unsent that long after the last claim is for the `message` invariant to report
-            from lnn_cli.simulate.simulator import QUIET_TICKS, WATCHDOG_EVERY
-
             lease = record.get("notify_lease", 0)
             return None if self.sim.now > lease + QUIET_TICKS * WATCHDOG_EVERY else max(self.sim.now, lease)
         if record.get("status") != "running":
