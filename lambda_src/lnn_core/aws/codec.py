@@ -18,10 +18,15 @@ DYNAMODB_MAX = 1e125  # DynamoDB numbers range over 1E-130 .. 9.99E+125 in magni
 DYNAMODB_MIN = 1e-130
 
 
+def dynamodb_can_store(value: float) -> bool:
+    """Whether DynamoDB holds `value` as a number: finite and below its largest magnitude."""
+    return math.isfinite(value) and abs(value) < DYNAMODB_MAX
+
+
 def float_to_decimal(value: float) -> Decimal:
     """A finite float as the Decimal that reads back as the identical float (below 1e-130: zero)."""
     value = float(value)
-    if not math.isfinite(value) or abs(value) >= DYNAMODB_MAX:
+    if not dynamodb_can_store(value):
         raise ValueError(f"DynamoDB cannot store the number {value!r}")
     if abs(value) < DYNAMODB_MIN:
         return Decimal(0)  # DynamoDB cannot hold magnitudes this small

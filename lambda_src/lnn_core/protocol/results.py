@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from lnn_core.aws.codec import DYNAMODB_MAX
+from lnn_core.aws.codec import dynamodb_can_store
 from lnn_core.aws.epoch_items import ITEMS_PER_WRITE
 from lnn_core.aws.sdk import now
 from lnn_core.errors import RunFailure
@@ -197,7 +197,7 @@ def storable(figure: float | None) -> float | None:
     """A figure as the run record can hold it, or None (no figure) where DynamoDB cannot: an R² of targets that
     hardly vary (-1e140), an RMSE that overflowed in float32. Written as it is, the finish's commit would fail at
     every try."""
-    return figure if figure is None or (math.isfinite(figure) and abs(figure) < DYNAMODB_MAX) else None
+    return figure if figure is None or dynamodb_can_store(figure) else None
 
 
 def descriptions(data: TrainingData) -> dict[str, np.ndarray]:
