@@ -44,8 +44,10 @@ from lnn_cli.bench.projection import PROJECTION_WORKERS, AwsAssumptions, aws_pro
 from lnn_cli.cloud.deploy import PROJECT_DIR, deploy_to_emulator
 from lnn_cli.cloud.emulator import running_emulator
 from lnn_cli.cloud.local import run_local
+from lnn_cli.datafiles import data_in_parts
 from lnn_core.launch import budget
 from lnn_core.ml import training
+from lnn_core.protocol.layout import part_key
 
 WORKERS_NEURONS = [128, 64, 10]
 
@@ -202,6 +204,9 @@ def run_workers_job(args: argparse.Namespace, out: Path, console: Console) -> tu
             )
             for K in job.workers:
                 deliveries: list = []
+                # as `lnn local` runs it: K > 1 workers each load their own part of the data
+                parts = data_in_parts(data, K) if K > 1 else None
+                loaded_bytes = min(len(parts[part_key("", k, K)]) for k in range(K)) if parts else len(data)
                 with console.status(f"workers: lnn local, workers {K}, {job.epochs} epochs..."):
                     result = run_local(
                         session,
@@ -213,12 +218,13 @@ def run_workers_job(args: argparse.Namespace, out: Path, console: Console) -> tu
                         on_delivery=deliveries.append,
                         concurrency=WORKERS_CONCURRENCY,
                         container_cpus=WORKERS_CONTAINER_CPUS,
+                        parts=parts,
                     )
                 results = result.results()
                 intervals = epoch_intervals(result.epochs)
-                # rounds 2..E: round 1 loads the data (47 MB) in each container, which no later round does
+                # rounds 2..E: round 1 loads the data (47 MB, or a part) in each container, which no later round does
                 steady = [delivery for delivery in deliveries if (delivery.result or {}).get("epoch", 0) >= 2]
-                summary = delivery_summary(steady, len(data))
+                summary = delivery_summary(steady, loaded_bytes)
                 results |= {
                     "epoch_intervals": [round(seconds, 3) for seconds in intervals],
                     "seconds_per_epoch": median(intervals) if intervals else None,
@@ -236,7 +242,7 @@ def run_workers_job(args: argparse.Namespace, out: Path, console: Console) -> tu
                     "first_round": per_round(
                         delivery_summary(
                             [delivery for delivery in deliveries if (delivery.result or {}).get("epoch") == 1],
-                            len(data),
+                            loaded_bytes,
                         ),
                         1,
                         K,

@@ -8,6 +8,7 @@ import pytest
 
 from lnn_core.ml.metrics import accuracy, predict, predict_proba
 from lnn_core.ml.network import (
+    TRANSPOSE_ROWS,
     apply_update,
     backward_pass,
     compute_cost,
@@ -124,6 +125,17 @@ def test_train_reference_is_reproducible_and_matches_the_epoch_loop():
     for name in params:
         np.testing.assert_array_equal(params[name], again[name])
         np.testing.assert_array_equal(params[name], manual[name])
+
+
+@pytest.mark.parametrize("rows", [1, TRANSPOSE_ROWS - 1, TRANSPOSE_ROWS, 2 * TRANSPOSE_ROWS + 7])
+@pytest.mark.parametrize(("source", "dtype"), [("float64", "float64"), ("float64", "float32"), ("uint8", "float32")])
+def test_to_columns_is_the_transposing_copy_bit_for_bit_in_blocks_of_rows(rows, source, dtype):
+    rng = np.random.default_rng(rows)
+    X = (rng.standard_normal((rows, 13)) * 1e3).astype(source)
+    expected = np.ascontiguousarray(X.astype(np.float64).T, dtype=dtype)
+    columns = to_columns(X, dtype)
+    assert columns.dtype == np.dtype(dtype) and columns.flags.c_contiguous
+    assert columns.tobytes() == expected.tobytes()
 
 
 def test_train_reference_does_not_scale_uint8_input():
