@@ -21,6 +21,7 @@ from lnn_cli.bench.workers import (
     WORKERS_K,
     WORKERS_MEMORY_MB,
     WORKERS_NEURONS,
+    WORKERS_REPEATS,
     WorkersJob,
     run_workers_job,
 )
@@ -103,11 +104,19 @@ def main(argv: list[str] | None = None) -> int:
         default=list(WORKERS_K),
         help="workers job: the K to run, 1 and 2 among them, e.g. 1,2,4",
     )
+    parser.add_argument(
+        "--workers-repeats",
+        type=int,
+        default=WORKERS_REPEATS,
+        help="workers job: runs of each K, in alternating order; the run of median launch to finish counts",
+    )
     parser.add_argument("--out", default="out/bench", help="where bench.json and the logs go")
     add_runtime_options(parser)
     args = parser.parse_args(argv)
     if not {1, 2} <= set(args.workers_k):
         parser.error("--workers-k must include 1 and 2 (the speedup and the model's check compare them), e.g. 1,2,4")
+    if args.workers_repeats < 1:
+        parser.error(f"--workers-repeats must be at least 1; got {args.workers_repeats}")
     if args.workers_epochs < MIN_WORKERS_EPOCHS:
         parser.error(
             f"--workers-epochs must be at least {MIN_WORKERS_EPOCHS}: the time per epoch is the median interval "

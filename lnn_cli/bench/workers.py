@@ -43,7 +43,7 @@ from lnn_cli.bench.latency import emulator_assumptions
 from lnn_cli.bench.projection import PROJECTION_WORKERS, AwsAssumptions, aws_projection, aws_round, tail_speedups
 from lnn_cli.cloud.deploy import PROJECT_DIR, deploy_to_emulator
 from lnn_cli.cloud.emulator import running_emulator
-from lnn_cli.cloud.local import run_local
+from lnn_cli.cloud.local import new_run_id, run_local
 from lnn_cli.datafiles import data_in_parts
 from lnn_core.launch import budget
 from lnn_core.ml import training
@@ -63,6 +63,7 @@ WORKERS_MEMORY_MB = 1769  # one vCPU; the job's step needs about 1,540 MB (lnn_c
 WORKERS_CONCURRENCY = 2  # containers per function: the shards of K = 2 run side by side on the 2 cores
 WORKERS_CONTAINER_CPUS = 1  # BLAS threads per container, the vCPU of a 1,769 MB function
 WORKERS_K = (1, 2, 4, 8)
+WORKERS_REPEATS = 3  # runs of each K, alternating; the median counts (one run's ratio moved by about 0.2)
 MIN_WORKERS_EPOCHS = 4  # 3 intervals: their median leaves out the one that holds a second container's data load
 SPEEDUP_TARGET = 1.7  # K = 2 over K = 1, time per epoch (at most 2 on 2 cores)
 COSTS_TOLERANCE = 1e-10  # K = 2's costs against K = 1's, relative
@@ -85,6 +86,7 @@ class WorkersJob:
     memory_mb: int = WORKERS_MEMORY_MB
     workers: tuple[int, ...] = WORKERS_K
     epochs: int = 10  # issue 19 measures K = 2 over K = 1 end to end over 10 epochs
+    repeats: int = WORKERS_REPEATS
 
     @classmethod
     def from_args(cls, args: argparse.Namespace) -> "WorkersJob":
@@ -95,6 +97,7 @@ class WorkersJob:
             memory_mb=args.workers_memory,
             workers=tuple(args.workers_k),
             epochs=args.workers_epochs,
+            repeats=args.workers_repeats,
         )
 
 
@@ -202,64 +205,19 @@ def run_workers_job(args: argparse.Namespace, out: Path, console: Console) -> tu
                 f"DynamoDB {local.dynamodb_latency * 1000:.1f} ms; a delivery's "
                 f"own work {local.handler_overhead * 1000:.0f} ms (a {OVERHEAD_PROBE_EXAMPLES:,}-example run)"
             )
-            for K in job.workers:
-                deliveries: list = []
-                # as `lnn local` runs it: K > 1 workers each load their own part of the data
-                parts = data_in_parts(data, K) if K > 1 else None
-                loaded_bytes = min(len(parts[part_key("", k, K)]) for k in range(K)) if parts else len(data)
-                with console.status(f"workers: lnn local, workers {K}, {job.epochs} epochs..."):
-                    result = run_local(
-                        session,
-                        deployment.outputs,
-                        parameters | {"workers": K},
-                        data,
-                        log_stream=log,
-                        run_id=f"bench-workers-{K}",
-                        on_delivery=deliveries.append,
-                        concurrency=WORKERS_CONCURRENCY,
-                        container_cpus=WORKERS_CONTAINER_CPUS,
-                        parts=parts,
-                    )
-                results = result.results()
-                intervals = epoch_intervals(result.epochs)
-                # rounds 2..E: round 1 loads the data (47 MB, or a part) in each container, which no later round does
-                steady = [delivery for delivery in deliveries if (delivery.result or {}).get("epoch", 0) >= 2]
-                summary = delivery_summary(steady, loaded_bytes)
-                results |= {
-                    "epoch_intervals": [round(seconds, 3) for seconds in intervals],
-                    "seconds_per_epoch": median(intervals) if intervals else None,
-                    "launch_to_first_epoch": round(
-                        timestamp_seconds(result.epochs[0]["finished_at"]) - float(result.run["created_epoch_seconds"]),
-                        3,
-                    )
-                    if result.epochs
-                    else None,
-                    "training_seconds": training_seconds(result.epochs),
-                    "epoch_spans": [round(seconds, 3) for seconds in epoch_spans(result.epochs)],
-                    "deliveries_by_state": summary,
-                    "per_round": per_round(summary, max(1, len(result.epochs) - 1), K),
-                    "round_trips": round_trips_per_round(steady, K),
-                    "first_round": per_round(
-                        delivery_summary(
-                            [delivery for delivery in deliveries if (delivery.result or {}).get("epoch") == 1],
-                            loaded_bytes,
-                        ),
-                        1,
-                        K,
-                    ),
-                    "costs_equal_plain_numpy": results["costs"] == numpy_rows[K]["costs"],
-                }
-                if results["status"] != "succeeded" or not results["costs_equal_plain_numpy"]:
-                    failures.append(f"workers {K}")
-                    console.print(
-                        f"[red]workers {K}: {results['status']} {results.get('reason', '')}; costs equal "
-                        f"to plain NumPy (workers={K}): {results['costs_equal_plain_numpy']}[/]"
-                    )
-                console.print(
-                    f"workers {K}: {results['epochs']} epochs in {results['seconds']:.2f} s launch to finish; "
-                    f"epoch intervals {results['epoch_intervals']}"
-                )
-                runs[K] = results
+            repeated: dict[int, list[dict]] = {K: [] for K in job.workers}
+            for repeat in range(job.repeats):  # K ascending, then descending (ABBA): a drift of the machine's load
+                for K in job.workers if repeat % 2 == 0 else job.workers[::-1]:  # weighs on every K alike
+                    results = measured_run(session, deployment.outputs, parameters, data, K, log, console, job.epochs)
+                    results["costs_equal_plain_numpy"] = results["costs"] == numpy_rows[K]["costs"]
+                    if results["status"] != "succeeded" or not results["costs_equal_plain_numpy"]:
+                        failures.append(f"workers {K}")
+                        console.print(
+                            f"[red]workers {K}: {results['status']} {results.get('reason', '')}; costs equal "
+                            f"to plain NumPy (workers={K}): {results['costs_equal_plain_numpy']}[/]"
+                        )
+                    repeated[K].append(results)
+            runs = {K: median_run(repeated[K]) for K in job.workers}
     one, two = runs[1], runs[2]
     speedup = (
         one["seconds_per_epoch"] / two["seconds_per_epoch"]
@@ -304,6 +262,63 @@ def run_workers_job(args: argparse.Namespace, out: Path, console: Console) -> tu
     if report["costs_relative_difference"] > COSTS_TOLERANCE:
         failures.append("workers: K = 2's costs differ from K = 1's")
     return report, failures
+
+
+def measured_run(session, outputs, parameters: dict, data: bytes, K: int, log, console, epochs: int) -> dict:
+    """One run of the job at K workers through `lnn local`'s path (K > 1: the data in K parts), with its figures:
+    epoch intervals, launch to finish, the requests and bytes of rounds 2..E and of round 1, round trips."""
+    deliveries: list = []
+    parts = data_in_parts(data, K) if K > 1 else None
+    loaded_bytes = min(len(parts[part_key("", k, K)]) for k in range(K)) if parts else len(data)
+    with console.status(f"workers: lnn local, workers {K}, {epochs} epochs..."):
+        result = run_local(
+            session,
+            outputs,
+            parameters | {"workers": K},
+            data,
+            log_stream=log,
+            run_id=new_run_id(f"bench-workers-{K}"),
+            on_delivery=deliveries.append,
+            concurrency=WORKERS_CONCURRENCY,
+            container_cpus=WORKERS_CONTAINER_CPUS,
+            parts=parts,
+        )
+    results = result.results()
+    intervals = epoch_intervals(result.epochs)
+    # rounds 2..E: round 1 loads the data (47 MB, or a part) in each container, which no later round does
+    steady = [delivery for delivery in deliveries if (delivery.result or {}).get("epoch", 0) >= 2]
+    summary = delivery_summary(steady, loaded_bytes)
+    first_round = [delivery for delivery in deliveries if (delivery.result or {}).get("epoch") == 1]
+    results |= {
+        "epoch_intervals": [round(seconds, 3) for seconds in intervals],
+        "seconds_per_epoch": median(intervals) if intervals else None,
+        "launch_to_first_epoch": round(
+            timestamp_seconds(result.epochs[0]["finished_at"]) - float(result.run["created_epoch_seconds"]), 3
+        )
+        if result.epochs
+        else None,
+        "training_seconds": training_seconds(result.epochs),
+        "epoch_spans": [round(seconds, 3) for seconds in epoch_spans(result.epochs)],
+        "deliveries_by_state": summary,
+        "per_round": per_round(summary, max(1, len(result.epochs) - 1), K),
+        "round_trips": round_trips_per_round(steady, K),
+        "first_round": per_round(delivery_summary(first_round, loaded_bytes), 1, K),
+    }
+    console.print(
+        f"workers {K}: {results['epochs']} epochs in {results['seconds']:.2f} s launch to finish; "
+        f"epoch intervals {results['epoch_intervals']}"
+    )
+    return results
+
+
+def median_run(runs: list[dict]) -> dict:
+    """The run of median launch-to-finish time among repeats of one K (the lower middle of an even count), with
+    every repeat's launch to finish and median epoch interval beside it."""
+    ranked = sorted(runs, key=lambda run: run["seconds"])
+    return ranked[(len(ranked) - 1) // 2] | {
+        "repeats_seconds": [round(run["seconds"], 3) for run in runs],
+        "repeats_seconds_per_epoch": [run["seconds_per_epoch"] for run in runs],
+    }
 
 
 def handler_overhead(session, outputs, parameters: dict, local: AwsAssumptions, log, state_bytes: int) -> float:

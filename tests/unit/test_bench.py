@@ -241,3 +241,15 @@ def test_a_sweeps_aws_projection_adds_its_chains_one_after_another_and_takes_the
     aws = projection([short, long], assumptions, 1024)
     assert aws["one_after_another_seconds"] == pytest.approx(2.8 + 6.4)
     assert aws["all_at_once_seconds"] == pytest.approx(6.4) and aws["trials"] == 2
+
+
+def test_median_run_is_the_middle_launch_to_finish_of_the_repeats_and_keeps_them_all():
+    from lnn_cli.bench.workers import median_run
+
+    runs = [{"seconds": 9.0, "seconds_per_epoch": 0.7}, {"seconds": 8.0, "seconds_per_epoch": 0.6}]
+    runs.append({"seconds": 12.0, "seconds_per_epoch": 0.9})
+    assert median_run(runs) == runs[0] | {
+        "repeats_seconds": [9.0, 8.0, 12.0],
+        "repeats_seconds_per_epoch": [0.7, 0.6, 0.9],
+    }
+    assert median_run(runs[:2])["seconds"] == 8.0  # of an even count, the lower middle
