@@ -14,6 +14,7 @@ from aws_lambda_powertools import Logger, Metrics
 
 from lnn_core.aws.ports import Invoker, Ports, S3ObjectStore, _required
 from lnn_core.aws.sdk import BOTO_CONFIG, IoCounter
+from lnn_core.aws.usage import memory_mb
 from lnn_core.launch.launcher import Launcher, LaunchLimits
 from lnn_core.predictor import Predictor, PredictorPorts
 from lnn_core.protocol.trainer import Trainer
@@ -32,7 +33,12 @@ def build_trainer(
     ports = Ports.from_environment(
         invoke_target="AWS_LAMBDA_FUNCTION_NAME", session=session, invoker=invoker, clock=clock, functions=functions
     )
-    return Trainer(ports, logger=logger or Logger(service="lnn"), metrics=Metrics(namespace="LNN", service="lnn"))
+    return Trainer(
+        ports,
+        logger=logger or Logger(service="lnn"),
+        metrics=Metrics(namespace="LNN", service="lnn"),
+        memory_mb=memory_mb(None),
+    )
 
 
 def build_launcher(

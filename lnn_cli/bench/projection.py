@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from lnn_core.aws.pricing import price_table
-from lnn_core.launch.budget import MIB
+from lnn_core.aws.usage import MIB
 
 PROJECTION_WORKERS = (1, 2, 4, 8, 16, 32, 64)
 PRICES = price_table()  # us-east-1, arm64: lnn_core.aws.pricing holds the prices and their sources

@@ -285,7 +285,8 @@ def test_lnn_starts_upload_puts_the_parts_and_parameters_json_naming_their_folde
 def test_the_launchers_check_of_parts_follows_the_runs_dtype(aws, monkeypatch):
     """Parts of a float32 run are estimated in float32: a memory size between the two estimates refuses the
     float64 run and trains the float32 one (the check had counted every part in float64)."""
-    from lnn_core.launch.budget import MIB, estimate_step_memory
+    from lnn_core.aws.usage import MIB
+    from lnn_core.launch.budget import estimate_step_memory
 
     X, y = blobs(8000, features=1000)
     parameters = {**PARAMETERS, "epochs": 1, "batch_size": None, "optimizer": "gd", "workers": 4}
@@ -341,3 +342,43 @@ def test_the_capacity_figure_is_where_the_launcher_starts_refusing(aws, monkeypa
             assert answer["status"] == "running", answer
         else:
             assert_rejected_creating_nothing(aws, answer, launcher, queue, run_id, "needs about", "160 MB")
+
+
+def part_loads_of_a_run_in_one_container(aws, monkeypatch, *, room_for_parts: bool) -> tuple[list[str], int]:
+    """A K = 2 run on data in parts whose every delivery runs in one container (shards 0 and 1 in turn, as Lambda
+    may route them): the part keys it GETs, and its shard deliveries. Its memory leaves room for the other part
+    beside a shard's step (`room_for_parts`), or for less than one part."""
+    X, y = blobs(4000, features=200)
+    upload_parts(aws, "r1", 2, X=X, y=y)
+    parameters = {**PARAMETERS, "workers": 2, "epochs": 3, "batch_size": None}
+    queue, clock = QueueInvoker(), FakeClock()
+    answer, launcher = launch(aws, queue, clock, parameters)
+    assert answer["status"] == "running", answer
+    step_bytes = launcher.ports.table.get_run("r1")["part_step_bytes"]
+    part_bytes = 2 * X[:2000].astype(np.float64).nbytes  # as rows and as columns
+    spare = 2 * part_bytes if room_for_parts else part_bytes // 4
+    monkeypatch.setenv("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", str(-(-(step_bytes + spare) // 2**20)))
+    trainer = build_trainer(session=aws.session, invoker=queue, clock=clock)
+    loaded, get_bytes = [], trainer.ports.store.get_bytes
+    trainer.ports.store.get_bytes = lambda key, **options: (loaded.append(key), get_bytes(key, **options))[1]
+    shards = 0
+    while queue.events:
+        event = queue.events.popleft()
+        shards += event.get("state") == "shard"
+        trainer.handle(event)
+    run = trainer.ports.table.get_run("r1")
+    assert run["status"] == "succeeded", run.get("reason")
+    params, costs = reference(X, y, parameters, [2000, 2000])
+    assert [item["cost"] for item in trainer.ports.table.committed_epochs(run)] == costs
+    return [key for key in loaded if "/data/part-" in key], shards
+
+
+def test_a_container_keeps_the_other_part_when_its_memory_has_room_for_it(aws, monkeypatch):
+    loaded, shards = part_loads_of_a_run_in_one_container(aws, monkeypatch, room_for_parts=True)
+    assert shards == 6 and loaded == ["runs/r1/data/part-0-of-2.npz", "runs/r1/data/part-1-of-2.npz"]  # once each
+
+
+def test_a_container_keeps_one_part_when_its_memory_has_no_room_for_another(aws, monkeypatch):
+    loaded, shards = part_loads_of_a_run_in_one_container(aws, monkeypatch, room_for_parts=False)
+    parts = ["runs/r1/data/part-0-of-2.npz", "runs/r1/data/part-1-of-2.npz"]
+    assert shards == 6 and loaded == parts * 4  # every round's and the finish's: the other part was evicted

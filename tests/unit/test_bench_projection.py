@@ -137,9 +137,10 @@ def test_workers_options():
             workers_memory=4096,
             workers_k=[1, 2],
             workers_epochs=3,
+            workers_repeats=5,
         )
     )
-    assert job == bench_workers.WorkersJob(100, (16, 10), "float32", 4096, (1, 2), 3)
+    assert job == bench_workers.WorkersJob(100, (16, 10), "float32", 4096, (1, 2), 3, 5)
 
 
 def test_a_deliverys_own_work_counts_once_per_delivery_on_the_critical_path():

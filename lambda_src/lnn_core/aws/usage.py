@@ -25,6 +25,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from lnn_core.aws.sdk import IoCounter
 
+MIB = 2**20  # bytes in a megabyte of Lambda's memory size
 DEFAULT_MEMORY_MB = 1024  # the stack's default memory_size (lnn_stack.settings.deployment.MEMORY_SIZE reads it)
 USAGE_PREFIX = "usage_"
 

@@ -16,6 +16,7 @@ from typing import IO
 import numpy as np
 from numpy.lib import format as npy_format
 
+from lnn_core.aws.usage import MIB
 from lnn_core.errors import LnnInputError
 from lnn_core.ml.config import TrainingConfig
 from lnn_core.protocol.layout import CHECKPOINT_EVERY
@@ -36,7 +37,6 @@ LAMBDA_MAX_MEMORY_MB = 10240
 LAMBDA_MIN_MEMORY_MB = 128
 MEMORY_SIZE_STEP_MB = 64  # suggested memory sizes are rounded up to this
 FLOAT64 = 8
-MIB = 2**20
 
 
 # ---- sizes and environment ---------------------------------------------------------------------------------

@@ -41,6 +41,7 @@ class DataInParts:
     common_etag: str
     features: int
     common: TrainingData
+    step_bytes: int  # the largest estimate of a shard's step over its part (`budget.check_part_fits`)
 
 
 class RangedObject(io.RawIOBase):
@@ -105,7 +106,7 @@ def check_parts(
     for key, layout in zip(keys, layouts):
         _check_part_shapes(layout, first, config, f"s3://{store.bucket}/{key}")
     examples = sum(layout.shape("X")[0] for layout in layouts)
-    for key, layout in zip(keys, layouts):
+    estimates = [
         check_part_fits(
             layout,
             compressed_bytes=listed[key][1],
@@ -117,6 +118,8 @@ def check_parts(
             test_examples=test_examples,
             itemsize=value_bytes(config),
         )
+        for key, layout in zip(keys, layouts)
+    ]
     features, y_shape = first.shape("X")[1], first.shape("y")
     target_shape = () if len(y_shape) == 1 or y_shape[1:] == (1,) else y_shape[1:]
     data = load_common_data(
@@ -124,7 +127,12 @@ def check_parts(
     )
     data.check_fits(config)
     return DataInParts(
-        [layout.shape("X")[0] for layout in layouts], [listed[key][0] for key in keys], common_etag, features, data
+        [layout.shape("X")[0] for layout in layouts],
+        [listed[key][0] for key in keys],
+        common_etag,
+        features,
+        data,
+        max(estimate.total for estimate in estimates),
     )
 
 

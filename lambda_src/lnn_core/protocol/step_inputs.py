@@ -9,12 +9,13 @@ import numpy as np
 
 from lnn_core.aws.codec import npz_to_arrays
 from lnn_core.aws.ports import Ports
+from lnn_core.aws.usage import DEFAULT_MEMORY_MB, MIB
 from lnn_core.errors import LnnInputError, RunFailure
 from lnn_core.ml import batching, network
 from lnn_core.ml.config import TrainingConfig
 from lnn_core.ml.dataset import TrainingData, load_common_data, load_training_data
 from lnn_core.ml.validation import held_out
-from lnn_core.protocol.layout import common_key, in_parts, part_key
+from lnn_core.protocol.layout import PART_STEP_BYTES_FIELD, common_key, in_parts, part_key
 
 
 @dataclass(frozen=True)
@@ -27,13 +28,19 @@ class PreparedData:
     Y: np.ndarray  # (n_L, m)
     examples: int  # of the whole training set
 
+    @property
+    def nbytes(self) -> int:
+        """The memory its arrays hold: the data as rows and as columns, its targets and labels."""
+        arrays = (self.X, self.Y, *(value for value in vars(self.data).values() if isinstance(value, np.ndarray)))
+        return sum(array.nbytes for array in arrays)
+
 
 class StepInputs:
     """The inputs of one warm container's steps, with its caches of the run's data and of the current epoch's
     mini-batches."""
 
-    def __init__(self, ports: Ports):
-        self.ports = ports
+    def __init__(self, ports: Ports, memory_mb: int = DEFAULT_MEMORY_MB):
+        self.ports, self.memory_mb = ports, memory_mb  # the function's memory (`usage.memory_mb`)
         self._data: dict[tuple[str, str, str], PreparedData] = {}  # keyed by (key, ETag, dtype)
         self._epoch_batches: tuple[tuple, list] | None = None
 
@@ -75,6 +82,7 @@ class StepInputs:
             lambda raw, source: self._columns(
                 config, load_training_data(raw, source=source, dtype=config.dtype), run["examples"]
             ),
+            room=self.memory_mb * MIB - run.get(PART_STEP_BYTES_FIELD, self.memory_mb * MIB),
         )
 
     @staticmethod
@@ -89,18 +97,29 @@ class StepInputs:
         )
         return PreparedData(data, X, Y, X.shape[1] if examples is None else examples)
 
-    def _cached_data(self, config: TrainingConfig, key: str, etag: str, prepare) -> PreparedData:
+    def _cached_data(self, config: TrainingConfig, key: str, etag: str, prepare, room: int = 0) -> PreparedData:
         """Data parsed once per warm container and ETag by `prepare(raw, source)`. One run's at a time (a warm
-        container serves one chain); of data in parts, one part and the common arrays."""
+        container serves one chain); of data in parts, the common arrays and the part `key`, and the other parts
+        most recently used whose bytes fit `room`: Lambda gives a shard's event to any idle container, so with
+        one part a container, most rounds would load a part again."""
         cache_key = (key, etag, config.dtype, config.validation_split, config.validation_seed)
-        if cache_key not in self._data:
+        if cache_key in self._data:
+            self._data[cache_key] = self._data.pop(cache_key)  # the most recently used last
+        else:
             common = common_key(config.data) if in_parts(config.data) else None
-            self._data = {
+            kept = {  # of data in parts, the run's other files
                 cached: value
                 for cached, value in self._data.items()
-                if common is not None and cached[0].startswith(config.data) and (cached[0] == common) != (key == common)
+                if common is not None and cached[0].startswith(config.data) and cached[0] != key
             }
-            raw = self.ports.store.get_bytes(key, etag=etag, cache=False)  # after the eviction: one part in memory
+            if key != common:  # the other parts, newest first, while they fit beside this part's step
+                for cached, value in reversed(list(kept.items())):
+                    if cached[0] != common:
+                        room -= value.nbytes
+                        if room < 0:
+                            del kept[cached]
+            self._data = kept
+            raw = self.ports.store.get_bytes(key, etag=etag, cache=False)  # after the eviction: what fits in memory
             source = f"s3://{self.ports.store.bucket}/{key}"
             try:
                 self._data[cache_key] = prepare(raw, source)

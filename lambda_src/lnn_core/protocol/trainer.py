@@ -39,7 +39,7 @@ from lnn_core.aws.codec import arrays_to_npz
 from lnn_core.aws.ports import Ports
 from lnn_core.aws.run_record import send_lease
 from lnn_core.aws.sdk import now
-from lnn_core.aws.usage import DeliveryMeter
+from lnn_core.aws.usage import DEFAULT_MEMORY_MB, DeliveryMeter
 from lnn_core.errors import LnnInputError, RunFailure
 from lnn_core.ml import batching
 from lnn_core.ml.config import TrainingConfig
@@ -55,9 +55,9 @@ from lnn_core.protocol.steps import StepBodies, StepResult
 
 
 class Trainer:
-    def __init__(self, ports: Ports, *, logger, metrics=None):
+    def __init__(self, ports: Ports, *, logger, metrics=None, memory_mb: int = DEFAULT_MEMORY_MB):
         self.ports, self.log, self.metrics = ports, logger, metrics
-        self.steps = StepBodies(ports)  # the step bodies, with this warm container's caches
+        self.steps = StepBodies(ports, memory_mb)  # the step bodies, with this warm container's caches
 
     # ---- the protocol -------------------------------------------------------------------------------------
 
