@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from lnn_cli.datafiles import data_in_parts
+from lnn_core.aws.ports import STORE_CACHE_BYTES
 from lnn_core.handlers import build_launcher, build_trainer
 from lnn_core.ml import batching, metrics, shards, training
 from tests.conftest import FakeClock, QueueInvoker, blobs
@@ -347,17 +348,17 @@ def test_the_capacity_figure_is_where_the_launcher_starts_refusing(aws, monkeypa
 def part_loads_of_a_run_in_one_container(aws, monkeypatch, *, room_for_parts: bool) -> tuple[list[str], int]:
     """A K = 2 run on data in parts whose every delivery runs in one container (shards 0 and 1 in turn, as Lambda
     may route them): the part keys it GETs, and its shard deliveries. Its memory leaves room for the other part
-    beside a shard's step (`room_for_parts`), or for less than one part."""
+    beside what a worker holds for its part and its store's cache (`room_for_parts`), or for less than one part."""
     X, y = blobs(4000, features=200)
     upload_parts(aws, "r1", 2, X=X, y=y)
     parameters = {**PARAMETERS, "workers": 2, "epochs": 3, "batch_size": None}
     queue, clock = QueueInvoker(), FakeClock()
     answer, launcher = launch(aws, queue, clock, parameters)
     assert answer["status"] == "running", answer
-    step_bytes = launcher.ports.table.get_run("r1")["part_step_bytes"]
+    worker_bytes = launcher.ports.table.get_run("r1")["part_worker_bytes"] + STORE_CACHE_BYTES
     part_bytes = 2 * X[:2000].astype(np.float64).nbytes  # as rows and as columns
     spare = 2 * part_bytes if room_for_parts else part_bytes // 4
-    monkeypatch.setenv("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", str(-(-(step_bytes + spare) // 2**20)))
+    monkeypatch.setenv("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", str(-(-(worker_bytes + spare) // 2**20)))
     trainer = build_trainer(session=aws.session, invoker=queue, clock=clock)
     loaded, get_bytes = [], trainer.ports.store.get_bytes
     trainer.ports.store.get_bytes = lambda key, **options: (loaded.append(key), get_bytes(key, **options))[1]

@@ -72,14 +72,17 @@ class StoredObject:
     modified: float  # epoch seconds of its last write (S3's LastModified)
 
 
+STORE_CACHE_BYTES = 256 * 2**20  # a warm container's cache of immutable objects read or written
+
+
 class S3ObjectStore:
     """Objects under one bucket. Reads of immutable keys (training state) are cached in memory, least recently
     used first out."""
 
-    def __init__(self, client, bucket: str, counter: IoCounter, *, cache_bytes: int = 256 * 2**20):
+    def __init__(self, client, bucket: str, counter: IoCounter, *, cache_bytes: int = STORE_CACHE_BYTES):
         self._client, self.bucket, self._counter = client, bucket, counter
         self._cache: OrderedDict[str, bytes] = OrderedDict()
-        self._cache_limit, self._cached = cache_bytes, 0
+        self.cache_limit, self._cached = cache_bytes, 0  # bytes of objects it may hold in memory
         self._cache_lock = threading.Lock()  # a delivery's requests may run in threads (`RequestFanOut`)
 
     def get_bytes(self, key: str, *, etag: str | None = None, cache: bool = True) -> bytes:
@@ -213,14 +216,14 @@ class S3ObjectStore:
         return data
 
     def _remember(self, key: str, data: bytes) -> None:
-        if len(data) > self._cache_limit:
+        if len(data) > self.cache_limit:
             return
         with self._cache_lock:
             if key in self._cache:
                 self._cached -= len(self._cache.pop(key))
             self._cache[key] = data
             self._cached += len(data)
-            while self._cached > self._cache_limit:
+            while self._cached > self.cache_limit:
                 self._cached -= len(self._cache.popitem(last=False)[1])
 
 

@@ -299,6 +299,14 @@ def check_training_fits(
     return estimate
 
 
+def part_worker_bytes(layout: NpzLayout, *, compressed_bytes: int, step: StepEstimate) -> int:
+    """What a shard worker holds at once for its part, beside the run's other parts it may keep cached: the larger
+    of its step (`step`) and its loading (the runtime, the file's bytes, its arrays as stored and as float64, and
+    the float64 columns made from them)."""
+    loading = RUNTIME_OVERHEAD_MB * MIB + layout.load_peak_bytes(compressed_bytes) + layout.float64_bytes
+    return max(step.total, loading)
+
+
 def check_part_fits(
     layout: NpzLayout,
     *,

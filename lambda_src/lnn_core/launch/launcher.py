@@ -45,7 +45,7 @@ from lnn_core.ml.parameters import MAX_SEED
 from lnn_core.ml.validation import held_out
 from lnn_core.protocol import sending
 from lnn_core.protocol.events import MAX_BATCHES, make_event
-from lnn_core.protocol.layout import PART_STEP_BYTES_FIELD, STATE_SLICES_FIELD, in_parts, model_key, parts_folder
+from lnn_core.protocol.layout import PART_WORKER_BYTES_FIELD, STATE_SLICES_FIELD, in_parts, model_key, parts_folder
 from lnn_core.protocol.schedule import first_position, step_bound
 
 DEFAULT_MAX_RUNNING_RUNS = 10
@@ -200,7 +200,7 @@ class Launcher:
                 {
                     "part_examples": parts.part_examples,
                     "part_etags": parts.part_etags,
-                    PART_STEP_BYTES_FIELD: parts.step_bytes,
+                    PART_WORKER_BYTES_FIELD: parts.worker_bytes,
                 }
                 if parts
                 else {}

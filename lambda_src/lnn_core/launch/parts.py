@@ -22,6 +22,7 @@ from lnn_core.launch.budget import (
     data_budget_bytes,
     inspect_npz,
     parameter_copies,
+    part_worker_bytes,
     value_bytes,
 )
 from lnn_core.ml.config import TrainingConfig
@@ -41,7 +42,7 @@ class DataInParts:
     common_etag: str
     features: int
     common: TrainingData
-    step_bytes: int  # the largest estimate of a shard's step over its part (`budget.check_part_fits`)
+    worker_bytes: int  # the most a shard worker holds at once for its part (`budget.part_worker_bytes`)
 
 
 class RangedObject(io.RawIOBase):
@@ -106,17 +107,21 @@ def check_parts(
     for key, layout in zip(keys, layouts):
         _check_part_shapes(layout, first, config, f"s3://{store.bucket}/{key}")
     examples = sum(layout.shape("X")[0] for layout in layouts)
-    estimates = [
-        check_part_fits(
+    worker_bytes = [
+        part_worker_bytes(
             layout,
             compressed_bytes=listed[key][1],
-            examples=examples,
-            neurons=config.neurons,
-            memory_mb=trainer_memory_mb,
-            source=f"s3://{store.bucket}/{key}",
-            copies=parameter_copies(config),
-            test_examples=test_examples,
-            itemsize=value_bytes(config),
+            step=check_part_fits(
+                layout,
+                compressed_bytes=listed[key][1],
+                examples=examples,
+                neurons=config.neurons,
+                memory_mb=trainer_memory_mb,
+                source=f"s3://{store.bucket}/{key}",
+                copies=parameter_copies(config),
+                test_examples=test_examples,
+                itemsize=value_bytes(config),
+            ),
         )
         for key, layout in zip(keys, layouts)
     ]
@@ -132,7 +137,7 @@ def check_parts(
         common_etag,
         features,
         data,
-        max(estimate.total for estimate in estimates),
+        max(worker_bytes),
     )
 
 

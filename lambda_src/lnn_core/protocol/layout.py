@@ -90,9 +90,9 @@ STATE_SLICE_PARTS = ("params", "optimizer")
 # The run record's mark that a K > 1 run keeps its state in K slices: a run an earlier LNN started (its state one
 # file) lacks it, and fails with the reason instead of reading a layout it does not have
 STATE_SLICES_FIELD = "state_slices"
-# The run record's bytes of the largest shard step over a part, as the launcher estimated it for data in parts: what
-# a worker's memory holds beyond that may keep other parts cached (`StepInputs`)
-PART_STEP_BYTES_FIELD = "part_step_bytes"
+# The run record's most a shard worker holds at once for its part of data in parts, as the launcher estimated it
+# (`budget.part_worker_bytes`): beyond that and its store's cache, a worker may keep other parts (`StepInputs`)
+PART_WORKER_BYTES_FIELD = "part_worker_bytes"
 
 
 def state_slice_key(config: TrainingConfig, epoch: int, batch: int, batches: int, slice_: int, part: str) -> str:

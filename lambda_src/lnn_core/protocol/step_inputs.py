@@ -15,7 +15,7 @@ from lnn_core.ml import batching, network
 from lnn_core.ml.config import TrainingConfig
 from lnn_core.ml.dataset import TrainingData, load_common_data, load_training_data
 from lnn_core.ml.validation import held_out
-from lnn_core.protocol.layout import PART_STEP_BYTES_FIELD, common_key, in_parts, part_key
+from lnn_core.protocol.layout import PART_WORKER_BYTES_FIELD, common_key, in_parts, part_key
 
 
 @dataclass(frozen=True)
@@ -82,7 +82,9 @@ class StepInputs:
             lambda raw, source: self._columns(
                 config, load_training_data(raw, source=source, dtype=config.dtype), run["examples"]
             ),
-            room=self.memory_mb * MIB - run.get(PART_STEP_BYTES_FIELD, self.memory_mb * MIB),
+            room=self.memory_mb * MIB
+            - run.get(PART_WORKER_BYTES_FIELD, self.memory_mb * MIB)
+            - self.ports.store.cache_limit,
         )
 
     @staticmethod
