@@ -220,7 +220,7 @@ def print_report(console: Console, report: dict, jobs: list[Job], out: Path) -> 
             console.print(model_check_line(workers["model_check"]))
         console.print(
             f"workers: K = 2 over K = 1 launch to finish {workers['end_to_end_speedup']:.2f} x "
-            f"(target {SPEEDUP_TARGET}; medians of launch to finish, s: K = 1 "
+            f"(target {SPEEDUP_TARGET}; the median runs of these, launch to finish in s: K = 1 "
             f"{workers['runs'][1].get('repeats_seconds')}, K = 2 {workers['runs'][2].get('repeats_seconds')})"
         )
         console.print(

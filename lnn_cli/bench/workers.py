@@ -47,6 +47,7 @@ from lnn_cli.cloud.local import new_run_id, run_local
 from lnn_cli.datafiles import data_in_parts
 from lnn_core.launch import budget
 from lnn_core.ml import training
+from lnn_core.ml.shards import shard_slices
 from lnn_core.protocol.layout import part_key
 
 WORKERS_NEURONS = [128, 64, 10]
@@ -170,7 +171,8 @@ def run_workers_job(args: argparse.Namespace, out: Path, console: Console) -> tu
     for K in job.workers:
         with threadpool_limits(limits=WORKERS_CONTAINER_CPUS):
             started = time.perf_counter()
-            _, costs = training.train_reference(X, y, **reference, workers=K)
+            parts = [rows.stop - rows.start for rows in shard_slices(len(y), K)] if K > 1 else None  # as `lnn local`
+            _, costs = training.train_reference(X, y, **reference, workers=K, parts=parts)
             numpy_rows[K] = {"seconds": time.perf_counter() - started, "costs": costs}
         console.print(f"workers, plain NumPy (workers={K}): {job.epochs} epochs in {numpy_rows[K]['seconds']:.2f} s")
     with (

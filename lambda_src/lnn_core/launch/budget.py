@@ -299,12 +299,27 @@ def check_training_fits(
     return estimate
 
 
-def part_worker_bytes(layout: NpzLayout, *, compressed_bytes: int, step: StepEstimate) -> int:
-    """What a shard worker holds at once for its part, beside the run's other parts it may keep cached: the larger
-    of its step (`step`) and its loading (the runtime, the file's bytes, its arrays as stored and as float64, and
-    the float64 columns made from them)."""
-    loading = RUNTIME_OVERHEAD_MB * MIB + layout.load_peak_bytes(compressed_bytes) + layout.float64_bytes
-    return max(step.total, loading)
+def part_worker_bytes(
+    layout: NpzLayout,
+    *,
+    compressed_bytes: int,
+    step: StepEstimate,
+    common: NpzLayout,
+    common_compressed_bytes: int,
+) -> int:
+    """The most a shard worker holds at once for its part, beside the run's other parts it may keep cached: its
+    step (`step`); or, at worst, what the step keeps of data (`step.data`) while it loads its part, or the common
+    arrays (each file's bytes, its arrays as stored and as float64, and their float64 columns); with the runtime."""
+    runtime = RUNTIME_OVERHEAD_MB * MIB
+
+    def loading(npz: NpzLayout, size: int) -> int:
+        return npz.load_peak_bytes(size) + npz.float64_bytes
+
+    return max(
+        step.total,
+        runtime + step.data + loading(layout, compressed_bytes),
+        runtime + step.data + loading(common, common_compressed_bytes),
+    )
 
 
 def check_part_fits(

@@ -111,6 +111,8 @@ def check_parts(
         part_worker_bytes(
             layout,
             compressed_bytes=listed[key][1],
+            common=common,
+            common_compressed_bytes=common_size,
             step=check_part_fits(
                 layout,
                 compressed_bytes=listed[key][1],

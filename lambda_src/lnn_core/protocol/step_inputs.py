@@ -1,6 +1,6 @@
 """What the step bodies (`steps.StepBodies`) read: the run's training data, parsed once per warm container and ETag
-(of data in parts, one part and the common arrays), the current epoch's mini-batches, and the .npz files of the
-training state that earlier steps wrote.
+(of data in parts, the common arrays and the parts its memory has room for), the current epoch's mini-batches, and
+the .npz files of the training state that earlier steps wrote.
 """
 
 from dataclasses import dataclass
@@ -61,6 +61,9 @@ class StepInputs:
         none), or for the reduce (`shard` None) the common arrays alone: the test set, for its evaluations."""
         if not in_parts(config.data):
             return self._prepared(config, run)
+        room = (  # for the run's parts beside what a worker holds at once (none for a run that did not record it)
+            self.memory_mb * MIB - run.get(PART_WORKER_BYTES_FIELD, self.memory_mb * MIB) - self.ports.store.cache_limit
+        )
         if shard is None:
             target_shape = (config.neurons[-1],) if config.regression and config.neurons[-1] > 1 else ()
             return self._cached_data(
@@ -74,6 +77,7 @@ class StepInputs:
                     ),
                     run["examples"],
                 ),
+                room,
             )
         return self._cached_data(
             config,
@@ -82,9 +86,7 @@ class StepInputs:
             lambda raw, source: self._columns(
                 config, load_training_data(raw, source=source, dtype=config.dtype), run["examples"]
             ),
-            room=self.memory_mb * MIB
-            - run.get(PART_WORKER_BYTES_FIELD, self.memory_mb * MIB)
-            - self.ports.store.cache_limit,
+            room,
         )
 
     @staticmethod
@@ -100,10 +102,10 @@ class StepInputs:
         return PreparedData(data, X, Y, X.shape[1] if examples is None else examples)
 
     def _cached_data(self, config: TrainingConfig, key: str, etag: str, prepare, room: int = 0) -> PreparedData:
-        """Data parsed once per warm container and ETag by `prepare(raw, source)`. One run's at a time (a warm
-        container serves one chain); of data in parts, the common arrays and the part `key`, and the other parts
-        most recently used whose bytes fit `room`: Lambda gives a shard's event to any idle container, so with
-        one part a container, most rounds would load a part again."""
+        """Data parsed once per warm container and ETag by `prepare(raw, source)`, of one run at a time. Of data in
+        parts: the common arrays, and the parts most recently used whose bytes fit `room` beside the one loaded
+        (Lambda gives a shard's event to any idle container: with one part a container, most rounds would load a
+        part again)."""
         cache_key = (key, etag, config.dtype, config.validation_split, config.validation_seed)
         if cache_key in self._data:
             self._data[cache_key] = self._data.pop(cache_key)  # the most recently used last
@@ -114,12 +116,11 @@ class StepInputs:
                 for cached, value in self._data.items()
                 if common is not None and cached[0].startswith(config.data) and cached[0] != key
             }
-            if key != common:  # the other parts, newest first, while they fit beside this part's step
-                for cached, value in reversed(list(kept.items())):
-                    if cached[0] != common:
-                        room -= value.nbytes
-                        if room < 0:
-                            del kept[cached]
+            for cached, value in reversed(list(kept.items())):  # the parts, newest first, while they fit
+                if cached[0] != common:
+                    room -= value.nbytes
+                    if room < 0:
+                        del kept[cached]
             self._data = kept
             raw = self.ports.store.get_bytes(key, etag=etag, cache=False)  # after the eviction: what fits in memory
             source = f"s3://{self.ports.store.bucket}/{key}"

@@ -294,18 +294,18 @@ class StepBodies(RoundSteps):
     def _fit_over_parts(
         self, config: TrainingConfig, run: dict, params: network.Params
     ) -> tuple[TrainingData, diagnostics.TrainingFit, np.ndarray]:
-        """The finish's pass over training data in parts, one part in memory at a time: (the common arrays with
-        every part's labels, the fit over all examples in order, their targets Y)."""
+        """The finish's pass over training data in parts, one part at a time beside those the cache keeps: (the
+        common arrays with every part's labels, the fit over all examples in order, their targets Y)."""
         common = self._round_data(config, run, None)
         targets, labels = [], []
 
         def part_columns():
             for shard in range(config.workers):
-                part = self._round_data(config, run, shard)  # replaces the previous part in the cache
+                part = self._round_data(config, run, shard)
                 targets.append(part.Y)
                 labels.append(part.data.y)
                 yield part.X
-                del part  # so that the next part loads with this one gone
+                del part  # the cache alone decides whether this part stays while the next one loads
 
         fit = diagnostics.training_fit_parts(params, part_columns(), config.activations)
         return dataclasses.replace(common.data, y=np.concatenate(labels)), fit, np.concatenate(targets, axis=1)
