@@ -208,9 +208,12 @@ def run_workers_job(args: argparse.Namespace, out: Path, console: Console) -> tu
                 f"own work {local.handler_overhead * 1000:.0f} ms (a {OVERHEAD_PROBE_EXAMPLES:,}-example run)"
             )
             repeated: dict[int, list[dict]] = {K: [] for K in job.workers}
+            parts = {K: data_in_parts(data, K) if K > 1 else None for K in job.workers}  # as `lnn local` splits
             for repeat in range(job.repeats):  # K ascending, then descending (ABBA): a drift of the machine's load
                 for K in job.workers if repeat % 2 == 0 else job.workers[::-1]:  # weighs on every K alike
-                    results = measured_run(session, deployment.outputs, parameters, data, K, log, console, job.epochs)
+                    results = measured_run(
+                        session, deployment.outputs, parameters, data, parts[K], K, log, console, job.epochs
+                    )
                     results["costs_equal_plain_numpy"] = results["costs"] == numpy_rows[K]["costs"]
                     if results["status"] != "succeeded" or not results["costs_equal_plain_numpy"]:
                         failures.append(f"workers {K}")
@@ -266,11 +269,12 @@ def run_workers_job(args: argparse.Namespace, out: Path, console: Console) -> tu
     return report, failures
 
 
-def measured_run(session, outputs, parameters: dict, data: bytes, K: int, log, console, epochs: int) -> dict:
-    """One run of the job at K workers through `lnn local`'s path (K > 1: the data in K parts), with its figures:
-    epoch intervals, launch to finish, the requests and bytes of rounds 2..E and of round 1, round trips."""
+def measured_run(
+    session, outputs, parameters: dict, data: bytes, parts: dict | None, K: int, log, console, epochs: int
+) -> dict:
+    """One run of the job at K workers through `lnn local`'s path (K > 1: `data` in the K `parts`), with its
+    figures: epoch intervals, launch to finish, the requests and bytes of rounds 2..E and of round 1, round trips."""
     deliveries: list = []
-    parts = data_in_parts(data, K) if K > 1 else None
     loaded_bytes = min(len(parts[part_key("", k, K)]) for k in range(K)) if parts else len(data)
     with console.status(f"workers: lnn local, workers {K}, {epochs} epochs..."):
         result = run_local(

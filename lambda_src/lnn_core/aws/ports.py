@@ -23,6 +23,7 @@ from botocore.exceptions import ClientError
 
 from lnn_core.aws.run_table import RunTable
 from lnn_core.aws.sdk import BOTO_CONFIG, CLAIM_BOTO_CONFIG, WAVE, IoCounter, trace_requests
+from lnn_core.aws.usage import MIB
 from lnn_core.errors import RunFailure
 
 SCRATCH_TAG = "lnn-scratch=true"  # the bucket's lifecycle rule expires objects with this tag
@@ -72,7 +73,7 @@ class StoredObject:
     modified: float  # epoch seconds of its last write (S3's LastModified)
 
 
-STORE_CACHE_BYTES = 256 * 2**20  # a warm container's cache of immutable objects read or written
+STORE_CACHE_BYTES = 256 * MIB  # a warm container's cache of immutable objects read or written
 
 
 class S3ObjectStore:
