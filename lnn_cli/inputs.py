@@ -145,7 +145,7 @@ def validate_run(
             config.neurons,
             memory_mb=trainer_memory_mb,
             source=str(data_path),
-            copies=parameter_copies(config),
+            copies=parameter_copies(config, layout),
             itemsize=value_bytes(config),
         )
     training_data = load_training_data(data, source=str(data_path), dtype=config.dtype)
@@ -166,7 +166,7 @@ def validate_run(
                 neurons=config.neurons,
                 memory_mb=trainer_memory_mb,
                 source=f"{data_path} ({name})",
-                copies=parameter_copies(config),
+                copies=parameter_copies(config, part_layout),
                 test_examples=0 if training_data.X_test is None else len(training_data.X_test),
             )
         else:

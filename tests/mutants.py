@@ -36,6 +36,7 @@ CONCURRENCY_TESTS = (
     "tests/integration/test_concurrency_scenarios.py",
     "tests/integration/test_concurrent_chaos.py",
     "tests/integration/test_workers.py",
+    "tests/integration/test_shard_reduce.py",
     "tests/integration/test_workers_chaos.py",
     "tests/integration/test_round_stops.py",
     "tests/integration/test_round_state.py",
@@ -229,9 +230,18 @@ MUTANTS = (
     Mutant(
         "a slice not checking that its rows stay finite (the run fails a round late, or not at all)",
         ROUND_STEPS,
-        "        finite_params(params, epoch)\n        return StepResult(\n",
-        "        return StepResult(\n",
+        "        finite_params(params, epoch)\n        return {\n",
+        "        return {\n",
         first=("test_a_round_of_workers_diverges_at_the_chains_epoch",),
+    ),
+    Mutant(
+        "a shard that reduces its round failing the run when the round was committed while it computed",
+        TRAINER,
+        "            if not self._still_next(step_event.run_id, step_event.step):\n"
+        '                return {"outcome": "duplicate"}  # the round was committed: its state is gone\n',
+        "            if False:\n"
+        '                return {"outcome": "duplicate"}  # the round was committed: its state is gone\n',
+        first=("test_a_round_whose_slices_a_resume_sent_meanwhile_commits_once",),
     ),
     Mutant(
         "a losing committer keeping its commit claim (a quick `lnn resume` finds nothing it may commit)",

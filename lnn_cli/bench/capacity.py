@@ -49,7 +49,7 @@ def admitted(examples: int, features: int, config: TrainingConfig, memory_mb: in
                 config.neurons,
                 memory_mb=memory_mb,
                 source="data",
-                copies=parameter_copies(config),
+                copies=parameter_copies(config, layout),
                 itemsize=value_bytes(config),
             )
             return True
@@ -61,7 +61,7 @@ def admitted(examples: int, features: int, config: TrainingConfig, memory_mb: in
             neurons=config.neurons,
             memory_mb=memory_mb,
             source="part",
-            copies=parameter_copies(config),
+            copies=parameter_copies(config, layout),
             itemsize=value_bytes(config),
         )
         return True

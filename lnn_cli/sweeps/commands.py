@@ -95,7 +95,7 @@ def checked_trials(
                 config.neurons,
                 memory_mb=limits.trainer_memory_mb,
                 source=str(data_path),
-                copies=parameter_copies(config),
+                copies=parameter_copies(config, layout),
                 itemsize=value_bytes(config),
             )
             inputs.training_data.check_fits(config)

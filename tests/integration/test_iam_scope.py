@@ -156,7 +156,8 @@ def test_every_call_of_whole_runs_is_allowed_by_the_functions_roles(aws, templat
 
     for run_id, parameters in (
         ("layers", {**PARAMETERS, "granularity": "layer"}),
-        ("rounds", {**PARAMETERS, "granularity": "epoch", "workers": 2}),
+        ("rounds", {**PARAMETERS, "granularity": "epoch", "workers": 2, "reduce": "slices"}),
+        ("in-shard", {**PARAMETERS, "granularity": "epoch", "workers": 2, "reduce": "shard"}),
         ("parts", {**PARAMETERS, "granularity": "epoch", "workers": 2, "data": "runs/parts/data/"}),
     ):
         if run_id == "parts":  # listed, read by ranged GETs (the launcher), a part per shard, common.npz

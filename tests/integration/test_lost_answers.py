@@ -23,7 +23,7 @@ from tests.conftest import FakeClock, QueueInvoker, blobs
 from tests.support.deliveries import Delivery, Gate, context, deliver_failing_at
 
 PARAMETERS = {"epochs": 2, "learning_rate": 0.5, "neurons": [3, 1], "activations": ["tanh", "sigmoid"], "seed": 4}
-ROUNDS = {**PARAMETERS, "workers": 2, "granularity": "epoch", "batch_size": 20}
+ROUNDS = {**PARAMETERS, "workers": 2, "granularity": "epoch", "batch_size": 20, "reduce": "slices"}
 
 
 class World:

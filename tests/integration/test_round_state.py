@@ -21,6 +21,7 @@ PARAMETERS = {
     "optimizer": "adam",
     "workers": 3,
     "granularity": "epoch",
+    "reduce": "slices",
     "data": "runs/r1/data.npz",
 }
 

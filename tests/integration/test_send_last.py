@@ -19,7 +19,8 @@ RUNS = {
     "epoch": {**CHAIN, "granularity": "epoch"},
     "layer": {**CHAIN, "granularity": "layer"},
     "layer, mini-batches": {**CHAIN, "granularity": "layer", "batch_size": 16},
-    "K = 2": {**CHAIN, "granularity": "epoch", "batch_size": 16, "workers": 2},
+    "K = 2": {**CHAIN, "granularity": "epoch", "batch_size": 16, "workers": 2, "reduce": "slices"},
+    "K = 2, reduced in the shard": {**CHAIN, "granularity": "epoch", "batch_size": 16, "workers": 2, "reduce": "shard"},
 }
 MARK_INVOKED = "SET invoked_step = :step"
 USAGE_ADD = "ADD " + USAGE_PREFIX
@@ -110,6 +111,8 @@ def test_the_invoke_of_the_next_step_is_followed_only_by_its_mark_invoked(aws, r
     if run == "K = 2":  # a round's shards send its slices; the slice that commits it sends the next round's shards
         assert ("round complete", ("slice", "slice")) in sends
         assert ("committed", ("shard", "shard")) in sends
+    if run == "K = 2, reduced in the shard":  # the shard that completes a round commits it and sends the next's
+        assert {outcome for outcome, _ in sends} == {"committed"} and ("committed", ("shard", "shard")) in sends
 
 
 def test_a_commit_deletes_its_obsolete_state_before_it_sends(aws):

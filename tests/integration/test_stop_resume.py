@@ -42,6 +42,7 @@ ROUNDS = {
     "workers": 2,
     "granularity": "epoch",
     "batch_size": 20,
+    "reduce": "slices",
 }  # 2 rounds per epoch
 X, Y = blobs(40)
 

@@ -36,6 +36,7 @@ PARAMETERS = {
     "l2": 0.01,
     "workers": 3,
     "granularity": "epoch",
+    "reduce": "slices",  # K slice deliveries a round (test_shard_reduce.py: a round reduced in its shard)
 }
 ROUNDS = 2 * 3  # 2 epochs of batches 16, 16, 8
 
@@ -462,10 +463,14 @@ def test_a_round_of_workers_diverges_at_the_chains_epoch_with_the_chains_reason(
 
 
 def test_the_memory_estimate_of_a_round_is_its_largest_role_whatever_k():
-    from lnn_core.launch.budget import parameter_copies
+    from lnn_core.aws.codec import arrays_to_npz
+    from lnn_core.launch.budget import inspect_npz, parameter_copies
+
+    layout = inspect_npz(io.BytesIO(arrays_to_npz({"X": np.zeros((40, 4)), "y": np.zeros(40)})), source="data.npz")
 
     def copies(**change):
-        return parameter_copies(TrainingConfig.from_parameters({**PARAMETERS, "data": "runs/r1/data.npz", **change}))
+        config = TrainingConfig.from_parameters({**PARAMETERS, "data": "runs/r1/data.npz", **change})
+        return parameter_copies(config, layout)
 
     # the commit at a checkpoint, the largest role: the parameters' slices beside their assembly (1), the optimizer
     # state (adam: 2 copies) in slices and assembled (2 * 2), and the whole state serialized, a buffer and its

@@ -87,7 +87,12 @@ def _seen(sim) -> dict:
 
 @pytest.mark.parametrize(
     "case, walks",
-    [("K=1 epoch+finish, once", 40), ("K=1 epoch+finish", 15), ("K=2 start+round+finish", 15)],
+    [
+        ("K=1 epoch+finish, once", 40),
+        ("K=1 epoch+finish", 15),
+        ("K=2 start+round+finish", 15),
+        ("K=2 start+round in its shard+finish", 15),
+    ],
 )
 def test_the_search_and_the_live_simulator_agree_on_the_same_choices(world, case, walks):
     """The memoized engine (deliveries as data, handlers run from the memo, moto's answers remembered) and the

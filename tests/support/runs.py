@@ -12,4 +12,5 @@ THREE_WORKERS = {
     "optimizer": "adam",
     "workers": 3,
     "granularity": "epoch",
+    "reduce": "slices",  # the round in slices: the chaos schedules cover its sites
 }

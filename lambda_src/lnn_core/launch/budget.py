@@ -20,6 +20,7 @@ from lnn_core.aws.usage import MIB
 from lnn_core.errors import LnnInputError
 from lnn_core.ml.config import TrainingConfig
 from lnn_core.protocol.layout import CHECKPOINT_EVERY
+from lnn_core.protocol.round_steps import reduces_in_shard
 from lnn_core.protocol.schedule import AUTO_MAX_EPOCHS_PER_STEP
 
 ALLOWED_ARRAYS = (
@@ -259,17 +260,23 @@ def step_shape(examples: int, features: int, neurons: Sequence[int], test_exampl
     return f"{examples:,} x {features:,} examples{test} with network {'-'.join(map(str, (features, *neurons)))}"
 
 
-def parameter_copies(config: TrainingConfig) -> int:
+def parameter_copies(config: TrainingConfig, layout: NpzLayout) -> int:
     """Copies of the parameters a step holds besides W, b, their gradients and the update: the optimizer's state
     (momentum 1, adam 2), the training state serialized (a buffer and its bytes, state included), at `auto`
     granularity the checkpoint states kept until the commit (one per 100 epochs of a step). With workers, the
     largest of a round's roles: a shard holds the K parameter slices and their bytes beside the assembled
     parameters, and its sums packed; a round's commit, at a checkpoint, the slices and the assembled whole of the
-    parameters and the optimizer state, and that state serialized (a slice holds about 1 / K of these)."""
+    parameters and the optimizer state, and that state serialized (a slice holds about 1 / K of these); a shard
+    that reduces its round (`reduces_in_shard`, for the features of `layout`'s X) every shard's sums and the
+    training state before and after the update."""
     optimizer = {"gd": 0, "momentum": 1, "adam": 2}[config.optimizer]
     serialized = 2 * (1 + optimizer)
     if config.workers > 1:
-        return max(3, 1 + 2 * optimizer + serialized)
+        copies = max(3, 1 + 2 * optimizer + serialized)
+        X = layout.shape("X")
+        if X is not None and len(X) == 2 and reduces_in_shard(config, X[1]):
+            copies = max(copies, config.workers + 2 * (1 + optimizer) + serialized)
+        return copies
     kept = (
         min(config.epochs, AUTO_MAX_EPOCHS_PER_STEP) // CHECKPOINT_EVERY * (1 + optimizer)
         if config.granularity == "auto"

@@ -285,7 +285,7 @@ class Launcher:
             config.neurons,
             memory_mb=self.limits.trainer_memory_mb,
             source=source,
-            copies=parameter_copies(config),
+            copies=parameter_copies(config, layout),
             itemsize=value_bytes(config),
         )
         return etag, load_training_data(raw, source=source, dtype=config.dtype)

@@ -120,7 +120,7 @@ def check_parts(
                 neurons=config.neurons,
                 memory_mb=trainer_memory_mb,
                 source=f"s3://{store.bucket}/{key}",
-                copies=parameter_copies(config),
+                copies=parameter_copies(config, layout),
                 test_examples=test_examples,
                 itemsize=value_bytes(config),
             ),

@@ -46,6 +46,7 @@ class TrainingConfig:
     weight: float | None = None  # LNN 0.0: every initial weight (and `bias` every bias) instead of a random init
     bias: float | None = None
     workers: int = PARAMETERS["workers"].default  # K > 1: each update is a round of K shard workers and one reduce
+    reduce: str = PARAMETERS["reduce"].default  # where a round of K > 1 workers is reduced (`reduces_in_shard`)
     sweep: str | None = None  # the sweep this run is a trial of; read by no step of training
 
     @property

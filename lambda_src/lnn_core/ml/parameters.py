@@ -22,6 +22,10 @@ from lnn_core.ml.network import (
 from lnn_core.ml.optimizers import DEFAULT_BETA, DEFAULT_BETA1, DEFAULT_BETA2, DEFAULT_EPSILON, OPTIMIZERS
 
 GRANULARITIES = ("layer", "epoch", "auto")
+REDUCES = ("auto", "shard", "slices")  # see `round_steps.reduces_in_shard`
+# auto reduces a round in the shard that completes it while the K shards' sums total at most this: on AWS (75 MB/s,
+# docs/performance.md) 8 MiB take about 0.11 s to GET, about what the second hop to K slices costs
+SHARD_REDUCE_MIB = 8
 MAX_EPOCHS = 1_000_000
 MAX_LAYERS = 64
 MAX_NEURONS = 100_000
@@ -333,6 +337,16 @@ TABLE: tuple[TrainingParameter, ...] = (
         help="data-parallel shard workers per update; more than 1 needs granularity epoch or auto, and at "
         "most the trainer's reserved concurrency; lnn local and lnn start then upload the data in K parts, "
         "one per worker",
+    ),
+    _choice(
+        "reduce",
+        REDUCES,
+        default="auto",
+        example="slices",
+        help="where a round of K > 1 workers adds up the shards' gradient sums and updates the parameters: "
+        "slices (K slice functions, each moving about 2 G + G / K bytes, G the parameters' bytes), shard (the "
+        "shard that completes the round, moving K G: no second hop), or auto (shard while K G is at most "
+        f"{SHARD_REDUCE_MIB} MiB); every choice trains the same numbers",
     ),
     TrainingParameter(
         "sweep",

@@ -6,6 +6,9 @@ deliveries, then K slice deliveries, then the commit of the slice whose place co
   parameters) go with its place in the round's barrier.
 - slice j: its range of every shard's sums (K ranged GETs at once), added in shard order, and the optimizer's
   update of its rows of the parameters and of the optimizer state, written as two objects.
+- every slice at once (`EVERY_SLICE`), in the shard that completes a round of small parameters
+  (`reduces_in_shard`): every shard's sums and every state slice in one wave of GETs, then each slice's update as
+  slice j computes it, so the outputs are the same bytes at the same keys as K slice deliveries write.
 - the commit (`reduce`): the batch's cost sum from the barrier's losses; at an epoch's end the parameters assembled
   for its item, and at a checkpoint or an early stop the whole training state, kept for the finish and for
   `lnn results --weights`.
@@ -22,6 +25,7 @@ import numpy as np
 from lnn_core.errors import RunFailure
 from lnn_core.ml import batching, network, optimizers
 from lnn_core.ml.config import TrainingConfig
+from lnn_core.ml.parameters import SHARD_REDUCE_MIB
 from lnn_core.ml.shards import (
     batch_examples,
     part_batch,
@@ -51,6 +55,7 @@ from lnn_core.protocol.step_inputs import StepInputs
 from lnn_core.protocol.training_state import params_of, training_state
 
 ROUND_COST_FIELD = "round_cost_sum"  # the run record's running cost sum of the epoch's rounds, as repr(float) text
+EVERY_SLICE = "slices"  # the body of every slice of a round at once: a state of no event, only of `StepBodies.execute`
 
 
 def state_slices(
@@ -71,6 +76,15 @@ def state_slices(
 def sums_layout(config: TrainingConfig, features: int) -> SumsLayout:
     shapes = tuple(zip(config.neurons, (features, *config.neurons[:-1])))
     return SumsLayout.of(shapes, config.workers, config.dtype)
+
+
+def reduces_in_shard(config: TrainingConfig, features: int) -> bool:
+    """Whether the shard that completes a round computes its K slices itself, instead of sending K slice events:
+    parameter `reduce`, and with `auto` while the K shards' sums total at most `SHARD_REDUCE_MIB`. Either way the
+    round writes the same bytes, so a run may take either path in any round (a resumed round, an upgrade)."""
+    if config.reduce != "auto":
+        return config.reduce == "shard"
+    return config.workers * sum(sums_layout(config, features).object_sizes()) <= SHARD_REDUCE_MIB * 2**20
 
 
 class RoundSteps(StepInputs):
@@ -103,20 +117,56 @@ class RoundSteps(StepInputs):
     def _slice(self, position: Position, config: TrainingConfig, run: dict) -> StepResult:
         """Slice j: the round's gradients of its rows, from every shard's sums in shard order, and the optimizer's
         update of its rows."""
-        epoch, batch, slice_, workers = position.epoch, position.batch, position.slice, config.workers
-        batches = self._minibatches(config, run["examples"], epoch)
-        count = len(batches)
-        layout = sums_layout(config, run["features"])
-        part, start, stop = layout.range(slice_)
+        epoch, batch, slice_ = position.epoch, position.batch, position.slice
+        count = len(self._minibatches(config, run["examples"], epoch))
+        part, start, stop = sums_layout(config, run["features"]).range(slice_)
         reads = [  # its rows of the state, and its range of every shard's sums: one wave of K + 2 GETs
             partial(self._load, state_slice_key(config, epoch, batch - 1, count, slice_, "params")),
             partial(self._load, state_slice_key(config, epoch, batch - 1, count, slice_, "optimizer")),
             *(
                 partial(self.ports.store.get_range, sums_key(config, epoch, batch, shard, part), start, stop)
-                for shard in range(workers)
+                for shard in range(config.workers)
             ),
         ]
         params, opt_state, *pieces = self.ports.fan_out.map(lambda read: read(), reads)
+        return StepResult(outputs=self._updated_slice(position, config, run, slice_, params, opt_state, pieces))
+
+    def _every_slice(self, position: Position, config: TrainingConfig, run: dict) -> StepResult:
+        """Every slice of the round (`EVERY_SLICE`): the K shards' sums objects and the K state slices in one wave
+        of 4 K GETs, then slice j's update from its range of each, as `_slice` computes it."""
+        epoch, batch, workers = position.epoch, position.batch, config.workers
+        count = len(self._minibatches(config, run["examples"], epoch))
+        layout = sums_layout(config, run["features"])
+        reads = [
+            *(
+                partial(self._load, state_slice_key(config, epoch, batch - 1, count, slice_, part))
+                for slice_ in range(workers)
+                for part in ("params", "optimizer")
+            ),
+            *(
+                partial(self.ports.store.get_bytes, sums_key(config, epoch, batch, shard, part))
+                for shard in range(workers)
+                for part in (0, 1)
+            ),
+        ]
+        answers = self.ports.fan_out.map(lambda read: read(), reads)
+        states, sums = answers[: 2 * workers], answers[2 * workers :]
+        outputs = {}
+        for slice_ in range(workers):
+            part, start, stop = layout.range(slice_)
+            pieces = [sums[2 * shard + part][start:stop] for shard in range(workers)]
+            params, opt_state = states[2 * slice_], states[2 * slice_ + 1]
+            outputs |= self._updated_slice(position, config, run, slice_, params, opt_state, pieces)
+        return StepResult(outputs=outputs)
+
+    def _updated_slice(
+        self, position: Position, config: TrainingConfig, run: dict, slice_: int, params, opt_state, pieces
+    ) -> dict[str, dict]:
+        """Slice `slice_`'s new rows of the parameters and of the optimizer state (its two objects), from its rows
+        before the update and its range of each shard's sums (`pieces`, in shard order)."""
+        epoch, batch = position.epoch, position.batch
+        batches = self._minibatches(config, run["examples"], epoch)
+        layout = sums_layout(config, run["features"])
         grads = combine_slice(
             params,
             (unpack_slice(piece, layout, slice_) for piece in pieces),
@@ -127,12 +177,10 @@ class RoundSteps(StepInputs):
             params, grads, opt_state, learning_rate=config.learning_rate, **config.optimizer_settings()
         )
         finite_params(params, epoch)
-        return StepResult(
-            outputs={
-                state_slice_key(config, epoch, batch, count, slice_, "params"): params,
-                state_slice_key(config, epoch, batch, count, slice_, "optimizer"): opt_state,
-            }
-        )
+        return {
+            state_slice_key(config, epoch, batch, len(batches), slice_, "params"): params,
+            state_slice_key(config, epoch, batch, len(batches), slice_, "optimizer"): opt_state,
+        }
 
     def _commit_round(self, position: Position, config: TrainingConfig, run: dict) -> StepResult:
         """The round's commit, once every slice is in: the batch's cost sum (the losses added in shard order from

@@ -42,7 +42,7 @@ from lnn_core.protocol.results import (
     metrics,
     stops_early,
 )
-from lnn_core.protocol.round_steps import RoundSteps, state_slices
+from lnn_core.protocol.round_steps import EVERY_SLICE, RoundSteps, state_slices
 from lnn_core.protocol.schedule import AUTO_MAX_EPOCHS_PER_STEP, Position
 from lnn_core.protocol.step_inputs import PreparedData
 from lnn_core.protocol.training_state import (
@@ -69,7 +69,13 @@ class StepBodies(RoundSteps):
                     "this run was started by an earlier LNN, whose data-parallel state is one file; this version "
                     "keeps it in slices and cannot continue it: start the run again"
                 )
-            bodies = {"start": self._start, "shard": self._shard, "slice": self._slice, "reduce": self._commit_round}
+            bodies = {
+                "start": self._start,
+                "shard": self._shard,
+                "slice": self._slice,
+                EVERY_SLICE: self._every_slice,
+                "reduce": self._commit_round,
+            }
             return bodies[position.state](position, config, run)
         if config.granularity != "layer":
             return self._whole_epochs(position, config, run, context)

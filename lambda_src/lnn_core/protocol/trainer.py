@@ -20,7 +20,9 @@ A step is a computation over inputs addressed by (run_id, step position), follow
 A round of K > 1 workers (one `reduce` step) is 2K deliveries before its commit: K shards, each of which writes its
 gradient sums and joins the round's barrier (the write that completes it claims the sending of the K slice events),
 then K slices, each of which writes its rows of the new training state and joins the slice barrier (the write that
-completes it claims the commit, and commits as above). Every shard and slice output is addressed by the round.
+completes it claims the commit, and commits as above). Every shard and slice output is addressed by the round. In a
+round of small parameters (`round_steps.reduces_in_shard`) the shard whose claim would send the slices computes them
+itself instead, writes the same bytes, joins every slice at once and goes on as the completing slice: K deliveries.
 
 Every claim names its claimant (unique per delivery), so the SDK's retry of a claim whose answer was lost finds
 its own name and wins again, where a twin's claim fails.
@@ -50,6 +52,7 @@ from lnn_core.protocol.events import (
     parse_event,
     schedule_mismatch,
 )
+from lnn_core.protocol.round_steps import EVERY_SLICE, reduces_in_shard
 from lnn_core.protocol.schedule import Position, next_position
 from lnn_core.protocol.steps import StepBodies, StepResult
 
@@ -143,17 +146,24 @@ class Trainer:
                 return {**summary, "outcome": "duplicate"}  # a late twin read what the winner already cleaned up
             return {**summary, **ending.fail_run(ports, run, str(failure), claimant=claimant, context=context)}
         if step_event.shard is not None:
-            return {**summary, **self._join_round(step_event, run, result, claimant, context)}
+            return {**summary, **self._join_round(step_event, config, run, result, claimant, context)}
         if step_event.slice is not None:
             return {**summary, **self._join_slices(step_event, config, run, result, claimant, context)}
         return {**summary, **self._commit(step_event, config, run, result, claimant, context)}
 
     def _join_round(
-        self, step_event: StepEvent, run: dict, result: StepResult, claimant: str, context: Any
+        self,
+        step_event: StepEvent,
+        config: TrainingConfig,
+        run: dict,
+        result: StepResult,
+        claimant: str,
+        context: Any,
     ) -> dict[str, Any]:
         """A shard worker's effects: its sums to S3, then its place in the round's barrier, with its loss sum. A
-        write whose answer shows every shard in (its own included) claims the sending of the K slice events: the
-        completing write first, or later a retry of it that died before sending."""
+        write whose answer shows every shard in (its own included) claims the sending of the K slice events (or,
+        in a round of small parameters, their work: `_reduce_here`): the completing write first, or later a retry
+        of it that died before sending."""
         if not self._still_next(step_event.run_id, step_event.step):
             return {"outcome": "duplicate"}  # a late twin: its round was committed while it computed
         self._put_outputs(result, scratch=True)
@@ -168,8 +178,30 @@ class Trainer:
             until=sending.lease_until(self.ports, context),
         ):
             return {"outcome": "shard"}  # the slices are on their way
+        if reduces_in_shard(config, run["features"]):
+            return self._reduce_here(step_event, config, run, claimant, context)
         slices = sending.slice_events(run["next_event"])
         return {"outcome": "round complete", "send": sending.Send(step_event.run_id, slices, None)}
+
+    def _reduce_here(
+        self, step_event: StepEvent, config: TrainingConfig, run: dict, claimant: str, context: Any
+    ) -> dict[str, Any]:
+        """The K slices of a round of small parameters, computed by the shard holding the claim to send them: the
+        same bytes at the same keys as K slice deliveries, written at once, then the commit claimed as the
+        completing slice claims it. It joins no slice barrier (a write on the round's path that nothing needs): a
+        crash on the way leaves the claim to expire and `pending` to send the K slice events, which write the same
+        bytes again and commit as any round in slices."""
+        if not self.ports.table.mark_started(step_event.run_id, step_event.step, at=self.ports.clock()):
+            return {"outcome": "duplicate"}  # the fence of this body: the round was committed since the shard's
+        every_slice = dataclasses.replace(step_event.position, state=EVERY_SLICE, shard=None)
+        try:
+            result = self._execute(every_slice, config, run, context)
+        except RunFailure as failure:
+            if not self._still_next(step_event.run_id, step_event.step):
+                return {"outcome": "duplicate"}  # the round was committed: its state is gone
+            return ending.fail_run(self.ports, run, str(failure), claimant=claimant, context=context)
+        self._put_outputs(result, scratch=True)
+        return self._claim_commit(step_event, config, run, claimant, context, lost="round complete")
 
     def _join_slices(
         self,
@@ -189,6 +221,12 @@ class Trainer:
         before = self.ports.table.join_slices(step_event.run_id, step_event.step, step_event.slice)
         if len(before | {step_event.slice}) < step_event.shards:
             return {"outcome": "slice"}
+        return self._claim_commit(step_event, config, run, claimant, context, lost="slice")
+
+    def _claim_commit(
+        self, step_event: StepEvent, config: TrainingConfig, run: dict, claimant: str, context: Any, *, lost: str
+    ) -> dict[str, Any]:
+        """With every slice in: claim the round's commit and make it; `lost` is the outcome when another holds it."""
         if not self.ports.table.claim_commit(
             step_event.run_id,
             step_event.step,
@@ -196,7 +234,7 @@ class Trainer:
             now=self.ports.clock(),
             until=sending.lease_until(self.ports, context),
         ):
-            return {"outcome": "slice"}  # the commit is on its way
+            return {"outcome": lost}  # the commit is on its way
         outcome = self._commit_round(step_event, config, run, claimant, context)
         if outcome["outcome"] != "committed":  # a stop or another ending came first: a resume's slice may claim now
             self.ports.table.release_commit(step_event.run_id, step_event.step, claimant=claimant)

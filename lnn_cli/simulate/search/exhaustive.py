@@ -47,7 +47,12 @@ CASES = {
     # 1 epoch at granularity epoch: step 1 (the whole epoch), step 2 (finish)
     "K=1 epoch+finish": (Scenario({**BASE, "workers": 1}, 20, 2, 1, CALM), {"twins": True}),
     # a round of K=2 shard workers: step 1 (start), step 2 (the reduce of 2 shards), step 3 (finish)
-    "K=2 start+round+finish": (Scenario({**BASE, "workers": 2}, 20, 2, 1, CALM), {"twins": True}),
+    "K=2 start+round+finish": (Scenario({**BASE, "workers": 2, "reduce": "slices"}, 20, 2, 1, CALM), {"twins": True}),
+    # the same round reduced in the shard that completes it: K deliveries, no slice events
+    "K=2 start+round in its shard+finish": (
+        Scenario({**BASE, "workers": 2, "reduce": "shard"}, 20, 2, 1, CALM),
+        {"twins": True},
+    ),
 }
 # The tests' small one: the same run as K=1's, every event delivered once (the faults still branch at every effect)
 SMALL = {"K=1 epoch+finish, once": (CASES["K=1 epoch+finish"][0], {"twins": False})}

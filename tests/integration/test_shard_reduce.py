@@ -1,0 +1,208 @@
+"""A round of small parameters reduced in the shard that completes it (parameter `reduce`: `shard`, or `auto` below
+`SHARD_REDUCE_MIB`): K deliveries a round instead of 2 K, the same bytes at the same keys as its K slices write, so
+every run still equals `training.train_reference(..., workers=K)` bit for bit, whatever happens to its events."""
+
+import io
+import json
+
+import numpy as np
+import pytest
+
+from lnn_core import run_control
+from lnn_core.aws.codec import arrays_to_npz
+from lnn_core.handlers import build_trainer
+from lnn_core.launch.budget import inspect_npz, parameter_copies
+from lnn_core.ml.config import TrainingConfig
+from lnn_core.ml.parameters import SHARD_REDUCE_MIB
+from lnn_core.protocol.round_steps import EVERY_SLICE, reduces_in_shard
+from tests.conftest import FakeClock, QueueInvoker, blobs
+from tests.integration.test_workers import (
+    PARAMETERS,
+    ROUNDS,
+    Died,
+    assert_like_reference,
+    drain,
+    dying_at,
+    launch,
+    members,
+)
+
+IN_SHARD = {**PARAMETERS, "reduce": "shard"}
+K = IN_SHARD["workers"]
+
+
+@pytest.fixture
+def world(aws):
+    X, y = blobs(40)
+    aws.upload_data("runs/r1/data.npz", X=X, y=y)
+    return aws, X, y, QueueInvoker(), FakeClock()
+
+
+def delivered(trainer, queue):
+    """Deliver every queued event, first in first out: the (state, outcome) of each."""
+    outcomes = []
+    while queue.events:
+        event = queue.events.popleft()
+        outcomes.append((event["state"], trainer.handle(event)["outcome"]))
+    return outcomes
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {},
+        {"granularity": "auto"},
+        {"reduce": "auto"},  # 4 features, neurons [4, 1]: a few hundred bytes
+        {"dtype": "float32", "workers": 2},
+        {"optimizer": "momentum", "l2": 0.0, "workers": 2},
+    ],
+    ids=["epoch", "auto granularity", "reduce auto", "float32", "momentum"],
+)
+def test_a_round_reduced_in_its_shard_takes_k_deliveries_and_equals_the_reference(world, change):
+    aws, X, y, queue, clock = world
+    parameters = {**IN_SHARD, **change}
+    trainer = launch(aws, queue, clock, parameters)
+    outcomes = delivered(trainer, queue)
+    workers = parameters["workers"]
+    assert not [state for state, _ in outcomes if state == "slice"]  # no slice event was ever sent
+    assert outcomes.count(("shard", "committed")) == ROUNDS  # the shard that completes a round commits it
+    assert outcomes.count(("shard", "shard")) == (workers - 1) * ROUNDS
+    assert len(outcomes) == workers * ROUNDS + 2  # the start, K shards a round, the finish
+    assert_like_reference(aws, trainer, X, y, parameters)
+
+
+@pytest.mark.parametrize("site", ["put_bytes", "claim_commit", "transition"])
+def test_a_shard_that_died_while_reducing_its_round_is_finished_by_resume_in_slices(world, site):
+    """The completing shard dies after its claim on the slices (writing the slices' outputs, claiming the commit or
+    committing): `lnn resume` (or the watchdog, once it sees the stall) sends the K slice events, and they finish
+    the round in slices: the same bytes, the same run."""
+    aws, X, y, queue, clock = world
+    trainer = launch(aws, queue, clock, IN_SHARD)
+    trainer.handle(queue.events.popleft())  # the start: round 1's K shards
+    last_shard = queue.events.pop()
+    drain(trainer, queue)
+    dying = build_trainer(session=aws.session, invoker=QueueInvoker(), clock=clock)
+    port = dying.ports.store if site == "put_bytes" else dying.ports.table
+    puts = []
+    dying_at(port, site, armed=lambda: site != "put_bytes" or puts.append(1) or len(puts) > 2)  # a slice's output
+    with pytest.raises(Died):
+        dying.handle(json.loads(json.dumps(last_shard)))
+    run = trainer.ports.table.get_run("r1")
+    if run["committed_step"] == 2:  # it died after its commit: the next round's shards are owed, not slices
+        run_control.resume_run(trainer.ports, "r1")
+        assert members(queue) == [("shard", shard, 2) for shard in range(K)]
+    else:  # no slice joined the round's slice barrier: all K are owed
+        run_control.resume_run(trainer.ports, "r1")
+        assert members(queue) == [("slice", slice_, 1) for slice_ in range(K)]
+    drain(trainer, queue)
+    if site == "claim_commit":  # the dead shard's claim on the commit holds the completing slice back until it expires
+        assert trainer.ports.table.get_run("r1")["committed_step"] == 1
+        clock.advance(60)
+        run_control.resume_run(trainer.ports, "r1")
+        assert members(queue) == [("slice", 0, 1)]  # every slice is in: one slice event claims the commit
+        drain(trainer, queue)
+    assert_like_reference(aws, trainer, X, y, IN_SHARD)
+
+
+def test_a_shard_event_retried_after_its_reduce_died_reduces_the_round_itself(world):
+    aws, X, y, queue, clock = world
+    trainer = launch(aws, queue, clock, IN_SHARD)
+    trainer.handle(queue.events.popleft())
+    last_shard = queue.events.pop()
+    drain(trainer, queue)
+    dying = build_trainer(session=aws.session, invoker=QueueInvoker(), clock=clock)
+    execute = dying._execute
+
+    def dies_reducing(position, *args):
+        if position.state == EVERY_SLICE:
+            raise Died()
+        return execute(position, *args)
+
+    dying._execute = dies_reducing
+    with pytest.raises(Died):
+        dying.handle(json.loads(json.dumps(last_shard)))
+    clock.advance(60)  # Lambda's retry, a minute later: the claim expired
+    assert trainer.handle(json.loads(json.dumps(last_shard)))["outcome"] == "committed"
+    assert members(queue) == [("shard", shard, 2) for shard in range(K)]
+    drain(trainer, queue)
+    assert_like_reference(aws, trainer, X, y, IN_SHARD)
+
+
+def test_every_event_twice_in_any_order_ends_like_the_reference_with_one_commit_a_round(world):
+    aws, X, y, queue, clock = world
+    trainer = launch(aws, queue, clock, IN_SHARD)
+    rng = np.random.RandomState(2)
+    pool, outcomes = [], []
+    while queue.events or pool:
+        while queue.events:
+            event = queue.events.popleft()
+            pool += [event, json.loads(json.dumps(event))]
+        event = pool.pop(rng.randint(len(pool)))
+        outcomes.append((event["state"], trainer.handle(event)["outcome"]))
+    assert_like_reference(aws, trainer, X, y, IN_SHARD)
+    assert outcomes.count(("shard", "committed")) == ROUNDS
+    assert not [state for state, _ in outcomes if state == "slice"]
+
+
+def test_a_round_whose_slices_a_resume_sent_meanwhile_commits_once(world):
+    """A round reduced both ways at once: the completing shard's claim expired while it computed (a slow
+    container), a resume sent the K slice events, and both paths write the same bytes; one commit wins."""
+    aws, X, y, queue, clock = world
+    trainer = launch(aws, queue, clock, IN_SHARD)
+    trainer.handle(queue.events.popleft())
+    last_shard = queue.events.pop()
+    drain(trainer, queue)
+    slow = build_trainer(session=aws.session, invoker=QueueInvoker(), clock=clock)
+    execute, slice_outcomes = slow._execute, []
+
+    def slices_meanwhile(position, *args):
+        if position.state == EVERY_SLICE:
+            clock.advance(60)
+            run_control.resume_run(trainer.ports, "r1")
+            assert members(queue) == [("slice", slice_, 1) for slice_ in range(K)]
+            slice_outcomes.extend(trainer.handle(queue.events.popleft())["outcome"] for _ in range(K))
+        return execute(position, *args)
+
+    slow._execute = slices_meanwhile
+    assert slow.handle(json.loads(json.dumps(last_shard)))["outcome"] == "duplicate"  # its sums were deleted
+    assert slice_outcomes.count("committed") == 1
+    drain(trainer, queue)
+    assert_like_reference(aws, trainer, X, y, IN_SHARD)
+
+
+def config(neurons, *, workers=2, dtype="float64", reduce="auto"):
+    return TrainingConfig.from_parameters(
+        {
+            "epochs": 1,
+            "learning_rate": 0.1,
+            "neurons": list(neurons),
+            "activations": ["relu"] * (len(neurons) - 1) + ["softmax"],
+            "workers": workers,
+            "dtype": dtype,
+            "reduce": reduce,
+            "granularity": "epoch",
+            "data": "runs/r/data.npz",
+        }
+    )
+
+
+def test_auto_reduces_a_round_in_its_shard_while_the_k_shards_sums_total_at_most_the_limit():
+    small, large = (128, 64, 10), (1024, 512, 10)  # issue 19's two jobs on 784 features: G 0.88 MB and 10.7 MB
+    assert reduces_in_shard(config(small), 784) and not reduces_in_shard(config(large), 784)
+    assert not reduces_in_shard(config(small, reduce="slices"), 784) and reduces_in_shard(
+        config(large, reduce="shard"), 784
+    )
+    g = 8 * (128 * 785 + 64 * 129 + 10 * 65)  # the small job's sums, float64
+    largest = SHARD_REDUCE_MIB * 2**20 // g  # the most workers whose K sums fit the limit
+    assert reduces_in_shard(config(small, workers=largest), 784)
+    assert not reduces_in_shard(config(small, workers=largest + 1), 784)
+    assert reduces_in_shard(config(small, workers=largest + 1, dtype="float32"), 784)  # half the bytes
+
+
+def test_a_shard_that_reduces_its_round_is_budgeted_for_every_shards_sums():
+    layout = inspect_npz(io.BytesIO(arrays_to_npz({"X": np.zeros((6, 784)), "y": np.zeros(6)})), source="data.npz")
+    small = (128, 64, 10)
+    in_shard = parameter_copies(config(small, workers=8), layout)
+    in_slices = parameter_copies(config(small, workers=8, reduce="slices"), layout)
+    assert in_slices == 3 and in_shard == 8 + 2 + 2  # every shard's sums, the state before and after, serialized
+    assert parameter_copies(config((1024, 512, 10), workers=8), layout) == in_slices  # auto: in slices
