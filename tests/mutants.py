@@ -235,13 +235,20 @@ MUTANTS = (
         first=("test_a_round_of_workers_diverges_at_the_chains_epoch",),
     ),
     Mutant(
-        "a shard that reduces its round failing the run when the round was committed while it computed",
+        "a shard that reduces its round without fencing that body (it computes a round committed since its claim)",
         TRAINER,
-        "            if not self._still_next(step_event.run_id, step_event.step):\n"
-        '                return {"outcome": "duplicate"}  # the round was committed: its state is gone\n',
-        "            if False:\n"
-        '                return {"outcome": "duplicate"}  # the round was committed: its state is gone\n',
-        first=("test_a_round_whose_slices_a_resume_sent_meanwhile_commits_once",),
+        "        if not self.ports.table.mark_started(step_event.run_id, step_event.step, at=self.ports.clock()):\n"
+        '            return {"outcome": "duplicate"}  # this body\'s fence',
+        '        if False:\n            return {"outcome": "duplicate"}  # this body\'s fence',
+        first=("test_a_shard_whose_round_was_committed_after_its_claim_computes_nothing",),
+    ),
+    Mutant(
+        "a shard that reduces its round writing its slices' rows after the round committed",
+        TRAINER,
+        "        if not self._still_next(step_event.run_id, step_event.step):\n"
+        '            return {"outcome": "duplicate"}  # committed while it computed',
+        '        if False:\n            return {"outcome": "duplicate"}  # committed while it computed',
+        first=("test_a_shard_whose_round_was_committed_while_it_computed_writes_nothing",),
     ),
     Mutant(
         "a losing committer keeping its commit claim (a quick `lnn resume` finds nothing it may commit)",

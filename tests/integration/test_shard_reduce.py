@@ -88,6 +88,7 @@ def test_a_shard_that_died_while_reducing_its_round_is_finished_by_resume_in_sli
     with pytest.raises(Died):
         dying.handle(json.loads(json.dumps(last_shard)))
     run = trainer.ports.table.get_run("r1")
+    assert (run["committed_step"] == 2) == (site == "transition")
     if run["committed_step"] == 2:  # it died after its commit: the next round's shards are owed, not slices
         run_control.resume_run(trainer.ports, "r1")
         assert members(queue) == [("shard", shard, 2) for shard in range(K)]
@@ -164,7 +165,8 @@ def test_a_round_whose_slices_a_resume_sent_meanwhile_commits_once(world):
         return execute(position, *args)
 
     slow._execute = slices_meanwhile
-    assert slow.handle(json.loads(json.dumps(last_shard)))["outcome"] == "duplicate"  # its sums were deleted
+    # its sums were deleted: the run it would fail for that has moved on, so its ending's conditional write fails
+    assert slow.handle(json.loads(json.dumps(last_shard)))["outcome"] == "duplicate"
     assert slice_outcomes.count("committed") == 1
     drain(trainer, queue)
     assert_like_reference(aws, trainer, X, y, IN_SHARD)
@@ -206,3 +208,64 @@ def test_a_shard_that_reduces_its_round_is_budgeted_for_every_shards_sums():
     in_slices = parameter_copies(config(small, workers=8, reduce="slices"), layout)
     assert in_slices == 3 and in_shard == 8 + 2 + 2  # every shard's sums, the state before and after, serialized
     assert parameter_copies(config((1024, 512, 10), workers=8), layout) == in_slices  # auto: in slices
+
+
+def slow_completing_shard(aws, queue, clock):
+    """Round 1 with its last shard held back, and a second container to deliver it."""
+    trainer = launch(aws, queue, clock, IN_SHARD)
+    trainer.handle(queue.events.popleft())
+    last_shard = queue.events.pop()
+    drain(trainer, queue)
+    return trainer, last_shard, build_trainer(session=aws.session, invoker=QueueInvoker(), clock=clock)
+
+
+def state_keys_of_round_1(aws):
+    listed = aws.s3.list_objects_v2(Bucket=aws.bucket, Prefix="runs/r1/state/params-e0000001-b000001/")
+    return [item["Key"] for item in listed.get("Contents", [])]
+
+
+def test_a_shard_whose_round_was_committed_after_its_claim_computes_nothing(world):
+    """Between its claim on the slices and its body, a resume's slices committed the round: the body's own fence
+    (`mark_started`) ends the delivery before it reads or computes anything."""
+    aws, X, y, queue, clock = world
+    trainer, last_shard, slow = slow_completing_shard(aws, queue, clock)
+    claim_slices, bodies = slow.ports.table.claim_slices, []
+
+    def claim_then_slices_commit(*args, **kwargs):
+        claimed = claim_slices(*args, **kwargs)
+        run_control.resume_run(trainer.ports, "r1")
+        assert [trainer.handle(queue.events.popleft())["outcome"] for _ in range(K)].count("committed") == 1
+        return claimed
+
+    execute = slow._execute
+    slow.ports.table.claim_slices = claim_then_slices_commit
+    slow._execute = lambda position, *args: bodies.append(position.state) or execute(position, *args)
+    assert slow.handle(json.loads(json.dumps(last_shard)))["outcome"] == "duplicate"
+    assert EVERY_SLICE not in bodies
+    drain(trainer, queue)
+    assert_like_reference(aws, trainer, X, y, IN_SHARD)
+
+
+def test_a_shard_whose_round_was_committed_while_it_computed_writes_nothing(world):
+    """The round committed by a resume's slices, and the next round too (which deletes round 1's rows as
+    obsolete), while the completing shard computed its slices: it writes none of them back."""
+    aws, X, y, queue, clock = world
+    trainer, last_shard, slow = slow_completing_shard(aws, queue, clock)
+    execute = slow._execute
+
+    def two_rounds_commit_meanwhile(position, *args):
+        result = execute(position, *args)
+        if position.state == EVERY_SLICE:
+            clock.advance(60)
+            run_control.resume_run(trainer.ports, "r1")
+            for _ in range(2 * K):  # round 1's K slices, then round 2's K shards (its last reduces it)
+                trainer.handle(queue.events.popleft())
+            assert trainer.ports.table.get_run("r1")["committed_step"] == 3
+            assert state_keys_of_round_1(aws) == []  # obsolete once round 2 committed
+        return result
+
+    slow._execute = two_rounds_commit_meanwhile
+    assert slow.handle(json.loads(json.dumps(last_shard)))["outcome"] == "duplicate"
+    assert state_keys_of_round_1(aws) == []  # none of its rows written back after their deletion
+    drain(trainer, queue)
+    assert_like_reference(aws, trainer, X, y, IN_SHARD)

@@ -191,3 +191,69 @@ def test_crashes_inside_a_committing_slices_concurrent_invokes_end_like_the_clea
             break
     assert not wanted - set(seen), sorted(wanted - set(seen))
     assert in_threads  # in the fan-out's own threads, not only in the delivery's (a finish event goes out alone)
+
+
+# ---- the same schedules with every round reduced in its shard (parameter `reduce`, the default for small models) ----
+
+IN_SHARD = {**PARAMETERS, "reduce": "shard"}
+IN_SHARD_SERIAL, IN_SHARD_CONCURRENT = 50, 10
+IN_SHARD_SITES = (  # the completing shard: its sums and place, the claim, its fence, the slices' rows, the commit
+    "table.mark_started",
+    "store.put_bytes",
+    "table.join_barrier",
+    "table.claim_slices",
+    "table.claim_commit",
+    "table.put_epoch_items",
+    "table.transition",
+    "invoker.invoke_async",
+    "table.mark_invoked",
+    "store.delete_keys",
+)
+
+
+@pytest.mark.parametrize(
+    "seed", [s if s < SERIAL_EVERY_LOOP else pytest.param(s, marks=pytest.mark.slow) for s in range(IN_SHARD_SERIAL)]
+)
+def test_serial_schedule_of_rounds_reduced_in_their_shard_ends_like_the_clean_run_in_slices(stack, clean, log, seed):
+    session, outputs = stack
+    result = run_local(
+        session, outputs, IN_SHARD, dataset()[0], run_id=f"in-shard-{seed}", chaos=plan(seed), log_stream=log
+    )
+    assert_like_clean(result, clean)  # the same model, costs and commits as the clean run in slices
+
+
+@pytest.mark.parametrize(
+    "seed",
+    [s if s < CONCURRENT_EVERY_LOOP else pytest.param(s, marks=pytest.mark.slow) for s in range(IN_SHARD_CONCURRENT)],
+)
+def test_concurrent_schedule_of_rounds_reduced_in_their_shard_ends_like_the_clean_run(stack, clean, log, seed):
+    session, outputs = stack
+    result = run_local(
+        session,
+        outputs,
+        IN_SHARD,
+        dataset()[0],
+        run_id=f"in-shard-c{seed}",
+        chaos=plan(seed, pause=0.3, distinct_ids=0.5),
+        log_stream=log,
+        concurrency=4,
+    )
+    assert_like_clean(result, clean)
+
+
+@pytest.mark.slow
+def test_every_fault_kind_hits_every_site_of_a_round_reduced_in_its_shard(stack, clean, log):
+    session, outputs = stack
+    seen = Counter()
+    wanted = {f"{kind} shard" for kind in ("lose", "delay", "duplicate")}
+    wanted |= {f"crash shard {when} {site}" for site in IN_SHARD_SITES for when in ("before", "after")}
+    for seed in range(40):
+        eager = plan(3000 + seed, duplicate=0.4, crash=REACHING_CRASH, delay=0.4, lose=0.1)
+        result = run_local(
+            session, outputs, IN_SHARD, dataset()[0], run_id=f"in-shard-cover-{seed}", chaos=eager, log_stream=log
+        )
+        assert_like_clean(result, clean)
+        seen.update(result.chaos["by_state"])
+        if wanted <= set(seen):
+            break
+    assert not wanted - set(seen), sorted(wanted - set(seen))

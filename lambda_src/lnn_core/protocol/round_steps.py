@@ -55,7 +55,7 @@ from lnn_core.protocol.step_inputs import StepInputs
 from lnn_core.protocol.training_state import params_of, training_state
 
 ROUND_COST_FIELD = "round_cost_sum"  # the run record's running cost sum of the epoch's rounds, as repr(float) text
-EVERY_SLICE = "slices"  # the body of every slice of a round at once: a state of no event, only of `StepBodies.execute`
+EVERY_SLICE = "every slice"  # the body of a round's K slices at once: a state of no event, only of `StepBodies.execute`
 
 
 def state_slices(
@@ -144,7 +144,7 @@ class RoundSteps(StepInputs):
                 for part in ("params", "optimizer")
             ),
             *(
-                partial(self.ports.store.get_bytes, sums_key(config, epoch, batch, shard, part))
+                partial(self.ports.store.get_bytes, sums_key(config, epoch, batch, shard, part), cache=False)
                 for shard in range(workers)
                 for part in (0, 1)
             ),

@@ -22,7 +22,7 @@ gradient sums and joins the round's barrier (the write that completes it claims 
 then K slices, each of which writes its rows of the new training state and joins the slice barrier (the write that
 completes it claims the commit, and commits as above). Every shard and slice output is addressed by the round. In a
 round of small parameters (`round_steps.reduces_in_shard`) the shard whose claim would send the slices computes them
-itself instead, writes the same bytes, joins every slice at once and goes on as the completing slice: K deliveries.
+itself instead, writes the same bytes and claims the commit as the completing slice does: K deliveries a round.
 
 Every claim names its claimant (unique per delivery), so the SDK's retry of a claim whose answer was lost finds
 its own name and wins again, where a twin's claim fails.
@@ -188,18 +188,18 @@ class Trainer:
     ) -> dict[str, Any]:
         """The K slices of a round of small parameters, computed by the shard holding the claim to send them: the
         same bytes at the same keys as K slice deliveries, written at once, then the commit claimed as the
-        completing slice claims it. It joins no slice barrier (a write on the round's path that nothing needs): a
-        crash on the way leaves the claim to expire and `pending` to send the K slice events, which write the same
-        bytes again and commit as any round in slices."""
+        completing slice claims it. It joins no slice barrier (a write on the round's path that nothing needs):
+        after a crash, the shard event's retry reduces the round again once the claim expired, or `lnn resume` and
+        the watchdog send the K slice events, which write the same bytes and commit as any round in slices."""
         if not self.ports.table.mark_started(step_event.run_id, step_event.step, at=self.ports.clock()):
-            return {"outcome": "duplicate"}  # the fence of this body: the round was committed since the shard's
+            return {"outcome": "duplicate"}  # this body's fence: the round was committed since the shard's own
         every_slice = dataclasses.replace(step_event.position, state=EVERY_SLICE, shard=None)
         try:
             result = self._execute(every_slice, config, run, context)
-        except RunFailure as failure:
-            if not self._still_next(step_event.run_id, step_event.step):
-                return {"outcome": "duplicate"}  # the round was committed: its state is gone
+        except RunFailure as failure:  # a round committed meanwhile (its sums deleted) ends as a duplicate there
             return ending.fail_run(self.ports, run, str(failure), claimant=claimant, context=context)
+        if not self._still_next(step_event.run_id, step_event.step):
+            return {"outcome": "duplicate"}  # committed while it computed: its rows may be obsolete, and deleted
         self._put_outputs(result, scratch=True)
         return self._claim_commit(step_event, config, run, claimant, context, lost="round complete")
 
