@@ -9,6 +9,7 @@ import numpy as np
 
 from lnn_core.aws.pricing import price_table
 from lnn_core.aws.usage import MIB
+from lnn_core.protocol.round_steps import shard_reduces
 
 PROJECTION_WORKERS = (1, 2, 4, 8, 16, 32, 64)
 PRICES = price_table()  # us-east-1, arm64: lnn_core.aws.pricing holds the prices and their sources
@@ -58,6 +59,7 @@ def aws_round(
     assumptions: AwsAssumptions = AwsAssumptions(),
     state_bytes: int | None = None,
     memory_mb: int | None = None,
+    in_shard: bool = False,
 ) -> dict:
     """One full-batch round (= one epoch) of K = `workers` on AWS, from K = 1's compute per epoch T1 =
     `compute_seconds`; G = `gradient_bytes`, S = `state_bytes` (gd: the parameters, as large as G).
@@ -85,6 +87,14 @@ def aws_round(
                     + 2 h
         Bytes one function moves: a shard G in and G out, a slice S/K + G in and S/K out, the committing one
         G - G/K more in: 2 G + G/K with gd (S = G), whatever K.
+      K > 1 with `in_shard` (a round of small parameters reduced in the shard that completes it, `reduce` auto
+        while K G <= 8 MiB: `round_steps.shard_reduces`): that shard, after its own part, fences its reduce (d),
+        GETs the other K - 1 shards' sums and the K state slices in one wave ((K - 1) G + S: its own sums are in its
+        cache), checks the round is still the next (d), PUTs the 2K new state objects at once, and commits as the
+        committing slice does (claim, read, barrier, epoch item, commit: 5 d; the new parameters are in its cache;
+        its usage is counted with its part), with one hop a round:
+            time(K) = T1/K + GET(G) + PUT(G, 2) + 6 d + o  +  d + GET((K - 1) G + S) + d + PUT(S, 2K) + L + 5 d + i + h
+        That shard moves K G + S in and G + S out.
     Cost: the billed durations (the chain's step; K shards and K slices, one of which commits) at `memory_mb`
     (default: the assumptions'), one request per invocation (1; 2K), S3 PUTs (1; 4K) and GETs (0; 2K^2 + 3K - 1:
     every ranged GET is a GET; the commit's own slice is cached), DynamoDB write units (7; 8K + 8: a run record of
@@ -100,6 +110,14 @@ def aws_round(
         step += a.handler_overhead
         communication = step - compute + a.hop_latency
         durations, requests, puts, gets, writes, reads = step, 1, 1, 0, 7, 1
+    elif in_shard:
+        compute = compute_seconds / K
+        G = gradient_bytes
+        shard = a.get(G) + compute + a.put(G, 2) + 6 * d + a.handler_overhead  # its part, and its usage
+        reduce = d + a.get((K - 1) * G + S) + d + a.put(S, 2 * K) + a.s3_latency + 5 * d + a.invoke_latency
+        communication = shard - compute + reduce + a.hop_latency
+        durations = K * shard + reduce
+        requests, puts, gets, writes, reads = K, 2 * K + 2 * K, K * K + 4 * K - 2, 4 * K + 10, 2 * K + 3
     else:
         compute = compute_seconds / K
         G = gradient_bytes
@@ -282,16 +300,20 @@ def aws_projection(
     memory_mb: dict[int, int] | None = None,
     design: str = "built",
 ) -> dict:
-    """`aws_round` (`design` "built", LNN's round in slices) or `persistent_round` ("persistent", not built) for
-    each K, at `memory_mb[K]` (default: the assumptions'), each with its speedup and its cost over
-    K = 1 (LNN's chain in every design), and the K of the least time per epoch."""
-    rounds = {"built": aws_round, "persistent": persistent_round}[design]
-    rows = [
-        aws_round(compute_seconds, 1, gradient_bytes, assumptions, memory_mb=(memory_mb or {}).get(1))
-        if K == 1
-        else rounds(compute_seconds, K, gradient_bytes, assumptions, memory_mb=(memory_mb or {}).get(K))
-        for K in workers
-    ]
+    """`aws_round` (`design` "built", LNN's round: in slices, or in its shard where `reduce` auto takes it) or
+    `persistent_round` ("persistent", not built) for each K, at `memory_mb[K]` (default: the assumptions'), each
+    with its speedup and its cost over K = 1 (LNN's chain in every design), and the K of the least time per epoch."""
+
+    def round_at(K: int) -> dict:
+        memory = (memory_mb or {}).get(K)
+        if K == 1 or design == "built":  # the built round as `reduce` auto takes it at this K
+            in_shard = K > 1 and shard_reduces("auto", K, gradient_bytes)
+            return aws_round(compute_seconds, K, gradient_bytes, assumptions, memory_mb=memory, in_shard=in_shard)
+        return {"persistent": persistent_round}[design](
+            compute_seconds, K, gradient_bytes, assumptions, memory_mb=memory
+        )
+
+    rows = [round_at(K) for K in workers]
     for row in rows:
         row["speedup"] = rows[0]["seconds"] / row["seconds"]
         row["cost_ratio"] = row["cost"] / rows[0]["cost"]

@@ -96,7 +96,7 @@ def test_model_check_compares_the_local_prediction_with_the_measured_epochs():
         dynamodb_latency=0.003,
     )
     one = bench_projection.aws_round(1.0, 1, 875_088, local)["seconds"]
-    two = bench_projection.aws_round(1.0, 2, 875_088, local)["seconds"]
+    two = bench_projection.aws_round(1.0, 2, 875_088, local, in_shard=True)["seconds"]  # as K = 2 runs reduce
     good = bench_workers.model_check(
         1.0, 875_088, local, {1: {"seconds_per_epoch": one}, 2: {"seconds_per_epoch": two}}
     )
@@ -311,12 +311,40 @@ def test_aws_projection_follows_its_formula():
     assert abs(four["compute"] - 1.0) < 1e-12
     # compute T1/K shrinks; communication stays about four moves of G whatever K (S / K shrinks, the rest does
     # not): the least time per epoch is at the largest K, and the cost grows with K
-    projection = bench_projection.aws_projection(2.0, 875_088)
+    projection = bench_projection.aws_projection(2.0, 10_670_160)  # K G above 8 MiB at every K: rounds in slices
     rows = {row["workers"]: row for row in projection["rows"]}
     assert [row["workers"] for row in projection["rows"]] == [1, 2, 4, 8, 16, 32, 64] and rows[1]["speedup"] == 1.0
     assert projection["best_workers"] == min(rows, key=lambda K: rows[K]["seconds"]) == 64
     assert all(
-        rows[2 * K]["communication"] < rows[K]["communication"] < 1.02 * rows[64]["communication"]
+        rows[2 * K]["communication"] < rows[K]["communication"] < 1.07 * rows[64]["communication"]
         for K in (2, 4, 8, 16, 32)
     )
     assert all(rows[K]["cost"] < rows[2 * K]["cost"] for K in (1, 2, 4, 8, 16, 32))
+
+
+def test_the_built_projection_reduces_small_rounds_in_their_shard_where_that_is_the_faster_round():
+    small = {row["workers"]: row for row in bench_projection.aws_projection(2.0, 875_088)["rows"]}
+    for K in (2, 4, 8):  # K G at most 8 MiB: reduced in the shard, one hop, and faster than in slices on AWS
+        in_shard = bench_projection.aws_round(2.0, K, 875_088, in_shard=True)
+        assert small[K]["seconds"] == in_shard["seconds"] < bench_projection.aws_round(2.0, K, 875_088)["seconds"]
+    for K in (16, 32, 64):
+        assert small[K]["seconds"] == bench_projection.aws_round(2.0, K, 875_088)["seconds"]
+
+
+def test_the_round_reduced_in_its_shard_follows_its_formula():
+    a, K, S = ASSUMED, 4, G
+    row = bench_projection.aws_round(4.0, K, G, a, in_shard=True)
+
+    def get(n):
+        return a.s3_latency + n / a.bandwidth
+
+    def put(n, objects=1):
+        return a.s3_put_latency + max(n / objects * a.s3_put_seconds_per_mib / 2**20, n / a.bandwidth)
+
+    d = a.dynamodb_latency
+    shard = get(G) + 1.0 + put(G, 2) + 6 * d
+    reduce = d + get((K - 1) * G + S) + d + put(S, 2 * K) + a.s3_latency + 5 * d + a.invoke_latency
+    assert row["seconds"] == pytest.approx(shard + reduce + a.hop_latency, abs=1e-12)
+    # 16 PUTs (each shard's two sums objects, the 8 state objects); 30 GETs (the shards' 16 state slices, the other
+    # 3 shards' 6 sums objects, the 8 state objects)
+    assert row["cost_by_service"]["s3"] == pytest.approx((16 * 0.005 + 30 * 0.0004) / 1000, rel=1e-12)

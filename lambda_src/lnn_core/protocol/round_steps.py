@@ -22,6 +22,7 @@ from functools import partial
 
 import numpy as np
 
+from lnn_core.aws.usage import MIB
 from lnn_core.errors import RunFailure
 from lnn_core.ml import batching, network, optimizers
 from lnn_core.ml.config import TrainingConfig
@@ -79,12 +80,18 @@ def sums_layout(config: TrainingConfig, features: int) -> SumsLayout:
 
 
 def reduces_in_shard(config: TrainingConfig, features: int) -> bool:
-    """Whether the shard that completes a round computes its K slices itself, instead of sending K slice events:
-    parameter `reduce`, and with `auto` while the K shards' sums total at most `SHARD_REDUCE_MIB`. Either way the
-    round writes the same bytes, so a run may take either path in any round (a resumed round, an upgrade)."""
-    if config.reduce != "auto":
-        return config.reduce == "shard"
-    return config.workers * sum(sums_layout(config, features).object_sizes()) <= SHARD_REDUCE_MIB * 2**20
+    """Whether the shard that completes a round computes its K slices itself, instead of sending K slice events
+    (`shard_reduces` for the run's parameter `reduce`, K and sums). Either way the round writes the same bytes, so a
+    run may take either path in any round (a resumed round, an upgrade)."""
+    return shard_reduces(config.reduce, config.workers, sum(sums_layout(config, features).object_sizes()))
+
+
+def shard_reduces(reduce: str, workers: int, sums_bytes: int) -> bool:
+    """Parameter `reduce`'s choice for K = `workers` shards of `sums_bytes` each: `auto` reduces in the shard while
+    the K sums total at most `SHARD_REDUCE_MIB`."""
+    if reduce != "auto":
+        return reduce == "shard"
+    return workers * sums_bytes <= SHARD_REDUCE_MIB * MIB
 
 
 class RoundSteps(StepInputs):
