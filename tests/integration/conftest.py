@@ -21,6 +21,17 @@ def dataset(m=40, features=3, seed=0):
     return npz_bytes(X=X[:m], y=y[:m], X_test=X[m:], y_test=y[m:]), X[:m], y[:m]
 
 
+def lnn_statuses(notifications: list[dict]) -> list:
+    """The status of each of LNN's own messages among a run's `notifications`, leaving out Lambda's destination
+    records (the on-failure record of an event whose last retry failed too, which the run's catch-up then covered:
+    the runtime publishes it to the same topic, with no status attribute)."""
+    return [
+        n["attributes"].get("status")
+        for n in notifications
+        if isinstance(n["body"], dict) and "requestContext" not in n["body"]
+    ]
+
+
 def model_arrays(model: bytes) -> dict[str, np.ndarray]:
     with np.load(io.BytesIO(model), allow_pickle=False) as npz:
         return {name: npz[name] for name in npz.files}

@@ -14,7 +14,7 @@ import pytest
 from lnn_cli.cloud.chaos import ChaosPlan
 from lnn_cli.cloud.local import run_local
 from lnn_core.ml import training
-from tests.integration.conftest import dataset, model_arrays
+from tests.integration.conftest import dataset, lnn_statuses, model_arrays
 
 SCHEDULES_PER_GRANULARITY = 20
 EVERY_LOOP = 2  # schedules per granularity in `make test`; the rest are marked slow and run by `make slow` (and CI)
@@ -81,8 +81,8 @@ def test_concurrent_schedule_ends_like_the_run_its_recorded_seed_gives(stack, lo
     assert [item["epoch"] for item in result.epochs] == [1, 2, 3]  # one item per committed epoch, no more
     assert result.costs == costs
     republished = sum(result.chaos["crash_sites"].get(site, 0) for site in REPUBLISH_SITES)
-    statuses = [n["attributes"].get("status") for n in result.notifications if isinstance(n["body"], dict)]
-    assert statuses == ["succeeded"] * (1 + republished)
+    statuses = lnn_statuses(result.notifications)
+    assert statuses == ["succeeded"] * (1 + republished), result.notifications
 
     tally["schedules"] += 1
     tally["deliveries"] += result.deliveries

@@ -219,6 +219,7 @@ def test_async_payload_limit(stack, log, concurrency):
     assert runtime.pending == 0
 
 
+@pytest.mark.slow  # 12 s: make slow and CI run it (test_concurrency_1_keeps_the_order_of_a_seed stays in make test)
 def test_a_seed_is_a_schedule(stack, log):
     session, outputs = stack
     data, _, _ = dataset()

@@ -127,7 +127,8 @@ def test_threshold_ends_the_run_after_the_first_epoch_below_it(aws):
     assert body["final"]["stopped_early_at"] == 4 and body["final"]["epochs"] == 4
 
 
-@pytest.mark.parametrize("granularity", ["layer", "auto"])
+# layer granularity in make slow (6-10 s)
+@pytest.mark.parametrize("granularity", [pytest.param("layer", marks=pytest.mark.slow), "auto"])
 def test_eval_every_records_the_test_set_in_the_epoch_items(aws, granularity):
     X, y = blobs(EXAMPLES + 20)
     upload(aws, "r1", X[:EXAMPLES], y[:EXAMPLES], X[EXAMPLES:], y[EXAMPLES:])
@@ -138,7 +139,8 @@ def test_eval_every_records_the_test_set_in_the_epoch_items(aws, granularity):
     assert items[3]["test_accuracy"] == metrics.accuracy(params, X[EXAMPLES:], y[EXAMPLES:], BASE["activations"])
 
 
-@pytest.mark.parametrize("granularity", ["layer", "epoch"])
+# layer granularity in make slow (6-10 s)
+@pytest.mark.parametrize("granularity", [pytest.param("layer", marks=pytest.mark.slow), "epoch"])
 def test_a_linear_output_trains_a_regression_and_reports_rmse_and_r2(aws, granularity):
     rng = np.random.RandomState(0)
     X = rng.randn(60, 3)

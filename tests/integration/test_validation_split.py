@@ -32,7 +32,8 @@ def test_a_split_that_leaves_nothing_to_train_on_is_refused():
         split_indices(1, 0.5, 0)
 
 
-@pytest.mark.parametrize("granularity", ["layer", "epoch"])
+# layer granularity in make slow (6-10 s)
+@pytest.mark.parametrize("granularity", [pytest.param("layer", marks=pytest.mark.slow), "epoch"])
 def test_trials_with_other_seeds_hold_out_the_same_rows_and_train_as_the_plain_loop(aws, granularity):
     X, y = blobs(EXAMPLES + 20)
     X_train, y_train = X[:EXAMPLES], y[:EXAMPLES]

@@ -12,12 +12,12 @@ import pytest
 
 from lnn_cli.cloud.chaos import ChaosPlan
 from lnn_cli.cloud.local import run_local
-from tests.integration.conftest import dataset, model_arrays
+from tests.integration.conftest import dataset, lnn_statuses, model_arrays
 from tests.support.runs import THREE_WORKERS
 
 PARAMETERS = THREE_WORKERS
 SERIAL, CONCURRENT = 200, 20
-SERIAL_EVERY_LOOP, CONCURRENT_EVERY_LOOP = 2, 2  # the rest are marked slow: `make slow` and CI run them
+SERIAL_EVERY_LOOP, CONCURRENT_EVERY_LOOP = 1, 1  # the rest are marked slow: `make slow` and CI run them
 REPUBLISH_SITES = ("after notifier.publish", "before table.mark_notified")
 # The crash rate of the tests that must reach every site: a delivery draws a crash (at half the rate) before and
 # after each of its effects, and the last effects of the slice that commits a round come some 20 draws in: at 0.5
@@ -71,8 +71,8 @@ def assert_like_clean(result, clean):
     assert result.costs == clean.costs and [item["epoch"] for item in result.epochs] == [1, 2]
     assert result.run["invocations"] == clean.run["invocations"]  # committed steps: start, 6 rounds, finish
     republished = sum(result.chaos["crash_sites"].get(site, 0) for site in REPUBLISH_SITES)
-    statuses = [n["attributes"].get("status") for n in result.notifications if isinstance(n["body"], dict)]
-    assert statuses == ["succeeded"] * (1 + republished)
+    statuses = lnn_statuses(result.notifications)
+    assert statuses == ["succeeded"] * (1 + republished), result.notifications
 
 
 def test_the_clean_run_equals_the_reference_with_three_workers(clean):

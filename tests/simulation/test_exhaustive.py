@@ -34,6 +34,7 @@ def test_the_exhaustive_search_completes_the_small_case_with_a_fault_and_reports
     assert faulty.requests[0] < faulty.requests[1] / 10, faulty.report()
 
 
+@pytest.mark.slow  # 13 s: make slow and CI run it
 def test_the_exhaustive_search_reaches_what_its_schedules_reach_when_run_afresh(world, monkeypatch):
     """Saved states change nothing: every state of the small case (and a sample of its states with a fault) is
     reached again by its schedule run from the start in a simulator of its own, with the same digest; a state

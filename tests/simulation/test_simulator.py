@@ -83,6 +83,7 @@ def test_a_schedule_ends_only_once_the_message_owed_is_sent_however_often_its_cl
 FIRST_SEED_THE_MUTANT_FAILS = 12  # of seeds 0..99
 
 
+@pytest.mark.slow  # 11 s: make slow and CI run it, beside the seeds that find the mutant
 def test_a_mutant_that_lets_a_late_twin_start_its_step_is_caught_and_shrunk(world, mark_started_without_condition):
     """The simulator can fail: mark_started without its condition (a twin of a committed step computes it again)
     breaks the fence at seed 12, and the shrinker keeps a failing schedule of fewer faults. That the seeds find
