@@ -80,3 +80,60 @@ def test_the_cache_keeps_the_parts_most_recently_used_that_fit_beside_the_one_it
     for k in (0, 1, 0, 2, 0):  # room for one other part: the one used last
         use(k)
     assert [key[len("runs/r/data/part-")] for key in store.loaded] == ["0", "1", "2"]
+
+
+class MemoryStore:
+    """Objects in a dict; the store's cache holds nothing (`cache_limit` 0), as its figure counts it apart."""
+
+    bucket, cache_limit = "b", 0
+
+    def __init__(self, objects):
+        self.objects = objects
+
+    def get_bytes(self, key, *, etag=None, cache=True):
+        return bytes(bytearray(self.objects[key]))  # a fresh copy, as a GET's answer is
+
+
+def test_a_shard_that_reduces_its_round_holds_what_its_budget_counts_as_traced():
+    """`budget.parameter_copies` for a shard that reduces its round (`reduces_in_shard`): every shard's sums and the
+    state before and after, against `_every_slice` traced with tracemalloc; without the K sums, the count falls
+    short of the trace."""
+    from lnn_core.aws.codec import arrays_to_npz
+    from lnn_core.aws.ports import RequestFanOut
+    from lnn_core.launch.budget import parameter_copies
+    from lnn_core.ml.optimizers import init_state
+    from lnn_core.ml.slices import pack_sums
+    from lnn_core.protocol.layout import sums_key
+    from lnn_core.protocol.round_steps import EVERY_SLICE, RoundSteps, state_slices, sums_layout
+    from lnn_core.protocol.schedule import Position
+    from lnn_core.protocol.training_state import training_state
+
+    K, features, neurons = 8, 300, [200, 10]
+    config = TrainingConfig.from_parameters(
+        {"data": "runs/r/data/", "neurons": neurons, "activations": ["relu", "softmax"], "workers": K},
+        defaults={"epochs": 1, "learning_rate": 0.1, "seed": 1, "granularity": "epoch", "reduce": "shard"},
+    )
+    rng = np.random.RandomState(0)
+    sizes = [features, *neurons]
+    params = {}
+    for layer, (rows, cols) in enumerate(zip(sizes[1:], sizes), start=1):
+        params[f"W{layer}"], params[f"b{layer}"] = rng.randn(rows, cols), rng.randn(rows, 1)
+    state = training_state(params, init_state(params, config.optimizer))
+    objects = {
+        key: arrays_to_npz(arrays) for key, arrays in state_slices(config, state, epoch=0, batch=1, batches=1).items()
+    }
+    layout = sums_layout(config, features)
+    for shard in range(K):
+        sums = {f"d{name}": rng.randn(*value.shape) for name, value in params.items()}
+        for part, data in enumerate(pack_sums(sums, layout)):
+            objects[sums_key(config, 1, 1, shard, part)] = data
+    steps = RoundSteps(SimpleNamespace(store=MemoryStore(objects), fan_out=RequestFanOut(1)))
+    run = {"examples": 1000, "features": features}
+    position = Position(step=2, state=EVERY_SLICE, epoch=1, layer=0, batch=1)
+    steps._minibatches(config, run["examples"], 1)  # computed before the trace: the step's own data, counted apart
+    peak = traced_peak(lambda: steps._every_slice(position, config, run))
+    weights = sum(n * previous + n for previous, n in zip(sizes, sizes[1:])) * 8
+    part_layout = inspect_npz(io.BytesIO(npz(X=np.zeros((4, features)), y=np.zeros(4))), source="p")
+    copies = parameter_copies(config, part_layout)
+    assert peak <= weights * (3 + copies)  # W and b, their gradients, the update, and the copies
+    assert peak > weights * (3 + copies - K)  # the K shards' sums are what the figure must count
