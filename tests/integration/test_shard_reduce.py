@@ -10,10 +10,12 @@ import pytest
 
 from lnn_core import run_control
 from lnn_core.aws.codec import arrays_to_npz
-from lnn_core.handlers import build_trainer
+from lnn_core.aws.ports import CONCURRENT_REQUESTS
+from lnn_core.errors import LnnInputError
+from lnn_core.handlers import build_launcher, build_trainer
 from lnn_core.launch.budget import inspect_npz, parameter_copies
 from lnn_core.ml.config import TrainingConfig
-from lnn_core.ml.parameters import SHARD_REDUCE_MIB
+from lnn_core.ml.parameters import SHARD_REDUCE_MAX_WORKERS, SHARD_REDUCE_MIB
 from lnn_core.protocol.round_steps import EVERY_SLICE, reduces_in_shard
 from tests.conftest import FakeClock, QueueInvoker, blobs
 from tests.integration.test_workers import (
@@ -21,6 +23,7 @@ from tests.integration.test_workers import (
     ROUNDS,
     Died,
     assert_like_reference,
+    concurrent_trainer,
     drain,
     dying_at,
     launch,
@@ -199,6 +202,48 @@ def test_auto_reduces_a_round_in_its_shard_while_the_k_shards_sums_total_at_most
     assert reduces_in_shard(config(small, workers=largest), 784)
     assert not reduces_in_shard(config(small, workers=largest + 1), 784)
     assert reduces_in_shard(config(small, workers=largest + 1, dtype="float32"), 784)  # half the bytes
+    tiny = (4, 2)  # a few hundred bytes: K bounds it, so that the shard's reads stay one wave
+    assert reduces_in_shard(config(tiny, workers=SHARD_REDUCE_MAX_WORKERS), 4)
+    assert not reduces_in_shard(config(tiny, workers=SHARD_REDUCE_MAX_WORKERS + 1), 4)
+
+
+def test_reduce_shard_beyond_its_workers_is_refused_with_the_fix():
+    with pytest.raises(LnnInputError, match=r"reduce shard takes at most 16 workers .* not 17; use reduce auto or"):
+        config((4, 2), workers=SHARD_REDUCE_MAX_WORKERS + 1, reduce="shard")
+    with pytest.raises(LnnInputError, match="reduce must be one of auto, shard, slices"):
+        config((4, 2), reduce="inline")
+
+
+def test_the_shard_that_reduces_a_round_makes_as_many_sequential_s3_round_trips_whatever_k(world):
+    """Its K state slices and K shards' sums in one wave, its 2 K objects in another: counted from its requests'
+    spans, with a delivery's concurrent requests as on Lambda (`CONCURRENT_REQUESTS`)."""
+    aws, X, y, queue, clock = world
+
+    def completing_shard_trips(workers):
+        queue.events.clear()
+        run_id = f"trips-{workers}"
+        aws.upload_data(f"runs/{run_id}/data.npz", X=X, y=y)
+        parameters = {**IN_SHARD, "neurons": [20, 1], "epochs": 1, "batch_size": 20, "workers": workers}
+        parameters |= {"data": f"runs/{run_id}/data.npz"}
+        answer = build_launcher(session=aws.session, invoker=queue, clock=clock).handle(
+            {"run_id": run_id, "parameters": parameters}
+        )
+        assert answer["status"] == "running", answer
+        trips = []
+        while queue.events:
+            event = queue.events.popleft()
+            container = concurrent_trainer(aws, queue, clock, CONCURRENT_REQUESTS)  # cold: nothing cached
+            before = container.ports.counter.snapshot()
+            outcome = container.handle(event)["outcome"]
+            io = container.ports.counter.since(before)
+            if event["state"] == "shard" and outcome == "committed":
+                trips.append(io["round_trips"]["s3"])
+        assert container.ports.table.get_run(run_id)["status"] == "succeeded"
+        return trips
+
+    # the epoch's first round (its data, the K parameter slices, its sums, the K slices' reads, their writes, the
+    # obsolete objects' delete), then its last (the epoch's end: its results and the checkpoint): at most 8 a round
+    assert completing_shard_trips(2) == completing_shard_trips(SHARD_REDUCE_MAX_WORKERS) == [6, 7]
 
 
 def test_a_shard_that_reduces_its_round_is_budgeted_for_every_shards_sums():

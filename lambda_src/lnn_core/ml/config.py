@@ -12,7 +12,16 @@ from typing import Any
 
 from lnn_core.errors import LnnInputError
 from lnn_core.ml.network import HIDDEN_ACTIVATIONS, REGRESSION_OUTPUTS
-from lnn_core.ml.parameters import COUNTS, KNOWN_KEYS, NAMES, OUTPUTS, PARAMETERS, RUN_ID_PATTERN, check_integer
+from lnn_core.ml.parameters import (
+    COUNTS,
+    KNOWN_KEYS,
+    NAMES,
+    OUTPUTS,
+    PARAMETERS,
+    RUN_ID_PATTERN,
+    SHARD_REDUCE_MAX_WORKERS,
+    check_integer,
+)
 
 # None is a value of these (a drawn seed, the whole set as one batch, ...), so a null overrides a default
 NULLABLE_KEYS = tuple(parameter.name for parameter in PARAMETERS.values() if parameter.default is None)
@@ -126,6 +135,11 @@ class TrainingConfig:
             raise LnnInputError(
                 f"workers {values['workers']} needs granularity epoch or auto: a round of shard workers computes "
                 "whole forward and backward passes; give one of them, or workers 1 for granularity layer"
+            )
+        if values["reduce"] == "shard" and values["workers"] > SHARD_REDUCE_MAX_WORKERS:
+            raise LnnInputError(
+                f"reduce shard takes at most {SHARD_REDUCE_MAX_WORKERS} workers (the shard reads every shard's sums "
+                f"in one wave of requests), not {values['workers']}; use reduce auto or slices, or fewer workers"
             )
         if (values["weight"] is None) != (values["bias"] is None):
             raise LnnInputError("weight and bias (LNN 0.0's initial values) come together; give both or neither")

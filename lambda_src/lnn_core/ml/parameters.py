@@ -26,6 +26,9 @@ REDUCES = ("auto", "shard", "slices")  # see `round_steps.reduces_in_shard`
 # auto reduces a round in the shard that completes it while the K shards' sums total at most this: on AWS (75 MB/s,
 # docs/performance.md) 8 MiB take about 0.11 s to GET, about what the second hop to K slices costs
 SHARD_REDUCE_MIB = 8
+# ... and at most this many workers: its 4 K reads (K state slices in two objects, K shards' sums in two) go out in one
+# wave of a delivery's concurrent requests (64), so that a round's sequential round trips do not grow with K
+SHARD_REDUCE_MAX_WORKERS = 16
 MAX_EPOCHS = 1_000_000
 MAX_LAYERS = 64
 MAX_NEURONS = 100_000
@@ -345,8 +348,9 @@ TABLE: tuple[TrainingParameter, ...] = (
         example="slices",
         help="where a round of K > 1 workers adds up the shards' gradient sums and updates the parameters: "
         "slices (K slice functions, each moving about 2 G + G / K bytes, G the parameters' bytes), shard (the "
-        "shard that completes the round, moving K G: no second hop), or auto (shard while K G is at most "
-        f"{SHARD_REDUCE_MIB} MiB); every choice trains the same numbers",
+        f"shard that completes the round, moving K G: no second hop; K at most {SHARD_REDUCE_MAX_WORKERS}), or auto "
+        f"(shard while K G is at most {SHARD_REDUCE_MIB} MiB and K at most {SHARD_REDUCE_MAX_WORKERS}); every "
+        "choice trains the same numbers",
     ),
     TrainingParameter(
         "sweep",

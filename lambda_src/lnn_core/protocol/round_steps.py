@@ -22,11 +22,12 @@ from functools import partial
 
 import numpy as np
 
+from lnn_core.aws.ports import CONCURRENT_REQUESTS
 from lnn_core.aws.usage import MIB
 from lnn_core.errors import RunFailure
 from lnn_core.ml import batching, network, optimizers
 from lnn_core.ml.config import TrainingConfig
-from lnn_core.ml.parameters import SHARD_REDUCE_MIB
+from lnn_core.ml.parameters import SHARD_REDUCE_MAX_WORKERS, SHARD_REDUCE_MIB
 from lnn_core.ml.shards import (
     batch_examples,
     part_batch,
@@ -88,10 +89,13 @@ def reduces_in_shard(config: TrainingConfig, features: int) -> bool:
 
 def shard_reduces(reduce: str, workers: int, sums_bytes: int) -> bool:
     """Parameter `reduce`'s choice for K = `workers` shards of `sums_bytes` each: `auto` reduces in the shard while
-    the K sums total at most `SHARD_REDUCE_MIB`."""
+    the K sums total at most `SHARD_REDUCE_MIB` and K is at most `SHARD_REDUCE_MAX_WORKERS`."""
     if reduce != "auto":
         return reduce == "shard"
-    return workers * sums_bytes <= SHARD_REDUCE_MIB * MIB
+    return workers <= SHARD_REDUCE_MAX_WORKERS and workers * sums_bytes <= SHARD_REDUCE_MIB * MIB
+
+
+assert 4 * SHARD_REDUCE_MAX_WORKERS <= CONCURRENT_REQUESTS, "`_every_slice`'s reads would take more than one wave"
 
 
 class RoundSteps(StepInputs):
