@@ -447,9 +447,9 @@ def test_a_round_of_workers_diverges_at_the_chains_epoch_with_the_chains_reason(
     trainer = build_trainer(session=aws.session, invoker=queue)
     diverging = {"epochs": 50, "learning_rate": 10, "neurons": [3, 1], "activations": ["linear", "sigmoid"]}
     reasons = {}
-    for run_id, workers in (("chain", 1), ("round", 2)):
+    for run_id, workers, reduce in (("chain", 1, "auto"), ("round", 2, "slices"), ("in-shard", 2, "shard")):
         aws.upload_data(f"runs/{run_id}/data.npz", X=X * 1e4, y=y)
-        parameters = {**diverging, "seed": 1, "workers": workers, "granularity": "epoch"}
+        parameters = {**diverging, "seed": 1, "workers": workers, "granularity": "epoch", "reduce": reduce}
         assert launcher.handle({"run_id": run_id, "parameters": parameters})["status"] == "running"
         try:
             drain(trainer, queue)
@@ -459,7 +459,7 @@ def test_a_round_of_workers_diverges_at_the_chains_epoch_with_the_chains_reason(
         assert run["status"] == "failed", run
         reasons[run_id] = run["reason"]
     assert "weights diverged" in reasons["chain"]
-    assert reasons["round"] == reasons["chain"]
+    assert reasons["round"] == reasons["in-shard"] == reasons["chain"]
 
 
 def test_the_memory_estimate_of_a_round_is_its_largest_role_whatever_k():
