@@ -14,7 +14,7 @@ from lnn_cli.cloud.local import run_local
 from tests.integration.conftest import dataset, model_arrays
 
 SCHEDULES = 200
-EVERY_LOOP = 10  # schedules in `make test`; the rest are marked slow and run by `make slow` (CI runs both)
+EVERY_LOOP = 5  # schedules in `make test`; the rest are marked slow and run by `make slow` (CI runs both)
 PARAMETERS = {
     "epochs": 3,
     "learning_rate": 0.5,

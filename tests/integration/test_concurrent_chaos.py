@@ -17,7 +17,7 @@ from lnn_core.ml import training
 from tests.integration.conftest import dataset, lnn_statuses, model_arrays
 
 SCHEDULES_PER_GRANULARITY = 20
-EVERY_LOOP = 2  # schedules per granularity in `make test`; the rest are marked slow and run by `make slow` (and CI)
+EVERY_LOOP = 1  # schedules per granularity in `make test`; the rest are marked slow and run by `make slow` (and CI)
 CONCURRENCY = 4
 PARAMETERS = {"epochs": 3, "learning_rate": 0.5, "neurons": [3, 1], "activations": ["tanh", "sigmoid"]}
 REPUBLISH_SITES = ("after notifier.publish", "before table.mark_notified")  # the one inherent limit (README)

@@ -45,7 +45,10 @@ def test_the_clean_run_on_parts_equals_the_reference(clean):
     assert clean.costs == costs
 
 
-@pytest.mark.parametrize("seed, concurrency", [(1, 1), (2, 1), (3, 4)])
+@pytest.mark.parametrize(
+    "seed, concurrency",
+    [pytest.param(1, 1, marks=pytest.mark.slow), pytest.param(2, 1, marks=pytest.mark.slow), (3, 4)],
+)
 def test_chaos_on_parts_ends_like_the_clean_run(stack, clean, log, seed, concurrency):
     session, outputs = stack
     data = dataset()[0]

@@ -235,7 +235,7 @@ def test_a_stop_during_a_round_of_two_workers_resumes_only_the_shard_not_in(aws)
 ROUND_STEPS = 1 + 3 * 2 + 1  # the start, 3 epochs of 2 rounds, the finish
 
 
-@pytest.mark.parametrize("batch", [1, 2])
+@pytest.mark.parametrize("batch", [pytest.param(1, marks=pytest.mark.slow), 2])
 def test_a_stop_while_a_rounds_slices_are_in_flight_keeps_the_last_epochs_model_and_resumes_the_slice_not_in(
     aws, batch
 ):

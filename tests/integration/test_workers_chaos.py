@@ -17,7 +17,10 @@ from tests.support.runs import THREE_WORKERS
 
 PARAMETERS = THREE_WORKERS
 SERIAL, CONCURRENT = 200, 20
-SERIAL_EVERY_LOOP, CONCURRENT_EVERY_LOOP = 1, 1  # the rest are marked slow: `make slow` and CI run them
+SERIAL_EVERY_LOOP, CONCURRENT_EVERY_LOOP = (
+    0,
+    0,
+)  # in slices, all marked slow (make test has those reduced in the shard): `make slow` and CI run them
 REPUBLISH_SITES = ("after notifier.publish", "before table.mark_notified")
 # The crash rate of the tests that must reach every site: a delivery draws a crash (at half the rate) before and
 # after each of its effects, and the last effects of the slice that commits a round come some 20 draws in: at 0.5
@@ -197,6 +200,7 @@ def test_crashes_inside_a_committing_slices_concurrent_invokes_end_like_the_clea
 
 IN_SHARD = {**PARAMETERS, "reduce": "shard"}
 IN_SHARD_SERIAL, IN_SHARD_CONCURRENT = 50, 10
+IN_SHARD_EVERY_LOOP = 1  # serial and concurrent seeds of the default path in `make test`; the rest are slow
 IN_SHARD_SITES = (  # the completing shard: its sums and place, the claim, its fence, the slices' rows, the commit
     "table.mark_started",
     "store.put_bytes",
@@ -212,7 +216,7 @@ IN_SHARD_SITES = (  # the completing shard: its sums and place, the claim, its f
 
 
 @pytest.mark.parametrize(
-    "seed", [s if s < SERIAL_EVERY_LOOP else pytest.param(s, marks=pytest.mark.slow) for s in range(IN_SHARD_SERIAL)]
+    "seed", [s if s < IN_SHARD_EVERY_LOOP else pytest.param(s, marks=pytest.mark.slow) for s in range(IN_SHARD_SERIAL)]
 )
 def test_serial_schedule_of_rounds_reduced_in_their_shard_ends_like_the_clean_run_in_slices(stack, clean, log, seed):
     session, outputs = stack
@@ -224,7 +228,7 @@ def test_serial_schedule_of_rounds_reduced_in_their_shard_ends_like_the_clean_ru
 
 @pytest.mark.parametrize(
     "seed",
-    [s if s < CONCURRENT_EVERY_LOOP else pytest.param(s, marks=pytest.mark.slow) for s in range(IN_SHARD_CONCURRENT)],
+    [s if s < IN_SHARD_EVERY_LOOP else pytest.param(s, marks=pytest.mark.slow) for s in range(IN_SHARD_CONCURRENT)],
 )
 def test_concurrent_schedule_of_rounds_reduced_in_their_shard_ends_like_the_clean_run(stack, clean, log, seed):
     session, outputs = stack

@@ -89,9 +89,9 @@ def _seen(sim) -> dict:
 @pytest.mark.parametrize(
     "case, walks",
     [
-        ("K=1 epoch+finish, once", 40),
+        pytest.param("K=1 epoch+finish, once", 40, marks=pytest.mark.slow),
         ("K=1 epoch+finish", 15),
-        ("K=2 start+round+finish", 15),
+        pytest.param("K=2 start+round+finish", 15, marks=pytest.mark.slow),
         ("K=2 start+round in its shard+finish", 15),
     ],
 )
