@@ -319,3 +319,53 @@ def test_the_blas_cap_holds_while_deliveries_run(stack, log):
     runtime.invoke_async(trainer, {})
     runtime.run()
     assert seen == [{1}]
+
+
+def test_a_chain_at_concurrency_2_keeps_to_the_container_that_sent_each_step(stack, log, monkeypatch):
+    """A trainer step's event is offered to its sender's container (Lambda's hop outlasts the sender's last
+    request): the chain runs every step in one container, so its data is loaded once and its state read from the
+    cache. The offer is long here so that a slow sender cannot outlast it on a loaded machine."""
+    monkeypatch.setattr("lnn_cli.cloud.runtime.core.SENDER_OFFER_SECONDS", 30.0)
+    session, outputs = stack
+    records = []
+    result = run_local(
+        session,
+        outputs,
+        {**PARAMETERS, "granularity": "epoch"},
+        dataset()[0],
+        run_id="offered",
+        log_stream=log,
+        concurrency=2,
+        on_delivery=records.append,
+    )
+    assert result.status == "succeeded", result.run.get("reason")
+    steps = [record for record in records if record.role == "trainer"]
+    assert len(steps) == PARAMETERS["epochs"] + 1  # the start (epoch 1), an epoch each, the finish
+    assert {record.container for record in steps} == {steps[0].container}
+
+
+def test_an_offer_ends_once_the_sender_takes_another_event(stack, log, monkeypatch):
+    """A round's two shard events are both offered to the shard that committed the round: it takes one, its own
+    (sent first), and the other goes at once to the free container (not after the offer), so every round's shards
+    run side by side, and each shard in the container that holds its part of the data."""
+    monkeypatch.setattr("lnn_cli.cloud.runtime.core.SENDER_OFFER_SECONDS", 30.0)
+    session, outputs = stack
+    records = []
+    result = run_local(
+        session,
+        outputs,
+        {**PARAMETERS, "granularity": "epoch", "workers": 2},
+        dataset()[0],
+        run_id="offered-k2",
+        log_stream=log,
+        concurrency=2,
+        on_delivery=records.append,
+    )
+    assert result.status == "succeeded", result.run.get("reason")
+    rounds, containers = {}, {}
+    for record in records:
+        if record.role == "trainer" and record.result and record.result.get("shard") is not None:
+            rounds.setdefault(record.result["step"], []).append(record.container)
+            containers.setdefault(record.result["shard"], set()).add(record.container)
+    assert len(rounds) == PARAMETERS["epochs"] and all(sorted(ran) == [0, 1] for ran in rounds.values()), rounds
+    assert sorted(map(len, containers.values())) == [1, 1], containers  # each shard kept to one container

@@ -90,9 +90,21 @@ class Send:
         return ahead
 
 
-def next_send(run_id: str, event: dict[str, Any], invocations: list[dict[str, Any]] | None = None) -> Send:
-    """The send of `event`, the run's next step: its `invocations` (by default all of `fan_out(event)`)."""
-    return Send(run_id, fan_out(event) if invocations is None else invocations, event["step"])
+def next_send(
+    run_id: str,
+    event: dict[str, Any],
+    invocations: list[dict[str, Any]] | None = None,
+    *,
+    own_shard: int | None = None,
+) -> Send:
+    """The send of `event`, the run's next step: its `invocations` (by default all of `fan_out(event)`). A shard
+    that committed its round (`own_shard`) puts its own next shard event first: the events go out at once all the
+    same, but where the sender's container takes the first event it sent (`lnn local`), that container keeps the
+    shard whose part of the data it holds."""
+    invocations = fan_out(event) if invocations is None else invocations
+    if own_shard is not None:
+        invocations = sorted(invocations, key=lambda invocation: invocation.get("shard") != own_shard)
+    return Send(run_id, invocations, event["step"])
 
 
 def send(ports: Ports, run_id: str, event: dict[str, Any]) -> None:

@@ -304,7 +304,7 @@ class Trainer:
             ending.ensure_notified(ports, {**run, **fields}, claimant=claimant, context=context)
         outcome = {"outcome": "committed"}
         if following:  # the commit holds our lease on sending
-            outcome["send"] = sending.next_send(run_id, fields["next_event"])
+            outcome["send"] = sending.next_send(run_id, fields["next_event"], own_shard=step_event.shard)
         if result.epoch_items:
             outcome["epoch_costs"] = [item["cost"] for item in result.epoch_items]
         return outcome

@@ -11,7 +11,8 @@ Deliveries are taken from the queue in order of the delivery clock (`queue`). At
 time in the caller's thread: a deterministic order (a chaos seed is a schedule). At concurrency N each function
 has N containers and ready deliveries run in threads, each container running one delivery at a time, so that a
 duplicate runs at the same time as its twin. Then each AWS request is atomic (`atomic`) and the handlers' BLAS
-calls use at most `container_cpus` threads each.
+calls use at most `container_cpus` threads each, and an event a trainer delivery invokes is first offered to that
+delivery's container (`SENDER_OFFER_SECONDS`), as Lambda's hop lets the sender's idle environment take it.
 """
 
 import io
@@ -27,7 +28,13 @@ import boto3
 from lnn_cli.cloud.runtime.containers import Container, LocalFunction, LockedStream, build_handler, describe
 from lnn_cli.cloud.runtime.execution import DeliveryExecution, DeliveryRecord
 from lnn_cli.cloud.runtime.queue import Delivery, DeliveryClock, DeliveryQueue
-from lnn_cli.cloud.runtime.semantics import STEP_SECONDS, decode_response, encode_event, retry_backoff
+from lnn_cli.cloud.runtime.semantics import (
+    SENDER_OFFER_SECONDS,
+    STEP_SECONDS,
+    decode_response,
+    encode_event,
+    retry_backoff,
+)
 from lnn_core.aws.ports import CONCURRENT_REQUESTS, FUNCTION_ENVIRONMENT, RequestFanOut
 from lnn_core.aws.sdk import IoCounter
 
@@ -53,10 +60,11 @@ class LocalInvoker:
         self._runtime, self._target = runtime, target
         self.function_name = target.name
         self.counter: IoCounter | None = None  # the calling handler's, set once its ports exist
+        self.sender: Container | None = None  # the calling container, when it is one of the target's own
 
     def invoke_async(self, payload: dict[str, Any]) -> None:
         started = time.monotonic()
-        self._runtime.invoke_async(self._target, payload)
+        self._runtime.invoke_async(self._target, payload, sender=self.sender)
         if self.counter is not None:
             self.counter.count("lambda")
             self.counter.record("lambda", started, time.monotonic())
@@ -130,7 +138,10 @@ class LocalLambdaRuntime(DeliveryExecution):
         # another at concurrency 1, where a chaos seed is a schedule
         if hasattr(handler.ports, "fan_out"):  # the predictor's ports have none: it sends one request at a time
             handler.ports.fan_out = RequestFanOut(CONCURRENT_REQUESTS if self.concurrency > 1 else 1)
-        function.containers.append(Container(index, handler, handler.ports.counter))
+        container = Container(index, handler, handler.ports.counter)
+        function.containers.append(container)
+        if target is function and self.concurrency > 1:  # the trainer's next step: offered to this container first
+            invoker.sender = container
         if self.faults is not None:
             self.faults.instrument(function.role, handler)
 
@@ -155,11 +166,15 @@ class LocalLambdaRuntime(DeliveryExecution):
 
     # ---- invocation ----------------------------------------------------------------------------------------
 
-    def invoke_async(self, function: LocalFunction, payload: dict[str, Any]) -> None:
-        """`Invoke` with `InvocationType=Event`: validate and queue (or, under faults, lose or copy) the event."""
+    def invoke_async(
+        self, function: LocalFunction, payload: dict[str, Any], *, sender: Container | None = None
+    ) -> None:
+        """`Invoke` with `InvocationType=Event`: validate and queue (or, under faults, lose or copy) the event; one
+        a container of the function sends is offered to that container first (`SENDER_OFFER_SECONDS`)."""
         body = encode_event(function.name, payload)
         request_id = str(uuid.uuid4())
         copies = self.faults.schedule(function, body) if self.faults is not None else [0.0]
+        offered_until = time.monotonic() + SENDER_OFFER_SECONDS
         with self._lock:
             for copy in copies:
                 delay, own_id = copy if isinstance(copy, tuple) else (copy, False)
@@ -170,6 +185,8 @@ class LocalLambdaRuntime(DeliveryExecution):
                     due=self.clock + delay,
                     enqueued_at=self.clock,
                     chain=self._queue.new_chain(),
+                    sender=sender,
+                    offered_until=offered_until,
                 )
             self._lock.notify_all()
 
@@ -241,7 +258,7 @@ class LocalLambdaRuntime(DeliveryExecution):
                     with self._lock:
                         picked = self._pick()
                         while picked is None and self._in_flight and self._worker_error is None:
-                            self._lock.wait()
+                            self._lock.wait(self._offer_left())
                             picked = self._pick()
                         if picked is None or self._worker_error is not None:
                             break
@@ -259,16 +276,30 @@ class LocalLambdaRuntime(DeliveryExecution):
             raise error
 
     def _pick(self) -> tuple[Delivery, Container] | None:
-        """The first delivery in clock order that may start now, with a free container; the clock moves to it."""
+        """The first delivery in clock order that may start now, with a free container; the clock moves to it. A
+        delivery offered to its sender's container waits for it while the offer lasts and the sender runs; once a
+        container takes a delivery, the other offers to it end."""
+        now = time.monotonic()
         for delivery in self._queue.in_order():
             if delivery.due > self.clock and self._in_flight:
                 return None
-            container = delivery.function.free_container()
+            sender = delivery.sender
+            if sender is not None and now < delivery.offered_until and (sender.busy and self._in_flight):
+                continue
+            container = sender if sender is not None and not sender.busy else delivery.function.free_container()
             if container is not None:
                 self._queue.remove(delivery)
                 self._clock.advance_to(delivery.due)
+                for offered in self._queue.in_order():
+                    if offered.sender is container:
+                        offered.sender = None
                 return delivery, container
         return None
+
+    def _offer_left(self) -> float | None:
+        """Real seconds until the first offer to a sender ends (None: no offer, wait for a delivery to end)."""
+        ends = [delivery.offered_until for delivery in self._queue.in_order() if delivery.sender is not None]
+        return max(0.0, min(ends) - time.monotonic()) if ends else None
 
     def _work(self, delivery: Delivery, container: Container, started: float) -> None:
         try:

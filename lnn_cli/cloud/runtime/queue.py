@@ -25,6 +25,8 @@ class Delivery:
     enqueued_at: float = field(compare=False)
     attempt: int = field(default=0, compare=False)
     chain: int = field(default=0, compare=False)  # one per delivered copy; its retries share it
+    sender: Any = field(default=None, compare=False)  # the Container whose delivery invoked it, while offered to it
+    offered_until: float = field(default=0.0, compare=False)  # time.monotonic() the offer to `sender` ends
 
     @property
     def event(self) -> Any:
@@ -76,11 +78,22 @@ class DeliveryQueue:
         return next(self._chains)
 
     def push(
-        self, function, payload: str, request_id: str, *, due: float, enqueued_at: float, chain: int, attempt: int = 0
+        self,
+        function,
+        payload: str,
+        request_id: str,
+        *,
+        due: float,
+        enqueued_at: float,
+        chain: int,
+        attempt: int = 0,
+        sender=None,
+        offered_until: float = 0.0,
     ) -> None:
-        heapq.heappush(
-            self._heap, Delivery(due, next(self._sequence), function, payload, request_id, enqueued_at, attempt, chain)
+        delivery = Delivery(
+            due, next(self._sequence), function, payload, request_id, enqueued_at, attempt, chain, sender, offered_until
         )
+        heapq.heappush(self._heap, delivery)
 
     def direct(self, function, payload: str, request_id: str, now: float) -> Delivery:
         """A delivery outside the queue (a RequestResponse invoke), numbered in the same sequence."""

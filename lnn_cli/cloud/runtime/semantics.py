@@ -10,6 +10,11 @@ from typing import Any
 from lnn_core.aws.ports import ASYNC_PAYLOAD_LIMIT
 
 STEP_SECONDS = 0.1  # delivery-clock time one delivery takes
+# How long (real seconds) an event a trainer delivery invokes waits for that delivery's container to be free, at
+# concurrency above 1. In Lambda the async hop outlasts the sender's last request, so its idle environment, with
+# the step's data and state cached, can take the event; here a queued event would otherwise go at once to another
+# container while its sender finishes.
+SENDER_OFFER_SECONDS = 0.05
 RETRY_BACKOFF_SECONDS = (60.0, 120.0)  # Lambda waits 1 minute before the first retry, 2 before the second
 DEFAULT_RETRY_ATTEMPTS = 2  # Lambda's default when a function has no EventInvokeConfig
 DEFAULT_EVENT_AGE_SECONDS = 21_600
