@@ -369,3 +369,28 @@ def test_an_offer_ends_once_the_sender_takes_another_event(stack, log, monkeypat
             containers.setdefault(record.result["shard"], set()).add(record.container)
     assert len(rounds) == PARAMETERS["epochs"] and all(sorted(ran) == [0, 1] for ran in rounds.values()), rounds
     assert sorted(map(len, containers.values())) == [1, 1], containers  # each shard kept to one container
+
+
+def test_an_offer_that_ended_waits_for_a_free_container_without_spinning(stack, log, monkeypatch):
+    """Events offered to a busy sender whose offers ended, with every container busy, wait for a delivery to end
+    (the scheduler sleeps) rather than ask again and again for a free container."""
+    monkeypatch.setattr("lnn_cli.cloud.runtime.core.SENDER_OFFER_SECONDS", 0.01)
+    session, outputs = stack
+    runtime = local_runtime(session, outputs, log_stream=log, concurrency=2)
+    trainer = runtime.functions["trainer"]
+    picks, pick = [], runtime._pick
+    monkeypatch.setattr(runtime, "_pick", lambda: (picks.append(1), pick())[1])
+
+    class Sender:
+        def handle(self, event, context):
+            if event.get("first"):
+                for number in range(3):
+                    runtime.invoke_async(trainer, {"number": number}, sender=trainer.containers[0])
+            time.sleep(0.3)
+            return {}
+
+    trainer.handler = Sender()
+    runtime.invoke_async(trainer, {"first": True})
+    runtime.run()
+    assert len(runtime.deliveries) == 4 and all(record.error is None for record in runtime.deliveries)
+    assert len(picks) < 50, f"{len(picks)} picks: the scheduler spun while it waited"

@@ -297,9 +297,15 @@ class LocalLambdaRuntime(DeliveryExecution):
         return None
 
     def _offer_left(self) -> float | None:
-        """Real seconds until the first offer to a sender ends (None: no offer, wait for a delivery to end)."""
-        ends = [delivery.offered_until for delivery in self._queue.in_order() if delivery.sender is not None]
-        return max(0.0, min(ends) - time.monotonic()) if ends else None
+        """Real seconds until the first live offer to a sender ends (None: none, wait for a delivery to end; an
+        offer that ended waits for a container like any delivery)."""
+        now = time.monotonic()
+        ends = [
+            delivery.offered_until
+            for delivery in self._queue.in_order()
+            if delivery.sender is not None and delivery.offered_until > now
+        ]
+        return min(ends) - now if ends else None
 
     def _work(self, delivery: Delivery, container: Container, started: float) -> None:
         try:
