@@ -98,9 +98,9 @@ def next_send(
     own_shard: int | None = None,
 ) -> Send:
     """The send of `event`, the run's next step: its `invocations` (by default all of `fan_out(event)`). A shard
-    that committed its round (`own_shard`) puts its own next shard event first: the events go out at once all the
-    same, but where the sender's container takes the first event it sent (`lnn local`), that container keeps the
-    shard whose part of the data it holds."""
+    that committed its round (`own_shard`: a round reduced in its shard) puts its own next shard event first: the
+    events go out at once all the same, but where the sender's container takes the first event it sent (`lnn
+    local`), that container keeps the shard whose part of the data it holds."""
     invocations = fan_out(event) if invocations is None else invocations
     if own_shard is not None:
         invocations = sorted(invocations, key=lambda invocation: invocation.get("shard") != own_shard)

@@ -97,6 +97,7 @@ class LocalLambdaRuntime(DeliveryExecution):
         self._queue = DeliveryQueue()
         self._clock = DeliveryClock()
         self._in_flight = 0
+        self._offer_ends: float | None = None  # when the first offer `_pick` last skipped ends (time.monotonic())
         self._worker_error: BaseException | None = None
         self._clients: dict[str, Any] = {}
         self.deliveries: list[DeliveryRecord] = []
@@ -258,7 +259,8 @@ class LocalLambdaRuntime(DeliveryExecution):
                     with self._lock:
                         picked = self._pick()
                         while picked is None and self._in_flight and self._worker_error is None:
-                            self._lock.wait(self._offer_left())
+                            ends = self._offer_ends  # an offer it skipped: wake when it ends, or when a delivery does
+                            self._lock.wait(None if ends is None else max(0.0, ends - time.monotonic()))
                             picked = self._pick()
                         if picked is None or self._worker_error is not None:
                             break
@@ -277,35 +279,33 @@ class LocalLambdaRuntime(DeliveryExecution):
 
     def _pick(self) -> tuple[Delivery, Container] | None:
         """The first delivery in clock order that may start now, with a free container; the clock moves to it. A
-        delivery offered to its sender's container waits for it while the offer lasts and the sender runs; once a
-        container takes a delivery, the other offers to it end."""
-        now = time.monotonic()
-        for delivery in self._queue.in_order():
+        delivery offered to its sender's container waits for it while the offer lasts and the sender runs (the
+        real time the first such offer ends is kept in `_offer_ends`, for the scheduler's wait); once a container
+        takes a delivery, the other offers to it end. A delivery for any container takes one that no live offer
+        waits for, if there is one."""
+        now, self._offer_ends = time.monotonic(), None
+        deliveries = self._queue.in_order()
+        offered = {id(d.sender) for d in deliveries if d.sender is not None and now < d.offered_until}  # containers
+        for delivery in deliveries:
             if delivery.due > self.clock and self._in_flight:
                 return None
             sender = delivery.sender
             if sender is not None and now < delivery.offered_until and (sender.busy and self._in_flight):
+                self._offer_ends = min(self._offer_ends or delivery.offered_until, delivery.offered_until)
                 continue
-            container = sender if sender is not None and not sender.busy else delivery.function.free_container()
+            free = [container for container in delivery.function.containers if not container.busy]
+            if sender is not None and not sender.busy:
+                container = sender
+            else:
+                container = next((each for each in free if id(each) not in offered), free[0] if free else None)
             if container is not None:
                 self._queue.remove(delivery)
                 self._clock.advance_to(delivery.due)
-                for offered in self._queue.in_order():
-                    if offered.sender is container:
-                        offered.sender = None
+                for other in self._queue.in_order():
+                    if other.sender is container:
+                        other.sender = None
                 return delivery, container
         return None
-
-    def _offer_left(self) -> float | None:
-        """Real seconds until the first live offer to a sender ends (None: none, wait for a delivery to end; an
-        offer that ended waits for a container like any delivery)."""
-        now = time.monotonic()
-        ends = [
-            delivery.offered_until
-            for delivery in self._queue.in_order()
-            if delivery.sender is not None and delivery.offered_until > now
-        ]
-        return min(ends) - now if ends else None
 
     def _work(self, delivery: Delivery, container: Container, started: float) -> None:
         try:
