@@ -402,3 +402,21 @@ def test_an_offer_ends_and_then_waits_for_a_free_container_without_spinning(stac
     ran_in = {record.result["number"]: record.container for record in runtime.deliveries}
     assert ran_in[0] == 1 and started[0] - started["first"] < 0.2, (ran_in, started)
     assert len(picks) < 50, f"{len(picks)} picks: the scheduler spun while it waited"
+
+
+def test_a_delivery_for_any_container_leaves_a_free_sender_to_the_event_offered_to_it(stack, log):
+    """Both containers free, an event for any container queued before one offered to container 0: the first takes
+    container 1, so that the offered event still finds its sender's container."""
+    session, outputs = stack
+    runtime = local_runtime(session, outputs, log_stream=log, concurrency=2)
+    trainer = runtime.functions["trainer"]
+
+    class Named:
+        def handle(self, event, context):
+            return {"name": event["name"]}
+
+    trainer.handler = Named()
+    runtime.invoke_async(trainer, {"name": "any"})
+    runtime.invoke_async(trainer, {"name": "offered"}, sender=trainer.containers[0])
+    runtime.run()
+    assert {record.result["name"]: record.container for record in runtime.deliveries} == {"any": 1, "offered": 0}
