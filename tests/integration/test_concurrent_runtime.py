@@ -321,24 +321,30 @@ def test_the_blas_cap_holds_while_deliveries_run(stack, log):
     assert seen == [{1}]
 
 
-def test_a_chain_at_concurrency_2_keeps_to_the_container_that_sent_each_step(stack, log, monkeypatch):
-    """A trainer step's event is offered to its sender's container (Lambda's hop outlasts the sender's last
-    request): the chain runs every step in one container, so its data is loaded once and its state read from the
-    cache. The offer is long here so that a slow sender cannot outlast it on a loaded machine."""
-    monkeypatch.setattr("lnn_cli.cloud.runtime.core.SENDER_OFFER_SECONDS", 30.0)
+def delivered_at_concurrency_2(stack, log, parameters: dict, run_id: str) -> list:
+    """The delivery records of a run of `parameters` through `lnn local`'s path at concurrency 2, which succeeded."""
     session, outputs = stack
     records = []
     result = run_local(
         session,
         outputs,
-        {**PARAMETERS, "granularity": "epoch"},
+        parameters,
         dataset()[0],
-        run_id="offered",
+        run_id=run_id,
         log_stream=log,
         concurrency=2,
         on_delivery=records.append,
     )
     assert result.status == "succeeded", result.run.get("reason")
+    return records
+
+
+def test_a_chain_at_concurrency_2_keeps_to_the_container_that_sent_each_step(stack, log, monkeypatch):
+    """A trainer step's event is offered to its sender's container (Lambda's hop outlasts the sender's last
+    request): the chain runs every step in one container, so its data is loaded once and its state read from the
+    cache. The offer is long here so that a slow sender cannot outlast it on a loaded machine."""
+    monkeypatch.setattr("lnn_cli.cloud.runtime.core.SENDER_OFFER_SECONDS", 30.0)
+    records = delivered_at_concurrency_2(stack, log, {**PARAMETERS, "granularity": "epoch"}, "offered")
     steps = [record for record in records if record.role == "trainer"]
     assert len(steps) == PARAMETERS["epochs"] + 1  # the start (epoch 1), an epoch each, the finish
     assert {record.container for record in steps} == {steps[0].container}
@@ -351,19 +357,7 @@ def test_an_offer_ends_once_the_sender_takes_another_event(stack, log, monkeypat
     monkeypatch.setattr("lnn_cli.cloud.runtime.core.SENDER_OFFER_SECONDS", 30.0)
     # one invoke after another: the events reach the queue in the order sent (at once, they almost always do)
     monkeypatch.setattr("lnn_cli.cloud.runtime.core.CONCURRENT_REQUESTS", 1)
-    session, outputs = stack
-    records = []
-    result = run_local(
-        session,
-        outputs,
-        {**PARAMETERS, "granularity": "epoch", "workers": 2},
-        dataset()[0],
-        run_id="offered-k2",
-        log_stream=log,
-        concurrency=2,
-        on_delivery=records.append,
-    )
-    assert result.status == "succeeded", result.run.get("reason")
+    records = delivered_at_concurrency_2(stack, log, {**PARAMETERS, "granularity": "epoch", "workers": 2}, "offered-k2")
     rounds, containers = {}, {}
     for record in records:
         if record.role == "trainer" and record.result and record.result.get("shard") is not None:

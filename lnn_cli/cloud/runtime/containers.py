@@ -30,7 +30,7 @@ BUILDERS = {
 }
 
 
-@dataclass
+@dataclass(eq=False)  # one environment is equal to itself only (and can be a set's member)
 class Container:
     """One execution environment: it runs one delivery at a time."""
 
@@ -75,8 +75,10 @@ class LocalFunction:
             total.s3_bytes_out += container.counter.s3_bytes_out
         return total
 
-    def free_container(self) -> Container | None:
-        return next((container for container in self.containers if not container.busy), None)
+    def free_container(self, avoiding: frozenset[Container] = frozenset()) -> Container | None:
+        """The first free container, one not in `avoiding` if there is one."""
+        free = [container for container in self.containers if not container.busy]
+        return next((container for container in free if container not in avoiding), free[0] if free else None)
 
 
 def describe(client, role: str, name: str, region: str) -> LocalFunction:

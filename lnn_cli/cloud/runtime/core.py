@@ -285,23 +285,19 @@ class LocalLambdaRuntime(DeliveryExecution):
         waits for, if there is one."""
         now, self._offer_ends = time.monotonic(), None
         deliveries = self._queue.in_order()
-        offered = {id(d.sender) for d in deliveries if d.sender is not None and now < d.offered_until}  # containers
+        offered = frozenset(delivery.offered_to(now) for delivery in deliveries) - {None}
         for delivery in deliveries:
             if delivery.due > self.clock and self._in_flight:
                 return None
             sender = delivery.sender
-            if sender is not None and now < delivery.offered_until and (sender.busy and self._in_flight):
+            if delivery.offered_to(now) is not None and sender.busy and self._in_flight:
                 self._offer_ends = min(self._offer_ends or delivery.offered_until, delivery.offered_until)
                 continue
-            free = [container for container in delivery.function.containers if not container.busy]
-            if sender is not None and not sender.busy:
-                container = sender
-            else:
-                container = next((each for each in free if id(each) not in offered), free[0] if free else None)
+            container = sender if sender is not None and not sender.busy else delivery.function.free_container(offered)
             if container is not None:
                 self._queue.remove(delivery)
                 self._clock.advance_to(delivery.due)
-                for other in self._queue.in_order():
+                for other in deliveries:
                     if other.sender is container:
                         other.sender = None
                 return delivery, container

@@ -32,6 +32,10 @@ class Delivery:
     def event(self) -> Any:
         return json.loads(self.payload)
 
+    def offered_to(self, now: float) -> Any:
+        """The container this delivery is offered to at real time `now` (`time.monotonic()`), or None."""
+        return self.sender if self.sender is not None and now < self.offered_until else None
+
 
 class DeliveryClock:
     """The virtual delivery clock (`virtual`, seconds from the runtime's start) and the handlers' clock (`now`).
