@@ -37,6 +37,7 @@ CONCURRENCY_TESTS = (
     "tests/integration/test_concurrent_chaos.py",
     "tests/integration/test_workers.py",
     "tests/integration/test_shard_reduce.py",
+    "tests/integration/test_fit_round.py",
     "tests/integration/test_workers_chaos.py",
     "tests/integration/test_round_stops.py",
     "tests/integration/test_round_state.py",
@@ -349,6 +350,34 @@ MUTANTS = (
         "            ports.table.mark_invoked(self.run_id, self.invoked_step)\n"
         "        ports.fan_out.map(ports.invoker.invoke_async, self.invocations)\n",
         first=("test_a_committing_slice_whose_shard_invokes_failed_midway_is_finished_by_its_retry",),
+    ),
+    Mutant(
+        "a fit without its check that the finish is still next (an orphan written after the commit's cleanup)",
+        TRAINER,
+        '            return {"outcome": "duplicate"}  # a late twin: the finish committed while it computed\n',
+        "            pass  # a late twin: the finish committed while it computed\n",
+        first=("test_a_fit_whose_finish_committed_while_it_computed_writes_nothing",),
+    ),
+    Mutant(
+        "a fit that claims the finish's commit before every fit is in",
+        TRAINER,
+        '        if len(before | {step_event.shard}) < step_event.shards:\n            return {"outcome": "fit"}\n',
+        '        if len(before | {step_event.shard}) < 1:\n            return {"outcome": "fit"}\n',
+        first=("test_the_finish_of_k_workers_is_k_fit_deliveries_each_reading_its_own_part",),
+    ),
+    Mutant(
+        "the commit of a member's step schedules what follows the member's state (a finish of K workers sends a round)",
+        TRAINER,
+        "position = dataclasses.replace(position, state=MEMBER_STEP.get(position.state, position.state))",
+        "position = dataclasses.replace(position, state=position.state)",
+        first=("test_the_finish_of_k_workers_is_k_fit_deliveries_each_reading_its_own_part",),
+    ),
+    Mutant(
+        "a re-send of a finish whose fits are all in sends a round's slice events",
+        SENDING,
+        '    if following["state"] == "finish":\n        return invocations[:1]\n',
+        "",
+        first=("test_what_a_finish_of_k_workers_still_misses_is_its_missing_fits_then_one_fit",),
     ),
 )
 

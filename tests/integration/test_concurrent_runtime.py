@@ -353,7 +353,7 @@ def test_a_chain_at_concurrency_2_keeps_to_the_container_that_sent_each_step(sta
 def test_an_offer_ends_once_the_sender_takes_another_event(stack, log, monkeypatch):
     """A round's two shard events are both offered to the shard that committed the round: it takes one, its own
     (sent first), and the other goes at once to the free container (not after the offer), so every round's shards
-    run side by side, and each shard in the container that holds its part of the data."""
+    run side by side, and each shard (and the finish's fit of its part) in the container that holds its part."""
     monkeypatch.setattr("lnn_cli.cloud.runtime.core.SENDER_OFFER_SECONDS", 30.0)
     # one invoke after another: the events reach the queue in the order sent (at once, they almost always do)
     monkeypatch.setattr("lnn_cli.cloud.runtime.core.CONCURRENT_REQUESTS", 1)
@@ -361,8 +361,9 @@ def test_an_offer_ends_once_the_sender_takes_another_event(stack, log, monkeypat
     rounds, containers = {}, {}
     for record in records:
         if record.role == "trainer" and record.result and record.result.get("shard") is not None:
-            rounds.setdefault(record.result["step"], []).append(record.container)
-            containers.setdefault(record.result["shard"], set()).add(record.container)
+            if record.result["state"] == "shard":
+                rounds.setdefault(record.result["step"], []).append(record.container)
+            containers.setdefault(record.result["shard"], set()).add(record.container)  # its fit (the finish's) too
     assert len(rounds) == PARAMETERS["epochs"] and all(sorted(ran) == [0, 1] for ran in rounds.values()), rounds
     assert sorted(map(len, containers.values())) == [1, 1], containers  # each shard kept to one container
 

@@ -70,7 +70,8 @@ def test_a_round_reduced_in_its_shard_takes_k_deliveries_and_equals_the_referenc
     assert not [state for state, _ in outcomes if state == "slice"]  # no slice event was ever sent
     assert outcomes.count(("shard", "committed")) == ROUNDS  # the shard that completes a round commits it
     assert outcomes.count(("shard", "shard")) == (workers - 1) * ROUNDS
-    assert len(outcomes) == workers * ROUNDS + 2  # the start, K shards a round, the finish
+    assert outcomes.count(("fit", "fit")) == workers - 1 and outcomes.count(("fit", "committed")) == 1
+    assert len(outcomes) == workers * (ROUNDS + 1) + 1  # the start, K shards a round, the finish's K fits
     assert_like_reference(aws, trainer, X, y, parameters)
 
 

@@ -3,7 +3,7 @@
 A round is K shard deliveries, then K slice deliveries, the last of which to join commits it. At concurrency 1 a
 seed is a schedule; at concurrency 4 duplicates really run at the same time as their twins. Every fault kind (lose,
 delay, duplicate: of shard and of slice events; a crash before or after every effect of a shard, of a slice and of
-the slice that commits) is hit at every site of a round.
+the slice that commits) is hit at every site of a round, and of the finish's K fit deliveries.
 """
 
 from collections import Counter
@@ -255,6 +255,38 @@ def test_every_fault_kind_hits_every_site_of_a_round_reduced_in_its_shard(stack,
         eager = plan(3000 + seed, duplicate=0.4, crash=REACHING_CRASH, delay=0.4, lose=0.1)
         result = run_local(
             session, outputs, IN_SHARD, dataset()[0], run_id=f"in-shard-cover-{seed}", chaos=eager, log_stream=log
+        )
+        assert_like_clean(result, clean)
+        seen.update(result.chaos["by_state"])
+        if wanted <= set(seen):
+            break
+    assert not wanted - set(seen), sorted(wanted - set(seen))
+
+
+FIT_SITES = (  # a fit's outputs and place; the one that completes the finish claims its commit, commits, publishes
+    "table.mark_started",
+    "store.put_bytes",
+    "table.join_fit",
+    "table.claim_commit",
+    "table.transition",
+    "store.delete_keys",
+    "table.claim_notification",
+    "store.copy",
+    "notifier.publish",
+    "table.mark_notified",
+)
+
+
+@pytest.mark.slow
+def test_every_fault_kind_hits_every_site_of_the_finish_of_k_workers(stack, clean, log):
+    session, outputs = stack
+    seen = Counter()
+    wanted = {f"{kind} fit" for kind in ("lose", "delay", "duplicate")}
+    wanted |= {f"crash fit {when} {site}" for site in FIT_SITES for when in ("before", "after")}
+    for seed in range(60):
+        eager = plan(4000 + seed, duplicate=0.4, crash=REACHING_CRASH, delay=0.4, lose=0.1)
+        result = run_local(
+            session, outputs, IN_SHARD, dataset()[0], run_id=f"fit-cover-{seed}", chaos=eager, log_stream=log
         )
         assert_like_clean(result, clean)
         seen.update(result.chaos["by_state"])

@@ -118,8 +118,12 @@ def test_the_fit_over_parts_is_the_fit_over_the_whole_set():
     X[:, 20:] = -X[:, 20:]  # ... but alive for the examples of the last part
     activations = ["relu", "softmax"]
     whole = diagnostics.training_fit(params, X, activations)
-    parts = diagnostics.training_fit_parts(params, [X[:, :10], X[:, 10:20], X[:, 20:]], activations)
-    first_two = diagnostics.training_fit_parts(params, [X[:, :10], X[:, 10:20]], activations)
+    parts = diagnostics.combined_fit(
+        [diagnostics.part_fit(params, X[:, cols], activations) for cols in (slice(0, 10), slice(10, 20), slice(20, 30))]
+    )
+    first_two = diagnostics.combined_fit(
+        [diagnostics.part_fit(params, X[:, cols], activations) for cols in (slice(0, 10), slice(10, 20))]
+    )
     assert np.allclose(parts.AL, whole.AL) and parts.dead_units == whole.dead_units
     assert first_two.dead_units[0] >= whole.dead_units[0] + 1  # dead only when 0 in every part
 

@@ -1,7 +1,8 @@
 """A round's barrier (the run table's item at a negative epoch, `barrier_epoch`): the set of shards done, of which
 exactly one write completes the round, with every shard's loss sum and the round's penalty; the claim on sending
 its slice events; the set of slices done, of which exactly one write completes the
-reduce; and the claim on its commit.
+reduce; and the claim on its commit. The finish of K > 1 workers has one too: its fit workers done, and the claim
+on its commit.
 
 The losses and the penalty are stored as the text `repr(float)`: a DynamoDB number would make a magnitude under
 1e-130 zero, and `float(repr(x)) == x` holds for every finite float, -0.0 included (inf too; NaN reads back as
@@ -58,6 +59,12 @@ class RoundBarrierOperations(TableAccess):
             {":until": until, ":now": now, ":claimant": claimant},
             epoch=barrier_epoch(step),
         )
+
+    def join_fit(self, run_id: str, step: int, shard: int) -> set[int]:
+        """Add fit worker `shard` (its outputs written) to the set of those done in the finish `step` of K > 1
+        workers; returns the set as it was before this write: as for a round's shards, exactly one write finds the
+        other K - 1 and not its own, and that one claims the finish's commit."""
+        return self._add_to_set(run_id, step, "ADD shards_done :shard", {":shard": {int(shard)}}, "shards_done")
 
     def join_slices(self, run_id: str, step: int, slice_: int) -> set[int]:
         """Add slice `slice_` (its outputs written) to the set of slices done in the reduce of step `step`'s round;

@@ -10,7 +10,7 @@ Three signs, each one sentence naming what happened, with figures, and what to t
   whose input is never positive; it gets no gradient and can never come back).
 """
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -31,30 +31,40 @@ class TrainingFit:
     dead_units: tuple[int, ...]  # per hidden layer, layer 1 first: units that are 0 for every example
 
 
+@dataclass(frozen=True)
+class PartFit:
+    """One forward pass over a part of the training set (the whole set is one part)."""
+
+    AL: np.ndarray  # (n_L, m_k): the part's outputs
+    alive: tuple[np.ndarray, ...]  # per hidden layer, (n_l,) bool: units that are not 0 for some example of the part
+
+
 def training_fit(params: network.Params, X_cols: np.ndarray, activations: Sequence[str]) -> TrainingFit:
-    """X_cols (n0, m) -> the outputs AL (n_L, m) and each hidden layer's dead units.
+    """X_cols (n0, m) -> the outputs AL (n_L, m) and each hidden layer's dead units."""
+    return combined_fit([part_fit(params, X_cols, activations)])
+
+
+def part_fit(params: network.Params, X_cols: np.ndarray, activations: Sequence[str]) -> PartFit:
+    """X_cols (n0, m_k) of one part -> its outputs (n_L, m_k) and each hidden layer's units alive in it.
 
     network.layer_forward layer by layer, as forward_pass (so AL is the same bits), but keeping one layer's
-    activations at a time instead of every cache: the finish step runs it over the whole training set.
+    activations at a time instead of every cache: the finish runs it over the whole training set, or K fit workers
+    over their parts of it.
     """
-    return training_fit_parts(params, [X_cols], activations)
-
-
-def training_fit_parts(params: network.Params, parts: Iterable[np.ndarray], activations: Sequence[str]) -> TrainingFit:
-    """`training_fit` over a training set in parts, each part's X_cols (n0, m_k) in order, one at a time: the outputs
-    side by side, and a unit dead when it is 0 for every example of every part."""
-    outputs, alive = [], None
+    A, alive = X_cols, []
     layers = len(activations)
-    for X_cols in parts:
-        A, part_alive = X_cols, []
-        del X_cols  # the first layer's output replaces the part's columns: the next part loads without them
-        for layer in range(1, layers + 1):
-            A, _ = network.layer_forward(A, params[f"W{layer}"], params[f"b{layer}"], activations[layer - 1])
-            if layer < layers:
-                part_alive.append((A != 0).any(axis=1))
-        outputs.append(A)
-        alive = part_alive if alive is None else [before | now for before, now in zip(alive, part_alive)]
-    AL = outputs[0] if len(outputs) == 1 else np.concatenate(outputs, axis=1)
+    for layer in range(1, layers + 1):
+        A, _ = network.layer_forward(A, params[f"W{layer}"], params[f"b{layer}"], activations[layer - 1])
+        if layer < layers:
+            alive.append((A != 0).any(axis=1))
+    return PartFit(A, tuple(alive))
+
+
+def combined_fit(parts: Sequence[PartFit]) -> TrainingFit:
+    """The parts' fits, in the order of their examples, as one: the outputs side by side, and a unit dead when it
+    is 0 for every example of every part."""
+    AL = parts[0].AL if len(parts) == 1 else np.concatenate([part.AL for part in parts], axis=1)
+    alive = [np.logical_or.reduce(units) for units in zip(*(part.alive for part in parts))]
     return TrainingFit(AL, tuple(int((~units).sum()) for units in alive))
 
 

@@ -16,8 +16,10 @@ from lnn_core.protocol.schedule import STATES, Position
 MAX_BATCHES = 10_000_000
 SHARD = "shard"  # the state of a shard worker's event: a part of the round that the `reduce` step of `step` commits
 SLICE = "slice"  # ... of a slice's event: slice j's update of the round's parameters, once every shard is in
-EVENT_STATES = (*STATES, SHARD, SLICE)
-ROUND_MEMBER = {SHARD: "shard", SLICE: "slice"}  # a round member's state -> the event field naming its index
+FIT = "fit"  # ... of a fit worker's event: the final model's outputs over part k, for the `finish` of `step`
+EVENT_STATES = (*STATES, SHARD, SLICE, FIT)
+ROUND_MEMBER = {SHARD: "shard", SLICE: "slice", FIT: "shard"}  # a member's state -> the event field naming its index
+MEMBER_STEP = {SHARD: "reduce", SLICE: "reduce", FIT: "finish"}  # a member's state -> the step its K deliveries make
 
 
 @dataclass(frozen=True)
@@ -67,6 +69,11 @@ def shard_event(reduce_event: dict[str, Any], shard: int) -> dict[str, Any]:
 def slice_event(reduce_event: dict[str, Any], slice_: int) -> dict[str, Any]:
     """The event of slice `slice_` of the round that `reduce_event` commits."""
     return {**reduce_event, "state": SLICE, "slice": slice_}
+
+
+def fit_event(finish_event: dict[str, Any], shard: int) -> dict[str, Any]:
+    """The event of fit worker `shard` of the finish `finish_event` of a run of K > 1 workers."""
+    return {**finish_event, "state": FIT, "shard": shard}
 
 
 def parse_event(event: Any) -> StepEvent:
@@ -138,14 +145,14 @@ def parse_event(event: Any) -> StepEvent:
             event["epoch"],
             event["layer"],
             batch=event["batch"],
-            shard=event["shard"] if event["state"] == SHARD else None,
+            shard=event["shard"] if event["state"] in (SHARD, FIT) else None,
             slice=event["slice"] if event["state"] == SLICE else None,
         ),
         epochs=event["epochs"],
         layers=event["layers"],
         batches=event["batches"],
         shards=event["shards"],
-        shard=event["shard"] if event["state"] == SHARD else None,
+        shard=event["shard"] if event["state"] in (SHARD, FIT) else None,
         slice=event["slice"] if event["state"] == SLICE else None,
         neurons=tuple(event["neurons"][k] for k in layer_keys),
         activations=tuple(event["activations"][k] for k in layer_keys),
@@ -158,15 +165,18 @@ def schedule_mismatch(step_event: StepEvent, run: dict) -> str | None:
     """Why this event is not the run's next step, or None when it is."""
     expected = run.get("next_event") or {}
     received = event_fields(step_event)
-    if step_event.position.state in ROUND_MEMBER:  # shards and slices make the reduce step of their round
-        if expected.get("state") != "reduce":
+    state = step_event.position.state
+    if state in MEMBER_STEP:  # shards and slices make the reduce step of their round, fit workers the finish
+        if expected.get("state") != MEMBER_STEP[state]:
             return (
-                f"a {step_event.position.state} event, but the run's next step is a "
-                f"{shown(expected.get('state'))}, not a round of workers"
+                f"a {state} event, but the run's next step is a {shown(expected.get('state'))}, "
+                f"not a {MEMBER_STEP[state]} of workers"
             )
-        received["state"] = "reduce"
-    elif step_event.position.state == "reduce" and step_event.shards > 1:
+        received["state"] = MEMBER_STEP[state]
+    elif state == "reduce" and step_event.shards > 1:
         return "a round of K > 1 workers takes shard and slice events, never a reduce event"
+    elif state == "finish" and step_event.shards > 1:
+        return "the finish of K > 1 workers takes fit events, never a finish event"
     for name in (
         "step",
         "state",

@@ -10,6 +10,8 @@ runs/<run_id>/state/e<epoch>/b<batch>/shard-<i>-<o>.bin  shard worker i's gradie
 runs/<run_id>/state/params-e<epoch>[-b<batch>]/params-<j>.npz, .../optimizer-<j>.npz
                                                        a round's training state of K > 1 workers in K slices: slice
                                                        j's rows of the parameters and of the optimizer state
+runs/<run_id>/state/e<epoch>/fit-<k>.npz               fit worker k's outputs of the final model over its part of
+                                                       the training set, with its targets and labels (`finish`)
 runs/<run_id>/state/staged-model-e<epoch>.npz         the model of an epoch, written by the step that ends the run
                                                        (its finish, or its stop) before that step commits
 runs/<run_id>/model.npz                                the model, copied there only after the ending committed
@@ -84,6 +86,16 @@ def sums_key(config: TrainingConfig, epoch: int, batch: int, shard: int, part: i
 def round_sums_keys(config: TrainingConfig, epoch: int, batch: int) -> list[str]:
     """Every shard's sums objects of a round: what its commit makes obsolete."""
     return [sums_key(config, epoch, batch, shard, part) for shard in range(config.workers) for part in (0, 1)]
+
+
+def fit_key(config: TrainingConfig, epoch: int, shard: int) -> str:
+    """Fit worker `shard`'s outputs of the model of `epoch` (the run's last) over its part, for the finish."""
+    return f"{state_prefix(config)}/e{epoch:07d}/fit-{shard:03d}.npz"
+
+
+def fit_keys(config: TrainingConfig, epoch: int) -> list[str]:
+    """Every fit worker's outputs: what the finish of K > 1 workers makes obsolete."""
+    return [fit_key(config, epoch, shard) for shard in range(config.workers)]
 
 
 STATE_SLICE_PARTS = ("params", "optimizer")

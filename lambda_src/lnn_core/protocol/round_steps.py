@@ -12,12 +12,16 @@ deliveries, then K slice deliveries, then the commit of the slice whose place co
 - the commit (`reduce`): the batch's cost sum from the barrier's losses; at an epoch's end the parameters assembled
   for its item, and at a checkpoint or an early stop the whole training state, kept for the finish and for
   `lnn results --weights`.
+- fit worker k of the finish: the final model's outputs over its part of the training set (each keeps its part in
+  its container), with their targets and labels; the finish gathers the K of them (`gathered_fit`) instead of
+  passing over every part in one function.
 
 Every element is added and updated as `shards.combine_shards` and `optimizers.update` do on whole arrays (row blocks
 are elementwise), so a run equals `training.train_reference` bit for bit. No function moves more than about 2 G
 bytes a round (G: the parameters' bytes): a shard GETs G and PUTs G, a slice GETs and PUTs about G / K of each.
 """
 
+import dataclasses
 from functools import partial
 
 import numpy as np
@@ -25,8 +29,9 @@ import numpy as np
 from lnn_core.aws.ports import CONCURRENT_REQUESTS
 from lnn_core.aws.usage import MIB
 from lnn_core.errors import RunFailure
-from lnn_core.ml import batching, network, optimizers
+from lnn_core.ml import batching, diagnostics, network, optimizers
 from lnn_core.ml.config import TrainingConfig
+from lnn_core.ml.dataset import TrainingData
 from lnn_core.ml.parameters import SHARD_REDUCE_MAX_WORKERS, SHARD_REDUCE_MIB
 from lnn_core.ml.shards import (
     batch_examples,
@@ -38,6 +43,7 @@ from lnn_core.ml.shards import (
 )
 from lnn_core.ml.slices import SumsLayout, assemble, combine_slice, pack_sums, take_slice, unpack_slice
 from lnn_core.protocol.layout import (
+    fit_key,
     in_parts,
     is_checkpoint,
     round_sums_keys,
@@ -58,6 +64,11 @@ from lnn_core.protocol.training_state import params_of, training_state
 
 ROUND_COST_FIELD = "round_cost_sum"  # the run record's running cost sum of the epoch's rounds, as repr(float) text
 EVERY_SLICE = "every slice"  # the body of a round's K slices at once: a state of no event, only of `StepBodies.execute`
+
+
+def final_epoch(config: TrainingConfig, run: dict) -> int:
+    """The epoch whose model the finish measures: the last committed one (an early stop's), else the last."""
+    return run.get("progress_epoch") or config.epochs
 
 
 def state_slices(
@@ -222,6 +233,34 @@ class RoundSteps(StepInputs):
             whole = training_state(params, self._assembled(config, epoch, batch, count, "optimizer"))
         data = self._round_data(config, run, None).data
         return epoch_ended(config, run, data, epoch=epoch, cost=cost, params=params, state=whole, obsolete=obsolete)
+
+    def _fit(self, position: Position, config: TrainingConfig, run: dict) -> StepResult:
+        """Fit worker k of the finish: the final model's outputs over its part of the training set (of one file, its
+        shard's columns), with the part's targets and labels and the units alive in each hidden layer."""
+        epoch, shard = final_epoch(config, run), position.shard
+        params = self._assembled(config, epoch, 1, 1, "params")  # the last epoch's slices: kept until the finish
+        prepared = self._round_data(config, run, shard)
+        X, Y, y = prepared.X, prepared.Y, prepared.data.y
+        if not in_parts(config.data):
+            part = shard_slices(X.shape[1], config.workers)[shard]
+            X, Y, y = shard_columns(X, part), shard_columns(Y, part), y[part]
+        fit = diagnostics.part_fit(params, X, config.activations)
+        alive = {f"alive{layer}": units for layer, units in enumerate(fit.alive, start=1)}
+        return StepResult(outputs={fit_key(config, epoch, shard): {"AL": fit.AL, "Y": Y, "y": y, **alive}})
+
+    def gathered_fit(
+        self, config: TrainingConfig, run: dict, epoch: int
+    ) -> tuple[TrainingData, diagnostics.TrainingFit, np.ndarray]:
+        """The K fit workers' outputs, GET at once and put side by side in the examples' order: (the run's data with
+        every example's labels, the fit over all examples, their targets Y)."""
+        parts = self.ports.fan_out.map(self._load, [fit_key(config, epoch, shard) for shard in range(config.workers)])
+        hidden = range(1, config.layers)
+        fit = diagnostics.combined_fit(
+            [diagnostics.PartFit(part["AL"], tuple(part[f"alive{layer}"] for layer in hidden)) for part in parts]
+        )
+        labels = np.concatenate([part["y"] for part in parts])
+        data = dataclasses.replace(self._round_data(config, run, None).data, y=labels)
+        return data, fit, np.concatenate([part["Y"] for part in parts], axis=1)
 
     def _assembled(self, config: TrainingConfig, epoch: int, batch: int, batches: int, part: str) -> dict:
         """The parameters (`part` "params") or the optimizer state ("optimizer") of a training state in slices, its

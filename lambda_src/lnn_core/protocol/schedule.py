@@ -6,7 +6,7 @@ epoch: one `start` step per epoch that runs the whole epoch (all its mini-batche
 auto:  one `start` step runs as many whole epochs as fit in the invocation, then `finish`.
 workers K > 1 (epoch or auto): `start` initializes; then one `reduce` step per mini-batch (a round: K shard
        workers, then K slices that update a slice of the parameters each, the last of which commits the round;
-       neither is a step of its own), then `finish`.
+       neither is a step of its own), then `finish` (K fit workers, one of which commits it).
 A run whose epoch's cost falls below its `threshold` goes to `finish` after that epoch.
 Step numbers grow by one per step; step 1 is the first `start`.
 """

@@ -10,7 +10,7 @@ from typing import Any
 
 from lnn_core.aws.ports import Ports
 from lnn_core.aws.sdk import CLAIM_CALL_SECONDS, IoCounter
-from lnn_core.protocol.events import shard_event, slice_event
+from lnn_core.protocol.events import fit_event, shard_event, slice_event
 
 # A claim to send or to notify holds this long at most. It must end before Lambda's first retry of the claimant's
 # event (1 minute after a failure), so that a crashed claimant's retry may finish the job; a concurrent twin,
@@ -33,11 +33,15 @@ def lease_until(ports: Ports, context: Any) -> float:
     return ports.clock() + min(LEASE_SECONDS, remaining)
 
 
+MEMBERS = {"reduce": shard_event, "finish": fit_event}  # the steps K > 1 workers make, and their members' events
+
+
 def fan_out(event: dict[str, Any]) -> list[dict[str, Any]]:
     """The invocations that carry a step's event: for the reduce of a round of K > 1 workers, its K shard events
-    (the shard that completes the round sends the K slice events, `slice_events`); else the event."""
-    if event["state"] == "reduce" and event.get("shards", 1) > 1:
-        return [shard_event(event, shard) for shard in range(event["shards"])]
+    (the shard that completes the round sends the K slice events, `slice_events`); for the finish of K > 1
+    workers, its K fit events; else the event."""
+    if event.get("shards", 1) > 1 and event["state"] in MEMBERS:
+        return [MEMBERS[event["state"]](event, shard) for shard in range(event["shards"])]
     return [event]
 
 
@@ -49,8 +53,9 @@ def slice_events(event: dict[str, Any]) -> list[dict[str, Any]]:
 def pending(ports: Ports, run: dict[str, Any]) -> list[dict[str, Any]]:
     """What a running run's next step still misses: of a round, the shard events whose results are not in; once
     every shard is in, the slice events whose slices are not; once every slice is in (the round uncommitted: its
-    committer died), one slice event, whose delivery finds the round complete and claims its commit. For any other
-    step, its event."""
+    committer died), one slice event, whose delivery finds the round complete and claims its commit. Of the finish
+    of K > 1 workers, the fit events whose outputs are not in, or once every one is (its committer died) one fit
+    event, whose delivery finds them all in and claims the commit. For any other step, its event."""
     following = run["next_event"]
     invocations = fan_out(following)
     if len(invocations) == 1:
@@ -58,6 +63,8 @@ def pending(ports: Ports, run: dict[str, Any]) -> list[dict[str, Any]]:
     progress = ports.table.round_progress(run["run_id"], following["step"])
     if len(progress.shards_done) < following["shards"]:
         return [event for event in invocations if event["shard"] not in progress.shards_done]
+    if following["state"] == "finish":
+        return invocations[:1]
     slices = slice_events(following)
     missing = [event for event in slices if event["slice"] not in progress.slices_done]
     return missing or slices[:1]

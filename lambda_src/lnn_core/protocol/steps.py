@@ -6,7 +6,6 @@ Each granularity reproduces `training.train_epoch` bit for bit: `layer` runs its
 one layer per step; `epoch` and `auto` call it for whole epochs.
 """
 
-import dataclasses
 import time
 from typing import Any
 
@@ -17,13 +16,13 @@ from lnn_core.aws.sdk import now
 from lnn_core.errors import RunFailure
 from lnn_core.ml import batching, diagnostics, network, optimizers, training
 from lnn_core.ml.config import TrainingConfig
-from lnn_core.ml.dataset import TrainingData
+from lnn_core.protocol.events import FIT
 from lnn_core.protocol.layout import (
     STATE_SLICES_FIELD,
     activation_key,
     batch_state_key,
+    fit_keys,
     gradient_key,
-    in_parts,
     is_checkpoint,
     model_key,
     params_key,
@@ -42,7 +41,7 @@ from lnn_core.protocol.results import (
     metrics,
     stops_early,
 )
-from lnn_core.protocol.round_steps import EVERY_SLICE, RoundSteps, state_slices
+from lnn_core.protocol.round_steps import EVERY_SLICE, RoundSteps, final_epoch, state_slices
 from lnn_core.protocol.schedule import AUTO_MAX_EPOCHS_PER_STEP, Position
 from lnn_core.protocol.step_inputs import PreparedData
 from lnn_core.protocol.training_state import (
@@ -73,6 +72,7 @@ class StepBodies(RoundSteps):
                 "start": self._start,
                 "shard": self._shard,
                 "slice": self._slice,
+                FIT: self._fit,
                 EVERY_SLICE: self._every_slice,
                 "reduce": self._commit_round,
             }
@@ -266,12 +266,14 @@ class StepBodies(RoundSteps):
     # ---- the end -------------------------------------------------------------------------------------------
 
     def _finish(self, config: TrainingConfig, run: dict) -> StepResult:
-        """Save the model where the commit publishes it from, measure it, and end the run."""
-        epochs = run.get("progress_epoch") or config.epochs
-        params = params_of(self._load(params_key(config, epochs)))
-        if in_parts(config.data):
-            data, fit, Y = self._fit_over_parts(config, run, params)
+        """Save the model where the commit publishes it from, measure it, and end the run. With K > 1 workers the
+        measure is the K fit workers' (`RoundSteps._fit`): no function passes over every part."""
+        epochs = final_epoch(config, run)
+        if config.workers > 1:  # the last epoch's slices, as the fits read them (in this container's cache)
+            params = self._assembled(config, epochs, 1, 1, "params")
+            data, fit, Y = self.gathered_fit(config, run, epochs)
         else:
+            params = params_of(self._load(params_key(config, epochs)))
             prepared = self._prepared(config, run)
             data, Y = prepared.data, prepared.Y
             fit = diagnostics.training_fit(
@@ -292,29 +294,10 @@ class StepBodies(RoundSteps):
         }
         staged = staged_model_key(run["run_id"], epochs)
         result = StepResult(outputs={staged: model}, final=final)
-        if config.workers > 1:  # the last epoch's slices: its whole state is kept, and no later step reads them
-            result.obsolete = state_slice_keys(config, epochs, 1, 1)
+        if config.workers > 1:  # the last epoch's slices (its whole state is kept), the fits: no later step reads them
+            result.obsolete = state_slice_keys(config, epochs, 1, 1) + fit_keys(config, epochs)
         result.checkpoints.add(staged)
         return result
-
-    def _fit_over_parts(
-        self, config: TrainingConfig, run: dict, params: network.Params
-    ) -> tuple[TrainingData, diagnostics.TrainingFit, np.ndarray]:
-        """The finish's pass over training data in parts, one part at a time beside those the cache keeps: (the
-        common arrays with every part's labels, the fit over all examples in order, their targets Y)."""
-        common = self._round_data(config, run, None)
-        targets, labels = [], []
-
-        def part_columns():
-            for shard in range(config.workers):
-                part = self._round_data(config, run, shard)
-                targets.append(part.Y)
-                labels.append(part.data.y)
-                yield part.X
-                del part  # the cache alone decides whether this part stays while the next one loads
-
-        fit = diagnostics.training_fit_parts(params, part_columns(), config.activations)
-        return dataclasses.replace(common.data, y=np.concatenate(labels)), fit, np.concatenate(targets, axis=1)
 
     def stopped_model(self, config: TrainingConfig, run: dict) -> tuple[str, dict[str, np.ndarray]]:
         """The model a stop keeps: that of the last committed epoch, from its training state (kept until the step

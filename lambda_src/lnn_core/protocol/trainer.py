@@ -23,6 +23,8 @@ then K slices, each of which writes its rows of the new training state and joins
 completes it claims the commit, and commits as above). Every shard and slice output is addressed by the round. In a
 round of small parameters (`round_steps.reduces_in_shard`) the shard whose claim would send the slices computes them
 itself instead, writes the same bytes and claims the commit as the completing slice does: K deliveries a round.
+The finish of K > 1 workers is K fit deliveries: each writes the final model's outputs over its part and joins the
+finish's barrier; the write that completes it claims the commit, and that delivery finishes the run over the K.
 
 Every claim names its claimant (unique per delivery), so the SDK's retry of a claim whose answer was lost finds
 its own name and wins again, where a twin's claim fails.
@@ -47,6 +49,8 @@ from lnn_core.ml import batching
 from lnn_core.ml.config import TrainingConfig
 from lnn_core.protocol import ending, sending
 from lnn_core.protocol.events import (
+    FIT,
+    MEMBER_STEP,
     StepEvent,
     make_event,
     parse_event,
@@ -145,6 +149,8 @@ class Trainer:
             if not self._still_next(run_id, step_event.step):
                 return {**summary, "outcome": "duplicate"}  # a late twin read what the winner already cleaned up
             return {**summary, **ending.fail_run(ports, run, str(failure), claimant=claimant, context=context)}
+        if step_event.position.state == FIT:
+            return {**summary, **self._join_fit(step_event, config, run, result, claimant, context)}
         if step_event.shard is not None:
             return {**summary, **self._join_round(step_event, config, run, result, claimant, context)}
         if step_event.slice is not None:
@@ -223,10 +229,31 @@ class Trainer:
             return {"outcome": "slice"}
         return self._claim_commit(step_event, config, run, claimant, context, lost="slice")
 
+    def _join_fit(
+        self,
+        step_event: StepEvent,
+        config: TrainingConfig,
+        run: dict,
+        result: StepResult,
+        claimant: str,
+        context: Any,
+    ) -> dict[str, Any]:
+        """A fit worker's effects: its outputs to S3, then its place in the finish's barrier. A write whose answer
+        shows every fit worker in claims the finish's commit (as the completing slice claims a round's), runs the
+        finish's body over the K outputs and commits as any step does."""
+        if not self._still_next(step_event.run_id, step_event.step):
+            return {"outcome": "duplicate"}  # a late twin: the finish committed while it computed
+        self._put_outputs(result, scratch=True)
+        before = self.ports.table.join_fit(step_event.run_id, step_event.step, step_event.shard)
+        if len(before | {step_event.shard}) < step_event.shards:
+            return {"outcome": "fit"}
+        return self._claim_commit(step_event, config, run, claimant, context, lost="fit")
+
     def _claim_commit(
         self, step_event: StepEvent, config: TrainingConfig, run: dict, claimant: str, context: Any, *, lost: str
     ) -> dict[str, Any]:
-        """With every slice in: claim the round's commit and make it; `lost` is the outcome when another holds it."""
+        """With every slice (or fit worker) in: claim the step's commit and make it; `lost` is the outcome when
+        another holds it."""
         if not self.ports.table.claim_commit(
             step_event.run_id,
             step_event.step,
@@ -243,11 +270,11 @@ class Trainer:
     def _commit_round(
         self, step_event: StepEvent, config: TrainingConfig, run: dict, claimant: str, context: Any
     ) -> dict[str, Any]:
-        """The claimed commit of a round: the run read again (a claimant whose lease expired may have committed
-        meanwhile), the commit's body, the commit."""
+        """The claimed commit of a round (or of the finish of K > 1 workers): the run read again (a claimant whose
+        lease expired may have committed meanwhile), the commit's body, the commit."""
         if not self._still_next(step_event.run_id, step_event.step):
             return {"outcome": "duplicate"}
-        commit = dataclasses.replace(step_event.position, state="reduce", slice=None)
+        commit = dataclasses.replace(step_event.position, state=MEMBER_STEP[step_event.position.state], slice=None)
         try:
             committed = self._execute(commit, config, run, context)
         except RunFailure as failure:
@@ -260,6 +287,7 @@ class Trainer:
         self, step_event: StepEvent, config: TrainingConfig, run: dict, result: StepResult, claimant: str, context: Any
     ) -> dict[str, Any]:
         ports, run_id, position = self.ports, step_event.run_id, step_event.position
+        position = dataclasses.replace(position, state=MEMBER_STEP.get(position.state, position.state))  # its step's
         self._put_outputs(result)
         if result.epoch_items and not ports.table.put_epoch_items(run_id, result.epoch_items, step=step_event.step):
             return self._commit_lost(step_event, result, claimant, context)  # a twin committed, or the run ended
