@@ -379,6 +379,20 @@ MUTANTS = (
         "",
         first=("test_what_a_finish_of_k_workers_still_misses_is_its_missing_fits_then_one_fit",),
     ),
+    Mutant(
+        "a fit event accepted in a run of one worker (it retrains the epoch and commits the finish)",
+        CORE + "protocol/events.py",
+        "        if step_event.shards < 2:\n",
+        "        if step_event.shards < 1:\n",
+        first=("test_a_fit_event_of_a_run_of_one_worker_is_refused_before_it_computes",),
+    ),
+    Mutant(
+        "a finish that fails where a fit output expired instead of computing it",
+        CORE + "protocol/round_steps.py",
+        "        except RunFailure:\n            position = Position(0, FIT",
+        "        except ZeroDivisionError:\n            position = Position(0, FIT",
+        first=("test_a_run_stopped_during_its_finish_and_resumed_after_the_scratch_expired_finishes",),
+    ),
 )
 
 

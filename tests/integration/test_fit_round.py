@@ -1,17 +1,20 @@
 """The finish of K > 1 workers (issue 19): K fit deliveries, each the final model's outputs over its own part of the
 training set (of one file, its shard's columns), written and joined to the finish's barrier; the write that
 completes it claims the commit, gathers the K outputs and commits. No function passes over every part, and the
-run's figures are those of one pass over all its examples."""
+run's figures and warnings are those of one pass over all its examples (to the last bit or so: a matrix product over
+part of the columns may round differently)."""
 
 import json
 
+import numpy as np
 import pytest
 
+from lnn_core import run_control
 from lnn_core.handlers import build_trainer
 from lnn_core.ml import diagnostics, metrics, network
 from lnn_core.ml.config import TrainingConfig
 from lnn_core.protocol import sending
-from lnn_core.protocol.layout import fit_keys
+from lnn_core.protocol.layout import fit_key, fit_keys
 from tests.conftest import FakeClock, QueueInvoker, blobs
 from tests.integration import test_parts as parts
 from tests.integration.test_workers import PARAMETERS, Died, dying_at, launch
@@ -58,13 +61,16 @@ def test_the_finish_of_k_workers_is_k_fit_deliveries_each_reading_its_own_part(a
     answer, _ = parts.launch(aws, queue, clock, parameters)
     assert answer["status"] == "running", answer
     fits = to_the_fits(build_trainer(session=aws.session, invoker=queue, clock=clock), queue)
-    outcomes = []
+    outcomes, config = [], TrainingConfig.from_parameters(parameters)
     for event in fits:  # each in a container of its own, which holds nothing yet (as in Lambda)
         container = build_trainer(session=aws.session, invoker=queue, clock=clock)
         read = reading(container)
         outcomes.append(container.handle(event)["outcome"])
         if data == "parts":  # its own part, and no other
             assert [key for key in read if "/part-" in key] == [f"runs/r1/data/part-{event['shard']}-of-{K}.npz"]
+        if outcomes[-1] == "fit":  # the outputs of its own examples: its part's, or its shard's of one file
+            output = container.steps._load(fit_key(config, parameters["epochs"], event["shard"]))
+            assert output["AL"].shape == (1, [14, 13, 13][event["shard"]]) and len(output["y"]) == output["AL"].shape[1]
     assert outcomes == ["fit"] * (K - 1) + ["committed"]
     assert not queue.events  # nothing follows the finish
     run = container.ports.table.get_run("r1")
@@ -158,3 +164,87 @@ def test_a_finish_event_of_k_workers_is_refused(world_k):
     assert answer["outcome"] == "failed"
     assert "the finish of K > 1 workers takes fit events" in answer["reason"]
     assert [trainer.handle(event)["outcome"] for event in fits] == ["ignored"] * K
+
+
+@pytest.mark.parametrize("data", ["parts", "one file"])
+def test_a_regressions_finish_of_k_workers_reports_the_figures_of_one_pass(aws, data):
+    """Two real-valued targets (labels of two columns, sliced by rows as the examples are): the fits' outputs
+    gathered give the RMSE and R² of one pass over every example."""
+    rng = np.random.RandomState(0)
+    X = rng.randn(50, 3)
+    y = np.stack([X @ [1.0, -2.0, 0.5], X[:, 0] - X[:, 1]], axis=1)
+    parameters = {
+        **parts.PARAMETERS,
+        "neurons": [8, 2],
+        "activations": ["tanh", "linear"],
+        "l2": 0.0,
+        "learning_rate": 0.01,
+        "workers": 2,
+    }
+    if data == "parts":
+        parts.upload_parts(aws, "r1", 2, X=X, y=y)
+    else:
+        aws.upload_data("runs/r1/data.npz", X=X, y=y)
+        parameters["data"] = "runs/r1/data.npz"
+    _, run = parts.run_to_the_end(aws, parameters)
+    params = {name: array for name, array in parts.model(aws).items() if name[0] in "Wb" and name[1:].isdigit()}
+    final = run["final"]
+    assert np.isclose(final["train_rmse"], metrics.rmse(params, X, y, parameters["activations"]), rtol=1e-12, atol=0)
+    assert np.isclose(final["train_r2"], metrics.r2(params, X, y, parameters["activations"]), rtol=1e-12, atol=0)
+
+
+@pytest.mark.parametrize("data", ["parts", "one file"])
+def test_a_hidden_layers_dead_units_are_those_dead_in_every_part(aws, data):
+    """A learning rate of 2 kills half of a relu layer: the finish counts a unit dead only when it is 0 for every
+    example of every part, and warns as one pass would."""
+    X, y = blobs(40)
+    parameters = {**parts.PARAMETERS, **RELU, "learning_rate": 2.0, "seed": 6}
+    if data == "parts":
+        parts.upload_parts(aws, "r1", K, X=X, y=y)
+    else:
+        aws.upload_data("runs/r1/data.npz", X=X, y=y)
+        parameters["data"] = "runs/r1/data.npz"
+    _, run = parts.run_to_the_end(aws, parameters)
+    params = {name: array for name, array in parts.model(aws).items() if name[0] in "Wb" and name[1:].isdigit()}
+    fit, Y, config = whole_fit(params, X, y, parameters)
+    assert fit.dead_units == (3,)
+    assert run["final"]["warnings"] == diagnostics.model_warnings(fit, Y, config)
+    assert any("dead" in warning for warning in run["final"]["warnings"])
+
+
+def test_a_fit_event_of_a_run_of_one_worker_is_refused_before_it_computes(aws):
+    X, y = blobs(40)
+    aws.upload_data("runs/r1/data.npz", X=X, y=y)
+    queue, clock = QueueInvoker(), FakeClock()
+    trainer = launch(aws, queue, clock, {**PARAMETERS, "workers": 1, "epochs": 1})
+    while queue.events[0]["state"] != "finish":
+        trainer.handle(queue.events.popleft())
+    finish = queue.events.popleft()
+    executed, execute = [], trainer._execute
+    trainer._execute = lambda position, *args: executed.append(position) or execute(position, *args)
+    answer = trainer.handle({**finish, "state": "fit", "shard": 0})
+    assert answer["outcome"] == "failed" and "a fit event, but a run of one worker takes none" in answer["reason"]
+    assert not executed
+
+
+def test_a_run_stopped_during_its_finish_and_resumed_after_the_scratch_expired_finishes(world_k):
+    """Fit 0's outputs are in when the run stops; a week later they are gone (scratch): the fit that completes the
+    resumed finish computes them itself, from the kept final state."""
+    aws, queue, clock, trainer = world_k
+    fits = to_the_fits(trainer, queue)
+    assert trainer.handle(fits[0])["outcome"] == "fit"
+    run_control.stop_run(trainer.ports, "r1")
+    assert trainer.handle(fits[1])["outcome"] == "stopped"
+    listed = aws.s3.list_objects_v2(Bucket=aws.bucket, Prefix="runs/r1/state/")["Contents"]
+    for item in listed:  # the lifecycle rule's expiry of the scratch
+        if aws.s3.get_object_tagging(Bucket=aws.bucket, Key=item["Key"])["TagSet"]:
+            aws.s3.delete_object(Bucket=aws.bucket, Key=item["Key"])
+    clock.advance(8 * 86400)
+    later = build_trainer(session=aws.session, invoker=queue, clock=clock)
+    assert run_control.resume_run(later.ports, "r1")["outcome"] == "continued"
+    assert sorted(event["shard"] for event in queue.events) == [1, 2]  # fit 0 is in the barrier
+    while queue.events:
+        later.handle(queue.events.popleft())
+    run = later.ports.table.get_run("r1")
+    assert run["status"] == "succeeded", run.get("reason")
+    assert run["final"]["train_accuracy"] == 1.0

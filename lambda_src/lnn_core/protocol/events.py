@@ -167,6 +167,8 @@ def schedule_mismatch(step_event: StepEvent, run: dict) -> str | None:
     received = event_fields(step_event)
     state = step_event.position.state
     if state in MEMBER_STEP:  # shards and slices make the reduce step of their round, fit workers the finish
+        if step_event.shards < 2:
+            return f"a {state} event, but a run of one worker takes none"
         if expected.get("state") != MEMBER_STEP[state]:
             return (
                 f"a {state} event, but the run's next step is a {shown(expected.get('state'))}, "

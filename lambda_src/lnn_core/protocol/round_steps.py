@@ -42,10 +42,12 @@ from lnn_core.ml.shards import (
     shard_sums,
 )
 from lnn_core.ml.slices import SumsLayout, assemble, combine_slice, pack_sums, take_slice, unpack_slice
+from lnn_core.protocol.events import FIT
 from lnn_core.protocol.layout import (
     fit_key,
     in_parts,
     is_checkpoint,
+    params_key,
     round_sums_keys,
     state_slice_key,
     state_slice_keys,
@@ -238,7 +240,7 @@ class RoundSteps(StepInputs):
         """Fit worker k of the finish: the final model's outputs over its part of the training set (of one file, its
         shard's columns), with the part's targets and labels and the units alive in each hidden layer."""
         epoch, shard = final_epoch(config, run), position.shard
-        params = self._assembled(config, epoch, 1, 1, "params")  # the last epoch's slices: kept until the finish
+        params = params_of(self._load(params_key(config, epoch)))  # kept: a stopped finish resumes days later
         prepared = self._round_data(config, run, shard)
         X, Y, y = prepared.X, prepared.Y, prepared.data.y
         if not in_parts(config.data):
@@ -253,7 +255,7 @@ class RoundSteps(StepInputs):
     ) -> tuple[TrainingData, diagnostics.TrainingFit, np.ndarray]:
         """The K fit workers' outputs, GET at once and put side by side in the examples' order: (the run's data with
         every example's labels, the fit over all examples, their targets Y)."""
-        parts = self.ports.fan_out.map(self._load, [fit_key(config, epoch, shard) for shard in range(config.workers)])
+        parts = self.ports.fan_out.map(partial(self._fit_output, config, run, epoch), range(config.workers))
         hidden = range(1, config.layers)
         fit = diagnostics.combined_fit(
             [diagnostics.PartFit(part["AL"], tuple(part[f"alive{layer}"] for layer in hidden)) for part in parts]
@@ -261,6 +263,15 @@ class RoundSteps(StepInputs):
         labels = np.concatenate([part["y"] for part in parts])
         data = dataclasses.replace(self._round_data(config, run, None).data, y=labels)
         return data, fit, np.concatenate([part["Y"] for part in parts], axis=1)
+
+    def _fit_output(self, config: TrainingConfig, run: dict, epoch: int, shard: int) -> dict[str, np.ndarray]:
+        """Fit worker `shard`'s outputs; computed here if they are gone (scratch expires: a run stopped during its
+        finish and resumed a week later still finishes)."""
+        try:
+            return self._load(fit_key(config, epoch, shard))
+        except RunFailure:
+            position = Position(0, FIT, epoch, 0, shard=shard)
+            return self._fit(position, config, run).outputs[fit_key(config, epoch, shard)]
 
     def _assembled(self, config: TrainingConfig, epoch: int, batch: int, batches: int, part: str) -> dict:
         """The parameters (`part` "params") or the optimizer state ("optimizer") of a training state in slices, its

@@ -269,11 +269,10 @@ class StepBodies(RoundSteps):
         """Save the model where the commit publishes it from, measure it, and end the run. With K > 1 workers the
         measure is the K fit workers' (`RoundSteps._fit`): no function passes over every part."""
         epochs = final_epoch(config, run)
-        if config.workers > 1:  # the last epoch's slices, as the fits read them (in this container's cache)
-            params = self._assembled(config, epochs, 1, 1, "params")
+        params = params_of(self._load(params_key(config, epochs)))
+        if config.workers > 1:
             data, fit, Y = self.gathered_fit(config, run, epochs)
         else:
-            params = params_of(self._load(params_key(config, epochs)))
             prepared = self._prepared(config, run)
             data, Y = prepared.data, prepared.Y
             fit = diagnostics.training_fit(

@@ -46,7 +46,7 @@ BASE = {
 CASES = {
     # 1 epoch at granularity epoch: step 1 (the whole epoch), step 2 (finish)
     "K=1 epoch+finish": (Scenario({**BASE, "workers": 1}, 20, 2, 1, CALM), {"twins": True}),
-    # a round of K=2 shard workers: step 1 (start), step 2 (the reduce of 2 shards), step 3 (finish)
+    # a round of K=2 shard workers: step 1 (start), step 2 (the reduce of 2 shards), step 3 (finish: 2 fit workers)
     "K=2 start+round+finish": (Scenario({**BASE, "workers": 2, "reduce": "slices"}, 20, 2, 1, CALM), {"twins": True}),
     # the same round reduced in the shard that completes it: K deliveries, no slice events
     "K=2 start+round in its shard+finish": (
