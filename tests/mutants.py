@@ -55,6 +55,7 @@ JOBS = 2  # mutants judged at once, one test process each (CI has 2 cores)
 MUTANT_TIMEOUT = 1200  # seconds: a mutant whose tests hang is a survivor, not a stuck CI job
 CORE = "lambda_src/lnn_core/"
 RUN_RECORD, TRAINER = CORE + "aws/run_record.py", CORE + "protocol/trainer.py"
+ROUND_MEMBERS = CORE + "protocol/round_members.py"
 ROUND_BARRIER, EPOCH_ITEMS = CORE + "aws/round_barrier.py", CORE + "aws/epoch_items.py"
 SENDING, RUN_CONTROL = CORE + "protocol/sending.py", CORE + "run_control.py"
 ROUND_STEPS = CORE + "protocol/round_steps.py"
@@ -169,7 +170,7 @@ MUTANTS = (
     ),
     Mutant(
         "a barrier that admits the same shard twice",
-        TRAINER,
+        ROUND_MEMBERS,
         "if len(before | {step_event.shard}) < step_event.shards:",
         "if len(before) + 1 < step_event.shards:",
         first=("test_shards_in_any_order_and_every_one_twice",),
@@ -204,14 +205,14 @@ MUTANTS = (
     ),
     Mutant(
         "a slice barrier that admits the same slice twice",
-        TRAINER,
+        ROUND_MEMBERS,
         "if len(before | {step_event.slice}) < step_event.shards:",
         "if len(before) + 1 < step_event.shards:",
         first=("test_slices_in_any_order_and_every_one_twice",),
     ),
     Mutant(
         "a slice joining its barrier before its outputs are written",
-        TRAINER,
+        ROUND_MEMBERS,
         "        self._put_outputs(result, scratch=True)\n"
         "        before = self.ports.table.join_slices(step_event.run_id, step_event.step, step_event.slice)\n",
         "        before = self.ports.table.join_slices(step_event.run_id, step_event.step, step_event.slice)\n"
@@ -220,7 +221,7 @@ MUTANTS = (
     ),
     Mutant(
         "a late twin of a slice writing its rows after its round committed",
-        TRAINER,
+        ROUND_MEMBERS,
         "        if not self._still_next(step_event.run_id, step_event.step):\n"
         '            return {"outcome": "duplicate"}\n'
         "        self._put_outputs(result, scratch=True)\n"
@@ -237,7 +238,7 @@ MUTANTS = (
     ),
     Mutant(
         "a shard that reduces its round without fencing that body (it computes a round committed since its claim)",
-        TRAINER,
+        ROUND_MEMBERS,
         "        if not self.ports.table.mark_started(step_event.run_id, step_event.step, at=self.ports.clock()):\n"
         '            return {"outcome": "duplicate"}  # this body\'s fence',
         '        if False:\n            return {"outcome": "duplicate"}  # this body\'s fence',
@@ -245,7 +246,7 @@ MUTANTS = (
     ),
     Mutant(
         "a shard that reduces its round writing its slices' rows after the round committed",
-        TRAINER,
+        ROUND_MEMBERS,
         "        if not self._still_next(step_event.run_id, step_event.step):\n"
         '            return {"outcome": "duplicate"}  # committed while it computed',
         '        if False:\n            return {"outcome": "duplicate"}  # committed while it computed',
@@ -253,7 +254,7 @@ MUTANTS = (
     ),
     Mutant(
         "a losing committer keeping its commit claim (a quick `lnn resume` finds nothing it may commit)",
-        TRAINER,
+        ROUND_MEMBERS,
         "            self.ports.table.release_commit(step_event.run_id, step_event.step, claimant=claimant)\n",
         "            pass\n",
         first=("test_a_quick_resume_after_a_stop_that_beat_a_claimed_commit",),
@@ -353,16 +354,16 @@ MUTANTS = (
     ),
     Mutant(
         "a fit without its check that the finish is still next (an orphan written after the commit's cleanup)",
-        TRAINER,
+        ROUND_MEMBERS,
         '            return {"outcome": "duplicate"}  # a late twin: the finish committed while it computed\n',
         "            pass  # a late twin: the finish committed while it computed\n",
         first=("test_a_fit_whose_finish_committed_while_it_computed_writes_nothing",),
     ),
     Mutant(
         "a fit that claims the finish's commit before every fit is in",
-        TRAINER,
-        '        if len(before | {step_event.shard}) < step_event.shards:\n            return {"outcome": "fit"}\n',
-        '        if len(before | {step_event.shard}) < 1:\n            return {"outcome": "fit"}\n',
+        ROUND_MEMBERS,
+        "        if len(before | {step_event.shard}) < config.workers:\n",
+        "        if len(before | {step_event.shard}) < 1:\n",
         first=("test_the_finish_of_k_workers_is_k_fit_deliveries_each_reading_its_own_part",),
     ),
     Mutant(
