@@ -64,14 +64,14 @@ def test_moto_reached_directly_behaves_as_through_boto3(world):
 
 
 def test_a_schedule_ends_only_once_the_message_owed_is_sent_however_often_its_claimants_crash(world):
-    """Seed 130193: the fit that completes a K = 2 finish commits it, then crashes holding the message's claim (after
+    """Seed 130102: the fit that completes a K = 2 finish commits it, then crashes holding the message's claim (after
     publishing the model); the message goes out only after four quiet ticks. A schedule that went quiet with the
     message still owed once ended there (its quiescence waited four ticks, as if one lease were all: seed 107717,
     whose schedule the finish in fits changed); a message owed keeps the watchdog's work pending until it is
     sent."""
     from lnn_cli.simulate.scenario import QUIET_TICKS
 
-    result = runner.run_seed(130193, trace=True)
+    result = runner.run_seed(130102, trace=True)
     assert not result.failed, result.violation
     message_sites = ("table.claim_notification", "store.copy", "notifier.publish", "table.mark_notified")
     crashes = [

@@ -54,6 +54,7 @@ EFFECTS = {
         "join_barrier",
         "claim_slices",
         "join_slices",
+        "join_fit",
         "claim_commit",
         "release_commit",
     ),
