@@ -390,8 +390,8 @@ MUTANTS = (
     Mutant(
         "a finish that fails where a fit output expired instead of computing it",
         CORE + "protocol/round_steps.py",
-        "        except RunFailure:\n            position = Position(0, FIT",
-        "        except ZeroDivisionError:\n            position = Position(0, FIT",
+        "        except RunFailure:\n            return None\n",
+        "        except ZeroDivisionError:\n            return None\n",
         first=("test_a_run_stopped_during_its_finish_and_resumed_after_the_scratch_expired_finishes",),
     ),
 )

@@ -255,7 +255,11 @@ class RoundSteps(StepInputs):
     ) -> tuple[TrainingData, diagnostics.TrainingFit, np.ndarray]:
         """The K fit workers' outputs, GET at once and put side by side in the examples' order: (the run's data with
         every example's labels, the fit over all examples, their targets Y)."""
-        parts = self.ports.fan_out.map(partial(self._fit_output, config, run, epoch), range(config.workers))
+        keys = [fit_key(config, epoch, shard) for shard in range(config.workers)]
+        parts = [  # one after another, any that is gone: each loads a part of the data
+            part if part is not None else self._fit(Position(0, FIT, epoch, 0, shard=shard), config, run).outputs[key]
+            for shard, (key, part) in enumerate(zip(keys, self.ports.fan_out.map(self._present, keys)))
+        ]
         hidden = range(1, config.layers)
         fit = diagnostics.combined_fit(
             [diagnostics.PartFit(part["AL"], tuple(part[f"alive{layer}"] for layer in hidden)) for part in parts]
@@ -264,14 +268,13 @@ class RoundSteps(StepInputs):
         data = dataclasses.replace(self._round_data(config, run, None).data, y=labels)
         return data, fit, np.concatenate([part["Y"] for part in parts], axis=1)
 
-    def _fit_output(self, config: TrainingConfig, run: dict, epoch: int, shard: int) -> dict[str, np.ndarray]:
-        """Fit worker `shard`'s outputs; computed here if they are gone (scratch expires: a run stopped during its
-        finish and resumed a week later still finishes)."""
+    def _present(self, key: str) -> dict[str, np.ndarray] | None:
+        """The object's arrays, or None when it is gone (a fit output is scratch: a run stopped during its finish
+        and resumed after the expiry still finishes, its finish computing what is gone)."""
         try:
-            return self._load(fit_key(config, epoch, shard))
+            return self._load(key)
         except RunFailure:
-            position = Position(0, FIT, epoch, 0, shard=shard)
-            return self._fit(position, config, run).outputs[fit_key(config, epoch, shard)]
+            return None
 
     def _assembled(self, config: TrainingConfig, epoch: int, batch: int, batches: int, part: str) -> dict:
         """The parameters (`part` "params") or the optimizer state ("optimizer") of a training state in slices, its
