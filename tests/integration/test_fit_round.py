@@ -129,7 +129,9 @@ def test_what_a_finish_of_k_workers_still_misses_is_its_missing_fits_then_one_fi
     assert [json.loads(message["Body"])["status"] for message in aws.messages()] == ["succeeded"]
 
 
-@pytest.mark.parametrize("site", ["claim_commit", "put_bytes", "transition"])
+@pytest.mark.parametrize(
+    "site", ["claim_commit", *(pytest.param(s, marks=pytest.mark.slow) for s in ("put_bytes", "transition"))]
+)
 def test_a_fit_that_died_while_finishing_is_finished_by_its_retry_after_the_lease(world_k, site):
     """The completing fit dies after its claim on the commit, its model staged, or its commit: Lambda's retry of
     its event (a minute later: the claim expired) finishes the run once, with one message."""
@@ -166,7 +168,7 @@ def test_a_finish_event_of_k_workers_is_refused(world_k):
     assert [trainer.handle(event)["outcome"] for event in fits] == ["ignored"] * K
 
 
-@pytest.mark.parametrize("data", ["parts", "one file"])
+@pytest.mark.parametrize("data", ["parts", pytest.param("one file", marks=pytest.mark.slow)])
 def test_a_regressions_finish_of_k_workers_reports_the_figures_of_one_pass(aws, data):
     """Two real-valued targets (labels of two columns, sliced by rows as the examples are): the fits' outputs
     gathered give the RMSE and R² of one pass over every example."""
@@ -193,7 +195,7 @@ def test_a_regressions_finish_of_k_workers_reports_the_figures_of_one_pass(aws, 
     assert np.isclose(final["train_r2"], metrics.r2(params, X, y, parameters["activations"]), rtol=1e-12, atol=0)
 
 
-@pytest.mark.parametrize("data", ["parts", "one file"])
+@pytest.mark.parametrize("data", ["parts", pytest.param("one file", marks=pytest.mark.slow)])
 def test_a_hidden_layers_dead_units_are_those_dead_in_every_part(aws, data):
     """A learning rate of 2 kills half of a relu layer: the finish counts a unit dead only when it is 0 for every
     example of every part, and warns as one pass would."""

@@ -5,9 +5,9 @@ import pytest
 
 from lnn_cli.simulate.search import runner
 
-SEEDS_PER_BLOCK = 20  # make test: 3 blocks, 60 seeds; make slow the next 5 (100 seeds)
+SEEDS_PER_BLOCK = 20  # make test: 2 blocks, 40 seeds; make slow the next 6 (120 seeds)
 BLOCKS = 8
-BLOCKS_EVERY_LOOP = 3
+BLOCKS_EVERY_LOOP = 2
 SLOW_SEEDS_PER_BLOCK = 500  # make slow: 20 blocks, 10,000 seeds (seeds 100000..109999)
 SLOW_BLOCKS = 20
 SLOW_FIRST = 100_000
