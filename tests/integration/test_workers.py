@@ -438,7 +438,6 @@ def test_a_late_twin_slice_that_computed_while_its_state_became_obsolete_writes_
     assert_like_reference(aws, trainer, X, y)
 
 
-@pytest.mark.slow  # 8 s: make slow and CI run it
 def test_a_round_of_workers_diverges_at_the_chains_epoch_with_the_chains_reason(aws):
     """A slice that updates its rows beyond any finite weight fails the run there, as the chain's step does; not a
     round later, at the next cost."""
