@@ -245,22 +245,28 @@ def test_concurrent_schedule_of_rounds_reduced_in_their_shard_ends_like_the_clea
     assert_like_clean(result, clean)
 
 
-@pytest.mark.slow
-def test_every_fault_kind_hits_every_site_of_a_round_reduced_in_its_shard(stack, clean, log):
+def assert_every_fault_kind_reaches(stack, clean, log, state: str, sites, *, first_seed: int, seeds: int):
+    """Eager chaos schedules of rounds reduced in their shard until every fault kind has hit `state`'s deliveries
+    and a crash has come before and after each of its `sites`; each schedule ends like the clean run."""
     session, outputs = stack
     seen = Counter()
-    wanted = {f"{kind} shard" for kind in ("lose", "delay", "duplicate")}
-    wanted |= {f"crash shard {when} {site}" for site in IN_SHARD_SITES for when in ("before", "after")}
-    for seed in range(40):
-        eager = plan(3000 + seed, duplicate=0.4, crash=REACHING_CRASH, delay=0.4, lose=0.1)
+    wanted = {f"{kind} {state}" for kind in ("lose", "delay", "duplicate")}
+    wanted |= {f"crash {state} {when} {site}" for site in sites for when in ("before", "after")}
+    for seed in range(seeds):
+        eager = plan(first_seed + seed, duplicate=0.4, crash=REACHING_CRASH, delay=0.4, lose=0.1)
         result = run_local(
-            session, outputs, IN_SHARD, dataset()[0], run_id=f"in-shard-cover-{seed}", chaos=eager, log_stream=log
+            session, outputs, IN_SHARD, dataset()[0], run_id=f"{state}-cover-{seed}", chaos=eager, log_stream=log
         )
         assert_like_clean(result, clean)
         seen.update(result.chaos["by_state"])
         if wanted <= set(seen):
             break
     assert not wanted - set(seen), sorted(wanted - set(seen))
+
+
+@pytest.mark.slow
+def test_every_fault_kind_hits_every_site_of_a_round_reduced_in_its_shard(stack, clean, log):
+    assert_every_fault_kind_reaches(stack, clean, log, "shard", IN_SHARD_SITES, first_seed=3000, seeds=40)
 
 
 FIT_SITES = (  # a fit's outputs and place; the one that completes the finish claims its commit, commits, publishes
@@ -279,17 +285,4 @@ FIT_SITES = (  # a fit's outputs and place; the one that completes the finish cl
 
 @pytest.mark.slow
 def test_every_fault_kind_hits_every_site_of_the_finish_of_k_workers(stack, clean, log):
-    session, outputs = stack
-    seen = Counter()
-    wanted = {f"{kind} fit" for kind in ("lose", "delay", "duplicate")}
-    wanted |= {f"crash fit {when} {site}" for site in FIT_SITES for when in ("before", "after")}
-    for seed in range(60):
-        eager = plan(4000 + seed, duplicate=0.4, crash=REACHING_CRASH, delay=0.4, lose=0.1)
-        result = run_local(
-            session, outputs, IN_SHARD, dataset()[0], run_id=f"fit-cover-{seed}", chaos=eager, log_stream=log
-        )
-        assert_like_clean(result, clean)
-        seen.update(result.chaos["by_state"])
-        if wanted <= set(seen):
-            break
-    assert not wanted - set(seen), sorted(wanted - set(seen))
+    assert_every_fault_kind_reaches(stack, clean, log, "fit", FIT_SITES, first_seed=4000, seeds=60)
