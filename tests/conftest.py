@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from moto import mock_aws
 
-from lnn_cli.cloud import moto_transactions
+from lnn_cli.cloud import moto_items, moto_transactions
 from lnn_core.aws.run_record import (
     MESSAGE_DUE,
     RUNS_AWAITING_MESSAGE_INDEX,
@@ -18,7 +18,8 @@ from lnn_core.aws.run_record import (
 )
 from tests.support.arrays import npz_bytes
 
-moto_transactions.install()  # the embedded AWS's transactions, as `lnn local` and `lnn up` run them
+moto_transactions.install()  # the embedded AWS's transactions and item answers, as `lnn local` and `lnn up` run them
+moto_items.install()
 
 REGION = "us-east-1"
 # botocore parses its service models (large JSON files) once per session: the tests' sessions share one loader, as the

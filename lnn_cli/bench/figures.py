@@ -4,6 +4,9 @@ state and per round."""
 
 from collections import defaultdict
 from datetime import UTC, datetime
+from statistics import median
+
+from lnn_core.aws.sdk import round_trips
 
 
 def timestamp_seconds(stamp: str) -> float:
@@ -138,3 +141,57 @@ def round_trips_per_round(deliveries: list, workers: int) -> dict:
         return {"mean": round(sum(values) / len(values), 2), "most": max(values)}
 
     return {"rounds": len(totals), "storage_or_invoke": summary(0), "dynamodb": summary(1)}
+
+
+def committing_path(deliveries: list, workers: int) -> dict:
+    """Where the delivery that commits a round spends its time (at K = 1 the epoch step, at K > 1 the shard or
+    slice whose commit ends the round), from each one's request spans (`DeliveryRecord.spans`), as medians over the
+    given deliveries: its seconds, the step body's compute (the longest stretch without a request in flight), the
+    time before it, and the time after it (the commit's path: its sequential round trips by service, as
+    `sdk.round_trips` counts them, and the part of it spent waiting on requests)."""
+    states = ("start",) if workers == 1 else ROUND_STATES
+    rows = []
+    for delivery in deliveries:
+        result = delivery.result or {}
+        if delivery.role != "trainer" or result.get("state") not in states or result.get("outcome") != "committed":
+            continue
+        busy = _busy_intervals(delivery.spans)
+        if not busy:
+            continue
+        gaps = [(later[0] - earlier[1], earlier[1], later[0]) for earlier, later in zip(busy, busy[1:])]
+        compute, compute_start, compute_end = max(gaps, default=(0.0, busy[0][1], busy[0][1]))
+        after = [span for span in delivery.spans if span[1] >= compute_end]
+        rows.append(
+            {
+                "seconds": delivery.seconds,
+                "before": compute_start,
+                "compute": compute,
+                "after": delivery.seconds - compute_end,
+                "after_requests": sum(end - start for start, end in _busy_intervals(after)),
+                "after_round_trips": round_trips(after),
+            }
+        )
+    if not rows:
+        return {"deliveries": 0}
+    services = sorted({service for row in rows for service in row["after_round_trips"]})
+    return {
+        "deliveries": len(rows),
+        **{key: round(median(row[key] for row in rows), 4) for key in SPAN_KEYS},
+        "after_round_trips": {
+            service: median(row["after_round_trips"].get(service, 0) for row in rows) for service in services
+        },
+    }
+
+
+SPAN_KEYS = ("seconds", "before", "compute", "after", "after_requests")
+
+
+def _busy_intervals(spans: list[tuple]) -> list[tuple[float, float]]:
+    """The union of the spans' (start, end) times, as disjoint intervals in time order."""
+    merged: list[list[float]] = []
+    for _service, start, end, *_wave in sorted(spans, key=lambda span: span[1]):
+        if merged and start <= merged[-1][1]:
+            merged[-1][1] = max(merged[-1][1], end)
+        else:
+            merged.append([start, end])
+    return [(start, end) for start, end in merged]

@@ -29,6 +29,7 @@ from rich.console import Console
 from threadpoolctl import threadpool_limits
 
 from lnn_cli.bench.figures import (
+    committing_path,
     delivery_summary,
     epoch_intervals,
     epoch_spans,
@@ -309,12 +310,21 @@ def measured_run(
         "deliveries_by_state": summary,
         "per_round": per_round(summary, max(1, len(result.epochs) - 1), K),
         "round_trips": round_trips_per_round(steady, K),
+        "committing_path": committing_path(steady, K),
         "first_round": per_round(delivery_summary(first_round, loaded_bytes), 1, K),
     }
     console.print(
         f"workers {K}: {results['epochs']} epochs in {results['seconds']:.2f} s launch to finish; "
         f"epoch intervals {results['epoch_intervals']}"
     )
+    path = results["committing_path"]
+    if path["deliveries"]:
+        trips = ", ".join(f"{service} {count:g}" for service, count in path["after_round_trips"].items())
+        console.print(
+            f"workers {K}: the delivery that commits a round (median of {path['deliveries']}): {path['seconds']:.3f} s"
+            f" = {path['before']:.3f} s before its compute + compute {path['compute']:.3f} s + {path['after']:.3f} s "
+            f"after it ({trips} sequential requests, {path['after_requests']:.3f} s of them in flight)"
+        )
     return results
 
 

@@ -132,9 +132,10 @@ def serve() -> None:
     )
     from werkzeug.serving import make_server
 
-    from lnn_cli.cloud.moto_transactions import install
+    from lnn_cli.cloud import moto_items, moto_transactions
 
-    install()
+    moto_transactions.install()
+    moto_items.install()
 
     app = AtomicRequests(DomainDispatcherApplication(create_backend_app))
     server = make_server("127.0.0.1", 0, app, threaded=True, request_handler=MotoRequestHandler)

@@ -192,6 +192,63 @@ def test_round_trips_per_round_add_the_slowest_shard_and_the_slowest_slice():
     assert bench_figures.round_trips_per_round([], 2) == {"rounds": 0}
 
 
+def test_committing_path_splits_the_committing_delivery_at_its_longest_stretch_without_a_request():
+    from types import SimpleNamespace
+
+    def delivery(state, outcome, seconds, spans):
+        return SimpleNamespace(
+            role="trainer", result={"state": state, "outcome": outcome}, seconds=seconds, spans=spans
+        )
+
+    committing = delivery(  # a read and a fence; 0.4 s of compute; a PUT of two objects at once, then two writes
+        "shard",
+        "committed",
+        0.6,
+        [
+            ("dynamodb", 0.00, 0.01, None),
+            ("dynamodb", 0.01, 0.02, None),
+            ("s3", 0.42, 0.45, "wave"),
+            ("s3", 0.43, 0.46, "wave"),
+            ("dynamodb", 0.47, 0.50, None),
+            ("dynamodb", 0.50, 0.52, None),
+        ],
+    )
+    later = delivery("shard", "committed", 1.0, [("dynamodb", 0.0, 0.1, None), ("dynamodb", 0.9, 1.0, None)])
+    others = [
+        delivery("shard", "shard", 0.5, [("dynamodb", 0.0, 0.01, None)]),  # a shard that did not commit
+        delivery("fit", "committed", 0.3, [("dynamodb", 0.0, 0.01, None)]),  # not a round
+        SimpleNamespace(role="launcher", result={}, seconds=1.0, spans=[]),
+    ]
+    path = bench_figures.committing_path([committing, *others], 2)
+    assert path == {
+        "deliveries": 1,
+        "seconds": 0.6,
+        "before": 0.02,
+        "compute": 0.4,
+        "after": 0.18,
+        "after_requests": 0.09,  # 0.42-0.46 and 0.47-0.52: the wave's overlap counted once
+        "after_round_trips": {"dynamodb": 2, "s3": 1},
+    }
+    both = bench_figures.committing_path([committing, later], 2)  # medians over the committing deliveries
+    assert both["deliveries"] == 2 and both["seconds"] == 0.8 and both["compute"] == pytest.approx(0.6)
+    assert both["after_round_trips"] == {"dynamodb": 1.5, "s3": 0.5}  # a service one lacks counts 0 there
+    chain = delivery("start", "committed", 0.6, committing.spans)  # K = 1: the epoch step
+    assert bench_figures.committing_path([chain], 1)["compute"] == 0.4
+    assert bench_figures.committing_path([chain], 2) == {"deliveries": 0}
+
+
+def test_a_counter_gives_the_spans_of_the_requests_after_a_snapshot():
+    from lnn_core.aws.sdk import IoCounter
+
+    counter = IoCounter()
+    counter.record("s3", 0.0, 1.0)
+    before = counter.snapshot()
+    counter.record("dynamodb", 1.0, 2.0)
+    counter.record("lambda", 2.0, 2.5)
+    assert counter.spans_since(before) == [("dynamodb", 1.0, 2.0, None), ("lambda", 2.0, 2.5, None)]
+    assert counter.spans_since(counter.snapshot()) == []
+
+
 def test_project_with_context_adds_context_to_the_projects_cdk_json(tmp_path):
     import json
 

@@ -83,8 +83,7 @@ class IoCounter:
         with self._lock:
             requests = Counter(self.requests)
             requests.subtract(earlier["requests"])
-            new = min(self.traced - earlier.get("traced", self.traced), len(self.trace))
-            spans = list(self.trace)[len(self.trace) - new :]
+            spans = self._spans_after(earlier)
             return {
                 "requests": {service: count for service, count in requests.items() if count},
                 "s3_bytes_in": self.s3_bytes_in - earlier["s3_bytes_in"],
@@ -92,6 +91,15 @@ class IoCounter:
                 "priced": {name: self.priced[name] - earlier["priced"].get(name, 0) for name in PRICED},
                 "round_trips": round_trips(spans),
             }
+
+    def spans_since(self, earlier: dict[str, Any]) -> list[tuple]:
+        """The (service, start, end, wave) of each request traced after `earlier` (a `snapshot()`), oldest first."""
+        with self._lock:
+            return self._spans_after(earlier)
+
+    def _spans_after(self, earlier: dict[str, Any]) -> list[tuple]:
+        new = min(self.traced - earlier.get("traced", self.traced), len(self.trace))
+        return list(self.trace)[len(self.trace) - new :]
 
 
 def round_trips(spans: list[tuple]) -> dict[str, int]:

@@ -7,7 +7,7 @@ import contextlib
 import sys
 import time
 import traceback
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from lnn_cli.cloud.runtime.atomic import atomic_requests
@@ -36,6 +36,8 @@ class DeliveryRecord:
     io: dict[str, Any]  # the requests and S3 bytes of this delivery (`IoCounter.since`)
     run_id: str | None = None  # the run the event (or the result) names, when it names one
     container: int = 0
+    # each request's (service, start, end, wave), its times in seconds from the delivery's start (`IoCounter.trace`)
+    spans: list[tuple] = field(default_factory=list, repr=False)
 
 
 class DeliveryExecution:
@@ -74,6 +76,10 @@ class DeliveryExecution:
             container.counter.since(io_before),
             _run_id(event, result),
             container.index,
+            [
+                (service, begun - started, ended - started, wave)
+                for service, begun, ended, wave in container.counter.spans_since(io_before)
+            ],
         )
         if error is not None and not isinstance(error, SandboxKilled):
             self._log_stream.write(f"{function.name} {delivery.request_id} failed:\n{failure}\n")
