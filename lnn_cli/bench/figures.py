@@ -148,7 +148,9 @@ def committing_path(deliveries: list, workers: int) -> dict:
     slice whose commit ends the round), from each one's request spans (`DeliveryRecord.spans`), as medians over the
     given deliveries: its seconds, the step body's compute (the longest stretch without a request in flight), the
     time before it, and the time after it (the commit's path: its sequential round trips by service, as
-    `sdk.round_trips` counts them, and the part of it spent waiting on requests)."""
+    `sdk.round_trips` counts them, and the part of it spent waiting on requests). Each figure is its own median, so
+    the parts need not add up to the seconds. The compute lies between two requests (the step's fence and its first
+    write): time before the first request or after the last is never counted as compute."""
     states = ("start",) if workers == 1 else ROUND_STATES
     rows = []
     for delivery in deliveries:

@@ -321,9 +321,10 @@ def measured_run(
     if path["deliveries"]:
         trips = ", ".join(f"{service} {count:g}" for service, count in path["after_round_trips"].items())
         console.print(
-            f"workers {K}: the delivery that commits a round (median of {path['deliveries']}): {path['seconds']:.3f} s"
-            f" = {path['before']:.3f} s before its compute + compute {path['compute']:.3f} s + {path['after']:.3f} s "
-            f"after it ({trips} sequential requests, {path['after_requests']:.3f} s of them in flight)"
+            f"workers {K}: the delivery that commits a round, medians of {path['deliveries']} (each figure apart): "
+            f"{path['seconds']:.3f} s; before its compute {path['before']:.3f} s, compute {path['compute']:.3f} s, "
+            f"after it {path['after']:.3f} s ({trips} sequential requests, {path['after_requests']:.3f} s of them "
+            "in flight)"
         )
     return results
 

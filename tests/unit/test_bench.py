@@ -204,20 +204,24 @@ def test_committing_path_splits_the_committing_delivery_at_its_longest_stretch_w
         "shard",
         "committed",
         0.6,
-        [
+        [  # in the trace's order: a request is recorded when it ends, so a wave's first may come last
             ("dynamodb", 0.00, 0.01, None),
             ("dynamodb", 0.01, 0.02, None),
-            ("s3", 0.42, 0.45, "wave"),
-            ("s3", 0.43, 0.46, "wave"),
+            ("s3", 0.43, 0.455, "wave"),
+            ("s3", 0.42, 0.46, "wave"),
             ("dynamodb", 0.47, 0.50, None),
             ("dynamodb", 0.50, 0.52, None),
         ],
     )
-    later = delivery("shard", "committed", 1.0, [("dynamodb", 0.0, 0.1, None), ("dynamodb", 0.9, 1.0, None)])
     others = [
         delivery("shard", "shard", 0.5, [("dynamodb", 0.0, 0.01, None)]),  # a shard that did not commit
         delivery("fit", "committed", 0.3, [("dynamodb", 0.0, 0.01, None)]),  # not a round
-        SimpleNamespace(role="launcher", result={}, seconds=1.0, spans=[]),
+        SimpleNamespace(  # not a trainer's
+            role="launcher",
+            result={"state": "shard", "outcome": "committed"},
+            seconds=1.0,
+            spans=[("dynamodb", 0.0, 0.01, None), ("dynamodb", 0.9, 1.0, None)],
+        ),
     ]
     path = bench_figures.committing_path([committing, *others], 2)
     assert path == {
@@ -229,9 +233,23 @@ def test_committing_path_splits_the_committing_delivery_at_its_longest_stretch_w
         "after_requests": 0.09,  # 0.42-0.46 and 0.47-0.52: the wave's overlap counted once
         "after_round_trips": {"dynamodb": 2, "s3": 1},
     }
-    both = bench_figures.committing_path([committing, later], 2)  # medians over the committing deliveries
-    assert both["deliveries"] == 2 and both["seconds"] == 0.8 and both["compute"] == pytest.approx(0.6)
-    assert both["after_round_trips"] == {"dynamodb": 1.5, "s3": 0.5}  # a service one lacks counts 0 there
+    slow = delivery(  # the compute is the longest gap, not the first
+        "slice", "committed", 1.5, [("dynamodb", 0.0, 0.1, None), ("dynamodb", 0.2, 0.3, None), ("s3", 1.2, 1.3, None)]
+    )
+    alone = delivery("shard", "committed", 0.9, [("dynamodb", 0.0, 0.05, None)])  # one request: no compute between
+    three = bench_figures.committing_path([committing, slow, alone], 2)  # the median of each figure apart
+    assert three["deliveries"] == 3
+    assert three["seconds"] == 0.9 and three["compute"] == 0.4 and three["before"] == 0.05
+    assert three["after"] == 0.3 and three["after_round_trips"] == {"dynamodb": 0, "s3": 1}
+    assert bench_figures.committing_path([alone], 2) | {"after_round_trips": None} == {
+        "deliveries": 1,
+        "seconds": 0.9,
+        "before": 0.05,
+        "compute": 0.0,
+        "after": 0.85,
+        "after_requests": 0.0,
+        "after_round_trips": None,
+    }
     chain = delivery("start", "committed", 0.6, committing.spans)  # K = 1: the epoch step
     assert bench_figures.committing_path([chain], 1)["compute"] == 0.4
     assert bench_figures.committing_path([chain], 2) == {"deliveries": 0}
