@@ -10,6 +10,7 @@ from botocore.exceptions import ClientError
 from moto import mock_aws
 
 from lnn_cli.cloud import moto_items
+from tests.support.tables import run_keyed_table
 
 RECORD = {  # a run record's kinds of values, binary apart
     "run_id": "r",
@@ -81,18 +82,7 @@ def answer_bodies(installed: bool) -> list[tuple[str, int, bytes]]:
     try:
         with mock_aws():
             resource = boto3.resource("dynamodb", region_name="us-east-1")
-            table = resource.create_table(
-                TableName="t",
-                BillingMode="PAY_PER_REQUEST",
-                KeySchema=[
-                    {"AttributeName": "run_id", "KeyType": "HASH"},
-                    {"AttributeName": "epoch", "KeyType": "RANGE"},
-                ],
-                AttributeDefinitions=[
-                    {"AttributeName": "run_id", "AttributeType": "S"},
-                    {"AttributeName": "epoch", "AttributeType": "N"},
-                ],
-            )
+            table = run_keyed_table(resource)
             resource.meta.client.meta.events.register("before-parse.dynamodb.*", keep)
             requests(table, resource)
     finally:

@@ -9,6 +9,7 @@ from botocore.exceptions import ClientError
 from moto import mock_aws
 
 from lnn_cli.cloud import moto_transactions
+from tests.support.tables import run_keyed_table
 
 RECORD = {"run_id": "r", "epoch": 0, "committed_step": 3, "status": "running"}
 
@@ -51,18 +52,7 @@ def answers_and_items(patched: bool):
     assert moto_transactions.installed() == patched
     try:
         with mock_aws():
-            table = boto3.resource("dynamodb", region_name="us-east-1").create_table(
-                TableName="t",
-                BillingMode="PAY_PER_REQUEST",
-                KeySchema=[
-                    {"AttributeName": "run_id", "KeyType": "HASH"},
-                    {"AttributeName": "epoch", "KeyType": "RANGE"},
-                ],
-                AttributeDefinitions=[
-                    {"AttributeName": "run_id", "AttributeType": "S"},
-                    {"AttributeName": "epoch", "AttributeType": "N"},
-                ],
-            )
+            table = run_keyed_table(boto3.resource("dynamodb", region_name="us-east-1"))
             table.put_item(Item=RECORD)
             answers = []
             for request in REQUESTS:

@@ -3,6 +3,7 @@ of requests and bytes every adapter keeps (with the trace of each request's star
 sequential round trips are counted), and the timestamp every record carries."""
 
 import contextvars
+import itertools
 import threading
 import time
 from collections import Counter, deque
@@ -99,7 +100,7 @@ class IoCounter:
 
     def _spans_after(self, earlier: dict[str, Any]) -> list[tuple]:
         new = min(self.traced - earlier.get("traced", self.traced), len(self.trace))
-        return list(self.trace)[len(self.trace) - new :]
+        return list(itertools.islice(reversed(self.trace), new))[::-1]  # the newest only, not a copy of the trace
 
 
 def round_trips(spans: list[tuple]) -> dict[str, int]:
