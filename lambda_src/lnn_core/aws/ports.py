@@ -316,6 +316,9 @@ class Ports:
     # The other functions of the stack this one invokes, by role (`FUNCTION_ENVIRONMENT`): the trainer's kick of
     # the watchdog at a sweep trial's end, the watchdog's launches of a sweep's queued trials.
     functions: dict[str, Invoker] = field(default_factory=dict)
+    # How a delivery waits for its peers (`protocol.staying`): a real sleep in Lambda and the local runtime, the
+    # simulator's own in virtual time.
+    wait: Callable[[float], None] = time.sleep
 
     @classmethod
     def from_environment(

@@ -22,7 +22,7 @@ from lnn_core.ml.network import (
 from lnn_core.ml.optimizers import DEFAULT_BETA, DEFAULT_BETA1, DEFAULT_BETA2, DEFAULT_EPSILON, OPTIMIZERS
 
 GRANULARITIES = ("layer", "epoch", "auto")
-REDUCES = ("auto", "shard", "slices")  # see `round_steps.reduces_in_shard`
+REDUCES = ("auto", "shard", "slices", "workers")  # see `round_steps.reduces_in_shard` and `protocol.staying`
 # auto reduces a round in the shard that completes it while the K shards' sums total at most this: on AWS (75 MB/s,
 # docs/performance.md) 8 MiB take about 0.11 s to GET, about what the second hop to K slices costs
 SHARD_REDUCE_MIB = 8
@@ -349,8 +349,9 @@ TABLE: tuple[TrainingParameter, ...] = (
         help="where a round of K > 1 workers adds up the shards' gradient sums and updates the parameters: "
         "slices (K slice functions, each moving about 2 G + G / K bytes, G the parameters' bytes), shard (the "
         f"shard that completes the round, moving K G: no second hop; K at most {SHARD_REDUCE_MAX_WORKERS}), or auto "
-        f"(shard while K G is at most {SHARD_REDUCE_MIB} MiB and K at most {SHARD_REDUCE_MAX_WORKERS}); every "
-        "choice trains the same numbers",
+        f"(shard while K G is at most {SHARD_REDUCE_MIB} MiB and K at most {SHARD_REDUCE_MAX_WORKERS}), or workers "
+        "(each shard worker updates its slice itself and stays for the next rounds, waiting for its peers: no "
+        "invocation a round, but the K workers must run at once); every choice trains the same numbers",
     ),
     TrainingParameter(
         "sweep",

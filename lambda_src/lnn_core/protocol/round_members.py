@@ -9,7 +9,7 @@ from typing import Any
 
 from lnn_core.errors import RunFailure
 from lnn_core.ml.config import TrainingConfig
-from lnn_core.protocol import ending, sending
+from lnn_core.protocol import ending, sending, staying
 from lnn_core.protocol.events import MEMBER_STEP, StepEvent
 from lnn_core.protocol.round_steps import EVERY_SLICE, reduces_in_shard
 from lnn_core.protocol.steps import StepResult
@@ -36,6 +36,8 @@ class RoundMembers:
             return {"outcome": "duplicate"}  # a late twin: its round was committed while it computed
         self._put_outputs(result, scratch=True)
         before = self.ports.table.join_barrier(step_event.run_id, step_event.step, step_event.shard, **result.barrier)
+        if config.reduce == staying.WORKERS:  # it makes its slice itself, once every shard is in (`_stay`)
+            return {"outcome": "shard", staying.JOINED: True}
         if len(before | {step_event.shard}) < step_event.shards:
             return {"outcome": "shard"}
         if not self.ports.table.claim_slices(
@@ -79,6 +81,8 @@ class RoundMembers:
         result: StepResult,
         claimant: str,
         context: Any,
+        *,
+        keep_workers: bool = False,
     ) -> dict[str, Any]:
         """A slice's effects: its rows of the new state to S3, then its place in the round's slice barrier. A write
         whose answer shows every slice in claims the round's commit (as a shard claims the slices' sending), runs
@@ -89,7 +93,7 @@ class RoundMembers:
         before = self.ports.table.join_slices(step_event.run_id, step_event.step, step_event.slice)
         if len(before | {step_event.slice}) < step_event.shards:
             return {"outcome": "slice"}
-        return self._claim_commit(step_event, config, run, claimant, context, lost="slice")
+        return self._claim_commit(step_event, config, run, claimant, context, lost="slice", keep_workers=keep_workers)
 
     def _join_fit(
         self,
@@ -112,7 +116,15 @@ class RoundMembers:
         return self._claim_commit(step_event, config, run, claimant, context, lost="fit")
 
     def _claim_commit(
-        self, step_event: StepEvent, config: TrainingConfig, run: dict, claimant: str, context: Any, *, lost: str
+        self,
+        step_event: StepEvent,
+        config: TrainingConfig,
+        run: dict,
+        claimant: str,
+        context: Any,
+        *,
+        lost: str,
+        keep_workers: bool = False,
     ) -> dict[str, Any]:
         """With every slice (or fit worker) in: claim the step's commit and make it; `lost` is the outcome when
         another holds it."""
@@ -124,16 +136,24 @@ class RoundMembers:
             until=sending.lease_until(self.ports, context),
         ):
             return {"outcome": lost}  # the commit is on its way
-        outcome = self._commit_round(step_event, config, run, claimant, context)
+        outcome = self._commit_round(step_event, config, run, claimant, context, keep_workers=keep_workers)
         if outcome["outcome"] != "committed":  # a stop or another ending came first: a resume's slice may claim now
             self.ports.table.release_commit(step_event.run_id, step_event.step, claimant=claimant)
         return outcome
 
     def _commit_round(
-        self, step_event: StepEvent, config: TrainingConfig, run: dict, claimant: str, context: Any
+        self,
+        step_event: StepEvent,
+        config: TrainingConfig,
+        run: dict,
+        claimant: str,
+        context: Any,
+        *,
+        keep_workers: bool = False,
     ) -> dict[str, Any]:
         """The claimed commit of a round (or of the finish of K > 1 workers): the run read again (a claimant whose
-        lease expired may have committed meanwhile), the commit's body, the commit."""
+        lease expired may have committed meanwhile), the commit's body, the commit (`keep_workers`: by a staying
+        worker with time for more rounds, `Trainer._commit`)."""
         if not self._still_next(step_event.run_id, step_event.step):
             return {"outcome": "duplicate"}
         commit = dataclasses.replace(step_event.position, state=MEMBER_STEP[step_event.position.state], slice=None)
@@ -143,4 +163,4 @@ class RoundMembers:
             if not self._still_next(step_event.run_id, step_event.step):
                 return {"outcome": "duplicate"}
             return ending.fail_run(self.ports, run, str(failure), claimant=claimant, context=context)
-        return self._commit(step_event, config, run, committed, claimant, context)
+        return self._commit(step_event, config, run, committed, claimant, context, keep_workers=keep_workers)

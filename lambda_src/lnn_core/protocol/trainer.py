@@ -47,7 +47,7 @@ from lnn_core.aws.usage import DEFAULT_MEMORY_MB, DeliveryMeter
 from lnn_core.errors import LnnInputError, RunFailure
 from lnn_core.ml import batching
 from lnn_core.ml.config import TrainingConfig
-from lnn_core.protocol import ending, sending
+from lnn_core.protocol import ending, sending, staying
 from lnn_core.protocol.events import (
     FIT,
     MEMBER_STEP,
@@ -58,10 +58,11 @@ from lnn_core.protocol.events import (
 )
 from lnn_core.protocol.round_members import RoundMembers
 from lnn_core.protocol.schedule import Position, next_position
+from lnn_core.protocol.staying import StayingWorkers
 from lnn_core.protocol.steps import StepBodies, StepResult
 
 
-class Trainer(RoundMembers):
+class Trainer(StayingWorkers, RoundMembers):
     def __init__(self, ports: Ports, *, logger, metrics=None, memory_mb: int = DEFAULT_MEMORY_MB):
         self.ports, self.log, self.metrics = ports, logger, metrics
         self.steps = StepBodies(ports, memory_mb)  # the step bodies, with this warm container's caches
@@ -119,46 +120,61 @@ class Trainer(RoundMembers):
             return {**summary, "outcome": "ignored", "reason": f"run is {run['status']}"}
         committed = run["committed_step"]
         if step_event.step <= committed:
-            resend = (
-                ending.catch_up(ports, run, claimant=claimant, context=context)
-                if step_event.step == committed
-                else None
-            )
-            return {**summary, "outcome": "resent" if resend else "duplicate", "send": resend}
+            rejoined = staying.rejoined(run, step_event)
+            if rejoined is None:
+                resend = (
+                    ending.catch_up(ports, run, claimant=claimant, context=context)
+                    if step_event.step == committed
+                    else None
+                )
+                return {**summary, "outcome": "resent" if resend else "duplicate", "send": resend}
+            step_event = rejoined  # a staying worker's retry: it joins the round its peers are in
+            summary |= {"step": step_event.step, "epoch": step_event.position.epoch, "batch": step_event.position.batch}
+        started = ports.clock()
+        outcome = self._proceed(step_event, run, claimant, context)
+        if outcome.pop(staying.JOINED, False):  # a staying worker's shard: the rest of the round, and the next ones
+            outcome = self._stay(step_event, claimant, context, started=started)
+        return {**summary, **outcome}
+
+    def _proceed(self, step_event: StepEvent, run: dict, claimant: str, context: Any) -> dict[str, Any]:
+        """The run's next step (`run` as read before it): checked against the run, fenced, computed, and its effects."""
+        ports, run_id = self.ports, step_event.run_id
         mismatch = schedule_mismatch(step_event, run)
         if mismatch:
-            return {
-                **summary,
-                **ending.fail_run(ports, run, f"bad event: {mismatch}", claimant=claimant, context=context),
-            }
+            return ending.fail_run(ports, run, f"bad event: {mismatch}", claimant=claimant, context=context)
         if run.get("stop_requested"):
-            return {**summary, **self._stop(run, claimant, context)}
+            return self._stop(run, claimant, context)
         if step_event.step > run["step_bound"]:
-            return {
-                **summary,
-                **ending.fail_run(
-                    ports, run, f"step {step_event.step} exceeds the run's bound", claimant=claimant, context=context
-                ),
-            }
+            return ending.fail_run(
+                ports, run, f"step {step_event.step} exceeds the run's bound", claimant=claimant, context=context
+            )
         if not ports.table.mark_started(run_id, step_event.step, at=ports.clock()):
-            return {**summary, "outcome": "duplicate"}  # a twin committed it meanwhile
+            return {"outcome": "duplicate"}  # a twin committed it meanwhile
         config = TrainingConfig.from_parameters(run["config"])
         try:
             result = self._execute(step_event.position, config, run, context)
         except RunFailure as failure:
             if not self._still_next(run_id, step_event.step):
-                return {**summary, "outcome": "duplicate"}  # a late twin read what the winner already cleaned up
-            return {**summary, **ending.fail_run(ports, run, str(failure), claimant=claimant, context=context)}
+                return {"outcome": "duplicate"}  # a late twin read what the winner already cleaned up
+            return ending.fail_run(ports, run, str(failure), claimant=claimant, context=context)
         if step_event.position.state == FIT:
-            return {**summary, **self._join_fit(step_event, config, run, result, claimant, context)}
+            return self._join_fit(step_event, config, run, result, claimant, context)
         if step_event.shard is not None:
-            return {**summary, **self._join_round(step_event, config, run, result, claimant, context)}
+            return self._join_round(step_event, config, run, result, claimant, context)
         if step_event.slice is not None:
-            return {**summary, **self._join_slices(step_event, config, run, result, claimant, context)}
-        return {**summary, **self._commit(step_event, config, run, result, claimant, context)}
+            return self._join_slices(step_event, config, run, result, claimant, context)
+        return self._commit(step_event, config, run, result, claimant, context)
 
     def _commit(
-        self, step_event: StepEvent, config: TrainingConfig, run: dict, result: StepResult, claimant: str, context: Any
+        self,
+        step_event: StepEvent,
+        config: TrainingConfig,
+        run: dict,
+        result: StepResult,
+        claimant: str,
+        context: Any,
+        *,
+        keep_workers: bool = False,
     ) -> dict[str, Any]:
         ports, run_id, position = self.ports, step_event.run_id, step_event.position
         position = dataclasses.replace(position, state=MEMBER_STEP.get(position.state, position.state))  # its step's
@@ -177,7 +193,10 @@ class Trainer(RoundMembers):
             "committed_at": clock,
             "committed_by": claimant,
         }
-        if following:  # the commit is the winner's claim on sending the next event
+        keep_workers = keep_workers and following is not None and following.state == "reduce"
+        if keep_workers:  # the staying workers are the next round's send: recorded sent, nothing to send
+            fields |= {"invoked_step": following.step, staying.STAYING_FIELD: following.step}
+        elif following:  # the commit is the winner's claim on sending the next event
             fields["send_lease"] = send_lease(
                 following.step, claimant=claimant, until=sending.lease_until(ports, context)
             )
@@ -205,7 +224,7 @@ class Trainer(RoundMembers):
         if result.final is not None:
             ending.ensure_notified(ports, {**run, **fields}, claimant=claimant, context=context)
         outcome = {"outcome": "committed"}
-        if following:  # the commit holds our lease on sending
+        if following and not keep_workers:  # the commit holds our lease on sending
             outcome["send"] = sending.next_send(run_id, fields["next_event"], own_shard=step_event.shard)
         if result.epoch_items:
             outcome["epoch_costs"] = [item["cost"] for item in result.epoch_items]

@@ -1,0 +1,166 @@
+"""Workers that stay (parameter `reduce` workers): a round of K > 1 workers whose K shard deliveries make the round's
+slices themselves and go on to the next rounds, instead of ending after their sums (docs/protocol.md, "Workers
+that stay").
+
+Worker j's delivery, once it joined round r's barrier as any shard does (`RoundMembers._join_round`):
+
+  1. waits until every shard is in, reading the barrier item and the run record together (`wait_for`);
+  2. computes slice j, writes it and joins the slice barrier, as a slice delivery does; the write that completes
+     the barrier claims the commit and makes it (`_claim_commit`);
+  3. waits for the commit (committed_step = r). A commit by a staying worker with time left for more rounds keeps
+     the workers: it records the next round as sent (`invoked_step`) and as the staying workers' (`STAYING_FIELD`),
+     and sends nothing. Then every worker goes on with round r + 1's shard j as a shard delivery does (the stop,
+     the step bound, the fence, its sums, the barrier). Any other commit sent the next step's events (the fits of
+     the finish, or a new set of K workers), and the workers end.
+
+Nothing here is a new effect: outputs are pure functions of the committed state at keys addressed by the round,
+the barriers are set ADDs and the commit is conditional, so a copy of a worker (a twin, a retry) writes the same
+bytes and cannot commit twice. A worker that waits longer than `wait_seconds` ends (a peer died): the dead worker's
+Lambda retry joins the round its peers wait in (`rejoined`), or the watchdog re-sends what the round misses
+(`sending.pending`: its shards, or its slices as slice events).
+"""
+
+import dataclasses
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from lnn_core.aws.round_barrier import RoundProgress
+from lnn_core.errors import LnnInputError, RunFailure
+from lnn_core.ml.config import TrainingConfig
+from lnn_core.protocol import ending
+from lnn_core.protocol.events import SHARD, SLICE, StepEvent, parse_event, shard_event
+
+WORKERS = "workers"  # parameter `reduce`'s value for workers that stay
+JOINED = "joined"  # an outcome's mark: a staying worker's shard joined its round's barrier, and the round goes on
+STAYING_FIELD = "staying_step"  # the run record's step the staying workers make next (set by a commit that kept them)
+WAIT_SECONDS = 150.0  # a wait for peers ends after this (beyond Lambda's first retry of a dead worker, 60 s later)
+END_MARGIN_SECONDS = 20.0  # a commit keeps the workers only with this much time left after three more rounds
+FIRST_POLL_SECONDS = 0.002  # a wait's polls: the first pause, growing by half each poll up to `LAST_POLL_SECONDS`
+LAST_POLL_SECONDS = 0.25
+
+Answer = TypeVar("Answer")
+
+
+def wait_for(
+    ports: Any, read: Callable[[], Answer], done: Callable[[Answer], bool], *, seconds: float
+) -> Answer | None:
+    """`read()` until `done` says its answer is what was awaited, pausing between reads (`ports.wait`); None when
+    `seconds` passed first (on the ports' clock)."""
+    deadline, pause = ports.clock() + seconds, FIRST_POLL_SECONDS
+    while True:
+        answer = read()
+        if done(answer):
+            return answer
+        if ports.clock() >= deadline:
+            return None
+        ports.wait(pause)
+        pause = min(pause * 1.5, LAST_POLL_SECONDS)
+
+
+def rejoined(run: dict, step_event: StepEvent) -> StepEvent | None:
+    """A staying worker's event for a committed step (its Lambda retry after it died in the middle of its rounds):
+    the event of the round its peers are in, for its shard; None for any other event of a committed step."""
+    following = run.get("next_event")
+    if (
+        step_event.position.state != SHARD
+        or not following
+        or run.get(STAYING_FIELD) != run["committed_step"] + 1
+        or following["step"] != run["committed_step"] + 1
+        or run["config"].get("reduce") != WORKERS
+    ):
+        return None
+    return parse_event(shard_event(following, step_event.shard))
+
+
+class StayingWorkers:
+    """The rest of a staying worker's rounds, after its shard joined the first one's barrier; the protocol's own
+    methods (`_proceed`, `_execute`, `_join_slices`, `_still_next`) and `ports` are the `Trainer`'s."""
+
+    wait_seconds = WAIT_SECONDS
+
+    def _stay(self, step_event: StepEvent, claimant: str, context: Any, *, started: float) -> dict[str, Any]:
+        """Worker `step_event.shard`'s rounds from the one whose barrier it joined (its shard begun at `started`),
+        as the module's docstring says; the outcome of the last, with the number of rounds it made slices of."""
+        ports, run_id, rounds = self.ports, step_event.run_id, 0
+        while True:
+            answers = self._await_round(step_event, context)
+            if answers is None:
+                return {"outcome": "waited out", "rounds": rounds, "waited_for": "shards"}
+            run, progress = answers
+            if run["status"] != "running" or run["committed_step"] >= step_event.step:
+                return {"outcome": "duplicate", "rounds": rounds}  # the round ended without it (a copy of it made it)
+            config = TrainingConfig.from_parameters(run["config"])
+            slice_event = dataclasses.replace(
+                step_event,
+                shard=None,
+                slice=step_event.shard,
+                position=dataclasses.replace(step_event.position, state=SLICE, shard=None, slice=step_event.shard),
+            )
+            try:
+                result = self._execute(slice_event.position, config, run, context)
+            except RunFailure as failure:
+                if not self._still_next(run_id, step_event.step):
+                    return {"outcome": "duplicate", "rounds": rounds}
+                failed = ending.fail_run(ports, run, str(failure), claimant=claimant, context=context)
+                return {**failed, "rounds": rounds}
+            keep = self._time_left(context) > END_MARGIN_SECONDS + 3 * (ports.clock() - started)  # 3 rounds more
+            outcome = self._join_slices(slice_event, config, run, result, claimant, context, keep_workers=keep)
+            rounds += 1
+            if outcome["outcome"] == "slice":
+                run = self._await_commit(step_event, context)
+                if run is None:
+                    return {"outcome": "waited out", "rounds": rounds, "waited_for": "commit"}
+            elif outcome["outcome"] == "committed" and "send" not in outcome:
+                run = ports.table.get_run(run_id)  # it kept the workers: the record its commit wrote
+            else:
+                return {**outcome, "rounds": rounds}  # the commit sent what follows, or the round went another way
+            if not (
+                run["status"] == "running"
+                and run["committed_step"] == step_event.step
+                and run.get(STAYING_FIELD) == step_event.step + 1
+            ):
+                return {"outcome": outcome["outcome"], "rounds": rounds}  # the commit sent what follows
+            try:
+                step_event = parse_event(shard_event(run["next_event"], step_event.shard))
+            except LnnInputError as error:  # never written so: the commit wrote the event
+                return {**ending.fail_run(ports, run, f"bad event: {error}", claimant=claimant, context=context)}
+            started = ports.clock()
+            outcome = self._proceed(step_event, run, claimant, context)
+            if not outcome.pop(JOINED, False):
+                return {**outcome, "rounds": rounds}
+
+    def _await_round(self, step_event: StepEvent, context: Any) -> tuple[dict, RoundProgress] | None:
+        """The run record and the round's barrier, read together until every shard is in or the run moved on (its
+        status, a copy of this worker having made the round), or None after the wait's limit."""
+        ports, run_id, step = self.ports, step_event.run_id, step_event.step
+        reads = [lambda: ports.table.get_run(run_id), lambda: ports.table.round_progress(run_id, step)]
+        return wait_for(
+            ports,
+            lambda: tuple(ports.fan_out.map(lambda read: read(), reads)),
+            lambda answers: (
+                answers[0]["status"] != "running"
+                or answers[0]["committed_step"] >= step
+                or len(answers[1].shards_done) >= step_event.shards
+            ),
+            seconds=self._wait_limit(context),
+        )
+
+    def _await_commit(self, step_event: StepEvent, context: Any) -> dict | None:
+        """The run record, read until the round is committed or the run ended, or None after the wait's limit."""
+        ports, step = self.ports, step_event.step
+        return wait_for(
+            ports,
+            lambda: ports.table.get_run(step_event.run_id),
+            lambda latest: latest["status"] != "running" or latest["committed_step"] >= step,
+            seconds=self._wait_limit(context),
+        )
+
+    def _wait_limit(self, context: Any) -> float:
+        return min(self.wait_seconds, max(0.0, self._time_left(context) - 1.0))
+
+    @staticmethod
+    def _time_left(context: Any) -> float:
+        """Seconds left in the invocation (Lambda's context), or the trainer's longest timeout without one."""
+        if hasattr(context, "get_remaining_time_in_millis"):
+            return context.get_remaining_time_in_millis() / 1000
+        return 900.0
