@@ -18,6 +18,7 @@ from lnn_core.aws.run_table import RunTable
 from lnn_core.aws.sdk import IoCounter
 from lnn_core.errors import LnnInputError
 from lnn_core.ml.config import check_run_id
+from lnn_core.ml.parameters import STAYING_WORKERS
 
 
 def prepare_out_dir(path: str) -> Path:
@@ -44,6 +45,12 @@ def command_local(args, parameters: dict, console: Console) -> int:
         in_parts=True,
     )
     limits.check_workers(inputs.config.workers, fix="rerun with -c reserved_concurrency={workers} or more")
+    if inputs.config.reduce == STAYING_WORKERS and args.concurrency < inputs.config.workers:
+        raise LnnInputError(
+            f"reduce workers needs its {inputs.config.workers} workers running at once, and --concurrency "
+            f"{args.concurrency} runs {args.concurrency} trainer delivery(ies) at a time; rerun with --concurrency "
+            f"{inputs.config.workers + 1} (room for a retry beside them), or with reduce slices"
+        )
     chaos = ChaosPlan.parse(args.chaos) if args.chaos else None
     run_id = check_run_id(args.name) if args.name else new_run_id()
     out_dir = prepare_out_dir(args.out)  # everything above only reads: a bad input has created nothing

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from lnn_cli.simulate.clients import SimInvoker
+from lnn_cli.simulate.deliveries import InjectedCrash
 from lnn_cli.simulate.interleaving import instrument
 
 if TYPE_CHECKING:
@@ -67,7 +68,19 @@ def build(sim: Simulator, container: Container) -> None:
         port = getattr(ports, port_name)
         if port is not None:
             instrument(sim, port, port_name)
+    ports.wait = lambda seconds: wait(sim, seconds)
     container.handler, container.ports = handler, ports
+
+
+def wait(sim: Simulator, seconds: float) -> None:
+    """A delivery's pause while it waits for its peers (`Ports.wait`), in virtual time: it is not runnable until
+    then (as a frozen one, without counting as a freeze), and dies if its invocation's time ran out meanwhile."""
+    delivery = sim.current
+    delivery.frozen_until = max(delivery.frozen_until, sim.now + seconds)
+    delivery.where = "waiting"
+    sim.main.switch()
+    if sim.now > delivery.started_at + sim.timeout():
+        raise InjectedCrash(f"Task timed out after {sim.timeout():.2f} seconds")
 
 
 class _NullLogger:

@@ -126,7 +126,7 @@ def draw_scenario(rng, *, rates: Rates | None = None) -> Scenario:
         if costs[1] < costs[0]:
             parameters["threshold"] = (costs[0] + costs[1]) / 2  # the first epoch is above, the second below
     if workers > 1:  # from the data seed, not a draw: a seed whose run reduces in slices keeps its whole schedule
-        parameters["reduce"] = "shard" if scenario.data_seed % 2 else "slices"
+        parameters["reduce"] = ("slices", "shard", "slices", "workers")[scenario.data_seed % 4]
     return scenario
 
 

@@ -1,37 +1,86 @@
-"""Workers that stay (parameter `reduce` workers): K shard deliveries that make their slices and the next rounds."""
+"""Workers that stay (parameter `reduce` workers): K shard deliveries that make their round's slices and the next
+rounds, bit for bit the reference, under every fault of the concurrent chaos harness."""
+
+from collections import Counter
+
+import pytest
 
 from lnn_cli.cloud.local import run_local
 from tests.integration.conftest import dataset, model_arrays
+from tests.integration.test_workers_chaos import assert_like_clean, plan
 from tests.support.runs import THREE_WORKERS
 
 STAYING = {**THREE_WORKERS, "reduce": "workers"}
+CONTAINERS = 5  # the three workers at once, and room for a twin or a retry beside them
+CONCURRENT, CONCURRENT_EVERY_LOOP = 24, 6
 
 
-def test_staying_workers_train_the_reference_bit_for_bit(stack, log):
+@pytest.fixture(scope="module")
+def staying(stack, tmp_path_factory):
+    session, outputs = stack
+    records = []
+    with open(tmp_path_factory.mktemp("staying") / "lambda.log", "w") as stream:
+        result = run_local(
+            session,
+            outputs,
+            STAYING,
+            dataset()[0],
+            run_id="staying",
+            log_stream=stream,
+            concurrency=CONTAINERS,
+            on_delivery=records.append,
+        )
+    return result, [record for record in records if record.role == "trainer"]
+
+
+def test_staying_workers_train_the_reference_bit_for_bit(staying):
     from lnn_core.ml import training
 
-    session, outputs = stack
-    result = run_local(
-        session, outputs, STAYING, dataset()[0], run_id="staying", log_stream=log, concurrency=4
-    )
+    result, _ = staying
     assert result.status == "succeeded", result.run.get("reason")
     _, X, y = dataset()
     params, costs = training.train_reference(
-        X, y, neurons=[3, 1], activations=["tanh", "sigmoid"], learning_rate=0.05, epochs=2, seed=4,
-        batch_size=16, optimizer="adam", workers=3,
+        X,
+        y,
+        neurons=[3, 1],
+        activations=["tanh", "sigmoid"],
+        learning_rate=0.05,
+        epochs=2,
+        seed=4,
+        batch_size=16,
+        optimizer="adam",
+        workers=3,
     )
     model = model_arrays(result.model)
     assert all(model[name].tobytes() == params[name].tobytes() for name in params) and result.costs == costs
-    print(result.run["invocations"], result.run.get("staying_step"))
 
 
-def test_probe(stack, log):
+def test_three_deliveries_make_every_round(staying):
+    """Six rounds (two epochs of three batches) by the three workers of one delivery each: no slice event, no
+    shard event after the first round's, every worker's rounds counted."""
+    result, trainer = staying
+    by_state = Counter(record.result["state"] for record in trainer)
+    assert by_state == {"start": 1, "shard": 3, "fit": 3}, by_state
+    workers = [record.result for record in trainer if record.result["state"] == "shard"]
+    assert sorted(worker["shard"] for worker in workers) == [0, 1, 2]
+    assert all(worker["rounds"] == 6 for worker in workers), workers
+    assert sorted(worker["outcome"] for worker in workers) == ["committed", "slice", "slice"]
+    assert result.run["invocations"] == 8  # committed steps: start, six rounds, finish
+
+
+@pytest.mark.parametrize(
+    "seed", [s if s < CONCURRENT_EVERY_LOOP else pytest.param(s, marks=pytest.mark.slow) for s in range(CONCURRENT)]
+)
+def test_concurrent_schedule_of_staying_workers_ends_like_the_clean_run(stack, staying, log, seed):
     session, outputs = stack
-    records = []
     result = run_local(
-        session, outputs, STAYING, dataset()[0], run_id="staying-probe", log_stream=log, concurrency=4,
-        on_delivery=records.append,
+        session,
+        outputs,
+        STAYING,
+        dataset()[0],
+        run_id=f"staying-c{seed}",
+        chaos=plan(seed, pause=0.3, distinct_ids=0.5),
+        log_stream=log,
+        concurrency=CONTAINERS,
     )
-    for r in records:
-        if r.role == "trainer" and r.result:
-            print(r.result.get("state"), r.result.get("step"), r.result.get("shard"), r.result.get("outcome"), r.result.get("rounds"), round(r.seconds, 3))
+    assert_like_clean(result, staying[0])

@@ -22,7 +22,8 @@ from lnn_core.ml.network import (
 from lnn_core.ml.optimizers import DEFAULT_BETA, DEFAULT_BETA1, DEFAULT_BETA2, DEFAULT_EPSILON, OPTIMIZERS
 
 GRANULARITIES = ("layer", "epoch", "auto")
-REDUCES = ("auto", "shard", "slices", "workers")  # see `round_steps.reduces_in_shard` and `protocol.staying`
+STAYING_WORKERS = "workers"  # parameter `reduce`: the shard workers make the slices and stay (`protocol.staying`)
+REDUCES = ("auto", "shard", "slices", STAYING_WORKERS)  # see `round_steps.reduces_in_shard`
 # auto reduces a round in the shard that completes it while the K shards' sums total at most this: on AWS (75 MB/s,
 # docs/performance.md) 8 MiB take about 0.11 s to GET, about what the second hop to K slices costs
 SHARD_REDUCE_MIB = 8

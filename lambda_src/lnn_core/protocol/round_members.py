@@ -9,6 +9,7 @@ from typing import Any
 
 from lnn_core.errors import RunFailure
 from lnn_core.ml.config import TrainingConfig
+from lnn_core.ml.parameters import STAYING_WORKERS
 from lnn_core.protocol import ending, sending, staying
 from lnn_core.protocol.events import MEMBER_STEP, StepEvent
 from lnn_core.protocol.round_steps import EVERY_SLICE, reduces_in_shard
@@ -36,7 +37,7 @@ class RoundMembers:
             return {"outcome": "duplicate"}  # a late twin: its round was committed while it computed
         self._put_outputs(result, scratch=True)
         before = self.ports.table.join_barrier(step_event.run_id, step_event.step, step_event.shard, **result.barrier)
-        if config.reduce == staying.WORKERS:  # it makes its slice itself, once every shard is in (`_stay`)
+        if config.reduce == STAYING_WORKERS:  # it makes its slice itself, once every shard is in (`_stay`)
             return {"outcome": "shard", staying.JOINED: True}
         if len(before | {step_event.shard}) < step_event.shards:
             return {"outcome": "shard"}

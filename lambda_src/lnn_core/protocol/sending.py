@@ -10,6 +10,7 @@ from typing import Any
 
 from lnn_core.aws.ports import Ports
 from lnn_core.aws.sdk import CLAIM_CALL_SECONDS, IoCounter
+from lnn_core.ml.parameters import STAYING_WORKERS
 from lnn_core.protocol.events import fit_event, shard_event, slice_event
 
 # A claim to send or to notify holds this long at most. It must end before Lambda's first retry of the claimant's
@@ -51,9 +52,10 @@ def slice_events(event: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 def pending(ports: Ports, run: dict[str, Any]) -> list[dict[str, Any]]:
-    """What a running run's next step still misses: of a round, the shard events whose results are not in; once
-    every shard is in, the slice events whose slices are not; once every slice is in (the round uncommitted: its
-    committer died), one slice event, whose delivery finds the round complete and claims its commit. Of the finish
+    """What a running run's next step still misses: of a round, the shard events whose results are not in (of
+    staying workers, all K while one is missing: those in gave up waiting, and each worker makes its own slice);
+    once every shard is in, the slice events whose slices are not; once every slice is in (the round uncommitted:
+    its committer died), one slice event, whose delivery finds the round complete and claims its commit. Of the finish
     of K > 1 workers, the fit events whose outputs are not in, or once every one is (its committer died) one fit
     event, whose delivery finds them all in and claims the commit. For any other step, its event."""
     following = run["next_event"]
@@ -62,6 +64,8 @@ def pending(ports: Ports, run: dict[str, Any]) -> list[dict[str, Any]]:
         return invocations
     progress = ports.table.round_progress(run["run_id"], following["step"])
     if len(progress.shards_done) < following["shards"]:
+        if following["state"] == "reduce" and run["config"].get("reduce") == STAYING_WORKERS:
+            return invocations  # every worker: those in the barrier waited out, and each makes its own slice
         return [event for event in invocations if event["shard"] not in progress.shards_done]
     if following["state"] == "finish":
         return invocations[:1]

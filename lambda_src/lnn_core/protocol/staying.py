@@ -27,13 +27,13 @@ from typing import Any, TypeVar
 from lnn_core.aws.round_barrier import RoundProgress
 from lnn_core.errors import LnnInputError, RunFailure
 from lnn_core.ml.config import TrainingConfig
+from lnn_core.ml.parameters import STAYING_WORKERS
 from lnn_core.protocol import ending
 from lnn_core.protocol.events import SHARD, SLICE, StepEvent, parse_event, shard_event
 
-WORKERS = "workers"  # parameter `reduce`'s value for workers that stay
 JOINED = "joined"  # an outcome's mark: a staying worker's shard joined its round's barrier, and the round goes on
 STAYING_FIELD = "staying_step"  # the run record's step the staying workers make next (set by a commit that kept them)
-WAIT_SECONDS = 150.0  # a wait for peers ends after this (beyond Lambda's first retry of a dead worker, 60 s later)
+WAIT_SECONDS = 200.0  # a wait for peers ends after this: beyond Lambda's two retries of a dead worker (1, 2 minutes)
 END_MARGIN_SECONDS = 20.0  # a commit keeps the workers only with this much time left after three more rounds
 FIRST_POLL_SECONDS = 0.002  # a wait's polls: the first pause, growing by half each poll up to `LAST_POLL_SECONDS`
 LAST_POLL_SECONDS = 0.25
@@ -66,7 +66,7 @@ def rejoined(run: dict, step_event: StepEvent) -> StepEvent | None:
         or not following
         or run.get(STAYING_FIELD) != run["committed_step"] + 1
         or following["step"] != run["committed_step"] + 1
-        or run["config"].get("reduce") != WORKERS
+        or run["config"].get("reduce") != STAYING_WORKERS
     ):
         return None
     return parse_event(shard_event(following, step_event.shard))
@@ -133,17 +133,19 @@ class StayingWorkers:
         """The run record and the round's barrier, read together until every shard is in or the run moved on (its
         status, a copy of this worker having made the round), or None after the wait's limit."""
         ports, run_id, step = self.ports, step_event.run_id, step_event.step
-        reads = [lambda: ports.table.get_run(run_id), lambda: ports.table.round_progress(run_id, step)]
-        return wait_for(
+        # the record last: one after another (the simulator, the tests), a commit between the two reads shows
+        reads = [lambda: ports.table.round_progress(run_id, step), lambda: ports.table.get_run(run_id)]
+        answers = wait_for(
             ports,
-            lambda: tuple(ports.fan_out.map(lambda read: read(), reads)),
+            lambda: ports.fan_out.map(lambda read: read(), reads),
             lambda answers: (
-                answers[0]["status"] != "running"
-                or answers[0]["committed_step"] >= step
-                or len(answers[1].shards_done) >= step_event.shards
+                answers[1]["status"] != "running"
+                or answers[1]["committed_step"] >= step
+                or len(answers[0].shards_done) >= step_event.shards
             ),
             seconds=self._wait_limit(context),
         )
+        return None if answers is None else (answers[1], answers[0])
 
     def _await_commit(self, step_event: StepEvent, context: Any) -> dict | None:
         """The run record, read until the round is committed or the run ended, or None after the wait's limit."""

@@ -38,6 +38,8 @@ from lnn_cli.cloud.runtime.semantics import (
 from lnn_core.aws.ports import CONCURRENT_REQUESTS, FUNCTION_ENVIRONMENT, RequestFanOut
 from lnn_core.aws.sdk import IoCounter
 
+IDLE_WAIT_SECONDS = 0.001  # the real pause of a wait whose virtual time the clocks skipped: the others' turn
+
 
 class Faults(Protocol):
     """Fault injection (the chaos harness); the runtime works without one."""
@@ -97,6 +99,7 @@ class LocalLambdaRuntime(DeliveryExecution):
         self._queue = DeliveryQueue()
         self._clock = DeliveryClock()
         self._in_flight = 0
+        self._waiting = 0  # deliveries in flight that wait for their peers (`wait`)
         self._offer_ends: float | None = None  # when the first offer `_pick` last skipped ends (time.monotonic())
         self._worker_error: BaseException | None = None
         self._clients: dict[str, Any] = {}
@@ -139,6 +142,7 @@ class LocalLambdaRuntime(DeliveryExecution):
         # another at concurrency 1, where a chaos seed is a schedule
         if hasattr(handler.ports, "fan_out"):  # the predictor's ports have none: it sends one request at a time
             handler.ports.fan_out = RequestFanOut(CONCURRENT_REQUESTS if self.concurrency > 1 else 1)
+            handler.ports.wait = self.wait
         container = Container(index, handler, handler.ports.counter)
         function.containers.append(container)
         if target is function and self.concurrency > 1:  # the trainer's next step: offered to this container first
@@ -164,6 +168,25 @@ class LocalLambdaRuntime(DeliveryExecution):
         """The handlers' clock, in epoch seconds: the wall clock plus the virtual time the delivery clock ran
         ahead of real time (retry back-offs, delays). Monotonic and thread-safe."""
         return self._clock.now()
+
+    def wait(self, seconds: float) -> None:
+        """A delivery's pause while it waits for its peers (`Ports.wait`): a real sleep while another delivery
+        works. When every delivery in flight waits, the clocks move on instead: the scheduler may start the next
+        queued delivery at its time (a retry a minute later), and with none due sooner the clocks move by the
+        pause, so that a peer that never comes (a lost event) costs a wait's limit of virtual time, not of real."""
+        with self._lock:
+            self._waiting += 1
+            self._lock.notify_all()
+            idle = self.concurrency == 1 or self._waiting >= self._in_flight
+            if idle:
+                upcoming = self._queue.in_order()
+                if not upcoming or upcoming[0].due > self.clock + seconds:
+                    self._clock.advance_to(self.clock + seconds)
+        try:
+            time.sleep(IDLE_WAIT_SECONDS if idle else seconds)
+        finally:
+            with self._lock:
+                self._waiting -= 1
 
     # ---- invocation ----------------------------------------------------------------------------------------
 
@@ -287,8 +310,8 @@ class LocalLambdaRuntime(DeliveryExecution):
         deliveries = self._queue.in_order()
         offered = frozenset(delivery.offered_to(now) for delivery in deliveries) - {None}
         for delivery in deliveries:
-            if delivery.due > self.clock and self._in_flight:
-                return None
+            if delivery.due > self.clock and self._in_flight > self._waiting:
+                return None  # a later delivery starts when nothing works (those in flight all wait, or none is)
             sender = delivery.sender
             if delivery.offered_to(now) is not None and sender.busy and self._in_flight:
                 self._offer_ends = min(self._offer_ends or delivery.offered_until, delivery.offered_until)

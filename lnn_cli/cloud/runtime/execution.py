@@ -50,9 +50,14 @@ class DeliveryExecution:
         function = delivery.function
         if self.faults is not None:
             self.faults.begin(delivery, function.retry_attempts - delivery.attempt)
-        started, io_before = time.monotonic(), container.counter.snapshot()
+        started, io_before, begun = time.monotonic(), container.counter.snapshot(), self.now()
         context = LambdaContext(
-            function.name, function.arn, function.memory_mb, delivery.request_id, started + function.timeout_seconds
+            function.name,
+            function.arn,
+            function.memory_mb,
+            delivery.request_id,
+            begun + function.timeout_seconds,
+            clock=self.now,
         )
         result, error, failure = None, None, ""
         event = delivery.event
@@ -63,8 +68,8 @@ class DeliveryExecution:
             error = raised
             failure = traceback.format_exc()
         seconds = time.monotonic() - started
-        if error is None:
-            error = timed_out(function, seconds)
+        if error is None:  # on the handlers' clock: a delivery's virtual waits count (`LocalLambdaRuntime.wait`)
+            error = timed_out(function, max(seconds, self.now() - begun))
         self._clock.advance_to(started_clock + STEP_SECONDS)
         record = DeliveryRecord(
             function.role,
