@@ -39,6 +39,7 @@ CONCURRENCY_TESTS = (
     "tests/integration/test_shard_reduce.py",
     "tests/integration/test_fit_round.py",
     "tests/integration/test_workers_chaos.py",
+    "tests/integration/test_staying_workers.py",
     "tests/integration/test_round_stops.py",
     "tests/integration/test_round_state.py",
     "tests/integration/test_lost_answers.py",
@@ -59,6 +60,7 @@ ROUND_MEMBERS = CORE + "protocol/round_members.py"
 ROUND_BARRIER, EPOCH_ITEMS = CORE + "aws/round_barrier.py", CORE + "aws/epoch_items.py"
 SENDING, RUN_CONTROL = CORE + "protocol/sending.py", CORE + "run_control.py"
 ROUND_STEPS = CORE + "protocol/round_steps.py"
+STAYING = CORE + "protocol/staying.py"
 
 
 @dataclass(frozen=True)
@@ -393,6 +395,48 @@ MUTANTS = (
         "        except RunFailure:\n            return None\n",
         "        except ZeroDivisionError:\n            return None\n",
         first=("test_a_run_stopped_during_its_finish_and_resumed_after_the_scratch_expired_finishes",),
+    ),
+    Mutant(
+        "a commit keeping the workers without recording the next round sent",
+        TRAINER,
+        'fields |= {"invoked_step": following.step, staying.STAYING_FIELD: following.step}',
+        "fields |= {staying.STAYING_FIELD: following.step}",
+        first=("test_a_commit_that_keeps_the_workers_leaves_no_send",),
+    ),
+    Mutant(
+        "a staying worker's retry never joining its peers",
+        STAYING,
+        "        return None\n    return parse_event(shard_event(following, step_event.shard))",
+        "        return None\n    return None",
+        first=("test_a_worker_that_died_in_its_rounds_is_replaced",),
+    ),
+    Mutant(
+        "staying workers going on whatever the commit did",
+        STAYING,
+        "                and run.get(STAYING_FIELD) == step_event.step + 1\n",
+        "",
+        first=("test_a_commit_without_time_for_more_rounds",),
+    ),
+    Mutant(
+        "a staying worker making its slice before every shard is in",
+        STAYING,
+        "or len(answers[0].shards_done) >= step_event.shards",
+        "or len(answers[0].shards_done) >= step_event.shards - 1",
+        first=("test_staying_workers_train_the_reference",),
+    ),
+    Mutant(
+        "the resume of staying workers sending the missing shards only",
+        SENDING,
+        "            return invocations  # every worker",
+        "            pass  # every worker",
+        first=("test_a_round_of_staying_workers_that_misses_a_shard",),
+    ),
+    Mutant(
+        "a staying worker's shard claiming the slices as an invoked one",
+        ROUND_MEMBERS,
+        "        if config.reduce == STAYING_WORKERS:",
+        "        if False:",
+        first=("test_three_deliveries_make_every_round",),
     ),
 )
 

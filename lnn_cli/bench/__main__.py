@@ -18,6 +18,7 @@ from lnn_cli.bench.jobs import auto_ratio, auto_training_ratio, make_jobs, run_j
 from lnn_cli.bench.tables import print_report
 from lnn_cli.bench.workers import (
     MIN_WORKERS_EPOCHS,
+    WORKERS_CONCURRENCY,
     WORKERS_K,
     WORKERS_MEMORY_MB,
     WORKERS_NEURONS,
@@ -28,6 +29,7 @@ from lnn_cli.bench.workers import (
 from lnn_cli.cloud.deploy import PROJECT_DIR
 from lnn_cli.parser_options import add_runtime_options
 from lnn_core.ml.network import DTYPES
+from lnn_core.ml.parameters import PARAMETERS, REDUCES, STAYING_WORKERS
 
 
 def positive_ints(text: str) -> list[int]:
@@ -110,11 +112,23 @@ def main(argv: list[str] | None = None) -> int:
         default=WORKERS_REPEATS,
         help="workers job: runs of each K, in alternating order; the run of median launch to finish counts",
     )
+    parser.add_argument(
+        "--workers-reduce",
+        choices=REDUCES,
+        default=PARAMETERS["reduce"].default,
+        help="workers job: the runs' parameter reduce (workers: the shard workers stay for every round; K at most "
+        f"the concurrency, {WORKERS_CONCURRENCY})",
+    )
     parser.add_argument("--out", default="out/bench", help="where bench.json and the logs go")
     add_runtime_options(parser)
     args = parser.parse_args(argv)
     if not {1, 2} <= set(args.workers_k):
         parser.error("--workers-k must include 1 and 2 (the speedup and the model's check compare them), e.g. 1,2,4")
+    if args.workers_reduce == STAYING_WORKERS and max(args.workers_k) > WORKERS_CONCURRENCY:
+        parser.error(
+            f"--workers-reduce workers runs each K's workers at once, and the bench runs {WORKERS_CONCURRENCY} "
+            f"containers: use --workers-k 1,2"
+        )
     if args.workers_repeats < 1:
         parser.error(f"--workers-repeats must be at least 1; got {args.workers_repeats}")
     if args.workers_epochs < MIN_WORKERS_EPOCHS:

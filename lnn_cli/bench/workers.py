@@ -48,6 +48,7 @@ from lnn_cli.cloud.local import new_run_id, run_local
 from lnn_cli.datafiles import data_in_parts
 from lnn_core.launch import budget
 from lnn_core.ml import training
+from lnn_core.ml.parameters import PARAMETERS
 from lnn_core.ml.shards import shard_slices
 from lnn_core.protocol.layout import part_key
 from lnn_core.protocol.round_steps import shard_reduces
@@ -90,6 +91,7 @@ class WorkersJob:
     workers: tuple[int, ...] = WORKERS_K
     epochs: int = 10  # issue 19 measures K = 2 over K = 1 end to end over 10 epochs
     repeats: int = WORKERS_REPEATS
+    reduce: str = PARAMETERS["reduce"].default  # where the rounds are reduced (parameter `reduce`)
 
     @classmethod
     def from_args(cls, args: argparse.Namespace) -> "WorkersJob":
@@ -101,6 +103,7 @@ class WorkersJob:
             workers=tuple(args.workers_k),
             epochs=args.workers_epochs,
             repeats=args.workers_repeats,
+            reduce=args.workers_reduce,
         )
 
 
@@ -167,8 +170,9 @@ def run_workers_job(args: argparse.Namespace, out: Path, console: Console) -> tu
         "seed": SEED,
         "epochs": job.epochs,
         "dtype": job.dtype,
+        "reduce": job.reduce,
     } | WORKERS_OPTIONS
-    reference = {key: value for key, value in parameters.items() if key != "granularity"}
+    reference = {key: value for key, value in parameters.items() if key not in ("granularity", "reduce")}
     failures, numpy_rows, runs = [], {}, {}
     for K in job.workers:
         with threadpool_limits(limits=WORKERS_CONTAINER_CPUS):
