@@ -40,6 +40,7 @@ CONCURRENCY_TESTS = (
     "tests/integration/test_fit_round.py",
     "tests/integration/test_workers_chaos.py",
     "tests/integration/test_staying_workers.py",
+    "tests/integration/test_staying_conditions.py",
     "tests/integration/test_round_stops.py",
     "tests/integration/test_round_state.py",
     "tests/integration/test_lost_answers.py",
@@ -420,8 +421,8 @@ MUTANTS = (
     Mutant(
         "a staying worker making its slice before every shard is in",
         STAYING,
-        "or len(answers[0].shards_done) >= step_event.shards",
-        "or len(answers[0].shards_done) >= step_event.shards - 1",
+        "or len(progress.shards_done) >= step_event.shards,\n",
+        "or len(progress.shards_done) >= step_event.shards - 1,\n",
         first=("test_staying_workers_train_the_reference",),
     ),
     Mutant(

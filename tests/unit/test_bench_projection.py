@@ -138,9 +138,10 @@ def test_workers_options():
             workers_k=[1, 2],
             workers_epochs=3,
             workers_repeats=5,
+            workers_reduce="workers",
         )
     )
-    assert job == bench_workers.WorkersJob(100, (16, 10), "float32", 4096, (1, 2), 3, 5)
+    assert job == bench_workers.WorkersJob(100, (16, 10), "float32", 4096, (1, 2), 3, 5, "workers")
 
 
 def test_a_deliverys_own_work_counts_once_per_delivery_on_the_critical_path():

@@ -236,6 +236,12 @@ class RoundSteps(StepInputs):
         data = self._round_data(config, run, None).data
         return epoch_ended(config, run, data, epoch=epoch, cost=cost, params=params, state=whole, obsolete=obsolete)
 
+    def fetch_round_parameters(self, position: Position, config: TrainingConfig, run: dict) -> None:
+        """The parameters the round at `position` wrote, its K slices GET at once into the container's cache, where
+        the next round's shard (`_shard`) finds them: a staying worker reads them while the round's commit is made."""
+        count = len(self._minibatches(config, run["examples"], position.epoch))
+        self._assembled(config, position.epoch, position.batch, count, "params")
+
     def _fit(self, position: Position, config: TrainingConfig, run: dict) -> StepResult:
         """Fit worker k of the finish: the final model's outputs over its part of the training set (of one file, its
         shard's columns), with the part's targets and labels and the units alive in each hidden layer."""

@@ -57,6 +57,11 @@ def wait_for(
         pause = min(pause * 1.5, LAST_POLL_SECONDS)
 
 
+def moved(run: dict, step: int) -> bool:
+    """Whether the run moved on from round `step`: it ended, or the round is committed."""
+    return run["status"] != "running" or run["committed_step"] >= step
+
+
 def rejoined(run: dict, step_event: StepEvent) -> StepEvent | None:
     """A staying worker's event for a committed step (its Lambda retry after it died in the middle of its rounds):
     the event of the round its peers are in, for its shard; None for any other event of a committed step."""
@@ -83,11 +88,10 @@ class StayingWorkers:
         as the module's docstring says; the outcome of the last, with the number of rounds it made slices of."""
         ports, run_id, rounds = self.ports, step_event.run_id, 0
         while True:
-            answers = self._await_round(step_event, context)
-            if answers is None:
+            run = self._await_round(step_event, context)
+            if run is None:
                 return {"outcome": "waited out", "rounds": rounds, "waited_for": "shards"}
-            run, progress = answers
-            if run["status"] != "running" or run["committed_step"] >= step_event.step:
+            if moved(run, step_event.step):
                 return {"outcome": "duplicate", "rounds": rounds}  # the round ended without it (a copy of it made it)
             config = TrainingConfig.from_parameters(run["config"])
             slice_event = dataclasses.replace(
@@ -107,7 +111,7 @@ class StayingWorkers:
             outcome = self._join_slices(slice_event, config, run, result, claimant, context, keep_workers=keep)
             rounds += 1
             if outcome["outcome"] == "slice":
-                run = self._await_commit(step_event, context)
+                run = self._await_commit(slice_event, config, run, context)
                 if run is None:
                     return {"outcome": "waited out", "rounds": rounds, "waited_for": "commit"}
             elif outcome["outcome"] == "committed" and "send" not in outcome:
@@ -123,39 +127,59 @@ class StayingWorkers:
             try:
                 step_event = parse_event(shard_event(run["next_event"], step_event.shard))
             except LnnInputError as error:  # never written so: the commit wrote the event
-                return {**ending.fail_run(ports, run, f"bad event: {error}", claimant=claimant, context=context)}
+                failed = ending.fail_run(ports, run, f"bad event: {error}", claimant=claimant, context=context)
+                return {**failed, "rounds": rounds}
             started = ports.clock()
             outcome = self._proceed(step_event, run, claimant, context)
             if not outcome.pop(JOINED, False):
                 return {**outcome, "rounds": rounds}
 
-    def _await_round(self, step_event: StepEvent, context: Any) -> tuple[dict, RoundProgress] | None:
-        """The run record and the round's barrier, read together until every shard is in or the run moved on (its
-        status, a copy of this worker having made the round), or None after the wait's limit."""
+    def _await_round(self, step_event: StepEvent, context: Any) -> dict | None:
+        """The run record once every shard is in or the run moved on (its status, a copy of this worker having made
+        the round), or None after the wait's limit."""
+        answers = self._read_until(
+            step_event,
+            lambda progress, latest: moved(latest, step_event.step) or len(progress.shards_done) >= step_event.shards,
+            context,
+        )
+        return None if answers is None else answers[1]
+
+    def _await_commit(self, slice_event: StepEvent, config: TrainingConfig, run: dict, context: Any) -> dict | None:
+        """The run record, read until the round is committed or the run ended, or None after the wait's limit.
+        Once every slice is in, and while the commit is made, the round's new parameters are read into the
+        container's cache, so that the next round's shard starts at once."""
+        ports, run_id, step = self.ports, slice_event.run_id, slice_event.step
+        answers = self._read_until(
+            slice_event,
+            lambda progress, latest: moved(latest, step) or len(progress.slices_done) >= slice_event.shards,
+            context,
+        )
+        if answers is None or moved(answers[1], step):
+            return None if answers is None else answers[1]
+        try:
+            self.steps.fetch_round_parameters(slice_event.position, config, run)
+        except RunFailure:
+            pass  # a read ahead only: the round's slices were removed (a stop's ending, a later round's cleanup)
+        return wait_for(
+            ports,
+            lambda: ports.table.get_run(run_id),
+            lambda latest: moved(latest, step),
+            seconds=self._wait_limit(context),
+        )
+
+    def _read_until(self, step_event: StepEvent, done, context: Any) -> tuple[RoundProgress, dict] | None:
+        """The round's barrier item, then the run record, read until `done(progress, record)`, or None after the
+        wait's limit. The record last: one after another (the simulator, the tests), a commit between the two
+        reads shows."""
         ports, run_id, step = self.ports, step_event.run_id, step_event.step
-        # the record last: one after another (the simulator, the tests), a commit between the two reads shows
         reads = [lambda: ports.table.round_progress(run_id, step), lambda: ports.table.get_run(run_id)]
         answers = wait_for(
             ports,
             lambda: ports.fan_out.map(lambda read: read(), reads),
-            lambda answers: (
-                answers[1]["status"] != "running"
-                or answers[1]["committed_step"] >= step
-                or len(answers[0].shards_done) >= step_event.shards
-            ),
+            lambda answers: done(*answers),
             seconds=self._wait_limit(context),
         )
-        return None if answers is None else (answers[1], answers[0])
-
-    def _await_commit(self, step_event: StepEvent, context: Any) -> dict | None:
-        """The run record, read until the round is committed or the run ended, or None after the wait's limit."""
-        ports, step = self.ports, step_event.step
-        return wait_for(
-            ports,
-            lambda: ports.table.get_run(step_event.run_id),
-            lambda latest: latest["status"] != "running" or latest["committed_step"] >= step,
-            seconds=self._wait_limit(context),
-        )
+        return None if answers is None else (answers[0], answers[1])
 
     def _wait_limit(self, context: Any) -> float:
         return min(self.wait_seconds, max(0.0, self._time_left(context) - 1.0))

@@ -16,6 +16,7 @@ delivery's container (`SENDER_OFFER_SECONDS`), as Lambda's hop lets the sender's
 """
 
 import io
+import math
 import threading
 import time
 import uuid
@@ -39,6 +40,7 @@ from lnn_core.aws.ports import CONCURRENT_REQUESTS, FUNCTION_ENVIRONMENT, Reques
 from lnn_core.aws.sdk import IoCounter
 
 IDLE_WAIT_SECONDS = 0.001  # the real pause of a wait whose virtual time the clocks skipped: the others' turn
+POLL_READ_SECONDS = 0.1  # a delivery whose last pause ended this recently still waits: it reads between pauses
 
 
 class Faults(Protocol):
@@ -99,7 +101,8 @@ class LocalLambdaRuntime(DeliveryExecution):
         self._queue = DeliveryQueue()
         self._clock = DeliveryClock()
         self._in_flight = 0
-        self._waiting = 0  # deliveries in flight that wait for their peers (`wait`)
+        # the delivery threads that wait for their peers (`wait`): inf while in a pause, else when the last ended
+        self._waiting: dict[int, float] = {}
         self._offer_ends: float | None = None  # when the first offer `_pick` last skipped ends (time.monotonic())
         self._worker_error: BaseException | None = None
         self._clients: dict[str, Any] = {}
@@ -172,21 +175,28 @@ class LocalLambdaRuntime(DeliveryExecution):
     def wait(self, seconds: float) -> None:
         """A delivery's pause while it waits for its peers (`Ports.wait`): a real sleep while another delivery
         works. When every delivery in flight waits, the clocks move on instead: the scheduler may start the next
-        queued delivery at its time (a retry a minute later), and with none due sooner the clocks move by the
-        pause, so that a peer that never comes (a lost event) costs a wait's limit of virtual time, not of real."""
+        queued delivery at its time (a retry a minute later), and with none that can start sooner the clocks move by
+        the pause, so that a peer that never comes (a lost event) costs a wait's limit of virtual time, not of
+        real."""
+        thread = threading.get_ident()
         with self._lock:
-            self._waiting += 1
+            self._waiting[thread] = math.inf
             self._lock.notify_all()
-            idle = self.concurrency == 1 or self._waiting >= self._in_flight
-            if idle:
-                upcoming = self._queue.in_order()
-                if not upcoming or upcoming[0].due > self.clock + seconds:
+            idle = self.concurrency == 1 or self._polling() >= self._in_flight
+            if idle:  # a delivery that can start (a container of its function free) starts first, at its time
+                startable = [delivery for delivery in self._queue.in_order() if delivery.function.free_container()]
+                if not startable or startable[0].due > self.clock + seconds:
                     self._clock.advance_to(self.clock + seconds)
         try:
             time.sleep(IDLE_WAIT_SECONDS if idle else seconds)
         finally:
             with self._lock:
-                self._waiting -= 1
+                self._waiting[thread] = time.monotonic()
+
+    def _polling(self) -> int:
+        """The deliveries in flight that wait for their peers: in a pause, or between two pauses (reading)."""
+        now = time.monotonic()
+        return sum(1 for ended in self._waiting.values() if now - ended < POLL_READ_SECONDS)
 
     # ---- invocation ----------------------------------------------------------------------------------------
 
@@ -310,7 +320,7 @@ class LocalLambdaRuntime(DeliveryExecution):
         deliveries = self._queue.in_order()
         offered = frozenset(delivery.offered_to(now) for delivery in deliveries) - {None}
         for delivery in deliveries:
-            if delivery.due > self.clock and self._in_flight > self._waiting:
+            if delivery.due > self.clock and self._in_flight > self._polling():
                 return None  # a later delivery starts when nothing works (those in flight all wait, or none is)
             sender = delivery.sender
             if delivery.offered_to(now) is not None and sender.busy and self._in_flight:
@@ -336,6 +346,7 @@ class LocalLambdaRuntime(DeliveryExecution):
             with self._lock:
                 container.busy = False
                 self._in_flight -= 1
+                self._waiting.pop(threading.get_ident(), None)
                 self._lock.notify_all()
 
     def _dispatch(self, delivery: Delivery, container: Container, started: float) -> None:

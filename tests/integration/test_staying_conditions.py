@@ -1,0 +1,134 @@
+"""Workers that stay: the conditions of their rounds, each against its mutant (tests/mutants.py), with deliveries
+in threads against in-process moto."""
+
+import threading
+import time
+
+import pytest
+
+from lnn_cli.cloud.runtime import atomic_requests
+from lnn_core.protocol import sending
+from tests.conftest import blobs
+from tests.integration.test_lost_answers import World
+from tests.support.deliveries import WAIT_SECONDS, Delivery, context
+from tests.support.runs import THREE_WORKERS
+
+ROUNDS = {**THREE_WORKERS, "reduce": "workers", "workers": 2}  # 40 examples of 16: 3 rounds an epoch, 2 epochs
+
+
+class Hold:
+    """Holds the `nth` call of a port method (1 is the first) until the test opens it; with `dies`, that call fails
+    instead (a function error: Lambda retries the event)."""
+
+    def __init__(self, port, method: str, nth: int, *, dies: bool = False):
+        self.reached, self.opened, self.calls = threading.Event(), threading.Event(), 0
+        original = getattr(port, method)
+
+        def held(*args, **kwargs):
+            self.calls += 1
+            if self.calls == nth:
+                self.reached.set()
+                if dies:
+                    raise RuntimeError("the worker died here")
+                assert self.opened.wait(WAIT_SECONDS), "the test never opened the hold"
+            return original(*args, **kwargs)
+
+        setattr(port, method, held)
+
+
+@pytest.fixture
+def rounds(aws):
+    with atomic_requests():
+        world = World(aws)
+        world.launch(ROUNDS)
+        world.trainer().handle(world.queue.events.popleft(), context("request-start"))
+        yield world
+
+
+def workers(world, events, holds=None):
+    """A delivery of each shard event, in threads, each in a container of its own: `holds` maps a shard to the
+    `Hold` arguments of its container's port method."""
+    deliveries = []
+    for event in events:
+        trainer = world.trainer()
+        trainer.wait_seconds, trainer.ports.wait = 20.0, paced(world.clock)  # a peer that never comes: 20 s at most
+        for port, method, nth, dies in (holds or {}).get(event["shard"], []):
+            trainer.hold = Hold(getattr(trainer.ports, port), method, nth, dies=dies)
+        deliveries.append(Delivery(trainer, event, context(f"request-{event['shard']}")))
+    for delivery in deliveries:
+        delivery.start()
+    return deliveries
+
+
+def paced(clock):
+    """A wait that also moves the test's clock (`FakeClock`) by its pause."""
+
+    def wait(seconds):
+        time.sleep(seconds)
+        clock.advance(seconds)
+
+    return wait
+
+
+def reference_costs():
+    from lnn_core.ml import training
+
+    X, y = blobs(40)
+    return training.train_reference(
+        X,
+        y,
+        neurons=[3, 1],
+        activations=["tanh", "sigmoid"],
+        learning_rate=0.05,
+        epochs=2,
+        seed=4,
+        batch_size=16,
+        optimizer="adam",
+        workers=2,
+    )[1]
+
+
+def test_a_commit_that_keeps_the_workers_leaves_no_send_for_a_late_copy_to_claim(rounds):
+    """Mutant: the keeping commit does not record the next round as sent. Worker 0 is held before round 3's
+    fence, after round 2's commit kept the workers: a late copy that finds round 2 committed (a copy whose own commit
+    lost) must find nothing to re-send, else K more workers join the K that stay."""
+    events = [rounds.queue.events.popleft() for _ in range(2)]
+    first, second = workers(rounds, events, {0: [("table", "mark_started", 3, False)]})
+    trainer0 = first.trainer
+    assert trainer0.hold.reached.wait(WAIT_SECONDS)
+    record = rounds.record()
+    assert (record["committed_step"], record["staying_step"], record["invoked_step"]) == (3, 4, 4)
+    late = rounds.trainer()
+    assert sending.claim_next_send(late.ports, record, claimant="late copy") is None
+    assert not rounds.queue.events
+    trainer0.hold.opened.set()
+    assert first.finish() in ("committed", "slice") and second.finish() in ("committed", "slice")
+    assert rounds.record()["status"] == "running" and [event["state"] for event in rounds.queue.events] == ["fit"] * 2
+
+
+def test_a_worker_that_died_in_its_rounds_is_replaced_by_its_retry_which_joins_its_peers(rounds):
+    """Mutant: a retry of a staying worker's event is a duplicate. Worker 0 dies at round 3's fence (after round
+    2's commit kept the workers); worker 1 waits in round 3; Lambda's retry of worker 0's event (step 2, committed)
+    joins round 3 for shard 0, and the two finish the run's rounds bit for bit."""
+    events = [rounds.queue.events.popleft() for _ in range(2)]
+    first, second = workers(rounds, events, {0: [("table", "mark_started", 3, True)]})
+    assert first.finish().startswith("raised RuntimeError")
+    replacement = rounds.trainer()
+    replacement.ports.wait = paced(rounds.clock)
+    retry = Delivery(replacement, events[0], context("request-0"))
+    retry.start()
+    assert retry.finish() in ("committed", "slice") and second.finish() in ("committed", "slice")
+    assert [event["state"] for event in rounds.queue.events] == ["fit"] * 2
+    rounds.drain(rounds.trainer())
+    result = rounds.record()
+    assert result["status"] == "succeeded", result.get("reason")
+    assert [item["cost"] for item in rounds.trainer().ports.table.epoch_items("r1")] == reference_costs()
+
+
+def test_a_round_of_staying_workers_that_misses_a_shard_is_resumed_with_every_worker(rounds):
+    """Mutant: the resume of staying workers sends only the missing shards. Those already in the barrier waited
+    out and ended; each worker makes its own slice, so a resume that sent shard 1 alone would leave slice 0 to the
+    next stall."""
+    ports = rounds.trainer().ports
+    ports.table.join_barrier("r1", 2, 0, loss=0.5)
+    assert [event["shard"] for event in sending.pending(ports, rounds.record())] == [0, 1]
