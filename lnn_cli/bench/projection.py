@@ -214,6 +214,58 @@ def persistent_round(
     )
 
 
+def staying_round(
+    compute_seconds: float,
+    workers: int,
+    gradient_bytes: int,
+    assumptions: AwsAssumptions = AwsAssumptions(),
+    memory_mb: int | None = None,
+    *,
+    poll_interval: float | None = None,
+    life_seconds: float = LIFE_SECONDS,
+    cold_start: float = COLD_START_SECONDS,
+) -> dict:
+    """One full-batch round of K workers that stay (`reduce` workers, `lnn_core.protocol.staying`: built in session
+    36), gd (the state is the parameters, G bytes), as the built protocol makes it. On the critical path: the
+    fence (`mark_started`, d), the compute over T1 / K (the new parameters are in every worker's cache: the others
+    read them while the commit was made, the committer for its epoch item), the check that the round is still the
+    next (d), the sums PUT as two objects at once (PUT(G, 2)), the barrier's ADD (d); the others' read that sees
+    the barrier complete (d, and half a poll interval p); slice j: the K ranged GETs of its range of every
+    worker's sums at once (GET(G): its rows of the state are in its cache), the check (d), its rows PUT as two
+    objects (PUT(G/K, 2)), the ADD (d); the committer: its claim and the check (2 d: the barrier's losses are those
+    it read), the other K - 1 new parameter slices (GET(G - G/K)), the epoch items' transaction and the commit
+    (2 d), while the others read the same slices and then the record until the commit shows (d + p/2; the
+    committer goes on with the record it wrote, and deletes the round's objects while it next waits); a delivery's
+    own work o; and every life (the trainer's timeout, 300 s, less three rounds and 20 s), a hand-over to K new
+    invocations (a cold start, a hop and the parameters' GET), spread over its rounds:
+        time(K) = T1/K + PUT(G, 2) + GET(G) + PUT(G/K, 2) + GET(G - G/K) + 11 d + p + o + hand-over / rounds
+    p defaults to d: a wait's reads go back to back for its first 2 s (`staying.FAST_POLL_SECONDS`). Billed: the K
+    workers for the whole round; K / rounds-per-life requests; 4 K PUTs; K^2 + K (K - 1) GETs (every ranged GET is
+    a GET) and K a life; DynamoDB write units 4 K + 6 (each worker's fence of the 2 KB record, 2 ADDs; the
+    committer's claim, epoch items and commit) and read units 6 K + 4 (the checks, the two waits' reads of the
+    barrier and the record, the commit's check)."""
+    a, K, G = assumptions, workers, gradient_bytes
+    d = a.dynamodb_latency
+    p = d if poll_interval is None else poll_interval
+    compute = compute_seconds / K
+    per_round = a.put(G, 2) + a.get(G) + a.put(G / K, 2) + a.get(G - G / K) + 11 * d + p + a.handler_overhead
+    rounds_per_life = max(1, int((life_seconds - 20.0) // (compute + per_round)) - 3)
+    communication = per_round + (cold_start + a.hop_latency + a.get(G)) / rounds_per_life
+    return _priced(
+        a,
+        K,
+        compute,
+        communication,
+        memory_mb or a.memory_mb,
+        K * (compute + communication),
+        K / rounds_per_life,
+        4 * K,
+        K * K + K * (K - 1) + K / rounds_per_life,
+        4 * K + 6,
+        6 * K + 4,
+    )
+
+
 def persistent_round_with_tails(
     compute_seconds: float,
     workers: int,
@@ -300,8 +352,9 @@ def aws_projection(
     memory_mb: dict[int, int] | None = None,
     design: str = "built",
 ) -> dict:
-    """`aws_round` (`design` "built", LNN's round: in slices, or in its shard where `reduce` auto takes it) or
-    `persistent_round` ("persistent", not built) for each K, at `memory_mb[K]` (default: the assumptions'), each
+    """`aws_round` (`design` "built", LNN's round: in slices, or in its shard where `reduce` auto takes it),
+    `staying_round` ("staying", `reduce` workers) or `persistent_round` ("persistent", the ideal design of
+    docs/persistent-workers.md, not built) for each K, at `memory_mb[K]` (default: the assumptions'), each
     with its speedup and its cost over K = 1 (LNN's chain in every design), and the K of the least time per epoch."""
 
     def round_at(K: int) -> dict:
@@ -309,7 +362,7 @@ def aws_projection(
         if K == 1 or design == "built":  # the built round as `reduce` auto takes it at this K
             in_shard = K > 1 and shard_reduces("auto", K, gradient_bytes)
             return aws_round(compute_seconds, K, gradient_bytes, assumptions, memory_mb=memory, in_shard=in_shard)
-        return {"persistent": persistent_round}[design](
+        return {"persistent": persistent_round, "staying": staying_round}[design](
             compute_seconds, K, gradient_bytes, assumptions, memory_mb=memory
         )
 

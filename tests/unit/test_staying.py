@@ -32,14 +32,19 @@ class Ports:
         self.now += seconds
 
 
-def test_a_wait_reads_until_its_answer_comes_pausing_longer_each_time_up_to_a_limit():
-    ports, answers = Ports(), iter(range(40))
-    assert staying.wait_for(ports, lambda: next(answers), lambda answer: answer == 30, seconds=1e6) == 30
-    assert len(ports.waits) == 30 and ports.waits[0] == staying.FIRST_POLL_SECONDS
-    assert all(
-        later == min(earlier * 1.5, staying.LAST_POLL_SECONDS) for earlier, later in zip(ports.waits, ports.waits[1:])
-    )
-    assert ports.waits[-1] == staying.LAST_POLL_SECONDS
+def test_a_wait_reads_back_to_back_then_pauses_longer_each_time_up_to_a_limit():
+    ports, answers = Ports(), iter(range(100))
+    fast = 20  # reads back to back while the clock moves by their time
+
+    def read():  # each read takes a 20th of the back-to-back reads' time
+        ports.now += staying.FAST_POLL_SECONDS / fast
+        return next(answers)
+
+    assert staying.wait_for(ports, read, lambda answer: answer == 60, seconds=1e6) == 60
+    assert ports.waits[: fast - 1] == [0.0] * (fast - 1)
+    slow = [pause for pause in ports.waits if pause > 0]
+    assert slow[0] == staying.SLOW_POLL_SECONDS[0] and slow[-1] == staying.SLOW_POLL_SECONDS[1]
+    assert all(later == min(earlier * 1.5, staying.SLOW_POLL_SECONDS[1]) for earlier, later in zip(slow, slow[1:]))
 
 
 def test_a_wait_answers_at_once_without_pausing_when_the_first_read_is_the_answer():
@@ -50,8 +55,13 @@ def test_a_wait_answers_at_once_without_pausing_when_the_first_read_is_the_answe
 
 def test_a_wait_ends_with_none_once_its_limit_passed_on_the_ports_clock():
     ports, reads = Ports(), []
-    assert staying.wait_for(ports, lambda: reads.append(ports.now), lambda answer: False, seconds=3.0) is None
-    assert reads[-1] >= 1003.0 > reads[-2]  # one read at or after the limit, none after it
+
+    def read():  # each read takes a tenth of a second
+        reads.append(ports.now)
+        ports.now += 0.1
+
+    assert staying.wait_for(ports, read, lambda answer: False, seconds=30.0) is None
+    assert reads[-1] + 0.1 >= 1030.0 > reads[-2] + 0.1  # its last read ended at or after the limit, none before
 
 
 def run(committed=4, staying_step=5, reduce="workers", next_state="reduce"):

@@ -212,7 +212,7 @@ class RoundSteps(StepInputs):
         epoch, batch = position.epoch, position.batch
         batches = self._minibatches(config, run["examples"], epoch)
         count = len(batches)
-        progress = self.ports.table.round_progress(run["run_id"], position.step)
+        progress = self._round_progress(run["run_id"], position.step)
         missing = sorted(set(range(config.workers)) - set(progress.losses))
         if missing or (config.l2 != 0 and progress.penalty is None):
             raise RuntimeError(f"round {position.step}'s barrier lacks the loss of shards {missing} or the penalty")

@@ -35,8 +35,8 @@ JOINED = "joined"  # an outcome's mark: a staying worker's shard joined its roun
 STAYING_FIELD = "staying_step"  # the run record's step the staying workers make next (set by a commit that kept them)
 WAIT_SECONDS = 200.0  # a wait for peers ends after this: beyond Lambda's two retries of a dead worker (1, 2 minutes)
 END_MARGIN_SECONDS = 20.0  # a commit keeps the workers only with this much time left after three more rounds
-FIRST_POLL_SECONDS = 0.002  # a wait's polls: the first pause, growing by half each poll up to `LAST_POLL_SECONDS`
-LAST_POLL_SECONDS = 0.25
+FAST_POLL_SECONDS = 2.0  # a wait's reads go back to back this long (a round's waits are shorter on AWS), then pause
+SLOW_POLL_SECONDS = (0.05, 1.0)  # ... from the first pause to the longest, each half as long again as the one before
 
 Answer = TypeVar("Answer")
 
@@ -44,17 +44,23 @@ Answer = TypeVar("Answer")
 def wait_for(
     ports: Any, read: Callable[[], Answer], done: Callable[[Answer], bool], *, seconds: float
 ) -> Answer | None:
-    """`read()` until `done` says its answer is what was awaited, pausing between reads (`ports.wait`); None when
-    `seconds` passed first (on the ports' clock)."""
-    deadline, pause = ports.clock() + seconds, FIRST_POLL_SECONDS
+    """`read()` until `done` says its answer is what was awaited: back to back for `FAST_POLL_SECONDS`, then with
+    pauses growing from and to `SLOW_POLL_SECONDS` (`ports.wait`); None when `seconds` passed first (on the ports'
+    clock)."""
+    begun = ports.clock()
+    deadline, pause = begun + seconds, SLOW_POLL_SECONDS[0]
     while True:
         answer = read()
         if done(answer):
             return answer
-        if ports.clock() >= deadline:
+        now = ports.clock()
+        if now >= deadline:
             return None
-        ports.wait(pause)
-        pause = min(pause * 1.5, LAST_POLL_SECONDS)
+        if now - begun < FAST_POLL_SECONDS:
+            ports.wait(0.0)  # the others' turn (the simulator's, the local runtime's), then read again
+        else:
+            ports.wait(pause)
+            pause = min(pause * 1.5, SLOW_POLL_SECONDS[1])
 
 
 def moved(run: dict, step: int) -> bool:
@@ -85,14 +91,22 @@ class StayingWorkers:
 
     def _stay(self, step_event: StepEvent, claimant: str, context: Any, *, started: float) -> dict[str, Any]:
         """Worker `step_event.shard`'s rounds from the one whose barrier it joined (its shard begun at `started`),
-        as the module's docstring says; the outcome of the last, with the number of rounds it made slices of."""
-        ports, run_id, rounds = self.ports, step_event.run_id, 0
+        as the module's docstring says: the outcome of the last, with the rounds it made slices of and the epoch
+        costs its commits recorded."""
+        ports, run_id, rounds, costs = self.ports, step_event.run_id, 0, []
+        obsolete: list[str] = []  # its keeping commits' cleanup, made while it next waits for another's commit
+
+        def ended(outcome: dict[str, Any]) -> dict[str, Any]:
+            if obsolete:
+                self._delete_obsolete(run_id, obsolete)
+            return {**outcome, "rounds": rounds, "epoch_costs": costs + outcome.get("epoch_costs", [])}
+
         while True:
             run = self._await_round(step_event, context)
             if run is None:
-                return {"outcome": "waited out", "rounds": rounds, "waited_for": "shards"}
+                return ended({"outcome": "waited out", "waited_for": "shards"})
             if moved(run, step_event.step):
-                return {"outcome": "duplicate", "rounds": rounds}  # the round ended without it (a copy of it made it)
+                return ended({"outcome": "duplicate"})  # the round ended without it (a copy of it made it)
             config = TrainingConfig.from_parameters(run["config"])
             slice_event = dataclasses.replace(
                 step_event,
@@ -104,45 +118,53 @@ class StayingWorkers:
                 result = self._execute(slice_event.position, config, run, context)
             except RunFailure as failure:
                 if not self._still_next(run_id, step_event.step):
-                    return {"outcome": "duplicate", "rounds": rounds}
-                failed = ending.fail_run(ports, run, str(failure), claimant=claimant, context=context)
-                return {**failed, "rounds": rounds}
+                    return ended({"outcome": "duplicate"})
+                return ended(ending.fail_run(ports, run, str(failure), claimant=claimant, context=context))
             keep = self._time_left(context) > END_MARGIN_SECONDS + 3 * (ports.clock() - started)  # 3 rounds more
             outcome = self._join_slices(slice_event, config, run, result, claimant, context, keep_workers=keep)
             rounds += 1
             if outcome["outcome"] == "slice":
+                if obsolete:  # nothing reads those keys any more, and the commit it waits for takes longer
+                    self._delete_obsolete(run_id, obsolete)
+                    obsolete = []
                 run = self._await_commit(slice_event, config, run, context)
                 if run is None:
-                    return {"outcome": "waited out", "rounds": rounds, "waited_for": "commit"}
-            elif outcome["outcome"] == "committed" and "send" not in outcome:
-                run = ports.table.get_run(run_id)  # it kept the workers: the record its commit wrote
+                    return ended({"outcome": "waited out", "waited_for": "commit"})
+            elif "record" in outcome:  # its commit kept the workers
+                run = outcome["record"]
+                obsolete += outcome["obsolete"]
+                costs += outcome.get("epoch_costs", [])
             else:
-                return {**outcome, "rounds": rounds}  # the commit sent what follows, or the round went another way
+                return ended(outcome)  # its commit sent what follows, or the round went another way
             if not (
                 run["status"] == "running"
                 and run["committed_step"] == step_event.step
                 and run.get(STAYING_FIELD) == step_event.step + 1
             ):
-                return {"outcome": outcome["outcome"], "rounds": rounds}  # the commit sent what follows
+                return ended({"outcome": outcome["outcome"]})  # the commit sent what follows
             try:
                 step_event = parse_event(shard_event(run["next_event"], step_event.shard))
             except LnnInputError as error:  # never written so: the commit wrote the event
-                failed = ending.fail_run(ports, run, f"bad event: {error}", claimant=claimant, context=context)
-                return {**failed, "rounds": rounds}
+                return ended(ending.fail_run(ports, run, f"bad event: {error}", claimant=claimant, context=context))
             started = ports.clock()
             outcome = self._proceed(step_event, run, claimant, context)
             if not outcome.pop(JOINED, False):
-                return {**outcome, "rounds": rounds}
+                return ended(outcome)
 
     def _await_round(self, step_event: StepEvent, context: Any) -> dict | None:
-        """The run record once every shard is in or the run moved on (its status, a copy of this worker having made
-        the round), or None after the wait's limit."""
+        """The run record once every shard is in (the barrier item kept for the round's commit) or the run moved on
+        (its status, a copy of this worker having made the round), or None after the wait's limit."""
         answers = self._read_until(
             step_event,
             lambda progress, latest: moved(latest, step_event.step) or len(progress.shards_done) >= step_event.shards,
             context,
         )
-        return None if answers is None else answers[1]
+        if answers is None:
+            return None
+        progress, latest = answers
+        if len(progress.shards_done) >= step_event.shards:
+            self.steps.remember_round(step_event.run_id, step_event.step, progress)
+        return latest
 
     def _await_commit(self, slice_event: StepEvent, config: TrainingConfig, run: dict, context: Any) -> dict | None:
         """The run record, read until the round is committed or the run ended, or None after the wait's limit.

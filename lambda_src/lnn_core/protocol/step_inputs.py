@@ -4,6 +4,7 @@ the .npz files of the training state that earlier steps wrote.
 """
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -43,6 +44,19 @@ class StepInputs:
         self.ports, self.memory_mb = ports, memory_mb  # the function's memory (`usage.memory_mb`)
         self._data: dict[tuple[str, str, str], PreparedData] = {}  # keyed by (key, ETag, dtype)
         self._epoch_batches: tuple[tuple, list] | None = None
+        # a round's barrier item as a staying worker last read it with every shard in (`remember_round`)
+        self._complete_round: tuple[str, int, Any] | None = None
+
+    def remember_round(self, run_id: str, step: int, progress: Any) -> None:
+        """Round `step`'s barrier item read with every shard in: final (a barrier's sets only grow, and every write
+        of a shard's loss writes the same value), so its commit needs no second read (`_round_progress`)."""
+        self._complete_round = (run_id, step, progress)
+
+    def _round_progress(self, run_id: str, step: int) -> Any:
+        """Round `step`'s barrier item: the one remembered with every shard in, else read."""
+        if self._complete_round is not None and self._complete_round[:2] == (run_id, step):
+            return self._complete_round[2]
+        return self.ports.table.round_progress(run_id, step)
 
     def _load(self, key: str) -> dict[str, np.ndarray]:
         return npz_to_arrays(self.ports.store.get_bytes(key), key=key)

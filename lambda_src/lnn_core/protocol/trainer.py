@@ -216,7 +216,7 @@ class Trainer(StayingWorkers, RoundMembers):
                 return self._commit_lost(step_event, result, claimant, context, latest=latest)
         # Ours. All that is left comes before the send, which `handle` makes last, after the usage ADD: no later
         # step reads the obsolete keys, nor does a retry, a twin or a re-send of the next step (docs/protocol.md)
-        if result.obsolete:
+        if result.obsolete and not keep_workers:  # a staying worker deletes them while it next waits (`_stay`)
             self._delete_obsolete(run_id, result.obsolete)
         validated = [item["epoch"] for item in result.epoch_items if item.get("validation_cost") is not None]
         if following and validated:  # a sweep trial's validation cost: a halving rung can judge it now
@@ -224,7 +224,9 @@ class Trainer(StayingWorkers, RoundMembers):
         if result.final is not None:
             ending.ensure_notified(ports, {**run, **fields}, claimant=claimant, context=context)
         outcome = {"outcome": "committed"}
-        if following and not keep_workers:  # the commit holds our lease on sending
+        if keep_workers:  # the staying worker goes on with the record its commit wrote
+            outcome |= {"record": {**run, **fields, "committed_step": step_event.step}, "obsolete": result.obsolete}
+        elif following:  # the commit holds our lease on sending
             outcome["send"] = sending.next_send(run_id, fields["next_event"], own_shard=step_event.shard)
         if result.epoch_items:
             outcome["epoch_costs"] = [item["cost"] for item in result.epoch_items]

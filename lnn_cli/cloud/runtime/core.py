@@ -40,6 +40,8 @@ from lnn_core.aws.ports import CONCURRENT_REQUESTS, FUNCTION_ENVIRONMENT, Reques
 from lnn_core.aws.sdk import IoCounter
 
 IDLE_WAIT_SECONDS = 0.001  # the real pause of a wait whose virtual time the clocks skipped: the others' turn
+IDLE_WAIT_STEP = 1.0  # virtual seconds a wait skips at least when every delivery in flight waits
+LOCAL_POLL_SECONDS = 0.005  # a wait's real pause at least: the emulator serves every delivery's requests one at a time
 POLL_READ_SECONDS = 0.1  # a delivery whose last pause ended this recently still waits: it reads between pauses
 
 
@@ -174,9 +176,10 @@ class LocalLambdaRuntime(DeliveryExecution):
 
     def wait(self, seconds: float) -> None:
         """A delivery's pause while it waits for its peers (`Ports.wait`): a real sleep while another delivery
-        works. When every delivery in flight waits, the clocks move on instead: the scheduler may start the next
-        queued delivery at its time (a retry a minute later), and with none that can start sooner the clocks move by
-        the pause, so that a peer that never comes (a lost event) costs a wait's limit of virtual time, not of
+        works (at least `LOCAL_POLL_SECONDS`, where Lambda's reads go back to back). When every delivery in flight
+        waits, nothing changes but by time, so the clocks move on instead, by the pause and at least
+        `IDLE_WAIT_STEP`, or to the next queued delivery that can start (a retry a minute later), which the
+        scheduler then starts: a peer that never comes (a lost event) costs a wait's limit of virtual time, not of
         real."""
         thread = threading.get_ident()
         with self._lock:
@@ -185,10 +188,10 @@ class LocalLambdaRuntime(DeliveryExecution):
             idle = self.concurrency == 1 or self._polling() >= self._in_flight
             if idle:  # a delivery that can start (a container of its function free) starts first, at its time
                 startable = [delivery for delivery in self._queue.in_order() if delivery.function.free_container()]
-                if not startable or startable[0].due > self.clock + seconds:
-                    self._clock.advance_to(self.clock + seconds)
+                step = max(seconds, IDLE_WAIT_STEP)
+                self._clock.advance_to(min(startable[0].due, self.clock + step) if startable else self.clock + step)
         try:
-            time.sleep(IDLE_WAIT_SECONDS if idle else seconds)
+            time.sleep(IDLE_WAIT_SECONDS if idle else max(seconds, LOCAL_POLL_SECONDS))
         finally:
             with self._lock:
                 self._waiting[thread] = time.monotonic()
