@@ -77,13 +77,14 @@ def aws_round(
         parameter slices together (G bytes), computes T1 / K, PUTs its sums as two objects at once, makes 6
         DynamoDB requests (read, mark started, read again, barrier, claim, usage) and invokes the K slices together;
         slice j GETs its rows of the state and its range of every shard's sums in one wave (S / K + G bytes), PUTs
-        its rows as two objects at once, makes 6 DynamoDB requests (read, mark started, read again, slice barrier,
-        claim, read again); the completing slice then commits: it reads the barrier, GETs the other K - 1 new
-        parameter slices together for the epoch's item (G - G/K: its own is in its cache), writes the epoch item,
+        its rows (n objects: one with gd, the default `state_bytes`; else two at once, the optimizer's apart), makes
+        6 DynamoDB requests (read, mark started, read again, slice barrier, claim, read again); the completing
+        slice then commits: it reads the barrier, GETs the other K - 1 new parameter slices together for the epoch's
+        item (G - G/K: its own is in its cache), writes the epoch item,
         commits, deletes the round's objects (L), adds its usage, sends the K shard events together and marks them
         sent (5 DynamoDB requests):
             time(K) = T1/K + GET(G) + PUT(G, 2) + 6 d + i + o                   (a shard)
-                    + GET(S/K + G) + PUT(S/K, 2) + GET(G - G/K) + L + 11 d + i + o  (the committing slice)
+                    + GET(S/K + G) + PUT(S/K, n) + GET(G - G/K) + L + 11 d + i + o  (the committing slice)
                     + 2 h
         Bytes one function moves: a shard G in and G out, a slice S/K + G in and S/K out, the committing one
         G - G/K more in: 2 G + G/K with gd (S = G), whatever K.
@@ -96,13 +97,15 @@ def aws_round(
             time(K) = T1/K + GET(G) + PUT(G, 2) + 6 d + o  +  d + GET((K - 1) G + S) + d + PUT(S, 2K) + L + 5 d + i + h
         That shard moves K G + S in and G + S out.
     Cost: the billed durations (the chain's step; K shards and K slices, one of which commits) at `memory_mb`
-    (default: the assumptions'), one request per invocation (1; 2K), S3 PUTs (1; 4K) and GETs (0; 2K^2 + 3K - 1:
+    (default: the assumptions'), one request per invocation (1; 2K), S3 PUTs (1; (2 + n) K, n the objects of a
+    state slice) and GETs (0; 2K^2 + (1 + n) K - 1:
     every ranged GET is a GET; the commit's own slice is cached), DynamoDB write units (7; 8K + 8: a run record of
     about 2 KB costs 2 per write, a barrier item or usage write 1, the epoch item 2) and consistent reads (1;
     4K + 2).
     """
     a, K = assumptions, workers
     S = gradient_bytes if state_bytes is None else state_bytes
+    n = 1 if state_bytes is None else 2  # a state slice's objects: gd's rows and update count in one (session 36)
     d = a.dynamodb_latency
     if K == 1:
         compute = compute_seconds
@@ -114,19 +117,19 @@ def aws_round(
         compute = compute_seconds / K
         G = gradient_bytes
         shard = a.get(G) + compute + a.put(G, 2) + 6 * d + a.handler_overhead  # its part, and its usage
-        reduce = d + a.get((K - 1) * G + S) + d + a.put(S, 2 * K) + a.s3_latency + 5 * d + a.invoke_latency
+        reduce = d + a.get((K - 1) * G + S) + d + a.put(S, n * K) + a.s3_latency + 5 * d + a.invoke_latency
         communication = shard - compute + reduce + a.hop_latency
         durations = K * shard + reduce
-        requests, puts, gets, writes, reads = K, 2 * K + 2 * K, K * K + 4 * K - 2, 4 * K + 10, 2 * K + 3
+        requests, puts, gets, writes, reads = K, 2 * K + n * K, K * K + (2 + n) * K - 2, 4 * K + 10, 2 * K + 3
     else:
         compute = compute_seconds / K
         G = gradient_bytes
         shard = a.get(G) + compute + a.put(G, 2) + 6 * d + a.invoke_latency + a.handler_overhead
-        sliced = a.get(S / K + G) + a.put(S / K, 2) + 6 * d + a.handler_overhead
+        sliced = a.get(S / K + G) + a.put(S / K, n) + 6 * d + a.handler_overhead
         commit = a.get(G - G / K) + a.s3_latency + 5 * d + a.invoke_latency  # its own slice is in its cache
         communication = shard - compute + sliced + commit + 2 * a.hop_latency
         durations = K * (shard + sliced) + commit
-        requests, puts, gets, writes, reads = 2 * K, 4 * K, 2 * K * K + 3 * K - 1, 8 * K + 8, 4 * K + 2
+        requests, puts, gets, writes, reads = 2 * K, (2 + n) * K, 2 * K * K + (1 + n) * K - 1, 8 * K + 8, 4 * K + 2
     return _priced(
         a, K, compute, communication, memory_mb or a.memory_mb, durations, requests, puts, gets, writes, reads
     )
@@ -227,20 +230,21 @@ def staying_round(
 ) -> dict:
     """One full-batch round of K workers that stay (`reduce` workers, `lnn_core.protocol.staying`: built in session
     36), gd (the state is the parameters, G bytes), as the built protocol makes it. On the critical path: the
-    fence (`mark_started`, d), the compute over T1 / K (the new parameters are in every worker's cache: the others
+    compute over T1 / K (the new parameters are in every worker's cache: the others
     read them while the commit was made, the committer for its epoch item), the check that the round is still the
     next (d), the sums PUT as two objects at once (PUT(G, 2)), the barrier's ADD (d); the others' read that sees
     the barrier complete (d, and half a poll interval p); slice j: the K ranged GETs of its range of every
-    worker's sums at once (GET(G): its rows of the state are in its cache), the check (d), its rows PUT as two
-    objects (PUT(G/K, 2)), the ADD (d); the committer: its claim and the check (2 d: the barrier's losses are those
-    it read), the other K - 1 new parameter slices (GET(G - G/K)), the epoch items' transaction and the commit
-    (2 d), while the others read the same slices and then the record until the commit shows (d + p/2; the
-    committer goes on with the record it wrote, and deletes the round's objects while it next waits); a delivery's
+    worker's sums at once (GET(G): its rows of the state are in its cache), the check (d), its rows PUT as one
+    object (PUT(G/K): with gd, its rows and the update count in one), the ADD (d); the committer: its claim and
+    the check (2 d: the barrier's losses are those it read), the other K - 1 new parameter slices (GET(G - G/K)),
+    the epoch items' transaction and the commit (2 d), while the others read the same slices and then the record
+    until the commit shows (d + p/2: that read is their next round's fence; the committer goes on with the record
+    it wrote, fenced by a write in that time, and deletes the round's objects while it next waits); a delivery's
     own work o; and every life (the trainer's timeout, 300 s, less three rounds and 20 s), a hand-over to K new
     invocations (a cold start, a hop and the parameters' GET), spread over its rounds:
-        time(K) = T1/K + PUT(G, 2) + GET(G) + PUT(G/K, 2) + GET(G - G/K) + 11 d + p + o + hand-over / rounds
+        time(K) = T1/K + PUT(G, 2) + GET(G) + PUT(G/K) + GET(G - G/K) + 10 d + p + o + hand-over / rounds
     p defaults to d: a wait's reads go back to back for its first 2 s (`staying.FAST_POLL_SECONDS`). Billed: the K
-    workers for the whole round; K / rounds-per-life requests; 4 K PUTs; K^2 + K (K - 1) GETs (every ranged GET is
+    workers for the whole round; K / rounds-per-life requests; 3 K PUTs; K^2 + K (K - 1) GETs (every ranged GET is
     a GET) and K a life; DynamoDB write units 4 K + 6 (each worker's fence of the 2 KB record, 2 ADDs; the
     committer's claim, epoch items and commit) and read units 6 K + 4 (the checks, the two waits' reads of the
     barrier and the record, the commit's check)."""
@@ -248,7 +252,7 @@ def staying_round(
     d = a.dynamodb_latency
     p = d if poll_interval is None else poll_interval
     compute = compute_seconds / K
-    per_round = a.put(G, 2) + a.get(G) + a.put(G / K, 2) + a.get(G - G / K) + 11 * d + p + a.handler_overhead
+    per_round = a.put(G, 2) + a.get(G) + a.put(G / K) + a.get(G - G / K) + 10 * d + p + a.handler_overhead
     rounds_per_life = max(1, int((life_seconds - 20.0) // (compute + per_round)) - 3)
     communication = per_round + (cold_start + a.hop_latency + a.get(G)) / rounds_per_life
     return _priced(
@@ -259,7 +263,7 @@ def staying_round(
         memory_mb or a.memory_mb,
         K * (compute + communication),
         K / rounds_per_life,
-        4 * K,
+        3 * K,
         K * K + K * (K - 1) + K / rounds_per_life,
         4 * K + 6,
         6 * K + 4,

@@ -90,10 +90,10 @@ def reference_costs():
 
 def test_a_commit_that_keeps_the_workers_leaves_no_send_for_a_late_copy_to_claim(rounds):
     """Mutant: the keeping commit does not record the next round as sent. Worker 0 is held before round 3's
-    fence, after round 2's commit kept the workers: a late copy that finds round 2 committed (a copy whose own commit
-    lost) must find nothing to re-send, else K more workers join the K that stay."""
+    barrier, after round 2's commit kept the workers: a late copy that finds round 2 committed (a copy whose own
+    commit lost) must find nothing to re-send, else K more workers join the K that stay."""
     events = [rounds.queue.events.popleft() for _ in range(2)]
-    first, second = workers(rounds, events, {0: [("table", "mark_started", 3, False)]})
+    first, second = workers(rounds, events, {0: [("table", "join_barrier", 3, False)]})
     trainer0 = first.trainer
     assert trainer0.hold.reached.wait(WAIT_SECONDS)
     record = rounds.record()
@@ -107,11 +107,11 @@ def test_a_commit_that_keeps_the_workers_leaves_no_send_for_a_late_copy_to_claim
 
 
 def test_a_worker_that_died_in_its_rounds_is_replaced_by_its_retry_which_joins_its_peers(rounds):
-    """Mutant: a retry of a staying worker's event is a duplicate. Worker 0 dies at round 3's fence (after round
-    2's commit kept the workers); worker 1 waits in round 3; Lambda's retry of worker 0's event (step 2, committed)
-    joins round 3 for shard 0, and the two finish the run's rounds bit for bit."""
+    """Mutant: a retry of a staying worker's event is a duplicate. Worker 0 dies before joining round 3's barrier
+    (after round 2's commit kept the workers); worker 1 waits in round 3; Lambda's retry of worker 0's event (step
+    2, committed) joins round 3 for shard 0, and the two finish the run's rounds bit for bit."""
     events = [rounds.queue.events.popleft() for _ in range(2)]
-    first, second = workers(rounds, events, {0: [("table", "mark_started", 3, True)]})
+    first, second = workers(rounds, events, {0: [("table", "join_barrier", 3, True)]})
     assert first.finish().startswith("raised RuntimeError")
     replacement = rounds.trainer()
     replacement.ports.wait = paced(rounds.clock)

@@ -106,3 +106,36 @@ def test_a_commit_without_time_for_more_rounds_sends_the_next_workers_and_its_ow
     assert result.status == "succeeded", result.run.get("reason")
     shards = [record.result for record in records if record.role == "trainer" and record.result["state"] == "shard"]
     assert len(shards) == 3 * 6 and all(shard["rounds"] == 1 for shard in shards), shards
+
+
+def test_staying_workers_with_gd_write_one_object_a_slice_and_train_the_reference(stack, log, monkeypatch):
+    """With gd a slice's rows and its update count go in one object: a PUT a slice fewer each round."""
+    from lnn_core.aws.ports import S3ObjectStore
+    from lnn_core.ml import training
+
+    written, put = [], S3ObjectStore.put_bytes
+    monkeypatch.setattr(
+        S3ObjectStore, "put_bytes", lambda store, key, *a, **k: (written.append(key), put(store, key, *a, **k))[1]
+    )
+    session, outputs = stack
+    gd = {**STAYING, "optimizer": "gd", "workers": 2, "learning_rate": 0.5}
+    result = run_local(session, outputs, gd, dataset()[0], run_id="staying-gd", log_stream=log, concurrency=CONTAINERS)
+    assert result.status == "succeeded", result.run.get("reason")
+    _, X, y = dataset()
+    params, costs = training.train_reference(
+        X,
+        y,
+        neurons=[3, 1],
+        activations=["tanh", "sigmoid"],
+        learning_rate=0.5,
+        epochs=2,
+        seed=4,
+        batch_size=16,
+        optimizer="gd",
+        workers=2,
+    )
+    model = model_arrays(result.model)
+    assert all(model[name].tobytes() == params[name].tobytes() for name in params) and result.costs == costs
+    slices = [key for key in written if "/params-" in key and key.endswith(".npz") and "-0" in key.rsplit("/", 1)[1]]
+    assert not [key for key in written if "/optimizer-" in key], "gd wrote an optimizer object"
+    assert len(slices) == 2 * (1 + 6), slices  # the start's and six rounds' two slices

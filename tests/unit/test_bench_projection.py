@@ -39,9 +39,9 @@ def test_the_built_round_follows_its_formula_and_moves_constant_bytes_per_functi
     assert four["compute"] == pytest.approx(1.0)
     lambda_cost = (4 * (shard + sliced) + commit) * 1769 / 1024 * 0.0000133334 + 8 * 0.20e-6
     assert four["cost_by_service"]["lambda"] == pytest.approx(lambda_cost, rel=1e-12)
-    # 16 PUTs (two objects of sums, two of state rows, per shard and slice); 43 GETs (the shards' 16 state slices,
-    # the slices' 16 ranges and 8 rows, the commit's other 3 slices)
-    assert four["cost_by_service"]["s3"] == pytest.approx((16 * 0.005 + 43 * 0.0004) / 1000, rel=1e-12)
+    # 12 PUTs (two objects of sums per shard, one of state rows per slice: gd); 39 GETs (the shards' 16 state
+    # slices, the slices' 16 ranges and 4 rows, the commit's other 3 slices)
+    assert four["cost_by_service"]["s3"] == pytest.approx((12 * 0.005 + 39 * 0.0004) / 1000, rel=1e-12)
     assert four["cost_by_service"]["dynamodb"] == pytest.approx(40 * 0.625e-6 + 18 * 0.125e-6, rel=1e-12)
     # its communication falls towards a constant as K grows: four moves of G, whatever K
     rows = {K: bench_projection.aws_round(4.0, K, G, ASSUMED)["communication"] for K in (2, 8, 64)}
@@ -316,8 +316,8 @@ def test_aws_projection_follows_its_formula():
     rows = {row["workers"]: row for row in projection["rows"]}
     assert [row["workers"] for row in projection["rows"]] == [1, 2, 4, 8, 16, 32, 64] and rows[1]["speedup"] == 1.0
     assert projection["best_workers"] == min(rows, key=lambda K: rows[K]["seconds"]) == 64
-    assert all(
-        rows[2 * K]["communication"] < rows[K]["communication"] < 1.07 * rows[64]["communication"]
+    assert all(  # within 10 %: with gd a slice's rows are one object, whose PUT at K = 2 (5 MB) pays a PUT's rate
+        rows[2 * K]["communication"] < rows[K]["communication"] < 1.1 * rows[64]["communication"]
         for K in (2, 4, 8, 16, 32)
     )
     assert all(rows[K]["cost"] < rows[2 * K]["cost"] for K in (1, 2, 4, 8, 16, 32))
@@ -344,8 +344,8 @@ def test_the_round_reduced_in_its_shard_follows_its_formula():
 
     d = a.dynamodb_latency
     shard = get(G) + 1.0 + put(G, 2) + 6 * d
-    reduce = d + get((K - 1) * G + S) + d + put(S, 2 * K) + a.s3_latency + 5 * d + a.invoke_latency
+    reduce = d + get((K - 1) * G + S) + d + put(S, K) + a.s3_latency + 5 * d + a.invoke_latency
     assert row["seconds"] == pytest.approx(shard + reduce + a.hop_latency, abs=1e-12)
-    # 16 PUTs (each shard's two sums objects, the 8 state objects); 30 GETs (the shards' 16 state slices, the other
-    # 3 shards' 6 sums objects, the 8 state objects)
-    assert row["cost_by_service"]["s3"] == pytest.approx((16 * 0.005 + 30 * 0.0004) / 1000, rel=1e-12)
+    # 12 PUTs (each shard's two sums objects, the 4 state objects: with gd a slice is one); 26 GETs (the shards' 16
+    # state slices, the other 3 shards' 6 sums objects, the 4 state objects)
+    assert row["cost_by_service"]["s3"] == pytest.approx((12 * 0.005 + 26 * 0.0004) / 1000, rel=1e-12)

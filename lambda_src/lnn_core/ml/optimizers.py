@@ -47,6 +47,12 @@ Params = dict[str, np.ndarray]
 _MOMENTS = {"gd": (), "momentum": ("v",), "adam": ("v", "s")}
 
 
+def keeps_moments(optimizer: str) -> bool:
+    """Whether the optimizer keeps arrays per parameter (momentum, adam), or only its update count t (gd)."""
+    _check_optimizer(optimizer)
+    return bool(_MOMENTS[optimizer])
+
+
 def _check_optimizer(optimizer: str) -> None:
     if optimizer not in OPTIMIZERS:
         raise LnnInputError(f"optimizer {optimizer!r} is unknown; use one of {', '.join(OPTIMIZERS)}")

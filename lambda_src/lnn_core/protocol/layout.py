@@ -25,6 +25,7 @@ in its run record), and writes it whole only at a checkpoint epoch or an early s
 `lnn results --weights`.
 """
 
+from lnn_core.ml import optimizers
 from lnn_core.ml.config import TrainingConfig
 
 CHECKPOINT_EVERY = 100  # epochs whose training state is kept (not scratch), besides the last
@@ -114,11 +115,18 @@ def state_slice_key(config: TrainingConfig, epoch: int, batch: int, batches: int
     return f"{folder}/{part}-{slice_:03d}.npz"
 
 
+def state_slice_parts(config: TrainingConfig) -> tuple[str, ...]:
+    """The objects of one state slice: its rows of the parameters ("params") and of the optimizer state
+    ("optimizer"); with an optimizer that keeps no arrays per parameter (gd), one object, its rows of the parameters
+    with the update count t, which saves each slice a PUT a round."""
+    return STATE_SLICE_PARTS if optimizers.keeps_moments(config.optimizer) else STATE_SLICE_PARTS[:1]
+
+
 def state_slice_keys(config: TrainingConfig, epoch: int, batch: int, batches: int) -> list[str]:
-    """Every slice object of one training state (K parameter slices, K optimizer slices)."""
+    """Every slice object of one training state (K parameter slices, and K optimizer slices but with gd)."""
     return [
         state_slice_key(config, epoch, batch, batches, slice_, part)
-        for part in STATE_SLICE_PARTS
+        for part in state_slice_parts(config)
         for slice_ in range(config.workers)
     ]
 

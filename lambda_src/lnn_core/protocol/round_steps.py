@@ -51,6 +51,7 @@ from lnn_core.protocol.layout import (
     round_sums_keys,
     state_slice_key,
     state_slice_keys,
+    state_slice_parts,
     sums_key,
 )
 from lnn_core.protocol.results import (
@@ -80,12 +81,34 @@ def state_slices(
     objects = {}
     for slice_ in range(config.workers):
         block = take_slice(state, config.neurons, config.workers, slice_)
-        params = params_of(block)
-        objects[state_slice_key(config, epoch, batch, batches, slice_, "params")] = params
-        objects[state_slice_key(config, epoch, batch, batches, slice_, "optimizer")] = {
-            name: value for name, value in block.items() if name not in params
-        }
+        objects |= slice_objects(config, epoch, batch, batches, slice_, block)
     return objects
+
+
+def slice_objects(
+    config: TrainingConfig, epoch: int, batch: int, batches: int, slice_: int, block: dict[str, np.ndarray]
+) -> dict[str, dict[str, np.ndarray]]:
+    """Slice `slice_`'s rows of a training state (`block`: its parameters' and its optimizer state's) as the
+    objects `layout.state_slice_parts` names: the parameters' and the optimizer's, or one with gd."""
+    if state_slice_parts(config) == ("params",):
+        return {state_slice_key(config, epoch, batch, batches, slice_, "params"): dict(block)}
+    params = params_of(block)
+    return {
+        state_slice_key(config, epoch, batch, batches, slice_, "params"): params,
+        state_slice_key(config, epoch, batch, batches, slice_, "optimizer"): {
+            name: value for name, value in block.items() if name not in params
+        },
+    }
+
+
+def slice_state(config: TrainingConfig, objects: list[dict[str, np.ndarray]]) -> tuple[dict, dict]:
+    """A state slice's (parameters' rows, optimizer state's rows) from its objects (`state_slice_parts`)."""
+    block = {name: value for part in objects for name, value in part.items()}
+    params = params_of(block)
+    try:
+        return params, {name: block[name] for name in optimizers.state_keys(params, config.optimizer)}
+    except KeyError as missing:  # a gd run an earlier LNN started: its update count is in an object of its own
+        raise RunFailure(f"the training state's slice lacks {missing}: it was written by an earlier LNN") from None
 
 
 def sums_layout(config: TrainingConfig, features: int) -> SumsLayout:
@@ -144,15 +167,17 @@ class RoundSteps(StepInputs):
         epoch, batch, slice_ = position.epoch, position.batch, position.slice
         count = len(self._minibatches(config, run["examples"], epoch))
         part, start, stop = sums_layout(config, run["features"]).range(slice_)
-        reads = [  # its rows of the state, and its range of every shard's sums: one wave of K + 2 GETs
-            partial(self._load, state_slice_key(config, epoch, batch - 1, count, slice_, "params")),
-            partial(self._load, state_slice_key(config, epoch, batch - 1, count, slice_, "optimizer")),
+        parts = state_slice_parts(config)
+        reads = [  # its rows of the state, and its range of every shard's sums: one wave of K + 1 or 2 GETs
+            *(partial(self._load, state_slice_key(config, epoch, batch - 1, count, slice_, kind)) for kind in parts),
             *(
                 partial(self.ports.store.get_range, sums_key(config, epoch, batch, shard, part), start, stop)
                 for shard in range(config.workers)
             ),
         ]
-        params, opt_state, *pieces = self.ports.fan_out.map(lambda read: read(), reads)
+        answers = self.ports.fan_out.map(lambda read: read(), reads)
+        params, opt_state = slice_state(config, answers[: len(parts)])
+        pieces = answers[len(parts) :]
         return StepResult(outputs=self._updated_slice(position, config, run, slice_, params, opt_state, pieces))
 
     def _every_slice(self, position: Position, config: TrainingConfig, run: dict) -> StepResult:
@@ -161,11 +186,12 @@ class RoundSteps(StepInputs):
         epoch, batch, workers = position.epoch, position.batch, config.workers
         count = len(self._minibatches(config, run["examples"], epoch))
         layout = sums_layout(config, run["features"])
+        parts = state_slice_parts(config)
         reads = [
             *(
                 partial(self._load, state_slice_key(config, epoch, batch - 1, count, slice_, part))
                 for slice_ in range(workers)
-                for part in ("params", "optimizer")
+                for part in parts
             ),
             *(
                 partial(self.ports.store.get_bytes, sums_key(config, epoch, batch, shard, part), cache=False)
@@ -174,12 +200,12 @@ class RoundSteps(StepInputs):
             ),
         ]
         answers = self.ports.fan_out.map(lambda read: read(), reads)
-        states, sums = answers[: 2 * workers], answers[2 * workers :]
+        states, sums = answers[: len(parts) * workers], answers[len(parts) * workers :]
         outputs = {}
         for slice_ in range(workers):
             part, start, stop = layout.range(slice_)
             pieces = [sums[2 * shard + part][start:stop] for shard in range(workers)]
-            params, opt_state = states[2 * slice_], states[2 * slice_ + 1]
+            params, opt_state = slice_state(config, states[len(parts) * slice_ : len(parts) * (slice_ + 1)])
             outputs |= self._updated_slice(position, config, run, slice_, params, opt_state, pieces)
         return StepResult(outputs=outputs)
 
@@ -201,10 +227,7 @@ class RoundSteps(StepInputs):
             params, grads, opt_state, learning_rate=config.learning_rate, **config.optimizer_settings()
         )
         finite_params(params, epoch)
-        return {
-            state_slice_key(config, epoch, batch, len(batches), slice_, "params"): params,
-            state_slice_key(config, epoch, batch, len(batches), slice_, "optimizer"): opt_state,
-        }
+        return slice_objects(config, epoch, batch, len(batches), slice_, {**params, **opt_state})
 
     def _commit_round(self, position: Position, config: TrainingConfig, run: dict) -> StepResult:
         """The round's commit, once every slice is in: the batch's cost sum (the losses added in shard order from
@@ -285,8 +308,11 @@ class RoundSteps(StepInputs):
     def _assembled(self, config: TrainingConfig, epoch: int, batch: int, batches: int, part: str) -> dict:
         """The parameters (`part` "params") or the optimizer state ("optimizer") of a training state in slices, its
         K slices GET at once."""
-        keys = [state_slice_key(config, epoch, batch, batches, slice_, part) for slice_ in range(config.workers)]
+        source = part if part in state_slice_parts(config) else "params"  # gd's update count t: with the rows
+        keys = [state_slice_key(config, epoch, batch, batches, slice_, source) for slice_ in range(config.workers)]
         try:
-            return assemble(self.ports.fan_out.map(self._load, keys))
+            whole = assemble(self.ports.fan_out.map(self._load, keys))
         except ValueError as error:  # slices of different steps: never written so, but never trained on either
             raise RunFailure(f"the training state's slices disagree: {error}") from error
+        params = params_of(whole)
+        return params if part == "params" else {name: value for name, value in whole.items() if name not in params}

@@ -123,6 +123,7 @@ class StayingWorkers:
             keep = self._time_left(context) > END_MARGIN_SECONDS + 3 * (ports.clock() - started)  # 3 rounds more
             outcome = self._join_slices(slice_event, config, run, result, claimant, context, keep_workers=keep)
             rounds += 1
+            fenced = outcome["outcome"] == "slice"  # its wait's last read fences the next round; a committer's not
             if outcome["outcome"] == "slice":
                 if obsolete:  # nothing reads those keys any more, and the commit it waits for takes longer
                     self._delete_obsolete(run_id, obsolete)
@@ -147,7 +148,7 @@ class StayingWorkers:
             except LnnInputError as error:  # never written so: the commit wrote the event
                 return ended(ending.fail_run(ports, run, f"bad event: {error}", claimant=claimant, context=context))
             started = ports.clock()
-            outcome = self._proceed(step_event, run, claimant, context)
+            outcome = self._proceed(step_event, run, claimant, context, fenced=fenced)
             if not outcome.pop(JOINED, False):
                 return ended(outcome)
 

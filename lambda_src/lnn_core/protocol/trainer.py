@@ -136,8 +136,12 @@ class Trainer(StayingWorkers, RoundMembers):
             outcome = self._stay(step_event, claimant, context, started=started)
         return {**summary, **outcome}
 
-    def _proceed(self, step_event: StepEvent, run: dict, claimant: str, context: Any) -> dict[str, Any]:
-        """The run's next step (`run` as read before it): checked against the run, fenced, computed, and its effects."""
+    def _proceed(
+        self, step_event: StepEvent, run: dict, claimant: str, context: Any, *, fenced: bool = False
+    ) -> dict[str, Any]:
+        """The run's next step (`run` as read before it): checked against the run, fenced (unless `fenced`: a staying
+        worker that read the record just now, with the step the next and no request since), computed, and its
+        effects."""
         ports, run_id = self.ports, step_event.run_id
         mismatch = schedule_mismatch(step_event, run)
         if mismatch:
@@ -148,7 +152,7 @@ class Trainer(StayingWorkers, RoundMembers):
             return ending.fail_run(
                 ports, run, f"step {step_event.step} exceeds the run's bound", claimant=claimant, context=context
             )
-        if not ports.table.mark_started(run_id, step_event.step, at=ports.clock()):
+        if not fenced and not ports.table.mark_started(run_id, step_event.step, at=ports.clock()):
             return {"outcome": "duplicate"}  # a twin committed it meanwhile
         config = TrainingConfig.from_parameters(run["config"])
         try:
