@@ -135,7 +135,8 @@ def trips_cell(trips: dict) -> str:
 def projection_table(projection: dict) -> Table:
     design = {
         "built": "LNN's round in slices (ScatterReduce through S3)",
-        "persistent": "ScatterReduce by workers alive across rounds (not built)",
+        "staying": "workers that stay across rounds (reduce workers, session 36)",
+        "persistent": "ScatterReduce by workers alive across rounds, the ideal design (not built)",
     }[projection["design"]]
     table = Table(title=f"Projection on AWS, arm64 functions, per epoch (one round): {design}", title_justify="left")
     for column in (
@@ -210,7 +211,11 @@ def print_report(console: Console, report: dict, jobs: list[Job], out: Path) -> 
         console.print(bench_table(job.title, rows[job.name]))
     if workers is not None:
         console.print(workers_table(workers))
-        for projection in (workers["projection"], workers["persistent_projection"]):
+        for projection in (
+            workers["projection"],
+            workers.get("staying_projection"),
+            workers["persistent_projection"],
+        ):
             if projection:
                 console.print(projection_table(projection))
                 console.print(f"workers, against the larger job's targets: {targets_line(projection)}")

@@ -41,14 +41,22 @@ from lnn_cli.bench.figures import (
 )
 from lnn_cli.bench.jobs import SEED
 from lnn_cli.bench.latency import emulator_assumptions
-from lnn_cli.bench.projection import PROJECTION_WORKERS, AwsAssumptions, aws_projection, aws_round, tail_speedups
+from lnn_cli.bench.projection import (
+    PROJECTION_WORKERS,
+    AwsAssumptions,
+    aws_projection,
+    aws_round,
+    staying_round,
+    tail_speedups,
+)
 from lnn_cli.cloud.deploy import PROJECT_DIR, deploy_to_emulator
 from lnn_cli.cloud.emulator import running_emulator
 from lnn_cli.cloud.local import new_run_id, run_local
+from lnn_cli.cloud.runtime.core import LOCAL_POLL_SECONDS
 from lnn_cli.datafiles import data_in_parts
 from lnn_core.launch import budget
 from lnn_core.ml import training
-from lnn_core.ml.parameters import PARAMETERS
+from lnn_core.ml.parameters import PARAMETERS, STAYING_WORKERS
 from lnn_core.ml.shards import shard_slices
 from lnn_core.protocol.layout import part_key
 from lnn_core.protocol.round_steps import shard_reduces
@@ -262,13 +270,18 @@ def run_workers_job(args: argparse.Namespace, out: Path, console: Console) -> tu
         "projection": aws_projection(compute, gradient_bytes, assumptions=on_aws, memory_mb=memory)
         if compute
         else None,
+        "staying_projection": aws_projection(
+            compute, gradient_bytes, assumptions=on_aws, memory_mb=memory, design="staying"
+        )
+        if compute
+        else None,
         "persistent_projection": aws_projection(
             compute, gradient_bytes, assumptions=on_aws, memory_mb=memory, design="persistent"
         )
         if compute
         else None,
         "persistent_tails": tail_speedups(compute, gradient_bytes, on_aws, tuple(LARGE_TARGETS)) if compute else None,
-        "model_check": model_check(compute, gradient_bytes, local, runs) if compute else None,
+        "model_check": model_check(compute, gradient_bytes, local, runs, job.reduce) if compute else None,
     }
     if report["costs_relative_difference"] > COSTS_TOLERANCE:
         failures.append("workers: K = 2's costs differ from K = 1's")
@@ -364,14 +377,19 @@ def handler_overhead(session, outputs, parameters: dict, local: AwsAssumptions, 
     return max(0.0, median(epoch_intervals(result.epochs)) - median(epoch_spans(result.epochs)) - requests)
 
 
-def model_check(compute: float, gradient_bytes: int, local, runs: dict) -> dict:
+def model_check(compute: float, gradient_bytes: int, local, runs: dict, reduce: str) -> dict:
     """The projection's model fed this machine's measured latencies (`local`, `latency.emulator_assumptions`) and
     T1, against the measured median epoch interval at K = 1 and K = 2: predicted, measured, and their ratio, which
-    must lie within `MODEL_TOLERANCE` of 1."""
+    must lie within `MODEL_TOLERANCE` of 1. The runs' K = 2 rounds as their parameter `reduce` takes them; staying
+    workers' with the local runtime's polls (`LOCAL_POLL_SECONDS` apart) and no hand-over (one life a run)."""
     rows = {}
     for K in (1, 2):
-        in_shard = K > 1 and shard_reduces("auto", K, gradient_bytes)  # the round as the bench's runs take it
-        predicted = aws_round(compute, K, gradient_bytes, local, in_shard=in_shard)["seconds"]
+        if K > 1 and reduce == STAYING_WORKERS:
+            poll = local.dynamodb_latency + LOCAL_POLL_SECONDS
+            predicted = staying_round(compute, K, gradient_bytes, local, poll_interval=poll, cold_start=0.0)["seconds"]
+        else:
+            in_shard = K > 1 and shard_reduces(reduce, K, gradient_bytes)  # the round as the bench's runs take it
+            predicted = aws_round(compute, K, gradient_bytes, local, in_shard=in_shard)["seconds"]
         measured = runs[K]["seconds_per_epoch"]
         rows[K] = {"predicted": predicted, "measured": measured, "ratio": predicted / measured if measured else None}
     return {

@@ -11,6 +11,7 @@ from lnn_cli.bench import workers as bench_workers
 from lnn_cli.bench.__main__ import positive_ints
 from lnn_cli.bench.latency import PROBE_PREFIX, emulator_assumptions
 from lnn_cli.bench.tables import model_check_line, targets_line
+from lnn_cli.cloud.runtime.core import LOCAL_POLL_SECONDS
 
 ASSUMED = bench_projection.AwsAssumptions(
     s3_latency=0.02,
@@ -98,14 +99,21 @@ def test_model_check_compares_the_local_prediction_with_the_measured_epochs():
     one = bench_projection.aws_round(1.0, 1, 875_088, local)["seconds"]
     two = bench_projection.aws_round(1.0, 2, 875_088, local, in_shard=True)["seconds"]  # as K = 2 runs reduce
     good = bench_workers.model_check(
-        1.0, 875_088, local, {1: {"seconds_per_epoch": one}, 2: {"seconds_per_epoch": two}}
+        1.0, 875_088, local, {1: {"seconds_per_epoch": one}, 2: {"seconds_per_epoch": two}}, "auto"
     )
     assert good["within_tolerance"] and good["rows"][1]["ratio"] == pytest.approx(1.0)
     off = bench_workers.model_check(
-        1.0, 875_088, local, {1: {"seconds_per_epoch": one}, 2: {"seconds_per_epoch": two / 0.7}}
+        1.0, 875_088, local, {1: {"seconds_per_epoch": one}, 2: {"seconds_per_epoch": two / 0.7}}, "auto"
     )
     assert not off["within_tolerance"] and off["rows"][2]["ratio"] == pytest.approx(0.7)
     assert "NOT within 25%" in model_check_line(off) and "within 25%" in model_check_line(good)
+    # staying workers' K = 2 by their own round: polls of the local runtime, no hand-over
+    poll = local.dynamodb_latency + LOCAL_POLL_SECONDS
+    staying = bench_projection.staying_round(1.0, 2, 875_088, local, poll_interval=poll, cold_start=0.0)["seconds"]
+    check = bench_workers.model_check(
+        1.0, 875_088, local, {1: {"seconds_per_epoch": one}, 2: {"seconds_per_epoch": staying}}, "workers"
+    )
+    assert check["rows"][2]["ratio"] == pytest.approx(1.0) and staying != two
 
 
 def test_emulator_assumptions_time_the_emulator_and_leave_nothing_behind(aws):
@@ -198,6 +206,35 @@ def test_persistent_round_follows_its_formula_and_pays_no_invocation_per_round()
         )
     projection = bench_projection.aws_projection(4.0, G, (1, 4), ASSUMED, design="persistent")
     assert projection["rows"][0] == bench_projection.aws_round(4.0, 1, G, ASSUMED) | {"speedup": 1.0, "cost_ratio": 1.0}
+
+
+def test_the_staying_round_follows_its_formula_and_pays_no_invocation_per_round():
+    a = ASSUMED
+    four = bench_projection.staying_round(4.0, 4, G, a)
+
+    def get(n):
+        return a.s3_latency + n / a.bandwidth
+
+    def put(n, objects=1):
+        return a.s3_put_latency + max(n / objects * a.s3_put_seconds_per_mib / 2**20, n / a.bandwidth)
+
+    d = a.dynamodb_latency
+    per_round = put(G, 2) + get(G) + put(G / 4) + get(G - G / 4) + 10 * d + d  # polls back to back: p = d
+    lives = int((300 - 20) // (1.0 + per_round)) - 3  # rounds a life holds: a commit keeps three rounds' time
+    communication = per_round + (1.0 + a.hop_latency + get(G)) / lives  # the hand-over: K new invocations
+    assert four["compute"] == pytest.approx(1.0)
+    assert four["seconds"] == pytest.approx(1.0 + communication, abs=1e-12)
+    # billed: the four workers for the whole round; 4 invocations a life; 12 PUTs (the sums in two objects, the
+    # slice's rows and t in one); 16 ranged GETs and 12 slices, and 4 a life
+    lambda_cost = 4 * (1.0 + communication) * 1769 / 1024 * 0.0000133334 + 4 / lives * 0.20e-6
+    assert four["cost_by_service"]["lambda"] == pytest.approx(lambda_cost, rel=1e-12)
+    assert four["cost_by_service"]["s3"] == pytest.approx((12 * 0.005 + (16 + 12 + 4 / lives) * 0.0004) / 1000)
+    # without the invocation hops and the state's GETs it beats LNN's round of invoked workers at every K
+    for K in (2, 8, 64):
+        assert (
+            bench_projection.staying_round(4.0, K, G, a)["seconds"]
+            < bench_projection.aws_round(4.0, K, G, a)["seconds"]
+        )
 
 
 def test_a_put_pays_its_rate_per_mib_for_one_object_and_the_bandwidth_for_several_at_once():
