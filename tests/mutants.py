@@ -419,11 +419,27 @@ MUTANTS = (
         first=("test_a_commit_without_time_for_more_rounds",),
     ),
     Mutant(
-        "a staying worker making its slice before every shard is in",
+        "a staying worker's waits ending one worker short (its slice before every shard is in)",
         STAYING,
-        "or len(progress.shards_done) >= step_event.shards,\n",
-        "or len(progress.shards_done) >= step_event.shards - 1,\n",
-        first=("test_staying_workers_train_the_reference",),
+        "lambda progress: len(members(progress)) >= step_event.shards,",
+        "lambda progress: len(members(progress)) >= step_event.shards - 1,",
+        first=("test_a_worker_makes_its_slice_only_once_every_shard_is_in",),
+    ),
+    Mutant(
+        "a staying worker's hand-over that invokes nothing",
+        STAYING,
+        "            ports.invoker.invoke_async(event)\n",
+        "",
+        first=("test_a_worker_whose_time_runs_short_hands_its_shard_over",),
+    ),
+    Mutant(
+        "a staying worker ending without its commits' cleanup",
+        STAYING,
+        "            if obsolete:\n"
+        "                self._delete_obsolete(run_id, obsolete)\n"
+        "            return {**outcome",
+        "            return {**outcome",
+        first=("test_staying_workers_leave_the_objects_of_a_round_in_slices",),
     ),
     Mutant(
         "the resume of staying workers sending the missing shards only",

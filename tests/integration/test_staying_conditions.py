@@ -7,7 +7,7 @@ import time
 import pytest
 
 from lnn_cli.cloud.runtime import atomic_requests
-from lnn_core.protocol import sending
+from lnn_core.protocol import sending, staying
 from tests.conftest import blobs
 from tests.integration.test_lost_answers import World
 from tests.support.deliveries import WAIT_SECONDS, Delivery, context
@@ -45,19 +45,26 @@ def rounds(aws):
         yield world
 
 
-def workers(world, events, holds=None):
+def workers(world, events, holds=None, remaining=None):
     """A delivery of each shard event, in threads, each in a container of its own: `holds` maps a shard to the
-    `Hold` arguments of its container's port method."""
+    `Hold` arguments of its container's port method, `remaining` to its invocation's seconds left (300)."""
     deliveries = []
     for event in events:
-        trainer = world.trainer()
-        trainer.wait_seconds, trainer.ports.wait = 20.0, paced(world.clock)  # a peer that never comes: 20 s at most
+        trainer = staying_trainer(world)
         for port, method, nth, dies in (holds or {}).get(event["shard"], []):
             trainer.hold = Hold(getattr(trainer.ports, port), method, nth, dies=dies)
-        deliveries.append(Delivery(trainer, event, context(f"request-{event['shard']}")))
+        seconds = (remaining or {}).get(event["shard"], 300.0)
+        deliveries.append(Delivery(trainer, event, context(f"request-{event['shard']}", remaining_seconds=seconds)))
     for delivery in deliveries:
         delivery.start()
     return deliveries
+
+
+def staying_trainer(world):
+    """A trainer whose waits move the test's clock and end after 20 s (a peer that never comes)."""
+    trainer = world.trainer()
+    trainer.wait_seconds, trainer.ports.wait = 20.0, paced(world.clock)
+    return trainer
 
 
 def paced(clock):
@@ -113,9 +120,7 @@ def test_a_worker_that_died_in_its_rounds_is_replaced_by_its_retry_which_joins_i
     events = [rounds.queue.events.popleft() for _ in range(2)]
     first, second = workers(rounds, events, {0: [("table", "join_barrier", 3, True)]})
     assert first.finish().startswith("raised RuntimeError")
-    replacement = rounds.trainer()
-    replacement.ports.wait = paced(rounds.clock)
-    retry = Delivery(replacement, events[0], context("request-0"))
+    retry = Delivery(staying_trainer(rounds), events[0], context("request-0"))
     retry.start()
     assert retry.finish() in ("committed", "slice") and second.finish() in ("committed", "slice")
     assert [event["state"] for event in rounds.queue.events] == ["fit"] * 2
@@ -132,3 +137,46 @@ def test_a_round_of_staying_workers_that_misses_a_shard_is_resumed_with_every_wo
     ports = rounds.trainer().ports
     ports.table.join_barrier("r1", 2, 0, loss=0.5)
     assert [event["shard"] for event in sending.pending(ports, rounds.record())] == [0, 1]
+
+
+def test_a_worker_whose_time_runs_short_hands_its_shard_over_and_the_run_goes_on(rounds):
+    """Mutant: a hand-over that invokes nothing. Worker 1's invocation has 20 s left, less than a round more
+    needs (`END_MARGIN_SECONDS` and three rounds), when worker 0's commit of round 1 keeps the workers: worker 1
+    invokes its shard event of round 2 and ends; that delivery joins round 2 and the two finish the rounds."""
+    events = [rounds.queue.events.popleft() for _ in range(2)]
+    first, second = workers(
+        rounds, events, {0: [("table", "join_slices", 1, False)]}, remaining={1: staying.END_MARGIN_SECONDS}
+    )
+    assert first.trainer.hold.reached.wait(WAIT_SECONDS)  # worker 0's slice joins last: it commits round 1
+    ports = rounds.trainer().ports
+    deadline = time.monotonic() + WAIT_SECONDS
+    while ports.table.round_progress("r1", 2).slices_done != {1} and time.monotonic() < deadline:
+        time.sleep(0.01)
+    first.trainer.hold.opened.set()
+    assert second.finish() == "handed over"
+    handed = rounds.queue.events.popleft()
+    assert (handed["state"], handed["shard"], handed["step"]) == ("shard", 1, 3)
+    successor = Delivery(staying_trainer(rounds), handed, context("request-1b"))
+    successor.start()
+    assert successor.finish() in ("committed", "slice") and first.finish() in ("committed", "slice")
+    rounds.drain(rounds.trainer())
+    result = rounds.record()
+    assert result["status"] == "succeeded", result.get("reason")
+    assert [item["cost"] for item in rounds.trainer().ports.table.epoch_items("r1")] == reference_costs()
+
+
+def test_a_worker_makes_its_slice_only_once_every_shard_is_in(rounds):
+    """Mutant: a staying worker's waits end one worker short. Worker 1 is held before its sums' first PUT: worker 0,
+    in the barrier alone, computes and writes no slice (it would read sums that are not there)."""
+    events = [rounds.queue.events.popleft() for _ in range(2)]
+    first, second = workers(rounds, events, {1: [("store", "put_bytes", 1, False)]})
+    assert second.trainer.hold.reached.wait(WAIT_SECONDS)
+    ports = rounds.trainer().ports
+    deadline = time.monotonic() + 10
+    while ports.table.round_progress("r1", 2).shards_done != {0} and time.monotonic() < deadline:
+        time.sleep(0.01)
+    time.sleep(0.5)  # worker 0 polls the barrier meanwhile
+    progress, record = ports.table.round_progress("r1", 2), rounds.record()
+    assert progress.shards_done == {0} and not progress.slices_done and record["status"] == "running"
+    second.trainer.hold.opened.set()
+    assert first.finish() in ("committed", "slice") and second.finish() in ("committed", "slice")

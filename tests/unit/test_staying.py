@@ -1,5 +1,10 @@
 """Workers that stay: a wait's polls and its limit, and which event of a committed step joins the staying workers."""
 
+import contextlib
+
+import pytest
+
+from lnn_core.errors import LnnInputError
 from lnn_core.ml.config import TrainingConfig
 from lnn_core.protocol import staying
 from lnn_core.protocol.events import fit_event, make_event, parse_event, shard_event, slice_event
@@ -19,15 +24,23 @@ PARAMETERS = {
 
 
 class Ports:
-    """A clock that moves only by the waits, and the waits made."""
+    """A clock that moves only by the waits (and the reads that move it), the waits made, and whether they were
+    within `waiting()`."""
 
     def __init__(self):
-        self.now, self.waits = 1000.0, []
+        self.now, self.waits, self.inside = 1000.0, [], False
+
+    @contextlib.contextmanager
+    def waiting(self):
+        self.inside = True
+        yield
+        self.inside = False
 
     def clock(self):
         return self.now
 
     def wait(self, seconds):
+        assert self.inside, "a pause outside the wait's span"
         self.waits.append(seconds)
         self.now += seconds
 
@@ -95,3 +108,15 @@ def test_no_other_event_of_a_committed_step_joins():
     finish = run(next_state="finish")
     assert staying.rejoined(finish, parse_event(fit_event({**finish["next_event"], "step": 4}, 1))) is None
     assert staying.rejoined({**record, "next_event": None}, old_event(record)) is None
+
+
+def test_many_readers_space_their_back_to_back_reads_to_stay_within_the_partitions_reads():
+    ports, answers = Ports(), iter(range(10))
+    assert staying.wait_for(ports, lambda: next(answers), lambda answer: answer == 5, seconds=60.0, readers=64) == 5
+    assert ports.waits == [64 / staying.POLL_READS_PER_SECOND] * 5  # the reads take no time here: all of it paused
+    assert not ports.inside
+
+
+def test_reduce_workers_needs_two_workers_or_more():
+    with pytest.raises(LnnInputError, match="reduce workers .* workers is 1: give workers 2 or more"):
+        TrainingConfig.from_parameters({**PARAMETERS, "workers": 1})

@@ -6,6 +6,7 @@ only the invoker). Every adapter counts its requests and bytes in a shared `IoCo
 delivery (a reduce's K GETs, a round's K invokes) go out together through `Ports.fan_out`.
 """
 
+import contextlib
 import contextvars
 import json
 import os
@@ -317,8 +318,9 @@ class Ports:
     # the watchdog at a sweep trial's end, the watchdog's launches of a sweep's queued trials.
     functions: dict[str, Invoker] = field(default_factory=dict)
     # How a delivery waits for its peers (`protocol.staying`): a real sleep in Lambda and the local runtime, the
-    # simulator's own in virtual time.
+    # simulator's own in virtual time; `waiting()` spans a whole wait (the local runtime's mark of a waiting delivery).
     wait: Callable[[float], None] = time.sleep
+    waiting: Callable[[], contextlib.AbstractContextManager] = contextlib.nullcontext
 
     @classmethod
     def from_environment(

@@ -20,6 +20,7 @@ from lnn_core.ml.parameters import (
     PARAMETERS,
     RUN_ID_PATTERN,
     SHARD_REDUCE_MAX_WORKERS,
+    STAYING_WORKERS,
     check_integer,
 )
 
@@ -135,6 +136,11 @@ class TrainingConfig:
             raise LnnInputError(
                 f"workers {values['workers']} needs granularity epoch or auto: a round of shard workers computes "
                 "whole forward and backward passes; give one of them, or workers 1 for granularity layer"
+            )
+        if values["reduce"] == STAYING_WORKERS and values["workers"] == 1:
+            raise LnnInputError(
+                "reduce workers keeps a round's K shard workers for the next rounds, and workers is 1: give workers "
+                "2 or more, or leave reduce out"
             )
         if values["reduce"] == "shard" and values["workers"] > SHARD_REDUCE_MAX_WORKERS:
             raise LnnInputError(

@@ -4,27 +4,28 @@ that stay").
 
 Worker j's delivery, once it joined round r's barrier as any shard does (`RoundMembers._join_round`):
 
-  1. waits until every shard is in, reading the barrier item and the run record together (`wait_for`);
+  1. waits until every shard is in, reading the round's barrier item (`wait_for`);
   2. computes slice j, writes it and joins the slice barrier, as a slice delivery does; the write that completes
      the barrier claims the commit and makes it (`_claim_commit`);
-  3. waits for the commit (committed_step = r). A commit by a staying worker with time left for more rounds keeps
-     the workers: it records the next round as sent (`invoked_step`) and as the staying workers' (`STAYING_FIELD`),
-     and sends nothing. Then every worker goes on with round r + 1's shard j as a shard delivery does (the stop,
-     the step bound, the fence, its sums, the barrier). Any other commit sent the next step's events (the fits of
-     the finish, or a new set of K workers), and the workers end.
+  3. waits for the commit (committed_step = r), reading the round's new parameters into its cache once every slice
+     is in. A commit by a staying worker with time left for more rounds keeps the workers: it records the next
+     round as sent (`invoked_step`) and as the staying workers' (`STAYING_FIELD`), and sends nothing. Then every
+     worker goes on with round r + 1's shard j as a shard delivery does (the stop, the step bound, its sums, the
+     barrier; the read that showed the commit is its fence). Any other commit sent the next step's events (the fits
+     of the finish, or a new set of K workers), and the workers end.
 
-Nothing here is a new effect: outputs are pure functions of the committed state at keys addressed by the round,
-the barriers are set ADDs and the commit is conditional, so a copy of a worker (a twin, a retry) writes the same
-bytes and cannot commit twice. A worker that waits longer than `wait_seconds` ends (a peer died): the dead worker's
-Lambda retry joins the round its peers wait in (`rejoined`), or the watchdog re-sends what the round misses
-(`sending.pending`: its shards, or its slices as slice events).
+Nothing here is a new effect but the hand-over: outputs are pure functions of the committed state at keys addressed
+by the round, the barriers are set ADDs and the commit is conditional, so a copy of a worker (a twin, a retry)
+writes the same bytes and cannot commit twice. A worker whose invocation runs short of time hands its shard over:
+it invokes the shard event of the round it is in, whose delivery joins that round (or, once it is committed, the
+next: `rejoined`). A worker that waits `WAIT_SECONDS` ends (a peer died): the dead worker's Lambda retry joins the
+round its peers wait in (`rejoined`), or the watchdog re-sends what the round misses (`sending.pending`).
 """
 
 import dataclasses
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from lnn_core.aws.round_barrier import RoundProgress
 from lnn_core.errors import LnnInputError, RunFailure
 from lnn_core.ml.config import TrainingConfig
 from lnn_core.ml.parameters import STAYING_WORKERS
@@ -33,34 +34,45 @@ from lnn_core.protocol.events import SHARD, SLICE, StepEvent, parse_event, shard
 
 JOINED = "joined"  # an outcome's mark: a staying worker's shard joined its round's barrier, and the round goes on
 STAYING_FIELD = "staying_step"  # the run record's step the staying workers make next (set by a commit that kept them)
-WAIT_SECONDS = 200.0  # a wait for peers ends after this: beyond Lambda's two retries of a dead worker (1, 2 minutes)
-END_MARGIN_SECONDS = 20.0  # a commit keeps the workers only with this much time left after three more rounds
-FAST_POLL_SECONDS = 2.0  # a wait's reads go back to back this long (a round's waits are shorter on AWS), then pause
+WAIT_SECONDS = 300.0  # a wait for peers ends after this: about Lambda's two retries of a failed worker (1, 2 minutes)
+END_MARGIN_SECONDS = 20.0  # a worker starts a round only with this much time left after three rounds more
+FAST_POLL_SECONDS = 2.0  # a wait reads back to back this long (a round's waits are shorter on AWS), then pauses
 SLOW_POLL_SECONDS = (0.05, 1.0)  # ... from the first pause to the longest, each half as long again as the one before
+# The strongly consistent reads a second the K workers' waits make at most on the run's partition (DynamoDB serves
+# 3,000 there; the rest is the rounds' own requests): with K workers each read at least K / this apart
+POLL_READS_PER_SECOND = 2000.0
 
 Answer = TypeVar("Answer")
 
 
 def wait_for(
-    ports: Any, read: Callable[[], Answer], done: Callable[[Answer], bool], *, seconds: float
+    ports: Any,
+    read: Callable[[], Answer],
+    done: Callable[[Answer], bool],
+    *,
+    seconds: float,
+    readers: int = 1,
 ) -> Answer | None:
-    """`read()` until `done` says its answer is what was awaited: back to back for `FAST_POLL_SECONDS`, then with
-    pauses growing from and to `SLOW_POLL_SECONDS` (`ports.wait`); None when `seconds` passed first (on the ports'
-    clock)."""
-    begun = ports.clock()
-    deadline, pause = begun + seconds, SLOW_POLL_SECONDS[0]
-    while True:
-        answer = read()
-        if done(answer):
-            return answer
-        now = ports.clock()
-        if now >= deadline:
-            return None
-        if now - begun < FAST_POLL_SECONDS:
-            ports.wait(0.0)  # the others' turn (the simulator's, the local runtime's), then read again
-        else:
-            ports.wait(pause)
-            pause = min(pause * 1.5, SLOW_POLL_SECONDS[1])
+    """`read()` until `done` says its answer is what was awaited: back to back for `FAST_POLL_SECONDS` (each read
+    at least `readers / POLL_READS_PER_SECOND` after the one before, `readers` polling the same partition), then
+    with pauses growing from and to `SLOW_POLL_SECONDS` (`ports.wait`); None when `seconds` passed first (on the
+    ports' clock). The whole wait is within `ports.waiting()`."""
+    with ports.waiting():
+        begun = ports.clock()
+        deadline, pause, spacing = begun + seconds, SLOW_POLL_SECONDS[0], readers / POLL_READS_PER_SECOND
+        while True:
+            before = ports.clock()
+            answer = read()
+            if done(answer):
+                return answer
+            now = ports.clock()
+            if now >= deadline:
+                return None
+            if now - begun < FAST_POLL_SECONDS:
+                ports.wait(max(0.0, spacing - (now - before)))  # the others' turn too (simulator, local runtime)
+            else:
+                ports.wait(pause)
+                pause = min(pause * 1.5, SLOW_POLL_SECONDS[1])
 
 
 def moved(run: dict, step: int) -> bool:
@@ -69,14 +81,14 @@ def moved(run: dict, step: int) -> bool:
 
 
 def rejoined(run: dict, step_event: StepEvent) -> StepEvent | None:
-    """A staying worker's event for a committed step (its Lambda retry after it died in the middle of its rounds):
-    the event of the round its peers are in, for its shard; None for any other event of a committed step."""
+    """A staying worker's event for a committed step (its Lambda retry after it died in the middle of its rounds,
+    or its own hand-over): the event of the round its peers are in, for its shard; None for any other event of a
+    committed step."""
     following = run.get("next_event")
     if (
         step_event.position.state != SHARD
         or not following
         or run.get(STAYING_FIELD) != run["committed_step"] + 1
-        or following["step"] != run["committed_step"] + 1
         or run["config"].get("reduce") != STAYING_WORKERS
     ):
         return None
@@ -85,15 +97,16 @@ def rejoined(run: dict, step_event: StepEvent) -> StepEvent | None:
 
 class StayingWorkers:
     """The rest of a staying worker's rounds, after its shard joined the first one's barrier; the protocol's own
-    methods (`_proceed`, `_execute`, `_join_slices`, `_still_next`) and `ports` are the `Trainer`'s."""
+    methods (`_proceed`, `_execute`, `_join_slices`, `_delete_obsolete`, `_still_next`) and `ports` are the
+    `Trainer`'s."""
 
     wait_seconds = WAIT_SECONDS
 
-    def _stay(self, step_event: StepEvent, claimant: str, context: Any, *, started: float) -> dict[str, Any]:
-        """Worker `step_event.shard`'s rounds from the one whose barrier it joined (its shard begun at `started`),
-        as the module's docstring says: the outcome of the last, with the rounds it made slices of and the epoch
-        costs its commits recorded."""
-        ports, run_id, rounds, costs = self.ports, step_event.run_id, 0, []
+    def _stay(self, step_event: StepEvent, run: dict, claimant: str, context: Any, *, started: float) -> dict[str, Any]:
+        """Worker `step_event.shard`'s rounds from the one whose barrier it joined (`run` as read before it, its
+        shard begun at `started`), as the module's docstring says: the outcome of the last, with the rounds it made
+        slices of and the epoch costs its commits recorded."""
+        ports, run_id, shard, rounds, costs = self.ports, step_event.run_id, step_event.shard, 0, []
         obsolete: list[str] = []  # its keeping commits' cleanup, made while it next waits for another's commit
 
         def ended(outcome: dict[str, Any]) -> dict[str, Any]:
@@ -101,50 +114,61 @@ class StayingWorkers:
                 self._delete_obsolete(run_id, obsolete)
             return {**outcome, "rounds": rounds, "epoch_costs": costs + outcome.get("epoch_costs", [])}
 
+        def handed_over(event: dict[str, Any], why: str) -> dict[str, Any]:
+            """Its shard of the round it is in, to a delivery with the time it lacks (a copy if it comes back)."""
+            ports.invoker.invoke_async(event)
+            return ended({"outcome": "handed over", "why": why})
+
         while True:
-            run = self._await_round(step_event, context)
-            if run is None:
-                return ended({"outcome": "waited out", "waited_for": "shards"})
-            if moved(run, step_event.step):
-                return ended({"outcome": "duplicate"})  # the round ended without it (a copy of it made it)
+            event = shard_event(run["next_event"], shard)  # the round's, for a hand-over
+            progress = self._await_barrier(step_event, context, lambda progress: progress.shards_done)
+            if progress is None:
+                return self._out_of_wait(handed_over, ended, event, context, "shards")
             config = TrainingConfig.from_parameters(run["config"])
             slice_event = dataclasses.replace(
                 step_event,
                 shard=None,
-                slice=step_event.shard,
-                position=dataclasses.replace(step_event.position, state=SLICE, shard=None, slice=step_event.shard),
+                slice=shard,
+                position=dataclasses.replace(step_event.position, state=SLICE, shard=None, slice=shard),
             )
-            try:
-                result = self._execute(slice_event.position, config, run, context)
-            except RunFailure as failure:
-                if not self._still_next(run_id, step_event.step):
-                    return ended({"outcome": "duplicate"})
-                return ended(ending.fail_run(ports, run, str(failure), claimant=claimant, context=context))
-            keep = self._time_left(context) > END_MARGIN_SECONDS + 3 * (ports.clock() - started)  # 3 rounds more
-            outcome = self._join_slices(slice_event, config, run, result, claimant, context, keep_workers=keep)
-            rounds += 1
-            fenced = outcome["outcome"] == "slice"  # its wait's last read fences the next round; a committer's not
-            if outcome["outcome"] == "slice":
+            if len(progress.slices_done) < step_event.shards:  # else a copy of it made its slice: the round is made
+                self.steps.remember_round(run_id, step_event.step, progress)
+                try:
+                    result = self._execute(slice_event.position, config, run, context)
+                except RunFailure as failure:
+                    if not self._still_next(run_id, step_event.step):
+                        return ended({"outcome": "duplicate"})
+                    return ended(ending.fail_run(ports, run, str(failure), claimant=claimant, context=context))
+                keep = self._time_left(context) > END_MARGIN_SECONDS + 3 * (ports.clock() - started)
+                outcome = self._join_slices(slice_event, config, run, result, claimant, context, keep_workers=keep)
+                rounds += 1
+            else:
+                outcome = {"outcome": "slice"}
+            if outcome.get("send") or outcome["outcome"] not in ("slice", "duplicate", "committed"):
+                return ended(outcome)  # its commit or catch-up sent what follows, or the run ended
+            fenced = "record" not in outcome  # its wait's last read fences the next round; its own commit's not
+            if fenced:  # another's commit (or a copy's of its own claim): wait for it
                 if obsolete:  # nothing reads those keys any more, and the commit it waits for takes longer
                     self._delete_obsolete(run_id, obsolete)
                     obsolete = []
                 run = self._await_commit(slice_event, config, run, context)
                 if run is None:
-                    return ended({"outcome": "waited out", "waited_for": "commit"})
-            elif "record" in outcome:  # its commit kept the workers
+                    return self._out_of_wait(handed_over, ended, event, context, "commit")
+            else:  # its commit kept the workers
                 run = outcome["record"]
                 obsolete += outcome["obsolete"]
                 costs += outcome.get("epoch_costs", [])
-            else:
-                return ended(outcome)  # its commit sent what follows, or the round went another way
             if not (
                 run["status"] == "running"
                 and run["committed_step"] == step_event.step
                 and run.get(STAYING_FIELD) == step_event.step + 1
             ):
-                return ended({"outcome": outcome["outcome"]})  # the commit sent what follows
+                return ended({"outcome": outcome["outcome"]})  # the commit sent what follows, or the run ended
+            following = shard_event(run["next_event"], shard)
+            if self._time_left(context) < END_MARGIN_SECONDS + 3 * (ports.clock() - started):
+                return handed_over(following, "time")  # a peer's commit kept the workers: it had more time
             try:
-                step_event = parse_event(shard_event(run["next_event"], step_event.shard))
+                step_event = parse_event(following)
             except LnnInputError as error:  # never written so: the commit wrote the event
                 return ended(ending.fail_run(ports, run, f"bad event: {error}", claimant=claimant, context=context))
             started = ports.clock()
@@ -152,57 +176,40 @@ class StayingWorkers:
             if not outcome.pop(JOINED, False):
                 return ended(outcome)
 
-    def _await_round(self, step_event: StepEvent, context: Any) -> dict | None:
-        """The run record once every shard is in (the barrier item kept for the round's commit) or the run moved on
-        (its status, a copy of this worker having made the round), or None after the wait's limit."""
-        answers = self._read_until(
-            step_event,
-            lambda progress, latest: moved(latest, step_event.step) or len(progress.shards_done) >= step_event.shards,
-            context,
+    def _out_of_wait(self, handed_over, ended, event: dict, context: Any, waited_for: str) -> dict[str, Any]:
+        """A wait's end without its answer: the invocation's time ran short (hand the shard over), or a peer died."""
+        if self._time_left(context) < self.wait_seconds:
+            return handed_over(event, "time")
+        return ended({"outcome": "waited out", "waited_for": waited_for})
+
+    def _await_barrier(self, step_event: StepEvent, context: Any, members: Callable) -> Any:
+        """The round's barrier item once `members(progress)` holds every worker, or None after the wait's limit."""
+        ports, run_id, step = self.ports, step_event.run_id, step_event.step
+        return wait_for(
+            ports,
+            lambda: ports.table.round_progress(run_id, step),
+            lambda progress: len(members(progress)) >= step_event.shards,
+            seconds=self._wait_limit(context),
+            readers=step_event.shards,
         )
-        if answers is None:
-            return None
-        progress, latest = answers
-        if len(progress.shards_done) >= step_event.shards:
-            self.steps.remember_round(step_event.run_id, step_event.step, progress)
-        return latest
 
     def _await_commit(self, slice_event: StepEvent, config: TrainingConfig, run: dict, context: Any) -> dict | None:
-        """The run record, read until the round is committed or the run ended, or None after the wait's limit.
-        Once every slice is in, and while the commit is made, the round's new parameters are read into the
-        container's cache, so that the next round's shard starts at once."""
+        """The run record once the round is committed or the run ended, or None after the wait's limit. Once every
+        slice is in, and while the commit is made, the round's new parameters are read into the container's cache,
+        so that the next round's shard starts at once."""
         ports, run_id, step = self.ports, slice_event.run_id, slice_event.step
-        answers = self._read_until(
-            slice_event,
-            lambda progress, latest: moved(latest, step) or len(progress.slices_done) >= slice_event.shards,
-            context,
-        )
-        if answers is None or moved(answers[1], step):
-            return None if answers is None else answers[1]
-        try:
-            self.steps.fetch_round_parameters(slice_event.position, config, run)
-        except RunFailure:
-            pass  # a read ahead only: the round's slices were removed (a stop's ending, a later round's cleanup)
+        if self._await_barrier(slice_event, context, lambda progress: progress.slices_done) is not None:
+            try:
+                self.steps.fetch_round_parameters(slice_event.position, config, run)
+            except RunFailure:
+                pass  # a read ahead only: the round's slices were removed (a stop's ending, a later round's cleanup)
         return wait_for(
             ports,
             lambda: ports.table.get_run(run_id),
             lambda latest: moved(latest, step),
             seconds=self._wait_limit(context),
+            readers=slice_event.shards,
         )
-
-    def _read_until(self, step_event: StepEvent, done, context: Any) -> tuple[RoundProgress, dict] | None:
-        """The round's barrier item, then the run record, read until `done(progress, record)`, or None after the
-        wait's limit. The record last: one after another (the simulator, the tests), a commit between the two
-        reads shows."""
-        ports, run_id, step = self.ports, step_event.run_id, step_event.step
-        reads = [lambda: ports.table.round_progress(run_id, step), lambda: ports.table.get_run(run_id)]
-        answers = wait_for(
-            ports,
-            lambda: ports.fan_out.map(lambda read: read(), reads),
-            lambda answers: done(*answers),
-            seconds=self._wait_limit(context),
-        )
-        return None if answers is None else (answers[0], answers[1])
 
     def _wait_limit(self, context: Any) -> float:
         return min(self.wait_seconds, max(0.0, self._time_left(context) - 1.0))

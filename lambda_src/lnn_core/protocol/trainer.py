@@ -133,7 +133,7 @@ class Trainer(StayingWorkers, RoundMembers):
         started = ports.clock()
         outcome = self._proceed(step_event, run, claimant, context)
         if outcome.pop(staying.JOINED, False):  # a staying worker's shard: the rest of the round, and the next ones
-            outcome = self._stay(step_event, claimant, context, started=started)
+            outcome = self._stay(step_event, run, claimant, context, started=started)
         return {**summary, **outcome}
 
     def _proceed(

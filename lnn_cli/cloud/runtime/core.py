@@ -15,8 +15,8 @@ calls use at most `container_cpus` threads each, and an event a trainer delivery
 delivery's container (`SENDER_OFFER_SECONDS`), as Lambda's hop lets the sender's idle environment take it.
 """
 
+import contextlib
 import io
-import math
 import threading
 import time
 import uuid
@@ -42,7 +42,6 @@ from lnn_core.aws.sdk import IoCounter
 IDLE_WAIT_SECONDS = 0.001  # the real pause of a wait whose virtual time the clocks skipped: the others' turn
 IDLE_WAIT_STEP = 1.0  # virtual seconds a wait skips at least when every delivery in flight waits
 LOCAL_POLL_SECONDS = 0.005  # a wait's real pause at least: the emulator serves every delivery's requests one at a time
-POLL_READ_SECONDS = 0.1  # a delivery whose last pause ended this recently still waits: it reads between pauses
 
 
 class Faults(Protocol):
@@ -103,8 +102,7 @@ class LocalLambdaRuntime(DeliveryExecution):
         self._queue = DeliveryQueue()
         self._clock = DeliveryClock()
         self._in_flight = 0
-        # the delivery threads that wait for their peers (`wait`): inf while in a pause, else when the last ended
-        self._waiting: dict[int, float] = {}
+        self._waiting: set[int] = set()  # the delivery threads that wait for their peers (`waiting`)
         self._offer_ends: float | None = None  # when the first offer `_pick` last skipped ends (time.monotonic())
         self._worker_error: BaseException | None = None
         self._clients: dict[str, Any] = {}
@@ -147,7 +145,7 @@ class LocalLambdaRuntime(DeliveryExecution):
         # another at concurrency 1, where a chaos seed is a schedule
         if hasattr(handler.ports, "fan_out"):  # the predictor's ports have none: it sends one request at a time
             handler.ports.fan_out = RequestFanOut(CONCURRENT_REQUESTS if self.concurrency > 1 else 1)
-            handler.ports.wait = self.wait
+            handler.ports.wait, handler.ports.waiting = self.wait, self.waiting
         container = Container(index, handler, handler.ports.counter)
         function.containers.append(container)
         if target is function and self.concurrency > 1:  # the trainer's next step: offered to this container first
@@ -174,6 +172,19 @@ class LocalLambdaRuntime(DeliveryExecution):
         ahead of real time (retry back-offs, delays). Monotonic and thread-safe."""
         return self._clock.now()
 
+    @contextlib.contextmanager
+    def waiting(self):
+        """The span of one delivery's wait for its peers (`Ports.waiting`): its reads and its pauses (`wait`)."""
+        thread = threading.get_ident()
+        with self._lock:
+            self._waiting.add(thread)
+            self._lock.notify_all()  # the scheduler may start a later delivery once every one in flight waits
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._waiting.discard(thread)
+
     def wait(self, seconds: float) -> None:
         """A delivery's pause while it waits for its peers (`Ports.wait`): a real sleep while another delivery
         works (at least `LOCAL_POLL_SECONDS`, where Lambda's reads go back to back). When every delivery in flight
@@ -181,25 +192,13 @@ class LocalLambdaRuntime(DeliveryExecution):
         `IDLE_WAIT_STEP`, or to the next queued delivery that can start (a retry a minute later), which the
         scheduler then starts: a peer that never comes (a lost event) costs a wait's limit of virtual time, not of
         real."""
-        thread = threading.get_ident()
         with self._lock:
-            self._waiting[thread] = math.inf
-            self._lock.notify_all()
-            idle = self.concurrency == 1 or self._polling() >= self._in_flight
+            idle = self.concurrency == 1 or len(self._waiting) >= self._in_flight
             if idle:  # a delivery that can start (a container of its function free) starts first, at its time
                 startable = [delivery for delivery in self._queue.in_order() if delivery.function.free_container()]
                 step = max(seconds, IDLE_WAIT_STEP)
                 self._clock.advance_to(min(startable[0].due, self.clock + step) if startable else self.clock + step)
-        try:
-            time.sleep(IDLE_WAIT_SECONDS if idle else max(seconds, LOCAL_POLL_SECONDS))
-        finally:
-            with self._lock:
-                self._waiting[thread] = time.monotonic()
-
-    def _polling(self) -> int:
-        """The deliveries in flight that wait for their peers: in a pause, or between two pauses (reading)."""
-        now = time.monotonic()
-        return sum(1 for ended in self._waiting.values() if now - ended < POLL_READ_SECONDS)
+        time.sleep(IDLE_WAIT_SECONDS if idle else max(seconds, LOCAL_POLL_SECONDS))
 
     # ---- invocation ----------------------------------------------------------------------------------------
 
@@ -323,7 +322,7 @@ class LocalLambdaRuntime(DeliveryExecution):
         deliveries = self._queue.in_order()
         offered = frozenset(delivery.offered_to(now) for delivery in deliveries) - {None}
         for delivery in deliveries:
-            if delivery.due > self.clock and self._in_flight > self._polling():
+            if delivery.due > self.clock and self._in_flight > len(self._waiting):
                 return None  # a later delivery starts when nothing works (those in flight all wait, or none is)
             sender = delivery.sender
             if delivery.offered_to(now) is not None and sender.busy and self._in_flight:
@@ -349,7 +348,7 @@ class LocalLambdaRuntime(DeliveryExecution):
             with self._lock:
                 container.busy = False
                 self._in_flight -= 1
-                self._waiting.pop(threading.get_ident(), None)
+                self._waiting.discard(threading.get_ident())
                 self._lock.notify_all()
 
     def _dispatch(self, delivery: Delivery, container: Container, started: float) -> None:
