@@ -235,8 +235,8 @@ MUTANTS = (
     Mutant(
         "a slice not checking that its rows stay finite (the run fails a round late, or not at all)",
         ROUND_STEPS,
-        "        finite_params(params, epoch)\n        return {\n",
-        "        return {\n",
+        "        finite_params(params, epoch)\n        return slice_objects(",
+        "        return slice_objects(",
         first=("test_a_round_of_workers_diverges_at_the_chains_epoch",),
     ),
     Mutant(
