@@ -243,7 +243,7 @@ def staying_round(
     own work o; and every life (the trainer's timeout, 300 s, less three rounds and 20 s), a hand-over to K new
     invocations (a cold start, a hop and the parameters' GET), spread over its rounds:
         time(K) = T1/K + PUT(G, 2) + GET(G) + PUT(G/K) + GET(G - G/K) + 10 d + p + o + hand-over / rounds
-    p defaults to d: a wait's reads go back to back for its first 2 s (`staying.FAST_POLL_SECONDS`). Billed: the K
+    p defaults to d: a wait's first 64 reads go back to back (`staying.FAST_POLLS`). Billed: the K
     workers for the whole round; K / rounds-per-life requests; 3 K PUTs; K^2 + K (K - 1) GETs (every ranged GET is
     a GET) and K a life; DynamoDB write units 4 K + 6 (each worker's fence of the 2 KB record, 2 ADDs; the
     committer's claim, epoch items and commit) and read units 6 K + 4 (the checks, the two waits' reads of the

@@ -3,6 +3,7 @@ handler is built with the simulated clients (`clients`) and whose ports are inst
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -68,8 +69,19 @@ def build(sim: Simulator, container: Container) -> None:
         port = getattr(ports, port_name)
         if port is not None:
             instrument(sim, port, port_name)
-    ports.wait = lambda seconds: wait(sim, seconds)
+    ports.wait, ports.waiting = (lambda seconds: wait(sim, seconds)), (lambda: waiting(sim))
     container.handler, container.ports = handler, ports
+
+
+@contextlib.contextmanager
+def waiting(sim: Simulator):
+    """The span of a delivery's wait for its peers (`Ports.waiting`): its reads are counted (`interleaving.point`)."""
+    delivery = sim.current
+    delivery.wait_reads = 0
+    try:
+        yield
+    finally:
+        delivery.wait_reads = None
 
 
 def wait(sim: Simulator, seconds: float) -> None:

@@ -39,6 +39,7 @@ class Delivery:
     copy: int = 0  # 0: the event as sent; 1: its duplicate
     uuids: int = 0  # uuid4() calls so far
     sends: int = 0  # invocations sent so far
+    wait_reads: int | None = None  # within a wait for its peers (`Ports.waiting`): its reads so far; else None
     # The exhaustive search's: its port calls' answers so far ((port call, "return" or "raise", answer, time), a
     # tuple: saved states share it), their digest (a chain over each call, its answer's digest and its time), and
     # the port call it waits to make at its interleaving point (port call, args, kwargs)

@@ -69,8 +69,16 @@ def point(sim: Simulator, where: str) -> None:
         return
     delivery.where = where
     sim.now += sim.request_seconds
-    freeze = sim.decisions.fault(
-        "freeze", sim.rates.freeze, f"{where} in {delivery.label()}", lambda r: r.uniform(31.0, 150.0)
+    if delivery.wait_reads is not None:
+        delivery.wait_reads += 1
+    # A freeze stands for a process that stalls for a while: in a wait's reads, which only see whether its peers are
+    # in, one draw for the wait (at its first read), not one a read, which would freeze every long wait
+    freeze = (
+        sim.decisions.fault(
+            "freeze", sim.rates.freeze, f"{where} in {delivery.label()}", lambda r: r.uniform(31.0, 150.0)
+        )
+        if (delivery.wait_reads or 0) <= 1
+        else None
     )
     if freeze:
         delivery.frozen_until = sim.now + freeze

@@ -46,16 +46,11 @@ class Ports:
 
 
 def test_a_wait_reads_back_to_back_then_pauses_longer_each_time_up_to_a_limit():
-    ports, answers = Ports(), iter(range(100))
-    fast = 20  # reads back to back while the clock moves by their time
-
-    def read():  # each read takes a 20th of the back-to-back reads' time
-        ports.now += staying.FAST_POLL_SECONDS / fast
-        return next(answers)
-
-    assert staying.wait_for(ports, read, lambda answer: answer == 60, seconds=1e6) == 60
-    assert ports.waits[: fast - 1] == [0.0] * (fast - 1)
-    slow = [pause for pause in ports.waits if pause > 0]
+    ports, answers = Ports(), iter(range(200))
+    assert staying.wait_for(ports, lambda: next(answers), lambda answer: answer == 150, seconds=1e6) == 150
+    fast = staying.FAST_POLLS - 1  # the pauses after the first reads: none (the reads take no time here)
+    assert ports.waits[:fast] == [1 / staying.POLL_READS_PER_SECOND] * fast
+    slow = ports.waits[fast:]
     assert slow[0] == staying.SLOW_POLL_SECONDS[0] and slow[-1] == staying.SLOW_POLL_SECONDS[1]
     assert all(later == min(earlier * 1.5, staying.SLOW_POLL_SECONDS[1]) for earlier, later in zip(slow, slow[1:]))
 

@@ -36,8 +36,8 @@ JOINED = "joined"  # an outcome's mark: a staying worker's shard joined its roun
 STAYING_FIELD = "staying_step"  # the run record's step the staying workers make next (set by a commit that kept them)
 WAIT_SECONDS = 300.0  # a wait for peers ends after this: about Lambda's two retries of a failed worker (1, 2 minutes)
 END_MARGIN_SECONDS = 20.0  # a worker starts a round only with this much time left after three rounds more
-FAST_POLL_SECONDS = 2.0  # a wait reads back to back this long (a round's waits are shorter on AWS), then pauses
-SLOW_POLL_SECONDS = (0.05, 1.0)  # ... from the first pause to the longest, each half as long again as the one before
+FAST_POLLS = 64  # a wait's first reads go back to back (on AWS 0.5 s or more: a round's waits are shorter), then
+SLOW_POLL_SECONDS = (0.05, 1.0)  # it pauses, from the first pause to the longest, each half as long again as the last
 # The strongly consistent reads a second the K workers' waits make at most on the run's partition (DynamoDB serves
 # 3,000 there; the rest is the rounds' own requests): with K workers each read at least K / this apart
 POLL_READS_PER_SECOND = 2000.0
@@ -53,22 +53,22 @@ def wait_for(
     seconds: float,
     readers: int = 1,
 ) -> Answer | None:
-    """`read()` until `done` says its answer is what was awaited: back to back for `FAST_POLL_SECONDS` (each read
-    at least `readers / POLL_READS_PER_SECOND` after the one before, `readers` polling the same partition), then
-    with pauses growing from and to `SLOW_POLL_SECONDS` (`ports.wait`); None when `seconds` passed first (on the
-    ports' clock). The whole wait is within `ports.waiting()`."""
+    """`read()` until `done` says its answer is what was awaited: `FAST_POLLS` reads back to back (each at least
+    `readers / POLL_READS_PER_SECOND` after the one before, `readers` polling the same partition), then with pauses
+    growing from and to `SLOW_POLL_SECONDS` (`ports.wait`); None when `seconds` passed first (on the ports'
+    clock). The whole wait is within `ports.waiting()`."""
     with ports.waiting():
-        begun = ports.clock()
-        deadline, pause, spacing = begun + seconds, SLOW_POLL_SECONDS[0], readers / POLL_READS_PER_SECOND
+        deadline, pause, spacing = ports.clock() + seconds, SLOW_POLL_SECONDS[0], readers / POLL_READS_PER_SECOND
+        reads = 0
         while True:
-            before = ports.clock()
+            reads, before = reads + 1, ports.clock()
             answer = read()
             if done(answer):
                 return answer
             now = ports.clock()
             if now >= deadline:
                 return None
-            if now - begun < FAST_POLL_SECONDS:
+            if reads < FAST_POLLS:
                 ports.wait(max(0.0, spacing - (now - before)))  # the others' turn too (simulator, local runtime)
             else:
                 ports.wait(pause)
