@@ -106,13 +106,13 @@ def test_a_message_owed_keeps_the_watchdog_able_to_act_until_its_last_claim_is_l
     assert Monitor.watchdog_may_act_at(monitor) is None
 
 
-FIRST_SEED_THE_MUTANT_FAILS = 12  # of seeds 0..99
+FIRST_SEED_THE_MUTANT_FAILS = 20  # of seeds 0..99 (12 until session 36 drew staying workers for some seeds)
 
 
 @pytest.mark.slow  # 11 s: make slow and CI run it, beside the seeds that find the mutant
 def test_a_mutant_that_lets_a_late_twin_start_its_step_is_caught_and_shrunk(world, mark_started_without_condition):
     """The simulator can fail: mark_started without its condition (a twin of a committed step computes it again)
-    breaks the fence at seed 12, and the shrinker keeps a failing schedule of fewer faults. That the seeds find
+    breaks the fence at seed 20, and the shrinker keeps a failing schedule of fewer faults. That the seeds find
     it, from seed 0 on, is `make slow`'s test below."""
     from lnn_cli.simulate.search.shrink import shrink
 
