@@ -16,10 +16,12 @@ Worker j's delivery, once it joined round r's barrier as any shard does (`RoundM
 
 Nothing here is a new effect but the hand-over: outputs are pure functions of the committed state at keys addressed
 by the round, the barriers are set ADDs and the commit is conditional, so a copy of a worker (a twin, a retry)
-writes the same bytes and cannot commit twice. A worker whose invocation runs short of time hands its shard over:
-it invokes the shard event of the round it is in, whose delivery joins that round (or, once it is committed, the
-next: `rejoined`). A worker that waits `WAIT_SECONDS` ends (a peer died): the dead worker's Lambda retry joins the
-round its peers wait in (`rejoined`), or the watchdog re-sends what the round misses (`sending.pending`).
+writes the same bytes and cannot commit twice. A worker that has too little time for another round once a commit
+kept the workers hands its shard over: it invokes the next round's shard event, whose delivery joins that round.
+A worker that waits
+`WAIT_SECONDS`, or until its invocation's end, ends (a peer died, or the round stalled): the dead worker's Lambda
+retry joins the round its peers wait in (`rejoined`), or the watchdog re-sends what the round misses
+(`sending.pending`), once the commits stop refreshing the run's heartbeat.
 """
 
 import dataclasses
@@ -37,7 +39,7 @@ STAYING_FIELD = "staying_step"  # the run record's step the staying workers make
 WAIT_SECONDS = 300.0  # a wait for peers ends after this: about Lambda's two retries of a failed worker (1, 2 minutes)
 END_MARGIN_SECONDS = 20.0  # a worker starts a round only with this much time left after three rounds more
 FAST_POLLS = 64  # a wait's first reads go back to back (on AWS 0.5 s or more: a round's waits are shorter), then
-SLOW_POLL_SECONDS = (0.05, 1.0)  # it pauses, from the first pause to the longest, each half as long again as the last
+SLOW_POLL_SECONDS = (0.05, 5.0)  # it pauses, from the first pause to the longest, each half as long again as the last
 # The strongly consistent reads a second the K workers' waits make at most on the run's partition (DynamoDB serves
 # 3,000 there; the rest is the rounds' own requests): with K workers each read at least K / this apart
 POLL_READS_PER_SECOND = 2000.0
@@ -114,16 +116,16 @@ class StayingWorkers:
                 self._delete_obsolete(run_id, obsolete)
             return {**outcome, "rounds": rounds, "epoch_costs": costs + outcome.get("epoch_costs", [])}
 
-        def handed_over(event: dict[str, Any], why: str) -> dict[str, Any]:
-            """Its shard of the round it is in, to a delivery with the time it lacks (a copy if it comes back)."""
+        def handed_over(event: dict[str, Any]) -> dict[str, Any]:
+            """Its shard of the next round, to a delivery with the time it lacks: only once the round it made is
+            committed, so that a stalled round is the watchdog's to resume, not handed over without end."""
             ports.invoker.invoke_async(event)
-            return ended({"outcome": "handed over", "why": why})
+            return ended({"outcome": "handed over"})
 
         while True:
-            event = shard_event(run["next_event"], shard)  # the round's, for a hand-over
             progress = self._await_barrier(step_event, context, lambda progress: progress.shards_done)
             if progress is None:
-                return self._out_of_wait(handed_over, ended, event, context, "shards")
+                return ended({"outcome": "waited out", "waited_for": "shards"})
             config = TrainingConfig.from_parameters(run["config"])
             slice_event = dataclasses.replace(
                 step_event,
@@ -153,7 +155,7 @@ class StayingWorkers:
                     obsolete = []
                 run = self._await_commit(slice_event, config, run, context)
                 if run is None:
-                    return self._out_of_wait(handed_over, ended, event, context, "commit")
+                    return ended({"outcome": "waited out", "waited_for": "commit"})
             else:  # its commit kept the workers
                 run = outcome["record"]
                 obsolete += outcome["obsolete"]
@@ -166,7 +168,7 @@ class StayingWorkers:
                 return ended({"outcome": outcome["outcome"]})  # the commit sent what follows, or the run ended
             following = shard_event(run["next_event"], shard)
             if self._time_left(context) < END_MARGIN_SECONDS + 3 * (ports.clock() - started):
-                return handed_over(following, "time")  # a peer's commit kept the workers: it had more time
+                return handed_over(following)  # a peer's commit kept the workers: it had more time
             try:
                 step_event = parse_event(following)
             except LnnInputError as error:  # never written so: the commit wrote the event
@@ -175,12 +177,6 @@ class StayingWorkers:
             outcome = self._proceed(step_event, run, claimant, context, fenced=fenced)
             if not outcome.pop(JOINED, False):
                 return ended(outcome)
-
-    def _out_of_wait(self, handed_over, ended, event: dict, context: Any, waited_for: str) -> dict[str, Any]:
-        """A wait's end without its answer: the invocation's time ran short (hand the shard over), or a peer died."""
-        if self._time_left(context) < self.wait_seconds:
-            return handed_over(event, "time")
-        return ended({"outcome": "waited out", "waited_for": waited_for})
 
     def _await_barrier(self, step_event: StepEvent, context: Any, members: Callable) -> Any:
         """The round's barrier item once `members(progress)` holds every worker, or None after the wait's limit."""
