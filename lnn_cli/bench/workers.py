@@ -299,7 +299,7 @@ def measured_run(
         result = run_local(
             session,
             outputs,
-            parameters | {"workers": K},
+            with_workers(parameters, K),
             data,
             log_stream=log,
             run_id=new_run_id(f"bench-workers-{K}"),
@@ -356,13 +356,20 @@ def median_run(runs: list[dict]) -> dict:
     }
 
 
+def with_workers(parameters: dict, workers: int) -> dict:
+    """The job's parameters at K = `workers`: a run of one worker has no rounds to reduce (no `reduce`)."""
+    if workers == 1:
+        return {name: value for name, value in parameters.items() if name != "reduce"} | {"workers": 1}
+    return parameters | {"workers": workers}
+
+
 def handler_overhead(session, outputs, parameters: dict, local: AwsAssumptions, log, state_bytes: int) -> float:
     """A delivery's own work besides its compute and its requests, in seconds: a K = 1 run of the job's network on
     `OVERHEAD_PROBE_EXAMPLES` examples, whose median epoch interval less its median epoch span (the compute) less
     the K = 1 requests' time on this machine (`aws_round` with no compute) is that work. Measured on another run
     than the ones the model then predicts."""
     data, _, _ = workers_data(OVERHEAD_PROBE_EXAMPLES, seed=1)
-    probe = {**parameters, "epochs": OVERHEAD_PROBE_EPOCHS, "workers": 1}
+    probe = with_workers(parameters, 1) | {"epochs": OVERHEAD_PROBE_EPOCHS}
     result = run_local(
         session,
         outputs,
