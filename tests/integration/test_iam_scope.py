@@ -229,7 +229,7 @@ def test_every_call_of_whole_runs_is_allowed_by_the_functions_roles(aws, templat
         ("s3:PutObjectTagging", rounds + "e0000001/b000001/shard-001-1.bin", None),
         ("s3:GetObject", rounds + "e0000001/b000001/shard-001-1.bin", None),
         ("s3:PutObjectTagging", rounds + "params-e0000001-b000001/params-000.npz", None),
-        ("s3:PutObjectTagging", rounds + "params-e0000001-b000001/optimizer-001.npz", None),
+        ("s3:PutObjectTagging", rounds + "params-e0000001-b000001/params-001.npz", None),  # gd: one object a slice
         ("s3:DeleteObject", rounds + "e0000001/b000001/shard-001-0.bin", None),
     } <= recorders["trainer"].calls
     assert {("dynamodb:UpdateItem", "", None), ("dynamodb:GetItem", "", None)} <= recorders["trainer"].calls
