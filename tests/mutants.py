@@ -416,7 +416,7 @@ MUTANTS = (
         STAYING,
         "                and run.get(STAYING_FIELD) == step_event.step + 1\n",
         "",
-        first=("test_a_commit_without_time_for_more_rounds",),
+        first=("test_a_commit_that_keeps_the_workers_leaves_no_send",),
     ),
     Mutant(
         "a staying worker's waits ending one worker short (its slice before every shard is in)",
@@ -453,7 +453,7 @@ MUTANTS = (
         ROUND_MEMBERS,
         "        if config.reduce == STAYING_WORKERS:",
         "        if False:",
-        first=("test_three_deliveries_make_every_round",),
+        first=("test_a_commit_that_keeps_the_workers_leaves_no_send",),
     ),
 )
 

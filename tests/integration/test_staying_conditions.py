@@ -154,6 +154,7 @@ def test_a_worker_whose_time_runs_short_hands_its_shard_over_and_the_run_goes_on
         time.sleep(0.01)
     first.trainer.hold.opened.set()
     assert second.finish() == "handed over"
+    assert rounds.queue.events, "worker 1 handed nothing over"
     handed = rounds.queue.events.popleft()
     assert (handed["state"], handed["shard"], handed["step"]) == ("shard", 1, 3)
     successor = Delivery(staying_trainer(rounds), handed, context("request-1b"))
@@ -180,3 +181,24 @@ def test_a_worker_makes_its_slice_only_once_every_shard_is_in(rounds):
     assert progress.shards_done == {0} and not progress.slices_done and record["status"] == "running"
     second.trainer.hold.opened.set()
     assert first.finish() in ("committed", "slice") and second.finish() in ("committed", "slice")
+
+
+def test_staying_workers_leave_the_objects_of_a_round_in_slices(rounds, aws):
+    """Mutant: a worker ends without its commits' cleanup. Every obsolete object is deleted (the committers'
+    cleanup, made while they next wait, or at their end): the run leaves what the same run's rounds in slices
+    leave (the kept state, the model, the data)."""
+    events = [rounds.queue.events.popleft() for _ in range(2)]
+    for worker in workers(rounds, events):
+        assert worker.finish() in ("committed", "slice")
+    rounds.drain(rounds.trainer())
+    X, y = blobs(40)
+    aws.upload_data("runs/r2/data.npz", X=X, y=y)
+    parameters = {**ROUNDS, "reduce": "slices"}
+    assert rounds.launcher().handle({"run_id": "r2", "parameters": parameters})["status"] == "running"
+    rounds.drain(rounds.trainer())
+
+    def left(run_id):
+        listed = aws.s3.list_objects_v2(Bucket=aws.bucket, Prefix=f"runs/{run_id}/")
+        return sorted(item["Key"].removeprefix(f"runs/{run_id}/") for item in listed.get("Contents", []))
+
+    assert rounds.record()["status"] == "succeeded" and left("r1") == left("r2")

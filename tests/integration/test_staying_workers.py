@@ -140,19 +140,3 @@ def test_staying_workers_with_gd_write_one_object_a_slice_and_train_the_referenc
     slices = [key for key in written if "/params-" in key and key.endswith(".npz") and "-0" in key.rsplit("/", 1)[1]]
     assert not [key for key in written if "/optimizer-" in key], "gd wrote an optimizer object"
     assert len(slices) == 2 * (1 + 6), slices  # the start's and six rounds' two slices
-
-
-def test_staying_workers_leave_the_objects_of_a_round_in_slices(stack, clean, log):
-    """Every obsolete object is deleted: the committers' cleanup, made while they next wait, or at their end,
-    leaves what the same run's rounds in slices leave (the kept state, the model, the data)."""
-    session, outputs = stack
-    run_local(session, outputs, THREE_WORKERS, dataset()[0], run_id="leftover-slices", log_stream=log)
-    s3 = session.client("s3")
-
-    def left(run_id):
-        pages = s3.get_paginator("list_objects_v2").paginate(Bucket=outputs.bucket, Prefix=f"runs/{run_id}/")
-        return sorted(
-            item["Key"].removeprefix(f"runs/{run_id}/") for page in pages for item in page.get("Contents", [])
-        )
-
-    assert left("staying") == left("leftover-slices")
