@@ -186,10 +186,26 @@ def test_a_worker_makes_its_slice_only_once_every_shard_is_in(rounds):
 def test_staying_workers_leave_the_objects_of_a_round_in_slices(rounds, aws):
     """Mutant: a worker ends without its commits' cleanup. Every obsolete object is deleted (the committers'
     cleanup, made while they next wait, or at their end): the run leaves what the same run's rounds in slices
-    leave (the kept state, the model, the data)."""
+    leave (the kept state, the model, the data). Worker 0 makes every commit, so it never waits for another's:
+    its cleanup is all made at its end."""
     events = [rounds.queue.events.popleft() for _ in range(2)]
-    for worker in workers(rounds, events):
-        assert worker.finish() in ("committed", "slice")
+    committer, other = staying_trainer(rounds), staying_trainer(rounds)
+    join = committer.ports.table.join_slices
+
+    def join_last(run_id, step, slice_):  # worker 0 joins each slice barrier after worker 1: it makes every commit
+        deadline = time.monotonic() + WAIT_SECONDS
+        while other.ports.table.round_progress(run_id, step).slices_done != {1} and time.monotonic() < deadline:
+            time.sleep(0.005)
+        return join(run_id, step, slice_)
+
+    committer.ports.table.join_slices = join_last
+    deliveries = [
+        Delivery(trainer, event, context(f"request-{n}"))
+        for n, (trainer, event) in enumerate(zip((committer, other), events))
+    ]
+    for delivery in deliveries:
+        delivery.start()
+    assert [delivery.finish() for delivery in deliveries] == ["committed", "slice"]
     rounds.drain(rounds.trainer())
     X, y = blobs(40)
     aws.upload_data("runs/r2/data.npz", X=X, y=y)
