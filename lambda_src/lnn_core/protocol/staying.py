@@ -18,10 +18,9 @@ Nothing here is a new effect but the hand-over: outputs are pure functions of th
 by the round, the barriers are set ADDs and the commit is conditional, so a copy of a worker (a twin, a retry)
 writes the same bytes and cannot commit twice. A worker that has too little time for another round once a commit
 kept the workers hands its shard over: it invokes the next round's shard event, whose delivery joins that round.
-A worker that waits
-`WAIT_SECONDS`, or until its invocation's end, ends (a peer died, or the round stalled): the dead worker's Lambda
-retry joins the round its peers wait in (`rejoined`), or the watchdog re-sends what the round misses
-(`sending.pending`), once the commits stop refreshing the run's heartbeat.
+A worker that waits `WAIT_SECONDS`, or until its invocation's end, ends (a peer died, or the round stalled): the
+dead worker's Lambda retry joins the round its peers wait in (`rejoined`), or the watchdog re-sends what the round
+misses (`sending.pending`), once the commits stop refreshing the run's heartbeat.
 """
 
 import dataclasses
@@ -33,6 +32,7 @@ from lnn_core.ml.config import TrainingConfig
 from lnn_core.ml.parameters import STAYING_WORKERS
 from lnn_core.protocol import ending
 from lnn_core.protocol.events import SHARD, SLICE, StepEvent, parse_event, shard_event
+from lnn_core.protocol.steps import remaining_seconds
 
 JOINED = "joined"  # an outcome's mark: a staying worker's shard joined its round's barrier, and the round goes on
 STAYING_FIELD = "staying_step"  # the run record's step the staying workers make next (set by a commit that kept them)
@@ -141,7 +141,7 @@ class StayingWorkers:
                     if not self._still_next(run_id, step_event.step):
                         return ended({"outcome": "duplicate"})
                     return ended(ending.fail_run(ports, run, str(failure), claimant=claimant, context=context))
-                keep = self._time_left(context) > END_MARGIN_SECONDS + 3 * (ports.clock() - started)
+                keep = remaining_seconds(context) > END_MARGIN_SECONDS + 3 * (ports.clock() - started)
                 outcome = self._join_slices(slice_event, config, run, result, claimant, context, keep_workers=keep)
                 rounds += 1
             else:
@@ -167,7 +167,7 @@ class StayingWorkers:
             ):
                 return ended({"outcome": outcome["outcome"]})  # the commit sent what follows, or the run ended
             following = shard_event(run["next_event"], shard)
-            if self._time_left(context) < END_MARGIN_SECONDS + 3 * (ports.clock() - started):
+            if remaining_seconds(context) < END_MARGIN_SECONDS + 3 * (ports.clock() - started):
                 return handed_over(following)  # a peer's commit kept the workers: it had more time
             try:
                 step_event = parse_event(following)
@@ -208,11 +208,4 @@ class StayingWorkers:
         )
 
     def _wait_limit(self, context: Any) -> float:
-        return min(self.wait_seconds, max(0.0, self._time_left(context) - 1.0))
-
-    @staticmethod
-    def _time_left(context: Any) -> float:
-        """Seconds left in the invocation (Lambda's context), or the trainer's longest timeout without one."""
-        if hasattr(context, "get_remaining_time_in_millis"):
-            return context.get_remaining_time_in_millis() / 1000
-        return 900.0
+        return min(self.wait_seconds, max(0.0, remaining_seconds(context) - 1.0))

@@ -4,12 +4,12 @@ the .npz files of the training state that earlier steps wrote.
 """
 
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 
 from lnn_core.aws.codec import npz_to_arrays
 from lnn_core.aws.ports import Ports
+from lnn_core.aws.round_barrier import RoundProgress
 from lnn_core.aws.usage import DEFAULT_MEMORY_MB, MIB
 from lnn_core.errors import LnnInputError, RunFailure
 from lnn_core.ml import batching, network
@@ -45,14 +45,14 @@ class StepInputs:
         self._data: dict[tuple[str, str, str], PreparedData] = {}  # keyed by (key, ETag, dtype)
         self._epoch_batches: tuple[tuple, list] | None = None
         # a round's barrier item as a staying worker last read it with every shard in (`remember_round`)
-        self._complete_round: tuple[str, int, Any] | None = None
+        self._complete_round: tuple[str, int, RoundProgress] | None = None
 
-    def remember_round(self, run_id: str, step: int, progress: Any) -> None:
+    def remember_round(self, run_id: str, step: int, progress: RoundProgress) -> None:
         """Round `step`'s barrier item read with every shard in: final (a barrier's sets only grow, and every write
         of a shard's loss writes the same value), so its commit needs no second read (`_round_progress`)."""
         self._complete_round = (run_id, step, progress)
 
-    def _round_progress(self, run_id: str, step: int) -> Any:
+    def _round_progress(self, run_id: str, step: int) -> RoundProgress:
         """Round `step`'s barrier item: the one remembered with every shard in, else read."""
         if self._complete_round is not None and self._complete_round[:2] == (run_id, step):
             return self._complete_round[2]
