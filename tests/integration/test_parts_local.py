@@ -6,9 +6,8 @@ import pytest
 from lnn_cli.cloud.chaos import ChaosPlan
 from lnn_cli.cloud.local import run_local
 from lnn_cli.datafiles import data_in_parts
-from lnn_core.ml import training
 from tests.integration.conftest import dataset, model_arrays
-from tests.support.runs import THREE_WORKERS
+from tests.support.runs import THREE_WORKERS, reference
 
 PARAMETERS = THREE_WORKERS
 
@@ -27,19 +26,7 @@ def test_the_clean_run_on_parts_equals_the_reference(clean):
     _, X, y = dataset()
     assert clean.status == "succeeded", clean.run.get("reason")
     assert clean.run["config"]["data"] == "runs/clean-parts/data/" and clean.run["part_examples"] == [14, 13, 13]
-    params, costs = training.train_reference(
-        X,
-        y,
-        neurons=[3, 1],
-        activations=["tanh", "sigmoid"],
-        learning_rate=0.05,
-        epochs=2,
-        seed=4,
-        batch_size=16,
-        optimizer="adam",
-        workers=3,
-        parts=[14, 13, 13],
-    )
+    params, costs = reference(PARAMETERS, X, y, parts=[14, 13, 13])
     model = model_arrays(clean.model)
     assert all(model[name].tobytes() == params[name].tobytes() for name in params)
     assert clean.costs == costs

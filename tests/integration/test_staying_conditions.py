@@ -11,7 +11,7 @@ from lnn_core.protocol import sending, staying
 from tests.conftest import blobs
 from tests.integration.test_lost_answers import World
 from tests.support.deliveries import WAIT_SECONDS, Delivery, context
-from tests.support.runs import THREE_WORKERS
+from tests.support.runs import THREE_WORKERS, reference
 
 ROUNDS = {**THREE_WORKERS, "reduce": "workers", "workers": 2}  # 40 examples of 16: 3 rounds an epoch, 2 epochs
 
@@ -78,21 +78,7 @@ def paced(clock):
 
 
 def reference_costs():
-    from lnn_core.ml import training
-
-    X, y = blobs(40)
-    return training.train_reference(
-        X,
-        y,
-        neurons=[3, 1],
-        activations=["tanh", "sigmoid"],
-        learning_rate=0.05,
-        epochs=2,
-        seed=4,
-        batch_size=16,
-        optimizer="adam",
-        workers=2,
-    )[1]
+    return reference(ROUNDS, *blobs(40))[1]
 
 
 def test_a_commit_that_keeps_the_workers_leaves_no_send_for_a_late_copy_to_claim(rounds):

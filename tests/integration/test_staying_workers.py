@@ -9,7 +9,7 @@ from lnn_cli.cloud.local import run_local
 from lnn_core.protocol import staying
 from tests.integration.conftest import dataset, model_arrays
 from tests.integration.test_workers_chaos import assert_like_clean, plan
-from tests.support.runs import THREE_WORKERS
+from tests.support.runs import THREE_WORKERS, reference
 
 STAYING = {**THREE_WORKERS, "reduce": "workers"}
 CONTAINERS = 5  # the three workers at once, and room for a twin or a retry beside them
@@ -35,23 +35,10 @@ def clean(stack, tmp_path_factory):
 
 
 def test_staying_workers_train_the_reference_bit_for_bit(clean):
-    from lnn_core.ml import training
-
     result, _ = clean
     assert result.status == "succeeded", result.run.get("reason")
     _, X, y = dataset()
-    params, costs = training.train_reference(
-        X,
-        y,
-        neurons=[3, 1],
-        activations=["tanh", "sigmoid"],
-        learning_rate=0.05,
-        epochs=2,
-        seed=4,
-        batch_size=16,
-        optimizer="adam",
-        workers=3,
-    )
+    params, costs = reference(STAYING, X, y)
     model = model_arrays(result.model)
     assert all(model[name].tobytes() == params[name].tobytes() for name in params) and result.costs == costs
 
@@ -112,7 +99,6 @@ def test_a_commit_without_time_for_more_rounds_sends_the_next_workers_and_its_ow
 def test_staying_workers_with_gd_write_one_object_a_slice_and_train_the_reference(stack, log, monkeypatch):
     """With gd a slice's rows and its update count go in one object: a PUT a slice fewer each round."""
     from lnn_core.aws.ports import S3ObjectStore
-    from lnn_core.ml import training
 
     written, put = [], S3ObjectStore.put_bytes
     monkeypatch.setattr(
@@ -123,18 +109,7 @@ def test_staying_workers_with_gd_write_one_object_a_slice_and_train_the_referenc
     result = run_local(session, outputs, gd, dataset()[0], run_id="staying-gd", log_stream=log, concurrency=CONTAINERS)
     assert result.status == "succeeded", result.run.get("reason")
     _, X, y = dataset()
-    params, costs = training.train_reference(
-        X,
-        y,
-        neurons=[3, 1],
-        activations=["tanh", "sigmoid"],
-        learning_rate=0.5,
-        epochs=2,
-        seed=4,
-        batch_size=16,
-        optimizer="gd",
-        workers=2,
-    )
+    params, costs = reference(gd, X, y)
     model = model_arrays(result.model)
     assert all(model[name].tobytes() == params[name].tobytes() for name in params) and result.costs == costs
     slices = [key for key in written if "/params-" in key and key.endswith(".npz") and "-0" in key.rsplit("/", 1)[1]]

@@ -13,7 +13,7 @@ import pytest
 from lnn_cli.cloud.chaos import ChaosPlan
 from lnn_cli.cloud.local import run_local
 from tests.integration.conftest import dataset, lnn_statuses, model_arrays
-from tests.support.runs import THREE_WORKERS
+from tests.support.runs import THREE_WORKERS, reference
 
 PARAMETERS = THREE_WORKERS
 SERIAL, CONCURRENT = 200, 20
@@ -79,21 +79,8 @@ def assert_like_clean(result, clean):
 
 
 def test_the_clean_run_equals_the_reference_with_three_workers(clean):
-    from lnn_core.ml import training
-
     _, X, y = dataset()
-    params, costs = training.train_reference(
-        X,
-        y,
-        neurons=[3, 1],
-        activations=["tanh", "sigmoid"],
-        learning_rate=0.05,
-        epochs=2,
-        seed=4,
-        batch_size=16,
-        optimizer="adam",
-        workers=3,
-    )
+    params, costs = reference(PARAMETERS, X, y)
     model = model_arrays(clean.model)
     assert all(model[name].tobytes() == params[name].tobytes() for name in params) and clean.costs == costs
 

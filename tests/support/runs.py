@@ -14,3 +14,12 @@ THREE_WORKERS = {
     "granularity": "epoch",
     "reduce": "slices",  # the round in slices: the chaos schedules cover its sites
 }
+
+
+def reference(parameters: dict, X, y, **more):
+    """`training.train_reference` of a run of `parameters` (without those that choose only how a run is made,
+    `granularity` and `reduce`) on X, y: (params, costs)."""
+    from lnn_core.ml import training
+
+    taken = {name: value for name, value in parameters.items() if name not in ("granularity", "reduce")}
+    return training.train_reference(X, y, **taken, **more)
